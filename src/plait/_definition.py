@@ -1,0 +1,476 @@
+"""Workflows and steps as the user defines them: validation, parameter binding, fingerprint. Pure."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import math
+import re
+import typing
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, TypeVar, overload
+
+import orjson
+from pydantic import TypeAdapter, ValidationError
+
+from . import _codec
+from ._context import StepContext
+from ._errors import DefinitionError, InputError
+from ._records import EdgeKind, StepPlan, WorkflowPlan
+from ._retry import NO_RETRY, Retry
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,127}$")
+WORKFLOW_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
+_EMPTY = inspect.Parameter.empty
+
+
+def check_name(kind: str, name: object, pattern: re.Pattern[str] = NAME_RE) -> str:
+    if not isinstance(name, str) or not pattern.match(name):
+        raise DefinitionError(
+            f"invalid {kind} name {name!r}: use 1-128 letters, digits, '_', '-' or '.', "
+            "starting with a letter or '_'"
+        )
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class InputField:
+    name: str
+    required: bool
+    default: Any
+    adapter: TypeAdapter[Any] | None
+
+
+@dataclass
+class StepDef:
+    """One step of a workflow: its handler, how its parameters bind, and its options."""
+
+    name: str
+    fn: Callable[..., Any]
+    deps: tuple[str, ...] = ()  # explicit data dependencies (add_step)
+    after: tuple[str, ...] = ()
+    after_any: tuple[str, ...] = ()
+    defaults: dict[str, Any] = field(default_factory=dict)
+    optional: bool = False
+    retry: Retry | None = None
+    timeout: float | None = None
+    priority: int = 0
+    # filled in by Workflow._bind once every step is known
+    data_deps: tuple[str, ...] = ()
+    inputs: tuple[InputField, ...] = ()
+    ctx_param: str | None = None
+    dep_params: dict[str, TypeAdapter[Any] | None] = field(default_factory=dict)
+    accepts_kwargs: bool = False
+
+    @cached_property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.fn)
+
+    def dependencies(self) -> dict[str, EdgeKind]:
+        edges: dict[str, EdgeKind] = {}
+        for name in self.after_any:
+            edges[name] = EdgeKind.AFTER_ANY
+        for name in self.after:
+            edges[name] = EdgeKind.AFTER
+        for name in self.data_deps:
+            edges[name] = EdgeKind.DATA
+        return edges
+
+    def build_kwargs(
+        self, ctx: StepContext, run_input: Mapping[str, Any], outputs: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Arguments for one call. `outputs` holds each data dependency's output or default.
+
+        Raises pydantic's ValidationError when a value does not fit its annotation.
+        """
+        kwargs: dict[str, Any] = {}
+        if self.ctx_param:
+            kwargs[self.ctx_param] = ctx
+        for dep in self.data_deps:
+            value = outputs.get(dep)
+            if dep in self.dep_params:
+                adapter = self.dep_params[dep]
+                kwargs[dep] = adapter.validate_python(value) if adapter and value is not None else value
+            elif self.accepts_kwargs:
+                kwargs[dep] = value
+        for spec in self.inputs:
+            if spec.name in run_input:
+                value = run_input[spec.name]
+                kwargs[spec.name] = spec.adapter.validate_python(value) if spec.adapter else value
+            elif not spec.required:
+                kwargs[spec.name] = spec.default
+            # a missing required field was refused at start; a call without it raises TypeError
+        return kwargs
+
+
+class Workflow:
+    """A named, versioned DAG of steps.
+
+    >>> wf = Workflow("orders", version="1", retry=Retry(attempts=3))
+    >>> @wf.step()
+    ... def fetch(order_id: int) -> dict: ...
+    """
+
+    def __init__(
+        self, name: str, version: str = "1", *, retry: Retry | None = None, timeout: float | None = None
+    ) -> None:
+        self.name = check_name("workflow", name, WORKFLOW_NAME_RE)
+        if not isinstance(version, str) or not version or len(version) > 64:
+            raise DefinitionError(f"workflow {name!r}: version must be a non-empty string, got {version!r}")
+        if retry is not None and not isinstance(retry, Retry):
+            raise DefinitionError(f"workflow {name!r}: retry must be a plait.Retry, got {retry!r}")
+        self.version = version
+        self.retry = retry or NO_RETRY
+        self.timeout = _check_timeout(f"workflow {name!r}", timeout)
+        self._steps: dict[str, StepDef] = {}
+        self._plan: WorkflowPlan | None = None
+
+    # -- defining -----------------------------------------------------------------------------
+
+    @overload
+    def step(self, fn: F, /) -> F: ...
+    @overload
+    def step(
+        self,
+        *,
+        name: str | None = None,
+        after: Iterable[str] = (),
+        after_any: Iterable[str] = (),
+        defaults: Mapping[str, Any] | None = None,
+        optional: bool = False,
+        retry: Retry | None = None,
+        timeout: float | None = None,
+        priority: int = 0,
+    ) -> Callable[[F], F]: ...
+
+    def step(self, fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+        """Decorate a function as a step; usable as `@wf.step` or `@wf.step(**options)`."""
+        if fn is not None:
+            self._add(options.pop("name", None) or getattr(fn, "__name__", ""), fn, (), options)
+            return fn
+
+        def decorate(f: F) -> F:
+            self._add(options.get("name") or getattr(f, "__name__", ""), f, (), _without(options, "name"))
+            return f
+
+        return decorate
+
+    def add_step(self, name: str, fn: Callable[..., Any], deps: Iterable[str] = (), **options: Any) -> StepDef:
+        """Add a step programmatically (for generated graphs). `deps` are data dependencies:
+        each output is passed to the parameter of that name, or in `**kwargs`; a dependency with
+        neither still orders and cascades like `after`."""
+        if isinstance(deps, str):
+            deps = (deps,)
+        return self._add(name, fn, tuple(deps), options)
+
+    def _add(self, name: str, fn: Callable[..., Any], deps: tuple[str, ...], options: dict[str, Any]) -> StepDef:
+        check_name("step", name)
+        where = f"workflow {self.name!r}, step {name!r}"
+        if not callable(fn):
+            raise DefinitionError(f"{where}: handler must be callable, got {fn!r}")
+        if name in self._steps:
+            raise DefinitionError(f"{where}: duplicate step name (each step name must be unique)")
+        unknown = set(options) - _OPTIONS
+        if unknown:
+            raise DefinitionError(f"{where}: unknown option(s) {sorted(unknown)}; known: {sorted(_OPTIONS)}")
+        retry = options.get("retry")
+        if retry is not None and not isinstance(retry, Retry):
+            raise DefinitionError(f"{where}: retry must be a plait.Retry, got {retry!r}")
+        priority = options.get("priority", 0)
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise DefinitionError(f"{where}: priority must be an integer, got {priority!r}")
+        defaults = dict(options.get("defaults") or {})
+        for dep, value in defaults.items():
+            try:
+                _codec.dumps(value)
+            except _codec.EncodeError as exc:
+                raise DefinitionError(f"{where}: default for {dep!r} is not JSON: {exc}") from None
+        step = StepDef(
+            name=name,
+            fn=fn,
+            deps=tuple(_names(where, "deps", deps)),
+            after=tuple(_names(where, "after", options.get("after", ()))),
+            after_any=tuple(_names(where, "after_any", options.get("after_any", ()))),
+            defaults=defaults,
+            optional=bool(options.get("optional", False)),
+            retry=retry,
+            timeout=_check_timeout(where, options.get("timeout")),
+            priority=priority,
+        )
+        _inspect_signature(where, step)
+        self._steps[name] = step
+        self._plan = None
+        return step
+
+    # -- reading --------------------------------------------------------------------------------
+
+    @property
+    def steps(self) -> tuple[StepDef, ...]:
+        self.plan()
+        return tuple(self._steps.values())
+
+    def __getitem__(self, name: str) -> StepDef:
+        return self._steps[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._steps
+
+    @property
+    def fingerprint(self) -> str:
+        return self.plan().fingerprint
+
+    def retry_for(self, step: StepDef) -> Retry:
+        return step.retry or self.retry
+
+    def timeout_for(self, step: StepDef) -> float | None:
+        return step.timeout if step.timeout is not None else self.timeout
+
+    def plan(self) -> WorkflowPlan:
+        """Bind parameters, check the graph, and compute the fingerprint (cached until changed)."""
+        if self._plan is None:
+            if not self._steps:
+                raise DefinitionError(f"workflow {self.name!r} has no steps")
+            for step in self._steps.values():
+                self._bind(step)
+            _check_acyclic(self.name, self._steps)
+            self._plan = WorkflowPlan(
+                name=self.name,
+                version=self.version,
+                fingerprint=self._fingerprint(),
+                steps=tuple(
+                    StepPlan(
+                        name=s.name,
+                        dependencies=tuple(s.dependencies().items()),
+                        defaults=tuple(sorted(s.defaults)),
+                        optional=s.optional,
+                        priority=s.priority,
+                        inputs=tuple((f.name, f.required) for f in s.inputs),
+                    )
+                    for s in self._steps.values()
+                ),
+            )
+        return self._plan
+
+    def validate_input(self, value: Any) -> dict[str, Any]:
+        """Check a run input against every step's input fields; return it as a JSON object."""
+        self.plan()
+        if value is None:
+            value = {}
+        elif not isinstance(value, dict):
+            try:
+                value = orjson.loads(_codec.dumps(value))
+            except _codec.EncodeError as exc:
+                raise InputError(f"run input of {self.name!r} is not JSON: {exc}") from None
+        if not isinstance(value, dict):
+            raise InputError(
+                f"run input of {self.name!r} must be a JSON object, got {type(value).__name__}"
+            )
+        for step in self._steps.values():
+            for spec in step.inputs:
+                if spec.name not in value:
+                    if spec.required:
+                        raise InputError(
+                            f"run input of {self.name!r} misses field {spec.name!r}, "
+                            f"required by step {step.name!r}"
+                        )
+                    continue
+                if spec.adapter is not None:
+                    try:
+                        spec.adapter.validate_python(value[spec.name])
+                    except ValidationError as exc:
+                        raise InputError(
+                            f"run input field {spec.name!r} (step {step.name!r}) is invalid: "
+                            f"{_short(exc)}"
+                        ) from None
+        return value
+
+    def __repr__(self) -> str:
+        return f"Workflow({self.name!r}, version={self.version!r}, steps={list(self._steps)})"
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _bind(self, step: StepDef) -> None:
+        where = f"workflow {self.name!r}, step {step.name!r}"
+        sig = inspect.signature(step.fn)
+        hints = _type_hints(step.fn)
+        data: list[str] = list(step.deps)
+        inputs: list[InputField] = []
+        dep_params: dict[str, TypeAdapter[Any] | None] = {}
+        ctx_param = None
+        for p in sig.parameters.values():
+            if p.kind is p.VAR_KEYWORD:
+                continue
+            hint = hints.get(p.name, _EMPTY)
+            if hint is StepContext or (p.name == "ctx" and hint is _EMPTY):
+                ctx_param = p.name
+            elif p.name in self._steps:
+                if p.name == step.name:
+                    raise DefinitionError(f"{where}: cycle: {step.name} -> {step.name}")
+                if p.name not in data:
+                    data.append(p.name)
+                dep_params[p.name] = _adapter(hint)
+            else:
+                default = p.default
+                inputs.append(InputField(p.name, default is _EMPTY, default, _adapter(hint)))
+        for dep in data:
+            if dep not in self._steps:
+                raise DefinitionError(f"{where}: deps names unknown step {dep!r}")
+        for option, names in (("after", step.after), ("after_any", step.after_any)):
+            for dep in names:
+                if dep not in self._steps:
+                    raise DefinitionError(f"{where}: {option} names unknown step {dep!r}")
+        for dep in step.after_any:
+            if dep in data:
+                raise DefinitionError(
+                    f"{where}: {dep!r} is both a data dependency and after_any; "
+                    "use defaults= to run despite its failure"
+                )
+        if step.name in step.after or step.name in step.after_any:
+            raise DefinitionError(f"{where}: cycle: {step.name} -> {step.name}")
+        for dep in step.defaults:
+            if dep not in data and dep not in step.after:
+                raise DefinitionError(
+                    f"{where}: defaults names {dep!r}, which is not a data or after dependency"
+                )
+        step.data_deps = tuple(data)
+        step.inputs = tuple(inputs)
+        step.ctx_param = ctx_param
+        step.dep_params = dep_params
+        step.accepts_kwargs = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+
+    def _fingerprint(self) -> str:
+        canonical = {
+            "name": self.name,
+            "version": self.version,
+            "retry": self.retry.as_dict(),
+            "timeout": self.timeout,
+            "steps": [
+                {
+                    "name": s.name,
+                    "deps": sorted(s.dependencies().items()),
+                    "defaults": {k: _codec.loads(_codec.dumps(v)) for k, v in sorted(s.defaults.items())},
+                    "optional": s.optional,
+                    "retry": s.retry.as_dict() if s.retry else None,
+                    "timeout": s.timeout,
+                    "priority": s.priority,
+                    "inputs": [(f.name, f.required) for f in s.inputs],
+                    "code": _code_digest(s.fn),
+                }
+                for s in self._steps.values()
+            ],
+        }
+        blob = orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+_OPTIONS = frozenset(
+    {"after", "after_any", "defaults", "optional", "retry", "timeout", "priority"}
+)
+
+
+def _without(options: dict[str, Any], key: str) -> dict[str, Any]:
+    return {k: v for k, v in options.items() if k != key}
+
+
+def _names(where: str, option: str, names: Iterable[str]) -> list[str]:
+    if isinstance(names, str):
+        names = (names,)
+    out: list[str] = []
+    for n in names:
+        if not isinstance(n, str):
+            raise DefinitionError(f"{where}: {option} must list step names (str), got {n!r}")
+        if n not in out:
+            out.append(n)
+    return out
+
+
+def _check_timeout(where: str, timeout: Any) -> float | None:
+    if timeout is None:
+        return None
+    if hasattr(timeout, "total_seconds"):
+        timeout = timeout.total_seconds()
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not math.isfinite(timeout) or timeout <= 0:
+        raise DefinitionError(f"{where}: timeout must be a positive number of seconds, got {timeout!r}")
+    return float(timeout)
+
+
+def _inspect_signature(where: str, step: StepDef) -> None:
+    try:
+        sig = inspect.signature(step.fn)
+    except (TypeError, ValueError) as exc:
+        raise DefinitionError(f"{where}: cannot read the handler's signature: {exc}") from None
+    for p in sig.parameters.values():
+        if p.kind is p.VAR_POSITIONAL:
+            raise DefinitionError(f"{where}: parameter *{p.name} is not supported; name each parameter")
+        if p.kind is p.POSITIONAL_ONLY:
+            raise DefinitionError(
+                f"{where}: parameter {p.name!r} is positional-only; steps are called by keyword"
+            )
+
+
+def _type_hints(fn: Callable[..., Any]) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(fn)
+    except Exception:  # unresolvable forward references: treat the parameters as untyped
+        return {}
+
+
+def _adapter(hint: Any) -> TypeAdapter[Any] | None:
+    if hint is _EMPTY or hint is Any or hint is object:
+        return None
+    try:
+        return TypeAdapter(hint)
+    except Exception:  # a type pydantic cannot validate: pass the JSON value through unchanged
+        return None
+
+
+def _short(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:3]:
+        loc = ".".join(str(x) for x in err.get("loc", ()))
+        parts.append(f"{loc + ': ' if loc else ''}{err.get('msg')}")
+    return "; ".join(parts)
+
+
+def _code_digest(fn: Callable[..., Any]) -> str:
+    try:
+        source = inspect.getsource(fn)
+    except (OSError, TypeError):
+        code = getattr(fn, "__code__", None)
+        source = repr(code.co_code) if code is not None else getattr(fn, "__qualname__", repr(fn))
+    return hashlib.sha256(source.encode()).hexdigest()[:16]
+
+
+def _check_acyclic(workflow: str, steps: Mapping[str, StepDef]) -> None:
+    """Kahn's algorithm; on a cycle, report one cycle path."""
+    deps = {name: set(s.dependencies()) for name, s in steps.items()}
+    remaining = {name: len(d) for name, d in deps.items()}
+    dependents: dict[str, list[str]] = {name: [] for name in steps}
+    for name, ds in deps.items():
+        for d in ds:
+            dependents[d].append(name)
+    queue = [n for n, c in remaining.items() if c == 0]
+    seen = 0
+    while queue:
+        n = queue.pop()
+        seen += 1
+        for m in dependents[n]:
+            remaining[m] -= 1
+            if remaining[m] == 0:
+                queue.append(m)
+    if seen == len(steps):
+        return
+    # walk backwards along unresolved dependencies until a name repeats
+    node = next(n for n, c in remaining.items() if c > 0)
+    path = [node]
+    while True:
+        node = next(d for d in sorted(deps[node]) if remaining[d] > 0)
+        if node in path:
+            cycle = [*path[path.index(node):], node]
+            cycle.reverse()
+            raise DefinitionError(f"workflow {workflow!r}, step {node!r}: cycle: {' -> '.join(cycle)}")
+        path.append(node)

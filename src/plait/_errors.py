@@ -1,0 +1,103 @@
+"""One exception tree for everything plait raises.
+
+    PlaitError
+    ├── DefinitionError        a workflow definition is wrong (cycle, unknown step, duplicate…)
+    ├── InputError             a run's input is not what its steps need
+    ├── WorkflowNotFound       start() named a workflow nobody registered
+    ├── RunNotFound            an operation named a run id that does not exist
+    ├── RunConflict            a run id is already used by a different workflow
+    ├── RunFailed              result(): the run ended failed (`.failures`: step → StepError)
+    ├── RunCancelled           result(): the run was cancelled
+    ├── StoreError             the store cannot be opened or used
+    │   └── SchemaVersionError the database belongs to a newer plait, or is not plait's
+    └── StepError-raising helpers for handlers (not PlaitError subclasses of each other):
+        Retryable / Permanent  raised inside a step to choose retry behaviour and an error code
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class PlaitError(Exception):
+    """Base class of every error plait raises."""
+
+
+class DefinitionError(PlaitError):
+    """A workflow definition is invalid. The message names the step and the problem; fix the code."""
+
+
+class InputError(PlaitError):
+    """A run's input is not a JSON object, misses a field a step needs, or fails a field's type.
+
+    Nothing was written; correct the input and start again.
+    """
+
+
+class WorkflowNotFound(PlaitError):
+    """No workflow of that name is registered with this engine or in the store."""
+
+
+class RunNotFound(PlaitError):
+    """No run has that id in this store."""
+
+
+class RunConflict(PlaitError):
+    """The run id is already used by a run of another workflow; choose another id."""
+
+
+class StoreError(PlaitError):
+    """The store could not be opened or used (path not writable, server down, …)."""
+
+
+class SchemaVersionError(StoreError):
+    """The database is not a plait database, or was written by a newer plait. It was left untouched."""
+
+
+@dataclass(frozen=True, slots=True)
+class StepError:
+    """How a step failed: a short code (the exception class name unless given) and a message."""
+
+    code: str
+    message: str
+
+
+class RunFailed(PlaitError):
+    """The run ended `failed`. `.failures` maps each failed step to its StepError."""
+
+    def __init__(self, run_id: str, failures: dict[str, StepError]) -> None:
+        self.run_id = run_id
+        self.failures = failures
+        detail = "; ".join(f"{name}: [{e.code}] {e.message}" for name, e in failures.items())
+        super().__init__(f"run {run_id!r} failed: {detail or 'no step failure recorded'}")
+
+
+class RunCancelled(PlaitError):
+    """The run was cancelled before it finished."""
+
+    def __init__(self, run_id: str, reason: str | None = None) -> None:
+        self.run_id = run_id
+        self.reason = reason
+        super().__init__(f"run {run_id!r} was cancelled" + (f": {reason}" if reason else ""))
+
+
+class StepFailure(Exception):
+    """Base of the exceptions a handler raises to control how its failure is recorded."""
+
+    retryable: bool | None = None
+
+    def __init__(self, message: str = "", *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code or type(self).__name__
+
+
+class Retryable(StepFailure):
+    """Raise in a step to fail this attempt and retry while the retry policy has attempts left."""
+
+    retryable = True
+
+
+class Permanent(StepFailure):
+    """Raise in a step to fail it now, without retrying, whatever attempts remain."""
+
+    retryable = False

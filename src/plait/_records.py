@@ -1,0 +1,196 @@
+"""The records the state machine reads and writes, shared by every store.
+
+Timestamps are float seconds since the epoch; payloads (inputs, outputs) are JSON bytes and are
+decoded only at the API boundary, so the hot path never parses what it merely moves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class StepStatus(StrEnum):
+    PENDING = "pending"
+    READY = "ready"
+    RUNNING = "running"
+    WAITING = "waiting"
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in _TERMINAL_STEP
+
+
+_TERMINAL_STEP = frozenset({StepStatus.DONE, StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.CANCELLED})
+
+
+class RunStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    PAUSING = "pausing"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in _TERMINAL_RUN
+
+
+_TERMINAL_RUN = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED})
+
+
+class EdgeKind(StrEnum):
+    DATA = "data"  # the dependent receives the output
+    AFTER = "after"  # ordering only; a failure still cascades
+    AFTER_ANY = "after_any"  # waits for the end, whatever it is; never cascades
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    """An edge seen from the upstream step: who depends on me, and how."""
+
+    target: str
+    kind: EdgeKind
+    absorbs: bool = False  # the target has a `defaults` entry for this dependency
+
+
+@dataclass(slots=True)
+class StepRow:
+    run_id: str
+    name: str
+    idx: int
+    status: StepStatus
+    unmet: int
+    dependents: tuple[Edge, ...] = ()
+    optional: bool = False
+    priority: int = 0
+    attempt: int = 0  # attempts started so far (a lease recovery gives its attempt back)
+    recoveries: int = 0
+    skip_reason: str | None = None  # set while pending once a dependency's failure dooms the step
+    output: bytes | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    available_at: float | None = None
+    lease_token: str | None = None
+    lease_expires_at: float | None = None
+    worker_id: str | None = None
+    ready_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+
+
+@dataclass(slots=True)
+class RunRow:
+    id: str
+    workflow: str
+    version: str
+    fingerprint: str
+    status: RunStatus
+    input: bytes
+    sinks: tuple[str, ...]
+    unfinished: int  # steps not yet terminal: the run ends when this reaches 0
+    failures: int = 0  # non-optional steps that failed or were skipped for a failure
+    next_seq: int = 1
+    output: bytes | None = None
+    error: str | None = None  # summary of the first failure
+    created_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An entry of a run's event log; `seq` is 1, 2, 3 … per run, assigned in the writing transaction."""
+
+    run_id: str
+    seq: int
+    type: str
+    step: str | None
+    payload: dict[str, object]
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class StepPlan:
+    """What a run needs to know about one step of its workflow (no code)."""
+
+    name: str
+    dependencies: tuple[tuple[str, EdgeKind], ...]
+    defaults: tuple[str, ...] = ()  # dependencies whose failure is absorbed by a default
+    optional: bool = False
+    priority: int = 0
+    inputs: tuple[tuple[str, bool], ...] = ()  # (run-input field, required)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowPlan:
+    """A workflow version as the store keeps it: enough to create runs without the code."""
+
+    name: str
+    version: str
+    fingerprint: str
+    steps: tuple[StepPlan, ...]
+    created_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A step a worker now holds under a lease."""
+
+    run_id: str
+    step: str
+    fingerprint: str
+    attempt: int
+    token: str
+    lease_expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a worker reports for a claimed step. `retry_at` set on a failure means: try again then."""
+
+    run_id: str
+    step: str
+    token: str
+    output: bytes | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    traceback: str | None = None
+    retry_at: float | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.error_code is None
+
+
+@dataclass(slots=True)
+class CommitResult:
+    """What a store transaction changed that others may wait on."""
+
+    accepted: list[bool] = field(default_factory=list)
+    ended_runs: list[str] = field(default_factory=list)
+    readied: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class StepInputs:
+    """What a claimed step's handler needs: the run input and its dependencies' ends."""
+
+    run_input: bytes
+    # dependency → (status, output JSON or None)
+    dependencies: dict[str, tuple[StepStatus, bytes | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """A lease a worker holds: enough to heartbeat or release it."""
+
+    run_id: str
+    step: str
+    token: str

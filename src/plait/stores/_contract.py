@@ -1,0 +1,92 @@
+"""The Store protocol: what the engine asks of durable state, in engine operations, not queries.
+
+Every store (memory, SQLite, PostgreSQL, NATS) implements it and passes one contract suite
+(tests/contract). A store is thin: the decisions are made by `plait._transitions`, the store
+loads the rows a transition asks for and commits what it changed, atomically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from typing import Protocol
+
+from .._records import (
+    Claim,
+    CommitResult,
+    Held,
+    NewEvent,
+    Outcome,
+    RunRow,
+    RunStatus,
+    StepInputs,
+    StepRow,
+    WorkflowPlan,
+)
+
+
+class Store(Protocol):
+    url: str
+    # Names of optional features this store supports; the contract suite checks each one it claims.
+    capabilities: frozenset[str]
+
+    async def open(self) -> None:
+        """Connect, create or check the schema. Raises StoreError / SchemaVersionError."""
+
+    async def close(self) -> None: ...
+
+    # -- definitions
+    async def save_workflow(self, plan: WorkflowPlan) -> None:
+        """Remember a workflow version (idempotent by fingerprint)."""
+
+    async def get_workflow(self, name: str, fingerprint: str | None = None) -> WorkflowPlan | None:
+        """That version, or the most recently registered version of `name`."""
+
+    async def list_workflows(self) -> list[WorkflowPlan]: ...
+
+    # -- runs
+    async def create_run(
+        self, run: RunRow, steps: Sequence[StepRow], events: Sequence[NewEvent]
+    ) -> tuple[RunRow, bool]:
+        """Insert a new run atomically; if the id exists, return the existing run and False."""
+
+    async def get_run(self, run_id: str) -> RunRow | None: ...
+
+    async def list_runs(
+        self,
+        *,
+        workflow: str | None,
+        status: RunStatus | None,
+        limit: int,
+        before: tuple[float, str] | None,
+    ) -> list[RunRow]:
+        """Newest first (created_at, id descending), strictly before the `before` position."""
+
+    async def get_steps(self, run_id: str) -> list[StepRow]:
+        """Every step of the run in definition order."""
+
+    async def get_events(self, run_id: str, after_seq: int, limit: int | None) -> list[NewEvent]: ...
+
+    # -- workers
+    async def claim(
+        self, *, worker_id: str, fingerprints: Collection[str], limit: int, lease: float, now: float
+    ) -> list[Claim]:
+        """Take up to `limit` ready steps (highest priority, then oldest) of runs of these
+        fingerprints that may progress, each under a new lease. No step is given to two claims."""
+
+    async def step_inputs(self, wanted: Mapping[str, Collection[str]]) -> dict[str, StepInputs]:
+        """For each run id: its input and the status/output of the named steps."""
+
+    async def complete(self, outcomes: Sequence[Outcome], now: float) -> CommitResult:
+        """Record outcomes in one transaction (group commit), each fenced by its lease token."""
+
+    async def heartbeat(self, held: Sequence[Held], lease: float, now: float) -> list[Held]:
+        """Extend these leases; return the ones that are no longer held (fenced off)."""
+
+    async def release(self, held: Sequence[Held], now: float) -> CommitResult:
+        """Give steps back (graceful stop): ready at once, attempt not counted."""
+
+    async def recover_expired(self, now: float, max_recoveries: int, limit: int) -> CommitResult:
+        """Make steps with expired leases claimable again (or fail them past max_recoveries)."""
+
+    async def next_ready_at(self, fingerprints: Collection[str]) -> float | None:
+        """When the earliest ready step of these fingerprints becomes claimable (None if none)."""

@@ -1,0 +1,234 @@
+"""An in-memory store: for tests and experiments. Same rules as the durable stores, no durability.
+
+Each transaction works on copies of the rows it loads and writes them back only when it ends
+without error, so a failing transition leaves nothing half-applied, as in a database.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Collection, Mapping, Sequence
+
+from .._records import (
+    Claim,
+    CommitResult,
+    Held,
+    NewEvent,
+    Outcome,
+    RunRow,
+    RunStatus,
+    StepInputs,
+    StepRow,
+    StepStatus,
+    WorkflowPlan,
+)
+from .._transitions import Need, Transition, Txn, claim, complete, drive, recover, release
+
+_ACTIVE = (RunStatus.PENDING, RunStatus.RUNNING)
+
+
+class MemoryStore:
+    capabilities: frozenset[str] = frozenset()
+
+    def __init__(self, url: str = "memory://") -> None:
+        self.url = url
+        self._lock = threading.Lock()
+        self._workflows: dict[str, WorkflowPlan] = {}
+        self._runs: dict[str, RunRow] = {}
+        self._steps: dict[str, dict[str, StepRow]] = {}
+        self._events: dict[str, list[NewEvent]] = {}
+        self._ready: dict[tuple[str, str], None] = {}  # index of ready steps, in insertion order
+        self._running: dict[tuple[str, str], None] = {}
+
+    async def open(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    # -- definitions
+
+    async def save_workflow(self, plan: WorkflowPlan) -> None:
+        with self._lock:
+            self._workflows.setdefault(plan.fingerprint, plan)
+
+    async def get_workflow(self, name: str, fingerprint: str | None = None) -> WorkflowPlan | None:
+        with self._lock:
+            if fingerprint is not None:
+                plan = self._workflows.get(fingerprint)
+                return plan if plan is not None and plan.name == name else None
+            versions = [p for p in self._workflows.values() if p.name == name]
+            return versions[-1] if versions else None
+
+    async def list_workflows(self) -> list[WorkflowPlan]:
+        with self._lock:
+            return list(self._workflows.values())
+
+    # -- runs
+
+    async def create_run(
+        self, run: RunRow, steps: Sequence[StepRow], events: Sequence[NewEvent]
+    ) -> tuple[RunRow, bool]:
+        with self._lock:
+            existing = self._runs.get(run.id)
+            if existing is not None:
+                return dataclasses.replace(existing), False
+            self._runs[run.id] = dataclasses.replace(run)
+            self._steps[run.id] = {}
+            for step in steps:
+                self._put_step(dataclasses.replace(step))
+            self._events[run.id] = list(events)
+            return dataclasses.replace(run), True
+
+    async def get_run(self, run_id: str) -> RunRow | None:
+        with self._lock:
+            run = self._runs.get(run_id)
+            return dataclasses.replace(run) if run else None
+
+    async def list_runs(
+        self,
+        *,
+        workflow: str | None,
+        status: RunStatus | None,
+        limit: int,
+        before: tuple[float, str] | None,
+    ) -> list[RunRow]:
+        with self._lock:
+            rows = [
+                r
+                for r in self._runs.values()
+                if (workflow is None or r.workflow == workflow)
+                and (status is None or r.status == status)
+                and (before is None or (r.created_at, r.id) < before)
+            ]
+        rows.sort(key=lambda r: (r.created_at, r.id), reverse=True)
+        return [dataclasses.replace(r) for r in rows[:limit]]
+
+    async def get_steps(self, run_id: str) -> list[StepRow]:
+        with self._lock:
+            steps = self._steps.get(run_id, {})
+            return sorted((dataclasses.replace(s) for s in steps.values()), key=lambda s: s.idx)
+
+    async def get_events(self, run_id: str, after_seq: int, limit: int | None) -> list[NewEvent]:
+        with self._lock:
+            events = [e for e in self._events.get(run_id, ()) if e.seq > after_seq]
+        return events[:limit] if limit is not None else events
+
+    # -- workers
+
+    async def claim(
+        self, *, worker_id: str, fingerprints: Collection[str], limit: int, lease: float, now: float
+    ) -> list[Claim]:
+        import secrets
+
+        with self._lock:
+            candidates = []
+            for key in self._ready:
+                step = self._steps[key[0]][key[1]]
+                run = self._runs[key[0]]
+                if run.fingerprint in fingerprints and run.status in _ACTIVE and (
+                    step.available_at is None or step.available_at <= now
+                ):
+                    candidates.append(step)
+            candidates.sort(key=lambda s: (-s.priority, s.available_at or 0.0))
+            txn = Txn(now)
+            for step in candidates[:limit]:
+                token = secrets.token_hex(16)
+                self._run(txn, claim(txn, step.run_id, step.name, token=token, worker_id=worker_id, lease=lease))
+            self._write(txn)
+            return txn.claims
+
+    async def step_inputs(self, wanted: Mapping[str, Collection[str]]) -> dict[str, StepInputs]:
+        with self._lock:
+            out: dict[str, StepInputs] = {}
+            for run_id, names in wanted.items():
+                run = self._runs.get(run_id)
+                if run is None:
+                    continue
+                steps = self._steps[run_id]
+                deps = {n: (steps[n].status, steps[n].output) for n in names if n in steps}
+                out[run_id] = StepInputs(run.input, deps)
+            return out
+
+    async def complete(self, outcomes: Sequence[Outcome], now: float) -> CommitResult:
+        with self._lock:
+            txn = Txn(now)
+            for outcome in outcomes:
+                self._run(txn, complete(txn, outcome))
+            self._write(txn)
+            return txn.result
+
+    async def heartbeat(self, held: Sequence[Held], lease: float, now: float) -> list[Held]:
+        lost = []
+        with self._lock:
+            for h in held:
+                step = self._steps.get(h.run_id, {}).get(h.step)
+                if step is None or step.status is not StepStatus.RUNNING or step.lease_token != h.token:
+                    lost.append(h)
+                else:
+                    step.lease_expires_at = now + lease
+        return lost
+
+    async def release(self, held: Sequence[Held], now: float) -> CommitResult:
+        with self._lock:
+            txn = Txn(now)
+            for h in held:
+                self._run(txn, release(txn, h.run_id, h.step, h.token))
+            self._write(txn)
+            return txn.result
+
+    async def recover_expired(self, now: float, max_recoveries: int, limit: int) -> CommitResult:
+        with self._lock:
+            expired = [
+                key
+                for key in self._running
+                if (exp := self._steps[key[0]][key[1]].lease_expires_at) is not None and exp <= now
+            ][:limit]
+            txn = Txn(now)
+            for run_id, name in expired:
+                self._run(txn, recover(txn, run_id, name, max_recoveries))
+            self._write(txn)
+            return txn.result
+
+    async def next_ready_at(self, fingerprints: Collection[str]) -> float | None:
+        with self._lock:
+            times = [
+                s.available_at or 0.0
+                for key in self._ready
+                if (s := self._steps[key[0]][key[1]]) is not None
+                and self._runs[key[0]].fingerprint in fingerprints
+                and self._runs[key[0]].status in _ACTIVE
+            ]
+        return min(times) if times else None
+
+    # -- transactions on copies
+
+    def _load(self, txn: Txn, need: Need) -> None:
+        run = self._runs.get(need.run_id)
+        txn.add_run(need.run_id, dataclasses.replace(run) if run else None)
+        steps = self._steps.get(need.run_id, {})
+        for name in need.steps:
+            step = steps.get(name)
+            txn.add_step(need.run_id, name, dataclasses.replace(step) if step else None)
+
+    def _run(self, txn: Txn, transition: Transition) -> None:
+        drive(transition, self._load, txn)
+
+    def _write(self, txn: Txn) -> None:
+        for step in txn.changed_steps.values():
+            self._put_step(step)
+        for run in txn.changed_runs.values():
+            self._runs[run.id] = run
+        for event in txn.events:
+            self._events[event.run_id].append(event)
+
+    def _put_step(self, step: StepRow) -> None:
+        key = (step.run_id, step.name)
+        self._steps[step.run_id][step.name] = step
+        self._ready.pop(key, None)
+        self._running.pop(key, None)
+        if step.status is StepStatus.READY:
+            self._ready[key] = None
+        elif step.status is StepStatus.RUNNING:
+            self._running[key] = None
