@@ -69,8 +69,9 @@ class Retry:
         }
 
 
-NO_RETRY = Retry()
-
 
 def _finite(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+NO_RETRY = Retry()
