@@ -2,6 +2,7 @@
 
 from ._context import StepCancelled, StepContext
 from ._definition import Workflow
+from ._engine import Engine, RunHandle
 from ._errors import (
     DefinitionError,
     InputError,
@@ -19,28 +20,37 @@ from ._errors import (
 )
 from ._records import RunStatus, StepStatus
 from ._retry import Retry
+from ._views import Event, Inspection, Run, RunPage, Step, WorkflowInfo
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
     "DefinitionError",
+    "Engine",
+    "Event",
+    "Inspection",
     "InputError",
     "Permanent",
     "PlaitError",
     "Retry",
     "Retryable",
+    "Run",
     "RunCancelled",
     "RunConflict",
     "RunFailed",
+    "RunHandle",
     "RunNotFound",
+    "RunPage",
     "RunStatus",
     "SchemaVersionError",
+    "Step",
     "StepCancelled",
     "StepContext",
     "StepError",
     "StepStatus",
     "StoreError",
     "Workflow",
+    "WorkflowInfo",
     "WorkflowNotFound",
     "__version__",
 ]

@@ -1,0 +1,26 @@
+"""Stores: where runs live. `open_store(url)` picks one by URL scheme."""
+
+from __future__ import annotations
+
+from .._errors import StoreError
+from ._contract import Store
+
+SCHEMES = "memory://, sqlite:///relative.db, sqlite:////absolute/path.db"
+
+
+def open_store(url: str) -> Store:
+    """The store for a URL; nothing is connected or created until `open()`."""
+    if not isinstance(url, str):
+        raise StoreError(f"store URL must be a string, got {url!r}")
+    if url == "memory://" or url.startswith("memory://"):
+        from .memory import MemoryStore
+
+        return MemoryStore(url)
+    if url.startswith("sqlite://"):
+        from .sqlite import SQLiteStore
+
+        return SQLiteStore(url)
+    raise StoreError(f"unsupported store URL {url!r}: use one of {SCHEMES}")
+
+
+__all__ = ["Store", "open_store"]

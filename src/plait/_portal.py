@@ -1,0 +1,125 @@
+"""Sync methods derived from async ones: a private event loop in a daemon thread runs them.
+
+The async methods are the implementation; `blocking(method_async)` makes the sync twin, so the
+two can never drift apart. Calling a sync method from inside the portal's own loop would
+deadlock, so it raises instead and names the async method to await.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import threading
+from collections.abc import Callable, Coroutine
+from concurrent.futures import Future
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Portal:
+    def __init__(self, name: str = "plait-portal") -> None:
+        self._name = name
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def _ensure(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                ready = threading.Event()
+
+                def serve() -> None:
+                    asyncio.set_event_loop(loop)
+                    loop.call_soon(ready.set)
+                    loop.run_forever()
+
+                self._thread = threading.Thread(target=serve, name=self._name, daemon=True)
+                self._thread.start()
+                ready.wait()
+                self._loop = loop
+            return self._loop
+
+    def submit(self, coro: Coroutine[Any, Any, R]) -> Future[R]:
+        loop = self._ensure()
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            coro.close()
+            raise RuntimeError("a blocking plait method was called from plait's own loop; await the *_async twin")
+        return asyncio.run_coroutine_threadsafe(coro, loop)
+
+    def call(self, coro: Coroutine[Any, Any, R]) -> R:
+        return self.submit(coro).result()
+
+    def call_soon(self, fn: Callable[[], Any]) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(fn)
+
+    def close(self) -> None:
+        with self._lock:
+            loop, thread = self._loop, self._thread
+            self._loop = self._thread = None
+        if loop is None or thread is None:
+            return
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        if not thread.is_alive():
+            loop.close()
+
+
+class HasPortal(Protocol):
+    _portal: Portal
+
+
+S = TypeVar("S", bound=HasPortal)
+
+
+def blocking(
+    method: Callable[Concatenate[S, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[S, P], R]:
+    """The blocking twin of an `..._async` method."""
+
+    @functools.wraps(method)
+    def twin(self: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self._portal.call(method(self, *args, **kwargs))
+
+    twin.__name__ = method.__name__.removesuffix("_async")
+    twin.__qualname__ = method.__qualname__.removesuffix("_async")
+    return twin
+
+
+class Broadcast:
+    """Wake every waiter, whatever its event loop (waiters may live on the portal or a user loop)."""
+
+    def __init__(self) -> None:
+        self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+        self._lock = threading.Lock()
+
+    def fire(self) -> None:
+        with self._lock:
+            waiters = list(self._waiters)
+        for loop, event in waiters:
+            try:
+                loop.call_soon_threadsafe(event.set)
+            except RuntimeError:  # that loop is closed; its waiter is gone
+                pass
+
+    async def wait(self, timeout: float | None) -> bool:
+        """True if woken, False on timeout."""
+        entry = (asyncio.get_running_loop(), asyncio.Event())
+        with self._lock:
+            self._waiters.add(entry)
+        try:
+            async with asyncio.timeout(timeout):
+                await entry[1].wait()
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            with self._lock:
+                self._waiters.discard(entry)

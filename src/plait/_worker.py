@@ -1,0 +1,358 @@
+"""The worker: claim ready steps under leases, run them, commit outcomes in groups.
+
+    claim loop ──► step tasks (async handlers on the loop, sync ones in a thread pool)
+                         │ outcomes
+                         ▼
+                  committer: one store transaction for every outcome waiting (group commit)
+
+Heartbeats renew the leases held; a sweeper makes steps of dead workers claimable again. A stop
+(SIGTERM, Ctrl-C, stop()) ends claiming, gives in-flight steps `grace` seconds, then interrupts the
+rest and releases their leases so that other workers take them at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import signal
+import socket
+import threading
+import time
+import traceback
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from . import _codec
+from ._context import StepCancelled, StepContext
+from ._definition import StepDef, Workflow
+from ._errors import StepFailure
+from ._records import Claim, Held, Outcome, StepInputs, StepStatus
+
+if TYPE_CHECKING:
+    from ._engine import Engine, RunHandle
+
+log = logging.getLogger(__name__)
+
+COMMIT_BATCH = 512
+TRACEBACK_LIMIT = 32 * 1024
+
+
+@dataclass(slots=True)
+class _InFlight:
+    claim: Claim
+    ctx: StepContext
+    task: asyncio.Task[None]
+
+    @property
+    def held(self) -> Held:
+        return Held(self.claim.run_id, self.claim.step, self.claim.token)
+
+
+class Worker:
+    def __init__(self, engine: Engine, workflows: Sequence[Workflow], *, concurrency: int, grace: float) -> None:
+        if not isinstance(concurrency, int) or concurrency < 1:
+            raise ValueError(f"concurrency must be an integer >= 1, got {concurrency!r}")
+        self.engine = engine
+        self.store = engine.store
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.concurrency = concurrency
+        self.grace = grace
+        self.workflows = {wf.fingerprint: wf for wf in workflows}
+        self._inflight: dict[str, _InFlight] = {}  # token → step in flight
+        self._outcomes: asyncio.Queue[Outcome] = asyncio.Queue()
+        self._slot_freed = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="plait-step")
+        self._until: set[str] | None = None
+        self._done = asyncio.Event()
+
+    # -- control --------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Stop gracefully (safe to call from the loop; use `stop_threadsafe` from elsewhere)."""
+        if not self._stopping.is_set():
+            log.info("worker %s stopping: %d step(s) in flight", self.id, len(self._inflight))
+            self._stopping.set()
+            self.engine.work_ready.fire()
+
+    async def run(self, *, until: set[str] | None, timeout: float | None, handle_signals: bool) -> None:
+        if not self.workflows:
+            raise ValueError("the worker has no workflows to serve: register at least one")
+        self._until = set(until) if until is not None else None
+        loop = asyncio.get_running_loop()
+        installed = []
+        if handle_signals and threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.stop)
+                installed.append(sig)
+        log.info("worker %s serving %s (concurrency %d)", self.id,
+                 ", ".join(f"{w.name}@{fp}" for fp, w in self.workflows.items()), self.concurrency)
+        committer = asyncio.create_task(self._commit_loop(), name="plait-committer")
+        keeper = asyncio.create_task(self._lease_loop(), name="plait-leases")
+        try:
+            await self._refresh_until()
+            async with asyncio.timeout(timeout):
+                await self._claim_loop()
+        except TimeoutError:
+            raise TimeoutError(f"worker stopped after {timeout}s: awaited runs still unfinished") from None
+        finally:
+            self._stopping.set()
+            await self._drain()
+            committer.cancel()
+            keeper.cancel()
+            await asyncio.gather(committer, keeper, return_exceptions=True)
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+            log.info("worker %s stopped", self.id)
+
+    # -- claiming -------------------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        fingerprints = list(self.workflows)
+        idle = 0.002
+        while not self._stopping.is_set() and not self._done.is_set():
+            free = self.concurrency - len(self._inflight)
+            if free <= 0:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
+            now = time.time()
+            claims = await self.store.claim(
+                worker_id=self.id, fingerprints=fingerprints, limit=free, lease=self.engine.lease, now=now
+            )
+            if claims:
+                idle = 0.002
+                await self._launch(claims)
+                continue
+            # Nothing to do: wait for a local wake-up, the next delayed step, or a poll.
+            wait = min(idle, self.engine.poll_interval)
+            next_at = await self.store.next_ready_at(fingerprints)
+            if next_at is not None:
+                wait = min(wait, max(next_at - time.time(), 0.0))
+            woken = await self.engine.work_ready.wait(wait)
+            idle = 0.002 if woken else min(idle * 2, self.engine.poll_interval)
+            if not woken:
+                await self._refresh_until()
+
+    async def _launch(self, claims: list[Claim]) -> None:
+        wanted: dict[str, set[str]] = {}
+        for c in claims:
+            step = self.workflows[c.fingerprint][c.step]
+            wanted.setdefault(c.run_id, set()).update(step.data_deps)
+        inputs = await self.store.step_inputs(wanted)
+        for c in claims:
+            wf = self.workflows[c.fingerprint]
+            ctx = StepContext(run_id=c.run_id, step=c.step, workflow=wf.name, attempt=c.attempt, run_input={})
+            task = asyncio.create_task(self._execute(wf, wf[c.step], c, ctx, inputs.get(c.run_id)))
+            self._inflight[c.token] = _InFlight(c, ctx, task)
+
+    # -- executing ------------------------------------------------------------------------------
+
+    async def _execute(
+        self, wf: Workflow, step: StepDef, claim: Claim, ctx: StepContext, inputs: StepInputs | None
+    ) -> None:
+        try:
+            outcome = await self._attempt(wf, step, claim, ctx, inputs)
+        except asyncio.CancelledError:
+            return  # the worker is stopping: _drain releases the lease
+        self._outcomes.put_nowait(outcome)
+
+    async def _attempt(
+        self, wf: Workflow, step: StepDef, claim: Claim, ctx: StepContext, inputs: StepInputs | None
+    ) -> Outcome:
+        def failure(code: str, message: str, retryable: bool | None, tb: str | None = None) -> Outcome:
+            delay = wf.retry_for(step).next_try(claim.attempt, retryable)
+            return Outcome(
+                claim.run_id,
+                claim.step,
+                claim.token,
+                error_code=code,
+                error_message=_codec.cap_message(message),
+                traceback=tb[-TRACEBACK_LIMIT:] if tb else None,
+                retry_at=None if delay is None else time.time() + delay,
+            )
+
+        if inputs is None:
+            return failure("run_missing", "the run's input could not be loaded", False)
+        try:
+            run_input = _codec.loads(inputs.run_input)
+            ctx.input = run_input
+            outputs: dict[str, Any] = {}
+            for dep, (status, output) in inputs.dependencies.items():
+                outputs[dep] = _codec.loads(output) if status is StepStatus.DONE else step.defaults.get(dep)
+            kwargs = step.build_kwargs(ctx, run_input, outputs)
+        except ValidationError as exc:
+            return failure("invalid_input", f"step {step.name!r}: {exc}", False)
+
+        timeout = wf.timeout_for(step)
+        try:
+            async with asyncio.timeout(timeout):
+                if step.is_async:
+                    result = await step.fn(**kwargs)
+                else:
+                    ok, result = await asyncio.get_running_loop().run_in_executor(
+                        self._pool, _call_sync, step.fn, kwargs
+                    )
+                    if not ok:
+                        raise result
+        except TimeoutError:
+            ctx._request_cancel()  # a sync handler keeps its thread; it should poll ctx.cancelled
+            return failure("timeout", f"step {step.name!r} exceeded its timeout of {timeout}s", None)
+        except asyncio.CancelledError:
+            ctx._request_cancel()
+            raise
+        except StepCancelled as exc:
+            return failure("cancelled", str(exc), False)
+        except StepFailure as exc:
+            return failure(exc.code, str(exc) or exc.code, exc.retryable, traceback.format_exc())
+        except (KeyboardInterrupt, SystemExit) as exc:  # from a handler: fail the step, keep serving
+            return failure(type(exc).__name__, f"handler raised {type(exc).__name__}", False,
+                           traceback.format_exc())
+        except Exception as exc:
+            return failure(type(exc).__name__, str(exc) or repr(exc), None, traceback.format_exc())
+        try:
+            output = _codec.dumps(result)
+        except _codec.EncodeError as exc:
+            return failure("unserializable_output", f"step {step.name!r} returned a value that is not JSON: {exc}",
+                           False)
+        return Outcome(claim.run_id, claim.step, claim.token, output=output)
+
+    # -- committing -----------------------------------------------------------------------------
+
+    async def _commit_loop(self) -> None:
+        while True:
+            batch = [await self._outcomes.get()]
+            while len(batch) < COMMIT_BATCH and not self._outcomes.empty():
+                batch.append(self._outcomes.get_nowait())
+            await self._commit(batch)
+
+    async def _commit(self, batch: list[Outcome]) -> None:
+        while True:
+            try:
+                result = await self.store.complete(batch, time.time())
+                break
+            except Exception:
+                # The store is unreachable or the transaction failed; nothing was recorded, so
+                # retrying is safe (outcomes are fenced). The lease keeps the step ours meanwhile.
+                log.exception("worker %s: committing %d outcome(s) failed; retrying", self.id, len(batch))
+                await asyncio.sleep(0.5)
+        for outcome, accepted in zip(batch, result.accepted, strict=False):
+            if not accepted:
+                log.warning("outcome of step %r (run %r) was fenced off: its lease was lost",
+                            outcome.step, outcome.run_id)
+        for outcome in batch:
+            self._inflight.pop(outcome.token, None)
+        self._slot_freed.set()
+        self.engine._committed(result)
+        if self._until is not None and result.ended_runs:
+            self._until.difference_update(result.ended_runs)
+            if not self._until:
+                self._done.set()
+                self.engine.work_ready.fire()
+
+    async def _refresh_until(self) -> None:
+        if self._until is None:
+            return
+        for run_id in list(self._until):
+            row = await self.store.get_run(run_id)
+            if row is None or row.status.terminal:
+                self._until.discard(run_id)
+        if not self._until:
+            self._done.set()
+
+    # -- leases ---------------------------------------------------------------------------------
+
+    async def _lease_loop(self) -> None:
+        beat = max(self.engine.lease / 3, 0.05)
+        while True:
+            await asyncio.sleep(beat)
+            now = time.time()
+            try:
+                held = [f.held for f in self._inflight.values()]
+                if held:
+                    for lost in await self.store.heartbeat(held, self.engine.lease, now):
+                        item = self._inflight.get(lost.token)
+                        if item is not None:
+                            log.warning("lease of step %r (run %r) lost; asking it to stop", lost.step, lost.run_id)
+                            item.ctx._request_cancel()
+                recovered = await self.store.recover_expired(now, self.engine.max_recoveries, 1000)
+                self.engine._committed(recovered)
+            except Exception:
+                log.exception("worker %s: lease upkeep failed; will retry", self.id)
+
+    async def _drain(self) -> None:
+        """Let in-flight steps finish within the grace period; release the rest."""
+        tasks = [f.task for f in self._inflight.values()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=self.grace)
+        leftovers = [f for f in self._inflight.values() if not f.task.done()]
+        for f in leftovers:
+            f.ctx._request_cancel()
+            f.task.cancel()
+        if leftovers:
+            await asyncio.gather(*(f.task for f in leftovers), return_exceptions=True)
+        # commit what finished, then hand back what did not
+        pending = []
+        while not self._outcomes.empty():
+            pending.append(self._outcomes.get_nowait())
+        if pending:
+            await self._commit(pending)
+        unfinished = [f.held for f in self._inflight.values()]
+        if unfinished:
+            try:
+                await self.store.release(unfinished, time.time())
+                log.info("worker %s released %d unfinished step(s)", self.id, len(unfinished))
+            except Exception:
+                log.exception("worker %s could not release its leases; they will expire", self.id)
+            self._inflight.clear()
+            self.engine.work_ready.fire()
+
+
+def _call_sync(fn: Any, kwargs: dict[str, Any]) -> tuple[bool, Any]:
+    # No BaseException may cross into the event loop: KeyboardInterrupt or SystemExit raised by a
+    # handler would otherwise stop the whole loop. Return it as a value instead.
+    try:
+        return True, fn(**kwargs)
+    except BaseException as exc:
+        return False, exc
+
+
+def run_blocking(
+    engine: Engine,
+    *,
+    concurrency: int,
+    until: RunHandle | str | Iterable[RunHandle | str] | None,
+    timeout: float | None,
+    workflows: Sequence[Workflow] | None,
+    grace: float,
+) -> None:
+    """Run a worker on the engine's portal loop; SIGTERM / Ctrl-C in the main thread stop it."""
+    from ._engine import _run_ids
+
+    for wf in workflows or ():
+        engine.register(wf)
+    engine._portal.call(engine._ready())
+    worker = Worker(engine, list(workflows) if workflows else engine.registered(),
+                    concurrency=concurrency, grace=grace)
+    future = engine._portal.submit(worker.run(until=_run_ids(until), timeout=timeout, handle_signals=False))
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = None
+    if in_main:
+        previous = signal.signal(signal.SIGTERM, lambda *_: engine._portal.call_soon(worker.stop))
+    try:
+        while True:
+            try:
+                future.result()
+                return
+            except KeyboardInterrupt:
+                engine._portal.call_soon(worker.stop)  # graceful; a second Ctrl-C waits again
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
