@@ -147,14 +147,14 @@ class Workflow:
         priority: int = 0,
     ) -> Callable[[F], F]: ...
 
-    def step(self, fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+    def step(self, fn: Callable[..., Any] | None = None, /, *, name: str | None = None, **options: Any) -> Any:
         """Decorate a function as a step; usable as `@wf.step` or `@wf.step(**options)`."""
         if fn is not None:
-            self._add(options.pop("name", None) or getattr(fn, "__name__", ""), fn, (), options)
+            self._add(name or getattr(fn, "__name__", ""), fn, (), options)
             return fn
 
         def decorate(f: F) -> F:
-            self._add(options.get("name") or getattr(f, "__name__", ""), f, (), _without(options, "name"))
+            self._add(name or getattr(f, "__name__", ""), f, (), options)
             return f
 
         return decorate
@@ -370,10 +370,6 @@ class Workflow:
 _OPTIONS = frozenset(
     {"after", "after_any", "defaults", "optional", "retry", "timeout", "priority"}
 )
-
-
-def _without(options: dict[str, Any], key: str) -> dict[str, Any]:
-    return {k: v for k, v in options.items() if k != key}
 
 
 def _names(where: str, option: str, names: Iterable[str]) -> list[str]:
