@@ -150,11 +150,11 @@ class Workflow:
     def step(self, fn: Callable[..., Any] | None = None, /, *, name: str | None = None, **options: Any) -> Any:
         """Decorate a function as a step; usable as `@wf.step` or `@wf.step(**options)`."""
         if fn is not None:
-            self._add(name or getattr(fn, "__name__", ""), fn, (), options)
+            self._add(name or str(getattr(fn, "__name__", "")), fn, (), options)
             return fn
 
         def decorate(f: F) -> F:
-            self._add(name or getattr(f, "__name__", ""), f, (), options)
+            self._add(name or str(getattr(f, "__name__", "")), f, (), options)
             return f
 
         return decorate
