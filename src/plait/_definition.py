@@ -136,6 +136,7 @@ class Workflow:
     @overload
     def step(
         self,
+        /,
         *,
         name: str | None = None,
         after: Iterable[str] = (),
