@@ -412,8 +412,21 @@ def _inspect_signature(where: str, step: StepDef) -> None:
 def _type_hints(fn: Callable[..., Any]) -> dict[str, Any]:
     try:
         return typing.get_type_hints(fn)
-    except Exception:  # unresolvable forward references: treat the parameters as untyped
-        return {}
+    except Exception:  # some forward reference does not resolve: keep the ones that do
+        hints: dict[str, Any] = {}
+        for name, hint in getattr(fn, "__annotations__", {}).items():
+            try:
+                hints[name] = typing.get_type_hints(_Probe(hint), getattr(fn, "__globals__", None))["x"]
+            except Exception:  # this one stays untyped: its value is passed through unvalidated
+                continue
+        return hints
+
+
+class _Probe:
+    """A stand-in carrying one annotation, so get_type_hints can resolve it alone."""
+
+    def __init__(self, hint: Any) -> None:
+        self.__annotations__ = {"x": hint}
 
 
 def _adapter(hint: Any) -> TypeAdapter[Any] | None:

@@ -94,6 +94,7 @@ class Engine:
         self._latest: dict[str, Workflow] = {}  # name → last registered version
         self.work_ready = Broadcast()  # steps became ready: wake local workers
         self.runs_ended = Broadcast()  # runs ended: wake local result() waiters
+        self._workers: set[Any] = set()  # workers running in this process, for stop_workers()
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -351,6 +352,11 @@ class Engine:
 
         run_blocking(self, concurrency=concurrency, until=until, timeout=timeout,
                      workflows=workflows, grace=grace)
+
+    def stop_workers(self) -> None:
+        """Ask every worker of this Engine to stop gracefully (thread-safe; returns at once)."""
+        for worker in list(self._workers):
+            worker.stop_threadsafe()
 
     # -- notifications from workers in this process ---------------------------------------------
 

@@ -71,6 +71,7 @@ class Worker:
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="plait-step")
         self._until: set[str] | None = None
         self._done = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- control --------------------------------------------------------------------------------
 
@@ -81,11 +82,16 @@ class Worker:
             self._stopping.set()
             self.engine.work_ready.fire()
 
+    def stop_threadsafe(self) -> None:
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.stop)
+
     async def run(self, *, until: set[str] | None, timeout: float | None, handle_signals: bool) -> None:
         if not self.workflows:
             raise ValueError("the worker has no workflows to serve: register at least one")
         self._until = set(until) if until is not None else None
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
+        self.engine._workers.add(self)
         installed = []
         if handle_signals and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -110,6 +116,7 @@ class Worker:
             self._pool.shutdown(wait=False, cancel_futures=True)
             for sig in installed:
                 loop.remove_signal_handler(sig)
+            self.engine._workers.discard(self)
             log.info("worker %s stopped", self.id)
 
     # -- claiming -------------------------------------------------------------------------------

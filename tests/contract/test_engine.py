@@ -1,0 +1,541 @@
+"""The rules of DESIGN §3, checked through the public Engine API on every store.
+
+Each test starts real runs and serves them with a real worker in this process. To add a store,
+add its URL factory to ENGINE_URLS; nothing else changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pydantic
+import pytest
+
+import plait
+from plait._records import Outcome
+
+ENGINE_URLS: dict[str, Callable[[Path], str]] = {
+    "memory": lambda tmp: "memory://",
+    "sqlite": lambda tmp: f"sqlite:///{tmp / 'plait.db'}",
+}
+
+
+@pytest.fixture(params=sorted(ENGINE_URLS))
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return ENGINE_URLS[request.param](tmp_path)
+
+
+@pytest.fixture
+def engine(url: str) -> Iterator[plait.Engine]:
+    with plait.Engine(url, lease=5.0) as eng:
+        yield eng
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.005)
+
+
+def serve(engine: plait.Engine, *handles: plait.RunHandle, concurrency: int = 4) -> None:
+    engine.run_worker(until=list(handles), timeout=30, concurrency=concurrency)
+
+
+# -- happy path ---------------------------------------------------------------------------------
+
+
+def test_chain_runs_in_order_and_output_is_the_sinks(engine: plait.Engine) -> None:
+    wf = plait.Workflow("chain")
+    order: list[str] = []
+
+    @wf.step
+    def a(x: int) -> int:
+        order.append("a")
+        return x + 1
+
+    @wf.step
+    async def b(a: int) -> int:
+        order.append("b")
+        return a * 10
+
+    @wf.step(after=["a"])
+    def c(b: int, suffix: str = "!") -> str:
+        order.append("c")
+        return f"{b}{suffix}"
+
+    run = engine.start(wf, {"x": 1})
+    serve(engine, run)
+    assert run.result(timeout=5) == {"c": "20!"}
+    assert order == ["a", "b", "c"]
+    got = engine.get_run(run.id)
+    assert got.status is plait.RunStatus.COMPLETED and got.output == {"c": "20!"}
+    steps = engine.steps(run.id)
+    assert [s.name for s in steps] == ["a", "b", "c"]
+    assert all(s.status is plait.StepStatus.DONE and s.attempts == 1 for s in steps)
+    assert [s.output for s in steps] == [2, 20, "20!"]
+    events = engine.events(run.id)
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    assert events[0].type == "run_started" and events[-1].type == "run_completed"
+    completed = [e.payload["step"] for e in events if e.type == "step_completed"]
+    assert completed == ["a", "b", "c"]
+    assert engine.events(run.id, after_seq=3) == events[3:]
+
+
+def test_fan_out_and_in_with_add_step(engine: plait.Engine) -> None:
+    wf = plait.Workflow("fan")
+    wf.add_step("root", lambda: 1)
+    for i in range(50):
+        wf.add_step(f"leaf{i}", lambda root, i=i: root + i, deps=["root"])
+    wf.add_step("sink", lambda **outs: sum(outs.values()), deps=[f"leaf{i}" for i in range(50)])
+    run = engine.start(wf)
+    serve(engine, run, concurrency=16)
+    assert run.result() == {"sink": sum(1 + i for i in range(50))}
+
+
+class Order(pydantic.BaseModel):
+    id: int
+    items: list[str]
+
+
+@dataclasses.dataclass
+class Total:
+    count: int
+
+
+def test_typed_input_and_outputs_round_trip(engine: plait.Engine) -> None:
+    wf = plait.Workflow("typed")
+
+    @wf.step
+    def load(order: Order) -> Order:
+        assert isinstance(order, Order)
+        return order
+
+    @wf.step
+    def count(load: Order) -> Total:
+        assert isinstance(load, Order)  # an annotated dependency is decoded
+        return Total(len(load.items))
+
+    run = engine.start(wf, {"order": {"id": 1, "items": ["a", "b"]}})
+    serve(engine, run)
+    assert run.result() == {"count": {"count": 2}}
+
+
+def test_step_context(engine: plait.Engine) -> None:
+    wf = plait.Workflow("ctx")
+    seen: dict[str, object] = {}
+
+    @wf.step
+    def a(ctx: plait.StepContext, n: int) -> int:
+        seen.update(run=ctx.run_id, step=ctx.step, attempt=ctx.attempt, input=dict(ctx.input))
+        return n
+
+    run = engine.start(wf, {"n": 3}, run_id="ctx-run")
+    serve(engine, run)
+    assert seen == {"run": "ctx-run", "step": "a", "attempt": 1, "input": {"n": 3}}
+
+
+# -- starting -----------------------------------------------------------------------------------
+
+
+def test_start_is_idempotent_by_run_id(engine: plait.Engine) -> None:
+    wf = plait.Workflow("idem")
+    calls: list[int] = []
+
+    @wf.step
+    def only(n: int) -> int:
+        calls.append(n)
+        return n
+
+    first = engine.start(wf, {"n": 1}, run_id="same")
+    second = engine.start(wf, {"n": 2}, run_id="same")
+    serve(engine, first)
+    assert second.id == first.id and second.result() == {"only": 1}
+    assert calls == [1]
+    assert len(engine.list_runs().runs) == 1
+
+
+def test_run_id_of_another_workflow_is_refused(engine: plait.Engine) -> None:
+    one, two = plait.Workflow("one"), plait.Workflow("two")
+    one.add_step("s", lambda: 1)
+    two.add_step("s", lambda: 2)
+    engine.start(one, run_id="shared")
+    with pytest.raises(plait.RunConflict, match=r"run id 'shared' is already used by a run of workflow 'one'"):
+        engine.start(two, run_id="shared")
+
+
+def test_start_by_name(engine: plait.Engine) -> None:
+    wf = plait.Workflow("named")
+    wf.add_step("s", lambda n: n)
+    with pytest.raises(plait.WorkflowNotFound, match=r"unknown workflow 'named'"):
+        engine.start("named", {"n": 1})
+    engine.register(wf)
+    run = engine.start("named", {"n": 4})
+    serve(engine, run)
+    assert run.result() == {"s": 4}
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ([1, 2], r"must be a JSON object, got list"),
+        ({}, r"misses field 'n', required by step 's'"),
+        ({"n": "not a number"}, r"run input field 'n' \(step 's'\) is invalid"),
+        ({"n": 1, "o": {"x": object()}}, r"is not JSON"),
+    ],
+)
+def test_bad_input_is_refused_and_nothing_written(engine: plait.Engine, value: object, message: str) -> None:
+    wf = plait.Workflow("strict")
+
+    @wf.step
+    def s(n: int) -> int:
+        return n
+
+    with pytest.raises(plait.InputError, match=message):
+        engine.start(wf, value)
+    assert engine.list_runs().runs == []
+
+
+def test_bad_run_id_is_refused(engine: plait.Engine) -> None:
+    wf = plait.Workflow("ids")
+    wf.add_step("s", lambda: 1)
+    with pytest.raises(plait.InputError, match=r"invalid run id '../etc'"):
+        engine.start(wf, run_id="../etc")
+
+
+# -- failures, retries, cascades ------------------------------------------------------------------
+
+
+def test_retry_until_success(engine: plait.Engine) -> None:
+    wf = plait.Workflow("flaky", retry=plait.Retry(attempts=3, delay=0.01, jitter=0))
+
+    @wf.step
+    def flaky(ctx: plait.StepContext) -> str:
+        if ctx.attempt < 3:
+            raise plait.Retryable(f"attempt {ctx.attempt}", code="busy")
+        return "ok"
+
+    run = engine.start(wf)
+    serve(engine, run)
+    assert run.result() == {"flaky": "ok"}
+    (step,) = engine.steps(run.id)
+    assert step.attempts == 3 and step.error is None
+    retries = [e for e in engine.events(run.id) if e.type == "step_retrying"]
+    assert [(e.payload["attempt"], e.payload["code"]) for e in retries] == [(1, "busy"), (2, "busy")]
+
+
+def test_exhausted_retries_fail_and_cascade(engine: plait.Engine) -> None:
+    wf = plait.Workflow("cascade", retry=plait.Retry(attempts=2, delay=0))
+    ran: list[str] = []
+
+    @wf.step
+    def a() -> None:
+        raise ValueError("boom")
+
+    @wf.step
+    def b(a: object) -> None:
+        ran.append("b")
+
+    @wf.step
+    def c(b: object) -> None:
+        ran.append("c")
+
+    @wf.step(after_any=["a"])
+    def cleanup() -> str:
+        ran.append("cleanup")
+        return "cleaned"
+
+    run = engine.start(wf)
+    serve(engine, run)
+    with pytest.raises(plait.RunFailed) as info:
+        run.result()
+    assert info.value.failures == {"a": plait.StepError("ValueError", "boom")}
+    assert "step 'a' failed" in engine.get_run(run.id).error  # type: ignore[operator]
+    steps = {s.name: s for s in engine.steps(run.id)}
+    assert steps["a"].status is plait.StepStatus.FAILED and steps["a"].attempts == 2
+    assert steps["b"].status is plait.StepStatus.SKIPPED
+    assert steps["b"].skip_reason == "dependency 'a' failed"
+    assert steps["c"].skip_reason == "dependency 'b' skipped"
+    assert ran == ["cleanup"]
+    failed = [e for e in engine.events(run.id) if e.type == "step_failed"]
+    assert len(failed) == 1 and "ValueError: boom" in failed[0].payload["traceback"]
+
+
+def test_permanent_is_not_retried(engine: plait.Engine) -> None:
+    wf = plait.Workflow("perm", retry=plait.Retry(attempts=5, delay=0))
+
+    @wf.step
+    def charge() -> None:
+        raise plait.Permanent("card declined", code="declined")
+
+    run = engine.start(wf)
+    serve(engine, run)
+    with pytest.raises(plait.RunFailed, match=r"charge: \[declined\] card declined"):
+        run.result()
+    assert engine.steps(run.id)[0].attempts == 1
+
+
+def test_defaults_absorb_a_failure_and_optional_keeps_run_completed(engine: plait.Engine) -> None:
+    wf = plait.Workflow("soft")
+
+    @wf.step
+    def charge() -> int:
+        return 5
+
+    @wf.step(optional=True)
+    def email(charge: int) -> str:
+        raise RuntimeError("smtp down")
+
+    @wf.step(defaults={"email": "not sent"})
+    def finish(charge: int, email: str) -> str:
+        return f"{charge}:{email}"
+
+    run = engine.start(wf)
+    serve(engine, run)
+    assert run.result() == {"finish": "5:not sent"}
+    assert engine.get_run(run.id).status is plait.RunStatus.COMPLETED
+
+
+def test_after_cascades_but_after_any_does_not(engine: plait.Engine) -> None:
+    wf = plait.Workflow("order_only")
+
+    @wf.step
+    def a() -> None:
+        raise plait.Permanent("no")
+
+    @wf.step(after=["a"])
+    def strict() -> str:
+        return "ran"
+
+    @wf.step(after_any=["a"])
+    def lenient() -> str:
+        return "ran"
+
+    run = engine.start(wf)
+    serve(engine, run)
+    status = {s.name: s.status for s in engine.steps(run.id)}
+    assert status == {"a": "failed", "strict": "skipped", "lenient": "done"}
+
+
+def test_timeouts_fail_with_code_timeout(engine: plait.Engine) -> None:
+    wf = plait.Workflow("slow")
+    release = threading.Event()
+
+    @wf.step(timeout=0.05)
+    async def slow_async() -> None:
+        await asyncio.sleep(30)
+
+    @wf.step(timeout=0.05, optional=True)
+    def slow_sync(ctx: plait.StepContext) -> None:
+        release.wait(30)
+
+    run = engine.start(wf)
+    serve(engine, run)
+    release.set()
+    errors = {s.name: s.error for s in engine.steps(run.id)}
+    assert errors["slow_async"] is not None and errors["slow_async"].code == "timeout"
+    assert errors["slow_sync"] is not None and errors["slow_sync"].code == "timeout"
+    assert "exceeded its timeout of 0.05s" in errors["slow_async"].message
+
+
+def test_unserializable_output_fails_without_retry(engine: plait.Engine) -> None:
+    wf = plait.Workflow("unjson", retry=plait.Retry(attempts=3, delay=0))
+
+    @wf.step
+    def bad() -> object:
+        return object()
+
+    run = engine.start(wf)
+    serve(engine, run)
+    (step,) = engine.steps(run.id)
+    assert step.error is not None and step.error.code == "unserializable_output"
+    assert "not JSON" in step.error.message and step.attempts == 1
+
+
+def test_error_message_is_capped_and_traceback_kept(engine: plait.Engine) -> None:
+    wf = plait.Workflow("loud")
+
+    @wf.step
+    def loud() -> None:
+        raise RuntimeError("x" * 10_000)
+
+    run = engine.start(wf)
+    serve(engine, run)
+    (step,) = engine.steps(run.id)
+    assert step.error is not None
+    assert len(step.error.message.encode()) <= 4096 and step.error.message.endswith("more bytes]")
+    failed = next(e for e in engine.events(run.id) if e.type == "step_failed")
+    assert "Traceback" in failed.payload["traceback"]
+
+
+@pytest.mark.parametrize("exc", [KeyboardInterrupt, SystemExit])
+def test_handler_raising_base_exceptions_keeps_worker_consistent(
+    engine: plait.Engine, exc: type[BaseException]
+) -> None:
+    wf = plait.Workflow("rude", retry=plait.Retry(attempts=3, delay=0))
+
+    @wf.step
+    def rude() -> None:
+        raise exc()
+
+    @wf.step
+    def fine() -> int:
+        return 1
+
+    run = engine.start(wf)
+    serve(engine, run)
+    steps = {s.name: s for s in engine.steps(run.id)}
+    assert steps["rude"].error is not None and steps["rude"].error.code == exc.__name__
+    assert steps["rude"].attempts == 1 and steps["fine"].output == 1
+    # the same engine still serves new runs afterwards
+    again = engine.start(wf)
+    serve(engine, again)
+    assert engine.get_run(again.id).status is plait.RunStatus.FAILED
+
+
+def test_result_timeout_without_a_worker(engine: plait.Engine) -> None:
+    wf = plait.Workflow("idle")
+    wf.add_step("s", lambda: 1)
+    run = engine.start(wf)
+    with pytest.raises(TimeoutError, match=r"did not end within 0.05s \(it is pending\)"):
+        run.result(timeout=0.05)
+
+
+# -- leases -------------------------------------------------------------------------------------
+
+
+def test_expired_lease_is_recovered_and_stale_outcome_fenced(url: str) -> None:
+    wf = plait.Workflow("lease")
+    wf.add_step("s", lambda: "fresh")
+    with plait.Engine(url, lease=0.2) as engine:
+        run = engine.start(wf)
+        store = engine.store
+        # a worker claims the step, then "dies" without finishing
+        claims = engine._portal.call(
+            store.claim(worker_id="dead", fingerprints=[wf.fingerprint], limit=1, lease=0.2, now=time.time())
+        )
+        assert len(claims) == 1
+        serve(engine, run)
+        assert run.result() == {"s": "fresh"}
+        (step,) = engine.steps(run.id)
+        assert step.attempts == 1  # the recovery gave the attempt back
+        types = [e.type for e in engine.events(run.id)]
+        assert "step_lease_expired" in types
+        # the dead worker wakes up and reports: fenced off, nothing changes
+        stale = Outcome(run.id, "s", claims[0].token, output=b'"stale"')
+        result = engine._portal.call(store.complete([stale], time.time()))
+        assert result.accepted == [False]
+        assert engine.steps(run.id)[0].output == "fresh"
+        assert engine.events(run.id)[-1].type == "step_outcome_ignored"
+        assert sum(e.type == "step_completed" for e in engine.events(run.id)) == 1
+
+
+def test_graceful_stop_releases_unfinished_steps(url: str) -> None:
+    wf = plait.Workflow("stoppable")
+    started = threading.Event()
+
+    @wf.step
+    async def long(ctx: plait.StepContext) -> str:
+        started.set()
+        await asyncio.sleep(60)
+        return "never"
+
+    with plait.Engine(url) as engine:
+        run = engine.start(wf)
+        worker = threading.Thread(target=lambda: engine.run_worker(grace=0.05, workflows=[wf]))
+        worker.start()
+        assert started.wait(10)
+        engine.stop_workers()
+        worker.join(10)
+        assert not worker.is_alive()
+        (step,) = engine.steps(run.id)
+        assert step.status is plait.StepStatus.READY and step.attempts == 0
+        assert engine.events(run.id)[-1].type == "step_released"
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+
+def test_list_runs_pages_and_filters(engine: plait.Engine) -> None:
+    a, b = plait.Workflow("wa"), plait.Workflow("wb")
+    a.add_step("s", lambda: 1)
+    b.add_step("s", lambda: 1)
+    ids = [engine.start(a if i % 2 else b, run_id=f"r{i}").id for i in range(7)]
+    page1 = engine.list_runs(limit=3)
+    page2 = engine.list_runs(limit=3, cursor=page1.next_cursor)
+    page3 = engine.list_runs(limit=3, cursor=page2.next_cursor)
+    seen = [r.id for r in [*page1, *page2, *page3]]
+    assert sorted(seen) == sorted(ids) and len(set(seen)) == 7
+    assert page3.next_cursor is None
+    assert {r.id for r in engine.list_runs(workflow="wa")} == {"r1", "r3", "r5"}
+    assert len(engine.list_runs(status="pending")) == 7
+    assert len(engine.list_runs(status=plait.RunStatus.COMPLETED)) == 0
+    with pytest.raises(plait.InputError, match=r"unknown run status 'nope'"):
+        engine.list_runs(status="nope")
+    with pytest.raises(plait.InputError, match=r"invalid cursor 'garbage'"):
+        engine.list_runs(cursor="garbage")
+    with pytest.raises(plait.InputError, match=r"limit must be an integer between 1 and 10000"):
+        engine.list_runs(limit=0)
+
+
+def test_unknown_run_is_a_clear_error(engine: plait.Engine) -> None:
+    for call in (engine.get_run, engine.steps, engine.events, engine.inspect):
+        with pytest.raises(plait.RunNotFound, match=r"no run with id 'ghost'"):
+            call("ghost")
+
+
+def test_inspect_shows_counts_durations_and_blockers(engine: plait.Engine) -> None:
+    wf = plait.Workflow("inspected")
+    wf.add_step("a", lambda: 1)
+    wf.add_step("b", lambda a: a, deps=["a"])
+    wf.add_step("c", lambda a, b: 1, deps=["a", "b"])
+    run = engine.start(wf)
+    before = engine.inspect(run.id)
+    assert before.counts["ready"] == 1 and before.counts["pending"] == 2
+    assert before.blockers["b"] == ["a (ready)"]
+    assert sorted(before.blockers["c"]) == ["a (ready)", "b (pending)"]
+    assert "no worker has claimed it yet" in before.blockers["a"][0]
+    serve(engine, run)
+    after = engine.inspect(run.id)
+    assert after.counts["done"] == 3 and after.blockers == {}
+    assert all(s.duration is not None and s.queued is not None for s in after.steps)
+    assert after.duration is not None and after.duration >= 0
+
+
+def test_workflows_lists_registered_versions(engine: plait.Engine) -> None:
+    v1, v2 = plait.Workflow("versions", version="1"), plait.Workflow("versions", version="2")
+    v1.add_step("s", lambda: 1)
+    v2.add_step("s", lambda: 2)
+    engine.register(v1)
+    engine.register(v2)
+    infos = engine.workflows()
+    assert {(w.name, w.version) for w in infos} == {("versions", "1"), ("versions", "2")}
+    assert {w.fingerprint for w in infos} == {v1.fingerprint, v2.fingerprint}
+
+
+def test_every_blocking_method_has_an_async_twin() -> None:
+    blocking = ["register", "workflows", "start", "get_run", "list_runs", "steps", "events",
+                "inspect", "run_worker", "close"]
+    for name in blocking:
+        assert callable(getattr(plait.Engine, name))
+        assert asyncio.iscoroutinefunction(getattr(plait.Engine, f"{name}_async"))
+    assert asyncio.iscoroutinefunction(plait.RunHandle.result_async)
+
+
+def test_async_api_in_a_user_event_loop(url: str) -> None:
+    wf = plait.Workflow("asyncapi")
+    wf.add_step("s", lambda n: n * 2)
+
+    async def main() -> dict[str, object]:
+        async with plait.Engine(url) as engine:
+            run = await engine.start_async(wf, {"n": 21})
+            await engine.run_worker_async(until=run, timeout=10)
+            return await run.result_async(timeout=5)
+
+    assert asyncio.run(main()) == {"s": 42}
