@@ -50,6 +50,8 @@ class StepContext:
 class _StepLogger(logging.LoggerAdapter[logging.Logger]):
     """Stamps every record with the run id and step, as structured `extra` fields."""
 
-    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
         kwargs["extra"] = {**(self.extra or {}), **kwargs.get("extra", {})}
         return msg, kwargs

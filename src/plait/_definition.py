@@ -94,7 +94,9 @@ class StepDef:
             value = outputs.get(dep)
             if dep in self.dep_params:
                 adapter = self.dep_params[dep]
-                kwargs[dep] = adapter.validate_python(value) if adapter and value is not None else value
+                kwargs[dep] = (
+                    adapter.validate_python(value) if adapter and value is not None else value
+                )
             elif self.accepts_kwargs:
                 kwargs[dep] = value
         for spec in self.inputs:
@@ -116,11 +118,18 @@ class Workflow:
     """
 
     def __init__(
-        self, name: str, version: str = "1", *, retry: Retry | None = None, timeout: float | None = None
+        self,
+        name: str,
+        version: str = "1",
+        *,
+        retry: Retry | None = None,
+        timeout: float | None = None,
     ) -> None:
         self.name = check_name("workflow", name, WORKFLOW_NAME_RE)
         if not isinstance(version, str) or not version or len(version) > 64:
-            raise DefinitionError(f"workflow {name!r}: version must be a non-empty string, got {version!r}")
+            raise DefinitionError(
+                f"workflow {name!r}: version must be a non-empty string, got {version!r}"
+            )
         if retry is not None and not isinstance(retry, Retry):
             raise DefinitionError(f"workflow {name!r}: retry must be a plait.Retry, got {retry!r}")
         self.version = version
@@ -148,7 +157,9 @@ class Workflow:
         priority: int = 0,
     ) -> Callable[[F], F]: ...
 
-    def step(self, fn: Callable[..., Any] | None = None, /, *, name: str | None = None, **options: Any) -> Any:
+    def step(
+        self, fn: Callable[..., Any] | None = None, /, *, name: str | None = None, **options: Any
+    ) -> Any:
         """Decorate a function as a step; usable as `@wf.step` or `@wf.step(**options)`."""
         if fn is not None:
             self._add(name or str(getattr(fn, "__name__", "")), fn, (), options)
@@ -160,7 +171,9 @@ class Workflow:
 
         return decorate
 
-    def add_step(self, name: str, fn: Callable[..., Any], deps: Iterable[str] = (), **options: Any) -> StepDef:
+    def add_step(
+        self, name: str, fn: Callable[..., Any], deps: Iterable[str] = (), **options: Any
+    ) -> StepDef:
         """Add a step programmatically (for generated graphs). `deps` are data dependencies:
         each output is passed to the parameter of that name, or in `**kwargs`; a dependency with
         neither still orders and cascades like `after`."""
@@ -168,7 +181,9 @@ class Workflow:
             deps = (deps,)
         return self._add(name, fn, tuple(deps), options)
 
-    def _add(self, name: str, fn: Callable[..., Any], deps: tuple[str, ...], options: dict[str, Any]) -> StepDef:
+    def _add(
+        self, name: str, fn: Callable[..., Any], deps: tuple[str, ...], options: dict[str, Any]
+    ) -> StepDef:
         check_name("step", name)
         where = f"workflow {self.name!r}, step {name!r}"
         if not callable(fn):
@@ -177,7 +192,9 @@ class Workflow:
             raise DefinitionError(f"{where}: duplicate step name (each step name must be unique)")
         unknown = set(options) - _OPTIONS
         if unknown:
-            raise DefinitionError(f"{where}: unknown option(s) {sorted(unknown)}; known: {sorted(_OPTIONS)}")
+            raise DefinitionError(
+                f"{where}: unknown option(s) {sorted(unknown)}; known: {sorted(_OPTIONS)}"
+            )
         retry = options.get("retry")
         if retry is not None and not isinstance(retry, Retry):
             raise DefinitionError(f"{where}: retry must be a plait.Retry, got {retry!r}")
@@ -353,7 +370,9 @@ class Workflow:
                 {
                     "name": s.name,
                     "deps": sorted(s.dependencies().items()),
-                    "defaults": {k: _codec.loads(_codec.dumps(v)) for k, v in sorted(s.defaults.items())},
+                    "defaults": {
+                        k: _codec.loads(_codec.dumps(v)) for k, v in sorted(s.defaults.items())
+                    },
                     "optional": s.optional,
                     "retry": s.retry.as_dict() if s.retry else None,
                     "timeout": s.timeout,
@@ -368,9 +387,7 @@ class Workflow:
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
-_OPTIONS = frozenset(
-    {"after", "after_any", "defaults", "optional", "retry", "timeout", "priority"}
-)
+_OPTIONS = frozenset({"after", "after_any", "defaults", "optional", "retry", "timeout", "priority"})
 
 
 def _names(where: str, option: str, names: Iterable[str]) -> list[str]:
@@ -390,8 +407,15 @@ def _check_timeout(where: str, timeout: Any) -> float | None:
         return None
     if hasattr(timeout, "total_seconds"):
         timeout = timeout.total_seconds()
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not math.isfinite(timeout) or timeout <= 0:
-        raise DefinitionError(f"{where}: timeout must be a positive number of seconds, got {timeout!r}")
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not math.isfinite(timeout)
+        or timeout <= 0
+    ):
+        raise DefinitionError(
+            f"{where}: timeout must be a positive number of seconds, got {timeout!r}"
+        )
     return float(timeout)
 
 
@@ -402,7 +426,9 @@ def _inspect_signature(where: str, step: StepDef) -> None:
         raise DefinitionError(f"{where}: cannot read the handler's signature: {exc}") from None
     for p in sig.parameters.values():
         if p.kind is p.VAR_POSITIONAL:
-            raise DefinitionError(f"{where}: parameter *{p.name} is not supported; name each parameter")
+            raise DefinitionError(
+                f"{where}: parameter *{p.name} is not supported; name each parameter"
+            )
         if p.kind is p.POSITIONAL_ONLY:
             raise DefinitionError(
                 f"{where}: parameter {p.name!r} is positional-only; steps are called by keyword"
@@ -416,7 +442,9 @@ def _type_hints(fn: Callable[..., Any]) -> dict[str, Any]:
         hints: dict[str, Any] = {}
         for name, hint in getattr(fn, "__annotations__", {}).items():
             try:
-                hints[name] = typing.get_type_hints(_Probe(hint), getattr(fn, "__globals__", None))["x"]
+                hints[name] = typing.get_type_hints(_Probe(hint), getattr(fn, "__globals__", None))[
+                    "x"
+                ]
             except Exception:  # this one stays untyped: its value is passed through unvalidated
                 continue
         return hints
@@ -480,7 +508,9 @@ def _check_acyclic(workflow: str, steps: Mapping[str, StepDef]) -> None:
     while True:
         node = next(d for d in sorted(deps[node]) if remaining[d] > 0)
         if node in path:
-            cycle = [*path[path.index(node):], node]
+            cycle = [*path[path.index(node) :], node]
             cycle.reverse()
-            raise DefinitionError(f"workflow {workflow!r}, step {node!r}: cycle: {' -> '.join(cycle)}")
+            raise DefinitionError(
+                f"workflow {workflow!r}, step {node!r}: cycle: {' -> '.join(cycle)}"
+            )
         path.append(node)

@@ -141,7 +141,9 @@ class Engine:
         plan = workflow.plan()  # raises DefinitionError
         if plan.fingerprint not in self._registry:
             store = await self._ready()
-            stamped = WorkflowPlan(plan.name, plan.version, plan.fingerprint, plan.steps, time.time())
+            stamped = WorkflowPlan(
+                plan.name, plan.version, plan.fingerprint, plan.steps, time.time()
+            )
             await store.save_workflow(stamped)
             self._registry[plan.fingerprint] = workflow
             self._latest[plan.name] = workflow
@@ -191,12 +193,16 @@ class Engine:
 
     start = blocking(start_async)
 
-    async def _plan_and_input(self, workflow: Workflow | str, value: Any) -> tuple[WorkflowPlan, Any]:
+    async def _plan_and_input(
+        self, workflow: Workflow | str, value: Any
+    ) -> tuple[WorkflowPlan, Any]:
         if isinstance(workflow, Workflow):
             await self.register_async(workflow)
             return workflow.plan(), workflow.validate_input(value)
         if not isinstance(workflow, str):
-            raise WorkflowNotFound(f"expected a plait.Workflow or a workflow name, got {workflow!r}")
+            raise WorkflowNotFound(
+                f"expected a plait.Workflow or a workflow name, got {workflow!r}"
+            )
         local = self._latest.get(workflow)
         if local is not None:
             return local.plan(), local.validate_input(value)
@@ -210,7 +216,9 @@ class Engine:
         if value is None:
             value = {}
         if not isinstance(value, dict):
-            raise InputError(f"run input of {workflow!r} must be a JSON object, got {type(value).__name__}")
+            raise InputError(
+                f"run input of {workflow!r} must be a JSON object, got {type(value).__name__}"
+            )
         for step in plan.steps:
             for field, required in step.inputs:
                 if required and field not in value:
@@ -252,7 +260,9 @@ class Engine:
                 raise InputError(f"unknown run status {status!r}; use one of: {allowed}") from None
         before = _parse_cursor(cursor)
         store = await self._ready()
-        rows = await store.list_runs(workflow=workflow, status=status, limit=limit + 1, before=before)
+        rows = await store.list_runs(
+            workflow=workflow, status=status, limit=limit + 1, before=before
+        )
         more = len(rows) > limit
         rows = rows[:limit]
         next_cursor = f"{rows[-1].created_at!r}|{rows[-1].id}" if more and rows else None
@@ -267,7 +277,9 @@ class Engine:
 
     steps = blocking(steps_async)
 
-    async def events_async(self, run_id: str, after_seq: int = 0, limit: int | None = None) -> list[Event]:
+    async def events_async(
+        self, run_id: str, after_seq: int = 0, limit: int | None = None
+    ) -> list[Event]:
         """The run's event log after `after_seq`, in order."""
         if not isinstance(after_seq, int) or after_seq < 0:
             raise InputError(f"after_seq must be an integer >= 0, got {after_seq!r}")
@@ -293,7 +305,9 @@ class Engine:
                 return await self._result_of(row)
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
-                raise TimeoutError(f"run {run_id!r} did not end within {timeout}s (it is {row.status.value})")
+                raise TimeoutError(
+                    f"run {run_id!r} did not end within {timeout}s (it is {row.status.value})"
+                )
             # woken at once by runs ending in this process; polling covers other processes
             await self.runs_ended.wait(pause if left is None else min(pause, left))
             pause = min(pause * 2, self.poll_interval)
@@ -350,8 +364,14 @@ class Engine:
         get `grace` seconds, the rest are released for other workers at once."""
         from ._worker import run_blocking
 
-        run_blocking(self, concurrency=concurrency, until=until, timeout=timeout,
-                     workflows=workflows, grace=grace)
+        run_blocking(
+            self,
+            concurrency=concurrency,
+            until=until,
+            timeout=timeout,
+            workflows=workflows,
+            grace=grace,
+        )
 
     def stop_workers(self) -> None:
         """Ask every worker of this Engine to stop gracefully (thread-safe; returns at once)."""
@@ -379,7 +399,9 @@ def _parse_cursor(cursor: str | None) -> tuple[float, str] | None:
         created, run_id = cursor.split("|", 1)
         return float(created), run_id
     except (ValueError, AttributeError):
-        raise InputError(f"invalid cursor {cursor!r}: pass the next_cursor of a previous page") from None
+        raise InputError(
+            f"invalid cursor {cursor!r}: pass the next_cursor of a previous page"
+        ) from None
 
 
 def _run_ids(until: RunHandle | str | Iterable[RunHandle | str] | None) -> set[str] | None:

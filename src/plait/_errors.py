@@ -1,17 +1,17 @@
 """One exception tree for everything plait raises.
 
-    PlaitError
-    ├── DefinitionError        a workflow definition is wrong (cycle, unknown step, duplicate…)
-    ├── InputError             a run's input is not what its steps need
-    ├── WorkflowNotFound       start() named a workflow nobody registered
-    ├── RunNotFound            an operation named a run id that does not exist
-    ├── RunConflict            a run id is already used by a different workflow
-    ├── RunFailed              result(): the run ended failed (`.failures`: step → StepError)
-    ├── RunCancelled           result(): the run was cancelled
-    ├── StoreError             the store cannot be opened or used
-    │   └── SchemaVersionError the database belongs to a newer plait, or is not plait's
-    └── StepError-raising helpers for handlers (not PlaitError subclasses of each other):
-        Retryable / Permanent  raised inside a step to choose retry behaviour and an error code
+PlaitError
+├── DefinitionError        a workflow definition is wrong (cycle, unknown step, duplicate…)
+├── InputError             a run's input is not what its steps need
+├── WorkflowNotFound       start() named a workflow nobody registered
+├── RunNotFound            an operation named a run id that does not exist
+├── RunConflict            a run id is already used by a different workflow
+├── RunFailed              result(): the run ended failed (`.failures`: step → StepError)
+├── RunCancelled           result(): the run was cancelled
+├── StoreError             the store cannot be opened or used
+│   └── SchemaVersionError the database belongs to a newer plait, or is not plait's
+└── StepError-raising helpers for handlers (not PlaitError subclasses of each other):
+    Retryable / Permanent  raised inside a step to choose retry behaviour and an error code
 """
 
 from __future__ import annotations

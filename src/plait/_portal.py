@@ -50,7 +50,9 @@ class Portal:
             running = None
         if running is loop:
             coro.close()
-            raise RuntimeError("a blocking plait method was called from plait's own loop; await the *_async twin")
+            raise RuntimeError(
+                "a blocking plait method was called from plait's own loop; await the *_async twin"
+            )
         return asyncio.run_coroutine_threadsafe(coro, loop)
 
     def call(self, coro: Coroutine[Any, Any, R]) -> R:

@@ -25,7 +25,9 @@ class StepStatus(StrEnum):
         return self in _TERMINAL_STEP
 
 
-_TERMINAL_STEP = frozenset({StepStatus.DONE, StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.CANCELLED})
+_TERMINAL_STEP = frozenset(
+    {StepStatus.DONE, StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.CANCELLED}
+)
 
 
 class RunStatus(StrEnum):

@@ -24,8 +24,14 @@ class Retry:
     jitter: float = 0.1
 
     def __post_init__(self) -> None:
-        if isinstance(self.attempts, bool) or not isinstance(self.attempts, int) or self.attempts < 1:
-            raise DefinitionError(f"Retry(attempts={self.attempts!r}): attempts must be an integer >= 1")
+        if (
+            isinstance(self.attempts, bool)
+            or not isinstance(self.attempts, int)
+            or self.attempts < 1
+        ):
+            raise DefinitionError(
+                f"Retry(attempts={self.attempts!r}): attempts must be an integer >= 1"
+            )
         for name in ("delay", "max_delay"):
             value = getattr(self, name)
             if not _finite(value) or value < 0:
@@ -67,7 +73,6 @@ class Retry:
             "max_delay": self.max_delay,
             "jitter": self.jitter,
         }
-
 
 
 def _finite(value: object) -> bool:

@@ -163,7 +163,9 @@ def new_run(
 # -- worker transitions ------------------------------------------------------------------------
 
 
-def claim(txn: Txn, run_id: str, name: str, *, token: str, worker_id: str, lease: float) -> Transition:
+def claim(
+    txn: Txn, run_id: str, name: str, *, token: str, worker_id: str, lease: float
+) -> Transition:
     """A ready step whose time has come goes to running under a fresh lease."""
     yield from need(txn, run_id, (name,))
     step, run = txn.step(run_id, name), txn.runs.get(run_id)
@@ -184,7 +186,9 @@ def claim(txn: Txn, run_id: str, name: str, *, token: str, worker_id: str, lease
         run.started_at = txn.now
     txn.touch(step)
     txn.emit(run, "step_started", name, attempt=step.attempt, worker=worker_id)
-    txn.claims.append(Claim(run_id, name, run.fingerprint, step.attempt, token, step.lease_expires_at))
+    txn.claims.append(
+        Claim(run_id, name, run.fingerprint, step.attempt, token, step.lease_expires_at)
+    )
 
 
 def complete(txn: Txn, outcome: Outcome) -> Transition:
@@ -196,7 +200,9 @@ def complete(txn: Txn, outcome: Outcome) -> Transition:
         return
     if step.status is not StepStatus.RUNNING or step.lease_token != outcome.token:
         txn.result.accepted.append(False)
-        reason = "lease lost" if step.status is StepStatus.RUNNING else f"step is {step.status.value}"
+        reason = (
+            "lease lost" if step.status is StepStatus.RUNNING else f"step is {step.status.value}"
+        )
         txn.emit(run, "step_outcome_ignored", step.name, reason=reason, succeeded=outcome.succeeded)
         return
     txn.result.accepted.append(True)
@@ -237,7 +243,12 @@ def release(txn: Txn, run_id: str, name: str, token: str) -> Transition:
     """A stopping worker hands a step back: ready at once, its attempt not counted."""
     yield from need(txn, run_id, (name,))
     step, run = txn.step(run_id, name), txn.runs.get(run_id)
-    if step is None or run is None or step.status is not StepStatus.RUNNING or step.lease_token != token:
+    if (
+        step is None
+        or run is None
+        or step.status is not StepStatus.RUNNING
+        or step.lease_token != token
+    ):
         return
     worker = step.worker_id
     _back_to_ready(txn, step)
@@ -266,8 +277,15 @@ def recover(txn: Txn, run_id: str, name: str, max_recoveries: int) -> Transition
         )
         step.finished_at = txn.now
         txn.touch(step)
-        txn.emit(run, "step_failed", name, code=step.error_code, message=step.error_message,
-                 attempt=step.attempt, worker=worker)
+        txn.emit(
+            run,
+            "step_failed",
+            name,
+            code=step.error_code,
+            message=step.error_message,
+            attempt=step.attempt,
+            worker=worker,
+        )
         yield from _settle(txn, run, step)
         return
     _back_to_ready(txn, step)
@@ -320,7 +338,12 @@ def _settle(txn: Txn, run: RunRow, first: StepRow) -> Transition:
             if dep is None or dep.status is not StepStatus.PENDING:
                 continue
             dep.unmet -= 1
-            if failed and dep.skip_reason is None and edge.kind is not EdgeKind.AFTER_ANY and not edge.absorbs:
+            if (
+                failed
+                and dep.skip_reason is None
+                and edge.kind is not EdgeKind.AFTER_ANY
+                and not edge.absorbs
+            ):
                 dep.skip_reason = f"dependency {step.name!r} {step.status.value}"
             if dep.unmet <= 0:
                 if dep.skip_reason is not None:

@@ -102,7 +102,14 @@ class Event:
 
     @classmethod
     def from_row(cls, row: NewEvent) -> Event:
-        return cls(row.run_id, row.seq, row.type, row.step, dict(row.payload), _dt(row.ts) or datetime.now(UTC))
+        return cls(
+            row.run_id,
+            row.seq,
+            row.type,
+            row.step,
+            dict(row.payload),
+            _dt(row.ts) or datetime.now(UTC),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,9 +176,16 @@ def inspect_run(run_row: RunRow, rows: list[StepRow], now: float) -> Inspection:
             if r.available_at is not None and r.available_at > now:
                 blockers[r.name] = [f"retry backoff: claimable in {r.available_at - now:.1f}s"]
             elif run_row.status in (RunStatus.PENDING, RunStatus.RUNNING):
-                blockers[r.name] = ["no worker has claimed it yet (is a worker serving this workflow version?)"]
+                blockers[r.name] = [
+                    "no worker has claimed it yet (is a worker serving this workflow version?)"
+                ]
             else:
                 blockers[r.name] = [f"run is {run_row.status.value}"]
     run = Run.from_row(run_row)
-    return Inspection(run=run, steps=steps, counts=counts, blockers=blockers,
-                      duration=_span(run_row.created_at, run_row.finished_at))
+    return Inspection(
+        run=run,
+        steps=steps,
+        counts=counts,
+        blockers=blockers,
+        duration=_span(run_row.created_at, run_row.finished_at),
+    )

@@ -55,7 +55,9 @@ class _InFlight:
 
 
 class Worker:
-    def __init__(self, engine: Engine, workflows: Sequence[Workflow], *, concurrency: int, grace: float) -> None:
+    def __init__(
+        self, engine: Engine, workflows: Sequence[Workflow], *, concurrency: int, grace: float
+    ) -> None:
         if not isinstance(concurrency, int) or concurrency < 1:
             raise ValueError(f"concurrency must be an integer >= 1, got {concurrency!r}")
         self.engine = engine
@@ -86,7 +88,9 @@ class Worker:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self.stop)
 
-    async def run(self, *, until: set[str] | None, timeout: float | None, handle_signals: bool) -> None:
+    async def run(
+        self, *, until: set[str] | None, timeout: float | None, handle_signals: bool
+    ) -> None:
         if not self.workflows:
             raise ValueError("the worker has no workflows to serve: register at least one")
         self._until = set(until) if until is not None else None
@@ -97,8 +101,12 @@ class Worker:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.stop)
                 installed.append(sig)
-        log.info("worker %s serving %s (concurrency %d)", self.id,
-                 ", ".join(f"{w.name}@{fp}" for fp, w in self.workflows.items()), self.concurrency)
+        log.info(
+            "worker %s serving %s (concurrency %d)",
+            self.id,
+            ", ".join(f"{w.name}@{fp}" for fp, w in self.workflows.items()),
+            self.concurrency,
+        )
         committer = asyncio.create_task(self._commit_loop(), name="plait-committer")
         keeper = asyncio.create_task(self._lease_loop(), name="plait-leases")
         try:
@@ -106,7 +114,9 @@ class Worker:
             async with asyncio.timeout(timeout):
                 await self._claim_loop()
         except TimeoutError:
-            raise TimeoutError(f"worker stopped after {timeout}s: awaited runs still unfinished") from None
+            raise TimeoutError(
+                f"worker stopped after {timeout}s: awaited runs still unfinished"
+            ) from None
         finally:
             self._stopping.set()
             await self._drain()
@@ -132,7 +142,11 @@ class Worker:
                 continue
             now = time.time()
             claims = await self.store.claim(
-                worker_id=self.id, fingerprints=fingerprints, limit=free, lease=self.engine.lease, now=now
+                worker_id=self.id,
+                fingerprints=fingerprints,
+                limit=free,
+                lease=self.engine.lease,
+                now=now,
             )
             if claims:
                 idle = 0.002
@@ -156,7 +170,9 @@ class Worker:
         inputs = await self.store.step_inputs(wanted)
         for c in claims:
             wf = self.workflows[c.fingerprint]
-            ctx = StepContext(run_id=c.run_id, step=c.step, workflow=wf.name, attempt=c.attempt, run_input={})
+            ctx = StepContext(
+                run_id=c.run_id, step=c.step, workflow=wf.name, attempt=c.attempt, run_input={}
+            )
             task = asyncio.create_task(self._execute(wf, wf[c.step], c, ctx, inputs.get(c.run_id)))
             self._inflight[c.token] = _InFlight(c, ctx, task)
 
@@ -174,7 +190,9 @@ class Worker:
     async def _attempt(
         self, wf: Workflow, step: StepDef, claim: Claim, ctx: StepContext, inputs: StepInputs | None
     ) -> Outcome:
-        def failure(code: str, message: str, retryable: bool | None, tb: str | None = None) -> Outcome:
+        def failure(
+            code: str, message: str, retryable: bool | None, tb: str | None = None
+        ) -> Outcome:
             delay = wf.retry_for(step).next_try(claim.attempt, retryable)
             return Outcome(
                 claim.run_id,
@@ -193,7 +211,9 @@ class Worker:
             ctx.input = run_input
             outputs: dict[str, Any] = {}
             for dep, (status, output) in inputs.dependencies.items():
-                outputs[dep] = _codec.loads(output) if status is StepStatus.DONE else step.defaults.get(dep)
+                outputs[dep] = (
+                    _codec.loads(output) if status is StepStatus.DONE else step.defaults.get(dep)
+                )
             kwargs = step.build_kwargs(ctx, run_input, outputs)
         except ValidationError as exc:
             return failure("invalid_input", f"step {step.name!r}: {exc}", False)
@@ -211,7 +231,9 @@ class Worker:
                         raise result
         except TimeoutError:
             ctx._request_cancel()  # a sync handler keeps its thread; it should poll ctx.cancelled
-            return failure("timeout", f"step {step.name!r} exceeded its timeout of {timeout}s", None)
+            return failure(
+                "timeout", f"step {step.name!r} exceeded its timeout of {timeout}s", None
+            )
         except asyncio.CancelledError:
             ctx._request_cancel()
             raise
@@ -219,16 +241,26 @@ class Worker:
             return failure("cancelled", str(exc), False)
         except StepFailure as exc:
             return failure(exc.code, str(exc) or exc.code, exc.retryable, traceback.format_exc())
-        except (KeyboardInterrupt, SystemExit) as exc:  # from a handler: fail the step, keep serving
-            return failure(type(exc).__name__, f"handler raised {type(exc).__name__}", False,
-                           traceback.format_exc())
+        except (
+            KeyboardInterrupt,
+            SystemExit,
+        ) as exc:  # from a handler: fail the step, keep serving
+            return failure(
+                type(exc).__name__,
+                f"handler raised {type(exc).__name__}",
+                False,
+                traceback.format_exc(),
+            )
         except Exception as exc:
             return failure(type(exc).__name__, str(exc) or repr(exc), None, traceback.format_exc())
         try:
             output = _codec.dumps(result)
         except _codec.EncodeError as exc:
-            return failure("unserializable_output", f"step {step.name!r} returned a value that is not JSON: {exc}",
-                           False)
+            return failure(
+                "unserializable_output",
+                f"step {step.name!r} returned a value that is not JSON: {exc}",
+                False,
+            )
         return Outcome(claim.run_id, claim.step, claim.token, output=output)
 
     # -- committing -----------------------------------------------------------------------------
@@ -248,12 +280,17 @@ class Worker:
             except Exception:
                 # The store is unreachable or the transaction failed; nothing was recorded, so
                 # retrying is safe (outcomes are fenced). The lease keeps the step ours meanwhile.
-                log.exception("worker %s: committing %d outcome(s) failed; retrying", self.id, len(batch))
+                log.exception(
+                    "worker %s: committing %d outcome(s) failed; retrying", self.id, len(batch)
+                )
                 await asyncio.sleep(0.5)
         for outcome, accepted in zip(batch, result.accepted, strict=False):
             if not accepted:
-                log.warning("outcome of step %r (run %r) was fenced off: its lease was lost",
-                            outcome.step, outcome.run_id)
+                log.warning(
+                    "outcome of step %r (run %r) was fenced off: its lease was lost",
+                    outcome.step,
+                    outcome.run_id,
+                )
         for outcome in batch:
             self._inflight.pop(outcome.token, None)
         self._slot_freed.set()
@@ -287,7 +324,11 @@ class Worker:
                     for lost in await self.store.heartbeat(held, self.engine.lease, now):
                         item = self._inflight.get(lost.token)
                         if item is not None:
-                            log.warning("lease of step %r (run %r) lost; asking it to stop", lost.step, lost.run_id)
+                            log.warning(
+                                "lease of step %r (run %r) lost; asking it to stop",
+                                lost.step,
+                                lost.run_id,
+                            )
                             item.ctx._request_cancel()
                 recovered = await self.store.recover_expired(now, self.engine.max_recoveries, 1000)
                 self.engine._committed(recovered)
@@ -346,9 +387,15 @@ def run_blocking(
     for wf in workflows or ():
         engine.register(wf)
     engine._portal.call(engine._ready())
-    worker = Worker(engine, list(workflows) if workflows else engine.registered(),
-                    concurrency=concurrency, grace=grace)
-    future = engine._portal.submit(worker.run(until=_run_ids(until), timeout=timeout, handle_signals=False))
+    worker = Worker(
+        engine,
+        list(workflows) if workflows else engine.registered(),
+        concurrency=concurrency,
+        grace=grace,
+    )
+    future = engine._portal.submit(
+        worker.run(until=_run_ids(until), timeout=timeout, handle_signals=False)
+    )
     in_main = threading.current_thread() is threading.main_thread()
     previous = None
     if in_main:

@@ -36,7 +36,9 @@ def engine(url: str) -> Iterator[plait.Engine]:
         yield eng
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+def wait_until(
+    predicate: Callable[[], bool], timeout: float = 10.0, what: str = "condition"
+) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
@@ -166,7 +168,9 @@ def test_run_id_of_another_workflow_is_refused(engine: plait.Engine) -> None:
     one.add_step("s", lambda: 1)
     two.add_step("s", lambda: 2)
     engine.start(one, run_id="shared")
-    with pytest.raises(plait.RunConflict, match=r"run id 'shared' is already used by a run of workflow 'one'"):
+    with pytest.raises(
+        plait.RunConflict, match=r"run id 'shared' is already used by a run of workflow 'one'"
+    ):
         engine.start(two, run_id="shared")
 
 
@@ -190,7 +194,9 @@ def test_start_by_name(engine: plait.Engine) -> None:
         ({"n": 1, "o": {"x": object()}}, r"is not JSON"),
     ],
 )
-def test_bad_input_is_refused_and_nothing_written(engine: plait.Engine, value: object, message: str) -> None:
+def test_bad_input_is_refused_and_nothing_written(
+    engine: plait.Engine, value: object, message: str
+) -> None:
     wf = plait.Workflow("strict")
 
     @wf.step
@@ -227,7 +233,10 @@ def test_retry_until_success(engine: plait.Engine) -> None:
     (step,) = engine.steps(run.id)
     assert step.attempts == 3 and step.error is None
     retries = [e for e in engine.events(run.id) if e.type == "step_retrying"]
-    assert [(e.payload["attempt"], e.payload["code"]) for e in retries] == [(1, "busy"), (2, "busy")]
+    assert [(e.payload["attempt"], e.payload["code"]) for e in retries] == [
+        (1, "busy"),
+        (2, "busy"),
+    ]
 
 
 def test_exhausted_retries_fail_and_cascade(engine: plait.Engine) -> None:
@@ -418,7 +427,9 @@ def test_expired_lease_is_recovered_and_stale_outcome_fenced(url: str) -> None:
         store = engine.store
         # a worker claims the step, then "dies" without finishing
         claims = engine._portal.call(
-            store.claim(worker_id="dead", fingerprints=[wf.fingerprint], limit=1, lease=0.2, now=time.time())
+            store.claim(
+                worker_id="dead", fingerprints=[wf.fingerprint], limit=1, lease=0.2, now=time.time()
+            )
         )
         assert len(claims) == 1
         serve(engine, run)
@@ -520,8 +531,18 @@ def test_workflows_lists_registered_versions(engine: plait.Engine) -> None:
 
 
 def test_every_blocking_method_has_an_async_twin() -> None:
-    blocking = ["register", "workflows", "start", "get_run", "list_runs", "steps", "events",
-                "inspect", "run_worker", "close"]
+    blocking = [
+        "register",
+        "workflows",
+        "start",
+        "get_run",
+        "list_runs",
+        "steps",
+        "events",
+        "inspect",
+        "run_worker",
+        "close",
+    ]
     for name in blocking:
         assert callable(getattr(plait.Engine, name))
         assert asyncio.iscoroutinefunction(getattr(plait.Engine, f"{name}_async"))

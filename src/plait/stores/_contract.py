@@ -64,7 +64,9 @@ class Store(Protocol):
     async def get_steps(self, run_id: str) -> list[StepRow]:
         """Every step of the run in definition order."""
 
-    async def get_events(self, run_id: str, after_seq: int, limit: int | None) -> list[NewEvent]: ...
+    async def get_events(
+        self, run_id: str, after_seq: int, limit: int | None
+    ) -> list[NewEvent]: ...
 
     # -- workers
     async def claim(

@@ -127,15 +127,22 @@ class MemoryStore:
             for key in self._ready:
                 step = self._steps[key[0]][key[1]]
                 run = self._runs[key[0]]
-                if run.fingerprint in fingerprints and run.status in _ACTIVE and (
-                    step.available_at is None or step.available_at <= now
+                if (
+                    run.fingerprint in fingerprints
+                    and run.status in _ACTIVE
+                    and (step.available_at is None or step.available_at <= now)
                 ):
                     candidates.append(step)
             candidates.sort(key=lambda s: (-s.priority, s.available_at or 0.0))
             txn = Txn(now)
             for step in candidates[:limit]:
                 token = secrets.token_hex(16)
-                self._run(txn, claim(txn, step.run_id, step.name, token=token, worker_id=worker_id, lease=lease))
+                self._run(
+                    txn,
+                    claim(
+                        txn, step.run_id, step.name, token=token, worker_id=worker_id, lease=lease
+                    ),
+                )
             self._write(txn)
             return txn.claims
 
@@ -164,7 +171,11 @@ class MemoryStore:
         with self._lock:
             for h in held:
                 step = self._steps.get(h.run_id, {}).get(h.step)
-                if step is None or step.status is not StepStatus.RUNNING or step.lease_token != h.token:
+                if (
+                    step is None
+                    or step.status is not StepStatus.RUNNING
+                    or step.lease_token != h.token
+                ):
                     lost.append(h)
                 else:
                     step.lease_expires_at = now + lease
