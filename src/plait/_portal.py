@@ -8,6 +8,7 @@ deadlock, so it raises instead and names the async method to await.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import threading
 from collections.abc import Callable, Coroutine
@@ -106,10 +107,8 @@ class Broadcast:
         with self._lock:
             waiters = list(self._waiters)
         for loop, event in waiters:
-            try:
+            with contextlib.suppress(RuntimeError):  # that loop is closed; its waiter is gone
                 loop.call_soon_threadsafe(event.set)
-            except RuntimeError:  # that loop is closed; its waiter is gone
-                pass
 
     async def wait(self, timeout: float | None) -> bool:
         """True if woken, False on timeout."""
