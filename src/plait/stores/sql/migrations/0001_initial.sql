@@ -1,0 +1,84 @@
+-- Migration 1: the initial schema.
+
+CREATE TABLE plait_meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+
+-- Workflow versions, keyed by fingerprint; `registered` orders them (latest version of a name).
+CREATE TABLE workflows (
+    fingerprint TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    version     TEXT NOT NULL,
+    registered  INTEGER NOT NULL,
+    created_at  DOUBLE PRECISION NOT NULL,
+    plan        TEXT NOT NULL  -- the WorkflowPlan as JSON
+);
+
+CREATE INDEX workflows_name ON workflows (name, registered);
+
+CREATE TABLE runs (
+    id          TEXT PRIMARY KEY,
+    workflow    TEXT NOT NULL,
+    version     TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    input       BLOB NOT NULL,
+    sinks       TEXT NOT NULL,  -- JSON list of step names
+    unfinished  INTEGER NOT NULL,
+    failures    INTEGER NOT NULL,
+    next_seq    INTEGER NOT NULL,
+    output      BLOB,
+    error       TEXT,
+    created_at  DOUBLE PRECISION NOT NULL,
+    started_at  DOUBLE PRECISION,
+    finished_at DOUBLE PRECISION
+);
+
+CREATE INDEX runs_created ON runs (created_at, id);
+
+CREATE INDEX runs_workflow_status ON runs (workflow, status, created_at, id);
+
+CREATE TABLE steps (
+    run_id           TEXT NOT NULL,
+    name             TEXT NOT NULL,
+    idx              INTEGER NOT NULL,
+    status           TEXT NOT NULL,
+    unmet            INTEGER NOT NULL,
+    dependents       TEXT NOT NULL,  -- JSON list of [target, kind, absorbs]; never rewritten
+    optional         BOOLEAN NOT NULL,
+    priority         INTEGER NOT NULL,
+    attempt          INTEGER NOT NULL,
+    recoveries       INTEGER NOT NULL,
+    skip_reason      TEXT,
+    output           BLOB,
+    error_code       TEXT,
+    error_message    TEXT,
+    available_at     DOUBLE PRECISION,
+    lease_token      TEXT,
+    lease_expires_at DOUBLE PRECISION,
+    worker_id        TEXT,
+    ready_at         DOUBLE PRECISION,
+    started_at       DOUBLE PRECISION,
+    finished_at      DOUBLE PRECISION,
+    PRIMARY KEY (run_id, name)
+);
+
+-- claim: ready steps, highest priority first, then the longest waiting
+CREATE INDEX steps_ready ON steps (priority DESC, available_at) WHERE status = 'ready';
+
+-- next_ready_at: the earliest ready step
+CREATE INDEX steps_ready_at ON steps (available_at) WHERE status = 'ready';
+
+-- recover_expired: running steps by lease expiry
+CREATE INDEX steps_leases ON steps (lease_expires_at) WHERE status = 'running';
+
+CREATE TABLE events (
+    run_id  TEXT NOT NULL,
+    seq     INTEGER NOT NULL,
+    type    TEXT NOT NULL,
+    step    TEXT,
+    payload TEXT NOT NULL,  -- JSON object
+    ts      DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (run_id, seq)
+);

@@ -1,0 +1,232 @@
+-- The named queries of the SQL stores. Each query starts with `-- name: <name>`, optionally
+-- followed by a dialect in brackets (`-- name: user_tables [postgres]`) to override the common
+-- text for that dialect only, then a one-line description. Parameters are `:name`; the query layer
+-- (plait/stores/_sql.py) rewrites them for the driver. A parameter ending in `_list` is a list,
+-- passed as a JSON array for SQLite and read with json_each().
+-- Column lists of steps and runs follow the field order of StepRow and RunRow.
+
+-- name: user_tables
+-- The names of the tables in the database that are not the engine's own.
+SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\_%' ESCAPE '\';
+
+-- name: get_schema_version
+-- The schema version recorded in plait_meta.
+SELECT value FROM plait_meta WHERE key = 'schema_version';
+
+-- name: set_schema_version
+-- Record the schema version in plait_meta.
+INSERT INTO plait_meta (key, value) VALUES ('schema_version', :version)
+ON CONFLICT (key) DO UPDATE SET value = excluded.value;
+
+-- name: save_workflow
+-- Remember a workflow version; a fingerprint already known is left as it is.
+INSERT INTO workflows (fingerprint, name, version, registered, created_at, plan)
+VALUES (
+    :fingerprint, :name, :version,
+    (SELECT COALESCE(MAX(registered), 0) + 1 FROM workflows),
+    :created_at, :plan
+)
+ON CONFLICT (fingerprint) DO NOTHING;
+
+-- name: get_workflow
+-- One workflow version of a name, by fingerprint.
+SELECT plan FROM workflows WHERE fingerprint = :fingerprint AND name = :name;
+
+-- name: get_latest_workflow
+-- The most recently registered version of a workflow.
+SELECT plan FROM workflows WHERE name = :name ORDER BY registered DESC LIMIT 1;
+
+-- name: list_workflows
+-- Every workflow version, in registration order.
+SELECT plan FROM workflows ORDER BY registered;
+
+-- name: insert_run
+-- Create a run; nothing happens if the id is taken.
+INSERT INTO runs (
+    id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq,
+    output, error, created_at, started_at, finished_at
+) VALUES (
+    :id, :workflow, :version, :fingerprint, :status, :input, :sinks, :unfinished, :failures,
+    :next_seq, :output, :error, :created_at, :started_at, :finished_at
+)
+ON CONFLICT (id) DO NOTHING;
+
+-- name: insert_step
+-- Create a step record of a new run.
+INSERT INTO steps (
+    run_id, name, idx, status, unmet, dependents, optional, priority, attempt, recoveries,
+    skip_reason, output, error_code, error_message, available_at, lease_token, lease_expires_at,
+    worker_id, ready_at, started_at, finished_at
+) VALUES (
+    :run_id, :name, :idx, :status, :unmet, :dependents, :optional, :priority, :attempt,
+    :recoveries, :skip_reason, :output, :error_code, :error_message, :available_at, :lease_token,
+    :lease_expires_at, :worker_id, :ready_at, :started_at, :finished_at
+);
+
+-- name: insert_event
+-- Append an entry to a run's event log.
+INSERT INTO events (run_id, seq, type, step, payload, ts)
+VALUES (:run_id, :seq, :type, :step, :payload, :ts);
+
+-- name: get_run
+-- One run by id.
+SELECT id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq,
+       output, error, created_at, started_at, finished_at
+FROM runs WHERE id = :id;
+
+-- name: get_runs
+-- The runs of a list of ids.
+SELECT id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq,
+       output, error, created_at, started_at, finished_at
+FROM runs WHERE id IN (SELECT value FROM json_each(:id_list));
+
+-- name: list_runs
+-- A page of runs, newest first, strictly before a (created_at, id) position, of any workflow.
+SELECT id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq,
+       output, error, created_at, started_at, finished_at
+FROM runs
+WHERE (:status IS NULL OR status = :status)
+  AND (:before_at IS NULL OR (created_at, id) < (:before_at, :before_id))
+ORDER BY created_at DESC, id DESC
+LIMIT :limit;
+
+-- name: list_runs_of_workflow
+-- A page of runs of one workflow, newest first, strictly before a (created_at, id) position.
+SELECT id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq,
+       output, error, created_at, started_at, finished_at
+FROM runs
+WHERE workflow = :workflow
+  AND (:before_at IS NULL OR (created_at, id) < (:before_at, :before_id))
+ORDER BY created_at DESC, id DESC
+LIMIT :limit;
+
+-- name: list_runs_of_workflow_status
+-- A page of runs of one workflow in one status, newest first, before a (created_at, id) position.
+SELECT id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq,
+       output, error, created_at, started_at, finished_at
+FROM runs
+WHERE workflow = :workflow AND status = :status
+  AND (:before_at IS NULL OR (created_at, id) < (:before_at, :before_id))
+ORDER BY created_at DESC, id DESC
+LIMIT :limit;
+
+-- name: update_run
+-- Write the mutable fields of a run, except its output.
+UPDATE runs
+SET status = :status, unfinished = :unfinished, failures = :failures, next_seq = :next_seq,
+    error = :error, started_at = :started_at, finished_at = :finished_at
+WHERE id = :id;
+
+-- name: update_run_output
+-- Write the mutable fields of a run, its output included.
+UPDATE runs
+SET status = :status, unfinished = :unfinished, failures = :failures, next_seq = :next_seq,
+    error = :error, started_at = :started_at, finished_at = :finished_at, output = :output
+WHERE id = :id;
+
+-- name: get_steps
+-- Every step of a run, in definition order.
+SELECT run_id, name, idx, status, unmet, dependents, optional, priority, attempt, recoveries,
+       skip_reason, output, error_code, error_message, available_at, lease_token,
+       lease_expires_at, worker_id, ready_at, started_at, finished_at
+FROM steps WHERE run_id = :run_id ORDER BY idx;
+
+-- name: get_step
+-- One step of a run.
+SELECT run_id, name, idx, status, unmet, dependents, optional, priority, attempt, recoveries,
+       skip_reason, output, error_code, error_message, available_at, lease_token,
+       lease_expires_at, worker_id, ready_at, started_at, finished_at
+FROM steps WHERE run_id = :run_id AND name = :name;
+
+-- name: get_steps_named
+-- The named steps of one run.
+SELECT run_id, name, idx, status, unmet, dependents, optional, priority, attempt, recoveries,
+       skip_reason, output, error_code, error_message, available_at, lease_token,
+       lease_expires_at, worker_id, ready_at, started_at, finished_at
+FROM steps WHERE run_id = :run_id AND name IN (SELECT value FROM json_each(:name_list));
+
+-- name: get_steps_by_key
+-- Steps of several runs, given as a list of [run_id, name] pairs.
+SELECT s.run_id, s.name, s.idx, s.status, s.unmet, s.dependents, s.optional, s.priority,
+       s.attempt, s.recoveries, s.skip_reason, s.output, s.error_code, s.error_message,
+       s.available_at, s.lease_token, s.lease_expires_at, s.worker_id, s.ready_at, s.started_at,
+       s.finished_at
+FROM json_each(:key_list) AS k
+CROSS JOIN steps AS s
+WHERE s.run_id = json_extract(k.value, '$[0]') AND s.name = json_extract(k.value, '$[1]');
+
+-- name: get_step_ends_by_key
+-- Status and output of steps of several runs, given as a list of [run_id, name] pairs.
+SELECT s.run_id, s.name, s.status, s.output
+FROM json_each(:key_list) AS k
+CROSS JOIN steps AS s
+WHERE s.run_id = json_extract(k.value, '$[0]') AND s.name = json_extract(k.value, '$[1]');
+
+-- name: get_run_inputs
+-- The input of each run of a list of ids.
+SELECT id, input FROM runs WHERE id IN (SELECT value FROM json_each(:id_list));
+
+-- name: update_step
+-- Write the mutable fields of a step, except its output (dependents are never rewritten).
+UPDATE steps
+SET status = :status, unmet = :unmet, attempt = :attempt, recoveries = :recoveries,
+    skip_reason = :skip_reason, error_code = :error_code, error_message = :error_message,
+    available_at = :available_at, lease_token = :lease_token, lease_expires_at = :lease_expires_at,
+    worker_id = :worker_id, ready_at = :ready_at, started_at = :started_at,
+    finished_at = :finished_at
+WHERE run_id = :run_id AND name = :name;
+
+-- name: update_step_output
+-- Write the mutable fields of a step, its output included.
+UPDATE steps
+SET status = :status, unmet = :unmet, attempt = :attempt, recoveries = :recoveries,
+    skip_reason = :skip_reason, error_code = :error_code, error_message = :error_message,
+    available_at = :available_at, lease_token = :lease_token, lease_expires_at = :lease_expires_at,
+    worker_id = :worker_id, ready_at = :ready_at, started_at = :started_at,
+    finished_at = :finished_at, output = :output
+WHERE run_id = :run_id AND name = :name;
+
+-- name: claim_candidates
+-- Ready steps whose time has come, of active runs of the given fingerprints, best first.
+SELECT s.run_id, s.name, s.idx, s.status, s.unmet, s.dependents, s.optional, s.priority,
+       s.attempt, s.recoveries, s.skip_reason, s.output, s.error_code, s.error_message,
+       s.available_at, s.lease_token, s.lease_expires_at, s.worker_id, s.ready_at, s.started_at,
+       s.finished_at
+FROM steps AS s
+JOIN runs AS r ON r.id = s.run_id
+WHERE s.status = 'ready'
+  AND s.available_at <= :now
+  AND r.status IN ('pending', 'running')
+  AND r.fingerprint IN (SELECT value FROM json_each(:fingerprint_list))
+ORDER BY s.priority DESC, s.available_at
+LIMIT :limit;
+
+-- name: next_ready_at
+-- When the earliest ready step of active runs of the given fingerprints becomes claimable.
+SELECT s.available_at
+FROM steps AS s
+JOIN runs AS r ON r.id = s.run_id
+WHERE s.status = 'ready'
+  AND r.status IN ('pending', 'running')
+  AND r.fingerprint IN (SELECT value FROM json_each(:fingerprint_list))
+ORDER BY s.available_at
+LIMIT 1;
+
+-- name: expired_leases
+-- Running steps whose lease has expired, the oldest expiry first.
+SELECT run_id, name FROM steps
+WHERE status = 'running' AND lease_expires_at <= :now
+ORDER BY lease_expires_at
+LIMIT :limit;
+
+-- name: extend_lease
+-- Extend the lease of a running step if the token still holds it.
+UPDATE steps SET lease_expires_at = :lease_expires_at
+WHERE run_id = :run_id AND name = :name AND status = 'running' AND lease_token = :token;
+
+-- name: get_events
+-- A run's events after a sequence number, in order.
+SELECT run_id, seq, type, step, payload, ts
+FROM events WHERE run_id = :run_id AND seq > :after_seq
+ORDER BY seq
+LIMIT :limit;
