@@ -1,0 +1,85 @@
+"""Lint, format and strict typing are part of the test suite, so one command checks everything."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import plait
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["ruff", "check", "src", "tests", "benchmarks", "examples"],
+        ["ruff", "format", "--check", "src", "tests", "benchmarks", "examples"],
+        ["mypy"],
+    ],
+    ids=["ruff-check", "ruff-format", "mypy-strict"],
+)
+def test_tool_passes(command: list[str]) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", *command], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_public_names_are_pinned() -> None:
+    assert sorted(plait.__all__) == sorted(
+        [
+            "DefinitionError",
+            "Engine",
+            "Event",
+            "Inspection",
+            "InputError",
+            "Permanent",
+            "PlaitError",
+            "Retry",
+            "Retryable",
+            "Run",
+            "RunCancelled",
+            "RunConflict",
+            "RunFailed",
+            "RunHandle",
+            "RunNotFound",
+            "RunPage",
+            "RunStatus",
+            "SchemaVersionError",
+            "Step",
+            "StepCancelled",
+            "StepContext",
+            "StepError",
+            "StepStatus",
+            "StoreError",
+            "Workflow",
+            "WorkflowInfo",
+            "WorkflowNotFound",
+            "__version__",
+        ]
+    )
+    for name in plait.__all__:
+        assert hasattr(plait, name), name
+
+
+def test_every_error_derives_from_plait_error() -> None:
+    for name in plait.__all__:
+        obj = getattr(plait, name)
+        if (
+            isinstance(obj, type)
+            and issubclass(obj, Exception)
+            and name.endswith(("Error", "Found", "Failed", "Cancelled", "Conflict"))
+        ):
+            if obj is plait.StepCancelled:
+                continue  # raised inside handlers, like Retryable/Permanent
+            assert issubclass(obj, plait.PlaitError), name
+
+
+def test_no_pickle_anywhere_in_the_package() -> None:
+    for path in (ROOT / "src" / "plait").rglob("*.py"):
+        text = path.read_text()
+        assert "import pickle" not in text and "pickle." not in text, path
