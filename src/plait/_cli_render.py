@@ -39,12 +39,19 @@ STATUS_STYLE = {
 }
 
 
+def _console(stderr: bool) -> Console:
+    console = Console(stderr=stderr, highlight=False)
+    if not console.is_terminal:  # piped: do not wrap tables at 80 columns
+        console = Console(stderr=stderr, highlight=False, width=240)
+    return console
+
+
 def stdout_console() -> Console:
-    return Console(highlight=False, soft_wrap=True)
+    return _console(stderr=False)
 
 
 def stderr_console() -> Console:
-    return Console(stderr=True, highlight=False, soft_wrap=True)
+    return _console(stderr=True)
 
 
 # -- JSON documents ------------------------------------------------------------------------------
@@ -231,7 +238,11 @@ def events_table(events: Iterable[Event]) -> Table:
     for column in ("SEQ", "TIME", "TYPE", "STEP", "DETAIL"):
         table.add_column(column, overflow="fold")
     for event in events:
-        payload = {k: v for k, v in event.payload.items() if k != "traceback" and v is not None}
+        payload = {
+            k: v
+            for k, v in event.payload.items()
+            if k not in ("traceback", "step") and v is not None
+        }
         detail = " ".join(f"{k}={_short(v, 60)}" for k, v in payload.items())
         table.add_row(
             str(event.seq),

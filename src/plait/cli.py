@@ -188,8 +188,18 @@ def pick_workflow(module: ModuleType, path: str, attr: str | None) -> Workflow:
         raise CliError(f"{path} has no attribute {attr!r} (workflows defined there: {known})")
     value = getattr(module, attr)
     if not isinstance(value, Workflow):
-        raise CliError(f"{path}:{attr} is a {type(value).__name__}, not a plait.Workflow")
+        raise CliError(f"{path}:{attr} is {_kind(value)}, not a plait.Workflow")
     return value
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, type):
+        return f"a class ({value.__name__})"
+    if isinstance(value, ModuleType):
+        return "a module"
+    if callable(value):
+        return "a function" if hasattr(value, "__code__") else "a callable"
+    return f"a {type(value).__name__}"
 
 
 def parse_input(text: str) -> dict[str, Any]:

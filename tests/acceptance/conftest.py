@@ -1,0 +1,143 @@
+"""Acceptance tests: the `plait` command line in a subprocess, as a user runs it.
+
+Each test works in its own temporary directory with its own SQLite file. Helpers wait on
+conditions with deadlines; nothing sleeps to synchronise.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+import plait
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+DEADLINE = 30.0  # seconds any single wait may take before the test fails
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+class Cli:
+    """Runs `python -m plait.cli ...` in a working directory against one database."""
+
+    def __init__(self, cwd: Path, db: str) -> None:
+        self.cwd = cwd
+        self.db = db
+        self.env = {**os.environ, "PLAIT_DB": db, "PYTHONUNBUFFERED": "1"}
+        self.env.pop("PLAIT_LOG_LEVEL", None)
+
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "plait.cli", *args]
+
+    def __call__(self, *args: str, timeout: float = 60, stdin: str | None = None) -> Result:
+        proc = subprocess.run(
+            self.command(*args),
+            cwd=self.cwd,
+            env=self.env,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+
+    def spawn(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            self.command(*args),
+            cwd=self.cwd,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "runs.db"
+
+
+@pytest.fixture
+def db_url(db_path: Path) -> str:
+    return f"sqlite:///{db_path}"  # absolute path: sqlite:////tmp/...
+
+
+@pytest.fixture
+def cli(tmp_path: Path, db_url: str) -> Cli:
+    return Cli(tmp_path, db_url)
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[plait.Engine]:
+    with plait.Engine(db_url) as eng:
+        yield eng
+
+
+@pytest.fixture
+def write_app(tmp_path: Path) -> Callable[[str, str], Path]:
+    """Write a workflow module into the test's directory; returns its path."""
+
+    def write(name: str, source: str) -> Path:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(source).lstrip(), encoding="utf-8")
+        return path
+
+    return write
+
+
+def import_file(path: Path) -> ModuleType:
+    """Import a workflow file in the test process (same source, so the same fingerprint)."""
+    name = f"acceptance_{path.stem}_{abs(hash(str(path)))}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def wait_for(condition: Callable[[], Any], what: str, timeout: float = DEADLINE) -> Any:
+    """Poll `condition` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    pause = 0.01
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(pause)  # polling interval of a deadline-bounded wait, not synchronisation
+        pause = min(pause * 2, 0.2)
+
+
+def stop(proc: subprocess.Popen[str], timeout: float = 15) -> tuple[int, str, str]:
+    """SIGTERM a process and collect its exit code and output (fails if it does not exit)."""
+    proc.terminate()
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"process did not exit within {timeout}s of SIGTERM; stderr:\n{err}")
+    return proc.returncode, out, err

@@ -1,0 +1,300 @@
+"""`plait run`: the example to completion, failures (exit 1), and every bad input (exit 2)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from .conftest import EXAMPLES, Cli
+
+ORDERS = str(EXAMPLES / "orders.py")
+
+FAILING_APP = """
+    import plait
+
+    wf = plait.Workflow("breaks")
+
+    @wf.step()
+    def prepare(n: int) -> int:
+        return n + 1
+
+    @wf.step()
+    def explode(prepare: int) -> int:
+        raise ValueError(f"boom at {prepare}")
+
+    @wf.step()
+    def after(explode: int) -> int:
+        return explode
+"""
+
+
+def test_example_runs_to_completion(cli: Cli) -> None:
+    started = time.monotonic()
+    result = cli("run", f"{ORDERS}:wf", "--input", '{"order_id": 42}')
+    elapsed = time.monotonic() - started
+
+    assert result.code == 0, result.stderr
+    assert result.json() == {
+        "finish": {
+            "order_id": 42,
+            "status": "confirmed",
+            "charged_cents": 1650,
+            "charge_attempts": 2,
+            "notified": True,
+        }
+    }
+    assert elapsed < 15, f"the example took {elapsed:.1f}s"
+    # progress goes to stderr, one plain line per step (not a TTY here)
+    assert "[5/5]" in result.stderr
+    assert "charge attempt 1 failed: [gateway_timeout]" in result.stderr
+
+
+def test_optional_step_failure_uses_the_default(cli: Cli) -> None:
+    result = cli("run", f"{ORDERS}:wf", "--input", '{"order_id": 47, "options": {"express": true}}')
+
+    assert result.code == 0, result.stderr
+    finish = result.json()["finish"]
+    assert finish["notified"] is False
+    assert finish["charged_cents"] == 3 * 450 + 1200 + 990
+    assert "email failed: [no_email]" in result.stderr
+
+
+def test_run_id_makes_the_run_idempotent(cli: Cli) -> None:
+    first = cli("run", f"{ORDERS}:wf", "--input", '{"order_id": 5}', "--run-id", "order-5")
+    again = cli("run", f"{ORDERS}:wf", "--input", '{"order_id": 5}', "--run-id", "order-5")
+
+    assert first.code == 0 and again.code == 0, first.stderr + again.stderr
+    assert again.json() == first.json()
+    listed = cli("runs", "list", "--json").json()
+    assert [r["id"] for r in listed["runs"]] == ["order-5"]
+
+
+def test_db_option_overrides_the_environment(cli: Cli, tmp_path: Path) -> None:
+    other = tmp_path / "other.db"
+    result = cli("run", f"{ORDERS}:wf", "--input", '{"order_id": 1}', "--db", f"sqlite:///{other}")
+
+    assert result.code == 0, result.stderr
+    assert other.exists()
+    assert len(cli("runs", "list", "--json", "--db", f"sqlite:///{other}").json()["runs"]) == 1
+
+
+def test_input_from_a_file_and_from_stdin(cli: Cli, tmp_path: Path) -> None:
+    (tmp_path / "input.json").write_text('{"order_id": 3}')
+    from_file = cli("run", f"{ORDERS}:wf", "--input", "@input.json")
+    from_stdin = cli("run", f"{ORDERS}:wf", "--input", "-", stdin='{"order_id": 3}')
+
+    assert from_file.code == 0, from_file.stderr
+    assert from_stdin.code == 0, from_stdin.stderr
+    assert from_file.json()["finish"]["order_id"] == from_stdin.json()["finish"]["order_id"] == 3
+
+
+def test_the_only_workflow_of_a_file_needs_no_name(cli: Cli) -> None:
+    result = cli("run", ORDERS, "--input", '{"order_id": 8}')
+
+    assert result.code == 0, result.stderr
+    assert result.json()["finish"]["order_id"] == 8
+
+
+def test_failed_run_exits_1_with_the_step_errors(
+    cli: Cli, write_app: Callable[[str, str], Path]
+) -> None:
+    app = write_app("breaks.py", FAILING_APP)
+    result = cli("run", f"{app}:wf", "--input", '{"n": 1}', "--run-id", "broken")
+
+    assert result.code == 1
+    assert result.stdout == ""
+    assert "run broken failed" in result.stderr
+    assert "explode: [ValueError] boom at 2" in result.stderr
+    assert "Traceback" not in result.stderr
+    shown = cli("runs", "show", "broken", "--json").json()
+    assert shown["run"]["status"] == "failed"
+    status = {s["name"]: s["status"] for s in shown["steps"]}
+    assert status == {"prepare": "done", "explode": "failed", "after": "skipped"}
+
+
+def test_failed_example_order(cli: Cli) -> None:
+    result = cli("run", f"{ORDERS}:wf", "--input", '{"order_id": 0}')
+
+    assert result.code == 1
+    assert "fetch: [order_not_found] order 0 does not exist" in result.stderr
+
+
+def test_timeout_leaves_the_run_resumable(cli: Cli, write_app: Callable[[str, str], Path]) -> None:
+    app = write_app(
+        "slow.py",
+        """
+        import asyncio
+        import plait
+
+        wf = plait.Workflow("slow")
+
+        @wf.step()
+        async def nap() -> str:
+            await asyncio.sleep(30)
+            return "rested"
+        """,
+    )
+    result = cli("run", f"{app}:wf", "--run-id", "napping", "--timeout", "0.5", "--grace", "0")
+
+    assert result.code == 1
+    assert "run napping did not finish within 0.5s" in result.stderr
+    assert f"plait worker {app}" in result.stderr
+    shown = cli("runs", "show", "napping", "--json").json()
+    assert shown["run"]["status"] in ("pending", "running")
+    assert shown["steps"][0]["status"] == "ready"  # released at once for another worker
+
+
+@pytest.mark.parametrize(
+    ("target", "options", "message"),
+    [
+        pytest.param(
+            "ORDERS:wf",
+            ["--input", "{order_id: 42}"],
+            "plait: error: --input is not valid JSON: Expecting property name",
+            id="invalid-json",
+        ),
+        pytest.param(
+            "ORDERS:wf",
+            ["--input", "[42]"],
+            "plait: error: --input must be a JSON object",
+            id="input-not-an-object",
+        ),
+        pytest.param(
+            "ORDERS:wf",
+            ["--input", '{"id": 42}'],
+            "plait: error: run input of 'orders' misses field 'order_id', required by step 'fetch'",
+            id="missing-field",
+        ),
+        pytest.param(
+            "ORDERS:wf",
+            ["--input", '{"order_id": "forty-two"}'],
+            "plait: error: run input field 'order_id' (step 'fetch') is invalid",
+            id="field-of-wrong-type",
+        ),
+        pytest.param(
+            "ORDERS:wff",
+            ["--input", '{"order_id": 42}'],
+            "has no attribute 'wff' (workflows defined there: wf)",
+            id="unknown-attribute",
+        ),
+        pytest.param(
+            "ORDERS:Order",
+            ["--input", '{"order_id": 42}'],
+            "orders.py:Order is a class (Order), not a plait.Workflow",
+            id="not-a-workflow",
+        ),
+        pytest.param(
+            "nowhere/app.py:wf",
+            ["--input", "{}"],
+            "plait: error: file not found: nowhere/app.py",
+            id="file-not-found",
+        ),
+        pytest.param(
+            "ORDERS:wf",
+            ["--input", "@missing.json"],
+            "plait: error: --input: cannot read missing.json",
+            id="input-file-not-found",
+        ),
+        pytest.param(
+            "ORDERS:wf",
+            ["--input", '{"order_id": 1}', "--run-id", "bad id!"],
+            "plait: error: invalid run id 'bad id!'",
+            id="invalid-run-id",
+        ),
+        pytest.param(
+            "ORDERS:wf",
+            ["--input", '{"order_id": 1}', "--db", "postgres-ish://x"],
+            "plait: error: unsupported store URL 'postgres-ish://x'",
+            id="unsupported-db-url",
+        ),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(
+    cli: Cli, target: str, options: list[str], message: str
+) -> None:
+    result = cli("run", target.replace("ORDERS", ORDERS), *options)
+
+    assert result.code == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stdout == ""
+
+
+def test_bad_input_writes_no_run(cli: Cli) -> None:
+    assert cli("run", f"{ORDERS}:wf", "--input", "{}").code == 2
+    assert cli("runs", "list", "--json").json()["runs"] == []
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        pytest.param("import plait\n", "defines no plait.Workflow", id="no-workflow"),
+        pytest.param(
+            "import plait\nwf = plait.Workflow('a')\nother = plait.Workflow('b')\n",
+            "defines several workflows; name one:",
+            id="several-workflows",
+        ),
+        pytest.param("def broken(:\n", "cannot import", id="syntax-error"),
+        pytest.param(
+            "import plait\nraise RuntimeError('no config')\n",
+            "cannot import",
+            id="raises-on-import",
+        ),
+        pytest.param(
+            """
+import plait
+wf = plait.Workflow("loop")
+
+@wf.step()
+def a(b): ...
+
+@wf.step()
+def b(a): ...
+""",
+            "cycle",
+            id="definition-error",
+        ),
+    ],
+)
+def test_unusable_file_exits_2(
+    cli: Cli, write_app: Callable[[str, str], Path], source: str, message: str
+) -> None:
+    app = write_app("app.py", source)
+    result = cli("run", str(app))
+
+    assert result.code == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_import_error_names_the_line(cli: Cli, write_app: Callable[[str, str], Path]) -> None:
+    app = write_app("app.py", "import plait\n\nx = 1\nraise RuntimeError('no config')\n")
+    result = cli("run", f"{app}:wf")
+
+    assert result.code == 2
+    assert "RuntimeError: no config (app.py, line 4)" in result.stderr
+
+
+def test_a_file_imports_its_siblings(cli: Cli, write_app: Callable[[str, str], Path]) -> None:
+    write_app("helpers.py", "def double(x: int) -> int:\n    return 2 * x\n")
+    app = write_app(
+        "app.py",
+        """
+        import plait
+        from helpers import double
+
+        wf = plait.Workflow("siblings")
+
+        @wf.step()
+        def twice(x: int) -> int:
+            return double(x)
+        """,
+    )
+    result = cli("run", f"{app}:wf", "--input", '{"x": 21}')
+
+    assert result.code == 0, result.stderr
+    assert result.json() == {"twice": 42}
