@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 COMMIT_BATCH = 512
+COMMIT_LINGER = 0.002  # seconds a commit waits for more outcomes of steps still in flight
 TRACEBACK_LIMIT = 32 * 1024
 
 
@@ -64,6 +65,7 @@ class Worker:
         self.store = engine.store
         self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.concurrency = concurrency
+        self._claim_threshold = max(1, concurrency // 2)
         self.grace = grace
         self.workflows = {wf.fingerprint: wf for wf in workflows}
         self._inflight: dict[str, _InFlight] = {}  # token → step in flight
@@ -74,6 +76,7 @@ class Worker:
         self._until: set[str] | None = None
         self._done = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._next_refresh = 0.0
 
     # -- control --------------------------------------------------------------------------------
 
@@ -136,7 +139,8 @@ class Worker:
         idle = 0.002
         while not self._stopping.is_set() and not self._done.is_set():
             free = self.concurrency - len(self._inflight)
-            if free <= 0:
+            # Claim in batches: wait for half the slots unless little is in flight.
+            if free <= 0 or (self._inflight and free < self._claim_threshold):
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
                 continue
@@ -159,7 +163,9 @@ class Worker:
                 wait = min(wait, max(next_at - time.time(), 0.0))
             woken = await self.engine.work_ready.wait(wait)
             idle = 0.002 if woken else min(idle * 2, self.engine.poll_interval)
-            if not woken:
+            if not woken and time.monotonic() >= self._next_refresh:
+                # awaited runs may have been finished by other processes: look now and then
+                self._next_refresh = time.monotonic() + self.engine.poll_interval
                 await self._refresh_until()
 
     async def _launch(self, claims: list[Claim]) -> None:
@@ -268,8 +274,21 @@ class Worker:
     async def _commit_loop(self) -> None:
         while True:
             batch = [await self._outcomes.get()]
-            while len(batch) < COMMIT_BATCH and not self._outcomes.empty():
-                batch.append(self._outcomes.get_nowait())
+            # Group commit: linger a moment for the other steps in flight, so that one
+            # transaction (one fsync) records many outcomes.
+            deadline = time.monotonic() + COMMIT_LINGER
+            while len(batch) < min(COMMIT_BATCH, len(self._inflight)):
+                if self._outcomes.empty():
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        break
+                    try:
+                        async with asyncio.timeout(left):
+                            batch.append(await self._outcomes.get())
+                    except TimeoutError:
+                        break
+                else:
+                    batch.append(self._outcomes.get_nowait())
             await self._commit(batch)
 
     async def _commit(self, batch: list[Outcome]) -> None:
