@@ -147,7 +147,20 @@ suicidal.add_step("before", before)
 suicidal.add_step("die", die)
 suicidal.add_step("after", after)
 
-WORKFLOWS = [crashy, suicidal]
+# -- a step long enough to freeze its worker (SIGSTOP) while it runs --------------------------------
+
+frozen = plait.Workflow("frozen", version="1")
+
+
+def slow(ctx: plait.StepContext) -> int:
+    time.sleep(1.0)
+    journal(ctx)
+    return os.getpid()
+
+
+frozen.add_step("slow", slow)
+
+WORKFLOWS = [crashy, suicidal, frozen]
 
 
 def main(argv: list[str]) -> int:
@@ -166,7 +179,7 @@ def main(argv: list[str]) -> int:
     for wf in WORKFLOWS:
         engine.register(wf)
     print("ready", flush=True)  # the test times its kill from here
-    engine.run_worker(concurrency=args.concurrency, until=run_ids, grace=0.0)
+    engine.run_worker(concurrency=args.concurrency, until=run_ids, grace=10.0)
     engine.close()
     return 0
 

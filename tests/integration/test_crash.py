@@ -251,6 +251,7 @@ def test_sigkilled_workers_lose_no_outcome_and_rerun_no_completed_step(
         lines.sort(key=lambda x: x["t"])
         assert all(x["pid"] in index_of for x in lines), lines
 
+    victims = {victim.index for victim, _ in snapshots}
     final = h.done_steps()
     recoveries_total = 0
     for run_id in h.inputs:
@@ -264,7 +265,16 @@ def test_sigkilled_workers_lose_no_outcome_and_rerun_no_completed_step(
             done = completed[0]
             started = [e for e in mine if e.type == "step_started" and e.seq < done.seq]
             assert started, (key, "completed without a start")
-            recoveries = sum(e.type == "step_lease_expired" for e in mine)
+            expired = [e for e in mine if e.type == "step_lease_expired"]
+            recoveries = len(expired)
+            # a lease expires only when its worker died: once per step and killed worker
+            holders = [index_of.get(_worker_pid(e.payload["worker"])) for e in expired]
+            assert all(i in victims for i in holders), (
+                key,
+                "lease of a live worker expired",
+                expired,
+            )
+            assert len(set(holders)) == len(holders), (key, "expired twice for one worker", expired)
             recoveries_total += recoveries
             lines = journal[key]
             assert lines, (key, "recorded done, but its handler never ran")
@@ -336,3 +346,49 @@ def test_step_that_kills_its_worker_fails_with_lease_expired(harness_factory: An
     kinds = [e.type for e in h.engine.events(run_id) if e.step == "die"]
     assert kinds.count("step_lease_expired") == max_recoveries, kinds
     assert kinds[-1] == "step_failed", kinds
+
+
+def test_outcome_of_a_worker_that_lost_its_lease_is_fenced(harness_factory: Any) -> None:
+    """A worker frozen (SIGSTOP) mid-step loses its lease; another worker runs the step and
+    records it; when the first one thaws and reports, its outcome is ignored, and logged so."""
+    h: Harness = harness_factory(lease=LEASE, max_recoveries=10, seed=SEED)
+    run_id = h.start(app.frozen, 0)
+    a = h.spawn()
+    _wait_for(h, lambda: _step(h, run_id, "slow").worker, lambda w: w and _worker_pid(w) == a.pid)
+    a.popen.send_signal(signal.SIGSTOP)
+    try:
+        b = h.spawn()
+        assert h.wait_exit(b) == 0, h.diagnose()  # b took the step over and finished the run
+    finally:
+        a.popen.send_signal(signal.SIGCONT)
+    assert h.wait_exit(a) == 0, h.diagnose()  # a reported, was fenced off, saw the run ended
+
+    assert plait.RunHandle(h.engine, run_id).result(timeout=DEADLINE) == {"slow": b.pid}
+    events = [e for e in h.engine.events(run_id) if e.step == "slow"]
+    kinds = [e.type for e in events]
+    assert kinds.count("step_completed") == 1, kinds
+    assert "step_lease_expired" in kinds, kinds
+    ignored = [e for e in events if e.type == "step_outcome_ignored"]
+    assert len(ignored) == 1 and ignored[0].payload["reason"] == "step is done", kinds
+    assert ignored[0].seq > next(e.seq for e in events if e.type == "step_completed")
+    ran = [x["pid"] for x in h.journal_lines()]
+    assert sorted(ran) == sorted([a.pid, b.pid]), ran  # at least once: both executions happened
+
+
+def _step(h: Harness, run_id: str, name: str) -> plait.Step:
+    return next(s for s in h.engine.steps(run_id) if s.name == name)
+
+
+def _wait_for(h: Harness, read: Any, ok: Any, timeout: float = DEADLINE) -> Any:
+    """Poll `read()` until `ok(value)`, with a deadline."""
+    deadline = time.monotonic() + timeout
+    pause = 0.005
+    while True:
+        value = read()
+        if ok(value):
+            return value
+        assert time.monotonic() < deadline, (
+            f"condition not met within {timeout}s: {value!r}\n{h.diagnose()}"
+        )
+        time.sleep(pause)  # polling interval of a condition wait with a deadline
+        pause = min(pause * 2, 0.05)
