@@ -194,6 +194,7 @@ _RUN_STATUS = {s.value: s for s in RunStatus}
 _EDGE_KIND = {k.value: k for k in EdgeKind}
 _EDGES_CACHE: dict[str, tuple[Edge, ...]] = {}
 _EDGES_CACHE_MAX = 4096
+_SINKS_CACHE: dict[str, tuple[str, ...]] = {}
 
 
 def edges_to_json(edges: Sequence[Edge]) -> str:
@@ -260,12 +261,23 @@ def step_update_params(step: StepRow) -> Params:
     }
 
 
+def sinks_from_json(text: str) -> tuple[str, ...]:
+    sinks = _SINKS_CACHE.get(text)
+    if sinks is None:
+        sinks = tuple(orjson.loads(text))
+        if len(text) < 1024:
+            if len(_SINKS_CACHE) >= _EDGES_CACHE_MAX:
+                _SINKS_CACHE.clear()
+            _SINKS_CACHE[text] = sinks
+    return sinks
+
+
 def run_from_row(row: Sequence[Any]) -> RunRow:
     (id_, workflow, version, fingerprint, status, input_, sinks, unfinished, failures, next_seq,
      output, error, created_at, started_at, finished_at) = row  # fmt: skip
     return RunRow(
         id_, workflow, version, fingerprint, _RUN_STATUS[status], bytes(input_),
-        tuple(orjson.loads(sinks)), unfinished, failures, next_seq, _bytes(output), error,
+        sinks_from_json(sinks), unfinished, failures, next_seq, _bytes(output), error,
         created_at, started_at, finished_at,
     )  # fmt: skip
 

@@ -92,6 +92,7 @@ class SQLiteStore:
         self._queries = _sql.Queries(_sql.SQLITE)
         self._conn: sqlite3.Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._synchronous_now = self.synchronous
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.url!r})"
@@ -253,11 +254,24 @@ class SQLiteStore:
         return StoreError(f"SQLite store {self.path}: {what} failed: {detail}")
 
     @contextmanager
-    def _transaction(self, what: str, *, write: bool = True) -> Iterator[sqlite3.Connection]:
+    def _transaction(
+        self, what: str, *, write: bool = True, lease_only: bool = False
+    ) -> Iterator[sqlite3.Connection]:
         """One transaction: BEGIN IMMEDIATE for writes (take the write lock first, so a
-        read-then-write never fails half-way on a lock upgrade), a plain BEGIN for reads."""
+        read-then-write never fails half-way on a lock upgrade), a plain BEGIN for reads.
+
+        `lease_only` transactions (claims, heartbeats) commit without their own fsync: WAL
+        frames are appended in order and the next durable commit syncs them too, so a power loss
+        can only lose the latest leases, together with the workers that held them (all of them,
+        on one machine); their steps are then simply claimable again."""
         db = self._db
         try:
+            synchronous = (
+                "NORMAL" if lease_only and self.synchronous == "FULL" else self.synchronous
+            )
+            if synchronous != self._synchronous_now:
+                db.execute(f"PRAGMA synchronous = {synchronous}")
+                self._synchronous_now = synchronous
             db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
         except sqlite3.Error as exc:
             raise self._error(what, exc) from exc
@@ -324,6 +338,7 @@ class SQLiteStore:
                         f"SQLite store {self.path}: cannot switch to WAL mode (got {mode})"
                     )
             db.execute(f"PRAGMA synchronous = {self.synchronous}")
+            self._synchronous_now = self.synchronous
             db.execute("PRAGMA cache_size = -65536")
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -410,7 +425,7 @@ class SQLiteStore:
         self, worker_id: str, fingerprints: list[str], limit: int, lease: float, now: float
     ) -> list[Claim]:
         q = self._queries
-        with self._transaction("claim") as db:
+        with self._transaction("claim", lease_only=True) as db:
             params = {
                 "now": now,
                 "fingerprint_list": q.dialect.list_param(fingerprints),
@@ -464,7 +479,7 @@ class SQLiteStore:
     def _heartbeat(self, held: list[Held], expires: float) -> list[Held]:
         extend = self._queries["extend_lease"]
         lost = []
-        with self._transaction("heartbeat") as db:
+        with self._transaction("heartbeat", lease_only=True) as db:
             for h in held:
                 params = {
                     "run_id": h.run_id,
@@ -597,13 +612,19 @@ class SQLiteStore:
             db.executemany(q["update_step"], plain)
         if with_output:
             db.executemany(q["update_step_output"], with_output)
+        plain, with_output = [], []
+        run_outputs = txn.run_outputs
         for run_id, run in txn.changed_runs.items():
             params = _sql.run_update_params(run)
-            if run_id in txn.run_outputs and txn.run_outputs[run_id] is run.output:
-                db.execute(q["update_run"], params)
+            if run_id in run_outputs and run_outputs[run_id] is run.output:
+                plain.append(params)
             else:
                 params["output"] = run.output
-                db.execute(q["update_run_output"], params)
+                with_output.append(params)
+        if plain:
+            db.executemany(q["update_run"], plain)
+        if with_output:
+            db.executemany(q["update_run_output"], with_output)
         if txn.events:
             db.executemany(q["insert_event"], map(_sql.event_params, txn.events))
 

@@ -203,14 +203,12 @@ LIMIT :limit;
 
 -- name: next_ready_at
 -- When the earliest ready step of active runs of the given fingerprints becomes claimable.
-SELECT s.available_at
+SELECT MIN(s.available_at)
 FROM steps AS s
 JOIN runs AS r ON r.id = s.run_id
 WHERE s.status = 'ready'
   AND r.status IN ('pending', 'running')
-  AND r.fingerprint IN (SELECT value FROM json_each(:fingerprint_list))
-ORDER BY s.available_at
-LIMIT 1;
+  AND r.fingerprint IN (SELECT value FROM json_each(:fingerprint_list));
 
 -- name: expired_leases
 -- Running steps whose lease has expired, the oldest expiry first.

@@ -40,6 +40,8 @@ CREATE TABLE runs (
 
 CREATE INDEX runs_created ON runs (created_at, id);
 
+CREATE INDEX runs_workflow ON runs (workflow, created_at, id);
+
 CREATE INDEX runs_workflow_status ON runs (workflow, status, created_at, id);
 
 CREATE TABLE steps (
@@ -69,9 +71,6 @@ CREATE TABLE steps (
 
 -- claim: ready steps, highest priority first, then the longest waiting
 CREATE INDEX steps_ready ON steps (priority DESC, available_at) WHERE status = 'ready';
-
--- next_ready_at: the earliest ready step
-CREATE INDEX steps_ready_at ON steps (available_at) WHERE status = 'ready';
 
 -- recover_expired: running steps by lease expiry
 CREATE INDEX steps_leases ON steps (lease_expires_at) WHERE status = 'running';

@@ -1,0 +1,85 @@
+"""The contract suite: one set of tests that every store must pass.
+
+A store joins the suite by adding one `Backend` to BACKENDS. A backend whose server is missing is
+skipped on a developer's machine, but fails under CI=true: CI must never pass by not testing.
+
+Tests are plain `async def` functions; the hook below runs each one in a fresh event loop, so the
+suite needs no asyncio plugin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import os
+from collections.abc import Callable, Coroutine, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from plait.stores import Store, open_store
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    url: Callable[[Path], str]  # a fresh, empty store in this temporary directory
+    durable: bool  # a store opened again on the same URL sees what the last one wrote
+    missing: Callable[[], str | None] = lambda: None  # why the backend cannot run here, or None
+
+
+BACKENDS = [
+    Backend("memory", lambda _tmp: "memory://", durable=False),
+    Backend("sqlite", lambda tmp: f"sqlite:///{tmp / 'plait.db'}", durable=True),
+]
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+def _require(backend: Backend) -> Backend:
+    reason = backend.missing()
+    if reason is not None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"the {backend.name} store cannot run under CI: {reason}")
+        pytest.skip(f"{backend.name} store unavailable: {reason}")
+    return backend
+
+
+@pytest.fixture(params=BACKENDS, ids=lambda b: b.name)
+def backend(request: pytest.FixtureRequest) -> Backend:
+    return _require(request.param)
+
+
+@pytest.fixture(params=[b for b in BACKENDS if b.durable], ids=lambda b: b.name)
+def durable_backend(request: pytest.FixtureRequest) -> Backend:
+    return _require(request.param)
+
+
+@pytest.fixture
+def store_url(backend: Backend, tmp_path: Path) -> str:
+    return backend.url(tmp_path)
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    opened = open_store(store_url)
+    run(opened.open())
+    try:
+        yield opened
+    finally:
+        run(opened.close())
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    if not inspect.iscoroutinefunction(pyfuncitem.obj):
+        return None
+    names = pyfuncitem._fixtureinfo.argnames
+    run(pyfuncitem.obj(**{name: pyfuncitem.funcargs[name] for name in names}))
+    return True
