@@ -1,0 +1,402 @@
+"""The SQLite store's schema, migrations, URL and file checks, and the shared query layer."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sqlite3
+import threading
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+import plait
+from plait._transitions import new_run
+from plait.stores import _sql
+from plait.stores import sqlite as sqlite_store
+from plait.stores.sqlite import SCHEMA_VERSION, SQLiteStore
+
+T = TypeVar("T")
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+def url_of(path: Path, options: str = "") -> str:
+    return f"sqlite:///{path}" + (f"?{options}" if options else "")
+
+
+def open_and_close(url: str) -> None:
+    async def go() -> None:
+        store = SQLiteStore(url)
+        await store.open()
+        await store.close()
+
+    run(go())
+
+
+def normalized_schema(path: Path) -> list[tuple[str, str, str, str]]:
+    """sqlite_master without comments and layout: (type, name, table, sql)."""
+    db = sqlite3.connect(path)
+    try:
+        rows = db.execute(
+            "SELECT type, name, tbl_name, sql FROM sqlite_master WHERE sql IS NOT NULL"
+        ).fetchall()
+    finally:
+        db.close()
+
+    def normal(sql: str) -> str:
+        sql = re.sub(r"--[^\n]*", " ", sql)
+        sql = re.sub(r"\s+", " ", sql)
+        return re.sub(r"\s*([(),=])\s*", r"\1", sql).strip().lower()
+
+    return sorted((t, n, tbl, normal(sql)) for t, n, tbl, sql in rows)
+
+
+def snapshot(path: Path) -> tuple[bytes, int, list[str]]:
+    siblings = sorted(p.name for p in path.parent.iterdir())
+    return path.read_bytes(), path.stat().st_mtime_ns, siblings
+
+
+# -- schema and migrations -----------------------------------------------------------------------
+
+
+def test_fresh_schema_equals_migrations_replayed(tmp_path: Path) -> None:
+    fresh = tmp_path / "fresh.db"
+    open_and_close(url_of(fresh))
+    replayed = tmp_path / "replayed.db"
+    db = sqlite3.connect(replayed, isolation_level=None)
+    for _version, script in _sql.migrations():
+        for statement in _sql.split_statements(script):
+            db.execute(statement)
+    db.close()
+
+    assert normalized_schema(fresh) == normalized_schema(replayed)
+    tables = {n for t, n, _, _ in normalized_schema(fresh) if t == "table"}
+    assert tables == {"plait_meta", "workflows", "runs", "steps", "events"}
+    check = sqlite3.connect(fresh)
+    version = check.execute("SELECT value FROM plait_meta WHERE key = 'schema_version'").fetchone()
+    check.close()
+    assert version == (str(SCHEMA_VERSION),)
+    assert len(_sql.migrations()) == SCHEMA_VERSION
+
+
+def test_schema_has_the_hot_path_indexes(tmp_path: Path) -> None:
+    path = tmp_path / "p.db"
+    open_and_close(url_of(path))
+    indexes = {n: sql for t, n, _, sql in normalized_schema(path) if t == "index"}
+    assert "where status='ready'" in indexes["steps_ready"]
+    assert "(priority desc,available_at)" in indexes["steps_ready"]
+    assert "where status='running'" in indexes["steps_leases"]
+    assert "(created_at,id)" in indexes["runs_created"]
+    assert "(workflow,status,created_at,id)" in indexes["runs_workflow_status"]
+
+
+def test_an_older_database_is_migrated_in_one_transaction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "old.db"
+    open_and_close(url_of(path))  # a version-1 database
+    newer = [
+        *_sql.migrations(),
+        (2, "ALTER TABLE runs ADD COLUMN note TEXT;\nCREATE INDEX runs_note ON runs (note);\n"),
+    ]
+    monkeypatch.setattr(_sql, "migrations", lambda: newer)
+    monkeypatch.setattr(sqlite_store, "SCHEMA_VERSION", 2)
+
+    open_and_close(url_of(path))
+
+    db = sqlite3.connect(path)
+    columns = [row[1] for row in db.execute("PRAGMA table_info(runs)")]
+    version = db.execute("SELECT value FROM plait_meta WHERE key = 'schema_version'").fetchone()
+    db.close()
+    assert columns[-1] == "note" and version == ("2",)
+
+
+def test_a_failing_migration_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "old.db"
+    open_and_close(url_of(path))
+    before = normalized_schema(path)
+    broken = [
+        *_sql.migrations(),
+        (2, "ALTER TABLE runs ADD COLUMN note TEXT;\nALTER TABLE nowhere ADD COLUMN x TEXT;\n"),
+    ]
+    monkeypatch.setattr(_sql, "migrations", lambda: broken)
+    monkeypatch.setattr(sqlite_store, "SCHEMA_VERSION", 2)
+
+    with pytest.raises(plait.StoreError, match="no such table: nowhere") as info:
+        open_and_close(url_of(path))
+
+    assert str(path) in str(info.value)
+    assert normalized_schema(path) == before
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT value FROM plait_meta").fetchone() == ("1",)
+    db.close()
+
+
+def test_many_stores_opening_a_new_file_at_once_all_succeed(tmp_path: Path) -> None:
+    url = url_of(tmp_path / "race.db")
+    errors: list[BaseException] = []
+
+    def opener() -> None:
+        try:
+            open_and_close(url)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=opener) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert errors == []
+    assert len(_sql.migrations()) == SCHEMA_VERSION
+
+
+def test_database_runs_in_wal_mode_with_the_chosen_synchronous(tmp_path: Path) -> None:
+    path = tmp_path / "wal.db"
+    store = SQLiteStore(url_of(path, "synchronous=normal&busy_timeout=2.5"))
+    assert (store.synchronous, store.busy_timeout) == ("NORMAL", 2.5)
+    assert SQLiteStore(url_of(path)).synchronous == "FULL"  # the default
+    open_and_close(url_of(path))
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    db.close()
+
+
+# -- files that are not plait's are refused, untouched -------------------------------------------
+
+
+def test_a_file_that_is_not_sqlite_is_refused_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "notes.db"
+    path.write_text("these are my notes, not a database\n" * 200)
+    before = snapshot(path)
+
+    with pytest.raises(plait.SchemaVersionError) as info:
+        open_and_close(url_of(path))
+
+    message = str(info.value)
+    assert str(path) in message and "not a plait database" in message
+    assert "not a SQLite file" in message and "untouched" in message
+    assert snapshot(path) == before
+
+
+def test_a_damaged_sqlite_file_is_refused_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "damaged.db"
+    path.write_bytes(b"SQLite format 3\x00" + bytes(range(256)) * 16)
+    before = snapshot(path)
+
+    with pytest.raises(plait.SchemaVersionError, match="not a plait database") as info:
+        open_and_close(url_of(path))
+
+    assert str(path) in str(info.value)
+    assert snapshot(path) == before
+
+
+def test_another_applications_database_is_refused_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "shop.db"
+    db = sqlite3.connect(path)
+    db.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY, name TEXT)")
+    db.execute("CREATE TABLE orders (id INTEGER PRIMARY KEY)")
+    db.execute("INSERT INTO customers (name) VALUES ('ada')")
+    db.commit()
+    db.close()
+    before = snapshot(path)
+
+    with pytest.raises(plait.SchemaVersionError) as info:
+        open_and_close(url_of(path))
+
+    message = str(info.value)
+    assert str(path) in message and "not a plait database" in message
+    assert "customers, orders" in message and "untouched" in message
+    assert snapshot(path) == before  # no WAL switch, no -wal or -shm file left behind
+
+
+def test_a_newer_plait_database_is_refused_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "future.db"
+    open_and_close(url_of(path))
+    db = sqlite3.connect(path)
+    db.execute("UPDATE plait_meta SET value = '99' WHERE key = 'schema_version'")
+    db.commit()
+    db.close()
+    before = snapshot(path)
+
+    with pytest.raises(plait.SchemaVersionError) as info:
+        open_and_close(url_of(path))
+
+    message = str(info.value)
+    assert str(path) in message and "99" in message and f"version {SCHEMA_VERSION}" in message
+    assert "upgrade plait" in message and "untouched" in message
+    assert snapshot(path) == before
+
+
+def test_an_empty_file_becomes_a_plait_database(tmp_path: Path) -> None:
+    path = tmp_path / "empty.db"
+    path.touch()
+    open_and_close(url_of(path))
+    assert {n for t, n, _, _ in normalized_schema(path) if t == "table"} >= {"runs", "steps"}
+
+
+# -- paths and URLs ------------------------------------------------------------------------------
+
+
+def test_a_missing_directory_is_a_store_error_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "no" / "such" / "dir" / "plait.db"
+    with pytest.raises(plait.StoreError) as info:
+        open_and_close(url_of(path))
+    assert not isinstance(info.value, plait.SchemaVersionError)
+    assert str(path) in str(info.value) and "does not exist" in str(info.value)
+    assert not (tmp_path / "no").exists()
+
+
+def test_a_directory_that_is_a_file_is_a_store_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    path = blocker / "plait.db"
+    with pytest.raises(plait.StoreError) as info:
+        open_and_close(url_of(path))
+    assert str(path) in str(info.value) and "is not a directory" in str(info.value)
+
+
+def test_a_directory_in_place_of_the_database_is_a_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "adir.db"
+    path.mkdir()
+    with pytest.raises(plait.StoreError, match="not a regular file") as info:
+        open_and_close(url_of(path))
+    assert str(path) in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("postgresql://x/y", "not a SQLite store URL"),
+        ("sqlite://", "has no path"),
+        ("sqlite:///", "has no path"),
+        ("sqlite:///a.db?synchronous=sometimes", "synchronous='sometimes' is not one of"),
+        ("sqlite:///a.db?busy_timeout=soon", "busy_timeout='soon' is not a number"),
+        ("sqlite:///a.db?journal=delete", "unknown option 'journal'"),
+    ],
+)
+def test_bad_urls_are_store_errors(url: str, problem: str) -> None:
+    with pytest.raises(plait.StoreError) as info:
+        SQLiteStore(url)
+    assert problem in str(info.value)
+
+
+def test_relative_and_absolute_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert SQLiteStore("sqlite:///rel/x.db").path == "rel/x.db"
+    assert SQLiteStore("sqlite:////abs/x.db").path == "/abs/x.db"
+    assert SQLiteStore("sqlite:///my%20runs.db").path == "my runs.db"
+    open_and_close("sqlite:///here.db")
+    assert (tmp_path / "here.db").is_file()
+
+
+# -- errors while running ------------------------------------------------------------------------
+
+
+def test_use_before_open_is_a_store_error(tmp_path: Path) -> None:
+    store = SQLiteStore(url_of(tmp_path / "p.db"))
+    with pytest.raises(plait.StoreError, match="not open"):
+        run(store.get_run("r1"))
+
+
+def test_unexpected_sqlite_errors_become_store_errors_with_context(tmp_path: Path) -> None:
+    path = tmp_path / "p.db"
+
+    async def go() -> None:
+        store = SQLiteStore(url_of(path))
+        await store.open()
+        try:
+            db = sqlite3.connect(path)
+            db.execute("DROP TABLE events")
+            db.commit()
+            db.close()
+            with pytest.raises(plait.StoreError) as info:
+                await store.get_events("r1", 0, None)
+            assert str(path) in str(info.value) and "no such table: events" in str(info.value)
+        finally:
+            await store.close()
+
+    run(go())
+
+
+def test_a_held_write_lock_times_out_as_a_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "p.db"
+    wf = plait.Workflow("locked")
+    wf.add_step("a", lambda: None)
+    plan = wf.plan()
+
+    async def go() -> None:
+        store = SQLiteStore(url_of(path, "busy_timeout=0.2"))
+        await store.open()
+        blocker = sqlite3.connect(path, isolation_level=None)
+        try:
+            blocker.execute("BEGIN IMMEDIATE")
+            with pytest.raises(plait.StoreError) as info:
+                await store.create_run(*new_run(plan, "r1", b"{}", 1.0))
+            message = str(info.value)
+            assert str(path) in message and "locked" in message and "busy_timeout" in message
+            blocker.execute("ROLLBACK")
+            _, created = await store.create_run(*new_run(plan, "r1", b"{}", 1.0))
+            assert created  # the failed attempt left nothing behind
+        finally:
+            blocker.close()
+            await store.close()
+
+    run(go())
+
+
+# -- the query layer -----------------------------------------------------------------------------
+
+
+def test_every_query_has_a_description_and_parses() -> None:
+    text = _sql.read_sql("queries.sql")
+    blocks = _sql.parse_queries(text)
+    assert len(blocks) == len(re.findall(r"^-- name:", text, re.MULTILINE)) > 20
+    for query in blocks.values():
+        assert query.description and not query.description.startswith("name:")
+        assert not query.sql.startswith("--")
+    queries = _sql.Queries(_sql.SQLITE)
+    db = sqlite3.connect(":memory:")
+    for statement in _sql.split_statements(_sql.read_sql("schema.sql")):
+        db.execute(statement)
+    for name in queries.names():  # every query compiles against the schema
+        db.execute("EXPLAIN " + queries[name], dict.fromkeys(re.findall(r":(\w+)", queries[name])))
+    db.close()
+
+
+def test_dialects_convert_parameters_and_take_overrides() -> None:
+    text = """
+-- name: get_thing
+-- Read a thing.
+SELECT a::text, '50%' FROM t WHERE id = :id AND b IN (SELECT value FROM json_each(:b_list));
+
+-- name: get_thing [postgres]
+-- Read a thing, the PostgreSQL way.
+SELECT a::text, '50%' FROM t WHERE id = :id AND b = ANY(:b_list);
+
+-- name: plain
+-- No override.
+SELECT :x
+"""
+    sqlite_q = _sql.Queries(_sql.SQLITE, text)
+    postgres_q = _sql.Queries(_sql.POSTGRES, text)
+    assert "json_each(:b_list)" in sqlite_q["get_thing"]
+    assert postgres_q["get_thing"] == (
+        "SELECT a::text, '50%%' FROM t WHERE id = %(id)s AND b = ANY(%(b_list)s)"
+    )
+    assert postgres_q["plain"] == "SELECT %(x)s"
+    assert _sql.SQLITE.list_param(["a", "b"]) == '["a","b"]'
+    assert _sql.POSTGRES.list_param(("a", "b")) == ["a", "b"]
+    with pytest.raises(KeyError, match="nothing"):
+        sqlite_q["nothing"]
+    with pytest.raises(ValueError, match="description"):
+        _sql.parse_queries("-- name: bare\nSELECT 1;\n")
+    with pytest.raises(ValueError, match="defined twice"):
+        _sql.parse_queries("-- name: a\n-- One.\nSELECT 1;\n-- name: a\n-- Two.\nSELECT 2;\n")
