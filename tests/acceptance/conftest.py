@@ -9,15 +9,17 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import IO, Any
 
 import pytest
 
@@ -62,8 +64,9 @@ class Cli:
         )
         return Result(proc.returncode, proc.stdout, proc.stderr)
 
-    def spawn(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
+    def spawn(self, *args: str) -> Spawned:
+        """Start a long-running command (a worker); its output is collected as it comes."""
+        proc = subprocess.Popen(
             self.command(*args),
             cwd=self.cwd,
             env=self.env,
@@ -71,6 +74,68 @@ class Cli:
             stderr=subprocess.PIPE,
             text=True,
         )
+        return Spawned(proc)
+
+
+class Spawned:
+    """A CLI subprocess whose stdout and stderr are read by threads, so pipes never fill."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+        self.out: list[str] = []
+        self.err: list[str] = []
+        self._readers = [
+            threading.Thread(target=self._read, args=(proc.stdout, self.out), daemon=True),
+            threading.Thread(target=self._read, args=(proc.stderr, self.err), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    @staticmethod
+    def _read(stream: IO[str] | None, into: list[str]) -> None:
+        assert stream is not None
+        for line in stream:
+            into.append(line)
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self.err)
+
+    def wait_for_stderr(self, text: str, timeout: float = DEADLINE) -> None:
+        def seen() -> bool:
+            if self.proc.poll() is not None and text not in self.stderr:
+                pytest.fail(
+                    f"process exited ({self.proc.returncode}) before printing {text!r}:\n"
+                    f"{self.stderr}"
+                )
+            return text in self.stderr
+
+        wait_for(seen, f"{text!r} on stderr", timeout)
+
+    def signal(self, sig: int) -> None:
+        self.proc.send_signal(sig)
+
+    def wait(self, timeout: float = 15) -> int:
+        """Wait for the process to exit (fails the test if it does not, after killing it)."""
+        try:
+            code = self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            pytest.fail(f"process did not exit within {timeout}s; stderr:\n{self.stderr}")
+        for reader in self._readers:
+            reader.join(timeout=5)
+        return code
+
+    def stop(self, timeout: float = 15) -> int:
+        """SIGTERM, then wait for the exit code."""
+        self.signal(signal.SIGTERM)
+        return self.wait(timeout)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
 
 @pytest.fixture
@@ -131,13 +196,10 @@ def wait_for(condition: Callable[[], Any], what: str, timeout: float = DEADLINE)
         pause = min(pause * 2, 0.2)
 
 
-def stop(proc: subprocess.Popen[str], timeout: float = 15) -> tuple[int, str, str]:
-    """SIGTERM a process and collect its exit code and output (fails if it does not exit)."""
-    proc.terminate()
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
+@pytest.fixture
+def spawned() -> Iterator[list[Spawned]]:
+    """Processes a test starts; any still running at its end are killed."""
+    procs: list[Spawned] = []
+    yield procs
+    for proc in procs:
         proc.kill()
-        out, err = proc.communicate()
-        pytest.fail(f"process did not exit within {timeout}s of SIGTERM; stderr:\n{err}")
-    return proc.returncode, out, err
