@@ -7,6 +7,7 @@ sitting. Humans get tables and colours on a terminal; `--json` and pipes get sta
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import sys
@@ -50,7 +51,9 @@ def stdout_console() -> Console:
     return _console(stderr=False)
 
 
+@functools.cache
 def stderr_console() -> Console:
+    """One console for stderr, shared by logging and the progress bar so they do not collide."""
     return _console(stderr=True)
 
 

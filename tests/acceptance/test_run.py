@@ -298,3 +298,13 @@ def test_a_file_imports_its_siblings(cli: Cli, write_app: Callable[[str, str], P
 
     assert result.code == 0, result.stderr
     assert result.json() == {"twice": 42}
+
+
+def test_generated_fanout_example(cli: Cli) -> None:
+    result = cli("run", f"{EXAMPLES / 'fanout.py'}:wf", "--input", '{"day": "2024-05-01"}')
+
+    assert result.code == 0, result.stderr
+    merged = result.json()["merge"]
+    assert set(merged["by_region"]) == {"eu", "us", "apac", "latam", "africa", "mena"}
+    assert merged["total"] == sum(merged["by_region"].values())
+    assert "[8/8] merge done" in result.stderr
