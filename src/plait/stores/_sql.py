@@ -16,6 +16,7 @@ their SQL, not one per database.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from .._errors import SchemaVersionError
 from .._records import (
     Edge,
     EdgeKind,
@@ -65,6 +67,13 @@ class Dialect:
         if self.paramstyle == "pyformat":
             return _PARAM.sub(r"%(\1)s", sql.replace("%", "%%"))
         raise ValueError(f"unknown paramstyle {self.paramstyle!r}")
+
+    def positional(self, sql: str) -> tuple[str, tuple[str, ...]]:
+        """The query with positional placeholders, and the parameter names in their order."""
+        names = tuple(_PARAM.findall(sql))
+        marker = "?" if self.paramstyle == "named" else "%s"
+        text = sql if self.paramstyle == "named" else sql.replace("%", "%%")
+        return _PARAM.sub(marker, text), names
 
     def list_param(self, values: Iterable[Any]) -> Any:
         items = list(values)
@@ -141,13 +150,30 @@ class Queries:
                 chosen.setdefault(name, query.sql)
             elif d == dialect.name:
                 chosen[name] = query.sql  # an override wins over the common text
+        self._raw = chosen
         self._sql = {name: dialect.convert(sql) for name, sql in chosen.items()}
+
+    @staticmethod
+    @functools.cache
+    def of(dialect: Dialect) -> Queries:
+        """The queries of the packaged queries.sql for a dialect, read once per process."""
+        return Queries(dialect)
 
     def __getitem__(self, name: str) -> str:
         try:
             return self._sql[name]
         except KeyError:
             raise KeyError(f"no query named {name!r} in queries.sql") from None
+
+    def positional(self, name: str, order: Sequence[str]) -> str:
+        """The query with positional placeholders, for the hot path's tuples (cheaper to build
+        and bind than dicts). Its `:name` parameters must appear once each, in `order`."""
+        sql, names = self.dialect.positional(self._raw[name])
+        if names != tuple(order):
+            raise ValueError(
+                f"query {name!r}: parameters {list(names)} are not in the expected order {list(order)}"
+            )
+        return sql
 
     def __contains__(self, name: object) -> bool:
         return name in self._sql
@@ -168,6 +194,34 @@ def migrations() -> list[tuple[int, str]]:
     if [v for v, _ in found] != list(range(1, len(found) + 1)):
         raise RuntimeError(f"migrations are not numbered 1..n: {[v for v, _ in found]}")
     return found
+
+
+def check_schema(
+    where: str, tables: set[str], raw_version: str | None, *, current: int
+) -> int | None:
+    """What to do with a database holding `tables` and plait_meta's schema_version: None to
+    create the schema, a version to migrate from (or current), or SchemaVersionError when the
+    database is not plait's or is newer than this code. Decided before anything is written."""
+    if "plait_meta" not in tables:
+        if tables:
+            shown = ", ".join(sorted(tables)[:5]) + (", …" if len(tables) > 5 else "")
+            raise SchemaVersionError(
+                f"{where} is not a plait database: it holds other tables ({shown}) and no "
+                "plait_meta table; it was left untouched. Point plait at another database."
+            )
+        return None
+    if raw_version is None or not raw_version.isdigit():
+        raise SchemaVersionError(
+            f"{where}: plait_meta has no valid schema_version ({raw_version!r}); the database is "
+            "damaged or not plait's, and was left untouched"
+        )
+    version = int(raw_version)
+    if version > current:
+        raise SchemaVersionError(
+            f"{where} has plait schema version {version}, newer than this plait knows "
+            f"(version {current}); upgrade plait to use it. It was left untouched."
+        )
+    return version
 
 
 def split_statements(script: str) -> list[str]:
@@ -195,12 +249,21 @@ _EDGE_KIND = {k.value: k for k in EdgeKind}
 _EDGES_CACHE: dict[str, tuple[Edge, ...]] = {}
 _EDGES_CACHE_MAX = 4096
 _SINKS_CACHE: dict[str, tuple[str, ...]] = {}
+_EDGES_JSON_CACHE: dict[tuple[Edge, ...], str] = {}
 
 
-def edges_to_json(edges: Sequence[Edge]) -> str:
+def edges_to_json(edges: tuple[Edge, ...]) -> str:
     if not edges:
         return "[]"
-    return orjson.dumps([[e.target, e.kind.value, e.absorbs] for e in edges]).decode()
+    if len(edges) > 8:
+        return orjson.dumps([[e.target, e.kind, e.absorbs] for e in edges]).decode()
+    text = _EDGES_JSON_CACHE.get(edges)
+    if text is None:
+        text = orjson.dumps([[e.target, e.kind, e.absorbs] for e in edges]).decode()
+        if len(_EDGES_JSON_CACHE) >= _EDGES_CACHE_MAX:
+            _EDGES_JSON_CACHE.clear()
+        _EDGES_JSON_CACHE[edges] = text
+    return text
 
 
 def edges_from_json(text: str) -> tuple[Edge, ...]:
@@ -227,38 +290,76 @@ def step_from_row(row: Sequence[Any]) -> StepRow:
     )  # fmt: skip
 
 
-def step_insert_params(step: StepRow) -> Params:
-    params = step_update_params(step)
-    params.update(
-        idx=step.idx,
-        dependents=edges_to_json(step.dependents),
-        optional=step.optional,
-        priority=step.priority,
-        output=step.output,
+# Column orders of the positional hot-path queries (checked against queries.sql when loaded).
+STEP_COLUMNS = (
+    "run_id", "name", "idx", "status", "unmet", "dependents", "optional", "priority", "attempt",
+    "recoveries", "skip_reason", "output", "error_code", "error_message", "available_at",
+    "lease_token", "lease_expires_at", "worker_id", "ready_at", "started_at", "finished_at",
+)  # fmt: skip
+STEP_MUTABLE = (
+    "status", "unmet", "attempt", "recoveries", "skip_reason", "error_code", "error_message",
+    "available_at", "lease_token", "lease_expires_at", "worker_id", "ready_at", "started_at",
+    "finished_at",
+)  # fmt: skip
+UPDATE_STEP = (*STEP_MUTABLE, "run_id", "name")
+UPDATE_STEP_OUTPUT = (*STEP_MUTABLE, "output", "run_id", "name")
+RUN_MUTABLE = ("status", "unfinished", "failures", "next_seq", "error", "started_at", "finished_at")
+UPDATE_RUN = (*RUN_MUTABLE, "id")
+UPDATE_RUN_OUTPUT = (*RUN_MUTABLE, "output", "id")
+EVENT_COLUMNS = ("run_id", "seq", "type", "step", "payload", "ts")
+
+# Statuses are StrEnums: drivers bind them as their text, so rows carry them as they are.
+
+
+def step_insert_row(s: StepRow) -> tuple[Any, ...]:
+    return (
+        s.run_id, s.name, s.idx, s.status, s.unmet, edges_to_json(s.dependents), s.optional,
+        s.priority, s.attempt, s.recoveries, s.skip_reason, s.output, s.error_code,
+        s.error_message, s.available_at, s.lease_token, s.lease_expires_at, s.worker_id,
+        s.ready_at, s.started_at, s.finished_at,
+    )  # fmt: skip
+
+
+def step_update_row(s: StepRow) -> tuple[Any, ...]:
+    """The mutable fields of a step but its output, then its key (UPDATE_STEP)."""
+    return (
+        s.status, s.unmet, s.attempt, s.recoveries, s.skip_reason, s.error_code, s.error_message,
+        s.available_at, s.lease_token, s.lease_expires_at, s.worker_id, s.ready_at, s.started_at,
+        s.finished_at, s.run_id, s.name,
+    )  # fmt: skip
+
+
+def step_update_output_row(s: StepRow) -> tuple[Any, ...]:
+    """The mutable fields of a step, its output, then its key (UPDATE_STEP_OUTPUT)."""
+    return (
+        s.status, s.unmet, s.attempt, s.recoveries, s.skip_reason, s.error_code, s.error_message,
+        s.available_at, s.lease_token, s.lease_expires_at, s.worker_id, s.ready_at, s.started_at,
+        s.finished_at, s.output, s.run_id, s.name,
+    )  # fmt: skip
+
+
+def run_update_row(r: RunRow) -> tuple[Any, ...]:
+    return (
+        r.status,
+        r.unfinished,
+        r.failures,
+        r.next_seq,
+        r.error,
+        r.started_at,
+        r.finished_at,
+        r.id,
     )
-    return params
 
 
-def step_update_params(step: StepRow) -> Params:
-    """The mutable fields of a step (its output apart), with its key."""
-    return {
-        "run_id": step.run_id,
-        "name": step.name,
-        "status": step.status.value,
-        "unmet": step.unmet,
-        "attempt": step.attempt,
-        "recoveries": step.recoveries,
-        "skip_reason": step.skip_reason,
-        "error_code": step.error_code,
-        "error_message": step.error_message,
-        "available_at": step.available_at,
-        "lease_token": step.lease_token,
-        "lease_expires_at": step.lease_expires_at,
-        "worker_id": step.worker_id,
-        "ready_at": step.ready_at,
-        "started_at": step.started_at,
-        "finished_at": step.finished_at,
-    }
+def run_update_output_row(r: RunRow) -> tuple[Any, ...]:
+    return (
+        r.status, r.unfinished, r.failures, r.next_seq, r.error, r.started_at, r.finished_at,
+        r.output, r.id,
+    )  # fmt: skip
+
+
+def event_row(e: NewEvent) -> tuple[Any, ...]:
+    return (e.run_id, e.seq, e.type, e.step, _dumps_payload(e.payload), e.ts)
 
 
 def sinks_from_json(text: str) -> tuple[str, ...]:
@@ -283,41 +384,22 @@ def run_from_row(row: Sequence[Any]) -> RunRow:
 
 
 def run_insert_params(run: RunRow) -> Params:
-    params = run_update_params(run)
-    params.update(
-        workflow=run.workflow,
-        version=run.version,
-        fingerprint=run.fingerprint,
-        input=run.input,
-        sinks=orjson.dumps(list(run.sinks)).decode(),
-        output=run.output,
-        created_at=run.created_at,
-    )
-    return params
-
-
-def run_update_params(run: RunRow) -> Params:
-    """The mutable fields of a run (its output apart), with its id."""
     return {
         "id": run.id,
+        "workflow": run.workflow,
+        "version": run.version,
+        "fingerprint": run.fingerprint,
         "status": run.status.value,
+        "input": run.input,
+        "sinks": orjson.dumps(list(run.sinks)).decode(),
         "unfinished": run.unfinished,
         "failures": run.failures,
         "next_seq": run.next_seq,
+        "output": run.output,
         "error": run.error,
+        "created_at": run.created_at,
         "started_at": run.started_at,
         "finished_at": run.finished_at,
-    }
-
-
-def event_params(event: NewEvent) -> Params:
-    return {
-        "run_id": event.run_id,
-        "seq": event.seq,
-        "type": event.type,
-        "step": event.step,
-        "payload": _dumps_payload(event.payload),
-        "ts": event.ts,
     }
 
 

@@ -89,7 +89,14 @@ class SQLiteStore:
     def __init__(self, url: str) -> None:
         self.url = url
         self.path, self.synchronous, self.busy_timeout = _parse_url(url)
-        self._queries = _sql.Queries(_sql.SQLITE)
+        self._queries = q = _sql.Queries.of(_sql.SQLITE)
+        # the hot path binds tuples: cheaper to build and to bind than dicts
+        self._insert_step = q.positional("insert_step", _sql.STEP_COLUMNS)
+        self._insert_event = q.positional("insert_event", _sql.EVENT_COLUMNS)
+        self._update_step = q.positional("update_step", _sql.UPDATE_STEP)
+        self._update_step_output = q.positional("update_step_output", _sql.UPDATE_STEP_OUTPUT)
+        self._update_run = q.positional("update_run", _sql.UPDATE_RUN)
+        self._update_run_output = q.positional("update_run_output", _sql.UPDATE_RUN_OUTPUT)
         self._conn: sqlite3.Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._synchronous_now = self.synchronous
@@ -375,28 +382,7 @@ class SQLiteStore:
     def _check_schema(
         self, db: sqlite3.Connection, state: tuple[set[str], str | None]
     ) -> int | None:
-        """The schema version of the database (None: empty), or SchemaVersionError."""
-        tables, raw = state
-        if "plait_meta" not in tables:
-            if tables:
-                shown = ", ".join(sorted(tables)[:5]) + (", …" if len(tables) > 5 else "")
-                raise SchemaVersionError(
-                    f"{self.path} is not a plait database: it holds other tables ({shown}) and no "
-                    "plait_meta table; it was left untouched. Point plait at another file."
-                )
-            return None
-        if raw is None or not raw.isdigit():
-            raise SchemaVersionError(
-                f"{self.path}: plait_meta has no valid schema_version ({raw!r}); the database is "
-                "damaged or not plait's, and was left untouched"
-            )
-        version = int(raw)
-        if version > SCHEMA_VERSION:
-            raise SchemaVersionError(
-                f"{self.path} has plait schema version {version}, newer than this plait knows "
-                f"(version {SCHEMA_VERSION}); upgrade plait to use it. It was left untouched."
-            )
-        return version
+        return _sql.check_schema(self.path, *state, current=SCHEMA_VERSION)
 
     def _close(self) -> None:
         if self._conn is not None:
@@ -415,8 +401,8 @@ class SQLiteStore:
             if db.execute(q["insert_run"], _sql.run_insert_params(run)).rowcount == 0:
                 row = db.execute(q["get_run"], {"id": run.id}).fetchone()
                 return _sql.run_from_row(row), False
-            db.executemany(q["insert_step"], map(_sql.step_insert_params, steps))
-            db.executemany(q["insert_event"], map(_sql.event_params, events))
+            db.executemany(self._insert_step, map(_sql.step_insert_row, steps))
+            db.executemany(self._insert_event, map(_sql.event_row, events))
         return dataclasses.replace(run), True
 
     # -- workers
@@ -596,37 +582,32 @@ class SQLiteStore:
 
     def _write(self, txn: _Txn) -> None:
         """Write what the transaction changed: mutable columns only, payloads only if changed."""
-        q = self._queries
         db = self._db
-        plain: list[dict[str, Any]] = []
-        with_output: list[dict[str, Any]] = []
+        plain: list[tuple[Any, ...]] = []
+        with_output: list[tuple[Any, ...]] = []
         outputs = txn.step_outputs
         for key, step in txn.changed_steps.items():
-            params = _sql.step_update_params(step)
             if key in outputs and outputs[key] is step.output:
-                plain.append(params)
+                plain.append(_sql.step_update_row(step))
             else:
-                params["output"] = step.output
-                with_output.append(params)
+                with_output.append(_sql.step_update_output_row(step))
         if plain:
-            db.executemany(q["update_step"], plain)
+            db.executemany(self._update_step, plain)
         if with_output:
-            db.executemany(q["update_step_output"], with_output)
+            db.executemany(self._update_step_output, with_output)
         plain, with_output = [], []
         run_outputs = txn.run_outputs
         for run_id, run in txn.changed_runs.items():
-            params = _sql.run_update_params(run)
             if run_id in run_outputs and run_outputs[run_id] is run.output:
-                plain.append(params)
+                plain.append(_sql.run_update_row(run))
             else:
-                params["output"] = run.output
-                with_output.append(params)
+                with_output.append(_sql.run_update_output_row(run))
         if plain:
-            db.executemany(q["update_run"], plain)
+            db.executemany(self._update_run, plain)
         if with_output:
-            db.executemany(q["update_run_output"], with_output)
+            db.executemany(self._update_run_output, with_output)
         if txn.events:
-            db.executemany(q["insert_event"], map(_sql.event_params, txn.events))
+            db.executemany(self._insert_event, map(_sql.event_row, txn.events))
 
 
 # -- URL and file checks -------------------------------------------------------------------------
