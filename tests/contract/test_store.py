@@ -300,8 +300,13 @@ async def test_concurrent_claims_never_share_a_step(store: Store) -> None:
             with lock:
                 claimed.extend(got)
 
+    errors: list[BaseException] = []
+
     def in_thread(worker: str) -> None:
-        run(claimer(worker))
+        try:
+            run(claimer(worker))
+        except BaseException as exc:
+            errors.append(exc)
 
     threads = [threading.Thread(target=in_thread, args=(f"thread{i}",)) for i in range(4)]
     for t in threads:
@@ -310,6 +315,7 @@ async def test_concurrent_claims_never_share_a_step(store: Store) -> None:
     for t in threads:
         t.join(timeout=60)
     assert not any(t.is_alive() for t in threads)
+    assert errors == []
 
     counts = Counter((c.run_id, c.step) for c in claimed)
     assert len(counts) == total
@@ -672,13 +678,22 @@ def test_stores_sharing_one_database_never_share_a_step(
         finally:
             await store.close()
 
+    errors: list[BaseException] = []
+
+    def in_thread(name: str) -> None:
+        try:
+            run(worker(name))
+        except BaseException as exc:
+            errors.append(exc)
+
     run(setup())
-    threads = [threading.Thread(target=lambda n=n: run(worker(f"w{n}"))) for n in range(4)]
+    threads = [threading.Thread(target=in_thread, args=(f"w{n}",)) for n in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=120)
     assert not any(t.is_alive() for t in threads)
+    assert errors == []
 
     counts = Counter((c.run_id, c.step) for c in claimed)
     assert len(counts) == 300 and max(counts.values()) == 1
