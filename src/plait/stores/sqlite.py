@@ -11,6 +11,8 @@ Options (query string):
     synchronous=normal  faster commits; in WAL mode the database stays consistent, but the last
                         commits before a power loss or OS crash may be lost (a process crash loses
                         nothing). The lost outcomes are re-run: steps run at least once.
+                        (With full, claims and heartbeats already commit this way: losing a lease
+                        in a power loss loses nothing, as its worker died with the machine.)
     busy_timeout=10     seconds a transaction waits for another process's write lock.
 
 Several processes may share one file (workers on one machine): the database runs in WAL mode,
