@@ -1,0 +1,380 @@
+"""plait benchmarks: throughput of the worker and the store, next to the storage limit.
+
+    python benchmarks/run.py            # everything (a few minutes)
+    python benchmarks/run.py --quick    # smaller workloads, a smoke test of the numbers
+
+Workloads (no-op sync steps, so what is measured is plait itself):
+  W1  500 runs of a 3-step chain: run creation rate, then steps/s from worker start until every
+      run has ended (one worker process; several concurrencies, the best is reported).
+  W2  one run of root → N parallel steps → sink (`wf.add_step`), N = 1,000 / 10,000 / 100,000:
+      start (insert) time, execution time, steps/s, and t(100k) / t(10k).
+  Storage limit: single-row commits per second of plain sqlite3 (WAL) with synchronous=FULL and
+      NORMAL, in the same directory as the stores, in the same run.
+
+Each measurement runs in a fresh child process on a fresh database file. The table is printed and
+written, with the machine, to benchmarks/results.json. See benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results.json"
+
+W1_RUNS = 500
+W1_CONCURRENCIES = (16, 64, 256)
+W2_SIZES = (1_000, 10_000, 100_000)
+TARGETS = {"w1_steps_per_s": 5_000, "w2_10k_seconds": 3.0, "w2_ratio_100k_10k": 12.0}
+
+
+# -- workloads (run in a child process) ----------------------------------------------------------
+
+
+def noop(**_: Any) -> None:
+    return None
+
+
+def _chain() -> Any:
+    import plait
+
+    wf = plait.Workflow("bench_chain", version="1")
+    wf.add_step("s1", noop)
+    wf.add_step("s2", noop, deps=["s1"])
+    wf.add_step("s3", noop, deps=["s2"])
+    return wf
+
+
+def _fan(n: int) -> Any:
+    import plait
+
+    wf = plait.Workflow(f"bench_fan_{n}", version="1")
+    wf.add_step("root", noop)
+    names = [f"leaf{i}" for i in range(n)]
+    for name in names:
+        wf.add_step(name, noop, deps=["root"])
+    wf.add_step("sink", noop, deps=names)
+    return wf
+
+
+def _ended(engine: Any, run_ids: list[str]) -> bool:
+    return all(engine.get_run(r).status.value == "completed" for r in run_ids)
+
+
+def measure_w1(url: str, runs: int, concurrency: int) -> dict[str, Any]:
+    import plait
+
+    wf = _chain()
+    with plait.Engine(url) as engine:
+        engine.register(wf)
+        t0 = time.perf_counter()
+        handles = [engine.start(wf, run_id=f"r{i}") for i in range(runs)]
+        created = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        engine.run_worker(concurrency=concurrency, until=handles)
+        executed = time.perf_counter() - t1
+        assert _ended(engine, [h.id for h in handles]), "W1: not every run completed"
+    steps = 3 * runs
+    return {
+        "runs": runs,
+        "concurrency": concurrency,
+        "create_s": created,
+        "runs_per_s": runs / created,
+        "execute_s": executed,
+        "steps": steps,
+        "steps_per_s": steps / executed,
+    }
+
+
+def measure_w2(url: str, n: int, concurrency: int) -> dict[str, Any]:
+    import plait
+
+    t0 = time.perf_counter()
+    wf = _fan(n)
+    wf.plan()
+    defined = time.perf_counter() - t0
+    with plait.Engine(url) as engine:
+        t1 = time.perf_counter()
+        engine.register(wf)
+        registered = time.perf_counter() - t1
+        t2 = time.perf_counter()
+        handle = engine.start(wf, run_id="fan")
+        started = time.perf_counter() - t2
+        t3 = time.perf_counter()
+        engine.run_worker(concurrency=concurrency, until=handle)
+        executed = time.perf_counter() - t3
+        assert _ended(engine, [handle.id]), "W2: the run did not complete"
+    steps = n + 2
+    return {
+        "n": n,
+        "concurrency": concurrency,
+        "define_s": defined,
+        "register_s": registered,
+        "start_s": started,
+        "execute_s": executed,
+        "steps": steps,
+        "steps_per_s": steps / executed,
+    }
+
+
+def measure_commits(directory: str, synchronous: str, seconds: float) -> dict[str, Any]:
+    """The storage limit: one-row transactions per second, plain sqlite3 in WAL mode."""
+    path = os.path.join(directory, f"limit-{synchronous.lower()}.db")
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute(f"PRAGMA synchronous = {synchronous}")
+    db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)")
+    payload = b"x" * 100
+    count = 0
+    t0 = time.perf_counter()
+    deadline = t0 + seconds
+    while time.perf_counter() < deadline:
+        for _ in range(20):
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("INSERT INTO t (v) VALUES (?)", (payload,))
+            db.execute("COMMIT")
+        count += 20
+    elapsed = time.perf_counter() - t0
+    db.close()
+    return {
+        "synchronous": synchronous,
+        "commits": count,
+        "seconds": elapsed,
+        "commits_per_s": count / elapsed,
+    }
+
+
+def child(argv: list[str]) -> None:
+    kind, *rest = argv
+    if kind == "w1":
+        url, runs, conc = rest
+        out = measure_w1(url, int(runs), int(conc))
+    elif kind == "w2":
+        url, n, conc = rest
+        out = measure_w2(url, int(n), int(conc))
+    elif kind == "commits":
+        directory, synchronous, seconds = rest
+        out = measure_commits(directory, synchronous, float(seconds))
+    else:
+        raise SystemExit(f"unknown measurement {kind!r}")
+    print(json.dumps(out))
+
+
+# -- orchestration -------------------------------------------------------------------------------
+
+
+def _in_child(*args: object, timeout: float = 1800) -> dict[str, Any]:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", *map(str, args)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+    if proc.returncode != 0:
+        raise SystemExit(f"measurement {args} failed:\n{proc.stderr[-4000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import plait
+
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "platform": platform.platform(),
+        "plait": plait.__version__,
+    }
+
+
+def _git_commit() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=HERE,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+    except OSError:
+        return None
+    return out.stdout.strip() or None
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description="plait benchmarks")
+    parser.add_argument("--quick", action="store_true", help="smaller workloads (smoke test)")
+    parser.add_argument("--dir", help="where the database files go (default: a temp dir)")
+    parser.add_argument("--out", default=str(RESULTS), help="results file (JSON)")
+    parser.add_argument("--child", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        child(args.child)
+        return 0
+
+    runs = 100 if args.quick else W1_RUNS
+    concurrencies = (16, 64) if args.quick else W1_CONCURRENCIES
+    sizes = (1_000, 10_000) if args.quick else W2_SIZES
+    limit_seconds = 1.0 if args.quick else 3.0
+    info = machine()
+    print(
+        f"machine: {info['nproc']} CPU(s), {info['cpu']}; Python {info['python']}; SQLite {info['sqlite']}"
+    )
+
+    with tempfile.TemporaryDirectory(prefix="plait-bench-", dir=args.dir) as tmp:
+        counter = iter(range(10**6))
+
+        def fresh(options: str = "") -> str:
+            return f"sqlite:///{tmp}/bench{next(counter)}.db{options}"
+
+        print(f"databases in {tmp}")
+        limits = {s: _in_child("commits", tmp, s, limit_seconds) for s in ("FULL", "NORMAL")}
+        for s, r in limits.items():
+            print(
+                f"  storage limit, synchronous={s}: {r['commits_per_s']:,.0f} single-row commits/s"
+            )
+
+        w1: dict[str, list[dict[str, Any]]] = {}
+        for label, options in (
+            ("sqlite_full", ""),
+            ("sqlite_normal", "?synchronous=normal"),
+            ("memory", None),
+        ):
+            w1[label] = []
+            for conc in concurrencies:
+                url = "memory://" if options is None else fresh(options)
+                r = _in_child("w1", url, runs, conc)
+                w1[label].append(r)
+                print(
+                    f"  W1 {label:13s} concurrency {conc:3d}: create {r['runs_per_s']:7,.0f} runs/s, "
+                    f"execute {r['steps_per_s']:7,.0f} steps/s ({r['execute_s']:.2f}s)"
+                )
+
+        w2: list[dict[str, Any]] = []
+        w2_concurrency = 64
+        for n in sizes:
+            r = _in_child("w2", fresh(), n, w2_concurrency)
+            w2.append(r)
+            print(
+                f"  W2 N={n:7,d}: define {r['define_s']:.2f}s, register {r['register_s']:.2f}s, "
+                f"start {r['start_s']:.2f}s, execute {r['execute_s']:.2f}s, "
+                f"{r['steps_per_s']:,.0f} steps/s"
+            )
+
+    best = {label: max(rows, key=lambda r: r["steps_per_s"]) for label, rows in w1.items()}
+    by_n = {r["n"]: r for r in w2}
+    summary: dict[str, Any] = {
+        "w1_best_full": best["sqlite_full"],
+        "w1_best_normal": best["sqlite_normal"],
+        "w1_best_memory": best["memory"],
+        "w1_full_vs_limit": best["sqlite_full"]["steps_per_s"] / limits["FULL"]["commits_per_s"],
+        "w1_normal_vs_limit": best["sqlite_normal"]["steps_per_s"]
+        / limits["NORMAL"]["commits_per_s"],
+    }
+    if 10_000 in by_n and 100_000 in by_n:
+        summary["w2_ratio_100k_10k"] = by_n[100_000]["execute_s"] / by_n[10_000]["execute_s"]
+        summary["w2_ratio_100k_10k_total"] = (
+            by_n[100_000]["start_s"] + by_n[100_000]["execute_s"]
+        ) / (by_n[10_000]["start_s"] + by_n[10_000]["execute_s"])
+    targets = {
+        "w1_steps_per_s >= 5000 (FULL)": best["sqlite_full"]["steps_per_s"]
+        >= TARGETS["w1_steps_per_s"],
+    }
+    if 10_000 in by_n:
+        targets["w2 N=10,000 execute <= 3 s"] = (
+            by_n[10_000]["execute_s"] <= TARGETS["w2_10k_seconds"]
+        )
+    if "w2_ratio_100k_10k" in summary:
+        targets["w2 t(100k)/t(10k) <= 12"] = (
+            summary["w2_ratio_100k_10k"] <= TARGETS["w2_ratio_100k_10k"]
+        )
+
+    _print_table(info, limits, w1, best, w2, summary, targets)
+    results = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "commit": _git_commit(),
+        "quick": args.quick,
+        "machine": info,
+        "storage_limit": limits,
+        "w1": w1,
+        "w2": w2,
+        "summary": summary,
+        "targets": targets,
+    }
+    Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwritten to {args.out}")
+    return 0
+
+
+def _print_table(
+    info: dict[str, Any],
+    limits: dict[str, dict[str, Any]],
+    w1: dict[str, list[dict[str, Any]]],
+    best: dict[str, dict[str, Any]],
+    w2: list[dict[str, Any]],
+    summary: dict[str, Any],
+    targets: dict[str, bool],
+) -> None:
+    print()
+    print(
+        f"machine   {info['nproc']} CPU(s) {info['cpu']} | Python {info['python']} | SQLite {info['sqlite']}"
+    )
+    print()
+    print("storage limit (plain sqlite3, WAL, 1 row per transaction)")
+    for s, r in limits.items():
+        print(f"  synchronous={s:6s} {r['commits_per_s']:>10,.0f} commits/s")
+    print()
+    print(
+        f"W1: {best['sqlite_full']['runs']} runs x 3-step chain   (best concurrency shown; all tried: "
+        f"{', '.join(str(r['concurrency']) for r in w1['sqlite_full'])})"
+    )
+    print(
+        f"  {'store':15s} {'conc':>5s} {'create s':>9s} {'runs/s':>8s} {'exec s':>7s} {'steps/s':>8s} {'vs limit':>9s}"
+    )
+    for label, row in best.items():
+        limit = (
+            limits["FULL"]
+            if label == "sqlite_full"
+            else limits["NORMAL"]
+            if label == "sqlite_normal"
+            else None
+        )
+        ratio = f"{row['steps_per_s'] / limit['commits_per_s']:.2f}x" if limit else "-"
+        print(
+            f"  {label:15s} {row['concurrency']:>5d} {row['create_s']:>9.2f} {row['runs_per_s']:>8,.0f} "
+            f"{row['execute_s']:>7.2f} {row['steps_per_s']:>8,.0f} {ratio:>9s}"
+        )
+    print()
+    print("W2: root -> N parallel -> sink (sqlite, synchronous=FULL, concurrency 64)")
+    print(f"  {'N':>8s} {'define s':>9s} {'start s':>8s} {'exec s':>7s} {'steps/s':>8s}")
+    for r in w2:
+        print(
+            f"  {r['n']:>8,d} {r['define_s']:>9.2f} {r['start_s']:>8.2f} {r['execute_s']:>7.2f} {r['steps_per_s']:>8,.0f}"
+        )
+    if "w2_ratio_100k_10k" in summary:
+        print(
+            f"  t(100k)/t(10k): execute {summary['w2_ratio_100k_10k']:.1f}x, "
+            f"start+execute {summary['w2_ratio_100k_10k_total']:.1f}x"
+        )
+    print()
+    for name, ok in targets.items():
+        print(f"  target {name}: {'met' if ok else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
