@@ -63,6 +63,7 @@ class StepDef:
     data_deps: tuple[str, ...] = ()
     inputs: tuple[InputField, ...] = ()
     ctx_param: str | None = None
+    signature: inspect.Signature | None = None
     dep_params: dict[str, TypeAdapter[Any] | None] = field(default_factory=dict)
     accepts_kwargs: bool = False
 
@@ -313,9 +314,9 @@ class Workflow:
 
     def _bind(self, step: StepDef) -> None:
         where = f"workflow {self.name!r}, step {step.name!r}"
-        sig = inspect.signature(step.fn)
-        hints = _type_hints(step.fn)
-        data: list[str] = list(step.deps)
+        sig = step.signature or inspect.signature(step.fn)
+        hints = _type_hints(step.fn) if getattr(step.fn, "__annotations__", None) else {}
+        data: dict[str, None] = dict.fromkeys(step.deps)
         inputs: list[InputField] = []
         dep_params: dict[str, TypeAdapter[Any] | None] = {}
         ctx_param = None
@@ -328,8 +329,7 @@ class Workflow:
             elif p.name in self._steps:
                 if p.name == step.name:
                     raise DefinitionError(f"{where}: cycle: {step.name} -> {step.name}")
-                if p.name not in data:
-                    data.append(p.name)
+                data[p.name] = None
                 dep_params[p.name] = _adapter(hint)
             else:
                 default = p.default
@@ -393,13 +393,12 @@ _OPTIONS = frozenset({"after", "after_any", "defaults", "optional", "retry", "ti
 def _names(where: str, option: str, names: Iterable[str]) -> list[str]:
     if isinstance(names, str):
         names = (names,)
-    out: list[str] = []
+    out: dict[str, None] = {}  # ordered and O(1) membership: a fan-in may list 100,000 names
     for n in names:
         if not isinstance(n, str):
             raise DefinitionError(f"{where}: {option} must list step names (str), got {n!r}")
-        if n not in out:
-            out.append(n)
-    return out
+        out[n] = None
+    return list(out)
 
 
 def _check_timeout(where: str, timeout: Any) -> float | None:
@@ -421,7 +420,7 @@ def _check_timeout(where: str, timeout: Any) -> float | None:
 
 def _inspect_signature(where: str, step: StepDef) -> None:
     try:
-        sig = inspect.signature(step.fn)
+        sig = step.signature = inspect.signature(step.fn)
     except (TypeError, ValueError) as exc:
         raise DefinitionError(f"{where}: cannot read the handler's signature: {exc}") from None
     for p in sig.parameters.values():
@@ -475,11 +474,29 @@ def _short(exc: ValidationError) -> str:
 
 
 def _code_digest(fn: Callable[..., Any]) -> str:
+    code = getattr(fn, "__code__", None)
+    if code is None:  # a callable object or builtin: its class's source stands for it
+        return _source_digest(type(fn) if not inspect.isroutine(fn) else fn)
+    return _code_digest_cached(code, fn)
+
+
+_DIGESTS: dict[Any, str] = {}
+
+
+def _code_digest_cached(code: Any, fn: Callable[..., Any]) -> str:
+    # generated graphs reuse one function body for thousands of steps: read its source once
+    digest = _DIGESTS.get(code)
+    if digest is None:
+        digest = _DIGESTS[code] = _source_digest(fn)
+    return digest
+
+
+def _source_digest(obj: Any) -> str:
     try:
-        source = inspect.getsource(fn)
+        source = inspect.getsource(obj)
     except (OSError, TypeError):
-        code = getattr(fn, "__code__", None)
-        source = repr(code.co_code) if code is not None else getattr(fn, "__qualname__", repr(fn))
+        code = getattr(obj, "__code__", None)
+        source = repr(code.co_code) if code is not None else getattr(obj, "__qualname__", repr(obj))
     return hashlib.sha256(source.encode()).hexdigest()[:16]
 
 
