@@ -29,7 +29,7 @@ _EMPTY = inspect.Parameter.empty
 
 
 def check_name(kind: str, name: object, pattern: re.Pattern[str] = NAME_RE) -> str:
-    if not isinstance(name, str) or not pattern.match(name):
+    if not isinstance(name, str) or not pattern.fullmatch(name):
         raise DefinitionError(
             f"invalid {kind} name {name!r}: use 1-128 letters, digits, '_', '-' or '.', "
             "starting with a letter or '_'"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,8 +29,6 @@ from plait._records import (
     RunRow,
     RunStatus,
     StepRow,
-    StepStatus,
-    WorkflowPlan,
 )
 from plait._transitions import (
     Need,
@@ -586,10 +584,8 @@ def test_state_machine_matches_model(spec: Spec, data: st.DataObject) -> None:
     assert store.steps == before
 
     check_final(spec, store, model)
-    for (
-        name,
-        m,
-    ) in model.steps.items():  # what this example exercised (--hypothesis-show-statistics)
+    # what this example exercised (see --hypothesis-show-statistics)
+    for m in model.steps.values():
         event(f"step {m.status}" + (f" ({m.error_code})" if m.error_code else ""))
         if m.recoveries:
             event("lease recovered")

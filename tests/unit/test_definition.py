@@ -1,0 +1,484 @@
+"""Workflow definitions: every error a user can cause, parameter binding, input checks,
+fingerprints."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import itertools
+import re
+from typing import Any
+
+import pydantic
+import pytest
+
+import plait
+from plait import DefinitionError, InputError, Retry, StepContext, Workflow
+from plait._records import EdgeKind
+
+
+class Order(pydantic.BaseModel):
+    id: int
+    total: float = 0.0
+
+
+def noop() -> None:
+    pass
+
+
+def ctx_for(step: str = "s") -> StepContext:
+    return StepContext(run_id="r", step=step, workflow="w", attempt=1, run_input={})
+
+
+def raises(exc: type[Exception], *fragments: str) -> Any:
+    """pytest.raises that checks every fragment appears, literally, in the message."""
+    return pytest.raises(exc, match="(?s)" + "".join(f"(?=.*{re.escape(f)})" for f in fragments))
+
+
+# -- errors ---------------------------------------------------------------------------------------
+
+
+def test_duplicate_step_name() -> None:
+    wf = Workflow("w")
+
+    @wf.step
+    def a() -> None: ...
+
+    with raises(DefinitionError, "workflow 'w', step 'a'", "duplicate step name"):
+        wf.add_step("a", noop)
+
+
+def test_cycle_through_parameters_names_the_path() -> None:
+    wf = Workflow("w")
+
+    @wf.step
+    def a(c: Any) -> None: ...
+
+    @wf.step
+    def b(a: Any) -> None: ...
+
+    @wf.step
+    def c(b: Any) -> None: ...
+
+    @wf.step
+    def d(c: Any) -> None: ...  # downstream of the cycle, not on it
+
+    with pytest.raises(DefinitionError, match="cycle") as info:
+        wf.plan()
+    message = str(info.value)
+    path = message.split("cycle: ")[1].split(" -> ")
+    assert path[0] == path[-1]
+    assert sorted(path[:-1]) == ["a", "b", "c"]
+    # the path follows real edges, in one direction or the other
+    edges = {("c", "a"), ("a", "b"), ("b", "c")}
+    pairs = set(itertools.pairwise(path))
+    assert pairs == edges or {(y, x) for x, y in pairs} == edges, message
+
+
+def test_cycle_through_after() -> None:
+    wf = Workflow("w")
+    wf.add_step("a", noop, after=["b"])
+    wf.add_step("b", noop, after_any=["a"])
+    with raises(DefinitionError, "workflow 'w'", "cycle: ") as info:
+        wf.plan()
+    assert re.search(r"cycle: (a -> b -> a|b -> a -> b)$", str(info.value))
+
+
+@pytest.mark.parametrize(
+    "add",
+    [
+        lambda wf: wf.add_step("a", lambda a: None),
+        lambda wf: wf.add_step("a", noop, deps=["a"]),
+        lambda wf: wf.add_step("a", noop, after=["a"]),
+        lambda wf: wf.add_step("a", noop, after_any="a"),
+    ],
+    ids=["parameter", "deps", "after", "after_any"],
+)
+def test_self_dependency_is_a_cycle(add: Any) -> None:
+    wf = Workflow("w")
+    add(wf)
+    with raises(DefinitionError, "step 'a'", "cycle: a -> a"):
+        wf.plan()
+
+
+@pytest.mark.parametrize("option", ["after", "after_any", "deps"])
+def test_unknown_step_in_dependencies(option: str) -> None:
+    wf = Workflow("w")
+    wf.add_step("a", noop)
+    wf.add_step("b", noop, **{option: ["a", "ghost"]})
+    with raises(DefinitionError, "workflow 'w', step 'b'", f"{option} names unknown step 'ghost'"):
+        wf.plan()
+
+
+def test_data_dependency_and_after_any_at_once() -> None:
+    wf = Workflow("w")
+    wf.add_step("a", noop)
+    wf.add_step("b", lambda a: None, after_any=["a"])
+    with raises(DefinitionError, "step 'b'", "'a' is both a data dependency and after_any"):
+        wf.plan()
+
+
+@pytest.mark.parametrize(
+    "options", [{"defaults": {"c": 1}}, {"after_any": ["a"], "defaults": {"a": 1}}]
+)
+def test_defaults_must_name_a_data_or_after_dependency(options: dict[str, Any]) -> None:
+    wf = Workflow("w")
+    wf.add_step("a", noop)
+    wf.add_step("c", noop)
+    wf.add_step("b", noop, **options)
+    name = next(iter(options["defaults"]))
+    with raises(
+        DefinitionError, "step 'b'", f"defaults names {name!r}", "not a data or after dependency"
+    ):
+        wf.plan()
+
+
+def test_default_must_be_json() -> None:
+    wf = Workflow("w")
+    wf.add_step("a", noop)
+    with raises(DefinitionError, "step 'b'", "default for 'a' is not JSON"):
+        wf.add_step("b", lambda a: None, defaults={"a": object()})
+    assert "b" not in wf
+
+
+def test_var_positional_parameter() -> None:
+    wf = Workflow("w")
+
+    def f(*items: Any) -> None: ...
+
+    with raises(DefinitionError, "step 'f'", "parameter *items is not supported"):
+        wf.step(f)
+
+
+def test_positional_only_parameter() -> None:
+    wf = Workflow("w")
+
+    def f(x: int, /) -> None: ...
+
+    with raises(DefinitionError, "step 'f'", "'x' is positional-only"):
+        wf.step(f)
+
+
+BAD_NAMES = ["with space", "../x", "", "x" * 300, "a/b", "a\n", "-a", None, 3]
+
+
+@pytest.mark.parametrize("name", BAD_NAMES, ids=repr)
+def test_bad_step_name(name: Any) -> None:
+    wf = Workflow("w")
+    with raises(DefinitionError, f"invalid step name {name!r}", "1-128 letters"):
+        wf.add_step(name, noop)
+    assert list(wf._steps) == []
+
+
+@pytest.mark.parametrize("name", [n for n in BAD_NAMES if n != "-a"], ids=repr)
+def test_bad_workflow_name(name: Any) -> None:
+    with raises(DefinitionError, f"invalid workflow name {name!r}"):
+        Workflow(name)
+
+
+@pytest.mark.parametrize("name", ["a", "_a", "a.b-c_1", "x" * 128])
+def test_good_names(name: str) -> None:
+    wf = Workflow(name)
+    wf.add_step(name, noop)
+    assert wf.plan().steps[0].name == name
+
+
+def test_bad_version() -> None:
+    with raises(DefinitionError, "workflow 'w'", "version must be a non-empty string"):
+        Workflow("w", version="")
+    with raises(DefinitionError, "version must be a non-empty string, got 2"):
+        Workflow("w", version=2)  # type: ignore[arg-type]  # the error under test
+
+
+def test_unknown_option() -> None:
+    wf = Workflow("w")
+    with raises(DefinitionError, "step 'a'", "unknown option(s) ['retries']", "known: ['after'"):
+        wf.add_step("a", noop, retries=3)
+    with raises(DefinitionError, "unknown option(s) ['bogus']"):
+        wf.step(bogus=True)(noop)  # type: ignore[call-overload]  # the error under test
+
+
+@pytest.mark.parametrize("timeout", [0, -1, float("inf"), float("nan"), "5", True])
+def test_bad_timeout(timeout: Any) -> None:
+    wf = Workflow("w")
+    with raises(DefinitionError, "step 'a'", "timeout must be a positive number of seconds"):
+        wf.add_step("a", noop, timeout=timeout)
+    with raises(DefinitionError, "workflow 'v'", "timeout must be a positive number"):
+        Workflow("v", timeout=timeout)
+
+
+def test_timeouts() -> None:
+    wf = Workflow("w", timeout=dt.timedelta(minutes=1))
+    a = wf.add_step("a", noop, timeout=dt.timedelta(seconds=1.5))
+    b = wf.add_step("b", noop)
+    c = wf.add_step("c", noop, timeout=3)
+    assert [wf.timeout_for(s) for s in (a, b, c)] == [1.5, 60.0, 3.0]
+
+
+@pytest.mark.parametrize("retry", [3, {"attempts": 3}, "Retry(3)"])
+def test_bad_retry_type(retry: Any) -> None:
+    wf = Workflow("w")
+    with raises(DefinitionError, "step 'a'", "retry must be a plait.Retry", repr(retry)):
+        wf.add_step("a", noop, retry=retry)
+    with raises(DefinitionError, "workflow 'v'", "retry must be a plait.Retry"):
+        Workflow("v", retry=retry)
+
+
+def test_retry_policy_inheritance() -> None:
+    wf = Workflow("w", retry=Retry(attempts=3))
+    a = wf.add_step("a", noop)
+    b = wf.add_step("b", noop, retry=Retry(attempts=5))
+    assert wf.retry_for(a).attempts == 3
+    assert wf.retry_for(b).attempts == 5
+    assert Workflow("v").retry.attempts == 1  # no retry unless asked
+
+
+@pytest.mark.parametrize("priority", ["1", 1.5, True])
+def test_bad_priority(priority: Any) -> None:
+    with raises(DefinitionError, "step 'a'", "priority must be an integer"):
+        Workflow("w").add_step("a", noop, priority=priority)
+
+
+def test_bad_handler_and_names_in_options() -> None:
+    wf = Workflow("w")
+    with raises(DefinitionError, "step 'a'", "handler must be callable"):
+        wf.add_step("a", 42)  # type: ignore[arg-type]  # the error under test
+    with raises(DefinitionError, "step 'a'", "after must list step names (str), got 1"):
+        wf.add_step("a", noop, after=[1])
+
+
+def test_empty_workflow() -> None:
+    with raises(DefinitionError, "workflow 'w' has no steps"):
+        Workflow("w").plan()
+
+
+# -- binding --------------------------------------------------------------------------------------
+
+
+def test_step_decorator_with_and_without_parentheses_returns_the_function() -> None:
+    wf = Workflow("w")
+
+    def a() -> int:
+        return 1
+
+    def b(a: int) -> int:
+        return a
+
+    def c(b: int) -> int:
+        return b
+
+    assert wf.step(a) is a
+    assert wf.step()(b) is b
+    assert wf.step(name="renamed", optional=True)(c) is c
+    assert [s.name for s in wf.steps] == ["a", "b", "renamed"]
+    assert wf["renamed"].optional and wf["renamed"].fn is c
+    assert dict(wf.plan().steps[2].dependencies) == {"b": EdgeKind.DATA}
+
+
+def test_add_step_deps_with_named_parameters_and_kwargs() -> None:
+    wf = Workflow("w")
+    wf.add_step("a", noop)
+    wf.add_step("b", noop)
+    named = wf.add_step("named", lambda a, b: None, deps=["a", "b"])
+    spread = wf.add_step("spread", lambda **kw: kw, deps="a")
+    ordering = wf.add_step("ordering", noop, deps=["a"])  # neither: orders and cascades only
+    wf.plan()
+    outputs = {"a": 1, "b": 2}
+    assert named.data_deps == ("a", "b")
+    assert named.build_kwargs(ctx_for(), {}, outputs) == {"a": 1, "b": 2}
+    assert spread.accepts_kwargs
+    assert spread.build_kwargs(ctx_for(), {}, outputs) == {"a": 1}
+    assert ordering.build_kwargs(ctx_for(), {}, outputs) == {}
+    assert dict(wf.plan().steps[4].dependencies) == {"a": EdgeKind.DATA}
+
+
+def test_edge_kinds() -> None:
+    wf = Workflow("w")
+    for n in "abc":
+        wf.add_step(n, noop)
+    wf.add_step("d", lambda a: None, after=["b", "b"], after_any=["c"], defaults={"b": 0})
+    plan = wf.plan().steps[3]
+    assert dict(plan.dependencies) == {
+        "a": EdgeKind.DATA,
+        "b": EdgeKind.AFTER,
+        "c": EdgeKind.AFTER_ANY,
+    }
+    assert plan.defaults == ("b",)
+
+
+def test_context_by_annotation_and_by_name() -> None:
+    wf = Workflow("w")
+
+    def by_type(context: plait.StepContext, x: int) -> None: ...
+
+    def by_name(ctx, x: int) -> None: ...  # type: ignore[no-untyped-def]  # untyped on purpose
+
+    def annotated_ctx_name(ctx: int) -> None: ...  # annotated otherwise: an input field
+
+    for fn in (by_type, by_name, annotated_ctx_name):
+        wf.step(fn)
+    wf.plan()
+    ctx = ctx_for()
+    assert wf["by_type"].ctx_param == "context"
+    assert wf["by_type"].build_kwargs(ctx, {"x": 1}, {}) == {"context": ctx, "x": 1}
+    assert wf["by_name"].ctx_param == "ctx"
+    assert wf["by_name"].build_kwargs(ctx, {"x": 1}, {}) == {"ctx": ctx, "x": 1}
+    assert wf["annotated_ctx_name"].ctx_param is None
+    assert [f.name for f in wf["annotated_ctx_name"].inputs] == ["ctx"]
+
+
+def test_input_fields_required_and_optional() -> None:
+    wf = Workflow("w")
+
+    @wf.step
+    def a(order_id: int, region: str = "eu", note: Any = None) -> None: ...
+
+    plan = wf.plan()
+    assert plan.steps[0].inputs == (("order_id", True), ("region", False), ("note", False))
+    step = wf["a"]
+    assert step.build_kwargs(ctx_for(), {"order_id": 1}, {}) == {
+        "order_id": 1,
+        "region": "eu",
+        "note": None,
+    }
+    assert step.build_kwargs(ctx_for(), {"order_id": 1, "region": "us"}, {})["region"] == "us"
+
+
+# -- validate_input -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def orders() -> Workflow:
+    wf = Workflow("orders")
+
+    @wf.step
+    def fetch(order_id: int, order: Order | None = None) -> dict[str, Any]:
+        return {}
+
+    @wf.step
+    def charge(fetch: dict[str, Any], currency: str) -> None: ...
+
+    return wf
+
+
+@pytest.mark.parametrize(("value", "kind"), [([1, 2], "list"), ("x", "str"), (3, "int")])
+def test_input_must_be_an_object(orders: Workflow, value: Any, kind: str) -> None:
+    with raises(InputError, "run input of 'orders' must be a JSON object, got " + kind):
+        orders.validate_input(value)
+
+
+def test_input_must_be_json(orders: Workflow) -> None:
+    with raises(InputError, "run input of 'orders' is not JSON"):
+        orders.validate_input(object())
+
+
+def test_missing_input_field_names_field_and_step(orders: Workflow) -> None:
+    with raises(InputError, "misses field 'currency'", "required by step 'charge'"):
+        orders.validate_input({"order_id": 1})
+    with raises(InputError, "misses field 'order_id'", "required by step 'fetch'"):
+        orders.validate_input(None)
+
+
+def test_bad_input_value_names_the_field(orders: Workflow) -> None:
+    with raises(InputError, "run input field 'order_id' (step 'fetch') is invalid"):
+        orders.validate_input({"order_id": "not a number", "currency": "EUR"})
+    with raises(InputError, "run input field 'order' (step 'fetch') is invalid", "id"):
+        orders.validate_input({"order_id": 1, "currency": "EUR", "order": {"total": 2}})
+
+
+def test_valid_input(orders: Workflow) -> None:
+    value = {"order_id": 1, "currency": "EUR", "order": {"id": 7}}
+    assert orders.validate_input(value) == value
+
+    @dataclasses.dataclass
+    class In:
+        order_id: int
+        currency: str
+
+    assert orders.validate_input(In(1, "EUR")) == {"order_id": 1, "currency": "EUR"}
+
+
+def test_build_kwargs_decodes_models(orders: Workflow) -> None:
+    wf = Workflow("typed")
+
+    @wf.step
+    def make() -> dict[str, Any]:
+        return {}
+
+    @wf.step
+    def use(make: Order, order: Order, raw: Any) -> None: ...
+
+    wf.plan()
+    kwargs = wf["use"].build_kwargs(
+        ctx_for(), {"order": {"id": "5"}, "raw": {"id": 1}}, {"make": {"id": 2, "total": 1.5}}
+    )
+    assert kwargs["make"] == Order(id=2, total=1.5)
+    assert kwargs["order"] == Order(id=5)
+    assert kwargs["raw"] == {"id": 1}
+    assert (
+        wf["use"].build_kwargs(ctx_for(), {"order": {"id": 1}, "raw": 0}, {"make": None})["make"]
+        is None
+    )  # a default of None for a failed dependency is passed as is
+    with pytest.raises(pydantic.ValidationError):
+        wf["use"].build_kwargs(ctx_for(), {"order": {"id": 1}, "raw": 0}, {"make": {"x": 1}})
+
+
+# -- fingerprint ------------------------------------------------------------------------------
+
+
+def make_workflow(
+    version: str = "1",
+    after: tuple[str, ...] = (),
+    retry: Retry | None = None,
+    timeout: float | None = None,
+    optional: bool = False,
+    second: Any = None,
+) -> Workflow:
+    wf = Workflow("fp", version=version)
+
+    def first() -> int:
+        return 1
+
+    def other(first: int) -> int:
+        return first
+
+    wf.step(first)
+    wf.add_step("zero", noop)
+    wf.add_step(
+        "other", second or other, after=after, retry=retry, timeout=timeout, optional=optional
+    )
+    return wf
+
+
+def other_body(first: int) -> int:
+    return first + 1
+
+
+def test_fingerprint_is_stable() -> None:
+    a, b = make_workflow(), make_workflow()
+    assert a.fingerprint == b.fingerprint
+    assert re.fullmatch(r"[0-9a-f]{16}", a.fingerprint)
+    assert a.plan().fingerprint == a.fingerprint
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"version": "2"},
+        {"after": ("zero",)},
+        {"retry": Retry(attempts=2)},
+        {"timeout": 5.0},
+        {"optional": True},
+        {"second": other_body},
+    ],
+    ids=lambda c: next(iter(c)),
+)
+def test_fingerprint_changes(change: dict[str, Any]) -> None:
+    assert make_workflow(**change).fingerprint != make_workflow().fingerprint
+
+
+def test_fingerprint_follows_changes_after_planning() -> None:
+    wf = make_workflow()
+    before = wf.fingerprint
+    wf.add_step("late", noop)
+    assert wf.fingerprint != before
