@@ -47,7 +47,7 @@ class Retry:
         try:
             base = self.delay * self.backoff**exponent
         except OverflowError:
-            base = math.inf
+            base = math.inf if self.delay else 0.0  # 0 × a huge power is still 0
         base = min(base, self.max_delay)
         if self.jitter and base:
             base *= 1 + (rng or random).uniform(-self.jitter, self.jitter)
