@@ -44,6 +44,6 @@ def cap_message(message: str, limit: int = MESSAGE_LIMIT) -> str:
     raw = message.encode("utf-8", "replace")
     if len(raw) <= limit:
         return message
-    marker = f"… [{len(raw) - limit} more bytes]"
-    keep = raw[: limit - len(marker.encode())]
-    return keep.decode("utf-8", "ignore") + marker
+    room = max(limit - len(f"… [{len(raw)} more bytes]".encode()), 0)  # the longest marker
+    keep = raw[:room].decode("utf-8", "ignore")  # drops a character cut in the middle
+    return f"{keep}… [{len(raw) - len(keep.encode())} more bytes]"
