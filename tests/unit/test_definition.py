@@ -398,7 +398,7 @@ def test_valid_input(orders: Workflow) -> None:
     assert orders.validate_input(In(1, "EUR")) == {"order_id": 1, "currency": "EUR"}
 
 
-def test_build_kwargs_decodes_models(orders: Workflow) -> None:
+def test_build_kwargs_decodes_models() -> None:
     wf = Workflow("typed")
 
     @wf.step
