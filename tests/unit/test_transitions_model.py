@@ -46,6 +46,7 @@ from plait._transitions import (
 RUN = "run-1"
 TERMINAL_EVENTS = {"step_completed": "done", "step_failed": "failed", "step_skipped": "skipped"}
 RUN_END_EVENTS = {"run_completed", "run_failed"}
+TERMINAL = {"done", "failed", "skipped", "cancelled"}
 
 
 # -- the workflow under test ---------------------------------------------------------------------
@@ -323,9 +324,6 @@ class Model:
         s.releases += 1
         self.readied += 1
         self.events["step_released", name] += 1
-
-
-TERMINAL = {"done", "failed", "skipped", "cancelled"}
 
 
 def _output(name: str, attempt: int) -> bytes:
