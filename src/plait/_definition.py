@@ -7,6 +7,7 @@ import inspect
 import math
 import re
 import typing
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -30,9 +31,10 @@ _EMPTY = inspect.Parameter.empty
 
 def check_name(kind: str, name: object, pattern: re.Pattern[str] = NAME_RE) -> str:
     if not isinstance(name, str) or not pattern.fullmatch(name):
+        start = "a letter, digit or '_'" if pattern is WORKFLOW_NAME_RE else "a letter or '_'"
         raise DefinitionError(
             f"invalid {kind} name {name!r}: use 1-128 letters, digits, '_', '-' or '.', "
-            "starting with a letter or '_'"
+            f"starting with {start}"
         )
     return name
 
@@ -480,7 +482,7 @@ def _code_digest(fn: Callable[..., Any]) -> str:
     return _code_digest_cached(code, fn)
 
 
-_DIGESTS: dict[Any, str] = {}
+_DIGESTS: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 
 
 def _code_digest_cached(code: Any, fn: Callable[..., Any]) -> str:
