@@ -185,7 +185,7 @@ class Harness:
         return [orjson.loads(line) for line in self.journal.read_bytes().splitlines()]
 
     def diagnose(self) -> str:
-        parts = [f"seed={self.seed} (replay: PLAIT_CRASH_SEED=...), store {self.url}"]
+        parts = [f"replay with PLAIT_CRASH_SEED={SEED} (round seed {self.seed}); store {self.url}"]
         for p in self.procs:
             tail = p.log.read_text(errors="replace")[-2000:] if p.log.exists() else ""
             parts.append(f"--- worker {p.index} pid {p.pid} exit {p.popen.returncode}\n{tail}")
@@ -216,6 +216,7 @@ def test_sigkilled_workers_lose_no_outcome_and_rerun_no_completed_step(
     harness_factory: Any, crash_round: int
 ) -> None:
     seed = SEED * 1000 + crash_round
+    print(f"replay with PLAIT_CRASH_SEED={SEED}")  # shown by pytest when the test fails
     rng = random.Random(seed)
     h: Harness = harness_factory(lease=LEASE, max_recoveries=100, seed=seed)
 
