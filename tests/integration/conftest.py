@@ -7,16 +7,4 @@ PLAIT_CRASH_SEED=1234 pytest tests/integration  # replay the random kill schedul
 
 from __future__ import annotations
 
-import pytest
-
-DEFAULT_CRASH_TRIALS = 20
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption(
-        "--crash-trials",
-        type=int,
-        default=DEFAULT_CRASH_TRIALS,
-        metavar="N",
-        help=f"number of worker processes SIGKILLed by the crash tests (default {DEFAULT_CRASH_TRIALS})",
-    )
+# The --crash-trials option is declared in tests/conftest.py, so it works from the root.
