@@ -38,15 +38,12 @@ import asyncio
 import dataclasses
 import functools
 import logging
-import os
 import secrets
 import sqlite3
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, unquote
 
 from .._errors import SchemaVersionError, StoreError
 from .._records import (
@@ -64,14 +61,14 @@ from .._records import (
 )
 from .._transitions import Need, StepKey, Txn, claim, complete, drive, recover, release
 from . import _sql
+from ._sqlite_files import check_file as _check_file
+from ._sqlite_files import parse_url as _parse_url
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SQLITE_MAGIC = b"SQLite format 3\x00"
 SCHEMA_VERSION = len(_sql.migrations())
-_SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL"}
 _NO_LIMIT = 2**62
 _STATUS = {s.value: s for s in StepStatus}
 
@@ -610,74 +607,3 @@ class SQLiteStore:
             db.executemany(self._update_run_output, with_output)
         if txn.events:
             db.executemany(self._insert_event, map(_sql.event_row, txn.events))
-
-
-# -- URL and file checks -------------------------------------------------------------------------
-
-
-def _parse_url(url: str) -> tuple[str, str, float]:
-    """(path, synchronous pragma, busy timeout in seconds) of a sqlite:// URL."""
-    prefix = "sqlite://"
-    if not url.startswith(prefix):
-        raise StoreError(f"not a SQLite store URL: {url!r} (expected sqlite:///path.db)")
-    rest, _, query = url[len(prefix) :].partition("?")
-    if not rest.startswith("/") or rest == "/":
-        raise StoreError(
-            f"SQLite store URL {url!r} has no path: use sqlite:///relative.db or sqlite:////absolute.db"
-        )
-    path = unquote(rest[1:])
-    synchronous, busy_timeout = "FULL", 10.0
-    for key, value in parse_qsl(query, keep_blank_values=True):
-        if key == "synchronous":
-            if value.lower() not in _SYNCHRONOUS:
-                raise StoreError(
-                    f"SQLite store URL {url!r}: synchronous={value!r} is not one of "
-                    f"{sorted(_SYNCHRONOUS)}"
-                )
-            synchronous = _SYNCHRONOUS[value.lower()]
-        elif key == "busy_timeout":
-            try:
-                busy_timeout = float(value)
-            except ValueError:
-                busy_timeout = -1.0
-            if not busy_timeout >= 0:
-                raise StoreError(
-                    f"SQLite store URL {url!r}: busy_timeout={value!r} is not a number of seconds"
-                )
-        else:
-            raise StoreError(
-                f"SQLite store URL {url!r}: unknown option {key!r} (known: synchronous, busy_timeout)"
-            )
-    return path, synchronous, busy_timeout
-
-
-def _check_file(path: str) -> None:
-    """Refuse, before SQLite touches anything, a path that cannot hold a plait database."""
-    if path == ":memory:":
-        return
-    target = Path(path)
-    directory = target.absolute().parent
-    if not directory.exists():
-        raise StoreError(f"cannot open SQLite store {path}: directory {directory} does not exist")
-    if not directory.is_dir():
-        raise StoreError(f"cannot open SQLite store {path}: {directory} is not a directory")
-    if target.exists():
-        if not target.is_file():
-            raise StoreError(f"cannot open SQLite store {path}: it is not a regular file")
-        try:
-            with target.open("rb") as f:
-                head = f.read(len(SQLITE_MAGIC))
-        except OSError as exc:
-            raise StoreError(f"cannot open SQLite store {path}: {exc.strerror or exc}") from exc
-        if head and head != SQLITE_MAGIC:
-            raise SchemaVersionError(
-                f"{path} is not a plait database: it is not a SQLite file; it was left untouched. "
-                "Point plait at another file."
-            )
-        if not os.access(target, os.R_OK | os.W_OK):
-            raise StoreError(
-                f"cannot open SQLite store {path}: the file is not readable and writable"
-            )
-    # WAL mode needs to create the -wal and -shm files beside the database
-    if not os.access(directory, os.W_OK | os.X_OK):
-        raise StoreError(f"cannot open SQLite store {path}: directory {directory} is not writable")
