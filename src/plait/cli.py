@@ -91,6 +91,26 @@ db_option = click.option(
 )
 
 
+concurrency_option = click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Steps run at once.",
+)
+
+
+def grace_option(help: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    return click.option(
+        "--grace",
+        type=click.FloatRange(min=0),
+        default=10.0,
+        show_default=True,
+        metavar="SECONDS",
+        help=help,
+    )
+
+
 def log_option(default: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     return click.option(
         "--log-level",
@@ -259,27 +279,14 @@ def cli() -> None:
     help="The run input: a JSON object, @file.json, or - for stdin.",
 )
 @click.option("--run-id", help="Run id; starting an id that exists resumes that run (idempotent).")
-@click.option(
-    "--concurrency",
-    type=click.IntRange(min=1),
-    default=8,
-    show_default=True,
-    help="Steps run at once.",
-)
+@concurrency_option
 @click.option(
     "--timeout",
     type=click.FloatRange(min=0, min_open=True),
     metavar="SECONDS",
     help="Give up waiting after this long (the run stays in the store, resumable).",
 )
-@click.option(
-    "--grace",
-    type=click.FloatRange(min=0),
-    default=10.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="On Ctrl-C, how long running steps may take to finish.",
-)
+@grace_option("On Ctrl-C, how long running steps may take to finish.")
 @db_option
 @log_option("warning")
 @_user_errors
@@ -387,13 +394,7 @@ async def _report(
 
 @cli.command()
 @click.argument("target", metavar="FILE.py[:WORKFLOW]")
-@click.option(
-    "--concurrency",
-    type=click.IntRange(min=1),
-    default=8,
-    show_default=True,
-    help="Steps run at once.",
-)
+@concurrency_option
 @click.option(
     "--lease",
     type=click.FloatRange(min=0, min_open=True),
@@ -402,14 +403,7 @@ async def _report(
     metavar="SECONDS",
     help="How long a claimed step is held before other workers may take it over.",
 )
-@click.option(
-    "--grace",
-    type=click.FloatRange(min=0),
-    default=10.0,
-    show_default=True,
-    metavar="SECONDS",
-    help="On SIGTERM or Ctrl-C, how long running steps may take.",
-)
+@grace_option("On SIGTERM or Ctrl-C, how long running steps may take.")
 @db_option
 @log_option("info")
 @_user_errors

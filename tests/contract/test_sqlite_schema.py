@@ -15,8 +15,9 @@ import pytest
 import plait
 from plait._transitions import new_run
 from plait.stores import _sql
-from plait.stores import sqlite as sqlite_store
-from plait.stores.sqlite import SCHEMA_VERSION, SQLiteStore
+from plait.stores import _sqlite_files as sqlite_files
+from plait.stores._sqlite_files import SCHEMA_VERSION
+from plait.stores.sqlite import SQLiteStore
 
 T = TypeVar("T")
 
@@ -105,7 +106,7 @@ def test_an_older_database_is_migrated_in_one_transaction(
         (2, "ALTER TABLE runs ADD COLUMN note TEXT;\nCREATE INDEX runs_note ON runs (note);\n"),
     ]
     monkeypatch.setattr(_sql, "migrations", lambda: newer)
-    monkeypatch.setattr(sqlite_store, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(sqlite_files, "SCHEMA_VERSION", 2)
 
     open_and_close(url_of(path))
 
@@ -127,7 +128,7 @@ def test_a_failing_migration_changes_nothing(
         (2, "ALTER TABLE runs ADD COLUMN note TEXT;\nALTER TABLE nowhere ADD COLUMN x TEXT;\n"),
     ]
     monkeypatch.setattr(_sql, "migrations", lambda: broken)
-    monkeypatch.setattr(sqlite_store, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(sqlite_files, "SCHEMA_VERSION", 2)
 
     with pytest.raises(plait.StoreError, match="no such table: nowhere") as info:
         open_and_close(url_of(path))

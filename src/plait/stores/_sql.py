@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -268,14 +268,24 @@ def edges_to_json(edges: tuple[Edge, ...]) -> str:
 
 def edges_from_json(text: str) -> tuple[Edge, ...]:
     """Decode a `dependents` column; shapes repeat across runs, so decoded tuples are shared."""
-    edges = _EDGES_CACHE.get(text)
-    if edges is None:
-        edges = tuple(Edge(t, _EDGE_KIND[k], bool(a)) for t, k, a in orjson.loads(text))
-        if len(text) < 1024:
-            if len(_EDGES_CACHE) >= _EDGES_CACHE_MAX:
-                _EDGES_CACHE.clear()
-            _EDGES_CACHE[text] = edges
+    edges: tuple[Edge, ...] = _cached(_EDGES_CACHE, text, _decode_edges)
     return edges
+
+
+def _decode_edges(text: str) -> tuple[Edge, ...]:
+    return tuple(Edge(t, _EDGE_KIND[k], bool(a)) for t, k, a in orjson.loads(text))
+
+
+def _cached(cache: dict[str, Any], text: str, decode: Callable[[str], Any]) -> Any:
+    """Decode `text` once: small JSON columns repeat across runs, so decoded values are shared."""
+    value = cache.get(text)
+    if value is None:
+        value = decode(text)
+        if len(text) < 1024:
+            if len(cache) >= _EDGES_CACHE_MAX:
+                cache.clear()
+            cache[text] = value
+    return value
 
 
 def step_from_row(row: Sequence[Any]) -> StepRow:
@@ -363,13 +373,7 @@ def event_row(e: NewEvent) -> tuple[Any, ...]:
 
 
 def sinks_from_json(text: str) -> tuple[str, ...]:
-    sinks = _SINKS_CACHE.get(text)
-    if sinks is None:
-        sinks = tuple(orjson.loads(text))
-        if len(text) < 1024:
-            if len(_SINKS_CACHE) >= _EDGES_CACHE_MAX:
-                _SINKS_CACHE.clear()
-            _SINKS_CACHE[text] = sinks
+    sinks: tuple[str, ...] = _cached(_SINKS_CACHE, text, lambda t: tuple(orjson.loads(t)))
     return sinks
 
 

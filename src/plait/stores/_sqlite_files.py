@@ -1,12 +1,20 @@
-"""Opening a SQLite store safely: its URL, and the checks made before anything is written."""
+"""Opening a SQLite store safely: its URL, the checks made before anything is written, and
+creating or migrating the schema."""
 
 from __future__ import annotations
 
+import logging
 import os
+import sqlite3
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote
 
 from .._errors import SchemaVersionError, StoreError
+from . import _sql
+
+logger = logging.getLogger("plait.stores.sqlite")
+
+SCHEMA_VERSION = len(_sql.migrations())
 
 _SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL"}
 SQLITE_MAGIC = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
@@ -78,3 +86,30 @@ def check_file(path: str) -> None:
     # WAL mode needs to create the -wal and -shm files beside the database
     if not os.access(directory, os.W_OK | os.X_OK):
         raise StoreError(f"cannot open SQLite store {path}: directory {directory} is not writable")
+
+
+def checked_version(db: sqlite3.Connection, path: str, queries: _sql.Queries) -> int | None:
+    """The plait schema version of an open database, None if it is empty. Refuses a database
+    that is not plait's or is newer than this code. Reads only."""
+    tables = {row[0] for row in db.execute(queries["user_tables"])}
+    version = None
+    if "plait_meta" in tables:
+        row = db.execute(queries["get_schema_version"]).fetchone()
+        version = None if row is None else str(row[0])
+    return _sql.check_schema(path, tables, version, current=SCHEMA_VERSION)
+
+
+def install_schema(db: sqlite3.Connection, path: str, queries: _sql.Queries) -> None:
+    """Create the schema, or apply the missing migrations, inside the caller's transaction."""
+    version = checked_version(db, path, queries)
+    if version is None:
+        for statement in _sql.split_statements(_sql.read_sql("schema.sql")):
+            db.execute(statement)
+        logger.info("SQLite store %s: created schema version %d", path, SCHEMA_VERSION)
+    elif version < SCHEMA_VERSION:
+        for number, script in _sql.migrations()[version:]:
+            for statement in _sql.split_statements(script):
+                db.execute(statement)
+            logger.info("SQLite store %s: applied migration %04d", path, number)
+    if version != SCHEMA_VERSION:
+        db.execute(queries["set_schema_version"], {"version": str(SCHEMA_VERSION)})

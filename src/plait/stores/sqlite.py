@@ -62,13 +62,13 @@ from .._records import (
 from .._transitions import Need, StepKey, Txn, claim, complete, drive, recover, release
 from . import _sql
 from ._sqlite_files import check_file as _check_file
+from ._sqlite_files import checked_version, install_schema
 from ._sqlite_files import parse_url as _parse_url
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = len(_sql.migrations())
 _NO_LIMIT = 2**62
 _STATUS = {s.value: s for s in StepStatus}
 
@@ -324,7 +324,7 @@ class SQLiteStore:
     def _prepare(self, db: sqlite3.Connection) -> None:
         q = self._queries
         try:
-            self._check_schema(db, self._schema_state(db))  # reads only: refuse before any write
+            checked_version(db, self.path, q)  # reads only: refuse before any write
         except sqlite3.DatabaseError as exc:
             if getattr(exc, "sqlite_errorcode", None) not in (
                 sqlite3.SQLITE_NOTADB,
@@ -348,20 +348,7 @@ class SQLiteStore:
             db.execute("PRAGMA cache_size = -65536")
             db.execute("BEGIN IMMEDIATE")
             try:
-                version = self._check_schema(db, self._schema_state(db))  # again, under the lock
-                if version is None:
-                    for statement in _sql.split_statements(_sql.read_sql("schema.sql")):
-                        db.execute(statement)
-                    logger.info(
-                        "SQLite store %s: created schema version %d", self.path, SCHEMA_VERSION
-                    )
-                elif version < SCHEMA_VERSION:
-                    for number, script in _sql.migrations()[version:]:
-                        for statement in _sql.split_statements(script):
-                            db.execute(statement)
-                        logger.info("SQLite store %s: applied migration %04d", self.path, number)
-                if version != SCHEMA_VERSION:
-                    db.execute(q["set_schema_version"], {"version": str(SCHEMA_VERSION)})
+                install_schema(db, self.path, q)  # checked again, now under the write lock
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
@@ -369,19 +356,6 @@ class SQLiteStore:
                 raise
         except sqlite3.Error as exc:
             raise self._error("opening", exc) from exc
-
-    def _schema_state(self, db: sqlite3.Connection) -> tuple[set[str], str | None]:
-        tables = {row[0] for row in db.execute(self._queries["user_tables"])}
-        version = None
-        if "plait_meta" in tables:
-            row = db.execute(self._queries["get_schema_version"]).fetchone()
-            version = None if row is None else str(row[0])
-        return tables, version
-
-    def _check_schema(
-        self, db: sqlite3.Connection, state: tuple[set[str], str | None]
-    ) -> int | None:
-        return _sql.check_schema(self.path, *state, current=SCHEMA_VERSION)
 
     def _close(self) -> None:
         if self._conn is not None:
@@ -581,29 +555,35 @@ class SQLiteStore:
 
     def _write(self, txn: _Txn) -> None:
         """Write what the transaction changed: mutable columns only, payloads only if changed."""
-        db = self._db
+        self._write_changed(
+            txn.changed_steps, txn.step_outputs, _sql.step_update_row, _sql.step_update_output_row,
+            self._update_step, self._update_step_output,
+        )  # fmt: skip
+        self._write_changed(
+            txn.changed_runs, txn.run_outputs, _sql.run_update_row, _sql.run_update_output_row,
+            self._update_run, self._update_run_output,
+        )  # fmt: skip
+        if txn.events:
+            self._db.executemany(self._insert_event, map(_sql.event_row, txn.events))
+
+    def _write_changed(
+        self,
+        changed: Mapping[Any, Any],
+        loaded_outputs: Mapping[Any, bytes | None],
+        row: Callable[[Any], tuple[Any, ...]],
+        row_with_output: Callable[[Any], tuple[Any, ...]],
+        update: str,
+        update_with_output: str,
+    ) -> None:
+        # An output still the very object loaded from the database was not changed: skip it.
         plain: list[tuple[Any, ...]] = []
         with_output: list[tuple[Any, ...]] = []
-        outputs = txn.step_outputs
-        for key, step in txn.changed_steps.items():
-            if key in outputs and outputs[key] is step.output:
-                plain.append(_sql.step_update_row(step))
+        for key, record in changed.items():
+            if key in loaded_outputs and loaded_outputs[key] is record.output:
+                plain.append(row(record))
             else:
-                with_output.append(_sql.step_update_output_row(step))
+                with_output.append(row_with_output(record))
         if plain:
-            db.executemany(self._update_step, plain)
+            self._db.executemany(update, plain)
         if with_output:
-            db.executemany(self._update_step_output, with_output)
-        plain, with_output = [], []
-        run_outputs = txn.run_outputs
-        for run_id, run in txn.changed_runs.items():
-            if run_id in run_outputs and run_outputs[run_id] is run.output:
-                plain.append(_sql.run_update_row(run))
-            else:
-                with_output.append(_sql.run_update_output_row(run))
-        if plain:
-            db.executemany(self._update_run, plain)
-        if with_output:
-            db.executemany(self._update_run_output, with_output)
-        if txn.events:
-            db.executemany(self._insert_event, map(_sql.event_row, txn.events))
+            self._db.executemany(update_with_output, with_output)
