@@ -394,7 +394,35 @@ SELECT :x
     )
     assert postgres_q["plain"] == "SELECT %(x)s"
     assert _sql.SQLITE.list_param(["a", "b"]) == '["a","b"]'
-    assert _sql.POSTGRES.list_param(("a", "b")) == ["a", "b"]
+    assert _sql.POSTGRES.list_param(("a", "b")) == '["a","b"]'  # read with jsonb functions
+    with pytest.raises(KeyError, match="nothing"):
+        sqlite_q["nothing"]
+
+
+def test_row_locks_and_binary_columns_follow_the_dialect() -> None:
+    text = """
+-- name: load
+-- Load a row for a transition.
+SELECT a FROM t JOIN u ON u.id = t.id WHERE t.id = :id /*for update of t*/;
+
+-- name: unmarked
+-- A plain read.
+SELECT a FROM t;
+"""
+    sqlite_q = _sql.Queries(_sql.SQLITE, text)
+    postgres_q = _sql.Queries(_sql.POSTGRES, text)
+    assert sqlite_q.locked("load") == sqlite_q["load"]  # BEGIN IMMEDIATE already serialises
+    assert postgres_q.locked("load").endswith("WHERE t.id = %(id)s for update of t")
+    assert "/*for update of t*/" in postgres_q["load"]  # a plain read takes no lock
+    with pytest.raises(ValueError, match="no /\\*for update\\*/ marker"):
+        postgres_q.locked("unmarked")
+    ddl = "CREATE TABLE t (a BLOB NOT NULL, blobs TEXT, b BLOB);"
+    assert _sql.SQLITE.ddl(ddl) == ddl
+    assert _sql.POSTGRES.ddl(ddl) == "CREATE TABLE t (a BYTEA NOT NULL, blobs TEXT, b BYTEA);"
+
+
+def test_query_files_reject_bad_blocks() -> None:
+    sqlite_q = _sql.Queries(_sql.SQLITE, "-- name: a\n-- One.\nSELECT 1;\n")
     with pytest.raises(KeyError, match="nothing"):
         sqlite_q["nothing"]
     with pytest.raises(ValueError, match="description"):

@@ -43,6 +43,8 @@ Params = dict[str, Any]
 _NAME_LINE = re.compile(r"^--\s*name:\s*(?P<name>\w+)\s*(?:\[(?P<dialect>\w+)\])?\s*$")
 _PARAM = re.compile(r"(?<![:\w]):(\w+)")
 _MIGRATION = re.compile(r"^(\d{4})_\w+\.sql$")
+_BLOB = re.compile(r"\bBLOB\b")
+_LOCK_MARKER = re.compile(r"/\*\s*(for update[^*]*)\*/", re.IGNORECASE)
 
 
 # -- dialects ------------------------------------------------------------------------------------
@@ -60,6 +62,8 @@ class Dialect:
     name: str
     paramstyle: str = "named"
     json_lists: bool = True
+    row_locks: bool = False  # `/*for update…*/` markers become row locks (see Queries.locked)
+    binary_type: str = "BLOB"  # what schema.sql's BLOB columns are called in this dialect
 
     def convert(self, sql: str) -> str:
         if self.paramstyle == "named":
@@ -75,13 +79,19 @@ class Dialect:
         text = sql if self.paramstyle == "named" else sql.replace("%", "%%")
         return _PARAM.sub(marker, text), names
 
+    def ddl(self, script: str) -> str:
+        """schema.sql and the migrations as this dialect writes them."""
+        return _BLOB.sub(self.binary_type, script)
+
     def list_param(self, values: Iterable[Any]) -> Any:
         items = list(values)
         return orjson.dumps(items).decode() if self.json_lists else items
 
 
 SQLITE = Dialect("sqlite")
-POSTGRES = Dialect("postgres", paramstyle="pyformat", json_lists=False)
+# Lists travel as JSON text on both (jsonb_array_elements on PostgreSQL), so one rule serves
+# plain lists and [run_id, name] pairs alike.
+POSTGRES = Dialect("postgres", paramstyle="pyformat", row_locks=True, binary_type="BYTEA")
 
 
 # -- reading .sql files --------------------------------------------------------------------------
@@ -109,6 +119,8 @@ def parse_queries(text: str) -> dict[tuple[str, str | None], Query]:
     def flush() -> None:
         if key is None:
             return
+        while body and (not body[-1].strip() or body[-1].strip().startswith("--")):
+            body.pop()  # comments between queries belong to no query
         sql = "\n".join(body).strip().rstrip(";").strip()
         if not description:
             raise ValueError(f"query {key[0]!r}: a `-- description` line must follow its name")
@@ -164,6 +176,16 @@ class Queries:
             return self._sql[name]
         except KeyError:
             raise KeyError(f"no query named {name!r} in queries.sql") from None
+
+    def locked(self, name: str) -> str:
+        """The query with its `/*for update…*/` marker made a row lock where the dialect has
+        them (PostgreSQL); elsewhere the marker stays a comment."""
+        sql = self._sql[name]
+        if not _LOCK_MARKER.search(sql):
+            raise ValueError(f"query {name!r} has no /*for update*/ marker")
+        if not self.dialect.row_locks:
+            return sql
+        return _LOCK_MARKER.sub(lambda m: m[1].strip(), sql)
 
     def positional(self, name: str, order: Sequence[str]) -> str:
         """The query with positional placeholders, for the hot path's tuples (cheaper to build

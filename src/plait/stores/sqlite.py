@@ -35,12 +35,10 @@ transaction by the numbered scripts in `sql/migrations/`.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import logging
-import secrets
 import sqlite3
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -59,8 +57,8 @@ from .._records import (
     StepStatus,
     WorkflowPlan,
 )
-from .._transitions import Need, StepKey, Txn, claim, complete, drive, recover, release
-from . import _sql
+from . import _programs, _sql
+from ._programs import Program, run_sync
 from ._sqlite_files import check_file as _check_file
 from ._sqlite_files import checked_version, install_schema
 from ._sqlite_files import parse_url as _parse_url
@@ -73,29 +71,14 @@ _NO_LIMIT = 2**62
 _STATUS = {s.value: s for s in StepStatus}
 
 
-class _Txn(Txn):
-    """A transaction that remembers the payloads it loaded, to write back only changed ones."""
-
-    def __init__(self, now: float) -> None:
-        super().__init__(now)
-        self.step_outputs: dict[StepKey, bytes | None] = {}
-        self.run_outputs: dict[str, bytes | None] = {}
-
-
 class SQLiteStore:
     capabilities: frozenset[str] = frozenset()
 
     def __init__(self, url: str) -> None:
         self.url = url
         self.path, self.synchronous, self.busy_timeout = _parse_url(url)
-        self._queries = q = _sql.Queries.of(_sql.SQLITE)
-        # the hot path binds tuples: cheaper to build and to bind than dicts
-        self._insert_step = q.positional("insert_step", _sql.STEP_COLUMNS)
-        self._insert_event = q.positional("insert_event", _sql.EVENT_COLUMNS)
-        self._update_step = q.positional("update_step", _sql.UPDATE_STEP)
-        self._update_step_output = q.positional("update_step_output", _sql.UPDATE_STEP_OUTPUT)
-        self._update_run = q.positional("update_run", _sql.UPDATE_RUN)
-        self._update_run_output = q.positional("update_run_output", _sql.UPDATE_RUN_OUTPUT)
+        self._queries = _sql.Queries.of(_sql.SQLITE)
+        self._programs = _programs.Programs(self._queries)
         self._conn: sqlite3.Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._synchronous_now = self.synchronous
@@ -154,7 +137,8 @@ class SQLiteStore:
     async def create_run(
         self, run: RunRow, steps: Sequence[StepRow], events: Sequence[NewEvent]
     ) -> tuple[RunRow, bool]:
-        return await self._call(self._create_run, run, steps, events)
+        program = self._programs.create_run(run, steps, events)
+        return await self._run(f"create run {run.id!r}", program)
 
     async def get_run(self, run_id: str) -> RunRow | None:
         rows = await self._call(self._fetch, "get_run", {"id": run_id})
@@ -204,30 +188,39 @@ class SQLiteStore:
     ) -> list[Claim]:
         if not fingerprints or limit <= 0:
             return []
-        return await self._call(self._claim, worker_id, list(fingerprints), limit, lease, now)
+        program = self._programs.claim(worker_id, list(fingerprints), limit, lease, now)
+        txn = await self._run("claim", program, lease_only=True)
+        return txn.claims
 
     async def step_inputs(self, wanted: Mapping[str, Collection[str]]) -> dict[str, StepInputs]:
         if not wanted:
             return {}
-        return await self._call(self._step_inputs, {k: list(v) for k, v in wanted.items()})
+        program = self._programs.step_inputs(wanted)
+        inputs: dict[str, StepInputs] = await self._call(self._read, "read step inputs", program)
+        return inputs
 
     async def complete(self, outcomes: Sequence[Outcome], now: float) -> CommitResult:
         if not outcomes:
             return CommitResult()
-        return await self._call(self._complete, list(outcomes), now)
+        txn = await self._run("complete", self._programs.complete(outcomes, now))
+        return txn.result
 
     async def heartbeat(self, held: Sequence[Held], lease: float, now: float) -> list[Held]:
         if not held:
             return []
-        return await self._call(self._heartbeat, list(held), now + lease)
+        program = self._programs.heartbeat(held, now + lease)
+        return await self._run("heartbeat", program, lease_only=True)
 
     async def release(self, held: Sequence[Held], now: float) -> CommitResult:
         if not held:
             return CommitResult()
-        return await self._call(self._release, list(held), now)
+        txn = await self._run("release", self._programs.release(held, now))
+        return txn.result
 
     async def recover_expired(self, now: float, max_recoveries: int, limit: int) -> CommitResult:
-        return await self._call(self._recover_expired, now, max_recoveries, limit)
+        program = self._programs.recover_expired(now, max_recoveries, limit)
+        txn = await self._run("recover expired leases", program)
+        return txn.result
 
     async def next_ready_at(self, fingerprints: Collection[str]) -> float | None:
         if not fingerprints:
@@ -237,6 +230,11 @@ class SQLiteStore:
         return float(rows[0][0]) if rows and rows[0][0] is not None else None
 
     # -- the store thread: everything below runs there ------------------------------------------
+
+    async def _run(self, what: str, program: Program[T], *, lease_only: bool = False) -> T:
+        """Run a transaction program on the store thread (a write transaction)."""
+        result: T = await self._call(self._transact, what, program, lease_only)
+        return result
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         if self._executor is None:
@@ -364,226 +362,10 @@ class SQLiteStore:
             finally:
                 self._conn = None
 
-    # -- runs
+    def _transact(self, what: str, program: Program[T], lease_only: bool) -> T:
+        with self._transaction(what, lease_only=lease_only) as db:
+            return run_sync(db, program)
 
-    def _create_run(
-        self, run: RunRow, steps: Sequence[StepRow], events: Sequence[NewEvent]
-    ) -> tuple[RunRow, bool]:
-        q = self._queries
-        with self._transaction(f"create run {run.id!r}") as db:
-            if db.execute(q["insert_run"], _sql.run_insert_params(run)).rowcount == 0:
-                row = db.execute(q["get_run"], {"id": run.id}).fetchone()
-                return _sql.run_from_row(row), False
-            db.executemany(self._insert_step, map(_sql.step_insert_row, steps))
-            db.executemany(self._insert_event, map(_sql.event_row, events))
-        return dataclasses.replace(run), True
-
-    # -- workers
-
-    def _claim(
-        self, worker_id: str, fingerprints: list[str], limit: int, lease: float, now: float
-    ) -> list[Claim]:
-        q = self._queries
-        with self._transaction("claim", lease_only=True) as db:
-            params = {
-                "now": now,
-                "fingerprint_list": q.dialect.list_param(fingerprints),
-                "limit": limit,
-            }
-            rows = db.execute(q["claim_candidates"], params).fetchall()
-            if not rows:
-                return []
-            txn = _Txn(now)
-            keys = []
-            for row in rows:
-                step = _sql.step_from_row(row)
-                self._add_step(txn, step)
-                keys.append((step.run_id, step.name))
-            self._load_runs(txn, {run_id for run_id, _ in keys})
-            for run_id, name in keys:
-                token = secrets.token_hex(16)
-                transition = claim(txn, run_id, name, token=token, worker_id=worker_id, lease=lease)
-                drive(transition, self._load, txn)
-            self._write(txn)
-        return txn.claims
-
-    def _step_inputs(self, wanted: dict[str, list[str]]) -> dict[str, StepInputs]:
-        q = self._queries
-        with self._transaction("read step inputs", write=False) as db:
-            ids = q.dialect.list_param(wanted)
-            inputs = {
-                row[0]: bytes(row[1]) for row in db.execute(q["get_run_inputs"], {"id_list": ids})
-            }
-            keys = [[run_id, name] for run_id, names in wanted.items() for name in names]
-            ends: dict[str, dict[str, tuple[StepStatus, bytes | None]]] = {r: {} for r in inputs}
-            if keys:
-                params = {"key_list": q.dialect.list_param(keys)}
-                for run_id, name, status, output in db.execute(q["get_step_ends_by_key"], params):
-                    if run_id in ends:
-                        ends[run_id][name] = (
-                            _STATUS[status],
-                            None if output is None else bytes(output),
-                        )
-        return {run_id: StepInputs(inputs[run_id], ends[run_id]) for run_id in inputs}
-
-    def _complete(self, outcomes: list[Outcome], now: float) -> CommitResult:
-        with self._transaction("complete"):
-            txn = _Txn(now)
-            self._preload(txn, outcomes)
-            for outcome in outcomes:
-                drive(complete(txn, outcome), self._load, txn)
-            self._write(txn)
-        return txn.result
-
-    def _heartbeat(self, held: list[Held], expires: float) -> list[Held]:
-        extend = self._queries["extend_lease"]
-        lost = []
-        with self._transaction("heartbeat", lease_only=True) as db:
-            for h in held:
-                params = {
-                    "run_id": h.run_id,
-                    "name": h.step,
-                    "token": h.token,
-                    "lease_expires_at": expires,
-                }
-                if db.execute(extend, params).rowcount == 0:
-                    lost.append(h)
-        return lost
-
-    def _release(self, held: list[Held], now: float) -> CommitResult:
-        with self._transaction("release"):
-            txn = _Txn(now)
-            self._preload_keys(txn, [(h.run_id, h.step) for h in held])
-            for h in held:
-                drive(release(txn, h.run_id, h.step, h.token), self._load, txn)
-            self._write(txn)
-        return txn.result
-
-    def _recover_expired(self, now: float, max_recoveries: int, limit: int) -> CommitResult:
-        q = self._queries
-        with self._transaction("recover expired leases") as db:
-            txn = _Txn(now)
-            if limit <= 0:
-                return txn.result
-            keys = [
-                (r[0], r[1]) for r in db.execute(q["expired_leases"], {"now": now, "limit": limit})
-            ]
-            if not keys:
-                return txn.result
-            self._preload_keys(txn, keys)
-            for run_id, name in keys:
-                drive(recover(txn, run_id, name, max_recoveries), self._load, txn)
-            self._write(txn)
-        return txn.result
-
-    # -- loading rows into a transaction, and writing it
-
-    def _add_step(self, txn: _Txn, step: StepRow) -> None:
-        key = (step.run_id, step.name)
-        if key not in txn.steps:
-            txn.steps[key] = step
-            txn.step_outputs[key] = step.output
-
-    def _load_runs(self, txn: _Txn, run_ids: Iterable[str]) -> None:
-        missing = [r for r in run_ids if r not in txn.runs]
-        if not missing:
-            return
-        q = self._queries
-        if len(missing) == 1:
-            rows = self._db.execute(q["get_run"], {"id": missing[0]}).fetchall()
-        else:
-            rows = self._db.execute(
-                q["get_runs"], {"id_list": q.dialect.list_param(missing)}
-            ).fetchall()
-        for row in rows:
-            run = _sql.run_from_row(row)
-            txn.runs[run.id] = run
-            txn.run_outputs[run.id] = run.output
-
-    def _load_keys(self, txn: _Txn, keys: Collection[tuple[str, str]]) -> list[StepRow]:
-        q = self._queries
-        missing = [[r, n] for r, n in keys if (r, n) not in txn.steps]
-        if not missing:
-            return []
-        params = {"key_list": q.dialect.list_param(missing)}
-        loaded = [
-            _sql.step_from_row(row) for row in self._db.execute(q["get_steps_by_key"], params)
-        ]
-        for step in loaded:
-            self._add_step(txn, step)
-        return loaded
-
-    def _preload_keys(self, txn: _Txn, keys: list[tuple[str, str]]) -> None:
-        self._load_runs(txn, {run_id for run_id, _ in keys})
-        self._load_keys(txn, keys)
-
-    def _preload(self, txn: _Txn, outcomes: list[Outcome]) -> None:
-        """Load in three batched reads what a group of completions will need: the runs, the
-        steps, and the dependents of the steps that will end (a transition loads the rest)."""
-        keys = [(o.run_id, o.step) for o in outcomes]
-        self._preload_keys(txn, keys)
-        dependents: dict[tuple[str, str], None] = {}
-        for outcome in outcomes:
-            step = txn.steps.get((outcome.run_id, outcome.step))
-            if (
-                step is not None
-                and step.dependents
-                and step.status is StepStatus.RUNNING
-                and step.lease_token == outcome.token
-                and (outcome.succeeded or outcome.retry_at is None)
-            ):
-                for edge in step.dependents:
-                    dependents[(outcome.run_id, edge.target)] = None
-        if dependents:
-            self._load_keys(txn, dependents)
-
-    def _load(self, txn: Txn, need: Need) -> None:
-        """Load what a transition asked for: the run and the named steps (one query each)."""
-        assert isinstance(txn, _Txn)
-        q = self._queries
-        db = self._db
-        self._load_runs(txn, (need.run_id,))
-        if not need.steps:
-            return
-        if len(need.steps) == 1:
-            rows = db.execute(q["get_step"], {"run_id": need.run_id, "name": need.steps[0]})
-        else:
-            params = {"run_id": need.run_id, "name_list": q.dialect.list_param(need.steps)}
-            rows = db.execute(q["get_steps_named"], params)
-        for row in rows:
-            self._add_step(txn, _sql.step_from_row(row))
-
-    def _write(self, txn: _Txn) -> None:
-        """Write what the transaction changed: mutable columns only, payloads only if changed."""
-        self._write_changed(
-            txn.changed_steps, txn.step_outputs, _sql.step_update_row, _sql.step_update_output_row,
-            self._update_step, self._update_step_output,
-        )  # fmt: skip
-        self._write_changed(
-            txn.changed_runs, txn.run_outputs, _sql.run_update_row, _sql.run_update_output_row,
-            self._update_run, self._update_run_output,
-        )  # fmt: skip
-        if txn.events:
-            self._db.executemany(self._insert_event, map(_sql.event_row, txn.events))
-
-    def _write_changed(
-        self,
-        changed: Mapping[Any, Any],
-        loaded_outputs: Mapping[Any, bytes | None],
-        row: Callable[[Any], tuple[Any, ...]],
-        row_with_output: Callable[[Any], tuple[Any, ...]],
-        update: str,
-        update_with_output: str,
-    ) -> None:
-        # An output still the very object loaded from the database was not changed: skip it.
-        plain: list[tuple[Any, ...]] = []
-        with_output: list[tuple[Any, ...]] = []
-        for key, record in changed.items():
-            if key in loaded_outputs and loaded_outputs[key] is record.output:
-                plain.append(row(record))
-            else:
-                with_output.append(row_with_output(record))
-        if plain:
-            self._db.executemany(update, plain)
-        if with_output:
-            self._db.executemany(update_with_output, with_output)
+    def _read(self, what: str, program: Program[T]) -> T:
+        with self._transaction(what, write=False) as db:
+            return run_sync(db, program)

@@ -2,7 +2,9 @@
 -- followed by a dialect in brackets (`-- name: user_tables [postgres]`) to override the common
 -- text for that dialect only, then a one-line description. Parameters are `:name`; the query layer
 -- (plait/stores/_sql.py) rewrites them for the driver. A parameter ending in `_list` is a list,
--- passed as a JSON array for SQLite and read with json_each().
+-- passed as a JSON array and read with json_each() (SQLite) or jsonb_array_elements (PostgreSQL).
+-- A `/*for update*/` marker says where a query that loads rows for a transition locks them on
+-- PostgreSQL (Queries.locked); it stays a comment elsewhere and in plain reads.
 -- Column lists of steps and runs follow the field order of StepRow and RunRow.
 
 -- name: user_tables
@@ -72,13 +74,14 @@ VALUES (:run_id, :seq, :type, :step, :payload, :ts);
 -- One run by id.
 SELECT id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq,
        output, error, created_at, started_at, finished_at
-FROM runs WHERE id = :id;
+FROM runs WHERE id = :id /*for update*/;
 
 -- name: get_runs
 -- The runs of a list of ids.
 SELECT id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq,
        output, error, created_at, started_at, finished_at
-FROM runs WHERE id IN (SELECT value FROM json_each(:id_list));
+FROM runs WHERE id IN (SELECT value FROM json_each(:id_list))
+ORDER BY id /*for update*/;
 
 -- name: list_runs
 -- A page of runs, newest first, strictly before a (created_at, id) position, of any workflow.
@@ -136,14 +139,15 @@ FROM steps WHERE run_id = :run_id ORDER BY idx;
 SELECT run_id, name, idx, status, unmet, dependents, optional, priority, attempt, recoveries,
        skip_reason, output, error_code, error_message, available_at, lease_token,
        lease_expires_at, worker_id, ready_at, started_at, finished_at
-FROM steps WHERE run_id = :run_id AND name = :name;
+FROM steps WHERE run_id = :run_id AND name = :name /*for update*/;
 
 -- name: get_steps_named
 -- The named steps of one run.
 SELECT run_id, name, idx, status, unmet, dependents, optional, priority, attempt, recoveries,
        skip_reason, output, error_code, error_message, available_at, lease_token,
        lease_expires_at, worker_id, ready_at, started_at, finished_at
-FROM steps WHERE run_id = :run_id AND name IN (SELECT value FROM json_each(:name_list));
+FROM steps WHERE run_id = :run_id AND name IN (SELECT value FROM json_each(:name_list))
+ORDER BY name /*for update*/;
 
 -- name: get_steps_by_key
 -- Steps of several runs, given as a list of [run_id, name] pairs.
@@ -153,7 +157,8 @@ SELECT s.run_id, s.name, s.idx, s.status, s.unmet, s.dependents, s.optional, s.p
        s.finished_at
 FROM json_each(:key_list) AS k
 CROSS JOIN steps AS s
-WHERE s.run_id = json_extract(k.value, '$[0]') AND s.name = json_extract(k.value, '$[1]');
+WHERE s.run_id = json_extract(k.value, '$[0]') AND s.name = json_extract(k.value, '$[1]')
+ORDER BY s.run_id, s.name /*for update of s*/;
 
 -- name: get_step_ends_by_key
 -- Status and output of steps of several runs, given as a list of [run_id, name] pairs.
@@ -228,3 +233,109 @@ SELECT run_id, seq, type, step, payload, ts
 FROM events WHERE run_id = :run_id AND seq > :after_seq
 ORDER BY seq
 LIMIT :limit;
+
+-- PostgreSQL: where the common text cannot serve ------------------------------------------------
+-- Lists arrive as JSON text (read with jsonb_array_elements); a parameter that may be NULL is
+-- cast, since PostgreSQL cannot infer the type of a parameter that is only compared with NULL.
+
+-- name: user_tables [postgres]
+-- The names of the tables in the store's schema.
+SELECT table_name FROM information_schema.tables
+WHERE table_schema = current_schema() AND table_type = 'BASE TABLE';
+
+-- name: get_runs [postgres]
+-- The runs of a list of ids.
+SELECT id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq,
+       output, error, created_at, started_at, finished_at
+FROM runs WHERE id IN (SELECT jsonb_array_elements_text(CAST(:id_list AS jsonb)))
+ORDER BY id /*for update*/;
+
+-- name: list_runs [postgres]
+-- A page of runs, newest first, strictly before a (created_at, id) position, of any workflow.
+SELECT id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq,
+       output, error, created_at, started_at, finished_at
+FROM runs
+WHERE (CAST(:status AS text) IS NULL OR status = CAST(:status AS text))
+  AND (CAST(:before_at AS double precision) IS NULL
+       OR (created_at, id) < (CAST(:before_at AS double precision), CAST(:before_id AS text)))
+ORDER BY created_at DESC, id DESC
+LIMIT :limit;
+
+-- name: list_runs_of_workflow [postgres]
+-- A page of runs of one workflow, newest first, strictly before a (created_at, id) position.
+SELECT id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq,
+       output, error, created_at, started_at, finished_at
+FROM runs
+WHERE workflow = :workflow
+  AND (CAST(:before_at AS double precision) IS NULL
+       OR (created_at, id) < (CAST(:before_at AS double precision), CAST(:before_id AS text)))
+ORDER BY created_at DESC, id DESC
+LIMIT :limit;
+
+-- name: list_runs_of_workflow_status [postgres]
+-- A page of runs of one workflow in one status, newest first, before a (created_at, id) position.
+SELECT id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq,
+       output, error, created_at, started_at, finished_at
+FROM runs
+WHERE workflow = :workflow AND status = :status
+  AND (CAST(:before_at AS double precision) IS NULL
+       OR (created_at, id) < (CAST(:before_at AS double precision), CAST(:before_id AS text)))
+ORDER BY created_at DESC, id DESC
+LIMIT :limit;
+
+-- name: get_steps_named [postgres]
+-- The named steps of one run.
+SELECT run_id, name, idx, status, unmet, dependents, optional, priority, attempt, recoveries,
+       skip_reason, output, error_code, error_message, available_at, lease_token,
+       lease_expires_at, worker_id, ready_at, started_at, finished_at
+FROM steps
+WHERE run_id = :run_id AND name IN (SELECT jsonb_array_elements_text(CAST(:name_list AS jsonb)))
+ORDER BY name /*for update*/;
+
+-- name: get_steps_by_key [postgres]
+-- Steps of several runs, given as a list of [run_id, name] pairs.
+SELECT s.run_id, s.name, s.idx, s.status, s.unmet, s.dependents, s.optional, s.priority,
+       s.attempt, s.recoveries, s.skip_reason, s.output, s.error_code, s.error_message,
+       s.available_at, s.lease_token, s.lease_expires_at, s.worker_id, s.ready_at, s.started_at,
+       s.finished_at
+FROM steps AS s
+JOIN jsonb_array_elements(CAST(:key_list AS jsonb)) AS k
+  ON s.run_id = k.value ->> 0 AND s.name = k.value ->> 1
+ORDER BY s.run_id, s.name /*for update of s*/;
+
+-- name: get_step_ends_by_key [postgres]
+-- Status and output of steps of several runs, given as a list of [run_id, name] pairs.
+SELECT s.run_id, s.name, s.status, s.output
+FROM steps AS s
+JOIN jsonb_array_elements(CAST(:key_list AS jsonb)) AS k
+  ON s.run_id = k.value ->> 0 AND s.name = k.value ->> 1;
+
+-- name: get_run_inputs [postgres]
+-- The input of each run of a list of ids.
+SELECT id, input FROM runs
+WHERE id IN (SELECT jsonb_array_elements_text(CAST(:id_list AS jsonb)));
+
+-- name: claim_candidates [postgres]
+-- Ready steps due, of active runs of these fingerprints, best first; locked, skipping others' claims.
+SELECT s.run_id, s.name, s.idx, s.status, s.unmet, s.dependents, s.optional, s.priority,
+       s.attempt, s.recoveries, s.skip_reason, s.output, s.error_code, s.error_message,
+       s.available_at, s.lease_token, s.lease_expires_at, s.worker_id, s.ready_at, s.started_at,
+       s.finished_at
+FROM steps AS s
+JOIN runs AS r ON r.id = s.run_id
+WHERE s.status = 'ready'
+  AND s.available_at <= :now
+  AND r.status IN ('pending', 'running')
+  AND r.fingerprint IN (SELECT jsonb_array_elements_text(CAST(:fingerprint_list AS jsonb)))
+ORDER BY s.priority DESC, s.available_at
+LIMIT :limit
+FOR UPDATE OF s SKIP LOCKED;
+
+-- name: next_ready_at [postgres]
+-- When the earliest ready step of active runs of the given fingerprints becomes claimable.
+SELECT MIN(s.available_at)
+FROM steps AS s
+JOIN runs AS r ON r.id = s.run_id
+WHERE s.status = 'ready'
+  AND r.status IN ('pending', 'running')
+  AND r.fingerprint IN (SELECT jsonb_array_elements_text(CAST(:fingerprint_list AS jsonb)));

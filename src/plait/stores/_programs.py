@@ -1,0 +1,300 @@
+"""The transactions of the SQL stores, written once for SQLite and PostgreSQL.
+
+A store transaction here is a *program*: a generator that yields the statements it wants run
+(`(FETCH, sql, params)` → rows, `(EXECUTE, …)` → rowcount, `(EXECUTE_MANY, sql, rows)` → None)
+and is sent back their results. The SQLite store drives a program synchronously on its thread
+(`run_sync`), the PostgreSQL store with `await` on a pooled connection; the statements, the order
+in which rows are loaded and locked, and the writing of what the state machine changed are the
+same for both. (The same inversion lets `plait._transitions` ask for rows without doing I/O.)
+
+Locking: the loading queries carry a `/*for update*/` marker that `Queries.locked` turns into a
+row lock on PostgreSQL (SQLite's BEGIN IMMEDIATE already serialises writers). Runs are locked
+first, in id order, then steps; claims take ready steps with SKIP LOCKED, which no other
+transaction waits on. So concurrent transactions wait for each other instead of deadlocking.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+from collections.abc import Callable, Collection, Generator, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from .._records import (
+    Held,
+    NewEvent,
+    Outcome,
+    RunRow,
+    StepInputs,
+    StepRow,
+    StepStatus,
+)
+from .._transitions import Need, StepKey, Transition, Txn, claim, complete, recover, release
+from . import _sql
+
+T = TypeVar("T")
+
+FETCH, EXECUTE, EXECUTE_MANY = 0, 1, 2
+Op = tuple[int, str, Any]
+Program = Generator[Op, Any, T]
+
+_STATUS = {s.value: s for s in StepStatus}
+
+
+class SQLTxn(Txn):
+    """A transaction that remembers the payloads it loaded, to write back only changed ones."""
+
+    def __init__(self, now: float) -> None:
+        super().__init__(now)
+        self.step_outputs: dict[StepKey, bytes | None] = {}
+        self.run_outputs: dict[str, bytes | None] = {}
+
+
+class Programs:
+    """The store transactions of one dialect, as programs (see the module docstring)."""
+
+    def __init__(self, queries: _sql.Queries) -> None:
+        self.q = q = queries
+        self.dialect = q.dialect
+        # the hot path binds tuples: cheaper to build and to bind than dicts
+        self.insert_step = q.positional("insert_step", _sql.STEP_COLUMNS)
+        self.insert_event = q.positional("insert_event", _sql.EVENT_COLUMNS)
+        self.update_step = q.positional("update_step", _sql.UPDATE_STEP)
+        self.update_step_output = q.positional("update_step_output", _sql.UPDATE_STEP_OUTPUT)
+        self.update_run = q.positional("update_run", _sql.UPDATE_RUN)
+        self.update_run_output = q.positional("update_run_output", _sql.UPDATE_RUN_OUTPUT)
+        self.lock_run = q.locked("get_run")
+        self.lock_runs = q.locked("get_runs")
+        self.lock_step = q.locked("get_step")
+        self.lock_steps_named = q.locked("get_steps_named")
+        self.lock_steps_by_key = q.locked("get_steps_by_key")
+
+    # -- runs
+
+    def create_run(
+        self, run: RunRow, steps: Sequence[StepRow], events: Sequence[NewEvent]
+    ) -> Program[tuple[RunRow, bool]]:
+        q = self.q
+        inserted = yield (EXECUTE, q["insert_run"], _sql.run_insert_params(run))
+        if inserted == 0:
+            rows = yield (FETCH, q["get_run"], {"id": run.id})
+            return _sql.run_from_row(rows[0]), False
+        yield (EXECUTE_MANY, self.insert_step, [_sql.step_insert_row(s) for s in steps])
+        yield (EXECUTE_MANY, self.insert_event, [_sql.event_row(e) for e in events])
+        return run, True
+
+    # -- workers
+
+    def claim(
+        self, worker_id: str, fingerprints: list[str], limit: int, lease: float, now: float
+    ) -> Program[SQLTxn]:
+        params = {
+            "now": now,
+            "fingerprint_list": self.dialect.list_param(fingerprints),
+            "limit": limit,
+        }
+        txn = SQLTxn(now)
+        rows = yield (FETCH, self.q["claim_candidates"], params)
+        if not rows:
+            return txn
+        keys = []
+        for row in rows:
+            step = _sql.step_from_row(row)
+            _add_step(txn, step)
+            keys.append((step.run_id, step.name))
+        yield from self.load_runs(txn, {run_id for run_id, _ in keys})
+        for run_id, name in keys:
+            token = secrets.token_hex(16)
+            transition = claim(txn, run_id, name, token=token, worker_id=worker_id, lease=lease)
+            yield from self.drive(transition, txn)
+        yield from self.write(txn)
+        return txn
+
+    def step_inputs(self, wanted: Mapping[str, Collection[str]]) -> Program[dict[str, StepInputs]]:
+        q = self.q
+        ids = self.dialect.list_param(wanted)
+        rows = yield (FETCH, q["get_run_inputs"], {"id_list": ids})
+        inputs = {row[0]: bytes(row[1]) for row in rows}
+        keys = [[run_id, name] for run_id, names in wanted.items() for name in names]
+        ends: dict[str, dict[str, tuple[StepStatus, bytes | None]]] = {r: {} for r in inputs}
+        if keys:
+            params = {"key_list": self.dialect.list_param(keys)}
+            rows = yield (FETCH, q["get_step_ends_by_key"], params)
+            for run_id, name, status, output in rows:
+                if run_id in ends:
+                    ends[run_id][name] = (
+                        _STATUS[status],
+                        None if output is None else bytes(output),
+                    )
+        return {run_id: StepInputs(inputs[run_id], ends[run_id]) for run_id in inputs}
+
+    def complete(self, outcomes: Sequence[Outcome], now: float) -> Program[SQLTxn]:
+        txn = SQLTxn(now)
+        yield from self._preload(txn, outcomes)
+        for outcome in outcomes:
+            yield from self.drive(complete(txn, outcome), txn)
+        yield from self.write(txn)
+        return txn
+
+    def heartbeat(self, held: Sequence[Held], expires: float) -> Program[list[Held]]:
+        extend = self.q["extend_lease"]
+        lost = []
+        for h in held:
+            params = {
+                "run_id": h.run_id,
+                "name": h.step,
+                "token": h.token,
+                "lease_expires_at": expires,
+            }
+            if (yield (EXECUTE, extend, params)) == 0:
+                lost.append(h)
+        return lost
+
+    def release(self, held: Sequence[Held], now: float) -> Program[SQLTxn]:
+        txn = SQLTxn(now)
+        yield from self._preload_keys(txn, [(h.run_id, h.step) for h in held])
+        for h in held:
+            yield from self.drive(release(txn, h.run_id, h.step, h.token), txn)
+        yield from self.write(txn)
+        return txn
+
+    def recover_expired(self, now: float, max_recoveries: int, limit: int) -> Program[SQLTxn]:
+        txn = SQLTxn(now)
+        if limit <= 0:
+            return txn
+        rows = yield (FETCH, self.q["expired_leases"], {"now": now, "limit": limit})
+        keys = [(r[0], r[1]) for r in rows]
+        if not keys:
+            return txn
+        yield from self._preload_keys(txn, keys)
+        for run_id, name in keys:
+            yield from self.drive(recover(txn, run_id, name, max_recoveries), txn)
+        yield from self.write(txn)
+        return txn
+
+    # -- loading rows into a transaction (locked on PostgreSQL), and writing it
+
+    def drive(self, transition: Transition, txn: SQLTxn) -> Program[None]:
+        for need in transition:
+            yield from self.load(txn, need)
+
+    def load_runs(self, txn: SQLTxn, run_ids: Iterable[str]) -> Program[None]:
+        missing = sorted(r for r in run_ids if r not in txn.runs)  # lock order: by id
+        if not missing:
+            return
+        if len(missing) == 1:
+            rows = yield (FETCH, self.lock_run, {"id": missing[0]})
+        else:
+            rows = yield (FETCH, self.lock_runs, {"id_list": self.dialect.list_param(missing)})
+        for row in rows:
+            run = _sql.run_from_row(row)
+            txn.runs[run.id] = run
+            txn.run_outputs[run.id] = run.output
+
+    def _load_keys(self, txn: SQLTxn, keys: Collection[tuple[str, str]]) -> Program[None]:
+        missing = sorted([r, n] for r, n in keys if (r, n) not in txn.steps)
+        if not missing:
+            return
+        params = {"key_list": self.dialect.list_param(missing)}
+        for row in (yield (FETCH, self.lock_steps_by_key, params)):
+            _add_step(txn, _sql.step_from_row(row))
+
+    def _preload_keys(self, txn: SQLTxn, keys: list[tuple[str, str]]) -> Program[None]:
+        yield from self.load_runs(txn, {run_id for run_id, _ in keys})
+        yield from self._load_keys(txn, keys)
+
+    def _preload(self, txn: SQLTxn, outcomes: Sequence[Outcome]) -> Program[None]:
+        """Load in three batched reads what a group of completions will need: the runs, the
+        steps, and the dependents of the steps that will end (a transition loads the rest)."""
+        keys = [(o.run_id, o.step) for o in outcomes]
+        yield from self._preload_keys(txn, keys)
+        dependents: dict[tuple[str, str], None] = {}
+        for outcome in outcomes:
+            step = txn.steps.get((outcome.run_id, outcome.step))
+            if (
+                step is not None
+                and step.dependents
+                and step.status is StepStatus.RUNNING
+                and step.lease_token == outcome.token
+                and (outcome.succeeded or outcome.retry_at is None)
+            ):
+                for edge in step.dependents:
+                    dependents[(outcome.run_id, edge.target)] = None
+        if dependents:
+            yield from self._load_keys(txn, dependents)
+
+    def load(self, txn: Txn, need: Need) -> Program[None]:
+        """Load what a transition asked for: the run and the named steps (one query each)."""
+        assert isinstance(txn, SQLTxn)
+        yield from self.load_runs(txn, (need.run_id,))
+        if not need.steps:
+            return
+        if len(need.steps) == 1:
+            params: dict[str, Any] = {"run_id": need.run_id, "name": need.steps[0]}
+            rows = yield (FETCH, self.lock_step, params)
+        else:
+            names = self.dialect.list_param(sorted(need.steps))
+            params = {"run_id": need.run_id, "name_list": names}
+            rows = yield (FETCH, self.lock_steps_named, params)
+        for row in rows:
+            _add_step(txn, _sql.step_from_row(row))
+
+    def write(self, txn: SQLTxn) -> Program[None]:
+        """Write what the transaction changed: mutable columns only, payloads only if changed."""
+        yield from self._write_changed(
+            txn.changed_steps, txn.step_outputs, _sql.step_update_row, _sql.step_update_output_row,
+            self.update_step, self.update_step_output,
+        )  # fmt: skip
+        yield from self._write_changed(
+            txn.changed_runs, txn.run_outputs, _sql.run_update_row, _sql.run_update_output_row,
+            self.update_run, self.update_run_output,
+        )  # fmt: skip
+        if txn.events:
+            yield (EXECUTE_MANY, self.insert_event, [_sql.event_row(e) for e in txn.events])
+
+    def _write_changed(
+        self,
+        changed: Mapping[Any, Any],
+        loaded_outputs: Mapping[Any, bytes | None],
+        row: Callable[[Any], tuple[Any, ...]],
+        row_with_output: Callable[[Any], tuple[Any, ...]],
+        update: str,
+        update_with_output: str,
+    ) -> Program[None]:
+        # An output still the very object loaded from the database was not changed: skip it.
+        plain: list[tuple[Any, ...]] = []
+        with_output: list[tuple[Any, ...]] = []
+        for key, record in changed.items():
+            if key in loaded_outputs and loaded_outputs[key] is record.output:
+                plain.append(row(record))
+            else:
+                with_output.append(row_with_output(record))
+        if plain:
+            yield (EXECUTE_MANY, update, plain)
+        if with_output:
+            yield (EXECUTE_MANY, update_with_output, with_output)
+
+
+def _add_step(txn: SQLTxn, step: StepRow) -> None:
+    key = (step.run_id, step.name)
+    if key not in txn.steps:
+        txn.steps[key] = step
+        txn.step_outputs[key] = step.output
+
+
+def run_sync(db: sqlite3.Connection, program: Program[T]) -> T:
+    """Drive a program on a sqlite3 connection, inside the caller's transaction."""
+    result: Any = None
+    try:
+        while True:
+            kind, sql, params = program.send(result)
+            if kind == FETCH:
+                result = db.execute(sql, params).fetchall()
+            elif kind == EXECUTE:
+                result = db.execute(sql, params).rowcount
+            else:
+                db.executemany(sql, params)
+                result = None
+    except StopIteration as stop:
+        value: T = stop.value
+        return value
