@@ -68,6 +68,9 @@ class Engine:
 
     `lease`: seconds a claimed step is held before another worker may take it over (heartbeats
     renew it). `max_recoveries`: lease expiries after which a step fails with `lease_expired`.
+    `poll_interval`: how often idle workers and `result()` waiters look at the store for work
+    done by other processes; on a store that pushes notifications (PostgreSQL) they are woken
+    instead and look only every `sweep_interval`, a safety net for a missed notification.
     """
 
     def __init__(
@@ -77,6 +80,7 @@ class Engine:
         lease: float = 30.0,
         max_recoveries: int = 10,
         poll_interval: float = 0.25,
+        sweep_interval: float = 5.0,
     ) -> None:
         if not isinstance(lease, int | float) or lease <= 0:
             raise PlaitError(f"lease must be a positive number of seconds, got {lease!r}")
@@ -85,7 +89,12 @@ class Engine:
         self.url = url
         self.lease = float(lease)
         self.max_recoveries = max_recoveries
-        self.poll_interval = poll_interval
+        for name, value in (("poll_interval", poll_interval), ("sweep_interval", sweep_interval)):
+            if not isinstance(value, int | float) or value <= 0:
+                raise PlaitError(f"{name} must be a positive number of seconds, got {value!r}")
+        self.poll_interval = float(poll_interval)
+        self.sweep_interval = float(sweep_interval)
+        self._push_live = False
         self.store: Store = open_store(url)
         self._portal = Portal()
         self._opened = False
@@ -95,6 +104,22 @@ class Engine:
         self.work_ready = Broadcast()  # steps became ready: wake local workers
         self.runs_ended = Broadcast()  # runs ended: wake local result() waiters
         self._workers: set[Any] = set()  # workers running in this process, for stop_workers()
+        self.store.subscribe(
+            ready=self.work_ready.fire, ended=self.runs_ended.fire, live=self._set_push_live
+        )
+
+    def _set_push_live(self, live: bool) -> None:
+        self._push_live = live
+
+    @property
+    def push_live(self) -> bool:
+        """Does the store push notifications of other processes' work right now?"""
+        return self._push_live
+
+    @property
+    def idle_interval(self) -> float:
+        """How long an idle worker or waiter goes without looking at the store."""
+        return self.sweep_interval if self._push_live else self.poll_interval
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -300,6 +325,7 @@ class Engine:
         deadline = None if timeout is None else time.monotonic() + timeout
         pause = 0.005
         while True:
+            seen = self.runs_ended.generation
             row = await self._run_row(run_id)
             if row.status.terminal:
                 return await self._result_of(row)
@@ -308,9 +334,10 @@ class Engine:
                 raise TimeoutError(
                     f"run {run_id!r} did not end within {timeout}s (it is {row.status.value})"
                 )
-            # woken at once by runs ending in this process; polling covers other processes
-            await self.runs_ended.wait(pause if left is None else min(pause, left))
-            pause = min(pause * 2, self.poll_interval)
+            # woken at once by runs ending in this process (or, on a push store, in any);
+            # polling covers other processes
+            await self.runs_ended.wait(pause if left is None else min(pause, left), since=seen)
+            pause = min(pause * 2, self.idle_interval)
 
     async def _result_of(self, row: RunRow) -> dict[str, Any]:
         if row.status is RunStatus.COMPLETED:

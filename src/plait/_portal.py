@@ -97,23 +97,30 @@ def blocking(
 
 
 class Broadcast:
-    """Wake every waiter, whatever its event loop (waiters may live on the portal or a user loop)."""
+    """Wake every waiter, whatever its event loop (waiters may live on the portal or a user loop).
+
+    `generation` counts the fires: a waiter reads it before looking at the state it waits on and
+    passes it as `since`, so a fire between its look and its wait is not lost."""
 
     def __init__(self) -> None:
         self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
         self._lock = threading.Lock()
+        self.generation = 0
 
     def fire(self) -> None:
         with self._lock:
+            self.generation += 1
             waiters = list(self._waiters)
         for loop, event in waiters:
             with contextlib.suppress(RuntimeError):  # that loop is closed; its waiter is gone
                 loop.call_soon_threadsafe(event.set)
 
-    async def wait(self, timeout: float | None) -> bool:
-        """True if woken, False on timeout."""
+    async def wait(self, timeout: float | None, since: int | None = None) -> bool:
+        """True if woken (or fired since generation `since`), False on timeout."""
         entry = (asyncio.get_running_loop(), asyncio.Event())
         with self._lock:
+            if since is not None and since != self.generation:
+                return True
             self._waiters.add(entry)
         try:
             async with asyncio.timeout(timeout):

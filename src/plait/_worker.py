@@ -13,6 +13,7 @@ rest and releases their leases so that other workers take them at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import queue
@@ -31,7 +32,7 @@ from pydantic import ValidationError
 from . import _codec
 from ._context import StepCancelled, StepContext
 from ._definition import StepDef, Workflow
-from ._errors import StepFailure
+from ._errors import StepFailure, StoreError
 from ._records import Claim, Held, Outcome, StepInputs, StepStatus
 
 if TYPE_CHECKING:
@@ -77,6 +78,7 @@ class Worker:
         self._done = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._next_refresh = 0.0
+        self._outage = _Outage(self.id)
 
     # -- control --------------------------------------------------------------------------------
 
@@ -145,36 +147,55 @@ class Worker:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
                 continue
-            now = time.time()
-            claims = await self.store.claim(
-                worker_id=self.id,
-                fingerprints=fingerprints,
-                limit=free,
-                lease=self.engine.lease,
-                now=now,
-            )
-            if claims:
-                idle = 0.002
-                await self._launch(claims)
+            seen = self.engine.work_ready.generation
+            try:
+                claims = await self.store.claim(
+                    worker_id=self.id,
+                    fingerprints=fingerprints,
+                    limit=free,
+                    lease=self.engine.lease,
+                    now=time.time(),
+                )
+                if claims:
+                    idle = 0.002
+                    await self._launch(claims)
+                    continue
+                next_at = await self.store.next_ready_at(fingerprints)
+            except StoreError as exc:
+                await self._outage.failed("claiming", exc, self._stopping)
                 continue
-            # Nothing to do: wait for a local wake-up, the next delayed step, or a poll.
-            wait = min(idle, self.engine.poll_interval)
-            next_at = await self.store.next_ready_at(fingerprints)
+            self._outage.recovered()
+            # Nothing to do: wait for a wake-up (this process, or pushed by the store), the next
+            # delayed step, or a look at the store. Polling backs off; with push it need not.
+            limit = self.engine.idle_interval
+            wait = limit if self.engine.push_live else min(idle, limit)
             if next_at is not None:
                 wait = min(wait, max(next_at - time.time(), 0.0))
-            woken = await self.engine.work_ready.wait(wait)
-            idle = 0.002 if woken else min(idle * 2, self.engine.poll_interval)
+            woken = await self.engine.work_ready.wait(wait, since=seen)
+            idle = 0.002 if woken else min(idle * 2, limit)
             if not woken and time.monotonic() >= self._next_refresh:
                 # awaited runs may have been finished by other processes: look now and then
-                self._next_refresh = time.monotonic() + self.engine.poll_interval
-                await self._refresh_until()
+                self._next_refresh = time.monotonic() + limit
+                try:
+                    await self._refresh_until()
+                except StoreError as exc:
+                    await self._outage.failed("reading awaited runs", exc, self._stopping)
 
     async def _launch(self, claims: list[Claim]) -> None:
         wanted: dict[str, set[str]] = {}
         for c in claims:
             step = self.workflows[c.fingerprint][c.step]
             wanted.setdefault(c.run_id, set()).update(step.data_deps)
-        inputs = await self.store.step_inputs(wanted)
+        while True:
+            try:
+                inputs = await self.store.step_inputs(wanted)
+                break
+            except StoreError as exc:
+                # the claims are ours until their leases expire; if we stop first, they are
+                # recovered by another worker, their attempt not counted
+                await self._outage.failed("reading step inputs", exc, self._stopping)
+                if self._stopping.is_set():
+                    return
         for c in claims:
             wf = self.workflows[c.fingerprint]
             ctx = StepContext(
@@ -294,14 +315,12 @@ class Worker:
         while True:
             try:
                 result = await self.store.complete(batch, time.time())
+                self._outage.recovered()
                 break
-            except Exception:
-                # The store is unreachable or the transaction failed; nothing was recorded, so
-                # retrying is safe (outcomes are fenced). The lease keeps the step ours meanwhile.
-                log.exception(
-                    "worker %s: committing %d outcome(s) failed; retrying", self.id, len(batch)
-                )
-                await asyncio.sleep(0.5)
+            except StoreError as exc:
+                # Unreachable, or the transaction failed: retrying is safe, as outcomes are
+                # fenced by their lease (recorded once even if a lost reply hid a commit).
+                await self._outage.failed(f"committing {len(batch)} outcome(s)", exc, None)
         for outcome, accepted in zip(batch, result.accepted, strict=False):
             if not accepted:
                 log.warning(
@@ -386,6 +405,44 @@ class Worker:
                 log.exception("worker %s could not release its leases; they will expire", self.id)
             self._inflight.clear()
             self.engine.work_ready.fire()
+
+
+class _Outage:
+    """Backoff and clear logging while the store cannot be reached: one warning when it starts,
+    a reminder every half minute, one line when it is back."""
+
+    def __init__(self, worker_id: str) -> None:
+        self.worker_id = worker_id
+        self.since: float | None = None
+        self.delay = 0.0
+        self._reminded = 0.0
+
+    async def failed(self, what: str, exc: StoreError, stopping: asyncio.Event | None) -> None:
+        now = time.monotonic()
+        if self.since is None:
+            self.since, self.delay, self._reminded = now, 0.1, now
+            log.warning("worker %s: %s failed, will retry: %s", self.worker_id, what, exc)
+        elif now - self._reminded >= 30:
+            self._reminded = now
+            log.warning(
+                "worker %s: store still unavailable after %.0fs (%s): %s",
+                self.worker_id, now - self.since, what, exc,
+            )  # fmt: skip
+        delay, self.delay = self.delay, min(self.delay * 2, 5.0)
+        if stopping is None:
+            await asyncio.sleep(delay)
+        else:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await stopping.wait()
+
+    def recovered(self) -> None:
+        if self.since is not None:
+            log.warning(
+                "worker %s: store reachable again after %.1fs",
+                self.worker_id, time.monotonic() - self.since,
+            )  # fmt: skip
+            self.since = None
 
 
 _Result = asyncio.Future[tuple[bool, Any]]  # (True, return value) or (False, exception)

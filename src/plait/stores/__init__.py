@@ -5,7 +5,10 @@ from __future__ import annotations
 from .._errors import StoreError
 from ._contract import Store
 
-SCHEMES = "memory://, sqlite:///relative.db, sqlite:////absolute/path.db"
+SCHEMES = (
+    "memory://, sqlite:///relative.db, sqlite:////absolute/path.db, "
+    "postgresql://user@host:5432/dbname"
+)
 
 
 def open_store(url: str) -> Store:
@@ -20,6 +23,15 @@ def open_store(url: str) -> Store:
         from .sqlite import SQLiteStore
 
         return SQLiteStore(url)
+    if url.startswith(("postgresql://", "postgres://")):
+        try:
+            from .postgres import PostgresStore
+        except ImportError as exc:
+            raise StoreError(
+                f"the PostgreSQL store needs psycopg 3 and psycopg-pool ({exc}); install them "
+                "with: pip install 'plait[postgres]'"
+            ) from None
+        return PostgresStore(url)
     raise StoreError(f"unsupported store URL {url!r}: use one of {SCHEMES}")
 
 

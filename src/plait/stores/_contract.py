@@ -7,7 +7,7 @@ loads the rows a transition asks for and commits what it changed, atomically.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Protocol
 
 from .._records import (
@@ -33,6 +33,17 @@ class Store(Protocol):
         """Connect, create or check the schema. Raises StoreError / SchemaVersionError."""
 
     async def close(self) -> None: ...
+
+    def subscribe(
+        self,
+        *,
+        ready: Callable[[], None],
+        ended: Callable[[], None],
+        live: Callable[[bool], None],
+    ) -> None:
+        """Call `ready` when steps become ready and `ended` when runs end in *another* process,
+        and `live(True/False)` as such push notifications start and stop flowing. A store
+        without push (capability "push") never calls them, and its users poll."""
 
     # -- definitions
     async def save_workflow(self, plan: WorkflowPlan) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 from .._records import (
     Claim,
@@ -43,6 +43,15 @@ class MemoryStore:
 
     async def open(self) -> None:
         return None
+
+    def subscribe(
+        self,
+        *,
+        ready: Callable[[], None],
+        ended: Callable[[], None],
+        live: Callable[[bool], None],
+    ) -> None:
+        """No push: other processes' changes are seen by polling."""
 
     async def close(self) -> None:
         return None

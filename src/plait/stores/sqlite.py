@@ -99,6 +99,15 @@ class SQLiteStore:
             self._executor = None
             raise
 
+    def subscribe(
+        self,
+        *,
+        ready: Callable[[], None],
+        ended: Callable[[], None],
+        live: Callable[[bool], None],
+    ) -> None:
+        """No push: other processes' changes are seen by polling."""
+
     async def close(self) -> None:
         if self._executor is None:
             return

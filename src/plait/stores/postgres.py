@@ -1,0 +1,467 @@
+"""The PostgreSQL store: worker processes on many machines share one database, with no other server.
+
+URL: a libpq URL plus plait's own options, which are taken out before it reaches libpq:
+
+    postgresql://user:password@host:5432/dbname
+    postgresql://user@host/dbname?schema=plait&pool_size=10&sslmode=require
+
+    schema=NAME     where plait's tables live (default `public`); created if missing, so one
+                    database can hold several independent plait stores.
+    pool_size=N     connections this process may open (default 10).
+
+What the store does, and why:
+- One query layer with SQLite: the statements are `stores/sql/queries.sql` with `[postgres]`
+  overrides, and every transaction is a program of `_programs.py` that both stores run. So the
+  state machine, the order rows are loaded and locked in, and what is written are the same.
+- Claims take ready steps with `FOR UPDATE SKIP LOCKED`: workers never wait for one another's
+  candidates. Every other transaction locks the run row first (in id order), then its steps, so
+  concurrent transactions queue instead of deadlocking; a deadlock or serialization failure that
+  slips through anyway is retried. Completions are fenced by the lease token.
+- Push wake-ups: a transaction that makes steps ready or ends runs sends NOTIFY on the store's
+  channel (delivered at commit); every process LISTENs on one extra connection and wakes its
+  workers and `result()` waiters. While that connection is down, the engine polls instead.
+- Faults: a lost connection is retried once on a fresh one (every program is safe to repeat:
+  outcomes are fenced, starts are idempotent), then reported as StoreError; the worker backs off
+  and tries again, and the pool reconnects when the server is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg import sql
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from .._errors import SchemaVersionError, StoreError
+from .._records import (
+    Claim,
+    CommitResult,
+    Held,
+    NewEvent,
+    Outcome,
+    RunRow,
+    RunStatus,
+    StepInputs,
+    StepRow,
+    WorkflowPlan,
+)
+from . import _programs, _sql
+from ._postgres_setup import (
+    SCHEMA_VERSION,
+    check_schema,
+    connect_error,
+    describe,
+    parse_url,
+    schema_statements,
+)
+from ._programs import EXECUTE, FETCH, Program, SQLTxn
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Conn = psycopg.AsyncConnection[tuple[Any, ...]]
+
+_NO_LIMIT = 2**62
+ACQUIRE_TIMEOUT = 10.0  # seconds to wait for a pooled connection before reporting the store down
+CONFLICT_RETRIES = 8  # deadlock / serialization failure: the transaction is simply run again
+_RETRYABLE = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
+
+
+def _nothing() -> None:
+    return None
+
+
+class PostgresStore:
+    capabilities: frozenset[str] = frozenset({"push"})
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._url = parse_url(url)
+        self._queries = _sql.Queries.of(_sql.POSTGRES)
+        self._programs = _programs.Programs(self._queries)
+        self._pool: AsyncConnectionPool[Conn] | None = None
+        self._listener: asyncio.Task[None] | None = None
+        self._on_ready: Callable[[], None] = _nothing
+        self._on_ended: Callable[[], None] = _nothing
+        self._on_live: Callable[[bool], None] = lambda live: None
+        self._set_path = sql.SQL("SET search_path TO {}").format(sql.Identifier(self._url.schema))
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self._url.shown!r})"
+
+    def subscribe(
+        self,
+        *,
+        ready: Callable[[], None],
+        ended: Callable[[], None],
+        live: Callable[[bool], None],
+    ) -> None:
+        self._on_ready, self._on_ended, self._on_live = ready, ended, live
+
+    # -- lifecycle
+
+    async def open(self) -> None:
+        if self._pool is not None:
+            return
+        await self._prepare_schema()
+        pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
+            self._url.conninfo,
+            min_size=1,
+            max_size=self._url.pool_size,
+            kwargs={"autocommit": True},
+            configure=self._configure,
+            open=False,
+            name=f"plait-{self._url.schema}",
+        )
+        try:
+            await pool.open(wait=True, timeout=ACQUIRE_TIMEOUT)
+        except PoolTimeout as exc:
+            await pool.close()
+            raise connect_error(self._url.shown, exc) from None
+        self._pool = pool
+        self._listener = asyncio.create_task(self._listen(), name="plait-postgres-listen")
+
+    async def close(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.cancel()
+            await asyncio.gather(listener, return_exceptions=True)
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    async def _configure(self, conn: Conn) -> None:
+        await conn.execute(self._set_path)
+
+    async def _prepare_schema(self) -> None:
+        """Create the schema, or migrate it, once across processes (advisory lock); refuse a
+        schema that is not plait's or is newer than this code, leaving it untouched."""
+        where = f"PostgreSQL store {self._url.shown} (schema {self._url.schema})"
+        try:
+            conn = await psycopg.AsyncConnection.connect(self._url.conninfo, autocommit=True)
+        except psycopg.Error as exc:
+            raise connect_error(self._url.shown, exc) from None
+        try:
+            async with conn:
+                await self._configure(conn)
+                async with conn.transaction():
+                    lock = f"plait schema {self._url.schema}"
+                    await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (lock,))
+                    version = await self._schema_version(conn, where)
+                    if version == SCHEMA_VERSION:
+                        return
+                    await conn.execute(
+                        sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
+                            sql.Identifier(self._url.schema)
+                        )
+                    )
+                    for statement in schema_statements(version):
+                        await conn.execute(statement)
+                    await conn.execute(
+                        self._queries["set_schema_version"], {"version": str(SCHEMA_VERSION)}
+                    )
+                log.info("%s: schema at version %d", where, SCHEMA_VERSION)
+        except SchemaVersionError:
+            raise
+        except pg_errors.InsufficientPrivilege as exc:
+            raise StoreError(
+                f"{where}: permission denied while creating plait's tables: {describe(exc)}"
+            ) from None
+        except psycopg.Error as exc:
+            raise StoreError(f"{where}: preparing the schema failed: {describe(exc)}") from None
+
+    async def _schema_version(self, conn: Conn, where: str) -> int | None:
+        cur = await conn.execute(self._queries["user_tables"])
+        tables = {row[0] for row in await cur.fetchall()}
+        raw = None
+        if "plait_meta" in tables:
+            cur = await conn.execute(self._queries["get_schema_version"])
+            row = await cur.fetchone()
+            raw = None if row is None else str(row[0])
+        return check_schema(where, tables, raw)
+
+    # -- definitions
+
+    async def save_workflow(self, plan: WorkflowPlan) -> None:
+        params = {
+            "fingerprint": plan.fingerprint,
+            "name": plan.name,
+            "version": plan.version,
+            "created_at": plan.created_at,
+            "plan": _sql.plan_to_json(plan),
+        }
+        await self._transact(
+            "save workflow", lambda: _execute(self._queries["save_workflow"], params)
+        )
+
+    async def get_workflow(self, name: str, fingerprint: str | None = None) -> WorkflowPlan | None:
+        if fingerprint is None:
+            rows = await self._fetch("get_latest_workflow", {"name": name})
+        else:
+            rows = await self._fetch("get_workflow", {"name": name, "fingerprint": fingerprint})
+        return _sql.plan_from_json(rows[0][0]) if rows else None
+
+    async def list_workflows(self) -> list[WorkflowPlan]:
+        return [_sql.plan_from_json(row[0]) for row in await self._fetch("list_workflows", {})]
+
+    # -- runs
+
+    async def create_run(
+        self, run: RunRow, steps: Sequence[StepRow], events: Sequence[NewEvent]
+    ) -> tuple[RunRow, bool]:
+        def notes(result: tuple[RunRow, bool]) -> Iterable[str]:
+            return ("ready",) if result[1] else ()
+
+        return await self._transact(
+            f"create run {run.id!r}", lambda: self._programs.create_run(run, steps, events), notes
+        )
+
+    async def get_run(self, run_id: str) -> RunRow | None:
+        rows = await self._fetch("get_run", {"id": run_id})
+        return _sql.run_from_row(rows[0]) if rows else None
+
+    async def list_runs(
+        self,
+        *,
+        workflow: str | None,
+        status: RunStatus | None,
+        limit: int,
+        before: tuple[float, str] | None,
+    ) -> list[RunRow]:
+        params: dict[str, Any] = {
+            "workflow": workflow,
+            "status": status.value if status is not None else None,
+            "limit": limit,
+            "before_at": before[0] if before is not None else None,
+            "before_id": before[1] if before is not None else None,
+        }
+        if workflow is None:
+            query = "list_runs"
+        elif status is None:
+            query = "list_runs_of_workflow"
+        else:
+            query = "list_runs_of_workflow_status"
+        return [_sql.run_from_row(row) for row in await self._fetch(query, params)]
+
+    async def get_steps(self, run_id: str) -> list[StepRow]:
+        rows = await self._fetch("get_steps", {"run_id": run_id})
+        return [_sql.step_from_row(row) for row in rows]
+
+    async def get_events(self, run_id: str, after_seq: int, limit: int | None) -> list[NewEvent]:
+        params = {
+            "run_id": run_id,
+            "after_seq": after_seq,
+            "limit": _NO_LIMIT if limit is None else limit,
+        }
+        return [_sql.event_from_row(row) for row in await self._fetch("get_events", params)]
+
+    # -- workers
+
+    async def claim(
+        self, *, worker_id: str, fingerprints: Collection[str], limit: int, lease: float, now: float
+    ) -> list[Claim]:
+        if not fingerprints or limit <= 0:
+            return []
+        chosen = list(fingerprints)
+        txn = await self._transact(
+            "claim", lambda: self._programs.claim(worker_id, chosen, limit, lease, now)
+        )
+        return txn.claims
+
+    async def step_inputs(self, wanted: Mapping[str, Collection[str]]) -> dict[str, StepInputs]:
+        if not wanted:
+            return {}
+        return await self._transact(
+            "read step inputs", lambda: self._programs.step_inputs(wanted), write=False
+        )
+
+    async def complete(self, outcomes: Sequence[Outcome], now: float) -> CommitResult:
+        if not outcomes:
+            return CommitResult()
+        txn = await self._transact(
+            "complete", lambda: self._programs.complete(outcomes, now), _notes
+        )
+        return txn.result
+
+    async def heartbeat(self, held: Sequence[Held], lease: float, now: float) -> list[Held]:
+        if not held:
+            return []
+        return await self._transact(
+            "heartbeat", lambda: self._programs.heartbeat(held, now + lease)
+        )
+
+    async def release(self, held: Sequence[Held], now: float) -> CommitResult:
+        if not held:
+            return CommitResult()
+        txn = await self._transact("release", lambda: self._programs.release(held, now), _notes)
+        return txn.result
+
+    async def recover_expired(self, now: float, max_recoveries: int, limit: int) -> CommitResult:
+        txn = await self._transact(
+            "recover expired leases",
+            lambda: self._programs.recover_expired(now, max_recoveries, limit),
+            _notes,
+        )
+        return txn.result
+
+    async def next_ready_at(self, fingerprints: Collection[str]) -> float | None:
+        if not fingerprints:
+            return None
+        params = {"fingerprint_list": _sql.POSTGRES.list_param(fingerprints)}
+        rows = await self._fetch("next_ready_at", params)
+        return float(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    # -- running programs ---------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _connection(self, what: str) -> AsyncIterator[Conn]:
+        if self._pool is None:
+            raise StoreError(
+                f"PostgreSQL store {self._url.shown}: the store is not open (call open() first)"
+            )
+        try:
+            async with self._pool.connection(timeout=ACQUIRE_TIMEOUT) as conn:
+                yield conn
+        except PoolTimeout as exc:
+            raise StoreError(
+                f"PostgreSQL store {self._url.shown}: {what} failed: no connection to the server "
+                f"within {ACQUIRE_TIMEOUT:g}s ({describe(exc)})"
+            ) from None
+
+    async def _transact(
+        self,
+        what: str,
+        program: Callable[[], Program[T]],
+        notes: Callable[[T], Iterable[str]] | None = None,
+        *,
+        write: bool = True,
+    ) -> T:
+        """Run a program in one transaction, sending its notifications with the commit.
+
+        A deadlock or serialization failure runs it again; so does a connection lost on the
+        way (once: a pooled connection may have died with a server restart). Every program is
+        safe to repeat: outcomes are fenced by their lease, runs are created once by id."""
+        conflicts = lost = 0
+        while True:
+            try:
+                async with self._connection(what) as conn:
+                    if not write:
+                        return await _drive(conn, program())
+                    async with conn.transaction():
+                        result = await _drive(conn, program())
+                        for note in notes(result) if notes is not None else ():
+                            await conn.execute(
+                                "SELECT pg_notify(%s, %s)", (self._url.channel, note)
+                            )
+                    return result
+            except _RETRYABLE as exc:
+                conflicts += 1
+                if conflicts > CONFLICT_RETRIES:
+                    raise self._error(what, exc) from None
+                log.debug("PostgreSQL store: %s hit %s; running it again", what, exc.sqlstate)
+                await asyncio.sleep(random.uniform(0, 0.005 * conflicts))
+            except psycopg.OperationalError as exc:
+                lost += 1
+                if lost > 1:
+                    raise self._error(what, exc) from None
+                log.warning(
+                    "PostgreSQL store %s: %s lost its connection (%s); trying a fresh one",
+                    self._url.shown, what, describe(exc),
+                )  # fmt: skip
+            except psycopg.Error as exc:
+                raise self._error(what, exc) from None
+
+    async def _fetch(self, query: str, params: Mapping[str, Any]) -> list[Any]:
+        what = query.replace("_", " ")
+        return await self._transact(what, lambda: _fetch(self._queries[query], params), write=False)
+
+    def _error(self, what: str, exc: BaseException) -> StoreError:
+        return StoreError(f"PostgreSQL store {self._url.shown}: {what} failed: {describe(exc)}")
+
+    # -- push wake-ups ------------------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        """LISTEN on one dedicated connection for the life of the store, reconnecting with
+        backoff. Each (re)connection wakes everyone once: a notification may have been missed."""
+        listen = sql.SQL("LISTEN {}").format(sql.Identifier(self._url.channel))
+        backoff = 0.1
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(
+                    self._url.conninfo,
+                    autocommit=True,
+                    keepalives=1,
+                    keepalives_idle=10,
+                    keepalives_interval=5,
+                    keepalives_count=3,
+                )
+                async with conn:
+                    await conn.execute(listen)
+                    if backoff > 0.1:
+                        log.info("PostgreSQL store %s: notifications restored", self._url.shown)
+                    backoff = 0.1
+                    self._on_live(True)
+                    self._on_ready()
+                    self._on_ended()
+                    async for note in conn.notifies():
+                        if note.payload == "ready":
+                            self._on_ready()
+                        elif note.payload == "ended":
+                            self._on_ended()
+            except asyncio.CancelledError:
+                self._on_live(False)
+                raise
+            except Exception as exc:  # the server went away, or refused us: poll meanwhile
+                log.warning(
+                    "PostgreSQL store %s: notification connection lost (%s); polling until it "
+                    "is back, next try in %.1fs",
+                    self._url.shown, describe(exc), backoff,
+                )  # fmt: skip
+            self._on_live(False)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+
+def _notes(txn: SQLTxn) -> Iterable[str]:
+    if txn.result.readied:
+        yield "ready"
+    if txn.result.ended_runs:
+        yield "ended"
+
+
+def _fetch(query: str, params: Mapping[str, Any]) -> Program[list[Any]]:
+    rows: list[Any] = yield (FETCH, query, params)
+    return rows
+
+
+def _execute(query: str, params: Mapping[str, Any]) -> Program[int]:
+    count: int = yield (EXECUTE, query, params)
+    return count
+
+
+async def _drive(conn: Conn, program: Program[T]) -> T:
+    """Run a program's statements on a connection (inside the caller's transaction, if any)."""
+    result: Any = None
+    async with conn.cursor() as cur:
+        try:
+            while True:
+                kind, query, params = program.send(result)
+                if kind == FETCH:
+                    await cur.execute(query, params)
+                    result = await cur.fetchall()
+                elif kind == EXECUTE:
+                    await cur.execute(query, params)
+                    result = cur.rowcount
+                else:
+                    await cur.executemany(query, params)
+                    result = None
+        except StopIteration as stop:
+            value: T = stop.value
+            return value
