@@ -10,6 +10,7 @@ suite needs no asyncio plugin.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import inspect
 import os
 from collections.abc import Callable, Coroutine, Iterator
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from tests import postgres_server
 
 from plait.stores import Store, open_store
 
@@ -32,10 +34,34 @@ class Backend:
     missing: Callable[[], str | None] = lambda: None  # why the backend cannot run here, or None
 
 
+def _postgres_url(tmp: Path) -> str:
+    """A schema of its own per test (the store creates it), named after the test's directory so
+    that opening the same URL again finds the same store."""
+    base = postgres_server.server_url()
+    assert base is not None
+    schema = POSTGRES_SCHEMA_PREFIX + hashlib.sha256(str(tmp).encode()).hexdigest()[:16]
+    return f"{base}{'&' if '?' in base else '?'}schema={schema}"
+
+
+POSTGRES_SCHEMA_PREFIX = "plait_c_"
+
 BACKENDS = [
     Backend("memory", lambda _tmp: "memory://", durable=False),
     Backend("sqlite", lambda tmp: f"sqlite:///{tmp / 'plait.db'}", durable=True),
+    Backend("postgres", _postgres_url, durable=True, missing=postgres_server.unavailable_reason),
 ]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_postgres_schemas() -> Iterator[None]:
+    """Each PostgreSQL test has its own schema: drop them all when the session ends (and any
+    left by an interrupted session when it starts)."""
+    base = postgres_server.server_url()
+    if base is not None:
+        postgres_server.drop_schemas(base, POSTGRES_SCHEMA_PREFIX)
+    yield
+    if base is not None:
+        postgres_server.drop_schemas(base, POSTGRES_SCHEMA_PREFIX)
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

@@ -1,7 +1,7 @@
 """The rules of DESIGN §3, checked through the public Engine API on every store.
 
-Each test starts real runs and serves them with a real worker in this process. To add a store,
-add its URL factory to ENGINE_URLS; nothing else changes.
+Each test starts real runs and serves them with a real worker in this process, on every store of
+conftest.BACKENDS (the `store_url` fixture); a new store joins by being added there.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import dataclasses
 import threading
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pydantic
 import pytest
@@ -19,15 +18,10 @@ import pytest
 import plait
 from plait._records import Outcome
 
-ENGINE_URLS: dict[str, Callable[[Path], str]] = {
-    "memory": lambda tmp: "memory://",
-    "sqlite": lambda tmp: f"sqlite:///{tmp / 'plait.db'}",
-}
 
-
-@pytest.fixture(params=sorted(ENGINE_URLS))
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return ENGINE_URLS[request.param](tmp_path)
+@pytest.fixture
+def url(store_url: str) -> str:
+    return store_url
 
 
 @pytest.fixture

@@ -88,6 +88,7 @@ class PostgresStore:
         self._programs = _programs.Programs(self._queries)
         self._pool: AsyncConnectionPool[Conn] | None = None
         self._listener: asyncio.Task[None] | None = None
+        self._home: asyncio.AbstractEventLoop | None = None  # the loop the pool lives on
         self._on_ready: Callable[[], None] = _nothing
         self._on_ended: Callable[[], None] = _nothing
         self._on_live: Callable[[bool], None] = lambda live: None
@@ -111,6 +112,9 @@ class PostgresStore:
         if self._pool is not None:
             return
         await self._prepare_schema()
+        await self._open_pool()
+
+    async def _open_pool(self) -> None:
         pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
             self._url.conninfo,
             min_size=1,
@@ -126,9 +130,17 @@ class PostgresStore:
             await pool.close()
             raise connect_error(self._url.shown, exc) from None
         self._pool = pool
+        self._home = asyncio.get_running_loop()
         self._listener = asyncio.create_task(self._listen(), name="plait-postgres-listen")
 
     async def close(self) -> None:
+        home = self._home
+        if home is not None and home is not asyncio.get_running_loop():
+            if home.is_running():
+                await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self.close(), home))
+                return
+            self._abandon()
+            return
         listener, self._listener = self._listener, None
         if listener is not None:
             listener.cancel()
@@ -136,6 +148,11 @@ class PostgresStore:
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
+
+    def _abandon(self) -> None:
+        """Forget a pool whose event loop has stopped: it cannot be closed from here; its
+        sockets close when it is collected."""
+        self._pool = self._listener = self._home = None
 
     async def _configure(self, conn: Conn) -> None:
         await conn.execute(self._set_path)
@@ -348,6 +365,15 @@ class PostgresStore:
         A deadlock or serialization failure runs it again; so does a connection lost on the
         way (once: a pooled connection may have died with a server restart). Every program is
         safe to repeat: outcomes are fenced by their lease, runs are created once by id."""
+        home = self._home
+        if home is not None and home is not asyncio.get_running_loop():
+            # The pool lives on the loop that opened the store (an Engine's sync methods use
+            # its own loop, async ones the caller's): run there, or move here if it has stopped.
+            if home.is_running():
+                work = self._transact(what, program, notes, write=write)
+                return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, home))
+            self._abandon()
+            await self._open_pool()
         conflicts = lost = 0
         while True:
             try:
