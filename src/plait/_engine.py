@@ -104,6 +104,7 @@ class Engine:
         self.work_ready = Broadcast()  # steps became ready: wake local workers
         self.runs_ended = Broadcast()  # runs ended: wake local result() waiters
         self._workers: set[Any] = set()  # workers running in this process, for stop_workers()
+        self.workers_ended = Broadcast()  # a worker of this engine has stopped
         self.store.subscribe(
             ready=self.work_ready.fire, ended=self.runs_ended.fire, live=self._set_push_live
         )
@@ -134,6 +135,13 @@ class Engine:
         return self.store
 
     async def close_async(self) -> None:
+        """Stop this engine's workers (gracefully: they finish or release their steps), then
+        close the store. A worker still running would otherwise wait forever on a closed store."""
+        while self._workers:
+            seen = self.workers_ended.generation
+            for worker in list(self._workers):
+                worker.stop_threadsafe()
+            await self.workers_ended.wait(1.0, since=seen)
         if self._opened:
             self._opened = False
             await self.store.close()

@@ -133,6 +133,7 @@ class Worker:
             for sig in installed:
                 loop.remove_signal_handler(sig)
             self.engine._workers.discard(self)
+            self.engine.workers_ended.fire()
             log.info("worker %s stopped", self.id)
 
     # -- claiming -------------------------------------------------------------------------------

@@ -554,3 +554,22 @@ def test_async_api_in_a_user_event_loop(url: str) -> None:
             return await run.result_async(timeout=5)
 
     assert asyncio.run(main()) == {"s": 42}
+
+
+def test_closing_the_engine_stops_its_workers_first(url: str) -> None:
+    """A worker serving in another thread ends when its engine closes, instead of waiting on a
+    closed store forever."""
+    engine = plait.Engine(url, lease=5.0)
+    wf = plait.Workflow("closing")
+
+    @wf.step
+    def only() -> int:
+        return 1
+
+    engine.register(wf)
+    serving = threading.Thread(target=lambda: engine.run_worker(timeout=60, grace=1))
+    serving.start()
+    assert engine.start(wf).result(timeout=30) == {"only": 1}  # the worker is serving
+    engine.close()
+    serving.join(timeout=15)
+    assert not serving.is_alive()
