@@ -56,6 +56,13 @@ class Portal:
             )
         return asyncio.run_coroutine_threadsafe(coro, loop)
 
+    def running_here(self) -> bool:
+        """Is the caller running on this portal's loop?"""
+        try:
+            return asyncio.get_running_loop() is self._loop
+        except RuntimeError:
+            return False
+
     def call(self, coro: Coroutine[Any, Any, R]) -> R:
         return self.submit(coro).result()
 

@@ -30,7 +30,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import AsyncIterator, Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Collection,
+    Coroutine,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
@@ -40,6 +48,7 @@ from psycopg import sql
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from .._errors import SchemaVersionError, StoreError
+from .._portal import Portal
 from .._records import (
     Claim,
     CommitResult,
@@ -88,7 +97,11 @@ class PostgresStore:
         self._programs = _programs.Programs(self._queries)
         self._pool: AsyncConnectionPool[Conn] | None = None
         self._listener: asyncio.Task[None] | None = None
-        self._home: asyncio.AbstractEventLoop | None = None  # the loop the pool lives on
+        # The pool and the listener live on the store's own loop thread, as the SQLite store's
+        # connection lives on its own thread: callers on any loop (an Engine's sync methods use
+        # its portal, async ones the caller's loop) hop there, and a caller's loop that blocks
+        # holds up no one else.
+        self._thread = Portal(name="plait-postgres")
         self._on_ready: Callable[[], None] = _nothing
         self._on_ended: Callable[[], None] = _nothing
         self._on_live: Callable[[bool], None] = lambda live: None
@@ -108,13 +121,19 @@ class PostgresStore:
 
     # -- lifecycle
 
+    async def _hop(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run `work` on the store's loop thread (at once if already there)."""
+        if self._thread.running_here():
+            return await work
+        return await asyncio.wrap_future(self._thread.submit(work))
+
     async def open(self) -> None:
+        await self._hop(self._open())
+
+    async def _open(self) -> None:
         if self._pool is not None:
             return
         await self._prepare_schema()
-        await self._open_pool()
-
-    async def _open_pool(self) -> None:
         pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
             self._url.conninfo,
             min_size=1,
@@ -130,17 +149,15 @@ class PostgresStore:
             await pool.close()
             raise connect_error(self._url.shown, exc) from None
         self._pool = pool
-        self._home = asyncio.get_running_loop()
         self._listener = asyncio.create_task(self._listen(), name="plait-postgres-listen")
 
     async def close(self) -> None:
-        home = self._home
-        if home is not None and home is not asyncio.get_running_loop():
-            if home.is_running():
-                await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self.close(), home))
-                return
-            self._abandon()
+        if self._pool is None:
             return
+        await self._hop(self._close())
+        self._thread.close()
+
+    async def _close(self) -> None:
         listener, self._listener = self._listener, None
         if listener is not None:
             listener.cancel()
@@ -148,11 +165,6 @@ class PostgresStore:
         pool, self._pool = self._pool, None
         if pool is not None:
             await pool.close()
-
-    def _abandon(self) -> None:
-        """Forget a pool whose event loop has stopped: it cannot be closed from here; its
-        sockets close when it is collected."""
-        self._pool = self._listener = self._home = None
 
     async def _configure(self, conn: Conn) -> None:
         await conn.execute(self._set_path)
@@ -365,15 +377,8 @@ class PostgresStore:
         A deadlock or serialization failure runs it again; so does a connection lost on the
         way (once: a pooled connection may have died with a server restart). Every program is
         safe to repeat: outcomes are fenced by their lease, runs are created once by id."""
-        home = self._home
-        if home is not None and home is not asyncio.get_running_loop():
-            # The pool lives on the loop that opened the store (an Engine's sync methods use
-            # its own loop, async ones the caller's): run there, or move here if it has stopped.
-            if home.is_running():
-                work = self._transact(what, program, notes, write=write)
-                return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, home))
-            self._abandon()
-            await self._open_pool()
+        if not self._thread.running_here():
+            return await self._hop(self._transact(what, program, notes, write=write))
         conflicts = lost = 0
         while True:
             try:
