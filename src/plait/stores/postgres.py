@@ -498,8 +498,10 @@ async def _drive(
                     if pipeline is not None:
                         await pipeline.sync()
                     result = cur.rowcount
-                else:
-                    await cur.executemany(query, params)
+                else:  # the [postgres] text of a write takes one array per column
+                    if params:
+                        columns = [list(column) for column in zip(*params, strict=True)]
+                        await cur.execute(query, columns)
                     result = None
         except StopIteration as stop:
             value: T = stop.value
