@@ -1,10 +1,15 @@
 """Crash durability with real processes: workers SIGKILLed at random moments (DESIGN §3.4).
 
-A round works on a fresh SQLite file. It starts runs of `crash_app.crashy` (chains, a fan-out and
+Every test runs on each store that outlives its processes: a fresh SQLite file, and a fresh schema
+on the PostgreSQL test server (tests/postgres_server.py; skipped when there is none, a failure
+under CI=true). On PostgreSQL "the victim is dead" also means that the server has ended the
+victim's sessions (each worker names its connections), so nothing it sent can still commit.
+
+A round works on a fresh store. It starts runs of `crash_app.crashy` (chains, a fan-out and
 fan-in, a step that fails once and is retried, slow steps), starts a worker process, kills it with
 SIGKILL at a random moment, starts another, and so on, KILLS_PER_ROUND times; then a last worker
 serves until every run has ended. Right after each kill (the victim is dead, so what it committed
-is in the file and nothing more will be) the test notes which steps are done.
+is in the store and nothing more will be) the test notes which steps are done.
 
 Then it checks, from the store and from the journal that every handler writes (fsync'ed) before
 returning:
@@ -39,6 +44,7 @@ from typing import Any
 
 import orjson
 import pytest
+from tests import postgres_server
 
 import plait
 
@@ -49,6 +55,7 @@ LEASE = 1.0  # short, so that steps held by a killed worker are soon taken over
 KILL_AFTER = (0.0, 0.8)  # seconds after the worker is ready: the random moment of the kill
 DEADLINE = 90.0  # for any single wait in these tests
 SEED = int(os.environ.get("PLAIT_CRASH_SEED") or random.SystemRandom().randrange(10**9))
+SCHEMA_PREFIX = "plait_i_"  # PostgreSQL: each test has a schema of its own, dropped by name after
 
 
 def _load_app() -> ModuleType:
@@ -82,11 +89,14 @@ class Proc:
 
 
 class Harness:
-    """A store file, a journal, and the worker processes that serve them."""
+    """A store, a journal, and the worker processes that serve them."""
 
-    def __init__(self, tmp_path: Path, *, lease: float, max_recoveries: int, seed: int) -> None:
+    def __init__(
+        self, tmp_path: Path, url: str, *, lease: float, max_recoveries: int, seed: int
+    ) -> None:
         self.tmp = tmp_path
-        self.url = f"sqlite:///{tmp_path / 'crash.db'}"
+        self.url = url
+        self.postgres = url.startswith("postgresql://")
         self.journal = tmp_path / "journal.jsonl"
         self.run_ids_file = tmp_path / "runs.txt"
         self.lease = lease
@@ -134,6 +144,7 @@ class Harness:
         """Start a worker process serving every run so far; return once it is ready to claim."""
         index = len(self.procs)
         log = self.tmp / f"worker{index}.log"
+        env = {**os.environ, "PGAPPNAME": self.app_name(index)}  # names its PostgreSQL sessions
         with log.open("wb") as err:
             popen = subprocess.Popen(
                 [
@@ -149,6 +160,7 @@ class Harness:
                 ],
                 stdout=subprocess.PIPE,
                 stderr=err,
+                env=env,
             )
         proc = Proc(index, popen, log)
         self.procs.append(proc)
@@ -165,11 +177,48 @@ class Harness:
                 assert line, f"worker {index} ended before it was ready\n{self.diagnose()}"
 
     def kill(self, proc: Proc) -> bool:
-        """SIGKILL the worker and reap it; False if it had already ended by itself."""
+        """SIGKILL the worker and reap it; False if it had already ended by itself. On return,
+        nothing the worker did can still change the store."""
         alive = proc.popen.poll() is None
         proc.popen.send_signal(signal.SIGKILL)
         proc.popen.wait(timeout=DEADLINE)
+        self.wait_sessions_gone(proc)
         return alive
+
+    def app_name(self, index: int) -> str:
+        """The application_name of worker `index`'s PostgreSQL sessions (unique to this store)."""
+        return f"{self.url.rsplit('schema=', 1)[-1]}_w{index}" if self.postgres else ""
+
+    def wait_sessions_gone(self, proc: Proc) -> None:
+        """PostgreSQL: wait until the server has ended the dead worker's sessions. A COMMIT it sent
+        just before dying may still be executing; once its session is gone, nothing more will
+        commit. (SQLite: a dead process writes nothing more.)"""
+        if not self.postgres:
+            return
+        name = self.app_name(proc.index)
+        with postgres_server.connect(self.url, autocommit=True) as conn:
+            query = "select count(*) from pg_stat_activity where application_name = %s"
+            _wait_for(self, lambda: conn.execute(query, (name,)).fetchone(), lambda r: r == (0,))
+
+    def freeze(self, proc: Proc) -> None:
+        """SIGSTOP the worker. On PostgreSQL, only between two of its transactions: frozen inside
+        one, it would keep its row locks, and every other worker's lease recovery would wait for
+        them (no lock or idle-in-transaction timeout), so the take-over under test could not
+        happen. Thawed and frozen again until then."""
+        deadline = time.monotonic() + DEADLINE
+        while True:
+            proc.popen.send_signal(signal.SIGSTOP)
+            if not self.postgres:
+                return
+            time.sleep(0.02)  # the server finishes what the worker sent just before it stopped
+            query = "select state from pg_stat_activity where application_name = %s"
+            with postgres_server.connect(self.url, autocommit=True) as conn:
+                states = conn.execute(query, (self.app_name(proc.index),)).fetchall()
+            if states and all(state == "idle" for (state,) in states):
+                return
+            proc.popen.send_signal(signal.SIGCONT)
+            assert time.monotonic() < deadline, f"never caught between transactions: {states}"
+            time.sleep(random.uniform(0.0, 0.02))
 
     def wait_exit(self, proc: Proc) -> int:
         try:
@@ -192,12 +241,35 @@ class Harness:
         return "\n".join(parts)
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty store that outlives its processes; a PostgreSQL schema is dropped after."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'crash.db'}"
+        return
+    base = postgres_server.require_server_url()
+    url = postgres_server.fresh_schema_url(base, SCHEMA_PREFIX)
+    try:
+        yield url
+    finally:
+        drop_schema(base, url)
+
+
+def drop_schema(base: str, url: str) -> None:
+    """Drop the schema named by url's `schema=`, and only it: others may share the server. (Its
+    name, prefix + 12 hex digits, is no other fresh schema's prefix.)"""
+    schema = url.rsplit("schema=", 1)[-1]
+    assert schema.startswith(SCHEMA_PREFIX) and len(schema) == len(SCHEMA_PREFIX) + 12, url
+    dropped = postgres_server.drop_schemas(base, schema)
+    assert dropped in ([], [schema]), dropped  # [] if the test ended before the store opened
+
+
 @pytest.fixture
-def harness_factory(tmp_path: Path) -> Iterator[Any]:
+def harness_factory(tmp_path: Path, store_url: str) -> Iterator[Any]:
     made: list[Harness] = []
 
     def make(**kwargs: Any) -> Harness:
-        h = Harness(tmp_path, **kwargs)
+        h = Harness(tmp_path, store_url, **kwargs)
         made.append(h)
         return h
 
@@ -356,7 +428,7 @@ def test_outcome_of_a_worker_that_lost_its_lease_is_fenced(harness_factory: Any)
     run_id = h.start(app.frozen, 0)
     a = h.spawn()
     _wait_for(h, lambda: _step(h, run_id, "slow").worker, lambda w: w and _worker_pid(w) == a.pid)
-    a.popen.send_signal(signal.SIGSTOP)
+    h.freeze(a)
     try:
         b = h.spawn()
         assert h.wait_exit(b) == 0, h.diagnose()  # b took the step over and finished the run
