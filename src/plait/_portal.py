@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import functools
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import Future
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
@@ -124,17 +124,29 @@ class Broadcast:
 
     async def wait(self, timeout: float | None, since: int | None = None) -> bool:
         """True if woken (or fired since generation `since`), False on timeout."""
-        entry = (asyncio.get_running_loop(), asyncio.Event())
-        with self._lock:
-            if since is not None and since != self.generation:
-                return True
-            self._waiters.add(entry)
-        try:
-            async with asyncio.timeout(timeout):
-                await entry[1].wait()
-            return True
-        except TimeoutError:
-            return False
-        finally:
-            with self._lock:
-                self._waiters.discard(entry)
+        return await wait_any([(self, since)], timeout)
+
+
+async def wait_any(
+    broadcasts: Sequence[tuple[Broadcast, int | None]], timeout: float | None
+) -> bool:
+    """Wait until one of the broadcasts fires (or has fired since the generation given with it);
+    False on timeout."""
+    entry = (asyncio.get_running_loop(), asyncio.Event())
+    joined: list[Broadcast] = []
+    try:
+        for broadcast, since in broadcasts:
+            with broadcast._lock:
+                if since is not None and since != broadcast.generation:
+                    return True
+                broadcast._waiters.add(entry)
+            joined.append(broadcast)
+        async with asyncio.timeout(timeout):
+            await entry[1].wait()
+        return True
+    except TimeoutError:
+        return False
+    finally:
+        for broadcast in joined:
+            with broadcast._lock:
+                broadcast._waiters.discard(entry)

@@ -33,6 +33,7 @@ from . import _codec
 from ._context import StepCancelled, StepContext
 from ._definition import StepDef, Workflow
 from ._errors import StepFailure, StoreError
+from ._portal import wait_any
 from ._records import Claim, Held, Outcome, StepInputs, StepStatus
 
 if TYPE_CHECKING:
@@ -149,6 +150,7 @@ class Worker:
                 await self._slot_freed.wait()
                 continue
             seen = self.engine.work_ready.generation
+            seen_ended = self.engine.runs_ended.generation
             try:
                 claims = await self.store.claim(
                     worker_id=self.id,
@@ -172,9 +174,14 @@ class Worker:
             wait = limit if self.engine.push_live else min(idle, limit)
             if next_at is not None:
                 wait = min(wait, max(next_at - time.time(), 0.0))
-            woken = await self.engine.work_ready.wait(wait, since=seen)
+            # with `until`, runs ending elsewhere wake us too (the runs awaited may be among them)
+            wakers = [(self.engine.work_ready, seen)]
+            if self._until is not None:
+                wakers.append((self.engine.runs_ended, seen_ended))
+            woken = await wait_any(wakers, wait)
             idle = 0.002 if woken else min(idle * 2, limit)
-            if not woken and time.monotonic() >= self._next_refresh:
+            ended_elsewhere = self.engine.runs_ended.generation != seen_ended
+            if ended_elsewhere or (not woken and time.monotonic() >= self._next_refresh):
                 # awaited runs may have been finished by other processes: look now and then
                 self._next_refresh = time.monotonic() + limit
                 try:
@@ -377,6 +384,8 @@ class Worker:
                             item.ctx._request_cancel()
                 recovered = await self.store.recover_expired(now, self.engine.max_recoveries, 1000)
                 self.engine._committed(recovered)
+            except StoreError as exc:  # the claim loop says it once, and when it is back
+                log.debug("worker %s: lease upkeep failed, will retry: %s", self.id, exc)
             except Exception:
                 log.exception("worker %s: lease upkeep failed; will retry", self.id)
 

@@ -23,6 +23,7 @@ import plait
 from plait._records import Outcome, StepStatus
 from plait._transitions import new_run
 from plait.stores import open_store
+from plait.stores import postgres as postgres_module
 from plait.stores._postgres_setup import (
     SCHEMA_VERSION,
     hide_password,
@@ -445,5 +446,40 @@ async def test_new_run_rows_round_trip_bytes(base: str, schemas: list[str]) -> N
         await store.create_run(row, steps, events)
         got = await store.get_run("r1")
         assert got is not None and got.input == b'{"k":"\\u00e9\\u0000"}'
+    finally:
+        await store.close()
+
+
+async def test_a_frozen_session_holding_locks_does_not_stall_the_others(
+    base: str, schemas: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker frozen inside a transaction (SIGSTOP, a partition) holds its row locks; the
+    server ends its session after a while, and the others' lock waits give up and retry."""
+    monkeypatch.setattr(postgres_module, "IDLE_IN_TRANSACTION_TIMEOUT_MS", 1000)
+    monkeypatch.setattr(postgres_module, "LOCK_TIMEOUT_MS", 300)
+    url = schema_url(base, schemas)
+    store = open_store(url)
+    assert isinstance(store, PostgresStore)
+    await store.open()
+    try:
+        plan = chain("frozen", 2)
+        await start(store, plan, "r1")
+        [c] = await claim(store, [plan])
+        frozen = await psycopg.AsyncConnection.connect(
+            base, autocommit=True, options=f"-c search_path={schemas[0]}"
+        )
+        await frozen.execute(store._session_setup)  # a plait session, like the pool's
+        await frozen.execute("BEGIN")
+        await frozen.execute("SELECT * FROM runs WHERE id = 'r1' FOR UPDATE")
+        t0 = time.monotonic()
+        result = await store.complete([ok(c)], NOW + 1)
+        waited = time.monotonic() - t0
+        assert result.accepted == [True]
+        assert 0.9 < waited < 5.0  # held up until the server ended the frozen session
+        with pytest.raises(psycopg.errors.IdleInTransactionSessionTimeout):
+            await frozen.execute("SELECT 1")
+        await frozen.close()
+        steps = {s.name: s.status for s in await store.get_steps("r1")}
+        assert steps == {"s0": StepStatus.DONE, "s1": StepStatus.READY}
     finally:
         await store.close()

@@ -78,9 +78,19 @@ T = TypeVar("T")
 Conn = psycopg.AsyncConnection[tuple[Any, ...]]
 
 _NO_LIMIT = 2**62
+RECONNECT_TIMEOUT = 5.0  # seconds the pool keeps retrying a lost connection by itself
 ACQUIRE_TIMEOUT = 10.0  # seconds to wait for a pooled connection before reporting the store down
 CONFLICT_RETRIES = 8  # deadlock / serialization failure: the transaction is simply run again
-_RETRYABLE = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
+# the connection is gone (server restarted, network, or the session was ended for idling in
+# a transaction while this process was frozen): try once more on a fresh one
+_LOST = (psycopg.OperationalError, pg_errors.IdleInTransactionSessionTimeout)
+IDLE_IN_TRANSACTION_TIMEOUT_MS = 10_000
+LOCK_TIMEOUT_MS = 5_000
+_RETRYABLE = (
+    pg_errors.DeadlockDetected,
+    pg_errors.SerializationFailure,
+    pg_errors.LockNotAvailable,
+)
 
 
 def _nothing() -> None:
@@ -105,7 +115,17 @@ class PostgresStore:
         self._on_ready: Callable[[], None] = _nothing
         self._on_ended: Callable[[], None] = _nothing
         self._on_live: Callable[[bool], None] = lambda live: None
-        self._set_path = sql.SQL("SET search_path TO {}").format(sql.Identifier(self._url.schema))
+        # Our transactions last milliseconds. A session idle inside one for longer belongs to a
+        # frozen or partitioned process: the server ends it, so its row locks do not hold up
+        # every other worker; and a lock wait that long is given up and retried.
+        self._session_setup = sql.SQL(
+            "SET search_path TO {}; SET idle_in_transaction_session_timeout = {};"
+            " SET lock_timeout = {}"
+        ).format(
+            sql.Identifier(self._url.schema),
+            sql.Literal(f"{IDLE_IN_TRANSACTION_TIMEOUT_MS}ms"),
+            sql.Literal(f"{LOCK_TIMEOUT_MS}ms"),
+        )
 
     def __repr__(self) -> str:
         return f"PostgresStore({self._url.shown!r})"
@@ -142,6 +162,9 @@ class PostgresStore:
             configure=self._configure,
             open=False,
             name=f"plait-{self._url.schema}",
+            # after an outage, try again soon and then on demand: psycopg_pool's default backs
+            # off for minutes, leaving the store unusable long after the server is back
+            reconnect_timeout=RECONNECT_TIMEOUT,
         )
         try:
             await pool.open(wait=True, timeout=ACQUIRE_TIMEOUT)
@@ -167,7 +190,7 @@ class PostgresStore:
             await pool.close()
 
     async def _configure(self, conn: Conn) -> None:
-        await conn.execute(self._set_path)
+        await conn.execute(self._session_setup)
 
     async def _prepare_schema(self) -> None:
         """Create the schema, or migrate it, once across processes (advisory lock); refuse a
@@ -401,7 +424,7 @@ class PostgresStore:
                     raise self._error(what, exc) from None
                 log.debug("PostgreSQL store: %s hit %s; running it again", what, exc.sqlstate)
                 await asyncio.sleep(random.uniform(0, 0.005 * conflicts))
-            except psycopg.OperationalError as exc:
+            except _LOST as exc:
                 lost += 1
                 if lost > 1:
                     raise self._error(what, exc) from None
