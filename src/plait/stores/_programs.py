@@ -298,3 +298,15 @@ def run_sync(db: sqlite3.Connection, program: Program[T]) -> T:
     except StopIteration as stop:
         value: T = stop.value
         return value
+
+
+def fetch_rows(query: str, params: Mapping[str, Any]) -> Program[list[Any]]:
+    """A program of one query, returning its rows."""
+    rows: list[Any] = yield (FETCH, query, params)
+    return rows
+
+
+def execute_one(query: str, params: Mapping[str, Any]) -> Program[int]:
+    """A program of one statement, returning its row count."""
+    count: int = yield (EXECUTE, query, params)
+    return count

@@ -33,11 +33,8 @@ import random
 from collections.abc import (
     AsyncIterator,
     Callable,
-    Collection,
     Coroutine,
-    Iterable,
     Mapping,
-    Sequence,
 )
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -49,18 +46,6 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from .._errors import SchemaVersionError, StoreError
 from .._portal import Portal
-from .._records import (
-    Claim,
-    CommitResult,
-    Held,
-    NewEvent,
-    Outcome,
-    RunRow,
-    RunStatus,
-    StepInputs,
-    StepRow,
-    WorkflowPlan,
-)
 from . import _programs, _sql
 from ._postgres_setup import (
     SCHEMA_VERSION,
@@ -70,7 +55,8 @@ from ._postgres_setup import (
     parse_url,
     schema_statements,
 )
-from ._programs import EXECUTE, FETCH, Program, SQLTxn
+from ._programs import EXECUTE, FETCH, Program, fetch_rows
+from ._sql_store import SQLStore, Wakes
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +83,7 @@ def _nothing() -> None:
     return None
 
 
-class PostgresStore:
+class PostgresStore(SQLStore):
     capabilities: frozenset[str] = frozenset({"push"})
 
     def __init__(self, url: str) -> None:
@@ -239,137 +225,6 @@ class PostgresStore:
             raw = None if row is None else str(row[0])
         return check_schema(where, tables, raw)
 
-    # -- definitions
-
-    async def save_workflow(self, plan: WorkflowPlan) -> None:
-        params = {
-            "fingerprint": plan.fingerprint,
-            "name": plan.name,
-            "version": plan.version,
-            "created_at": plan.created_at,
-            "plan": _sql.plan_to_json(plan),
-        }
-        await self._transact(
-            "save workflow", lambda: _execute(self._queries["save_workflow"], params)
-        )
-
-    async def get_workflow(self, name: str, fingerprint: str | None = None) -> WorkflowPlan | None:
-        if fingerprint is None:
-            rows = await self._fetch("get_latest_workflow", {"name": name})
-        else:
-            rows = await self._fetch("get_workflow", {"name": name, "fingerprint": fingerprint})
-        return _sql.plan_from_json(rows[0][0]) if rows else None
-
-    async def list_workflows(self) -> list[WorkflowPlan]:
-        return [_sql.plan_from_json(row[0]) for row in await self._fetch("list_workflows", {})]
-
-    # -- runs
-
-    async def create_run(
-        self, run: RunRow, steps: Sequence[StepRow], events: Sequence[NewEvent]
-    ) -> tuple[RunRow, bool]:
-        def notes(result: tuple[RunRow, bool]) -> Iterable[str]:
-            return ("ready",) if result[1] else ()
-
-        return await self._transact(
-            f"create run {run.id!r}", lambda: self._programs.create_run(run, steps, events), notes
-        )
-
-    async def get_run(self, run_id: str) -> RunRow | None:
-        rows = await self._fetch("get_run", {"id": run_id})
-        return _sql.run_from_row(rows[0]) if rows else None
-
-    async def list_runs(
-        self,
-        *,
-        workflow: str | None,
-        status: RunStatus | None,
-        limit: int,
-        before: tuple[float, str] | None,
-    ) -> list[RunRow]:
-        params: dict[str, Any] = {
-            "workflow": workflow,
-            "status": status.value if status is not None else None,
-            "limit": limit,
-            "before_at": before[0] if before is not None else None,
-            "before_id": before[1] if before is not None else None,
-        }
-        if workflow is None:
-            query = "list_runs"
-        elif status is None:
-            query = "list_runs_of_workflow"
-        else:
-            query = "list_runs_of_workflow_status"
-        return [_sql.run_from_row(row) for row in await self._fetch(query, params)]
-
-    async def get_steps(self, run_id: str) -> list[StepRow]:
-        rows = await self._fetch("get_steps", {"run_id": run_id})
-        return [_sql.step_from_row(row) for row in rows]
-
-    async def get_events(self, run_id: str, after_seq: int, limit: int | None) -> list[NewEvent]:
-        params = {
-            "run_id": run_id,
-            "after_seq": after_seq,
-            "limit": _NO_LIMIT if limit is None else limit,
-        }
-        return [_sql.event_from_row(row) for row in await self._fetch("get_events", params)]
-
-    # -- workers
-
-    async def claim(
-        self, *, worker_id: str, fingerprints: Collection[str], limit: int, lease: float, now: float
-    ) -> list[Claim]:
-        if not fingerprints or limit <= 0:
-            return []
-        chosen = list(fingerprints)
-        txn = await self._transact(
-            "claim", lambda: self._programs.claim(worker_id, chosen, limit, lease, now)
-        )
-        return txn.claims
-
-    async def step_inputs(self, wanted: Mapping[str, Collection[str]]) -> dict[str, StepInputs]:
-        if not wanted:
-            return {}
-        return await self._transact(
-            "read step inputs", lambda: self._programs.step_inputs(wanted), write=False
-        )
-
-    async def complete(self, outcomes: Sequence[Outcome], now: float) -> CommitResult:
-        if not outcomes:
-            return CommitResult()
-        txn = await self._transact(
-            "complete", lambda: self._programs.complete(outcomes, now), _notes
-        )
-        return txn.result
-
-    async def heartbeat(self, held: Sequence[Held], lease: float, now: float) -> list[Held]:
-        if not held:
-            return []
-        return await self._transact(
-            "heartbeat", lambda: self._programs.heartbeat(held, now + lease)
-        )
-
-    async def release(self, held: Sequence[Held], now: float) -> CommitResult:
-        if not held:
-            return CommitResult()
-        txn = await self._transact("release", lambda: self._programs.release(held, now), _notes)
-        return txn.result
-
-    async def recover_expired(self, now: float, max_recoveries: int, limit: int) -> CommitResult:
-        txn = await self._transact(
-            "recover expired leases",
-            lambda: self._programs.recover_expired(now, max_recoveries, limit),
-            _notes,
-        )
-        return txn.result
-
-    async def next_ready_at(self, fingerprints: Collection[str]) -> float | None:
-        if not fingerprints:
-            return None
-        params = {"fingerprint_list": _sql.POSTGRES.list_param(fingerprints)}
-        rows = await self._fetch("next_ready_at", params)
-        return float(rows[0][0]) if rows and rows[0][0] is not None else None
-
     # -- running programs ---------------------------------------------------------------------
 
     @asynccontextmanager
@@ -391,9 +246,10 @@ class PostgresStore:
         self,
         what: str,
         program: Callable[[], Program[T]],
-        notes: Callable[[T], Iterable[str]] | None = None,
         *,
         write: bool = True,
+        lease_only: bool = False,
+        wakes: Wakes[T] | None = None,
     ) -> T:
         """Run a program in one transaction, sending its notifications with the commit.
 
@@ -401,7 +257,7 @@ class PostgresStore:
         way (once: a pooled connection may have died with a server restart). Every program is
         safe to repeat: outcomes are fenced by their lease, runs are created once by id."""
         if not self._thread.running_here():
-            return await self._hop(self._transact(what, program, notes, write=write))
+            return await self._hop(self._transact(what, program, write=write, wakes=wakes))
         conflicts = lost = 0
         while True:
             try:
@@ -413,7 +269,7 @@ class PostgresStore:
                     # trip per read, not per statement, and holds its row locks that much less.
                     async with conn.pipeline() as pipeline, conn.transaction():
                         result = await _drive(conn, program(), pipeline)
-                        for note in notes(result) if notes is not None else ():
+                        for note in wakes(result) if wakes is not None else ():
                             await conn.execute(
                                 "SELECT pg_notify(%s, %s)", (self._url.channel, note)
                             )
@@ -436,8 +292,9 @@ class PostgresStore:
                 raise self._error(what, exc) from None
 
     async def _fetch(self, query: str, params: Mapping[str, Any]) -> list[Any]:
+        sql_text = self._queries[query]
         what = query.replace("_", " ")
-        return await self._transact(what, lambda: _fetch(self._queries[query], params), write=False)
+        return await self._transact(what, lambda: fetch_rows(sql_text, params), write=False)
 
     def _error(self, what: str, exc: BaseException) -> StoreError:
         return StoreError(f"PostgreSQL store {self._url.shown}: {what} failed: {describe(exc)}")
@@ -484,23 +341,6 @@ class PostgresStore:
             self._on_live(False)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
-
-
-def _notes(txn: SQLTxn) -> Iterable[str]:
-    if txn.result.readied:
-        yield "ready"
-    if txn.result.ended_runs:
-        yield "ended"
-
-
-def _fetch(query: str, params: Mapping[str, Any]) -> Program[list[Any]]:
-    rows: list[Any] = yield (FETCH, query, params)
-    return rows
-
-
-def _execute(query: str, params: Mapping[str, Any]) -> Program[int]:
-    count: int = yield (EXECUTE, query, params)
-    return count
 
 
 async def _drive(

@@ -38,27 +38,18 @@ import asyncio
 import functools
 import logging
 import sqlite3
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from .._errors import SchemaVersionError, StoreError
 from .._records import (
-    Claim,
-    CommitResult,
-    Held,
-    NewEvent,
-    Outcome,
-    RunRow,
-    RunStatus,
-    StepInputs,
-    StepRow,
     StepStatus,
-    WorkflowPlan,
 )
 from . import _programs, _sql
 from ._programs import Program, run_sync
+from ._sql_store import SQLStore, Wakes
 from ._sqlite_files import check_file as _check_file
 from ._sqlite_files import checked_version, install_schema
 from ._sqlite_files import parse_url as _parse_url
@@ -71,7 +62,7 @@ _NO_LIMIT = 2**62
 _STATUS = {s.value: s for s in StepStatus}
 
 
-class SQLiteStore:
+class SQLiteStore(SQLStore):
     capabilities: frozenset[str] = frozenset()
 
     def __init__(self, url: str) -> None:
@@ -117,133 +108,23 @@ class SQLiteStore:
             self._executor.shutdown(wait=True)
             self._executor = None
 
-    # -- definitions
-
-    async def save_workflow(self, plan: WorkflowPlan) -> None:
-        params = {
-            "fingerprint": plan.fingerprint,
-            "name": plan.name,
-            "version": plan.version,
-            "created_at": plan.created_at,
-            "plan": _sql.plan_to_json(plan),
-        }
-        await self._call(self._execute_write, "save workflow", "save_workflow", params)
-
-    async def get_workflow(self, name: str, fingerprint: str | None = None) -> WorkflowPlan | None:
-        if fingerprint is None:
-            rows = await self._call(self._fetch, "get_latest_workflow", {"name": name})
-        else:
-            params = {"name": name, "fingerprint": fingerprint}
-            rows = await self._call(self._fetch, "get_workflow", params)
-        return _sql.plan_from_json(rows[0][0]) if rows else None
-
-    async def list_workflows(self) -> list[WorkflowPlan]:
-        rows = await self._call(self._fetch, "list_workflows", {})
-        return [_sql.plan_from_json(row[0]) for row in rows]
-
-    # -- runs
-
-    async def create_run(
-        self, run: RunRow, steps: Sequence[StepRow], events: Sequence[NewEvent]
-    ) -> tuple[RunRow, bool]:
-        program = self._programs.create_run(run, steps, events)
-        return await self._run(f"create run {run.id!r}", program)
-
-    async def get_run(self, run_id: str) -> RunRow | None:
-        rows = await self._call(self._fetch, "get_run", {"id": run_id})
-        return _sql.run_from_row(rows[0]) if rows else None
-
-    async def list_runs(
-        self,
-        *,
-        workflow: str | None,
-        status: RunStatus | None,
-        limit: int,
-        before: tuple[float, str] | None,
-    ) -> list[RunRow]:
-        params: dict[str, Any] = {
-            "workflow": workflow,
-            "status": status.value if status is not None else None,
-            "limit": limit,
-            "before_at": before[0] if before is not None else None,
-            "before_id": before[1] if before is not None else None,
-        }
-        if workflow is None:
-            query = "list_runs"
-        elif status is None:
-            query = "list_runs_of_workflow"
-        else:
-            query = "list_runs_of_workflow_status"
-        rows = await self._call(self._fetch, query, params)
-        return [_sql.run_from_row(row) for row in rows]
-
-    async def get_steps(self, run_id: str) -> list[StepRow]:
-        rows = await self._call(self._fetch, "get_steps", {"run_id": run_id})
-        return [_sql.step_from_row(row) for row in rows]
-
-    async def get_events(self, run_id: str, after_seq: int, limit: int | None) -> list[NewEvent]:
-        params = {
-            "run_id": run_id,
-            "after_seq": after_seq,
-            "limit": _NO_LIMIT if limit is None else limit,
-        }
-        rows = await self._call(self._fetch, "get_events", params)
-        return [_sql.event_from_row(row) for row in rows]
-
-    # -- workers
-
-    async def claim(
-        self, *, worker_id: str, fingerprints: Collection[str], limit: int, lease: float, now: float
-    ) -> list[Claim]:
-        if not fingerprints or limit <= 0:
-            return []
-        program = self._programs.claim(worker_id, list(fingerprints), limit, lease, now)
-        txn = await self._run("claim", program, lease_only=True)
-        return txn.claims
-
-    async def step_inputs(self, wanted: Mapping[str, Collection[str]]) -> dict[str, StepInputs]:
-        if not wanted:
-            return {}
-        program = self._programs.step_inputs(wanted)
-        inputs: dict[str, StepInputs] = await self._call(self._read, "read step inputs", program)
-        return inputs
-
-    async def complete(self, outcomes: Sequence[Outcome], now: float) -> CommitResult:
-        if not outcomes:
-            return CommitResult()
-        txn = await self._run("complete", self._programs.complete(outcomes, now))
-        return txn.result
-
-    async def heartbeat(self, held: Sequence[Held], lease: float, now: float) -> list[Held]:
-        if not held:
-            return []
-        program = self._programs.heartbeat(held, now + lease)
-        return await self._run("heartbeat", program, lease_only=True)
-
-    async def release(self, held: Sequence[Held], now: float) -> CommitResult:
-        if not held:
-            return CommitResult()
-        txn = await self._run("release", self._programs.release(held, now))
-        return txn.result
-
-    async def recover_expired(self, now: float, max_recoveries: int, limit: int) -> CommitResult:
-        program = self._programs.recover_expired(now, max_recoveries, limit)
-        txn = await self._run("recover expired leases", program)
-        return txn.result
-
-    async def next_ready_at(self, fingerprints: Collection[str]) -> float | None:
-        if not fingerprints:
-            return None
-        params = {"fingerprint_list": self._queries.dialect.list_param(fingerprints)}
-        rows = await self._call(self._fetch, "next_ready_at", params)
-        return float(rows[0][0]) if rows and rows[0][0] is not None else None
-
     # -- the store thread: everything below runs there ------------------------------------------
 
-    async def _run(self, what: str, program: Program[T], *, lease_only: bool = False) -> T:
-        """Run a transaction program on the store thread (a write transaction)."""
-        result: T = await self._call(self._transact, what, program, lease_only)
+    async def _transact(
+        self,
+        what: str,
+        program: Callable[[], Program[T]],
+        *,
+        write: bool = True,
+        lease_only: bool = False,
+        wakes: Wakes[T] | None = None,  # nobody to wake: other processes poll
+    ) -> T:
+        result: T = await self._call(self._run_sync, what, program(), write, lease_only)
         return result
+
+    async def _fetch(self, query: str, params: Mapping[str, Any]) -> list[Any]:
+        rows: list[Any] = await self._call(self._fetch_sync, query, params)
+        return rows
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         if self._executor is None:
@@ -301,15 +182,11 @@ class SQLiteStore:
                 raise self._error(what, exc) from exc
             raise
 
-    def _fetch(self, query: str, params: Mapping[str, Any]) -> list[Any]:
+    def _fetch_sync(self, query: str, params: Mapping[str, Any]) -> list[Any]:
         try:
             return self._db.execute(self._queries[query], params).fetchall()
         except sqlite3.Error as exc:
             raise self._error(query.replace("_", " "), exc) from exc
-
-    def _execute_write(self, what: str, query: str, params: Mapping[str, Any]) -> None:
-        with self._transaction(what) as db:
-            db.execute(self._queries[query], params)
 
     # -- opening, schema, migrations
 
@@ -371,10 +248,6 @@ class SQLiteStore:
             finally:
                 self._conn = None
 
-    def _transact(self, what: str, program: Program[T], lease_only: bool) -> T:
-        with self._transaction(what, lease_only=lease_only) as db:
-            return run_sync(db, program)
-
-    def _read(self, what: str, program: Program[T]) -> T:
-        with self._transaction(what, write=False) as db:
+    def _run_sync(self, what: str, program: Program[T], write: bool, lease_only: bool) -> T:
+        with self._transaction(what, write=write, lease_only=lease_only) as db:
             return run_sync(db, program)

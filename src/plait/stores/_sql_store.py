@@ -1,0 +1,196 @@
+"""The Store protocol for the SQL stores, written once over two primitives each store provides:
+`_fetch` (one named query, rows back) and `_transact` (a program of `_programs.py` run in one
+transaction). A store adds connections, transactions, errors and wake-ups; the rest is here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from .._records import (
+    Claim,
+    CommitResult,
+    Held,
+    NewEvent,
+    Outcome,
+    RunRow,
+    RunStatus,
+    StepInputs,
+    StepRow,
+    WorkflowPlan,
+)
+from . import _sql
+from ._programs import Program, Programs, SQLTxn, execute_one
+
+T = TypeVar("T")
+Wakes = Callable[[T], Iterable[str]]  # what a committed result wakes: "ready", "ended"
+
+_NO_LIMIT = 2**62
+
+
+def wakes_of(txn: SQLTxn) -> Iterable[str]:
+    """Steps became ready, runs ended: what other processes' workers and waiters care about."""
+    if txn.result.readied:
+        yield "ready"
+    if txn.result.ended_runs:
+        yield "ended"
+
+
+def _created(result: tuple[RunRow, bool]) -> Iterable[str]:
+    return ("ready",) if result[1] else ()
+
+
+class SQLStore:
+    _queries: _sql.Queries
+    _programs: Programs
+
+    async def _fetch(self, query: str, params: Mapping[str, Any]) -> list[Any]:
+        """The rows of one named query (a plain read)."""
+        raise NotImplementedError
+
+    async def _transact(
+        self,
+        what: str,
+        program: Callable[[], Program[T]],
+        *,
+        write: bool = True,
+        lease_only: bool = False,
+        wakes: Wakes[T] | None = None,
+    ) -> T:
+        """Run a program in one transaction. `program` makes a fresh one, so the store may run
+        it again (a lost connection, a deadlock). `lease_only`: it writes only leases (claims,
+        heartbeats); `wakes`: what its result should wake in other processes."""
+        raise NotImplementedError
+
+    # -- definitions
+
+    async def save_workflow(self, plan: WorkflowPlan) -> None:
+        params = {
+            "fingerprint": plan.fingerprint,
+            "name": plan.name,
+            "version": plan.version,
+            "created_at": plan.created_at,
+            "plan": _sql.plan_to_json(plan),
+        }
+        query = self._queries["save_workflow"]
+        await self._transact("save workflow", lambda: execute_one(query, params))
+
+    async def get_workflow(self, name: str, fingerprint: str | None = None) -> WorkflowPlan | None:
+        if fingerprint is None:
+            rows = await self._fetch("get_latest_workflow", {"name": name})
+        else:
+            rows = await self._fetch("get_workflow", {"name": name, "fingerprint": fingerprint})
+        return _sql.plan_from_json(rows[0][0]) if rows else None
+
+    async def list_workflows(self) -> list[WorkflowPlan]:
+        return [_sql.plan_from_json(row[0]) for row in await self._fetch("list_workflows", {})]
+
+    # -- runs
+
+    async def create_run(
+        self, run: RunRow, steps: Sequence[StepRow], events: Sequence[NewEvent]
+    ) -> tuple[RunRow, bool]:
+        return await self._transact(
+            f"create run {run.id!r}",
+            lambda: self._programs.create_run(run, steps, events),
+            wakes=_created,
+        )
+
+    async def get_run(self, run_id: str) -> RunRow | None:
+        rows = await self._fetch("get_run", {"id": run_id})
+        return _sql.run_from_row(rows[0]) if rows else None
+
+    async def list_runs(
+        self,
+        *,
+        workflow: str | None,
+        status: RunStatus | None,
+        limit: int,
+        before: tuple[float, str] | None,
+    ) -> list[RunRow]:
+        params: dict[str, Any] = {
+            "workflow": workflow,
+            "status": status.value if status is not None else None,
+            "limit": limit,
+            "before_at": before[0] if before is not None else None,
+            "before_id": before[1] if before is not None else None,
+        }
+        if workflow is None:
+            query = "list_runs"
+        elif status is None:
+            query = "list_runs_of_workflow"
+        else:
+            query = "list_runs_of_workflow_status"
+        return [_sql.run_from_row(row) for row in await self._fetch(query, params)]
+
+    async def get_steps(self, run_id: str) -> list[StepRow]:
+        rows = await self._fetch("get_steps", {"run_id": run_id})
+        return [_sql.step_from_row(row) for row in rows]
+
+    async def get_events(self, run_id: str, after_seq: int, limit: int | None) -> list[NewEvent]:
+        params = {
+            "run_id": run_id,
+            "after_seq": after_seq,
+            "limit": _NO_LIMIT if limit is None else limit,
+        }
+        return [_sql.event_from_row(row) for row in await self._fetch("get_events", params)]
+
+    # -- workers
+
+    async def claim(
+        self, *, worker_id: str, fingerprints: Collection[str], limit: int, lease: float, now: float
+    ) -> list[Claim]:
+        if not fingerprints or limit <= 0:
+            return []
+        chosen = list(fingerprints)
+        txn = await self._transact(
+            "claim",
+            lambda: self._programs.claim(worker_id, chosen, limit, lease, now),
+            lease_only=True,
+        )
+        return txn.claims
+
+    async def step_inputs(self, wanted: Mapping[str, Collection[str]]) -> dict[str, StepInputs]:
+        if not wanted:
+            return {}
+        return await self._transact(
+            "read step inputs", lambda: self._programs.step_inputs(wanted), write=False
+        )
+
+    async def complete(self, outcomes: Sequence[Outcome], now: float) -> CommitResult:
+        if not outcomes:
+            return CommitResult()
+        txn = await self._transact(
+            "complete", lambda: self._programs.complete(outcomes, now), wakes=wakes_of
+        )
+        return txn.result
+
+    async def heartbeat(self, held: Sequence[Held], lease: float, now: float) -> list[Held]:
+        if not held:
+            return []
+        return await self._transact(
+            "heartbeat", lambda: self._programs.heartbeat(held, now + lease), lease_only=True
+        )
+
+    async def release(self, held: Sequence[Held], now: float) -> CommitResult:
+        if not held:
+            return CommitResult()
+        txn = await self._transact(
+            "release", lambda: self._programs.release(held, now), wakes=wakes_of
+        )
+        return txn.result
+
+    async def recover_expired(self, now: float, max_recoveries: int, limit: int) -> CommitResult:
+        txn = await self._transact(
+            "recover expired leases",
+            lambda: self._programs.recover_expired(now, max_recoveries, limit),
+            wakes=wakes_of,
+        )
+        return txn.result
+
+    async def next_ready_at(self, fingerprints: Collection[str]) -> float | None:
+        if not fingerprints:
+            return None
+        params = {"fingerprint_list": self._queries.dialect.list_param(fingerprints)}
+        rows = await self._fetch("next_ready_at", params)
+        return float(rows[0][0]) if rows and rows[0][0] is not None else None
