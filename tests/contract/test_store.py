@@ -171,6 +171,17 @@ async def test_missing_runs_read_as_empty(store: Store) -> None:
     assert await store.get_steps("nope") == []
     assert await store.get_events("nope", 0, None) == []
     assert await store.step_inputs({"nope": ["a"]}) == {}
+    assert await store.get_runs(["nope"]) == []
+    assert await store.get_runs([]) == []
+
+
+async def test_get_runs_reads_many_at_once(store: Store) -> None:
+    plan = chain()
+    for r in ("a", "b", "c"):
+        await start(store, plan, r)
+    rows = await store.get_runs(["c", "nope", "a"])
+    assert sorted(r.id for r in rows) == ["a", "c"]
+    assert all(r.status is RunStatus.PENDING and r.fingerprint == plan.fingerprint for r in rows)
 
 
 async def test_run_and_steps_read_back_as_written(store: Store) -> None:

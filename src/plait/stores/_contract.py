@@ -62,6 +62,9 @@ class Store(Protocol):
 
     async def get_run(self, run_id: str) -> RunRow | None: ...
 
+    async def get_runs(self, run_ids: Collection[str]) -> list[RunRow]:
+        """The runs of these ids that exist, in any order (one round trip for many)."""
+
     async def list_runs(
         self,
         *,

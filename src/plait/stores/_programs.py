@@ -68,6 +68,8 @@ class Programs:
         self.lock_step = q.locked("get_step")
         self.lock_steps_named = q.locked("get_steps_named")
         self.lock_steps_by_key = q.locked("get_steps_by_key")
+        # settings a dialect wants for a claim's transaction (PostgreSQL; see queries.sql)
+        self.claim_session = q.get("claim_session")
 
     # -- runs
 
@@ -94,6 +96,8 @@ class Programs:
             "limit": limit,
         }
         txn = SQLTxn(now)
+        if self.claim_session is not None:  # a write nobody waits for: pipelined
+            yield (EXECUTE_MANY, self.claim_session, [()])
         rows = yield (FETCH, self.q["claim_candidates"], params)
         if not rows:
             return txn

@@ -177,6 +177,10 @@ class Queries:
         except KeyError:
             raise KeyError(f"no query named {name!r} in queries.sql") from None
 
+    def get(self, name: str) -> str | None:
+        """A query only some dialects have, or None."""
+        return self._sql.get(name)
+
     def locked(self, name: str) -> str:
         """The query with its `/*for update…*/` marker made a row lock where the dialect has
         them (PostgreSQL); elsewhere the marker stays a comment."""

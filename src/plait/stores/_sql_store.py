@@ -100,6 +100,12 @@ class SQLStore:
         rows = await self._fetch("get_run", {"id": run_id})
         return _sql.run_from_row(rows[0]) if rows else None
 
+    async def get_runs(self, run_ids: Collection[str]) -> list[RunRow]:
+        if not run_ids:
+            return []
+        params = {"id_list": self._queries.dialect.list_param(run_ids)}
+        return [_sql.run_from_row(row) for row in await self._fetch("get_runs", params)]
+
     async def list_runs(
         self,
         *,

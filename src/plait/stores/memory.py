@@ -95,6 +95,10 @@ class MemoryStore:
             run = self._runs.get(run_id)
             return dataclasses.replace(run) if run else None
 
+    async def get_runs(self, run_ids: Collection[str]) -> list[RunRow]:
+        with self._lock:
+            return [dataclasses.replace(self._runs[r]) for r in run_ids if r in self._runs]
+
     async def list_runs(
         self,
         *,

@@ -325,6 +325,15 @@ CROSS JOIN LATERAL (
 SELECT id, input FROM runs
 WHERE id = ANY(ARRAY(SELECT jsonb_array_elements_text(CAST(:id_list AS jsonb))));
 
+-- A claim's transaction walks the ready index instead of sorting every ready step (what the
+-- planner picks while a fresh table has no statistics yet), and gives up waiting for a run row
+-- after 50 ms (the claim is retried). That ends at once the one deadlock claims can meet: a
+-- candidate that SKIP LOCKED re-checked and passed over stays locked, and the worker completing
+-- that step may hold the run row the claim waits for.
+-- name: claim_session [postgres]
+-- Planner and lock-wait settings for a claim's transaction.
+SELECT set_config('enable_sort', 'off', true), set_config('lock_timeout', '50ms', true);
+
 -- name: claim_candidates [postgres]
 -- Ready steps due, of active runs of these fingerprints, best first; locked, skipping others' claims.
 SELECT s.run_id, s.name, s.idx, s.status, s.unmet, s.dependents, s.optional, s.priority,
