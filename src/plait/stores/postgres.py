@@ -63,7 +63,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 Conn = psycopg.AsyncConnection[tuple[Any, ...]]
 
-_NO_LIMIT = 2**62
 RECONNECT_TIMEOUT = 5.0  # seconds the pool keeps retrying a lost connection by itself
 ACQUIRE_TIMEOUT = 10.0  # seconds to wait for a pooled connection before reporting the store down
 CONFLICT_RETRIES = 8  # deadlock / serialization failure: the transaction is simply run again
@@ -134,7 +133,12 @@ class PostgresStore(SQLStore):
         return await asyncio.wrap_future(self._thread.submit(work))
 
     async def open(self) -> None:
-        await self._hop(self._open())
+        try:
+            await self._hop(self._open())
+        except BaseException:
+            if self._pool is None:
+                self._thread.close()  # started for nothing
+            raise
 
     async def _open(self) -> None:
         if self._pool is not None:

@@ -44,9 +44,6 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from .._errors import SchemaVersionError, StoreError
-from .._records import (
-    StepStatus,
-)
 from . import _programs, _sql
 from ._programs import Program, run_sync
 from ._sql_store import SQLStore, Wakes
@@ -57,9 +54,6 @@ from ._sqlite_files import parse_url as _parse_url
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-_NO_LIMIT = 2**62
-_STATUS = {s.value: s for s in StepStatus}
 
 
 class SQLiteStore(SQLStore):
