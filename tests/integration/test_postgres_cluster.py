@@ -11,6 +11,8 @@ import psycopg
 import pytest
 from tests.postgres_server import HOW_TO, Auth, Cluster, connect, find_bin_dir, skip_or_fail
 
+import plait
+
 PASSWORD = "s3cret: with/odd@chars%"
 
 
@@ -70,3 +72,22 @@ def test_scram_cluster_checks_the_password(scram_cluster: Cluster) -> None:
     assert wrong != scram_cluster.url
     with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
         _select_one(wrong)
+
+
+def test_plait_reports_a_wrong_password_clearly_and_hides_it(scram_cluster: Cluster) -> None:
+    """Through plait: a StoreError naming the problem, raised at open, the password hidden."""
+    if not scram_cluster.running:
+        scram_cluster.start()
+    wrong = scram_cluster.url.replace(":s3cret", ":wrong", 1)
+    engine = plait.Engine(f"{wrong}?schema=plait_pw")
+    with pytest.raises(plait.StoreError) as caught:
+        engine.workflows()
+    engine.close()
+    message = str(caught.value)
+    assert message.startswith("cannot connect to PostgreSQL store postgresql://postgres:***@")
+    assert 'password authentication failed for user "postgres"' in message
+    assert "check the user and password in the URL" in message
+    assert "wrong" not in message and "s3cret" not in message
+    # the right password works, and the schema is created
+    with plait.Engine(f"{scram_cluster.url}?schema=plait_pw") as engine:
+        assert engine.workflows() == []
