@@ -48,6 +48,7 @@ def test_public_names_are_pinned() -> None:
             "RunHandle",
             "RunNotFound",
             "RunPage",
+            "RunStateError",
             "RunStatus",
             "SchemaVersionError",
             "Step",

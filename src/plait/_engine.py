@@ -6,13 +6,16 @@ Every method is async (`*_async`); its blocking twin is derived by `_portal.bloc
 from __future__ import annotations
 
 import asyncio
+import getpass
 import logging
 import re
+import socket
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from . import _actions as actions
 from . import _codec
 from ._definition import Workflow
 from ._errors import (
@@ -22,12 +25,13 @@ from ._errors import (
     RunConflict,
     RunFailed,
     RunNotFound,
+    RunStateError,
     StepError,
     WorkflowNotFound,
 )
 from ._portal import Broadcast, Portal, blocking
 from ._records import CommitResult, RunRow, RunStatus, StepStatus, WorkflowPlan
-from ._transitions import new_run
+from ._transitions import Transition, new_run
 from ._views import Event, Inspection, Run, RunPage, Step, WorkflowInfo, inspect_run
 from .stores import Store, open_store
 
@@ -103,10 +107,14 @@ class Engine:
         self._latest: dict[str, Workflow] = {}  # name → last registered version
         self.work_ready = Broadcast()  # steps became ready: wake local workers
         self.runs_ended = Broadcast()  # runs ended: wake local result() waiters
+        self.runs_cancelled = Broadcast()  # runs cancelled: workers stop their running steps
         self._workers: set[Any] = set()  # workers running in this process, for stop_workers()
         self.workers_ended = Broadcast()  # a worker of this engine has stopped
         self.store.subscribe(
-            ready=self.work_ready.fire, ended=self.runs_ended.fire, live=self._set_push_live
+            ready=self.work_ready.fire,
+            ended=self.runs_ended.fire,
+            cancelled=self.runs_cancelled.fire,
+            live=self._set_push_live,
         )
 
     def _set_push_live(self, live: bool) -> None:
@@ -328,6 +336,33 @@ class Engine:
 
     inspect = blocking(inspect_async)
 
+    # -- operator actions -----------------------------------------------------------------------
+
+    async def cancel_async(
+        self, run_id: str, reason: str | None = None, *, by: str | None = None
+    ) -> Run:
+        """Cancel a run (terminal): its waiting steps end `cancelled` at once, its running steps
+        are interrupted (async handlers are cancelled; sync ones see `ctx.cancelled`) and what
+        they report schedules nothing. Cancelling a cancelled run changes nothing.
+        Raises RunNotFound, or RunStateError for a run that has completed or failed."""
+        if reason is not None and not isinstance(reason, str):
+            raise InputError(f"reason must be a string, got {type(reason).__name__}")
+        await self._run_row(run_id)  # RunNotFound, with the usual message
+        who = by if by is not None else operator()
+        result = await self._act(actions.cancel, run_id, reason=reason, by=who)
+        self._committed(result)
+        return Run.from_row(await self._run_row(run_id))
+
+    cancel = blocking(cancel_async)
+
+    async def _act(self, action: Callable[..., Transition], run_id: str, **options: Any) -> Any:
+        """Apply an operator action in one store transaction; its refusal is RunStateError."""
+        store = await self._ready()
+        result = await store.apply(lambda txn: action(txn, run_id, **options), time.time())
+        if result.refusal is not None:
+            raise RunStateError(result.refusal)
+        return result
+
     async def wait_async(self, run_id: str, timeout: float | None = None) -> dict[str, Any]:
         """Wait for a run to end; its output, or RunFailed / RunCancelled / TimeoutError."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -420,6 +455,17 @@ class Engine:
             self.work_ready.fire()
         if result.ended_runs:
             self.runs_ended.fire()
+        if result.cancelled_runs:
+            self.runs_cancelled.fire()
+
+
+def operator() -> str:
+    """Who acts, for the run's log: user@host of this process."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
 
 
 def _new_run_id() -> str:

@@ -8,6 +8,7 @@ PlaitError
 ├── RunConflict            a run id is already used by a different workflow
 ├── RunFailed              result(): the run ended failed (`.failures`: step → StepError)
 ├── RunCancelled           result(): the run was cancelled
+├── RunStateError          an operation the run's current state does not allow
 ├── StoreError             the store cannot be opened or used
 │   └── SchemaVersionError the database belongs to a newer plait, or is not plait's
 └── StepError-raising helpers for handlers (not PlaitError subclasses of each other):
@@ -70,6 +71,11 @@ class RunFailed(PlaitError):
         self.failures = failures
         detail = "; ".join(f"{name}: [{e.code}] {e.message}" for name, e in failures.items())
         super().__init__(f"run {run_id!r} failed: {detail or 'no step failure recorded'}")
+
+
+class RunStateError(PlaitError):
+    """An operation that the run's current state does not allow; the message says the state and
+    when the operation is allowed. Nothing was changed."""
 
 
 class RunCancelled(PlaitError):

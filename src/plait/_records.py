@@ -178,6 +178,8 @@ class CommitResult:
     accepted: list[bool] = field(default_factory=list)
     ended_runs: list[str] = field(default_factory=list)
     readied: int = 0
+    cancelled_runs: list[str] = field(default_factory=list)  # their running steps must stop
+    refusal: str | None = None  # an operator action not allowed in the run's state: why
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,10 +39,12 @@ StepKey = tuple[str, str]
 
 @dataclass(frozen=True, slots=True)
 class Need:
-    """Rows a transition needs: the run, and the named steps of it (those not loaded yet)."""
+    """Rows a transition needs: the run, and the named steps of it (those not loaded yet), or
+    every step of it (`all_steps`: operator actions, never the hot path)."""
 
     run_id: str
     steps: tuple[str, ...] = ()
+    all_steps: bool = False
 
 
 class Txn:
@@ -57,6 +59,7 @@ class Txn:
         self.events: list[NewEvent] = []
         self.claims: list[Claim] = []
         self.result = CommitResult()
+        self.whole_runs: set[str] = set()  # runs whose every step is loaded
 
     def missing(self, run_id: str, names: Iterable[str]) -> Need | None:
         absent = tuple(n for n in names if (run_id, n) not in self.steps)
@@ -85,6 +88,7 @@ class Txn:
 
 
 Transition = Iterator[Need]
+Action = Callable[["Txn"], Transition]  # an operator action, bound to its arguments
 
 
 def need(txn: Txn, run_id: str, names: Iterable[str] = ()) -> Transition:
@@ -95,6 +99,20 @@ def need(txn: Txn, run_id: str, names: Iterable[str] = ()) -> Transition:
         for name in missing.steps:  # rows that do not exist are remembered as None
             txn.add_step(run_id, name, None)
         txn.add_run(run_id, None)
+
+
+def need_all(txn: Txn, run_id: str) -> Transition:
+    """Yield a Need for every step of the run, unless the transaction has them already."""
+    if run_id not in txn.whole_runs:
+        yield Need(run_id, all_steps=True)
+        txn.whole_runs.add(run_id)
+        txn.add_run(run_id, None)
+
+
+def steps_of(txn: Txn, run_id: str) -> list[StepRow]:
+    """The loaded steps of a run, in definition order."""
+    found = [s for (r, _), s in txn.steps.items() if r == run_id and s is not None]
+    return sorted(found, key=lambda s: s.idx)
 
 
 def drive(transition: Transition, load: Callable[[Txn, Need], None], txn: Txn) -> None:
@@ -220,6 +238,15 @@ def complete(txn: Txn, outcome: Outcome) -> Transition:
         return
     step.error_code = outcome.error_code
     step.error_message = outcome.error_message
+    if run.status is RunStatus.CANCELLED:
+        # the run was cancelled while this step ran: record how it ended, schedule nothing
+        interrupted = outcome.error_code == "cancelled"
+        step.status = StepStatus.CANCELLED if interrupted else StepStatus.FAILED
+        step.finished_at = txn.now
+        kind = "step_cancelled" if interrupted else "step_failed"
+        txn.emit(run, kind, step.name, attempt=step.attempt, code=outcome.error_code)
+        yield from _settle(txn, run, step)
+        return
     detail = {
         "attempt": step.attempt,
         "code": outcome.error_code,
@@ -251,6 +278,10 @@ def release(txn: Txn, run_id: str, name: str, token: str) -> Transition:
     ):
         return
     worker = step.worker_id
+    if run.status.terminal:  # cancelled while it ran: handed back, it ends here
+        _end_interrupted(txn, run, step, worker)
+        yield from _settle(txn, run, step)
+        return
     _back_to_ready(txn, step)
     txn.emit(run, "step_released", name, worker=worker)
 
@@ -265,6 +296,10 @@ def recover(txn: Txn, run_id: str, name: str, max_recoveries: int) -> Transition
     if step.lease_expires_at is None or step.lease_expires_at > txn.now:
         return
     worker = step.worker_id
+    if run.status.terminal:  # cancelled while it ran, and its worker died: nothing to re-run
+        _end_interrupted(txn, run, step, worker)
+        yield from _settle(txn, run, step)
+        return
     step.recoveries += 1
     if step.recoveries > max_recoveries:
         step.lease_token = None
@@ -290,6 +325,15 @@ def recover(txn: Txn, run_id: str, name: str, max_recoveries: int) -> Transition
         return
     _back_to_ready(txn, step)
     txn.emit(run, "step_lease_expired", name, worker=worker, recoveries=step.recoveries)
+
+
+def _end_interrupted(txn: Txn, run: RunRow, step: StepRow, worker: str | None) -> None:
+    step.status = StepStatus.CANCELLED
+    step.lease_token = None
+    step.lease_expires_at = None
+    step.finished_at = txn.now
+    txn.touch(step)
+    txn.emit(run, "step_cancelled", step.name, worker=worker, attempt=step.attempt)
 
 
 def _back_to_ready(txn: Txn, step: StepRow) -> None:

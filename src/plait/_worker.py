@@ -80,6 +80,9 @@ class Worker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._next_refresh = 0.0
         self._outage = _Outage(self.id)
+        self._interrupted: set[str] = (
+            set()
+        )  # tokens of steps told to stop (run cancelled, lease lost)
 
     # -- control --------------------------------------------------------------------------------
 
@@ -220,7 +223,16 @@ class Worker:
         try:
             outcome = await self._attempt(wf, step, claim, ctx, inputs)
         except asyncio.CancelledError:
-            return  # the worker is stopping: _drain releases the lease
+            if claim.token not in self._interrupted:
+                return  # the worker is stopping: _drain releases the lease
+            outcome = Outcome(
+                claim.run_id,
+                claim.step,
+                claim.token,
+                error_code="cancelled",
+                error_message=f"step {claim.step!r} was interrupted: its run was cancelled "
+                "or its lease lost",
+            )
         self._outcomes.put_nowait(outcome)
 
     async def _attempt(
@@ -338,6 +350,7 @@ class Worker:
                 )
         for outcome in batch:
             self._inflight.pop(outcome.token, None)
+            self._interrupted.discard(outcome.token)
         self._slot_freed.set()
         self.engine._committed(result)
         if self._until is not None and result.ended_runs:
@@ -364,27 +377,46 @@ class Worker:
 
     async def _lease_loop(self) -> None:
         beat = max(self.engine.lease / 3, 0.05)
+        next_beat = time.monotonic() + beat
         while True:
-            await asyncio.sleep(beat)
+            # beat on time, or at once when a run is cancelled (its running steps must stop)
+            seen = self.engine.runs_cancelled.generation
+            cancelled = await self.engine.runs_cancelled.wait(
+                max(next_beat - time.monotonic(), 0.0), since=seen
+            )
+            if not cancelled:
+                next_beat = time.monotonic() + beat
             now = time.time()
             try:
                 held = [f.held for f in self._inflight.values()]
                 if held:
                     for lost in await self.store.heartbeat(held, self.engine.lease, now):
-                        item = self._inflight.get(lost.token)
-                        if item is not None:
-                            log.warning(
-                                "lease of step %r (run %r) lost; asking it to stop",
-                                lost.step,
-                                lost.run_id,
-                            )
-                            item.ctx._request_cancel()
+                        self._interrupt(lost)
+                if cancelled:
+                    continue
                 recovered = await self.store.recover_expired(now, self.engine.max_recoveries, 1000)
                 self.engine._committed(recovered)
             except StoreError as exc:  # the claim loop says it once, and when it is back
                 log.debug("worker %s: lease upkeep failed, will retry: %s", self.id, exc)
             except Exception:
                 log.exception("worker %s: lease upkeep failed; will retry", self.id)
+
+    def _interrupt(self, lost: Held) -> None:
+        """A held step must stop: its run was cancelled or its lease lost. An async handler is
+        cancelled; a sync one sees `ctx.cancelled`. What it reports is fenced or recorded
+        by the store, and schedules nothing."""
+        item = self._inflight.get(lost.token)
+        if item is None or lost.token in self._interrupted:
+            return
+        log.warning(
+            "step %r (run %r) must stop: its run was cancelled or its lease lost",
+            lost.step,
+            lost.run_id,
+        )
+        self._interrupted.add(lost.token)
+        item.ctx._request_cancel()
+        if self.workflows[item.claim.fingerprint][item.claim.step].is_async:
+            item.task.cancel()  # a thread cannot be stopped: a sync handler polls ctx.cancelled
 
     async def _drain(self) -> None:
         """Let in-flight steps finish within the grace period; release the rest."""

@@ -22,6 +22,7 @@ from .._records import (
     StepRow,
     WorkflowPlan,
 )
+from .._transitions import Action
 
 
 class Store(Protocol):
@@ -39,11 +40,13 @@ class Store(Protocol):
         *,
         ready: Callable[[], None],
         ended: Callable[[], None],
+        cancelled: Callable[[], None],
         live: Callable[[bool], None],
     ) -> None:
-        """Call `ready` when steps become ready and `ended` when runs end in *another* process,
-        and `live(True/False)` as such push notifications start and stop flowing. A store
-        without push (capability "push") never calls them, and its users poll."""
+        """Call `ready` when steps become ready, `ended` when runs end and `cancelled` when runs
+        are cancelled in *another* process, and `live(True/False)` as such push notifications
+        start and stop flowing. A store without push (capability "push") never calls them, and
+        its users poll."""
 
     # -- definitions
     async def save_workflow(self, plan: WorkflowPlan) -> None:
@@ -103,6 +106,10 @@ class Store(Protocol):
 
     async def recover_expired(self, now: float, max_recoveries: int, limit: int) -> CommitResult:
         """Make steps with expired leases claimable again (or fail them past max_recoveries)."""
+
+    async def apply(self, action: Action, now: float) -> CommitResult:
+        """Run an operator action (a transition of `plait._actions`, bound to its arguments) in
+        one transaction, loading what it asks for; its refusal, if any, is in the result."""
 
     async def next_ready_at(self, fingerprints: Collection[str]) -> float | None:
         """When the earliest ready step of these fingerprints becomes claimable (None if none)."""

@@ -29,7 +29,17 @@ from .._records import (
     StepRow,
     StepStatus,
 )
-from .._transitions import Need, StepKey, Transition, Txn, claim, complete, recover, release
+from .._transitions import (
+    Action,
+    Need,
+    StepKey,
+    Transition,
+    Txn,
+    claim,
+    complete,
+    recover,
+    release,
+)
 from . import _sql
 
 T = TypeVar("T")
@@ -68,6 +78,7 @@ class Programs:
         self.lock_step = q.locked("get_step")
         self.lock_steps_named = q.locked("get_steps_named")
         self.lock_steps_by_key = q.locked("get_steps_by_key")
+        self.lock_all_steps = q.locked("get_steps")
         # settings a dialect wants for a claim's transaction (PostgreSQL; see queries.sql)
         self.claim_session = q.get("claim_session")
 
@@ -162,6 +173,12 @@ class Programs:
         yield from self.write(txn)
         return txn
 
+    def apply(self, action: Action, now: float) -> Program[SQLTxn]:
+        txn = SQLTxn(now)
+        yield from self.drive(action(txn), txn)
+        yield from self.write(txn)
+        return txn
+
     def recover_expired(self, now: float, max_recoveries: int, limit: int) -> Program[SQLTxn]:
         txn = SQLTxn(now)
         if limit <= 0:
@@ -231,6 +248,10 @@ class Programs:
         """Load what a transition asked for: the run and the named steps (one query each)."""
         assert isinstance(txn, SQLTxn)
         yield from self.load_runs(txn, (need.run_id,))
+        if need.all_steps:
+            rows = yield (FETCH, self.lock_all_steps, {"run_id": need.run_id})
+            for row in rows:
+                _add_step(txn, _sql.step_from_row(row))
         if not need.steps:
             return
         if len(need.steps) == 1:

@@ -19,6 +19,7 @@ from .._records import (
     StepRow,
     WorkflowPlan,
 )
+from .._transitions import Action
 from . import _sql
 from ._programs import Program, Programs, SQLTxn, execute_one
 
@@ -34,6 +35,8 @@ def wakes_of(txn: SQLTxn) -> Iterable[str]:
         yield "ready"
     if txn.result.ended_runs:
         yield "ended"
+    if txn.result.cancelled_runs:
+        yield "cancelled"
 
 
 def _created(result: tuple[RunRow, bool]) -> Iterable[str]:
@@ -191,6 +194,12 @@ class SQLStore:
             "recover expired leases",
             lambda: self._programs.recover_expired(now, max_recoveries, limit),
             wakes=wakes_of,
+        )
+        return txn.result
+
+    async def apply(self, action: Action, now: float) -> CommitResult:
+        txn = await self._transact(
+            "operator action", lambda: self._programs.apply(action, now), wakes=wakes_of
         )
         return txn.result
 

@@ -23,7 +23,17 @@ from .._records import (
     StepStatus,
     WorkflowPlan,
 )
-from .._transitions import Need, Transition, Txn, claim, complete, drive, recover, release
+from .._transitions import (
+    Action,
+    Need,
+    Transition,
+    Txn,
+    claim,
+    complete,
+    drive,
+    recover,
+    release,
+)
 
 _ACTIVE = (RunStatus.PENDING, RunStatus.RUNNING)
 
@@ -49,6 +59,7 @@ class MemoryStore:
         *,
         ready: Callable[[], None],
         ended: Callable[[], None],
+        cancelled: Callable[[], None],
         live: Callable[[bool], None],
     ) -> None:
         """No push: other processes' changes are seen by polling."""
@@ -188,6 +199,7 @@ class MemoryStore:
                     step is None
                     or step.status is not StepStatus.RUNNING
                     or step.lease_token != h.token
+                    or self._runs[h.run_id].status is RunStatus.CANCELLED
                 ):
                     lost.append(h)
                 else:
@@ -215,6 +227,13 @@ class MemoryStore:
             self._write(txn)
             return txn.result
 
+    async def apply(self, action: Action, now: float) -> CommitResult:
+        with self._lock:
+            txn = Txn(now)
+            self._run(txn, action(txn))
+            self._write(txn)
+            return txn.result
+
     async def next_ready_at(self, fingerprints: Collection[str]) -> float | None:
         with self._lock:
             times = [
@@ -232,6 +251,9 @@ class MemoryStore:
         run = self._runs.get(need.run_id)
         txn.add_run(need.run_id, dataclasses.replace(run) if run else None)
         steps = self._steps.get(need.run_id, {})
+        if need.all_steps:
+            for name, row in steps.items():
+                txn.add_step(need.run_id, name, dataclasses.replace(row))
         for name in need.steps:
             step = steps.get(name)
             txn.add_step(need.run_id, name, dataclasses.replace(step) if step else None)

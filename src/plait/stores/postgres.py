@@ -99,6 +99,7 @@ class PostgresStore(SQLStore):
         self._thread = Portal(name="plait-postgres")
         self._on_ready: Callable[[], None] = _nothing
         self._on_ended: Callable[[], None] = _nothing
+        self._on_cancelled: Callable[[], None] = _nothing
         self._on_live: Callable[[bool], None] = lambda live: None
         # Our transactions last milliseconds. A session idle inside one for longer belongs to a
         # frozen or partitioned process: the server ends it, so its row locks do not hold up
@@ -120,9 +121,11 @@ class PostgresStore(SQLStore):
         *,
         ready: Callable[[], None],
         ended: Callable[[], None],
+        cancelled: Callable[[], None],
         live: Callable[[bool], None],
     ) -> None:
         self._on_ready, self._on_ended, self._on_live = ready, ended, live
+        self._on_cancelled = cancelled
 
     # -- lifecycle
 
@@ -328,11 +331,14 @@ class PostgresStore(SQLStore):
                     self._on_live(True)
                     self._on_ready()
                     self._on_ended()
+                    self._on_cancelled()
                     async for note in conn.notifies():
                         if note.payload == "ready":
                             self._on_ready()
                         elif note.payload == "ended":
                             self._on_ended()
+                        elif note.payload == "cancelled":
+                            self._on_cancelled()
             except asyncio.CancelledError:
                 self._on_live(False)
                 raise

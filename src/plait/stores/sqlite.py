@@ -89,6 +89,7 @@ class SQLiteStore(SQLStore):
         *,
         ready: Callable[[], None],
         ended: Callable[[], None],
+        cancelled: Callable[[], None],
         live: Callable[[bool], None],
     ) -> None:
         """No push: other processes' changes are seen by polling."""

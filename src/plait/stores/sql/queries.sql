@@ -132,7 +132,7 @@ WHERE id = :id;
 SELECT run_id, name, idx, status, unmet, dependents, optional, priority, attempt, recoveries,
        skip_reason, output, error_code, error_message, available_at, lease_token,
        lease_expires_at, worker_id, ready_at, started_at, finished_at
-FROM steps WHERE run_id = :run_id ORDER BY idx;
+FROM steps WHERE run_id = :run_id ORDER BY idx /*for update*/;
 
 -- name: get_step
 -- One step of a run.
@@ -223,9 +223,10 @@ ORDER BY lease_expires_at
 LIMIT :limit;
 
 -- name: extend_lease
--- Extend the lease of a running step if the token still holds it.
+-- Extend the lease of a running step if the token still holds it and its run was not cancelled.
 UPDATE steps SET lease_expires_at = :lease_expires_at
-WHERE run_id = :run_id AND name = :name AND status = 'running' AND lease_token = :token;
+WHERE run_id = :run_id AND name = :name AND status = 'running' AND lease_token = :token
+  AND NOT EXISTS (SELECT 1 FROM runs WHERE id = :run_id AND status = 'cancelled');
 
 -- name: get_events
 -- A run's events after a sequence number, in order.

@@ -1,0 +1,60 @@
+"""Operator actions on runs (DESIGN §3.3), as transitions of the pure state machine.
+
+Each is a generator over a `Txn`, like the worker transitions in `_transitions.py`: it asks for
+the rows it needs, decides, and changes records; the store commits it in one transaction. An
+action that the run's state does not allow changes nothing and sets `txn.result.refusal` to a
+sentence saying the state and what is allowed, which the engine raises. Actions are idempotent
+where a user would retry them: cancelling a cancelled run is a no-op.
+
+Operator actions may load every step of a run (`need_all`): they are rare and not on the hot path.
+"""
+
+from __future__ import annotations
+
+from ._records import RunStatus, StepStatus
+from ._transitions import Transition, Txn, need_all, steps_of
+
+CANCELLABLE = (RunStatus.PENDING, RunStatus.RUNNING, RunStatus.PAUSING, RunStatus.PAUSED)
+# steps that a cancel ends at once; running ones are interrupted and end when their worker reports
+_CANCELLED_AT_ONCE = (StepStatus.PENDING, StepStatus.READY, StepStatus.WAITING)
+
+
+def _allowed(statuses: tuple[RunStatus, ...]) -> str:
+    return ", ".join(s.value for s in statuses)
+
+
+def cancel(txn: Txn, run_id: str, *, reason: str | None, by: str) -> Transition:
+    """Cancel a run: terminal. Waiting steps end `cancelled`; running steps are interrupted (the
+    worker learns it from its next heartbeat) and whatever they report schedules nothing."""
+    yield from need_all(txn, run_id)
+    run = txn.runs.get(run_id)
+    if run is None:
+        txn.result.refusal = f"run {run_id!r} does not exist"
+        return
+    if run.status is RunStatus.CANCELLED:
+        return  # already done: retrying a cancel is harmless
+    if run.status not in CANCELLABLE:
+        txn.result.refusal = (
+            f"run {run_id!r} is {run.status.value}: it cannot be cancelled "
+            f"(cancel is allowed while a run is {_allowed(CANCELLABLE)})"
+        )
+        return
+    running = []
+    for step in steps_of(txn, run_id):
+        if step.status in _CANCELLED_AT_ONCE:
+            step.status = StepStatus.CANCELLED
+            step.finished_at = txn.now
+            step.available_at = None
+            run.unfinished -= 1
+            txn.touch(step)
+            txn.emit(run, "step_cancelled", step.name, by=by)
+        elif step.status is StepStatus.RUNNING:
+            running.append(step.name)
+    run.status = RunStatus.CANCELLED
+    run.error = reason or "cancelled"
+    run.finished_at = txn.now
+    if run.started_at is None:
+        run.started_at = txn.now
+    txn.emit(run, "run_cancelled", None, by=by, reason=reason, interrupting=running)
+    txn.result.ended_runs.append(run_id)
+    txn.result.cancelled_runs.append(run_id)
