@@ -38,6 +38,7 @@ from ._errors import (
     RunConflict,
     RunFailed,
     RunNotFound,
+    RunStateError,
     StoreError,
     WorkflowNotFound,
 )
@@ -62,7 +63,15 @@ class CliError(click.ClickException):
         click.echo(f"plait: error: {self.format_message()}", err=True)
 
 
-_USER_ERRORS = (InputError, DefinitionError, RunNotFound, WorkflowNotFound, RunConflict, StoreError)
+_USER_ERRORS = (
+    InputError,
+    DefinitionError,
+    RunNotFound,
+    WorkflowNotFound,
+    RunConflict,
+    RunStateError,
+    StoreError,
+)
 
 
 def _user_errors(fn: Callable[P, R]) -> Callable[P, R]:
@@ -87,7 +96,8 @@ db_option = click.option(
     default=DEFAULT_URL,
     show_default=True,
     metavar="URL",
-    help="Store URL: sqlite:///relative.db, sqlite:////absolute.db or memory:// (env PLAIT_DB).",
+    help="Store URL: sqlite:///relative.db, sqlite:////absolute.db, postgresql://user@host/db or "
+    "memory:// (env PLAIT_DB).",
 )
 
 
@@ -446,7 +456,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> NoReturn:
 
 @cli.group()
 def runs() -> None:
-    """Read runs: list, show, events."""
+    """Read runs (list, show, events) and act on them (cancel)."""
 
 
 @runs.command("list")
@@ -549,6 +559,10 @@ def workflows(as_json: bool, db: str, log_level: str) -> None:
         render.stdout_console().print("no workflows", markup=False)
 
 
+# operator actions on runs live in their own module; importing it registers them on `runs`
+from . import _cli_actions  # noqa: E402, F401
+
+
 def main() -> None:
     try:
         cli(prog_name="plait")
@@ -558,4 +572,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # `python -m plait.cli`: run the package's module, on which _cli_actions registered itself
+    from plait.cli import main as package_main
+
+    package_main()

@@ -1,0 +1,77 @@
+"""`plait runs cancel`, as a user runs it: on a run that a worker process is executing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import plait
+
+from .conftest import Cli, import_file, wait_for
+
+APP = """
+import time
+import plait
+
+wf = plait.Workflow("long")
+
+@wf.step
+def wait_for_cancel(ctx: plait.StepContext) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ctx.check_cancelled()
+        time.sleep(0.01)
+
+@wf.step
+def after(wait_for_cancel: None) -> str:
+    return "never"
+"""
+
+
+def test_cancel_a_running_run_from_the_command_line(
+    cli: Cli, engine: plait.Engine, write_app, spawned: list
+) -> None:
+    app: Path = write_app("long_app.py", APP)
+    wf = import_file(app).wf
+    handle = engine.start(wf, run_id="long-1")
+    worker = cli.spawn("worker", str(app), "--concurrency", "2")
+    spawned.append(worker)
+    wait_for(
+        lambda: engine.get_run(handle.id).status is plait.RunStatus.RUNNING, "the step to start"
+    )
+
+    result = cli("runs", "cancel", "long-1", "--reason", "not needed", "--by", "alice")
+
+    assert result.code == 0, result.stderr
+    assert result.stdout == "run long-1 cancelled: not needed\n"
+    wait_for(
+        lambda: {s.status for s in engine.steps(handle.id)} == {plait.StepStatus.CANCELLED},
+        "the running step to be interrupted",
+    )
+    events = cli("runs", "events", "long-1", "--json").json()
+    cancelled = [e for e in events if e["type"] == "run_cancelled"]
+    assert cancelled[0]["payload"]["by"] == "alice"
+    assert cancelled[0]["payload"]["reason"] == "not needed"
+
+    again = cli("runs", "cancel", "long-1", "--json")  # idempotent
+    assert again.code == 0 and again.json()["status"] == "cancelled"
+
+
+def test_cancel_errors_exit_2_with_one_line(cli: Cli, engine: plait.Engine, write_app) -> None:
+    app: Path = write_app(
+        "quick_app.py",
+        "import plait\nwf = plait.Workflow('quick')\n@wf.step\ndef only() -> int:\n    return 1\n",
+    )
+    wf = import_file(app).wf
+    handle = engine.start(wf, run_id="quick-1")
+    engine.run_worker(until=handle, timeout=30)
+
+    done = cli("runs", "cancel", "quick-1")
+    missing = cli("runs", "cancel", "nope")
+
+    assert done.code == 2 and done.stdout == ""
+    assert done.stderr.strip() == (
+        "plait: error: run 'quick-1' is completed: it cannot be cancelled "
+        "(cancel is allowed while a run is pending, running, pausing, paused)"
+    )
+    assert missing.code == 2 and "plait: error: no run with id 'nope'" in missing.stderr
+    assert "Traceback" not in done.stderr + missing.stderr
