@@ -12,7 +12,7 @@ Operator actions may load every step of a run (`need_all`): they are rare and no
 from __future__ import annotations
 
 from ._records import RunStatus, StepStatus
-from ._transitions import Transition, Txn, need_all, steps_of
+from ._transitions import Transition, Txn, in_flight, need_all, steps_of
 
 CANCELLABLE = (RunStatus.PENDING, RunStatus.RUNNING, RunStatus.PAUSING, RunStatus.PAUSED)
 # steps that a cancel ends at once; running ones are interrupted and end when their worker reports
@@ -58,3 +58,49 @@ def cancel(txn: Txn, run_id: str, *, reason: str | None, by: str) -> Transition:
     txn.emit(run, "run_cancelled", None, by=by, reason=reason, interrupting=running)
     txn.result.ended_runs.append(run_id)
     txn.result.cancelled_runs.append(run_id)
+
+
+PAUSABLE = (RunStatus.PENDING, RunStatus.RUNNING)
+RESUMABLE = (RunStatus.PAUSING, RunStatus.PAUSED)
+
+
+def pause(txn: Txn, run_id: str, *, by: str) -> Transition:
+    """Dispatch nothing new; steps in flight finish, retries included. The run is `pausing`
+    until none is left, then `paused`. Pausing a pausing or paused run changes nothing."""
+    yield from need_all(txn, run_id)
+    run = txn.runs.get(run_id)
+    if run is None:
+        txn.result.refusal = f"run {run_id!r} does not exist"
+        return
+    if run.status in RESUMABLE:
+        return
+    if run.status not in PAUSABLE:
+        txn.result.refusal = (
+            f"run {run_id!r} is {run.status.value}: it cannot be paused "
+            f"(pause is allowed while a run is {_allowed(PAUSABLE)})"
+        )
+        return
+    flying = [s.name for s in steps_of(txn, run_id) if in_flight(s)]
+    run.status = RunStatus.PAUSING if flying else RunStatus.PAUSED
+    txn.emit(run, "run_pausing" if flying else "run_paused", None, by=by, in_flight=flying)
+
+
+def resume(txn: Txn, run_id: str, *, by: str) -> Transition:
+    """Dispatch again. The cascades of steps that ended during the pause were applied as they
+    ended, so what became ready meanwhile is claimed now. Resuming a running run changes nothing."""
+    yield from need_all(txn, run_id)
+    run = txn.runs.get(run_id)
+    if run is None:
+        txn.result.refusal = f"run {run_id!r} does not exist"
+        return
+    if run.status in PAUSABLE:
+        return
+    if run.status not in RESUMABLE:
+        txn.result.refusal = (
+            f"run {run_id!r} is {run.status.value}: it cannot be resumed "
+            f"(resume is allowed while a run is {_allowed(RESUMABLE)})"
+        )
+        return
+    run.status = RunStatus.RUNNING if run.started_at is not None else RunStatus.PENDING
+    txn.emit(run, "run_resumed", None, by=by)
+    txn.result.readied += sum(1 for s in steps_of(txn, run_id) if s.status is StepStatus.READY)

@@ -355,6 +355,26 @@ class Engine:
 
     cancel = blocking(cancel_async)
 
+    async def pause_async(self, run_id: str, *, by: str | None = None) -> Run:
+        """Dispatch nothing new of this run; its steps in flight finish (retries included), then
+        it is `paused`. Pausing a pausing or paused run changes nothing; RunStateError for a run
+        that has ended."""
+        await self._run_row(run_id)
+        await self._act(actions.pause, run_id, by=by if by is not None else operator())
+        return Run.from_row(await self._run_row(run_id))
+
+    pause = blocking(pause_async)
+
+    async def resume_async(self, run_id: str, *, by: str | None = None) -> Run:
+        """Dispatch a paused (or pausing) run again, with what became ready meanwhile.
+        Resuming a running run changes nothing; RunStateError for a run that has ended."""
+        await self._run_row(run_id)
+        result = await self._act(actions.resume, run_id, by=by if by is not None else operator())
+        self._committed(result)
+        return Run.from_row(await self._run_row(run_id))
+
+    resume = blocking(resume_async)
+
     async def _act(self, action: Callable[..., Transition], run_id: str, **options: Any) -> Any:
         """Apply an operator action in one store transaction; its refusal is RunStateError."""
         store = await self._ready()

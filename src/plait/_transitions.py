@@ -181,6 +181,22 @@ def new_run(
 # -- worker transitions ------------------------------------------------------------------------
 
 
+def dispatchable(run: RunStatus, attempt: int) -> bool:
+    """May a ready step of a run in this state be claimed? A pausing run dispatches nothing new,
+    but lets the steps in flight finish, their retries included (a retry has attempt > 0).
+    (queries.sql's claim_candidates says the same in SQL.)"""
+    return run in (RunStatus.PENDING, RunStatus.RUNNING) or (
+        run is RunStatus.PAUSING and attempt > 0
+    )
+
+
+def in_flight(step: StepRow) -> bool:
+    """Running, or waiting for a retry: what a pausing run waits for before it is paused."""
+    return step.status is StepStatus.RUNNING or (
+        step.status is StepStatus.READY and step.attempt > 0
+    )
+
+
 def claim(
     txn: Txn, run_id: str, name: str, *, token: str, worker_id: str, lease: float
 ) -> Transition:
@@ -189,7 +205,7 @@ def claim(
     step, run = txn.step(run_id, name), txn.runs.get(run_id)
     if step is None or run is None or step.status is not StepStatus.READY:
         return
-    if run.status not in (RunStatus.PENDING, RunStatus.RUNNING):
+    if not dispatchable(run.status, step.attempt):
         return
     if step.available_at is not None and step.available_at > txn.now:
         return
@@ -211,6 +227,11 @@ def claim(
 
 def complete(txn: Txn, outcome: Outcome) -> Transition:
     """Record a claimed step's outcome, fenced by its lease token; schedule what follows."""
+    yield from _complete(txn, outcome)
+    yield from _paused_when_idle(txn, outcome.run_id)
+
+
+def _complete(txn: Txn, outcome: Outcome) -> Transition:
     yield from need(txn, outcome.run_id, (outcome.step,))
     step, run = txn.step(outcome.run_id, outcome.step), txn.runs.get(outcome.run_id)
     if step is None or run is None:
@@ -268,6 +289,11 @@ def complete(txn: Txn, outcome: Outcome) -> Transition:
 
 def release(txn: Txn, run_id: str, name: str, token: str) -> Transition:
     """A stopping worker hands a step back: ready at once, its attempt not counted."""
+    yield from _release(txn, run_id, name, token)
+    yield from _paused_when_idle(txn, run_id)
+
+
+def _release(txn: Txn, run_id: str, name: str, token: str) -> Transition:
     yield from need(txn, run_id, (name,))
     step, run = txn.step(run_id, name), txn.runs.get(run_id)
     if (
@@ -289,6 +315,11 @@ def release(txn: Txn, run_id: str, name: str, token: str) -> Transition:
 def recover(txn: Txn, run_id: str, name: str, max_recoveries: int) -> Transition:
     """A step whose lease expired (its worker died or hung) becomes claimable again, without
     using its retry budget, unless that has happened more than `max_recoveries` times."""
+    yield from _recover(txn, run_id, name, max_recoveries)
+    yield from _paused_when_idle(txn, run_id)
+
+
+def _recover(txn: Txn, run_id: str, name: str, max_recoveries: int) -> Transition:
     yield from need(txn, run_id, (name,))
     step, run = txn.step(run_id, name), txn.runs.get(run_id)
     if step is None or run is None or step.status is not StepStatus.RUNNING:
@@ -325,6 +356,18 @@ def recover(txn: Txn, run_id: str, name: str, max_recoveries: int) -> Transition
         return
     _back_to_ready(txn, step)
     txn.emit(run, "step_lease_expired", name, worker=worker, recoveries=step.recoveries)
+
+
+def _paused_when_idle(txn: Txn, run_id: str) -> Transition:
+    """A pausing run is paused once nothing of it is in flight (running, or awaiting a retry).
+    Looks at every step of the run, but only while it is pausing: never on the hot path."""
+    run = txn.runs.get(run_id)
+    if run is None or run.status is not RunStatus.PAUSING:
+        return
+    yield from need_all(txn, run_id)
+    if not any(in_flight(s) for s in steps_of(txn, run_id)):
+        run.status = RunStatus.PAUSED
+        txn.emit(run, "run_paused", None)
 
 
 def _end_interrupted(txn: Txn, run: RunRow, step: StepRow, worker: str | None) -> None:

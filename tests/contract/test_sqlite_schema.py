@@ -414,6 +414,8 @@ SELECT a FROM t;
     assert sqlite_q.locked("load") == sqlite_q["load"]  # BEGIN IMMEDIATE already serialises
     assert postgres_q.locked("load").endswith("WHERE t.id = %(id)s for update of t")
     assert "/*for update of t*/" in postgres_q["load"]  # a plain read takes no lock
+    assert postgres_q.locked("load", skip_locked=True).endswith("for update of t skip locked")
+    assert sqlite_q.locked("load", skip_locked=True) == sqlite_q["load"]
     with pytest.raises(ValueError, match="no /\\*for update\\*/ marker"):
         postgres_q.locked("unmarked")
     ddl = "CREATE TABLE t (a BLOB NOT NULL, blobs TEXT, b BLOB);"

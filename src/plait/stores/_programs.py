@@ -58,6 +58,7 @@ class SQLTxn(Txn):
         super().__init__(now)
         self.step_outputs: dict[StepKey, bytes | None] = {}
         self.run_outputs: dict[str, bytes | None] = {}
+        self.busy = False  # a claim passed over runs that other transactions held
 
 
 class Programs:
@@ -79,6 +80,7 @@ class Programs:
         self.lock_steps_named = q.locked("get_steps_named")
         self.lock_steps_by_key = q.locked("get_steps_by_key")
         self.lock_all_steps = q.locked("get_steps")
+        self.try_lock_runs = q.locked("get_runs", skip_locked=True)
         # settings a dialect wants for a claim's transaction (PostgreSQL; see queries.sql)
         self.claim_session = q.get("claim_session")
 
@@ -117,7 +119,19 @@ class Programs:
             step = _sql.step_from_row(row)
             _add_step(txn, step)
             keys.append((step.run_id, step.name))
-        yield from self.load_runs(txn, {run_id for run_id, _ in keys})
+        # Runs that another transaction holds are passed over, not waited for: a claim then
+        # never waits while it holds step locks, so it can be in no deadlock (its SKIP LOCKED
+        # re-check may keep a lock on a candidate it passed over, which a completer may want).
+        run_ids = sorted({run_id for run_id, _ in keys})
+        params = {"id_list": self.dialect.list_param(run_ids)}
+        for row in (yield (FETCH, self.try_lock_runs, params)):
+            run = _sql.run_from_row(row)
+            txn.runs[run.id] = run
+            txn.run_outputs[run.id] = run.output
+        for run_id in run_ids:
+            if run_id not in txn.runs:
+                txn.runs[run_id] = None  # held elsewhere: its steps wait for the next claim
+                txn.busy = True
         for run_id, name in keys:
             token = secrets.token_hex(16)
             transition = claim(txn, run_id, name, token=token, worker_id=worker_id, lease=lease)

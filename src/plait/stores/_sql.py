@@ -181,15 +181,17 @@ class Queries:
         """A query only some dialects have, or None."""
         return self._sql.get(name)
 
-    def locked(self, name: str) -> str:
+    def locked(self, name: str, *, skip_locked: bool = False) -> str:
         """The query with its `/*for update…*/` marker made a row lock where the dialect has
-        them (PostgreSQL); elsewhere the marker stays a comment."""
+        them (PostgreSQL), passing over rows others hold with `skip_locked`; elsewhere the
+        marker stays a comment."""
         sql = self._sql[name]
         if not _LOCK_MARKER.search(sql):
             raise ValueError(f"query {name!r} has no /*for update*/ marker")
         if not self.dialect.row_locks:
             return sql
-        return _LOCK_MARKER.sub(lambda m: m[1].strip(), sql)
+        suffix = " skip locked" if skip_locked else ""
+        return _LOCK_MARKER.sub(lambda m: m[1].strip() + suffix, sql)
 
     def positional(self, name: str, order: Sequence[str]) -> str:
         """The query with positional placeholders, for the hot path's tuples (cheaper to build

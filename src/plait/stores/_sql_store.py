@@ -4,6 +4,7 @@ transaction). A store adds connections, transactions, errors and wake-ups; the r
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -27,6 +28,7 @@ T = TypeVar("T")
 Wakes = Callable[[T], Iterable[str]]  # what a committed result wakes: "ready", "ended"
 
 _NO_LIMIT = 2**62
+CLAIM_TRIES = 20  # a claim that found only runs held by others tries again (about 0.2 s in all)
 
 
 def wakes_of(txn: SQLTxn) -> Iterable[str]:
@@ -152,12 +154,17 @@ class SQLStore:
         if not fingerprints or limit <= 0:
             return []
         chosen = list(fingerprints)
-        txn = await self._transact(
-            "claim",
-            lambda: self._programs.claim(worker_id, chosen, limit, lease, now),
-            lease_only=True,
-        )
-        return txn.claims
+        for attempt in range(CLAIM_TRIES):
+            txn = await self._transact(
+                "claim",
+                lambda: self._programs.claim(worker_id, chosen, limit, lease, now),
+                lease_only=True,
+            )
+            if txn.claims or not txn.busy:
+                return txn.claims
+            # every candidate's run was held by another transaction for a moment: try again
+            await asyncio.sleep(0.001 * (attempt + 1))
+        return []
 
     async def step_inputs(self, wanted: Mapping[str, Collection[str]]) -> dict[str, StepInputs]:
         if not wanted:

@@ -30,12 +30,11 @@ from .._transitions import (
     Txn,
     claim,
     complete,
+    dispatchable,
     drive,
     recover,
     release,
 )
-
-_ACTIVE = (RunStatus.PENDING, RunStatus.RUNNING)
 
 
 class MemoryStore:
@@ -153,7 +152,7 @@ class MemoryStore:
                 run = self._runs[key[0]]
                 if (
                     run.fingerprint in fingerprints
-                    and run.status in _ACTIVE
+                    and dispatchable(run.status, step.attempt)
                     and (step.available_at is None or step.available_at <= now)
                 ):
                     candidates.append(step)
@@ -241,7 +240,7 @@ class MemoryStore:
                 for key in self._ready
                 if (s := self._steps[key[0]][key[1]]) is not None
                 and self._runs[key[0]].fingerprint in fingerprints
-                and self._runs[key[0]].status in _ACTIVE
+                and dispatchable(self._runs[key[0]].status, s.attempt)
             ]
         return min(times) if times else None
 

@@ -201,7 +201,7 @@ FROM steps AS s
 JOIN runs AS r ON r.id = s.run_id
 WHERE s.status = 'ready'
   AND s.available_at <= :now
-  AND r.status IN ('pending', 'running')
+  AND (r.status IN ('pending', 'running') OR (r.status = 'pausing' AND s.attempt > 0))
   AND r.fingerprint IN (SELECT value FROM json_each(:fingerprint_list))
 ORDER BY s.priority DESC, s.available_at
 LIMIT :limit;
@@ -212,7 +212,7 @@ SELECT MIN(s.available_at)
 FROM steps AS s
 JOIN runs AS r ON r.id = s.run_id
 WHERE s.status = 'ready'
-  AND r.status IN ('pending', 'running')
+  AND (r.status IN ('pending', 'running') OR (r.status = 'pausing' AND s.attempt > 0))
   AND r.fingerprint IN (SELECT value FROM json_each(:fingerprint_list));
 
 -- name: expired_leases
@@ -326,14 +326,12 @@ CROSS JOIN LATERAL (
 SELECT id, input FROM runs
 WHERE id = ANY(ARRAY(SELECT jsonb_array_elements_text(CAST(:id_list AS jsonb))));
 
--- A claim's transaction walks the ready index instead of sorting every ready step (what the
--- planner picks while a fresh table has no statistics yet), and gives up waiting for a run row
--- after 50 ms (the claim is retried). That ends at once the one deadlock claims can meet: a
--- candidate that SKIP LOCKED re-checked and passed over stays locked, and the worker completing
--- that step may hold the run row the claim waits for.
+-- A claim's transaction walks the ready index rather than sorting every ready step, which is what
+-- the planner picks while a fresh table has no statistics yet (10-23 ms per claim instead of
+-- 0.2 ms with 10,000 ready steps).
 -- name: claim_session [postgres]
--- Planner and lock-wait settings for a claim's transaction.
-SELECT set_config('enable_sort', 'off', true), set_config('lock_timeout', '50ms', true);
+-- Planner settings for a claim's transaction.
+SELECT set_config('enable_sort', 'off', true);
 
 -- name: claim_candidates [postgres]
 -- Ready steps due, of active runs of these fingerprints, best first; locked, skipping others' claims.
@@ -345,7 +343,7 @@ FROM steps AS s
 JOIN runs AS r ON r.id = s.run_id
 WHERE s.status = 'ready'
   AND s.available_at <= :now
-  AND r.status IN ('pending', 'running')
+  AND (r.status IN ('pending', 'running') OR (r.status = 'pausing' AND s.attempt > 0))
   AND r.fingerprint IN (SELECT jsonb_array_elements_text(CAST(:fingerprint_list AS jsonb)))
 ORDER BY s.priority DESC, s.available_at
 LIMIT :limit
@@ -357,7 +355,7 @@ SELECT MIN(s.available_at)
 FROM steps AS s
 JOIN runs AS r ON r.id = s.run_id
 WHERE s.status = 'ready'
-  AND r.status IN ('pending', 'running')
+  AND (r.status IN ('pending', 'running') OR (r.status = 'pausing' AND s.attempt > 0))
   AND r.fingerprint IN (SELECT jsonb_array_elements_text(CAST(:fingerprint_list AS jsonb)));
 
 -- The writes of a transaction: the common text is run once per row (executemany); these
