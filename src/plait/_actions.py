@@ -11,8 +11,8 @@ Operator actions may load every step of a run (`need_all`): they are rare and no
 
 from __future__ import annotations
 
-from ._records import RunStatus, StepStatus
-from ._transitions import Transition, Txn, in_flight, need_all, steps_of
+from ._records import Edge, EdgeKind, RunRow, RunStatus, StepRow, StepStatus
+from ._transitions import Transition, Txn, fails_run, in_flight, need_all, steps_of
 
 CANCELLABLE = (RunStatus.PENDING, RunStatus.RUNNING, RunStatus.PAUSING, RunStatus.PAUSED)
 # steps that a cancel ends at once; running ones are interrupted and end when their worker reports
@@ -104,3 +104,92 @@ def resume(txn: Txn, run_id: str, *, by: str) -> Transition:
     run.status = RunStatus.RUNNING if run.started_at is not None else RunStatus.PENDING
     txn.emit(run, "run_resumed", None, by=by)
     txn.result.readied += sum(1 for s in steps_of(txn, run_id) if s.status is StepStatus.READY)
+
+
+def retry(txn: Txn, run_id: str, step_name: str, *, by: str) -> Transition:
+    """A failed step goes back to `ready` with a fresh attempt budget; the dependents its failure
+    skipped go back to `pending` (unless another failure still dooms them); the run runs again.
+    A paused run stays paused: the step waits for `resume` like the rest."""
+    yield from need_all(txn, run_id)
+    run = txn.runs.get(run_id)
+    if run is None:
+        txn.result.refusal = f"run {run_id!r} does not exist"
+        return
+    steps = {s.name: s for s in steps_of(txn, run_id)}
+    step = steps.get(step_name)
+    if step is None:
+        txn.result.refusal = f"run {run_id!r} has no step {step_name!r}"
+        return
+    if run.status is RunStatus.CANCELLED:
+        txn.result.refusal = f"run {run_id!r} is cancelled: its steps cannot be retried"
+        return
+    if step.status is not StepStatus.FAILED:
+        txn.result.refusal = (
+            f"step {step_name!r} of run {run_id!r} is {step.status.value}: "
+            "only a failed step can be retried"
+        )
+        return
+    upstream: dict[str, list[tuple[StepRow, Edge]]] = {}
+    for s in steps.values():
+        for edge in s.dependents:
+            upstream.setdefault(edge.target, []).append((s, edge))
+    code = step.error_code
+    _reopen(run, step)
+    step.status = StepStatus.READY
+    step.attempt = step.recoveries = 0
+    step.error_code = step.error_message = None
+    step.lease_token = step.lease_expires_at = step.worker_id = step.started_at = None
+    step.available_at = step.ready_at = txn.now
+    txn.touch(step)
+    txn.result.readied += 1
+    txn.emit(run, "step_retried", step.name, by=by, previous_code=code)
+    # Skipped dependents come back once no dependency dooms them any more. One that another
+    # skipped dependent still dooms is looked at again when that one comes back.
+    reopened, back = [step], []
+    while reopened:
+        for edge in reopened.pop().dependents:
+            dep = steps[edge.target]
+            if dep.status is not StepStatus.SKIPPED or dep.skip_reason == "condition":
+                continue
+            if any(_dooms(up, e) for up, e in upstream.get(dep.name, ())):
+                continue
+            _reopen(run, dep)
+            dep.status = StepStatus.PENDING
+            dep.skip_reason = None
+            txn.touch(dep)
+            txn.emit(run, "step_reopened", dep.name, by=by)
+            reopened.append(dep)
+            back.append(dep)
+    for dep in back:  # counted once every step has come back: each waits for all that did
+        dep.unmet = sum(1 for up, _ in upstream.get(dep.name, ()) if not up.status.terminal)
+    if run.status.terminal:
+        run.status = RunStatus.RUNNING
+        run.finished_at = None
+        run.output = None
+    if run.status is RunStatus.PENDING:
+        run.status = RunStatus.RUNNING
+    failed = [s for s in steps.values() if s.status.terminal and fails_run(s)]
+    run.error = None
+    if failed:
+        first = failed[0]
+        what = first.error_message or first.skip_reason or first.status.value
+        run.error = f"step {first.name!r} {first.status.value}: {what}"
+    txn.changed_runs[run.id] = run
+
+
+def _dooms(upstream: StepRow, edge: Edge) -> bool:
+    """Does this ended dependency skip its dependent (DESIGN §3.2)?"""
+    return (
+        upstream.status.terminal
+        and upstream.status is not StepStatus.DONE
+        and edge.kind is not EdgeKind.AFTER_ANY
+        and not edge.absorbs
+    )
+
+
+def _reopen(run: RunRow, step: StepRow) -> None:
+    """Count an ended step as unfinished again (and no longer as a failure of the run)."""
+    if fails_run(step):
+        run.failures -= 1
+    run.unfinished += 1
+    step.finished_at = None

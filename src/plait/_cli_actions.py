@@ -67,3 +67,20 @@ def runs_resume(run_id: str, by: str | None, as_json: bool, db: str, log_level: 
     render.install_logging(log_level)
     with existing_engine(db) as engine:
         _print_run(engine.resume(run_id, by=by), as_json)
+
+
+@runs.command("retry")
+@click.argument("run_id", metavar="ID")
+@click.argument("step", metavar="STEP")
+@by_option
+@json_option
+@db_option
+@log_option("warning")
+@_user_errors
+def runs_retry(
+    run_id: str, step: str, by: str | None, as_json: bool, db: str, log_level: str
+) -> None:
+    """Run a failed step again; the steps its failure skipped wait for it again."""
+    render.install_logging(log_level)
+    with existing_engine(db) as engine:
+        _print_run(engine.retry(run_id, step, by=by), as_json)

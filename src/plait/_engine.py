@@ -375,6 +375,21 @@ class Engine:
 
     resume = blocking(resume_async)
 
+    async def retry_async(self, run_id: str, step: str, *, by: str | None = None) -> Run:
+        """Run a failed step again with a fresh attempt budget; the dependents its failure
+        skipped wait for it again, and the run runs again. RunStateError for a step that is not
+        failed or a cancelled run (and an unknown step)."""
+        if not isinstance(step, str):
+            raise InputError(f"step must be a step name, got {type(step).__name__}")
+        await self._run_row(run_id)
+        result = await self._act(
+            actions.retry, run_id, step_name=step, by=by if by is not None else operator()
+        )
+        self._committed(result)
+        return Run.from_row(await self._run_row(run_id))
+
+    retry = blocking(retry_async)
+
     async def _act(self, action: Callable[..., Transition], run_id: str, **options: Any) -> Any:
         """Apply an operator action in one store transaction; its refusal is RunStateError."""
         store = await self._ready()

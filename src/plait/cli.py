@@ -456,7 +456,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> NoReturn:
 
 @cli.group()
 def runs() -> None:
-    """Read runs (list, show, events) and act on them (cancel, pause, resume)."""
+    """Read runs (list, show, events) and act on them (cancel, pause, resume, retry)."""
 
 
 @runs.command("list")

@@ -75,3 +75,48 @@ def test_cancel_errors_exit_2_with_one_line(cli: Cli, engine: plait.Engine, writ
     )
     assert missing.code == 2 and "plait: error: no run with id 'nope'" in missing.stderr
     assert "Traceback" not in done.stderr + missing.stderr
+
+
+FLAKY = """
+import os
+import plait
+
+wf = plait.Workflow("flaky")
+
+@wf.step
+def first() -> int:
+    if not os.path.exists(os.path.join(os.path.dirname(__file__), "fixed")):
+        raise plait.Permanent("not fixed yet")
+    return 1
+
+@wf.step
+def second(first: int) -> int:
+    return first + 1
+"""
+
+
+def test_pause_resume_and_retry_from_the_command_line(
+    cli: Cli, engine: plait.Engine, write_app, tmp_path: Path
+) -> None:
+    app: Path = write_app("flaky_app.py", FLAKY)
+    wf = import_file(app).wf
+    engine.start(wf, run_id="waiting-1")
+
+    assert cli("runs", "pause", "waiting-1").stdout == "run waiting-1 paused\n"
+    assert cli("runs", "resume", "waiting-1", "--json").json()["status"] == "pending"
+
+    failed = cli("run", f"{app}:wf", "--run-id", "flaky-1")
+    assert failed.code == 1
+    retry_early = cli("runs", "retry", "flaky-1", "second")
+    assert retry_early.code == 2
+    assert retry_early.stderr.strip() == (
+        "plait: error: step 'second' of run 'flaky-1' is skipped: only a failed step can be retried"
+    )
+    (app.parent / "fixed").write_text("yes")
+    retried = cli("runs", "retry", "flaky-1", "first", "--by", "bob")
+    assert retried.code == 0, retried.stderr
+    assert retried.stdout == "run flaky-1 running\n"
+    engine.run_worker(until="flaky-1", workflows=[wf], timeout=30)
+    assert engine.get_run("flaky-1").output == {"second": 2}
+    paused_done = cli("runs", "pause", "flaky-1")
+    assert paused_done.code == 2 and "is completed: it cannot be paused" in paused_done.stderr
