@@ -149,9 +149,16 @@ def retry(txn: Txn, run_id: str, step_name: str, *, by: str) -> Transition:
     while reopened:
         for edge in reopened.pop().dependents:
             dep = steps[edge.target]
+            doomer = next((up for up, e in upstream.get(dep.name, ()) if _dooms(up, e)), None)
+            if dep.status is StepStatus.PENDING:
+                # still waiting on others, already doomed by this failure: not any more
+                dep.skip_reason = None if doomer is None else _skip_reason(doomer)
+                txn.touch(dep)
+                back.append(dep)
+                continue
             if dep.status is not StepStatus.SKIPPED or dep.skip_reason == "condition":
                 continue
-            if any(_dooms(up, e) for up, e in upstream.get(dep.name, ())):
+            if doomer is not None:
                 continue
             _reopen(run, dep)
             dep.status = StepStatus.PENDING
@@ -185,6 +192,10 @@ def _dooms(upstream: StepRow, edge: Edge) -> bool:
         and edge.kind is not EdgeKind.AFTER_ANY
         and not edge.absorbs
     )
+
+
+def _skip_reason(upstream: StepRow) -> str:
+    return f"dependency {upstream.name!r} {upstream.status.value}"  # as _transitions._settle
 
 
 def _reopen(run: RunRow, step: StepRow) -> None:
