@@ -226,3 +226,49 @@ def test_pause_waits_for_the_step_in_flight_and_resume_finishes_the_run(
         engine.pause(handle.id)
     with pytest.raises(plait.RunNotFound):
         engine.resume("nope")
+
+
+def test_resume_racing_the_last_step_in_flight_leaves_the_run_running(store: Store) -> None:
+    """Whichever commits first, the end state is one a serial order gives: the run is running
+    and what became ready is claimable; it never stays paused after a resume."""
+    plan = plan_of("p", ("a", [], {}), ("b", ["a"], {}))
+    for r in range(6):
+        asyncio.run(start(store, plan, f"r{r}"))
+    held = {c.run_id: c for c in asyncio.run(claim(store, [plan]))}
+    for r in range(6):
+        asyncio.run(act(store, _actions.pause, f"r{r}"))
+    go = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def completer() -> None:
+        try:
+            go.wait()
+            for r in range(6):
+                asyncio.run(store.complete([ok(held[f"r{r}"])], NOW + 2))
+        except BaseException as exc:
+            errors.append(exc)
+
+    def resumer() -> None:
+        try:
+            go.wait()
+            for r in range(6):
+                asyncio.run(act(store, _actions.resume, f"r{r}", NOW + 2))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=completer), threading.Thread(target=resumer)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert errors == []
+    for r in range(6):
+        assert asyncio.run(run_status(store, f"r{r}")) is RunStatus.RUNNING
+        types = [e.type for e in asyncio.run(store.get_events(f"r{r}", 0, None))]
+        ends = [t for t in types if t in ("run_pausing", "run_paused", "run_resumed")]
+        assert ends in (
+            ["run_pausing", "run_paused", "run_resumed"],
+            ["run_pausing", "run_resumed"],
+        )
+    ready = asyncio.run(claim(store, [plan], now=NOW + 3))
+    assert sorted(c.step for c in ready) == ["b"] * 6
