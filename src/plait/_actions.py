@@ -23,21 +23,32 @@ def _allowed(statuses: tuple[RunStatus, ...]) -> str:
     return ", ".join(s.value for s in statuses)
 
 
+def _run_or_refuse(txn: Txn, run_id: str) -> RunRow | None:
+    run = txn.runs.get(run_id)
+    if run is None:
+        txn.result.refusal = f"run {run_id!r} does not exist"
+    return run
+
+
+def _refuse(txn: Txn, run: RunRow, action: str, done: str, allowed: tuple[RunStatus, ...]) -> None:
+    """Refuse an action the run's state does not allow, saying when it is allowed."""
+    txn.result.refusal = (
+        f"run {run.id!r} is {run.status.value}: it cannot be {done} "
+        f"({action} is allowed while a run is {_allowed(allowed)})"
+    )
+
+
 def cancel(txn: Txn, run_id: str, *, reason: str | None, by: str) -> Transition:
     """Cancel a run: terminal. Waiting steps end `cancelled`; running steps are interrupted (the
     worker learns it from its next heartbeat) and whatever they report schedules nothing."""
     yield from need_all(txn, run_id)
-    run = txn.runs.get(run_id)
+    run = _run_or_refuse(txn, run_id)
     if run is None:
-        txn.result.refusal = f"run {run_id!r} does not exist"
         return
     if run.status is RunStatus.CANCELLED:
         return  # already done: retrying a cancel is harmless
     if run.status not in CANCELLABLE:
-        txn.result.refusal = (
-            f"run {run_id!r} is {run.status.value}: it cannot be cancelled "
-            f"(cancel is allowed while a run is {_allowed(CANCELLABLE)})"
-        )
+        _refuse(txn, run, "cancel", "cancelled", CANCELLABLE)
         return
     running = []
     for step in steps_of(txn, run_id):
@@ -68,17 +79,13 @@ def pause(txn: Txn, run_id: str, *, by: str) -> Transition:
     """Dispatch nothing new; steps in flight finish, retries included. The run is `pausing`
     until none is left, then `paused`. Pausing a pausing or paused run changes nothing."""
     yield from need_all(txn, run_id)
-    run = txn.runs.get(run_id)
+    run = _run_or_refuse(txn, run_id)
     if run is None:
-        txn.result.refusal = f"run {run_id!r} does not exist"
         return
     if run.status in RESUMABLE:
         return
     if run.status not in PAUSABLE:
-        txn.result.refusal = (
-            f"run {run_id!r} is {run.status.value}: it cannot be paused "
-            f"(pause is allowed while a run is {_allowed(PAUSABLE)})"
-        )
+        _refuse(txn, run, "pause", "paused", PAUSABLE)
         return
     flying = [s.name for s in steps_of(txn, run_id) if in_flight(s)]
     run.status = RunStatus.PAUSING if flying else RunStatus.PAUSED
@@ -89,17 +96,13 @@ def resume(txn: Txn, run_id: str, *, by: str) -> Transition:
     """Dispatch again. The cascades of steps that ended during the pause were applied as they
     ended, so what became ready meanwhile is claimed now. Resuming a running run changes nothing."""
     yield from need_all(txn, run_id)
-    run = txn.runs.get(run_id)
+    run = _run_or_refuse(txn, run_id)
     if run is None:
-        txn.result.refusal = f"run {run_id!r} does not exist"
         return
     if run.status in PAUSABLE:
         return
     if run.status not in RESUMABLE:
-        txn.result.refusal = (
-            f"run {run_id!r} is {run.status.value}: it cannot be resumed "
-            f"(resume is allowed while a run is {_allowed(RESUMABLE)})"
-        )
+        _refuse(txn, run, "resume", "resumed", RESUMABLE)
         return
     run.status = RunStatus.RUNNING if run.started_at is not None else RunStatus.PENDING
     txn.emit(run, "run_resumed", None, by=by)
@@ -111,9 +114,8 @@ def retry(txn: Txn, run_id: str, step_name: str, *, by: str) -> Transition:
     skipped go back to `pending` (unless another failure still dooms them); the run runs again.
     A paused run stays paused: the step waits for `resume` like the rest."""
     yield from need_all(txn, run_id)
-    run = txn.runs.get(run_id)
+    run = _run_or_refuse(txn, run_id)
     if run is None:
-        txn.result.refusal = f"run {run_id!r} does not exist"
         return
     steps = {s.name: s for s in steps_of(txn, run_id)}
     step = steps.get(step_name)
