@@ -12,7 +12,15 @@ Operator actions may load every step of a run (`need_all`): they are rare and no
 from __future__ import annotations
 
 from ._records import Edge, EdgeKind, RunRow, RunStatus, StepRow, StepStatus
-from ._transitions import Transition, Txn, fails_run, in_flight, need_all, steps_of
+from ._transitions import (
+    Transition,
+    Txn,
+    fails_run,
+    in_flight,
+    need_all,
+    skipped_by_condition,
+    steps_of,
+)
 
 CANCELLABLE = (RunStatus.PENDING, RunStatus.RUNNING, RunStatus.PAUSING, RunStatus.PAUSED)
 # steps that a cancel ends at once; running ones are interrupted and end when their worker reports
@@ -158,7 +166,7 @@ def retry(txn: Txn, run_id: str, step_name: str, *, by: str) -> Transition:
                 txn.touch(dep)
                 back.append(dep)
                 continue
-            if dep.status is not StepStatus.SKIPPED or dep.skip_reason == "condition":
+            if dep.status is not StepStatus.SKIPPED or skipped_by_condition(dep):
                 continue
             if doomer is not None:
                 continue

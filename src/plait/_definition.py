@@ -61,7 +61,10 @@ class StepDef:
     retry: Retry | None = None
     timeout: float | None = None
     priority: int = 0
+    when: Callable[..., Any] | None = None  # run the step only if this returns true
     # filled in by Workflow._bind once every step is known
+    when_params: tuple[str, ...] = ()  # the condition's parameters (steps' outputs, input fields)
+    when_inputs: tuple[InputField, ...] = ()  # the run-input fields among them
     data_deps: tuple[str, ...] = ()
     inputs: tuple[InputField, ...] = ()
     ctx_param: str | None = None
@@ -82,6 +85,21 @@ class StepDef:
         for name in self.data_deps:
             edges[name] = EdgeKind.DATA
         return edges
+
+    def condition_holds(self, run_input: Mapping[str, Any], outputs: Mapping[str, Any]) -> bool:
+        """Evaluate `when=` with its parameters bound like the step's (True without one)."""
+        if self.when is None:
+            return True
+        kwargs: dict[str, Any] = {}
+        for spec in self.when_inputs:
+            if spec.name in run_input:
+                kwargs[spec.name] = run_input[spec.name]
+            elif not spec.required:
+                kwargs[spec.name] = spec.default
+        for name in self.when_params:
+            if name in outputs:
+                kwargs[name] = outputs[name]
+        return bool(self.when(**kwargs))
 
     def build_kwargs(
         self, ctx: StepContext, run_input: Mapping[str, Any], outputs: Mapping[str, Any]
@@ -158,6 +176,7 @@ class Workflow:
         retry: Retry | None = None,
         timeout: float | None = None,
         priority: int = 0,
+        when: Callable[..., Any] | None = None,
     ) -> Callable[[F], F]: ...
 
     def step(
@@ -204,6 +223,9 @@ class Workflow:
         priority = options.get("priority", 0)
         if isinstance(priority, bool) or not isinstance(priority, int):
             raise DefinitionError(f"{where}: priority must be an integer, got {priority!r}")
+        when = options.get("when")
+        if when is not None and not callable(when):
+            raise DefinitionError(f"{where}: when must be a callable returning true or false")
         defaults = dict(options.get("defaults") or {})
         for dep, value in defaults.items():
             try:
@@ -221,6 +243,7 @@ class Workflow:
             retry=retry,
             timeout=_check_timeout(where, options.get("timeout")),
             priority=priority,
+            when=when,
         )
         _inspect_signature(where, step)
         self._steps[name] = step
@@ -269,7 +292,7 @@ class Workflow:
                         defaults=tuple(sorted(s.defaults)),
                         optional=s.optional,
                         priority=s.priority,
-                        inputs=tuple((f.name, f.required) for f in s.inputs),
+                        inputs=tuple((f.name, f.required) for f in (*s.inputs, *s.when_inputs)),
                     )
                     for s in self._steps.values()
                 ),
@@ -291,7 +314,7 @@ class Workflow:
                 f"run input of {self.name!r} must be a JSON object, got {type(value).__name__}"
             )
         for step in self._steps.values():
-            for spec in step.inputs:
+            for spec in (*step.inputs, *step.when_inputs):
                 if spec.name not in value:
                     if spec.required:
                         raise InputError(
@@ -336,6 +359,26 @@ class Workflow:
             else:
                 default = p.default
                 inputs.append(InputField(p.name, default is _EMPTY, default, _adapter(hint)))
+        if step.when is not None:
+            # the condition's parameters bind like the step's: outputs of steps (which the step
+            # then waits for) or run-input fields
+            try:
+                when_sig = inspect.signature(step.when)
+            except (TypeError, ValueError):
+                raise DefinitionError(f"{where}: when= has no inspectable signature") from None
+            params, when_inputs = [], []
+            for p in when_sig.parameters.values():
+                if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+                    raise DefinitionError(f"{where}: when= takes named parameters only")
+                params.append(p.name)
+                if p.name in self._steps:
+                    if p.name == step.name:
+                        raise DefinitionError(f"{where}: when= cannot read the step's own output")
+                    data.setdefault(p.name, None)
+                else:
+                    when_inputs.append(InputField(p.name, p.default is _EMPTY, p.default, None))
+            step.when_params = tuple(params)
+            step.when_inputs = tuple(when_inputs)
         for dep in data:
             if dep not in self._steps:
                 raise DefinitionError(f"{where}: deps names unknown step {dep!r}")
@@ -379,8 +422,9 @@ class Workflow:
                     "retry": s.retry.as_dict() if s.retry else None,
                     "timeout": s.timeout,
                     "priority": s.priority,
-                    "inputs": [(f.name, f.required) for f in s.inputs],
+                    "inputs": [(f.name, f.required) for f in (*s.inputs, *s.when_inputs)],
                     "code": _code_digest(s.fn),
+                    "when": _code_digest(s.when) if s.when is not None else None,
                 }
                 for s in self._steps.values()
             ],
@@ -389,7 +433,9 @@ class Workflow:
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
-_OPTIONS = frozenset({"after", "after_any", "defaults", "optional", "retry", "timeout", "priority"})
+_OPTIONS = frozenset(
+    {"after", "after_any", "defaults", "optional", "retry", "timeout", "priority", "when"}
+)
 
 
 def _names(where: str, option: str, names: Iterable[str]) -> list[str]:

@@ -165,10 +165,11 @@ class Outcome:
     error_message: str | None = None
     traceback: str | None = None
     retry_at: float | None = None
+    skipped: bool = False  # its `when=` condition was false: skipped, reason "condition"
 
     @property
     def succeeded(self) -> bool:
-        return self.error_code is None
+        return self.error_code is None and not self.skipped
 
 
 @dataclass(slots=True)

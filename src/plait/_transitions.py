@@ -249,6 +249,13 @@ def _complete(txn: Txn, outcome: Outcome) -> Transition:
     step.lease_expires_at = None
     txn.touch(step)
     duration = round(txn.now - (step.started_at or txn.now), 6)
+    if outcome.skipped and run.status is not RunStatus.CANCELLED:
+        step.status = StepStatus.SKIPPED
+        step.skip_reason = CONDITION
+        step.finished_at = txn.now
+        txn.emit(run, "step_skipped", step.name, reason=CONDITION)
+        yield from _settle(txn, run, step)
+        return
     if outcome.succeeded:
         step.status = StepStatus.DONE
         step.output = outcome.output
@@ -394,13 +401,21 @@ def _back_to_ready(txn: Txn, step: StepRow) -> None:
 # -- cascade and run end -----------------------------------------------------------------------
 
 
+CONDITION = "condition"  # the skip reason of a false `when=`; a cascade from it starts with it too
+
+
+def skipped_by_condition(step: StepRow) -> bool:
+    return step.skip_reason is not None and step.skip_reason.startswith(CONDITION)
+
+
 def fails_run(step: StepRow) -> bool:
-    """Does this terminal step make its run fail?"""
+    """Does this terminal step make its run fail? A skip for a false condition, or cascading
+    from one, does not: it is a branch not taken."""
     if step.optional:
         return False
     if step.status is StepStatus.FAILED:
         return True
-    return step.status is StepStatus.SKIPPED and step.skip_reason != "condition"
+    return step.status is StepStatus.SKIPPED and not skipped_by_condition(step)
 
 
 def _settle(txn: Txn, run: RunRow, first: StepRow) -> Transition:
@@ -432,6 +447,8 @@ def _settle(txn: Txn, run: RunRow, first: StepRow) -> Transition:
                 and not edge.absorbs
             ):
                 dep.skip_reason = f"dependency {step.name!r} {step.status.value}"
+                if skipped_by_condition(step):
+                    dep.skip_reason = f"{CONDITION}: {dep.skip_reason}"
             if dep.unmet <= 0:
                 if dep.skip_reason is not None:
                     dep.status = StepStatus.SKIPPED

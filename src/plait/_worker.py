@@ -265,6 +265,16 @@ class Worker:
             kwargs = step.build_kwargs(ctx, run_input, outputs)
         except ValidationError as exc:
             return failure("invalid_input", f"step {step.name!r}: {exc}", False)
+        try:
+            if not step.condition_holds(run_input, outputs):
+                return Outcome(claim.run_id, claim.step, claim.token, skipped=True)
+        except Exception as exc:
+            return failure(
+                "condition_error",
+                f"step {step.name!r}: its when= condition raised {type(exc).__name__}: {exc}",
+                False,
+                traceback.format_exc(),
+            )
 
         timeout = wf.timeout_for(step)
         try:

@@ -128,17 +128,24 @@ async def test_pause_and_resume_refuse_ended_runs_and_repeat_harmlessly(store: S
 def test_pause_racing_completions_starts_nothing_after_it(store: Store) -> None:
     """Workers claim and complete while the run is paused: once the pause is committed no new
     step starts, the run ends up paused, and resuming lets it finish."""
-    plan = plan_of("race", *[(f"t{i}", [], {}) for i in range(300)])
+    plan = plan_of("race", *[(f"t{i}", [], {}) for i in range(600)])
     first_done = threading.Event()
     errors: list[BaseException] = []
 
     async def worker(name: str) -> None:
-        while got := await claim(store, [plan], now=time.time(), limit=1, worker=name):
-            await asyncio.sleep(0.001)  # the handler's work: the pause lands mid-run
-            await store.complete([ok(c) for c in got], time.time())
-            first_done.set()
-        # no claim: only because the run is paused (or pausing) by now
-        assert await run_status(store, "r1") in (RunStatus.PAUSING, RunStatus.PAUSED)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if got := await claim(store, [plan], now=time.time(), limit=1, worker=name):
+                await asyncio.sleep(0.001)  # the handler's work: the pause lands mid-run
+                await store.complete([ok(c) for c in got], time.time())
+                first_done.set()
+                continue
+            # nothing claimable: the run is paused, or the others hold what is ready (claims
+            # pass over rows other transactions hold) and it is soon claimable again
+            if await run_status(store, "r1") in (RunStatus.PAUSING, RunStatus.PAUSED):
+                return
+            await asyncio.sleep(0.001)
+        raise AssertionError(f"{name}: the run was neither paused nor claimable for 30 s")
 
     async def pauser() -> None:
         assert await asyncio.to_thread(first_done.wait, 30)

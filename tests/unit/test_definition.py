@@ -482,3 +482,39 @@ def test_fingerprint_follows_changes_after_planning() -> None:
     before = wf.fingerprint
     wf.add_step("late", noop)
     assert wf.fingerprint != before
+
+
+def test_when_conditions_bind_like_steps_and_are_checked() -> None:
+    wf = plait.Workflow("conditions")
+
+    @wf.step
+    def a() -> int:
+        return 1
+
+    @wf.step(when=lambda a, mode="fast": a > 0 and mode == "fast")
+    def b() -> int:
+        return 2
+
+    wf.plan()
+    assert wf["b"].data_deps == ("a",)  # b now waits for a, whose output its condition reads
+    assert wf["b"].when_params == ("a", "mode")
+    assert [(f.name, f.required) for f in wf["b"].when_inputs] == [("mode", False)]
+    assert wf["b"].inputs == ()  # the handler itself takes no input field
+    assert wf["b"].condition_holds({}, {"a": 1}) is True
+    assert wf["b"].condition_holds({"mode": "slow"}, {"a": 1}) is False
+
+    other = plait.Workflow("conditions")
+    other.add_step("a", a)
+    other.add_step("b", b, when=lambda a, mode="fast": a > 1)
+    assert other.fingerprint != wf.fingerprint  # the condition's code is part of the version
+
+    with pytest.raises(plait.DefinitionError, match="when must be a callable"):
+        plait.Workflow("w").add_step("x", a, when=True)
+    own = plait.Workflow("w")
+    own.add_step("x", a, when=lambda x: True)
+    with pytest.raises(plait.DefinitionError, match="when= cannot read the step's own output"):
+        own.plan()
+    star = plait.Workflow("w")
+    star.add_step("x", a, when=lambda **kw: True)
+    with pytest.raises(plait.DefinitionError, match="when= takes named parameters only"):
+        star.plan()

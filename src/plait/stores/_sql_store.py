@@ -5,6 +5,7 @@ transaction). A store adds connections, transactions, errors and wake-ups; the r
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -28,7 +29,7 @@ T = TypeVar("T")
 Wakes = Callable[[T], Iterable[str]]  # what a committed result wakes: "ready", "ended"
 
 _NO_LIMIT = 2**62
-CLAIM_TRIES = 20  # a claim that found only runs held by others tries again (about 0.2 s in all)
+CLAIM_PATIENCE = 2.0  # seconds a claim that finds only runs held by others keeps trying
 
 
 def wakes_of(txn: SQLTxn) -> Iterable[str]:
@@ -154,17 +155,20 @@ class SQLStore:
         if not fingerprints or limit <= 0:
             return []
         chosen = list(fingerprints)
-        for attempt in range(CLAIM_TRIES):
+        deadline = time.monotonic() + CLAIM_PATIENCE
+        pause = 0.001
+        while True:
             txn = await self._transact(
                 "claim",
                 lambda: self._programs.claim(worker_id, chosen, limit, lease, now),
                 lease_only=True,
             )
-            if txn.claims or not txn.busy:
+            if txn.claims or not txn.busy or time.monotonic() >= deadline:
                 return txn.claims
             # every candidate's run was held by another transaction for a moment: try again
-            await asyncio.sleep(0.001 * (attempt + 1))
-        return []
+            # (returning nothing would idle the worker until its next wake-up)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.02)
 
     async def step_inputs(self, wanted: Mapping[str, Collection[str]]) -> dict[str, StepInputs]:
         if not wanted:
