@@ -348,7 +348,7 @@ class Engine:
         if reason is not None and not isinstance(reason, str):
             raise InputError(f"reason must be a string, got {type(reason).__name__}")
         await self._run_row(run_id)  # RunNotFound, with the usual message
-        who = by if by is not None else operator()
+        who = _who(by)
         result = await self._act(actions.cancel, run_id, reason=reason, by=who)
         self._committed(result)
         return Run.from_row(await self._run_row(run_id))
@@ -360,7 +360,7 @@ class Engine:
         it is `paused`. Pausing a pausing or paused run changes nothing; RunStateError for a run
         that has ended."""
         await self._run_row(run_id)
-        await self._act(actions.pause, run_id, by=by if by is not None else operator())
+        await self._act(actions.pause, run_id, by=_who(by))
         return Run.from_row(await self._run_row(run_id))
 
     pause = blocking(pause_async)
@@ -369,7 +369,7 @@ class Engine:
         """Dispatch a paused (or pausing) run again, with what became ready meanwhile.
         Resuming a running run changes nothing; RunStateError for a run that has ended."""
         await self._run_row(run_id)
-        result = await self._act(actions.resume, run_id, by=by if by is not None else operator())
+        result = await self._act(actions.resume, run_id, by=_who(by))
         self._committed(result)
         return Run.from_row(await self._run_row(run_id))
 
@@ -382,9 +382,7 @@ class Engine:
         if not isinstance(step, str):
             raise InputError(f"step must be a step name, got {type(step).__name__}")
         await self._run_row(run_id)
-        result = await self._act(
-            actions.retry, run_id, step_name=step, by=by if by is not None else operator()
-        )
+        result = await self._act(actions.retry, run_id, step_name=step, by=_who(by))
         self._committed(result)
         return Run.from_row(await self._run_row(run_id))
 
@@ -492,6 +490,15 @@ class Engine:
             self.runs_ended.fire()
         if result.cancelled_runs:
             self.runs_cancelled.fire()
+
+
+def _who(by: str | None) -> str:
+    """Who acts, as given (checked), or this process's user@host."""
+    if by is None:
+        return operator()
+    if not isinstance(by, str) or not by.strip() or len(by) > 200:
+        raise InputError(f"by must be a non-empty string of at most 200 characters, got {by!r}")
+    return by
 
 
 def operator() -> str:

@@ -269,3 +269,22 @@ def test_cancel_errors_name_the_problem(engine: plait.Engine) -> None:
     assert engine.cancel(pending.id).status is plait.RunStatus.CANCELLED
     types = [e.type for e in engine.events(pending.id)]
     assert types.count("run_cancelled") == 1 and types.count("step_cancelled") == 1
+
+
+def test_who_acts_must_be_a_name(engine: plait.Engine) -> None:
+    wf = plait.Workflow("who")
+
+    @wf.step
+    def only() -> int:
+        return 1
+
+    handle = engine.start(wf)
+    for bad in ("", "   ", 42, "x" * 201):
+        with pytest.raises(plait.InputError, match="by must be a non-empty string"):
+            engine.cancel(handle.id, by=bad)  # type: ignore[arg-type]
+        with pytest.raises(plait.InputError, match="by must be a non-empty string"):
+            engine.pause(handle.id, by=bad)  # type: ignore[arg-type]
+    assert engine.get_run(handle.id).status is plait.RunStatus.PENDING  # nothing changed
+    run = engine.cancel(handle.id)
+    [event] = [e for e in engine.events(run.id) if e.type == "run_cancelled"]
+    assert "@" in event.payload["by"]  # user@host of this process by default
