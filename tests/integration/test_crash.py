@@ -26,7 +26,6 @@ returning:
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import os
 import random
@@ -39,12 +38,12 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import orjson
 import pytest
 from tests import postgres_server
+from tests.integration._support import load_app, wait_for
 
 import plait
 
@@ -58,16 +57,7 @@ SEED = int(os.environ.get("PLAIT_CRASH_SEED") or random.SystemRandom().randrange
 SCHEMA_PREFIX = "plait_i_"  # PostgreSQL: each test has a schema of its own, dropped by name after
 
 
-def _load_app() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("crash_app", APP)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("crash_app", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-app = _load_app()
+app = load_app(APP)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -453,15 +443,4 @@ def _step(h: Harness, run_id: str, name: str) -> plait.Step:
 
 
 def _wait_for(h: Harness, read: Any, ok: Any, timeout: float = DEADLINE) -> Any:
-    """Poll `read()` until `ok(value)`, with a deadline."""
-    deadline = time.monotonic() + timeout
-    pause = 0.005
-    while True:
-        value = read()
-        if ok(value):
-            return value
-        assert time.monotonic() < deadline, (
-            f"condition not met within {timeout}s: {value!r}\n{h.diagnose()}"
-        )
-        time.sleep(pause)  # polling interval of a condition wait with a deadline
-        pause = min(pause * 2, 0.05)
+    return wait_for(read, ok, "condition", h.diagnose, timeout)

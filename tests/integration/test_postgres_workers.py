@@ -21,7 +21,6 @@ Skipped without a PostgreSQL server (and initdb for the restart), except under C
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import subprocess
@@ -31,12 +30,13 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any, TypeVar
 
 import orjson
 import pytest
 from tests import postgres_server
+from tests.integration._support import load_app
+from tests.integration._support import wait_for as shared_wait_for
 
 import plait
 
@@ -47,31 +47,11 @@ LEASE = 1.0  # in the restart test: short, so that the leases held when the serv
 T = TypeVar("T")
 
 
-def _load_app() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("pg_app", APP)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("pg_app", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-app = _load_app()
+app = load_app(APP)
 
 
 def wait_for(read: Callable[[], T], ok: Callable[[T], bool], what: str, diagnose: Any) -> T:
-    """Poll `read()` until `ok(value)`, with a deadline."""
-    deadline = time.monotonic() + DEADLINE
-    pause = 0.005
-    while True:
-        value = read()
-        if ok(value):
-            return value
-        assert time.monotonic() < deadline, (
-            f"{what}: not within {DEADLINE}s: {value!r}\n{diagnose()}"
-        )
-        time.sleep(pause)  # polling interval of a condition wait with a deadline
-        pause = min(pause * 2, 0.1)
+    return shared_wait_for(read, ok, what, diagnose, DEADLINE, max_pause=0.1)
 
 
 @dataclass
