@@ -62,6 +62,28 @@ class Edge:
     absorbs: bool = False  # the target has a `defaults` entry for this dependency
 
 
+class Gate(StrEnum):
+    """What a `waiting` step waits for."""
+
+    APPROVAL = "approval"  # approve() or reject(), or its expiry
+    SIGNAL = "signal"  # a payload from outside: signal()
+
+
+class OnExpiry(StrEnum):
+    REJECT = "reject"
+    APPROVE = "approve"
+
+
+@dataclass(frozen=True, slots=True)
+class StepOptions:
+    """A step's options that the state machine acts on; stored with each step, never rewritten."""
+
+    delay: float | None = None  # seconds between becoming ready and being claimable
+    gate: Gate | None = None  # when ready, wait in `waiting` for this instead
+    expires_after: float | None = None  # an approval undecided this long is decided by on_expiry
+    on_expiry: OnExpiry = OnExpiry.REJECT
+
+
 @dataclass(slots=True)
 class StepRow:
     run_id: str
@@ -85,6 +107,9 @@ class StepRow:
     ready_at: float | None = None
     started_at: float | None = None
     finished_at: float | None = None
+    options: StepOptions | None = None
+    reused_from: str | None = None  # a fork reused this step's output, recorded by that run
+    iteration: int = 0  # times a Goto sent the run back through this step
 
 
 @dataclass(slots=True)
@@ -104,6 +129,9 @@ class RunRow:
     created_at: float = 0.0
     started_at: float | None = None
     finished_at: float | None = None
+    deadline: float | None = None  # past it, the run fails with deadline_exceeded
+    parent_run: str | None = None  # the run this one was forked from
+    forked_from: str | None = None  # the step of the parent it was forked from
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +156,7 @@ class StepPlan:
     optional: bool = False
     priority: int = 0
     inputs: tuple[tuple[str, bool], ...] = ()  # (run-input field, required)
+    options: StepOptions | None = None
 
 
 @dataclass(frozen=True, slots=True)

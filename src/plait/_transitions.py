@@ -153,6 +153,7 @@ def new_run(
                 priority=s.priority,
                 available_at=now if root else None,
                 ready_at=now if root else None,
+                options=s.options,
             )
         )
     run = RunRow(

@@ -85,6 +85,42 @@ def test_fresh_schema_equals_migrations_replayed(tmp_path: Path) -> None:
     assert len(_sql.migrations()) == SCHEMA_VERSION
 
 
+def test_a_version_1_database_keeps_its_runs_when_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "v1.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    for statement in _sql.split_statements(_sql.migrations()[0][1]):
+        db.execute(statement)
+    db.execute("INSERT INTO plait_meta VALUES ('schema_version', '1')")
+    db.execute(
+        "INSERT INTO runs (id, workflow, version, fingerprint, status, input, sinks, unfinished,"
+        " failures, next_seq, created_at) VALUES ('r1', 'wf', '1', 'fp', 'running', x'7b7d',"
+        " '[\"a\"]', 1, 0, 2, 1.0)"
+    )
+    db.execute(
+        "INSERT INTO steps (run_id, name, idx, status, unmet, dependents, optional, priority,"
+        " attempt, recoveries) VALUES ('r1', 'a', 0, 'ready', 0, '[]', 0, 0, 0, 0)"
+    )
+    db.close()
+
+    async def read() -> tuple[Any, Any]:
+        store = SQLiteStore(url_of(path))
+        await store.open()
+        try:
+            return await store.get_run("r1"), await store.get_steps("r1")
+        finally:
+            await store.close()
+
+    run_row, steps = run(read())
+    assert run_row is not None and run_row.status == "running" and run_row.deadline is None
+    assert run_row.parent_run is None and run_row.forked_from is None
+    assert [(s.name, s.status, s.options, s.reused_from, s.iteration) for s in steps] == [
+        ("a", "ready", None, None, 0)
+    ]
+    fresh = tmp_path / "fresh.db"
+    open_and_close(url_of(fresh))
+    assert normalized_schema(path) == normalized_schema(fresh)
+
+
 def test_schema_has_the_hot_path_indexes(tmp_path: Path) -> None:
     path = tmp_path / "p.db"
     open_and_close(url_of(path))
@@ -100,13 +136,14 @@ def test_an_older_database_is_migrated_in_one_transaction(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "old.db"
-    open_and_close(url_of(path))  # a version-1 database
+    open_and_close(url_of(path))  # a database at the current version
+    nxt = SCHEMA_VERSION + 1
     newer = [
         *_sql.migrations(),
-        (2, "ALTER TABLE runs ADD COLUMN note TEXT;\nCREATE INDEX runs_note ON runs (note);\n"),
+        (nxt, "ALTER TABLE runs ADD COLUMN note TEXT;\nCREATE INDEX runs_note ON runs (note);\n"),
     ]
     monkeypatch.setattr(_sql, "migrations", lambda: newer)
-    monkeypatch.setattr(sqlite_files, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(sqlite_files, "SCHEMA_VERSION", nxt)
 
     open_and_close(url_of(path))
 
@@ -114,7 +151,7 @@ def test_an_older_database_is_migrated_in_one_transaction(
     columns = [row[1] for row in db.execute("PRAGMA table_info(runs)")]
     version = db.execute("SELECT value FROM plait_meta WHERE key = 'schema_version'").fetchone()
     db.close()
-    assert columns[-1] == "note" and version == ("2",)
+    assert columns[-1] == "note" and version == (str(nxt),)
 
 
 def test_a_failing_migration_changes_nothing(
@@ -123,12 +160,13 @@ def test_a_failing_migration_changes_nothing(
     path = tmp_path / "old.db"
     open_and_close(url_of(path))
     before = normalized_schema(path)
+    nxt = SCHEMA_VERSION + 1
     broken = [
         *_sql.migrations(),
-        (2, "ALTER TABLE runs ADD COLUMN note TEXT;\nALTER TABLE nowhere ADD COLUMN x TEXT;\n"),
+        (nxt, "ALTER TABLE runs ADD COLUMN note TEXT;\nALTER TABLE nowhere ADD COLUMN x TEXT;\n"),
     ]
     monkeypatch.setattr(_sql, "migrations", lambda: broken)
-    monkeypatch.setattr(sqlite_files, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(sqlite_files, "SCHEMA_VERSION", nxt)
 
     with pytest.raises(plait.StoreError, match="no such table: nowhere") as info:
         open_and_close(url_of(path))
@@ -136,7 +174,7 @@ def test_a_failing_migration_changes_nothing(
     assert str(path) in str(info.value)
     assert normalized_schema(path) == before
     db = sqlite3.connect(path)
-    assert db.execute("SELECT value FROM plait_meta").fetchone() == ("1",)
+    assert db.execute("SELECT value FROM plait_meta").fetchone() == (str(SCHEMA_VERSION),)
     db.close()
 
 

@@ -29,9 +29,12 @@ from .._errors import SchemaVersionError
 from .._records import (
     Edge,
     EdgeKind,
+    Gate,
     NewEvent,
+    OnExpiry,
     RunRow,
     RunStatus,
+    StepOptions,
     StepPlan,
     StepRow,
     StepStatus,
@@ -320,11 +323,12 @@ def step_from_row(row: Sequence[Any]) -> StepRow:
     """A StepRow from a row in the column order of the `steps` queries (StepRow's field order)."""
     (run_id, name, idx, status, unmet, dependents, optional, priority, attempt, recoveries,
      skip_reason, output, error_code, error_message, available_at, lease_token, lease_expires_at,
-     worker_id, ready_at, started_at, finished_at) = row  # fmt: skip
+     worker_id, ready_at, started_at, finished_at, options, reused_from, iteration) = row  # fmt: skip
     return StepRow(
         run_id, name, idx, _STEP_STATUS[status], unmet, edges_from_json(dependents), bool(optional),
         priority, attempt, recoveries, skip_reason, _bytes(output), error_code, error_message,
         available_at, lease_token, lease_expires_at, worker_id, ready_at, started_at, finished_at,
+        None if options is None else options_from_json(options), reused_from, iteration,
     )  # fmt: skip
 
 
@@ -333,11 +337,12 @@ STEP_COLUMNS = (
     "run_id", "name", "idx", "status", "unmet", "dependents", "optional", "priority", "attempt",
     "recoveries", "skip_reason", "output", "error_code", "error_message", "available_at",
     "lease_token", "lease_expires_at", "worker_id", "ready_at", "started_at", "finished_at",
+    "options", "reused_from", "iteration",
 )  # fmt: skip
 STEP_MUTABLE = (
     "status", "unmet", "attempt", "recoveries", "skip_reason", "error_code", "error_message",
     "available_at", "lease_token", "lease_expires_at", "worker_id", "ready_at", "started_at",
-    "finished_at",
+    "finished_at", "iteration",
 )  # fmt: skip
 UPDATE_STEP = (*STEP_MUTABLE, "run_id", "name")
 UPDATE_STEP_OUTPUT = (*STEP_MUTABLE, "output", "run_id", "name")
@@ -354,7 +359,8 @@ def step_insert_row(s: StepRow) -> tuple[Any, ...]:
         s.run_id, s.name, s.idx, s.status, s.unmet, edges_to_json(s.dependents), s.optional,
         s.priority, s.attempt, s.recoveries, s.skip_reason, s.output, s.error_code,
         s.error_message, s.available_at, s.lease_token, s.lease_expires_at, s.worker_id,
-        s.ready_at, s.started_at, s.finished_at,
+        s.ready_at, s.started_at, s.finished_at, options_to_json(s.options), s.reused_from,
+        s.iteration,
     )  # fmt: skip
 
 
@@ -363,7 +369,7 @@ def step_update_row(s: StepRow) -> tuple[Any, ...]:
     return (
         s.status, s.unmet, s.attempt, s.recoveries, s.skip_reason, s.error_code, s.error_message,
         s.available_at, s.lease_token, s.lease_expires_at, s.worker_id, s.ready_at, s.started_at,
-        s.finished_at, s.run_id, s.name,
+        s.finished_at, s.iteration, s.run_id, s.name,
     )  # fmt: skip
 
 
@@ -372,7 +378,7 @@ def step_update_output_row(s: StepRow) -> tuple[Any, ...]:
     return (
         s.status, s.unmet, s.attempt, s.recoveries, s.skip_reason, s.error_code, s.error_message,
         s.available_at, s.lease_token, s.lease_expires_at, s.worker_id, s.ready_at, s.started_at,
-        s.finished_at, s.output, s.run_id, s.name,
+        s.finished_at, s.iteration, s.output, s.run_id, s.name,
     )  # fmt: skip
 
 
@@ -407,11 +413,12 @@ def sinks_from_json(text: str) -> tuple[str, ...]:
 
 def run_from_row(row: Sequence[Any]) -> RunRow:
     (id_, workflow, version, fingerprint, status, input_, sinks, unfinished, failures, next_seq,
-     output, error, created_at, started_at, finished_at) = row  # fmt: skip
+     output, error, created_at, started_at, finished_at, deadline, parent_run,
+     forked_from) = row  # fmt: skip
     return RunRow(
         id_, workflow, version, fingerprint, _RUN_STATUS[status], bytes(input_),
         sinks_from_json(sinks), unfinished, failures, next_seq, _bytes(output), error,
-        created_at, started_at, finished_at,
+        created_at, started_at, finished_at, deadline, parent_run, forked_from,
     )  # fmt: skip
 
 
@@ -432,6 +439,9 @@ def run_insert_params(run: RunRow) -> Params:
         "created_at": run.created_at,
         "started_at": run.started_at,
         "finished_at": run.finished_at,
+        "deadline": run.deadline,
+        "parent_run": run.parent_run,
+        "forked_from": run.forked_from,
     }
 
 
@@ -455,6 +465,7 @@ def plan_to_json(plan: WorkflowPlan) -> str:
                     "optional": s.optional,
                     "priority": s.priority,
                     "inputs": [[name, required] for name, required in s.inputs],
+                    "options": None if s.options is None else _options_dict(s.options),
                 }
                 for s in plan.steps
             ],
@@ -477,9 +488,43 @@ def plan_from_json(text: str | bytes) -> WorkflowPlan:
                 optional=s["optional"],
                 priority=s["priority"],
                 inputs=tuple((name, required) for name, required in s["inputs"]),
+                options=_options_of(s.get("options")),
             )
             for s in data["steps"]
         ),
+    )
+
+
+_OPTIONS_CACHE: dict[str, StepOptions] = {}
+
+
+def options_to_json(options: StepOptions | None) -> str | None:
+    return None if options is None else orjson.dumps(_options_dict(options)).decode()
+
+
+def options_from_json(text: str) -> StepOptions:
+    options: StepOptions = _cached(_OPTIONS_CACHE, text, lambda t: _options_of(orjson.loads(t)))
+    return options
+
+
+def _options_dict(o: StepOptions) -> dict[str, Any]:
+    """The options that differ from the defaults, so a row stores only what matters."""
+    found = {"delay": o.delay, "gate": o.gate, "expires_after": o.expires_after}
+    data: dict[str, Any] = {k: v for k, v in found.items() if v is not None}
+    if o.on_expiry is not OnExpiry.REJECT:
+        data["on_expiry"] = o.on_expiry.value
+    return data
+
+
+def _options_of(data: Mapping[str, Any] | None) -> StepOptions | None:
+    if data is None:
+        return None
+    gate = data.get("gate")
+    return StepOptions(
+        delay=data.get("delay"),
+        gate=None if gate is None else Gate(gate),
+        expires_after=data.get("expires_after"),
+        on_expiry=OnExpiry(data.get("on_expiry", "reject")),
     )
 
 

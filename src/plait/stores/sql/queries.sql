@@ -46,10 +46,11 @@ SELECT plan FROM workflows ORDER BY registered;
 -- Create a run; nothing happens if the id is taken.
 INSERT INTO runs (
     id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq,
-    output, error, created_at, started_at, finished_at
+    output, error, created_at, started_at, finished_at, deadline, parent_run, forked_from
 ) VALUES (
     :id, :workflow, :version, :fingerprint, :status, :input, :sinks, :unfinished, :failures,
-    :next_seq, :output, :error, :created_at, :started_at, :finished_at
+    :next_seq, :output, :error, :created_at, :started_at, :finished_at, :deadline, :parent_run,
+    :forked_from
 )
 ON CONFLICT (id) DO NOTHING;
 
@@ -58,11 +59,12 @@ ON CONFLICT (id) DO NOTHING;
 INSERT INTO steps (
     run_id, name, idx, status, unmet, dependents, optional, priority, attempt, recoveries,
     skip_reason, output, error_code, error_message, available_at, lease_token, lease_expires_at,
-    worker_id, ready_at, started_at, finished_at
+    worker_id, ready_at, started_at, finished_at, options, reused_from, iteration
 ) VALUES (
     :run_id, :name, :idx, :status, :unmet, :dependents, :optional, :priority, :attempt,
     :recoveries, :skip_reason, :output, :error_code, :error_message, :available_at, :lease_token,
-    :lease_expires_at, :worker_id, :ready_at, :started_at, :finished_at
+    :lease_expires_at, :worker_id, :ready_at, :started_at, :finished_at, :options, :reused_from,
+    :iteration
 );
 
 -- name: insert_event
@@ -73,20 +75,20 @@ VALUES (:run_id, :seq, :type, :step, :payload, :ts);
 -- name: get_run
 -- One run by id.
 SELECT id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq,
-       output, error, created_at, started_at, finished_at
+       output, error, created_at, started_at, finished_at, deadline, parent_run, forked_from
 FROM runs WHERE id = :id /*for update*/;
 
 -- name: get_runs
 -- The runs of a list of ids.
 SELECT id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq,
-       output, error, created_at, started_at, finished_at
+       output, error, created_at, started_at, finished_at, deadline, parent_run, forked_from
 FROM runs WHERE id IN (SELECT value FROM json_each(:id_list))
 ORDER BY id /*for update*/;
 
 -- name: list_runs
 -- A page of runs, newest first, strictly before a (created_at, id) position, of any workflow.
 SELECT id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq,
-       output, error, created_at, started_at, finished_at
+       output, error, created_at, started_at, finished_at, deadline, parent_run, forked_from
 FROM runs
 WHERE (:status IS NULL OR status = :status)
   AND (:before_at IS NULL OR (created_at, id) < (:before_at, :before_id))
@@ -96,7 +98,7 @@ LIMIT :limit;
 -- name: list_runs_of_workflow
 -- A page of runs of one workflow, newest first, strictly before a (created_at, id) position.
 SELECT id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq,
-       output, error, created_at, started_at, finished_at
+       output, error, created_at, started_at, finished_at, deadline, parent_run, forked_from
 FROM runs
 WHERE workflow = :workflow
   AND (:before_at IS NULL OR (created_at, id) < (:before_at, :before_id))
@@ -106,7 +108,7 @@ LIMIT :limit;
 -- name: list_runs_of_workflow_status
 -- A page of runs of one workflow in one status, newest first, before a (created_at, id) position.
 SELECT id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq,
-       output, error, created_at, started_at, finished_at
+       output, error, created_at, started_at, finished_at, deadline, parent_run, forked_from
 FROM runs
 WHERE workflow = :workflow AND status = :status
   AND (:before_at IS NULL OR (created_at, id) < (:before_at, :before_id))
@@ -131,21 +133,24 @@ WHERE id = :id;
 -- Every step of a run, in definition order.
 SELECT run_id, name, idx, status, unmet, dependents, optional, priority, attempt, recoveries,
        skip_reason, output, error_code, error_message, available_at, lease_token,
-       lease_expires_at, worker_id, ready_at, started_at, finished_at
+       lease_expires_at, worker_id, ready_at, started_at, finished_at, options, reused_from,
+       iteration
 FROM steps WHERE run_id = :run_id ORDER BY idx /*for update*/;
 
 -- name: get_step
 -- One step of a run.
 SELECT run_id, name, idx, status, unmet, dependents, optional, priority, attempt, recoveries,
        skip_reason, output, error_code, error_message, available_at, lease_token,
-       lease_expires_at, worker_id, ready_at, started_at, finished_at
+       lease_expires_at, worker_id, ready_at, started_at, finished_at, options, reused_from,
+       iteration
 FROM steps WHERE run_id = :run_id AND name = :name /*for update*/;
 
 -- name: get_steps_named
 -- The named steps of one run.
 SELECT run_id, name, idx, status, unmet, dependents, optional, priority, attempt, recoveries,
        skip_reason, output, error_code, error_message, available_at, lease_token,
-       lease_expires_at, worker_id, ready_at, started_at, finished_at
+       lease_expires_at, worker_id, ready_at, started_at, finished_at, options, reused_from,
+       iteration
 FROM steps WHERE run_id = :run_id AND name IN (SELECT value FROM json_each(:name_list))
 ORDER BY name /*for update*/;
 
@@ -154,7 +159,7 @@ ORDER BY name /*for update*/;
 SELECT s.run_id, s.name, s.idx, s.status, s.unmet, s.dependents, s.optional, s.priority,
        s.attempt, s.recoveries, s.skip_reason, s.output, s.error_code, s.error_message,
        s.available_at, s.lease_token, s.lease_expires_at, s.worker_id, s.ready_at, s.started_at,
-       s.finished_at
+       s.finished_at, s.options, s.reused_from, s.iteration
 FROM json_each(:key_list) AS k
 CROSS JOIN steps AS s
 WHERE s.run_id = json_extract(k.value, '$[0]') AND s.name = json_extract(k.value, '$[1]')
@@ -178,7 +183,7 @@ SET status = :status, unmet = :unmet, attempt = :attempt, recoveries = :recoveri
     skip_reason = :skip_reason, error_code = :error_code, error_message = :error_message,
     available_at = :available_at, lease_token = :lease_token, lease_expires_at = :lease_expires_at,
     worker_id = :worker_id, ready_at = :ready_at, started_at = :started_at,
-    finished_at = :finished_at
+    finished_at = :finished_at, iteration = :iteration
 WHERE run_id = :run_id AND name = :name;
 
 -- name: update_step_output
@@ -188,7 +193,7 @@ SET status = :status, unmet = :unmet, attempt = :attempt, recoveries = :recoveri
     skip_reason = :skip_reason, error_code = :error_code, error_message = :error_message,
     available_at = :available_at, lease_token = :lease_token, lease_expires_at = :lease_expires_at,
     worker_id = :worker_id, ready_at = :ready_at, started_at = :started_at,
-    finished_at = :finished_at, output = :output
+    finished_at = :finished_at, iteration = :iteration, output = :output
 WHERE run_id = :run_id AND name = :name;
 
 -- name: claim_candidates
@@ -196,7 +201,7 @@ WHERE run_id = :run_id AND name = :name;
 SELECT s.run_id, s.name, s.idx, s.status, s.unmet, s.dependents, s.optional, s.priority,
        s.attempt, s.recoveries, s.skip_reason, s.output, s.error_code, s.error_message,
        s.available_at, s.lease_token, s.lease_expires_at, s.worker_id, s.ready_at, s.started_at,
-       s.finished_at
+       s.finished_at, s.options, s.reused_from, s.iteration
 FROM steps AS s
 JOIN runs AS r ON r.id = s.run_id
 WHERE s.status = 'ready'
@@ -250,14 +255,14 @@ WHERE table_schema = current_schema() AND table_type = 'BASE TABLE';
 -- name: get_runs [postgres]
 -- The runs of a list of ids.
 SELECT id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq,
-       output, error, created_at, started_at, finished_at
+       output, error, created_at, started_at, finished_at, deadline, parent_run, forked_from
 FROM runs WHERE id = ANY(ARRAY(SELECT jsonb_array_elements_text(CAST(:id_list AS jsonb))))
 ORDER BY id /*for update*/;
 
 -- name: list_runs [postgres]
 -- A page of runs, newest first, strictly before a (created_at, id) position, of any workflow.
 SELECT id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq,
-       output, error, created_at, started_at, finished_at
+       output, error, created_at, started_at, finished_at, deadline, parent_run, forked_from
 FROM runs
 WHERE (CAST(:status AS text) IS NULL OR status = CAST(:status AS text))
   AND (CAST(:before_at AS double precision) IS NULL
@@ -268,7 +273,7 @@ LIMIT :limit;
 -- name: list_runs_of_workflow [postgres]
 -- A page of runs of one workflow, newest first, strictly before a (created_at, id) position.
 SELECT id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq,
-       output, error, created_at, started_at, finished_at
+       output, error, created_at, started_at, finished_at, deadline, parent_run, forked_from
 FROM runs
 WHERE workflow = :workflow
   AND (CAST(:before_at AS double precision) IS NULL
@@ -279,7 +284,7 @@ LIMIT :limit;
 -- name: list_runs_of_workflow_status [postgres]
 -- A page of runs of one workflow in one status, newest first, before a (created_at, id) position.
 SELECT id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq,
-       output, error, created_at, started_at, finished_at
+       output, error, created_at, started_at, finished_at, deadline, parent_run, forked_from
 FROM runs
 WHERE workflow = :workflow AND status = :status
   AND (CAST(:before_at AS double precision) IS NULL
@@ -291,7 +296,8 @@ LIMIT :limit;
 -- The named steps of one run.
 SELECT run_id, name, idx, status, unmet, dependents, optional, priority, attempt, recoveries,
        skip_reason, output, error_code, error_message, available_at, lease_token,
-       lease_expires_at, worker_id, ready_at, started_at, finished_at
+       lease_expires_at, worker_id, ready_at, started_at, finished_at, options, reused_from,
+       iteration
 FROM steps
 WHERE run_id = :run_id
   AND name = ANY(ARRAY(SELECT jsonb_array_elements_text(CAST(:name_list AS jsonb))))
@@ -302,7 +308,7 @@ ORDER BY name /*for update*/;
 SELECT s.run_id, s.name, s.idx, s.status, s.unmet, s.dependents, s.optional, s.priority,
        s.attempt, s.recoveries, s.skip_reason, s.output, s.error_code, s.error_message,
        s.available_at, s.lease_token, s.lease_expires_at, s.worker_id, s.ready_at, s.started_at,
-       s.finished_at
+       s.finished_at, s.options, s.reused_from, s.iteration
 FROM jsonb_array_elements(CAST(:key_list AS jsonb)) WITH ORDINALITY AS k (key, n)
 CROSS JOIN LATERAL (
     SELECT * FROM steps
@@ -338,7 +344,7 @@ SELECT set_config('enable_sort', 'off', true);
 SELECT s.run_id, s.name, s.idx, s.status, s.unmet, s.dependents, s.optional, s.priority,
        s.attempt, s.recoveries, s.skip_reason, s.output, s.error_code, s.error_message,
        s.available_at, s.lease_token, s.lease_expires_at, s.worker_id, s.ready_at, s.started_at,
-       s.finished_at
+       s.finished_at, s.options, s.reused_from, s.iteration
 FROM steps AS s
 JOIN runs AS r ON r.id = s.run_id
 WHERE s.status = 'ready'
@@ -367,7 +373,7 @@ WHERE s.status = 'ready'
 INSERT INTO steps (
     run_id, name, idx, status, unmet, dependents, optional, priority, attempt, recoveries,
     skip_reason, output, error_code, error_message, available_at, lease_token, lease_expires_at,
-    worker_id, ready_at, started_at, finished_at
+    worker_id, ready_at, started_at, finished_at, options, reused_from, iteration
 )
 SELECT * FROM unnest(
     CAST(:run_id AS text[]), CAST(:name AS text[]), CAST(:idx AS int[]),
@@ -378,7 +384,8 @@ SELECT * FROM unnest(
     CAST(:available_at AS double precision[]), CAST(:lease_token AS text[]),
     CAST(:lease_expires_at AS double precision[]), CAST(:worker_id AS text[]),
     CAST(:ready_at AS double precision[]), CAST(:started_at AS double precision[]),
-    CAST(:finished_at AS double precision[])
+    CAST(:finished_at AS double precision[]), CAST(:options AS text[]),
+    CAST(:reused_from AS text[]), CAST(:iteration AS int[])
 );
 
 -- name: insert_event [postgres]
@@ -396,7 +403,7 @@ SET status = v.status, unmet = v.unmet, attempt = v.attempt, recoveries = v.reco
     skip_reason = v.skip_reason, error_code = v.error_code, error_message = v.error_message,
     available_at = v.available_at, lease_token = v.lease_token,
     lease_expires_at = v.lease_expires_at, worker_id = v.worker_id, ready_at = v.ready_at,
-    started_at = v.started_at, finished_at = v.finished_at
+    started_at = v.started_at, finished_at = v.finished_at, iteration = v.iteration
 FROM unnest(
     CAST(:status AS text[]), CAST(:unmet AS int[]), CAST(:attempt AS int[]),
     CAST(:recoveries AS int[]), CAST(:skip_reason AS text[]), CAST(:error_code AS text[]),
@@ -404,10 +411,10 @@ FROM unnest(
     CAST(:lease_token AS text[]), CAST(:lease_expires_at AS double precision[]),
     CAST(:worker_id AS text[]), CAST(:ready_at AS double precision[]),
     CAST(:started_at AS double precision[]), CAST(:finished_at AS double precision[]),
-    CAST(:run_id AS text[]), CAST(:name AS text[])
+    CAST(:iteration AS int[]), CAST(:run_id AS text[]), CAST(:name AS text[])
 ) AS v (status, unmet, attempt, recoveries, skip_reason, error_code, error_message,
         available_at, lease_token, lease_expires_at, worker_id, ready_at, started_at,
-        finished_at, run_id, name)
+        finished_at, iteration, run_id, name)
 WHERE s.run_id = v.run_id AND s.name = v.name;
 
 -- name: update_step_output [postgres]
@@ -417,7 +424,8 @@ SET status = v.status, unmet = v.unmet, attempt = v.attempt, recoveries = v.reco
     skip_reason = v.skip_reason, error_code = v.error_code, error_message = v.error_message,
     available_at = v.available_at, lease_token = v.lease_token,
     lease_expires_at = v.lease_expires_at, worker_id = v.worker_id, ready_at = v.ready_at,
-    started_at = v.started_at, finished_at = v.finished_at, output = v.output
+    started_at = v.started_at, finished_at = v.finished_at, iteration = v.iteration,
+    output = v.output
 FROM unnest(
     CAST(:status AS text[]), CAST(:unmet AS int[]), CAST(:attempt AS int[]),
     CAST(:recoveries AS int[]), CAST(:skip_reason AS text[]), CAST(:error_code AS text[]),
@@ -425,10 +433,11 @@ FROM unnest(
     CAST(:lease_token AS text[]), CAST(:lease_expires_at AS double precision[]),
     CAST(:worker_id AS text[]), CAST(:ready_at AS double precision[]),
     CAST(:started_at AS double precision[]), CAST(:finished_at AS double precision[]),
-    CAST(:output AS bytea[]), CAST(:run_id AS text[]), CAST(:name AS text[])
+    CAST(:iteration AS int[]), CAST(:output AS bytea[]), CAST(:run_id AS text[]),
+    CAST(:name AS text[])
 ) AS v (status, unmet, attempt, recoveries, skip_reason, error_code, error_message,
         available_at, lease_token, lease_expires_at, worker_id, ready_at, started_at,
-        finished_at, output, run_id, name)
+        finished_at, iteration, output, run_id, name)
 WHERE s.run_id = v.run_id AND s.name = v.name;
 
 -- name: update_run [postgres]

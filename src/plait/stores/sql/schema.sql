@@ -35,7 +35,10 @@ CREATE TABLE runs (
     error       TEXT,
     created_at  DOUBLE PRECISION NOT NULL,
     started_at  DOUBLE PRECISION,
-    finished_at DOUBLE PRECISION
+    finished_at DOUBLE PRECISION,
+    deadline    DOUBLE PRECISION,  -- past it, the run fails with deadline_exceeded
+    parent_run  TEXT,  -- the run this one was forked from
+    forked_from TEXT   -- the step it was forked from
 );
 
 CREATE INDEX runs_created ON runs (created_at, id);
@@ -43,6 +46,10 @@ CREATE INDEX runs_created ON runs (created_at, id);
 CREATE INDEX runs_workflow ON runs (workflow, created_at, id);
 
 CREATE INDEX runs_workflow_status ON runs (workflow, status, created_at, id);
+
+-- deadlines to enforce: unfinished runs by deadline
+CREATE INDEX runs_deadline ON runs (deadline)
+WHERE deadline IS NOT NULL AND status IN ('pending', 'running', 'pausing', 'paused');
 
 CREATE TABLE steps (
     run_id           TEXT NOT NULL,
@@ -66,6 +73,9 @@ CREATE TABLE steps (
     ready_at         DOUBLE PRECISION,
     started_at       DOUBLE PRECISION,
     finished_at      DOUBLE PRECISION,
+    options          TEXT,  -- JSON: delay, gate (approval or signal), expiry; never rewritten
+    reused_from      TEXT,  -- a fork reused this step's output from that run
+    iteration        INTEGER NOT NULL DEFAULT 0,  -- times a Goto sent the run back through it
     PRIMARY KEY (run_id, name)
 );
 
@@ -74,6 +84,9 @@ CREATE INDEX steps_ready ON steps (priority DESC, available_at) WHERE status = '
 
 -- recover_expired: running steps by lease expiry
 CREATE INDEX steps_leases ON steps (lease_expires_at) WHERE status = 'running';
+
+-- list_waiting, and approvals expiring: waiting steps by expiry (available_at)
+CREATE INDEX steps_waiting ON steps (available_at) WHERE status = 'waiting';
 
 CREATE TABLE events (
     run_id  TEXT NOT NULL,
