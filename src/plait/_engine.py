@@ -18,6 +18,7 @@ from typing import Any
 from . import _actions as actions
 from . import _codec
 from ._definition import Workflow
+from ._engine_fork import ForkMethods
 from ._errors import (
     InputError,
     PlaitError,
@@ -67,7 +68,7 @@ class RunHandle:
         return f"RunHandle({self.id!r})"
 
 
-class Engine:
+class Engine(ForkMethods):
     """plait's entry point. `Engine("sqlite:///plait.db")` (default), `"memory://"`, …
 
     `lease`: seconds a claimed step is held before another worker may take it over (heartbeats
