@@ -7,18 +7,22 @@ blocking twin is derived by `_portal.blocking`.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
+from . import _codec
 from ._diff import diff_runs
-from ._errors import InputError, RunStateError, WorkflowNotFound
+from ._errors import InputError, RunConflict, RunStateError, WorkflowNotFound
+from ._fork import fork_run, plan_fork
 from ._portal import blocking
 from ._replay import Replay, replay_step
 
 if TYPE_CHECKING:
     from ._definition import Workflow
-    from ._engine import Engine
-    from ._portal import Portal
-    from ._records import RunRow
+    from ._engine import Engine, RunHandle
+    from ._portal import Broadcast, Portal
+    from ._records import RunRow, WorkflowPlan
     from .stores import Store
 
 log = logging.getLogger(__name__)
@@ -33,7 +37,111 @@ class ForkMethods:
         _portal: Portal
         _latest: dict[str, Workflow]
 
+        work_ready: Broadcast
+
         async def _run_row(self, run_id: str) -> RunRow: ...
+
+        async def _plan_and_input(
+            self, workflow: Workflow | str, value: Any
+        ) -> tuple[WorkflowPlan, Any]: ...
+
+    # -- fork -----------------------------------------------------------------------------------
+
+    async def fork_async(
+        self,
+        run_id: str,
+        from_step: str,
+        input: Any = None,
+        overrides: Mapping[str, Any] | None = None,
+        *,
+        new_run_id: str | None = None,
+        by: str | None = None,
+    ) -> RunHandle:
+        """Start a new run that reuses what run `run_id` recorded, re-running `from_step` and
+        everything downstream of it.
+
+        Every other step's recorded output is reused, not only those of the direct dependencies
+        of `from_step`: such a step is `done` from the start, with `reused_from` naming the run
+        that computed it. A step that did not end `done` in the parent cannot be reused and runs
+        again, and so does everything downstream of it. The fork runs on the newest version of
+        the workflow: the one last registered with this Engine, else the newest in the store.
+
+        `input`: the new run input, validated like `start`'s (None keeps the parent's input).
+        `overrides`: {step: output} replacing the recorded output of reused steps.
+        `new_run_id`: the fork's id (forking again with the same id, parent and step returns
+        that fork). `by`: who forks, for the log (default user@host).
+
+        Raises RunNotFound; InputError (nothing written) when `from_step` is not in the
+        workflow, the newest version lacks a step whose output would be reused, an override
+        names a step that is not reused or is not JSON, or the input does not fit; RunConflict
+        when `new_run_id` is taken by another run."""
+        from ._engine import RUN_ID_RE, RunHandle, _new_run_id, _who
+
+        if not isinstance(from_step, str):
+            raise InputError(f"from_step must be a step name, got {type(from_step).__name__}")
+        if overrides is not None and not isinstance(overrides, Mapping):
+            raise InputError(
+                f"overrides must map step names to outputs, got {type(overrides).__name__}"
+            )
+        if new_run_id is not None and (
+            not isinstance(new_run_id, str) or not RUN_ID_RE.match(new_run_id)
+        ):
+            raise InputError(
+                f"invalid run id {new_run_id!r}: use 1-200 letters, digits or any of _ . : @ -"
+            )
+        who = _who(by)
+        parent = await self._run_row(run_id)
+        if input is None:
+            try:
+                plan, value = await self._plan_and_input(
+                    parent.workflow, _codec.loads(parent.input)
+                )
+            except InputError as exc:
+                raise InputError(
+                    f"cannot fork run {run_id!r} with its own input: {exc}; pass input="
+                ) from None
+        else:
+            plan, value = await self._plan_and_input(parent.workflow, input)
+        try:
+            input_json = _codec.dumps(value)
+        except _codec.EncodeError as exc:
+            raise InputError(f"run input of {plan.name!r} is not JSON: {exc}") from None
+        store = self.store
+        parent_plan = await store.get_workflow(parent.workflow, parent.fingerprint)
+        fork = plan_fork(plan, run_id, await store.get_steps(run_id), parent_plan, from_step)
+        encoded: dict[str, bytes] = {}
+        for name, output in (overrides or {}).items():
+            if not isinstance(name, str):
+                raise InputError(f"overrides must be keyed by step name, got {name!r}")
+            try:
+                encoded[name] = _codec.dumps(output)
+            except _codec.EncodeError as exc:
+                raise InputError(f"override of step {name!r} is not JSON: {exc}") from None
+        fork_id = new_run_id or _new_run_id()
+        run, steps, events = fork_run(
+            plan,
+            parent,
+            fork,
+            run_id=fork_id,
+            input_json=input_json,
+            overrides=encoded,
+            by=who,
+            now=time.time(),
+        )
+        stored, created = await store.create_run(run, steps, events)
+        if not created and (stored.parent_run, stored.forked_from) != (run_id, from_step):
+            raise RunConflict(
+                f"run id {fork_id!r} is already used by another run; choose another new_run_id"
+            )
+        if created:
+            log.debug(
+                "run forked",
+                extra={"run_id": fork_id, "parent_run": run_id, "from_step": from_step},
+            )
+            self.work_ready.fire()
+        return RunHandle(cast("Engine", self), fork_id)
+
+    fork = blocking(fork_async)
 
     # -- diff -----------------------------------------------------------------------------------
 
