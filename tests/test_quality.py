@@ -32,6 +32,7 @@ def test_tool_passes(command: list[str]) -> None:
 def test_public_names_are_pinned() -> None:
     assert sorted(plait.__all__) == sorted(
         [
+            "Approval",
             "DefinitionError",
             "Engine",
             "Event",
@@ -57,6 +58,7 @@ def test_public_names_are_pinned() -> None:
             "StepError",
             "StepStatus",
             "StoreError",
+            "Waiting",
             "Workflow",
             "WorkflowInfo",
             "WorkflowNotFound",

@@ -21,11 +21,13 @@ from ._errors import (
 )
 from ._records import RunStatus, StepStatus
 from ._retry import Retry
-from ._views import Event, Inspection, Run, RunPage, Step, WorkflowInfo
+from ._step_options import Approval
+from ._views import Event, Inspection, Run, RunPage, Step, Waiting, WorkflowInfo
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "Approval",
     "DefinitionError",
     "Engine",
     "Event",
@@ -51,6 +53,7 @@ __all__ = [
     "StepError",
     "StepStatus",
     "StoreError",
+    "Waiting",
     "Workflow",
     "WorkflowInfo",
     "WorkflowNotFound",

@@ -18,10 +18,12 @@ from ._transitions import (
     fails_run,
     in_flight,
     need_all,
+    reach,
     skipped_by_condition,
     steps_of,
 )
 
+REJECTED = "rejected"  # the error code of a rejected approval (see _gates.py)
 CANCELLABLE = (RunStatus.PENDING, RunStatus.RUNNING, RunStatus.PAUSING, RunStatus.PAUSED)
 # steps that a cancel ends at once; running ones are interrupted and end when their worker reports
 _CANCELLED_AT_ONCE = (StepStatus.PENDING, StepStatus.READY, StepStatus.WAITING)
@@ -58,8 +60,16 @@ def cancel(txn: Txn, run_id: str, *, reason: str | None, by: str) -> Transition:
     if run.status not in CANCELLABLE:
         _refuse(txn, run, "cancel", "cancelled", CANCELLABLE)
         return
+    running = end_unfinished(txn, run, RunStatus.CANCELLED, reason or "cancelled", by=by)
+    txn.emit(run, "run_cancelled", None, by=by, reason=reason, interrupting=running)
+
+
+def end_unfinished(txn: Txn, run: RunRow, status: RunStatus, error: str, *, by: str) -> list[str]:
+    """End a run that has not finished (cancelled, or failed past its deadline): its waiting
+    steps end `cancelled` now, its running ones are interrupted (the worker learns it from its
+    next heartbeat, or at once in this process). Returns the names of those still running."""
     running = []
-    for step in steps_of(txn, run_id):
+    for step in steps_of(txn, run.id):
         if step.status in _CANCELLED_AT_ONCE:
             step.status = StepStatus.CANCELLED
             step.finished_at = txn.now
@@ -69,14 +79,14 @@ def cancel(txn: Txn, run_id: str, *, reason: str | None, by: str) -> Transition:
             txn.emit(run, "step_cancelled", step.name, by=by)
         elif step.status is StepStatus.RUNNING:
             running.append(step.name)
-    run.status = RunStatus.CANCELLED
-    run.error = reason or "cancelled"
+    run.status = status
+    run.error = error
     run.finished_at = txn.now
     if run.started_at is None:
         run.started_at = txn.now
-    txn.emit(run, "run_cancelled", None, by=by, reason=reason, interrupting=running)
-    txn.result.ended_runs.append(run_id)
-    txn.result.cancelled_runs.append(run_id)
+    txn.result.ended_runs.append(run.id)
+    txn.result.cancelled_runs.append(run.id)
+    return running
 
 
 PAUSABLE = (RunStatus.PENDING, RunStatus.RUNNING)
@@ -145,13 +155,16 @@ def retry(txn: Txn, run_id: str, step_name: str, *, by: str) -> Transition:
             upstream.setdefault(edge.target, []).append((s, edge))
     code = step.error_code
     _reopen(run, step)
-    step.status = StepStatus.READY
     step.attempt = step.recoveries = 0
     step.error_code = step.error_message = None
     step.lease_token = step.lease_expires_at = step.worker_id = step.started_at = None
-    step.available_at = step.ready_at = txn.now
+    if code == REJECTED:  # a rejected approval is asked for again
+        reach(step, txn.now)
+    else:
+        step.status = StepStatus.READY
+        step.available_at = step.ready_at = txn.now
+        txn.result.readied += 1
     txn.touch(step)
-    txn.result.readied += 1
     txn.emit(run, "step_retried", step.name, by=by, previous_code=code)
     # Skipped dependents come back once no dependency dooms them any more. One that another
     # skipped dependent still dooms is looked at again when that one comes back.

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import math
 import re
 import typing
 import weakref
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from datetime import timedelta
 from functools import cached_property
 from typing import Any, TypeVar, overload
 
@@ -19,8 +19,9 @@ from pydantic import TypeAdapter, ValidationError
 from . import _codec
 from ._context import StepContext
 from ._errors import DefinitionError, InputError
-from ._records import EdgeKind, StepPlan, WorkflowPlan
+from ._records import EdgeKind, StepOptions, StepPlan, WorkflowPlan
 from ._retry import NO_RETRY, Retry
+from ._step_options import SIGNAL, Approval, awaits_signal, gate_options, seconds
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -62,6 +63,7 @@ class StepDef:
     timeout: float | None = None
     priority: int = 0
     when: Callable[..., Any] | None = None  # run the step only if this returns true
+    options: StepOptions | None = None  # delay, approval gate, signal
     # filled in by Workflow._bind once every step is known
     when_params: tuple[str, ...] = ()  # the condition's parameters (steps' outputs, input fields)
     when_inputs: tuple[InputField, ...] = ()  # the run-input fields among them
@@ -71,6 +73,10 @@ class StepDef:
     signature: inspect.Signature | None = None
     dep_params: dict[str, TypeAdapter[Any] | None] = field(default_factory=dict)
     accepts_kwargs: bool = False
+
+    @property
+    def is_signal(self) -> bool:
+        return self.options is SIGNAL
 
     @cached_property
     def is_async(self) -> bool:
@@ -155,7 +161,7 @@ class Workflow:
             raise DefinitionError(f"workflow {name!r}: retry must be a plait.Retry, got {retry!r}")
         self.version = version
         self.retry = retry or NO_RETRY
-        self.timeout = _check_timeout(f"workflow {name!r}", timeout)
+        self.timeout = seconds(f"workflow {name!r}", "timeout", timeout)
         self._steps: dict[str, StepDef] = {}
         self._plan: WorkflowPlan | None = None
 
@@ -177,6 +183,8 @@ class Workflow:
         timeout: float | None = None,
         priority: int = 0,
         when: Callable[..., Any] | None = None,
+        delay: float | timedelta | None = None,
+        approval: bool | Approval = False,
     ) -> Callable[[F], F]: ...
 
     def step(
@@ -202,6 +210,16 @@ class Workflow:
         if isinstance(deps, str):
             deps = (deps,)
         return self._add(name, fn, tuple(deps), options)
+
+    def signal(self, name: str, *, after: Iterable[str] = (), optional: bool = False) -> StepDef:
+        """Declare a step whose output comes from outside: `engine.signal(run_id, name, payload)`.
+
+        It waits in `waiting` once the steps in `after` are done; steps that take a parameter
+        of this name receive the payload. A signal sent earlier is kept until then; the first
+        delivery wins."""
+        step = self._add(name, awaits_signal, (), {"after": after, "optional": optional})
+        step.options = SIGNAL
+        return step
 
     def _add(
         self, name: str, fn: Callable[..., Any], deps: tuple[str, ...], options: dict[str, Any]
@@ -241,7 +259,8 @@ class Workflow:
             defaults=defaults,
             optional=bool(options.get("optional", False)),
             retry=retry,
-            timeout=_check_timeout(where, options.get("timeout")),
+            timeout=seconds(where, "timeout", options.get("timeout")),
+            options=gate_options(where, options),
             priority=priority,
             when=when,
         )
@@ -293,6 +312,7 @@ class Workflow:
                         optional=s.optional,
                         priority=s.priority,
                         inputs=tuple((f.name, f.required) for f in (*s.inputs, *s.when_inputs)),
+                        options=s.options,
                     )
                     for s in self._steps.values()
                 ),
@@ -425,6 +445,7 @@ class Workflow:
                     "inputs": [(f.name, f.required) for f in (*s.inputs, *s.when_inputs)],
                     "code": _code_digest(s.fn),
                     "when": _code_digest(s.when) if s.when is not None else None,
+                    "options": None if s.options is None else asdict(s.options),
                 }
                 for s in self._steps.values()
             ],
@@ -435,6 +456,7 @@ class Workflow:
 
 _OPTIONS = frozenset(
     {"after", "after_any", "defaults", "optional", "retry", "timeout", "priority", "when"}
+    | {"delay", "approval"}
 )
 
 
@@ -447,23 +469,6 @@ def _names(where: str, option: str, names: Iterable[str]) -> list[str]:
             raise DefinitionError(f"{where}: {option} must list step names (str), got {n!r}")
         out[n] = None
     return list(out)
-
-
-def _check_timeout(where: str, timeout: Any) -> float | None:
-    if timeout is None:
-        return None
-    if hasattr(timeout, "total_seconds"):
-        timeout = timeout.total_seconds()
-    if (
-        isinstance(timeout, bool)
-        or not isinstance(timeout, int | float)
-        or not math.isfinite(timeout)
-        or timeout <= 0
-    ):
-        raise DefinitionError(
-            f"{where}: timeout must be a positive number of seconds, got {timeout!r}"
-        )
-    return float(timeout)
 
 
 def _inspect_signature(where: str, step: StepDef) -> None:

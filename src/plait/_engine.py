@@ -13,12 +13,14 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from datetime import timedelta
 from typing import Any
 
 from . import _actions as actions
 from . import _codec
 from ._definition import Workflow
 from ._engine_fork import ForkMethods
+from ._engine_gates import GateMethods
 from ._errors import (
     InputError,
     PlaitError,
@@ -30,8 +32,10 @@ from ._errors import (
     StepError,
     WorkflowNotFound,
 )
+from ._gates import DEADLINE_EXCEEDED
 from ._portal import Broadcast, Portal, blocking
 from ._records import CommitResult, RunRow, RunStatus, StepStatus, WorkflowPlan
+from ._step_options import seconds
 from ._transitions import Transition, new_run
 from ._views import Event, Inspection, Run, RunPage, Step, WorkflowInfo, inspect_run
 from .stores import Store, open_store
@@ -68,7 +72,7 @@ class RunHandle:
         return f"RunHandle({self.id!r})"
 
 
-class Engine(ForkMethods):
+class Engine(ForkMethods, GateMethods):
     """plait's entry point. `Engine("sqlite:///plait.db")` (default), `"memory://"`, …
 
     `lease`: seconds a claimed step is held before another worker may take it over (heartbeats
@@ -109,6 +113,7 @@ class Engine(ForkMethods):
         self.work_ready = Broadcast()  # steps became ready: wake local workers
         self.runs_ended = Broadcast()  # runs ended: wake local result() waiters
         self.runs_cancelled = Broadcast()  # runs cancelled: workers stop their running steps
+        self.timers_set = Broadcast()  # a deadline or an expiry was set: workers look again
         self._workers: set[Any] = set()  # workers running in this process, for stop_workers()
         self.workers_ended = Broadcast()  # a worker of this engine has stopped
         self.store.subscribe(
@@ -207,20 +212,31 @@ class Engine(ForkMethods):
     # -- starting -------------------------------------------------------------------------------
 
     async def start_async(
-        self, workflow: Workflow | str, input: Any = None, *, run_id: str | None = None
+        self,
+        workflow: Workflow | str,
+        input: Any = None,
+        *,
+        run_id: str | None = None,
+        deadline: float | timedelta | None = None,
     ) -> RunHandle:
-        """Start a run. An existing `run_id` of the same workflow returns that run (idempotent)."""
+        """Start a run. An existing `run_id` of the same workflow returns that run (idempotent).
+        `deadline` (seconds or a timedelta from now): a run unfinished by then fails with
+        `deadline_exceeded`, its unfinished steps cancelled."""
         if run_id is not None and (not isinstance(run_id, str) or not RUN_ID_RE.match(run_id)):
             raise InputError(
                 f"invalid run id {run_id!r}: use 1-200 letters, digits or any of _ . : @ -"
             )
+        within = seconds("start", "deadline", deadline, error=InputError)
         plan, value = await self._plan_and_input(workflow, input)
         run_id = run_id or _new_run_id()
         try:
             input_json = _codec.dumps(value)
         except _codec.EncodeError as exc:
             raise InputError(f"run input of {plan.name!r} is not JSON: {exc}") from None
-        run, steps, events = new_run(plan, run_id, input_json, time.time())
+        now = time.time()
+        run, steps, events = new_run(plan, run_id, input_json, now)
+        if within is not None:
+            run.deadline = now + within
         store = await self._ready()
         stored, created = await store.create_run(run, steps, events)
         if not created and stored.workflow != plan.name:
@@ -231,6 +247,10 @@ class Engine(ForkMethods):
         if created:
             log.debug("run started", extra={"run_id": run_id, "workflow": plan.name})
             self.work_ready.fire()
+            if run.deadline is not None or any(
+                s.status is StepStatus.WAITING and s.available_at for s in steps
+            ):
+                self.timers_set.fire()
         return RunHandle(self, run_id)
 
     start = blocking(start_async)
@@ -427,7 +447,8 @@ class Engine(ForkMethods):
             for s in await self.store.get_steps(row.id)
             if s.status is StepStatus.FAILED
         }
-        raise RunFailed(row.id, failures)
+        code = DEADLINE_EXCEEDED if (row.error or "").startswith(DEADLINE_EXCEEDED) else None
+        raise RunFailed(row.id, failures, code=code, error=row.error)
 
     # -- serving --------------------------------------------------------------------------------
 
@@ -491,6 +512,8 @@ class Engine(ForkMethods):
             self.runs_ended.fire()
         if result.cancelled_runs:
             self.runs_cancelled.fire()
+        if result.timed:
+            self.timers_set.fire()
 
 
 def _who(by: str | None) -> str:

@@ -64,13 +64,24 @@ class StepError:
 
 
 class RunFailed(PlaitError):
-    """The run ended `failed`. `.failures` maps each failed step to its StepError."""
+    """The run ended `failed`. `.failures` maps each failed step to its StepError; `.code` is
+    "deadline_exceeded" for a run that passed its deadline, else "step_failed"."""
 
-    def __init__(self, run_id: str, failures: dict[str, StepError]) -> None:
+    def __init__(
+        self,
+        run_id: str,
+        failures: dict[str, StepError],
+        *,
+        code: str | None = None,
+        error: str | None = None,
+    ) -> None:
         self.run_id = run_id
         self.failures = failures
+        self.code = code or "step_failed"
         detail = "; ".join(f"{name}: [{e.code}] {e.message}" for name, e in failures.items())
-        super().__init__(f"run {run_id!r} failed: {detail or 'no step failure recorded'}")
+        if code is not None:
+            detail = f"[{code}] {error or code}" + (f"; {detail}" if detail else "")
+        super().__init__(f"run {run_id!r} failed: {detail or error or 'no step failure recorded'}")
 
 
 class RunStateError(PlaitError):

@@ -210,6 +210,7 @@ class CommitResult:
     readied: int = 0
     cancelled_runs: list[str] = field(default_factory=list)  # their running steps must stop
     refusal: str | None = None  # an operator action not allowed in the run's state: why
+    timed: bool = False  # something now waits for the clock (an approval's expiry)
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from ._records import (
     CommitResult,
     Edge,
     EdgeKind,
+    Gate,
     NewEvent,
     Outcome,
     RunRow,
@@ -140,22 +141,20 @@ def new_run(
             dependents[dep].append(Edge(s.name, kind, dep in s.defaults))
     steps = []
     for idx, s in enumerate(plan.steps):
-        root = not s.dependencies
-        steps.append(
-            StepRow(
-                run_id=run_id,
-                name=s.name,
-                idx=idx,
-                status=StepStatus.READY if root else StepStatus.PENDING,
-                unmet=len(s.dependencies),
-                dependents=tuple(dependents[s.name]),
-                optional=s.optional,
-                priority=s.priority,
-                available_at=now if root else None,
-                ready_at=now if root else None,
-                options=s.options,
-            )
+        step = StepRow(
+            run_id=run_id,
+            name=s.name,
+            idx=idx,
+            status=StepStatus.PENDING,
+            unmet=len(s.dependencies),
+            dependents=tuple(dependents[s.name]),
+            optional=s.optional,
+            priority=s.priority,
+            options=s.options,
         )
+        if not s.dependencies:
+            reach(step, now)
+        steps.append(step)
     run = RunRow(
         id=run_id,
         workflow=plan.name,
@@ -167,16 +166,46 @@ def new_run(
         unfinished=len(steps),
         created_at=now,
     )
-    event = NewEvent(
-        run_id,
-        1,
-        "run_started",
-        None,
-        {"workflow": plan.name, "version": plan.version, "fingerprint": plan.fingerprint},
-        now,
-    )
-    run.next_seq = 2
-    return run, steps, [event]
+    started: dict[str, object] = {
+        "workflow": plan.name,
+        "version": plan.version,
+        "fingerprint": plan.fingerprint,
+    }
+    events = [NewEvent(run_id, 1, "run_started", None, started, now)]
+    for step in steps:
+        if step.status is StepStatus.WAITING:
+            waiting = _waiting_payload(step)
+            events.append(
+                NewEvent(run_id, len(events) + 1, "step_waiting", step.name, waiting, now)
+            )
+    run.next_seq = len(events) + 1
+    return run, steps, events
+
+
+def reach(step: StepRow, now: float) -> None:
+    """The step's dependencies are met (none dooms it): it is ready, claimable after its delay;
+    or it waits at its gate (until its approval expires); or, a signal step whose payload came
+    early, it is done (the caller settles it)."""
+    options = step.options
+    step.ready_at = now
+    if options is None:
+        step.status = StepStatus.READY
+        step.available_at = now
+    elif options.gate is None:
+        step.status = StepStatus.READY
+        step.available_at = now + (options.delay or 0.0)
+    elif options.gate is Gate.SIGNAL and step.output is not None:
+        step.status = StepStatus.DONE
+        step.finished_at = now
+    else:
+        step.status = StepStatus.WAITING
+        expires = options.expires_after
+        step.available_at = None if expires is None else now + expires
+
+
+def _waiting_payload(step: StepRow) -> dict[str, object]:
+    gate = step.options.gate if step.options is not None else None
+    return {"gate": gate, "expires_at": step.available_at}
 
 
 # -- worker transitions ------------------------------------------------------------------------
@@ -250,7 +279,7 @@ def _complete(txn: Txn, outcome: Outcome) -> Transition:
     step.lease_expires_at = None
     txn.touch(step)
     duration = round(txn.now - (step.started_at or txn.now), 6)
-    if outcome.skipped and run.status is not RunStatus.CANCELLED:
+    if outcome.skipped and not run.status.terminal:
         step.status = StepStatus.SKIPPED
         step.skip_reason = CONDITION
         step.finished_at = txn.now
@@ -267,8 +296,9 @@ def _complete(txn: Txn, outcome: Outcome) -> Transition:
         return
     step.error_code = outcome.error_code
     step.error_message = outcome.error_message
-    if run.status is RunStatus.CANCELLED:
-        # the run was cancelled while this step ran: record how it ended, schedule nothing
+    if run.status.terminal:
+        # the run was cancelled (or passed its deadline) while this step ran: record how it
+        # ended, schedule nothing
         interrupted = outcome.error_code == "cancelled"
         step.status = StepStatus.CANCELLED if interrupted else StepStatus.FAILED
         step.finished_at = txn.now
@@ -457,13 +487,28 @@ def _settle(txn: Txn, run: RunRow, first: StepRow) -> Transition:
                     txn.emit(run, "step_skipped", dep.name, reason=dep.skip_reason)
                     worklist.append(dep)
                 else:
-                    dep.status = StepStatus.READY
-                    dep.available_at = dep.ready_at = txn.now
-                    txn.result.readied += 1
+                    _reached(txn, run, dep, worklist)
             txn.touch(dep)
     txn.changed_runs[run.id] = run
     if run.unfinished <= 0 and not run.status.terminal:
         yield from _end_run(txn, run)
+
+
+def _reached(txn: Txn, run: RunRow, step: StepRow, worklist: list[StepRow]) -> None:
+    reach(step, txn.now)
+    if step.status is StepStatus.READY:
+        txn.result.readied += 1
+    elif step.status is StepStatus.WAITING:
+        txn.result.timed = txn.result.timed or step.available_at is not None
+        txn.emit(run, "step_waiting", step.name, **_waiting_payload(step))
+    else:  # a signal kept since it came: delivered now
+        txn.emit(run, "step_completed", step.name, signal=True)
+        worklist.append(step)
+
+
+def settle(txn: Txn, run: RunRow, step: StepRow) -> Transition:
+    """`step` just became terminal (by an operator, a signal or a timer): cascade, end the run."""
+    yield from _settle(txn, run, step)
 
 
 def _end_run(txn: Txn, run: RunRow) -> Transition:

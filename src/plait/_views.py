@@ -8,7 +8,7 @@ from typing import Any
 
 from . import _codec
 from ._errors import StepError
-from ._records import NewEvent, RunRow, RunStatus, StepRow, StepStatus, WorkflowPlan
+from ._records import Gate, NewEvent, RunRow, RunStatus, StepRow, StepStatus, WorkflowPlan
 
 
 def _dt(ts: float | None) -> datetime | None:
@@ -32,6 +32,7 @@ class Run:
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    deadline: datetime | None = None  # past it, the run fails with deadline_exceeded
 
     @property
     def duration(self) -> float | None:
@@ -52,6 +53,7 @@ class Run:
             created_at=_dt(row.created_at) or datetime.fromtimestamp(0, UTC),
             started_at=_dt(row.started_at),
             finished_at=_dt(row.finished_at),
+            deadline=_dt(row.deadline),
         )
 
 
@@ -70,6 +72,8 @@ class Step:
     finished_at: datetime | None
     queued: float | None  # seconds between ready and started (last attempt)
     duration: float | None  # seconds between started and finished (last attempt)
+    gate: Gate | None = None  # an approval or a signal: what it waits for in `waiting`
+    expires_at: datetime | None = None  # a waiting approval is decided by its expiry then
 
     @classmethod
     def from_row(cls, row: StepRow) -> Step:
@@ -88,6 +92,31 @@ class Step:
             finished_at=_dt(row.finished_at),
             queued=_span(row.ready_at, row.started_at) if row.started_at else None,
             duration=_span(row.started_at, row.finished_at),
+            gate=row.options.gate if row.options is not None else None,
+            expires_at=_dt(row.available_at) if row.status is StepStatus.WAITING else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """A step waiting for a decision (an approval) or a payload (a signal)."""
+
+    run_id: str
+    workflow: str
+    step: str
+    gate: Gate
+    since: datetime
+    expires_at: datetime | None  # an approval's expiry, if it has one
+
+    @classmethod
+    def from_row(cls, row: StepRow, workflow: str) -> Waiting:
+        return cls(
+            run_id=row.run_id,
+            workflow=workflow,
+            step=row.name,
+            gate=row.options.gate if row.options and row.options.gate else Gate.APPROVAL,
+            since=_dt(row.ready_at) or datetime.fromtimestamp(0, UTC),
+            expires_at=_dt(row.available_at),
         )
 
 
@@ -174,13 +203,21 @@ def inspect_run(run_row: RunRow, rows: list[StepRow], now: float) -> Inspection:
             blockers[r.name] = [f"{d} ({status[d].value})" for d in waits_on[r.name]]
         elif r.status is StepStatus.READY:
             if r.available_at is not None and r.available_at > now:
-                blockers[r.name] = [f"retry backoff: claimable in {r.available_at - now:.1f}s"]
+                why = "retry backoff" if r.attempt else "delay"
+                blockers[r.name] = [f"{why}: claimable in {r.available_at - now:.1f}s"]
             elif run_row.status in (RunStatus.PENDING, RunStatus.RUNNING):
                 blockers[r.name] = [
                     "no worker has claimed it yet (is a worker serving this workflow version?)"
                 ]
             else:
                 blockers[r.name] = [f"run is {run_row.status.value}"]
+        elif r.status is StepStatus.WAITING:
+            gate = r.options.gate if r.options is not None else None
+            waits = (
+                "a signal (engine.signal)" if gate is Gate.SIGNAL else "approval (engine.approve)"
+            )
+            expiry = f"; decided on expiry in {r.available_at - now:.0f}s" if r.available_at else ""
+            blockers[r.name] = [f"waiting for {waits}{expiry}"]
     run = Run.from_row(run_row)
     return Inspection(
         run=run,

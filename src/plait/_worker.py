@@ -386,26 +386,43 @@ class Worker:
     # -- leases ---------------------------------------------------------------------------------
 
     async def _lease_loop(self) -> None:
+        """Heartbeat held leases every lease/3, recover expired ones, and act on the clock
+        (approvals expiring, run deadlines) when the next of those is due."""
         beat = max(self.engine.lease / 3, 0.05)
         next_beat = time.monotonic() + beat
+        next_timer: float | None = None  # wall clock: the store's next expiry or deadline
         while True:
-            # beat on time, or at once when a run is cancelled (its running steps must stop)
-            seen = self.engine.runs_cancelled.generation
-            cancelled = await self.engine.runs_cancelled.wait(
-                max(next_beat - time.monotonic(), 0.0), since=seen
-            )
-            if not cancelled:
+            engine = self.engine
+            seen, seen_timers = engine.runs_cancelled.generation, engine.timers_set.generation
+            wait = max(next_beat - time.monotonic(), 0.0)
+            if next_timer is not None:
+                wait = min(wait, max(next_timer - time.time(), 0.0))
+            # a cancelled run's running steps must stop at once; a new timer may come sooner
+            await wait_any([(engine.runs_cancelled, seen), (engine.timers_set, seen_timers)], wait)
+            cancelled = engine.runs_cancelled.generation != seen
+            beat_due = time.monotonic() >= next_beat
+            if beat_due:
                 next_beat = time.monotonic() + beat
             now = time.time()
+            timers_due = (
+                beat_due
+                or engine.timers_set.generation != seen_timers
+                or (next_timer is not None and next_timer <= now)
+            )
             try:
                 held = [f.held for f in self._inflight.values()]
-                if held:
-                    for lost in await self.store.heartbeat(held, self.engine.lease, now):
+                if held and (beat_due or cancelled):
+                    for lost in await self.store.heartbeat(held, engine.lease, now):
                         self._interrupt(lost)
-                if cancelled:
-                    continue
-                recovered = await self.store.recover_expired(now, self.engine.max_recoveries, 1000)
-                self.engine._committed(recovered)
+                if beat_due:
+                    recovered = await self.store.recover_expired(now, engine.max_recoveries, 1000)
+                    engine._committed(recovered)
+                if timers_due:
+                    next_timer = None  # should firing fail, look again at the next beat
+                    engine._committed(await self.store.fire_timers(now, 1000))
+                    upcoming = await self.store.next_timer_at()
+                    # one that could not be acted on now is looked at again at the next beat
+                    next_timer = upcoming if upcoming is None or upcoming > now else None
             except StoreError as exc:  # the claim loop says it once, and when it is back
                 log.debug("worker %s: lease upkeep failed, will retry: %s", self.id, exc)
             except Exception:

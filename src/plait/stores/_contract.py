@@ -111,5 +111,15 @@ class Store(Protocol):
         """Run an operator action (a transition of `plait._actions`, bound to its arguments) in
         one transaction, loading what it asks for; its refusal, if any, is in the result."""
 
+    async def fire_timers(self, now: float, limit: int) -> CommitResult:
+        """Act on what the clock decides: approvals past their expiry (`_gates.expire_approval`)
+        and unfinished runs past their deadline (`_gates.pass_deadline`), up to `limit` of each."""
+
+    async def next_timer_at(self) -> float | None:
+        """When `fire_timers` next has something to do (None if nothing is timed)."""
+
+    async def list_waiting(self, limit: int) -> list[StepRow]:
+        """Waiting steps (approvals, signals) across runs, the longest waiting first."""
+
     async def next_ready_at(self, fingerprints: Collection[str]) -> float | None:
         """When the earliest ready step of these fingerprints becomes claimable (None if none)."""

@@ -20,6 +20,7 @@ import sqlite3
 from collections.abc import Callable, Collection, Generator, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
+from .._gates import expire_approval, pass_deadline
 from .._records import (
     Held,
     NewEvent,
@@ -204,6 +205,21 @@ class Programs:
         yield from self._preload_keys(txn, keys)
         for run_id, name in keys:
             yield from self.drive(recover(txn, run_id, name, max_recoveries), txn)
+        yield from self.write(txn)
+        return txn
+
+    def fire_timers(self, now: float, limit: int) -> Program[SQLTxn]:
+        txn = SQLTxn(now)
+        params = {"now": now, "limit": limit}
+        waits = [(r[0], r[1]) for r in (yield (FETCH, self.q["expired_waits"], params))]
+        late = [r[0] for r in (yield (FETCH, self.q["passed_deadlines"], params))]
+        if not waits and not late:
+            return txn
+        yield from self.load_runs(txn, {run_id for run_id, _ in waits} | set(late))
+        for run_id, name in waits:
+            yield from self.drive(expire_approval(txn, run_id, name), txn)
+        for run_id in late:
+            yield from self.drive(pass_deadline(txn, run_id), txn)
         yield from self.write(txn)
         return txn
 

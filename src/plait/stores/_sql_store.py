@@ -214,6 +214,20 @@ class SQLStore:
         )
         return txn.result
 
+    async def fire_timers(self, now: float, limit: int) -> CommitResult:
+        txn = await self._transact(
+            "fire timers", lambda: self._programs.fire_timers(now, limit), wakes=wakes_of
+        )
+        return txn.result
+
+    async def next_timer_at(self) -> float | None:
+        rows = await self._fetch("next_timer_at", {})
+        return float(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    async def list_waiting(self, limit: int) -> list[StepRow]:
+        rows = await self._fetch("list_waiting", {"limit": limit})
+        return [_sql.step_from_row(row) for row in rows]
+
     async def next_ready_at(self, fingerprints: Collection[str]) -> float | None:
         if not fingerprints:
             return None

@@ -10,6 +10,7 @@ import dataclasses
 import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 
+from .._gates import expire_approval, pass_deadline
 from .._records import (
     Claim,
     CommitResult,
@@ -49,6 +50,7 @@ class MemoryStore:
         self._events: dict[str, list[NewEvent]] = {}
         self._ready: dict[tuple[str, str], None] = {}  # index of ready steps, in insertion order
         self._running: dict[tuple[str, str], None] = {}
+        self._waiting: dict[tuple[str, str], None] = {}
 
     async def open(self) -> None:
         return None
@@ -198,7 +200,7 @@ class MemoryStore:
                     step is None
                     or step.status is not StepStatus.RUNNING
                     or step.lease_token != h.token
-                    or self._runs[h.run_id].status is RunStatus.CANCELLED
+                    or self._runs[h.run_id].status.terminal
                 ):
                     lost.append(h)
                 else:
@@ -232,6 +234,36 @@ class MemoryStore:
             self._run(txn, action(txn))
             self._write(txn)
             return txn.result
+
+    async def fire_timers(self, now: float, limit: int) -> CommitResult:
+        with self._lock:
+            expired = [key for key, at in self._wait_expiries() if at <= now][:limit]
+            late = [r for r, at in self._deadlines() if at <= now][:limit]
+            txn = Txn(now)
+            for run_id, name in expired:
+                self._run(txn, expire_approval(txn, run_id, name))
+            for run_id in late:
+                self._run(txn, pass_deadline(txn, run_id))
+            self._write(txn)
+            return txn.result
+
+    async def next_timer_at(self) -> float | None:
+        with self._lock:
+            times = [at for _, at in self._wait_expiries()] + [at for _, at in self._deadlines()]
+        return min(times) if times else None
+
+    def _wait_expiries(self) -> list[tuple[tuple[str, str], float]]:
+        found = [(k, self._steps[k[0]][k[1]].available_at) for k in self._waiting]
+        return sorted(((k, at) for k, at in found if at is not None), key=lambda x: x[1])
+
+    def _deadlines(self) -> list[tuple[str, float]]:
+        found = [(r.id, r.deadline) for r in self._runs.values() if not r.status.terminal]
+        return sorted(((r, at) for r, at in found if at is not None), key=lambda x: x[1])
+
+    async def list_waiting(self, limit: int) -> list[StepRow]:
+        with self._lock:
+            steps = [dataclasses.replace(self._steps[r][n]) for r, n in self._waiting]
+        return sorted(steps, key=lambda s: (s.ready_at or 0.0, s.run_id, s.name))[:limit]
 
     async def next_ready_at(self, fingerprints: Collection[str]) -> float | None:
         with self._lock:
@@ -273,7 +305,10 @@ class MemoryStore:
         self._steps[step.run_id][step.name] = step
         self._ready.pop(key, None)
         self._running.pop(key, None)
+        self._waiting.pop(key, None)
         if step.status is StepStatus.READY:
             self._ready[key] = None
         elif step.status is StepStatus.RUNNING:
             self._running[key] = None
+        elif step.status is StepStatus.WAITING:
+            self._waiting[key] = None

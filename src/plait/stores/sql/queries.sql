@@ -228,10 +228,45 @@ ORDER BY lease_expires_at
 LIMIT :limit;
 
 -- name: extend_lease
--- Extend the lease of a running step if the token still holds it and its run was not cancelled.
+-- Extend a running step's lease if its token still holds it and its run has not ended (stop it).
 UPDATE steps SET lease_expires_at = :lease_expires_at
 WHERE run_id = :run_id AND name = :name AND status = 'running' AND lease_token = :token
-  AND NOT EXISTS (SELECT 1 FROM runs WHERE id = :run_id AND status = 'cancelled');
+  AND NOT EXISTS (
+      SELECT 1 FROM runs WHERE id = :run_id AND status IN ('cancelled', 'failed', 'completed')
+  );
+
+-- name: expired_waits
+-- Waiting steps (approvals) past their expiry, the oldest expiry first.
+SELECT run_id, name FROM steps
+WHERE status = 'waiting' AND available_at <= :now
+ORDER BY available_at
+LIMIT :limit;
+
+-- name: passed_deadlines
+-- Unfinished runs past their deadline, the oldest deadline first.
+SELECT id FROM runs
+WHERE deadline <= :now AND status IN ('pending', 'running', 'pausing', 'paused')
+ORDER BY deadline
+LIMIT :limit;
+
+-- name: next_timer_at
+-- The earliest approval expiry or run deadline still to come.
+SELECT MIN(at) FROM (
+    SELECT MIN(available_at) AS at FROM steps WHERE status = 'waiting'
+    UNION ALL
+    SELECT MIN(deadline) AS at FROM runs
+    WHERE deadline IS NOT NULL AND status IN ('pending', 'running', 'pausing', 'paused')
+) AS timers;
+
+-- name: list_waiting
+-- Steps waiting for a decision or a signal, across runs, the longest waiting first.
+SELECT run_id, name, idx, status, unmet, dependents, optional, priority, attempt, recoveries,
+       skip_reason, output, error_code, error_message, available_at, lease_token,
+       lease_expires_at, worker_id, ready_at, started_at, finished_at, options, reused_from,
+       iteration
+FROM steps WHERE status = 'waiting'
+ORDER BY ready_at, run_id, name
+LIMIT :limit;
 
 -- name: get_events
 -- A run's events after a sequence number, in order.
