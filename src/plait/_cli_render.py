@@ -78,6 +78,8 @@ def run_doc(run: Run) -> dict[str, Any]:
         "started_at": _iso(run.started_at),
         "finished_at": _iso(run.finished_at),
         "duration": run.duration,
+        "parent_run": fork_link(run, "parent_run"),
+        "forked_from": fork_link(run, "forked_from"),
     }
 
 
@@ -95,6 +97,7 @@ def step_doc(step: Step) -> dict[str, Any]:
         "finished_at": _iso(step.finished_at),
         "queued": step.queued,
         "duration": step.duration,
+        "reused_from": fork_link(step, "reused_from"),
     }
 
 
@@ -202,6 +205,10 @@ def show_inspection(console: Console, inspection: Inspection) -> None:
         f"created   {_when(run.created_at)}   finished {_when(run.finished_at)}"
         f"   duration {_secs(inspection.duration)}"
     )
+    parent = fork_link(run, "parent_run")
+    if parent is not None:
+        at = fork_link(run, "forked_from")
+        console.print(f"forked    from run {escape(parent)} at step {escape(at or '?')}")
     console.print(f"input     {escape(_short(run.input, 200))}")
     if run.output is not None:
         console.print(f"output    {escape(_short(run.output, 200))}")
@@ -218,6 +225,8 @@ def show_inspection(console: Console, inspection: Inspection) -> None:
             detail = f"[red]\\[{escape(step.error.code)}][/] {escape(_short(step.error.message))}"
         elif step.skip_reason:
             detail = escape(step.skip_reason)
+        elif (reused := fork_link(step, "reused_from")) is not None:
+            detail = f"[dim]reused from {escape(reused)}[/]"
         elif step.name in inspection.blockers:
             detail = "waits on " + escape(", ".join(inspection.blockers[step.name]))
         else:
@@ -234,6 +243,12 @@ def show_inspection(console: Console, inspection: Inspection) -> None:
     console.print(table)
     for note in inspection.notes:
         console.print(f"note: {escape(note)}")
+
+
+def fork_link(view: Run | Step, name: str) -> str | None:
+    """A fork's link on a run (parent_run, forked_from) or a step (reused_from), or None."""
+    value = getattr(view, name, None)  # the views gain these fields with the fork columns
+    return value if isinstance(value, str) else None
 
 
 def events_table(events: Iterable[Event]) -> Table:

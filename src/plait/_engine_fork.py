@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 from . import _codec
+from ._definition import Workflow
 from ._diff import diff_runs
 from ._errors import InputError, RunConflict, RunStateError, WorkflowNotFound
 from ._fork import fork_run, plan_fork
@@ -19,7 +20,6 @@ from ._portal import blocking
 from ._replay import Replay, replay_step
 
 if TYPE_CHECKING:
-    from ._definition import Workflow
     from ._engine import Engine, RunHandle
     from ._portal import Broadcast, Portal
     from ._records import RunRow, WorkflowPlan
@@ -166,11 +166,14 @@ class ForkMethods:
 
     # -- replay ---------------------------------------------------------------------------------
 
-    async def replay_async(self, run_id: str, step: str) -> Replay:
+    async def replay_async(
+        self, run_id: str, step: str, *, workflow: Workflow | None = None
+    ) -> Replay:
         """Run the current code of one step in this process with the inputs the run recorded
         (its input, its dependencies' outputs), without writing anything to the store; return
-        the new result next to the recorded one and their differences. The code is the newest
-        version of the run's workflow registered with this Engine (WorkflowNotFound if none).
+        the new result next to the recorded one and their differences. The code is `workflow`
+        if given (it is not registered: nothing is written), else the newest version of the
+        run's workflow registered with this Engine (WorkflowNotFound if none).
         A handler that raises is reported in the result (`status` "failed", `error`).
 
         Raises RunNotFound; InputError for a step that the run or the current code lacks, or
@@ -179,12 +182,24 @@ class ForkMethods:
         if not isinstance(step, str):
             raise InputError(f"step must be a step name, got {type(step).__name__}")
         row = await self._run_row(run_id)
-        workflow = self._latest.get(row.workflow)
+        if workflow is not None:
+            if not isinstance(workflow, Workflow):
+                raise InputError(
+                    f"workflow must be a plait.Workflow, got {type(workflow).__name__}"
+                )
+            if workflow.name != row.workflow:
+                raise InputError(
+                    f"cannot replay run {run_id!r} with workflow {workflow.name!r}: "
+                    f"the run is of workflow {row.workflow!r}"
+                )
+            workflow.plan()  # raises DefinitionError
+        else:
+            workflow = self._latest.get(row.workflow)
         if workflow is None:
             raise WorkflowNotFound(
                 f"cannot replay run {run_id!r}: no version of workflow {row.workflow!r} is "
                 "registered in this process; replay runs the code you have now, so register it "
-                "first (engine.register(wf), or plait replay --app FILE.py)"
+                "first (engine.register(wf)) or pass it (replay(..., workflow=wf))"
             )
         if step not in workflow:
             raise InputError(

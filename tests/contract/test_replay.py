@@ -167,6 +167,26 @@ def test_replay_needs_the_code_registered_in_this_process(
         assert other.replay("r1", "total").output == {"total": 6, "currency": "EUR"}
 
 
+def test_replay_with_code_given_registers_nothing(engine: plait.Engine) -> None:
+    run_id = finished(engine, shop(), {"n": 2}, "r1")
+    versions = engine.workflows()
+    fix = shop(version="2", factor=2)
+
+    replay = engine.replay(run_id, "total", workflow=fix)
+
+    assert (replay.version, replay.output) == ("2", {"total": 8, "currency": "EUR"})
+    assert engine.workflows() == versions  # the fix was not recorded in the store
+    other = plait.Workflow("other")
+    other.add_step("total", lambda: 1)
+    with pytest.raises(
+        plait.InputError,
+        match=r"^cannot replay run 'r1' with workflow 'other': the run is of workflow 'shop'$",
+    ):
+        engine.replay(run_id, "total", workflow=other)
+    with pytest.raises(plait.InputError, match=r"workflow must be a plait\.Workflow, got str"):
+        engine.replay(run_id, "total", workflow="shop")  # not a Workflow: refused
+
+
 def test_replay_evaluates_the_current_condition(engine: plait.Engine) -> None:
     wf = plait.Workflow("cond")
     wf.add_step("a", lambda: 1)
