@@ -184,7 +184,9 @@ def fork_run(
     check_overrides(fork, list(overrides))
     reused = fork.reused
     # The steps that run again, as a new run of a workflow in which they do not wait for the
-    # reused steps: new_run makes those with nothing left to wait for start as first steps do.
+    # reused steps: new_run makes those with nothing left to wait for start as first steps do
+    # (ready, delayed, or waiting at their gate). Reused steps lose their gates there, so that
+    # none of them is said to wait; their rows get their options back below.
     slim = dataclasses.replace(
         plan,
         steps=tuple(
@@ -192,6 +194,7 @@ def fork_run(
                 s,
                 dependencies=tuple((d, k) for d, k in s.dependencies if d not in reused),
                 defaults=tuple(d for d in s.defaults if d not in reused),
+                options=None if s.name in reused else s.options,
             )
             for s in plan.steps
         ),
@@ -200,6 +203,7 @@ def fork_run(
     whole_run, whole_steps, _ = new_run(plan, run_id, input_json, now)
     for step, whole in zip(steps, whole_steps, strict=True):
         step.dependents = whole.dependents  # the full graph, for inspection and operator actions
+        step.options = whole.options
         source = reused.get(step.name)
         if source is None:
             continue

@@ -232,6 +232,39 @@ def test_a_fork_of_a_fork_reuses_from_the_run_that_computed_each_output(
     assert second.result(timeout=5)["label"] == "20 EUR"
 
 
+def test_an_approval_reused_by_a_fork_is_not_asked_again(engine: plait.Engine) -> None:
+    wf = plait.Workflow("release")
+
+    @wf.step(approval=True)
+    def review() -> str:
+        return "reviewed"
+
+    @wf.step
+    def ship(review: str) -> str:
+        return f"shipped, {review}"
+
+    handle = engine.start(wf, run_id="p1")
+    engine.approve("p1", "review", by="carol")
+    finish(engine, handle)
+    assert handle.result(timeout=5) == {"ship": "shipped, reviewed"}
+
+    downstream = engine.fork("p1", "ship")  # review is reused: no approval needed
+    assert raw_steps(engine, downstream.id)["review"].status is StepStatus.DONE
+    finish(engine, downstream)
+    assert downstream.result(timeout=5) == {"ship": "shipped, reviewed"}
+
+    again = engine.fork("p1", "review")  # the gate itself runs again: it asks again
+    assert raw_steps(engine, again.id)["review"].status is StepStatus.WAITING
+    assert [e.type for e in engine.events(again.id)][:3] == [
+        "run_started",
+        "step_waiting",
+        "run_forked",
+    ]
+    engine.approve(again.id, "review", by="dave")
+    finish(engine, again)
+    assert again.result(timeout=5) == {"ship": "shipped, reviewed"}
+
+
 def test_forking_again_with_the_same_id_returns_that_fork(engine: plait.Engine) -> None:
     parent = completed(engine, Shop(), {"n": 1}, "p1")
     first = engine.fork(parent, "total", new_run_id="f1")

@@ -16,9 +16,11 @@ from plait._errors import InputError
 from plait._fork import check_overrides, fork_run, plan_fork
 from plait._records import (
     EdgeKind,
+    Gate,
     Outcome,
     RunRow,
     RunStatus,
+    StepOptions,
     StepPlan,
     StepRow,
     StepStatus,
@@ -222,6 +224,42 @@ def test_a_new_version_runs_its_new_steps_and_reuses_the_rest() -> None:
         "c": StepStatus.PENDING,
     }
     assert (steps["b"].unmet, steps["c"].unmet) == (1, 1)
+
+
+def test_steps_that_run_again_start_as_first_steps_do_gates_and_delays_included() -> None:
+    gate = StepOptions(gate=Gate.APPROVAL)
+    plan = WorkflowPlan(
+        "wf",
+        "1",
+        "fp1",
+        (
+            StepPlan("a", ()),
+            StepPlan("ok", (("a", EdgeKind.DATA),), options=gate),  # approved in the parent
+            StepPlan("b", (("ok", EdgeKind.DATA),)),
+            StepPlan("again", (("b", EdgeKind.DATA),), options=gate),
+            StepPlan("later", (("b", EdgeKind.DATA),), options=StepOptions(delay=5.0)),
+        ),
+    )
+    parent, rows = parent_of(plan)
+
+    run, steps, events = fork_of(plan, parent, rows, "again")
+
+    assert steps["ok"].status is StepStatus.DONE and steps["ok"].options == gate
+    assert steps["again"].status is StepStatus.WAITING and steps["again"].options == gate
+    assert [(e.seq, e.type, e.step) for e in events] == [
+        (1, "run_started", None),
+        (2, "step_waiting", "again"),  # the reused gate "ok" is not said to wait
+        (3, "run_forked", None),
+        (4, "step_reused", "a"),
+        (5, "step_reused", "ok"),
+        (6, "step_reused", "b"),
+        (7, "step_reused", "later"),
+    ]
+    assert run.next_seq == 8 and run.unfinished == 1
+    _, delayed, from_later = fork_of(plan, parent, rows, "later")
+    assert from_later[-1].step == "again"  # reused: it was approved in the parent
+    assert delayed["later"].status is StepStatus.READY
+    assert delayed["later"].available_at == NOW + 5.0
 
 
 # -- property: a fork is a new run after its reused steps completed --------------------------------
