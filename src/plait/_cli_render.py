@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ._engine import Engine
-from ._views import Event, Inspection, Run, Step, WorkflowInfo
+from ._views import Event, Inspection, Run, Step, Waiting, WorkflowInfo
 
 PAYLOAD_WIDTH = 100  # characters of an event payload shown in a table
 
@@ -78,6 +78,7 @@ def run_doc(run: Run) -> dict[str, Any]:
         "started_at": _iso(run.started_at),
         "finished_at": _iso(run.finished_at),
         "duration": run.duration,
+        "deadline": _iso(run.deadline),
         "parent_run": fork_link(run, "parent_run"),
         "forked_from": fork_link(run, "forked_from"),
     }
@@ -97,6 +98,8 @@ def step_doc(step: Step) -> dict[str, Any]:
         "finished_at": _iso(step.finished_at),
         "queued": step.queued,
         "duration": step.duration,
+        "gate": step.gate.value if step.gate is not None else None,
+        "expires_at": _iso(step.expires_at),
         "reused_from": fork_link(step, "reused_from"),
     }
 
@@ -197,6 +200,33 @@ def workflows_table(infos: Sequence[WorkflowInfo]) -> Table:
     return table
 
 
+def waiting_doc(w: Waiting) -> dict[str, Any]:
+    return {
+        "run_id": w.run_id,
+        "workflow": w.workflow,
+        "step": w.step,
+        "gate": w.gate.value,
+        "since": _iso(w.since),
+        "expires_at": _iso(w.expires_at),
+    }
+
+
+def waiting_table(waiting: Sequence[Waiting]) -> Table:
+    table = Table(box=None, header_style="bold")
+    for column in ("RUN", "WORKFLOW", "STEP", "WAITS FOR", "SINCE", "EXPIRES"):
+        table.add_column(column, overflow="fold")
+    for w in waiting:
+        table.add_row(
+            escape(w.run_id),
+            escape(w.workflow),
+            escape(w.step),
+            w.gate.value,
+            _when(w.since),
+            _when(w.expires_at) if w.expires_at else "-",
+        )
+    return table
+
+
 def show_inspection(console: Console, inspection: Inspection) -> None:
     run = inspection.run
     console.print(f"[bold]run[/] {escape(run.id)}  {_status(run.status.value)}")
@@ -209,6 +239,8 @@ def show_inspection(console: Console, inspection: Inspection) -> None:
     if parent is not None:
         at = fork_link(run, "forked_from")
         console.print(f"forked    from run {escape(parent)} at step {escape(at or '?')}")
+    if run.deadline is not None:
+        console.print(f"deadline  {_when(run.deadline)}")
     console.print(f"input     {escape(_short(run.input, 200))}")
     if run.output is not None:
         console.print(f"output    {escape(_short(run.output, 200))}")
@@ -227,6 +259,8 @@ def show_inspection(console: Console, inspection: Inspection) -> None:
             detail = escape(step.skip_reason)
         elif (reused := fork_link(step, "reused_from")) is not None:
             detail = f"[dim]reused from {escape(reused)}[/]"
+        elif step.status.value == "waiting" and step.name in inspection.blockers:
+            detail = "[yellow]" + escape(", ".join(inspection.blockers[step.name])) + "[/]"
         elif step.name in inspection.blockers:
             detail = "waits on " + escape(", ".join(inspection.blockers[step.name]))
         else:

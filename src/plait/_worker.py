@@ -390,7 +390,7 @@ class Worker:
         (approvals expiring, run deadlines) when the next of those is due."""
         beat = max(self.engine.lease / 3, 0.05)
         next_beat = time.monotonic() + beat
-        next_timer: float | None = None  # wall clock: the store's next expiry or deadline
+        next_timer: float | None = time.time()  # the store's next expiry or deadline: look now
         while True:
             engine = self.engine
             seen, seen_timers = engine.runs_cancelled.generation, engine.timers_set.generation
@@ -410,6 +410,14 @@ class Worker:
                 or (next_timer is not None and next_timer <= now)
             )
             try:
+                if timers_due:
+                    next_timer = None  # should firing fail, look again at the next beat
+                    fired = await self.store.fire_timers(now, 1000)
+                    engine._committed(fired)
+                    cancelled = cancelled or bool(fired.cancelled_runs)
+                    upcoming = await self.store.next_timer_at()
+                    # one that could not be acted on now is looked at again at the next beat
+                    next_timer = upcoming if upcoming is None or upcoming > now else None
                 held = [f.held for f in self._inflight.values()]
                 if held and (beat_due or cancelled):
                     for lost in await self.store.heartbeat(held, engine.lease, now):
@@ -417,12 +425,6 @@ class Worker:
                 if beat_due:
                     recovered = await self.store.recover_expired(now, engine.max_recoveries, 1000)
                     engine._committed(recovered)
-                if timers_due:
-                    next_timer = None  # should firing fail, look again at the next beat
-                    engine._committed(await self.store.fire_timers(now, 1000))
-                    upcoming = await self.store.next_timer_at()
-                    # one that could not be acted on now is looked at again at the next beat
-                    next_timer = upcoming if upcoming is None or upcoming > now else None
             except StoreError as exc:  # the claim loop says it once, and when it is back
                 log.debug("worker %s: lease upkeep failed, will retry: %s", self.id, exc)
             except Exception:

@@ -296,6 +296,12 @@ def cli() -> None:
     metavar="SECONDS",
     help="Give up waiting after this long (the run stays in the store, resumable).",
 )
+@click.option(
+    "--deadline",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="The run fails with deadline_exceeded if unfinished this long after it starts.",
+)
 @grace_option("On Ctrl-C, how long running steps may take to finish.")
 @db_option
 @log_option("warning")
@@ -306,6 +312,7 @@ def run(
     run_id: str | None,
     concurrency: int,
     timeout: float | None,
+    deadline: float | None,
     grace: float,
     db: str,
     log_level: str,
@@ -324,6 +331,7 @@ def run(
             run_id=run_id,
             concurrency=concurrency,
             timeout=timeout,
+            deadline=deadline,
             grace=grace,
             path=path,
         )
@@ -339,12 +347,13 @@ async def _run(
     run_id: str | None,
     concurrency: int,
     timeout: float | None,
+    deadline: float | None,
     grace: float,
     path: str,
 ) -> int:
     err = render.stderr_console()
     async with engine:
-        handle = await engine.start_async(workflow, payload, run_id=run_id)
+        handle = await engine.start_async(workflow, payload, run_id=run_id, deadline=deadline)
         steps = len(workflow.steps)
         err.print(
             f"run {handle.id} of {workflow.name} v{workflow.version} ({steps} steps) "
@@ -384,6 +393,8 @@ async def _report(
             await handle.result_async(timeout=0)
         except RunFailed as exc:
             lines = [f"run {run.id} failed:", *render.failures_text(exc.failures)]
+            if not exc.failures:  # the run itself failed (its deadline), not a step
+                lines[0] += f" {run.error}"
             click.echo("\n".join(lines), err=True)
         except RunCancelled as exc:
             click.echo(str(exc), err=True)

@@ -14,7 +14,7 @@ import pytest
 
 import plait
 from plait import DefinitionError, InputError, Retry, StepContext, Workflow
-from plait._records import EdgeKind
+from plait._records import EdgeKind, Gate, OnExpiry, StepOptions
 
 
 class Order(pydantic.BaseModel):
@@ -518,3 +518,67 @@ def test_when_conditions_bind_like_steps_and_are_checked() -> None:
     star.add_step("x", a, when=lambda **kw: True)
     with pytest.raises(plait.DefinitionError, match="when= takes named parameters only"):
         star.plan()
+
+
+# -- waiting: delays, approvals, signals --------------------------------------------------------
+
+
+def test_delay_and_approval_become_the_steps_stored_options() -> None:
+    wf = Workflow("gates")
+    wf.add_step("a", noop, delay=dt.timedelta(minutes=2))
+    wf.add_step("b", noop, ["a"], approval=True)
+    wf.add_step("c", noop, approval=plait.Approval(expires_after=60, on_expiry="approve"))
+    wf.signal("paid", after=["a"], optional=True)
+    steps = {s.name: s for s in wf.plan().steps}
+
+    assert steps["a"].options == StepOptions(delay=120.0)
+    assert steps["b"].options == StepOptions(gate=Gate.APPROVAL)
+    assert steps["c"].options == StepOptions(
+        gate=Gate.APPROVAL, expires_after=60.0, on_expiry=OnExpiry.APPROVE
+    )
+    assert steps["paid"].options == StepOptions(gate=Gate.SIGNAL)
+    assert steps["paid"].dependencies == (("a", EdgeKind.AFTER),) and steps["paid"].optional
+    assert wf["paid"].is_signal and not wf["b"].is_signal
+
+
+def test_gates_change_the_fingerprint() -> None:
+    def build(**options: Any) -> str:
+        wf = Workflow("fp")
+        wf.add_step("a", noop, **options)
+        return wf.fingerprint
+
+    prints = {build(), build(delay=1), build(delay=2), build(approval=True)}
+    prints.add(build(approval=plait.Approval(expires_after=5)))
+    assert len(prints) == 5
+
+
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [
+        ({"delay": 0}, "delay must be a positive number of seconds or a timedelta, got 0"),
+        ({"delay": "5"}, "delay must be a positive number of seconds or a timedelta, got '5'"),
+        ({"approval": "yes"}, "approval must be True or a plait.Approval(...), got 'yes'"),
+        (
+            {"approval": plait.Approval(on_expiry="maybe")},
+            "on_expiry must be 'reject' or 'approve', got 'maybe'",
+        ),
+        (
+            {"approval": plait.Approval(expires_after=-1)},
+            "expires_after must be a positive number of seconds or a timedelta, got -1",
+        ),
+    ],
+)
+def test_bad_gate_options(options: dict[str, Any], fragment: str) -> None:
+    wf = Workflow("bad")
+    with raises(DefinitionError, "workflow 'bad', step 'a'", fragment):
+        wf.add_step("a", noop, **options)
+    assert "a" not in wf
+
+
+def test_a_signal_name_is_a_step_name() -> None:
+    wf = Workflow("sig")
+    wf.add_step("a", noop)
+    with raises(DefinitionError, "step 'a'", "duplicate step name"):
+        wf.signal("a")
+    with raises(DefinitionError, "invalid step name 'no way'"):
+        wf.signal("no way")

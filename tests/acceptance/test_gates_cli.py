@@ -1,0 +1,115 @@
+"""Approvals, signals and deadlines from the command line, as an operator uses them."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import plait
+
+from .conftest import Cli, import_file, wait_for
+
+APP = """
+import asyncio
+import plait
+
+wf = plait.Workflow("refund")
+
+@wf.step
+def request(amount: int) -> int:
+    return amount
+
+@wf.step(approval=plait.Approval(expires_after=3600))
+def approve_refund(request: int) -> int:
+    return request
+
+wf.signal("bank_ack")
+
+@wf.step
+def close(approve_refund: int, bank_ack: dict) -> str:
+    return f"refunded {approve_refund} ({bank_ack['ref']})"
+
+slow = plait.Workflow("slow")
+
+@slow.step
+async def hang() -> None:
+    await asyncio.Event().wait()
+"""
+
+
+def test_approve_signal_and_list_what_waits(cli: Cli, engine: plait.Engine, write_app) -> None:
+    app: Path = write_app("refund_app.py", APP)
+    wf = import_file(app).wf
+    handle = engine.start(wf, {"amount": 25}, run_id="refund-1")
+    worker = threading.Thread(
+        target=lambda: engine.run_worker(until=handle, workflows=[wf], timeout=60)
+    )
+    worker.start()
+    wait_for(lambda: len(engine.list_waiting()) == 2, "the approval and the signal to wait")
+
+    waiting = cli("runs", "waiting", "--json")
+    assert waiting.code == 0, waiting.stderr
+    assert sorted((w["run_id"], w["step"], w["gate"]) for w in waiting.json()) == [
+        ("refund-1", "approve_refund", "approval"),
+        ("refund-1", "bank_ack", "signal"),
+    ]
+    table = cli("runs", "waiting").stdout
+    assert "approve_refund" in table and "signal" in table
+    shown = cli("runs", "show", "refund-1").stdout
+    assert "waiting for approval (engine.approve)" in shown
+    assert "waiting for a signal (engine.signal)" in shown
+
+    approved = cli("runs", "approve", "refund-1", "approve_refund", "--note", "ok", "--by", "eve")
+    assert approved.code == 0, approved.stderr
+    assert approved.stdout.startswith("step approve_refund of run refund-1 ")  # ready, or on
+    sent = cli("runs", "signal", "refund-1", "bank_ack", '{"ref": "B-7"}')
+    assert sent.stdout == "signal bank_ack delivered to run refund-1\n"
+    again = cli("runs", "signal", "refund-1", "bank_ack", '{"ref": "B-8"}', "--json")
+    assert again.json() == {"run_id": "refund-1", "signal": "bank_ack", "delivered": False}
+
+    worker.join(timeout=60)
+    assert handle.result(timeout=5) == {"close": "refunded 25 (B-7)"}
+    events = cli("runs", "events", "refund-1", "--json").json()
+    [approval] = [e for e in events if e["type"] == "step_approved"]
+    assert approval["payload"] == {"step": "approve_refund", "by": "eve", "note": "ok"}
+    assert cli("runs", "waiting").stdout == "nothing is waiting\n"
+
+
+def test_gate_errors_exit_2_with_one_line(cli: Cli, engine: plait.Engine, write_app) -> None:
+    app: Path = write_app("refund_app2.py", APP)
+    engine.start(import_file(app).wf, {"amount": 5}, run_id="refund-2")
+
+    early = cli("runs", "approve", "refund-2", "approve_refund")
+    not_gate = cli("runs", "reject", "refund-2", "request", "--reason", "no")
+    not_signal = cli("runs", "signal", "refund-2", "request", "1")
+    bad_json = cli("runs", "signal", "refund-2", "bank_ack", "{oops")
+    missing = cli("runs", "approve", "nope", "approve_refund")
+
+    assert [r.code for r in (early, not_gate, not_signal, bad_json, missing)] == [2] * 5
+    assert early.stderr.strip() == (
+        "plait: error: step 'approve_refund' of run 'refund-2' is pending: "
+        "only a waiting step can be approved"
+    )
+    assert not_gate.stderr.strip() == (
+        "plait: error: step 'request' of workflow 'refund' is not an approval gate "
+        "(declare it with @wf.step(approval=...))"
+    )
+    assert "is not a signal (declare it with wf.signal('request'))" in not_signal.stderr
+    assert "not JSON" in bad_json.stderr
+    assert "no run with id 'nope'" in missing.stderr
+    assert all("Traceback" not in r.stderr for r in (early, not_gate, not_signal, missing))
+
+
+def test_run_with_a_deadline(cli: Cli, write_app) -> None:
+    app: Path = write_app("slow_app.py", APP)
+
+    result = cli("run", f"{app}:slow", "--deadline", "0.3", "--run-id", "slow-1")
+
+    assert result.code == 1
+    assert (
+        "run slow-1 failed: deadline_exceeded: the run did not finish by its deadline"
+        in result.stderr
+    )
+    shown = cli("runs", "show", "slow-1", "--json").json()
+    assert shown["run"]["status"] == "failed" and shown["run"]["deadline"] is not None
+    assert [s["status"] for s in shown["steps"]] == ["cancelled"]
