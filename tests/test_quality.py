@@ -36,6 +36,7 @@ def test_public_names_are_pinned() -> None:
             "DefinitionError",
             "Engine",
             "Event",
+            "Goto",
             "Inspection",
             "InputError",
             "Permanent",

@@ -19,6 +19,7 @@ from ._errors import (
     StoreError,
     WorkflowNotFound,
 )
+from ._loops import Goto
 from ._records import RunStatus, StepStatus
 from ._retry import Retry
 from ._step_options import Approval
@@ -31,6 +32,7 @@ __all__ = [
     "DefinitionError",
     "Engine",
     "Event",
+    "Goto",
     "InputError",
     "Inspection",
     "Permanent",

@@ -17,15 +17,23 @@ class StepCancelled(Exception):
 class StepContext:
     """Handed to a step that declares a parameter annotated `plait.StepContext` (or named `ctx`)."""
 
-    __slots__ = ("_cancel", "attempt", "input", "log", "run_id", "step", "workflow")
+    __slots__ = ("_cancel", "attempt", "input", "iteration", "log", "run_id", "step", "workflow")
 
     def __init__(
-        self, *, run_id: str, step: str, workflow: str, attempt: int, run_input: Mapping[str, Any]
+        self,
+        *,
+        run_id: str,
+        step: str,
+        workflow: str,
+        attempt: int,
+        run_input: Mapping[str, Any],
+        iteration: int = 0,
     ) -> None:
         self.run_id = run_id
         self.step = step
         self.workflow = workflow
         self.attempt = attempt  # 1 for the first attempt
+        self.iteration = iteration  # 0 on the first pass; a plait.Goto back through it adds 1
         self.input = run_input
         self._cancel = threading.Event()
         self.log = _StepLogger(logger, {"run_id": run_id, "step": step, "attempt": attempt})

@@ -180,6 +180,7 @@ class Claim:
     attempt: int
     token: str
     lease_expires_at: float
+    iteration: int = 0  # passes a Goto made the step go through before this one
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +196,8 @@ class Outcome:
     traceback: str | None = None
     retry_at: float | None = None
     skipped: bool = False  # its `when=` condition was false: skipped, reason "condition"
+    goto: str | None = None  # it returned plait.Goto(goto, max_iterations): loop back there
+    max_iterations: int = 0
 
     @property
     def succeeded(self) -> bool:

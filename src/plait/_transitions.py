@@ -251,7 +251,15 @@ def claim(
     txn.touch(step)
     txn.emit(run, "step_started", name, attempt=step.attempt, worker=worker_id)
     txn.claims.append(
-        Claim(run_id, name, run.fingerprint, step.attempt, token, step.lease_expires_at)
+        Claim(
+            run_id,
+            name,
+            run.fingerprint,
+            step.attempt,
+            token,
+            step.lease_expires_at,
+            step.iteration,
+        )
     )
 
 
@@ -285,6 +293,11 @@ def _complete(txn: Txn, outcome: Outcome) -> Transition:
         step.finished_at = txn.now
         txn.emit(run, "step_skipped", step.name, reason=CONDITION)
         yield from _settle(txn, run, step)
+        return
+    if outcome.goto is not None and not run.status.terminal:
+        from ._loops import loop_back  # rare: loaded when a step first loops
+
+        yield from loop_back(txn, run, step, outcome.goto, outcome.max_iterations)
         return
     if outcome.succeeded:
         step.status = StepStatus.DONE

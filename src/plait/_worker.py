@@ -33,6 +33,7 @@ from ._context import StepCancelled, StepContext
 from ._definition import StepDef, Workflow
 from ._errors import StepFailure, StoreError
 from ._handler_threads import HandlerThreads
+from ._loops import Goto
 from ._portal import wait_any
 from ._records import Claim, Held, Outcome, StepInputs, StepStatus
 
@@ -210,7 +211,12 @@ class Worker:
         for c in claims:
             wf = self.workflows[c.fingerprint]
             ctx = StepContext(
-                run_id=c.run_id, step=c.step, workflow=wf.name, attempt=c.attempt, run_input={}
+                run_id=c.run_id,
+                step=c.step,
+                workflow=wf.name,
+                attempt=c.attempt,
+                run_input={},
+                iteration=c.iteration,
             )
             task = asyncio.create_task(self._execute(wf, wf[c.step], c, ctx, inputs.get(c.run_id)))
             self._inflight[c.token] = _InFlight(c, ctx, task)
@@ -309,6 +315,14 @@ class Worker:
             )
         except Exception as exc:
             return failure(type(exc).__name__, str(exc) or repr(exc), None, traceback.format_exc())
+        if isinstance(result, Goto):  # loop back: the store checks the target and the count
+            return Outcome(
+                claim.run_id,
+                claim.step,
+                claim.token,
+                goto=result.step,
+                max_iterations=result.max_iterations,
+            )
         try:
             output = _codec.dumps(result)
         except _codec.EncodeError as exc:
