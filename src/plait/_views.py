@@ -33,6 +33,8 @@ class Run:
     started_at: datetime | None
     finished_at: datetime | None
     deadline: datetime | None = None  # past it, the run fails with deadline_exceeded
+    parent_run: str | None = None  # the run this one was forked from
+    forked_from: str | None = None  # the step of the parent it was forked from
 
     @property
     def duration(self) -> float | None:
@@ -54,6 +56,8 @@ class Run:
             started_at=_dt(row.started_at),
             finished_at=_dt(row.finished_at),
             deadline=_dt(row.deadline),
+            parent_run=row.parent_run,
+            forked_from=row.forked_from,
         )
 
 
@@ -74,6 +78,8 @@ class Step:
     duration: float | None  # seconds between started and finished (last attempt)
     gate: Gate | None = None  # an approval or a signal: what it waits for in `waiting`
     expires_at: datetime | None = None  # a waiting approval is decided by its expiry then
+    reused_from: str | None = None  # a fork reused this step's output, recorded by that run
+    iteration: int = 0  # passes a plait.Goto made it go through before the last one
 
     @classmethod
     def from_row(cls, row: StepRow) -> Step:
@@ -94,6 +100,8 @@ class Step:
             duration=_span(row.started_at, row.finished_at),
             gate=row.options.gate if row.options is not None else None,
             expires_at=_dt(row.available_at) if row.status is StepStatus.WAITING else None,
+            reused_from=row.reused_from,
+            iteration=row.iteration,
         )
 
 
