@@ -79,8 +79,8 @@ def run_doc(run: Run) -> dict[str, Any]:
         "finished_at": _iso(run.finished_at),
         "duration": run.duration,
         "deadline": _iso(run.deadline),
-        "parent_run": fork_link(run, "parent_run"),
-        "forked_from": fork_link(run, "forked_from"),
+        "parent_run": run.parent_run,
+        "forked_from": run.forked_from,
     }
 
 
@@ -100,7 +100,7 @@ def step_doc(step: Step) -> dict[str, Any]:
         "duration": step.duration,
         "gate": step.gate.value if step.gate is not None else None,
         "expires_at": _iso(step.expires_at),
-        "reused_from": fork_link(step, "reused_from"),
+        "reused_from": step.reused_from,
     }
 
 
@@ -235,10 +235,9 @@ def show_inspection(console: Console, inspection: Inspection) -> None:
         f"created   {_when(run.created_at)}   finished {_when(run.finished_at)}"
         f"   duration {_secs(inspection.duration)}"
     )
-    parent = fork_link(run, "parent_run")
-    if parent is not None:
-        at = fork_link(run, "forked_from")
-        console.print(f"forked    from run {escape(parent)} at step {escape(at or '?')}")
+    if run.parent_run is not None:
+        at = escape(run.forked_from or "?")
+        console.print(f"forked    from run {escape(run.parent_run)} at step {at}")
     if run.deadline is not None:
         console.print(f"deadline  {_when(run.deadline)}")
     console.print(f"input     {escape(_short(run.input, 200))}")
@@ -257,7 +256,7 @@ def show_inspection(console: Console, inspection: Inspection) -> None:
             detail = f"[red]\\[{escape(step.error.code)}][/] {escape(_short(step.error.message))}"
         elif step.skip_reason:
             detail = escape(step.skip_reason)
-        elif (reused := fork_link(step, "reused_from")) is not None:
+        elif (reused := step.reused_from) is not None:
             detail = f"[dim]reused from {escape(reused)}[/]"
         elif step.status.value == "waiting" and step.name in inspection.blockers:
             detail = "[yellow]" + escape(", ".join(inspection.blockers[step.name])) + "[/]"
@@ -277,12 +276,6 @@ def show_inspection(console: Console, inspection: Inspection) -> None:
     console.print(table)
     for note in inspection.notes:
         console.print(f"note: {escape(note)}")
-
-
-def fork_link(view: Run | Step, name: str) -> str | None:
-    """A fork's link on a run (parent_run, forked_from) or a step (reused_from), or None."""
-    value = getattr(view, name, None)  # the views gain these fields with the fork columns
-    return value if isinstance(value, str) else None
 
 
 def events_table(events: Iterable[Event]) -> Table:

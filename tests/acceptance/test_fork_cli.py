@@ -5,15 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 import plait
 
 from .conftest import Cli, import_file
 
 SHOP = """
-import pytest
-
 import plait
 
 wf = plait.Workflow("shop", version="{version}")
@@ -224,13 +220,6 @@ def test_replay_mistakes_exit_2_with_one_line(
     assert missing_app.code == 2 and "Missing option '--app'" in missing_app.stderr
 
 
-@pytest.mark.xfail(
-    not {"parent_run", "forked_from"} <= set(plait.Run.__dataclass_fields__)
-    or "reused_from" not in plait.Step.__dataclass_fields__,
-    reason="plait.Run and plait.Step do not carry the fork links yet (parent_run, forked_from, "
-    "reused_from): _views.py, the lead's",
-    strict=True,
-)
 def test_runs_show_marks_the_parent_and_the_reused_steps(
     cli: Cli, engine: plait.Engine, write_app: Callable[[str, str], Path]
 ) -> None:
