@@ -467,7 +467,8 @@ def _interrupt(signum: int, frame: FrameType | None) -> NoReturn:
 
 @cli.group()
 def runs() -> None:
-    """Read runs (list, show, events) and act on them (cancel, pause, resume, retry)."""
+    """Read runs (list, show, events, diff, waiting) and act on them (cancel, pause, resume,
+    retry, approve, reject, signal, fork)."""
 
 
 @runs.command("list")
