@@ -74,6 +74,7 @@ async def replay_step(
         attempt=max(recorded.attempt, 1),
         token="replay",  # noqa: S106  # not a secret: no lease is taken, nothing is written
         lease_expires_at=0.0,
+        iteration=recorded.iteration,
     )
     ctx = StepContext(
         run_id=claim.run_id,
@@ -81,6 +82,7 @@ async def replay_step(
         workflow=workflow.name,
         attempt=claim.attempt,
         run_input={},
+        iteration=claim.iteration,
     )
     try:
         outcome = await worker._attempt(workflow, step, claim, ctx, inputs)

@@ -156,6 +156,8 @@ def test_a_polling_loop_through_the_engine(engine: plait.Engine) -> None:
         (e.step, e.payload["output"]) for e in engine.events(handle.id) if e.type == "step_reset"
     ]
     assert outputs == [("fetch", 0), ("check", None), ("fetch", 10), ("check", None)]
+    replayed = engine.replay(handle.id, "check")  # sees the pass it recorded, not a first one
+    assert replayed.status == "done" and replayed.diff == []
 
 
 def test_goto_with_a_bad_limit_fails_the_step(engine: plait.Engine) -> None:
