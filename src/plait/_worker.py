@@ -426,10 +426,12 @@ class Worker:
             try:
                 if timers_due:
                     next_timer = None  # should firing fail, look again at the next beat
-                    fired = await self.store.fire_timers(now, 1000)
-                    engine._committed(fired)
-                    cancelled = cancelled or bool(fired.cancelled_runs)
-                    upcoming = await self.store.next_timer_at()
+                    upcoming = await self.store.next_timer_at()  # a read: no write lock
+                    if upcoming is not None and upcoming <= now:
+                        fired = await self.store.fire_timers(now, 1000)
+                        engine._committed(fired)
+                        cancelled = cancelled or bool(fired.cancelled_runs)
+                        upcoming = await self.store.next_timer_at()
                     # one that could not be acted on now is looked at again at the next beat
                     next_timer = upcoming if upcoming is None or upcoming > now else None
                 held = [f.held for f in self._inflight.values()]
