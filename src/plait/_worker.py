@@ -72,7 +72,10 @@ class Worker:
         self.grace = grace
         self.workflows = {wf.fingerprint: wf for wf in workflows}
         self._inflight: dict[str, _InFlight] = {}  # token → step in flight
-        self._outcomes: asyncio.Queue[Outcome] = asyncio.Queue()
+        # outcomes to commit; None (from _drain) tells the committer to stop once it has
+        # committed everything queued before it
+        self._outcomes: asyncio.Queue[Outcome | None] = asyncio.Queue()
+        self._committer: asyncio.Task[None] | None = None
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
         self._pool = HandlerThreads(concurrency)
@@ -119,6 +122,7 @@ class Worker:
             self.concurrency,
         )
         committer = asyncio.create_task(self._commit_loop(), name="plait-committer")
+        self._committer = committer
         keeper = asyncio.create_task(self._lease_loop(), name="plait-leases")
         try:
             await self._refresh_until()
@@ -336,8 +340,12 @@ class Worker:
     # -- committing -----------------------------------------------------------------------------
 
     async def _commit_loop(self) -> None:
-        while True:
-            batch = [await self._outcomes.get()]
+        stopping = False
+        while not stopping:
+            first = await self._outcomes.get()
+            if first is None:
+                return
+            batch = [first]
             # Group commit: linger a moment for the other steps in flight, so that one
             # transaction (one fsync) records many outcomes.
             deadline = time.monotonic() + COMMIT_LINGER
@@ -348,11 +356,15 @@ class Worker:
                         break
                     try:
                         async with asyncio.timeout(left):
-                            batch.append(await self._outcomes.get())
+                            item = await self._outcomes.get()
                     except TimeoutError:
                         break
                 else:
-                    batch.append(self._outcomes.get_nowait())
+                    item = self._outcomes.get_nowait()
+                if item is None:
+                    stopping = True
+                    break
+                batch.append(item)
             await self._commit(batch)
 
     async def _commit(self, batch: list[Outcome]) -> None:
@@ -474,12 +486,11 @@ class Worker:
             f.task.cancel()
         if leftovers:
             await asyncio.gather(*(f.task for f in leftovers), return_exceptions=True)
-        # commit what finished, then hand back what did not
-        pending = []
-        while not self._outcomes.empty():
-            pending.append(self._outcomes.get_nowait())
-        if pending:
-            await self._commit(pending)
+        # The committer records what finished (a commit in progress is never cancelled, which
+        # would lose an outcome), then stops; what did not finish is handed back.
+        self._outcomes.put_nowait(None)
+        if self._committer is not None:
+            await asyncio.gather(self._committer, return_exceptions=True)
         unfinished = [f.held for f in self._inflight.values()]
         if unfinished:
             try:
