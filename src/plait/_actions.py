@@ -11,6 +11,8 @@ Operator actions may load every step of a run (`need_all`): they are rare and no
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from ._records import Edge, EdgeKind, RunRow, RunStatus, StepRow, StepStatus
 from ._transitions import (
     Transition,
@@ -149,10 +151,7 @@ def retry(txn: Txn, run_id: str, step_name: str, *, by: str) -> Transition:
             "only a failed step can be retried"
         )
         return
-    upstream: dict[str, list[tuple[StepRow, Edge]]] = {}
-    for s in steps.values():
-        for edge in s.dependents:
-            upstream.setdefault(edge.target, []).append((s, edge))
+    upstream = upstream_of(steps.values())
     code = step.error_code
     _reopen(run, step)
     step.attempt = step.recoveries = 0
@@ -172,10 +171,10 @@ def retry(txn: Txn, run_id: str, step_name: str, *, by: str) -> Transition:
     while reopened:
         for edge in reopened.pop().dependents:
             dep = steps[edge.target]
-            doomer = next((up for up, e in upstream.get(dep.name, ()) if _dooms(up, e)), None)
+            doomer = next((up for up, e in upstream.get(dep.name, ()) if dooms(up, e)), None)
             if dep.status is StepStatus.PENDING:
                 # still waiting on others, already doomed by this failure: not any more
-                dep.skip_reason = None if doomer is None else _skip_reason(doomer)
+                dep.skip_reason = None if doomer is None else skip_reason_from(doomer)
                 txn.touch(dep)
                 back.append(dep)
                 continue
@@ -207,7 +206,16 @@ def retry(txn: Txn, run_id: str, step_name: str, *, by: str) -> Transition:
     txn.changed_runs[run.id] = run
 
 
-def _dooms(upstream: StepRow, edge: Edge) -> bool:
+def upstream_of(steps: Iterable[StepRow]) -> dict[str, list[tuple[StepRow, Edge]]]:
+    """For each step, the steps it depends on, with their edge to it (from `dependents`)."""
+    upstream: dict[str, list[tuple[StepRow, Edge]]] = {}
+    for s in steps:
+        for edge in s.dependents:
+            upstream.setdefault(edge.target, []).append((s, edge))
+    return upstream
+
+
+def dooms(upstream: StepRow, edge: Edge) -> bool:
     """Does this ended dependency skip its dependent (DESIGN §3.2)?"""
     return (
         upstream.status.terminal
@@ -217,7 +225,7 @@ def _dooms(upstream: StepRow, edge: Edge) -> bool:
     )
 
 
-def _skip_reason(upstream: StepRow) -> str:
+def skip_reason_from(upstream: StepRow) -> str:
     return f"dependency {upstream.name!r} {upstream.status.value}"  # as _transitions._settle
 
 

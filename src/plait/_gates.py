@@ -50,15 +50,25 @@ def _not_waiting(txn: Txn, run: RunRow, step: StepRow, done: str) -> None:
     )
 
 
+def _waiting_approval(
+    txn: Txn, run_id: str, name: str, done: str
+) -> tuple[RunRow, StepRow] | tuple[None, None]:
+    """The run and the waiting approval a decision is about, or a refusal saying why not."""
+    run, step = _gated_step(txn, run_id, name, Gate.APPROVAL)
+    if run is None or step is None:
+        return None, None
+    if step.status is not StepStatus.WAITING:
+        _not_waiting(txn, run, step, done)
+        return None, None
+    return run, step
+
+
 def approve(txn: Txn, run_id: str, name: str, *, by: str, note: str | None) -> Transition:
     """A waiting approval becomes ready (claimable after its delay, if it has one). In a paused
     run it waits for `resume` like every ready step."""
     yield from need(txn, run_id, (name,))
-    run, step = _gated_step(txn, run_id, name, Gate.APPROVAL)
+    run, step = _waiting_approval(txn, run_id, name, "approved")
     if run is None or step is None:
-        return
-    if step.status is not StepStatus.WAITING:
-        _not_waiting(txn, run, step, "approved")
         return
     _open(txn, step)
     txn.emit(run, "step_approved", name, by=by, note=note)
@@ -67,11 +77,8 @@ def approve(txn: Txn, run_id: str, name: str, *, by: str, note: str | None) -> T
 def reject(txn: Txn, run_id: str, name: str, *, by: str, reason: str | None) -> Transition:
     """A waiting approval fails with code `rejected`; its dependents are skipped as usual."""
     yield from need(txn, run_id, (name,))
-    run, step = _gated_step(txn, run_id, name, Gate.APPROVAL)
+    run, step = _waiting_approval(txn, run_id, name, "rejected")
     if run is None or step is None:
-        return
-    if step.status is not StepStatus.WAITING:
-        _not_waiting(txn, run, step, "rejected")
         return
     txn.emit(run, "step_rejected", name, by=by, reason=reason)
     yield from _fail_rejected(txn, run, step, reason or f"rejected by {by}")

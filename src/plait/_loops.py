@@ -15,18 +15,9 @@ from dataclasses import dataclass
 
 import orjson
 
-from ._actions import _dooms, _skip_reason
+from ._actions import dooms, skip_reason_from, upstream_of
 from ._records import Edge, RunRow, StepRow, StepStatus
-from ._transitions import (
-    Transition,
-    Txn,
-    _waiting_payload,
-    fails_run,
-    need_all,
-    reach,
-    settle,
-    steps_of,
-)
+from ._transitions import Transition, Txn, fails_run, need_all, reached, settle, steps_of
 
 MAX_ITERATIONS = "max_iterations"
 INVALID_GOTO = "invalid_goto"
@@ -82,22 +73,15 @@ def loop_back(txn: Txn, run: RunRow, step: StepRow, target: str, limit: int) -> 
     reset = [steps[name] for name in body]
     for s in sorted(reset, key=lambda s: s.idx):
         _reset(txn, run, s)
-    upstream: dict[str, list[tuple[StepRow, Edge]]] = {}
-    for s in steps.values():
-        for edge in s.dependents:
-            upstream.setdefault(edge.target, []).append((s, edge))
+    upstream = upstream_of(steps.values())
     for s in reset:  # counted once all are pending: each waits for what it depends on again
         ups = upstream.get(s.name, [])
         s.unmet = sum(1 for up, _ in ups if not up.status.terminal)
-        doomer = next((up for up, edge in ups if _dooms(up, edge)), None)
-        s.skip_reason = None if doomer is None else _skip_reason(doomer)
+        doomer = next((up for up, edge in ups if dooms(up, edge)), None)
+        s.skip_reason = None if doomer is None else skip_reason_from(doomer)
     for s in reset:
         if s.unmet == 0 and s.skip_reason is None:
-            reach(s, txn.now)
-            if s.status is StepStatus.READY:
-                txn.result.readied += 1
-            elif s.status is StepStatus.WAITING:
-                txn.emit(run, "step_waiting", s.name, **_waiting_payload(s))
+            reached(txn, run, s, [])  # a reset signal has no payload: it cannot be done here
     txn.changed_runs[run.id] = run
 
 

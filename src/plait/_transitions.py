@@ -500,14 +500,16 @@ def _settle(txn: Txn, run: RunRow, first: StepRow) -> Transition:
                     txn.emit(run, "step_skipped", dep.name, reason=dep.skip_reason)
                     worklist.append(dep)
                 else:
-                    _reached(txn, run, dep, worklist)
+                    reached(txn, run, dep, worklist)
             txn.touch(dep)
     txn.changed_runs[run.id] = run
     if run.unfinished <= 0 and not run.status.terminal:
         yield from _end_run(txn, run)
 
 
-def _reached(txn: Txn, run: RunRow, step: StepRow, worklist: list[StepRow]) -> None:
+def reached(txn: Txn, run: RunRow, step: StepRow, worklist: list[StepRow]) -> None:
+    """`reach` inside a transaction: count a ready step, log a waiting one, and queue one done
+    by an early signal on `worklist` for settling."""
     reach(step, txn.now)
     if step.status is StepStatus.READY:
         txn.result.readied += 1
