@@ -21,6 +21,7 @@ from . import _codec
 from ._definition import Workflow
 from ._engine_fork import ForkMethods
 from ._engine_gates import GateMethods
+from ._engine_watch import EventsWritten, WatchMethods
 from ._errors import (
     InputError,
     PlaitError,
@@ -72,7 +73,7 @@ class RunHandle:
         return f"RunHandle({self.id!r})"
 
 
-class Engine(ForkMethods, GateMethods):
+class Engine(ForkMethods, GateMethods, WatchMethods):
     """plait's entry point. `Engine("sqlite:///plait.db")` (default), `"memory://"`, …
 
     `lease`: seconds a claimed step is held before another worker may take it over (heartbeats
@@ -114,6 +115,7 @@ class Engine(ForkMethods, GateMethods):
         self.runs_ended = Broadcast()  # runs ended: wake local result() waiters
         self.runs_cancelled = Broadcast()  # runs cancelled: workers stop their running steps
         self.timers_set = Broadcast()  # a deadline or an expiry was set: workers look again
+        self.events_written = EventsWritten()  # events were committed: wake watch() iterators
         self._workers: set[Any] = set()  # workers running in this process, for stop_workers()
         self.workers_ended = Broadcast()  # a worker of this engine has stopped
         self.store.subscribe(
@@ -506,6 +508,7 @@ class Engine(ForkMethods, GateMethods):
     # -- notifications from workers in this process ---------------------------------------------
 
     def _committed(self, result: CommitResult) -> None:
+        self.events_written.fire()
         if result.readied:
             self.work_ready.fire()
         if result.ended_runs:

@@ -20,6 +20,8 @@ What the store does, and why:
 - Push wake-ups: a transaction that makes steps ready or ends runs sends NOTIFY on the store's
   channel (delivered at commit); every process LISTENs on one extra connection and wakes its
   workers and `result()` waiters. While that connection is down, the engine polls instead.
+  A transaction that appends events sends one more, `events RUN_ID …` (just `events` when the
+  list would be long), which wakes the watchers of those runs (`Engine.watch`).
 - Faults: a lost connection is retried once on a fresh one (every program is safe to repeat:
   outcomes are fenced, starts are idempotent), then reported as StoreError; the worker backs off
   and tries again, and the pool reconnects when the server is back.
@@ -33,8 +35,10 @@ import random
 from collections.abc import (
     AsyncIterator,
     Callable,
+    Collection,
     Coroutine,
     Mapping,
+    Sequence,
 )
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -76,6 +80,9 @@ _RETRYABLE = (
     pg_errors.SerializationFailure,
     pg_errors.LockNotAvailable,
 )
+EVENTS_NOTE = "events"
+# run ids named in one `events` notification at most; a longer list wakes every watcher instead
+EVENTS_NOTE_MAX = 1000
 
 
 def _nothing() -> None:
@@ -83,7 +90,7 @@ def _nothing() -> None:
 
 
 class PostgresStore(SQLStore):
-    capabilities: frozenset[str] = frozenset({"push"})
+    capabilities: frozenset[str] = frozenset({"push", "push_events"})
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -101,6 +108,7 @@ class PostgresStore(SQLStore):
         self._on_ended: Callable[[], None] = _nothing
         self._on_cancelled: Callable[[], None] = _nothing
         self._on_live: Callable[[bool], None] = lambda live: None
+        self._on_events: Callable[[Collection[str] | None], None] = lambda run_ids: None
         # Our transactions last milliseconds. A session idle inside one for longer belongs to a
         # frozen or partitioned process: the server ends it, so its row locks do not hold up
         # every other worker; and a lock wait that long is given up and retried.
@@ -126,6 +134,11 @@ class PostgresStore(SQLStore):
     ) -> None:
         self._on_ready, self._on_ended, self._on_live = ready, ended, live
         self._on_cancelled = cancelled
+
+    def subscribe_events(self, events: Callable[[Collection[str] | None], None]) -> None:
+        """Call `events(run_ids)` when transactions (of any process) append to these runs'
+        logs; `events(None)` when which is not known (a notification may have been missed)."""
+        self._on_events = events
 
     # -- lifecycle
 
@@ -274,9 +287,13 @@ class PostgresStore(SQLStore):
                     # Pipeline mode: statements whose results nobody waits for (BEGIN, the
                     # writes, NOTIFY, COMMIT) travel together, so a transaction costs a round
                     # trip per read, not per statement, and holds its row locks that much less.
+                    appended = _Appended(self._programs.insert_event)
                     async with conn.pipeline() as pipeline, conn.transaction():
-                        result = await _drive(conn, program(), pipeline)
-                        for note in wakes(result) if wakes is not None else ():
+                        result = await _drive(conn, program(), pipeline, appended)
+                        notes = list(wakes(result)) if wakes is not None else []
+                        if appended.runs:
+                            notes.append(appended.note())
+                        for note in notes:
                             await conn.execute(
                                 "SELECT pg_notify(%s, %s)", (self._url.channel, note)
                             )
@@ -332,6 +349,7 @@ class PostgresStore(SQLStore):
                     self._on_ready()
                     self._on_ended()
                     self._on_cancelled()
+                    self._on_events(None)
                     async for note in conn.notifies():
                         if note.payload == "ready":
                             self._on_ready()
@@ -339,6 +357,8 @@ class PostgresStore(SQLStore):
                             self._on_ended()
                         elif note.payload == "cancelled":
                             self._on_cancelled()
+                        elif note.payload.startswith(EVENTS_NOTE):
+                            self._on_events(note.payload.split()[1:] or None)
             except asyncio.CancelledError:
                 self._on_live(False)
                 raise
@@ -353,11 +373,36 @@ class PostgresStore(SQLStore):
             backoff = min(backoff * 2, 5.0)
 
 
+_RUN_ID = _sql.EVENT_COLUMNS.index("run_id")
+
+
+class _Appended:
+    """The runs a transaction appends events to, for its one `events` notification."""
+
+    def __init__(self, insert_event: str) -> None:
+        self.insert_event = insert_event
+        self.runs: set[str] = set()
+
+    def saw(self, query: str, rows: Sequence[Sequence[Any]]) -> None:
+        if query == self.insert_event:
+            self.runs.update(row[_RUN_ID] for row in rows)
+
+    def note(self) -> str:
+        named = " ".join(sorted(self.runs))
+        if len(named) > EVENTS_NOTE_MAX or any(" " in r for r in self.runs):
+            return EVENTS_NOTE  # too many to name: every watcher looks
+        return f"{EVENTS_NOTE} {named}"
+
+
 async def _drive(
-    conn: Conn, program: Program[T], pipeline: psycopg.AsyncPipeline | None = None
+    conn: Conn,
+    program: Program[T],
+    pipeline: psycopg.AsyncPipeline | None = None,
+    appended: _Appended | None = None,
 ) -> T:
     """Run a program's statements on a connection (inside the caller's transaction, if any).
-    In pipeline mode a row count is known only once the server has answered: sync for it."""
+    In pipeline mode a row count is known only once the server has answered: sync for it.
+    The runs it appends events to are added to `appended`."""
     result: Any = None
     async with conn.cursor() as cur:
         try:
@@ -372,6 +417,8 @@ async def _drive(
                         await pipeline.sync()
                     result = cur.rowcount
                 else:  # the [postgres] text of a write takes one array per column
+                    if appended is not None:
+                        appended.saw(query, params)
                     if params:
                         columns = [list(column) for column in zip(*params, strict=True)]
                         await cur.execute(query, columns)
