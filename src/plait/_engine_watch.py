@@ -156,7 +156,7 @@ class WatchMethods:
         pushes = self._subscribe_pushes(store, run_id)
         await self._run_row(run_id)  # RunNotFound, with the usual message
         pause = FIRST_POLL
-        look_at_run = True  # the status changes only with an event: read it after new ones
+        look_at_run = True  # its status changes only with an event: read it after new ones
         while True:
             seen = self.events_written.generation
             seen_push = pushes.generation if pushes is not None else None
@@ -178,13 +178,15 @@ class WatchMethods:
                         return
                     look_at_run = True
                     continue
-            pause = FIRST_POLL if batch else min(pause * 2, self.idle_interval)
+            pause = min(FIRST_POLL if batch else pause * 2, self.idle_interval)
             wakers: list[tuple[Broadcast, int | None]] = [(self.events_written, seen)]
             if pushes is not None:
                 wakers.append((pushes, seen_push))
             # while every append is pushed, looking at the store is only a safety net
-            live = pushes is not None and self.push_live
-            await wait_any(wakers, self.idle_interval if live else pause)
+            wait = self.idle_interval if pushes is not None and self.push_live else pause
+            woken = await wait_any(wakers, wait)
+            # a sweep looks at the run too: one deleted with its events would be waited on forever
+            look_at_run = not woken and wait >= self.idle_interval
 
     def _subscribe_pushes(self, store: Store, run_id: str) -> Broadcast | None:
         """The broadcast the store fires for this run's events written elsewhere, or None."""
