@@ -273,6 +273,30 @@ def drop_schemas(base_url: str, prefix: str = "plait_t_") -> list[str]:
     return _drop(base_url, query, "drop schema if exists {} cascade", prefix)
 
 
+def drop_stale_schemas(base_url: str, prefix: str) -> list[str]:
+    """Drop the schemas `<prefix><pid>_…` of test sessions whose process has ended (a session
+    drops its own when it ends; an interrupted one leaves them behind)."""
+    query = "select nspname from pg_namespace where starts_with(nspname, %s)"
+    with connect(base_url, autocommit=True) as conn:
+        names = [str(row[0]) for row in conn.execute(query, (_check_prefix(prefix),)).fetchall()]
+        stale = [n for n in names if not _alive(n[len(prefix) :].split("_", 1)[0])]
+        for name in stale:
+            conn.execute(sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(name)))
+    return stale
+
+
+def _alive(pid: str) -> bool:
+    if not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def fresh_database_url(base_url: str, prefix: str = "plait_tdb_") -> str:
     """Create the database <prefix><12 hex> and return base_url pointing at it."""
     name = _check_prefix(prefix) + secrets.token_hex(6)

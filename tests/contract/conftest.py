@@ -43,7 +43,9 @@ def _postgres_url(tmp: Path) -> str:
     return f"{base}{'&' if '?' in base else '?'}schema={schema}"
 
 
-POSTGRES_SCHEMA_PREFIX = "plait_c_"
+POSTGRES_SCHEMAS = "plait_c_"
+# this session's schemas: sessions running side by side never drop each other's
+POSTGRES_SCHEMA_PREFIX = f"{POSTGRES_SCHEMAS}{os.getpid()}_"
 
 BACKENDS = [
     Backend("memory", lambda _tmp: "memory://", durable=False),
@@ -54,11 +56,11 @@ BACKENDS = [
 
 @pytest.fixture(scope="session", autouse=True)
 def _drop_postgres_schemas() -> Iterator[None]:
-    """Each PostgreSQL test has its own schema: drop them all when the session ends (and any
-    left by an interrupted session when it starts)."""
+    """Each PostgreSQL test has its own schema: drop this session's when it ends (and any left
+    by an interrupted session when it starts)."""
     base = postgres_server.server_url()
     if base is not None:
-        postgres_server.drop_schemas(base, POSTGRES_SCHEMA_PREFIX)
+        postgres_server.drop_stale_schemas(base, POSTGRES_SCHEMAS)
     yield
     if base is not None:
         postgres_server.drop_schemas(base, POSTGRES_SCHEMA_PREFIX)
