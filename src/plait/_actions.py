@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from ._records import Edge, EdgeKind, RunRow, RunStatus, StepRow, StepStatus
+from ._spawn import CHILD_FAILED, children_of, recount, reopen_parent
 from ._transitions import (
     Transition,
     Txn,
@@ -132,7 +133,8 @@ def resume(txn: Txn, run_id: str, *, by: str) -> Transition:
 def retry(txn: Txn, run_id: str, step_name: str, *, by: str) -> Transition:
     """A failed step goes back to `ready` with a fresh attempt budget; the dependents its failure
     skipped go back to `pending` (unless another failure still dooms them); the run runs again.
-    A paused run stays paused: the step waits for `resume` like the rest."""
+    A paused run stays paused: the step waits for `resume` like the rest. A parent failed by the
+    steps it spawned (`child_failed`) is retried by retrying those: it waits for them again."""
     yield from need_all(txn, run_id)
     run = _run_or_refuse(txn, run_id)
     if run is None:
@@ -152,6 +154,60 @@ def retry(txn: Txn, run_id: str, step_name: str, *, by: str) -> Transition:
         )
         return
     upstream = upstream_of(steps.values())
+    leaves = _failed_leaves(step, upstream)
+    if not leaves:
+        txn.result.refusal = (
+            f"step {step_name!r} of run {run_id!r} was failed by the steps it spawned, "
+            "none of which failed in its current pass: there is nothing to retry"
+        )
+        return
+    back: list[StepRow] = []
+    parents: dict[str, StepRow] = {}
+    for failed in leaves:
+        _retry_one(txn, run, steps, upstream, failed, back, parents, by=by)
+    for dep in back:  # counted once every step has come back: each waits for all that did
+        dep.unmet = sum(1 for up, _ in upstream.get(dep.name, ()) if not up.status.terminal)
+    for parent in parents.values():  # likewise, the parents joining their children again
+        recount(parent, children_of(parent, upstream.get(parent.name, ())))
+        txn.touch(parent)
+    if run.status.terminal:
+        run.status = RunStatus.RUNNING
+        run.finished_at = None
+        run.output = None
+    if run.status is RunStatus.PENDING:
+        run.status = RunStatus.RUNNING
+    failed_now = [s for s in steps.values() if s.status.terminal and fails_run(s)]
+    run.error = None
+    if failed_now:
+        first = failed_now[0]
+        what = first.error_message or first.skip_reason or first.status.value
+        run.error = f"step {first.name!r} {first.status.value}: {what}"
+    txn.changed_runs[run.id] = run
+
+
+def _failed_leaves(step: StepRow, upstream: dict[str, list[tuple[StepRow, Edge]]]) -> list[StepRow]:
+    """The step itself, or, for a parent failed by its children, the failed children (theirs,
+    if they were failed by their own children) that a retry runs again."""
+    if step.error_code != CHILD_FAILED:
+        return [step]
+    found = []
+    for child in children_of(step, upstream.get(step.name, ())):
+        if child.status is StepStatus.FAILED and not child.optional:
+            found.extend(_failed_leaves(child, upstream))
+    return found
+
+
+def _retry_one(
+    txn: Txn,
+    run: RunRow,
+    steps: dict[str, StepRow],
+    upstream: dict[str, list[tuple[StepRow, Edge]]],
+    step: StepRow,
+    back: list[StepRow],
+    parents: dict[str, StepRow],
+    *,
+    by: str,
+) -> None:
     code = step.error_code
     _reopen(run, step)
     step.attempt = step.recoveries = 0
@@ -166,11 +222,17 @@ def retry(txn: Txn, run_id: str, step_name: str, *, by: str) -> Transition:
     txn.touch(step)
     txn.emit(run, "step_retried", step.name, by=by, previous_code=code)
     # Skipped dependents come back once no dependency dooms them any more. One that another
-    # skipped dependent still dooms is looked at again when that one comes back.
-    reopened, back = [step], []
+    # skipped dependent still dooms is looked at again when that one comes back. A parent
+    # failed by this (spawned) step waits for its children again.
+    reopened = [step]
     while reopened:
         for edge in reopened.pop().dependents:
             dep = steps[edge.target]
+            if edge.kind is EdgeKind.CHILD:
+                parents[dep.name] = dep
+                if reopen_parent(txn, run, dep):
+                    reopened.append(dep)
+                continue
             doomer = next((up for up, e in upstream.get(dep.name, ()) if dooms(up, e)), None)
             if dep.status is StepStatus.PENDING:
                 # still waiting on others, already doomed by this failure: not any more
@@ -189,21 +251,6 @@ def retry(txn: Txn, run_id: str, step_name: str, *, by: str) -> Transition:
             txn.emit(run, "step_reopened", dep.name, by=by)
             reopened.append(dep)
             back.append(dep)
-    for dep in back:  # counted once every step has come back: each waits for all that did
-        dep.unmet = sum(1 for up, _ in upstream.get(dep.name, ()) if not up.status.terminal)
-    if run.status.terminal:
-        run.status = RunStatus.RUNNING
-        run.finished_at = None
-        run.output = None
-    if run.status is RunStatus.PENDING:
-        run.status = RunStatus.RUNNING
-    failed = [s for s in steps.values() if s.status.terminal and fails_run(s)]
-    run.error = None
-    if failed:
-        first = failed[0]
-        what = first.error_message or first.skip_reason or first.status.value
-        run.error = f"step {first.name!r} {first.status.value}: {what}"
-    txn.changed_runs[run.id] = run
 
 
 def upstream_of(steps: Iterable[StepRow]) -> dict[str, list[tuple[StepRow, Edge]]]:
@@ -221,6 +268,7 @@ def dooms(upstream: StepRow, edge: Edge) -> bool:
         upstream.status.terminal
         and upstream.status is not StepStatus.DONE
         and edge.kind is not EdgeKind.AFTER_ANY
+        and edge.kind is not EdgeKind.CHILD  # a spawned step fails its parent when it joins
         and not edge.absorbs
     )
 

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping, MutableMapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._definition import Workflow
+    from ._tasks import Handle, Spawner
 
 logger = logging.getLogger("plait.step")
+OMITTED: Any = type("Omitted", (), {"__repr__": lambda self: "<omitted>"})()  # no input= given
 
 
 class StepCancelled(Exception):
@@ -17,7 +23,10 @@ class StepCancelled(Exception):
 class StepContext:
     """Handed to a step that declares a parameter annotated `plait.StepContext` (or named `ctx`)."""
 
-    __slots__ = ("_cancel", "attempt", "input", "iteration", "log", "run_id", "step", "workflow")
+    __slots__ = (
+        "_cancel", "_definition", "_spawner", "attempt", "input", "iteration", "log", "run_id",
+        "step", "workflow",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -28,6 +37,7 @@ class StepContext:
         attempt: int,
         run_input: Mapping[str, Any],
         iteration: int = 0,
+        definition: Workflow | None = None,
     ) -> None:
         self.run_id = run_id
         self.step = step
@@ -36,6 +46,8 @@ class StepContext:
         self.iteration = iteration  # 0 on the first pass; a plait.Goto back through it adds 1
         self.input = run_input
         self._cancel = threading.Event()
+        self._definition = definition  # for the tasks it may spawn
+        self._spawner: Spawner | None = None
         self.log = _StepLogger(logger, {"run_id": run_id, "step": step, "attempt": attempt})
 
     @property
@@ -47,6 +59,44 @@ class StepContext:
         """Raise `StepCancelled` if the step should stop; call it between units of work."""
         if self._cancel.is_set():
             raise StepCancelled(f"step {self.step!r} of run {self.run_id!r} was asked to stop")
+
+    def spawn(
+        self,
+        fn: Callable[..., Any] | str,
+        *,
+        name: str | None = None,
+        input: Any = OMITTED,
+        after: Iterable[Handle] = (),
+        not_before: datetime | None = None,
+        optional: bool | None = None,
+        priority: int | None = None,
+    ) -> Handle:
+        """Add a step running task `fn` (`@wf.task`) with `input` to this run, once this step
+        succeeds; this step then ends when the steps it spawned have. `name` (default
+        `<task>-<n>`) must be unique among this step's spawns; `after` orders it after other
+        handles of this step; `not_before` delays it. Return handles to gather their outputs."""
+        return self._spawning().spawn(
+            fn,
+            name=name,
+            input=input,
+            after=after,
+            not_before=not_before,
+            optional=optional,
+            priority=priority,
+        )
+
+    def map(self, fn: Callable[..., Any] | str, items: Iterable[Any]) -> list[Handle]:
+        """Spawn task `fn` once per item (the item is its input); return the handles, in order."""
+        return self._spawning().map(fn, items)
+
+    def _spawning(self) -> Spawner:
+        if self._spawner is None:
+            if self._definition is None:
+                raise RuntimeError("this StepContext cannot spawn: it belongs to no workflow")
+            from ._tasks import Spawner
+
+            self._spawner = Spawner(self._definition, self.step, self.iteration)
+        return self._spawner
 
     def _request_cancel(self) -> None:
         self._cancel.set()

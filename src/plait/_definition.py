@@ -5,8 +5,6 @@ from __future__ import annotations
 import hashlib
 import inspect
 import re
-import typing
-import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
@@ -18,7 +16,9 @@ from pydantic import TypeAdapter, ValidationError
 
 from . import _codec
 from ._context import StepContext
+from ._digests import code_digest
 from ._errors import DefinitionError, InputError
+from ._params import adapter, is_context, type_hints
 from ._records import EdgeKind, StepOptions, StepPlan, WorkflowPlan
 from ._retry import NO_RETRY, Retry
 from ._step_options import SIGNAL, Approval, awaits_signal, gate_options, seconds
@@ -73,6 +73,11 @@ class StepDef:
     signature: inspect.Signature | None = None
     dep_params: dict[str, TypeAdapter[Any] | None] = field(default_factory=dict)
     accepts_kwargs: bool = False
+    # a task (@wf.task), spawned by steps: the parameter its input binds to (see _tasks.py)
+    is_task: bool = False
+    task_input: str | None = None
+    task_input_required: bool = False
+    task_adapter: TypeAdapter[Any] | None = None
 
     @property
     def is_signal(self) -> bool:
@@ -163,6 +168,8 @@ class Workflow:
         self.retry = retry or NO_RETRY
         self.timeout = seconds(f"workflow {name!r}", "timeout", timeout)
         self._steps: dict[str, StepDef] = {}
+        self._tasks: dict[str, StepDef] = {}
+        self._task_fns: dict[Callable[..., Any], StepDef] = {}
         self._plan: WorkflowPlan | None = None
 
     # -- defining -----------------------------------------------------------------------------
@@ -220,6 +227,54 @@ class Workflow:
         step = self._add(name, awaits_signal, (), {"after": after, "optional": optional})
         step.options = SIGNAL
         return step
+
+    @overload
+    def task(self, fn: F, /) -> F: ...
+    @overload
+    def task(
+        self,
+        /,
+        *,
+        name: str | None = None,
+        retry: Retry | None = None,
+        timeout: float | None = None,
+        optional: bool = False,
+        priority: int = 0,
+    ) -> Callable[[F], F]: ...
+
+    def task(
+        self, fn: Callable[..., Any] | None = None, /, *, name: str | None = None, **options: Any
+    ) -> Any:
+        """Register a function that steps may spawn (`ctx.spawn`, `ctx.map`); usable as
+        `@wf.task` or `@wf.task(**options)`. It takes at most one input: its first parameter
+        after `ctx`."""
+
+        def decorate(f: F) -> F:
+            from ._tasks import make_task
+
+            task = make_task(self, name or str(getattr(f, "__name__", "")), f, options)
+            if task.name in self._tasks:
+                raise DefinitionError(
+                    f"workflow {self.name!r}, task {task.name!r}: duplicate task name"
+                )
+            self._tasks[task.name] = self._task_fns[f] = task
+            self._plan = None
+            return f
+
+        return decorate(fn) if fn is not None else decorate
+
+    def task_of(self, fn: Callable[..., Any] | str) -> StepDef | None:
+        """The task registered for this function (or of this name), or None."""
+        if isinstance(fn, str):
+            return self._tasks.get(fn)
+        try:
+            return self._task_fns.get(fn)
+        except TypeError:  # unhashable: not a registered function
+            return None
+
+    def handler(self, step: str, task: str | None) -> StepDef:
+        """What runs a claimed step: the static step, or the task a spawned step runs."""
+        return self._steps[step] if task is None else self._tasks[task]
 
     def _add(
         self, name: str, fn: Callable[..., Any], deps: tuple[str, ...], options: dict[str, Any]
@@ -360,7 +415,7 @@ class Workflow:
     def _bind(self, step: StepDef) -> None:
         where = f"workflow {self.name!r}, step {step.name!r}"
         sig = step.signature or inspect.signature(step.fn)
-        hints = _type_hints(step.fn) if getattr(step.fn, "__annotations__", None) else {}
+        hints = type_hints(step.fn) if getattr(step.fn, "__annotations__", None) else {}
         data: dict[str, None] = dict.fromkeys(step.deps)
         inputs: list[InputField] = []
         dep_params: dict[str, TypeAdapter[Any] | None] = {}
@@ -369,16 +424,16 @@ class Workflow:
             if p.kind is p.VAR_KEYWORD:
                 continue
             hint = hints.get(p.name, _EMPTY)
-            if hint is StepContext or (p.name == "ctx" and hint is _EMPTY):
+            if is_context(p.name, hint):
                 ctx_param = p.name
             elif p.name in self._steps:
                 if p.name == step.name:
                     raise DefinitionError(f"{where}: cycle: {step.name} -> {step.name}")
                 data[p.name] = None
-                dep_params[p.name] = _adapter(hint)
+                dep_params[p.name] = adapter(hint)
             else:
                 default = p.default
-                inputs.append(InputField(p.name, default is _EMPTY, default, _adapter(hint)))
+                inputs.append(InputField(p.name, default is _EMPTY, default, adapter(hint)))
         if step.when is not None:
             # the condition's parameters bind like the step's: outputs of steps (which the step
             # then waits for) or run-input fields
@@ -443,13 +498,25 @@ class Workflow:
                     "timeout": s.timeout,
                     "priority": s.priority,
                     "inputs": [(f.name, f.required) for f in (*s.inputs, *s.when_inputs)],
-                    "code": _code_digest(s.fn),
-                    "when": _code_digest(s.when) if s.when is not None else None,
+                    "code": code_digest(s.fn),
+                    "when": code_digest(s.when) if s.when is not None else None,
                     "options": None if s.options is None else asdict(s.options),
                 }
                 for s in self._steps.values()
             ],
         }
+        if self._tasks:  # only then, so that workflows without tasks keep their fingerprint
+            canonical["tasks"] = [
+                {
+                    "name": t.name,
+                    "optional": t.optional,
+                    "retry": t.retry.as_dict() if t.retry else None,
+                    "timeout": t.timeout,
+                    "priority": t.priority,
+                    "code": code_digest(t.fn),
+                }
+                for t in sorted(self._tasks.values(), key=lambda t: t.name)
+            ]
         blob = orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)
         return hashlib.sha256(blob).hexdigest()[:16]
 
@@ -487,70 +554,12 @@ def _inspect_signature(where: str, step: StepDef) -> None:
             )
 
 
-def _type_hints(fn: Callable[..., Any]) -> dict[str, Any]:
-    try:
-        return typing.get_type_hints(fn)
-    except Exception:  # some forward reference does not resolve: keep the ones that do
-        hints: dict[str, Any] = {}
-        for name, hint in getattr(fn, "__annotations__", {}).items():
-            try:
-                hints[name] = typing.get_type_hints(_Probe(hint), getattr(fn, "__globals__", None))[
-                    "x"
-                ]
-            except Exception:  # this one stays untyped: its value is passed through unvalidated
-                continue
-        return hints
-
-
-class _Probe:
-    """A stand-in carrying one annotation, so get_type_hints can resolve it alone."""
-
-    def __init__(self, hint: Any) -> None:
-        self.__annotations__ = {"x": hint}
-
-
-def _adapter(hint: Any) -> TypeAdapter[Any] | None:
-    if hint is _EMPTY or hint is Any or hint is object:
-        return None
-    try:
-        return TypeAdapter(hint)
-    except Exception:  # a type pydantic cannot validate: pass the JSON value through unchanged
-        return None
-
-
 def _short(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors()[:3]:
         loc = ".".join(str(x) for x in err.get("loc", ()))
         parts.append(f"{loc + ': ' if loc else ''}{err.get('msg')}")
     return "; ".join(parts)
-
-
-def _code_digest(fn: Callable[..., Any]) -> str:
-    code = getattr(fn, "__code__", None)
-    if code is None:  # a callable object or builtin: its class's source stands for it
-        return _source_digest(type(fn) if not inspect.isroutine(fn) else fn)
-    return _code_digest_cached(code, fn)
-
-
-_DIGESTS: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
-
-
-def _code_digest_cached(code: Any, fn: Callable[..., Any]) -> str:
-    # generated graphs reuse one function body for thousands of steps: read its source once
-    digest = _DIGESTS.get(code)
-    if digest is None:
-        digest = _DIGESTS[code] = _source_digest(fn)
-    return digest
-
-
-def _source_digest(obj: Any) -> str:
-    try:
-        source = inspect.getsource(obj)
-    except (OSError, TypeError):
-        code = getattr(obj, "__code__", None)
-        source = repr(code.co_code) if code is not None else getattr(obj, "__qualname__", repr(obj))
-    return hashlib.sha256(source.encode()).hexdigest()[:16]
 
 
 def _check_acyclic(workflow: str, steps: Mapping[str, StepDef]) -> None:

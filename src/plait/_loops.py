@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import orjson
 
 from ._actions import dooms, skip_reason_from, upstream_of
-from ._records import Edge, RunRow, StepRow, StepStatus
+from ._records import Edge, EdgeKind, RunRow, StepRow, StepStatus
+from ._spawn import spawned_below
 from ._transitions import Transition, Txn, fails_run, need_all, reached, settle, steps_of
 
 MAX_ITERATIONS = "max_iterations"
@@ -40,12 +41,14 @@ class Goto:
 
 
 def body_of(target: str, dependents: dict[str, tuple[Edge, ...]]) -> list[str]:
-    """`target` and every step downstream of it: what a loop back to it runs again."""
+    """`target` and every step downstream of it: what a loop back to it runs again. (A spawned
+    step's parent is not downstream of it: the parent waits for it, but a loop never leaves the
+    pass it was spawned in.)"""
     seen = {target: None}
     stack = [target]
     while stack:
         for edge in dependents.get(stack.pop(), ()):
-            if edge.target not in seen:
+            if edge.target not in seen and edge.kind is not EdgeKind.CHILD:
                 seen[edge.target] = None
                 stack.append(edge.target)
     return list(seen)
@@ -73,6 +76,9 @@ def loop_back(txn: Txn, run: RunRow, step: StepRow, target: str, limit: int) -> 
     reset = [steps[name] for name in body]
     for s in sorted(reset, key=lambda s: s.idx):
         _reset(txn, run, s)
+    for s in spawned_below(list(steps.values()), body):
+        if not s.status.terminal:  # spawned by a pass that is being run again: it is moot
+            _abandon(txn, run, s)
     upstream = upstream_of(steps.values())
     for s in reset:  # counted once all are pending: each waits for what it depends on again
         ups = upstream.get(s.name, [])
@@ -83,6 +89,15 @@ def loop_back(txn: Txn, run: RunRow, step: StepRow, target: str, limit: int) -> 
         if s.unmet == 0 and s.skip_reason is None:
             reached(txn, run, s, [])  # a reset signal has no payload: it cannot be done here
     txn.changed_runs[run.id] = run
+
+
+def _abandon(txn: Txn, run: RunRow, s: StepRow) -> None:
+    s.status = StepStatus.CANCELLED
+    s.lease_token = s.lease_expires_at = s.available_at = None
+    s.finished_at = txn.now
+    run.unfinished -= 1
+    txn.touch(s)
+    txn.emit(run, "step_cancelled", s.name, reason="its parent runs again (Goto)")
 
 
 def _reset(txn: Txn, run: RunRow, s: StepRow) -> None:
@@ -100,7 +115,7 @@ def _reset(txn: Txn, run: RunRow, s: StepRow) -> None:
     txn.emit(run, "step_reset", s.name, **previous)
     s.status = StepStatus.PENDING
     s.iteration += 1
-    s.output = s.error_code = s.error_message = s.skip_reason = None
+    s.output = s.gather = s.error_code = s.error_message = s.skip_reason = None
     s.attempt = s.recoveries = 0
     s.lease_token = s.lease_expires_at = s.worker_id = None
     s.available_at = s.ready_at = s.started_at = s.finished_at = None

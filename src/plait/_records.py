@@ -51,6 +51,7 @@ class EdgeKind(StrEnum):
     DATA = "data"  # the dependent receives the output
     AFTER = "after"  # ordering only; a failure still cascades
     AFTER_ANY = "after_any"  # waits for the end, whatever it is; never cascades
+    CHILD = "child"  # from a spawned step to the step that spawned it, which waits for it
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +111,15 @@ class StepRow:
     options: StepOptions | None = None
     reused_from: str | None = None  # a fork reused this step's output, recorded by that run
     iteration: int = 0  # times a Goto sent the run back through this step
+    task: str | None = None  # a spawned step: the workflow's task it runs (None: a static step)
+    input: bytes | None = None  # a spawned step: the JSON value its task receives
+    gather: bytes | None = None  # a parent that returned handles: JSON name or list of names
+
+    @property
+    def joining(self) -> bool:
+        """A parent waiting for the steps it spawned (`unmet` of them are unfinished); a step
+        waiting at a gate has no unmet dependency."""
+        return self.status is StepStatus.WAITING and self.unmet > 0
 
 
 @dataclass(slots=True)
@@ -132,6 +142,7 @@ class RunRow:
     deadline: float | None = None  # past it, the run fails with deadline_exceeded
     parent_run: str | None = None  # the run this one was forked from
     forked_from: str | None = None  # the step of the parent it was forked from
+    next_idx: int = 0  # the `idx` of the next step added to the run (spawned steps)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +192,21 @@ class Claim:
     token: str
     lease_expires_at: float
     iteration: int = 0  # passes a Goto made the step go through before this one
+    task: str | None = None  # a spawned step: the task it runs, and the input it receives
+    input: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Spawn:
+    """A step a handler added to its run (`ctx.spawn`, `ctx.map`); committed with its success."""
+
+    name: str
+    task: str
+    input: bytes | None  # JSON, or None when the task takes no input
+    after: tuple[str, ...] = ()  # names of steps spawned before it by the same handler
+    optional: bool = False
+    priority: int = 0
+    not_before: float | None = None  # claimable from then on (epoch seconds)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,6 +224,8 @@ class Outcome:
     skipped: bool = False  # its `when=` condition was false: skipped, reason "condition"
     goto: str | None = None  # it returned plait.Goto(goto, max_iterations): loop back there
     max_iterations: int = 0
+    spawned: tuple[Spawn, ...] = ()  # steps it added; it then waits for them before it is done
+    gather: bytes | None = None  # it returned handles: their names (JSON), whose outputs it returns
 
     @property
     def succeeded(self) -> bool:

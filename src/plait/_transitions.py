@@ -56,6 +56,7 @@ class Txn:
         self.runs: dict[str, RunRow | None] = {}
         self.steps: dict[StepKey, StepRow | None] = {}
         self.changed_steps: dict[StepKey, StepRow] = {}
+        self.new_steps: dict[StepKey, StepRow] = {}  # added to their run (spawned)
         self.changed_runs: dict[str, RunRow] = {}
         self.events: list[NewEvent] = []
         self.claims: list[Claim] = []
@@ -79,6 +80,10 @@ class Txn:
 
     def touch(self, step: StepRow) -> None:
         self.changed_steps[(step.run_id, step.name)] = step
+
+    def insert(self, step: StepRow) -> None:
+        key = (step.run_id, step.name)
+        self.steps[key] = self.new_steps[key] = step
 
     def emit(self, run: RunRow, type_: str, step: str | None, **payload: object) -> None:
         if step is not None:
@@ -165,6 +170,7 @@ def new_run(
         sinks=tuple(s.name for s in plan.steps if not dependents[s.name]),
         unfinished=len(steps),
         created_at=now,
+        next_idx=len(steps),
     )
     started: dict[str, object] = {
         "workflow": plan.name,
@@ -259,6 +265,8 @@ def claim(
             token,
             step.lease_expires_at,
             step.iteration,
+            step.task,
+            step.input,
         )
     )
 
@@ -298,6 +306,12 @@ def _complete(txn: Txn, outcome: Outcome) -> Transition:
         from ._loops import loop_back  # rare: loaded when a step first loops
 
         yield from loop_back(txn, run, step, outcome.goto, outcome.max_iterations)
+        return
+    if outcome.spawned and outcome.succeeded and not run.status.terminal:
+        from ._spawn import spawn  # loaded when a step first spawns
+
+        step.error_code = step.error_message = None
+        spawn(txn, run, step, outcome)
         return
     if outcome.succeeded:
         step.status = StepStatus.DONE
@@ -455,7 +469,7 @@ def skipped_by_condition(step: StepRow) -> bool:
 def fails_run(step: StepRow) -> bool:
     """Does this terminal step make its run fail? A skip for a false condition, or cascading
     from one, does not: it is a branch not taken."""
-    if step.optional:
+    if step.optional or step.task is not None:  # a spawned step fails its parent instead
         return False
     if step.status is StepStatus.FAILED:
         return True
@@ -481,6 +495,12 @@ def _settle(txn: Txn, run: RunRow, first: StepRow) -> Transition:
         failed = step.status is not StepStatus.DONE
         for edge in step.dependents:
             dep = txn.step(run.id, edge.target)
+            if dep is not None and edge.kind is EdgeKind.CHILD:
+                from ._spawn import join  # a spawned step's parent waits for it
+
+                if (yield from join(txn, run, step, dep)):
+                    worklist.append(dep)
+                continue
             if dep is None or dep.status is not StepStatus.PENDING:
                 continue
             dep.unmet -= 1

@@ -33,9 +33,10 @@ from ._context import StepCancelled, StepContext
 from ._definition import StepDef, Workflow
 from ._errors import StepFailure, StoreError
 from ._handler_threads import HandlerThreads
-from ._loops import Goto
+from ._loops import INVALID_GOTO, Goto
 from ._portal import wait_any
 from ._records import Claim, Held, Outcome, StepInputs, StepStatus
+from ._tasks import task_kwargs
 
 if TYPE_CHECKING:
     from ._engine import Engine, RunHandle
@@ -200,7 +201,7 @@ class Worker:
     async def _launch(self, claims: list[Claim]) -> None:
         wanted: dict[str, set[str]] = {}
         for c in claims:
-            step = self.workflows[c.fingerprint][c.step]
+            step = self.workflows[c.fingerprint].handler(c.step, c.task)
             wanted.setdefault(c.run_id, set()).update(step.data_deps)
         while True:
             try:
@@ -221,8 +222,10 @@ class Worker:
                 attempt=c.attempt,
                 run_input={},
                 iteration=c.iteration,
+                definition=wf,
             )
-            task = asyncio.create_task(self._execute(wf, wf[c.step], c, ctx, inputs.get(c.run_id)))
+            step = wf.handler(c.step, c.task)
+            task = asyncio.create_task(self._execute(wf, step, c, ctx, inputs.get(c.run_id)))
             self._inflight[c.token] = _InFlight(c, ctx, task)
 
     # -- executing ------------------------------------------------------------------------------
@@ -272,16 +275,19 @@ class Worker:
                 outputs[dep] = (
                     _codec.loads(output) if status is StepStatus.DONE else step.defaults.get(dep)
                 )
-            kwargs = step.build_kwargs(ctx, run_input, outputs)
+            if step.is_task:
+                kwargs = task_kwargs(step, ctx, claim.input)
+            else:
+                kwargs = step.build_kwargs(ctx, run_input, outputs)
         except ValidationError as exc:
-            return failure("invalid_input", f"step {step.name!r}: {exc}", False)
+            return failure("invalid_input", f"step {claim.step!r}: {exc}", False)
         try:
             if not step.condition_holds(run_input, outputs):
                 return Outcome(claim.run_id, claim.step, claim.token, skipped=True)
         except Exception as exc:
             return failure(
                 "condition_error",
-                f"step {step.name!r}: its when= condition raised {type(exc).__name__}: {exc}",
+                f"step {claim.step!r}: its when= condition raised {type(exc).__name__}: {exc}",
                 False,
                 traceback.format_exc(),
             )
@@ -298,7 +304,7 @@ class Worker:
         except TimeoutError:
             ctx._request_cancel()  # a sync handler keeps its thread; it should poll ctx.cancelled
             return failure(
-                "timeout", f"step {step.name!r} exceeded its timeout of {timeout}s", None
+                "timeout", f"step {claim.step!r} exceeded its timeout of {timeout}s", None
             )
         except asyncio.CancelledError:
             ctx._request_cancel()
@@ -319,7 +325,13 @@ class Worker:
             )
         except Exception as exc:
             return failure(type(exc).__name__, str(exc) or repr(exc), None, traceback.format_exc())
+        spawner = ctx._spawner
         if isinstance(result, Goto):  # loop back: the store checks the target and the count
+            if spawner is not None and spawner.spawned:
+                message = (
+                    f"step {claim.step!r} spawned steps and returned a Goto: do one or the other"
+                )
+                return failure(INVALID_GOTO, message, False)
             return Outcome(
                 claim.run_id,
                 claim.step,
@@ -328,14 +340,20 @@ class Worker:
                 max_iterations=result.max_iterations,
             )
         try:
-            output = _codec.dumps(result)
+            gather = None if spawner is None else spawner.gather(result)
+            output = None if gather is not None else _codec.dumps(result)
+        except StepFailure as exc:
+            return failure(exc.code, str(exc), False)
         except _codec.EncodeError as exc:
             return failure(
                 "unserializable_output",
-                f"step {step.name!r} returned a value that is not JSON: {exc}",
+                f"step {claim.step!r} returned a value that is not JSON: {exc}",
                 False,
             )
-        return Outcome(claim.run_id, claim.step, claim.token, output=output)
+        spawned = () if spawner is None else tuple(spawner.spawned)
+        return Outcome(
+            claim.run_id, claim.step, claim.token, output=output, spawned=spawned, gather=gather
+        )
 
     # -- committing -----------------------------------------------------------------------------
 
@@ -472,7 +490,11 @@ class Worker:
         )
         self._interrupted.add(lost.token)
         item.ctx._request_cancel()
-        if self.workflows[item.claim.fingerprint][item.claim.step].is_async:
+        if (
+            self.workflows[item.claim.fingerprint]
+            .handler(item.claim.step, item.claim.task)
+            .is_async
+        ):
             item.task.cancel()  # a thread cannot be stopped: a sync handler polls ctx.cancelled
 
     async def _drain(self) -> None:

@@ -121,11 +121,17 @@ async def test_payload_columns_are_bytea(base: str, schemas: list[str]) -> None:
         types = dict(
             conn.execute(
                 "SELECT table_name || '.' || column_name, data_type FROM information_schema.columns"
-                " WHERE table_schema = %s AND column_name IN ('input', 'output')",
+                " WHERE table_schema = %s AND column_name IN ('input', 'output', 'gather')",
                 (schemas[0],),
             ).fetchall()
         )
-    assert types == {"runs.input": "bytea", "runs.output": "bytea", "steps.output": "bytea"}
+    assert types == {
+        "runs.input": "bytea",
+        "runs.output": "bytea",
+        "steps.output": "bytea",
+        "steps.input": "bytea",
+        "steps.gather": "bytea",
+    }
 
 
 async def test_processes_opening_together_create_the_schema_once(

@@ -74,6 +74,7 @@ def fork_of(
     return run, {s.name: s for s in steps}, events
 
 
+STATIC_KINDS = [k for k in EdgeKind if k is not EdgeKind.CHILD]  # child edges are spawned only
 CHAIN = plan_of(("a", []), ("b", ["a"]), ("c", ["b"]), ("d", ["c"]))
 
 
@@ -272,7 +273,7 @@ def graphs(draw: st.DrawFn) -> tuple[WorkflowPlan, dict[str, StepStatus], str]:
     steps = []
     for i, name in enumerate(names):
         deps = draw(st.lists(st.sampled_from(names[:i]), unique=True)) if i else []
-        kinds = [draw(st.sampled_from(list(EdgeKind))) for _ in deps]
+        kinds = [draw(st.sampled_from(STATIC_KINDS)) for _ in deps]
         defaults = tuple(d for d, k in zip(deps, kinds, strict=True) if k is not EdgeKind.AFTER_ANY)
         absorbed = draw(st.lists(st.sampled_from(defaults), unique=True)) if defaults else []
         steps.append(StepPlan(name, tuple(zip(deps, kinds, strict=True)), tuple(sorted(absorbed))))

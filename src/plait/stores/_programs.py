@@ -295,9 +295,15 @@ class Programs:
             _add_step(txn, _sql.step_from_row(row))
 
     def write(self, txn: SQLTxn) -> Program[None]:
-        """Write what the transaction changed: mutable columns only, payloads only if changed."""
+        """Write what the transaction changed: mutable columns only, payloads only if changed;
+        and the steps it added (spawned), as they are now."""
+        changed = txn.changed_steps
+        if txn.new_steps:
+            rows = [_sql.step_insert_row(s) for s in txn.new_steps.values()]
+            yield (EXECUTE_MANY, self.insert_step, rows)
+            changed = {k: s for k, s in changed.items() if k not in txn.new_steps}
         yield from self._write_changed(
-            txn.changed_steps, txn.step_outputs, _sql.step_update_row, _sql.step_update_output_row,
+            changed, txn.step_outputs, _sql.step_update_row, _sql.step_update_output_row,
             self.update_step, self.update_step_output,
         )  # fmt: skip
         yield from self._write_changed(

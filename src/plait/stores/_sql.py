@@ -323,12 +323,14 @@ def step_from_row(row: Sequence[Any]) -> StepRow:
     """A StepRow from a row in the column order of the `steps` queries (StepRow's field order)."""
     (run_id, name, idx, status, unmet, dependents, optional, priority, attempt, recoveries,
      skip_reason, output, error_code, error_message, available_at, lease_token, lease_expires_at,
-     worker_id, ready_at, started_at, finished_at, options, reused_from, iteration) = row  # fmt: skip
+     worker_id, ready_at, started_at, finished_at, options, reused_from, iteration, task, input_,
+     gather) = row  # fmt: skip
     return StepRow(
         run_id, name, idx, _STEP_STATUS[status], unmet, edges_from_json(dependents), bool(optional),
         priority, attempt, recoveries, skip_reason, _bytes(output), error_code, error_message,
         available_at, lease_token, lease_expires_at, worker_id, ready_at, started_at, finished_at,
-        None if options is None else options_from_json(options), reused_from, iteration,
+        None if options is None else options_from_json(options), reused_from, iteration, task,
+        _bytes(input_), _bytes(gather),
     )  # fmt: skip
 
 
@@ -337,16 +339,19 @@ STEP_COLUMNS = (
     "run_id", "name", "idx", "status", "unmet", "dependents", "optional", "priority", "attempt",
     "recoveries", "skip_reason", "output", "error_code", "error_message", "available_at",
     "lease_token", "lease_expires_at", "worker_id", "ready_at", "started_at", "finished_at",
-    "options", "reused_from", "iteration",
+    "options", "reused_from", "iteration", "task", "input", "gather",
 )  # fmt: skip
 STEP_MUTABLE = (
     "status", "unmet", "attempt", "recoveries", "skip_reason", "error_code", "error_message",
     "available_at", "lease_token", "lease_expires_at", "worker_id", "ready_at", "started_at",
-    "finished_at", "iteration",
+    "finished_at", "iteration", "gather",
 )  # fmt: skip
 UPDATE_STEP = (*STEP_MUTABLE, "run_id", "name")
 UPDATE_STEP_OUTPUT = (*STEP_MUTABLE, "output", "run_id", "name")
-RUN_MUTABLE = ("status", "unfinished", "failures", "next_seq", "error", "started_at", "finished_at")
+RUN_MUTABLE = (
+    "status", "unfinished", "failures", "next_seq", "error", "started_at", "finished_at",
+    "next_idx",
+)  # fmt: skip
 UPDATE_RUN = (*RUN_MUTABLE, "id")
 UPDATE_RUN_OUTPUT = (*RUN_MUTABLE, "output", "id")
 EVENT_COLUMNS = ("run_id", "seq", "type", "step", "payload", "ts")
@@ -360,7 +365,7 @@ def step_insert_row(s: StepRow) -> tuple[Any, ...]:
         s.priority, s.attempt, s.recoveries, s.skip_reason, s.output, s.error_code,
         s.error_message, s.available_at, s.lease_token, s.lease_expires_at, s.worker_id,
         s.ready_at, s.started_at, s.finished_at, options_to_json(s.options), s.reused_from,
-        s.iteration,
+        s.iteration, s.task, s.input, s.gather,
     )  # fmt: skip
 
 
@@ -369,7 +374,7 @@ def step_update_row(s: StepRow) -> tuple[Any, ...]:
     return (
         s.status, s.unmet, s.attempt, s.recoveries, s.skip_reason, s.error_code, s.error_message,
         s.available_at, s.lease_token, s.lease_expires_at, s.worker_id, s.ready_at, s.started_at,
-        s.finished_at, s.iteration, s.run_id, s.name,
+        s.finished_at, s.iteration, s.gather, s.run_id, s.name,
     )  # fmt: skip
 
 
@@ -378,27 +383,21 @@ def step_update_output_row(s: StepRow) -> tuple[Any, ...]:
     return (
         s.status, s.unmet, s.attempt, s.recoveries, s.skip_reason, s.error_code, s.error_message,
         s.available_at, s.lease_token, s.lease_expires_at, s.worker_id, s.ready_at, s.started_at,
-        s.finished_at, s.iteration, s.output, s.run_id, s.name,
+        s.finished_at, s.iteration, s.gather, s.output, s.run_id, s.name,
     )  # fmt: skip
 
 
 def run_update_row(r: RunRow) -> tuple[Any, ...]:
     return (
-        r.status,
-        r.unfinished,
-        r.failures,
-        r.next_seq,
-        r.error,
-        r.started_at,
-        r.finished_at,
-        r.id,
-    )
+        r.status, r.unfinished, r.failures, r.next_seq, r.error, r.started_at, r.finished_at,
+        r.next_idx, r.id,
+    )  # fmt: skip
 
 
 def run_update_output_row(r: RunRow) -> tuple[Any, ...]:
     return (
         r.status, r.unfinished, r.failures, r.next_seq, r.error, r.started_at, r.finished_at,
-        r.output, r.id,
+        r.next_idx, r.output, r.id,
     )  # fmt: skip
 
 
@@ -414,11 +413,11 @@ def sinks_from_json(text: str) -> tuple[str, ...]:
 def run_from_row(row: Sequence[Any]) -> RunRow:
     (id_, workflow, version, fingerprint, status, input_, sinks, unfinished, failures, next_seq,
      output, error, created_at, started_at, finished_at, deadline, parent_run,
-     forked_from) = row  # fmt: skip
+     forked_from, next_idx) = row  # fmt: skip
     return RunRow(
         id_, workflow, version, fingerprint, _RUN_STATUS[status], bytes(input_),
         sinks_from_json(sinks), unfinished, failures, next_seq, _bytes(output), error,
-        created_at, started_at, finished_at, deadline, parent_run, forked_from,
+        created_at, started_at, finished_at, deadline, parent_run, forked_from, next_idx,
     )  # fmt: skip
 
 
@@ -442,6 +441,7 @@ def run_insert_params(run: RunRow) -> Params:
         "deadline": run.deadline,
         "parent_run": run.parent_run,
         "forked_from": run.forked_from,
+        "next_idx": run.next_idx,
     }
 
 

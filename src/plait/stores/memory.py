@@ -262,7 +262,8 @@ class MemoryStore:
 
     async def list_waiting(self, limit: int) -> list[StepRow]:
         with self._lock:
-            steps = [dataclasses.replace(self._steps[r][n]) for r, n in self._waiting]
+            waiting = (self._steps[r][n] for r, n in self._waiting)
+            steps = [dataclasses.replace(s) for s in waiting if not s.joining]
         return sorted(steps, key=lambda s: (s.ready_at or 0.0, s.run_id, s.name))[:limit]
 
     async def next_ready_at(self, fingerprints: Collection[str]) -> float | None:
@@ -293,6 +294,8 @@ class MemoryStore:
         drive(transition, self._load, txn)
 
     def _write(self, txn: Txn) -> None:
+        for step in txn.new_steps.values():
+            self._put_step(step)
         for step in txn.changed_steps.values():
             self._put_step(step)
         for run in txn.changed_runs.values():

@@ -46,25 +46,27 @@ SELECT plan FROM workflows ORDER BY registered;
 -- Create a run; nothing happens if the id is taken.
 INSERT INTO runs (
     id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq,
-    output, error, created_at, started_at, finished_at, deadline, parent_run, forked_from
+    output, error, created_at, started_at, finished_at, deadline, parent_run, forked_from,
+    next_idx
 ) VALUES (
     :id, :workflow, :version, :fingerprint, :status, :input, :sinks, :unfinished, :failures,
     :next_seq, :output, :error, :created_at, :started_at, :finished_at, :deadline, :parent_run,
-    :forked_from
+    :forked_from, :next_idx
 )
 ON CONFLICT (id) DO NOTHING;
 
 -- name: insert_step
--- Create a step record of a new run.
+-- Create a step record (of a new run, or spawned by a step).
 INSERT INTO steps (
     run_id, name, idx, status, unmet, dependents, optional, priority, attempt, recoveries,
     skip_reason, output, error_code, error_message, available_at, lease_token, lease_expires_at,
-    worker_id, ready_at, started_at, finished_at, options, reused_from, iteration
+    worker_id, ready_at, started_at, finished_at, options, reused_from, iteration, task, input,
+    gather
 ) VALUES (
     :run_id, :name, :idx, :status, :unmet, :dependents, :optional, :priority, :attempt,
     :recoveries, :skip_reason, :output, :error_code, :error_message, :available_at, :lease_token,
     :lease_expires_at, :worker_id, :ready_at, :started_at, :finished_at, :options, :reused_from,
-    :iteration
+    :iteration, :task, :input, :gather
 );
 
 -- name: insert_event
@@ -75,20 +77,23 @@ VALUES (:run_id, :seq, :type, :step, :payload, :ts);
 -- name: get_run
 -- One run by id.
 SELECT id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq,
-       output, error, created_at, started_at, finished_at, deadline, parent_run, forked_from
+       output, error, created_at, started_at, finished_at, deadline, parent_run, forked_from,
+       next_idx
 FROM runs WHERE id = :id /*for update*/;
 
 -- name: get_runs
 -- The runs of a list of ids.
 SELECT id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq,
-       output, error, created_at, started_at, finished_at, deadline, parent_run, forked_from
+       output, error, created_at, started_at, finished_at, deadline, parent_run, forked_from,
+       next_idx
 FROM runs WHERE id IN (SELECT value FROM json_each(:id_list))
 ORDER BY id /*for update*/;
 
 -- name: list_runs
 -- A page of runs, newest first, strictly before a (created_at, id) position, of any workflow.
 SELECT id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq,
-       output, error, created_at, started_at, finished_at, deadline, parent_run, forked_from
+       output, error, created_at, started_at, finished_at, deadline, parent_run, forked_from,
+       next_idx
 FROM runs
 WHERE (:status IS NULL OR status = :status)
   AND (:before_at IS NULL OR (created_at, id) < (:before_at, :before_id))
@@ -98,7 +103,8 @@ LIMIT :limit;
 -- name: list_runs_of_workflow
 -- A page of runs of one workflow, newest first, strictly before a (created_at, id) position.
 SELECT id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq,
-       output, error, created_at, started_at, finished_at, deadline, parent_run, forked_from
+       output, error, created_at, started_at, finished_at, deadline, parent_run, forked_from,
+       next_idx
 FROM runs
 WHERE workflow = :workflow
   AND (:before_at IS NULL OR (created_at, id) < (:before_at, :before_id))
@@ -108,7 +114,8 @@ LIMIT :limit;
 -- name: list_runs_of_workflow_status
 -- A page of runs of one workflow in one status, newest first, before a (created_at, id) position.
 SELECT id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq,
-       output, error, created_at, started_at, finished_at, deadline, parent_run, forked_from
+       output, error, created_at, started_at, finished_at, deadline, parent_run, forked_from,
+       next_idx
 FROM runs
 WHERE workflow = :workflow AND status = :status
   AND (:before_at IS NULL OR (created_at, id) < (:before_at, :before_id))
@@ -119,14 +126,15 @@ LIMIT :limit;
 -- Write the mutable fields of a run, except its output.
 UPDATE runs
 SET status = :status, unfinished = :unfinished, failures = :failures, next_seq = :next_seq,
-    error = :error, started_at = :started_at, finished_at = :finished_at
+    error = :error, started_at = :started_at, finished_at = :finished_at, next_idx = :next_idx
 WHERE id = :id;
 
 -- name: update_run_output
 -- Write the mutable fields of a run, its output included.
 UPDATE runs
 SET status = :status, unfinished = :unfinished, failures = :failures, next_seq = :next_seq,
-    error = :error, started_at = :started_at, finished_at = :finished_at, output = :output
+    error = :error, started_at = :started_at, finished_at = :finished_at, next_idx = :next_idx,
+    output = :output
 WHERE id = :id;
 
 -- name: get_steps
@@ -134,7 +142,7 @@ WHERE id = :id;
 SELECT run_id, name, idx, status, unmet, dependents, optional, priority, attempt, recoveries,
        skip_reason, output, error_code, error_message, available_at, lease_token,
        lease_expires_at, worker_id, ready_at, started_at, finished_at, options, reused_from,
-       iteration
+       iteration, task, input, gather
 FROM steps WHERE run_id = :run_id ORDER BY idx /*for update*/;
 
 -- name: get_step
@@ -142,7 +150,7 @@ FROM steps WHERE run_id = :run_id ORDER BY idx /*for update*/;
 SELECT run_id, name, idx, status, unmet, dependents, optional, priority, attempt, recoveries,
        skip_reason, output, error_code, error_message, available_at, lease_token,
        lease_expires_at, worker_id, ready_at, started_at, finished_at, options, reused_from,
-       iteration
+       iteration, task, input, gather
 FROM steps WHERE run_id = :run_id AND name = :name /*for update*/;
 
 -- name: get_steps_named
@@ -150,7 +158,7 @@ FROM steps WHERE run_id = :run_id AND name = :name /*for update*/;
 SELECT run_id, name, idx, status, unmet, dependents, optional, priority, attempt, recoveries,
        skip_reason, output, error_code, error_message, available_at, lease_token,
        lease_expires_at, worker_id, ready_at, started_at, finished_at, options, reused_from,
-       iteration
+       iteration, task, input, gather
 FROM steps WHERE run_id = :run_id AND name IN (SELECT value FROM json_each(:name_list))
 ORDER BY name /*for update*/;
 
@@ -159,7 +167,8 @@ ORDER BY name /*for update*/;
 SELECT s.run_id, s.name, s.idx, s.status, s.unmet, s.dependents, s.optional, s.priority,
        s.attempt, s.recoveries, s.skip_reason, s.output, s.error_code, s.error_message,
        s.available_at, s.lease_token, s.lease_expires_at, s.worker_id, s.ready_at, s.started_at,
-       s.finished_at, s.options, s.reused_from, s.iteration
+       s.finished_at, s.options, s.reused_from, s.iteration, s.task, s.input,
+       s.gather
 FROM json_each(:key_list) AS k
 CROSS JOIN steps AS s
 WHERE s.run_id = json_extract(k.value, '$[0]') AND s.name = json_extract(k.value, '$[1]')
@@ -183,7 +192,7 @@ SET status = :status, unmet = :unmet, attempt = :attempt, recoveries = :recoveri
     skip_reason = :skip_reason, error_code = :error_code, error_message = :error_message,
     available_at = :available_at, lease_token = :lease_token, lease_expires_at = :lease_expires_at,
     worker_id = :worker_id, ready_at = :ready_at, started_at = :started_at,
-    finished_at = :finished_at, iteration = :iteration
+    finished_at = :finished_at, iteration = :iteration, gather = :gather
 WHERE run_id = :run_id AND name = :name;
 
 -- name: update_step_output
@@ -193,7 +202,7 @@ SET status = :status, unmet = :unmet, attempt = :attempt, recoveries = :recoveri
     skip_reason = :skip_reason, error_code = :error_code, error_message = :error_message,
     available_at = :available_at, lease_token = :lease_token, lease_expires_at = :lease_expires_at,
     worker_id = :worker_id, ready_at = :ready_at, started_at = :started_at,
-    finished_at = :finished_at, iteration = :iteration, output = :output
+    finished_at = :finished_at, iteration = :iteration, gather = :gather, output = :output
 WHERE run_id = :run_id AND name = :name;
 
 -- name: claim_candidates
@@ -201,7 +210,8 @@ WHERE run_id = :run_id AND name = :name;
 SELECT s.run_id, s.name, s.idx, s.status, s.unmet, s.dependents, s.optional, s.priority,
        s.attempt, s.recoveries, s.skip_reason, s.output, s.error_code, s.error_message,
        s.available_at, s.lease_token, s.lease_expires_at, s.worker_id, s.ready_at, s.started_at,
-       s.finished_at, s.options, s.reused_from, s.iteration
+       s.finished_at, s.options, s.reused_from, s.iteration, s.task, s.input,
+       s.gather
 FROM steps AS s
 JOIN runs AS r ON r.id = s.run_id
 WHERE s.status = 'ready'
@@ -259,12 +269,12 @@ SELECT MIN(at) FROM (
 ) AS timers;
 
 -- name: list_waiting
--- Steps waiting for a decision or a signal, across runs, the longest waiting first.
+-- Steps waiting for a decision or a signal across runs (not parents joining), longest first.
 SELECT run_id, name, idx, status, unmet, dependents, optional, priority, attempt, recoveries,
        skip_reason, output, error_code, error_message, available_at, lease_token,
        lease_expires_at, worker_id, ready_at, started_at, finished_at, options, reused_from,
-       iteration
-FROM steps WHERE status = 'waiting'
+       iteration, task, input, gather
+FROM steps WHERE status = 'waiting' AND unmet = 0
 ORDER BY ready_at, run_id, name
 LIMIT :limit;
 
@@ -290,14 +300,16 @@ WHERE table_schema = current_schema() AND table_type = 'BASE TABLE';
 -- name: get_runs [postgres]
 -- The runs of a list of ids.
 SELECT id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq,
-       output, error, created_at, started_at, finished_at, deadline, parent_run, forked_from
+       output, error, created_at, started_at, finished_at, deadline, parent_run, forked_from,
+       next_idx
 FROM runs WHERE id = ANY(ARRAY(SELECT jsonb_array_elements_text(CAST(:id_list AS jsonb))))
 ORDER BY id /*for update*/;
 
 -- name: list_runs [postgres]
 -- A page of runs, newest first, strictly before a (created_at, id) position, of any workflow.
 SELECT id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq,
-       output, error, created_at, started_at, finished_at, deadline, parent_run, forked_from
+       output, error, created_at, started_at, finished_at, deadline, parent_run, forked_from,
+       next_idx
 FROM runs
 WHERE (CAST(:status AS text) IS NULL OR status = CAST(:status AS text))
   AND (CAST(:before_at AS double precision) IS NULL
@@ -308,7 +320,8 @@ LIMIT :limit;
 -- name: list_runs_of_workflow [postgres]
 -- A page of runs of one workflow, newest first, strictly before a (created_at, id) position.
 SELECT id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq,
-       output, error, created_at, started_at, finished_at, deadline, parent_run, forked_from
+       output, error, created_at, started_at, finished_at, deadline, parent_run, forked_from,
+       next_idx
 FROM runs
 WHERE workflow = :workflow
   AND (CAST(:before_at AS double precision) IS NULL
@@ -319,7 +332,8 @@ LIMIT :limit;
 -- name: list_runs_of_workflow_status [postgres]
 -- A page of runs of one workflow in one status, newest first, before a (created_at, id) position.
 SELECT id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq,
-       output, error, created_at, started_at, finished_at, deadline, parent_run, forked_from
+       output, error, created_at, started_at, finished_at, deadline, parent_run, forked_from,
+       next_idx
 FROM runs
 WHERE workflow = :workflow AND status = :status
   AND (CAST(:before_at AS double precision) IS NULL
@@ -332,7 +346,7 @@ LIMIT :limit;
 SELECT run_id, name, idx, status, unmet, dependents, optional, priority, attempt, recoveries,
        skip_reason, output, error_code, error_message, available_at, lease_token,
        lease_expires_at, worker_id, ready_at, started_at, finished_at, options, reused_from,
-       iteration
+       iteration, task, input, gather
 FROM steps
 WHERE run_id = :run_id
   AND name = ANY(ARRAY(SELECT jsonb_array_elements_text(CAST(:name_list AS jsonb))))
@@ -343,7 +357,8 @@ ORDER BY name /*for update*/;
 SELECT s.run_id, s.name, s.idx, s.status, s.unmet, s.dependents, s.optional, s.priority,
        s.attempt, s.recoveries, s.skip_reason, s.output, s.error_code, s.error_message,
        s.available_at, s.lease_token, s.lease_expires_at, s.worker_id, s.ready_at, s.started_at,
-       s.finished_at, s.options, s.reused_from, s.iteration
+       s.finished_at, s.options, s.reused_from, s.iteration, s.task, s.input,
+       s.gather
 FROM jsonb_array_elements(CAST(:key_list AS jsonb)) WITH ORDINALITY AS k (key, n)
 CROSS JOIN LATERAL (
     SELECT * FROM steps
@@ -379,7 +394,8 @@ SELECT set_config('enable_sort', 'off', true);
 SELECT s.run_id, s.name, s.idx, s.status, s.unmet, s.dependents, s.optional, s.priority,
        s.attempt, s.recoveries, s.skip_reason, s.output, s.error_code, s.error_message,
        s.available_at, s.lease_token, s.lease_expires_at, s.worker_id, s.ready_at, s.started_at,
-       s.finished_at, s.options, s.reused_from, s.iteration
+       s.finished_at, s.options, s.reused_from, s.iteration, s.task, s.input,
+       s.gather
 FROM steps AS s
 JOIN runs AS r ON r.id = s.run_id
 WHERE s.status = 'ready'
@@ -404,11 +420,12 @@ WHERE s.status = 'ready'
 -- store's driver turns the rows into columns), which costs the server a fraction per row.
 
 -- name: insert_step [postgres]
--- Create the step records of a new run.
+-- Create step records (of a new run, or spawned by steps).
 INSERT INTO steps (
     run_id, name, idx, status, unmet, dependents, optional, priority, attempt, recoveries,
     skip_reason, output, error_code, error_message, available_at, lease_token, lease_expires_at,
-    worker_id, ready_at, started_at, finished_at, options, reused_from, iteration
+    worker_id, ready_at, started_at, finished_at, options, reused_from, iteration, task, input,
+    gather
 )
 SELECT * FROM unnest(
     CAST(:run_id AS text[]), CAST(:name AS text[]), CAST(:idx AS int[]),
@@ -420,7 +437,8 @@ SELECT * FROM unnest(
     CAST(:lease_expires_at AS double precision[]), CAST(:worker_id AS text[]),
     CAST(:ready_at AS double precision[]), CAST(:started_at AS double precision[]),
     CAST(:finished_at AS double precision[]), CAST(:options AS text[]),
-    CAST(:reused_from AS text[]), CAST(:iteration AS int[])
+    CAST(:reused_from AS text[]), CAST(:iteration AS int[]), CAST(:task AS text[]),
+    CAST(:input AS bytea[]), CAST(:gather AS bytea[])
 );
 
 -- name: insert_event [postgres]
@@ -438,7 +456,8 @@ SET status = v.status, unmet = v.unmet, attempt = v.attempt, recoveries = v.reco
     skip_reason = v.skip_reason, error_code = v.error_code, error_message = v.error_message,
     available_at = v.available_at, lease_token = v.lease_token,
     lease_expires_at = v.lease_expires_at, worker_id = v.worker_id, ready_at = v.ready_at,
-    started_at = v.started_at, finished_at = v.finished_at, iteration = v.iteration
+    started_at = v.started_at, finished_at = v.finished_at, iteration = v.iteration,
+    gather = v.gather
 FROM unnest(
     CAST(:status AS text[]), CAST(:unmet AS int[]), CAST(:attempt AS int[]),
     CAST(:recoveries AS int[]), CAST(:skip_reason AS text[]), CAST(:error_code AS text[]),
@@ -446,10 +465,11 @@ FROM unnest(
     CAST(:lease_token AS text[]), CAST(:lease_expires_at AS double precision[]),
     CAST(:worker_id AS text[]), CAST(:ready_at AS double precision[]),
     CAST(:started_at AS double precision[]), CAST(:finished_at AS double precision[]),
-    CAST(:iteration AS int[]), CAST(:run_id AS text[]), CAST(:name AS text[])
+    CAST(:iteration AS int[]), CAST(:gather AS bytea[]), CAST(:run_id AS text[]),
+    CAST(:name AS text[])
 ) AS v (status, unmet, attempt, recoveries, skip_reason, error_code, error_message,
         available_at, lease_token, lease_expires_at, worker_id, ready_at, started_at,
-        finished_at, iteration, run_id, name)
+        finished_at, iteration, gather, run_id, name)
 WHERE s.run_id = v.run_id AND s.name = v.name;
 
 -- name: update_step_output [postgres]
@@ -460,7 +480,7 @@ SET status = v.status, unmet = v.unmet, attempt = v.attempt, recoveries = v.reco
     available_at = v.available_at, lease_token = v.lease_token,
     lease_expires_at = v.lease_expires_at, worker_id = v.worker_id, ready_at = v.ready_at,
     started_at = v.started_at, finished_at = v.finished_at, iteration = v.iteration,
-    output = v.output
+    gather = v.gather, output = v.output
 FROM unnest(
     CAST(:status AS text[]), CAST(:unmet AS int[]), CAST(:attempt AS int[]),
     CAST(:recoveries AS int[]), CAST(:skip_reason AS text[]), CAST(:error_code AS text[]),
@@ -468,33 +488,37 @@ FROM unnest(
     CAST(:lease_token AS text[]), CAST(:lease_expires_at AS double precision[]),
     CAST(:worker_id AS text[]), CAST(:ready_at AS double precision[]),
     CAST(:started_at AS double precision[]), CAST(:finished_at AS double precision[]),
-    CAST(:iteration AS int[]), CAST(:output AS bytea[]), CAST(:run_id AS text[]),
-    CAST(:name AS text[])
+    CAST(:iteration AS int[]), CAST(:gather AS bytea[]), CAST(:output AS bytea[]),
+    CAST(:run_id AS text[]), CAST(:name AS text[])
 ) AS v (status, unmet, attempt, recoveries, skip_reason, error_code, error_message,
         available_at, lease_token, lease_expires_at, worker_id, ready_at, started_at,
-        finished_at, iteration, output, run_id, name)
+        finished_at, iteration, gather, output, run_id, name)
 WHERE s.run_id = v.run_id AND s.name = v.name;
 
 -- name: update_run [postgres]
 -- Write the mutable fields of runs, except their output.
 UPDATE runs AS r
 SET status = v.status, unfinished = v.unfinished, failures = v.failures, next_seq = v.next_seq,
-    error = v.error, started_at = v.started_at, finished_at = v.finished_at
+    error = v.error, started_at = v.started_at, finished_at = v.finished_at,
+    next_idx = v.next_idx
 FROM unnest(
     CAST(:status AS text[]), CAST(:unfinished AS int[]), CAST(:failures AS int[]),
     CAST(:next_seq AS int[]), CAST(:error AS text[]), CAST(:started_at AS double precision[]),
-    CAST(:finished_at AS double precision[]), CAST(:id AS text[])
-) AS v (status, unfinished, failures, next_seq, error, started_at, finished_at, id)
+    CAST(:finished_at AS double precision[]), CAST(:next_idx AS int[]), CAST(:id AS text[])
+) AS v (status, unfinished, failures, next_seq, error, started_at, finished_at, next_idx, id)
 WHERE r.id = v.id;
 
 -- name: update_run_output [postgres]
 -- Write the mutable fields of runs, their outputs included.
 UPDATE runs AS r
 SET status = v.status, unfinished = v.unfinished, failures = v.failures, next_seq = v.next_seq,
-    error = v.error, started_at = v.started_at, finished_at = v.finished_at, output = v.output
+    error = v.error, started_at = v.started_at, finished_at = v.finished_at,
+    next_idx = v.next_idx, output = v.output
 FROM unnest(
     CAST(:status AS text[]), CAST(:unfinished AS int[]), CAST(:failures AS int[]),
     CAST(:next_seq AS int[]), CAST(:error AS text[]), CAST(:started_at AS double precision[]),
-    CAST(:finished_at AS double precision[]), CAST(:output AS bytea[]), CAST(:id AS text[])
-) AS v (status, unfinished, failures, next_seq, error, started_at, finished_at, output, id)
+    CAST(:finished_at AS double precision[]), CAST(:next_idx AS int[]), CAST(:output AS bytea[]),
+    CAST(:id AS text[])
+) AS v (status, unfinished, failures, next_seq, error, started_at, finished_at, next_idx, output,
+        id)
 WHERE r.id = v.id;

@@ -38,7 +38,8 @@ CREATE TABLE runs (
     finished_at DOUBLE PRECISION,
     deadline    DOUBLE PRECISION,  -- past it, the run fails with deadline_exceeded
     parent_run  TEXT,  -- the run this one was forked from
-    forked_from TEXT   -- the step it was forked from
+    forked_from TEXT,  -- the step it was forked from
+    next_idx    INTEGER NOT NULL DEFAULT 0  -- idx of the next step added (spawned) to the run
 );
 
 CREATE INDEX runs_created ON runs (created_at, id);
@@ -76,6 +77,9 @@ CREATE TABLE steps (
     options          TEXT,  -- JSON: delay, gate (approval or signal), expiry; never rewritten
     reused_from      TEXT,  -- a fork reused this step's output from that run
     iteration        INTEGER NOT NULL DEFAULT 0,  -- times a Goto sent the run back through it
+    task             TEXT,  -- a spawned step: the workflow's task it runs
+    input            BLOB,  -- a spawned step: the JSON value its task receives
+    gather           BLOB,  -- a parent that returned handles: JSON name or list of names
     PRIMARY KEY (run_id, name)
 );
 
