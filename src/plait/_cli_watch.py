@@ -18,6 +18,7 @@ from ._records import RunStatus
 from ._views import Event
 from .cli import (
     EXIT_FAILED,
+    EXIT_INTERRUPTED,
     _user_errors,
     db_option,
     existing_engine,
@@ -53,14 +54,19 @@ def runs_watch(
     render.install_logging(log_level)
     out = render.stdout_console()
     header = True
-    with existing_engine(db) as engine:
-        for event in engine.watch(run_id, after_seq=after):
-            if as_json:
-                click.echo(json.dumps(render.event_doc(event), separators=(",", ":")))
-            else:
-                _print_line(out, event, header=header)
-                header = False
-        run = engine.get_run(run_id)
+    try:
+        with existing_engine(db) as engine:
+            for event in engine.watch(run_id, after_seq=after):
+                if as_json:
+                    click.echo(json.dumps(render.event_doc(event), separators=(",", ":")))
+                else:
+                    _print_line(out, event, header=header)
+                    header = False
+            run = engine.get_run(run_id)
+    except KeyboardInterrupt:
+        # click would say "Aborted!" and exit 1; watching was stopped, nothing failed
+        click.echo(f"interrupted: stopped watching run {run_id}", err=True)
+        raise SystemExit(EXIT_INTERRUPTED) from None
     click.echo(
         f"run {run.id} {run.status.value}" + (f": {run.error}" if run.error else ""), err=True
     )
