@@ -8,6 +8,8 @@ between two calls changes nothing.
 Tokens refill continuously at `count / per` a second, up to `burst`. Over any window of `elapsed`
 seconds at most `burst + count / per × elapsed` tokens are granted. A clock that goes backwards
 mints nothing: `updated_at` never decreases, so the same interval is never refilled twice.
+Times are float epoch seconds, which today resolve to about 0.2 µs: a token due at t may be
+counted a hair later, so ask `available_at` when to come back rather than computing it.
 """
 
 from __future__ import annotations
