@@ -42,7 +42,8 @@ _MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct",
 _DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 _MAX_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)  # Feb 29 exists, in leap years
 _ITEM = re.compile(
-    r"(?:(?P<star>\*)|(?P<lo>[0-9a-z]+)(?:-(?P<hi>[0-9a-z]+))?)(?:/(?P<step>.*))?", re.ASCII
+    r"(?:(?P<star>\*)|(?P<lo>[0-9a-z]+)(?:-(?P<hi>[0-9a-z]+))?)(?:/(?P<step>.*))?",
+    re.ASCII | re.IGNORECASE,
 )
 # IANA names only: letters, digits, '_', '+', '-' and '/' between parts. No '.', so no '..'
 # and no file such as 'zone.tab'; no leading '/', so never an absolute path.
@@ -110,9 +111,7 @@ class Cron:
                 f"got {len(parts)}"
             )
         try:
-            sets = [
-                _parse_field(part.lower(), spec) for part, spec in zip(parts, _FIELDS, strict=True)
-            ]
+            sets = [_parse_field(part, spec) for part, spec in zip(parts, _FIELDS, strict=True)]
         except _FieldError as e:
             raise CronError(f"invalid cron expression {expr!r}: {e}") from None
         minutes, hours, days, months, weekdays = sets
@@ -159,6 +158,8 @@ class Cron:
         """The ticks in (after, until], earliest first, at most `limit` of them (for catch-up)."""
         if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
             raise ValueError(f"ticks_between limit must be an integer >= 0, got {limit!r}")
+        if math.isnan(until):
+            raise ValueError("ticks_between needs an `until` time, got nan")
         ticks: list[float] = []
         tick = after
         while len(ticks) < limit:
@@ -274,8 +275,8 @@ def _value(token: str, spec: _Field) -> int:
         if not spec.low <= value <= spec.high:
             raise _FieldError(f"{spec.name} value {token} is out of range {spec.low}-{spec.high}")
         return value
-    if token in spec.names:
-        return spec.names.index(token) + spec.name_base
+    if token.lower() in spec.names:
+        return spec.names.index(token.lower()) + spec.name_base
     raise _FieldError(f"{spec.name} value {token!r} is not valid: use {spec.allowed()}")
 
 

@@ -239,7 +239,7 @@ def test_tick_id() -> None:
         ("0 0 * 13 *", r"month value 13 is out of range 1-12"),
         ("0 0 * * 8", r"day-of-week value 8 is out of range 0-7"),
         ("0 0 * * 99999999999999", r"day-of-week value 99999999999999 is out of range 0-7"),
-        ("0 0 * foo *", r"month value 'foo' is not valid: use 1-12 or jan\.\.dec"),
+        ("0 0 * FOO *", r"month value 'FOO' is not valid: use 1-12 or jan\.\.dec"),
         ("0 0 * * monday", r"day-of-week value 'monday' is not valid: use 0-7 or sun\.\.sat"),
         ("x * * * *", r"minute value 'x' is not valid: use 0-59"),
         ("5-3 * * * *", r"minute range 5-3 is reversed"),
@@ -338,7 +338,10 @@ def test_ticks_between_limit_and_next_after_time_are_checked() -> None:
         cron.ticks_between(0.0, 60.0, utc, -1)
     with pytest.raises(ValueError, match="next_after needs finite epoch seconds, got nan"):
         cron.next_after(float("nan"), utc)
+    with pytest.raises(ValueError, match="ticks_between needs an `until` time, got nan"):
+        cron.ticks_between(0.0, float("nan"), utc, 1)
     assert cron.ticks_between(0.0, 600.0, utc, 0) == []
+    assert len(cron.ticks_between(0.0, float("inf"), utc, 3)) == 3  # the next three ticks
 
 
 # --- the reference model --------------------------------------------------------------------------
