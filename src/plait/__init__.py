@@ -23,6 +23,7 @@ from ._loops import Goto
 from ._records import RunStatus, StepStatus
 from ._retry import Retry
 from ._step_options import Approval
+from ._tasks import Handle
 from ._views import Event, Inspection, Run, RunPage, Step, Waiting, WorkflowInfo
 
 __version__ = "0.1.0.dev0"
@@ -33,6 +34,7 @@ __all__ = [
     "Engine",
     "Event",
     "Goto",
+    "Handle",
     "InputError",
     "Inspection",
     "Permanent",

@@ -11,6 +11,7 @@ import functools
 import json
 import logging
 import sys
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -24,6 +25,7 @@ from ._engine import Engine
 from ._views import Event, Inspection, Run, Step, Waiting, WorkflowInfo
 
 PAYLOAD_WIDTH = 100  # characters of an event payload shown in a table
+SPAWNED_SHOWN = 20  # spawned steps listed per parent by `runs show`; the rest are counted
 
 STATUS_STYLE = {
     "completed": "green",
@@ -101,6 +103,8 @@ def step_doc(step: Step) -> dict[str, Any]:
         "gate": step.gate.value if step.gate is not None else None,
         "expires_at": _iso(step.expires_at),
         "reused_from": step.reused_from,
+        "task": step.task,
+        "parent": step.parent,
     }
 
 
@@ -251,7 +255,14 @@ def show_inspection(console: Console, inspection: Inspection) -> None:
     table = Table(box=None, header_style="bold")
     for column in ("STEP", "STATUS", "ATTEMPTS", "QUEUED", "DURATION", "WORKER", "DETAIL"):
         table.add_column(column, overflow="fold")
+    shown: dict[str, int] = {}  # parent → spawned steps listed (a fan-out may have thousands)
+    hidden: dict[str, Counter[str]] = {}
     for step in inspection.steps:
+        if step.parent is not None:
+            shown[step.parent] = shown.get(step.parent, 0) + 1
+            if shown[step.parent] > SPAWNED_SHOWN:
+                hidden.setdefault(step.parent, Counter())[step.status.value] += 1
+                continue
         if step.error is not None:
             detail = f"[red]\\[{escape(step.error.code)}][/] {escape(_short(step.error.message))}"
         elif step.skip_reason:
@@ -262,6 +273,8 @@ def show_inspection(console: Console, inspection: Inspection) -> None:
             detail = "[yellow]" + escape(", ".join(inspection.blockers[step.name])) + "[/]"
         elif step.name in inspection.blockers:
             detail = "waits on " + escape(", ".join(inspection.blockers[step.name]))
+        elif step.task is not None:
+            detail = f"[dim]spawned: task {escape(step.task)}[/]"
         else:
             detail = ""
         table.add_row(
@@ -274,6 +287,11 @@ def show_inspection(console: Console, inspection: Inspection) -> None:
             detail,
         )
     console.print(table)
+    for parent, by_status in hidden.items():
+        what = ", ".join(f"{n:,} {status}" for status, n in by_status.most_common())
+        console.print(
+            f"… and {by_status.total():,} more steps spawned by {escape(parent)} ({what})"
+        )
     for note in inspection.notes:
         console.print(f"note: {escape(note)}")
 

@@ -43,6 +43,8 @@ def _gated_step(
 
 def _not_waiting(txn: Txn, run: RunRow, step: StepRow, done: str) -> None:
     state = step.status.value
+    if step.joining:
+        state = f"running the {step.unmet} step(s) it spawned"
     if run.status.terminal:
         state += f" (the run is {run.status.value})"
     txn.result.refusal = (
@@ -57,7 +59,7 @@ def _waiting_approval(
     run, step = _gated_step(txn, run_id, name, Gate.APPROVAL)
     if run is None or step is None:
         return None, None
-    if step.status is not StepStatus.WAITING:
+    if step.status is not StepStatus.WAITING or step.joining:
         _not_waiting(txn, run, step, done)
         return None, None
     return run, step

@@ -8,7 +8,16 @@ from typing import Any
 
 from . import _codec
 from ._errors import StepError
-from ._records import Gate, NewEvent, RunRow, RunStatus, StepRow, StepStatus, WorkflowPlan
+from ._records import (
+    EdgeKind,
+    Gate,
+    NewEvent,
+    RunRow,
+    RunStatus,
+    StepRow,
+    StepStatus,
+    WorkflowPlan,
+)
 
 
 def _dt(ts: float | None) -> datetime | None:
@@ -80,6 +89,9 @@ class Step:
     expires_at: datetime | None = None  # a waiting approval is decided by its expiry then
     reused_from: str | None = None  # a fork reused this step's output, recorded by that run
     iteration: int = 0  # passes a plait.Goto made it go through before the last one
+    task: str | None = None  # a spawned step: the task it runs
+    parent: str | None = None  # a spawned step: the step that spawned it
+    joining: int = 0  # a parent waiting for this many of the steps it spawned
 
     @classmethod
     def from_row(cls, row: StepRow) -> Step:
@@ -98,10 +110,13 @@ class Step:
             finished_at=_dt(row.finished_at),
             queued=_span(row.ready_at, row.started_at) if row.started_at else None,
             duration=_span(row.started_at, row.finished_at),
-            gate=row.options.gate if row.options is not None else None,
+            gate=row.options.gate if row.options is not None and not row.joining else None,
             expires_at=_dt(row.available_at) if row.status is StepStatus.WAITING else None,
             reused_from=row.reused_from,
             iteration=row.iteration,
+            task=row.task,
+            parent=next((e.target for e in row.dependents if e.kind is EdgeKind.CHILD), None),
+            joining=row.unmet if row.joining else 0,
         )
 
 
@@ -219,6 +234,9 @@ def inspect_run(run_row: RunRow, rows: list[StepRow], now: float) -> Inspection:
                 ]
             else:
                 blockers[r.name] = [f"run is {run_row.status.value}"]
+        elif r.joining:
+            left = [f"{d} ({status[d].value})" for d in waits_on[r.name]]
+            blockers[r.name] = [f"waiting for {r.unmet} spawned step(s): {', '.join(left[:5])}"]
         elif r.status is StepStatus.WAITING:
             gate = r.options.gate if r.options is not None else None
             waits = (

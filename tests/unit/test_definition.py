@@ -582,3 +582,93 @@ def test_a_signal_name_is_a_step_name() -> None:
         wf.signal("a")
     with raises(DefinitionError, "invalid step name 'no way'"):
         wf.signal("no way")
+
+
+# -- tasks (spawned by steps) --------------------------------------------------------------------
+
+
+def test_task_registers_with_and_without_parentheses_and_returns_the_function() -> None:
+    wf = plait.Workflow("tasks")
+
+    @wf.task
+    def plain(x: int) -> int:
+        return x
+
+    @wf.task(name="renamed", optional=True, priority=3, timeout=2)
+    def other(ctx: plait.StepContext) -> None:
+        return None
+
+    @wf.step
+    def root() -> None:
+        return None
+
+    assert plain(2) == 2  # still the plain function
+    assert wf.task_of(plain) is wf.task_of("plain")
+    task = wf.task_of("renamed")
+    assert task is not None and task is wf.task_of(other)
+    assert (task.optional, task.priority, task.timeout, task.ctx_param) == (True, 3, 2.0, "ctx")
+    assert task.task_input is None
+    assert wf.task_of(root) is None and wf.task_of(len) is None
+
+
+def test_tasks_are_part_of_the_fingerprint_only_when_there_are_some() -> None:
+    def build(with_task: bool, body: int = 1) -> plait.Workflow:
+        wf = plait.Workflow("fp")
+
+        @wf.step
+        def only() -> int:
+            return 1
+
+        if with_task:
+            wf.task(name="t")(lambda x: x + body)
+        return wf
+
+    assert build(False).fingerprint == build(False).fingerprint
+    assert build(True).fingerprint != build(False).fingerprint
+    wf = build(False)
+    before = wf.fingerprint
+    wf.task(name="late")(lambda x: x)  # registering a task changes the version
+    assert wf.fingerprint != before
+
+
+@pytest.mark.parametrize(
+    ("register", "message"),
+    [
+        (
+            lambda wf: wf.task(lambda a, b: a),
+            "invalid task name '<lambda>': use 1-128 letters, digits, '_', '-' or '.'",
+        ),
+        (
+            lambda wf: wf.task(name="t")(lambda a, b: a),
+            "workflow 'bad', task 't': a task takes one input (its first parameter after ctx, "
+            "here 'a'); give parameter 'b' a default",
+        ),
+        (
+            lambda wf: wf.task(name="t", when=lambda: True)(lambda a: a),
+            "workflow 'bad', task 't': unknown option(s) ['when']; known: "
+            "['optional', 'priority', 'retry', 'timeout']",
+        ),
+        (
+            lambda wf: wf.task(name="t", retry=3)(lambda a: a),
+            "workflow 'bad', task 't': retry must be a plait.Retry, got 3",
+        ),
+        (
+            lambda wf: wf.task(name="t")(lambda *items: items),
+            "workflow 'bad', task 't': parameter 'items' must be passable by keyword",
+        ),
+        (
+            lambda wf: wf.task(name="a/b")(lambda x: x),
+            "invalid task name 'a/b'",
+        ),
+        (
+            lambda wf: [wf.task(name="t")(lambda x: x), wf.task(name="t")(lambda y: y)],
+            "workflow 'bad', task 't': duplicate task name",
+        ),
+    ],
+    ids=["lambda-name", "two-inputs", "unknown-option", "bad-retry", "varargs", "name", "dup"],
+)
+def test_bad_tasks_are_definition_errors(register: Any, message: str) -> None:
+    wf = plait.Workflow("bad")
+    with pytest.raises(plait.DefinitionError) as raised:
+        register(wf)
+    assert message in str(raised.value)
