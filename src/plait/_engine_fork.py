@@ -201,17 +201,26 @@ class ForkMethods:
                 "registered in this process; replay runs the code you have now, so register it "
                 "first (engine.register(wf)) or pass it (replay(..., workflow=wf))"
             )
-        if step not in workflow:
+        rows = {r.name: r for r in await self.store.get_steps(run_id)}
+        recorded = rows.get(step)
+        if recorded is not None and recorded.task is not None:  # a spawned step: its task
+            task = workflow.task_of(recorded.task)
+            if task is None:
+                raise InputError(
+                    f"cannot replay step {step!r}: it runs task {recorded.task!r}, which workflow "
+                    f"{workflow.name!r} v{workflow.version} ({workflow.fingerprint}) does not have"
+                )
+            definition = task
+        elif step not in workflow:
             raise InputError(
                 f"cannot replay step {step!r}: workflow {workflow.name!r} "
                 f"v{workflow.version} ({workflow.fingerprint}) has no such step; "
                 f"its steps: {', '.join(s.name for s in workflow.steps)}"
             )
-        rows = {r.name: r for r in await self.store.get_steps(run_id)}
-        recorded = rows.get(step)
-        if recorded is None:
+        elif recorded is None:
             raise InputError(f"cannot replay step {step!r}: run {run_id!r} has no such step")
-        definition = workflow[step]
+        else:
+            definition = workflow[step]
         deps = definition.data_deps
         absent = [d for d in deps if d not in rows]
         if absent:

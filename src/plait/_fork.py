@@ -25,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ._errors import InputError
-from ._records import NewEvent, RunRow, StepRow, StepStatus, WorkflowPlan
+from ._records import EdgeKind, NewEvent, RunRow, StepRow, StepStatus, WorkflowPlan
 from ._transitions import new_run
 
 
@@ -84,6 +84,18 @@ def plan_fork(
     `from_step` in the parent's own version (`parent_plan`; its steps, not steps added while
     the run ran)."""
     names = {s.name for s in plan.steps}
+    spawned = {s.name: s for s in parent_steps if s.task is not None}
+    if from_step in spawned:
+        root = from_step
+        while root in spawned:  # up to the workflow step that spawned it, maybe through others
+            root = next(e.target for e in spawned[root].dependents if e.kind is EdgeKind.CHILD)
+        raise InputError(
+            f"cannot fork run {parent_id!r} from step {from_step!r}: it was spawned while the "
+            f"run ran, and a fork runs the workflow's own steps; fork from {root!r}, the "
+            "workflow step that spawned it"
+        )
+    # steps spawned while the parent ran are not reused: a reused parent's output stands for them
+    parent_steps = [s for s in parent_steps if s.task is None]
     if from_step not in names:
         raise InputError(
             f"cannot fork run {parent_id!r} from step {from_step!r}: workflow {plan.name!r} "

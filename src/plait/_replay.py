@@ -5,7 +5,9 @@ outputs of the step's dependencies from the store, calls the handler of the newe
 the workflow registered in this process exactly as a worker would (same argument binding and
 validation, `when=` condition, timeout, error codes; `_worker.Worker._attempt` does it), and
 compares what it returns with what the run recorded. Nothing is claimed, written or logged in
-the store. A handler that raises is reported, not propagated.
+the store. A handler that raises is reported, not propagated. A spawned step replays with the
+input it was spawned with; what a replayed step would spawn is listed (`spawned`), not run, so a
+step that returns handles replays to the names of the steps whose outputs it would gather.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class Replay:
     error: StepError | None
     traceback: str | None
     diff: list[dict[str, Any]] = field(default_factory=list)
+    spawned: list[str] = field(default_factory=list)  # the steps the call would have spawned
 
     @property
     def changed(self) -> bool:
@@ -69,20 +72,23 @@ async def replay_step(
     worker._pool.loop = asyncio.get_running_loop()
     claim = Claim(
         run_id=recorded.run_id,
-        step=step.name,
+        step=recorded.name,
         fingerprint=workflow.fingerprint,
         attempt=max(recorded.attempt, 1),
         token="replay",  # noqa: S106  # not a secret: no lease is taken, nothing is written
         lease_expires_at=0.0,
         iteration=recorded.iteration,
+        task=recorded.task,
+        input=recorded.input,
     )
     ctx = StepContext(
         run_id=claim.run_id,
-        step=step.name,
+        step=recorded.name,
         workflow=workflow.name,
         attempt=claim.attempt,
         run_input={},
         iteration=claim.iteration,
+        definition=workflow,
     )
     try:
         outcome = await worker._attempt(workflow, step, claim, ctx, inputs)
@@ -91,7 +97,9 @@ async def replay_step(
     if outcome.skipped:
         status, output, error = "skipped", None, None
     elif outcome.succeeded:
-        status, output, error = "done", _codec.loads(outcome.output), None
+        gathered = None if outcome.gather is None else _codec.loads(outcome.gather)
+        output = gathered if gathered is not None else _codec.loads(outcome.output)
+        status, error = "done", None
     else:
         status, output = "failed", None
         error = StepError(outcome.error_code or "failed", outcome.error_message or "")
@@ -103,7 +111,7 @@ async def replay_step(
     old_doc = step_document(recorded)
     return Replay(
         run_id=recorded.run_id,
-        step=step.name,
+        step=recorded.name,
         workflow=workflow.name,
         version=workflow.version,
         fingerprint=workflow.fingerprint,
@@ -120,4 +128,5 @@ async def replay_step(
         error=error,
         traceback=outcome.traceback,
         diff=diff_values(old_doc, new_doc),
+        spawned=[s.name for s in outcome.spawned],
     )

@@ -360,3 +360,69 @@ def test_a_cancelled_run_stops_its_spawned_steps(engine: plait.Engine) -> None:
     serving.join(timeout=20)
     assert not serving.is_alive()
     assert set(statuses(engine, handle.id).values()) == {plait.StepStatus.CANCELLED}
+
+
+def _fanned_run(engine: plait.Engine) -> tuple[plait.Workflow, Any]:
+    wf = plait.Workflow("forkable")
+
+    @wf.task
+    def double(x: int) -> int:
+        return 2 * x
+
+    @wf.task
+    def pair(ctx: plait.StepContext, x: int) -> list[plait.Handle]:
+        return [ctx.spawn(double, input=x), ctx.spawn(double, input=x + 1)]
+
+    @wf.step
+    def fan(ctx: plait.StepContext) -> list[plait.Handle]:
+        return ctx.map(pair, [1, 10])
+
+    @wf.step
+    def report(fan: list[list[int]], label: str = "sum") -> str:
+        return f"{label}={sum(map(sum, fan))}"
+
+    engine.register(wf)
+    return wf, run(engine, wf)
+
+
+def test_a_fork_reuses_a_parent_without_its_spawned_steps_and_refuses_to_start_at_one(
+    engine: plait.Engine,
+) -> None:
+    _, handle = _fanned_run(engine)
+    assert handle.result() == {"report": "sum=48"}
+
+    fork = engine.fork(handle.id, "report", input={"label": "total"})
+    engine.run_worker(until=fork, timeout=30)
+
+    assert fork.result() == {"report": "total=48"}
+    forked = {s.name: s for s in engine.steps(fork.id)}
+    assert set(forked) == {"fan", "report"}  # the reused parent stands for its children
+    assert (forked["fan"].reused_from, forked["fan"].output) == (handle.id, [[2, 4], [20, 22]])
+
+    for spawned, root in (("fan/pair-1", "fan"), ("fan/pair-1/double-0", "fan")):
+        with pytest.raises(plait.InputError) as refused:
+            engine.fork(handle.id, spawned)
+        assert str(refused.value) == (
+            f"cannot fork run {handle.id!r} from step {spawned!r}: it was spawned while the run "
+            f"ran, and a fork runs the workflow's own steps; fork from {root!r}, the workflow "
+            "step that spawned it"
+        )
+
+
+def test_replay_runs_a_spawned_step_with_its_recorded_input_and_lists_what_a_parent_spawns(
+    engine: plait.Engine,
+) -> None:
+    wf, handle = _fanned_run(engine)
+
+    child = engine.replay(handle.id, "fan/pair-1/double-1", workflow=wf)
+    assert (child.status, child.output, child.diff) == ("done", 22, [])
+
+    parent = engine.replay(handle.id, "fan/pair-1", workflow=wf)
+    assert parent.spawned == ["fan/pair-1/double-0", "fan/pair-1/double-1"]
+    assert parent.output == parent.spawned  # it would gather those
+    assert len(engine.steps(handle.id)) == 2 + 2 + 4  # replay wrote nothing
+
+    other = plait.Workflow("forkable")
+    other.step(lambda: 1, name="fan")
+    with pytest.raises(plait.InputError, match="it runs task 'double', which workflow"):
+        engine.replay(handle.id, "fan/pair-1/double-1", workflow=other)
