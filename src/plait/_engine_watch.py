@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import weakref
-from collections.abc import AsyncIterator, Callable, Collection, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Collection, Iterator
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ._errors import InputError, RunNotFound
@@ -45,9 +45,9 @@ class PushesEvents(Protocol):
 
 
 class EventsWritten(Broadcast):
-    """Fired when this process commits events to any run; `for_run(id)` is fired when a store
-    pushes that other processes did to that run. Thread-safe: the store calls `pushed` from its
-    own thread."""
+    """Fired when this process commits events to any run. `for_run(id)` fires when the store
+    pushes that events were appended to that run (by any process). Thread-safe: the store calls
+    `pushed` from its own thread."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -105,21 +105,21 @@ class Watch:
 
 
 async def _advance(
-    events: AsyncIterator[Event], pending: list[asyncio.Task[Event | None]]
+    events: AsyncGenerator[Event, None], pending: list[asyncio.Task[Event | None]]
 ) -> Event | None:
     task = asyncio.ensure_future(anext(events, None))
     pending[:] = [task]
     return await task
 
 
-async def _close(events: AsyncIterator[Event], pending: list[asyncio.Task[Event | None]]) -> None:
+async def _close(
+    events: AsyncGenerator[Event, None], pending: list[asyncio.Task[Event | None]]
+) -> None:
     for task in pending:
         if not task.done():
             task.cancel()
             await asyncio.wait([task])
-    aclose = getattr(events, "aclose", None)
-    if aclose is not None:
-        await aclose()
+    await events.aclose()
 
 
 class WatchMethods:
@@ -145,13 +145,13 @@ class WatchMethods:
         _check(run_id, after_seq)
         return Watch(self, run_id, after_seq)
 
-    def watch_async(self, run_id: str, after_seq: int = 0) -> AsyncIterator[Event]:
+    def watch_async(self, run_id: str, after_seq: int = 0) -> AsyncGenerator[Event, None]:
         """`watch` as a plain async iterator (an async generator: close it, or use
         `contextlib.aclosing`, if you leave it early)."""
         _check(run_id, after_seq)
         return self._watch(run_id, after_seq)
 
-    async def _watch(self, run_id: str, seq: int) -> AsyncIterator[Event]:
+    async def _watch(self, run_id: str, seq: int) -> AsyncGenerator[Event, None]:
         store = await self._ready()
         pushes = self._subscribe_pushes(store, run_id)
         await self._run_row(run_id)  # RunNotFound, with the usual message
