@@ -8,6 +8,8 @@ Workloads (no-op sync steps, so what is measured is plait itself):
       run has ended (one worker process; several concurrencies, the best is reported).
   W2  one run of root → N parallel steps → sink (`wf.add_step`), N = 1,000 / 10,000 / 100,000:
       start (insert) time, execution time, steps/s, and t(100k) / t(10k).
+  W2s the same fan-out spawned at run time: a step `ctx.map`s a task over N = 10,000 items and
+      returns the handles (its output gathers theirs), then a sink; reported next to W2.
   Storage limit: single-row commits per second of plain sqlite3 (WAL) with synchronous=FULL and
       NORMAL, in the same directory as the stores, in the same run.
 
@@ -37,7 +39,12 @@ W1_RUNS = 500
 W1_CONCURRENCIES = (16, 64, 256)
 W2_SIZES = (1_000, 10_000, 100_000)
 W2_CONCURRENCY = 64
-TARGETS = {"w1_steps_per_s": 5_000, "w2_10k_seconds": 3.0, "w2_ratio_100k_10k": 12.0}
+TARGETS = {
+    "w1_steps_per_s": 5_000,
+    "w2_10k_seconds": 3.0,
+    "w2_ratio_100k_10k": 12.0,
+    "w2s_vs_w2": 1.5,  # spawned fan-out of 10,000 within 1.5x the static one
+}
 
 
 # -- workloads (run in a child process) ----------------------------------------------------------
@@ -66,6 +73,27 @@ def _fan(n: int) -> Any:
     for name in names:
         wf.add_step(name, noop, deps=["root"])
     wf.add_step("sink", noop, deps=names)
+    return wf
+
+
+def item(x: int) -> int:
+    return x
+
+
+def _spawned_fan(n: int) -> Any:
+    import plait
+
+    wf = plait.Workflow(f"bench_spawn_{n}", version="1")
+    wf.task(item)
+
+    @wf.step
+    def root(ctx: plait.StepContext) -> list[plait.Handle]:
+        return ctx.map(item, range(n))
+
+    @wf.step
+    def sink(root: list[int]) -> int:
+        return len(root)
+
     return wf
 
 
@@ -98,11 +126,11 @@ def measure_w1(url: str, runs: int, concurrency: int) -> dict[str, Any]:
     }
 
 
-def measure_w2(url: str, n: int, concurrency: int) -> dict[str, Any]:
+def measure_w2(url: str, n: int, concurrency: int, spawned: bool = False) -> dict[str, Any]:
     import plait
 
     t0 = time.perf_counter()
-    wf = _fan(n)
+    wf = _spawned_fan(n) if spawned else _fan(n)
     wf.plan()
     defined = time.perf_counter() - t0
     with plait.Engine(url) as engine:
@@ -116,6 +144,8 @@ def measure_w2(url: str, n: int, concurrency: int) -> dict[str, Any]:
         engine.run_worker(concurrency=concurrency, until=handle)
         executed = time.perf_counter() - t3
         assert _ended(engine, [handle.id]), "W2: the run did not complete"
+        if spawned:
+            assert handle.result() == {"sink": n}, "W2s: the gathered output is wrong"
     steps = n + 2
     return {
         "n": n,
@@ -161,9 +191,9 @@ def child(argv: list[str]) -> None:
     if kind == "w1":
         url, runs, conc = rest
         out = measure_w1(url, int(runs), int(conc))
-    elif kind == "w2":
+    elif kind in ("w2", "w2s"):
         url, n, conc = rest
-        out = measure_w2(url, int(n), int(conc))
+        out = measure_w2(url, int(n), int(conc), spawned=kind == "w2s")
     elif kind == "commits":
         directory, synchronous, seconds = rest
         out = measure_commits(directory, synchronous, float(seconds))
@@ -294,6 +324,15 @@ def main(argv: list[str]) -> int:
                 f"start {r['start_s']:.2f}s, execute {r['execute_s']:.2f}s, "
                 f"{r['steps_per_s']:,.0f} steps/s"
             )
+        w2s: list[dict[str, Any]] = []
+        for n in (1_000, 10_000) if args.quick else (10_000,):
+            tries = [_in_child("w2s", fresh(), n, W2_CONCURRENCY) for _ in range(repeat)]
+            r = _best(tries, "steps_per_s")
+            w2s.append(r)
+            print(
+                f"  W2s N={n:6,d} (spawned): execute {r['execute_s']:.2f}s, "
+                f"{r['steps_per_s']:,.0f} steps/s (median {r['median']:,.0f})"
+            )
         limit_runs.append(limit("after"))
     load_after = os.getloadavg()
 
@@ -325,13 +364,19 @@ def main(argv: list[str]) -> int:
         targets["W2 N=10,000 execute <= 3 s"] = (
             by_n[10_000]["execute_s"] <= TARGETS["w2_10k_seconds"]
         )
+    spawned_10k = next((r for r in w2s if r["n"] == 10_000), None)
+    if spawned_10k is not None and 10_000 in by_n:
+        summary["w2s_vs_w2_10k"] = spawned_10k["execute_s"] / by_n[10_000]["execute_s"]
+        targets["W2s (spawned) N=10,000 within 1.5x of W2"] = (
+            summary["w2s_vs_w2_10k"] <= TARGETS["w2s_vs_w2"]
+        )
     if "w2_ratio_100k_10k" in summary:
         targets["W2 t(100k)/t(10k) <= 12"] = (
             summary["w2_ratio_100k_10k"] <= TARGETS["w2_ratio_100k_10k"]
         )
 
     load = {"before": load_before, "after": load_after}
-    _print_table(info, load, limit_runs, limits, w1, best, w2, summary, targets)
+    _print_table(info, load, limit_runs, limits, w1, best, w2, w2s, summary, targets)
     results = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "commit": _git_commit(),
@@ -343,6 +388,7 @@ def main(argv: list[str]) -> int:
         "storage_limit_runs": limit_runs,
         "w1": w1,
         "w2": w2,
+        "w2s": w2s,
         "summary": summary,
         "targets": targets,
     }
@@ -372,6 +418,7 @@ def _print_table(
     w1: dict[str, list[dict[str, Any]]],
     best: dict[str, dict[str, Any]],
     w2: list[dict[str, Any]],
+    w2s: list[dict[str, Any]],
     summary: dict[str, Any],
     targets: dict[str, bool],
 ) -> None:
@@ -419,6 +466,14 @@ def _print_table(
             f"  t(100k)/t(10k): execute {summary['w2_ratio_100k_10k']:.1f}x, "
             f"start+execute {summary['w2_ratio_100k_10k_total']:.1f}x"
         )
+    print()
+    print("W2s: the same fan-out spawned at run time (a step ctx.maps N items, gathers, sink)")
+    static = {r["n"]: r for r in w2}
+    for r in w2s:
+        same = static.get(r["n"])
+        ratio = f"{r['execute_s'] / same['execute_s']:.2f}x W2" if same else "-"
+        print(f"  {r['n']:>8,d} {'':>9s} {'':>11s} {'':>8s} {r['execute_s']:>7.2f} "
+              f"{r['steps_per_s']:>8,.0f}   {ratio}")  # fmt: skip
     print()
     for name, ok in targets.items():
         print(f"  target {name}: {'met' if ok else 'MISSED'}")
