@@ -80,17 +80,41 @@ CREATE TABLE steps (
     task             TEXT,  -- a spawned step: the workflow's task it runs
     input            BLOB,  -- a spawned step: the JSON value its task receives
     gather           BLOB,  -- a parent that returned handles: JSON name or list of names
+    queue            TEXT,  -- its flow-control queue (NULL: the queue 'default')
+    concurrency_key  TEXT,  -- at most its key_limit (in options) steps of one key run at once
     PRIMARY KEY (run_id, name)
 );
 
 -- claim: ready steps, highest priority first, then the longest waiting
 CREATE INDEX steps_ready ON steps (priority DESC, available_at) WHERE status = 'ready';
 
+-- claim, no starvation: the longest waiting ready step, whatever its priority
+CREATE INDEX steps_ready_age ON steps (available_at) WHERE status = 'ready';
+
+-- claim, flow control: running steps by queue and by concurrency key
+CREATE INDEX steps_queue_running ON steps (queue) WHERE status = 'running' AND queue IS NOT NULL;
+
+CREATE INDEX steps_key_running ON steps (concurrency_key)
+WHERE status = 'running' AND concurrency_key IS NOT NULL;
+
 -- recover_expired: running steps by lease expiry
 CREATE INDEX steps_leases ON steps (lease_expires_at) WHERE status = 'running';
 
 -- list_waiting, and approvals expiring: waiting steps by expiry (available_at)
 CREATE INDEX steps_waiting ON steps (available_at) WHERE status = 'waiting';
+
+-- Configured queues: limits every worker obeys, and the persisted token bucket of a rate limit
+-- (`tokens` as counted at `counted_at`), so a restart neither refills nor loses tokens.
+CREATE TABLE queues (
+    name        TEXT PRIMARY KEY,
+    concurrency INTEGER,           -- at most this many of its steps running at once (NULL: no limit)
+    rate        DOUBLE PRECISION,  -- at most `rate` starts per `per` seconds, bursts of `burst`
+    per         DOUBLE PRECISION,
+    burst       DOUBLE PRECISION,
+    tokens      DOUBLE PRECISION,
+    counted_at  DOUBLE PRECISION,
+    updated_at  DOUBLE PRECISION NOT NULL
+);
 
 CREATE TABLE events (
     run_id  TEXT NOT NULL,
