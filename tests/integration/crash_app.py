@@ -28,6 +28,7 @@ import plait
 JOURNAL_ENV = "PLAIT_CRASH_JOURNAL"
 FAN_OUT = 6
 CHAIN = 3
+SPREAD = 4  # steps spawned at run time
 
 
 def journal(ctx: plait.StepContext) -> None:
@@ -52,7 +53,8 @@ def journal(ctx: plait.StepContext) -> None:
 # -- the workload: chains, a fan-out/fan-in, a retried step, slow steps -------------------------
 #
 #   seed ─► fetch (slow) ─► part0 … part5 (slow-ish) ─► gather ─┐
-#        ├► link1 ─► link2 ─► link3 (slow) ─────────────────────┼► finish
+#        ├► link1 ─► link2 ─► link3 (slow) ─────────────────────┤
+#        ├► spread: spawns piece ×4 (slow-ish), gathers them ───┼► finish
 #        └► flaky (fails on its first attempt) ─────────────────┘
 
 crashy = plait.Workflow("crashy", version="1")
@@ -94,9 +96,28 @@ def flaky(ctx: plait.StepContext, seed: int) -> int:
     return seed
 
 
-def finish(ctx: plait.StepContext, gather: int, flaky: int, **chain: int) -> dict[str, int]:
+def piece(ctx: plait.StepContext, x: int) -> int:
+    time.sleep(0.1)
     journal(ctx)
-    return {"gather": gather, "flaky": flaky, "chain": chain[f"link{CHAIN}"]}
+    return 2 * x
+
+
+def spread(ctx: plait.StepContext, seed: int) -> list[plait.Handle]:
+    handles = ctx.map(piece, [seed + i for i in range(SPREAD)])
+    journal(ctx)
+    return handles
+
+
+def finish(
+    ctx: plait.StepContext, gather: int, flaky: int, spread: list[int], **chain: int
+) -> dict[str, int]:
+    journal(ctx)
+    return {
+        "gather": gather,
+        "flaky": flaky,
+        "chain": chain[f"link{CHAIN}"],
+        "spread": sum(spread),
+    }
 
 
 crashy.add_step("seed", seed)
@@ -107,6 +128,8 @@ crashy.add_step("gather", gather, deps=[f"part{i}" for i in range(FAN_OUT)])
 crashy.add_step("link1", link, deps=["seed"])
 for _i in range(2, CHAIN + 1):
     crashy.add_step(f"link{_i}", link, deps=[f"link{_i - 1}"])
+crashy.task(piece)
+crashy.add_step("spread", spread)
 crashy.add_step("flaky", flaky, retry=plait.Retry(attempts=3, delay=0.05, jitter=0.0))
 crashy.add_step("finish", finish, deps=[f"link{CHAIN}"])
 
@@ -118,6 +141,7 @@ def expected_output(n: int) -> dict[str, int]:
             "gather": sum(n * 10 + i for i in range(FAN_OUT)),
             "flaky": n,
             "chain": n + CHAIN,
+            "spread": sum(2 * (n + i) for i in range(SPREAD)),
         }
     }
 
