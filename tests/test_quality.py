@@ -33,6 +33,7 @@ def test_public_names_are_pinned() -> None:
     assert sorted(plait.__all__) == sorted(
         [
             "Approval",
+            "ArtifactNotFound",
             "DefinitionError",
             "Engine",
             "Event",
@@ -43,7 +44,11 @@ def test_public_names_are_pinned() -> None:
             "Permanent",
             "PlaitError",
             "Retry",
+            "Record",
+            "RecordPage",
+            "Records",
             "Retryable",
+            "RevisionConflict",
             "Run",
             "RunCancelled",
             "RunConflict",

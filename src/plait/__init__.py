@@ -2,13 +2,16 @@
 
 from ._context import StepCancelled, StepContext
 from ._definition import Workflow
+from ._documents import Record, RecordPage, Records
 from ._engine import Engine, RunHandle
 from ._errors import (
+    ArtifactNotFound,
     DefinitionError,
     InputError,
     Permanent,
     PlaitError,
     Retryable,
+    RevisionConflict,
     RunCancelled,
     RunConflict,
     RunFailed,
@@ -30,6 +33,7 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "Approval",
+    "ArtifactNotFound",
     "DefinitionError",
     "Engine",
     "Event",
@@ -39,8 +43,12 @@ __all__ = [
     "Inspection",
     "Permanent",
     "PlaitError",
+    "Record",
+    "RecordPage",
+    "Records",
     "Retry",
     "Retryable",
+    "RevisionConflict",
     "Run",
     "RunCancelled",
     "RunConflict",

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._definition import Workflow
+    from ._records import ArtifactRow, RecordWrite, StepData
     from ._tasks import Handle, Spawner
 
 logger = logging.getLogger("plait.step")
@@ -24,8 +25,8 @@ class StepContext:
     """Handed to a step that declares a parameter annotated `plait.StepContext` (or named `ctx`)."""
 
     __slots__ = (
-        "_cancel", "_definition", "_spawner", "attempt", "input", "iteration", "log", "run_id",
-        "step", "workflow",
+        "_artifacts", "_cancel", "_definition", "_records", "_spawner", "attempt", "input",
+        "iteration", "log", "run_id", "step", "workflow",
     )  # fmt: skip
 
     def __init__(
@@ -48,6 +49,8 @@ class StepContext:
         self._cancel = threading.Event()
         self._definition = definition  # for the tasks it may spawn
         self._spawner: Spawner | None = None
+        self._records: list[RecordWrite] = []  # ctx.record: sent with the success only
+        self._artifacts: list[ArtifactRow] = []  # ctx.save_artifact: idem
         self.log = _StepLogger(logger, {"run_id": run_id, "step": step, "attempt": attempt})
 
     @property
@@ -88,6 +91,22 @@ class StepContext:
     def map(self, fn: Callable[..., Any] | str, items: Iterable[Any]) -> list[Handle]:
         """Spawn task `fn` once per item (the item is its input); return the handles, in order."""
         return self._spawning().map(fn, items)
+
+    def record(self, collection: str, key: str, doc: Any) -> None:
+        """Write JSON document `doc` under `key` in `collection` (see `engine.records`), in the
+        transaction that records this step's success: never if this attempt fails, once if it
+        succeeds. A later write of the same key in the same step wins (revision +1 each)."""
+        from ._documents import record_write
+
+        self._records.append(record_write(collection, key, doc))
+
+    def _data(self) -> StepData | None:
+        """What this attempt wrote besides its output, to send with its success."""
+        if not self._records and not self._artifacts:
+            return None
+        from ._records import StepData
+
+        return StepData(tuple(self._records), tuple(self._artifacts))
 
     def _spawning(self) -> Spawner:
         if self._spawner is None:

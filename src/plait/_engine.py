@@ -19,6 +19,7 @@ from typing import Any
 from . import _actions as actions
 from . import _codec
 from ._definition import Workflow
+from ._engine_data import DataMethods
 from ._engine_fork import ForkMethods
 from ._engine_gates import GateMethods
 from ._engine_watch import EventsWritten, WatchMethods
@@ -73,7 +74,7 @@ class RunHandle:
         return f"RunHandle({self.id!r})"
 
 
-class Engine(ForkMethods, GateMethods, WatchMethods):
+class Engine(DataMethods, ForkMethods, GateMethods, WatchMethods):
     """plait's entry point. `Engine("sqlite:///plait.db")` (default), `"memory://"`, …
 
     `lease`: seconds a claimed step is held before another worker may take it over (heartbeats

@@ -9,6 +9,8 @@ PlaitError
 ├── RunFailed              result(): the run ended failed (`.failures`: step → StepError)
 ├── RunCancelled           result(): the run was cancelled
 ├── RunStateError          an operation the run's current state does not allow
+├── RevisionConflict       records: a put/delete expected another revision of the document
+├── ArtifactNotFound       no artifact has that id (or its file is gone or damaged)
 ├── StoreError             the store cannot be opened or used
 │   └── SchemaVersionError the database belongs to a newer plait, or is not plait's
 └── StepError-raising helpers for handlers (not PlaitError subclasses of each other):
@@ -87,6 +89,29 @@ class RunFailed(PlaitError):
 class RunStateError(PlaitError):
     """An operation that the run's current state does not allow; the message says the state and
     when the operation is allowed. Nothing was changed."""
+
+
+class RevisionConflict(PlaitError):
+    """A record's `put` or `delete` expected a revision the document no longer has (another
+    writer came first), or `expected_revision=0` found it already exists. Nothing was written:
+    read the document again (`get`) and retry with its current revision."""
+
+    def __init__(self, collection: str, key: str, expected: int, actual: int) -> None:
+        self.collection = collection
+        self.key = key
+        self.expected = expected
+        self.actual = actual  # 0: the document does not exist
+        now = "does not exist" if actual == 0 else f"is at revision {actual}"
+        wanted = "to create it (expected_revision=0)" if expected == 0 else f"revision {expected}"
+        super().__init__(
+            f"record {key!r} of collection {collection!r} {now}, but the write expected "
+            f"{wanted}; nothing was written. Read it again and retry."
+        )
+
+
+class ArtifactNotFound(PlaitError):
+    """No artifact has that id in this store, or its file is missing or damaged (the message
+    says which)."""
 
 
 class RunCancelled(PlaitError):

@@ -210,6 +210,54 @@ class Spawn:
 
 
 @dataclass(frozen=True, slots=True)
+class RecordWrite:
+    """A document a step wrote with `ctx.record`; committed with its success only."""
+
+    collection: str
+    key: str
+    doc: bytes  # JSON
+
+
+@dataclass(frozen=True, slots=True)
+class RecordRow:
+    """A document of a collection (`engine.records`), as the store keeps it."""
+
+    collection: str
+    key: str
+    doc: bytes  # JSON
+    revision: int  # 1 when created, +1 per write
+    updated_at: float
+    run_id: str | None = None  # the step that wrote it last, if a step did
+    step: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StepData:
+    """What a handler wrote besides its output (`ctx.record`, `ctx.save_artifact`), sent with its
+    successful outcome only, so that a failed attempt leaves nothing behind."""
+
+    records: tuple[RecordWrite, ...] = ()
+    artifacts: tuple[ArtifactRow, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactRow:
+    """A file a step saved (`ctx.save_artifact`): its bytes are in the artifact folder under
+    `path` (relative); the row makes it visible, so it exists only if the step succeeded."""
+
+    id: str
+    run_id: str
+    step: str
+    name: str
+    size: int
+    sha256: str
+    content_type: str
+    path: str
+    metadata: bytes | None = None  # JSON object
+    created_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
 class Outcome:
     """What a worker reports for a claimed step. `retry_at` set on a failure means: try again then."""
 
@@ -226,6 +274,7 @@ class Outcome:
     max_iterations: int = 0
     spawned: tuple[Spawn, ...] = ()  # steps it added; it then waits for them before it is done
     gather: bytes | None = None  # it returned handles: their names (JSON), whose outputs it returns
+    data: StepData | None = None  # records and artifacts, written only if it succeeded
 
     @property
     def succeeded(self) -> bool:

@@ -30,6 +30,7 @@ from ._records import (
     Outcome,
     RunRow,
     RunStatus,
+    StepData,
     StepRow,
     StepStatus,
     WorkflowPlan,
@@ -62,6 +63,7 @@ class Txn:
         self.claims: list[Claim] = []
         self.result = CommitResult()
         self.whole_runs: set[str] = set()  # runs whose every step is loaded
+        self.data: list[tuple[str, str, StepData]] = []  # (run, step, what it wrote) to commit
 
     def missing(self, run_id: str, names: Iterable[str]) -> Need | None:
         absent = tuple(n for n in names if (run_id, n) not in self.steps)
@@ -291,6 +293,8 @@ def _complete(txn: Txn, outcome: Outcome) -> Transition:
         txn.emit(run, "step_outcome_ignored", step.name, reason=reason, succeeded=outcome.succeeded)
         return
     txn.result.accepted.append(True)
+    if outcome.data is not None and outcome.succeeded:
+        txn.data.append((run.id, step.name, outcome.data))
     step.lease_token = None
     step.lease_expires_at = None
     txn.touch(step)

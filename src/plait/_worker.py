@@ -338,6 +338,7 @@ class Worker:
                 claim.token,
                 goto=result.step,
                 max_iterations=result.max_iterations,
+                data=ctx._data(),
             )
         try:
             gather = None if spawner is None else spawner.gather(result)
@@ -352,8 +353,9 @@ class Worker:
             )
         spawned = () if spawner is None else tuple(spawner.spawned)
         return Outcome(
-            claim.run_id, claim.step, claim.token, output=output, spawned=spawned, gather=gather
-        )
+            claim.run_id, claim.step, claim.token, output=output, spawned=spawned, gather=gather,
+            data=ctx._data(),
+        )  # fmt: skip
 
     # -- committing -----------------------------------------------------------------------------
 

@@ -16,6 +16,7 @@ from .._records import (
     Held,
     NewEvent,
     Outcome,
+    RecordRow,
     RunRow,
     RunStatus,
     StepInputs,
@@ -123,3 +124,22 @@ class Store(Protocol):
 
     async def next_ready_at(self, fingerprints: Collection[str]) -> float | None:
         """When the earliest ready step of these fingerprints becomes claimable (None if none)."""
+
+    # -- records (`engine.records`; steps write them with their outcome: `Outcome.data`)
+    async def get_record(self, collection: str, key: str) -> RecordRow | None: ...
+
+    async def put_record(self, row: RecordRow, expected_revision: int | None) -> tuple[bool, int]:
+        """Write `row.doc` (its revision is ignored) if the document is at `expected_revision`
+        (None: whatever it is; 0: absent). (True, the new revision), or (False, the revision it
+        has, 0 if absent) and nothing written."""
+
+    async def delete_record(
+        self, collection: str, key: str, expected_revision: int | None
+    ) -> tuple[bool, int]:
+        """Delete the document if it is at `expected_revision` (None: any); (deleted, the
+        revision it had or has, 0 if absent)."""
+
+    async def list_records(
+        self, collection: str, prefix: str, after: str, limit: int
+    ) -> list[RecordRow]:
+        """Documents whose key starts with `prefix` and sorts after `after`, by key."""

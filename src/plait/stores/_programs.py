@@ -25,6 +25,7 @@ from .._records import (
     Held,
     NewEvent,
     Outcome,
+    RecordRow,
     RunRow,
     StepInputs,
     StepRow,
@@ -82,6 +83,7 @@ class Programs:
         self.lock_steps_by_key = q.locked("get_steps_by_key")
         self.lock_all_steps = q.locked("get_steps")
         self.try_lock_runs = q.locked("get_runs", skip_locked=True)
+        self.write_step_records = q.positional("write_step_records", _sql.RECORD_WRITE)
         # settings a dialect wants for a claim's transaction (PostgreSQL; see queries.sql)
         self.claim_session = q.get("claim_session")
 
@@ -312,6 +314,58 @@ class Programs:
         )  # fmt: skip
         if txn.events:
             yield (EXECUTE_MANY, self.insert_event, [_sql.event_row(e) for e in txn.events])
+        if txn.data:
+            yield from self._write_data(txn)
+
+    def _write_data(self, txn: SQLTxn) -> Program[None]:
+        """What succeeded steps wrote besides their outputs: records (a key written twice in
+        one transaction is one row counting two writes: PostgreSQL's upsert takes a key once)."""
+        records: dict[tuple[str, str], list[Any]] = {}
+        for run_id, step, data in txn.data:
+            for w in data.records:
+                row = records.get((w.collection, w.key))
+                count = 1 if row is None else row[3] + 1
+                records[(w.collection, w.key)] = [
+                    w.collection, w.key, w.doc, count, txn.now, run_id, step,
+                ]  # fmt: skip
+        if records:
+            rows = [tuple(r) for r in records.values()]
+            yield (EXECUTE_MANY, self.write_step_records, rows)
+
+    # -- records
+
+    def put_record(self, row: RecordRow, expected: int | None) -> Program[tuple[bool, int]]:
+        q = self.q
+        params: dict[str, Any] = {
+            "collection": row.collection,
+            "key": row.key,
+            "doc": row.doc,
+            "updated_at": row.updated_at,
+        }
+        if expected is None:
+            rows = yield (FETCH, q["put_record"], params)
+        elif expected == 0:
+            rows = yield (FETCH, q["create_record"], params)
+        else:
+            rows = yield (FETCH, q["update_record"], {**params, "expected": expected})
+        if rows:
+            return True, int(rows[0][0])
+        key = {"collection": row.collection, "key": row.key}
+        rows = yield (FETCH, q["get_record_revision"], key)
+        return False, int(rows[0][0]) if rows else 0
+
+    def delete_record(
+        self, collection: str, key: str, expected: int | None
+    ) -> Program[tuple[bool, int]]:
+        params: dict[str, Any] = {"collection": collection, "key": key}
+        if expected is None:
+            rows = yield (FETCH, self.q["delete_record"], params)
+        else:
+            rows = yield (FETCH, self.q["delete_record_at"], {**params, "expected": expected})
+        if rows:
+            return True, int(rows[0][0])
+        rows = yield (FETCH, self.q["get_record_revision"], params)
+        return False, int(rows[0][0]) if rows else 0
 
     def _write_changed(
         self,

@@ -32,6 +32,7 @@ from .._records import (
     Gate,
     NewEvent,
     OnExpiry,
+    RecordRow,
     RunRow,
     RunStatus,
     StepOptions,
@@ -355,6 +356,7 @@ RUN_MUTABLE = (
 UPDATE_RUN = (*RUN_MUTABLE, "id")
 UPDATE_RUN_OUTPUT = (*RUN_MUTABLE, "output", "id")
 EVENT_COLUMNS = ("run_id", "seq", "type", "step", "payload", "ts")
+RECORD_WRITE = ("collection", "key", "doc", "revision", "updated_at", "run_id", "step")
 
 # Statuses are StrEnums: drivers bind them as their text, so rows carry them as they are.
 
@@ -537,3 +539,8 @@ def _dumps_payload(payload: Mapping[str, object]) -> str:
         return orjson.dumps(payload, option=orjson.OPT_NON_STR_KEYS).decode()
     except TypeError:
         return orjson.dumps(payload, default=repr, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def record_from_row(row: Sequence[Any]) -> RecordRow:
+    collection, key, doc, revision, updated_at, run_id, step = row
+    return RecordRow(collection, key, bytes(doc), revision, updated_at, run_id, step)

@@ -15,6 +15,7 @@ from .._records import (
     Held,
     NewEvent,
     Outcome,
+    RecordRow,
     RunRow,
     RunStatus,
     StepInputs,
@@ -234,3 +235,35 @@ class SQLStore:
         params = {"fingerprint_list": self._queries.dialect.list_param(fingerprints)}
         rows = await self._fetch("next_ready_at", params)
         return float(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    # -- records
+
+    async def get_record(self, collection: str, key: str) -> RecordRow | None:
+        rows = await self._fetch("get_record", {"collection": collection, "key": key})
+        return _sql.record_from_row(rows[0]) if rows else None
+
+    async def put_record(self, row: RecordRow, expected_revision: int | None) -> tuple[bool, int]:
+        return await self._transact(
+            f"write record {row.key!r} of {row.collection!r}",
+            lambda: self._programs.put_record(row, expected_revision),
+        )
+
+    async def delete_record(
+        self, collection: str, key: str, expected_revision: int | None
+    ) -> tuple[bool, int]:
+        return await self._transact(
+            f"delete record {key!r} of {collection!r}",
+            lambda: self._programs.delete_record(collection, key, expected_revision),
+        )
+
+    async def list_records(
+        self, collection: str, prefix: str, after: str, limit: int
+    ) -> list[RecordRow]:
+        params = {
+            "collection": collection,
+            "prefix": prefix,
+            "prefix_length": len(prefix),
+            "after": after,
+            "limit": limit,
+        }
+        return [_sql.record_from_row(row) for row in await self._fetch("list_records", params)]

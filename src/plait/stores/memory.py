@@ -17,6 +17,7 @@ from .._records import (
     Held,
     NewEvent,
     Outcome,
+    RecordRow,
     RunRow,
     RunStatus,
     StepInputs,
@@ -51,6 +52,7 @@ class MemoryStore:
         self._ready: dict[tuple[str, str], None] = {}  # index of ready steps, in insertion order
         self._running: dict[tuple[str, str], None] = {}
         self._waiting: dict[tuple[str, str], None] = {}
+        self._records: dict[tuple[str, str], RecordRow] = {}
 
     async def open(self) -> None:
         return None
@@ -277,6 +279,45 @@ class MemoryStore:
             ]
         return min(times) if times else None
 
+    # -- records
+
+    async def get_record(self, collection: str, key: str) -> RecordRow | None:
+        with self._lock:
+            return self._records.get((collection, key))
+
+    async def put_record(self, row: RecordRow, expected_revision: int | None) -> tuple[bool, int]:
+        with self._lock:
+            old = self._records.get((row.collection, row.key))
+            revision = 0 if old is None else old.revision
+            if expected_revision is not None and expected_revision != revision:
+                return False, revision
+            self._records[(row.collection, row.key)] = dataclasses.replace(
+                row, revision=revision + 1, run_id=None, step=None
+            )
+            return True, revision + 1
+
+    async def delete_record(
+        self, collection: str, key: str, expected_revision: int | None
+    ) -> tuple[bool, int]:
+        with self._lock:
+            old = self._records.get((collection, key))
+            revision = 0 if old is None else old.revision
+            if old is None or (expected_revision is not None and expected_revision != revision):
+                return False, revision
+            del self._records[(collection, key)]
+            return True, revision
+
+    async def list_records(
+        self, collection: str, prefix: str, after: str, limit: int
+    ) -> list[RecordRow]:
+        with self._lock:
+            rows = [
+                r
+                for (c, k), r in self._records.items()
+                if c == collection and k.startswith(prefix) and k > after
+            ]
+        return sorted(rows, key=lambda r: r.key)[:limit]
+
     # -- transactions on copies
 
     def _load(self, txn: Txn, need: Need) -> None:
@@ -302,6 +343,13 @@ class MemoryStore:
             self._runs[run.id] = run
         for event in txn.events:
             self._events[event.run_id].append(event)
+        for run_id, step_name, data in txn.data:
+            for write in data.records:
+                old = self._records.get((write.collection, write.key))
+                self._records[(write.collection, write.key)] = RecordRow(
+                    write.collection, write.key, write.doc,
+                    1 if old is None else old.revision + 1, txn.now, run_id, step_name,
+                )  # fmt: skip
 
     def _put_step(self, step: StepRow) -> None:
         key = (step.run_id, step.name)

@@ -522,3 +522,75 @@ FROM unnest(
 ) AS v (status, unfinished, failures, next_seq, error, started_at, finished_at, next_idx, output,
         id)
 WHERE r.id = v.id;
+
+-- Records: documents of collections (engine.records, ctx.record) ---------------------------------
+
+-- name: get_record
+-- One document of a collection.
+SELECT collection, key, doc, revision, updated_at, run_id, step
+FROM records WHERE collection = :collection AND key = :key;
+
+-- name: get_record_revision
+-- The revision of one document (to say why a conditional write was refused).
+SELECT revision FROM records WHERE collection = :collection AND key = :key;
+
+-- name: list_records
+-- Documents of a collection whose key starts with a prefix, by key, from after a key.
+SELECT collection, key, doc, revision, updated_at, run_id, step
+FROM records
+WHERE collection = :collection AND key > :after AND substr(key, 1, :prefix_length) = :prefix
+ORDER BY key
+LIMIT :limit;
+
+-- name: create_record
+-- Create a document at revision 1 unless its key is taken; its revision if it was created.
+INSERT INTO records (collection, key, doc, revision, updated_at, run_id, step)
+VALUES (:collection, :key, :doc, 1, :updated_at, NULL, NULL)
+ON CONFLICT (collection, key) DO NOTHING
+RETURNING revision;
+
+-- name: put_record
+-- Write a document whatever its revision; its new revision.
+INSERT INTO records (collection, key, doc, revision, updated_at, run_id, step)
+VALUES (:collection, :key, :doc, 1, :updated_at, NULL, NULL)
+ON CONFLICT (collection, key) DO UPDATE
+SET doc = excluded.doc, revision = records.revision + 1, updated_at = excluded.updated_at,
+    run_id = NULL, step = NULL
+RETURNING revision;
+
+-- name: update_record
+-- Write a document only over the revision expected; its new revision if it was written.
+UPDATE records
+SET doc = :doc, revision = revision + 1, updated_at = :updated_at, run_id = NULL, step = NULL
+WHERE collection = :collection AND key = :key AND revision = :expected
+RETURNING revision;
+
+-- name: delete_record
+-- Delete a document; the revision it had.
+DELETE FROM records WHERE collection = :collection AND key = :key
+RETURNING revision;
+
+-- name: delete_record_at
+-- Delete a document only at the revision expected; the revision it had.
+DELETE FROM records WHERE collection = :collection AND key = :key AND revision = :expected
+RETURNING revision;
+
+-- name: write_step_records
+-- Write the documents steps recorded with their success (`revision`: writes of each to count).
+INSERT INTO records (collection, key, doc, revision, updated_at, run_id, step)
+VALUES (:collection, :key, :doc, :revision, :updated_at, :run_id, :step)
+ON CONFLICT (collection, key) DO UPDATE
+SET doc = excluded.doc, revision = records.revision + excluded.revision,
+    updated_at = excluded.updated_at, run_id = excluded.run_id, step = excluded.step;
+
+-- name: write_step_records [postgres]
+-- Write the documents steps recorded with their success (`revision`: writes of each to count).
+INSERT INTO records (collection, key, doc, revision, updated_at, run_id, step)
+SELECT * FROM unnest(
+    CAST(:collection AS text[]), CAST(:key AS text[]), CAST(:doc AS bytea[]),
+    CAST(:revision AS int[]), CAST(:updated_at AS double precision[]), CAST(:run_id AS text[]),
+    CAST(:step AS text[])
+)
+ON CONFLICT (collection, key) DO UPDATE
+SET doc = excluded.doc, revision = records.revision + excluded.revision,
+    updated_at = excluded.updated_at, run_id = excluded.run_id, step = excluded.step;

@@ -125,3 +125,15 @@ CREATE TABLE events (
     ts      DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (run_id, seq)
 );
+
+-- Records: JSON documents in named collections, each with a revision (engine.records).
+CREATE TABLE records (
+    collection TEXT NOT NULL,
+    key        TEXT NOT NULL,
+    doc        BLOB NOT NULL,  -- JSON
+    revision   INTEGER NOT NULL,  -- 1 when created, +1 per write
+    updated_at DOUBLE PRECISION NOT NULL,
+    run_id     TEXT,  -- the run and step that wrote it last, if a step did
+    step       TEXT,
+    PRIMARY KEY (collection, key)
+);
