@@ -10,22 +10,51 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ._documents import Records
+from ._errors import RunStateError
+from ._portal import blocking
 
 if TYPE_CHECKING:
     from ._portal import Portal
+    from ._records import RunRow
+    from ._views import Run
     from .stores import Store
 
 
 class DataMethods:
-    """Records, for `Engine` (which provides the rest)."""
+    """Records and deleting runs, for `Engine` (which provides the rest)."""
 
     if TYPE_CHECKING:
         _portal: Portal
         store: Store
 
         async def _ready(self) -> Store: ...
+        async def _run_row(self, run_id: str) -> RunRow: ...
+        async def cancel_async(
+            self, run_id: str, reason: str | None = None, *, by: str | None = None
+        ) -> Run: ...
 
     def records(self, collection: str) -> Records:
         """The documents of a collection (created by its first write): get, put with
         `expected_revision`, delete, list by key prefix. InputError for an invalid name."""
         return Records(self.store, self._portal, self._ready, collection)
+
+    async def delete_run_async(self, run_id: str, *, force: bool = False) -> None:
+        """Delete a finished run: its steps and event log (records its steps wrote stay; runs
+        forked from it keep what they reused). RunNotFound if there is no such run;
+        RunStateError for an unfinished one, unless `force`, which cancels it first."""
+        if not isinstance(force, bool):
+            raise RunStateError(f"force must be True or False, got {force!r}")
+        store = await self._ready()
+        row = await self._run_row(run_id)  # RunNotFound, with the usual message
+        if not row.status.terminal:
+            if not force:
+                raise RunStateError(
+                    f"run {run_id!r} is {row.status.value}: delete_run deletes finished runs "
+                    "only. Cancel it first, or pass force=True (which cancels it, then deletes)."
+                )
+            await self.cancel_async(run_id, "deleted")
+        if not await store.delete_run(run_id):
+            await self._run_row(run_id)  # deleted meanwhile by someone else: RunNotFound
+            raise RunStateError(f"run {run_id!r} could not be deleted: it is not finished")
+
+    delete_run = blocking(delete_run_async)

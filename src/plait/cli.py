@@ -572,7 +572,7 @@ def workflows(as_json: bool, db: str, log_level: str) -> None:
 
 
 # operator actions on runs live in their own module; importing it registers them on `runs`
-from . import _cli_actions, _cli_fork, _cli_watch  # noqa: E402, F401
+from . import _cli_actions, _cli_data, _cli_fork, _cli_watch  # noqa: E402, F401
 
 
 def main() -> None:

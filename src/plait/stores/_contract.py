@@ -143,3 +143,8 @@ class Store(Protocol):
         self, collection: str, prefix: str, after: str, limit: int
     ) -> list[RecordRow]:
         """Documents whose key starts with `prefix` and sorts after `after`, by key."""
+
+    # -- deleting
+    async def delete_run(self, run_id: str) -> bool:
+        """Delete a finished run: its steps, events and the run. False (nothing deleted) if it
+        does not exist or is not finished (checked in the deleting transaction)."""

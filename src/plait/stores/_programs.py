@@ -332,6 +332,14 @@ class Programs:
             rows = [tuple(r) for r in records.values()]
             yield (EXECUTE_MANY, self.write_step_records, rows)
 
+    def delete_run(self, run_id: str) -> Program[bool]:
+        q, params = self.q, {"id": run_id}
+        if not (yield (FETCH, q["delete_finished_run"], params)):
+            return False
+        yield (EXECUTE, q["delete_run_steps"], params)
+        yield (EXECUTE, q["delete_run_events"], params)
+        return True
+
     # -- records
 
     def put_record(self, row: RecordRow, expected: int | None) -> Program[tuple[bool, int]]:

@@ -267,3 +267,10 @@ class SQLStore:
             "limit": limit,
         }
         return [_sql.record_from_row(row) for row in await self._fetch("list_records", params)]
+
+    # -- deleting
+
+    async def delete_run(self, run_id: str) -> bool:
+        return await self._transact(
+            f"delete run {run_id!r}", lambda: self._programs.delete_run(run_id)
+        )

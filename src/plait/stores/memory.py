@@ -318,6 +318,20 @@ class MemoryStore:
             ]
         return sorted(rows, key=lambda r: r.key)[:limit]
 
+    # -- deleting
+
+    async def delete_run(self, run_id: str) -> bool:
+        with self._lock:
+            run = self._runs.get(run_id)
+            if run is None or not run.status.terminal:
+                return False
+            del self._runs[run_id]
+            for name in self._steps.pop(run_id, {}):
+                for index in (self._ready, self._running, self._waiting):
+                    index.pop((run_id, name), None)
+            self._events.pop(run_id, None)
+            return True
+
     # -- transactions on copies
 
     def _load(self, txn: Txn, need: Need) -> None:

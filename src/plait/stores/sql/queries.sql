@@ -594,3 +594,18 @@ SELECT * FROM unnest(
 ON CONFLICT (collection, key) DO UPDATE
 SET doc = excluded.doc, revision = records.revision + excluded.revision,
     updated_at = excluded.updated_at, run_id = excluded.run_id, step = excluded.step;
+
+-- Deleting runs ----------------------------------------------------------------------------------
+
+-- name: delete_finished_run
+-- Delete a run if it is finished; its id if it was deleted.
+DELETE FROM runs WHERE id = :id AND status IN ('completed', 'failed', 'cancelled')
+RETURNING id;
+
+-- name: delete_run_steps
+-- Delete the steps of a (deleted) run.
+DELETE FROM steps WHERE run_id = :id;
+
+-- name: delete_run_events
+-- Delete the event log of a (deleted) run.
+DELETE FROM events WHERE run_id = :id;
