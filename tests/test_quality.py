@@ -34,6 +34,7 @@ def test_public_names_are_pinned() -> None:
         [
             "Approval",
             "ArtifactNotFound",
+            "ConfigError",
             "DefinitionError",
             "Engine",
             "Event",
@@ -43,6 +44,8 @@ def test_public_names_are_pinned() -> None:
             "InputError",
             "Permanent",
             "PlaitError",
+            "Queue",
+            "Rate",
             "Retry",
             "Record",
             "RecordPage",

@@ -4,8 +4,10 @@ from ._context import StepCancelled, StepContext
 from ._definition import Workflow
 from ._documents import Record, RecordPage, Records
 from ._engine import Engine, RunHandle
+from ._engine_queues import Queue
 from ._errors import (
     ArtifactNotFound,
+    ConfigError,
     DefinitionError,
     InputError,
     Permanent,
@@ -23,6 +25,7 @@ from ._errors import (
     WorkflowNotFound,
 )
 from ._loops import Goto
+from ._rate import Rate
 from ._records import RunStatus, StepStatus
 from ._retry import Retry
 from ._step_options import Approval
@@ -34,6 +37,7 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "Approval",
     "ArtifactNotFound",
+    "ConfigError",
     "DefinitionError",
     "Engine",
     "Event",
@@ -43,6 +47,8 @@ __all__ = [
     "Inspection",
     "Permanent",
     "PlaitError",
+    "Queue",
+    "Rate",
     "Record",
     "RecordPage",
     "Records",

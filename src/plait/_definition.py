@@ -6,7 +6,7 @@ import hashlib
 import inspect
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
 from functools import cached_property
 from typing import Any, TypeVar, overload
@@ -19,6 +19,7 @@ from ._context import StepContext
 from ._digests import code_digest
 from ._errors import DefinitionError, InputError
 from ._params import adapter, is_context, type_hints
+from ._queues import FLOW_OPTIONS, check_key_params, flow_options
 from ._records import EdgeKind, StepOptions, StepPlan, WorkflowPlan
 from ._retry import NO_RETRY, Retry
 from ._step_options import SIGNAL, Approval, awaits_signal, gate_options, seconds
@@ -63,7 +64,8 @@ class StepDef:
     timeout: float | None = None
     priority: int = 0
     when: Callable[..., Any] | None = None  # run the step only if this returns true
-    options: StepOptions | None = None  # delay, approval gate, signal
+    options: StepOptions | None = None  # delay, approval gate, signal, queue, key limit
+    concurrency_key: Callable[..., Any] | None = None  # of run-input fields, resolved at start
     # filled in by Workflow._bind once every step is known
     when_params: tuple[str, ...] = ()  # the condition's parameters (steps' outputs, input fields)
     when_inputs: tuple[InputField, ...] = ()  # the run-input fields among them
@@ -192,6 +194,9 @@ class Workflow:
         when: Callable[..., Any] | None = None,
         delay: float | timedelta | None = None,
         approval: bool | Approval = False,
+        queue: str | None = None,
+        concurrency_key: Callable[..., Any] | None = None,
+        key_limit: int | None = None,
     ) -> Callable[[F], F]: ...
 
     def step(
@@ -305,6 +310,10 @@ class Workflow:
                 _codec.dumps(value)
             except _codec.EncodeError as exc:
                 raise DefinitionError(f"{where}: default for {dep!r} is not JSON: {exc}") from None
+        queue, key, key_limit = flow_options(where, options)
+        gates = gate_options(where, options)
+        if queue is not None or key_limit is not None:
+            gates = replace(gates or StepOptions(), queue=queue, key_limit=key_limit)
         step = StepDef(
             name=name,
             fn=fn,
@@ -315,9 +324,10 @@ class Workflow:
             optional=bool(options.get("optional", False)),
             retry=retry,
             timeout=seconds(where, "timeout", options.get("timeout")),
-            options=gate_options(where, options),
+            options=gates,
             priority=priority,
             when=when,
+            concurrency_key=key,
         )
         _inspect_signature(where, step)
         self._steps[name] = step
@@ -454,6 +464,8 @@ class Workflow:
                     when_inputs.append(InputField(p.name, p.default is _EMPTY, p.default, None))
             step.when_params = tuple(params)
             step.when_inputs = tuple(when_inputs)
+        if step.concurrency_key is not None:
+            check_key_params(where, step.concurrency_key, self._steps)
         for dep in data:
             if dep not in self._steps:
                 raise DefinitionError(f"{where}: deps names unknown step {dep!r}")
@@ -500,7 +512,8 @@ class Workflow:
                     "inputs": [(f.name, f.required) for f in (*s.inputs, *s.when_inputs)],
                     "code": code_digest(s.fn),
                     "when": code_digest(s.when) if s.when is not None else None,
-                    "options": None if s.options is None else asdict(s.options),
+                    "options": None if s.options is None else _options_print(s.options),
+                    **({"key": code_digest(s.concurrency_key)} if s.concurrency_key else {}),
                 }
                 for s in self._steps.values()
             ],
@@ -524,7 +537,18 @@ class Workflow:
 _OPTIONS = frozenset(
     {"after", "after_any", "defaults", "optional", "retry", "timeout", "priority", "when"}
     | {"delay", "approval"}
+    | FLOW_OPTIONS
 )
+
+
+def _options_print(options: StepOptions) -> dict[str, Any]:
+    """Step options as fingerprinted: flow options only when set, so that the fingerprints of
+    workflows defined before them do not change."""
+    data = asdict(options)
+    for name in ("queue", "key", "key_limit"):
+        if data[name] is None:
+            del data[name]
+    return data
 
 
 def _names(where: str, option: str, names: Iterable[str]) -> list[str]:

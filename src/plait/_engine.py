@@ -22,6 +22,7 @@ from ._definition import Workflow
 from ._engine_data import DataMethods
 from ._engine_fork import ForkMethods
 from ._engine_gates import GateMethods
+from ._engine_queues import QueueMethods
 from ._engine_watch import EventsWritten, WatchMethods
 from ._errors import (
     InputError,
@@ -36,6 +37,7 @@ from ._errors import (
 )
 from ._gates import DEADLINE_EXCEEDED
 from ._portal import Broadcast, Portal, blocking
+from ._queues import flow_of_run
 from ._records import CommitResult, RunRow, RunStatus, StepStatus, WorkflowPlan
 from ._step_options import seconds
 from ._transitions import Transition, new_run
@@ -74,7 +76,7 @@ class RunHandle:
         return f"RunHandle({self.id!r})"
 
 
-class Engine(DataMethods, ForkMethods, GateMethods, WatchMethods):
+class Engine(DataMethods, ForkMethods, GateMethods, QueueMethods, WatchMethods):
     """plait's entry point. `Engine("sqlite:///plait.db")` (default), `"memory://"`, …
 
     `lease`: seconds a claimed step is held before another worker may take it over (heartbeats
@@ -221,10 +223,14 @@ class Engine(DataMethods, ForkMethods, GateMethods, WatchMethods):
         *,
         run_id: str | None = None,
         deadline: float | timedelta | None = None,
+        priority: int = 0,
     ) -> RunHandle:
         """Start a run. An existing `run_id` of the same workflow returns that run (idempotent).
         `deadline` (seconds or a timedelta from now): a run unfinished by then fails with
-        `deadline_exceeded`, its unfinished steps cancelled."""
+        `deadline_exceeded`, its unfinished steps cancelled. `priority` is added to each of its
+        steps' own: within a queue, higher first."""
+        if isinstance(priority, bool) or not isinstance(priority, int):
+            raise InputError(f"start: priority must be an integer, got {priority!r}")
         if run_id is not None and (not isinstance(run_id, str) or not RUN_ID_RE.match(run_id)):
             raise InputError(
                 f"invalid run id {run_id!r}: use 1-200 letters, digits or any of _ . : @ -"
@@ -238,6 +244,7 @@ class Engine(DataMethods, ForkMethods, GateMethods, WatchMethods):
             raise InputError(f"run input of {plan.name!r} is not JSON: {exc}") from None
         now = time.time()
         run, steps, events = new_run(plan, run_id, input_json, now)
+        flow_of_run(self._latest.get(plan.name), plan, steps, value, priority)
         if within is not None:
             run.deadline = now + within
         store = await self._ready()
@@ -464,8 +471,12 @@ class Engine(DataMethods, ForkMethods, GateMethods, WatchMethods):
         workflows: Sequence[Workflow] | None = None,
         grace: float = 10.0,
         handle_signals: bool = False,
+        queues: Iterable[str] | None = None,
+        starvation_after: float = 30.0,
     ) -> None:
-        """Serve registered workflows. With `until`, return once those runs have ended."""
+        """Serve registered workflows. With `until`, return once those runs have ended.
+        `queues`: serve only steps of these queues (default: every queue). A ready step that
+        has waited `starvation_after` seconds is claimed ahead of higher priorities."""
         from ._worker import Worker
 
         for wf in workflows or ():
@@ -476,6 +487,8 @@ class Engine(DataMethods, ForkMethods, GateMethods, WatchMethods):
             list(workflows) if workflows else self.registered(),
             concurrency=concurrency,
             grace=grace,
+            queues=queues,
+            starvation_after=starvation_after,
         )
         await worker.run(until=_run_ids(until), timeout=timeout, handle_signals=handle_signals)
 
@@ -487,9 +500,12 @@ class Engine(DataMethods, ForkMethods, GateMethods, WatchMethods):
         timeout: float | None = None,
         workflows: Sequence[Workflow] | None = None,
         grace: float = 10.0,
+        queues: Iterable[str] | None = None,
+        starvation_after: float = 30.0,
     ) -> None:
         """Blocking worker. SIGTERM or Ctrl-C stops it gracefully: no new claims, in-flight steps
-        get `grace` seconds, the rest are released for other workers at once."""
+        get `grace` seconds, the rest are released for other workers at once. `queues` and
+        `starvation_after` as for `run_worker_async`."""
         from ._worker import run_blocking
 
         run_blocking(
@@ -499,6 +515,8 @@ class Engine(DataMethods, ForkMethods, GateMethods, WatchMethods):
             timeout=timeout,
             workflows=workflows,
             grace=grace,
+            queues=queues,
+            starvation_after=starvation_after,
         )
 
     def stop_workers(self) -> None:

@@ -3,6 +3,7 @@
 PlaitError
 ├── DefinitionError        a workflow definition is wrong (cycle, unknown step, duplicate…)
 ├── InputError             a run's input is not what its steps need
+├── ConfigError            a queue was configured with a bad value (also a ValueError)
 ├── WorkflowNotFound       start() named a workflow nobody registered
 ├── RunNotFound            an operation named a run id that does not exist
 ├── RunConflict            a run id is already used by a different workflow
@@ -35,6 +36,11 @@ class InputError(PlaitError):
 
     Nothing was written; correct the input and start again.
     """
+
+
+class ConfigError(PlaitError, ValueError):
+    """A queue was configured with a bad value (a limit below 1, a name with spaces, a rate that
+    is not a plait.Rate); the message names the queue and the value. Nothing was stored."""
 
 
 class WorkflowNotFound(PlaitError):

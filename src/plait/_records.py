@@ -83,6 +83,9 @@ class StepOptions:
     gate: Gate | None = None  # when ready, wait in `waiting` for this instead
     expires_after: float | None = None  # an approval undecided this long is decided by on_expiry
     on_expiry: OnExpiry = OnExpiry.REJECT
+    queue: str | None = None  # its flow-control queue (None: "default"); see _queues.py
+    key: str | None = None  # its concurrency key (resolved per run, at start)
+    key_limit: int | None = None  # at most this many running steps share the key
 
 
 @dataclass(slots=True)

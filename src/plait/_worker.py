@@ -35,6 +35,7 @@ from ._errors import StepFailure, StoreError
 from ._handler_threads import HandlerThreads
 from ._loops import INVALID_GOTO, Goto
 from ._portal import wait_any
+from ._queues import FLOW_RECHECK, worker_queues
 from ._records import Claim, Held, Outcome, StepInputs, StepStatus
 from ._tasks import task_kwargs
 
@@ -61,10 +62,21 @@ class _InFlight:
 
 class Worker:
     def __init__(
-        self, engine: Engine, workflows: Sequence[Workflow], *, concurrency: int, grace: float
+        self,
+        engine: Engine,
+        workflows: Sequence[Workflow],
+        *,
+        concurrency: int,
+        grace: float,
+        queues: Iterable[str] | None = None,
+        starvation_after: float = 30.0,
     ) -> None:
         if not isinstance(concurrency, int) or concurrency < 1:
             raise ValueError(f"concurrency must be an integer >= 1, got {concurrency!r}")
+        # flow control (see _queues.py): the queues served (None: all), and how long a ready
+        # step may wait before it is claimed ahead of higher priorities
+        self.queues = None if queues is None else worker_queues(queues)
+        self.starvation_after = float(starvation_after)
         self.engine = engine
         self.store = engine.store
         self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
@@ -161,18 +173,25 @@ class Worker:
             seen = self.engine.work_ready.generation
             seen_ended = self.engine.runs_ended.generation
             try:
+                now = time.time()
                 claims = await self.store.claim(
                     worker_id=self.id,
                     fingerprints=fingerprints,
                     limit=free,
                     lease=self.engine.lease,
-                    now=time.time(),
+                    now=now,
+                    queues=self.queues,
+                    aged_before=now - self.starvation_after,
                 )
                 if claims:
                     idle = 0.002
                     await self._launch(claims)
                     continue
                 next_at = await self.store.next_ready_at(fingerprints)
+                if next_at is not None and next_at <= now:
+                    # ready now but not claimed: held by a queue's limits (or by other claims);
+                    # look again soon, backing off, without holding a slot
+                    next_at = time.time() + min(idle, FLOW_RECHECK)
             except StoreError as exc:
                 await self._outage.failed("claiming", exc, self._stopping)
                 continue
@@ -572,6 +591,7 @@ def run_blocking(
     timeout: float | None,
     workflows: Sequence[Workflow] | None,
     grace: float,
+    **flow: Any,
 ) -> None:
     """Run a worker on the engine's portal loop; SIGTERM / Ctrl-C in the main thread stop it."""
     from ._engine import _run_ids
@@ -584,6 +604,7 @@ def run_blocking(
         list(workflows) if workflows else engine.registered(),
         concurrency=concurrency,
         grace=grace,
+        **flow,
     )
     future = engine._portal.submit(
         worker.run(until=_run_ids(until), timeout=timeout, handle_signals=False)

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Protocol
 
+from .._queues import QueueConfig
+from .._rate import Rate
 from .._records import (
     Claim,
     CommitResult,
@@ -88,10 +90,29 @@ class Store(Protocol):
 
     # -- workers
     async def claim(
-        self, *, worker_id: str, fingerprints: Collection[str], limit: int, lease: float, now: float
+        self,
+        *,
+        worker_id: str,
+        fingerprints: Collection[str],
+        limit: int,
+        lease: float,
+        now: float,
+        queues: Collection[str] | None = None,
+        aged_before: float | None = None,
     ) -> list[Claim]:
         """Take up to `limit` ready steps (highest priority, then oldest) of runs of these
-        fingerprints that may progress, each under a new lease. No step is given to two claims."""
+        fingerprints that may progress, each under a new lease. No step is given to two claims.
+        Flow control (`_queues.py`): only steps of `queues` (None: any); never past a configured
+        queue's concurrency or tokens, nor a key's limit, counted across every worker; the
+        oldest ready step, if ready since before `aged_before`, comes first."""
+
+    async def configure_queue(
+        self, name: str, concurrency: int | None, rate: Rate | None, now: float
+    ) -> QueueConfig:
+        """Store a queue's limits (`_queues.reconfigure`); its bucket keeps its tokens."""
+
+    async def list_queues(self) -> list[QueueConfig]:
+        """The configured queues, by name."""
 
     async def step_inputs(self, wanted: Mapping[str, Collection[str]]) -> dict[str, StepInputs]:
         """For each run id: its input and the status/output of the named steps."""

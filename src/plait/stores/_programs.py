@@ -21,6 +21,8 @@ from collections.abc import Callable, Collection, Generator, Iterable, Mapping, 
 from typing import Any, TypeVar
 
 from .._gates import expire_approval, pass_deadline
+from .._queues import QueueConfig, admit, blocked, flow_candidate, reconfigure
+from .._rate import Bucket, Rate
 from .._records import (
     Held,
     NewEvent,
@@ -86,6 +88,7 @@ class Programs:
         self.write_step_records = q.positional("write_step_records", _sql.RECORD_WRITE)
         # settings a dialect wants for a claim's transaction (PostgreSQL; see queries.sql)
         self.claim_session = q.get("claim_session")
+        self.flow_lock = q.get("flow_lock")  # PostgreSQL; SQLite's write lock serialises claims
 
     # -- runs
 
@@ -104,22 +107,65 @@ class Programs:
     # -- workers
 
     def claim(
-        self, worker_id: str, fingerprints: list[str], limit: int, lease: float, now: float
+        self,
+        worker_id: str,
+        fingerprints: list[str],
+        limit: int,
+        lease: float,
+        now: float,
+        queues: Collection[str] | None = None,
+        aged_before: float | None = None,
     ) -> Program[SQLTxn]:
-        params = {
-            "now": now,
-            "fingerprint_list": self.dialect.list_param(fingerprints),
-            "limit": limit,
-        }
+        q, dialect = self.q, self.dialect
         txn = SQLTxn(now)
         if self.claim_session is not None:  # a write nobody waits for: pipelined
             yield (EXECUTE_MANY, self.claim_session, [()])
-        rows = yield (FETCH, self.q["claim_candidates"], params)
+        # flow control (_queues.py): the limits of the queues served, counted under the flow
+        # lock (SQLite's write lock is one already) so that claims never overshoot together
+        limited = self._limited((yield (FETCH, q["get_queues"], {})), queues)
+        locked = False
+        queue_running: dict[str, int] = {}
+        if limited:
+            yield from self._flow_lock()
+            locked = True
+            limited = self._limited((yield (FETCH, q["get_queues"], {})), queues)
+            params = {"queue_list": dialect.list_param(limited)}
+            queue_running = dict((yield (FETCH, q["count_queue_running"], params)))
+        params = {
+            "now": now,
+            "fingerprint_list": dialect.list_param(fingerprints),
+            "limit": limit,
+            "queue_list": None if queues is None else dialect.list_param(sorted(queues)),
+            "blocked_list": dialect.list_param(blocked(limited, queue_running, now)),
+        }
+        rows = list((yield (FETCH, q["claim_candidates"], params)))
+        if aged_before is not None and rows:
+            del params["limit"], params["now"]
+            params["aged_before"] = aged_before
+            oldest = yield (FETCH, q["claim_oldest"], params)
+            if oldest and all(r[:2] != oldest[0][:2] for r in rows):
+                rows.insert(0, oldest[0])
         if not rows:
             return txn
+        steps = [_sql.step_from_row(row) for row in rows]
+        flow = [flow_candidate(step.options) for step in steps]
+        keyed = sorted({c.key for c in flow if c.key is not None})
+        key_running: dict[str, int] = {}
+        if keyed:
+            if not locked:
+                yield from self._flow_lock()
+            params = {"key_list": dialect.list_param(keyed)}
+            key_running = dict((yield (FETCH, q["count_key_running"], params)))
+        if limited or keyed:
+            chosen, buckets = admit(flow, limited, queue_running, key_running, now, limit)
+            steps = [steps[i] for i in chosen]
+            for name, bucket in buckets.items():
+                params = {"name": name, "tokens": bucket.tokens, "counted_at": bucket.updated_at}
+                yield (EXECUTE, q["update_queue_bucket"], params)
+        if not steps:
+            return txn
         keys = []
-        for row in rows:
-            step = _sql.step_from_row(row)
+        for step in steps[:limit]:
             _add_step(txn, step)
             keys.append((step.run_id, step.name))
         # Runs that another transaction holds are passed over, not waited for: a claim then
@@ -141,6 +187,26 @@ class Programs:
             yield from self.drive(transition, txn)
         yield from self.write(txn)
         return txn
+
+    def _flow_lock(self) -> Program[None]:
+        if self.flow_lock is not None:
+            yield (FETCH, self.flow_lock, {})
+
+    def _limited(
+        self, rows: Sequence[Sequence[Any]], served: Collection[str] | None
+    ) -> dict[str, QueueConfig]:
+        configs = (queue_from_row(row) for row in rows)
+        return {c.name: c for c in configs if c.limited and (served is None or c.name in served)}
+
+    def configure_queue(
+        self, name: str, concurrency: int | None, rate: Rate | None, now: float
+    ) -> Program[QueueConfig]:
+        yield from self._flow_lock()
+        rows = yield (FETCH, self.q["get_queues"], {})
+        old = {c.name: c for c in map(queue_from_row, rows)}.get(name)
+        config = reconfigure(old, name, concurrency, rate, now)
+        yield (EXECUTE, self.q["put_queue"], queue_params(config))
+        return config
 
     def step_inputs(self, wanted: Mapping[str, Collection[str]]) -> Program[dict[str, StepInputs]]:
         q = self.q
@@ -433,3 +499,24 @@ def execute_one(query: str, params: Mapping[str, Any]) -> Program[int]:
     """A program of one statement, returning its row count."""
     count: int = yield (EXECUTE, query, params)
     return count
+
+
+def queue_from_row(row: Sequence[Any]) -> QueueConfig:
+    name, concurrency, rate, per, burst, tokens, counted_at, updated_at = row
+    limit = None if rate is None else Rate(rate, per=per, burst=burst)
+    bucket = None if tokens is None else Bucket(tokens, counted_at)
+    return QueueConfig(name, concurrency, limit, bucket, updated_at)
+
+
+def queue_params(c: QueueConfig) -> dict[str, Any]:
+    rate, bucket = c.rate, c.bucket
+    return {
+        "name": c.name,
+        "concurrency": c.concurrency,
+        "rate": None if rate is None else rate.count,
+        "per": None if rate is None else rate.per,
+        "burst": None if rate is None else rate.capacity,
+        "tokens": None if bucket is None else bucket.tokens,
+        "counted_at": None if bucket is None else bucket.updated_at,
+        "updated_at": c.updated_at,
+    }

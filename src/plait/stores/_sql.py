@@ -340,7 +340,7 @@ STEP_COLUMNS = (
     "run_id", "name", "idx", "status", "unmet", "dependents", "optional", "priority", "attempt",
     "recoveries", "skip_reason", "output", "error_code", "error_message", "available_at",
     "lease_token", "lease_expires_at", "worker_id", "ready_at", "started_at", "finished_at",
-    "options", "reused_from", "iteration", "task", "input", "gather",
+    "options", "reused_from", "iteration", "task", "input", "gather", "queue", "concurrency_key",
 )  # fmt: skip
 STEP_MUTABLE = (
     "status", "unmet", "attempt", "recoveries", "skip_reason", "error_code", "error_message",
@@ -367,8 +367,14 @@ def step_insert_row(s: StepRow) -> tuple[Any, ...]:
         s.priority, s.attempt, s.recoveries, s.skip_reason, s.output, s.error_code,
         s.error_message, s.available_at, s.lease_token, s.lease_expires_at, s.worker_id,
         s.ready_at, s.started_at, s.finished_at, options_to_json(s.options), s.reused_from,
-        s.iteration, s.task, s.input, s.gather,
+        s.iteration, s.task, s.input, s.gather, *_flow_columns(s.options),
     )  # fmt: skip
+
+
+def _flow_columns(o: StepOptions | None) -> tuple[str | None, str | None]:
+    """The queue and concurrency key columns, which claims filter and count by (the options
+    JSON holds them too)."""
+    return (None, None) if o is None else (o.queue, o.key)
 
 
 def step_update_row(s: StepRow) -> tuple[Any, ...]:
@@ -511,7 +517,14 @@ def options_from_json(text: str) -> StepOptions:
 
 def _options_dict(o: StepOptions) -> dict[str, Any]:
     """The options that differ from the defaults, so a row stores only what matters."""
-    found = {"delay": o.delay, "gate": o.gate, "expires_after": o.expires_after}
+    found = {
+        "delay": o.delay,
+        "gate": o.gate,
+        "expires_after": o.expires_after,
+        "queue": o.queue,
+        "key": o.key,
+        "key_limit": o.key_limit,
+    }
     data: dict[str, Any] = {k: v for k, v in found.items() if v is not None}
     if o.on_expiry is not OnExpiry.REJECT:
         data["on_expiry"] = o.on_expiry.value
@@ -527,6 +540,9 @@ def _options_of(data: Mapping[str, Any] | None) -> StepOptions | None:
         gate=None if gate is None else Gate(gate),
         expires_after=data.get("expires_after"),
         on_expiry=OnExpiry(data.get("on_expiry", "reject")),
+        queue=data.get("queue"),
+        key=data.get("key"),
+        key_limit=data.get("key_limit"),
     )
 
 

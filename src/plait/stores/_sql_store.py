@@ -9,6 +9,8 @@ import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
+from .._queues import QueueConfig
+from .._rate import Rate
 from .._records import (
     Claim,
     CommitResult,
@@ -24,7 +26,7 @@ from .._records import (
 )
 from .._transitions import Action
 from . import _sql
-from ._programs import Program, Programs, SQLTxn, execute_one
+from ._programs import Program, Programs, SQLTxn, execute_one, queue_from_row
 
 T = TypeVar("T")
 Wakes = Callable[[T], Iterable[str]]  # what a committed result wakes: "ready", "ended"
@@ -151,7 +153,15 @@ class SQLStore:
     # -- workers
 
     async def claim(
-        self, *, worker_id: str, fingerprints: Collection[str], limit: int, lease: float, now: float
+        self,
+        *,
+        worker_id: str,
+        fingerprints: Collection[str],
+        limit: int,
+        lease: float,
+        now: float,
+        queues: Collection[str] | None = None,
+        aged_before: float | None = None,
     ) -> list[Claim]:
         if not fingerprints or limit <= 0:
             return []
@@ -161,7 +171,9 @@ class SQLStore:
         while True:
             txn = await self._transact(
                 "claim",
-                lambda: self._programs.claim(worker_id, chosen, limit, lease, now),
+                lambda: self._programs.claim(
+                    worker_id, chosen, limit, lease, now, queues, aged_before
+                ),
                 lease_only=True,
             )
             if txn.claims or not txn.busy or time.monotonic() >= deadline:
@@ -170,6 +182,18 @@ class SQLStore:
             # (returning nothing would idle the worker until its next wake-up)
             await asyncio.sleep(pause)
             pause = min(pause * 2, 0.02)
+
+    async def configure_queue(
+        self, name: str, concurrency: int | None, rate: Rate | None, now: float
+    ) -> QueueConfig:
+        return await self._transact(
+            "configure a queue",
+            lambda: self._programs.configure_queue(name, concurrency, rate, now),
+        )
+
+    async def list_queues(self) -> list[QueueConfig]:
+        rows = await self._fetch("get_queues", {})
+        return [queue_from_row(row) for row in rows]
 
     async def step_inputs(self, wanted: Mapping[str, Collection[str]]) -> dict[str, StepInputs]:
         if not wanted:

@@ -11,6 +11,8 @@ import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 
 from .._gates import expire_approval, pass_deadline
+from .._queues import QueueConfig, admit, blocked, flow_candidate, queue_of, reconfigure
+from .._rate import Rate
 from .._records import (
     Claim,
     CommitResult,
@@ -52,6 +54,7 @@ class MemoryStore:
         self._ready: dict[tuple[str, str], None] = {}  # index of ready steps, in insertion order
         self._running: dict[tuple[str, str], None] = {}
         self._waiting: dict[tuple[str, str], None] = {}
+        self._queues: dict[str, QueueConfig] = {}
         self._records: dict[tuple[str, str], RecordRow] = {}
 
     async def open(self) -> None:
@@ -145,24 +148,59 @@ class MemoryStore:
     # -- workers
 
     async def claim(
-        self, *, worker_id: str, fingerprints: Collection[str], limit: int, lease: float, now: float
+        self,
+        *,
+        worker_id: str,
+        fingerprints: Collection[str],
+        limit: int,
+        lease: float,
+        now: float,
+        queues: Collection[str] | None = None,
+        aged_before: float | None = None,
     ) -> list[Claim]:
         import secrets
 
         with self._lock:
+            limited = {n: q for n, q in self._queues.items() if q.limited}
+            queue_running: dict[str, int] = {}
+            key_running: dict[str, int] = {}
+            for r, n in self._running:
+                options = self._steps[r][n].options
+                queue_running[queue_of(options)] = queue_running.get(queue_of(options), 0) + 1
+                if options is not None and options.key is not None:
+                    key_running[options.key] = key_running.get(options.key, 0) + 1
+            held = set(blocked(limited, queue_running, now))
             candidates = []
             for key in self._ready:
                 step = self._steps[key[0]][key[1]]
                 run = self._runs[key[0]]
+                queue = queue_of(step.options)
                 if (
                     run.fingerprint in fingerprints
                     and dispatchable(run.status, step.attempt)
                     and (step.available_at is None or step.available_at <= now)
+                    and (queues is None or queue in queues)
+                    and queue not in held
                 ):
                     candidates.append(step)
             candidates.sort(key=lambda s: (-s.priority, s.available_at or 0.0))
+            if aged_before is not None and candidates:
+                oldest = min(candidates, key=lambda s: s.available_at or 0.0)
+                if (oldest.available_at or 0.0) <= aged_before:
+                    candidates.remove(oldest)
+                    candidates.insert(0, oldest)
+            chosen, buckets = admit(
+                [flow_candidate(s.options) for s in candidates],
+                limited,
+                queue_running,
+                key_running,
+                now,
+                limit,
+            )
+            for name, bucket in buckets.items():
+                self._queues[name] = dataclasses.replace(self._queues[name], bucket=bucket)
             txn = Txn(now)
-            for step in candidates[:limit]:
+            for step in (candidates[i] for i in chosen):
                 token = secrets.token_hex(16)
                 self._run(
                     txn,
@@ -172,6 +210,18 @@ class MemoryStore:
                 )
             self._write(txn)
             return txn.claims
+
+    async def configure_queue(
+        self, name: str, concurrency: int | None, rate: Rate | None, now: float
+    ) -> QueueConfig:
+        with self._lock:
+            config = reconfigure(self._queues.get(name), name, concurrency, rate, now)
+            self._queues[name] = config
+            return config
+
+    async def list_queues(self) -> list[QueueConfig]:
+        with self._lock:
+            return sorted(self._queues.values(), key=lambda q: q.name)
 
     async def step_inputs(self, wanted: Mapping[str, Collection[str]]) -> dict[str, StepInputs]:
         with self._lock:

@@ -61,12 +61,12 @@ INSERT INTO steps (
     run_id, name, idx, status, unmet, dependents, optional, priority, attempt, recoveries,
     skip_reason, output, error_code, error_message, available_at, lease_token, lease_expires_at,
     worker_id, ready_at, started_at, finished_at, options, reused_from, iteration, task, input,
-    gather
+    gather, queue, concurrency_key
 ) VALUES (
     :run_id, :name, :idx, :status, :unmet, :dependents, :optional, :priority, :attempt,
     :recoveries, :skip_reason, :output, :error_code, :error_message, :available_at, :lease_token,
     :lease_expires_at, :worker_id, :ready_at, :started_at, :finished_at, :options, :reused_from,
-    :iteration, :task, :input, :gather
+    :iteration, :task, :input, :gather, :queue, :concurrency_key
 );
 
 -- name: insert_event
@@ -218,8 +218,60 @@ WHERE s.status = 'ready'
   AND s.available_at <= :now
   AND (r.status IN ('pending', 'running') OR (r.status = 'pausing' AND s.attempt > 0))
   AND r.fingerprint IN (SELECT value FROM json_each(:fingerprint_list))
+  AND (:queue_list IS NULL OR COALESCE(s.queue, 'default') IN (SELECT value FROM json_each(:queue_list)))
+  AND COALESCE(s.queue, 'default') NOT IN (SELECT value FROM json_each(:blocked_list))
 ORDER BY s.priority DESC, s.available_at
 LIMIT :limit;
+
+-- name: claim_oldest
+-- The longest waiting claimable step, if it has waited since before :aged_before (no starvation).
+SELECT s.run_id, s.name, s.idx, s.status, s.unmet, s.dependents, s.optional, s.priority,
+       s.attempt, s.recoveries, s.skip_reason, s.output, s.error_code, s.error_message,
+       s.available_at, s.lease_token, s.lease_expires_at, s.worker_id, s.ready_at, s.started_at,
+       s.finished_at, s.options, s.reused_from, s.iteration, s.task, s.input,
+       s.gather
+FROM steps AS s
+JOIN runs AS r ON r.id = s.run_id
+WHERE s.status = 'ready'
+  AND s.available_at <= :aged_before
+  AND (r.status IN ('pending', 'running') OR (r.status = 'pausing' AND s.attempt > 0))
+  AND r.fingerprint IN (SELECT value FROM json_each(:fingerprint_list))
+  AND (:queue_list IS NULL OR COALESCE(s.queue, 'default') IN (SELECT value FROM json_each(:queue_list)))
+  AND COALESCE(s.queue, 'default') NOT IN (SELECT value FROM json_each(:blocked_list))
+ORDER BY s.available_at
+LIMIT 1;
+
+-- name: get_queues
+-- The configured queues, by name.
+SELECT name, concurrency, rate, per, burst, tokens, counted_at, updated_at
+FROM queues ORDER BY name;
+
+-- name: count_queue_running
+-- Running steps of these queues (steps without a queue are in 'default').
+SELECT COALESCE(queue, 'default'), COUNT(*) FROM steps
+WHERE status = 'running'
+  AND COALESCE(queue, 'default') IN (SELECT value FROM json_each(:queue_list))
+GROUP BY COALESCE(queue, 'default');
+
+-- name: count_key_running
+-- Running steps of these concurrency keys.
+SELECT concurrency_key, COUNT(*) FROM steps
+WHERE status = 'running'
+  AND concurrency_key IN (SELECT value FROM json_each(:key_list))
+GROUP BY concurrency_key;
+
+-- name: update_queue_bucket
+-- Store a queue's token bucket after a claim took tokens.
+UPDATE queues SET tokens = :tokens, counted_at = :counted_at WHERE name = :name;
+
+-- name: put_queue
+-- Create or reconfigure a queue.
+INSERT INTO queues (name, concurrency, rate, per, burst, tokens, counted_at, updated_at)
+VALUES (:name, :concurrency, :rate, :per, :burst, :tokens, :counted_at, :updated_at)
+ON CONFLICT (name) DO UPDATE SET
+    concurrency = excluded.concurrency, rate = excluded.rate, per = excluded.per,
+    burst = excluded.burst, tokens = excluded.tokens, counted_at = excluded.counted_at,
+    updated_at = excluded.updated_at;
 
 -- name: next_ready_at
 -- When the earliest ready step of active runs of the given fingerprints becomes claimable.
@@ -402,9 +454,52 @@ WHERE s.status = 'ready'
   AND s.available_at <= :now
   AND (r.status IN ('pending', 'running') OR (r.status = 'pausing' AND s.attempt > 0))
   AND r.fingerprint IN (SELECT jsonb_array_elements_text(CAST(:fingerprint_list AS jsonb)))
+  AND (CAST(:queue_list AS jsonb) IS NULL
+       OR COALESCE(s.queue, 'default') IN (SELECT jsonb_array_elements_text(CAST(:queue_list AS jsonb))))
+  AND COALESCE(s.queue, 'default') NOT IN
+      (SELECT jsonb_array_elements_text(CAST(:blocked_list AS jsonb)))
 ORDER BY s.priority DESC, s.available_at
 LIMIT :limit
 FOR UPDATE OF s SKIP LOCKED;
+
+-- name: claim_oldest [postgres]
+-- The longest waiting claimable step, if it has waited since before :aged_before; locked.
+SELECT s.run_id, s.name, s.idx, s.status, s.unmet, s.dependents, s.optional, s.priority,
+       s.attempt, s.recoveries, s.skip_reason, s.output, s.error_code, s.error_message,
+       s.available_at, s.lease_token, s.lease_expires_at, s.worker_id, s.ready_at, s.started_at,
+       s.finished_at, s.options, s.reused_from, s.iteration, s.task, s.input,
+       s.gather
+FROM steps AS s
+JOIN runs AS r ON r.id = s.run_id
+WHERE s.status = 'ready'
+  AND s.available_at <= :aged_before
+  AND (r.status IN ('pending', 'running') OR (r.status = 'pausing' AND s.attempt > 0))
+  AND r.fingerprint IN (SELECT jsonb_array_elements_text(CAST(:fingerprint_list AS jsonb)))
+  AND (CAST(:queue_list AS jsonb) IS NULL
+       OR COALESCE(s.queue, 'default') IN (SELECT jsonb_array_elements_text(CAST(:queue_list AS jsonb))))
+  AND COALESCE(s.queue, 'default') NOT IN
+      (SELECT jsonb_array_elements_text(CAST(:blocked_list AS jsonb)))
+ORDER BY s.available_at
+LIMIT 1
+FOR UPDATE OF s SKIP LOCKED;
+
+-- name: flow_lock [postgres]
+-- Serialise the claims (and queue changes) that count running steps against limits.
+SELECT pg_advisory_xact_lock(7215090);
+
+-- name: count_queue_running [postgres]
+-- Running steps of these queues (steps without a queue are in 'default').
+SELECT COALESCE(queue, 'default'), COUNT(*) FROM steps
+WHERE status = 'running'
+  AND COALESCE(queue, 'default') IN (SELECT jsonb_array_elements_text(CAST(:queue_list AS jsonb)))
+GROUP BY COALESCE(queue, 'default');
+
+-- name: count_key_running [postgres]
+-- Running steps of these concurrency keys.
+SELECT concurrency_key, COUNT(*) FROM steps
+WHERE status = 'running'
+  AND concurrency_key IN (SELECT jsonb_array_elements_text(CAST(:key_list AS jsonb)))
+GROUP BY concurrency_key;
 
 -- name: next_ready_at [postgres]
 -- When the earliest ready step of active runs of the given fingerprints becomes claimable.
@@ -425,7 +520,7 @@ INSERT INTO steps (
     run_id, name, idx, status, unmet, dependents, optional, priority, attempt, recoveries,
     skip_reason, output, error_code, error_message, available_at, lease_token, lease_expires_at,
     worker_id, ready_at, started_at, finished_at, options, reused_from, iteration, task, input,
-    gather
+    gather, queue, concurrency_key
 )
 SELECT * FROM unnest(
     CAST(:run_id AS text[]), CAST(:name AS text[]), CAST(:idx AS int[]),
@@ -438,7 +533,8 @@ SELECT * FROM unnest(
     CAST(:ready_at AS double precision[]), CAST(:started_at AS double precision[]),
     CAST(:finished_at AS double precision[]), CAST(:options AS text[]),
     CAST(:reused_from AS text[]), CAST(:iteration AS int[]), CAST(:task AS text[]),
-    CAST(:input AS bytea[]), CAST(:gather AS bytea[])
+    CAST(:input AS bytea[]), CAST(:gather AS bytea[]), CAST(:queue AS text[]),
+    CAST(:concurrency_key AS text[])
 );
 
 -- name: insert_event [postgres]
