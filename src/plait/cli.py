@@ -31,6 +31,7 @@ from . import _cli_render as render
 from ._definition import Workflow
 from ._engine import DEFAULT_URL, Engine, RunHandle
 from ._errors import (
+    ConfigError,
     DefinitionError,
     InputError,
     PlaitError,
@@ -42,6 +43,7 @@ from ._errors import (
     StoreError,
     WorkflowNotFound,
 )
+from ._queues import worker_queues
 from ._records import RunStatus
 
 P = ParamSpec("P")
@@ -64,6 +66,7 @@ class CliError(click.ClickException):
 
 
 _USER_ERRORS = (
+    ConfigError,
     InputError,
     DefinitionError,
     RunNotFound,
@@ -424,18 +427,31 @@ async def _report(
     metavar="SECONDS",
     help="How long a claimed step is held before other workers may take it over.",
 )
+@click.option(
+    "--queues",
+    metavar="A,B",
+    help="Serve only steps of these queues (comma-separated; steps without queue= are in "
+    "'default'). Default: every queue.",
+)
 @grace_option("On SIGTERM or Ctrl-C, how long running steps may take.")
 @db_option
 @log_option("info")
 @_user_errors
 def worker(
-    target: str, concurrency: int, lease: float, grace: float, db: str, log_level: str
+    target: str,
+    concurrency: int,
+    lease: float,
+    queues: str | None,
+    grace: float,
+    db: str,
+    log_level: str,
 ) -> None:
     """Serve the workflows a file defines until SIGTERM or Ctrl-C (a graceful stop)."""
     render.install_logging(log_level)
     # Until the worker installs its own handler, SIGTERM stops the start-up just as cleanly.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
+        served = None if queues is None else worker_queues(queues)
         path, attr = split_target(target)
         module = load_module(path)
         workflows = (
@@ -448,12 +464,15 @@ def worker(
             for wf in workflows:
                 engine.register(wf)
             names = ", ".join(f"{wf.name} v{wf.version} ({wf.fingerprint})" for wf in workflows)
+            where = "" if served is None else f" (queues {', '.join(sorted(served))})"
             click.echo(
-                f"plait worker: serving {names} from {path} in {engine.url}; "
+                f"plait worker: serving {names}{where} from {path} in {engine.url}; "
                 "SIGTERM or Ctrl-C stops it",
                 err=True,
             )
-            engine.run_worker(concurrency=concurrency, workflows=workflows, grace=grace)
+            engine.run_worker(
+                concurrency=concurrency, workflows=workflows, grace=grace, queues=served
+            )
         finally:
             engine.close()
     except KeyboardInterrupt:

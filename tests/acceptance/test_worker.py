@@ -176,3 +176,14 @@ def test_worker_rejects_a_file_without_workflows(
     missing = cli("worker", "absent.py")
     assert missing.code == 2
     assert "plait: error: file not found: absent.py" in missing.stderr
+
+
+def test_worker_rejects_a_queue_name_with_spaces(cli: Cli, app: Path) -> None:
+    result = cli("worker", str(app), "--queues", "emails,big jobs")
+
+    assert result.code == 2
+    assert result.stderr.strip().endswith(
+        "plait: error: worker queues: invalid queue name 'big jobs': use 1-100 letters, digits "
+        "or any of _ . : @ - (no spaces)"
+    ), result.stderr
+    assert "Traceback" not in result.stderr

@@ -274,3 +274,24 @@ async def test_bad_start_options_are_input_errors(engine: plait.Engine) -> None:
         "workflow 'orders', step 'charge': concurrency_key raised KeyError: 'customer'"
     )
     assert (await engine.list_runs_async()).runs == []  # nothing was written
+
+
+async def test_a_rate_limited_step_waits_without_holding_a_slot(engine: plait.Engine) -> None:
+    wf = mailer()
+    other = plait.Workflow("other")
+
+    @other.step
+    def work(to: str) -> str:
+        return to
+
+    await engine.configure_queue_async("emails", rate=plait.Rate(1, per=3600.0, burst=1))
+    first = await engine.start_async(wf, {"to": "a"}, run_id="first")
+    second = await engine.start_async(wf, {"to": "b"}, run_id="second")
+    plain = await engine.start_async(other, {"to": "c"}, run_id="plain")
+    # one slot: the second mail waits an hour for its token, and the plain step still runs
+    await engine.run_worker_async(
+        concurrency=1, until=[first, plain], timeout=20, workflows=[wf, other]
+    )
+    assert (await engine.get_run_async("second")).status is plait.RunStatus.PENDING
+    [step] = await engine.steps_async(second.id)
+    assert step.status is plait.StepStatus.READY

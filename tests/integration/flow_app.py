@@ -1,0 +1,54 @@
+"""The app of the flow-control process tests (test_flow_processes.py): steps of limited queues
+that log when they start and end (epoch seconds, fsync'ed) to the file in $PLAIT_FLOW_LOG, one
+JSON line each, so that the test can compute how many ran at once across processes."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import orjson
+
+import plait
+
+LOG_ENV = "PLAIT_FLOW_LOG"
+WORK = 0.03  # seconds each step works: long enough for steps of several workers to overlap
+
+
+def _log(kind: str, queue: str, key: str | None) -> None:
+    line = {"kind": kind, "queue": queue, "key": key, "t": time.time(), "pid": os.getpid()}
+    fd = os.open(os.environ[LOG_ENV], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    try:
+        os.write(fd, orjson.dumps(line) + b"\n")  # one write: lines never interleave
+    finally:
+        os.close(fd)
+
+
+def _work(queue: str, key: str | None = None) -> None:
+    _log("start", queue, key)
+    time.sleep(WORK)  # the step's work
+    _log("end", queue, key)
+
+
+limited = plait.Workflow("limited")
+
+
+@limited.step(queue="narrow")
+def narrow(n: int) -> int:
+    _work("narrow")
+    return n
+
+
+@limited.step(queue="keyed", concurrency_key=lambda customer: customer, key_limit=1)
+def keyed(customer: str, n: int) -> int:
+    _work("keyed", customer)
+    return n
+
+
+@limited.step(queue="rated")
+def rated(n: int) -> int:
+    _work("rated")
+    return n
+
+
+WORKFLOWS = [limited]

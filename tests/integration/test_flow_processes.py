@@ -1,0 +1,129 @@
+"""Flow-control limits hold across worker processes (issue 5), on SQLite and on PostgreSQL.
+
+Three `plait worker flow_app.py` processes with 4 slots each serve 30 runs of `flow_app.limited`,
+whose steps are in three queues: `narrow` (concurrency 2), `keyed` (per-customer key_limit 1) and
+`rated` (Rate(10 a second, burst 3)). Each handler logs when it starts and ends; the test checks
+that at no moment more than 2 `narrow` steps, or 2 `keyed` steps of one customer, ran at once,
+and that over every window the starts of `rated` steps (their claim times, as stored) never
+exceed burst + rate × elapsed. A worker started with `--queues narrow` takes nothing else.
+
+Skipped on PostgreSQL without a server, except under CI=true.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from tests import postgres_server
+from tests.integration._support import load_app, wait_for
+
+import plait
+
+APP = Path(__file__).with_name("flow_app.py")
+SCHEMA_PREFIX = "plait_f_"
+DEADLINE = 90.0
+RATE = plait.Rate(10, per=1.0, burst=3)
+
+app = load_app(APP)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'plait.db'}"
+        return
+    base = postgres_server.require_server_url()
+    url = postgres_server.fresh_schema_url(base, SCHEMA_PREFIX)
+    try:
+        yield url
+    finally:
+        postgres_server.drop_schemas(base, url.rsplit("schema=", 1)[-1])
+
+
+def spawn(url: str, log: Path, tmp: Path, index: int, *extra: str) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-c", "from plait.cli import main; main()", "worker", str(APP)]
+    cmd += ["--db", url, "--concurrency", "4", "--grace", "5", "--log-level", "warning", *extra]
+    env = {**os.environ, app.LOG_ENV: str(log), "PYTHONUNBUFFERED": "1"}
+    with (tmp / f"worker{index}.err").open("wb") as err:
+        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=err, stderr=err, env=env)
+
+
+def most_at_once(lines: list[dict[str, Any]], queue: str, key: str | None = None) -> int:
+    """The most steps of `queue` (and `key`) between their start and end lines at one moment."""
+    marks = sorted(
+        (line["t"], 1 if line["kind"] == "start" else -1)
+        for line in lines
+        if line["queue"] == queue and (key is None or line["key"] == key)
+    )
+    now = peak = 0
+    for _, delta in sorted(marks, key=lambda m: (m[0], m[1])):  # an end before a start at a tie
+        now += delta
+        peak = max(peak, now)
+    return peak
+
+
+def test_limits_hold_across_worker_processes(url: str, tmp_path: Path) -> None:
+    log = tmp_path / "flow.jsonl"
+    engine = plait.Engine(url)
+    workers: list[subprocess.Popen[bytes]] = []
+    try:
+        engine.register(app.limited)
+        engine.configure_queue("narrow", concurrency=2)
+        engine.configure_queue("rated", rate=RATE)
+        customers = ["ann", "bob", "cy"]
+        runs = [
+            engine.start(app.limited, {"customer": customers[i % 3], "n": i}, run_id=f"r{i}")
+            for i in range(30)
+        ]
+        # one worker serves only `narrow`; the other two serve everything
+        workers.append(spawn(url, log, tmp_path, 0, "--queues", "narrow"))
+        workers += [spawn(url, log, tmp_path, i) for i in (1, 2)]
+
+        def diagnose() -> str:
+            return "\n".join((tmp_path / f"worker{i}.err").read_text() for i in range(3))
+
+        def ended() -> int:
+            return sum(engine.get_run(r.id).status.terminal for r in runs)
+
+        wait_for(ended, lambda n: n == len(runs), "every run ended", diagnose, DEADLINE, 0.2)
+        assert {engine.get_run(r.id).status for r in runs} == {plait.RunStatus.COMPLETED}
+        lines = [orjson.loads(line) for line in log.read_bytes().splitlines()]
+        assert len(lines) == 2 * 3 * len(runs)  # every step ran once: a start and an end
+        assert most_at_once(lines, "narrow") == 2
+        for customer in customers:
+            assert most_at_once(lines, "keyed", customer) == 1
+        # the rate: starts (claim times as stored) in any window <= burst + rate × elapsed
+        starts = sorted(
+            s.started_at.timestamp()
+            for r in runs
+            for s in engine.steps(r.id)
+            if s.name == "rated" and s.started_at is not None
+        )
+        assert len(starts) == len(runs)
+        for i in range(len(starts)):
+            for j in range(i, len(starts)):
+                allowed = RATE.capacity + RATE.per_second * (starts[j] - starts[i])
+                # (the views round times to microseconds: allow that much)
+                assert j - i + 1 <= allowed + 1e-4, (i, j, starts[i], starts[j])
+        # the `--queues narrow` worker (pid in the log) started nothing of the other queues
+        narrow_pid = workers[0].pid
+        assert {line["queue"] for line in lines if line["pid"] == narrow_pid} <= {"narrow"}
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.send_signal(signal.SIGTERM)
+        for w in workers:
+            try:
+                w.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                w.kill()
+                w.wait()
+        engine.close()
