@@ -295,3 +295,24 @@ async def test_a_rate_limited_step_waits_without_holding_a_slot(engine: plait.En
     assert (await engine.get_run_async("second")).status is plait.RunStatus.PENDING
     [step] = await engine.steps_async(second.id)
     assert step.status is plait.StepStatus.READY
+
+
+async def test_high_priority_work_does_not_starve_low_priority_work(
+    engine: plait.Engine,
+) -> None:
+    wf = plait.Workflow("stream")
+
+    @wf.step
+    def tick(n: int) -> int:
+        time.sleep(0.01)  # the work: 200 high-priority steps keep one slot busy for 2 s
+        return n
+
+    low = await engine.start_async(wf, {"n": -1}, run_id="low")
+    high = [await engine.start_async(wf, {"n": i}, priority=10) for i in range(200)]
+    await engine.run_worker_async(concurrency=1, until=low, timeout=20, starvation_after=0.2)
+    statuses = [(await engine.get_run_async(r.id)).status for r in high]
+    assert statuses.count(plait.RunStatus.COMPLETED) < 100  # low went long before the stream
+    assert (await low.result_async(timeout=1)) == {"tick": -1}
+    # within the priority, the high-priority runs went first in the order they became ready
+    done = [r.id for r in high if (await engine.get_run_async(r.id)).status.terminal]
+    assert done == [r.id for r in high[: len(done)]]
