@@ -61,6 +61,7 @@ def test_public_names_are_pinned() -> None:
             "RunPage",
             "RunStateError",
             "RunStatus",
+            "Schedule",
             "SchemaVersionError",
             "Step",
             "StepCancelled",

@@ -28,6 +28,7 @@ from ._loops import Goto
 from ._rate import Rate
 from ._records import RunStatus, StepStatus
 from ._retry import Retry
+from ._schedules import Schedule
 from ._step_options import Approval
 from ._tasks import Handle
 from ._views import Event, Inspection, Run, RunPage, Step, Waiting, WorkflowInfo
@@ -64,6 +65,7 @@ __all__ = [
     "RunPage",
     "RunStateError",
     "RunStatus",
+    "Schedule",
     "SchemaVersionError",
     "Step",
     "StepCancelled",

@@ -39,6 +39,7 @@ from ._gates import DEADLINE_EXCEEDED
 from ._portal import Broadcast, Portal, blocking
 from ._queues import flow_of_run
 from ._records import CommitResult, RunRow, RunStatus, StepStatus, WorkflowPlan
+from ._schedules import ScheduleMethods
 from ._step_options import seconds
 from ._transitions import Transition, new_run
 from ._views import Event, Inspection, Run, RunPage, Step, WorkflowInfo, inspect_run
@@ -76,7 +77,7 @@ class RunHandle:
         return f"RunHandle({self.id!r})"
 
 
-class Engine(DataMethods, ForkMethods, GateMethods, QueueMethods, WatchMethods):
+class Engine(DataMethods, ForkMethods, GateMethods, QueueMethods, ScheduleMethods, WatchMethods):
     """plait's entry point. `Engine("sqlite:///plait.db")` (default), `"memory://"`, …
 
     `lease`: seconds a claimed step is held before another worker may take it over (heartbeats

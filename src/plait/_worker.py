@@ -37,6 +37,7 @@ from ._loops import INVALID_GOTO, Goto
 from ._portal import wait_any
 from ._queues import FLOW_RECHECK, worker_queues
 from ._records import Claim, Held, Outcome, StepInputs, StepStatus
+from ._schedules import Scheduler
 from ._tasks import task_kwargs
 
 if TYPE_CHECKING:
@@ -137,6 +138,10 @@ class Worker:
         committer = asyncio.create_task(self._commit_loop(), name="plait-committer")
         self._committer = committer
         keeper = asyncio.create_task(self._lease_loop(), name="plait-leases")
+        scheduler = asyncio.create_task(
+            Scheduler(self.engine, self.id, ttl=self.engine.lease).run(self._stopping),
+            name="plait-scheduler",
+        )
         try:
             await self._refresh_until()
             async with asyncio.timeout(timeout):
@@ -150,7 +155,7 @@ class Worker:
             await self._drain()
             committer.cancel()
             keeper.cancel()
-            await asyncio.gather(committer, keeper, return_exceptions=True)
+            await asyncio.gather(committer, keeper, scheduler, return_exceptions=True)
             self._pool.shutdown()
             for sig in installed:
                 loop.remove_signal_handler(sig)

@@ -28,6 +28,7 @@ from typing import IO, Any, NoReturn, ParamSpec, TypeVar
 import click
 
 from . import _cli_render as render
+from ._cron import CronError
 from ._definition import Workflow
 from ._engine import DEFAULT_URL, Engine, RunHandle
 from ._errors import (
@@ -67,6 +68,7 @@ class CliError(click.ClickException):
 
 _USER_ERRORS = (
     ConfigError,
+    CronError,
     InputError,
     DefinitionError,
     RunNotFound,
@@ -591,7 +593,7 @@ def workflows(as_json: bool, db: str, log_level: str) -> None:
 
 
 # operator actions on runs live in their own module; importing it registers them on `runs`
-from . import _cli_actions, _cli_data, _cli_fork, _cli_watch  # noqa: E402, F401
+from . import _cli_actions, _cli_data, _cli_fork, _cli_schedules, _cli_watch  # noqa: E402, F401
 
 
 def main() -> None:

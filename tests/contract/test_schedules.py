@@ -1,0 +1,126 @@
+"""Schedules on every store: stored, paused, resumed and deleted; bad cron, timezone, catch-up
+or name refused when configured; the elected scheduler starts each due tick once with its
+deterministic run id, another scheduler takes over when the lease expires, and missed ticks
+follow the catch-up policy. Scheduler passes are driven with chosen clock values."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+import plait
+from plait._cron import tick_id
+from plait._schedules import Scheduler
+
+
+@pytest.fixture
+def engine(store_url: str) -> Iterator[plait.Engine]:
+    with plait.Engine(store_url, lease=5.0) as eng:
+        yield eng
+
+
+def report() -> plait.Workflow:
+    wf = plait.Workflow("report")
+
+    @wf.step
+    def build(region: str) -> str:
+        return region
+
+    return wf
+
+
+async def run_ids(engine: plait.Engine) -> list[str]:
+    return sorted(r.id for r in (await engine.list_runs_async()).runs)
+
+
+async def test_a_schedule_is_stored_paused_resumed_and_deleted(engine: plait.Engine) -> None:
+    wf = report()
+    s = await engine.schedule_async(
+        "nightly", wf, cron="0 2 * * *", input={"region": "eu"}, timezone="Europe/Paris"
+    )
+    assert (s.name, s.workflow, s.cron, s.timezone, s.input, s.catch_up, s.paused) == (
+        "nightly", "report", "0 2 * * *", "Europe/Paris", {"region": "eu"}, "skip", False,
+    )  # fmt: skip
+    [listed] = await engine.schedules_async()
+    assert listed == s
+    assert (await engine.pause_schedule_async("nightly")).paused is True
+    assert (await engine.resume_schedule_async("nightly")).paused is False
+    again = await engine.schedule_async("nightly", wf, cron="@hourly", input={"region": "us"})
+    assert [(x.cron, x.input) for x in await engine.schedules_async()] == [
+        (again.cron, {"region": "us"})
+    ]
+    assert await engine.delete_schedule_async("nightly") is True
+    assert await engine.delete_schedule_async("nightly") is False
+    assert await engine.schedules_async() == []
+
+
+async def test_bad_schedules_are_refused_when_configured(engine: plait.Engine) -> None:
+    wf = report()
+    cases = [
+        ({"cron": "61 * * * *"}, plait.PlaitError, "minute"),
+        ({"cron": "* * * *"}, plait.PlaitError, "5 fields"),
+        ({"cron": "* * * * *", "timezone": "Mars/Olympus"}, plait.PlaitError, "unknown timezone"),
+        ({"cron": "* * * * *", "catch_up": "all"}, plait.ConfigError, "catch_up must be"),
+    ]
+    for options, error, message in cases:
+        with pytest.raises(error, match=message):
+            await engine.schedule_async("s", wf, input={"region": "eu"}, **options)  # type: ignore[arg-type]  # on purpose
+    with pytest.raises(plait.ConfigError) as info:
+        await engine.schedule_async("every night", wf, cron="@daily", input={"region": "eu"})
+    assert str(info.value) == (
+        "invalid schedule name 'every night': use 1-100 letters, digits, '_', '.' or '-', "
+        "starting with a letter or digit (no spaces)"
+    )
+    with pytest.raises(plait.InputError, match="region"):
+        await engine.schedule_async("s", wf, cron="@daily", input={})
+    with pytest.raises(plait.WorkflowNotFound, match="no workflow 'ghost' is registered"):
+        await engine.schedule_async("s", "ghost", cron="@daily")
+    assert await engine.schedules_async() == []
+
+
+async def test_one_elected_scheduler_starts_each_tick_once(engine: plait.Engine) -> None:
+    wf = report()
+    await engine.register_async(wf)
+    s = await engine.schedule_async("minutely", wf, cron="* * * * *", input={"region": "eu"})
+    a, b = Scheduler(engine, "a", ttl=10.0), Scheduler(engine, "b", ttl=10.0)
+    now = s.next_at + 1
+    await a.beat(now)
+    await b.beat(now)  # not elected: a holds the lease
+    assert (a.elected, b.elected) == (True, False)
+    assert await run_ids(engine) == [tick_id("minutely", s.next_at)]
+    await a.beat(now)  # the tick is not started twice
+    assert len(await run_ids(engine)) == 1
+    # a is gone; once its lease has expired, b takes over and starts the next tick
+    later = s.next_at + 60 + 11
+    await b.beat(later)
+    assert b.elected
+    assert await run_ids(engine) == sorted(
+        [tick_id("minutely", s.next_at), tick_id("minutely", s.next_at + 60)]
+    )
+    # two schedulers that both start one tick (a stale leader) still start one run
+    await a._start((await engine.schedules_async())[0], s.next_at + 60)
+    assert len(await run_ids(engine)) == 2
+
+
+@pytest.mark.parametrize(("catch_up", "started"), [("skip", [3600]), ("run_once", [3540, 3600])])
+async def test_missed_ticks_follow_the_catch_up_policy(
+    engine: plait.Engine, catch_up: str, started: list[int]
+) -> None:
+    wf = report()
+    s = await engine.schedule_async(
+        "m", wf, cron="* * * * *", input={"region": "eu"}, catch_up=catch_up
+    )
+    # nobody ran for an hour: 61 ticks are due, the last one 30 s ago (on time)
+    await Scheduler(engine, "a").beat(s.next_at + 3630)
+    assert await run_ids(engine) == sorted(tick_id("m", s.next_at + d) for d in started)
+    [after] = await engine.schedules_async()
+    assert after.next_at == s.next_at + 3660
+
+
+async def test_a_paused_schedule_starts_nothing(engine: plait.Engine) -> None:
+    wf = report()
+    s = await engine.schedule_async("p", wf, cron="* * * * *", input={"region": "eu"})
+    await engine.pause_schedule_async("p")
+    await Scheduler(engine, "a").beat(s.next_at + 1)
+    assert await run_ids(engine) == []
