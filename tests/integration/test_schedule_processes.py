@@ -1,0 +1,120 @@
+"""One elected scheduler across worker processes, and takeover when it dies (issue 5).
+
+Two `plait worker` processes (lease 1.5 s, which is also the scheduler's election lease) serve
+an app with a schedule. The test moves the schedule's next tick to "now" (by writing its stored
+document, as a minute-long cron would make the test slow), sees the tick's run started once,
+with its deterministic id, by the elected worker, kills that worker (SIGKILL: no resignation),
+moves the tick again, and sees the other worker take the election over and start it.
+
+Runs on SQLite and on PostgreSQL (skipped without a server, except under CI=true).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+from tests import postgres_server
+from tests.integration._support import load_app, wait_for
+
+import plait
+from plait._cron import tick_id
+from plait._records import RecordRow
+from plait._schedules import LEASES, SCHEDULER, SCHEDULES
+
+APP = """
+import plait
+
+wf = plait.Workflow("report")
+
+@wf.step
+def build(region: str) -> str:
+    return region
+"""
+DEADLINE = 60.0
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'plait.db'}"
+        return
+    base = postgres_server.require_server_url()
+    url = postgres_server.fresh_schema_url(base, "plait_s_")
+    try:
+        yield url
+    finally:
+        postgres_server.drop_schemas(base, url.rsplit("schema=", 1)[-1])
+
+
+def leader(engine: plait.Engine) -> int | None:
+    """The pid of the elected scheduler's worker (its id is host:pid:suffix), if any."""
+    row = engine._portal.call(engine.store.get_record(LEASES, SCHEDULER))
+    return None if row is None else int(orjson.loads(row.doc)["holder"].split(":")[1])
+
+
+def move_tick(engine: plait.Engine, at: float) -> None:
+    """Make the schedule's next tick `at` (what the cron would do a minute later)."""
+    row = engine._portal.call(engine.store.get_record(SCHEDULES, "often"))
+    assert row is not None
+    doc = {**orjson.loads(row.doc), "next_at": at}
+    moved = RecordRow(SCHEDULES, "often", orjson.dumps(doc), 0, time.time())
+    engine._portal.call(engine.store.put_record(moved, None))
+
+
+def test_one_scheduler_is_elected_and_another_takes_over(url: str, tmp_path: Path) -> None:
+    app = tmp_path / "report.py"
+    app.write_text(APP)
+    engine = plait.Engine(url)
+    workers: dict[int, subprocess.Popen[bytes]] = {}
+    try:
+        engine.schedule("often", load_app(app).wf, cron="* * * * *", input={"region": "eu"})
+        for i in range(2):
+            cmd = [sys.executable, "-c", "from plait.cli import main; main()", "worker", str(app)]
+            cmd += ["--db", url, "--lease", "1.5", "--log-level", "info"]
+            with (tmp_path / f"w{i}.log").open("wb") as err:
+                p = subprocess.Popen(cmd, stdout=err, stderr=err, env={**os.environ})
+            workers[p.pid] = p
+
+        def logs() -> str:
+            return "\n".join((tmp_path / f"w{i}.log").read_text() for i in range(2))
+
+        def started(run_id: str) -> bool:
+            try:
+                engine.get_run(run_id)
+            except plait.RunNotFound:
+                return False
+            return True
+
+        first = time.time() + 0.5
+        move_tick(engine, first)
+        run_id = tick_id("often", first)
+        wait_for(lambda: started(run_id), bool, f"run {run_id} started", logs, DEADLINE, 0.1)
+        elected = wait_for(lambda: leader(engine), lambda p: p in workers, "a leader", logs, 5)
+        assert engine.get_run(run_id).status is not plait.RunStatus.FAILED
+        workers[elected].kill()  # no resignation: the lease must expire
+        workers[elected].wait()
+        second = time.time() + 0.5
+        move_tick(engine, second)
+        run_id = tick_id("often", second)
+        wait_for(lambda: started(run_id), bool, f"run {run_id} started", logs, DEADLINE, 0.1)
+        survivor = next(p for p in workers if p != elected)
+        assert leader(engine) == survivor
+        assert logs().count(f"started run {tick_id('often', first)}") == 1
+    finally:
+        for p in workers.values():
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in workers.values():
+            try:
+                p.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        engine.close()
