@@ -82,6 +82,7 @@ CREATE TABLE steps (
     gather           BLOB,  -- a parent that returned handles: JSON name or list of names
     queue            TEXT,  -- its flow-control queue (NULL: the queue 'default')
     concurrency_key  TEXT,  -- at most its key_limit (in options) steps of one key run at once
+    target           TEXT,  -- placement: a worker label, '@' + a worker id, '=' + a step's name
     PRIMARY KEY (run_id, name)
 );
 
