@@ -73,11 +73,13 @@ class StepContext:
         not_before: datetime | None = None,
         optional: bool | None = None,
         priority: int | None = None,
+        colocate: bool = False,
     ) -> Handle:
         """Add a step running task `fn` (`@wf.task`) with `input` to this run, once this step
         succeeds; this step then ends when the steps it spawned have. `name` (default
         `<task>-<n>`) must be unique among this step's spawns; `after` orders it after other
-        handles of this step; `not_before` delays it. Return handles to gather their outputs."""
+        handles of this step; `not_before` delays it; `colocate=True` runs it on this worker.
+        Return handles to gather their outputs."""
         return self._spawning().spawn(
             fn,
             name=name,
@@ -86,6 +88,7 @@ class StepContext:
             not_before=not_before,
             optional=optional,
             priority=priority,
+            colocate=colocate,
         )
 
     def map(self, fn: Callable[..., Any] | str, items: Iterable[Any]) -> list[Handle]:

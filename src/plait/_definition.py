@@ -19,6 +19,7 @@ from ._context import StepContext
 from ._digests import code_digest
 from ._errors import DefinitionError, InputError
 from ._params import adapter, is_context, type_hints
+from ._placement import PLACEMENT_OPTIONS, step_target
 from ._queues import FLOW_OPTIONS, check_key_params, flow_options
 from ._records import EdgeKind, StepOptions, StepPlan, WorkflowPlan
 from ._retry import NO_RETRY, Retry
@@ -197,6 +198,8 @@ class Workflow:
         queue: str | None = None,
         concurrency_key: Callable[..., Any] | None = None,
         key_limit: int | None = None,
+        target: str | None = None,
+        colocate_with: str | None = None,
     ) -> Callable[[F], F]: ...
 
     def step(
@@ -311,14 +314,18 @@ class Workflow:
             except _codec.EncodeError as exc:
                 raise DefinitionError(f"{where}: default for {dep!r} is not JSON: {exc}") from None
         queue, key, key_limit = flow_options(where, options)
+        target, colocated = step_target(where, options)
         gates = gate_options(where, options)
-        if queue is not None or key_limit is not None:
-            gates = replace(gates or StepOptions(), queue=queue, key_limit=key_limit)
+        if queue is not None or key_limit is not None or target is not None:
+            gates = replace(gates or StepOptions(), queue=queue, key_limit=key_limit, target=target)
+        after = _names(where, "after", options.get("after", ()))
+        if colocated is not None and colocated not in after:
+            after.append(colocated)  # it runs where that step ran: after it
         step = StepDef(
             name=name,
             fn=fn,
             deps=tuple(_names(where, "deps", deps)),
-            after=tuple(_names(where, "after", options.get("after", ()))),
+            after=tuple(after),
             after_any=tuple(_names(where, "after_any", options.get("after_any", ()))),
             defaults=defaults,
             optional=bool(options.get("optional", False)),
@@ -538,6 +545,7 @@ _OPTIONS = frozenset(
     {"after", "after_any", "defaults", "optional", "retry", "timeout", "priority", "when"}
     | {"delay", "approval"}
     | FLOW_OPTIONS
+    | PLACEMENT_OPTIONS
 )
 
 
@@ -545,7 +553,7 @@ def _options_print(options: StepOptions) -> dict[str, Any]:
     """Step options as fingerprinted: flow options only when set, so that the fingerprints of
     workflows defined before them do not change."""
     data = asdict(options)
-    for name in ("queue", "key", "key_limit"):
+    for name in ("queue", "key", "key_limit", "target"):
         if data[name] is None:
             del data[name]
     return data

@@ -36,10 +36,11 @@ from ._errors import (
     WorkflowNotFound,
 )
 from ._gates import DEADLINE_EXCEEDED
+from ._placement import placement_blockers
 from ._portal import Broadcast, Portal, blocking
 from ._queues import flow_of_run
 from ._records import CommitResult, RunRow, RunStatus, StepStatus, WorkflowPlan
-from ._schedules import ScheduleMethods
+from ._schedules import ScheduleMethods, live_workers
 from ._step_options import seconds
 from ._transitions import Transition, new_run
 from ._views import Event, Inspection, Run, RunPage, Step, WorkflowInfo, inspect_run
@@ -364,7 +365,12 @@ class Engine(DataMethods, ForkMethods, GateMethods, QueueMethods, ScheduleMethod
     async def inspect_async(self, run_id: str) -> Inspection:
         """Counts per status, per-step queue and run durations, and what each waiting step waits on."""
         row = await self._run_row(run_id)
-        return inspect_run(row, await self.store.get_steps(run_id), time.time())
+        rows = await self.store.get_steps(run_id)
+        now = time.time()
+        seen = inspect_run(row, rows, now)
+        if any(r.options is not None and r.options.target for r in rows):
+            seen.blockers.update(placement_blockers(rows, await live_workers(self.store, now)))
+        return seen
 
     inspect = blocking(inspect_async)
 
@@ -474,10 +480,12 @@ class Engine(DataMethods, ForkMethods, GateMethods, QueueMethods, ScheduleMethod
         handle_signals: bool = False,
         queues: Iterable[str] | None = None,
         starvation_after: float = 30.0,
+        labels: Iterable[str] = (),
     ) -> None:
         """Serve registered workflows. With `until`, return once those runs have ended.
         `queues`: serve only steps of these queues (default: every queue). A ready step that
-        has waited `starvation_after` seconds is claimed ahead of higher priorities."""
+        has waited `starvation_after` seconds is claimed ahead of higher priorities. `labels`:
+        this worker's, for steps with `target=`."""
         from ._worker import Worker
 
         for wf in workflows or ():
@@ -490,6 +498,7 @@ class Engine(DataMethods, ForkMethods, GateMethods, QueueMethods, ScheduleMethod
             grace=grace,
             queues=queues,
             starvation_after=starvation_after,
+            labels=labels,
         )
         await worker.run(until=_run_ids(until), timeout=timeout, handle_signals=handle_signals)
 
@@ -503,10 +512,11 @@ class Engine(DataMethods, ForkMethods, GateMethods, QueueMethods, ScheduleMethod
         grace: float = 10.0,
         queues: Iterable[str] | None = None,
         starvation_after: float = 30.0,
+        labels: Iterable[str] = (),
     ) -> None:
         """Blocking worker. SIGTERM or Ctrl-C stops it gracefully: no new claims, in-flight steps
-        get `grace` seconds, the rest are released for other workers at once. `queues` and
-        `starvation_after` as for `run_worker_async`."""
+        get `grace` seconds, the rest are released for other workers at once. `queues`,
+        `starvation_after` and `labels` as for `run_worker_async`."""
         from ._worker import run_blocking
 
         run_blocking(
@@ -518,6 +528,7 @@ class Engine(DataMethods, ForkMethods, GateMethods, QueueMethods, ScheduleMethod
             grace=grace,
             queues=queues,
             starvation_after=starvation_after,
+            labels=labels,
         )
 
     def stop_workers(self) -> None:

@@ -86,6 +86,8 @@ class StepOptions:
     queue: str | None = None  # its flow-control queue (None: "default"); see _queues.py
     key: str | None = None  # its concurrency key (resolved per run, at start)
     key_limit: int | None = None  # at most this many running steps share the key
+    # placement: a worker label; "@" + a worker's id; "=" + the step whose worker it must use
+    target: str | None = None
 
 
 @dataclass(slots=True)
@@ -210,6 +212,7 @@ class Spawn:
     optional: bool = False
     priority: int = 0
     not_before: float | None = None  # claimable from then on (epoch seconds)
+    colocate: bool = False  # run on the worker that ran the step that spawned it
 
 
 @dataclass(frozen=True, slots=True)

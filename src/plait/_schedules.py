@@ -26,6 +26,7 @@ import contextlib
 import logging
 import re
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,7 @@ import orjson
 from . import _codec
 from ._cron import Cron, tick_id, timezone
 from ._errors import ConfigError, InputError, WorkflowNotFound
+from ._placement import WORKERS
 from ._portal import blocking
 from ._records import RecordRow
 
@@ -50,6 +52,7 @@ LEASES = "plait.leases"
 SCHEDULER = "scheduler"
 CATCH_UP = ("skip", "run_once")
 MISFIRE_GRACE = 60.0  # seconds: a tick reached later than this is missed (see catch_up)
+FORGET_WORKERS = 3600.0  # seconds after its lease a dead worker's document is deleted
 MAX_CATCH_UP = 1000  # missed ticks looked at, at most, per schedule and pass
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}")
 
@@ -228,6 +231,14 @@ class ScheduleMethods:
                 return replace(changed, revision=revision)
 
 
+async def live_workers(store: Store, now: float) -> dict[str, list[str]]:
+    """Workers whose advertisement has not expired: id → labels."""
+    docs = (
+        (row.key, orjson.loads(row.doc)) for row in await store.list_records(WORKERS, "", "", 1000)
+    )
+    return {key: doc["labels"] for key, doc in docs if doc["expires_at"] > now}
+
+
 # -- the elected scheduler -----------------------------------------------------------------------
 
 
@@ -246,22 +257,38 @@ def due_ticks(s: Schedule, now: float, grace: float = MISFIRE_GRACE) -> tuple[li
 class Scheduler:
     """Runs in each worker process; starts due ticks while elected (see the module docstring)."""
 
-    def __init__(self, engine: Engine, holder: str, ttl: float = 15.0) -> None:
+    def __init__(
+        self, engine: Engine, holder: str, ttl: float = 15.0, labels: Collection[str] = ()
+    ) -> None:
         self.engine, self.holder, self.ttl = engine, holder, ttl
+        self.labels = sorted(labels)
         self.elected = False
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             wait = self.ttl / 3
             try:
+                await self.advertise(time.time())
                 wait = min(wait, await self.beat(time.time()))
             except Exception:  # a store outage: the worker reports it; try again later
                 log.warning("scheduler %s: pass failed", self.holder, exc_info=True)
                 self.elected = False
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), max(wait, 0.01))
+        with contextlib.suppress(Exception):  # gone: its document expires anyway
+            await self.engine.store.delete_record(WORKERS, self.holder, None)
         if self.elected:
             await self._resign()
+
+    async def advertise(self, now: float) -> None:
+        """Say this worker lives, and its labels, until its lease would expire (for inspect);
+        forget workers dead for a while."""
+        store = self.engine.store
+        doc = orjson.dumps({"labels": self.labels, "expires_at": now + self.ttl})
+        await store.put_record(RecordRow(WORKERS, self.holder, doc, 0, now), None)
+        for row in await store.list_records(WORKERS, "", "", 1000):
+            if orjson.loads(row.doc)["expires_at"] < now - FORGET_WORKERS:
+                await store.delete_record(WORKERS, row.key, row.revision)
 
     async def beat(self, now: float) -> float:
         """One pass: hold or take the election, start due ticks; seconds until the next pass.

@@ -20,7 +20,7 @@ from collections.abc import Generator, Iterable
 
 import orjson
 
-from ._records import Edge, EdgeKind, Outcome, RunRow, StepRow, StepStatus
+from ._records import Edge, EdgeKind, Outcome, RunRow, StepOptions, StepRow, StepStatus
 from ._transitions import Need, Txn, fails_run, need, reached
 
 CHILD_FAILED = "child_failed"
@@ -63,6 +63,7 @@ def spawn(txn: Txn, run: RunRow, parent: StepRow, outcome: Outcome) -> None:
             priority=s.priority,
             task=s.task,
             input=s.input,
+            options=None if not s.colocate else StepOptions(target="@" + str(parent.worker_id)),
         )
         run.next_idx += 1
         txn.insert(child)

@@ -140,6 +140,7 @@ class Spawner:
         not_before: datetime | None = None,
         optional: bool | None = None,
         priority: int | None = None,
+        colocate: bool = False,
     ) -> Handle:
         task = self._task(fn)
         where = f"ctx.spawn({task.name!r}) in step {self.step!r}"
@@ -173,6 +174,7 @@ class Spawner:
                 optional=task.optional if optional is None else bool(optional),
                 priority=task.priority if priority is None else _priority(where, priority),
                 not_before=_epoch(where, not_before),
+                colocate=bool(colocate),
             )
         )
         return Handle(full)

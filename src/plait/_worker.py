@@ -34,6 +34,7 @@ from ._definition import StepDef, Workflow
 from ._errors import StepFailure, StoreError
 from ._handler_threads import HandlerThreads
 from ._loops import INVALID_GOTO, Goto
+from ._placement import worker_labels
 from ._portal import wait_any
 from ._queues import FLOW_RECHECK, worker_queues
 from ._records import Claim, Held, Outcome, StepInputs, StepStatus
@@ -71,6 +72,7 @@ class Worker:
         grace: float,
         queues: Iterable[str] | None = None,
         starvation_after: float = 30.0,
+        labels: Iterable[str] = (),
     ) -> None:
         if not isinstance(concurrency, int) or concurrency < 1:
             raise ValueError(f"concurrency must be an integer >= 1, got {concurrency!r}")
@@ -78,6 +80,7 @@ class Worker:
         # step may wait before it is claimed ahead of higher priorities
         self.queues = None if queues is None else worker_queues(queues)
         self.starvation_after = float(starvation_after)
+        self.labels = worker_labels(labels)  # placement (see _placement.py)
         self.engine = engine
         self.store = engine.store
         self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
@@ -139,7 +142,9 @@ class Worker:
         self._committer = committer
         keeper = asyncio.create_task(self._lease_loop(), name="plait-leases")
         scheduler = asyncio.create_task(
-            Scheduler(self.engine, self.id, ttl=self.engine.lease).run(self._stopping),
+            Scheduler(self.engine, self.id, ttl=self.engine.lease, labels=self.labels).run(
+                self._stopping
+            ),
             name="plait-scheduler",
         )
         try:
@@ -187,6 +192,7 @@ class Worker:
                     now=now,
                     queues=self.queues,
                     aged_before=now - self.starvation_after,
+                    labels=self.labels,
                 )
                 if claims:
                     idle = 0.002

@@ -44,6 +44,7 @@ from ._errors import (
     StoreError,
     WorkflowNotFound,
 )
+from ._placement import worker_labels
 from ._queues import worker_queues
 from ._records import RunStatus
 
@@ -435,6 +436,12 @@ async def _report(
     help="Serve only steps of these queues (comma-separated; steps without queue= are in "
     "'default'). Default: every queue.",
 )
+@click.option(
+    "--labels",
+    metavar="A,B",
+    default="",
+    help="This worker's labels (comma-separated), for steps with target=.",
+)
 @grace_option("On SIGTERM or Ctrl-C, how long running steps may take.")
 @db_option
 @log_option("info")
@@ -444,6 +451,7 @@ def worker(
     concurrency: int,
     lease: float,
     queues: str | None,
+    labels: str,
     grace: float,
     db: str,
     log_level: str,
@@ -454,6 +462,7 @@ def worker(
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         served = None if queues is None else worker_queues(queues)
+        carried = worker_labels(labels)
         path, attr = split_target(target)
         module = load_module(path)
         workflows = (
@@ -473,7 +482,11 @@ def worker(
                 err=True,
             )
             engine.run_worker(
-                concurrency=concurrency, workflows=workflows, grace=grace, queues=served
+                concurrency=concurrency,
+                workflows=workflows,
+                grace=grace,
+                queues=served,
+                labels=carried,
             )
         finally:
             engine.close()

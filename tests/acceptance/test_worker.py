@@ -187,3 +187,13 @@ def test_worker_rejects_a_queue_name_with_spaces(cli: Cli, app: Path) -> None:
         "or any of _ . : @ - (no spaces)"
     ), result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_worker_rejects_a_label_with_spaces(cli: Cli, app: Path) -> None:
+    result = cli("worker", str(app), "--labels", "gpu,big box")
+
+    assert result.code == 2
+    assert result.stderr.strip().endswith(
+        "plait: error: worker labels: invalid label 'big box': use 1-100 letters, digits, '_', "
+        "'.' or '-' (no spaces)"
+    ), result.stderr

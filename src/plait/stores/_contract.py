@@ -99,12 +99,14 @@ class Store(Protocol):
         now: float,
         queues: Collection[str] | None = None,
         aged_before: float | None = None,
+        labels: Collection[str] = (),
     ) -> list[Claim]:
         """Take up to `limit` ready steps (highest priority, then oldest) of runs of these
         fingerprints that may progress, each under a new lease. No step is given to two claims.
         Flow control (`_queues.py`): only steps of `queues` (None: any); never past a configured
         queue's concurrency or tokens, nor a key's limit, counted across every worker; the
-        oldest ready step, if ready since before `aged_before`, comes first."""
+        oldest ready step, if ready since before `aged_before`, comes first. Placement
+        (`_placement.py`): only steps this worker (`worker_id`, `labels`) may run."""
 
     async def configure_queue(
         self, name: str, concurrency: int | None, rate: Rate | None, now: float

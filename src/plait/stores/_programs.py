@@ -21,6 +21,7 @@ from collections.abc import Callable, Collection, Generator, Iterable, Mapping, 
 from typing import Any, TypeVar
 
 from .._gates import expire_approval, pass_deadline
+from .._placement import worker_targets
 from .._queues import QueueConfig, admit, blocked, flow_candidate, reconfigure
 from .._rate import Bucket, Rate
 from .._records import (
@@ -115,6 +116,7 @@ class Programs:
         now: float,
         queues: Collection[str] | None = None,
         aged_before: float | None = None,
+        labels: Collection[str] = (),
     ) -> Program[SQLTxn]:
         q, dialect = self.q, self.dialect
         txn = SQLTxn(now)
@@ -137,6 +139,8 @@ class Programs:
             "limit": limit,
             "queue_list": None if queues is None else dialect.list_param(sorted(queues)),
             "blocked_list": dialect.list_param(blocked(limited, queue_running, now)),
+            "target_list": dialect.list_param(worker_targets(worker_id, labels)),
+            "worker_id": worker_id,
         }
         rows = list((yield (FETCH, q["claim_candidates"], params)))
         if aged_before is not None and rows:

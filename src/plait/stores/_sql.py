@@ -341,6 +341,7 @@ STEP_COLUMNS = (
     "recoveries", "skip_reason", "output", "error_code", "error_message", "available_at",
     "lease_token", "lease_expires_at", "worker_id", "ready_at", "started_at", "finished_at",
     "options", "reused_from", "iteration", "task", "input", "gather", "queue", "concurrency_key",
+    "target",
 )  # fmt: skip
 STEP_MUTABLE = (
     "status", "unmet", "attempt", "recoveries", "skip_reason", "error_code", "error_message",
@@ -371,10 +372,10 @@ def step_insert_row(s: StepRow) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
-def _flow_columns(o: StepOptions | None) -> tuple[str | None, str | None]:
-    """The queue and concurrency key columns, which claims filter and count by (the options
-    JSON holds them too)."""
-    return (None, None) if o is None else (o.queue, o.key)
+def _flow_columns(o: StepOptions | None) -> tuple[str | None, str | None, str | None]:
+    """The queue, concurrency key and target columns, which claims filter and count by (the
+    options JSON holds them too)."""
+    return (None, None, None) if o is None else (o.queue, o.key, o.target)
 
 
 def step_update_row(s: StepRow) -> tuple[Any, ...]:
@@ -524,6 +525,7 @@ def _options_dict(o: StepOptions) -> dict[str, Any]:
         "queue": o.queue,
         "key": o.key,
         "key_limit": o.key_limit,
+        "target": o.target,
     }
     data: dict[str, Any] = {k: v for k, v in found.items() if v is not None}
     if o.on_expiry is not OnExpiry.REJECT:
@@ -543,6 +545,7 @@ def _options_of(data: Mapping[str, Any] | None) -> StepOptions | None:
         queue=data.get("queue"),
         key=data.get("key"),
         key_limit=data.get("key_limit"),
+        target=data.get("target"),
     )
 
 

@@ -162,6 +162,7 @@ class SQLStore:
         now: float,
         queues: Collection[str] | None = None,
         aged_before: float | None = None,
+        labels: Collection[str] = (),
     ) -> list[Claim]:
         if not fingerprints or limit <= 0:
             return []
@@ -172,7 +173,7 @@ class SQLStore:
             txn = await self._transact(
                 "claim",
                 lambda: self._programs.claim(
-                    worker_id, chosen, limit, lease, now, queues, aged_before
+                    worker_id, chosen, limit, lease, now, queues, aged_before, labels
                 ),
                 lease_only=True,
             )

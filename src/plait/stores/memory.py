@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 
 from .._gates import expire_approval, pass_deadline
+from .._placement import may_run
 from .._queues import QueueConfig, admit, blocked, flow_candidate, queue_of, reconfigure
 from .._rate import Rate
 from .._records import (
@@ -157,6 +158,7 @@ class MemoryStore:
         now: float,
         queues: Collection[str] | None = None,
         aged_before: float | None = None,
+        labels: Collection[str] = (),
     ) -> list[Claim]:
         import secrets
 
@@ -181,6 +183,7 @@ class MemoryStore:
                     and (step.available_at is None or step.available_at <= now)
                     and (queues is None or queue in queues)
                     and queue not in held
+                    and self._placeable(step, worker_id, labels)
                 ):
                     candidates.append(step)
             candidates.sort(key=lambda s: (-s.priority, s.available_at or 0.0))
@@ -210,6 +213,14 @@ class MemoryStore:
                 )
             self._write(txn)
             return txn.claims
+
+    def _placeable(self, step: StepRow, worker_id: str, labels: Collection[str]) -> bool:
+        target = None if step.options is None else step.options.target
+        colocated = None
+        if target is not None and target.startswith("="):
+            other = self._steps[step.run_id].get(target[1:])
+            colocated = None if other is None else other.worker_id
+        return may_run(target, worker_id, labels, colocated)
 
     async def configure_queue(
         self, name: str, concurrency: int | None, rate: Rate | None, now: float

@@ -61,12 +61,12 @@ INSERT INTO steps (
     run_id, name, idx, status, unmet, dependents, optional, priority, attempt, recoveries,
     skip_reason, output, error_code, error_message, available_at, lease_token, lease_expires_at,
     worker_id, ready_at, started_at, finished_at, options, reused_from, iteration, task, input,
-    gather, queue, concurrency_key
+    gather, queue, concurrency_key, target
 ) VALUES (
     :run_id, :name, :idx, :status, :unmet, :dependents, :optional, :priority, :attempt,
     :recoveries, :skip_reason, :output, :error_code, :error_message, :available_at, :lease_token,
     :lease_expires_at, :worker_id, :ready_at, :started_at, :finished_at, :options, :reused_from,
-    :iteration, :task, :input, :gather, :queue, :concurrency_key
+    :iteration, :task, :input, :gather, :queue, :concurrency_key, :target
 );
 
 -- name: insert_event
@@ -220,6 +220,10 @@ WHERE s.status = 'ready'
   AND r.fingerprint IN (SELECT value FROM json_each(:fingerprint_list))
   AND (:queue_list IS NULL OR COALESCE(s.queue, 'default') IN (SELECT value FROM json_each(:queue_list)))
   AND COALESCE(s.queue, 'default') NOT IN (SELECT value FROM json_each(:blocked_list))
+  AND (s.target IS NULL OR s.target IN (SELECT value FROM json_each(:target_list))
+       OR (substr(s.target, 1, 1) = '=' AND EXISTS (
+           SELECT 1 FROM steps AS c
+           WHERE c.run_id = s.run_id AND c.name = substr(s.target, 2) AND c.worker_id = :worker_id)))
 ORDER BY s.priority DESC, s.available_at
 LIMIT :limit;
 
@@ -238,6 +242,10 @@ WHERE s.status = 'ready'
   AND r.fingerprint IN (SELECT value FROM json_each(:fingerprint_list))
   AND (:queue_list IS NULL OR COALESCE(s.queue, 'default') IN (SELECT value FROM json_each(:queue_list)))
   AND COALESCE(s.queue, 'default') NOT IN (SELECT value FROM json_each(:blocked_list))
+  AND (s.target IS NULL OR s.target IN (SELECT value FROM json_each(:target_list))
+       OR (substr(s.target, 1, 1) = '=' AND EXISTS (
+           SELECT 1 FROM steps AS c
+           WHERE c.run_id = s.run_id AND c.name = substr(s.target, 2) AND c.worker_id = :worker_id)))
 ORDER BY s.available_at
 LIMIT 1;
 
@@ -458,6 +466,11 @@ WHERE s.status = 'ready'
        OR COALESCE(s.queue, 'default') IN (SELECT jsonb_array_elements_text(CAST(:queue_list AS jsonb))))
   AND COALESCE(s.queue, 'default') NOT IN
       (SELECT jsonb_array_elements_text(CAST(:blocked_list AS jsonb)))
+  AND (s.target IS NULL
+       OR s.target IN (SELECT jsonb_array_elements_text(CAST(:target_list AS jsonb)))
+       OR (substr(s.target, 1, 1) = '=' AND EXISTS (
+           SELECT 1 FROM steps AS c
+           WHERE c.run_id = s.run_id AND c.name = substr(s.target, 2) AND c.worker_id = :worker_id)))
 ORDER BY s.priority DESC, s.available_at
 LIMIT :limit
 FOR UPDATE OF s SKIP LOCKED;
@@ -479,6 +492,11 @@ WHERE s.status = 'ready'
        OR COALESCE(s.queue, 'default') IN (SELECT jsonb_array_elements_text(CAST(:queue_list AS jsonb))))
   AND COALESCE(s.queue, 'default') NOT IN
       (SELECT jsonb_array_elements_text(CAST(:blocked_list AS jsonb)))
+  AND (s.target IS NULL
+       OR s.target IN (SELECT jsonb_array_elements_text(CAST(:target_list AS jsonb)))
+       OR (substr(s.target, 1, 1) = '=' AND EXISTS (
+           SELECT 1 FROM steps AS c
+           WHERE c.run_id = s.run_id AND c.name = substr(s.target, 2) AND c.worker_id = :worker_id)))
 ORDER BY s.available_at
 LIMIT 1
 FOR UPDATE OF s SKIP LOCKED;
@@ -520,7 +538,7 @@ INSERT INTO steps (
     run_id, name, idx, status, unmet, dependents, optional, priority, attempt, recoveries,
     skip_reason, output, error_code, error_message, available_at, lease_token, lease_expires_at,
     worker_id, ready_at, started_at, finished_at, options, reused_from, iteration, task, input,
-    gather, queue, concurrency_key
+    gather, queue, concurrency_key, target
 )
 SELECT * FROM unnest(
     CAST(:run_id AS text[]), CAST(:name AS text[]), CAST(:idx AS int[]),
@@ -534,7 +552,7 @@ SELECT * FROM unnest(
     CAST(:finished_at AS double precision[]), CAST(:options AS text[]),
     CAST(:reused_from AS text[]), CAST(:iteration AS int[]), CAST(:task AS text[]),
     CAST(:input AS bytea[]), CAST(:gather AS bytea[]), CAST(:queue AS text[]),
-    CAST(:concurrency_key AS text[])
+    CAST(:concurrency_key AS text[]), CAST(:target AS text[])
 );
 
 -- name: insert_event [postgres]
