@@ -248,6 +248,8 @@ class Workflow:
         timeout: float | None = None,
         optional: bool = False,
         priority: int = 0,
+        queue: str | None = None,
+        target: str | None = None,
     ) -> Callable[[F], F]: ...
 
     def task(
@@ -534,6 +536,7 @@ class Workflow:
                     "timeout": t.timeout,
                     "priority": t.priority,
                     "code": code_digest(t.fn),
+                    **({"options": _options_print(t.options)} if t.options else {}),
                 }
                 for t in sorted(self._tasks.values(), key=lambda t: t.name)
             ]

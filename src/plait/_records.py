@@ -213,6 +213,7 @@ class Spawn:
     priority: int = 0
     not_before: float | None = None  # claimable from then on (epoch seconds)
     colocate: bool = False  # run on the worker that ran the step that spawned it
+    options: StepOptions | None = None  # its task's queue and target
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,10 +17,11 @@ cannot occur in a workflow's step names, so a child never collides with a static
 from __future__ import annotations
 
 from collections.abc import Generator, Iterable
+from dataclasses import replace
 
 import orjson
 
-from ._records import Edge, EdgeKind, Outcome, RunRow, StepOptions, StepRow, StepStatus
+from ._records import Edge, EdgeKind, Outcome, RunRow, Spawn, StepOptions, StepRow, StepStatus
 from ._transitions import Need, Txn, fails_run, need, reached
 
 CHILD_FAILED = "child_failed"
@@ -63,7 +64,7 @@ def spawn(txn: Txn, run: RunRow, parent: StepRow, outcome: Outcome) -> None:
             priority=s.priority,
             task=s.task,
             input=s.input,
-            options=None if not s.colocate else StepOptions(target="@" + str(parent.worker_id)),
+            options=_placed(s, parent),
         )
         run.next_idx += 1
         txn.insert(child)
@@ -71,6 +72,13 @@ def spawn(txn: Txn, run: RunRow, parent: StepRow, outcome: Outcome) -> None:
             reached(txn, run, child, [])  # no gate on a task: it is ready
         if s.not_before is not None and child.available_at is not None:
             child.available_at = max(child.available_at, s.not_before)
+
+
+def _placed(s: Spawn, parent: StepRow) -> StepOptions | None:
+    """A spawned step's options: its task's queue and target, or the spawning worker."""
+    if not s.colocate:
+        return s.options
+    return replace(s.options or StepOptions(), target="@" + str(parent.worker_id))
 
 
 def join(txn: Txn, run: RunRow, child: StepRow, parent: StepRow) -> Generator[Need, None, bool]:

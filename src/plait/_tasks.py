@@ -28,7 +28,7 @@ from . import _codec
 from ._context import OMITTED
 from ._errors import DefinitionError, Permanent
 from ._params import adapter, context_param, type_hints
-from ._records import Spawn
+from ._records import Spawn, StepOptions
 from ._retry import Retry
 from ._spawn import child_prefix
 from ._step_options import seconds
@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 
 INVALID_SPAWN = "invalid_spawn"
 MAX_SPAWNED = 100_000  # steps one attempt may spawn: a bound on a runaway loop
-TASK_OPTIONS = frozenset({"retry", "timeout", "optional", "priority"})
+TASK_OPTIONS = frozenset({"retry", "timeout", "optional", "priority", "queue", "target"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +71,16 @@ def make_task(wf: Workflow, name: str, fn: Callable[..., Any], options: dict[str
     priority = options.get("priority", 0)
     if isinstance(priority, bool) or not isinstance(priority, int):
         raise DefinitionError(f"{where}: priority must be an integer, got {priority!r}")
+    queue, target = options.get("queue"), options.get("target")
+    placed = None
+    if queue is not None or target is not None:
+        from ._placement import check_label
+        from ._queues import check_queue
+
+        placed = StepOptions(
+            queue=None if queue is None else check_queue(where, queue),
+            target=None if target is None else check_label(where, target),
+        )
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError) as exc:
@@ -96,6 +106,7 @@ def make_task(wf: Workflow, name: str, fn: Callable[..., Any], options: dict[str
         retry=retry,
         timeout=seconds(where, "timeout", options.get("timeout")),
         priority=priority,
+        options=placed,
         ctx_param=ctx_param,
         signature=sig,
         task_input=None if input_param is None else input_param.name,
@@ -175,6 +186,7 @@ class Spawner:
                 priority=task.priority if priority is None else _priority(where, priority),
                 not_before=_epoch(where, not_before),
                 colocate=bool(colocate),
+                options=task.options,
             )
         )
         return Handle(full)

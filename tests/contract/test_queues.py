@@ -316,3 +316,25 @@ async def test_high_priority_work_does_not_starve_low_priority_work(
     # within the priority, the high-priority runs went first in the order they became ready
     done = [r.id for r in high if (await engine.get_run_async(r.id)).status.terminal]
     assert done == [r.id for r in high[: len(done)]]
+
+
+async def test_spawned_steps_take_their_task_queue(engine: plait.Engine) -> None:
+    wf = plait.Workflow("mass")
+
+    @wf.task(queue="emails")
+    def mail(to: str) -> str:
+        return to
+
+    @wf.step
+    def root(ctx: plait.StepContext) -> list[plait.Handle]:
+        return ctx.map(mail, ["a", "b", "c"])
+
+    await engine.configure_queue_async("emails", concurrency=1)
+    run = await engine.start_async(wf, run_id="mass")
+    await engine.run_worker_async(until=run, timeout=20, workflows=[wf])
+    assert await run.result_async(timeout=5) == {"root": ["a", "b", "c"]}
+    children = [s for s in await engine.store.get_steps("mass") if s.task == "mail"]
+    assert {s.options.queue for s in children if s.options} == {"emails"}
+    assert len(children) == 3
+    with pytest.raises(plait.DefinitionError, match="invalid queue name 'a b'"):
+        wf.task(name="bad", queue="a b")(lambda: None)

@@ -646,7 +646,7 @@ def test_tasks_are_part_of_the_fingerprint_only_when_there_are_some() -> None:
         (
             lambda wf: wf.task(name="t", when=lambda: True)(lambda a: a),
             "workflow 'bad', task 't': unknown option(s) ['when']; known: "
-            "['optional', 'priority', 'retry', 'timeout']",
+            "['optional', 'priority', 'queue', 'retry', 'target', 'timeout']",
         ),
         (
             lambda wf: wf.task(name="t", retry=3)(lambda a: a),
