@@ -17,6 +17,7 @@ from ._diff import diff_runs
 from ._errors import InputError, RunConflict, RunStateError, WorkflowNotFound
 from ._fork import fork_run, plan_fork
 from ._portal import blocking
+from ._queues import flow_of_run
 from ._replay import Replay, replay_step
 
 if TYPE_CHECKING:
@@ -128,6 +129,7 @@ class ForkMethods:
             by=who,
             now=time.time(),
         )
+        flow_of_run(self._latest.get(plan.name), plan, steps, value, 0)  # concurrency keys
         stored, created = await store.create_run(run, steps, events)
         if not created and (stored.parent_run, stored.forked_from) != (run_id, from_step):
             raise RunConflict(

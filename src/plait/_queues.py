@@ -279,10 +279,12 @@ def flow_of_run(
         )
     rows = {row.name: row for row in steps}
     for name in keyed:
+        row = rows[name]
+        if row.options is None or not row.options.key_limit:
+            continue  # a fork reuses this step's output: it does not run
         where = f"workflow {plan.name!r}, step {name!r}"
         key = resolve_key(where, workflow[name].concurrency_key, value)
-        row = rows[name]
-        row.options = replace(row.options or StepOptions(), key=key)
+        row.options = replace(row.options, key=key)
 
 
 FLOW_RECHECK = 0.25  # seconds: the longest a worker waits to look again at work its limits held

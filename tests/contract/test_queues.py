@@ -338,3 +338,12 @@ async def test_spawned_steps_take_their_task_queue(engine: plait.Engine) -> None
     assert len(children) == 3
     with pytest.raises(plait.DefinitionError, match="invalid queue name 'a b'"):
         wf.task(name="bad", queue="a b")(lambda: None)
+
+
+async def test_a_fork_resolves_the_keys_of_the_steps_it_runs(engine: plait.Engine) -> None:
+    wf = keyed()
+    await engine.start_async(wf, {"customer": "ann", "n": 1}, run_id="o1")
+    await engine.run_worker_async(until="o1", timeout=20, workflows=[wf])
+    fork = await engine.fork_async("o1", "charge", input={"customer": "bob", "n": 2})
+    [step] = await engine.store.get_steps(fork.id)
+    assert step.options is not None and (step.options.key, step.options.key_limit) == ("bob", 1)
