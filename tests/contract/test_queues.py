@@ -347,3 +347,13 @@ async def test_a_fork_resolves_the_keys_of_the_steps_it_runs(engine: plait.Engin
     fork = await engine.fork_async("o1", "charge", input={"customer": "bob", "n": 2})
     [step] = await engine.store.get_steps(fork.id)
     assert step.options is not None and (step.options.key, step.options.key_limit) == ("bob", 1)
+
+
+async def test_an_old_step_among_the_candidates_still_goes_first(engine: plait.Engine) -> None:
+    wf = mailer()
+    await engine.configure_queue_async("emails", concurrency=1)
+    await engine.start_async(wf, {"to": "old"}, run_id="low")
+    await engine.start_async(wf, {"to": "a"}, run_id="high", priority=5)
+    now = time.time() + 1
+    # both are candidates of a claim of 10, but the queue admits one: the aged one
+    assert await claim(engine, wf, now, aged_before=now - 0.5) == ["low"]

@@ -101,7 +101,7 @@ def test_one_scheduler_is_elected_and_another_takes_over(url: str, tmp_path: Pat
         assert engine.get_run(run_id).status is not plait.RunStatus.FAILED
         workers[elected].kill()  # no resignation: the lease must expire
         workers[elected].wait()
-        second = time.time() + 0.5
+        second = max(time.time() + 0.5, first + 2)  # run ids name whole seconds: another one
         move_tick(engine, second)
         run_id = tick_id("often", second)
         wait_for(lambda: started(run_id), bool, f"run {run_id} started", logs, DEADLINE, 0.1)

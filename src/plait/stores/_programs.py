@@ -147,8 +147,8 @@ class Programs:
             del params["limit"], params["now"]
             params["aged_before"] = aged_before
             oldest = yield (FETCH, q["claim_oldest"], params)
-            if oldest and all(r[:2] != oldest[0][:2] for r in rows):
-                rows.insert(0, oldest[0])
+            if oldest:  # it goes first, whatever its priority (no starvation)
+                rows = [oldest[0], *(r for r in rows if r[:2] != oldest[0][:2])]
         if not rows:
             return txn
         steps = [_sql.step_from_row(row) for row in rows]
