@@ -38,7 +38,7 @@ from ._errors import (
 from ._gates import DEADLINE_EXCEEDED
 from ._placement import placement_blockers
 from ._portal import Broadcast, Portal, blocking
-from ._queues import flow_of_run
+from ._queues import flow_of_run, queue_blockers
 from ._records import CommitResult, RunRow, RunStatus, StepStatus, WorkflowPlan
 from ._schedules import ScheduleMethods, live_workers
 from ._step_options import seconds
@@ -368,6 +368,9 @@ class Engine(DataMethods, ForkMethods, GateMethods, QueueMethods, ScheduleMethod
         rows = await self.store.get_steps(run_id)
         now = time.time()
         seen = inspect_run(row, rows, now)
+        if any(r.status is StepStatus.READY for r in rows):  # held by flow control?
+            queues = {q.name: q for q in await self.store.list_queues()}
+            seen.blockers.update(queue_blockers(rows, queues, now))
         if any(r.options is not None and r.options.target for r in rows):
             seen.blockers.update(placement_blockers(rows, await live_workers(self.store, now)))
         return seen

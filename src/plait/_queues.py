@@ -307,3 +307,32 @@ def flow_candidate(options: StepOptions | None) -> Candidate:
 
 
 _PLAIN = Candidate(DEFAULT, None, None)
+
+
+def queue_blockers(
+    rows: Sequence[StepRow], queues: Mapping[str, QueueConfig], now: float
+) -> dict[str, list[str]]:
+    """For ready steps held by flow control: the limits they wait on, in words (`inspect`)."""
+    out: dict[str, list[str]] = {}
+    for r in rows:
+        if r.status.value != "ready" or (r.available_at is not None and r.available_at > now):
+            continue
+        why = []
+        q = queues.get(queue_of(r.options))
+        if q is not None and q.concurrency is not None:
+            why.append(f"queue {q.name!r} runs at most {q.concurrency} at once")
+        if q is not None and q.rate is not None:
+            bucket = q.tokens_at(now)
+            left = 0.0 if bucket is None else bucket.tokens
+            rate = q.rate
+            why.append(
+                f"queue {q.name!r} starts at most {rate.count:g} per {rate.per:g}s "
+                f"(burst {rate.capacity:g}; {left:.1f} token(s) left)"
+            )
+        if r.options is not None and r.options.key is not None:
+            why.append(
+                f"concurrency key {r.options.key!r} runs at most {r.options.key_limit} at once"
+            )
+        if why:
+            out[r.name] = [*why, "waiting for room under these limits (or for a worker)"]
+    return out

@@ -357,3 +357,20 @@ async def test_an_old_step_among_the_candidates_still_goes_first(engine: plait.E
     now = time.time() + 1
     # both are candidates of a claim of 10, but the queue admits one: the aged one
     assert await claim(engine, wf, now, aged_before=now - 0.5) == ["low"]
+
+
+async def test_inspect_names_the_limits_a_ready_step_waits_on(engine: plait.Engine) -> None:
+    await engine.configure_queue_async(
+        "emails", concurrency=2, rate=plait.Rate(10, per=60.0, burst=5)
+    )
+    await engine.start_async(mailer(), {"to": "a"}, run_id="m")
+    await engine.start_async(keyed(), {"customer": "ann", "n": 1}, run_id="k")
+    assert (await engine.inspect_async("m")).blockers["send"] == [
+        "queue 'emails' runs at most 2 at once",
+        "queue 'emails' starts at most 10 per 60s (burst 5; 5.0 token(s) left)",
+        "waiting for room under these limits (or for a worker)",
+    ]
+    assert (await engine.inspect_async("k")).blockers["charge"] == [
+        "concurrency key 'ann' runs at most 1 at once",
+        "waiting for room under these limits (or for a worker)",
+    ]

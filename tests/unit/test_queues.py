@@ -1,0 +1,86 @@
+"""Flow control's pure part (`_queues.admit`): property tests against the limits it enforces."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from plait._queues import Candidate, QueueConfig, admit, blocked
+from plait._rate import Bucket, Rate
+
+QUEUES = ["a", "b", "default"]
+KEYS = [None, "k1", "k2"]
+
+candidates = st.lists(
+    st.builds(
+        Candidate,
+        st.sampled_from(QUEUES),
+        st.sampled_from(KEYS),
+        st.sampled_from([None, 1, 2]),
+    ),
+    max_size=30,
+)
+
+
+@given(
+    candidates,
+    st.integers(1, 4),
+    st.floats(0, 5),
+    st.dictionaries(st.sampled_from(QUEUES), st.integers(0, 5)),
+    st.dictionaries(st.sampled_from(["k1", "k2"]), st.integers(0, 3)),
+    st.integers(0, 40),
+)
+def test_admit_never_exceeds_a_limit(
+    found: list[Candidate],
+    concurrency: int,
+    tokens: float,
+    queue_running: dict[str, int],
+    key_running: dict[str, int],
+    limit: int,
+) -> None:
+    rate = Rate(1, per=1.0, burst=5)
+    queues = {
+        "a": QueueConfig("a", concurrency=concurrency),
+        "b": QueueConfig("b", rate=rate, bucket=Bucket(tokens, 100.0)),
+    }
+    taken, buckets = admit(found, queues, queue_running, key_running, 100.0, limit)
+    assert taken == sorted(set(taken)) and len(taken) <= limit
+    chosen = [found[i] for i in taken]
+    in_a = sum(c.queue == "a" for c in chosen)
+    assert in_a <= max(0, concurrency - queue_running.get("a", 0))
+    in_b = sum(c.queue == "b" for c in chosen)
+    assert in_b <= int(tokens)
+    assert buckets["b"].tokens == tokens - in_b
+    for key in ("k1", "k2"):
+        for c in chosen:
+            if c.key == key and c.key_limit is not None:
+                running = key_running.get(key, 0) + sum(
+                    1 for d in chosen[: chosen.index(c) + 1] if d.key == key
+                )
+                assert running <= c.key_limit
+    # what it refused, it refused for a reason: a full queue or key, or the batch limit
+    if len(taken) < min(limit, len(found)):
+        for i, c in enumerate(found):
+            if i in taken:
+                continue
+            full_queue = (c.queue == "a" and in_a >= concurrency - queue_running.get("a", 0)) or (
+                c.queue == "b" and in_b >= int(tokens)
+            )
+            before = sum(1 for j in taken if j < i and found[j].key == c.key)
+            full_key = (
+                c.key is not None
+                and c.key_limit is not None
+                and key_running.get(c.key, 0) + before >= c.key_limit
+            )
+            assert full_queue or full_key or len([j for j in taken if j < i]) >= limit
+
+
+def test_blocked_queues_are_full_or_out_of_tokens() -> None:
+    rate = Rate(1, per=10.0, burst=2)
+    queues = {
+        "full": QueueConfig("full", concurrency=2),
+        "room": QueueConfig("room", concurrency=3),
+        "dry": QueueConfig("dry", rate=rate, bucket=Bucket(0.5, 100.0)),
+        "wet": QueueConfig("wet", rate=rate, bucket=Bucket(0.5, 90.0)),  # refilled by now
+    }
+    assert blocked(queues, {"full": 2, "room": 2}, 100.0) == ["full", "dry"]
