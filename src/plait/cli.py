@@ -606,7 +606,14 @@ def workflows(as_json: bool, db: str, log_level: str) -> None:
 
 
 # operator actions on runs live in their own module; importing it registers them on `runs`
-from . import _cli_actions, _cli_data, _cli_fork, _cli_schedules, _cli_watch  # noqa: E402, F401
+from . import (  # noqa: E402, F401
+    _cli_actions,
+    _cli_data,
+    _cli_fork,
+    _cli_queues,
+    _cli_schedules,
+    _cli_watch,
+)
 
 
 def main() -> None:
