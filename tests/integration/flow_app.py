@@ -52,3 +52,37 @@ def rated(n: int) -> int:
 
 
 WORKFLOWS = [limited]
+
+
+placed = plait.Workflow("placed")
+
+
+@placed.step(target="gpu")
+def train(n: int) -> int:
+    _work("train")
+    return os.getpid()
+
+
+@placed.step(colocate_with="train")
+def evaluate(train: int) -> int:
+    _work("evaluate")
+    return os.getpid()
+
+
+@placed.task
+def part(x: int) -> int:
+    _work("part")
+    return os.getpid()
+
+
+@placed.step
+def split(ctx: plait.StepContext, n: int) -> list[plait.Handle]:
+    return [ctx.spawn(part, input=i, colocate=True) for i in range(2)]
+
+
+@placed.step
+def where(split: list[int]) -> int:
+    return os.getpid()
+
+
+WORKFLOWS.append(placed)

@@ -127,3 +127,45 @@ def test_limits_hold_across_worker_processes(url: str, tmp_path: Path) -> None:
                 w.kill()
                 w.wait()
         engine.close()
+
+
+def test_placement_across_worker_processes(url: str, tmp_path: Path) -> None:
+    """Two workers, one labelled gpu: every `target="gpu"` step runs on it, `evaluate` on the
+    worker that ran `train`, and colocated children on the worker that spawned them."""
+    log = tmp_path / "flow.jsonl"
+    engine = plait.Engine(url)
+    workers: list[subprocess.Popen[bytes]] = []
+    try:
+        engine.register(app.placed)
+        runs = [engine.start(app.placed, {"n": i}, run_id=f"p{i}") for i in range(12)]
+        workers.append(spawn(url, log, tmp_path, 0, "--labels", "gpu,eu"))
+        workers.append(spawn(url, log, tmp_path, 1))
+
+        def diagnose() -> str:
+            return "\n".join((tmp_path / f"worker{i}.err").read_text() for i in range(2))
+
+        def ended() -> int:
+            return sum(engine.get_run(r.id).status.terminal for r in runs)
+
+        wait_for(ended, lambda n: n == len(runs), "every run ended", diagnose, DEADLINE, 0.2)
+        gpu = workers[0].pid
+        for r in runs:
+            out = {s.name: s for s in engine.steps(r.id)}
+            assert engine.get_run(r.id).status is plait.RunStatus.COMPLETED
+            assert out["train"].output == gpu
+            assert out["evaluate"].output == gpu
+            assert out["split"].output is not None and len(set(out["split"].output)) == 1
+        # the spawned parts ran where their parent ran, on either worker
+        lines = [orjson.loads(line) for line in log.read_bytes().splitlines()]
+        assert {line["pid"] for line in lines if line["queue"] in ("train", "evaluate")} == {gpu}
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.send_signal(signal.SIGTERM)
+        for w in workers:
+            try:
+                w.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                w.kill()
+                w.wait()
+        engine.close()
