@@ -143,7 +143,9 @@ class Cron:
         """
         if not isinstance(t, int | float) or not math.isfinite(t):
             raise ValueError(f"next_after needs finite epoch seconds, got {t!r}")
-        start = datetime.fromtimestamp(t, tz).replace(tzinfo=None, second=0, microsecond=0)
+        # Whole seconds, floored: fromtimestamp rounds to microseconds, which could carry a t a
+        # hair before a minute (or before the end of a DST gap) into it, and skip its tick.
+        start = datetime.fromtimestamp(math.floor(t), tz).replace(tzinfo=None, second=0)
         # Ticks never decrease as wall times increase, so walk matching wall times upwards. Those
         # that resolve to <= t (the repeated hour, the end of a gap) are skipped one by one.
         wall = self._next_wall(start, start.year + _SEARCH_YEARS)

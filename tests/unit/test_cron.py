@@ -568,3 +568,10 @@ def test_reference_model_sees_gaps() -> None:
     assert reference_next(specs, t, ZoneInfo("Europe/Paris"), 2 * 24 * 60) == at(
         "2026-03-29T01:00:00+00:00"
     )
+
+
+def test_a_time_a_hair_before_a_gap_end_keeps_the_collapsed_tick() -> None:
+    # 00:01 does not exist in Santiago on 2024-09-08 (00:00 -> 01:00): it fires at 01:00. A time
+    # one float step before 01:00 must not be rounded into 01:00 (found by the property test).
+    tz = timezone("America/Santiago")
+    assert Cron.parse("1 * * * *").next_after(1725767999.9999998, tz) == 1725768000.0
