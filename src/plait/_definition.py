@@ -23,7 +23,7 @@ from ._placement import PLACEMENT_OPTIONS, step_target
 from ._queues import FLOW_OPTIONS, check_key_params, flow_options
 from ._records import EdgeKind, StepOptions, StepPlan, WorkflowPlan
 from ._retry import NO_RETRY, Retry
-from ._step_options import SIGNAL, Approval, awaits_signal, gate_options, seconds
+from ._step_options import SIGNAL, Approval, awaits_signal, gate_options, handler_options, seconds
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -291,21 +291,9 @@ class Workflow:
     ) -> StepDef:
         check_name("step", name)
         where = f"workflow {self.name!r}, step {name!r}"
-        if not callable(fn):
-            raise DefinitionError(f"{where}: handler must be callable, got {fn!r}")
+        retry, priority = handler_options(where, fn, options, _OPTIONS)
         if name in self._steps:
             raise DefinitionError(f"{where}: duplicate step name (each step name must be unique)")
-        unknown = set(options) - _OPTIONS
-        if unknown:
-            raise DefinitionError(
-                f"{where}: unknown option(s) {sorted(unknown)}; known: {sorted(_OPTIONS)}"
-            )
-        retry = options.get("retry")
-        if retry is not None and not isinstance(retry, Retry):
-            raise DefinitionError(f"{where}: retry must be a plait.Retry, got {retry!r}")
-        priority = options.get("priority", 0)
-        if isinstance(priority, bool) or not isinstance(priority, int):
-            raise DefinitionError(f"{where}: priority must be an integer, got {priority!r}")
         when = options.get("when")
         if when is not None and not callable(when):
             raise DefinitionError(f"{where}: when must be a callable returning true or false")

@@ -14,6 +14,28 @@ from typing import Any
 
 from ._errors import DefinitionError, PlaitError
 from ._records import Gate, OnExpiry, StepOptions
+from ._retry import Retry
+
+
+def handler_options(
+    where: str, fn: Any, options: dict[str, Any], known: frozenset[str]
+) -> tuple[Retry | None, int]:
+    """The checks a step's and a task's options share: a callable handler, only `known`
+    options, a plait.Retry and an integer priority. Returns (retry, priority)."""
+    if not callable(fn):
+        raise DefinitionError(f"{where}: handler must be callable, got {fn!r}")
+    unknown = set(options) - known
+    if unknown:
+        raise DefinitionError(
+            f"{where}: unknown option(s) {sorted(unknown)}; known: {sorted(known)}"
+        )
+    retry = options.get("retry")
+    if retry is not None and not isinstance(retry, Retry):
+        raise DefinitionError(f"{where}: retry must be a plait.Retry, got {retry!r}")
+    priority = options.get("priority", 0)
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise DefinitionError(f"{where}: priority must be an integer, got {priority!r}")
+    return retry, priority
 
 
 def seconds(

@@ -29,9 +29,8 @@ from ._context import OMITTED
 from ._errors import DefinitionError, Permanent
 from ._params import adapter, context_param, type_hints
 from ._records import Spawn, StepOptions
-from ._retry import Retry
 from ._spawn import child_prefix
-from ._step_options import seconds
+from ._step_options import handler_options, seconds
 
 if TYPE_CHECKING:
     from ._definition import StepDef, Workflow
@@ -58,19 +57,7 @@ def make_task(wf: Workflow, name: str, fn: Callable[..., Any], options: dict[str
 
     check_name("task", name)
     where = f"workflow {wf.name!r}, task {name!r}"
-    if not callable(fn):
-        raise DefinitionError(f"{where}: handler must be callable, got {fn!r}")
-    unknown = set(options) - TASK_OPTIONS
-    if unknown:
-        raise DefinitionError(
-            f"{where}: unknown option(s) {sorted(unknown)}; known: {sorted(TASK_OPTIONS)}"
-        )
-    retry = options.get("retry")
-    if retry is not None and not isinstance(retry, Retry):
-        raise DefinitionError(f"{where}: retry must be a plait.Retry, got {retry!r}")
-    priority = options.get("priority", 0)
-    if isinstance(priority, bool) or not isinstance(priority, int):
-        raise DefinitionError(f"{where}: priority must be an integer, got {priority!r}")
+    retry, priority = handler_options(where, fn, options, TASK_OPTIONS)
     queue, target = options.get("queue"), options.get("target")
     placed = None
     if queue is not None or target is not None:
