@@ -26,6 +26,7 @@ import orjson
 
 from . import _codec
 from ._context import OMITTED
+from ._definition import NAME_RE, StepDef, check_name
 from ._errors import DefinitionError, Permanent
 from ._params import adapter, context_param, type_hints
 from ._records import Spawn, StepOptions
@@ -33,7 +34,7 @@ from ._spawn import child_prefix
 from ._step_options import handler_options, seconds
 
 if TYPE_CHECKING:
-    from ._definition import StepDef, Workflow
+    from ._definition import Workflow
 
 INVALID_SPAWN = "invalid_spawn"
 MAX_SPAWNED = 100_000  # steps one attempt may spawn: a bound on a runaway loop
@@ -53,8 +54,6 @@ class Handle:
 
 def make_task(wf: Workflow, name: str, fn: Callable[..., Any], options: dict[str, Any]) -> StepDef:
     """A task of `wf`: its handler, how its input binds, and its options."""
-    from ._definition import StepDef, check_name
-
     check_name("task", name)
     where = f"workflow {wf.name!r}, task {name!r}"
     retry, priority = handler_options(where, fn, options, TASK_OPTIONS)
@@ -149,8 +148,6 @@ class Spawner:
             self._counts[task.name] = n + 1
             label = f"{task.name}-{n}"
         else:
-            from ._definition import NAME_RE
-
             if not isinstance(name, str) or not NAME_RE.fullmatch(name):
                 _refuse(
                     f"{where}: invalid name {name!r}: use 1-128 letters, digits, '_', '-' or '.', "
