@@ -16,23 +16,25 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import _cli_render as render
+from ._cli_apps import (
+    CliError,
+    load_module,
+    module_workflows,
+    parse_input,
+    pick_workflow,
+    split_target,
+)
 from ._definition import Workflow
 from ._replay import Replay
 from .cli import (
     EXIT_FAILED,
-    CliError,
     _user_errors,
     cli,
     db_option,
     existing_engine,
     json_option,
-    load_module,
     log_option,
-    module_workflows,
-    parse_input,
-    pick_workflow,
     runs,
-    split_target,
 )
 
 # as in _cli_actions (not imported from there: `python -m plait.cli` imports cli.py twice, and

@@ -12,20 +12,16 @@ from typing import Any
 import click
 
 from . import _cli_render as render
+from ._cli_apps import CliError, load_module, parse_input, pick_workflow, split_target
 from ._schedules import CATCH_UP, Schedule
 from .cli import (
-    CliError,
     _user_errors,
     cli,
     db_option,
     existing_engine,
     json_option,
-    load_module,
     log_option,
     open_engine,
-    parse_input,
-    pick_workflow,
-    split_target,
 )
 
 

@@ -15,6 +15,7 @@ import orjson
 from pydantic import TypeAdapter, ValidationError
 
 from . import _codec
+from ._acyclic import check_acyclic
 from ._context import StepContext
 from ._digests import code_digest
 from ._errors import DefinitionError, InputError
@@ -361,7 +362,7 @@ class Workflow:
                 raise DefinitionError(f"workflow {self.name!r} has no steps")
             for step in self._steps.values():
                 self._bind(step)
-            _check_acyclic(self.name, self._steps)
+            check_acyclic(self.name, self._steps)
             self._plan = WorkflowPlan(
                 name=self.name,
                 version=self.version,
@@ -583,36 +584,3 @@ def _short(exc: ValidationError) -> str:
         loc = ".".join(str(x) for x in err.get("loc", ()))
         parts.append(f"{loc + ': ' if loc else ''}{err.get('msg')}")
     return "; ".join(parts)
-
-
-def _check_acyclic(workflow: str, steps: Mapping[str, StepDef]) -> None:
-    """Kahn's algorithm; on a cycle, report one cycle path."""
-    deps = {name: set(s.dependencies()) for name, s in steps.items()}
-    remaining = {name: len(d) for name, d in deps.items()}
-    dependents: dict[str, list[str]] = {name: [] for name in steps}
-    for name, ds in deps.items():
-        for d in ds:
-            dependents[d].append(name)
-    queue = [n for n, c in remaining.items() if c == 0]
-    seen = 0
-    while queue:
-        n = queue.pop()
-        seen += 1
-        for m in dependents[n]:
-            remaining[m] -= 1
-            if remaining[m] == 0:
-                queue.append(m)
-    if seen == len(steps):
-        return
-    # walk backwards along unresolved dependencies until a name repeats
-    node = next(n for n, c in remaining.items() if c > 0)
-    path = [node]
-    while True:
-        node = next(d for d in sorted(deps[node]) if remaining[d] > 0)
-        if node in path:
-            cycle = [*path[path.index(node) :], node]
-            cycle.reverse()
-            raise DefinitionError(
-                f"workflow {workflow!r}, step {node!r}: cycle: {' -> '.join(cycle)}"
-            )
-        path.append(node)

@@ -13,7 +13,6 @@ rest and releases their leases so that other workers take them at once.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import secrets
@@ -34,6 +33,7 @@ from ._definition import StepDef, Workflow
 from ._errors import StepFailure, StoreError
 from ._handler_threads import HandlerThreads
 from ._loops import INVALID_GOTO, Goto
+from ._outage import Outage
 from ._placement import worker_labels
 from ._portal import wait_any
 from ._queues import FLOW_RECHECK, worker_queues
@@ -100,7 +100,7 @@ class Worker:
         self._done = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._next_refresh = 0.0
-        self._outage = _Outage(self.id)
+        self._outage = Outage(self.id)
         self._interrupted: set[str] = (
             set()
         )  # tokens of steps told to stop (run cancelled, lease lost)
@@ -554,44 +554,6 @@ class Worker:
                 log.exception("worker %s could not release its leases; they will expire", self.id)
             self._inflight.clear()
             self.engine.work_ready.fire()
-
-
-class _Outage:
-    """Backoff and clear logging while the store cannot be reached: one warning when it starts,
-    a reminder every half minute, one line when it is back."""
-
-    def __init__(self, worker_id: str) -> None:
-        self.worker_id = worker_id
-        self.since: float | None = None
-        self.delay = 0.0
-        self._reminded = 0.0
-
-    async def failed(self, what: str, exc: StoreError, stopping: asyncio.Event | None) -> None:
-        now = time.monotonic()
-        if self.since is None:
-            self.since, self.delay, self._reminded = now, 0.1, now
-            log.warning("worker %s: %s failed, will retry: %s", self.worker_id, what, exc)
-        elif now - self._reminded >= 30:
-            self._reminded = now
-            log.warning(
-                "worker %s: store still unavailable after %.0fs (%s): %s",
-                self.worker_id, now - self.since, what, exc,
-            )  # fmt: skip
-        delay, self.delay = self.delay, min(self.delay * 2, 5.0)
-        if stopping is None:
-            await asyncio.sleep(delay)
-        else:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await stopping.wait()
-
-    def recovered(self) -> None:
-        if self.since is not None:
-            log.warning(
-                "worker %s: store reachable again after %.1fs",
-                self.worker_id, time.monotonic() - self.since,
-            )  # fmt: skip
-            self.since = None
 
 
 def run_blocking(
