@@ -543,7 +543,7 @@ class Engine(DataMethods, ForkMethods, GateMethods, QueueMethods, ScheduleMethod
 
     def _committed(self, result: CommitResult) -> None:
         self.events_written.fire()
-        if result.readied:
+        if result.readied or result.freed:  # freed: a slot that held back ready work
             self.work_ready.fire()
         if result.ended_runs:
             self.runs_ended.fire()

@@ -17,7 +17,7 @@ from ._queues import QueueConfig, check_limit, check_queue, check_rate
 from ._rate import Rate
 
 if TYPE_CHECKING:
-    from ._portal import Portal
+    from ._portal import Broadcast, Portal
     from .stores import Store
 
 
@@ -41,6 +41,7 @@ class QueueMethods:
 
     if TYPE_CHECKING:
         _portal: Portal
+        work_ready: Broadcast
 
         async def _ready(self) -> Store: ...
 
@@ -56,7 +57,9 @@ class QueueMethods:
         limit = check_limit(where, "concurrency", concurrency, error=ConfigError)
         checked = check_rate(where, rate)
         store = await self._ready()
-        return Queue.of(await store.configure_queue(name, limit, checked, time.time()))
+        queue = Queue.of(await store.configure_queue(name, limit, checked, time.time()))
+        self.work_ready.fire()  # raised limits: workers held back here look again
+        return queue
 
     configure_queue = blocking(configure_queue_async)
 

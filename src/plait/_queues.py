@@ -138,7 +138,8 @@ def admit(
     now: float,
     limit: int,
 ) -> tuple[list[int], dict[str, Bucket]]:
-    """Which candidates (indexes, in order) to claim, and the buckets to store afterwards.
+    """Which candidates (indexes, in order) to claim, and the rate-limited queues' buckets as
+    they stand at `now` (nothing taken yet: `charge` them with what was actually claimed).
 
     A candidate is taken while its queue has room (concurrency and tokens) and its key has room
     (`key_limit`); at most `limit` in all."""
@@ -155,7 +156,6 @@ def admit(
         room[name] = free
     keys = dict(key_running)
     taken: list[int] = []
-    used: dict[str, int] = {}
     for i, c in enumerate(candidates):
         if len(taken) >= limit:
             break
@@ -166,15 +166,55 @@ def admit(
         taken.append(i)
         if c.queue in room:
             room[c.queue] -= 1
-            used[c.queue] = used.get(c.queue, 0) + 1
         if c.key is not None:
             keys[c.key] = keys.get(c.key, 0) + 1
+    return taken, buckets
+
+
+def charge(
+    queues: Mapping[str, QueueConfig],
+    buckets: Mapping[str, Bucket],
+    claimed: Iterable[str],
+    now: float,
+) -> dict[str, Bucket]:
+    """The buckets to store after a claim: a token taken for each step actually claimed (the
+    queues of `claimed`), not for those admitted but passed over (their run was held by another
+    transaction), whose tokens would otherwise be lost."""
+    used: dict[str, int] = {}
+    for queue in claimed:
+        used[queue] = used.get(queue, 0) + 1
     stored: dict[str, Bucket] = {}
     for name, bucket in buckets.items():
         rate = queues[name].rate
         assert rate is not None
         stored[name] = take_many(rate, bucket, now, used.get(name, 0))[1]
-    return taken, stored
+    return stored
+
+
+def token_wait(
+    queues: Mapping[str, QueueConfig], running: Mapping[str, int], held: Iterable[str], now: float
+) -> float | None:
+    """Of the queues that hold ready work back (`held`), when the earliest one that is short of
+    tokens, and not full, gets a token again. None if none is: the work waits for a free slot,
+    which the completion that frees it announces (`CommitResult.freed`)."""
+    short = {}
+    for name in held:
+        q = queues.get(name)
+        if q is not None and (q.concurrency is None or running.get(name, 0) < q.concurrency):
+            short[name] = q
+    return next_token_at(short, now)
+
+
+def frees_room(stopped: Iterable[StepRow], limited: Collection[str]) -> bool:
+    """Did one of these steps, whose running attempt just ended, hold a slot that a claim may
+    now take: a step of a limited queue, or one with a concurrency key?"""
+    for step in stopped:
+        options = step.options
+        if options is not None and options.key is not None:
+            return True
+        if limited and queue_of(options) in limited:
+            return True
+    return False
 
 
 def reconfigure(
@@ -227,12 +267,17 @@ def key_params(where: str, key: Any) -> tuple[str, ...]:
 
 
 def check_key_params(where: str, key: Any, steps: Collection[str]) -> None:
-    """A key is resolved when the run starts, so it reads run-input fields, not step outputs."""
+    """A key is resolved when the run starts, so it reads run-input fields, not step outputs.
+
+    Why not outputs: a claim decides by the key, in the store, before any user code runs, and
+    stores do not run user code; a key known only once a dependency has ended would have to be
+    computed by a worker after claiming, and the claim undone when the key is full."""
     for name in key_params(where, key):
         if name in steps:
             raise DefinitionError(
-                f"{where}: concurrency_key reads step {name!r}; it may read run-input fields only "
-                "(it is resolved when the run starts)"
+                f"{where}: concurrency_key reads step {name!r}, but a key may read run-input "
+                "fields only: it is resolved when the run starts, before any step has run "
+                "(put the value the key needs in the run input)"
             )
 
 
@@ -263,10 +308,12 @@ def flow_of_run(
     workflow: Any, plan: WorkflowPlan, steps: Sequence[StepRow], value: Any, priority: int
 ) -> None:
     """Set what a new run's step rows need for flow control: the run's priority added to each
-    step's, and each keyed step's concurrency key, resolved from the run input."""
+    step's (and kept in its options, for the steps it spawns), and each keyed step's
+    concurrency key, resolved from the run input."""
     if priority:
         for row in steps:
             row.priority += priority
+            row.options = replace(row.options or StepOptions(), run_priority=priority)
     keyed = [s.name for s in plan.steps if s.options is not None and s.options.key_limit]
     if not keyed:
         return
@@ -285,9 +332,6 @@ def flow_of_run(
         where = f"workflow {plan.name!r}, step {name!r}"
         key = resolve_key(where, workflow[name].concurrency_key, value)
         row.options = replace(row.options, key=key)
-
-
-FLOW_RECHECK = 0.25  # seconds: the longest a worker waits to look again at work its limits held
 
 
 def worker_queues(queues: Iterable[str]) -> frozenset[str]:

@@ -88,6 +88,9 @@ class StepOptions:
     key_limit: int | None = None  # at most this many running steps share the key
     # placement: a worker label; "@" + a worker's id; "=" + the step whose worker it must use
     target: str | None = None
+    # the run's priority (`start(priority=)`), already in the row's priority; the steps it
+    # spawns add it to theirs (kept here, per row: a run row has no place for it)
+    run_priority: int = 0
 
 
 @dataclass(slots=True)
@@ -298,6 +301,24 @@ class CommitResult:
     cancelled_runs: list[str] = field(default_factory=list)  # their running steps must stop
     refusal: str | None = None  # an operator action not allowed in the run's state: why
     timed: bool = False  # something now waits for the clock (an approval's expiry)
+    # a step of a limited queue, or with a concurrency key, stopped running: a claim that its
+    # limits held back may now succeed (workers are woken, here and, on PostgreSQL, elsewhere)
+    freed: bool = False
+
+
+class Claims(list[Claim]):
+    """The steps one claim took, and, when limits held ready work back from it, what to wait
+    for (see `_queues.py`): `held` says that some ready step this worker could run waits for
+    room under a queue's or a key's limits; `next_token_at`, when the earliest rate-limited
+    queue among those gets its next token (None: none is waiting for tokens)."""
+
+    def __init__(
+        self, claims: list[Claim] | None = None, *, held: bool = False,
+        next_token_at: float | None = None,
+    ) -> None:  # fmt: skip
+        super().__init__(claims or ())
+        self.held = held
+        self.next_token_at = next_token_at
 
 
 @dataclass(frozen=True, slots=True)

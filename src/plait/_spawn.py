@@ -61,10 +61,10 @@ def spawn(txn: Txn, run: RunRow, parent: StepRow, outcome: Outcome) -> None:
             unmet=len(s.after),
             dependents=tuple(dependents[s.name]),
             optional=s.optional,
-            priority=s.priority,
+            priority=s.priority + _run_priority(parent),
             task=s.task,
             input=s.input,
-            options=_placed(s, parent),
+            options=_options(s, parent),
         )
         run.next_idx += 1
         txn.insert(child)
@@ -74,11 +74,20 @@ def spawn(txn: Txn, run: RunRow, parent: StepRow, outcome: Outcome) -> None:
             child.available_at = max(child.available_at, s.not_before)
 
 
-def _placed(s: Spawn, parent: StepRow) -> StepOptions | None:
-    """A spawned step's options: its task's queue and target, or the spawning worker."""
-    if not s.colocate:
-        return s.options
-    return replace(s.options or StepOptions(), target="@" + str(parent.worker_id))
+def _options(s: Spawn, parent: StepRow) -> StepOptions | None:
+    """A spawned step's options: its task's queue and target, or the spawning worker; and the
+    run's priority, which it passes on to what it spawns in turn."""
+    options = s.options
+    if s.colocate:
+        options = replace(options or StepOptions(), target="@" + str(parent.worker_id))
+    if _run_priority(parent):
+        options = replace(options or StepOptions(), run_priority=_run_priority(parent))
+    return options
+
+
+def _run_priority(parent: StepRow) -> int:
+    """The priority the run was started with (`start(priority=)`), added to its steps'."""
+    return 0 if parent.options is None else parent.options.run_priority
 
 
 def join(txn: Txn, run: RunRow, child: StepRow, parent: StepRow) -> Generator[Need, None, bool]:

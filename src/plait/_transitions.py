@@ -61,6 +61,7 @@ class Txn:
         self.changed_runs: dict[str, RunRow] = {}
         self.events: list[NewEvent] = []
         self.claims: list[Claim] = []
+        self.stopped: list[StepRow] = []  # steps whose running attempt ended here (flow wakes)
         self.result = CommitResult()
         self.whole_runs: set[str] = set()  # runs whose every step is loaded
         self.data: list[tuple[str, str, StepData]] = []  # (run, step, what it wrote) to commit
@@ -293,6 +294,7 @@ def _complete(txn: Txn, outcome: Outcome) -> Transition:
         txn.emit(run, "step_outcome_ignored", step.name, reason=reason, succeeded=outcome.succeeded)
         return
     txn.result.accepted.append(True)
+    txn.stopped.append(step)
     if outcome.data is not None and outcome.succeeded:
         txn.data.append((run.id, step.name, outcome.data))
     step.lease_token = None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import secrets
 import signal
@@ -36,7 +37,7 @@ from ._loops import INVALID_GOTO, Goto
 from ._outage import Outage
 from ._placement import worker_labels
 from ._portal import wait_any
-from ._queues import FLOW_RECHECK, worker_queues
+from ._queues import worker_queues
 from ._records import Claim, Held, Outcome, StepInputs, StepStatus
 from ._schedules import Scheduler
 from ._tasks import task_kwargs
@@ -198,19 +199,19 @@ class Worker:
                     idle = 0.002
                     await self._launch(claims)
                     continue
-                next_at = await self.store.next_ready_at(fingerprints)
-                if next_at is not None and next_at <= now:
-                    # ready now but not claimed: held by a queue's limits (or by other claims);
-                    # look again soon, backing off, without holding a slot
-                    next_at = time.time() + min(idle, FLOW_RECHECK)
+                # the next delayed step, or the next token of a rate limit that held work back
+                next_at = await self.store.next_ready_at(fingerprints, after=now)
+                if claims.next_token_at is not None:
+                    next_at = min(next_at or math.inf, claims.next_token_at)
             except StoreError as exc:
                 await self._outage.failed("claiming", exc, self._stopping)
                 continue
             self._outage.recovered()
             # Nothing to do: wait for a wake-up (this process, or pushed by the store), the next
-            # delayed step, or a look at the store. Polling backs off; with push it need not.
+            # delayed step or token, or a look at the store. Polling backs off; not for work held
+            # by limits: a slot freed here wakes us, so we poll only for other processes' slots.
             limit = self.engine.idle_interval
-            wait = limit if self.engine.push_live else min(idle, limit)
+            wait = limit if self.engine.push_live or claims.held else min(idle, limit)
             if next_at is not None:
                 wait = min(wait, max(next_at - time.time(), 0.0))
             # with `until`, runs ending elsewhere wake us too (the runs awaited may be among them)

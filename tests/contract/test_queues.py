@@ -248,8 +248,9 @@ def test_bad_step_options_are_definition_errors() -> None:
     with pytest.raises(plait.DefinitionError) as info:
         reads_a_step.plan()
     assert str(info.value) == (
-        "workflow 'reads', step 'second': concurrency_key reads step 'first'; it may read "
-        "run-input fields only (it is resolved when the run starts)"
+        "workflow 'reads', step 'second': concurrency_key reads step 'first', but a key may "
+        "read run-input fields only: it is resolved when the run starts, before any step has "
+        "run (put the value the key needs in the run input)"
     )
 
 

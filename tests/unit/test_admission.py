@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from plait._queues import Candidate, QueueConfig, admit, blocked
+from plait._queues import Candidate, QueueConfig, admit, blocked, charge
 from plait._rate import Bucket, Rate
 
 QUEUES = ["a", "b", "default"]
@@ -50,7 +50,9 @@ def test_admit_never_exceeds_a_limit(
     assert in_a <= max(0, concurrency - queue_running.get("a", 0))
     in_b = sum(c.queue == "b" for c in chosen)
     assert in_b <= int(tokens)
-    assert buckets["b"].tokens == tokens - in_b
+    assert buckets["b"].tokens == tokens  # counted, not charged: `charge` does that
+    charged = charge(queues, buckets, [c.queue for c in chosen], 100.0)
+    assert charged["b"].tokens == tokens - in_b
     for key in ("k1", "k2"):
         for c in chosen:
             if c.key == key and c.key_limit is not None:

@@ -13,7 +13,7 @@ from typing import Protocol
 from .._queues import QueueConfig
 from .._rate import Rate
 from .._records import (
-    Claim,
+    Claims,
     CommitResult,
     Held,
     NewEvent,
@@ -100,13 +100,16 @@ class Store(Protocol):
         queues: Collection[str] | None = None,
         aged_before: float | None = None,
         labels: Collection[str] = (),
-    ) -> list[Claim]:
+    ) -> Claims:
         """Take up to `limit` ready steps (highest priority, then oldest) of runs of these
         fingerprints that may progress, each under a new lease. No step is given to two claims.
         Flow control (`_queues.py`): only steps of `queues` (None: any); never past a configured
         queue's concurrency or tokens, nor a key's limit, counted across every worker; the
         oldest ready step, if ready since before `aged_before`, comes first. Placement
-        (`_placement.py`): only steps this worker (`worker_id`, `labels`) may run."""
+        (`_placement.py`): only steps this worker (`worker_id`, `labels`) may run.
+        A claim that takes nothing says whether limits held ready work back from it
+        (`Claims.held`) and when the earliest rate-limited queue among them has a token again
+        (`Claims.next_token_at`); it charges a rate limit only for the steps it takes."""
 
     async def configure_queue(
         self, name: str, concurrency: int | None, rate: Rate | None, now: float
@@ -120,7 +123,9 @@ class Store(Protocol):
         """For each run id: its input and the status/output of the named steps."""
 
     async def complete(self, outcomes: Sequence[Outcome], now: float) -> CommitResult:
-        """Record outcomes in one transaction (group commit), each fenced by its lease token."""
+        """Record outcomes in one transaction (group commit), each fenced by its lease token.
+        `freed` says that a step of a limited queue, or with a concurrency key, stopped running
+        (a store that pushes wakes other processes' workers with it)."""
 
     async def heartbeat(self, held: Sequence[Held], lease: float, now: float) -> list[Held]:
         """Extend these leases; return the ones that are no longer held (fenced off)."""
@@ -145,8 +150,11 @@ class Store(Protocol):
     async def list_waiting(self, limit: int) -> list[StepRow]:
         """Waiting steps (approvals, signals) across runs, the longest waiting first."""
 
-    async def next_ready_at(self, fingerprints: Collection[str]) -> float | None:
-        """When the earliest ready step of these fingerprints becomes claimable (None if none)."""
+    async def next_ready_at(
+        self, fingerprints: Collection[str], after: float | None = None
+    ) -> float | None:
+        """When the earliest ready step of these fingerprints becomes claimable (None if none);
+        with `after`, the earliest strictly later than that (the next delayed step)."""
 
     # -- records (`engine.records`; steps write them with their outcome: `Outcome.data`)
     async def get_record(self, collection: str, key: str) -> RecordRow | None: ...

@@ -22,7 +22,17 @@ from typing import Any, TypeVar
 
 from .._gates import expire_approval, pass_deadline
 from .._placement import worker_targets
-from .._queues import QueueConfig, admit, blocked, flow_candidate, reconfigure
+from .._queues import (
+    QueueConfig,
+    admit,
+    blocked,
+    charge,
+    flow_candidate,
+    frees_room,
+    queue_of,
+    reconfigure,
+    token_wait,
+)
 from .._rate import Bucket, Rate
 from .._records import (
     Held,
@@ -64,6 +74,9 @@ class SQLTxn(Txn):
         self.step_outputs: dict[StepKey, bytes | None] = {}
         self.run_outputs: dict[str, bytes | None] = {}
         self.busy = False  # a claim passed over runs that other transactions held
+        # a claim that took nothing: did limits hold ready work back, and until when (Claims)
+        self.held = False
+        self.next_token_at: float | None = None
 
 
 class Programs:
@@ -90,6 +103,9 @@ class Programs:
         # settings a dialect wants for a claim's transaction (PostgreSQL; see queries.sql)
         self.claim_session = q.get("claim_session")
         self.flow_lock = q.get("flow_lock")  # PostgreSQL; SQLite's write lock serialises claims
+        # the queues with limits, as this process's last claim read them: the completion of one
+        # of their steps wakes the workers it held back (`CommitResult.freed`)
+        self.limited_queues: frozenset[str] = frozenset()
 
     # -- runs
 
@@ -133,24 +149,22 @@ class Programs:
             limited = self._limited((yield (FETCH, q["get_queues"], {})), queues)
             params = {"queue_list": dialect.list_param(limited)}
             queue_running = dict((yield (FETCH, q["count_queue_running"], params)))
+        held_queues = blocked(limited, queue_running, now)
         params = {
             "now": now,
             "fingerprint_list": dialect.list_param(fingerprints),
             "limit": limit,
             "queue_list": None if queues is None else dialect.list_param(sorted(queues)),
-            "blocked_list": dialect.list_param(blocked(limited, queue_running, now)),
+            "blocked_list": dialect.list_param(held_queues),
             "target_list": dialect.list_param(worker_targets(worker_id, labels)),
             "worker_id": worker_id,
         }
         rows = list((yield (FETCH, q["claim_candidates"], params)))
+        where = {k: v for k, v in params.items() if k not in ("limit", "now")}
         if aged_before is not None and rows:
-            del params["limit"], params["now"]
-            params["aged_before"] = aged_before
-            oldest = yield (FETCH, q["claim_oldest"], params)
+            oldest = yield (FETCH, q["claim_oldest"], {**where, "aged_before": aged_before})
             if oldest:  # it goes first, whatever its priority (no starvation)
                 rows = [oldest[0], *(r for r in rows if r[:2] != oldest[0][:2])]
-        if not rows:
-            return txn
         steps = [_sql.step_from_row(row) for row in rows]
         flow = [flow_candidate(step.options) for step in steps]
         keyed = sorted({c.key for c in flow if c.key is not None})
@@ -158,15 +172,19 @@ class Programs:
         if keyed:
             if not locked:
                 yield from self._flow_lock()
-            params = {"key_list": dialect.list_param(keyed)}
-            key_running = dict((yield (FETCH, q["count_key_running"], params)))
+            params_keys = {"key_list": dialect.list_param(keyed)}
+            key_running = dict((yield (FETCH, q["count_key_running"], params_keys)))
+        buckets: dict[str, Bucket] = {}
         if limited or keyed:
             chosen, buckets = admit(flow, limited, queue_running, key_running, now, limit)
+            txn.held = len(chosen) < min(limit, len(steps))  # a key (or tokens) was full
             steps = [steps[i] for i in chosen]
-            for name, bucket in buckets.items():
-                params = {"name": name, "tokens": bucket.tokens, "counted_at": bucket.updated_at}
-                yield (EXECUTE, q["update_queue_bucket"], params)
         if not steps:
+            if held_queues:  # what is held back in the blocked queues, and until when
+                found = yield (FETCH, q["held_queues"], {**where, "now": now})
+                txn.held = txn.held or bool(found)
+                txn.next_token_at = token_wait(limited, queue_running, [r[0] for r in found], now)
+            yield from self._store_buckets(limited, buckets, txn)
             return txn
         keys = []
         for step in steps[:limit]:
@@ -189,8 +207,24 @@ class Programs:
             token = secrets.token_hex(16)
             transition = claim(txn, run_id, name, token=token, worker_id=worker_id, lease=lease)
             yield from self.drive(transition, txn)
+        yield from self._store_buckets(limited, buckets, txn)
         yield from self.write(txn)
         return txn
+
+    def _store_buckets(
+        self, limited: Mapping[str, QueueConfig], buckets: Mapping[str, Bucket], txn: SQLTxn
+    ) -> Program[None]:
+        """Charge the rate limits for the steps this claim took, and no others: a step passed
+        over (its run held by another transaction) must not spend a token."""
+        if not buckets:
+            return
+        claimed = []
+        for c in txn.claims:
+            step = txn.steps.get((c.run_id, c.step))
+            claimed.append(queue_of(None if step is None else step.options))
+        for name, bucket in charge(limited, buckets, claimed, txn.now).items():
+            params = {"name": name, "tokens": bucket.tokens, "counted_at": bucket.updated_at}
+            yield (EXECUTE, self.q["update_queue_bucket"], params)
 
     def _flow_lock(self) -> Program[None]:
         if self.flow_lock is not None:
@@ -199,8 +233,9 @@ class Programs:
     def _limited(
         self, rows: Sequence[Sequence[Any]], served: Collection[str] | None
     ) -> dict[str, QueueConfig]:
-        configs = (queue_from_row(row) for row in rows)
-        return {c.name: c for c in configs if c.limited and (served is None or c.name in served)}
+        limited = [c for c in map(queue_from_row, rows) if c.limited]
+        self.limited_queues = frozenset(c.name for c in limited)
+        return {c.name: c for c in limited if served is None or c.name in served}
 
     def configure_queue(
         self, name: str, concurrency: int | None, rate: Rate | None, now: float
@@ -235,6 +270,7 @@ class Programs:
         yield from self._preload(txn, outcomes)
         for outcome in outcomes:
             yield from self.drive(complete(txn, outcome), txn)
+        txn.result.freed = frees_room(txn.stopped, self.limited_queues)
         yield from self.write(txn)
         return txn
 

@@ -526,6 +526,7 @@ def _options_dict(o: StepOptions) -> dict[str, Any]:
         "key": o.key,
         "key_limit": o.key_limit,
         "target": o.target,
+        "run_priority": o.run_priority or None,
     }
     data: dict[str, Any] = {k: v for k, v in found.items() if v is not None}
     if o.on_expiry is not OnExpiry.REJECT:
@@ -546,6 +547,7 @@ def _options_of(data: Mapping[str, Any] | None) -> StepOptions | None:
         key=data.get("key"),
         key_limit=data.get("key_limit"),
         target=data.get("target"),
+        run_priority=data.get("run_priority", 0),
     )
 
 

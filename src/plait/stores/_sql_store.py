@@ -5,6 +5,7 @@ transaction). A store adds connections, transactions, errors and wake-ups; the r
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -12,7 +13,7 @@ from typing import Any, TypeVar
 from .._queues import QueueConfig
 from .._rate import Rate
 from .._records import (
-    Claim,
+    Claims,
     CommitResult,
     Held,
     NewEvent,
@@ -36,13 +37,20 @@ CLAIM_PATIENCE = 2.0  # seconds a claim that finds only runs held by others keep
 
 
 def wakes_of(txn: SQLTxn) -> Iterable[str]:
-    """Steps became ready, runs ended: what other processes' workers and waiters care about."""
+    """Steps became ready, a limited queue's or a key's slot was freed, runs ended: what other
+    processes' workers and waiters care about."""
     if txn.result.readied:
         yield "ready"
+    if txn.result.freed:
+        yield "freed"
     if txn.result.ended_runs:
         yield "ended"
     if txn.result.cancelled_runs:
         yield "cancelled"
+
+
+def _reconfigured(_config: QueueConfig) -> Iterable[str]:
+    return ("ready",)
 
 
 def _created(result: tuple[RunRow, bool]) -> Iterable[str]:
@@ -163,9 +171,9 @@ class SQLStore:
         queues: Collection[str] | None = None,
         aged_before: float | None = None,
         labels: Collection[str] = (),
-    ) -> list[Claim]:
+    ) -> Claims:
         if not fingerprints or limit <= 0:
-            return []
+            return Claims()
         chosen = list(fingerprints)
         deadline = time.monotonic() + CLAIM_PATIENCE
         pause = 0.001
@@ -178,7 +186,7 @@ class SQLStore:
                 lease_only=True,
             )
             if txn.claims or not txn.busy or time.monotonic() >= deadline:
-                return txn.claims
+                return Claims(txn.claims, held=txn.held, next_token_at=txn.next_token_at)
             # every candidate's run was held by another transaction for a moment: try again
             # (returning nothing would idle the worker until its next wake-up)
             await asyncio.sleep(pause)
@@ -190,6 +198,7 @@ class SQLStore:
         return await self._transact(
             "configure a queue",
             lambda: self._programs.configure_queue(name, concurrency, rate, now),
+            wakes=_reconfigured,  # raised limits: held workers elsewhere look again
         )
 
     async def list_queues(self) -> list[QueueConfig]:
@@ -254,10 +263,15 @@ class SQLStore:
         rows = await self._fetch("list_waiting", {"limit": limit})
         return [_sql.step_from_row(row) for row in rows]
 
-    async def next_ready_at(self, fingerprints: Collection[str]) -> float | None:
+    async def next_ready_at(
+        self, fingerprints: Collection[str], after: float | None = None
+    ) -> float | None:
         if not fingerprints:
             return None
-        params = {"fingerprint_list": self._queries.dialect.list_param(fingerprints)}
+        params = {
+            "fingerprint_list": self._queries.dialect.list_param(fingerprints),
+            "after": -math.inf if after is None else after,
+        }
         rows = await self._fetch("next_ready_at", params)
         return float(rows[0][0]) if rows and rows[0][0] is not None else None
 

@@ -12,10 +12,20 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 
 from .._gates import expire_approval, pass_deadline
 from .._placement import may_run
-from .._queues import QueueConfig, admit, blocked, flow_candidate, queue_of, reconfigure
+from .._queues import (
+    QueueConfig,
+    admit,
+    blocked,
+    charge,
+    flow_candidate,
+    frees_room,
+    queue_of,
+    reconfigure,
+    token_wait,
+)
 from .._rate import Rate
 from .._records import (
-    Claim,
+    Claims,
     CommitResult,
     Held,
     NewEvent,
@@ -159,7 +169,7 @@ class MemoryStore:
         queues: Collection[str] | None = None,
         aged_before: float | None = None,
         labels: Collection[str] = (),
-    ) -> list[Claim]:
+    ) -> Claims:
         import secrets
 
         with self._lock:
@@ -172,6 +182,7 @@ class MemoryStore:
                 if options is not None and options.key is not None:
                     key_running[options.key] = key_running.get(options.key, 0) + 1
             held = set(blocked(limited, queue_running, now))
+            held_found: set[str] = set()  # blocked queues that hold back work for this claim
             candidates = []
             for key in self._ready:
                 step = self._steps[key[0]][key[1]]
@@ -182,10 +193,12 @@ class MemoryStore:
                     and dispatchable(run.status, step.attempt)
                     and (step.available_at is None or step.available_at <= now)
                     and (queues is None or queue in queues)
-                    and queue not in held
                     and self._placeable(step, worker_id, labels)
                 ):
-                    candidates.append(step)
+                    if queue in held:
+                        held_found.add(queue)
+                    else:
+                        candidates.append(step)
             candidates.sort(key=lambda s: (-s.priority, s.available_at or 0.0))
             if aged_before is not None and candidates:
                 oldest = min(candidates, key=lambda s: s.available_at or 0.0)
@@ -200,8 +213,6 @@ class MemoryStore:
                 now,
                 limit,
             )
-            for name, bucket in buckets.items():
-                self._queues[name] = dataclasses.replace(self._queues[name], bucket=bucket)
             txn = Txn(now)
             for step in (candidates[i] for i in chosen):
                 token = secrets.token_hex(16)
@@ -211,8 +222,16 @@ class MemoryStore:
                         txn, step.run_id, step.name, token=token, worker_id=worker_id, lease=lease
                     ),
                 )
+            claimed = [queue_of(self._steps[c.run_id][c.step].options) for c in txn.claims]
+            for name, bucket in charge(limited, buckets, claimed, now).items():
+                self._queues[name] = dataclasses.replace(self._queues[name], bucket=bucket)
             self._write(txn)
-            return txn.claims
+            if txn.claims:
+                return Claims(txn.claims)
+            return Claims(
+                held=bool(held_found) or len(chosen) < min(limit, len(candidates)),
+                next_token_at=token_wait(limited, queue_running, held_found, now),
+            )
 
     def _placeable(self, step: StepRow, worker_id: str, labels: Collection[str]) -> bool:
         target = None if step.options is None else step.options.target
@@ -251,6 +270,8 @@ class MemoryStore:
             txn = Txn(now)
             for outcome in outcomes:
                 self._run(txn, complete(txn, outcome))
+            limited = [n for n, q in self._queues.items() if q.limited]
+            txn.result.freed = frees_room(txn.stopped, limited)
             self._write(txn)
             return txn.result
 
@@ -329,7 +350,9 @@ class MemoryStore:
             steps = [dataclasses.replace(s) for s in waiting if not s.joining]
         return sorted(steps, key=lambda s: (s.ready_at or 0.0, s.run_id, s.name))[:limit]
 
-    async def next_ready_at(self, fingerprints: Collection[str]) -> float | None:
+    async def next_ready_at(
+        self, fingerprints: Collection[str], after: float | None = None
+    ) -> float | None:
         with self._lock:
             times = [
                 s.available_at or 0.0
@@ -337,6 +360,7 @@ class MemoryStore:
                 if (s := self._steps[key[0]][key[1]]) is not None
                 and self._runs[key[0]].fingerprint in fingerprints
                 and dispatchable(self._runs[key[0]].status, s.attempt)
+                and (after is None or (s.available_at or 0.0) > after)
             ]
         return min(times) if times else None
 

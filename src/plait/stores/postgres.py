@@ -17,8 +17,9 @@ What the store does, and why:
   candidates. Every other transaction locks the run row first (in id order), then its steps, so
   concurrent transactions queue instead of deadlocking; a deadlock or serialization failure that
   slips through anyway is retried. Completions are fenced by the lease token.
-- Push wake-ups: a transaction that makes steps ready or ends runs sends NOTIFY on the store's
-  channel (delivered at commit); every process LISTENs on one extra connection and wakes its
+- Push wake-ups: a transaction that makes steps ready, ends runs, or ends a running step of a
+  limited queue or with a concurrency key ("freed": a claim held back by that limit may now
+  succeed) sends NOTIFY on the store's channel (delivered at commit); every process LISTENs on one extra connection and wakes its
   workers and `result()` waiters. While that connection is down, the engine polls instead.
   A transaction that appends events sends one more, `events RUN_ID …` (just `events` when the
   list would be long), which wakes the watchers of those runs (`Engine.watch`).
@@ -351,7 +352,7 @@ class PostgresStore(SQLStore):
                     self._on_cancelled()
                     self._on_events(None)
                     async for note in conn.notifies():
-                        if note.payload == "ready":
+                        if note.payload in ("ready", "freed"):  # a claim may succeed now
                             self._on_ready()
                         elif note.payload == "ended":
                             self._on_ended()

@@ -249,6 +249,22 @@ WHERE s.status = 'ready'
 ORDER BY s.available_at
 LIMIT 1;
 
+-- name: held_queues
+-- Of the queues a claim found blocked (full, or out of tokens), those holding back ready steps it could take.
+SELECT DISTINCT COALESCE(s.queue, 'default')
+FROM steps AS s
+JOIN runs AS r ON r.id = s.run_id
+WHERE s.status = 'ready'
+  AND s.available_at <= :now
+  AND (r.status IN ('pending', 'running') OR (r.status = 'pausing' AND s.attempt > 0))
+  AND r.fingerprint IN (SELECT value FROM json_each(:fingerprint_list))
+  AND (:queue_list IS NULL OR COALESCE(s.queue, 'default') IN (SELECT value FROM json_each(:queue_list)))
+  AND COALESCE(s.queue, 'default') IN (SELECT value FROM json_each(:blocked_list))
+  AND (s.target IS NULL OR s.target IN (SELECT value FROM json_each(:target_list))
+       OR (substr(s.target, 1, 1) = '=' AND EXISTS (
+           SELECT 1 FROM steps AS c
+           WHERE c.run_id = s.run_id AND c.name = substr(s.target, 2) AND c.worker_id = :worker_id)));
+
 -- name: get_queues
 -- The configured queues, by name.
 SELECT name, concurrency, rate, per, burst, tokens, counted_at, updated_at
@@ -282,11 +298,12 @@ ON CONFLICT (name) DO UPDATE SET
     updated_at = excluded.updated_at;
 
 -- name: next_ready_at
--- When the earliest ready step of active runs of the given fingerprints becomes claimable.
+-- When the earliest ready step of active runs of the given fingerprints becomes claimable (after :after).
 SELECT MIN(s.available_at)
 FROM steps AS s
 JOIN runs AS r ON r.id = s.run_id
 WHERE s.status = 'ready'
+  AND s.available_at > :after
   AND (r.status IN ('pending', 'running') OR (r.status = 'pausing' AND s.attempt > 0))
   AND r.fingerprint IN (SELECT value FROM json_each(:fingerprint_list));
 
@@ -501,6 +518,25 @@ ORDER BY s.available_at
 LIMIT 1
 FOR UPDATE OF s SKIP LOCKED;
 
+-- name: held_queues [postgres]
+-- Of the queues a claim found blocked (full, or out of tokens), those holding back ready steps it could take.
+SELECT DISTINCT COALESCE(s.queue, 'default')
+FROM steps AS s
+JOIN runs AS r ON r.id = s.run_id
+WHERE s.status = 'ready'
+  AND s.available_at <= :now
+  AND (r.status IN ('pending', 'running') OR (r.status = 'pausing' AND s.attempt > 0))
+  AND r.fingerprint IN (SELECT jsonb_array_elements_text(CAST(:fingerprint_list AS jsonb)))
+  AND (CAST(:queue_list AS jsonb) IS NULL
+       OR COALESCE(s.queue, 'default') IN (SELECT jsonb_array_elements_text(CAST(:queue_list AS jsonb))))
+  AND COALESCE(s.queue, 'default') IN
+      (SELECT jsonb_array_elements_text(CAST(:blocked_list AS jsonb)))
+  AND (s.target IS NULL
+       OR s.target IN (SELECT jsonb_array_elements_text(CAST(:target_list AS jsonb)))
+       OR (substr(s.target, 1, 1) = '=' AND EXISTS (
+           SELECT 1 FROM steps AS c
+           WHERE c.run_id = s.run_id AND c.name = substr(s.target, 2) AND c.worker_id = :worker_id)));
+
 -- name: flow_lock [postgres]
 -- Serialise the claims (and queue changes) that count running steps against limits.
 SELECT pg_advisory_xact_lock(7215090);
@@ -520,11 +556,12 @@ WHERE status = 'running'
 GROUP BY concurrency_key;
 
 -- name: next_ready_at [postgres]
--- When the earliest ready step of active runs of the given fingerprints becomes claimable.
+-- When the earliest ready step of active runs of the given fingerprints becomes claimable (after :after).
 SELECT MIN(s.available_at)
 FROM steps AS s
 JOIN runs AS r ON r.id = s.run_id
 WHERE s.status = 'ready'
+  AND s.available_at > CAST(:after AS double precision)
   AND (r.status IN ('pending', 'running') OR (r.status = 'pausing' AND s.attempt > 0))
   AND r.fingerprint IN (SELECT jsonb_array_elements_text(CAST(:fingerprint_list AS jsonb)));
 
