@@ -184,8 +184,7 @@ class Programs:
                 found = yield (FETCH, q["held_queues"], {**where, "now": now})
                 txn.held = txn.held or bool(found)
                 txn.next_token_at = token_wait(limited, queue_running, [r[0] for r in found], now)
-            yield from self._store_buckets(limited, buckets, txn)
-            return txn
+            return txn  # no token taken: the buckets need no write (refilling is idempotent)
         keys = []
         for step in steps[:limit]:
             _add_step(txn, step)
