@@ -5,7 +5,9 @@ JSON line each, so that the test can compute how many ran at once across process
 from __future__ import annotations
 
 import os
+import sys
 import time
+from typing import Any
 
 import orjson
 
@@ -86,3 +88,40 @@ def where(split: list[int]) -> int:
 
 
 WORKFLOWS.append(placed)
+
+
+# A queue of one slot: the test holds it, and a worker process (below) waits for it.
+held = plait.Workflow("held")
+
+
+@held.step(queue="solo")
+def first() -> str:
+    return "first"
+
+
+@held.step(queue="solo")
+def second() -> str:
+    return "second"
+
+
+def serve_counting_claims(url: str, claims_log: str, run_id: str) -> None:
+    """A worker process that appends the time of each of its claims to `claims_log`, and looks
+    at the store unprompted only once a minute: what wakes it sooner was pushed to it."""
+    engine = plait.Engine(url, poll_interval=60.0, sweep_interval=60.0)
+    original = engine.store.claim
+
+    async def claim(**kwargs: Any) -> Any:
+        fd = os.open(claims_log, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        try:
+            os.write(fd, f"{time.time()}\n".encode())
+        finally:
+            os.close(fd)
+        return await original(**kwargs)
+
+    engine.store.claim = claim  # type: ignore[method-assign]  # instrumenting this one store
+    with engine:
+        engine.run_worker(until=run_id, workflows=[held], concurrency=2, timeout=60)
+
+
+if __name__ == "__main__":
+    serve_counting_claims(*sys.argv[1:4])
