@@ -16,7 +16,16 @@ the limited queues and of the keys its candidates carry, under a lock that seria
 that involve limits (SQLite's write lock; an advisory lock on PostgreSQL), and admits candidates
 in order while budgets last. Candidates come best first (priority, then the longest waiting);
 one ready step that has waited longer than the claim's `aged_before` is put first whatever its
-priority, so a steady stream of high-priority work cannot starve low-priority work.
+priority, so a steady stream of high-priority work cannot starve low-priority work. A rate limit
+is charged (`charge`) only for the steps the claim then took: a step passed over because another
+transaction held its run (PostgreSQL) keeps its token.
+
+Held work is waited for, not polled: a claim that takes nothing tells its worker whether limits
+held ready work back and when the next token of a rate limit holding it comes (`token_wait`);
+a completion that frees a slot of a limited queue or key says so (`frees_room`), which wakes
+workers in its process and, on PostgreSQL, in every other.
+
+Keys are global: every running step with the same key counts, whatever its queue or workflow.
 """
 
 from __future__ import annotations
