@@ -5,8 +5,17 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from plait._queues import Candidate, QueueConfig, admit, blocked, charge
+from plait._queues import (
+    Candidate,
+    QueueConfig,
+    admit,
+    blocked,
+    charge,
+    frees_room,
+    token_wait,
+)
 from plait._rate import Bucket, Rate
+from plait._records import StepOptions, StepRow, StepStatus
 
 QUEUES = ["a", "b", "default"]
 KEYS = [None, "k1", "k2"]
@@ -86,3 +95,28 @@ def test_blocked_queues_are_full_or_out_of_tokens() -> None:
         "wet": QueueConfig("wet", rate=rate, bucket=Bucket(0.5, 90.0)),  # refilled by now
     }
     assert blocked(queues, {"full": 2, "room": 2}, 100.0) == ["full", "dry"]
+
+
+def test_a_held_claim_waits_for_the_earliest_token_of_a_queue_that_is_not_full() -> None:
+    rate = Rate(1, per=10.0, burst=2)
+    queues = {
+        "dry": QueueConfig("dry", rate=rate, bucket=Bucket(0.5, 100.0)),  # a token at 105
+        "drier": QueueConfig("drier", rate=rate, bucket=Bucket(0.2, 100.0)),  # at 108
+        "full": QueueConfig("full", concurrency=1, rate=rate, bucket=Bucket(0.9, 100.0)),
+    }
+    assert token_wait(queues, {"full": 1}, ["dry", "drier", "full"], 100.0) == 105.0
+    assert token_wait(queues, {"full": 1}, ["drier", "full"], 100.0) == 108.0
+    # a full queue waits for a slot, whatever its tokens: no time to wake at
+    assert token_wait(queues, {"full": 1}, ["full"], 100.0) is None
+    assert token_wait(queues, {"full": 0}, ["full"], 100.0) == 101.0
+
+
+def test_a_slot_is_freed_by_a_step_of_a_limited_queue_or_with_a_key() -> None:
+    def step(options: StepOptions | None = None) -> StepRow:
+        return StepRow("r", "s", 0, StepStatus.DONE, 0, options=options)
+
+    assert not frees_room([step(), step(StepOptions(queue="open"))], {"emails"})
+    assert frees_room([step(), step(StepOptions(queue="emails"))], {"emails"})
+    assert frees_room([step()], {"default"})  # the default queue, configured with a limit
+    assert frees_room([step(StepOptions(key="ann", key_limit=1))], ())
+    assert not frees_room([], {"emails"})
