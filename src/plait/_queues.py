@@ -22,8 +22,8 @@ transaction held its run (PostgreSQL) keeps its token.
 
 Held work is waited for, not polled: a claim that takes nothing tells its worker whether limits
 held ready work back and when the next token of a rate limit holding it comes (`token_wait`);
-a completion that frees a slot of a limited queue or key says so (`frees_room`), which wakes
-workers in its process and, on PostgreSQL, in every other.
+a completion that frees a slot (a queue's concurrency, a key) says so (`frees_room`), which
+wakes workers in its process and, on PostgreSQL, in every other.
 
 Keys are global: every running step with the same key counts, whatever its queue or workflow.
 """
@@ -214,14 +214,15 @@ def token_wait(
     return next_token_at(short, now)
 
 
-def frees_room(stopped: Iterable[StepRow], limited: Collection[str]) -> bool:
+def frees_room(stopped: Iterable[StepRow], slotted: Collection[str]) -> bool:
     """Did one of these steps, whose running attempt just ended, hold a slot that a claim may
-    now take: a step of a limited queue, or one with a concurrency key?"""
+    now take: a step of a queue with a concurrency limit (`slotted`), or one with a concurrency
+    key? (A rate limit has no slots: the work it holds waits for a token, not a completion.)"""
     for step in stopped:
         options = step.options
         if options is not None and options.key is not None:
             return True
-        if limited and queue_of(options) in limited:
+        if slotted and queue_of(options) in slotted:
             return True
     return False
 

@@ -301,8 +301,8 @@ class CommitResult:
     cancelled_runs: list[str] = field(default_factory=list)  # their running steps must stop
     refusal: str | None = None  # an operator action not allowed in the run's state: why
     timed: bool = False  # something now waits for the clock (an approval's expiry)
-    # a step of a limited queue, or with a concurrency key, stopped running: a claim that its
-    # limits held back may now succeed (workers are woken, here and, on PostgreSQL, elsewhere)
+    # a step of a queue with a concurrency limit, or with a concurrency key, stopped running: a
+    # claim that its limits held back may now succeed (workers are woken, here and, on PostgreSQL, elsewhere)
     freed: bool = False
 
 

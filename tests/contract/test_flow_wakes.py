@@ -99,18 +99,32 @@ async def test_a_claim_that_finds_nothing_is_not_held(engine: plait.Engine) -> N
     assert list(nothing) == [] and not nothing.held and nothing.next_token_at is None
 
 
-async def test_ending_a_step_of_a_limited_queue_or_key_frees_a_slot(engine: plait.Engine) -> None:
+async def test_ending_a_step_of_a_queue_or_key_with_slots_frees_one(engine: plait.Engine) -> None:
     store: Store = engine.store
-    limited, free = pair("solo"), pair("open")
+    limited, free, rated = pair("solo"), pair("open"), pair("rated")
     await engine.configure_queue_async("solo", concurrency=2)
+    await engine.configure_queue_async("rated", rate=plait.Rate(100))
     await engine.start_async(limited, run_id="l")
     await engine.start_async(free, run_id="f")
+    await engine.start_async(rated, run_id="r")
     now = time.time()
     claims = {c.run_id: c for c in await claim(engine, free, now, limit=1)}
+    claims.update({c.run_id: c for c in await claim(engine, rated, now, limit=1)})
     claims.update({c.run_id: c for c in await claim(engine, limited, now, limit=1)})
     done = {run_id: Outcome(run_id, c.step, c.token, output=b"1") for run_id, c in claims.items()}
     assert not (await store.complete([done["f"]], now)).freed  # no limit on `open`
+    assert not (await store.complete([done["r"]], now)).freed  # a rate has no slots
     assert (await store.complete([done["l"]], now)).freed
+
+    keyed = plait.Workflow("keyed-one")
+
+    @keyed.step(concurrency_key=lambda customer: customer, key_limit=3)
+    def one(customer: str) -> int:
+        return 1
+
+    await engine.start_async(keyed, {"customer": "ann"}, run_id="k")
+    [c] = await claim(engine, keyed, time.time())
+    assert (await store.complete([Outcome("k", c.step, c.token, output=b"1")], now)).freed
     # a fenced (duplicate) outcome frees nothing
     assert not (await store.complete([done["l"]], now)).freed
 

@@ -103,9 +103,9 @@ class Programs:
         # settings a dialect wants for a claim's transaction (PostgreSQL; see queries.sql)
         self.claim_session = q.get("claim_session")
         self.flow_lock = q.get("flow_lock")  # PostgreSQL; SQLite's write lock serialises claims
-        # the queues with limits, as this process's last claim read them: the completion of one
-        # of their steps wakes the workers it held back (`CommitResult.freed`)
-        self.limited_queues: frozenset[str] = frozenset()
+        # the queues with a concurrency limit, as this process's last claim read them: the
+        # completion of one of their steps wakes the workers it held back (`CommitResult.freed`)
+        self.slotted_queues: frozenset[str] = frozenset()
 
     # -- runs
 
@@ -233,7 +233,7 @@ class Programs:
         self, rows: Sequence[Sequence[Any]], served: Collection[str] | None
     ) -> dict[str, QueueConfig]:
         limited = [c for c in map(queue_from_row, rows) if c.limited]
-        self.limited_queues = frozenset(c.name for c in limited)
+        self.slotted_queues = frozenset(c.name for c in limited if c.concurrency is not None)
         return {c.name: c for c in limited if served is None or c.name in served}
 
     def configure_queue(
@@ -269,7 +269,7 @@ class Programs:
         yield from self._preload(txn, outcomes)
         for outcome in outcomes:
             yield from self.drive(complete(txn, outcome), txn)
-        txn.result.freed = frees_room(txn.stopped, self.limited_queues)
+        txn.result.freed = frees_room(txn.stopped, self.slotted_queues)
         yield from self.write(txn)
         return txn
 

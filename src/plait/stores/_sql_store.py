@@ -37,7 +37,7 @@ CLAIM_PATIENCE = 2.0  # seconds a claim that finds only runs held by others keep
 
 
 def wakes_of(txn: SQLTxn) -> Iterable[str]:
-    """Steps became ready, a limited queue's or a key's slot was freed, runs ended: what other
+    """Steps became ready, a queue's or a key's slot was freed, runs ended: what other
     processes' workers and waiters care about."""
     if txn.result.readied:
         yield "ready"

@@ -270,8 +270,8 @@ class MemoryStore:
             txn = Txn(now)
             for outcome in outcomes:
                 self._run(txn, complete(txn, outcome))
-            limited = [n for n, q in self._queues.items() if q.limited]
-            txn.result.freed = frees_room(txn.stopped, limited)
+            slotted = [n for n, q in self._queues.items() if q.concurrency is not None]
+            txn.result.freed = frees_room(txn.stopped, slotted)
             self._write(txn)
             return txn.result
 

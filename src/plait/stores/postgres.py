@@ -18,8 +18,8 @@ What the store does, and why:
   concurrent transactions queue instead of deadlocking; a deadlock or serialization failure that
   slips through anyway is retried. Completions are fenced by the lease token.
 - Push wake-ups: a transaction that makes steps ready, ends runs, or ends a running step of a
-  limited queue or with a concurrency key ("freed": a claim held back by that limit may now
-  succeed) sends NOTIFY on the store's channel (delivered at commit); every process LISTENs on one extra connection and wakes its
+  queue with a concurrency limit or with a concurrency key ("freed": a claim held back by that
+  limit may now succeed) sends NOTIFY on the store's channel (delivered at commit); every process LISTENs on one extra connection and wakes its
   workers and `result()` waiters. While that connection is down, the engine polls instead.
   A transaction that appends events sends one more, `events RUN_ID …` (just `events` when the
   list would be long), which wakes the watchers of those runs (`Engine.watch`).
