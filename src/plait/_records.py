@@ -302,7 +302,7 @@ class CommitResult:
     refusal: str | None = None  # an operator action not allowed in the run's state: why
     timed: bool = False  # something now waits for the clock (an approval's expiry)
     # a step of a queue with a concurrency limit, or with a concurrency key, stopped running: a
-    # claim that its limits held back may now succeed (workers are woken, here and, on PostgreSQL, elsewhere)
+    # claim that its limits held back may now succeed (wake workers here; PostgreSQL: everywhere)
     freed: bool = False
 
 

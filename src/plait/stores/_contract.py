@@ -125,8 +125,7 @@ class Store(Protocol):
     async def complete(self, outcomes: Sequence[Outcome], now: float) -> CommitResult:
         """Record outcomes in one transaction (group commit), each fenced by its lease token.
         `freed` says that a step of a queue with a concurrency limit, or with a concurrency key,
-        stopped running
-        (a store that pushes wakes other processes' workers with it)."""
+        stopped running (a store that pushes wakes other processes' workers with it)."""
 
     async def heartbeat(self, held: Sequence[Held], lease: float, now: float) -> list[Held]:
         """Extend these leases; return the ones that are no longer held (fenced off)."""
