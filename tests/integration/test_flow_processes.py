@@ -205,7 +205,7 @@ def test_a_held_worker_is_woken_by_a_slot_freed_in_another_process(tmp_path: Pat
 
         wait_for(claims, bool, "the worker tried to claim", diagnose, 30.0, 0.02)
         first_look = claims()[0]
-        time.sleep(1.5)  # the step this process holds works for a while: the worker waits
+        time.sleep(2.5)  # the step this process holds works for a while: the worker waits
         waited = [t for t in claims() if t > first_look + 0.5]
         outcome = Outcome(taken.run_id, taken.step, taken.token, output=b'"done"')
         freed = engine._portal.call(engine.store.complete([outcome], time.time()))
@@ -219,7 +219,7 @@ def test_a_held_worker_is_woken_by_a_slot_freed_in_another_process(tmp_path: Pat
         other_started = started[other]
         assert other_started is not None
         assert other_started.timestamp() - freed_at < 5.0  # notified: its next look was 60 s off
-        assert len(waited) <= 2, waited  # and no polling while it waited (0.25 s: about 4)
+        assert len(waited) <= 2, waited  # and no polling while it waited (0.25 s: about 8)
         assert worker.wait(timeout=30) == 0, diagnose()
     finally:
         if worker is not None and worker.poll() is None:
