@@ -19,6 +19,7 @@ from typing import Any
 from . import _actions as actions
 from . import _codec
 from ._definition import Workflow
+from ._engine_artifacts import ArtifactMethods
 from ._engine_data import DataMethods
 from ._engine_fork import ForkMethods
 from ._engine_gates import GateMethods
@@ -78,7 +79,15 @@ class RunHandle:
         return f"RunHandle({self.id!r})"
 
 
-class Engine(DataMethods, ForkMethods, GateMethods, QueueMethods, ScheduleMethods, WatchMethods):
+class Engine(
+    ArtifactMethods,
+    DataMethods,
+    ForkMethods,
+    GateMethods,
+    QueueMethods,
+    ScheduleMethods,
+    WatchMethods,
+):
     """plait's entry point. `Engine("sqlite:///plait.db")` (default), `"memory://"`, …
 
     `lease`: seconds a claimed step is held before another worker may take it over (heartbeats
@@ -110,7 +119,7 @@ class Engine(DataMethods, ForkMethods, GateMethods, QueueMethods, ScheduleMethod
         self.poll_interval = float(poll_interval)
         self.sweep_interval = float(sweep_interval)
         self._push_live = False
-        self.store: Store = open_store(url)
+        self.store: Store = open_store(self._artifacts_configured(url))
         self._portal = Portal()
         self._opened = False
         self._open_lock: asyncio.Lock | None = None

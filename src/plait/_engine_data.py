@@ -7,6 +7,7 @@ operator's tools over stored data.
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from ._documents import Records
@@ -14,6 +15,7 @@ from ._errors import RunStateError
 from ._portal import blocking
 
 if TYPE_CHECKING:
+    from ._artifacts import ArtifactStorage
     from ._portal import Portal
     from ._records import RunRow
     from ._views import Run
@@ -26,6 +28,7 @@ class DataMethods:
     if TYPE_CHECKING:
         _portal: Portal
         store: Store
+        artifact_storage: ArtifactStorage
 
         async def _ready(self) -> Store: ...
         async def _run_row(self, run_id: str) -> RunRow: ...
@@ -39,8 +42,8 @@ class DataMethods:
         return Records(self.store, self._portal, self._ready, collection)
 
     async def delete_run_async(self, run_id: str, *, force: bool = False) -> None:
-        """Delete a finished run: its steps and event log (records its steps wrote stay; runs
-        forked from it keep what they reused). RunNotFound if there is no such run;
+        """Delete a finished run: its steps, event log and artifacts (records its steps wrote
+        stay; runs forked from it keep what they reused). RunNotFound if there is no such run;
         RunStateError for an unfinished one, unless `force`, which cancels it first."""
         if not isinstance(force, bool):
             raise RunStateError(f"force must be True or False, got {force!r}")
@@ -53,8 +56,12 @@ class DataMethods:
                     "only. Cancel it first, or pass force=True (which cancels it, then deletes)."
                 )
             await self.cancel_async(run_id, "deleted")
+        saved = await store.list_artifacts(run_id)
         if not await store.delete_run(run_id):
             await self._run_row(run_id)  # deleted meanwhile by someone else: RunNotFound
             raise RunStateError(f"run {run_id!r} could not be deleted: it is not finished")
+        # the rows went with the run; their files now (one per artifact, shared with nobody;
+        # one saved meanwhile by a late outcome is left to gc_artifacts)
+        await asyncio.to_thread(self.artifact_storage.remove, saved)
 
     delete_run = blocking(delete_run_async)

@@ -250,7 +250,8 @@ class StepData:
 @dataclass(frozen=True, slots=True)
 class ArtifactRow:
     """A file a step saved (`ctx.save_artifact`): its bytes are in the artifact folder under
-    `path` (relative); the row makes it visible, so it exists only if the step succeeded."""
+    `path` (relative), or in `data` when the store keeps them (path None); the row makes it
+    visible, so it exists only if the step succeeded (`_artifacts.py`)."""
 
     id: str
     run_id: str
@@ -259,9 +260,10 @@ class ArtifactRow:
     size: int
     sha256: str
     content_type: str
-    path: str
+    path: str | None
     metadata: bytes | None = None  # JSON object
     created_at: float = 0.0
+    data: bytes | None = None  # the bytes, when kept in the database (not always loaded)
 
 
 @dataclass(frozen=True, slots=True)

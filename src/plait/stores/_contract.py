@@ -13,6 +13,7 @@ from typing import Protocol
 from .._queues import QueueConfig
 from .._rate import Rate
 from .._records import (
+    ArtifactRow,
     Claim,
     CommitResult,
     Held,
@@ -167,7 +168,17 @@ class Store(Protocol):
     ) -> list[RecordRow]:
         """Documents whose key starts with `prefix` and sorts after `after`, by key."""
 
+    # -- artifacts (steps save them with their outcome: `Outcome.data`; see _artifacts.py)
+    async def list_artifacts(self, run_id: str) -> list[ArtifactRow]:
+        """The run's artifacts, oldest first, without their bytes (`data` None)."""
+
+    async def get_artifact(self, artifact_id: str) -> ArtifactRow | None:
+        """One artifact, with its bytes if the store keeps them (`data`)."""
+
+    async def known_artifacts(self, artifact_ids: Collection[str]) -> set[str]:
+        """Which of these ids are artifacts of this store."""
+
     # -- deleting
     async def delete_run(self, run_id: str) -> bool:
-        """Delete a finished run: its steps, events and the run. False (nothing deleted) if it
+        """Delete a finished run: its steps, events, artifacts and the run. False (nothing deleted) if it
         does not exist or is not finished (checked in the deleting transaction)."""

@@ -389,7 +389,8 @@ class Programs:
 
     def _write_data(self, txn: SQLTxn) -> Program[None]:
         """What succeeded steps wrote besides their outputs: records (a key written twice in
-        one transaction is one row counting two writes: PostgreSQL's upsert takes a key once)."""
+        one transaction is one row counting two writes: PostgreSQL's upsert takes a key once),
+        and artifacts."""
         records: dict[tuple[str, str], list[Any]] = {}
         for run_id, step, data in txn.data:
             for w in data.records:
@@ -401,6 +402,9 @@ class Programs:
         if records:
             rows = [tuple(r) for r in records.values()]
             yield (EXECUTE_MANY, self.write_step_records, rows)
+        for _run_id, _step, data in txn.data:
+            for artifact in data.artifacts:  # few per step: one statement each
+                yield (EXECUTE, self.q["insert_artifact"], _sql.artifact_params(artifact))
 
     def delete_run(self, run_id: str) -> Program[bool]:
         q, params = self.q, {"id": run_id}
@@ -408,6 +412,7 @@ class Programs:
             return False
         yield (EXECUTE, q["delete_run_steps"], params)
         yield (EXECUTE, q["delete_run_events"], params)
+        yield (EXECUTE, q["delete_run_artifacts"], params)
         return True
 
     # -- records

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from .._queues import QueueConfig
 from .._rate import Rate
 from .._records import (
+    ArtifactRow,
     Claim,
     CommitResult,
     Held,
@@ -292,6 +293,22 @@ class SQLStore:
             "limit": limit,
         }
         return [_sql.record_from_row(row) for row in await self._fetch("list_records", params)]
+
+    # -- artifacts
+
+    async def list_artifacts(self, run_id: str) -> list[ArtifactRow]:
+        rows = await self._fetch("list_artifacts", {"run_id": run_id})
+        return [_sql.artifact_from_row(row) for row in rows]
+
+    async def get_artifact(self, artifact_id: str) -> ArtifactRow | None:
+        rows = await self._fetch("get_artifact", {"id": artifact_id})
+        return _sql.artifact_from_row(rows[0]) if rows else None
+
+    async def known_artifacts(self, artifact_ids: Collection[str]) -> set[str]:
+        if not artifact_ids:
+            return set()
+        params = {"id_list": self._queries.dialect.list_param(artifact_ids)}
+        return {row[0] for row in await self._fetch("known_artifacts", params)}
 
     # -- deleting
 

@@ -15,6 +15,7 @@ from .._placement import may_run
 from .._queues import QueueConfig, admit, blocked, flow_candidate, queue_of, reconfigure
 from .._rate import Rate
 from .._records import (
+    ArtifactRow,
     Claim,
     CommitResult,
     Held,
@@ -57,6 +58,8 @@ class MemoryStore:
         self._waiting: dict[tuple[str, str], None] = {}
         self._queues: dict[str, QueueConfig] = {}
         self._records: dict[tuple[str, str], RecordRow] = {}
+        self._artifacts: dict[str, dict[str, ArtifactRow]] = {}  # run → id → artifact
+        self._artifact_runs: dict[str, str] = {}  # artifact id → its run
 
     async def open(self) -> None:
         return None
@@ -379,6 +382,23 @@ class MemoryStore:
             ]
         return sorted(rows, key=lambda r: r.key)[:limit]
 
+    # -- artifacts
+
+    async def list_artifacts(self, run_id: str) -> list[ArtifactRow]:
+        with self._lock:
+            rows = list(self._artifacts.get(run_id, {}).values())
+        rows.sort(key=lambda a: (a.created_at, a.id))
+        return [dataclasses.replace(a, data=None) for a in rows]
+
+    async def get_artifact(self, artifact_id: str) -> ArtifactRow | None:
+        with self._lock:
+            run_id = self._artifact_runs.get(artifact_id)
+            return None if run_id is None else self._artifacts[run_id][artifact_id]
+
+    async def known_artifacts(self, artifact_ids: Collection[str]) -> set[str]:
+        with self._lock:
+            return {a for a in artifact_ids if a in self._artifact_runs}
+
     # -- deleting
 
     async def delete_run(self, run_id: str) -> bool:
@@ -391,6 +411,8 @@ class MemoryStore:
                 for index in (self._ready, self._running, self._waiting):
                     index.pop((run_id, name), None)
             self._events.pop(run_id, None)
+            for artifact_id in self._artifacts.pop(run_id, {}):
+                del self._artifact_runs[artifact_id]
             return True
 
     # -- transactions on copies
@@ -425,6 +447,9 @@ class MemoryStore:
                     write.collection, write.key, write.doc,
                     1 if old is None else old.revision + 1, txn.now, run_id, step_name,
                 )  # fmt: skip
+            for artifact in data.artifacts:
+                self._artifacts.setdefault(run_id, {})[artifact.id] = artifact
+                self._artifact_runs[artifact.id] = run_id
 
     def _put_step(self, step: StepRow) -> None:
         key = (step.run_id, step.name)

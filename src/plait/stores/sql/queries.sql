@@ -723,3 +723,36 @@ DELETE FROM steps WHERE run_id = :id;
 -- name: delete_run_events
 -- Delete the event log of a (deleted) run.
 DELETE FROM events WHERE run_id = :id;
+
+-- name: delete_run_artifacts
+-- Delete the artifacts of a (deleted) run: their rows, and the bytes kept in them.
+DELETE FROM artifacts WHERE run_id = :id;
+
+-- Artifacts: files steps saved (ctx.save_artifact), written with their success ------------------
+
+-- name: insert_artifact
+-- Make an artifact a step saved visible (in the transaction recording the step's success).
+INSERT INTO artifacts (id, run_id, step, name, size, sha256, content_type, path, metadata,
+                       created_at, data)
+VALUES (:id, :run_id, :step, :name, :size, :sha256, :content_type, :path, :metadata,
+        :created_at, :data);
+
+-- name: list_artifacts
+-- The artifacts of a run, oldest first, without their bytes.
+SELECT id, run_id, step, name, size, sha256, content_type, path, metadata, created_at, NULL
+FROM artifacts WHERE run_id = :run_id
+ORDER BY created_at, id;
+
+-- name: get_artifact
+-- One artifact, with the bytes kept in the database if any.
+SELECT id, run_id, step, name, size, sha256, content_type, path, metadata, created_at, data
+FROM artifacts WHERE id = :id;
+
+-- name: known_artifacts
+-- Which of a list of artifact ids have a row (the others' files may be swept).
+SELECT id FROM artifacts WHERE id IN (SELECT value FROM json_each(:id_list));
+
+-- name: known_artifacts [postgres]
+-- Which of a list of artifact ids have a row (the others' files may be swept).
+SELECT id FROM artifacts
+WHERE id = ANY(ARRAY(SELECT jsonb_array_elements_text(CAST(:id_list AS jsonb))));

@@ -138,3 +138,21 @@ CREATE TABLE records (
     step       TEXT,
     PRIMARY KEY (collection, key)
 );
+
+-- Artifacts: files steps saved (ctx.save_artifact), visible once the step succeeded; the bytes
+-- are in the artifact folder under `path`, or in `data` (see plait/_artifacts.py).
+CREATE TABLE artifacts (
+    id           TEXT PRIMARY KEY,  -- random hex made by plait; also the file's name
+    run_id       TEXT NOT NULL,
+    step         TEXT NOT NULL,
+    name         TEXT NOT NULL,
+    size         BIGINT NOT NULL,
+    sha256       TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    path         TEXT,  -- in the artifact folder (relative); NULL: the bytes are in `data`
+    metadata     TEXT,  -- JSON object
+    created_at   DOUBLE PRECISION NOT NULL,
+    data         BLOB
+);
+
+CREATE INDEX artifacts_run ON artifacts (run_id, created_at);
