@@ -33,7 +33,9 @@ def test_public_names_are_pinned() -> None:
     assert sorted(plait.__all__) == sorted(
         [
             "Approval",
+            "Artifact",
             "ArtifactNotFound",
+            "ArtifactRef",
             "ConfigError",
             "DefinitionError",
             "Engine",

@@ -1,5 +1,6 @@
 """plait: a durable DAG workflow engine. See README.md for a tour."""
 
+from ._artifacts import Artifact, ArtifactRef
 from ._context import StepCancelled, StepContext
 from ._definition import Workflow
 from ._documents import Record, RecordPage, Records
@@ -37,7 +38,9 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "Approval",
+    "Artifact",
     "ArtifactNotFound",
+    "ArtifactRef",
     "ConfigError",
     "DefinitionError",
     "Engine",

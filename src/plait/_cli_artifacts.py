@@ -1,4 +1,4 @@
-"""`plait artifacts list RUN | get ID [-o FILE]`: files steps saved, registered on cli.py's group.
+"""`plait artifacts list RUN | get ID [-o FILE] | gc`: files steps saved (registered on cli.py).
 
 `get` checks the artifact's size and sha256 before it writes a byte, and writes FILE through a
 temporary file renamed at the end, so a damaged artifact or an interrupted copy never leaves a
@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from . import _cli_render as render
-from ._artifacts import Artifact
+from ._artifacts import DEFAULT_GRACE, Artifact
 from ._cli_apps import CliError
 from ._errors import ArtifactNotFound
 from .cli import _user_errors, cli, db_option, existing_engine, json_option, log_option
@@ -104,3 +104,23 @@ def artifacts_get(artifact_id: str, output: Path | None, db: str, log_level: str
                 raise CliError(f"cannot write {str(output)!r}: {exc}") from None
             raise
     click.echo(f"wrote {size} bytes to {output}", err=True)
+
+
+@artifacts.command("gc")
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=DEFAULT_GRACE,
+    show_default=True,
+    metavar="SECONDS",
+    help="Keep unreferenced files younger than this: an attempt still running may commit them.",
+)
+@db_option
+@log_option("warning")
+@_user_errors
+def artifacts_gc(grace: float, db: str, log_level: str) -> None:
+    """Remove artifact files no artifact references (failed attempts', interrupted copies)."""
+    render.install_logging(log_level)
+    with existing_engine(db) as engine:
+        removed = engine.gc_artifacts(grace=grace)
+    click.echo(f"removed {removed} unreferenced artifact file(s)")

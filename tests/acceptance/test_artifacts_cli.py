@@ -75,3 +75,25 @@ def test_artifacts_get_refuses_a_truncated_file_and_writes_nothing(
     )
     assert not (tmp_path / "table.csv").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".table")] == []
+
+
+def test_artifacts_gc_removes_a_failed_attempts_file(
+    cli: Cli, engine: plait.Engine, write_app, tmp_path: Path
+) -> None:
+    app = write_app(
+        "failing_app.py",
+        "import plait\nwf = plait.Workflow('failing')\n@wf.step\n"
+        "def broken(ctx: plait.StepContext) -> None:\n"
+        "    ctx.save_artifact('partial.bin', b'x' * 10)\n    raise RuntimeError('boom')\n",
+    )
+    failed = cli("run", f"{app}:wf", "--input", "{}", "--run-id", "failing-1")
+    assert failed.code == 1
+    objects = tmp_path / "runs.db.artifacts" / "objects"
+    assert len([p for p in objects.rglob("*") if p.is_file()]) == 1
+
+    kept = cli("artifacts", "gc")  # younger than the default grace: kept
+    assert kept.code == 0 and kept.stdout.strip() == "removed 0 unreferenced artifact file(s)"
+    swept = cli("artifacts", "gc", "--grace", "0")
+    assert swept.code == 0 and swept.stdout.strip() == "removed 1 unreferenced artifact file(s)"
+    assert [p for p in objects.rglob("*") if p.is_file()] == []
+    assert cli("artifacts", "list", "failing-1").stdout.strip() == "run failing-1 has no artifacts"
