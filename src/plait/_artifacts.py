@@ -236,6 +236,8 @@ class DatabaseStorage(ArtifactStorage):
     def put(
         self, artifact_id: str, data: Content, name: str
     ) -> tuple[str | None, int, str, bytes | None]:
+        if isinstance(data, bytes):  # kept as it is: no copy
+            return None, len(data), hashlib.sha256(data).hexdigest(), data
         read, close = _chunks(data, name)
         digest, buffer = hashlib.sha256(), bytearray()
         try:
@@ -294,7 +296,10 @@ class FolderStorage(ArtifactStorage):
         return relative, size, digest.hexdigest(), None
 
     def uri(self, row: ArtifactRow) -> str:
-        return self._inside(row).as_uri() if row.path is not None else super().uri(row)
+        try:
+            return self._inside(row).as_uri() if row.path is not None else super().uri(row)
+        except ArtifactNotFound:  # a row altered by hand: listed, but never opened
+            return super().uri(row)
 
     def _inside(self, row: ArtifactRow) -> Path:
         """The row's file, refused if its path would lead out of the folder."""
@@ -423,8 +428,8 @@ def split_url(url: Any) -> tuple[Any, str | None]:
     if not values:
         return url, None
     if len(values) > 1 or not values[0]:
-        raise ConfigError(
-            f"store URL {url.split('?')[0]!r}: give artifacts= once, with a folder path or "
+        raise ConfigError(  # not the URL itself: it may hold a password
+            f"the store URL's artifacts= option must be given once, with a folder path or "
             f"'{DATABASE}'"
         )
     rest = urlencode([(k, v) for k, v in pairs if k != "artifacts"])

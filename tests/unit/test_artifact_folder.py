@@ -4,6 +4,7 @@ store URL's artifacts= option."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 from pathlib import Path
 
@@ -90,3 +91,14 @@ def test_the_artifacts_option_is_taken_out_of_the_url(tmp_path: Path) -> None:
     relative = storage_for("sqlite:///data/p.db", None)
     assert isinstance(relative, FolderStorage)
     assert relative.root == Path.cwd() / "data" / "p.db.artifacts"  # fixed when the engine starts
+
+
+def test_empty_content_is_an_artifact_of_zero_bytes(tmp_path: Path) -> None:
+    empty_sha = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    for storage in (FolderStorage(tmp_path), DatabaseStorage()):
+        for content in (b"", bytearray(), memoryview(b"")):
+            path, size, sha256, kept = storage.put("e" * 32, content, "empty")
+            assert (size, sha256) == (0, empty_sha)
+            saved = dataclasses.replace(row("e" * 32, path, size=0), sha256=empty_sha, data=kept)
+            with storage.open(saved) as opened:
+                assert opened.read() == b""
