@@ -19,7 +19,6 @@ from typing import Any
 from . import _actions as actions
 from . import _codec
 from ._definition import Workflow
-from ._engine_artifacts import ArtifactMethods
 from ._engine_data import DataMethods
 from ._engine_fork import ForkMethods
 from ._engine_gates import GateMethods
@@ -79,15 +78,7 @@ class RunHandle:
         return f"RunHandle({self.id!r})"
 
 
-class Engine(
-    ArtifactMethods,
-    DataMethods,
-    ForkMethods,
-    GateMethods,
-    QueueMethods,
-    ScheduleMethods,
-    WatchMethods,
-):
+class Engine(DataMethods, ForkMethods, GateMethods, QueueMethods, ScheduleMethods, WatchMethods):
     """plait's entry point. `Engine("sqlite:///plait.db")` (default), `"memory://"`, …
 
     `lease`: seconds a claimed step is held before another worker may take it over (heartbeats

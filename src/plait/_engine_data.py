@@ -1,5 +1,5 @@
-"""Engine methods of the data plane (DESIGN §3.5): records (documents steps write), and the
-operator's tools over stored data.
+"""Engine methods of the data plane (DESIGN §3.5): records (documents steps write), artifacts
+(inherited from `_engine_artifacts.py`), and the operator's tools over stored data.
 
 `DataMethods` is a mixin of `Engine`; each method is async and its blocking twin is derived by
 `_portal.blocking`.
@@ -11,24 +11,24 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from ._documents import Records
+from ._engine_artifacts import ArtifactMethods
 from ._errors import RunStateError
 from ._portal import blocking
 
 if TYPE_CHECKING:
-    from ._artifacts import ArtifactStorage
     from ._portal import Portal
     from ._records import RunRow
     from ._views import Run
     from .stores import Store
 
 
-class DataMethods:
-    """Records and deleting runs, for `Engine` (which provides the rest)."""
+class DataMethods(ArtifactMethods):
+    """Records, artifacts (`_engine_artifacts.py`) and deleting runs, for `Engine` (which
+    provides the rest)."""
 
     if TYPE_CHECKING:
         _portal: Portal
         store: Store
-        artifact_storage: ArtifactStorage
 
         async def _ready(self) -> Store: ...
         async def _run_row(self, run_id: str) -> RunRow: ...
