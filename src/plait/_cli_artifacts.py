@@ -25,7 +25,7 @@ from .cli import _user_errors, cli, db_option, existing_engine, json_option, log
 
 @cli.group()
 def artifacts() -> None:
-    """Files steps saved (ctx.save_artifact): list a run's, get one."""
+    """Files steps saved (ctx.save_artifact): list a run's, get one, sweep unreferenced ones."""
 
 
 def _doc(a: Artifact) -> dict[str, Any]:
