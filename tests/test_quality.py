@@ -34,6 +34,8 @@ def test_public_names_are_pinned() -> None:
         [
             "Approval",
             "ArtifactNotFound",
+            "BlobNotFound",
+            "BlobStats",
             "ConfigError",
             "DefinitionError",
             "Engine",

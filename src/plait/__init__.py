@@ -1,5 +1,6 @@
 """plait: a durable DAG workflow engine. See README.md for a tour."""
 
+from ._blobs import BlobStats
 from ._context import StepCancelled, StepContext
 from ._definition import Workflow
 from ._documents import Record, RecordPage, Records
@@ -7,6 +8,7 @@ from ._engine import Engine, RunHandle
 from ._engine_queues import Queue
 from ._errors import (
     ArtifactNotFound,
+    BlobNotFound,
     ConfigError,
     DefinitionError,
     InputError,
@@ -38,6 +40,8 @@ __version__ = "0.1.0.dev0"
 __all__ = [
     "Approval",
     "ArtifactNotFound",
+    "BlobNotFound",
+    "BlobStats",
     "ConfigError",
     "DefinitionError",
     "Engine",
