@@ -68,9 +68,9 @@ class BlobPrograms:
 
     def write(self, writes: BlobWrites, now: float) -> Program[None]:
         """Count what a transaction added and dropped, storing the blobs the store lacks."""
-        deltas = dict(writes.dropped)
+        deltas = {sha256: -count for sha256, count in writes.dropped.items()}
         for sha256, (_, count) in writes.added.items():
-            deltas[sha256] = count - deltas.get(sha256, 0)
+            deltas[sha256] = deltas.get(sha256, 0) + count
         changes: dict[str, int] = {}
         for sha256, delta in deltas.items():
             if delta <= 0 or sha256 not in writes.added:
