@@ -36,6 +36,8 @@ def test_public_names_are_pinned() -> None:
             "Artifact",
             "ArtifactNotFound",
             "ArtifactRef",
+            "BlobNotFound",
+            "BlobStats",
             "ConfigError",
             "DefinitionError",
             "Engine",

@@ -14,12 +14,14 @@ Where the bytes go (`ArtifactStorage`), chosen by the store URL's `artifacts=` o
   artifact (no sharing between artifacts), so deleting a run deletes its files at once, without
   racing an attempt that saves the same bytes.
 - the database (`DatabaseStorage`): PostgreSQL's and the memory store's default, `?artifacts=
-  database` on SQLite. The bytes are held by the handler's context and written in the row, in
-  the transaction that records the step's success.
+  database` on SQLite. The bytes are held by the handler's context and written as the
+  content-addressed blob of their sha256 (`_blobs.py`; one reference per artifact, so identical
+  artifacts share one blob), in the transaction that records the step's success; deleting the
+  run drops the references and `engine.gc` removes blobs left with none.
 
 Either way the row (name, size, sha256, …) is written in the success transaction only: a failed
 attempt's row never exists, and its folder file, unreferenced, is removed by `sweep_artifacts`
-(`engine.gc_artifacts`) once older than the grace period. Reading checks size and sha256, so a
+(`engine.gc_artifacts`, and `engine.gc`) once older than the grace period. Reading checks size and sha256, so a
 truncated or altered file is an error (ArtifactNotFound, saying so), never short data.
 """
 

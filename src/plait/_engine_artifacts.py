@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from ._artifacts import (
@@ -17,7 +18,7 @@ from ._artifacts import (
     storage_for,
     to_artifact,
 )
-from ._errors import ArtifactNotFound, InputError
+from ._errors import ArtifactNotFound, BlobNotFound, InputError
 from ._portal import blocking
 
 if TYPE_CHECKING:
@@ -66,6 +67,14 @@ class ArtifactMethods:
         row = await store.get_artifact(artifact_id)
         if row is None:
             raise ArtifactNotFound(f"no artifact with id {artifact_id!r} in {self.url}")
+        if row.path is None:  # kept in the database: the blob of its sha256
+            try:
+                row = dataclasses.replace(row, data=await store.get_blob(row.sha256))
+            except BlobNotFound:
+                raise ArtifactNotFound(
+                    f"artifact {row.id} ({row.name!r}): its bytes, blob {row.sha256}, are "
+                    "missing from the store's blob table"
+                ) from None
         return await asyncio.to_thread(self.artifact_storage.open, row)
 
     async def gc_artifacts_async(self, grace: float = DEFAULT_GRACE) -> int:

@@ -1,5 +1,6 @@
 """Engine methods of the data plane (DESIGN §3.5): records (documents steps write), artifacts
-(inherited from `_engine_artifacts.py`), and the operator's tools over stored data.
+(inherited from `_engine_artifacts.py`), and the operator's tools over stored data: deleting
+runs, and the blobs payloads are kept in.
 
 `DataMethods` is a mixin of `Engine`; each method is async and its blocking twin is derived by
 `_portal.blocking`.
@@ -8,11 +9,14 @@
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from typing import TYPE_CHECKING
 
+from ._blobs import DEFAULT_GRACE, BlobStats
 from ._documents import Records
 from ._engine_artifacts import ArtifactMethods
-from ._errors import RunStateError
+from ._errors import ConfigError, RunStateError
 from ._portal import blocking
 
 if TYPE_CHECKING:
@@ -65,3 +69,28 @@ class DataMethods(ArtifactMethods):
         await asyncio.to_thread(self.artifact_storage.remove, saved)
 
     delete_run = blocking(delete_run_async)
+
+    async def blob_stats_async(self) -> BlobStats:
+        """What the store's blob table holds: payloads longer than its `blob_threshold` (run
+        inputs and outputs, step outputs, spawned inputs), each kept once, and the references
+        to them. For operators and tests."""
+        store = await self._ready()
+        return await store.blob_stats()
+
+    blob_stats = blocking(blob_stats_async)
+
+    async def gc_async(self, *, grace: float = DEFAULT_GRACE) -> int:
+        """Remove the blobs nobody refers to any more (their runs were deleted, their outputs
+        rewritten by a retry or a loop) that are older than `grace` seconds, and the artifact
+        files nobody refers to (`gc_artifacts`) older than `grace`; how many of both. The grace
+        spares a blob stored for a row whose transaction has not committed yet, and the file of
+        an attempt still running."""
+        if isinstance(grace, bool) or not isinstance(grace, int | float) or not grace >= 0:
+            raise ConfigError(f"gc: grace must be a number of seconds >= 0, got {grace!r}")
+        if math.isinf(grace):
+            return 0
+        store = await self._ready()
+        removed = await store.gc_blobs(time.time() - grace)
+        return removed + await self.gc_artifacts_async(grace)
+
+    gc = blocking(gc_async)

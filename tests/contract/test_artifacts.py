@@ -5,6 +5,7 @@ their run; bad names and data refused with a clear message, nothing written outs
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -400,3 +401,72 @@ def test_the_artifacts_option_is_checked(store_url: str) -> None:
         assert str(caught.value) == (
             "the store URL's artifacts= option must be given once, with a folder path or 'database'"
         )
+
+
+def test_artifacts_kept_in_the_database_are_blobs_shared_and_counted(
+    store_url: str, tmp_path: Path
+) -> None:
+    sep = "&" if "?" in store_url else "?"
+    with plait.Engine(f"{store_url}{sep}artifacts=database") as engine:
+        wf = plait.Workflow("shared_blobs", retry=plait.Retry(attempts=2, delay=0.01))
+
+        @wf.step
+        def make(ctx: plait.StepContext) -> str:
+            ref = ctx.save_artifact("same.bin", b"identical bytes" * 100)
+            ctx.save_artifact("small.txt", b"")  # an empty one is a blob too
+            if ctx.attempt == 1:
+                raise RuntimeError("the first attempt's bytes never reach the store")
+            return ref.id
+
+        before = engine.blob_stats()
+        one, two = run(engine, wf), run(engine, wf)
+        stats = engine.blob_stats()
+        assert (stats.blobs - before.blobs, stats.references - before.references) == (2, 4)
+        assert read(engine, one.result()["make"]) == b"identical bytes" * 100
+
+        engine.delete_run(one.id)
+        assert engine.blob_stats().references - before.references == 2
+        assert engine.gc(grace=0) == 0  # still referenced by the other run
+        assert read(engine, two.result()["make"]) == b"identical bytes" * 100
+
+        engine.delete_run(two.id)
+        assert engine.gc(grace=0) == 2
+        assert engine.blob_stats() == before
+
+
+def test_engine_gc_sweeps_artifact_files_too(store_url: str, tmp_path: Path) -> None:
+    sep = "&" if "?" in store_url else "?"
+    with plait.Engine(f"{store_url}{sep}artifacts={tmp_path / 'arts'}") as engine:
+        wf = plait.Workflow("gc_both")
+
+        @wf.step
+        def broken(ctx: plait.StepContext) -> None:
+            ctx.save_artifact("partial.bin", b"x")
+            raise RuntimeError("boom")
+
+        run(engine, wf)
+        assert len(files(tmp_path / "arts" / "objects")) == 1
+        assert engine.gc() == 0  # younger than the grace
+        assert engine.gc(grace=0) == 1
+        assert files(tmp_path / "arts") == []
+
+
+def test_a_missing_blob_is_a_clear_error(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'p.db'}?artifacts=database"
+    with plait.Engine(url) as engine:
+        wf = plait.Workflow("lost_blob")
+
+        @wf.step
+        def make(ctx: plait.StepContext) -> str:
+            return ctx.save_artifact("a.bin", b"abc").id
+
+        artifact_id = run(engine, wf).result()["make"]
+    sha256 = hashlib.sha256(b"abc").hexdigest()
+    with sqlite3.connect(tmp_path / "p.db") as db:
+        assert db.execute("DELETE FROM blobs WHERE sha256 = ?", (sha256,)).rowcount == 1
+    with plait.Engine(url) as engine, pytest.raises(plait.ArtifactNotFound) as caught:
+        engine.open_artifact(artifact_id)
+    assert str(caught.value) == (
+        f"artifact {artifact_id} ('a.bin'): its bytes, blob {sha256}, are missing from the "
+        "store's blob table"
+    )

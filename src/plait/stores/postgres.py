@@ -8,6 +8,8 @@ URL: a libpq URL plus plait's own options, which are taken out before it reaches
     schema=NAME     where plait's tables live (default `public`); created if missing, so one
                     database can hold several independent plait stores.
     pool_size=N     connections this process may open (default 10).
+    blob_threshold=N  payloads longer than N bytes (default 65536) are stored once, as blobs
+                    named by their SHA-256 (`plait._blobs`).
 
 What the store does, and why:
 - One query layer with SQLite: the statements are `stores/sql/queries.sql` with `[postgres]`
@@ -96,7 +98,8 @@ class PostgresStore(SQLStore):
         self.url = url
         self._url = parse_url(url)
         self._queries = _sql.Queries.of(_sql.POSTGRES)
-        self._programs = _programs.Programs(self._queries)
+        self.blob_threshold = self._url.blob_threshold
+        self._programs = _programs.Programs(self._queries, self.blob_threshold)
         self._pool: AsyncConnectionPool[Conn] | None = None
         self._listener: asyncio.Task[None] | None = None
         # The pool and the listener live on the store's own loop thread, as the SQLite store's

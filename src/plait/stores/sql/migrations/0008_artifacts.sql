@@ -7,10 +7,9 @@ CREATE TABLE artifacts (
     size         BIGINT NOT NULL,
     sha256       TEXT NOT NULL,
     content_type TEXT NOT NULL,
-    path         TEXT,  -- in the artifact folder (relative); NULL: the bytes are in `data`
+    path         TEXT,  -- in the artifact folder (relative); NULL: a blob (one reference)
     metadata     TEXT,  -- JSON object
-    created_at   DOUBLE PRECISION NOT NULL,
-    data         BLOB
+    created_at   DOUBLE PRECISION NOT NULL
 );
 
 CREATE INDEX artifacts_run ON artifacts (run_id, created_at);
