@@ -47,6 +47,7 @@ from .._transitions import (
     release,
 )
 from . import _sql
+from ._artifact_rows import artifact_params
 from ._blobs_sql import BlobPrograms, BlobWrites, hashes_of, output_blobs
 from ._program_ops import EXECUTE, EXECUTE_MANY, FETCH, Op, Program
 
@@ -428,7 +429,7 @@ class Programs:
             for artifact in data.artifacts:  # few per step: one statement each
                 if artifact.path is None and artifact.data is not None:
                     writes.refer(artifact.sha256, artifact.data)
-                yield (EXECUTE, self.q["insert_artifact"], _sql.artifact_params(artifact))
+                yield (EXECUTE, self.q["insert_artifact"], artifact_params(artifact))
 
     def delete_run(self, run_id: str) -> Program[bool]:
         q, params = self.q, {"id": run_id}

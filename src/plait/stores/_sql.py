@@ -28,7 +28,6 @@ import orjson
 from .._blobs import Blobbing, payload_of
 from .._errors import SchemaVersionError
 from .._records import (
-    ArtifactRow,
     Edge,
     EdgeKind,
     Gate,
@@ -594,26 +593,3 @@ def _dumps_payload(payload: Mapping[str, object]) -> str:
 def record_from_row(row: Sequence[Any]) -> RecordRow:
     collection, key, doc, revision, updated_at, run_id, step = row
     return RecordRow(collection, key, bytes(doc), revision, updated_at, run_id, step)
-
-
-def artifact_params(a: ArtifactRow) -> Params:
-    return {
-        "id": a.id,
-        "run_id": a.run_id,
-        "step": a.step,
-        "name": a.name,
-        "size": a.size,
-        "sha256": a.sha256,
-        "content_type": a.content_type,
-        "path": a.path,
-        "metadata": None if a.metadata is None else a.metadata.decode(),
-        "created_at": a.created_at,
-    }
-
-
-def artifact_from_row(row: Sequence[Any]) -> ArtifactRow:
-    id_, run_id, step, name, size, sha256, content_type, path, metadata, created_at = row
-    return ArtifactRow(
-        id_, run_id, step, name, int(size), sha256, content_type, path,
-        None if metadata is None else metadata.encode(), created_at,
-    )  # fmt: skip

@@ -28,6 +28,7 @@ from .._records import (
 )
 from .._transitions import Action
 from . import _sql
+from ._artifact_rows import artifact_from_row
 from ._programs import Program, Programs, SQLTxn, execute_one, queue_from_row
 
 T = TypeVar("T")
@@ -309,11 +310,11 @@ class SQLStore:
 
     async def list_artifacts(self, run_id: str) -> list[ArtifactRow]:
         rows = await self._fetch("list_artifacts", {"run_id": run_id})
-        return [_sql.artifact_from_row(row) for row in rows]
+        return [artifact_from_row(row) for row in rows]
 
     async def get_artifact(self, artifact_id: str) -> ArtifactRow | None:
         rows = await self._fetch("get_artifact", {"id": artifact_id})
-        return _sql.artifact_from_row(rows[0]) if rows else None
+        return artifact_from_row(rows[0]) if rows else None
 
     async def known_artifacts(self, artifact_ids: Collection[str]) -> set[str]:
         if not artifact_ids:
