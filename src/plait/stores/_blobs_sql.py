@@ -82,7 +82,7 @@ class BlobPrograms:
         for sha256, (_, count) in writes.added.items():
             deltas[sha256] = deltas.get(sha256, 0) + count
         changes: dict[str, int] = {}
-        for sha256, delta in deltas.items():
+        for sha256, delta in sorted(deltas.items()):  # rows locked in one order: no deadlock
             if delta <= 0 or sha256 not in writes.added:
                 if delta:
                     changes[sha256] = delta
@@ -100,7 +100,7 @@ class BlobPrograms:
     def change_refs(self, deltas: Mapping[str, int]) -> Program[set[str]]:
         """Add `deltas[hash]` (+n or -n) to the reference counts of blobs the store has, in one
         statement; the hashes it found (a hash missing from them names no blob)."""
-        changes = [[sha256, delta] for sha256, delta in deltas.items() if delta]
+        changes = [[sha256, delta] for sha256, delta in sorted(deltas.items()) if delta]
         if not changes:
             return set()
         params = {"delta_list": self.q.dialect.list_param(changes)}
