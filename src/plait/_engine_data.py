@@ -81,16 +81,16 @@ class DataMethods(ArtifactMethods):
 
     async def gc_async(self, *, grace: float = DEFAULT_GRACE) -> int:
         """Remove the blobs nobody refers to any more (their runs were deleted, their outputs
-        rewritten by a retry or a loop) that are older than `grace` seconds, and the artifact
-        files nobody refers to (`gc_artifacts`) older than `grace`; how many of both. The grace
-        spares a blob stored for a row whose transaction has not committed yet, and the file of
-        an attempt still running."""
+        rewritten by a retry or a loop) that are older than `grace` seconds; how many. The grace
+        spares a blob stored for a row whose transaction has not committed yet. Also sweeps the
+        artifact files nobody refers to, by the same grace (`gc_artifacts`, which counts them)."""
         if isinstance(grace, bool) or not isinstance(grace, int | float) or not grace >= 0:
             raise ConfigError(f"gc: grace must be a number of seconds >= 0, got {grace!r}")
         if math.isinf(grace):
             return 0
         store = await self._ready()
         removed = await store.gc_blobs(time.time() - grace)
-        return removed + await self.gc_artifacts_async(grace)
+        await self.gc_artifacts_async(grace)
+        return removed
 
     gc = blocking(gc_async)

@@ -93,7 +93,12 @@ def test_artifacts_gc_removes_a_failed_attempts_file(
 
     kept = cli("artifacts", "gc")  # younger than the default grace: kept
     assert kept.code == 0 and kept.stdout.strip() == "removed 0 unreferenced artifact file(s)"
-    swept = cli("artifacts", "gc", "--grace", "0")
-    assert swept.code == 0 and swept.stdout.strip() == "removed 1 unreferenced artifact file(s)"
+    swept = cli("gc", "--grace", "0")  # plait gc: blobs and artifact files
+    assert swept.code == 0 and swept.stdout.strip() == (
+        "removed 0 unreferenced blob(s) and 1 artifact file(s); left: 0 blob(s), 0 bytes, "
+        "0 reference(s) to them"
+    )
+    again = cli("artifacts", "gc", "--grace", "0")
+    assert again.code == 0 and again.stdout.strip() == "removed 0 unreferenced artifact file(s)"
     assert [p for p in objects.rglob("*") if p.is_file()] == []
     assert cli("artifacts", "list", "failing-1").stdout.strip() == "run failing-1 has no artifacts"

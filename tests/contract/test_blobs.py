@@ -313,3 +313,34 @@ def test_runs_written_under_another_threshold_read_back(
         assert engine.blob_stats() == plait.BlobStats(1, 1002, 1)  # only the first run's
         assert first_output(engine, kept.id) == BIG
         assert first_output(engine, plain.id) == "p" * 1000
+
+
+def test_small_payloads_cost_no_new_statement(tmp_path: Any, monkeypatch: Any) -> None:
+    """Every statement the SQLite store runs, recorded: a run of small payloads sends nothing
+    about blobs (the same programs drive PostgreSQL, where a statement may be a round trip)."""
+    from plait.stores import _programs
+    from plait.stores import sqlite as sqlite_store
+
+    sent: list[str] = []
+
+    def recording(db: Any, program: Any) -> Any:
+        def watched() -> Any:
+            result = None
+            while True:
+                try:
+                    op = program.send(result)
+                except StopIteration as stop:
+                    return stop.value
+                sent.append(op[1])
+                result = yield op
+
+        return _programs.run_sync(db, watched())
+
+    monkeypatch.setattr(sqlite_store, "run_sync", recording)
+    with plait.Engine(with_threshold(f"sqlite:///{tmp_path / 'p.db'}"), lease=5.0) as engine:
+        small = engine.start(chain(), {"text": "s", "copies": 10})
+        finish(engine, small)
+        assert sent and not [sql for sql in sent if "blobs" in sql]
+        big = engine.start(chain(), {"text": "b", "copies": 1000})
+        finish(engine, big)
+        assert [sql for sql in sent if "blobs" in sql]  # the recording sees them

@@ -16,23 +16,27 @@ from typing import Any
 from .._blobs import BlobStats, digest, missing, row_blobs
 from .._records import RunRow, StepRow
 from . import _sql
-from ._program_ops import EXECUTE, FETCH, Program
+from ._program_ops import EXECUTE, FETCH, LARGE, LARGE_BYTES, Program
 
 
 class BlobWrites:
     """The blob references one transaction adds (with the data) and drops."""
 
-    __slots__ = ("added", "dropped", "threshold")
+    __slots__ = ("added", "dropped", "large", "threshold")
 
     def __init__(self, threshold: int) -> None:
         self.threshold = threshold
         self.added: dict[str, tuple[bytes, int]] = {}
         self.dropped: dict[str, int] = {}
+        self.large = False  # a payload over LARGE_BYTES stays in its row (a high threshold)
 
     def keep(self, payload: bytes | None) -> tuple[bytes | None, str | None]:
         """(what the payload's column holds, the blob hash column) for a payload written:
         itself and no hash at or under the threshold, else nothing and its hash."""
-        if payload is None or len(payload) <= self.threshold:
+        if payload is None:
+            return None, None
+        if len(payload) <= self.threshold:
+            self.large = self.large or len(payload) > LARGE_BYTES
             return payload, None
         sha256 = digest(payload)
         self.refer(sha256, payload)
@@ -51,6 +55,12 @@ class BlobWrites:
 
     def __bool__(self) -> bool:
         return bool(self.added or self.dropped)
+
+    def announce(self) -> Program[None]:
+        """Before the rows that carry these payloads are sent: say if one is large."""
+        if self.large:
+            self.large = False
+            yield (LARGE, "", None)
 
 
 class BlobPrograms:
@@ -77,7 +87,7 @@ class BlobPrograms:
         for sha256, (_, count) in writes.added.items():
             deltas[sha256] = deltas.get(sha256, 0) + count
         changes: dict[str, int] = {}
-        for sha256, delta in deltas.items():
+        for sha256, delta in sorted(deltas.items()):  # rows locked in one order: no deadlock
             if delta <= 0 or sha256 not in writes.added:
                 if delta:
                     changes[sha256] = delta
@@ -86,6 +96,8 @@ class BlobPrograms:
             if (yield (EXECUTE, self.q["add_blob_refs"], params)) == 0:
                 data = writes.added[sha256][0]
                 params.update(size=len(data), data=data, created_at=now)
+                if len(data) > LARGE_BYTES:
+                    yield (LARGE, "", None)
                 yield (EXECUTE, self.q["insert_blob"], params)
         if changes:
             yield from self.change_refs(changes)
@@ -93,7 +105,7 @@ class BlobPrograms:
     def change_refs(self, deltas: Mapping[str, int]) -> Program[set[str]]:
         """Add `deltas[hash]` (+n or -n) to the reference counts of blobs the store has, in one
         statement; the hashes it found (a hash missing from them names no blob)."""
-        changes = [[sha256, delta] for sha256, delta in deltas.items() if delta]
+        changes = [[sha256, delta] for sha256, delta in sorted(deltas.items()) if delta]
         if not changes:
             return set()
         params = {"delta_list": self.q.dialect.list_param(changes)}
@@ -129,6 +141,8 @@ class BlobPrograms:
         rows = yield (FETCH, self.q["touch_blob"], {"sha256": sha256, "created_at": now})
         if not rows:
             params = {"sha256": sha256, "size": len(data), "data": data, "created_at": now}
+            if len(data) > LARGE_BYTES:
+                yield (LARGE, "", None)
             yield (EXECUTE, self.q["put_blob"], params)
 
     def get(self, sha256: str) -> Program[bytes]:

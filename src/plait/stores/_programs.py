@@ -104,11 +104,14 @@ class Programs:
     ) -> Program[tuple[RunRow, bool]]:
         q = self.q
         writes = self.blobs.writes()
-        inserted = yield (EXECUTE, q["insert_run"], _sql.run_insert_params(run, writes))
+        params = _sql.run_insert_params(run, writes)
+        yield from writes.announce()
+        inserted = yield (EXECUTE, q["insert_run"], params)
         if inserted == 0:
             rows = yield (FETCH, q["get_run"], {"id": run.id})
             return (yield from self.blobs.runs(rows))[0], False
         rows = [_sql.step_insert_row(s, writes) for s in steps]
+        yield from writes.announce()
         yield (EXECUTE_MANY, self.insert_step, rows)
         yield (EXECUTE_MANY, self.insert_event, [_sql.event_row(e) for e in events])
         if writes:
@@ -393,6 +396,7 @@ class Programs:
         writes = self.blobs.writes()
         if txn.new_steps:
             rows = [_sql.step_insert_row(s, writes) for s in txn.new_steps.values()]
+            yield from writes.announce()
             yield (EXECUTE_MANY, self.insert_step, rows)
             changed = {k: s for k, s in changed.items() if k not in txn.new_steps}
         yield from self._write_changed(
@@ -512,6 +516,7 @@ class Programs:
         if plain:
             yield (EXECUTE_MANY, update, plain)
         if with_output:
+            yield from writes.announce()
             yield (EXECUTE_MANY, update_with_output, with_output)
 
 
@@ -534,8 +539,10 @@ def run_sync(db: sqlite3.Connection, program: Program[T]) -> T:
                 result = db.execute(sql, params).fetchall()
             elif kind == EXECUTE:
                 result = db.execute(sql, params).rowcount
-            else:
+            elif kind == EXECUTE_MANY:
                 db.executemany(sql, params)
+                result = None
+            else:  # LARGE: SQLite takes any size as it comes
                 result = None
     except StopIteration as stop:
         value: T = stop.value

@@ -42,7 +42,7 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from typing import Any, TypeVar
 
 import psycopg
@@ -61,6 +61,7 @@ from ._postgres_setup import (
     parse_url,
     schema_statements,
 )
+from ._program_ops import LARGE
 from ._programs import EXECUTE, FETCH, Program, fetch_rows
 from ._sql_store import SQLStore, Wakes
 
@@ -89,6 +90,11 @@ EVENTS_NOTE_MAX = 1000
 
 def _nothing() -> None:
     return None
+
+
+class _SendLarge(Exception):
+    """A program in pipeline mode is about to send a large parameter, which psycopg's pipeline
+    mode can hang on (psycopg issue #685, seen from about 20 MB): run it again without."""
 
 
 class PostgresStore(SQLStore):
@@ -282,6 +288,7 @@ class PostgresStore(SQLStore):
         if not self._thread.running_here():
             return await self._hop(self._transact(what, program, write=write, wakes=wakes))
         conflicts = lost = 0
+        pipelined = True
         while True:
             try:
                 async with self._connection(what) as conn:
@@ -290,8 +297,12 @@ class PostgresStore(SQLStore):
                     # Pipeline mode: statements whose results nobody waits for (BEGIN, the
                     # writes, NOTIFY, COMMIT) travel together, so a transaction costs a round
                     # trip per read, not per statement, and holds its row locks that much less.
+                    # A transaction that sends a large payload (a blob) runs without it.
                     appended = _Appended(self._programs.insert_event)
-                    async with conn.pipeline() as pipeline, conn.transaction():
+                    async with (
+                        conn.pipeline() if pipelined else nullcontext() as pipeline,
+                        conn.transaction(),
+                    ):
                         result = await _drive(conn, program(), pipeline, appended)
                         notes = list(wakes(result)) if wakes is not None else []
                         if appended.runs:
@@ -301,6 +312,8 @@ class PostgresStore(SQLStore):
                                 "SELECT pg_notify(%s, %s)", (self._url.channel, note)
                             )
                     return result
+            except _SendLarge:
+                pipelined = False  # rolled back before it sent the payload: again, plainly
             except _RETRYABLE as exc:
                 conflicts += 1
                 if conflicts > CONFLICT_RETRIES:
@@ -419,6 +432,10 @@ async def _drive(
                     if pipeline is not None:
                         await pipeline.sync()
                     result = cur.rowcount
+                elif kind == LARGE:
+                    if pipeline is not None:
+                        raise _SendLarge
+                    result = None
                 else:  # the [postgres] text of a write takes one array per column
                     if appended is not None:
                         appended.saw(query, params)
