@@ -33,7 +33,11 @@ def test_public_names_are_pinned() -> None:
     assert sorted(plait.__all__) == sorted(
         [
             "Approval",
+            "Artifact",
             "ArtifactNotFound",
+            "ArtifactRef",
+            "BlobNotFound",
+            "BlobStats",
             "ConfigError",
             "DefinitionError",
             "Engine",

@@ -1,5 +1,7 @@
 """plait: a durable DAG workflow engine. See README.md for a tour."""
 
+from ._artifacts import Artifact, ArtifactRef
+from ._blobs import BlobStats
 from ._context import StepCancelled, StepContext
 from ._definition import Workflow
 from ._documents import Record, RecordPage, Records
@@ -7,6 +9,7 @@ from ._engine import Engine, RunHandle
 from ._engine_queues import Queue
 from ._errors import (
     ArtifactNotFound,
+    BlobNotFound,
     ConfigError,
     DefinitionError,
     InputError,
@@ -37,7 +40,11 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "Approval",
+    "Artifact",
     "ArtifactNotFound",
+    "ArtifactRef",
+    "BlobNotFound",
+    "BlobStats",
     "ConfigError",
     "DefinitionError",
     "Engine",

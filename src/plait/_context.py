@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    import os
+
+    from ._artifacts import ArtifactRef, ArtifactStorage
     from ._definition import Workflow
     from ._records import ArtifactRow, RecordWrite, StepData
     from ._tasks import Handle, Spawner
@@ -25,8 +29,9 @@ class StepContext:
     """Handed to a step that declares a parameter annotated `plait.StepContext` (or named `ctx`)."""
 
     __slots__ = (
-        "_artifacts", "_cancel", "_definition", "_records", "_spawner", "attempt", "input",
-        "iteration", "log", "run_id", "step", "workflow",
+        "_artifact_names", "_artifact_storage", "_artifacts", "_cancel", "_definition", "_lock",
+        "_records", "_spawner", "attempt", "input", "iteration", "log", "run_id", "step",
+        "workflow",
     )  # fmt: skip
 
     def __init__(
@@ -39,6 +44,7 @@ class StepContext:
         run_input: Mapping[str, Any],
         iteration: int = 0,
         definition: Workflow | None = None,
+        artifacts: ArtifactStorage | None = None,
     ) -> None:
         self.run_id = run_id
         self.step = step
@@ -47,10 +53,13 @@ class StepContext:
         self.iteration = iteration  # 0 on the first pass; a plait.Goto back through it adds 1
         self.input = run_input
         self._cancel = threading.Event()
+        self._lock = threading.Lock()
         self._definition = definition  # for the tasks it may spawn
         self._spawner: Spawner | None = None
         self._records: list[RecordWrite] = []  # ctx.record: sent with the success only
         self._artifacts: list[ArtifactRow] = []  # ctx.save_artifact: idem
+        self._artifact_storage = artifacts  # None: held in memory, never kept (replay)
+        self._artifact_names: set[str] = set()
         self.log = _StepLogger(logger, {"run_id": run_id, "step": step, "attempt": attempt})
 
     @property
@@ -102,6 +111,73 @@ class StepContext:
         from ._documents import record_write
 
         self._records.append(record_write(collection, key, doc))
+
+    def save_artifact(
+        self,
+        name: str,
+        data_or_path: bytes | bytearray | memoryview | str | os.PathLike[str],
+        content_type: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> ArtifactRef:
+        """Save a file of this step: `data_or_path` is its content (bytes-like) or the path of a
+        file to copy (str or os.PathLike: to save text, pass `text.encode()`). The bytes are
+        written now; the artifact becomes visible (`engine.artifacts(run_id)`) only if this
+        attempt succeeds. `name` is 1-255 characters without '/', '\\' or control characters,
+        once per attempt; `content_type` defaults to a guess from the name; `metadata` is a JSON
+        object. InputError for bad input (nothing is saved). In an async handler, prefer
+        `await ctx.save_artifact_async(...)`, which copies on a thread."""
+        from ._artifacts import (
+            DatabaseStorage,
+            check_content_type,
+            check_name,
+            encode_metadata,
+            new_artifact_id,
+        )
+        from ._errors import InputError
+        from ._records import ArtifactRow
+
+        check_name(name)
+        content_type = check_content_type(content_type, name)
+        encoded = encode_metadata(metadata, name)
+        with self._lock:
+            if name in self._artifact_names:
+                raise InputError(
+                    f"artifact {name!r} was already saved by this attempt of step {self.step!r}: "
+                    "an attempt saves each name once (choose another name)"
+                )
+            self._artifact_names.add(name)
+        storage = self._artifact_storage or DatabaseStorage()
+        artifact_id = new_artifact_id()
+        try:
+            path, size, sha256, kept = storage.put(artifact_id, data_or_path, name)
+        except BaseException:
+            with self._lock:
+                self._artifact_names.discard(name)
+            raise
+        row = ArtifactRow(
+            id=artifact_id, run_id=self.run_id, step=self.step, name=name, size=size,
+            sha256=sha256, content_type=content_type, path=path, metadata=encoded,
+            created_at=time.time(), data=kept,
+        )  # fmt: skip
+        with self._lock:
+            self._artifacts.append(row)
+        from ._artifacts import ArtifactRef
+
+        return ArtifactRef(row.id, name, size, sha256, content_type, storage.uri(row))
+
+    async def save_artifact_async(
+        self,
+        name: str,
+        data_or_path: bytes | bytearray | memoryview | str | os.PathLike[str],
+        content_type: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> ArtifactRef:
+        """`save_artifact` for async handlers: the copy runs on a thread, not the event loop."""
+        import asyncio
+
+        return await asyncio.to_thread(
+            self.save_artifact, name, data_or_path, content_type, metadata
+        )
 
     def _data(self) -> StepData | None:
         """What this attempt wrote besides its output, to send with its success."""

@@ -110,7 +110,7 @@ class Engine(DataMethods, ForkMethods, GateMethods, QueueMethods, ScheduleMethod
         self.poll_interval = float(poll_interval)
         self.sweep_interval = float(sweep_interval)
         self._push_live = False
-        self.store: Store = open_store(url)
+        self.store: Store = open_store(self._artifacts_configured(url))
         self._portal = Portal()
         self._opened = False
         self._open_lock: asyncio.Lock | None = None

@@ -1,5 +1,6 @@
-"""Engine methods of the data plane (DESIGN §3.5): records (documents steps write), and the
-operator's tools over stored data.
+"""Engine methods of the data plane (DESIGN §3.5): records (documents steps write), artifacts
+(inherited from `_engine_artifacts.py`), and the operator's tools over stored data: deleting
+runs, and the blobs payloads are kept in.
 
 `DataMethods` is a mixin of `Engine`; each method is async and its blocking twin is derived by
 `_portal.blocking`.
@@ -7,10 +8,15 @@ operator's tools over stored data.
 
 from __future__ import annotations
 
+import asyncio
+import math
+import time
 from typing import TYPE_CHECKING
 
+from ._blobs import DEFAULT_GRACE, BlobStats
 from ._documents import Records
-from ._errors import RunStateError
+from ._engine_artifacts import ArtifactMethods
+from ._errors import ConfigError, RunStateError
 from ._portal import blocking
 
 if TYPE_CHECKING:
@@ -20,8 +26,9 @@ if TYPE_CHECKING:
     from .stores import Store
 
 
-class DataMethods:
-    """Records and deleting runs, for `Engine` (which provides the rest)."""
+class DataMethods(ArtifactMethods):
+    """Records, artifacts (`_engine_artifacts.py`) and deleting runs, for `Engine` (which
+    provides the rest)."""
 
     if TYPE_CHECKING:
         _portal: Portal
@@ -39,8 +46,8 @@ class DataMethods:
         return Records(self.store, self._portal, self._ready, collection)
 
     async def delete_run_async(self, run_id: str, *, force: bool = False) -> None:
-        """Delete a finished run: its steps and event log (records its steps wrote stay; runs
-        forked from it keep what they reused). RunNotFound if there is no such run;
+        """Delete a finished run: its steps, event log and artifacts (records its steps wrote
+        stay; runs forked from it keep what they reused). RunNotFound if there is no such run;
         RunStateError for an unfinished one, unless `force`, which cancels it first."""
         if not isinstance(force, bool):
             raise RunStateError(f"force must be True or False, got {force!r}")
@@ -53,8 +60,37 @@ class DataMethods:
                     "only. Cancel it first, or pass force=True (which cancels it, then deletes)."
                 )
             await self.cancel_async(run_id, "deleted")
+        saved = await store.list_artifacts(run_id)
         if not await store.delete_run(run_id):
             await self._run_row(run_id)  # deleted meanwhile by someone else: RunNotFound
             raise RunStateError(f"run {run_id!r} could not be deleted: it is not finished")
+        # the rows went with the run; their files now (one per artifact, shared with nobody;
+        # one saved meanwhile by a late outcome is left to gc_artifacts)
+        await asyncio.to_thread(self.artifact_storage.remove, saved)
 
     delete_run = blocking(delete_run_async)
+
+    async def blob_stats_async(self) -> BlobStats:
+        """What the store's blob table holds: payloads longer than its `blob_threshold` (run
+        inputs and outputs, step outputs, spawned inputs), each kept once, and the references
+        to them. For operators and tests."""
+        store = await self._ready()
+        return await store.blob_stats()
+
+    blob_stats = blocking(blob_stats_async)
+
+    async def gc_async(self, *, grace: float = DEFAULT_GRACE) -> int:
+        """Remove the blobs nobody refers to any more (their runs were deleted, their outputs
+        rewritten by a retry or a loop) that are older than `grace` seconds; how many. The grace
+        spares a blob stored for a row whose transaction has not committed yet. Also sweeps the
+        artifact files nobody refers to, by the same grace (`gc_artifacts`, which counts them)."""
+        if isinstance(grace, bool) or not isinstance(grace, int | float) or not grace >= 0:
+            raise ConfigError(f"gc: grace must be a number of seconds >= 0, got {grace!r}")
+        if math.isinf(grace):
+            return 0
+        store = await self._ready()
+        removed = await store.gc_blobs(time.time() - grace)
+        await self.gc_artifacts_async(grace)
+        return removed
+
+    gc = blocking(gc_async)

@@ -12,6 +12,7 @@ PlaitError
 ├── RunStateError          an operation the run's current state does not allow
 ├── RevisionConflict       records: a put/delete expected another revision of the document
 ├── ArtifactNotFound       no artifact has that id (or its file is gone or damaged)
+├── BlobNotFound           no blob has that hash (never stored, or removed by gc)
 ├── StoreError             the store cannot be opened or used
 │   └── SchemaVersionError the database belongs to a newer plait, or is not plait's
 └── StepError-raising helpers for handlers (not PlaitError subclasses of each other):
@@ -118,6 +119,11 @@ class RevisionConflict(PlaitError):
 class ArtifactNotFound(PlaitError):
     """No artifact has that id in this store, or its file is missing or damaged (the message
     says which)."""
+
+
+class BlobNotFound(PlaitError):
+    """No blob has that hash in this store: it was never stored, or `gc` removed it after its
+    last reference went (or the string is not a SHA-256 hash at all; the message says which)."""
 
 
 class RunCancelled(PlaitError):

@@ -4,7 +4,8 @@ downstream of it again (DESIGN §3.3). Pure, like `_transitions.py`.
 Each pass is counted on the steps it re-runs (`StepRow.iteration`, 0 on the first pass; a
 handler sees it as `ctx.iteration`). A loop back resets those steps to `pending` (the target is
 then ready, or waits at its gate), and logs each one's previous end with its output
-(`step_reset`), so every pass stays visible in the run's log. A Goto that would start more than
+(`step_reset`; an output over 64 KiB by its SHA-256 and size), so every pass stays visible
+in the run's log. A Goto that would start more than
 `max_iterations` passes of its target fails the step that returned it with code `max_iterations`.
 Loops are rare, so a loop back loads every step of its run.
 """
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 import orjson
 
 from ._actions import dooms, skip_reason_from, upstream_of
+from ._blobs import DEFAULT_THRESHOLD, digest
 from ._records import Edge, EdgeKind, RunRow, StepRow, StepStatus
 from ._spawn import spawned_below
 from ._transitions import Transition, Txn, fails_run, need_all, reached, settle, steps_of
@@ -105,11 +107,12 @@ def _reset(txn: Txn, run: RunRow, s: StepRow) -> None:
         if fails_run(s):
             run.failures -= 1
         run.unfinished += 1
-    previous = {
-        "status": s.status.value,
-        "iteration": s.iteration,
-        "output": None if s.output is None else orjson.loads(s.output),
-    }
+    previous: dict[str, object] = {"status": s.status.value, "iteration": s.iteration}
+    if s.output is not None and len(s.output) > DEFAULT_THRESHOLD:
+        # an output that would be a blob is named, not copied into the log
+        previous["output_sha256"], previous["output_size"] = digest(s.output), len(s.output)
+    else:
+        previous["output"] = None if s.output is None else orjson.loads(s.output)
     if s.error_code is not None:
         previous["error"] = {"code": s.error_code, "message": s.error_message}
     txn.emit(run, "step_reset", s.name, **previous)

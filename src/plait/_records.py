@@ -253,7 +253,9 @@ class StepData:
 @dataclass(frozen=True, slots=True)
 class ArtifactRow:
     """A file a step saved (`ctx.save_artifact`): its bytes are in the artifact folder under
-    `path` (relative); the row makes it visible, so it exists only if the step succeeded."""
+    `path` (relative), or in the store's blob of `sha256` (path None; `data` carries them from
+    the handler to the success transaction); the row makes it visible, so it exists only if the
+    step succeeded (`_artifacts.py`)."""
 
     id: str
     run_id: str
@@ -262,9 +264,10 @@ class ArtifactRow:
     size: int
     sha256: str
     content_type: str
-    path: str
+    path: str | None
     metadata: bytes | None = None  # JSON object
     created_at: float = 0.0
+    data: bytes | None = None  # the bytes kept in the database, on their way to a blob
 
 
 @dataclass(frozen=True, slots=True)

@@ -119,9 +119,14 @@ def join(txn: Txn, run: RunRow, child: StepRow, parent: StepRow) -> Generator[Ne
         names = [gathered] if isinstance(gathered, str) else gathered
         yield from need(txn, run.id, names)
         outputs = [_output(txn.step(run.id, n)) for n in names]
-        parent.output = (
-            outputs[0] if isinstance(gathered, str) else b"[" + b",".join(outputs) + b"]"
-        )
+        if isinstance(gathered, str):
+            parent.output = outputs[0]
+        else:  # one join: one copy of each output, however big (blobs)
+            pieces = [b"["]
+            for output in outputs:
+                pieces += (output, b",")
+            pieces[-1] = b"]" if outputs else b"[]"
+            parent.output = b"".join(pieces)
     parent.status = StepStatus.DONE
     txn.emit(run, "step_completed", parent.name, attempt=parent.attempt, joined=True)
     return True

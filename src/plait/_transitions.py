@@ -561,12 +561,13 @@ def _end_run(txn: Txn, run: RunRow) -> Transition:
         txn.emit(run, "run_failed", None, error=run.error, failures=run.failures)
     else:
         yield from need(txn, run.id, run.sinks)
-        parts = []
+        parts = [b"{"]
         for name in run.sinks:
             sink = txn.step(run.id, name)
             value = sink.output if sink is not None and sink.status is StepStatus.DONE else None
-            parts.append(_json_str(name) + b":" + (value if value is not None else b"null"))
-        run.output = b"{" + b",".join(parts) + b"}"
+            parts += (_json_str(name), b":", b"null" if value is None else value, b",")
+        parts[-1] = b"}" if len(parts) > 1 else b"{}"
+        run.output = b"".join(parts)  # one copy of each output, however big (blobs)
         run.status = RunStatus.COMPLETED
         txn.emit(run, "run_completed", None)
     txn.result.ended_runs.append(run.id)

@@ -254,6 +254,7 @@ class Worker:
                 run_input={},
                 iteration=c.iteration,
                 definition=wf,
+                artifacts=self.engine.artifact_storage,
             )
             step = wf.handler(c.step, c.task)
             task = asyncio.create_task(self._execute(wf, step, c, ctx, inputs.get(c.run_id)))

@@ -481,6 +481,7 @@ def workflows(as_json: bool, db: str, log_level: str) -> None:
 # operator actions on runs live in their own module; importing it registers them on `runs`
 from . import (  # noqa: E402, F401
     _cli_actions,
+    _cli_artifacts,
     _cli_data,
     _cli_fork,
     _cli_queues,

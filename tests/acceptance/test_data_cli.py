@@ -33,3 +33,41 @@ def test_runs_delete_deletes_a_finished_run_and_refuses_an_unfinished_one(
     forced = cli("runs", "delete", "waiting-1", "--force")
     assert forced.code == 0 and forced.stdout.strip() == "run waiting-1 deleted"
     assert engine.list_runs().runs == []
+
+
+BIG_APP = (
+    "import plait\nwf = plait.Workflow('big')\n@wf.step\ndef make() -> str:\n"
+    "    return 'x' * 70_000\n"
+)
+
+
+def test_gc_removes_the_blobs_of_deleted_runs_after_their_grace(
+    cli: Cli, engine: plait.Engine, write_app
+) -> None:
+    wf = import_file(write_app("big_app.py", BIG_APP)).wf
+    first, second = engine.start(wf, run_id="big-1"), engine.start(wf, run_id="big-2")
+    engine.run_worker(until=[first, second], timeout=30)
+
+    shared = cli("blobs")  # make's output, and the run output {"make": …}, of both runs
+    assert shared.code == 0
+    assert shared.stdout.strip() == "2 blob(s), 140,013 bytes, 4 reference(s) to them"
+    assert cli("runs", "delete", "big-1").code == 0
+    assert cli("runs", "delete", "big-2").code == 0
+
+    young = cli("gc")  # the default grace (an hour) spares them
+    assert young.code == 0 and young.stdout.strip() == (
+        "removed 0 unreferenced blob(s) and 0 artifact file(s); left: 2 blob(s), 140,013 bytes, "
+        "0 reference(s) to them"
+    )
+    removed = cli("gc", "--grace", "0", "--json")
+    assert removed.code == 0
+    assert removed.json() == {
+        "removed": 2, "artifact_files": 0, "blobs": 0, "bytes": 0, "references": 0,
+    }  # fmt: skip
+    assert engine.blob_stats() == plait.BlobStats(0, 0, 0)
+
+
+def test_gc_refuses_a_negative_grace(cli: Cli, engine: plait.Engine) -> None:
+    refused = cli("gc", "--grace", "-1")
+    assert refused.code == 2
+    assert "Invalid value for '--grace': -1.0 is not in the range x>=0." in refused.stderr

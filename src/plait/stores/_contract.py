@@ -10,9 +10,11 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Protocol
 
+from .._blobs import BlobStats
 from .._queues import QueueConfig
 from .._rate import Rate
 from .._records import (
+    ArtifactRow,
     Claims,
     CommitResult,
     Held,
@@ -175,7 +177,38 @@ class Store(Protocol):
     ) -> list[RecordRow]:
         """Documents whose key starts with `prefix` and sorts after `after`, by key."""
 
+    # -- artifacts (steps save them with their outcome: `Outcome.data`; see _artifacts.py)
+    async def list_artifacts(self, run_id: str) -> list[ArtifactRow]:
+        """The run's artifacts, oldest first (`data` None: the bytes are in the artifact folder
+        under `path`, or, when `path` is None, in the blob of their `sha256`)."""
+
+    async def get_artifact(self, artifact_id: str) -> ArtifactRow | None:
+        """One artifact (`data` None, as in `list_artifacts`)."""
+
+    async def known_artifacts(self, artifact_ids: Collection[str]) -> set[str]:
+        """Which of these ids are artifacts of this store."""
+
     # -- deleting
     async def delete_run(self, run_id: str) -> bool:
-        """Delete a finished run: its steps, events and the run. False (nothing deleted) if it
-        does not exist or is not finished (checked in the deleting transaction)."""
+        """Delete a finished run: its steps, events, artifacts and the run, and the references
+        they held on blobs. False (nothing deleted) if it does not exist or is not finished (checked in
+        the deleting transaction)."""
+
+    # -- blobs (`plait._blobs`): payloads longer than the store's `blob_threshold` are kept once
+    # under their SHA-256 by the writes above, and read back by the reads, transparently
+    blob_threshold: int
+
+    async def put_blob(self, sha256: str, data: bytes, now: float) -> None:
+        """Store `data` under its hash with no reference (a row committed later counts one,
+        in its own transaction); a blob already stored only has its age refreshed. ValueError
+        if `sha256` is not the data's hash."""
+
+    async def get_blob(self, sha256: str) -> bytes:
+        """A blob's data; BlobNotFound (naming the hash) if the store has none of that hash."""
+
+    async def blob_stats(self) -> BlobStats:
+        """How many blobs, their bytes, and the references to them."""
+
+    async def gc_blobs(self, older_than: float) -> int:
+        """Delete the blobs nobody refers to that were stored (or put) before `older_than`;
+        how many."""

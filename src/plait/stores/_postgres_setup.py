@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from .._blobs import DEFAULT_THRESHOLD, THRESHOLD_OPTION, parse_threshold
 from .._errors import SchemaVersionError, StoreError
 from . import _sql
 
@@ -15,7 +16,7 @@ logger = logging.getLogger("plait.stores.postgres")
 
 SCHEMA_VERSION = len(_sql.migrations())
 # Our options in the URL's query string; the others go to libpq (sslmode, connect_timeout, …).
-_OWN_OPTIONS = ("schema", "pool_size")
+_OWN_OPTIONS = ("schema", "pool_size", THRESHOLD_OPTION)
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _DEFAULT_CONNECT_TIMEOUT = "10"
 
@@ -26,6 +27,7 @@ class PostgresURL:
     shown: str  # the URL with its password hidden, for messages and logs
     schema: str  # where plait's tables live (created if missing)
     pool_size: int
+    blob_threshold: int = DEFAULT_THRESHOLD  # payloads longer than this are stored as blobs
 
     @property
     def channel(self) -> str:
@@ -43,6 +45,7 @@ def parse_url(url: str) -> PostgresURL:
         raise StoreError(f"not a PostgreSQL store URL: {hide_password(url)!r}")
     shown = hide_password(url)
     schema, pool_size, passed = "public", 10, []
+    blob_threshold = DEFAULT_THRESHOLD
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
         if key == "schema":
             if not _SCHEMA_NAME.match(value):
@@ -58,12 +61,14 @@ def parse_url(url: str) -> PostgresURL:
                     "connections from 1 to 1000"
                 )
             pool_size = int(value)
+        elif key == THRESHOLD_OPTION:
+            blob_threshold = parse_threshold(value, shown)
         else:
             passed.append((key, value))
     if not any(key == "connect_timeout" for key, _ in passed):
         passed.append(("connect_timeout", _DEFAULT_CONNECT_TIMEOUT))
     conninfo = urlunsplit(parts._replace(scheme="postgresql", query=urlencode(passed)))
-    return PostgresURL(conninfo, shown, schema, pool_size)
+    return PostgresURL(conninfo, shown, schema, pool_size, blob_threshold)
 
 
 def hide_password(url: str) -> str:
@@ -105,7 +110,7 @@ def check_schema(where: str, tables: set[str], raw_version: str | None) -> int |
     if "plait_meta" not in tables:
         # a schema may hold an application's tables too (public often does): share it unless
         # one of plait's table names is taken
-        taken = sorted(tables & {"workflows", "runs", "steps", "events"})
+        taken = sorted(tables & {"workflows", "runs", "steps", "events", "blobs"})
         if taken:
             raise SchemaVersionError(
                 f"{where} already has tables named {', '.join(taken)} that are not plait's (no "

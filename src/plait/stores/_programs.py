@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import secrets
 import sqlite3
-from collections.abc import Callable, Collection, Generator, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
+from .._blobs import payload_of, row_blobs
 from .._gates import expire_approval, pass_deadline
 from .._placement import worker_targets
 from .._queues import (
@@ -56,12 +57,13 @@ from .._transitions import (
     release,
 )
 from . import _sql
+from ._artifact_rows import artifact_params
+from ._blobs_sql import BlobPrograms, BlobWrites, hashes_of, output_blobs
+from ._program_ops import EXECUTE, EXECUTE_MANY, FETCH, Op, Program
+
+__all__ = ["EXECUTE", "EXECUTE_MANY", "FETCH", "Op", "Program", "Programs", "SQLTxn"]
 
 T = TypeVar("T")
-
-FETCH, EXECUTE, EXECUTE_MANY = 0, 1, 2
-Op = tuple[int, str, Any]
-Program = Generator[Op, Any, T]
 
 _STATUS = {s.value: s for s in StepStatus}
 
@@ -73,6 +75,9 @@ class SQLTxn(Txn):
         super().__init__(now)
         self.step_outputs: dict[StepKey, bytes | None] = {}
         self.run_outputs: dict[str, bytes | None] = {}
+        # the blobs the loaded outputs were kept in: a rewritten output drops its reference
+        self.step_output_blobs: dict[StepKey, str] = {}
+        self.run_output_blobs: dict[str, str] = {}
         self.busy = False  # a claim passed over runs that other transactions held
         # a claim that took nothing: did limits hold ready work back, and until when (Claims)
         self.held = False
@@ -82,9 +87,10 @@ class SQLTxn(Txn):
 class Programs:
     """The store transactions of one dialect, as programs (see the module docstring)."""
 
-    def __init__(self, queries: _sql.Queries) -> None:
+    def __init__(self, queries: _sql.Queries, blob_threshold: int) -> None:
         self.q = q = queries
         self.dialect = q.dialect
+        self.blobs = BlobPrograms(q, blob_threshold)
         # the hot path binds tuples: cheaper to build and to bind than dicts
         self.insert_step = q.positional("insert_step", _sql.STEP_COLUMNS)
         self.insert_event = q.positional("insert_event", _sql.EVENT_COLUMNS)
@@ -113,12 +119,19 @@ class Programs:
         self, run: RunRow, steps: Sequence[StepRow], events: Sequence[NewEvent]
     ) -> Program[tuple[RunRow, bool]]:
         q = self.q
-        inserted = yield (EXECUTE, q["insert_run"], _sql.run_insert_params(run))
+        writes = self.blobs.writes()
+        params = _sql.run_insert_params(run, writes)
+        yield from writes.announce()
+        inserted = yield (EXECUTE, q["insert_run"], params)
         if inserted == 0:
             rows = yield (FETCH, q["get_run"], {"id": run.id})
-            return _sql.run_from_row(rows[0]), False
-        yield (EXECUTE_MANY, self.insert_step, [_sql.step_insert_row(s) for s in steps])
+            return (yield from self.blobs.runs(rows))[0], False
+        rows = [_sql.step_insert_row(s, writes) for s in steps]
+        yield from writes.announce()
+        yield (EXECUTE_MANY, self.insert_step, rows)
         yield (EXECUTE_MANY, self.insert_event, [_sql.event_row(e) for e in events])
+        if writes:
+            yield from self.blobs.write(writes, run.created_at)
         return run, True
 
     # -- workers
@@ -165,7 +178,7 @@ class Programs:
             oldest = yield (FETCH, q["claim_oldest"], {**where, "aged_before": aged_before})
             if oldest:  # it goes first, whatever its priority (no starvation)
                 rows = [oldest[0], *(r for r in rows if r[:2] != oldest[0][:2])]
-        steps = [_sql.step_from_row(row) for row in rows]
+        steps = yield from self.blobs.steps(rows)  # no query when nothing was found
         flow = [flow_candidate(step.options) for step in steps]
         keyed = sorted({c.key for c in flow if c.key is not None})
         key_running: dict[str, int] = {}
@@ -186,18 +199,17 @@ class Programs:
                 txn.next_token_at = token_wait(limited, queue_running, [r[0] for r in found], now)
             return txn  # no token taken: the buckets need no write (refilling is idempotent)
         keys = []
+        held = output_blobs(rows)
         for step in steps[:limit]:
-            _add_step(txn, step)
+            _add_step(txn, step, held)
             keys.append((step.run_id, step.name))
         # Runs that another transaction holds are passed over, not waited for: a claim then
         # never waits while it holds step locks, so it can be in no deadlock (its SKIP LOCKED
         # re-check may keep a lock on a candidate it passed over, which a completer may want).
         run_ids = sorted({run_id for run_id, _ in keys})
         params = {"id_list": self.dialect.list_param(run_ids)}
-        for row in (yield (FETCH, self.try_lock_runs, params)):
-            run = _sql.run_from_row(row)
-            txn.runs[run.id] = run
-            txn.run_outputs[run.id] = run.output
+        rows = yield (FETCH, self.try_lock_runs, params)
+        self._add_runs(txn, rows, (yield from self.blobs.runs(rows, with_input=False)))
         for run_id in run_ids:
             if run_id not in txn.runs:
                 txn.runs[run_id] = None  # held elsewhere: its steps wait for the next claim
@@ -249,19 +261,24 @@ class Programs:
     def step_inputs(self, wanted: Mapping[str, Collection[str]]) -> Program[dict[str, StepInputs]]:
         q = self.q
         ids = self.dialect.list_param(wanted)
-        rows = yield (FETCH, q["get_run_inputs"], {"id_list": ids})
-        inputs = {row[0]: bytes(row[1]) for row in rows}
+        runs = yield (FETCH, q["get_run_inputs"], {"id_list": ids})
         keys = [[run_id, name] for run_id, names in wanted.items() for name in names]
-        ends: dict[str, dict[str, tuple[StepStatus, bytes | None]]] = {r: {} for r in inputs}
+        rows = []
         if keys:
             params = {"key_list": self.dialect.list_param(keys)}
             rows = yield (FETCH, q["get_step_ends_by_key"], params)
-            for run_id, name, status, output in rows:
-                if run_id in ends:
-                    ends[run_id][name] = (
-                        _STATUS[status],
-                        None if output is None else bytes(output),
-                    )
+        hashes = row_blobs(runs, 2) + row_blobs(rows, 4)
+        blobs = yield from self.blobs.fetch(hashes)
+        inputs = {
+            run_id: bytes(data) if sha is None else payload_of(blobs, sha, f"run {run_id!r}")
+            for run_id, data, sha in runs
+        }
+        ends: dict[str, dict[str, tuple[StepStatus, bytes | None]]] = {r: {} for r in inputs}
+        for run_id, name, status, output, sha in rows:
+            if run_id in ends:
+                if sha is not None:
+                    output = payload_of(blobs, sha, f"step {name!r} of run {run_id!r}")
+                ends[run_id][name] = (_STATUS[status], None if output is None else bytes(output))
         return {run_id: StepInputs(inputs[run_id], ends[run_id]) for run_id in inputs}
 
     def complete(self, outcomes: Sequence[Outcome], now: float) -> Program[SQLTxn]:
@@ -344,18 +361,26 @@ class Programs:
             rows = yield (FETCH, self.lock_run, {"id": missing[0]})
         else:
             rows = yield (FETCH, self.lock_runs, {"id_list": self.dialect.list_param(missing)})
-        for row in rows:
-            run = _sql.run_from_row(row)
+        self._add_runs(txn, rows, (yield from self.blobs.runs(rows, with_input=False)))
+
+    def _add_runs(self, txn: SQLTxn, rows: Sequence[Sequence[Any]], runs: list[RunRow]) -> None:
+        for row, run in zip(rows, runs, strict=True):
             txn.runs[run.id] = run
             txn.run_outputs[run.id] = run.output
+            if row[_sql.RUN_OUTPUT_BLOB] is not None:
+                txn.run_output_blobs[run.id] = row[_sql.RUN_OUTPUT_BLOB]
+
+    def _add_steps(self, txn: SQLTxn, rows: Sequence[Sequence[Any]]) -> Program[None]:
+        held = output_blobs(rows)
+        for step in (yield from self.blobs.steps(rows)):
+            _add_step(txn, step, held)
 
     def _load_keys(self, txn: SQLTxn, keys: Collection[tuple[str, str]]) -> Program[None]:
         missing = sorted([r, n] for r, n in keys if (r, n) not in txn.steps)
         if not missing:
             return
         params = {"key_list": self.dialect.list_param(missing)}
-        for row in (yield (FETCH, self.lock_steps_by_key, params)):
-            _add_step(txn, _sql.step_from_row(row))
+        yield from self._add_steps(txn, (yield (FETCH, self.lock_steps_by_key, params)))
 
     def _preload_keys(self, txn: SQLTxn, keys: list[tuple[str, str]]) -> Program[None]:
         yield from self.load_runs(txn, {run_id for run_id, _ in keys})
@@ -387,8 +412,7 @@ class Programs:
         yield from self.load_runs(txn, (need.run_id,))
         if need.all_steps:
             rows = yield (FETCH, self.lock_all_steps, {"run_id": need.run_id})
-            for row in rows:
-                _add_step(txn, _sql.step_from_row(row))
+            yield from self._add_steps(txn, rows)
         if not need.steps:
             return
         if len(need.steps) == 1:
@@ -398,33 +422,37 @@ class Programs:
             names = self.dialect.list_param(sorted(need.steps))
             params = {"run_id": need.run_id, "name_list": names}
             rows = yield (FETCH, self.lock_steps_named, params)
-        for row in rows:
-            _add_step(txn, _sql.step_from_row(row))
+        yield from self._add_steps(txn, rows)
 
     def write(self, txn: SQLTxn) -> Program[None]:
         """Write what the transaction changed: mutable columns only, payloads only if changed;
         and the steps it added (spawned), as they are now."""
         changed = txn.changed_steps
+        writes = self.blobs.writes()
         if txn.new_steps:
-            rows = [_sql.step_insert_row(s) for s in txn.new_steps.values()]
+            rows = [_sql.step_insert_row(s, writes) for s in txn.new_steps.values()]
+            yield from writes.announce()
             yield (EXECUTE_MANY, self.insert_step, rows)
             changed = {k: s for k, s in changed.items() if k not in txn.new_steps}
         yield from self._write_changed(
-            changed, txn.step_outputs, _sql.step_update_row, _sql.step_update_output_row,
-            self.update_step, self.update_step_output,
+            changed, txn.step_outputs, txn.step_output_blobs, writes, _sql.step_update_row,
+            _sql.step_update_output_row, self.update_step, self.update_step_output,
         )  # fmt: skip
         yield from self._write_changed(
-            txn.changed_runs, txn.run_outputs, _sql.run_update_row, _sql.run_update_output_row,
-            self.update_run, self.update_run_output,
+            txn.changed_runs, txn.run_outputs, txn.run_output_blobs, writes, _sql.run_update_row,
+            _sql.run_update_output_row, self.update_run, self.update_run_output,
         )  # fmt: skip
         if txn.events:
             yield (EXECUTE_MANY, self.insert_event, [_sql.event_row(e) for e in txn.events])
         if txn.data:
-            yield from self._write_data(txn)
+            yield from self._write_data(txn, writes)
+        if writes:
+            yield from self.blobs.write(writes, txn.now)
 
-    def _write_data(self, txn: SQLTxn) -> Program[None]:
+    def _write_data(self, txn: SQLTxn, writes: BlobWrites) -> Program[None]:
         """What succeeded steps wrote besides their outputs: records (a key written twice in
-        one transaction is one row counting two writes: PostgreSQL's upsert takes a key once)."""
+        one transaction is one row counting two writes: PostgreSQL's upsert takes a key once),
+        and artifacts (the bytes of one kept in the database: a reference to their blob)."""
         records: dict[tuple[str, str], list[Any]] = {}
         for run_id, step, data in txn.data:
             for w in data.records:
@@ -436,14 +464,33 @@ class Programs:
         if records:
             rows = [tuple(r) for r in records.values()]
             yield (EXECUTE_MANY, self.write_step_records, rows)
+        for _run_id, _step, data in txn.data:
+            for artifact in data.artifacts:  # few per step: one statement each
+                if artifact.path is None and artifact.data is not None:
+                    writes.refer(artifact.sha256, artifact.data)
+                yield (EXECUTE, self.q["insert_artifact"], artifact_params(artifact))
 
     def delete_run(self, run_id: str) -> Program[bool]:
         q, params = self.q, {"id": run_id}
-        if not (yield (FETCH, q["delete_finished_run"], params)):
+        deleted = yield (FETCH, q["delete_finished_run"], params)
+        if not deleted:
             return False
+        held = [deleted[0][1:], *(yield (FETCH, q["run_step_blobs"], params))]
         yield (EXECUTE, q["delete_run_steps"], params)
         yield (EXECUTE, q["delete_run_events"], params)
+        artifacts = yield (FETCH, q["delete_run_artifacts"], params)
+        held.extend((sha256,) for path, sha256 in artifacts if path is None)  # in the database
+        drops: dict[str, int] = {}
+        for sha256 in hashes_of(held):
+            drops[sha256] = drops.get(sha256, 0) - 1
+        yield from self.blobs.change_refs(drops)
         return True
+
+    def blob_refs(self, deltas: Mapping[str, int]) -> Program[set[str]]:
+        """Inside a program: add `deltas[hash]` (+n, -n) to the reference counts of blobs the
+        store has; the hashes found (one missing from them names no blob: refuse what refers
+        to it). A blob put with `put_blob` (no references) gains its first one this way."""
+        return (yield from self.blobs.change_refs(deltas))
 
     # -- records
 
@@ -484,30 +531,37 @@ class Programs:
         self,
         changed: Mapping[Any, Any],
         loaded_outputs: Mapping[Any, bytes | None],
+        loaded_blobs: Mapping[Any, str],
+        writes: BlobWrites,
         row: Callable[[Any], tuple[Any, ...]],
-        row_with_output: Callable[[Any], tuple[Any, ...]],
+        row_with_output: Callable[[Any, bytes | None, str | None], tuple[Any, ...]],
         update: str,
         update_with_output: str,
     ) -> Program[None]:
         # An output still the very object loaded from the database was not changed: skip it.
+        # A changed one drops the blob it was kept in, if any, and may be kept in one.
         plain: list[tuple[Any, ...]] = []
         with_output: list[tuple[Any, ...]] = []
         for key, record in changed.items():
             if key in loaded_outputs and loaded_outputs[key] is record.output:
                 plain.append(row(record))
             else:
-                with_output.append(row_with_output(record))
+                writes.drop(loaded_blobs.get(key))
+                with_output.append(row_with_output(record, *writes.keep(record.output)))
         if plain:
             yield (EXECUTE_MANY, update, plain)
         if with_output:
+            yield from writes.announce()
             yield (EXECUTE_MANY, update_with_output, with_output)
 
 
-def _add_step(txn: SQLTxn, step: StepRow) -> None:
+def _add_step(txn: SQLTxn, step: StepRow, output_blobs: Mapping[StepKey, str]) -> None:
     key = (step.run_id, step.name)
     if key not in txn.steps:
         txn.steps[key] = step
         txn.step_outputs[key] = step.output
+        if key in output_blobs:
+            txn.step_output_blobs[key] = output_blobs[key]
 
 
 def run_sync(db: sqlite3.Connection, program: Program[T]) -> T:
@@ -520,8 +574,10 @@ def run_sync(db: sqlite3.Connection, program: Program[T]) -> T:
                 result = db.execute(sql, params).fetchall()
             elif kind == EXECUTE:
                 result = db.execute(sql, params).rowcount
-            else:
+            elif kind == EXECUTE_MANY:
                 db.executemany(sql, params)
+                result = None
+            else:  # LARGE: SQLite takes any size as it comes
                 result = None
     except StopIteration as stop:
         value: T = stop.value

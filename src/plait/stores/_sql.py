@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from .._blobs import Blobbing, payload_of
 from .._errors import SchemaVersionError
 from .._records import (
     Edge,
@@ -43,6 +44,7 @@ from .._records import (
 )
 
 Params = dict[str, Any]
+
 
 _NAME_LINE = re.compile(r"^--\s*name:\s*(?P<name>\w+)\s*(?:\[(?P<dialect>\w+)\])?\s*$")
 _PARAM = re.compile(r"(?<![:\w]):(\w+)")
@@ -320,12 +322,23 @@ def _cached(cache: dict[str, Any], text: str, decode: Callable[[str], Any]) -> A
     return value
 
 
-def step_from_row(row: Sequence[Any]) -> StepRow:
-    """A StepRow from a row in the column order of the `steps` queries (StepRow's field order)."""
+# Where the blob hashes are in the rows of the `steps` and `runs` queries (after the fields).
+STEP_OUTPUT_BLOB, STEP_INPUT_BLOB = 27, 28
+RUN_INPUT_BLOB, RUN_OUTPUT_BLOB = 19, 20
+NO_BLOBS: Mapping[str, bytes] = {}
+
+
+def step_from_row(row: Sequence[Any], blobs: Mapping[str, bytes] = NO_BLOBS) -> StepRow:
+    """A StepRow from a row in the column order of the `steps` queries (StepRow's field order,
+    then the blob hashes), its payloads taken from `blobs` where the row names a blob."""
     (run_id, name, idx, status, unmet, dependents, optional, priority, attempt, recoveries,
      skip_reason, output, error_code, error_message, available_at, lease_token, lease_expires_at,
      worker_id, ready_at, started_at, finished_at, options, reused_from, iteration, task, input_,
-     gather) = row  # fmt: skip
+     gather, output_blob, input_blob) = row  # fmt: skip
+    if output_blob is not None:
+        output = payload_of(blobs, output_blob, f"the output of step {name!r} of run {run_id!r}")
+    if input_blob is not None:
+        input_ = payload_of(blobs, input_blob, f"the input of step {name!r} of run {run_id!r}")
     return StepRow(
         run_id, name, idx, _STEP_STATUS[status], unmet, edges_from_json(dependents), bool(optional),
         priority, attempt, recoveries, skip_reason, _bytes(output), error_code, error_message,
@@ -341,7 +354,7 @@ STEP_COLUMNS = (
     "recoveries", "skip_reason", "output", "error_code", "error_message", "available_at",
     "lease_token", "lease_expires_at", "worker_id", "ready_at", "started_at", "finished_at",
     "options", "reused_from", "iteration", "task", "input", "gather", "queue", "concurrency_key",
-    "target",
+    "target", "output_blob", "input_blob",
 )  # fmt: skip
 STEP_MUTABLE = (
     "status", "unmet", "attempt", "recoveries", "skip_reason", "error_code", "error_message",
@@ -349,26 +362,29 @@ STEP_MUTABLE = (
     "finished_at", "iteration", "gather",
 )  # fmt: skip
 UPDATE_STEP = (*STEP_MUTABLE, "run_id", "name")
-UPDATE_STEP_OUTPUT = (*STEP_MUTABLE, "output", "run_id", "name")
+UPDATE_STEP_OUTPUT = (*STEP_MUTABLE, "output", "output_blob", "run_id", "name")
 RUN_MUTABLE = (
     "status", "unfinished", "failures", "next_seq", "error", "started_at", "finished_at",
     "next_idx",
 )  # fmt: skip
 UPDATE_RUN = (*RUN_MUTABLE, "id")
-UPDATE_RUN_OUTPUT = (*RUN_MUTABLE, "output", "id")
+UPDATE_RUN_OUTPUT = (*RUN_MUTABLE, "output", "output_blob", "id")
 EVENT_COLUMNS = ("run_id", "seq", "type", "step", "payload", "ts")
 RECORD_WRITE = ("collection", "key", "doc", "revision", "updated_at", "run_id", "step")
 
 # Statuses are StrEnums: drivers bind them as their text, so rows carry them as they are.
 
 
-def step_insert_row(s: StepRow) -> tuple[Any, ...]:
+def step_insert_row(s: StepRow, blobs: Blobbing) -> tuple[Any, ...]:
+    """A new step's columns (STEP_COLUMNS); `blobs` decides which payloads become blobs."""
+    output, output_blob = blobs.keep(s.output)
+    input_, input_blob = blobs.keep(s.input)
     return (
         s.run_id, s.name, s.idx, s.status, s.unmet, edges_to_json(s.dependents), s.optional,
-        s.priority, s.attempt, s.recoveries, s.skip_reason, s.output, s.error_code,
+        s.priority, s.attempt, s.recoveries, s.skip_reason, output, s.error_code,
         s.error_message, s.available_at, s.lease_token, s.lease_expires_at, s.worker_id,
         s.ready_at, s.started_at, s.finished_at, options_to_json(s.options), s.reused_from,
-        s.iteration, s.task, s.input, s.gather, *_flow_columns(s.options),
+        s.iteration, s.task, input_, s.gather, *_flow_columns(s.options), output_blob, input_blob,
     )  # fmt: skip
 
 
@@ -387,12 +403,13 @@ def step_update_row(s: StepRow) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
-def step_update_output_row(s: StepRow) -> tuple[Any, ...]:
-    """The mutable fields of a step, its output, then its key (UPDATE_STEP_OUTPUT)."""
+def step_update_output_row(s: StepRow, output: bytes | None, blob: str | None) -> tuple[Any, ...]:
+    """The mutable fields of a step, its output (column and blob hash), then its key
+    (UPDATE_STEP_OUTPUT)."""
     return (
         s.status, s.unmet, s.attempt, s.recoveries, s.skip_reason, s.error_code, s.error_message,
         s.available_at, s.lease_token, s.lease_expires_at, s.worker_id, s.ready_at, s.started_at,
-        s.finished_at, s.iteration, s.gather, s.output, s.run_id, s.name,
+        s.finished_at, s.iteration, s.gather, output, blob, s.run_id, s.name,
     )  # fmt: skip
 
 
@@ -403,10 +420,10 @@ def run_update_row(r: RunRow) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
-def run_update_output_row(r: RunRow) -> tuple[Any, ...]:
+def run_update_output_row(r: RunRow, output: bytes | None, blob: str | None) -> tuple[Any, ...]:
     return (
         r.status, r.unfinished, r.failures, r.next_seq, r.error, r.started_at, r.finished_at,
-        r.next_idx, r.output, r.id,
+        r.next_idx, output, blob, r.id,
     )  # fmt: skip
 
 
@@ -419,10 +436,19 @@ def sinks_from_json(text: str) -> tuple[str, ...]:
     return sinks
 
 
-def run_from_row(row: Sequence[Any]) -> RunRow:
+def run_from_row(
+    row: Sequence[Any], blobs: Mapping[str, bytes] = NO_BLOBS, *, with_input: bool = True
+) -> RunRow:
+    """A RunRow from a row of the `runs` queries, its payloads taken from `blobs` where the row
+    names a blob. Without `with_input` (transactions: no transition reads a run's input, nor
+    is it ever rewritten), an input kept as a blob is left empty, unread."""
     (id_, workflow, version, fingerprint, status, input_, sinks, unfinished, failures, next_seq,
      output, error, created_at, started_at, finished_at, deadline, parent_run,
-     forked_from, next_idx) = row  # fmt: skip
+     forked_from, next_idx, input_blob, output_blob) = row  # fmt: skip
+    if input_blob is not None and with_input:
+        input_ = payload_of(blobs, input_blob, f"the input of run {id_!r}")
+    if output_blob is not None:
+        output = payload_of(blobs, output_blob, f"the output of run {id_!r}")
     return RunRow(
         id_, workflow, version, fingerprint, _RUN_STATUS[status], bytes(input_),
         sinks_from_json(sinks), unfinished, failures, next_seq, _bytes(output), error,
@@ -430,19 +456,21 @@ def run_from_row(row: Sequence[Any]) -> RunRow:
     )  # fmt: skip
 
 
-def run_insert_params(run: RunRow) -> Params:
+def run_insert_params(run: RunRow, blobs: Blobbing) -> Params:
+    input_, input_blob = blobs.keep(run.input)
+    output, output_blob = blobs.keep(run.output)
     return {
         "id": run.id,
         "workflow": run.workflow,
         "version": run.version,
         "fingerprint": run.fingerprint,
         "status": run.status.value,
-        "input": run.input,
+        "input": b"" if input_ is None else input_,  # NOT NULL: empty when it is a blob
         "sinks": orjson.dumps(list(run.sinks)).decode(),
         "unfinished": run.unfinished,
         "failures": run.failures,
         "next_seq": run.next_seq,
-        "output": run.output,
+        "output": output,
         "error": run.error,
         "created_at": run.created_at,
         "started_at": run.started_at,
@@ -451,6 +479,8 @@ def run_insert_params(run: RunRow) -> Params:
         "parent_run": run.parent_run,
         "forked_from": run.forked_from,
         "next_idx": run.next_idx,
+        "input_blob": input_blob,
+        "output_blob": output_blob,
     }
 
 

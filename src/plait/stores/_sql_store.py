@@ -10,9 +10,11 @@ import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
+from .._blobs import BlobStats, check_hash, check_put
 from .._queues import QueueConfig
 from .._rate import Rate
 from .._records import (
+    ArtifactRow,
     Claims,
     CommitResult,
     Held,
@@ -27,6 +29,7 @@ from .._records import (
 )
 from .._transitions import Action
 from . import _sql
+from ._artifact_rows import artifact_from_row
 from ._programs import Program, Programs, SQLTxn, execute_one, queue_from_row
 
 T = TypeVar("T")
@@ -113,15 +116,27 @@ class SQLStore:
             wakes=_created,
         )
 
+    async def _read_runs(self, query: str, params: Mapping[str, Any]) -> list[RunRow]:
+        what = query.replace("_", " ")
+        return await self._transact(
+            what, lambda: self._programs.blobs.read_runs(query, params), write=False
+        )
+
+    async def _read_steps(self, query: str, params: Mapping[str, Any]) -> list[StepRow]:
+        what = query.replace("_", " ")
+        return await self._transact(
+            what, lambda: self._programs.blobs.read_steps(query, params), write=False
+        )
+
     async def get_run(self, run_id: str) -> RunRow | None:
-        rows = await self._fetch("get_run", {"id": run_id})
-        return _sql.run_from_row(rows[0]) if rows else None
+        rows = await self._read_runs("get_run", {"id": run_id})
+        return rows[0] if rows else None
 
     async def get_runs(self, run_ids: Collection[str]) -> list[RunRow]:
         if not run_ids:
             return []
         params = {"id_list": self._queries.dialect.list_param(run_ids)}
-        return [_sql.run_from_row(row) for row in await self._fetch("get_runs", params)]
+        return await self._read_runs("get_runs", params)
 
     async def list_runs(
         self,
@@ -144,11 +159,10 @@ class SQLStore:
             query = "list_runs_of_workflow"
         else:
             query = "list_runs_of_workflow_status"
-        return [_sql.run_from_row(row) for row in await self._fetch(query, params)]
+        return await self._read_runs(query, params)
 
     async def get_steps(self, run_id: str) -> list[StepRow]:
-        rows = await self._fetch("get_steps", {"run_id": run_id})
-        return [_sql.step_from_row(row) for row in rows]
+        return await self._read_steps("get_steps", {"run_id": run_id})
 
     async def get_events(self, run_id: str, after_seq: int, limit: int | None) -> list[NewEvent]:
         params = {
@@ -260,8 +274,7 @@ class SQLStore:
         return float(rows[0][0]) if rows and rows[0][0] is not None else None
 
     async def list_waiting(self, limit: int) -> list[StepRow]:
-        rows = await self._fetch("list_waiting", {"limit": limit})
-        return [_sql.step_from_row(row) for row in rows]
+        return await self._read_steps("list_waiting", {"limit": limit})
 
     async def next_ready_at(
         self, fingerprints: Collection[str], after: float | None = None
@@ -307,9 +320,49 @@ class SQLStore:
         }
         return [_sql.record_from_row(row) for row in await self._fetch("list_records", params)]
 
+    # -- artifacts
+
+    async def list_artifacts(self, run_id: str) -> list[ArtifactRow]:
+        rows = await self._fetch("list_artifacts", {"run_id": run_id})
+        return [artifact_from_row(row) for row in rows]
+
+    async def get_artifact(self, artifact_id: str) -> ArtifactRow | None:
+        rows = await self._fetch("get_artifact", {"id": artifact_id})
+        return artifact_from_row(rows[0]) if rows else None
+
+    async def known_artifacts(self, artifact_ids: Collection[str]) -> set[str]:
+        if not artifact_ids:
+            return set()
+        params = {"id_list": self._queries.dialect.list_param(artifact_ids)}
+        return {row[0] for row in await self._fetch("known_artifacts", params)}
+
     # -- deleting
 
     async def delete_run(self, run_id: str) -> bool:
         return await self._transact(
             f"delete run {run_id!r}", lambda: self._programs.delete_run(run_id)
+        )
+
+    # -- blobs (`plait._blobs`)
+
+    async def put_blob(self, sha256: str, data: bytes, now: float) -> None:
+        check_put(sha256, data)
+        await self._transact(
+            f"store blob {sha256}", lambda: self._programs.blobs.put(sha256, data, now)
+        )
+
+    async def get_blob(self, sha256: str) -> bytes:
+        check_hash(sha256)
+        return await self._transact(
+            f"read blob {sha256}", lambda: self._programs.blobs.get(sha256), write=False
+        )
+
+    async def blob_stats(self) -> BlobStats:
+        return await self._transact(
+            "count blobs", lambda: self._programs.blobs.stats(), write=False
+        )
+
+    async def gc_blobs(self, older_than: float) -> int:
+        return await self._transact(
+            "remove unreferenced blobs", lambda: self._programs.blobs.gc(older_than)
         )

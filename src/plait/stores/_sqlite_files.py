@@ -9,6 +9,7 @@ import sqlite3
 from pathlib import Path
 from urllib.parse import parse_qsl, unquote
 
+from .._blobs import DEFAULT_THRESHOLD, THRESHOLD_OPTION, parse_threshold
 from .._errors import SchemaVersionError, StoreError
 from . import _sql
 
@@ -20,8 +21,8 @@ _SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL"}
 SQLITE_MAGIC = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
 
 
-def parse_url(url: str) -> tuple[str, str, float]:
-    """(path, synchronous pragma, busy timeout in seconds) of a sqlite:// URL."""
+def parse_url(url: str) -> tuple[str, str, float, int]:
+    """(path, synchronous pragma, busy timeout in seconds, blob threshold) of a sqlite:// URL."""
     prefix = "sqlite://"
     if not url.startswith(prefix):
         raise StoreError(f"not a SQLite store URL: {url!r} (expected sqlite:///path.db)")
@@ -31,7 +32,7 @@ def parse_url(url: str) -> tuple[str, str, float]:
             f"SQLite store URL {url!r} has no path: use sqlite:///relative.db or sqlite:////absolute.db"
         )
     path = unquote(rest[1:])
-    synchronous, busy_timeout = "FULL", 10.0
+    synchronous, busy_timeout, blob_threshold = "FULL", 10.0, DEFAULT_THRESHOLD
     for key, value in parse_qsl(query, keep_blank_values=True):
         if key == "synchronous":
             if value.lower() not in _SYNCHRONOUS:
@@ -49,11 +50,14 @@ def parse_url(url: str) -> tuple[str, str, float]:
                 raise StoreError(
                     f"SQLite store URL {url!r}: busy_timeout={value!r} is not a number of seconds"
                 )
+        elif key == THRESHOLD_OPTION:
+            blob_threshold = parse_threshold(value, url)
         else:
             raise StoreError(
-                f"SQLite store URL {url!r}: unknown option {key!r} (known: synchronous, busy_timeout)"
+                f"SQLite store URL {url!r}: unknown option {key!r} (known: synchronous, "
+                f"busy_timeout, {THRESHOLD_OPTION})"
             )
-    return path, synchronous, busy_timeout
+    return path, synchronous, busy_timeout, blob_threshold
 
 
 def check_file(path: str) -> None:

@@ -8,6 +8,8 @@ URL: a libpq URL plus plait's own options, which are taken out before it reaches
     schema=NAME     where plait's tables live (default `public`); created if missing, so one
                     database can hold several independent plait stores.
     pool_size=N     connections this process may open (default 10).
+    blob_threshold=N  payloads longer than N bytes (default 65536) are stored once, as blobs
+                    named by their SHA-256 (`plait._blobs`).
 
 What the store does, and why:
 - One query layer with SQLite: the statements are `stores/sql/queries.sql` with `[postgres]`
@@ -41,7 +43,7 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from typing import Any, TypeVar
 
 import psycopg
@@ -60,6 +62,7 @@ from ._postgres_setup import (
     parse_url,
     schema_statements,
 )
+from ._program_ops import LARGE
 from ._programs import EXECUTE, FETCH, Program, fetch_rows
 from ._sql_store import SQLStore, Wakes
 
@@ -90,6 +93,11 @@ def _nothing() -> None:
     return None
 
 
+class _SendLarge(Exception):
+    """A program in pipeline mode is about to send a large parameter, which psycopg's pipeline
+    mode can hang on (psycopg issue #685, seen from about 20 MB): run it again without."""
+
+
 class PostgresStore(SQLStore):
     capabilities: frozenset[str] = frozenset({"push", "push_events"})
 
@@ -97,7 +105,8 @@ class PostgresStore(SQLStore):
         self.url = url
         self._url = parse_url(url)
         self._queries = _sql.Queries.of(_sql.POSTGRES)
-        self._programs = _programs.Programs(self._queries)
+        self.blob_threshold = self._url.blob_threshold
+        self._programs = _programs.Programs(self._queries, self.blob_threshold)
         self._pool: AsyncConnectionPool[Conn] | None = None
         self._listener: asyncio.Task[None] | None = None
         # The pool and the listener live on the store's own loop thread, as the SQLite store's
@@ -280,6 +289,7 @@ class PostgresStore(SQLStore):
         if not self._thread.running_here():
             return await self._hop(self._transact(what, program, write=write, wakes=wakes))
         conflicts = lost = 0
+        pipelined = True
         while True:
             try:
                 async with self._connection(what) as conn:
@@ -288,8 +298,12 @@ class PostgresStore(SQLStore):
                     # Pipeline mode: statements whose results nobody waits for (BEGIN, the
                     # writes, NOTIFY, COMMIT) travel together, so a transaction costs a round
                     # trip per read, not per statement, and holds its row locks that much less.
+                    # A transaction that sends a large payload (a blob) runs without it.
                     appended = _Appended(self._programs.insert_event)
-                    async with conn.pipeline() as pipeline, conn.transaction():
+                    async with (
+                        conn.pipeline() if pipelined else nullcontext() as pipeline,
+                        conn.transaction(),
+                    ):
                         result = await _drive(conn, program(), pipeline, appended)
                         notes = list(wakes(result)) if wakes is not None else []
                         if appended.runs:
@@ -299,6 +313,8 @@ class PostgresStore(SQLStore):
                                 "SELECT pg_notify(%s, %s)", (self._url.channel, note)
                             )
                     return result
+            except _SendLarge:
+                pipelined = False  # rolled back before it sent the payload: again, plainly
             except _RETRYABLE as exc:
                 conflicts += 1
                 if conflicts > CONFLICT_RETRIES:
@@ -417,6 +433,10 @@ async def _drive(
                     if pipeline is not None:
                         await pipeline.sync()
                     result = cur.rowcount
+                elif kind == LARGE:
+                    if pipeline is not None:
+                        raise _SendLarge
+                    result = None
                 else:  # the [postgres] text of a write takes one array per column
                     if appended is not None:
                         appended.saw(query, params)

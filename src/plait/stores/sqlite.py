@@ -14,6 +14,8 @@ Options (query string):
                         (With full, claims and heartbeats already commit this way: losing a lease
                         in a power loss loses nothing, as its worker died with the machine.)
     busy_timeout=10     seconds a transaction waits for another process's write lock.
+    blob_threshold=N    payloads longer than N bytes (default 65536) are stored once, as blobs
+                        named by their SHA-256 (`plait._blobs`).
 
 Several processes may share one file (workers on one machine): the database runs in WAL mode,
 write transactions take the write lock up front (`BEGIN IMMEDIATE`) and wait for it up to
@@ -61,9 +63,9 @@ class SQLiteStore(SQLStore):
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self.path, self.synchronous, self.busy_timeout = _parse_url(url)
+        self.path, self.synchronous, self.busy_timeout, self.blob_threshold = _parse_url(url)
         self._queries = _sql.Queries.of(_sql.SQLITE)
-        self._programs = _programs.Programs(self._queries)
+        self._programs = _programs.Programs(self._queries, self.blob_threshold)
         self._conn: sqlite3.Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._synchronous_now = self.synchronous

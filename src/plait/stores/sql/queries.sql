@@ -47,11 +47,11 @@ SELECT plan FROM workflows ORDER BY registered;
 INSERT INTO runs (
     id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq,
     output, error, created_at, started_at, finished_at, deadline, parent_run, forked_from,
-    next_idx
+    next_idx, input_blob, output_blob
 ) VALUES (
     :id, :workflow, :version, :fingerprint, :status, :input, :sinks, :unfinished, :failures,
     :next_seq, :output, :error, :created_at, :started_at, :finished_at, :deadline, :parent_run,
-    :forked_from, :next_idx
+    :forked_from, :next_idx, :input_blob, :output_blob
 )
 ON CONFLICT (id) DO NOTHING;
 
@@ -61,12 +61,13 @@ INSERT INTO steps (
     run_id, name, idx, status, unmet, dependents, optional, priority, attempt, recoveries,
     skip_reason, output, error_code, error_message, available_at, lease_token, lease_expires_at,
     worker_id, ready_at, started_at, finished_at, options, reused_from, iteration, task, input,
-    gather, queue, concurrency_key, target
+    gather, queue, concurrency_key, target, output_blob, input_blob
 ) VALUES (
     :run_id, :name, :idx, :status, :unmet, :dependents, :optional, :priority, :attempt,
     :recoveries, :skip_reason, :output, :error_code, :error_message, :available_at, :lease_token,
     :lease_expires_at, :worker_id, :ready_at, :started_at, :finished_at, :options, :reused_from,
-    :iteration, :task, :input, :gather, :queue, :concurrency_key, :target
+    :iteration, :task, :input, :gather, :queue, :concurrency_key, :target, :output_blob,
+    :input_blob
 );
 
 -- name: insert_event
@@ -78,14 +79,14 @@ VALUES (:run_id, :seq, :type, :step, :payload, :ts);
 -- One run by id.
 SELECT id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq,
        output, error, created_at, started_at, finished_at, deadline, parent_run, forked_from,
-       next_idx
+       next_idx, input_blob, output_blob
 FROM runs WHERE id = :id /*for update*/;
 
 -- name: get_runs
 -- The runs of a list of ids.
 SELECT id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq,
        output, error, created_at, started_at, finished_at, deadline, parent_run, forked_from,
-       next_idx
+       next_idx, input_blob, output_blob
 FROM runs WHERE id IN (SELECT value FROM json_each(:id_list))
 ORDER BY id /*for update*/;
 
@@ -93,7 +94,7 @@ ORDER BY id /*for update*/;
 -- A page of runs, newest first, strictly before a (created_at, id) position, of any workflow.
 SELECT id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq,
        output, error, created_at, started_at, finished_at, deadline, parent_run, forked_from,
-       next_idx
+       next_idx, input_blob, output_blob
 FROM runs
 WHERE (:status IS NULL OR status = :status)
   AND (:before_at IS NULL OR (created_at, id) < (:before_at, :before_id))
@@ -104,7 +105,7 @@ LIMIT :limit;
 -- A page of runs of one workflow, newest first, strictly before a (created_at, id) position.
 SELECT id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq,
        output, error, created_at, started_at, finished_at, deadline, parent_run, forked_from,
-       next_idx
+       next_idx, input_blob, output_blob
 FROM runs
 WHERE workflow = :workflow
   AND (:before_at IS NULL OR (created_at, id) < (:before_at, :before_id))
@@ -115,7 +116,7 @@ LIMIT :limit;
 -- A page of runs of one workflow in one status, newest first, before a (created_at, id) position.
 SELECT id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq,
        output, error, created_at, started_at, finished_at, deadline, parent_run, forked_from,
-       next_idx
+       next_idx, input_blob, output_blob
 FROM runs
 WHERE workflow = :workflow AND status = :status
   AND (:before_at IS NULL OR (created_at, id) < (:before_at, :before_id))
@@ -134,7 +135,7 @@ WHERE id = :id;
 UPDATE runs
 SET status = :status, unfinished = :unfinished, failures = :failures, next_seq = :next_seq,
     error = :error, started_at = :started_at, finished_at = :finished_at, next_idx = :next_idx,
-    output = :output
+    output = :output, output_blob = :output_blob
 WHERE id = :id;
 
 -- name: get_steps
@@ -142,7 +143,7 @@ WHERE id = :id;
 SELECT run_id, name, idx, status, unmet, dependents, optional, priority, attempt, recoveries,
        skip_reason, output, error_code, error_message, available_at, lease_token,
        lease_expires_at, worker_id, ready_at, started_at, finished_at, options, reused_from,
-       iteration, task, input, gather
+       iteration, task, input, gather, output_blob, input_blob
 FROM steps WHERE run_id = :run_id ORDER BY idx /*for update*/;
 
 -- name: get_step
@@ -150,7 +151,7 @@ FROM steps WHERE run_id = :run_id ORDER BY idx /*for update*/;
 SELECT run_id, name, idx, status, unmet, dependents, optional, priority, attempt, recoveries,
        skip_reason, output, error_code, error_message, available_at, lease_token,
        lease_expires_at, worker_id, ready_at, started_at, finished_at, options, reused_from,
-       iteration, task, input, gather
+       iteration, task, input, gather, output_blob, input_blob
 FROM steps WHERE run_id = :run_id AND name = :name /*for update*/;
 
 -- name: get_steps_named
@@ -158,7 +159,7 @@ FROM steps WHERE run_id = :run_id AND name = :name /*for update*/;
 SELECT run_id, name, idx, status, unmet, dependents, optional, priority, attempt, recoveries,
        skip_reason, output, error_code, error_message, available_at, lease_token,
        lease_expires_at, worker_id, ready_at, started_at, finished_at, options, reused_from,
-       iteration, task, input, gather
+       iteration, task, input, gather, output_blob, input_blob
 FROM steps WHERE run_id = :run_id AND name IN (SELECT value FROM json_each(:name_list))
 ORDER BY name /*for update*/;
 
@@ -168,7 +169,7 @@ SELECT s.run_id, s.name, s.idx, s.status, s.unmet, s.dependents, s.optional, s.p
        s.attempt, s.recoveries, s.skip_reason, s.output, s.error_code, s.error_message,
        s.available_at, s.lease_token, s.lease_expires_at, s.worker_id, s.ready_at, s.started_at,
        s.finished_at, s.options, s.reused_from, s.iteration, s.task, s.input,
-       s.gather
+       s.gather, s.output_blob, s.input_blob
 FROM json_each(:key_list) AS k
 CROSS JOIN steps AS s
 WHERE s.run_id = json_extract(k.value, '$[0]') AND s.name = json_extract(k.value, '$[1]')
@@ -176,14 +177,14 @@ ORDER BY s.run_id, s.name /*for update of s*/;
 
 -- name: get_step_ends_by_key
 -- Status and output of steps of several runs, given as a list of [run_id, name] pairs.
-SELECT s.run_id, s.name, s.status, s.output
+SELECT s.run_id, s.name, s.status, s.output, s.output_blob
 FROM json_each(:key_list) AS k
 CROSS JOIN steps AS s
 WHERE s.run_id = json_extract(k.value, '$[0]') AND s.name = json_extract(k.value, '$[1]');
 
 -- name: get_run_inputs
 -- The input of each run of a list of ids.
-SELECT id, input FROM runs WHERE id IN (SELECT value FROM json_each(:id_list));
+SELECT id, input, input_blob FROM runs WHERE id IN (SELECT value FROM json_each(:id_list));
 
 -- name: update_step
 -- Write the mutable fields of a step, except its output (dependents are never rewritten).
@@ -202,7 +203,8 @@ SET status = :status, unmet = :unmet, attempt = :attempt, recoveries = :recoveri
     skip_reason = :skip_reason, error_code = :error_code, error_message = :error_message,
     available_at = :available_at, lease_token = :lease_token, lease_expires_at = :lease_expires_at,
     worker_id = :worker_id, ready_at = :ready_at, started_at = :started_at,
-    finished_at = :finished_at, iteration = :iteration, gather = :gather, output = :output
+    finished_at = :finished_at, iteration = :iteration, gather = :gather, output = :output,
+    output_blob = :output_blob
 WHERE run_id = :run_id AND name = :name;
 
 -- name: claim_candidates
@@ -211,7 +213,7 @@ SELECT s.run_id, s.name, s.idx, s.status, s.unmet, s.dependents, s.optional, s.p
        s.attempt, s.recoveries, s.skip_reason, s.output, s.error_code, s.error_message,
        s.available_at, s.lease_token, s.lease_expires_at, s.worker_id, s.ready_at, s.started_at,
        s.finished_at, s.options, s.reused_from, s.iteration, s.task, s.input,
-       s.gather
+       s.gather, s.output_blob, s.input_blob
 FROM steps AS s
 JOIN runs AS r ON r.id = s.run_id
 WHERE s.status = 'ready'
@@ -233,7 +235,7 @@ SELECT s.run_id, s.name, s.idx, s.status, s.unmet, s.dependents, s.optional, s.p
        s.attempt, s.recoveries, s.skip_reason, s.output, s.error_code, s.error_message,
        s.available_at, s.lease_token, s.lease_expires_at, s.worker_id, s.ready_at, s.started_at,
        s.finished_at, s.options, s.reused_from, s.iteration, s.task, s.input,
-       s.gather
+       s.gather, s.output_blob, s.input_blob
 FROM steps AS s
 JOIN runs AS r ON r.id = s.run_id
 WHERE s.status = 'ready'
@@ -350,7 +352,7 @@ SELECT MIN(at) FROM (
 SELECT run_id, name, idx, status, unmet, dependents, optional, priority, attempt, recoveries,
        skip_reason, output, error_code, error_message, available_at, lease_token,
        lease_expires_at, worker_id, ready_at, started_at, finished_at, options, reused_from,
-       iteration, task, input, gather
+       iteration, task, input, gather, output_blob, input_blob
 FROM steps WHERE status = 'waiting' AND unmet = 0
 ORDER BY ready_at, run_id, name
 LIMIT :limit;
@@ -378,7 +380,7 @@ WHERE table_schema = current_schema() AND table_type = 'BASE TABLE';
 -- The runs of a list of ids.
 SELECT id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq,
        output, error, created_at, started_at, finished_at, deadline, parent_run, forked_from,
-       next_idx
+       next_idx, input_blob, output_blob
 FROM runs WHERE id = ANY(ARRAY(SELECT jsonb_array_elements_text(CAST(:id_list AS jsonb))))
 ORDER BY id /*for update*/;
 
@@ -386,7 +388,7 @@ ORDER BY id /*for update*/;
 -- A page of runs, newest first, strictly before a (created_at, id) position, of any workflow.
 SELECT id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq,
        output, error, created_at, started_at, finished_at, deadline, parent_run, forked_from,
-       next_idx
+       next_idx, input_blob, output_blob
 FROM runs
 WHERE (CAST(:status AS text) IS NULL OR status = CAST(:status AS text))
   AND (CAST(:before_at AS double precision) IS NULL
@@ -398,7 +400,7 @@ LIMIT :limit;
 -- A page of runs of one workflow, newest first, strictly before a (created_at, id) position.
 SELECT id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq,
        output, error, created_at, started_at, finished_at, deadline, parent_run, forked_from,
-       next_idx
+       next_idx, input_blob, output_blob
 FROM runs
 WHERE workflow = :workflow
   AND (CAST(:before_at AS double precision) IS NULL
@@ -410,7 +412,7 @@ LIMIT :limit;
 -- A page of runs of one workflow in one status, newest first, before a (created_at, id) position.
 SELECT id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq,
        output, error, created_at, started_at, finished_at, deadline, parent_run, forked_from,
-       next_idx
+       next_idx, input_blob, output_blob
 FROM runs
 WHERE workflow = :workflow AND status = :status
   AND (CAST(:before_at AS double precision) IS NULL
@@ -423,7 +425,7 @@ LIMIT :limit;
 SELECT run_id, name, idx, status, unmet, dependents, optional, priority, attempt, recoveries,
        skip_reason, output, error_code, error_message, available_at, lease_token,
        lease_expires_at, worker_id, ready_at, started_at, finished_at, options, reused_from,
-       iteration, task, input, gather
+       iteration, task, input, gather, output_blob, input_blob
 FROM steps
 WHERE run_id = :run_id
   AND name = ANY(ARRAY(SELECT jsonb_array_elements_text(CAST(:name_list AS jsonb))))
@@ -435,7 +437,7 @@ SELECT s.run_id, s.name, s.idx, s.status, s.unmet, s.dependents, s.optional, s.p
        s.attempt, s.recoveries, s.skip_reason, s.output, s.error_code, s.error_message,
        s.available_at, s.lease_token, s.lease_expires_at, s.worker_id, s.ready_at, s.started_at,
        s.finished_at, s.options, s.reused_from, s.iteration, s.task, s.input,
-       s.gather
+       s.gather, s.output_blob, s.input_blob
 FROM jsonb_array_elements(CAST(:key_list AS jsonb)) WITH ORDINALITY AS k (key, n)
 CROSS JOIN LATERAL (
     SELECT * FROM steps
@@ -446,17 +448,17 @@ ORDER BY k.n;
 
 -- name: get_step_ends_by_key [postgres]
 -- Status and output of steps of several runs, given as a list of [run_id, name] pairs.
-SELECT s.run_id, s.name, s.status, s.output
+SELECT s.run_id, s.name, s.status, s.output, s.output_blob
 FROM jsonb_array_elements(CAST(:key_list AS jsonb)) AS k (key)
 CROSS JOIN LATERAL (
-    SELECT run_id, name, status, output FROM steps
+    SELECT run_id, name, status, output, output_blob FROM steps
     WHERE run_id = k.key ->> 0 AND name = k.key ->> 1
     OFFSET 0
 ) AS s;
 
 -- name: get_run_inputs [postgres]
 -- The input of each run of a list of ids.
-SELECT id, input FROM runs
+SELECT id, input, input_blob FROM runs
 WHERE id = ANY(ARRAY(SELECT jsonb_array_elements_text(CAST(:id_list AS jsonb))));
 
 -- A claim's transaction walks the ready index rather than sorting every ready step, which is what
@@ -472,7 +474,7 @@ SELECT s.run_id, s.name, s.idx, s.status, s.unmet, s.dependents, s.optional, s.p
        s.attempt, s.recoveries, s.skip_reason, s.output, s.error_code, s.error_message,
        s.available_at, s.lease_token, s.lease_expires_at, s.worker_id, s.ready_at, s.started_at,
        s.finished_at, s.options, s.reused_from, s.iteration, s.task, s.input,
-       s.gather
+       s.gather, s.output_blob, s.input_blob
 FROM steps AS s
 JOIN runs AS r ON r.id = s.run_id
 WHERE s.status = 'ready'
@@ -498,7 +500,7 @@ SELECT s.run_id, s.name, s.idx, s.status, s.unmet, s.dependents, s.optional, s.p
        s.attempt, s.recoveries, s.skip_reason, s.output, s.error_code, s.error_message,
        s.available_at, s.lease_token, s.lease_expires_at, s.worker_id, s.ready_at, s.started_at,
        s.finished_at, s.options, s.reused_from, s.iteration, s.task, s.input,
-       s.gather
+       s.gather, s.output_blob, s.input_blob
 FROM steps AS s
 JOIN runs AS r ON r.id = s.run_id
 WHERE s.status = 'ready'
@@ -575,7 +577,7 @@ INSERT INTO steps (
     run_id, name, idx, status, unmet, dependents, optional, priority, attempt, recoveries,
     skip_reason, output, error_code, error_message, available_at, lease_token, lease_expires_at,
     worker_id, ready_at, started_at, finished_at, options, reused_from, iteration, task, input,
-    gather, queue, concurrency_key, target
+    gather, queue, concurrency_key, target, output_blob, input_blob
 )
 SELECT * FROM unnest(
     CAST(:run_id AS text[]), CAST(:name AS text[]), CAST(:idx AS int[]),
@@ -589,7 +591,8 @@ SELECT * FROM unnest(
     CAST(:finished_at AS double precision[]), CAST(:options AS text[]),
     CAST(:reused_from AS text[]), CAST(:iteration AS int[]), CAST(:task AS text[]),
     CAST(:input AS bytea[]), CAST(:gather AS bytea[]), CAST(:queue AS text[]),
-    CAST(:concurrency_key AS text[]), CAST(:target AS text[])
+    CAST(:concurrency_key AS text[]), CAST(:target AS text[]), CAST(:output_blob AS text[]),
+    CAST(:input_blob AS text[])
 );
 
 -- name: insert_event [postgres]
@@ -631,7 +634,7 @@ SET status = v.status, unmet = v.unmet, attempt = v.attempt, recoveries = v.reco
     available_at = v.available_at, lease_token = v.lease_token,
     lease_expires_at = v.lease_expires_at, worker_id = v.worker_id, ready_at = v.ready_at,
     started_at = v.started_at, finished_at = v.finished_at, iteration = v.iteration,
-    gather = v.gather, output = v.output
+    gather = v.gather, output = v.output, output_blob = v.output_blob
 FROM unnest(
     CAST(:status AS text[]), CAST(:unmet AS int[]), CAST(:attempt AS int[]),
     CAST(:recoveries AS int[]), CAST(:skip_reason AS text[]), CAST(:error_code AS text[]),
@@ -640,10 +643,10 @@ FROM unnest(
     CAST(:worker_id AS text[]), CAST(:ready_at AS double precision[]),
     CAST(:started_at AS double precision[]), CAST(:finished_at AS double precision[]),
     CAST(:iteration AS int[]), CAST(:gather AS bytea[]), CAST(:output AS bytea[]),
-    CAST(:run_id AS text[]), CAST(:name AS text[])
+    CAST(:output_blob AS text[]), CAST(:run_id AS text[]), CAST(:name AS text[])
 ) AS v (status, unmet, attempt, recoveries, skip_reason, error_code, error_message,
         available_at, lease_token, lease_expires_at, worker_id, ready_at, started_at,
-        finished_at, iteration, gather, output, run_id, name)
+        finished_at, iteration, gather, output, output_blob, run_id, name)
 WHERE s.run_id = v.run_id AND s.name = v.name;
 
 -- name: update_run [postgres]
@@ -664,14 +667,14 @@ WHERE r.id = v.id;
 UPDATE runs AS r
 SET status = v.status, unfinished = v.unfinished, failures = v.failures, next_seq = v.next_seq,
     error = v.error, started_at = v.started_at, finished_at = v.finished_at,
-    next_idx = v.next_idx, output = v.output
+    next_idx = v.next_idx, output = v.output, output_blob = v.output_blob
 FROM unnest(
     CAST(:status AS text[]), CAST(:unfinished AS int[]), CAST(:failures AS int[]),
     CAST(:next_seq AS int[]), CAST(:error AS text[]), CAST(:started_at AS double precision[]),
     CAST(:finished_at AS double precision[]), CAST(:next_idx AS int[]), CAST(:output AS bytea[]),
-    CAST(:id AS text[])
+    CAST(:output_blob AS text[]), CAST(:id AS text[])
 ) AS v (status, unfinished, failures, next_seq, error, started_at, finished_at, next_idx, output,
-        id)
+        output_blob, id)
 WHERE r.id = v.id;
 
 -- Records: documents of collections (engine.records, ctx.record) ---------------------------------
@@ -749,9 +752,9 @@ SET doc = excluded.doc, revision = records.revision + excluded.revision,
 -- Deleting runs ----------------------------------------------------------------------------------
 
 -- name: delete_finished_run
--- Delete a run if it is finished; its id if it was deleted.
+-- Delete a run if it is finished; its id and the blobs it referred to if it was deleted.
 DELETE FROM runs WHERE id = :id AND status IN ('completed', 'failed', 'cancelled')
-RETURNING id;
+RETURNING id, input_blob, output_blob;
 
 -- name: delete_run_steps
 -- Delete the steps of a (deleted) run.
@@ -760,3 +763,98 @@ DELETE FROM steps WHERE run_id = :id;
 -- name: delete_run_events
 -- Delete the event log of a (deleted) run.
 DELETE FROM events WHERE run_id = :id;
+
+-- name: run_step_blobs
+-- The blob hashes the steps of a run refer to (outputs and spawned inputs).
+SELECT output_blob, input_blob FROM steps
+WHERE run_id = :id AND (output_blob IS NOT NULL OR input_blob IS NOT NULL);
+
+-- name: delete_run_artifacts
+-- Delete the artifacts of a (deleted) run; the blobs of those kept in the database.
+DELETE FROM artifacts WHERE run_id = :id
+RETURNING path, sha256;
+
+-- Blobs: payloads kept once under their SHA-256 (plait/_blobs.py) --------------------------------
+
+-- name: get_blobs
+-- The data of the blobs of a list of hashes.
+SELECT sha256, data FROM blobs WHERE sha256 IN (SELECT value FROM json_each(:sha_list));
+
+-- name: get_blobs [postgres]
+-- The data of the blobs of a list of hashes.
+SELECT sha256, data FROM blobs
+WHERE sha256 = ANY(ARRAY(SELECT jsonb_array_elements_text(CAST(:sha_list AS jsonb))));
+
+-- name: add_blob_refs
+-- Count new references to a blob, if the store has it (then its data need not be sent).
+UPDATE blobs SET refs = refs + :refs WHERE sha256 = :sha256;
+
+-- name: insert_blob
+-- Store a blob with its first references (or count them, if another writer stored it first).
+INSERT INTO blobs (sha256, size, refs, data, created_at)
+VALUES (:sha256, :size, :refs, :data, :created_at)
+ON CONFLICT (sha256) DO UPDATE SET refs = blobs.refs + excluded.refs;
+
+-- name: put_blob
+-- Store a blob without references (its row commits later), or refresh its age if it is known.
+INSERT INTO blobs (sha256, size, refs, data, created_at)
+VALUES (:sha256, :size, 0, :data, :created_at)
+ON CONFLICT (sha256) DO UPDATE SET created_at = excluded.created_at;
+
+-- name: touch_blob
+-- Refresh the age of a blob the store has (a put of a known blob sends no data); its hash.
+UPDATE blobs SET created_at = :created_at WHERE sha256 = :sha256
+RETURNING sha256;
+
+-- name: change_blob_refs
+-- Add to the reference counts of blobs, given as a list of [hash, change]; the hashes found.
+UPDATE blobs
+SET refs = refs + (SELECT json_extract(d.value, '$[1]') FROM json_each(:delta_list) AS d
+                   WHERE json_extract(d.value, '$[0]') = blobs.sha256)
+WHERE sha256 IN (SELECT json_extract(value, '$[0]') FROM json_each(:delta_list))
+RETURNING sha256;
+
+-- name: change_blob_refs [postgres]
+-- Add to the reference counts of blobs, given as a list of [hash, change]; the hashes found.
+UPDATE blobs AS b SET refs = b.refs + CAST(d.value ->> 1 AS integer)
+FROM jsonb_array_elements(CAST(:delta_list AS jsonb)) AS d (value)
+WHERE b.sha256 = d.value ->> 0
+RETURNING b.sha256;
+
+-- name: blob_stats
+-- How many blobs, their bytes, and the references to them.
+SELECT COUNT(*), COALESCE(SUM(size), 0), COALESCE(SUM(refs), 0) FROM blobs;
+
+-- name: gc_blobs
+-- Delete the blobs nobody refers to that are older than a time; their hashes.
+DELETE FROM blobs WHERE refs <= 0 AND created_at < :older_than
+RETURNING sha256;
+
+-- Artifacts: files steps saved (ctx.save_artifact), written with their success ------------------
+
+-- name: insert_artifact
+-- Make an artifact a step saved visible (in the transaction recording the step's success).
+INSERT INTO artifacts (id, run_id, step, name, size, sha256, content_type, path, metadata,
+                       created_at)
+VALUES (:id, :run_id, :step, :name, :size, :sha256, :content_type, :path, :metadata,
+        :created_at);
+
+-- name: list_artifacts
+-- The artifacts of a run, oldest first.
+SELECT id, run_id, step, name, size, sha256, content_type, path, metadata, created_at
+FROM artifacts WHERE run_id = :run_id
+ORDER BY created_at, id;
+
+-- name: get_artifact
+-- One artifact (the bytes of one kept in the database are its blob's).
+SELECT id, run_id, step, name, size, sha256, content_type, path, metadata, created_at
+FROM artifacts WHERE id = :id;
+
+-- name: known_artifacts
+-- Which of a list of artifact ids have a row (the others' files may be swept).
+SELECT id FROM artifacts WHERE id IN (SELECT value FROM json_each(:id_list));
+
+-- name: known_artifacts [postgres]
+-- Which of a list of artifact ids have a row (the others' files may be swept).
+SELECT id FROM artifacts
+WHERE id = ANY(ARRAY(SELECT jsonb_array_elements_text(CAST(:id_list AS jsonb))));

@@ -39,7 +39,9 @@ CREATE TABLE runs (
     deadline    DOUBLE PRECISION,  -- past it, the run fails with deadline_exceeded
     parent_run  TEXT,  -- the run this one was forked from
     forked_from TEXT,  -- the step it was forked from
-    next_idx    INTEGER NOT NULL DEFAULT 0  -- idx of the next step added (spawned) to the run
+    next_idx    INTEGER NOT NULL DEFAULT 0,  -- idx of the next step added (spawned) to the run
+    input_blob  TEXT,  -- the input is the blob of this hash (`input` is then empty)
+    output_blob TEXT   -- the output is the blob of this hash (`output` is then NULL)
 );
 
 CREATE INDEX runs_created ON runs (created_at, id);
@@ -83,6 +85,8 @@ CREATE TABLE steps (
     queue            TEXT,  -- its flow-control queue (NULL: the queue 'default')
     concurrency_key  TEXT,  -- at most its key_limit (in options) steps of one key run at once
     target           TEXT,  -- placement: a worker label, '@' + a worker id, '=' + a step's name
+    output_blob      TEXT,  -- the output is the blob of this hash (`output` is then NULL)
+    input_blob       TEXT,  -- the input is the blob of this hash (`input` is then NULL)
     PRIMARY KEY (run_id, name)
 );
 
@@ -138,3 +142,35 @@ CREATE TABLE records (
     step       TEXT,
     PRIMARY KEY (collection, key)
 );
+
+-- Blobs: payloads longer than the store's threshold, kept once under their SHA-256 (_blobs.py).
+-- `refs` counts the columns that name it; gc removes a blob with none once it is older than a
+-- grace period (`created_at` is refreshed by every put, so a blob put for a row about to commit
+-- is never removed under it).
+CREATE TABLE blobs (
+    sha256     TEXT PRIMARY KEY,
+    size       BIGINT NOT NULL,
+    refs       INTEGER NOT NULL,
+    data       BLOB NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL
+);
+
+-- gc: unreferenced blobs by age
+CREATE INDEX blobs_unreferenced ON blobs (created_at) WHERE refs <= 0;
+
+-- Artifacts: files steps saved (ctx.save_artifact), visible once the step succeeded; the bytes
+-- are in the artifact folder under `path`, or in the blob of their `sha256` (plait/_artifacts.py).
+CREATE TABLE artifacts (
+    id           TEXT PRIMARY KEY,  -- random hex made by plait; also the file's name
+    run_id       TEXT NOT NULL,
+    step         TEXT NOT NULL,
+    name         TEXT NOT NULL,
+    size         BIGINT NOT NULL,
+    sha256       TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    path         TEXT,  -- in the artifact folder (relative); NULL: a blob (one reference)
+    metadata     TEXT,  -- JSON object
+    created_at   DOUBLE PRECISION NOT NULL
+);
+
+CREATE INDEX artifacts_run ON artifacts (run_id, created_at);
