@@ -1,0 +1,211 @@
+"""What an idle worker costs a PostgreSQL server: transactions per second, with and without a
+schedule in the store.
+
+    python benchmarks/idle.py            # about four minutes
+    python benchmarks/idle.py --quick    # 6 s windows: a smoke test, not numbers to quote
+
+For each variant, a fresh database (`plait_bench_idle_<pid>_<n>`, dropped afterwards) gets
+plait's schema and one registered workflow (and, for "schedule", a schedule whose next tick is
+months away: the worker is elected scheduler and renews its lease, but starts nothing). The
+server's `pg_stat_database.xact_commit + xact_rollback` for that database is read
+
+- over a window with no client connected (the baseline: autovacuum and the like),
+- around a worker process that serves for `short` seconds, and around one that serves for
+  `short + window` seconds, each after the store exists (a backend flushes its counters when it
+  exits, so the difference of the two is exactly `window` seconds of idling, start-up and exit
+  cancelled out).
+
+Idle transactions/s = (long - short - baseline) / window, the lowest of `--repeat` tries (2):
+other clients of the database (autovacuum visiting it) can only add transactions. The fresh
+tables are analyzed first, so that autovacuum's first visit has nothing to do in a window. The worker also counts, on the client,
+the store calls it makes in that window (claim, next_ready_at, the registry's and scheduler's
+record reads and writes…). Target: at most 1 transaction/s. Results go to benchmarks/results.json
+under "idle" (the other keys are kept). See benchmarks/README.md.
+
+The server is $PLAIT_BENCH_POSTGRES_URL (default postgresql://postgres@127.0.0.1:5432/postgres);
+the user must be allowed to create databases.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from postgres import DEFAULT_URL, with_options  # noqa: E402
+from run import RESULTS, _chain, _git_commit, machine  # noqa: E402
+
+COUNTED = (
+    "claim", "next_ready_at", "next_timer_at", "recover_expired", "heartbeat", "fire_timers",
+    "get_record", "put_record", "delete_record", "list_records",
+)  # fmt: skip
+VARIANTS = ("no schedule", "schedule")
+
+
+# -- the worker (a child process) ----------------------------------------------------------------
+
+
+def child(url: str) -> None:
+    """Serve (idle) from "go" until "stop"; print the store calls made, with their times."""
+    import plait
+
+    engine = plait.Engine(url)
+    engine.register(_chain())  # opens the store: schema check, pool, LISTEN
+    calls: list[tuple[float, str]] = []
+    for name in COUNTED:
+        original = getattr(engine.store, name)
+
+        def counting(original: Any, name: str) -> Any:
+            async def counted(*args: Any, **kwargs: Any) -> Any:
+                calls.append((time.monotonic(), name))
+                return await original(*args, **kwargs)
+
+            return counted
+
+        setattr(engine.store, name, counting(original, name))
+    print("ready", flush=True)
+    sys.stdin.readline()
+    t0 = time.monotonic()
+
+    def stopper() -> None:
+        sys.stdin.readline()
+        engine.stop_workers()
+
+    threading.Thread(target=stopper, daemon=True).start()
+    engine.run_worker(concurrency=16)
+    engine.close()
+    print(json.dumps({"calls": [(round(t - t0, 4), what) for t, what in calls]}), flush=True)
+
+
+def _serve(url: str, seconds: float) -> list[tuple[float, str]]:
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", url]
+    proc = subprocess.Popen(command, text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
+    if proc.stdout.readline().strip() != "ready":
+        proc.kill()
+        raise SystemExit("the worker did not start")
+    proc.stdin.write("go\n")
+    proc.stdin.flush()
+    time.sleep(seconds)  # the idle window being measured
+    out, _ = proc.communicate("stop\n", timeout=120)
+    if proc.returncode != 0:
+        raise SystemExit(f"the worker failed ({proc.returncode})")
+    return [tuple(c) for c in json.loads(out.strip().splitlines()[-1])["calls"]]
+
+
+# -- the measurement -----------------------------------------------------------------------------
+
+
+async def _prepare(url: str, schedule: bool) -> None:
+    import plait
+
+    async with plait.Engine(url) as engine:
+        wf = _chain()
+        await engine.register_async(wf)
+        if schedule:  # due on 1 January at 03:00: never within the window
+            await engine.schedule_async("yearly", wf, cron="0 3 1 1 *")
+
+
+def measure(
+    server: str, n: int, schedule: bool, short: float, window: float, repeat: int
+) -> dict[str, Any]:
+    import psycopg
+
+    name = f"plait_bench_idle_{os.getpid()}_{n}"
+    db = psycopg.connect(server, autocommit=True)
+    db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    db.execute(f'CREATE DATABASE "{name}"')
+    url = with_options(urlunsplit(urlsplit(server)._replace(path=f"/{name}")), schema="plait")
+    query = "SELECT (xact_commit + xact_rollback)::int FROM pg_stat_database WHERE datname = %s"
+
+    def xacts() -> int:
+        row = db.execute(query, (name,)).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    tries: list[tuple[int, int]] = []
+    calls: list[tuple[float, str]] = []
+    try:
+        asyncio.run(_prepare(url, schedule))
+        # fresh tables: analyze them now, or autovacuum's first visit does it inside a window
+        with psycopg.connect(url.split("?")[0], autocommit=True) as fresh:
+            fresh.execute("VACUUM ANALYZE")
+        time.sleep(1.5)  # the preparing backends have exited and flushed their counts
+        before = xacts()
+        time.sleep(window + 1.5)  # the baseline window: nobody connected
+        baseline = xacts() - before
+        for _ in range(repeat):
+            counts = []
+            for length in (short, short + window):
+                before = xacts()
+                calls = _serve(url, length)
+                time.sleep(2)  # its backends have exited and flushed their counts
+                counts.append(xacts() - before)
+            tries.append((counts[0], counts[1]))
+    finally:
+        db.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        db.close()
+    client: dict[str, float] = {}
+    for t, what in calls:
+        if short <= t < short + window:
+            client[what] = round(client.get(what, 0) + 1 / window, 3)
+    # other clients of the database (autovacuum visiting) only add: the lowest try is the worker
+    rates = [(long - short_ - baseline) / window for short_, long in tries]
+    return {
+        "window_s": window,
+        "short_s": short,
+        "tries_xacts_short_long": tries,
+        "baseline_xacts": baseline,
+        "server_xacts_per_s": min(rates),
+        "tries_xacts_per_s": rates,
+        "client_calls_per_s": dict(sorted(client.items())),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="6 s windows")
+    parser.add_argument(
+        "--repeat", type=int, default=2, help="tries per variant (the lowest counts)"
+    )
+    parser.add_argument("--out", default=str(RESULTS), help="results file (its 'idle' key)")
+    parser.add_argument("--child", metavar="URL", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        child(args.child)
+        return
+    server = os.environ.get("PLAIT_BENCH_POSTGRES_URL", DEFAULT_URL)
+    short, window = (1.5, 6.0) if args.quick else (5.0, 25.0)
+    results = {}
+    for n, variant in enumerate(VARIANTS):
+        results[variant] = measure(server, n, variant == "schedule", short, window, args.repeat)
+    print(f"\nidle worker on PostgreSQL, {window:.0f} s window (target: <= 1 transaction/s)\n")
+    print(f"{'variant':<14}{'transactions/s':>16}   store calls/s (client)")
+    for variant, r in results.items():
+        calls = ", ".join(f"{k} {v:.2f}" for k, v in r["client_calls_per_s"].items())
+        print(f"{variant:<14}{r['server_xacts_per_s']:>16.2f}   {calls}")
+    out = Path(args.out)
+    data = json.loads(out.read_text()) if out.exists() else {}
+    data["idle"] = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "commit": _git_commit(),
+        "quick": args.quick,
+        "machine": machine(),
+        "target_xacts_per_s": 1.0,
+        "variants": results,
+    }
+    out.write_text(json.dumps(data, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
