@@ -147,16 +147,20 @@ def registration(worker: Worker, now: float) -> WorkerInfo:
     )
 
 
-async def read_workers(store: Store, now: float, *, include_dead: bool = False) -> list[WorkerInfo]:
-    """The registered workers by id: the live ones, or also the dead not yet forgotten."""
-    found: list[WorkerInfo] = []
+async def _rows(store: Store) -> list[RecordRow]:
+    found: list[RecordRow] = []
     after = ""
     while True:
         rows = await store.list_records(WORKERS, "", after, PAGE)
-        found.extend(WorkerInfo.of(r) for r in rows)
+        found.extend(rows)
         if len(rows) < PAGE:
-            break
+            return found
         after = rows[-1].key
+
+
+async def read_workers(store: Store, now: float, *, include_dead: bool = False) -> list[WorkerInfo]:
+    """The registered workers by id: the live ones, or also the dead not yet forgotten."""
+    found = [WorkerInfo.of(r) for r in await _rows(store)]
     return [w for w in found if include_dead or w.is_live(now)]
 
 
@@ -186,13 +190,11 @@ class Presence:
 async def forget_dead(store: Store, now: float) -> int:
     """Delete registrations expired more than FORGET_AFTER seconds ago; how many were."""
     forgotten = 0
-    for w in await read_workers(store, now, include_dead=True):
-        if w.expires_at < now - FORGET_AFTER:
-            row = await store.get_record(WORKERS, w.id)
-            # its revision: a worker that came back meanwhile is not deleted
-            if row is not None and WorkerInfo.of(row).expires_at < now - FORGET_AFTER:
-                deleted, _ = await store.delete_record(WORKERS, w.id, row.revision)
-                forgotten += deleted
+    for row in await _rows(store):
+        if WorkerInfo.of(row).expires_at < now - FORGET_AFTER:
+            # at the revision read: a worker that came back meanwhile is not deleted
+            deleted, _ = await store.delete_record(WORKERS, row.key, row.revision)
+            forgotten += deleted
     return forgotten
 
 
