@@ -449,3 +449,37 @@ async def test_a_watcher_in_the_same_process_sees_a_step_start_at_once(store_url
         assert await run.result_async(timeout=5) == {"work": True}
         kinds = await asyncio.wait_for(watcher, DEADLINE)
         assert kinds.index("step_started") < kinds.index("step_completed")
+
+
+# -- the scheduler's pass, on the registry's timer ----------------------------------------------
+
+
+async def test_the_elected_scheduler_renews_its_lease_without_reading_it(
+    engine: plait.Engine,
+) -> None:
+    from plait._schedules import Scheduler
+
+    wf = mixed()
+    s = await engine.schedule_async("yearly", wf, cron="0 3 1 1 *")
+    a, b = Scheduler(engine, "a", ttl=10.0), Scheduler(engine, "b", ttl=10.0)
+    reads = []
+    get_record = engine.store.get_record
+
+    async def counted(*args: Any) -> Any:
+        reads.append(args)
+        return await get_record(*args)
+
+    engine.store.get_record = counted  # type: ignore[method-assign]  # counts the lease reads
+    now = s.next_at - 3600
+    await a.beat(now)
+    assert a.elected and len(reads) == 1  # taking the lease reads it
+    await a.beat(now + 3)
+    await a.beat(now + 6)
+    assert a.elected and len(reads) == 1  # renewing it does not
+    # a stalls past its lease; b takes over; a's renewal then fails, and it reads who holds it
+    await b.beat(now + 20)
+    assert b.elected
+    await a.beat(now + 21)
+    assert not a.elected
+    await b.beat(now + 23)
+    assert b.elected
