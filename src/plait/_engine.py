@@ -79,15 +79,7 @@ class RunHandle:
         return f"RunHandle({self.id!r})"
 
 
-class Engine(
-    DataMethods,
-    ForkMethods,
-    GateMethods,
-    QueueMethods,
-    ScheduleMethods,
-    WatchMethods,
-    WorkerMethods,
-):
+class Engine(DataMethods, ForkMethods, GateMethods, QueueMethods, ScheduleMethods, WatchMethods, WorkerMethods):  # fmt: skip
     """plait's entry point. `Engine("sqlite:///plait.db")` (default), `"memory://"`, …
 
     `lease`: seconds a claimed step is held before another worker may take it over (heartbeats
