@@ -30,6 +30,7 @@ from ._errors import (
 from ._loops import Goto
 from ._rate import Rate
 from ._records import RunStatus, StepStatus
+from ._registry import ServedWorkflow, StepTopology, Topology, WorkerInfo
 from ._retry import Retry
 from ._schedules import Schedule
 from ._step_options import Approval
@@ -74,13 +75,17 @@ __all__ = [
     "RunStatus",
     "Schedule",
     "SchemaVersionError",
+    "ServedWorkflow",
     "Step",
     "StepCancelled",
     "StepContext",
     "StepError",
     "StepStatus",
+    "StepTopology",
     "StoreError",
+    "Topology",
     "Waiting",
+    "WorkerInfo",
     "Workflow",
     "WorkflowInfo",
     "WorkflowNotFound",

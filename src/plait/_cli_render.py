@@ -272,7 +272,9 @@ def show_inspection(console: Console, inspection: Inspection) -> None:
         elif step.status.value == "waiting" and step.name in inspection.blockers:
             detail = "[yellow]" + escape(", ".join(inspection.blockers[step.name])) + "[/]"
         elif step.name in inspection.blockers:
-            detail = "waits on " + escape(", ".join(inspection.blockers[step.name]))
+            why = ", ".join(inspection.blockers[step.name])
+            # "no live worker serves…", "no worker has claimed it yet…" read as they are
+            detail = escape(why) if why.startswith("no ") else "waits on " + escape(why)
         elif step.task is not None:
             detail = f"[dim]spawned: task {escape(step.task)}[/]"
         else:

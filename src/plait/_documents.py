@@ -13,7 +13,8 @@ counts as a write), so `expected_revision=` makes a read-modify-write safe again
 writers: exactly one of several writers expecting the same revision wins.
 
 Names are checked before they reach a store: a collection is 1-100 letters, digits, `_`, `.`,
-`-` starting with a letter; a key is a non-empty string of at most 1024 characters without NUL.
+`-` starting with a letter, and not `plait.…` (reserved for plait's own state); a key is a
+non-empty string of at most 1024 characters without NUL.
 """
 
 from __future__ import annotations
@@ -36,14 +37,23 @@ if TYPE_CHECKING:
 COLLECTION_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,99}")
 KEY_LIMIT = 1024
 PAGE_LIMIT = 1000  # documents a list() call returns at most
+# plait keeps its own documents (schedules, the scheduler's lease, the worker registry) in
+# collections of this prefix; users' records may not touch them (plait's code uses the store)
+RESERVED_PREFIX = "plait."
 
 
 def check_collection(collection: object) -> str:
-    """The collection name, or InputError saying what a name may be."""
+    """The collection name, or InputError saying what a name may be (or that it is reserved)."""
     if not isinstance(collection, str) or not COLLECTION_RE.fullmatch(collection):
         raise InputError(
             f"invalid collection name {collection!r}: a collection name is 1-100 letters, "
             "digits, '_', '.' or '-', starting with a letter"
+        )
+    if collection.lower().startswith(RESERVED_PREFIX):
+        raise InputError(
+            f"collection name {collection!r} is reserved: collections named '{RESERVED_PREFIX}…' "
+            "hold plait's own state (schedules, the scheduler's lease, the worker registry); "
+            "choose another name"
         )
     return collection
 

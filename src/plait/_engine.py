@@ -24,6 +24,7 @@ from ._engine_fork import ForkMethods
 from ._engine_gates import GateMethods
 from ._engine_queues import QueueMethods
 from ._engine_watch import EventsWritten, WatchMethods
+from ._engine_workers import WorkerMethods
 from ._errors import (
     InputError,
     PlaitError,
@@ -36,11 +37,11 @@ from ._errors import (
     WorkflowNotFound,
 )
 from ._gates import DEADLINE_EXCEEDED
-from ._placement import placement_blockers
 from ._portal import Broadcast, Portal, blocking
 from ._queues import flow_of_run, queue_blockers
 from ._records import CommitResult, RunRow, RunStatus, StepStatus, WorkflowPlan
-from ._schedules import ScheduleMethods, live_workers
+from ._registry import read_workers, registry_blockers
+from ._schedules import ScheduleMethods
 from ._step_options import seconds
 from ._transitions import Transition, new_run
 from ._views import Event, Inspection, Run, RunPage, Step, WorkflowInfo, inspect_run
@@ -78,7 +79,7 @@ class RunHandle:
         return f"RunHandle({self.id!r})"
 
 
-class Engine(DataMethods, ForkMethods, GateMethods, QueueMethods, ScheduleMethods, WatchMethods):
+class Engine(DataMethods, ForkMethods, GateMethods, QueueMethods, ScheduleMethods, WatchMethods, WorkerMethods):  # fmt: skip
     """plait's entry point. `Engine("sqlite:///plait.db")` (default), `"memory://"`, …
 
     `lease`: seconds a claimed step is held before another worker may take it over (heartbeats
@@ -371,8 +372,8 @@ class Engine(DataMethods, ForkMethods, GateMethods, QueueMethods, ScheduleMethod
         if any(r.status is StepStatus.READY for r in rows):  # held by flow control?
             queues = {q.name: q for q in await self.store.list_queues()}
             seen.blockers.update(queue_blockers(rows, queues, now))
-        if any(r.options is not None and r.options.target for r in rows):
-            seen.blockers.update(placement_blockers(rows, await live_workers(self.store, now)))
+            live = await read_workers(self.store, now)  # can any live worker take them?
+            registry_blockers(row, rows, live, now, seen.blockers)
         return seen
 
     inspect = blocking(inspect_async)

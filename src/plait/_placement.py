@@ -8,20 +8,18 @@ A worker carries labels (`plait worker --labels gpu,eu`). A step's `target` (sto
 - `"@" + worker id` (`ctx.spawn(..., colocate=True)`): only the worker that spawned it.
 
 Claims filter by target (every store), so a step is never handed to a worker that may not run
-it and no attempt is ever spent on a wrong placement. Each worker advertises its labels while it
-lives (a document of the reserved records collection `plait.workers`, renewed with its lease), so
-that `inspect` can say when no live worker can take a ready step.
+it and no attempt is ever spent on a wrong placement. Each worker registers its labels while it
+lives (`_registry.py`), so that `inspect` can say when no live worker can take a ready step.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable
 from typing import Any
 
 from ._errors import ConfigError, DefinitionError
 
-WORKERS = "plait.workers"  # records collection: live workers and their labels
 _LABEL = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,99}")
 
 
@@ -84,27 +82,3 @@ def step_target(where: str, options: dict[str, Any]) -> tuple[str | None, str | 
             raise DefinitionError(f"{where}: colocate_with must name a step, got {other!r}")
         return "=" + other, other
     return None, None
-
-
-def placement_blockers(
-    rows: Sequence[Any], workers: Mapping[str, Collection[str]]
-) -> dict[str, list[str]]:
-    """For ready steps with a target: what they wait for, saying so when no live worker
-    (`workers`: id → labels) can take them, so that such work is not silently stuck."""
-    ran_on = {r.name: r.worker_id for r in rows}
-    out: dict[str, list[str]] = {}
-    for r in rows:
-        target = None if r.options is None else r.options.target
-        if target is None or r.status.value != "ready":
-            continue
-        colocated = ran_on.get(target[1:]) if target.startswith("=") else None
-        live = any(may_run(target, w, labels, colocated) for w, labels in workers.items())
-        need = describe(target)
-        if target.startswith("="):
-            need += f" ({colocated})" if colocated else ""
-        out[r.name] = [
-            f"needs {need}: waiting for it to claim the step"
-            if live
-            else f"needs {need}, and no live worker can take it"
-        ]
-    return out

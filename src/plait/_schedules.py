@@ -21,12 +21,9 @@ run, for the latest.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import re
 import time
-from collections.abc import Collection
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +32,6 @@ import orjson
 from . import _codec
 from ._cron import Cron, tick_id, timezone
 from ._errors import ConfigError, InputError, WorkflowNotFound
-from ._placement import WORKERS
 from ._portal import blocking
 from ._records import RecordRow
 
@@ -52,7 +48,6 @@ LEASES = "plait.leases"
 SCHEDULER = "scheduler"
 CATCH_UP = ("skip", "run_once")
 MISFIRE_GRACE = 60.0  # seconds: a tick reached later than this is missed (see catch_up)
-FORGET_WORKERS = 3600.0  # seconds after its lease a dead worker's document is deleted
 MAX_CATCH_UP = 1000  # missed ticks looked at, at most, per schedule and pass
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}")
 
@@ -231,14 +226,6 @@ class ScheduleMethods:
                 return replace(changed, revision=revision)
 
 
-async def live_workers(store: Store, now: float) -> dict[str, list[str]]:
-    """Workers whose advertisement has not expired: id → labels."""
-    docs = (
-        (row.key, orjson.loads(row.doc)) for row in await store.list_records(WORKERS, "", "", 1000)
-    )
-    return {key: doc["labels"] for key, doc in docs if doc["expires_at"] > now}
-
-
 # -- the elected scheduler -----------------------------------------------------------------------
 
 
@@ -255,40 +242,13 @@ def due_ticks(s: Schedule, now: float, grace: float = MISFIRE_GRACE) -> tuple[li
 
 
 class Scheduler:
-    """Runs in each worker process; starts due ticks while elected (see the module docstring)."""
+    """Runs in each worker process (its pass is given by the registry's timer, `_registry.py`);
+    starts due ticks while elected (see the module docstring)."""
 
-    def __init__(
-        self, engine: Engine, holder: str, ttl: float = 15.0, labels: Collection[str] = ()
-    ) -> None:
+    def __init__(self, engine: Engine, holder: str, ttl: float = 15.0) -> None:
         self.engine, self.holder, self.ttl = engine, holder, ttl
-        self.labels = sorted(labels)
         self.elected = False
-
-    async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            wait = self.ttl / 3
-            try:
-                await self.advertise(time.time())
-                wait = min(wait, await self.beat(time.time()))
-            except Exception:  # a store outage: the worker reports it; try again later
-                log.warning("scheduler %s: pass failed", self.holder, exc_info=True)
-                self.elected = False
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), max(wait, 0.01))
-        with contextlib.suppress(Exception):  # gone: its document expires anyway
-            await self.engine.store.delete_record(WORKERS, self.holder, None)
-        if self.elected:
-            await self._resign()
-
-    async def advertise(self, now: float) -> None:
-        """Say this worker lives, and its labels, until its lease would expire (for inspect);
-        forget workers dead for a while."""
-        store = self.engine.store
-        doc = orjson.dumps({"labels": self.labels, "expires_at": now + self.ttl})
-        await store.put_record(RecordRow(WORKERS, self.holder, doc, 0, now), None)
-        for row in await store.list_records(WORKERS, "", "", 1000):
-            if orjson.loads(row.doc)["expires_at"] < now - FORGET_WORKERS:
-                await store.delete_record(WORKERS, row.key, row.revision)
+        self._lease_revision = 0  # of the lease document while we hold it: renewed unread
 
     async def beat(self, now: float) -> float:
         """One pass: hold or take the election, start due ticks; seconds until the next pass.
@@ -326,17 +286,25 @@ class Scheduler:
 
     async def _elect(self, now: float) -> bool:
         store = self.engine.store
+        doc = orjson.dumps({"holder": self.holder, "expires_at": now + self.ttl})
+        if self.elected and self._lease_revision:  # renew what we hold, without reading it
+            ok, revision = await store.put_record(
+                RecordRow(LEASES, SCHEDULER, doc, 0, now), self._lease_revision
+            )
+            if ok:
+                self._lease_revision = revision
+                return True
         row = await store.get_record(LEASES, SCHEDULER)
         if row is not None:
             lease = orjson.loads(row.doc)
             if lease["holder"] != self.holder and lease["expires_at"] > now:
                 return False
-        doc = orjson.dumps({"holder": self.holder, "expires_at": now + self.ttl})
         expected = 0 if row is None else row.revision
-        ok, _ = await store.put_record(RecordRow(LEASES, SCHEDULER, doc, 0, now), expected)
+        ok, revision = await store.put_record(RecordRow(LEASES, SCHEDULER, doc, 0, now), expected)
+        self._lease_revision = revision if ok else 0
         return ok
 
-    async def _resign(self) -> None:
+    async def resign(self) -> None:
         store = self.engine.store
         row = await store.get_record(LEASES, SCHEDULER)
         if row is not None and orjson.loads(row.doc)["holder"] == self.holder:

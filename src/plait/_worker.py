@@ -39,7 +39,7 @@ from ._placement import worker_labels
 from ._portal import wait_any
 from ._queues import worker_queues
 from ._records import Claim, Held, Outcome, StepInputs, StepStatus
-from ._schedules import Scheduler
+from ._registry import keep_registered
 from ._tasks import task_kwargs
 
 if TYPE_CHECKING:
@@ -142,12 +142,8 @@ class Worker:
         committer = asyncio.create_task(self._commit_loop(), name="plait-committer")
         self._committer = committer
         keeper = asyncio.create_task(self._lease_loop(), name="plait-leases")
-        scheduler = asyncio.create_task(
-            Scheduler(self.engine, self.id, ttl=self.engine.lease, labels=self.labels).run(
-                self._stopping
-            ),
-            name="plait-scheduler",
-        )
+        # registration (`plait workers`) and the scheduler, on one timer (see _registry.py)
+        registry = asyncio.create_task(keep_registered(self, self._stopping), name="plait-registry")
         try:
             await self._refresh_until()
             async with asyncio.timeout(timeout):
@@ -161,7 +157,7 @@ class Worker:
             await self._drain()
             committer.cancel()
             keeper.cancel()
-            await asyncio.gather(committer, keeper, scheduler, return_exceptions=True)
+            await asyncio.gather(committer, keeper, registry, return_exceptions=True)
             self._pool.shutdown()
             for sig in installed:
                 loop.remove_signal_handler(sig)
@@ -197,6 +193,7 @@ class Worker:
                 )
                 if claims:
                     idle = 0.002
+                    self.engine.events_written.fire()  # step_started: watchers here see it now
                     await self._launch(claims)
                     continue
                 # the next delayed step, or the next token of a rate limit that held work back

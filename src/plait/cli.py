@@ -4,6 +4,7 @@
     plait worker FILE.py                         serve every workflow the file defines
     plait runs list | show ID | events ID        read runs from the store
     plait workflows                              the workflow versions recorded in the store
+    plait workers | topology WORKFLOW            live workers, and which can run which steps
 
 Every command takes `--db URL` (env `PLAIT_DB`, default `sqlite:///plait.db`) and `--log-level`.
 Exit codes: 0 success; 1 the run failed, was cancelled or did not finish; 2 bad usage or input
@@ -487,6 +488,7 @@ from . import (  # noqa: E402, F401
     _cli_queues,
     _cli_schedules,
     _cli_watch,
+    _cli_workers,
 )
 
 

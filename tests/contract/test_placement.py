@@ -1,19 +1,17 @@
 """Placement on every store: `target=` steps go only to workers with that label,
 `colocate_with=` steps only to the worker that ran the other step, `ctx.spawn(colocate=True)`
 children only to the spawning worker; a worker that may not run a step never claims it (so no
-attempt is spent), and `inspect` says when no live worker can take a ready step."""
+attempt is spent), and `inspect` says when no live worker can take a ready step (tests/contract/test_registry.py)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
 
-import orjson
 import pytest
 
 import plait
 from plait._records import Outcome
-from plait._schedules import Scheduler
 
 
 @pytest.fixture
@@ -84,28 +82,6 @@ async def test_colocated_children_run_on_the_spawning_worker(engine: plait.Engin
     for child in children:
         assert child.options is not None and child.options.target == "@" + str(parent.worker_id)
         assert child.worker_id == parent.worker_id
-
-
-async def test_inspect_says_when_no_live_worker_can_take_a_step(engine: plait.Engine) -> None:
-    wf = placed()
-    await engine.start_async(wf, {"n": 1}, run_id="r")
-    seen = await engine.inspect_async("r")
-    assert seen.blockers["train"] == [
-        "needs a worker with label 'gpu', and no live worker can take it"
-    ]
-    await Scheduler(engine, "host:1:abc", labels=["gpu"]).advertise(time.time())
-    seen = await engine.inspect_async("r")
-    assert seen.blockers["train"] == [
-        "needs a worker with label 'gpu': waiting for it to claim the step"
-    ]
-    # a worker whose advertisement has expired is not live
-    stale = orjson.dumps({"labels": ["gpu"], "expires_at": time.time() - 1})
-    from plait._placement import WORKERS
-    from plait._records import RecordRow
-
-    await engine.store.put_record(RecordRow(WORKERS, "host:1:abc", stale, 0, time.time()), None)
-    seen = await engine.inspect_async("r")
-    assert seen.blockers["train"][0].endswith("no live worker can take it")
 
 
 def test_bad_placement_is_refused() -> None:

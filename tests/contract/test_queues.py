@@ -360,12 +360,23 @@ async def test_an_old_step_among_the_candidates_still_goes_first(engine: plait.E
     assert await claim(engine, wf, now, aged_before=now - 0.5) == ["low"]
 
 
+async def live_worker(engine: plait.Engine, *workflows: plait.Workflow) -> None:
+    """Register a live worker serving these workflows (tests/contract/test_registry.py)."""
+    from plait._registry import Presence, ServedWorkflow, WorkerInfo
+
+    now = time.time()
+    served = tuple(ServedWorkflow(w.name, w.version, w.fingerprint) for w in workflows)
+    info = WorkerInfo("w", "h", 1, (), None, served, 1, now, now, now + 60)
+    await Presence(engine.store, info, 60.0).beat(now)
+
+
 async def test_inspect_names_the_limits_a_ready_step_waits_on(engine: plait.Engine) -> None:
     await engine.configure_queue_async(
         "emails", concurrency=2, rate=plait.Rate(10, per=60.0, burst=5)
     )
     await engine.start_async(mailer(), {"to": "a"}, run_id="m")
     await engine.start_async(keyed(), {"customer": "ann", "n": 1}, run_id="k")
+    await live_worker(engine, mailer(), keyed())  # else: "no live worker serves…" instead
     assert (await engine.inspect_async("m")).blockers["send"] == [
         "queue 'emails' runs at most 2 at once",
         "queue 'emails' starts at most 10 per 60s (burst 5; 5.0 token(s) left)",
