@@ -67,7 +67,7 @@ class StepDef:
     priority: int = 0
     when: Callable[..., Any] | None = None  # run the step only if this returns true
     options: StepOptions | None = None  # delay, approval gate, signal, queue, key limit
-    concurrency_key: Callable[..., Any] | None = None  # of run-input fields, resolved at start
+    concurrency_key: Callable[..., Any] | None = None  # of run-input fields and dependency outputs
     # filled in by Workflow._bind once every step is known
     when_params: tuple[str, ...] = ()  # the condition's parameters (steps' outputs, input fields)
     when_inputs: tuple[InputField, ...] = ()  # the run-input fields among them
@@ -462,8 +462,9 @@ class Workflow:
                     when_inputs.append(InputField(p.name, p.default is _EMPTY, p.default, None))
             step.when_params = tuple(params)
             step.when_inputs = tuple(when_inputs)
-        if step.concurrency_key is not None:
-            check_key_params(where, step.concurrency_key, self._steps)
+        if step.concurrency_key is not None and step.options is not None:
+            reads = check_key_params(where, step.concurrency_key, self._steps, data)
+            step.options = replace(step.options, key_from_outputs=reads)
         for dep in data:
             if dep not in self._steps:
                 raise DefinitionError(f"{where}: deps names unknown step {dep!r}")
@@ -545,8 +546,8 @@ def _options_print(options: StepOptions) -> dict[str, Any]:
     """Step options as fingerprinted: flow options only when set, so that the fingerprints of
     workflows defined before them do not change."""
     data = asdict(options)
-    for name in ("queue", "key", "key_limit", "target"):
-        if data[name] is None:
+    for name in ("queue", "key", "key_limit", "target", "key_from_outputs"):
+        if data[name] in (None, False):
             del data[name]
     return data
 

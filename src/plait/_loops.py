@@ -18,6 +18,7 @@ import orjson
 
 from ._actions import dooms, skip_reason_from, upstream_of
 from ._blobs import DEFAULT_THRESHOLD, digest
+from ._key_admission import forget_key
 from ._records import Edge, EdgeKind, RunRow, StepRow, StepStatus
 from ._spawn import spawned_below
 from ._transitions import Transition, Txn, fails_run, need_all, reached, settle, steps_of
@@ -122,6 +123,7 @@ def _reset(txn: Txn, run: RunRow, s: StepRow) -> None:
     s.attempt = s.recoveries = 0
     s.lease_token = s.lease_expires_at = s.worker_id = None
     s.available_at = s.ready_at = s.started_at = s.finished_at = None
+    forget_key(txn, s)  # a key read from upstream outputs is resolved again, from the new ones
     txn.touch(s)
 
 

@@ -8,8 +8,10 @@ limits, and they can change at run time:
 - `rate`: a token bucket (`plait.Rate`) whose state is stored with the queue, so a restart
   neither refills nor loses tokens. A step waits for a token in `ready`, holding no worker slot.
 
-A step with `concurrency_key=` (a callable of run-input fields, resolved at `start`) and
-`key_limit=` runs only while fewer than `key_limit` running steps share its key, across queues.
+A step with `concurrency_key=` and `key_limit=` runs only while fewer than `key_limit` running
+steps share its key, across queues. A key of run-input fields is resolved at `start`; one that
+reads dependency outputs is *pending* until a worker, having claimed the step, computes it and
+admits it under the same count (`_key_admission.py`).
 
 A claim (every store does the same, with this module's functions) counts the running steps of
 the limited queues and of the keys its candidates carry, under a lock that serialises the claims
@@ -255,7 +257,9 @@ def flow_options(where: str, options: Mapping[str, Any]) -> tuple[str | None, An
     key = options.get("concurrency_key")
     limit = check_limit(where, "key_limit", options.get("key_limit"), error=DefinitionError)
     if key is not None and not callable(key):
-        raise DefinitionError(f"{where}: concurrency_key must be a callable of run-input fields")
+        raise DefinitionError(
+            f"{where}: concurrency_key must be a callable of run-input fields or dependency outputs"
+        )
     if (key is None) != (limit is None):
         raise DefinitionError(f"{where}: concurrency_key and key_limit go together; give both")
     if key is not None:
@@ -276,27 +280,37 @@ def key_params(where: str, key: Any) -> tuple[str, ...]:
     return tuple(names)
 
 
-def check_key_params(where: str, key: Any, steps: Collection[str]) -> None:
-    """A key is resolved when the run starts, so it reads run-input fields, not step outputs.
-
-    Why not outputs: a claim decides by the key, in the store, before any user code runs, and
-    stores do not run user code; a key known only once a dependency has ended would have to be
-    computed by a worker after claiming, and the claim undone when the key is full."""
+def check_key_params(
+    where: str, key: Any, steps: Collection[str], data_deps: Collection[str]
+) -> bool:
+    """A key reads run-input fields and the outputs of the step's data dependencies, bound
+    like the step's own parameters. True if it reads an output: it is then resolved by the
+    worker that claimed the step (`_key_admission.py`), not when the run starts."""
+    reads_outputs = False
     for name in key_params(where, key):
-        if name in steps:
+        if name in data_deps:
+            reads_outputs = True
+        elif name in steps:
             raise DefinitionError(
-                f"{where}: concurrency_key reads step {name!r}, but a key may read run-input "
-                "fields only: it is resolved when the run starts, before any step has run "
-                "(put the value the key needs in the run input)"
+                f"{where}: concurrency_key reads step {name!r}, which is not a data dependency "
+                "of this step: a key may read run-input fields and the outputs of the steps "
+                "the step itself reads (take it as a parameter, or list it in deps=)"
             )
+    return reads_outputs
 
 
-def resolve_key(where: str, key: Any, value: Mapping[str, Any]) -> str:
-    """The key of one step of a run whose input is `value`."""
+def resolve_key(
+    where: str, key: Any, value: Mapping[str, Any], outputs: Mapping[str, Any] | None = None
+) -> str:
+    """The key of one step of a run whose input is `value` (and, for a key that reads them,
+    whose data dependencies' outputs, or their defaults, are `outputs`)."""
     from ._errors import InputError
 
     args = {}
     for name in key_params(where, key):
+        if outputs is not None and name in outputs:
+            args[name] = outputs[name]
+            continue
         if name not in value:
             param = inspect.signature(key).parameters[name]
             if param.default is param.empty:
@@ -319,12 +333,17 @@ def flow_of_run(
 ) -> None:
     """Set what a new run's step rows need for flow control: the run's priority added to each
     step's (and kept in its options, for the steps it spawns), and each keyed step's
-    concurrency key, resolved from the run input."""
+    concurrency key, resolved from the run input (a key that reads dependency outputs stays
+    pending: the worker that claims the step resolves it)."""
     if priority:
         for row in steps:
             row.priority += priority
             row.options = replace(row.options or StepOptions(), run_priority=priority)
-    keyed = [s.name for s in plan.steps if s.options is not None and s.options.key_limit]
+    keyed = [
+        s.name
+        for s in plan.steps
+        if s.options is not None and s.options.key_limit and not s.options.key_from_outputs
+    ]
     if not keyed:
         return
     if workflow is None or workflow.fingerprint != plan.fingerprint:
@@ -337,8 +356,8 @@ def flow_of_run(
     rows = {row.name: row for row in steps}
     for name in keyed:
         row = rows[name]
-        if row.options is None or not row.options.key_limit:
-            continue  # a fork reuses this step's output: it does not run
+        if row.options is None or not row.options.key_limit or row.options.key_from_outputs:
+            continue  # a fork reuses this step's output (it does not run), or a pending key
         where = f"workflow {plan.name!r}, step {name!r}"
         key = resolve_key(where, workflow[name].concurrency_key, value)
         row.options = replace(row.options, key=key)

@@ -86,6 +86,9 @@ class StepOptions:
     queue: str | None = None  # its flow-control queue (None: "default"); see _queues.py
     key: str | None = None  # its concurrency key (resolved per run, at start)
     key_limit: int | None = None  # at most this many running steps share the key
+    # the key reads dependency outputs: None (pending) until the worker that claimed the step
+    # resolves it (`_key_admission.py`); a Goto that runs the step again makes it pending again
+    key_from_outputs: bool = False
     # placement: a worker label; "@" + a worker's id; "=" + the step whose worker it must use
     target: str | None = None
     # the run's priority (`start(priority=)`), already in the row's priority; the steps it
@@ -202,6 +205,7 @@ class Claim:
     iteration: int = 0  # passes a Goto made the step go through before this one
     task: str | None = None  # a spawned step: the task it runs, and the input it receives
     input: bytes | None = None
+    key_pending: bool = False  # its concurrency key is to be resolved and admitted first
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,6 +65,7 @@ class Txn:
         self.result = CommitResult()
         self.whole_runs: set[str] = set()  # runs whose every step is loaded
         self.data: list[tuple[str, str, StepData]] = []  # (run, step, what it wrote) to commit
+        self.rekeyed: set[StepKey] = set()  # steps whose concurrency key changed (rare)
 
     def missing(self, run_id: str, names: Iterable[str]) -> Need | None:
         absent = tuple(n for n in names if (run_id, n) not in self.steps)
@@ -270,6 +271,7 @@ def claim(
             step.iteration,
             step.task,
             step.input,
+            step.options is not None and step.options.key_from_outputs and not step.options.key,
         )
     )
 

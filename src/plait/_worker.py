@@ -33,6 +33,7 @@ from ._context import StepCancelled, StepContext
 from ._definition import StepDef, Workflow
 from ._errors import StepFailure, StoreError
 from ._handler_threads import HandlerThreads
+from ._key_admission import admit_key
 from ._loops import INVALID_GOTO, Goto
 from ._outage import Outage
 from ._placement import worker_labels
@@ -275,11 +276,12 @@ class Worker:
                 error_message=f"step {claim.step!r} was interrupted: its run was cancelled "
                 "or its lease lost",
             )
-        self._outcomes.put_nowait(outcome)
+        if outcome is not None:  # None: handed back when its concurrency key was admitted
+            self._outcomes.put_nowait(outcome)
 
     async def _attempt(
         self, wf: Workflow, step: StepDef, claim: Claim, ctx: StepContext, inputs: StepInputs | None
-    ) -> Outcome:
+    ) -> Outcome | None:
         def failure(
             code: str, message: str, retryable: bool | None, tb: str | None = None
         ) -> Outcome:
@@ -320,7 +322,8 @@ class Worker:
                 False,
                 traceback.format_exc(),
             )
-
+        if claim.key_pending and (no := await admit_key(self, wf, step, claim, run_input, outputs)):
+            return no.outcome  # its key read from outputs failed, or is full: _key_admission.py
         timeout = wf.timeout_for(step)
         try:
             async with asyncio.timeout(timeout):

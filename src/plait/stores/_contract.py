@@ -135,6 +135,13 @@ class Store(Protocol):
     async def release(self, held: Sequence[Held], now: float) -> CommitResult:
         """Give steps back (graceful stop): ready at once, attempt not counted."""
 
+    async def admit_key(
+        self, run_id: str, step: str, token: str, key: str, now: float
+    ) -> CommitResult:
+        """Store the concurrency key a worker resolved for a step it claimed (one read from
+        dependency outputs) and, under the same count as claims, keep it running if its key has
+        room (`accepted == [True]`); else hand it back like `release` (`_key_admission.py`)."""
+
     async def recover_expired(self, now: float, max_recoveries: int, limit: int) -> CommitResult:
         """Make steps with expired leases claimable again (or fail them past max_recoveries)."""
 

@@ -21,6 +21,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from .._blobs import payload_of, row_blobs
+from .._key_admission import admit as admit_key
 from .._gates import expire_approval, pass_deadline
 from .._placement import worker_targets
 from .._queues import (
@@ -312,6 +313,21 @@ class Programs:
         yield from self.write(txn)
         return txn
 
+    def admit_key(
+        self, run_id: str, name: str, token: str, key: str, now: float
+    ) -> Program[SQLTxn]:
+        """Store the key a worker resolved for a claimed step, and keep it running only if its
+        key has room, counted under the flow lock like a claim counts (`_key_admission.py`)."""
+        txn = SQLTxn(now)
+        yield from self._preload_keys(txn, [(run_id, name)])
+        yield from self._flow_lock()
+        params = {"key_list": self.dialect.list_param([key])}
+        running = sum(n for _, n in (yield (FETCH, self.q["count_key_running"], params)))
+        yield from self.drive(admit_key(txn, run_id, name, token, key, running), txn)
+        txn.result.freed = frees_room(txn.stopped, self.slotted_queues)
+        yield from self.write(txn)
+        return txn
+
     def apply(self, action: Action, now: float) -> Program[SQLTxn]:
         txn = SQLTxn(now)
         yield from self.drive(action(txn), txn)
@@ -442,12 +458,26 @@ class Programs:
             txn.changed_runs, txn.run_outputs, txn.run_output_blobs, writes, _sql.run_update_row,
             _sql.run_update_output_row, self.update_run, self.update_run_output,
         )  # fmt: skip
+        if txn.rekeyed:  # concurrency keys resolved from outputs, or pending again (rare)
+            yield from self._write_keys(txn)
         if txn.events:
             yield (EXECUTE_MANY, self.insert_event, [_sql.event_row(e) for e in txn.events])
         if txn.data:
             yield from self._write_data(txn, writes)
         if writes:
             yield from self.blobs.write(writes, txn.now)
+
+    def _write_keys(self, txn: SQLTxn) -> Program[None]:
+        for run_id, name in sorted(txn.rekeyed):
+            step = txn.steps[(run_id, name)]
+            assert step is not None and step.options is not None
+            params = {
+                "run_id": run_id,
+                "name": name,
+                "options": _sql.options_to_json(step.options),
+                "concurrency_key": step.options.key,
+            }
+            yield (EXECUTE, self.q["set_step_key"], params)
 
     def _write_data(self, txn: SQLTxn, writes: BlobWrites) -> Program[None]:
         """What succeeded steps wrote besides their outputs: records (a key written twice in

@@ -555,6 +555,7 @@ def _options_dict(o: StepOptions) -> dict[str, Any]:
         "queue": o.queue,
         "key": o.key,
         "key_limit": o.key_limit,
+        "key_from_outputs": o.key_from_outputs or None,
         "target": o.target,
         "run_priority": o.run_priority or None,
     }
@@ -576,6 +577,7 @@ def _options_of(data: Mapping[str, Any] | None) -> StepOptions | None:
         queue=data.get("queue"),
         key=data.get("key"),
         key_limit=data.get("key_limit"),
+        key_from_outputs=data.get("key_from_outputs", False),
         target=data.get("target"),
         run_priority=data.get("run_priority", 0),
     )

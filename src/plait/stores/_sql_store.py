@@ -249,6 +249,16 @@ class SQLStore:
         )
         return txn.result
 
+    async def admit_key(
+        self, run_id: str, step: str, token: str, key: str, now: float
+    ) -> CommitResult:
+        txn = await self._transact(
+            "admit a concurrency key",
+            lambda: self._programs.admit_key(run_id, step, token, key, now),
+            wakes=wakes_of,
+        )
+        return txn.result
+
     async def recover_expired(self, now: float, max_recoveries: int, limit: int) -> CommitResult:
         txn = await self._transact(
             "recover expired leases",

@@ -23,6 +23,7 @@ from .._blobs import (
 )
 from .._errors import StoreError
 from .._gates import expire_approval, pass_deadline
+from .._key_admission import admit as admit_key
 from .._placement import may_run
 from .._queues import (
     QueueConfig,
@@ -318,6 +319,22 @@ class MemoryStore:
             txn = Txn(now)
             for h in held:
                 self._run(txn, release(txn, h.run_id, h.step, h.token))
+            self._write(txn)
+            return txn.result
+
+    async def admit_key(
+        self, run_id: str, step: str, token: str, key: str, now: float
+    ) -> CommitResult:
+        with self._lock:
+            running = sum(
+                1
+                for r, n in self._running
+                if (options := self._steps[r][n].options) is not None and options.key == key
+            )
+            txn = Txn(now)
+            self._run(txn, admit_key(txn, run_id, step, token, key, running))
+            slotted = [n for n, q in self._queues.items() if q.concurrency is not None]
+            txn.result.freed = frees_room(txn.stopped, slotted)
             self._write(txn)
             return txn.result
 

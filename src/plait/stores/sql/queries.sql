@@ -286,6 +286,11 @@ WHERE status = 'running'
   AND concurrency_key IN (SELECT value FROM json_each(:key_list))
 GROUP BY concurrency_key;
 
+-- name: set_step_key
+-- Store the concurrency key a worker resolved from a step's dependency outputs (NULL: pending).
+UPDATE steps SET options = :options, concurrency_key = :concurrency_key
+WHERE run_id = :run_id AND name = :name;
+
 -- name: update_queue_bucket
 -- Store a queue's token bucket after a claim took tokens.
 UPDATE queues SET tokens = :tokens, counted_at = :counted_at WHERE name = :name;
