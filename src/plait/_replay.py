@@ -94,6 +94,7 @@ async def replay_step(
         outcome = await worker._attempt(workflow, step, claim, ctx, inputs)
     finally:
         worker._pool.shutdown()
+    assert outcome is not None  # None only after a store admitted a key: the claim has none
     if outcome.skipped:
         status, output, error = "skipped", None, None
     elif outcome.succeeded:

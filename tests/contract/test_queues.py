@@ -235,22 +235,23 @@ def test_bad_step_options_are_definition_errors() -> None:
         with pytest.raises(plait.DefinitionError, match=message):
             wf.step(name="s", **options)(lambda: None)  # type: ignore[call-overload]  # on purpose
 
+    # a key reads run-input fields and the outputs of the step's own data dependencies only
     reads_a_step = plait.Workflow("reads")
 
     @reads_a_step.step
     def first() -> int:
         return 1
 
-    @reads_a_step.step(concurrency_key=lambda first: first, key_limit=1)
-    def second(first: int) -> int:
-        return first
+    @reads_a_step.step(concurrency_key=lambda first: first, key_limit=1, after=["first"])
+    def second(n: int) -> int:
+        return n
 
     with pytest.raises(plait.DefinitionError) as info:
         reads_a_step.plan()
     assert str(info.value) == (
-        "workflow 'reads', step 'second': concurrency_key reads step 'first', but a key may "
-        "read run-input fields only: it is resolved when the run starts, before any step has "
-        "run (put the value the key needs in the run input)"
+        "workflow 'reads', step 'second': concurrency_key reads step 'first', which is not a "
+        "data dependency of this step: a key may read run-input fields and the outputs of the "
+        "steps the step itself reads (take it as a parameter, or list it in deps=)"
     )
 
 

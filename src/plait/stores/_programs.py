@@ -21,8 +21,8 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from .._blobs import payload_of, row_blobs
-from .._key_admission import admit as admit_key
 from .._gates import expire_approval, pass_deadline
+from .._key_admission import admit as admit_key
 from .._placement import worker_targets
 from .._queues import (
     QueueConfig,
