@@ -47,6 +47,18 @@ def keyed(customer: str, n: int) -> int:
     return n
 
 
+@limited.step
+def account(customer: str) -> str:
+    """The account a customer bills to, known only once this step ran: ann and bob share one."""
+    return f"account-{len(customer) % 2}"
+
+
+@limited.step(queue="billing", concurrency_key=lambda account: account, key_limit=1)
+def bill(account: str, n: int) -> int:
+    _work("billing", account)
+    return n
+
+
 @limited.step(queue="rated")
 def rated(n: int) -> int:
     _work("rated")

@@ -1,9 +1,11 @@
 """Flow-control limits hold across worker processes (issue 5), on SQLite and on PostgreSQL.
 
 Three `plait worker flow_app.py` processes with 4 slots each serve 30 runs of `flow_app.limited`,
-whose steps are in three queues: `narrow` (concurrency 2), `keyed` (per-customer key_limit 1) and
-`rated` (Rate(10 a second, burst 3)). Each handler logs when it starts and ends; the test checks
-that at no moment more than 2 `narrow` steps, or 2 `keyed` steps of one customer, ran at once,
+whose steps are in four queues: `narrow` (concurrency 2), `keyed` (per-customer key_limit 1),
+`billing` (key_limit 1 per account, a key read from the output of the upstream step `account`)
+and `rated` (Rate(10 a second, burst 3)). Each handler logs when it starts and ends; the test
+checks that at no moment more than 2 `narrow` steps, or 2 `keyed` steps of one customer, or 2
+`billing` steps of one account, ran at once,
 and that over every window the starts of `rated` steps (their claim times, as stored) never
 exceed burst + rate × elapsed. A worker started with `--queues narrow` takes nothing else.
 
@@ -98,10 +100,12 @@ def test_limits_hold_across_worker_processes(url: str, tmp_path: Path) -> None:
         wait_for(ended, lambda n: n == len(runs), "every run ended", diagnose, DEADLINE, 0.2)
         assert {engine.get_run(r.id).status for r in runs} == {plait.RunStatus.COMPLETED}
         lines = [orjson.loads(line) for line in log.read_bytes().splitlines()]
-        assert len(lines) == 2 * 3 * len(runs)  # every step ran once: a start and an end
+        assert len(lines) == 2 * 4 * len(runs)  # every logging step ran once: start and end
         assert most_at_once(lines, "narrow") == 2
         for customer in customers:
             assert most_at_once(lines, "keyed", customer) == 1
+        for account in ("account-0", "account-1"):  # keys read from `account`'s output
+            assert most_at_once(lines, "billing", account) == 1
         # the rate: starts (claim times as stored) in any window <= burst + rate × elapsed
         starts = sorted(
             s.started_at.timestamp()
