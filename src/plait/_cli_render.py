@@ -349,6 +349,11 @@ def event_line(event: Event) -> str | None:
         return f"{step} skipped: {p.get('reason')}"
     if event.type == "step_released":
         return f"{step} released for another worker"
+    if event.type == "step_key_full":
+        return (
+            f"{step} waits: concurrency key {p.get('key')!r} runs at most {p.get('key_limit')} "
+            "at once"
+        )
     if event.type == "step_lease_expired":
         return f"{step}: lease expired (worker {p.get('worker')} lost); it will run again"
     return None
