@@ -76,8 +76,12 @@ def admit(txn: Txn, run_id: str, name: str, token: str, key: str, running: int) 
         return
     txn.result.accepted.append(False)
     worker = step.worker_id
-    txn.stopped.append(step)  # it held a slot of its queue, if that has a concurrency limit
+    # it held a slot of its queue (a completion's wake-up if the queue has a concurrency
+    # limit), not of its key; and it is claimable again only once its key frees, which the
+    # completion that frees it announces: no "ready" wake-up now
+    txn.stopped.append(replace(step, options=options))
     _back_to_ready(txn, step)
+    txn.result.readied -= 1
     txn.emit(run, KEY_FULL, name, key=key, key_limit=limit, running=others, worker=worker)
     yield from _paused_when_idle(txn, run_id)
 

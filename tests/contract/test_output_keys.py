@@ -79,7 +79,9 @@ async def test_a_pending_key_is_admitted_once_per_free_slot(engine: plait.Engine
 
     assert (await store.admit_key("r1", "charge", r1.token, "a", now)).accepted == [True]
     given_back = await store.admit_key("r2", "charge", r2.token, "a", now)
-    assert given_back.accepted == [False] and given_back.readied == 1
+    assert given_back.accepted == [False]
+    # no wake-up: it can run only once 'a' frees, and the completion that frees it says so
+    assert (given_back.readied, given_back.freed) == (0, False)
     assert (await store.admit_key("r3", "charge", r3.token, "b", now)).accepted == [True]
 
     # the key is stored: r2 waits in ready, its attempt not counted, and says why
@@ -101,6 +103,35 @@ async def test_a_pending_key_is_admitted_once_per_free_slot(engine: plait.Engine
     assert done.freed  # its key had a slot: held workers are woken
     [again] = await claim(engine, wf, now)
     assert (again.run_id, again.attempt, again.key_pending) == ("r2", 1, False)  # admitted
+
+
+async def test_a_step_handed_back_frees_its_queue_slot(engine: plait.Engine) -> None:
+    wf = plait.Workflow("queued")
+
+    @wf.step
+    def order(n: int) -> str:
+        return "a"
+
+    @wf.step(queue="charges", concurrency_key=lambda order: order, key_limit=1)
+    def charge(order: str, n: int) -> int:
+        return n
+
+    await engine.configure_queue_async("charges", concurrency=2)
+    for i in range(3):
+        await engine.start_async(wf, {"n": i}, run_id=f"r{i}")
+    now = time.time()
+    orders = await claim(engine, wf, now)
+    done = [Outcome(c.run_id, c.step, c.token, output=b'"a"') for c in orders]
+    await engine.store.complete(done, now)
+    r0, r1 = await claim(engine, wf, now)  # the queue's two slots
+    assert (await engine.store.claim(
+        worker_id="w", fingerprints=[wf.fingerprint], limit=10, lease=30.0, now=now
+    )).held  # fmt: skip
+    assert (await engine.store.admit_key("r0", "charge", r0.token, "a", now)).accepted == [True]
+    given_back = await engine.store.admit_key("r1", "charge", r1.token, "a", now)
+    assert given_back.accepted == [False] and given_back.freed  # r2 may take its queue slot
+    [r2] = await claim(engine, wf, now)
+    assert (r2.run_id, r2.key_pending) == ("r2", True)
 
 
 async def test_the_step_itself_is_not_counted_against_its_key(engine: plait.Engine) -> None:
