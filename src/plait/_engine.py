@@ -6,19 +6,17 @@ Every method is async (`*_async`); its blocking twin is derived by `_portal.bloc
 from __future__ import annotations
 
 import asyncio
-import getpass
 import logging
 import re
-import socket
 import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from typing import Any
 
-from . import _actions as actions
 from . import _codec
 from ._definition import Workflow
+from ._engine_actions import ActionMethods
 from ._engine_data import DataMethods
 from ._engine_fork import ForkMethods
 from ._engine_gates import GateMethods
@@ -32,7 +30,6 @@ from ._errors import (
     RunConflict,
     RunFailed,
     RunNotFound,
-    RunStateError,
     StepError,
     WorkflowNotFound,
 )
@@ -43,7 +40,7 @@ from ._records import CommitResult, RunRow, RunStatus, StepStatus, WorkflowPlan
 from ._registry import read_workers, registry_blockers
 from ._schedules import ScheduleMethods
 from ._step_options import seconds
-from ._transitions import Transition, new_run
+from ._transitions import new_run
 from ._views import Event, Inspection, Run, RunPage, Step, WorkflowInfo, inspect_run
 from .stores import Store, open_store
 
@@ -79,7 +76,16 @@ class RunHandle:
         return f"RunHandle({self.id!r})"
 
 
-class Engine(DataMethods, ForkMethods, GateMethods, QueueMethods, ScheduleMethods, WatchMethods, WorkerMethods):  # fmt: skip
+class Engine(
+    ActionMethods,
+    DataMethods,
+    ForkMethods,
+    GateMethods,
+    QueueMethods,
+    ScheduleMethods,
+    WatchMethods,
+    WorkerMethods,
+):
     """plait's entry point. `Engine("sqlite:///plait.db")` (default), `"memory://"`, …
 
     `lease`: seconds a claimed step is held before another worker may take it over (heartbeats
@@ -378,66 +384,6 @@ class Engine(DataMethods, ForkMethods, GateMethods, QueueMethods, ScheduleMethod
 
     inspect = blocking(inspect_async)
 
-    # -- operator actions -----------------------------------------------------------------------
-
-    async def cancel_async(
-        self, run_id: str, reason: str | None = None, *, by: str | None = None
-    ) -> Run:
-        """Cancel a run (terminal): its waiting steps end `cancelled` at once, its running steps
-        are interrupted (async handlers are cancelled; sync ones see `ctx.cancelled`) and what
-        they report schedules nothing. Cancelling a cancelled run changes nothing.
-        Raises RunNotFound, or RunStateError for a run that has completed or failed."""
-        if reason is not None and not isinstance(reason, str):
-            raise InputError(f"reason must be a string, got {type(reason).__name__}")
-        await self._run_row(run_id)  # RunNotFound, with the usual message
-        who = _who(by)
-        result = await self._act(actions.cancel, run_id, reason=reason, by=who)
-        self._committed(result)
-        return Run.from_row(await self._run_row(run_id))
-
-    cancel = blocking(cancel_async)
-
-    async def pause_async(self, run_id: str, *, by: str | None = None) -> Run:
-        """Dispatch nothing new of this run; its steps in flight finish (retries included), then
-        it is `paused`. Pausing a pausing or paused run changes nothing; RunStateError for a run
-        that has ended."""
-        await self._run_row(run_id)
-        await self._act(actions.pause, run_id, by=_who(by))
-        return Run.from_row(await self._run_row(run_id))
-
-    pause = blocking(pause_async)
-
-    async def resume_async(self, run_id: str, *, by: str | None = None) -> Run:
-        """Dispatch a paused (or pausing) run again, with what became ready meanwhile.
-        Resuming a running run changes nothing; RunStateError for a run that has ended."""
-        await self._run_row(run_id)
-        result = await self._act(actions.resume, run_id, by=_who(by))
-        self._committed(result)
-        return Run.from_row(await self._run_row(run_id))
-
-    resume = blocking(resume_async)
-
-    async def retry_async(self, run_id: str, step: str, *, by: str | None = None) -> Run:
-        """Run a failed step again with a fresh attempt budget; the dependents its failure
-        skipped wait for it again, and the run runs again. RunStateError for a step that is not
-        failed or a cancelled run (and an unknown step)."""
-        if not isinstance(step, str):
-            raise InputError(f"step must be a step name, got {type(step).__name__}")
-        await self._run_row(run_id)
-        result = await self._act(actions.retry, run_id, step_name=step, by=_who(by))
-        self._committed(result)
-        return Run.from_row(await self._run_row(run_id))
-
-    retry = blocking(retry_async)
-
-    async def _act(self, action: Callable[..., Transition], run_id: str, **options: Any) -> Any:
-        """Apply an operator action in one store transaction; its refusal is RunStateError."""
-        store = await self._ready()
-        result = await store.apply(lambda txn: action(txn, run_id, **options), time.time())
-        if result.refusal is not None:
-            raise RunStateError(result.refusal)
-        return result
-
     async def wait_async(self, run_id: str, timeout: float | None = None) -> dict[str, Any]:
         """Wait for a run to end; its output, or RunFailed / RunCancelled / TimeoutError."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -552,24 +498,6 @@ class Engine(DataMethods, ForkMethods, GateMethods, QueueMethods, ScheduleMethod
             self.runs_cancelled.fire()
         if result.timed:
             self.timers_set.fire()
-
-
-def _who(by: str | None) -> str:
-    """Who acts, as given (checked), or this process's user@host."""
-    if by is None:
-        return operator()
-    if not isinstance(by, str) or not by.strip() or len(by) > 200:
-        raise InputError(f"by must be a non-empty string of at most 200 characters, got {by!r}")
-    return by
-
-
-def operator() -> str:
-    """Who acts, for the run's log: user@host of this process."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}"
 
 
 def _new_run_id() -> str:

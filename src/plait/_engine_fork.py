@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, cast
 from . import _codec
 from ._definition import Workflow
 from ._diff import diff_runs
+from ._engine_actions import who
 from ._errors import InputError, RunConflict, RunStateError, WorkflowNotFound
 from ._fork import fork_run, plan_fork
 from ._portal import blocking
@@ -76,7 +77,7 @@ class ForkMethods:
         workflow, the newest version lacks a step whose output would be reused, an override
         names a step that is not reused or is not JSON, or the input does not fit; RunConflict
         when `new_run_id` is taken by another run."""
-        from ._engine import RUN_ID_RE, RunHandle, _new_run_id, _who
+        from ._engine import RUN_ID_RE, RunHandle, _new_run_id
 
         if not isinstance(from_step, str):
             raise InputError(f"from_step must be a step name, got {type(from_step).__name__}")
@@ -90,7 +91,7 @@ class ForkMethods:
             raise InputError(
                 f"invalid run id {new_run_id!r}: use 1-200 letters, digits or any of _ . : @ -"
             )
-        who = _who(by)
+        actor = who(by)
         parent = await self._run_row(run_id)
         if input is None:
             try:
@@ -126,7 +127,7 @@ class ForkMethods:
             run_id=fork_id,
             input_json=input_json,
             overrides=encoded,
-            by=who,
+            by=actor,
             now=time.time(),
         )
         flow_of_run(self._latest.get(plan.name), plan, steps, value, 0)  # concurrency keys

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import _codec, _gates
+from ._engine_actions import who
 from ._errors import InputError
 from ._portal import blocking
 from ._views import Step, Waiting
@@ -43,10 +44,9 @@ class GateMethods:
         """Let a waiting approval gate run: it becomes ready (after its delay, if any).
         RunStateError if the step is not waiting (already decided, not reached yet, or its run
         was cancelled) or is not an approval gate."""
-        from ._engine import _who
 
         _check_text("note", note)
-        await self._decide(_gates.approve, run_id, step, by=_who(by), note=note)
+        await self._decide(_gates.approve, run_id, step, by=who(by), note=note)
         return await self._step(run_id, step)
 
     approve = blocking(approve_async)
@@ -56,10 +56,9 @@ class GateMethods:
     ) -> Step:
         """Fail a waiting approval gate with code `rejected`; its dependents are skipped as for
         any failure (unless they have defaults), and `retry` would ask for approval again."""
-        from ._engine import _who
 
         _check_text("reason", reason)
-        await self._decide(_gates.reject, run_id, step, by=_who(by), reason=reason)
+        await self._decide(_gates.reject, run_id, step, by=who(by), reason=reason)
         return await self._step(run_id, step)
 
     reject = blocking(reject_async)
@@ -70,13 +69,12 @@ class GateMethods:
         """Deliver `payload` (JSON) to the signal step `name` of a run: the step is done with it
         as soon as it is reached (at once if it is waiting). Returns True if this delivery
         counts, False if an earlier one already did (it is logged as ignored)."""
-        from ._engine import _who
 
         try:
             data = _codec.dumps(payload)
         except _codec.EncodeError as exc:
             raise InputError(f"signal payload for {name!r} is not JSON: {exc}") from None
-        result = await self._decide(_gates.signal, run_id, name, payload=data, by=_who(by))
+        result = await self._decide(_gates.signal, run_id, name, payload=data, by=who(by))
         return bool(result.accepted and result.accepted[0])
 
     signal = blocking(signal_async)

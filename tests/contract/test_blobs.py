@@ -344,3 +344,43 @@ def test_small_payloads_cost_no_new_statement(tmp_path: Any, monkeypatch: Any) -
         big = engine.start(chain(), {"text": "b", "copies": 1000})
         finish(engine, big)
         assert [sql for sql in sent if "blobs" in sql]  # the recording sees them
+
+
+def test_a_big_signal_payload_kept_early_is_a_blob_read_by_its_dependent(
+    engine: plait.Engine,
+) -> None:
+    wf = plait.Workflow("signalled")
+    wf.signal("document")
+
+    @wf.step
+    def size(document: dict[str, str]) -> int:
+        return len(document["text"])
+
+    handle = engine.start(wf, {})
+    assert engine.signal(handle.id, "document", {"text": BIG})  # kept until reached
+    assert engine.blob_stats().references == 1
+    finish(engine, handle)
+
+    assert handle.result() == {"size": 1000}
+    assert engine.steps(handle.id)[0].output == {"text": BIG}
+    assert engine.blob_stats().references == 1
+
+
+def test_a_large_payload_under_a_high_threshold_stays_in_its_row(store_url: str) -> None:
+    """25 MB inline, no blob (PostgreSQL sends it outside pipeline mode too, as a precaution:
+    the hang seen with blobs did not show with rows; test_blobs_large covers the blob path)."""
+    wf = plait.Workflow("inline")
+
+    @wf.step
+    def make() -> str:
+        return "i" * 25_000_000
+
+    @wf.step
+    def measure(make: str) -> int:
+        return len(make)
+
+    with plait.Engine(with_threshold(store_url, 100_000_000), lease=30.0) as engine:
+        handle = engine.start(wf, {})
+        engine.run_worker(until=handle, timeout=60)
+        assert handle.result() == {"measure": 25_000_000}
+        assert engine.blob_stats() == plait.BlobStats(0, 0, 0)

@@ -16,7 +16,6 @@ transaction waits on. So concurrent transactions wait for each other instead of 
 from __future__ import annotations
 
 import secrets
-import sqlite3
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -40,7 +39,6 @@ from .._records import (
     Held,
     NewEvent,
     Outcome,
-    RecordRow,
     RunRow,
     StepInputs,
     StepRow,
@@ -59,10 +57,18 @@ from .._transitions import (
 )
 from . import _sql
 from ._artifact_rows import artifact_params
-from ._blobs_sql import BlobPrograms, BlobWrites, hashes_of, output_blobs
-from ._program_ops import EXECUTE, EXECUTE_MANY, FETCH, Op, Program
+from ._blobs_sql import BlobPrograms, BlobWrites, output_blobs
+from ._data_programs import DataPrograms
+from ._program_ops import (
+    EXECUTE,
+    EXECUTE_MANY,
+    FETCH,
+    Op,
+    Program,
+    run_sync,
+)
 
-__all__ = ["EXECUTE", "EXECUTE_MANY", "FETCH", "Op", "Program", "Programs", "SQLTxn"]
+__all__ = ["EXECUTE", "EXECUTE_MANY", "FETCH", "Op", "Program", "Programs", "SQLTxn", "run_sync"]
 
 T = TypeVar("T")
 
@@ -85,7 +91,7 @@ class SQLTxn(Txn):
         self.next_token_at: float | None = None
 
 
-class Programs:
+class Programs(DataPrograms):
     """The store transactions of one dialect, as programs (see the module docstring)."""
 
     def __init__(self, queries: _sql.Queries, blob_threshold: int) -> None:
@@ -500,63 +506,6 @@ class Programs:
                     writes.refer(artifact.sha256, artifact.data)
                 yield (EXECUTE, self.q["insert_artifact"], artifact_params(artifact))
 
-    def delete_run(self, run_id: str) -> Program[bool]:
-        q, params = self.q, {"id": run_id}
-        deleted = yield (FETCH, q["delete_finished_run"], params)
-        if not deleted:
-            return False
-        held = [deleted[0][1:], *(yield (FETCH, q["run_step_blobs"], params))]
-        yield (EXECUTE, q["delete_run_steps"], params)
-        yield (EXECUTE, q["delete_run_events"], params)
-        artifacts = yield (FETCH, q["delete_run_artifacts"], params)
-        held.extend((sha256,) for path, sha256 in artifacts if path is None)  # in the database
-        drops: dict[str, int] = {}
-        for sha256 in hashes_of(held):
-            drops[sha256] = drops.get(sha256, 0) - 1
-        yield from self.blobs.change_refs(drops)
-        return True
-
-    def blob_refs(self, deltas: Mapping[str, int]) -> Program[set[str]]:
-        """Inside a program: add `deltas[hash]` (+n, -n) to the reference counts of blobs the
-        store has; the hashes found (one missing from them names no blob: refuse what refers
-        to it). A blob put with `put_blob` (no references) gains its first one this way."""
-        return (yield from self.blobs.change_refs(deltas))
-
-    # -- records
-
-    def put_record(self, row: RecordRow, expected: int | None) -> Program[tuple[bool, int]]:
-        q = self.q
-        params: dict[str, Any] = {
-            "collection": row.collection,
-            "key": row.key,
-            "doc": row.doc,
-            "updated_at": row.updated_at,
-        }
-        if expected is None:
-            rows = yield (FETCH, q["put_record"], params)
-        elif expected == 0:
-            rows = yield (FETCH, q["create_record"], params)
-        else:
-            rows = yield (FETCH, q["update_record"], {**params, "expected": expected})
-        if rows:
-            return True, int(rows[0][0])
-        key = {"collection": row.collection, "key": row.key}
-        rows = yield (FETCH, q["get_record_revision"], key)
-        return False, int(rows[0][0]) if rows else 0
-
-    def delete_record(
-        self, collection: str, key: str, expected: int | None
-    ) -> Program[tuple[bool, int]]:
-        params: dict[str, Any] = {"collection": collection, "key": key}
-        if expected is None:
-            rows = yield (FETCH, self.q["delete_record"], params)
-        else:
-            rows = yield (FETCH, self.q["delete_record_at"], {**params, "expected": expected})
-        if rows:
-            return True, int(rows[0][0])
-        rows = yield (FETCH, self.q["get_record_revision"], params)
-        return False, int(rows[0][0]) if rows else 0
-
     def _write_changed(
         self,
         changed: Mapping[Any, Any],
@@ -592,38 +541,6 @@ def _add_step(txn: SQLTxn, step: StepRow, output_blobs: Mapping[StepKey, str]) -
         txn.step_outputs[key] = step.output
         if key in output_blobs:
             txn.step_output_blobs[key] = output_blobs[key]
-
-
-def run_sync(db: sqlite3.Connection, program: Program[T]) -> T:
-    """Drive a program on a sqlite3 connection, inside the caller's transaction."""
-    result: Any = None
-    try:
-        while True:
-            kind, sql, params = program.send(result)
-            if kind == FETCH:
-                result = db.execute(sql, params).fetchall()
-            elif kind == EXECUTE:
-                result = db.execute(sql, params).rowcount
-            elif kind == EXECUTE_MANY:
-                db.executemany(sql, params)
-                result = None
-            else:  # LARGE: SQLite takes any size as it comes
-                result = None
-    except StopIteration as stop:
-        value: T = stop.value
-        return value
-
-
-def fetch_rows(query: str, params: Mapping[str, Any]) -> Program[list[Any]]:
-    """A program of one query, returning its rows."""
-    rows: list[Any] = yield (FETCH, query, params)
-    return rows
-
-
-def execute_one(query: str, params: Mapping[str, Any]) -> Program[int]:
-    """A program of one statement, returning its row count."""
-    count: int = yield (EXECUTE, query, params)
-    return count
 
 
 def queue_from_row(row: Sequence[Any]) -> QueueConfig:

@@ -30,7 +30,8 @@ from .._records import (
 from .._transitions import Action
 from . import _sql
 from ._artifact_rows import artifact_from_row
-from ._programs import Program, Programs, SQLTxn, execute_one, queue_from_row
+from ._program_ops import Program, execute_one
+from ._programs import Programs, SQLTxn, queue_from_row
 
 T = TypeVar("T")
 Wakes = Callable[[T], Iterable[str]]  # what a committed result wakes: "ready", "ended"

@@ -9,19 +9,8 @@ from __future__ import annotations
 import dataclasses
 import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
-from urllib.parse import parse_qsl
 
-from .._blobs import (
-    DEFAULT_THRESHOLD,
-    THRESHOLD_OPTION,
-    BlobStats,
-    check_hash,
-    check_put,
-    digest,
-    missing,
-    parse_threshold,
-)
-from .._errors import StoreError
+from .._blobs import BlobStats, check_hash, check_put, missing
 from .._gates import expire_approval, pass_deadline
 from .._key_admission import admit as admit_key
 from .._placement import may_run
@@ -64,6 +53,7 @@ from .._transitions import (
     recover,
     release,
 )
+from ._memory_blobs import MemoryBlobs, threshold_of_url
 
 
 class MemoryStore:
@@ -71,7 +61,8 @@ class MemoryStore:
 
     def __init__(self, url: str = "memory://") -> None:
         self.url = url
-        self.blob_threshold = _parse_url(url)
+        self.blob_threshold = threshold_of_url(url)
+        self.blobs = MemoryBlobs(self.blob_threshold)
         self._lock = threading.Lock()
         self._workflows: dict[str, WorkflowPlan] = {}
         self._runs: dict[str, RunRow] = {}
@@ -82,10 +73,6 @@ class MemoryStore:
         self._waiting: dict[tuple[str, str], None] = {}
         self._queues: dict[str, QueueConfig] = {}
         self._records: dict[tuple[str, str], RecordRow] = {}
-        # payloads over the threshold, kept once (the rows share the bytes object), and which
-        # column of which row refers to which: (run, step or "", "input"/"output") → hash
-        self._blobs: dict[str, _Blob] = {}
-        self._held: dict[tuple[str, str, str], str] = {}
         self._artifacts: dict[str, dict[str, ArtifactRow]] = {}  # run → id → artifact
         self._artifact_runs: dict[str, str] = {}  # artifact id → its run
 
@@ -133,11 +120,13 @@ class MemoryStore:
             if existing is not None:
                 return dataclasses.replace(existing), False
             self._runs[run.id] = stored = dataclasses.replace(run)
-            stored.input = self._keep((run.id, "", "input"), run.input, run.created_at) or b""
-            stored.output = self._keep((run.id, "", "output"), run.output, run.created_at)
+            stored.input = self.blobs.keep((run.id, "", "input"), run.input, run.created_at) or b""
+            stored.output = self.blobs.keep((run.id, "", "output"), run.output, run.created_at)
             self._steps[run.id] = {}
             for step in steps:
-                self._put_step(self._kept_step(dataclasses.replace(step), None, run.created_at))
+                self._put_step(
+                    self.blobs.kept_step(dataclasses.replace(step), None, run.created_at)
+                )
             self._events[run.id] = list(events)
             return dataclasses.replace(run), True
 
@@ -466,18 +455,16 @@ class MemoryStore:
             if run is None or not run.status.terminal:
                 return False
             del self._runs[run_id]
-            self._keep((run_id, "", "input"), None, 0.0)
-            self._keep((run_id, "", "output"), None, 0.0)
-            for name in self._steps.pop(run_id, {}):
+            steps = list(self._steps.pop(run_id, {}))
+            self.blobs.forget_run(run_id, steps)
+            for name in steps:
                 for index in (self._ready, self._running, self._waiting):
                     index.pop((run_id, name), None)
-                self._keep((run_id, name, "input"), None, 0.0)
-                self._keep((run_id, name, "output"), None, 0.0)
             self._events.pop(run_id, None)
             for artifact in self._artifacts.pop(run_id, {}).values():
                 del self._artifact_runs[artifact.id]
                 if artifact.path is None:  # kept in the database: one reference to its blob
-                    self._blobs[artifact.sha256].refs -= 1
+                    self.blobs.refs({artifact.sha256: -1})
             return True
 
     # -- blobs (`plait._blobs`)
@@ -485,67 +472,28 @@ class MemoryStore:
     async def put_blob(self, sha256: str, data: bytes, now: float) -> None:
         check_put(sha256, data)
         with self._lock:
-            blob = self._blobs.get(sha256)
-            if blob is None:
-                self._blobs[sha256] = _Blob(data, 0, now)
-            else:
-                blob.created_at = now
+            self.blobs.put(sha256, data, now)
 
     async def get_blob(self, sha256: str) -> bytes:
         check_hash(sha256)
         with self._lock:
-            blob = self._blobs.get(sha256)
-        if blob is None:
+            data = self.blobs.get(sha256)
+        if data is None:
             raise missing(sha256)
-        return blob.data
+        return data
 
     async def blob_stats(self) -> BlobStats:
         with self._lock:
-            blobs = list(self._blobs.values())
-        return BlobStats(len(blobs), sum(len(b.data) for b in blobs), sum(b.refs for b in blobs))
+            return self.blobs.stats()
 
     async def gc_blobs(self, older_than: float) -> int:
         with self._lock:
-            gone = [s for s, b in self._blobs.items() if b.refs <= 0 and b.created_at < older_than]
-            for sha256 in gone:
-                del self._blobs[sha256]
-            return len(gone)
+            return self.blobs.gc(older_than)
 
     def blob_refs(self, deltas: Mapping[str, int]) -> set[str]:
         """Under the store's lock, inside a write: add `deltas[hash]` to the reference counts
         of blobs the store has; the hashes found (the SQL stores' `Programs.blob_refs`)."""
-        found = set()
-        for sha256, delta in deltas.items():
-            blob = self._blobs.get(sha256)
-            if blob is not None:
-                blob.refs += delta
-                found.add(sha256)
-        return found
-
-    def _keep(self, where: tuple[str, str, str], payload: bytes | None, now: float) -> bytes | None:
-        """`payload` is now what the column `where` holds: a payload over the threshold is
-        counted on its blob (stored if new), and what the column held before is let go. The
-        payload returned is the blob's own bytes, so equal payloads share memory."""
-        old = self._held.pop(where, None)
-        if payload is not None and len(payload) > self.blob_threshold:
-            sha256 = digest(payload)
-            blob = self._blobs.get(sha256)
-            if blob is None:
-                blob = self._blobs[sha256] = _Blob(payload, 0, now)
-            blob.refs += 1
-            self._held[where] = sha256
-            payload = blob.data
-        if old is not None:
-            self._blobs[old].refs -= 1
-        return payload
-
-    def _kept_step(self, step: StepRow, old: StepRow | None, now: float) -> StepRow:
-        """A step about to be stored, its payloads counted on blobs if they changed."""
-        if old is None or old.output is not step.output:
-            step.output = self._keep((step.run_id, step.name, "output"), step.output, now)
-        if old is None:
-            step.input = self._keep((step.run_id, step.name, "input"), step.input, now)
-        return step
+        return self.blobs.refs(deltas)
 
     # -- transactions on copies
 
@@ -565,13 +513,13 @@ class MemoryStore:
 
     def _write(self, txn: Txn) -> None:
         for step in txn.new_steps.values():
-            self._put_step(self._kept_step(step, None, txn.now))
+            self._put_step(self.blobs.kept_step(step, None, txn.now))
         for step in txn.changed_steps.values():
             before = self._steps[step.run_id].get(step.name)
-            self._put_step(self._kept_step(step, before, txn.now))
+            self._put_step(self.blobs.kept_step(step, before, txn.now))
         for run in txn.changed_runs.values():
             if self._runs[run.id].output is not run.output:
-                run.output = self._keep((run.id, "", "output"), run.output, txn.now)
+                run.output = self.blobs.keep((run.id, "", "output"), run.output, txn.now)
             self._runs[run.id] = run
         for event in txn.events:
             self._events[event.run_id].append(event)
@@ -584,10 +532,7 @@ class MemoryStore:
                 )  # fmt: skip
             for artifact in data.artifacts:
                 if artifact.path is None and artifact.data is not None:  # in the database
-                    blob = self._blobs.get(artifact.sha256)
-                    if blob is None:
-                        blob = self._blobs[artifact.sha256] = _Blob(artifact.data, 0, txn.now)
-                    blob.refs += 1
+                    self.blobs.refer(artifact.sha256, artifact.data, txn.now)
                     artifact = dataclasses.replace(artifact, data=None)
                 self._artifacts.setdefault(run_id, {})[artifact.id] = artifact
                 self._artifact_runs[artifact.id] = run_id
@@ -604,23 +549,3 @@ class MemoryStore:
             self._running[key] = None
         elif step.status is StepStatus.WAITING:
             self._waiting[key] = None
-
-
-@dataclasses.dataclass(slots=True)
-class _Blob:
-    data: bytes
-    refs: int
-    created_at: float
-
-
-def _parse_url(url: str) -> int:
-    """The blob threshold of a memory:// URL (`memory://?blob_threshold=N`)."""
-    _, _, query = url.partition("?")
-    threshold = DEFAULT_THRESHOLD
-    for key, value in parse_qsl(query, keep_blank_values=True):
-        if key != THRESHOLD_OPTION:
-            raise StoreError(
-                f"memory store URL {url!r}: unknown option {key!r} (known: {THRESHOLD_OPTION})"
-            )
-        threshold = parse_threshold(value, url)
-    return threshold

@@ -62,8 +62,7 @@ from ._postgres_setup import (
     parse_url,
     schema_statements,
 )
-from ._program_ops import LARGE
-from ._programs import EXECUTE, FETCH, Program, fetch_rows
+from ._program_ops import EXECUTE, FETCH, LARGE, Program, fetch_rows
 from ._sql_store import SQLStore, Wakes
 
 log = logging.getLogger(__name__)

@@ -47,7 +47,7 @@ from typing import Any, TypeVar
 
 from .._errors import SchemaVersionError, StoreError
 from . import _programs, _sql
-from ._programs import Program, run_sync
+from ._program_ops import Program, run_sync
 from ._sql_store import SQLStore, Wakes
 from ._sqlite_files import check_file as _check_file
 from ._sqlite_files import checked_version, install_schema
