@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -317,3 +318,55 @@ async def test_workers_run_one_step_per_key_and_different_keys_together(
     assert peak == {"a": 1, "b": 1}
     given_back = [e for r in runs for e in await engine.events_async(r.id) if e.type == KEY_FULL]
     assert all(e.payload["key_limit"] == 1 for e in given_back)
+
+
+def test_steps_without_such_a_key_cost_nothing_new(tmp_path: Path, monkeypatch: Any) -> None:
+    """Every statement the SQLite store runs, recorded (the same programs drive PostgreSQL):
+    runs whose keys are of run-input fields, or that have none, never send an admission nor
+    write a key; runs whose key reads an output do."""
+    from plait.stores import _programs
+    from plait.stores import sqlite as sqlite_store
+
+    sent: list[str] = []
+
+    def recording(db: Any, program: Any) -> Any:
+        def watched() -> Any:
+            result = None
+            while True:
+                try:
+                    op = program.send(result)
+                except StopIteration as stop:
+                    return stop.value
+                sent.append(op[1])
+                result = yield op
+
+        return _programs.run_sync(db, watched())
+
+    monkeypatch.setattr(sqlite_store, "run_sync", recording)
+    plain = plait.Workflow("plain")
+
+    @plain.step
+    def first(customer: str) -> str:
+        return customer
+
+    @plain.step(concurrency_key=lambda customer: customer, key_limit=1)
+    def second(first: str) -> str:
+        return first
+
+    with plait.Engine(f"sqlite:///{tmp_path / 'p.db'}", lease=5.0) as engine:
+        admissions: list[tuple[Any, ...]] = []
+        admit = engine.store.admit_key
+
+        async def counted(*args: Any) -> Any:
+            admissions.append(args)
+            return await admit(*args)
+
+        monkeypatch.setattr(engine.store, "admit_key", counted)
+        runs = [engine.start(plain, {"customer": c}).id for c in "aab"]
+        engine.run_worker(concurrency=4, until=runs, timeout=30)
+        assert sent and admissions == []
+        assert not [sql for sql in sent if "SET options" in sql]
+        keyed = [engine.start(orders(), {"n": n}).id for n in (1, 2)]
+        engine.run_worker(concurrency=4, until=keyed, timeout=30)
+        assert len(admissions) >= 2  # the recording sees them
+        assert [sql for sql in sent if "SET options" in sql]
