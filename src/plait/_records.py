@@ -77,14 +77,15 @@ class OnExpiry(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class StepOptions:
-    """A step's options that the state machine acts on; stored with each step, never rewritten."""
+    """A step's options that the state machine acts on; stored with each step, never rewritten
+    but for a concurrency key read from dependency outputs (`key`, see `_key_admission.py`)."""
 
     delay: float | None = None  # seconds between becoming ready and being claimable
     gate: Gate | None = None  # when ready, wait in `waiting` for this instead
     expires_after: float | None = None  # an approval undecided this long is decided by on_expiry
     on_expiry: OnExpiry = OnExpiry.REJECT
     queue: str | None = None  # its flow-control queue (None: "default"); see _queues.py
-    key: str | None = None  # its concurrency key (resolved per run, at start)
+    key: str | None = None  # its concurrency key (resolved per run, at start or after a claim)
     key_limit: int | None = None  # at most this many running steps share the key
     # the key reads dependency outputs: None (pending) until the worker that claimed the step
     # resolves it (`_key_admission.py`); a Goto that runs the step again makes it pending again
