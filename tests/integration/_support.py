@@ -1,14 +1,18 @@
-"""Helpers the integration tests share: loading an app module by path, and condition waits."""
+"""Helpers the integration tests share: loading an app module by path, condition waits, and a
+fresh store for real processes."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import TypeVar
+
+from tests import postgres_server
 
 T = TypeVar("T")
 
@@ -43,3 +47,19 @@ def wait_for(
         )
         time.sleep(pause)  # polling interval of a condition wait with a deadline
         pause = min(pause * 2, max_pause)
+
+
+@contextlib.contextmanager
+def fresh_store_url(kind: str, tmp_path: Path, prefix: str) -> Iterator[str]:
+    """A fresh, empty store that outlives the processes using it: a SQLite file in `tmp_path`,
+    or a PostgreSQL schema `<prefix>…` (skipped without a server, failed under CI=true) that
+    is dropped after."""
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_path / 'plait.db'}"
+        return
+    base = postgres_server.require_server_url()
+    url = postgres_server.fresh_schema_url(base, prefix)
+    try:
+        yield url
+    finally:
+        postgres_server.drop_schemas(base, url.rsplit("schema=", 1)[-1])

@@ -19,8 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests import postgres_server
-from tests.integration._support import wait_for
+from tests.integration._support import fresh_store_url, wait_for
 
 import plait
 
@@ -39,15 +38,8 @@ LEASE = 1.5
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'plait.db'}"
-        return
-    base = postgres_server.require_server_url()
-    url = postgres_server.fresh_schema_url(base, "plait_r_")
-    try:
+    with fresh_store_url(request.param, tmp_path, "plait_r_") as url:
         yield url
-    finally:
-        postgres_server.drop_schemas(base, url.rsplit("schema=", 1)[-1])
 
 
 def test_a_killed_worker_ages_out_while_a_live_one_stays(url: str, tmp_path: Path) -> None:

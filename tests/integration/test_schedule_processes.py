@@ -21,8 +21,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from tests import postgres_server
-from tests.integration._support import load_app, wait_for
+from tests.integration._support import fresh_store_url, load_app, wait_for
 
 import plait
 from plait._cron import tick_id
@@ -43,15 +42,8 @@ DEADLINE = 60.0
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'plait.db'}"
-        return
-    base = postgres_server.require_server_url()
-    url = postgres_server.fresh_schema_url(base, "plait_s_")
-    try:
+    with fresh_store_url(request.param, tmp_path, "plait_s_") as url:
         yield url
-    finally:
-        postgres_server.drop_schemas(base, url.rsplit("schema=", 1)[-1])
 
 
 def leader(engine: plait.Engine) -> int | None:
