@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 import pytest
 from tests import postgres_server
-from tests.integration._support import load_app, wait_for
+from tests.integration._support import fresh_store_url, load_app, wait_for
 
 import plait
 from plait._records import Outcome
@@ -41,15 +41,8 @@ app = load_app(APP)
 
 @pytest.fixture(params=["sqlite", "postgres"])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'plait.db'}"
-        return
-    base = postgres_server.require_server_url()
-    url = postgres_server.fresh_schema_url(base, SCHEMA_PREFIX)
-    try:
+    with fresh_store_url(request.param, tmp_path, SCHEMA_PREFIX) as url:
         yield url
-    finally:
-        postgres_server.drop_schemas(base, url.rsplit("schema=", 1)[-1])
 
 
 def spawn(url: str, log: Path, tmp: Path, index: int, *extra: str) -> subprocess.Popen[bytes]:
