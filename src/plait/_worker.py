@@ -33,6 +33,7 @@ from ._context import StepCancelled, StepContext
 from ._definition import StepDef, Workflow
 from ._errors import StepFailure, StoreError
 from ._handler_threads import HandlerThreads
+from ._idle_wait import IdleWait
 from ._key_admission import admit_key
 from ._loops import INVALID_GOTO, Goto
 from ._outage import Outage
@@ -170,7 +171,7 @@ class Worker:
 
     async def _claim_loop(self) -> None:
         fingerprints = list(self.workflows)
-        idle = 0.002
+        idle = IdleWait(self.engine)  # how to wait when nothing was claimed: _idle_wait.py
         while not self._stopping.is_set() and not self._done.is_set():
             free = self.concurrency - len(self._inflight)
             # Claim in batches: wait for half the slots unless little is in flight.
@@ -193,7 +194,7 @@ class Worker:
                     labels=self.labels,
                 )
                 if claims:
-                    idle = 0.002
+                    idle.took_work()
                     self.engine.events_written.fire()  # step_started: watchers here see it now
                     await self._launch(claims)
                     continue
@@ -205,23 +206,16 @@ class Worker:
                 await self._outage.failed("claiming", exc, self._stopping)
                 continue
             self._outage.recovered()
-            # Nothing to do: wait for a wake-up (this process, or pushed by the store), the next
-            # delayed step or token, or a look at the store. Polling backs off; not for work held
-            # by limits: a slot freed here wakes us, so we poll only for other processes' slots.
-            limit = self.engine.idle_interval
-            wait = limit if self.engine.push_live or claims.held else min(idle, limit)
-            if next_at is not None:
-                wait = min(wait, max(next_at - time.time(), 0.0))
-            # with `until`, runs ending elsewhere wake us too (the runs awaited may be among them)
+            # Nothing to do: wait for a wake-up, the next delayed step or token, or a look at
+            # the store; with `until`, runs ending elsewhere wake us too (the awaited may be)
             wakers = [(self.engine.work_ready, seen)]
             if self._until is not None:
                 wakers.append((self.engine.runs_ended, seen_ended))
-            woken = await wait_any(wakers, wait)
-            idle = 0.002 if woken else min(idle * 2, limit)
+            woken = await idle.wait(wakers, held=claims.held, next_at=next_at)
             ended_elsewhere = self.engine.runs_ended.generation != seen_ended
             if ended_elsewhere or (not woken and time.monotonic() >= self._next_refresh):
                 # awaited runs may have been finished by other processes: look now and then
-                self._next_refresh = time.monotonic() + limit
+                self._next_refresh = time.monotonic() + self.engine.idle_interval
                 try:
                     await self._refresh_until()
                 except StoreError as exc:

@@ -32,7 +32,9 @@ from .._transitions import Action
 
 class Store(Protocol):
     url: str
-    # Names of optional features this store supports; the contract suite checks each one it claims.
+    # Names of optional features this store supports; the contract suite checks each one it claims:
+    # "push" (`subscribe` is called), "push_events" (`_engine_watch.PushesEvents`),
+    # "change_counter" (`_idle_wait.CountsChanges`: a read that tells whether others committed).
     capabilities: frozenset[str]
 
     async def open(self) -> None:

@@ -19,7 +19,9 @@ Options (query string):
 
 Several processes may share one file (workers on one machine): the database runs in WAL mode,
 write transactions take the write lock up front (`BEGIN IMMEDIATE`) and wait for it up to
-`busy_timeout`. Do not put the file on a network filesystem.
+`busy_timeout`. Do not put the file on a network filesystem. There is no push between processes:
+a worker waiting for work done elsewhere reads `PRAGMA data_version` (`change_counter`), and
+claims (a write) only when another connection has committed (`plait._idle_wait`).
 
 Inside a process, one sqlite3 connection is used from one dedicated thread; every async method runs
 a synchronous function there, so calls are serialised and never block the event loop. Transitions
@@ -59,7 +61,7 @@ T = TypeVar("T")
 
 
 class SQLiteStore(SQLStore):
-    capabilities: frozenset[str] = frozenset()
+    capabilities: frozenset[str] = frozenset({"change_counter"})
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -94,7 +96,15 @@ class SQLiteStore(SQLStore):
         cancelled: Callable[[], None],
         live: Callable[[bool], None],
     ) -> None:
-        """No push: other processes' changes are seen by polling."""
+        """No push: other processes' changes are seen by looking (`change_counter`)."""
+
+    async def change_counter(self) -> int:
+        """SQLite's `PRAGMA data_version` on this store's connection: it moves when another
+        connection commits to the file, and not for this one's commits. A read (no write lock),
+        so that workers waiting for work elsewhere look with it instead of claiming
+        (`plait._idle_wait`). Meaningful only on one connection: there is one per store."""
+        counter: int = await self._call(self._data_version)
+        return counter
 
     async def close(self) -> None:
         if self._executor is None:
@@ -244,6 +254,12 @@ class SQLiteStore(SQLStore):
                 self._conn.close()
             finally:
                 self._conn = None
+
+    def _data_version(self) -> int:
+        try:
+            return int(self._db.execute("PRAGMA data_version").fetchone()[0])
+        except sqlite3.Error as exc:
+            raise self._error("reading the change counter", exc) from exc
 
     def _run_sync(self, what: str, program: Program[T], write: bool, lease_only: bool) -> T:
         with self._transaction(what, write=write, lease_only=lease_only) as db:
