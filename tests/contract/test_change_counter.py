@@ -16,12 +16,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+from tests.contract.conftest import Backend
+
 import plait
 from plait._idle_wait import CountsChanges
 from plait._records import Outcome
 from plait.stores import Store, open_store
-
-from tests.contract.conftest import Backend
 
 QUIET = 1.5  # seconds a waiting worker is watched while nothing changes
 POLL = 0.05  # the waiting worker's poll_interval: 30 looks in QUIET
@@ -170,7 +170,10 @@ async def test_an_idle_worker_claims_only_once_another_connection_adds_work(
             quiet = [t for t in times if t > settled]
             started_at = time.time()
             run = await other.start_async(wf, run_id="later")
-            assert await other.wait_async(run.id, timeout=30) == {"first": "first", "second": "second"}
+            assert await other.wait_async(run.id, timeout=30) == {
+                "first": "first",
+                "second": "second",
+            }
         assert len(quiet) <= 2, quiet  # a look every 0.05 s that claimed would make about 20
         steps = await other.store.get_steps("later")
         assert all(s.status is plait.StepStatus.DONE for s in steps)
