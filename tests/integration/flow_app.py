@@ -116,10 +116,12 @@ def second() -> str:
     return "second"
 
 
-def serve_counting_claims(url: str, claims_log: str, run_id: str) -> None:
-    """A worker process that appends the time of each of its claims to `claims_log`, and looks
-    at the store unprompted only once a minute: what wakes it sooner was pushed to it."""
-    engine = plait.Engine(url, poll_interval=60.0, sweep_interval=60.0)
+def serve_counting_claims(url: str, claims_log: str, run_id: str, poll: str = "60") -> None:
+    """A worker process that appends the time of each of its claims to `claims_log`, and
+    claims unprompted only once a minute (its sweep): what makes it claim sooner was pushed to
+    it or, on SQLite, seen at one of its looks every `poll` seconds (a read of the change
+    counter, not a claim, while nothing changes)."""
+    engine = plait.Engine(url, poll_interval=float(poll), sweep_interval=60.0)
     original = engine.store.claim
 
     async def claim(**kwargs: Any) -> Any:
@@ -136,4 +138,4 @@ def serve_counting_claims(url: str, claims_log: str, run_id: str) -> None:
 
 
 if __name__ == "__main__":
-    serve_counting_claims(*sys.argv[1:4])
+    serve_counting_claims(*sys.argv[1:5])

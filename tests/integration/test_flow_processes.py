@@ -25,7 +25,6 @@ from typing import Any
 
 import orjson
 import pytest
-from tests import postgres_server
 from tests.integration._support import fresh_store_url, load_app, wait_for
 
 import plait
@@ -170,57 +169,62 @@ def test_placement_across_worker_processes(url: str, tmp_path: Path) -> None:
         engine.close()
 
 
-def test_a_held_worker_is_woken_by_a_slot_freed_in_another_process(tmp_path: Path) -> None:
-    """PostgreSQL: a worker process waiting on a full queue neither polls nor waits for its
-    next look (a minute away): the completion that frees the slot notifies it, and it claims."""
-    base = postgres_server.require_server_url()
-    url = postgres_server.fresh_schema_url(base, SCHEMA_PREFIX)
+@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+def test_a_held_worker_is_woken_by_a_slot_freed_in_another_process(
+    kind: str, tmp_path: Path
+) -> None:
+    """A worker process waiting on a full queue does not poll with claims: the completion that
+    frees the slot in another process wakes it. On PostgreSQL it is notified, and would
+    otherwise look only a minute later; on SQLite it looks every 0.25 s with a read of the
+    change counter (`PRAGMA data_version`), and claims once that moved, not at every look."""
     claims_log = tmp_path / "claims.log"
-    engine = plait.Engine(url)
     worker: subprocess.Popen[bytes] | None = None
-    try:
-        engine.register(app.held)
-        engine.configure_queue("solo", concurrency=1)
-        run = engine.start(app.held, run_id="held")
-        # this process is the other worker: it takes one step, and the queue is full
-        [taken] = engine._portal.call(
-            engine.store.claim(
-                worker_id="test", fingerprints=[app.held.fingerprint], limit=1, lease=60,
-                now=time.time(),
-            )
-        )  # fmt: skip
-        with (tmp_path / "worker.err").open("wb") as err:
-            cmd = [sys.executable, str(APP), url, str(claims_log), run.id]
-            worker = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=err, stderr=err)
+    with fresh_store_url(kind, tmp_path, SCHEMA_PREFIX) as url:
+        engine = plait.Engine(url)
+        try:
+            engine.register(app.held)
+            engine.configure_queue("solo", concurrency=1)
+            run = engine.start(app.held, run_id="held")
+            # this process is the other worker: it takes one step, and the queue is full
+            [taken] = engine._portal.call(
+                engine.store.claim(
+                    worker_id="test", fingerprints=[app.held.fingerprint], limit=1, lease=60,
+                    now=time.time(),
+                )
+            )  # fmt: skip
+            poll = "60" if kind == "postgres" else "0.25"
+            with (tmp_path / "worker.err").open("wb") as err:
+                cmd = [sys.executable, str(APP), url, str(claims_log), run.id, poll]
+                worker = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=err, stderr=err)
 
-        def claims() -> list[float]:
-            text = claims_log.read_text() if claims_log.exists() else ""
-            return [float(t) for t in text.split()]
+            def claims() -> list[float]:
+                text = claims_log.read_text() if claims_log.exists() else ""
+                return [float(t) for t in text.split()]
 
-        def diagnose() -> str:
-            return (tmp_path / "worker.err").read_text()
+            def diagnose() -> str:
+                return (tmp_path / "worker.err").read_text()
 
-        wait_for(claims, bool, "the worker tried to claim", diagnose, 30.0, 0.02)
-        first_look = claims()[0]
-        time.sleep(2.5)  # the step this process holds works for a while: the worker waits
-        waited = [t for t in claims() if t > first_look + 0.5]
-        outcome = Outcome(taken.run_id, taken.step, taken.token, output=b'"done"')
-        freed = engine._portal.call(engine.store.complete([outcome], time.time()))
-        freed_at = time.time()
-        assert freed.freed
-        assert run.result(timeout=30) == {"first": "first", "second": "second"} | {
-            taken.step: "done"
-        }
-        started = {s.name: s.started_at for s in engine.steps(run.id)}
-        other = "second" if taken.step == "first" else "first"
-        other_started = started[other]
-        assert other_started is not None
-        assert other_started.timestamp() - freed_at < 5.0  # notified: its next look was 60 s off
-        assert len(waited) <= 2, waited  # and no polling while it waited (0.25 s: about 8)
-        assert worker.wait(timeout=30) == 0, diagnose()
-    finally:
-        if worker is not None and worker.poll() is None:
-            worker.kill()
-            worker.wait()
-        engine.close()
-        postgres_server.drop_schemas(base, url.rsplit("schema=", 1)[-1])
+            wait_for(claims, bool, "the worker tried to claim", diagnose, 30.0, 0.02)
+            first_look = claims()[0]
+            time.sleep(2.5)  # the step this process holds works for a while: the worker waits
+            waited = [t for t in claims() if t > first_look + 0.5]
+            outcome = Outcome(taken.run_id, taken.step, taken.token, output=b'"done"')
+            freed = engine._portal.call(engine.store.complete([outcome], time.time()))
+            freed_at = time.time()
+            assert freed.freed
+            assert run.result(timeout=30) == {"first": "first", "second": "second"} | {
+                taken.step: "done"
+            }
+            started = {s.name: s.started_at for s in engine.steps(run.id)}
+            other = "second" if taken.step == "first" else "first"
+            other_started = started[other]
+            assert other_started is not None
+            # woken (PostgreSQL) or seen at a look (SQLite): its sweep was 60 s off
+            assert other_started.timestamp() - freed_at < 5.0
+            assert len(waited) <= 2, waited  # and no claims while it waited (0.25 s: about 8)
+            assert worker.wait(timeout=30) == 0, diagnose()
+        finally:
+            if worker is not None and worker.poll() is None:
+                worker.kill()
+                worker.wait()
+            engine.close()
