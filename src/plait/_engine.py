@@ -92,7 +92,9 @@ class Engine(
     renew it). `max_recoveries`: lease expiries after which a step fails with `lease_expired`.
     `poll_interval`: how often idle workers and `result()` waiters look at the store for work
     done by other processes; on a store that pushes notifications (PostgreSQL) they are woken
-    instead and look only every `sweep_interval`, a safety net for a missed notification.
+    instead and look only every `sweep_interval`, a safety net for a missed notification. On
+    SQLite a worker's look reads a change counter, and it claims only when another process has
+    committed (or, as a safety net, every `sweep_interval`): see `_idle_wait.py`.
     """
 
     def __init__(
