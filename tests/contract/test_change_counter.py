@@ -58,36 +58,43 @@ async def test_the_change_counter_moves_only_when_another_connection_commits(
     durable_backend: Backend, tmp_path: Path
 ) -> None:
     url = durable_backend.url(tmp_path)
-    here, there = open_store(url), open_store(url)
-    if "change_counter" not in here.capabilities:
-        assert "push" in here.capabilities  # other processes' commits are pushed instead
+    if "change_counter" not in open_store(url).capabilities:
+        assert "push" in open_store(url).capabilities  # others' commits are pushed instead
         return
-    assert isinstance(here, CountsChanges) and isinstance(there, CountsChanges)
-    await here.open()
-    await there.open()
-    try:
+    wf = solo()
+    async with plait.Engine(url) as engine_here, plait.Engine(url) as engine_there:
+        here, there = engine_here.store, engine_there.store
+        assert isinstance(here, CountsChanges) and isinstance(there, CountsChanges)
+        await engine_there.register_async(wf)
+        await engine_there.configure_queue_async("solo", concurrency=1)
+        await engine_there.start_async(wf, run_id="r")
         start = await here.change_counter()
         assert await here.change_counter() == start  # reading it changes nothing
-        await there.get_run("nobody")
+        await there.get_run("r")
         await there.list_queues()
         assert await here.change_counter() == start  # nor do others' reads
-        # nor a claim that takes nothing: held workers do not wake each other up
-        claimed = await there.claim(
-            worker_id="w", fingerprints=["nothing"], limit=4, lease=30.0, now=time.time()
+        taken = await here.claim(
+            worker_id="here", fingerprints=[wf.fingerprint], limit=1, lease=30.0, now=time.time()
         )
-        assert list(claimed) == []
-        assert await here.change_counter() == start
+        assert len(taken) == 1
+        assert await here.change_counter() == start  # nor its own commits: nobody to tell
+        # a claim held back by the full queue takes nothing and writes nothing: held workers
+        # do not wake each other up
         mine = await there.change_counter()
-        await here.configure_queue("mine", 2, None, time.time())
-        assert await here.change_counter() == start  # its own commit: it knows, nobody to tell
-        assert await there.change_counter() != mine  # another connection committed
-        await there.configure_queue("theirs", 3, None, time.time())
-        moved = await here.change_counter()
-        assert moved != start
-        assert await here.change_counter() == moved  # moved once per commit seen, not per read
-    finally:
-        await here.close()
-        await there.close()
+        held = await there.claim(
+            worker_id="there", fingerprints=[wf.fingerprint], limit=1, lease=30.0, now=time.time()
+        )
+        assert list(held) == [] and held.held
+        assert await here.change_counter() == start
+        assert await there.change_counter() == mine
+        # a commit of another connection moves it, once
+        await there.configure_queue("solo", 2, None, time.time())
+        after = await here.change_counter()
+        assert after != start
+        assert await here.change_counter() == after  # once per commit seen, not per read
+        outcome = Outcome(taken[0].run_id, taken[0].step, taken[0].token, output=b"1")
+        assert (await here.complete([outcome], time.time())).freed
+        assert await there.change_counter() != mine  # and for the other connection likewise
 
 
 @asynccontextmanager
