@@ -59,6 +59,7 @@ class IdleWait:
     def took_work(self) -> None:
         """A claim took steps: when the worker runs dry again, it starts looking quickly."""
         self._backoff = FIRST_BACKOFF
+        self._claimed_at = time.monotonic()  # the sweep counts from the last claim
 
     async def wait(
         self, wakers: Sequence[tuple[Broadcast, int | None]], *, held: bool, next_at: float | None
