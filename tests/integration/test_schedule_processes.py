@@ -4,7 +4,8 @@ Two `plait worker` processes (lease 1.5 s, which is also the scheduler's electio
 an app with a schedule. The test moves the schedule's next tick to "now" (by writing its stored
 document, as a minute-long cron would make the test slow), sees the tick's run started once,
 with its deterministic id, by the elected worker, kills that worker (SIGKILL: no resignation),
-moves the tick again, and sees the other worker take the election over and start it.
+moves the tick again, and sees the other worker take the election over and start it. The log
+line "started run" follows the run's creation, so the test waits for it before the kill.
 
 Runs on SQLite and on PostgreSQL (skipped without a server, except under CI=true).
 """
@@ -85,10 +86,15 @@ def test_one_scheduler_is_elected_and_another_takes_over(url: str, tmp_path: Pat
                 return False
             return True
 
+        def logged_start(run_id: str) -> int:
+            return logs().count(f"started run {run_id}")
+
         first = time.time() + 0.5
         move_tick(engine, first)
         run_id = tick_id("often", first)
         wait_for(lambda: started(run_id), bool, f"run {run_id} started", logs, DEADLINE, 0.1)
+        # its starter logs it just after storing it: a kill in between would lose the line
+        wait_for(lambda: logged_start(run_id), bool, f"{run_id} logged", logs, DEADLINE, 0.1)
         elected = wait_for(lambda: leader(engine), lambda p: p in workers, "a leader", logs, 5)
         assert engine.get_run(run_id).status is not plait.RunStatus.FAILED
         workers[elected].kill()  # no resignation: the lease must expire
@@ -99,7 +105,8 @@ def test_one_scheduler_is_elected_and_another_takes_over(url: str, tmp_path: Pat
         wait_for(lambda: started(run_id), bool, f"run {run_id} started", logs, DEADLINE, 0.1)
         survivor = next(p for p in workers if p != elected)
         assert leader(engine) == survivor
-        assert logs().count(f"started run {tick_id('often', first)}") == 1
+        # one process logs that it started the tick: the one that created its run
+        assert logged_start(tick_id("often", first)) == 1
     finally:
         for p in workers.values():
             if p.poll() is None:
