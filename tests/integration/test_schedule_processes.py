@@ -1,8 +1,8 @@
 """One elected scheduler across worker processes, and takeover when it dies (issue 5).
 
 Two `plait worker` processes (lease 1.5 s, which is also the scheduler's election lease) serve
-an app with a schedule. The test moves the schedule's next tick to "now" (by writing its stored
-document, as a minute-long cron would make the test slow), sees the tick's run started once,
+an app with a yearly schedule. The test moves the schedule's next tick to "now" (by writing its
+stored document, as a real tick would make the test slow), sees the tick's run started once,
 with its deterministic id, by the elected worker, kills that worker (SIGKILL: no resignation),
 moves the tick again, and sees the other worker take the election over and start it. The log
 line "started run" follows the run's creation, so the test waits for it before the kill.
@@ -39,6 +39,10 @@ def build(region: str) -> str:
     return region
 """
 DEADLINE = 60.0
+# The test moves the ticks by hand. A cron with a tick during the test (every minute) would have
+# a late leader start that tick too, and a moved tick in the same whole second would share its
+# run id, so "started" would be seen before any takeover.
+NEVER_NOW = "0 0 1 1 *"
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -67,14 +71,15 @@ def test_one_scheduler_is_elected_and_another_takes_over(url: str, tmp_path: Pat
     app.write_text(APP)
     engine = plait.Engine(url)
     workers: dict[int, subprocess.Popen[bytes]] = {}
+    log_of: dict[int, Path] = {}
     try:
-        engine.schedule("often", load_app(app).wf, cron="* * * * *", input={"region": "eu"})
+        engine.schedule("often", load_app(app).wf, cron=NEVER_NOW, input={"region": "eu"})
         for i in range(2):
             cmd = [sys.executable, "-c", "from plait.cli import main; main()", "worker", str(app)]
             cmd += ["--db", url, "--lease", "1.5", "--log-level", "info"]
             with (tmp_path / f"w{i}.log").open("wb") as err:
                 p = subprocess.Popen(cmd, stdout=err, stderr=err, env={**os.environ})
-            workers[p.pid] = p
+            workers[p.pid], log_of[p.pid] = p, tmp_path / f"w{i}.log"
 
         def logs() -> str:
             return "\n".join((tmp_path / f"w{i}.log").read_text() for i in range(2))
@@ -104,6 +109,9 @@ def test_one_scheduler_is_elected_and_another_takes_over(url: str, tmp_path: Pat
         run_id = tick_id("often", second)
         wait_for(lambda: started(run_id), bool, f"run {run_id} started", logs, DEADLINE, 0.1)
         survivor = next(p for p in workers if p != elected)
+        # the survivor took the election over and created the run (only a creator says so)
+        said = f"started run {run_id}"
+        wait_for(lambda: said in log_of[survivor].read_text(), bool, said, logs, DEADLINE, 0.1)
         assert leader(engine) == survivor
         # one process logs that it started the tick: the one that created its run
         assert logged_start(tick_id("often", first)) == 1
