@@ -240,6 +240,24 @@ class Engine(
         `deadline` (seconds or a timedelta from now): a run unfinished by then fails with
         `deadline_exceeded`, its unfinished steps cancelled. `priority` is added to each of its
         steps' own: within a queue, higher first."""
+        handle, _ = await self._start_run(
+            workflow, input, run_id=run_id, deadline=deadline, priority=priority
+        )
+        return handle
+
+    start = blocking(start_async)
+
+    async def _start_run(
+        self,
+        workflow: Workflow | str,
+        input: Any,
+        *,
+        run_id: str | None,
+        deadline: float | timedelta | None = None,
+        priority: int = 0,
+    ) -> tuple[RunHandle, bool]:
+        """`start_async`, and whether this call created the run (False: its id was started
+        before, by this process or another, such as a second scheduler of a tick)."""
         if isinstance(priority, bool) or not isinstance(priority, int):
             raise InputError(f"start: priority must be an integer, got {priority!r}")
         if run_id is not None and (not isinstance(run_id, str) or not RUN_ID_RE.match(run_id)):
@@ -272,9 +290,7 @@ class Engine(
                 s.status is StepStatus.WAITING and s.available_at for s in steps
             ):
                 self.timers_set.fire()
-        return RunHandle(self, run_id)
-
-    start = blocking(start_async)
+        return RunHandle(self, run_id), created
 
     async def _plan_and_input(
         self, workflow: Workflow | str, value: Any

@@ -12,7 +12,10 @@ Every worker process runs a `Scheduler`; one at a time is elected, by a lease do
 scheduler takes over once it has expired (its holder died). The elected scheduler starts each
 due tick's run with the run id `tick_id(schedule, tick)`, derived from the schedule's name and
 the tick time: even two schedulers that both believe they are elected (a paused process waking
-after its lease expired) start a tick once, because a run id is started once.
+after its lease expired) start a tick once, because a run id is started once; only the one that
+created the run logs "started run". A pass that outlives its lease (the process was descheduled)
+starts no more ticks: the next pass campaigns again. Resigning expires the lease rather than
+deleting it, so its revision keeps growing and a stale holder's renewal cannot match a new lease.
 
 Ticks a scheduler reaches more than `MISFIRE_GRACE` seconds late (nobody was elected, the
 schedule was paused) are missed: `catch_up="skip"` starts none of them, `"run_once"` starts one
@@ -24,6 +27,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +35,7 @@ import orjson
 
 from . import _codec
 from ._cron import Cron, tick_id, timezone
-from ._errors import ConfigError, InputError, WorkflowNotFound
+from ._errors import ConfigError, InputError, RunConflict, WorkflowNotFound
 from ._portal import blocking
 from ._records import RecordRow
 
@@ -245,8 +249,15 @@ class Scheduler:
     """Runs in each worker process (its pass is given by the registry's timer, `_registry.py`);
     starts due ticks while elected (see the module docstring)."""
 
-    def __init__(self, engine: Engine, holder: str, ttl: float = 15.0) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        holder: str,
+        ttl: float = 15.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.engine, self.holder, self.ttl = engine, holder, ttl
+        self._clock = clock  # measures a pass against the lease it holds
         self.elected = False
         self._lease_revision = 0  # of the lease document while we hold it: renewed unread
 
@@ -254,6 +265,7 @@ class Scheduler:
         """One pass: hold or take the election, start due ticks; seconds until the next pass.
         Without any schedule, nobody campaigns (an idle store sees only a read)."""
         store = self.engine.store
+        began = self._clock()  # the lease written below expires at most ttl after this
         rows = await store.list_records(SCHEDULES, "", "", 10_000)
         elected = bool(rows) and await self._elect(now)
         if elected != self.elected:
@@ -269,6 +281,14 @@ class Scheduler:
             ticks, next_at = due_ticks(s, now)
             if s.next_at <= now:
                 for tick in ticks:
+                    if self._clock() - began >= self.ttl:
+                        # another scheduler may hold the election by now: campaign again
+                        log.warning(
+                            "scheduler %s: pass outlived its %gs lease; stopping it",
+                            self.holder,
+                            self.ttl,
+                        )
+                        return 0.0
                     await self._start(s, tick)
                 changed = replace(s, next_at=next_at)
                 await store.put_record(_row(changed, now), s.revision)  # lost: someone else did
@@ -278,11 +298,14 @@ class Scheduler:
     async def _start(self, s: Schedule, tick: float) -> None:
         run_id = tick_id(s.name, tick)
         try:
-            await self.engine.start_async(s.workflow, s.input, run_id=run_id)
-        except (WorkflowNotFound, InputError) as exc:
+            _, created = await self.engine._start_run(s.workflow, s.input, run_id=run_id)
+        except (WorkflowNotFound, InputError, RunConflict) as exc:
             log.error("schedule %s: tick %s not started: %s", s.name, run_id, exc)
             return
-        log.info("schedule %s: started run %s", s.name, run_id)
+        if created:
+            log.info("schedule %s: started run %s", s.name, run_id)
+        else:  # another scheduler (or an earlier failed pass of ours) started it
+            log.info("schedule %s: run %s of the tick exists already", s.name, run_id)
 
     async def _elect(self, now: float) -> bool:
         store = self.engine.store
@@ -305,7 +328,13 @@ class Scheduler:
         return ok
 
     async def resign(self) -> None:
+        """Expire our lease, for another scheduler to take at once. Not deleted: a deleted
+        document's revision starts again at 1, which a stale holder's renewal could match."""
         store = self.engine.store
         row = await store.get_record(LEASES, SCHEDULER)
         if row is not None and orjson.loads(row.doc)["holder"] == self.holder:
-            await store.delete_record(LEASES, SCHEDULER, row.revision)
+            expired = orjson.dumps({"holder": self.holder, "expires_at": 0.0})
+            await store.put_record(
+                RecordRow(LEASES, SCHEDULER, expired, 0, time.time()), row.revision
+            )
+        self.elected, self._lease_revision = False, 0

@@ -1,17 +1,23 @@
 """Schedules on every store: stored, paused, resumed and deleted; bad cron, timezone, catch-up
 or name refused when configured; the elected scheduler starts each due tick once with its
 deterministic run id, another scheduler takes over when the lease expires, and missed ticks
-follow the catch-up policy. Scheduler passes are driven with chosen clock values."""
+follow the catch-up policy. Scheduler passes are driven with chosen clock values. Two
+schedulers that both believe they are elected start a tick once and say so once; a pass that
+outlives its lease stops starting ticks; a resigned lease cannot be renewed by a stale holder;
+a tick whose run id is taken by another workflow is skipped, not retried forever."""
 
 from __future__ import annotations
 
+import itertools
+import logging
 from collections.abc import Iterator
 
+import orjson
 import pytest
 
 import plait
 from plait._cron import tick_id
-from plait._schedules import Scheduler
+from plait._schedules import LEASES, SCHEDULER, Scheduler
 
 
 @pytest.fixture
@@ -79,7 +85,9 @@ async def test_bad_schedules_are_refused_when_configured(engine: plait.Engine) -
     assert await engine.schedules_async() == []
 
 
-async def test_one_elected_scheduler_starts_each_tick_once(engine: plait.Engine) -> None:
+async def test_one_elected_scheduler_starts_each_tick_once(
+    engine: plait.Engine, caplog: pytest.LogCaptureFixture
+) -> None:
     wf = report()
     await engine.register_async(wf)
     s = await engine.schedule_async("minutely", wf, cron="* * * * *", input={"region": "eu"})
@@ -98,9 +106,74 @@ async def test_one_elected_scheduler_starts_each_tick_once(engine: plait.Engine)
     assert await run_ids(engine) == sorted(
         [tick_id("minutely", s.next_at), tick_id("minutely", s.next_at + 60)]
     )
-    # two schedulers that both start one tick (a stale leader) still start one run
-    await a._start((await engine.schedules_async())[0], s.next_at + 60)
+    # two schedulers that both start one tick (a stale leader) still start one run, and only
+    # the one that created it logs that it started it
+    with caplog.at_level(logging.INFO, logger="plait._schedules"):
+        await a._start((await engine.schedules_async())[0], s.next_at + 60)
     assert len(await run_ids(engine)) == 2
+    again = tick_id("minutely", s.next_at + 60)
+    assert caplog.messages == [f"schedule minutely: run {again} of the tick exists already"]
+
+
+async def test_a_pass_that_outlives_its_lease_starts_no_more_ticks(
+    engine: plait.Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    wf = report()
+    s = await engine.schedule_async("minutely", wf, cron="* * * * *", input={"region": "eu"})
+    # the pass begins at 0 on its clock; before its first start the clock reads 11: the
+    # process was descheduled longer than its 10 s lease, which another may hold by now
+    clock = itertools.chain([0.0, 11.0], itertools.repeat(20.0)).__next__
+    a = Scheduler(engine, "a", ttl=10.0, clock=clock)
+    with caplog.at_level(logging.WARNING, logger="plait._schedules"):
+        assert await a.beat(s.next_at + 1) == 0.0  # campaign again at once
+    assert await run_ids(engine) == []
+    assert caplog.messages == ["scheduler a: pass outlived its 10s lease; stopping it"]
+    await a.beat(s.next_at + 1)  # an undisturbed pass starts the tick
+    assert await run_ids(engine) == [tick_id("minutely", s.next_at)]
+
+
+async def test_a_stale_holder_cannot_renew_a_lease_taken_after_a_resignation(
+    engine: plait.Engine,
+) -> None:
+    wf = report()
+    s = await engine.schedule_async("minutely", wf, cron="* * * * *", input={"region": "eu"})
+    now = s.next_at - 30  # no tick due: only the election matters here
+    a, b, c = (Scheduler(engine, name, ttl=10.0) for name in "abc")
+    await c.beat(now)  # c is elected, then its process stalls past its lease
+    await b.beat(now + 11)  # b takes the expired lease over...
+    assert (b.elected, c.elected) == (True, True)  # (c does not know yet)
+    await b.resign()  # ...and stops, handing the election on at once
+    await a.beat(now + 12)
+    assert a.elected
+    await c.beat(now + 13)  # c wakes: its renewal must not match a's new lease
+    assert (a.elected, c.elected) == (True, False)
+    row = await engine.store.get_record(LEASES, SCHEDULER)
+    assert row is not None and orjson.loads(row.doc)["holder"] == "a"
+
+
+async def test_a_tick_whose_run_id_another_workflow_took_is_skipped(
+    engine: plait.Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    wf, other = report(), plait.Workflow("other")
+
+    @other.step
+    def noop() -> None:
+        return None
+
+    # yearly: both schedules' next tick is the same one
+    s = await engine.schedule_async("m", wf, cron="0 0 1 1 *", input={"region": "eu"})
+    await engine.schedule_async("n", wf, cron="0 0 1 1 *", input={"region": "us"})
+    taken = tick_id("m", s.next_at)
+    await engine.start_async(other, run_id=taken)
+    with caplog.at_level(logging.ERROR, logger="plait._schedules"):
+        await Scheduler(engine, "a").beat(s.next_at + 1)
+    assert caplog.messages == [
+        f"schedule m: tick {taken} not started: run id {taken!r} is already used by a run of "
+        "workflow 'other', not 'report'; choose another run id"
+    ]
+    # the pass went on: the other schedule's tick started, and both moved to the next year's
+    assert await run_ids(engine) == sorted([taken, tick_id("n", s.next_at)])
+    assert all(x.next_at > s.next_at + 1 for x in await engine.schedules_async())
 
 
 @pytest.mark.parametrize(("catch_up", "started"), [("skip", [3600]), ("run_once", [3540, 3600])])

@@ -1,10 +1,11 @@
 """One elected scheduler across worker processes, and takeover when it dies (issue 5).
 
 Two `plait worker` processes (lease 1.5 s, which is also the scheduler's election lease) serve
-an app with a schedule. The test moves the schedule's next tick to "now" (by writing its stored
-document, as a minute-long cron would make the test slow), sees the tick's run started once,
+an app with a yearly schedule. The test moves the schedule's next tick to "now" (by writing its
+stored document, as a real tick would make the test slow), sees the tick's run started once,
 with its deterministic id, by the elected worker, kills that worker (SIGKILL: no resignation),
-moves the tick again, and sees the other worker take the election over and start it.
+moves the tick again, and sees the other worker take the election over and start it. The log
+line "started run" follows the run's creation, so the test waits for it before the kill.
 
 Runs on SQLite and on PostgreSQL (skipped without a server, except under CI=true).
 """
@@ -38,6 +39,10 @@ def build(region: str) -> str:
     return region
 """
 DEADLINE = 60.0
+# The test moves the ticks by hand. A cron with a tick during the test (every minute) would have
+# a late leader start that tick too, and a moved tick in the same whole second would share its
+# run id, so "started" would be seen before any takeover.
+NEVER_NOW = "0 0 1 1 *"
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -66,14 +71,15 @@ def test_one_scheduler_is_elected_and_another_takes_over(url: str, tmp_path: Pat
     app.write_text(APP)
     engine = plait.Engine(url)
     workers: dict[int, subprocess.Popen[bytes]] = {}
+    log_of: dict[int, Path] = {}
     try:
-        engine.schedule("often", load_app(app).wf, cron="* * * * *", input={"region": "eu"})
+        engine.schedule("often", load_app(app).wf, cron=NEVER_NOW, input={"region": "eu"})
         for i in range(2):
             cmd = [sys.executable, "-c", "from plait.cli import main; main()", "worker", str(app)]
             cmd += ["--db", url, "--lease", "1.5", "--log-level", "info"]
             with (tmp_path / f"w{i}.log").open("wb") as err:
                 p = subprocess.Popen(cmd, stdout=err, stderr=err, env={**os.environ})
-            workers[p.pid] = p
+            workers[p.pid], log_of[p.pid] = p, tmp_path / f"w{i}.log"
 
         def logs() -> str:
             return "\n".join((tmp_path / f"w{i}.log").read_text() for i in range(2))
@@ -85,10 +91,15 @@ def test_one_scheduler_is_elected_and_another_takes_over(url: str, tmp_path: Pat
                 return False
             return True
 
+        def logged_start(run_id: str) -> int:
+            return logs().count(f"started run {run_id}")
+
         first = time.time() + 0.5
         move_tick(engine, first)
         run_id = tick_id("often", first)
         wait_for(lambda: started(run_id), bool, f"run {run_id} started", logs, DEADLINE, 0.1)
+        # its starter logs it just after storing it: a kill in between would lose the line
+        wait_for(lambda: logged_start(run_id), bool, f"{run_id} logged", logs, DEADLINE, 0.1)
         elected = wait_for(lambda: leader(engine), lambda p: p in workers, "a leader", logs, 5)
         assert engine.get_run(run_id).status is not plait.RunStatus.FAILED
         workers[elected].kill()  # no resignation: the lease must expire
@@ -98,8 +109,12 @@ def test_one_scheduler_is_elected_and_another_takes_over(url: str, tmp_path: Pat
         run_id = tick_id("often", second)
         wait_for(lambda: started(run_id), bool, f"run {run_id} started", logs, DEADLINE, 0.1)
         survivor = next(p for p in workers if p != elected)
+        # the survivor took the election over and created the run (only a creator says so)
+        said = f"started run {run_id}"
+        wait_for(lambda: said in log_of[survivor].read_text(), bool, said, logs, DEADLINE, 0.1)
         assert leader(engine) == survivor
-        assert logs().count(f"started run {tick_id('often', first)}") == 1
+        # one process logs that it started the tick: the one that created its run
+        assert logged_start(tick_id("often", first)) == 1
     finally:
         for p in workers.values():
             if p.poll() is None:
