@@ -104,6 +104,32 @@ def store(store_url: str) -> Iterator[Store]:
         run(opened.close())
 
 
+@pytest.fixture
+def sqlite_statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every statement the SQLite stores opened in this test run, in order (the same programs
+    drive PostgreSQL, where a statement may be a round trip): to show what a feature costs."""
+    from plait.stores import _program_ops
+    from plait.stores import sqlite as sqlite_store
+
+    sent: list[str] = []
+
+    def recording(db: Any, program: Any) -> Any:
+        def watched() -> Any:
+            result = None
+            while True:
+                try:
+                    op = program.send(result)
+                except StopIteration as stop:
+                    return stop.value
+                sent.append(op[1])
+                result = yield op
+
+        return _program_ops.run_sync(db, watched())
+
+    monkeypatch.setattr(sqlite_store, "run_sync", recording)
+    return sent
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     if not inspect.iscoroutinefunction(pyfuncitem.obj):

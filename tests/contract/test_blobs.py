@@ -315,35 +315,16 @@ def test_runs_written_under_another_threshold_read_back(
         assert first_output(engine, plain.id) == "p" * 1000
 
 
-def test_small_payloads_cost_no_new_statement(tmp_path: Any, monkeypatch: Any) -> None:
+def test_small_payloads_cost_no_new_statement(tmp_path: Any, sqlite_statements: list[str]) -> None:
     """Every statement the SQLite store runs, recorded: a run of small payloads sends nothing
     about blobs (the same programs drive PostgreSQL, where a statement may be a round trip)."""
-    from plait.stores import _programs
-    from plait.stores import sqlite as sqlite_store
-
-    sent: list[str] = []
-
-    def recording(db: Any, program: Any) -> Any:
-        def watched() -> Any:
-            result = None
-            while True:
-                try:
-                    op = program.send(result)
-                except StopIteration as stop:
-                    return stop.value
-                sent.append(op[1])
-                result = yield op
-
-        return _programs.run_sync(db, watched())
-
-    monkeypatch.setattr(sqlite_store, "run_sync", recording)
     with plait.Engine(with_threshold(f"sqlite:///{tmp_path / 'p.db'}"), lease=5.0) as engine:
         small = engine.start(chain(), {"text": "s", "copies": 10})
         finish(engine, small)
-        assert sent and not [sql for sql in sent if "blobs" in sql]
+        assert sqlite_statements and not [sql for sql in sqlite_statements if "blobs" in sql]
         big = engine.start(chain(), {"text": "b", "copies": 1000})
         finish(engine, big)
-        assert [sql for sql in sent if "blobs" in sql]  # the recording sees them
+        assert [sql for sql in sqlite_statements if "blobs" in sql]  # the recording sees them
 
 
 def test_a_big_signal_payload_kept_early_is_a_blob_read_by_its_dependent(

@@ -320,29 +320,12 @@ async def test_workers_run_one_step_per_key_and_different_keys_together(
     assert all(e.payload["key_limit"] == 1 for e in given_back)
 
 
-def test_steps_without_such_a_key_cost_nothing_new(tmp_path: Path, monkeypatch: Any) -> None:
+def test_steps_without_such_a_key_cost_nothing_new(
+    tmp_path: Path, monkeypatch: Any, sqlite_statements: list[str]
+) -> None:
     """Every statement the SQLite store runs, recorded (the same programs drive PostgreSQL):
     runs whose keys are of run-input fields, or that have none, never send an admission nor
     write a key; runs whose key reads an output do."""
-    from plait.stores import _programs
-    from plait.stores import sqlite as sqlite_store
-
-    sent: list[str] = []
-
-    def recording(db: Any, program: Any) -> Any:
-        def watched() -> Any:
-            result = None
-            while True:
-                try:
-                    op = program.send(result)
-                except StopIteration as stop:
-                    return stop.value
-                sent.append(op[1])
-                result = yield op
-
-        return _programs.run_sync(db, watched())
-
-    monkeypatch.setattr(sqlite_store, "run_sync", recording)
     plain = plait.Workflow("plain")
 
     @plain.step
@@ -364,9 +347,9 @@ def test_steps_without_such_a_key_cost_nothing_new(tmp_path: Path, monkeypatch: 
         monkeypatch.setattr(engine.store, "admit_key", counted)
         runs = [engine.start(plain, {"customer": c}).id for c in "aab"]
         engine.run_worker(concurrency=4, until=runs, timeout=30)
-        assert sent and admissions == []
-        assert not [sql for sql in sent if "SET options" in sql]
+        assert sqlite_statements and admissions == []
+        assert not [sql for sql in sqlite_statements if "SET options" in sql]
         keyed = [engine.start(orders(), {"n": n}).id for n in (1, 2)]
         engine.run_worker(concurrency=4, until=keyed, timeout=30)
         assert len(admissions) >= 2  # the recording sees them
-        assert [sql for sql in sent if "SET options" in sql]
+        assert [sql for sql in sqlite_statements if "SET options" in sql]
