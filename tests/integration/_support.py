@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import signal
+import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import TypeVar
@@ -63,3 +65,17 @@ def fresh_store_url(kind: str, tmp_path: Path, prefix: str) -> Iterator[str]:
         yield url
     finally:
         postgres_server.drop_schemas(base, url.rsplit("schema=", 1)[-1])
+
+
+def stop_workers(workers: Iterable[subprocess.Popen[bytes]], grace: float = 30.0) -> None:
+    """SIGTERM every worker still running (a graceful stop), then wait; kill one that overstays."""
+    workers = list(workers)
+    for w in workers:
+        if w.poll() is None:
+            w.send_signal(signal.SIGTERM)
+    for w in workers:
+        try:
+            w.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            w.kill()
+            w.wait()

@@ -15,7 +15,6 @@ Skipped on PostgreSQL without a server, except under CI=true.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -25,7 +24,7 @@ from typing import Any
 
 import orjson
 import pytest
-from tests.integration._support import fresh_store_url, load_app, wait_for
+from tests.integration._support import fresh_store_url, load_app, stop_workers, wait_for
 
 import plait
 from plait._records import Outcome
@@ -115,15 +114,7 @@ def test_limits_hold_across_worker_processes(url: str, tmp_path: Path) -> None:
         narrow_pid = workers[0].pid
         assert {line["queue"] for line in lines if line["pid"] == narrow_pid} <= {"narrow"}
     finally:
-        for w in workers:
-            if w.poll() is None:
-                w.send_signal(signal.SIGTERM)
-        for w in workers:
-            try:
-                w.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                w.kill()
-                w.wait()
+        stop_workers(workers)
         engine.close()
 
 
@@ -157,15 +148,7 @@ def test_placement_across_worker_processes(url: str, tmp_path: Path) -> None:
         lines = [orjson.loads(line) for line in log.read_bytes().splitlines()]
         assert {line["pid"] for line in lines if line["queue"] in ("train", "evaluate")} == {gpu}
     finally:
-        for w in workers:
-            if w.poll() is None:
-                w.send_signal(signal.SIGTERM)
-        for w in workers:
-            try:
-                w.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                w.kill()
-                w.wait()
+        stop_workers(workers)
         engine.close()
 
 

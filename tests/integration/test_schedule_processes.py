@@ -13,7 +13,6 @@ Runs on SQLite and on PostgreSQL (skipped without a server, except under CI=true
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -22,7 +21,7 @@ from pathlib import Path
 
 import orjson
 import pytest
-from tests.integration._support import fresh_store_url, load_app, wait_for
+from tests.integration._support import fresh_store_url, load_app, stop_workers, wait_for
 
 import plait
 from plait._cron import tick_id
@@ -116,12 +115,5 @@ def test_one_scheduler_is_elected_and_another_takes_over(url: str, tmp_path: Pat
         # one process logs that it started the tick: the one that created its run
         assert logged_start(tick_id("often", first)) == 1
     finally:
-        for p in workers.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-        for p in workers.values():
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_workers(workers.values())
         engine.close()
