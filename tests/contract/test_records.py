@@ -314,3 +314,23 @@ def test_a_bad_record_in_a_step_fails_that_step_with_the_reason(engine: plait.En
     with pytest.raises(plait.RunFailed) as caught:
         handle.result()
     assert "invalid collection name 'bad name!'" in str(caught.value)
+
+
+def test_gc_purges_tombstones_only_after_their_age(
+    engine: plait.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docs = engine.records("docs")
+    for key in ("kept", "gone", "live"):
+        docs.put(key, key)
+    docs.delete("kept")
+    docs.delete("gone")
+    engine.gc()  # tombstones a moment old: well within TOMBSTONE_AGE
+    assert docs.put("kept", "again", expected_revision=0) == 3
+    monkeypatch.setattr(plait._engine_data, "TOMBSTONE_AGE", -60.0)  # as if 60s in the future
+    engine.gc()
+    assert docs.put("gone", "again", expected_revision=0) == 1  # purged: starts over
+    assert [(r.key, r.revision) for r in docs.list().items] == [
+        ("gone", 1),
+        ("kept", 3),
+        ("live", 1),
+    ]

@@ -183,6 +183,10 @@ class Store(Protocol):
         """Delete the document if it is at `expected_revision` (None: any), leaving a tombstone
         at the next revision; (deleted, the revision it had or has, 0 if absent)."""
 
+    async def purge_record_tombstones(self, older_than: float) -> int:
+        """Delete the tombstones of records deleted before `older_than` (a re-created key then
+        starts again at revision 1); how many."""
+
     async def list_records(
         self, collection: str, prefix: str, after: str, limit: int
     ) -> list[RecordRow]:

@@ -82,3 +82,7 @@ class DataPrograms:
             return True, int(rows[0][0])
         rows = yield (FETCH, self.q["get_record_revision"], key_params)
         return False, int(rows[0][0]) if rows else 0
+
+    def purge_record_tombstones(self, older_than: float) -> Program[int]:
+        rows = yield (FETCH, self.q["purge_record_tombstones"], {"older_than": older_than})
+        return len(rows)

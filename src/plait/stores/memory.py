@@ -426,6 +426,17 @@ class MemoryStore:
             )
             return True, revision
 
+    async def purge_record_tombstones(self, older_than: float) -> int:
+        with self._lock:
+            old = [
+                k
+                for k, r in self._records.items()
+                if r.doc == TOMBSTONE and r.updated_at < older_than
+            ]
+            for k in old:
+                del self._records[k]
+        return len(old)
+
     async def list_records(
         self, collection: str, prefix: str, after: str, limit: int
     ) -> list[RecordRow]:

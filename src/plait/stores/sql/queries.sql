@@ -703,8 +703,7 @@ ORDER BY key
 LIMIT :limit;
 
 -- name: create_record
--- Create a document at revision 1 unless its key is taken (over its tombstone: the revision
--- after the tombstone's, so revisions of a key never repeat); its revision if it was created.
+-- Create a document (revision 1, or a tombstone's + 1) unless its key is taken; its revision.
 INSERT INTO records (collection, key, doc, revision, updated_at, run_id, step)
 VALUES (:collection, :key, :doc, 1, :updated_at, NULL, NULL)
 ON CONFLICT (collection, key) DO UPDATE
@@ -730,8 +729,7 @@ WHERE collection = :collection AND key = :key AND revision = :expected AND lengt
 RETURNING revision;
 
 -- name: delete_record
--- Delete a document: leave a tombstone (doc empty, which no JSON document is) one revision
--- on, for a re-creation to continue from; the revision the document had.
+-- Delete a document, leaving a tombstone (empty doc) one revision on; the revision it had.
 UPDATE records
 SET doc = :tombstone, revision = revision + 1, updated_at = :updated_at, run_id = NULL,
     step = NULL
@@ -745,6 +743,11 @@ SET doc = :tombstone, revision = revision + 1, updated_at = :updated_at, run_id 
     step = NULL
 WHERE collection = :collection AND key = :key AND revision = :expected AND length(doc) > 0
 RETURNING revision - 1;
+
+-- name: purge_record_tombstones
+-- Delete the tombstones of records deleted before a time (engine.gc); their keys.
+DELETE FROM records WHERE length(doc) = 0 AND updated_at < :older_than
+RETURNING key;
 
 -- name: write_step_records
 -- Write the documents steps recorded with their success (`revision`: writes of each to count).
