@@ -10,7 +10,11 @@ write), with a revision per document for optimistic concurrency.
 
 A document's revision is 1 when it is created and grows by one per write (a step's `ctx.record`
 counts as a write), so `expected_revision=` makes a read-modify-write safe against concurrent
-writers: exactly one of several writers expecting the same revision wins.
+writers: exactly one of several writers expecting the same revision wins. A key's revisions never
+repeat: a delete leaves a tombstone one revision on (shown by no read), which a re-creation
+continues after, so a writer holding a revision of the deleted document cannot overwrite the new
+one. `engine.gc()` purges tombstones older than `TOMBSTONE_AGE`; only a writer holding a revision
+read before that (and a key re-created since) could then match again.
 
 Names are checked before they reach a store: a collection is 1-100 letters, digits, `_`, `.`,
 `-` starting with a letter, and not `plait.…` (reserved for plait's own state); a key is a
@@ -37,6 +41,7 @@ if TYPE_CHECKING:
 COLLECTION_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,99}")
 KEY_LIMIT = 1024
 PAGE_LIMIT = 1000  # documents a list() call returns at most
+TOMBSTONE_AGE = 30 * 24 * 3600.0  # seconds a deleted record's tombstone is kept (engine.gc)
 # plait keeps its own documents (schedules, the scheduler's lease, the worker registry) in
 # collections of this prefix; users' records may not touch them (plait's code uses the store)
 RESERVED_PREFIX = "plait."

@@ -14,7 +14,7 @@ import time
 from typing import TYPE_CHECKING
 
 from ._blobs import DEFAULT_GRACE, BlobStats
-from ._documents import Records
+from ._documents import TOMBSTONE_AGE, Records
 from ._engine_artifacts import ArtifactMethods
 from ._errors import ConfigError, RunStateError
 from ._portal import blocking
@@ -83,7 +83,8 @@ class DataMethods(ArtifactMethods):
         """Remove the blobs nobody refers to any more (their runs were deleted, their outputs
         rewritten by a retry or a loop) that are older than `grace` seconds; how many. The grace
         spares a blob stored for a row whose transaction has not committed yet. Also sweeps the
-        artifact files nobody refers to, by the same grace (`gc_artifacts`, which counts them)."""
+        artifact files nobody refers to, by the same grace (`gc_artifacts`, which counts them),
+        and the tombstones of records deleted more than `TOMBSTONE_AGE` (30 days) ago."""
         if isinstance(grace, bool) or not isinstance(grace, int | float) or not grace >= 0:
             raise ConfigError(f"gc: grace must be a number of seconds >= 0, got {grace!r}")
         if math.isinf(grace):
@@ -91,6 +92,7 @@ class DataMethods(ArtifactMethods):
         store = await self._ready()
         removed = await store.gc_blobs(time.time() - grace)
         await self.gc_artifacts_async(grace)
+        await store.purge_record_tombstones(time.time() - TOMBSTONE_AGE)
         return removed
 
     gc = blocking(gc_async)

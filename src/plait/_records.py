@@ -240,10 +240,16 @@ class RecordRow:
     collection: str
     key: str
     doc: bytes  # JSON
-    revision: int  # 1 when created, +1 per write
+    revision: int  # 1 when created, +1 per write (and per delete: see TOMBSTONE)
     updated_at: float
     run_id: str | None = None  # the step that wrote it last, if a step did
     step: str | None = None
+
+
+# The doc of a deleted record's row (no JSON document is empty): stores keep the row, one revision
+# on, so that a re-creation continues the key's revisions instead of starting again at 1, where a
+# writer that read the old document could overwrite the new one (ABA). Never shown by get/list.
+TOMBSTONE = b""
 
 
 @dataclass(frozen=True, slots=True)

@@ -328,8 +328,8 @@ class Scheduler:
         return ok
 
     async def resign(self) -> None:
-        """Expire our lease, for another scheduler to take at once. Not deleted: a deleted
-        document's revision starts again at 1, which a stale holder's renewal could match."""
+        """Expire our lease, for another scheduler to take at once (a write, so a stale holder's
+        renewal, which expects the revision it last wrote, cannot match the next lease)."""
         store = self.engine.store
         row = await store.get_record(LEASES, SCHEDULER)
         if row is not None and orjson.loads(row.doc)["holder"] == self.holder:

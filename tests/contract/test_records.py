@@ -155,7 +155,93 @@ def test_delete_with_and_without_expected_revision(engine: plait.Engine) -> None
     assert docs.get("a") is None
     docs.put("b", 1)
     assert docs.delete("b") is True
-    assert docs.put("b", "again", expected_revision=0) == 1  # created anew
+    assert docs.put("b", "again", expected_revision=0) == 3  # anew, after the deletion's 2
+
+
+def test_a_recreated_document_continues_its_revisions(engine: plait.Engine) -> None:
+    docs = engine.records("docs")
+    assert docs.put("k", "old", expected_revision=0) == 1
+    assert docs.put("k", "old 2") == 2
+    assert docs.delete("k") is True
+    assert docs.put("k", "new", expected_revision=0) == 4  # deleting took revision 3
+    assert docs.get("k") == ("new", 4)
+    assert docs.delete("k", expected_revision=4) is True
+    assert docs.put("k", "newer") == 6  # without an expected revision, too
+    assert docs.get("k") == ("newer", 6)
+
+
+def test_a_write_expecting_the_deleted_documents_revision_conflicts(
+    engine: plait.Engine,
+) -> None:
+    docs = engine.records("docs")
+    docs.put("k", {"v": "old"}, expected_revision=0)
+    _, seen = docs.get("k")  # a writer reads revision 1 of the old document
+    docs.delete("k")
+    for expected in (seen, seen + 1):  # the revision read, and the deletion's (not a document)
+        with pytest.raises(plait.RevisionConflict) as deleted:
+            docs.put("k", {"v": "stale"}, expected_revision=expected)
+        assert str(deleted.value) == (
+            f"record 'k' of collection 'docs' does not exist, but the write expected revision "
+            f"{expected}; nothing was written. Read it again and retry."
+        )
+        assert (deleted.value.expected, deleted.value.actual) == (expected, 0)
+    docs.put("k", {"v": "new"}, expected_revision=0)
+    with pytest.raises(plait.RevisionConflict) as recreated:
+        docs.put("k", {"v": "stale"}, expected_revision=seen)
+    assert str(recreated.value) == (
+        "record 'k' of collection 'docs' is at revision 3, but the write expected revision 1; "
+        "nothing was written. Read it again and retry."
+    )
+    assert docs.get("k") == ({"v": "new"}, 3)
+
+
+def test_get_and_list_never_show_deleted_documents(engine: plait.Engine) -> None:
+    docs = engine.records("docs")
+    for key in ("a", "b", "c"):
+        docs.put(key, key)
+    docs.delete("b")
+    docs.delete("c")
+    docs.put("c", "c again")
+    assert docs.get("b") is None
+    assert [(r.key, r.doc, r.revision) for r in docs.list().items] == [
+        ("a", "a", 1),
+        ("c", "c again", 3),
+    ]
+    page = docs.list(limit=1)
+    assert [r.key for r in page.items] == ["a"] and page.next_after == "a"
+    assert [r.key for r in docs.list("b").items] == []
+    assert docs.delete("b") is False  # deleted already: nothing to delete
+
+
+def test_deleting_a_deleted_document_with_an_expected_revision_conflicts(
+    engine: plait.Engine,
+) -> None:
+    docs = engine.records("docs")
+    docs.put("k", 1)
+    assert docs.delete("k", expected_revision=1) is True
+    for expected in (1, 2):  # the document's last revision, and the deletion's
+        with pytest.raises(plait.RevisionConflict) as caught:
+            docs.delete("k", expected_revision=expected)
+        assert str(caught.value) == (
+            f"record 'k' of collection 'docs' does not exist, but the write expected revision "
+            f"{expected}; nothing was written. Read it again and retry."
+        )
+    assert docs.put("k", 2, expected_revision=0) == 3
+
+
+def test_a_step_recording_a_deleted_key_continues_its_revisions(engine: plait.Engine) -> None:
+    docs = engine.records("audit")
+    docs.put("last", {"order": 0})
+    docs.delete("last")
+    wf = plait.Workflow("audits")
+
+    @wf.step
+    def write(ctx: plait.StepContext) -> None:
+        ctx.record("audit", "last", {"order": 1})
+
+    run(engine, wf)
+
+    assert docs.get("last") == ({"order": 1}, 3)
 
 
 def test_list_by_prefix_pages_in_key_order(engine: plait.Engine) -> None:
@@ -228,3 +314,23 @@ def test_a_bad_record_in_a_step_fails_that_step_with_the_reason(engine: plait.En
     with pytest.raises(plait.RunFailed) as caught:
         handle.result()
     assert "invalid collection name 'bad name!'" in str(caught.value)
+
+
+def test_gc_purges_tombstones_only_after_their_age(
+    engine: plait.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docs = engine.records("docs")
+    for key in ("kept", "gone", "live"):
+        docs.put(key, key)
+    docs.delete("kept")
+    docs.delete("gone")
+    engine.gc()  # tombstones a moment old: well within TOMBSTONE_AGE
+    assert docs.put("kept", "again", expected_revision=0) == 3
+    monkeypatch.setattr(plait._engine_data, "TOMBSTONE_AGE", -60.0)  # as if 60s in the future
+    engine.gc()
+    assert docs.put("gone", "again", expected_revision=0) == 1  # purged: starts over
+    assert [(r.key, r.revision) for r in docs.list().items] == [
+        ("gone", 1),
+        ("kept", 3),
+        ("live", 1),
+    ]

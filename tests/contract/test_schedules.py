@@ -10,14 +10,16 @@ from __future__ import annotations
 
 import itertools
 import logging
+import time
 from collections.abc import Iterator
+from dataclasses import replace
 
 import orjson
 import pytest
 
 import plait
 from plait._cron import tick_id
-from plait._schedules import LEASES, SCHEDULER, Scheduler
+from plait._schedules import LEASES, SCHEDULER, Scheduler, _row
 
 
 @pytest.fixture
@@ -197,3 +199,20 @@ async def test_a_paused_schedule_starts_nothing(engine: plait.Engine) -> None:
     await engine.pause_schedule_async("p")
     await Scheduler(engine, "a").beat(s.next_at + 1)
     assert await run_ids(engine) == []
+
+
+async def test_a_recreated_schedule_is_not_overwritten_by_a_stale_write(
+    engine: plait.Engine,
+) -> None:
+    wf = report()
+    old = await engine.schedule_async("nightly", wf, cron="@hourly", input={"region": "eu"})
+    assert old.revision == 1
+    # a scheduler's pass read `old`; meanwhile the schedule is deleted and made again
+    assert await engine.delete_schedule_async("nightly") is True
+    new = await engine.schedule_async("nightly", wf, cron="@daily", input={"region": "us"})
+    assert new.revision > old.revision
+    # the pass then writes its next tick as it does, expecting the revision it read
+    stale = replace(old, next_at=old.next_at + 3600)
+    written, revision = await engine.store.put_record(_row(stale, time.time()), old.revision)
+    assert (written, revision) == (False, new.revision)
+    assert await engine.get_schedule_async("nightly") == new

@@ -167,7 +167,9 @@ class Store(Protocol):
         """When the earliest ready step of these fingerprints becomes claimable (None if none);
         with `after`, the earliest strictly later than that (the next delayed step)."""
 
-    # -- records (`engine.records`; steps write them with their outcome: `Outcome.data`)
+    # -- records (`engine.records`; steps write them with their outcome: `Outcome.data`). A
+    # key's revisions never repeat: a delete leaves a tombstone one revision on (`TOMBSTONE`),
+    # which reads as absent (revision 0) and which a re-creation continues from.
     async def get_record(self, collection: str, key: str) -> RecordRow | None: ...
 
     async def put_record(self, row: RecordRow, expected_revision: int | None) -> tuple[bool, int]:
@@ -178,8 +180,12 @@ class Store(Protocol):
     async def delete_record(
         self, collection: str, key: str, expected_revision: int | None
     ) -> tuple[bool, int]:
-        """Delete the document if it is at `expected_revision` (None: any); (deleted, the
-        revision it had or has, 0 if absent)."""
+        """Delete the document if it is at `expected_revision` (None: any), leaving a tombstone
+        at the next revision; (deleted, the revision it had or has, 0 if absent)."""
+
+    async def purge_record_tombstones(self, older_than: float) -> int:
+        """Delete the tombstones of records deleted before `older_than` (a re-created key then
+        starts again at revision 1); how many."""
 
     async def list_records(
         self, collection: str, prefix: str, after: str, limit: int

@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .._records import RecordRow
+from .._records import TOMBSTONE, RecordRow
 from ._blobs_sql import hashes_of
 from ._program_ops import EXECUTE, FETCH, Program
 
@@ -69,12 +70,19 @@ class DataPrograms:
     def delete_record(
         self, collection: str, key: str, expected: int | None
     ) -> Program[tuple[bool, int]]:
-        params: dict[str, Any] = {"collection": collection, "key": key}
+        """Leave a tombstone (an empty doc), so that a re-creation continues the key's revisions
+        rather than repeating them (a stale writer's expected revision never matches anew)."""
+        key_params = {"collection": collection, "key": key}
+        params: dict[str, Any] = {**key_params, "tombstone": TOMBSTONE, "updated_at": time.time()}
         if expected is None:
             rows = yield (FETCH, self.q["delete_record"], params)
         else:
             rows = yield (FETCH, self.q["delete_record_at"], {**params, "expected": expected})
         if rows:
             return True, int(rows[0][0])
-        rows = yield (FETCH, self.q["get_record_revision"], params)
+        rows = yield (FETCH, self.q["get_record_revision"], key_params)
         return False, int(rows[0][0]) if rows else 0
+
+    def purge_record_tombstones(self, older_than: float) -> Program[int]:
+        rows = yield (FETCH, self.q["purge_record_tombstones"], {"older_than": older_than})
+        return len(rows)

@@ -319,6 +319,12 @@ class SQLStore:
             lambda: self._programs.delete_record(collection, key, expected_revision),
         )
 
+    async def purge_record_tombstones(self, older_than: float) -> int:
+        return await self._transact(
+            "purge deleted records' tombstones",
+            lambda: self._programs.purge_record_tombstones(older_than),
+        )
+
     async def list_records(
         self, collection: str, prefix: str, after: str, limit: int
     ) -> list[RecordRow]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 
 from .._blobs import BlobStats, check_hash, check_put, missing
@@ -27,6 +28,7 @@ from .._queues import (
 )
 from .._rate import Rate
 from .._records import (
+    TOMBSTONE,
     ArtifactRow,
     Claims,
     CommitResult,
@@ -396,29 +398,44 @@ class MemoryStore:
 
     async def get_record(self, collection: str, key: str) -> RecordRow | None:
         with self._lock:
-            return self._records.get((collection, key))
+            row = self._records.get((collection, key))
+        return None if row is None or row.doc == TOMBSTONE else row
 
     async def put_record(self, row: RecordRow, expected_revision: int | None) -> tuple[bool, int]:
         with self._lock:
             old = self._records.get((row.collection, row.key))
-            revision = 0 if old is None else old.revision
+            last = 0 if old is None else old.revision  # a tombstone's too: never repeated
+            revision = 0 if old is None or old.doc == TOMBSTONE else last
             if expected_revision is not None and expected_revision != revision:
                 return False, revision
             self._records[(row.collection, row.key)] = dataclasses.replace(
-                row, revision=revision + 1, run_id=None, step=None
+                row, revision=last + 1, run_id=None, step=None
             )
-            return True, revision + 1
+            return True, last + 1
 
     async def delete_record(
         self, collection: str, key: str, expected_revision: int | None
     ) -> tuple[bool, int]:
         with self._lock:
             old = self._records.get((collection, key))
-            revision = 0 if old is None else old.revision
-            if old is None or (expected_revision is not None and expected_revision != revision):
+            revision = 0 if old is None or old.doc == TOMBSTONE else old.revision
+            if not revision or (expected_revision is not None and expected_revision != revision):
                 return False, revision
-            del self._records[(collection, key)]
+            self._records[(collection, key)] = RecordRow(
+                collection, key, TOMBSTONE, revision + 1, time.time()
+            )
             return True, revision
+
+    async def purge_record_tombstones(self, older_than: float) -> int:
+        with self._lock:
+            old = [
+                k
+                for k, r in self._records.items()
+                if r.doc == TOMBSTONE and r.updated_at < older_than
+            ]
+            for k in old:
+                del self._records[k]
+        return len(old)
 
     async def list_records(
         self, collection: str, prefix: str, after: str, limit: int
@@ -427,7 +444,7 @@ class MemoryStore:
             rows = [
                 r
                 for (c, k), r in self._records.items()
-                if c == collection and k.startswith(prefix) and k > after
+                if c == collection and k.startswith(prefix) and k > after and r.doc != TOMBSTONE
             ]
         return sorted(rows, key=lambda r: r.key)[:limit]
 

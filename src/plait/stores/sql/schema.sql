@@ -135,8 +135,8 @@ CREATE TABLE events (
 CREATE TABLE records (
     collection TEXT NOT NULL,
     key        TEXT NOT NULL,
-    doc        BLOB NOT NULL,  -- JSON
-    revision   INTEGER NOT NULL,  -- 1 when created, +1 per write
+    doc        BLOB NOT NULL,  -- JSON; empty: deleted (a tombstone, kept for its revision)
+    revision   INTEGER NOT NULL,  -- 1 when created, +1 per write or delete: never repeated
     updated_at DOUBLE PRECISION NOT NULL,
     run_id     TEXT,  -- the run and step that wrote it last, if a step did
     step       TEXT,
