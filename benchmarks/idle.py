@@ -63,7 +63,7 @@ def child(url: str) -> None:
     engine = plait.Engine(url)
     engine.register(_chain())  # opens the store: schema check, pool, LISTEN
     calls: list[tuple[float, str]] = []
-    from plait.stores._contract import Store
+    from plait.stores.protocol import Store
 
     # every store operation is one transaction: counting them counts the worker's own
     operations = [n for n, f in vars(Store).items() if asyncio.iscoroutinefunction(f)]

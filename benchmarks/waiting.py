@@ -12,7 +12,7 @@ Two variants, each on a fresh database file:
 A worker (default `poll_interval` 0.25 s, `sweep_interval` 5 s) serves for a warm-up of 2 s,
 then its store calls are counted, by operation, for `window` seconds. A claim is a write
 transaction (`BEGIN IMMEDIATE`: the file's write lock); `change_counter` is a read of
-`PRAGMA data_version` (`plait._idle_wait`). The other writes (`recover_expired` every lease/3,
+`PRAGMA data_version` (`plait.worker.idle_wait`). The other writes (`recover_expired` every lease/3,
 the registration's `put_record`) are the lease loop's and the registry's, the same in both.
 Results go to benchmarks/results.json under "waiting" (the other keys are kept).
 """
@@ -32,7 +32,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import plait  # noqa: E402
-from plait.stores._contract import Store  # noqa: E402
+from plait.stores.protocol import Store  # noqa: E402
 from run import RESULTS, _git_commit, machine  # noqa: E402
 
 WRITES = ("claim", "recover_expired", "put_record", "complete", "heartbeat", "fire_timers")

@@ -1,12 +1,5 @@
 """plait: a durable DAG workflow engine. See README.md for a tour."""
 
-from ._artifacts import Artifact, ArtifactRef
-from ._blobs import BlobStats
-from ._context import StepCancelled, StepContext
-from ._definition import Workflow
-from ._documents import Record, RecordPage, Records
-from ._engine import Engine, RunHandle
-from ._engine_queues import Queue
 from ._errors import (
     ArtifactNotFound,
     BlobNotFound,
@@ -27,15 +20,22 @@ from ._errors import (
     StoreError,
     WorkflowNotFound,
 )
-from ._loops import Goto
-from ._rate import Rate
-from ._records import RunStatus, StepStatus
-from ._registry import ServedWorkflow, StepTopology, Topology, WorkerInfo
-from ._retry import Retry
-from ._schedules import Schedule
-from ._step_options import Approval
-from ._tasks import Handle
-from ._views import Event, Inspection, Run, RunPage, Step, Waiting, WorkflowInfo
+from .core.blobs import BlobStats
+from .core.loops import Goto
+from .core.rate import Rate
+from .core.retry import Retry
+from .core.rows import RunStatus, StepStatus
+from .data.artifacts import Artifact, ArtifactRef
+from .data.records import Record, RecordPage, Records
+from .engine.engine import Engine, RunHandle
+from .engine.queues import Queue
+from .engine.schedules import Schedule
+from .engine.views import Event, Inspection, Run, RunPage, Step, Waiting, WorkflowInfo
+from .worker.registry import ServedWorkflow, StepTopology, Topology, WorkerInfo
+from .workflow.context import StepCancelled, StepContext
+from .workflow.definition import Workflow
+from .workflow.options import Approval
+from .workflow.tasks import Handle
 
 __version__ = "0.1.0.dev0"
 

@@ -41,7 +41,7 @@ class Result:
 
 
 class Cli:
-    """Runs `python -m plait.cli ...` in a working directory against one database."""
+    """Runs `python -m plait ...` in a working directory against one database."""
 
     def __init__(self, cwd: Path, db: str) -> None:
         self.cwd = cwd
@@ -50,7 +50,7 @@ class Cli:
         self.env.pop("PLAIT_LOG_LEVEL", None)
 
     def command(self, *args: str) -> list[str]:
-        return [sys.executable, "-m", "plait.cli", *args]
+        return [sys.executable, "-m", "plait", *args]
 
     def __call__(self, *args: str, timeout: float = 60, stdin: str | None = None) -> Result:
         proc = subprocess.run(

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import plait
-from plait._artifacts import FolderStorage
+from plait.data.artifacts import FolderStorage
 
 
 @pytest.fixture(params=["folder", "database"])

@@ -1,4 +1,4 @@
-"""Blobs on every store (`plait._blobs`): payloads longer than the store's threshold are kept
+"""Blobs on every store (`plait.core.blobs`): payloads longer than the store's threshold are kept
 once under their SHA-256 with a count of references; reads are transparent; `gc` removes what
 nobody refers to. The store methods first, then whole workflows through an Engine."""
 

@@ -11,7 +11,7 @@ import pytest
 from tests.contract.test_store import NOW, chain, claim, start
 
 import plait
-from plait._records import Outcome
+from plait.core.rows import Outcome
 from plait.stores import Store
 
 SIZE = 50_000_000  # bytes of the payload's JSON

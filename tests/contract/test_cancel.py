@@ -13,8 +13,8 @@ import pytest
 from tests.contract.test_store import NOW, chain, claim, fail, ok, plan_of, start, statuses
 
 import plait
-from plait import _actions
-from plait._records import Held, RunStatus, StepStatus
+from plait.core import actions
+from plait.core.rows import Lease, RunStatus, StepStatus
 from plait.stores import Store
 
 
@@ -22,7 +22,7 @@ async def cancel(
     store: Store, run_id: str, now: float = NOW + 1, reason: str | None = "stop"
 ) -> Any:
     return await store.apply(
-        lambda txn: _actions.cancel(txn, run_id, reason=reason, by="tester"), now
+        lambda txn: actions.cancel(txn, run_id, reason=reason, by="tester"), now
     )
 
 
@@ -55,7 +55,7 @@ async def test_cancel_ends_waiting_steps_and_leaves_running_ones_to_their_worker
     assert [e.step for e in events if e.type == "step_cancelled"] == ["b", "c"]
     # nothing of a cancelled run is claimed; its running step is told to stop
     assert await claim(store, [plan]) == []
-    held = Held("r1", "a", claims["a"].token)
+    held = Lease("r1", "a", claims["a"].token)
     assert await store.heartbeat([held], 30, NOW + 2) == [held]
 
 
@@ -89,7 +89,7 @@ async def test_a_dead_workers_step_of_a_cancelled_run_ends_cancelled(store: Stor
     await cancel(store, "r1")
 
     await store.recover_expired(NOW + 10, max_recoveries=10, limit=10)  # a's worker died
-    await store.release([Held("r1", "b", claims["b"].token)], NOW + 10)  # b's worker stopped
+    await store.release([Lease("r1", "b", claims["b"].token)], NOW + 10)  # b's worker stopped
 
     assert await statuses(store, "r1") == {"a": StepStatus.CANCELLED, "b": StepStatus.CANCELLED}
     assert await claim(store, [plan], now=NOW + 20) == []

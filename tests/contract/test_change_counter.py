@@ -19,9 +19,9 @@ from typing import Any
 from tests.contract.conftest import Backend
 
 import plait
-from plait._idle_wait import CountsChanges
-from plait._records import Outcome
+from plait.core.rows import Outcome
 from plait.stores import Store, open_store
+from plait.worker.idle_wait import CountsChanges
 
 QUIET = 1.5  # seconds a waiting worker is watched while nothing changes
 POLL = 0.05  # the waiting worker's poll_interval: 30 looks in QUIET
@@ -84,7 +84,7 @@ async def test_the_change_counter_moves_only_when_another_connection_commits(
         held = await there.claim(
             worker_id="there", fingerprints=[wf.fingerprint], limit=1, lease=30.0, now=time.time()
         )
-        assert list(held) == [] and held.held
+        assert list(held) == [] and held.limited
         assert await here.change_counter() == start
         assert await there.change_counter() == mine
         # a commit of another connection moves it, once
@@ -93,7 +93,7 @@ async def test_the_change_counter_moves_only_when_another_connection_commits(
         assert after != start
         assert await here.change_counter() == after  # once per commit seen, not per read
         outcome = Outcome(taken[0].run_id, taken[0].step, taken[0].token, output=b"1")
-        assert (await here.complete([outcome], time.time())).freed
+        assert (await here.complete([outcome], time.time())).slot_freed
         assert await there.change_counter() != mine  # and for the other connection likewise
 
 
@@ -156,7 +156,7 @@ async def test_a_held_worker_claims_only_once_another_connection_frees_the_slot(
             outcome = Outcome(taken.run_id, taken.step, taken.token, output=b"1")
             freed = await other.store.complete([outcome], time.time())
             freed_at = time.time()
-            assert freed.freed
+            assert freed.slot_freed
             await asyncio.wait_for(task(), 30)
         assert len(quiet) <= 2, quiet  # a look every 0.05 s that claimed would make about 24
         started = max(s.started_at or 0 for s in await other.store.get_steps(run.id))

@@ -16,7 +16,7 @@ import pydantic
 import pytest
 
 import plait
-from plait._records import Outcome
+from plait.core.rows import Outcome
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import plait
-from plait._records import Outcome
+from plait.core.rows import Outcome
 from plait.stores import Store
 
 
@@ -56,7 +56,7 @@ async def test_a_claim_held_by_a_rate_limit_says_when_the_next_token_comes(
     now = time.time()
     assert len(await claim(engine, wf, now)) == 1
     held = await claim(engine, wf, now + 1)
-    assert list(held) == [] and held.held
+    assert list(held) == [] and held.limited
     assert held.next_token_at == pytest.approx(now + 10, abs=1e-3)
     assert len(await claim(engine, wf, held.next_token_at)) == 1
 
@@ -68,7 +68,7 @@ async def test_a_claim_held_by_a_full_queue_or_key_waits_for_a_slot(engine: plai
     now = time.time()
     assert len(await claim(engine, wf, now)) == 1
     held = await claim(engine, wf, now + 1)  # full (tokens there or not): a slot must free
-    assert list(held) == [] and held.held and held.next_token_at is None
+    assert list(held) == [] and held.limited and held.next_token_at is None
 
     keyed = plait.Workflow("keyed-pair")
 
@@ -84,7 +84,7 @@ async def test_a_claim_held_by_a_full_queue_or_key_waits_for_a_slot(engine: plai
     now = time.time()
     assert len(await claim(engine, keyed, now)) == 1
     held = await claim(engine, keyed, now)
-    assert list(held) == [] and held.held and held.next_token_at is None
+    assert list(held) == [] and held.limited and held.next_token_at is None
 
 
 async def test_a_claim_that_finds_nothing_is_not_held(engine: plait.Engine) -> None:
@@ -96,7 +96,7 @@ async def test_a_claim_that_finds_nothing_is_not_held(engine: plait.Engine) -> N
     await engine.configure_queue_async("solo", concurrency=None)
     assert len(await claim(engine, wf, now)) == 1
     nothing = await claim(engine, wf, now)
-    assert list(nothing) == [] and not nothing.held and nothing.next_token_at is None
+    assert list(nothing) == [] and not nothing.limited and nothing.next_token_at is None
 
 
 async def test_ending_a_step_of_a_queue_or_key_with_slots_frees_one(engine: plait.Engine) -> None:
@@ -112,9 +112,9 @@ async def test_ending_a_step_of_a_queue_or_key_with_slots_frees_one(engine: plai
     claims.update({c.run_id: c for c in await claim(engine, rated, now, limit=1)})
     claims.update({c.run_id: c for c in await claim(engine, limited, now, limit=1)})
     done = {run_id: Outcome(run_id, c.step, c.token, output=b"1") for run_id, c in claims.items()}
-    assert not (await store.complete([done["f"]], now)).freed  # no limit on `open`
-    assert not (await store.complete([done["r"]], now)).freed  # a rate has no slots
-    assert (await store.complete([done["l"]], now)).freed
+    assert not (await store.complete([done["f"]], now)).slot_freed  # no limit on `open`
+    assert not (await store.complete([done["r"]], now)).slot_freed  # a rate has no slots
+    assert (await store.complete([done["l"]], now)).slot_freed
 
     keyed = plait.Workflow("keyed-one")
 
@@ -124,9 +124,9 @@ async def test_ending_a_step_of_a_queue_or_key_with_slots_frees_one(engine: plai
 
     await engine.start_async(keyed, {"customer": "ann"}, run_id="k")
     [c] = await claim(engine, keyed, time.time())
-    assert (await store.complete([Outcome("k", c.step, c.token, output=b"1")], now)).freed
+    assert (await store.complete([Outcome("k", c.step, c.token, output=b"1")], now)).slot_freed
     # a fenced (duplicate) outcome frees nothing
-    assert not (await store.complete([done["l"]], now)).freed
+    assert not (await store.complete([done["l"]], now)).slot_freed
 
 
 async def test_next_ready_at_after_a_time_gives_the_next_delayed_step(

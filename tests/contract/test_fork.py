@@ -14,8 +14,8 @@ from tests.contract.conftest import Backend
 from tests.contract.test_store import NOW, claim, ok, plan_of, start
 
 import plait
-from plait._fork import fork_run, plan_fork
-from plait._records import RunStatus, StepStatus
+from plait.core.fork import fork_run, plan_fork
+from plait.core.rows import RunStatus, StepStatus
 from plait.stores import Store
 
 

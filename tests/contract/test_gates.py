@@ -14,8 +14,8 @@ from tests.contract.test_store import NOW, claim, event_types, ok, start, status
 from tests.integration._support import wait_for
 
 import plait
-from plait import _actions, _gates
-from plait._records import CommitResult, Gate, RunStatus, StepStatus, WorkflowPlan
+from plait.core import actions, gates
+from plait.core.rows import CommitResult, Gate, RunStatus, StepStatus, WorkflowPlan
 from plait.stores import Store
 
 
@@ -44,14 +44,14 @@ def signalled() -> WorkflowPlan:
 
 async def approve(store: Store, run_id: str, step: str, now: float = NOW + 5) -> CommitResult:
     def action(txn: Any) -> Any:
-        return _gates.approve(txn, run_id, step, by="alice", note="looks fine")
+        return gates.approve(txn, run_id, step, by="alice", note="looks fine")
 
     return await store.apply(action, now)
 
 
 async def reject(store: Store, run_id: str, step: str, now: float = NOW + 5) -> CommitResult:
     def action(txn: Any) -> Any:
-        return _gates.reject(txn, run_id, step, by="bob", reason="too expensive")
+        return gates.reject(txn, run_id, step, by="bob", reason="too expensive")
 
     return await store.apply(action, now)
 
@@ -60,7 +60,7 @@ async def signal(
     store: Store, run_id: str, step: str, payload: Any, now: float = NOW + 5
 ) -> CommitResult:
     data = orjson.dumps(payload)
-    return await store.apply(lambda txn: _gates.signal(txn, run_id, step, data, by="bank"), now)
+    return await store.apply(lambda txn: gates.signal(txn, run_id, step, data, by="bank"), now)
 
 
 async def finish(store: Store, plan: WorkflowPlan, run_id: str, *steps: str, now: float) -> None:
@@ -129,7 +129,7 @@ async def test_retrying_a_rejected_approval_asks_again(store: Store) -> None:
     await reject(store, "r1", "b")
 
     def retry(txn: Any) -> Any:
-        return _actions.retry(txn, "r1", "b", by="ops")
+        return actions.retry(txn, "r1", "b", by="ops")
 
     result = await store.apply(retry, NOW + 7)
 
@@ -174,12 +174,12 @@ async def test_an_approval_in_a_paused_run_waits_for_resume(store: Store) -> Non
     plan = gated()
     await start(store, plan, "r1")
     await finish(store, plan, "r1", "a", now=NOW + 1)
-    await store.apply(lambda txn: _actions.pause(txn, "r1", by="ops"), NOW + 2)
+    await store.apply(lambda txn: actions.pause(txn, "r1", by="ops"), NOW + 2)
 
     assert (await approve(store, "r1", "b")).refusal is None
 
     assert await claim(store, [plan], now=NOW + 6) == []
-    await store.apply(lambda txn: _actions.resume(txn, "r1", by="ops"), NOW + 7)
+    await store.apply(lambda txn: actions.resume(txn, "r1", by="ops"), NOW + 7)
     await finish(store, plan, "r1", "b", now=NOW + 8)
 
 
@@ -195,7 +195,7 @@ def test_approve_racing_cancel_ends_as_one_of_the_serial_orders(store: Store) ->
         if name == "approve":
             results[name] = asyncio.run(approve(store, "r1", "b"))
         else:
-            cancel = _actions.cancel
+            cancel = actions.cancel
             results[name] = asyncio.run(
                 store.apply(lambda txn: cancel(txn, "r1", reason=None, by="ops"), NOW + 5)
             )
@@ -278,7 +278,7 @@ async def test_a_second_early_signal_is_ignored(store: Store) -> None:
 async def test_a_signal_to_a_cancelled_run_is_ignored(store: Store) -> None:
     plan = signalled()
     await start(store, plan, "r1")
-    await store.apply(lambda txn: _actions.cancel(txn, "r1", reason=None, by="ops"), NOW + 1)
+    await store.apply(lambda txn: actions.cancel(txn, "r1", reason=None, by="ops"), NOW + 1)
 
     result = await signal(store, "r1", "payment", 1)
 

@@ -16,8 +16,8 @@ import orjson
 import pytest
 
 import plait
-from plait._key_admission import KEY_ERROR, KEY_FULL
-from plait._records import Claim, Outcome, StepStatus
+from plait.core.key_admission import KEY_ERROR, KEY_FULL
+from plait.core.rows import Claim, Outcome, StepStatus
 
 
 @pytest.fixture
@@ -82,7 +82,7 @@ async def test_a_pending_key_is_admitted_once_per_free_slot(engine: plait.Engine
     given_back = await store.admit_key("r2", "charge", r2.token, "a", now)
     assert given_back.accepted == [False]
     # no wake-up: it can run only once 'a' frees, and the completion that frees it says so
-    assert (given_back.readied, given_back.freed) == (0, False)
+    assert (given_back.readied, given_back.slot_freed) == (0, False)
     assert (await store.admit_key("r3", "charge", r3.token, "b", now)).accepted == [True]
 
     # the key is stored: r2 waits in ready, its attempt not counted, and says why
@@ -99,9 +99,9 @@ async def test_a_pending_key_is_admitted_once_per_free_slot(engine: plait.Engine
     held = await store.claim(
         worker_id="w2", fingerprints=[wf.fingerprint], limit=10, lease=30.0, now=now
     )
-    assert list(held) == [] and held.held
+    assert list(held) == [] and held.limited
     done = await store.complete([Outcome("r1", "charge", r1.token, output=b"0")], now)
-    assert done.freed  # its key had a slot: held workers are woken
+    assert done.slot_freed  # its key had a slot: held workers are woken
     [again] = await claim(engine, wf, now)
     assert (again.run_id, again.attempt, again.key_pending) == ("r2", 1, False)  # admitted
 
@@ -127,10 +127,10 @@ async def test_a_step_handed_back_frees_its_queue_slot(engine: plait.Engine) -> 
     r0, r1 = await claim(engine, wf, now)  # the queue's two slots
     assert (await engine.store.claim(
         worker_id="w", fingerprints=[wf.fingerprint], limit=10, lease=30.0, now=now
-    )).held  # fmt: skip
+    )).limited  # fmt: skip
     assert (await engine.store.admit_key("r0", "charge", r0.token, "a", now)).accepted == [True]
     given_back = await engine.store.admit_key("r1", "charge", r1.token, "a", now)
-    assert given_back.accepted == [False] and given_back.freed  # r2 may take its queue slot
+    assert given_back.accepted == [False] and given_back.slot_freed  # r2 may take its queue slot
     [r2] = await claim(engine, wf, now)
     assert (r2.run_id, r2.key_pending) == ("r2", True)
 

@@ -13,8 +13,8 @@ import pytest
 from tests.contract.test_store import NOW, claim, fail, ok, plan_of, start, statuses
 
 import plait
-from plait import _actions
-from plait._records import Held, RunStatus, StepStatus
+from plait.core import actions
+from plait.core.rows import Lease, RunStatus, StepStatus
 from plait.stores import Store
 
 
@@ -38,7 +38,7 @@ async def test_pause_lets_steps_in_flight_finish_then_resume_dispatches_again(
     await start(store, plan, "r1")
     [a] = await claim(store, [plan], limit=1)
 
-    assert (await act(store, _actions.pause, "r1")).refusal is None
+    assert (await act(store, actions.pause, "r1")).refusal is None
     assert await run_status(store, "r1") is RunStatus.PAUSING
     assert await claim(store, [plan]) == []  # b is ready, but nothing new starts
     assert await store.next_ready_at([plan.fingerprint]) is None
@@ -53,7 +53,7 @@ async def test_pause_lets_steps_in_flight_finish_then_resume_dispatches_again(
     }
     assert await claim(store, [plan], now=NOW + 3) == []
 
-    resumed = await act(store, _actions.resume, "r1", NOW + 4)
+    resumed = await act(store, actions.resume, "r1", NOW + 4)
     assert resumed.refusal is None and resumed.readied == 2
     assert await run_status(store, "r1") is RunStatus.RUNNING
     assert sorted(c.step for c in await claim(store, [plan], now=NOW + 5)) == ["b", "c"]
@@ -65,7 +65,7 @@ async def test_a_retry_in_flight_keeps_the_run_pausing_until_it_ends(store: Stor
     plan = plan_of("p", ("a", [], {}), ("b", [], {}))
     await start(store, plan, "r1")
     [a] = await claim(store, [plan], limit=1)
-    await act(store, _actions.pause, "r1")
+    await act(store, actions.pause, "r1")
 
     await store.complete([fail(a, retry_at=NOW + 10)], NOW + 2)
     assert await run_status(store, "r1") is RunStatus.PAUSING  # its retry is still to come
@@ -80,9 +80,9 @@ async def test_a_retry_in_flight_keeps_the_run_pausing_until_it_ends(store: Stor
 async def test_a_paused_run_with_nothing_in_flight_is_paused_at_once(store: Store) -> None:
     plan = plan_of("p", ("a", [], {}), ("b", [], {}))
     await start(store, plan, "r1")
-    await act(store, _actions.pause, "r1")
+    await act(store, actions.pause, "r1")
     assert await run_status(store, "r1") is RunStatus.PAUSED
-    await act(store, _actions.resume, "r1")
+    await act(store, actions.resume, "r1")
     assert await run_status(store, "r1") is RunStatus.PENDING  # it had not started
     assert len(await claim(store, [plan])) == 2
 
@@ -91,13 +91,13 @@ async def test_a_dead_workers_first_attempt_does_not_hold_the_pause(store: Store
     plan = plan_of("p", ("a", [], {}), ("b", [], {}))
     await start(store, plan, "r1")
     claims = {c.step: c for c in await claim(store, [plan], lease=5)}
-    await act(store, _actions.pause, "r1")
-    await store.release([Held("r1", "b", claims["b"].token)], NOW + 2)  # b's worker stopped
+    await act(store, actions.pause, "r1")
+    await store.release([Lease("r1", "b", claims["b"].token)], NOW + 2)  # b's worker stopped
     assert await run_status(store, "r1") is RunStatus.PAUSING  # a still runs
     await store.recover_expired(NOW + 10, max_recoveries=10, limit=10)  # a's worker died
     assert await run_status(store, "r1") is RunStatus.PAUSED
     assert await claim(store, [plan], now=NOW + 11) == []
-    await act(store, _actions.resume, "r1", NOW + 12)
+    await act(store, actions.resume, "r1", NOW + 12)
     assert sorted(c.step for c in await claim(store, [plan], now=NOW + 13)) == ["a", "b"]
 
 
@@ -108,18 +108,18 @@ async def test_pause_and_resume_refuse_ended_runs_and_repeat_harmlessly(store: S
     [c] = [c for c in await claim(store, [plan]) if c.run_id == "done"]
     await store.complete([ok(c)], NOW + 1)
 
-    assert (await act(store, _actions.pause, "done")).refusal == (
+    assert (await act(store, actions.pause, "done")).refusal == (
         "run 'done' is completed: it cannot be paused "
         "(pause is allowed while a run is pending, running)"
     )
-    assert (await act(store, _actions.resume, "done")).refusal == (
+    assert (await act(store, actions.resume, "done")).refusal == (
         "run 'done' is completed: it cannot be resumed "
         "(resume is allowed while a run is pausing, paused)"
     )
-    assert (await act(store, _actions.pause, "nope")).refusal == "run 'nope' does not exist"
-    assert (await act(store, _actions.resume, "live")).refusal is None  # running: a no-op
-    await act(store, _actions.pause, "live")
-    await act(store, _actions.pause, "live")  # already paused: a no-op
+    assert (await act(store, actions.pause, "nope")).refusal == "run 'nope' does not exist"
+    assert (await act(store, actions.resume, "live")).refusal is None  # running: a no-op
+    await act(store, actions.pause, "live")
+    await act(store, actions.pause, "live")  # already paused: a no-op
     types = [e.type for e in await store.get_events("live", 0, None)]
     assert types.count("run_pausing") == 1 and "run_resumed" not in types  # live's a runs
     assert await run_status(store, "done") is RunStatus.COMPLETED
@@ -149,7 +149,7 @@ def test_pause_racing_completions_starts_nothing_after_it(store: Store) -> None:
 
     async def pauser() -> None:
         assert await asyncio.to_thread(first_done.wait, 30)
-        result = await act(store, _actions.pause, "r1", time.time())
+        result = await act(store, actions.pause, "r1", time.time())
         assert result.refusal is None, result.refusal
 
     def in_thread(coro: Any) -> None:
@@ -174,7 +174,7 @@ def test_pause_racing_completions_starts_nothing_after_it(store: Store) -> None:
     left = [n for n, s in asyncio.run(statuses(store, "r1")).items() if s is StepStatus.READY]
     assert left  # the pause came before the end
 
-    asyncio.run(act(store, _actions.resume, "r1", time.time()))
+    asyncio.run(act(store, actions.resume, "r1", time.time()))
     while got := asyncio.run(claim(store, [plan], now=time.time(), limit=50)):
         asyncio.run(store.complete([ok(c) for c in got], time.time()))
     assert asyncio.run(run_status(store, "r1")) is RunStatus.COMPLETED
@@ -243,7 +243,7 @@ def test_resume_racing_the_last_step_in_flight_leaves_the_run_running(store: Sto
         asyncio.run(start(store, plan, f"r{r}"))
     held = {c.run_id: c for c in asyncio.run(claim(store, [plan]))}
     for r in range(6):
-        asyncio.run(act(store, _actions.pause, f"r{r}"))
+        asyncio.run(act(store, actions.pause, f"r{r}"))
     go = threading.Barrier(2)
     errors: list[BaseException] = []
 
@@ -259,7 +259,7 @@ def test_resume_racing_the_last_step_in_flight_leaves_the_run_running(store: Sto
         try:
             go.wait()
             for r in range(6):
-                asyncio.run(act(store, _actions.resume, f"r{r}", NOW + 2))
+                asyncio.run(act(store, actions.resume, f"r{r}", NOW + 2))
         except BaseException as exc:
             errors.append(exc)
 

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 import plait
-from plait._records import Outcome
+from plait.core.rows import Outcome
 
 
 @pytest.fixture
@@ -111,7 +111,7 @@ async def test_bad_worker_labels_are_refused(engine: plait.Engine) -> None:
 
 
 async def test_a_colocated_child_is_never_claimed_by_another_worker(engine: plait.Engine) -> None:
-    from plait._records import Spawn
+    from plait.core.rows import Spawn
 
     wf = plait.Workflow("fan2")
 

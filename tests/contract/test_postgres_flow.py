@@ -20,8 +20,8 @@ from tests import postgres_server
 from tests.contract.test_store import plan_of, start
 
 import plait
-from plait._queues import QueueConfig
-from plait._records import WorkflowPlan
+from plait.core.queues import QueueConfig
+from plait.core.rows import WorkflowPlan
 from plait.stores import open_store
 from plait.stores.postgres import PostgresStore
 

@@ -20,17 +20,17 @@ from tests import postgres_server
 from tests.contract.test_store import NOW, chain, claim, ok, plan_of, start
 
 import plait
-from plait._records import Outcome, StepStatus
-from plait._transitions import new_run
+from plait.core.rows import Outcome, StepStatus
+from plait.core.transitions import new_run
 from plait.stores import open_store
 from plait.stores import postgres as postgres_module
-from plait.stores._postgres_setup import (
+from plait.stores.postgres import PostgresStore
+from plait.stores.postgres_setup import (
     SCHEMA_VERSION,
     hide_password,
     parse_url,
     schema_statements,
 )
-from plait.stores.postgres import PostgresStore
 
 PREFIX = "plait_p_"
 

@@ -326,7 +326,7 @@ def test_gc_purges_tombstones_only_after_their_age(
     docs.delete("gone")
     engine.gc()  # tombstones a moment old: well within TOMBSTONE_AGE
     assert docs.put("kept", "again", expected_revision=0) == 3
-    monkeypatch.setattr(plait._engine_data, "TOMBSTONE_AGE", -60.0)  # as if 60s in the future
+    monkeypatch.setattr(plait.engine.data, "TOMBSTONE_AGE", -60.0)  # as if 60s in the future
     engine.gc()
     assert docs.put("gone", "again", expected_revision=0) == 1  # purged: starts over
     assert [(r.key, r.revision) for r in docs.list().items] == [

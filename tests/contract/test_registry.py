@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 import plait
-from plait._registry import (
+from plait.worker.registry import (
     FORGET_AFTER,
     SWEEP_EVERY,
     WORKERS,
@@ -346,7 +346,7 @@ async def test_inspect_names_the_worker_a_colocated_step_waits_for(engine: plait
         worker_id="gpu-box", fingerprints=[wf.fingerprint], limit=10, lease=30.0, now=now,
         labels=["gpu"],
     )  # fmt: skip
-    from plait._records import Outcome
+    from plait.core.rows import Outcome
 
     [train] = [c for c in claims if c.step == "train"]
     await engine.store.complete([Outcome("r", "train", train.token, output=b"3")], now)
@@ -457,7 +457,7 @@ async def test_a_watcher_in_the_same_process_sees_a_step_start_at_once(store_url
 async def test_the_elected_scheduler_renews_its_lease_without_reading_it(
     engine: plait.Engine,
 ) -> None:
-    from plait._schedules import Scheduler
+    from plait.engine.schedules import Scheduler
 
     wf = mixed()
     s = await engine.schedule_async("yearly", wf, cron="0 3 1 1 *")

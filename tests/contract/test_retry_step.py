@@ -12,13 +12,13 @@ import pytest
 from tests.contract.test_store import NOW, claim, fail, ok, plan_of, start, statuses
 
 import plait
-from plait import _actions
-from plait._records import RunStatus, StepStatus
+from plait.core import actions
+from plait.core.rows import RunStatus, StepStatus
 from plait.stores import Store
 
 
 async def retry(store: Store, run_id: str, step: str, now: float = NOW + 5) -> Any:
-    return await store.apply(lambda txn: _actions.retry(txn, run_id, step, by="tester"), now)
+    return await store.apply(lambda txn: actions.retry(txn, run_id, step, by="tester"), now)
 
 
 async def drain(store: Store, plan: Any, now: float) -> None:
@@ -124,7 +124,7 @@ async def test_retry_refuses_what_is_not_a_failed_step(store: Store) -> None:
     )
     assert (await retry(store, "r1", "zz")).refusal == "run 'r1' has no step 'zz'"
     assert (await retry(store, "nope", "a")).refusal == "run 'nope' does not exist"
-    await store.apply(lambda txn: _actions.cancel(txn, "r1", reason=None, by="t"), NOW + 2)
+    await store.apply(lambda txn: actions.cancel(txn, "r1", reason=None, by="t"), NOW + 2)
     assert (await retry(store, "r1", "a")).refusal == (
         "run 'r1' is cancelled: its steps cannot be retried"
     )

@@ -18,8 +18,8 @@ import orjson
 import pytest
 
 import plait
-from plait._cron import tick_id
-from plait._schedules import LEASES, SCHEDULER, Scheduler, _row
+from plait.core.cron import tick_id
+from plait.engine.schedules import LEASES, SCHEDULER, Scheduler, _row
 
 
 @pytest.fixture
@@ -110,7 +110,7 @@ async def test_one_elected_scheduler_starts_each_tick_once(
     )
     # two schedulers that both start one tick (a stale leader) still start one run, and only
     # the one that created it logs that it started it
-    with caplog.at_level(logging.INFO, logger="plait._schedules"):
+    with caplog.at_level(logging.INFO, logger="plait.engine.schedules"):
         await a._start((await engine.schedules_async())[0], s.next_at + 60)
     assert len(await run_ids(engine)) == 2
     again = tick_id("minutely", s.next_at + 60)
@@ -126,7 +126,7 @@ async def test_a_pass_that_outlives_its_lease_starts_no_more_ticks(
     # process was descheduled longer than its 10 s lease, which another may hold by now
     clock = itertools.chain([0.0, 11.0], itertools.repeat(20.0)).__next__
     a = Scheduler(engine, "a", ttl=10.0, clock=clock)
-    with caplog.at_level(logging.WARNING, logger="plait._schedules"):
+    with caplog.at_level(logging.WARNING, logger="plait.engine.schedules"):
         assert await a.beat(s.next_at + 1) == 0.0  # campaign again at once
     assert await run_ids(engine) == []
     assert caplog.messages == ["scheduler a: pass outlived its 10s lease; stopping it"]
@@ -167,7 +167,7 @@ async def test_a_tick_whose_run_id_another_workflow_took_is_skipped(
     await engine.schedule_async("n", wf, cron="0 0 1 1 *", input={"region": "us"})
     taken = tick_id("m", s.next_at)
     await engine.start_async(other, run_id=taken)
-    with caplog.at_level(logging.ERROR, logger="plait._schedules"):
+    with caplog.at_level(logging.ERROR, logger="plait.engine.schedules"):
         await Scheduler(engine, "a").beat(s.next_at + 1)
     assert caplog.messages == [
         f"schedule m: tick {taken} not started: run id {taken!r} is already used by a run of "

@@ -9,9 +9,9 @@ from __future__ import annotations
 import orjson
 from tests.contract.test_store import NOW, claim, event_types, fail, ok, plan_of, start, statuses
 
-from plait import _actions
-from plait._records import Claim, Outcome, RunStatus, Spawn, StepStatus, WorkflowPlan
-from plait._spawn import CHILD_FAILED
+from plait.core import actions
+from plait.core.rows import Claim, Outcome, RunStatus, Spawn, StepStatus, WorkflowPlan
+from plait.core.spawn import CHILD_FAILED
 from plait.stores import Store
 
 
@@ -166,7 +166,7 @@ async def test_retrying_a_failed_child_makes_its_parent_join_again(store: Store)
     assert run is not None and run.status is RunStatus.FAILED
 
     result = await store.apply(
-        lambda txn: _actions.retry(txn, "r1", "fan/work-0", by="ops"), NOW + 4
+        lambda txn: actions.retry(txn, "r1", "fan/work-0", by="ops"), NOW + 4
     )
 
     assert result.refusal is None
@@ -200,7 +200,7 @@ async def test_retrying_a_parent_failed_by_children_retries_those_children(store
         NOW + 3,
     )
 
-    result = await store.apply(lambda txn: _actions.retry(txn, "r1", "fan", by="ops"), NOW + 4)
+    result = await store.apply(lambda txn: actions.retry(txn, "r1", "fan", by="ops"), NOW + 4)
 
     assert result.refusal is None
     assert await statuses(store, "r1") == {
@@ -278,7 +278,7 @@ async def test_cancel_ends_a_joining_parent_and_its_children(store: Store) -> No
     [running] = await claim(store, [plan], now=NOW + 2, limit=1)
 
     result = await store.apply(
-        lambda txn: _actions.cancel(txn, "r1", reason="stop", by="ops"), NOW + 3
+        lambda txn: actions.cancel(txn, "r1", reason="stop", by="ops"), NOW + 3
     )
 
     assert result.refusal is None
@@ -296,14 +296,14 @@ async def test_a_paused_run_dispatches_no_spawned_step(store: Store) -> None:
     plan = fan()
     await start(store, plan, "r1")
     [c] = await claim(store, [plan])
-    await store.apply(lambda txn: _actions.pause(txn, "r1", by="ops"), NOW)
+    await store.apply(lambda txn: actions.pause(txn, "r1", by="ops"), NOW)
 
     await store.complete([spawning(c, child("fan/work-0", 0))], NOW + 1)
 
     run = await store.get_run("r1")
     assert run is not None and run.status is RunStatus.PAUSED
     assert await claim(store, [plan], now=NOW + 2) == []
-    await store.apply(lambda txn: _actions.resume(txn, "r1", by="ops"), NOW + 3)
+    await store.apply(lambda txn: actions.resume(txn, "r1", by="ops"), NOW + 3)
     assert [c.step for c in await claim(store, [plan], now=NOW + 4)] == ["fan/work-0"]
 
 

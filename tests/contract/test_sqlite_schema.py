@@ -13,11 +13,11 @@ from typing import Any, TypeVar
 import pytest
 
 import plait
-from plait._transitions import new_run
-from plait.stores import _sql
-from plait.stores import _sqlite_files as sqlite_files
-from plait.stores._sqlite_files import SCHEMA_VERSION
+from plait.core.transitions import new_run
+from plait.stores import sqlite_files
+from plait.stores.sql import queries as _sql
 from plait.stores.sqlite import SQLiteStore
+from plait.stores.sqlite_files import SCHEMA_VERSION
 
 T = TypeVar("T")
 

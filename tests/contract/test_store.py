@@ -16,9 +16,9 @@ from typing import Any, TypeVar
 import orjson
 
 import plait
-from plait._records import (
+from plait.core.rows import (
     Claim,
-    Held,
+    Lease,
     Outcome,
     RunRow,
     RunStatus,
@@ -26,7 +26,7 @@ from plait._records import (
     StepStatus,
     WorkflowPlan,
 )
-from plait._transitions import new_run
+from plait.core.transitions import new_run
 from plait.stores import Store, open_store
 
 NOW = 1_000_000.0
@@ -502,19 +502,19 @@ async def test_heartbeat_extends_leases_and_reports_lost_ones(store: Store) -> N
     plan = plan_of("beat", ("a", [], {}), ("b", [], {}))
     await start(store, plan, "r1")
     claims = {c.step: c for c in await claim(store, [plan], lease=10)}
-    held_a = Held("r1", "a", claims["a"].token)
-    stale_b = Held("r1", "b", "stale-token")
+    held_a = Lease("r1", "a", claims["a"].token)
+    stale_b = Lease("r1", "b", "stale-token")
 
-    lost = await store.heartbeat([held_a, stale_b, Held("ghost", "a", "t")], 60, NOW + 5)
+    lost = await store.heartbeat([held_a, stale_b, Lease("ghost", "a", "t")], 60, NOW + 5)
 
-    assert lost == [stale_b, Held("ghost", "a", "t")]
+    assert lost == [stale_b, Lease("ghost", "a", "t")]
     assert (await step_row(store, "r1", "a")).lease_expires_at == NOW + 65
     assert (await step_row(store, "r1", "b")).lease_expires_at == NOW + 10
     result = await store.recover_expired(NOW + 20, max_recoveries=10, limit=100)
     assert result.readied == 1
     assert await statuses(store, "r1") == {"a": StepStatus.RUNNING, "b": StepStatus.READY}
-    assert await store.heartbeat([Held("r1", "b", claims["b"].token)], 60, NOW + 21) == [
-        Held("r1", "b", claims["b"].token)
+    assert await store.heartbeat([Lease("r1", "b", claims["b"].token)], 60, NOW + 21) == [
+        Lease("r1", "b", claims["b"].token)
     ]
 
 
@@ -523,11 +523,11 @@ async def test_release_gives_the_step_back_without_using_an_attempt(store: Store
     await start(store, plan, "r1")
     c = await claim_one(store, plan, "s0")
 
-    ignored = await store.release([Held("r1", "s0", "wrong")], NOW + 1)
+    ignored = await store.release([Lease("r1", "s0", "wrong")], NOW + 1)
     assert ignored.readied == 0
     assert (await step_row(store, "r1", "s0")).status is StepStatus.RUNNING
 
-    result = await store.release([Held("r1", "s0", c.token)], NOW + 2)
+    result = await store.release([Lease("r1", "s0", c.token)], NOW + 2)
 
     assert result.readied == 1
     row = await step_row(store, "r1", "s0")

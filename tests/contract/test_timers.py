@@ -14,8 +14,8 @@ from tests.contract.conftest import Backend
 from tests.contract.test_store import NOW, claim, event_types, fail, ok, start, statuses, step_row
 
 import plait
-from plait._records import RunStatus, StepStatus, WorkflowPlan
-from plait._transitions import new_run
+from plait.core.rows import RunStatus, StepStatus, WorkflowPlan
+from plait.core.transitions import new_run
 from plait.stores import Store, open_store
 
 
@@ -173,9 +173,9 @@ async def test_a_run_past_its_deadline_fails_and_cancels_what_is_unfinished(stor
 
 
 def _held(c: Any) -> Any:
-    from plait._records import Held
+    from plait.core.rows import Lease
 
-    return Held(c.run_id, c.step, c.token)
+    return Lease(c.run_id, c.step, c.token)
 
 
 async def test_a_run_that_finished_in_time_is_left_alone(store: Store) -> None:

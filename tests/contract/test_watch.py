@@ -22,7 +22,7 @@ import pytest
 from tests.contract.conftest import Backend
 
 import plait
-from plait import _engine_watch
+from plait.engine import watch as engine_watch
 from plait.stores import open_store
 
 DEADLINE = 20.0  # seconds any one wait may take before the test fails
@@ -150,7 +150,7 @@ def test_a_waiting_watcher_is_woken_by_the_commits_of_this_process(
     store_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # neither the watcher's poll nor the engine's would look again within the deadline
-    monkeypatch.setattr(_engine_watch, "FIRST_POLL", SLOW)
+    monkeypatch.setattr(engine_watch, "FIRST_POLL", SLOW)
     gate = threading.Event()
     with plait.Engine(store_url, poll_interval=SLOW, sweep_interval=SLOW) as engine:
         run = engine.start(gated("woken", gate), {"n": 1})
@@ -314,7 +314,7 @@ def test_events_written_by_another_process_reach_the_watcher(
     options: dict[str, float] = {}
     if pushed:
         # only a push can wake this watcher in time: it would look by itself after SLOW
-        monkeypatch.setattr(_engine_watch, "FIRST_POLL", SLOW)
+        monkeypatch.setattr(engine_watch, "FIRST_POLL", SLOW)
         options = {"poll_interval": SLOW, "sweep_interval": SLOW}
     with plait.Engine(url, **options) as engine:
         run = engine.start(load(app).wf, {"n": 1})
@@ -324,7 +324,7 @@ def test_events_written_by_another_process_reach_the_watcher(
         assert watcher.until("run_started").seq == 1
         log = (tmp_path / "worker.log").open("w")
         worker = subprocess.Popen(
-            [sys.executable, "-m", "plait.cli", "worker", str(app), "--db", url],
+            [sys.executable, "-m", "plait", "worker", str(app), "--db", url],
             cwd=tmp_path,
             env={**os.environ, "WATCH_RELEASE": str(release)},
             stdin=subprocess.DEVNULL,

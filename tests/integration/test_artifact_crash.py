@@ -14,7 +14,7 @@ from tests import postgres_server
 from tests.integration._support import load_app, wait_for
 
 import plait
-from plait._artifacts import FolderStorage
+from plait.data.artifacts import FolderStorage
 
 APP = Path(__file__).with_name("artifact_app.py")
 SCHEMA_PREFIX = "plait_ia_"

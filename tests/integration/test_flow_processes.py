@@ -27,7 +27,7 @@ import pytest
 from tests.integration._support import fresh_store_url, load_app, stop_workers, wait_for
 
 import plait
-from plait._records import Outcome
+from plait.core.rows import Outcome
 
 APP = Path(__file__).with_name("flow_app.py")
 SCHEMA_PREFIX = "plait_f_"
@@ -194,7 +194,7 @@ def test_a_held_worker_is_woken_by_a_slot_freed_in_another_process(
             outcome = Outcome(taken.run_id, taken.step, taken.token, output=b'"done"')
             freed = engine._portal.call(engine.store.complete([outcome], time.time()))
             freed_at = time.time()
-            assert freed.freed
+            assert freed.slot_freed
             assert run.result(timeout=30) == {"first": "first", "second": "second"} | {
                 taken.step: "done"
             }

@@ -50,7 +50,13 @@ def test_a_killed_worker_ages_out_while_a_live_one_stays(url: str, tmp_path: Pat
     try:
         engine.workers()  # creates the store before the workers race to
         for i in range(2):
-            cmd = [sys.executable, "-c", "from plait.cli import main; main()", "worker", str(app)]
+            cmd = [
+                sys.executable,
+                "-c",
+                "from plait.cli import main; main()",
+                "worker",
+                str(app),
+            ]
             cmd += ["--db", url, "--lease", str(LEASE), "--labels", f"n{i}"]
             with (tmp_path / f"w{i}.log").open("wb") as err:
                 p = subprocess.Popen(cmd, stdout=err, stderr=err, env={**os.environ})

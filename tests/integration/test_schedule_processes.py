@@ -24,9 +24,9 @@ import pytest
 from tests.integration._support import fresh_store_url, load_app, stop_workers, wait_for
 
 import plait
-from plait._cron import tick_id
-from plait._records import RecordRow
-from plait._schedules import LEASES, SCHEDULER, SCHEDULES
+from plait.core.cron import tick_id
+from plait.core.rows import RecordRow
+from plait.engine.schedules import LEASES, SCHEDULER, SCHEDULES
 
 APP = """
 import plait
@@ -74,7 +74,13 @@ def test_one_scheduler_is_elected_and_another_takes_over(url: str, tmp_path: Pat
     try:
         engine.schedule("often", load_app(app).wf, cron=NEVER_NOW, input={"region": "eu"})
         for i in range(2):
-            cmd = [sys.executable, "-c", "from plait.cli import main; main()", "worker", str(app)]
+            cmd = [
+                sys.executable,
+                "-c",
+                "from plait.cli import main; main()",
+                "worker",
+                str(app),
+            ]
             cmd += ["--db", url, "--lease", "1.5", "--log-level", "info"]
             with (tmp_path / f"w{i}.log").open("wb") as err:
                 p = subprocess.Popen(cmd, stdout=err, stderr=err, env={**os.environ})

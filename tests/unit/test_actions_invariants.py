@@ -1,4 +1,4 @@
-"""Property test of operator actions (`plait._actions`) mixed with worker transitions.
+"""Property test of operator actions (`plait.core.actions`) mixed with worker transitions.
 
 Random DAGs; random interleavings of claims, successes, failures (with and without retry), lease
 expiries, and cancel / pause / resume / retry of failed steps. After every operation the run's
@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import plait
-from plait import _actions
-from plait._records import Claim, Outcome, RunStatus, StepStatus
-from plait._transitions import fails_run, new_run
+from plait.core import actions
+from plait.core.rows import Claim, Outcome, RunStatus, StepStatus
+from plait.core.transitions import fails_run, new_run
 from plait.stores.memory import MemoryStore
 
 NOW = 1_000_000.0
@@ -102,7 +102,7 @@ class Harness:
             asyncio.run(s.recover_expired(self.tick() + 60, max_recoveries=10, limit=100))
             self.now += 60
         elif op in ("cancel", "pause", "resume"):
-            action = getattr(_actions, op)
+            action = getattr(actions, op)
             options = {"reason": None} if op == "cancel" else {}
             asyncio.run(s.apply(lambda txn: action(txn, "r", by="prop", **options), self.tick()))
         elif op == "retry":
@@ -110,7 +110,7 @@ class Harness:
             if failed:
                 name = failed[pick % len(failed)]
                 result = asyncio.run(
-                    s.apply(lambda txn: _actions.retry(txn, "r", name, by="prop"), self.tick())
+                    s.apply(lambda txn: actions.retry(txn, "r", name, by="prop"), self.tick())
                 )
                 event("retry refused" if result.refusal else "retried")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from plait._queues import (
+from plait.core.queues import (
     Candidate,
     QueueConfig,
     admit,
@@ -14,8 +14,8 @@ from plait._queues import (
     frees_room,
     token_wait,
 )
-from plait._rate import Bucket, Rate
-from plait._records import StepOptions, StepRow, StepStatus
+from plait.core.rate import Bucket, Rate
+from plait.core.rows import StepOptions, StepRow, StepStatus
 
 QUEUES = ["a", "b", "default"]
 KEYS = [None, "k1", "k2"]

@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 
 import plait
-from plait._artifacts import (
+from plait.core.rows import ArtifactRow
+from plait.data.artifacts import (
     DatabaseStorage,
     FolderStorage,
     split_url,
     storage_for,
     sweep_artifacts,
 )
-from plait._records import ArtifactRow
 
 
 def row(artifact_id: str, path: str | None, size: int = 3) -> ArtifactRow:

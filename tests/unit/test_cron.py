@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from plait import _cron
-from plait._cron import Cron, CronError, tick_id, timezone
+from plait.core import cron as _cron
+from plait.core.cron import Cron, CronError, tick_id, timezone
 
 
 def at(text: str) -> float:

@@ -14,7 +14,7 @@ import pytest
 
 import plait
 from plait import DefinitionError, InputError, Retry, StepContext, Workflow
-from plait._records import EdgeKind, Gate, OnExpiry, StepOptions
+from plait.core.rows import EdgeKind, Gate, OnExpiry, StepOptions
 
 
 class Order(pydantic.BaseModel):

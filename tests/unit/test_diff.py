@@ -1,4 +1,4 @@
-"""The structural JSON diff and the step-by-step run diff (`plait._diff`)."""
+"""The structural JSON diff and the step-by-step run diff (`plait.core.diff`)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from plait._diff import diff_runs, diff_values, pointer_token, summary
-from plait._records import StepRow, StepStatus
+from plait.core.diff import diff_runs, diff_values, pointer_token, summary
+from plait.core.rows import StepRow, StepStatus
 
 
 def test_equal_values_have_no_difference() -> None:

@@ -1,4 +1,4 @@
-"""Forks, pure (`plait._fork`): what a fork reuses, the rows it starts with, its refusals; and a
+"""Forks, pure (`plait.core.fork`): what a fork reuses, the rows it starts with, its refusals; and a
 property on random graphs: a fork's counters are those of a new run after the reused steps
 completed, and it runs to completion."""
 
@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from plait._errors import InputError
-from plait._fork import check_overrides, fork_run, plan_fork
-from plait._records import (
+from plait.core.fork import check_overrides, fork_run, plan_fork
+from plait.core.rows import (
     EdgeKind,
     Gate,
     Outcome,
@@ -26,7 +26,7 @@ from plait._records import (
     StepStatus,
     WorkflowPlan,
 )
-from plait._transitions import Need, Txn, claim, complete, drive, new_run
+from plait.core.transitions import Need, Txn, claim, complete, drive, new_run
 
 NOW = 1_000.0
 

@@ -1,4 +1,4 @@
-"""The waiting policy of a worker that found nothing to claim (`plait._idle_wait.IdleWait`), on
+"""The waiting policy of a worker that found nothing to claim (`plait.worker.idle_wait.IdleWait`), on
 a fake engine and store: when a look at a store that counts changes replaces a claim, and when
 the wait ends anyway (a wake-up, a due timer, the safety sweep, an unreadable counter)."""
 
@@ -10,10 +10,10 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
-from plait._engine import Engine
 from plait._errors import StoreError
-from plait._idle_wait import IdleWait
 from plait._portal import Broadcast
+from plait.engine.engine import Engine
+from plait.worker.idle_wait import IdleWait
 
 T = TypeVar("T")
 
@@ -59,7 +59,7 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 
 async def wait(idle: IdleWait, engine: FakeEngine, **kwargs: Any) -> bool:
-    defaults: dict[str, Any] = {"held": True, "next_at": None}
+    defaults: dict[str, Any] = {"limited": True, "next_at": None}
     wakers = [(engine.work_ready, engine.work_ready.generation)]
     return await idle.wait(wakers, **(defaults | kwargs))
 
@@ -154,7 +154,7 @@ def test_a_store_that_does_not_count_changes_claims_at_every_look() -> None:
         engine = FakeEngine(PlainStore(), idle_interval=0.05)
         idle = policy(engine)
         began = time.monotonic()
-        assert await wait(idle, engine, held=False) is False  # idle: the first look is quick
+        assert await wait(idle, engine, limited=False) is False  # idle: the first look is quick
         assert time.monotonic() - began < 0.04
         began = time.monotonic()
         assert await wait(idle, engine) is False  # held: one poll_interval
@@ -168,7 +168,7 @@ def test_while_pushes_flow_a_look_is_a_claim_at_the_sweep_interval() -> None:
         store = CountingStore()
         engine = FakeEngine(store, idle_interval=0.05, push_live=True)
         idle = policy(engine)
-        assert await wait(idle, engine, held=False) is False
+        assert await wait(idle, engine, limited=False) is False
         assert store.reads == 0  # the store pushes: no counter needed
 
     run(scenario())

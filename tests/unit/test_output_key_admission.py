@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import plait
-from plait._records import Claim, Outcome, StepStatus
+from plait.core.rows import Claim, Outcome, StepStatus
 
 KEYS = ["a", "b", "c"]
 

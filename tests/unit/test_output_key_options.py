@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import plait
-from plait._cli_render import event_line
-from plait._definition import _options_print
-from plait._records import StepOptions
-from plait._views import Event
-from plait.stores._sql import options_from_json, options_to_json
+from plait.cli.render import event_line
+from plait.core.rows import StepOptions
+from plait.engine.views import Event
+from plait.stores.sql.rows import options_from_json, options_to_json
+from plait.workflow.definition import _options_print
 
 
 def _keyed(reads: str) -> plait.Workflow:

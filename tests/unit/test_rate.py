@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from plait._rate import Bucket, Rate, available_at, rebase, refill, take, take_many
+from plait.core.rate import Bucket, Rate, available_at, rebase, refill, take, take_many
 
 T0 = 1_800_000_000.0  # epoch seconds of the same magnitude as real clocks
 

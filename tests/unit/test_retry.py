@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from plait import DefinitionError, Retry
-from plait._retry import NO_RETRY
+from plait.core.retry import NO_RETRY
 
 
 def test_delays_grow_by_backoff() -> None:

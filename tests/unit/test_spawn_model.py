@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import plait
-from plait._records import Outcome, RunStatus, Spawn, StepRow, StepStatus
-from plait._transitions import Need, Txn, claim, complete, drive, new_run
+from plait.core.rows import Outcome, RunStatus, Spawn, StepRow, StepStatus
+from plait.core.transitions import Need, Txn, claim, complete, drive, new_run
 
 NOW = 1_000_000.0
 

@@ -8,9 +8,9 @@ from collections.abc import Callable
 
 import orjson
 
-from plait._records import (
+from plait.core.rows import (
     EdgeKind,
-    NewEvent,
+    EventRow,
     Outcome,
     RunRow,
     RunStatus,
@@ -19,7 +19,7 @@ from plait._records import (
     StepStatus,
     WorkflowPlan,
 )
-from plait._transitions import Need, Transition, Txn, claim, complete, drive, new_run
+from plait.core.transitions import Need, Transition, Txn, claim, complete, drive, new_run
 
 RUN = "r"
 Op = Callable[[Txn], Transition]
@@ -33,7 +33,7 @@ class Rows:
         run, rows, events = new_run(plan, RUN, b'{"x": 1}', 0.0)
         self.run: RunRow = run
         self.steps: dict[str, StepRow] = {s.name: s for s in rows}
-        self.events: list[NewEvent] = list(events)
+        self.events: list[EventRow] = list(events)
         self.loaded = 0
 
     def load(self, txn: Txn, need: Need) -> None:

@@ -1,4 +1,4 @@
-"""Property tests of the state machine (`plait._transitions`) against a small reference model.
+"""Property tests of the state machine (`plait.core.transitions`) against a small reference model.
 
 The model below is written from DESIGN §3.2-3.4, not from `_transitions`: it keeps every step's
 status in a dict and, after each operation, re-evaluates readiness of the whole graph until
@@ -22,15 +22,15 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import plait
-from plait._records import (
+from plait.core.rows import (
     EdgeKind,
-    NewEvent,
+    EventRow,
     Outcome,
     RunRow,
     RunStatus,
     StepRow,
 )
-from plait._transitions import (
+from plait.core.transitions import (
     Need,
     Transition,
     Txn,
@@ -364,7 +364,7 @@ def final_statuses(spec: Spec, lease_killed: set[str]) -> dict[str, tuple[str, i
 class TinyStore:
     """Rows in dicts; each transaction works on copies of the rows it loads."""
 
-    def __init__(self, run: RunRow, steps: list[StepRow], events: list[NewEvent]) -> None:
+    def __init__(self, run: RunRow, steps: list[StepRow], events: list[EventRow]) -> None:
         self.run = run
         self.steps = {s.name: s for s in steps}
         self.events = list(events)
@@ -627,7 +627,7 @@ def check_final(spec: Spec, store: TinyStore, model: Model) -> None:
     check_event_log(spec, store.events, model)
 
 
-def check_event_log(spec: Spec, events: list[NewEvent], model: Model) -> None:
+def check_event_log(spec: Spec, events: list[EventRow], model: Model) -> None:
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
     assert events[0].type == "run_started"
     ends = [i for i, e in enumerate(events) if e.type in RUN_END_EVENTS]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .._errors import StoreError
-from ._contract import Store
+from .protocol import Store
 
 SCHEMES = (
     "memory://, sqlite:///relative.db, sqlite:////absolute/path.db, "

@@ -11,11 +11,11 @@ import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 
-from .._blobs import BlobStats, check_hash, check_put, missing
-from .._gates import expire_approval, pass_deadline
-from .._key_admission import admit as admit_key
-from .._placement import may_run
-from .._queues import (
+from ..core.blobs import BlobStats, check_hash, check_put, missing
+from ..core.gates import expire_approval, pass_deadline
+from ..core.key_admission import admit as admit_key
+from ..core.placement import may_run
+from ..core.queues import (
     QueueConfig,
     admit,
     blocked,
@@ -26,14 +26,14 @@ from .._queues import (
     reconfigure,
     token_wait,
 )
-from .._rate import Rate
-from .._records import (
+from ..core.rate import Rate
+from ..core.rows import (
     TOMBSTONE,
     ArtifactRow,
     Claims,
     CommitResult,
-    Held,
-    NewEvent,
+    EventRow,
+    Lease,
     Outcome,
     RecordRow,
     RunRow,
@@ -43,7 +43,7 @@ from .._records import (
     StepStatus,
     WorkflowPlan,
 )
-from .._transitions import (
+from ..core.transitions import (
     Action,
     Need,
     Transition,
@@ -55,7 +55,7 @@ from .._transitions import (
     recover,
     release,
 )
-from ._memory_blobs import MemoryBlobs, threshold_of_url
+from .memory_blobs import MemoryBlobs, threshold_of_url
 
 
 class MemoryStore:
@@ -69,7 +69,7 @@ class MemoryStore:
         self._workflows: dict[str, WorkflowPlan] = {}
         self._runs: dict[str, RunRow] = {}
         self._steps: dict[str, dict[str, StepRow]] = {}
-        self._events: dict[str, list[NewEvent]] = {}
+        self._events: dict[str, list[EventRow]] = {}
         self._ready: dict[tuple[str, str], None] = {}  # index of ready steps, in insertion order
         self._running: dict[tuple[str, str], None] = {}
         self._waiting: dict[tuple[str, str], None] = {}
@@ -115,7 +115,7 @@ class MemoryStore:
     # -- runs
 
     async def create_run(
-        self, run: RunRow, steps: Sequence[StepRow], events: Sequence[NewEvent]
+        self, run: RunRow, steps: Sequence[StepRow], events: Sequence[EventRow]
     ) -> tuple[RunRow, bool]:
         with self._lock:
             existing = self._runs.get(run.id)
@@ -165,7 +165,7 @@ class MemoryStore:
             steps = self._steps.get(run_id, {})
             return sorted((dataclasses.replace(s) for s in steps.values()), key=lambda s: s.idx)
 
-    async def get_events(self, run_id: str, after_seq: int, limit: int | None) -> list[NewEvent]:
+    async def get_events(self, run_id: str, after_seq: int, limit: int | None) -> list[EventRow]:
         with self._lock:
             events = [e for e in self._events.get(run_id, ()) if e.seq > after_seq]
         return events[:limit] if limit is not None else events
@@ -243,7 +243,7 @@ class MemoryStore:
             if txn.claims:
                 return Claims(txn.claims)
             return Claims(
-                held=bool(held_found) or len(chosen) < min(limit, len(candidates)),
+                limited=bool(held_found) or len(chosen) < min(limit, len(candidates)),
                 next_token_at=token_wait(limited, queue_running, held_found, now),
             )
 
@@ -285,14 +285,14 @@ class MemoryStore:
             for outcome in outcomes:
                 self._run(txn, complete(txn, outcome))
             slotted = [n for n, q in self._queues.items() if q.concurrency is not None]
-            txn.result.freed = frees_room(txn.stopped, slotted)
+            txn.result.slot_freed = frees_room(txn.ended_attempts, slotted)
             self._write(txn)
             return txn.result
 
-    async def heartbeat(self, held: Sequence[Held], lease: float, now: float) -> list[Held]:
+    async def heartbeat(self, leases: Sequence[Lease], lease: float, now: float) -> list[Lease]:
         lost = []
         with self._lock:
-            for h in held:
+            for h in leases:
                 step = self._steps.get(h.run_id, {}).get(h.step)
                 if (
                     step is None
@@ -305,10 +305,10 @@ class MemoryStore:
                     step.lease_expires_at = now + lease
         return lost
 
-    async def release(self, held: Sequence[Held], now: float) -> CommitResult:
+    async def release(self, leases: Sequence[Lease], now: float) -> CommitResult:
         with self._lock:
             txn = Txn(now)
-            for h in held:
+            for h in leases:
                 self._run(txn, release(txn, h.run_id, h.step, h.token))
             self._write(txn)
             return txn.result
@@ -325,7 +325,7 @@ class MemoryStore:
             txn = Txn(now)
             self._run(txn, admit_key(txn, run_id, step, token, key, running))
             slotted = [n for n, q in self._queues.items() if q.concurrency is not None]
-            txn.result.freed = frees_room(txn.stopped, slotted)
+            txn.result.slot_freed = frees_room(txn.ended_attempts, slotted)
             self._write(txn)
             return txn.result
 

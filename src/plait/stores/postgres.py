@@ -13,7 +13,7 @@ URL: a libpq URL plus plait's own options, which are taken out before it reaches
 
 What the store does, and why:
 - One query layer with SQLite: the statements are `stores/sql/queries.sql` with `[postgres]`
-  overrides, and every transaction is a program of `_programs.py` that both stores run. So the
+  overrides, and every transaction is a program of `programs.py` that both stores run. So the
   state machine, the order rows are loaded and locked in, and what is written are the same.
 - Claims take ready steps with `FOR UPDATE SKIP LOCKED`: workers never wait for one another's
   candidates. Every other transaction locks the run row first (in id order), then its steps, so
@@ -53,8 +53,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from .._errors import SchemaVersionError, StoreError
 from .._portal import Portal
-from . import _programs, _sql
-from ._postgres_setup import (
+from .postgres_setup import (
     SCHEMA_VERSION,
     check_schema,
     connect_error,
@@ -62,8 +61,11 @@ from ._postgres_setup import (
     parse_url,
     schema_statements,
 )
-from ._program_ops import EXECUTE, FETCH, LARGE, Program, fetch_rows
-from ._sql_store import SQLStore, Wakes
+from .sql import programs
+from .sql.ops import EXECUTE, FETCH, LARGE, Program, fetch_rows
+from .sql.queries import POSTGRES, Queries
+from .sql.rows import EVENT_COLUMNS
+from .sql.store import SQLStore, Wakes
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +105,9 @@ class PostgresStore(SQLStore):
     def __init__(self, url: str) -> None:
         self.url = url
         self._url = parse_url(url)
-        self._queries = _sql.Queries.of(_sql.POSTGRES)
+        self._queries = Queries.of(POSTGRES)
         self.blob_threshold = self._url.blob_threshold
-        self._programs = _programs.Programs(self._queries, self.blob_threshold)
+        self._programs = programs.Programs(self._queries, self.blob_threshold)
         self._pool: AsyncConnectionPool[Conn] | None = None
         self._listener: asyncio.Task[None] | None = None
         # The pool and the listener live on the store's own loop thread, as the SQLite store's
@@ -389,7 +391,7 @@ class PostgresStore(SQLStore):
             backoff = min(backoff * 2, 5.0)
 
 
-_RUN_ID = _sql.EVENT_COLUMNS.index("run_id")
+_RUN_ID = EVENT_COLUMNS.index("run_id")
 
 
 class _Appended:

@@ -48,12 +48,13 @@ from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from .._errors import SchemaVersionError, StoreError
-from . import _programs, _sql
-from ._program_ops import Program, run_sync
-from ._sql_store import SQLStore, Wakes
-from ._sqlite_files import check_file as _check_file
-from ._sqlite_files import checked_version, install_schema
-from ._sqlite_files import parse_url as _parse_url
+from .sql import programs
+from .sql.ops import Program, run_sync
+from .sql.queries import SQLITE, Queries
+from .sql.store import SQLStore, Wakes
+from .sqlite_files import check_file as _check_file
+from .sqlite_files import checked_version, install_schema
+from .sqlite_files import parse_url as _parse_url
 
 logger = logging.getLogger(__name__)
 
@@ -66,8 +67,8 @@ class SQLiteStore(SQLStore):
     def __init__(self, url: str) -> None:
         self.url = url
         self.path, self.synchronous, self.busy_timeout, self.blob_threshold = _parse_url(url)
-        self._queries = _sql.Queries.of(_sql.SQLITE)
-        self._programs = _programs.Programs(self._queries, self.blob_threshold)
+        self._queries = Queries.of(SQLITE)
+        self._programs = programs.Programs(self._queries, self.blob_threshold)
         self._conn: sqlite3.Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._synchronous_now = self.synchronous

@@ -1,0 +1,42 @@
+"""The `plait` command line.
+
+    plait run FILE.py:WORKFLOW --input JSON      run one workflow to completion, embedded worker
+    plait worker FILE.py                         serve every workflow the file defines
+    plait runs list | show ID | events ID        read runs from the store
+    plait workflows                              the workflow versions recorded in the store
+    plait workers | topology WORKFLOW            live workers, and which can run which steps
+
+Every command takes `--db URL` (env `PLAIT_DB`, default `sqlite:///plait.db`) and `--log-level`.
+Exit codes: 0 success; 1 the run failed, was cancelled or did not finish; 2 bad usage or input
+(the message says which); 130 interrupted. Results and `--json` documents go to stdout, everything
+else (progress, logs, errors) to stderr.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+# importing a command module registers its commands on the group
+from . import (  # noqa: F401
+    artifacts,
+    data,
+    history,
+    operator,
+    queues,
+    run,
+    runs,
+    schedules,
+    watch,
+    workers,
+)
+from .app import EXIT_INTERRUPTED, cli
+
+
+def main() -> None:
+    try:
+        cli(prog_name="plait")
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        sys.exit(EXIT_INTERRUPTED)

@@ -1,0 +1,143 @@
+"""The `plait` command's foundation: the click group, the `runs` group, the options every
+command shares, and how a user's mistake becomes one line on stderr. Command modules import
+from here; `plait.cli` imports the command modules, which registers them."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+import click
+
+from .._errors import (
+    ConfigError,
+    DefinitionError,
+    InputError,
+    RunConflict,
+    RunNotFound,
+    RunStateError,
+    StoreError,
+    WorkflowNotFound,
+)
+from ..core.cron import CronError
+from ..engine.engine import DEFAULT_URL, Engine
+from .loading import (
+    CliError,
+)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+_USER_ERRORS = (
+    ConfigError,
+    CronError,
+    InputError,
+    DefinitionError,
+    RunNotFound,
+    WorkflowNotFound,
+    RunConflict,
+    RunStateError,
+    StoreError,
+)
+
+
+def user_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Turn plait errors a user causes (bad input, unknown run, unusable store) into CliError."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except _USER_ERRORS as exc:
+            raise CliError(str(exc)) from None
+
+    return wrapper
+
+
+# -- shared options ------------------------------------------------------------------------------
+
+db_option = click.option(
+    "--db",
+    "db",
+    envvar="PLAIT_DB",
+    default=DEFAULT_URL,
+    show_default=True,
+    metavar="URL",
+    help="Store URL: sqlite:///relative.db, sqlite:////absolute.db, postgresql://user@host/db or "
+    "memory:// (env PLAIT_DB).",
+)
+
+
+concurrency_option = click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=8,
+    show_default=True,
+    help="Steps run at once.",
+)
+
+
+def grace_option(help: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    return click.option(
+        "--grace",
+        type=click.FloatRange(min=0),
+        default=10.0,
+        show_default=True,
+        metavar="SECONDS",
+        help=help,
+    )
+
+
+def log_option(default: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    return click.option(
+        "--log-level",
+        type=click.Choice(LOG_LEVELS, case_sensitive=False),
+        envvar="PLAIT_LOG_LEVEL",
+        default=default,
+        show_default=True,
+        help="Log messages of this level and above on stderr (env PLAIT_LOG_LEVEL).",
+    )
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+
+
+def open_engine(db: str, **options: Any) -> Engine:
+    return Engine(db, **options)
+
+
+def existing_engine(db: str) -> Engine:
+    """An engine on a store that must already exist (reading commands never create a database)."""
+    if db.startswith("sqlite://"):
+        path = db.removeprefix("sqlite:///").split("?", 1)[0]
+        if path and path != ":memory:" and not Path(path).exists():
+            raise CliError(f"no plait database at {path} (pass --db URL or set PLAIT_DB)")
+    return Engine(db)
+
+
+# -- commands ------------------------------------------------------------------------------------
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="plait", prog_name="plait")
+def cli() -> None:
+    """plait: a durable DAG workflow engine."""
+
+
+@cli.group()
+def runs() -> None:
+    """Read runs (list, show, events, diff, waiting) and act on them (cancel, pause, resume,
+    retry, approve, reject, signal, fork)."""
+
+
+by_option = click.option(
+    "--by", metavar="WHO", help="Who acts, for the run's log (default: user@host)."
+)

@@ -1,0 +1,257 @@
+"""`plait runs fork`, `plait runs diff` and `plait replay`: looking back at recorded runs.
+
+Registered on cli.py's groups when it imports this module. Each exits 2 with one line for a
+mistake of the user's (unknown run or step, bad JSON…). `plait replay` exits 1 when the replayed
+handler fails, so a script can tell whether a fix works.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+from rich.markup import escape
+from rich.table import Table
+
+from ..engine.replay import Replay
+from ..workflow.definition import Workflow
+from . import render
+from .app import (
+    EXIT_FAILED,
+    by_option,
+    cli,
+    db_option,
+    existing_engine,
+    json_option,
+    log_option,
+    runs,
+    user_errors,
+)
+from .loading import (
+    CliError,
+    load_module,
+    module_workflows,
+    parse_input,
+    pick_workflow,
+    split_target,
+)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """'STEP=JSON' → (step, value)."""
+    step, sep, raw = text.partition("=")
+    if not sep or not step:
+        raise CliError(f"--override {text!r}: expected STEP=JSON, as in price='[1, 2]'")
+    try:
+        return step, json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise CliError(f"--override {step}: the value is not valid JSON: {exc}") from None
+
+
+@runs.command("fork")
+@click.argument("run_id", metavar="RUN")
+@click.argument("step", metavar="STEP")
+@click.option(
+    "--input",
+    "input_text",
+    metavar="JSON",
+    help="A new run input: a JSON object, @file.json, or - for stdin (default: the run's own).",
+)
+@click.option(
+    "--override",
+    "overrides",
+    multiple=True,
+    metavar="STEP=JSON",
+    help="Replace the recorded output of a reused step (repeatable).",
+)
+@click.option("--run-id", "new_run_id", metavar="ID", help="The fork's run id (idempotent).")
+@by_option
+@json_option
+@db_option
+@log_option("warning")
+@user_errors
+def runs_fork(
+    run_id: str,
+    step: str,
+    input_text: str | None,
+    overrides: tuple[str, ...],
+    new_run_id: str | None,
+    by: str | None,
+    as_json: bool,
+    db: str,
+    log_level: str,
+) -> None:
+    """Start a new run from RUN that reuses every recorded output except STEP's and those
+    downstream of it, which run again (on the newest workflow version); a worker runs it."""
+    render.install_logging(log_level)
+    data = parse_input(input_text) if input_text is not None else None
+    replaced: dict[str, Any] = {}
+    for text in overrides:
+        name, value = parse_override(text)
+        if name in replaced:
+            raise CliError(f"--override {name}: given twice")
+        replaced[name] = value
+    with existing_engine(db) as engine:
+        handle = engine.fork(run_id, step, data, replaced or None, new_run_id=new_run_id, by=by)
+        run = engine.get_run(handle.id)
+        steps = [s.name for s in engine.steps(handle.id)]
+        reused = [e.step for e in engine.events(handle.id) if e.type == "step_reused" and e.step]
+    again = [name for name in steps if name not in reused]
+    if as_json:
+        render.print_json({**render.run_doc(run), "reused": reused, "runs_again": again})
+        return
+    click.echo(
+        f"run {run.id} forked from {run_id} at {step} "
+        f"({run.workflow} v{run.version}): reused {', '.join(reused) or 'nothing'}; "
+        f"runs again {', '.join(again)}"
+    )
+    click.echo(f"a worker serving {run.workflow} v{run.version} runs it", err=True)
+
+
+@runs.command("diff")
+@click.argument("run_a", metavar="A")
+@click.argument("run_b", metavar="B")
+@json_option
+@db_option
+@log_option("warning")
+@user_errors
+def runs_diff(run_a: str, run_b: str, as_json: bool, db: str, log_level: str) -> None:
+    """Compare two runs step by step: same, changed (where), or in one run only."""
+    render.install_logging(log_level)
+    with existing_engine(db) as engine:
+        diff = engine.diff(run_a, run_b)
+    if as_json:
+        render.print_json(diff)
+        return
+    table = Table(box=None, header_style="bold")
+    for column in ("STEP", "STATUS", "DIFFERENCES"):
+        table.add_column(column, overflow="fold")
+    for name, entry in diff.items():
+        lines = "\n".join(entry_line(e) for e in entry["diff"] or ())
+        status = {"only_a": f"only in {run_a}", "only_b": f"only in {run_b}"}.get(
+            entry["status"], entry["status"]
+        )
+        table.add_row(escape(name), escape(status), escape(lines))
+    render.stdout_console().print(table)
+
+
+def entry_line(entry: dict[str, Any]) -> str:
+    """One difference in words: '/output/total: 6 → 60', '/note: added "x"'."""
+    path = entry["path"] or "(whole)"
+    if entry["op"] == "added":
+        return f"{path}: added {_json(entry['b'], 60)}"
+    if entry["op"] == "removed":
+        return f"{path}: removed {_json(entry['a'], 60)}"
+    return f"{path}: {_json(entry['a'], 60)} → {_json(entry['b'], 60)}"
+
+
+@cli.command()
+@click.argument("run_id", metavar="RUN")
+@click.argument("step", metavar="STEP")
+@click.option(
+    "--app",
+    "target",
+    required=True,
+    metavar="FILE.py[:WORKFLOW]",
+    envvar="PLAIT_APP",
+    help="The code to run: the file defining the run's workflow (env PLAIT_APP).",
+)
+@json_option
+@db_option
+@log_option("warning")
+@user_errors
+def replay(run_id: str, step: str, target: str, as_json: bool, db: str, log_level: str) -> None:
+    """Run the current code of STEP with the inputs RUN recorded, write nothing, and show the
+    new result next to the recorded one. Exit code 1 if the handler fails."""
+    render.install_logging(log_level)
+    path, attr = split_target(target)
+    module = load_module(path)
+    with existing_engine(db) as engine:
+        workflow_name = engine.get_run(run_id).workflow
+        workflow = (
+            pick_workflow(module, path, attr) if attr else _named(module, path, workflow_name)
+        )
+        result = engine.replay(run_id, step, workflow=workflow)
+    if as_json:
+        render.print_json(replay_doc(result))
+    else:
+        show_replay(result)
+    if result.status == "failed":
+        sys.exit(EXIT_FAILED)
+
+
+def _named(module: Any, path: str, name: str) -> Workflow:
+    found = [wf for wf in module_workflows(module).values() if wf.name == name]
+    if len(found) == 1:
+        return found[0]
+    attrs = [a for a, wf in module_workflows(module).items() if wf.name == name]
+    if found:
+        choices = ", ".join(f"{path}:{a}" for a in attrs)
+        raise CliError(f"{path} defines workflow {name!r} several times; name one: {choices}")
+    defined = ", ".join(sorted({wf.name for wf in module_workflows(module).values()})) or "none"
+    raise CliError(f"{path} defines no workflow {name!r} (workflows there: {defined})")
+
+
+def _json(value: Any, width: int) -> str:
+    """A value as JSON on one line, cut to `width` characters (a string keeps its quotes)."""
+    return render._short(json.dumps(value, ensure_ascii=False), width)
+
+
+def replay_doc(result: Replay) -> dict[str, Any]:
+    return {
+        "run_id": result.run_id,
+        "step": result.step,
+        "workflow": result.workflow,
+        "version": result.version,
+        "fingerprint": result.fingerprint,
+        "recorded_fingerprint": result.recorded_fingerprint,
+        "recorded": {
+            "status": result.recorded_status.value,
+            "output": result.recorded,
+            "error": _error_doc(result.recorded_error),
+        },
+        "replayed": {
+            "status": result.status,
+            "output": result.output,
+            "error": _error_doc(result.error),
+            "traceback": result.traceback,
+        },
+        "changed": result.changed,
+        "diff": result.diff,
+    }
+
+
+def _error_doc(error: Any) -> dict[str, str] | None:
+    return None if error is None else {"code": error.code, "message": error.message}
+
+
+def show_replay(result: Replay) -> None:
+    out = render.stdout_console()
+    out.print(
+        f"replayed step {result.step} of run {result.run_id} with {result.workflow} "
+        f"v{result.version} ({result.fingerprint}); the run was recorded with "
+        f"{result.recorded_fingerprint}",
+        markup=False,
+    )
+    recorded = (
+        f"[{result.recorded_error.code}] {result.recorded_error.message}"
+        if result.recorded_error is not None
+        else _json(result.recorded, 200)
+    )
+    out.print(f"recorded  {result.recorded_status.value}  {recorded}", markup=False)
+    new = (
+        f"[{result.error.code}] {result.error.message}"
+        if result.error is not None
+        else _json(result.output, 200)
+    )
+    out.print(f"replayed  {result.status}  {new}", markup=False)
+    if not result.changed:
+        out.print("no difference", markup=False)
+    else:
+        out.print("differences:", markup=False)
+        for entry in result.diff:
+            out.print(f"  {entry_line(entry)}", markup=False)
+    if result.traceback:
+        click.echo(result.traceback.rstrip(), err=True)

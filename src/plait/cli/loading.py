@@ -1,0 +1,149 @@
+"""What the CLI reads from the user: the Python file that defines workflows (imported by path,
+its workflows found or picked by name), the run input, and the one-line error for a mistake."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import traceback
+from pathlib import Path
+from types import ModuleType
+from typing import IO, Any
+
+import click
+
+from .._errors import PlaitError
+from ..workflow.definition import Workflow
+
+EXIT_USAGE = 2
+
+
+class CliError(click.ClickException):
+    """A mistake of the user's: one line on stderr, no traceback, exit code 2."""
+
+    exit_code = EXIT_USAGE
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(f"plait: error: {self.format_message()}", err=True)
+
+
+# -- loading the user's code ---------------------------------------------------------------------
+
+
+def split_target(target: str) -> tuple[str, str | None]:
+    """'app.py:wf' → ('app.py', 'wf'); 'app.py' → ('app.py', None)."""
+    path, sep, attr = target.rpartition(":")
+    if not sep or not path or "/" in attr or "\\" in attr:
+        return target, None
+    if not attr:
+        raise CliError(f"{target!r}: name the workflow after the colon, as in {path}:wf")
+    return path, attr
+
+
+def load_module(path: str) -> ModuleType:
+    """Import a Python file by path, its directory first on sys.path (so it imports its siblings)."""
+    file = Path(path)
+    if not file.exists():
+        raise CliError(f"file not found: {path}")
+    if not file.is_file():
+        raise CliError(f"not a file: {path}")
+    file = file.resolve()
+    directory = str(file.parent)
+    if directory not in sys.path:
+        sys.path.insert(0, directory)
+    name = file.stem if file.stem.isidentifier() else "plait_app"
+    existing = sys.modules.get(name)
+    if existing is not None and getattr(existing, "__file__", None) != str(file):
+        name = f"plait_app_{name}"  # do not shadow a module that is already imported
+    spec = importlib.util.spec_from_file_location(name, file)
+    if spec is None or spec.loader is None:
+        raise CliError(f"cannot import {path}: not a Python source file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except PlaitError as exc:
+        sys.modules.pop(name, None)
+        raise CliError(f"{path}: {exc}") from None
+    except SyntaxError as exc:
+        sys.modules.pop(name, None)
+        raise CliError(
+            f"cannot import {path}: SyntaxError: {exc.msg} (line {exc.lineno})"
+        ) from None
+    except Exception as exc:
+        sys.modules.pop(name, None)
+        raise CliError(
+            f"cannot import {path}: {type(exc).__name__}: {exc}{_where(exc, file)}"
+        ) from None
+    return module
+
+
+def _where(exc: BaseException, file: Path) -> str:
+    """' (app.py, line 12)': the deepest frame of the user's file in the traceback."""
+    line = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        if frame.filename == str(file):
+            line = frame.lineno
+    return f" ({file.name}, line {line})" if line is not None else ""
+
+
+def module_workflows(module: ModuleType) -> dict[str, Workflow]:
+    """The module's attributes that are workflows, by attribute name (each object once)."""
+    found: dict[str, Workflow] = {}
+    for attr, value in vars(module).items():
+        if isinstance(value, Workflow) and all(value is not w for w in found.values()):
+            found[attr] = value
+    return found
+
+
+def pick_workflow(module: ModuleType, path: str, attr: str | None) -> Workflow:
+    workflows = module_workflows(module)
+    if attr is None:
+        if len(workflows) == 1:
+            return next(iter(workflows.values()))
+        if not workflows:
+            raise CliError(f"{path} defines no plait.Workflow")
+        names = ", ".join(f"{path}:{a}" for a in workflows)
+        raise CliError(f"{path} defines several workflows; name one: {names}")
+    if not hasattr(module, attr):
+        known = ", ".join(workflows) or "none"
+        raise CliError(f"{path} has no attribute {attr!r} (workflows defined there: {known})")
+    value = getattr(module, attr)
+    if not isinstance(value, Workflow):
+        raise CliError(f"{path}:{attr} is {_kind(value)}, not a plait.Workflow")
+    return value
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, type):
+        return f"a class ({value.__name__})"
+    if isinstance(value, ModuleType):
+        return "a module"
+    if callable(value):
+        return "a function" if hasattr(value, "__code__") else "a callable"
+    return f"a {type(value).__name__}"
+
+
+def parse_input(text: str) -> dict[str, Any]:
+    """The run input: JSON text, '@file.json', or '-' for stdin. Must be a JSON object."""
+    source = "--input"
+    if text == "-":
+        text, source = sys.stdin.read(), "--input (stdin)"
+    elif text.startswith("@"):
+        name = text[1:]
+        try:
+            text = Path(name).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise CliError(f"--input: cannot read {name}: {exc.strerror or exc}") from None
+        source = f"--input file {name}"
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CliError(f"{source} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+            type(value), "a number"
+        )
+        raise CliError(f"{source} must be a JSON object such as '{{\"order_id\": 42}}', got {kind}")
+    return value

@@ -1,0 +1,79 @@
+"""`plait queues list|set`: the stored limits of flow-control queues, registered on cli.py's group.
+
+`set` replaces a queue's configuration (a limit not given is lifted); every worker obeys it from
+its next claim. Bad limits or names exit 2 in one line.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from ..core.queues import make_rate
+from ..engine.queues import Queue
+from . import render
+from .app import cli, db_option, existing_engine, json_option, log_option, open_engine, user_errors
+
+
+@cli.group()
+def queues() -> None:
+    """Flow-control queues: list their limits, set them (workers obey at their next claim)."""
+
+
+def _doc(q: Queue) -> dict[str, Any]:
+    rate = None if q.rate is None else q.rate.as_dict()
+    return {"name": q.name, "concurrency": q.concurrency, "rate": rate, "tokens": q.tokens}
+
+
+def _line(q: Queue) -> str:
+    parts = [q.name, f"concurrency {q.concurrency if q.concurrency is not None else '-'}"]
+    if q.rate is not None:
+        r = q.rate
+        tokens = f", {q.tokens:.1f} token(s) left" if q.tokens is not None else ""
+        parts.append(f"rate {r.count:g} per {r.per:g}s, burst {r.capacity:g}{tokens}")
+    return "  ".join(parts)
+
+
+@queues.command("list")
+@json_option
+@db_option
+@log_option("warning")
+@user_errors
+def queues_list(as_json: bool, db: str, log_level: str) -> None:
+    """The configured queues, by name (others are limited only by worker concurrency)."""
+    render.install_logging(log_level)
+    with existing_engine(db) as engine:
+        found = engine.queues()
+    if as_json:
+        render.print_json([_doc(q) for q in found])
+    else:
+        click.echo("\n".join(_line(q) for q in found) if found else "no configured queues")
+
+
+@queues.command("set")
+@click.argument("name")
+@click.option("--concurrency", type=int, help="At most this many of its steps run at once.")
+@click.option("--rate", type=float, metavar="COUNT", help="At most COUNT starts per --per.")
+@click.option("--per", type=float, default=1.0, show_default=True, metavar="SECONDS")
+@click.option(
+    "--burst", type=float, help="Starts allowed at once after a quiet spell (default: COUNT)."
+)
+@db_option
+@log_option("warning")
+@user_errors
+def queues_set(
+    name: str,
+    concurrency: int | None,
+    rate: float | None,
+    per: float,
+    burst: float | None,
+    db: str,
+    log_level: str,
+) -> None:
+    """Configure queue NAME (limits not given are lifted)."""
+    render.install_logging(log_level)
+    limit = None if rate is None else make_rate(f"queue {name!r}", rate, per, burst)
+    with open_engine(db) as engine:
+        q = engine.configure_queue(name, concurrency=concurrency, rate=limit)
+    click.echo(_line(q))

@@ -1,0 +1,478 @@
+"""What the command line shows: JSON documents, rich tables, the progress of a run, log output.
+
+Kept apart from `cli.py`, which parses arguments and drives the engine, so that each reads in one
+sitting. Humans get tables and colours on a terminal; `--json` and pipes get stable, plain output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import sys
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ..engine.engine import Engine
+from ..engine.views import Event, Inspection, Run, Step, Waiting, WorkflowInfo
+
+PAYLOAD_WIDTH = 100  # characters of an event payload shown in a table
+SPAWNED_SHOWN = 20  # spawned steps listed per parent by `runs show`; the rest are counted
+
+STATUS_STYLE = {
+    "completed": "green",
+    "done": "green",
+    "failed": "red",
+    "cancelled": "yellow",
+    "skipped": "yellow",
+    "running": "cyan",
+    "ready": "blue",
+    "pending": "dim",
+    "waiting": "magenta",
+    "pausing": "magenta",
+    "paused": "magenta",
+}
+
+
+def _console(stderr: bool) -> Console:
+    console = Console(stderr=stderr, highlight=False)
+    if not console.is_terminal:  # piped: do not wrap tables at 80 columns
+        console = Console(stderr=stderr, highlight=False, width=240)
+    return console
+
+
+def stdout_console() -> Console:
+    return _console(stderr=False)
+
+
+@functools.cache
+def stderr_console() -> Console:
+    """One console for stderr, shared by logging and the progress bar so they do not collide."""
+    return _console(stderr=True)
+
+
+# -- JSON documents ------------------------------------------------------------------------------
+
+
+def _iso(ts: datetime | None) -> str | None:
+    return ts.isoformat() if ts is not None else None
+
+
+def run_doc(run: Run) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "workflow": run.workflow,
+        "version": run.version,
+        "fingerprint": run.fingerprint,
+        "status": run.status.value,
+        "input": run.input,
+        "output": run.output,
+        "error": run.error,
+        "created_at": _iso(run.created_at),
+        "started_at": _iso(run.started_at),
+        "finished_at": _iso(run.finished_at),
+        "duration": run.duration,
+        "deadline": _iso(run.deadline),
+        "parent_run": run.parent_run,
+        "forked_from": run.forked_from,
+    }
+
+
+def step_doc(step: Step) -> dict[str, Any]:
+    return {
+        "name": step.name,
+        "status": step.status.value,
+        "attempts": step.attempts,
+        "output": step.output,
+        "error": {"code": step.error.code, "message": step.error.message} if step.error else None,
+        "skip_reason": step.skip_reason,
+        "worker": step.worker,
+        "ready_at": _iso(step.ready_at),
+        "started_at": _iso(step.started_at),
+        "finished_at": _iso(step.finished_at),
+        "queued": step.queued,
+        "duration": step.duration,
+        "gate": step.gate.value if step.gate is not None else None,
+        "expires_at": _iso(step.expires_at),
+        "reused_from": step.reused_from,
+        "task": step.task,
+        "parent": step.parent,
+    }
+
+
+def event_doc(event: Event) -> dict[str, Any]:
+    return {
+        "seq": event.seq,
+        "type": event.type,
+        "step": event.step,
+        "payload": event.payload,
+        "ts": _iso(event.ts),
+    }
+
+
+def workflow_doc(info: WorkflowInfo) -> dict[str, Any]:
+    return {
+        "name": info.name,
+        "version": info.version,
+        "fingerprint": info.fingerprint,
+        "steps": list(info.steps),
+        "registered_at": _iso(info.registered_at),
+    }
+
+
+def inspection_doc(inspection: Inspection) -> dict[str, Any]:
+    return {
+        "run": run_doc(inspection.run),
+        "steps": [step_doc(s) for s in inspection.steps],
+        "counts": inspection.counts,
+        "blockers": inspection.blockers,
+        "duration": inspection.duration,
+        "notes": inspection.notes,
+    }
+
+
+def print_json(value: Any) -> None:
+    """Indented JSON on stdout: readable, and what `jq` and `json.loads` expect."""
+    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+# -- tables --------------------------------------------------------------------------------------
+
+
+def _status(value: str) -> str:
+    style = STATUS_STYLE.get(value)
+    return f"[{style}]{value}[/]" if style else value
+
+
+def _when(ts: datetime | None) -> str:
+    return ts.astimezone().strftime("%Y-%m-%d %H:%M:%S") if ts is not None else "-"
+
+
+def _secs(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value < 1:
+        return f"{value * 1000:.0f}ms"
+    if value < 120:
+        return f"{value:.2f}s"
+    return f"{value / 60:.1f}min"
+
+
+def _short(value: Any, width: int = PAYLOAD_WIDTH) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def runs_table(runs: Sequence[Run]) -> Table:
+    table = Table(box=None, header_style="bold")
+    for column in ("RUN", "WORKFLOW", "VERSION", "STATUS", "CREATED", "DURATION"):
+        table.add_column(column, no_wrap=column != "RUN")
+    for run in runs:
+        table.add_row(
+            escape(run.id),
+            escape(run.workflow),
+            escape(run.version),
+            _status(run.status.value),
+            _when(run.created_at),
+            _secs(run.duration),
+        )
+    return table
+
+
+def workflows_table(infos: Sequence[WorkflowInfo]) -> Table:
+    table = Table(box=None, header_style="bold")
+    for column in ("WORKFLOW", "VERSION", "FINGERPRINT", "STEPS", "REGISTERED"):
+        table.add_column(column)
+    for info in infos:
+        table.add_row(
+            escape(info.name),
+            escape(info.version),
+            info.fingerprint,
+            escape(", ".join(info.steps)),
+            _when(info.registered_at),
+        )
+    return table
+
+
+def waiting_doc(w: Waiting) -> dict[str, Any]:
+    return {
+        "run_id": w.run_id,
+        "workflow": w.workflow,
+        "step": w.step,
+        "gate": w.gate.value,
+        "since": _iso(w.since),
+        "expires_at": _iso(w.expires_at),
+    }
+
+
+def waiting_table(waiting: Sequence[Waiting]) -> Table:
+    table = Table(box=None, header_style="bold")
+    for column in ("RUN", "WORKFLOW", "STEP", "WAITS FOR", "SINCE", "EXPIRES"):
+        table.add_column(column, overflow="fold")
+    for w in waiting:
+        table.add_row(
+            escape(w.run_id),
+            escape(w.workflow),
+            escape(w.step),
+            w.gate.value,
+            _when(w.since),
+            _when(w.expires_at) if w.expires_at else "-",
+        )
+    return table
+
+
+def show_inspection(console: Console, inspection: Inspection) -> None:
+    run = inspection.run
+    console.print(f"[bold]run[/] {escape(run.id)}  {_status(run.status.value)}")
+    console.print(f"workflow  {escape(run.workflow)} v{escape(run.version)} ({run.fingerprint})")
+    console.print(
+        f"created   {_when(run.created_at)}   finished {_when(run.finished_at)}"
+        f"   duration {_secs(inspection.duration)}"
+    )
+    if run.parent_run is not None:
+        at = escape(run.forked_from or "?")
+        console.print(f"forked    from run {escape(run.parent_run)} at step {at}")
+    if run.deadline is not None:
+        console.print(f"deadline  {_when(run.deadline)}")
+    console.print(f"input     {escape(_short(run.input, 200))}")
+    if run.output is not None:
+        console.print(f"output    {escape(_short(run.output, 200))}")
+    if run.error:
+        console.print(f"error     [red]{escape(run.error)}[/]")
+    counts = ", ".join(f"{n} {status}" for status, n in inspection.counts.items() if n)
+    console.print(f"steps     {counts}")
+    console.print()
+    table = Table(box=None, header_style="bold")
+    for column in ("STEP", "STATUS", "ATTEMPTS", "QUEUED", "DURATION", "WORKER", "DETAIL"):
+        table.add_column(column, overflow="fold")
+    shown: dict[str, int] = {}  # parent → spawned steps listed (a fan-out may have thousands)
+    hidden: dict[str, Counter[str]] = {}
+    for step in inspection.steps:
+        if step.parent is not None:
+            shown[step.parent] = shown.get(step.parent, 0) + 1
+            if shown[step.parent] > SPAWNED_SHOWN:
+                hidden.setdefault(step.parent, Counter())[step.status.value] += 1
+                continue
+        if step.error is not None:
+            detail = f"[red]\\[{escape(step.error.code)}][/] {escape(_short(step.error.message))}"
+        elif step.skip_reason:
+            detail = escape(step.skip_reason)
+        elif (reused := step.reused_from) is not None:
+            detail = f"[dim]reused from {escape(reused)}[/]"
+        elif step.status.value == "waiting" and step.name in inspection.blockers:
+            detail = "[yellow]" + escape(", ".join(inspection.blockers[step.name])) + "[/]"
+        elif step.name in inspection.blockers:
+            why = ", ".join(inspection.blockers[step.name])
+            # "no live worker serves…", "no worker has claimed it yet…" read as they are
+            detail = escape(why) if why.startswith("no ") else "waits on " + escape(why)
+        elif step.task is not None:
+            detail = f"[dim]spawned: task {escape(step.task)}[/]"
+        else:
+            detail = ""
+        table.add_row(
+            escape(step.name),
+            _status(step.status.value),
+            str(step.attempts),
+            _secs(step.queued),
+            _secs(step.duration),
+            escape(step.worker or "-"),
+            detail,
+        )
+    console.print(table)
+    for parent, by_status in hidden.items():
+        what = ", ".join(f"{n:,} {status}" for status, n in by_status.most_common())
+        console.print(
+            f"… and {by_status.total():,} more steps spawned by {escape(parent)} ({what})"
+        )
+    for note in inspection.notes:
+        console.print(f"note: {escape(note)}")
+
+
+def events_table(events: Iterable[Event]) -> Table:
+    table = Table(box=None, header_style="bold")
+    for column in ("SEQ", "TIME", "TYPE", "STEP", "DETAIL"):
+        table.add_column(column, overflow="fold")
+    for event in events:
+        payload = {
+            k: v
+            for k, v in event.payload.items()
+            if k not in ("traceback", "step") and v is not None
+        }
+        detail = " ".join(f"{k}={_short(v, 60)}" for k, v in payload.items())
+        table.add_row(
+            str(event.seq),
+            event.ts.astimezone().strftime("%H:%M:%S.%f")[:-3],
+            event.type,
+            escape(event.step or ""),
+            escape(detail),
+        )
+    return table
+
+
+# -- progress of `plait run` ---------------------------------------------------------------------
+
+
+TERMINAL_EVENTS = frozenset({"step_completed", "step_failed", "step_skipped", "step_cancelled"})
+NEUTRAL_EVENTS = frozenset({"step_outcome_ignored"})
+
+
+def event_line(event: Event) -> str | None:
+    """One plain line for the events worth telling while a run progresses."""
+    p = event.payload
+    step = event.step or ""
+    if event.type == "step_completed":
+        return f"{step} done in {_secs(p.get('duration'))}"
+    if event.type == "step_retrying":
+        retry_at = p.get("retry_at")
+        wait = (
+            f" in {_secs(max(retry_at - event.ts.timestamp(), 0.0))}"
+            if isinstance(retry_at, int | float)
+            else ""
+        )
+        return (
+            f"{step} attempt {p.get('attempt')} failed: [{p.get('code')}] "
+            f"{_short(p.get('message') or '', 200)}; retrying{wait}"
+        )
+    if event.type == "step_failed":
+        return f"{step} failed: [{p.get('code')}] {_short(p.get('message') or '', 200)}"
+    if event.type == "step_skipped":
+        return f"{step} skipped: {p.get('reason')}"
+    if event.type == "step_released":
+        return f"{step} released for another worker"
+    if event.type == "step_key_full":
+        return (
+            f"{step} waits: concurrency key {p.get('key')!r} runs at most {p.get('key_limit')} "
+            "at once"
+        )
+    if event.type == "step_lease_expired":
+        return f"{step}: lease expired (worker {p.get('worker')} lost); it will run again"
+    return None
+
+
+class RunProgress:
+    """Follows one run while an embedded worker runs it: "steps done / total" and a line per event.
+
+    On a terminal, a rich progress bar on stderr; otherwise plain lines on stderr (stdout is kept
+    for the result).
+    """
+
+    def __init__(
+        self, engine: Engine, run_id: str, *, console: Console, interval: float = 0.05
+    ) -> None:
+        self.engine = engine
+        self.run_id = run_id
+        self.console = console
+        self.interval = interval
+        self.live = console.is_terminal
+        self._seq = 0
+        self._done = 0
+        self._total = 0
+        self._ended: set[str] = set()
+        self._bar: Progress | None = None
+        self._task: Any = None
+
+    def _say(self, text: str) -> None:
+        if self._bar is not None:
+            self._bar.console.print(escape(text), highlight=False)
+        else:
+            self.console.print(escape(f"[{self._done}/{self._total}] {text}"), highlight=False)
+
+    async def _tick(self) -> None:
+        events = await self.engine.events_async(self.run_id, after_seq=self._seq)
+        steps = await self.engine.steps_async(self.run_id)
+        self._total = len(steps)
+        for event in events:
+            self._seq = event.seq
+            if event.step is not None and event.type not in NEUTRAL_EVENTS:
+                if event.type in TERMINAL_EVENTS:
+                    self._ended.add(event.step)
+                else:
+                    self._ended.discard(event.step)
+            self._done = len(self._ended)
+            line = event_line(event)
+            if line is not None:
+                self._say(line)
+        # the snapshot is read after the events, so it may be ahead of them by a step or two
+        self._done = max(self._done, sum(1 for s in steps if s.status.terminal))
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self._done, total=self._total)
+
+    async def follow(self, stop: asyncio.Event) -> None:
+        """Report until `stop` is set, then once more so the last steps are shown."""
+        if self.live:
+            self._bar = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("steps"),
+                TimeElapsedColumn(),
+                console=self.console,
+                transient=False,
+            )
+            self._task = self._bar.add_task(escape(self.run_id), total=None)
+            self._bar.start()
+        try:
+            while not stop.is_set():
+                await self._tick()
+                try:
+                    async with asyncio.timeout(self.interval):
+                        await stop.wait()
+                except TimeoutError:
+                    pass
+            await self._tick()
+        finally:
+            if self._bar is not None:
+                self._bar.stop()
+
+    @property
+    def summary(self) -> str:
+        return f"{self._done}/{self._total} steps done"
+
+
+# -- logging -------------------------------------------------------------------------------------
+
+
+class _StampFormatter(logging.Formatter):
+    """Adds the run id, step and attempt that plait stamps on its records."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        stamps = [
+            f"{key}={getattr(record, key)}"
+            for key in ("run_id", "step", "attempt")
+            if getattr(record, key, None) is not None
+        ]
+        return f"{text} [{' '.join(stamps)}]" if stamps else text
+
+
+def install_logging(level: str) -> None:
+    """Logging on stderr for the command line (the library itself never installs handlers)."""
+    console = stderr_console()
+    handler: logging.Handler
+    if console.is_terminal:
+        from rich.logging import RichHandler
+
+        handler = RichHandler(console=console, show_path=False, rich_tracebacks=False, markup=False)
+        handler.setFormatter(_StampFormatter("%(name)s: %(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_StampFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+
+
+def failures_text(failures: Mapping[str, Any]) -> list[str]:
+    return [f"  {name}: [{err.code}] {err.message}" for name, err in failures.items()]

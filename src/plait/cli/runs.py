@@ -1,0 +1,109 @@
+"""`plait runs list|show|events` and `plait workflows`: reading runs and versions."""
+
+from __future__ import annotations
+
+import click
+
+from ..core.rows import RunStatus
+from . import render
+from .app import cli, db_option, existing_engine, json_option, log_option, runs, user_errors
+
+
+@runs.command("list")
+@click.option("--workflow", metavar="NAME", help="Only runs of this workflow.")
+@click.option(
+    "--status", type=click.Choice([s.value for s in RunStatus]), help="Only runs in this status."
+)
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@click.option("--cursor", help="The next-page cursor printed by a previous page.")
+@json_option
+@db_option
+@log_option("warning")
+@user_errors
+def runs_list(
+    workflow: str | None,
+    status: str | None,
+    limit: int,
+    cursor: str | None,
+    as_json: bool,
+    db: str,
+    log_level: str,
+) -> None:
+    """Runs, newest first, one page at a time."""
+    render.install_logging(log_level)
+    with existing_engine(db) as engine:
+        page = engine.list_runs(workflow=workflow, status=status, limit=limit, cursor=cursor)
+    if as_json:
+        render.print_json(
+            {"runs": [render.run_doc(r) for r in page.runs], "next_cursor": page.next_cursor}
+        )
+        return
+    out = render.stdout_console()
+    if not page.runs:
+        out.print("no runs", markup=False)
+        return
+    out.print(render.runs_table(page.runs))
+    if page.next_cursor:
+        out.print(f"more: plait runs list --cursor '{page.next_cursor}'", markup=False)
+
+
+@runs.command("show")
+@click.argument("run_id", metavar="ID")
+@json_option
+@db_option
+@log_option("warning")
+@user_errors
+def runs_show(run_id: str, as_json: bool, db: str, log_level: str) -> None:
+    """A run, its steps (status, attempts, durations, errors) and what waiting steps wait on."""
+    render.install_logging(log_level)
+    with existing_engine(db) as engine:
+        inspection = engine.inspect(run_id)
+    if as_json:
+        render.print_json(render.inspection_doc(inspection))
+    else:
+        render.show_inspection(render.stdout_console(), inspection)
+
+
+@runs.command("events")
+@click.argument("run_id", metavar="ID")
+@click.option(
+    "--after",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    metavar="SEQ",
+    help="Only events after this sequence number.",
+)
+@json_option
+@db_option
+@log_option("warning")
+@user_errors
+def runs_events(run_id: str, after: int, as_json: bool, db: str, log_level: str) -> None:
+    """A run's event log, in order."""
+    render.install_logging(log_level)
+    with existing_engine(db) as engine:
+        events = engine.events(run_id, after_seq=after)
+    if as_json:
+        render.print_json([render.event_doc(e) for e in events])
+    elif events:
+        render.stdout_console().print(render.events_table(events))
+    else:
+        render.stdout_console().print(f"no events after {after}", markup=False)
+
+
+@cli.command()
+@json_option
+@db_option
+@log_option("warning")
+@user_errors
+def workflows(as_json: bool, db: str, log_level: str) -> None:
+    """The workflow versions recorded in the store."""
+    render.install_logging(log_level)
+    with existing_engine(db) as engine:
+        infos = engine.workflows()
+    if as_json:
+        render.print_json([render.workflow_doc(i) for i in infos])
+    elif infos:
+        render.stdout_console().print(render.workflows_table(infos))
+    else:
+        render.stdout_console().print("no workflows", markup=False)

@@ -1,0 +1,353 @@
+"""The records the state machine reads and writes, shared by every store.
+
+Timestamps are float seconds since the epoch; payloads (inputs, outputs) are JSON bytes and are
+decoded only at the API boundary, so the hot path never parses what it merely moves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class StepStatus(StrEnum):
+    PENDING = "pending"
+    READY = "ready"
+    RUNNING = "running"
+    WAITING = "waiting"
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in _TERMINAL_STEP
+
+
+_TERMINAL_STEP = frozenset(
+    {StepStatus.DONE, StepStatus.FAILED, StepStatus.SKIPPED, StepStatus.CANCELLED}
+)
+
+
+class RunStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    PAUSING = "pausing"
+    PAUSED = "paused"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def terminal(self) -> bool:
+        return self in _TERMINAL_RUN
+
+
+_TERMINAL_RUN = frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED})
+
+
+class EdgeKind(StrEnum):
+    DATA = "data"  # the dependent receives the output
+    AFTER = "after"  # ordering only; a failure still cascades
+    AFTER_ANY = "after_any"  # waits for the end, whatever it is; never cascades
+    CHILD = "child"  # from a spawned step to the step that spawned it, which waits for it
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    """An edge seen from the upstream step: who depends on me, and how."""
+
+    target: str
+    kind: EdgeKind
+    absorbs: bool = False  # the target has a `defaults` entry for this dependency
+
+
+class Gate(StrEnum):
+    """What a `waiting` step waits for."""
+
+    APPROVAL = "approval"  # approve() or reject(), or its expiry
+    SIGNAL = "signal"  # a payload from outside: signal()
+
+
+class OnExpiry(StrEnum):
+    REJECT = "reject"
+    APPROVE = "approve"
+
+
+@dataclass(frozen=True, slots=True)
+class StepOptions:
+    """A step's options that the state machine acts on; stored with each step, never rewritten
+    but for a concurrency key read from dependency outputs (`key`, see `_key_admission.py`)."""
+
+    delay: float | None = None  # seconds between becoming ready and being claimable
+    gate: Gate | None = None  # when ready, wait in `waiting` for this instead
+    expires_after: float | None = None  # an approval undecided this long is decided by on_expiry
+    on_expiry: OnExpiry = OnExpiry.REJECT
+    queue: str | None = None  # its flow-control queue (None: "default"); see _queues.py
+    key: str | None = None  # its concurrency key (resolved per run, at start or after a claim)
+    key_limit: int | None = None  # at most this many running steps share the key
+    # the key reads dependency outputs: None (pending) until the worker that claimed the step
+    # resolves it (`_key_admission.py`); a Goto that runs the step again makes it pending again
+    key_from_outputs: bool = False
+    # placement: a worker label; "@" + a worker's id; "=" + the step whose worker it must use
+    target: str | None = None
+    # the run's priority (`start(priority=)`), already in the row's priority; the steps it
+    # spawns add it to theirs (kept here, per row: a run row has no place for it)
+    run_priority: int = 0
+
+
+@dataclass(slots=True)
+class StepRow:
+    run_id: str
+    name: str
+    idx: int
+    status: StepStatus
+    unmet: int
+    dependents: tuple[Edge, ...] = ()
+    optional: bool = False
+    priority: int = 0
+    attempt: int = 0  # attempts started so far (a lease recovery gives its attempt back)
+    recoveries: int = 0
+    skip_reason: str | None = None  # set while pending once a dependency's failure dooms the step
+    output: bytes | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    available_at: float | None = None
+    lease_token: str | None = None
+    lease_expires_at: float | None = None
+    worker_id: str | None = None
+    ready_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    options: StepOptions | None = None
+    reused_from: str | None = None  # a fork reused this step's output, recorded by that run
+    iteration: int = 0  # times a Goto sent the run back through this step
+    task: str | None = None  # a spawned step: the workflow's task it runs (None: a static step)
+    input: bytes | None = None  # a spawned step: the JSON value its task receives
+    gather: bytes | None = None  # a parent that returned handles: JSON name or list of names
+
+    @property
+    def joining(self) -> bool:
+        """A parent waiting for the steps it spawned (`unmet` of them are unfinished); a step
+        waiting at a gate has no unmet dependency."""
+        return self.status is StepStatus.WAITING and self.unmet > 0
+
+
+@dataclass(slots=True)
+class RunRow:
+    id: str
+    workflow: str
+    version: str
+    fingerprint: str
+    status: RunStatus
+    input: bytes
+    sinks: tuple[str, ...]
+    unfinished: int  # steps not yet terminal: the run ends when this reaches 0
+    failures: int = 0  # non-optional steps that failed or were skipped for a failure
+    next_seq: int = 1
+    output: bytes | None = None
+    error: str | None = None  # summary of the first failure
+    created_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+    deadline: float | None = None  # past it, the run fails with deadline_exceeded
+    parent_run: str | None = None  # the run this one was forked from
+    forked_from: str | None = None  # the step of the parent it was forked from
+    next_idx: int = 0  # the `idx` of the next step added to the run (spawned steps)
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    """An entry of a run's event log; `seq` is 1, 2, 3 … per run, assigned in the writing transaction."""
+
+    run_id: str
+    seq: int
+    type: str
+    step: str | None
+    payload: dict[str, object]
+    ts: float
+
+
+@dataclass(frozen=True, slots=True)
+class StepPlan:
+    """What a run needs to know about one step of its workflow (no code)."""
+
+    name: str
+    dependencies: tuple[tuple[str, EdgeKind], ...]
+    defaults: tuple[str, ...] = ()  # dependencies whose failure is absorbed by a default
+    optional: bool = False
+    priority: int = 0
+    inputs: tuple[tuple[str, bool], ...] = ()  # (run-input field, required)
+    options: StepOptions | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowPlan:
+    """A workflow version as the store keeps it: enough to create runs without the code."""
+
+    name: str
+    version: str
+    fingerprint: str
+    steps: tuple[StepPlan, ...]
+    created_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A step a worker now holds under a lease."""
+
+    run_id: str
+    step: str
+    fingerprint: str
+    attempt: int
+    token: str
+    lease_expires_at: float
+    iteration: int = 0  # passes a Goto made the step go through before this one
+    task: str | None = None  # a spawned step: the task it runs, and the input it receives
+    input: bytes | None = None
+    key_pending: bool = False  # its concurrency key is to be resolved and admitted first
+
+
+@dataclass(frozen=True, slots=True)
+class Spawn:
+    """A step a handler added to its run (`ctx.spawn`, `ctx.map`); committed with its success."""
+
+    name: str
+    task: str
+    input: bytes | None  # JSON, or None when the task takes no input
+    after: tuple[str, ...] = ()  # names of steps spawned before it by the same handler
+    optional: bool = False
+    priority: int = 0
+    not_before: float | None = None  # claimable from then on (epoch seconds)
+    colocate: bool = False  # run on the worker that ran the step that spawned it
+    options: StepOptions | None = None  # its task's queue and target
+
+
+@dataclass(frozen=True, slots=True)
+class RecordWrite:
+    """A document a step wrote with `ctx.record`; committed with its success only."""
+
+    collection: str
+    key: str
+    doc: bytes  # JSON
+
+
+@dataclass(frozen=True, slots=True)
+class RecordRow:
+    """A document of a collection (`engine.records`), as the store keeps it."""
+
+    collection: str
+    key: str
+    doc: bytes  # JSON
+    revision: int  # 1 when created, +1 per write (and per delete: see TOMBSTONE)
+    updated_at: float
+    run_id: str | None = None  # the step that wrote it last, if a step did
+    step: str | None = None
+
+
+# The doc of a deleted record's row (no JSON document is empty): stores keep the row, one revision
+# on, so that a re-creation continues the key's revisions instead of starting again at 1, where a
+# writer that read the old document could overwrite the new one (ABA). Never shown by get/list.
+TOMBSTONE = b""
+
+
+@dataclass(frozen=True, slots=True)
+class StepData:
+    """What a handler wrote besides its output (`ctx.record`, `ctx.save_artifact`), sent with its
+    successful outcome only, so that a failed attempt leaves nothing behind."""
+
+    records: tuple[RecordWrite, ...] = ()
+    artifacts: tuple[ArtifactRow, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactRow:
+    """A file a step saved (`ctx.save_artifact`): its bytes are in the artifact folder under
+    `path` (relative), or in the store's blob of `sha256` (path None; `data` carries them from
+    the handler to the success transaction); the row makes it visible, so it exists only if the
+    step succeeded (`_artifacts.py`)."""
+
+    id: str
+    run_id: str
+    step: str
+    name: str
+    size: int
+    sha256: str
+    content_type: str
+    path: str | None
+    metadata: bytes | None = None  # JSON object
+    created_at: float = 0.0
+    data: bytes | None = None  # the bytes kept in the database, on their way to a blob
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a worker reports for a claimed step. `retry_at` set on a failure means: try again then."""
+
+    run_id: str
+    step: str
+    token: str
+    output: bytes | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    traceback: str | None = None
+    retry_at: float | None = None
+    skipped: bool = False  # its `when=` condition was false: skipped, reason "condition"
+    goto: str | None = None  # it returned plait.Goto(goto, max_iterations): loop back there
+    max_iterations: int = 0
+    spawned: tuple[Spawn, ...] = ()  # steps it added; it then waits for them before it is done
+    gather: bytes | None = None  # it returned handles: their names (JSON), whose outputs it returns
+    data: StepData | None = None  # records and artifacts, written only if it succeeded
+
+    @property
+    def succeeded(self) -> bool:
+        return self.error_code is None and not self.skipped
+
+
+@dataclass(slots=True)
+class CommitResult:
+    """What a store transaction changed that others may wait on."""
+
+    accepted: list[bool] = field(default_factory=list)
+    ended_runs: list[str] = field(default_factory=list)
+    readied: int = 0
+    cancelled_runs: list[str] = field(default_factory=list)  # their running steps must stop
+    refusal: str | None = None  # an operator action not allowed in the run's state: why
+    timers_changed: bool = False  # something now waits for the clock (an approval's expiry)
+    # a step of a queue with a concurrency limit, or with a concurrency key, stopped running: a
+    # claim that its limits held back may now succeed (wake workers here; PostgreSQL: everywhere)
+    slot_freed: bool = False
+
+
+class Claims(list[Claim]):
+    """The steps one claim took, and, when limits held ready work back from it, what to wait
+    for (see `core.claiming`): `limited` says that some ready step this worker could run waits for
+    room under a queue's or a key's limits; `next_token_at`, when the earliest rate-limited
+    queue among those gets its next token (None: none is waiting for tokens)."""
+
+    def __init__(
+        self, claims: list[Claim] | None = None, *, limited: bool = False,
+        next_token_at: float | None = None,
+    ) -> None:  # fmt: skip
+        super().__init__(claims or ())
+        self.limited = limited
+        self.next_token_at = next_token_at
+
+
+@dataclass(frozen=True, slots=True)
+class StepInputs:
+    """What a claimed step's handler needs: the run input and its dependencies' ends."""
+
+    run_input: bytes
+    # dependency → (status, output JSON or None)
+    dependencies: dict[str, tuple[StepStatus, bytes | None]]
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A lease a worker holds: enough to heartbeat or release it."""
+
+    run_id: str
+    step: str
+    token: str

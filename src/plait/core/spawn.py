@@ -1,0 +1,195 @@
+"""Spawned steps in the state machine (DESIGN §3.3): a running step adds steps to its run, then
+waits for them. Pure, like `_transitions.py`.
+
+A handler's `ctx.spawn` / `ctx.map` calls travel with its successful outcome (`Outcome.spawned`,
+never with a failed attempt), so what a step spawns is inserted in the transaction that records its
+success, and a retried attempt spawns nothing twice. The parent then *joins*: it is `waiting` with
+`unmet` = its unfinished children, each of which has a `child` edge to it. When the last one ends
+the parent ends too: `failed` (code `child_failed`) if a non-optional child did not finish `done`,
+else `done`, its output being what its handler returned, or, if it returned handles, the outputs
+of those children (a list, in order, for a list of handles).
+
+Children are named `<parent>/<label>` (`<parent>#<iteration>/<label>` once a `Goto` sent the run
+back through the parent), where the label is the `name=` given or `<task>-<n>`. Those characters
+cannot occur in a workflow's step names, so a child never collides with a static step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator, Iterable
+from dataclasses import replace
+
+import orjson
+
+from .rows import Edge, EdgeKind, Outcome, RunRow, Spawn, StepOptions, StepRow, StepStatus
+from .transitions import Need, Txn, fails_run, need, reached
+
+CHILD_FAILED = "child_failed"
+LISTED_NAMES = 100  # a spawn event names at most this many children (it says how many in all)
+
+
+def child_prefix(parent: str, iteration: int) -> str:
+    """What the names of the steps a parent spawns in this pass start with."""
+    return f"{parent}/" if iteration == 0 else f"{parent}#{iteration}/"
+
+
+def spawn(txn: Txn, run: RunRow, parent: StepRow, outcome: Outcome) -> None:
+    """`parent` succeeded and spawned `outcome.spawned`: add them to the run, and the parent
+    waits for them (its output, or what it gathers, is set when they have ended)."""
+    spawned = outcome.spawned
+    dependents: dict[str, list[Edge]] = {
+        s.name: [Edge(parent.name, EdgeKind.CHILD)] for s in spawned
+    }
+    for s in spawned:
+        for before in s.after:
+            dependents[before].append(Edge(s.name, EdgeKind.AFTER))
+    parent.status = StepStatus.WAITING
+    parent.unmet = len(spawned)
+    parent.output = outcome.output
+    parent.gather = outcome.gather
+    parent.available_at = None
+    run.unfinished += len(spawned)
+    names = [s.name for s in spawned]
+    listed = names if len(names) <= LISTED_NAMES else names[:LISTED_NAMES]
+    txn.emit(run, "steps_spawned", parent.name, count=len(names), steps=listed)
+    for s in spawned:
+        child = StepRow(
+            run_id=run.id,
+            name=s.name,
+            idx=run.next_idx,
+            status=StepStatus.PENDING,
+            unmet=len(s.after),
+            dependents=tuple(dependents[s.name]),
+            optional=s.optional,
+            priority=s.priority + _run_priority(parent),
+            task=s.task,
+            input=s.input,
+            options=_options(s, parent),
+        )
+        run.next_idx += 1
+        txn.insert(child)
+        if not s.after:
+            reached(txn, run, child, [])  # no gate on a task: it is ready
+        if s.not_before is not None and child.available_at is not None:
+            child.available_at = max(child.available_at, s.not_before)
+
+
+def _options(s: Spawn, parent: StepRow) -> StepOptions | None:
+    """A spawned step's options: its task's queue and target, or the spawning worker; and the
+    run's priority, which it passes on to what it spawns in turn."""
+    options = s.options
+    if s.colocate:
+        options = replace(options or StepOptions(), target="@" + str(parent.worker_id))
+    if _run_priority(parent):
+        options = replace(options or StepOptions(), run_priority=_run_priority(parent))
+    return options
+
+
+def _run_priority(parent: StepRow) -> int:
+    """The priority the run was started with (`start(priority=)`), added to its steps'."""
+    return 0 if parent.options is None else parent.options.run_priority
+
+
+def join(txn: Txn, run: RunRow, child: StepRow, parent: StepRow) -> Generator[Need, None, bool]:
+    """`child` ended: count it on its joining parent. Returns (via StopIteration) whether the
+    parent has now ended, so that the caller settles it."""
+    if not parent.joining:  # the parent ended already (cancelled, or reset by a loop)
+        return False
+    parent.unmet -= 1
+    txn.touch(parent)
+    if child.status is not StepStatus.DONE and not child.optional and parent.error_code is None:
+        parent.error_code = CHILD_FAILED
+        parent.error_message = _failure(child)
+    if parent.unmet > 0:
+        return False
+    parent.finished_at = txn.now
+    if parent.error_code is not None:
+        parent.status = StepStatus.FAILED
+        txn.emit(
+            run,
+            "step_failed",
+            parent.name,
+            attempt=parent.attempt,
+            code=parent.error_code,
+            message=parent.error_message,
+        )
+        return True
+    if parent.gather is not None:
+        gathered = orjson.loads(parent.gather)
+        names = [gathered] if isinstance(gathered, str) else gathered
+        yield from need(txn, run.id, names)
+        outputs = [_output(txn.step(run.id, n)) for n in names]
+        if isinstance(gathered, str):
+            parent.output = outputs[0]
+        else:  # one join: one copy of each output, however big (blobs)
+            pieces = [b"["]
+            for output in outputs:
+                pieces += (output, b",")
+            pieces[-1] = b"]" if outputs else b"[]"
+            parent.output = b"".join(pieces)
+    parent.status = StepStatus.DONE
+    txn.emit(run, "step_completed", parent.name, attempt=parent.attempt, joined=True)
+    return True
+
+
+def _output(step: StepRow | None) -> bytes:
+    # an optional child that did not finish `done` gives null
+    if step is None or step.status is not StepStatus.DONE or step.output is None:
+        return b"null"
+    return step.output
+
+
+def _failure(child: StepRow) -> str:
+    what = child.error_message or child.skip_reason or child.status.value
+    return f"spawned step {child.name!r} {child.status.value}: {what}"
+
+
+def children_of(parent: StepRow, ups: Iterable[tuple[StepRow, Edge]]) -> list[StepRow]:
+    """The steps `parent` spawned in its current pass, from its upstream (`upstream_of`)."""
+    prefix = child_prefix(parent.name, parent.iteration)
+    return [up for up, edge in ups if edge.kind is EdgeKind.CHILD and up.name.startswith(prefix)]
+
+
+def reopen_parent(txn: Txn, run: RunRow, parent: StepRow) -> bool:
+    """A child of `parent` was retried: a parent that its children failed waits for them again
+    (`recount` then says for how many, once every retried step is back). True if it was ended."""
+    if parent.status is not StepStatus.FAILED or parent.error_code != CHILD_FAILED:
+        return False
+    if fails_run(parent):
+        run.failures -= 1
+    run.unfinished += 1
+    parent.status = StepStatus.WAITING
+    parent.finished_at = None
+    txn.touch(parent)
+    txn.emit(run, "step_reopened", parent.name, joining=True)
+    return True
+
+
+def recount(parent: StepRow, children: list[StepRow]) -> None:
+    """How many children a (re)joining parent waits for, and whether one failed it already."""
+    if parent.status is not StepStatus.WAITING:
+        return
+    parent.unmet = sum(1 for c in children if not c.status.terminal)
+    failed = next(
+        (
+            c
+            for c in children
+            if c.status.terminal and c.status is not StepStatus.DONE and not c.optional
+        ),
+        None,
+    )
+    parent.error_code = None if failed is None else CHILD_FAILED
+    parent.error_message = None if failed is None else _failure(failed)
+
+
+def spawned_below(steps: list[StepRow], roots: Iterable[str]) -> list[StepRow]:
+    """Every step spawned, directly or not, by one of `roots`, in the order they were added."""
+    below = set(roots)
+    found = []
+    for step in sorted(steps, key=lambda s: s.idx):  # a child is added after its parent
+        if step.task is not None and any(
+            e.kind is EdgeKind.CHILD and e.target in below for e in step.dependents
+        ):
+            below.add(step.name)
+            found.append(step)
+    return found

@@ -1,0 +1,340 @@
+"""Schedules: start a workflow on a cron expression, from one elected scheduler at a time.
+
+    engine.schedule("nightly", wf, cron="0 2 * * *", timezone="Europe/Paris", input={...})
+
+A schedule is a document of the store's records (collection `plait.schedules`, reserved), so
+every store keeps it without a table of its own: its workflow, cron, timezone, input, catch-up
+policy, whether it is paused, and `next_at`, the next tick to start. Writes go through the
+document's revision, so two processes that change one schedule never both win.
+
+Every worker process runs a `Scheduler`; one at a time is elected, by a lease document
+(`plait.leases`, key `scheduler`) that the holder renews every `ttl / 3` seconds and that another
+scheduler takes over once it has expired (its holder died). The elected scheduler starts each
+due tick's run with the run id `tick_id(schedule, tick)`, derived from the schedule's name and
+the tick time: even two schedulers that both believe they are elected (a paused process waking
+after its lease expired) start a tick once, because a run id is started once; only the one that
+created the run logs "started run". A pass that outlives its lease (the process was descheduled)
+starts no more ticks: the next pass campaigns again. Resigning expires the lease rather than
+deleting it, so its revision keeps growing and a stale holder's renewal cannot match a new lease.
+
+Ticks a scheduler reaches more than `MISFIRE_GRACE` seconds late (nobody was elected, the
+schedule was paused) are missed: `catch_up="skip"` starts none of them, `"run_once"` starts one
+run, for the latest.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from .. import _codec
+from .._errors import ConfigError, InputError, RunConflict, WorkflowNotFound
+from .._portal import blocking
+from ..core.cron import Cron, tick_id, timezone
+from ..core.rows import RecordRow
+
+if TYPE_CHECKING:
+    from .._portal import Portal
+    from ..stores import Store
+    from ..workflow.definition import Workflow
+    from .engine import Engine
+
+log = logging.getLogger(__name__)
+
+SCHEDULES = "plait.schedules"
+LEASES = "plait.leases"
+SCHEDULER = "scheduler"
+CATCH_UP = ("skip", "run_once")
+MISFIRE_GRACE = 60.0  # seconds: a tick reached later than this is missed (see catch_up)
+MAX_CATCH_UP = 1000  # missed ticks looked at, at most, per schedule and pass
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}")
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """A stored schedule, as `engine.schedules()` shows it."""
+
+    name: str
+    workflow: str
+    cron: str
+    timezone: str
+    input: Any
+    catch_up: str
+    paused: bool
+    next_at: float  # the next tick to start (epoch seconds)
+    revision: int = 0
+
+    def doc(self) -> bytes:
+        return orjson.dumps(
+            {
+                "workflow": self.workflow,
+                "cron": self.cron,
+                "timezone": self.timezone,
+                "input": self.input,
+                "catch_up": self.catch_up,
+                "paused": self.paused,
+                "next_at": self.next_at,
+            }
+        )
+
+    @classmethod
+    def of(cls, row: RecordRow) -> Schedule:
+        d = orjson.loads(row.doc)
+        return cls(
+            row.key,
+            d["workflow"],
+            d["cron"],
+            d["timezone"],
+            d["input"],
+            d["catch_up"],
+            d["paused"],
+            d["next_at"],
+            row.revision,
+        )
+
+
+def _check_name(name: Any) -> str:
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise ConfigError(
+            f"invalid schedule name {name!r}: use 1-100 letters, digits, '_', '.' or '-', "
+            "starting with a letter or digit (no spaces)"
+        )
+    return name
+
+
+def _row(s: Schedule, now: float) -> RecordRow:
+    return RecordRow(SCHEDULES, s.name, s.doc(), 0, now)
+
+
+timezone_of = timezone  # `timezone` is also a parameter name below
+
+
+class ScheduleMethods:
+    """schedule, schedules, pause/resume/delete_schedule, for `Engine` (which provides the rest)."""
+
+    if TYPE_CHECKING:
+        _portal: Portal
+        _latest: dict[str, Workflow]
+
+        async def _ready(self) -> Store: ...
+        async def register_async(self, workflow: Workflow) -> Any: ...
+
+    async def schedule_async(
+        self,
+        name: str,
+        workflow: Workflow | str,
+        *,
+        cron: str,
+        input: Any = None,
+        timezone: str = "UTC",
+        catch_up: str = "skip",
+    ) -> Schedule:
+        """Start `workflow` at each tick of `cron` (5 fields, or @daily…) in `timezone` (an IANA
+        name), with `input`. A schedule of that name is replaced. `catch_up`: what to do with
+        ticks missed while no scheduler ran ("skip", or "run_once": one run for the latest).
+        Runs are started by a worker's scheduler (`plait worker`), with run ids
+        `NAME-YYYYMMDDTHHMMSSZ` (the tick in UTC)."""
+        from ..workflow.definition import Workflow
+
+        _check_name(name)
+        parsed = Cron.parse(cron)
+        zone = timezone_of(timezone)
+        if catch_up not in CATCH_UP:
+            raise ConfigError(
+                f"schedule {name!r}: catch_up must be 'skip' or 'run_once', got {catch_up!r}"
+            )
+        store = await self._ready()
+        if isinstance(workflow, Workflow):
+            await self.register_async(workflow)
+            value = workflow.validate_input(input)
+            wf_name = workflow.name
+        elif isinstance(workflow, str):
+            local = self._latest.get(workflow)
+            if local is None and await store.get_workflow(workflow) is None:
+                raise WorkflowNotFound(
+                    f"schedule {name!r}: no workflow {workflow!r} is registered; register it "
+                    "(engine.register, or a worker serving it) before scheduling it"
+                )
+            value = local.validate_input(input) if local is not None else input
+            wf_name = workflow
+        else:
+            raise WorkflowNotFound(
+                f"expected a plait.Workflow or a workflow name, got {workflow!r}"
+            )
+        try:
+            _codec.dumps(value)
+        except _codec.EncodeError as exc:
+            raise InputError(f"schedule {name!r}: input is not JSON: {exc}") from None
+        now = time.time()
+        s = Schedule(
+            name, wf_name, parsed.expression, timezone, value, catch_up, False,
+            parsed.next_after(now, zone),
+        )  # fmt: skip
+        _, revision = await store.put_record(_row(s, now), None)
+        return replace(s, revision=revision)
+
+    schedule = blocking(schedule_async)
+
+    async def schedules_async(self) -> list[Schedule]:
+        """Every schedule, by name."""
+        store = await self._ready()
+        rows = await store.list_records(SCHEDULES, "", "", 10_000)
+        return [Schedule.of(r) for r in rows]
+
+    schedules = blocking(schedules_async)
+
+    async def get_schedule_async(self, name: str) -> Schedule:
+        store = await self._ready()
+        row = await store.get_record(SCHEDULES, _check_name(name))
+        if row is None:
+            raise InputError(f"no schedule named {name!r}; see plait schedules list")
+        return Schedule.of(row)
+
+    get_schedule = blocking(get_schedule_async)
+
+    async def pause_schedule_async(self, name: str) -> Schedule:
+        """Start no more runs of the schedule until it is resumed."""
+        return await self._set_paused(name, True)
+
+    pause_schedule = blocking(pause_schedule_async)
+
+    async def resume_schedule_async(self, name: str) -> Schedule:
+        """Start runs again from the next tick (ticks while paused are missed: see catch_up)."""
+        return await self._set_paused(name, False)
+
+    resume_schedule = blocking(resume_schedule_async)
+
+    async def delete_schedule_async(self, name: str) -> bool:
+        """Remove the schedule; False if there was none. Its runs stay."""
+        store = await self._ready()
+        deleted, _ = await store.delete_record(SCHEDULES, _check_name(name), None)
+        return deleted
+
+    delete_schedule = blocking(delete_schedule_async)
+
+    async def _set_paused(self, name: str, paused: bool) -> Schedule:
+        store = await self._ready()
+        while True:
+            s = await self.get_schedule_async(name)
+            if s.paused == paused:
+                return s
+            changed = replace(s, paused=paused)
+            ok, revision = await store.put_record(_row(changed, time.time()), s.revision)
+            if ok:
+                return replace(changed, revision=revision)
+
+
+# -- the elected scheduler -----------------------------------------------------------------------
+
+
+def due_ticks(s: Schedule, now: float, grace: float = MISFIRE_GRACE) -> tuple[list[float], float]:
+    """The ticks of `s` to start at `now` (catch-up applied), and its next `next_at`."""
+    cron, zone = Cron.parse(s.cron), timezone(s.timezone)
+    if s.next_at > now:
+        return [], s.next_at
+    ticks = [s.next_at, *cron.ticks_between(s.next_at, now, zone, MAX_CATCH_UP)]
+    on_time = [t for t in ticks if now - t <= grace]
+    missed = [t for t in ticks if now - t > grace]
+    start = on_time if s.catch_up == "skip" or not missed else [missed[-1], *on_time]
+    return start, cron.next_after(now, zone)
+
+
+class Scheduler:
+    """Runs in each worker process (its pass is given by the registry's timer, `_registry.py`);
+    starts due ticks while elected (see the module docstring)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        holder: str,
+        ttl: float = 15.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.engine, self.holder, self.ttl = engine, holder, ttl
+        self._clock = clock  # measures a pass against the lease it holds
+        self.elected = False
+        self._lease_revision = 0  # of the lease document while we hold it: renewed unread
+
+    async def beat(self, now: float) -> float:
+        """One pass: hold or take the election, start due ticks; seconds until the next pass.
+        Without any schedule, nobody campaigns (an idle store sees only a read)."""
+        store = self.engine.store
+        began = self._clock()  # the lease written below expires at most ttl after this
+        rows = await store.list_records(SCHEDULES, "", "", 10_000)
+        elected = bool(rows) and await self._elect(now)
+        if elected != self.elected:
+            log.info("scheduler %s %s", self.holder, "elected" if elected else "not elected")
+        self.elected = elected
+        if not elected:
+            return self.ttl / 3
+        soonest = now + self.ttl / 3
+        for row in rows:
+            s = Schedule.of(row)
+            if s.paused:
+                continue
+            ticks, next_at = due_ticks(s, now)
+            if s.next_at <= now:
+                for tick in ticks:
+                    if self._clock() - began >= self.ttl:
+                        # another scheduler may hold the election by now: campaign again
+                        log.warning(
+                            "scheduler %s: pass outlived its %gs lease; stopping it",
+                            self.holder,
+                            self.ttl,
+                        )
+                        return 0.0
+                    await self._start(s, tick)
+                changed = replace(s, next_at=next_at)
+                await store.put_record(_row(changed, now), s.revision)  # lost: someone else did
+            soonest = min(soonest, next_at)
+        return soonest - time.time()
+
+    async def _start(self, s: Schedule, tick: float) -> None:
+        run_id = tick_id(s.name, tick)
+        try:
+            _, created = await self.engine._start_run(s.workflow, s.input, run_id=run_id)
+        except (WorkflowNotFound, InputError, RunConflict) as exc:
+            log.error("schedule %s: tick %s not started: %s", s.name, run_id, exc)
+            return
+        if created:
+            log.info("schedule %s: started run %s", s.name, run_id)
+        else:  # another scheduler (or an earlier failed pass of ours) started it
+            log.info("schedule %s: run %s of the tick exists already", s.name, run_id)
+
+    async def _elect(self, now: float) -> bool:
+        store = self.engine.store
+        doc = orjson.dumps({"holder": self.holder, "expires_at": now + self.ttl})
+        if self.elected and self._lease_revision:  # renew what we hold, without reading it
+            ok, revision = await store.put_record(
+                RecordRow(LEASES, SCHEDULER, doc, 0, now), self._lease_revision
+            )
+            if ok:
+                self._lease_revision = revision
+                return True
+        row = await store.get_record(LEASES, SCHEDULER)
+        if row is not None:
+            lease = orjson.loads(row.doc)
+            if lease["holder"] != self.holder and lease["expires_at"] > now:
+                return False
+        expected = 0 if row is None else row.revision
+        ok, revision = await store.put_record(RecordRow(LEASES, SCHEDULER, doc, 0, now), expected)
+        self._lease_revision = revision if ok else 0
+        return ok
+
+    async def resign(self) -> None:
+        """Expire our lease, for another scheduler to take at once (a write, so a stale holder's
+        renewal, which expects the revision it last wrote, cannot match the next lease)."""
+        store = self.engine.store
+        row = await store.get_record(LEASES, SCHEDULER)
+        if row is not None and orjson.loads(row.doc)["holder"] == self.holder:
+            expired = orjson.dumps({"holder": self.holder, "expires_at": 0.0})
+            await store.put_record(
+                RecordRow(LEASES, SCHEDULER, expired, 0, time.time()), row.revision
+            )
+        self.elected, self._lease_revision = False, 0

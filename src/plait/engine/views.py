@@ -1,0 +1,254 @@
+"""What the Engine returns to users: runs, steps, events and inspections, payloads decoded."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from .. import _codec
+from .._errors import StepError
+from ..core.rows import (
+    EdgeKind,
+    EventRow,
+    Gate,
+    RunRow,
+    RunStatus,
+    StepRow,
+    StepStatus,
+    WorkflowPlan,
+)
+
+
+def _dt(ts: float | None) -> datetime | None:
+    return datetime.fromtimestamp(ts, UTC) if ts is not None else None
+
+
+def _span(start: float | None, end: float | None) -> float | None:
+    return round(end - start, 6) if start is not None and end is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    id: str
+    workflow: str
+    version: str
+    fingerprint: str
+    status: RunStatus
+    input: Any
+    output: Any
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    deadline: datetime | None = None  # past it, the run fails with deadline_exceeded
+    parent_run: str | None = None  # the run this one was forked from
+    forked_from: str | None = None  # the step of the parent it was forked from
+
+    @property
+    def duration(self) -> float | None:
+        end = self.finished_at
+        return (end - self.created_at).total_seconds() if end is not None else None
+
+    @classmethod
+    def from_row(cls, row: RunRow) -> Run:
+        return cls(
+            id=row.id,
+            workflow=row.workflow,
+            version=row.version,
+            fingerprint=row.fingerprint,
+            status=row.status,
+            input=_codec.loads(row.input),
+            output=_codec.loads(row.output),
+            error=row.error,
+            created_at=_dt(row.created_at) or datetime.fromtimestamp(0, UTC),
+            started_at=_dt(row.started_at),
+            finished_at=_dt(row.finished_at),
+            deadline=_dt(row.deadline),
+            parent_run=row.parent_run,
+            forked_from=row.forked_from,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    run_id: str
+    name: str
+    status: StepStatus
+    attempts: int
+    output: Any
+    error: StepError | None
+    skip_reason: str | None
+    worker: str | None
+    ready_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    queued: float | None  # seconds between ready and started (last attempt)
+    duration: float | None  # seconds between started and finished (last attempt)
+    gate: Gate | None = None  # an approval or a signal: what it waits for in `waiting`
+    expires_at: datetime | None = None  # a waiting approval is decided by its expiry then
+    reused_from: str | None = None  # a fork reused this step's output, recorded by that run
+    iteration: int = 0  # passes a plait.Goto made it go through before the last one
+    task: str | None = None  # a spawned step: the task it runs
+    parent: str | None = None  # a spawned step: the step that spawned it
+    joining: int = 0  # a parent waiting for this many of the steps it spawned
+
+    @classmethod
+    def from_row(cls, row: StepRow) -> Step:
+        error = StepError(row.error_code, row.error_message or "") if row.error_code else None
+        return cls(
+            run_id=row.run_id,
+            name=row.name,
+            status=row.status,
+            attempts=row.attempt,
+            output=_codec.loads(row.output),
+            error=error,
+            skip_reason=row.skip_reason if row.status is StepStatus.SKIPPED else None,
+            worker=row.worker_id,
+            ready_at=_dt(row.ready_at),
+            started_at=_dt(row.started_at),
+            finished_at=_dt(row.finished_at),
+            queued=_span(row.ready_at, row.started_at) if row.started_at else None,
+            duration=_span(row.started_at, row.finished_at),
+            gate=row.options.gate if row.options is not None and not row.joining else None,
+            expires_at=_dt(row.available_at) if row.status is StepStatus.WAITING else None,
+            reused_from=row.reused_from,
+            iteration=row.iteration,
+            task=row.task,
+            parent=next((e.target for e in row.dependents if e.kind is EdgeKind.CHILD), None),
+            joining=row.unmet if row.joining else 0,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """A step waiting for a decision (an approval) or a payload (a signal)."""
+
+    run_id: str
+    workflow: str
+    step: str
+    gate: Gate
+    since: datetime
+    expires_at: datetime | None  # an approval's expiry, if it has one
+
+    @classmethod
+    def from_row(cls, row: StepRow, workflow: str) -> Waiting:
+        return cls(
+            run_id=row.run_id,
+            workflow=workflow,
+            step=row.name,
+            gate=row.options.gate if row.options and row.options.gate else Gate.APPROVAL,
+            since=_dt(row.ready_at) or datetime.fromtimestamp(0, UTC),
+            expires_at=_dt(row.available_at),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    run_id: str
+    seq: int
+    type: str
+    step: str | None
+    payload: dict[str, Any]
+    ts: datetime
+
+    @classmethod
+    def from_row(cls, row: EventRow) -> Event:
+        return cls(
+            row.run_id,
+            row.seq,
+            row.type,
+            row.step,
+            dict(row.payload),
+            _dt(row.ts) or datetime.now(UTC),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RunPage:
+    """One page of `list_runs`; pass `next_cursor` back to get the next (None: no more)."""
+
+    runs: list[Run]
+    next_cursor: str | None
+
+    def __iter__(self):  # type: ignore[no-untyped-def]  # iterate the runs directly
+        return iter(self.runs)
+
+    def __len__(self) -> int:
+        return len(self.runs)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkflowInfo:
+    name: str
+    version: str
+    fingerprint: str
+    steps: tuple[str, ...]
+    registered_at: datetime
+
+    @classmethod
+    def from_plan(cls, plan: WorkflowPlan) -> WorkflowInfo:
+        return cls(
+            plan.name,
+            plan.version,
+            plan.fingerprint,
+            tuple(s.name for s in plan.steps),
+            _dt(plan.created_at) or datetime.fromtimestamp(0, UTC),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Inspection:
+    """A debugging snapshot of one run."""
+
+    run: Run
+    steps: list[Step]
+    counts: dict[str, int]  # step status → number of steps
+    blockers: dict[str, list[str]]  # step → what it waits on, in words
+    duration: float | None = None  # whole run, once finished
+    notes: list[str] = field(default_factory=list)
+
+
+def inspect_run(run_row: RunRow, rows: list[StepRow], now: float) -> Inspection:
+    steps = [Step.from_row(r) for r in rows]
+    counts = {s.value: 0 for s in StepStatus}
+    for r in rows:
+        counts[r.status.value] += 1
+    status = {r.name: r.status for r in rows}
+    waits_on: dict[str, list[str]] = {r.name: [] for r in rows}
+    for r in rows:
+        for edge in r.dependents:
+            if not status[r.name].terminal and edge.target in waits_on:
+                waits_on[edge.target].append(r.name)
+    blockers: dict[str, list[str]] = {}
+    for r in rows:
+        if r.status is StepStatus.PENDING:
+            blockers[r.name] = [f"{d} ({status[d].value})" for d in waits_on[r.name]]
+        elif r.status is StepStatus.READY:
+            if r.available_at is not None and r.available_at > now:
+                why = "retry backoff" if r.attempt else "delay"
+                blockers[r.name] = [f"{why}: claimable in {r.available_at - now:.1f}s"]
+            elif run_row.status in (RunStatus.PENDING, RunStatus.RUNNING):
+                blockers[r.name] = [
+                    "no worker has claimed it yet (is a worker serving this workflow version?)"
+                ]
+            else:
+                blockers[r.name] = [f"run is {run_row.status.value}"]
+        elif r.joining:
+            left = [f"{d} ({status[d].value})" for d in waits_on[r.name]]
+            blockers[r.name] = [f"waiting for {r.unmet} spawned step(s): {', '.join(left[:5])}"]
+        elif r.status is StepStatus.WAITING:
+            gate = r.options.gate if r.options is not None else None
+            waits = (
+                "a signal (engine.signal)" if gate is Gate.SIGNAL else "approval (engine.approve)"
+            )
+            expiry = f"; decided on expiry in {r.available_at - now:.0f}s" if r.available_at else ""
+            blockers[r.name] = [f"waiting for {waits}{expiry}"]
+    run = Run.from_row(run_row)
+    return Inspection(
+        run=run,
+        steps=steps,
+        counts=counts,
+        blockers=blockers,
+        duration=_span(run_row.created_at, run_row.finished_at),
+    )

@@ -1,0 +1,229 @@
+"""The Store protocol: what the engine asks of durable state, in engine operations, not queries.
+
+Every store (memory, SQLite, PostgreSQL, NATS) implements it and passes one contract suite
+(tests/contract). A store is thin: the decisions are made by `plait._transitions`, the store
+loads the rows a transition asks for and commits what it changed, atomically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Protocol
+
+from ..core.blobs import BlobStats
+from ..core.queues import QueueConfig
+from ..core.rate import Rate
+from ..core.rows import (
+    ArtifactRow,
+    Claims,
+    CommitResult,
+    EventRow,
+    Lease,
+    Outcome,
+    RecordRow,
+    RunRow,
+    RunStatus,
+    StepInputs,
+    StepRow,
+    WorkflowPlan,
+)
+from ..core.transitions import Action
+
+
+class Store(Protocol):
+    url: str
+    # Names of optional features this store supports; the contract suite checks each one it claims:
+    # "push" (`subscribe` is called), "push_events" (`_engine_watch.PushesEvents`),
+    # "change_counter" (`_idle_wait.CountsChanges`: a read that tells whether others committed).
+    capabilities: frozenset[str]
+
+    async def open(self) -> None:
+        """Connect, create or check the schema. Raises StoreError / SchemaVersionError."""
+
+    async def close(self) -> None: ...
+
+    def subscribe(
+        self,
+        *,
+        ready: Callable[[], None],
+        ended: Callable[[], None],
+        cancelled: Callable[[], None],
+        live: Callable[[bool], None],
+    ) -> None:
+        """Call `ready` when steps become ready, `ended` when runs end and `cancelled` when runs
+        are cancelled in *another* process, and `live(True/False)` as such push notifications
+        start and stop flowing. A store without push (capability "push") never calls them, and
+        its users poll."""
+
+    # -- definitions
+    async def save_workflow(self, plan: WorkflowPlan) -> None:
+        """Remember a workflow version (idempotent by fingerprint)."""
+
+    async def get_workflow(self, name: str, fingerprint: str | None = None) -> WorkflowPlan | None:
+        """That version, or the most recently registered version of `name`."""
+
+    async def list_workflows(self) -> list[WorkflowPlan]: ...
+
+    # -- runs
+    async def create_run(
+        self, run: RunRow, steps: Sequence[StepRow], events: Sequence[EventRow]
+    ) -> tuple[RunRow, bool]:
+        """Insert a new run atomically; if the id exists, return the existing run and False."""
+
+    async def get_run(self, run_id: str) -> RunRow | None: ...
+
+    async def get_runs(self, run_ids: Collection[str]) -> list[RunRow]:
+        """The runs of these ids that exist, in any order (one round trip for many)."""
+
+    async def list_runs(
+        self,
+        *,
+        workflow: str | None,
+        status: RunStatus | None,
+        limit: int,
+        before: tuple[float, str] | None,
+    ) -> list[RunRow]:
+        """Newest first (created_at, id descending), strictly before the `before` position."""
+
+    async def get_steps(self, run_id: str) -> list[StepRow]:
+        """Every step of the run in definition order."""
+
+    async def get_events(
+        self, run_id: str, after_seq: int, limit: int | None
+    ) -> list[EventRow]: ...
+
+    # -- workers
+    async def claim(
+        self,
+        *,
+        worker_id: str,
+        fingerprints: Collection[str],
+        limit: int,
+        lease: float,
+        now: float,
+        queues: Collection[str] | None = None,
+        aged_before: float | None = None,
+        labels: Collection[str] = (),
+    ) -> Claims:
+        """Take up to `limit` ready steps (highest priority, then oldest) of runs of these
+        fingerprints that may progress, each under a new lease. No step is given to two claims.
+        Flow control (`_queues.py`): only steps of `queues` (None: any); never past a configured
+        queue's concurrency or tokens, nor a key's limit, counted across every worker; the
+        oldest ready step, if ready since before `aged_before`, comes first. Placement
+        (`_placement.py`): only steps this worker (`worker_id`, `labels`) may run.
+        A claim that takes nothing says whether limits held ready work back from it
+        (`Claims.limited`) and when the earliest rate-limited queue among them has a token again
+        (`Claims.next_token_at`); it charges a rate limit only for the steps it takes."""
+
+    async def configure_queue(
+        self, name: str, concurrency: int | None, rate: Rate | None, now: float
+    ) -> QueueConfig:
+        """Store a queue's limits (`_queues.reconfigure`); its bucket keeps its tokens."""
+
+    async def list_queues(self) -> list[QueueConfig]:
+        """The configured queues, by name."""
+
+    async def step_inputs(self, wanted: Mapping[str, Collection[str]]) -> dict[str, StepInputs]:
+        """For each run id: its input and the status/output of the named steps."""
+
+    async def complete(self, outcomes: Sequence[Outcome], now: float) -> CommitResult:
+        """Record outcomes in one transaction (group commit), each fenced by its lease token.
+        `freed` says that a step of a queue with a concurrency limit, or with a concurrency key,
+        stopped running (a store that pushes wakes other processes' workers with it)."""
+
+    async def heartbeat(self, leases: Sequence[Lease], lease: float, now: float) -> list[Lease]:
+        """Extend these leases; return the ones that are no longer held (fenced off)."""
+
+    async def release(self, leases: Sequence[Lease], now: float) -> CommitResult:
+        """Give steps back (graceful stop): ready at once, attempt not counted."""
+
+    async def admit_key(
+        self, run_id: str, step: str, token: str, key: str, now: float
+    ) -> CommitResult:
+        """Store the concurrency key a worker resolved for a step it claimed (one read from
+        dependency outputs) and, under the same count as claims, keep it running if its key has
+        room (`accepted == [True]`); else hand it back like `release` (`_key_admission.py`)."""
+
+    async def recover_expired(self, now: float, max_recoveries: int, limit: int) -> CommitResult:
+        """Make steps with expired leases claimable again (or fail them past max_recoveries)."""
+
+    async def apply(self, action: Action, now: float) -> CommitResult:
+        """Run an operator action (a transition of `plait._actions`, bound to its arguments) in
+        one transaction, loading what it asks for; its refusal, if any, is in the result."""
+
+    async def fire_timers(self, now: float, limit: int) -> CommitResult:
+        """Act on what the clock decides: approvals past their expiry (`_gates.expire_approval`)
+        and unfinished runs past their deadline (`_gates.pass_deadline`), up to `limit` of each."""
+
+    async def next_timer_at(self) -> float | None:
+        """When `fire_timers` next has something to do (None if nothing is timed)."""
+
+    async def list_waiting(self, limit: int) -> list[StepRow]:
+        """Waiting steps (approvals, signals) across runs, the longest waiting first."""
+
+    async def next_ready_at(
+        self, fingerprints: Collection[str], after: float | None = None
+    ) -> float | None:
+        """When the earliest ready step of these fingerprints becomes claimable (None if none);
+        with `after`, the earliest strictly later than that (the next delayed step)."""
+
+    # -- records (`engine.records`; steps write them with their outcome: `Outcome.data`). A
+    # key's revisions never repeat: a delete leaves a tombstone one revision on (`TOMBSTONE`),
+    # which reads as absent (revision 0) and which a re-creation continues from.
+    async def get_record(self, collection: str, key: str) -> RecordRow | None: ...
+
+    async def put_record(self, row: RecordRow, expected_revision: int | None) -> tuple[bool, int]:
+        """Write `row.doc` (its revision is ignored) if the document is at `expected_revision`
+        (None: whatever it is; 0: absent). (True, the new revision), or (False, the revision it
+        has, 0 if absent) and nothing written."""
+
+    async def delete_record(
+        self, collection: str, key: str, expected_revision: int | None
+    ) -> tuple[bool, int]:
+        """Delete the document if it is at `expected_revision` (None: any), leaving a tombstone
+        at the next revision; (deleted, the revision it had or has, 0 if absent)."""
+
+    async def purge_record_tombstones(self, older_than: float) -> int:
+        """Delete the tombstones of records deleted before `older_than` (a re-created key then
+        starts again at revision 1); how many."""
+
+    async def list_records(
+        self, collection: str, prefix: str, after: str, limit: int
+    ) -> list[RecordRow]:
+        """Documents whose key starts with `prefix` and sorts after `after`, by key."""
+
+    # -- artifacts (steps save them with their outcome: `Outcome.data`; see _artifacts.py)
+    async def list_artifacts(self, run_id: str) -> list[ArtifactRow]:
+        """The run's artifacts, oldest first (`data` None: the bytes are in the artifact folder
+        under `path`, or, when `path` is None, in the blob of their `sha256`)."""
+
+    async def get_artifact(self, artifact_id: str) -> ArtifactRow | None:
+        """One artifact (`data` None, as in `list_artifacts`)."""
+
+    async def known_artifacts(self, artifact_ids: Collection[str]) -> set[str]:
+        """Which of these ids are artifacts of this store."""
+
+    # -- deleting
+    async def delete_run(self, run_id: str) -> bool:
+        """Delete a finished run: its steps, events, artifacts and the run, and the references
+        they held on blobs. False (nothing deleted) if it does not exist or is not finished (checked in
+        the deleting transaction)."""
+
+    # -- blobs (`plait._blobs`): payloads longer than the store's `blob_threshold` are kept once
+    # under their SHA-256 by the writes above, and read back by the reads, transparently
+    blob_threshold: int
+
+    async def put_blob(self, sha256: str, data: bytes, now: float) -> None:
+        """Store `data` under its hash with no reference (a row committed later counts one,
+        in its own transaction); a blob already stored only has its age refreshed. ValueError
+        if `sha256` is not the data's hash."""
+
+    async def get_blob(self, sha256: str) -> bytes:
+        """A blob's data; BlobNotFound (naming the hash) if the store has none of that hash."""
+
+    async def blob_stats(self) -> BlobStats:
+        """How many blobs, their bytes, and the references to them."""
+
+    async def gc_blobs(self, older_than: float) -> int:
+        """Delete the blobs nobody refers to that were stored (or put) before `older_than`;
+        how many."""

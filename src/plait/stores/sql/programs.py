@@ -1,0 +1,584 @@
+"""The transactions of the SQL stores, written once for SQLite and PostgreSQL.
+
+A store transaction here is a *program*: a generator that yields the statements it wants run
+(`(FETCH, sql, params)` → rows, `(EXECUTE, …)` → rowcount, `(EXECUTE_MANY, sql, rows)` → None)
+and is sent back their results. The SQLite store drives a program synchronously on its thread
+(`run_sync`), the PostgreSQL store with `await` on a pooled connection; the statements, the order
+in which rows are loaded and locked, and the writing of what the state machine changed are the
+same for both. (The same inversion lets `plait._transitions` ask for rows without doing I/O.)
+
+Locking: the loading queries carry a `/*for update*/` marker that `Queries.locked` turns into a
+row lock on PostgreSQL (SQLite's BEGIN IMMEDIATE already serialises writers). Runs are locked
+first, in id order, then steps; claims take ready steps with SKIP LOCKED, which no other
+transaction waits on. So concurrent transactions wait for each other instead of deadlocking.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from ...core.blobs import payload_of, row_blobs
+from ...core.gates import expire_approval, pass_deadline
+from ...core.key_admission import admit as admit_key
+from ...core.placement import worker_targets
+from ...core.queues import (
+    QueueConfig,
+    admit,
+    blocked,
+    charge,
+    flow_candidate,
+    frees_room,
+    queue_of,
+    reconfigure,
+    token_wait,
+)
+from ...core.rate import Bucket, Rate
+from ...core.rows import (
+    EventRow,
+    Lease,
+    Outcome,
+    RunRow,
+    StepInputs,
+    StepRow,
+    StepStatus,
+)
+from ...core.transitions import (
+    Action,
+    Need,
+    StepKey,
+    Transition,
+    Txn,
+    claim,
+    complete,
+    recover,
+    release,
+)
+from .artifact_rows import artifact_params
+from .blobs import BlobPrograms, BlobWrites, output_blobs
+from .data_programs import DataPrograms
+from .ops import (
+    EXECUTE,
+    EXECUTE_MANY,
+    FETCH,
+    Op,
+    Program,
+    run_sync,
+)
+from .queries import Queries
+from .rows import (
+    EVENT_COLUMNS,
+    RECORD_WRITE,
+    RUN_OUTPUT_BLOB,
+    STEP_COLUMNS,
+    STEP_STATUS,
+    UPDATE_RUN,
+    UPDATE_RUN_OUTPUT,
+    UPDATE_STEP,
+    UPDATE_STEP_OUTPUT,
+    event_row,
+    options_to_json,
+    run_insert_params,
+    run_update_output_row,
+    run_update_row,
+    step_insert_row,
+    step_update_output_row,
+    step_update_row,
+)
+
+__all__ = ["EXECUTE", "EXECUTE_MANY", "FETCH", "Op", "Program", "Programs", "SQLTxn", "run_sync"]
+
+T = TypeVar("T")
+
+
+class SQLTxn(Txn):
+    """A transaction that remembers the payloads it loaded, to write back only changed ones."""
+
+    def __init__(self, now: float) -> None:
+        super().__init__(now)
+        self.step_outputs: dict[StepKey, bytes | None] = {}
+        self.run_outputs: dict[str, bytes | None] = {}
+        # the blobs the loaded outputs were kept in: a rewritten output drops its reference
+        self.step_output_blobs: dict[StepKey, str] = {}
+        self.run_output_blobs: dict[str, str] = {}
+        self.busy = False  # a claim passed over runs that other transactions held
+        # a claim that took nothing: did limits hold ready work back, and until when (Claims)
+        self.limited = False
+        self.next_token_at: float | None = None
+
+
+class Programs(DataPrograms):
+    """The store transactions of one dialect, as programs (see the module docstring)."""
+
+    def __init__(self, queries: Queries, blob_threshold: int) -> None:
+        self.q = q = queries
+        self.dialect = q.dialect
+        self.blobs = BlobPrograms(q, blob_threshold)
+        # the hot path binds tuples: cheaper to build and to bind than dicts
+        self.insert_step = q.positional("insert_step", STEP_COLUMNS)
+        self.insert_event = q.positional("insert_event", EVENT_COLUMNS)
+        self.update_step = q.positional("update_step", UPDATE_STEP)
+        self.update_step_output = q.positional("update_step_output", UPDATE_STEP_OUTPUT)
+        self.update_run = q.positional("update_run", UPDATE_RUN)
+        self.update_run_output = q.positional("update_run_output", UPDATE_RUN_OUTPUT)
+        self.lock_run = q.locked("get_run")
+        self.lock_runs = q.locked("get_runs")
+        self.lock_step = q.locked("get_step")
+        self.lock_steps_named = q.locked("get_steps_named")
+        self.lock_steps_by_key = q.locked("get_steps_by_key")
+        self.lock_all_steps = q.locked("get_steps")
+        self.try_lock_runs = q.locked("get_runs", skip_locked=True)
+        self.write_step_records = q.positional("write_step_records", RECORD_WRITE)
+        # settings a dialect wants for a claim's transaction (PostgreSQL; see queries.sql)
+        self.claim_session = q.get("claim_session")
+        self.flow_lock = q.get("flow_lock")  # PostgreSQL; SQLite's write lock serialises claims
+        # the queues with a concurrency limit, as this process's last claim read them: the
+        # completion of one of their steps wakes the workers it held back (`CommitResult.slot_freed`)
+        self.slotted_queues: frozenset[str] = frozenset()
+
+    # -- runs
+
+    def create_run(
+        self, run: RunRow, steps: Sequence[StepRow], events: Sequence[EventRow]
+    ) -> Program[tuple[RunRow, bool]]:
+        q = self.q
+        writes = self.blobs.writes()
+        params = run_insert_params(run, writes)
+        yield from writes.announce()
+        inserted = yield (EXECUTE, q["insert_run"], params)
+        if inserted == 0:
+            rows = yield (FETCH, q["get_run"], {"id": run.id})
+            return (yield from self.blobs.runs(rows))[0], False
+        rows = [step_insert_row(s, writes) for s in steps]
+        yield from writes.announce()
+        yield (EXECUTE_MANY, self.insert_step, rows)
+        yield (EXECUTE_MANY, self.insert_event, [event_row(e) for e in events])
+        if writes:
+            yield from self.blobs.write(writes, run.created_at)
+        return run, True
+
+    # -- workers
+
+    def claim(
+        self,
+        worker_id: str,
+        fingerprints: list[str],
+        limit: int,
+        lease: float,
+        now: float,
+        queues: Collection[str] | None = None,
+        aged_before: float | None = None,
+        labels: Collection[str] = (),
+    ) -> Program[SQLTxn]:
+        q, dialect = self.q, self.dialect
+        txn = SQLTxn(now)
+        if self.claim_session is not None:  # a write nobody waits for: pipelined
+            yield (EXECUTE_MANY, self.claim_session, [()])
+        # flow control (_queues.py): the limits of the queues served, counted under the flow
+        # lock (SQLite's write lock is one already) so that claims never overshoot together
+        limited = self._limited((yield (FETCH, q["get_queues"], {})), queues)
+        locked = False
+        queue_running: dict[str, int] = {}
+        if limited:
+            yield from self._flow_lock()
+            locked = True
+            limited = self._limited((yield (FETCH, q["get_queues"], {})), queues)
+            params = {"queue_list": dialect.list_param(limited)}
+            queue_running = dict((yield (FETCH, q["count_queue_running"], params)))
+        held_queues = blocked(limited, queue_running, now)
+        params = {
+            "now": now,
+            "fingerprint_list": dialect.list_param(fingerprints),
+            "limit": limit,
+            "queue_list": None if queues is None else dialect.list_param(sorted(queues)),
+            "blocked_list": dialect.list_param(held_queues),
+            "target_list": dialect.list_param(worker_targets(worker_id, labels)),
+            "worker_id": worker_id,
+        }
+        rows = list((yield (FETCH, q["claim_candidates"], params)))
+        where = {k: v for k, v in params.items() if k not in ("limit", "now")}
+        if aged_before is not None and rows:
+            oldest = yield (FETCH, q["claim_oldest"], {**where, "aged_before": aged_before})
+            if oldest:  # it goes first, whatever its priority (no starvation)
+                rows = [oldest[0], *(r for r in rows if r[:2] != oldest[0][:2])]
+        steps = yield from self.blobs.steps(rows)  # no query when nothing was found
+        flow = [flow_candidate(step.options) for step in steps]
+        keyed = sorted({c.key for c in flow if c.key is not None})
+        key_running: dict[str, int] = {}
+        if keyed:
+            if not locked:
+                yield from self._flow_lock()
+            params_keys = {"key_list": dialect.list_param(keyed)}
+            key_running = dict((yield (FETCH, q["count_key_running"], params_keys)))
+        buckets: dict[str, Bucket] = {}
+        if limited or keyed:
+            chosen, buckets = admit(flow, limited, queue_running, key_running, now, limit)
+            txn.limited = len(chosen) < min(limit, len(steps))  # a key (or tokens) was full
+            steps = [steps[i] for i in chosen]
+        if not steps:
+            if held_queues:  # what is held back in the blocked queues, and until when
+                found = yield (FETCH, q["held_queues"], {**where, "now": now})
+                txn.limited = txn.limited or bool(found)
+                txn.next_token_at = token_wait(limited, queue_running, [r[0] for r in found], now)
+            return txn  # no token taken: the buckets need no write (refilling is idempotent)
+        keys = []
+        blobs = output_blobs(rows)
+        for step in steps[:limit]:
+            _add_step(txn, step, blobs)
+            keys.append((step.run_id, step.name))
+        # Runs that another transaction holds are passed over, not waited for: a claim then
+        # never waits while it holds step locks, so it can be in no deadlock (its SKIP LOCKED
+        # re-check may keep a lock on a candidate it passed over, which a completer may want).
+        run_ids = sorted({run_id for run_id, _ in keys})
+        params = {"id_list": self.dialect.list_param(run_ids)}
+        rows = yield (FETCH, self.try_lock_runs, params)
+        self._add_runs(txn, rows, (yield from self.blobs.runs(rows, with_input=False)))
+        for run_id in run_ids:
+            if run_id not in txn.runs:
+                txn.runs[run_id] = None  # held elsewhere: its steps wait for the next claim
+                txn.busy = True
+        for run_id, name in keys:
+            token = secrets.token_hex(16)
+            transition = claim(txn, run_id, name, token=token, worker_id=worker_id, lease=lease)
+            yield from self.drive(transition, txn)
+        yield from self._store_buckets(limited, buckets, txn)
+        yield from self.write(txn)
+        return txn
+
+    def _store_buckets(
+        self, limited: Mapping[str, QueueConfig], buckets: Mapping[str, Bucket], txn: SQLTxn
+    ) -> Program[None]:
+        """Charge the rate limits for the steps this claim took, and no others: a step passed
+        over (its run held by another transaction) must not spend a token."""
+        if not buckets:
+            return
+        claimed = []
+        for c in txn.claims:
+            step = txn.steps.get((c.run_id, c.step))
+            claimed.append(queue_of(None if step is None else step.options))
+        for name, bucket in charge(limited, buckets, claimed, txn.now).items():
+            params = {"name": name, "tokens": bucket.tokens, "counted_at": bucket.updated_at}
+            yield (EXECUTE, self.q["update_queue_bucket"], params)
+
+    def _flow_lock(self) -> Program[None]:
+        if self.flow_lock is not None:
+            yield (FETCH, self.flow_lock, {})
+
+    def _limited(
+        self, rows: Sequence[Sequence[Any]], served: Collection[str] | None
+    ) -> dict[str, QueueConfig]:
+        limited = [c for c in map(queue_from_row, rows) if c.limited]
+        self.slotted_queues = frozenset(c.name for c in limited if c.concurrency is not None)
+        return {c.name: c for c in limited if served is None or c.name in served}
+
+    def configure_queue(
+        self, name: str, concurrency: int | None, rate: Rate | None, now: float
+    ) -> Program[QueueConfig]:
+        yield from self._flow_lock()
+        rows = yield (FETCH, self.q["get_queues"], {})
+        old = {c.name: c for c in map(queue_from_row, rows)}.get(name)
+        config = reconfigure(old, name, concurrency, rate, now)
+        yield (EXECUTE, self.q["put_queue"], queue_params(config))
+        return config
+
+    def step_inputs(self, wanted: Mapping[str, Collection[str]]) -> Program[dict[str, StepInputs]]:
+        q = self.q
+        ids = self.dialect.list_param(wanted)
+        runs = yield (FETCH, q["get_run_inputs"], {"id_list": ids})
+        keys = [[run_id, name] for run_id, names in wanted.items() for name in names]
+        rows = []
+        if keys:
+            params = {"key_list": self.dialect.list_param(keys)}
+            rows = yield (FETCH, q["get_step_ends_by_key"], params)
+        hashes = row_blobs(runs, 2) + row_blobs(rows, 4)
+        blobs = yield from self.blobs.fetch(hashes)
+        inputs = {
+            run_id: bytes(data) if sha is None else payload_of(blobs, sha, f"run {run_id!r}")
+            for run_id, data, sha in runs
+        }
+        ends: dict[str, dict[str, tuple[StepStatus, bytes | None]]] = {r: {} for r in inputs}
+        for run_id, name, status, output, sha in rows:
+            if run_id in ends:
+                if sha is not None:
+                    output = payload_of(blobs, sha, f"step {name!r} of run {run_id!r}")
+                ends[run_id][name] = (
+                    STEP_STATUS[status],
+                    None if output is None else bytes(output),
+                )
+        return {run_id: StepInputs(inputs[run_id], ends[run_id]) for run_id in inputs}
+
+    def complete(self, outcomes: Sequence[Outcome], now: float) -> Program[SQLTxn]:
+        txn = SQLTxn(now)
+        yield from self._preload(txn, outcomes)
+        for outcome in outcomes:
+            yield from self.drive(complete(txn, outcome), txn)
+        txn.result.slot_freed = frees_room(txn.ended_attempts, self.slotted_queues)
+        yield from self.write(txn)
+        return txn
+
+    def heartbeat(self, leases: Sequence[Lease], expires: float) -> Program[list[Lease]]:
+        extend = self.q["extend_lease"]
+        lost = []
+        for h in leases:
+            params = {
+                "run_id": h.run_id,
+                "name": h.step,
+                "token": h.token,
+                "lease_expires_at": expires,
+            }
+            if (yield (EXECUTE, extend, params)) == 0:
+                lost.append(h)
+        return lost
+
+    def release(self, leases: Sequence[Lease], now: float) -> Program[SQLTxn]:
+        txn = SQLTxn(now)
+        yield from self._preload_keys(txn, [(h.run_id, h.step) for h in leases])
+        for h in leases:
+            yield from self.drive(release(txn, h.run_id, h.step, h.token), txn)
+        yield from self.write(txn)
+        return txn
+
+    def admit_key(
+        self, run_id: str, name: str, token: str, key: str, now: float
+    ) -> Program[SQLTxn]:
+        """Store the key a worker resolved for a claimed step, and keep it running only if its
+        key has room, counted under the flow lock like a claim counts (`_key_admission.py`)."""
+        txn = SQLTxn(now)
+        yield from self._preload_keys(txn, [(run_id, name)])
+        yield from self._flow_lock()
+        params = {"key_list": self.dialect.list_param([key])}
+        running = sum(n for _, n in (yield (FETCH, self.q["count_key_running"], params)))
+        yield from self.drive(admit_key(txn, run_id, name, token, key, running), txn)
+        txn.result.slot_freed = frees_room(txn.ended_attempts, self.slotted_queues)
+        yield from self.write(txn)
+        return txn
+
+    def apply(self, action: Action, now: float) -> Program[SQLTxn]:
+        txn = SQLTxn(now)
+        yield from self.drive(action(txn), txn)
+        yield from self.write(txn)
+        return txn
+
+    def recover_expired(self, now: float, max_recoveries: int, limit: int) -> Program[SQLTxn]:
+        txn = SQLTxn(now)
+        if limit <= 0:
+            return txn
+        rows = yield (FETCH, self.q["expired_leases"], {"now": now, "limit": limit})
+        keys = [(r[0], r[1]) for r in rows]
+        if not keys:
+            return txn
+        yield from self._preload_keys(txn, keys)
+        for run_id, name in keys:
+            yield from self.drive(recover(txn, run_id, name, max_recoveries), txn)
+        yield from self.write(txn)
+        return txn
+
+    def fire_timers(self, now: float, limit: int) -> Program[SQLTxn]:
+        txn = SQLTxn(now)
+        params = {"now": now, "limit": limit}
+        waits = [(r[0], r[1]) for r in (yield (FETCH, self.q["expired_waits"], params))]
+        late = [r[0] for r in (yield (FETCH, self.q["passed_deadlines"], params))]
+        if not waits and not late:
+            return txn
+        yield from self.load_runs(txn, {run_id for run_id, _ in waits} | set(late))
+        for run_id, name in waits:
+            yield from self.drive(expire_approval(txn, run_id, name), txn)
+        for run_id in late:
+            yield from self.drive(pass_deadline(txn, run_id), txn)
+        yield from self.write(txn)
+        return txn
+
+    # -- loading rows into a transaction (locked on PostgreSQL), and writing it
+
+    def drive(self, transition: Transition, txn: SQLTxn) -> Program[None]:
+        for need in transition:
+            yield from self.load(txn, need)
+
+    def load_runs(self, txn: SQLTxn, run_ids: Iterable[str]) -> Program[None]:
+        missing = sorted(r for r in run_ids if r not in txn.runs)  # lock order: by id
+        if not missing:
+            return
+        if len(missing) == 1:
+            rows = yield (FETCH, self.lock_run, {"id": missing[0]})
+        else:
+            rows = yield (FETCH, self.lock_runs, {"id_list": self.dialect.list_param(missing)})
+        self._add_runs(txn, rows, (yield from self.blobs.runs(rows, with_input=False)))
+
+    def _add_runs(self, txn: SQLTxn, rows: Sequence[Sequence[Any]], runs: list[RunRow]) -> None:
+        for row, run in zip(rows, runs, strict=True):
+            txn.runs[run.id] = run
+            txn.run_outputs[run.id] = run.output
+            if row[RUN_OUTPUT_BLOB] is not None:
+                txn.run_output_blobs[run.id] = row[RUN_OUTPUT_BLOB]
+
+    def _add_steps(self, txn: SQLTxn, rows: Sequence[Sequence[Any]]) -> Program[None]:
+        blobs = output_blobs(rows)
+        for step in (yield from self.blobs.steps(rows)):
+            _add_step(txn, step, blobs)
+
+    def _load_keys(self, txn: SQLTxn, keys: Collection[tuple[str, str]]) -> Program[None]:
+        missing = sorted([r, n] for r, n in keys if (r, n) not in txn.steps)
+        if not missing:
+            return
+        params = {"key_list": self.dialect.list_param(missing)}
+        yield from self._add_steps(txn, (yield (FETCH, self.lock_steps_by_key, params)))
+
+    def _preload_keys(self, txn: SQLTxn, keys: list[tuple[str, str]]) -> Program[None]:
+        yield from self.load_runs(txn, {run_id for run_id, _ in keys})
+        yield from self._load_keys(txn, keys)
+
+    def _preload(self, txn: SQLTxn, outcomes: Sequence[Outcome]) -> Program[None]:
+        """Load in three batched reads what a group of completions will need: the runs, the
+        steps, and the dependents of the steps that will end (a transition loads the rest)."""
+        keys = [(o.run_id, o.step) for o in outcomes]
+        yield from self._preload_keys(txn, keys)
+        dependents: dict[tuple[str, str], None] = {}
+        for outcome in outcomes:
+            step = txn.steps.get((outcome.run_id, outcome.step))
+            if (
+                step is not None
+                and step.dependents
+                and step.status is StepStatus.RUNNING
+                and step.lease_token == outcome.token
+                and (outcome.succeeded or outcome.retry_at is None)
+            ):
+                for edge in step.dependents:
+                    dependents[(outcome.run_id, edge.target)] = None
+        if dependents:
+            yield from self._load_keys(txn, dependents)
+
+    def load(self, txn: Txn, need: Need) -> Program[None]:
+        """Load what a transition asked for: the run and the named steps (one query each)."""
+        assert isinstance(txn, SQLTxn)
+        yield from self.load_runs(txn, (need.run_id,))
+        if need.all_steps:
+            rows = yield (FETCH, self.lock_all_steps, {"run_id": need.run_id})
+            yield from self._add_steps(txn, rows)
+        if not need.steps:
+            return
+        if len(need.steps) == 1:
+            params: dict[str, Any] = {"run_id": need.run_id, "name": need.steps[0]}
+            rows = yield (FETCH, self.lock_step, params)
+        else:
+            names = self.dialect.list_param(sorted(need.steps))
+            params = {"run_id": need.run_id, "name_list": names}
+            rows = yield (FETCH, self.lock_steps_named, params)
+        yield from self._add_steps(txn, rows)
+
+    def write(self, txn: SQLTxn) -> Program[None]:
+        """Write what the transaction changed: mutable columns only, payloads only if changed;
+        and the steps it added (spawned), as they are now."""
+        changed = txn.changed_steps
+        writes = self.blobs.writes()
+        if txn.new_steps:
+            rows = [step_insert_row(s, writes) for s in txn.new_steps.values()]
+            yield from writes.announce()
+            yield (EXECUTE_MANY, self.insert_step, rows)
+            changed = {k: s for k, s in changed.items() if k not in txn.new_steps}
+        yield from self._write_changed(
+            changed, txn.step_outputs, txn.step_output_blobs, writes, step_update_row,
+            step_update_output_row, self.update_step, self.update_step_output,
+        )  # fmt: skip
+        yield from self._write_changed(
+            txn.changed_runs, txn.run_outputs, txn.run_output_blobs, writes, run_update_row,
+            run_update_output_row, self.update_run, self.update_run_output,
+        )  # fmt: skip
+        if txn.rekeyed:  # concurrency keys resolved from outputs, or pending again (rare)
+            yield from self._write_keys(txn)
+        if txn.events:
+            yield (EXECUTE_MANY, self.insert_event, [event_row(e) for e in txn.events])
+        if txn.data:
+            yield from self._write_data(txn, writes)
+        if writes:
+            yield from self.blobs.write(writes, txn.now)
+
+    def _write_keys(self, txn: SQLTxn) -> Program[None]:
+        for run_id, name in sorted(txn.rekeyed):
+            step = txn.steps[(run_id, name)]
+            assert step is not None and step.options is not None
+            params = {
+                "run_id": run_id,
+                "name": name,
+                "options": options_to_json(step.options),
+                "concurrency_key": step.options.key,
+            }
+            yield (EXECUTE, self.q["set_step_key"], params)
+
+    def _write_data(self, txn: SQLTxn, writes: BlobWrites) -> Program[None]:
+        """What succeeded steps wrote besides their outputs: records (a key written twice in
+        one transaction is one row counting two writes: PostgreSQL's upsert takes a key once),
+        and artifacts (the bytes of one kept in the database: a reference to their blob)."""
+        records: dict[tuple[str, str], list[Any]] = {}
+        for run_id, step, data in txn.data:
+            for w in data.records:
+                row = records.get((w.collection, w.key))
+                count = 1 if row is None else row[3] + 1
+                records[(w.collection, w.key)] = [
+                    w.collection, w.key, w.doc, count, txn.now, run_id, step,
+                ]  # fmt: skip
+        if records:
+            rows = [tuple(r) for r in records.values()]
+            yield (EXECUTE_MANY, self.write_step_records, rows)
+        for _run_id, _step, data in txn.data:
+            for artifact in data.artifacts:  # few per step: one statement each
+                if artifact.path is None and artifact.data is not None:
+                    writes.refer(artifact.sha256, artifact.data)
+                yield (EXECUTE, self.q["insert_artifact"], artifact_params(artifact))
+
+    def _write_changed(
+        self,
+        changed: Mapping[Any, Any],
+        loaded_outputs: Mapping[Any, bytes | None],
+        loaded_blobs: Mapping[Any, str],
+        writes: BlobWrites,
+        row: Callable[[Any], tuple[Any, ...]],
+        row_with_output: Callable[[Any, bytes | None, str | None], tuple[Any, ...]],
+        update: str,
+        update_with_output: str,
+    ) -> Program[None]:
+        # An output still the very object loaded from the database was not changed: skip it.
+        # A changed one drops the blob it was kept in, if any, and may be kept in one.
+        plain: list[tuple[Any, ...]] = []
+        with_output: list[tuple[Any, ...]] = []
+        for key, record in changed.items():
+            if key in loaded_outputs and loaded_outputs[key] is record.output:
+                plain.append(row(record))
+            else:
+                writes.drop(loaded_blobs.get(key))
+                with_output.append(row_with_output(record, *writes.keep(record.output)))
+        if plain:
+            yield (EXECUTE_MANY, update, plain)
+        if with_output:
+            yield from writes.announce()
+            yield (EXECUTE_MANY, update_with_output, with_output)
+
+
+def _add_step(txn: SQLTxn, step: StepRow, output_blobs: Mapping[StepKey, str]) -> None:
+    key = (step.run_id, step.name)
+    if key not in txn.steps:
+        txn.steps[key] = step
+        txn.step_outputs[key] = step.output
+        if key in output_blobs:
+            txn.step_output_blobs[key] = output_blobs[key]
+
+
+def queue_from_row(row: Sequence[Any]) -> QueueConfig:
+    name, concurrency, rate, per, burst, tokens, counted_at, updated_at = row
+    limit = None if rate is None else Rate(rate, per=per, burst=burst)
+    bucket = None if tokens is None else Bucket(tokens, counted_at)
+    return QueueConfig(name, concurrency, limit, bucket, updated_at)
+
+
+def queue_params(c: QueueConfig) -> dict[str, Any]:
+    rate, bucket = c.rate, c.bucket
+    return {
+        "name": c.name,
+        "concurrency": c.concurrency,
+        "rate": None if rate is None else rate.count,
+        "per": None if rate is None else rate.per,
+        "burst": None if rate is None else rate.capacity,
+        "tokens": None if bucket is None else bucket.tokens,
+        "counted_at": None if bucket is None else bucket.updated_at,
+        "updated_at": c.updated_at,
+    }

@@ -1,0 +1,260 @@
+"""The query layer shared by the SQL stores (SQLite and PostgreSQL): named queries read from the
+`.sql` files, a small dialect hook, migrations and the checks made before a schema is touched.
+(Records to rows and back: `rows.py`.)
+
+All SQL lives in `stores/sql/`:
+
+    schema.sql                  the schema as it is now
+    migrations/NNNN_name.sql    numbered steps from an empty database to schema.sql
+    queries.sql                 named queries: `-- name: <name>` then a one-line `-- description`
+
+A query is written once with `:name` parameters. A `Dialect` rewrites the parameter style for its
+driver (`:name` stays for sqlite3, becomes `%(name)s` for psycopg) and says how a list parameter
+(`:something_list`) is passed; where the common text cannot serve a dialect, a block named
+`-- name: <name> [<dialect>]` overrides it for that dialect only. So the stores share one copy of
+their SQL, not one per database.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import orjson
+
+from ..._errors import SchemaVersionError
+
+Params = dict[str, Any]
+
+
+_NAME_LINE = re.compile(r"^--\s*name:\s*(?P<name>\w+)\s*(?:\[(?P<dialect>\w+)\])?\s*$")
+_PARAM = re.compile(r"(?<![:\w]):(\w+)")
+_MIGRATION = re.compile(r"^(\d{4})_\w+\.sql$")
+_BLOB = re.compile(r"\bBLOB\b")
+_LOCK_MARKER = re.compile(r"/\*\s*(for update[^*]*)\*/", re.IGNORECASE)
+
+
+# -- dialects ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """What differs between SQL drivers in the way queries are sent.
+
+    `paramstyle` is "named" (`:name`, sqlite3) or "pyformat" (`%(name)s`, psycopg). A list
+    parameter is passed as a JSON array when `json_lists` is set (SQLite reads it with
+    json_each), else as a Python list (a PostgreSQL array).
+    """
+
+    name: str
+    paramstyle: str = "named"
+    json_lists: bool = True
+    row_locks: bool = False  # `/*for update…*/` markers become row locks (see Queries.locked)
+    binary_type: str = "BLOB"  # what schema.sql's BLOB columns are called in this dialect
+
+    def convert(self, sql: str) -> str:
+        if self.paramstyle == "named":
+            return sql
+        if self.paramstyle == "pyformat":
+            return _PARAM.sub(r"%(\1)s", sql.replace("%", "%%"))
+        raise ValueError(f"unknown paramstyle {self.paramstyle!r}")
+
+    def positional(self, sql: str) -> tuple[str, tuple[str, ...]]:
+        """The query with positional placeholders, and the parameter names in their order."""
+        names = tuple(_PARAM.findall(sql))
+        marker = "?" if self.paramstyle == "named" else "%s"
+        text = sql if self.paramstyle == "named" else sql.replace("%", "%%")
+        return _PARAM.sub(marker, text), names
+
+    def ddl(self, script: str) -> str:
+        """schema.sql and the migrations as this dialect writes them."""
+        return _BLOB.sub(self.binary_type, script)
+
+    def list_param(self, values: Iterable[Any]) -> Any:
+        items = list(values)
+        return orjson.dumps(items).decode() if self.json_lists else items
+
+
+SQLITE = Dialect("sqlite")
+# Lists travel as JSON text on both (jsonb_array_elements on PostgreSQL), so one rule serves
+# plain lists and [run_id, name] pairs alike.
+POSTGRES = Dialect("postgres", paramstyle="pyformat", row_locks=True, binary_type="BYTEA")
+
+
+# -- reading .sql files --------------------------------------------------------------------------
+
+
+def read_sql(relative: str) -> str:
+    """The text of a file under stores/sql/."""
+    return (resources.files("plait.stores") / "sql" / relative).read_text(encoding="utf-8")
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    name: str
+    description: str
+    sql: str
+
+
+def parse_queries(text: str) -> dict[tuple[str, str | None], Query]:
+    """Split a queries file into its named blocks, keyed by (name, dialect or None)."""
+    blocks: dict[tuple[str, str | None], Query] = {}
+    key: tuple[str, str | None] | None = None
+    description: str | None = None
+    body: list[str] = []
+
+    def flush() -> None:
+        if key is None:
+            return
+        while body and (not body[-1].strip() or body[-1].strip().startswith("--")):
+            body.pop()  # comments between queries belong to no query
+        sql = "\n".join(body).strip().rstrip(";").strip()
+        if not description:
+            raise ValueError(f"query {key[0]!r}: a `-- description` line must follow its name")
+        if not sql:
+            raise ValueError(f"query {key[0]!r} has no SQL")
+        blocks[key] = Query(key[0], description, sql)
+
+    for line in text.splitlines():
+        match = _NAME_LINE.match(line.strip())
+        if match:
+            flush()
+            key = (match["name"], match["dialect"])
+            if key in blocks:
+                raise ValueError(f"query {key[0]!r} is defined twice")
+            description, body = None, []
+        elif key is None:
+            continue  # the file's header
+        elif description is None:
+            stripped = line.strip()
+            description = stripped[2:].strip() if stripped.startswith("--") else ""
+            if not stripped.startswith("--"):
+                body.append(line)
+        else:
+            body.append(line)
+    flush()
+    return blocks
+
+
+class Queries:
+    """The named queries of queries.sql as one dialect runs them: `queries["get_run"]`."""
+
+    def __init__(self, dialect: Dialect, text: str | None = None) -> None:
+        self.dialect = dialect
+        blocks = parse_queries(read_sql("queries.sql") if text is None else text)
+        self.descriptions = {name: q.description for (name, d), q in blocks.items() if d is None}
+        chosen: dict[str, str] = {}
+        for (name, d), query in blocks.items():
+            if d is None:
+                chosen.setdefault(name, query.sql)
+            elif d == dialect.name:
+                chosen[name] = query.sql  # an override wins over the common text
+        self._raw = chosen
+        self._sql = {name: dialect.convert(sql) for name, sql in chosen.items()}
+
+    @staticmethod
+    @functools.cache
+    def of(dialect: Dialect) -> Queries:
+        """The queries of the packaged queries.sql for a dialect, read once per process."""
+        return Queries(dialect)
+
+    def __getitem__(self, name: str) -> str:
+        try:
+            return self._sql[name]
+        except KeyError:
+            raise KeyError(f"no query named {name!r} in queries.sql") from None
+
+    def get(self, name: str) -> str | None:
+        """A query only some dialects have, or None."""
+        return self._sql.get(name)
+
+    def locked(self, name: str, *, skip_locked: bool = False) -> str:
+        """The query with its `/*for update…*/` marker made a row lock where the dialect has
+        them (PostgreSQL), passing over rows others hold with `skip_locked`; elsewhere the
+        marker stays a comment."""
+        sql = self._sql[name]
+        if not _LOCK_MARKER.search(sql):
+            raise ValueError(f"query {name!r} has no /*for update*/ marker")
+        if not self.dialect.row_locks:
+            return sql
+        suffix = " skip locked" if skip_locked else ""
+        return _LOCK_MARKER.sub(lambda m: m[1].strip() + suffix, sql)
+
+    def positional(self, name: str, order: Sequence[str]) -> str:
+        """The query with positional placeholders, for the hot path's tuples (cheaper to build
+        and bind than dicts). Its `:name` parameters must appear once each, in `order`."""
+        sql, names = self.dialect.positional(self._raw[name])
+        if names != tuple(order):
+            raise ValueError(
+                f"query {name!r}: parameters {list(names)} are not in the expected order {list(order)}"
+            )
+        return sql
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._sql
+
+    def names(self) -> list[str]:
+        return sorted(self._sql)
+
+
+def migrations() -> list[tuple[int, str]]:
+    """(version, SQL) of every numbered migration, in order; versions are 1, 2, 3… without gaps."""
+    folder = resources.files("plait.stores") / "sql" / "migrations"
+    found = []
+    for entry in folder.iterdir():
+        match = _MIGRATION.match(entry.name)
+        if match:
+            found.append((int(match[1]), entry.read_text(encoding="utf-8")))
+    found.sort()
+    if [v for v, _ in found] != list(range(1, len(found) + 1)):
+        raise RuntimeError(f"migrations are not numbered 1..n: {[v for v, _ in found]}")
+    return found
+
+
+def check_schema(
+    where: str, tables: set[str], raw_version: str | None, *, current: int
+) -> int | None:
+    """What to do with a database holding `tables` and plait_meta's schema_version: None to
+    create the schema, a version to migrate from (or current), or SchemaVersionError when the
+    database is not plait's or is newer than this code. Decided before anything is written."""
+    if "plait_meta" not in tables:
+        if tables:
+            shown = ", ".join(sorted(tables)[:5]) + (", …" if len(tables) > 5 else "")
+            raise SchemaVersionError(
+                f"{where} is not a plait database: it holds other tables ({shown}) and no "
+                "plait_meta table; it was left untouched. Point plait at another database."
+            )
+        return None
+    if raw_version is None or not raw_version.isdigit():
+        raise SchemaVersionError(
+            f"{where}: plait_meta has no valid schema_version ({raw_version!r}); the database is "
+            "damaged or not plait's, and was left untouched"
+        )
+    version = int(raw_version)
+    if version > current:
+        raise SchemaVersionError(
+            f"{where} has plait schema version {version}, newer than this plait knows "
+            f"(version {current}); upgrade plait to use it. It was left untouched."
+        )
+    return version
+
+
+def split_statements(script: str) -> list[str]:
+    """Split a SQL script into statements (by `;` at line ends; schema files keep to that)."""
+    statements: list[str] = []
+    current: list[str] = []
+    for line in script.splitlines():
+        stripped = line.strip()
+        if not current and (not stripped or stripped.startswith("--")):
+            continue
+        current.append(line)
+        if stripped.endswith(";"):
+            statements.append("\n".join(current).strip())
+            current = []
+    if any(line.strip() and not line.strip().startswith("--") for line in current):
+        statements.append("\n".join(current).strip())
+    return statements

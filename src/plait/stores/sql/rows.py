@@ -1,0 +1,351 @@
+"""Records to rows and back, for the SQL stores: the column orders of the hot path's positional
+queries, and the encoding of the JSON columns (edges, sinks, options, plans, events)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from ...core.blobs import Blobbing, payload_of
+from ...core.rows import (
+    Edge,
+    EdgeKind,
+    EventRow,
+    Gate,
+    OnExpiry,
+    RecordRow,
+    RunRow,
+    RunStatus,
+    StepOptions,
+    StepPlan,
+    StepRow,
+    StepStatus,
+    WorkflowPlan,
+)
+
+Params = dict[str, Any]
+
+# -- records <-> rows ----------------------------------------------------------------------------
+
+STEP_STATUS = {s.value: s for s in StepStatus}
+RUN_STATUS = {s.value: s for s in RunStatus}
+_EDGE_KIND = {k.value: k for k in EdgeKind}
+_EDGES_CACHE: dict[str, tuple[Edge, ...]] = {}
+_EDGES_CACHE_MAX = 4096
+_SINKS_CACHE: dict[str, tuple[str, ...]] = {}
+_EDGES_JSON_CACHE: dict[tuple[Edge, ...], str] = {}
+
+
+def edges_to_json(edges: tuple[Edge, ...]) -> str:
+    if not edges:
+        return "[]"
+    if len(edges) > 8:
+        return orjson.dumps([[e.target, e.kind, e.absorbs] for e in edges]).decode()
+    text = _EDGES_JSON_CACHE.get(edges)
+    if text is None:
+        text = orjson.dumps([[e.target, e.kind, e.absorbs] for e in edges]).decode()
+        if len(_EDGES_JSON_CACHE) >= _EDGES_CACHE_MAX:
+            _EDGES_JSON_CACHE.clear()
+        _EDGES_JSON_CACHE[edges] = text
+    return text
+
+
+def edges_from_json(text: str) -> tuple[Edge, ...]:
+    """Decode a `dependents` column; shapes repeat across runs, so decoded tuples are shared."""
+    edges: tuple[Edge, ...] = _cached(_EDGES_CACHE, text, _decode_edges)
+    return edges
+
+
+def _decode_edges(text: str) -> tuple[Edge, ...]:
+    return tuple(Edge(t, _EDGE_KIND[k], bool(a)) for t, k, a in orjson.loads(text))
+
+
+def _cached(cache: dict[str, Any], text: str, decode: Callable[[str], Any]) -> Any:
+    """Decode `text` once: small JSON columns repeat across runs, so decoded values are shared."""
+    value = cache.get(text)
+    if value is None:
+        value = decode(text)
+        if len(text) < 1024:
+            if len(cache) >= _EDGES_CACHE_MAX:
+                cache.clear()
+            cache[text] = value
+    return value
+
+
+# Where the blob hashes are in the rows of the `steps` and `runs` queries (after the fields).
+STEP_OUTPUT_BLOB, STEP_INPUT_BLOB = 27, 28
+RUN_INPUT_BLOB, RUN_OUTPUT_BLOB = 19, 20
+NO_BLOBS: Mapping[str, bytes] = {}
+
+
+def step_from_row(row: Sequence[Any], blobs: Mapping[str, bytes] = NO_BLOBS) -> StepRow:
+    """A StepRow from a row in the column order of the `steps` queries (StepRow's field order,
+    then the blob hashes), its payloads taken from `blobs` where the row names a blob."""
+    (run_id, name, idx, status, unmet, dependents, optional, priority, attempt, recoveries,
+     skip_reason, output, error_code, error_message, available_at, lease_token, lease_expires_at,
+     worker_id, ready_at, started_at, finished_at, options, reused_from, iteration, task, input_,
+     gather, output_blob, input_blob) = row  # fmt: skip
+    if output_blob is not None:
+        output = payload_of(blobs, output_blob, f"the output of step {name!r} of run {run_id!r}")
+    if input_blob is not None:
+        input_ = payload_of(blobs, input_blob, f"the input of step {name!r} of run {run_id!r}")
+    return StepRow(
+        run_id, name, idx, STEP_STATUS[status], unmet, edges_from_json(dependents), bool(optional),
+        priority, attempt, recoveries, skip_reason, _bytes(output), error_code, error_message,
+        available_at, lease_token, lease_expires_at, worker_id, ready_at, started_at, finished_at,
+        None if options is None else options_from_json(options), reused_from, iteration, task,
+        _bytes(input_), _bytes(gather),
+    )  # fmt: skip
+
+
+# Column orders of the positional hot-path queries (checked against queries.sql when loaded).
+STEP_COLUMNS = (
+    "run_id", "name", "idx", "status", "unmet", "dependents", "optional", "priority", "attempt",
+    "recoveries", "skip_reason", "output", "error_code", "error_message", "available_at",
+    "lease_token", "lease_expires_at", "worker_id", "ready_at", "started_at", "finished_at",
+    "options", "reused_from", "iteration", "task", "input", "gather", "queue", "concurrency_key",
+    "target", "output_blob", "input_blob",
+)  # fmt: skip
+STEP_MUTABLE = (
+    "status", "unmet", "attempt", "recoveries", "skip_reason", "error_code", "error_message",
+    "available_at", "lease_token", "lease_expires_at", "worker_id", "ready_at", "started_at",
+    "finished_at", "iteration", "gather",
+)  # fmt: skip
+UPDATE_STEP = (*STEP_MUTABLE, "run_id", "name")
+UPDATE_STEP_OUTPUT = (*STEP_MUTABLE, "output", "output_blob", "run_id", "name")
+RUN_MUTABLE = (
+    "status", "unfinished", "failures", "next_seq", "error", "started_at", "finished_at",
+    "next_idx",
+)  # fmt: skip
+UPDATE_RUN = (*RUN_MUTABLE, "id")
+UPDATE_RUN_OUTPUT = (*RUN_MUTABLE, "output", "output_blob", "id")
+EVENT_COLUMNS = ("run_id", "seq", "type", "step", "payload", "ts")
+RECORD_WRITE = ("collection", "key", "doc", "revision", "updated_at", "run_id", "step")
+
+# Statuses are StrEnums: drivers bind them as their text, so rows carry them as they are.
+
+
+def step_insert_row(s: StepRow, blobs: Blobbing) -> tuple[Any, ...]:
+    """A new step's columns (STEP_COLUMNS); `blobs` decides which payloads become blobs."""
+    output, output_blob = blobs.keep(s.output)
+    input_, input_blob = blobs.keep(s.input)
+    return (
+        s.run_id, s.name, s.idx, s.status, s.unmet, edges_to_json(s.dependents), s.optional,
+        s.priority, s.attempt, s.recoveries, s.skip_reason, output, s.error_code,
+        s.error_message, s.available_at, s.lease_token, s.lease_expires_at, s.worker_id,
+        s.ready_at, s.started_at, s.finished_at, options_to_json(s.options), s.reused_from,
+        s.iteration, s.task, input_, s.gather, *_flow_columns(s.options), output_blob, input_blob,
+    )  # fmt: skip
+
+
+def _flow_columns(o: StepOptions | None) -> tuple[str | None, str | None, str | None]:
+    """The queue, concurrency key and target columns, which claims filter and count by (the
+    options JSON holds them too)."""
+    return (None, None, None) if o is None else (o.queue, o.key, o.target)
+
+
+def step_update_row(s: StepRow) -> tuple[Any, ...]:
+    """The mutable fields of a step but its output, then its key (UPDATE_STEP)."""
+    return (
+        s.status, s.unmet, s.attempt, s.recoveries, s.skip_reason, s.error_code, s.error_message,
+        s.available_at, s.lease_token, s.lease_expires_at, s.worker_id, s.ready_at, s.started_at,
+        s.finished_at, s.iteration, s.gather, s.run_id, s.name,
+    )  # fmt: skip
+
+
+def step_update_output_row(s: StepRow, output: bytes | None, blob: str | None) -> tuple[Any, ...]:
+    """The mutable fields of a step, its output (column and blob hash), then its key
+    (UPDATE_STEP_OUTPUT)."""
+    return (
+        s.status, s.unmet, s.attempt, s.recoveries, s.skip_reason, s.error_code, s.error_message,
+        s.available_at, s.lease_token, s.lease_expires_at, s.worker_id, s.ready_at, s.started_at,
+        s.finished_at, s.iteration, s.gather, output, blob, s.run_id, s.name,
+    )  # fmt: skip
+
+
+def run_update_row(r: RunRow) -> tuple[Any, ...]:
+    return (
+        r.status, r.unfinished, r.failures, r.next_seq, r.error, r.started_at, r.finished_at,
+        r.next_idx, r.id,
+    )  # fmt: skip
+
+
+def run_update_output_row(r: RunRow, output: bytes | None, blob: str | None) -> tuple[Any, ...]:
+    return (
+        r.status, r.unfinished, r.failures, r.next_seq, r.error, r.started_at, r.finished_at,
+        r.next_idx, output, blob, r.id,
+    )  # fmt: skip
+
+
+def event_row(e: EventRow) -> tuple[Any, ...]:
+    return (e.run_id, e.seq, e.type, e.step, _dumps_payload(e.payload), e.ts)
+
+
+def sinks_from_json(text: str) -> tuple[str, ...]:
+    sinks: tuple[str, ...] = _cached(_SINKS_CACHE, text, lambda t: tuple(orjson.loads(t)))
+    return sinks
+
+
+def run_from_row(
+    row: Sequence[Any], blobs: Mapping[str, bytes] = NO_BLOBS, *, with_input: bool = True
+) -> RunRow:
+    """A RunRow from a row of the `runs` queries, its payloads taken from `blobs` where the row
+    names a blob. Without `with_input` (transactions: no transition reads a run's input, nor
+    is it ever rewritten), an input kept as a blob is left empty, unread."""
+    (id_, workflow, version, fingerprint, status, input_, sinks, unfinished, failures, next_seq,
+     output, error, created_at, started_at, finished_at, deadline, parent_run,
+     forked_from, next_idx, input_blob, output_blob) = row  # fmt: skip
+    if input_blob is not None and with_input:
+        input_ = payload_of(blobs, input_blob, f"the input of run {id_!r}")
+    if output_blob is not None:
+        output = payload_of(blobs, output_blob, f"the output of run {id_!r}")
+    return RunRow(
+        id_, workflow, version, fingerprint, RUN_STATUS[status], bytes(input_),
+        sinks_from_json(sinks), unfinished, failures, next_seq, _bytes(output), error,
+        created_at, started_at, finished_at, deadline, parent_run, forked_from, next_idx,
+    )  # fmt: skip
+
+
+def run_insert_params(run: RunRow, blobs: Blobbing) -> Params:
+    input_, input_blob = blobs.keep(run.input)
+    output, output_blob = blobs.keep(run.output)
+    return {
+        "id": run.id,
+        "workflow": run.workflow,
+        "version": run.version,
+        "fingerprint": run.fingerprint,
+        "status": run.status.value,
+        "input": b"" if input_ is None else input_,  # NOT NULL: empty when it is a blob
+        "sinks": orjson.dumps(list(run.sinks)).decode(),
+        "unfinished": run.unfinished,
+        "failures": run.failures,
+        "next_seq": run.next_seq,
+        "output": output,
+        "error": run.error,
+        "created_at": run.created_at,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+        "deadline": run.deadline,
+        "parent_run": run.parent_run,
+        "forked_from": run.forked_from,
+        "next_idx": run.next_idx,
+        "input_blob": input_blob,
+        "output_blob": output_blob,
+    }
+
+
+def event_from_row(row: Sequence[Any]) -> EventRow:
+    run_id, seq, type_, step, payload, ts = row
+    return EventRow(run_id, seq, type_, step, orjson.loads(payload), ts)
+
+
+def plan_to_json(plan: WorkflowPlan) -> str:
+    return orjson.dumps(
+        {
+            "name": plan.name,
+            "version": plan.version,
+            "fingerprint": plan.fingerprint,
+            "created_at": plan.created_at,
+            "steps": [
+                {
+                    "name": s.name,
+                    "dependencies": [[dep, kind.value] for dep, kind in s.dependencies],
+                    "defaults": list(s.defaults),
+                    "optional": s.optional,
+                    "priority": s.priority,
+                    "inputs": [[name, required] for name, required in s.inputs],
+                    "options": None if s.options is None else _options_dict(s.options),
+                }
+                for s in plan.steps
+            ],
+        }
+    ).decode()
+
+
+def plan_from_json(text: str | bytes) -> WorkflowPlan:
+    data = orjson.loads(text)
+    return WorkflowPlan(
+        name=data["name"],
+        version=data["version"],
+        fingerprint=data["fingerprint"],
+        created_at=data["created_at"],
+        steps=tuple(
+            StepPlan(
+                name=s["name"],
+                dependencies=tuple((dep, _EDGE_KIND[kind]) for dep, kind in s["dependencies"]),
+                defaults=tuple(s["defaults"]),
+                optional=s["optional"],
+                priority=s["priority"],
+                inputs=tuple((name, required) for name, required in s["inputs"]),
+                options=_options_of(s.get("options")),
+            )
+            for s in data["steps"]
+        ),
+    )
+
+
+_OPTIONS_CACHE: dict[str, StepOptions] = {}
+
+
+def options_to_json(options: StepOptions | None) -> str | None:
+    return None if options is None else orjson.dumps(_options_dict(options)).decode()
+
+
+def options_from_json(text: str) -> StepOptions:
+    options: StepOptions = _cached(_OPTIONS_CACHE, text, lambda t: _options_of(orjson.loads(t)))
+    return options
+
+
+def _options_dict(o: StepOptions) -> dict[str, Any]:
+    """The options that differ from the defaults, so a row stores only what matters."""
+    found = {
+        "delay": o.delay,
+        "gate": o.gate,
+        "expires_after": o.expires_after,
+        "queue": o.queue,
+        "key": o.key,
+        "key_limit": o.key_limit,
+        "key_from_outputs": o.key_from_outputs or None,
+        "target": o.target,
+        "run_priority": o.run_priority or None,
+    }
+    data: dict[str, Any] = {k: v for k, v in found.items() if v is not None}
+    if o.on_expiry is not OnExpiry.REJECT:
+        data["on_expiry"] = o.on_expiry.value
+    return data
+
+
+def _options_of(data: Mapping[str, Any] | None) -> StepOptions | None:
+    if data is None:
+        return None
+    gate = data.get("gate")
+    return StepOptions(
+        delay=data.get("delay"),
+        gate=None if gate is None else Gate(gate),
+        expires_after=data.get("expires_after"),
+        on_expiry=OnExpiry(data.get("on_expiry", "reject")),
+        queue=data.get("queue"),
+        key=data.get("key"),
+        key_limit=data.get("key_limit"),
+        key_from_outputs=data.get("key_from_outputs", False),
+        target=data.get("target"),
+        run_priority=data.get("run_priority", 0),
+    )
+
+
+def _bytes(value: Any) -> bytes | None:
+    return None if value is None else bytes(value)
+
+
+def _dumps_payload(payload: Mapping[str, object]) -> str:
+    try:
+        return orjson.dumps(payload, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:
+        return orjson.dumps(payload, default=repr, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
+def record_from_row(row: Sequence[Any]) -> RecordRow:
+    collection, key, doc, revision, updated_at, run_id, step = row
+    return RecordRow(collection, key, bytes(doc), revision, updated_at, run_id, step)

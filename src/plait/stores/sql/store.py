@@ -1,0 +1,386 @@
+"""The Store protocol for the SQL stores, written once over two primitives each store provides:
+`_fetch` (one named query, rows back) and `_transact` (a program of `_programs.py` run in one
+transaction). A store adds connections, transactions, errors and wake-ups; the rest is here."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
+
+from ...core.blobs import BlobStats, check_hash, check_put
+from ...core.queues import QueueConfig
+from ...core.rate import Rate
+from ...core.rows import (
+    ArtifactRow,
+    Claims,
+    CommitResult,
+    EventRow,
+    Lease,
+    Outcome,
+    RecordRow,
+    RunRow,
+    RunStatus,
+    StepInputs,
+    StepRow,
+    WorkflowPlan,
+)
+from ...core.transitions import Action
+from .artifact_rows import artifact_from_row
+from .ops import Program, execute_one
+from .programs import Programs, SQLTxn, queue_from_row
+from .queries import Queries
+from .rows import event_from_row, plan_from_json, plan_to_json, record_from_row
+
+T = TypeVar("T")
+Wakes = Callable[[T], Iterable[str]]  # what a committed result wakes: "ready", "ended"
+
+_NO_LIMIT = 2**62
+CLAIM_PATIENCE = 2.0  # seconds a claim that finds only runs held by others keeps trying
+
+
+def wakes_of(txn: SQLTxn) -> Iterable[str]:
+    """Steps became ready, a queue's or a key's slot was freed, runs ended: what other
+    processes' workers and waiters care about."""
+    if txn.result.readied:
+        yield "ready"
+    if txn.result.slot_freed:
+        yield "freed"
+    if txn.result.ended_runs:
+        yield "ended"
+    if txn.result.cancelled_runs:
+        yield "cancelled"
+
+
+def _reconfigured(_config: QueueConfig) -> Iterable[str]:
+    return ("ready",)
+
+
+def _created(result: tuple[RunRow, bool]) -> Iterable[str]:
+    return ("ready",) if result[1] else ()
+
+
+class SQLStore:
+    _queries: Queries
+    _programs: Programs
+
+    async def _fetch(self, query: str, params: Mapping[str, Any]) -> list[Any]:
+        """The rows of one named query (a plain read)."""
+        raise NotImplementedError
+
+    async def _transact(
+        self,
+        what: str,
+        program: Callable[[], Program[T]],
+        *,
+        write: bool = True,
+        lease_only: bool = False,
+        wakes: Wakes[T] | None = None,
+    ) -> T:
+        """Run a program in one transaction. `program` makes a fresh one, so the store may run
+        it again (a lost connection, a deadlock). `lease_only`: it writes only leases (claims,
+        heartbeats); `wakes`: what its result should wake in other processes."""
+        raise NotImplementedError
+
+    # -- definitions
+
+    async def save_workflow(self, plan: WorkflowPlan) -> None:
+        params = {
+            "fingerprint": plan.fingerprint,
+            "name": plan.name,
+            "version": plan.version,
+            "created_at": plan.created_at,
+            "plan": plan_to_json(plan),
+        }
+        query = self._queries["save_workflow"]
+        await self._transact("save workflow", lambda: execute_one(query, params))
+
+    async def get_workflow(self, name: str, fingerprint: str | None = None) -> WorkflowPlan | None:
+        if fingerprint is None:
+            rows = await self._fetch("get_latest_workflow", {"name": name})
+        else:
+            rows = await self._fetch("get_workflow", {"name": name, "fingerprint": fingerprint})
+        return plan_from_json(rows[0][0]) if rows else None
+
+    async def list_workflows(self) -> list[WorkflowPlan]:
+        return [plan_from_json(row[0]) for row in await self._fetch("list_workflows", {})]
+
+    # -- runs
+
+    async def create_run(
+        self, run: RunRow, steps: Sequence[StepRow], events: Sequence[EventRow]
+    ) -> tuple[RunRow, bool]:
+        return await self._transact(
+            f"create run {run.id!r}",
+            lambda: self._programs.create_run(run, steps, events),
+            wakes=_created,
+        )
+
+    async def _read_runs(self, query: str, params: Mapping[str, Any]) -> list[RunRow]:
+        what = query.replace("_", " ")
+        return await self._transact(
+            what, lambda: self._programs.blobs.read_runs(query, params), write=False
+        )
+
+    async def _read_steps(self, query: str, params: Mapping[str, Any]) -> list[StepRow]:
+        what = query.replace("_", " ")
+        return await self._transact(
+            what, lambda: self._programs.blobs.read_steps(query, params), write=False
+        )
+
+    async def get_run(self, run_id: str) -> RunRow | None:
+        rows = await self._read_runs("get_run", {"id": run_id})
+        return rows[0] if rows else None
+
+    async def get_runs(self, run_ids: Collection[str]) -> list[RunRow]:
+        if not run_ids:
+            return []
+        params = {"id_list": self._queries.dialect.list_param(run_ids)}
+        return await self._read_runs("get_runs", params)
+
+    async def list_runs(
+        self,
+        *,
+        workflow: str | None,
+        status: RunStatus | None,
+        limit: int,
+        before: tuple[float, str] | None,
+    ) -> list[RunRow]:
+        params: dict[str, Any] = {
+            "workflow": workflow,
+            "status": status.value if status is not None else None,
+            "limit": limit,
+            "before_at": before[0] if before is not None else None,
+            "before_id": before[1] if before is not None else None,
+        }
+        if workflow is None:
+            query = "list_runs"
+        elif status is None:
+            query = "list_runs_of_workflow"
+        else:
+            query = "list_runs_of_workflow_status"
+        return await self._read_runs(query, params)
+
+    async def get_steps(self, run_id: str) -> list[StepRow]:
+        return await self._read_steps("get_steps", {"run_id": run_id})
+
+    async def get_events(self, run_id: str, after_seq: int, limit: int | None) -> list[EventRow]:
+        params = {
+            "run_id": run_id,
+            "after_seq": after_seq,
+            "limit": _NO_LIMIT if limit is None else limit,
+        }
+        return [event_from_row(row) for row in await self._fetch("get_events", params)]
+
+    # -- workers
+
+    async def claim(
+        self,
+        *,
+        worker_id: str,
+        fingerprints: Collection[str],
+        limit: int,
+        lease: float,
+        now: float,
+        queues: Collection[str] | None = None,
+        aged_before: float | None = None,
+        labels: Collection[str] = (),
+    ) -> Claims:
+        if not fingerprints or limit <= 0:
+            return Claims()
+        chosen = list(fingerprints)
+        deadline = time.monotonic() + CLAIM_PATIENCE
+        pause = 0.001
+        while True:
+            txn = await self._transact(
+                "claim",
+                lambda: self._programs.claim(
+                    worker_id, chosen, limit, lease, now, queues, aged_before, labels
+                ),
+                lease_only=True,
+            )
+            if txn.claims or not txn.busy or time.monotonic() >= deadline:
+                return Claims(txn.claims, limited=txn.limited, next_token_at=txn.next_token_at)
+            # every candidate's run was held by another transaction for a moment: try again
+            # (returning nothing would idle the worker until its next wake-up)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.02)
+
+    async def configure_queue(
+        self, name: str, concurrency: int | None, rate: Rate | None, now: float
+    ) -> QueueConfig:
+        return await self._transact(
+            "configure a queue",
+            lambda: self._programs.configure_queue(name, concurrency, rate, now),
+            wakes=_reconfigured,  # raised limits: held workers elsewhere look again
+        )
+
+    async def list_queues(self) -> list[QueueConfig]:
+        rows = await self._fetch("get_queues", {})
+        return [queue_from_row(row) for row in rows]
+
+    async def step_inputs(self, wanted: Mapping[str, Collection[str]]) -> dict[str, StepInputs]:
+        if not wanted:
+            return {}
+        return await self._transact(
+            "read step inputs", lambda: self._programs.step_inputs(wanted), write=False
+        )
+
+    async def complete(self, outcomes: Sequence[Outcome], now: float) -> CommitResult:
+        if not outcomes:
+            return CommitResult()
+        txn = await self._transact(
+            "complete", lambda: self._programs.complete(outcomes, now), wakes=wakes_of
+        )
+        return txn.result
+
+    async def heartbeat(self, leases: Sequence[Lease], lease: float, now: float) -> list[Lease]:
+        if not leases:
+            return []
+        return await self._transact(
+            "heartbeat", lambda: self._programs.heartbeat(leases, now + lease), lease_only=True
+        )
+
+    async def release(self, leases: Sequence[Lease], now: float) -> CommitResult:
+        if not leases:
+            return CommitResult()
+        txn = await self._transact(
+            "release", lambda: self._programs.release(leases, now), wakes=wakes_of
+        )
+        return txn.result
+
+    async def admit_key(
+        self, run_id: str, step: str, token: str, key: str, now: float
+    ) -> CommitResult:
+        txn = await self._transact(
+            "admit a concurrency key",
+            lambda: self._programs.admit_key(run_id, step, token, key, now),
+            wakes=wakes_of,
+        )
+        return txn.result
+
+    async def recover_expired(self, now: float, max_recoveries: int, limit: int) -> CommitResult:
+        txn = await self._transact(
+            "recover expired leases",
+            lambda: self._programs.recover_expired(now, max_recoveries, limit),
+            wakes=wakes_of,
+        )
+        return txn.result
+
+    async def apply(self, action: Action, now: float) -> CommitResult:
+        txn = await self._transact(
+            "operator action", lambda: self._programs.apply(action, now), wakes=wakes_of
+        )
+        return txn.result
+
+    async def fire_timers(self, now: float, limit: int) -> CommitResult:
+        txn = await self._transact(
+            "fire timers", lambda: self._programs.fire_timers(now, limit), wakes=wakes_of
+        )
+        return txn.result
+
+    async def next_timer_at(self) -> float | None:
+        rows = await self._fetch("next_timer_at", {})
+        return float(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    async def list_waiting(self, limit: int) -> list[StepRow]:
+        return await self._read_steps("list_waiting", {"limit": limit})
+
+    async def next_ready_at(
+        self, fingerprints: Collection[str], after: float | None = None
+    ) -> float | None:
+        if not fingerprints:
+            return None
+        params = {
+            "fingerprint_list": self._queries.dialect.list_param(fingerprints),
+            "after": -math.inf if after is None else after,
+        }
+        rows = await self._fetch("next_ready_at", params)
+        return float(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    # -- records
+
+    async def get_record(self, collection: str, key: str) -> RecordRow | None:
+        rows = await self._fetch("get_record", {"collection": collection, "key": key})
+        return record_from_row(rows[0]) if rows else None
+
+    async def put_record(self, row: RecordRow, expected_revision: int | None) -> tuple[bool, int]:
+        return await self._transact(
+            f"write record {row.key!r} of {row.collection!r}",
+            lambda: self._programs.put_record(row, expected_revision),
+        )
+
+    async def delete_record(
+        self, collection: str, key: str, expected_revision: int | None
+    ) -> tuple[bool, int]:
+        return await self._transact(
+            f"delete record {key!r} of {collection!r}",
+            lambda: self._programs.delete_record(collection, key, expected_revision),
+        )
+
+    async def purge_record_tombstones(self, older_than: float) -> int:
+        return await self._transact(
+            "purge deleted records' tombstones",
+            lambda: self._programs.purge_record_tombstones(older_than),
+        )
+
+    async def list_records(
+        self, collection: str, prefix: str, after: str, limit: int
+    ) -> list[RecordRow]:
+        params = {
+            "collection": collection,
+            "prefix": prefix,
+            "prefix_length": len(prefix),
+            "after": after,
+            "limit": limit,
+        }
+        return [record_from_row(row) for row in await self._fetch("list_records", params)]
+
+    # -- artifacts
+
+    async def list_artifacts(self, run_id: str) -> list[ArtifactRow]:
+        rows = await self._fetch("list_artifacts", {"run_id": run_id})
+        return [artifact_from_row(row) for row in rows]
+
+    async def get_artifact(self, artifact_id: str) -> ArtifactRow | None:
+        rows = await self._fetch("get_artifact", {"id": artifact_id})
+        return artifact_from_row(rows[0]) if rows else None
+
+    async def known_artifacts(self, artifact_ids: Collection[str]) -> set[str]:
+        if not artifact_ids:
+            return set()
+        params = {"id_list": self._queries.dialect.list_param(artifact_ids)}
+        return {row[0] for row in await self._fetch("known_artifacts", params)}
+
+    # -- deleting
+
+    async def delete_run(self, run_id: str) -> bool:
+        return await self._transact(
+            f"delete run {run_id!r}", lambda: self._programs.delete_run(run_id)
+        )
+
+    # -- blobs (`plait._blobs`)
+
+    async def put_blob(self, sha256: str, data: bytes, now: float) -> None:
+        check_put(sha256, data)
+        await self._transact(
+            f"store blob {sha256}", lambda: self._programs.blobs.put(sha256, data, now)
+        )
+
+    async def get_blob(self, sha256: str) -> bytes:
+        check_hash(sha256)
+        return await self._transact(
+            f"read blob {sha256}", lambda: self._programs.blobs.get(sha256), write=False
+        )
+
+    async def blob_stats(self) -> BlobStats:
+        return await self._transact(
+            "count blobs", lambda: self._programs.blobs.stats(), write=False
+        )
+
+    async def gc_blobs(self, older_than: float) -> int:
+        return await self._transact(
+            "remove unreferenced blobs", lambda: self._programs.blobs.gc(older_than)
+        )

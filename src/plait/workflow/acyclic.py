@@ -1,0 +1,44 @@
+"""The workflow graph must be acyclic: Kahn's algorithm, and on a cycle, one cycle's path."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from .._errors import DefinitionError
+
+if TYPE_CHECKING:
+    from .definition import StepDef
+
+
+def check_acyclic(workflow: str, steps: Mapping[str, StepDef]) -> None:
+    """Kahn's algorithm; on a cycle, report one cycle path."""
+    deps = {name: set(s.dependencies()) for name, s in steps.items()}
+    remaining = {name: len(d) for name, d in deps.items()}
+    dependents: dict[str, list[str]] = {name: [] for name in steps}
+    for name, ds in deps.items():
+        for d in ds:
+            dependents[d].append(name)
+    queue = [n for n, c in remaining.items() if c == 0]
+    seen = 0
+    while queue:
+        n = queue.pop()
+        seen += 1
+        for m in dependents[n]:
+            remaining[m] -= 1
+            if remaining[m] == 0:
+                queue.append(m)
+    if seen == len(steps):
+        return
+    # walk backwards along unresolved dependencies until a name repeats
+    node = next(n for n, c in remaining.items() if c > 0)
+    path = [node]
+    while True:
+        node = next(d for d in sorted(deps[node]) if remaining[d] > 0)
+        if node in path:
+            cycle = [*path[path.index(node) :], node]
+            cycle.reverse()
+            raise DefinitionError(
+                f"workflow {workflow!r}, step {node!r}: cycle: {' -> '.join(cycle)}"
+            )
+        path.append(node)

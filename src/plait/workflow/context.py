@@ -1,0 +1,213 @@
+"""What a running step can see and do: `ctx: plait.StepContext`."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import os
+
+    from ..core.rows import ArtifactRow, RecordWrite, StepData
+    from ..data.artifacts import ArtifactRef, ArtifactStorage
+    from .definition import Workflow
+    from .tasks import Handle, Spawner
+
+logger = logging.getLogger("plait.step")
+OMITTED: Any = type("Omitted", (), {"__repr__": lambda self: "<omitted>"})()  # no input= given
+
+
+class StepCancelled(Exception):
+    """Raised by `ctx.check_cancelled()` when the step's run was cancelled or its lease lost."""
+
+
+class StepContext:
+    """Handed to a step that declares a parameter annotated `plait.StepContext` (or named `ctx`)."""
+
+    __slots__ = (
+        "_artifact_names", "_artifact_storage", "_artifacts", "_cancel", "_definition", "_lock",
+        "_records", "_spawner", "attempt", "input", "iteration", "log", "run_id", "step",
+        "workflow",
+    )  # fmt: skip
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        step: str,
+        workflow: str,
+        attempt: int,
+        run_input: Mapping[str, Any],
+        iteration: int = 0,
+        definition: Workflow | None = None,
+        artifacts: ArtifactStorage | None = None,
+    ) -> None:
+        self.run_id = run_id
+        self.step = step
+        self.workflow = workflow
+        self.attempt = attempt  # 1 for the first attempt
+        self.iteration = iteration  # 0 on the first pass; a plait.Goto back through it adds 1
+        self.input = run_input
+        self._cancel = threading.Event()
+        self._lock = threading.Lock()
+        self._definition = definition  # for the tasks it may spawn
+        self._spawner: Spawner | None = None
+        self._records: list[RecordWrite] = []  # ctx.record: sent with the success only
+        self._artifacts: list[ArtifactRow] = []  # ctx.save_artifact: idem
+        self._artifact_storage = artifacts  # None: held in memory, never kept (replay)
+        self._artifact_names: set[str] = set()
+        self.log = _StepLogger(logger, {"run_id": run_id, "step": step, "attempt": attempt})
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the worker asks this step to stop (timeout, lease lost, shutdown, cancel)."""
+        return self._cancel.is_set()
+
+    def check_cancelled(self) -> None:
+        """Raise `StepCancelled` if the step should stop; call it between units of work."""
+        if self._cancel.is_set():
+            raise StepCancelled(f"step {self.step!r} of run {self.run_id!r} was asked to stop")
+
+    def spawn(
+        self,
+        fn: Callable[..., Any] | str,
+        *,
+        name: str | None = None,
+        input: Any = OMITTED,
+        after: Iterable[Handle] = (),
+        not_before: datetime | None = None,
+        optional: bool | None = None,
+        priority: int | None = None,
+        colocate: bool = False,
+    ) -> Handle:
+        """Add a step running task `fn` (`@wf.task`) with `input` to this run, once this step
+        succeeds; this step then ends when the steps it spawned have. `name` (default
+        `<task>-<n>`) must be unique among this step's spawns; `after` orders it after other
+        handles of this step; `not_before` delays it; `colocate=True` runs it on this worker.
+        Return handles to gather their outputs."""
+        return self._spawning().spawn(
+            fn,
+            name=name,
+            input=input,
+            after=after,
+            not_before=not_before,
+            optional=optional,
+            priority=priority,
+            colocate=colocate,
+        )
+
+    def map(self, fn: Callable[..., Any] | str, items: Iterable[Any]) -> list[Handle]:
+        """Spawn task `fn` once per item (the item is its input); return the handles, in order."""
+        return self._spawning().map(fn, items)
+
+    def record(self, collection: str, key: str, doc: Any) -> None:
+        """Write JSON document `doc` under `key` in `collection` (see `engine.records`), in the
+        transaction that records this step's success: never if this attempt fails, once if it
+        succeeds. A later write of the same key in the same step wins (revision +1 each)."""
+        from ..data.records import record_write
+
+        self._records.append(record_write(collection, key, doc))
+
+    def save_artifact(
+        self,
+        name: str,
+        data_or_path: bytes | bytearray | memoryview | str | os.PathLike[str],
+        content_type: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> ArtifactRef:
+        """Save a file of this step: `data_or_path` is its content (bytes-like) or the path of a
+        file to copy (str or os.PathLike: to save text, pass `text.encode()`). The bytes are
+        written now; the artifact becomes visible (`engine.artifacts(run_id)`) only if this
+        attempt succeeds. `name` is 1-255 characters without '/', '\\' or control characters,
+        once per attempt; `content_type` defaults to a guess from the name; `metadata` is a JSON
+        object. InputError for bad input (nothing is saved). In an async handler, prefer
+        `await ctx.save_artifact_async(...)`, which copies on a thread."""
+        from .._errors import InputError
+        from ..core.rows import ArtifactRow
+        from ..data.artifacts import (
+            DatabaseStorage,
+            check_content_type,
+            check_name,
+            encode_metadata,
+            new_artifact_id,
+        )
+
+        check_name(name)
+        content_type = check_content_type(content_type, name)
+        encoded = encode_metadata(metadata, name)
+        with self._lock:
+            if name in self._artifact_names:
+                raise InputError(
+                    f"artifact {name!r} was already saved by this attempt of step {self.step!r}: "
+                    "an attempt saves each name once (choose another name)"
+                )
+            self._artifact_names.add(name)
+        storage = self._artifact_storage or DatabaseStorage()
+        artifact_id = new_artifact_id()
+        try:
+            path, size, sha256, kept = storage.put(artifact_id, data_or_path, name)
+        except BaseException:
+            with self._lock:
+                self._artifact_names.discard(name)
+            raise
+        row = ArtifactRow(
+            id=artifact_id, run_id=self.run_id, step=self.step, name=name, size=size,
+            sha256=sha256, content_type=content_type, path=path, metadata=encoded,
+            created_at=time.time(), data=kept,
+        )  # fmt: skip
+        with self._lock:
+            self._artifacts.append(row)
+        from ..data.artifacts import ArtifactRef
+
+        return ArtifactRef(row.id, name, size, sha256, content_type, storage.uri(row))
+
+    async def save_artifact_async(
+        self,
+        name: str,
+        data_or_path: bytes | bytearray | memoryview | str | os.PathLike[str],
+        content_type: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> ArtifactRef:
+        """`save_artifact` for async handlers: the copy runs on a thread, not the event loop."""
+        import asyncio
+
+        return await asyncio.to_thread(
+            self.save_artifact, name, data_or_path, content_type, metadata
+        )
+
+    def _data(self) -> StepData | None:
+        """What this attempt wrote besides its output, to send with its success."""
+        if not self._records and not self._artifacts:
+            return None
+        from ..core.rows import StepData
+
+        return StepData(tuple(self._records), tuple(self._artifacts))
+
+    def _spawning(self) -> Spawner:
+        if self._spawner is None:
+            if self._definition is None:
+                raise RuntimeError("this StepContext cannot spawn: it belongs to no workflow")
+            from .tasks import Spawner
+
+            self._spawner = Spawner(self._definition, self.step, self.iteration)
+        return self._spawner
+
+    def _request_cancel(self) -> None:
+        self._cancel.set()
+
+    def __repr__(self) -> str:
+        return f"StepContext(run_id={self.run_id!r}, step={self.step!r}, attempt={self.attempt})"
+
+
+class _StepLogger(logging.LoggerAdapter[logging.Logger]):
+    """Stamps every record with the run id and step, as structured `extra` fields."""
+
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
+        kwargs["extra"] = {**(self.extra or {}), **kwargs.get("extra", {})}
+        return msg, kwargs

@@ -1,0 +1,587 @@
+"""Workflows and steps as the user defines them: validation, parameter binding, fingerprint. Pure."""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field, replace
+from datetime import timedelta
+from functools import cached_property
+from typing import Any, TypeVar, overload
+
+import orjson
+from pydantic import TypeAdapter, ValidationError
+
+from .. import _codec
+from .._errors import DefinitionError, InputError
+from ..core.placement import PLACEMENT_OPTIONS, step_target
+from ..core.queues import FLOW_OPTIONS, check_key_params, flow_options
+from ..core.retry import NO_RETRY, Retry
+from ..core.rows import EdgeKind, StepOptions, StepPlan, WorkflowPlan
+from .acyclic import check_acyclic
+from .context import StepContext
+from .digests import code_digest
+from .options import SIGNAL, Approval, awaits_signal, gate_options, handler_options, seconds
+from .params import adapter, is_context, type_hints
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,127}$")
+WORKFLOW_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
+_EMPTY = inspect.Parameter.empty
+
+
+def check_name(kind: str, name: object, pattern: re.Pattern[str] = NAME_RE) -> str:
+    if not isinstance(name, str) or not pattern.fullmatch(name):
+        start = "a letter, digit or '_'" if pattern is WORKFLOW_NAME_RE else "a letter or '_'"
+        raise DefinitionError(
+            f"invalid {kind} name {name!r}: use 1-128 letters, digits, '_', '-' or '.', "
+            f"starting with {start}"
+        )
+    return name
+
+
+@dataclass(frozen=True, slots=True)
+class InputField:
+    name: str
+    required: bool
+    default: Any
+    adapter: TypeAdapter[Any] | None
+
+
+@dataclass
+class StepDef:
+    """One step of a workflow: its handler, how its parameters bind, and its options."""
+
+    name: str
+    fn: Callable[..., Any]
+    deps: tuple[str, ...] = ()  # explicit data dependencies (add_step)
+    after: tuple[str, ...] = ()
+    after_any: tuple[str, ...] = ()
+    defaults: dict[str, Any] = field(default_factory=dict)
+    optional: bool = False
+    retry: Retry | None = None
+    timeout: float | None = None
+    priority: int = 0
+    when: Callable[..., Any] | None = None  # run the step only if this returns true
+    options: StepOptions | None = None  # delay, approval gate, signal, queue, key limit
+    concurrency_key: Callable[..., Any] | None = None  # of run-input fields and dependency outputs
+    # filled in by Workflow._bind once every step is known
+    when_params: tuple[str, ...] = ()  # the condition's parameters (steps' outputs, input fields)
+    when_inputs: tuple[InputField, ...] = ()  # the run-input fields among them
+    data_deps: tuple[str, ...] = ()
+    inputs: tuple[InputField, ...] = ()
+    ctx_param: str | None = None
+    signature: inspect.Signature | None = None
+    dep_params: dict[str, TypeAdapter[Any] | None] = field(default_factory=dict)
+    accepts_kwargs: bool = False
+    # a task (@wf.task), spawned by steps: the parameter its input binds to (see _tasks.py)
+    is_task: bool = False
+    task_input: str | None = None
+    task_input_required: bool = False
+    task_adapter: TypeAdapter[Any] | None = None
+
+    @property
+    def is_signal(self) -> bool:
+        return self.options is SIGNAL
+
+    @cached_property
+    def is_async(self) -> bool:
+        return inspect.iscoroutinefunction(self.fn)
+
+    def dependencies(self) -> dict[str, EdgeKind]:
+        edges: dict[str, EdgeKind] = {}
+        for name in self.after_any:
+            edges[name] = EdgeKind.AFTER_ANY
+        for name in self.after:
+            edges[name] = EdgeKind.AFTER
+        for name in self.data_deps:
+            edges[name] = EdgeKind.DATA
+        return edges
+
+    def condition_holds(self, run_input: Mapping[str, Any], outputs: Mapping[str, Any]) -> bool:
+        """Evaluate `when=` with its parameters bound like the step's (True without one)."""
+        if self.when is None:
+            return True
+        kwargs: dict[str, Any] = {}
+        for spec in self.when_inputs:
+            if spec.name in run_input:
+                kwargs[spec.name] = run_input[spec.name]
+            elif not spec.required:
+                kwargs[spec.name] = spec.default
+        for name in self.when_params:
+            if name in outputs:
+                kwargs[name] = outputs[name]
+        return bool(self.when(**kwargs))
+
+    def build_kwargs(
+        self, ctx: StepContext, run_input: Mapping[str, Any], outputs: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Arguments for one call. `outputs` holds each data dependency's output or default.
+
+        Raises pydantic's ValidationError when a value does not fit its annotation.
+        """
+        kwargs: dict[str, Any] = {}
+        if self.ctx_param:
+            kwargs[self.ctx_param] = ctx
+        for dep in self.data_deps:
+            value = outputs.get(dep)
+            if dep in self.dep_params:
+                adapter = self.dep_params[dep]
+                kwargs[dep] = (
+                    adapter.validate_python(value) if adapter and value is not None else value
+                )
+            elif self.accepts_kwargs:
+                kwargs[dep] = value
+        for spec in self.inputs:
+            if spec.name in run_input:
+                value = run_input[spec.name]
+                kwargs[spec.name] = spec.adapter.validate_python(value) if spec.adapter else value
+            elif not spec.required:
+                kwargs[spec.name] = spec.default
+            # a missing required field was refused at start; a call without it raises TypeError
+        return kwargs
+
+
+class Workflow:
+    """A named, versioned DAG of steps.
+
+    >>> wf = Workflow("orders", version="1", retry=Retry(attempts=3))
+    >>> @wf.step()
+    ... def fetch(order_id: int) -> dict: ...
+    """
+
+    def __init__(
+        self,
+        name: str,
+        version: str = "1",
+        *,
+        retry: Retry | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        self.name = check_name("workflow", name, WORKFLOW_NAME_RE)
+        if not isinstance(version, str) or not version or len(version) > 64:
+            raise DefinitionError(
+                f"workflow {name!r}: version must be a non-empty string, got {version!r}"
+            )
+        if retry is not None and not isinstance(retry, Retry):
+            raise DefinitionError(f"workflow {name!r}: retry must be a plait.Retry, got {retry!r}")
+        self.version = version
+        self.retry = retry or NO_RETRY
+        self.timeout = seconds(f"workflow {name!r}", "timeout", timeout)
+        self._steps: dict[str, StepDef] = {}
+        self._tasks: dict[str, StepDef] = {}
+        self._task_fns: dict[Callable[..., Any], StepDef] = {}
+        self._plan: WorkflowPlan | None = None
+
+    # -- defining -----------------------------------------------------------------------------
+
+    @overload
+    def step(self, fn: F, /) -> F: ...
+    @overload
+    def step(
+        self,
+        /,
+        *,
+        name: str | None = None,
+        after: Iterable[str] = (),
+        after_any: Iterable[str] = (),
+        defaults: Mapping[str, Any] | None = None,
+        optional: bool = False,
+        retry: Retry | None = None,
+        timeout: float | None = None,
+        priority: int = 0,
+        when: Callable[..., Any] | None = None,
+        delay: float | timedelta | None = None,
+        approval: bool | Approval = False,
+        queue: str | None = None,
+        concurrency_key: Callable[..., Any] | None = None,
+        key_limit: int | None = None,
+        target: str | None = None,
+        colocate_with: str | None = None,
+    ) -> Callable[[F], F]: ...
+
+    def step(
+        self, fn: Callable[..., Any] | None = None, /, *, name: str | None = None, **options: Any
+    ) -> Any:
+        """Decorate a function as a step; usable as `@wf.step` or `@wf.step(**options)`."""
+        if fn is not None:
+            self._add(name or str(getattr(fn, "__name__", "")), fn, (), options)
+            return fn
+
+        def decorate(f: F) -> F:
+            self._add(name or str(getattr(f, "__name__", "")), f, (), options)
+            return f
+
+        return decorate
+
+    def add_step(
+        self, name: str, fn: Callable[..., Any], deps: Iterable[str] = (), **options: Any
+    ) -> StepDef:
+        """Add a step programmatically (for generated graphs). `deps` are data dependencies:
+        each output is passed to the parameter of that name, or in `**kwargs`; a dependency with
+        neither still orders and cascades like `after`."""
+        if isinstance(deps, str):
+            deps = (deps,)
+        return self._add(name, fn, tuple(deps), options)
+
+    def signal(self, name: str, *, after: Iterable[str] = (), optional: bool = False) -> StepDef:
+        """Declare a step whose output comes from outside: `engine.signal(run_id, name, payload)`.
+
+        It waits in `waiting` once the steps in `after` are done; steps that take a parameter
+        of this name receive the payload. A signal sent earlier is kept until then; the first
+        delivery wins."""
+        step = self._add(name, awaits_signal, (), {"after": after, "optional": optional})
+        step.options = SIGNAL
+        return step
+
+    @overload
+    def task(self, fn: F, /) -> F: ...
+    @overload
+    def task(
+        self,
+        /,
+        *,
+        name: str | None = None,
+        retry: Retry | None = None,
+        timeout: float | None = None,
+        optional: bool = False,
+        priority: int = 0,
+        queue: str | None = None,
+        target: str | None = None,
+    ) -> Callable[[F], F]: ...
+
+    def task(
+        self, fn: Callable[..., Any] | None = None, /, *, name: str | None = None, **options: Any
+    ) -> Any:
+        """Register a function that steps may spawn (`ctx.spawn`, `ctx.map`); usable as
+        `@wf.task` or `@wf.task(**options)`. It takes at most one input: its first parameter
+        after `ctx`."""
+
+        def decorate(f: F) -> F:
+            from .tasks import make_task
+
+            task = make_task(self, name or str(getattr(f, "__name__", "")), f, options)
+            if task.name in self._tasks:
+                raise DefinitionError(
+                    f"workflow {self.name!r}, task {task.name!r}: duplicate task name"
+                )
+            self._tasks[task.name] = self._task_fns[f] = task
+            self._plan = None
+            return f
+
+        return decorate(fn) if fn is not None else decorate
+
+    def task_of(self, fn: Callable[..., Any] | str) -> StepDef | None:
+        """The task registered for this function (or of this name), or None."""
+        if isinstance(fn, str):
+            return self._tasks.get(fn)
+        try:
+            return self._task_fns.get(fn)
+        except TypeError:  # unhashable: not a registered function
+            return None
+
+    def handler(self, step: str, task: str | None) -> StepDef:
+        """What runs a claimed step: the static step, or the task a spawned step runs."""
+        return self._steps[step] if task is None else self._tasks[task]
+
+    def _add(
+        self, name: str, fn: Callable[..., Any], deps: tuple[str, ...], options: dict[str, Any]
+    ) -> StepDef:
+        check_name("step", name)
+        where = f"workflow {self.name!r}, step {name!r}"
+        retry, priority = handler_options(where, fn, options, _OPTIONS)
+        if name in self._steps:
+            raise DefinitionError(f"{where}: duplicate step name (each step name must be unique)")
+        when = options.get("when")
+        if when is not None and not callable(when):
+            raise DefinitionError(f"{where}: when must be a callable returning true or false")
+        defaults = dict(options.get("defaults") or {})
+        for dep, value in defaults.items():
+            try:
+                _codec.dumps(value)
+            except _codec.EncodeError as exc:
+                raise DefinitionError(f"{where}: default for {dep!r} is not JSON: {exc}") from None
+        queue, key, key_limit = flow_options(where, options)
+        target, colocated = step_target(where, options)
+        gates = gate_options(where, options)
+        if queue is not None or key_limit is not None or target is not None:
+            gates = replace(gates or StepOptions(), queue=queue, key_limit=key_limit, target=target)
+        after = _names(where, "after", options.get("after", ()))
+        if colocated is not None and colocated not in after:
+            after.append(colocated)  # it runs where that step ran: after it
+        step = StepDef(
+            name=name,
+            fn=fn,
+            deps=tuple(_names(where, "deps", deps)),
+            after=tuple(after),
+            after_any=tuple(_names(where, "after_any", options.get("after_any", ()))),
+            defaults=defaults,
+            optional=bool(options.get("optional", False)),
+            retry=retry,
+            timeout=seconds(where, "timeout", options.get("timeout")),
+            options=gates,
+            priority=priority,
+            when=when,
+            concurrency_key=key,
+        )
+        _inspect_signature(where, step)
+        self._steps[name] = step
+        self._plan = None
+        return step
+
+    # -- reading --------------------------------------------------------------------------------
+
+    @property
+    def steps(self) -> tuple[StepDef, ...]:
+        self.plan()
+        return tuple(self._steps.values())
+
+    def __getitem__(self, name: str) -> StepDef:
+        return self._steps[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._steps
+
+    @property
+    def fingerprint(self) -> str:
+        return self.plan().fingerprint
+
+    def retry_for(self, step: StepDef) -> Retry:
+        return step.retry or self.retry
+
+    def timeout_for(self, step: StepDef) -> float | None:
+        return step.timeout if step.timeout is not None else self.timeout
+
+    def plan(self) -> WorkflowPlan:
+        """Bind parameters, check the graph, and compute the fingerprint (cached until changed)."""
+        if self._plan is None:
+            if not self._steps:
+                raise DefinitionError(f"workflow {self.name!r} has no steps")
+            for step in self._steps.values():
+                self._bind(step)
+            check_acyclic(self.name, self._steps)
+            self._plan = WorkflowPlan(
+                name=self.name,
+                version=self.version,
+                fingerprint=self._fingerprint(),
+                steps=tuple(
+                    StepPlan(
+                        name=s.name,
+                        dependencies=tuple(s.dependencies().items()),
+                        defaults=tuple(sorted(s.defaults)),
+                        optional=s.optional,
+                        priority=s.priority,
+                        inputs=tuple((f.name, f.required) for f in (*s.inputs, *s.when_inputs)),
+                        options=s.options,
+                    )
+                    for s in self._steps.values()
+                ),
+            )
+        return self._plan
+
+    def validate_input(self, value: Any) -> dict[str, Any]:
+        """Check a run input against every step's input fields; return it as a JSON object."""
+        self.plan()
+        if value is None:
+            value = {}
+        elif not isinstance(value, dict):
+            try:
+                value = orjson.loads(_codec.dumps(value))
+            except _codec.EncodeError as exc:
+                raise InputError(f"run input of {self.name!r} is not JSON: {exc}") from None
+        if not isinstance(value, dict):
+            raise InputError(
+                f"run input of {self.name!r} must be a JSON object, got {type(value).__name__}"
+            )
+        for step in self._steps.values():
+            for spec in (*step.inputs, *step.when_inputs):
+                if spec.name not in value:
+                    if spec.required:
+                        raise InputError(
+                            f"run input of {self.name!r} misses field {spec.name!r}, "
+                            f"required by step {step.name!r}"
+                        )
+                    continue
+                if spec.adapter is not None:
+                    try:
+                        spec.adapter.validate_python(value[spec.name])
+                    except ValidationError as exc:
+                        raise InputError(
+                            f"run input field {spec.name!r} (step {step.name!r}) is invalid: "
+                            f"{_short(exc)}"
+                        ) from None
+        return value
+
+    def __repr__(self) -> str:
+        return f"Workflow({self.name!r}, version={self.version!r}, steps={list(self._steps)})"
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _bind(self, step: StepDef) -> None:
+        where = f"workflow {self.name!r}, step {step.name!r}"
+        sig = step.signature or inspect.signature(step.fn)
+        hints = type_hints(step.fn) if getattr(step.fn, "__annotations__", None) else {}
+        data: dict[str, None] = dict.fromkeys(step.deps)
+        inputs: list[InputField] = []
+        dep_params: dict[str, TypeAdapter[Any] | None] = {}
+        ctx_param = None
+        for p in sig.parameters.values():
+            if p.kind is p.VAR_KEYWORD:
+                continue
+            hint = hints.get(p.name, _EMPTY)
+            if is_context(p.name, hint):
+                ctx_param = p.name
+            elif p.name in self._steps:
+                if p.name == step.name:
+                    raise DefinitionError(f"{where}: cycle: {step.name} -> {step.name}")
+                data[p.name] = None
+                dep_params[p.name] = adapter(hint)
+            else:
+                default = p.default
+                inputs.append(InputField(p.name, default is _EMPTY, default, adapter(hint)))
+        if step.when is not None:
+            # the condition's parameters bind like the step's: outputs of steps (which the step
+            # then waits for) or run-input fields
+            try:
+                when_sig = inspect.signature(step.when)
+            except (TypeError, ValueError):
+                raise DefinitionError(f"{where}: when= has no inspectable signature") from None
+            params, when_inputs = [], []
+            for p in when_sig.parameters.values():
+                if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+                    raise DefinitionError(f"{where}: when= takes named parameters only")
+                params.append(p.name)
+                if p.name in self._steps:
+                    if p.name == step.name:
+                        raise DefinitionError(f"{where}: when= cannot read the step's own output")
+                    data.setdefault(p.name, None)
+                else:
+                    when_inputs.append(InputField(p.name, p.default is _EMPTY, p.default, None))
+            step.when_params = tuple(params)
+            step.when_inputs = tuple(when_inputs)
+        if step.concurrency_key is not None and step.options is not None:
+            reads = check_key_params(where, step.concurrency_key, self._steps, data)
+            step.options = replace(step.options, key_from_outputs=reads)
+        for dep in data:
+            if dep not in self._steps:
+                raise DefinitionError(f"{where}: deps names unknown step {dep!r}")
+        for option, names in (("after", step.after), ("after_any", step.after_any)):
+            for dep in names:
+                if dep not in self._steps:
+                    raise DefinitionError(f"{where}: {option} names unknown step {dep!r}")
+        for dep in step.after_any:
+            if dep in data:
+                raise DefinitionError(
+                    f"{where}: {dep!r} is both a data dependency and after_any; "
+                    "use defaults= to run despite its failure"
+                )
+        if step.name in step.after or step.name in step.after_any:
+            raise DefinitionError(f"{where}: cycle: {step.name} -> {step.name}")
+        for dep in step.defaults:
+            if dep not in data and dep not in step.after:
+                raise DefinitionError(
+                    f"{where}: defaults names {dep!r}, which is not a data or after dependency"
+                )
+        step.data_deps = tuple(data)
+        step.inputs = tuple(inputs)
+        step.ctx_param = ctx_param
+        step.dep_params = dep_params
+        step.accepts_kwargs = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+
+    def _fingerprint(self) -> str:
+        canonical = {
+            "name": self.name,
+            "version": self.version,
+            "retry": self.retry.as_dict(),
+            "timeout": self.timeout,
+            "steps": [
+                {
+                    "name": s.name,
+                    "deps": sorted(s.dependencies().items()),
+                    "defaults": {
+                        k: _codec.loads(_codec.dumps(v)) for k, v in sorted(s.defaults.items())
+                    },
+                    "optional": s.optional,
+                    "retry": s.retry.as_dict() if s.retry else None,
+                    "timeout": s.timeout,
+                    "priority": s.priority,
+                    "inputs": [(f.name, f.required) for f in (*s.inputs, *s.when_inputs)],
+                    "code": code_digest(s.fn),
+                    "when": code_digest(s.when) if s.when is not None else None,
+                    "options": None if s.options is None else _options_print(s.options),
+                    **({"key": code_digest(s.concurrency_key)} if s.concurrency_key else {}),
+                }
+                for s in self._steps.values()
+            ],
+        }
+        if self._tasks:  # only then, so that workflows without tasks keep their fingerprint
+            canonical["tasks"] = [
+                {
+                    "name": t.name,
+                    "optional": t.optional,
+                    "retry": t.retry.as_dict() if t.retry else None,
+                    "timeout": t.timeout,
+                    "priority": t.priority,
+                    "code": code_digest(t.fn),
+                    **({"options": _options_print(t.options)} if t.options else {}),
+                }
+                for t in sorted(self._tasks.values(), key=lambda t: t.name)
+            ]
+        blob = orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+_OPTIONS = frozenset(
+    {"after", "after_any", "defaults", "optional", "retry", "timeout", "priority", "when"}
+    | {"delay", "approval"}
+    | FLOW_OPTIONS
+    | PLACEMENT_OPTIONS
+)
+
+
+def _options_print(options: StepOptions) -> dict[str, Any]:
+    """Step options as fingerprinted: flow options only when set, so that the fingerprints of
+    workflows defined before them do not change."""
+    data = asdict(options)
+    for name in ("queue", "key", "key_limit", "target", "key_from_outputs"):
+        if data[name] in (None, False):
+            del data[name]
+    return data
+
+
+def _names(where: str, option: str, names: Iterable[str]) -> list[str]:
+    if isinstance(names, str):
+        names = (names,)
+    out: dict[str, None] = {}  # ordered and O(1) membership: a fan-in may list 100,000 names
+    for n in names:
+        if not isinstance(n, str):
+            raise DefinitionError(f"{where}: {option} must list step names (str), got {n!r}")
+        out[n] = None
+    return list(out)
+
+
+def _inspect_signature(where: str, step: StepDef) -> None:
+    try:
+        sig = step.signature = inspect.signature(step.fn)
+    except (TypeError, ValueError) as exc:
+        raise DefinitionError(f"{where}: cannot read the handler's signature: {exc}") from None
+    for p in sig.parameters.values():
+        if p.kind is p.VAR_POSITIONAL:
+            raise DefinitionError(
+                f"{where}: parameter *{p.name} is not supported; name each parameter"
+            )
+        if p.kind is p.POSITIONAL_ONLY:
+            raise DefinitionError(
+                f"{where}: parameter {p.name!r} is positional-only; steps are called by keyword"
+            )
+
+
+def _short(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:3]:
+        loc = ".".join(str(x) for x in err.get("loc", ()))
+        parts.append(f"{loc + ': ' if loc else ''}{err.get('msg')}")
+    return "; ".join(parts)

@@ -1,0 +1,106 @@
+"""Step options that make a step wait: delays, approval gates, signals. Pure.
+
+They become the `StepOptions` stored with each step, which the state machine acts on: a step with
+a gate goes to `waiting` instead of `ready` when its dependencies are met, and a delayed step is
+`ready` but not claimable before its time (`available_at`), which is durable: a restarted worker
+does not restart the clock.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from .._errors import DefinitionError, PlaitError
+from ..core.retry import Retry
+from ..core.rows import Gate, OnExpiry, StepOptions
+
+
+def handler_options(
+    where: str, fn: Any, options: dict[str, Any], known: frozenset[str]
+) -> tuple[Retry | None, int]:
+    """The checks a step's and a task's options share: a callable handler, only `known`
+    options, a plait.Retry and an integer priority. Returns (retry, priority)."""
+    if not callable(fn):
+        raise DefinitionError(f"{where}: handler must be callable, got {fn!r}")
+    unknown = set(options) - known
+    if unknown:
+        raise DefinitionError(
+            f"{where}: unknown option(s) {sorted(unknown)}; known: {sorted(known)}"
+        )
+    retry = options.get("retry")
+    if retry is not None and not isinstance(retry, Retry):
+        raise DefinitionError(f"{where}: retry must be a plait.Retry, got {retry!r}")
+    priority = options.get("priority", 0)
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise DefinitionError(f"{where}: priority must be an integer, got {priority!r}")
+    return retry, priority
+
+
+def seconds(
+    where: str, option: str, value: Any, *, error: type[PlaitError] = DefinitionError
+) -> float | None:
+    """A duration given as seconds or a timedelta, checked: positive and finite."""
+    if value is None:
+        return None
+    if hasattr(value, "total_seconds"):
+        value = value.total_seconds()
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise error(
+            f"{where}: {option} must be a positive number of seconds or a timedelta, got {value!r}"
+        )
+    return float(value)
+
+
+@dataclass(frozen=True)
+class Approval:
+    """An approval gate: `@wf.step(approval=plait.Approval(expires_after=3600))`.
+
+    When its dependencies are met the step waits in `waiting` until `engine.approve(...)` (it
+    then runs) or `engine.reject(...)` (it fails with code `rejected`). Undecided for
+    `expires_after` (seconds or a timedelta), it is decided by `on_expiry`: "reject" (the
+    default) or "approve". `approval=True` is an approval without expiry.
+    """
+
+    expires_after: Any = None
+    on_expiry: str = "reject"
+
+
+def gate_options(where: str, options: dict[str, Any]) -> StepOptions | None:
+    """The StepOptions of `delay=` and `approval=`, checked; None when neither is given."""
+    delay = seconds(where, "delay", options.get("delay"))
+    approval = options.get("approval")
+    if approval is None or approval is False:
+        return StepOptions(delay=delay) if delay is not None else None
+    if approval is True:
+        approval = Approval()
+    if not isinstance(approval, Approval):
+        raise DefinitionError(
+            f"{where}: approval must be True or a plait.Approval(...), got {approval!r}"
+        )
+    try:
+        on_expiry = OnExpiry(approval.on_expiry)
+    except ValueError:
+        raise DefinitionError(
+            f"{where}: on_expiry must be 'reject' or 'approve', got {approval.on_expiry!r}"
+        ) from None
+    return StepOptions(
+        delay=delay,
+        gate=Gate.APPROVAL,
+        expires_after=seconds(where, "expires_after", approval.expires_after),
+        on_expiry=on_expiry,
+    )
+
+
+SIGNAL = StepOptions(gate=Gate.SIGNAL)
+
+
+def awaits_signal() -> None:
+    """The handler of a signal step: never called, its output is the signal's payload."""
+    raise AssertionError("a signal step is never run")  # pragma: no cover
