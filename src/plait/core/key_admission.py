@@ -18,21 +18,15 @@ creates its steps pending. Steps without such a key never come here: their claim
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
-from .. import _codec
-from .._errors import InputError, StoreError
-from .queues import resolve_key
-from .rows import Claim, Outcome, StepRow, StepStatus
+from .rows import StepRow, StepStatus
 from .transitions import Transition, Txn, _back_to_ready, _paused_when_idle, need, release
 
 if TYPE_CHECKING:
-    from ..worker.worker import Worker
-    from ..workflow.definition import StepDef, Workflow
+    pass
 
-KEY_ERROR = "concurrency_key_error"  # the key callable raised, or returned no string or integer
 KEY_FULL = "step_key_full"  # the event of a step handed back because its key was full
 
 
@@ -84,51 +78,3 @@ def admit(txn: Txn, run_id: str, name: str, token: str, key: str, running: int) 
     txn.result.readied -= 1
     txn.emit(run, KEY_FULL, name, key=key, key_limit=limit, running=others, worker=worker)
     yield from _paused_when_idle(txn, run_id)
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    """The handler must not run: the step failed (`outcome`, to commit), or it was handed back
-    or its lease lost (None: nothing to commit)."""
-
-    outcome: Outcome | None
-
-
-async def admit_key(
-    worker: Worker,
-    wf: Workflow,
-    step: StepDef,
-    claim: Claim,
-    run_input: Any,
-    outputs: dict[str, Any],
-) -> Refusal | None:
-    """Resolve a claimed step's pending key from its inputs, bound like its parameters, and
-    have the store admit it. None: admitted, run the handler."""
-    where = f"workflow {wf.name!r}, step {claim.step!r}"
-    try:
-        value = run_input if isinstance(run_input, dict) else {}
-        key = resolve_key(where, step.concurrency_key, value, outputs)
-    except InputError as exc:  # as at start for a run-input key; here the step fails
-        message = _codec.cap_message(str(exc))
-        return Refusal(
-            Outcome(
-                claim.run_id, claim.step, claim.token, error_code=KEY_ERROR, error_message=message
-            )
-        )
-    while True:
-        try:
-            result = await worker.store.admit_key(
-                claim.run_id, claim.step, claim.token, key, time.time()
-            )
-            break
-        except StoreError as exc:
-            await worker._outage.failed("admitting a concurrency key", exc, worker._stopping)
-            if worker._stopping.is_set():
-                return Refusal(None)  # still in flight: the stopping worker hands it back
-    worker._outage.recovered()
-    worker.engine._committed(result)
-    if result.accepted == [True]:
-        return None
-    worker._inflight.pop(claim.token, None)  # handed back, or no longer ours
-    worker._slot_freed.set()
-    return Refusal(None)
