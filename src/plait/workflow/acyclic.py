@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Iterable, Mapping
 
 from .._errors import DefinitionError
 
-if TYPE_CHECKING:
-    from .definition import StepDef
 
-
-def check_acyclic(workflow: str, steps: Mapping[str, StepDef]) -> None:
-    """Kahn's algorithm; on a cycle, report one cycle path."""
-    deps = {name: set(s.dependencies()) for name, s in steps.items()}
+def check_acyclic(workflow: str, steps: Mapping[str, Iterable[str]]) -> None:
+    """Kahn's algorithm over {step: its dependencies}; on a cycle, report one cycle path."""
+    deps = {name: set(d) for name, d in steps.items()}
     remaining = {name: len(d) for name, d in deps.items()}
     dependents: dict[str, list[str]] = {name: [] for name in steps}
     for name, ds in deps.items():

@@ -14,6 +14,8 @@ if TYPE_CHECKING:
 
     from ..core.rows import ArtifactRow, RecordWrite, StepData
     from ..data.artifacts import ArtifactRef, ArtifactStorage
+    # a running step's context spawns tasks of its Workflow: the one import cycle of the
+    # workflow wing, kept to type hints here and a function-local import in _spawning
     from .definition import Workflow
     from .tasks import Handle, Spawner
 
@@ -191,7 +193,7 @@ class StepContext:
         if self._spawner is None:
             if self._definition is None:
                 raise RuntimeError("this StepContext cannot spawn: it belongs to no workflow")
-            from .tasks import Spawner
+            from .tasks import Spawner  # the workflow wing's one cycle (see the imports above)
 
             self._spawner = Spawner(self._definition, self.step, self.iteration)
         return self._spawner

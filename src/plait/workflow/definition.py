@@ -261,6 +261,8 @@ class Workflow:
         after `ctx`."""
 
         def decorate(f: F) -> F:
+            # tasks.py builds on this module (a task is a StepDef): imported when first used,
+            # the one import cycle of the workflow wing (a Workflow holds its tasks)
             from .tasks import make_task
 
             task = make_task(self, name or str(getattr(f, "__name__", "")), f, options)
@@ -362,7 +364,7 @@ class Workflow:
                 raise DefinitionError(f"workflow {self.name!r} has no steps")
             for step in self._steps.values():
                 self._bind(step)
-            check_acyclic(self.name, self._steps)
+            check_acyclic(self.name, {n: s.dependencies() for n, s in self._steps.items()})
             self._plan = WorkflowPlan(
                 name=self.name,
                 version=self.version,
