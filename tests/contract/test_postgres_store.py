@@ -20,8 +20,8 @@ from tests import postgres_server
 from tests.contract.test_store import NOW, chain, claim, ok, plan_of, start
 
 import plait
+from plait.core.cascade import new_run
 from plait.core.rows import Outcome, StepStatus
-from plait.core.transitions import new_run
 from plait.stores import open_store
 from plait.stores import postgres as postgres_module
 from plait.stores.postgres import PostgresStore

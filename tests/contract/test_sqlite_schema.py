@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import pytest
 
 import plait
-from plait.core.transitions import new_run
+from plait.core.cascade import new_run
 from plait.stores import sqlite_files
 from plait.stores.sql import queries as _sql
 from plait.stores.sqlite import SQLiteStore

@@ -19,71 +19,19 @@ creates its steps pending. Steps without such a key never come here: their claim
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import _codec
 from .._errors import InputError, StoreError
 from .queues import resolve_key
-from .rows import Claim, Outcome, StepRow, StepStatus
-from .transitions import Transition, Txn, _back_to_ready, _paused_when_idle, need, release
+from .rows import Claim, Outcome
 
 if TYPE_CHECKING:
     from ..worker.worker import Worker
     from ..workflow.definition import StepDef, Workflow
 
 KEY_ERROR = "concurrency_key_error"  # the key callable raised, or returned no string or integer
-KEY_FULL = "step_key_full"  # the event of a step handed back because its key was full
-
-
-def forget_key(txn: Txn, step: StepRow) -> None:
-    """Make a key read from upstream outputs pending again: the step runs again on new ones."""
-    options = step.options
-    if options is not None and options.key_from_outputs and options.key is not None:
-        step.options = replace(options, key=None)
-        txn.rekeyed.add((step.run_id, step.name))
-
-
-def admit(txn: Txn, run_id: str, name: str, token: str, key: str, running: int) -> Transition:
-    """Store `key` on a claimed step (held under `token`) and keep it running if fewer than its
-    `key_limit` other running steps have that key (`running` counts those stored with it, the
-    step itself included if it already had it); else hand it back. `txn.result.accepted` is
-    [True] when the step may run."""
-    yield from need(txn, run_id, (name,))
-    step, run = txn.step(run_id, name), txn.runs.get(run_id)
-    if (
-        step is None
-        or run is None
-        or step.options is None
-        or step.status is not StepStatus.RUNNING
-        or step.lease_token != token
-    ):
-        txn.result.accepted.append(False)  # its lease was lost: another worker may hold it
-        return
-    if run.status.terminal:  # cancelled meanwhile: handed back, it ends here
-        txn.result.accepted.append(False)
-        yield from release(txn, run_id, name, token)
-        return
-    options = step.options
-    limit = options.key_limit or 1
-    others = running - (1 if options.key == key else 0)
-    if options.key != key:
-        step.options = replace(options, key=key)
-        txn.rekeyed.add((run_id, name))
-        txn.touch(step)
-    if others < limit:
-        txn.result.accepted.append(True)
-        return
-    txn.result.accepted.append(False)
-    worker = step.worker_id
-    # it held a slot of its queue (a completion's wake-up if the queue has a concurrency
-    # limit), not of its key; and it is claimable again only once its key frees, which the
-    # completion that frees it announces: no "ready" wake-up now
-    txn.ended_attempts.append(replace(step, options=options))
-    _back_to_ready(txn, step)
-    txn.result.readied -= 1
-    txn.emit(run, KEY_FULL, name, key=key, key_limit=limit, running=others, worker=worker)
-    yield from _paused_when_idle(txn, run_id)
 
 
 @dataclass(frozen=True, slots=True)

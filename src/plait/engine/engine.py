@@ -26,10 +26,10 @@ from .._errors import (
     WorkflowNotFound,
 )
 from .._portal import Broadcast, Portal, blocking
+from ..core.cascade import new_run
 from ..core.gates import DEADLINE_EXCEEDED
 from ..core.queues import flow_of_run, queue_blockers
 from ..core.rows import CommitResult, RunRow, RunStatus, StepStatus, WorkflowPlan
-from ..core.transitions import new_run
 from ..stores import Store, open_store
 from ..worker.registry import read_workers, registry_blockers
 from ..workflow.definition import Workflow

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from .._portal import Portal
     from ..core.rows import CommitResult, RunRow
-    from ..core.transitions import Transition
+    from ..core.txn import Transition
     from ..stores import Store
 
 

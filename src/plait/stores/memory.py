@@ -13,7 +13,6 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 
 from ..core.blobs import BlobStats, check_hash, check_put, missing
 from ..core.gates import expire_approval, pass_deadline
-from ..core.key_admission import admit as admit_key
 from ..core.placement import may_run
 from ..core.queues import (
     QueueConfig,
@@ -43,18 +42,8 @@ from ..core.rows import (
     StepStatus,
     WorkflowPlan,
 )
-from ..core.transitions import (
-    Action,
-    Need,
-    Transition,
-    Txn,
-    claim,
-    complete,
-    dispatchable,
-    drive,
-    recover,
-    release,
-)
+from ..core.transitions import admit_key, claim, complete, dispatchable, recover, release
+from ..core.txn import Action, Need, Transition, Txn, drive
 from .memory_blobs import MemoryBlobs, threshold_of_url
 
 

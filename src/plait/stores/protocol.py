@@ -27,7 +27,7 @@ from ..core.rows import (
     StepRow,
     WorkflowPlan,
 )
-from ..core.transitions import Action
+from ..core.txn import Action
 
 
 class Store(Protocol):

@@ -21,7 +21,6 @@ from typing import Any, TypeVar
 
 from ...core.blobs import payload_of, row_blobs
 from ...core.gates import expire_approval, pass_deadline
-from ...core.key_admission import admit as admit_key
 from ...core.placement import worker_targets
 from ...core.queues import (
     QueueConfig,
@@ -44,17 +43,8 @@ from ...core.rows import (
     StepRow,
     StepStatus,
 )
-from ...core.transitions import (
-    Action,
-    Need,
-    StepKey,
-    Transition,
-    Txn,
-    claim,
-    complete,
-    recover,
-    release,
-)
+from ...core.transitions import admit_key, claim, complete, recover, release
+from ...core.txn import Action, Need, StepKey, Transition, Txn
 from .artifact_rows import artifact_params
 from .blobs import BlobPrograms, BlobWrites, output_blobs
 from .data_programs import DataPrograms

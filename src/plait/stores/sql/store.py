@@ -27,7 +27,7 @@ from ...core.rows import (
     StepRow,
     WorkflowPlan,
 )
-from ...core.transitions import Action
+from ...core.txn import Action
 from .artifact_rows import artifact_from_row
 from .ops import Program, execute_one
 from .programs import Programs, SQLTxn, queue_from_row
