@@ -13,21 +13,13 @@ from __future__ import annotations
 from dataclasses import replace
 
 from .cascade import CONDITION, paused_when_idle, settle
+from .claiming import dispatchable
 from .loops import loop_back
 from .rows import Claim, Outcome, RunRow, RunStatus, StepRow, StepStatus
 from .spawn import spawn
 from .txn import Transition, Txn, need
 
 KEY_FULL = "step_key_full"  # the event of a step handed back because its key was full
-
-
-def dispatchable(run: RunStatus, attempt: int) -> bool:
-    """May a ready step of a run in this state be claimed? A pausing run dispatches nothing new,
-    but lets the steps in flight finish, their retries included (a retry has attempt > 0).
-    (queries.sql's claim_candidates says the same in SQL.)"""
-    return run in (RunStatus.PENDING, RunStatus.RUNNING) or (
-        run is RunStatus.PAUSING and attempt > 0
-    )
 
 
 def claim(

@@ -12,19 +12,19 @@ import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 
 from ..core.blobs import BlobStats, check_hash, check_put, missing
-from ..core.gates import expire_approval, pass_deadline
-from ..core.placement import may_run
-from ..core.queues import (
-    QueueConfig,
-    admit,
+from ..core.claiming import (
+    admit_candidates,
     blocked,
     charge,
+    dispatchable,
     flow_candidate,
     frees_room,
-    queue_of,
-    reconfigure,
+    order,
     token_wait,
 )
+from ..core.gates import expire_approval, pass_deadline
+from ..core.placement import may_run
+from ..core.queues import QueueConfig, queue_of, reconfigure
 from ..core.rate import Rate
 from ..core.rows import (
     TOMBSTONE,
@@ -42,7 +42,7 @@ from ..core.rows import (
     StepStatus,
     WorkflowPlan,
 )
-from ..core.transitions import admit_key, claim, complete, dispatchable, recover, release
+from ..core.transitions import admit_key, claim, complete, recover, release
 from ..core.txn import Action, Need, Transition, Txn, drive
 from .memory_blobs import MemoryBlobs, threshold_of_url
 
@@ -202,13 +202,8 @@ class MemoryStore:
                         held_found.add(queue)
                     else:
                         candidates.append(step)
-            candidates.sort(key=lambda s: (-s.priority, s.available_at or 0.0))
-            if aged_before is not None and candidates:
-                oldest = min(candidates, key=lambda s: s.available_at or 0.0)
-                if (oldest.available_at or 0.0) <= aged_before:
-                    candidates.remove(oldest)
-                    candidates.insert(0, oldest)
-            chosen, buckets = admit(
+            candidates = order(candidates, aged_before)
+            chosen, buckets = admit_candidates(
                 [flow_candidate(s.options) for s in candidates],
                 limited,
                 queue_running,

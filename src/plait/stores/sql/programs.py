@@ -20,19 +20,18 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from ...core.blobs import payload_of, row_blobs
-from ...core.gates import expire_approval, pass_deadline
-from ...core.placement import worker_targets
-from ...core.queues import (
-    QueueConfig,
-    admit,
+from ...core.claiming import (
+    admit_candidates,
     blocked,
     charge,
     flow_candidate,
     frees_room,
-    queue_of,
-    reconfigure,
+    starved_first,
     token_wait,
 )
+from ...core.gates import expire_approval, pass_deadline
+from ...core.placement import worker_targets
+from ...core.queues import QueueConfig, queue_of, reconfigure
 from ...core.rate import Bucket, Rate
 from ...core.rows import (
     EventRow,
@@ -188,11 +187,13 @@ class Programs(DataPrograms):
         }
         rows = list((yield (FETCH, q["claim_candidates"], params)))
         where = {k: v for k, v in params.items() if k not in ("limit", "now")}
+        oldest = []
         if aged_before is not None and rows:
             oldest = yield (FETCH, q["claim_oldest"], {**where, "aged_before": aged_before})
-            if oldest:  # it goes first, whatever its priority (no starvation)
-                rows = [oldest[0], *(r for r in rows if r[:2] != oldest[0][:2])]
+            rows += oldest
         steps = yield from self.blobs.steps(rows)  # no query when nothing was found
+        if oldest:  # it goes first, whatever its priority (no starvation)
+            steps = starved_first(steps[:-1], steps[-1], aged_before)
         flow = [flow_candidate(step.options) for step in steps]
         keyed = sorted({c.key for c in flow if c.key is not None})
         key_running: dict[str, int] = {}
@@ -203,7 +204,9 @@ class Programs(DataPrograms):
             key_running = dict((yield (FETCH, q["count_key_running"], params_keys)))
         buckets: dict[str, Bucket] = {}
         if limited or keyed:
-            chosen, buckets = admit(flow, limited, queue_running, key_running, now, limit)
+            chosen, buckets = admit_candidates(
+                flow, limited, queue_running, key_running, now, limit
+            )
             txn.limited = len(chosen) < min(limit, len(steps))  # a key (or tokens) was full
             steps = [steps[i] for i in chosen]
         if not steps:
