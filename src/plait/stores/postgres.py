@@ -62,7 +62,7 @@ from .postgres_setup import (
     schema_statements,
 )
 from .sql import programs
-from .sql.ops import EXECUTE, FETCH, LARGE, Program, fetch_rows
+from .sql.ops import EXECUTE, FETCH, LARGE, Program, fetch
 from .sql.queries import POSTGRES, Queries
 from .sql.rows import EVENT_COLUMNS
 from .sql.store import SQLStore, Wakes
@@ -336,7 +336,7 @@ class PostgresStore(SQLStore):
     async def _fetch(self, query: str, params: Mapping[str, Any]) -> list[Any]:
         sql_text = self._queries[query]
         what = query.replace("_", " ")
-        return await self._transact(what, lambda: fetch_rows(sql_text, params), write=False)
+        return await self._transact(what, lambda: fetch(sql_text, params), write=False)
 
     def _error(self, what: str, exc: BaseException) -> StoreError:
         return StoreError(f"PostgreSQL store {self._url.shown}: {what} failed: {describe(exc)}")

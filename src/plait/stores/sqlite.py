@@ -49,7 +49,7 @@ from typing import Any, TypeVar
 
 from .._errors import SchemaVersionError, StoreError
 from .sql import programs
-from .sql.ops import Program, run_sync
+from .sql.ops import EXECUTE, EXECUTE_MANY, FETCH, Program
 from .sql.queries import SQLITE, Queries
 from .sql.store import SQLStore, Wakes
 from .sqlite_files import check_file as _check_file
@@ -265,3 +265,23 @@ class SQLiteStore(SQLStore):
     def _run_sync(self, what: str, program: Program[T], write: bool, lease_only: bool) -> T:
         with self._transaction(what, write=write, lease_only=lease_only) as db:
             return run_sync(db, program)
+
+
+def run_sync(db: sqlite3.Connection, program: Program[T]) -> T:
+    """Drive a program on a sqlite3 connection, inside the caller's transaction."""
+    result: Any = None
+    try:
+        while True:
+            kind, sql, params = program.send(result)
+            if kind == FETCH:
+                result = db.execute(sql, params).fetchall()
+            elif kind == EXECUTE:
+                result = db.execute(sql, params).rowcount
+            elif kind == EXECUTE_MANY:
+                db.executemany(sql, params)
+                result = None
+            else:  # LARGE: SQLite takes any size as it comes
+                result = None
+    except StopIteration as stop:
+        value: T = stop.value
+        return value

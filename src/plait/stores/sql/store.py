@@ -29,7 +29,7 @@ from ...core.rows import (
 )
 from ...core.txn import Action
 from .artifact_rows import artifact_from_row
-from .ops import Program, execute_one
+from .ops import Program, execute
 from .programs import Programs, SQLTxn, queue_from_row
 from .queries import Queries
 from .rows import event_from_row, plan_from_json, plan_to_json, record_from_row
@@ -95,7 +95,7 @@ class SQLStore:
             "plan": plan_to_json(plan),
         }
         query = self._queries["save_workflow"]
-        await self._transact("save workflow", lambda: execute_one(query, params))
+        await self._transact("save workflow", lambda: execute(query, params))
 
     async def get_workflow(self, name: str, fingerprint: str | None = None) -> WorkflowPlan | None:
         if fingerprint is None:
