@@ -124,10 +124,11 @@ class Programs(DataPrograms):
         self.lock_steps_by_key = q.locked("get_steps_by_key")
         self.lock_all_steps = q.locked("get_steps")
         self.try_lock_runs = q.locked("get_runs", skip_locked=True)
-        self.claim_candidates = q["claim_candidates"]
-        self.claim_oldest = q["claim_oldest"]
+        # a claim passes over the candidates other claims hold (SKIP LOCKED), waiting for none
+        self.claim_candidates = q.locked("claim_candidates", skip_locked=True)
+        self.claim_oldest = q.locked("claim_oldest", skip_locked=True)
         self.write_step_records = q.positional("write_step_records", RECORD_WRITE)
-        # settings a dialect wants for a claim's transaction (PostgreSQL; see queries.sql)
+        # settings a dialect wants for a claim's transaction (PostgreSQL: claim_session)
         self.claim_session = q.get("claim_session")
         self.flow_lock = q.get("flow_lock")  # PostgreSQL; SQLite's write lock serialises claims
         # the queues with a concurrency limit, as this process's last claim read them: the
@@ -295,7 +296,7 @@ class Programs(DataPrograms):
         if keys:
             params = {"key_list": self.dialect.list_param(keys)}
             rows = yield from fetch(q["get_step_ends_by_key"], params)
-        hashes = row_blobs(runs, 2) + row_blobs(rows, 4)
+        hashes = row_blobs(runs, -1) + row_blobs(rows, -1)  # each row ends with its blob
         blobs = yield from self.blobs.fetch(hashes)
         inputs = {
             run_id: bytes(data) if sha is None else payload_of(blobs, sha, f"run {run_id!r}")
@@ -347,7 +348,7 @@ class Programs(DataPrograms):
         self, run_id: str, name: str, token: str, key: str, now: float
     ) -> Program[SQLTxn]:
         """Store the key a worker resolved for a claimed step, and keep it running only if its
-        key has room, counted under the flow lock like a claim counts (`_key_admission.py`)."""
+        key has room, counted under the flow lock like a claim counts (`transitions.admit_key`)."""
         txn = SQLTxn(now)
         yield from self._preload_keys(txn, [(run_id, name)])
         yield from self._flow_lock()
