@@ -468,7 +468,7 @@ class MemoryStore:
                     self.blobs.refs({artifact.sha256: -1})
             return True
 
-    # -- blobs (`plait._blobs`)
+    # -- blobs (`core.blobs`)
 
     async def put_blob(self, sha256: str, data: bytes, now: float) -> None:
         check_put(sha256, data)

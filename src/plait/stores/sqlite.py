@@ -15,17 +15,17 @@ Options (query string):
                         in a power loss loses nothing, as its worker died with the machine.)
     busy_timeout=10     seconds a transaction waits for another process's write lock.
     blob_threshold=N    payloads longer than N bytes (default 65536) are stored once, as blobs
-                        named by their SHA-256 (`plait._blobs`).
+                        named by their SHA-256 (`core.blobs`).
 
 Several processes may share one file (workers on one machine): the database runs in WAL mode,
 write transactions take the write lock up front (`BEGIN IMMEDIATE`) and wait for it up to
 `busy_timeout`. Do not put the file on a network filesystem. There is no push between processes:
 a worker waiting for work done elsewhere reads `PRAGMA data_version` (`change_counter`), and
-claims (a write) only when another connection has committed (`plait._idle_wait`).
+claims (a write) only when another connection has committed (the worker's idle wait).
 
 Inside a process, one sqlite3 connection is used from one dedicated thread; every async method runs
 a synchronous function there, so calls are serialised and never block the event loop. Transitions
-are decided by `plait._transitions`: a transaction loads the rows a transition names, and writes
+are decided by the state machine (`core`): a transaction loads the rows a transition names, and writes
 what it changed in one batch (executemany), so a completion costs in proportion to the step's
 dependents, never to the size of its run. `complete()` commits many outcomes in one transaction
 (group commit): with synchronous=full that is one fsync per batch, not one per step.
@@ -103,7 +103,7 @@ class SQLiteStore(SQLStore):
         """SQLite's `PRAGMA data_version` on this store's connection: it moves when another
         connection commits to the file, and not for this one's commits. A read (no write lock),
         so that workers waiting for work elsewhere look with it instead of claiming
-        (`plait._idle_wait`). Meaningful only on one connection: there is one per store."""
+        (the worker's idle wait). Meaningful only on one connection: there is one per store."""
         counter: int = await self._call(self._data_version)
         return counter
 

@@ -1,5 +1,5 @@
-"""Blobs on the SQL stores (`plait._blobs`): the programs that read, write and count them, run by
-the store transactions of `_programs.py` (so a row and the blob it names commit together).
+"""Blobs on the SQL stores (`core.blobs`): the programs that read, write and count them, run by
+the store transactions (`stores.sql.programs`), so a row and the blob it names commit together.
 
 Writing a payload longer than the threshold: its row keeps the hash, and the blob gains a
 reference, `UPDATE … refs + n` first, so that the data of a blob the store already has is never

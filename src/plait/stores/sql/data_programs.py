@@ -1,5 +1,5 @@
 """The data plane's store transactions (records, deleting runs, blob references), as programs
-(`_programs.py`) shared by SQLite and PostgreSQL. A mixin of `Programs`."""
+(`stores.sql.programs`) shared by SQLite and PostgreSQL. A mixin of `Programs`."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """The Store protocol for the SQL stores, written once over two primitives each store provides:
-`_fetch` (one named query, rows back) and `_transact` (a program of `_programs.py` run in one
+`_fetch` (one named query, rows back) and `_transact` (a program of `stores.sql.programs` run in one
 transaction). A store adds connections, transactions, errors and wake-ups; the rest is here."""
 
 from __future__ import annotations
@@ -361,7 +361,7 @@ class SQLStore:
             f"delete run {run_id!r}", lambda: self._programs.delete_run(run_id)
         )
 
-    # -- blobs (`plait._blobs`)
+    # -- blobs (`core.blobs`)
 
     async def put_blob(self, sha256: str, data: bytes, now: float) -> None:
         check_put(sha256, data)
