@@ -7,6 +7,7 @@ without error, so a failing transition leaves nothing half-applied, as in a data
 from __future__ import annotations
 
 import dataclasses
+import secrets
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -173,8 +174,6 @@ class MemoryStore:
         aged_before: float | None = None,
         labels: Collection[str] = (),
     ) -> Claims:
-        import secrets
-
         with self._lock:
             limited = {n: q for n, q in self._queues.items() if q.limited}
             queue_running: dict[str, int] = {}

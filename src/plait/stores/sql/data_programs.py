@@ -5,23 +5,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ...core.rows import TOMBSTONE, RecordRow
-from .blobs import hashes_of
+from .blobs import BlobPrograms, hashes_of
 from .ops import Program, execute, fetch
-
-if TYPE_CHECKING:
-    from .blobs import BlobPrograms
-    from .queries import Queries
+from .queries import Queries
 
 
 class DataPrograms:
     """Records, `delete_run` and blob references, for `Programs` (which provides the rest)."""
 
-    if TYPE_CHECKING:
-        q: Queries
-        blobs: BlobPrograms
+    q: Queries  # set by Programs
+    blobs: BlobPrograms
 
     def delete_run(self, run_id: str) -> Program[bool]:
         q, params = self.q, {"id": run_id}
