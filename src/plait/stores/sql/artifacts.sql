@@ -1,6 +1,6 @@
--- Named queries of the SQL stores: artifacts, files steps saved (ctx.save_artifact), written with their success. How a query file is written (names, one-line
--- descriptions, `[postgres]` overrides, fragments, list parameters, lock markers): the docstring of
--- `plait.stores.sql.queries`.
+-- Queries of the SQL stores: artifacts, the files steps save (ctx.save_artifact).
+-- How a query file is written (blocks, [postgres] overrides, fragments, list parameters, lock
+-- markers): the docstring of `plait.stores.sql.queries`.
 
 -- name: insert_artifact
 -- Make an artifact a step saved visible (in the transaction recording the step's success).

@@ -1,6 +1,6 @@
--- Named queries of the SQL stores: blobs, payloads kept once under their SHA-256 (`core.blobs`). How a query file is written (names, one-line
--- descriptions, `[postgres]` overrides, fragments, list parameters, lock markers): the docstring of
--- `plait.stores.sql.queries`.
+-- Queries of the SQL stores: blobs, payloads kept once under their SHA-256 (`core.blobs`).
+-- How a query file is written (blocks, [postgres] overrides, fragments, list parameters, lock
+-- markers): the docstring of `plait.stores.sql.queries`.
 
 -- name: get_blobs
 -- The data of the blobs of a list of hashes.

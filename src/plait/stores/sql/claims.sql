@@ -1,6 +1,6 @@
--- Named queries of the SQL stores: claims and leases. How a query file is written (names, one-line
--- descriptions, `[postgres]` overrides, fragments, list parameters, lock markers): the docstring of
--- `plait.stores.sql.queries`.
+-- Queries of the SQL stores: claims and leases.
+-- How a query file is written (blocks, [postgres] overrides, fragments, list parameters, lock
+-- markers): the docstring of `plait.stores.sql.queries`.
 --
 -- The claim queries are the SQL form of `core/claiming.py`, the claim policy: a claimable step is
 -- ready, of a run that dispatches (`dispatchable`), of a workflow version the worker registered,

@@ -1,6 +1,6 @@
--- Named queries of the SQL stores: the database itself, whose tables and which schema version. How a query file is written (names, one-line
--- descriptions, `[postgres]` overrides, fragments, list parameters, lock markers): the docstring of
--- `plait.stores.sql.queries`.
+-- Queries of the SQL stores: the database itself: whose tables, which schema version.
+-- How a query file is written (blocks, [postgres] overrides, fragments, list parameters, lock
+-- markers): the docstring of `plait.stores.sql.queries`.
 
 -- name: user_tables
 -- The names of the tables in the database that are not the engine's own.

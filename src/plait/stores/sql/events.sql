@@ -1,6 +1,6 @@
--- Named queries of the SQL stores: the event log of runs. How a query file is written (names, one-line
--- descriptions, `[postgres]` overrides, fragments, list parameters, lock markers): the docstring of
--- `plait.stores.sql.queries`.
+-- Queries of the SQL stores: the event logs of runs.
+-- How a query file is written (blocks, [postgres] overrides, fragments, list parameters, lock
+-- markers): the docstring of `plait.stores.sql.queries`.
 
 -- name: insert_event
 -- Append an entry to a run's event log.

@@ -1,6 +1,6 @@
--- Named queries of the SQL stores: what waits on a decision, a signal or the clock (approvals, deadlines). How a query file is written (names, one-line
--- descriptions, `[postgres]` overrides, fragments, list parameters, lock markers): the docstring of
--- `plait.stores.sql.queries`.
+-- Queries of the SQL stores: steps waiting on a decision, a signal or the clock, and run deadlines.
+-- How a query file is written (blocks, [postgres] overrides, fragments, list parameters, lock
+-- markers): the docstring of `plait.stores.sql.queries`.
 
 -- name: list_waiting
 -- Steps waiting for a decision or a signal across runs (not parents joining), longest first.

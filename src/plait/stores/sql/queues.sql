@@ -1,6 +1,6 @@
--- Named queries of the SQL stores: the configured queues and their token buckets. How a query file is written (names, one-line
--- descriptions, `[postgres]` overrides, fragments, list parameters, lock markers): the docstring of
--- `plait.stores.sql.queries`.
+-- Queries of the SQL stores: the configured queues and their token buckets.
+-- How a query file is written (blocks, [postgres] overrides, fragments, list parameters, lock
+-- markers): the docstring of `plait.stores.sql.queries`.
 
 -- name: get_queues
 -- The configured queues, by name.

@@ -1,6 +1,6 @@
--- Named queries of the SQL stores: records, the documents of collections (engine.records, ctx.record). How a query file is written (names, one-line
--- descriptions, `[postgres]` overrides, fragments, list parameters, lock markers): the docstring of
--- `plait.stores.sql.queries`.
+-- Queries of the SQL stores: records, the documents of collections (engine.records, ctx.record).
+-- How a query file is written (blocks, [postgres] overrides, fragments, list parameters, lock
+-- markers): the docstring of `plait.stores.sql.queries`.
 
 -- name: get_record
 -- One document of a collection (not a deleted one: its row is a tombstone, doc empty).

@@ -1,9 +1,9 @@
--- Named queries of the SQL stores: runs. How a query file is written (names, one-line
--- descriptions, `[postgres]` overrides, fragments, list parameters, lock markers): the docstring of
--- `plait.stores.sql.queries`.
+-- Queries of the SQL stores: runs, and deleting them.
+-- How a query file is written (blocks, [postgres] overrides, fragments, list parameters, lock
+-- markers): the docstring of `plait.stores.sql.queries`.
 
 -- fragment: run_columns
--- The columns of a run, in the field order of RunRow, then its blob hashes (rows.RUN_ROW_COLUMNS).
+-- The columns of a run: RunRow's fields, then the blob hashes (rows.RUN_ROW_COLUMNS).
 id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq, output,
 error, created_at, started_at, finished_at, deadline, parent_run, forked_from, next_idx,
 input_blob, output_blob

@@ -1,9 +1,9 @@
--- Named queries of the SQL stores: steps. How a query file is written (names, one-line
--- descriptions, `[postgres]` overrides, fragments, list parameters, lock markers): the docstring of
--- `plait.stores.sql.queries`.
+-- Queries of the SQL stores: steps.
+-- How a query file is written (blocks, [postgres] overrides, fragments, list parameters, lock
+-- markers): the docstring of `plait.stores.sql.queries`.
 
 -- fragment: step_columns
--- The columns of a step `s`, in the field order of StepRow, then its blob hashes (rows.STEP_ROW_COLUMNS).
+-- The columns of a step `s`: StepRow's fields, then the blob hashes (rows.STEP_ROW_COLUMNS).
 s.run_id, s.name, s.idx, s.status, s.unmet, s.dependents, s.optional, s.priority, s.attempt,
 s.recoveries, s.skip_reason, s.output, s.error_code, s.error_message, s.available_at,
 s.lease_token, s.lease_expires_at, s.worker_id, s.ready_at, s.started_at, s.finished_at,

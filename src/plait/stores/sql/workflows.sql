@@ -1,6 +1,6 @@
--- Named queries of the SQL stores: the workflow versions registered. How a query file is written (names, one-line
--- descriptions, `[postgres]` overrides, fragments, list parameters, lock markers): the docstring of
--- `plait.stores.sql.queries`.
+-- Queries of the SQL stores: the workflow versions registered.
+-- How a query file is written (blocks, [postgres] overrides, fragments, list parameters, lock
+-- markers): the docstring of `plait.stores.sql.queries`.
 
 -- name: save_workflow
 -- Remember a workflow version; a fingerprint already known is left as it is.
