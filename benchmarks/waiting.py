@@ -67,7 +67,7 @@ async def measure(variant: str, window: float) -> dict[str, Any]:
             assert len(taken) == 1
         engine = plait.Engine(url)
         await engine.register_async(wf)
-        await engine._ready()
+        await engine._rt.ready()
         calls: collections.Counter[str] = collections.Counter()
         counting = False
         names = [n for n, f in vars(Store).items() if asyncio.iscoroutinefunction(f)]

@@ -25,13 +25,12 @@ from .core.loops import Goto
 from .core.rate import Rate
 from .core.retry import Retry
 from .core.rows import RunStatus, StepStatus
+from .core.topology import ServedWorkflow, StepTopology, Topology, WorkerInfo
 from .data.artifacts import Artifact, ArtifactRef
 from .data.records import Record, RecordPage, Records
 from .engine.engine import Engine, RunHandle
-from .engine.queues import Queue
 from .engine.schedules import Schedule
-from .engine.views import Event, Inspection, Run, RunPage, Step, Waiting, WorkflowInfo
-from .worker.registry import ServedWorkflow, StepTopology, Topology, WorkerInfo
+from .engine.views import Event, Inspection, Queue, Run, RunPage, Step, Waiting, WorkflowInfo
 from .workflow.context import StepCancelled, StepContext
 from .workflow.definition import Workflow
 from .workflow.options import Approval

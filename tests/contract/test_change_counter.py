@@ -105,7 +105,7 @@ async def waiting_worker(
     looking every POLL seconds, with a safety sweep far away; the times of its claims."""
     engine = plait.Engine(url, poll_interval=POLL, sweep_interval=60.0)
     await engine.register_async(wf)
-    await engine._ready()
+    await engine._rt.ready()
     times: list[float] = []
     original = engine.store.claim
 
@@ -116,7 +116,7 @@ async def waiting_worker(
     engine.store.claim = claim  # type: ignore[method-assign]  # instrumenting this one store
     if "push" in engine.store.capabilities:
         deadline = time.monotonic() + 10
-        while not engine.push_live:  # so that its sweep is the far one
+        while not engine._rt.push_live:  # so that its sweep is the far one
             assert time.monotonic() < deadline, "the store's notifications did not come up"
             await asyncio.sleep(0.01)
     task = asyncio.ensure_future(engine.run_worker_async(concurrency=2, until=until, timeout=60))

@@ -158,7 +158,7 @@ async def count_claims(engine: plait.Engine) -> list[float]:
     before are delivered before the worker starts, and none arrives late to look like a poll."""
     if "push" in engine.store.capabilities:
         deadline = time.monotonic() + 10
-        while not engine.push_live:
+        while not engine._rt.push_live:
             assert time.monotonic() < deadline, "the store's notifications did not come up"
             await asyncio.sleep(0.01)
     times: list[float] = []

@@ -16,9 +16,9 @@ import orjson
 import pytest
 
 import plait
-from plait.core.key_admission import KEY_ERROR
 from plait.core.rows import Claim, Outcome, StepStatus
 from plait.core.transitions import KEY_FULL
+from plait.worker.attempt import KEY_ERROR
 
 
 @pytest.fixture

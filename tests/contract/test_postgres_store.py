@@ -298,7 +298,7 @@ def test_a_waiter_is_woken_by_another_process_finishing_the_run(
         waiter.register(wf)
         worker.register(wf)
         deadline = time.monotonic() + 10
-        while not (waiter.push_live and worker.push_live):
+        while not (waiter._rt.push_live and worker._rt.push_live):
             assert time.monotonic() < deadline, "the LISTEN connections did not come up"
             time.sleep(0.01)
         handle = waiter.start(wf)
@@ -337,7 +337,7 @@ def test_an_idle_worker_is_woken_by_a_start_elsewhere(base: str, schemas: list[s
         worker = threading.Thread(target=lambda: serving.run_worker(timeout=60, grace=1))
         worker.start()
         deadline = time.monotonic() + 10
-        while not serving.push_live:
+        while not serving._rt.push_live:
             assert time.monotonic() < deadline, "the LISTEN connection did not come up"
             time.sleep(0.01)
         time.sleep(0.5)  # let the worker go idle: its next look would be a minute away

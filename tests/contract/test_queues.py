@@ -363,7 +363,8 @@ async def test_an_old_step_among_the_candidates_still_goes_first(engine: plait.E
 
 async def live_worker(engine: plait.Engine, *workflows: plait.Workflow) -> None:
     """Register a live worker serving these workflows (tests/contract/test_registry.py)."""
-    from plait.worker.registry import Presence, ServedWorkflow, WorkerInfo
+    from plait.core.topology import ServedWorkflow, WorkerInfo
+    from plait.worker.registry import Presence
 
     now = time.time()
     served = tuple(ServedWorkflow(w.name, w.version, w.fingerprint) for w in workflows)

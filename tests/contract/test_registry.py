@@ -20,15 +20,8 @@ from typing import Any
 import pytest
 
 import plait
-from plait.worker.registry import (
-    FORGET_AFTER,
-    SWEEP_EVERY,
-    WORKERS,
-    Presence,
-    ServedWorkflow,
-    WorkerInfo,
-    forget_dead,
-)
+from plait.core.topology import WORKERS, ServedWorkflow, WorkerInfo
+from plait.worker.registry import FORGET_AFTER, SWEEP_EVERY, Presence, forget_dead
 
 DEADLINE = 20.0
 
@@ -91,7 +84,7 @@ def info(
 
 
 async def register(engine: plait.Engine, w: WorkerInfo, now: float | None = None) -> Presence:
-    presence = Presence(await engine._ready(), w, w.expires_at - w.heartbeat_at)
+    presence = Presence(await engine._rt.ready(), w, w.expires_at - w.heartbeat_at)
     await presence.beat(w.heartbeat_at if now is None else now)
     return presence
 
@@ -461,7 +454,7 @@ async def test_the_elected_scheduler_renews_its_lease_without_reading_it(
 
     wf = mixed()
     s = await engine.schedule_async("yearly", wf, cron="0 3 1 1 *")
-    a, b = Scheduler(engine, "a", ttl=10.0), Scheduler(engine, "b", ttl=10.0)
+    a, b = Scheduler(engine._rt, "a", ttl=10.0), Scheduler(engine._rt, "b", ttl=10.0)
     reads = []
     get_record = engine.store.get_record
 

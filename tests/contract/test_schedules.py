@@ -93,7 +93,7 @@ async def test_one_elected_scheduler_starts_each_tick_once(
     wf = report()
     await engine.register_async(wf)
     s = await engine.schedule_async("minutely", wf, cron="* * * * *", input={"region": "eu"})
-    a, b = Scheduler(engine, "a", ttl=10.0), Scheduler(engine, "b", ttl=10.0)
+    a, b = Scheduler(engine._rt, "a", ttl=10.0), Scheduler(engine._rt, "b", ttl=10.0)
     now = s.next_at + 1
     await a.beat(now)
     await b.beat(now)  # not elected: a holds the lease
@@ -125,7 +125,7 @@ async def test_a_pass_that_outlives_its_lease_starts_no_more_ticks(
     # the pass begins at 0 on its clock; before its first start the clock reads 11: the
     # process was descheduled longer than its 10 s lease, which another may hold by now
     clock = itertools.chain([0.0, 11.0], itertools.repeat(20.0)).__next__
-    a = Scheduler(engine, "a", ttl=10.0, clock=clock)
+    a = Scheduler(engine._rt, "a", ttl=10.0, clock=clock)
     with caplog.at_level(logging.WARNING, logger="plait.engine.schedules"):
         assert await a.beat(s.next_at + 1) == 0.0  # campaign again at once
     assert await run_ids(engine) == []
@@ -140,7 +140,7 @@ async def test_a_stale_holder_cannot_renew_a_lease_taken_after_a_resignation(
     wf = report()
     s = await engine.schedule_async("minutely", wf, cron="* * * * *", input={"region": "eu"})
     now = s.next_at - 30  # no tick due: only the election matters here
-    a, b, c = (Scheduler(engine, name, ttl=10.0) for name in "abc")
+    a, b, c = (Scheduler(engine._rt, name, ttl=10.0) for name in "abc")
     await c.beat(now)  # c is elected, then its process stalls past its lease
     await b.beat(now + 11)  # b takes the expired lease over...
     assert (b.elected, c.elected) == (True, True)  # (c does not know yet)
@@ -168,7 +168,7 @@ async def test_a_tick_whose_run_id_another_workflow_took_is_skipped(
     taken = tick_id("m", s.next_at)
     await engine.start_async(other, run_id=taken)
     with caplog.at_level(logging.ERROR, logger="plait.engine.schedules"):
-        await Scheduler(engine, "a").beat(s.next_at + 1)
+        await Scheduler(engine._rt, "a").beat(s.next_at + 1)
     assert caplog.messages == [
         f"schedule m: tick {taken} not started: run id {taken!r} is already used by a run of "
         "workflow 'other', not 'report'; choose another run id"
@@ -187,7 +187,7 @@ async def test_missed_ticks_follow_the_catch_up_policy(
         "m", wf, cron="* * * * *", input={"region": "eu"}, catch_up=catch_up
     )
     # nobody ran for an hour: 61 ticks are due, the last one 30 s ago (on time)
-    await Scheduler(engine, "a").beat(s.next_at + 3630)
+    await Scheduler(engine._rt, "a").beat(s.next_at + 3630)
     assert await run_ids(engine) == sorted(tick_id("m", s.next_at + d) for d in started)
     [after] = await engine.schedules_async()
     assert after.next_at == s.next_at + 3660
@@ -197,7 +197,7 @@ async def test_a_paused_schedule_starts_nothing(engine: plait.Engine) -> None:
     wf = report()
     s = await engine.schedule_async("p", wf, cron="* * * * *", input={"region": "eu"})
     await engine.pause_schedule_async("p")
-    await Scheduler(engine, "a").beat(s.next_at + 1)
+    await Scheduler(engine._rt, "a").beat(s.next_at + 1)
     assert await run_ids(engine) == []
 
 

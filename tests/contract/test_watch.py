@@ -319,7 +319,7 @@ def test_events_written_by_another_process_reach_the_watcher(
     with plait.Engine(url, **options) as engine:
         run = engine.start(load(app).wf, {"n": 1})
         if pushed:
-            wait_for(lambda: engine.push_live, "the store's notifications")
+            wait_for(lambda: engine._rt.push_live, "the store's notifications")
         watcher = Watcher(engine, run.id)
         assert watcher.until("run_started").seq == 1
         log = (tmp_path / "worker.log").open("w")

@@ -12,7 +12,7 @@ from typing import Any, TypeVar, cast
 
 from plait._errors import StoreError
 from plait._portal import Broadcast
-from plait.engine.engine import Engine
+from plait._runtime import Runtime
 from plait.worker.idle_wait import IdleWait
 
 T = TypeVar("T")
@@ -42,7 +42,7 @@ class PlainStore:
 
 
 @dataclass
-class FakeEngine:
+class FakeRuntime:
     store: Any
     idle_interval: float = 0.01
     sweep_interval: float = 60.0
@@ -50,15 +50,15 @@ class FakeEngine:
     work_ready: Broadcast = field(default_factory=Broadcast)
 
 
-def policy(engine: FakeEngine) -> IdleWait:
-    return IdleWait(cast(Engine, engine))
+def policy(engine: FakeRuntime) -> IdleWait:
+    return IdleWait(cast(Runtime, engine))
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
     return asyncio.run(coro)
 
 
-async def wait(idle: IdleWait, engine: FakeEngine, **kwargs: Any) -> bool:
+async def wait(idle: IdleWait, engine: FakeRuntime, **kwargs: Any) -> bool:
     defaults: dict[str, Any] = {"limited": True, "next_at": None}
     wakers = [(engine.work_ready, engine.work_ready.generation)]
     return await idle.wait(wakers, **(defaults | kwargs))
@@ -67,7 +67,7 @@ async def wait(idle: IdleWait, engine: FakeEngine, **kwargs: Any) -> bool:
 def test_the_first_look_claims_then_only_a_change_ends_the_wait() -> None:
     async def scenario() -> None:
         store = CountingStore()
-        engine = FakeEngine(store)
+        engine = FakeRuntime(store)
         idle = policy(engine)
         assert await wait(idle, engine) is False  # no counter read before: claim
         assert store.reads == 1
@@ -91,7 +91,7 @@ def test_the_first_look_claims_then_only_a_change_ends_the_wait() -> None:
 def test_a_wake_up_ends_the_wait_without_a_look() -> None:
     async def scenario() -> None:
         store = CountingStore()
-        engine = FakeEngine(store)
+        engine = FakeRuntime(store)
         idle = policy(engine)
         await wait(idle, engine)  # the first look: counter read
         store.reads = 0
@@ -110,7 +110,7 @@ def test_a_wake_up_ends_the_wait_without_a_look() -> None:
 def test_a_due_delayed_step_or_token_ends_the_wait_without_a_look() -> None:
     async def scenario() -> None:
         store = CountingStore()
-        engine = FakeEngine(store, idle_interval=0.2)
+        engine = FakeRuntime(store, idle_interval=0.2)
         idle = policy(engine)
         await wait(idle, engine)
         reads = store.reads
@@ -125,7 +125,7 @@ def test_a_due_delayed_step_or_token_ends_the_wait_without_a_look() -> None:
 def test_the_sweep_claims_although_nothing_changed() -> None:
     async def scenario() -> None:
         store = CountingStore()
-        engine = FakeEngine(store, sweep_interval=0.3)
+        engine = FakeRuntime(store, sweep_interval=0.3)
         idle = policy(engine)
         await wait(idle, engine)
         began = time.monotonic()
@@ -139,7 +139,7 @@ def test_the_sweep_claims_although_nothing_changed() -> None:
 def test_an_unreadable_counter_ends_the_wait_so_the_claim_meets_the_outage() -> None:
     async def scenario() -> None:
         store = CountingStore()
-        engine = FakeEngine(store)
+        engine = FakeRuntime(store)
         idle = policy(engine)
         await wait(idle, engine)
         store.failing = True
@@ -151,7 +151,7 @@ def test_an_unreadable_counter_ends_the_wait_so_the_claim_meets_the_outage() -> 
 
 def test_a_store_that_does_not_count_changes_claims_at_every_look() -> None:
     async def scenario() -> None:
-        engine = FakeEngine(PlainStore(), idle_interval=0.05)
+        engine = FakeRuntime(PlainStore(), idle_interval=0.05)
         idle = policy(engine)
         began = time.monotonic()
         assert await wait(idle, engine, limited=False) is False  # idle: the first look is quick
@@ -166,7 +166,7 @@ def test_a_store_that_does_not_count_changes_claims_at_every_look() -> None:
 def test_while_pushes_flow_a_look_is_a_claim_at_the_sweep_interval() -> None:
     async def scenario() -> None:
         store = CountingStore()
-        engine = FakeEngine(store, idle_interval=0.05, push_live=True)
+        engine = FakeRuntime(store, idle_interval=0.05, push_live=True)
         idle = policy(engine)
         assert await wait(idle, engine, limited=False) is False
         assert store.reads == 0  # the store pushes: no counter needed

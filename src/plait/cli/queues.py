@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from ..core.queues import make_rate
-from ..engine.queues import Queue
+from ..engine.views import Queue
 from . import render
 from .app import cli, db_option, existing_engine, json_option, log_option, open_engine, user_errors
 

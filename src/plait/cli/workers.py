@@ -15,7 +15,7 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from ..worker.registry import Topology, WorkerInfo
+from ..core.topology import Topology, WorkerInfo
 from . import render
 from .app import cli, db_option, existing_engine, json_option, log_option, user_errors
 

@@ -1,52 +1,35 @@
-"""The Engine: the façade users call to register workflows, start runs, read them and serve them.
+"""The Engine: the facade users call to register workflows, start runs, read them, act on them
+and serve them. This file is the whole public surface of an Engine, in one place.
 
-Every method is async (`*_async`); its blocking twin is derived by `_portal.blocking`.
+Every method is async (`*_async`); its blocking twin is derived by `_portal.blocking`. Each
+delegates to a function of the operation module that owns it (`runs`, `operator`, `history`,
+`data`, `watch`, `queues`, `schedules`, `workers`), which takes the Engine's `Runtime`: the
+store, settings and wake-ups it shares with its workers.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import re
-import time
-import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, BinaryIO
 
-from .. import _codec
-from .._errors import (
-    InputError,
-    PlaitError,
-    RunCancelled,
-    RunConflict,
-    RunFailed,
-    RunNotFound,
-    StepError,
-    WorkflowNotFound,
-)
-from .._portal import Broadcast, Portal, blocking
-from ..core.cascade import new_run
-from ..core.gates import DEADLINE_EXCEEDED
-from ..core.queues import flow_of_run, queue_blockers
-from ..core.rows import CommitResult, RunRow, RunStatus, StepStatus, WorkflowPlan
-from ..stores import Store, open_store
-from ..worker.registry import read_workers, registry_blockers
+from .._portal import blocking
+from .._runtime import Runtime
+from ..core.blobs import DEFAULT_GRACE, BlobStats
+from ..core.rate import Rate
+from ..core.rows import RunStatus
+from ..core.topology import Topology, WorkerInfo
+from ..data.artifacts import DEFAULT_GRACE as ARTIFACT_GRACE
+from ..data.artifacts import Artifact, ArtifactStorage
+from ..data.records import Records
+from ..stores import Store
 from ..workflow.definition import Workflow
-from ..workflow.options import seconds
-from .data import DataMethods
-from .gates import GateMethods
-from .history import ForkMethods
-from .operator import ActionMethods
-from .queues import QueueMethods
-from .schedules import ScheduleMethods
-from .views import Event, Inspection, Run, RunPage, Step, WorkflowInfo, inspect_run
-from .watch import EventsWritten, WatchMethods
-from .workers import WorkerMethods
+from . import data, history, operator, queues, runs, schedules, watch, workers
+from .replay import Replay
+from .schedules import Schedule
+from .views import Event, Inspection, Queue, Run, RunPage, Step, Waiting, WorkflowInfo
+from .watch import Watch
 
-log = logging.getLogger(__name__)
-
-RUN_ID_RE = re.compile(r"^[A-Za-z0-9_.:@\-]{1,200}$")
 DEFAULT_URL = "sqlite:///plait.db"
 
 
@@ -76,16 +59,18 @@ class RunHandle:
         return f"RunHandle({self.id!r})"
 
 
-class Engine(
-    ActionMethods,
-    DataMethods,
-    ForkMethods,
-    GateMethods,
-    QueueMethods,
-    ScheduleMethods,
-    WatchMethods,
-    WorkerMethods,
-):
+Until = RunHandle | str | Iterable[RunHandle | str] | None
+
+
+def _run_ids(until: Until) -> set[str] | None:
+    if until is None:
+        return None
+    if isinstance(until, RunHandle | str):
+        until = [until]
+    return {u.id if isinstance(u, RunHandle) else u for u in until}
+
+
+class Engine:
     """plait's entry point. `Engine("sqlite:///plait.db")` (default), `"memory://"`, …
 
     `lease`: seconds a claimed step is held before another worker may take it over (heartbeats
@@ -94,7 +79,7 @@ class Engine(
     done by other processes; on a store that pushes notifications (PostgreSQL) they are woken
     instead and look only every `sweep_interval`, a safety net for a missed notification. On
     SQLite a worker's look reads a change counter, and it claims only when another process has
-    committed (or, as a safety net, every `sweep_interval`): see `_idle_wait.py`.
+    committed (or, as a safety net, every `sweep_interval`).
     """
 
     def __init__(
@@ -106,75 +91,36 @@ class Engine(
         poll_interval: float = 0.25,
         sweep_interval: float = 5.0,
     ) -> None:
-        if not isinstance(lease, int | float) or lease <= 0:
-            raise PlaitError(f"lease must be a positive number of seconds, got {lease!r}")
-        if not isinstance(max_recoveries, int) or max_recoveries < 0:
-            raise PlaitError(f"max_recoveries must be an integer >= 0, got {max_recoveries!r}")
-        self.url = url
-        self.lease = float(lease)
-        self.max_recoveries = max_recoveries
-        for name, value in (("poll_interval", poll_interval), ("sweep_interval", sweep_interval)):
-            if not isinstance(value, int | float) or value <= 0:
-                raise PlaitError(f"{name} must be a positive number of seconds, got {value!r}")
-        self.poll_interval = float(poll_interval)
-        self.sweep_interval = float(sweep_interval)
-        self._push_live = False
-        self.store: Store = open_store(self._artifacts_configured(url))
-        self._portal = Portal()
-        self._opened = False
-        self._open_lock: asyncio.Lock | None = None
-        self._registry: dict[str, Workflow] = {}  # fingerprint → workflow
-        self._latest: dict[str, Workflow] = {}  # name → last registered version
-        self.work_ready = Broadcast()  # steps became ready: wake local workers
-        self.runs_ended = Broadcast()  # runs ended: wake local result() waiters
-        self.runs_cancelled = Broadcast()  # runs cancelled: workers stop their running steps
-        self.timers_set = Broadcast()  # a deadline or an expiry was set: workers look again
-        self.events_written = EventsWritten()  # events were committed: wake watch() iterators
-        self._workers: set[Any] = set()  # workers running in this process, for stop_workers()
-        self.workers_ended = Broadcast()  # a worker of this engine has stopped
-        self.store.subscribe(
-            ready=self.work_ready.fire,
-            ended=self.runs_ended.fire,
-            cancelled=self.runs_cancelled.fire,
-            live=self._set_push_live,
+        self._rt = Runtime(
+            url,
+            lease=lease,
+            max_recoveries=max_recoveries,
+            poll_interval=poll_interval,
+            sweep_interval=sweep_interval,
         )
-
-    def _set_push_live(self, live: bool) -> None:
-        self._push_live = live
+        self._portal = self._rt.portal
 
     @property
-    def push_live(self) -> bool:
-        """Does the store push notifications of other processes' work right now?"""
-        return self._push_live
+    def url(self) -> str:
+        """The store URL this Engine was given."""
+        return self._rt.url
 
     @property
-    def idle_interval(self) -> float:
-        """How long an idle worker or waiter goes without looking at the store."""
-        return self.sweep_interval if self._push_live else self.poll_interval
+    def store(self) -> Store:
+        """The store (read-only: for store authors, tests and operators' tools)."""
+        return self._rt.store
 
-    # -- lifecycle ------------------------------------------------------------------------------
+    @property
+    def artifact_storage(self) -> ArtifactStorage:
+        """Where this Engine's workers put the bytes of the artifacts steps save."""
+        return self._rt.artifacts
 
-    async def _ready(self) -> Store:
-        if not self._opened:
-            if self._open_lock is None:
-                self._open_lock = asyncio.Lock()
-            async with self._open_lock:
-                if not self._opened:
-                    await self.store.open()
-                    self._opened = True
-        return self.store
+    # -- lifecycle --------------------------------------------------------------------------------
 
     async def close_async(self) -> None:
         """Stop this engine's workers (gracefully: they finish or release their steps), then
-        close the store. A worker still running would otherwise wait forever on a closed store."""
-        while self._workers:
-            seen = self.workers_ended.generation
-            for worker in list(self._workers):
-                worker.stop_threadsafe()
-            await self.workers_ended.wait(1.0, since=seen)
-        if self._opened:
-            self._opened = False
-            await self.store.close()
+        close the store."""
+        await self._rt.close()
 
     def close(self) -> None:
         try:
@@ -189,43 +135,31 @@ class Engine(
         self.close()
 
     async def __aenter__(self) -> Engine:
-        await self._ready()
+        await self._rt.ready()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close_async()
 
-    # -- definitions ----------------------------------------------------------------------------
+    # -- definitions ------------------------------------------------------------------------------
 
     async def register_async(self, workflow: Workflow) -> WorkflowInfo:
         """Validate a workflow and record its version in the store (idempotent)."""
-        if not isinstance(workflow, Workflow):
-            raise PlaitError(f"expected a plait.Workflow, got {type(workflow).__name__}")
-        plan = workflow.plan()  # raises DefinitionError
-        if plan.fingerprint not in self._registry:
-            store = await self._ready()
-            stamped = WorkflowPlan(
-                plan.name, plan.version, plan.fingerprint, plan.steps, time.time()
-            )
-            await store.save_workflow(stamped)
-            self._registry[plan.fingerprint] = workflow
-            self._latest[plan.name] = workflow
-        return WorkflowInfo.from_plan(plan)
+        return await runs.register(self._rt, workflow)
 
     register = blocking(register_async)
 
     async def workflows_async(self) -> list[WorkflowInfo]:
         """Every workflow version recorded in the store."""
-        store = await self._ready()
-        return [WorkflowInfo.from_plan(p) for p in await store.list_workflows()]
+        return await runs.workflows(self._rt)
 
     workflows = blocking(workflows_async)
 
     def registered(self) -> list[Workflow]:
         """Workflows registered with this Engine object (the ones its workers can run)."""
-        return list(self._registry.values())
+        return self._rt.workflows.all()
 
-    # -- starting -------------------------------------------------------------------------------
+    # -- runs -------------------------------------------------------------------------------------
 
     async def start_async(
         self,
@@ -240,103 +174,15 @@ class Engine(
         `deadline` (seconds or a timedelta from now): a run unfinished by then fails with
         `deadline_exceeded`, its unfinished steps cancelled. `priority` is added to each of its
         steps' own: within a queue, higher first."""
-        handle, _ = await self._start_run(
-            workflow, input, run_id=run_id, deadline=deadline, priority=priority
+        started, _ = await runs.start(
+            self._rt, workflow, input, run_id=run_id, deadline=deadline, priority=priority
         )
-        return handle
+        return RunHandle(self, started)
 
     start = blocking(start_async)
 
-    async def _start_run(
-        self,
-        workflow: Workflow | str,
-        input: Any,
-        *,
-        run_id: str | None,
-        deadline: float | timedelta | None = None,
-        priority: int = 0,
-    ) -> tuple[RunHandle, bool]:
-        """`start_async`, and whether this call created the run (False: its id was started
-        before, by this process or another, such as a second scheduler of a tick)."""
-        if isinstance(priority, bool) or not isinstance(priority, int):
-            raise InputError(f"start: priority must be an integer, got {priority!r}")
-        if run_id is not None and (not isinstance(run_id, str) or not RUN_ID_RE.match(run_id)):
-            raise InputError(
-                f"invalid run id {run_id!r}: use 1-200 letters, digits or any of _ . : @ -"
-            )
-        within = seconds("start", "deadline", deadline, error=InputError)
-        plan, value = await self._plan_and_input(workflow, input)
-        run_id = run_id or _new_run_id()
-        try:
-            input_json = _codec.dumps(value)
-        except _codec.EncodeError as exc:
-            raise InputError(f"run input of {plan.name!r} is not JSON: {exc}") from None
-        now = time.time()
-        run, steps, events = new_run(plan, run_id, input_json, now)
-        flow_of_run(self._latest.get(plan.name), plan, steps, value, priority)
-        if within is not None:
-            run.deadline = now + within
-        store = await self._ready()
-        stored, created = await store.create_run(run, steps, events)
-        if not created and stored.workflow != plan.name:
-            raise RunConflict(
-                f"run id {run_id!r} is already used by a run of workflow {stored.workflow!r}, "
-                f"not {plan.name!r}; choose another run id"
-            )
-        if created:
-            log.debug("run started", extra={"run_id": run_id, "workflow": plan.name})
-            self.work_ready.fire()
-            if run.deadline is not None or any(
-                s.status is StepStatus.WAITING and s.available_at for s in steps
-            ):
-                self.timers_set.fire()
-        return RunHandle(self, run_id), created
-
-    async def _plan_and_input(
-        self, workflow: Workflow | str, value: Any
-    ) -> tuple[WorkflowPlan, Any]:
-        if isinstance(workflow, Workflow):
-            await self.register_async(workflow)
-            return workflow.plan(), workflow.validate_input(value)
-        if not isinstance(workflow, str):
-            raise WorkflowNotFound(
-                f"expected a plait.Workflow or a workflow name, got {workflow!r}"
-            )
-        local = self._latest.get(workflow)
-        if local is not None:
-            return local.plan(), local.validate_input(value)
-        store = await self._ready()
-        plan = await store.get_workflow(workflow)
-        if plan is None:
-            raise WorkflowNotFound(
-                f"unknown workflow {workflow!r}: no such workflow is registered in {self.url} "
-                "(register it with engine.register(wf) or start it with the Workflow object)"
-            )
-        if value is None:
-            value = {}
-        if not isinstance(value, dict):
-            raise InputError(
-                f"run input of {workflow!r} must be a JSON object, got {type(value).__name__}"
-            )
-        for step in plan.steps:
-            for field, required in step.inputs:
-                if required and field not in value:
-                    raise InputError(
-                        f"run input of {workflow!r} misses field {field!r}, required by step {step.name!r}"
-                    )
-        return plan, value
-
-    # -- reading --------------------------------------------------------------------------------
-
-    async def _run_row(self, run_id: str) -> RunRow:
-        store = await self._ready()
-        row = await store.get_run(run_id)
-        if row is None:
-            raise RunNotFound(f"no run with id {run_id!r} in {self.url}")
-        return row
-
     async def get_run_async(self, run_id: str) -> Run:
-        return Run.from_row(await self._run_row(run_id))
+        return await runs.get_run(self._rt, run_id)
 
     get_run = blocking(get_run_async)
 
@@ -349,30 +195,15 @@ class Engine(
         cursor: str | None = None,
     ) -> RunPage:
         """Runs newest first, one page at a time."""
-        if not isinstance(limit, int) or not 1 <= limit <= 10_000:
-            raise InputError(f"limit must be an integer between 1 and 10000, got {limit!r}")
-        if status is not None:
-            try:
-                status = RunStatus(status)
-            except ValueError:
-                allowed = ", ".join(s.value for s in RunStatus)
-                raise InputError(f"unknown run status {status!r}; use one of: {allowed}") from None
-        before = _parse_cursor(cursor)
-        store = await self._ready()
-        rows = await store.list_runs(
-            workflow=workflow, status=status, limit=limit + 1, before=before
+        return await runs.list_runs(
+            self._rt, workflow=workflow, status=status, limit=limit, cursor=cursor
         )
-        more = len(rows) > limit
-        rows = rows[:limit]
-        next_cursor = f"{rows[-1].created_at!r}|{rows[-1].id}" if more and rows else None
-        return RunPage([Run.from_row(r) for r in rows], next_cursor)
 
     list_runs = blocking(list_runs_async)
 
     async def steps_async(self, run_id: str) -> list[Step]:
         """The run's steps in definition order."""
-        await self._run_row(run_id)
-        return [Step.from_row(r) for r in await self.store.get_steps(run_id)]
+        return await runs.steps(self._rt, run_id)
 
     steps = blocking(steps_async)
 
@@ -380,68 +211,27 @@ class Engine(
         self, run_id: str, after_seq: int = 0, limit: int | None = None
     ) -> list[Event]:
         """The run's event log after `after_seq`, in order."""
-        if not isinstance(after_seq, int) or after_seq < 0:
-            raise InputError(f"after_seq must be an integer >= 0, got {after_seq!r}")
-        await self._run_row(run_id)
-        return [Event.from_row(e) for e in await self.store.get_events(run_id, after_seq, limit)]
+        return await runs.events(self._rt, run_id, after_seq, limit)
 
     events = blocking(events_async)
 
     async def inspect_async(self, run_id: str) -> Inspection:
         """Counts per status, per-step queue and run durations, and what each waiting step waits on."""
-        row = await self._run_row(run_id)
-        rows = await self.store.get_steps(run_id)
-        now = time.time()
-        seen = inspect_run(row, rows, now)
-        if any(r.status is StepStatus.READY for r in rows):  # held by flow control?
-            queues = {q.name: q for q in await self.store.list_queues()}
-            seen.blockers.update(queue_blockers(rows, queues, now))
-            live = await read_workers(self.store, now)  # can any live worker take them?
-            registry_blockers(row, rows, live, now, seen.blockers)
-        return seen
+        return await runs.inspect(self._rt, run_id)
 
     inspect = blocking(inspect_async)
 
     async def wait_async(self, run_id: str, timeout: float | None = None) -> dict[str, Any]:
         """Wait for a run to end; its output, or RunFailed / RunCancelled / TimeoutError."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        pause = 0.005
-        while True:
-            seen = self.runs_ended.generation
-            row = await self._run_row(run_id)
-            if row.status.terminal:
-                return await self._result_of(row)
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                raise TimeoutError(
-                    f"run {run_id!r} did not end within {timeout}s (it is {row.status.value})"
-                )
-            # woken at once by runs ending in this process (or, on a push store, in any);
-            # polling covers other processes
-            await self.runs_ended.wait(pause if left is None else min(pause, left), since=seen)
-            pause = min(pause * 2, self.idle_interval)
+        return await runs.wait(self._rt, run_id, timeout)
 
-    async def _result_of(self, row: RunRow) -> dict[str, Any]:
-        if row.status is RunStatus.COMPLETED:
-            output = _codec.loads(row.output)
-            return output if isinstance(output, dict) else {}
-        if row.status is RunStatus.CANCELLED:
-            raise RunCancelled(row.id, row.error)
-        failures = {
-            s.name: StepError(s.error_code or "failed", s.error_message or s.skip_reason or "")
-            for s in await self.store.get_steps(row.id)
-            if s.status is StepStatus.FAILED
-        }
-        code = DEADLINE_EXCEEDED if (row.error or "").startswith(DEADLINE_EXCEEDED) else None
-        raise RunFailed(row.id, failures, code=code, error=row.error)
-
-    # -- serving --------------------------------------------------------------------------------
+    # -- serving ----------------------------------------------------------------------------------
 
     async def run_worker_async(
         self,
         *,
         concurrency: int = 8,
-        until: RunHandle | str | Iterable[RunHandle | str] | None = None,
+        until: Until = None,
         timeout: float | None = None,
         workflows: Sequence[Workflow] | None = None,
         grace: float = 10.0,
@@ -454,27 +244,24 @@ class Engine(
         `queues`: serve only steps of these queues (default: every queue). A ready step that
         has waited `starvation_after` seconds is claimed ahead of higher priorities. `labels`:
         this worker's, for steps with `target=`."""
-        from ..worker.worker import Worker
-
-        for wf in workflows or ():
-            await self.register_async(wf)
-        await self._ready()
-        worker = Worker(
-            self,
-            list(workflows) if workflows else self.registered(),
+        await workers.serve(
+            self._rt,
+            until=_run_ids(until),
+            timeout=timeout,
+            workflows=workflows,
+            handle_signals=handle_signals,
             concurrency=concurrency,
             grace=grace,
             queues=queues,
             starvation_after=starvation_after,
             labels=labels,
         )
-        await worker.run(until=_run_ids(until), timeout=timeout, handle_signals=handle_signals)
 
     def run_worker(
         self,
         *,
         concurrency: int = 8,
-        until: RunHandle | str | Iterable[RunHandle | str] | None = None,
+        until: Until = None,
         timeout: float | None = None,
         workflows: Sequence[Workflow] | None = None,
         grace: float = 10.0,
@@ -485,14 +272,12 @@ class Engine(
         """Blocking worker. SIGTERM or Ctrl-C stops it gracefully: no new claims, in-flight steps
         get `grace` seconds, the rest are released for other workers at once. `queues`,
         `starvation_after` and `labels` as for `run_worker_async`."""
-        from ..worker.worker import run_blocking
-
-        run_blocking(
-            self,
-            concurrency=concurrency,
-            until=until,
+        workers.serve_blocking(
+            self._rt,
+            until=_run_ids(until),
             timeout=timeout,
             workflows=workflows,
+            concurrency=concurrency,
             grace=grace,
             queues=queues,
             starvation_after=starvation_after,
@@ -501,43 +286,305 @@ class Engine(
 
     def stop_workers(self) -> None:
         """Ask every worker of this Engine to stop gracefully (thread-safe; returns at once)."""
-        for worker in list(self._workers):
-            worker.stop_threadsafe()
+        workers.stop_workers(self._rt)
 
-    # -- notifications from workers in this process ---------------------------------------------
+    # -- operator actions -------------------------------------------------------------------------
 
-    def _committed(self, result: CommitResult) -> None:
-        self.events_written.fire()
-        if result.readied or result.slot_freed:  # freed: a slot that held back ready work
-            self.work_ready.fire()
-        if result.ended_runs:
-            self.runs_ended.fire()
-        if result.cancelled_runs:
-            self.runs_cancelled.fire()
-        if result.timers_changed:
-            self.timers_set.fire()
+    async def cancel_async(
+        self, run_id: str, reason: str | None = None, *, by: str | None = None
+    ) -> Run:
+        """Cancel a run (terminal): its waiting steps end `cancelled` at once, its running steps
+        are interrupted (async handlers are cancelled; sync ones see `ctx.cancelled`) and what
+        they report schedules nothing. Cancelling a cancelled run changes nothing.
+        Raises RunNotFound, or RunStateError for a run that has completed or failed."""
+        return await operator.cancel(self._rt, run_id, reason, by)
 
+    cancel = blocking(cancel_async)
 
-def _new_run_id() -> str:
-    # time-ordered, so ids sort roughly by start; random enough never to collide
-    return f"{int(time.time() * 1000):012x}-{uuid.uuid4().hex[:12]}"
+    async def pause_async(self, run_id: str, *, by: str | None = None) -> Run:
+        """Dispatch nothing new of this run; its steps in flight finish (retries included), then
+        it is `paused`. Pausing a pausing or paused run changes nothing; RunStateError for a run
+        that has ended."""
+        return await operator.pause(self._rt, run_id, by)
 
+    pause = blocking(pause_async)
 
-def _parse_cursor(cursor: str | None) -> tuple[float, str] | None:
-    if cursor is None:
-        return None
-    try:
-        created, run_id = cursor.split("|", 1)
-        return float(created), run_id
-    except (ValueError, AttributeError):
-        raise InputError(
-            f"invalid cursor {cursor!r}: pass the next_cursor of a previous page"
-        ) from None
+    async def resume_async(self, run_id: str, *, by: str | None = None) -> Run:
+        """Dispatch a paused (or pausing) run again, with what became ready meanwhile.
+        Resuming a running run changes nothing; RunStateError for a run that has ended."""
+        return await operator.resume(self._rt, run_id, by)
 
+    resume = blocking(resume_async)
 
-def _run_ids(until: RunHandle | str | Iterable[RunHandle | str] | None) -> set[str] | None:
-    if until is None:
-        return None
-    if isinstance(until, RunHandle | str):
-        until = [until]
-    return {u.id if isinstance(u, RunHandle) else u for u in until}
+    async def retry_async(self, run_id: str, step: str, *, by: str | None = None) -> Run:
+        """Run a failed step again with a fresh attempt budget; the dependents its failure
+        skipped wait for it again, and the run runs again. RunStateError for a step that is not
+        failed or a cancelled run (and an unknown step)."""
+        return await operator.retry(self._rt, run_id, step, by)
+
+    retry = blocking(retry_async)
+
+    async def approve_async(
+        self, run_id: str, step: str, *, by: str | None = None, note: str | None = None
+    ) -> Step:
+        """Let a waiting approval gate run: it becomes ready (after its delay, if any).
+        RunStateError if the step is not waiting (already decided, not reached yet, or its run
+        was cancelled) or is not an approval gate."""
+        return await operator.approve(self._rt, run_id, step, by, note)
+
+    approve = blocking(approve_async)
+
+    async def reject_async(
+        self, run_id: str, step: str, *, reason: str | None = None, by: str | None = None
+    ) -> Step:
+        """Fail a waiting approval gate with code `rejected`; its dependents are skipped as for
+        any failure (unless they have defaults), and `retry` would ask for approval again."""
+        return await operator.reject(self._rt, run_id, step, reason, by)
+
+    reject = blocking(reject_async)
+
+    async def signal_async(
+        self, run_id: str, name: str, payload: Any = None, *, by: str | None = None
+    ) -> bool:
+        """Deliver `payload` (JSON) to the signal step `name` of a run: the step is done with it
+        as soon as it is reached (at once if it is waiting). Returns True if this delivery
+        counts, False if an earlier one already did (it is logged as ignored)."""
+        return await operator.signal(self._rt, run_id, name, payload, by)
+
+    signal = blocking(signal_async)
+
+    async def list_waiting_async(self, *, limit: int = 100) -> list[Waiting]:
+        """Steps waiting for a decision or a signal, across runs, the longest waiting first."""
+        return await operator.list_waiting(self._rt, limit)
+
+    list_waiting = blocking(list_waiting_async)
+
+    # -- history: fork, diff, replay --------------------------------------------------------------
+
+    async def fork_async(
+        self,
+        run_id: str,
+        from_step: str,
+        input: Any = None,
+        overrides: Mapping[str, Any] | None = None,
+        *,
+        new_run_id: str | None = None,
+        by: str | None = None,
+    ) -> RunHandle:
+        """Start a new run that reuses what run `run_id` recorded, re-running `from_step` and
+        everything downstream of it.
+
+        Every other step's recorded output is reused, not only those of the direct dependencies
+        of `from_step`: such a step is `done` from the start, with `reused_from` naming the run
+        that computed it. A step that did not end `done` in the parent cannot be reused and runs
+        again, and so does everything downstream of it. The fork runs on the newest version of
+        the workflow: the one last registered with this Engine, else the newest in the store.
+
+        `input`: the new run input, validated like `start`'s (None keeps the parent's input).
+        `overrides`: {step: output} replacing the recorded output of reused steps.
+        `new_run_id`: the fork's id (forking again with the same id, parent and step returns
+        that fork). `by`: who forks, for the log (default user@host).
+
+        Raises RunNotFound; InputError (nothing written) when `from_step` is not in the
+        workflow, the newest version lacks a step whose output would be reused, an override
+        names a step that is not reused or is not JSON, or the input does not fit; RunConflict
+        when `new_run_id` is taken by another run."""
+        fork_id = await history.fork(
+            self._rt, run_id, from_step, input, overrides, new_run_id=new_run_id, by=by
+        )
+        return RunHandle(self, fork_id)
+
+    fork = blocking(fork_async)
+
+    async def diff_async(self, run_a: str, run_b: str) -> dict[str, dict[str, Any]]:
+        """Compare two runs step by step: {step: {"status": ..., "diff": ...}}.
+
+        "status" is "same", "changed", "only_a" or "only_b". For "changed", "diff" lists where
+        the step's records differ, as JSON Pointer entries over its status, output and error:
+        {"path": "/output/items/0/price", "op": "changed", "a": 1, "b": 2}, or "op": "added"
+        (only "b") / "removed" (only "a"). "diff" is [] for "same" and None for a step that only
+        one run has. Raises RunNotFound."""
+        return await history.diff(self._rt, run_a, run_b)
+
+    diff = blocking(diff_async)
+
+    async def replay_async(
+        self, run_id: str, step: str, *, workflow: Workflow | None = None
+    ) -> Replay:
+        """Run the current code of one step in this process with the inputs the run recorded
+        (its input, its dependencies' outputs), without writing anything to the store; return
+        the new result next to the recorded one and their differences. The code is `workflow`
+        if given (it is not registered: nothing is written), else the newest version of the
+        run's workflow registered with this Engine (WorkflowNotFound if none).
+        A handler that raises is reported in the result (`status` "failed", `error`).
+
+        Raises RunNotFound; InputError for a step that the run or the current code lacks, or
+        whose current code needs a step the run does not have; RunStateError while one of its
+        dependencies has not ended."""
+        return await history.replay(self._rt, run_id, step, workflow)
+
+    replay = blocking(replay_async)
+
+    # -- watching ---------------------------------------------------------------------------------
+
+    def watch(self, run_id: str, after_seq: int = 0) -> Watch:
+        """The run's events after `after_seq` as they are committed, ending after the event that
+        ends the run (or at once if it has ended and nothing follows `after_seq`); a run retried
+        meanwhile goes on being watched. `async for event in engine.watch(id)` or, blocking,
+        `for event in engine.watch(id)`. RunNotFound (when iteration starts) for an unknown run."""
+        return Watch(self._rt, run_id, after_seq)
+
+    def watch_async(self, run_id: str, after_seq: int = 0) -> AsyncGenerator[Event, None]:
+        """`watch` as a plain async iterator (an async generator: close it, or use
+        `contextlib.aclosing`, if you leave it early)."""
+        watch.check(run_id, after_seq)
+        return watch.watch(self._rt, run_id, after_seq)
+
+    # -- data: records, artifacts, deleting runs, blobs -------------------------------------------
+
+    def records(self, collection: str) -> Records:
+        """The documents of a collection (created by its first write): get, put with
+        `expected_revision`, delete, list by key prefix. InputError for an invalid name."""
+        return data.records(self._rt, collection)
+
+    async def delete_run_async(self, run_id: str, *, force: bool = False) -> None:
+        """Delete a finished run: its steps, event log and artifacts (records its steps wrote
+        stay; runs forked from it keep what they reused). RunNotFound if there is no such run;
+        RunStateError for an unfinished one, unless `force`, which cancels it first."""
+        await data.delete_run(self._rt, run_id, force)
+
+    delete_run = blocking(delete_run_async)
+
+    async def blob_stats_async(self) -> BlobStats:
+        """What the store's blob table holds: payloads longer than its `blob_threshold` (run
+        inputs and outputs, step outputs, spawned inputs), each kept once, and the references
+        to them. For operators and tests."""
+        return await data.blob_stats(self._rt)
+
+    blob_stats = blocking(blob_stats_async)
+
+    async def gc_async(self, *, grace: float = DEFAULT_GRACE) -> int:
+        """Remove the blobs nobody refers to any more (their runs were deleted, their outputs
+        rewritten by a retry or a loop) that are older than `grace` seconds; how many. The grace
+        spares a blob stored for a row whose transaction has not committed yet. Also sweeps the
+        artifact files nobody refers to, by the same grace (`gc_artifacts`, which counts them),
+        and the tombstones of records deleted more than 30 days ago."""
+        return await data.gc(self._rt, grace)
+
+    gc = blocking(gc_async)
+
+    async def artifacts_async(self, run_id: str) -> list[Artifact]:
+        """The artifacts the run's steps saved in attempts that succeeded, oldest first.
+        RunNotFound if there is no such run."""
+        return await data.artifacts(self._rt, run_id)
+
+    artifacts = blocking(artifacts_async)
+
+    async def open_artifact_async(self, artifact_id: str) -> BinaryIO:
+        """The artifact's bytes, as a binary file object (close it, or use `with`); its size and
+        sha256 are checked first. ArtifactNotFound for an unknown id, or a file that is
+        missing, truncated or altered (the message says which)."""
+        return await data.open_artifact(self._rt, artifact_id)
+
+    open_artifact = blocking(open_artifact_async)
+
+    async def gc_artifacts_async(self, grace: float = ARTIFACT_GRACE) -> int:
+        """Remove artifact files that no artifact references (a failed attempt's, a deleted
+        run's, an interrupted copy's), last written more than `grace` seconds ago (default one
+        day: a younger file may belong to an attempt still running). Returns how many."""
+        return await data.gc_artifacts(self._rt, grace)
+
+    gc_artifacts = blocking(gc_artifacts_async)
+
+    # -- flow control: queues ---------------------------------------------------------------------
+
+    async def configure_queue_async(
+        self, name: str, *, concurrency: int | None = None, rate: Rate | None = None
+    ) -> Queue:
+        """Store the limits of queue `name` (steps choose it with `@wf.step(queue=name)`):
+        `concurrency`, the most of its steps running at once across every worker; `rate`, a
+        `plait.Rate` of starts. None lifts a limit. Takes effect at every worker's next claim;
+        reconfiguring keeps the tokens the bucket holds (capped to the new burst)."""
+        return await queues.configure_queue(self._rt, name, concurrency, rate)
+
+    configure_queue = blocking(configure_queue_async)
+
+    async def queues_async(self) -> list[Queue]:
+        """The configured queues, by name."""
+        return await queues.queues(self._rt)
+
+    queues = blocking(queues_async)
+
+    # -- schedules --------------------------------------------------------------------------------
+
+    async def schedule_async(
+        self,
+        name: str,
+        workflow: Workflow | str,
+        *,
+        cron: str,
+        input: Any = None,
+        timezone: str = "UTC",
+        catch_up: str = "skip",
+    ) -> Schedule:
+        """Start `workflow` at each tick of `cron` (5 fields, or @daily…) in `timezone` (an IANA
+        name), with `input`. A schedule of that name is replaced. `catch_up`: what to do with
+        ticks missed while no scheduler ran ("skip", or "run_once": one run for the latest).
+        Runs are started by a worker's scheduler (`plait worker`), with run ids
+        `NAME-YYYYMMDDTHHMMSSZ` (the tick in UTC)."""
+        return await schedules.schedule(
+            self._rt, name, workflow, cron=cron, input=input, timezone=timezone, catch_up=catch_up
+        )
+
+    schedule = blocking(schedule_async)
+
+    async def schedules_async(self) -> list[Schedule]:
+        """Every schedule, by name."""
+        return await schedules.schedules(self._rt)
+
+    schedules = blocking(schedules_async)
+
+    async def get_schedule_async(self, name: str) -> Schedule:
+        """The schedule `name`; InputError if there is none."""
+        return await schedules.get_schedule(self._rt, name)
+
+    get_schedule = blocking(get_schedule_async)
+
+    async def pause_schedule_async(self, name: str) -> Schedule:
+        """Start no more runs of the schedule until it is resumed."""
+        return await schedules.set_paused(self._rt, name, True)
+
+    pause_schedule = blocking(pause_schedule_async)
+
+    async def resume_schedule_async(self, name: str) -> Schedule:
+        """Start runs again from the next tick (ticks while paused are missed: see catch_up)."""
+        return await schedules.set_paused(self._rt, name, False)
+
+    resume_schedule = blocking(resume_schedule_async)
+
+    async def delete_schedule_async(self, name: str) -> bool:
+        """Remove the schedule; False if there was none. Its runs stay."""
+        return await schedules.delete_schedule(self._rt, name)
+
+    delete_schedule = blocking(delete_schedule_async)
+
+    # -- workers ----------------------------------------------------------------------------------
+
+    async def workers_async(self, *, include_dead: bool = False) -> list[WorkerInfo]:
+        """The live workers sharing this store, by id (any process, any host). With
+        `include_dead`, also the workers that died (their registration expired without a
+        graceful stop) and are not yet forgotten (an hour later)."""
+        return await workers.workers(self._rt, include_dead)
+
+    workers = blocking(workers_async)
+
+    async def topology_async(
+        self, workflow: Workflow | str, *, fingerprint: str | None = None
+    ) -> Topology:
+        """Which live workers can run which steps of a workflow version: for each step, the
+        workers that serve its fingerprint, its queue and its target, or why none can.
+        `workflow`: a Workflow (that version), or a name (its latest registered version, or the
+        version of `fingerprint`)."""
+        return await workers.topology_of(self._rt, workflow, fingerprint)
+
+    topology = blocking(topology_async)

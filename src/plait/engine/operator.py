@@ -1,112 +1,121 @@
-"""Engine methods of the operator's actions on a run: cancel, pause, resume, retry, each a
-transition of `_actions.py` applied in one store transaction.
-
-`ActionMethods` is a mixin of `Engine`; each method is async and its blocking twin is derived by
-`_portal.blocking`.
+"""The operator's actions on a run: cancel, pause, resume and retry (transitions of
+`core.actions`), and the decisions steps wait for from outside, approvals and signals
+(transitions of `core.gates`). Each is applied in one store transaction; a refused one raises
+RunStateError and changes nothing.
 """
 
 from __future__ import annotations
 
 import getpass
 import socket
-import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .._errors import InputError, RunStateError
-from .._portal import blocking
-from ..core import actions
-from .views import Run
-
-if TYPE_CHECKING:
-    from .._portal import Portal
-    from ..core.rows import CommitResult, RunRow
-    from ..core.txn import Transition
-    from ..stores import Store
+from .. import _codec
+from .._errors import InputError
+from .._runtime import Runtime
+from ..core import actions, gates
+from ..core.rows import CommitResult
+from .views import Run, Step, Waiting
 
 
-class ActionMethods:
-    """Cancel, pause, resume and retry, for `Engine` (which provides the rest)."""
-
-    if TYPE_CHECKING:
-        _portal: Portal
-
-        async def _ready(self) -> Store: ...
-        async def _run_row(self, run_id: str) -> RunRow: ...
-        def _committed(self, result: CommitResult) -> None: ...
-
-    async def cancel_async(
-        self, run_id: str, reason: str | None = None, *, by: str | None = None
-    ) -> Run:
-        """Cancel a run (terminal): its waiting steps end `cancelled` at once, its running steps
-        are interrupted (async handlers are cancelled; sync ones see `ctx.cancelled`) and what
-        they report schedules nothing. Cancelling a cancelled run changes nothing.
-        Raises RunNotFound, or RunStateError for a run that has completed or failed."""
-        if reason is not None and not isinstance(reason, str):
-            raise InputError(f"reason must be a string, got {type(reason).__name__}")
-        await self._run_row(run_id)  # RunNotFound, with the usual message
-        actor = who(by)
-        result = await self._act(actions.cancel, run_id, reason=reason, by=actor)
-        self._committed(result)
-        return Run.from_row(await self._run_row(run_id))
-
-    cancel = blocking(cancel_async)
-
-    async def pause_async(self, run_id: str, *, by: str | None = None) -> Run:
-        """Dispatch nothing new of this run; its steps in flight finish (retries included), then
-        it is `paused`. Pausing a pausing or paused run changes nothing; RunStateError for a run
-        that has ended."""
-        await self._run_row(run_id)
-        await self._act(actions.pause, run_id, by=who(by))
-        return Run.from_row(await self._run_row(run_id))
-
-    pause = blocking(pause_async)
-
-    async def resume_async(self, run_id: str, *, by: str | None = None) -> Run:
-        """Dispatch a paused (or pausing) run again, with what became ready meanwhile.
-        Resuming a running run changes nothing; RunStateError for a run that has ended."""
-        await self._run_row(run_id)
-        result = await self._act(actions.resume, run_id, by=who(by))
-        self._committed(result)
-        return Run.from_row(await self._run_row(run_id))
-
-    resume = blocking(resume_async)
-
-    async def retry_async(self, run_id: str, step: str, *, by: str | None = None) -> Run:
-        """Run a failed step again with a fresh attempt budget; the dependents its failure
-        skipped wait for it again, and the run runs again. RunStateError for a step that is not
-        failed or a cancelled run (and an unknown step)."""
-        if not isinstance(step, str):
-            raise InputError(f"step must be a step name, got {type(step).__name__}")
-        await self._run_row(run_id)
-        result = await self._act(actions.retry, run_id, step_name=step, by=who(by))
-        self._committed(result)
-        return Run.from_row(await self._run_row(run_id))
-
-    retry = blocking(retry_async)
-
-    async def _act(self, action: Callable[..., Transition], run_id: str, **options: Any) -> Any:
-        """Apply an operator action in one store transaction; its refusal is RunStateError."""
-        store = await self._ready()
-        result = await store.apply(lambda txn: action(txn, run_id, **options), time.time())
-        if result.refusal is not None:
-            raise RunStateError(result.refusal)
-        return result
-
-
-def who(by: str | None) -> str:
+def actor(by: str | None) -> str:
     """Who acts, as given (checked), or this process's user@host."""
     if by is None:
-        return operator()
+        return this_user()
     if not isinstance(by, str) or not by.strip() or len(by) > 200:
         raise InputError(f"by must be a non-empty string of at most 200 characters, got {by!r}")
     return by
 
 
-def operator() -> str:
+def this_user() -> str:
     """Who acts, for the run's log: user@host of this process."""
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
         user = "unknown"
     return f"{user}@{socket.gethostname()}"
+
+
+# -- actions on a run -----------------------------------------------------------------------------
+
+
+async def cancel(rt: Runtime, run_id: str, reason: str | None, by: str | None) -> Run:
+    if reason is not None and not isinstance(reason, str):
+        raise InputError(f"reason must be a string, got {type(reason).__name__}")
+    await rt.run_row(run_id)  # RunNotFound, with the usual message
+    await rt.apply(actions.cancel, run_id, reason=reason, by=actor(by))
+    return Run.from_row(await rt.run_row(run_id))
+
+
+async def pause(rt: Runtime, run_id: str, by: str | None) -> Run:
+    await rt.run_row(run_id)
+    await rt.apply(actions.pause, run_id, by=actor(by))
+    return Run.from_row(await rt.run_row(run_id))
+
+
+async def resume(rt: Runtime, run_id: str, by: str | None) -> Run:
+    await rt.run_row(run_id)
+    await rt.apply(actions.resume, run_id, by=actor(by))
+    return Run.from_row(await rt.run_row(run_id))
+
+
+async def retry(rt: Runtime, run_id: str, step: str, by: str | None) -> Run:
+    _check_step(step)
+    await rt.run_row(run_id)
+    await rt.apply(actions.retry, run_id, step_name=step, by=actor(by))
+    return Run.from_row(await rt.run_row(run_id))
+
+
+# -- approvals and signals ------------------------------------------------------------------------
+
+
+async def approve(rt: Runtime, run_id: str, step: str, by: str | None, note: str | None) -> Step:
+    _check_text("note", note)
+    await _decide(rt, gates.approve, run_id, step, by=actor(by), note=note)
+    return await _step(rt, run_id, step)
+
+
+async def reject(rt: Runtime, run_id: str, step: str, reason: str | None, by: str | None) -> Step:
+    _check_text("reason", reason)
+    await _decide(rt, gates.reject, run_id, step, by=actor(by), reason=reason)
+    return await _step(rt, run_id, step)
+
+
+async def signal(rt: Runtime, run_id: str, name: str, payload: Any, by: str | None) -> bool:
+    try:
+        data = _codec.dumps(payload)
+    except _codec.EncodeError as exc:
+        raise InputError(f"signal payload for {name!r} is not JSON: {exc}") from None
+    result = await _decide(rt, gates.signal, run_id, name, payload=data, by=actor(by))
+    return bool(result.accepted and result.accepted[0])
+
+
+async def list_waiting(rt: Runtime, limit: int) -> list[Waiting]:
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise InputError(f"limit must be a positive integer, got {limit!r}")
+    store = await rt.ready()
+    rows = await store.list_waiting(limit)
+    runs = {r.id: r for r in await store.get_runs({row.run_id for row in rows})}
+    return [Waiting.from_row(row, runs[row.run_id].workflow) for row in rows]
+
+
+async def _decide(
+    rt: Runtime, decision: Any, run_id: str, step: str, **options: Any
+) -> CommitResult:
+    _check_step(step)
+    await rt.run_row(run_id)  # RunNotFound, with the usual message
+    return await rt.apply(decision, run_id, name=step, **options)
+
+
+async def _step(rt: Runtime, run_id: str, name: str) -> Step:
+    return next(Step.from_row(s) for s in await rt.store.get_steps(run_id) if s.name == name)
+
+
+def _check_step(step: object) -> None:
+    if not isinstance(step, str):
+        raise InputError(f"step must be a step name, got {type(step).__name__}")
+
+
+def _check_text(what: str, value: object) -> None:
+    if value is not None and (not isinstance(value, str) or len(value) > 2000):
+        raise InputError(f"{what} must be a string of at most 2000 characters, got {value!r:.80}")

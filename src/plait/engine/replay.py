@@ -3,7 +3,7 @@
 For debugging a fix before forking: `engine.replay(run_id, step)` reads the run input and the
 outputs of the step's dependencies from the store, calls the handler of the newest version of
 the workflow registered in this process exactly as a worker would (same argument binding and
-validation, `when=` condition, timeout, error codes; `_worker.Worker._attempt` does it), and
+validation, `when=` condition, timeout, error codes: `worker.attempt` does it), and
 compares what it returns with what the run recorded. Nothing is claimed, written or logged in
 the store. A handler that raises is reported, not propagated. A spawned step replays with the
 input it was spawned with; what a replayed step would spawn is listed (`spawned`), not run, so a
@@ -14,17 +14,16 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .. import _codec
 from .._errors import StepError
 from ..core.diff import diff_values, step_document
 from ..core.rows import Claim, StepInputs, StepRow, StepStatus
+from ..worker.attempt import attempt
+from ..worker.handler_threads import HandlerThreads
 from ..workflow.context import StepContext
 from ..workflow.definition import StepDef, Workflow
-
-if TYPE_CHECKING:
-    from .engine import Engine
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +57,6 @@ class Replay:
 
 
 async def replay_step(
-    engine: Engine,
     workflow: Workflow,
     step: StepDef,
     recorded: StepRow,
@@ -66,12 +64,8 @@ async def replay_step(
     recorded_fingerprint: str,
 ) -> Replay:
     """Call the step's handler once, in this process, as a worker would; compare the result."""
-    from ..worker.worker import (
-        Worker,  # the worker imports the engine's module; import it when used
-    )
-
-    worker = Worker(engine, [workflow], concurrency=1, grace=0.0)
-    worker._pool.loop = asyncio.get_running_loop()
+    threads = HandlerThreads(1)
+    threads.loop = asyncio.get_running_loop()
     claim = Claim(
         run_id=recorded.run_id,
         step=recorded.name,
@@ -93,10 +87,10 @@ async def replay_step(
         definition=workflow,
     )
     try:
-        outcome = await worker._attempt(workflow, step, claim, ctx, inputs)
+        outcome = await attempt(workflow, step, claim, ctx, inputs, threads=threads)
     finally:
-        worker._pool.shutdown()
-    assert outcome is not None  # None only after a store admitted a key: the claim has none
+        threads.shutdown()
+    assert outcome is not None  # None only when a key was not admitted: replay admits none
     if outcome.skipped:
         status, output, error = "skipped", None, None
     elif outcome.succeeded:

@@ -29,21 +29,18 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
 from .. import _codec
 from .._errors import ConfigError, InputError, RunConflict, WorkflowNotFound
-from .._portal import blocking
-from ..core.cron import Cron, tick_id, timezone
+from .._runtime import Runtime
+from ..core.cron import Cron, tick_id
+from ..core.cron import timezone as cron_timezone
 from ..core.rows import RecordRow
-
-if TYPE_CHECKING:
-    from .._portal import Portal
-    from ..stores import Store
-    from ..workflow.definition import Workflow
-    from .engine import Engine
+from ..workflow.definition import Workflow
+from . import runs
 
 log = logging.getLogger(__name__)
 
@@ -112,122 +109,82 @@ def _row(s: Schedule, now: float) -> RecordRow:
     return RecordRow(SCHEDULES, s.name, s.doc(), 0, now)
 
 
-timezone_of = timezone  # `timezone` is also a parameter name below
-
-
-class ScheduleMethods:
-    """schedule, schedules, pause/resume/delete_schedule, for `Engine` (which provides the rest)."""
-
-    if TYPE_CHECKING:
-        _portal: Portal
-        _latest: dict[str, Workflow]
-
-        async def _ready(self) -> Store: ...
-        async def register_async(self, workflow: Workflow) -> Any: ...
-
-    async def schedule_async(
-        self,
-        name: str,
-        workflow: Workflow | str,
-        *,
-        cron: str,
-        input: Any = None,
-        timezone: str = "UTC",
-        catch_up: str = "skip",
-    ) -> Schedule:
-        """Start `workflow` at each tick of `cron` (5 fields, or @daily…) in `timezone` (an IANA
-        name), with `input`. A schedule of that name is replaced. `catch_up`: what to do with
-        ticks missed while no scheduler ran ("skip", or "run_once": one run for the latest).
-        Runs are started by a worker's scheduler (`plait worker`), with run ids
-        `NAME-YYYYMMDDTHHMMSSZ` (the tick in UTC)."""
-        from ..workflow.definition import Workflow
-
-        _check_name(name)
-        parsed = Cron.parse(cron)
-        zone = timezone_of(timezone)
-        if catch_up not in CATCH_UP:
-            raise ConfigError(
-                f"schedule {name!r}: catch_up must be 'skip' or 'run_once', got {catch_up!r}"
-            )
-        store = await self._ready()
-        if isinstance(workflow, Workflow):
-            await self.register_async(workflow)
-            value = workflow.validate_input(input)
-            wf_name = workflow.name
-        elif isinstance(workflow, str):
-            local = self._latest.get(workflow)
-            if local is None and await store.get_workflow(workflow) is None:
-                raise WorkflowNotFound(
-                    f"schedule {name!r}: no workflow {workflow!r} is registered; register it "
-                    "(engine.register, or a worker serving it) before scheduling it"
-                )
-            value = local.validate_input(input) if local is not None else input
-            wf_name = workflow
-        else:
+async def schedule(
+    rt: Runtime,
+    name: str,
+    workflow: Workflow | str,
+    *,
+    cron: str,
+    input: Any,
+    timezone: str,
+    catch_up: str,
+) -> Schedule:
+    _check_name(name)
+    parsed = Cron.parse(cron)
+    zone = cron_timezone(timezone)
+    if catch_up not in CATCH_UP:
+        raise ConfigError(
+            f"schedule {name!r}: catch_up must be 'skip' or 'run_once', got {catch_up!r}"
+        )
+    store = await rt.ready()
+    if isinstance(workflow, Workflow):
+        await rt.register(workflow)
+        value = workflow.validate_input(input)
+        wf_name = workflow.name
+    elif isinstance(workflow, str):
+        local = rt.workflows.latest(workflow)
+        if local is None and await store.get_workflow(workflow) is None:
             raise WorkflowNotFound(
-                f"expected a plait.Workflow or a workflow name, got {workflow!r}"
+                f"schedule {name!r}: no workflow {workflow!r} is registered; register it "
+                "(engine.register, or a worker serving it) before scheduling it"
             )
-        try:
-            _codec.dumps(value)
-        except _codec.EncodeError as exc:
-            raise InputError(f"schedule {name!r}: input is not JSON: {exc}") from None
-        now = time.time()
-        s = Schedule(
-            name, wf_name, parsed.expression, timezone, value, catch_up, False,
-            parsed.next_after(now, zone),
-        )  # fmt: skip
-        _, revision = await store.put_record(_row(s, now), None)
-        return replace(s, revision=revision)
+        value = local.validate_input(input) if local is not None else input
+        wf_name = workflow
+    else:
+        raise WorkflowNotFound(f"expected a plait.Workflow or a workflow name, got {workflow!r}")
+    try:
+        _codec.dumps(value)
+    except _codec.EncodeError as exc:
+        raise InputError(f"schedule {name!r}: input is not JSON: {exc}") from None
+    now = time.time()
+    s = Schedule(
+        name, wf_name, parsed.expression, timezone, value, catch_up, False,
+        parsed.next_after(now, zone),
+    )  # fmt: skip
+    _, revision = await store.put_record(_row(s, now), None)
+    return replace(s, revision=revision)
 
-    schedule = blocking(schedule_async)
 
-    async def schedules_async(self) -> list[Schedule]:
-        """Every schedule, by name."""
-        store = await self._ready()
-        rows = await store.list_records(SCHEDULES, "", "", 10_000)
-        return [Schedule.of(r) for r in rows]
+async def schedules(rt: Runtime) -> list[Schedule]:
+    store = await rt.ready()
+    rows = await store.list_records(SCHEDULES, "", "", 10_000)
+    return [Schedule.of(r) for r in rows]
 
-    schedules = blocking(schedules_async)
 
-    async def get_schedule_async(self, name: str) -> Schedule:
-        store = await self._ready()
-        row = await store.get_record(SCHEDULES, _check_name(name))
-        if row is None:
-            raise InputError(f"no schedule named {name!r}; see plait schedules list")
-        return Schedule.of(row)
+async def get_schedule(rt: Runtime, name: str) -> Schedule:
+    store = await rt.ready()
+    row = await store.get_record(SCHEDULES, _check_name(name))
+    if row is None:
+        raise InputError(f"no schedule named {name!r}; see plait schedules list")
+    return Schedule.of(row)
 
-    get_schedule = blocking(get_schedule_async)
 
-    async def pause_schedule_async(self, name: str) -> Schedule:
-        """Start no more runs of the schedule until it is resumed."""
-        return await self._set_paused(name, True)
+async def delete_schedule(rt: Runtime, name: str) -> bool:
+    store = await rt.ready()
+    deleted, _ = await store.delete_record(SCHEDULES, _check_name(name), None)
+    return deleted
 
-    pause_schedule = blocking(pause_schedule_async)
 
-    async def resume_schedule_async(self, name: str) -> Schedule:
-        """Start runs again from the next tick (ticks while paused are missed: see catch_up)."""
-        return await self._set_paused(name, False)
-
-    resume_schedule = blocking(resume_schedule_async)
-
-    async def delete_schedule_async(self, name: str) -> bool:
-        """Remove the schedule; False if there was none. Its runs stay."""
-        store = await self._ready()
-        deleted, _ = await store.delete_record(SCHEDULES, _check_name(name), None)
-        return deleted
-
-    delete_schedule = blocking(delete_schedule_async)
-
-    async def _set_paused(self, name: str, paused: bool) -> Schedule:
-        store = await self._ready()
-        while True:
-            s = await self.get_schedule_async(name)
-            if s.paused == paused:
-                return s
-            changed = replace(s, paused=paused)
-            ok, revision = await store.put_record(_row(changed, time.time()), s.revision)
-            if ok:
-                return replace(changed, revision=revision)
+async def set_paused(rt: Runtime, name: str, paused: bool) -> Schedule:
+    store = await rt.ready()
+    while True:
+        s = await get_schedule(rt, name)
+        if s.paused == paused:
+            return s
+        changed = replace(s, paused=paused)
+        ok, revision = await store.put_record(_row(changed, time.time()), s.revision)
+        if ok:
+            return replace(changed, revision=revision)
 
 
 # -- the elected scheduler -----------------------------------------------------------------------
@@ -235,7 +192,7 @@ class ScheduleMethods:
 
 def due_ticks(s: Schedule, now: float, grace: float = MISFIRE_GRACE) -> tuple[list[float], float]:
     """The ticks of `s` to start at `now` (catch-up applied), and its next `next_at`."""
-    cron, zone = Cron.parse(s.cron), timezone(s.timezone)
+    cron, zone = Cron.parse(s.cron), cron_timezone(s.timezone)
     if s.next_at > now:
         return [], s.next_at
     ticks = [s.next_at, *cron.ticks_between(s.next_at, now, zone, MAX_CATCH_UP)]
@@ -246,17 +203,18 @@ def due_ticks(s: Schedule, now: float, grace: float = MISFIRE_GRACE) -> tuple[li
 
 
 class Scheduler:
-    """Runs in each worker process (its pass is given by the registry's timer, `_registry.py`);
+    """Runs in each worker process (its pass is given by the registry's timer,
+    `worker.registry.keep_registered`);
     starts due ticks while elected (see the module docstring)."""
 
     def __init__(
         self,
-        engine: Engine,
+        rt: Runtime,
         holder: str,
         ttl: float = 15.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.engine, self.holder, self.ttl = engine, holder, ttl
+        self.rt, self.holder, self.ttl = rt, holder, ttl
         self._clock = clock  # measures a pass against the lease it holds
         self.elected = False
         self._lease_revision = 0  # of the lease document while we hold it: renewed unread
@@ -264,7 +222,7 @@ class Scheduler:
     async def beat(self, now: float) -> float:
         """One pass: hold or take the election, start due ticks; seconds until the next pass.
         Without any schedule, nobody campaigns (an idle store sees only a read)."""
-        store = self.engine.store
+        store = self.rt.store
         began = self._clock()  # the lease written below expires at most ttl after this
         rows = await store.list_records(SCHEDULES, "", "", 10_000)
         elected = bool(rows) and await self._elect(now)
@@ -298,7 +256,7 @@ class Scheduler:
     async def _start(self, s: Schedule, tick: float) -> None:
         run_id = tick_id(s.name, tick)
         try:
-            _, created = await self.engine._start_run(s.workflow, s.input, run_id=run_id)
+            _, created = await runs.start(self.rt, s.workflow, s.input, run_id=run_id)
         except (WorkflowNotFound, InputError, RunConflict) as exc:
             log.error("schedule %s: tick %s not started: %s", s.name, run_id, exc)
             return
@@ -308,7 +266,7 @@ class Scheduler:
             log.info("schedule %s: run %s of the tick exists already", s.name, run_id)
 
     async def _elect(self, now: float) -> bool:
-        store = self.engine.store
+        store = self.rt.store
         doc = orjson.dumps({"holder": self.holder, "expires_at": now + self.ttl})
         if self.elected and self._lease_revision:  # renew what we hold, without reading it
             ok, revision = await store.put_record(
@@ -330,7 +288,7 @@ class Scheduler:
     async def resign(self) -> None:
         """Expire our lease, for another scheduler to take at once (a write, so a stale holder's
         renewal, which expects the revision it last wrote, cannot match the next lease)."""
-        store = self.engine.store
+        store = self.rt.store
         row = await store.get_record(LEASES, SCHEDULER)
         if row is not None and orjson.loads(row.doc)["holder"] == self.holder:
             expired = orjson.dumps({"holder": self.holder, "expires_at": 0.0})

@@ -1,4 +1,5 @@
-"""What the Engine returns to users: runs, steps, events and inspections, payloads decoded."""
+"""What the Engine returns to users: runs, steps, events, inspections and queues, payloads
+decoded."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from typing import Any
 
 from .. import _codec
 from .._errors import StepError
+from ..core.queues import QueueConfig
+from ..core.rate import Rate
 from ..core.rows import (
     EdgeKind,
     EventRow,
@@ -252,3 +255,18 @@ def inspect_run(run_row: RunRow, rows: list[StepRow], now: float) -> Inspection:
         blockers=blockers,
         duration=_span(run_row.created_at, run_row.finished_at),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Queue:
+    """A configured queue as `engine.queues()` shows it: its limits, and the tokens its rate
+    limit had when last counted (None without a rate limit)."""
+
+    name: str
+    concurrency: int | None
+    rate: Rate | None
+    tokens: float | None
+
+    @classmethod
+    def of(cls, q: QueueConfig) -> Queue:
+        return cls(q.name, q.concurrency, q.rate, None if q.bucket is None else q.bucket.tokens)

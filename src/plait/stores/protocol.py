@@ -8,7 +8,7 @@ loads the rows a transition asks for and commits what it changed, atomically.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from ..core.blobs import BlobStats
 from ..core.queues import QueueConfig
@@ -227,3 +227,25 @@ class Store(Protocol):
     async def gc_blobs(self, older_than: float) -> int:
         """Delete the blobs nobody refers to that were stored (or put) before `older_than`;
         how many."""
+
+
+# -- capabilities some stores have (see `Store.capabilities`) ---------------------------------
+
+
+@runtime_checkable
+class CountsChanges(Protocol):
+    """A store that can tell, with a read, whether other connections committed (capability
+    "change_counter"): `change_counter()` returns a number that differs from the one it
+    returned before if and only if some other connection (another process, or another store
+    object on the same database) committed since; this store's own commits do not change it."""
+
+    async def change_counter(self) -> int: ...
+
+
+@runtime_checkable
+class PushesEvents(Protocol):
+    """A store that tells which runs other processes appended events to (capability
+    "push_events"). `events(None)` means: some runs, which is not known (a notification may
+    have been missed)."""
+
+    def subscribe_events(self, events: Callable[[Collection[str] | None], None]) -> None: ...

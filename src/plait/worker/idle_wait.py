@@ -3,7 +3,7 @@
 A claim is a write transaction (on SQLite, `BEGIN IMMEDIATE`: it takes the file's write lock),
 so a worker with nothing to do should not make one unless something may have changed:
 
-- a wake-up in this process (`Engine.work_ready`: a commit here made steps ready or freed a
+- a wake-up in this process (`Runtime.work_ready`: a commit here made steps ready or freed a
   limited slot; `runs_ended` for a worker awaiting runs) or pushed by the store (PostgreSQL's
   notifications) ends the wait at once;
 - the time of the next delayed step, or of a rate limit's next token, ends it too;
@@ -22,33 +22,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from .._errors import StoreError
 from .._portal import Broadcast, wait_any
-
-if TYPE_CHECKING:
-    from ..engine.engine import Engine
+from .._runtime import Runtime
+from ..stores.protocol import CountsChanges
 
 FIRST_BACKOFF = 0.002  # seconds: an idle worker's first look after it found nothing
-
-
-@runtime_checkable
-class CountsChanges(Protocol):
-    """A store that can tell, with a read, whether other connections committed (capability
-    "change_counter"): `change_counter()` returns a number that differs from the one it
-    returned before if and only if some other connection (another process, or another store
-    object on the same database) committed since; this store's own commits do not change it."""
-
-    async def change_counter(self) -> int: ...
 
 
 class IdleWait:
     """The waiting policy of one worker's claim loop (see the module docstring)."""
 
-    def __init__(self, engine: Engine) -> None:
-        self.engine = engine
-        store = engine.store
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        store = rt.store
         self._counter: CountsChanges | None = None
         if "change_counter" in store.capabilities and isinstance(store, CountsChanges):
             self._counter = store
@@ -71,10 +59,10 @@ class IdleWait:
         """Wait until the next claim is worth making: True if a broadcast woke the worker.
         `limited`: the last claim found ready work held back by limits (a slot freed here wakes
         it, so it needs no fast look); `next_at`: when a delayed step or a token is due."""
-        engine = self.engine
+        rt = self.rt
         while True:
-            limit = engine.idle_interval
-            wait = limit if engine.push_live or limited else min(self._backoff, limit)
+            limit = rt.idle_interval
+            wait = limit if rt.push_live or limited else min(self._backoff, limit)
             due = False
             if next_at is not None:
                 until_due = max(next_at - time.time(), 0.0)
@@ -82,9 +70,9 @@ class IdleWait:
                 wait = min(wait, until_due)
             woken = await wait_any(wakers, wait)
             self._backoff = FIRST_BACKOFF if woken else min(self._backoff * 2, limit)
-            if woken or due or self._counter is None or engine.push_live:
+            if woken or due or self._counter is None or rt.push_live:
                 break
-            swept = time.monotonic() - self._claimed_at >= engine.sweep_interval
+            swept = time.monotonic() - self._claimed_at >= rt.sweep_interval
             if await self._changed() or swept:
                 break
             # nothing was committed elsewhere: that read replaced a claim

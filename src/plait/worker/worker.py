@@ -21,37 +21,27 @@ import signal
 import socket
 import threading
 import time
-import traceback
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
-
-from .. import _codec
-from .._errors import StepFailure, StoreError
+from .._errors import StoreError
 from .._portal import wait_any
-from ..core.key_admission import admit_key
-from ..core.loops import INVALID_GOTO, Goto
+from .._runtime import Runtime
 from ..core.placement import worker_labels
 from ..core.queues import worker_queues
-from ..core.rows import Claim, Lease, Outcome, StepInputs, StepStatus
-from ..workflow.context import StepCancelled, StepContext
+from ..core.rows import Claim, Lease, Outcome, StepInputs
+from ..workflow.context import StepContext
 from ..workflow.definition import StepDef, Workflow
-from ..workflow.tasks import task_kwargs
+from .attempt import attempt
 from .handler_threads import HandlerThreads
 from .idle_wait import IdleWait
 from .outage import Outage
-from .registry import keep_registered
-
-if TYPE_CHECKING:
-    from ..engine.engine import Engine, RunHandle
+from .registry import Beat, keep_registered, registration
 
 log = logging.getLogger(__name__)
 
 COMMIT_BATCH = 512
 COMMIT_LINGER = 0.002  # seconds a commit waits for more outcomes of steps still in flight
-TRACEBACK_LIMIT = 32 * 1024
 
 
 @dataclass(slots=True)
@@ -66,9 +56,12 @@ class _InFlight:
 
 
 class Worker:
+    """One worker of a Runtime's process (see the module docstring). `scheduler`: what rides on
+    the registry's timer, given this worker's id (the Engine passes its elected Scheduler)."""
+
     def __init__(
         self,
-        engine: Engine,
+        rt: Runtime,
         workflows: Sequence[Workflow],
         *,
         concurrency: int,
@@ -76,16 +69,18 @@ class Worker:
         queues: Iterable[str] | None = None,
         starvation_after: float = 30.0,
         labels: Iterable[str] = (),
+        scheduler: Callable[[str], Beat] | None = None,
     ) -> None:
         if not isinstance(concurrency, int) or concurrency < 1:
             raise ValueError(f"concurrency must be an integer >= 1, got {concurrency!r}")
-        # flow control (see _queues.py): the queues served (None: all), and how long a ready
+        # flow control (core.claiming): the queues served (None: all), and how long a ready
         # step may wait before it is claimed ahead of higher priorities
         self.queues = None if queues is None else worker_queues(queues)
         self.starvation_after = float(starvation_after)
-        self.labels = worker_labels(labels)  # placement (see _placement.py)
-        self.engine = engine
-        self.store = engine.store
+        self.labels = worker_labels(labels)  # placement (core.placement)
+        self.rt = rt
+        self.store = rt.store
+        self._scheduler = scheduler
         self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.concurrency = concurrency
         self._claim_threshold = max(1, concurrency // 2)
@@ -104,9 +99,7 @@ class Worker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._next_refresh = 0.0
         self._outage = Outage(self.id)
-        self._interrupted: set[str] = (
-            set()
-        )  # tokens of steps told to stop (run cancelled, lease lost)
+        self._interrupted: set[str] = set()  # tokens of steps told to stop
 
     # -- control --------------------------------------------------------------------------------
 
@@ -115,7 +108,7 @@ class Worker:
         if not self._stopping.is_set():
             log.info("worker %s stopping: %d step(s) in flight", self.id, len(self._inflight))
             self._stopping.set()
-            self.engine.work_ready.fire()
+            self.rt.work_ready.fire()
 
     def stop_threadsafe(self) -> None:
         if self._loop is not None:
@@ -129,7 +122,7 @@ class Worker:
         self._until = set(until) if until is not None else None
         loop = self._loop = asyncio.get_running_loop()
         self._pool.loop = loop
-        self.engine._workers.add(self)
+        self.rt.workers.add(self)
         installed = []
         if handle_signals and threading.current_thread() is threading.main_thread():
             for sig in (signal.SIGTERM, signal.SIGINT):
@@ -144,8 +137,21 @@ class Worker:
         committer = asyncio.create_task(self._commit_loop(), name="plait-committer")
         self._committer = committer
         keeper = asyncio.create_task(self._lease_loop(), name="plait-leases")
-        # registration (`plait workers`) and the scheduler, on one timer (see _registry.py)
-        registry = asyncio.create_task(keep_registered(self, self._stopping), name="plait-registry")
+        # registration (`plait workers`) and the scheduler, on one timer (worker.registry)
+        info = registration(
+            self.id,
+            self.workflows.values(),
+            labels=self.labels,
+            queues=self.queues,
+            concurrency=self.concurrency,
+            ttl=self.rt.lease,
+            now=time.time(),
+        )
+        beat = None if self._scheduler is None else self._scheduler(self.id)
+        registry = asyncio.create_task(
+            keep_registered(self.store, info, self.rt.lease, self._stopping, beat),
+            name="plait-registry",
+        )
         try:
             await self._refresh_until()
             async with asyncio.timeout(timeout):
@@ -163,15 +169,15 @@ class Worker:
             self._pool.shutdown()
             for sig in installed:
                 loop.remove_signal_handler(sig)
-            self.engine._workers.discard(self)
-            self.engine.workers_ended.fire()
+            self.rt.workers.discard(self)
+            self.rt.workers_ended.fire()
             log.info("worker %s stopped", self.id)
 
     # -- claiming -------------------------------------------------------------------------------
 
     async def _claim_loop(self) -> None:
         fingerprints = list(self.workflows)
-        idle = IdleWait(self.engine)  # how to wait when nothing was claimed: _idle_wait.py
+        idle = IdleWait(self.rt)  # how to wait when nothing was claimed
         while not self._stopping.is_set() and not self._done.is_set():
             free = self.concurrency - len(self._inflight)
             # Claim in batches: wait for half the slots unless little is in flight.
@@ -179,15 +185,15 @@ class Worker:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
                 continue
-            seen = self.engine.work_ready.generation
-            seen_ended = self.engine.runs_ended.generation
+            seen = self.rt.work_ready.generation
+            seen_ended = self.rt.runs_ended.generation
             try:
                 now = time.time()
                 claims = await self.store.claim(
                     worker_id=self.id,
                     fingerprints=fingerprints,
                     limit=free,
-                    lease=self.engine.lease,
+                    lease=self.rt.lease,
                     now=now,
                     queues=self.queues,
                     aged_before=now - self.starvation_after,
@@ -195,7 +201,7 @@ class Worker:
                 )
                 if claims:
                     idle.took_work()
-                    self.engine.events_written.fire()  # step_started: watchers here see it now
+                    self.rt.events_written.fire()  # step_started: watchers here see it now
                     await self._launch(claims)
                     continue
                 # the next delayed step, or the next token of a rate limit that held work back
@@ -208,14 +214,14 @@ class Worker:
             self._outage.recovered()
             # Nothing to do: wait for a wake-up, the next delayed step or token, or a look at
             # the store; with `until`, runs ending elsewhere wake us too (the awaited may be)
-            wakers = [(self.engine.work_ready, seen)]
+            wakers = [(self.rt.work_ready, seen)]
             if self._until is not None:
-                wakers.append((self.engine.runs_ended, seen_ended))
+                wakers.append((self.rt.runs_ended, seen_ended))
             woken = await idle.wait(wakers, limited=claims.limited, next_at=next_at)
-            ended_elsewhere = self.engine.runs_ended.generation != seen_ended
+            ended_elsewhere = self.rt.runs_ended.generation != seen_ended
             if ended_elsewhere or (not woken and time.monotonic() >= self._next_refresh):
                 # awaited runs may have been finished by other processes: look now and then
-                self._next_refresh = time.monotonic() + self.engine.idle_interval
+                self._next_refresh = time.monotonic() + self.rt.idle_interval
                 try:
                     await self._refresh_until()
                 except StoreError as exc:
@@ -246,7 +252,7 @@ class Worker:
                 run_input={},
                 iteration=c.iteration,
                 definition=wf,
-                artifacts=self.engine.artifact_storage,
+                artifacts=self.rt.artifacts,
             )
             step = wf.handler(c.step, c.task)
             task = asyncio.create_task(self._execute(wf, step, c, ctx, inputs.get(c.run_id)))
@@ -258,7 +264,9 @@ class Worker:
         self, wf: Workflow, step: StepDef, claim: Claim, ctx: StepContext, inputs: StepInputs | None
     ) -> None:
         try:
-            outcome = await self._attempt(wf, step, claim, ctx, inputs)
+            outcome = await attempt(
+                wf, step, claim, ctx, inputs, threads=self._pool, admit_key=self._admit_key
+            )
         except asyncio.CancelledError:
             if claim.token not in self._interrupted:
                 return  # the worker is stopping: _drain releases the lease
@@ -273,115 +281,26 @@ class Worker:
         if outcome is not None:  # None: handed back when its concurrency key was admitted
             self._outcomes.put_nowait(outcome)
 
-    async def _attempt(
-        self, wf: Workflow, step: StepDef, claim: Claim, ctx: StepContext, inputs: StepInputs | None
-    ) -> Outcome | None:
-        def failure(
-            code: str, message: str, retryable: bool | None, tb: str | None = None
-        ) -> Outcome:
-            delay = wf.retry_for(step).next_try(claim.attempt, retryable)
-            return Outcome(
-                claim.run_id,
-                claim.step,
-                claim.token,
-                error_code=code,
-                error_message=_codec.cap_message(message),
-                traceback=tb[-TRACEBACK_LIMIT:] if tb else None,
-                retry_at=None if delay is None else time.time() + delay,
-            )
-
-        if inputs is None:
-            return failure("run_missing", "the run's input could not be loaded", False)
-        try:
-            run_input = _codec.loads(inputs.run_input)
-            ctx.input = run_input
-            outputs: dict[str, Any] = {}
-            for dep, (status, output) in inputs.dependencies.items():
-                outputs[dep] = (
-                    _codec.loads(output) if status is StepStatus.DONE else step.defaults.get(dep)
+    async def _admit_key(self, claim: Claim, key: str) -> bool:
+        """Have the store admit a claimed step under the key resolved for it (`attempt`): True
+        to run it; False if it was handed back or is no longer ours (its slot is then free)."""
+        while True:
+            try:
+                result = await self.store.admit_key(
+                    claim.run_id, claim.step, claim.token, key, time.time()
                 )
-            if step.is_task:
-                kwargs = task_kwargs(step, ctx, claim.input)
-            else:
-                kwargs = step.build_kwargs(ctx, run_input, outputs)
-        except ValidationError as exc:
-            return failure("invalid_input", f"step {claim.step!r}: {exc}", False)
-        try:
-            if not step.condition_holds(run_input, outputs):
-                return Outcome(claim.run_id, claim.step, claim.token, skipped=True)
-        except Exception as exc:
-            return failure(
-                "condition_error",
-                f"step {claim.step!r}: its when= condition raised {type(exc).__name__}: {exc}",
-                False,
-                traceback.format_exc(),
-            )
-        if claim.key_pending and (no := await admit_key(self, wf, step, claim, run_input, outputs)):
-            return no.outcome  # its key read from outputs failed, or is full: _key_admission.py
-        timeout = wf.timeout_for(step)
-        try:
-            async with asyncio.timeout(timeout):
-                if step.is_async:
-                    result = await step.fn(**kwargs)
-                else:
-                    ok, result = await self._pool.run(step.fn, kwargs)
-                    if not ok:
-                        raise result
-        except TimeoutError:
-            ctx._request_cancel()  # a sync handler keeps its thread; it should poll ctx.cancelled
-            return failure(
-                "timeout", f"step {claim.step!r} exceeded its timeout of {timeout}s", None
-            )
-        except asyncio.CancelledError:
-            ctx._request_cancel()
-            raise
-        except StepCancelled as exc:
-            return failure("cancelled", str(exc), False)
-        except StepFailure as exc:
-            return failure(exc.code, str(exc) or exc.code, exc.retryable, traceback.format_exc())
-        except (
-            KeyboardInterrupt,
-            SystemExit,
-        ) as exc:  # from a handler: fail the step, keep serving
-            return failure(
-                type(exc).__name__,
-                f"handler raised {type(exc).__name__}",
-                False,
-                traceback.format_exc(),
-            )
-        except Exception as exc:
-            return failure(type(exc).__name__, str(exc) or repr(exc), None, traceback.format_exc())
-        spawner = ctx._spawner
-        if isinstance(result, Goto):  # loop back: the store checks the target and the count
-            if spawner is not None and spawner.spawned:
-                message = (
-                    f"step {claim.step!r} spawned steps and returned a Goto: do one or the other"
-                )
-                return failure(INVALID_GOTO, message, False)
-            return Outcome(
-                claim.run_id,
-                claim.step,
-                claim.token,
-                goto=result.step,
-                max_iterations=result.max_iterations,
-                data=ctx._data(),
-            )
-        try:
-            gather = None if spawner is None else spawner.gather(result)
-            output = None if gather is not None else _codec.dumps(result)
-        except StepFailure as exc:
-            return failure(exc.code, str(exc), False)
-        except _codec.EncodeError as exc:
-            return failure(
-                "unserializable_output",
-                f"step {claim.step!r} returned a value that is not JSON: {exc}",
-                False,
-            )
-        spawned = () if spawner is None else tuple(spawner.spawned)
-        return Outcome(
-            claim.run_id, claim.step, claim.token, output=output, spawned=spawned, gather=gather,
-            data=ctx._data(),
-        )  # fmt: skip
+                break
+            except StoreError as exc:
+                await self._outage.failed("admitting a concurrency key", exc, self._stopping)
+                if self._stopping.is_set():
+                    return False  # still in flight: the stopping worker hands it back
+        self._outage.recovered()
+        self.rt.committed(result)
+        if result.accepted == [True]:
+            return True
+        self._inflight.pop(claim.token, None)  # handed back, or no longer ours
+        self._slot_freed.set()
+        return False
 
     # -- committing -----------------------------------------------------------------------------
 
@@ -434,12 +353,12 @@ class Worker:
             self._inflight.pop(outcome.token, None)
             self._interrupted.discard(outcome.token)
         self._slot_freed.set()
-        self.engine._committed(result)
+        self.rt.committed(result)
         if self._until is not None and result.ended_runs:
             self._until.difference_update(result.ended_runs)
             if not self._until:
                 self._done.set()
-                self.engine.work_ready.fire()
+                self.rt.work_ready.fire()
 
     async def _refresh_until(self) -> None:
         """Drop the awaited runs that have ended (here or in other processes): one read."""
@@ -460,25 +379,25 @@ class Worker:
     async def _lease_loop(self) -> None:
         """Heartbeat held leases every lease/3, recover expired ones, and act on the clock
         (approvals expiring, run deadlines) when the next of those is due."""
-        beat = max(self.engine.lease / 3, 0.05)
+        beat = max(self.rt.lease / 3, 0.05)
         next_beat = time.monotonic() + beat
         next_timer: float | None = time.time()  # the store's next expiry or deadline: look now
         while True:
-            engine = self.engine
-            seen, seen_timers = engine.runs_cancelled.generation, engine.timers_set.generation
+            rt = self.rt
+            seen, seen_timers = rt.runs_cancelled.generation, rt.timers_set.generation
             wait = max(next_beat - time.monotonic(), 0.0)
             if next_timer is not None:
                 wait = min(wait, max(next_timer - time.time(), 0.0))
             # a cancelled run's running steps must stop at once; a new timer may come sooner
-            await wait_any([(engine.runs_cancelled, seen), (engine.timers_set, seen_timers)], wait)
-            cancelled = engine.runs_cancelled.generation != seen
+            await wait_any([(rt.runs_cancelled, seen), (rt.timers_set, seen_timers)], wait)
+            cancelled = rt.runs_cancelled.generation != seen
             beat_due = time.monotonic() >= next_beat
             if beat_due:
                 next_beat = time.monotonic() + beat
             now = time.time()
             timers_due = (
                 beat_due
-                or engine.timers_set.generation != seen_timers
+                or rt.timers_set.generation != seen_timers
                 or (next_timer is not None and next_timer <= now)
             )
             try:
@@ -487,18 +406,18 @@ class Worker:
                     upcoming = await self.store.next_timer_at()  # a read: no write lock
                     if upcoming is not None and upcoming <= now:
                         fired = await self.store.fire_timers(now, 1000)
-                        engine._committed(fired)
+                        rt.committed(fired)
                         cancelled = cancelled or bool(fired.cancelled_runs)
                         upcoming = await self.store.next_timer_at()
                     # one that could not be acted on now is looked at again at the next beat
                     next_timer = upcoming if upcoming is None or upcoming > now else None
                 leases = [f.lease for f in self._inflight.values()]
                 if leases and (beat_due or cancelled):
-                    for lost in await self.store.heartbeat(leases, engine.lease, now):
+                    for lost in await self.store.heartbeat(leases, rt.lease, now):
                         self._interrupt(lost)
                 if beat_due:
-                    recovered = await self.store.recover_expired(now, engine.max_recoveries, 1000)
-                    engine._committed(recovered)
+                    recovered = await self.store.recover_expired(now, rt.max_recoveries, 1000)
+                    rt.committed(recovered)
             except StoreError as exc:  # the claim loop says it once, and when it is back
                 log.debug("worker %s: lease upkeep failed, will retry: %s", self.id, exc)
             except Exception:
@@ -549,46 +468,4 @@ class Worker:
             except Exception:
                 log.exception("worker %s could not release its leases; they will expire", self.id)
             self._inflight.clear()
-            self.engine.work_ready.fire()
-
-
-def run_blocking(
-    engine: Engine,
-    *,
-    concurrency: int,
-    until: RunHandle | str | Iterable[RunHandle | str] | None,
-    timeout: float | None,
-    workflows: Sequence[Workflow] | None,
-    grace: float,
-    **flow: Any,
-) -> None:
-    """Run a worker on the engine's portal loop; SIGTERM / Ctrl-C in the main thread stop it."""
-    from ..engine.engine import _run_ids
-
-    for wf in workflows or ():
-        engine.register(wf)
-    engine._portal.call(engine._ready())
-    worker = Worker(
-        engine,
-        list(workflows) if workflows else engine.registered(),
-        concurrency=concurrency,
-        grace=grace,
-        **flow,
-    )
-    future = engine._portal.submit(
-        worker.run(until=_run_ids(until), timeout=timeout, handle_signals=False)
-    )
-    in_main = threading.current_thread() is threading.main_thread()
-    previous = None
-    if in_main:
-        previous = signal.signal(signal.SIGTERM, lambda *_: engine._portal.call_soon(worker.stop))
-    try:
-        while True:
-            try:
-                future.result()
-                return
-            except KeyboardInterrupt:
-                engine._portal.call_soon(worker.stop)  # graceful; a second Ctrl-C waits again
-    finally:
-        if in_main:
-            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
+            self.rt.work_ready.fire()

@@ -1,0 +1,173 @@
+"""One attempt of a claimed step: bind its inputs, check its condition, call its handler, and
+turn what happened into an `Outcome` for the store to commit.
+
+The worker calls `attempt` for every step it claims; `engine.replay` calls it too, with the
+inputs a run recorded, so a replayed step is bound, validated, timed and judged exactly as a
+worker would. Nothing here touches the store except through `KeyAdmission`, which the worker
+passes and replay does not (a replayed step takes no lease, so it has no key to admit).
+
+A concurrency key that reads dependency outputs is resolved here, from the inputs just loaded
+(stores run no user code), and admitted by the store in one transaction (`Store.admit_key`):
+
+    claim (pending: no key to count) ──► resolve the key ──► the store stores it on the step,
+        then: fewer than key_limit running steps share it → run the handler
+              otherwise → the step is handed back (ready, attempt not counted, `step_key_full`)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from pydantic import ValidationError
+
+from .. import _codec
+from .._errors import InputError, StepFailure
+from ..core.loops import INVALID_GOTO, Goto
+from ..core.queues import resolve_key
+from ..core.rows import Claim, Outcome, StepInputs, StepStatus
+from ..workflow.context import StepCancelled, StepContext
+from ..workflow.definition import StepDef, Workflow
+from ..workflow.tasks import task_kwargs
+from .handler_threads import HandlerThreads
+
+TRACEBACK_LIMIT = 32 * 1024
+KEY_ERROR = "concurrency_key_error"  # the key callable raised, or returned no string or integer
+
+# Admit a claimed step under the key resolved for it: True to run it; False if it was handed
+# back (its key is full) or its lease was lost, so the attempt ends without an outcome.
+KeyAdmission = Callable[[Claim, str], Awaitable[bool]]
+
+
+async def attempt(
+    wf: Workflow,
+    step: StepDef,
+    claim: Claim,
+    ctx: StepContext,
+    inputs: StepInputs | None,
+    *,
+    threads: HandlerThreads,
+    admit_key: KeyAdmission | None = None,
+) -> Outcome | None:
+    """Run one attempt of a claimed step; its outcome, or None when there is nothing to commit
+    (its pending key was not admitted). The handler's exceptions become failed outcomes;
+    `asyncio.CancelledError` from the worker cancelling the task propagates."""
+
+    def failure(code: str, message: str, retryable: bool | None, tb: str | None = None) -> Outcome:
+        delay = wf.retry_for(step).next_try(claim.attempt, retryable)
+        return Outcome(
+            claim.run_id,
+            claim.step,
+            claim.token,
+            error_code=code,
+            error_message=_codec.cap_message(message),
+            traceback=tb[-TRACEBACK_LIMIT:] if tb else None,
+            retry_at=None if delay is None else time.time() + delay,
+        )
+
+    if inputs is None:
+        return failure("run_missing", "the run's input could not be loaded", False)
+    try:
+        run_input = _codec.loads(inputs.run_input)
+        ctx.input = run_input
+        outputs: dict[str, Any] = {}
+        for dep, (status, output) in inputs.dependencies.items():
+            outputs[dep] = (
+                _codec.loads(output) if status is StepStatus.DONE else step.defaults.get(dep)
+            )
+        if step.is_task:
+            kwargs = task_kwargs(step, ctx, claim.input)
+        else:
+            kwargs = step.build_kwargs(ctx, run_input, outputs)
+    except ValidationError as exc:
+        return failure("invalid_input", f"step {claim.step!r}: {exc}", False)
+    try:
+        if not step.condition_holds(run_input, outputs):
+            return Outcome(claim.run_id, claim.step, claim.token, skipped=True)
+    except Exception as exc:
+        return failure(
+            "condition_error",
+            f"step {claim.step!r}: its when= condition raised {type(exc).__name__}: {exc}",
+            False,
+            traceback.format_exc(),
+        )
+    if claim.key_pending and admit_key is not None:
+        where = f"workflow {wf.name!r}, step {claim.step!r}"
+        try:
+            value = run_input if isinstance(run_input, dict) else {}
+            key = resolve_key(where, step.concurrency_key, value, outputs)
+        except InputError as exc:  # as at start for a run-input key; here the step fails
+            return Outcome(
+                claim.run_id,
+                claim.step,
+                claim.token,
+                error_code=KEY_ERROR,
+                error_message=_codec.cap_message(str(exc)),
+            )
+        if not await admit_key(claim, key):
+            return None
+    timeout = wf.timeout_for(step)
+    try:
+        async with asyncio.timeout(timeout):
+            if step.is_async:
+                result = await step.fn(**kwargs)
+            else:
+                ok, result = await threads.run(step.fn, kwargs)
+                if not ok:
+                    raise result
+    except TimeoutError:
+        ctx._request_cancel()  # a sync handler keeps its thread; it should poll ctx.cancelled
+        return failure("timeout", f"step {claim.step!r} exceeded its timeout of {timeout}s", None)
+    except asyncio.CancelledError:
+        ctx._request_cancel()
+        raise
+    except StepCancelled as exc:
+        return failure("cancelled", str(exc), False)
+    except StepFailure as exc:
+        return failure(exc.code, str(exc) or exc.code, exc.retryable, traceback.format_exc())
+    except (KeyboardInterrupt, SystemExit) as exc:  # from a handler: fail the step, keep serving
+        return failure(
+            type(exc).__name__,
+            f"handler raised {type(exc).__name__}",
+            False,
+            traceback.format_exc(),
+        )
+    except Exception as exc:
+        return failure(type(exc).__name__, str(exc) or repr(exc), None, traceback.format_exc())
+    spawner = ctx._spawner
+    if isinstance(result, Goto):  # loop back: the store checks the target and the count
+        if spawner is not None and spawner.spawned:
+            message = f"step {claim.step!r} spawned steps and returned a Goto: do one or the other"
+            return failure(INVALID_GOTO, message, False)
+        return Outcome(
+            claim.run_id,
+            claim.step,
+            claim.token,
+            goto=result.step,
+            max_iterations=result.max_iterations,
+            data=ctx._data(),
+        )
+    try:
+        gather = None if spawner is None else spawner.gather(result)
+        output = None if gather is not None else _codec.dumps(result)
+    except StepFailure as exc:
+        return failure(exc.code, str(exc), False)
+    except _codec.EncodeError as exc:
+        return failure(
+            "unserializable_output",
+            f"step {claim.step!r} returned a value that is not JSON: {exc}",
+            False,
+        )
+    spawned = () if spawner is None else tuple(spawner.spawned)
+    return Outcome(
+        claim.run_id,
+        claim.step,
+        claim.token,
+        output=output,
+        spawned=spawned,
+        gather=gather,
+        data=ctx._data(),
+    )
