@@ -20,7 +20,7 @@ from typing import Any, Protocol
 from ._errors import PlaitError, RunNotFound, RunStateError
 from ._portal import Broadcast, Portal
 from .core.rows import CommitResult, RunRow, WorkflowPlan
-from .core.transitions import Action  # core.txn once split
+from .core.txn import Action
 from .data.artifacts import ArtifactStorage, split_url, storage_for
 from .stores import Store, open_store
 from .workflow.definition import Workflow

@@ -109,8 +109,8 @@ def sqlite_statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every statement the SQLite stores opened in this test run, in order (the same programs
     drive PostgreSQL, where a statement may be a round trip): to show what a feature costs."""
     from plait.stores import sqlite as sqlite_store
-    from plait.stores.sql import ops
 
+    run_sync = sqlite_store.run_sync
     sent: list[str] = []
 
     def recording(db: Any, program: Any) -> Any:
@@ -124,7 +124,7 @@ def sqlite_statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
                 sent.append(op[1])
                 result = yield op
 
-        return ops.run_sync(db, watched())
+        return run_sync(db, watched())
 
     monkeypatch.setattr(sqlite_store, "run_sync", recording)
     return sent

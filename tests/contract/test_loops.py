@@ -12,8 +12,8 @@ import pytest
 from tests.contract.test_store import NOW, claim, ok, statuses, step_row
 
 import plait
+from plait.core.cascade import new_run
 from plait.core.rows import Claim, Outcome, RunStatus, StepStatus, WorkflowPlan
-from plait.core.transitions import new_run
 from plait.stores import Store
 
 

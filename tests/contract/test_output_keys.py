@@ -1,4 +1,4 @@
-"""Concurrency keys that read dependency outputs, on every store (see plait/_key_admission.py).
+"""Concurrency keys that read dependency outputs, on every store (`transitions.admit_key`).
 
 Such a key is pending when its step becomes ready; the worker that claims the step resolves it
 and the store admits it (`admit_key`) under the same count as claims, or hands the step back.
@@ -16,8 +16,8 @@ import orjson
 import pytest
 
 import plait
-from plait.core.key_admission import KEY_FULL
 from plait.core.rows import Claim, Outcome, StepStatus
+from plait.core.transitions import KEY_FULL
 from plait.worker.attempt import KEY_ERROR
 
 

@@ -7,6 +7,7 @@ The shared behaviour is in test_store.py and test_engine.py, run on PostgreSQL l
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 from collections import Counter
@@ -20,8 +21,8 @@ from tests import postgres_server
 from tests.contract.test_store import NOW, chain, claim, ok, plan_of, start
 
 import plait
+from plait.core.cascade import new_run
 from plait.core.rows import Outcome, StepStatus
-from plait.core.transitions import new_run
 from plait.stores import open_store
 from plait.stores import postgres as postgres_module
 from plait.stores.postgres import PostgresStore
@@ -31,6 +32,7 @@ from plait.stores.postgres_setup import (
     parse_url,
     schema_statements,
 )
+from plait.stores.sql.queries import POSTGRES, Queries
 
 PREFIX = "plait_p_"
 
@@ -113,6 +115,21 @@ async def test_fresh_schema_equals_migrations_replayed(base: str, schemas: list[
                 sql.SQL("SELECT value FROM {}.plait_meta").format(sql.Identifier(name))
             ).fetchone()
             assert version == (str(SCHEMA_VERSION),)
+
+
+async def test_every_query_compiles_against_the_schema(base: str, schemas: list[str]) -> None:
+    """The PostgreSQL text of every query (its overrides and fragments included) is planned
+    against a fresh schema (EXPLAIN: nothing is run)."""
+    url = schema_url(base, schemas)
+    await open_close(url)
+    queries = Queries(POSTGRES)
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schemas[0])))
+        for name in queries.names():
+            text = queries[name]
+            assert "/*include" not in text
+            params = dict.fromkeys(re.findall(r"%\((\w+)\)s", text))
+            conn.execute(f"EXPLAIN {text}", params)  # type: ignore[call-overload]  # the query files' text
 
 
 async def test_payload_columns_are_bytea(base: str, schemas: list[str]) -> None:

@@ -10,8 +10,8 @@ import orjson
 from tests.contract.test_store import NOW, claim, event_types, fail, ok, plan_of, start, statuses
 
 from plait.core import actions
+from plait.core.cascade import CHILD_FAILED
 from plait.core.rows import Claim, Outcome, RunStatus, Spawn, StepStatus, WorkflowPlan
-from plait.core.spawn import CHILD_FAILED
 from plait.stores import Store
 
 

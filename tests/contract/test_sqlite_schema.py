@@ -13,9 +13,10 @@ from typing import Any, TypeVar
 import pytest
 
 import plait
-from plait.core.transitions import new_run
+from plait.core.cascade import new_run
 from plait.stores import sqlite_files
 from plait.stores.sql import queries as _sql
+from plait.stores.sql import rows
 from plait.stores.sqlite import SQLiteStore
 from plait.stores.sqlite_files import SCHEMA_VERSION
 
@@ -398,19 +399,110 @@ def test_a_held_write_lock_times_out_as_a_store_error(tmp_path: Path) -> None:
 
 
 def test_every_query_has_a_description_and_parses() -> None:
-    text = _sql.read_sql("queries.sql")
-    blocks = _sql.parse_queries(text)
-    assert len(blocks) == len(re.findall(r"^-- name:", text, re.MULTILINE)) > 20
+    files = _sql.query_files()
+    assert "schema.sql" not in files and {"claims.sql", "runs.sql", "steps.sql"} <= set(files)
+    blocks = _sql.parse_query_files(files)
+    marked = sum(
+        len(re.findall(r"^-- (?:name|fragment):", text, re.MULTILINE)) for text in files.values()
+    )
+    assert len(blocks) == marked > 20
     for query in blocks.values():
-        assert query.description and not query.description.startswith("name:")
+        assert query.description and not query.description.startswith(("name:", "fragment:"))
         assert not query.sql.startswith("--")
     queries = _sql.Queries(_sql.SQLITE)
     db = sqlite3.connect(":memory:")
     for statement in _sql.split_statements(_sql.read_sql("schema.sql")):
         db.execute(statement)
     for name in queries.names():  # every query compiles against the schema
+        assert "/*include" not in queries[name]
         db.execute("EXPLAIN " + queries[name], dict.fromkeys(re.findall(r":(\w+)", queries[name])))
     db.close()
+
+
+def test_each_dialect_override_follows_its_common_text_and_every_fragment_is_used() -> None:
+    files = _sql.query_files()
+    blocks = _sql.parse_query_files(files)
+    for file, text in files.items():
+        keys = list(_sql.parse_queries(text))
+        for before, (name, dialect) in zip([None, *keys], keys, strict=False):
+            if dialect is not None and (name, None) in blocks:
+                assert before == (name, None), f"{file}: {name} [{dialect}] is not after its text"
+    included = {m for text in files.values() for m in re.findall(r"/\*include (\w+)\*/", text)}
+    fragments = {name for (name, _), q in blocks.items() if q.fragment}
+    assert fragments == included and {"claimable", "dispatchable"} <= fragments
+
+
+def test_the_column_fragments_follow_the_fields_of_the_rows() -> None:
+    blocks = _sql.parse_query_files(_sql.query_files())
+
+    def columns(fragment: str) -> tuple[str, ...]:
+        text = blocks[(fragment, None)].sql
+        return tuple(c.strip().removeprefix("s.") for c in text.split(","))
+
+    assert columns("step_columns") == rows.STEP_ROW_COLUMNS
+    assert columns("run_columns") == rows.RUN_ROW_COLUMNS
+    assert rows.STEP_ROW_COLUMNS[rows.STEP_OUTPUT_BLOB] == "output_blob"
+    assert rows.RUN_ROW_COLUMNS[rows.RUN_INPUT_BLOB] == "input_blob"
+
+
+def test_fragments_are_included_as_each_dialect_writes_them() -> None:
+    text = """
+-- fragment: active
+-- A live thing.
+t.state = 'live'
+
+-- fragment: listed
+-- Of the listed ids.
+t.id IN (SELECT value FROM json_each(:id_list))
+
+-- fragment: listed [postgres]
+-- Of the listed ids.
+t.id = ANY(:id_list)
+
+-- fragment: wanted
+-- A live thing of the listed ids (a fragment including fragments).
+/*include active*/ AND /*include listed*/
+
+-- name: wanted_things
+-- The wanted things.
+SELECT a FROM t WHERE /*include wanted*/ AND t.a > :a /*for update of t*/;
+"""
+    sqlite_q = _sql.Queries(_sql.SQLITE, {"things.sql": text})
+    postgres_q = _sql.Queries(_sql.POSTGRES, {"things.sql": text})
+    assert sqlite_q["wanted_things"] == (
+        "SELECT a FROM t WHERE t.state = 'live' AND t.id IN (SELECT value FROM json_each(:id_list))"
+        " AND t.a > :a /*for update of t*/"
+    )
+    assert postgres_q.locked("wanted_things") == (
+        "SELECT a FROM t WHERE t.state = 'live' AND t.id = ANY(%(id_list)s) AND t.a > %(a)s"
+        " for update of t"
+    )
+    assert sqlite_q.names() == ["wanted_things"]  # a fragment is no query
+    assert list(sqlite_q.descriptions) == ["wanted_things"]
+    with pytest.raises(KeyError, match="wanted"):
+        sqlite_q["wanted"]
+    missing = "-- name: q\n-- A query.\nSELECT 1 WHERE /*include nowhere*/;\n"
+    with pytest.raises(ValueError, match="'q' includes 'nowhere', which is no fragment"):
+        _sql.Queries(_sql.SQLITE, {"q.sql": missing})
+    loop = (
+        "-- fragment: a\n-- A.\n/*include b*/\n-- fragment: b\n-- B.\n/*include a*/\n"
+        "-- name: q\n-- A query.\nSELECT 1 WHERE /*include a*/;\n"
+    )
+    with pytest.raises(ValueError, match="fragment 'a' includes itself"):
+        _sql.Queries(_sql.SQLITE, {"q.sql": loop})
+
+
+def test_a_name_is_defined_in_one_query_file_only() -> None:
+    one = "-- name: get_thing\n-- Read a thing.\nSELECT 1;\n"
+    other = "-- name: other\n-- Another.\nSELECT 2;\n\n-- name: get_thing\n-- Again.\nSELECT 3;\n"
+    twice = re.escape("'get_thing' is defined twice: in one.sql and in two.sql")
+    with pytest.raises(ValueError, match=twice):
+        _sql.Queries(_sql.SQLITE, {"one.sql": one, "two.sql": other})
+    fragment = "-- fragment: get_thing\n-- A piece.\nx = 1\n"
+    with pytest.raises(ValueError, match="'get_thing' is defined twice"):
+        _sql.parse_query_files({"one.sql": one, "two.sql": fragment})
+    both = {"one.sql": one, "two.sql": other.replace("get_thing", "get_thing [postgres]")}
+    assert _sql.Queries(_sql.POSTGRES, both)["get_thing"] == "SELECT 3"  # an override: allowed
 
 
 def test_dialects_convert_parameters_and_take_overrides() -> None:
@@ -427,8 +519,8 @@ SELECT a::text, '50%' FROM t WHERE id = :id AND b = ANY(:b_list);
 -- No override.
 SELECT :x
 """
-    sqlite_q = _sql.Queries(_sql.SQLITE, text)
-    postgres_q = _sql.Queries(_sql.POSTGRES, text)
+    sqlite_q = _sql.Queries(_sql.SQLITE, {"test.sql": text})
+    postgres_q = _sql.Queries(_sql.POSTGRES, {"test.sql": text})
     assert "json_each(:b_list)" in sqlite_q["get_thing"]
     assert postgres_q["get_thing"] == (
         "SELECT a::text, '50%%' FROM t WHERE id = %(id)s AND b = ANY(%(b_list)s)"
@@ -450,8 +542,8 @@ SELECT a FROM t JOIN u ON u.id = t.id WHERE t.id = :id /*for update of t*/;
 -- A plain read.
 SELECT a FROM t;
 """
-    sqlite_q = _sql.Queries(_sql.SQLITE, text)
-    postgres_q = _sql.Queries(_sql.POSTGRES, text)
+    sqlite_q = _sql.Queries(_sql.SQLITE, {"test.sql": text})
+    postgres_q = _sql.Queries(_sql.POSTGRES, {"test.sql": text})
     assert sqlite_q.locked("load") == sqlite_q["load"]  # BEGIN IMMEDIATE already serialises
     assert postgres_q.locked("load").endswith("WHERE t.id = %(id)s for update of t")
     assert "/*for update of t*/" in postgres_q["load"]  # a plain read takes no lock
@@ -465,7 +557,7 @@ SELECT a FROM t;
 
 
 def test_query_files_reject_bad_blocks() -> None:
-    sqlite_q = _sql.Queries(_sql.SQLITE, "-- name: a\n-- One.\nSELECT 1;\n")
+    sqlite_q = _sql.Queries(_sql.SQLITE, {"test.sql": "-- name: a\n-- One.\nSELECT 1;\n"})
     with pytest.raises(KeyError, match="nothing"):
         sqlite_q["nothing"]
     with pytest.raises(ValueError, match="description"):

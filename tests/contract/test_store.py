@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import orjson
 
 import plait
+from plait.core.cascade import new_run
 from plait.core.rows import (
     Claim,
     Lease,
@@ -26,7 +27,6 @@ from plait.core.rows import (
     StepStatus,
     WorkflowPlan,
 )
-from plait.core.transitions import new_run
 from plait.stores import Store, open_store
 
 NOW = 1_000_000.0

@@ -14,8 +14,8 @@ from tests.contract.conftest import Backend
 from tests.contract.test_store import NOW, claim, event_types, fail, ok, start, statuses, step_row
 
 import plait
+from plait.core.cascade import new_run
 from plait.core.rows import RunStatus, StepStatus, WorkflowPlan
-from plait.core.transitions import new_run
 from plait.stores import Store, open_store
 
 

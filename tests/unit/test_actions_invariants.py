@@ -17,8 +17,8 @@ from hypothesis import strategies as st
 
 import plait
 from plait.core import actions
+from plait.core.cascade import fails_run, new_run
 from plait.core.rows import Claim, Outcome, RunStatus, StepStatus
-from plait.core.transitions import fails_run, new_run
 from plait.stores.memory import MemoryStore
 
 NOW = 1_000_000.0

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from plait._errors import InputError
+from plait.core.cascade import new_run
 from plait.core.fork import check_overrides, fork_run, plan_fork
 from plait.core.rows import (
     EdgeKind,
@@ -26,7 +27,8 @@ from plait.core.rows import (
     StepStatus,
     WorkflowPlan,
 )
-from plait.core.transitions import Need, Txn, claim, complete, drive, new_run
+from plait.core.transitions import claim, complete
+from plait.core.txn import Need, Txn, drive
 
 NOW = 1_000.0
 

@@ -14,8 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import plait
+from plait.core.cascade import new_run
 from plait.core.rows import Outcome, RunStatus, Spawn, StepRow, StepStatus
-from plait.core.transitions import Need, Txn, claim, complete, drive, new_run
+from plait.core.transitions import claim, complete
+from plait.core.txn import Need, Txn, drive
 
 NOW = 1_000_000.0
 

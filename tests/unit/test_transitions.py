@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import orjson
 
+from plait.core.cascade import new_run
 from plait.core.rows import (
     EdgeKind,
     EventRow,
@@ -19,7 +20,8 @@ from plait.core.rows import (
     StepStatus,
     WorkflowPlan,
 )
-from plait.core.transitions import Need, Transition, Txn, claim, complete, drive, new_run
+from plait.core.transitions import claim, complete
+from plait.core.txn import Need, Transition, Txn, drive
 
 RUN = "r"
 Op = Callable[[Txn], Transition]

@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 import plait
+from plait.core.cascade import fails_run, new_run
 from plait.core.rows import (
     EdgeKind,
     EventRow,
@@ -30,18 +31,8 @@ from plait.core.rows import (
     RunStatus,
     StepRow,
 )
-from plait.core.transitions import (
-    Need,
-    Transition,
-    Txn,
-    claim,
-    complete,
-    drive,
-    fails_run,
-    new_run,
-    recover,
-    release,
-)
+from plait.core.transitions import claim, complete, recover, release
+from plait.core.txn import Need, Transition, Txn, drive
 
 RUN = "run-1"
 TERMINAL_EVENTS = {"step_completed": "done", "step_failed": "failed", "step_skipped": "skipped"}

@@ -1,6 +1,6 @@
 """Operator actions on runs (DESIGN §3.3), as transitions of the pure state machine.
 
-Each is a generator over a `Txn`, like the worker transitions in `_transitions.py`: it asks for
+Each is a generator over a `Txn`, like the worker transitions (`core.transitions`): it asks for
 the rows it needs, decides, and changes records; the store commits it in one transaction. An
 action that the run's state does not allow changes nothing and sets `txn.result.refusal` to a
 sentence saying the state and what is allowed, which the engine raises. Actions are idempotent
@@ -13,20 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from .cascade import CHILD_FAILED, fails_run, in_flight, reach, skipped_by_condition
 from .rows import Edge, EdgeKind, RunRow, RunStatus, StepRow, StepStatus
-from .spawn import CHILD_FAILED, children_of, recount, reopen_parent
-from .transitions import (
-    Transition,
-    Txn,
-    fails_run,
-    in_flight,
-    need_all,
-    reach,
-    skipped_by_condition,
-    steps_of,
-)
+from .spawn import children_of, recount, reopen_parent
+from .txn import Transition, Txn, need_all, steps_of
 
-REJECTED = "rejected"  # the error code of a rejected approval (see _gates.py)
+REJECTED = "rejected"  # the error code of a rejected approval (see `gates.reject`)
 CANCELLABLE = (RunStatus.PENDING, RunStatus.RUNNING, RunStatus.PAUSING, RunStatus.PAUSED)
 # steps that a cancel ends at once; running ones are interrupted and end when their worker reports
 _CANCELLED_AT_ONCE = (StepStatus.PENDING, StepStatus.READY, StepStatus.WAITING)
@@ -274,7 +266,7 @@ def dooms(upstream: StepRow, edge: Edge) -> bool:
 
 
 def skip_reason_from(upstream: StepRow) -> str:
-    return f"dependency {upstream.name!r} {upstream.status.value}"  # as _transitions._settle
+    return f"dependency {upstream.name!r} {upstream.status.value}"  # as cascade.settle
 
 
 def _reopen(run: RunRow, step: StepRow) -> None:

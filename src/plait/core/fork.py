@@ -25,8 +25,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from .._errors import InputError
+from .cascade import new_run
 from .rows import EdgeKind, EventRow, RunRow, StepRow, StepStatus, WorkflowPlan
-from .transitions import new_run
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,7 @@
 """Transitions of what waits on the outside world: approvals, signals, and the clock (approvals
-expiring, run deadlines). Pure, like `_transitions.py` and `_actions.py`.
+expiring, run deadlines). Pure, like the worker's transitions and the operator's actions.
 
-A step with a gate waits in `waiting` once its dependencies are met (`_transitions.reach`).
+A step with a gate waits in `waiting` once its dependencies are met (`cascade.reach`).
 An approval is decided by `approve` (the step becomes ready and runs) or `reject` (it fails
 with code `rejected`, and the usual cascade applies), or by its expiry. A signal step is done
 with the payload of the first `signal` sent to it; a signal sent before the step is reached is
@@ -12,8 +12,9 @@ refused one changes nothing and says why (`txn.result.refusal`).
 from __future__ import annotations
 
 from .actions import REJECTED, end_unfinished
+from .cascade import settle
 from .rows import Gate, OnExpiry, RunRow, RunStatus, StepRow, StepStatus
-from .transitions import Transition, Txn, need, need_all, settle
+from .txn import Transition, Txn, need, need_all
 
 DEADLINE_EXCEEDED = "deadline_exceeded"
 
@@ -108,7 +109,7 @@ def signal(txn: Txn, run_id: str, name: str, payload: bytes, *, by: str) -> Tran
         return
     if step.status is StepStatus.PENDING and step.output is None:
         txn.result.accepted.append(True)
-        step.output = payload  # kept until the step is reached (`_transitions.reach`)
+        step.output = payload  # kept until the step is reached (`cascade.reach`)
         txn.touch(step)
         txn.emit(run, "signal_kept", name, by=by, size=size)
         return

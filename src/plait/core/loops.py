@@ -1,5 +1,5 @@
 """Loops: a step returns `plait.Goto("target", max_iterations=N)` to run `target` and everything
-downstream of it again (DESIGN §3.3). Pure, like `_transitions.py`.
+downstream of it again (DESIGN §3.3). Pure.
 
 Each pass is counted on the steps it re-runs (`StepRow.iteration`, 0 on the first pass; a
 handler sees it as `ctx.iteration`). A loop back resets those steps to `pending` (the target is
@@ -12,16 +12,16 @@ Loops are rare, so a loop back loads every step of its run.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import orjson
 
 from .actions import dooms, skip_reason_from, upstream_of
 from .blobs import DEFAULT_THRESHOLD, digest
-from .key_admission import forget_key
+from .cascade import fails_run, reached, settle
 from .rows import Edge, EdgeKind, RunRow, StepRow, StepStatus
 from .spawn import spawned_below
-from .transitions import Transition, Txn, fails_run, need_all, reached, settle, steps_of
+from .txn import Transition, Txn, need_all, steps_of
 
 MAX_ITERATIONS = "max_iterations"
 INVALID_GOTO = "invalid_goto"
@@ -125,6 +125,15 @@ def _reset(txn: Txn, run: RunRow, s: StepRow) -> None:
     s.available_at = s.ready_at = s.started_at = s.finished_at = None
     forget_key(txn, s)  # a key read from upstream outputs is resolved again, from the new ones
     txn.touch(s)
+
+
+def forget_key(txn: Txn, step: StepRow) -> None:
+    """Make a concurrency key read from upstream outputs pending again: the step runs again on
+    new ones, so its worker resolves it again (`transitions.admit_key`)."""
+    options = step.options
+    if options is not None and options.key_from_outputs and options.key is not None:
+        step.options = replace(options, key=None)
+        txn.rekeyed.add((step.run_id, step.name))
 
 
 def _fail(txn: Txn, run: RunRow, step: StepRow, code: str, message: str) -> Transition:

@@ -9,7 +9,7 @@ A worker carries labels (`plait worker --labels gpu,eu`). A step's `target` (sto
 
 Claims filter by target (every store), so a step is never handed to a worker that may not run
 it and no attempt is ever spent on a wrong placement. Each worker registers its labels while it
-lives (`_registry.py`), so that `inspect` can say when no live worker can take a ready step.
+lives (the worker registry), so that `inspect` can say when no live worker can take a ready step.
 """
 
 from __future__ import annotations

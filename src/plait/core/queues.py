@@ -1,46 +1,30 @@
-"""Flow control: queues with concurrency and rate limits, per-key limits, no starvation. Pure.
+"""Queues and concurrency keys: what is configured, checked and resolved. Pure.
 
 Every step belongs to a queue (`@wf.step(queue="emails")`; `default` otherwise). A queue that
 was configured (`engine.configure_queue`) is stored, so every worker process obeys the same
-limits, and they can change at run time:
-
-- `concurrency`: at most this many of its steps are `running` at once, across all workers;
-- `rate`: a token bucket (`plait.Rate`) whose state is stored with the queue, so a restart
-  neither refills nor loses tokens. A step waits for a token in `ready`, holding no worker slot.
+limits, and they can change at run time: its `concurrency` (running steps at most) and its
+`rate` (a token bucket whose state is stored with the queue, so a restart neither refills nor
+loses tokens; reconfiguring keeps its tokens, `reconfigure`).
 
 A step with `concurrency_key=` and `key_limit=` runs only while fewer than `key_limit` running
-steps share its key, across queues. A key of run-input fields is resolved at `start`; one that
-reads dependency outputs is *pending* until a worker, having claimed the step, computes it and
-admits it under the same count (`_key_admission.py`).
+steps share its key, across queues. A key of run-input fields is resolved at `start`
+(`flow_of_run`); one that reads dependency outputs is *pending* until the worker that claimed
+the step resolves it (`resolve_key`) and the store admits it (`transitions.admit_key`).
 
-A claim (every store does the same, with this module's functions) counts the running steps of
-the limited queues and of the keys its candidates carry, under a lock that serialises the claims
-that involve limits (SQLite's write lock; an advisory lock on PostgreSQL), and admits candidates
-in order while budgets last. Candidates come best first (priority, then the longest waiting);
-one ready step that has waited longer than the claim's `aged_before` is put first whatever its
-priority, so a steady stream of high-priority work cannot starve low-priority work. A rate limit
-is charged (`charge`) only for the steps the claim then took: a step passed over because another
-transaction held its run (PostgreSQL) keeps its token.
-
-Lease work is waited for, not polled: a claim that takes nothing tells its worker whether limits
-held ready work back and when the next token of a rate limit holding it comes (`token_wait`);
-a completion that frees a slot (a queue's concurrency, a key) says so (`frees_room`), which
-wakes workers in its process and, on PostgreSQL, in every other.
-
-Keys are global: every running step with the same key counts, whatever its queue or workflow.
+How a claim applies these limits, in which order it takes steps, and without starvation: the
+claim policy, `core.claiming`.
 """
 
 from __future__ import annotations
 
 import inspect
-import math
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .._errors import ConfigError, DefinitionError
-from .rate import Bucket, Rate, available_at, refill, take_many
+from .._errors import ConfigError, DefinitionError, InputError
+from .rate import Bucket, Rate, refill
 from .rows import StepOptions, StepRow, WorkflowPlan
 
 DEFAULT = "default"
@@ -111,124 +95,6 @@ def queue_of(options: Any) -> str:
     return DEFAULT if queue is None else str(queue)
 
 
-def blocked(queues: Mapping[str, QueueConfig], running: Mapping[str, int], now: float) -> list[str]:
-    """The configured queues that can start nothing now: full, or out of tokens."""
-    out = []
-    for name, q in queues.items():
-        if q.concurrency is not None and running.get(name, 0) >= q.concurrency:
-            out.append(name)
-            continue
-        bucket = q.tokens_at(now)
-        if bucket is not None and bucket.tokens < 1:
-            out.append(name)
-    return out
-
-
-def next_token_at(queues: Mapping[str, QueueConfig], now: float) -> float | None:
-    """When the earliest rate-limited queue out of tokens has one again (None: none is)."""
-    times = [
-        available_at(q.rate, b, now)
-        for q in queues.values()
-        if q.rate is not None and (b := q.tokens_at(now)) is not None and b.tokens < 1
-    ]
-    return min(times) if times else None
-
-
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    queue: str
-    key: str | None
-    key_limit: int | None
-
-
-def admit(
-    candidates: Sequence[Candidate],
-    queues: Mapping[str, QueueConfig],
-    queue_running: Mapping[str, int],
-    key_running: Mapping[str, int],
-    now: float,
-    limit: int,
-) -> tuple[list[int], dict[str, Bucket]]:
-    """Which candidates (indexes, in order) to claim, and the rate-limited queues' buckets as
-    they stand at `now` (nothing taken yet: `charge` them with what was actually claimed).
-
-    A candidate is taken while its queue has room (concurrency and tokens) and its key has room
-    (`key_limit`); at most `limit` in all."""
-    room: dict[str, float] = {}
-    buckets: dict[str, Bucket] = {}
-    for name, q in queues.items():
-        free = math.inf
-        if q.concurrency is not None:
-            free = q.concurrency - queue_running.get(name, 0)
-        bucket = q.tokens_at(now)
-        if bucket is not None:
-            buckets[name] = bucket
-            free = min(free, math.floor(bucket.tokens))
-        room[name] = free
-    keys = dict(key_running)
-    taken: list[int] = []
-    for i, c in enumerate(candidates):
-        if len(taken) >= limit:
-            break
-        if room.get(c.queue, math.inf) <= 0:
-            continue
-        if c.key is not None and c.key_limit is not None and keys.get(c.key, 0) >= c.key_limit:
-            continue
-        taken.append(i)
-        if c.queue in room:
-            room[c.queue] -= 1
-        if c.key is not None:
-            keys[c.key] = keys.get(c.key, 0) + 1
-    return taken, buckets
-
-
-def charge(
-    queues: Mapping[str, QueueConfig],
-    buckets: Mapping[str, Bucket],
-    claimed: Iterable[str],
-    now: float,
-) -> dict[str, Bucket]:
-    """The buckets to store after a claim: a token taken for each step actually claimed (the
-    queues of `claimed`), not for those admitted but passed over (their run was held by another
-    transaction), whose tokens would otherwise be lost."""
-    used: dict[str, int] = {}
-    for queue in claimed:
-        used[queue] = used.get(queue, 0) + 1
-    stored: dict[str, Bucket] = {}
-    for name, bucket in buckets.items():
-        rate = queues[name].rate
-        assert rate is not None
-        stored[name] = take_many(rate, bucket, now, used.get(name, 0))[1]
-    return stored
-
-
-def token_wait(
-    queues: Mapping[str, QueueConfig], running: Mapping[str, int], held: Iterable[str], now: float
-) -> float | None:
-    """Of the queues that hold ready work back (`held`), when the earliest one that is short of
-    tokens, and not full, gets a token again. None if none is: the work waits for a free slot,
-    which the completion that frees it announces (`CommitResult.slot_freed`)."""
-    short = {}
-    for name in held:
-        q = queues.get(name)
-        if q is not None and (q.concurrency is None or running.get(name, 0) < q.concurrency):
-            short[name] = q
-    return next_token_at(short, now)
-
-
-def frees_room(stopped: Iterable[StepRow], slotted: Collection[str]) -> bool:
-    """Did one of these steps, whose running attempt just ended, hold a slot that a claim may
-    now take: a step of a queue with a concurrency limit (`slotted`), or one with a concurrency
-    key? (A rate limit has no slots: the work it holds waits for a token, not a completion.)"""
-    for step in stopped:
-        options = step.options
-        if options is not None and options.key is not None:
-            return True
-        if slotted and queue_of(options) in slotted:
-            return True
-    return False
-
-
 def reconfigure(
     old: QueueConfig | None, name: str, concurrency: int | None, rate: Rate | None, now: float
 ) -> QueueConfig:
@@ -285,7 +151,7 @@ def check_key_params(
 ) -> bool:
     """A key reads run-input fields and the outputs of the step's data dependencies, bound
     like the step's own parameters. True if it reads an output: it is then resolved by the
-    worker that claimed the step (`_key_admission.py`), not when the run starts."""
+    worker that claimed the step, not when the run starts."""
     reads_outputs = False
     for name in key_params(where, key):
         if name in data_deps:
@@ -304,8 +170,6 @@ def resolve_key(
 ) -> str:
     """The key of one step of a run whose input is `value` (and, for a key that reads them,
     whose data dependencies' outputs, or their defaults, are `outputs`)."""
-    from .._errors import InputError
-
     args = {}
     for name in key_params(where, key):
         if outputs is not None and name in outputs:
@@ -347,8 +211,6 @@ def flow_of_run(
     if not keyed:
         return
     if workflow is None or workflow.fingerprint != plan.fingerprint:
-        from .._errors import InputError
-
         raise InputError(
             f"workflow {plan.name!r} has steps with a concurrency_key ({', '.join(keyed)}): start "
             "its runs with the plait.Workflow, in a process that defines it"
@@ -371,15 +233,6 @@ def worker_queues(queues: Iterable[str]) -> frozenset[str]:
     if not names:
         raise ConfigError("worker queues: give at least one queue name")
     return names
-
-
-def flow_candidate(options: StepOptions | None) -> Candidate:
-    if options is None:
-        return _PLAIN
-    return Candidate(queue_of(options), options.key, options.key_limit)
-
-
-_PLAIN = Candidate(DEFAULT, None, None)
 
 
 def queue_blockers(

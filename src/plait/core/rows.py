@@ -78,17 +78,17 @@ class OnExpiry(StrEnum):
 @dataclass(frozen=True, slots=True)
 class StepOptions:
     """A step's options that the state machine acts on; stored with each step, never rewritten
-    but for a concurrency key read from dependency outputs (`key`, see `_key_admission.py`)."""
+    but for a concurrency key read from dependency outputs (`key`, see `transitions.admit_key`)."""
 
     delay: float | None = None  # seconds between becoming ready and being claimable
     gate: Gate | None = None  # when ready, wait in `waiting` for this instead
     expires_after: float | None = None  # an approval undecided this long is decided by on_expiry
     on_expiry: OnExpiry = OnExpiry.REJECT
-    queue: str | None = None  # its flow-control queue (None: "default"); see _queues.py
+    queue: str | None = None  # its flow-control queue (None: "default"); see `core.queues`
     key: str | None = None  # its concurrency key (resolved per run, at start or after a claim)
     key_limit: int | None = None  # at most this many running steps share the key
     # the key reads dependency outputs: None (pending) until the worker that claimed the step
-    # resolves it (`_key_admission.py`); a Goto that runs the step again makes it pending again
+    # resolves it (`transitions.admit_key`); a Goto that runs the step again makes it pending again
     key_from_outputs: bool = False
     # placement: a worker label; "@" + a worker's id; "=" + the step whose worker it must use
     target: str | None = None
@@ -266,7 +266,7 @@ class ArtifactRow:
     """A file a step saved (`ctx.save_artifact`): its bytes are in the artifact folder under
     `path` (relative), or in the store's blob of `sha256` (path None; `data` carries them from
     the handler to the success transaction); the row makes it visible, so it exists only if the
-    step succeeded (`_artifacts.py`)."""
+    step succeeded (`data.artifacts`)."""
 
     id: str
     run_id: str

@@ -1,13 +1,14 @@
 """Spawned steps in the state machine (DESIGN §3.3): a running step adds steps to its run, then
-waits for them. Pure, like `_transitions.py`.
+waits for them. Pure.
 
 A handler's `ctx.spawn` / `ctx.map` calls travel with its successful outcome (`Outcome.spawned`,
 never with a failed attempt), so what a step spawns is inserted in the transaction that records its
 success, and a retried attempt spawns nothing twice. The parent then *joins*: it is `waiting` with
 `unmet` = its unfinished children, each of which has a `child` edge to it. When the last one ends
-the parent ends too: `failed` (code `child_failed`) if a non-optional child did not finish `done`,
-else `done`, its output being what its handler returned, or, if it returned handles, the outputs
-of those children (a list, in order, for a list of handles).
+the parent ends too (`cascade.join`, part of the cascade): `failed` (code `child_failed`) if a
+non-optional child did not finish `done`, else `done`, its output being what its handler returned,
+or, if it returned handles, the outputs of those children (a list, in order, for a list of
+handles).
 
 Children are named `<parent>/<label>` (`<parent>#<iteration>/<label>` once a `Goto` sent the run
 back through the parent), where the label is the `name=` given or `<task>-<n>`. Those characters
@@ -16,15 +17,13 @@ cannot occur in a workflow's step names, so a child never collides with a static
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterable
+from collections.abc import Iterable
 from dataclasses import replace
 
-import orjson
-
+from .cascade import CHILD_FAILED, child_failure, fails_run, reached
 from .rows import Edge, EdgeKind, Outcome, RunRow, Spawn, StepOptions, StepRow, StepStatus
-from .transitions import Need, Txn, fails_run, need, reached
+from .txn import Txn
 
-CHILD_FAILED = "child_failed"
 LISTED_NAMES = 100  # a spawn event names at most this many children (it says how many in all)
 
 
@@ -90,60 +89,6 @@ def _run_priority(parent: StepRow) -> int:
     return 0 if parent.options is None else parent.options.run_priority
 
 
-def join(txn: Txn, run: RunRow, child: StepRow, parent: StepRow) -> Generator[Need, None, bool]:
-    """`child` ended: count it on its joining parent. Returns (via StopIteration) whether the
-    parent has now ended, so that the caller settles it."""
-    if not parent.joining:  # the parent ended already (cancelled, or reset by a loop)
-        return False
-    parent.unmet -= 1
-    txn.touch(parent)
-    if child.status is not StepStatus.DONE and not child.optional and parent.error_code is None:
-        parent.error_code = CHILD_FAILED
-        parent.error_message = _failure(child)
-    if parent.unmet > 0:
-        return False
-    parent.finished_at = txn.now
-    if parent.error_code is not None:
-        parent.status = StepStatus.FAILED
-        txn.emit(
-            run,
-            "step_failed",
-            parent.name,
-            attempt=parent.attempt,
-            code=parent.error_code,
-            message=parent.error_message,
-        )
-        return True
-    if parent.gather is not None:
-        gathered = orjson.loads(parent.gather)
-        names = [gathered] if isinstance(gathered, str) else gathered
-        yield from need(txn, run.id, names)
-        outputs = [_output(txn.step(run.id, n)) for n in names]
-        if isinstance(gathered, str):
-            parent.output = outputs[0]
-        else:  # one join: one copy of each output, however big (blobs)
-            pieces = [b"["]
-            for output in outputs:
-                pieces += (output, b",")
-            pieces[-1] = b"]" if outputs else b"[]"
-            parent.output = b"".join(pieces)
-    parent.status = StepStatus.DONE
-    txn.emit(run, "step_completed", parent.name, attempt=parent.attempt, joined=True)
-    return True
-
-
-def _output(step: StepRow | None) -> bytes:
-    # an optional child that did not finish `done` gives null
-    if step is None or step.status is not StepStatus.DONE or step.output is None:
-        return b"null"
-    return step.output
-
-
-def _failure(child: StepRow) -> str:
-    what = child.error_message or child.skip_reason or child.status.value
-    return f"spawned step {child.name!r} {child.status.value}: {what}"
-
-
 def children_of(parent: StepRow, ups: Iterable[tuple[StepRow, Edge]]) -> list[StepRow]:
     """The steps `parent` spawned in its current pass, from its upstream (`upstream_of`)."""
     prefix = child_prefix(parent.name, parent.iteration)
@@ -179,7 +124,7 @@ def recount(parent: StepRow, children: list[StepRow]) -> None:
         None,
     )
     parent.error_code = None if failed is None else CHILD_FAILED
-    parent.error_message = None if failed is None else _failure(failed)
+    parent.error_message = None if failed is None else child_failure(failed)
 
 
 def spawned_below(steps: list[StepRow], roots: Iterable[str]) -> list[StepRow]:

@@ -1,242 +1,25 @@
-"""The state machine of runs and steps. Pure: no I/O, no clock, no randomness.
+"""The worker's transitions: claim a ready step, complete it, release it, recover it when its
+lease expired, and admit the concurrency key it resolved from its inputs. Pure: no I/O, no clock,
+no randomness.
 
-A transition is a generator working on a `Txn`, the in-memory view of one store transaction. When
-it needs records it has not seen, it yields a `Need`; the store loads those rows into the `Txn` and
-resumes it. So a store loads exactly the rows a transition touches (the step, its dependents, the
-run), and the logic is written once for every store:
-
-    txn = Txn(now)
-    drive(complete(txn, outcome), load)     # or: await drive_async(..., load_async)
-    store.write(txn)                        # changed rows, new events: one commit
-
-Rules (DESIGN §3.2-3.3): a step becomes ready when all its dependencies are terminal; if a data or
-`after` dependency ended other than `done` and the step has no default for it, the step is skipped,
-and that cascades. A run ends when no step is unfinished: `failed` if a non-optional step failed or
-was skipped for a failure, else `completed` with output {sink: output}.
+Each is a generator over a `Txn` (`core.txn`): it asks for the rows it needs, decides, and
+changes records; the store commits what changed in one transaction. What follows when a step ends
+(its dependents, its parent, the run) is the cascade (`core.cascade.settle`); which ready steps a
+claim takes, in which order, is the claim policy (`core.claiming`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import replace
 
-from .rows import (
-    Claim,
-    CommitResult,
-    Edge,
-    EdgeKind,
-    EventRow,
-    Gate,
-    Outcome,
-    RunRow,
-    RunStatus,
-    StepData,
-    StepRow,
-    StepStatus,
-    WorkflowPlan,
-)
+from .cascade import CONDITION, paused_when_idle, settle
+from .claiming import dispatchable
+from .loops import loop_back
+from .rows import Claim, Outcome, RunRow, RunStatus, StepRow, StepStatus
+from .spawn import spawn
+from .txn import Transition, Txn, need
 
-StepKey = tuple[str, str]
-
-
-@dataclass(frozen=True, slots=True)
-class Need:
-    """Rows a transition needs: the run, and the named steps of it (those not loaded yet), or
-    every step of it (`all_steps`: operator actions, never the hot path)."""
-
-    run_id: str
-    steps: tuple[str, ...] = ()
-    all_steps: bool = False
-
-
-class Txn:
-    """The records one store transaction has loaded, and what it changed."""
-
-    def __init__(self, now: float) -> None:
-        self.now = now
-        self.runs: dict[str, RunRow | None] = {}
-        self.steps: dict[StepKey, StepRow | None] = {}
-        self.changed_steps: dict[StepKey, StepRow] = {}
-        self.new_steps: dict[StepKey, StepRow] = {}  # added to their run (spawned)
-        self.changed_runs: dict[str, RunRow] = {}
-        self.events: list[EventRow] = []
-        self.claims: list[Claim] = []
-        self.ended_attempts: list[
-            StepRow
-        ] = []  # steps whose running attempt ended here (flow wakes)
-        self.result = CommitResult()
-        self.whole_runs: set[str] = set()  # runs whose every step is loaded
-        self.data: list[tuple[str, str, StepData]] = []  # (run, step, what it wrote) to commit
-        self.rekeyed: set[StepKey] = set()  # steps whose concurrency key changed (rare)
-
-    def missing(self, run_id: str, names: Iterable[str]) -> Need | None:
-        absent = tuple(n for n in names if (run_id, n) not in self.steps)
-        if absent or run_id not in self.runs:
-            return Need(run_id, absent)
-        return None
-
-    def add_run(self, run_id: str, run: RunRow | None) -> None:
-        self.runs.setdefault(run_id, run)
-
-    def add_step(self, run_id: str, name: str, step: StepRow | None) -> None:
-        self.steps.setdefault((run_id, name), step)
-
-    def step(self, run_id: str, name: str) -> StepRow | None:
-        return self.steps.get((run_id, name))
-
-    def touch(self, step: StepRow) -> None:
-        self.changed_steps[(step.run_id, step.name)] = step
-
-    def insert(self, step: StepRow) -> None:
-        key = (step.run_id, step.name)
-        self.steps[key] = self.new_steps[key] = step
-
-    def emit(self, run: RunRow, type_: str, step: str | None, **payload: object) -> None:
-        if step is not None:
-            payload["step"] = step
-        self.events.append(EventRow(run.id, run.next_seq, type_, step, payload, self.now))
-        run.next_seq += 1
-        self.changed_runs[run.id] = run
-
-
-Transition = Iterator[Need]
-Action = Callable[["Txn"], Transition]  # an operator action, bound to its arguments
-
-
-def need(txn: Txn, run_id: str, names: Iterable[str] = ()) -> Transition:
-    """Yield a Need for whatever of (run, steps) the transaction has not loaded."""
-    missing = txn.missing(run_id, names)
-    if missing is not None:
-        yield missing
-        for name in missing.steps:  # rows that do not exist are remembered as None
-            txn.add_step(run_id, name, None)
-        txn.add_run(run_id, None)
-
-
-def need_all(txn: Txn, run_id: str) -> Transition:
-    """Yield a Need for every step of the run, unless the transaction has them already."""
-    if run_id not in txn.whole_runs:
-        yield Need(run_id, all_steps=True)
-        txn.whole_runs.add(run_id)
-        txn.add_run(run_id, None)
-
-
-def steps_of(txn: Txn, run_id: str) -> list[StepRow]:
-    """The loaded steps of a run, in definition order."""
-    found = [s for (r, _), s in txn.steps.items() if r == run_id and s is not None]
-    return sorted(found, key=lambda s: s.idx)
-
-
-def drive(transition: Transition, load: Callable[[Txn, Need], None], txn: Txn) -> None:
-    for request in transition:
-        load(txn, request)
-
-
-async def drive_async(
-    transition: Transition, load: Callable[[Txn, Need], Awaitable[None]], txn: Txn
-) -> None:
-    for request in transition:
-        await load(txn, request)
-
-
-# -- creating a run --------------------------------------------------------------------------
-
-
-def new_run(
-    plan: WorkflowPlan, run_id: str, input_json: bytes, now: float
-) -> tuple[RunRow, list[StepRow], list[EventRow]]:
-    """The rows of a new run: roots ready, everything else pending on its dependencies."""
-    dependents: dict[str, list[Edge]] = {s.name: [] for s in plan.steps}
-    for s in plan.steps:
-        for dep, kind in s.dependencies:
-            dependents[dep].append(Edge(s.name, kind, dep in s.defaults))
-    steps = []
-    for idx, s in enumerate(plan.steps):
-        step = StepRow(
-            run_id=run_id,
-            name=s.name,
-            idx=idx,
-            status=StepStatus.PENDING,
-            unmet=len(s.dependencies),
-            dependents=tuple(dependents[s.name]),
-            optional=s.optional,
-            priority=s.priority,
-            options=s.options,
-        )
-        if not s.dependencies:
-            reach(step, now)
-        steps.append(step)
-    run = RunRow(
-        id=run_id,
-        workflow=plan.name,
-        version=plan.version,
-        fingerprint=plan.fingerprint,
-        status=RunStatus.PENDING,
-        input=input_json,
-        sinks=tuple(s.name for s in plan.steps if not dependents[s.name]),
-        unfinished=len(steps),
-        created_at=now,
-        next_idx=len(steps),
-    )
-    started: dict[str, object] = {
-        "workflow": plan.name,
-        "version": plan.version,
-        "fingerprint": plan.fingerprint,
-    }
-    events = [EventRow(run_id, 1, "run_started", None, started, now)]
-    for step in steps:
-        if step.status is StepStatus.WAITING:
-            waiting = _waiting_payload(step)
-            events.append(
-                EventRow(run_id, len(events) + 1, "step_waiting", step.name, waiting, now)
-            )
-    run.next_seq = len(events) + 1
-    return run, steps, events
-
-
-def reach(step: StepRow, now: float) -> None:
-    """The step's dependencies are met (none dooms it): it is ready, claimable after its delay;
-    or it waits at its gate (until its approval expires); or, a signal step whose payload came
-    early, it is done (the caller settles it)."""
-    options = step.options
-    step.ready_at = now
-    if options is None:
-        step.status = StepStatus.READY
-        step.available_at = now
-    elif options.gate is None:
-        step.status = StepStatus.READY
-        step.available_at = now + (options.delay or 0.0)
-    elif options.gate is Gate.SIGNAL and step.output is not None:
-        step.status = StepStatus.DONE
-        step.finished_at = now
-    else:
-        step.status = StepStatus.WAITING
-        expires = options.expires_after
-        step.available_at = None if expires is None else now + expires
-
-
-def _waiting_payload(step: StepRow) -> dict[str, object]:
-    gate = step.options.gate if step.options is not None else None
-    return {"gate": gate, "expires_at": step.available_at}
-
-
-# -- worker transitions ------------------------------------------------------------------------
-
-
-def dispatchable(run: RunStatus, attempt: int) -> bool:
-    """May a ready step of a run in this state be claimed? A pausing run dispatches nothing new,
-    but lets the steps in flight finish, their retries included (a retry has attempt > 0).
-    (queries.sql's claim_candidates says the same in SQL.)"""
-    return run in (RunStatus.PENDING, RunStatus.RUNNING) or (
-        run is RunStatus.PAUSING and attempt > 0
-    )
-
-
-def in_flight(step: StepRow) -> bool:
-    """Running, or waiting for a retry: what a pausing run waits for before it is paused."""
-    return step.status is StepStatus.RUNNING or (
-        step.status is StepStatus.READY and step.attempt > 0
-    )
+KEY_FULL = "step_key_full"  # the event of a step handed back because its key was full
 
 
 def claim(
@@ -281,7 +64,7 @@ def claim(
 def complete(txn: Txn, outcome: Outcome) -> Transition:
     """Record a claimed step's outcome, fenced by its lease token; schedule what follows."""
     yield from _complete(txn, outcome)
-    yield from _paused_when_idle(txn, outcome.run_id)
+    yield from paused_when_idle(txn, outcome.run_id)
 
 
 def _complete(txn: Txn, outcome: Outcome) -> Transition:
@@ -310,16 +93,12 @@ def _complete(txn: Txn, outcome: Outcome) -> Transition:
         step.skip_reason = CONDITION
         step.finished_at = txn.now
         txn.emit(run, "step_skipped", step.name, reason=CONDITION)
-        yield from _settle(txn, run, step)
+        yield from settle(txn, run, step)
         return
     if outcome.goto is not None and not run.status.terminal:
-        from .loops import loop_back  # rare: loaded when a step first loops
-
         yield from loop_back(txn, run, step, outcome.goto, outcome.max_iterations)
         return
     if outcome.spawned and outcome.succeeded and not run.status.terminal:
-        from .spawn import spawn  # loaded when a step first spawns
-
         step.error_code = step.error_message = None
         spawn(txn, run, step, outcome)
         return
@@ -329,7 +108,7 @@ def _complete(txn: Txn, outcome: Outcome) -> Transition:
         step.error_code = step.error_message = None
         step.finished_at = txn.now
         txn.emit(run, "step_completed", step.name, attempt=step.attempt, duration=duration)
-        yield from _settle(txn, run, step)
+        yield from settle(txn, run, step)
         return
     step.error_code = outcome.error_code
     step.error_message = outcome.error_message
@@ -341,7 +120,7 @@ def _complete(txn: Txn, outcome: Outcome) -> Transition:
         step.finished_at = txn.now
         kind = "step_cancelled" if interrupted else "step_failed"
         txn.emit(run, kind, step.name, attempt=step.attempt, code=outcome.error_code)
-        yield from _settle(txn, run, step)
+        yield from settle(txn, run, step)
         return
     detail = {
         "attempt": step.attempt,
@@ -359,13 +138,13 @@ def _complete(txn: Txn, outcome: Outcome) -> Transition:
     step.status = StepStatus.FAILED
     step.finished_at = txn.now
     txn.emit(run, "step_failed", step.name, **detail)
-    yield from _settle(txn, run, step)
+    yield from settle(txn, run, step)
 
 
 def release(txn: Txn, run_id: str, name: str, token: str) -> Transition:
     """A stopping worker hands a step back: ready at once, its attempt not counted."""
     yield from _release(txn, run_id, name, token)
-    yield from _paused_when_idle(txn, run_id)
+    yield from paused_when_idle(txn, run_id)
 
 
 def _release(txn: Txn, run_id: str, name: str, token: str) -> Transition:
@@ -381,9 +160,9 @@ def _release(txn: Txn, run_id: str, name: str, token: str) -> Transition:
     worker = step.worker_id
     if run.status.terminal:  # cancelled while it ran: handed back, it ends here
         _end_interrupted(txn, run, step, worker)
-        yield from _settle(txn, run, step)
+        yield from settle(txn, run, step)
         return
-    _back_to_ready(txn, step)
+    back_to_ready(txn, step)
     txn.emit(run, "step_released", name, worker=worker)
 
 
@@ -391,7 +170,7 @@ def recover(txn: Txn, run_id: str, name: str, max_recoveries: int) -> Transition
     """A step whose lease expired (its worker died or hung) becomes claimable again, without
     using its retry budget, unless that has happened more than `max_recoveries` times."""
     yield from _recover(txn, run_id, name, max_recoveries)
-    yield from _paused_when_idle(txn, run_id)
+    yield from paused_when_idle(txn, run_id)
 
 
 def _recover(txn: Txn, run_id: str, name: str, max_recoveries: int) -> Transition:
@@ -404,7 +183,7 @@ def _recover(txn: Txn, run_id: str, name: str, max_recoveries: int) -> Transitio
     worker = step.worker_id
     if run.status.terminal:  # cancelled while it ran, and its worker died: nothing to re-run
         _end_interrupted(txn, run, step, worker)
-        yield from _settle(txn, run, step)
+        yield from settle(txn, run, step)
         return
     step.recoveries += 1
     if step.recoveries > max_recoveries:
@@ -427,22 +206,10 @@ def _recover(txn: Txn, run_id: str, name: str, max_recoveries: int) -> Transitio
             attempt=step.attempt,
             worker=worker,
         )
-        yield from _settle(txn, run, step)
+        yield from settle(txn, run, step)
         return
-    _back_to_ready(txn, step)
+    back_to_ready(txn, step)
     txn.emit(run, "step_lease_expired", name, worker=worker, recoveries=step.recoveries)
-
-
-def _paused_when_idle(txn: Txn, run_id: str) -> Transition:
-    """A pausing run is paused once nothing of it is in flight (running, or awaiting a retry).
-    Looks at every step of the run, but only while it is pausing: never on the hot path."""
-    run = txn.runs.get(run_id)
-    if run is None or run.status is not RunStatus.PAUSING:
-        return
-    yield from need_all(txn, run_id)
-    if not any(in_flight(s) for s in steps_of(txn, run_id)):
-        run.status = RunStatus.PAUSED
-        txn.emit(run, "run_paused", None)
 
 
 def _end_interrupted(txn: Txn, run: RunRow, step: StepRow, worker: str | None) -> None:
@@ -454,7 +221,9 @@ def _end_interrupted(txn: Txn, run: RunRow, step: StepRow, worker: str | None) -
     txn.emit(run, "step_cancelled", step.name, worker=worker, attempt=step.attempt)
 
 
-def _back_to_ready(txn: Txn, step: StepRow) -> None:
+def back_to_ready(txn: Txn, step: StepRow) -> None:
+    """A running step goes back to ready at once, its attempt not counted: handed back by its
+    worker, its lease expired, or its key full."""
     step.status = StepStatus.READY
     step.attempt -= 1
     step.lease_token = None
@@ -466,117 +235,48 @@ def _back_to_ready(txn: Txn, step: StepRow) -> None:
     txn.touch(step)
 
 
-# -- cascade and run end -----------------------------------------------------------------------
+def admit_key(txn: Txn, run_id: str, name: str, token: str, key: str, running: int) -> Transition:
+    """Store `key`, resolved by the worker that claimed the step under `token`, on the step, and
+    keep it running if fewer than its `key_limit` other running steps have that key (`running`
+    counts those stored with it, the step itself included if it already had it); else hand it
+    back. `txn.result.accepted` is [True] when the step may run.
 
-
-CONDITION = "condition"  # the skip reason of a false `when=`; a cascade from it starts with it too
-
-
-def skipped_by_condition(step: StepRow) -> bool:
-    return step.skip_reason is not None and step.skip_reason.startswith(CONDITION)
-
-
-def fails_run(step: StepRow) -> bool:
-    """Does this terminal step make its run fail? A skip for a false condition, or cascading
-    from one, does not: it is a branch not taken."""
-    if step.optional or step.task is not None:  # a spawned step fails its parent instead
-        return False
-    if step.status is StepStatus.FAILED:
-        return True
-    return step.status is StepStatus.SKIPPED and not skipped_by_condition(step)
-
-
-def _settle(txn: Txn, run: RunRow, first: StepRow) -> Transition:
-    """`first` just became terminal: count it, update its dependents, cascade skips, end the run.
-
-    Iterative, so a skip cascading down a 100,000-step chain needs no deep recursion."""
-    worklist = [first]
-    while worklist:
-        step = worklist.pop()
-        run.unfinished -= 1
-        if fails_run(step):
-            run.failures += 1
-            if run.error is None:
-                what = step.error_message or step.skip_reason or step.status.value
-                run.error = f"step {step.name!r} {step.status.value}: {what}"
-        if not step.dependents:
-            continue
-        yield from need(txn, run.id, (e.target for e in step.dependents))
-        failed = step.status is not StepStatus.DONE
-        for edge in step.dependents:
-            dep = txn.step(run.id, edge.target)
-            if dep is not None and edge.kind is EdgeKind.CHILD:
-                from .spawn import join  # a spawned step's parent waits for it
-
-                if (yield from join(txn, run, step, dep)):
-                    worklist.append(dep)
-                continue
-            if dep is None or dep.status is not StepStatus.PENDING:
-                continue
-            dep.unmet -= 1
-            if (
-                failed
-                and dep.skip_reason is None
-                and edge.kind is not EdgeKind.AFTER_ANY
-                and not edge.absorbs
-            ):
-                dep.skip_reason = f"dependency {step.name!r} {step.status.value}"
-                if skipped_by_condition(step):
-                    dep.skip_reason = f"{CONDITION}: {dep.skip_reason}"
-            if dep.unmet <= 0:
-                if dep.skip_reason is not None:
-                    dep.status = StepStatus.SKIPPED
-                    dep.finished_at = txn.now
-                    txn.emit(run, "step_skipped", dep.name, reason=dep.skip_reason)
-                    worklist.append(dep)
-                else:
-                    reached(txn, run, dep, worklist)
-            txn.touch(dep)
-    txn.changed_runs[run.id] = run
-    if run.unfinished <= 0 and not run.status.terminal:
-        yield from _end_run(txn, run)
-
-
-def reached(txn: Txn, run: RunRow, step: StepRow, worklist: list[StepRow]) -> None:
-    """`reach` inside a transaction: count a ready step, log a waiting one, and queue one done
-    by an early signal on `worklist` for settling."""
-    reach(step, txn.now)
-    if step.status is StepStatus.READY:
-        txn.result.readied += 1
-    elif step.status is StepStatus.WAITING:
-        txn.result.timers_changed = txn.result.timers_changed or step.available_at is not None
-        txn.emit(run, "step_waiting", step.name, **_waiting_payload(step))
-    else:  # a signal kept since it came: delivered now
-        txn.emit(run, "step_completed", step.name, signal=True)
-        worklist.append(step)
-
-
-def settle(txn: Txn, run: RunRow, step: StepRow) -> Transition:
-    """`step` just became terminal (by an operator, a signal or a timer): cascade, end the run."""
-    yield from _settle(txn, run, step)
-
-
-def _end_run(txn: Txn, run: RunRow) -> Transition:
-    run.finished_at = txn.now
-    if run.started_at is None:
-        run.started_at = txn.now
-    if run.failures:
-        run.status = RunStatus.FAILED
-        txn.emit(run, "run_failed", None, error=run.error, failures=run.failures)
-    else:
-        yield from need(txn, run.id, run.sinks)
-        parts = [b"{"]
-        for name in run.sinks:
-            sink = txn.step(run.id, name)
-            value = sink.output if sink is not None and sink.status is StepStatus.DONE else None
-            parts += (_json_str(name), b":", b"null" if value is None else value, b",")
-        parts[-1] = b"}" if len(parts) > 1 else b"{}"
-        run.output = b"".join(parts)  # one copy of each output, however big (blobs)
-        run.status = RunStatus.COMPLETED
-        txn.emit(run, "run_completed", None)
-    txn.result.ended_runs.append(run.id)
-
-
-def _json_str(name: str) -> bytes:
-    # step names are restricted to [A-Za-z0-9_.-], so no escaping is needed
-    return b'"' + name.encode() + b'"'
+    A key that reads the outputs of the step's dependencies cannot be resolved by a store (it
+    runs no user code), so such a step is claimed with its key pending and its worker resolves
+    it; this admits it under the same count a claim makes. The key stays on the row, so every
+    later claim counts it and skips the step while its key is full: nothing spins."""
+    yield from need(txn, run_id, (name,))
+    step, run = txn.step(run_id, name), txn.runs.get(run_id)
+    if (
+        step is None
+        or run is None
+        or step.options is None
+        or step.status is not StepStatus.RUNNING
+        or step.lease_token != token
+    ):
+        txn.result.accepted.append(False)  # its lease was lost: another worker may hold it
+        return
+    if run.status.terminal:  # cancelled meanwhile: handed back, it ends here
+        txn.result.accepted.append(False)
+        yield from release(txn, run_id, name, token)
+        return
+    options = step.options
+    limit = options.key_limit or 1
+    others = running - (1 if options.key == key else 0)
+    if options.key != key:
+        step.options = replace(options, key=key)
+        txn.rekeyed.add((run_id, name))
+        txn.touch(step)
+    if others < limit:
+        txn.result.accepted.append(True)
+        return
+    txn.result.accepted.append(False)
+    worker = step.worker_id
+    # it held a slot of its queue (a completion's wake-up if the queue has a concurrency
+    # limit), not of its key; and it is claimable again only once its key frees, which the
+    # completion that frees it announces: no "ready" wake-up now
+    txn.ended_attempts.append(replace(step, options=options))
+    back_to_ready(txn, step)
+    txn.result.readied -= 1
+    txn.emit(run, KEY_FULL, name, key=key, key_limit=limit, running=others, worker=worker)
+    yield from paused_when_idle(txn, run_id)

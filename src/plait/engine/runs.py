@@ -22,11 +22,11 @@ from .._errors import (
     WorkflowNotFound,
 )
 from .._runtime import Runtime
+from ..core.cascade import new_run
 from ..core.gates import DEADLINE_EXCEEDED
 from ..core.queues import flow_of_run, queue_blockers
 from ..core.rows import RunRow, RunStatus, StepStatus, WorkflowPlan
 from ..core.topology import registry_blockers
-from ..core.transitions import new_run  # core.cascade once split
 from ..worker.registry import read_workers
 from ..workflow.definition import Workflow
 from ..workflow.options import seconds

@@ -7,25 +7,25 @@ without error, so a failing transition leaves nothing half-applied, as in a data
 from __future__ import annotations
 
 import dataclasses
+import secrets
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 
 from ..core.blobs import BlobStats, check_hash, check_put, missing
-from ..core.gates import expire_approval, pass_deadline
-from ..core.key_admission import admit as admit_key
-from ..core.placement import may_run
-from ..core.queues import (
-    QueueConfig,
-    admit,
+from ..core.claiming import (
+    admit_candidates,
     blocked,
     charge,
+    dispatchable,
     flow_candidate,
     frees_room,
-    queue_of,
-    reconfigure,
+    order,
     token_wait,
 )
+from ..core.gates import expire_approval, pass_deadline
+from ..core.placement import may_run
+from ..core.queues import QueueConfig, queue_of, reconfigure
 from ..core.rate import Rate
 from ..core.rows import (
     TOMBSTONE,
@@ -43,18 +43,8 @@ from ..core.rows import (
     StepStatus,
     WorkflowPlan,
 )
-from ..core.transitions import (
-    Action,
-    Need,
-    Transition,
-    Txn,
-    claim,
-    complete,
-    dispatchable,
-    drive,
-    recover,
-    release,
-)
+from ..core.transitions import admit_key, claim, complete, recover, release
+from ..core.txn import Action, Need, Transition, Txn, drive
 from .memory_blobs import MemoryBlobs, threshold_of_url
 
 
@@ -184,8 +174,6 @@ class MemoryStore:
         aged_before: float | None = None,
         labels: Collection[str] = (),
     ) -> Claims:
-        import secrets
-
         with self._lock:
             limited = {n: q for n, q in self._queues.items() if q.limited}
             queue_running: dict[str, int] = {}
@@ -213,13 +201,8 @@ class MemoryStore:
                         held_found.add(queue)
                     else:
                         candidates.append(step)
-            candidates.sort(key=lambda s: (-s.priority, s.available_at or 0.0))
-            if aged_before is not None and candidates:
-                oldest = min(candidates, key=lambda s: s.available_at or 0.0)
-                if (oldest.available_at or 0.0) <= aged_before:
-                    candidates.remove(oldest)
-                    candidates.insert(0, oldest)
-            chosen, buckets = admit(
+            candidates = order(candidates, aged_before)
+            chosen, buckets = admit_candidates(
                 [flow_candidate(s.options) for s in candidates],
                 limited,
                 queue_running,
@@ -484,7 +467,7 @@ class MemoryStore:
                     self.blobs.refs({artifact.sha256: -1})
             return True
 
-    # -- blobs (`plait._blobs`)
+    # -- blobs (`core.blobs`)
 
     async def put_blob(self, sha256: str, data: bytes, now: float) -> None:
         check_put(sha256, data)

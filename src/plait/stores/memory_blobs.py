@@ -1,4 +1,4 @@
-"""The memory store's blobs (`plait._blobs`): payloads over the threshold kept once, with the
+"""The memory store's blobs (`core.blobs`): payloads over the threshold kept once, with the
 reference count of each and which column of which row refers to which. Not locked: the memory
 store calls it under its own lock."""
 

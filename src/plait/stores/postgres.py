@@ -9,12 +9,13 @@ URL: a libpq URL plus plait's own options, which are taken out before it reaches
                     database can hold several independent plait stores.
     pool_size=N     connections this process may open (default 10).
     blob_threshold=N  payloads longer than N bytes (default 65536) are stored once, as blobs
-                    named by their SHA-256 (`plait._blobs`).
+                    named by their SHA-256 (`core.blobs`).
 
 What the store does, and why:
-- One query layer with SQLite: the statements are `stores/sql/queries.sql` with `[postgres]`
-  overrides, and every transaction is a program of `programs.py` that both stores run. So the
-  state machine, the order rows are loaded and locked in, and what is written are the same.
+- One query layer with SQLite: the statements are the query files of `stores/sql/`, with
+  `[postgres]` overrides, and every transaction is a program (`stores.sql.programs`) that both
+  stores run. So the state machine, the order rows are loaded and locked in, and what is written
+  are the same.
 - Claims take ready steps with `FOR UPDATE SKIP LOCKED`: workers never wait for one another's
   candidates. Every other transaction locks the run row first (in id order), then its steps, so
   concurrent transactions queue instead of deadlocking; a deadlock or serialization failure that
@@ -62,7 +63,7 @@ from .postgres_setup import (
     schema_statements,
 )
 from .sql import programs
-from .sql.ops import EXECUTE, FETCH, LARGE, Program, fetch_rows
+from .sql.ops import EXECUTE, FETCH, LARGE, Program, fetch
 from .sql.queries import POSTGRES, Queries
 from .sql.rows import EVENT_COLUMNS
 from .sql.store import SQLStore, Wakes
@@ -336,7 +337,7 @@ class PostgresStore(SQLStore):
     async def _fetch(self, query: str, params: Mapping[str, Any]) -> list[Any]:
         sql_text = self._queries[query]
         what = query.replace("_", " ")
-        return await self._transact(what, lambda: fetch_rows(sql_text, params), write=False)
+        return await self._transact(what, lambda: fetch(sql_text, params), write=False)
 
     def _error(self, what: str, exc: BaseException) -> StoreError:
         return StoreError(f"PostgreSQL store {self._url.shown}: {what} failed: {describe(exc)}")

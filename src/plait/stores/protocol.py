@@ -1,7 +1,7 @@
 """The Store protocol: what the engine asks of durable state, in engine operations, not queries.
 
-Every store (memory, SQLite, PostgreSQL, NATS) implements it and passes one contract suite
-(tests/contract). A store is thin: the decisions are made by `plait._transitions`, the store
+Every store (memory, SQLite, PostgreSQL) implements it and passes one contract suite
+(tests/contract). A store is thin: the decisions are made by the state machine (`core`), the store
 loads the rows a transition asks for and commits what it changed, atomically.
 """
 
@@ -27,7 +27,7 @@ from ..core.rows import (
     StepRow,
     WorkflowPlan,
 )
-from ..core.transitions import Action
+from ..core.txn import Action
 
 
 class Store(Protocol):
@@ -107,10 +107,10 @@ class Store(Protocol):
     ) -> Claims:
         """Take up to `limit` ready steps (highest priority, then oldest) of runs of these
         fingerprints that may progress, each under a new lease. No step is given to two claims.
-        Flow control (`_queues.py`): only steps of `queues` (None: any); never past a configured
+        Flow control (`core.claiming`): only steps of `queues` (None: any); never past a configured
         queue's concurrency or tokens, nor a key's limit, counted across every worker; the
         oldest ready step, if ready since before `aged_before`, comes first. Placement
-        (`_placement.py`): only steps this worker (`worker_id`, `labels`) may run.
+        (`core.placement`): only steps this worker (`worker_id`, `labels`) may run.
         A claim that takes nothing says whether limits held ready work back from it
         (`Claims.limited`) and when the earliest rate-limited queue among them has a token again
         (`Claims.next_token_at`); it charges a rate limit only for the steps it takes."""
@@ -118,7 +118,7 @@ class Store(Protocol):
     async def configure_queue(
         self, name: str, concurrency: int | None, rate: Rate | None, now: float
     ) -> QueueConfig:
-        """Store a queue's limits (`_queues.reconfigure`); its bucket keeps its tokens."""
+        """Store a queue's limits (`queues.reconfigure`); its bucket keeps its tokens."""
 
     async def list_queues(self) -> list[QueueConfig]:
         """The configured queues, by name."""
@@ -142,18 +142,18 @@ class Store(Protocol):
     ) -> CommitResult:
         """Store the concurrency key a worker resolved for a step it claimed (one read from
         dependency outputs) and, under the same count as claims, keep it running if its key has
-        room (`accepted == [True]`); else hand it back like `release` (`_key_admission.py`)."""
+        room (`accepted == [True]`); else hand it back like `release` (`transitions.admit_key`)."""
 
     async def recover_expired(self, now: float, max_recoveries: int, limit: int) -> CommitResult:
         """Make steps with expired leases claimable again (or fail them past max_recoveries)."""
 
     async def apply(self, action: Action, now: float) -> CommitResult:
-        """Run an operator action (a transition of `plait._actions`, bound to its arguments) in
+        """Run an operator action (a transition of `core.actions`, bound to its arguments) in
         one transaction, loading what it asks for; its refusal, if any, is in the result."""
 
     async def fire_timers(self, now: float, limit: int) -> CommitResult:
-        """Act on what the clock decides: approvals past their expiry (`_gates.expire_approval`)
-        and unfinished runs past their deadline (`_gates.pass_deadline`), up to `limit` of each."""
+        """Act on what the clock decides: approvals past their expiry (`gates.expire_approval`)
+        and unfinished runs past their deadline (`gates.pass_deadline`), up to `limit` of each."""
 
     async def next_timer_at(self) -> float | None:
         """When `fire_timers` next has something to do (None if nothing is timed)."""
@@ -192,7 +192,7 @@ class Store(Protocol):
     ) -> list[RecordRow]:
         """Documents whose key starts with `prefix` and sorts after `after`, by key."""
 
-    # -- artifacts (steps save them with their outcome: `Outcome.data`; see _artifacts.py)
+    # -- artifacts (steps save them with their outcome: `Outcome.data`; see `data.artifacts`)
     async def list_artifacts(self, run_id: str) -> list[ArtifactRow]:
         """The run's artifacts, oldest first (`data` None: the bytes are in the artifact folder
         under `path`, or, when `path` is None, in the blob of their `sha256`)."""
@@ -209,7 +209,7 @@ class Store(Protocol):
         they held on blobs. False (nothing deleted) if it does not exist or is not finished (checked in
         the deleting transaction)."""
 
-    # -- blobs (`plait._blobs`): payloads longer than the store's `blob_threshold` are kept once
+    # -- blobs (`core.blobs`): payloads longer than the store's `blob_threshold` are kept once
     # under their SHA-256 by the writes above, and read back by the reads, transparently
     blob_threshold: int
 

@@ -15,17 +15,17 @@ Options (query string):
                         in a power loss loses nothing, as its worker died with the machine.)
     busy_timeout=10     seconds a transaction waits for another process's write lock.
     blob_threshold=N    payloads longer than N bytes (default 65536) are stored once, as blobs
-                        named by their SHA-256 (`plait._blobs`).
+                        named by their SHA-256 (`core.blobs`).
 
 Several processes may share one file (workers on one machine): the database runs in WAL mode,
 write transactions take the write lock up front (`BEGIN IMMEDIATE`) and wait for it up to
 `busy_timeout`. Do not put the file on a network filesystem. There is no push between processes:
 a worker waiting for work done elsewhere reads `PRAGMA data_version` (`change_counter`), and
-claims (a write) only when another connection has committed (`plait._idle_wait`).
+claims (a write) only when another connection has committed (the worker's idle wait).
 
 Inside a process, one sqlite3 connection is used from one dedicated thread; every async method runs
 a synchronous function there, so calls are serialised and never block the event loop. Transitions
-are decided by `plait._transitions`: a transaction loads the rows a transition names, and writes
+are decided by the state machine (`core`): a transaction loads the rows a transition names, and writes
 what it changed in one batch (executemany), so a completion costs in proportion to the step's
 dependents, never to the size of its run. `complete()` commits many outcomes in one transaction
 (group commit): with synchronous=full that is one fsync per batch, not one per step.
@@ -49,7 +49,7 @@ from typing import Any, TypeVar
 
 from .._errors import SchemaVersionError, StoreError
 from .sql import programs
-from .sql.ops import Program, run_sync
+from .sql.ops import EXECUTE, EXECUTE_MANY, FETCH, Program
 from .sql.queries import SQLITE, Queries
 from .sql.store import SQLStore, Wakes
 from .sqlite_files import check_file as _check_file
@@ -103,7 +103,7 @@ class SQLiteStore(SQLStore):
         """SQLite's `PRAGMA data_version` on this store's connection: it moves when another
         connection commits to the file, and not for this one's commits. A read (no write lock),
         so that workers waiting for work elsewhere look with it instead of claiming
-        (`plait._idle_wait`). Meaningful only on one connection: there is one per store."""
+        (the worker's idle wait). Meaningful only on one connection: there is one per store."""
         counter: int = await self._call(self._data_version)
         return counter
 
@@ -265,3 +265,23 @@ class SQLiteStore(SQLStore):
     def _run_sync(self, what: str, program: Program[T], write: bool, lease_only: bool) -> T:
         with self._transaction(what, write=write, lease_only=lease_only) as db:
             return run_sync(db, program)
+
+
+def run_sync(db: sqlite3.Connection, program: Program[T]) -> T:
+    """Drive a program on a sqlite3 connection, inside the caller's transaction."""
+    result: Any = None
+    try:
+        while True:
+            kind, sql, params = program.send(result)
+            if kind == FETCH:
+                result = db.execute(sql, params).fetchall()
+            elif kind == EXECUTE:
+                result = db.execute(sql, params).rowcount
+            elif kind == EXECUTE_MANY:
+                db.executemany(sql, params)
+                result = None
+            else:  # LARGE: SQLite takes any size as it comes
+                result = None
+    except StopIteration as stop:
+        value: T = stop.value
+        return value

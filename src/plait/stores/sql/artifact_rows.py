@@ -1,4 +1,4 @@
-"""Artifacts (`plait._artifacts`) as the SQL stores' rows: the parameters of a row inserted in
+"""Artifacts (`data.artifacts`) as the SQL stores' rows: the parameters of a row inserted in
 a step's success transaction, and the record of a row read."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Blobs on the SQL stores (`plait._blobs`): the programs that read, write and count them, run by
-the store transactions of `_programs.py` (so a row and the blob it names commit together).
+"""Blobs on the SQL stores (`core.blobs`): the programs that read, write and count them, run by
+the store transactions (`stores.sql.programs`), so a row and the blob it names commit together.
 
 Writing a payload longer than the threshold: its row keeps the hash, and the blob gains a
 reference, `UPDATE … refs + n` first, so that the data of a blob the store already has is never
@@ -15,7 +15,7 @@ from typing import Any
 
 from ...core.blobs import BlobStats, digest, missing, row_blobs
 from ...core.rows import RunRow, StepRow
-from .ops import EXECUTE, FETCH, LARGE, LARGE_BYTES, Program
+from .ops import LARGE_BYTES, Program, execute, fetch, large
 from .queries import Queries
 from .rows import (
     RUN_INPUT_BLOB,
@@ -68,7 +68,7 @@ class BlobWrites:
         """Before the rows that carry these payloads are sent: say if one is large."""
         if self.large:
             self.large = False
-            yield (LARGE, "", None)
+            yield from large()
 
 
 class BlobPrograms:
@@ -86,7 +86,7 @@ class BlobPrograms:
         if not hashes:
             return {}
         params = {"sha_list": self.q.dialect.list_param(hashes)}
-        rows = yield (FETCH, self.q["get_blobs"], params)
+        rows = yield from fetch(self.q["get_blobs"], params)
         return {sha256: bytes(data) for sha256, data in rows}
 
     def write(self, writes: BlobWrites, now: float) -> Program[None]:
@@ -101,12 +101,12 @@ class BlobPrograms:
                     changes[sha256] = delta
                 continue
             params: dict[str, Any] = {"sha256": sha256, "refs": delta}
-            if (yield (EXECUTE, self.q["add_blob_refs"], params)) == 0:
+            if (yield from execute(self.q["add_blob_refs"], params)) == 0:
                 data = writes.added[sha256][0]
                 params.update(size=len(data), data=data, created_at=now)
                 if len(data) > LARGE_BYTES:
-                    yield (LARGE, "", None)
-                yield (EXECUTE, self.q["insert_blob"], params)
+                    yield from large()
+                yield from execute(self.q["insert_blob"], params)
         if changes:
             yield from self.change_refs(changes)
 
@@ -117,7 +117,7 @@ class BlobPrograms:
         if not changes:
             return set()
         params = {"delta_list": self.q.dialect.list_param(changes)}
-        rows = yield (FETCH, self.q["change_blob_refs"], params)
+        rows = yield from fetch(self.q["change_blob_refs"], params)
         return {row[0] for row in rows}
 
     def steps(self, rows: Sequence[Sequence[Any]]) -> Program[list[StepRow]]:
@@ -136,22 +136,22 @@ class BlobPrograms:
 
     def read_steps(self, query: str, params: Mapping[str, Any]) -> Program[list[StepRow]]:
         """A plain read of steps, with their blobs, in one transaction."""
-        return (yield from self.steps((yield (FETCH, self.q[query], params))))
+        return (yield from self.steps((yield from fetch(self.q[query], params))))
 
     def read_runs(self, query: str, params: Mapping[str, Any]) -> Program[list[RunRow]]:
         """A plain read of runs, with their blobs, in one transaction."""
-        return (yield from self.runs((yield (FETCH, self.q[query], params))))
+        return (yield from self.runs((yield from fetch(self.q[query], params))))
 
     def put(self, sha256: str, data: bytes, now: float) -> Program[None]:
         """Store a blob with no reference yet (or refresh the age of a known one): a row that
         refers to it then counts its reference with `change_refs` in its own transaction, within
         the gc grace period."""
-        rows = yield (FETCH, self.q["touch_blob"], {"sha256": sha256, "created_at": now})
+        rows = yield from fetch(self.q["touch_blob"], {"sha256": sha256, "created_at": now})
         if not rows:
             params = {"sha256": sha256, "size": len(data), "data": data, "created_at": now}
             if len(data) > LARGE_BYTES:
-                yield (LARGE, "", None)
-            yield (EXECUTE, self.q["put_blob"], params)
+                yield from large()
+            yield from execute(self.q["put_blob"], params)
 
     def get(self, sha256: str) -> Program[bytes]:
         blobs = yield from self.fetch((sha256,))
@@ -160,12 +160,12 @@ class BlobPrograms:
         return blobs[sha256]
 
     def stats(self) -> Program[BlobStats]:
-        rows = yield (FETCH, self.q["blob_stats"], {})
+        rows = yield from fetch(self.q["blob_stats"], {})
         blobs, size, refs = rows[0]
         return BlobStats(int(blobs), int(size), int(refs))
 
     def gc(self, older_than: float) -> Program[int]:
-        rows = yield (FETCH, self.q["gc_blobs"], {"older_than": older_than})
+        rows = yield from fetch(self.q["gc_blobs"], {"older_than": older_than})
         return len(rows)
 
 

@@ -1,37 +1,33 @@
 """The data plane's store transactions (records, deleting runs, blob references), as programs
-(`_programs.py`) shared by SQLite and PostgreSQL. A mixin of `Programs`."""
+(`stores.sql.programs`) shared by SQLite and PostgreSQL. A mixin of `Programs`."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ...core.rows import TOMBSTONE, RecordRow
-from .blobs import hashes_of
-from .ops import EXECUTE, FETCH, Program
-
-if TYPE_CHECKING:
-    from .blobs import BlobPrograms
-    from .queries import Queries
+from .blobs import BlobPrograms, hashes_of
+from .ops import Program, execute, fetch
+from .queries import Queries
 
 
 class DataPrograms:
     """Records, `delete_run` and blob references, for `Programs` (which provides the rest)."""
 
-    if TYPE_CHECKING:
-        q: Queries
-        blobs: BlobPrograms
+    q: Queries  # set by Programs
+    blobs: BlobPrograms
 
     def delete_run(self, run_id: str) -> Program[bool]:
         q, params = self.q, {"id": run_id}
-        deleted = yield (FETCH, q["delete_finished_run"], params)
+        deleted = yield from fetch(q["delete_finished_run"], params)
         if not deleted:
             return False
-        held = [deleted[0][1:], *(yield (FETCH, q["run_step_blobs"], params))]
-        yield (EXECUTE, q["delete_run_steps"], params)
-        yield (EXECUTE, q["delete_run_events"], params)
-        artifacts = yield (FETCH, q["delete_run_artifacts"], params)
+        held = [deleted[0][1:], *(yield from fetch(q["run_step_blobs"], params))]
+        yield from execute(q["delete_run_steps"], params)
+        yield from execute(q["delete_run_events"], params)
+        artifacts = yield from fetch(q["delete_run_artifacts"], params)
         held.extend((sha256,) for path, sha256 in artifacts if path is None)  # in the database
         drops: dict[str, int] = {}
         for sha256 in hashes_of(held):
@@ -56,15 +52,15 @@ class DataPrograms:
             "updated_at": row.updated_at,
         }
         if expected is None:
-            rows = yield (FETCH, q["put_record"], params)
+            rows = yield from fetch(q["put_record"], params)
         elif expected == 0:
-            rows = yield (FETCH, q["create_record"], params)
+            rows = yield from fetch(q["create_record"], params)
         else:
-            rows = yield (FETCH, q["update_record"], {**params, "expected": expected})
+            rows = yield from fetch(q["update_record"], {**params, "expected": expected})
         if rows:
             return True, int(rows[0][0])
         key = {"collection": row.collection, "key": row.key}
-        rows = yield (FETCH, q["get_record_revision"], key)
+        rows = yield from fetch(q["get_record_revision"], key)
         return False, int(rows[0][0]) if rows else 0
 
     def delete_record(
@@ -75,14 +71,14 @@ class DataPrograms:
         key_params = {"collection": collection, "key": key}
         params: dict[str, Any] = {**key_params, "tombstone": TOMBSTONE, "updated_at": time.time()}
         if expected is None:
-            rows = yield (FETCH, self.q["delete_record"], params)
+            rows = yield from fetch(self.q["delete_record"], params)
         else:
-            rows = yield (FETCH, self.q["delete_record_at"], {**params, "expected": expected})
+            rows = yield from fetch(self.q["delete_record_at"], {**params, "expected": expected})
         if rows:
             return True, int(rows[0][0])
-        rows = yield (FETCH, self.q["get_record_revision"], key_params)
+        rows = yield from fetch(self.q["get_record_revision"], key_params)
         return False, int(rows[0][0]) if rows else 0
 
     def purge_record_tombstones(self, older_than: float) -> Program[int]:
-        rows = yield (FETCH, self.q["purge_record_tombstones"], {"older_than": older_than})
+        rows = yield from fetch(self.q["purge_record_tombstones"], {"older_than": older_than})
         return len(rows)

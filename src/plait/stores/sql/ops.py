@@ -1,51 +1,55 @@
-"""What a store transaction written as a *program* (`_programs.py`) yields: `(FETCH, sql,
-params)` → its rows, `(EXECUTE, sql, params)` → its row count, `(EXECUTE_MANY, sql, rows)` →
-None, and `(LARGE, "", None)` → None before statements that send a parameter of more than
-LARGE_BYTES: a driver that cannot send one in the mode it runs the transaction in (psycopg's
-pipeline mode hangs on messages of tens of MB, psycopg issue #685) runs the transaction again
-in another. Kept apart so that the modules programs are built from (`_blobs_sql.py`) share it."""
+"""The statements a SQL program yields, and what each is sent back: typed, so that mypy knows.
+
+A store transaction written as a *program* (`stores.sql.programs`) is a generator that yields
+the statements it wants run and is sent back their results. It yields them through these
+helpers, each a one-statement program typed by what the driver sends back:
+
+    rows = yield from fetch(sql, params)          # list[Row]: the rows a query returned
+    count = yield from execute(sql, params)       # int: the rows a statement changed
+    yield from execute_many(sql, rows)            # once per row (PostgreSQL: once, with arrays)
+    yield from large()                            # a parameter of more than LARGE_BYTES follows
+
+`large()` comes before statements that send a parameter of more than LARGE_BYTES: a driver that
+cannot send one in the mode it runs the transaction in (psycopg's pipeline mode hangs on messages
+of tens of MB, psycopg issue #685) runs the transaction again in another.
+
+What travels between a program and its driver is an `Op`, a plain `(kind, sql, params)` tuple:
+the drivers (the SQLite store's `run_sync`, the PostgreSQL store's `_drive`) dispatch on its kind.
+A helper costs one small generator per statement, next to the statement itself (microseconds).
+"""
 
 from __future__ import annotations
 
-import sqlite3
-from collections.abc import Generator, Mapping
+from collections.abc import Generator, Mapping, Sequence
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 FETCH, EXECUTE, EXECUTE_MANY, LARGE = 0, 1, 2, 3
 LARGE_BYTES = 1 << 20
-Op = tuple[int, str, Any]
-Program = Generator[Op, Any, T]
+Row = tuple[Any, ...]  # a row as both drivers return it
+Op = tuple[int, str, Any]  # (kind, sql, params): what a program yields to its driver
+Program = Generator[Op, Any, T]  # a store transaction (or a part of one) returning T
 
 
-def run_sync(db: sqlite3.Connection, program: Program[T]) -> T:
-    """Drive a program on a sqlite3 connection, inside the caller's transaction."""
-    result: Any = None
-    try:
-        while True:
-            kind, sql, params = program.send(result)
-            if kind == FETCH:
-                result = db.execute(sql, params).fetchall()
-            elif kind == EXECUTE:
-                result = db.execute(sql, params).rowcount
-            elif kind == EXECUTE_MANY:
-                db.executemany(sql, params)
-                result = None
-            else:  # LARGE: SQLite takes any size as it comes
-                result = None
-    except StopIteration as stop:
-        value: T = stop.value
-        return value
-
-
-def fetch_rows(query: str, params: Mapping[str, Any]) -> Program[list[Any]]:
-    """A program of one query, returning its rows."""
-    rows: list[Any] = yield (FETCH, query, params)
+def fetch(sql: str, params: Mapping[str, Any]) -> Program[list[Row]]:
+    """Run a query; its rows."""
+    rows: list[Row] = yield (FETCH, sql, params)
     return rows
 
 
-def execute_one(query: str, params: Mapping[str, Any]) -> Program[int]:
-    """A program of one statement, returning its row count."""
-    count: int = yield (EXECUTE, query, params)
+def execute(sql: str, params: Mapping[str, Any]) -> Program[int]:
+    """Run a statement; the number of rows it changed."""
+    count: int = yield (EXECUTE, sql, params)
     return count
+
+
+def execute_many(sql: str, rows: Sequence[Sequence[Any]]) -> Program[None]:
+    """Run a statement for each of `rows` (positional parameters): a batch of writes that
+    nothing waits for the result of."""
+    yield (EXECUTE_MANY, sql, rows)
+
+
+def large() -> Program[None]:
+    """Say that the next statements send a parameter of more than LARGE_BYTES."""
+    yield (LARGE, "", None)

@@ -1,11 +1,26 @@
 """The transactions of the SQL stores, written once for SQLite and PostgreSQL.
 
-A store transaction here is a *program*: a generator that yields the statements it wants run
-(`(FETCH, sql, params)` → rows, `(EXECUTE, …)` → rowcount, `(EXECUTE_MANY, sql, rows)` → None)
-and is sent back their results. The SQLite store drives a program synchronously on its thread
+A store transaction here is a *program*: a generator that yields the statements it wants run and
+is sent back their results (`stores.sql.ops`: `fetch` → rows, `execute` → row count,
+`execute_many` → nothing). The SQLite store drives a program synchronously on its thread
 (`run_sync`), the PostgreSQL store with `await` on a pooled connection; the statements, the order
 in which rows are loaded and locked, and the writing of what the state machine changed are the
-same for both. (The same inversion lets `plait._transitions` ask for rows without doing I/O.)
+same for both. (The same inversion lets a transition ask for rows without doing I/O: `core.txn`.)
+
+How to read a program, with `claim` cut down to its steps:
+
+    txn = SQLTxn(now)
+    rows = yield from fetch(self.claim_candidates, params)
+        # 1. the driver runs the query and sends its rows back here: a list[Row]
+    steps = yield from self.blobs.steps(rows)
+        # 2. a sub-program: the rows as StepRows (one more fetch if they name blobs)
+    for run_id, name in keys:
+        yield from self.drive(claim(txn, run_id, name, ...), txn)
+        # 3. the state machine decides; each Need it yields becomes a loading fetch (`load`)
+    yield from self.write(txn)
+        # 4. what the transition changed, written back with execute_many
+    return txn
+        # 5. the driver commits the transaction and hands txn to the store
 
 Locking: the loading queries carry a `/*for update*/` marker that `Queries.locked` turns into a
 row lock on PostgreSQL (SQLite's BEGIN IMMEDIATE already serialises writers). Runs are locked
@@ -20,20 +35,18 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from ...core.blobs import payload_of, row_blobs
-from ...core.gates import expire_approval, pass_deadline
-from ...core.key_admission import admit as admit_key
-from ...core.placement import worker_targets
-from ...core.queues import (
-    QueueConfig,
-    admit,
+from ...core.claiming import (
+    admit_candidates,
     blocked,
     charge,
     flow_candidate,
     frees_room,
-    queue_of,
-    reconfigure,
+    starved_first,
     token_wait,
 )
+from ...core.gates import expire_approval, pass_deadline
+from ...core.placement import worker_targets
+from ...core.queues import QueueConfig, queue_of, reconfigure
 from ...core.rate import Bucket, Rate
 from ...core.rows import (
     EventRow,
@@ -44,28 +57,12 @@ from ...core.rows import (
     StepRow,
     StepStatus,
 )
-from ...core.transitions import (
-    Action,
-    Need,
-    StepKey,
-    Transition,
-    Txn,
-    claim,
-    complete,
-    recover,
-    release,
-)
+from ...core.transitions import admit_key, claim, complete, recover, release
+from ...core.txn import Action, Need, StepKey, Transition, Txn
 from .artifact_rows import artifact_params
 from .blobs import BlobPrograms, BlobWrites, output_blobs
 from .data_programs import DataPrograms
-from .ops import (
-    EXECUTE,
-    EXECUTE_MANY,
-    FETCH,
-    Op,
-    Program,
-    run_sync,
-)
+from .ops import Program, Row, execute, execute_many, fetch
 from .queries import Queries
 from .rows import (
     EVENT_COLUMNS,
@@ -86,8 +83,6 @@ from .rows import (
     step_update_output_row,
     step_update_row,
 )
-
-__all__ = ["EXECUTE", "EXECUTE_MANY", "FETCH", "Op", "Program", "Programs", "SQLTxn", "run_sync"]
 
 T = TypeVar("T")
 
@@ -129,8 +124,11 @@ class Programs(DataPrograms):
         self.lock_steps_by_key = q.locked("get_steps_by_key")
         self.lock_all_steps = q.locked("get_steps")
         self.try_lock_runs = q.locked("get_runs", skip_locked=True)
+        # a claim passes over the candidates other claims hold (SKIP LOCKED), waiting for none
+        self.claim_candidates = q.locked("claim_candidates", skip_locked=True)
+        self.claim_oldest = q.locked("claim_oldest", skip_locked=True)
         self.write_step_records = q.positional("write_step_records", RECORD_WRITE)
-        # settings a dialect wants for a claim's transaction (PostgreSQL; see queries.sql)
+        # settings a dialect wants for a claim's transaction (PostgreSQL: claim_session)
         self.claim_session = q.get("claim_session")
         self.flow_lock = q.get("flow_lock")  # PostgreSQL; SQLite's write lock serialises claims
         # the queues with a concurrency limit, as this process's last claim read them: the
@@ -146,14 +144,14 @@ class Programs(DataPrograms):
         writes = self.blobs.writes()
         params = run_insert_params(run, writes)
         yield from writes.announce()
-        inserted = yield (EXECUTE, q["insert_run"], params)
+        inserted = yield from execute(q["insert_run"], params)
         if inserted == 0:
-            rows = yield (FETCH, q["get_run"], {"id": run.id})
+            rows = yield from fetch(q["get_run"], {"id": run.id})
             return (yield from self.blobs.runs(rows))[0], False
         rows = [step_insert_row(s, writes) for s in steps]
         yield from writes.announce()
-        yield (EXECUTE_MANY, self.insert_step, rows)
-        yield (EXECUTE_MANY, self.insert_event, [event_row(e) for e in events])
+        yield from execute_many(self.insert_step, rows)
+        yield from execute_many(self.insert_event, [event_row(e) for e in events])
         if writes:
             yield from self.blobs.write(writes, run.created_at)
         return run, True
@@ -174,18 +172,18 @@ class Programs(DataPrograms):
         q, dialect = self.q, self.dialect
         txn = SQLTxn(now)
         if self.claim_session is not None:  # a write nobody waits for: pipelined
-            yield (EXECUTE_MANY, self.claim_session, [()])
-        # flow control (_queues.py): the limits of the queues served, counted under the flow
-        # lock (SQLite's write lock is one already) so that claims never overshoot together
-        limited = self._limited((yield (FETCH, q["get_queues"], {})), queues)
+            yield from execute_many(self.claim_session, [()])
+        # flow control (`core.claiming`): the limits of the queues served, counted under the
+        # flow lock (SQLite's write lock is one already) so that claims never overshoot together
+        limited = self._limited((yield from fetch(q["get_queues"], {})), queues)
         locked = False
         queue_running: dict[str, int] = {}
         if limited:
             yield from self._flow_lock()
             locked = True
-            limited = self._limited((yield (FETCH, q["get_queues"], {})), queues)
+            limited = self._limited((yield from fetch(q["get_queues"], {})), queues)
             params = {"queue_list": dialect.list_param(limited)}
-            queue_running = dict((yield (FETCH, q["count_queue_running"], params)))
+            queue_running = dict((yield from fetch(q["count_queue_running"], params)))
         held_queues = blocked(limited, queue_running, now)
         params = {
             "now": now,
@@ -196,13 +194,18 @@ class Programs(DataPrograms):
             "target_list": dialect.list_param(worker_targets(worker_id, labels)),
             "worker_id": worker_id,
         }
-        rows = list((yield (FETCH, q["claim_candidates"], params)))
+        # the candidates, best first; and the longest waiting, if it waited too long (SQL
+        # sorts and limits: the policy is `core.claiming`, these queries its SQL form)
+        rows = yield from fetch(self.claim_candidates, params)
         where = {k: v for k, v in params.items() if k not in ("limit", "now")}
+        oldest: list[Row] = []
         if aged_before is not None and rows:
-            oldest = yield (FETCH, q["claim_oldest"], {**where, "aged_before": aged_before})
-            if oldest:  # it goes first, whatever its priority (no starvation)
-                rows = [oldest[0], *(r for r in rows if r[:2] != oldest[0][:2])]
+            params_aged = {**where, "aged_before": aged_before}
+            oldest = yield from fetch(self.claim_oldest, params_aged)
+            rows = [*rows, *oldest]
         steps = yield from self.blobs.steps(rows)  # no query when nothing was found
+        if oldest:  # it goes first, whatever its priority (no starvation)
+            steps = starved_first(steps[:-1], steps[-1], aged_before)
         flow = [flow_candidate(step.options) for step in steps]
         keyed = sorted({c.key for c in flow if c.key is not None})
         key_running: dict[str, int] = {}
@@ -210,15 +213,17 @@ class Programs(DataPrograms):
             if not locked:
                 yield from self._flow_lock()
             params_keys = {"key_list": dialect.list_param(keyed)}
-            key_running = dict((yield (FETCH, q["count_key_running"], params_keys)))
+            key_running = dict((yield from fetch(q["count_key_running"], params_keys)))
         buckets: dict[str, Bucket] = {}
         if limited or keyed:
-            chosen, buckets = admit(flow, limited, queue_running, key_running, now, limit)
+            chosen, buckets = admit_candidates(
+                flow, limited, queue_running, key_running, now, limit
+            )
             txn.limited = len(chosen) < min(limit, len(steps))  # a key (or tokens) was full
             steps = [steps[i] for i in chosen]
         if not steps:
             if held_queues:  # what is held back in the blocked queues, and until when
-                found = yield (FETCH, q["held_queues"], {**where, "now": now})
+                found = yield from fetch(q["held_queues"], {**where, "now": now})
                 txn.limited = txn.limited or bool(found)
                 txn.next_token_at = token_wait(limited, queue_running, [r[0] for r in found], now)
             return txn  # no token taken: the buckets need no write (refilling is idempotent)
@@ -232,7 +237,7 @@ class Programs(DataPrograms):
         # re-check may keep a lock on a candidate it passed over, which a completer may want).
         run_ids = sorted({run_id for run_id, _ in keys})
         params = {"id_list": self.dialect.list_param(run_ids)}
-        rows = yield (FETCH, self.try_lock_runs, params)
+        rows = yield from fetch(self.try_lock_runs, params)
         self._add_runs(txn, rows, (yield from self.blobs.runs(rows, with_input=False)))
         for run_id in run_ids:
             if run_id not in txn.runs:
@@ -259,11 +264,11 @@ class Programs(DataPrograms):
             claimed.append(queue_of(None if step is None else step.options))
         for name, bucket in charge(limited, buckets, claimed, txn.now).items():
             params = {"name": name, "tokens": bucket.tokens, "counted_at": bucket.updated_at}
-            yield (EXECUTE, self.q["update_queue_bucket"], params)
+            yield from execute(self.q["update_queue_bucket"], params)
 
     def _flow_lock(self) -> Program[None]:
         if self.flow_lock is not None:
-            yield (FETCH, self.flow_lock, {})
+            yield from fetch(self.flow_lock, {})
 
     def _limited(
         self, rows: Sequence[Sequence[Any]], served: Collection[str] | None
@@ -276,22 +281,22 @@ class Programs(DataPrograms):
         self, name: str, concurrency: int | None, rate: Rate | None, now: float
     ) -> Program[QueueConfig]:
         yield from self._flow_lock()
-        rows = yield (FETCH, self.q["get_queues"], {})
+        rows = yield from fetch(self.q["get_queues"], {})
         old = {c.name: c for c in map(queue_from_row, rows)}.get(name)
         config = reconfigure(old, name, concurrency, rate, now)
-        yield (EXECUTE, self.q["put_queue"], queue_params(config))
+        yield from execute(self.q["put_queue"], queue_params(config))
         return config
 
     def step_inputs(self, wanted: Mapping[str, Collection[str]]) -> Program[dict[str, StepInputs]]:
         q = self.q
         ids = self.dialect.list_param(wanted)
-        runs = yield (FETCH, q["get_run_inputs"], {"id_list": ids})
+        runs = yield from fetch(q["get_run_inputs"], {"id_list": ids})
         keys = [[run_id, name] for run_id, names in wanted.items() for name in names]
         rows = []
         if keys:
             params = {"key_list": self.dialect.list_param(keys)}
-            rows = yield (FETCH, q["get_step_ends_by_key"], params)
-        hashes = row_blobs(runs, 2) + row_blobs(rows, 4)
+            rows = yield from fetch(q["get_step_ends_by_key"], params)
+        hashes = row_blobs(runs, -1) + row_blobs(rows, -1)  # each row ends with its blob
         blobs = yield from self.blobs.fetch(hashes)
         inputs = {
             run_id: bytes(data) if sha is None else payload_of(blobs, sha, f"run {run_id!r}")
@@ -327,7 +332,7 @@ class Programs(DataPrograms):
                 "token": h.token,
                 "lease_expires_at": expires,
             }
-            if (yield (EXECUTE, extend, params)) == 0:
+            if (yield from execute(extend, params)) == 0:
                 lost.append(h)
         return lost
 
@@ -343,12 +348,12 @@ class Programs(DataPrograms):
         self, run_id: str, name: str, token: str, key: str, now: float
     ) -> Program[SQLTxn]:
         """Store the key a worker resolved for a claimed step, and keep it running only if its
-        key has room, counted under the flow lock like a claim counts (`_key_admission.py`)."""
+        key has room, counted under the flow lock like a claim counts (`transitions.admit_key`)."""
         txn = SQLTxn(now)
         yield from self._preload_keys(txn, [(run_id, name)])
         yield from self._flow_lock()
         params = {"key_list": self.dialect.list_param([key])}
-        running = sum(n for _, n in (yield (FETCH, self.q["count_key_running"], params)))
+        running = sum(n for _, n in (yield from fetch(self.q["count_key_running"], params)))
         yield from self.drive(admit_key(txn, run_id, name, token, key, running), txn)
         txn.result.slot_freed = frees_room(txn.ended_attempts, self.slotted_queues)
         yield from self.write(txn)
@@ -364,7 +369,7 @@ class Programs(DataPrograms):
         txn = SQLTxn(now)
         if limit <= 0:
             return txn
-        rows = yield (FETCH, self.q["expired_leases"], {"now": now, "limit": limit})
+        rows = yield from fetch(self.q["expired_leases"], {"now": now, "limit": limit})
         keys = [(r[0], r[1]) for r in rows]
         if not keys:
             return txn
@@ -377,8 +382,8 @@ class Programs(DataPrograms):
     def fire_timers(self, now: float, limit: int) -> Program[SQLTxn]:
         txn = SQLTxn(now)
         params = {"now": now, "limit": limit}
-        waits = [(r[0], r[1]) for r in (yield (FETCH, self.q["expired_waits"], params))]
-        late = [r[0] for r in (yield (FETCH, self.q["passed_deadlines"], params))]
+        waits = [(r[0], r[1]) for r in (yield from fetch(self.q["expired_waits"], params))]
+        late = [r[0] for r in (yield from fetch(self.q["passed_deadlines"], params))]
         if not waits and not late:
             return txn
         yield from self.load_runs(txn, {run_id for run_id, _ in waits} | set(late))
@@ -400,9 +405,9 @@ class Programs(DataPrograms):
         if not missing:
             return
         if len(missing) == 1:
-            rows = yield (FETCH, self.lock_run, {"id": missing[0]})
+            rows = yield from fetch(self.lock_run, {"id": missing[0]})
         else:
-            rows = yield (FETCH, self.lock_runs, {"id_list": self.dialect.list_param(missing)})
+            rows = yield from fetch(self.lock_runs, {"id_list": self.dialect.list_param(missing)})
         self._add_runs(txn, rows, (yield from self.blobs.runs(rows, with_input=False)))
 
     def _add_runs(self, txn: SQLTxn, rows: Sequence[Sequence[Any]], runs: list[RunRow]) -> None:
@@ -422,7 +427,7 @@ class Programs(DataPrograms):
         if not missing:
             return
         params = {"key_list": self.dialect.list_param(missing)}
-        yield from self._add_steps(txn, (yield (FETCH, self.lock_steps_by_key, params)))
+        yield from self._add_steps(txn, (yield from fetch(self.lock_steps_by_key, params)))
 
     def _preload_keys(self, txn: SQLTxn, keys: list[tuple[str, str]]) -> Program[None]:
         yield from self.load_runs(txn, {run_id for run_id, _ in keys})
@@ -448,22 +453,21 @@ class Programs(DataPrograms):
         if dependents:
             yield from self._load_keys(txn, dependents)
 
-    def load(self, txn: Txn, need: Need) -> Program[None]:
+    def load(self, txn: SQLTxn, need: Need) -> Program[None]:
         """Load what a transition asked for: the run and the named steps (one query each)."""
-        assert isinstance(txn, SQLTxn)
         yield from self.load_runs(txn, (need.run_id,))
         if need.all_steps:
-            rows = yield (FETCH, self.lock_all_steps, {"run_id": need.run_id})
+            rows = yield from fetch(self.lock_all_steps, {"run_id": need.run_id})
             yield from self._add_steps(txn, rows)
         if not need.steps:
             return
         if len(need.steps) == 1:
             params: dict[str, Any] = {"run_id": need.run_id, "name": need.steps[0]}
-            rows = yield (FETCH, self.lock_step, params)
+            rows = yield from fetch(self.lock_step, params)
         else:
             names = self.dialect.list_param(sorted(need.steps))
             params = {"run_id": need.run_id, "name_list": names}
-            rows = yield (FETCH, self.lock_steps_named, params)
+            rows = yield from fetch(self.lock_steps_named, params)
         yield from self._add_steps(txn, rows)
 
     def write(self, txn: SQLTxn) -> Program[None]:
@@ -474,7 +478,7 @@ class Programs(DataPrograms):
         if txn.new_steps:
             rows = [step_insert_row(s, writes) for s in txn.new_steps.values()]
             yield from writes.announce()
-            yield (EXECUTE_MANY, self.insert_step, rows)
+            yield from execute_many(self.insert_step, rows)
             changed = {k: s for k, s in changed.items() if k not in txn.new_steps}
         yield from self._write_changed(
             changed, txn.step_outputs, txn.step_output_blobs, writes, step_update_row,
@@ -487,7 +491,7 @@ class Programs(DataPrograms):
         if txn.rekeyed:  # concurrency keys resolved from outputs, or pending again (rare)
             yield from self._write_keys(txn)
         if txn.events:
-            yield (EXECUTE_MANY, self.insert_event, [event_row(e) for e in txn.events])
+            yield from execute_many(self.insert_event, [event_row(e) for e in txn.events])
         if txn.data:
             yield from self._write_data(txn, writes)
         if writes:
@@ -503,7 +507,7 @@ class Programs(DataPrograms):
                 "options": options_to_json(step.options),
                 "concurrency_key": step.options.key,
             }
-            yield (EXECUTE, self.q["set_step_key"], params)
+            yield from execute(self.q["set_step_key"], params)
 
     def _write_data(self, txn: SQLTxn, writes: BlobWrites) -> Program[None]:
         """What succeeded steps wrote besides their outputs: records (a key written twice in
@@ -519,12 +523,12 @@ class Programs(DataPrograms):
                 ]  # fmt: skip
         if records:
             rows = [tuple(r) for r in records.values()]
-            yield (EXECUTE_MANY, self.write_step_records, rows)
+            yield from execute_many(self.write_step_records, rows)
         for _run_id, _step, data in txn.data:
             for artifact in data.artifacts:  # few per step: one statement each
                 if artifact.path is None and artifact.data is not None:
                     writes.refer(artifact.sha256, artifact.data)
-                yield (EXECUTE, self.q["insert_artifact"], artifact_params(artifact))
+                yield from execute(self.q["insert_artifact"], artifact_params(artifact))
 
     def _write_changed(
         self,
@@ -548,10 +552,10 @@ class Programs(DataPrograms):
                 writes.drop(loaded_blobs.get(key))
                 with_output.append(row_with_output(record, *writes.keep(record.output)))
         if plain:
-            yield (EXECUTE_MANY, update, plain)
+            yield from execute_many(update, plain)
         if with_output:
             yield from writes.announce()
-            yield (EXECUTE_MANY, update_with_output, with_output)
+            yield from execute_many(update_with_output, with_output)
 
 
 def _add_step(txn: SQLTxn, step: StepRow, output_blobs: Mapping[StepKey, str]) -> None:

@@ -1,25 +1,41 @@
 """The query layer shared by the SQL stores (SQLite and PostgreSQL): named queries read from the
 `.sql` files, a small dialect hook, migrations and the checks made before a schema is touched.
-(Records to rows and back: `rows.py`.)
+(Records to rows and back: `stores.sql.rows`.)
 
-All SQL lives in `stores/sql/`:
+All SQL lives next to this module, in `stores/sql/`:
 
     schema.sql                  the schema as it is now
     migrations/NNNN_name.sql    numbered steps from an empty database to schema.sql
-    queries.sql                 named queries: `-- name: <name>` then a one-line `-- description`
+    <topic>.sql                 named queries, one file per topic (runs, steps, claims, blobs, …)
 
-A query is written once with `:name` parameters. A `Dialect` rewrites the parameter style for its
-driver (`:name` stays for sqlite3, becomes `%(name)s` for psycopg) and says how a list parameter
-(`:something_list`) is passed; where the common text cannot serve a dialect, a block named
-`-- name: <name> [<dialect>]` overrides it for that dialect only. So the stores share one copy of
-their SQL, not one per database.
+A query file is a list of blocks. Each block starts with `-- name: <name>`, then a one-line
+`-- description`, then its SQL; comments between blocks belong to none. A query is written once
+with `:name` parameters, and a `Dialect` rewrites the parameter style for its driver (`:name`
+stays for sqlite3, becomes `%(name)s` for psycopg). Where the common text cannot serve a dialect,
+a block named `-- name: <name> [<dialect>]`, placed right after the common one, overrides it for
+that dialect only. So the stores share one copy of their SQL, not one per database. Every `.sql`
+file of the folder but schema.sql is loaded, and a name is defined once across them.
+
+A condition or a column list that several queries share is a *fragment*: a block named
+`-- fragment: <name>` (overridden per dialect the same way), which a query or another fragment
+includes with `/*include <name>*/`. The claimable filter of the claim queries is one.
+
+Lists: a parameter ending in `_list` is a list, passed as a JSON array (`Dialect.list_param`) and
+read with json_each() on SQLite. PostgreSQL unpacks it so that every lookup is an index probe
+whatever the table size: `= ANY(ARRAY(SELECT jsonb_array_elements_text(...)))` for ids, a LATERAL
+subquery per [run_id, name] pair (the planner would otherwise guess 100 rows for a JSON function
+and hash-join a scan of the whole table). A parameter that may be NULL is cast there: PostgreSQL
+cannot infer the type of a parameter that is only compared with NULL.
+
+Locks: a `/*for update*/` marker says where a query that loads rows for a transition locks them
+on PostgreSQL (`Queries.locked`); it stays a comment elsewhere and in plain reads.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -31,7 +47,10 @@ from ..._errors import SchemaVersionError
 Params = dict[str, Any]
 
 
-_NAME_LINE = re.compile(r"^--\s*name:\s*(?P<name>\w+)\s*(?:\[(?P<dialect>\w+)\])?\s*$")
+_NAME_LINE = re.compile(
+    r"^--\s*(?P<kind>name|fragment):\s*(?P<name>\w+)\s*(?:\[(?P<dialect>\w+)\])?\s*$"
+)
+_INCLUDE = re.compile(r"/\*\s*include\s+(\w+)\s*\*/")
 _PARAM = re.compile(r"(?<![:\w]):(\w+)")
 _MIGRATION = re.compile(r"^(\d{4})_\w+\.sql$")
 _BLOB = re.compile(r"\bBLOB\b")
@@ -93,17 +112,33 @@ def read_sql(relative: str) -> str:
     return (resources.files("plait.stores") / "sql" / relative).read_text(encoding="utf-8")
 
 
+def query_files() -> dict[str, str]:
+    """The packaged query files: every `.sql` file of stores/sql/ but schema.sql, by name."""
+    folder = resources.files("plait.stores") / "sql"
+    return {
+        entry.name: entry.read_text(encoding="utf-8")
+        for entry in sorted(folder.iterdir(), key=lambda e: e.name)
+        if entry.is_file() and entry.name.endswith(".sql") and entry.name != "schema.sql"
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class Query:
     name: str
     description: str
     sql: str
+    fragment: bool = False  # a piece of SQL that queries include, not a query
 
 
-def parse_queries(text: str) -> dict[tuple[str, str | None], Query]:
-    """Split a queries file into its named blocks, keyed by (name, dialect or None)."""
-    blocks: dict[tuple[str, str | None], Query] = {}
+Blocks = dict[tuple[str, str | None], Query]
+
+
+def parse_queries(text: str) -> Blocks:
+    """Split a query file into its named blocks (queries and fragments), keyed by (name,
+    dialect or None)."""
+    blocks: Blocks = {}
     key: tuple[str, str | None] | None = None
+    fragment = False
     description: str | None = None
     body: list[str] = []
 
@@ -113,17 +148,18 @@ def parse_queries(text: str) -> dict[tuple[str, str | None], Query]:
         while body and (not body[-1].strip() or body[-1].strip().startswith("--")):
             body.pop()  # comments between queries belong to no query
         sql = "\n".join(body).strip().rstrip(";").strip()
+        what = "fragment" if fragment else "query"
         if not description:
-            raise ValueError(f"query {key[0]!r}: a `-- description` line must follow its name")
+            raise ValueError(f"{what} {key[0]!r}: a `-- description` line must follow its name")
         if not sql:
-            raise ValueError(f"query {key[0]!r} has no SQL")
-        blocks[key] = Query(key[0], description, sql)
+            raise ValueError(f"{what} {key[0]!r} has no SQL")
+        blocks[key] = Query(key[0], description, sql, fragment)
 
     for line in text.splitlines():
         match = _NAME_LINE.match(line.strip())
         if match:
             flush()
-            key = (match["name"], match["dialect"])
+            key, fragment = (match["name"], match["dialect"]), match["kind"] == "fragment"
             if key in blocks:
                 raise ValueError(f"query {key[0]!r} is defined twice")
             description, body = None, []
@@ -140,33 +176,66 @@ def parse_queries(text: str) -> dict[tuple[str, str | None], Query]:
     return blocks
 
 
-class Queries:
-    """The named queries of queries.sql as one dialect runs them: `queries["get_run"]`."""
+def parse_query_files(files: Mapping[str, str]) -> Blocks:
+    """The blocks of several query files (file name → text); a name is defined in one only."""
+    blocks: Blocks = {}
+    found_in: dict[tuple[str, str | None], str] = {}
+    for file, text in files.items():
+        for key, query in parse_queries(text).items():
+            if key in blocks:
+                raise ValueError(
+                    f"query {key[0]!r} is defined twice: in {found_in[key]} and in {file}"
+                )
+            blocks[key], found_in[key] = query, file
+    return blocks
 
-    def __init__(self, dialect: Dialect, text: str | None = None) -> None:
+
+def _include(name: str, sql: str, fragments: Mapping[str, str], seen: tuple[str, ...] = ()) -> str:
+    """`sql` with its `/*include <fragment>*/` markers replaced by the fragments' text."""
+
+    def fragment(match: re.Match[str]) -> str:
+        included = match[1]
+        if included not in fragments:
+            raise ValueError(f"query {name!r} includes {included!r}, which is no fragment")
+        if included in seen:
+            raise ValueError(f"query {name!r}: fragment {included!r} includes itself")
+        return _include(name, fragments[included], fragments, (*seen, included))
+
+    return _INCLUDE.sub(fragment, sql)
+
+
+class Queries:
+    """The named queries of the query files as one dialect runs them: `queries["get_run"]`."""
+
+    def __init__(self, dialect: Dialect, files: Mapping[str, str] | None = None) -> None:
+        """`files`: file name → text; the packaged query files if None."""
         self.dialect = dialect
-        blocks = parse_queries(read_sql("queries.sql") if text is None else text)
-        self.descriptions = {name: q.description for (name, d), q in blocks.items() if d is None}
+        blocks = parse_query_files(query_files() if files is None else files)
+        self.descriptions = {
+            name: q.description for (name, d), q in blocks.items() if d is None and not q.fragment
+        }
         chosen: dict[str, str] = {}
+        fragments: dict[str, str] = {}
         for (name, d), query in blocks.items():
+            into = fragments if query.fragment else chosen
             if d is None:
-                chosen.setdefault(name, query.sql)
+                into.setdefault(name, query.sql)
             elif d == dialect.name:
-                chosen[name] = query.sql  # an override wins over the common text
-        self._raw = chosen
-        self._sql = {name: dialect.convert(sql) for name, sql in chosen.items()}
+                into[name] = query.sql  # an override wins over the common text
+        self._raw = {name: _include(name, sql, fragments) for name, sql in chosen.items()}
+        self._sql = {name: dialect.convert(sql) for name, sql in self._raw.items()}
 
     @staticmethod
     @functools.cache
     def of(dialect: Dialect) -> Queries:
-        """The queries of the packaged queries.sql for a dialect, read once per process."""
+        """The queries of the packaged query files for a dialect, read once per process."""
         return Queries(dialect)
 
     def __getitem__(self, name: str) -> str:
         try:
             return self._sql[name]
         except KeyError:
-            raise KeyError(f"no query named {name!r} in queries.sql") from None
+            raise KeyError(f"no query named {name!r} in the query files") from None
 
     def get(self, name: str) -> str | None:
         """A query only some dialects have, or None."""

@@ -4,6 +4,7 @@ queries, and the encoding of the JSON columns (edges, sinks, options, plans, eve
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import fields
 from typing import Any
 
 import orjson
@@ -74,15 +75,20 @@ def _cached(cache: dict[str, Any], text: str, decode: Callable[[str], Any]) -> A
     return value
 
 
-# Where the blob hashes are in the rows of the `steps` and `runs` queries (after the fields).
-STEP_OUTPUT_BLOB, STEP_INPUT_BLOB = 27, 28
-RUN_INPUT_BLOB, RUN_OUTPUT_BLOB = 19, 20
+# The columns of the rows the `steps` and `runs` queries select (their `step_columns` and
+# `run_columns` fragments): the fields of StepRow and RunRow in order, then the blob hashes.
+STEP_ROW_COLUMNS = (*(f.name for f in fields(StepRow)), "output_blob", "input_blob")
+RUN_ROW_COLUMNS = (*(f.name for f in fields(RunRow)), "input_blob", "output_blob")
+STEP_OUTPUT_BLOB = STEP_ROW_COLUMNS.index("output_blob")
+STEP_INPUT_BLOB = STEP_ROW_COLUMNS.index("input_blob")
+RUN_INPUT_BLOB = RUN_ROW_COLUMNS.index("input_blob")
+RUN_OUTPUT_BLOB = RUN_ROW_COLUMNS.index("output_blob")
 NO_BLOBS: Mapping[str, bytes] = {}
 
 
 def step_from_row(row: Sequence[Any], blobs: Mapping[str, bytes] = NO_BLOBS) -> StepRow:
-    """A StepRow from a row in the column order of the `steps` queries (StepRow's field order,
-    then the blob hashes), its payloads taken from `blobs` where the row names a blob."""
+    """A StepRow from a row of the `steps` queries (STEP_ROW_COLUMNS), its payloads taken from
+    `blobs` where the row names a blob."""
     (run_id, name, idx, status, unmet, dependents, optional, priority, attempt, recoveries,
      skip_reason, output, error_code, error_message, available_at, lease_token, lease_expires_at,
      worker_id, ready_at, started_at, finished_at, options, reused_from, iteration, task, input_,
@@ -100,7 +106,7 @@ def step_from_row(row: Sequence[Any], blobs: Mapping[str, bytes] = NO_BLOBS) -> 
     )  # fmt: skip
 
 
-# Column orders of the positional hot-path queries (checked against queries.sql when loaded).
+# Column orders of the positional hot-path queries (checked against their SQL when loaded).
 STEP_COLUMNS = (
     "run_id", "name", "idx", "status", "unmet", "dependents", "optional", "priority", "attempt",
     "recoveries", "skip_reason", "output", "error_code", "error_message", "available_at",
@@ -191,8 +197,8 @@ def sinks_from_json(text: str) -> tuple[str, ...]:
 def run_from_row(
     row: Sequence[Any], blobs: Mapping[str, bytes] = NO_BLOBS, *, with_input: bool = True
 ) -> RunRow:
-    """A RunRow from a row of the `runs` queries, its payloads taken from `blobs` where the row
-    names a blob. Without `with_input` (transactions: no transition reads a run's input, nor
+    """A RunRow from a row of the `runs` queries (RUN_ROW_COLUMNS), its payloads taken from
+    `blobs` where the row names a blob. Without `with_input` (transactions: no transition reads a run's input, nor
     is it ever rewritten), an input kept as a blob is left empty, unread."""
     (id_, workflow, version, fingerprint, status, input_, sinks, unfinished, failures, next_seq,
      output, error, created_at, started_at, finished_at, deadline, parent_run,

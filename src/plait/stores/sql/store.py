@@ -1,5 +1,5 @@
 """The Store protocol for the SQL stores, written once over two primitives each store provides:
-`_fetch` (one named query, rows back) and `_transact` (a program of `_programs.py` run in one
+`_fetch` (one named query, rows back) and `_transact` (a program of `stores.sql.programs` run in one
 transaction). A store adds connections, transactions, errors and wake-ups; the rest is here."""
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from ...core.rows import (
     StepRow,
     WorkflowPlan,
 )
-from ...core.transitions import Action
+from ...core.txn import Action
 from .artifact_rows import artifact_from_row
-from .ops import Program, execute_one
+from .ops import Program, execute
 from .programs import Programs, SQLTxn, queue_from_row
 from .queries import Queries
 from .rows import event_from_row, plan_from_json, plan_to_json, record_from_row
@@ -95,7 +95,7 @@ class SQLStore:
             "plan": plan_to_json(plan),
         }
         query = self._queries["save_workflow"]
-        await self._transact("save workflow", lambda: execute_one(query, params))
+        await self._transact("save workflow", lambda: execute(query, params))
 
     async def get_workflow(self, name: str, fingerprint: str | None = None) -> WorkflowPlan | None:
         if fingerprint is None:
@@ -361,7 +361,7 @@ class SQLStore:
             f"delete run {run_id!r}", lambda: self._programs.delete_run(run_id)
         )
 
-    # -- blobs (`plait._blobs`)
+    # -- blobs (`core.blobs`)
 
     async def put_blob(self, sha256: str, data: bytes, now: float) -> None:
         check_put(sha256, data)

@@ -1,19 +1,21 @@
-"""Flow control's pure part (`_queues.admit`): property tests against the limits it enforces."""
+"""The claim policy (`core.claiming`): the candidate order, and admission under flow control
+(property tests against the limits it enforces)."""
 
 from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from plait.core.queues import (
+from plait.core.claiming import (
     Candidate,
-    QueueConfig,
-    admit,
+    admit_candidates,
     blocked,
     charge,
     frees_room,
+    order,
     token_wait,
 )
+from plait.core.queues import QueueConfig
 from plait.core.rate import Bucket, Rate
 from plait.core.rows import StepOptions, StepRow, StepStatus
 
@@ -39,7 +41,7 @@ candidates = st.lists(
     st.dictionaries(st.sampled_from(["k1", "k2"]), st.integers(0, 3)),
     st.integers(0, 40),
 )
-def test_admit_never_exceeds_a_limit(
+def test_admission_never_exceeds_a_limit(
     found: list[Candidate],
     concurrency: int,
     tokens: float,
@@ -52,7 +54,7 @@ def test_admit_never_exceeds_a_limit(
         "a": QueueConfig("a", concurrency=concurrency),
         "b": QueueConfig("b", rate=rate, bucket=Bucket(tokens, 100.0)),
     }
-    taken, buckets = admit(found, queues, queue_running, key_running, 100.0, limit)
+    taken, buckets = admit_candidates(found, queues, queue_running, key_running, 100.0, limit)
     assert taken == sorted(set(taken)) and len(taken) <= limit
     chosen = [found[i] for i in taken]
     in_a = sum(c.queue == "a" for c in chosen)
@@ -120,3 +122,42 @@ def test_a_slot_is_freed_by_a_step_of_a_limited_queue_or_with_a_key() -> None:
     assert frees_room([step()], {"default"})  # the default queue, configured with a limit
     assert frees_room([step(StepOptions(key="ann", key_limit=1))], ())
     assert not frees_room([], {"emails"})
+
+
+ready_steps = st.lists(
+    st.tuples(st.integers(-3, 3), st.floats(0, 100)), max_size=12, unique_by=lambda t: t[1]
+).map(
+    lambda found: [
+        StepRow("r", f"s{i}", i, StepStatus.READY, 0, priority=p, available_at=at)
+        for i, (p, at) in enumerate(found)
+    ]
+)
+
+
+@given(ready_steps, st.one_of(st.none(), st.floats(0, 100)))
+def test_candidates_come_best_first_and_the_starved_one_first_of_all(
+    steps: list[StepRow], aged_before: float | None
+) -> None:
+    ordered = order(steps, aged_before)
+    assert sorted(s.name for s in ordered) == sorted(s.name for s in steps)
+    best_first = sorted(steps, key=lambda s: (-s.priority, s.available_at))
+    oldest = min(steps, key=lambda s: s.available_at or 0.0, default=None)
+    if (
+        oldest is not None
+        and aged_before is not None
+        and (oldest.available_at or 0.0) <= aged_before
+    ):
+        assert ordered == [oldest, *(s for s in best_first if s is not oldest)]
+    else:
+        assert ordered == best_first
+
+
+def test_a_low_priority_step_that_waited_too_long_goes_first() -> None:
+    def ready(name: str, priority: int, at: float) -> StepRow:
+        return StepRow("r", name, 0, StepStatus.READY, 0, priority=priority, available_at=at)
+
+    steps = [ready("low", 0, 10.0), ready("high", 5, 50.0), ready("mid", 1, 20.0)]
+    assert [s.name for s in order(steps, None)] == ["high", "mid", "low"]
+    assert [s.name for s in order(steps, 5.0)] == ["high", "mid", "low"]  # not aged yet
+    assert [s.name for s in order(steps, 10.0)] == ["low", "high", "mid"]
+    assert order([], 10.0) == []

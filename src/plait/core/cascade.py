@@ -1,0 +1,304 @@
+"""What follows when a step ends: its dependents, a joining parent, the run. Pure.
+
+Rules (DESIGN §3.2-3.3): a step becomes ready when all its dependencies are terminal; if a data or
+`after` dependency ended other than `done` and the step has no default for it, the step is skipped,
+and that cascades. A step that spawned steps joins them: it ends when the last of them has ended
+(`join`). A run ends when no step is unfinished: `failed` if a non-optional step failed or was
+skipped for a failure, else `completed` with output {sink: output}. A pausing run is paused once
+nothing of it is in flight.
+
+Every transition that ends a step calls `settle`; `new_run` makes the rows of a run whose roots
+are reached at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+
+import orjson
+
+from .rows import (
+    Edge,
+    EdgeKind,
+    EventRow,
+    Gate,
+    RunRow,
+    RunStatus,
+    StepRow,
+    StepStatus,
+    WorkflowPlan,
+)
+from .txn import Need, Transition, Txn, need, need_all, steps_of
+
+CONDITION = "condition"  # the skip reason of a false `when=`; a cascade from it starts with it too
+CHILD_FAILED = "child_failed"  # the error code of a parent whose non-optional child did not succeed
+
+
+# -- creating a run --------------------------------------------------------------------------
+
+
+def new_run(
+    plan: WorkflowPlan, run_id: str, input_json: bytes, now: float
+) -> tuple[RunRow, list[StepRow], list[EventRow]]:
+    """The rows of a new run: roots ready, everything else pending on its dependencies."""
+    dependents: dict[str, list[Edge]] = {s.name: [] for s in plan.steps}
+    for s in plan.steps:
+        for dep, kind in s.dependencies:
+            dependents[dep].append(Edge(s.name, kind, dep in s.defaults))
+    steps = []
+    for idx, s in enumerate(plan.steps):
+        step = StepRow(
+            run_id=run_id,
+            name=s.name,
+            idx=idx,
+            status=StepStatus.PENDING,
+            unmet=len(s.dependencies),
+            dependents=tuple(dependents[s.name]),
+            optional=s.optional,
+            priority=s.priority,
+            options=s.options,
+        )
+        if not s.dependencies:
+            reach(step, now)
+        steps.append(step)
+    run = RunRow(
+        id=run_id,
+        workflow=plan.name,
+        version=plan.version,
+        fingerprint=plan.fingerprint,
+        status=RunStatus.PENDING,
+        input=input_json,
+        sinks=tuple(s.name for s in plan.steps if not dependents[s.name]),
+        unfinished=len(steps),
+        created_at=now,
+        next_idx=len(steps),
+    )
+    started: dict[str, object] = {
+        "workflow": plan.name,
+        "version": plan.version,
+        "fingerprint": plan.fingerprint,
+    }
+    events = [EventRow(run_id, 1, "run_started", None, started, now)]
+    for step in steps:
+        if step.status is StepStatus.WAITING:
+            waiting = _waiting_payload(step)
+            events.append(
+                EventRow(run_id, len(events) + 1, "step_waiting", step.name, waiting, now)
+            )
+    run.next_seq = len(events) + 1
+    return run, steps, events
+
+
+# -- a step's dependencies are met -----------------------------------------------------------
+
+
+def reach(step: StepRow, now: float) -> None:
+    """The step's dependencies are met (none dooms it): it is ready, claimable after its delay;
+    or it waits at its gate (until its approval expires); or, a signal step whose payload came
+    early, it is done (the caller settles it)."""
+    options = step.options
+    step.ready_at = now
+    if options is None:
+        step.status = StepStatus.READY
+        step.available_at = now
+    elif options.gate is None:
+        step.status = StepStatus.READY
+        step.available_at = now + (options.delay or 0.0)
+    elif options.gate is Gate.SIGNAL and step.output is not None:
+        step.status = StepStatus.DONE
+        step.finished_at = now
+    else:
+        step.status = StepStatus.WAITING
+        expires = options.expires_after
+        step.available_at = None if expires is None else now + expires
+
+
+def reached(txn: Txn, run: RunRow, step: StepRow, worklist: list[StepRow]) -> None:
+    """`reach` inside a transaction: count a ready step, log a waiting one, and queue one done
+    by an early signal on `worklist` for settling."""
+    reach(step, txn.now)
+    if step.status is StepStatus.READY:
+        txn.result.readied += 1
+    elif step.status is StepStatus.WAITING:
+        txn.result.timers_changed = txn.result.timers_changed or step.available_at is not None
+        txn.emit(run, "step_waiting", step.name, **_waiting_payload(step))
+    else:  # a signal kept since it came: delivered now
+        txn.emit(run, "step_completed", step.name, signal=True)
+        worklist.append(step)
+
+
+def _waiting_payload(step: StepRow) -> dict[str, object]:
+    gate = step.options.gate if step.options is not None else None
+    return {"gate": gate, "expires_at": step.available_at}
+
+
+# -- a step ends -----------------------------------------------------------------------------
+
+
+def skipped_by_condition(step: StepRow) -> bool:
+    return step.skip_reason is not None and step.skip_reason.startswith(CONDITION)
+
+
+def fails_run(step: StepRow) -> bool:
+    """Does this terminal step make its run fail? A skip for a false condition, or cascading
+    from one, does not: it is a branch not taken."""
+    if step.optional or step.task is not None:  # a spawned step fails its parent instead
+        return False
+    if step.status is StepStatus.FAILED:
+        return True
+    return step.status is StepStatus.SKIPPED and not skipped_by_condition(step)
+
+
+def settle(txn: Txn, run: RunRow, first: StepRow) -> Transition:
+    """`first` just became terminal: count it, update its dependents, cascade skips, end the run.
+
+    Iterative, so a skip cascading down a 100,000-step chain needs no deep recursion."""
+    worklist = [first]
+    while worklist:
+        step = worklist.pop()
+        run.unfinished -= 1
+        if fails_run(step):
+            run.failures += 1
+            if run.error is None:
+                what = step.error_message or step.skip_reason or step.status.value
+                run.error = f"step {step.name!r} {step.status.value}: {what}"
+        if not step.dependents:
+            continue
+        yield from need(txn, run.id, (e.target for e in step.dependents))
+        failed = step.status is not StepStatus.DONE
+        for edge in step.dependents:
+            dep = txn.step(run.id, edge.target)
+            if dep is not None and edge.kind is EdgeKind.CHILD:  # a spawned step's parent
+                if (yield from join(txn, run, step, dep)):
+                    worklist.append(dep)
+                continue
+            if dep is None or dep.status is not StepStatus.PENDING:
+                continue
+            dep.unmet -= 1
+            if (
+                failed
+                and dep.skip_reason is None
+                and edge.kind is not EdgeKind.AFTER_ANY
+                and not edge.absorbs
+            ):
+                dep.skip_reason = f"dependency {step.name!r} {step.status.value}"
+                if skipped_by_condition(step):
+                    dep.skip_reason = f"{CONDITION}: {dep.skip_reason}"
+            if dep.unmet <= 0:
+                if dep.skip_reason is not None:
+                    dep.status = StepStatus.SKIPPED
+                    dep.finished_at = txn.now
+                    txn.emit(run, "step_skipped", dep.name, reason=dep.skip_reason)
+                    worklist.append(dep)
+                else:
+                    reached(txn, run, dep, worklist)
+            txn.touch(dep)
+    txn.changed_runs[run.id] = run
+    if run.unfinished <= 0 and not run.status.terminal:
+        yield from _end_run(txn, run)
+
+
+# -- a spawned step ends: its parent joins it -------------------------------------------------
+
+
+def join(txn: Txn, run: RunRow, child: StepRow, parent: StepRow) -> Generator[Need, None, bool]:
+    """`child` ended: count it on its joining parent. Returns (via StopIteration) whether the
+    parent has now ended, so that the caller settles it."""
+    if not parent.joining:  # the parent ended already (cancelled, or reset by a loop)
+        return False
+    parent.unmet -= 1
+    txn.touch(parent)
+    if child.status is not StepStatus.DONE and not child.optional and parent.error_code is None:
+        parent.error_code = CHILD_FAILED
+        parent.error_message = child_failure(child)
+    if parent.unmet > 0:
+        return False
+    parent.finished_at = txn.now
+    if parent.error_code is not None:
+        parent.status = StepStatus.FAILED
+        txn.emit(
+            run,
+            "step_failed",
+            parent.name,
+            attempt=parent.attempt,
+            code=parent.error_code,
+            message=parent.error_message,
+        )
+        return True
+    if parent.gather is not None:
+        gathered = orjson.loads(parent.gather)
+        names = [gathered] if isinstance(gathered, str) else gathered
+        yield from need(txn, run.id, names)
+        outputs = [_output(txn.step(run.id, n)) for n in names]
+        if isinstance(gathered, str):
+            parent.output = outputs[0]
+        else:  # one join: one copy of each output, however big (blobs)
+            pieces = [b"["]
+            for output in outputs:
+                pieces += (output, b",")
+            pieces[-1] = b"]" if outputs else b"[]"
+            parent.output = b"".join(pieces)
+    parent.status = StepStatus.DONE
+    txn.emit(run, "step_completed", parent.name, attempt=parent.attempt, joined=True)
+    return True
+
+
+def child_failure(child: StepRow) -> str:
+    """The error message of a parent that `child` failed."""
+    what = child.error_message or child.skip_reason or child.status.value
+    return f"spawned step {child.name!r} {child.status.value}: {what}"
+
+
+def _output(step: StepRow | None) -> bytes:
+    # an optional child that did not finish `done` gives null
+    if step is None or step.status is not StepStatus.DONE or step.output is None:
+        return b"null"
+    return step.output
+
+
+# -- the run ends, or pauses ------------------------------------------------------------------
+
+
+def _end_run(txn: Txn, run: RunRow) -> Transition:
+    run.finished_at = txn.now
+    if run.started_at is None:
+        run.started_at = txn.now
+    if run.failures:
+        run.status = RunStatus.FAILED
+        txn.emit(run, "run_failed", None, error=run.error, failures=run.failures)
+    else:
+        yield from need(txn, run.id, run.sinks)
+        parts = [b"{"]
+        for name in run.sinks:
+            sink = txn.step(run.id, name)
+            value = sink.output if sink is not None and sink.status is StepStatus.DONE else None
+            parts += (_json_str(name), b":", b"null" if value is None else value, b",")
+        parts[-1] = b"}" if len(parts) > 1 else b"{}"
+        run.output = b"".join(parts)  # one copy of each output, however big (blobs)
+        run.status = RunStatus.COMPLETED
+        txn.emit(run, "run_completed", None)
+    txn.result.ended_runs.append(run.id)
+
+
+def _json_str(name: str) -> bytes:
+    # step names are restricted to [A-Za-z0-9_.-], so no escaping is needed
+    return b'"' + name.encode() + b'"'
+
+
+def in_flight(step: StepRow) -> bool:
+    """Running, or waiting for a retry: what a pausing run waits for before it is paused."""
+    return step.status is StepStatus.RUNNING or (
+        step.status is StepStatus.READY and step.attempt > 0
+    )
+
+
+def paused_when_idle(txn: Txn, run_id: str) -> Transition:
+    """A pausing run is paused once nothing of it is in flight (running, or awaiting a retry).
+    Looks at every step of the run, but only while it is pausing: never on the hot path."""
+    run = txn.runs.get(run_id)
+    if run is None or run.status is not RunStatus.PAUSING:
+        return
+    yield from need_all(txn, run_id)
+    if not any(in_flight(s) for s in steps_of(txn, run_id)):
+        run.status = RunStatus.PAUSED
+        txn.emit(run, "run_paused", None)

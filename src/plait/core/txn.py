@@ -1,0 +1,125 @@
+"""How a transition asks for rows: the `Txn` it works on, and the `Need` it yields. Pure.
+
+A transition is a generator working on a `Txn`, the in-memory view of one store transaction.
+When it needs records it has not seen, it yields a `Need`; the store loads those rows into the
+`Txn` and resumes it. So a store loads exactly the rows a transition touches (the step, its
+dependents, the run), and the logic is written once for every store:
+
+    txn = Txn(now)
+    drive(complete(txn, outcome), load, txn)      # or: await drive_async(..., load_async, txn)
+    store.write(txn)                              # changed rows, new events: one commit
+
+The transitions themselves are in `core.transitions` (the worker's: claim, complete, release,
+recover), `core.cascade` (what follows when a step ends), `core.actions` and `core.gates` (the
+operator's and the clock's).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+from .rows import Claim, CommitResult, EventRow, RunRow, StepData, StepRow
+
+StepKey = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Need:
+    """Rows a transition needs: the run, and the named steps of it (those not loaded yet), or
+    every step of it (`all_steps`: operator actions, never the hot path)."""
+
+    run_id: str
+    steps: tuple[str, ...] = ()
+    all_steps: bool = False
+
+
+class Txn:
+    """The records one store transaction has loaded, and what it changed."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+        self.runs: dict[str, RunRow | None] = {}
+        self.steps: dict[StepKey, StepRow | None] = {}
+        self.changed_steps: dict[StepKey, StepRow] = {}
+        self.new_steps: dict[StepKey, StepRow] = {}  # added to their run (spawned)
+        self.changed_runs: dict[str, RunRow] = {}
+        self.events: list[EventRow] = []
+        self.claims: list[Claim] = []
+        # steps whose running attempt ended here (what their end frees wakes workers)
+        self.ended_attempts: list[StepRow] = []
+        self.result = CommitResult()
+        self.whole_runs: set[str] = set()  # runs whose every step is loaded
+        self.data: list[tuple[str, str, StepData]] = []  # (run, step, what it wrote) to commit
+        self.rekeyed: set[StepKey] = set()  # steps whose concurrency key changed (rare)
+
+    def missing(self, run_id: str, names: Iterable[str]) -> Need | None:
+        absent = tuple(n for n in names if (run_id, n) not in self.steps)
+        if absent or run_id not in self.runs:
+            return Need(run_id, absent)
+        return None
+
+    def add_run(self, run_id: str, run: RunRow | None) -> None:
+        self.runs.setdefault(run_id, run)
+
+    def add_step(self, run_id: str, name: str, step: StepRow | None) -> None:
+        self.steps.setdefault((run_id, name), step)
+
+    def step(self, run_id: str, name: str) -> StepRow | None:
+        return self.steps.get((run_id, name))
+
+    def touch(self, step: StepRow) -> None:
+        self.changed_steps[(step.run_id, step.name)] = step
+
+    def insert(self, step: StepRow) -> None:
+        key = (step.run_id, step.name)
+        self.steps[key] = self.new_steps[key] = step
+
+    def emit(self, run: RunRow, type_: str, step: str | None, **payload: object) -> None:
+        if step is not None:
+            payload["step"] = step
+        self.events.append(EventRow(run.id, run.next_seq, type_, step, payload, self.now))
+        run.next_seq += 1
+        self.changed_runs[run.id] = run
+
+
+Transition = Iterator[Need]
+Action = Callable[[Txn], Transition]  # an operator action, bound to its arguments
+
+
+def need(txn: Txn, run_id: str, names: Iterable[str] = ()) -> Transition:
+    """Yield a Need for whatever of (run, steps) the transaction has not loaded."""
+    missing = txn.missing(run_id, names)
+    if missing is not None:
+        yield missing
+        for name in missing.steps:  # rows that do not exist are remembered as None
+            txn.add_step(run_id, name, None)
+        txn.add_run(run_id, None)
+
+
+def need_all(txn: Txn, run_id: str) -> Transition:
+    """Yield a Need for every step of the run, unless the transaction has them already."""
+    if run_id not in txn.whole_runs:
+        yield Need(run_id, all_steps=True)
+        txn.whole_runs.add(run_id)
+        txn.add_run(run_id, None)
+
+
+def steps_of(txn: Txn, run_id: str) -> list[StepRow]:
+    """The loaded steps of a run, in definition order."""
+    found = [s for (r, _), s in txn.steps.items() if r == run_id and s is not None]
+    return sorted(found, key=lambda s: s.idx)
+
+
+def drive(transition: Transition, load: Callable[[Txn, Need], None], txn: Txn) -> None:
+    """Run a transition to its end, loading what it asks for with `load` (a synchronous store)."""
+    for request in transition:
+        load(txn, request)
+
+
+async def drive_async(
+    transition: Transition, load: Callable[[Txn, Need], Awaitable[None]], txn: Txn
+) -> None:
+    """Run a transition to its end, loading what it asks for with `await load(...)`."""
+    for request in transition:
+        await load(txn, request)

@@ -1,0 +1,177 @@
+-- Queries of the SQL stores: runs, and deleting them.
+-- How a query file is written (blocks, [postgres] overrides, fragments, list parameters, lock
+-- markers): the docstring of `plait.stores.sql.queries`.
+
+-- fragment: run_columns
+-- The columns of a run: RunRow's fields, then the blob hashes (rows.RUN_ROW_COLUMNS).
+id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq, output,
+error, created_at, started_at, finished_at, deadline, parent_run, forked_from, next_idx,
+input_blob, output_blob
+
+-- name: insert_run
+-- Create a run; nothing happens if the id is taken.
+INSERT INTO runs (
+    id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq,
+    output, error, created_at, started_at, finished_at, deadline, parent_run, forked_from,
+    next_idx, input_blob, output_blob
+) VALUES (
+    :id, :workflow, :version, :fingerprint, :status, :input, :sinks, :unfinished, :failures,
+    :next_seq, :output, :error, :created_at, :started_at, :finished_at, :deadline, :parent_run,
+    :forked_from, :next_idx, :input_blob, :output_blob
+)
+ON CONFLICT (id) DO NOTHING;
+
+-- name: get_run
+-- One run by id.
+SELECT /*include run_columns*/
+FROM runs WHERE id = :id /*for update*/;
+
+-- name: get_runs
+-- The runs of a list of ids.
+SELECT /*include run_columns*/
+FROM runs WHERE id IN (SELECT value FROM json_each(:id_list))
+ORDER BY id /*for update*/;
+
+-- name: get_runs [postgres]
+-- The runs of a list of ids.
+SELECT /*include run_columns*/
+FROM runs WHERE id = ANY(ARRAY(SELECT jsonb_array_elements_text(CAST(:id_list AS jsonb))))
+ORDER BY id /*for update*/;
+
+-- name: list_runs
+-- A page of runs, newest first, strictly before a (created_at, id) position, of any workflow.
+SELECT /*include run_columns*/
+FROM runs
+WHERE (:status IS NULL OR status = :status)
+  AND (:before_at IS NULL OR (created_at, id) < (:before_at, :before_id))
+ORDER BY created_at DESC, id DESC
+LIMIT :limit;
+
+-- name: list_runs [postgres]
+-- A page of runs, newest first, strictly before a (created_at, id) position, of any workflow.
+SELECT /*include run_columns*/
+FROM runs
+WHERE (CAST(:status AS text) IS NULL OR status = CAST(:status AS text))
+  AND (CAST(:before_at AS double precision) IS NULL
+       OR (created_at, id) < (CAST(:before_at AS double precision), CAST(:before_id AS text)))
+ORDER BY created_at DESC, id DESC
+LIMIT :limit;
+
+-- name: list_runs_of_workflow
+-- A page of runs of one workflow, newest first, strictly before a (created_at, id) position.
+SELECT /*include run_columns*/
+FROM runs
+WHERE workflow = :workflow
+  AND (:before_at IS NULL OR (created_at, id) < (:before_at, :before_id))
+ORDER BY created_at DESC, id DESC
+LIMIT :limit;
+
+-- name: list_runs_of_workflow [postgres]
+-- A page of runs of one workflow, newest first, strictly before a (created_at, id) position.
+SELECT /*include run_columns*/
+FROM runs
+WHERE workflow = :workflow
+  AND (CAST(:before_at AS double precision) IS NULL
+       OR (created_at, id) < (CAST(:before_at AS double precision), CAST(:before_id AS text)))
+ORDER BY created_at DESC, id DESC
+LIMIT :limit;
+
+-- name: list_runs_of_workflow_status
+-- A page of runs of one workflow in one status, newest first, before a (created_at, id) position.
+SELECT /*include run_columns*/
+FROM runs
+WHERE workflow = :workflow AND status = :status
+  AND (:before_at IS NULL OR (created_at, id) < (:before_at, :before_id))
+ORDER BY created_at DESC, id DESC
+LIMIT :limit;
+
+-- name: list_runs_of_workflow_status [postgres]
+-- A page of runs of one workflow in one status, newest first, before a (created_at, id) position.
+SELECT /*include run_columns*/
+FROM runs
+WHERE workflow = :workflow AND status = :status
+  AND (CAST(:before_at AS double precision) IS NULL
+       OR (created_at, id) < (CAST(:before_at AS double precision), CAST(:before_id AS text)))
+ORDER BY created_at DESC, id DESC
+LIMIT :limit;
+
+-- The writes of a transaction: the common text is run once per row (executemany); the
+-- [postgres] versions take one array per column and write every row in one statement (the
+-- store's driver turns the rows into columns), which costs the server a fraction per row.
+
+-- name: update_run
+-- Write the mutable fields of a run, except its output.
+UPDATE runs
+SET status = :status, unfinished = :unfinished, failures = :failures, next_seq = :next_seq,
+    error = :error, started_at = :started_at, finished_at = :finished_at, next_idx = :next_idx
+WHERE id = :id;
+
+-- name: update_run [postgres]
+-- Write the mutable fields of runs, except their output.
+UPDATE runs AS r
+SET status = v.status, unfinished = v.unfinished, failures = v.failures, next_seq = v.next_seq,
+    error = v.error, started_at = v.started_at, finished_at = v.finished_at,
+    next_idx = v.next_idx
+FROM unnest(
+    CAST(:status AS text[]), CAST(:unfinished AS int[]), CAST(:failures AS int[]),
+    CAST(:next_seq AS int[]), CAST(:error AS text[]), CAST(:started_at AS double precision[]),
+    CAST(:finished_at AS double precision[]), CAST(:next_idx AS int[]), CAST(:id AS text[])
+) AS v (status, unfinished, failures, next_seq, error, started_at, finished_at, next_idx, id)
+WHERE r.id = v.id;
+
+-- name: update_run_output
+-- Write the mutable fields of a run, its output included.
+UPDATE runs
+SET status = :status, unfinished = :unfinished, failures = :failures, next_seq = :next_seq,
+    error = :error, started_at = :started_at, finished_at = :finished_at, next_idx = :next_idx,
+    output = :output, output_blob = :output_blob
+WHERE id = :id;
+
+-- name: update_run_output [postgres]
+-- Write the mutable fields of runs, their outputs included.
+UPDATE runs AS r
+SET status = v.status, unfinished = v.unfinished, failures = v.failures, next_seq = v.next_seq,
+    error = v.error, started_at = v.started_at, finished_at = v.finished_at,
+    next_idx = v.next_idx, output = v.output, output_blob = v.output_blob
+FROM unnest(
+    CAST(:status AS text[]), CAST(:unfinished AS int[]), CAST(:failures AS int[]),
+    CAST(:next_seq AS int[]), CAST(:error AS text[]), CAST(:started_at AS double precision[]),
+    CAST(:finished_at AS double precision[]), CAST(:next_idx AS int[]), CAST(:output AS bytea[]),
+    CAST(:output_blob AS text[]), CAST(:id AS text[])
+) AS v (status, unfinished, failures, next_seq, error, started_at, finished_at, next_idx, output,
+        output_blob, id)
+WHERE r.id = v.id;
+
+-- name: get_run_inputs
+-- The input of each run of a list of ids.
+SELECT id, input, input_blob FROM runs WHERE id IN (SELECT value FROM json_each(:id_list));
+
+-- name: get_run_inputs [postgres]
+-- The input of each run of a list of ids.
+SELECT id, input, input_blob FROM runs
+WHERE id = ANY(ARRAY(SELECT jsonb_array_elements_text(CAST(:id_list AS jsonb))));
+
+-- Deleting runs -----------------------------------------------------------------------------------
+
+-- name: delete_finished_run
+-- Delete a run if it is finished; its id and the blobs it referred to if it was deleted.
+DELETE FROM runs WHERE id = :id AND status IN ('completed', 'failed', 'cancelled')
+RETURNING id, input_blob, output_blob;
+
+-- name: delete_run_steps
+-- Delete the steps of a (deleted) run.
+DELETE FROM steps WHERE run_id = :id;
+
+-- name: delete_run_events
+-- Delete the event log of a (deleted) run.
+DELETE FROM events WHERE run_id = :id;
+
+-- name: run_step_blobs
+-- The blob hashes the steps of a run refer to (outputs and spawned inputs).
+SELECT output_blob, input_blob FROM steps
+WHERE run_id = :id AND (output_blob IS NOT NULL OR input_blob IS NOT NULL);
+
+-- name: delete_run_artifacts
+-- Delete the artifacts of a (deleted) run; the blobs of those kept in the database.
+DELETE FROM artifacts WHERE run_id = :id
+RETURNING path, sha256;

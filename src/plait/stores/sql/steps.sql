@@ -1,0 +1,185 @@
+-- Queries of the SQL stores: steps.
+-- How a query file is written (blocks, [postgres] overrides, fragments, list parameters, lock
+-- markers): the docstring of `plait.stores.sql.queries`.
+
+-- fragment: step_columns
+-- The columns of a step `s`: StepRow's fields, then the blob hashes (rows.STEP_ROW_COLUMNS).
+s.run_id, s.name, s.idx, s.status, s.unmet, s.dependents, s.optional, s.priority, s.attempt,
+s.recoveries, s.skip_reason, s.output, s.error_code, s.error_message, s.available_at,
+s.lease_token, s.lease_expires_at, s.worker_id, s.ready_at, s.started_at, s.finished_at,
+s.options, s.reused_from, s.iteration, s.task, s.input, s.gather, s.output_blob, s.input_blob
+
+-- The writes of a transaction: the common text is run once per row (executemany); the
+-- [postgres] versions take one array per column and write every row in one statement (the
+-- store's driver turns the rows into columns), which costs the server a fraction per row.
+
+-- name: insert_step
+-- Create a step record (of a new run, or spawned by a step).
+INSERT INTO steps (
+    run_id, name, idx, status, unmet, dependents, optional, priority, attempt, recoveries,
+    skip_reason, output, error_code, error_message, available_at, lease_token, lease_expires_at,
+    worker_id, ready_at, started_at, finished_at, options, reused_from, iteration, task, input,
+    gather, queue, concurrency_key, target, output_blob, input_blob
+) VALUES (
+    :run_id, :name, :idx, :status, :unmet, :dependents, :optional, :priority, :attempt,
+    :recoveries, :skip_reason, :output, :error_code, :error_message, :available_at, :lease_token,
+    :lease_expires_at, :worker_id, :ready_at, :started_at, :finished_at, :options, :reused_from,
+    :iteration, :task, :input, :gather, :queue, :concurrency_key, :target, :output_blob,
+    :input_blob
+);
+
+-- name: insert_step [postgres]
+-- Create step records (of a new run, or spawned by steps).
+INSERT INTO steps (
+    run_id, name, idx, status, unmet, dependents, optional, priority, attempt, recoveries,
+    skip_reason, output, error_code, error_message, available_at, lease_token, lease_expires_at,
+    worker_id, ready_at, started_at, finished_at, options, reused_from, iteration, task, input,
+    gather, queue, concurrency_key, target, output_blob, input_blob
+)
+SELECT * FROM unnest(
+    CAST(:run_id AS text[]), CAST(:name AS text[]), CAST(:idx AS int[]),
+    CAST(:status AS text[]), CAST(:unmet AS int[]), CAST(:dependents AS text[]),
+    CAST(:optional AS boolean[]), CAST(:priority AS int[]), CAST(:attempt AS int[]),
+    CAST(:recoveries AS int[]), CAST(:skip_reason AS text[]), CAST(:output AS bytea[]),
+    CAST(:error_code AS text[]), CAST(:error_message AS text[]),
+    CAST(:available_at AS double precision[]), CAST(:lease_token AS text[]),
+    CAST(:lease_expires_at AS double precision[]), CAST(:worker_id AS text[]),
+    CAST(:ready_at AS double precision[]), CAST(:started_at AS double precision[]),
+    CAST(:finished_at AS double precision[]), CAST(:options AS text[]),
+    CAST(:reused_from AS text[]), CAST(:iteration AS int[]), CAST(:task AS text[]),
+    CAST(:input AS bytea[]), CAST(:gather AS bytea[]), CAST(:queue AS text[]),
+    CAST(:concurrency_key AS text[]), CAST(:target AS text[]), CAST(:output_blob AS text[]),
+    CAST(:input_blob AS text[])
+);
+
+-- name: get_steps
+-- Every step of a run, in definition order.
+SELECT /*include step_columns*/
+FROM steps AS s WHERE run_id = :run_id ORDER BY idx /*for update*/;
+
+-- name: get_step
+-- One step of a run.
+SELECT /*include step_columns*/
+FROM steps AS s WHERE run_id = :run_id AND name = :name /*for update*/;
+
+-- name: get_steps_named
+-- The named steps of one run.
+SELECT /*include step_columns*/
+FROM steps AS s WHERE run_id = :run_id AND name IN (SELECT value FROM json_each(:name_list))
+ORDER BY name /*for update*/;
+
+-- name: get_steps_named [postgres]
+-- The named steps of one run.
+SELECT /*include step_columns*/
+FROM steps AS s
+WHERE run_id = :run_id
+  AND name = ANY(ARRAY(SELECT jsonb_array_elements_text(CAST(:name_list AS jsonb))))
+ORDER BY name /*for update*/;
+
+-- name: get_steps_by_key
+-- Steps of several runs, given as a list of [run_id, name] pairs.
+SELECT /*include step_columns*/
+FROM json_each(:key_list) AS k
+CROSS JOIN steps AS s
+WHERE s.run_id = json_extract(k.value, '$[0]') AND s.name = json_extract(k.value, '$[1]')
+ORDER BY s.run_id, s.name /*for update of s*/;
+
+-- name: get_steps_by_key [postgres]
+-- Steps of several runs, given as a list of [run_id, name] pairs (locked in the list's order).
+SELECT /*include step_columns*/
+FROM jsonb_array_elements(CAST(:key_list AS jsonb)) WITH ORDINALITY AS k (key, n)
+CROSS JOIN LATERAL (
+    SELECT * FROM steps
+    WHERE run_id = k.key ->> 0 AND name = k.key ->> 1
+    OFFSET 0 /*for update*/
+) AS s
+ORDER BY k.n;
+
+-- name: get_step_ends_by_key
+-- Status and output of steps of several runs, given as a list of [run_id, name] pairs.
+SELECT s.run_id, s.name, s.status, s.output, s.output_blob
+FROM json_each(:key_list) AS k
+CROSS JOIN steps AS s
+WHERE s.run_id = json_extract(k.value, '$[0]') AND s.name = json_extract(k.value, '$[1]');
+
+-- name: get_step_ends_by_key [postgres]
+-- Status and output of steps of several runs, given as a list of [run_id, name] pairs.
+SELECT s.run_id, s.name, s.status, s.output, s.output_blob
+FROM jsonb_array_elements(CAST(:key_list AS jsonb)) AS k (key)
+CROSS JOIN LATERAL (
+    SELECT run_id, name, status, output, output_blob FROM steps
+    WHERE run_id = k.key ->> 0 AND name = k.key ->> 1
+    OFFSET 0
+) AS s;
+
+-- name: update_step
+-- Write the mutable fields of a step, except its output (dependents are never rewritten).
+UPDATE steps
+SET status = :status, unmet = :unmet, attempt = :attempt, recoveries = :recoveries,
+    skip_reason = :skip_reason, error_code = :error_code, error_message = :error_message,
+    available_at = :available_at, lease_token = :lease_token, lease_expires_at = :lease_expires_at,
+    worker_id = :worker_id, ready_at = :ready_at, started_at = :started_at,
+    finished_at = :finished_at, iteration = :iteration, gather = :gather
+WHERE run_id = :run_id AND name = :name;
+
+-- name: update_step [postgres]
+-- Write the mutable fields of steps, except their output.
+UPDATE steps AS s
+SET status = v.status, unmet = v.unmet, attempt = v.attempt, recoveries = v.recoveries,
+    skip_reason = v.skip_reason, error_code = v.error_code, error_message = v.error_message,
+    available_at = v.available_at, lease_token = v.lease_token,
+    lease_expires_at = v.lease_expires_at, worker_id = v.worker_id, ready_at = v.ready_at,
+    started_at = v.started_at, finished_at = v.finished_at, iteration = v.iteration,
+    gather = v.gather
+FROM unnest(
+    CAST(:status AS text[]), CAST(:unmet AS int[]), CAST(:attempt AS int[]),
+    CAST(:recoveries AS int[]), CAST(:skip_reason AS text[]), CAST(:error_code AS text[]),
+    CAST(:error_message AS text[]), CAST(:available_at AS double precision[]),
+    CAST(:lease_token AS text[]), CAST(:lease_expires_at AS double precision[]),
+    CAST(:worker_id AS text[]), CAST(:ready_at AS double precision[]),
+    CAST(:started_at AS double precision[]), CAST(:finished_at AS double precision[]),
+    CAST(:iteration AS int[]), CAST(:gather AS bytea[]), CAST(:run_id AS text[]),
+    CAST(:name AS text[])
+) AS v (status, unmet, attempt, recoveries, skip_reason, error_code, error_message,
+        available_at, lease_token, lease_expires_at, worker_id, ready_at, started_at,
+        finished_at, iteration, gather, run_id, name)
+WHERE s.run_id = v.run_id AND s.name = v.name;
+
+-- name: update_step_output
+-- Write the mutable fields of a step, its output included.
+UPDATE steps
+SET status = :status, unmet = :unmet, attempt = :attempt, recoveries = :recoveries,
+    skip_reason = :skip_reason, error_code = :error_code, error_message = :error_message,
+    available_at = :available_at, lease_token = :lease_token, lease_expires_at = :lease_expires_at,
+    worker_id = :worker_id, ready_at = :ready_at, started_at = :started_at,
+    finished_at = :finished_at, iteration = :iteration, gather = :gather, output = :output,
+    output_blob = :output_blob
+WHERE run_id = :run_id AND name = :name;
+
+-- name: update_step_output [postgres]
+-- Write the mutable fields of steps, their outputs included.
+UPDATE steps AS s
+SET status = v.status, unmet = v.unmet, attempt = v.attempt, recoveries = v.recoveries,
+    skip_reason = v.skip_reason, error_code = v.error_code, error_message = v.error_message,
+    available_at = v.available_at, lease_token = v.lease_token,
+    lease_expires_at = v.lease_expires_at, worker_id = v.worker_id, ready_at = v.ready_at,
+    started_at = v.started_at, finished_at = v.finished_at, iteration = v.iteration,
+    gather = v.gather, output = v.output, output_blob = v.output_blob
+FROM unnest(
+    CAST(:status AS text[]), CAST(:unmet AS int[]), CAST(:attempt AS int[]),
+    CAST(:recoveries AS int[]), CAST(:skip_reason AS text[]), CAST(:error_code AS text[]),
+    CAST(:error_message AS text[]), CAST(:available_at AS double precision[]),
+    CAST(:lease_token AS text[]), CAST(:lease_expires_at AS double precision[]),
+    CAST(:worker_id AS text[]), CAST(:ready_at AS double precision[]),
+    CAST(:started_at AS double precision[]), CAST(:finished_at AS double precision[]),
+    CAST(:iteration AS int[]), CAST(:gather AS bytea[]), CAST(:output AS bytea[]),
+    CAST(:output_blob AS text[]), CAST(:run_id AS text[]), CAST(:name AS text[])
+) AS v (status, unmet, attempt, recoveries, skip_reason, error_code, error_message,
+        available_at, lease_token, lease_expires_at, worker_id, ready_at, started_at,
+        finished_at, iteration, gather, output, output_blob, run_id, name)
+WHERE s.run_id = v.run_id AND s.name = v.name;
+
+-- name: set_step_key
+-- Store the concurrency key a worker resolved from a step's dependency outputs (NULL: pending).
+UPDATE steps SET options = :options, concurrency_key = :concurrency_key
+WHERE run_id = :run_id AND name = :name;
