@@ -119,7 +119,8 @@ def schedules_pause(name: str, db: str, log_level: str) -> None:
 @log_option("warning")
 @user_errors
 def schedules_resume(name: str, db: str, log_level: str) -> None:
-    """Start runs of schedule NAME again (ticks missed meanwhile follow its catch-up policy)."""
+    """Start runs of schedule NAME again, from its first tick after now (the ticks of the pause
+    are not started, whatever its catch-up policy)."""
     render.install_logging(log_level)
     _toggle(name, db, False)
 

@@ -528,10 +528,12 @@ class Engine:
         catch_up: str = "skip",
     ) -> Schedule:
         """Start `workflow` at each tick of `cron` (5 fields, or @daily…) in `timezone` (an IANA
-        name), with `input`. A schedule of that name is replaced. `catch_up`: what to do with
-        ticks missed while no scheduler ran ("skip", or "run_once": one run for the latest).
-        Runs are started by a worker's scheduler (`plait worker`), with run ids
-        `NAME-YYYYMMDDTHHMMSSZ` (the tick in UTC)."""
+        name), with `input`. A schedule of that name is replaced. Runs are started by a
+        worker's scheduler (`plait worker`), with run ids `NAME-YYYYMMDDTHHMMSSZ` (the tick in
+        UTC); a tick reached up to `MISFIRE_GRACE` (60) seconds late is still started. `catch_up`:
+        what to do with ticks reached later than that, missed while no scheduler ran ("skip",
+        or "run_once": one run for the latest). Ticks of a pause are not missed ticks: see
+        `resume_schedule`."""
         return await schedules.schedule(
             self._rt, name, workflow, cron=cron, input=input, timezone=timezone, catch_up=catch_up
         )
@@ -557,7 +559,9 @@ class Engine:
     pause_schedule = blocking(pause_schedule_async)
 
     async def resume_schedule_async(self, name: str) -> Schedule:
-        """Start runs again from the next tick (ticks while paused are missed: see catch_up)."""
+        """Start runs again from the first tick after now: the ticks that fell while it was
+        paused are never started, whatever its `catch_up` (that is for ticks missed while no
+        scheduler ran, not for ticks the pause dropped)."""
         return await schedules.set_paused(self._rt, name, False)
 
     resume_schedule = blocking(resume_schedule_async)
