@@ -190,6 +190,17 @@ async def test_a_missing_database_or_role_is_named(base: str) -> None:
         await open_close(no_role)
 
 
+async def test_an_unknown_option_is_told_every_option_the_url_accepts(base: str) -> None:
+    with pytest.raises(plait.StoreError) as caught:
+        await open_close(f"{base}?journal=delete")
+    assert str(caught.value).endswith(
+        'invalid URI query parameter: "journal" (plait\'s own options are schema, pool_size, '
+        "blob_threshold, artifacts; the others go to libpq, which knows sslmode, "
+        "connect_timeout, application_name, …)"
+    )
+    assert parse_url(f"{base}?artifacts=database").conninfo == parse_url(base).conninfo
+
+
 async def test_a_newer_schema_is_refused_untouched(base: str, schemas: list[str]) -> None:
     url = schema_url(base, schemas)
     await open_close(url)

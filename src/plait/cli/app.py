@@ -115,12 +115,14 @@ def open_engine(db: str, **options: Any) -> Engine:
 
 
 def existing_engine(db: str) -> Engine:
-    """An engine on a store that must already exist (reading commands never create a database)."""
-    if db.startswith("sqlite://"):
-        path = db.removeprefix("sqlite:///").split("?", 1)[0]
-        if path and path != ":memory:" and not Path(path).exists():
-            raise CliError(f"no plait database at {path} (pass --db URL or set PLAIT_DB)")
-    return Engine(db)
+    """An engine on a store that must already exist (reading commands never create a database).
+    The URL is parsed first, by the store, as for every command."""
+    engine = Engine(db)
+    path = getattr(engine.store, "path", None)
+    if isinstance(path, str) and path != ":memory:" and not Path(path).exists():
+        engine.close()
+        raise CliError(f"no plait database at {path} (pass --db URL or set PLAIT_DB)")
+    return engine
 
 
 # -- commands ------------------------------------------------------------------------------------

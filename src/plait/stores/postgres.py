@@ -10,6 +10,9 @@ URL: a libpq URL plus plait's own options, which are taken out before it reaches
     pool_size=N     connections this process may open (default 10).
     blob_threshold=N  payloads longer than N bytes (default 65536) are stored once, as blobs
                     named by their SHA-256 (`plait._blobs`).
+    artifacts=FOLDER  where artifact files go (default `database`: blobs); the engine's option
+                    (`data/artifacts.py`), never passed to libpq.
+    Any other option goes to libpq; one it does not know is refused at open, naming these.
 
 What the store does, and why:
 - One query layer with SQLite: the statements are `stores/sql/queries.sql` with `[postgres]`

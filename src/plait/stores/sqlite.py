@@ -16,6 +16,8 @@ Options (query string):
     busy_timeout=10     seconds a transaction waits for another process's write lock.
     blob_threshold=N    payloads longer than N bytes (default 65536) are stored once, as blobs
                         named by their SHA-256 (`plait._blobs`).
+    artifacts=FOLDER    where artifact files go (default: the database's path + `.artifacts`),
+                        or `database`; the engine's option (`data/artifacts.py`), ignored here.
 
 Several processes may share one file (workers on one machine): the database runs in WAL mode,
 write transactions take the write lock up front (`BEGIN IMMEDIATE`) and wait for it up to

@@ -20,6 +20,8 @@ SCHEMA_VERSION = len(sql.migrations())
 
 _SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL"}
 SQLITE_MAGIC = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
+# every option of a sqlite:// URL; `artifacts` is the engine's (where artifact files go)
+OPTIONS = ("synchronous", "busy_timeout", THRESHOLD_OPTION, "artifacts")
 
 
 def parse_url(url: str) -> tuple[str, str, float, int]:
@@ -53,10 +55,9 @@ def parse_url(url: str) -> tuple[str, str, float, int]:
                 )
         elif key == THRESHOLD_OPTION:
             blob_threshold = parse_threshold(value, url)
-        else:
+        elif key != "artifacts":  # the engine's, checked there
             raise StoreError(
-                f"SQLite store URL {url!r}: unknown option {key!r} (known: synchronous, "
-                f"busy_timeout, {THRESHOLD_OPTION})"
+                f"SQLite store URL {url!r}: unknown option {key!r} (known: {', '.join(OPTIONS)})"
             )
     return path, synchronous, busy_timeout, blob_threshold
 
