@@ -104,6 +104,7 @@ class Runtime:
         max_recoveries: int,
         poll_interval: float,
         sweep_interval: float,
+        create: bool = True,
     ) -> None:
         self.lease = _positive("lease", lease)
         if (
@@ -120,7 +121,7 @@ class Runtime:
             url
         )  # the artifacts= option is the Runtime's, not the store's
         self.artifacts: ArtifactStorage = storage_for(store_url, option)
-        self.store: Store = open_store(store_url)
+        self.store: Store = open_store(store_url, create=create)  # create=False: see open_store
         self.portal = Portal()
         self.workflows = Workflows()
         self.work_ready = Broadcast()  # steps became ready, or a limited slot freed: wake workers

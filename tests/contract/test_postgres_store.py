@@ -201,6 +201,33 @@ async def test_an_unknown_option_is_told_every_option_the_url_accepts(base: str)
     assert parse_url(f"{base}?artifacts=database").conninfo == parse_url(base).conninfo
 
 
+async def test_without_create_a_schema_without_plait_is_refused_and_not_made(
+    base: str, schemas: list[str]
+) -> None:
+    url = schema_url(base, schemas)
+    for _ in range(2):  # no schema; then a schema with another application's table
+        with pytest.raises(plait.StoreError) as caught:
+            await open_store(url, create=False).open()
+        assert not isinstance(caught.value, plait.SchemaVersionError)
+        assert str(caught.value) == (
+            f"no plait store in schema {schemas[0]} of {url}; a worker or `plait run` creates it"
+        )
+        with psycopg.connect(base, autocommit=True) as conn:
+            quoted = sql.Identifier(schemas[0])
+            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(quoted))
+            conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {}.customers (id int)").format(quoted))
+    assert [row[1:] for row in describe_schema(base, schemas[0])] == [
+        ("customers", "id", 1, "integer", "YES", None)
+    ]
+    await open_close(url)  # created by a store that may
+    store = open_store(url, create=False)
+    await store.open()
+    try:
+        assert await store.list_workflows() == []
+    finally:
+        await store.close()
+
+
 async def test_a_newer_schema_is_refused_untouched(base: str, schemas: list[str]) -> None:
     url = schema_url(base, schemas)
     await open_close(url)

@@ -284,6 +284,36 @@ def test_an_empty_file_becomes_a_plait_database(tmp_path: Path) -> None:
     assert {n for t, n, _, _ in normalized_schema(path) if t == "table"} >= {"runs", "steps"}
 
 
+def test_without_create_a_missing_or_empty_file_is_refused_and_nothing_is_made(
+    tmp_path: Path,
+) -> None:
+    absent, empty = tmp_path / "absent.db", tmp_path / "empty.db"
+    empty.touch()
+    for path in (absent, empty):
+        store = SQLiteStore(url_of(path), create=False)
+        with pytest.raises(plait.StoreError) as info:
+            run(store.open())
+        assert not isinstance(info.value, plait.SchemaVersionError)
+        assert str(info.value) == f"no plait database at {path}; a worker or `plait run` creates it"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.db"]
+    assert empty.read_bytes() == b""
+
+
+def test_without_create_an_existing_database_opens(tmp_path: Path) -> None:
+    path = tmp_path / "plait.db"
+    open_and_close(url_of(path))
+
+    async def go() -> list[Any]:
+        store = SQLiteStore(url_of(path), create=False)
+        await store.open()
+        try:
+            return await store.list_workflows()
+        finally:
+            await store.close()
+
+    assert run(go()) == []
+
+
 # -- paths and URLs ------------------------------------------------------------------------------
 
 

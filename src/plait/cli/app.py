@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import click
@@ -115,14 +114,9 @@ def open_engine(db: str, **options: Any) -> Engine:
 
 
 def existing_engine(db: str) -> Engine:
-    """An engine on a store that must already exist (reading commands never create a database).
-    The URL is parsed first, by the store, as for every command."""
-    engine = Engine(db)
-    path = getattr(engine.store, "path", None)
-    if isinstance(path, str) and path != ":memory:" and not Path(path).exists():
-        engine.close()
-        raise CliError(f"no plait database at {path} (pass --db URL or set PLAIT_DB)")
-    return engine
+    """An engine on a store that must already exist: reading and operator commands never create
+    a database or a schema (the store refuses one that does not exist when it opens)."""
+    return Engine(db, create=False)
 
 
 # -- commands ------------------------------------------------------------------------------------

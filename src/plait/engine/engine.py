@@ -80,6 +80,9 @@ class Engine:
     instead and look only every `sweep_interval`, a safety net for a missed notification. On
     SQLite a worker's look reads a change counter, and it claims only when another process has
     committed (or, as a safety net, every `sweep_interval`).
+    `create=False`: use a store that exists, never create one: the first operation raises
+    StoreError naming the missing SQLite file or PostgreSQL schema (the CLI's read and operator
+    commands open their store so).
     """
 
     def __init__(
@@ -90,6 +93,7 @@ class Engine:
         max_recoveries: int = 10,
         poll_interval: float = 0.25,
         sweep_interval: float = 5.0,
+        create: bool = True,
     ) -> None:
         self._rt = Runtime(
             url,
@@ -97,6 +101,7 @@ class Engine:
             max_recoveries=max_recoveries,
             poll_interval=poll_interval,
             sweep_interval=sweep_interval,
+            create=create,
         )
         self._portal = self._rt.portal
 

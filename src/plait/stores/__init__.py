@@ -11,18 +11,20 @@ SCHEMES = (
 )
 
 
-def open_store(url: str) -> Store:
-    """The store for a URL; nothing is connected or created until `open()`."""
+def open_store(url: str, *, create: bool = True) -> Store:
+    """The store for a URL; nothing is connected or created until `open()`. With
+    `create=False`, `open()` refuses a store that does not exist yet (no SQLite file, no plait
+    tables in the PostgreSQL schema) with StoreError, and creates nothing."""
     if not isinstance(url, str):
         raise StoreError(f"store URL must be a string, got {url!r}")
     if url == "memory://" or url.startswith("memory://"):
         from .memory import MemoryStore
 
-        return MemoryStore(url)
+        return MemoryStore(url)  # always new: `create` has nothing to refuse
     if url.startswith("sqlite://"):
         from .sqlite import SQLiteStore
 
-        return SQLiteStore(url)
+        return SQLiteStore(url, create=create)
     if url.startswith(("postgresql://", "postgres://")):
         try:
             from .postgres import PostgresStore
@@ -31,7 +33,7 @@ def open_store(url: str) -> Store:
                 f"the PostgreSQL store needs psycopg 3 and psycopg-pool ({exc}); install them "
                 "with: pip install 'plait[postgres]'"
             ) from None
-        return PostgresStore(url)
+        return PostgresStore(url, create=create)
     raise StoreError(f"unsupported store URL {url!r}: use one of {SCHEMES}")
 
 

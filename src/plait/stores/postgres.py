@@ -54,7 +54,7 @@ from psycopg import errors as pg_errors
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from .._errors import SchemaVersionError, StoreError
+from .._errors import StoreError
 from .._portal import Portal
 from .postgres_setup import (
     SCHEMA_VERSION,
@@ -105,9 +105,11 @@ class _SendLarge(Exception):
 class PostgresStore(SQLStore):
     capabilities: frozenset[str] = frozenset({"push", "push_events"})
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, create: bool = True) -> None:
+        """`create=False`: `open()` refuses a schema without plait's tables (or no schema)."""
         self.url = url
         self._url = parse_url(url)
+        self.create = create
         self._queries = Queries.of(POSTGRES)
         self.blob_threshold = self._url.blob_threshold
         self._programs = programs.Programs(self._queries, self.blob_threshold)
@@ -229,6 +231,11 @@ class PostgresStore(SQLStore):
                     version = await self._schema_version(conn, where)
                     if version == SCHEMA_VERSION:
                         return
+                    if version is None and not self.create:
+                        raise StoreError(
+                            f"no plait store in schema {self._url.schema} of {self._url.shown}; "
+                            "a worker or `plait run` creates it"
+                        )
                     await conn.execute(
                         sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
                             sql.Identifier(self._url.schema)
@@ -240,7 +247,7 @@ class PostgresStore(SQLStore):
                         self._queries["set_schema_version"], {"version": str(SCHEMA_VERSION)}
                     )
                 log.info("%s: schema at version %d", where, SCHEMA_VERSION)
-        except SchemaVersionError:
+        except StoreError:
             raise
         except pg_errors.InsufficientPrivilege as exc:
             raise StoreError(

@@ -48,6 +48,7 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any, TypeVar
+from urllib.request import pathname2url
 
 from .._errors import SchemaVersionError, StoreError
 from .sql import programs
@@ -55,7 +56,7 @@ from .sql.ops import Program, run_sync
 from .sql.queries import SQLITE, Queries
 from .sql.store import SQLStore, Wakes
 from .sqlite_files import check_file as _check_file
-from .sqlite_files import checked_version, install_schema
+from .sqlite_files import checked_version, install_schema, missing
 from .sqlite_files import parse_url as _parse_url
 
 logger = logging.getLogger(__name__)
@@ -66,9 +67,11 @@ T = TypeVar("T")
 class SQLiteStore(SQLStore):
     capabilities: frozenset[str] = frozenset({"change_counter"})
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, create: bool = True) -> None:
+        """`create=False`: `open()` refuses a file that does not hold a plait database yet."""
         self.url = url
         self.path, self.synchronous, self.busy_timeout, self.blob_threshold = _parse_url(url)
+        self.create = create
         self._queries = Queries.of(SQLITE)
         self._programs = programs.Programs(self._queries, self.blob_threshold)
         self._conn: sqlite3.Connection | None = None
@@ -201,10 +204,16 @@ class SQLiteStore(SQLStore):
     # -- opening, schema, migrations
 
     def _open(self) -> None:
-        _check_file(self.path)
+        _check_file(self.path, create=self.create)
+        # mode=rw: SQLite itself never creates the file that was just found to exist
+        target = self.path if self.create else f"file:{pathname2url(self.path)}?mode=rw"
         try:
             db = sqlite3.connect(
-                self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=True
+                target,
+                timeout=self.busy_timeout,
+                isolation_level=None,
+                check_same_thread=True,
+                uri=not self.create,
             )
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open SQLite store {self.path}: {exc}") from exc
@@ -218,7 +227,7 @@ class SQLiteStore(SQLStore):
     def _prepare(self, db: sqlite3.Connection) -> None:
         q = self._queries
         try:
-            checked_version(db, self.path, q)  # reads only: refuse before any write
+            version = checked_version(db, self.path, q)  # reads only: refuse before any write
         except sqlite3.DatabaseError as exc:
             if getattr(exc, "sqlite_errorcode", None) not in (
                 sqlite3.SQLITE_NOTADB,
@@ -229,6 +238,8 @@ class SQLiteStore(SQLStore):
                 f"{self.path} is not a plait database: SQLite cannot read it ({exc}); "
                 "it was left untouched"
             ) from exc
+        if version is None and not self.create:
+            raise missing(self.path)
         try:
             db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
             if self.path != ":memory:":

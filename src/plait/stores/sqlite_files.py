@@ -62,8 +62,13 @@ def parse_url(url: str) -> tuple[str, str, float, int]:
     return path, synchronous, busy_timeout, blob_threshold
 
 
-def check_file(path: str) -> None:
-    """Refuse, before SQLite touches anything, a path that cannot hold a plait database."""
+def missing(path: str) -> StoreError:
+    return StoreError(f"no plait database at {path}; a worker or `plait run` creates it")
+
+
+def check_file(path: str, *, create: bool = True) -> None:
+    """Refuse, before SQLite touches anything, a path that cannot hold a plait database (or,
+    unless `create`, does not hold one yet)."""
     if path == ":memory:":
         return
     target = Path(path)
@@ -89,6 +94,8 @@ def check_file(path: str) -> None:
             raise StoreError(
                 f"cannot open SQLite store {path}: the file is not readable and writable"
             )
+    elif not create:
+        raise missing(path)
     # WAL mode needs to create the -wal and -shm files beside the database
     if not os.access(directory, os.W_OK | os.X_OK):
         raise StoreError(f"cannot open SQLite store {path}: directory {directory} is not writable")
