@@ -1,18 +1,22 @@
 """Opening stores from the command line: a malformed URL gets the same message from every command
 (the URL is parsed first, in one place), and an unknown option is told every option the URL
 accepts; the commands that read or act on runs never create a store: a missing SQLite file or
-PostgreSQL schema is named, and nothing is created."""
+PostgreSQL schema is named, and nothing is created; the commands that read open the store
+read-only, so a backup copy that nobody may write is read, and left as it was."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import sqlite3
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 from psycopg import sql
 
+from plait.stores.sql.queries import migrations, split_statements
 from tests import postgres_server
+from tests.unwritable import unwritable
 
 from .conftest import EXAMPLES, Cli
 
@@ -36,7 +40,7 @@ READ_COMMANDS = [
     ["queues", "list"],
     ["schedules", "list"],
     ["artifacts", "list", "r1"],
-    ["artifacts", "get", "a1", "-o", "-"],
+    ["artifacts", "get", "a1"],
     ["blobs"],
     ["replay", "r1", "fetch", "--app", ORDERS],
 ]
@@ -184,3 +188,94 @@ def test_no_command_creates_a_sqlite_database_it_was_told_to_read(cli: Cli, tmp_
             "plait: error: no plait database at absent.db; a worker or `plait run` creates it\n",
         )  # fmt: skip
     assert list(tmp_path.iterdir()) == []
+
+
+# -- reading commands open the store read-only ---------------------------------------------------
+
+BACKUP_APP = """
+import plait
+
+wf = plait.Workflow("backup")
+
+
+@wf.step()
+def make(ctx: plait.StepContext, n: int) -> dict:
+    ctx.save_artifact("n.txt", str(n).encode())
+    return {"n": n, "pad": "x" * 100_000}  # over the blob threshold: a blob
+"""
+
+
+def test_every_reading_command_reads_a_backup_nobody_may_write(
+    cli: Cli, tmp_path: Path, write_app: Callable[[str, str], Path]
+) -> None:
+    app = write_app("app.py", BACKUP_APP)
+    (tmp_path / "live").mkdir()
+    live = f"sqlite:///{tmp_path / 'live' / 'plait.db'}?artifacts=database"
+    for run_id, n in (("r1", "3"), ("r2", "4")):
+        made = cli("run", f"{app}:wf", "--input", f'{{"n": {n}}}', "--run-id", run_id, "--db", live)
+        assert made.code == 0, made.stderr
+    added = cli("schedules", "add", "nightly", f"{app}:wf", "--cron", "0 2 * * *", "--input",
+                '{"n": 1}', "--db", live)  # fmt: skip
+    assert added.code == 0, added.stderr
+    [artifact] = cli("artifacts", "list", "r1", "--json", "--db", live).json()
+    # the copy: every process has closed the database, so the file holds every commit
+    (tmp_path / "backup").mkdir()
+    copy = tmp_path / "backup" / "plait.db"
+    copy.write_bytes((tmp_path / "live" / "plait.db").read_bytes())
+    before = (copy.read_bytes(), sorted(p.name for p in copy.parent.iterdir()))
+    backup = f"sqlite:///{copy}?artifacts=database"
+    commands = [
+        (["runs", "list"], "r1"),
+        (["runs", "show", "r1"], "completed"),
+        (["runs", "events", "r1"], "step_completed"),
+        (["runs", "diff", "r1", "r2"], "make"),
+        (["runs", "waiting"], ""),
+        (["runs", "watch", "r1"], "run_completed"),
+        (["workflows"], "backup"),
+        (["workers"], ""),
+        (["topology", "backup"], "make"),
+        (["queues", "list"], ""),
+        (["schedules", "list"], "nightly"),
+        (["artifacts", "list", "r1"], "n.txt"),
+        (["artifacts", "get", artifact["id"]], "3"),
+        (["blobs"], "blob(s)"),
+        (["replay", "r1", "make", "--app", str(app)], "make"),
+    ]
+    assert {name(c) for c, _ in commands} == {name(c) for c in READ_COMMANDS}
+    with unwritable(copy.parent):
+        for command, shown in commands:
+            result = cli(*command, "--db", backup)
+            assert (name(command), result.code) == (name(command), 0), result.stderr
+            assert "error" not in result.stderr and "Traceback" not in result.stderr
+            assert shown in result.stdout, (name(command), result.stdout)
+    assert (copy.read_bytes(), sorted(p.name for p in copy.parent.iterdir())) == before
+
+
+def test_reading_an_older_or_foreign_database_says_why_and_changes_nothing(
+    cli: Cli, tmp_path: Path
+) -> None:
+    older, shop = tmp_path / "older.db", tmp_path / "shop.db"
+    db = sqlite3.connect(older, isolation_level=None)
+    for statement in split_statements(migrations()[0][1]):
+        db.execute(statement)
+    db.execute("INSERT INTO plait_meta VALUES ('schema_version', '1')")
+    db.close()
+    db = sqlite3.connect(shop, isolation_level=None)
+    db.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY)")
+    db.close()
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    result = cli("runs", "list", "--db", f"sqlite:///{older}")
+    assert (result.code, result.stderr) == (
+        2,
+        f"plait: error: {older} has plait schema version 1, older than this plait's (version "
+        f"{len(migrations())}): reading it needs a migration, which a read-only open cannot "
+        "make; open it read-write once (a worker or `plait run` migrates it), or read it with "
+        "the plait that wrote it. It was left untouched.\n",
+    )
+    result = cli("workflows", "--db", f"sqlite:///{shop}")
+    assert (result.code, result.stderr) == (
+        2,
+        f"plait: error: {shop} is not a plait database: it holds other tables (customers) and "
+        "no plait_meta table; it was left untouched. Point plait at another database.\n",
+    )
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before

@@ -113,10 +113,11 @@ def open_engine(db: str, **options: Any) -> Engine:
     return Engine(db, **options)
 
 
-def existing_engine(db: str) -> Engine:
+def existing_engine(db: str, *, writes: bool = False) -> Engine:
     """An engine on a store that must already exist: reading and operator commands never create
-    a database or a schema (the store refuses one that does not exist when it opens)."""
-    return Engine(db, create=False)
+    a database or a schema (the store refuses one that does not exist when it opens). Unless
+    the command `writes`, the store is opened read-only: a backup copy can be read."""
+    return Engine(db, create=False, read_only=not writes)
 
 
 # -- commands ------------------------------------------------------------------------------------

@@ -81,8 +81,11 @@ class Engine:
     SQLite a worker's look reads a change counter, and it claims only when another process has
     committed (or, as a safety net, every `sweep_interval`).
     `create=False`: use a store that exists, never create one: the first operation raises
-    StoreError naming the missing SQLite file or PostgreSQL schema (the CLI's read and operator
-    commands open their store so).
+    StoreError naming the missing SQLite file or PostgreSQL schema (the CLI's operator commands
+    open their store so). `read_only=True` (the CLI's read commands): never write, not even a
+    migration; any operation that writes raises StoreError. A SQLite file is opened with
+    `mode=ro` (or `immutable=1`, a copy in a directory nobody may write), so a backup copy can
+    be read.
     """
 
     def __init__(
@@ -94,6 +97,7 @@ class Engine:
         poll_interval: float = 0.25,
         sweep_interval: float = 5.0,
         create: bool = True,
+        read_only: bool = False,
     ) -> None:
         self._rt = Runtime(
             url,
@@ -102,6 +106,7 @@ class Engine:
             poll_interval=poll_interval,
             sweep_interval=sweep_interval,
             create=create,
+            read_only=read_only,
         )
         self._portal = self._rt.portal
 

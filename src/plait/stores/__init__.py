@@ -11,20 +11,22 @@ SCHEMES = (
 )
 
 
-def open_store(url: str, *, create: bool = True) -> Store:
+def open_store(url: str, *, create: bool = True, read_only: bool = False) -> Store:
     """The store for a URL; nothing is connected or created until `open()`. With
     `create=False`, `open()` refuses a store that does not exist yet (no SQLite file, no plait
-    tables in the PostgreSQL schema) with StoreError, and creates nothing."""
+    tables in the PostgreSQL schema) with StoreError, and creates nothing. `read_only` (which
+    implies `create=False`): nothing is ever written, not even a migration; a write raises
+    StoreError. A memory store is always new and empty: both are moot there."""
     if not isinstance(url, str):
         raise StoreError(f"store URL must be a string, got {url!r}")
     if url == "memory://" or url.startswith("memory://"):
         from .memory import MemoryStore
 
-        return MemoryStore(url)  # always new: `create` has nothing to refuse
+        return MemoryStore(url)
     if url.startswith("sqlite://"):
         from .sqlite import SQLiteStore
 
-        return SQLiteStore(url, create=create)
+        return SQLiteStore(url, create=create, read_only=read_only)
     if url.startswith(("postgresql://", "postgres://")):
         try:
             from .postgres import PostgresStore
@@ -33,7 +35,7 @@ def open_store(url: str, *, create: bool = True) -> Store:
                 f"the PostgreSQL store needs psycopg 3 and psycopg-pool ({exc}); install them "
                 "with: pip install 'plait[postgres]'"
             ) from None
-        return PostgresStore(url, create=create)
+        return PostgresStore(url, create=create, read_only=read_only)
     raise StoreError(f"unsupported store URL {url!r}: use one of {SCHEMES}")
 
 

@@ -128,6 +128,10 @@ def check_schema(where: str, tables: set[str], raw_version: str | None) -> int |
     return sql.check_schema(where, tables, raw_version, current=SCHEMA_VERSION)
 
 
+def older(where: str, version: int) -> SchemaVersionError:
+    return sql.cannot_migrate(where, version, current=SCHEMA_VERSION)
+
+
 def schema_statements(version: int | None) -> list[str]:
     """The statements that bring a schema at `version` (None: empty) to SCHEMA_VERSION."""
     ddl = POSTGRES.ddl
