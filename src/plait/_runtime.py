@@ -104,6 +104,8 @@ class Runtime:
         max_recoveries: int,
         poll_interval: float,
         sweep_interval: float,
+        create: bool = True,
+        read_only: bool = False,
     ) -> None:
         self.lease = _positive("lease", lease)
         if (
@@ -120,7 +122,7 @@ class Runtime:
             url
         )  # the artifacts= option is the Runtime's, not the store's
         self.artifacts: ArtifactStorage = storage_for(store_url, option)
-        self.store: Store = open_store(store_url)
+        self.store: Store = open_store(store_url, create=create, read_only=read_only)
         self.portal = Portal()
         self.workflows = Workflows()
         self.work_ready = Broadcast()  # steps became ready, or a limited slot freed: wake workers

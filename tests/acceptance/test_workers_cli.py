@@ -97,6 +97,6 @@ def test_workers_needs_an_existing_database(cli: Cli, tmp_path: Path) -> None:
     result = cli("workers", "--db", f"sqlite:///{missing}")
     assert result.code == 2
     assert result.stderr.strip() == (
-        f"plait: error: no plait database at {missing} (pass --db URL or set PLAIT_DB)"
+        f"plait: error: no plait database at {missing}; a worker or `plait run` creates it"
     )
     assert not os.path.exists(missing)

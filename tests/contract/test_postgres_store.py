@@ -22,7 +22,7 @@ from tests.contract.test_store import NOW, chain, claim, ok, plan_of, start
 
 import plait
 from plait.core.cascade import new_run
-from plait.core.rows import Outcome, StepStatus
+from plait.core.rows import Outcome, RecordRow, StepStatus
 from plait.stores import open_store
 from plait.stores import postgres as postgres_module
 from plait.stores.postgres import PostgresStore
@@ -32,6 +32,7 @@ from plait.stores.postgres_setup import (
     parse_url,
     schema_statements,
 )
+from plait.stores.sql.ops import execute
 from plait.stores.sql.queries import POSTGRES, Queries
 
 PREFIX = "plait_p_"
@@ -205,6 +206,110 @@ async def test_a_missing_database_or_role_is_named(base: str) -> None:
     no_role = base.replace("postgres@", "plait_no_such_role@", 1)
     with pytest.raises(plait.StoreError, match=r'role "plait_no_such_role" does not exist'):
         await open_close(no_role)
+
+
+async def test_an_unknown_option_is_told_every_option_the_url_accepts(base: str) -> None:
+    with pytest.raises(plait.StoreError) as caught:
+        await open_close(f"{base}?journal=delete")
+    assert str(caught.value).endswith(
+        'invalid URI query parameter: "journal" (plait\'s own options are schema, pool_size, '
+        "blob_threshold, artifacts; the others go to libpq, which knows sslmode, "
+        "connect_timeout, application_name, …)"
+    )
+    assert parse_url(f"{base}?artifacts=database").conninfo == parse_url(base).conninfo
+
+
+async def test_without_create_a_schema_without_plait_is_refused_and_not_made(
+    base: str, schemas: list[str]
+) -> None:
+    url = schema_url(base, schemas)
+    for _ in range(2):  # no schema; then a schema with another application's table
+        with pytest.raises(plait.StoreError) as caught:
+            await open_store(url, create=False).open()
+        assert not isinstance(caught.value, plait.SchemaVersionError)
+        assert str(caught.value) == (
+            f"no plait store in schema {schemas[0]} of {url}; a worker or `plait run` creates it"
+        )
+        with psycopg.connect(base, autocommit=True) as conn:
+            quoted = sql.Identifier(schemas[0])
+            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(quoted))
+            conn.execute(sql.SQL("CREATE TABLE IF NOT EXISTS {}.customers (id int)").format(quoted))
+    assert [row[1:] for row in describe_schema(base, schemas[0])] == [
+        ("customers", "id", 1, "integer", "YES", None)
+    ]
+    await open_close(url)  # created by a store that may
+    store = open_store(url, create=False)
+    await store.open()
+    try:
+        assert await store.list_workflows() == []
+    finally:
+        await store.close()
+
+
+async def test_read_only_reads_and_writes_nothing(base: str, schemas: list[str]) -> None:
+    url = schema_url(base, schemas)
+    wf = plait.Workflow("w")
+
+    @wf.step()
+    def one(n: int) -> int:
+        return n
+
+    async with plait.Engine(url) as engine:
+        await engine.start_async(wf, {"n": 1}, run_id="r1")
+    before = describe_schema(base, schemas[0])
+    store = open_store(url, read_only=True)
+    assert isinstance(store, PostgresStore)
+    await store.open()
+    try:
+        assert [w.name for w in await store.list_workflows()] == ["w"]
+        run_row = await store.get_run("r1")
+        assert run_row is not None and run_row.status == "pending"
+        with pytest.raises(plait.StoreError) as refused:
+            await store.put_record(RecordRow("c", "k", b"{}", 0, 1.0), None)
+        assert str(refused.value) == (
+            f"PostgreSQL store {url} is open read-only: write record 'k' of 'c' would write to it"
+        )
+        # and should a write slip through as a read, the server refuses it
+        with pytest.raises(plait.StoreError, match="cannot execute DELETE in a read-only"):
+            await store._transact("sneak", lambda: execute("DELETE FROM runs", {}), write=False)
+    finally:
+        await store.close()
+    assert describe_schema(base, schemas[0]) == before
+    async with plait.Engine(url) as engine:
+        assert [r.id for r in (await engine.list_runs_async()).runs] == ["r1"]
+
+
+async def test_read_only_refuses_a_missing_or_older_schema_untouched(
+    base: str, schemas: list[str]
+) -> None:
+    url = schema_url(base, schemas)
+    with pytest.raises(plait.StoreError) as missing:
+        await open_store(url, read_only=True).open()
+    assert str(missing.value) == (
+        f"no plait store in schema {schemas[0]} of {url}; a worker or `plait run` creates it"
+    )
+    with psycopg.connect(base) as conn:
+        found = conn.execute(
+            "SELECT 1 FROM pg_namespace WHERE nspname = %s", (schemas[0],)
+        ).fetchone()
+    assert found is None
+    await open_close(url)
+    quoted = sql.Identifier(schemas[0])
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(sql.SQL("UPDATE {}.plait_meta SET value = '1'").format(quoted))
+    before = describe_schema(base, schemas[0])
+    with pytest.raises(plait.SchemaVersionError) as info:
+        await open_store(url, read_only=True).open()
+    assert str(info.value) == (
+        f"PostgreSQL store {url} (schema {schemas[0]}) has plait schema version 1, older than "
+        f"this plait's (version {SCHEMA_VERSION}): reading it needs a migration, which a "
+        "read-only open cannot make; open it read-write once (a worker or `plait run` migrates "
+        "it), or read it with the plait that wrote it. It was left untouched."
+    )
+    assert describe_schema(base, schemas[0]) == before
+    with psycopg.connect(base) as conn:
+        version = conn.execute(sql.SQL("SELECT value FROM {}.plait_meta").format(quoted)).fetchone()
+    assert version == ("1",)
 
 
 async def test_a_newer_schema_is_refused_untouched(base: str, schemas: list[str]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
 import sqlite3
 import threading
 from collections.abc import Coroutine
@@ -11,9 +12,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+from tests.unwritable import unwritable
 
 import plait
 from plait.core.cascade import new_run
+from plait.core.rows import RecordRow
 from plait.stores import sqlite_files
 from plait.stores.sql import queries as _sql
 from plait.stores.sql import rows
@@ -283,6 +286,161 @@ def test_an_empty_file_becomes_a_plait_database(tmp_path: Path) -> None:
     path.touch()
     open_and_close(url_of(path))
     assert {n for t, n, _, _ in normalized_schema(path) if t == "table"} >= {"runs", "steps"}
+
+
+def test_without_create_a_missing_or_empty_file_is_refused_and_nothing_is_made(
+    tmp_path: Path,
+) -> None:
+    absent, empty = tmp_path / "absent.db", tmp_path / "empty.db"
+    empty.touch()
+    for path in (absent, empty):
+        store = SQLiteStore(url_of(path), create=False)
+        with pytest.raises(plait.StoreError) as info:
+            run(store.open())
+        assert not isinstance(info.value, plait.SchemaVersionError)
+        assert str(info.value) == f"no plait database at {path}; a worker or `plait run` creates it"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.db"]
+    assert empty.read_bytes() == b""
+
+
+def test_without_create_an_existing_database_opens(tmp_path: Path) -> None:
+    path = tmp_path / "plait.db"
+    open_and_close(url_of(path))
+
+    async def go() -> list[Any]:
+        store = SQLiteStore(url_of(path), create=False)
+        await store.open()
+        try:
+            return await store.list_workflows()
+        finally:
+            await store.close()
+
+    assert run(go()) == []
+
+
+# -- read-only: a backup copy is read without a write ---------------------------------------------
+
+
+def backup_source(path: Path) -> plait.Engine:
+    """An open engine on a new database at `path` holding workflow `w` and run `r1` (its last
+    commits still in the -wal file while the engine is open)."""
+    wf = plait.Workflow("w")
+
+    @wf.step()
+    def one(n: int) -> int:
+        return n
+
+    engine = plait.Engine(url_of(path))
+    engine.start(wf, {"n": 1}, run_id="r1")
+    return engine
+
+
+def copy_files(source: Path, into: Path, suffixes: tuple[str, ...]) -> Path:
+    into.mkdir()
+    for suffix in suffixes:
+        shutil.copyfile(f"{source}{suffix}", into / f"{source.name}{suffix}")
+    return into / source.name
+
+
+def read_only(path: Path) -> SQLiteStore:
+    return SQLiteStore(url_of(path), read_only=True)
+
+
+@pytest.mark.parametrize(
+    "suffixes", [("",), ("", "-wal", "-shm")], ids=["checkpointed", "with-wal-and-shm"]
+)
+def test_a_copy_nobody_may_write_is_read_and_left_untouched(
+    tmp_path: Path, suffixes: tuple[str, ...]
+) -> None:
+    source = tmp_path / "live" / "plait.db"
+    source.parent.mkdir()
+    engine = backup_source(source)
+    try:
+        if suffixes == ("",):
+            engine.close()  # the last connection checkpoints the log into the file, and removes it
+        copy = copy_files(source, tmp_path / "backup", suffixes)
+    finally:
+        engine.close()
+    assert sorted(p.name for p in copy.parent.iterdir()) == sorted(f"plait.db{s}" for s in suffixes)
+    before = snapshot(copy)
+
+    async def read() -> tuple[Any, Any, str]:
+        store = read_only(copy)
+        await store.open()
+        try:
+            with pytest.raises(plait.StoreError) as refused:
+                await store.put_record(RecordRow("c", "k", b"{}", 0, 1.0), None)
+            return await store.list_workflows(), await store.get_run("r1"), str(refused.value)
+        finally:
+            await store.close()
+
+    with unwritable(copy.parent):
+        workflows, run_row, refused = run(read())
+    assert [w.name for w in workflows] == ["w"]
+    assert run_row is not None and run_row.id == "r1"
+    assert refused == (
+        f"SQLite store {copy} is open read-only: write record 'k' of 'c' would write to it"
+    )
+    assert snapshot(copy) == before
+
+
+def test_a_copy_with_a_log_but_no_index_is_refused_untouched(tmp_path: Path) -> None:
+    source = tmp_path / "live" / "plait.db"
+    source.parent.mkdir()
+    engine = backup_source(source)
+    try:
+        copy = copy_files(source, tmp_path / "backup", ("", "-wal"))
+    finally:
+        engine.close()
+    before = snapshot(copy)
+    with unwritable(copy.parent), pytest.raises(plait.StoreError) as info:
+        run(read_only(copy).open())
+    assert str(info.value) == (
+        f"cannot read SQLite store {copy} read-only: its write-ahead log {copy}-wal holds "
+        f"commits that SQLite reads only with {copy}-shm beside it, or in a directory where it "
+        "may create that file; copy the database and its -wal file to a writable directory"
+    )
+    assert snapshot(copy) == before
+
+
+def test_read_only_cannot_migrate_an_older_database_and_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "v1.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    for statement in _sql.split_statements(_sql.migrations()[0][1]):
+        db.execute(statement)
+    db.execute("INSERT INTO plait_meta VALUES ('schema_version', '1')")
+    db.close()
+    before = snapshot(path)
+    with pytest.raises(plait.SchemaVersionError) as info:
+        run(read_only(path).open())
+    assert str(info.value) == (
+        f"{path} has plait schema version 1, older than this plait's (version "
+        f"{SCHEMA_VERSION}): reading it needs a migration, which a read-only open cannot make; "
+        "open it read-write once (a worker or `plait run` migrates it), or read it with the "
+        "plait that wrote it. It was left untouched."
+    )
+    assert snapshot(path) == before
+
+
+def test_read_only_refuses_what_is_not_a_plait_database_untouched(tmp_path: Path) -> None:
+    notes, shop, absent = tmp_path / "notes.db", tmp_path / "shop.db", tmp_path / "absent.db"
+    notes.write_text("these are my notes\n" * 100)
+    db = sqlite3.connect(shop)
+    db.execute("CREATE TABLE customers (id INTEGER PRIMARY KEY)")
+    db.commit()
+    db.close()
+    before = [snapshot(notes), snapshot(shop)]
+    cases = [
+        (notes, f"{notes} is not a plait database: it is not a SQLite file"),
+        (shop, f"{shop} is not a plait database: it holds other tables (customers)"),
+        (absent, f"no plait database at {absent}; a worker or `plait run` creates it"),
+    ]
+    for path, message in cases:
+        with pytest.raises(plait.StoreError) as info:
+            run(read_only(path).open())
+        assert str(info.value).startswith(message)
+    assert [snapshot(notes), snapshot(shop)] == before
+    assert not absent.exists()
 
 
 # -- paths and URLs ------------------------------------------------------------------------------

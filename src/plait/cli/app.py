@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
 import click
@@ -114,13 +113,11 @@ def open_engine(db: str, **options: Any) -> Engine:
     return Engine(db, **options)
 
 
-def existing_engine(db: str) -> Engine:
-    """An engine on a store that must already exist (reading commands never create a database)."""
-    if db.startswith("sqlite://"):
-        path = db.removeprefix("sqlite:///").split("?", 1)[0]
-        if path and path != ":memory:" and not Path(path).exists():
-            raise CliError(f"no plait database at {path} (pass --db URL or set PLAIT_DB)")
-    return Engine(db)
+def existing_engine(db: str, *, writes: bool = False) -> Engine:
+    """An engine on a store that must already exist: reading and operator commands never create
+    a database or a schema (the store refuses one that does not exist when it opens). Unless
+    the command `writes`, the store is opened read-only: a backup copy can be read."""
+    return Engine(db, create=False, read_only=not writes)
 
 
 # -- commands ------------------------------------------------------------------------------------

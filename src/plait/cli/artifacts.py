@@ -121,6 +121,6 @@ def artifacts_get(artifact_id: str, output: Path | None, db: str, log_level: str
 def artifacts_gc(grace: float, db: str, log_level: str) -> None:
     """Remove artifact files no artifact references (failed attempts', interrupted copies)."""
     render.install_logging(log_level)
-    with existing_engine(db) as engine:
+    with existing_engine(db, writes=True) as engine:
         removed = engine.gc_artifacts(grace=grace)
     click.echo(f"removed {removed} unreferenced artifact file(s)")

@@ -24,7 +24,7 @@ from .app import cli, db_option, existing_engine, json_option, log_option, runs,
 def runs_delete(run_id: str, force: bool, db: str, log_level: str) -> None:
     """Delete a finished run: its steps and event log (records its steps wrote stay)."""
     render.install_logging(log_level)
-    with existing_engine(db) as engine:
+    with existing_engine(db, writes=True) as engine:
         engine.delete_run(run_id, force=force)
     click.echo(f"run {run_id} deleted")
 
@@ -65,7 +65,7 @@ def gc(grace: float, as_json: bool, db: str, log_level: str) -> None:
     """Remove the blobs no run refers to any more (deleted runs, rewritten outputs), and the
     artifact files no artifact refers to (failed attempts)."""
     render.install_logging(log_level)
-    with existing_engine(db) as engine:
+    with existing_engine(db, writes=True) as engine:
         files = engine.gc_artifacts(grace=grace)
         removed = engine.gc(grace=grace)
         stats = engine.blob_stats()

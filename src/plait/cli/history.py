@@ -93,7 +93,7 @@ def runs_fork(
         if name in replaced:
             raise CliError(f"--override {name}: given twice")
         replaced[name] = value
-    with existing_engine(db) as engine:
+    with existing_engine(db, writes=True) as engine:
         handle = engine.fork(run_id, step, data, replaced or None, new_run_id=new_run_id, by=by)
         run = engine.get_run(handle.id)
         steps = [s.name for s in engine.steps(handle.id)]

@@ -28,7 +28,7 @@ def runs_cancel(
 ) -> None:
     """Cancel a run: waiting steps end cancelled, running ones are interrupted."""
     render.install_logging(log_level)
-    with existing_engine(db) as engine:
+    with existing_engine(db, writes=True) as engine:
         _print_run(engine.cancel(run_id, reason=reason, by=by), as_json)
 
 
@@ -49,7 +49,7 @@ def _print_run(run: Run, as_json: bool) -> None:
 def runs_pause(run_id: str, by: str | None, as_json: bool, db: str, log_level: str) -> None:
     """Pause a run: nothing new starts; steps in flight finish (pausing, then paused)."""
     render.install_logging(log_level)
-    with existing_engine(db) as engine:
+    with existing_engine(db, writes=True) as engine:
         _print_run(engine.pause(run_id, by=by), as_json)
 
 
@@ -63,7 +63,7 @@ def runs_pause(run_id: str, by: str | None, as_json: bool, db: str, log_level: s
 def runs_resume(run_id: str, by: str | None, as_json: bool, db: str, log_level: str) -> None:
     """Resume a paused run."""
     render.install_logging(log_level)
-    with existing_engine(db) as engine:
+    with existing_engine(db, writes=True) as engine:
         _print_run(engine.resume(run_id, by=by), as_json)
 
 
@@ -80,7 +80,7 @@ def runs_retry(
 ) -> None:
     """Run a failed step again; the steps its failure skipped wait for it again."""
     render.install_logging(log_level)
-    with existing_engine(db) as engine:
+    with existing_engine(db, writes=True) as engine:
         _print_run(engine.retry(run_id, step, by=by), as_json)
 
 
@@ -99,7 +99,7 @@ def runs_approve(
 ) -> None:  # fmt: skip
     """Approve a step waiting at its approval gate: it runs."""
     render.install_logging(log_level)
-    with existing_engine(db) as engine:
+    with existing_engine(db, writes=True) as engine:
         _print_step(engine.approve(run_id, step, by=by, note=note), as_json)
 
 
@@ -118,7 +118,7 @@ def runs_reject(
 ) -> None:  # fmt: skip
     """Reject a step waiting at its approval gate: it fails with code 'rejected'."""
     render.install_logging(log_level)
-    with existing_engine(db) as engine:
+    with existing_engine(db, writes=True) as engine:
         _print_step(engine.reject(run_id, step, reason=reason, by=by), as_json)
 
 
@@ -148,7 +148,7 @@ def runs_signal(
         value = json.loads(payload)
     except ValueError as exc:
         raise click.BadParameter(f"not JSON: {exc}", param_hint="JSON") from None
-    with existing_engine(db) as engine:
+    with existing_engine(db, writes=True) as engine:
         delivered = engine.signal(run_id, name, value, by=by)
     if as_json:
         render.print_json({"run_id": run_id, "signal": name, "delivered": delivered})

@@ -97,7 +97,7 @@ def schedules_add(
 
 
 def _toggle(name: str, db: str, paused: bool) -> None:
-    with existing_engine(db) as engine:
+    with existing_engine(db, writes=True) as engine:
         s = engine.pause_schedule(name) if paused else engine.resume_schedule(name)
     click.echo(_line(s))
 
@@ -119,7 +119,8 @@ def schedules_pause(name: str, db: str, log_level: str) -> None:
 @log_option("warning")
 @user_errors
 def schedules_resume(name: str, db: str, log_level: str) -> None:
-    """Start runs of schedule NAME again (ticks missed meanwhile follow its catch-up policy)."""
+    """Start runs of schedule NAME again, from its first tick after now (the ticks of the pause
+    are not started, whatever its catch-up policy)."""
     render.install_logging(log_level)
     _toggle(name, db, False)
 
@@ -132,7 +133,7 @@ def schedules_resume(name: str, db: str, log_level: str) -> None:
 def schedules_delete(name: str, db: str, log_level: str) -> None:
     """Delete schedule NAME (the runs it started stay)."""
     render.install_logging(log_level)
-    with existing_engine(db) as engine:
+    with existing_engine(db, writes=True) as engine:
         if not engine.delete_schedule(name):
             raise CliError(f"no schedule named {name!r}; see plait schedules list")
     click.echo(f"schedule {name} deleted")

@@ -80,6 +80,12 @@ class Engine:
     instead and look only every `sweep_interval`, a safety net for a missed notification. On
     SQLite a worker's look reads a change counter, and it claims only when another process has
     committed (or, as a safety net, every `sweep_interval`).
+    `create=False`: use a store that exists, never create one: the first operation raises
+    StoreError naming the missing SQLite file or PostgreSQL schema (the CLI's operator commands
+    open their store so). `read_only=True` (the CLI's read commands): never write, not even a
+    migration; any operation that writes raises StoreError. A SQLite file is opened with
+    `mode=ro` (or `immutable=1`, a copy in a directory nobody may write), so a backup copy can
+    be read.
     """
 
     def __init__(
@@ -90,6 +96,8 @@ class Engine:
         max_recoveries: int = 10,
         poll_interval: float = 0.25,
         sweep_interval: float = 5.0,
+        create: bool = True,
+        read_only: bool = False,
     ) -> None:
         self._rt = Runtime(
             url,
@@ -97,6 +105,8 @@ class Engine:
             max_recoveries=max_recoveries,
             poll_interval=poll_interval,
             sweep_interval=sweep_interval,
+            create=create,
+            read_only=read_only,
         )
         self._portal = self._rt.portal
 
@@ -528,10 +538,12 @@ class Engine:
         catch_up: str = "skip",
     ) -> Schedule:
         """Start `workflow` at each tick of `cron` (5 fields, or @daily…) in `timezone` (an IANA
-        name), with `input`. A schedule of that name is replaced. `catch_up`: what to do with
-        ticks missed while no scheduler ran ("skip", or "run_once": one run for the latest).
-        Runs are started by a worker's scheduler (`plait worker`), with run ids
-        `NAME-YYYYMMDDTHHMMSSZ` (the tick in UTC)."""
+        name), with `input`. A schedule of that name is replaced. Runs are started by a
+        worker's scheduler (`plait worker`), with run ids `NAME-YYYYMMDDTHHMMSSZ` (the tick in
+        UTC); a tick reached up to `MISFIRE_GRACE` (60) seconds late is still started. `catch_up`:
+        what to do with ticks reached later than that, missed while no scheduler ran ("skip",
+        or "run_once": one run for the latest). Ticks of a pause are not missed ticks: see
+        `resume_schedule`."""
         return await schedules.schedule(
             self._rt, name, workflow, cron=cron, input=input, timezone=timezone, catch_up=catch_up
         )
@@ -557,7 +569,9 @@ class Engine:
     pause_schedule = blocking(pause_schedule_async)
 
     async def resume_schedule_async(self, name: str) -> Schedule:
-        """Start runs again from the next tick (ticks while paused are missed: see catch_up)."""
+        """Start runs again from the first tick after now: the ticks that fell while it was
+        paused are never started, whatever its `catch_up` (that is for ticks missed while no
+        scheduler ran, not for ticks the pause dropped)."""
         return await schedules.set_paused(self._rt, name, False)
 
     resume_schedule = blocking(resume_schedule_async)

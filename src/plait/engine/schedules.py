@@ -17,9 +17,12 @@ created the run logs "started run". A pass that outlives its lease (the process 
 starts no more ticks: the next pass campaigns again. Resigning expires the lease rather than
 deleting it, so its revision keeps growing and a stale holder's renewal cannot match a new lease.
 
-Ticks a scheduler reaches more than `MISFIRE_GRACE` seconds late (nobody was elected, the
-schedule was paused) are missed: `catch_up="skip"` starts none of them, `"run_once"` starts one
-run, for the latest.
+A tick is started if a scheduler reaches it at most `MISFIRE_GRACE` (60) seconds late: passes
+come every few seconds, and an election changing hands takes up to a lease. Ticks reached later
+(no worker ran, or none was elected) are missed: `catch_up="skip"` starts none of them,
+`"run_once"` starts one run, for the latest. A paused schedule has no ticks: resuming it moves
+`next_at` to the first tick after the resume, so ticks that fell in the pause are never started,
+however short the pause and whatever `catch_up` says (they were not missed: the operator chose).
 """
 
 from __future__ import annotations
@@ -176,13 +179,18 @@ async def delete_schedule(rt: Runtime, name: str) -> bool:
 
 
 async def set_paused(rt: Runtime, name: str, paused: bool) -> Schedule:
+    """Pause or resume; a resume carries on from the first tick after now (see the module doc)."""
     store = await rt.ready()
     while True:
         s = await get_schedule(rt, name)
         if s.paused == paused:
             return s
+        now = time.time()
         changed = replace(s, paused=paused)
-        ok, revision = await store.put_record(_row(changed, time.time()), s.revision)
+        if not paused:  # the ticks of the pause are dropped: none is due, or missed
+            zone = cron_timezone(s.timezone)
+            changed = replace(changed, next_at=Cron.parse(s.cron).next_after(now, zone))
+        ok, revision = await store.put_record(_row(changed, now), s.revision)
         if ok:
             return replace(changed, revision=revision)
 

@@ -11,8 +11,12 @@ SCHEMES = (
 )
 
 
-def open_store(url: str) -> Store:
-    """The store for a URL; nothing is connected or created until `open()`."""
+def open_store(url: str, *, create: bool = True, read_only: bool = False) -> Store:
+    """The store for a URL; nothing is connected or created until `open()`. With
+    `create=False`, `open()` refuses a store that does not exist yet (no SQLite file, no plait
+    tables in the PostgreSQL schema) with StoreError, and creates nothing. `read_only` (which
+    implies `create=False`): nothing is ever written, not even a migration; a write raises
+    StoreError. A memory store is always new and empty: both are moot there."""
     if not isinstance(url, str):
         raise StoreError(f"store URL must be a string, got {url!r}")
     if url == "memory://" or url.startswith("memory://"):
@@ -22,7 +26,7 @@ def open_store(url: str) -> Store:
     if url.startswith("sqlite://"):
         from .sqlite import SQLiteStore
 
-        return SQLiteStore(url)
+        return SQLiteStore(url, create=create, read_only=read_only)
     if url.startswith(("postgresql://", "postgres://")):
         try:
             from .postgres import PostgresStore
@@ -31,7 +35,7 @@ def open_store(url: str) -> Store:
                 f"the PostgreSQL store needs psycopg 3 and psycopg-pool ({exc}); install them "
                 "with: pip install 'plait[postgres]'"
             ) from None
-        return PostgresStore(url)
+        return PostgresStore(url, create=create, read_only=read_only)
     raise StoreError(f"unsupported store URL {url!r}: use one of {SCHEMES}")
 
 

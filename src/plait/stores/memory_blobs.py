@@ -101,9 +101,11 @@ def threshold_of_url(url: str) -> int:
     _, _, query = url.partition("?")
     threshold = DEFAULT_THRESHOLD
     for key, value in parse_qsl(query, keep_blank_values=True):
-        if key != THRESHOLD_OPTION:
+        if key == THRESHOLD_OPTION:
+            threshold = parse_threshold(value, url)
+        elif key != "artifacts":  # the engine's (where artifact bytes go), checked there
             raise StoreError(
-                f"memory store URL {url!r}: unknown option {key!r} (known: {THRESHOLD_OPTION})"
+                f"memory store URL {url!r}: unknown option {key!r} (known: {THRESHOLD_OPTION}, "
+                "artifacts)"
             )
-        threshold = parse_threshold(value, url)
     return threshold

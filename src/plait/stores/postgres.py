@@ -6,10 +6,14 @@ URL: a libpq URL plus plait's own options, which are taken out before it reaches
     postgresql://user@host/dbname?schema=plait&pool_size=10&sslmode=require
 
     schema=NAME     where plait's tables live (default `public`); created if missing, so one
-                    database can hold several independent plait stores.
+                    database can hold several independent plait stores (not with
+                    `create=False` or `read_only=True`: "no plait store in schema NAME of …").
     pool_size=N     connections this process may open (default 10).
     blob_threshold=N  payloads longer than N bytes (default 65536) are stored once, as blobs
                     named by their SHA-256 (`core.blobs`).
+    artifacts=FOLDER  where artifact files go (default `database`: blobs); the engine's option
+                    (`data.artifacts`), never passed to libpq.
+    Any other option goes to libpq; one it does not know is refused at open, naming these.
 
 What the store does, and why:
 - One query layer with SQLite: the statements are the query files of `stores/sql/`, with
@@ -26,6 +30,9 @@ What the store does, and why:
   workers and `result()` waiters. While that connection is down, the engine polls instead.
   A transaction that appends events sends one more, `events RUN_ID …` (just `events` when the
   list would be long), which wakes the watchers of those runs (`Engine.watch`).
+- Read-only (`read_only=True`; the CLI's reading commands): no schema creation or migration (an
+  older schema is refused: SchemaVersionError), every session is `default_transaction_read_only`
+  (the server refuses a write), and a write operation is refused before it is sent.
 - Faults: a lost connection is retried once on a fresh one (every program is safe to repeat:
   outcomes are fenced, starts are idempotent), then reported as StoreError; the worker backs off
   and tries again, and the pool reconnects when the server is back.
@@ -52,13 +59,14 @@ from psycopg import errors as pg_errors
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from .._errors import SchemaVersionError, StoreError
+from .._errors import StoreError
 from .._portal import Portal
 from .postgres_setup import (
     SCHEMA_VERSION,
     check_schema,
     connect_error,
     describe,
+    older,
     parse_url,
     schema_statements,
 )
@@ -103,9 +111,14 @@ class _SendLarge(Exception):
 class PostgresStore(SQLStore):
     capabilities: frozenset[str] = frozenset({"push", "push_events"})
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, create: bool = True, read_only: bool = False) -> None:
+        """`create=False`: `open()` refuses a schema without plait's tables (or no schema).
+        `read_only`: open an existing store for reading only: nothing is created or migrated,
+        every session is `default_transaction_read_only`, and a write is refused at once."""
         self.url = url
         self._url = parse_url(url)
+        self.read_only = read_only
+        self.create = create and not read_only
         self._queries = Queries.of(POSTGRES)
         self.blob_threshold = self._url.blob_threshold
         self._programs = programs.Programs(self._queries, self.blob_threshold)
@@ -126,11 +139,12 @@ class PostgresStore(SQLStore):
         # every other worker; and a lock wait that long is given up and retried.
         self._session_setup = sql.SQL(
             "SET search_path TO {}; SET idle_in_transaction_session_timeout = {};"
-            " SET lock_timeout = {}"
+            " SET lock_timeout = {}; SET default_transaction_read_only = {}"
         ).format(
             sql.Identifier(self._url.schema),
             sql.Literal(f"{IDLE_IN_TRANSACTION_TIMEOUT_MS}ms"),
             sql.Literal(f"{LOCK_TIMEOUT_MS}ms"),
+            sql.Literal("on" if read_only else "off"),
         )
 
     def __repr__(self) -> str:
@@ -222,11 +236,19 @@ class PostgresStore(SQLStore):
             async with conn:
                 await self._configure(conn)
                 async with conn.transaction():
-                    lock = f"plait schema {self._url.schema}"
-                    await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (lock,))
+                    if not self.read_only:
+                        lock = f"plait schema {self._url.schema}"
+                        await conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (lock,))
                     version = await self._schema_version(conn, where)
                     if version == SCHEMA_VERSION:
                         return
+                    if version is None and not self.create:
+                        raise StoreError(
+                            f"no plait store in schema {self._url.schema} of {self._url.shown}; "
+                            "a worker or `plait run` creates it"
+                        )
+                    if version is not None and self.read_only:
+                        raise older(where, version)
                     await conn.execute(
                         sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(
                             sql.Identifier(self._url.schema)
@@ -238,7 +260,7 @@ class PostgresStore(SQLStore):
                         self._queries["set_schema_version"], {"version": str(SCHEMA_VERSION)}
                     )
                 log.info("%s: schema at version %d", where, SCHEMA_VERSION)
-        except SchemaVersionError:
+        except StoreError:
             raise
         except pg_errors.InsufficientPrivilege as exc:
             raise StoreError(
@@ -288,6 +310,10 @@ class PostgresStore(SQLStore):
         A deadlock or serialization failure runs it again; so does a connection lost on the
         way (once: a pooled connection may have died with a server restart). Every program is
         safe to repeat: outcomes are fenced by their lease, runs are created once by id."""
+        if write and self.read_only:
+            raise StoreError(
+                f"PostgreSQL store {self._url.shown} is open read-only: {what} would write to it"
+            )
         if not self._thread.running_here():
             return await self._hop(self._transact(what, program, write=write, wakes=wakes))
         conflicts = lost = 0

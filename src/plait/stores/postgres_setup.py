@@ -17,7 +17,8 @@ logger = logging.getLogger("plait.stores.postgres")
 
 SCHEMA_VERSION = len(sql.migrations())
 # Our options in the URL's query string; the others go to libpq (sslmode, connect_timeout, …).
-_OWN_OPTIONS = ("schema", "pool_size", THRESHOLD_OPTION)
+# `artifacts` is the engine's (where artifact bytes go), checked there.
+OWN_OPTIONS = ("schema", "pool_size", THRESHOLD_OPTION, "artifacts")
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _DEFAULT_CONNECT_TIMEOUT = "10"
 
@@ -64,7 +65,7 @@ def parse_url(url: str) -> PostgresURL:
             pool_size = int(value)
         elif key == THRESHOLD_OPTION:
             blob_threshold = parse_threshold(value, shown)
-        else:
+        elif key != "artifacts":
             passed.append((key, value))
     if not any(key == "connect_timeout" for key, _ in passed):
         passed.append(("connect_timeout", _DEFAULT_CONNECT_TIMEOUT))
@@ -94,6 +95,11 @@ def describe(exc: BaseException) -> str:
         ("timeout expired", "the server did not answer in time; check the host and port"),
         ("permission denied", "grant the user CREATE on the database (or the schema)"),
         ("could not translate host name", "check the host name in the URL"),
+        (
+            "invalid URI query parameter",
+            f"plait's own options are {', '.join(OWN_OPTIONS)}; the others go to libpq, which "
+            "knows sslmode, connect_timeout, application_name, …",
+        ),
     )
     for needle, hint in hints:
         if needle in text:
@@ -120,6 +126,10 @@ def check_schema(where: str, tables: set[str], raw_version: str | None) -> int |
             )
         return None
     return sql.check_schema(where, tables, raw_version, current=SCHEMA_VERSION)
+
+
+def older(where: str, version: int) -> SchemaVersionError:
+    return sql.cannot_migrate(where, version, current=SCHEMA_VERSION)
 
 
 def schema_statements(version: int | None) -> list[str]:

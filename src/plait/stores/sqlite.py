@@ -16,6 +16,8 @@ Options (query string):
     busy_timeout=10     seconds a transaction waits for another process's write lock.
     blob_threshold=N    payloads longer than N bytes (default 65536) are stored once, as blobs
                         named by their SHA-256 (`core.blobs`).
+    artifacts=FOLDER    where artifact files go (default: the database's path + `.artifacts`),
+                        or `database`; the engine's option (`data.artifacts`), ignored here.
 
 Several processes may share one file (workers on one machine): the database runs in WAL mode,
 write transactions take the write lock up front (`BEGIN IMMEDIATE`) and wait for it up to
@@ -33,7 +35,18 @@ dependents, never to the size of its run. `complete()` commits many outcomes in 
 Opening checks the file before writing anything: a file that is not SQLite, or a SQLite database
 with tables but no `plait_meta`, or a plait database of a newer schema version, is refused with
 SchemaVersionError and left byte-for-byte untouched. An older plait database is migrated in one
-transaction by the numbered scripts in `sql/migrations/`.
+transaction by the numbered scripts in `sql/migrations/`. With `create=False` a file that holds
+no plait database yet is refused ("no plait database at PATH") and SQLite opens it `mode=rw`, so
+it never creates one.
+
+Read-only (`read_only=True`; the CLI's reading commands): the file is opened with `mode=ro`, so
+SQLite itself refuses any write, and nothing is switched or created: no WAL switch, no schema, no
+migration (an older database is refused with SchemaVersionError: a read-only open cannot migrate
+it). A write operation raises StoreError before reaching SQLite. A WAL database is read through
+its index, the -shm file: SQLite creates it (and an empty -wal) if the directory lets it, and a
+read-only connection cannot remove them. A copy in a directory nobody may write (a backup) whose
+file holds every commit (no -wal file, or an empty one) is read with `immutable=1`, which takes
+no lock and creates nothing; one with a -wal file but no -shm is refused, saying what to copy.
 """
 
 from __future__ import annotations
@@ -45,15 +58,24 @@ import sqlite3
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, TypeVar
+from urllib.request import pathname2url
 
 from .._errors import SchemaVersionError, StoreError
 from .sql import programs
 from .sql.ops import EXECUTE, EXECUTE_MANY, FETCH, Program
 from .sql.queries import SQLITE, Queries
 from .sql.store import SQLStore, Wakes
+from .sqlite_files import (
+    SCHEMA_VERSION,
+    checked_version,
+    install_schema,
+    missing,
+    older,
+    unreadable_log,
+)
 from .sqlite_files import check_file as _check_file
-from .sqlite_files import checked_version, install_schema
 from .sqlite_files import parse_url as _parse_url
 
 logger = logging.getLogger(__name__)
@@ -64,9 +86,13 @@ T = TypeVar("T")
 class SQLiteStore(SQLStore):
     capabilities: frozenset[str] = frozenset({"change_counter"})
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, create: bool = True, read_only: bool = False) -> None:
+        """`create=False`: `open()` refuses a file that does not hold a plait database yet.
+        `read_only`: open an existing database for reading only (see the module docstring)."""
         self.url = url
         self.path, self.synchronous, self.busy_timeout, self.blob_threshold = _parse_url(url)
+        self.read_only = read_only
+        self.create = create and not read_only
         self._queries = Queries.of(SQLITE)
         self._programs = programs.Programs(self._queries, self.blob_threshold)
         self._conn: sqlite3.Connection | None = None
@@ -127,6 +153,10 @@ class SQLiteStore(SQLStore):
         lease_only: bool = False,
         wakes: Wakes[T] | None = None,  # nobody to wake: other processes poll
     ) -> T:
+        if write and self.read_only:
+            raise StoreError(
+                f"SQLite store {self.path} is open read-only: {what} would write to it"
+            )
         result: T = await self._call(self._run_sync, what, program(), write, lease_only)
         return result
 
@@ -199,13 +229,11 @@ class SQLiteStore(SQLStore):
     # -- opening, schema, migrations
 
     def _open(self) -> None:
-        _check_file(self.path)
-        try:
-            db = sqlite3.connect(
-                self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=True
-            )
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open SQLite store {self.path}: {exc}") from exc
+        _check_file(self.path, create=self.create, read_only=self.read_only)
+        if self.read_only:
+            db = self._connect_read_only()
+        else:  # mode=rw: SQLite itself never creates the file that was just found to exist
+            db = self._connect(self.path if self.create else f"{self._uri}?mode=rw")
         try:
             self._prepare(db)
         except BaseException:
@@ -213,10 +241,44 @@ class SQLiteStore(SQLStore):
             raise
         self._conn = db
 
+    @property
+    def _uri(self) -> str:
+        return f"file:{pathname2url(self.path)}"
+
+    def _connect(self, target: str) -> sqlite3.Connection:
+        try:
+            return sqlite3.connect(
+                target,
+                timeout=self.busy_timeout,
+                isolation_level=None,
+                check_same_thread=True,
+                uri=target.startswith("file:"),
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open SQLite store {self.path}: {exc}") from exc
+
+    def _connect_read_only(self) -> sqlite3.Connection:
+        """`mode=ro`: SQLite refuses every write. A WAL database needs its -shm file (the log's
+        index), which SQLite creates if the directory lets it; when neither is possible (a copy
+        in a directory nobody may write) and the file holds every commit (no -wal, or an empty
+        one), `immutable=1` reads the file alone, taking no lock and creating nothing."""
+        db = self._connect(f"{self._uri}?mode=ro")
+        try:
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return db
+        except sqlite3.DatabaseError as exc:
+            if getattr(exc, "sqlite_errorcode", None) != sqlite3.SQLITE_CANTOPEN:
+                return db  # _prepare meets it again, and says what it means
+            db.close()
+        log = Path(f"{self.path}-wal")
+        if log.exists() and log.stat().st_size > 0:
+            raise unreadable_log(self.path)
+        return self._connect(f"{self._uri}?immutable=1")
+
     def _prepare(self, db: sqlite3.Connection) -> None:
         q = self._queries
         try:
-            checked_version(db, self.path, q)  # reads only: refuse before any write
+            version = checked_version(db, self.path, q)  # reads only: refuse before any write
         except sqlite3.DatabaseError as exc:
             if getattr(exc, "sqlite_errorcode", None) not in (
                 sqlite3.SQLITE_NOTADB,
@@ -227,8 +289,14 @@ class SQLiteStore(SQLStore):
                 f"{self.path} is not a plait database: SQLite cannot read it ({exc}); "
                 "it was left untouched"
             ) from exc
+        if version is None and not self.create:
+            raise missing(self.path)
+        if self.read_only and version is not None and version < SCHEMA_VERSION:
+            raise older(self.path, version)
         try:
             db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            if self.read_only:
+                return  # no WAL switch, no schema: nothing is written
             if self.path != ":memory:":
                 mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
                 if str(mode).lower() != "wal":

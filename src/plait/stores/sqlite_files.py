@@ -20,6 +20,8 @@ SCHEMA_VERSION = len(sql.migrations())
 
 _SYNCHRONOUS = {"full": "FULL", "normal": "NORMAL"}
 SQLITE_MAGIC = b"SQLite format 3\x00"  # the first 16 bytes of every SQLite database file
+# every option of a sqlite:// URL; `artifacts` is the engine's (where artifact files go)
+OPTIONS = ("synchronous", "busy_timeout", THRESHOLD_OPTION, "artifacts")
 
 
 def parse_url(url: str) -> tuple[str, str, float, int]:
@@ -53,16 +55,20 @@ def parse_url(url: str) -> tuple[str, str, float, int]:
                 )
         elif key == THRESHOLD_OPTION:
             blob_threshold = parse_threshold(value, url)
-        else:
+        elif key != "artifacts":  # the engine's, checked there
             raise StoreError(
-                f"SQLite store URL {url!r}: unknown option {key!r} (known: synchronous, "
-                f"busy_timeout, {THRESHOLD_OPTION})"
+                f"SQLite store URL {url!r}: unknown option {key!r} (known: {', '.join(OPTIONS)})"
             )
     return path, synchronous, busy_timeout, blob_threshold
 
 
-def check_file(path: str) -> None:
-    """Refuse, before SQLite touches anything, a path that cannot hold a plait database."""
+def missing(path: str) -> StoreError:
+    return StoreError(f"no plait database at {path}; a worker or `plait run` creates it")
+
+
+def check_file(path: str, *, create: bool = True, read_only: bool = False) -> None:
+    """Refuse, before SQLite touches anything, a path that cannot hold a plait database (or,
+    unless `create`, does not hold one yet; `read_only`: that cannot be read)."""
     if path == ":memory:":
         return
     target = Path(path)
@@ -84,10 +90,14 @@ def check_file(path: str) -> None:
                 f"{path} is not a plait database: it is not a SQLite file; it was left untouched. "
                 "Point plait at another file."
             )
+        if read_only:
+            return  # readable: it was just read; the directory may be read-only too
         if not os.access(target, os.R_OK | os.W_OK):
             raise StoreError(
                 f"cannot open SQLite store {path}: the file is not readable and writable"
             )
+    elif not create or read_only:
+        raise missing(path)
     # WAL mode needs to create the -wal and -shm files beside the database
     if not os.access(directory, os.W_OK | os.X_OK):
         raise StoreError(f"cannot open SQLite store {path}: directory {directory} is not writable")
@@ -102,6 +112,18 @@ def checked_version(db: sqlite3.Connection, path: str, queries: Queries) -> int 
         row = db.execute(queries["get_schema_version"]).fetchone()
         version = None if row is None else str(row[0])
     return check_schema(path, tables, version, current=SCHEMA_VERSION)
+
+
+def older(path: str, version: int) -> SchemaVersionError:
+    return sql.cannot_migrate(path, version, current=SCHEMA_VERSION)
+
+
+def unreadable_log(path: str) -> StoreError:
+    return StoreError(
+        f"cannot read SQLite store {path} read-only: its write-ahead log {path}-wal holds "
+        f"commits that SQLite reads only with {path}-shm beside it, or in a directory where it "
+        "may create that file; copy the database and its -wal file to a writable directory"
+    )
 
 
 def install_schema(db: sqlite3.Connection, path: str, queries: Queries) -> None:

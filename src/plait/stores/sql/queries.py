@@ -312,6 +312,16 @@ def check_schema(
     return version
 
 
+def cannot_migrate(where: str, version: int, *, current: int) -> SchemaVersionError:
+    """A read-only open of a plait database older than this code: it would need a migration."""
+    return SchemaVersionError(
+        f"{where} has plait schema version {version}, older than this plait's (version "
+        f"{current}): reading it needs a migration, which a read-only open cannot make; open it "
+        "read-write once (a worker or `plait run` migrates it), or read it with the plait that "
+        "wrote it. It was left untouched."
+    )
+
+
 def split_statements(script: str) -> list[str]:
     """Split a SQL script into statements (by `;` at line ends; schema files keep to that)."""
     statements: list[str] = []
