@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
@@ -95,7 +96,7 @@ def test_gate_errors_exit_2_with_one_line(cli: Cli, engine: plait.Engine, write_
         "(declare it with @wf.step(approval=...))"
     )
     assert "is not a signal (declare it with wf.signal('request'))" in not_signal.stderr
-    assert "not JSON" in bad_json.stderr
+    assert bad_json.stderr.startswith("plait: error: signal payload is not valid JSON: ")
     assert "no run with id 'nope'" in missing.stderr
     assert all("Traceback" not in r.stderr for r in (early, not_gate, not_signal, missing))
 
@@ -113,3 +114,38 @@ def test_run_with_a_deadline(cli: Cli, write_app) -> None:
     shown = cli("runs", "show", "slow-1", "--json").json()
     assert shown["run"]["status"] == "failed" and shown["run"]["deadline"] is not None
     assert [s["status"] for s in shown["steps"]] == ["cancelled"]
+
+
+def test_signal_payload_from_a_file_or_stdin(
+    cli: Cli, engine: plait.Engine, write_app, tmp_path: Path
+) -> None:
+    app: Path = write_app("refund_app3.py", APP)
+    wf = import_file(app).wf
+    for run_id in ("refund-f", "refund-s"):
+        engine.start(wf, {"amount": 5}, run_id=run_id)
+    big = {"ref": "B-9", "lines": ["x" * 1000] * 1000}  # about 1 MB: too long for an argument
+    (tmp_path / "ack.json").write_text(json.dumps(big), encoding="utf-8")
+
+    from_file = cli("runs", "signal", "refund-f", "bank_ack", "@ack.json")
+    assert from_file.code == 0, from_file.stderr
+    assert from_file.stdout == "signal bank_ack delivered to run refund-f\n"
+    from_stdin = cli("runs", "signal", "refund-s", "bank_ack", "-", stdin=json.dumps(big))
+    assert from_stdin.code == 0, from_stdin.stderr
+    for run_id in ("refund-f", "refund-s"):
+        [ack] = [s for s in engine.steps(run_id) if s.name == "bank_ack"]
+        assert ack.status.value == "done" and ack.output == big
+
+    missing = cli("runs", "signal", "refund-f", "bank_ack", "@nope.json")
+    (tmp_path / "bad.json").write_text("{oops", encoding="utf-8")
+    bad_file = cli("runs", "signal", "refund-f", "bank_ack", "@bad.json")
+    bad_stdin = cli("runs", "signal", "refund-f", "bank_ack", "-", stdin="")
+    assert [r.code for r in (missing, bad_file, bad_stdin)] == [2, 2, 2]
+    assert missing.stderr.strip() == (
+        "plait: error: signal payload: cannot read nope.json: No such file or directory"
+    )
+    assert bad_file.stderr.strip().startswith(
+        "plait: error: signal payload file bad.json is not valid JSON: "
+    )
+    assert bad_stdin.stderr.strip().startswith(
+        "plait: error: signal payload (stdin) is not valid JSON: "
+    )

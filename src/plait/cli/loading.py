@@ -127,23 +127,38 @@ def _kind(value: object) -> str:
 
 def parse_input(text: str) -> dict[str, Any]:
     """The run input: JSON text, '@file.json', or '-' for stdin. Must be a JSON object."""
-    source = "--input"
+    value = read_json(text, "--input")
+    if not isinstance(value, dict):
+        kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+            type(value), "a number"
+        )
+        raise CliError(
+            f"--input{_from(text)} must be a JSON object such as '{{\"order_id\": 42}}', got {kind}"
+        )
+    return value
+
+
+def read_json(text: str, what: str) -> Any:
+    """A JSON value given as text, '@file.json' (read from the file) or '-' (read from stdin):
+    how `--input` and a signal's payload are given. `what` names it in messages."""
+    source = what
     if text == "-":
-        text, source = sys.stdin.read(), "--input (stdin)"
+        text, source = sys.stdin.read(), f"{what} (stdin)"
     elif text.startswith("@"):
         name = text[1:]
         try:
             text = Path(name).read_text(encoding="utf-8")
         except OSError as exc:
-            raise CliError(f"--input: cannot read {name}: {exc.strerror or exc}") from None
-        source = f"--input file {name}"
+            raise CliError(f"{what}: cannot read {name}: {exc.strerror or exc}") from None
+        source = f"{what} file {name}"
     try:
-        value = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise CliError(f"{source} is not valid JSON: {exc}") from None
-    if not isinstance(value, dict):
-        kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
-            type(value), "a number"
-        )
-        raise CliError(f"{source} must be a JSON object such as '{{\"order_id\": 42}}', got {kind}")
-    return value
+
+
+def _from(text: str) -> str:
+    """' (stdin)', ' file x.json' or '': where a JSON value came from, for messages."""
+    if text == "-":
+        return " (stdin)"
+    return f" file {text[1:]}" if text.startswith("@") else ""
