@@ -137,6 +137,28 @@ def test_fork_mistakes_exit_2_with_one_line(
     assert len(engine.list_runs().runs) == runs_before
 
 
+def test_fork_errors_name_the_flags(
+    cli: Cli, engine: plait.Engine, write_app: Callable[[str, str], Path]
+) -> None:
+    recorded_run(engine, shop_app(write_app, "shop_app.py", "1", GOOD))
+    # version 2 reads a field the recorded input lacks: the run's own input no longer fits
+    needs_more = SHOP.replace("def fetch(n: int)", "def fetch(n: int, m: int)")
+    engine.register(
+        import_file(write_app("shop_v2.py", needs_more.format(version="2", body=GOOD))).wf
+    )
+
+    own_input = cli("runs", "fork", "p1", "total")
+    taken = cli("runs", "fork", "p1", "total", "--input", '{"n": 1, "m": 1}', "--run-id", "p1")
+
+    assert own_input.code == 2 and own_input.stderr.strip() == (
+        "plait: error: cannot fork run 'p1' with its own input: run input of 'shop' misses "
+        "field 'm', required by step 'fetch'; pass --input JSON"
+    )
+    assert taken.code == 2 and taken.stderr.strip() == (
+        "plait: error: run id 'p1' is already used by another run; choose another --run-id"
+    )
+
+
 def test_replay_shows_what_the_current_code_returns(
     cli: Cli, engine: plait.Engine, write_app: Callable[[str, str], Path]
 ) -> None:

@@ -57,8 +57,13 @@ def test_approve_signal_and_list_what_waits(cli: Cli, engine: plait.Engine, writ
     table = cli("runs", "waiting").stdout
     assert "approve_refund" in table and "signal" in table
     shown = cli("runs", "show", "refund-1").stdout
-    assert "waiting for approval (engine.approve)" in shown
-    assert "waiting for a signal (engine.signal)" in shown
+    assert "waits for approval (expires in 59min " in shown
+    assert (
+        "s): plait runs approve refund-1 approve_refund, or plait runs reject refund-1 "
+        "approve_refund" in shown
+    )
+    assert "waits for a signal: plait runs signal refund-1 bank_ack JSON" in shown
+    assert "engine." not in shown
 
     approved = cli("runs", "approve", "refund-1", "approve_refund", "--note", "ok", "--by", "eve")
     assert approved.code == 0, approved.stderr

@@ -72,6 +72,24 @@ def test_run_id_makes_the_run_idempotent(cli: Cli) -> None:
     assert [r["id"] for r in listed["runs"]] == ["order-5"]
 
 
+def test_a_run_id_of_another_workflow_names_the_flag(
+    cli: Cli, write_app: Callable[[str, str], Path]
+) -> None:
+    app = write_app(
+        "other_app.py",
+        "import plait\nwf = plait.Workflow('other')\n@wf.step\ndef a() -> int:\n    return 1\n",
+    )
+    assert cli("run", f"{app}:wf", "--run-id", "shared").code == 0
+
+    taken = cli("run", f"{ORDERS}:wf", "--input", '{"order_id": 5}', "--run-id", "shared")
+
+    assert taken.code == 2
+    assert taken.stderr.strip() == (
+        "plait: error: run id 'shared' is already used by a run of workflow 'other', not "
+        "'orders'; choose another --run-id"
+    )
+
+
 def test_db_option_overrides_the_environment(cli: Cli, tmp_path: Path) -> None:
     other = tmp_path / "other.db"
     result = cli("run", f"{ORDERS}:wf", "--input", '{"order_id": 1}', "--db", f"sqlite:///{other}")

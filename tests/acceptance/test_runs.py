@@ -221,7 +221,10 @@ def test_reading_a_missing_database_exits_2(cli: Cli, tmp_path: Path) -> None:
 def test_invalid_cursor_and_status_exit_2(filled: Cli) -> None:
     bad_cursor = filled("runs", "list", "--cursor", "garbage")
     assert bad_cursor.code == 2
-    assert "invalid cursor 'garbage'" in bad_cursor.stderr
+    assert bad_cursor.stderr.strip() == (
+        "plait: error: invalid --cursor 'garbage': pass the cursor a previous page printed "
+        "(its 'more:' line, or next_cursor with --json)"
+    )
 
     bad_status = filled("runs", "list", "--status", "sleeping")
     assert bad_status.code == 2

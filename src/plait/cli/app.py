@@ -1,6 +1,12 @@
 """The `plait` command's foundation: the click group, the `runs` group, the options every
 command shares, and how a user's mistake becomes one line on stderr. Command modules import
-from here; `plait.cli` imports the command modules, which registers them."""
+from here; `plait.cli` imports the command modules, which registers them.
+
+The Engine's messages speak to API users: where one names a parameter or a method
+(`force=True`, `new_run_id`, `engine.approve`), it is right for them and wrong on a command
+line. So the command that calls it says it in its own words, naming flags and commands: it
+checks first, or catches that one error where only it can arise and words it again. Every such
+message has an acceptance test; the Engine's own stay pinned by the contract tests."""
 
 from __future__ import annotations
 

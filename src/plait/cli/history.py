@@ -15,6 +15,7 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
+from .._errors import InputError, RunConflict
 from ..engine.replay import Replay
 from ..workflow.definition import Workflow
 from . import render
@@ -94,7 +95,14 @@ def runs_fork(
             raise CliError(f"--override {name}: given twice")
         replaced[name] = value
     with existing_engine(db) as engine:
-        handle = engine.fork(run_id, step, data, replaced or None, new_run_id=new_run_id, by=by)
+        try:
+            handle = engine.fork(run_id, step, data, replaced or None, new_run_id=new_run_id, by=by)
+        except RunConflict:  # only a --run-id taken by another run
+            raise CliError(
+                f"run id {new_run_id!r} is already used by another run; choose another --run-id"
+            ) from None
+        except InputError as exc:
+            raise CliError(_own_input(exc, given=data is not None)) from None
         run = engine.get_run(handle.id)
         steps = [s.name for s in engine.steps(handle.id)]
         reused = [e.step for e in engine.events(handle.id) if e.type == "step_reused" and e.step]
@@ -108,6 +116,16 @@ def runs_fork(
         f"runs again {', '.join(again)}"
     )
     click.echo(f"a worker serving {run.workflow} v{run.version} runs it", err=True)
+
+
+def _own_input(exc: InputError, *, given: bool) -> str:
+    """The fork's refusal of the run's own input, which ends by naming the API's parameter
+    (`pass input=`), asks for --input instead."""
+    text = str(exc)
+    api = "; pass input="
+    return (
+        text.removesuffix(api) + "; pass --input JSON" if not given and text.endswith(api) else text
+    )
 
 
 @runs.command("diff")

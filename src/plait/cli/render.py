@@ -10,10 +10,11 @@ import asyncio
 import functools
 import json
 import logging
+import shlex
 import sys
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
@@ -167,6 +168,29 @@ def _secs(value: float | None) -> str:
     return f"{value / 60:.1f}min"
 
 
+def span(seconds: float) -> str:
+    """A length of time for people: '42s', '26min 18s', '3h 5min', '2d 4h' (whole units, cut
+    down, never rounded up)."""
+    whole = max(int(seconds), 0)
+    days, rest = divmod(whole, 86_400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}min"
+    return f"{minutes}min {secs}s" if minutes else f"{secs}s"
+
+
+def waits_for(run_id: str, step: str, gate: str | None, expires_in: float | None = None) -> str:
+    """What a waiting step waits for, and the command that gives it."""
+    who = f"{shlex.quote(run_id)} {shlex.quote(step)}"
+    if gate == "signal":
+        return f"waits for a signal: plait runs signal {who} JSON"
+    expiry = f" (expires in {span(expires_in)})" if expires_in is not None else ""
+    return f"waits for approval{expiry}: plait runs approve {who}, or plait runs reject {who}"
+
+
 def _short(value: Any, width: int = PAYLOAD_WIDTH) -> str:
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
     text = " ".join(text.split())
@@ -255,6 +279,7 @@ def show_inspection(console: Console, inspection: Inspection) -> None:
     table = Table(box=None, header_style="bold")
     for column in ("STEP", "STATUS", "ATTEMPTS", "QUEUED", "DURATION", "WORKER", "DETAIL"):
         table.add_column(column, overflow="fold")
+    now = datetime.now(UTC)
     shown: dict[str, int] = {}  # parent → spawned steps listed (a fan-out may have thousands)
     hidden: dict[str, Counter[str]] = {}
     for step in inspection.steps:
@@ -269,8 +294,12 @@ def show_inspection(console: Console, inspection: Inspection) -> None:
             detail = escape(step.skip_reason)
         elif (reused := step.reused_from) is not None:
             detail = f"[dim]reused from {escape(reused)}[/]"
-        elif step.status.value == "waiting" and step.name in inspection.blockers:
-            detail = "[yellow]" + escape(", ".join(inspection.blockers[step.name])) + "[/]"
+        elif step.status.value == "waiting" and step.gate is not None:
+            expires_in = (
+                None if step.expires_at is None else (step.expires_at - now).total_seconds()
+            )
+            why = waits_for(run.id, step.name, step.gate.value, expires_in)
+            detail = "[yellow]" + escape(why) + "[/]"
         elif step.name in inspection.blockers:
             why = ", ".join(inspection.blockers[step.name])
             # "no live worker serves…", "no worker has claimed it yet…" read as they are

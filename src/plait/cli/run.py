@@ -12,6 +12,7 @@ import click
 
 from .._errors import (
     RunCancelled,
+    RunConflict,
     RunFailed,
 )
 from ..core.placement import worker_labels
@@ -116,7 +117,15 @@ async def _run(
 ) -> int:
     err = render.stderr_console()
     async with engine:
-        handle = await engine.start_async(workflow, payload, run_id=run_id, deadline=deadline)
+        try:
+            handle = await engine.start_async(workflow, payload, run_id=run_id, deadline=deadline)
+        except RunConflict:  # only a --run-id used by a run of another workflow
+            assert run_id is not None
+            other = (await engine.get_run_async(run_id)).workflow
+            raise CliError(
+                f"run id {run_id!r} is already used by a run of workflow {other!r}, not "
+                f"{workflow.name!r}; choose another --run-id"
+            ) from None
         steps = len(workflow.steps)
         err.print(
             f"run {handle.id} of {workflow.name} v{workflow.version} ({steps} steps) "

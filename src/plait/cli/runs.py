@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import click
 
+from .._errors import InputError
 from ..core.rows import RunStatus
 from . import render
 from .app import cli, db_option, existing_engine, json_option, log_option, runs, user_errors
+from .loading import CliError
 
 
 @runs.command("list")
@@ -32,7 +34,15 @@ def runs_list(
     """Runs, newest first, one page at a time."""
     render.install_logging(log_level)
     with existing_engine(db) as engine:
-        page = engine.list_runs(workflow=workflow, status=status, limit=limit, cursor=cursor)
+        try:
+            page = engine.list_runs(workflow=workflow, status=status, limit=limit, cursor=cursor)
+        except InputError:
+            if cursor is None:
+                raise
+            raise CliError(
+                f"invalid --cursor {cursor!r}: pass the cursor a previous page printed (its "
+                "'more:' line, or next_cursor with --json)"
+            ) from None
     if as_json:
         render.print_json(
             {"runs": [render.run_doc(r) for r in page.runs], "next_cursor": page.next_cursor}

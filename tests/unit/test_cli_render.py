@@ -1,0 +1,40 @@
+"""What the command line prints, as pure functions: durations for people, waiting steps."""
+
+from __future__ import annotations
+
+import pytest
+
+from plait.cli import render
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (-3.0, "0s"),
+        (0.4, "0s"),
+        (59.9, "59s"),
+        (60.0, "1min 0s"),
+        (1578.3, "26min 18s"),
+        (3599.7, "59min 59s"),
+        (3600.0, "1h 0min"),
+        (86_399.0, "23h 59min"),
+        (2 * 86_400 + 4 * 3600 + 59, "2d 4h"),
+    ],
+)
+def test_span_is_for_people(seconds: float, text: str) -> None:
+    assert render.span(seconds) == text
+
+
+def test_waits_for_names_the_command() -> None:
+    assert render.waits_for("r-1", "publish", "approval") == (
+        "waits for approval: plait runs approve r-1 publish, or plait runs reject r-1 publish"
+    )
+    assert render.waits_for("r-1", "publish", "approval", 90.0).startswith(
+        "waits for approval (expires in 1min 30s): plait runs approve r-1 publish"
+    )
+    assert render.waits_for("r-1", "payment", "signal") == (
+        "waits for a signal: plait runs signal r-1 payment JSON"
+    )
+    assert render.waits_for("r 1", "p/x", "signal") == (
+        "waits for a signal: plait runs signal 'r 1' p/x JSON"
+    )
