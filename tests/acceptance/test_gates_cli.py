@@ -8,7 +8,7 @@ from pathlib import Path
 
 import plait
 
-from .conftest import Cli, import_file, wait_for
+from .conftest import Cli, Spawned, import_file, wait_for
 
 APP = """
 import asyncio
@@ -154,3 +154,57 @@ def test_signal_payload_from_a_file_or_stdin(
     assert bad_stdin.stderr.strip().startswith(
         "plait: error: signal payload (stdin) is not valid JSON: "
     )
+
+
+GATES = """
+import plait
+
+wf = plait.Workflow("publishing")
+
+@wf.step(approval=True)
+def publish() -> str:
+    return "published"
+
+wf.signal("payment")
+
+@wf.step
+def ship(publish: str, payment: dict) -> str:
+    return f"{publish}, paid {payment['amount']}"
+
+expiring = plait.Workflow("expiring")
+
+@expiring.step(approval=plait.Approval(expires_after=0.2, on_expiry="reject"))
+def auto_reject() -> None:
+    return None
+"""
+
+
+def test_run_says_what_waits_and_how_to_go_on(cli: Cli, write_app, spawned: list[Spawned]) -> None:
+    app: Path = write_app("gates_app.py", GATES)
+    run = cli.spawn("run", f"{app}:wf", "--run-id", "pub-1")
+    spawned.append(run)
+
+    run.wait_for_stderr(
+        "publish waits for approval: plait runs approve pub-1 publish, or plait runs reject "
+        "pub-1 publish"
+    )
+    run.wait_for_stderr("payment waits for a signal: plait runs signal pub-1 payment JSON")
+    assert cli("runs", "approve", "pub-1", "publish", "--by", "eve").code == 0
+    run.wait_for_stderr("publish approved by eve")
+    assert cli("runs", "signal", "pub-1", "payment", '{"amount": 30}', "--by", "bank").code == 0
+    run.wait_for_stderr("payment received its signal (from bank)")
+    assert run.wait(timeout=30) == 0, run.stderr
+    assert json.loads("".join(run.out)) == {"ship": "published, paid 30"}
+
+
+def test_run_says_when_an_expiry_decides(cli: Cli, write_app) -> None:
+    app: Path = write_app("gates_app2.py", GATES)
+
+    result = cli("run", f"{app}:expiring", "--run-id", "exp-1")
+
+    assert result.code == 1
+    lines = [line.split("] ", 1)[-1] for line in result.stderr.splitlines()]
+    assert lines[1].startswith(
+        "auto_reject waits for approval (expires in 0s): plait runs approve exp-1 auto_reject"
+    )
+    assert "auto_reject rejected (expired)" in lines

@@ -385,6 +385,22 @@ def event_line(event: Event) -> str | None:
         )
     if event.type == "step_lease_expired":
         return f"{step}: lease expired (worker {p.get('worker')} lost); it will run again"
+    if event.type == "step_waiting":
+        expires_at = p.get("expires_at")
+        expires_in = (
+            expires_at - event.ts.timestamp() if isinstance(expires_at, int | float) else None
+        )
+        return f"{step} {waits_for(event.run_id, step, p.get('gate'), expires_in)}"
+    if event.type in ("step_approved", "step_rejected"):
+        done = "approved" if event.type == "step_approved" else "rejected"
+        # the clock decides an approval nobody decided in time, as "plait"
+        expired = p.get("by") == "plait" and (
+            p.get("reason") == "expired" or str(p.get("note")).startswith("no decision")
+        )
+        by = "(expired)" if expired else f"by {p.get('by')}"
+        return f"{step} {done} {by}"
+    if event.type == "signal_received":
+        return f"{step} received its signal (from {p.get('by')})"
     return None
 
 
