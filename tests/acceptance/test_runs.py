@@ -122,6 +122,45 @@ def test_runs_show_failed_run(filled: Cli) -> None:
     assert fetch_row.split()[1:3] == ["failed", "1"]
 
 
+def test_runs_show_says_where_the_tracebacks_are(filled: Cli) -> None:
+    failed = filled("runs", "show", "order-0").stdout.splitlines()
+    retried = filled("runs", "show", "order-1").stdout.splitlines()  # charge failed once
+
+    assert failed[-1] == "tracebacks: plait runs show order-0 --step STEP (failed attempts: fetch)"
+    assert retried[-1] == (
+        "tracebacks: plait runs show order-1 --step STEP (failed attempts: charge)"
+    )
+
+
+def test_runs_show_step_prints_the_tracebacks(filled: Cli) -> None:
+    failed = filled("runs", "show", "order-0", "--step", "fetch")
+    assert failed.code == 0, failed.stderr
+    lines = failed.stdout.splitlines()
+    assert lines[0] == "step fetch of run order-0  failed"
+    assert "error     [order_not_found] order 0 does not exist" in lines
+    at = next(i for i, line in enumerate(lines) if line.startswith("attempt 1 failed at "))
+    assert lines[at].endswith(": [order_not_found] order 0 does not exist")
+    assert lines[at + 1] == "Traceback (most recent call last):"
+    assert 'orders.py", line' in failed.stdout and ", in fetch" in failed.stdout
+    assert lines[-1] == "plait._errors.Permanent: order 0 does not exist"
+
+    retried = filled("runs", "show", "order-1", "--step", "charge", "--json").json()
+    assert (retried["name"], retried["status"], retried["attempts"]) == ("charge", "done", 2)
+    [first] = retried["failures"]
+    assert (first["attempt"], first["code"], first["retried"]) == (1, "gateway_timeout", True)
+    assert first["traceback"].startswith("Traceback (most recent call last):")
+    assert first["traceback"].rstrip().endswith("payment gateway timed out")
+
+    skipped = filled("runs", "show", "order-0", "--step", "finish").stdout.splitlines()
+    assert "skipped   dependency 'fetch' failed" in skipped and skipped[-1] == "never ran"
+
+    unknown = filled("runs", "show", "order-0", "--step", "nope")
+    assert unknown.code == 2
+    assert unknown.stderr.strip() == (
+        "plait: error: run 'order-0' has no step 'nope'; see plait runs show order-0"
+    )
+
+
 def test_runs_show_blockers_of_an_unfinished_run(
     cli: Cli, write_app: Callable[[str, str], Path]
 ) -> None:

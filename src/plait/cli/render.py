@@ -325,6 +325,76 @@ def show_inspection(console: Console, inspection: Inspection) -> None:
         )
     for note in inspection.notes:
         console.print(f"note: {escape(note)}")
+    hint = traceback_hint(run.id, inspection.steps)
+    if hint is not None:
+        console.print(escape(hint))
+
+
+def failure_doc(event: Event) -> dict[str, Any]:
+    """A failed attempt, from its `step_retrying` or `step_failed` event."""
+    p = event.payload
+    return {
+        "seq": event.seq,
+        "attempt": p.get("attempt"),
+        "code": p.get("code"),
+        "message": p.get("message"),
+        "traceback": p.get("traceback"),
+        "retried": event.type == "step_retrying",
+        "ts": _iso(event.ts),
+    }
+
+
+def show_step(console: Console, step: Step, failures: Sequence[Event]) -> None:
+    """One step in full: what `runs show` cuts short, and the traceback of each failed
+    attempt (the event log keeps them)."""
+    say = functools.partial(console.print, markup=False, highlight=False, soft_wrap=True)
+    console.print(
+        f"[bold]step[/] {escape(step.name)} of run {escape(step.run_id)}  "
+        f"{_status(step.status.value)}"
+    )
+    say(
+        f"attempts  {step.attempts}   queued {_secs(step.queued)}   duration "
+        f"{_secs(step.duration)}   worker {step.worker or '-'}"
+    )
+    say(f"started   {_when(step.started_at)}   finished {_when(step.finished_at)}")
+    if step.task is not None:
+        say(f"spawned   by {step.parent}, task {step.task}")
+    if step.reused_from is not None:
+        say(f"reused    from run {step.reused_from}")
+    if step.skip_reason:
+        say(f"skipped   {step.skip_reason}")
+    if step.error is not None:
+        say(f"error     [{step.error.code}] {step.error.message}")
+    if step.output is not None:
+        say(f"output    {_short(step.output, 2000)}")
+    if not failures:
+        say(
+            "no failed attempts"
+            if step.attempts
+            else "never ran"
+            if step.status.terminal
+            else "no attempt yet"
+        )
+    for event in failures:
+        doc = failure_doc(event)
+        then = "; retried" if doc["retried"] else ""
+        say("")
+        say(
+            f"attempt {doc['attempt']} failed at {_when(event.ts)}: [{doc['code']}] "
+            f"{doc['message']}{then}"
+        )
+        say((doc["traceback"] or "(no traceback: the failure was not an exception)").rstrip())
+
+
+def traceback_hint(run_id: str, steps: Sequence[Step]) -> str | None:
+    """Where the tracebacks of a run's failed attempts are, if it has any."""
+    names = [s.name for s in steps if s.error is not None or s.attempts > 1]
+    if not names:
+        return None
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3:,} more" if len(names) > 3 else "")
+    return (
+        f"tracebacks: plait runs show {shlex.quote(run_id)} --step STEP (failed attempts: {shown})"
+    )
 
 
 def events_table(events: Iterable[Event]) -> Table:

@@ -59,19 +59,47 @@ def runs_list(
 
 @runs.command("show")
 @click.argument("run_id", metavar="ID")
+@click.option(
+    "--step",
+    metavar="STEP",
+    help="Show this step in full: its error, output, and the traceback of each failed attempt.",
+)
 @json_option
 @db_option
 @log_option("warning")
 @user_errors
-def runs_show(run_id: str, as_json: bool, db: str, log_level: str) -> None:
-    """A run, its steps (status, attempts, durations, errors) and what waiting steps wait on."""
+def runs_show(run_id: str, step: str | None, as_json: bool, db: str, log_level: str) -> None:
+    """A run, its steps (status, attempts, durations, errors) and what waiting steps wait on;
+    with --step, one step and the tracebacks of its failed attempts."""
     render.install_logging(log_level)
+    if step is not None:
+        _show_step(run_id, step, as_json, db)
+        return
     with existing_engine(db) as engine:
         inspection = engine.inspect(run_id)
     if as_json:
         render.print_json(render.inspection_doc(inspection))
     else:
         render.show_inspection(render.stdout_console(), inspection)
+
+
+def _show_step(run_id: str, name: str, as_json: bool, db: str) -> None:
+    with existing_engine(db) as engine:
+        steps = engine.steps(run_id)
+        found = next((s for s in steps if s.name == name), None)
+        if found is None:
+            raise CliError(f"run {run_id!r} has no step {name!r}; see plait runs show {run_id}")
+        failures = [
+            e
+            for e in engine.events(run_id)
+            if e.step == name and e.type in ("step_retrying", "step_failed")
+        ]
+    if as_json:
+        render.print_json(
+            {**render.step_doc(found), "failures": [render.failure_doc(e) for e in failures]}
+        )
+    else:
+        render.show_step(render.stdout_console(), found, failures)
 
 
 @runs.command("events")
