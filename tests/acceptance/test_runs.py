@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -83,7 +84,37 @@ def test_runs_list_table(filled: Cli) -> None:
     assert rows["order-0"][3] == "failed"
 
     paged = filled("runs", "list", "--limit", "1")
-    assert "more: plait runs list --cursor" in paged.stdout
+    assert "more: plait runs list --limit 1 --cursor " in paged.stdout
+
+
+def test_runs_list_paging_hint_keeps_the_options(filled: Cli, tmp_path: Path) -> None:
+    # the same database through a folder whose name needs quoting in a shell
+    folder = tmp_path / "it's runs"
+    folder.symlink_to(filled.cwd)
+    db = f"sqlite:///{folder / 'runs.db'}"
+    first = filled("runs", "list", "--workflow", "orders", "--status", "completed", "--limit", "1",
+                   "--db", db)  # fmt: skip
+    assert first.code == 0, first.stderr
+    [hint] = [line for line in first.stdout.splitlines() if line.startswith("more: ")]
+    command = shlex.split(hint.removeprefix("more: "))
+    cursor = command[-1]
+    assert command == [
+        "plait", "runs", "list", "--workflow", "orders", "--status", "completed", "--limit", "1",
+        "--db", db, "--cursor", cursor,
+    ]  # fmt: skip
+
+    second = filled(*command[1:])
+    assert second.code == 0, second.stderr
+    listed = [line.split()[0] for line in first.stdout.splitlines()[1:2]]
+    listed += [line.split()[0] for line in second.stdout.splitlines()[1:2]]
+    assert listed == ["order-2", "order-1"]  # the completed runs, newest first
+
+    plain = filled("runs", "list", "--limit", "2")  # PLAIT_DB, from the environment, applies
+    [hint] = [line for line in plain.stdout.splitlines() if line.startswith("more: ")]
+    assert shlex.split(hint.removeprefix("more: "))[:5] == [
+        "plait", "runs", "list", "--limit", "2"
+    ]  # fmt: skip
+    assert "--db" not in hint
 
 
 def test_runs_show_json_matches_the_run(filled: Cli) -> None:

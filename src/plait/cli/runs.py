@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shlex
+
 import click
+from click.core import ParameterSource
 
 from .._errors import InputError
 from ..core.rows import RunStatus
@@ -54,7 +57,24 @@ def runs_list(
         return
     out.print(render.runs_table(page.runs))
     if page.next_cursor:
-        out.print(f"more: plait runs list --cursor '{page.next_cursor}'", markup=False)
+        again = _same_list(workflow=workflow, status=status, limit=limit, db=db)
+        out.print(f"more: {shlex.join([*again, '--cursor', page.next_cursor])}", markup=False)
+
+
+def _same_list(*, workflow: str | None, status: str | None, limit: int, db: str) -> list[str]:
+    """The command that lists the next page as this one was listed: the same filters, page size
+    and --db (when given on the command line; PLAIT_DB applies to the next command as well)."""
+    command = ["plait", "runs", "list"]
+    if workflow is not None:
+        command += ["--workflow", workflow]
+    if status is not None:
+        command += ["--status", status]
+    context = click.get_current_context()
+    if context.get_parameter_source("limit") is not ParameterSource.DEFAULT:
+        command += ["--limit", str(limit)]
+    if context.get_parameter_source("db") is ParameterSource.COMMANDLINE:
+        command += ["--db", db]
+    return command
 
 
 @runs.command("show")
