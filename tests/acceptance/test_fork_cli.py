@@ -258,3 +258,55 @@ def test_runs_show_marks_the_parent_and_the_reused_steps(
     assert not any("reused" in line for line in lines if line.startswith(("total", "label")))
     assert (as_json["run"]["parent_run"], as_json["run"]["forked_from"]) == ("p1", "total")
     assert [s["reused_from"] for s in as_json["steps"]] == ["p1", None, None]
+
+
+BIG = """
+import plait
+
+wf = plait.Workflow("big")
+
+def root() -> int:
+    return 1
+
+def middle(root: int) -> int:
+    return root
+
+def sink(**parts: int) -> int:
+    return sum(parts.values())
+
+wf.add_step("root", root)
+for i in range(1198):
+    wf.add_step(f"m{i}", middle, deps=["root"])
+wf.add_step("sink", sink, deps=[f"m{i}" for i in range(1198)])
+"""
+
+
+def test_fork_and_diff_of_a_huge_graph_take_a_few_lines(
+    cli: Cli, engine: plait.Engine, write_app: Callable[[str, str], Path]
+) -> None:
+    wf = import_file(write_app("big_app.py", BIG)).wf
+    engine.run_worker(until=engine.start(wf, run_id="b1"), workflows=[wf], timeout=60)
+    assert engine.get_run("b1").output == {"sink": 1198}
+
+    forked = cli("runs", "fork", "b1", "sink", "--override", "m0=100", "--run-id", "b2")
+    assert forked.code == 0, forked.stderr
+    assert forked.stdout == (
+        "run b2 forked from b1 at sink (big v1): reused 1,199 steps: root, m0, m1 and 1,196 "
+        "more; runs again sink\n"
+    )
+    as_json = cli("runs", "fork", "b1", "sink", "--override", "m0=100", "--run-id", "b2", "--json")
+    assert len(as_json.json()["reused"]) == 1199  # JSON stays complete
+    engine.run_worker(until="b2", workflows=[wf], timeout=60)
+
+    diff = cli("runs", "diff", "b1", "b2")
+    assert diff.code == 0, diff.stderr
+    lines = [" ".join(line.split()) for line in diff.stdout.splitlines()]
+    assert lines == [
+        "STEP STATUS DIFFERENCES",
+        "m0 changed /output: 1 → 100",
+        "sink changed /output: 1198 → 1297",
+        "1,198 same: root, m1, m2 and 1,195 more",
+    ]
+    complete = cli("runs", "diff", "b1", "b2", "--json").json()
+    assert len(complete) == 1200
+    assert sum(1 for entry in complete.values() if entry["status"] == "same") == 1198

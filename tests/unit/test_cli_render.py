@@ -38,3 +38,12 @@ def test_waits_for_names_the_command() -> None:
     assert render.waits_for("r 1", "p/x", "signal") == (
         "waits for a signal: plait runs signal 'r 1' p/x JSON"
     )
+
+
+def test_some_names_fit_on_a_line() -> None:
+    assert render.some([]) == ""
+    assert render.some(["fetch", "total"]) == "fetch, total"
+    ten = [f"s{i}" for i in range(10)]
+    assert render.some(ten) == ", ".join(ten)
+    assert render.some([f"s{i}" for i in range(4999)]) == "4,999 steps: s0, s1, s2 and 4,996 more"
+    assert render.first_names(["a", "b"]) == "a, b"

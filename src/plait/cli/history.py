@@ -112,8 +112,8 @@ def runs_fork(
         return
     click.echo(
         f"run {run.id} forked from {run_id} at {step} "
-        f"({run.workflow} v{run.version}): reused {', '.join(reused) or 'nothing'}; "
-        f"runs again {', '.join(again)}"
+        f"({run.workflow} v{run.version}): reused {render.some(reused) or 'nothing'}; "
+        f"runs again {render.some(again)}"
     )
     click.echo(f"a worker serving {run.workflow} v{run.version} runs it", err=True)
 
@@ -143,16 +143,24 @@ def runs_diff(run_a: str, run_b: str, as_json: bool, db: str, log_level: str) ->
     if as_json:
         render.print_json(diff)
         return
-    table = Table(box=None, header_style="bold")
-    for column in ("STEP", "STATUS", "DIFFERENCES"):
-        table.add_column(column, overflow="fold")
-    for name, entry in diff.items():
-        lines = "\n".join(entry_line(e) for e in entry["diff"] or ())
-        status = {"only_a": f"only in {run_a}", "only_b": f"only in {run_b}"}.get(
-            entry["status"], entry["status"]
-        )
-        table.add_row(escape(name), escape(status), escape(lines))
-    render.stdout_console().print(table)
+    same = [name for name, entry in diff.items() if entry["status"] == "same"]
+    rows = diff if len(same) <= render.SAME_SHOWN else {
+        name: entry for name, entry in diff.items() if entry["status"] != "same"
+    }  # fmt: skip
+    out = render.stdout_console()
+    if rows:
+        table = Table(box=None, header_style="bold")
+        for column in ("STEP", "STATUS", "DIFFERENCES"):
+            table.add_column(column, overflow="fold")
+        for name, entry in rows.items():
+            lines = "\n".join(entry_line(e) for e in entry["diff"] or ())
+            status = {"only_a": f"only in {run_a}", "only_b": f"only in {run_b}"}.get(
+                entry["status"], entry["status"]
+            )
+            table.add_row(escape(name), escape(status), escape(lines))
+        out.print(table)
+    if len(rows) < len(diff):  # the unchanged steps of a huge graph, in one line
+        out.print(f"{len(same):,} same: {render.first_names(same)}", markup=False)
 
 
 def entry_line(entry: dict[str, Any]) -> str:

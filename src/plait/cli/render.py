@@ -27,6 +27,8 @@ from ..engine.views import Event, Inspection, Run, Step, Waiting, WorkflowInfo
 
 PAYLOAD_WIDTH = 100  # characters of an event payload shown in a table
 SPAWNED_SHOWN = 20  # spawned steps listed per parent by `runs show`; the rest are counted
+NAMES_SHOWN = 10  # step names listed on one line (`runs fork`); more are counted
+SAME_SHOWN = 20  # unchanged steps listed as rows by `runs diff`; more are counted in a line
 
 STATUS_STYLE = {
     "completed": "green",
@@ -166,6 +168,20 @@ def _secs(value: float | None) -> str:
     if value < 120:
         return f"{value:.2f}s"
     return f"{value / 60:.1f}min"
+
+
+def some(names: Sequence[str]) -> str:
+    """Names for a line: all of a few ('fetch, total'), or how many and the first ones
+    ('4,999 steps: fetch, a/0, a/1 and 4,996 more'), so a huge graph takes one line."""
+    if len(names) <= NAMES_SHOWN:
+        return ", ".join(names)
+    return f"{len(names):,} steps: {first_names(names)}"
+
+
+def first_names(names: Sequence[str], shown: int = 3) -> str:
+    """'fetch, a/0, a/1 and 4,996 more' (or every name, when there are no more than `shown`)."""
+    more = len(names) - shown
+    return ", ".join(names[:shown]) + (f" and {more:,} more" if more > 0 else "")
 
 
 def span(seconds: float) -> str:
