@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import threading
 from pathlib import Path
 
@@ -106,6 +107,38 @@ def test_gate_errors_exit_2_with_one_line(cli: Cli, engine: plait.Engine, write_
     assert all("Traceback" not in r.stderr for r in (early, not_gate, not_signal, missing))
 
 
+def test_a_deadline_counts_cancelled_steps_as_not_done(cli: Cli, write_app) -> None:
+    app: Path = write_app(
+        "partly_app.py",
+        """
+import asyncio
+import plait
+
+wf = plait.Workflow("partly")
+
+@wf.step
+def quick() -> int:
+    return 1
+
+@wf.step
+async def hang() -> None:
+    await asyncio.Event().wait()
+
+@wf.step
+def later(hang: None) -> None:
+    return None
+""",
+    )
+
+    result = cli("run", f"{app}:wf", "--deadline", "1", "--run-id", "partly-1")
+
+    assert result.code == 1
+    assert "run partly-1 of partly v1 (3 steps)" in result.stderr
+    assert "[1/3] later cancelled: the run passed its deadline" in result.stderr
+    counts = re.findall(r"^\[(\d+)/3\]", result.stderr, re.MULTILINE)
+    assert counts and max(counts) == "1", result.stderr  # only quick is done
+
+
 def test_run_with_a_deadline(cli: Cli, write_app) -> None:
     app: Path = write_app("slow_app.py", APP)
 
@@ -192,7 +225,7 @@ def test_run_says_what_waits_and_how_to_go_on(cli: Cli, write_app, spawned: list
     assert cli("runs", "approve", "pub-1", "publish", "--by", "eve").code == 0
     run.wait_for_stderr("publish approved by eve")
     assert cli("runs", "signal", "pub-1", "payment", '{"amount": 30}', "--by", "bank").code == 0
-    run.wait_for_stderr("payment received its signal (from bank)")
+    run.wait_for_stderr("payment done: its signal was delivered")
     assert run.wait(timeout=30) == 0, run.stderr
     assert json.loads("".join(run.out)) == {"ship": "published, paid 30"}
 

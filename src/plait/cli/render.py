@@ -22,6 +22,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ..core.rows import StepStatus
+from ..core.transitions import CONDITION
 from ..engine.engine import Engine
 from ..engine.views import Event, Inspection, Run, Step, Waiting, WorkflowInfo
 
@@ -437,8 +439,28 @@ def events_table(events: Iterable[Event]) -> Table:
 # -- progress of `plait run` ---------------------------------------------------------------------
 
 
-TERMINAL_EVENTS = frozenset({"step_completed", "step_failed", "step_skipped", "step_cancelled"})
-NEUTRAL_EVENTS = frozenset({"step_outcome_ignored"})
+# The progress counts the steps that ended as planned: done (run, reused by a fork, given a
+# signal) or skipped by a false condition (a branch not taken, and what it cascaded to). A
+# failed, cancelled or failure-skipped step has ended, but is not counted as done.
+DONE_EVENTS = frozenset({"step_completed", "step_reused"})
+NEUTRAL_EVENTS = frozenset({"step_outcome_ignored", "signal_ignored"})  # the step is unchanged
+
+
+def _counted(event: Event) -> bool:
+    if event.type == "step_skipped":
+        return str(event.payload.get("reason")).startswith(CONDITION)
+    return event.type in DONE_EVENTS
+
+
+def _as_planned(step: Step) -> bool:
+    if step.status is StepStatus.SKIPPED:
+        return (step.skip_reason or "").startswith(CONDITION)
+    return step.status is StepStatus.DONE
+
+
+def plural(count: int, noun: str) -> str:
+    """'1 step', '2 steps', '1,000 steps'."""
+    return f"{count:,} {noun}" + ("" if count == 1 else "s")
 
 
 def event_line(event: Event) -> str | None:
@@ -446,7 +468,13 @@ def event_line(event: Event) -> str | None:
     p = event.payload
     step = event.step or ""
     if event.type == "step_completed":
+        if p.get("joined"):  # a parent that waited for the steps it spawned
+            return f"{step} done: the steps it spawned have ended"
+        if p.get("signal"):
+            return f"{step} done: its signal was delivered"
         return f"{step} done in {_secs(p.get('duration'))}"
+    if event.type == "steps_spawned":  # the run's total of steps grows by as many
+        return f"{step} spawned {plural(int(p.get('count') or 0), 'step')}"
     if event.type == "step_retrying":
         retry_at = p.get("retry_at")
         wait = (
@@ -462,6 +490,14 @@ def event_line(event: Event) -> str | None:
         return f"{step} failed: [{p.get('code')}] {_short(p.get('message') or '', 200)}"
     if event.type == "step_skipped":
         return f"{step} skipped: {p.get('reason')}"
+    if event.type == "step_cancelled":
+        if p.get("reason"):
+            return f"{step} cancelled: {p['reason']}"
+        if p.get("by") == "deadline":
+            return f"{step} cancelled: the run passed its deadline"
+        return (
+            f"{step} cancelled by {p['by']}" if p.get("by") else f"{step} cancelled (interrupted)"
+        )
     if event.type == "step_released":
         return f"{step} released for another worker"
     if event.type == "step_key_full":
@@ -485,8 +521,8 @@ def event_line(event: Event) -> str | None:
         )
         by = "(expired)" if expired else f"by {p.get('by')}"
         return f"{step} {done} {by}"
-    if event.type == "signal_received":
-        return f"{step} received its signal (from {p.get('by')})"
+    if event.type == "signal_kept":  # one that came in time says `done: its signal…`
+        return f"{step} received its signal early (from {p.get('by')}): kept until it is reached"
     return None
 
 
@@ -525,7 +561,7 @@ class RunProgress:
         for event in events:
             self._seq = event.seq
             if event.step is not None and event.type not in NEUTRAL_EVENTS:
-                if event.type in TERMINAL_EVENTS:
+                if _counted(event):
                     self._ended.add(event.step)
                 else:
                     self._ended.discard(event.step)
@@ -534,7 +570,7 @@ class RunProgress:
             if line is not None:
                 self._say(line)
         # the snapshot is read after the events, so it may be ahead of them by a step or two
-        self._done = max(self._done, sum(1 for s in steps if s.status.terminal))
+        self._done = max(self._done, sum(1 for s in steps if _as_planned(s)))
         if self._bar is not None:
             self._bar.update(self._task, completed=self._done, total=self._total)
 
@@ -545,7 +581,7 @@ class RunProgress:
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),
                 MofNCompleteColumn(),
-                TextColumn("steps"),
+                TextColumn("steps done"),
                 TimeElapsedColumn(),
                 console=self.console,
                 transient=False,

@@ -126,10 +126,9 @@ async def _run(
                 f"run id {run_id!r} is already used by a run of workflow {other!r}, not "
                 f"{workflow.name!r}; choose another --run-id"
             ) from None
-        steps = len(workflow.steps)
+        steps = render.plural(len(workflow.steps), "step")
         err.print(
-            f"run {handle.id} of {workflow.name} v{workflow.version} ({steps} steps) "
-            f"in {engine.url}",
+            f"run {handle.id} of {workflow.name} v{workflow.version} ({steps}) in {engine.url}",
             markup=False,
         )
         stop = asyncio.Event()
