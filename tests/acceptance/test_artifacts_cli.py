@@ -7,6 +7,7 @@ import os
 import stat
 import subprocess
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -45,6 +46,8 @@ def test_artifacts_list_and_get(cli: Cli, engine: plait.Engine, write_app, tmp_p
     ]
     assert as_json[0]["sha256"] == hashlib.sha256(b"total: 42\n").hexdigest()
     assert as_json[0]["uri"] == summary.uri and summary.uri.startswith("file://")
+    created = datetime.fromisoformat(as_json[0]["created_at"])  # ISO, as runs give times
+    assert created.timestamp() == pytest.approx(summary.created_at, abs=1e-6)
 
     printed = cli("artifacts", "get", summary.id)
     assert printed.code == 0 and printed.stdout == "total: 42\n"

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import re
 import threading
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import plait
 
@@ -241,3 +243,24 @@ def test_run_says_when_an_expiry_decides(cli: Cli, write_app) -> None:
         "auto_reject waits for approval (expires in 0s): plait runs approve exp-1 auto_reject"
     )
     assert "auto_reject rejected (expired)" in lines
+
+
+def test_times_are_iso_in_json_and_zoned_in_tables(
+    cli: Cli, engine: plait.Engine, write_app
+) -> None:
+    wf = import_file(write_app("gates_app3.py", GATES)).expiring
+    engine.start(wf, run_id="exp-t")  # waits at once: step_waiting, with its expiry
+    cli.env["TZ"] = "Europe/Paris"
+
+    [_, waiting] = cli("runs", "events", "exp-t", "--json").json()
+    expires = datetime.fromisoformat(waiting["payload"]["expires_at"])  # not epoch seconds
+    assert expires.utcoffset() == timedelta(0)
+    assert expires - datetime.fromisoformat(waiting["ts"]) == timedelta(seconds=0.2)
+
+    table = cli("runs", "events", "exp-t").stdout.splitlines()
+    local = expires.astimezone(ZoneInfo("Europe/Paris"))
+    assert f"expires_at={local:%Y-%m-%d %H:%M:%S %Z}" in table[2]
+    assert re.match(r"^ *2 +\d\d:\d\d:\d\d\.\d{3} CES?T +step_waiting ", table[2]), table[2]
+
+    for shown in (cli("runs", "list").stdout, cli("runs", "show", "exp-t").stdout):
+        assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d CES?T", shown), shown

@@ -44,7 +44,7 @@ def _doc(a: Artifact) -> dict[str, Any]:
         "content_type": a.content_type,
         "uri": a.uri,
         "metadata": a.metadata,
-        "created_at": a.created_at,
+        "created_at": render.iso_epoch(a.created_at),
     }
 
 

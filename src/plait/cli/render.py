@@ -118,7 +118,7 @@ def event_doc(event: Event) -> dict[str, Any]:
         "seq": event.seq,
         "type": event.type,
         "step": event.step,
-        "payload": event.payload,
+        "payload": payload_doc(event.payload),
         "ts": _iso(event.ts),
     }
 
@@ -159,7 +159,27 @@ def _status(value: str) -> str:
 
 
 def _when(ts: datetime | None) -> str:
-    return ts.astimezone().strftime("%Y-%m-%d %H:%M:%S") if ts is not None else "-"
+    """A time for people: local, with its zone ('2024-05-01 14:03:07 CEST')."""
+    return ts.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z") if ts is not None else "-"
+
+
+def when_epoch(ts: float) -> str:
+    return _when(datetime.fromtimestamp(ts, UTC))
+
+
+def iso_epoch(ts: float) -> str:
+    """A time for machines, as every JSON document of the CLI gives times: ISO 8601, UTC."""
+    return datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+def _is_time(key: str, value: Any) -> bool:
+    """Event payloads keep times as epoch seconds, under names ending in `_at`."""
+    return key.endswith("_at") and isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def payload_doc(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """An event's payload for JSON: its times in ISO 8601, as the rest of the document."""
+    return {k: iso_epoch(v) if _is_time(k, v) else v for k, v in payload.items()}
 
 
 def _secs(value: float | None) -> str:
@@ -425,10 +445,13 @@ def events_table(events: Iterable[Event]) -> Table:
             for k, v in event.payload.items()
             if k not in ("traceback", "step") and v is not None
         }
-        detail = " ".join(f"{k}={_short(v, 60)}" for k, v in payload.items())
+        detail = " ".join(
+            f"{k}={when_epoch(v) if _is_time(k, v) else _short(v, 60)}" for k, v in payload.items()
+        )
+        local = event.ts.astimezone()
         table.add_row(
             str(event.seq),
-            event.ts.astimezone().strftime("%H:%M:%S.%f")[:-3],
+            f"{local:%H:%M:%S}.{local.microsecond // 1000:03d} {local:%Z}",
             event.type,
             escape(event.step or ""),
             escape(detail),
