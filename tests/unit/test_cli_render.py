@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from plait.cli import render
+import plait
+from plait.cli import queues, render
+from plait.engine.queues import Queue
 
 
 @pytest.mark.parametrize(
@@ -47,3 +49,17 @@ def test_some_names_fit_on_a_line() -> None:
     assert render.some(ten) == ", ".join(ten)
     assert render.some([f"s{i}" for i in range(4999)]) == "4,999 steps: s0, s1, s2 and 4,996 more"
     assert render.first_names(["a", "b"]) == "a, b"
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(0.0, "0.0"), (3.45, "3.5"), (12_000.0, "12,000.0"), (1e9, "1e+09"), (1e308, "1e+308")],
+)
+def test_amount_stays_short(value: float, text: str) -> None:
+    assert render.amount(value) == text
+
+
+def test_a_queue_line_has_no_309_digit_token_count() -> None:
+    rate = plait.Rate(1e308, per=1.0, burst=1e308)
+    text = queues._line(Queue("flood", None, rate, 1e308))
+    assert text == ("flood  concurrency -  rate 1e+308 per 1s, burst 1e+308, 1e+308 token(s) left")

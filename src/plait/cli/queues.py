@@ -31,7 +31,7 @@ def _line(q: Queue) -> str:
     parts = [q.name, f"concurrency {q.concurrency if q.concurrency is not None else '-'}"]
     if q.rate is not None:
         r = q.rate
-        tokens = f", {q.tokens:.1f} token(s) left" if q.tokens is not None else ""
+        tokens = f", {render.amount(q.tokens)} token(s) left" if q.tokens is not None else ""
         parts.append(f"rate {r.count:g} per {r.per:g}s, burst {r.capacity:g}{tokens}")
     return "  ".join(parts)
 

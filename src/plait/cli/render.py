@@ -206,6 +206,11 @@ def first_names(names: Sequence[str], shown: int = 3) -> str:
     return ", ".join(names[:shown]) + (f" and {more:,} more" if more > 0 else "")
 
 
+def amount(value: float) -> str:
+    """A count that may be fractional or huge: '3.5', '12,000.0', '1e+308' (never 309 digits)."""
+    return f"{value:,.1f}" if abs(value) < 1e9 else f"{value:.3g}"
+
+
 def span(seconds: float) -> str:
     """A length of time for people: '42s', '26min 18s', '3h 5min', '2d 4h' (whole units, cut
     down, never rounded up)."""
