@@ -71,4 +71,7 @@ def test_gc_removes_the_blobs_of_deleted_runs_after_their_grace(
 def test_gc_refuses_a_negative_grace(cli: Cli, engine: plait.Engine) -> None:
     refused = cli("gc", "--grace", "-1")
     assert refused.code == 2
-    assert "Invalid value for '--grace': -1.0 is not in the range x>=0." in refused.stderr
+    assert refused.stderr == (
+        "plait: error: invalid value for '--grace': -1.0 is not in the range x>=0; see plait gc "
+        "--help\n"
+    )

@@ -239,7 +239,9 @@ def test_replay_mistakes_exit_2_with_one_line(
         assert result.stderr.strip().startswith(message), (args, result.stderr)
         assert "Traceback" not in result.stderr
     missing_app = cli("replay", "p1", "total")
-    assert missing_app.code == 2 and "Missing option '--app'" in missing_app.stderr
+    assert missing_app.code == 2 and missing_app.stderr == (
+        "plait: error: missing option '--app'; see plait replay --help\n"
+    )
 
 
 def test_runs_show_marks_the_parent_and_the_reused_steps(

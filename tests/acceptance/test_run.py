@@ -242,6 +242,37 @@ def test_bad_input_exits_2_with_one_line(
     assert result.stdout == ""
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["nope"], "no such command 'nope'; see plait --help"),
+        (["runs", "nope"], "no such command 'nope'; see plait runs --help"),
+        (["runs", "list", "--foo"], "no such option '--foo'; see plait runs list --help"),
+        (["runs", "show"], "missing argument 'ID'; see plait runs show --help"),
+        (
+            ["runs", "list", "--limit", "0"],
+            "invalid value for '--limit': 0 is not in the range 1<=x<=10000; see plait runs "
+            "list --help",
+        ),
+        (["run"], "missing argument 'FILE.py:WORKFLOW'; see plait run --help"),
+    ],
+)
+def test_usage_mistakes_are_one_line_in_the_same_style(
+    cli: Cli, args: list[str], message: str
+) -> None:
+    result = cli(*args)
+
+    assert result.code == 2
+    assert result.stderr == f"plait: error: {message}\n"  # not click's "Usage: … Error: …"
+    assert result.stdout == ""
+
+
+def test_help_is_not_an_error(cli: Cli) -> None:
+    assert cli("runs", "list", "--help").stdout.startswith("Usage: plait runs list [OPTIONS]")
+    alone = cli("runs")  # a group alone prints its help
+    assert alone.code == 2 and "Commands:" in alone.stdout + alone.stderr
+
+
 def test_bad_input_writes_no_run(cli: Cli) -> None:
     assert cli("run", f"{ORDERS}:wf", "--input", "{}").code == 2
     assert cli("runs", "list", "--json").json()["runs"] == []

@@ -132,7 +132,46 @@ def existing_engine(db: str) -> Engine:
 # -- commands ------------------------------------------------------------------------------------
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class PlaitGroup(click.Group):
+    """click's group, but a usage mistake (an unknown option or command, a bad or missing value)
+    is one line in the style of every other error, `plait: error: …`, still with exit code 2,
+    instead of click's usage block and `Error: …`."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:
+            raise usage_error(exc) from None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)  # parses the subcommand's arguments, then runs it
+        except click.UsageError as exc:
+            raise usage_error(exc) from None
+
+
+def usage_error(exc: click.UsageError) -> click.ClickException:
+    """ "Invalid value for '--limit': 0 is not in the range 1<=x<=10000." becomes "invalid value
+    for '--limit': 0 is not in the range 1<=x<=10000; see plait runs list --help"."""
+    if isinstance(exc, click.exceptions.NoArgsIsHelpError):
+        return exc  # `plait` or `plait runs` alone: the help, as click prints it
+    text = " ".join(exc.format_message().split()).rstrip(".")
+    if text[:1].isupper() and text[1:2].islower():
+        text = text[0].lower() + text[1:]
+    where = exc.ctx.command_path if exc.ctx is not None else "plait"
+    return CliError(f"{text}; see {where} --help")
+
+
+@click.group(
+    cls=PlaitGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(package_name="plait", prog_name="plait")
 def cli() -> None:
     """plait: a durable DAG workflow engine."""
