@@ -273,6 +273,15 @@ def test_help_is_not_an_error(cli: Cli) -> None:
     assert alone.code == 2 and "Commands:" in alone.stdout + alone.stderr
 
 
+def test_a_run_id_is_made_of_ascii_letters_and_says_so(cli: Cli) -> None:
+    result = cli("run", f"{ORDERS}:wf", "--input", '{"order_id": 1}', "--run-id", "café")
+
+    assert result.code == 2
+    assert result.stderr == (
+        "plait: error: invalid run id 'café': use 1-200 ASCII letters, digits or any of _ . : @ -\n"
+    )
+
+
 def test_bad_input_writes_no_run(cli: Cli) -> None:
     assert cli("run", f"{ORDERS}:wf", "--input", "{}").code == 2
     assert cli("runs", "list", "--json").json()["runs"] == []
