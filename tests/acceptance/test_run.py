@@ -109,6 +109,41 @@ def test_input_from_a_file_and_from_stdin(cli: Cli, tmp_path: Path) -> None:
     assert from_file.json()["finish"]["order_id"] == from_stdin.json()["finish"]["order_id"] == 3
 
 
+def test_a_workflow_is_named_by_its_variable_or_its_name(
+    cli: Cli, write_app: Callable[[str, str], Path]
+) -> None:
+    by_name = cli("run", f"{ORDERS}:orders", "--input", '{"order_id": 7}', "--run-id", "o-7")
+    assert by_name.code == 0, by_name.stderr
+    assert "run o-7 of orders v1" in by_name.stderr
+
+    app = write_app(
+        "versions.py",
+        """
+        import plait
+
+        old = plait.Workflow("report", version="1")
+        new = plait.Workflow("report", version="2")
+        other = plait.Workflow("old")  # a variable wins over a workflow's name
+
+        for wf in (old, new, other):
+            @wf.step()
+            def only() -> str:
+                return "ok"
+        """,
+    )
+    ambiguous = cli("run", f"{app}:report")
+    assert ambiguous.code == 2
+    assert ambiguous.stderr == (
+        f"plait: error: {app} defines several workflows named 'report'; name one by its "
+        f"variable: {app}:old (v1), {app}:new (v2)\n"
+    )
+    by_variable = cli("run", f"{app}:old", "--run-id", "v-1")
+    assert by_variable.code == 0, by_variable.stderr
+    assert "run v-1 of report v1" in by_variable.stderr
+    help_text = " ".join(cli("run", "--help").stdout.split())
+    assert "WORKFLOW is the variable that holds the plait.Workflow, or its name" in help_text
+
+
 def test_the_only_workflow_of_a_file_needs_no_name(cli: Cli) -> None:
     result = cli("run", ORDERS, "--input", '{"order_id": 8}')
 
@@ -195,7 +230,8 @@ def test_timeout_leaves_the_run_resumable(cli: Cli, write_app: Callable[[str, st
         pytest.param(
             "ORDERS:wff",
             ["--input", '{"order_id": 42}'],
-            "has no attribute 'wff' (workflows defined there: wf)",
+            "has no workflow 'wff', as a variable or a workflow's name (workflows defined there: "
+            "wf (named 'orders'))",
             id="unknown-attribute",
         ),
         pytest.param(

@@ -182,7 +182,8 @@ def entry_line(entry: dict[str, Any]) -> str:
     required=True,
     metavar="FILE.py[:WORKFLOW]",
     envvar="PLAIT_APP",
-    help="The code to run: the file defining the run's workflow (env PLAIT_APP).",
+    help="The code to run: the file defining the run's workflow (env PLAIT_APP); :WORKFLOW, its "
+    "variable or its name, when the file defines several of that name.",
 )
 @json_option
 @db_option

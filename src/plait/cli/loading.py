@@ -98,6 +98,9 @@ def module_workflows(module: ModuleType) -> dict[str, Workflow]:
 
 
 def pick_workflow(module: ModuleType, path: str, attr: str | None) -> Workflow:
+    """The workflow FILE.py:WORKFLOW names: WORKFLOW is the variable that holds it or, if no
+    variable of that name holds a workflow, the workflow's own name (`Workflow("orders")`).
+    Without WORKFLOW, the file's only workflow."""
     workflows = module_workflows(module)
     if attr is None:
         if len(workflows) == 1:
@@ -106,13 +109,24 @@ def pick_workflow(module: ModuleType, path: str, attr: str | None) -> Workflow:
             raise CliError(f"{path} defines no plait.Workflow")
         names = ", ".join(f"{path}:{a}" for a in workflows)
         raise CliError(f"{path} defines several workflows; name one: {names}")
-    if not hasattr(module, attr):
-        known = ", ".join(workflows) or "none"
-        raise CliError(f"{path} has no attribute {attr!r} (workflows defined there: {known})")
-    value = getattr(module, attr)
-    if not isinstance(value, Workflow):
+    value = getattr(module, attr, None)
+    if isinstance(value, Workflow):
+        return value
+    named = {a: wf for a, wf in workflows.items() if wf.name == attr}
+    if len(named) == 1:
+        return next(iter(named.values()))
+    if named:
+        choices = ", ".join(f"{path}:{a} (v{wf.version})" for a, wf in named.items())
+        raise CliError(
+            f"{path} defines several workflows named {attr!r}; name one by its variable: {choices}"
+        )
+    if hasattr(module, attr):
         raise CliError(f"{path}:{attr} is {_kind(value)}, not a plait.Workflow")
-    return value
+    known = ", ".join(f"{a} (named {wf.name!r})" for a, wf in workflows.items()) or "none"
+    raise CliError(
+        f"{path} has no workflow {attr!r}, as a variable or a workflow's name (workflows defined "
+        f"there: {known})"
+    )
 
 
 def _kind(value: object) -> str:

@@ -81,7 +81,10 @@ def run(
     db: str,
     log_level: str,
 ) -> None:
-    """Run a workflow to completion with an embedded worker; print its result as JSON."""
+    """Run a workflow to completion with an embedded worker; print its result as JSON.
+
+    WORKFLOW is the variable that holds the plait.Workflow, or its name (as in
+    Workflow("orders")); it may be left out when FILE.py defines one workflow."""
     render.install_logging(log_level)
     payload = parse_input(input_text)
     path, attr = split_target(target)
@@ -221,7 +224,9 @@ def worker(
     db: str,
     log_level: str,
 ) -> None:
-    """Serve the workflows a file defines until SIGTERM or Ctrl-C (a graceful stop)."""
+    """Serve the workflows a file defines until SIGTERM or Ctrl-C (a graceful stop).
+
+    With :WORKFLOW (the variable that holds the plait.Workflow, or its name), only that one."""
     render.install_logging(log_level)
     # Until the worker installs its own handler, SIGTERM stops the start-up just as cleanly.
     signal.signal(signal.SIGTERM, _interrupt)
