@@ -157,8 +157,9 @@ class PlaitGroup(click.Group):
 
 
 def usage_error(exc: click.UsageError) -> click.ClickException:
-    """ "Invalid value for '--limit': 0 is not in the range 1<=x<=10000." becomes "invalid value
-    for '--limit': 0 is not in the range 1<=x<=10000; see plait runs list --help"."""
+    """click's message as a CliError, in our words' shape: click's "Invalid value for '--limit':
+    0 is not in the range 1<=x<=10000." becomes "invalid value for '--limit': 0 is not in the
+    range 1<=x<=10000; see plait runs list --help"."""
     if isinstance(exc, click.exceptions.NoArgsIsHelpError):
         return exc  # `plait` or `plait runs` alone: the help, as click prints it
     text = " ".join(exc.format_message().split()).rstrip(".")

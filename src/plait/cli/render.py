@@ -118,7 +118,7 @@ def event_doc(event: Event) -> dict[str, Any]:
         "seq": event.seq,
         "type": event.type,
         "step": event.step,
-        "payload": payload_doc(event.payload),
+        "payload": iso_times(event.payload),
         "ts": _iso(event.ts),
     }
 
@@ -177,8 +177,9 @@ def _is_time(key: str, value: Any) -> bool:
     return key.endswith("_at") and isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def payload_doc(payload: Mapping[str, Any]) -> dict[str, Any]:
-    """An event's payload for JSON: its times in ISO 8601, as the rest of the document."""
+def iso_times(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """An event's payload (or a worker's registration) for JSON: its times (epoch seconds under
+    names ending in `_at`) in ISO 8601, as the rest of the document."""
     return {k: iso_epoch(v) if _is_time(k, v) else v for k, v in payload.items()}
 
 
@@ -434,9 +435,9 @@ def traceback_hint(run_id: str, steps: Sequence[Step]) -> str | None:
     names = [s.name for s in steps if s.error is not None or s.attempts > 1]
     if not names:
         return None
-    shown = ", ".join(names[:3]) + (f" and {len(names) - 3:,} more" if len(names) > 3 else "")
     return (
-        f"tracebacks: plait runs show {shlex.quote(run_id)} --step STEP (failed attempts: {shown})"
+        f"tracebacks: plait runs show {shlex.quote(run_id)} --step STEP (failed attempts: "
+        f"{first_names(names)})"
     )
 
 

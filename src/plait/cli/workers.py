@@ -20,7 +20,7 @@ from .app import cli, db_option, existing_engine, json_option, log_option, user_
 
 
 def worker_doc(w: WorkerInfo, now: float) -> dict[str, Any]:
-    return {**render.payload_doc(w.as_dict()), "live": w.is_live(now)}
+    return {**render.iso_times(w.as_dict()), "live": w.is_live(now)}
 
 
 def _ago(ts: float, now: float) -> str:
