@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -105,3 +106,20 @@ def test_no_pickle_anywhere_in_the_package() -> None:
     for path in (ROOT / "src" / "plait").rglob("*.py"):
         text = path.read_text()
         assert "import pickle" not in text and "pickle." not in text, path
+
+
+def test_the_docs_link_only_to_files_in_the_repository() -> None:
+    """The docs a user needs live in the repository: every relative link of the README and of
+    docs/ (a markdown link, or a path in backquotes ending in .md) resolves to a file here."""
+    broken = []
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        text = page.read_text(encoding="utf-8")
+        targets = re.findall(r"\]\(([^)#\s]+)", text) + re.findall(r"`([^`\s]+\.md)`", text)
+        for target in targets:
+            if "://" in target or target.startswith("mailto:"):
+                continue
+            path = (page.parent / target).resolve()
+            if not path.is_relative_to(ROOT) or not path.exists():
+                broken.append(f"{page.relative_to(ROOT)}: {target}")
+    assert broken == []
+    assert (ROOT / "docs" / "concepts.md").exists()

@@ -26,8 +26,9 @@ def test_runs_delete_deletes_a_finished_run_and_refuses_an_unfinished_one(
 
     assert deleted.code == 0 and deleted.stdout.strip() == "run done-1 deleted"
     assert refused.code == 2 and refused.stderr.strip() == (
-        "plait: error: run 'waiting-1' is pending: delete_run deletes finished runs only. "
-        "Cancel it first, or pass force=True (which cancels it, then deletes)."
+        "plait: error: run 'waiting-1' is pending: plait runs delete deletes finished runs "
+        "only; cancel it first (plait runs cancel waiting-1), or pass --force (which cancels "
+        "it, then deletes)"
     )
     assert missing.code == 2 and "plait: error: no run with id 'nope'" in missing.stderr
     forced = cli("runs", "delete", "waiting-1", "--force")
@@ -70,4 +71,7 @@ def test_gc_removes_the_blobs_of_deleted_runs_after_their_grace(
 def test_gc_refuses_a_negative_grace(cli: Cli, engine: plait.Engine) -> None:
     refused = cli("gc", "--grace", "-1")
     assert refused.code == 2
-    assert "Invalid value for '--grace': -1.0 is not in the range x>=0." in refused.stderr
+    assert refused.stderr == (
+        "plait: error: invalid value for '--grace': -1.0 is not in the range x>=0; see plait gc "
+        "--help\n"
+    )

@@ -137,6 +137,28 @@ def test_fork_mistakes_exit_2_with_one_line(
     assert len(engine.list_runs().runs) == runs_before
 
 
+def test_fork_errors_name_the_flags(
+    cli: Cli, engine: plait.Engine, write_app: Callable[[str, str], Path]
+) -> None:
+    recorded_run(engine, shop_app(write_app, "shop_app.py", "1", GOOD))
+    # version 2 reads a field the recorded input lacks: the run's own input no longer fits
+    needs_more = SHOP.replace("def fetch(n: int)", "def fetch(n: int, m: int)")
+    engine.register(
+        import_file(write_app("shop_v2.py", needs_more.format(version="2", body=GOOD))).wf
+    )
+
+    own_input = cli("runs", "fork", "p1", "total")
+    taken = cli("runs", "fork", "p1", "total", "--input", '{"n": 1, "m": 1}', "--run-id", "p1")
+
+    assert own_input.code == 2 and own_input.stderr.strip() == (
+        "plait: error: cannot fork run 'p1' with its own input: run input of 'shop' misses "
+        "field 'm', required by step 'fetch'; pass --input JSON"
+    )
+    assert taken.code == 2 and taken.stderr.strip() == (
+        "plait: error: run id 'p1' is already used by another run; choose another --run-id"
+    )
+
+
 def test_replay_shows_what_the_current_code_returns(
     cli: Cli, engine: plait.Engine, write_app: Callable[[str, str], Path]
 ) -> None:
@@ -217,7 +239,9 @@ def test_replay_mistakes_exit_2_with_one_line(
         assert result.stderr.strip().startswith(message), (args, result.stderr)
         assert "Traceback" not in result.stderr
     missing_app = cli("replay", "p1", "total")
-    assert missing_app.code == 2 and "Missing option '--app'" in missing_app.stderr
+    assert missing_app.code == 2 and missing_app.stderr == (
+        "plait: error: missing option '--app'; see plait replay --help\n"
+    )
 
 
 def test_runs_show_marks_the_parent_and_the_reused_steps(
@@ -236,3 +260,55 @@ def test_runs_show_marks_the_parent_and_the_reused_steps(
     assert not any("reused" in line for line in lines if line.startswith(("total", "label")))
     assert (as_json["run"]["parent_run"], as_json["run"]["forked_from"]) == ("p1", "total")
     assert [s["reused_from"] for s in as_json["steps"]] == ["p1", None, None]
+
+
+BIG = """
+import plait
+
+wf = plait.Workflow("big")
+
+def root() -> int:
+    return 1
+
+def middle(root: int) -> int:
+    return root
+
+def sink(**parts: int) -> int:
+    return sum(parts.values())
+
+wf.add_step("root", root)
+for i in range(1198):
+    wf.add_step(f"m{i}", middle, deps=["root"])
+wf.add_step("sink", sink, deps=[f"m{i}" for i in range(1198)])
+"""
+
+
+def test_fork_and_diff_of_a_huge_graph_take_a_few_lines(
+    cli: Cli, engine: plait.Engine, write_app: Callable[[str, str], Path]
+) -> None:
+    wf = import_file(write_app("big_app.py", BIG)).wf
+    engine.run_worker(until=engine.start(wf, run_id="b1"), workflows=[wf], timeout=60)
+    assert engine.get_run("b1").output == {"sink": 1198}
+
+    forked = cli("runs", "fork", "b1", "sink", "--override", "m0=100", "--run-id", "b2")
+    assert forked.code == 0, forked.stderr
+    assert forked.stdout == (
+        "run b2 forked from b1 at sink (big v1): reused 1,199 steps: root, m0, m1 and 1,196 "
+        "more; runs again sink\n"
+    )
+    as_json = cli("runs", "fork", "b1", "sink", "--override", "m0=100", "--run-id", "b2", "--json")
+    assert len(as_json.json()["reused"]) == 1199  # JSON stays complete
+    engine.run_worker(until="b2", workflows=[wf], timeout=60)
+
+    diff = cli("runs", "diff", "b1", "b2")
+    assert diff.code == 0, diff.stderr
+    lines = [" ".join(line.split()) for line in diff.stdout.splitlines()]
+    assert lines == [
+        "STEP STATUS DIFFERENCES",
+        "m0 changed /output: 1 → 100",
+        "sink changed /output: 1198 → 1297",
+        "1,198 same: root, m1, m2 and 1,195 more",
+    ]
+    complete = cli("runs", "diff", "b1", "b2", "--json").json()
+    assert len(complete) == 1200
+    assert sum(1 for entry in complete.values() if entry["status"] == "same") == 1198

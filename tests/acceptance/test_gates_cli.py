@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import re
 import threading
+from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import plait
 
-from .conftest import Cli, import_file, wait_for
+from .conftest import Cli, Spawned, import_file, wait_for
 
 APP = """
 import asyncio
@@ -56,8 +60,13 @@ def test_approve_signal_and_list_what_waits(cli: Cli, engine: plait.Engine, writ
     table = cli("runs", "waiting").stdout
     assert "approve_refund" in table and "signal" in table
     shown = cli("runs", "show", "refund-1").stdout
-    assert "waiting for approval (engine.approve)" in shown
-    assert "waiting for a signal (engine.signal)" in shown
+    assert "waits for approval (expires in 59min " in shown
+    assert (
+        "s): plait runs approve refund-1 approve_refund, or plait runs reject refund-1 "
+        "approve_refund" in shown
+    )
+    assert "waits for a signal: plait runs signal refund-1 bank_ack JSON" in shown
+    assert "engine." not in shown
 
     approved = cli("runs", "approve", "refund-1", "approve_refund", "--note", "ok", "--by", "eve")
     assert approved.code == 0, approved.stderr
@@ -95,9 +104,41 @@ def test_gate_errors_exit_2_with_one_line(cli: Cli, engine: plait.Engine, write_
         "(declare it with @wf.step(approval=...))"
     )
     assert "is not a signal (declare it with wf.signal('request'))" in not_signal.stderr
-    assert "not JSON" in bad_json.stderr
+    assert bad_json.stderr.startswith("plait: error: signal payload is not valid JSON: ")
     assert "no run with id 'nope'" in missing.stderr
     assert all("Traceback" not in r.stderr for r in (early, not_gate, not_signal, missing))
+
+
+def test_a_deadline_counts_cancelled_steps_as_not_done(cli: Cli, write_app) -> None:
+    app: Path = write_app(
+        "partly_app.py",
+        """
+import asyncio
+import plait
+
+wf = plait.Workflow("partly")
+
+@wf.step
+def quick() -> int:
+    return 1
+
+@wf.step
+async def hang() -> None:
+    await asyncio.Event().wait()
+
+@wf.step
+def later(hang: None) -> None:
+    return None
+""",
+    )
+
+    result = cli("run", f"{app}:wf", "--deadline", "1", "--run-id", "partly-1")
+
+    assert result.code == 1
+    assert "run partly-1 of partly v1 (3 steps)" in result.stderr
+    assert "[1/3] later cancelled: the run passed its deadline" in result.stderr
+    counts = re.findall(r"^\[(\d+)/3\]", result.stderr, re.MULTILINE)
+    assert counts and max(counts) == "1", result.stderr  # only quick is done
 
 
 def test_run_with_a_deadline(cli: Cli, write_app) -> None:
@@ -113,3 +154,113 @@ def test_run_with_a_deadline(cli: Cli, write_app) -> None:
     shown = cli("runs", "show", "slow-1", "--json").json()
     assert shown["run"]["status"] == "failed" and shown["run"]["deadline"] is not None
     assert [s["status"] for s in shown["steps"]] == ["cancelled"]
+
+
+def test_signal_payload_from_a_file_or_stdin(
+    cli: Cli, engine: plait.Engine, write_app, tmp_path: Path
+) -> None:
+    app: Path = write_app("refund_app3.py", APP)
+    wf = import_file(app).wf
+    for run_id in ("refund-f", "refund-s"):
+        engine.start(wf, {"amount": 5}, run_id=run_id)
+    big = {"ref": "B-9", "lines": ["x" * 1000] * 1000}  # about 1 MB: too long for an argument
+    (tmp_path / "ack.json").write_text(json.dumps(big), encoding="utf-8")
+
+    from_file = cli("runs", "signal", "refund-f", "bank_ack", "@ack.json")
+    assert from_file.code == 0, from_file.stderr
+    assert from_file.stdout == "signal bank_ack delivered to run refund-f\n"
+    from_stdin = cli("runs", "signal", "refund-s", "bank_ack", "-", stdin=json.dumps(big))
+    assert from_stdin.code == 0, from_stdin.stderr
+    for run_id in ("refund-f", "refund-s"):
+        [ack] = [s for s in engine.steps(run_id) if s.name == "bank_ack"]
+        assert ack.status.value == "done" and ack.output == big
+
+    missing = cli("runs", "signal", "refund-f", "bank_ack", "@nope.json")
+    (tmp_path / "bad.json").write_text("{oops", encoding="utf-8")
+    bad_file = cli("runs", "signal", "refund-f", "bank_ack", "@bad.json")
+    bad_stdin = cli("runs", "signal", "refund-f", "bank_ack", "-", stdin="")
+    assert [r.code for r in (missing, bad_file, bad_stdin)] == [2, 2, 2]
+    assert missing.stderr.strip() == (
+        "plait: error: signal payload: cannot read nope.json: No such file or directory"
+    )
+    assert bad_file.stderr.strip().startswith(
+        "plait: error: signal payload file bad.json is not valid JSON: "
+    )
+    assert bad_stdin.stderr.strip().startswith(
+        "plait: error: signal payload (stdin) is not valid JSON: "
+    )
+
+
+GATES = """
+import plait
+
+wf = plait.Workflow("publishing")
+
+@wf.step(approval=True)
+def publish() -> str:
+    return "published"
+
+wf.signal("payment")
+
+@wf.step
+def ship(publish: str, payment: dict) -> str:
+    return f"{publish}, paid {payment['amount']}"
+
+expiring = plait.Workflow("expiring")
+
+@expiring.step(approval=plait.Approval(expires_after=0.2, on_expiry="reject"))
+def auto_reject() -> None:
+    return None
+"""
+
+
+def test_run_says_what_waits_and_how_to_go_on(cli: Cli, write_app, spawned: list[Spawned]) -> None:
+    app: Path = write_app("gates_app.py", GATES)
+    run = cli.spawn("run", f"{app}:wf", "--run-id", "pub-1")
+    spawned.append(run)
+
+    run.wait_for_stderr(
+        "publish waits for approval: plait runs approve pub-1 publish, or plait runs reject "
+        "pub-1 publish"
+    )
+    run.wait_for_stderr("payment waits for a signal: plait runs signal pub-1 payment JSON")
+    assert cli("runs", "approve", "pub-1", "publish", "--by", "eve").code == 0
+    run.wait_for_stderr("publish approved by eve")
+    assert cli("runs", "signal", "pub-1", "payment", '{"amount": 30}', "--by", "bank").code == 0
+    run.wait_for_stderr("payment done: its signal was delivered")
+    assert run.wait(timeout=30) == 0, run.stderr
+    assert json.loads("".join(run.out)) == {"ship": "published, paid 30"}
+
+
+def test_run_says_when_an_expiry_decides(cli: Cli, write_app) -> None:
+    app: Path = write_app("gates_app2.py", GATES)
+
+    result = cli("run", f"{app}:expiring", "--run-id", "exp-1")
+
+    assert result.code == 1
+    lines = [line.split("] ", 1)[-1] for line in result.stderr.splitlines()]
+    assert lines[1].startswith(
+        "auto_reject waits for approval (expires in 0s): plait runs approve exp-1 auto_reject"
+    )
+    assert "auto_reject rejected (expired)" in lines
+
+
+def test_times_are_iso_in_json_and_zoned_in_tables(
+    cli: Cli, engine: plait.Engine, write_app
+) -> None:
+    wf = import_file(write_app("gates_app3.py", GATES)).expiring
+    engine.start(wf, run_id="exp-t")  # waits at once: step_waiting, with its expiry
+    cli.env["TZ"] = "Europe/Paris"
+
+    [_, waiting] = cli("runs", "events", "exp-t", "--json").json()
+    expires = datetime.fromisoformat(waiting["payload"]["expires_at"])  # not epoch seconds
+    assert expires.utcoffset() == timedelta(0)
+    assert expires - datetime.fromisoformat(waiting["ts"]) == timedelta(seconds=0.2)
+
+    table = cli("runs", "events", "exp-t").stdout.splitlines()
+    local = expires.astimezone(ZoneInfo("Europe/Paris"))
+    assert f"expires_at={local:%Y-%m-%d %H:%M:%S %Z}" in table[2]
+    assert re.match(r"^ *2 +\d\d:\d\d:\d\d\.\d{3} CES?T +step_waiting ", table[2]), table[2]
+
+    for shown in (cli("runs", "list").stdout, cli("runs", "show", "exp-t").stdout):
+        assert re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d CES?T", shown), shown

@@ -29,7 +29,7 @@ def test_bad_limits_exit_2_with_one_line(cli: Cli, engine: plait.Engine) -> None
         (["emails", "--concurrency", "0"], "queue 'emails': concurrency must be an integer >= 1, got 0"),
         (["emails", "--rate", "0"], "queue 'emails': rate count must be a finite number > 0, got 0.0"),
         (["emails", "--rate", "5", "--burst", "0.5"], "queue 'emails': rate burst must be a finite number >= 1, got 0.5"),
-        (["a b"], "configure_queue: invalid queue name 'a b': use 1-100 letters, digits or any of _ . : @ - (no spaces)"),
+        (["a b"], "plait queues set: invalid queue name 'a b': use 1-100 letters, digits or any of _ . : @ - (no spaces)"),
     ]  # fmt: skip
     for args, message in cases:
         result = cli("queues", "set", *args)

@@ -72,6 +72,24 @@ def test_run_id_makes_the_run_idempotent(cli: Cli) -> None:
     assert [r["id"] for r in listed["runs"]] == ["order-5"]
 
 
+def test_a_run_id_of_another_workflow_names_the_flag(
+    cli: Cli, write_app: Callable[[str, str], Path]
+) -> None:
+    app = write_app(
+        "other_app.py",
+        "import plait\nwf = plait.Workflow('other')\n@wf.step\ndef a() -> int:\n    return 1\n",
+    )
+    assert cli("run", f"{app}:wf", "--run-id", "shared").code == 0
+
+    taken = cli("run", f"{ORDERS}:wf", "--input", '{"order_id": 5}', "--run-id", "shared")
+
+    assert taken.code == 2
+    assert taken.stderr.strip() == (
+        "plait: error: run id 'shared' is already used by a run of workflow 'other', not "
+        "'orders'; choose another --run-id"
+    )
+
+
 def test_db_option_overrides_the_environment(cli: Cli, tmp_path: Path) -> None:
     other = tmp_path / "other.db"
     result = cli("run", f"{ORDERS}:wf", "--input", '{"order_id": 1}', "--db", f"sqlite:///{other}")
@@ -89,6 +107,41 @@ def test_input_from_a_file_and_from_stdin(cli: Cli, tmp_path: Path) -> None:
     assert from_file.code == 0, from_file.stderr
     assert from_stdin.code == 0, from_stdin.stderr
     assert from_file.json()["finish"]["order_id"] == from_stdin.json()["finish"]["order_id"] == 3
+
+
+def test_a_workflow_is_named_by_its_variable_or_its_name(
+    cli: Cli, write_app: Callable[[str, str], Path]
+) -> None:
+    by_name = cli("run", f"{ORDERS}:orders", "--input", '{"order_id": 7}', "--run-id", "o-7")
+    assert by_name.code == 0, by_name.stderr
+    assert "run o-7 of orders v1" in by_name.stderr
+
+    app = write_app(
+        "versions.py",
+        """
+        import plait
+
+        old = plait.Workflow("report", version="1")
+        new = plait.Workflow("report", version="2")
+        other = plait.Workflow("old")  # a variable wins over a workflow's name
+
+        for wf in (old, new, other):
+            @wf.step()
+            def only() -> str:
+                return "ok"
+        """,
+    )
+    ambiguous = cli("run", f"{app}:report")
+    assert ambiguous.code == 2
+    assert ambiguous.stderr == (
+        f"plait: error: {app} defines several workflows named 'report'; name one by its "
+        f"variable: {app}:old (v1), {app}:new (v2)\n"
+    )
+    by_variable = cli("run", f"{app}:old", "--run-id", "v-1")
+    assert by_variable.code == 0, by_variable.stderr
+    assert "run v-1 of report v1" in by_variable.stderr
+    help_text = " ".join(cli("run", "--help").stdout.split())
+    assert "WORKFLOW is the variable that holds the plait.Workflow, or its name" in help_text
 
 
 def test_the_only_workflow_of_a_file_needs_no_name(cli: Cli) -> None:
@@ -177,7 +230,8 @@ def test_timeout_leaves_the_run_resumable(cli: Cli, write_app: Callable[[str, st
         pytest.param(
             "ORDERS:wff",
             ["--input", '{"order_id": 42}'],
-            "has no attribute 'wff' (workflows defined there: wf)",
+            "has no workflow 'wff', as a variable or a workflow's name (workflows defined there: "
+            "wf (named 'orders'))",
             id="unknown-attribute",
         ),
         pytest.param(
@@ -222,6 +276,46 @@ def test_bad_input_exits_2_with_one_line(
     assert "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["nope"], "no such command 'nope'; see plait --help"),
+        (["runs", "nope"], "no such command 'nope'; see plait runs --help"),
+        (["runs", "list", "--foo"], "no such option '--foo'; see plait runs list --help"),
+        (["runs", "show"], "missing argument 'ID'; see plait runs show --help"),
+        (
+            ["runs", "list", "--limit", "0"],
+            "invalid value for '--limit': 0 is not in the range 1<=x<=10000; see plait runs "
+            "list --help",
+        ),
+        (["run"], "missing argument 'FILE.py:WORKFLOW'; see plait run --help"),
+    ],
+)
+def test_usage_mistakes_are_one_line_in_the_same_style(
+    cli: Cli, args: list[str], message: str
+) -> None:
+    result = cli(*args)
+
+    assert result.code == 2
+    assert result.stderr == f"plait: error: {message}\n"  # not click's "Usage: … Error: …"
+    assert result.stdout == ""
+
+
+def test_help_is_not_an_error(cli: Cli) -> None:
+    assert cli("runs", "list", "--help").stdout.startswith("Usage: plait runs list [OPTIONS]")
+    alone = cli("runs")  # a group alone prints its help
+    assert alone.code == 2 and "Commands:" in alone.stdout + alone.stderr
+
+
+def test_a_run_id_is_made_of_ascii_letters_and_says_so(cli: Cli) -> None:
+    result = cli("run", f"{ORDERS}:wf", "--input", '{"order_id": 1}', "--run-id", "café")
+
+    assert result.code == 2
+    assert result.stderr == (
+        "plait: error: invalid run id 'café': use 1-200 ASCII letters, digits or any of _ . : @ -\n"
+    )
 
 
 def test_bad_input_writes_no_run(cli: Cli) -> None:

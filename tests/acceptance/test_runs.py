@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -83,7 +84,37 @@ def test_runs_list_table(filled: Cli) -> None:
     assert rows["order-0"][3] == "failed"
 
     paged = filled("runs", "list", "--limit", "1")
-    assert "more: plait runs list --cursor" in paged.stdout
+    assert "more: plait runs list --limit 1 --cursor " in paged.stdout
+
+
+def test_runs_list_paging_hint_keeps_the_options(filled: Cli, tmp_path: Path) -> None:
+    # the same database through a folder whose name needs quoting in a shell
+    folder = tmp_path / "it's runs"
+    folder.symlink_to(filled.cwd)
+    db = f"sqlite:///{folder / 'runs.db'}"
+    first = filled("runs", "list", "--workflow", "orders", "--status", "completed", "--limit", "1",
+                   "--db", db)  # fmt: skip
+    assert first.code == 0, first.stderr
+    [hint] = [line for line in first.stdout.splitlines() if line.startswith("more: ")]
+    command = shlex.split(hint.removeprefix("more: "))
+    cursor = command[-1]
+    assert command == [
+        "plait", "runs", "list", "--workflow", "orders", "--status", "completed", "--limit", "1",
+        "--db", db, "--cursor", cursor,
+    ]  # fmt: skip
+
+    second = filled(*command[1:])
+    assert second.code == 0, second.stderr
+    listed = [line.split()[0] for line in first.stdout.splitlines()[1:2]]
+    listed += [line.split()[0] for line in second.stdout.splitlines()[1:2]]
+    assert listed == ["order-2", "order-1"]  # the completed runs, newest first
+
+    plain = filled("runs", "list", "--limit", "2")  # PLAIT_DB, from the environment, applies
+    [hint] = [line for line in plain.stdout.splitlines() if line.startswith("more: ")]
+    assert shlex.split(hint.removeprefix("more: "))[:5] == [
+        "plait", "runs", "list", "--limit", "2"
+    ]  # fmt: skip
+    assert "--db" not in hint
 
 
 def test_runs_show_json_matches_the_run(filled: Cli) -> None:
@@ -120,6 +151,45 @@ def test_runs_show_failed_run(filled: Cli) -> None:
     assert "[order_not_found] order 0 does not exist" in table.stdout
     fetch_row = next(line for line in table.stdout.splitlines() if line.split()[:1] == ["fetch"])
     assert fetch_row.split()[1:3] == ["failed", "1"]
+
+
+def test_runs_show_says_where_the_tracebacks_are(filled: Cli) -> None:
+    failed = filled("runs", "show", "order-0").stdout.splitlines()
+    retried = filled("runs", "show", "order-1").stdout.splitlines()  # charge failed once
+
+    assert failed[-1] == "tracebacks: plait runs show order-0 --step STEP (failed attempts: fetch)"
+    assert retried[-1] == (
+        "tracebacks: plait runs show order-1 --step STEP (failed attempts: charge)"
+    )
+
+
+def test_runs_show_step_prints_the_tracebacks(filled: Cli) -> None:
+    failed = filled("runs", "show", "order-0", "--step", "fetch")
+    assert failed.code == 0, failed.stderr
+    lines = failed.stdout.splitlines()
+    assert lines[0] == "step fetch of run order-0  failed"
+    assert "error     [order_not_found] order 0 does not exist" in lines
+    at = next(i for i, line in enumerate(lines) if line.startswith("attempt 1 failed at "))
+    assert lines[at].endswith(": [order_not_found] order 0 does not exist")
+    assert lines[at + 1] == "Traceback (most recent call last):"
+    assert 'orders.py", line' in failed.stdout and ", in fetch" in failed.stdout
+    assert lines[-1] == "plait._errors.Permanent: order 0 does not exist"
+
+    retried = filled("runs", "show", "order-1", "--step", "charge", "--json").json()
+    assert (retried["name"], retried["status"], retried["attempts"]) == ("charge", "done", 2)
+    [first] = retried["failures"]
+    assert (first["attempt"], first["code"], first["retried"]) == (1, "gateway_timeout", True)
+    assert first["traceback"].startswith("Traceback (most recent call last):")
+    assert first["traceback"].rstrip().endswith("payment gateway timed out")
+
+    skipped = filled("runs", "show", "order-0", "--step", "finish").stdout.splitlines()
+    assert "skipped   dependency 'fetch' failed" in skipped and skipped[-1] == "never ran"
+
+    unknown = filled("runs", "show", "order-0", "--step", "nope")
+    assert unknown.code == 2
+    assert unknown.stderr.strip() == (
+        "plait: error: run 'order-0' has no step 'nope'; see plait runs show order-0"
+    )
 
 
 def test_runs_show_blockers_of_an_unfinished_run(
@@ -175,7 +245,8 @@ def test_runs_events_table(filled: Cli) -> None:
     assert result.code == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["SEQ", "TIME", "TYPE", "STEP", "DETAIL"]
-    assert lines[1].split()[0:3] == ["1", lines[1].split()[1], "run_started"]
+    seq, time, zone, kind = lines[1].split()[0:4]
+    assert (seq, kind) == ("1", "run_started") and len(time) == len("12:34:56.789") and zone
     assert any("step_retrying" in line and "code=gateway_timeout" in line for line in lines)
     assert "Traceback" not in result.stdout  # kept for --json
 
@@ -221,7 +292,10 @@ def test_reading_a_missing_database_exits_2(cli: Cli, tmp_path: Path) -> None:
 def test_invalid_cursor_and_status_exit_2(filled: Cli) -> None:
     bad_cursor = filled("runs", "list", "--cursor", "garbage")
     assert bad_cursor.code == 2
-    assert "invalid cursor 'garbage'" in bad_cursor.stderr
+    assert bad_cursor.stderr.strip() == (
+        "plait: error: invalid --cursor 'garbage': pass the cursor a previous page printed "
+        "(its 'more:' line, or next_cursor with --json)"
+    )
 
     bad_status = filled("runs", "list", "--status", "sleeping")
     assert bad_status.code == 2

@@ -36,6 +36,10 @@ def test_a_fan_out_spawned_at_run_time_runs_and_shows(
 
     assert ran.code == 0, ran.stderr
     assert ran.json() == {"report": sum((100 + i) // 2 for i in range(25))}
+    assert "run t1 of thumbs v1 (2 steps) in " in ran.stderr
+    assert "] thumbnails spawned 25 steps\n" in ran.stderr  # why the total grows to 27
+    assert "[26/27] thumbnails done: the steps it spawned have ended\n" in ran.stderr
+    assert "done in -" not in ran.stderr
     shown = cli("runs", "show", "t1")
     assert shown.code == 0, shown.stderr
     lines = shown.stdout.splitlines()

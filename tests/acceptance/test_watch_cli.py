@@ -77,9 +77,9 @@ def test_runs_watch_prints_events_live_and_exits_0_when_the_run_ends(
     assert watch.wait() == 0, watch.stderr
     worker.stop()
     log = engine.events("r1")
-    rows = [line.split()[:3] for line in watch.out[1:]]
+    rows = [line.split()[:4] for line in watch.out[1:]]  # TIME is a time and its zone
     assert watch.out[0].split() == ["SEQ", "TIME", "TYPE", "STEP", "DETAIL"]
-    assert [(int(seq), kind) for seq, _, kind in rows] == [(e.seq, e.type) for e in log]
+    assert [(int(seq), kind) for seq, _, _, kind in rows] == [(e.seq, e.type) for e in log]
     assert log[-1].type == "run_completed"
     assert watch.stderr.strip() == "run r1 completed"
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import plait
@@ -39,6 +41,7 @@ def test_workers_and_topology(
     app = write_app("mixed.py", APP)
     wf = import_file(app).wf
     engine.register(wf)
+    cli.env["TZ"] = "UTC"
     assert cli("workers").stdout.strip() == "no live workers"
     assert cli("workers", "--all").stdout.strip() == "no workers"
     assert cli("workers", "--json").json() == []
@@ -58,13 +61,15 @@ def test_workers_and_topology(
     assert (w["host"], w["pid"], w["live"]) == (socket.gethostname(), worker.proc.pid, True)
     assert (w["labels"], w["queues"], w["concurrency"]) == (["gpu"], ["default"], 3)
     assert w["workflows"] == [{"name": "mixed", "version": "1", "fingerprint": wf.fingerprint}]
-    assert w["started_at"] <= w["heartbeat_at"] < w["expires_at"]
+    times = [datetime.fromisoformat(w[k]) for k in ("started_at", "heartbeat_at", "expires_at")]
+    assert times[0] <= times[1] < times[2] and times[0].utcoffset() == timedelta(0)  # ISO, UTC
     table = cli("workers")
     assert table.code == 0, table.stderr
     lines = table.stdout.splitlines()
     assert lines[0].split() == ["WORKER", "STATUS", "LABELS", "QUEUES", "WORKFLOWS", "CONC",
                                 "STARTED", "HEARTBEAT"]  # fmt: skip
     assert w["id"] in lines[1] and " live " in lines[1] and "mixed v1" in lines[1]
+    assert re.search(r" UTC +\d+s ago$", lines[1].rstrip()), lines[1]  # zone; whole seconds
 
     shown = cli("topology", "mixed")
     assert shown.code == 0, shown.stderr

@@ -367,7 +367,7 @@ def test_every_refusal_says_why_and_writes_nothing(engine: plait.Engine) -> None
     )
     refused(
         plait.InputError,
-        "invalid run id 'a b': use 1-200 letters, digits or any of _ . : @ -",
+        "invalid run id 'a b': use 1-200 ASCII letters, digits or any of _ . : @ -",
         parent,
         "total",
         new_run_id="a b",

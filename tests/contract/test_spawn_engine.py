@@ -252,7 +252,7 @@ def _fails_with(engine: plait.Engine, wf: plait.Workflow, step: str) -> tuple[st
         ),
         (
             lambda ctx, t: ctx.spawn(t, name="a/b", input=1),
-            "ctx.spawn('one') in step 'bad': invalid name 'a/b': use 1-128 letters, digits, "
+            "ctx.spawn('one') in step 'bad': invalid name 'a/b': use 1-128 ASCII letters, digits, "
             "'_', '-' or '.', starting with a letter or '_'",
         ),
         (

@@ -165,9 +165,15 @@ BAD_NAMES = ["with space", "../x", "", "x" * 300, "a/b", "a\n", "-a", None, 3]
 @pytest.mark.parametrize("name", BAD_NAMES, ids=repr)
 def test_bad_step_name(name: Any) -> None:
     wf = Workflow("w")
-    with raises(DefinitionError, f"invalid step name {name!r}", "1-128 letters"):
+    with raises(DefinitionError, f"invalid step name {name!r}", "1-128 ASCII letters"):
         wf.add_step(name, noop)
     assert list(wf._steps) == []
+
+
+@pytest.mark.parametrize("name", ["café", "naïve", "ステップ"])
+def test_a_step_name_is_made_of_ascii_letters_and_says_so(name: str) -> None:
+    with raises(DefinitionError, f"invalid step name {name!r}: use 1-128 ASCII letters"):
+        Workflow("w").add_step(name, noop)
 
 
 @pytest.mark.parametrize("name", [n for n in BAD_NAMES if n != "-a"], ids=repr)
@@ -636,7 +642,7 @@ def test_tasks_are_part_of_the_fingerprint_only_when_there_are_some() -> None:
     [
         (
             lambda wf: wf.task(lambda a, b: a),
-            "invalid task name '<lambda>': use 1-128 letters, digits, '_', '-' or '.'",
+            "invalid task name '<lambda>': use 1-128 ASCII letters, digits, '_', '-' or '.'",
         ),
         (
             lambda wf: wf.task(name="t")(lambda a, b: a),

@@ -5,6 +5,7 @@
     plait runs list | show ID | events ID        read runs from the store
     plait workflows                              the workflow versions recorded in the store
     plait workers | topology WORKFLOW            live workers, and which can run which steps
+    plait records list COLLECTION | get C KEY    the documents steps wrote (read-only)
 
 Every command takes `--db URL` (env `PLAIT_DB`, default `sqlite:///plait.db`) and `--log-level`.
 Exit codes: 0 success; 1 the run failed, was cancelled or did not finish; 2 bad usage or input
@@ -25,6 +26,7 @@ from . import (  # noqa: F401
     history,
     operator,
     queues,
+    records,
     run,
     runs,
     schedules,

@@ -1,6 +1,12 @@
 """The `plait` command's foundation: the click group, the `runs` group, the options every
 command shares, and how a user's mistake becomes one line on stderr. Command modules import
-from here; `plait.cli` imports the command modules, which registers them."""
+from here; `plait.cli` imports the command modules, which registers them.
+
+The Engine's messages speak to API users: where one names a parameter or a method
+(`force=True`, `new_run_id`, `engine.approve`), it is right for them and wrong on a command
+line. So the command that calls it says it in its own words, naming flags and commands: it
+checks first, or catches that one error where only it can arise and words it again. Every such
+message has an acceptance test; the Engine's own stay pinned by the contract tests."""
 
 from __future__ import annotations
 
@@ -123,7 +129,47 @@ def existing_engine(db: str, *, writes: bool = False) -> Engine:
 # -- commands ------------------------------------------------------------------------------------
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class PlaitGroup(click.Group):
+    """click's group, but a usage mistake (an unknown option or command, a bad or missing value)
+    is one line in the style of every other error, `plait: error: …`, still with exit code 2,
+    instead of click's usage block and `Error: …`."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent, **extra)
+        except click.UsageError as exc:
+            raise usage_error(exc) from None
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)  # parses the subcommand's arguments, then runs it
+        except click.UsageError as exc:
+            raise usage_error(exc) from None
+
+
+def usage_error(exc: click.UsageError) -> click.ClickException:
+    """click's message as a CliError, in our words' shape: click's "Invalid value for '--limit':
+    0 is not in the range 1<=x<=10000." becomes "invalid value for '--limit': 0 is not in the
+    range 1<=x<=10000; see plait runs list --help"."""
+    if isinstance(exc, click.exceptions.NoArgsIsHelpError):
+        return exc  # `plait` or `plait runs` alone: the help, as click prints it
+    text = " ".join(exc.format_message().split()).rstrip(".")
+    if text[:1].isupper() and text[1:2].islower():
+        text = text[0].lower() + text[1:]
+    where = exc.ctx.command_path if exc.ctx is not None else "plait"
+    return CliError(f"{text}; see {where} --help")
+
+
+@click.group(
+    cls=PlaitGroup,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
 @click.version_option(package_name="plait", prog_name="plait")
 def cli() -> None:
     """plait: a durable DAG workflow engine."""

@@ -7,12 +7,15 @@ Each exits 2 with one line when the run does not exist or its state does not all
 from __future__ import annotations
 
 import dataclasses
+import shlex
 
 import click
 
+from .._errors import RunStateError
 from ..core.blobs import DEFAULT_GRACE, BlobStats
 from . import render
 from .app import cli, db_option, existing_engine, json_option, log_option, runs, user_errors
+from .loading import CliError
 
 
 @runs.command("delete")
@@ -25,7 +28,17 @@ def runs_delete(run_id: str, force: bool, db: str, log_level: str) -> None:
     """Delete a finished run: its steps and event log (records its steps wrote stay)."""
     render.install_logging(log_level)
     with existing_engine(db, writes=True) as engine:
-        engine.delete_run(run_id, force=force)
+        try:
+            engine.delete_run(run_id, force=force)
+        except RunStateError:
+            run = engine.get_run(run_id)
+            if force or run.status.terminal:
+                raise
+            raise CliError(
+                f"run {run_id!r} is {run.status.value}: plait runs delete deletes finished runs "
+                f"only; cancel it first (plait runs cancel {shlex.quote(run_id)}), or pass "
+                "--force (which cancels it, then deletes)"
+            ) from None
     click.echo(f"run {run_id} deleted")
 
 

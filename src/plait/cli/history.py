@@ -15,6 +15,7 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
+from .._errors import InputError, RunConflict
 from ..engine.replay import Replay
 from ..workflow.definition import Workflow
 from . import render
@@ -94,7 +95,14 @@ def runs_fork(
             raise CliError(f"--override {name}: given twice")
         replaced[name] = value
     with existing_engine(db, writes=True) as engine:
-        handle = engine.fork(run_id, step, data, replaced or None, new_run_id=new_run_id, by=by)
+        try:
+            handle = engine.fork(run_id, step, data, replaced or None, new_run_id=new_run_id, by=by)
+        except RunConflict:  # only a --run-id taken by another run
+            raise CliError(
+                f"run id {new_run_id!r} is already used by another run; choose another --run-id"
+            ) from None
+        except InputError as exc:
+            raise CliError(_own_input(exc, given=data is not None)) from None
         run = engine.get_run(handle.id)
         steps = [s.name for s in engine.steps(handle.id)]
         reused = [e.step for e in engine.events(handle.id) if e.type == "step_reused" and e.step]
@@ -104,10 +112,20 @@ def runs_fork(
         return
     click.echo(
         f"run {run.id} forked from {run_id} at {step} "
-        f"({run.workflow} v{run.version}): reused {', '.join(reused) or 'nothing'}; "
-        f"runs again {', '.join(again)}"
+        f"({run.workflow} v{run.version}): reused {render.some(reused) or 'nothing'}; "
+        f"runs again {render.some(again)}"
     )
     click.echo(f"a worker serving {run.workflow} v{run.version} runs it", err=True)
+
+
+def _own_input(exc: InputError, *, given: bool) -> str:
+    """The fork's refusal of the run's own input, which ends by naming the API's parameter
+    (`pass input=`), asks for --input instead."""
+    text = str(exc)
+    api = "; pass input="
+    return (
+        text.removesuffix(api) + "; pass --input JSON" if not given and text.endswith(api) else text
+    )
 
 
 @runs.command("diff")
@@ -125,16 +143,24 @@ def runs_diff(run_a: str, run_b: str, as_json: bool, db: str, log_level: str) ->
     if as_json:
         render.print_json(diff)
         return
-    table = Table(box=None, header_style="bold")
-    for column in ("STEP", "STATUS", "DIFFERENCES"):
-        table.add_column(column, overflow="fold")
-    for name, entry in diff.items():
-        lines = "\n".join(entry_line(e) for e in entry["diff"] or ())
-        status = {"only_a": f"only in {run_a}", "only_b": f"only in {run_b}"}.get(
-            entry["status"], entry["status"]
-        )
-        table.add_row(escape(name), escape(status), escape(lines))
-    render.stdout_console().print(table)
+    same = [name for name, entry in diff.items() if entry["status"] == "same"]
+    rows = diff if len(same) <= render.SAME_SHOWN else {
+        name: entry for name, entry in diff.items() if entry["status"] != "same"
+    }  # fmt: skip
+    out = render.stdout_console()
+    if rows:
+        table = Table(box=None, header_style="bold")
+        for column in ("STEP", "STATUS", "DIFFERENCES"):
+            table.add_column(column, overflow="fold")
+        for name, entry in rows.items():
+            lines = "\n".join(entry_line(e) for e in entry["diff"] or ())
+            status = {"only_a": f"only in {run_a}", "only_b": f"only in {run_b}"}.get(
+                entry["status"], entry["status"]
+            )
+            table.add_row(escape(name), escape(status), escape(lines))
+        out.print(table)
+    if len(rows) < len(diff):  # the unchanged steps of a huge graph, in one line
+        out.print(f"{len(same):,} same: {render.first_names(same)}", markup=False)
 
 
 def entry_line(entry: dict[str, Any]) -> str:
@@ -156,7 +182,8 @@ def entry_line(entry: dict[str, Any]) -> str:
     required=True,
     metavar="FILE.py[:WORKFLOW]",
     envvar="PLAIT_APP",
-    help="The code to run: the file defining the run's workflow (env PLAIT_APP).",
+    help="The code to run: the file defining the run's workflow (env PLAIT_APP); :WORKFLOW, its "
+    "variable or its name, when the file defines several of that name.",
 )
 @json_option
 @db_option

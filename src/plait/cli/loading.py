@@ -98,6 +98,9 @@ def module_workflows(module: ModuleType) -> dict[str, Workflow]:
 
 
 def pick_workflow(module: ModuleType, path: str, attr: str | None) -> Workflow:
+    """The workflow FILE.py:WORKFLOW names: WORKFLOW is the variable that holds it or, if no
+    variable of that name holds a workflow, the workflow's own name (`Workflow("orders")`).
+    Without WORKFLOW, the file's only workflow."""
     workflows = module_workflows(module)
     if attr is None:
         if len(workflows) == 1:
@@ -106,13 +109,24 @@ def pick_workflow(module: ModuleType, path: str, attr: str | None) -> Workflow:
             raise CliError(f"{path} defines no plait.Workflow")
         names = ", ".join(f"{path}:{a}" for a in workflows)
         raise CliError(f"{path} defines several workflows; name one: {names}")
-    if not hasattr(module, attr):
-        known = ", ".join(workflows) or "none"
-        raise CliError(f"{path} has no attribute {attr!r} (workflows defined there: {known})")
-    value = getattr(module, attr)
-    if not isinstance(value, Workflow):
+    value = getattr(module, attr, None)
+    if isinstance(value, Workflow):
+        return value
+    named = {a: wf for a, wf in workflows.items() if wf.name == attr}
+    if len(named) == 1:
+        return next(iter(named.values()))
+    if named:
+        choices = ", ".join(f"{path}:{a} (v{wf.version})" for a, wf in named.items())
+        raise CliError(
+            f"{path} defines several workflows named {attr!r}; name one by its variable: {choices}"
+        )
+    if hasattr(module, attr):
         raise CliError(f"{path}:{attr} is {_kind(value)}, not a plait.Workflow")
-    return value
+    known = ", ".join(f"{a} (named {wf.name!r})" for a, wf in workflows.items()) or "none"
+    raise CliError(
+        f"{path} has no workflow {attr!r}, as a variable or a workflow's name (workflows defined "
+        f"there: {known})"
+    )
 
 
 def _kind(value: object) -> str:
@@ -127,23 +141,38 @@ def _kind(value: object) -> str:
 
 def parse_input(text: str) -> dict[str, Any]:
     """The run input: JSON text, '@file.json', or '-' for stdin. Must be a JSON object."""
-    source = "--input"
+    value = read_json(text, "--input")
+    if not isinstance(value, dict):
+        kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+            type(value), "a number"
+        )
+        raise CliError(
+            f"--input{_from(text)} must be a JSON object such as '{{\"order_id\": 42}}', got {kind}"
+        )
+    return value
+
+
+def read_json(text: str, what: str) -> Any:
+    """A JSON value given as text, '@file.json' (read from the file) or '-' (read from stdin):
+    how `--input` and a signal's payload are given. `what` names it in messages."""
+    source = what
     if text == "-":
-        text, source = sys.stdin.read(), "--input (stdin)"
+        text, source = sys.stdin.read(), f"{what} (stdin)"
     elif text.startswith("@"):
         name = text[1:]
         try:
             text = Path(name).read_text(encoding="utf-8")
         except OSError as exc:
-            raise CliError(f"--input: cannot read {name}: {exc.strerror or exc}") from None
-        source = f"--input file {name}"
+            raise CliError(f"{what}: cannot read {name}: {exc.strerror or exc}") from None
+        source = f"{what} file {name}"
     try:
-        value = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         raise CliError(f"{source} is not valid JSON: {exc}") from None
-    if not isinstance(value, dict):
-        kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
-            type(value), "a number"
-        )
-        raise CliError(f"{source} must be a JSON object such as '{{\"order_id\": 42}}', got {kind}")
-    return value
+
+
+def _from(text: str) -> str:
+    """' (stdin)', ' file x.json' or '': where a JSON value came from, for messages."""
+    if text == "-":
+        return " (stdin)"
+    return f" file {text[1:]}" if text.startswith("@") else ""

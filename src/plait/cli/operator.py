@@ -6,13 +6,12 @@ when the run does not exist or its state does not allow the action.
 
 from __future__ import annotations
 
-import json
-
 import click
 
 from ..engine.views import Run, Step
 from . import render
 from .app import by_option, db_option, existing_engine, json_option, log_option, runs, user_errors
+from .loading import read_json
 
 
 @runs.command("cancel")
@@ -142,12 +141,10 @@ def _print_step(step: Step, as_json: bool) -> None:
 def runs_signal(
     run_id: str, name: str, payload: str, by: str | None, as_json: bool, db: str, log_level: str
 ) -> None:
-    """Send a signal (its payload as JSON, default null) to a run's signal step."""
+    """Send a signal to a run's signal step. Its payload: JSON text (default null),
+    @file.json, or - for stdin."""
     render.install_logging(log_level)
-    try:
-        value = json.loads(payload)
-    except ValueError as exc:
-        raise click.BadParameter(f"not JSON: {exc}", param_hint="JSON") from None
+    value = read_json(payload, "signal payload")
     with existing_engine(db, writes=True) as engine:
         delivered = engine.signal(run_id, name, value, by=by)
     if as_json:

@@ -10,10 +10,11 @@ from typing import Any
 
 import click
 
-from ..core.queues import make_rate
+from ..core.queues import check_queue, make_rate
 from ..engine.views import Queue
 from . import render
 from .app import cli, db_option, existing_engine, json_option, log_option, open_engine, user_errors
+from .loading import CliError
 
 
 @cli.group()
@@ -30,7 +31,7 @@ def _line(q: Queue) -> str:
     parts = [q.name, f"concurrency {q.concurrency if q.concurrency is not None else '-'}"]
     if q.rate is not None:
         r = q.rate
-        tokens = f", {q.tokens:.1f} token(s) left" if q.tokens is not None else ""
+        tokens = f", {render.amount(q.tokens)} token(s) left" if q.tokens is not None else ""
         parts.append(f"rate {r.count:g} per {r.per:g}s, burst {r.capacity:g}{tokens}")
     return "  ".join(parts)
 
@@ -73,6 +74,7 @@ def queues_set(
 ) -> None:
     """Configure queue NAME (limits not given are lifted)."""
     render.install_logging(log_level)
+    check_queue("plait queues set", name, error=CliError)
     limit = None if rate is None else make_rate(f"queue {name!r}", rate, per, burst)
     with open_engine(db) as engine:
         q = engine.configure_queue(name, concurrency=concurrency, rate=limit)

@@ -10,10 +10,11 @@ import asyncio
 import functools
 import json
 import logging
+import shlex
 import sys
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
@@ -21,11 +22,15 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ..core.cascade import CONDITION
+from ..core.rows import StepStatus
 from ..engine.engine import Engine
 from ..engine.views import Event, Inspection, Run, Step, Waiting, WorkflowInfo
 
 PAYLOAD_WIDTH = 100  # characters of an event payload shown in a table
 SPAWNED_SHOWN = 20  # spawned steps listed per parent by `runs show`; the rest are counted
+NAMES_SHOWN = 10  # step names listed on one line (`runs fork`); more are counted
+SAME_SHOWN = 20  # unchanged steps listed as rows by `runs diff`; more are counted in a line
 
 STATUS_STYLE = {
     "completed": "green",
@@ -113,7 +118,7 @@ def event_doc(event: Event) -> dict[str, Any]:
         "seq": event.seq,
         "type": event.type,
         "step": event.step,
-        "payload": event.payload,
+        "payload": iso_times(event.payload),
         "ts": _iso(event.ts),
     }
 
@@ -154,7 +159,28 @@ def _status(value: str) -> str:
 
 
 def _when(ts: datetime | None) -> str:
-    return ts.astimezone().strftime("%Y-%m-%d %H:%M:%S") if ts is not None else "-"
+    """A time for people: local, with its zone ('2024-05-01 14:03:07 CEST')."""
+    return ts.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z") if ts is not None else "-"
+
+
+def when_epoch(ts: float) -> str:
+    return _when(datetime.fromtimestamp(ts, UTC))
+
+
+def iso_epoch(ts: float) -> str:
+    """A time for machines, as every JSON document of the CLI gives times: ISO 8601, UTC."""
+    return datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+def _is_time(key: str, value: Any) -> bool:
+    """Event payloads keep times as epoch seconds, under names ending in `_at`."""
+    return key.endswith("_at") and isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def iso_times(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """An event's payload (or a worker's registration) for JSON: its times (epoch seconds under
+    names ending in `_at`) in ISO 8601, as the rest of the document."""
+    return {k: iso_epoch(v) if _is_time(k, v) else v for k, v in payload.items()}
 
 
 def _secs(value: float | None) -> str:
@@ -165,6 +191,48 @@ def _secs(value: float | None) -> str:
     if value < 120:
         return f"{value:.2f}s"
     return f"{value / 60:.1f}min"
+
+
+def some(names: Sequence[str]) -> str:
+    """Names for a line: all of a few ('fetch, total'), or how many and the first ones
+    ('4,999 steps: fetch, a/0, a/1 and 4,996 more'), so a huge graph takes one line."""
+    if len(names) <= NAMES_SHOWN:
+        return ", ".join(names)
+    return f"{len(names):,} steps: {first_names(names)}"
+
+
+def first_names(names: Sequence[str], shown: int = 3) -> str:
+    """'fetch, a/0, a/1 and 4,996 more' (or every name, when there are no more than `shown`)."""
+    more = len(names) - shown
+    return ", ".join(names[:shown]) + (f" and {more:,} more" if more > 0 else "")
+
+
+def amount(value: float) -> str:
+    """A count that may be fractional or huge: '3.5', '12,000.0', '1e+308' (never 309 digits)."""
+    return f"{value:,.1f}" if abs(value) < 1e9 else f"{value:.3g}"
+
+
+def span(seconds: float) -> str:
+    """A length of time for people: '42s', '26min 18s', '3h 5min', '2d 4h' (whole units, cut
+    down, never rounded up)."""
+    whole = max(int(seconds), 0)
+    days, rest = divmod(whole, 86_400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes}min"
+    return f"{minutes}min {secs}s" if minutes else f"{secs}s"
+
+
+def waits_for(run_id: str, step: str, gate: str | None, expires_in: float | None = None) -> str:
+    """What a waiting step waits for, and the command that gives it."""
+    who = f"{shlex.quote(run_id)} {shlex.quote(step)}"
+    if gate == "signal":
+        return f"waits for a signal: plait runs signal {who} JSON"
+    expiry = f" (expires in {span(expires_in)})" if expires_in is not None else ""
+    return f"waits for approval{expiry}: plait runs approve {who}, or plait runs reject {who}"
 
 
 def _short(value: Any, width: int = PAYLOAD_WIDTH) -> str:
@@ -255,6 +323,7 @@ def show_inspection(console: Console, inspection: Inspection) -> None:
     table = Table(box=None, header_style="bold")
     for column in ("STEP", "STATUS", "ATTEMPTS", "QUEUED", "DURATION", "WORKER", "DETAIL"):
         table.add_column(column, overflow="fold")
+    now = datetime.now(UTC)
     shown: dict[str, int] = {}  # parent → spawned steps listed (a fan-out may have thousands)
     hidden: dict[str, Counter[str]] = {}
     for step in inspection.steps:
@@ -269,8 +338,12 @@ def show_inspection(console: Console, inspection: Inspection) -> None:
             detail = escape(step.skip_reason)
         elif (reused := step.reused_from) is not None:
             detail = f"[dim]reused from {escape(reused)}[/]"
-        elif step.status.value == "waiting" and step.name in inspection.blockers:
-            detail = "[yellow]" + escape(", ".join(inspection.blockers[step.name])) + "[/]"
+        elif step.status.value == "waiting" and step.gate is not None:
+            expires_in = (
+                None if step.expires_at is None else (step.expires_at - now).total_seconds()
+            )
+            why = waits_for(run.id, step.name, step.gate.value, expires_in)
+            detail = "[yellow]" + escape(why) + "[/]"
         elif step.name in inspection.blockers:
             why = ", ".join(inspection.blockers[step.name])
             # "no live worker serves…", "no worker has claimed it yet…" read as they are
@@ -296,6 +369,76 @@ def show_inspection(console: Console, inspection: Inspection) -> None:
         )
     for note in inspection.notes:
         console.print(f"note: {escape(note)}")
+    hint = traceback_hint(run.id, inspection.steps)
+    if hint is not None:
+        console.print(escape(hint))
+
+
+def failure_doc(event: Event) -> dict[str, Any]:
+    """A failed attempt, from its `step_retrying` or `step_failed` event."""
+    p = event.payload
+    return {
+        "seq": event.seq,
+        "attempt": p.get("attempt"),
+        "code": p.get("code"),
+        "message": p.get("message"),
+        "traceback": p.get("traceback"),
+        "retried": event.type == "step_retrying",
+        "ts": _iso(event.ts),
+    }
+
+
+def show_step(console: Console, step: Step, failures: Sequence[Event]) -> None:
+    """One step in full: what `runs show` cuts short, and the traceback of each failed
+    attempt (the event log keeps them)."""
+    say = functools.partial(console.print, markup=False, highlight=False, soft_wrap=True)
+    console.print(
+        f"[bold]step[/] {escape(step.name)} of run {escape(step.run_id)}  "
+        f"{_status(step.status.value)}"
+    )
+    say(
+        f"attempts  {step.attempts}   queued {_secs(step.queued)}   duration "
+        f"{_secs(step.duration)}   worker {step.worker or '-'}"
+    )
+    say(f"started   {_when(step.started_at)}   finished {_when(step.finished_at)}")
+    if step.task is not None:
+        say(f"spawned   by {step.parent}, task {step.task}")
+    if step.reused_from is not None:
+        say(f"reused    from run {step.reused_from}")
+    if step.skip_reason:
+        say(f"skipped   {step.skip_reason}")
+    if step.error is not None:
+        say(f"error     [{step.error.code}] {step.error.message}")
+    if step.output is not None:
+        say(f"output    {_short(step.output, 2000)}")
+    if not failures:
+        say(
+            "no failed attempts"
+            if step.attempts
+            else "never ran"
+            if step.status.terminal
+            else "no attempt yet"
+        )
+    for event in failures:
+        doc = failure_doc(event)
+        then = "; retried" if doc["retried"] else ""
+        say("")
+        say(
+            f"attempt {doc['attempt']} failed at {_when(event.ts)}: [{doc['code']}] "
+            f"{doc['message']}{then}"
+        )
+        say((doc["traceback"] or "(no traceback: the failure was not an exception)").rstrip())
+
+
+def traceback_hint(run_id: str, steps: Sequence[Step]) -> str | None:
+    """Where the tracebacks of a run's failed attempts are, if it has any."""
+    names = [s.name for s in steps if s.error is not None or s.attempts > 1]
+    if not names:
+        return None
+    return (
+        f"tracebacks: plait runs show {shlex.quote(run_id)} --step STEP (failed attempts: "
+        f"{first_names(names)})"
+    )
 
 
 def events_table(events: Iterable[Event]) -> Table:
@@ -308,10 +451,13 @@ def events_table(events: Iterable[Event]) -> Table:
             for k, v in event.payload.items()
             if k not in ("traceback", "step") and v is not None
         }
-        detail = " ".join(f"{k}={_short(v, 60)}" for k, v in payload.items())
+        detail = " ".join(
+            f"{k}={when_epoch(v) if _is_time(k, v) else _short(v, 60)}" for k, v in payload.items()
+        )
+        local = event.ts.astimezone()
         table.add_row(
             str(event.seq),
-            event.ts.astimezone().strftime("%H:%M:%S.%f")[:-3],
+            f"{local:%H:%M:%S}.{local.microsecond // 1000:03d} {local:%Z}",
             event.type,
             escape(event.step or ""),
             escape(detail),
@@ -322,8 +468,28 @@ def events_table(events: Iterable[Event]) -> Table:
 # -- progress of `plait run` ---------------------------------------------------------------------
 
 
-TERMINAL_EVENTS = frozenset({"step_completed", "step_failed", "step_skipped", "step_cancelled"})
-NEUTRAL_EVENTS = frozenset({"step_outcome_ignored"})
+# The progress counts the steps that ended as planned: done (run, reused by a fork, given a
+# signal) or skipped by a false condition (a branch not taken, and what it cascaded to). A
+# failed, cancelled or failure-skipped step has ended, but is not counted as done.
+DONE_EVENTS = frozenset({"step_completed", "step_reused"})
+NEUTRAL_EVENTS = frozenset({"step_outcome_ignored", "signal_ignored"})  # the step is unchanged
+
+
+def _counted(event: Event) -> bool:
+    if event.type == "step_skipped":
+        return str(event.payload.get("reason")).startswith(CONDITION)
+    return event.type in DONE_EVENTS
+
+
+def _as_planned(step: Step) -> bool:
+    if step.status is StepStatus.SKIPPED:
+        return (step.skip_reason or "").startswith(CONDITION)
+    return step.status is StepStatus.DONE
+
+
+def plural(count: int, noun: str) -> str:
+    """'1 step', '2 steps', '1,000 steps'."""
+    return f"{count:,} {noun}" + ("" if count == 1 else "s")
 
 
 def event_line(event: Event) -> str | None:
@@ -331,7 +497,13 @@ def event_line(event: Event) -> str | None:
     p = event.payload
     step = event.step or ""
     if event.type == "step_completed":
+        if p.get("joined"):  # a parent that waited for the steps it spawned
+            return f"{step} done: the steps it spawned have ended"
+        if p.get("signal"):
+            return f"{step} done: its signal was delivered"
         return f"{step} done in {_secs(p.get('duration'))}"
+    if event.type == "steps_spawned":  # the run's total of steps grows by as many
+        return f"{step} spawned {plural(int(p.get('count') or 0), 'step')}"
     if event.type == "step_retrying":
         retry_at = p.get("retry_at")
         wait = (
@@ -347,6 +519,14 @@ def event_line(event: Event) -> str | None:
         return f"{step} failed: [{p.get('code')}] {_short(p.get('message') or '', 200)}"
     if event.type == "step_skipped":
         return f"{step} skipped: {p.get('reason')}"
+    if event.type == "step_cancelled":
+        if p.get("reason"):
+            return f"{step} cancelled: {p['reason']}"
+        if p.get("by") == "deadline":
+            return f"{step} cancelled: the run passed its deadline"
+        return (
+            f"{step} cancelled by {p['by']}" if p.get("by") else f"{step} cancelled (interrupted)"
+        )
     if event.type == "step_released":
         return f"{step} released for another worker"
     if event.type == "step_key_full":
@@ -356,6 +536,22 @@ def event_line(event: Event) -> str | None:
         )
     if event.type == "step_lease_expired":
         return f"{step}: lease expired (worker {p.get('worker')} lost); it will run again"
+    if event.type == "step_waiting":
+        expires_at = p.get("expires_at")
+        expires_in = (
+            expires_at - event.ts.timestamp() if isinstance(expires_at, int | float) else None
+        )
+        return f"{step} {waits_for(event.run_id, step, p.get('gate'), expires_in)}"
+    if event.type in ("step_approved", "step_rejected"):
+        done = "approved" if event.type == "step_approved" else "rejected"
+        # the clock decides an approval nobody decided in time, as "plait"
+        expired = p.get("by") == "plait" and (
+            p.get("reason") == "expired" or str(p.get("note")).startswith("no decision")
+        )
+        by = "(expired)" if expired else f"by {p.get('by')}"
+        return f"{step} {done} {by}"
+    if event.type == "signal_kept":  # one that came in time says `done: its signal…`
+        return f"{step} received its signal early (from {p.get('by')}): kept until it is reached"
     return None
 
 
@@ -394,7 +590,7 @@ class RunProgress:
         for event in events:
             self._seq = event.seq
             if event.step is not None and event.type not in NEUTRAL_EVENTS:
-                if event.type in TERMINAL_EVENTS:
+                if _counted(event):
                     self._ended.add(event.step)
                 else:
                     self._ended.discard(event.step)
@@ -403,7 +599,7 @@ class RunProgress:
             if line is not None:
                 self._say(line)
         # the snapshot is read after the events, so it may be ahead of them by a step or two
-        self._done = max(self._done, sum(1 for s in steps if s.status.terminal))
+        self._done = max(self._done, sum(1 for s in steps if _as_planned(s)))
         if self._bar is not None:
             self._bar.update(self._task, completed=self._done, total=self._total)
 
@@ -414,7 +610,7 @@ class RunProgress:
                 TextColumn("[bold]{task.description}"),
                 BarColumn(),
                 MofNCompleteColumn(),
-                TextColumn("steps"),
+                TextColumn("steps done"),
                 TimeElapsedColumn(),
                 console=self.console,
                 transient=False,

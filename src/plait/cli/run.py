@@ -12,6 +12,7 @@ import click
 
 from .._errors import (
     RunCancelled,
+    RunConflict,
     RunFailed,
 )
 from ..core.placement import worker_labels
@@ -80,7 +81,10 @@ def run(
     db: str,
     log_level: str,
 ) -> None:
-    """Run a workflow to completion with an embedded worker; print its result as JSON."""
+    """Run a workflow to completion with an embedded worker; print its result as JSON.
+
+    WORKFLOW is the variable that holds the plait.Workflow, or its name (as in
+    Workflow("orders")); it may be left out when FILE.py defines one workflow."""
     render.install_logging(log_level)
     payload = parse_input(input_text)
     path, attr = split_target(target)
@@ -116,11 +120,18 @@ async def _run(
 ) -> int:
     err = render.stderr_console()
     async with engine:
-        handle = await engine.start_async(workflow, payload, run_id=run_id, deadline=deadline)
-        steps = len(workflow.steps)
+        try:
+            handle = await engine.start_async(workflow, payload, run_id=run_id, deadline=deadline)
+        except RunConflict:  # only a --run-id used by a run of another workflow
+            assert run_id is not None
+            other = (await engine.get_run_async(run_id)).workflow
+            raise CliError(
+                f"run id {run_id!r} is already used by a run of workflow {other!r}, not "
+                f"{workflow.name!r}; choose another --run-id"
+            ) from None
+        steps = render.plural(len(workflow.steps), "step")
         err.print(
-            f"run {handle.id} of {workflow.name} v{workflow.version} ({steps} steps) "
-            f"in {engine.url}",
+            f"run {handle.id} of {workflow.name} v{workflow.version} ({steps}) in {engine.url}",
             markup=False,
         )
         stop = asyncio.Event()
@@ -213,7 +224,9 @@ def worker(
     db: str,
     log_level: str,
 ) -> None:
-    """Serve the workflows a file defines until SIGTERM or Ctrl-C (a graceful stop)."""
+    """Serve the workflows a file defines until SIGTERM or Ctrl-C (a graceful stop).
+
+    With :WORKFLOW (the variable that holds the plait.Workflow, or its name), only that one."""
     render.install_logging(log_level)
     # Until the worker installs its own handler, SIGTERM stops the start-up just as cleanly.
     signal.signal(signal.SIGTERM, _interrupt)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-import click
+import shlex
 
+import click
+from click.core import ParameterSource
+
+from .._errors import InputError
 from ..core.rows import RunStatus
 from . import render
 from .app import cli, db_option, existing_engine, json_option, log_option, runs, user_errors
+from .loading import CliError
 
 
 @runs.command("list")
@@ -32,7 +37,15 @@ def runs_list(
     """Runs, newest first, one page at a time."""
     render.install_logging(log_level)
     with existing_engine(db) as engine:
-        page = engine.list_runs(workflow=workflow, status=status, limit=limit, cursor=cursor)
+        try:
+            page = engine.list_runs(workflow=workflow, status=status, limit=limit, cursor=cursor)
+        except InputError:
+            if cursor is None:
+                raise
+            raise CliError(
+                f"invalid --cursor {cursor!r}: pass the cursor a previous page printed (its "
+                "'more:' line, or next_cursor with --json)"
+            ) from None
     if as_json:
         render.print_json(
             {"runs": [render.run_doc(r) for r in page.runs], "next_cursor": page.next_cursor}
@@ -44,24 +57,69 @@ def runs_list(
         return
     out.print(render.runs_table(page.runs))
     if page.next_cursor:
-        out.print(f"more: plait runs list --cursor '{page.next_cursor}'", markup=False)
+        again = _same_list(workflow=workflow, status=status, limit=limit, db=db)
+        out.print(f"more: {shlex.join([*again, '--cursor', page.next_cursor])}", markup=False)
+
+
+def _same_list(*, workflow: str | None, status: str | None, limit: int, db: str) -> list[str]:
+    """The command that lists the next page as this one was listed: the same filters, page size
+    and --db (when given on the command line; PLAIT_DB applies to the next command as well)."""
+    command = ["plait", "runs", "list"]
+    if workflow is not None:
+        command += ["--workflow", workflow]
+    if status is not None:
+        command += ["--status", status]
+    context = click.get_current_context()
+    if context.get_parameter_source("limit") is not ParameterSource.DEFAULT:
+        command += ["--limit", str(limit)]
+    if context.get_parameter_source("db") is ParameterSource.COMMANDLINE:
+        command += ["--db", db]
+    return command
 
 
 @runs.command("show")
 @click.argument("run_id", metavar="ID")
+@click.option(
+    "--step",
+    metavar="STEP",
+    help="Show this step in full: its error, output, and the traceback of each failed attempt.",
+)
 @json_option
 @db_option
 @log_option("warning")
 @user_errors
-def runs_show(run_id: str, as_json: bool, db: str, log_level: str) -> None:
-    """A run, its steps (status, attempts, durations, errors) and what waiting steps wait on."""
+def runs_show(run_id: str, step: str | None, as_json: bool, db: str, log_level: str) -> None:
+    """A run, its steps (status, attempts, durations, errors) and what waiting steps wait on;
+    with --step, one step and the tracebacks of its failed attempts."""
     render.install_logging(log_level)
+    if step is not None:
+        _show_step(run_id, step, as_json, db)
+        return
     with existing_engine(db) as engine:
         inspection = engine.inspect(run_id)
     if as_json:
         render.print_json(render.inspection_doc(inspection))
     else:
         render.show_inspection(render.stdout_console(), inspection)
+
+
+def _show_step(run_id: str, name: str, as_json: bool, db: str) -> None:
+    with existing_engine(db) as engine:
+        steps = engine.steps(run_id)
+        found = next((s for s in steps if s.name == name), None)
+        if found is None:
+            raise CliError(f"run {run_id!r} has no step {name!r}; see plait runs show {run_id}")
+        failures = [
+            e
+            for e in engine.events(run_id)
+            if e.step == name and e.type in ("step_retrying", "step_failed")
+        ]
+    if as_json:
+        render.print_json(
+            {**render.step_doc(found), "failures": [render.failure_doc(e) for e in failures]}
+        )
+    else:
+        render.show_step(render.stdout_console(), found, failures)
 
 
 @runs.command("events")

@@ -86,7 +86,8 @@ def schedules_add(
     db: str,
     log_level: str,
 ) -> None:
-    """Add (or replace) schedule NAME: start the workflow at each tick of --cron."""
+    """Add (or replace) schedule NAME: start the workflow at each tick of --cron. WORKFLOW is
+    the variable that holds the plait.Workflow, or its name."""
     render.install_logging(log_level)
     path, attr = split_target(target)
     wf = pick_workflow(load_module(path), path, attr)

@@ -28,7 +28,7 @@ from .app import (
 )
 
 # minimum widths of SEQ, TIME, TYPE and STEP: lines printed one at a time stay aligned
-WIDTHS = (4, 12, 20, 12)
+WIDTHS = (4, 16, 20, 12)
 
 
 @runs.command("watch")

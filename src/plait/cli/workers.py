@@ -8,7 +8,6 @@ forgotten); `topology WORKFLOW` shows, per step, which live workers can run it, 
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -21,15 +20,11 @@ from .app import cli, db_option, existing_engine, json_option, log_option, user_
 
 
 def worker_doc(w: WorkerInfo, now: float) -> dict[str, Any]:
-    return {**w.as_dict(), "live": w.is_live(now)}
+    return {**render.iso_times(w.as_dict()), "live": w.is_live(now)}
 
 
 def _ago(ts: float, now: float) -> str:
-    return f"{max(now - ts, 0.0):.1f}s ago"
-
-
-def _when(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    return f"{render.span(now - ts)} ago"
 
 
 def workers_table(workers: list[WorkerInfo], now: float) -> Table:
@@ -46,7 +41,7 @@ def workers_table(workers: list[WorkerInfo], now: float) -> Table:
             escape("all" if w.queues is None else ", ".join(w.queues)),
             escape(served or "-"),
             str(w.concurrency),
-            _when(w.started_at),
+            render.when_epoch(w.started_at),
             _ago(w.heartbeat_at, now),
         )
     return table

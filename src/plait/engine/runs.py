@@ -41,7 +41,7 @@ def check_run_id(run_id: Any) -> str:
     """A caller-chosen run id, checked."""
     if not isinstance(run_id, str) or not RUN_ID_RE.match(run_id):
         raise InputError(
-            f"invalid run id {run_id!r}: use 1-200 letters, digits or any of _ . : @ -"
+            f"invalid run id {run_id!r}: use 1-200 ASCII letters, digits or any of _ . : @ -"
         )
     return run_id
 

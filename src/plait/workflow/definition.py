@@ -37,7 +37,7 @@ def check_name(kind: str, name: object, pattern: re.Pattern[str] = NAME_RE) -> s
     if not isinstance(name, str) or not pattern.fullmatch(name):
         start = "a letter, digit or '_'" if pattern is WORKFLOW_NAME_RE else "a letter or '_'"
         raise DefinitionError(
-            f"invalid {kind} name {name!r}: use 1-128 letters, digits, '_', '-' or '.', "
+            f"invalid {kind} name {name!r}: use 1-128 ASCII letters, digits, '_', '-' or '.', "
             f"starting with {start}"
         )
     return name

@@ -150,8 +150,8 @@ class Spawner:
         else:
             if not isinstance(name, str) or not NAME_RE.fullmatch(name):
                 _refuse(
-                    f"{where}: invalid name {name!r}: use 1-128 letters, digits, '_', '-' or '.', "
-                    "starting with a letter or '_'"
+                    f"{where}: invalid name {name!r}: use 1-128 ASCII letters, digits, '_', '-' "
+                    "or '.', starting with a letter or '_'"
                 )
             label = name
         full = self.prefix + label
