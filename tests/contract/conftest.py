@@ -3,15 +3,14 @@
 A store joins the suite by adding one `Backend` to BACKENDS. A backend whose server is missing is
 skipped on a developer's machine, but fails under CI=true: CI must never pass by not testing.
 
-Tests are plain `async def` functions; the hook below runs each one in a fresh event loop, so the
-suite needs no asyncio plugin.
+Tests may be plain `async def` functions: tests/conftest.py runs each one in a fresh event loop,
+so the suite needs no asyncio plugin.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import inspect
 import os
 from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass
@@ -19,9 +18,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from tests import postgres_server
 
 from plait.stores import Store, open_store
+from tests import postgres_server
 
 T = TypeVar("T")
 
@@ -128,12 +127,3 @@ def sqlite_statements(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(sqlite_store, "run_sync", recording)
     return sent
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
-    if not inspect.iscoroutinefunction(pyfuncitem.obj):
-        return None
-    names = pyfuncitem._fixtureinfo.argnames
-    run(pyfuncitem.obj(**{name: pyfuncitem.funcargs[name] for name in names}))
-    return True

@@ -8,11 +8,11 @@ import tracemalloc
 from collections.abc import Iterator
 
 import pytest
-from tests.contract.test_store import NOW, chain, claim, start
 
 import plait
 from plait.core.rows import Outcome
 from plait.stores import Store
+from tests.contract.helpers import NOW, chain, claim, start
 
 SIZE = 50_000_000  # bytes of the payload's JSON
 

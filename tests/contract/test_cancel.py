@@ -10,12 +10,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from tests.contract.test_store import NOW, chain, claim, fail, ok, plan_of, start, statuses
 
 import plait
 from plait.core import actions
 from plait.core.rows import Lease, RunStatus, StepStatus
 from plait.stores import Store
+from tests.contract.helpers import NOW, chain, claim, fail, ok, plan_of, start, statuses
 
 
 async def cancel(

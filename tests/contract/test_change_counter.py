@@ -16,12 +16,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.contract.conftest import Backend
-
 import plait
 from plait.core.rows import Outcome
 from plait.stores import Store, open_store
 from plait.worker.idle_wait import CountsChanges
+from tests.contract.conftest import Backend
 
 QUIET = 1.5  # seconds a waiting worker is watched while nothing changes
 POLL = 0.05  # the waiting worker's poll_interval: 30 looks in QUIET

@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.contract.conftest import Backend
-from tests.contract.test_store import NOW, claim, ok, plan_of, start
 
 import plait
 from plait.core.fork import fork_run, plan_fork
 from plait.core.rows import RunStatus, StepStatus
 from plait.stores import Store
+from tests.contract.conftest import Backend
+from tests.contract.helpers import NOW, claim, ok, plan_of, start
 
 
 @pytest.fixture

@@ -10,13 +10,13 @@ from typing import Any
 
 import orjson
 import pytest
-from tests.contract.test_store import NOW, claim, event_types, ok, start, statuses, step_row
-from tests.integration._support import wait_for
 
 import plait
 from plait.core import actions, gates
 from plait.core.rows import CommitResult, Gate, RunStatus, StepStatus, WorkflowPlan
 from plait.stores import Store
+from tests.contract.helpers import NOW, claim, event_types, ok, start, statuses, step_row
+from tests.integration._support import wait_for
 
 
 def _handler(**kwargs: Any) -> None:

@@ -9,12 +9,12 @@ from typing import Any
 
 import orjson
 import pytest
-from tests.contract.test_store import NOW, claim, ok, statuses, step_row
 
 import plait
 from plait.core.cascade import new_run
 from plait.core.rows import Claim, Outcome, RunStatus, StepStatus, WorkflowPlan
 from plait.stores import Store
+from tests.contract.helpers import NOW, claim, ok, statuses, step_row
 
 
 def _handler(**kwargs: Any) -> None:

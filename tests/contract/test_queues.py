@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.contract.conftest import Backend
 
 import plait
+from tests.contract.conftest import Backend
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.contract.conftest import Backend
 
 import plait
+from tests.contract.conftest import Backend
 
 
 @pytest.fixture

@@ -10,8 +10,7 @@ import asyncio
 import threading
 import time
 from collections import Counter
-from collections.abc import Coroutine, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 
@@ -21,107 +20,27 @@ from plait.core.rows import (
     Claim,
     Lease,
     Outcome,
-    RunRow,
     RunStatus,
-    StepRow,
     StepStatus,
-    WorkflowPlan,
 )
 from plait.stores import Store, open_store
-
-NOW = 1_000_000.0
-LEASE = 30.0
-T = TypeVar("T")
-
-
-def run(coro: Coroutine[Any, Any, T]) -> T:
-    return asyncio.run(coro)
-
-
-def _handler(**kwargs: Any) -> None:
-    return None
-
-
-def plan_of(name: str, *steps: tuple[str, Sequence[str], dict[str, Any]]) -> WorkflowPlan:
-    """A workflow plan: each step is (name, data dependencies, options)."""
-    wf = plait.Workflow(name)
-    for step, deps, options in steps:
-        wf.add_step(step, _handler, deps, **options)
-    return wf.plan()
-
-
-def chain(name: str = "chain", length: int = 3) -> WorkflowPlan:
-    names = [f"s{i}" for i in range(length)]
-    return plan_of(name, *[(n, names[i - 1 : i], {}) for i, n in enumerate(names)])
-
-
-async def start(
-    store: Store, plan: WorkflowPlan, run_id: str, now: float = NOW, data: bytes = b"{}"
-) -> RunRow:
-    run_row, steps, events = new_run(plan, run_id, data, now)
-    created, fresh = await store.create_run(run_row, steps, events)
-    assert fresh
-    return created
-
-
-async def claim(
-    store: Store,
-    plans: Iterable[WorkflowPlan],
-    now: float = NOW,
-    limit: int = 100,
-    lease: float = LEASE,
-    worker: str = "w1",
-) -> list[Claim]:
-    fingerprints = [p.fingerprint for p in plans]
-    return await store.claim(
-        worker_id=worker, fingerprints=fingerprints, limit=limit, lease=lease, now=now
-    )
-
-
-async def claim_one(store: Store, plan: WorkflowPlan, step: str, now: float = NOW) -> Claim:
-    claims = await claim(store, [plan], now=now)
-    found = [c for c in claims if c.step == step]
-    assert len(found) == 1, f"expected to claim {step!r}, got {[c.step for c in claims]}"
-    return found[0]
-
-
-def ok(c: Claim, value: Any = None) -> Outcome:
-    return Outcome(c.run_id, c.step, c.token, output=orjson.dumps(value))
-
-
-def fail(c: Claim, code: str = "Boom", retry_at: float | None = None) -> Outcome:
-    return Outcome(
-        c.run_id,
-        c.step,
-        c.token,
-        error_code=code,
-        error_message=f"{c.step} broke",
-        traceback="Traceback…",
-        retry_at=retry_at,
-    )
-
-
-async def statuses(store: Store, run_id: str) -> dict[str, StepStatus]:
-    return {s.name: s.status for s in await store.get_steps(run_id)}
-
-
-async def step_row(store: Store, run_id: str, name: str) -> StepRow:
-    return next(s for s in await store.get_steps(run_id) if s.name == name)
-
-
-async def event_types(store: Store, run_id: str) -> list[str]:
-    return [e.type for e in await store.get_events(run_id, 0, None)]
-
-
-async def drain(store: Store, plans: Sequence[WorkflowPlan], batch: int = 64) -> int:
-    """Claim and complete everything, `batch` at a time; the number of complete() calls."""
-    commits = 0
-    while claims := await claim(store, plans, limit=batch):
-        result = await store.complete([ok(c, c.step) for c in claims], NOW)
-        assert result.accepted == [True] * len(claims)
-        commits += 1
-    return commits
-
+from tests.contract.helpers import (
+    LEASE,
+    NOW,
+    chain,
+    claim,
+    claim_one,
+    drain,
+    event_types,
+    fail,
+    noop,
+    ok,
+    plan_of,
+    run,
+    start,
+    statuses,
+    step_row,
+)
 
 # -- definitions ---------------------------------------------------------------------------------
 
@@ -131,8 +50,8 @@ async def test_workflows_are_saved_once_and_read_back_equal(store: Store) -> Non
 
     wf1 = plait.Workflow("orders", version="1")
     wf1.step(fetch)
-    wf1.add_step("charge", _handler, ["fetch"], priority=2, optional=True)
-    wf1.add_step("notify", _handler, ["charge"], after_any=["fetch"], defaults={"charge": None})
+    wf1.add_step("charge", noop, ["fetch"], priority=2, optional=True)
+    wf1.add_step("notify", noop, ["charge"], after_any=["fetch"], defaults={"charge": None})
     v1 = wf1.plan()
     wf2 = plait.Workflow("orders", version="2")
     wf2.step(fetch)
@@ -590,10 +509,10 @@ async def test_a_step_past_max_recoveries_fails_with_lease_expired(store: Store)
 async def test_a_10000_step_fan_out_completes_with_group_commits(store: Store) -> None:
     width = 10_000
     wf = plait.Workflow("wide")
-    wf.add_step("root", _handler)
+    wf.add_step("root", noop)
     for i in range(width):
-        wf.add_step(f"leaf{i}", _handler, ["root"])
-    wf.add_step("join", _handler, [f"leaf{i}" for i in range(width)])
+        wf.add_step(f"leaf{i}", noop, ["root"])
+    wf.add_step("join", noop, [f"leaf{i}" for i in range(width)])
     plan = wf.plan()
     started = time.perf_counter()
     await start(store, plan, "big")

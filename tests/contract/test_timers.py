@@ -10,13 +10,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from tests.contract.conftest import Backend
-from tests.contract.test_store import NOW, claim, event_types, fail, ok, start, statuses, step_row
 
 import plait
 from plait.core.cascade import new_run
 from plait.core.rows import RunStatus, StepStatus, WorkflowPlan
 from plait.stores import Store, open_store
+from tests.contract.conftest import Backend
+from tests.contract.helpers import NOW, claim, event_types, fail, ok, start, statuses, step_row
 
 
 def _handler(**kwargs: Any) -> None:

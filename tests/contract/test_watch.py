@@ -19,11 +19,11 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
-from tests.contract.conftest import Backend
 
 import plait
 from plait.engine import watch as engine_watch
 from plait.stores import open_store
+from tests.contract.conftest import Backend
 
 DEADLINE = 20.0  # seconds any one wait may take before the test fails
 # A poll interval no test can wait for: an event that arrives within DEADLINE was woken for.

@@ -10,11 +10,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests import postgres_server
-from tests.integration._support import load_app, wait_for
 
 import plait
 from plait.data.artifacts import FolderStorage
+from tests import postgres_server
+from tests.integration._support import load_app, wait_for
 
 APP = Path(__file__).with_name("artifact_app.py")
 SCHEMA_PREFIX = "plait_ia_"

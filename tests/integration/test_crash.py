@@ -42,10 +42,10 @@ from typing import Any
 
 import orjson
 import pytest
-from tests import postgres_server
-from tests.integration._support import load_app, wait_for
 
 import plait
+from tests import postgres_server
+from tests.integration._support import load_app, wait_for
 
 APP = Path(__file__).with_name("crash_app.py")
 KILLS_PER_ROUND = 4

@@ -24,10 +24,10 @@ from typing import Any
 
 import orjson
 import pytest
-from tests.integration._support import fresh_store_url, load_app, stop_workers, wait_for
 
 import plait
 from plait.core.rows import Outcome
+from tests.integration._support import fresh_store_url, load_app, stop_workers, wait_for
 
 APP = Path(__file__).with_name("flow_app.py")
 SCHEMA_PREFIX = "plait_f_"

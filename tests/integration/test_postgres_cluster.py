@@ -9,9 +9,9 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
-from tests.postgres_server import HOW_TO, Auth, Cluster, connect, find_bin_dir, skip_or_fail
 
 import plait
+from tests.postgres_server import HOW_TO, Auth, Cluster, connect, find_bin_dir, skip_or_fail
 
 PASSWORD = "s3cret: with/odd@chars%"
 

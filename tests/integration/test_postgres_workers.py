@@ -34,11 +34,11 @@ from typing import Any, TypeVar
 
 import orjson
 import pytest
+
+import plait
 from tests import postgres_server
 from tests.integration._support import load_app
 from tests.integration._support import wait_for as shared_wait_for
-
-import plait
 
 APP = Path(__file__).with_name("pg_app.py")
 SCHEMA_PREFIX = "plait_i_"

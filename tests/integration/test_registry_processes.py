@@ -19,9 +19,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.integration._support import fresh_store_url, wait_for
 
 import plait
+from tests.integration._support import fresh_store_url, wait_for
 
 APP = """
 import plait

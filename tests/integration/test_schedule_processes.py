@@ -21,12 +21,12 @@ from pathlib import Path
 
 import orjson
 import pytest
-from tests.integration._support import fresh_store_url, load_app, stop_workers, wait_for
 
 import plait
 from plait.core.cron import tick_id
 from plait.core.rows import RecordRow
 from plait.engine.schedules import LEASES, SCHEDULER, SCHEDULES
+from tests.integration._support import fresh_store_url, load_app, stop_workers, wait_for
 
 APP = """
 import plait

@@ -14,7 +14,7 @@ Reused steps are `done` from the start and say which run computed their output (
 the parent, or the run the parent itself reused it from). The rest is a new run in which the
 reused steps are already complete: each step waits only for its dependencies that run again, and
 one whose dependencies are all reused starts the way a new run's first steps do. Its counters are
-those of a new run after the reused steps completed (tests/unit/test_fork_plan.py checks this on
+those of a new run after the reused steps completed (tests/unit/core/test_fork.py checks this on
 random graphs).
 """
 

@@ -16,14 +16,14 @@ from contextlib import asynccontextmanager
 import psycopg
 import pytest
 from psycopg import sql
-from tests import postgres_server
-from tests.contract.test_store import plan_of, start
 
 import plait
 from plait.core.queues import QueueConfig
 from plait.core.rows import WorkflowPlan
 from plait.stores import open_store
 from plait.stores.postgres import PostgresStore
+from tests import postgres_server
+from tests.contract.helpers import plan_of, start
 
 PREFIX = "plait_pf_"
 BURST = 20

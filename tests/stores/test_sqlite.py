@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from tests.unwritable import unwritable
 
 import plait
 from plait.core.cascade import new_run
@@ -22,6 +21,7 @@ from plait.stores.sql import queries as _sql
 from plait.stores.sql import rows
 from plait.stores.sqlite import SQLiteStore
 from plait.stores.sqlite_files import SCHEMA_VERSION
+from tests.unwritable import unwritable
 
 T = TypeVar("T")
 

@@ -17,8 +17,6 @@ from typing import Any
 import psycopg
 import pytest
 from psycopg import sql
-from tests import postgres_server
-from tests.contract.test_store import NOW, chain, claim, ok, plan_of, start
 
 import plait
 from plait.core.cascade import new_run
@@ -34,6 +32,8 @@ from plait.stores.postgres_setup import (
 )
 from plait.stores.sql.ops import execute
 from plait.stores.sql.queries import POSTGRES, Queries
+from tests import postgres_server
+from tests.contract.helpers import NOW, chain, claim, ok, plan_of, start
 
 PREFIX = "plait_p_"
 
