@@ -37,8 +37,10 @@ class HandlerThreads:
         future: _Result = self.loop.create_future()
         self._jobs.put((future, fn, kwargs))
         if not self._idle.acquire(blocking=False) and len(self._threads) < self._size:
+            # daemon: a handler still running when its stopped worker has released its step
+            # (it ignored ctx.cancelled) must not keep the process from exiting
             thread = threading.Thread(
-                target=self._serve, name=f"plait-step_{len(self._threads)}", daemon=False
+                target=self._serve, name=f"plait-step_{len(self._threads)}", daemon=True
             )
             thread.start()
             self._threads.append(thread)

@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 
 COMMIT_BATCH = 512
 COMMIT_LINGER = 0.002  # seconds a commit waits for more outcomes of steps still in flight
+CANCEL_WAIT = 1.0  # seconds a stopping worker waits for steps it cancelled after the grace
 
 
 @dataclass(slots=True)
@@ -108,6 +109,7 @@ class Worker:
         if not self._stopping.is_set():
             log.info("worker %s stopping: %d step(s) in flight", self.id, len(self._inflight))
             self._stopping.set()
+            self._slot_freed.set()  # a claim loop waiting for a free slot must see it now
             self.rt.work_ready.fire()
 
     def stop_threadsafe(self) -> None:
@@ -454,7 +456,15 @@ class Worker:
             f.ctx._request_cancel()
             f.task.cancel()
         if leftovers:
-            await asyncio.gather(*(f.task for f in leftovers), return_exceptions=True)
+            # a handler may catch its cancellation and go on: it is not waited for past a moment
+            _, deaf = await asyncio.wait([f.task for f in leftovers], timeout=CANCEL_WAIT)
+            for f in leftovers:
+                if f.task in deaf:
+                    log.warning(
+                        "step %r (run %r) did not stop when cancelled: released all the same",
+                        f.claim.step,
+                        f.claim.run_id,
+                    )
         # The committer records what finished (a commit in progress is never cancelled, which
         # would lose an outcome), then stops; what did not finish is handed back.
         self._outcomes.put_nowait(None)

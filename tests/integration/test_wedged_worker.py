@@ -1,0 +1,124 @@
+"""Handlers that misbehave must not wedge a real worker process (issue 21, items 1 and 3).
+
+- A worker whose every slot is held by a handler that ignores its cancellation (async) or
+  `ctx.cancelled` (sync) still stops on SIGTERM: grace, then release, then exit.
+
+Each test waits on conditions with deadlines and stops its workers with SIGTERM. SQLite and
+PostgreSQL (skipped without a server, except under CI=true).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from tests.integration._support import fresh_store_url, load_app, wait_for
+
+import plait
+
+APP = Path(__file__).with_name("wedge_app.py")
+DEADLINE = 30.0
+
+app = load_app(APP)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    with fresh_store_url(request.param, tmp_path, "plait_w_") as url:
+        yield url
+
+
+@pytest.fixture
+def engine(url: str) -> Iterator[plait.Engine]:
+    with plait.Engine(url) as engine:
+        yield engine
+
+
+class Worker:
+    """One worker process, its stderr in a file, stopped (or killed) at the end of the test."""
+
+    def __init__(self, tmp_path: Path, cmd: list[str], name: str) -> None:
+        self.log = tmp_path / f"{name}.log"
+        self.go = tmp_path / "go"
+        env = {**os.environ, app.GO_ENV: str(self.go), "PYTHONUNBUFFERED": "1"}
+        with self.log.open("wb") as err:
+            self.popen = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, env=env)
+
+    def text(self) -> str:
+        return self.log.read_text()
+
+    def wait_started(self, marker: str) -> None:
+        wait_for(self.text, lambda t: marker in t, f"worker prints {marker!r}", self.text, DEADLINE)
+
+    def stop(self, timeout: float = DEADLINE) -> int:
+        """SIGTERM, then wait; a worker still alive at the deadline is a failure (and killed)."""
+        self.popen.send_signal(signal.SIGTERM)
+        try:
+            return self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait()
+            pytest.fail(f"the worker ignored SIGTERM for {timeout}s\n{self.text()}")
+
+    def kill(self) -> None:
+        if self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait()
+
+
+@pytest.fixture
+def workers() -> Iterator[list[Worker]]:
+    started: list[Worker] = []
+    yield started
+    for w in started:
+        w.kill()
+
+
+def plait_worker(
+    workers: list[Worker], tmp_path: Path, url: str, target: str, *args: str
+) -> Worker:
+    """`python -m plait worker wedge_app.py:TARGET`, ready to claim."""
+    cmd = [sys.executable, "-m", "plait", "worker", f"{APP}:{target}", "--db", url, *args]
+    w = Worker(tmp_path, cmd, f"worker{len(workers)}")
+    workers.append(w)
+    w.wait_started("plait worker: serving")
+    return w
+
+
+def steps(engine: plait.Engine, run_id: str) -> dict[str, plait.Step]:
+    return {s.name: s for s in engine.steps(run_id)}
+
+
+def status(engine: plait.Engine, run_id: str, step: str) -> str:
+    return steps(engine, run_id)[step].status.value
+
+
+@pytest.mark.parametrize("workflow", ["deaf_async", "deaf_sync"])
+def test_sigterm_stops_a_worker_whose_every_slot_is_wedged(
+    url: str, engine: plait.Engine, tmp_path: Path, workers: list[Worker], workflow: str
+) -> None:
+    worker = plait_worker(workers, tmp_path, url, workflow, "--concurrency", "1", "--grace", "0.3")
+    run = engine.start(getattr(app, workflow), run_id=f"{workflow}-1")
+    wait_for(
+        lambda: status(engine, run.id, "stuck"),
+        lambda s: s == "running",
+        "stuck to be running",
+        worker.text,
+        DEADLINE,
+    )
+
+    stopped_at = time.monotonic()
+    assert worker.stop(timeout=15) == 0, worker.text()
+    # grace (0.3 s), a moment for the cancelled handler, release: not a wait for the handler
+    assert time.monotonic() - stopped_at < 10, worker.text()
+    assert status(engine, run.id, "stuck") == "ready"
+    assert [e.type for e in engine.events(run.id) if e.step == "stuck"][-1] == "step_released"
+    assert "plait worker: stopped" in worker.text()
+    if workflow == "deaf_async":
+        assert "step 'stuck' (run 'deaf_async-1') did not stop when cancelled" in worker.text()
