@@ -1,5 +1,8 @@
 """Handlers that misbehave must not wedge a real worker process (issue 21, items 1 and 3).
 
+- A handler that raises what is not an `Exception` (a CancelledError it caused itself,
+  GeneratorExit, a BaseException subclass) fails its attempt with its class as the code, and its
+  slot is freed: a `plait worker --concurrency 1` goes on to the next step.
 - A worker whose every slot is held by a handler that ignores its cancellation (async) or
   `ctx.cancelled` (sync) still stops on SIGTERM: grace, then release, then exit.
 
@@ -97,6 +100,44 @@ def steps(engine: plait.Engine, run_id: str) -> dict[str, plait.Step]:
 
 def status(engine: plait.Engine, run_id: str, step: str) -> str:
     return steps(engine, run_id)[step].status.value
+
+
+def test_handlers_raising_base_exceptions_fail_and_free_their_slot(
+    url: str, engine: plait.Engine, tmp_path: Path, workers: list[Worker]
+) -> None:
+    worker = plait_worker(workers, tmp_path, url, "rude", "--concurrency", "1")
+    run = engine.start(app.rude, run_id="rude-1")
+
+    # one slot: each wedging handler used to keep it, and the run never ended
+    ended = wait_for(
+        lambda: engine.get_run(run.id).status,
+        lambda s: s.terminal,
+        "the run to end",
+        worker.text,
+        DEADLINE,
+    )
+    assert ended is plait.RunStatus.FAILED
+    found = steps(engine, run.id)
+    expected = {
+        "cancelled_future": "CancelledError",
+        "generator_exit": "GeneratorExit",
+        "odd": "Odd",
+        "sync_base": "BaseException",
+        "sync_cancelled": "CancelledError",
+    }
+    for name, code in expected.items():
+        step = found[name]
+        assert step.status is plait.StepStatus.FAILED, (name, step.status)
+        assert step.error is not None and step.error.code == code, (name, step.error)
+        assert step.error.message.startswith(f"handler raised {code}"), step.error.message
+        assert step.attempts == 1, name  # not retried, like KeyboardInterrupt and SystemExit
+    assert found["after"].output == "still serving"
+    exit_error = found["generator_exit"].error
+    assert exit_error is not None
+    assert exit_error.message == "handler raised GeneratorExit: leaked from a generator"
+
+    assert worker.stop() == 0, worker.text()
+    assert "Traceback" not in worker.text()
 
 
 @pytest.mark.parametrize("workflow", ["deaf_async", "deaf_sync"])

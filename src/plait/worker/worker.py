@@ -21,9 +21,11 @@ import signal
 import socket
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from .. import _codec
 from .._errors import StoreError
 from .._portal import wait_any
 from .._runtime import Runtime
@@ -32,7 +34,7 @@ from ..core.queues import worker_queues
 from ..core.rows import Claim, Lease, Outcome, StepInputs
 from ..workflow.context import StepContext
 from ..workflow.definition import StepDef, Workflow
-from .attempt import attempt
+from .attempt import TRACEBACK_LIMIT, attempt
 from .handler_threads import HandlerThreads
 from .idle_wait import IdleWait
 from .outage import Outage
@@ -279,6 +281,22 @@ class Worker:
                 error_code="cancelled",
                 error_message=f"step {claim.step!r} was interrupted: its run was cancelled "
                 "or its lease lost",
+            )
+        except (KeyboardInterrupt, SystemExit):
+            raise  # not the handler's (attempt keeps those): the process is going down
+        except BaseException as exc:
+            # attempt turns whatever the handler raises into an outcome; this is plait failing
+            # around it. The step fails rather than holding its slot (and lease) forever.
+            log.exception("step %r (run %r) could not be run", claim.step, claim.run_id)
+            outcome = Outcome(
+                claim.run_id,
+                claim.step,
+                claim.token,
+                error_code=type(exc).__name__,
+                error_message=_codec.cap_message(
+                    f"plait could not run step {claim.step!r}: {type(exc).__name__}: {exc}"
+                ),
+                traceback="".join(traceback.format_exception(exc))[-TRACEBACK_LIMIT:],
             )
         if outcome is not None:  # None: handed back when its concurrency key was admitted
             self._outcomes.put_nowait(outcome)
