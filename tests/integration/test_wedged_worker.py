@@ -5,6 +5,9 @@
   slot is freed: a `plait worker --concurrency 1` goes on to the next step.
 - A worker whose every slot is held by a handler that ignores its cancellation (async) or
   `ctx.cancelled` (sync) still stops on SIGTERM: grace, then release, then exit.
+- A step that wedges every worker that takes it is handed back by each stopping worker; those
+  hand-backs count toward `max_recoveries`, so it ends `failed` (`abandoned`) instead of
+  poisoning workers forever.
 
 Each test waits on conditions with deadlines and stops its workers with SIGTERM. SQLite and
 PostgreSQL (skipped without a server, except under CI=true).
@@ -163,3 +166,34 @@ def test_sigterm_stops_a_worker_whose_every_slot_is_wedged(
     assert "plait worker: stopped" in worker.text()
     if workflow == "deaf_async":
         assert "step 'stuck' (run 'deaf_async-1') did not stop when cancelled" in worker.text()
+
+
+def test_a_step_that_wedges_every_worker_fails_after_max_recoveries(
+    url: str, engine: plait.Engine, tmp_path: Path, workers: list[Worker]
+) -> None:
+    max_recoveries = 2
+    run = engine.start(app.deaf_sync, run_id="poison")
+    for i in range(max_recoveries + 1):
+        cmd = [sys.executable, str(APP), url, str(max_recoveries)]
+        worker = Worker(tmp_path, cmd, f"script{i}")
+        workers.append(worker)
+        wait_for(
+            lambda: status(engine, run.id, "stuck"),
+            lambda s: s == "running",
+            f"worker {i} to take the step",
+            worker.text,
+            DEADLINE,
+        )
+        assert worker.stop(timeout=15) == 0, worker.text()
+
+    step = steps(engine, run.id)["stuck"]
+    assert step.status is plait.StepStatus.FAILED
+    assert step.error is not None and step.error.code == "abandoned"
+    assert step.error.message == (
+        "step 'stuck' ended 3 attempts without an outcome (max_recoveries=2), the last when a "
+        "stopping worker released it: it may be killing or hanging its worker"
+    )
+    assert engine.get_run(run.id).status is plait.RunStatus.FAILED
+    types = [e.type for e in engine.events(run.id) if e.step == "stuck"]
+    assert types.count("step_released") == max_recoveries
+    assert types[-1] == "step_failed"

@@ -491,7 +491,7 @@ class Worker:
         unfinished = [f.lease for f in self._inflight.values()]
         if unfinished:
             try:
-                await self.store.release(unfinished, time.time())
+                await self.store.release(unfinished, time.time(), self.rt.max_recoveries)
                 log.info("worker %s released %d unfinished step(s)", self.id, len(unfinished))
             except Exception:
                 log.exception("worker %s could not release its leases; they will expire", self.id)
