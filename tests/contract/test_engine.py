@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -511,6 +512,49 @@ def test_a_handlers_own_timeout_error_is_not_a_step_timeout(
     # an ordinary exception of the handler's: its class is the code, and it is retried
     assert step.error == plait.StepError("TimeoutError", "the socket timed out")
     assert step.attempts == 2
+
+
+def test_a_worker_claims_fewer_steps_while_more_threads_are_stuck_than_it_replaces(
+    engine: plait.Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="plait.worker.handler_threads")
+    wf = plait.Workflow("stuck_threads")
+    gate = threading.Event()
+
+    def hang() -> None:
+        gate.wait(30)  # ignores ctx.cancelled: its thread is stuck past the timeout
+
+    hangs = [f"hang{i}" for i in range(5)]  # concurrency 1: the pool replaces 4 stuck threads
+    for name in hangs:
+        wf.add_step(name, hang, timeout=0.05)
+    wf.add_step("last", lambda: "ran", after_any=hangs)
+    run = engine.start(wf)
+    worker = threading.Thread(
+        target=engine.run_worker, kwargs={"until": run, "timeout": 30, "concurrency": 1}
+    )
+    worker.start()
+    try:
+
+        def status() -> dict[str, plait.StepStatus]:
+            return {s.name: s.status for s in engine.steps(run.id)}
+
+        wait_until(
+            lambda: status()["last"] is plait.StepStatus.READY,
+            what="every hang to time out, and last to be ready",
+        )
+        assert all(status()[h] is plait.StepStatus.FAILED for h in hangs)
+        assert "5 handler threads are stuck, more than the 4 this worker replaces" in caplog.text
+        # no thread would start it: the worker does not claim it (checked for a moment)
+        deadline = time.monotonic() + 0.3
+        while time.monotonic() < deadline:
+            assert status()["last"] is plait.StepStatus.READY
+            time.sleep(0.02)
+    finally:
+        gate.set()  # the stuck handlers return: their threads are free again
+        worker.join(30)
+    assert not worker.is_alive()
+    assert engine.get_run(run.id).status is plait.RunStatus.FAILED
+    assert {s.name: s.output for s in engine.steps(run.id)}["last"] == "ran"
 
 
 def test_result_timeout_without_a_worker(engine: plait.Engine) -> None:

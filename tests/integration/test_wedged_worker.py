@@ -8,6 +8,8 @@
 - A step that wedges every worker that takes it is handed back by each stopping worker; those
   hand-backs count toward `max_recoveries`, so it ends `failed` (`abandoned`) instead of
   poisoning workers forever.
+- A sync step that overstays its timeout keeps its thread, but the next step still gets a thread
+  and its whole timeout; the worker says in its log that a thread is stuck, naming step and run.
 
 Each test waits on conditions with deadlines and stops its workers with SIGTERM. SQLite and
 PostgreSQL (skipped without a server, except under CI=true).
@@ -197,3 +199,30 @@ def test_a_step_that_wedges_every_worker_fails_after_max_recoveries(
     types = [e.type for e in engine.events(run.id) if e.step == "stuck"]
     assert types.count("step_released") == max_recoveries
     assert types[-1] == "step_failed"
+
+
+def test_a_timed_out_sync_step_does_not_starve_the_next_one(
+    url: str, engine: plait.Engine, tmp_path: Path, workers: list[Worker]
+) -> None:
+    worker = plait_worker(workers, tmp_path, url, "threads", "--concurrency", "1")
+    run = engine.start(app.threads, run_id="starved")
+    wait_for(
+        lambda: status(engine, run.id, "next_in_line"),
+        lambda s: s in ("done", "failed"),
+        "next_in_line to end",
+        worker.text,
+        DEADLINE,
+    )
+    found = steps(engine, run.id)
+    assert found["overstays"].error is not None and found["overstays"].error.code == "timeout"
+    # it got a thread at once and its whole timeout: it ran, on its first attempt
+    assert found["next_in_line"].status is plait.StepStatus.DONE, found["next_in_line"].error
+    assert found["next_in_line"].attempts == 1
+    stuck = [line for line in worker.text().splitlines() if "is stuck" in line]
+    assert len(stuck) == 1, worker.text()
+    assert "step 'overstays' (run 'starved')" in stuck[0]
+
+    worker.go.touch()  # the overstaying handler returns; its thread is free again
+    wait_for(worker.text, lambda t: "returned" in t, "the stuck thread returns", worker.text,
+             DEADLINE)  # fmt: skip
+    assert worker.stop() == 0, worker.text()

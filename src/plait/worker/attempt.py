@@ -32,7 +32,7 @@ from ..core.rows import Claim, Outcome, StepInputs, StepStatus
 from ..workflow.context import StepCancelled, StepContext
 from ..workflow.definition import StepDef, Workflow
 from ..workflow.tasks import task_kwargs
-from .handler_threads import HandlerThreads
+from .handler_threads import HandlerThreads, HandlerTimeout
 
 TRACEBACK_LIMIT = 32 * 1024
 KEY_ERROR = "concurrency_key_error"  # the key callable raised, or returned no string or integer
@@ -122,21 +122,21 @@ async def attempt(
         if not await admit_key(claim, key):
             return None
     timeout = wf.timeout_for(step)
-    clock = asyncio.timeout(timeout)
+    clock: asyncio.Timeout | None = None
     try:
-        async with clock:
-            if step.is_async:
+        if step.is_async:
+            async with asyncio.timeout(timeout) as clock:
                 result = await step.fn(**kwargs)
-            else:
-                ok, result = await threads.run(step.fn, kwargs)
-                if not ok:
-                    raise result
+        else:  # its clock starts when a thread starts it (HandlerThreads)
+            ok, result = await threads.call(step.fn, kwargs, timeout, claim.run_id, claim.step)
+            if not ok:
+                raise result
     except asyncio.CancelledError as exc:
         if ctx.cancelled:  # the worker's doing (stop, run cancelled, lease lost): it decides
             raise
         return raised(exc)  # the handler's own (a cancelled future it awaited): a failure
     except TimeoutError as exc:
-        if not clock.expired():
+        if not (isinstance(exc, HandlerTimeout) or (clock is not None and clock.expired())):
             return raised(exc)  # the handler's own TimeoutError (a socket's, say)
         ctx._request_cancel()  # a sync handler keeps its thread: it should poll ctx.cancelled
         return failure("timeout", f"step {claim.step!r} exceeded its timeout of {timeout}s", None)

@@ -126,6 +126,7 @@ class Worker:
         self._until = set(until) if until is not None else None
         loop = self._loop = asyncio.get_running_loop()
         self._pool.loop = loop
+        self._pool.on_freed = self._slot_freed.set  # a stuck thread returned: room again
         self.rt.workers.add(self)
         installed = []
         if handle_signals and threading.current_thread() is threading.main_thread():
@@ -183,7 +184,9 @@ class Worker:
         fingerprints = list(self.workflows)
         idle = IdleWait(self.rt)  # how to wait when nothing was claimed
         while not self._stopping.is_set() and not self._done.is_set():
-            free = self.concurrency - len(self._inflight)
+            # handler threads stuck past their timeouts beyond those the pool replaces take
+            # slots too: a step claimed now would wait for a thread
+            free = self.concurrency - len(self._inflight) - self._pool.overflow
             # Claim in batches: wait for half the slots unless little is in flight.
             if free <= 0 or (self._inflight and free < self._claim_threshold):
                 self._slot_freed.clear()
