@@ -92,7 +92,8 @@ class Runtime:
     """What one Engine shares with its workers and operations (see the module docstring).
 
     `lease`: seconds a claimed step is held before another worker may take it over.
-    `max_recoveries`: lease expiries after which a step fails with `lease_expired`.
+    `max_recoveries`: attempts of a step that may end without an outcome (lease expired, or
+    released by a stopping worker) before it fails with `lease_expired` or `abandoned`.
     `poll_interval` / `sweep_interval`: how often waiters look at the store when nothing wakes
     them, without and with a live push from the store."""
 

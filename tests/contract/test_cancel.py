@@ -89,7 +89,7 @@ async def test_a_dead_workers_step_of_a_cancelled_run_ends_cancelled(store: Stor
     await cancel(store, "r1")
 
     await store.recover_expired(NOW + 10, max_recoveries=10, limit=10)  # a's worker died
-    await store.release([Lease("r1", "b", claims["b"].token)], NOW + 10)  # b's worker stopped
+    await store.release([Lease("r1", "b", claims["b"].token)], NOW + 10, 10)  # b's worker stopped
 
     assert await statuses(store, "r1") == {"a": StepStatus.CANCELLED, "b": StepStatus.CANCELLED}
     assert await claim(store, [plan], now=NOW + 20) == []

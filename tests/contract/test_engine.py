@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -400,6 +401,160 @@ def test_handler_raising_base_exceptions_keeps_worker_consistent(
     again = engine.start(wf)
     serve(engine, again)
     assert engine.get_run(again.id).status is plait.RunStatus.FAILED
+
+
+class _Odd(BaseException):
+    """Neither an Exception nor one of the interpreter's own."""
+
+
+async def _awaits_a_cancelled_future() -> None:
+    future = asyncio.get_running_loop().create_future()
+    future.cancel()
+    await future
+
+
+async def _cancels_its_own_task() -> None:
+    task = asyncio.current_task()
+    assert task is not None
+    task.cancel()
+    await asyncio.sleep(0)
+
+
+async def _async_generator_exit() -> None:
+    raise GeneratorExit("leaked")
+
+
+async def _async_odd() -> None:
+    raise _Odd("odd")
+
+
+def _sync_cancelled() -> None:
+    raise asyncio.CancelledError
+
+
+def _sync_generator_exit() -> None:
+    raise GeneratorExit
+
+
+def _sync_odd() -> None:
+    raise _Odd
+
+
+@pytest.mark.parametrize(
+    ("handler", "code", "message"),
+    [
+        pytest.param(h, code, message, id=h.__name__.strip("_"))
+        for h, code, message in [
+            (_awaits_a_cancelled_future, "CancelledError", "handler raised CancelledError"),
+            (_cancels_its_own_task, "CancelledError", "handler raised CancelledError"),
+            (_async_generator_exit, "GeneratorExit", "handler raised GeneratorExit: leaked"),
+            (_async_odd, "_Odd", "handler raised _Odd: odd"),
+            (_sync_cancelled, "CancelledError", "handler raised CancelledError"),
+            (_sync_generator_exit, "GeneratorExit", "handler raised GeneratorExit"),
+            (_sync_odd, "_Odd", "handler raised _Odd"),
+        ]
+    ],
+)
+def test_any_base_exception_out_of_a_handler_fails_its_attempt_and_frees_its_slot(
+    engine: plait.Engine, handler: Callable[[], object], code: str, message: str
+) -> None:
+    wf = plait.Workflow("ruder", retry=plait.Retry(attempts=3, delay=0))
+    wf.add_step("rude", handler)
+    wf.add_step("fine", lambda: 1, after_any=["rude"])
+
+    run = engine.start(wf)
+    # one slot: a handler that kept it would leave `fine` unclaimed (the worker timed out)
+    engine.run_worker(until=run, timeout=10, concurrency=1)
+    steps = {s.name: s for s in engine.steps(run.id)}
+    rude = steps["rude"]
+    assert rude.status is plait.StepStatus.FAILED and rude.attempts == 1  # not retried
+    assert rude.error == plait.StepError(code, message)
+    failed = next(e for e in engine.events(run.id) if e.type == "step_failed")
+    assert code in failed.payload["traceback"]
+    assert steps["fine"].output == 1
+
+
+def test_a_base_exception_outside_the_handler_fails_the_step_and_frees_its_slot(
+    engine: plait.Engine,
+) -> None:
+    wf = plait.Workflow("odd_condition")
+
+    def odd_condition() -> bool:
+        raise _Odd("in a condition")
+
+    wf.add_step("guarded", lambda: 1, when=odd_condition)
+    wf.add_step("fine", lambda: 1, after_any=["guarded"])
+    run = engine.start(wf)
+    engine.run_worker(until=run, timeout=10, concurrency=1)
+    steps = {s.name: s for s in engine.steps(run.id)}
+    assert steps["guarded"].error == plait.StepError(
+        "_Odd", "plait could not run step 'guarded': _Odd: in a condition"
+    )
+    assert steps["fine"].output == 1
+
+
+@pytest.mark.parametrize("kind", ["async", "sync"])
+def test_a_handlers_own_timeout_error_is_not_a_step_timeout(
+    engine: plait.Engine, kind: str
+) -> None:
+    wf = plait.Workflow("socket", retry=plait.Retry(attempts=2, delay=0))
+
+    async def fetch_async() -> None:
+        raise TimeoutError("the socket timed out")
+
+    def fetch_sync() -> None:
+        raise TimeoutError("the socket timed out")
+
+    wf.add_step("fetch", fetch_async if kind == "async" else fetch_sync, timeout=30)
+    run = engine.start(wf)
+    serve(engine, run)
+    (step,) = engine.steps(run.id)
+    # an ordinary exception of the handler's: its class is the code, and it is retried
+    assert step.error == plait.StepError("TimeoutError", "the socket timed out")
+    assert step.attempts == 2
+
+
+def test_a_worker_claims_fewer_steps_while_more_threads_are_stuck_than_it_replaces(
+    engine: plait.Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="plait.worker.handler_threads")
+    wf = plait.Workflow("stuck_threads")
+    gate = threading.Event()
+
+    def hang() -> None:
+        gate.wait(30)  # ignores ctx.cancelled: its thread is stuck past the timeout
+
+    hangs = [f"hang{i}" for i in range(5)]  # concurrency 1: the pool replaces 4 stuck threads
+    for name in hangs:
+        wf.add_step(name, hang, timeout=0.05)
+    wf.add_step("last", lambda: "ran", after_any=hangs)
+    run = engine.start(wf)
+    worker = threading.Thread(
+        target=engine.run_worker, kwargs={"until": run, "timeout": 30, "concurrency": 1}
+    )
+    worker.start()
+    try:
+
+        def status() -> dict[str, plait.StepStatus]:
+            return {s.name: s.status for s in engine.steps(run.id)}
+
+        wait_until(
+            lambda: status()["last"] is plait.StepStatus.READY,
+            what="every hang to time out, and last to be ready",
+        )
+        assert all(status()[h] is plait.StepStatus.FAILED for h in hangs)
+        assert "5 handler threads are stuck, more than the 4 this worker replaces" in caplog.text
+        # no thread would start it: the worker does not claim it (checked for a moment)
+        deadline = time.monotonic() + 0.3
+        while time.monotonic() < deadline:
+            assert status()["last"] is plait.StepStatus.READY
+            time.sleep(0.02)
+    finally:
+        gate.set()  # the stuck handlers return: their threads are free again
+        worker.join(30)
+    assert not worker.is_alive()
+    assert engine.get_run(run.id).status is plait.RunStatus.FAILED
+    assert {s.name: s.output for s in engine.steps(run.id)}["last"] == "ran"
 
 
 def test_result_timeout_without_a_worker(engine: plait.Engine) -> None:

@@ -92,7 +92,7 @@ async def test_a_dead_workers_first_attempt_does_not_hold_the_pause(store: Store
     await start(store, plan, "r1")
     claims = {c.step: c for c in await claim(store, [plan], lease=5)}
     await act(store, actions.pause, "r1")
-    await store.release([Lease("r1", "b", claims["b"].token)], NOW + 2)  # b's worker stopped
+    await store.release([Lease("r1", "b", claims["b"].token)], NOW + 2, 10)  # b's worker stopped
     assert await run_status(store, "r1") is RunStatus.PAUSING  # a still runs
     await store.recover_expired(NOW + 10, max_recoveries=10, limit=10)  # a's worker died
     assert await run_status(store, "r1") is RunStatus.PAUSED

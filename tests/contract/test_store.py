@@ -442,15 +442,16 @@ async def test_release_gives_the_step_back_without_using_an_attempt(store: Store
     await start(store, plan, "r1")
     c = await claim_one(store, plan, "s0")
 
-    ignored = await store.release([Lease("r1", "s0", "wrong")], NOW + 1)
+    ignored = await store.release([Lease("r1", "s0", "wrong")], NOW + 1, max_recoveries=10)
     assert ignored.readied == 0
     assert (await step_row(store, "r1", "s0")).status is StepStatus.RUNNING
 
-    result = await store.release([Lease("r1", "s0", c.token)], NOW + 2)
+    result = await store.release([Lease("r1", "s0", c.token)], NOW + 2, max_recoveries=10)
 
     assert result.readied == 1
     row = await step_row(store, "r1", "s0")
     assert row.status is StepStatus.READY and row.attempt == 0
+    assert row.recoveries == 1  # an attempt ended without an outcome: counted as an expiry is
     assert row.lease_token is None and row.worker_id is None and row.available_at == NOW + 2
     assert (await event_types(store, "r1"))[-1] == "step_released"
     assert (await claim_one(store, plan, "s0", now=NOW + 2)).attempt == 1
@@ -501,6 +502,36 @@ async def test_a_step_past_max_recoveries_fails_with_lease_expired(store: Store)
     assert row.recoveries == 3
     run_row = await store.get_run("r1")
     assert run_row is not None and run_row.status is RunStatus.FAILED
+
+
+async def test_releases_count_toward_max_recoveries_with_expiries(store: Store) -> None:
+    """A step that hangs every worker is handed back by each one that stops: without a bound it
+    would poison workers forever. Hand-backs and expiries share `max_recoveries`."""
+    plan = chain(length=1)
+    await start(store, plan, "r1")
+    c = await claim_one(store, plan, "s0", now=NOW)
+    assert (
+        await store.release([Lease("r1", "s0", c.token)], NOW + 1, max_recoveries=2)
+    ).readied == 1
+    await claim_one(store, plan, "s0", now=NOW + 1)
+    assert (await store.recover_expired(NOW + LEASE + 2, max_recoveries=2, limit=10)).readied == 1
+    c = await claim_one(store, plan, "s0", now=NOW + LEASE + 2)
+
+    result = await store.release([Lease("r1", "s0", c.token)], NOW + LEASE + 3, max_recoveries=2)
+
+    assert result.readied == 0 and result.ended_runs == ["r1"]
+    row = await step_row(store, "r1", "s0")
+    assert row.status is StepStatus.FAILED and row.error_code == "abandoned"
+    assert row.error_message == (
+        "step 's0' ended 3 attempts without an outcome (max_recoveries=2), the last when a "
+        "stopping worker released it: it may be killing or hanging its worker"
+    )
+    assert row.recoveries == 3 and row.attempt == 1 and row.lease_token is None
+    run_row = await store.get_run("r1")
+    assert run_row is not None and run_row.status is RunStatus.FAILED
+    types = await event_types(store, "r1")
+    assert types.count("step_released") == 1 and types.count("step_lease_expired") == 1
+    assert types[-2:] == ["step_failed", "run_failed"]
 
 
 # -- scale ---------------------------------------------------------------------------------------

@@ -141,13 +141,18 @@ def _complete(txn: Txn, outcome: Outcome) -> Transition:
     yield from settle(txn, run, step)
 
 
-def release(txn: Txn, run_id: str, name: str, token: str) -> Transition:
-    """A stopping worker hands a step back: ready at once, its attempt not counted."""
-    yield from _release(txn, run_id, name, token)
+def release(txn: Txn, run_id: str, name: str, token: str, max_recoveries: int | None) -> Transition:
+    """A stopping worker hands a step back: ready at once, its attempt not counted. Like a lease
+    expiry, the hand-back counts toward `max_recoveries`: past it the step fails with code
+    `abandoned` (a step that hangs every worker that takes it would loop forever). None counts
+    nothing (key admission hands back a step of an ended run, which ends it)."""
+    yield from _release(txn, run_id, name, token, max_recoveries)
     yield from paused_when_idle(txn, run_id)
 
 
-def _release(txn: Txn, run_id: str, name: str, token: str) -> Transition:
+def _release(
+    txn: Txn, run_id: str, name: str, token: str, max_recoveries: int | None
+) -> Transition:
     yield from need(txn, run_id, (name,))
     step, run = txn.step(run_id, name), txn.runs.get(run_id)
     if (
@@ -162,13 +167,19 @@ def _release(txn: Txn, run_id: str, name: str, token: str) -> Transition:
         _end_interrupted(txn, run, step, worker)
         yield from settle(txn, run, step)
         return
+    if max_recoveries is not None:
+        step.recoveries += 1
+        if step.recoveries > max_recoveries:
+            yield from _no_more_recoveries(txn, run, step, worker, "abandoned", max_recoveries)
+            return
     back_to_ready(txn, step)
     txn.emit(run, "step_released", name, worker=worker)
 
 
 def recover(txn: Txn, run_id: str, name: str, max_recoveries: int) -> Transition:
     """A step whose lease expired (its worker died or hung) becomes claimable again, without
-    using its retry budget, unless that has happened more than `max_recoveries` times."""
+    using its retry budget, unless its attempts have ended without an outcome (expired or
+    released) more than `max_recoveries` times: then it fails with code `lease_expired`."""
     yield from _recover(txn, run_id, name, max_recoveries)
     yield from paused_when_idle(txn, run_id)
 
@@ -187,29 +198,44 @@ def _recover(txn: Txn, run_id: str, name: str, max_recoveries: int) -> Transitio
         return
     step.recoveries += 1
     if step.recoveries > max_recoveries:
-        step.lease_token = None
-        step.lease_expires_at = None
-        step.status = StepStatus.FAILED
-        step.error_code = "lease_expired"
-        step.error_message = (
-            f"the lease expired {step.recoveries} times (max_recoveries={max_recoveries}); "
-            "the step may be killing or hanging its worker"
-        )
-        step.finished_at = txn.now
-        txn.touch(step)
-        txn.emit(
-            run,
-            "step_failed",
-            name,
-            code=step.error_code,
-            message=step.error_message,
-            attempt=step.attempt,
-            worker=worker,
-        )
-        yield from settle(txn, run, step)
+        yield from _no_more_recoveries(txn, run, step, worker, "lease_expired", max_recoveries)
         return
     back_to_ready(txn, step)
     txn.emit(run, "step_lease_expired", name, worker=worker, recoveries=step.recoveries)
+
+
+_LAST_HAND_BACK = {
+    "lease_expired": "its lease expired",
+    "abandoned": "a stopping worker released it",
+}
+
+
+def _no_more_recoveries(
+    txn: Txn, run: RunRow, step: StepRow, worker: str | None, code: str, max_recoveries: int
+) -> Transition:
+    """Fail a step whose attempts ended without an outcome (lease expired, or released by a
+    stopping worker) more than `max_recoveries` times; `code` says how the last one ended."""
+    step.lease_token = None
+    step.lease_expires_at = None
+    step.status = StepStatus.FAILED
+    step.error_code = code
+    step.error_message = (
+        f"step {step.name!r} ended {step.recoveries} attempts without an outcome "
+        f"(max_recoveries={max_recoveries}), the last when {_LAST_HAND_BACK[code]}: "
+        "it may be killing or hanging its worker"
+    )
+    step.finished_at = txn.now
+    txn.touch(step)
+    txn.emit(
+        run,
+        "step_failed",
+        step.name,
+        code=step.error_code,
+        message=step.error_message,
+        attempt=step.attempt,
+        worker=worker,
+    )
+    yield from settle(txn, run, step)
 
 
 def _end_interrupted(txn: Txn, run: RunRow, step: StepRow, worker: str | None) -> None:
@@ -258,7 +284,7 @@ def admit_key(txn: Txn, run_id: str, name: str, token: str, key: str, running: i
         return
     if run.status.terminal:  # cancelled meanwhile: handed back, it ends here
         txn.result.accepted.append(False)
-        yield from release(txn, run_id, name, token)
+        yield from release(txn, run_id, name, token, None)  # ends it: nothing to count
         return
     options = step.options
     limit = options.key_limit or 1

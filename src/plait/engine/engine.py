@@ -74,7 +74,9 @@ class Engine:
     """plait's entry point. `Engine("sqlite:///plait.db")` (default), `"memory://"`, …
 
     `lease`: seconds a claimed step is held before another worker may take it over (heartbeats
-    renew it). `max_recoveries`: lease expiries after which a step fails with `lease_expired`.
+    renew it). `max_recoveries`: how many of a step's attempts may end without an outcome (its
+    lease expired, or a stopping worker released it) before it fails with `lease_expired` or
+    `abandoned`.
     `poll_interval`: how often idle workers and `result()` waiters look at the store for work
     done by other processes; on a store that pushes notifications (PostgreSQL) they are woken
     instead and look only every `sweep_interval`, a safety net for a missed notification. On

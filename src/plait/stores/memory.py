@@ -288,11 +288,13 @@ class MemoryStore:
                     step.lease_expires_at = now + lease
         return lost
 
-    async def release(self, leases: Sequence[Lease], now: float) -> CommitResult:
+    async def release(
+        self, leases: Sequence[Lease], now: float, max_recoveries: int
+    ) -> CommitResult:
         with self._lock:
             txn = Txn(now)
             for h in leases:
-                self._run(txn, release(txn, h.run_id, h.step, h.token))
+                self._run(txn, release(txn, h.run_id, h.step, h.token, max_recoveries))
             self._write(txn)
             return txn.result
 

@@ -134,8 +134,11 @@ class Store(Protocol):
     async def heartbeat(self, leases: Sequence[Lease], lease: float, now: float) -> list[Lease]:
         """Extend these leases; return the ones that are no longer held (fenced off)."""
 
-    async def release(self, leases: Sequence[Lease], now: float) -> CommitResult:
-        """Give steps back (graceful stop): ready at once, attempt not counted."""
+    async def release(
+        self, leases: Sequence[Lease], now: float, max_recoveries: int
+    ) -> CommitResult:
+        """Give steps back (graceful stop): ready at once, attempt not counted; a hand-back counts
+        toward `max_recoveries` as a lease expiry does (past it: failed, `abandoned`)."""
 
     async def admit_key(
         self, run_id: str, step: str, token: str, key: str, now: float

@@ -32,7 +32,7 @@ from ..core.rows import Claim, Outcome, StepInputs, StepStatus
 from ..workflow.context import StepCancelled, StepContext
 from ..workflow.definition import StepDef, Workflow
 from ..workflow.tasks import task_kwargs
-from .handler_threads import HandlerThreads
+from .handler_threads import HandlerThreads, HandlerTimeout
 
 TRACEBACK_LIMIT = 32 * 1024
 KEY_ERROR = "concurrency_key_error"  # the key callable raised, or returned no string or integer
@@ -53,8 +53,9 @@ async def attempt(
     admit_key: KeyAdmission | None = None,
 ) -> Outcome | None:
     """Run one attempt of a claimed step; its outcome, or None when there is nothing to commit
-    (its pending key was not admitted). The handler's exceptions become failed outcomes;
-    `asyncio.CancelledError` from the worker cancelling the task propagates."""
+    (its pending key was not admitted). Every exception out of the handler becomes a failed
+    outcome; only the worker's own cancellation of the task (it set `ctx.cancelled` first: a
+    stop, a cancelled run, a lost lease) propagates as `asyncio.CancelledError`."""
 
     def failure(code: str, message: str, retryable: bool | None, tb: str | None = None) -> Outcome:
         delay = wf.retry_for(step).next_try(claim.attempt, retryable)
@@ -67,6 +68,17 @@ async def attempt(
             traceback=tb[-TRACEBACK_LIMIT:] if tb else None,
             retry_at=None if delay is None else time.time() + delay,
         )
+
+    def raised(exc: BaseException) -> Outcome:
+        """A failed attempt for an exception out of the handler, its class name as the code. One
+        that is not an `Exception` (KeyboardInterrupt, SystemExit, GeneratorExit, a CancelledError
+        the handler raised itself, ...) is not retried; the worker keeps serving either way."""
+        name = type(exc).__name__
+        tb = "".join(traceback.format_exception(exc))
+        if isinstance(exc, Exception):
+            return failure(name, str(exc) or repr(exc), None, tb)
+        message = f"handler raised {name}" + (f": {exc}" if str(exc) else "")
+        return failure(name, message, False, tb)
 
     if inputs is None:
         return failure("run_missing", "the run's input could not be loaded", False)
@@ -110,33 +122,30 @@ async def attempt(
         if not await admit_key(claim, key):
             return None
     timeout = wf.timeout_for(step)
+    clock: asyncio.Timeout | None = None
     try:
-        async with asyncio.timeout(timeout):
-            if step.is_async:
+        if step.is_async:
+            async with asyncio.timeout(timeout) as clock:
                 result = await step.fn(**kwargs)
-            else:
-                ok, result = await threads.run(step.fn, kwargs)
-                if not ok:
-                    raise result
-    except TimeoutError:
-        ctx._request_cancel()  # a sync handler keeps its thread; it should poll ctx.cancelled
+        else:  # its clock starts when a thread starts it (HandlerThreads)
+            ok, result = await threads.call(step.fn, kwargs, timeout, claim.run_id, claim.step)
+            if not ok:
+                raise result
+    except asyncio.CancelledError as exc:
+        if ctx.cancelled:  # the worker's doing (stop, run cancelled, lease lost): it decides
+            raise
+        return raised(exc)  # the handler's own (a cancelled future it awaited): a failure
+    except TimeoutError as exc:
+        if not (isinstance(exc, HandlerTimeout) or (clock is not None and clock.expired())):
+            return raised(exc)  # the handler's own TimeoutError (a socket's, say)
+        ctx._request_cancel()  # a sync handler keeps its thread: it should poll ctx.cancelled
         return failure("timeout", f"step {claim.step!r} exceeded its timeout of {timeout}s", None)
-    except asyncio.CancelledError:
-        ctx._request_cancel()
-        raise
     except StepCancelled as exc:
         return failure("cancelled", str(exc), False)
     except StepFailure as exc:
         return failure(exc.code, str(exc) or exc.code, exc.retryable, traceback.format_exc())
-    except (KeyboardInterrupt, SystemExit) as exc:  # from a handler: fail the step, keep serving
-        return failure(
-            type(exc).__name__,
-            f"handler raised {type(exc).__name__}",
-            False,
-            traceback.format_exc(),
-        )
-    except Exception as exc:
-        return failure(type(exc).__name__, str(exc) or repr(exc), None, traceback.format_exc())
+    except BaseException as exc:  # whatever a handler raises is its attempt's outcome
+        return raised(exc)
     spawner = ctx._spawner
     if isinstance(result, Goto):  # loop back: the store checks the target and the count
         if spawner is not None and spawner.spawned:

@@ -21,9 +21,11 @@ import signal
 import socket
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+from .. import _codec
 from .._errors import StoreError
 from .._portal import wait_any
 from .._runtime import Runtime
@@ -32,7 +34,7 @@ from ..core.queues import worker_queues
 from ..core.rows import Claim, Lease, Outcome, StepInputs
 from ..workflow.context import StepContext
 from ..workflow.definition import StepDef, Workflow
-from .attempt import attempt
+from .attempt import TRACEBACK_LIMIT, attempt
 from .handler_threads import HandlerThreads
 from .idle_wait import IdleWait
 from .outage import Outage
@@ -42,6 +44,7 @@ log = logging.getLogger(__name__)
 
 COMMIT_BATCH = 512
 COMMIT_LINGER = 0.002  # seconds a commit waits for more outcomes of steps still in flight
+CANCEL_WAIT = 1.0  # seconds a stopping worker waits for steps it cancelled after the grace
 
 
 @dataclass(slots=True)
@@ -108,6 +111,7 @@ class Worker:
         if not self._stopping.is_set():
             log.info("worker %s stopping: %d step(s) in flight", self.id, len(self._inflight))
             self._stopping.set()
+            self._slot_freed.set()  # a claim loop waiting for a free slot must see it now
             self.rt.work_ready.fire()
 
     def stop_threadsafe(self) -> None:
@@ -122,6 +126,7 @@ class Worker:
         self._until = set(until) if until is not None else None
         loop = self._loop = asyncio.get_running_loop()
         self._pool.loop = loop
+        self._pool.on_freed = self._slot_freed.set  # a stuck thread returned: room again
         self.rt.workers.add(self)
         installed = []
         if handle_signals and threading.current_thread() is threading.main_thread():
@@ -179,7 +184,9 @@ class Worker:
         fingerprints = list(self.workflows)
         idle = IdleWait(self.rt)  # how to wait when nothing was claimed
         while not self._stopping.is_set() and not self._done.is_set():
-            free = self.concurrency - len(self._inflight)
+            # handler threads stuck past their timeouts beyond those the pool replaces take
+            # slots too: a step claimed now would wait for a thread
+            free = self.concurrency - len(self._inflight) - self._pool.overflow
             # Claim in batches: wait for half the slots unless little is in flight.
             if free <= 0 or (self._inflight and free < self._claim_threshold):
                 self._slot_freed.clear()
@@ -277,6 +284,22 @@ class Worker:
                 error_code="cancelled",
                 error_message=f"step {claim.step!r} was interrupted: its run was cancelled "
                 "or its lease lost",
+            )
+        except (KeyboardInterrupt, SystemExit):
+            raise  # not the handler's (attempt keeps those): the process is going down
+        except BaseException as exc:
+            # attempt turns whatever the handler raises into an outcome; this is plait failing
+            # around it. The step fails rather than holding its slot (and lease) forever.
+            log.exception("step %r (run %r) could not be run", claim.step, claim.run_id)
+            outcome = Outcome(
+                claim.run_id,
+                claim.step,
+                claim.token,
+                error_code=type(exc).__name__,
+                error_message=_codec.cap_message(
+                    f"plait could not run step {claim.step!r}: {type(exc).__name__}: {exc}"
+                ),
+                traceback="".join(traceback.format_exception(exc))[-TRACEBACK_LIMIT:],
             )
         if outcome is not None:  # None: handed back when its concurrency key was admitted
             self._outcomes.put_nowait(outcome)
@@ -454,7 +477,15 @@ class Worker:
             f.ctx._request_cancel()
             f.task.cancel()
         if leftovers:
-            await asyncio.gather(*(f.task for f in leftovers), return_exceptions=True)
+            # a handler may catch its cancellation and go on: it is not waited for past a moment
+            _, deaf = await asyncio.wait([f.task for f in leftovers], timeout=CANCEL_WAIT)
+            for f in leftovers:
+                if f.task in deaf:
+                    log.warning(
+                        "step %r (run %r) did not stop when cancelled: released all the same",
+                        f.claim.step,
+                        f.claim.run_id,
+                    )
         # The committer records what finished (a commit in progress is never cancelled, which
         # would lose an outcome), then stops; what did not finish is handed back.
         self._outcomes.put_nowait(None)
@@ -463,7 +494,7 @@ class Worker:
         unfinished = [f.lease for f in self._inflight.values()]
         if unfinished:
             try:
-                await self.store.release(unfinished, time.time())
+                await self.store.release(unfinished, time.time(), self.rt.max_recoveries)
                 log.info("worker %s released %d unfinished step(s)", self.id, len(unfinished))
             except Exception:
                 log.exception("worker %s could not release its leases; they will expire", self.id)

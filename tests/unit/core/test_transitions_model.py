@@ -38,6 +38,9 @@ RUN = "run-1"
 TERMINAL_EVENTS = {"step_completed": "done", "step_failed": "failed", "step_skipped": "skipped"}
 RUN_END_EVENTS = {"run_completed", "run_failed"}
 TERMINAL = {"done", "failed", "skipped", "cancelled"}
+# a step whose attempts ended without an outcome more than max_recoveries times, by how the last
+# ended: its lease expired, or a stopping worker released it
+GAVE_UP = {"lease_expired", "abandoned"}
 
 
 # -- the workflow under test ---------------------------------------------------------------------
@@ -153,8 +156,8 @@ class MStep:
     lease_expires: float | None = None
     attempts: int = 0  # attempts whose outcome was accepted
     claims: int = 0
-    recoveries: int = 0
-    releases: int = 0
+    recoveries: int = 0  # lease expiries
+    releases: int = 0  # hand-backs by stopping workers (both count toward max_recoveries)
     retries: int = 0
     output: bytes | None = None
     error_code: str | None = None
@@ -296,7 +299,7 @@ class Model:
             return
         s.recoveries += 1
         s.token = s.lease_expires = None
-        if s.recoveries > self.spec.max_recoveries:
+        if s.recoveries + s.releases > self.spec.max_recoveries:
             s.status, s.error_code = "failed", "lease_expired"
             self.events["step_failed", name] += 1
             self._terminal(name)
@@ -311,10 +314,17 @@ class Model:
         s = self.steps[name]
         if s.status != "running" or s.token != token:
             return
-        s.status, s.available_at, s.token, s.lease_expires = "ready", now, None, None
+        s.token = s.lease_expires = None
         s.releases += 1
-        self.readied += 1
-        self.events["step_released", name] += 1
+        if s.recoveries + s.releases > self.spec.max_recoveries:  # it hangs every worker
+            s.status, s.error_code = "failed", "abandoned"
+            self.events["step_failed", name] += 1
+            self._terminal(name)
+            self.settle(now)
+        else:
+            s.status, s.available_at = "ready", now
+            self.readied += 1
+            self.events["step_released", name] += 1
 
 
 def _output(name: str, attempt: int) -> bytes:
@@ -463,10 +473,12 @@ class Worker:
             model.release(lease.step, lease.token, now)
             del self.held[lease.step]
             self.stale.append(lease)
-            return lambda txn: release(txn, RUN, lease.step, lease.token)
+            max_recoveries = self.spec.max_recoveries
+            return lambda txn: release(txn, RUN, lease.step, lease.token, max_recoveries)
         assert kind == "badrelease"
         model.release(lease.step, "wrong-" + lease.token, now)
-        return lambda txn: release(txn, RUN, lease.step, "wrong-" + lease.token)
+        wrong, max_recoveries = "wrong-" + lease.token, self.spec.max_recoveries
+        return lambda txn: release(txn, RUN, lease.step, wrong, max_recoveries)
 
     def outcome(self, lease: Lease, now: float, forced: bool | None = None) -> Outcome:
         """What the worker reports after attempt `lease.attempt`; it decides `retry_at` with the
@@ -495,10 +507,10 @@ def check_step_rows(store: TinyStore, model: Model) -> None:
         row = store.steps[name]
         assert row.status.value == m.status, (name, row.status, m.status)
         expected_attempt = m.attempts + (1 if m.status == "running" else 0)
-        if m.error_code == "lease_expired":  # the attempt that hung is the one recorded
+        if m.error_code in GAVE_UP:  # the attempt that hung is the one recorded
             expected_attempt = m.attempts + 1
         assert row.attempt == expected_attempt, (name, row.attempt, expected_attempt)
-        assert row.recoveries == m.recoveries, name
+        assert row.recoveries == m.recoveries + m.releases, name
         if m.status == "running":
             assert row.lease_token == m.token
         else:
@@ -580,12 +592,14 @@ def test_state_machine_matches_model(spec: Spec, data: st.DataObject) -> None:
             event("lease recovered")
         if m.releases:
             event("lease released")
+        if m.recoveries and m.releases:
+            event("lease recovered and released")
     event(f"run {model.run_status}")
 
 
 def check_final(spec: Spec, store: TinyStore, model: Model) -> None:
     # outcomes do not depend on the interleaving
-    killed = {n for n, s in model.steps.items() if s.error_code == "lease_expired"}
+    killed = {n for n, s in model.steps.items() if s.error_code in GAVE_UP}
     expected = final_statuses(spec, killed)
     for i, name in enumerate(spec.names):
         row, m = store.steps[name], model.steps[name]
@@ -645,6 +659,7 @@ def check_event_log(spec: Spec, events: list[EventRow], model: Model) -> None:
         m = model.steps[name]
         assert counts["step_started"] == m.claims
         assert counts["step_retrying"] == m.retries
-        assert counts["step_released"] == m.releases
-        killed = 1 if m.error_code == "lease_expired" else 0
-        assert counts["step_lease_expired"] == m.recoveries - killed
+        expired = 1 if m.error_code == "lease_expired" else 0
+        assert counts["step_lease_expired"] == m.recoveries - expired
+        abandoned = 1 if m.error_code == "abandoned" else 0
+        assert counts["step_released"] == m.releases - abandoned

@@ -336,11 +336,11 @@ class Programs(DataPrograms):
                 lost.append(h)
         return lost
 
-    def release(self, leases: Sequence[Lease], now: float) -> Program[SQLTxn]:
+    def release(self, leases: Sequence[Lease], now: float, max_recoveries: int) -> Program[SQLTxn]:
         txn = SQLTxn(now)
         yield from self._preload_keys(txn, [(h.run_id, h.step) for h in leases])
         for h in leases:
-            yield from self.drive(release(txn, h.run_id, h.step, h.token), txn)
+            yield from self.drive(release(txn, h.run_id, h.step, h.token, max_recoveries), txn)
         yield from self.write(txn)
         return txn
 

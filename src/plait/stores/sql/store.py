@@ -243,11 +243,13 @@ class SQLStore:
             "heartbeat", lambda: self._programs.heartbeat(leases, now + lease), lease_only=True
         )
 
-    async def release(self, leases: Sequence[Lease], now: float) -> CommitResult:
+    async def release(
+        self, leases: Sequence[Lease], now: float, max_recoveries: int
+    ) -> CommitResult:
         if not leases:
             return CommitResult()
         txn = await self._transact(
-            "release", lambda: self._programs.release(leases, now), wakes=wakes_of
+            "release", lambda: self._programs.release(leases, now, max_recoveries), wakes=wakes_of
         )
         return txn.result
 
