@@ -26,9 +26,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.integration._support import fresh_store_url, load_app, wait_for
 
 import plait
+from tests.integration._support import fresh_store_url, load_app, wait_for
 
 APP = Path(__file__).with_name("wedge_app.py")
 DEADLINE = 30.0
