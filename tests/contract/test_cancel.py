@@ -214,6 +214,11 @@ def test_cancel_interrupts_an_async_step_and_ends_the_run(engine: plait.Engine) 
     assert finished == []
     cancelled = [e for e in engine.events(handle.id) if e.type == "run_cancelled"]
     assert [e.payload["by"] for e in cancelled] == ["ops"]
+    [slow_step] = [s for s in engine.steps(handle.id) if s.name == "slow"]
+    assert slow_step.error is not None  # the worker says which of its reasons it was
+    assert slow_step.error.message == (
+        "step 'slow' was interrupted: its run ended (cancelled, or past its deadline)"
+    )
 
 
 def test_a_sync_step_sees_ctx_cancelled(engine: plait.Engine) -> None:

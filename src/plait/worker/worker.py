@@ -102,7 +102,7 @@ class Worker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._next_refresh = 0.0
         self._outage = Outage(self.id)
-        self._interrupted: set[str] = set()  # tokens of steps told to stop
+        self._interrupted: dict[str, str] = {}  # tokens of steps told to stop → why
 
     # -- control --------------------------------------------------------------------------------
 
@@ -282,8 +282,8 @@ class Worker:
                 claim.step,
                 claim.token,
                 error_code="cancelled",
-                error_message=f"step {claim.step!r} was interrupted: its run was cancelled "
-                "or its lease lost",
+                error_message=f"step {claim.step!r} was interrupted: "
+                f"{self._interrupted[claim.token]}",
             )
         except (KeyboardInterrupt, SystemExit):
             raise  # not the handler's (attempt keeps those): the process is going down
@@ -374,7 +374,7 @@ class Worker:
                 )
         for outcome in batch:
             self._inflight.pop(outcome.token, None)
-            self._interrupted.discard(outcome.token)
+            self._interrupted.pop(outcome.token, None)
         self._slot_freed.set()
         self.rt.committed(result)
         if self._until is not None and result.ended_runs:
@@ -436,8 +436,12 @@ class Worker:
                     next_timer = upcoming if upcoming is None or upcoming > now else None
                 leases = [f.lease for f in self._inflight.values()]
                 if leases and (beat_due or cancelled):
-                    for lost in await self.store.heartbeat(leases, rt.lease, now):
-                        self._interrupt(lost)
+                    lost = await self.store.heartbeat(leases, rt.lease, now)
+                    if lost:  # rare: one read says why, for the step's record and the log
+                        ended = {r.id for r in await self.store.get_runs({x.run_id for x in lost})
+                                 if r.status.terminal}  # fmt: skip
+                        for lease in lost:
+                            self._interrupt(lease, ended=lease.run_id in ended)
                 if beat_due:
                     recovered = await self.store.recover_expired(now, rt.max_recoveries, 1000)
                     rt.committed(recovered)
@@ -446,19 +450,21 @@ class Worker:
             except Exception:
                 log.exception("worker %s: lease upkeep failed; will retry", self.id)
 
-    def _interrupt(self, lost: Lease) -> None:
-        """A held step must stop: its run was cancelled or its lease lost. An async handler is
-        cancelled; a sync one sees `ctx.cancelled`. What it reports is fenced or recorded
-        by the store, and schedules nothing."""
+    def _interrupt(self, lost: Lease, *, ended: bool) -> None:
+        """A held step must stop: its run ended (cancelled, or past its deadline), or its lease
+        was lost (it expired: another worker may run the step). An async handler is cancelled;
+        a sync one sees `ctx.cancelled`. What it reports is fenced or recorded by the store,
+        and schedules nothing."""
         item = self._inflight.get(lost.token)
         if item is None or lost.token in self._interrupted:
             return
-        log.warning(
-            "step %r (run %r) must stop: its run was cancelled or its lease lost",
-            lost.step,
-            lost.run_id,
+        why = (
+            "its run ended (cancelled, or past its deadline)"
+            if ended
+            else "its lease was lost (it expired before this worker renewed it)"
         )
-        self._interrupted.add(lost.token)
+        log.warning("step %r (run %r) must stop: %s", lost.step, lost.run_id, why)
+        self._interrupted[lost.token] = why
         item.ctx._request_cancel()
         if (
             self.workflows[item.claim.fingerprint]
