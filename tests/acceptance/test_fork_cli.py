@@ -236,3 +236,32 @@ def test_runs_show_marks_the_parent_and_the_reused_steps(
     assert not any("reused" in line for line in lines if line.startswith(("total", "label")))
     assert (as_json["run"]["parent_run"], as_json["run"]["forked_from"]) == ("p1", "total")
     assert [s["reused_from"] for s in as_json["steps"]] == ["p1", None, None]
+
+
+def test_replay_in_another_process_sees_no_change_in_a_set(
+    cli: Cli, engine: plait.Engine, write_app: Callable[[str, str], Path]
+) -> None:
+    """A set is encoded sorted, not in hash order, which differs from process to process."""
+    app = write_app(
+        "tags_app.py",
+        """
+        import plait
+
+        wf = plait.Workflow("tags")
+
+        @wf.step
+        def tags() -> set:
+            return {"pear", "apple", "fig", "kiwi", "plum", "lime", "date", "sloe", "yuzu"}
+        """,
+    )
+    cli.env["PYTHONHASHSEED"] = "1"
+    ran = cli("run", f"{app}:wf", "--run-id", "t1")
+    assert ran.code == 0, ran.stderr
+    for seed in ("2", "3"):
+        cli.env["PYTHONHASHSEED"] = seed
+        replayed = cli("replay", "t1", "tags", "--app", str(app))
+        assert replayed.code == 0, replayed.stderr
+        assert replayed.stdout.splitlines()[-1] == "no difference", replayed.stdout
+    assert engine.get_run("t1").output == {
+        "tags": ["apple", "date", "fig", "kiwi", "lime", "pear", "plum", "sloe", "yuzu"]
+    }

@@ -385,15 +385,14 @@ class Workflow:
         return self._plan
 
     def validate_input(self, value: Any) -> dict[str, Any]:
-        """Check a run input against every step's input fields; return it as a JSON object."""
+        """Check a run input against every step's input fields; return it as the JSON object
+        the steps will see: encoded by plait's JSON rule (`_codec`), decoded, then checked, so
+        that what passes here is exactly what the steps get."""
         self.plan()
-        if value is None:
-            value = {}
-        elif not isinstance(value, dict):
-            try:
-                value = orjson.loads(_codec.dumps(value))
-            except _codec.EncodeError as exc:
-                raise InputError(f"run input of {self.name!r} is not JSON: {exc}") from None
+        try:
+            value = {} if value is None else _codec.loads(_codec.dumps(value))
+        except _codec.EncodeError as exc:
+            raise InputError(f"run input of {self.name!r} is not JSON: {exc}") from None
         if not isinstance(value, dict):
             raise InputError(
                 f"run input of {self.name!r} must be a JSON object, got {type(value).__name__}"
