@@ -170,6 +170,31 @@ def test_bad_step_name(name: Any) -> None:
     assert list(wf._steps) == []
 
 
+def test_a_step_named_ctx_is_refused() -> None:
+    """A parameter named ctx receives the StepContext: no step could ever read such a step."""
+    message = (
+        "workflow 'w', step 'ctx': the name 'ctx' is reserved: a parameter named ctx receives "
+        "the StepContext, so no step could read this step's output; choose another name"
+    )
+    wf = Workflow("w")
+    for define in (
+        lambda: wf.add_step("ctx", noop),
+        lambda: wf.step(name="ctx")(noop),
+        lambda: wf.signal("ctx"),
+    ):
+        with pytest.raises(DefinitionError) as info:
+            define()
+        assert str(info.value) == message
+
+    def ctx() -> int:
+        return 1
+
+    with pytest.raises(DefinitionError) as info:
+        wf.step(ctx)
+    assert str(info.value) == message
+    assert list(wf._steps) == []
+
+
 @pytest.mark.parametrize("name", [n for n in BAD_NAMES if n != "-a"], ids=repr)
 def test_bad_workflow_name(name: Any) -> None:
     with raises(DefinitionError, f"invalid workflow name {name!r}"):

@@ -24,7 +24,7 @@ from .acyclic import check_acyclic
 from .context import StepContext
 from .digests import code_digest
 from .options import SIGNAL, Approval, awaits_signal, gate_options, handler_options, seconds
-from .params import adapter, is_context, type_hints
+from .params import CONTEXT_NAME, adapter, is_context, type_hints
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -294,6 +294,11 @@ class Workflow:
     ) -> StepDef:
         check_name("step", name)
         where = f"workflow {self.name!r}, step {name!r}"
+        if name == CONTEXT_NAME:
+            raise DefinitionError(
+                f"{where}: the name 'ctx' is reserved: a parameter named ctx receives the "
+                "StepContext, so no step could read this step's output; choose another name"
+            )
         retry, priority = handler_options(where, fn, options, _OPTIONS)
         if name in self._steps:
             raise DefinitionError(f"{where}: duplicate step name (each step name must be unique)")

@@ -13,10 +13,11 @@ from pydantic import TypeAdapter
 from .context import StepContext
 
 EMPTY = inspect.Parameter.empty
+CONTEXT_NAME = "ctx"  # an unannotated parameter of this name receives the StepContext
 
 
 def is_context(name: str, hint: Any) -> bool:
-    return hint is StepContext or (name == "ctx" and hint is EMPTY)
+    return hint is StepContext or (name == CONTEXT_NAME and hint is EMPTY)
 
 
 def context_param(fn: Callable[..., Any], sig: inspect.Signature) -> str | None:
