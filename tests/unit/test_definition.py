@@ -423,6 +423,67 @@ def test_valid_input(orders: Workflow) -> None:
     assert orders.validate_input(In(1, "EUR")) == {"order_id": 1, "currency": "EUR"}
 
 
+def _typo_workflow(**options: Any) -> Workflow:
+    wf = Workflow("orders", **options)
+
+    @wf.step
+    def fetch(order_id: int, region: str = "eu") -> None: ...
+
+    @wf.step(when=lambda express=False: express)
+    def ship(fetch: None) -> None: ...
+
+    @wf.step(concurrency_key=lambda customer="": customer, key_limit=1)
+    def bill(fetch: None) -> None: ...
+
+    return wf
+
+
+def test_an_input_field_no_step_reads_is_warned_about_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    wf = _typo_workflow()
+    with caplog.at_level("WARNING", logger="plait"):
+        value = wf.validate_input({"order_id": 1, "regoin": "us", "customer": "c", "express": True})
+    assert value["regoin"] == "us"  # warned about, and kept as given
+    [record] = caplog.records
+    assert record.levelname == "WARNING"
+    assert record.getMessage() == (
+        "run input of 'orders' has field 'regoin' that no step reads (the steps read fields "
+        "'customer', 'express', 'order_id', 'region'): ignored. Workflow(..., "
+        "extra_input='forbid') refuses such input, extra_input='ignore' silences this warning"
+    )
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="plait"):
+        wf.validate_input({"order_id": 1, "region": "us"})
+    assert caplog.records == []
+
+
+def test_extra_input_forbid_refuses_and_ignore_is_silent(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    many = {"order_id": 1, **{f"x{i}": i for i in range(12)}}
+    with pytest.raises(InputError) as info:
+        _typo_workflow(extra_input="forbid").validate_input(many)
+    assert str(info.value) == (
+        "run input of 'orders' has fields 'x0', 'x1', 'x2', 'x3', 'x4', 'x5', 'x6', 'x7', 'x8', "
+        "'x9' and 2 more that no step reads (the steps read fields 'customer', 'express', "
+        "'order_id', 'region'); extra_input='forbid' refuses them"
+    )
+    assert _typo_workflow(extra_input="forbid").validate_input({"order_id": 1}) == {"order_id": 1}
+    with caplog.at_level("DEBUG", logger="plait"):
+        assert _typo_workflow(extra_input="ignore").validate_input(many) == many
+    assert caplog.records == []
+
+
+@pytest.mark.parametrize("bad", ["yes", "Forbid", None, True, ["warn"]])
+def test_extra_input_must_be_known(bad: Any) -> None:
+    with pytest.raises(DefinitionError) as info:
+        Workflow("w", extra_input=bad)
+    assert str(info.value) == (
+        f"workflow 'w': extra_input must be 'ignore', 'warn' or 'forbid', got {bad!r}"
+    )
+
+
 def test_build_kwargs_decodes_models() -> None:
     wf = Workflow("typed")
 
