@@ -484,6 +484,56 @@ def test_extra_input_must_be_known(bad: Any) -> None:
     )
 
 
+@pytest.mark.parametrize(
+    ("annotation", "value", "error"),
+    [
+        (int, True, "Value error, true is a boolean, not a number"),
+        (float, False, "Value error, false is a boolean, not a number"),
+        (int | None, True, "Value error, true is a boolean, not a number"),
+        (list[int], [1, True], "1: Value error, true is a boolean, not a number"),
+        (dict[str, float], {"a": False}, "a: Value error, false is a boolean, not a number"),
+        (tuple[int, ...], [True], "0: Value error, true is a boolean, not a number"),
+        (bool, 1, "Value error, 1 is a number, not a boolean"),
+        (bool, 0.0, "Value error, 0.0 is a number, not a boolean"),
+    ],
+)
+def test_booleans_are_not_numbers_nor_numbers_booleans(
+    annotation: Any, value: Any, error: str
+) -> None:
+    wf = Workflow("typed")
+    wf.add_step("s", _step_taking(annotation))
+    with pytest.raises(InputError) as info:
+        wf.validate_input({"n": value})
+    assert str(info.value) == f"run input field 'n' (step 's') is invalid: {error}"
+
+
+@pytest.mark.parametrize(
+    ("annotation", "value", "expected"),
+    [
+        (int, "42", 42),  # pydantic's lax mode, kept: a numeric string is a number
+        (int, 4.0, 4),
+        (float, 3, 3.0),
+        (bool, "yes", True),
+        (bool, True, True),
+        (int | bool, True, True),  # a union that takes booleans takes them
+        (list[int], [1, 2], [1, 2]),
+    ],
+)
+def test_other_lax_conversions_are_kept(annotation: Any, value: Any, expected: Any) -> None:
+    wf = Workflow("typed")
+    wf.add_step("s", _step_taking(annotation))
+    wf.validate_input({"n": value})
+    got = wf["s"].build_kwargs(ctx_for(), {"n": value}, {})["n"]
+    assert got == expected and type(got) is type(expected)
+
+
+def _step_taking(annotation: Any) -> Any:
+    def s(n: Any) -> None: ...
+
+    s.__annotations__ = {"n": annotation, "return": None}
+    return s
+
+
 def test_build_kwargs_decodes_models() -> None:
     wf = Workflow("typed")
 
