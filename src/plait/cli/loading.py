@@ -13,6 +13,7 @@ from typing import IO, Any
 
 import click
 
+from .. import _codec
 from .._errors import PlaitError
 from ..workflow.definition import Workflow
 
@@ -138,9 +139,11 @@ def parse_input(text: str) -> dict[str, Any]:
             raise CliError(f"--input: cannot read {name}: {exc.strerror or exc}") from None
         source = f"--input file {name}"
     try:
-        value = json.loads(text)
+        value = _codec.parse(text)
     except json.JSONDecodeError as exc:
         raise CliError(f"{source} is not valid JSON: {exc}") from None
+    except _codec.DecodeError as exc:  # a key twice in one object, NaN, Infinity
+        raise CliError(f"{source}: {exc}") from None
     if not isinstance(value, dict):
         kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
             type(value), "a number"
