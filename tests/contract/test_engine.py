@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -200,6 +201,18 @@ def test_bad_input_is_refused_and_nothing_written(
     with pytest.raises(plait.InputError, match=message):
         engine.start(wf, value)
     assert engine.list_runs().runs == []
+
+
+@pytest.mark.parametrize("lease", [0.001, 0.99, 0, -5, math.nan, math.inf, 86_401, True, "30"])
+def test_a_lease_outside_a_second_to_a_day_is_refused(url: str, lease: object) -> None:
+    with pytest.raises(plait.ConfigError) as info:
+        plait.Engine(url, lease=lease)  # type: ignore[arg-type]  # wrong types on purpose
+    assert str(info.value) == (
+        "lease must be a number of seconds >= 1 and <= 86400 (a worker renews its leases every "
+        f"lease/3), got {lease!r}"
+    )
+    with plait.Engine(url, lease=1), plait.Engine(url, lease=86_400):
+        pass  # the bounds themselves are accepted
 
 
 def test_bad_run_id_is_refused(engine: plait.Engine) -> None:
@@ -416,7 +429,7 @@ def test_result_timeout_without_a_worker(engine: plait.Engine) -> None:
 def test_expired_lease_is_recovered_and_stale_outcome_fenced(url: str) -> None:
     wf = plait.Workflow("lease")
     wf.add_step("s", lambda: "fresh")
-    with plait.Engine(url, lease=0.2) as engine:
+    with plait.Engine(url, lease=1.0) as engine:
         run = engine.start(wf)
         store = engine.store
         # a worker claims the step, then "dies" without finishing
