@@ -170,6 +170,23 @@ def test_bad_step_name(name: Any) -> None:
     assert list(wf._steps) == []
 
 
+@pytest.mark.parametrize("bad", ["yes", 1, 0, None, "False"])
+def test_optional_must_be_a_boolean(bad: Any) -> None:
+    wf = Workflow("w")
+    for kind, define in (
+        ("step 's'", lambda: wf.step(name="s", optional=bad)(noop)),
+        ("step 'a'", lambda: wf.add_step("a", noop, optional=bad)),
+        ("step 'sig'", lambda: wf.signal("sig", optional=bad)),
+        ("task 't'", lambda: wf.task(name="t", optional=bad)(noop)),
+    ):
+        with pytest.raises(DefinitionError) as info:
+            define()
+        assert (
+            str(info.value) == f"workflow 'w', {kind}: optional must be True or False, got {bad!r}"
+        )
+    assert list(wf._steps) == [] and wf.task_of("t") is None
+
+
 def test_a_step_named_ctx_is_refused() -> None:
     """A parameter named ctx receives the StepContext: no step could ever read such a step."""
     message = (

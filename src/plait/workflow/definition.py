@@ -24,7 +24,15 @@ from ..core.rows import EdgeKind, StepOptions, StepPlan, WorkflowPlan
 from .acyclic import check_acyclic
 from .context import StepContext
 from .digests import code_digest
-from .options import SIGNAL, Approval, awaits_signal, gate_options, handler_options, seconds
+from .options import (
+    SIGNAL,
+    Approval,
+    awaits_signal,
+    flag,
+    gate_options,
+    handler_options,
+    seconds,
+)
 from .params import CONTEXT_NAME, adapter, is_context, type_hints
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -342,7 +350,7 @@ class Workflow:
             after=tuple(after),
             after_any=tuple(_names(where, "after_any", options.get("after_any", ()))),
             defaults=defaults,
-            optional=bool(options.get("optional", False)),
+            optional=flag(where, "optional", options.get("optional", False)),
             retry=retry,
             timeout=seconds(where, "timeout", options.get("timeout")),
             options=gates,

@@ -38,6 +38,13 @@ def handler_options(
     return retry, priority
 
 
+def flag(where: str, option: str, value: Any) -> bool:
+    """A yes-or-no option, checked: True or False (not "yes", 1 or None)."""
+    if value is not True and value is not False:
+        raise DefinitionError(f"{where}: {option} must be True or False, got {value!r}")
+    return value
+
+
 def seconds(
     where: str, option: str, value: Any, *, error: type[PlaitError] = DefinitionError
 ) -> float | None:
