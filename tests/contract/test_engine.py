@@ -215,6 +215,47 @@ def test_a_lease_outside_a_second_to_a_day_is_refused(url: str, lease: object) -
         pass  # the bounds themselves are accepted
 
 
+@pytest.mark.parametrize("timeout", [-1, -0.5, math.nan, True, "5", math.inf])
+def test_a_bad_wait_timeout_is_refused(engine: plait.Engine, timeout: object) -> None:
+    wf = plait.Workflow("waited")
+    wf.add_step("s", lambda: 1)
+    run = engine.start(wf, run_id="w1")
+    message = (
+        "run 'w1': timeout must be None (no limit) or a finite number of seconds >= 0, "
+        f"got {timeout!r}"
+    )
+    with pytest.raises(plait.InputError) as info:
+        run.result(timeout=timeout)  # type: ignore[arg-type]  # on purpose
+    assert str(info.value) == message
+    for serving in (
+        lambda: engine.run_worker(until=run, timeout=timeout),  # type: ignore[arg-type]
+        lambda: engine._portal.call(engine.run_worker_async(until=run, timeout=timeout)),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(plait.InputError) as info:
+            serving()
+        assert str(info.value) == (
+            "run_worker: timeout must be None (no limit) or a finite number of seconds >= 0, "
+            f"got {timeout!r}"
+        )
+    with pytest.raises(TimeoutError, match="run 'w1' did not end within 0s"):
+        run.result(timeout=0)  # 0: look once
+    serve(engine, run)
+    assert run.result(timeout=0) == {"s": 1}
+
+
+def test_run_worker_until_names_runs(engine: plait.Engine) -> None:
+    with pytest.raises(plait.InputError) as info:
+        engine.run_worker(until=5, timeout=1)  # type: ignore[arg-type]  # on purpose
+    assert str(info.value) == (
+        "run_worker: until takes runs (RunHandle or run id) or a list of them, got 5"
+    )
+    with pytest.raises(plait.InputError) as info:
+        engine.run_worker(until=["a", 5], timeout=1)  # type: ignore[list-item]  # on purpose
+    assert str(info.value) == (
+        "run_worker: until takes runs (RunHandle or run id) or a list of them, got 5"
+    )
+
+
 def test_bad_run_id_is_refused(engine: plait.Engine) -> None:
     wf = plait.Workflow("ids")
     wf.add_step("s", lambda: 1)
