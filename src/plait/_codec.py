@@ -164,7 +164,10 @@ def _numpy_fallback(value: Any) -> Any:
 
 
 def _sortable(items: set[Any] | frozenset[Any]) -> bool:
-    return all(type(x) is str for x in items) or all(type(x) in (int, float) for x in items)
+    """Strings (str enums too) or numbers (not booleans): a set whose order can be decided."""
+    return all(isinstance(x, str) for x in items) or all(
+        isinstance(x, int | float) and not isinstance(x, bool) for x in items
+    )
 
 
 def _is_numpy(value: Any) -> bool:

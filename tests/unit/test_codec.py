@@ -59,6 +59,15 @@ class Colour(enum.Enum):
     PAIR = (1, 2)
 
 
+class Size(enum.StrEnum):
+    M = "m"
+    L = "l"
+
+
+class Level(enum.IntEnum):
+    HIGH = 2
+
+
 class Point(NamedTuple):
     x: int
     y: int
@@ -93,6 +102,8 @@ TABLE = [
     (Point(1, 2), b"[1,2]"),
     ({"c", "a", "b"}, b'["a","b","c"]'),
     (frozenset({3, 1.5, -2}), b"[-2,1.5,3]"),
+    ({Size.L, Size.M}, b'["l","m"]'),  # str enums sort as their strings
+    ({Level.HIGH, 1}, b"[1,2]"),
     ({"tags": set()}, b'{"tags":[]}'),
     ([Colour.RED, Colour.PAIR], b'["red",[1,2]]'),
     (WHEN, b'"2026-01-02T03:04:05+00:00"'),
