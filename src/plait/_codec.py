@@ -55,6 +55,7 @@ _OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1  # what orjson encodes
 _DEPTH = 254  # orjson refuses deeper nesting
 _NO_NAN = "JSON has no NaN or infinity"
+_U = ord("u")  # a byte of "null"
 
 
 class EncodeError(ValueError):
@@ -73,9 +74,10 @@ def dumps(value: Any) -> bytes:
         data = orjson.dumps(value, default=_default, option=_OPTIONS)
     except TypeError as exc:  # orjson.JSONEncodeError is a TypeError
         raise EncodeError(_explain(value, strings=True) or str(exc)) from None
-    # orjson writes NaN and infinities as null: if there is a null, was it one of them? (A
-    # search for one byte is memchr: numbers-only output skips the slower search for "null".)
-    if b"u" in data and b"null" in data and _may_hold_nonfinite(value):
+    # orjson writes NaN and infinities as null: if there is a null, was it one of them? (The
+    # search for the byte "u" is a memchr, and output without one skips the slower search for
+    # "null"; `int in bytes` and `bytes.find` avoid the buffer set-up of `bytes in bytes`.)
+    if _U in data and data.find(b"null") >= 0 and _may_hold_nonfinite(value):
         problem = _explain(value, strings=False)
         if problem is not None:
             raise EncodeError(problem)
@@ -154,7 +156,7 @@ def _may_hold_nonfinite(value: Any) -> bool:
         text = to_json(value, inf_nan_mode="constants", fallback=_numpy_fallback)
     except Exception:  # a type pydantic-core does not know: let the walk look
         return True
-    return b"NaN" in text or b"Infinity" in text
+    return text.find(b"NaN") >= 0 or text.find(b"Infinity") >= 0
 
 
 def _numpy_fallback(value: Any) -> Any:
