@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
     from ..core.rows import ArtifactRow, RecordWrite, StepData
     from ..data.artifacts import ArtifactRef, ArtifactStorage
+
     # a running step's context spawns tasks of its Workflow: the one import cycle of the
     # workflow wing, kept to type hints here and a function-local import in _spawning
     from .definition import Workflow
