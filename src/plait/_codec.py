@@ -140,7 +140,7 @@ def _default(value: Any) -> Any:
             return str(value)
     elif isinstance(value, BaseModel):
         plain = to_jsonable_python(value)  # NaN stays NaN here (pydantic's JSON would say null)
-        if not _may_hold_nonfinite(plain) or _explain(plain, strings=False) is None:
+        if _all_finite(plain):
             return plain
     elif _is_numpy(value):  # what OPT_SERIALIZE_NUMPY leaves: non-contiguous arrays, …
         return value.tolist()
@@ -157,6 +157,18 @@ def _may_hold_nonfinite(value: Any) -> bool:
     except Exception:  # a type pydantic-core does not know: let the walk look
         return True
     return text.find(b"NaN") >= 0 or text.find(b"Infinity") >= 0
+
+
+def _all_finite(plain: Any) -> bool:
+    """No NaN or infinity in a pydantic model's JSON-ready fields: `dumps`'s own check, which
+    cannot see into a model (pydantic-core encodes one by its config, NaN as null)."""
+    try:
+        data = orjson.dumps(plain, option=_OPTIONS)
+    except TypeError:
+        return True  # the encoding of the whole value refuses it, and `_explain` says why
+    if _U in data and data.find(b"null") >= 0 and _may_hold_nonfinite(plain):
+        return _explain(plain, strings=False) is None
+    return True
 
 
 def _numpy_fallback(value: Any) -> Any:

@@ -83,6 +83,11 @@ class Private:
     _hidden: int = 0
 
 
+class Noted(pydantic.BaseModel):
+    note: str | None = None
+    x: float = 1.5
+
+
 class Measured(pydantic.BaseModel):
     value: float
 
@@ -112,6 +117,7 @@ TABLE = [
     ([Decimal("1.10"), Decimal("1E+2")], b'["1.10","1E+2"]'),
     (Private(1, 2), b'{"shown":1}'),
     (Item(sku="a", at=WHEN), b'{"sku":"a","at":"2026-01-02T03:04:05Z"}'),
+    ({"m": [Noted(), Noted(x=2.5)]}, b'{"m":[{"note":null,"x":1.5},{"note":null,"x":2.5}]}'),
     (Ratio(0.5), b"0.5"),
     (numpy.array([[1.5, 2.0]]), b"[[1.5,2.0]]"),
     (numpy.array([[1, 2]])[:, ::-1], b"[[2,1]]"),  # not contiguous: through tolist()
