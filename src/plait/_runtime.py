@@ -17,7 +17,7 @@ import weakref
 from collections.abc import Callable, Collection
 from typing import Any, Protocol
 
-from ._errors import PlaitError, RunNotFound, RunStateError
+from ._errors import ConfigError, PlaitError, RunNotFound, RunStateError
 from ._portal import Broadcast, Portal
 from .core.rows import CommitResult, RunRow, WorkflowPlan
 from .core.txn import Action
@@ -82,6 +82,26 @@ class Workflows:
         return list(self._by_fingerprint.values())
 
 
+# A worker renews its leases every lease/3, each renewal a write: below a second, renewals
+# come faster than a busy store commits, and a worker that stalls for a moment (a GC pause, a
+# slow fsync, a handler holding the GIL) loses its steps to others, which run them again and
+# spend their max_recoveries. Above a day, a dead worker's steps wait a day for anyone else.
+MIN_LEASE, MAX_LEASE = 1.0, 86_400.0
+
+
+def check_lease(lease: object) -> float:
+    if (
+        isinstance(lease, bool)
+        or not isinstance(lease, int | float)
+        or not MIN_LEASE <= lease <= MAX_LEASE  # False for NaN
+    ):
+        raise ConfigError(
+            f"lease must be a number of seconds >= {MIN_LEASE:g} and <= {MAX_LEASE:g} (a worker "
+            f"renews its leases every lease/3), got {lease!r}"
+        )
+    return float(lease)
+
+
 def _positive(name: str, value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
         raise PlaitError(f"{name} must be a positive number of seconds, got {value!r}")
@@ -108,7 +128,7 @@ class Runtime:
         create: bool = True,
         read_only: bool = False,
     ) -> None:
-        self.lease = _positive("lease", lease)
+        self.lease = check_lease(lease)
         if (
             isinstance(max_recoveries, bool)
             or not isinstance(max_recoveries, int)

@@ -217,6 +217,30 @@ def test_timeout_leaves_the_run_resumable(cli: Cli, write_app: Callable[[str, st
         ),
         pytest.param(
             "ORDERS:wf",
+            ["--input", '{"order_id": 1, "order_id": 2}'],
+            "plait: error: --input: key 'order_id' appears twice in one object",
+            id="duplicate-key",
+        ),
+        pytest.param(
+            "ORDERS:wf",
+            ["--input", '{"order_id": 1, "x": {"a": 1, "a": 1}}'],
+            "plait: error: --input: key 'a' appears twice in one object",
+            id="duplicate-nested-key",
+        ),
+        pytest.param(
+            "ORDERS:wf",
+            ["--input", '{"order_id": 1, "price": NaN}'],
+            "plait: error: --input: NaN is not JSON (JSON has no NaN or infinity)",
+            id="nan",
+        ),
+        pytest.param(
+            "ORDERS:wf",
+            ["--input", '{"order_id": 1, "price": -Infinity}'],
+            "plait: error: --input: -Infinity is not JSON (JSON has no NaN or infinity)",
+            id="infinity",
+        ),
+        pytest.param(
+            "ORDERS:wf",
             ["--input", '{"id": 42}'],
             "plait: error: run input of 'orders' misses field 'order_id', required by step 'fetch'",
             id="missing-field",

@@ -197,3 +197,14 @@ def test_worker_rejects_a_label_with_spaces(cli: Cli, app: Path) -> None:
         "plait: error: worker labels: invalid label 'big box': use 1-100 letters, digits, '_', "
         "'.' or '-' (no spaces)"
     ), result.stderr
+
+
+def test_worker_rejects_a_lease_below_a_second(cli: Cli, app: Path) -> None:
+    result = cli("worker", str(app), "--lease", "0.001")
+
+    assert result.code == 2
+    assert result.stderr.strip().endswith(
+        "plait: error: lease must be a number of seconds >= 1 and <= 86400 (a worker renews its "
+        "leases every lease/3), got 0.001"
+    ), result.stderr
+    assert "Traceback" not in result.stderr

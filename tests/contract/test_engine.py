@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -201,6 +202,59 @@ def test_bad_input_is_refused_and_nothing_written(
     with pytest.raises(plait.InputError, match=message):
         engine.start(wf, value)
     assert engine.list_runs().runs == []
+
+
+@pytest.mark.parametrize("lease", [0.001, 0.99, 0, -5, math.nan, math.inf, 86_401, True, "30"])
+def test_a_lease_outside_a_second_to_a_day_is_refused(url: str, lease: object) -> None:
+    with pytest.raises(plait.ConfigError) as info:
+        plait.Engine(url, lease=lease)  # type: ignore[arg-type]  # wrong types on purpose
+    assert str(info.value) == (
+        "lease must be a number of seconds >= 1 and <= 86400 (a worker renews its leases every "
+        f"lease/3), got {lease!r}"
+    )
+    with plait.Engine(url, lease=1), plait.Engine(url, lease=86_400):
+        pass  # the bounds themselves are accepted
+
+
+@pytest.mark.parametrize("timeout", [-1, -0.5, math.nan, True, "5", math.inf])
+def test_a_bad_wait_timeout_is_refused(engine: plait.Engine, timeout: object) -> None:
+    wf = plait.Workflow("waited")
+    wf.add_step("s", lambda: 1)
+    run = engine.start(wf, run_id="w1")
+    message = (
+        "run 'w1': timeout must be None (no limit) or a finite number of seconds >= 0, "
+        f"got {timeout!r}"
+    )
+    with pytest.raises(plait.InputError) as info:
+        run.result(timeout=timeout)  # type: ignore[arg-type]  # on purpose
+    assert str(info.value) == message
+    for serving in (
+        lambda: engine.run_worker(until=run, timeout=timeout),  # type: ignore[arg-type]
+        lambda: engine._portal.call(engine.run_worker_async(until=run, timeout=timeout)),  # type: ignore[arg-type]
+    ):
+        with pytest.raises(plait.InputError) as info:
+            serving()
+        assert str(info.value) == (
+            "run_worker: timeout must be None (no limit) or a finite number of seconds >= 0, "
+            f"got {timeout!r}"
+        )
+    with pytest.raises(TimeoutError, match="run 'w1' did not end within 0s"):
+        run.result(timeout=0)  # 0: look once
+    serve(engine, run)
+    assert run.result(timeout=0) == {"s": 1}
+
+
+def test_run_worker_until_names_runs(engine: plait.Engine) -> None:
+    with pytest.raises(plait.InputError) as info:
+        engine.run_worker(until=5, timeout=1)  # type: ignore[arg-type]  # on purpose
+    assert str(info.value) == (
+        "run_worker: until takes runs (RunHandle or run id) or a list of them, got 5"
+    )
+    with pytest.raises(plait.InputError) as info:
+        engine.run_worker(until=["a", 5], timeout=1)  # type: ignore[list-item]  # on purpose
+    assert str(info.value) == (
+        "run_worker: until takes runs (RunHandle or run id) or a list of them, got 5"
+    )
 
 
 def test_bad_run_id_is_refused(engine: plait.Engine) -> None:
@@ -571,7 +625,7 @@ def test_result_timeout_without_a_worker(engine: plait.Engine) -> None:
 def test_expired_lease_is_recovered_and_stale_outcome_fenced(url: str) -> None:
     wf = plait.Workflow("lease")
     wf.add_step("s", lambda: "fresh")
-    with plait.Engine(url, lease=0.2) as engine:
+    with plait.Engine(url, lease=1.0) as engine:
         run = engine.start(wf)
         store = engine.store
         # a worker claims the step, then "dies" without finishing

@@ -338,7 +338,8 @@ def test_every_refusal_says_why_and_writes_nothing(engine: plait.Engine) -> None
     )
     refused(
         plait.InputError,
-        "override of step 'price' is not JSON: Type is not JSON serializable: object",
+        "override of step 'price' is not JSON: type object: not JSON serializable (give a JSON value, "
+        "a dataclass or a pydantic model)",
         parent,
         "total",
         overrides={"price": object()},

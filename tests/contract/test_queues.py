@@ -194,9 +194,15 @@ async def test_a_worker_never_runs_more_than_the_queue_concurrency(engine: plait
 
 async def test_bad_configuration_is_refused_with_a_clear_message(engine: plait.Engine) -> None:
     for bad, message in [
-        (0, "queue 'q': concurrency must be an integer >= 1, got 0"),
-        (-2, "queue 'q': concurrency must be an integer >= 1, got -2"),
-        (1.5, "queue 'q': concurrency must be an integer >= 1, got 1.5"),
+        (0, "queue 'q': concurrency must be an integer >= 1 and <= 2147483647, got 0"),
+        (-2, "queue 'q': concurrency must be an integer >= 1 and <= 2147483647, got -2"),
+        (1.5, "queue 'q': concurrency must be an integer >= 1 and <= 2147483647, got 1.5"),
+        (
+            99999999999999999999,
+            "queue 'q': concurrency must be an integer >= 1 and <= 2147483647, "
+            "got 99999999999999999999",
+        ),
+        (2**31, "queue 'q': concurrency must be an integer >= 1 and <= 2147483647, got 2147483648"),
     ]:
         with pytest.raises(plait.ConfigError) as info:
             await engine.configure_queue_async("q", concurrency=bad)
@@ -211,11 +217,15 @@ async def test_bad_configuration_is_refused_with_a_clear_message(engine: plait.E
         plait.ConfigError, match=r"queue 'q': rate must be a plait.Rate\(count, per="
     ):
         await engine.configure_queue_async("q", rate=10)  # type: ignore[arg-type]  # the error
-    with pytest.raises(ValueError, match=r"rate count must be a finite number > 0, got 0"):
+    with pytest.raises(
+        ValueError, match=r"rate count must be a finite number > 0 and <= 1e9, got 0"
+    ):
         plait.Rate(0)
     with pytest.raises(plait.ConfigError, match="worker queues: invalid queue name 'a b'"):
         await engine.run_worker_async(queues=["a b"], timeout=1)
     assert await engine.queues_async() == []  # nothing was stored
+    most = await engine.configure_queue_async("q", concurrency=2**31 - 1)  # the largest, stored
+    assert [q.concurrency for q in await engine.queues_async()] == [most.concurrency] == [2**31 - 1]
 
 
 def test_bad_step_options_are_definition_errors() -> None:
@@ -225,7 +235,11 @@ def test_bad_step_options_are_definition_errors() -> None:
         ({"queue": ""}, "invalid queue name ''"),
         (
             {"concurrency_key": lambda c: c, "key_limit": 0},
-            "key_limit must be an integer >= 1, got 0",
+            "key_limit must be an integer >= 1 and <= 2147483647, got 0",
+        ),
+        (
+            {"concurrency_key": lambda c: c, "key_limit": 2**40},
+            "key_limit must be an integer >= 1 and <= 2147483647, got 1099511627776",
         ),
         ({"concurrency_key": lambda c: c}, "concurrency_key and key_limit go together"),
         ({"key_limit": 2}, "concurrency_key and key_limit go together"),

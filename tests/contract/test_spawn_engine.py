@@ -284,6 +284,14 @@ def _fails_with(engine: plait.Engine, wf: plait.Workflow, step: str) -> tuple[st
             lambda ctx, t: [ctx.spawn(t, input=1), plait.Goto("bad")][1],
             "step 'bad' spawned steps and returned a Goto: do one or the other",
         ),
+        (
+            lambda ctx, t: ctx.spawn(t, input=1, optional="no"),
+            "ctx.spawn('one') in step 'bad': optional must be True or False, got 'no'",
+        ),
+        (
+            lambda ctx, t: ctx.spawn(t, input=1, colocate=1),
+            "ctx.spawn('one') in step 'bad': colocate must be True or False, got 1",
+        ),
     ],
     ids=[
         "unregistered",
@@ -296,6 +304,8 @@ def _fails_with(engine: plait.Engine, wf: plait.Workflow, step: str) -> tuple[st
         "mixed-return",
         "not-before",
         "goto",
+        "optional-not-bool",
+        "colocate-not-bool",
     ],
 )
 def test_a_misused_spawn_fails_the_step_permanently_saying_why(

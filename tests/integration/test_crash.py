@@ -377,7 +377,7 @@ def test_sigkilled_workers_lose_no_outcome_and_rerun_no_completed_step(
 
 def test_step_that_kills_its_worker_fails_with_lease_expired(harness_factory: Any) -> None:
     max_recoveries = 2
-    h: Harness = harness_factory(lease=0.5, max_recoveries=max_recoveries, seed=SEED)
+    h: Harness = harness_factory(lease=1.0, max_recoveries=max_recoveries, seed=SEED)
     run_id = h.start(app.suicidal, 0)
 
     deadline = time.monotonic() + DEADLINE

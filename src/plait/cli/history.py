@@ -15,6 +15,7 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
+from .. import _codec
 from .._errors import InputError, RunConflict
 from ..engine.replay import Replay
 from ..workflow.definition import Workflow
@@ -46,9 +47,11 @@ def parse_override(text: str) -> tuple[str, Any]:
     if not sep or not step:
         raise CliError(f"--override {text!r}: expected STEP=JSON, as in price='[1, 2]'")
     try:
-        return step, json.loads(raw)
+        return step, _codec.parse(raw)
     except json.JSONDecodeError as exc:
         raise CliError(f"--override {step}: the value is not valid JSON: {exc}") from None
+    except _codec.DecodeError as exc:  # a key twice in one object, NaN, Infinity
+        raise CliError(f"--override {step}: {exc}") from None
 
 
 @runs.command("fork")

@@ -13,6 +13,7 @@ from typing import IO, Any
 
 import click
 
+from .. import _codec
 from .._errors import PlaitError
 from ..workflow.definition import Workflow
 
@@ -166,9 +167,11 @@ def read_json(text: str, what: str) -> Any:
             raise CliError(f"{what}: cannot read {name}: {exc.strerror or exc}") from None
         source = f"{what} file {name}"
     try:
-        return json.loads(text)
+        return _codec.parse(text)
     except json.JSONDecodeError as exc:
         raise CliError(f"{source} is not valid JSON: {exc}") from None
+    except _codec.DecodeError as exc:  # a key twice in one object, NaN, Infinity
+        raise CliError(f"{source}: {exc}") from None
 
 
 def _from(text: str) -> str:

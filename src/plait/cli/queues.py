@@ -56,7 +56,9 @@ def queues_list(as_json: bool, db: str, log_level: str) -> None:
 @click.argument("name")
 @click.option("--concurrency", type=int, help="At most this many of its steps run at once.")
 @click.option("--rate", type=float, metavar="COUNT", help="At most COUNT starts per --per.")
-@click.option("--per", type=float, default=1.0, show_default=True, metavar="SECONDS")
+@click.option(
+    "--per", type=float, metavar="SECONDS", help="The period of --rate, in seconds (default: 1)."
+)
 @click.option(
     "--burst", type=float, help="Starts allowed at once after a quiet spell (default: COUNT)."
 )
@@ -67,7 +69,7 @@ def queues_set(
     name: str,
     concurrency: int | None,
     rate: float | None,
-    per: float,
+    per: float | None,
     burst: float | None,
     db: str,
     log_level: str,
@@ -75,7 +77,16 @@ def queues_set(
     """Configure queue NAME (limits not given are lifted)."""
     render.install_logging(log_level)
     check_queue("plait queues set", name, error=CliError)
-    limit = None if rate is None else make_rate(f"queue {name!r}", rate, per, burst)
+    lifted = "queues set replaces a queue's limits: those not given are lifted"
+    if rate is None and burst is not None:
+        raise CliError(f"--burst needs --rate COUNT: it sizes a rate limit ({lifted})")
+    if rate is None and per is not None:
+        raise CliError(f"--per needs --rate COUNT: it is the period of a rate limit ({lifted})")
+    limit = (
+        None
+        if rate is None
+        else make_rate(f"queue {name!r}", rate, 1.0 if per is None else per, burst)
+    )
     with open_engine(db) as engine:
         q = engine.configure_queue(name, concurrency=concurrency, rate=limit)
     click.echo(_line(q))

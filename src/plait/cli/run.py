@@ -192,7 +192,7 @@ async def _report(
 @concurrency_option
 @click.option(
     "--lease",
-    type=click.FloatRange(min=0, min_open=True),
+    type=float,  # checked by the Engine: from 1 s to a day
     default=30.0,
     show_default=True,
     metavar="SECONDS",

@@ -43,12 +43,15 @@ def check_queue(where: str, name: Any, *, error: type[Exception] = DefinitionErr
     return name
 
 
+MAX_LIMIT = 2**31 - 1  # a concurrency limit is stored in a 32-bit INTEGER (PostgreSQL)
+
+
 def check_limit(where: str, option: str, value: Any, *, error: type[Exception]) -> int | None:
-    """A concurrency limit, checked: None or an integer >= 1."""
+    """A concurrency limit, checked: None or an integer from 1 to MAX_LIMIT."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise error(f"{where}: {option} must be an integer >= 1, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LIMIT:
+        raise error(f"{where}: {option} must be an integer >= 1 and <= {MAX_LIMIT}, got {value!r}")
     return value
 
 

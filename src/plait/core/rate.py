@@ -17,11 +17,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+# The bounds of a Rate: a billion starts per period (or at once) limits nothing a worker could
+# do, and a period between a millisecond and a year keeps the refill arithmetic well inside a
+# float's precision (a count of 1e308 printed a 309-digit token count and limited nothing).
+MAX_COUNT = 1e9
+MIN_PER, MAX_PER = 0.001, 31_536_000
+
 
 @dataclass(frozen=True, slots=True)
 class Rate:
     """At most `count` starts per `per` seconds, with bursts of up to `burst` (default: count,
     and at least 1). `Rate(10, per=1.0, burst=10)`: 10 a second, 10 at once after a quiet spell.
+    `count` is > 0 and `burst` >= 1, both at most 1e9; `per` is from 0.001 s to a year.
     """
 
     count: float
@@ -29,15 +36,22 @@ class Rate:
     burst: float | None = None
 
     def __post_init__(self) -> None:
-        if not _number(self.count) or self.count <= 0:
-            raise ValueError(f"rate count must be a finite number > 0, got {self.count!r}")
-        if not _number(self.per) or self.per <= 0:
-            raise ValueError(f"rate per must be a finite number of seconds > 0, got {self.per!r}")
+        if not _number(self.count) or not 0 < self.count <= MAX_COUNT:
+            raise ValueError(
+                f"rate count must be a finite number > 0 and <= 1e9, got {self.count!r}"
+            )
+        if not _number(self.per) or not MIN_PER <= self.per <= MAX_PER:
+            raise ValueError(
+                f"rate per must be a finite number of seconds >= {MIN_PER} and <= {MAX_PER} "
+                f"(a year), got {self.per!r}"
+            )
         if self.burst is None:
             object.__setattr__(self, "burst", max(self.count, 1))  # frozen: set once, here
-        elif not _number(self.burst) or self.burst < 1:
+        elif not _number(self.burst) or not 1 <= self.burst <= MAX_COUNT:
             # Below 1, not even a single step could ever start.
-            raise ValueError(f"rate burst must be a finite number >= 1, got {self.burst!r}")
+            raise ValueError(
+                f"rate burst must be a finite number >= 1 and <= 1e9, got {self.burst!r}"
+            )
 
     @property
     def capacity(self) -> float:

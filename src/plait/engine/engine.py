@@ -13,6 +13,7 @@ from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, BinaryIO
 
+from .._errors import InputError
 from .._portal import blocking
 from .._runtime import Runtime
 from ..core.blobs import DEFAULT_GRACE, BlobStats
@@ -43,7 +44,8 @@ class RunHandle:
         self.id = run_id
 
     async def result_async(self, timeout: float | None = None) -> dict[str, Any]:
-        """The run's output {sink step: output}; raises RunFailed, RunCancelled or TimeoutError."""
+        """The run's output {sink step: output}; raises RunFailed, RunCancelled or TimeoutError.
+        `timeout`: seconds to wait at most (0: look once), None: as long as it takes."""
         return await self._engine.wait_async(self.id, timeout=timeout)
 
     def result(self, timeout: float | None = None) -> dict[str, Any]:
@@ -67,7 +69,13 @@ def _run_ids(until: Until) -> set[str] | None:
         return None
     if isinstance(until, RunHandle | str):
         until = [until]
-    return {u.id if isinstance(u, RunHandle) else u for u in until}
+    runs = list(until) if isinstance(until, Iterable) else [until]
+    for u in runs:
+        if not isinstance(u, RunHandle | str):
+            raise InputError(
+                f"run_worker: until takes runs (RunHandle or run id) or a list of them, got {u!r}"
+            )
+    return {u.id if isinstance(u, RunHandle) else u for u in runs}
 
 
 class Engine:

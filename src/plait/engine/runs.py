@@ -29,7 +29,7 @@ from ..core.rows import RunRow, RunStatus, StepStatus, WorkflowPlan
 from ..core.topology import registry_blockers
 from ..worker.registry import read_workers
 from ..workflow.definition import Workflow
-from ..workflow.options import seconds
+from ..workflow.options import seconds, wait_limit
 from .views import Event, Inspection, Run, RunPage, Step, WorkflowInfo, inspect_run
 
 log = logging.getLogger(__name__)
@@ -223,6 +223,7 @@ async def inspect(rt: Runtime, run_id: str) -> Inspection:
 
 async def wait(rt: Runtime, run_id: str, timeout: float | None) -> dict[str, Any]:
     """Wait for a run to end; its output, or RunFailed / RunCancelled / TimeoutError."""
+    timeout = wait_limit(f"run {run_id!r}", "timeout", timeout)
     deadline = None if timeout is None else time.monotonic() + timeout
     pause = 0.005
     while True:

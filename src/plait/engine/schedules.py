@@ -146,7 +146,7 @@ async def schedule(
     else:
         raise WorkflowNotFound(f"expected a plait.Workflow or a workflow name, got {workflow!r}")
     try:
-        _codec.dumps(value)
+        value = _codec.loads(_codec.dumps(value))  # stored as plait's JSON rule encodes it
     except _codec.EncodeError as exc:
         raise InputError(f"schedule {name!r}: input is not JSON: {exc}") from None
     now = time.time()

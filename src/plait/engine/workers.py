@@ -15,6 +15,7 @@ from ..core.topology import Topology, WorkerInfo, topology
 from ..worker.registry import read_workers
 from ..worker.worker import Worker
 from ..workflow.definition import Workflow
+from ..workflow.options import wait_limit
 from .schedules import Scheduler
 
 
@@ -39,6 +40,7 @@ async def serve(
     handle_signals: bool,
     **options: Any,
 ) -> None:
+    wait_limit("run_worker", "timeout", timeout)
     worker = await worker_for(rt, workflows, **options)
     await worker.run(until=until, timeout=timeout, handle_signals=handle_signals)
 
@@ -52,6 +54,7 @@ def serve_blocking(
     **options: Any,
 ) -> None:
     """Run a worker on the portal's loop; SIGTERM / Ctrl-C in the main thread stop it."""
+    wait_limit("run_worker", "timeout", timeout)
     portal = rt.portal
     worker = portal.call(worker_for(rt, workflows, **options))
     future = portal.submit(worker.run(until=until, timeout=timeout, handle_signals=False))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
@@ -17,16 +18,27 @@ from pydantic import TypeAdapter, ValidationError
 from .. import _codec
 from .._errors import DefinitionError, InputError
 from ..core.placement import PLACEMENT_OPTIONS, step_target
-from ..core.queues import FLOW_OPTIONS, check_key_params, flow_options
+from ..core.queues import FLOW_OPTIONS, check_key_params, flow_options, key_params
 from ..core.retry import NO_RETRY, Retry
 from ..core.rows import EdgeKind, StepOptions, StepPlan, WorkflowPlan
 from .acyclic import check_acyclic
 from .context import StepContext
 from .digests import code_digest
-from .options import SIGNAL, Approval, awaits_signal, gate_options, handler_options, seconds
-from .params import adapter, is_context, type_hints
+from .options import (
+    SIGNAL,
+    Approval,
+    awaits_signal,
+    flag,
+    gate_options,
+    handler_options,
+    seconds,
+)
+from .params import CONTEXT_NAME, adapter, is_context, type_hints
 
 F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger(__name__)
+
+EXTRA_INPUT = ("ignore", "warn", "forbid")  # what start does with a field no step reads
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,127}$")
 WORKFLOW_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
@@ -151,6 +163,10 @@ class Workflow:
     >>> wf = Workflow("orders", version="1", retry=Retry(attempts=3))
     >>> @wf.step()
     ... def fetch(order_id: int) -> dict: ...
+
+    `extra_input`: what starting a run does with an input field that no step reads (a typo of
+    an optional field, say): "warn" (the default) logs a warning naming it, "forbid" refuses
+    the input with an InputError, "ignore" says nothing. Not part of the fingerprint.
     """
 
     def __init__(
@@ -160,8 +176,15 @@ class Workflow:
         *,
         retry: Retry | None = None,
         timeout: float | None = None,
+        extra_input: str = "warn",
     ) -> None:
         self.name = check_name("workflow", name, WORKFLOW_NAME_RE)
+        if not isinstance(extra_input, str) or extra_input not in EXTRA_INPUT:
+            raise DefinitionError(
+                f"workflow {name!r}: extra_input must be 'ignore', 'warn' or 'forbid', "
+                f"got {extra_input!r}"
+            )
+        self.extra_input = extra_input
         if not isinstance(version, str) or not version or len(version) > 64:
             raise DefinitionError(
                 f"workflow {name!r}: version must be a non-empty string, got {version!r}"
@@ -175,6 +198,7 @@ class Workflow:
         self._tasks: dict[str, StepDef] = {}
         self._task_fns: dict[Callable[..., Any], StepDef] = {}
         self._plan: WorkflowPlan | None = None
+        self._fields: frozenset[str] | None = None  # run-input fields read (_input_fields)
 
     # -- defining -----------------------------------------------------------------------------
 
@@ -294,6 +318,11 @@ class Workflow:
     ) -> StepDef:
         check_name("step", name)
         where = f"workflow {self.name!r}, step {name!r}"
+        if name == CONTEXT_NAME:
+            raise DefinitionError(
+                f"{where}: the name 'ctx' is reserved: a parameter named ctx receives the "
+                "StepContext, so no step could read this step's output; choose another name"
+            )
         retry, priority = handler_options(where, fn, options, _OPTIONS)
         if name in self._steps:
             raise DefinitionError(f"{where}: duplicate step name (each step name must be unique)")
@@ -321,7 +350,7 @@ class Workflow:
             after=tuple(after),
             after_any=tuple(_names(where, "after_any", options.get("after_any", ()))),
             defaults=defaults,
-            optional=bool(options.get("optional", False)),
+            optional=flag(where, "optional", options.get("optional", False)),
             retry=retry,
             timeout=seconds(where, "timeout", options.get("timeout")),
             options=gates,
@@ -331,7 +360,7 @@ class Workflow:
         )
         _inspect_signature(where, step)
         self._steps[name] = step
-        self._plan = None
+        self._plan = self._fields = None
         return step
 
     # -- reading --------------------------------------------------------------------------------
@@ -385,15 +414,14 @@ class Workflow:
         return self._plan
 
     def validate_input(self, value: Any) -> dict[str, Any]:
-        """Check a run input against every step's input fields; return it as a JSON object."""
+        """Check a run input against every step's input fields; return it as the JSON object
+        the steps will see: encoded by plait's JSON rule (`_codec`), decoded, then checked, so
+        that what passes here is exactly what the steps get."""
         self.plan()
-        if value is None:
-            value = {}
-        elif not isinstance(value, dict):
-            try:
-                value = orjson.loads(_codec.dumps(value))
-            except _codec.EncodeError as exc:
-                raise InputError(f"run input of {self.name!r} is not JSON: {exc}") from None
+        try:
+            value = {} if value is None else _codec.loads(_codec.dumps(value))
+        except _codec.EncodeError as exc:
+            raise InputError(f"run input of {self.name!r} is not JSON: {exc}") from None
         if not isinstance(value, dict):
             raise InputError(
                 f"run input of {self.name!r} must be a JSON object, got {type(value).__name__}"
@@ -415,7 +443,41 @@ class Workflow:
                             f"run input field {spec.name!r} (step {step.name!r}) is invalid: "
                             f"{_short(exc)}"
                         ) from None
+        if self.extra_input != "ignore":
+            self._check_extra_fields(value)
         return value
+
+    def _check_extra_fields(self, value: dict[str, Any]) -> None:
+        read = self._input_fields()
+        extra = [name for name in value if name not in read]
+        if not extra:
+            return
+        what = (
+            f"run input of {self.name!r} has {_listed('field', extra)} that no step reads "
+            f"(the steps read {_listed('field', sorted(read)) if read else 'no field'})"
+        )
+        if self.extra_input == "forbid":
+            raise InputError(f"{what}; extra_input='forbid' refuses them")
+        log.warning(
+            "%s: ignored. Workflow(..., extra_input='forbid') refuses such input, "
+            "extra_input='ignore' silences this warning",
+            what,
+            extra={"workflow": self.name},
+        )
+
+    def _input_fields(self) -> frozenset[str]:
+        """The run-input fields some step reads: its parameters, its condition's and its
+        concurrency key's (the ones that name no step)."""
+        if self._fields is None:
+            fields: set[str] = set()
+            for step in self._steps.values():
+                fields.update(f.name for f in (*step.inputs, *step.when_inputs))
+                if step.concurrency_key is not None:
+                    where = f"workflow {self.name!r}, step {step.name!r}"
+                    params = key_params(where, step.concurrency_key)
+                    fields.update(n for n in params if n not in self._steps)
+            self._fields = frozenset(fields)
+        return self._fields
 
     def __repr__(self) -> str:
         return f"Workflow({self.name!r}, version={self.version!r}, steps={list(self._steps)})"
@@ -587,3 +649,11 @@ def _short(exc: ValidationError) -> str:
         loc = ".".join(str(x) for x in err.get("loc", ()))
         parts.append(f"{loc + ': ' if loc else ''}{err.get('msg')}")
     return "; ".join(parts)
+
+
+def _listed(noun: str, names: Iterable[str], most: int = 10) -> str:
+    """ "field 'a'", "fields 'a', 'b'", or the first `most` and how many more."""
+    names = list(names)
+    shown = ", ".join(repr(n) for n in names[:most])
+    more = f" and {len(names) - most} more" if len(names) > most else ""
+    return f"{noun}{'s' if len(names) > 1 else ''} {shown}{more}"

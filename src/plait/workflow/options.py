@@ -38,6 +38,28 @@ def handler_options(
     return retry, priority
 
 
+def flag(where: str, option: str, value: Any) -> bool:
+    """A yes-or-no option, checked: True or False (not "yes", 1 or None)."""
+    if value is not True and value is not False:
+        raise DefinitionError(f"{where}: {option} must be True or False, got {value!r}")
+    return value
+
+
+def wait_limit(where: str, option: str, value: Any) -> float | None:
+    """How long a caller waits (`result(timeout=)`, `run_worker(timeout=)`), checked: None for
+    no limit, else a finite number of seconds >= 0 (0: look once). InputError otherwise."""
+    from .._errors import InputError
+
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < math.inf:
+        raise InputError(
+            f"{where}: {option} must be None (no limit) or a finite number of seconds >= 0, "
+            f"got {value!r}"
+        )
+    return value
+
+
 def seconds(
     where: str, option: str, value: Any, *, error: type[PlaitError] = DefinitionError
 ) -> float | None:

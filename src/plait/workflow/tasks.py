@@ -30,7 +30,7 @@ from ..core.rows import Spawn, StepOptions
 from ..core.spawn import child_prefix
 from .context import OMITTED
 from .definition import NAME_RE, StepDef, check_name
-from .options import handler_options, seconds
+from .options import flag, handler_options, seconds
 from .params import adapter, context_param, type_hints
 
 if TYPE_CHECKING:
@@ -88,7 +88,7 @@ def make_task(wf: Workflow, name: str, fn: Callable[..., Any], options: dict[str
     return StepDef(
         name=name,
         fn=fn,
-        optional=bool(options.get("optional", False)),
+        optional=flag(where, "optional", options.get("optional", False)),
         retry=retry,
         timeout=seconds(where, "timeout", options.get("timeout")),
         priority=priority,
@@ -159,6 +159,8 @@ class Spawner:
             _refuse(f"{where}: this step already spawned a step named {label!r}")
         payload = self._input(task, where, input)
         befores = self._after(where, after)
+        optional = task.optional if optional is None else _flag(where, "optional", optional)
+        colocate = _flag(where, "colocate", colocate)
         self._names.add(full)
         self.spawned.append(
             Spawn(
@@ -166,10 +168,10 @@ class Spawner:
                 task=task.name,
                 input=payload,
                 after=befores,
-                optional=task.optional if optional is None else bool(optional),
+                optional=optional,
                 priority=task.priority if priority is None else _priority(where, priority),
                 not_before=_epoch(where, not_before),
-                colocate=bool(colocate),
+                colocate=colocate,
                 options=task.options,
             )
         )
@@ -237,6 +239,12 @@ class Spawner:
 
 def _refuse(message: str) -> NoReturn:
     raise Permanent(message, code=INVALID_SPAWN)
+
+
+def _flag(where: str, option: str, value: Any) -> bool:
+    if value is not True and value is not False:
+        _refuse(f"{where}: {option} must be True or False, got {value!r}")
+    return value
 
 
 def _priority(where: str, value: Any) -> int:

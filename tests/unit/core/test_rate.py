@@ -92,27 +92,66 @@ def test_rebase_caps_tokens_to_the_new_burst() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"count": 0}, r"rate count must be a finite number > 0, got 0"),
-        ({"count": -1.5}, r"rate count must be a finite number > 0, got -1\.5"),
-        ({"count": True}, r"rate count must be a finite number > 0, got True"),
-        ({"count": math.nan}, r"rate count must be a finite number > 0, got nan"),
-        ({"count": math.inf}, r"rate count must be a finite number > 0, got inf"),
-        ({"count": "10"}, r"rate count must be a finite number > 0, got '10'"),
-        ({"count": 10, "per": 0}, r"rate per must be a finite number of seconds > 0, got 0"),
-        ({"count": 10, "per": -1}, r"rate per must be a finite number of seconds > 0, got -1"),
+        ({"count": 0}, r"rate count must be a finite number > 0 and <= 1e9, got 0"),
+        ({"count": -1.5}, r"rate count must be a finite number > 0 and <= 1e9, got -1\.5"),
+        ({"count": True}, r"rate count must be a finite number > 0 and <= 1e9, got True"),
+        ({"count": math.nan}, r"rate count must be a finite number > 0 and <= 1e9, got nan"),
+        ({"count": math.inf}, r"rate count must be a finite number > 0 and <= 1e9, got inf"),
+        ({"count": "10"}, r"rate count must be a finite number > 0 and <= 1e9, got '10'"),
+        (
+            {"count": 10, "per": 0},
+            r"rate per must be a finite number of seconds >= 0\.001 and <= 31536000 \(a year\), got 0",
+        ),
+        (
+            {"count": 10, "per": -1},
+            r"rate per must be a finite number of seconds >= 0\.001 and <= 31536000 \(a year\), got -1",
+        ),
         (
             {"count": 10, "per": math.inf},
-            r"rate per must be a finite number of seconds > 0, got inf",
+            r"rate per must be a finite number of seconds >= 0\.001 and <= 31536000 \(a year\), got inf",
         ),
-        ({"count": 10, "burst": 0.5}, r"rate burst must be a finite number >= 1, got 0\.5"),
-        ({"count": 10, "burst": 0}, r"rate burst must be a finite number >= 1, got 0"),
-        ({"count": 10, "burst": False}, r"rate burst must be a finite number >= 1, got False"),
-        ({"count": 10, "burst": math.nan}, r"rate burst must be a finite number >= 1, got nan"),
+        (
+            {"count": 10, "burst": 0.5},
+            r"rate burst must be a finite number >= 1 and <= 1e9, got 0\.5",
+        ),
+        ({"count": 10, "burst": 0}, r"rate burst must be a finite number >= 1 and <= 1e9, got 0"),
+        (
+            {"count": 10, "burst": False},
+            r"rate burst must be a finite number >= 1 and <= 1e9, got False",
+        ),
+        (
+            {"count": 10, "burst": math.nan},
+            r"rate burst must be a finite number >= 1 and <= 1e9, got nan",
+        ),
+        (
+            {"count": 1e9 + 1},
+            r"rate count must be a finite number > 0 and <= 1e9, got 1000000001\.0",
+        ),
+        (
+            {"count": 10, "burst": 1e308},
+            r"rate burst must be a finite number >= 1 and <= 1e9, got 1e\+308",
+        ),
+        (
+            {"count": 10, "per": 1e-300},
+            r"rate per must be a finite number of seconds >= 0\.001 and <= 31536000 \(a year\), "
+            r"got 1e-300",
+        ),
+        (
+            {"count": 10, "per": 31536001},
+            r"rate per must be a finite number of seconds >= 0\.001 and <= 31536000 \(a year\), "
+            r"got 31536001",
+        ),
     ],
 )
 def test_invalid_rates(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Rate(**kwargs)  # type: ignore[arg-type]  # wrong types on purpose
+
+
+def test_rates_at_the_bounds_are_accepted() -> None:
+    assert Rate(1e9, per=0.001, burst=1e9).per_second == 1e12
+    assert Rate(1, per=31_536_000, burst=1).capacity == 1
+    assert Rate(0.001).burst == 1
 
 
 @pytest.mark.parametrize(

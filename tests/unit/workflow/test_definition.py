@@ -176,6 +176,48 @@ def test_a_step_name_is_made_of_ascii_letters_and_says_so(name: str) -> None:
         Workflow("w").add_step(name, noop)
 
 
+@pytest.mark.parametrize("bad", ["yes", 1, 0, None, "False"])
+def test_optional_must_be_a_boolean(bad: Any) -> None:
+    wf = Workflow("w")
+    for kind, define in (
+        ("step 's'", lambda: wf.step(name="s", optional=bad)(noop)),
+        ("step 'a'", lambda: wf.add_step("a", noop, optional=bad)),
+        ("step 'sig'", lambda: wf.signal("sig", optional=bad)),
+        ("task 't'", lambda: wf.task(name="t", optional=bad)(noop)),
+    ):
+        with pytest.raises(DefinitionError) as info:
+            define()
+        assert (
+            str(info.value) == f"workflow 'w', {kind}: optional must be True or False, got {bad!r}"
+        )
+    assert list(wf._steps) == [] and wf.task_of("t") is None
+
+
+def test_a_step_named_ctx_is_refused() -> None:
+    """A parameter named ctx receives the StepContext: no step could ever read such a step."""
+    message = (
+        "workflow 'w', step 'ctx': the name 'ctx' is reserved: a parameter named ctx receives "
+        "the StepContext, so no step could read this step's output; choose another name"
+    )
+    wf = Workflow("w")
+    for define in (
+        lambda: wf.add_step("ctx", noop),
+        lambda: wf.step(name="ctx")(noop),
+        lambda: wf.signal("ctx"),
+    ):
+        with pytest.raises(DefinitionError) as info:
+            define()
+        assert str(info.value) == message
+
+    def ctx() -> int:
+        return 1
+
+    with pytest.raises(DefinitionError) as info:
+        wf.step(ctx)
+    assert str(info.value) == message
+    assert list(wf._steps) == []
+
+
 @pytest.mark.parametrize("name", [n for n in BAD_NAMES if n != "-a"], ids=repr)
 def test_bad_workflow_name(name: Any) -> None:
     with raises(DefinitionError, f"invalid workflow name {name!r}"):
@@ -402,6 +444,117 @@ def test_valid_input(orders: Workflow) -> None:
         currency: str
 
     assert orders.validate_input(In(1, "EUR")) == {"order_id": 1, "currency": "EUR"}
+
+
+def _typo_workflow(**options: Any) -> Workflow:
+    wf = Workflow("orders", **options)
+
+    @wf.step
+    def fetch(order_id: int, region: str = "eu") -> None: ...
+
+    @wf.step(when=lambda express=False: express)
+    def ship(fetch: None) -> None: ...
+
+    @wf.step(concurrency_key=lambda customer="": customer, key_limit=1)
+    def bill(fetch: None) -> None: ...
+
+    return wf
+
+
+def test_an_input_field_no_step_reads_is_warned_about_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    wf = _typo_workflow()
+    with caplog.at_level("WARNING", logger="plait"):
+        value = wf.validate_input({"order_id": 1, "regoin": "us", "customer": "c", "express": True})
+    assert value["regoin"] == "us"  # warned about, and kept as given
+    [record] = caplog.records
+    assert record.levelname == "WARNING"
+    assert record.getMessage() == (
+        "run input of 'orders' has field 'regoin' that no step reads (the steps read fields "
+        "'customer', 'express', 'order_id', 'region'): ignored. Workflow(..., "
+        "extra_input='forbid') refuses such input, extra_input='ignore' silences this warning"
+    )
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="plait"):
+        wf.validate_input({"order_id": 1, "region": "us"})
+    assert caplog.records == []
+
+
+def test_extra_input_forbid_refuses_and_ignore_is_silent(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    many = {"order_id": 1, **{f"x{i}": i for i in range(12)}}
+    with pytest.raises(InputError) as info:
+        _typo_workflow(extra_input="forbid").validate_input(many)
+    assert str(info.value) == (
+        "run input of 'orders' has fields 'x0', 'x1', 'x2', 'x3', 'x4', 'x5', 'x6', 'x7', 'x8', "
+        "'x9' and 2 more that no step reads (the steps read fields 'customer', 'express', "
+        "'order_id', 'region'); extra_input='forbid' refuses them"
+    )
+    assert _typo_workflow(extra_input="forbid").validate_input({"order_id": 1}) == {"order_id": 1}
+    with caplog.at_level("DEBUG", logger="plait"):
+        assert _typo_workflow(extra_input="ignore").validate_input(many) == many
+    assert caplog.records == []
+
+
+@pytest.mark.parametrize("bad", ["yes", "Forbid", None, True, ["warn"]])
+def test_extra_input_must_be_known(bad: Any) -> None:
+    with pytest.raises(DefinitionError) as info:
+        Workflow("w", extra_input=bad)
+    assert str(info.value) == (
+        f"workflow 'w': extra_input must be 'ignore', 'warn' or 'forbid', got {bad!r}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("annotation", "value", "error"),
+    [
+        (int, True, "Value error, true is a boolean, not a number"),
+        (float, False, "Value error, false is a boolean, not a number"),
+        (int | None, True, "Value error, true is a boolean, not a number"),
+        (list[int], [1, True], "1: Value error, true is a boolean, not a number"),
+        (dict[str, float], {"a": False}, "a: Value error, false is a boolean, not a number"),
+        (tuple[int, ...], [True], "0: Value error, true is a boolean, not a number"),
+        (bool, 1, "Value error, 1 is a number, not a boolean"),
+        (bool, 0.0, "Value error, 0.0 is a number, not a boolean"),
+    ],
+)
+def test_booleans_are_not_numbers_nor_numbers_booleans(
+    annotation: Any, value: Any, error: str
+) -> None:
+    wf = Workflow("typed")
+    wf.add_step("s", _step_taking(annotation))
+    with pytest.raises(InputError) as info:
+        wf.validate_input({"n": value})
+    assert str(info.value) == f"run input field 'n' (step 's') is invalid: {error}"
+
+
+@pytest.mark.parametrize(
+    ("annotation", "value", "expected"),
+    [
+        (int, "42", 42),  # pydantic's lax mode, kept: a numeric string is a number
+        (int, 4.0, 4),
+        (float, 3, 3.0),
+        (bool, "yes", True),
+        (bool, True, True),
+        (int | bool, True, True),  # a union that takes booleans takes them
+        (list[int], [1, 2], [1, 2]),
+    ],
+)
+def test_other_lax_conversions_are_kept(annotation: Any, value: Any, expected: Any) -> None:
+    wf = Workflow("typed")
+    wf.add_step("s", _step_taking(annotation))
+    wf.validate_input({"n": value})
+    got = wf["s"].build_kwargs(ctx_for(), {"n": value}, {})["n"]
+    assert got == expected and type(got) is type(expected)
+
+
+def _step_taking(annotation: Any) -> Any:
+    def s(n: Any) -> None: ...
+
+    s.__annotations__ = {"n": annotation, "return": None}
+    return s
 
 
 def test_build_kwargs_decodes_models() -> None:
