@@ -53,7 +53,20 @@ class RunNotFound(PlaitError):
 
 
 class RunConflict(PlaitError):
-    """The run id is already used by a run of another workflow; choose another id."""
+    """The run id is already used by a run of another workflow; choose another id. `run_id`
+    names it (None when the message is the only word on it)."""
+
+    run_id: str | None = None
+
+    @classmethod
+    def taken(cls, run_id: str, used_by: str, wanted: str) -> RunConflict:
+        """Run id `run_id`, wanted for a run of workflow `wanted`, is a run of `used_by`."""
+        exc = cls(
+            f"run id {run_id!r} is already used by a run of workflow {used_by!r}, "
+            f"not {wanted!r}; choose another run id"
+        )
+        exc.run_id = run_id
+        return exc
 
 
 class StoreError(PlaitError):

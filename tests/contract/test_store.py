@@ -13,6 +13,7 @@ from collections import Counter
 from typing import Any
 
 import orjson
+import pytest
 
 import plait
 from plait.core.cascade import new_run
@@ -83,6 +84,139 @@ async def test_create_run_is_idempotent(store: Store) -> None:
     assert existing.input == b'{"n":1}' and existing.created_at == NOW
     assert [s.name for s in await store.get_steps("r1")] == ["s0", "s1", "s2"]
     assert await event_types(store, "r1") == ["run_started"]
+
+
+async def test_create_runs_creates_many_in_order_and_reads_back_as_written(store: Store) -> None:
+    plan = chain()
+    made = [new_run(plan, f"r{i}", f'{{"n":{i}}}'.encode(), NOW + i) for i in range(5)]
+
+    results = await store.create_runs(made)
+
+    assert [(row.id, created) for row, created in results] == [(f"r{i}", True) for i in range(5)]
+    for (run_row, steps, _), (returned, _) in zip(made, results, strict=True):
+        assert returned == run_row
+        assert await store.get_run(run_row.id) == run_row
+        assert await store.get_steps(run_row.id) == steps
+        assert await event_types(store, run_row.id) == ["run_started"]
+    claimed = await claim(store, [plan], now=NOW + 10)
+    assert sorted(c.run_id for c in claimed) == [f"r{i}" for i in range(5)]
+    assert await store.create_runs([]) == []
+
+
+async def test_create_runs_is_idempotent_per_id(store: Store) -> None:
+    plan = chain()
+    await start(store, plan, "old", data=b'{"n":1}')
+    batch = [
+        new_run(plan, "new1", b'{"n":2}', NOW + 1),
+        new_run(plan, "old", b'{"n":3}', NOW + 1),  # exists: kept as it was
+        new_run(plan, "new2", b'{"n":4}', NOW + 1),
+        new_run(plan, "new1", b'{"n":5}', NOW + 1),  # twice in the batch: the first counts
+    ]
+
+    results = await store.create_runs(batch)
+
+    assert [(row.id, created) for row, created in results] == [
+        ("new1", True),
+        ("old", False),
+        ("new2", True),
+        ("new1", False),
+    ]
+    assert results[1][0].input == b'{"n":1}' and results[1][0].created_at == NOW
+    assert results[3][0].input == b'{"n":2}'
+    assert [(await store.get_run(r)).input for r in ("old", "new1", "new2")] == [  # type: ignore[union-attr]
+        b'{"n":1}',
+        b'{"n":2}',
+        b'{"n":4}',
+    ]
+    assert await event_types(store, "old") == ["run_started"]  # nothing added to it
+    again = await store.create_runs(batch)  # all of them exist now
+    assert [(row.id, created) for row, created in again] == [
+        ("new1", False),
+        ("old", False),
+        ("new2", False),
+        ("new1", False),
+    ]
+
+
+async def test_create_runs_with_an_id_of_another_workflow_writes_nothing(store: Store) -> None:
+    plan, other = chain(), chain("other")
+    await start(store, other, "taken")
+    batch = [new_run(plan, "a", b"{}", NOW), new_run(plan, "taken", b"{}", NOW)]
+
+    with pytest.raises(plait.RunConflict) as caught:
+        await store.create_runs(batch)
+
+    assert str(caught.value) == (
+        "run id 'taken' is already used by a run of workflow 'other', not 'chain'; "
+        "choose another run id"
+    )
+    assert caught.value.run_id == "taken"
+    assert await store.get_run("a") is None and await store.get_steps("a") == []
+    assert (await store.get_run("taken")).workflow == "other"  # type: ignore[union-attr]
+    # the same id twice in one batch, for two workflows
+    with pytest.raises(plait.RunConflict, match="'twice' is already used by a run of workflow"):
+        await store.create_runs(
+            [new_run(plan, "twice", b"{}", NOW), new_run(other, "twice", b"{}", NOW)]
+        )
+    assert await store.get_run("twice") is None
+
+
+async def test_concurrent_create_runs_create_each_run_once(store: Store, store_url: str) -> None:
+    """Batches sharing ids, committed at once by several connections (several store objects on
+    a durable store): each run is created by one of them, whole."""
+    plan = chain()
+    ids = [f"r{i}" for i in range(30)]
+    results: list[tuple[str, bool]] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    async def creator(seed: int) -> None:
+        mine = store if store_url.startswith("memory") else open_store(store_url)
+        await mine.open()
+        try:
+            order = ids[seed:] + ids[:seed]
+            for start_at in range(0, len(order), 6):
+                batch = [new_run(plan, r, b"{}", NOW) for r in order[start_at : start_at + 6]]
+                got = await mine.create_runs(batch)
+                with lock:
+                    results.extend((row.id, created) for row, created in got)
+        finally:
+            if mine is not store:
+                await mine.close()
+
+    def in_thread(seed: int) -> None:
+        try:
+            run(creator(seed))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=in_thread, args=(seed,)) for seed in (0, 7, 13, 21)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not any(t.is_alive() for t in threads)
+    assert errors == []
+    assert Counter(r for r, created in results if created) == Counter(ids)  # once each
+    assert Counter(r for r, _ in results) == Counter({r: 4 for r in ids})
+    for r in ids:
+        assert len(await store.get_steps(r)) == 3
+        assert await event_types(store, r) == ["run_started"]
+
+
+async def test_create_runs_keeps_big_inputs_as_blobs(store_url: str) -> None:
+    opened = open_store(f"{store_url}{'&' if '?' in store_url else '?'}blob_threshold=100")
+    await opened.open()
+    try:
+        plan = chain()
+        big = b'"' + b"x" * 500 + b'"'
+        made = [new_run(plan, f"r{i}", big, NOW) for i in range(3)]
+        await opened.create_runs(made)
+        assert [(await opened.get_run(f"r{i}")).input for i in range(3)] == [big] * 3  # type: ignore[union-attr]
+        stats = await opened.blob_stats()
+        assert (stats.blobs, stats.references) == (1, 3)
+    finally:
+        await opened.close()
 
 
 async def test_missing_runs_read_as_empty(store: Store) -> None:

@@ -135,10 +135,7 @@ async def start(
     store = await rt.ready()
     stored, created = await store.create_run(run, steps, events)
     if not created and stored.workflow != plan.name:
-        raise RunConflict(
-            f"run id {run_id!r} is already used by a run of workflow {stored.workflow!r}, "
-            f"not {plan.name!r}; choose another run id"
-        )
+        raise RunConflict.taken(run_id, stored.workflow, plan.name)
     if created:
         log.debug("run started", extra={"run_id": run_id, "workflow": plan.name})
         rt.work_ready.fire()

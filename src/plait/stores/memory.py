@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 
+from .._errors import RunConflict
 from ..core.blobs import BlobStats, check_hash, check_put, missing
 from ..core.claiming import (
     admit_candidates,
@@ -46,6 +47,7 @@ from ..core.rows import (
 from ..core.transitions import admit_key, claim, complete, recover, release
 from ..core.txn import Action, Need, Transition, Txn, drive
 from .memory_blobs import MemoryBlobs, threshold_of_url
+from .protocol import NewRun
 
 
 class MemoryStore:
@@ -111,16 +113,37 @@ class MemoryStore:
             existing = self._runs.get(run.id)
             if existing is not None:
                 return dataclasses.replace(existing), False
-            self._runs[run.id] = stored = dataclasses.replace(run)
-            stored.input = self.blobs.keep((run.id, "", "input"), run.input, run.created_at) or b""
-            stored.output = self.blobs.keep((run.id, "", "output"), run.output, run.created_at)
-            self._steps[run.id] = {}
-            for step in steps:
-                self._put_step(
-                    self.blobs.kept_step(dataclasses.replace(step), None, run.created_at)
-                )
-            self._events[run.id] = list(events)
+            self._insert_run(run, steps, events)
             return dataclasses.replace(run), True
+
+    async def create_runs(self, runs: Sequence[NewRun]) -> list[tuple[RunRow, bool]]:
+        with self._lock:
+            taken: dict[str, RunRow] = {}  # ids that exist, or come earlier in `runs`
+            for run, _, _ in runs:
+                existing = self._runs.get(run.id) or taken.get(run.id)
+                if existing is not None and existing.workflow != run.workflow:
+                    raise RunConflict.taken(run.id, existing.workflow, run.workflow)
+                taken.setdefault(run.id, run)
+            results: list[tuple[RunRow, bool]] = []
+            for run, steps, events in runs:
+                existing = self._runs.get(run.id)
+                if existing is not None:
+                    results.append((dataclasses.replace(existing), False))
+                else:
+                    self._insert_run(run, steps, events)
+                    results.append((dataclasses.replace(run), True))
+            return results
+
+    def _insert_run(
+        self, run: RunRow, steps: Sequence[StepRow], events: Sequence[EventRow]
+    ) -> None:
+        self._runs[run.id] = stored = dataclasses.replace(run)
+        stored.input = self.blobs.keep((run.id, "", "input"), run.input, run.created_at) or b""
+        stored.output = self.blobs.keep((run.id, "", "output"), run.output, run.created_at)
+        self._steps[run.id] = {}
+        for step in steps:
+            self._put_step(self.blobs.kept_step(dataclasses.replace(step), None, run.created_at))
+        self._events[run.id] = list(events)
 
     async def get_run(self, run_id: str) -> RunRow | None:
         with self._lock:

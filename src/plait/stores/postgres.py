@@ -71,7 +71,7 @@ from .postgres_setup import (
     schema_statements,
 )
 from .sql import programs
-from .sql.ops import EXECUTE, FETCH, LARGE, Program, fetch
+from .sql.ops import EXECUTE, EXECUTE_ALL, FETCH, LARGE, Program, fetch
 from .sql.queries import POSTGRES, Queries
 from .sql.rows import EVENT_COLUMNS
 from .sql.store import SQLStore, Wakes
@@ -468,10 +468,14 @@ async def _drive(
                 else:  # the [postgres] text of a write takes one array per column
                     if appended is not None:
                         appended.saw(query, params)
+                    result = 0 if kind == EXECUTE_ALL else None
                     if params:
                         columns = [list(column) for column in zip(*params, strict=True)]
                         await cur.execute(query, columns)
-                    result = None
+                        if kind == EXECUTE_ALL:  # its count decides what comes next
+                            if pipeline is not None:
+                                await pipeline.sync()
+                            result = cur.rowcount
         except StopIteration as stop:
             value: T = stop.value
             return value

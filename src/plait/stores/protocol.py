@@ -29,6 +29,9 @@ from ..core.rows import (
 )
 from ..core.txn import Action
 
+# A run to create: its row, its steps and its first events (what `core.cascade.new_run` makes).
+NewRun = tuple[RunRow, Sequence[StepRow], Sequence[EventRow]]
+
 
 class Store(Protocol):
     url: str
@@ -69,6 +72,13 @@ class Store(Protocol):
         self, run: RunRow, steps: Sequence[StepRow], events: Sequence[EventRow]
     ) -> tuple[RunRow, bool]:
         """Insert a new run atomically; if the id exists, return the existing run and False."""
+
+    async def create_runs(self, runs: Sequence[NewRun]) -> list[tuple[RunRow, bool]]:
+        """Insert new runs in one transaction (one commit), each as `create_run` would: for
+        each, in order, the run and True, or the run that already had its id and False (an id
+        twice in `runs`: the second gets the first). All or nothing: if an id is taken by a
+        run of another workflow than the new run's, nothing is written and RunConflict
+        (`RunConflict.taken`) names the first such id."""
 
     async def get_run(self, run_id: str) -> RunRow | None: ...
 

@@ -64,7 +64,7 @@ from urllib.request import pathname2url
 
 from .._errors import SchemaVersionError, StoreError
 from .sql import programs
-from .sql.ops import EXECUTE, EXECUTE_MANY, FETCH, Program
+from .sql.ops import EXECUTE, EXECUTE_ALL, EXECUTE_MANY, FETCH, Program
 from .sql.queries import SQLITE, Queries
 from .sql.store import SQLStore, Wakes
 from .sqlite_files import (
@@ -348,6 +348,8 @@ def run_sync(db: sqlite3.Connection, program: Program[T]) -> T:
             elif kind == EXECUTE_MANY:
                 db.executemany(sql, params)
                 result = None
+            elif kind == EXECUTE_ALL:
+                result = db.executemany(sql, params).rowcount
             else:  # LARGE: SQLite takes any size as it comes
                 result = None
     except StopIteration as stop:

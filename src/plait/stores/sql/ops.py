@@ -7,6 +7,7 @@ helpers, each a one-statement program typed by what the driver sends back:
     rows = yield from fetch(sql, params)          # list[Row]: the rows a query returned
     count = yield from execute(sql, params)       # int: the rows a statement changed
     yield from execute_many(sql, rows)            # once per row (PostgreSQL: once, with arrays)
+    count = yield from execute_all(sql, rows)     # the same, and the rows it changed in all
     yield from large()                            # a parameter of more than LARGE_BYTES follows
 
 `large()` comes before statements that send a parameter of more than LARGE_BYTES: a driver that
@@ -25,7 +26,7 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-FETCH, EXECUTE, EXECUTE_MANY, LARGE = 0, 1, 2, 3
+FETCH, EXECUTE, EXECUTE_MANY, LARGE, EXECUTE_ALL = 0, 1, 2, 3, 4
 LARGE_BYTES = 1 << 20
 Row = tuple[Any, ...]  # a row as both drivers return it
 Op = tuple[int, str, Any]  # (kind, sql, params): what a program yields to its driver
@@ -48,6 +49,13 @@ def execute_many(sql: str, rows: Sequence[Sequence[Any]]) -> Program[None]:
     """Run a statement for each of `rows` (positional parameters): a batch of writes that
     nothing waits for the result of."""
     yield (EXECUTE_MANY, sql, rows)
+
+
+def execute_all(sql: str, rows: Sequence[Sequence[Any]]) -> Program[int]:
+    """`execute_many`, and the number of rows the statement changed in all (a driver that
+    pipelines writes waits for it: use it where the count decides what comes next)."""
+    count: int = yield (EXECUTE_ALL, sql, rows)
+    return count
 
 
 def large() -> Program[None]:

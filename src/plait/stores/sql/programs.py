@@ -34,6 +34,7 @@ import secrets
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
+from ..._errors import RunConflict
 from ...core.blobs import payload_of, row_blobs
 from ...core.claiming import (
     admit_candidates,
@@ -59,14 +60,16 @@ from ...core.rows import (
 )
 from ...core.transitions import admit_key, claim, complete, recover, release
 from ...core.txn import Action, Need, StepKey, Transition, Txn
+from ..protocol import NewRun
 from .artifact_rows import artifact_params
 from .blobs import BlobPrograms, BlobWrites, output_blobs
 from .data_programs import DataPrograms
-from .ops import Program, Row, execute, execute_many, fetch
+from .ops import Program, Row, execute, execute_all, execute_many, fetch
 from .queries import Queries
 from .rows import (
     EVENT_COLUMNS,
     RECORD_WRITE,
+    RUN_COLUMNS,
     RUN_OUTPUT_BLOB,
     STEP_COLUMNS,
     STEP_STATUS,
@@ -77,6 +80,7 @@ from .rows import (
     event_row,
     options_to_json,
     run_insert_params,
+    run_insert_row,
     run_update_output_row,
     run_update_row,
     step_insert_row,
@@ -85,6 +89,15 @@ from .rows import (
 )
 
 T = TypeVar("T")
+
+
+def _first(row: tuple[Any, ...]) -> Any:
+    return row[0]
+
+
+class RunsTaken(Exception):
+    """A hopeful `create_runs` met a taken id: its transaction is rolled back and run again,
+    careful."""
 
 
 class SQLTxn(Txn):
@@ -111,6 +124,7 @@ class Programs(DataPrograms):
         self.dialect = q.dialect
         self.blobs = BlobPrograms(q, blob_threshold)
         # the hot path binds tuples: cheaper to build and to bind than dicts
+        self.insert_runs = q.positional("insert_runs", RUN_COLUMNS)
         self.insert_step = q.positional("insert_step", STEP_COLUMNS)
         self.insert_event = q.positional("insert_event", EVENT_COLUMNS)
         self.update_step = q.positional("update_step", UPDATE_STEP)
@@ -155,6 +169,48 @@ class Programs(DataPrograms):
         if writes:
             yield from self.blobs.write(writes, run.created_at)
         return run, True
+
+    def create_runs(
+        self, runs: Sequence[NewRun], careful: bool
+    ) -> Program[list[tuple[RunRow, bool]]]:
+        """`Store.create_runs`. Hopeful first (`careful=False`): insert every run and, if one
+        id was taken (by an existing run, an earlier run of the batch, or, on PostgreSQL, a
+        transaction that committed it meanwhile), raise `RunsTaken` to be run again, careful:
+        the runs of these ids are read (and locked) first, and only the others inserted."""
+        found: dict[str, RunRow] = {}
+        if careful:
+            ids = self.dialect.list_param(sorted({run.id for run, _, _ in runs}))
+            rows = yield from fetch(self.lock_runs, {"id_list": ids})
+            found = {row.id: row for row in (yield from self.blobs.runs(rows))}
+        results: list[tuple[RunRow, bool]] = []
+        fresh: list[NewRun] = []
+        for new in runs:
+            run = new[0]
+            existing = found.get(run.id)
+            if existing is None:
+                found[run.id] = run
+                fresh.append(new)
+                results.append((run, True))
+            elif existing.workflow != run.workflow:
+                raise RunConflict.taken(run.id, existing.workflow, run.workflow)
+            else:
+                results.append((existing, False))
+        if not fresh:
+            return results
+        writes = self.blobs.writes()
+        # in id order, as rows are locked: two batches sharing ids wait, never deadlock
+        run_rows = sorted((run_insert_row(run, writes) for run, _, _ in fresh), key=_first)
+        step_rows = [step_insert_row(s, writes) for _, steps, _ in fresh for s in steps]
+        yield from writes.announce()
+        if (yield from execute_all(self.insert_runs, run_rows)) != len(run_rows):
+            raise RunsTaken  # nothing else written yet: the driver rolls back
+        yield from execute_many(self.insert_step, step_rows)
+        yield from execute_many(
+            self.insert_event, [event_row(e) for _, _, events in fresh for e in events]
+        )
+        if writes:
+            yield from self.blobs.write(writes, fresh[0][0].created_at)
+        return results
 
     # -- workers
 

@@ -214,6 +214,38 @@ def run_from_row(
     )  # fmt: skip
 
 
+# The columns of `insert_runs` (create_runs): a run's row as `run_insert_row` makes it.
+RUN_COLUMNS = RUN_ROW_COLUMNS
+
+
+def run_insert_row(run: RunRow, blobs: Blobbing) -> tuple[Any, ...]:
+    """A new run's columns (RUN_COLUMNS); `blobs` decides which payloads become blobs."""
+    input_, input_blob = blobs.keep(run.input)
+    output, output_blob = blobs.keep(run.output)
+    return (
+        run.id, run.workflow, run.version, run.fingerprint, run.status,
+        b"" if input_ is None else input_,  # NOT NULL: empty when it is a blob
+        _sinks_to_json(run.sinks), run.unfinished, run.failures, run.next_seq, output, run.error,
+        run.created_at, run.started_at, run.finished_at, run.deadline, run.parent_run,
+        run.forked_from, run.next_idx, input_blob, output_blob,
+    )  # fmt: skip
+
+
+_SINKS_JSON_CACHE: dict[tuple[str, ...], str] = {}
+
+
+def _sinks_to_json(sinks: tuple[str, ...]) -> str:
+    """A run's `sinks` column; the runs of one workflow share their sinks, so the text is too."""
+    text = _SINKS_JSON_CACHE.get(sinks)
+    if text is None:
+        text = orjson.dumps(list(sinks)).decode()
+        if len(sinks) <= 8:
+            if len(_SINKS_JSON_CACHE) >= _EDGES_CACHE_MAX:
+                _SINKS_JSON_CACHE.clear()
+            _SINKS_JSON_CACHE[sinks] = text
+    return text
+
+
 def run_insert_params(run: RunRow, blobs: Blobbing) -> Params:
     input_, input_blob = blobs.keep(run.input)
     output, output_blob = blobs.keep(run.output)

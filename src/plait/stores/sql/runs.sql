@@ -21,6 +21,38 @@ INSERT INTO runs (
 )
 ON CONFLICT (id) DO NOTHING;
 
+-- name: insert_runs
+-- Create runs (create_runs); nothing happens for an id that is taken.
+INSERT INTO runs (
+    id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq,
+    output, error, created_at, started_at, finished_at, deadline, parent_run, forked_from,
+    next_idx, input_blob, output_blob
+) VALUES (
+    :id, :workflow, :version, :fingerprint, :status, :input, :sinks, :unfinished, :failures,
+    :next_seq, :output, :error, :created_at, :started_at, :finished_at, :deadline, :parent_run,
+    :forked_from, :next_idx, :input_blob, :output_blob
+)
+ON CONFLICT (id) DO NOTHING;
+
+-- name: insert_runs [postgres]
+-- Create runs (create_runs); nothing happens for an id that is taken.
+INSERT INTO runs (
+    id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq,
+    output, error, created_at, started_at, finished_at, deadline, parent_run, forked_from,
+    next_idx, input_blob, output_blob
+)
+SELECT * FROM unnest(
+    CAST(:id AS text[]), CAST(:workflow AS text[]), CAST(:version AS text[]),
+    CAST(:fingerprint AS text[]), CAST(:status AS text[]), CAST(:input AS bytea[]),
+    CAST(:sinks AS text[]), CAST(:unfinished AS int[]), CAST(:failures AS int[]),
+    CAST(:next_seq AS int[]), CAST(:output AS bytea[]), CAST(:error AS text[]),
+    CAST(:created_at AS double precision[]), CAST(:started_at AS double precision[]),
+    CAST(:finished_at AS double precision[]), CAST(:deadline AS double precision[]),
+    CAST(:parent_run AS text[]), CAST(:forked_from AS text[]), CAST(:next_idx AS int[]),
+    CAST(:input_blob AS text[]), CAST(:output_blob AS text[])
+)
+ON CONFLICT (id) DO NOTHING;
+
 -- name: get_run
 -- One run by id.
 SELECT /*include run_columns*/

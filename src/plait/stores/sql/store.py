@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
+from ..._errors import StoreError
 from ...core.blobs import BlobStats, check_hash, check_put
 from ...core.queues import QueueConfig
 from ...core.rate import Rate
@@ -28,9 +29,10 @@ from ...core.rows import (
     WorkflowPlan,
 )
 from ...core.txn import Action
+from ..protocol import NewRun
 from .artifact_rows import artifact_from_row
 from .ops import Program, execute
-from .programs import Programs, SQLTxn, queue_from_row
+from .programs import Programs, RunsTaken, SQLTxn, queue_from_row
 from .queries import Queries
 from .rows import event_from_row, plan_from_json, plan_to_json, record_from_row
 
@@ -39,6 +41,7 @@ Wakes = Callable[[T], Iterable[str]]  # what a committed result wakes: "ready", 
 
 _NO_LIMIT = 2**62
 CLAIM_PATIENCE = 2.0  # seconds a claim that finds only runs held by others keeps trying
+TAKEN_RETRIES = 8  # create_runs: careful tries while other transactions create the same ids
 
 
 def wakes_of(txn: SQLTxn) -> Iterable[str]:
@@ -60,6 +63,10 @@ def _reconfigured(_config: QueueConfig) -> Iterable[str]:
 
 def _created(result: tuple[RunRow, bool]) -> Iterable[str]:
     return ("ready",) if result[1] else ()
+
+
+def _created_many(results: list[tuple[RunRow, bool]]) -> Iterable[str]:
+    return ("ready",) if any(created for _, created in results) else ()
 
 
 class SQLStore:
@@ -117,6 +124,25 @@ class SQLStore:
             lambda: self._programs.create_run(run, steps, events),
             wakes=_created,
         )
+
+    async def create_runs(self, runs: Sequence[NewRun]) -> list[tuple[RunRow, bool]]:
+        if not runs:
+            return []
+        what = f"create {len(runs)} runs"
+        try:  # hopeful: the ids are new (as they nearly always are)
+            return await self._transact(
+                what, lambda: self._programs.create_runs(runs, False), wakes=_created_many
+            )
+        except RunsTaken:
+            pass
+        for _ in range(TAKEN_RETRIES):
+            try:  # careful: read the runs of these ids first, insert the others
+                return await self._transact(
+                    what, lambda: self._programs.create_runs(runs, True), wakes=_created_many
+                )
+            except RunsTaken:  # PostgreSQL: another transaction created one meanwhile
+                continue
+        raise StoreError(f"{what}: other transactions kept creating runs of the same ids")
 
     async def _read_runs(self, query: str, params: Mapping[str, Any]) -> list[RunRow]:
         what = query.replace("_", " ")
