@@ -35,8 +35,12 @@ class DefinitionError(PlaitError):
 class InputError(PlaitError):
     """A run's input is not a JSON object, misses a field a step needs, or fails a field's type.
 
-    Nothing was written; correct the input and start again.
+    Nothing was written; correct the input and start again. From `start_many`, `index` says
+    which of its inputs or run ids it is about (its message starts `inputs[i]: ` or
+    `run_ids[i]: `).
     """
+
+    index: int | None = None
 
 
 class ConfigError(PlaitError, ValueError):
@@ -54,9 +58,11 @@ class RunNotFound(PlaitError):
 
 class RunConflict(PlaitError):
     """The run id is already used by a run of another workflow; choose another id. `run_id`
-    names it (None when the message is the only word on it)."""
+    names it (None when the message is the only word on it); from `start_many`, `index` says
+    which of its inputs it is (its message starts `inputs[i]: `)."""
 
     run_id: str | None = None
+    index: int | None = None
 
     @classmethod
     def taken(cls, run_id: str, used_by: str, wanted: str) -> RunConflict:

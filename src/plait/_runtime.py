@@ -11,18 +11,20 @@ broadcasts for work done in other processes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 import weakref
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any, Protocol
 
-from ._errors import ConfigError, PlaitError, RunNotFound, RunStateError
+from ._errors import ConfigError, PlaitError, RunConflict, RunNotFound, RunStateError
 from ._portal import Broadcast, Portal
-from .core.rows import CommitResult, RunRow, WorkflowPlan
+from .core.rows import CommitResult, EventRow, RunRow, StepRow, WorkflowPlan
 from .core.txn import Action
 from .data.artifacts import ArtifactStorage, split_url, storage_for
 from .stores import Store, open_store
+from .stores.protocol import NewRun
 from .workflow.definition import Workflow
 
 
@@ -58,6 +60,225 @@ class EventsWritten(Broadcast):
                 woken = [b for r in run_ids if (b := self._runs.get(r)) is not None]
         for broadcast in woken:
             broadcast.fire()
+
+
+class RunsEnded(Broadcast):
+    """Fired when runs end: by this process's commits, which name them (`ended`), or by a
+    store's push of another process's (`fire`, which does not). Its generation is what a
+    worker awaiting runs watches.
+
+    A waiter for some runs `watch`es them instead: its watch is woken when one of them ended
+    in this process (and says which), or when some runs ended unnamed (a push: it must look at
+    all it waits for). So a waiter for many runs wakes once per commit that ends some of them,
+    and reads only those."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._by_run: dict[str, list[RunsWatch]] = {}
+        self._watches: set[RunsWatch] = set()
+
+    def ended(self, run_ids: Collection[str]) -> None:
+        """This process committed the end of these runs."""
+        woken: dict[RunsWatch, None] = {}
+        with self._lock:
+            for run_id in run_ids:
+                for watch in self._by_run.get(run_id, ()):
+                    watch.named.add(run_id)
+                    woken[watch] = None
+        for watch in woken:
+            watch.fire()
+        super().fire()
+
+    def fire(self) -> None:
+        """Runs ended, which ones is not known (another process's, pushed): every watch
+        looks."""
+        with self._lock:
+            watches = list(self._watches)
+            for watch in watches:
+                watch.unknown = True
+        for watch in watches:
+            watch.fire()
+        super().fire()
+
+    @contextlib.contextmanager
+    def watch(self, run_ids: Collection[str]) -> Iterator[RunsWatch]:
+        """Watch these runs end, for as long as the `with` lasts."""
+        watch = RunsWatch(self._lock)
+        run_ids = list(run_ids)  # as they are now: the caller's collection may shrink
+        with self._lock:
+            self._watches.add(watch)
+            for run_id in run_ids:
+                self._by_run.setdefault(run_id, []).append(watch)
+        try:
+            yield watch
+        finally:
+            with self._lock:
+                self._watches.discard(watch)
+                for run_id in run_ids:
+                    watchers = self._by_run.get(run_id)
+                    if watchers is not None:
+                        watchers.remove(watch)
+                        if not watchers:
+                            del self._by_run[run_id]
+
+
+class RunsWatch(Broadcast):
+    """What a waiter learns of the runs it watches (`RunsEnded.watch`), and its wake-up."""
+
+    def __init__(self, lock: threading.Lock) -> None:
+        super().__init__()
+        self._owner_lock = lock
+        self.named: set[str] = set()  # runs of its own that ended in this process
+        self.unknown = False  # some runs ended elsewhere: look at every one
+
+    def take(self) -> tuple[set[str], bool]:
+        """What was learnt since the last take: the runs named, and whether others may have
+        ended too."""
+        with self._owner_lock:
+            named, unknown = self.named, self.unknown
+            self.named, self.unknown = set(), False
+        return named, unknown
+
+
+class StartCommits:
+    """Starts made at once share a transaction and its commit (group commit), as a worker's
+    completions do. A start alone is committed at once; starts that arrive while a commit is
+    under way wait for it to end and are committed together in the next. Each start returns
+    once its own run is committed (or has an error of its own).
+
+    The commits are made on the Runtime's portal loop, whatever loop a start comes from: a
+    user's loop may end between two commits, the portal's lives as long as the Engine."""
+
+    # a transaction takes this many steps' worth of runs at most (and always one run)
+    MAX_STEPS = 10_000
+
+    def __init__(self, rt: Runtime) -> None:
+        self._rt = rt
+        self._lock = threading.Lock()
+        self._queue: list[_Start] = []
+        self._committing = False
+        self._task: asyncio.Task[None] | None = None
+
+    async def create_run(
+        self, run: RunRow, steps: Sequence[StepRow], events: Sequence[EventRow]
+    ) -> tuple[RunRow, bool]:
+        """`Store.create_run`, sharing a commit with the starts made meanwhile."""
+        loop = asyncio.get_running_loop()
+        start = _Start((run, steps, events), loop, loop.create_future())
+        with self._lock:
+            self._queue.append(start)
+            lead, self._committing = not self._committing, True
+        if lead:  # nobody is committing: we start the commits
+            portal = self._rt.portal
+            if portal.running_here():
+                self._task = loop.create_task(self._commit_all())  # referenced while it runs
+            else:
+                portal.submit(self._commit_all())
+        return await start.future
+
+    async def _commit_all(self) -> None:
+        """Commit what is queued, batch after batch, until nothing is."""
+        while True:
+            with self._lock:
+                batch = self._take()
+                if not batch:
+                    self._committing = False
+                    return
+            try:
+                await self._commit(batch)
+            except BaseException as exc:  # the loop is going down: nobody must hang
+                for start in batch:
+                    start.settle(None, exc)
+                if not isinstance(exc, Exception):
+                    with self._lock:
+                        for start in self._take(all_of_them=True):
+                            start.settle(None, exc)
+                        self._committing = False
+                    raise
+
+    def _take(self, all_of_them: bool = False) -> list[_Start]:
+        """The next batch (under the lock): starts in arrival order, as many as fit."""
+        batch: list[_Start] = []
+        steps = 0
+        while self._queue:
+            start = self._queue[0]
+            steps += len(start.new[1])
+            if batch and steps > self.MAX_STEPS and not all_of_them:
+                break
+            self._queue.pop(0)
+            if not start.abandoned():  # its caller gave up waiting: it never started
+                batch.append(start)
+        return batch
+
+    async def _commit(self, batch: list[_Start]) -> None:
+        store = await self._rt.ready()
+        if len(batch) == 1:
+            start = batch[0]
+            try:
+                start.settle(await store.create_run(*start.new), None)
+            except Exception as exc:
+                start.settle(None, exc)
+            return
+        try:
+            results = await store.create_runs([start.new for start in batch])
+        except RunConflict:
+            # one of them names a run of another workflow: then each alone, to each its answer
+            for start in batch:
+                try:
+                    start.settle(await store.create_run(*start.new), None)
+                except Exception as exc:
+                    start.settle(None, exc)
+            return
+        except Exception as exc:
+            for start in batch:
+                start.settle(None, exc)
+            return
+        for start, result in zip(batch, results, strict=True):
+            start.settle(result, None)
+
+
+class _Start:
+    """A start waiting for its commit, on its caller's loop."""
+
+    __slots__ = ("future", "loop", "new")
+
+    def __init__(
+        self,
+        new: NewRun,
+        loop: asyncio.AbstractEventLoop,
+        future: asyncio.Future[tuple[RunRow, bool]],
+    ) -> None:
+        self.new = new
+        self.loop = loop
+        self.future = future
+
+    def abandoned(self) -> bool:
+        return self.future.done()  # cancelled: nothing else settles it
+
+    def settle(self, result: tuple[RunRow, bool] | None, error: BaseException | None) -> None:
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            _settle(self.future, result, error)
+        else:
+            with contextlib.suppress(RuntimeError):  # its loop is closed: nobody waits
+                self.loop.call_soon_threadsafe(_settle, self.future, result, error)
+
+
+def _settle(
+    future: asyncio.Future[tuple[RunRow, bool]],
+    result: tuple[RunRow, bool] | None,
+    error: BaseException | None,
+) -> None:
+    if future.done():
+        return  # its caller gave up waiting
+    if error is not None:
+        future.set_exception(error)
+    else:
+        assert result is not None
+        future.set_result(result)
 
 
 class Workflows:
@@ -147,12 +368,13 @@ class Runtime:
         self.portal = Portal()
         self.workflows = Workflows()
         self.work_ready = Broadcast()  # steps became ready, or a limited slot freed: wake workers
-        self.runs_ended = Broadcast()  # runs ended: wake result() waiters
+        self.runs_ended = RunsEnded()  # runs ended: wake result() waiters
         self.runs_cancelled = Broadcast()  # runs cancelled: workers stop their running steps
         self.timers_set = Broadcast()  # a deadline or an expiry was set: workers look again
         self.events_written = EventsWritten()  # events were committed: wake watchers
         self.workers: set[Stoppable] = set()  # workers running in this process
         self.workers_ended = Broadcast()  # one of them has stopped
+        self.starts = StartCommits(self)  # starts share commits (group commit)
         self._push_live = False
         self._opened = False
         self._open_lock: asyncio.Lock | None = None
@@ -226,7 +448,7 @@ class Runtime:
         if result.readied or result.slot_freed:  # slot_freed: a slot that held back ready work
             self.work_ready.fire()
         if result.ended_runs:
-            self.runs_ended.fire()
+            self.runs_ended.ended(result.ended_runs)
         if result.cancelled_runs:
             self.runs_cancelled.fire()
         if result.timers_changed:

@@ -90,6 +90,11 @@ async def test_create_runs_creates_many_in_order_and_reads_back_as_written(store
     plan = chain()
     made = [new_run(plan, f"r{i}", f'{{"n":{i}}}'.encode(), NOW + i) for i in range(5)]
 
+    # a run and steps as only a fork or a spawn makes them: every column is kept all the same
+    made[3][0].parent_run, made[3][0].forked_from, made[3][0].deadline = "r0", "s1", NOW + 9
+    made[4][1][0].reused_from, made[4][1][0].output, made[4][1][0].attempt = "r0", b"7", 1
+    made[4][1][1].task, made[4][1][1].input, made[4][1][1].iteration = "t", b'{"x":1}', 2
+
     results = await store.create_runs(made)
 
     assert [(row.id, created) for row, created in results] == [(f"r{i}", True) for i in range(5)]

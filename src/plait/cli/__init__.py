@@ -1,6 +1,7 @@
 """The `plait` command line.
 
     plait run FILE.py:WORKFLOW --input JSON      run one workflow to completion, embedded worker
+    plait start FILE.py:WORKFLOW --inputs F.jsonl start a run per line (a worker runs them)
     plait worker FILE.py                         serve every workflow the file defines
     plait runs list | show ID | events ID        read runs from the store
     plait workflows                              the workflow versions recorded in the store
@@ -30,6 +31,7 @@ from . import (  # noqa: F401
     run,
     runs,
     schedules,
+    start,
     watch,
     workers,
 )

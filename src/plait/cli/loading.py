@@ -144,13 +144,47 @@ def parse_input(text: str) -> dict[str, Any]:
     """The run input: JSON text, '@file.json', or '-' for stdin. Must be a JSON object."""
     value = read_json(text, "--input")
     if not isinstance(value, dict):
-        kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
-            type(value), "a number"
-        )
         raise CliError(
-            f"--input{_from(text)} must be a JSON object such as '{{\"order_id\": 42}}', got {kind}"
+            f"--input{_from(text)} must be a JSON object such as '{{\"order_id\": 42}}', "
+            f"got {_json_kind(value)}"
         )
     return value
+
+
+def parse_inputs(source: str) -> list[tuple[int, dict[str, Any]]]:
+    """Run inputs, one JSON object per line, from a file or '-' (stdin): (line number, input)
+    for each line that is not blank. A bad line is an error naming its number."""
+    if source == "-":
+        text, where = sys.stdin.read(), "--inputs (stdin)"
+    else:
+        try:
+            text = Path(source).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise CliError(f"--inputs: cannot read {source}: {exc.strerror or exc}") from None
+        where = f"--inputs file {source}"
+    inputs = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = _codec.parse(line)
+        except json.JSONDecodeError as exc:
+            raise CliError(f"{where} line {number} is not valid JSON: {exc}") from None
+        except _codec.DecodeError as exc:  # a key twice in one object, NaN, Infinity
+            raise CliError(f"{where} line {number}: {exc}") from None
+        if not isinstance(value, dict):
+            raise CliError(
+                f"{where} line {number} must be a JSON object such as '{{\"order_id\": 42}}', "
+                f"got {_json_kind(value)}"
+            )
+        inputs.append((number, value))
+    return inputs
+
+
+def _json_kind(value: Any) -> str:
+    return {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number"
+    )
 
 
 def read_json(text: str, what: str) -> Any:

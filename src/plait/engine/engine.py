@@ -9,7 +9,16 @@ store, settings and wake-ups it shares with its workers.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
+import contextlib
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from datetime import timedelta
 from typing import Any, BinaryIO
 
@@ -25,13 +34,20 @@ from ..data.artifacts import Artifact, ArtifactStorage
 from ..data.records import Records
 from ..stores import Store
 from ..workflow.definition import Workflow
-from . import data, history, operator, queues, runs, schedules, watch, workers
+from . import data, history, operator, queues, runs, schedules, waiting, watch, workers
 from .replay import Replay
 from .schedules import Schedule
 from .views import Event, Inspection, Queue, Run, RunPage, Step, Waiting, WorkflowInfo
 from .watch import Watch
 
 DEFAULT_URL = "sqlite:///plait.db"
+
+
+async def _flatten(batches: AsyncGenerator[list[Run], None]) -> AsyncIterator[Run]:
+    async with contextlib.aclosing(batches):  # closed with this one: its waiter goes
+        async for batch in batches:
+            for run in batch:
+                yield run
 
 
 class RunHandle:
@@ -201,6 +217,37 @@ class Engine:
 
     start = blocking(start_async)
 
+    async def start_many_async(
+        self,
+        workflow: Workflow | str,
+        inputs: Iterable[Any],
+        *,
+        run_ids: Iterable[str] | None = None,
+        deadline: float | timedelta | None = None,
+        priority: int = 0,
+        progress: Callable[[int], None] | None = None,
+    ) -> list[RunHandle]:
+        """Start a run for each input, many runs per transaction (one commit for up to a
+        thousand runs); their handles, in order. Every input is validated before anything is
+        written: InputError names the first bad one (`inputs[3]: …`). `run_ids`: one id per
+        input (default: new ids); an id that exists as a run of the same workflow is that run,
+        as for `start`; of another workflow, RunConflict names it, and the runs from its
+        transaction on are not started (the message says which were). `deadline` and
+        `priority` as for `start`, for every run. `progress(n)` is called after each
+        transaction with how many runs exist so far."""
+        started = await runs.start_many(
+            self._rt,
+            workflow,
+            inputs,
+            run_ids=run_ids,
+            deadline=deadline,
+            priority=priority,
+            progress=progress,
+        )
+        return [RunHandle(self, run_id) for run_id in started]
+
+    start_many = blocking(start_many_async)
+
     async def get_run_async(self, run_id: str) -> Run:
         return await runs.get_run(self._rt, run_id)
 
@@ -243,7 +290,36 @@ class Engine:
 
     async def wait_async(self, run_id: str, timeout: float | None = None) -> dict[str, Any]:
         """Wait for a run to end; its output, or RunFailed / RunCancelled / TimeoutError."""
-        return await runs.wait(self._rt, run_id, timeout)
+        return await waiting.wait(self._rt, run_id, timeout)
+
+    async def wait_all_async(
+        self, runs: Iterable[RunHandle | str], *, timeout: float | None = None
+    ) -> list[Run]:
+        """Wait until every one of these runs (handles or ids) has ended, completed, failed
+        or cancelled; their views (status, output, error), in the order given. Waiting costs
+        a read per commit that ends some of them, not one per run. TimeoutError (naming some
+        that have not ended) after `timeout` seconds; RunNotFound for an unknown id."""
+        return await waiting.wait_all(self._rt, runs, timeout)
+
+    wait_all = blocking(wait_all_async)
+
+    def as_completed_async(
+        self, runs: Iterable[RunHandle | str], *, timeout: float | None = None
+    ) -> AsyncIterator[Run]:
+        """`async for run in engine.as_completed_async(handles)`: each run's view as it ends
+        (those that have ended first), each once. TimeoutError once `timeout` seconds have
+        passed with some unfinished; RunNotFound for an unknown id (both raised by the
+        iteration; a bad argument is an InputError at once)."""
+        ids, limit = waiting.checked("as_completed", runs, timeout)
+        return _flatten(waiting.as_completed(self._rt, ids, limit))
+
+    def as_completed(
+        self, runs: Iterable[RunHandle | str], *, timeout: float | None = None
+    ) -> Iterator[Run]:
+        """`for run in engine.as_completed(handles)`: each run's view as it ends, blocking
+        (see `as_completed_async`)."""
+        ids, limit = waiting.checked("as_completed", runs, timeout)
+        return waiting.blocking_batches(self._rt, waiting.as_completed(self._rt, ids, limit))
 
     # -- serving ----------------------------------------------------------------------------------
 

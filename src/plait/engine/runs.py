@@ -5,31 +5,34 @@ Functions of a `Runtime`, called by the Engine facade (and by the scheduler, whi
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import functools
 import logging
+import operator
 import re
+import secrets
 import time
-import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from .. import _codec
 from .._errors import (
     InputError,
-    RunCancelled,
     RunConflict,
-    RunFailed,
-    StepError,
     WorkflowNotFound,
 )
 from .._runtime import Runtime
 from ..core.cascade import new_run
-from ..core.gates import DEADLINE_EXCEEDED
 from ..core.queues import flow_of_run, queue_blockers
-from ..core.rows import RunRow, RunStatus, StepStatus, WorkflowPlan
+from ..core.rows import EventRow, RunRow, RunStatus, StepRow, StepStatus, WorkflowPlan
 from ..core.topology import registry_blockers
+from ..stores import Store
+from ..stores.protocol import NewRun
 from ..worker.registry import read_workers
 from ..workflow.definition import Workflow
-from ..workflow.options import seconds, wait_limit
+from ..workflow.options import seconds
 from .views import Event, Inspection, Run, RunPage, Step, WorkflowInfo, inspect_run
 
 log = logging.getLogger(__name__)
@@ -48,7 +51,7 @@ def check_run_id(run_id: Any) -> str:
 
 def new_run_id() -> str:
     # time-ordered, so ids sort roughly by start; random enough never to collide
-    return f"{int(time.time() * 1000):012x}-{uuid.uuid4().hex[:12]}"
+    return f"{int(time.time() * 1000):012x}-{secrets.token_hex(6)}"
 
 
 # -- definitions ----------------------------------------------------------------------------------
@@ -68,14 +71,24 @@ async def plan_and_input(
 ) -> tuple[WorkflowPlan, Any]:
     """The plan a run of `workflow` (an object, or a name registered here or in the store) is
     started on, and its input validated against it."""
+    plan, validate = await plan_and_validator(rt, workflow)
+    return plan, validate(value)
+
+
+async def plan_and_validator(
+    rt: Runtime, workflow: Workflow | str
+) -> tuple[WorkflowPlan, Callable[[Any], Any]]:
+    """The plan a run of `workflow` (an object, or a name registered here or in the store) is
+    started on, and what validates an input against it (InputError), returning the input the
+    run gets."""
     if isinstance(workflow, Workflow):
         plan = await rt.register(workflow)
-        return plan, workflow.validate_input(value)
+        return plan, workflow.validate_input
     if not isinstance(workflow, str):
         raise WorkflowNotFound(f"expected a plait.Workflow or a workflow name, got {workflow!r}")
     local = rt.workflows.latest(workflow)
     if local is not None:
-        return local.plan(), local.validate_input(value)
+        return local.plan(), local.validate_input
     store = await rt.ready()
     stored = await store.get_workflow(workflow)
     if stored is None:
@@ -83,19 +96,25 @@ async def plan_and_input(
             f"unknown workflow {workflow!r}: no such workflow is registered in {rt.url} "
             "(register it with engine.register(wf) or start it with the Workflow object)"
         )
+    return stored, functools.partial(_check_stored_input, stored)
+
+
+def _check_stored_input(stored: WorkflowPlan, value: Any) -> Any:
+    """A start by the name of a workflow known only to the store: the required fields."""
     if value is None:
         value = {}
     if not isinstance(value, dict):
         raise InputError(
-            f"run input of {workflow!r} must be a JSON object, got {type(value).__name__}"
+            f"run input of {stored.name!r} must be a JSON object, got {type(value).__name__}"
         )
     for step in stored.steps:
         for field, required in step.inputs:
             if required and field not in value:
                 raise InputError(
-                    f"run input of {workflow!r} misses field {field!r}, required by step {step.name!r}"
+                    f"run input of {stored.name!r} misses field {field!r}, required by step "
+                    f"{step.name!r}"
                 )
-    return stored, value
+    return value
 
 
 def encode_input(plan: WorkflowPlan, value: Any) -> bytes:
@@ -108,6 +127,64 @@ def encode_input(plan: WorkflowPlan, value: Any) -> bytes:
 # -- starting -------------------------------------------------------------------------------------
 
 
+def start_options(what: str, priority: int, deadline: float | timedelta | None) -> float | None:
+    """Check a start's options; the seconds of its deadline from now (None: none)."""
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise InputError(f"{what}: priority must be an integer, got {priority!r}")
+    return seconds(what, "deadline", deadline, error=InputError)
+
+
+def run_rows(
+    rt: Runtime,
+    plan: WorkflowPlan,
+    run_id: str,
+    value: Any,
+    input_json: bytes,
+    now: float,
+    within: float | None,
+    priority: int,
+) -> NewRun:
+    """The rows of a new run of `plan`, ready for the store."""
+    run, steps, events = new_run(plan, run_id, input_json, now)
+    flow_of_run(rt.workflows.latest(plan.name), plan, steps, value, priority)
+    if within is not None:
+        run.deadline = now + within
+    return run, steps, events
+
+
+_RUN_FIELDS = operator.attrgetter(*(f.name for f in dataclasses.fields(RunRow)))
+_STEP_FIELDS = operator.attrgetter(*(f.name for f in dataclasses.fields(StepRow)))
+
+
+def rows_like(template: NewRun, run_id: str, input_json: bytes) -> NewRun:
+    """The rows of a new run like `template` (what `new_run` made for another run of the same
+    plan, at the same moment), with its own id and input: a copy, cheaper than `new_run` when
+    one plan starts many runs."""
+    run, steps, events = template
+    copy = RunRow(*_RUN_FIELDS(run))
+    copy.id, copy.input = run_id, input_json
+    copied = []
+    for step in steps:
+        row = StepRow(*_STEP_FIELDS(step))
+        row.run_id = run_id
+        copied.append(row)
+    logged = [EventRow(run_id, e.seq, e.type, e.step, dict(e.payload), e.ts) for e in events]
+    return copy, copied, logged
+
+
+def _started(rt: Runtime, runs: Sequence[NewRun]) -> None:
+    """Wake what runs created in this process concern: workers, and timers if they set any."""
+    if not runs:
+        return
+    rt.work_ready.fire()
+    if any(
+        run.deadline is not None
+        or any(s.status is StepStatus.WAITING and s.available_at for s in steps)
+        for run, steps, _ in runs
+    ):
+        rt.timers_set.fire()
+
+
 async def start(
     rt: Runtime,
     workflow: Workflow | str,
@@ -118,32 +195,161 @@ async def start(
     priority: int = 0,
 ) -> tuple[str, bool]:
     """Start a run: its id, and whether this call created it (False: its id was started before,
-    by this process or another, such as a second scheduler of a tick)."""
-    if isinstance(priority, bool) or not isinstance(priority, int):
-        raise InputError(f"start: priority must be an integer, got {priority!r}")
+    by this process or another, such as a second scheduler of a tick). Starts made at once
+    share a commit (`Runtime.starts`); this returns once this run's is made."""
+    within = start_options("start", priority, deadline)
     if run_id is not None:
         check_run_id(run_id)
-    within = seconds("start", "deadline", deadline, error=InputError)
     plan, value = await plan_and_input(rt, workflow, input)
     run_id = run_id or new_run_id()
     input_json = encode_input(plan, value)
-    now = time.time()
-    run, steps, events = new_run(plan, run_id, input_json, now)
-    flow_of_run(rt.workflows.latest(plan.name), plan, steps, value, priority)
-    if within is not None:
-        run.deadline = now + within
-    store = await rt.ready()
-    stored, created = await store.create_run(run, steps, events)
+    new = run_rows(rt, plan, run_id, value, input_json, time.time(), within, priority)
+    stored, created = await rt.starts.create_run(*new)
     if not created and stored.workflow != plan.name:
         raise RunConflict.taken(run_id, stored.workflow, plan.name)
     if created:
         log.debug("run started", extra={"run_id": run_id, "workflow": plan.name})
-        rt.work_ready.fire()
-        if run.deadline is not None or any(
-            s.status is StepStatus.WAITING and s.available_at for s in steps
-        ):
-            rt.timers_set.fire()
+        _started(rt, [new])
     return run_id, created
+
+
+# A start_many transaction takes this many runs at most, and fewer when they have many steps.
+CHUNK_RUNS = 1_000
+CHUNK_STEPS = 20_000
+READ_IDS = 1_000  # run ids start_many reads in one query, to refuse taken ones before writing
+
+
+async def start_many(
+    rt: Runtime,
+    workflow: Workflow | str,
+    inputs: Iterable[Any],
+    *,
+    run_ids: Iterable[str] | None,
+    deadline: float | timedelta | None = None,
+    priority: int = 0,
+    progress: Callable[[int], None] | None = None,
+) -> list[str]:
+    """Start a run of `workflow` for each input, in transactions of up to CHUNK_RUNS runs;
+    their ids in order. Every input is validated (and every run id checked) before anything is
+    written. An id that exists as a run of the same workflow is that run; of another workflow,
+    RunConflict, and its chunk is not written (the chunks before it are). `progress` is told
+    after each chunk how many of the runs exist so far."""
+    within = start_options("start_many", priority, deadline)
+    if progress is not None and not callable(progress):
+        raise InputError(f"start_many: progress must be a callable or None, got {progress!r}")
+    if isinstance(inputs, str | bytes | Mapping) or not isinstance(inputs, Iterable):
+        raise InputError(
+            "start_many: inputs must be an iterable of run inputs (a list of dicts, say), "
+            f"got {type(inputs).__name__}"
+        )
+    values = list(inputs)
+    ids = _run_ids_for(values, run_ids)
+    plan, validate = await plan_and_validator(rt, workflow)
+    encoded: list[tuple[Any, bytes]] = []
+    for i, value in enumerate(values):
+        try:
+            checked = validate(value)
+            encoded.append((checked, encode_input(plan, checked)))
+        except InputError as exc:
+            raise _at(InputError(f"inputs[{i}]: {exc}"), i) from None
+    store = await rt.ready()
+    if run_ids is not None:  # ids taken by runs of another workflow: refused before any write
+        await _check_taken(store, plan.name, ids)
+    latest = rt.workflows.latest(plan.name)
+
+    def chunk_from(first: int) -> list[NewRun]:
+        """The rows of the runs of the next transaction, from inputs[first] on."""
+        now = time.time()
+        template = new_run(plan, "", b"", now)
+        per_run = max(1, len(template[1]))
+        size = min(CHUNK_RUNS, max(1, CHUNK_STEPS // per_run), len(values) - first)
+        chunk: list[NewRun] = []
+        for i in range(first, first + size):
+            value, input_json = encoded[i]
+            new = rows_like(template, ids[i], input_json)
+            flow_of_run(latest, plan, new[1], value, priority)
+            if within is not None:
+                new[0].deadline = now + within
+            chunk.append(new)
+        return chunk
+
+    # While a chunk is written (on the store's thread or server), the next one is made here;
+    # it is sent only once the one before has committed.
+    done = 0
+    chunk = chunk_from(0) if values else []
+    while chunk:
+        writing = asyncio.ensure_future(store.create_runs(chunk))
+        following = done + len(chunk)
+        upcoming = chunk_from(following) if following < len(values) else []
+        try:
+            results = await writing
+        except RunConflict as exc:
+            raise _conflict_in(exc, chunk, done) from None
+        _started(rt, [new for new, (_, created) in zip(chunk, results, strict=True) if created])
+        done, chunk = following, upcoming
+        if progress is not None:
+            progress(done)
+    log.debug("runs started", extra={"workflow": plan.name, "runs": len(values)})
+    return ids
+
+
+async def _check_taken(store: Store, workflow: str, ids: list[str]) -> None:
+    """RunConflict for the first of `ids` that names a run of another workflow."""
+    first = {run_id: i for i, run_id in reversed(list(enumerate(ids)))}
+    taken: dict[int, RunRow] = {}
+    for at in range(0, len(ids), READ_IDS):
+        for row in await store.get_runs(ids[at : at + READ_IDS]):
+            if row.workflow != workflow:
+                taken[first[row.id]] = row
+    if taken:
+        i = min(taken)
+        conflict = RunConflict.taken(ids[i], taken[i].workflow, workflow)
+        raise _at(RunConflict(f"inputs[{i}]: {conflict}; no run was started"), i, ids[i])
+
+
+def _conflict_in(exc: RunConflict, chunk: list[NewRun], done: int) -> RunConflict:
+    """start_many's RunConflict from a chunk (a run of that id was created meanwhile, after
+    the ids were checked): which input, and which runs were started before it."""
+    at = next((k for k, (run, _, _) in enumerate(chunk) if run.id == exc.run_id), 0)
+    started = (
+        f"the runs of inputs[0] to inputs[{done - 1}] were started, none after"
+        if done
+        else "no run was started"
+    )
+    return _at(RunConflict(f"inputs[{done + at}]: {exc}; {started}"), done + at, exc.run_id)
+
+
+E = TypeVar("E", InputError, RunConflict)
+
+
+def _at(error: E, index: int, run_id: str | None = None) -> E:
+    """`error`, saying which of start_many's inputs it is about."""
+    error.index = index
+    if isinstance(error, RunConflict):
+        error.run_id = run_id
+    return error
+
+
+def _run_ids_for(values: list[Any], run_ids: Iterable[str] | None) -> list[str]:
+    """The run ids of start_many: checked if given, one per input; made otherwise."""
+    if run_ids is None:
+        return [new_run_id() for _ in values]
+    if isinstance(run_ids, str) or not isinstance(run_ids, Iterable):
+        raise InputError(
+            f"start_many: run_ids must be a list of run ids (one per input) or None, got "
+            f"{type(run_ids).__name__}"
+        )
+    ids = list(run_ids)
+    if len(ids) != len(values):
+        raise InputError(
+            f"start_many: {len(ids)} run ids for {len(values)} inputs; give one id per input"
+        )
+    for i, run_id in enumerate(ids):
+        try:
+            check_run_id(run_id)
+        except InputError as exc:
+            raise _at(InputError(f"run_ids[{i}]: {exc}"), i) from None
+    return ids
 
 
 # -- reading --------------------------------------------------------------------------------------
@@ -213,43 +419,3 @@ async def inspect(rt: Runtime, run_id: str) -> Inspection:
         live = await read_workers(rt.store, now)  # can any live worker take them?
         registry_blockers(row, rows, live, now, seen.blockers)
     return seen
-
-
-# -- waiting --------------------------------------------------------------------------------------
-
-
-async def wait(rt: Runtime, run_id: str, timeout: float | None) -> dict[str, Any]:
-    """Wait for a run to end; its output, or RunFailed / RunCancelled / TimeoutError."""
-    timeout = wait_limit(f"run {run_id!r}", "timeout", timeout)
-    deadline = None if timeout is None else time.monotonic() + timeout
-    pause = 0.005
-    while True:
-        seen = rt.runs_ended.generation
-        row = await rt.run_row(run_id)
-        if row.status.terminal:
-            return await result_of(rt, row)
-        left = None if deadline is None else deadline - time.monotonic()
-        if left is not None and left <= 0:
-            raise TimeoutError(
-                f"run {run_id!r} did not end within {timeout}s (it is {row.status.value})"
-            )
-        # woken at once by runs ending in this process (or, on a push store, in any);
-        # polling covers other processes
-        await rt.runs_ended.wait(pause if left is None else min(pause, left), since=seen)
-        pause = min(pause * 2, rt.idle_interval)
-
-
-async def result_of(rt: Runtime, row: RunRow) -> dict[str, Any]:
-    """An ended run's output, or the RunFailed / RunCancelled that says how it ended."""
-    if row.status is RunStatus.COMPLETED:
-        output = _codec.loads(row.output)
-        return output if isinstance(output, dict) else {}
-    if row.status is RunStatus.CANCELLED:
-        raise RunCancelled(row.id, row.error)
-    failures = {
-        s.name: StepError(s.error_code or "failed", s.error_message or s.skip_reason or "")
-        for s in await rt.store.get_steps(row.id)
-        if s.status is StepStatus.FAILED
-    }
-    code = DEADLINE_EXCEEDED if (row.error or "").startswith(DEADLINE_EXCEEDED) else None
-    raise RunFailed(row.id, failures, code=code, error=row.error)

@@ -68,6 +68,8 @@ from .ops import Program, Row, execute, execute_all, execute_many, fetch
 from .queries import Queries
 from .rows import (
     EVENT_COLUMNS,
+    NEW_RUN_COLUMNS,
+    NEW_STEP_COLUMNS,
     RECORD_WRITE,
     RUN_COLUMNS,
     RUN_OUTPUT_BLOB,
@@ -78,6 +80,8 @@ from .rows import (
     UPDATE_STEP,
     UPDATE_STEP_OUTPUT,
     event_row,
+    new_run_row,
+    new_step_row,
     options_to_json,
     run_insert_params,
     run_insert_row,
@@ -125,7 +129,9 @@ class Programs(DataPrograms):
         self.blobs = BlobPrograms(q, blob_threshold)
         # the hot path binds tuples: cheaper to build and to bind than dicts
         self.insert_runs = q.positional("insert_runs", RUN_COLUMNS)
+        self.insert_new_run = q.positional("insert_new_run", NEW_RUN_COLUMNS)
         self.insert_step = q.positional("insert_step", STEP_COLUMNS)
+        self.insert_new_step = q.positional("insert_new_step", NEW_STEP_COLUMNS)
         self.insert_event = q.positional("insert_event", EVENT_COLUMNS)
         self.update_step = q.positional("update_step", UPDATE_STEP)
         self.update_step_output = q.positional("update_step_output", UPDATE_STEP_OUTPUT)
@@ -198,13 +204,40 @@ class Programs(DataPrograms):
         if not fresh:
             return results
         writes = self.blobs.writes()
-        # in id order, as rows are locked: two batches sharing ids wait, never deadlock
-        run_rows = sorted((run_insert_row(run, writes) for run, _, _ in fresh), key=_first)
-        step_rows = [step_insert_row(s, writes) for _, steps, _ in fresh for s in steps]
+        # runs and steps as a start makes them (all of them, from the engine) bind only the
+        # columns they set
+        new_run_rows: list[tuple[Any, ...]] = []
+        run_rows: list[tuple[Any, ...]] = []
+        new_step_rows: list[tuple[Any, ...]] = []
+        step_rows: list[tuple[Any, ...]] = []
+        edges: dict[int, str] = {}
+        for run, steps, _ in fresh:
+            row = new_run_row(run, writes)
+            if row is not None:
+                new_run_rows.append(row)
+            else:
+                run_rows.append(run_insert_row(run, writes))
+            for step in steps:
+                row = new_step_row(step, edges)
+                if row is not None:
+                    new_step_rows.append(row)
+                else:
+                    step_rows.append(step_insert_row(step, writes))
         yield from writes.announce()
-        if (yield from execute_all(self.insert_runs, run_rows)) != len(run_rows):
+        inserted = 0
+        # in id order, as rows are locked: two batches sharing ids wait, never deadlock
+        if new_run_rows:
+            new_run_rows.sort(key=_first)
+            inserted += yield from execute_all(self.insert_new_run, new_run_rows)
+        if run_rows:
+            run_rows.sort(key=_first)
+            inserted += yield from execute_all(self.insert_runs, run_rows)
+        if inserted != len(fresh):
             raise RunsTaken  # nothing else written yet: the driver rolls back
-        yield from execute_many(self.insert_step, step_rows)
+        if new_step_rows:
+            yield from execute_many(self.insert_new_step, new_step_rows)
+        if step_rows:
+            yield from execute_many(self.insert_step, step_rows)
         yield from execute_many(
             self.insert_event, [event_row(e) for _, _, events in fresh for e in events]
         )

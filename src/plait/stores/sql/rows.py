@@ -146,6 +146,38 @@ def step_insert_row(s: StepRow, blobs: Blobbing) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
+# The columns of `insert_new_step`: what a step of a new run that has not run has set.
+NEW_STEP_COLUMNS = (
+    "run_id", "name", "idx", "status", "unmet", "dependents", "optional", "priority",
+    "available_at", "ready_at", "options", "queue", "concurrency_key", "target",
+)  # fmt: skip
+
+
+def new_step_row(s: StepRow, edges: dict[int, str]) -> tuple[Any, ...] | None:
+    """A new step's columns (NEW_STEP_COLUMNS) if it has not run (no attempt, no payload, no
+    lease, no fork or spawn behind it): the other columns are their defaults. Else None.
+    `edges`: the `dependents` columns made so far, by the id of their tuple (the steps of runs
+    copied from one template share theirs); keep the steps alive as long as it."""
+    if (
+        s.attempt or s.recoveries or s.iteration or s.output is not None
+        or s.input is not None or s.gather is not None or s.task is not None
+        or s.reused_from is not None or s.skip_reason is not None or s.error_code is not None
+        or s.error_message is not None or s.lease_token is not None
+        or s.lease_expires_at is not None or s.worker_id is not None
+        or s.started_at is not None or s.finished_at is not None
+    ):  # fmt: skip
+        return None
+    dependents = edges.get(id(s.dependents))
+    if dependents is None:
+        dependents = edges[id(s.dependents)] = edges_to_json(s.dependents)
+    options = s.options
+    return (
+        s.run_id, s.name, s.idx, s.status, s.unmet, dependents, s.optional, s.priority,
+        s.available_at, s.ready_at, None if options is None else options_to_json(options),
+        *_flow_columns(options),
+    )  # fmt: skip
+
+
 def _flow_columns(o: StepOptions | None) -> tuple[str | None, str | None, str | None]:
     """The queue, concurrency key and target columns, which claims filter and count by (the
     options JSON holds them too)."""
@@ -216,6 +248,29 @@ def run_from_row(
 
 # The columns of `insert_runs` (create_runs): a run's row as `run_insert_row` makes it.
 RUN_COLUMNS = RUN_ROW_COLUMNS
+# The columns of `insert_new_run`: what a run as a start makes it has set.
+NEW_RUN_COLUMNS = (
+    "id", "workflow", "version", "fingerprint", "status", "input", "sinks", "unfinished",
+    "failures", "next_seq", "created_at", "deadline", "next_idx", "input_blob",
+)  # fmt: skip
+
+
+def new_run_row(run: RunRow, blobs: Blobbing) -> tuple[Any, ...] | None:
+    """A new run's columns (NEW_RUN_COLUMNS) if it is as a start makes it (no output, error,
+    times or parent): the other columns are their defaults. Else None."""
+    if (
+        run.output is not None or run.error is not None or run.started_at is not None
+        or run.finished_at is not None or run.parent_run is not None
+        or run.forked_from is not None
+    ):  # fmt: skip
+        return None
+    input_, input_blob = blobs.keep(run.input)
+    return (
+        run.id, run.workflow, run.version, run.fingerprint, run.status,
+        b"" if input_ is None else input_,  # NOT NULL: empty when it is a blob
+        _sinks_to_json(run.sinks), run.unfinished, run.failures, run.next_seq, run.created_at,
+        run.deadline, run.next_idx, input_blob,
+    )  # fmt: skip
 
 
 def run_insert_row(run: RunRow, blobs: Blobbing) -> tuple[Any, ...]:

@@ -53,6 +53,33 @@ SELECT * FROM unnest(
 )
 ON CONFLICT (id) DO NOTHING;
 
+-- name: insert_new_run
+-- Create a run as a start makes it (create_runs): only the columns it has set.
+INSERT INTO runs (
+    id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq,
+    created_at, deadline, next_idx, input_blob
+) VALUES (
+    :id, :workflow, :version, :fingerprint, :status, :input, :sinks, :unfinished, :failures,
+    :next_seq, :created_at, :deadline, :next_idx, :input_blob
+)
+ON CONFLICT (id) DO NOTHING;
+
+-- name: insert_new_run [postgres]
+-- Create runs as starts make them (create_runs): only the columns they have set.
+INSERT INTO runs (
+    id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq,
+    created_at, deadline, next_idx, input_blob
+)
+SELECT * FROM unnest(
+    CAST(:id AS text[]), CAST(:workflow AS text[]), CAST(:version AS text[]),
+    CAST(:fingerprint AS text[]), CAST(:status AS text[]), CAST(:input AS bytea[]),
+    CAST(:sinks AS text[]), CAST(:unfinished AS int[]), CAST(:failures AS int[]),
+    CAST(:next_seq AS int[]), CAST(:created_at AS double precision[]),
+    CAST(:deadline AS double precision[]), CAST(:next_idx AS int[]),
+    CAST(:input_blob AS text[])
+)
+ON CONFLICT (id) DO NOTHING;
+
 -- name: get_run
 -- One run by id.
 SELECT /*include run_columns*/

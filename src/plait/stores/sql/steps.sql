@@ -52,6 +52,36 @@ SELECT * FROM unnest(
     CAST(:input_blob AS text[])
 );
 
+-- name: insert_new_step
+-- Create a step of a new run that has not run (create_runs): only the columns it has set.
+INSERT INTO steps (
+    run_id, name, idx, status, unmet, dependents, optional, priority, attempt, recoveries,
+    available_at, ready_at, options, iteration, queue, concurrency_key, target
+) VALUES (
+    :run_id, :name, :idx, :status, :unmet, :dependents, :optional, :priority, 0, 0,
+    :available_at, :ready_at, :options, 0, :queue, :concurrency_key, :target
+);
+
+-- name: insert_new_step [postgres]
+-- Create steps of new runs that have not run (create_runs): only the columns they have set.
+INSERT INTO steps (
+    run_id, name, idx, status, unmet, dependents, optional, priority, attempt, recoveries,
+    available_at, ready_at, options, iteration, queue, concurrency_key, target
+)
+SELECT run_id, name, idx, status, unmet, dependents, optional, priority, 0, 0, available_at,
+       ready_at, options, 0, queue, concurrency_key, target
+FROM unnest(
+    CAST(:run_id AS text[]), CAST(:name AS text[]), CAST(:idx AS int[]),
+    CAST(:status AS text[]), CAST(:unmet AS int[]), CAST(:dependents AS text[]),
+    CAST(:optional AS boolean[]), CAST(:priority AS int[]),
+    CAST(:available_at AS double precision[]), CAST(:ready_at AS double precision[]),
+    CAST(:options AS text[]), CAST(:queue AS text[]), CAST(:concurrency_key AS text[]),
+    CAST(:target AS text[])
+) AS new (
+    run_id, name, idx, status, unmet, dependents, optional, priority, available_at, ready_at,
+    options, queue, concurrency_key, target
+);
+
 -- name: get_steps
 -- Every step of a run, in definition order.
 SELECT /*include step_columns*/
