@@ -6,12 +6,12 @@ the wake-up names (`Runtime.runs_ended`): a commit of this process that ends som
 wakes it once and names them, so waiting for 10,000 runs costs one wake-up and one read per
 commit that ends some, never one per run. What it is not told by name it looks for by reading
 every run it still waits for:
-- when a store's push says that runs ended in another process (PostgreSQL), but at most once
-  per ten times such a read took (so that a process whose own commits are pushed back to it,
-  unnamed, does not read 10,000 runs per commit);
+- when a store's push says that runs ended in another process (PostgreSQL);
 - when nothing woke it for a while: a poll that backs off from 5 ms to `poll_interval` (to
   `sweep_interval` while a store's push is live), the safety net, and how runs finished by
   other processes on SQLite are seen.
+Either at most once per ten times such a read last took (so that a process whose own commits
+are pushed back to it, unnamed, does not read 10,000 runs per commit).
 """
 
 from __future__ import annotations
@@ -170,7 +170,8 @@ async def ended(
             if not waiting:
                 return
             now = time.monotonic()
-            wait_for = pause if not owed else max(0.0, min(pause, next_sweep - now))
+            # a poll, like a push, reads every run: never more often than its cost allows
+            wait_for = max(pause, next_sweep - now) if not owed else max(0.0, next_sweep - now)
             if deadline is not None:
                 if deadline <= now:
                     raise _timed_out(what, timeout, waiting, statuses)
