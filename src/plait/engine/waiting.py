@@ -40,6 +40,9 @@ async def wait(rt: Runtime, run_id: str, timeout: float | None) -> dict[str, Any
     """Wait for a run to end; its output, or RunFailed / RunCancelled / TimeoutError. A run
     that has ended costs one read."""
     timeout = wait_limit(f"run {run_id!r}", "timeout", timeout)
+    row = await rt.run_row(run_id)  # RunNotFound, with the usual message
+    if row.status.terminal:  # as it mostly is when asked: nothing to wait for
+        return await result_of(rt, row)
     async with contextlib.aclosing(ended(rt, [run_id], timeout, what=None)) as rows_ended:
         async for rows in rows_ended:
             return await result_of(rt, rows[0])
