@@ -378,3 +378,20 @@ def test_many_threads_and_tasks_start_runs_at_once(engine: plait.Engine) -> None
     assert [h.id for h in handles] == [f"t{i}" for i in range(16)] + [f"a{i}" for i in range(16)]
     engine.run_worker(until=handles, timeout=30)
     assert [h.result()["plus_one"] for h in handles] == [i * i + 1 for i in range(16)] * 2
+
+
+def test_an_async_engine_closes_the_loop_its_starts_commit_on(store_url: str) -> None:
+    def portals() -> int:
+        return sum(t.name == "plait-portal" for t in threading.enumerate())
+
+    before = portals()
+
+    async def main() -> None:
+        async with plait.Engine(store_url) as engine:
+            handle = await engine.start_async(squares(), {"n": 2})
+            assert portals() == before + 1  # its starts commit on the engine's loop
+            await engine.run_worker_async(until=handle, timeout=30)
+            assert await handle.result_async() == {"plus_one": 5}
+
+    asyncio.run(main())
+    assert portals() == before

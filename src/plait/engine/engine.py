@@ -155,8 +155,10 @@ class Engine:
 
     async def close_async(self) -> None:
         """Stop this engine's workers (gracefully: they finish or release their steps), then
-        close the store."""
+        close the store, and the engine's own loop if this is not it (starts commit there)."""
         await self._rt.close()
+        if not self._portal.running_here():
+            self._portal.close()
 
     def close(self) -> None:
         try:
