@@ -300,6 +300,27 @@ def test_concurrent_starts_share_one_commit_and_return_once_committed(
     assert [h.result() for h in first + rest] == [{"plus_one": i * i + 1} for i in range(6)]
 
 
+def test_a_shared_commit_takes_as_many_steps_as_one_transaction_should(
+    engine: plait.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine._rt.starts, "MAX_STEPS", 6)  # three runs of two steps
+    wf = squares()
+    engine.register(wf)
+    held = HeldCommits(engine, monkeypatch)
+    first, threads = start_in_threads(engine, [lambda: engine.start(wf, {"n": 0}, run_id="r0")])
+    wait_until(lambda: len(held.calls) == 1, "the first commit to begin")
+    rest, more = start_in_threads(
+        engine, [lambda i=i: engine.start(wf, {"n": i}, run_id=f"r{i}") for i in range(1, 6)]
+    )
+    wait_until(lambda: held.queued() == 5, "five starts to queue behind it")
+    held.release.set()
+    for t in threads + more:
+        t.join(timeout=30)
+
+    assert [len(batch) for batch in held.calls] == [1, 3, 2]
+    assert sorted(h.id for h in first + rest) == [f"r{i}" for i in range(6)]
+
+
 def test_a_conflict_in_a_shared_commit_is_only_its_own_start_s(
     engine: plait.Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
