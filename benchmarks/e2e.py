@@ -54,7 +54,7 @@ POSTGRES_URL = os.environ.get(
     "PLAIT_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 FULL = {"w1_runs": 500, "start_many": 10_000, "one_thread": 500, "threads": 16, "per_thread": 64}
-QUICK = {"w1_runs": 60, "start_many": 1_000, "one_thread": 60, "threads": 16, "per_thread": 8}
+QUICK = {"w1_runs": 30, "start_many": 500, "one_thread": 30, "threads": 16, "per_thread": 4}
 TARGETS = {"w1_vs_limit": 0.5, "start_many_10k_s": 0.5}
 
 
@@ -339,7 +339,7 @@ def measure(
     say = say or (lambda text: None)
     sizes = QUICK if quick else FULL
     tries = repeat or (1 if quick else 5)
-    limit_s = 0.5 if quick else 2.0
+    limit_s = 0.3 if quick else 2.0
     stores = _Stores(directory)
     codes: dict[str, str | None] = {"new": None}
     if compare:
