@@ -212,14 +212,7 @@ class StartCommits:
 
     async def _commit(self, batch: list[_Start]) -> None:
         store = await self._rt.ready()
-        if len(batch) == 1:
-            start = batch[0]
-            try:
-                start.settle(await store.create_run(*start.new), None)
-            except Exception as exc:
-                start.settle(None, exc)
-            return
-        try:
+        try:  # one run too: `create_runs` binds only the columns a new run has set
             results = await store.create_runs([start.new for start in batch])
         except RunConflict:
             # one of them names a run of another workflow: then each alone, to each its answer

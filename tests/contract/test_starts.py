@@ -241,14 +241,18 @@ class HeldCommits:
         store = engine.store
         create_run, create_runs = store.create_run, store.create_runs
 
-        async def one(run: Any, steps: Any, events: Any) -> Any:
-            self.calls.append([run.id])
+        async def held() -> None:
             if len(self.calls) == 1:
                 await asyncio.get_running_loop().run_in_executor(None, self.release.wait, 30)
+
+        async def one(run: Any, steps: Any, events: Any) -> Any:
+            self.calls.append([run.id])
+            await held()
             return await create_run(run, steps, events)
 
         async def many(new: Any) -> Any:
             self.calls.append([run.id for run, _, _ in new])
+            await held()
             return await create_runs(new)
 
         monkeypatch.setattr(store, "create_run", one)
