@@ -1,5 +1,5 @@
 -- The plait schema as it is now (SQLite dialect). A new database is created from this file; an
--- older one is brought here by replaying migrations/NNNN_*.sql. tests/contract/test_sqlite_schema.py
+-- older one is brought here by replaying migrations/NNNN_*.sql. tests/stores/test_sqlite.py
 -- checks that both roads lead to the same schema. Timestamps are seconds since the epoch (REAL);
 -- payloads (input, output) are BLOBs of JSON bytes that the store never decodes.
 
@@ -143,7 +143,7 @@ CREATE TABLE records (
     PRIMARY KEY (collection, key)
 );
 
--- Blobs: payloads longer than the store's threshold, kept once under their SHA-256 (_blobs.py).
+-- Blobs: payloads longer than the store's threshold, kept once under their SHA-256 (core.blobs).
 -- `refs` counts the columns that name it; gc removes a blob with none once it is older than a
 -- grace period (`created_at` is refreshed by every put, so a blob put for a row about to commit
 -- is never removed under it).
@@ -159,7 +159,7 @@ CREATE TABLE blobs (
 CREATE INDEX blobs_unreferenced ON blobs (created_at) WHERE refs <= 0;
 
 -- Artifacts: files steps saved (ctx.save_artifact), visible once the step succeeded; the bytes
--- are in the artifact folder under `path`, or in the blob of their `sha256` (plait/_artifacts.py).
+-- are in the artifact folder under `path`, or in the blob of their `sha256` (data.artifacts).
 CREATE TABLE artifacts (
     id           TEXT PRIMARY KEY,  -- random hex made by plait; also the file's name
     run_id       TEXT NOT NULL,
