@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -78,7 +79,7 @@ def test_bad_filters_say_what_is_wrong(engine: plait.Engine) -> None:
         engine.list_runs(limit=10_001)
     with pytest.raises(plait.InputError, match="invalid cursor 'x'"):
         engine.list_runs(cursor="x")
-    with pytest.raises(plait.InputError, match="invalid cursor 'nan|a'"):
+    with pytest.raises(plait.InputError, match=re.escape("invalid cursor 'nan|a|b'")):
         engine.failed_steps(cursor="nan|a|b")
 
 
@@ -136,7 +137,9 @@ def test_bulk_dry_run_counts_and_execution_acts(engine: plait.Engine) -> None:
 
     skipped = engine.bulk("resume", run_ids=["p-1"])
     assert skipped.items[0].outcome == "skipped"
-    assert skipped.items[0].message == "run 'p-1' is cancelled: resume applies to paused, pausing runs"
+    assert (
+        skipped.items[0].message == "run 'p-1' is cancelled: resume applies to paused, pausing runs"
+    )
 
     retried = engine.bulk("retry", run_ids=["b-1"])
     assert retried.items[0].outcome == "done"

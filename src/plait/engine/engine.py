@@ -559,6 +559,14 @@ class Engine:
 
     blob_stats = blocking(blob_stats_async)
 
+    async def get_blob_async(self, sha256: str) -> bytes:
+        """The payload kept as the blob of this SHA-256 (a run's or step's input or output
+        longer than the store's `blob_threshold`). InputError for a malformed hash,
+        BlobNotFound for one the store lacks."""
+        return await data.get_blob(self._rt, sha256)
+
+    get_blob = blocking(get_blob_async)
+
     async def gc_async(self, *, grace: float = DEFAULT_GRACE) -> int:
         """Remove the blobs nobody refers to any more (their runs were deleted, their outputs
         rewritten by a retry or a loop) that are older than `grace` seconds; how many. The grace

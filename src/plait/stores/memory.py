@@ -11,6 +11,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any
 
 from ..core.blobs import BlobStats, check_hash, check_put, missing
 from ..core.claiming import (
@@ -194,6 +195,20 @@ class MemoryStore:
             found = [(at, r) for r, at in self._run_updated.items() if (at, r) > after]
         found.sort()
         return found[:limit]
+
+    async def step_backlog(self, now: float) -> list[tuple[str, StepStatus, int, float | None]]:
+        counts: dict[tuple[str, StepStatus], list[Any]] = {}
+        with self._lock:
+            for index in (self._ready, self._running, self._waiting):
+                for run_id, name in index:
+                    s = self._steps[run_id][name]
+                    queue = (s.options.queue if s.options else None) or "default"
+                    entry = counts.setdefault((queue, s.status), [0, None])
+                    entry[0] += 1
+                    since = s.available_at if s.available_at is not None else s.ready_at
+                    if s.status is StepStatus.READY and since is not None and since <= now:
+                        entry[1] = since if entry[1] is None else min(entry[1], since)
+        return [(q, status, n, oldest) for (q, status), (n, oldest) in counts.items()]
 
     async def list_failed_steps(
         self, *, workflow: str | None, limit: int, before: tuple[float, str, str] | None

@@ -25,6 +25,7 @@ from ..core.rows import (
     RunStatus,
     StepInputs,
     StepRow,
+    StepStatus,
     WorkflowPlan,
 )
 from ..core.txn import Action
@@ -107,6 +108,10 @@ class Store(Protocol):
         """The run-list change feed: (when its status last changed, run id) of runs whose status
         changed (or that were created) after the (updated_at, id) position `after`, in that
         order. A run appears once, at its latest change."""
+
+    async def step_backlog(self, now: float) -> list[tuple[str, StepStatus, int, float | None]]:
+        """Steps ready, running or waiting, per queue ("default" for none) and status: (queue,
+        status, how many, since when the oldest of the ready ones claimable by `now` is)."""
 
     async def list_failed_steps(
         self, *, workflow: str | None, limit: int, before: tuple[float, str, str] | None

@@ -208,3 +208,22 @@ WHERE status = 'failed'
              CAST(:before_name AS text)))
 ORDER BY finished_at DESC, run_id DESC, name DESC
 LIMIT :limit;
+
+-- name: step_backlog
+-- Steps that wait or run, per queue and status: how many, and since when the oldest is claimable.
+SELECT coalesce(queue, 'default') AS q, status, count(*),
+       min(CASE WHEN status = 'ready' AND coalesce(available_at, ready_at) <= :now
+                THEN coalesce(available_at, ready_at) END)
+FROM steps
+WHERE status IN ('ready', 'running', 'waiting')
+GROUP BY coalesce(queue, 'default'), status;
+
+-- name: step_backlog [postgres]
+-- Steps that wait or run, per queue and status: how many, and since when the oldest is claimable.
+SELECT coalesce(queue, 'default') AS q, status, count(*),
+       min(CASE WHEN status = 'ready'
+                     AND coalesce(available_at, ready_at) <= CAST(:now AS double precision)
+                THEN coalesce(available_at, ready_at) END)
+FROM steps
+WHERE status IN ('ready', 'running', 'waiting')
+GROUP BY coalesce(queue, 'default'), status;

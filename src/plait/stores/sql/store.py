@@ -25,6 +25,7 @@ from ...core.rows import (
     RunStatus,
     StepInputs,
     StepRow,
+    StepStatus,
     WorkflowPlan,
 )
 from ...core.txn import Action
@@ -199,6 +200,13 @@ class SQLStore:
     ) -> list[tuple[float, str]]:
         params = {"after_at": after[0], "after_id": after[1], "limit": limit}
         return [(float(at), run_id) for at, run_id in await self._fetch("list_run_changes", params)]
+
+    async def step_backlog(self, now: float) -> list[tuple[str, StepStatus, int, float | None]]:
+        rows = await self._fetch("step_backlog", {"now": now})
+        return [
+            (q, StepStatus(status), int(n), None if oldest is None else float(oldest))
+            for q, status, n, oldest in rows
+        ]
 
     async def list_failed_steps(
         self, *, workflow: str | None, limit: int, before: tuple[float, str, str] | None
