@@ -29,7 +29,9 @@ def frames(lines: Iterator[str]) -> Iterator[tuple[str | None, str, Any]]:
             event_id, kind = None, "message"
 
 
-def test_run_stream_follows_a_worker_live_and_ends(client: TestClient, engine: plait.Engine) -> None:
+def test_run_stream_follows_a_worker_live_and_ends(
+    client: TestClient, engine: plait.Engine
+) -> None:
     engine.start("flaky", {"n": 4}, run_id="live-1")
     worker = threading.Thread(target=lambda: engine.run_worker(until="live-1", timeout=30))
     seen: list[tuple[str | None, str, Any]] = []

@@ -4,7 +4,6 @@ tested by tests/server/test_live.py instead."""
 
 from __future__ import annotations
 
-
 import pytest
 
 import plait
@@ -17,7 +16,6 @@ from schemathesis.checks import not_a_server_error  # noqa: E402
 from plait.server.app import create_app  # noqa: E402
 
 from .conftest import AUTH, workflows  # noqa: E402
-
 
 
 def _app() -> object:

@@ -282,7 +282,7 @@ async function runsPage(params) {
     for (const item of done.items) counts[item.outcome] = (counts[item.outcome] || 0) + 1;
     toast(action.value + ": " + Object.entries(counts).map(([k, v]) => v + " " + k).join(", "));
     selected.clear();
-    rerender();
+    route();
   });
 
   main().replaceChildren(
