@@ -97,7 +97,10 @@ def _group_keys(rows: list[StepRow]) -> dict[str, str]:
 
 
 async def graph(engine: Engine, run_id: str, expand: set[str]) -> dict[str, Any]:
-    rows = await rows_of(engine, run_id)
+    run = await engine.store.get_run(run_id)  # read before the steps: see `last_seq`
+    if run is None:
+        raise RunNotFound(f"no run with id {run_id!r} in {engine.url}")
+    rows = await engine.store.get_steps(run_id)
     groups = _group_keys(rows)
     nodes: dict[str, _Node] = {}
     node_of: dict[str, str] = {}
@@ -152,6 +155,8 @@ async def graph(engine: Engine, run_id: str, expand: set[str]) -> dict[str, Any]
     height = max((n["y"] for n in out_nodes), default=0) + NODE_H + 40
     return {
         "run_id": run_id,
+        # the last event before the steps were read: a live view follows the events after it
+        "last_seq": run.next_seq - 1,
         "steps": len(rows),
         "nodes": out_nodes,
         "edges": [{"from": a, "to": b, "kind": k} for (a, b), k in edges.items()],
@@ -271,6 +276,8 @@ def _attempts(events: Iterable[Event], rows: list[StepRow]) -> list[dict[str, An
                 queued[step] = ts
             else:
                 ended[step] = ts
+        elif e.type == "step_approved":  # a gate's wait for its decision is not a queue's
+            queued[step] = ts
         elif e.type == "step_skipped":
             ended[step] = ts
     return bars

@@ -518,6 +518,10 @@ async function runPage(runId, params) {
 
   renderHeader();
   main().replaceChildren(header, waitingBox, diffBox, tabsEl, panel);
+  await loadGraph();  // its last_seq: the live stream starts after it
+  const first = await api("/runs/" + encodeURIComponent(runId) + "/events?limit=1000");
+  for (const e of first.events) if (e.seq <= graphData.last_seq) addEvent(e);
+  lastSeq = graphData.last_seq;
   showTab(tab);
   loadBlockers();
   loadDiff();
@@ -525,8 +529,9 @@ async function runPage(runId, params) {
   // live: every committed event; node colours follow at once, the rest is re-read (throttled)
   let pending = null;
   const later = (fn, ms) => { if (!pending) pending = setTimeout(() => { pending = null; fn(); }, ms); };
-  stream("/runs/" + encodeURIComponent(runId) + "/stream", {
+  const source = stream("/runs/" + encodeURIComponent(runId) + "/stream?after_seq=" + lastSeq, {
     event: (e) => {
+      if (e.seq <= lastSeq) return;
       addEvent(e);
       const status = STEP_STATUS_OF[e.type];
       const drawn = e.step && status && tab === "graph" && setNodeStatus(e.step, status);
@@ -534,7 +539,12 @@ async function runPage(runId, params) {
       if (!drawn || e.type === "steps_spawned") later(() => { loadGraph(); loadBlockers(); }, graphData && graphData.steps > 2000 ? 2000 : 300);
       if (selectedNode && e.step === selectedNode) later(() => openStep(selectedNode), 200);
     },
-    end: () => { refreshRun(); loadGraph(); loadDiff(); },
+    end: () => {
+      source.close();  // the run has ended: nothing more will come (a retry reopens the page)
+      const live = document.getElementById("live");
+      live.textContent = "ended"; live.className = "live off";
+      refreshRun(); loadGraph(); loadDiff();
+    },
   });
 }
 
