@@ -15,9 +15,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from tests.server.browser import browser_context, serving  # noqa: E402
+
 import plait  # noqa: E402
 from plait.server.app import create_app  # noqa: E402
-from tests.server.browser import browser_context, serving  # noqa: E402
 
 PAGES = ["runs", "run", "timeline", "step", "fanout", "failed", "queues", "workers"]
 

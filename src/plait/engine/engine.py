@@ -15,7 +15,7 @@ from typing import Any, BinaryIO
 
 from .._errors import InputError
 from .._portal import blocking
-from .._runtime import Runtime
+from .._runtime import Observer, Runtime
 from ..core.blobs import DEFAULT_GRACE, BlobStats
 from ..core.rate import Rate
 from ..core.rows import RunStatus
@@ -346,6 +346,13 @@ class Engine:
             starvation_after=starvation_after,
             labels=labels,
         )
+
+    def observe(self, observer: Observer | None) -> None:
+        """Tell `observer` what this Engine's workers do: the steps each claim takes, each
+        group commit of outcomes, the leases found expired (`plait._runtime.Observer`; e.g.
+        `plait.server.metrics.WorkerMetrics`, what `plait worker --metrics-port` serves).
+        None stops telling. Its methods run on the workers' loop and must return at once."""
+        self._rt.observer = observer
 
     def stop_workers(self) -> None:
         """Ask every worker of this Engine to stop gracefully (thread-safe; returns at once)."""

@@ -29,7 +29,7 @@ from prometheus_client import (
 )
 from starlette.responses import Response
 
-from ..core.rows import RunStatus
+from ..core.rows import Claim, Outcome, RunStatus
 from ..engine.engine import Engine
 from ..engine.views import RunFilter
 
@@ -109,34 +109,52 @@ class WorkerMetrics:
             "plait_step_queue_wait_seconds", "Time a step waited claimable (ready → started)",
             ["workflow", "queue"], buckets=BUCKETS, registry=r,
         )  # fmt: skip
-        self.expired = Counter(
-            "plait_lease_expiries", "Step leases that expired (their worker died or hung)",
+        self.expiries = Counter(
+            "plait_lease_expiries", "Step leases found expired (their worker died or hung)",
             registry=r,
         )  # fmt: skip
         self.slots = Gauge("plait_worker_slots", "This worker's step slots", ["state"], registry=r)
+        self._running: dict[str, tuple[tuple[str, str, str], float]] = {}  # token → labels, start
 
-    # -- the observer the worker calls ----------------------------------------------------------
+    # -- the observer the worker calls (`plait._runtime.Observer`) ------------------------------
 
-    def step_started(self, workflow: str, step: str, queue: str, waited: float | None) -> None:
-        self.started.labels(workflow, step, queue).inc()
-        if waited is not None:
-            self.queue_wait.labels(workflow, queue).observe(max(0.0, waited))
+    def claimed(self, worker: Any, claims: Sequence[Claim], now: float) -> None:
+        for c in claims:
+            wf = worker.workflows.get(c.fingerprint)
+            if wf is None:
+                continue
+            step = wf.handler(c.step, c.task)
+            queue = (step.options.queue if step.options else None) or "default"
+            labels = (wf.name, c.task or c.step, queue)  # a spawned step: its task, bounded
+            self._running[c.token] = (labels, now)
+            self.started.labels(*labels).inc()
+            if c.claimable_since is not None:
+                self.queue_wait.labels(wf.name, queue).observe(max(0.0, now - c.claimable_since))
+        self._slots(worker)
 
-    def step_ended(
-        self, workflow: str, step: str, queue: str, code: str | None, duration: float
+    def committed(
+        self, worker: Any, outcomes: Sequence[Outcome], accepted: Sequence[bool], now: float
     ) -> None:
-        if code is None:
-            self.completed.labels(workflow, step, queue).inc()
-        else:
-            self.failed.labels(workflow, step, queue, code).inc()
-        outcome = "succeeded" if code is None else "failed"
-        self.duration.labels(workflow, step, queue, outcome).observe(max(0.0, duration))
+        for outcome, counted in zip(outcomes, accepted, strict=False):
+            known = self._running.pop(outcome.token, None)
+            if known is None or not counted:
+                continue
+            labels, started = known
+            if outcome.error_code is None:
+                self.completed.labels(*labels).inc()
+                kind = "skipped" if outcome.skipped else "succeeded"
+            else:
+                self.failed.labels(*labels, outcome.error_code).inc()
+                kind = "failed"
+            self.duration.labels(*labels, kind).observe(max(0.0, now - started))
+        self._slots(worker)
 
-    def leases_expired(self, count: int) -> None:
-        if count:
-            self.expired.inc(count)
+    def expired(self, worker: Any, count: int) -> None:
+        self.expiries.inc(count)
 
-    def slots_in_use(self, used: int, capacity: int) -> None:
+    def _slots(self, worker: Any) -> None:
+        capacity = int(getattr(worker, "concurrency", 0))
+        used = min(len(self._running), capacity) if capacity else len(self._running)
         self.slots.labels("used").set(used)
         self.slots.labels("available").set(max(0, capacity - used))
 
@@ -144,10 +162,3 @@ class WorkerMetrics:
         """Serve /metrics on host:port from a daemon thread; the server object."""
         server, _thread = start_http_server(port, addr=host, registry=self.registry)
         return server
-
-
-def text(registry: CollectorRegistry) -> bytes:
-    return generate_latest(registry)
-
-
-__all__: Sequence[str] = ["WorkerMetrics", "router", "scrape"]

@@ -54,22 +54,21 @@ AND (CAST(:text AS text) IS NULL OR strpos(lower(id), CAST(:text AS text)) > 0
      OR strpos(lower(coalesce(error, '')), CAST(:text AS text)) > 0)
 
 -- name: list_runs
--- A page of runs, newest first, strictly before a (created_at, id) position, of any workflow.
+-- A page of runs, newest first, strictly before a (created_at, id) position (an index range).
 SELECT /*include run_columns*/
 FROM runs
 WHERE (:status IS NULL OR status = :status)
-  AND (:before_at IS NULL OR (created_at, id) < (:before_at, :before_id))
+  AND (created_at, id) < (:before_at, :before_id)
   AND /*include run_filter*/
 ORDER BY created_at DESC, id DESC
 LIMIT :limit;
 
 -- name: list_runs [postgres]
--- A page of runs, newest first, strictly before a (created_at, id) position, of any workflow.
+-- A page of runs, newest first, strictly before a (created_at, id) position (an index range).
 SELECT /*include run_columns*/
 FROM runs
 WHERE (CAST(:status AS text) IS NULL OR status = CAST(:status AS text))
-  AND (CAST(:before_at AS double precision) IS NULL
-       OR (created_at, id) < (CAST(:before_at AS double precision), CAST(:before_id AS text)))
+  AND (created_at, id) < (CAST(:before_at AS double precision), CAST(:before_id AS text))
   AND /*include run_filter*/
 ORDER BY created_at DESC, id DESC
 LIMIT :limit;
@@ -79,7 +78,7 @@ LIMIT :limit;
 SELECT /*include run_columns*/
 FROM runs
 WHERE workflow = :workflow
-  AND (:before_at IS NULL OR (created_at, id) < (:before_at, :before_id))
+  AND (created_at, id) < (:before_at, :before_id)
   AND /*include run_filter*/
 ORDER BY created_at DESC, id DESC
 LIMIT :limit;
@@ -89,8 +88,7 @@ LIMIT :limit;
 SELECT /*include run_columns*/
 FROM runs
 WHERE workflow = :workflow
-  AND (CAST(:before_at AS double precision) IS NULL
-       OR (created_at, id) < (CAST(:before_at AS double precision), CAST(:before_id AS text)))
+  AND (created_at, id) < (CAST(:before_at AS double precision), CAST(:before_id AS text))
   AND /*include run_filter*/
 ORDER BY created_at DESC, id DESC
 LIMIT :limit;
@@ -100,7 +98,7 @@ LIMIT :limit;
 SELECT /*include run_columns*/
 FROM runs
 WHERE workflow = :workflow AND status = :status
-  AND (:before_at IS NULL OR (created_at, id) < (:before_at, :before_id))
+  AND (created_at, id) < (:before_at, :before_id)
   AND /*include run_filter*/
 ORDER BY created_at DESC, id DESC
 LIMIT :limit;
@@ -110,8 +108,7 @@ LIMIT :limit;
 SELECT /*include run_columns*/
 FROM runs
 WHERE workflow = :workflow AND status = :status
-  AND (CAST(:before_at AS double precision) IS NULL
-       OR (created_at, id) < (CAST(:before_at AS double precision), CAST(:before_id AS text)))
+  AND (created_at, id) < (CAST(:before_at AS double precision), CAST(:before_id AS text))
   AND /*include run_filter*/
 ORDER BY created_at DESC, id DESC
 LIMIT :limit;

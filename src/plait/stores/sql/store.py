@@ -171,8 +171,10 @@ class SQLStore:
         params: dict[str, Any] = {
             **_filter_params(workflow, status, created_from, created_to, text),
             "limit": limit,
-            "before_at": before[0] if before is not None else None,
-            "before_id": before[1] if before is not None else None,
+            # always a keyset range (from +inf for the first page), so that a page deep in a
+            # long list is an index range scan, as fast as the first
+            "before_at": before[0] if before is not None else math.inf,
+            "before_id": before[1] if before is not None else "",
         }
         if workflow is None:
             query = "list_runs"
