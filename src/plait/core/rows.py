@@ -208,6 +208,7 @@ class Claim:
     input: bytes | None = None
     key_pending: bool = False  # its concurrency key is to be resolved and admitted first
     claimable_since: float | None = None  # when it became claimable (its wait ended with this)
+    recoveries: int = 0  # its attempts that ended without an outcome so far (traces' span ids)
 
 
 @dataclass(frozen=True, slots=True)

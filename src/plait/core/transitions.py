@@ -48,7 +48,11 @@ def claim(
         run.status = RunStatus.RUNNING
         run.started_at = txn.now
     txn.touch(step)
-    txn.emit(run, "step_started", name, attempt=step.attempt, worker=worker_id)
+    if step.iteration or step.recoveries:  # rare: they tell its attempts apart (traces)
+        txn.emit(run, "step_started", name, attempt=step.attempt, worker=worker_id,
+                 iteration=step.iteration, recoveries=step.recoveries)  # fmt: skip
+    else:
+        txn.emit(run, "step_started", name, attempt=step.attempt, worker=worker_id)
     txn.claims.append(
         Claim(
             run_id,
@@ -62,6 +66,7 @@ def claim(
             step.input,
             step.options is not None and step.options.key_from_outputs and not step.options.key,
             since,
+            step.recoveries,
         )
     )
 

@@ -25,7 +25,7 @@ from ..data.artifacts import Artifact, ArtifactStorage
 from ..data.records import Records
 from ..stores import Store
 from ..workflow.definition import Workflow
-from . import bulk, data, history, operator, queues, runs, schedules, watch, workers
+from . import bulk, data, history, operator, queues, runs, schedules, traces, watch, workers
 from .replay import Replay
 from .schedules import Schedule
 from .views import (
@@ -201,14 +201,18 @@ class Engine:
         run_id: str | None = None,
         deadline: float | timedelta | None = None,
         priority: int = 0,
+        trace_context: Mapping[str, str] | None = None,
     ) -> RunHandle:
         """Start a run. An existing `run_id` of the same workflow returns that run (idempotent).
         `deadline` (seconds or a timedelta from now): a run unfinished by then fails with
         `deadline_exceeded`, its unfinished steps cancelled. `priority` is added to each of its
-        steps' own: within a queue, higher first."""
+        steps' own: within a queue, higher first. `trace_context`: the caller's W3C trace
+        context ({"traceparent": …}, as `opentelemetry.propagate.inject` fills it), kept with
+        the run; its trace's run span links to it (`export_trace`)."""
         started, _ = await runs.start(
-            self._rt, workflow, input, run_id=run_id, deadline=deadline, priority=priority
-        )
+            self._rt, workflow, input, run_id=run_id, deadline=deadline, priority=priority,
+            trace_context=trace_context,
+        )  # fmt: skip
         return RunHandle(self, started)
 
     start = blocking(start_async)
@@ -527,6 +531,17 @@ class Engine:
         return await history.replay(self._rt, run_id, step, workflow)
 
     replay = blocking(replay_async)
+
+    async def export_trace_async(self, run_id: str, exporter: Any) -> list[Any]:
+        """Build the run's OpenTelemetry spans from its durable events (the `otel` extra) and
+        hand them to `exporter` (an `opentelemetry.sdk.trace.export.SpanExporter`); returns
+        them. The trace id is derived from the run id and each span's id from what it is (the
+        run; a step's attempt), so exporting again gives the same spans, and the spans a
+        handler made while it ran are their children. RunNotFound; InputError without the
+        extra."""
+        return await traces.export(self._rt, run_id, exporter)
+
+    export_trace = blocking(export_trace_async)
 
     # -- watching ---------------------------------------------------------------------------------
 

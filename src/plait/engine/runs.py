@@ -10,6 +10,8 @@ import math
 import re
 import time
 import uuid
+from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -31,6 +33,7 @@ from ..core.topology import registry_blockers
 from ..worker.registry import read_workers
 from ..workflow.definition import Workflow
 from ..workflow.options import seconds, wait_limit
+from .traces import check_trace_context
 from .views import (
     Event,
     FailedStep,
@@ -128,6 +131,7 @@ async def start(
     run_id: str | None,
     deadline: float | timedelta | None = None,
     priority: int = 0,
+    trace_context: Mapping[str, str] | None = None,
 ) -> tuple[str, bool]:
     """Start a run: its id, and whether this call created it (False: its id was started before,
     by this process or another, such as a second scheduler of a tick)."""
@@ -141,6 +145,10 @@ async def start(
     input_json = encode_input(plan, value)
     now = time.time()
     run, steps, events = new_run(plan, run_id, input_json, now)
+    if trace_context is not None:  # kept in the run's first event (`engine.traces`)
+        carried = check_trace_context(dict(trace_context))
+        first = events[0]
+        events[0] = replace(first, payload={**first.payload, "trace_context": carried})
     flow_of_run(rt.workflows.latest(plan.name), plan, steps, value, priority)
     if within is not None:
         run.deadline = now + within
