@@ -455,3 +455,22 @@ def test_openapi_document_and_docs_page(client: TestClient) -> None:
     page = client.get("/api/docs")
     assert page.status_code == 200 and "openapi.json" in page.text
     assert "http" not in page.text.replace("http-equiv", "")  # nothing from the network
+
+
+def test_graph_groups_alike_steps_and_expands_them(client: TestClient, engine: plait.Engine) -> None:
+    wide = plait.Workflow("wide")
+    wide.add_step("source", lambda: 1)
+    for n in range(30):
+        wide.add_step(f"part_{n:02d}", lambda source: source, deps=["source"])
+    wide.add_step("sink", lambda **parts: len(parts), deps=[f"part_{n:02d}" for n in range(30)])
+    engine.start(wide, None, run_id="wide-1")
+    graph = ok(client.get("/api/v1/runs/wide-1/graph"))
+    assert graph["steps"] == 32
+    (group,) = [n for n in graph["nodes"] if n["group"]]
+    assert group["size"] == 30 and group["counts"] == {"pending": 30}
+    assert {n["id"] for n in graph["nodes"] if not n["group"]} == {"source", "sink"}
+    assert {(e["from"], e["to"]) for e in graph["edges"]} == {
+        ("source", group["id"]), (group["id"], "sink"),
+    }  # fmt: skip
+    expanded = ok(client.get("/api/v1/runs/wide-1/graph", params={"expand": group["id"]}))
+    assert len(expanded["nodes"]) == 32 and not any(n["group"] for n in expanded["nodes"])
