@@ -206,3 +206,34 @@ async def test_watch_runs_delivers_status_changes(store_url: str) -> None:
         # a look shows each run as it is then: states it passed through meanwhile are not seen
         assert {run_id for run_id, _ in seen} == {"w-1"}
         assert seen[-1] == ("w-1", "completed")
+
+
+def test_step_backlog_counts_ready_running_and_waiting_per_queue(engine: plait.Engine) -> None:
+    wf = plait.Workflow("backlog")
+
+    @wf.step(queue="emails")
+    def mail(n: int) -> int:
+        return n
+
+    @wf.step(approval=True)
+    def gate(n: int) -> int:
+        return n
+
+    before = time.time()
+    for n in range(3):
+        engine.start(wf, {"n": n}, run_id=f"bl-{n}")
+    store = engine.store
+    claimed = asyncio.run(store.claim(worker_id="w", fingerprints=[wf.fingerprint], limit=1,
+                                      lease=30.0, now=time.time()))  # fmt: skip
+    assert len(claimed) == 1
+    found = {(q, s.value): (n, since) for q, s, n, since in
+             asyncio.run(store.step_backlog(time.time()))}  # fmt: skip
+    assert {k: n for k, (n, _) in found.items()} == {
+        ("emails", "ready"): 2, ("emails", "running"): 1, ("default", "waiting"): 3,
+    }  # fmt: skip
+    oldest = found[("emails", "ready")][1]
+    assert oldest is not None and before <= oldest <= time.time()
+    assert found[("emails", "running")][1] is None
+    # steps claimable only later are not backlog yet: no age
+    later = {(q, s.value): since for q, s, _, since in asyncio.run(store.step_backlog(before - 60))}
+    assert later[("emails", "ready")] is None
