@@ -457,7 +457,9 @@ def test_openapi_document_and_docs_page(client: TestClient) -> None:
     assert "http" not in page.text.replace("http-equiv", "")  # nothing from the network
 
 
-def test_graph_groups_alike_steps_and_expands_them(client: TestClient, engine: plait.Engine) -> None:
+def test_graph_groups_alike_steps_and_expands_them(
+    client: TestClient, engine: plait.Engine
+) -> None:
     wide = plait.Workflow("wide")
     wide.add_step("source", lambda: 1)
     for n in range(30):
