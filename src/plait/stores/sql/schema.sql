@@ -41,7 +41,8 @@ CREATE TABLE runs (
     forked_from TEXT,  -- the step it was forked from
     next_idx    INTEGER NOT NULL DEFAULT 0,  -- idx of the next step added (spawned) to the run
     input_blob  TEXT,  -- the input is the blob of this hash (`input` is then empty)
-    output_blob TEXT   -- the output is the blob of this hash (`output` is then NULL)
+    output_blob TEXT,  -- the output is the blob of this hash (`output` is then NULL)
+    updated_at  DOUBLE PRECISION NOT NULL DEFAULT 0  -- when its status last changed
 );
 
 CREATE INDEX runs_created ON runs (created_at, id);
@@ -53,6 +54,9 @@ CREATE INDEX runs_workflow_status ON runs (workflow, status, created_at, id);
 -- deadlines to enforce: unfinished runs by deadline
 CREATE INDEX runs_deadline ON runs (deadline)
 WHERE deadline IS NOT NULL AND status IN ('pending', 'running', 'pausing', 'paused');
+
+-- the run-list change feed: runs by the time their status last changed
+CREATE INDEX runs_updated ON runs (updated_at, id);
 
 CREATE TABLE steps (
     run_id           TEXT NOT NULL,
@@ -104,6 +108,9 @@ WHERE status = 'running' AND concurrency_key IS NOT NULL;
 
 -- recover_expired: running steps by lease expiry
 CREATE INDEX steps_leases ON steps (lease_expires_at) WHERE status = 'running';
+
+-- failed steps across runs, the latest first
+CREATE INDEX steps_failed ON steps (finished_at, run_id, name) WHERE status = 'failed';
 
 -- list_waiting, and approvals expiring: waiting steps by expiry (available_at)
 CREATE INDEX steps_waiting ON steps (available_at) WHERE status = 'waiting';
