@@ -30,7 +30,21 @@ from .data.artifacts import Artifact, ArtifactRef
 from .data.records import Record, RecordPage, Records
 from .engine.engine import Engine, RunHandle
 from .engine.schedules import Schedule
-from .engine.views import Event, Inspection, Queue, Run, RunPage, Step, Waiting, WorkflowInfo
+from .engine.views import (
+    BulkItem,
+    BulkResult,
+    Event,
+    FailedStep,
+    FailedStepPage,
+    Inspection,
+    Queue,
+    Run,
+    RunFilter,
+    RunPage,
+    Step,
+    Waiting,
+    WorkflowInfo,
+)
 from .workflow.context import StepCancelled, StepContext
 from .workflow.definition import Workflow
 from .workflow.options import Approval
@@ -45,10 +59,14 @@ __all__ = [
     "ArtifactRef",
     "BlobNotFound",
     "BlobStats",
+    "BulkItem",
+    "BulkResult",
     "ConfigError",
     "DefinitionError",
     "Engine",
     "Event",
+    "FailedStep",
+    "FailedStepPage",
     "Goto",
     "Handle",
     "InputError",
@@ -67,6 +85,7 @@ __all__ = [
     "RunCancelled",
     "RunConflict",
     "RunFailed",
+    "RunFilter",
     "RunHandle",
     "RunNotFound",
     "RunPage",

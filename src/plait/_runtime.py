@@ -20,12 +20,27 @@ from typing import Any, Protocol
 
 from ._errors import ConfigError, PlaitError, RunConflict, RunNotFound, RunStateError
 from ._portal import Broadcast, Portal
-from .core.rows import CommitResult, EventRow, RunRow, StepRow, WorkflowPlan
+from .core.rows import Claim, CommitResult, EventRow, Outcome, RunRow, StepRow, WorkflowPlan
 from .core.txn import Action
 from .data.artifacts import ArtifactStorage, split_url, storage_for
 from .stores import Store, open_store
 from .stores.protocol import NewRun
 from .workflow.definition import Workflow
+
+
+class Observer(Protocol):
+    """What a worker tells as it works, for metrics (`plait.server.metrics.WorkerMetrics`) or
+    any other observer set on `Runtime.observer`. Each call is made on the worker's loop and
+    must return at once. `worker` is the worker (its `workflows`, `concurrency`, in-flight
+    steps); `claims` what one claim took; `outcomes` and `accepted` one group commit."""
+
+    def claimed(self, worker: Any, claims: Sequence[Claim], now: float) -> None: ...
+
+    def committed(
+        self, worker: Any, outcomes: Sequence[Outcome], accepted: Sequence[bool], now: float
+    ) -> None: ...
+
+    def expired(self, worker: Any, count: int) -> None: ...
 
 
 class Stoppable(Protocol):
@@ -368,6 +383,7 @@ class Runtime:
         self.workers: set[Stoppable] = set()  # workers running in this process
         self.workers_ended = Broadcast()  # one of them has stopped
         self.starts = StartCommits(self)  # starts share commits (group commit)
+        self.observer: Observer | None = None  # told of claims, commits, expiries (metrics)
         self._push_live = False
         self._opened = False
         self._open_lock: asyncio.Lock | None = None

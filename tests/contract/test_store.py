@@ -103,6 +103,8 @@ async def test_create_runs_creates_many_in_order_and_reads_back_as_written(store
         assert await store.get_run(run_row.id) == run_row
         assert await store.get_steps(run_row.id) == steps
         assert await event_types(store, run_row.id) == ["run_started"]
+    # the run-list change feed has them, at their creation
+    assert await store.list_run_changes((0.0, ""), 10) == [(NOW + i, f"r{i}") for i in range(5)]
     claimed = await claim(store, [plan], now=NOW + 10)
     assert sorted(c.run_id for c in claimed) == [f"r{i}" for i in range(5)]
     assert await store.create_runs([]) == []

@@ -246,12 +246,13 @@ def run_from_row(
     )  # fmt: skip
 
 
-# The columns of `insert_runs` (create_runs): a run's row as `run_insert_row` makes it.
-RUN_COLUMNS = RUN_ROW_COLUMNS
+# The columns of `insert_runs` (create_runs): a run's row as `run_insert_row` makes it (its
+# status last changed when it was created).
+RUN_COLUMNS = (*RUN_ROW_COLUMNS, "updated_at")
 # The columns of `insert_new_run`: what a run as a start makes it has set.
 NEW_RUN_COLUMNS = (
     "id", "workflow", "version", "fingerprint", "status", "input", "sinks", "unfinished",
-    "failures", "next_seq", "created_at", "deadline", "next_idx", "input_blob",
+    "failures", "next_seq", "created_at", "deadline", "next_idx", "input_blob", "updated_at",
 )  # fmt: skip
 
 
@@ -269,7 +270,7 @@ def new_run_row(run: RunRow, blobs: Blobbing) -> tuple[Any, ...] | None:
         run.id, run.workflow, run.version, run.fingerprint, run.status,
         b"" if input_ is None else input_,  # NOT NULL: empty when it is a blob
         _sinks_to_json(run.sinks), run.unfinished, run.failures, run.next_seq, run.created_at,
-        run.deadline, run.next_idx, input_blob,
+        run.deadline, run.next_idx, input_blob, run.created_at,
     )  # fmt: skip
 
 
@@ -282,7 +283,7 @@ def run_insert_row(run: RunRow, blobs: Blobbing) -> tuple[Any, ...]:
         b"" if input_ is None else input_,  # NOT NULL: empty when it is a blob
         _sinks_to_json(run.sinks), run.unfinished, run.failures, run.next_seq, output, run.error,
         run.created_at, run.started_at, run.finished_at, run.deadline, run.parent_run,
-        run.forked_from, run.next_idx, input_blob, output_blob,
+        run.forked_from, run.next_idx, input_blob, output_blob, run.created_at,
     )  # fmt: skip
 
 
