@@ -1,5 +1,6 @@
 """What starting costs, checked by its structure (never by a clock): `import plait` imports the
-exceptions and nothing heavy, every other public name on first use. The figures are
+exceptions and nothing heavy, every other public name on first use; `plait --help` imports the
+command's modules but neither the engine nor pydantic, rich or asyncio. The figures are
 benchmarks/startup.py's."""
 
 from __future__ import annotations
@@ -64,6 +65,24 @@ def test_a_public_name_is_imported_on_first_use_then_kept() -> None:
     assert out.split() == ["before", "False", "after", "True", "True"]
     assert "plait.workflow.definition" in modules
     assert "plait.engine.engine" not in modules  # only what was asked for
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--help"], ["runs", "list", "--help"], ["worker", "--help"]],
+    ids=["help", "runs-list-help", "worker-help"],
+)
+def test_plait_help_imports_neither_the_engine_nor_heavy_packages(args: list[str]) -> None:
+    modules, out = modules_after(
+        f"from plait.cli import main\nsys.argv = ['plait', *{args!r}]\nmain()"
+    )
+    assert "Usage: plait" in out
+    assert "plait.cli.runs" in modules and "click" in modules  # the commands are all there
+    assert packages(modules) & set(HEAVY) == set()
+    heavy_plait = ("plait.engine", "plait.worker", "plait.workflow", "plait.data", "plait._codec")
+    assert sorted(m for m in modules if m.startswith(heavy_plait)) == []
+    drivers = tuple(f"plait.stores.{name}" for name in ("sql", "sqlite", "postgres", "memory"))
+    assert sorted(m for m in modules if m.startswith(drivers)) == []
 
 
 def test_every_public_name_is_the_object_its_module_defines() -> None:

@@ -22,6 +22,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .._errors import PlaitError
 
+# what a schedule does with the ticks it missed (engine/schedules.py): start none, or one run
+CATCH_UP = ("skip", "run_once")
+
 
 class CronError(PlaitError, ValueError):
     """A cron expression or timezone is invalid; the message names the field, the bad value and

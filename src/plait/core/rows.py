@@ -251,6 +251,8 @@ class RecordRow:
 # writer that read the old document could overwrite the new one (ABA). Never shown by get/list.
 TOMBSTONE = b""
 
+PAGE_LIMIT = 1000  # documents one list of a collection returns at most (`Records.list`)
+
 
 @dataclass(frozen=True, slots=True)
 class StepData:
