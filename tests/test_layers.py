@@ -1,6 +1,6 @@
 """The house's layering rule (docs/architecture.md), checked on every import of src/plait:
 
-    cli → engine → worker → _runtime → workflow → data → stores → core → foundation
+    cli → server → engine → worker → _runtime → workflow → data → stores → core → foundation
 
 A module imports from its own wing or from wings to its right; `TYPE_CHECKING` and
 function-local imports count like any other. No import cycle, except the one documented cycle
@@ -16,7 +16,18 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "plait"
-ORDER = ["cli", "engine", "worker", "_runtime", "workflow", "data", "stores", "core", "foundation"]
+ORDER = [
+    "cli",
+    "server",
+    "engine",
+    "worker",
+    "_runtime",
+    "workflow",
+    "data",
+    "stores",
+    "core",
+    "foundation",
+]
 FOUNDATION = {"_errors", "_codec", "_portal"}
 TOP_LEVEL = {"__init__", "__main__", "_runtime", *FOUNDATION}
 CYCLE_ALLOWED_IN = "workflow"

@@ -34,6 +34,11 @@ def test_public_names_are_pinned() -> None:
     assert sorted(plait.__all__) == sorted(
         [
             "Approval",
+            "RunFilter",
+            "FailedStepPage",
+            "FailedStep",
+            "BulkResult",
+            "BulkItem",
             "Artifact",
             "ArtifactNotFound",
             "ArtifactRef",

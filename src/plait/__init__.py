@@ -42,7 +42,21 @@ if TYPE_CHECKING:
     from .data.records import Record, RecordPage, Records
     from .engine.engine import Engine, RunHandle
     from .engine.schedules import Schedule
-    from .engine.views import Event, Inspection, Queue, Run, RunPage, Step, Waiting, WorkflowInfo
+    from .engine.views import (
+        BulkItem,
+        BulkResult,
+        Event,
+        FailedStep,
+        FailedStepPage,
+        Inspection,
+        Queue,
+        Run,
+        RunFilter,
+        RunPage,
+        Step,
+        Waiting,
+        WorkflowInfo,
+    )
     from .workflow.context import StepCancelled, StepContext
     from .workflow.definition import Workflow
     from .workflow.options import Approval
@@ -67,10 +81,15 @@ _LAZY: dict[str, str] = {
     "Engine": ".engine.engine",
     "RunHandle": ".engine.engine",
     "Schedule": ".engine.schedules",
+    "BulkItem": ".engine.views",
+    "BulkResult": ".engine.views",
     "Event": ".engine.views",
+    "FailedStep": ".engine.views",
+    "FailedStepPage": ".engine.views",
     "Inspection": ".engine.views",
     "Queue": ".engine.views",
     "Run": ".engine.views",
+    "RunFilter": ".engine.views",
     "RunPage": ".engine.views",
     "Step": ".engine.views",
     "Waiting": ".engine.views",
@@ -91,10 +110,14 @@ __all__ = [
     "ArtifactRef",
     "BlobNotFound",
     "BlobStats",
+    "BulkItem",
+    "BulkResult",
     "ConfigError",
     "DefinitionError",
     "Engine",
     "Event",
+    "FailedStep",
+    "FailedStepPage",
     "Goto",
     "Handle",
     "InputError",
@@ -113,6 +136,7 @@ __all__ = [
     "RunCancelled",
     "RunConflict",
     "RunFailed",
+    "RunFilter",
     "RunHandle",
     "RunNotFound",
     "RunPage",

@@ -14,16 +14,31 @@ import asyncio
 import threading
 import time
 import weakref
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from typing import Any, Protocol
 
 from ._errors import ConfigError, PlaitError, RunNotFound, RunStateError
 from ._portal import Broadcast, Portal
-from .core.rows import CommitResult, RunRow, WorkflowPlan
+from .core.rows import Claim, CommitResult, Outcome, RunRow, WorkflowPlan
 from .core.txn import Action
 from .data.artifacts import ArtifactStorage, split_url, storage_for
 from .stores import Store, open_store
 from .workflow.definition import Workflow
+
+
+class Observer(Protocol):
+    """What a worker tells as it works, for metrics (`plait.server.metrics.WorkerMetrics`) or
+    any other observer set on `Runtime.observer`. Each call is made on the worker's loop and
+    must return at once. `worker` is the worker (its `workflows`, `concurrency`, in-flight
+    steps); `claims` what one claim took; `outcomes` and `accepted` one group commit."""
+
+    def claimed(self, worker: Any, claims: Sequence[Claim], now: float) -> None: ...
+
+    def committed(
+        self, worker: Any, outcomes: Sequence[Outcome], accepted: Sequence[bool], now: float
+    ) -> None: ...
+
+    def expired(self, worker: Any, count: int) -> None: ...
 
 
 class Stoppable(Protocol):
@@ -153,6 +168,7 @@ class Runtime:
         self.events_written = EventsWritten()  # events were committed: wake watchers
         self.workers: set[Stoppable] = set()  # workers running in this process
         self.workers_ended = Broadcast()  # one of them has stopped
+        self.observer: Observer | None = None  # told of claims, commits, expiries (metrics)
         self._push_live = False
         self._opened = False
         self._open_lock: asyncio.Lock | None = None

@@ -6,6 +6,7 @@
     plait workflows                              the workflow versions recorded in the store
     plait workers | topology WORKFLOW            live workers, and which can run which steps
     plait records list COLLECTION | get C KEY    the documents steps wrote (read-only)
+    plait serve [--host H --port P --token T]    the dashboard, the HTTP API and /metrics
 
 Every command takes `--db URL` (env `PLAIT_DB`, default `sqlite:///plait.db`) and `--log-level`.
 Exit codes: 0 success; 1 the run failed, was cancelled or did not finish; 2 bad usage or input
@@ -30,6 +31,7 @@ from . import (  # noqa: F401
     run,
     runs,
     schedules,
+    serve,
     watch,
     workers,
 )

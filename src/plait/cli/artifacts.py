@@ -1,4 +1,4 @@
-"""`plait artifacts list RUN | get ID [-o FILE] | gc`: files steps saved (registered on cli.py).
+"""`plait artifacts list RUN | get ID [-o FILE] | gc`: files steps saved (registered on the `plait` group).
 
 `get` checks the artifact's size and sha256 before it writes a byte, then writes to what FILE is
 (`write_output`): a new or existing regular file gets a complete copy renamed into place, so a

@@ -1,5 +1,5 @@
 """`plait runs delete`, `plait blobs`, `plait gc`: the data plane's commands, registered on the
-groups of cli.py.
+groups (cli/app.py).
 
 Each exits 2 with one line when the run does not exist or its state does not allow the command.
 """

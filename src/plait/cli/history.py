@@ -1,6 +1,6 @@
 """`plait runs fork`, `plait runs diff` and `plait replay`: looking back at recorded runs.
 
-Registered on cli.py's groups when it imports this module. Each exits 2 with one line for a
+Registered on the `plait` groups when it imports this module. Each exits 2 with one line for a
 mistake of the user's (unknown run or step, bad JSON…). `plait replay` exits 1 when the replayed
 handler fails, so a script can tell whether a fix works.
 """

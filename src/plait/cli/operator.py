@@ -1,4 +1,4 @@
-"""`plait runs <action>`: operator actions on runs, registered on the `runs` group of cli.py.
+"""`plait runs <action>`: operator actions on runs, registered on the `runs` group (cli/app.py).
 
 Each prints the run as it is afterwards (a line, or JSON with --json) and exits 2 with one line
 when the run does not exist or its state does not allow the action.

@@ -1,4 +1,4 @@
-"""`plait queues list|set`: the stored limits of flow-control queues, registered on cli.py's group.
+"""`plait queues list|set`: the stored limits of flow-control queues, registered on the `plait` group.
 
 `set` replaces a queue's configuration (a limit not given is lifted); every worker obeys it from
 its next claim. Bad limits or names exit 2 in one line.

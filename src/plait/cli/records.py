@@ -1,5 +1,5 @@
 """`plait records list COLLECTION | get COLLECTION KEY`: reading the documents steps wrote with
-`ctx.record` (and programs with `engine.records(...).put`), registered on cli.py's group.
+`ctx.record` (and programs with `engine.records(...).put`), registered on the `plait` group.
 
 Read-only: writing stays with code, where a revision is read and expected. An invalid or
 reserved collection name, a missing document or a bad option exits 2 in one line.

@@ -1,7 +1,7 @@
 """What the command line shows: JSON documents, rich tables, the progress of a run, log output.
 
-Kept apart from `cli.py`, which parses arguments and drives the engine, so that each reads in one
-sitting. Humans get tables and colours on a terminal; `--json` and pipes get stable, plain output.
+Kept apart from the command modules, which parse arguments and drive the engine, so that each
+reads in one sitting. Humans get tables and colours on a terminal; `--json` and pipes get stable, plain output.
 """
 
 from __future__ import annotations

@@ -215,6 +215,13 @@ async def _report(
     default="",
     help="This worker's labels (comma-separated), for steps with target=.",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(1, 65535),
+    metavar="PORT",
+    help="Serve this worker's Prometheus metrics on 127.0.0.1:PORT/metrics (needs the server "
+    "extra).",
+)
 @grace_option("On SIGTERM or Ctrl-C, how long running steps may take.")
 @db_option
 @log_option("info")
@@ -225,6 +232,7 @@ def worker(
     lease: float,
     queues: str | None,
     labels: str,
+    metrics_port: int | None,
     grace: float,
     db: str,
     log_level: str,
@@ -247,6 +255,8 @@ def worker(
             raise CliError(f"{path} defines no plait.Workflow")
         engine = open_engine(db, lease=lease)
         try:
+            if metrics_port is not None:
+                _serve_metrics(engine, metrics_port)
             for wf in workflows:
                 engine.register(wf)
             names = ", ".join(f"{wf.name} v{wf.version} ({wf.fingerprint})" for wf in workflows)
@@ -268,6 +278,23 @@ def worker(
     except KeyboardInterrupt:
         pass  # stopped before serving: nothing was in flight
     click.echo("plait worker: stopped", err=True)
+
+
+def _serve_metrics(engine: Engine, port: int) -> None:
+    try:
+        from ..server.metrics import WorkerMetrics
+    except ImportError as exc:
+        raise CliError(
+            f"--metrics-port needs the server extra ({exc.name} is missing): "
+            "pip install 'plait[server]'"
+        ) from None
+    metrics = WorkerMetrics()
+    try:
+        metrics.serve(port)
+    except OSError as exc:
+        raise CliError(f"--metrics-port {port}: cannot listen on 127.0.0.1:{port}: {exc}") from None
+    engine.observe(metrics)
+    click.echo(f"plait worker: metrics on http://127.0.0.1:{port}/metrics", err=True)
 
 
 def _interrupt(signum: int, frame: FrameType | None) -> NoReturn:

@@ -1,7 +1,7 @@
-"""`plait schedules list|add|pause|resume|delete`: cron schedules, registered on cli.py's group.
+"""`plait schedules list|add|pause|resume|delete`: cron schedules, registered on the `plait` group.
 
 A schedule's runs are started by the elected scheduler of a running `plait worker`; see
-_schedules.py. Bad cron expressions, timezones, catch-up policies or names exit 2 in one line.
+`engine.schedules`. Bad cron expressions, timezones, catch-up policies or names exit 2 in one line.
 """
 
 from __future__ import annotations

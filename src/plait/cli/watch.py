@@ -1,6 +1,6 @@
 """`plait runs watch ID`: a run's events printed as they are committed, until the run ends.
 
-Registered on the `runs` group of cli.py. Each event is one line with the columns of `plait runs
+Registered on the `runs` group (cli/app.py). Each event is one line with the columns of `plait runs
 events` (or one JSON document per line with --json), flushed at once so a pipe sees it live.
 Exit codes: 0 once the run has ended (with --exit-status: 1 if it failed or was cancelled);
 2 for an unknown run; 130 on Ctrl-C.

@@ -1,5 +1,5 @@
-"""`plait workers` and `plait topology`: the worker registry (see _registry.py), registered on
-cli.py's group.
+"""`plait workers` and `plait topology`: the worker registry (`worker.registry`, `core.topology`), registered on
+the `plait` group.
 
 `workers` lists the live workers sharing the store (`--all`: also the dead ones not yet
 forgotten); `topology WORKFLOW` shows, per step, which live workers can run it, or why none can.

@@ -207,6 +207,8 @@ class Claim:
     task: str | None = None  # a spawned step: the task it runs, and the input it receives
     input: bytes | None = None
     key_pending: bool = False  # its concurrency key is to be resolved and admitted first
+    claimable_since: float | None = None  # when it became claimable (its wait ended with this)
+    recoveries: int = 0  # its attempts that ended without an outcome so far (traces' span ids)
 
 
 @dataclass(frozen=True, slots=True)
@@ -322,6 +324,7 @@ class CommitResult:
     # a step of a queue with a concurrency limit, or with a concurrency key, stopped running: a
     # claim that its limits held back may now succeed (wake workers here; PostgreSQL: everywhere)
     slot_freed: bool = False
+    expired: int = 0  # leases found expired (`recover_expired`), for the worker's metrics
 
 
 class Claims(list[Claim]):

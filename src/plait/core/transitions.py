@@ -34,6 +34,10 @@ def claim(
         return
     if step.available_at is not None and step.available_at > txn.now:
         return
+    # claimable since: ready, or later if it was delayed (the queue wait ends now)
+    since = (
+        step.ready_at if step.available_at is None else max(step.ready_at or 0.0, step.available_at)
+    )
     step.status = StepStatus.RUNNING
     step.attempt += 1
     step.lease_token = token
@@ -44,7 +48,11 @@ def claim(
         run.status = RunStatus.RUNNING
         run.started_at = txn.now
     txn.touch(step)
-    txn.emit(run, "step_started", name, attempt=step.attempt, worker=worker_id)
+    if step.iteration or step.recoveries:  # rare: they tell its attempts apart (traces)
+        txn.emit(run, "step_started", name, attempt=step.attempt, worker=worker_id,
+                 iteration=step.iteration, recoveries=step.recoveries)  # fmt: skip
+    else:
+        txn.emit(run, "step_started", name, attempt=step.attempt, worker=worker_id)
     txn.claims.append(
         Claim(
             run_id,
@@ -57,6 +65,8 @@ def claim(
             step.task,
             step.input,
             step.options is not None and step.options.key_from_outputs and not step.options.key,
+            since,
+            step.recoveries,
         )
     )
 
@@ -197,6 +207,7 @@ def _recover(txn: Txn, run_id: str, name: str, max_recoveries: int) -> Transitio
         yield from settle(txn, run, step)
         return
     step.recoveries += 1
+    txn.result.expired += 1
     if step.recoveries > max_recoveries:
         yield from _no_more_recoveries(txn, run, step, worker, "lease_expired", max_recoveries)
         return

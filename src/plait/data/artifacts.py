@@ -15,7 +15,7 @@ Where the bytes go (`ArtifactStorage`), chosen by the store URL's `artifacts=` o
   racing an attempt that saves the same bytes.
 - the database (`DatabaseStorage`): PostgreSQL's and the memory store's default, `?artifacts=
   database` on SQLite. The bytes are held by the handler's context and written as the
-  content-addressed blob of their sha256 (`_blobs.py`; one reference per artifact, so identical
+  content-addressed blob of their sha256 (`core.blobs`; one reference per artifact, so identical
   artifacts share one blob), in the transaction that records the step's success; deleting the
   run drops the references and `engine.gc` removes blobs left with none.
 

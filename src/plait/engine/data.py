@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import math
+import re
 import time
 from typing import Any, BinaryIO
 
@@ -16,6 +17,8 @@ from ..core.blobs import BlobStats
 from ..data.artifacts import Artifact, to_artifact
 from ..data.records import TOMBSTONE_AGE, Records
 from . import operator
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def records(rt: Runtime, collection: str) -> Records:
@@ -41,6 +44,15 @@ async def delete_run(rt: Runtime, run_id: str, force: bool) -> None:
     # the rows went with the run; their files now (one per artifact, shared with nobody; one
     # saved meanwhile by a late outcome is left to gc_artifacts)
     await asyncio.to_thread(rt.artifacts.remove, saved)
+
+
+async def get_blob(rt: Runtime, sha256: str) -> bytes:
+    if not isinstance(sha256, str) or not _SHA256.fullmatch(sha256):
+        raise InputError(
+            f"a blob is named by its SHA-256, 64 lowercase hex digits; got {sha256!r:.80}"
+        )
+    store = await rt.ready()
+    return await store.get_blob(sha256)
 
 
 async def blob_stats(rt: Runtime) -> BlobStats:

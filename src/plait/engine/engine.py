@@ -9,13 +9,13 @@ store, settings and wake-ups it shares with its workers.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Iterable, Mapping, Sequence
-from datetime import timedelta
+from collections.abc import AsyncGenerator, Collection, Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any, BinaryIO
 
 from .._errors import InputError
 from .._portal import blocking
-from .._runtime import Runtime
+from .._runtime import Observer, Runtime
 from ..core.blobs import ARTIFACT_GRACE, DEFAULT_GRACE, BlobStats
 from ..core.rate import Rate
 from ..core.rows import RunStatus
@@ -24,10 +24,22 @@ from ..data.artifacts import Artifact, ArtifactStorage
 from ..data.records import Records
 from ..stores import DEFAULT_URL, Store
 from ..workflow.definition import Workflow
-from . import data, history, operator, queues, runs, schedules, watch, workers
+from . import bulk, data, history, operator, queues, runs, schedules, traces, watch, workers
 from .replay import Replay
 from .schedules import Schedule
-from .views import Event, Inspection, Queue, Run, RunPage, Step, Waiting, WorkflowInfo
+from .views import (
+    BulkResult,
+    Event,
+    FailedStepPage,
+    Inspection,
+    Queue,
+    Run,
+    RunFilter,
+    RunPage,
+    Step,
+    Waiting,
+    WorkflowInfo,
+)
 from .watch import Watch
 
 
@@ -186,14 +198,18 @@ class Engine:
         run_id: str | None = None,
         deadline: float | timedelta | None = None,
         priority: int = 0,
+        trace_context: Mapping[str, str] | None = None,
     ) -> RunHandle:
         """Start a run. An existing `run_id` of the same workflow returns that run (idempotent).
         `deadline` (seconds or a timedelta from now): a run unfinished by then fails with
         `deadline_exceeded`, its unfinished steps cancelled. `priority` is added to each of its
-        steps' own: within a queue, higher first."""
+        steps' own: within a queue, higher first. `trace_context`: the caller's W3C trace
+        context ({"traceparent": …}, as `opentelemetry.propagate.inject` fills it), kept with
+        the run; its trace's run span links to it (`export_trace`)."""
         started, _ = await runs.start(
-            self._rt, workflow, input, run_id=run_id, deadline=deadline, priority=priority
-        )
+            self._rt, workflow, input, run_id=run_id, deadline=deadline, priority=priority,
+            trace_context=trace_context,
+        )  # fmt: skip
         return RunHandle(self, started)
 
     start = blocking(start_async)
@@ -210,13 +226,44 @@ class Engine:
         status: RunStatus | str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        created_from: datetime | float | None = None,
+        created_to: datetime | float | None = None,
+        text: str | None = None,
     ) -> RunPage:
-        """Runs newest first, one page at a time."""
-        return await runs.list_runs(
-            self._rt, workflow=workflow, status=status, limit=limit, cursor=cursor
-        )
+        """Runs newest first, one page at a time (at most 10,000 runs a page; pass the page's
+        `next_cursor` back for the next). Filters: `workflow`, `status`, a creation time range
+        [`created_from`, `created_to`) (datetimes, naive meaning UTC, or epoch seconds), and
+        `text`, found in the run id or its error (case-insensitive). InputError for a bad
+        status, limit, time or cursor."""
+        where = RunFilter(workflow, status, created_from, created_to, text)
+        return await runs.list_runs(self._rt, where, limit=limit, cursor=cursor)
 
     list_runs = blocking(list_runs_async)
+
+    async def count_runs_async(self, filter: RunFilter | None = None) -> int:
+        """How many runs `filter` (a plait.RunFilter; None: every run) matches."""
+        return await runs.count_runs(self._rt, filter or RunFilter())
+
+    count_runs = blocking(count_runs_async)
+
+    def watch_runs(self, since: datetime | float | None = None) -> AsyncGenerator[Run, None]:
+        """The run-list change feed: an async iterator of runs as their status changes
+        (created, started, paused, resumed, ended, retried), each with `updated_at`, from
+        `since` on (None: from now; a datetime or epoch seconds, such as the `updated_at` of a
+        run delivered before, which is delivered again). It never ends: close it (or use
+        `contextlib.aclosing`) when done. Woken by this process's commits and, on PostgreSQL,
+        other processes' ended runs; otherwise it polls as `result()` does."""
+        start = None if since is None else runs.epoch("since", since)
+        return watch.watch_runs(self._rt, start)
+
+    async def failed_steps_async(
+        self, *, workflow: str | None = None, limit: int = 50, cursor: str | None = None
+    ) -> FailedStepPage:
+        """Failed steps across runs (of `workflow`'s runs, if given), the latest ended first,
+        one page at a time (pass `next_cursor` back for the next)."""
+        return await runs.failed_steps(self._rt, workflow, limit, cursor)
+
+    failed_steps = blocking(failed_steps_async)
 
     async def steps_async(self, run_id: str) -> list[Step]:
         """The run's steps in definition order."""
@@ -301,6 +348,13 @@ class Engine:
             labels=labels,
         )
 
+    def observe(self, observer: Observer | None) -> None:
+        """Tell `observer` what this Engine's workers do: the steps each claim takes, each
+        group commit of outcomes, the leases found expired (`plait._runtime.Observer`; e.g.
+        `plait.server.metrics.WorkerMetrics`, what `plait worker --metrics-port` serves).
+        None stops telling. Its methods run on the workers' loop and must return at once."""
+        self._rt.observer = observer
+
     def stop_workers(self) -> None:
         """Ask every worker of this Engine to stop gracefully (thread-safe; returns at once)."""
         workers.stop_workers(self._rt)
@@ -369,6 +423,39 @@ class Engine:
         return await operator.signal(self._rt, run_id, name, payload, by)
 
     signal = blocking(signal_async)
+
+    async def bulk_async(
+        self,
+        action: str,
+        *,
+        run_ids: Collection[str] | None = None,
+        filter: RunFilter | None = None,
+        dry_run: bool = False,
+        limit: int = bulk.MAX_BULK,
+        by: str | None = None,
+        reason: str | None = None,
+    ) -> BulkResult:
+        """One operator action on many runs: `action` is "cancel", "pause", "resume", "retry"
+        (every failed step of a failed run) or "delete" (a finished run); the runs are
+        `run_ids` (at most `limit`; every id must exist, else InputError and nothing is done)
+        or those a `filter` (plait.RunFilter) matches, the newest `limit` of them (at most
+        1,000 per call: call again for the rest). `dry_run=True` only counts: how many match,
+        how many the action applies to, and how many it would skip, per status. Executed, each
+        run gets its own transaction, as the single-run method would: a run whose status does
+        not allow the action is skipped, and a run the Engine refuses gets its message
+        (`BulkResult.items`). `by` and `reason` go to each run's log as for a single action."""
+        return await bulk.bulk(
+            self._rt,
+            action,
+            run_ids=run_ids,
+            filter=filter,
+            dry_run=dry_run,
+            limit=limit,
+            by=by,
+            reason=reason,
+        )
+
+    bulk = blocking(bulk_async)
 
     async def list_waiting_async(self, *, limit: int = 100) -> list[Waiting]:
         """Steps waiting for a decision or a signal, across runs, the longest waiting first."""
@@ -442,6 +529,17 @@ class Engine:
 
     replay = blocking(replay_async)
 
+    async def export_trace_async(self, run_id: str, exporter: Any) -> list[Any]:
+        """Build the run's OpenTelemetry spans from its durable events (the `otel` extra) and
+        hand them to `exporter` (an `opentelemetry.sdk.trace.export.SpanExporter`); returns
+        them. The trace id is derived from the run id and each span's id from what it is (the
+        run; a step's attempt), so exporting again gives the same spans, and the spans a
+        handler made while it ran are their children. RunNotFound; InputError without the
+        extra."""
+        return await traces.export(self._rt, run_id, exporter)
+
+    export_trace = blocking(export_trace_async)
+
     # -- watching ---------------------------------------------------------------------------------
 
     def watch(self, run_id: str, after_seq: int = 0) -> Watch:
@@ -479,6 +577,14 @@ class Engine:
         return await data.blob_stats(self._rt)
 
     blob_stats = blocking(blob_stats_async)
+
+    async def get_blob_async(self, sha256: str) -> bytes:
+        """The payload kept as the blob of this SHA-256 (a run's or step's input or output
+        longer than the store's `blob_threshold`). InputError for a malformed hash,
+        BlobNotFound for one the store lacks."""
+        return await data.get_blob(self._rt, sha256)
+
+    get_blob = blocking(get_blob_async)
 
     async def gc_async(self, *, grace: float = DEFAULT_GRACE) -> int:
         """Remove the blobs nobody refers to any more (their runs were deleted, their outputs

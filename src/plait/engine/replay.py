@@ -32,7 +32,7 @@ class Replay:
 
     `status` is how the new call ended: "done", "failed" (see `error` and `traceback`) or
     "skipped" (its `when=` condition is false now). `diff` lists the differences between the
-    recorded step and the new call (`plait._diff` entries over status, output and error:
+    recorded step and the new call (`core.diff` entries over status, output and error:
     paths such as "/output/total"); it is empty when the call reproduced the record."""
 
     run_id: str

@@ -6,10 +6,13 @@ Functions of a `Runtime`, called by the Engine facade (and by the scheduler, whi
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
 import uuid
-from datetime import timedelta
+from collections.abc import Mapping
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .. import _codec
@@ -30,7 +33,19 @@ from ..core.topology import registry_blockers
 from ..worker.registry import read_workers
 from ..workflow.definition import Workflow
 from ..workflow.options import seconds, wait_limit
-from .views import Event, Inspection, Run, RunPage, Step, WorkflowInfo, inspect_run
+from .traces import check_trace_context
+from .views import (
+    Event,
+    FailedStep,
+    FailedStepPage,
+    Inspection,
+    Run,
+    RunFilter,
+    RunPage,
+    Step,
+    WorkflowInfo,
+    inspect_run,
+)
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +131,7 @@ async def start(
     run_id: str | None,
     deadline: float | timedelta | None = None,
     priority: int = 0,
+    trace_context: Mapping[str, str] | None = None,
 ) -> tuple[str, bool]:
     """Start a run: its id, and whether this call created it (False: its id was started before,
     by this process or another, such as a second scheduler of a tick)."""
@@ -129,6 +145,10 @@ async def start(
     input_json = encode_input(plan, value)
     now = time.time()
     run, steps, events = new_run(plan, run_id, input_json, now)
+    if trace_context is not None:  # kept in the run's first event (`engine.traces`)
+        carried = check_trace_context(dict(trace_context))
+        first = events[0]
+        events[0] = replace(first, payload={**first.payload, "trace_context": carried})
     flow_of_run(rt.workflows.latest(plan.name), plan, steps, value, priority)
     if within is not None:
         run.deadline = now + within
@@ -156,29 +176,69 @@ async def get_run(rt: Runtime, run_id: str) -> Run:
     return Run.from_row(await rt.run_row(run_id))
 
 
-async def list_runs(
-    rt: Runtime,
-    *,
-    workflow: str | None,
-    status: RunStatus | str | None,
-    limit: int,
-    cursor: str | None,
-) -> RunPage:
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
-        raise InputError(f"limit must be an integer between 1 and 10000, got {limit!r}")
+MAX_PAGE = 10_000  # runs or steps one page of a list may hold
+
+
+async def list_runs(rt: Runtime, filter: RunFilter, *, limit: int, cursor: str | None) -> RunPage:
+    check_limit(limit)
+    conditions = store_filter(filter)
+    before = _parse_cursor(cursor)
+    store = await rt.ready()
+    rows = await store.list_runs(**conditions, limit=limit + 1, before=before)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    next_cursor = f"{rows[-1].created_at!r}|{rows[-1].id}" if more and rows else None
+    return RunPage([Run.from_row(r) for r in rows], next_cursor)
+
+
+async def count_runs(rt: Runtime, filter: RunFilter) -> int:
+    conditions = store_filter(filter)
+    store = await rt.ready()
+    return await store.count_runs(**conditions)
+
+
+def check_limit(limit: object) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+        raise InputError(f"limit must be an integer between 1 and {MAX_PAGE}, got {limit!r}")
+    return limit
+
+
+def store_filter(f: RunFilter) -> dict[str, Any]:
+    """A RunFilter checked, as the keyword arguments of the store's `list_runs`/`count_runs`."""
+    if not isinstance(f, RunFilter):
+        raise InputError(f"expected a plait.RunFilter, got {type(f).__name__}")
+    status = f.status
     if status is not None:
         try:
             status = RunStatus(status)
         except ValueError:
             allowed = ", ".join(s.value for s in RunStatus)
             raise InputError(f"unknown run status {status!r}; use one of: {allowed}") from None
-    before = _parse_cursor(cursor)
-    store = await rt.ready()
-    rows = await store.list_runs(workflow=workflow, status=status, limit=limit + 1, before=before)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    next_cursor = f"{rows[-1].created_at!r}|{rows[-1].id}" if more and rows else None
-    return RunPage([Run.from_row(r) for r in rows], next_cursor)
+    if f.workflow is not None and not isinstance(f.workflow, str):
+        raise InputError(f"workflow must be a string, got {type(f.workflow).__name__}")
+    if f.text is not None and (not isinstance(f.text, str) or len(f.text) > 200):
+        raise InputError(f"text must be a string of at most 200 characters, got {f.text!r}")
+    created_from = epoch("created_from", f.created_from)
+    created_to = epoch("created_to", f.created_to)
+    return {
+        "workflow": f.workflow,
+        "status": status,
+        "created_from": created_from,
+        "created_to": created_to,
+        "text": f.text or None,
+    }
+
+
+def epoch(name: str, value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.timestamp()
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InputError(f"{name} must be a datetime or epoch seconds, got {value!r}")
+    return float(value)
 
 
 def _parse_cursor(cursor: str | None) -> tuple[float, str] | None:
@@ -186,11 +246,55 @@ def _parse_cursor(cursor: str | None) -> tuple[float, str] | None:
         return None
     try:
         created, run_id = cursor.split("|", 1)
-        return float(created), run_id
+        at = float(created)
+        if not math.isfinite(at):
+            raise ValueError(at)
+        return at, run_id
     except (ValueError, AttributeError):
         raise InputError(
             f"invalid cursor {cursor!r}: pass the next_cursor of a previous page"
         ) from None
+
+
+async def failed_steps(
+    rt: Runtime, workflow: str | None, limit: int, cursor: str | None
+) -> FailedStepPage:
+    check_limit(limit)
+    if workflow is not None and not isinstance(workflow, str):
+        raise InputError(f"workflow must be a string, got {type(workflow).__name__}")
+    before: tuple[float, str, str] | None = None
+    if cursor is not None:
+        try:
+            at, run_id, name = cursor.split("|", 2)
+            before = (float(at), run_id, name)
+            if not math.isfinite(before[0]):
+                raise ValueError(at)
+        except (ValueError, AttributeError):
+            raise InputError(
+                f"invalid cursor {cursor!r}: pass the next_cursor of a previous page"
+            ) from None
+    store = await rt.ready()
+    rows = await store.list_failed_steps(workflow=workflow, limit=limit + 1, before=before)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    workflows = {r.id: r.workflow for r in await store.get_runs({s.run_id for s in rows})}
+    found = [
+        FailedStep(
+            run_id=s.run_id,
+            workflow=workflows.get(s.run_id, "?"),
+            step=s.name,
+            error=StepError(s.error_code or "failed", s.error_message or ""),
+            attempts=s.attempt,
+            finished_at=datetime.fromtimestamp(s.finished_at, UTC) if s.finished_at else None,
+            task=s.task,
+        )
+        for s in rows
+    ]
+    last = rows[-1] if rows else None
+    next_cursor = (
+        f"{last.finished_at or 0.0!r}|{last.run_id}|{last.name}" if more and last else None
+    )
+    return FailedStepPage(found, next_cursor)
 
 
 async def steps(rt: Runtime, run_id: str) -> list[Step]:

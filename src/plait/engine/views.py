@@ -47,6 +47,7 @@ class Run:
     deadline: datetime | None = None  # past it, the run fails with deadline_exceeded
     parent_run: str | None = None  # the run this one was forked from
     forked_from: str | None = None  # the step of the parent it was forked from
+    updated_at: datetime | None = None  # when its status last changed (`watch_runs` sets it)
 
     @property
     def duration(self) -> float | None:
@@ -270,3 +271,67 @@ class Queue:
     @classmethod
     def of(cls, q: QueueConfig) -> Queue:
         return cls(q.name, q.concurrency, q.rate, None if q.bucket is None else q.bucket.tokens)
+
+
+@dataclass(frozen=True, slots=True)
+class RunFilter:
+    """Which runs a list, a count or a bulk action takes: every given condition holds.
+    `created_from`/`created_to`: a creation time range [from, to), a datetime (naive: UTC) or
+    epoch seconds; `text`: found in the run id or its error, case-insensitive."""
+
+    workflow: str | None = None
+    status: RunStatus | str | None = None
+    created_from: datetime | float | None = None
+    created_to: datetime | float | None = None
+    text: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FailedStep:
+    """A failed step, as the failed steps across runs list it."""
+
+    run_id: str
+    workflow: str
+    step: str
+    error: StepError
+    attempts: int
+    finished_at: datetime | None
+    task: str | None = None  # a spawned step: the task it runs
+
+
+@dataclass(frozen=True, slots=True)
+class FailedStepPage:
+    """One page of `failed_steps`; pass `next_cursor` back to get the next (None: no more)."""
+
+    steps: list[FailedStep]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class BulkItem:
+    """What a bulk action did to one run: "done", "skipped" (its status does not allow the
+    action: `message` says so) or "error" (the Engine refused it: its message)."""
+
+    run_id: str
+    outcome: str
+    message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BulkResult:
+    """A bulk action's dry run or its execution.
+
+    `matched`: runs the selection names (all of a filter's, not only the first `limit`);
+    `selected`: those this call looks at (at most its limit: run it again for the rest);
+    `eligible`: the selected runs whose status allows the action; `skipped_by_status`: the
+    others, counted per status; `sample`: some eligible ids. Executed (`dry_run` False),
+    `items` says what happened to each selected run."""
+
+    action: str
+    dry_run: bool
+    matched: int
+    selected: int
+    eligible: int
+    skipped_by_status: dict[str, int]
+    sample: list[str]
+    items: list[BulkItem] = field(default_factory=list)

@@ -17,14 +17,18 @@ terminal and no event came after: a run retried after it ended goes on being wat
 from __future__ import annotations
 
 import asyncio
+import math
+import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime
 
 from .._errors import InputError, RunNotFound
 from .._portal import Broadcast, wait_any
 from .._runtime import Runtime
 from ..stores import Store
 from ..stores.protocol import PushesEvents
-from .views import Event
+from .views import Event, Run
 
 FIRST_POLL = 0.01  # seconds: the first look at the store after an event, when nothing pushes
 PAGE = 1000  # events read at a time: a long log is not loaded whole
@@ -133,3 +137,66 @@ def check(run_id: object, after_seq: object) -> None:
         raise InputError(f"run_id must be a string, got {type(run_id).__name__}")
     if isinstance(after_seq, bool) or not isinstance(after_seq, int) or after_seq < 0:
         raise InputError(f"after_seq must be an integer >= 0, got {after_seq!r}")
+
+
+# -- the run-list change feed ---------------------------------------------------------------------
+
+OVERLAP = 2.0  # seconds of changes read again at each look (see `watch_runs`)
+COALESCE = 0.05  # seconds a woken feed lets further commits gather before it looks
+CHANGES_PAGE = 500
+
+
+async def watch_runs(rt: Runtime, since: float | None) -> AsyncGenerator[Run, None]:
+    """Runs as their status changes (created, started, paused, ended, retried…), from `since`
+    on (epoch seconds, the `updated_at` of a change delivered before, which is delivered again;
+    None: from now on), each with `updated_at` set, in the order of their
+    changes. Never ends by itself.
+
+    The store remembers when each run's status last changed (`Store.list_run_changes`). A
+    change is stamped with its writer's clock when its transaction runs, and may commit a
+    little later, or come from a host whose clock lags: each look reads the last `OVERLAP`
+    seconds again and delivers only what it has not delivered (a run, at that time), so such
+    a change is still seen. Woken by this process's commits and the store's pushes of ended
+    runs; otherwise it polls like a `result()` waiter."""
+    if since is not None and (
+        isinstance(since, bool) or not isinstance(since, int | float) or not math.isfinite(since)
+    ):
+        raise InputError(f"since must be epoch seconds, got {since!r}")
+    store = await rt.ready()
+    start = time.time() if since is None else float(since)
+    delivered: dict[str, float] = {}  # run id → the change of it delivered last
+    horizon = start  # the latest change seen
+    pause = FIRST_POLL
+    while True:
+        seen = (rt.events_written.generation, rt.runs_ended.generation, rt.work_ready.generation)
+        after: tuple[float, str] = (max(start, horizon - OVERLAP), "")
+        fresh: list[tuple[float, str]] = []
+        while True:
+            batch = await store.list_run_changes(after, CHANGES_PAGE)
+            fresh += [(at, r) for at, r in batch if delivered.get(r) != at]
+            if len(batch) < CHANGES_PAGE:
+                break
+            after = batch[-1]
+        if fresh:
+            rows = {r.id: r for r in await store.get_runs({r for _, r in fresh})}
+            for at, run_id in fresh:
+                delivered[run_id] = at
+                horizon = max(horizon, at)
+                row = rows.get(run_id)
+                if row is not None:
+                    yield replace(Run.from_row(row), updated_at=datetime.fromtimestamp(at, UTC))
+            # forget what the next look cannot read again
+            floor = horizon - OVERLAP
+            for run_id in [r for r, at in delivered.items() if at < floor]:
+                del delivered[run_id]
+        pause = min(FIRST_POLL if fresh else pause * 2, rt.idle_interval)
+        woken = await wait_any(
+            [
+                (rt.events_written, seen[0]),
+                (rt.runs_ended, seen[1]),
+                (rt.work_ready, seen[2]),
+            ],
+            pause,
+        )
+        if woken:
+            await asyncio.sleep(COALESCE)

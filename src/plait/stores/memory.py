@@ -11,6 +11,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
+from typing import Any
 
 from ..core.blobs import BlobStats, check_hash, check_put, missing
 from ..core.claiming import (
@@ -48,6 +49,23 @@ from ..core.txn import Action, Need, Transition, Txn, drive
 from .memory_blobs import MemoryBlobs, threshold_of_url
 
 
+def _matches(
+    r: RunRow,
+    workflow: str | None,
+    status: RunStatus | None,
+    created_from: float | None,
+    created_to: float | None,
+    text: str | None,
+) -> bool:
+    return (
+        (workflow is None or r.workflow == workflow)
+        and (status is None or r.status == status)
+        and (created_from is None or r.created_at >= created_from)
+        and (created_to is None or r.created_at < created_to)
+        and (not text or text.lower() in r.id.lower() or text.lower() in (r.error or "").lower())
+    )
+
+
 class MemoryStore:
     capabilities: frozenset[str] = frozenset()
 
@@ -58,6 +76,7 @@ class MemoryStore:
         self._lock = threading.Lock()
         self._workflows: dict[str, WorkflowPlan] = {}
         self._runs: dict[str, RunRow] = {}
+        self._run_updated: dict[str, float] = {}  # when each run's status last changed
         self._steps: dict[str, dict[str, StepRow]] = {}
         self._events: dict[str, list[EventRow]] = {}
         self._ready: dict[tuple[str, str], None] = {}  # index of ready steps, in insertion order
@@ -112,6 +131,7 @@ class MemoryStore:
             if existing is not None:
                 return dataclasses.replace(existing), False
             self._runs[run.id] = stored = dataclasses.replace(run)
+            self._run_updated[run.id] = run.created_at
             stored.input = self.blobs.keep((run.id, "", "input"), run.input, run.created_at) or b""
             stored.output = self.blobs.keep((run.id, "", "output"), run.output, run.created_at)
             self._steps[run.id] = {}
@@ -138,17 +158,72 @@ class MemoryStore:
         status: RunStatus | None,
         limit: int,
         before: tuple[float, str] | None,
+        created_from: float | None = None,
+        created_to: float | None = None,
+        text: str | None = None,
     ) -> list[RunRow]:
         with self._lock:
             rows = [
                 r
                 for r in self._runs.values()
-                if (workflow is None or r.workflow == workflow)
-                and (status is None or r.status == status)
+                if _matches(r, workflow, status, created_from, created_to, text)
                 and (before is None or (r.created_at, r.id) < before)
             ]
         rows.sort(key=lambda r: (r.created_at, r.id), reverse=True)
         return [dataclasses.replace(r) for r in rows[:limit]]
+
+    async def count_runs(
+        self,
+        *,
+        workflow: str | None,
+        status: RunStatus | None,
+        created_from: float | None = None,
+        created_to: float | None = None,
+        text: str | None = None,
+    ) -> int:
+        with self._lock:
+            return sum(
+                1
+                for r in self._runs.values()
+                if _matches(r, workflow, status, created_from, created_to, text)
+            )
+
+    async def list_run_changes(
+        self, after: tuple[float, str], limit: int
+    ) -> list[tuple[float, str]]:
+        with self._lock:
+            found = [(at, r) for r, at in self._run_updated.items() if (at, r) > after]
+        found.sort()
+        return found[:limit]
+
+    async def step_backlog(self, now: float) -> list[tuple[str, StepStatus, int, float | None]]:
+        counts: dict[tuple[str, StepStatus], list[Any]] = {}
+        with self._lock:
+            for index in (self._ready, self._running, self._waiting):
+                for run_id, name in index:
+                    s = self._steps[run_id][name]
+                    queue = (s.options.queue if s.options else None) or "default"
+                    entry = counts.setdefault((queue, s.status), [0, None])
+                    entry[0] += 1
+                    since = s.available_at if s.available_at is not None else s.ready_at
+                    if s.status is StepStatus.READY and since is not None and since <= now:
+                        entry[1] = since if entry[1] is None else min(entry[1], since)
+        return [(q, status, n, oldest) for (q, status), (n, oldest) in counts.items()]
+
+    async def list_failed_steps(
+        self, *, workflow: str | None, limit: int, before: tuple[float, str, str] | None
+    ) -> list[StepRow]:
+        with self._lock:
+            found = [
+                s
+                for run_id, steps in self._steps.items()
+                if workflow is None or self._runs[run_id].workflow == workflow
+                for s in steps.values()
+                if s.status is StepStatus.FAILED
+                and (before is None or (s.finished_at or 0.0, s.run_id, s.name) < before)
+            ]
+            found.sort(key=lambda s: (s.finished_at or 0.0, s.run_id, s.name), reverse=True)
+            return [dataclasses.replace(s) for s in found[:limit]]
 
     async def get_steps(self, run_id: str) -> list[StepRow]:
         with self._lock:
@@ -457,6 +532,7 @@ class MemoryStore:
             if run is None or not run.status.terminal:
                 return False
             del self._runs[run_id]
+            self._run_updated.pop(run_id, None)
             steps = list(self._steps.pop(run_id, {}))
             self.blobs.forget_run(run_id, steps)
             for name in steps:
@@ -520,6 +596,8 @@ class MemoryStore:
             before = self._steps[step.run_id].get(step.name)
             self._put_step(self.blobs.kept_step(step, before, txn.now))
         for run in txn.changed_runs.values():
+            if self._runs[run.id].status is not run.status:
+                self._run_updated[run.id] = txn.now
             if self._runs[run.id].output is not run.output:
                 run.output = self.blobs.keep((run.id, "", "output"), run.output, txn.now)
             self._runs[run.id] = run

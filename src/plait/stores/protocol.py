@@ -25,6 +25,7 @@ from ..core.rows import (
     RunStatus,
     StepInputs,
     StepRow,
+    StepStatus,
     WorkflowPlan,
 )
 from ..core.txn import Action
@@ -82,8 +83,41 @@ class Store(Protocol):
         status: RunStatus | None,
         limit: int,
         before: tuple[float, str] | None,
+        created_from: float | None = None,
+        created_to: float | None = None,
+        text: str | None = None,
     ) -> list[RunRow]:
-        """Newest first (created_at, id descending), strictly before the `before` position."""
+        """Newest first (created_at, id descending), strictly before the `before` position;
+        created in [`created_from`, `created_to`) where given; with `text`, only runs whose id
+        or error contains it (case-insensitive)."""
+
+    async def count_runs(
+        self,
+        *,
+        workflow: str | None,
+        status: RunStatus | None,
+        created_from: float | None = None,
+        created_to: float | None = None,
+        text: str | None = None,
+    ) -> int:
+        """How many runs `list_runs` with these filters would give, all pages together."""
+
+    async def list_run_changes(
+        self, after: tuple[float, str], limit: int
+    ) -> list[tuple[float, str]]:
+        """The run-list change feed: (when its status last changed, run id) of runs whose status
+        changed (or that were created) after the (updated_at, id) position `after`, in that
+        order. A run appears once, at its latest change."""
+
+    async def step_backlog(self, now: float) -> list[tuple[str, StepStatus, int, float | None]]:
+        """Steps ready, running or waiting, per queue ("default" for none) and status: (queue,
+        status, how many, since when the oldest of the ready ones claimable by `now` is)."""
+
+    async def list_failed_steps(
+        self, *, workflow: str | None, limit: int, before: tuple[float, str, str] | None
+    ) -> list[StepRow]:
+        """Failed steps across runs (of `workflow`'s runs, if given), the latest ended first
+        (finished_at, run_id, name descending), strictly before the `before` position."""
 
     async def get_steps(self, run_id: str) -> list[StepRow]:
         """Every step of the run in definition order."""

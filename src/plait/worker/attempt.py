@@ -33,6 +33,7 @@ from ..workflow.context import StepCancelled, StepContext
 from ..workflow.definition import StepDef, Workflow
 from ..workflow.tasks import task_kwargs
 from .handler_threads import HandlerThreads, HandlerTimeout
+from .tracing import attempt_span
 
 TRACEBACK_LIMIT = 32 * 1024
 KEY_ERROR = "concurrency_key_error"  # the key callable raised, or returned no string or integer
@@ -123,14 +124,17 @@ async def attempt(
             return None
     timeout = wf.timeout_for(step)
     clock: asyncio.Timeout | None = None
+    span = attempt_span(claim.run_id, claim.step, claim.iteration, claim.attempt, claim.recoveries)
     try:
-        if step.is_async:
-            async with asyncio.timeout(timeout) as clock:
-                result = await step.fn(**kwargs)
-        else:  # its clock starts when a thread starts it (HandlerThreads)
-            ok, result = await threads.call(step.fn, kwargs, timeout, claim.run_id, claim.step)
-            if not ok:
-                raise result
+        with span as carried:  # the attempt's span is current while its handler runs
+            if step.is_async:
+                async with asyncio.timeout(timeout) as clock:
+                    result = await step.fn(**kwargs)
+            else:  # its clock starts when a thread starts it (HandlerThreads)
+                fn = carried(step.fn)
+                ok, result = await threads.call(fn, kwargs, timeout, claim.run_id, claim.step)
+                if not ok:
+                    raise result
     except asyncio.CancelledError as exc:
         if ctx.cancelled:  # the worker's doing (stop, run cancelled, lease lost): it decides
             raise

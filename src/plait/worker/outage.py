@@ -10,7 +10,9 @@ import time
 
 from .._errors import StoreError
 
-log = logging.getLogger("plait._worker")  # the worker's logger: its messages keep their source
+log = logging.getLogger(
+    "plait.worker.worker"
+)  # the worker's logger: its messages keep their source
 
 
 class Outage:

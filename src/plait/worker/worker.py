@@ -207,6 +207,8 @@ class Worker:
                     labels=self.labels,
                 )
                 if claims:
+                    if self.rt.observer is not None:
+                        self.rt.observer.claimed(self, claims, now)
                     idle.took_work()
                     self.rt.events_written.fire()  # step_started: watchers here see it now
                     await self._launch(claims)
@@ -372,6 +374,8 @@ class Worker:
                     outcome.step,
                     outcome.run_id,
                 )
+        if self.rt.observer is not None:
+            self.rt.observer.committed(self, batch, result.accepted, time.time())
         for outcome in batch:
             self._inflight.pop(outcome.token, None)
             self._interrupted.pop(outcome.token, None)
@@ -445,6 +449,8 @@ class Worker:
                 if beat_due:
                     recovered = await self.store.recover_expired(now, rt.max_recoveries, 1000)
                     rt.committed(recovered)
+                    if rt.observer is not None and recovered.expired:
+                        rt.observer.expired(self, recovered.expired)
             except StoreError as exc:  # the claim loop says it once, and when it is back
                 log.debug("worker %s: lease upkeep failed, will retry: %s", self.id, exc)
             except Exception:

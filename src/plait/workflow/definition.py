@@ -89,7 +89,7 @@ class StepDef:
     signature: inspect.Signature | None = None
     dep_params: dict[str, TypeAdapter[Any] | None] = field(default_factory=dict)
     accepts_kwargs: bool = False
-    # a task (@wf.task), spawned by steps: the parameter its input binds to (see _tasks.py)
+    # a task (@wf.task), spawned by steps: the parameter its input binds to (see workflow.tasks)
     is_task: bool = False
     task_input: str | None = None
     task_input_required: bool = False

@@ -8,7 +8,7 @@
         return ctx.map(resize, images)        # the output: every resize's output, in order
 
 A task takes at most one value (the first parameter after `ctx`, the spawned step's `input`).
-What a handler spawns is recorded with its success only (see `_spawn.py` for the state machine);
+What a handler spawns is recorded with its success only (see `core.spawn` for the state machine);
 a misuse (an unregistered function, a bad name, input that is not JSON) fails the step with code
 `invalid_spawn`, as retrying the same code would not help.
 """

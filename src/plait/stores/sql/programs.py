@@ -53,6 +53,7 @@ from ...core.rows import (
     Lease,
     Outcome,
     RunRow,
+    RunStatus,
     StepInputs,
     StepRow,
     StepStatus,
@@ -97,6 +98,7 @@ class SQLTxn(Txn):
         # the blobs the loaded outputs were kept in: a rewritten output drops its reference
         self.step_output_blobs: dict[StepKey, str] = {}
         self.run_output_blobs: dict[str, str] = {}
+        self.run_statuses: dict[str, RunStatus] = {}  # as loaded: a change moves `updated_at`
         self.busy = False  # a claim passed over runs that other transactions held
         # a claim that took nothing: did limits hold ready work back, and until when (Claims)
         self.limited = False
@@ -117,6 +119,7 @@ class Programs(DataPrograms):
         self.update_step_output = q.positional("update_step_output", UPDATE_STEP_OUTPUT)
         self.update_run = q.positional("update_run", UPDATE_RUN)
         self.update_run_output = q.positional("update_run_output", UPDATE_RUN_OUTPUT)
+        self.touch_runs = q.positional("touch_runs", ("updated_at", "id"))
         self.lock_run = q.locked("get_run")
         self.lock_runs = q.locked("get_runs")
         self.lock_step = q.locked("get_step")
@@ -413,6 +416,7 @@ class Programs(DataPrograms):
     def _add_runs(self, txn: SQLTxn, rows: Sequence[Sequence[Any]], runs: list[RunRow]) -> None:
         for row, run in zip(rows, runs, strict=True):
             txn.runs[run.id] = run
+            txn.run_statuses[run.id] = run.status
             txn.run_outputs[run.id] = run.output
             if row[RUN_OUTPUT_BLOB] is not None:
                 txn.run_output_blobs[run.id] = row[RUN_OUTPUT_BLOB]
@@ -488,6 +492,13 @@ class Programs(DataPrograms):
             txn.changed_runs, txn.run_outputs, txn.run_output_blobs, writes, run_update_row,
             run_update_output_row, self.update_run, self.update_run_output,
         )  # fmt: skip
+        moved = [
+            (txn.now, r.id)
+            for r in txn.changed_runs.values()
+            if txn.run_statuses.get(r.id) is not r.status
+        ]
+        if moved:  # a status changed (rare: a run starts, ends, pauses): the change feed's
+            yield from execute_many(self.touch_runs, moved)
         if txn.rekeyed:  # concurrency keys resolved from outputs, or pending again (rare)
             yield from self._write_keys(txn)
         if txn.events:

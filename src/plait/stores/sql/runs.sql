@@ -13,11 +13,11 @@ input_blob, output_blob
 INSERT INTO runs (
     id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq,
     output, error, created_at, started_at, finished_at, deadline, parent_run, forked_from,
-    next_idx, input_blob, output_blob
+    next_idx, input_blob, output_blob, updated_at
 ) VALUES (
     :id, :workflow, :version, :fingerprint, :status, :input, :sinks, :unfinished, :failures,
     :next_seq, :output, :error, :created_at, :started_at, :finished_at, :deadline, :parent_run,
-    :forked_from, :next_idx, :input_blob, :output_blob
+    :forked_from, :next_idx, :input_blob, :output_blob, :created_at
 )
 ON CONFLICT (id) DO NOTHING;
 
@@ -38,22 +38,38 @@ SELECT /*include run_columns*/
 FROM runs WHERE id = ANY(ARRAY(SELECT jsonb_array_elements_text(CAST(:id_list AS jsonb))))
 ORDER BY id /*for update*/;
 
+-- fragment: run_filter
+-- The filters of a run list beside workflow and status: created in [from, to), text in id or error.
+(:created_from IS NULL OR created_at >= :created_from)
+AND (:created_to IS NULL OR created_at < :created_to)
+AND (:text IS NULL OR instr(lower(id), :text) > 0 OR instr(lower(coalesce(error, '')), :text) > 0)
+
+-- fragment: run_filter [postgres]
+-- The filters of a run list beside workflow and status (see the common text).
+(CAST(:created_from AS double precision) IS NULL
+ OR created_at >= CAST(:created_from AS double precision))
+AND (CAST(:created_to AS double precision) IS NULL
+     OR created_at < CAST(:created_to AS double precision))
+AND (CAST(:text AS text) IS NULL OR strpos(lower(id), CAST(:text AS text)) > 0
+     OR strpos(lower(coalesce(error, '')), CAST(:text AS text)) > 0)
+
 -- name: list_runs
--- A page of runs, newest first, strictly before a (created_at, id) position, of any workflow.
+-- A page of runs, newest first, strictly before a (created_at, id) position (an index range).
 SELECT /*include run_columns*/
 FROM runs
 WHERE (:status IS NULL OR status = :status)
-  AND (:before_at IS NULL OR (created_at, id) < (:before_at, :before_id))
+  AND (created_at, id) < (:before_at, :before_id)
+  AND /*include run_filter*/
 ORDER BY created_at DESC, id DESC
 LIMIT :limit;
 
 -- name: list_runs [postgres]
--- A page of runs, newest first, strictly before a (created_at, id) position, of any workflow.
+-- A page of runs, newest first, strictly before a (created_at, id) position (an index range).
 SELECT /*include run_columns*/
 FROM runs
 WHERE (CAST(:status AS text) IS NULL OR status = CAST(:status AS text))
-  AND (CAST(:before_at AS double precision) IS NULL
-       OR (created_at, id) < (CAST(:before_at AS double precision), CAST(:before_id AS text)))
+  AND (created_at, id) < (CAST(:before_at AS double precision), CAST(:before_id AS text))
+  AND /*include run_filter*/
 ORDER BY created_at DESC, id DESC
 LIMIT :limit;
 
@@ -62,7 +78,8 @@ LIMIT :limit;
 SELECT /*include run_columns*/
 FROM runs
 WHERE workflow = :workflow
-  AND (:before_at IS NULL OR (created_at, id) < (:before_at, :before_id))
+  AND (created_at, id) < (:before_at, :before_id)
+  AND /*include run_filter*/
 ORDER BY created_at DESC, id DESC
 LIMIT :limit;
 
@@ -71,8 +88,8 @@ LIMIT :limit;
 SELECT /*include run_columns*/
 FROM runs
 WHERE workflow = :workflow
-  AND (CAST(:before_at AS double precision) IS NULL
-       OR (created_at, id) < (CAST(:before_at AS double precision), CAST(:before_id AS text)))
+  AND (created_at, id) < (CAST(:before_at AS double precision), CAST(:before_id AS text))
+  AND /*include run_filter*/
 ORDER BY created_at DESC, id DESC
 LIMIT :limit;
 
@@ -81,7 +98,8 @@ LIMIT :limit;
 SELECT /*include run_columns*/
 FROM runs
 WHERE workflow = :workflow AND status = :status
-  AND (:before_at IS NULL OR (created_at, id) < (:before_at, :before_id))
+  AND (created_at, id) < (:before_at, :before_id)
+  AND /*include run_filter*/
 ORDER BY created_at DESC, id DESC
 LIMIT :limit;
 
@@ -90,10 +108,42 @@ LIMIT :limit;
 SELECT /*include run_columns*/
 FROM runs
 WHERE workflow = :workflow AND status = :status
-  AND (CAST(:before_at AS double precision) IS NULL
-       OR (created_at, id) < (CAST(:before_at AS double precision), CAST(:before_id AS text)))
+  AND (created_at, id) < (CAST(:before_at AS double precision), CAST(:before_id AS text))
+  AND /*include run_filter*/
 ORDER BY created_at DESC, id DESC
 LIMIT :limit;
+
+-- name: count_runs
+-- How many runs a filter matches (a bulk action's dry run).
+SELECT count(*) FROM runs
+WHERE (:workflow IS NULL OR workflow = :workflow)
+  AND (:status IS NULL OR status = :status)
+  AND /*include run_filter*/;
+
+-- name: count_runs [postgres]
+-- How many runs a filter matches (a bulk action's dry run).
+SELECT count(*) FROM runs
+WHERE (CAST(:workflow AS text) IS NULL OR workflow = CAST(:workflow AS text))
+  AND (CAST(:status AS text) IS NULL OR status = CAST(:status AS text))
+  AND /*include run_filter*/;
+
+-- name: list_run_changes
+-- Runs whose status changed after an (updated_at, id) position: that time and id, in order.
+SELECT updated_at, id
+FROM runs
+WHERE (updated_at, id) > (:after_at, :after_id)
+ORDER BY updated_at, id
+LIMIT :limit;
+
+-- name: touch_runs
+-- Remember when the status of a run changed (the change feed reads it).
+UPDATE runs SET updated_at = :updated_at WHERE id = :id;
+
+-- name: touch_runs [postgres]
+-- Remember when the status of runs changed (the change feed reads it).
+UPDATE runs AS r SET updated_at = v.updated_at
+FROM unnest(CAST(:updated_at AS double precision[]), CAST(:id AS text[])) AS v (updated_at, id)
+WHERE r.id = v.id;
 
 -- The writes of a transaction: the common text is run once per row (executemany); the
 -- [postgres] versions take one array per column and write every row in one statement (the

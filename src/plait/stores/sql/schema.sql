@@ -1,5 +1,5 @@
 -- The plait schema as it is now (SQLite dialect). A new database is created from this file; an
--- older one is brought here by replaying migrations/NNNN_*.sql. tests/contract/test_sqlite_schema.py
+-- older one is brought here by replaying migrations/NNNN_*.sql. tests/stores/test_sqlite.py
 -- checks that both roads lead to the same schema. Timestamps are seconds since the epoch (REAL);
 -- payloads (input, output) are BLOBs of JSON bytes that the store never decodes.
 
@@ -41,7 +41,8 @@ CREATE TABLE runs (
     forked_from TEXT,  -- the step it was forked from
     next_idx    INTEGER NOT NULL DEFAULT 0,  -- idx of the next step added (spawned) to the run
     input_blob  TEXT,  -- the input is the blob of this hash (`input` is then empty)
-    output_blob TEXT   -- the output is the blob of this hash (`output` is then NULL)
+    output_blob TEXT,  -- the output is the blob of this hash (`output` is then NULL)
+    updated_at  DOUBLE PRECISION NOT NULL DEFAULT 0  -- when its status last changed
 );
 
 CREATE INDEX runs_created ON runs (created_at, id);
@@ -53,6 +54,9 @@ CREATE INDEX runs_workflow_status ON runs (workflow, status, created_at, id);
 -- deadlines to enforce: unfinished runs by deadline
 CREATE INDEX runs_deadline ON runs (deadline)
 WHERE deadline IS NOT NULL AND status IN ('pending', 'running', 'pausing', 'paused');
+
+-- the run-list change feed: runs by the time their status last changed
+CREATE INDEX runs_updated ON runs (updated_at, id);
 
 CREATE TABLE steps (
     run_id           TEXT NOT NULL,
@@ -105,6 +109,9 @@ WHERE status = 'running' AND concurrency_key IS NOT NULL;
 -- recover_expired: running steps by lease expiry
 CREATE INDEX steps_leases ON steps (lease_expires_at) WHERE status = 'running';
 
+-- failed steps across runs, the latest first
+CREATE INDEX steps_failed ON steps (finished_at, run_id, name) WHERE status = 'failed';
+
 -- list_waiting, and approvals expiring: waiting steps by expiry (available_at)
 CREATE INDEX steps_waiting ON steps (available_at) WHERE status = 'waiting';
 
@@ -143,7 +150,7 @@ CREATE TABLE records (
     PRIMARY KEY (collection, key)
 );
 
--- Blobs: payloads longer than the store's threshold, kept once under their SHA-256 (_blobs.py).
+-- Blobs: payloads longer than the store's threshold, kept once under their SHA-256 (core.blobs).
 -- `refs` counts the columns that name it; gc removes a blob with none once it is older than a
 -- grace period (`created_at` is refreshed by every put, so a blob put for a row about to commit
 -- is never removed under it).
@@ -159,7 +166,7 @@ CREATE TABLE blobs (
 CREATE INDEX blobs_unreferenced ON blobs (created_at) WHERE refs <= 0;
 
 -- Artifacts: files steps saved (ctx.save_artifact), visible once the step succeeded; the bytes
--- are in the artifact folder under `path`, or in the blob of their `sha256` (plait/_artifacts.py).
+-- are in the artifact folder under `path`, or in the blob of their `sha256` (data.artifacts).
 CREATE TABLE artifacts (
     id           TEXT PRIMARY KEY,  -- random hex made by plait; also the file's name
     run_id       TEXT NOT NULL,

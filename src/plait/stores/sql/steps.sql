@@ -183,3 +183,47 @@ WHERE s.run_id = v.run_id AND s.name = v.name;
 -- Store the concurrency key a worker resolved from a step's dependency outputs (NULL: pending).
 UPDATE steps SET options = :options, concurrency_key = :concurrency_key
 WHERE run_id = :run_id AND name = :name;
+
+-- name: list_failed_steps
+-- Failed steps across runs, the latest ended first, before a (finished_at, run_id, name) position.
+SELECT /*include step_columns*/
+FROM steps AS s
+WHERE status = 'failed'
+  AND (:workflow IS NULL OR run_id IN (SELECT id FROM runs WHERE workflow = :workflow))
+  AND (:before_at IS NULL
+       OR (finished_at, run_id, name) < (:before_at, :before_run, :before_name))
+ORDER BY finished_at DESC, run_id DESC, name DESC
+LIMIT :limit;
+
+-- name: list_failed_steps [postgres]
+-- Failed steps across runs, the latest ended first, before a (finished_at, run_id, name) position.
+SELECT /*include step_columns*/
+FROM steps AS s
+WHERE status = 'failed'
+  AND (CAST(:workflow AS text) IS NULL
+       OR run_id IN (SELECT id FROM runs WHERE workflow = CAST(:workflow AS text)))
+  AND (CAST(:before_at AS double precision) IS NULL
+       OR (finished_at, run_id, name)
+          < (CAST(:before_at AS double precision), CAST(:before_run AS text),
+             CAST(:before_name AS text)))
+ORDER BY finished_at DESC, run_id DESC, name DESC
+LIMIT :limit;
+
+-- name: step_backlog
+-- Steps that wait or run, per queue and status: how many, and since when the oldest is claimable.
+SELECT coalesce(queue, 'default') AS q, status, count(*),
+       min(CASE WHEN status = 'ready' AND coalesce(available_at, ready_at) <= :now
+                THEN coalesce(available_at, ready_at) END)
+FROM steps
+WHERE status IN ('ready', 'running', 'waiting')
+GROUP BY coalesce(queue, 'default'), status;
+
+-- name: step_backlog [postgres]
+-- Steps that wait or run, per queue and status: how many, and since when the oldest is claimable.
+SELECT coalesce(queue, 'default') AS q, status, count(*),
+       min(CASE WHEN status = 'ready'
+                     AND coalesce(available_at, ready_at) <= CAST(:now AS double precision)
+                THEN coalesce(available_at, ready_at) END)
+FROM steps
+WHERE status IN ('ready', 'running', 'waiting')
+GROUP BY coalesce(queue, 'default'), status;

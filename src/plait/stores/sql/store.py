@@ -25,6 +25,7 @@ from ...core.rows import (
     RunStatus,
     StepInputs,
     StepRow,
+    StepStatus,
     WorkflowPlan,
 )
 from ...core.txn import Action
@@ -60,6 +61,22 @@ def _reconfigured(_config: QueueConfig) -> Iterable[str]:
 
 def _created(result: tuple[RunRow, bool]) -> Iterable[str]:
     return ("ready",) if result[1] else ()
+
+
+def _filter_params(
+    workflow: str | None,
+    status: RunStatus | None,
+    created_from: float | None,
+    created_to: float | None,
+    text: str | None,
+) -> dict[str, Any]:
+    return {
+        "workflow": workflow,
+        "status": status.value if status is not None else None,
+        "created_from": created_from,
+        "created_to": created_to,
+        "text": text.lower() if text else None,
+    }
 
 
 class SQLStore:
@@ -147,13 +164,17 @@ class SQLStore:
         status: RunStatus | None,
         limit: int,
         before: tuple[float, str] | None,
+        created_from: float | None = None,
+        created_to: float | None = None,
+        text: str | None = None,
     ) -> list[RunRow]:
         params: dict[str, Any] = {
-            "workflow": workflow,
-            "status": status.value if status is not None else None,
+            **_filter_params(workflow, status, created_from, created_to, text),
             "limit": limit,
-            "before_at": before[0] if before is not None else None,
-            "before_id": before[1] if before is not None else None,
+            # always a keyset range (from +inf for the first page), so that a page deep in a
+            # long list is an index range scan, as fast as the first
+            "before_at": before[0] if before is not None else math.inf,
+            "before_id": before[1] if before is not None else "",
         }
         if workflow is None:
             query = "list_runs"
@@ -162,6 +183,44 @@ class SQLStore:
         else:
             query = "list_runs_of_workflow_status"
         return await self._read_runs(query, params)
+
+    async def count_runs(
+        self,
+        *,
+        workflow: str | None,
+        status: RunStatus | None,
+        created_from: float | None = None,
+        created_to: float | None = None,
+        text: str | None = None,
+    ) -> int:
+        params = _filter_params(workflow, status, created_from, created_to, text)
+        rows = await self._fetch("count_runs", params)
+        return int(rows[0][0])
+
+    async def list_run_changes(
+        self, after: tuple[float, str], limit: int
+    ) -> list[tuple[float, str]]:
+        params = {"after_at": after[0], "after_id": after[1], "limit": limit}
+        return [(float(at), run_id) for at, run_id in await self._fetch("list_run_changes", params)]
+
+    async def step_backlog(self, now: float) -> list[tuple[str, StepStatus, int, float | None]]:
+        rows = await self._fetch("step_backlog", {"now": now})
+        return [
+            (q, StepStatus(status), int(n), None if oldest is None else float(oldest))
+            for q, status, n, oldest in rows
+        ]
+
+    async def list_failed_steps(
+        self, *, workflow: str | None, limit: int, before: tuple[float, str, str] | None
+    ) -> list[StepRow]:
+        params = {
+            "workflow": workflow,
+            "limit": limit,
+            "before_at": before[0] if before is not None else None,
+            "before_run": before[1] if before is not None else None,
+            "before_name": before[2] if before is not None else None,
+        }
+        return await self._read_steps("list_failed_steps", params)
 
     async def get_steps(self, run_id: str) -> list[StepRow]:
         return await self._read_steps("get_steps", {"run_id": run_id})

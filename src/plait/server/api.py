@@ -1,0 +1,429 @@
+"""The REST API, under /api/v1: one route per Engine operation, its errors the Engine's own
+(`app.status_of` gives their status). Lists are keyset-paged: pass `next_cursor` back as
+`cursor`; a page holds at most `MAX_LIMIT` items (more is a 422, never silently trimmed)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from starlette.responses import StreamingResponse
+
+from .._errors import ConfigError, InputError
+from ..core.rate import Rate
+from ..engine.engine import Engine
+from ..engine.views import RunFilter
+from . import views
+from .bodies import (
+    ApproveBody,
+    BulkBody,
+    CancelBody,
+    ForkBody,
+    QueueBody,
+    RejectBody,
+    ScheduleBody,
+    SignalBody,
+    StartBody,
+)
+from .encode import JSON, plain
+from .errors import NotFound
+
+router = APIRouter(prefix="/api/v1")
+
+MAX_LIMIT = 500
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description=f"items per page, 1-{MAX_LIMIT}")]
+Cursor = Annotated[str | None, Query(max_length=500, description="next_cursor of a previous page")]
+_ARTIFACT_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def engine_of(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+def actor(request: Request) -> str:
+    """Who acts, for the run's log: the API and the caller's address (never the token)."""
+    client = request.client.host if request.client else "unknown"
+    return f"api@{client}"
+
+
+# -- runs ----------------------------------------------------------------------------------------
+
+
+@router.get("/runs", tags=["runs"], summary="List runs, newest first")
+async def list_runs(
+    request: Request,
+    workflow: Annotated[str | None, Query(max_length=200)] = None,
+    status: Annotated[str | None, Query(max_length=20)] = None,
+    created_from: datetime | None = None,
+    created_to: datetime | None = None,
+    q: Annotated[str | None, Query(max_length=200, description="text in run id or error")] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+    count: bool = False,
+) -> JSON:
+    engine = engine_of(request)
+    page = await engine.list_runs_async(
+        workflow=workflow,
+        status=status,
+        created_from=created_from,
+        created_to=created_to,
+        text=q,
+        limit=limit,
+        cursor=cursor,
+    )
+    body: dict[str, Any] = {"runs": page.runs, "next_cursor": page.next_cursor}
+    if count:
+        where = RunFilter(workflow, status, created_from, created_to, q)
+        body["count"] = await engine.count_runs_async(where)
+    return JSON(body)
+
+
+@router.post(
+    "/runs", tags=["runs"], summary="Start a run of a workflow the store knows", status_code=201
+)
+async def start_run(request: Request, body: StartBody) -> JSON:
+    engine = engine_of(request)
+    handle = await engine.start_async(
+        body.workflow, body.input, run_id=body.run_id, priority=body.priority
+    )
+    return JSON(await engine.get_run_async(handle.id), status_code=201)
+
+
+@router.get("/runs/{run_id}", tags=["runs"], summary="A run")
+async def get_run(request: Request, run_id: str) -> JSON:
+    return JSON(await engine_of(request).get_run_async(run_id))
+
+
+@router.get("/runs/{run_id}/steps", tags=["runs"], summary="A run's steps in definition order")
+async def get_steps(request: Request, run_id: str) -> JSON:
+    return JSON({"steps": await engine_of(request).steps_async(run_id)})
+
+
+@router.get(
+    "/runs/{run_id}/steps/{step}",
+    tags=["runs"],
+    summary="One step: its inputs, output, error, attempts, events, artifacts, and why it waits",
+)
+async def get_step(request: Request, run_id: str, step: str) -> JSON:
+    return JSON(await views.step_detail(engine_of(request), run_id, step))
+
+
+@router.get("/runs/{run_id}/events", tags=["runs"], summary="A run's events after a seq")
+async def get_events(
+    request: Request,
+    run_id: str,
+    after_seq: Annotated[int, Query(ge=0, le=2**62)] = 0,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 1000,
+) -> JSON:
+    events = await engine_of(request).events_async(run_id, after_seq, limit)
+    return JSON({"events": events, "last_seq": events[-1].seq if events else after_seq})
+
+
+@router.get(
+    "/runs/{run_id}/inspect", tags=["runs"], summary="Counts per status and what waits on what"
+)
+async def inspect_run(request: Request, run_id: str) -> JSON:
+    seen = await engine_of(request).inspect_async(run_id)
+    return JSON({"run": seen.run, "counts": seen.counts, "blockers": seen.blockers,
+                 "duration": seen.duration, "notes": seen.notes})  # fmt: skip
+
+
+@router.get(
+    "/runs/{run_id}/graph", tags=["runs"], summary="A run's DAG, laid out, fan-outs grouped"
+)
+async def get_graph(
+    request: Request,
+    run_id: str,
+    expand: Annotated[list[str] | None, Query(max_length=20)] = None,
+) -> JSON:
+    return JSON(await views.graph(engine_of(request), run_id, set(expand or ())))
+
+
+@router.get(
+    "/runs/{run_id}/timeline", tags=["runs"], summary="One bar per attempt: queued, then ran"
+)
+async def get_timeline(request: Request, run_id: str) -> JSON:
+    return JSON(await views.timeline(engine_of(request), run_id))
+
+
+@router.get("/runs/{run_id}/artifacts", tags=["data"], summary="The artifacts a run's steps saved")
+async def get_artifacts(request: Request, run_id: str) -> JSON:
+    return JSON({"artifacts": await engine_of(request).artifacts_async(run_id)})
+
+
+@router.get(
+    "/runs/{run_a}/diff/{run_b}", tags=["history"], summary="Two runs compared step by step"
+)
+async def diff_runs(request: Request, run_a: str, run_b: str) -> JSON:
+    return JSON({"steps": await engine_of(request).diff_async(run_a, run_b)})
+
+
+# -- operator actions ----------------------------------------------------------------------------
+
+
+@router.post("/runs/{run_id}/cancel", tags=["operator"], summary="Cancel a run")
+async def cancel_run(request: Request, run_id: str, body: CancelBody | None = None) -> JSON:
+    reason = body.reason if body else None
+    return JSON(await engine_of(request).cancel_async(run_id, reason, by=actor(request)))
+
+
+@router.post("/runs/{run_id}/pause", tags=["operator"], summary="Pause a run")
+async def pause_run(request: Request, run_id: str) -> JSON:
+    return JSON(await engine_of(request).pause_async(run_id, by=actor(request)))
+
+
+@router.post("/runs/{run_id}/resume", tags=["operator"], summary="Resume a paused run")
+async def resume_run(request: Request, run_id: str) -> JSON:
+    return JSON(await engine_of(request).resume_async(run_id, by=actor(request)))
+
+
+@router.post("/runs/{run_id}/steps/{step}/retry", tags=["operator"], summary="Retry a failed step")
+async def retry_step(request: Request, run_id: str, step: str) -> JSON:
+    engine = engine_of(request)
+    await views.known_step(engine, run_id, step)
+    return JSON(await engine.retry_async(run_id, step, by=actor(request)))
+
+
+@router.post(
+    "/runs/{run_id}/steps/{step}/approve", tags=["operator"], summary="Approve a waiting step"
+)
+async def approve_step(
+    request: Request, run_id: str, step: str, body: ApproveBody | None = None
+) -> JSON:
+    engine = engine_of(request)
+    await views.known_step(engine, run_id, step)
+    note = body.note if body else None
+    return JSON(await engine.approve_async(run_id, step, by=actor(request), note=note))
+
+
+@router.post(
+    "/runs/{run_id}/steps/{step}/reject", tags=["operator"], summary="Reject a waiting step"
+)
+async def reject_step(
+    request: Request, run_id: str, step: str, body: RejectBody | None = None
+) -> JSON:
+    engine = engine_of(request)
+    await views.known_step(engine, run_id, step)
+    reason = body.reason if body else None
+    return JSON(await engine.reject_async(run_id, step, reason=reason, by=actor(request)))
+
+
+@router.post("/runs/{run_id}/signals/{name}", tags=["operator"], summary="Deliver a signal")
+async def send_signal(request: Request, run_id: str, name: str, body: SignalBody) -> JSON:
+    engine = engine_of(request)
+    await views.known_step(engine, run_id, name)
+    counted = await engine.signal_async(run_id, name, body.payload, by=actor(request))
+    return JSON({"delivered": counted})
+
+
+@router.post(
+    "/runs/{run_id}/fork", tags=["history"], summary="Fork a run from a step", status_code=201
+)
+async def fork_run(request: Request, run_id: str, body: ForkBody) -> JSON:
+    engine = engine_of(request)
+    handle = await engine.fork_async(
+        run_id, body.from_step, body.input, body.overrides,
+        new_run_id=body.new_run_id, by=actor(request),
+    )  # fmt: skip
+    return JSON(await engine.get_run_async(handle.id), status_code=201)
+
+
+@router.delete("/runs/{run_id}", tags=["operator"], summary="Delete a finished run")
+async def delete_run(request: Request, run_id: str, force: bool = False) -> JSON:
+    await engine_of(request).delete_run_async(run_id, force=force)
+    return JSON({"deleted": run_id})
+
+
+@router.post("/bulk", tags=["operator"], summary="One action on many runs (dry run by default)")
+async def bulk(request: Request, body: BulkBody) -> JSON:
+    where = None
+    if body.filter is not None:
+        f = body.filter
+        where = RunFilter(f.workflow, f.status, f.created_from, f.created_to, f.text)
+    result = await engine_of(request).bulk_async(
+        body.action,
+        run_ids=body.run_ids,
+        filter=where,
+        dry_run=body.dry_run,
+        limit=body.limit,
+        by=actor(request),
+        reason=body.reason,
+    )
+    return JSON(result)
+
+
+@router.get("/waiting", tags=["operator"], summary="Steps waiting for an approval or a signal")
+async def waiting(request: Request, limit: Limit = 100) -> JSON:
+    return JSON({"waiting": await engine_of(request).list_waiting_async(limit=limit)})
+
+
+@router.get("/failed-steps", tags=["runs"], summary="Failed steps across runs, latest first")
+async def failed_steps(
+    request: Request,
+    workflow: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> JSON:
+    page = await engine_of(request).failed_steps_async(
+        workflow=workflow, limit=limit, cursor=cursor
+    )
+    return JSON({"steps": page.steps, "next_cursor": page.next_cursor})
+
+
+# -- data ----------------------------------------------------------------------------------------
+
+
+@router.get("/artifacts/{artifact_id}", tags=["data"], summary="Download an artifact's bytes")
+async def download_artifact(request: Request, artifact_id: str) -> StreamingResponse:
+    if not _ARTIFACT_ID.fullmatch(artifact_id):
+        raise InputError(f"an artifact id is 32 lowercase hex digits, got {artifact_id!r:.80}")
+    engine = engine_of(request)
+    opened = await engine.open_artifact_async(artifact_id)
+    meta = await views.artifact_meta(engine, artifact_id)
+
+    def chunks() -> Any:
+        with opened:
+            while chunk := opened.read(1 << 16):
+                yield chunk
+
+    # the user's name goes into the header as a quoted, ASCII-only token: never a path
+    shown = re.sub(r"[^A-Za-z0-9._-]", "_", meta.name)[:100] or "artifact"
+    headers = {
+        "Content-Disposition": f'attachment; filename="{shown}"',
+        "Content-Length": str(meta.size),
+        "X-Plait-SHA256": meta.sha256,
+    }
+    # served as bytes to download, whatever type the step declared: never rendered here
+    return StreamingResponse(chunks(), media_type="application/octet-stream", headers=headers)
+
+
+@router.get("/blobs/{sha256}", tags=["data"], summary="A payload kept as a blob, by its SHA-256")
+async def get_blob(request: Request, sha256: str) -> StreamingResponse:
+    data = await engine_of(request).get_blob_async(sha256)
+    return StreamingResponse(iter([data]), media_type="application/json")
+
+
+@router.get("/records/{collection}", tags=["data"], summary="Documents of a collection, by key")
+async def list_records(
+    request: Request,
+    collection: str,
+    prefix: Annotated[str, Query(max_length=1000)] = "",
+    after: Annotated[str | None, Query(max_length=1000)] = None,
+    limit: Limit = 100,
+) -> JSON:
+    page = await engine_of(request).records(collection).list_async(prefix, after=after, limit=limit)
+    return JSON({"records": page.items, "next_after": page.next_after})
+
+
+@router.get("/records/{collection}/{key}", tags=["data"], summary="One document")
+async def get_record(request: Request, collection: str, key: str) -> JSON:
+    found = await engine_of(request).records(collection).get_async(key)
+    if found is None:
+        raise NotFound(f"no document {key!r} in collection {collection!r}")
+    doc, revision = found
+    return JSON({"key": key, "doc": doc, "revision": revision})
+
+
+# -- workflows, workers, queues, schedules -------------------------------------------------------
+
+
+@router.get("/workflows", tags=["workers"], summary="Workflow versions the store knows")
+async def workflows(request: Request) -> JSON:
+    return JSON({"workflows": await engine_of(request).workflows_async()})
+
+
+@router.get(
+    "/workflows/{name}/topology", tags=["workers"], summary="Which workers can run which steps"
+)
+async def topology(
+    request: Request,
+    name: str,
+    fingerprint: Annotated[str | None, Query(max_length=100)] = None,
+) -> JSON:
+    engine = engine_of(request)
+    if not any(w.name == name for w in await engine.workflows_async()):
+        raise NotFound(f"unknown workflow {name!r}: no version of it is registered in the store")
+    return JSON((await engine.topology_async(name, fingerprint=fingerprint)).as_dict())
+
+
+@router.get("/workers", tags=["workers"], summary="Workers sharing this store")
+async def workers(request: Request, include_dead: bool = False) -> JSON:
+    found = await engine_of(request).workers_async(include_dead=include_dead)
+    return JSON({"workers": [{**plain(w), "live": w.live} for w in found]})
+
+
+@router.get("/queues", tags=["queues"], summary="Configured queues, with their backlog")
+async def list_queues(request: Request) -> JSON:
+    return JSON({"queues": await views.queues(engine_of(request))})
+
+
+@router.get("/queues/{name}", tags=["queues"], summary="One configured queue")
+async def get_queue(request: Request, name: str) -> JSON:
+    for queue in await engine_of(request).queues_async():
+        if queue.name == name:
+            return JSON(queue)
+    raise NotFound(f"no queue named {name!r} is configured")
+
+
+@router.put("/queues/{name}", tags=["queues"], summary="Set a queue's limits")
+async def set_queue(request: Request, name: str, body: QueueBody) -> JSON:
+    rate = None
+    if body.rate is not None:
+        try:
+            rate = Rate(body.rate.count, body.rate.per, body.rate.burst)
+        except ValueError as exc:
+            raise ConfigError(f"queue {name!r}: {exc}") from None
+    queue = await engine_of(request).configure_queue_async(
+        name, concurrency=body.concurrency, rate=rate
+    )
+    return JSON(queue)
+
+
+@router.get("/schedules", tags=["schedules"], summary="Every schedule")
+async def list_schedules(request: Request) -> JSON:
+    return JSON({"schedules": await engine_of(request).schedules_async()})
+
+
+async def _schedule(engine: Engine, name: str) -> Any:
+    for schedule in await engine.schedules_async():
+        if schedule.name == name:
+            return schedule
+    raise NotFound(f"no schedule named {name!r}")
+
+
+@router.get("/schedules/{name}", tags=["schedules"], summary="One schedule")
+async def get_schedule(request: Request, name: str) -> JSON:
+    return JSON(await _schedule(engine_of(request), name))
+
+
+@router.put("/schedules/{name}", tags=["schedules"], summary="Add or replace a schedule")
+async def put_schedule(request: Request, name: str, body: ScheduleBody) -> JSON:
+    schedule = await engine_of(request).schedule_async(
+        name, body.workflow, cron=body.cron, input=body.input,
+        timezone=body.timezone, catch_up=body.catch_up,
+    )  # fmt: skip
+    return JSON(schedule)
+
+
+@router.post("/schedules/{name}/pause", tags=["schedules"], summary="Pause a schedule")
+async def pause_schedule(request: Request, name: str) -> JSON:
+    engine = engine_of(request)
+    await _schedule(engine, name)
+    return JSON(await engine.pause_schedule_async(name))
+
+
+@router.post("/schedules/{name}/resume", tags=["schedules"], summary="Resume a schedule")
+async def resume_schedule(request: Request, name: str) -> JSON:
+    engine = engine_of(request)
+    await _schedule(engine, name)
+    return JSON(await engine.resume_schedule_async(name))
+
+
+@router.delete("/schedules/{name}", tags=["schedules"], summary="Delete a schedule")
+async def delete_schedule(request: Request, name: str) -> JSON:
+    if not await engine_of(request).delete_schedule_async(name):
+        raise NotFound(f"no schedule named {name!r}")
+    return JSON({"deleted": name})

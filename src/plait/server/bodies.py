@@ -1,0 +1,84 @@
+"""What the mutating routes accept: pydantic models, so that a wrong type is a 422 naming the
+field before the Engine is called, and the OpenAPI document describes every body. Unknown
+fields are refused (a typo is not silently ignored)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..engine.bulk import MAX_BULK
+
+Text = Field(default=None, max_length=2000)
+
+
+class Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class StartBody(Body):
+    workflow: str = Field(min_length=1, max_length=200)
+    input: Any = None
+    run_id: str | None = Field(default=None, max_length=200)
+    priority: int = Field(default=0, ge=-1_000_000, le=1_000_000)
+
+
+class CancelBody(Body):
+    reason: str | None = Text
+
+
+class ApproveBody(Body):
+    note: str | None = Text
+
+
+class RejectBody(Body):
+    reason: str | None = Text
+
+
+class SignalBody(Body):
+    payload: Any = None
+
+
+class ForkBody(Body):
+    from_step: str = Field(min_length=1, max_length=200)
+    input: Any = None
+    overrides: dict[str, Any] | None = None
+    new_run_id: str | None = Field(default=None, max_length=200)
+
+
+class FilterBody(Body):
+    workflow: str | None = Field(default=None, max_length=200)
+    status: str | None = Field(default=None, max_length=20)
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    text: str | None = Field(default=None, max_length=200)
+
+
+class BulkBody(Body):
+    action: Literal["cancel", "pause", "resume", "retry", "delete"]
+    run_ids: list[str] | None = Field(default=None, max_length=MAX_BULK)
+    filter: FilterBody | None = None
+    dry_run: bool = True  # a bulk call only counts unless told to act
+    limit: int = Field(default=MAX_BULK, ge=1, le=MAX_BULK)
+    reason: str | None = Text
+
+
+class RateBody(Body):
+    count: float = Field(gt=0, le=1e9)
+    per: float = Field(default=1.0, gt=0, le=1e9)
+    burst: float | None = Field(default=None, gt=0, le=1e9)
+
+
+class QueueBody(Body):
+    concurrency: int | None = Field(default=None, ge=1, le=1_000_000)
+    rate: RateBody | None = None
+
+
+class ScheduleBody(Body):
+    workflow: str = Field(min_length=1, max_length=200)
+    cron: str = Field(min_length=1, max_length=200)
+    input: Any = None
+    timezone: str = Field(default="UTC", max_length=100)
+    catch_up: Literal["skip", "run_once"] = "skip"
