@@ -417,6 +417,15 @@ def measure(
                     chosen["execute_vs_limit"] = execute / limit
                 results.setdefault(backend, {}).setdefault(name, {})[code] = chosen
     out["results"] = results
+    if not quick:  # the targets are set for the full sizes
+        w1 = results.get("sqlite", {}).get("w1", {}).get("new", {})
+        many = results.get("sqlite", {}).get("start_many", {}).get("new", {})
+        out["targets"] = {
+            "e2e: W1 end to end on SQLite FULL >= 0.5x the commit limit": w1.get("vs_limit", 0)
+            >= TARGETS["w1_vs_limit"],
+            "e2e: start_many of 10,000 runs on SQLite FULL <= 0.5 s": many.get("seconds", 1e9)
+            <= TARGETS["start_many_10k_s"],
+        }
     return out
 
 

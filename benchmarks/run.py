@@ -1,482 +1,203 @@
-"""plait benchmarks: throughput of the worker and the store, next to the storage limit.
+"""plait benchmarks: every figure in one report and one results file.
 
-    python benchmarks/run.py            # everything (a few minutes)
-    python benchmarks/run.py --quick    # smaller workloads, a smoke test of the numbers
+    python benchmarks/run.py                     # every workload: a quarter of an hour or so
+    python benchmarks/run.py --quick             # small sizes, one try each: a smoke test (CI)
+    python benchmarks/run.py --only startup      # some of the workloads
+    python benchmarks/run.py --dir /disk/to/test --out /tmp/r.json
 
-Workloads (no-op sync steps, so what is measured is plait itself):
-  W1  500 runs of a 3-step chain: run creation rate, then steps/s from worker start until every
-      run has ended (one worker process; several concurrencies, the best is reported).
-  W2  one run of root → N parallel steps → sink (`wf.add_step`), N = 1,000 / 10,000 / 100,000:
-      start (insert) time, execution time, steps/s, and t(100k) / t(10k).
-  W2s the same fan-out spawned at run time: a step `ctx.map`s a task over N = 10,000 items and
-      returns the handles (its output gathers theirs), then a sink; reported next to W2.
-  Storage limit: single-row commits per second of plain sqlite3 (WAL) with synchronous=FULL and
-      NORMAL, in the same directory as the stores, in the same run.
+Each workload is a module of this folder, listed in WORKLOADS, with
 
-Each measurement runs in a fresh child process on a fresh database file. The table is printed and
-written, with the machine, to benchmarks/results.json. See benchmarks/README.md.
+    measure(quick: bool, directory: str) -> dict    # its figures, JSON-able
+    table(results: dict) -> list[str]               # its lines of the report
+
+run.py runs them in turn, each with a fresh temporary directory (under --dir), then prints the
+report: the machine, the commit and the load average, each workload's lines, and the targets
+(the `targets` dict of str -> bool a workload's results may hold). The results file gets one key
+per workload beside "when", "commit", "quick", "machine", "load_average" and "workloads" (how
+long each took, the load average around it, or why it was skipped); its other keys are kept.
+
+A listed module that does not exist yet is skipped with a line saying so. A workload that fails
+(an exception, a failed child process) is reported with its traceback, the others still run, and
+run.py exits with status 1: CI runs `--quick` so that the scripts never rot, while the figures
+themselves are never asserted. The code measured is this working tree's: src/ is put first on
+PYTHONPATH, for run.py and every process it starts.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import importlib
 import os
-import platform
-import sqlite3
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "results.json"
+sys.path.insert(0, str(HERE))
+from common import (  # noqa: E402
+    RESULTS,
+    SRC,
+    best,
+    git_commit,
+    load_average,
+    machine,
+    src_dirty,
+    update_results,
+)
 
-W1_RUNS = 500
-W1_CONCURRENCIES = (16, 64, 256)
-W2_SIZES = (1_000, 10_000, 100_000)
-W2_CONCURRENCY = 64
-TARGETS = {
-    "w1_steps_per_s": 5_000,
-    "w2_10k_seconds": 3.0,
-    "w2_ratio_100k_10k": 12.0,
-    "w2s_vs_w2": 1.5,  # spawned fan-out of 10,000 within 1.5x the static one
-}
+# flow.py, idle.py, waiting.py and postgres.py import these from here, by their old names
+from throughput import _chain, _fan, measure_commits, noop  # noqa: E402, F401
+
+_best, _git_commit = best, git_commit
+
+WORKLOADS = [
+    "throughput",  # W1, W2, W2s on SQLite and memory://, next to the storage limit
+    "startup",  # import plait, plait --help (issue 14, 6)
+    "e2e",  # W1 end to end, starting many runs, waiting (issue 14, 1-3)
+    "handoff",  # hand-off to a dependent (issue 14, 4)
+    "big",  # big runs: define, execute, memory (issue 14, 5)
+    "payloads",  # large payloads (issue 14, 5)
+    "postgres",  # the PostgreSQL store: only when a server answers, and not with --quick
+]
+# what the results file held at its top before run.py ran WORKLOADS: now under "throughput"
+LEGACY_KEYS = (
+    "repeat",
+    "storage_limit",
+    "storage_limit_runs",
+    "w1",
+    "w2",
+    "w2s",
+    "summary",
+    "targets",
+)
+POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"  # as benchmarks/postgres.py
 
 
-# -- workloads (run in a child process) ----------------------------------------------------------
+def _postgres_unavailable(quick: bool) -> str | None:
+    if quick:
+        return "not with --quick (python benchmarks/postgres.py --quick runs it alone)"
+    url = os.environ.get("PLAIT_BENCH_POSTGRES_URL", POSTGRES_URL)
+    try:
+        import psycopg
 
-
-def noop(**_: Any) -> None:
+        psycopg.connect(url, connect_timeout=3).close()
+    except Exception as exc:
+        return (
+            f"cannot reach a server at {url} ({type(exc).__name__}: set PLAIT_BENCH_POSTGRES_URL)"
+        )
     return None
 
 
-def _chain() -> Any:
-    import plait
-
-    wf = plait.Workflow("bench_chain", version="1")
-    wf.add_step("s1", noop)
-    wf.add_step("s2", noop, deps=["s1"])
-    wf.add_step("s3", noop, deps=["s2"])
-    return wf
+REQUIRES = {"postgres": _postgres_unavailable}
 
 
-def _fan(n: int) -> Any:
-    import plait
-
-    wf = plait.Workflow(f"bench_fan_{n}", version="1")
-    wf.add_step("root", noop)
-    names = [f"leaf{i}" for i in range(n)]
-    for name in names:
-        wf.add_step(name, noop, deps=["root"])
-    wf.add_step("sink", noop, deps=names)
-    return wf
-
-
-def item(x: int) -> int:
-    return x
-
-
-def _spawned_fan(n: int) -> Any:
-    import plait
-
-    wf = plait.Workflow(f"bench_spawn_{n}", version="1")
-    wf.task(item)
-
-    @wf.step
-    def root(ctx: plait.StepContext) -> list[plait.Handle]:
-        return ctx.map(item, range(n))
-
-    @wf.step
-    def sink(root: list[int]) -> int:
-        return len(root)
-
-    return wf
-
-
-def _ended(engine: Any, run_ids: list[str]) -> bool:
-    return all(engine.get_run(r).status.value == "completed" for r in run_ids)
-
-
-def measure_w1(url: str, runs: int, concurrency: int) -> dict[str, Any]:
-    import plait
-
-    wf = _chain()
-    with plait.Engine(url) as engine:
-        engine.register(wf)
-        t0 = time.perf_counter()
-        handles = [engine.start(wf, run_id=f"r{i}") for i in range(runs)]
-        created = time.perf_counter() - t0
-        t1 = time.perf_counter()
-        engine.run_worker(concurrency=concurrency, until=handles)
-        executed = time.perf_counter() - t1
-        assert _ended(engine, [h.id for h in handles]), "W1: not every run completed"
-    steps = 3 * runs
-    return {
-        "runs": runs,
-        "concurrency": concurrency,
-        "create_s": created,
-        "runs_per_s": runs / created,
-        "execute_s": executed,
-        "steps": steps,
-        "steps_per_s": steps / executed,
-    }
-
-
-def measure_w2(url: str, n: int, concurrency: int, spawned: bool = False) -> dict[str, Any]:
-    import plait
-
-    t0 = time.perf_counter()
-    wf = _spawned_fan(n) if spawned else _fan(n)
-    wf.plan()
-    defined = time.perf_counter() - t0
-    with plait.Engine(url) as engine:
-        t1 = time.perf_counter()
-        engine.register(wf)
-        registered = time.perf_counter() - t1
-        t2 = time.perf_counter()
-        handle = engine.start(wf, run_id="fan")
-        started = time.perf_counter() - t2
-        t3 = time.perf_counter()
-        engine.run_worker(concurrency=concurrency, until=handle)
-        executed = time.perf_counter() - t3
-        assert _ended(engine, [handle.id]), "W2: the run did not complete"
-        if spawned:
-            assert handle.result() == {"sink": n}, "W2s: the gathered output is wrong"
-    steps = n + 2
-    return {
-        "n": n,
-        "concurrency": concurrency,
-        "define_s": defined,
-        "register_s": registered,
-        "start_s": started,
-        "execute_s": executed,
-        "steps": steps,
-        "steps_per_s": steps / executed,
-    }
-
-
-def measure_commits(directory: str, synchronous: str, seconds: float) -> dict[str, Any]:
-    """The storage limit: one-row transactions per second, plain sqlite3 in WAL mode."""
-    path = os.path.join(directory, f"limit-{synchronous.lower()}.db")
-    db = sqlite3.connect(path, isolation_level=None)
-    db.execute("PRAGMA journal_mode = WAL")
-    db.execute(f"PRAGMA synchronous = {synchronous}")
-    db.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)")
-    payload = b"x" * 100
-    count = 0
-    t0 = time.perf_counter()
-    deadline = t0 + seconds
-    while time.perf_counter() < deadline:
-        for _ in range(20):
-            db.execute("BEGIN IMMEDIATE")
-            db.execute("INSERT INTO t (v) VALUES (?)", (payload,))
-            db.execute("COMMIT")
-        count += 20
-    elapsed = time.perf_counter() - t0
-    db.close()
-    return {
-        "synchronous": synchronous,
-        "commits": count,
-        "seconds": elapsed,
-        "commits_per_s": count / elapsed,
-    }
-
-
-def child(argv: list[str]) -> None:
-    kind, *rest = argv
-    if kind == "w1":
-        url, runs, conc = rest
-        out = measure_w1(url, int(runs), int(conc))
-    elif kind in ("w2", "w2s"):
-        url, n, conc = rest
-        out = measure_w2(url, int(n), int(conc), spawned=kind == "w2s")
-    elif kind == "commits":
-        directory, synchronous, seconds = rest
-        out = measure_commits(directory, synchronous, float(seconds))
-    else:
-        raise SystemExit(f"unknown measurement {kind!r}")
-    print(json.dumps(out))
-
-
-# -- orchestration -------------------------------------------------------------------------------
-
-
-def _in_child(*args: object, timeout: float = 1800) -> dict[str, Any]:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", *map(str, args)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
-    if proc.returncode != 0:
-        raise SystemExit(f"measurement {args} failed:\n{proc.stderr[-4000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def machine() -> dict[str, Any]:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import plait
-
-    return {
-        "nproc": os.cpu_count(),
-        "cpu": cpu,
-        "python": platform.python_version(),
-        "sqlite": sqlite3.sqlite_version,
-        "platform": platform.platform(),
-        "plait": plait.__version__,
-    }
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=HERE,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-    except OSError:
-        return None
-    return out.stdout.strip() or None
+def _skipped(name: str, quick: bool) -> str | None:
+    """Why a workload does not run, or None (see also its module's measure() and table())."""
+    if not (HERE / f"{name}.py").exists():
+        return f"benchmarks/{name}.py does not exist yet"
+    requirement = REQUIRES.get(name)
+    return requirement(quick) if requirement is not None else None
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description="plait benchmarks")
-    parser.add_argument("--quick", action="store_true", help="smaller workloads (smoke test)")
-    parser.add_argument(
-        "--repeat", type=int, help="repetitions of each measurement (default 3, quick 1)"
-    )
-    parser.add_argument("--dir", help="where the database files go (default: a temp dir)")
+    parser = argparse.ArgumentParser(description="plait benchmarks: one report, one results file")
+    parser.add_argument("--quick", action="store_true", help="small sizes, one try (smoke test)")
+    parser.add_argument("--only", nargs="+", choices=WORKLOADS, help="run these workloads only")
+    parser.add_argument("--dir", help="where the workloads' files go (default: a temp dir)")
     parser.add_argument("--out", default=str(RESULTS), help="results file (JSON)")
-    parser.add_argument("--child", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.child:
-        child(args.child)
-        return 0
+    path = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(SRC), *([path] if path else [])])
+    sys.path.insert(0, str(SRC))
 
-    repeat = args.repeat or (1 if args.quick else 3)
-    runs = 100 if args.quick else W1_RUNS
-    concurrencies = (16, 64) if args.quick else W1_CONCURRENCIES
-    sizes = (1_000, 10_000) if args.quick else W2_SIZES
-    limit_seconds = 1.0 if args.quick else 3.0
-    info = machine()
-    load_before = os.getloadavg()
+    info, commit, dirty = machine(), git_commit(), src_dirty()
+    load_before = load_average()
     print(
         f"machine: {info['nproc']} CPU(s), {info['cpu']}; Python {info['python']}; "
-        f"SQLite {info['sqlite']}; load average {load_before[0]:.2f}"
+        f"SQLite {info['sqlite']}; commit {commit}{' + changes in src/' if dirty else ''}; "
+        f"load average {load_before:.2f}"
     )
+    results: dict[str, Any] = {}
+    runs: dict[str, dict[str, Any]] = {}
+    lines: dict[str, list[str]] = {}
+    failed: list[str] = []
+    for name in args.only or WORKLOADS:
+        reason = _skipped(name, args.quick)
+        if reason is not None:
+            print(f"\n== {name}: skipped: {reason}")
+            runs[name] = {"skipped": reason}
+            continue
+        print(f"\n== {name}")
+        before, t0 = load_average(), time.monotonic()
+        try:
+            module = importlib.import_module(name)
+            if not (callable(getattr(module, "measure", None)) and hasattr(module, "table")):
+                reason = f"benchmarks/{name}.py has no measure() and table() yet; run it alone"
+                print(f"== {name}: skipped: {reason}")
+                runs[name] = {"skipped": reason}
+                continue
+            with tempfile.TemporaryDirectory(prefix=f"plait-{name}-", dir=args.dir) as tmp:
+                results[name] = module.measure(args.quick, tmp)
+            lines[name] = module.table(results[name])
+        except (Exception, SystemExit):  # SystemExit: a script's way to give up
+            print(traceback.format_exc(), file=sys.stderr)
+            print(f"== {name}: FAILED (traceback above)")
+            runs[name] = {"failed": traceback.format_exc(limit=-3)}
+            failed.append(name)
+            results.pop(name, None)
+            continue
+        runs[name] = {
+            "seconds": time.monotonic() - t0,
+            "load_average": {"before": before, "after": load_average()},
+        }
+    load_after = load_average()
 
-    with tempfile.TemporaryDirectory(prefix="plait-bench-", dir=args.dir) as tmp:
-        counter = iter(range(10**6))
-
-        def fresh(options: str = "") -> str:
-            return f"sqlite:///{tmp}/bench{next(counter)}.db{options}"
-
-        def limit(when: str) -> dict[str, dict[str, Any]]:
-            out = {}
-            for s in ("FULL", "NORMAL"):
-                r = _in_child("commits", tmp, s, limit_seconds)
-                os.remove(os.path.join(tmp, f"limit-{s.lower()}.db"))
-                print(
-                    f"  storage limit ({when}), synchronous={s}: {r['commits_per_s']:,.0f} commits/s"
-                )
-                out[s] = r
-            return out
-
-        print(f"databases in {tmp}; each measurement x{repeat}, best kept (median also recorded)")
-        limit_runs = [limit("before")]
-
-        w1: dict[str, list[dict[str, Any]]] = {}
-        variants = (("sqlite_full", ""), ("sqlite_normal", "?synchronous=normal"), ("memory", None))
-        for label, options in variants:
-            w1[label] = []
-            for conc in concurrencies:
-                tries = []
-                for _ in range(repeat):
-                    url = "memory://" if options is None else fresh(options)
-                    tries.append(_in_child("w1", url, runs, conc))
-                r = _best(tries, "steps_per_s")
-                w1[label].append(r)
-                print(
-                    f"  W1 {label:13s} concurrency {conc:3d}: create {r['runs_per_s']:7,.0f} runs/s, "
-                    f"execute {r['steps_per_s']:7,.0f} steps/s ({r['execute_s']:.2f}s; "
-                    f"median {r['median']:,.0f})"
-                )
-
-        w2: list[dict[str, Any]] = []
-        for n in sizes:
-            tries = [
-                _in_child("w2", fresh(), n, W2_CONCURRENCY)
-                for _ in range(repeat if n <= 10_000 else 1)
-            ]
-            r = _best(tries, "steps_per_s")
-            w2.append(r)
-            print(
-                f"  W2 N={n:7,d}: define {r['define_s']:.2f}s, register {r['register_s']:.2f}s, "
-                f"start {r['start_s']:.2f}s, execute {r['execute_s']:.2f}s, "
-                f"{r['steps_per_s']:,.0f} steps/s"
-            )
-        w2s: list[dict[str, Any]] = []
-        for n in (1_000, 10_000) if args.quick else (10_000,):
-            tries = [_in_child("w2s", fresh(), n, W2_CONCURRENCY) for _ in range(repeat)]
-            r = _best(tries, "steps_per_s")
-            w2s.append(r)
-            print(
-                f"  W2s N={n:6,d} (spawned): execute {r['execute_s']:.2f}s, "
-                f"{r['steps_per_s']:,.0f} steps/s (median {r['median']:,.0f})"
-            )
-        limit_runs.append(limit("after"))
-    load_after = os.getloadavg()
-
-    # the limit is the better of the two measurements (the disk is shared and its speed varies)
-    limits = {
-        s: max((lr[s] for lr in limit_runs), key=lambda r: r["commits_per_s"])
-        for s in ("FULL", "NORMAL")
-    }
-    best = {label: max(rows, key=lambda r: r["steps_per_s"]) for label, rows in w1.items()}
-    by_n = {r["n"]: r for r in w2}
-    summary: dict[str, Any] = {
-        "w1_best_full": best["sqlite_full"],
-        "w1_best_normal": best["sqlite_normal"],
-        "w1_best_memory": best["memory"],
-        "w1_full_vs_limit": best["sqlite_full"]["steps_per_s"] / limits["FULL"]["commits_per_s"],
-        "w1_normal_vs_limit": best["sqlite_normal"]["steps_per_s"]
-        / limits["NORMAL"]["commits_per_s"],
-    }
-    if 10_000 in by_n and 100_000 in by_n:
-        summary["w2_ratio_100k_10k"] = by_n[100_000]["execute_s"] / by_n[10_000]["execute_s"]
-        summary["w2_ratio_100k_10k_total"] = (
-            by_n[100_000]["start_s"] + by_n[100_000]["execute_s"]
-        ) / (by_n[10_000]["start_s"] + by_n[10_000]["execute_s"])
-    targets = {
-        "W1 >= 5,000 steps/s (sqlite FULL)": best["sqlite_full"]["steps_per_s"]
-        >= TARGETS["w1_steps_per_s"],
-    }
-    if 10_000 in by_n:
-        targets["W2 N=10,000 execute <= 3 s"] = (
-            by_n[10_000]["execute_s"] <= TARGETS["w2_10k_seconds"]
-        )
-    spawned_10k = next((r for r in w2s if r["n"] == 10_000), None)
-    if spawned_10k is not None and 10_000 in by_n:
-        summary["w2s_vs_w2_10k"] = spawned_10k["execute_s"] / by_n[10_000]["execute_s"]
-        targets["W2s (spawned) N=10,000 within 1.5x of W2"] = (
-            summary["w2s_vs_w2_10k"] <= TARGETS["w2s_vs_w2"]
-        )
-    if "w2_ratio_100k_10k" in summary:
-        targets["W2 t(100k)/t(10k) <= 12"] = (
-            summary["w2_ratio_100k_10k"] <= TARGETS["w2_ratio_100k_10k"]
-        )
-
-    load = {"before": load_before, "after": load_after}
-    _print_table(info, load, limit_runs, limits, w1, best, w2, w2s, summary, targets)
-    results = {
-        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "commit": _git_commit(),
-        "quick": args.quick,
-        "repeat": repeat,
-        "machine": info,
-        "load_average": load,
-        "storage_limit": limits,
-        "storage_limit_runs": limit_runs,
-        "w1": w1,
-        "w2": w2,
-        "w2s": w2s,
-        "summary": summary,
-        "targets": targets,
-    }
-    out = Path(args.out)
-    if out.exists():  # keep the other benchmarks' results (benchmarks/postgres.py: "postgres")
-        previous = json.loads(out.read_text())
-        results.update({k: v for k, v in previous.items() if k not in results})
-    out.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nwritten to {args.out}")
-    return 0
-
-
-def _best(tries: list[dict[str, Any]], key: str) -> dict[str, Any]:
-    """The best try, annotated with the median and every value (noise shows)."""
-    values = sorted(t[key] for t in tries)
-    best = dict(max(tries, key=lambda t: t[key]))
-    best["median"] = statistics.median(values)
-    best["tries"] = values
-    return best
-
-
-def _print_table(
-    info: dict[str, Any],
-    load: dict[str, tuple[float, float, float]],
-    limit_runs: list[dict[str, dict[str, Any]]],
-    limits: dict[str, dict[str, Any]],
-    w1: dict[str, list[dict[str, Any]]],
-    best: dict[str, dict[str, Any]],
-    w2: list[dict[str, Any]],
-    w2s: list[dict[str, Any]],
-    summary: dict[str, Any],
-    targets: dict[str, bool],
-) -> None:
-    print()
+    print(f"\n{'=' * 100}")
     print(
-        f"machine  {info['nproc']} CPU(s) {info['cpu']} | Python {info['python']} | "
-        f"SQLite {info['sqlite']} | load avg {load['before'][0]:.2f} -> {load['after'][0]:.2f}"
+        f"machine  {info['nproc']} CPU(s) {info['cpu']} | Python {info['python']} | SQLite "
+        f"{info['sqlite']} | commit {commit}{' + changes in src/' if dirty else ''} | "
+        f"load avg {load_before:.2f} -> {load_after:.2f}"
+        + (" | --quick: a smoke test, not figures to quote" if args.quick else "")
     )
-    if max(load["before"][0], load["after"][0]) > 0.5 * (info["nproc"] or 1):
+    if max(load_before, load_after) > 0.5 * (info["nproc"] or 1):
         print("  WARNING: the machine was busy with other work; numbers are lower than they can be")
-    print()
-    print("storage limit: plain sqlite3, WAL, one single-row transaction at a time")
-    for s, r in limits.items():
-        all_ = ", ".join(f"{lr[s]['commits_per_s']:,.0f}" for lr in limit_runs)
-        print(
-            f"  synchronous={s:6s} {r['commits_per_s']:>9,.0f} commits/s   (before, after: {all_})"
-        )
-    print()
-    tried = ", ".join(str(r["concurrency"]) for r in w1["sqlite_full"])
-    print(f"W1: {best['sqlite_full']['runs']} runs x 3-step chain, one worker process")
-    print(f"    best concurrency of {tried} shown")
-    print(
-        f"  {'store':14s} {'conc':>5s} {'create s':>9s} {'runs/s':>7s} {'exec s':>7s} "
-        f"{'steps/s':>8s} {'median':>8s} {'vs limit':>9s}"
-    )
-    for label, row in best.items():
-        lim = {"sqlite_full": limits["FULL"], "sqlite_normal": limits["NORMAL"]}.get(label)
-        ratio = f"{row['steps_per_s'] / lim['commits_per_s']:.2f}x" if lim else "-"
-        print(
-            f"  {label:14s} {row['concurrency']:>5d} {row['create_s']:>9.2f} {row['runs_per_s']:>7,.0f} "
-            f"{row['execute_s']:>7.2f} {row['steps_per_s']:>8,.0f} {row['median']:>8,.0f} {ratio:>9s}"
-        )
-    print()
-    print(f"W2: root -> N parallel -> sink (sqlite FULL, concurrency {W2_CONCURRENCY})")
-    print(
-        f"  {'N':>8s} {'define s':>9s} {'register s':>11s} {'start s':>8s} {'exec s':>7s} {'steps/s':>8s}"
-    )
-    for r in w2:
-        print(
-            f"  {r['n']:>8,d} {r['define_s']:>9.2f} {r['register_s']:>11.2f} {r['start_s']:>8.2f} "
-            f"{r['execute_s']:>7.2f} {r['steps_per_s']:>8,.0f}"
-        )
-    if "w2_ratio_100k_10k" in summary:
-        print(
-            f"  t(100k)/t(10k): execute {summary['w2_ratio_100k_10k']:.1f}x, "
-            f"start+execute {summary['w2_ratio_100k_10k_total']:.1f}x"
-        )
-    print()
-    print("W2s: the same fan-out spawned at run time (a step ctx.maps N items, gathers, sink)")
-    static = {r["n"]: r for r in w2}
-    for r in w2s:
-        same = static.get(r["n"])
-        ratio = f"{r['execute_s'] / same['execute_s']:.2f}x W2" if same else "-"
-        print(f"  {r['n']:>8,d} {'':>9s} {'':>11s} {'':>8s} {r['execute_s']:>7.2f} "
-              f"{r['steps_per_s']:>8,.0f}   {ratio}")  # fmt: skip
-    print()
-    for name, ok in targets.items():
-        print(f"  target {name}: {'met' if ok else 'MISSED'}")
+    for name, run in runs.items():
+        print(f"\n-- {name}")
+        if "skipped" in run:
+            print(f"  skipped: {run['skipped']}")
+        elif "failed" in run:
+            print("  FAILED")
+        else:
+            print("\n".join(lines[name]))
+    targets = [
+        f"  {name}: {target}: {'met' if ok else 'MISSED'}"
+        for name, r in results.items()
+        if isinstance(r.get("targets"), dict)
+        for target, ok in r["targets"].items()
+    ]
+    if targets:
+        print("\ntargets")
+        print("\n".join(targets))
+
+    header = {
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "commit": commit,
+        "src_dirty": dirty,
+        "quick": args.quick,
+        "machine": info,
+        "load_average": {"before": load_before, "after": load_after},
+        "workloads": runs,
+    }
+    legacy = LEGACY_KEYS if "throughput" in results else ()
+    update_results(args.out, {**header, **results}, drop=legacy)
+    print(f"\nwritten to {args.out}")
+    if failed:
+        print(f"FAILED: {', '.join(failed)}")
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

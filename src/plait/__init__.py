@@ -1,5 +1,10 @@
 """plait: a durable DAG workflow engine. See README.md for a tour."""
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._errors import (
     ArtifactNotFound,
     BlobNotFound,
@@ -20,35 +25,81 @@ from ._errors import (
     StoreError,
     WorkflowNotFound,
 )
-from .core.blobs import BlobStats
-from .core.loops import Goto
-from .core.rate import Rate
-from .core.retry import Retry
-from .core.rows import RunStatus, StepStatus
-from .core.topology import ServedWorkflow, StepTopology, Topology, WorkerInfo
-from .data.artifacts import Artifact, ArtifactRef
-from .data.records import Record, RecordPage, Records
-from .engine.engine import Engine, RunHandle
-from .engine.schedules import Schedule
-from .engine.views import (
-    BulkItem,
-    BulkResult,
-    Event,
-    FailedStep,
-    FailedStepPage,
-    Inspection,
-    Queue,
-    Run,
-    RunFilter,
-    RunPage,
-    Step,
-    Waiting,
-    WorkflowInfo,
-)
-from .workflow.context import StepCancelled, StepContext
-from .workflow.definition import Workflow
-from .workflow.options import Approval
-from .workflow.tasks import Handle
+
+# The exceptions above are imported with the package; every other public name on first use (PEP
+# 562), so that `import plait` costs a few milliseconds and a program or a command pays only for
+# what it uses (the Engine brings asyncio and the stores, a Workflow pydantic). The first
+# `plait.X` imports X's module and keeps X here: later look-ups are plain attribute reads. The
+# imports below say the same to type checkers; a test checks that they and `_LAZY` agree.
+if TYPE_CHECKING:
+    from .core.blobs import BlobStats
+    from .core.loops import Goto
+    from .core.rate import Rate
+    from .core.retry import Retry
+    from .core.rows import RunStatus, StepStatus
+    from .core.topology import ServedWorkflow, StepTopology, Topology, WorkerInfo
+    from .data.artifacts import Artifact, ArtifactRef
+    from .data.records import Record, RecordPage, Records
+    from .engine.engine import Engine, RunHandle
+    from .engine.schedules import Schedule
+    from .engine.views import (
+        BulkItem,
+        BulkResult,
+        Event,
+        FailedStep,
+        FailedStepPage,
+        Inspection,
+        Queue,
+        Run,
+        RunFilter,
+        RunPage,
+        Step,
+        Waiting,
+        WorkflowInfo,
+    )
+    from .workflow.context import StepCancelled, StepContext
+    from .workflow.definition import Workflow
+    from .workflow.options import Approval
+    from .workflow.tasks import Handle
+
+_LAZY: dict[str, str] = {
+    "BlobStats": ".core.blobs",
+    "Goto": ".core.loops",
+    "Rate": ".core.rate",
+    "Retry": ".core.retry",
+    "RunStatus": ".core.rows",
+    "StepStatus": ".core.rows",
+    "ServedWorkflow": ".core.topology",
+    "StepTopology": ".core.topology",
+    "Topology": ".core.topology",
+    "WorkerInfo": ".core.topology",
+    "Artifact": ".data.artifacts",
+    "ArtifactRef": ".data.artifacts",
+    "Record": ".data.records",
+    "RecordPage": ".data.records",
+    "Records": ".data.records",
+    "Engine": ".engine.engine",
+    "RunHandle": ".engine.engine",
+    "Schedule": ".engine.schedules",
+    "BulkItem": ".engine.views",
+    "BulkResult": ".engine.views",
+    "Event": ".engine.views",
+    "FailedStep": ".engine.views",
+    "FailedStepPage": ".engine.views",
+    "Inspection": ".engine.views",
+    "Queue": ".engine.views",
+    "Run": ".engine.views",
+    "RunFilter": ".engine.views",
+    "RunPage": ".engine.views",
+    "Step": ".engine.views",
+    "Waiting": ".engine.views",
+    "WorkflowInfo": ".engine.views",
+    "StepCancelled": ".workflow.context",
+    "StepContext": ".workflow.context",
+    "Workflow": ".workflow.definition",
+    "Approval": ".workflow.options",
+    "Handle": ".workflow.tasks",
+}
 
 __version__ = "0.1.0.dev0"
 
@@ -109,3 +160,16 @@ __all__ = [
     "WorkflowNotFound",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -1,6 +1,9 @@
 """The `plait` command's foundation: the click group, the `runs` group, the options every
 command shares, and how a user's mistake becomes one line on stderr. Command modules import
-from here; `plait.cli` imports the command modules, which registers them.
+from here; `plait.cli` imports the command modules, which registers them. So that `plait --help`
+stays cheap, they import at their top only click, this module, `loading`, `render` and light
+rules from `core/`; the engine, workflow code, rich and asyncio are imported inside the commands
+that need them (their types under TYPE_CHECKING), as here (tests/unit/test_startup.py).
 
 The Engine's messages speak to API users: where one names a parameter or a method
 (`force=True`, `new_run_id`, `engine.approve`), it is right for them and wrong on a command
@@ -12,7 +15,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import click
 
@@ -27,10 +30,13 @@ from .._errors import (
     WorkflowNotFound,
 )
 from ..core.cron import CronError
-from ..engine.engine import DEFAULT_URL, Engine
+from ..stores import DEFAULT_URL
 from .loading import (
     CliError,
 )
+
+if TYPE_CHECKING:
+    from ..engine.engine import Engine
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -116,6 +122,8 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print machin
 
 
 def open_engine(db: str, **options: Any) -> Engine:
+    from ..engine.engine import Engine
+
     return Engine(db, **options)
 
 
@@ -123,6 +131,8 @@ def existing_engine(db: str, *, writes: bool = False) -> Engine:
     """An engine on a store that must already exist: reading and operator commands never create
     a database or a schema (the store refuses one that does not exist when it opens). Unless
     the command `writes`, the store is opened read-only: a backup copy can be read."""
+    from ..engine.engine import Engine
+
     return Engine(db, create=False, read_only=not writes)
 
 

@@ -15,15 +15,18 @@ import os
 import secrets
 import stat
 import sys
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import click
 
 from .._errors import ArtifactNotFound
-from ..data.artifacts import DEFAULT_GRACE, Artifact
+from ..core.blobs import ARTIFACT_GRACE
 from . import render
 from .app import cli, db_option, existing_engine, json_option, log_option, user_errors
 from .loading import CliError
+
+if TYPE_CHECKING:
+    from ..data.artifacts import Artifact
 
 CHUNK = 1 << 20  # bytes copied at a time
 
@@ -214,7 +217,7 @@ def _create(temporary: str, path: str, shown: str) -> None:
 @click.option(
     "--grace",
     type=click.FloatRange(min=0),
-    default=DEFAULT_GRACE,
+    default=ARTIFACT_GRACE,
     show_default=True,
     metavar="SECONDS",
     help="Keep unreferenced files younger than this: an attempt still running may commit them.",

@@ -9,16 +9,11 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.markup import escape
-from rich.table import Table
 
-from .. import _codec
 from .._errors import InputError, RunConflict
-from ..engine.replay import Replay
-from ..workflow.definition import Workflow
 from . import render
 from .app import (
     EXIT_FAILED,
@@ -40,9 +35,15 @@ from .loading import (
     split_target,
 )
 
+if TYPE_CHECKING:
+    from ..engine.replay import Replay
+    from ..workflow.definition import Workflow
+
 
 def parse_override(text: str) -> tuple[str, Any]:
     """'STEP=JSON' → (step, value)."""
+    from .. import _codec
+
     step, sep, raw = text.partition("=")
     if not sep or not step:
         raise CliError(f"--override {text!r}: expected STEP=JSON, as in price='[1, 2]'")
@@ -140,6 +141,9 @@ def _own_input(exc: InputError, *, given: bool) -> str:
 @user_errors
 def runs_diff(run_a: str, run_b: str, as_json: bool, db: str, log_level: str) -> None:
     """Compare two runs step by step: same, changed (where), or in one run only."""
+    from rich.markup import escape
+    from rich.table import Table
+
     render.install_logging(log_level)
     with existing_engine(db) as engine:
         diff = engine.diff(run_a, run_b)

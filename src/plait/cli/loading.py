@@ -9,13 +9,14 @@ import sys
 import traceback
 from pathlib import Path
 from types import ModuleType
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import click
 
-from .. import _codec
 from .._errors import PlaitError
-from ..workflow.definition import Workflow
+
+if TYPE_CHECKING:
+    from ..workflow.definition import Workflow
 
 EXIT_USAGE = 2
 
@@ -91,6 +92,8 @@ def _where(exc: BaseException, file: Path) -> str:
 
 def module_workflows(module: ModuleType) -> dict[str, Workflow]:
     """The module's attributes that are workflows, by attribute name (each object once)."""
+    from ..workflow.definition import Workflow
+
     found: dict[str, Workflow] = {}
     for attr, value in vars(module).items():
         if isinstance(value, Workflow) and all(value is not w for w in found.values()):
@@ -102,6 +105,8 @@ def pick_workflow(module: ModuleType, path: str, attr: str | None) -> Workflow:
     """The workflow FILE.py:WORKFLOW names: WORKFLOW is the variable that holds it or, if no
     variable of that name holds a workflow, the workflow's own name (`Workflow("orders")`).
     Without WORKFLOW, the file's only workflow."""
+    from ..workflow.definition import Workflow
+
     workflows = module_workflows(module)
     if attr is None:
         if len(workflows) == 1:
@@ -190,6 +195,8 @@ def _json_kind(value: Any) -> str:
 def read_json(text: str, what: str) -> Any:
     """A JSON value given as text, '@file.json' (read from the file) or '-' (read from stdin):
     how `--input` and a signal's payload are given. `what` names it in messages."""
+    from .. import _codec
+
     source = what
     if text == "-":
         text, source = sys.stdin.read(), f"{what} (stdin)"

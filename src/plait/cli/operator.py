@@ -6,12 +6,16 @@ when the run does not exist or its state does not allow the action.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
-from ..engine.views import Run, Step
 from . import render
 from .app import by_option, db_option, existing_engine, json_option, log_option, runs, user_errors
 from .loading import read_json
+
+if TYPE_CHECKING:
+    from ..engine.views import Run, Step
 
 
 @runs.command("cancel")

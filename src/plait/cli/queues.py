@@ -6,15 +6,17 @@ its next claim. Bad limits or names exit 2 in one line.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ..core.queues import check_queue, make_rate
-from ..engine.views import Queue
 from . import render
 from .app import cli, db_option, existing_engine, json_option, log_option, open_engine, user_errors
 from .loading import CliError
+
+if TYPE_CHECKING:
+    from ..engine.views import Queue
 
 
 @cli.group()

@@ -8,17 +8,20 @@ reserved collection name, a missing document or a bad option exits 2 in one line
 from __future__ import annotations
 
 import shlex
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from click.core import ParameterSource
-from rich.markup import escape
-from rich.table import Table
 
-from ..data.records import PAGE_LIMIT, Record
+from ..core.rows import PAGE_LIMIT
 from . import render
 from .app import cli, db_option, existing_engine, json_option, log_option, user_errors
 from .loading import CliError
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from ..data.records import Record
 
 DOC_WIDTH = 80  # characters of a document shown in the list's table
 
@@ -40,6 +43,9 @@ def record_doc(r: Record) -> dict[str, Any]:
 
 
 def records_table(found: list[Record]) -> Table:
+    from rich.markup import escape
+    from rich.table import Table
+
     table = Table(box=None, header_style="bold")
     for column in ("KEY", "REVISION", "UPDATED", "WRITTEN BY", "DOCUMENT"):
         table.add_column(column, overflow="fold")

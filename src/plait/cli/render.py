@@ -6,7 +6,6 @@ reads in one sitting. Humans get tables and colours on a terminal; `--json` and 
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import json
 import logging
@@ -15,17 +14,20 @@ import sys
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
-
-from rich.console import Console
-from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from typing import TYPE_CHECKING, Any
 
 from ..core.cascade import CONDITION
 from ..core.rows import StepStatus
-from ..engine.engine import Engine
-from ..engine.views import Event, Inspection, Run, Step, Waiting, WorkflowInfo
+
+if TYPE_CHECKING:  # rich and the engine are imported by the functions that use them
+    import asyncio
+
+    from rich.console import Console
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from ..engine.engine import Engine
+    from ..engine.views import Event, Inspection, Run, Step, Waiting, WorkflowInfo
 
 PAYLOAD_WIDTH = 100  # characters of an event payload shown in a table
 SPAWNED_SHOWN = 20  # spawned steps listed per parent by `runs show`; the rest are counted
@@ -48,6 +50,8 @@ STATUS_STYLE = {
 
 
 def _console(stderr: bool) -> Console:
+    from rich.console import Console
+
     console = Console(stderr=stderr, highlight=False)
     if not console.is_terminal:  # piped: do not wrap tables at 80 columns
         console = Console(stderr=stderr, highlight=False, width=240)
@@ -242,6 +246,9 @@ def _short(value: Any, width: int = PAYLOAD_WIDTH) -> str:
 
 
 def runs_table(runs: Sequence[Run]) -> Table:
+    from rich.markup import escape
+    from rich.table import Table
+
     table = Table(box=None, header_style="bold")
     for column in ("RUN", "WORKFLOW", "VERSION", "STATUS", "CREATED", "DURATION"):
         table.add_column(column, no_wrap=column != "RUN")
@@ -258,6 +265,9 @@ def runs_table(runs: Sequence[Run]) -> Table:
 
 
 def workflows_table(infos: Sequence[WorkflowInfo]) -> Table:
+    from rich.markup import escape
+    from rich.table import Table
+
     table = Table(box=None, header_style="bold")
     for column in ("WORKFLOW", "VERSION", "FINGERPRINT", "STEPS", "REGISTERED"):
         table.add_column(column)
@@ -284,6 +294,9 @@ def waiting_doc(w: Waiting) -> dict[str, Any]:
 
 
 def waiting_table(waiting: Sequence[Waiting]) -> Table:
+    from rich.markup import escape
+    from rich.table import Table
+
     table = Table(box=None, header_style="bold")
     for column in ("RUN", "WORKFLOW", "STEP", "WAITS FOR", "SINCE", "EXPIRES"):
         table.add_column(column, overflow="fold")
@@ -300,6 +313,9 @@ def waiting_table(waiting: Sequence[Waiting]) -> Table:
 
 
 def show_inspection(console: Console, inspection: Inspection) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
     run = inspection.run
     console.print(f"[bold]run[/] {escape(run.id)}  {_status(run.status.value)}")
     console.print(f"workflow  {escape(run.workflow)} v{escape(run.version)} ({run.fingerprint})")
@@ -391,6 +407,8 @@ def failure_doc(event: Event) -> dict[str, Any]:
 def show_step(console: Console, step: Step, failures: Sequence[Event]) -> None:
     """One step in full: what `runs show` cuts short, and the traceback of each failed
     attempt (the event log keeps them)."""
+    from rich.markup import escape
+
     say = functools.partial(console.print, markup=False, highlight=False, soft_wrap=True)
     console.print(
         f"[bold]step[/] {escape(step.name)} of run {escape(step.run_id)}  "
@@ -442,6 +460,9 @@ def traceback_hint(run_id: str, steps: Sequence[Step]) -> str | None:
 
 
 def events_table(events: Iterable[Event]) -> Table:
+    from rich.markup import escape
+    from rich.table import Table
+
     table = Table(box=None, header_style="bold")
     for column in ("SEQ", "TIME", "TYPE", "STEP", "DETAIL"):
         table.add_column(column, overflow="fold")
@@ -578,6 +599,8 @@ class RunProgress:
         self._task: Any = None
 
     def _say(self, text: str) -> None:
+        from rich.markup import escape
+
         if self._bar is not None:
             self._bar.console.print(escape(text), highlight=False)
         else:
@@ -605,6 +628,17 @@ class RunProgress:
 
     async def follow(self, stop: asyncio.Event) -> None:
         """Report until `stop` is set, then once more so the last steps are shown."""
+        import asyncio
+
+        from rich.markup import escape
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
         if self.live:
             self._bar = Progress(
                 TextColumn("[bold]{task.description}"),

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import signal
 import sys
 from types import FrameType
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 
@@ -18,8 +17,6 @@ from .._errors import (
 from ..core.placement import worker_labels
 from ..core.queues import worker_queues
 from ..core.rows import RunStatus
-from ..engine.engine import Engine, RunHandle
-from ..workflow.definition import Workflow
 from . import render
 from .app import (
     EXIT_FAILED,
@@ -40,6 +37,10 @@ from .loading import (
     pick_workflow,
     split_target,
 )
+
+if TYPE_CHECKING:
+    from ..engine.engine import Engine, RunHandle
+    from ..workflow.definition import Workflow
 
 
 @cli.command()
@@ -85,6 +86,8 @@ def run(
 
     WORKFLOW is the variable that holds the plait.Workflow, or its name (as in
     Workflow("orders")); it may be left out when FILE.py defines one workflow."""
+    import asyncio
+
     render.install_logging(log_level)
     payload = parse_input(input_text)
     path, attr = split_target(target)
@@ -118,6 +121,8 @@ async def _run(
     grace: float,
     path: str,
 ) -> int:
+    import asyncio
+
     err = render.stderr_console()
     async with engine:
         try:

@@ -7,11 +7,11 @@ A schedule's runs are started by the elected scheduler of a running `plait worke
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from ..engine.schedules import CATCH_UP, Schedule
+from ..core.cron import CATCH_UP
 from . import render
 from .app import (
     cli,
@@ -23,6 +23,9 @@ from .app import (
     user_errors,
 )
 from .loading import CliError, load_module, parse_input, pick_workflow, split_target
+
+if TYPE_CHECKING:
+    from ..engine.schedules import Schedule
 
 
 @cli.group()

@@ -6,10 +6,8 @@ import re
 from typing import Any
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from .._errors import InputError, RunConflict
-from ..engine.runs import check_run_id
 from . import render
 from .app import cli, db_option, log_option, open_engine, user_errors
 from .loading import (
@@ -87,6 +85,8 @@ def start(
     if id_prefix is not None and inputs_file is None:
         raise CliError("--id-prefix names the runs of --inputs: give --inputs too")
     if id_prefix is not None:
+        from ..engine.runs import check_run_id  # here: plait --help imports no engine
+
         try:
             check_run_id(f"{id_prefix}-1")
         except InputError:
@@ -126,6 +126,14 @@ def _start_lines(
     source: str,
 ) -> list[str]:
     """Start a run per line, with a progress bar on a terminal's stderr; their ids."""
+    from rich.progress import (  # here: plait --help imports no rich
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     where = "--inputs (stdin)" if source == "-" else f"--inputs file {source}"
     console = render.stderr_console()
     bar = None

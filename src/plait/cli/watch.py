@@ -9,12 +9,11 @@ Exit codes: 0 once the run has ended (with --exit-status: 1 if it failed or was 
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
 
 from ..core.rows import RunStatus
-from ..engine.views import Event
 from . import render
 from .app import (
     EXIT_FAILED,
@@ -26,6 +25,11 @@ from .app import (
     runs,
     user_errors,
 )
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from ..engine.views import Event
 
 # minimum widths of SEQ, TIME, TYPE and STEP: lines printed one at a time stay aligned
 WIDTHS = (4, 16, 20, 12)

@@ -8,15 +8,17 @@ forgotten); `topology WORKFLOW` shows, per step, which live workers can run it, 
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.markup import escape
-from rich.table import Table
 
-from ..core.topology import Topology, WorkerInfo
 from . import render
 from .app import cli, db_option, existing_engine, json_option, log_option, user_errors
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from ..core.topology import Topology, WorkerInfo
 
 
 def worker_doc(w: WorkerInfo, now: float) -> dict[str, Any]:
@@ -28,6 +30,9 @@ def _ago(ts: float, now: float) -> str:
 
 
 def workers_table(workers: list[WorkerInfo], now: float) -> Table:
+    from rich.markup import escape
+    from rich.table import Table
+
     table = Table(box=None, header_style="bold")
     for column in ("WORKER", "STATUS", "LABELS", "QUEUES", "WORKFLOWS", "CONC", "STARTED",
                    "HEARTBEAT"):  # fmt: skip
@@ -69,6 +74,9 @@ def workers(include_dead: bool, as_json: bool, db: str, log_level: str) -> None:
 
 
 def topology_table(t: Topology) -> Table:
+    from rich.markup import escape
+    from rich.table import Table
+
     table = Table(box=None, header_style="bold")
     for column in ("STEP", "QUEUE", "TARGET", "WORKERS"):
         table.add_column(column)

@@ -20,6 +20,9 @@ from .._errors import BlobNotFound, StoreError
 
 DEFAULT_THRESHOLD = 64 * 1024  # bytes: longer payloads go to the blob table
 DEFAULT_GRACE = 3600.0  # seconds an unreferenced blob is kept before gc may remove it
+# seconds an artifact file no row refers to is kept before gc may remove it: an attempt that
+# saved it may still commit (data/artifacts.py; here so that `plait --help` need not import it)
+ARTIFACT_GRACE = 24 * 3600.0
 THRESHOLD_OPTION = "blob_threshold"  # the store URL's option (`?blob_threshold=1024`)
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")

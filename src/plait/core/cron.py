@@ -22,6 +22,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .._errors import PlaitError
 
+# what a schedule does with the ticks it missed (engine/schedules.py): start none, or one run;
+# here, pure and light, so that `plait schedules add --help` need not import the engine
+CATCH_UP = ("skip", "run_once")
+
 
 class CronError(PlaitError, ValueError):
     """A cron expression or timezone is invalid; the message names the field, the bad value and

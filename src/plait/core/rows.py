@@ -253,6 +253,10 @@ class RecordRow:
 # writer that read the old document could overwrite the new one (ABA). Never shown by get/list.
 TOMBSTONE = b""
 
+# documents one list of a collection returns at most (`Records.list`); here rather than in
+# data/records.py so that `plait records list --help` shows it without importing the data wing
+PAGE_LIMIT = 1000
+
 
 @dataclass(frozen=True, slots=True)
 class StepData:

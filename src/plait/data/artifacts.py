@@ -44,12 +44,12 @@ from urllib.parse import parse_qsl, urlencode
 
 from .. import _codec
 from .._errors import ArtifactNotFound, ConfigError, InputError
+from ..core.blobs import ARTIFACT_GRACE
 from ..core.rows import ArtifactRow
 
 NAME_LIMIT = 255
 METADATA_LIMIT = 64 * 1024  # bytes of JSON
 CHUNK = 1024 * 1024
-DEFAULT_GRACE = 24 * 3600.0  # seconds an unreferenced file is kept: an attempt may still commit
 DATABASE = "database"  # the `artifacts=` value that keeps bytes in the store
 _CONTENT_TYPE = re.compile(r"[A-Za-z0-9][\w.+\-]*/[A-Za-z0-9][\w.+\-]*(\s*;.*)?")
 _OBJECT_NAME = re.compile(r"[0-9a-f]{32}")
@@ -226,7 +226,7 @@ class ArtifactStorage:
         """Remove the bytes of deleted rows (the database's went with the rows)."""
 
     async def sweep(
-        self, referenced: Callable[[list[str]], Awaitable[set[str]]], grace: float = DEFAULT_GRACE
+        self, referenced: Callable[[list[str]], Awaitable[set[str]]], grace: float = ARTIFACT_GRACE
     ) -> int:
         """Remove bytes no row references, older than `grace` seconds; how many were removed."""
         return 0  # the database's bytes live and die with their rows
@@ -350,7 +350,7 @@ class FolderStorage(ArtifactStorage):
                     self._inside(row).unlink(missing_ok=True)
 
     async def sweep(
-        self, referenced: Callable[[list[str]], Awaitable[set[str]]], grace: float = DEFAULT_GRACE
+        self, referenced: Callable[[list[str]], Awaitable[set[str]]], grace: float = ARTIFACT_GRACE
     ) -> int:
         return await sweep_artifacts(self.root, referenced, grace)
 
@@ -371,7 +371,7 @@ def _verify(row: ArtifactRow, size: int, sha256: str, what: str) -> None:
 async def sweep_artifacts(
     root: Path,
     referenced: Callable[[list[str]], Awaitable[set[str]]],
-    grace: float = DEFAULT_GRACE,
+    grace: float = ARTIFACT_GRACE,
     now: float | None = None,
 ) -> int:
     """Remove the files of an artifact folder that no artifact row references (failed attempts,

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from .. import _codec
 from .._errors import InputError, RevisionConflict
 from .._portal import blocking
-from ..core.rows import RecordRow, RecordWrite
+from ..core.rows import PAGE_LIMIT, RecordRow, RecordWrite
 
 if TYPE_CHECKING:
     from .._portal import Portal
@@ -40,7 +40,6 @@ if TYPE_CHECKING:
 
 COLLECTION_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,99}")
 KEY_LIMIT = 1024
-PAGE_LIMIT = 1000  # documents a list() call returns at most
 TOMBSTONE_AGE = 30 * 24 * 3600.0  # seconds a deleted record's tombstone is kept (engine.gc)
 # plait keeps its own documents (schedules, the scheduler's lease, the worker registry) in
 # collections of this prefix; users' records may not touch them (plait's code uses the store)

@@ -26,14 +26,13 @@ from typing import Any, BinaryIO
 from .._errors import InputError
 from .._portal import blocking
 from .._runtime import Observer, Runtime
-from ..core.blobs import DEFAULT_GRACE, BlobStats
+from ..core.blobs import ARTIFACT_GRACE, DEFAULT_GRACE, BlobStats
 from ..core.rate import Rate
 from ..core.rows import RunStatus
 from ..core.topology import Topology, WorkerInfo
-from ..data.artifacts import DEFAULT_GRACE as ARTIFACT_GRACE
 from ..data.artifacts import Artifact, ArtifactStorage
 from ..data.records import Records
-from ..stores import Store
+from ..stores import DEFAULT_URL, Store
 from ..workflow.definition import Workflow
 from . import (
     bulk,
@@ -64,8 +63,6 @@ from .views import (
     WorkflowInfo,
 )
 from .watch import Watch
-
-DEFAULT_URL = "sqlite:///plait.db"
 
 
 async def _flatten(batches: AsyncGenerator[list[Run], None]) -> AsyncIterator[Run]:

@@ -39,7 +39,7 @@ import orjson
 from .. import _codec
 from .._errors import ConfigError, InputError, RunConflict, WorkflowNotFound
 from .._runtime import Runtime
-from ..core.cron import Cron, tick_id
+from ..core.cron import CATCH_UP, Cron, tick_id
 from ..core.cron import timezone as cron_timezone
 from ..core.rows import RecordRow
 from ..workflow.definition import Workflow
@@ -50,7 +50,6 @@ log = logging.getLogger(__name__)
 SCHEDULES = "plait.schedules"
 LEASES = "plait.leases"
 SCHEDULER = "scheduler"
-CATCH_UP = ("skip", "run_once")
 MISFIRE_GRACE = 60.0  # seconds: a tick reached later than this is missed (see catch_up)
 MAX_CATCH_UP = 1000  # missed ticks looked at, at most, per schedule and pass
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from .._errors import StoreError
 from .protocol import Store
 
+DEFAULT_URL = "sqlite:///plait.db"  # the store an Engine and the command line open by default
 SCHEMES = (
     "memory://, sqlite:///relative.db, sqlite:////absolute/path.db, "
     "postgresql://user@host:5432/dbname"
