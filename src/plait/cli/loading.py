@@ -159,6 +159,8 @@ def parse_input(text: str) -> dict[str, Any]:
 def parse_inputs(source: str) -> list[tuple[int, dict[str, Any]]]:
     """Run inputs, one JSON object per line, from a file or '-' (stdin): (line number, input)
     for each line that is not blank. A bad line is an error naming its number."""
+    from .. import _codec  # here: plait --help imports no orjson
+
     if source == "-":
         text, where = sys.stdin.read(), "--inputs (stdin)"
     else:
