@@ -44,6 +44,7 @@ from ...core.claiming import (
     frees_room,
     starved_first,
     token_wait,
+    unclaimed_ready,
 )
 from ...core.gates import expire_approval, pass_deadline
 from ...core.placement import worker_targets
@@ -61,7 +62,7 @@ from ...core.rows import (
 )
 from ...core.transitions import admit_key, claim, complete, recover, release
 from ...core.txn import Action, Need, StepKey, Transition, Txn
-from ..protocol import NewRun
+from ..protocol import InputsWanted, NewRun
 from .artifact_rows import artifact_params
 from .blobs import BlobPrograms, BlobWrites, output_blobs
 from .data_programs import DataPrograms
@@ -120,6 +121,7 @@ class SQLTxn(Txn):
         # a claim that took nothing: did limits hold ready work back, and until when (Claims)
         self.limited = False
         self.next_token_at: float | None = None
+        self.inputs: dict[str, StepInputs] | None = None  # a claim asked for its inputs
 
 
 class Programs(DataPrograms):
@@ -260,10 +262,16 @@ class Programs(DataPrograms):
         queues: Collection[str] | None = None,
         aged_before: float | None = None,
         labels: Collection[str] = (),
+        inputs: InputsWanted | None = None,
+        session: bool = True,
     ) -> Program[SQLTxn]:
+        """`Store.claim`. `session=False`: the transaction is another's (`complete_and_claim`),
+        whose settings stay as they are."""
         q, dialect = self.q, self.dialect
         txn = SQLTxn(now)
-        if self.claim_session is not None:  # a write nobody waits for: pipelined
+        if inputs is not None:
+            txn.inputs = {}
+        if self.claim_session is not None and session:  # a write nobody waits for: pipelined
             yield from execute_many(self.claim_session, [()])
         # flow control (`core.claiming`): the limits of the queues served, counted under the
         # flow lock (SQLite's write lock is one already) so that claims never overshoot together
@@ -341,6 +349,11 @@ class Programs(DataPrograms):
             yield from self.drive(transition, txn)
         yield from self._store_buckets(limited, buckets, txn)
         yield from self.write(txn)
+        if inputs is not None and txn.claims:
+            wanted: dict[str, set[str]] = {}
+            for c in txn.claims:
+                wanted.setdefault(c.run_id, set()).update(inputs(c))
+            txn.inputs = yield from self.step_inputs(wanted)
         return txn
 
     def _store_buckets(
@@ -380,30 +393,29 @@ class Programs(DataPrograms):
         return config
 
     def step_inputs(self, wanted: Mapping[str, Collection[str]]) -> Program[dict[str, StepInputs]]:
-        q = self.q
-        ids = self.dialect.list_param(wanted)
-        runs = yield from fetch(q["get_run_inputs"], {"id_list": ids})
+        """Each run's input and the ends of the named steps: one read (and one more for the
+        blobs its rows name, if any)."""
         keys = [[run_id, name] for run_id, names in wanted.items() for name in names]
-        rows = []
-        if keys:
-            params = {"key_list": self.dialect.list_param(keys)}
-            rows = yield from fetch(q["get_step_ends_by_key"], params)
-        hashes = row_blobs(runs, -1) + row_blobs(rows, -1)  # each row ends with its blob
-        blobs = yield from self.blobs.fetch(hashes)
-        inputs = {
-            run_id: bytes(data) if sha is None else payload_of(blobs, sha, f"run {run_id!r}")
-            for run_id, data, sha in runs
+        params = {
+            "id_list": self.dialect.list_param(wanted),
+            "key_list": self.dialect.list_param(keys),
         }
-        ends: dict[str, dict[str, tuple[StepStatus, bytes | None]]] = {r: {} for r in inputs}
-        for run_id, name, status, output, sha in rows:
-            if run_id in ends:
-                if sha is not None:
-                    output = payload_of(blobs, sha, f"step {name!r} of run {run_id!r}")
-                ends[run_id][name] = (
-                    STEP_STATUS[status],
-                    None if output is None else bytes(output),
-                )
-        return {run_id: StepInputs(inputs[run_id], ends[run_id]) for run_id in inputs}
+        rows = yield from fetch(self.q["get_inputs"], params)
+        blobs = yield from self.blobs.fetch(row_blobs(rows, -1))  # each row ends with its blob
+        inputs: dict[str, bytes] = {}
+        ends: dict[str, dict[str, tuple[StepStatus, bytes | None]]] = {}
+        for run_id, name, status, data, sha in rows:
+            if name is None:  # the run's input
+                what = f"run {run_id!r}"
+                inputs[run_id] = bytes(data) if sha is None else payload_of(blobs, sha, what)
+                continue
+            if sha is not None:
+                data = payload_of(blobs, sha, f"step {name!r} of run {run_id!r}")
+            ends.setdefault(run_id, {})[name] = (
+                STEP_STATUS[status],
+                None if data is None else bytes(data),
+            )
+        return {run_id: StepInputs(inputs[run_id], ends.get(run_id, {})) for run_id in inputs}
 
     def complete(self, outcomes: Sequence[Outcome], now: float) -> Program[SQLTxn]:
         txn = SQLTxn(now)
@@ -413,6 +425,19 @@ class Programs(DataPrograms):
         txn.result.slot_freed = frees_room(txn.ended_attempts, self.slotted_queues)
         yield from self.write(txn)
         return txn
+
+    def complete_and_claim(
+        self, outcomes: Sequence[Outcome], now: float, claim: Callable[[], Program[SQLTxn]]
+    ) -> Program[tuple[SQLTxn, SQLTxn]]:
+        """`complete`, then a claim (`claim`, made by the caller with `session=False`) in the
+        same transaction, so that it sees the steps the completions made ready. Only the steps
+        made ready that the claim did not take still wake other workers."""
+        done = yield from self.complete(outcomes, now)
+        taken = yield from claim()
+        done.result.readied = unclaimed_ready(done, taken.claims)
+        if taken.busy and not taken.claims:
+            done.result.readied = max(done.result.readied, 1)  # the claim loop looks again
+        return done, taken
 
     def heartbeat(self, leases: Sequence[Lease], expires: float) -> Program[list[Lease]]:
         extend = self.q["extend_lease"]
@@ -428,7 +453,9 @@ class Programs(DataPrograms):
                 lost.append(h)
         return lost
 
-    def release(self, leases: Sequence[Lease], now: float, max_recoveries: int) -> Program[SQLTxn]:
+    def release(
+        self, leases: Sequence[Lease], now: float, max_recoveries: int | None
+    ) -> Program[SQLTxn]:
         txn = SQLTxn(now)
         yield from self._preload_keys(txn, [(h.run_id, h.step) for h in leases])
         for h in leases:

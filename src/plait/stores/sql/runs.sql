@@ -252,15 +252,6 @@ FROM unnest(
         output_blob, id)
 WHERE r.id = v.id;
 
--- name: get_run_inputs
--- The input of each run of a list of ids.
-SELECT id, input, input_blob FROM runs WHERE id IN (SELECT value FROM json_each(:id_list));
-
--- name: get_run_inputs [postgres]
--- The input of each run of a list of ids.
-SELECT id, input, input_blob FROM runs
-WHERE id = ANY(ARRAY(SELECT jsonb_array_elements_text(CAST(:id_list AS jsonb))));
-
 -- Deleting runs -----------------------------------------------------------------------------------
 
 -- name: delete_finished_run

@@ -30,7 +30,7 @@ from ...core.rows import (
     WorkflowPlan,
 )
 from ...core.txn import Action
-from ..protocol import NewRun
+from ..protocol import InputsWanted, NewRun
 from .artifact_rows import artifact_from_row
 from .ops import Program, execute
 from .programs import Programs, RunsTaken, SQLTxn, queue_from_row
@@ -56,6 +56,16 @@ def wakes_of(txn: SQLTxn) -> Iterable[str]:
         yield "ended"
     if txn.result.cancelled_runs:
         yield "cancelled"
+
+
+def _wakes_of_pair(pair: tuple[SQLTxn, SQLTxn]) -> Iterable[str]:
+    return wakes_of(pair[0])
+
+
+def _claims(txn: SQLTxn) -> Claims:
+    return Claims(
+        txn.claims, limited=txn.limited, next_token_at=txn.next_token_at, inputs=txn.inputs
+    )
 
 
 def _reconfigured(_config: QueueConfig) -> Iterable[str]:
@@ -272,9 +282,10 @@ class SQLStore:
         queues: Collection[str] | None = None,
         aged_before: float | None = None,
         labels: Collection[str] = (),
+        inputs: InputsWanted | None = None,
     ) -> Claims:
         if not fingerprints or limit <= 0:
-            return Claims()
+            return Claims(inputs=None if inputs is None else {})
         chosen = list(fingerprints)
         deadline = time.monotonic() + CLAIM_PATIENCE
         pause = 0.001
@@ -282,12 +293,12 @@ class SQLStore:
             txn = await self._transact(
                 "claim",
                 lambda: self._programs.claim(
-                    worker_id, chosen, limit, lease, now, queues, aged_before, labels
+                    worker_id, chosen, limit, lease, now, queues, aged_before, labels, inputs
                 ),
                 lease_only=True,
             )
             if txn.claims or not txn.busy or time.monotonic() >= deadline:
-                return Claims(txn.claims, limited=txn.limited, next_token_at=txn.next_token_at)
+                return _claims(txn)
             # every candidate's run was held by another transaction for a moment: try again
             # (returning nothing would idle the worker until its next wake-up)
             await asyncio.sleep(pause)
@@ -321,6 +332,38 @@ class SQLStore:
         )
         return txn.result
 
+    async def complete_and_claim(
+        self,
+        outcomes: Sequence[Outcome],
+        now: float,
+        *,
+        worker_id: str,
+        fingerprints: Collection[str],
+        limit: int,
+        lease: float,
+        queues: Collection[str] | None = None,
+        aged_before: float | None = None,
+        labels: Collection[str] = (),
+        inputs: InputsWanted | None = None,
+    ) -> tuple[CommitResult, Claims]:
+        if not fingerprints or limit <= 0:
+            empty = Claims(inputs=None if inputs is None else {})
+            return await self.complete(outcomes, now), empty
+        chosen = list(fingerprints)
+
+        def claim() -> Program[SQLTxn]:
+            return self._programs.claim(
+                worker_id, chosen, limit, lease, now, queues, aged_before, labels, inputs,
+                session=False,
+            )  # fmt: skip
+
+        done, taken = await self._transact(
+            "complete and claim",
+            lambda: self._programs.complete_and_claim(outcomes, now, claim),
+            wakes=_wakes_of_pair,
+        )
+        return done.result, _claims(taken)
+
     async def heartbeat(self, leases: Sequence[Lease], lease: float, now: float) -> list[Lease]:
         if not leases:
             return []
@@ -329,7 +372,7 @@ class SQLStore:
         )
 
     async def release(
-        self, leases: Sequence[Lease], now: float, max_recoveries: int
+        self, leases: Sequence[Lease], now: float, max_recoveries: int | None
     ) -> CommitResult:
         if not leases:
             return CommitResult()
