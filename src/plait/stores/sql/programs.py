@@ -45,6 +45,7 @@ from ...core.claiming import (
     starved_first,
     token_wait,
     unclaimed_ready,
+    waited_since,
 )
 from ...core.gates import expire_approval, pass_deadline
 from ...core.placement import worker_targets
@@ -299,13 +300,15 @@ class Programs(DataPrograms):
         rows = yield from fetch(self.claim_candidates, params)
         where = {k: v for k, v in params.items() if k not in ("limit", "now")}
         oldest: list[Row] = []
-        if aged_before is not None and rows:
+        if aged_before is not None and len(rows) >= limit:
             params_aged = {**where, "aged_before": aged_before}
             oldest = yield from fetch(self.claim_oldest, params_aged)
             rows = [*rows, *oldest]
         steps = yield from self.blobs.steps(rows)  # no query when nothing was found
         if oldest:  # it goes first, whatever its priority (no starvation)
             steps = starved_first(steps[:-1], steps[-1], aged_before)
+        elif steps:  # fewer than the limit: every claimable step is a candidate, the oldest too
+            steps = starved_first(steps, min(steps, key=waited_since), aged_before)
         flow = [flow_candidate(step.options) for step in steps]
         keyed = sorted({c.key for c in flow if c.key is not None})
         key_running: dict[str, int] = {}
