@@ -61,6 +61,7 @@ WORKLOADS = [
     "big",  # big runs: define, execute, memory (issue 14, 5)
     "payloads",  # large payloads (issue 14, 5)
     "postgres",  # the PostgreSQL store: only when a server answers, and not with --quick
+    "pgcycle",  # PostgreSQL W1 at the defaults, 1 and 4 processes (issue 14, 4): the same
 ]
 # what the results file held at its top before run.py ran WORKLOADS: now under "throughput"
 LEGACY_KEYS = (
@@ -91,7 +92,7 @@ def _postgres_unavailable(quick: bool) -> str | None:
     return None
 
 
-REQUIRES = {"postgres": _postgres_unavailable}
+REQUIRES = {"postgres": _postgres_unavailable, "pgcycle": _postgres_unavailable}
 
 
 def _skipped(name: str, quick: bool) -> str | None:
