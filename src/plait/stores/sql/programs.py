@@ -102,6 +102,12 @@ def _first(row: tuple[Any, ...]) -> Any:
     return row[0]
 
 
+def _uncounted(sql: str, rows: Sequence[Sequence[Any]]) -> Program[int]:
+    """`execute_many`, typed as `execute_all` is: its count is not known (0)."""
+    yield from execute_many(sql, rows)
+    return 0
+
+
 class RunsTaken(Exception):
     """A hopeful `create_runs` met a taken id: its transaction is rolled back and run again,
     careful."""
@@ -183,12 +189,16 @@ class Programs(DataPrograms):
         return run, True
 
     def create_runs(
-        self, runs: Sequence[NewRun], careful: bool
+        self, runs: Sequence[NewRun], careful: bool, counted: bool = True
     ) -> Program[list[tuple[RunRow, bool]]]:
         """`Store.create_runs`. Hopeful first (`careful=False`): insert every run and, if one
         id was taken (by an existing run, an earlier run of the batch, or, on PostgreSQL, a
         transaction that committed it meanwhile), raise `RunsTaken` to be run again, careful:
-        the runs of these ids are read (and locked) first, and only the others inserted."""
+        the runs of these ids are read (and locked) first, and only the others inserted.
+        `counted=False` (PostgreSQL, hopeful): the runs' inserts are not counted, so that the
+        whole transaction travels in one round trip; a taken id then fails the transaction on
+        the events' key instead (every run has an event 1, `run_created`), which the driver
+        turns into `RunsTaken`."""
         found: dict[str, RunRow] = {}
         if careful:
             ids = self.dialect.list_param(sorted({run.id for run, _, _ in runs}))
@@ -231,14 +241,15 @@ class Programs(DataPrograms):
                     step_rows.append(step_insert_row(step, writes))
         yield from writes.announce()
         inserted = 0
+        insert = execute_all if counted or careful else _uncounted
         # in id order, as rows are locked: two batches sharing ids wait, never deadlock
         if new_run_rows:
             new_run_rows.sort(key=_first)
-            inserted += yield from execute_all(self.insert_new_run, new_run_rows)
+            inserted += yield from insert(self.insert_new_run, new_run_rows)
         if run_rows:
             run_rows.sort(key=_first)
-            inserted += yield from execute_all(self.insert_runs, run_rows)
-        if inserted != len(fresh):
+            inserted += yield from insert(self.insert_runs, run_rows)
+        if inserted != len(fresh) and (counted or careful):
             raise RunsTaken  # nothing else written yet: the driver rolls back
         if new_step_rows:
             yield from execute_many(self.insert_new_step, new_step_rows)

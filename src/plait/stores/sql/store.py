@@ -99,6 +99,10 @@ def _filter_params(
 class SQLStore:
     _queries: Queries
     _programs: Programs
+    # A hopeful create_runs counts its inserted runs (a round trip on a pipelining driver);
+    # False: it does not, and a taken id fails its transaction on a unique key (`_transact`'s
+    # `unique_is_taken` turns that into RunsTaken)
+    _count_new_runs = True
 
     async def _fetch(self, query: str, params: Mapping[str, Any]) -> list[Any]:
         """The rows of one named query (a plain read)."""
@@ -112,10 +116,12 @@ class SQLStore:
         write: bool = True,
         lease_only: bool = False,
         wakes: Wakes[T] | None = None,
+        unique_is_taken: bool = False,
     ) -> T:
         """Run a program in one transaction. `program` makes a fresh one, so the store may run
         it again (a lost connection, a deadlock). `lease_only`: it writes only leases (claims,
-        heartbeats); `wakes`: what its result should wake in other processes."""
+        heartbeats); `wakes`: what its result should wake in other processes;
+        `unique_is_taken`: a unique key violated raises RunsTaken (a hopeful create_runs)."""
         raise NotImplementedError
 
     # -- definitions
@@ -156,9 +162,13 @@ class SQLStore:
         if not runs:
             return []
         what = f"create {len(runs)} runs"
+        counted = self._count_new_runs
         try:  # hopeful: the ids are new (as they nearly always are)
             return await self._transact(
-                what, lambda: self._programs.create_runs(runs, False), wakes=_created_many
+                what,
+                lambda: self._programs.create_runs(runs, False, counted),
+                wakes=_created_many,
+                unique_is_taken=not counted,
             )
         except RunsTaken:
             pass
