@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 from .. import _codec
 from .._errors import StoreError
-from .._portal import wait_any
+from .._portal import Broadcast, wait_any
 from .._runtime import Runtime
 from ..core.placement import worker_labels
 from ..core.queues import worker_queues
@@ -137,7 +137,9 @@ class Worker:
         self._reserved = 0  # room the committer's claim (in flight) may fill
         # the committer's last claim took all there was: (work_ready generation before it, its
         # result), for the claim loop to wait on rather than claim again at once
-        self._handed: tuple[int, Claims] | None = None
+        # and the generation of `_commits` that commit fired
+        self._handed: tuple[int, Claims, int] | None = None
+        self._commits = Broadcast()  # fired after every commit of this worker
         self._wants_cache: dict[tuple[str, str, str | None], tuple[str, ...]] = {}
         self.grace = grace
         self.workflows = {wf.fingerprint: wf for wf in workflows}
@@ -267,6 +269,15 @@ class Worker:
             seen = self.rt.work_ready.generation
             seen_ended = self.rt.runs_ended.generation
             handed, self._handed = self._handed, None
+            if handed is not None and handed[0] == seen and self._inflight:
+                # The committer's claim took all there was, and nothing was made ready here
+                # since: the next commit (of the steps in flight) claims again. Wait for it, or
+                # for a wake-up, without a look at the store.
+                wakers = [(self.rt.work_ready, seen), (self._commits, handed[2])]
+                if self._until is not None:
+                    wakers.append((self.rt.runs_ended, seen_ended))
+                await wait_any(wakers, None)
+                continue
             try:
                 now = time.time()
                 if handed is not None and handed[0] == seen:
@@ -473,9 +484,11 @@ class Worker:
                         )
                     finally:
                         self._reserved -= room
-                    if len(claims) < room:  # it took all there was: no claim at once
+                    # it took all there was: no claim at once (but a retry later: the claim
+                    # loop reads when it is due)
+                    if len(claims) < room and all(o.retry_at is None for o in batch):
                         limits = Claims(limited=claims.limited, next_token_at=claims.next_token_at)
-                        self._handed = (seen, limits)
+                        self._handed = (seen, limits, self._commits.generation + 1)
                 else:
                     result = await self.store.complete(batch, now)
                 self._outage.recovered()
@@ -503,6 +516,7 @@ class Worker:
             self._took(claims, now)
             await self._launch(claims)  # their inputs came with them
         self._slot_freed.set()
+        self._commits.fire()
         self.rt.committed(result)
         if self._until is not None and result.ended_runs:
             self._until.difference_update(result.ended_runs)
