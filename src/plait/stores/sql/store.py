@@ -362,9 +362,11 @@ class SQLStore:
         chosen = list(fingerprints)
 
         def claim() -> Program[SQLTxn]:
+            # made once the completions are written: its clock (the steps' start, the rate
+            # limits' refill) reads the time of the claim, not of the commit's start
             return self._programs.claim(
-                worker_id, chosen, limit, lease, now, queues, aged_before, labels, inputs,
-                session=False,
+                worker_id, chosen, limit, lease, time.time(), queues, aged_before, labels,
+                inputs, session=False,
             )  # fmt: skip
 
         done, taken = await self._transact(
