@@ -77,9 +77,9 @@ LEGACY_KEYS = (
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"  # as benchmarks/postgres.py
 
 
-def _postgres_unavailable(quick: bool) -> str | None:
+def _postgres_unavailable(quick: bool, script: str = "postgres") -> str | None:
     if quick:
-        return "not with --quick (python benchmarks/postgres.py --quick runs it alone)"
+        return f"not with --quick (python benchmarks/{script}.py --quick runs it alone)"
     url = os.environ.get("PLAIT_BENCH_POSTGRES_URL", POSTGRES_URL)
     try:
         import psycopg
@@ -92,7 +92,10 @@ def _postgres_unavailable(quick: bool) -> str | None:
     return None
 
 
-REQUIRES = {"postgres": _postgres_unavailable, "pgcycle": _postgres_unavailable}
+REQUIRES = {
+    "postgres": _postgres_unavailable,
+    "pgcycle": lambda quick: _postgres_unavailable(quick, "pgcycle"),
+}
 
 
 def _skipped(name: str, quick: bool) -> str | None:
