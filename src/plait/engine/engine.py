@@ -631,6 +631,14 @@ class Engine:
 
     export_trace = blocking(export_trace_async)
 
+    def export_traces(self, exporter: Any | None) -> None:
+        """From now on, export the trace of each run that this Engine's commits end (its workers'
+        and its operator actions') to `exporter` (a `SpanExporter`), in the background: the
+        spans `export_trace` builds, the exporter called in a thread, a failure logged. Closing
+        the Engine waits for the exports under way. None stops exporting. InputError without
+        the otel extra."""
+        self._rt.ended_runs = None if exporter is None else traces.TraceExport(self._rt, exporter)
+
     # -- watching ---------------------------------------------------------------------------------
 
     def watch(self, run_id: str, after_seq: int = 0) -> Watch:
