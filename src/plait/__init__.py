@@ -9,6 +9,7 @@ from ._errors import (
     ArtifactNotFound,
     BlobNotFound,
     ConfigError,
+    DeclarationError,
     DefinitionError,
     InputError,
     Permanent,
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
     from .core.topology import ServedWorkflow, StepTopology, Topology, WorkerInfo
     from .data.artifacts import Artifact, ArtifactRef
     from .data.records import Record, RecordPage, Records
+    from .declare.actions import action
+    from .declare.loader import load, loads
     from .engine.engine import Engine, RunHandle
     from .engine.schedules import Schedule
     from .engine.views import (
@@ -78,6 +81,9 @@ _LAZY: dict[str, str] = {
     "Record": ".data.records",
     "RecordPage": ".data.records",
     "Records": ".data.records",
+    "action": ".declare.actions",
+    "load": ".declare.loader",
+    "loads": ".declare.loader",
     "Engine": ".engine.engine",
     "RunHandle": ".engine.engine",
     "Schedule": ".engine.schedules",
@@ -113,6 +119,7 @@ __all__ = [
     "BulkItem",
     "BulkResult",
     "ConfigError",
+    "DeclarationError",
     "DefinitionError",
     "Engine",
     "Event",
@@ -159,6 +166,9 @@ __all__ = [
     "WorkflowInfo",
     "WorkflowNotFound",
     "__version__",
+    "action",
+    "load",
+    "loads",
 ]
 
 

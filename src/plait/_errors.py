@@ -2,6 +2,7 @@
 
 PlaitError
 ├── DefinitionError        a workflow definition is wrong (cycle, unknown step, duplicate…)
+│   └── DeclarationError   a YAML workflow file is wrong, at file:line:col and a path
 ├── InputError             a run's input is not what its steps need
 ├── ConfigError            a queue was configured with a bad value (also a ValueError)
 ├── WorkflowNotFound       start() named a workflow nobody registered
@@ -30,6 +31,17 @@ class PlaitError(Exception):
 
 class DefinitionError(PlaitError):
     """A workflow definition is invalid. The message names the step and the problem; fix the code."""
+
+
+class DeclarationError(DefinitionError):
+    """A declarative (YAML) workflow file is wrong: its syntax, a key, a type, a reference, an
+    expression. The message starts with `file:line:col: path:` and says what to change;
+    `file`, `line`, `column` (1-based) and `path` ("steps.charge.retry.attempts") say the same
+    to programs. Nothing was loaded."""
+
+    def __init__(self, message: str, *, file: str, line: int, column: int, path: str) -> None:
+        super().__init__(message)
+        self.file, self.line, self.column, self.path = file, line, column, path
 
 
 class InputError(PlaitError):
