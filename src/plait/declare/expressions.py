@@ -121,7 +121,9 @@ def _unquote(token: _Token) -> str:
         if c == "\\":
             escaped = body[i + 1]
             if escaped not in _ESCAPES:
-                raise ExpressionError(f"unknown escape \\{escaped} in a string", token.offset + i)
+                raise ExpressionError(
+                    f"unknown escape \\{escaped} in a string", token.offset + 1 + i
+                )
             out.append(_ESCAPES[escaped])
             i += 2
         else:

@@ -120,6 +120,8 @@ def _build(
     if next(counter, None) is None:
         raise source.error(path, f"the document has more than {MAX_NODES} nodes (aliases count)")
     source.nodes.setdefault(path, node)
+    if not isinstance(node, yaml.ScalarNode) and node.tag not in _JSON_TAGS:
+        raise source.error(path, f"tag {node.tag!r} is not allowed: use plain JSON-like values")
     if isinstance(node, yaml.MappingNode):
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
@@ -175,4 +177,6 @@ _JSON_TAGS = {
     "tag:yaml.org,2002:float",
     "tag:yaml.org,2002:bool",
     "tag:yaml.org,2002:null",
+    "tag:yaml.org,2002:map",
+    "tag:yaml.org,2002:seq",
 }
