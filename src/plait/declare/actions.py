@@ -10,14 +10,18 @@ receives the step's context. This module imports no YAML: a module of actions ne
 
 from __future__ import annotations
 
+import collections.abc
+import dataclasses
 import importlib
 import inspect
 import re
+import types
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from .._errors import DefinitionError, Permanent
 from ..workflow.digests import code_digest
@@ -47,6 +51,7 @@ class Action:
     params: dict[str, Param] = field(default_factory=dict)
     ctx_param: str | None = None
     accepts_kwargs: bool = False
+    returns: Any = Any  # the return annotation: what an expression may read of the output
 
     @property
     def is_async(self) -> bool:
@@ -101,6 +106,68 @@ class Action:
         return kwargs
 
 
+def output_problem(hint: Any, fields: list[tuple[str, int]], what: str) -> tuple[str, int] | None:
+    """Whether fields read in turn from a value of type `hint` exist: (message, offset of the
+    field) for the first that cannot, else None. Only types that list their fields (pydantic
+    models, dataclasses, TypedDicts) and scalars are checked; a dict, Any or an unannotated
+    value may hold anything."""
+    for name, offset in fields:
+        hint = _without_none(hint)
+        known = _fields_of(hint)
+        if known is None:
+            scalar = _scalar_kind(hint)
+            if scalar is None:
+                return None
+            return f"{what} is {scalar}: it has no field {name!r}", offset
+        if name not in known:
+            listed = ", ".join(known) or "none"
+            return (
+                f"{what} has no field {name!r}{did_you_mean(name, list(known))} (its "
+                f"{_type_name(hint)} has: {listed})",
+                offset,
+            )
+        hint, what = known[name], f"{what}.{name}"
+    return None
+
+
+def _without_none(hint: Any) -> Any:
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        rest = [a for a in args if a is not type(None)]
+        return rest[0] if len(rest) == 1 else Any
+    return hint
+
+
+def _fields_of(hint: Any) -> dict[str, Any] | None:
+    if isinstance(hint, type) and issubclass(hint, BaseModel):
+        return {name: f.annotation for name, f in hint.model_fields.items()}
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        hints = type_hints(hint)
+        return {
+            f.name: hints.get(f.name, Any)
+            for f in dataclasses.fields(hint)
+            if not f.name.startswith("_")
+        }
+    if typing.is_typeddict(hint):
+        return dict(type_hints(hint))
+    return None
+
+
+def _scalar_kind(hint: Any) -> str | None:
+    origin = typing.get_origin(hint) or hint
+    if origin in (list, tuple, set, frozenset) or (
+        isinstance(origin, type)
+        and issubclass(origin, collections.abc.Sequence)
+        and origin not in (str, bytes)
+    ):
+        return "a list"
+    return {str: "a string", int: "a number", float: "a number", bool: "a boolean"}.get(hint)
+
+
+def _type_name(hint: Any) -> str:
+    return f"type {getattr(hint, '__name__', str(hint))}"
+
+
 def make_action(name: str, fn: Callable[..., Any]) -> Action:
     where = f"action {name!r}"
     if not callable(fn):
@@ -110,7 +177,7 @@ def make_action(name: str, fn: Callable[..., Any]) -> Action:
     except (TypeError, ValueError) as exc:
         raise DefinitionError(f"{where}: cannot read its signature: {exc}") from None
     hints = type_hints(fn) if getattr(fn, "__annotations__", None) else {}
-    action = Action(name, fn)
+    action = Action(name, fn, returns=hints.get("return", Any))
     for p in sig.parameters.values():
         if p.kind is p.VAR_KEYWORD:
             action.accepts_kwargs = True

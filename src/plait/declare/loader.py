@@ -32,7 +32,7 @@ from ..core.queues import check_queue
 from ..core.retry import Retry
 from ..workflow.context import StepContext
 from ..workflow.definition import WORKFLOW_NAME_RE, Workflow
-from .actions import Action, ActionNotFound, import_module, resolve
+from .actions import Action, ActionNotFound, import_module, output_problem, resolve
 from .expressions import (
     EvaluationError,
     ExpressionError,
@@ -580,6 +580,7 @@ class _Loader:
                             f"write steps.{name}.output: a step's output is all an expression reads of it",
                             offset=at,
                         )
+                    self.check_fields(path, self.steps[name], chain[2:])
                     found.append(name)
                 elif root in allowed:
                     continue
@@ -597,6 +598,19 @@ class _Loader:
                         offset=offset,
                     )
         return found
+
+    def check_fields(self, path: Path, source: _StepSpec, fields: list[tuple[str, int]]) -> None:
+        """The fields an expression reads of a step's output exist in its action's return
+        annotation (where the annotation lists fields)."""
+        assert source.action is not None
+        what = f"steps.{source.name}.output"
+        hint = source.action.returns
+        if source.for_each is not None:
+            hint = list[hint]  # type: ignore[valid-type]  # a list of the items' outputs
+        problem = output_problem(hint, fields, what)
+        if problem is not None:
+            message, offset = problem
+            raise self.error(path, message, offset=offset)
 
     def check_cycles(self) -> None:
         edges = {s.name: [*s.data, *s.when_reads, *s.depends_on] for s in self.steps.values()}

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import Any
+
+import pydantic
 
 import plait
 
@@ -75,3 +78,20 @@ def track(x: int) -> int:
     with _LOCK:
         ACTIVE["now"] -= 1
     return x * 10
+
+
+class Quote(pydantic.BaseModel):
+    price: float
+    currency: str
+
+
+@dataclasses.dataclass
+class Order:
+    id: int
+    quote: Quote
+    note: str | None = None
+
+
+@plait.action("test.order")
+def order(order_id: int) -> Order:
+    return Order(order_id, Quote(price=9.5, currency="EUR"))

@@ -168,6 +168,22 @@ CASES = [
         "flow.yaml:7:55: steps.charge.with.amount: invalid expression: the expression nests more "
         "than 32 deep",
     ),
+    (  # fields of a step's output, from its action's return annotation
+        "steps:\n  o: {action: test.order, with: {order_id: 1}}\n  e:\n    action: test.echo\n"
+        "    with: {value: '${steps.o.output.quote.prise}'}\n",
+        "flow.yaml:8:43: steps.e.with.value: steps.o.output.quote has no field 'prise' (did you "
+        "mean 'price'?) (its type Quote has: price, currency)",
+    ),
+    (
+        "steps:\n  o: {action: test.order, with: {order_id: 1}}\n  e:\n    action: test.echo\n"
+        "    with: {value: '${steps.o.output.note.text}'}\n",
+        "flow.yaml:8:42: steps.e.with.value: steps.o.output.note is a string: it has no field 'text'",
+    ),
+    (
+        "steps:\n  f: {action: test.fetch, with: {order_id: 1}, for_each: '${[1]}'}\n  e:\n"
+        "    action: test.echo\n    with: {value: '${steps.f.output.total}'}\n",
+        "flow.yaml:8:37: steps.e.with.value: steps.f.output is a list: it has no field 'total'",
+    ),
     (  # the graph
         "steps:\n  a:\n    action: test.echo\n    depends_on: [b]\n  b:\n    action: test.echo\n"
         "    with: {value: '${steps.a.output}'}\n",

@@ -284,3 +284,24 @@ def test_load_reads_a_file_and_names_it_in_errors(tmp_path: pytest.TempPathFacto
     assert caught.value.path == "steps.charge.action"
     with pytest.raises(plait.DeclarationError, match="cannot read the file"):
         plait.load(Path(str(tmp_path)) / "missing.yaml")
+
+
+def test_fields_of_an_annotated_output_are_read_as_declared() -> None:
+    wf = flow(
+        """
+        steps:
+          o:
+            action: test.order
+            with: {order_id: 3}
+          e:
+            action: test.echo
+            with: {value: "${steps.o.output.quote.price * steps.o.output.id}"}
+          d:
+            action: test.echo
+            with: {value: {a: 2}}
+          f:
+            action: test.echo  # Any (or a dict) may hold anything: not checked at load
+            with: {value: "${[steps.e.output, steps.d.output.a, default(steps.d.output.b, 0)]}"}
+        """
+    )
+    assert run(wf)[1].result(timeout=10) == {"f": [28.5, 2, 0]}
