@@ -32,6 +32,7 @@ from ..core.queues import check_queue
 from ..core.retry import Retry
 from ..workflow.context import StepContext
 from ..workflow.definition import WORKFLOW_NAME_RE, Workflow
+from ..workflow.options import Approval
 from .actions import Action, ActionNotFound, import_module, output_problem, resolve
 from .expressions import (
     EvaluationError,
@@ -72,10 +73,12 @@ STEP_KEYS = (
     "queue",
     "priority",
     "delay",
+    "approval",
     "for_each",
     "max_parallel",
     "goto",
 )
+APPROVAL_KEYS = ("expires_after", "on_expiry")
 RETRY_KEYS = ("attempts", "delay", "backoff", "max_delay", "jitter")
 INPUT_KEYS = ("type", "default", "description")
 GOTO_KEYS = ("when", "step", "max_iterations")
@@ -156,6 +159,7 @@ class _StepSpec:
     queue: str | None = None
     priority: int = 0
     delay: float | None = None
+    approval: Approval | None = None
     for_each: Template | None = None
     max_parallel: int | None = None
     gotos: list[_GotoSpec] = field(default_factory=list)
@@ -377,6 +381,26 @@ class _Loader:
             options["jitter"] = self.number((*path, "jitter"), spec["jitter"], 0, 1)
         return Retry(**options)
 
+    def approval(self, path: Path, value: Any) -> Approval | None:
+        """`approval: true`, or `{expires_after, on_expiry}`: a plait.Approval gate."""
+        if value is False:
+            return None
+        if value is True:
+            return Approval()
+        spec = self.mapping(path, value, APPROVAL_KEYS, "approval (or true)")
+        expires = spec.get("expires_after")
+        on_expiry = spec.get("on_expiry", "reject")
+        if on_expiry not in ("reject", "approve"):
+            raise self.error(
+                (*path, "on_expiry"), f"must be 'reject' or 'approve', got {_shown(on_expiry)}"
+            )
+        return Approval(
+            expires_after=None
+            if expires is None
+            else self.duration((*path, "expires_after"), expires),
+            on_expiry=on_expiry,
+        )
+
     def step(self, name: str, value: Any) -> _StepSpec:
         path: Path = ("steps", name)
         spec = self.mapping(path, value, STEP_KEYS, "a step")
@@ -435,6 +459,8 @@ class _Loader:
                 step.queue = check_queue("queue", queue)
             except DefinitionError as exc:
                 raise self.error((*path, "queue"), str(exc).removeprefix("queue: ")) from None
+        if "approval" in spec:
+            step.approval = self.approval((*path, "approval"), spec["approval"])
         defaults = spec.get("defaults", {})
         if not isinstance(defaults, dict):
             raise self.error(
@@ -695,6 +721,7 @@ class _Loader:
             "timeout": step.timeout,
             "priority": step.priority,
             "delay": step.delay,
+            "approval": step.approval or False,
             "queue": step.queue,
         }
         inputs = list(self.inputs.values())

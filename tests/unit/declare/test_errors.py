@@ -36,7 +36,7 @@ CASES = [
         STEP + "    retyr: {attempts: 2}\n",
         "flow.yaml:8:5: steps.charge.retyr: unknown key 'retyr' (did you mean 'retry'?); a step "
         "takes: action, description, with, depends_on, when, retry, timeout, optional, defaults, "
-        "queue, priority, delay, for_each, max_parallel, goto",
+        "queue, priority, delay, approval, for_each, max_parallel, goto",
     ),
     (
         STEP + "    retry: {attempts: three}\n",
@@ -218,6 +218,15 @@ CASES = [
     (
         "inputs: {n: {type: integer, default: ten}}\n" + STEP,
         "flow.yaml:4:38: inputs.n.default: the default 'ten' is not of type integer",
+    ),
+    (
+        "steps:\n  a:\n    action: test.echo\n    approval: {on_expiry: later}\n",
+        "flow.yaml:7:27: steps.a.approval.on_expiry: must be 'reject' or 'approve', got 'later'",
+    ),
+    (
+        "steps:\n  a:\n    action: test.echo\n    approval: {expires: 1h}\n",
+        "flow.yaml:7:16: steps.a.approval.expires: unknown key 'expires' (did you mean "
+        "'expires_after'?); approval (or true) takes: expires_after, on_expiry",
     ),
     (
         "steps:\n  a:\n    action: test.echo\n    max_parallel: 2\n",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 import plait
+from plait.core.rows import Gate
 from plait.declare import loader
 
 from . import actions
@@ -305,3 +306,59 @@ def test_fields_of_an_annotated_output_are_read_as_declared() -> None:
         """
     )
     assert run(wf)[1].result(timeout=10) == {"f": [28.5, 2, 0]}
+
+
+def test_an_approval_gate_waits_for_an_operator() -> None:
+    wf = flow(
+        """
+        steps:
+          deploy:
+            action: test.echo
+            with: {value: shipped}
+            approval: true
+          after:
+            action: test.echo
+            with: {value: "${steps.deploy.output}"}
+        """
+    )
+    engine = plait.Engine("memory://")
+    handle = engine.start(wf, {})
+    assert {s.name: s.status.value for s in engine.steps(handle.id)}["deploy"] == "waiting"
+    engine.approve(handle.id, "deploy", by="ops")
+    engine.run_worker(until=handle, timeout=30)
+    assert handle.result(timeout=10) == {"after": "shipped"}
+
+
+def test_an_approval_may_expire() -> None:
+    wf = flow(
+        """
+        steps:
+          later:
+            action: test.echo
+            approval: {expires_after: 1h, on_expiry: approve}
+        """
+    )
+    options = wf["later"].options
+    assert options is not None
+    assert (options.gate, options.expires_after, options.on_expiry.value) == (
+        Gate.APPROVAL,
+        3600.0,
+        "approve",
+    )
+
+
+def test_a_when_that_fails_at_run_time_fails_the_step_with_condition_error() -> None:
+    wf = flow(
+        """
+        inputs:
+          n: {type: any}
+        steps:
+          a:
+            action: test.echo
+            when: inputs.n > 1
+        """
+    )
+    engine, handle = run(wf, {"n": "many"})
+    code, message = step_errors(engine, handle.id)["a"]
+    assert code == "condition_error"
+    assert message.endswith("flow.yaml:9:11: steps.a.when: cannot compare a string with a number")

@@ -78,6 +78,7 @@ def test_the_examples_and_the_files_the_loader_accepts_are_valid() -> None:
                 priority: -3
                 delay: 250ms
                 timeout: 10
+                approval: {expires_after: 1d, on_expiry: approve}
             """
         )
     )
@@ -97,6 +98,8 @@ STRUCTURAL = [
     "steps:\n  a: {action: test.echo, optional: 'yes please'}\n",
     "steps:\n  a: {action: test.echo, priority: high}\n",
     "steps:\n  a: {action: test.echo, queue: two words}\n",
+    "steps:\n  a: {action: test.echo, approval: {on_expiry: later}}\n",
+    "steps:\n  a: {action: test.echo, approval: yes please}\n",
     "steps:\n  a: {with: {}}\n",
     "steps:\n  my-step: {action: test.echo}\n",
     "steps:\n  a: {action: test.echo, goto: [{when: true}]}\n",
