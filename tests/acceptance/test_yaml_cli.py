@@ -82,3 +82,19 @@ def test_plait_worker_serves_a_workflow_file(
     run = engine.start(wf, {"name": "cy"})
     assert run.result(timeout=DEADLINE) == {"shout": "HELLO CY HELLO CY"}
     assert worker.stop() == 0, worker.stderr
+
+
+def test_plait_validate_checks_files_without_running_them(cli: Cli, flow: Path) -> None:
+    ok = cli("validate", "flow.yaml")
+    assert ok.code == 0, ok.stderr
+    assert ok.stdout.startswith("flow.yaml: ok: greeting v1, 2 steps, fingerprint ")
+    bad = flow.with_name("bad.yaml")
+    bad.write_text(flow.read_text().replace("inputs.name", "inputs.nmae"))
+    result = cli("validate", "flow.yaml", "bad.yaml", "missing.yaml")
+    assert result.code == 2
+    assert result.stdout.count(": ok: ") == 1
+    assert result.stderr.splitlines() == [
+        "plait: error: bad.yaml:9:28: steps.greet.with.name: unknown input 'nmae' (did you mean "
+        "'name'?): declare it under inputs:",
+        "plait: error: file not found: missing.yaml",
+    ]
