@@ -7,7 +7,7 @@ syntax error, an unknown name or function is an error at its line and column) an
 when a step runs, within limits of size and work:
 
     literals      42  1.5  "text"  'text'  true  false  null  [1, 2]
-    names         inputs  steps  item  index      (what each place allows is checked at load)
+    names         inputs  steps  run  item  index  (what each place allows is checked at load)
     fields        inputs.order_id   steps.fetch.output.items[0]   x["a key"]
     operators     ! - * / % + -  < <= > >= == != in  && || (and, or, not)  c ? a : b
     functions     len str int float lower upper trim startswith endswith contains join

@@ -92,7 +92,8 @@ INPUT_TYPES: dict[str, Any] = {
     "any": Any,
 }
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-ROOTS = ("inputs", "steps", "item", "index")
+ROOTS = ("inputs", "steps", "item", "index", "run")
+RUN_FIELDS = ("id", "attempt", "iteration")  # what `run` holds where a step runs
 EXPRESSION_ERROR = "expression_error"  # the code of a step whose expression cannot be computed
 NOT_A_LIST = "for_each_not_a_list"  # the code of a for_each step whose items are not a list
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
@@ -542,7 +543,9 @@ class _Loader:
         data.pop(step.name, None)
         step.data = list(data)
         if step.when is not None:
-            step.when_reads = list(dict.fromkeys(self.refs((*path, "when"), step.when, step)))
+            step.when_reads = list(
+                dict.fromkeys(self.refs((*path, "when"), step.when, step, run=False))
+            )
         for dep in step.defaults:
             if dep not in (*step.data, *step.when_reads, *step.depends_on):
                 why = f"{did_you_mean(dep, list(self.steps))}" if dep not in self.steps else ""
@@ -569,6 +572,7 @@ class _Loader:
         allowed: tuple[str, ...] = (),
         *,
         own: bool = False,
+        run: bool = True,
     ) -> list[str]:
         """The steps whose outputs `tmpl` reads; DeclarationError for a name it cannot read."""
         found: list[str] = []
@@ -610,6 +614,22 @@ class _Loader:
                     found.append(name)
                 elif root in allowed:
                     continue
+                elif root == "run":
+                    if not run:
+                        raise self.error(
+                            path,
+                            "'run' is known when the step runs: its with:, for_each and a goto's "
+                            "when: may read it, its when: may not",
+                            offset=offset,
+                        )
+                    if chain and chain[0][0] not in RUN_FIELDS:
+                        name, at = chain[0]
+                        raise self.error(
+                            path,
+                            f"run has no field {name!r}{did_you_mean(name, list(RUN_FIELDS))} "
+                            f"(it has: {', '.join(RUN_FIELDS)})",
+                            offset=at,
+                        )
                 elif root in ("item", "index"):
                     raise self.error(
                         path,
@@ -620,7 +640,7 @@ class _Loader:
                     raise self.error(
                         path,
                         f"unknown name {root!r}{did_you_mean(root, list(ROOTS))}: an expression reads "
-                        "inputs, steps (and item, index in a for_each's with:)",
+                        "inputs, steps, run (and item, index in a for_each's with:)",
                         offset=offset,
                     )
         return found
@@ -776,11 +796,16 @@ def _signature(
     fn.__qualname__ = fn.__name__ = f"yaml_{digest}"
 
 
-def _env(kwargs: Mapping[str, Any], inputs: list[_InputSpec], reads: list[str]) -> dict[str, Any]:
-    return {
+def _env(
+    kwargs: Mapping[str, Any], inputs: list[_InputSpec], reads: list[str], ctx: Any = None
+) -> dict[str, Any]:
+    env = {
         "inputs": {s.name: copy.deepcopy(kwargs.get(s.name, s.default)) for s in inputs},
         "steps": {name: {"output": kwargs.get(name)} for name in reads},
     }
+    if ctx is not None:
+        env["run"] = {"id": ctx.run_id, "attempt": ctx.attempt, "iteration": ctx.iteration}
+    return env
 
 
 def _fail(src: Source, path: Path, exc: EvaluationError) -> Permanent:
@@ -828,7 +853,7 @@ def _handler(
     if action.is_async:
 
         async def run_async(ctx: Any, **kwargs: Any) -> Any:
-            env = _env(kwargs, inputs, step.data)
+            env = _env(kwargs, inputs, step.data, ctx)
             args = action.arguments(_expand(src, step.args, env), ctx)
             return _goto(src, step, env, await fn(**args))
 
@@ -836,7 +861,7 @@ def _handler(
         return run_async
 
     def run(ctx: Any, **kwargs: Any) -> Any:
-        env = _env(kwargs, inputs, step.data)
+        env = _env(kwargs, inputs, step.data, ctx)
         args = action.arguments(_expand(src, step.args, env), ctx)
         return _goto(src, step, env, fn(**args))
 
@@ -851,7 +876,7 @@ def _fan_out(
     each, cap = step.for_each, step.max_parallel
 
     def spawn(ctx: Any, **kwargs: Any) -> Any:
-        env = _env(kwargs, inputs, step.data)
+        env = _env(kwargs, inputs, step.data, ctx)
         path = ("steps", step.name, "for_each")
         items = _value(src, path, each, env)
         if not isinstance(items, list):

@@ -140,7 +140,7 @@ CASES = [
     (
         "steps:\n  charge:\n    action: test.charge\n    with: {amount: '${input.x}'}\n",
         "flow.yaml:7:23: steps.charge.with.amount: unknown name 'input' (did you mean 'inputs'?): "
-        "an expression reads inputs, steps (and item, index in a for_each's with:)",
+        "an expression reads inputs, steps, run (and item, index in a for_each's with:)",
     ),
     (
         "steps:\n  charge:\n    action: test.charge\n    with: {amount: '${item}'}\n",
@@ -184,6 +184,16 @@ CASES = [
         "    action: test.echo\n    with: {value: '${steps.f.output.total}'}\n",
         "flow.yaml:8:37: steps.e.with.value: steps.f.output is a list: it has no field 'total'",
     ),
+    (
+        "steps:\n  a:\n    action: test.echo\n    with: {value: '${run.idd}'}\n",
+        "flow.yaml:7:26: steps.a.with.value: run has no field 'idd' (did you mean 'id'?) (it has: "
+        "id, attempt, iteration)",
+    ),
+    (
+        "steps:\n  a:\n    action: test.echo\n    when: ${run.attempt > 1}\n",
+        "flow.yaml:7:13: steps.a.when: 'run' is known when the step runs: its with:, for_each and "
+        "a goto's when: may read it, its when: may not",
+    ),
     (  # the graph
         "steps:\n  a:\n    action: test.echo\n    depends_on: [b]\n  b:\n    action: test.echo\n"
         "    with: {value: '${steps.a.output}'}\n",
@@ -208,7 +218,7 @@ CASES = [
         "steps:\n  my-step: {action: test.echo}\n",
         "flow.yaml:5:3: steps.my-step: invalid step name 'my-step': use 1-128 letters, digits or "
         "'_', starting with a letter or '_' (so that expressions can name it), and not a Python "
-        "keyword, 'ctx' or one of inputs, steps, item, index",
+        "keyword, 'ctx' or one of inputs, steps, item, index, run",
     ),
     (
         "inputs: {n: {type: int}}\n" + STEP,

@@ -362,3 +362,44 @@ def test_a_when_that_fails_at_run_time_fails_the_step_with_condition_error() -> 
     code, message = step_errors(engine, handle.id)["a"]
     assert code == "condition_error"
     assert message.endswith("flow.yaml:9:11: steps.a.when: cannot compare a string with a number")
+
+
+def test_run_holds_the_run_id_attempt_and_iteration() -> None:
+    wf = flow(
+        """
+        steps:
+          key:
+            action: test.echo
+            with: {value: "${run.id}:${run.attempt}:${run.iteration}"}
+        """
+    )
+    _, handle = run(wf)
+    assert handle.result(timeout=10) == {"key": f"{handle.id}:1:0"}
+
+
+def test_an_expression_over_its_budget_fails_the_step() -> None:
+    wf = flow(
+        """
+        inputs:
+          xs: {type: array}
+        steps:
+          a:
+            action: test.echo
+            with: {value: "${-1 in inputs.xs}"}
+        """
+    )
+    engine, handle = run(wf, {"xs": list(range(20_000))})
+    assert step_errors(engine, handle.id)["a"] == (
+        "expression_error",
+        "flow.yaml:9:19: steps.a.with.value: the expression took more than 10000 steps",
+    )
+
+
+def test_operator_actions_serve_a_file_s_runs() -> None:
+    wf = flow(ORDERS, name="orders")
+    engine, handle = run(wf, {"order_id": 2})
+    fork = engine.fork(handle.id, "charge", input={"order_id": 2, "currency": "CHF"})
+    engine.run_worker(until=fork, timeout=30)
+    assert fork.result(timeout=10)["charge"] == {"charged": 30.0, "currency": "CHF"}
+    steps = {s.name: s for s in engine.steps(fork.id)}
+    assert steps["fetch"].reused_from == handle.id  # not run again
