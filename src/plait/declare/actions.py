@@ -97,7 +97,8 @@ class Action:
                     value = param.adapter.validate_python(value)
                 except ValidationError as exc:
                     raise Permanent(
-                        f"action {self.name!r}, argument {name!r}: {_short(exc)} (got {_shown(value)})",
+                        f"action {self.name!r}, argument {name!r}: {_short(exc)} "
+                        f"(got {_shown(value)})",
                         code=INVALID_ARGUMENTS,
                     ) from None
             kwargs[name] = value

@@ -239,7 +239,8 @@ class _Loader:
                 return total
         raise self.error(
             path,
-            f"must be a duration: seconds (a number > 0) or text as '30s', '5m', '1h30m', '250ms'; got {_shown(value)}",
+            "must be a duration: seconds (a number > 0) or text as '30s', '5m', '1h30m', "
+            f"'250ms'; got {_shown(value)}",
         )
 
     def names(self, path: Path, value: Any) -> list[str]:
@@ -551,7 +552,8 @@ class _Loader:
                 why = f"{did_you_mean(dep, list(self.steps))}" if dep not in self.steps else ""
                 raise self.error(
                     (*path, "defaults", dep),
-                    f"defaults names {dep!r}{why}, which this step neither reads (${{steps.{dep}.output}}) "
+                    f"defaults names {dep!r}{why}, which this step neither reads "
+                    f"(${{steps.{dep}.output}}) "
                     "nor depends_on",
                     key=True,
                 )
@@ -607,7 +609,8 @@ class _Loader:
                         at = chain[1][1] if len(chain) > 1 else at
                         raise self.error(
                             path,
-                            f"write steps.{name}.output: a step's output is all an expression reads of it",
+                            f"write steps.{name}.output: a step's output is all an expression "
+                            "reads of it",
                             offset=at,
                         )
                     self.check_fields(path, self.steps[name], chain[2:])
@@ -639,7 +642,8 @@ class _Loader:
                 else:
                     raise self.error(
                         path,
-                        f"unknown name {root!r}{did_you_mean(root, list(ROOTS))}: an expression reads "
+                        f"unknown name {root!r}{did_you_mean(root, list(ROOTS))}: an "
+                        "expression reads "
                         "inputs, steps, run (and item, index in a for_each's with:)",
                         offset=offset,
                     )
@@ -790,7 +794,7 @@ def _signature(
         annotations[spec.name] = INPUT_TYPES[spec.kind]
         if spec.kind != "any" and not spec.required and spec.default is None:
             annotations[spec.name] = INPUT_TYPES[spec.kind] | None  # default: null
-    fn.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]  # read by inspect.signature
+    fn.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]  # inspect reads it
     fn.__annotations__ = annotations
     fn.__plait_digest__ = digest  # type: ignore[attr-defined]  # read by workflow.digests
     fn.__qualname__ = fn.__name__ = f"yaml_{digest}"
@@ -882,7 +886,8 @@ def _fan_out(
         if not isinstance(items, list):
             line, column = src.at(path)
             raise Permanent(
-                f"{src.file}:{line}:{column}: {_dotted(path)}: for_each needs a list, got {kind_of(items)}",
+                f"{src.file}:{line}:{column}: {_dotted(path)}: for_each needs a list, "
+                f"got {kind_of(items)}",
                 code=NOT_A_LIST,
             )
         handles: list[Any] = []
