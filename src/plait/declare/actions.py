@@ -207,6 +207,11 @@ def action(name: str) -> Callable[[F], F]:
     >>> @plait.action("orders.charge")
     ... def charge(order_id: int, amount: float) -> dict: ...
     """
+    if callable(name):
+        raise DefinitionError(
+            f'@plait.action needs the action\'s name: write @plait.action("service.method") '
+            f"above {getattr(name, '__name__', 'the function')}"
+        )
     if not isinstance(name, str) or not ACTION_NAME.fullmatch(name):
         raise DefinitionError(
             f"invalid action name {name!r}: use letters, digits, '_' or '-', in parts joined "
