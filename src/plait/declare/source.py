@@ -13,7 +13,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
+try:
+    import yaml
+except ImportError as exc:  # pragma: no cover - the test extra installs it
+    raise ImportError(
+        f"reading workflow files needs PyYAML: pip install 'plait[yaml]' ({exc})"
+    ) from exc
 
 from .._errors import DeclarationError
 

@@ -403,3 +403,19 @@ def test_operator_actions_serve_a_file_s_runs() -> None:
     assert fork.result(timeout=10)["charge"] == {"charged": 30.0, "currency": "CHF"}
     steps = {s.name: s for s in engine.steps(fork.id)}
     assert steps["fetch"].reused_from == handle.id  # not run again
+
+
+def test_a_failed_item_fails_its_for_each_step() -> None:
+    wf = flow(
+        """
+        steps:
+          each:
+            action: test.fail
+            for_each: ${['a', 'b']}
+            with: {message: "item ${index}: ${item}"}
+        """
+    )
+    engine, handle = run(wf)
+    errors = step_errors(engine, handle.id)
+    assert errors["each/each.item-0"] == ("Permanent", "item 0: a")
+    assert errors["each"][0] == "child_failed"
