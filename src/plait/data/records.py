@@ -2,6 +2,7 @@
 write), with a revision per document for optimistic concurrency.
 
     ctx.record("orders", "o-42", {"total": 99})       # in a step: committed with its success only
+    ctx.record("orders", "o-42", doc, expected_revision=3)  # ...and only over revision 3
     orders = engine.records("orders")
     doc, revision = orders.get("o-42")                  # None if there is no such document
     orders.put("o-42", {**doc, "paid": True}, expected_revision=revision)   # or RevisionConflict
@@ -94,10 +95,11 @@ def encode_doc(collection: str, key: str, doc: Any) -> bytes:
         ) from None
 
 
-def record_write(collection: Any, key: Any, doc: Any) -> RecordWrite:
+def record_write(collection: Any, key: Any, doc: Any, expected_revision: Any = None) -> RecordWrite:
     """What `ctx.record` buffers, checked at once (the handler sees the error where it wrote)."""
     collection, key = check_collection(collection), check_key(key)
-    return RecordWrite(collection, key, encode_doc(collection, key, doc))
+    expected = check_revision(expected_revision)
+    return RecordWrite(collection, key, encode_doc(collection, key, doc), expected)
 
 
 @dataclass(frozen=True, slots=True)
