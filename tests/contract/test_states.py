@@ -230,7 +230,9 @@ def test_states_are_apart_from_records_of_the_same_name(engine: plait.Engine) ->
     engine.states("orders").create("o-1", "received")
     assert engine.records("orders").get("o-1") == ({"a": 1}, 1)
     assert [r.key for r in engine.records("orders").list().items] == ["o-1"]
-    with pytest.raises(plait.InputError, match="collection name 'plait.states.orders' is reserved"):
+    with pytest.raises(
+        plait.InputError, match=r"collection name 'plait\.states\.orders' is reserved"
+    ):
         engine.records("plait.states.orders")
 
 
@@ -241,7 +243,7 @@ def test_bad_names_phases_and_values_are_refused(engine: plait.Engine) -> None:
         "invalid collection name 'bad name!': a collection name is 1-100 letters, digits, '_', "
         "'.' or '-', starting with a letter"
     )
-    with pytest.raises(plait.InputError, match="collection name 'plait.x' is reserved"):
+    with pytest.raises(plait.InputError, match=r"collection name 'plait\.x' is reserved"):
         engine.states("plait.x")
     states = engine.states("jobs")
     states.create("a", "working")
