@@ -550,7 +550,10 @@ class Programs(DataPrograms):
         checked = {
             (w.collection, w.key)
             for o in outcomes
-            if o.data is not None and o.succeeded
+            if o.data is not None
+            and o.succeeded
+            and (step := txn.steps.get((o.run_id, o.step))) is not None
+            and step.lease_token == o.token
             for w in o.data.records
             if w.expected is not None
         }
