@@ -173,3 +173,28 @@ def test_a_bad_expected_revision_fails_the_step_with_the_reason(engine: plait.En
         "expected_revision must be None (write whatever is there), 0 (create only) or the "
         "revision last read (an integer >= 1), got -1"
     )
+
+
+def test_an_observer_is_told_a_conflict_is_a_failure(engine: plait.Engine) -> None:
+    engine.records("docs").put("k", {"v": 1})
+    codes: list[str | None] = []
+
+    class Observer:
+        def claimed(self, worker: Any, claims: Any, now: float) -> None:
+            pass
+
+        def committed(self, worker: Any, outcomes: Any, accepted: Any, now: float) -> None:
+            codes.extend(o.error_code for o in outcomes)
+
+        def expired(self, worker: Any, count: int) -> None:
+            pass
+
+    engine.observe(Observer())
+    wf = plait.Workflow("observed")
+
+    @wf.step
+    def write(ctx: plait.StepContext) -> None:
+        ctx.record("docs", "k", {"v": 2}, expected_revision=7)
+
+    failure_of(run(engine, wf), "write")
+    assert codes == ["revision_conflict"]

@@ -332,6 +332,9 @@ class CommitResult:
     # claim that its limits held back may now succeed (wake workers here; PostgreSQL: everywhere)
     slot_freed: bool = False
     expired: int = 0  # leases found expired (`recover_expired`), for the worker's metrics
+    # tokens of successes that failed at commit, `revision_conflict` (a record's revision
+    # moved: `transitions.check_records`), for the worker's metrics
+    conflicted: list[str] = field(default_factory=list)
 
 
 class Claims(list[Claim]):

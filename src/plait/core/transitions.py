@@ -174,6 +174,7 @@ def check_records(txn: Txn, outcome: Outcome) -> Generator[Need, None, Outcome]:
         if w.expected is not None and (actual := txn.record_revision(key)) != w.expected:
             for done in counted:  # this attempt's earlier writes are not committed
                 txn.records_written[done] -= 1
+            txn.result.conflicted.append(outcome.token)
             now = "does not exist" if actual == 0 else f"is at revision {actual}"
             wanted = (
                 "to create it (expected_revision=0)"
