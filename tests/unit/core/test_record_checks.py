@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from plait.core.rows import Outcome, RecordWrite, StepData
 from plait.core.transitions import REVISION_CONFLICT, check_records
 from plait.core.txn import Need, Txn, drive
@@ -74,3 +77,47 @@ def test_a_tombstone_reads_as_no_document_and_a_conflict_uncounts_the_attempts_w
     assert "record 'new' of collection 'c' does not exist" in (failed.error_message or "")
     assert txn.records_written == {("c", "free"): 0, ("c", "gone"): 0}
     assert txn.record_revision(("c", "gone")) == 0 and txn.record_revision(("c", "new")) == 0
+
+
+KEYS = [("c", "a"), ("c", "b"), ("d", "a")]
+write_st = st.builds(
+    lambda key, expected: RecordWrite(key[0], key[1], b"1", expected),
+    st.sampled_from(KEYS),
+    st.one_of(st.none(), st.integers(0, 4)),
+)
+
+
+@given(
+    stored=st.dictionaries(
+        st.sampled_from(KEYS), st.tuples(st.integers(0, 3), st.booleans()), max_size=3
+    ),
+    outcomes=st.lists(st.lists(write_st, min_size=1, max_size=4), min_size=1, max_size=5),
+)
+def test_a_group_commit_checks_as_if_its_outcomes_committed_one_by_one(
+    stored: dict[tuple[str, str], tuple[int, bool]], outcomes: list[list[RecordWrite]]
+) -> None:
+    # the reference: each outcome in turn against the records as the ones before left them
+    model = {k: (stored.get(k, (0, False))) for k in KEYS}
+    expect_ok = []
+    for writes in outcomes:
+        trial = dict(model)
+        ok = True
+        for w in writes:
+            rev, live = trial[(w.collection, w.key)]
+            if w.expected is not None and w.expected != (rev if live else 0):
+                ok = False
+                break
+            trial[(w.collection, w.key)] = (rev + 1, True)
+        expect_ok.append(ok)
+        if ok:
+            model = trial
+
+    txn = Txn(0.0)
+    got_ok = [check(txn, outcome(*writes), stored).error_code is None for writes in outcomes]
+
+    assert got_ok == expect_ok
+    for key in KEYS:  # what the transaction would write, seen as a reader would after it
+        if key not in txn.records:
+            txn.add_record(key, *stored.get(key, (0, False)))
+        rev, live = model[key]
+        assert txn.record_revision(key) == (rev if live else 0)
