@@ -18,8 +18,8 @@ one. `engine.gc()` purges tombstones older than `TOMBSTONE_AGE`; only a writer h
 read before that (and a key re-created since) could then match again.
 
 Names are checked before they reach a store: a collection is 1-100 letters, digits, `_`, `.`,
-`-` starting with a letter, and not `plait.…` (reserved for plait's own state); a key is a
-non-empty string of at most 1024 characters without NUL.
+`-` starting with a letter, and not `plait.…` (reserved for plait's own state, `engine.states`'
+documents among it); a key is a non-empty string of at most 1024 characters without NUL.
 """
 
 from __future__ import annotations
@@ -42,8 +42,9 @@ if TYPE_CHECKING:
 COLLECTION_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,99}")
 KEY_LIMIT = 1024
 TOMBSTONE_AGE = 30 * 24 * 3600.0  # seconds a deleted record's tombstone is kept (engine.gc)
-# plait keeps its own documents (schedules, the scheduler's lease, the worker registry) in
-# collections of this prefix; users' records may not touch them (plait's code uses the store)
+# plait keeps its own documents (schedules, the scheduler's lease, the worker registry, the
+# documents of engine.states: plait.states.<name>) in collections of this prefix; users' records
+# may not touch them (plait's code uses the store)
 RESERVED_PREFIX = "plait."
 
 
@@ -57,7 +58,8 @@ def check_collection(collection: object) -> str:
     if collection.lower().startswith(RESERVED_PREFIX):
         raise InputError(
             f"collection name {collection!r} is reserved: collections named '{RESERVED_PREFIX}…' "
-            "hold plait's own state (schedules, the scheduler's lease, the worker registry); "
+            "hold plait's own state (schedules, the scheduler's lease, the worker registry, "
+            "workflow-state documents: engine.states); "
             "choose another name"
         )
     return collection
