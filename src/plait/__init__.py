@@ -21,6 +21,8 @@ from ._errors import (
     RunNotFound,
     RunStateError,
     SchemaVersionError,
+    StateError,
+    StateNotFound,
     StepError,
     StoreError,
     WorkflowNotFound,
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
     from .core.topology import ServedWorkflow, StepTopology, Topology, WorkerInfo
     from .data.artifacts import Artifact, ArtifactRef
     from .data.records import Record, RecordPage, Records
+    from .data.states import State, StatePage, States
     from .engine.engine import Engine, RunHandle
     from .engine.schedules import Schedule
     from .engine.views import (
@@ -78,6 +81,9 @@ _LAZY: dict[str, str] = {
     "Record": ".data.records",
     "RecordPage": ".data.records",
     "Records": ".data.records",
+    "State": ".data.states",
+    "StatePage": ".data.states",
+    "States": ".data.states",
     "Engine": ".engine.engine",
     "RunHandle": ".engine.engine",
     "Schedule": ".engine.schedules",
@@ -145,6 +151,11 @@ __all__ = [
     "Schedule",
     "SchemaVersionError",
     "ServedWorkflow",
+    "State",
+    "StateError",
+    "StateNotFound",
+    "StatePage",
+    "States",
     "Step",
     "StepCancelled",
     "StepContext",
