@@ -22,6 +22,8 @@ from ._errors import (
     RunNotFound,
     RunStateError,
     SchemaVersionError,
+    StateError,
+    StateNotFound,
     StepError,
     StoreError,
     WorkflowNotFound,
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
     from .core.topology import ServedWorkflow, StepTopology, Topology, WorkerInfo
     from .data.artifacts import Artifact, ArtifactRef
     from .data.records import Record, RecordPage, Records
+    from .data.states import State, StatePage, States
     from .declare.actions import action
     from .declare.loader import load, loads
     from .engine.engine import Engine, RunHandle
@@ -84,6 +87,9 @@ _LAZY: dict[str, str] = {
     "action": ".declare.actions",
     "load": ".declare.loader",
     "loads": ".declare.loader",
+    "State": ".data.states",
+    "StatePage": ".data.states",
+    "States": ".data.states",
     "Engine": ".engine.engine",
     "RunHandle": ".engine.engine",
     "Schedule": ".engine.schedules",
@@ -152,6 +158,11 @@ __all__ = [
     "Schedule",
     "SchemaVersionError",
     "ServedWorkflow",
+    "State",
+    "StateError",
+    "StateNotFound",
+    "StatePage",
+    "States",
     "Step",
     "StepCancelled",
     "StepContext",

@@ -389,6 +389,27 @@ def test_workers_workflows_topology_records(client: TestClient, engine: plait.En
     refused(client.get("/api/v1/records/plait.workers"), 422, "InputError", "")
 
 
+def test_states(client: TestClient, engine: plait.Engine) -> None:
+    states = engine.states("orders")
+    states.create("o-1", "paying", context={"total": 9}, max_iterations=3)
+    states.create("o-2", "shipped")
+    states.fail("o-2", "lost")
+    got = ok(client.get("/api/v1/states/orders/o-1"))
+    assert {k: got[k] for k in ("id", "phase", "iteration", "max_iterations", "context")} == {
+        "id": "o-1", "phase": "paying", "iteration": 0, "max_iterations": 3,
+        "context": {"total": 9},
+    }  # fmt: skip
+    assert (got["revision"], got["error"], got["completed_at"]) == (1, None, None)
+    listed = ok(client.get("/api/v1/states/orders", params={"phase": "failed"}))
+    assert [(s["id"], s["error"]) for s in listed["states"]] == [("o-2", "lost")]
+    assert listed["next_after"] is None
+    page = ok(client.get("/api/v1/states/orders", params={"limit": 1}))
+    assert [s["id"] for s in page["states"]] == ["o-1"] and page["next_after"] == "o-1"
+    refused(client.get("/api/v1/states/orders/o-3"), 404, "NotFound", "no state 'o-3'")
+    refused(client.get("/api/v1/states/orders", params={"phase": "9"}), 422, "InputError", "")
+    refused(client.get("/api/v1/states/plait.x"), 422, "InputError", "")
+
+
 # -- the token, hosts, headers ------------------------------------------------------------------------
 
 

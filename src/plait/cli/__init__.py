@@ -8,6 +8,8 @@
     plait workflows                              the workflow versions recorded in the store
     plait workers | topology WORKFLOW            live workers, and which can run which steps
     plait records list COLLECTION | get C KEY    the documents steps wrote (read-only)
+    plait states list|show|create|transition|increment|complete|fail|delete COLLECTION …
+                                                 workflow-state documents (engine.states)
     plait serve [--host H --port P --token T]    the dashboard, the HTTP API and /metrics
 
 Every command takes `--db URL` (env `PLAIT_DB`, default `sqlite:///plait.db`) and `--log-level`.
@@ -35,6 +37,7 @@ from . import (  # noqa: F401
     schedules,
     serve,
     start,
+    states,
     validate,
     watch,
     workers,

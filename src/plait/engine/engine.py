@@ -32,6 +32,7 @@ from ..core.rows import RunStatus
 from ..core.topology import Topology, WorkerInfo
 from ..data.artifacts import Artifact, ArtifactStorage
 from ..data.records import Records
+from ..data.states import States
 from ..stores import DEFAULT_URL, Store
 from ..workflow.definition import Workflow
 from . import (
@@ -660,6 +661,13 @@ class Engine:
         """The documents of a collection (created by its first write): get, put with
         `expected_revision`, delete, list by key prefix. InputError for an invalid name."""
         return data.records(self._rt, collection)
+
+    def states(self, collection: str) -> States:
+        """The workflow-state documents of a collection: create, get, transition,
+        increment_iteration (up to max_iterations), complete, fail, delete, list by phase;
+        every change compare-and-set on the document's revision. InputError for an invalid
+        name."""
+        return data.states(self._rt, collection)
 
     async def delete_run_async(self, run_id: str, *, force: bool = False) -> None:
         """Delete a finished run: its steps, event log and artifacts (records its steps wrote

@@ -327,6 +327,28 @@ async def get_record(request: Request, collection: str, key: str) -> JSON:
     return JSON({"key": key, "doc": doc, "revision": revision})
 
 
+@router.get("/states/{collection}", tags=["data"], summary="Workflow-state documents, by id")
+async def list_states(
+    request: Request,
+    collection: str,
+    phase: Annotated[str | None, Query(max_length=100)] = None,
+    prefix: Annotated[str, Query(max_length=1000)] = "",
+    after: Annotated[str | None, Query(max_length=1000)] = None,
+    limit: Limit = 100,
+) -> JSON:
+    states = engine_of(request).states(collection)
+    page = await states.list_async(phase, prefix=prefix, after=after, limit=limit)
+    return JSON({"states": page.items, "next_after": page.next_after})
+
+
+@router.get("/states/{collection}/{state_id}", tags=["data"], summary="One workflow-state document")
+async def get_state(request: Request, collection: str, state_id: str) -> JSON:
+    found = await engine_of(request).states(collection).get_async(state_id)
+    if found is None:
+        raise NotFound(f"no state {state_id!r} in collection {collection!r}")
+    return JSON(found)
+
+
 # -- workflows, workers, queues, schedules -------------------------------------------------------
 
 
