@@ -39,11 +39,15 @@ class DeclarationError(DefinitionError):
     """A declarative (YAML) workflow file is wrong: its syntax, a key, a type, a reference, an
     expression. The message starts with `file:line:col: path:` and says what to change;
     `file`, `line`, `column` (1-based) and `path` ("steps.charge.retry.attempts") say the same
-    to programs. Nothing was loaded."""
+    to programs. Nothing was loaded. Where a file holds several mistakes found in the same
+    pass (several steps, say), `errors` lists them all, this one first, and the message ends
+    with how many more there are; `detail` is this mistake's own message."""
 
     def __init__(self, message: str, *, file: str, line: int, column: int, path: str) -> None:
         super().__init__(message)
+        self.detail = message
         self.file, self.line, self.column, self.path = file, line, column, path
+        self.errors: list[DeclarationError] = [self]
 
 
 class InputError(PlaitError):

@@ -98,3 +98,16 @@ def test_plait_validate_checks_files_without_running_them(cli: Cli, flow: Path) 
         "'name'?): declare it under inputs:",
         "plait: error: file not found: missing.yaml",
     ]
+
+
+def test_plait_validate_prints_each_mistake_of_a_file(cli: Cli, flow: Path) -> None:
+    text = flow.read_text().replace("times: 2", "tmes: 2")
+    text = text.replace(":shout", ":shuot")
+    flow.write_text(text)
+    result = cli("validate", "flow.yaml")
+    assert result.code == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 2, result.stderr
+    assert lines[0].startswith("plait: error: flow.yaml:9:36: steps.greet.with.tmes: ")
+    assert lines[1].startswith("plait: error: flow.yaml:11:13: steps.shout.action: module ")
+    assert "has no 'shuot' (did you mean 'shout'?)" in lines[1]

@@ -96,8 +96,12 @@ def _yaml_module(path: str) -> ModuleType:
         raise CliError(
             f"{path}: loading YAML workflows needs PyYAML: pip install 'plait[yaml]' ({exc})"
         ) from None
+    from .._errors import DeclarationError
+
     try:
         workflow = load(path)
+    except DeclarationError as exc:  # one line per mistake
+        raise CliError("\nplait: error: ".join(e.detail for e in exc.errors)) from None
     except PlaitError as exc:
         raise CliError(str(exc)) from None
     module = ModuleType(f"plait_yaml_{Path(path).stem}")

@@ -337,14 +337,28 @@ class _Loader:
                 raise self.error(
                     ("steps", step_name), f"step {step_name!r} has the name of an input", key=True
                 )
+        # each step is checked on its own: the mistakes of one pass are reported together
+        errors = []
         for step_name, spec in steps.items():
-            self.steps[step_name] = self.step(step_name, spec)
+            try:
+                self.steps[step_name] = self.step(step_name, spec)
+            except DeclarationError as exc:
+                errors.append(exc)
+        _raise_all(errors)
         for step in self.steps.values():
-            self.link(step)
+            try:
+                self.link(step)
+            except DeclarationError as exc:
+                errors.append(exc)
+        _raise_all(errors)
         self.check_cycles()
         for step in self.steps.values():
             for goto in step.gotos:
-                self.check_goto(step, goto)
+                try:
+                    self.check_goto(step, goto)
+                except DeclarationError as exc:
+                    errors.append(exc)
+        _raise_all(errors)
         return self.workflow(name, version, retry, timeout)
 
     def input(self, name: Any, spec: Any) -> None:
@@ -937,6 +951,21 @@ def _condition(
 
 
 # -- small helpers ---------------------------------------------------------------------------------
+
+
+def _raise_all(errors: list[DeclarationError]) -> None:
+    """Raise the first of `errors`, holding them all, if there is any."""
+    if not errors:
+        return
+    first = errors[0]
+    first.errors = list(errors)
+    if len(errors) > 1:
+        more = len(errors) - 1
+        first.args = (
+            f"{first.detail} (and {more} more mistake{'s' if more > 1 else ''} in the file: "
+            "DeclarationError.errors, or plait validate, lists them)",
+        )
+    raise first
 
 
 def _templates(value: Any) -> list[tuple[Path, Template]]:

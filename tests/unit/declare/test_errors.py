@@ -312,3 +312,35 @@ def test_errors_are_definition_errors_with_their_position() -> None:
         23,
         "steps.charge.retry.attempts",
     )
+
+
+def test_the_mistakes_of_several_steps_are_reported_together() -> None:
+    with pytest.raises(plait.DeclarationError) as caught:
+        flow(
+            "steps:\n"
+            "  a: {action: test.echo, retry: {attempts: 0}}\n"
+            "  b: {action: test.chrage}\n"
+            "  c: {action: test.echo, timeout: never}\n"
+        )
+    error = caught.value
+    assert [(e.line, e.path) for e in error.errors] == [
+        (5, "steps.a.retry.attempts"),
+        (6, "steps.b.action"),
+        (7, "steps.c.timeout"),
+    ]
+    assert error.errors[0] is error
+    assert str(error) == (
+        f"{error.detail} (and 2 more mistakes in the file: DeclarationError.errors, or plait "
+        "validate, lists them)"
+    )
+    assert error.detail.startswith("flow.yaml:5:44: steps.a.retry.attempts: must be an integer")
+
+
+def test_references_are_checked_once_every_step_reads_well() -> None:
+    with pytest.raises(plait.DeclarationError) as caught:
+        flow(
+            "steps:\n"
+            "  a: {action: test.echo, with: {value: '${steps.zz.output}'}}\n"
+            "  b: {action: test.echo, depends_on: [yy]}\n"
+        )
+    assert [e.path for e in caught.value.errors] == ["steps.a.with.value", "steps.b.depends_on[0]"]
