@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import threading
+import time
 from typing import Any
 
 import pydantic
@@ -63,14 +65,12 @@ NOT_A_FUNCTION = 42
 
 
 ACTIVE = {"now": 0, "most": 0}
-_LOCK = __import__("threading").Lock()
+_LOCK = threading.Lock()
 
 
 @plait.action("test.track")
 def track(x: int) -> int:
     """Counts how many calls overlap (ACTIVE["most"]), then returns x * 10."""
-    import time
-
     with _LOCK:
         ACTIVE["now"] += 1
         ACTIVE["most"] = max(ACTIVE["most"], ACTIVE["now"])
