@@ -9,6 +9,7 @@ from ._errors import (
     ArtifactNotFound,
     BlobNotFound,
     ConfigError,
+    DeclarationError,
     DefinitionError,
     InputError,
     Permanent,
@@ -43,6 +44,8 @@ if TYPE_CHECKING:
     from .data.artifacts import Artifact, ArtifactRef
     from .data.records import Record, RecordPage, Records
     from .data.states import State, StatePage, States
+    from .declare.actions import action
+    from .declare.loader import load, loads
     from .engine.engine import Engine, RunHandle
     from .engine.schedules import Schedule
     from .engine.views import (
@@ -81,6 +84,9 @@ _LAZY: dict[str, str] = {
     "Record": ".data.records",
     "RecordPage": ".data.records",
     "Records": ".data.records",
+    "action": ".declare.actions",
+    "load": ".declare.loader",
+    "loads": ".declare.loader",
     "State": ".data.states",
     "StatePage": ".data.states",
     "States": ".data.states",
@@ -119,6 +125,7 @@ __all__ = [
     "BulkItem",
     "BulkResult",
     "ConfigError",
+    "DeclarationError",
     "DefinitionError",
     "Engine",
     "Event",
@@ -170,6 +177,9 @@ __all__ = [
     "WorkflowInfo",
     "WorkflowNotFound",
     "__version__",
+    "action",
+    "load",
+    "loads",
 ]
 
 
