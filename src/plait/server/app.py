@@ -24,6 +24,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.responses import Response
+from starlette.routing import Match
 from starlette.staticfiles import StaticFiles
 
 from .. import __version__
@@ -38,6 +39,16 @@ log = logging.getLogger(__name__)
 TOKEN_HEADER = "X-Plait-Token"  # noqa: S105  # a header name, not a secret
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def methods_of(request: Request) -> list[str]:
+    """The methods some route of the app takes at the request's path (for a 405's Allow)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return sorted(methods)
 
 
 def create_app(
@@ -104,9 +115,13 @@ def create_app(
         return error(422, "ValidationError", f"invalid request: {shown}", details=details)
 
     @app.exception_handler(HTTPException)
-    async def http_error(_request: Request, exc: HTTPException) -> Response:
+    async def http_error(request: Request, exc: HTTPException) -> Response:
         kinds = {404: "NotFound", 405: "MethodNotAllowed"}
-        return error(exc.status_code, kinds.get(exc.status_code, "HTTPError"), str(exc.detail))
+        answer = error(exc.status_code, kinds.get(exc.status_code, "HTTPError"), str(exc.detail))
+        answer.headers.update(exc.headers or {})
+        if exc.status_code == 405:  # every method the path takes, not only its first route's
+            answer.headers["Allow"] = ", ".join(methods_of(request))
+        return answer
 
     app.include_router(api.router)
     app.include_router(live.router)
