@@ -12,7 +12,7 @@ from starlette.testclient import TestClient
 
 import plait
 
-from .conftest import AUTH, serve
+from .conftest import AUTH, CheckedClient, serve
 
 
 def ok(response: Any, status: int = 200) -> Any:
@@ -213,7 +213,7 @@ def test_blob_by_hash(tmp_path: Any) -> None:
 
         engine.start(wf, {"n": 100}, run_id="big-1")
         serve(engine, "big-1")
-        with TestClient(create_app(engine, allowed_hosts=["testserver"])) as client:
+        with CheckedClient(create_app(engine, allowed_hosts=["testserver"])) as client:
             payload = b'"' + b"x" * 100 + b'"'
             digest = hashlib.sha256(b'{"make":' + payload + b"}").hexdigest()
             step_digest = hashlib.sha256(payload).hexdigest()
@@ -421,7 +421,7 @@ def test_without_a_token_mutations_need_the_header_and_hosts_are_checked(
 
     engine.start("flaky", {"n": 1}, run_id="local")
     app = create_app(engine)  # loopback names only
-    with TestClient(app, base_url="http://127.0.0.1") as client:
+    with CheckedClient(app, base_url="http://127.0.0.1") as client:
         refused(client.post("/api/v1/runs/local/cancel"), 401, "Unauthorized", "")
         ok(client.post("/api/v1/runs/local/cancel", headers={"X-Plait-Token": "x"}))
     with TestClient(app, base_url="http://evil.example") as client:  # DNS rebinding
@@ -433,7 +433,8 @@ def test_the_token_is_never_logged(engine: plait.Engine, caplog: pytest.LogCaptu
     from plait.server.app import create_app
 
     caplog.set_level("DEBUG")
-    with TestClient(create_app(engine, token="t0ps3cr3t-value", allowed_hosts=["testserver"])) as c:
+    app = create_app(engine, token="t0ps3cr3t-value", allowed_hosts=["testserver"])
+    with CheckedClient(app) as c:
         c.post("/api/v1/runs/x/cancel", headers={"X-Plait-Token": "t0ps3cr3t-value"})
         c.post("/api/v1/runs/x/cancel", headers={"X-Plait-Token": "guess-value"})
     assert "t0ps3cr3t" not in caplog.text and "guess-value" not in caplog.text
@@ -455,6 +456,43 @@ def test_openapi_document_and_docs_page(client: TestClient) -> None:
     page = client.get("/api/docs")
     assert page.status_code == 200 and "openapi.json" in page.text
     assert "http" not in page.text.replace("http-equiv", "")  # nothing from the network
+
+
+def test_every_operation_documents_its_answers(client: TestClient) -> None:
+    from plait.server import responses
+
+    spec = ok(client.get("/openapi.json"))
+    schemas = spec["components"]["schemas"]
+    error = {"$ref": "#/components/schemas/Error"}
+    count = 0
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            count += 1
+            where = f"{method.upper()} {path}"
+            answers = operation["responses"]
+            (success,) = [status for status in answers if status.startswith("2")]
+            content = answers[success].get("content")
+            assert content, where
+            for media, entry in content.items():
+                assert entry.get("schema") not in (None, {}), (where, media)
+            if "application/json" in content:
+                schema = content["application/json"]["schema"]
+                assert "$ref" in schema or schema.get("description"), where
+            failures = {status for status in answers if not status.startswith("2")}
+            assert "503" in failures, where
+            if method != "get":
+                assert {"401", "403"} <= failures, where
+            if path.count("{") or operation.get("parameters"):
+                assert "422" in failures, where
+            for status in failures:  # every error is the API's JSON error, not FastAPI's shape
+                assert answers[status]["content"]["application/json"]["schema"] == error, where
+    assert count == 41
+    assert "HTTPValidationError" not in schemas
+    models = {m.__name__ for m in vars(responses).values()
+              if isinstance(m, type) and issubclass(m, responses.Answer)} - {"Answer"}  # fmt: skip
+    assert models <= set(schemas), models - set(schemas)
+    for name in models:  # a field the server adds and the model lacks fails the schema
+        assert schemas[name]["additionalProperties"] is False, name
 
 
 def test_graph_groups_alike_steps_and_expands_them(
