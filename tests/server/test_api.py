@@ -480,14 +480,20 @@ def test_every_operation_documents_its_answers(client: TestClient) -> None:
                 assert "$ref" in schema or schema.get("description"), where
             failures = {status for status in answers if not status.startswith("2")}
             assert "503" in failures, where
-            if method != "get":
+            if method != "get":  # the token, in either header
                 assert {"401", "403"} <= failures, where
+                assert operation["security"] == [{"token": []}, {"bearer": []}], where
+            else:
+                assert "security" not in operation, where
             if path.count("{") or operation.get("parameters"):
                 assert "422" in failures, where
             for status in failures:  # every error is the API's JSON error, not FastAPI's shape
                 assert answers[status]["content"]["application/json"]["schema"] == error, where
     assert count == 41
     assert "HTTPValidationError" not in schemas
+    token = spec["components"]["securitySchemes"]["token"]
+    assert token == {"type": "apiKey", "in": "header", "name": "X-Plait-Token",
+                     "description": token["description"]}  # fmt: skip
     models = {m.__name__ for m in vars(responses).values()
               if isinstance(m, type) and issubclass(m, responses.Answer)} - {"Answer"}  # fmt: skip
     assert models <= set(schemas), models - set(schemas)

@@ -2,8 +2,10 @@
 invalid: whatever it sends, the server answers without a server error (5xx), with a status
 the document lists for that operation, the content type it lists, the headers it says are
 required, and a body that conforms to the documented schema (the models of
-plait/server/responses.py). So a response that drifts from its schema fails here. The live
-feeds never end, so they are tested by tests/server/test_live.py instead."""
+plait/server/responses.py); it refuses what the document says is invalid, and a call the
+document says needs the token is refused without it. So a response that drifts from its
+schema fails here (and in every API test: conftest's CheckedClient). The live feeds never
+end, so they are tested by tests/server/test_live.py instead."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from hypothesis import HealthCheck, settings  # noqa: E402
 from schemathesis import GenerationMode  # noqa: E402
 from schemathesis.checks import (  # noqa: E402
     content_type_conformance,
+    ignored_auth,
     negative_data_rejection,
     not_a_server_error,
     positive_data_acceptance,
@@ -38,6 +41,7 @@ REQUIRED = [
     response_headers_conformance,
     response_schema_conformance,
     negative_data_rejection,
+    ignored_auth,
 ]
 # A request the schema allows may still be refused with a 422, and rightly: a cursor is
 # opaque, a cron string, a timezone or a run's input are checked by the Engine, not by a

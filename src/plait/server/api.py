@@ -12,7 +12,8 @@ import re
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Security
+from fastapi.security import APIKeyHeader, HTTPBearer
 from starlette.responses import StreamingResponse
 
 from .._errors import ConfigError, InputError
@@ -59,6 +60,20 @@ ERRORS = {
     503: "The store cannot be reached (StoreError).",
 }
 Responses = dict[int | str, dict[str, Any]]
+
+
+TOKEN_HEADER = "X-Plait-Token"  # noqa: S105  # a header name, not a secret
+# The token, as the document says it: either header. They only document it (auto_error off):
+# app.py's guard checks it, before any route, for every call that changes state.
+TOKEN = [
+    Security(APIKeyHeader(
+        name=TOKEN_HEADER, scheme_name="token", auto_error=False,
+        description="the server's token; a server without one takes any value",
+    )),
+    Security(HTTPBearer(
+        scheme_name="bearer", auto_error=False, description="the server's token, as a bearer"
+    )),
+]  # fmt: skip
 
 
 def reads(model: type[A.Answer] | None, *errors: int, status: int = 200) -> Responses:
@@ -158,6 +173,7 @@ async def list_runs(
     summary="Start a run of a workflow the store knows",
     status_code=201,
     responses=acts(A.Run, 400, 404, 409, 422, status=201),
+    dependencies=TOKEN,
 )
 async def start_run(request: Request, body: StartBody) -> JSON:
     engine = engine_of(request)
@@ -272,6 +288,7 @@ async def diff_runs(request: Request, run_a: str, run_b: str) -> JSON:
     tags=["operator"],
     summary="Cancel a run",
     responses=acts(A.Run, 400, 404, 409, 422),
+    dependencies=TOKEN,
 )
 async def cancel_run(request: Request, run_id: str, body: CancelBody | None = None) -> JSON:
     reason = body.reason if body else None
@@ -283,6 +300,7 @@ async def cancel_run(request: Request, run_id: str, body: CancelBody | None = No
     tags=["operator"],
     summary="Pause a run",
     responses=acts(A.Run, 404, 409, 422),
+    dependencies=TOKEN,
 )
 async def pause_run(request: Request, run_id: str) -> JSON:
     return JSON(await engine_of(request).pause_async(run_id, by=actor(request)))
@@ -293,6 +311,7 @@ async def pause_run(request: Request, run_id: str) -> JSON:
     tags=["operator"],
     summary="Resume a paused run",
     responses=acts(A.Run, 404, 409, 422),
+    dependencies=TOKEN,
 )
 async def resume_run(request: Request, run_id: str) -> JSON:
     return JSON(await engine_of(request).resume_async(run_id, by=actor(request)))
@@ -303,6 +322,7 @@ async def resume_run(request: Request, run_id: str) -> JSON:
     tags=["operator"],
     summary="Retry a failed step",
     responses=acts(A.Run, 404, 409, 422),
+    dependencies=TOKEN,
 )
 async def retry_step(request: Request, run_id: str, step: str) -> JSON:
     engine = engine_of(request)
@@ -315,6 +335,7 @@ async def retry_step(request: Request, run_id: str, step: str) -> JSON:
     tags=["operator"],
     summary="Approve a waiting step",
     responses=acts(A.Step, 400, 404, 409, 422),
+    dependencies=TOKEN,
 )
 async def approve_step(
     request: Request, run_id: str, step: str, body: ApproveBody | None = None
@@ -330,6 +351,7 @@ async def approve_step(
     tags=["operator"],
     summary="Reject a waiting step",
     responses=acts(A.Step, 400, 404, 409, 422),
+    dependencies=TOKEN,
 )
 async def reject_step(
     request: Request, run_id: str, step: str, body: RejectBody | None = None
@@ -345,6 +367,7 @@ async def reject_step(
     tags=["operator"],
     summary="Deliver a signal",
     responses=acts(A.Signalled, 400, 404, 409, 422),
+    dependencies=TOKEN,
 )
 async def send_signal(request: Request, run_id: str, name: str, body: SignalBody) -> JSON:
     engine = engine_of(request)
@@ -359,6 +382,7 @@ async def send_signal(request: Request, run_id: str, name: str, body: SignalBody
     summary="Fork a run from a step",
     status_code=201,
     responses=acts(A.Run, 400, 404, 409, 422, status=201),
+    dependencies=TOKEN,
 )
 async def fork_run(request: Request, run_id: str, body: ForkBody) -> JSON:
     engine = engine_of(request)
@@ -374,6 +398,7 @@ async def fork_run(request: Request, run_id: str, body: ForkBody) -> JSON:
     tags=["operator"],
     summary="Delete a finished run",
     responses=acts(A.Deleted, 404, 409, 422),
+    dependencies=TOKEN,
 )
 async def delete_run(request: Request, run_id: str, force: bool = False) -> JSON:
     await engine_of(request).delete_run_async(run_id, force=force)
@@ -385,6 +410,7 @@ async def delete_run(request: Request, run_id: str, force: bool = False) -> JSON
     tags=["operator"],
     summary="One action on many runs (dry run by default)",
     responses=acts(A.BulkResult, 400, 422),
+    dependencies=TOKEN,
 )
 async def bulk(request: Request, body: BulkBody) -> JSON:
     where = None
@@ -576,6 +602,7 @@ async def get_queue(request: Request, name: str) -> JSON:
     tags=["queues"],
     summary="Set a queue's limits",
     responses=acts(A.Queue, 400, 422),
+    dependencies=TOKEN,
 )
 async def set_queue(request: Request, name: str, body: QueueBody) -> JSON:
     rate = None
@@ -619,6 +646,7 @@ async def get_schedule(request: Request, name: str) -> JSON:
     tags=["schedules"],
     summary="Add or replace a schedule",
     responses=acts(A.Schedule, 400, 404, 409, 422),
+    dependencies=TOKEN,
 )
 async def put_schedule(request: Request, name: str, body: ScheduleBody) -> JSON:
     schedule = await engine_of(request).schedule_async(
@@ -633,6 +661,7 @@ async def put_schedule(request: Request, name: str, body: ScheduleBody) -> JSON:
     tags=["schedules"],
     summary="Pause a schedule",
     responses=acts(A.Schedule, 404, 409, 422),
+    dependencies=TOKEN,
 )
 async def pause_schedule(request: Request, name: str) -> JSON:
     engine = engine_of(request)
@@ -645,6 +674,7 @@ async def pause_schedule(request: Request, name: str) -> JSON:
     tags=["schedules"],
     summary="Resume a schedule",
     responses=acts(A.Schedule, 404, 409, 422),
+    dependencies=TOKEN,
 )
 async def resume_schedule(request: Request, name: str) -> JSON:
     engine = engine_of(request)
@@ -657,6 +687,7 @@ async def resume_schedule(request: Request, name: str) -> JSON:
     tags=["schedules"],
     summary="Delete a schedule",
     responses=acts(A.Deleted, 404, 422),
+    dependencies=TOKEN,
 )
 async def delete_schedule(request: Request, name: str) -> JSON:
     if not await engine_of(request).delete_schedule_async(name):

@@ -31,12 +31,12 @@ from .. import __version__
 from .._errors import PlaitError
 from ..engine.engine import Engine
 from . import api, live
+from .api import TOKEN_HEADER
 from .dashboard import router as dashboard_router
 from .errors import error, status_of
 
 log = logging.getLogger(__name__)
 
-TOKEN_HEADER = "X-Plait-Token"  # noqa: S105  # a header name, not a secret
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 
