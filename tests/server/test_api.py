@@ -442,7 +442,44 @@ def test_the_token_is_never_logged(engine: plait.Engine, caplog: pytest.LogCaptu
 
 def test_unknown_routes_and_methods_are_json(client: TestClient) -> None:
     refused(client.get("/api/v1/nothing-here"), 404, "NotFound", "Not Found")
-    refused(client.put("/api/v1/runs", json={}, headers=AUTH), 405, "MethodNotAllowed", "")
+    response = client.put("/api/v1/runs", json={}, headers=AUTH)
+    refused(response, 405, "MethodNotAllowed", "")
+    assert response.headers["Allow"] == "GET, POST"  # every route of the path, not the first's
+    assert client.options("/api/v1/schedules/nightly").headers["Allow"] == "DELETE, GET, PUT"
+
+
+def test_bodies_take_numbers_and_booleans_as_they_are(
+    client: TestClient, engine: plait.Engine
+) -> None:
+    engine.start("flaky", {"n": 1}, run_id="stays")
+    for dry_run in (0, "false", "no"):  # never guessed to mean "act"
+        refused(client.post("/api/v1/bulk", json={"action": "cancel", "run_ids": ["stays"],
+                                                  "dry_run": dry_run}, headers=AUTH),
+                422, "ValidationError", "body.dry_run: Input should be a valid boolean")  # fmt: skip
+    assert ok(client.get("/api/v1/runs/stays"))["status"] == "pending"
+    refused(client.post("/api/v1/runs", json={"workflow": "flaky", "input": {"n": 1},
+                                              "priority": "5"}, headers=AUTH),
+            422, "ValidationError", "body.priority: Input should be a valid integer")  # fmt: skip
+    refused(client.put("/api/v1/queues/q", json={"concurrency": 2.5}, headers=AUTH),
+            422, "ValidationError", "body.concurrency: Input should be a valid integer")  # fmt: skip
+    refused(client.put("/api/v1/queues/q", json={"rate": {"count": "5"}}, headers=AUTH),
+            422, "ValidationError", "body.rate.count: Input should be a valid number")  # fmt: skip
+    assert [r["id"] for r in ok(client.get("/api/v1/runs"))["runs"]] == ["stays"]
+
+
+def test_created_range_takes_a_date_time_or_epoch_seconds(
+    client: TestClient, engine: plait.Engine
+) -> None:
+    engine.start("flaky", {"n": 1}, run_id="now")
+    for after in ("2001-01-01T00:00:00", "978307200", 978307200.5):
+        found = ok(client.get("/api/v1/runs", params={"created_from": after}))["runs"]
+        assert [r["id"] for r in found] == ["now"], after
+        assert ok(client.get("/api/v1/runs", params={"created_to": after}))["runs"] == []
+    dry = ok(client.post("/api/v1/bulk", json={"action": "cancel",
+             "filter": {"created_from": 978307200}}, headers=AUTH))  # fmt: skip
+    assert dry["matched"] == 1
+    refused(client.get("/api/v1/runs", params={"created_from": "yesterday"}), 422,
+            "ValidationError", "query.created_from")  # fmt: skip
 
 
 def test_openapi_document_and_docs_page(client: TestClient) -> None:

@@ -19,7 +19,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from importlib import resources
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
@@ -41,13 +41,14 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
-def methods_of(request: Request) -> list[str]:
-    """The methods some route of the app takes at the request's path (for a 405's Allow)."""
+def methods_of(routers: Sequence[APIRouter], request: Request) -> list[str]:
+    """The methods the routes of `routers` take at the request's path (a 405's Allow)."""
     methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match is not Match.NONE:
-            methods |= getattr(route, "methods", None) or set()
+    for router in routers:
+        for route in router.routes:
+            match, _ = route.matches(request.scope)
+            if match is not Match.NONE:
+                methods |= getattr(route, "methods", None) or set()
     return sorted(methods)
 
 
@@ -120,16 +121,16 @@ def create_app(
         answer = error(exc.status_code, kinds.get(exc.status_code, "HTTPError"), str(exc.detail))
         answer.headers.update(exc.headers or {})
         if exc.status_code == 405:  # every method the path takes, not only its first route's
-            answer.headers["Allow"] = ", ".join(methods_of(request))
+            answer.headers["Allow"] = ", ".join(methods_of(routers, request))
         return answer
 
-    app.include_router(api.router)
-    app.include_router(live.router)
+    routers = [api.router, live.router, dashboard_router]
     if metrics:
         from .metrics import router as metrics_router
 
-        app.include_router(metrics_router)
-    app.include_router(dashboard_router)
+        routers.append(metrics_router)
+    for router in routers:
+        app.include_router(router)
     static = resources.files("plait.server") / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
     return app
