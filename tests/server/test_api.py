@@ -51,6 +51,7 @@ def test_start_read_and_list_runs(client: TestClient, engine: plait.Engine) -> N
     assert [r["id"] for r in page["runs"]] == ["flaky-1"] and page["next_cursor"]
     rest = ok(client.get("/api/v1/runs", params={"limit": 1, "cursor": page["next_cursor"]}))
     assert [r["id"] for r in rest["runs"]] == ["order-7"] and rest["next_cursor"] is None
+    assert isinstance(client, CheckedClient) and client.checked == 11  # each answer was checked
 
 
 def test_run_list_errors(client: TestClient) -> None:
