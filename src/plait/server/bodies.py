@@ -13,11 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..engine.bulk import MAX_BULK
 
 Text = Field(default=None, max_length=2000)
-When = Field(
-    default=None,
-    description="an ISO 8601 date-time (naive: UTC) or epoch seconds",
-    union_mode="left_to_right",
-)
+When = Field(default=None, description="an ISO 8601 date-time (naive: UTC) or epoch seconds")
 
 
 class Body(BaseModel):
