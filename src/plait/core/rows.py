@@ -228,11 +228,15 @@ class Spawn:
 
 @dataclass(frozen=True, slots=True)
 class RecordWrite:
-    """A document a step wrote with `ctx.record`; committed with its success only."""
+    """A document a step wrote with `ctx.record`; committed with its success only. `expected`:
+    the revision the document must have when the success commits (0: it must not exist), checked
+    in that transaction (`core.transitions`: else the attempt fails, `revision_conflict`); None
+    writes whatever is there."""
 
     collection: str
     key: str
     doc: bytes  # JSON
+    expected: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,6 +309,9 @@ class Outcome:
     spawned: tuple[Spawn, ...] = ()  # steps it added; it then waits for them before it is done
     gather: bytes | None = None  # it returned handles: their names (JSON), whose outputs it returns
     data: StepData | None = None  # records and artifacts, written only if it succeeded
+    # when to try again if a record it wrote with an expected revision has another one at
+    # commit (the attempt then fails, `revision_conflict`); None: no attempts left
+    conflict_retry_at: float | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -325,6 +332,9 @@ class CommitResult:
     # claim that its limits held back may now succeed (wake workers here; PostgreSQL: everywhere)
     slot_freed: bool = False
     expired: int = 0  # leases found expired (`recover_expired`), for the worker's metrics
+    # tokens of successes that failed at commit, `revision_conflict` (a record's revision
+    # moved: `transitions.check_records`), for the worker's metrics
+    conflicted: list[str] = field(default_factory=list)
 
 
 class Claims(list[Claim]):

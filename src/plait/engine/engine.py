@@ -32,6 +32,7 @@ from ..core.rows import RunStatus
 from ..core.topology import Topology, WorkerInfo
 from ..data.artifacts import Artifact, ArtifactStorage
 from ..data.records import Records
+from ..data.states import States
 from ..stores import DEFAULT_URL, Store
 from ..workflow.definition import Workflow
 from . import (
@@ -634,6 +635,14 @@ class Engine:
 
     export_trace = blocking(export_trace_async)
 
+    def export_traces(self, exporter: Any | None) -> None:
+        """From now on, export the trace of each run that this Engine's commits end (its workers'
+        and its operator actions') to `exporter` (a `SpanExporter`), in the background: the
+        spans `export_trace` builds, the exporter called in a thread, a failure logged. Closing
+        the Engine waits for the exports under way. None stops exporting. InputError without
+        the otel extra."""
+        self._rt.ended_runs = None if exporter is None else traces.TraceExport(self._rt, exporter)
+
     # -- watching ---------------------------------------------------------------------------------
 
     def watch(self, run_id: str, after_seq: int = 0) -> Watch:
@@ -655,6 +664,13 @@ class Engine:
         """The documents of a collection (created by its first write): get, put with
         `expected_revision`, delete, list by key prefix. InputError for an invalid name."""
         return data.records(self._rt, collection)
+
+    def states(self, collection: str) -> States:
+        """The workflow-state documents of a collection: create, get, transition,
+        increment_iteration (up to max_iterations), complete, fail, delete, list by phase;
+        every change compare-and-set on the document's revision. InputError for an invalid
+        name."""
+        return data.states(self._rt, collection)
 
     async def delete_run_async(self, run_id: str, *, force: bool = False) -> None:
         """Delete a finished run: its steps, event log and artifacts (records its steps wrote

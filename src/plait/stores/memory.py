@@ -661,6 +661,10 @@ class MemoryStore:
         for name in need.steps:
             step = steps.get(name)
             txn.add_step(need.run_id, name, dataclasses.replace(step) if step else None)
+        for key in need.records:  # under the store's lock until the write: no one moves them
+            record = self._records.get(key)
+            if record is not None:
+                txn.add_record(key, record.revision, record.doc != TOMBSTONE)
 
     def _run(self, txn: Txn, transition: Transition) -> None:
         drive(transition, self._load, txn)

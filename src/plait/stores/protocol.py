@@ -200,7 +200,10 @@ class Store(Protocol):
     async def complete(self, outcomes: Sequence[Outcome], now: float) -> CommitResult:
         """Record outcomes in one transaction (group commit), each fenced by its lease token.
         `freed` says that a step of a queue with a concurrency limit, or with a concurrency key,
-        stopped running (a store that pushes wakes other processes' workers with it)."""
+        stopped running (a store that pushes wakes other processes' workers with it). A
+        success's records written with an expected revision are checked by the transition: the
+        store loads the revisions a `Need.records` names into `Txn.records`, unchanged by
+        anyone else until this transaction commits (a lock, or a conditional commit)."""
 
     async def heartbeat(self, leases: Sequence[Lease], lease: float, now: float) -> list[Lease]:
         """Extend these leases; return the ones that are no longer held (fenced off)."""

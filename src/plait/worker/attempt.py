@@ -28,7 +28,7 @@ from .. import _codec
 from .._errors import InputError, StepFailure
 from ..core.loops import INVALID_GOTO, Goto
 from ..core.queues import resolve_key
-from ..core.rows import Claim, Outcome, StepInputs, StepStatus
+from ..core.rows import Claim, Outcome, StepData, StepInputs, StepStatus
 from ..workflow.context import StepCancelled, StepContext
 from ..workflow.definition import StepDef, Workflow
 from ..workflow.tasks import task_kwargs
@@ -69,6 +69,14 @@ async def attempt(
             traceback=tb[-TRACEBACK_LIMIT:] if tb else None,
             retry_at=None if delay is None else time.time() + delay,
         )
+
+    def conflict_retry_at(data: StepData | None) -> float | None:
+        """When to try again should a record written with an expected revision have another
+        one at commit (`core.transitions.check_records`): a retryable failure."""
+        if data is None or all(w.expected is None for w in data.records):
+            return None
+        delay = wf.retry_for(step).next_try(claim.attempt, True)
+        return None if delay is None else time.time() + delay
 
     def raised(exc: BaseException) -> Outcome:
         """A failed attempt for an exception out of the handler, its class name as the code. One
@@ -155,13 +163,15 @@ async def attempt(
         if spawner is not None and spawner.spawned:
             message = f"step {claim.step!r} spawned steps and returned a Goto: do one or the other"
             return failure(INVALID_GOTO, message, False)
+        data = ctx._data()
         return Outcome(
             claim.run_id,
             claim.step,
             claim.token,
             goto=result.step,
             max_iterations=result.max_iterations,
-            data=ctx._data(),
+            data=data,
+            conflict_retry_at=conflict_retry_at(data),
         )
     try:
         gather = None if spawner is None else spawner.gather(result)
@@ -175,6 +185,7 @@ async def attempt(
             False,
         )
     spawned = () if spawner is None else tuple(spawner.spawned)
+    data = ctx._data()
     return Outcome(
         claim.run_id,
         claim.step,
@@ -182,5 +193,6 @@ async def attempt(
         output=output,
         spawned=spawned,
         gather=gather,
-        data=ctx._data(),
+        data=data,
+        conflict_retry_at=conflict_retry_at(data),
     )

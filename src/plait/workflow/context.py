@@ -107,13 +107,20 @@ class StepContext:
         """Spawn task `fn` once per item (the item is its input); return the handles, in order."""
         return self._spawning().map(fn, items)
 
-    def record(self, collection: str, key: str, doc: Any) -> None:
+    def record(
+        self, collection: str, key: str, doc: Any, *, expected_revision: int | None = None
+    ) -> None:
         """Write JSON document `doc` under `key` in `collection` (see `engine.records`), in the
         transaction that records this step's success: never if this attempt fails, once if it
-        succeeds. A later write of the same key in the same step wins (revision +1 each)."""
+        succeeds. A later write of the same key in the same step wins (revision +1 each).
+
+        `expected_revision` is checked in that transaction: n writes only over revision n, 0
+        only if there is no document. If the document has another revision then, the attempt
+        fails with code `revision_conflict` (retryable: the step's Retry policy applies) and
+        nothing of it is committed: no record, artifact, spawn or output."""
         from ..data.records import record_write
 
-        self._records.append(record_write(collection, key, doc))
+        self._records.append(record_write(collection, key, doc, expected_revision))
 
     def save_artifact(
         self,

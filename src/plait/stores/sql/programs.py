@@ -52,6 +52,7 @@ from ...core.placement import worker_targets
 from ...core.queues import QueueConfig, queue_of, reconfigure
 from ...core.rate import Bucket, Rate
 from ...core.rows import (
+    TOMBSTONE,
     EventRow,
     Lease,
     Outcome,
@@ -62,7 +63,7 @@ from ...core.rows import (
     StepStatus,
 )
 from ...core.transitions import admit_key, claim, complete, recover, release
-from ...core.txn import Action, Need, StepKey, Transition, Txn
+from ...core.txn import Action, Need, RecordKey, StepKey, Transition, Txn
 from ..protocol import InputsWanted, NewRun
 from .artifact_rows import artifact_params
 from .blobs import BlobPrograms, BlobWrites, output_blobs
@@ -160,6 +161,7 @@ class Programs(DataPrograms):
         self.claim_candidates = q.locked("claim_candidates", skip_locked=True)
         self.claim_oldest = q.locked("claim_oldest", skip_locked=True)
         self.write_step_records = q.positional("write_step_records", RECORD_WRITE)
+        self.lock_record = q.locked("lock_record")
         # settings a dialect wants for a claim's transaction (PostgreSQL: claim_session)
         self.claim_session = q.get("claim_session")
         self.flow_lock = q.get("flow_lock")  # PostgreSQL; SQLite's write lock serialises claims
@@ -586,6 +588,29 @@ class Programs(DataPrograms):
                     dependents[(outcome.run_id, edge.target)] = None
         if dependents:
             yield from self._load_keys(txn, dependents)
+        checked = {
+            (w.collection, w.key)
+            for o in outcomes
+            if o.data is not None
+            and o.succeeded
+            and (step := txn.steps.get((o.run_id, o.step))) is not None
+            and step.lease_token == o.token
+            for w in o.data.records
+            if w.expected is not None
+        }
+        if checked:  # locked last, in one order, as every transaction locks records
+            yield from self._lock_records(txn, checked)
+
+    def _lock_records(self, txn: SQLTxn, keys: Iterable[RecordKey]) -> Program[None]:
+        """Load records' revisions for a transition's check, each row locked until the commit
+        (PostgreSQL): a key without a row gets one first (a tombstone at revision 0, read as no
+        document), since a lock needs a row and a concurrent create must wait for this one."""
+        for collection, key in sorted(k for k in set(keys) if k not in txn.records):
+            params: dict[str, Any] = {"collection": collection, "key": key}
+            reserve = {**params, "tombstone": TOMBSTONE, "updated_at": txn.now}
+            yield from execute(self.q["reserve_record"], reserve)
+            rows = yield from fetch(self.lock_record, params)
+            txn.add_record((collection, key), int(rows[0][0]), bool(rows[0][1]))
 
     def load(self, txn: SQLTxn, need: Need) -> Program[None]:
         """Load what a transition asked for: the run and the named steps (one query each)."""
@@ -593,6 +618,8 @@ class Programs(DataPrograms):
         if need.all_steps:
             rows = yield from fetch(self.lock_all_steps, {"run_id": need.run_id})
             yield from self._add_steps(txn, rows)
+        if need.records:
+            yield from self._lock_records(txn, need.records)
         if not need.steps:
             return
         if len(need.steps) == 1:
