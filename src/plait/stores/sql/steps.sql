@@ -126,8 +126,7 @@ CROSS JOIN LATERAL (
 ORDER BY k.n;
 
 -- name: get_inputs
--- What claimed steps' handlers need, in one read: each run's input (name and status NULL), then
--- the status and output of the steps given as [run_id, name] pairs.
+-- What claimed steps' handlers need, in one read: run inputs (name NULL), then the ends of the [run_id, name] pairs.
 SELECT id, NULL, NULL, input, input_blob FROM runs
 WHERE id IN (SELECT value FROM json_each(:id_list))
 UNION ALL
@@ -137,8 +136,7 @@ CROSS JOIN steps AS s
 WHERE s.run_id = json_extract(k.value, '$[0]') AND s.name = json_extract(k.value, '$[1]');
 
 -- name: get_inputs [postgres]
--- What claimed steps' handlers need, in one read: each run's input (name and status NULL), then
--- the status and output of the steps given as [run_id, name] pairs.
+-- What claimed steps' handlers need, in one read: run inputs (name NULL), then the ends of the [run_id, name] pairs.
 SELECT id, NULL, NULL, input, input_blob FROM runs
 WHERE id = ANY(ARRAY(SELECT jsonb_array_elements_text(CAST(:id_list AS jsonb))))
 UNION ALL
