@@ -628,6 +628,7 @@ class Worker:
     async def _drain(self) -> None:
         """Let in-flight steps finish within the grace period; release the rest (those that
         never had a handler slot at once, without counting it as a recovery)."""
+        await asyncio.sleep(0)  # steps launched just now with a slot free take it: they start
         unstarted = [f for f in self._inflight.values() if not f.started]
         for f in unstarted:
             f.task.cancel()
