@@ -71,7 +71,7 @@ from .postgres_setup import (
     schema_statements,
 )
 from .sql import programs
-from .sql.ops import EXECUTE, EXECUTE_ALL, FETCH, LARGE, Program, fetch
+from .sql.ops import EXECUTE, EXECUTE_ALL, FETCH, LARGE, READ_BLOBS, WRITE_BLOB, Program, fetch
 from .sql.queries import POSTGRES, Queries
 from .sql.rows import EVENT_COLUMNS
 from .sql.store import SQLStore, Wakes
@@ -453,10 +453,10 @@ async def _drive(
         try:
             while True:
                 kind, query, params = program.send(result)
-                if kind == FETCH:
+                if kind == FETCH or kind == READ_BLOBS:
                     await cur.execute(query, params)
                     result = await cur.fetchall()
-                elif kind == EXECUTE:
+                elif kind == EXECUTE or kind == WRITE_BLOB:
                     await cur.execute(query, params)
                     if pipeline is not None:
                         await pipeline.sync()

@@ -65,7 +65,16 @@ from urllib.request import pathname2url
 
 from .._errors import SchemaVersionError, StoreError
 from .sql import programs
-from .sql.ops import EXECUTE, EXECUTE_ALL, EXECUTE_MANY, FETCH, Program
+from .sql.ops import (
+    EXECUTE,
+    EXECUTE_ALL,
+    EXECUTE_MANY,
+    FETCH,
+    READ_BLOBS,
+    WRITE_BLOB,
+    Program,
+    Row,
+)
 from .sql.queries import SQLITE, Queries
 from .sql.store import SQLStore, Wakes
 from .sqlite_files import (
@@ -396,8 +405,36 @@ def run_sync(db: sqlite3.Connection, program: Program[T]) -> T:
                 result = None
             elif kind == EXECUTE_ALL:
                 result = db.executemany(sql, params).rowcount
+            elif kind == WRITE_BLOB:
+                _write_blob(db, db.execute(sql, params).fetchall(), params["data"])
+                result = None
+            elif kind == READ_BLOBS:
+                result = _read_blobs(db, db.execute(sql, params).fetchall(), params.get("excerpt"))
             else:  # LARGE: SQLite takes any size as it comes
                 result = None
     except StopIteration as stop:
         value: T = stop.value
         return value
+
+
+def _write_blob(db: sqlite3.Connection, rowids: list[Row], data: bytes) -> None:
+    """Write a blob's data into the zeroblob its row was inserted with (the rowid the insert
+    returned), in place: sqlite3 would copy a bound parameter, and SQLite the row it builds."""
+    for (rowid,) in rowids:
+        if data:
+            with db.blobopen("blobs", "data", rowid) as blob:
+                blob.write(data)
+
+
+def _read_blobs(db: sqlite3.Connection, rows: list[Row], excerpt: int | None) -> list[Row]:
+    """(hash, data, size) of rows of (hash, rowid, size): each blob's data, or its first
+    `excerpt` bytes, read in place into the one bytes object returned (a selected column is
+    built in SQLite's memory, then copied by sqlite3; an excerpt would be the whole blob)."""
+    found: list[Row] = []
+    for sha256, rowid, size in rows:
+        data = b""
+        if size and excerpt != 0:
+            with db.blobopen("blobs", "data", rowid, readonly=True) as blob:
+                data = blob.read() if excerpt is None else blob.read(excerpt)
+        found.append((sha256, data, size))
+    return found
