@@ -453,10 +453,10 @@ async def _drive(
         try:
             while True:
                 kind, query, params = program.send(result)
-                if kind == FETCH or kind == READ_BLOBS:
+                if kind in (FETCH, READ_BLOBS):
                     await cur.execute(query, params)
                     result = await cur.fetchall()
-                elif kind == EXECUTE or kind == WRITE_BLOB:
+                elif kind in (EXECUTE, WRITE_BLOB):
                     await cur.execute(query, params)
                     if pipeline is not None:
                         await pipeline.sync()
