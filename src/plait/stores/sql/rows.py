@@ -240,7 +240,7 @@ def run_from_row(
     if output_blob is not None:
         output = payload_of(blobs, output_blob, f"the output of run {id_!r}")
     return RunRow(
-        id_, workflow, version, fingerprint, RUN_STATUS[status], bytes(input_),
+        id_, workflow, version, fingerprint, RUN_STATUS[status], _bytes(input_) or b"",
         sinks_from_json(sinks), unfinished, failures, next_seq, _bytes(output), error,
         created_at, started_at, finished_at, deadline, parent_run, forked_from, next_idx,
     )  # fmt: skip
@@ -430,7 +430,8 @@ def _options_of(data: Mapping[str, Any] | None) -> StepOptions | None:
 
 
 def _bytes(value: Any) -> bytes | None:
-    return None if value is None else bytes(value)
+    # bytes as they come (a blob's 50 MB is not copied; an Excerpt keeps its size)
+    return value if value is None or isinstance(value, bytes) else bytes(value)
 
 
 def _dumps_payload(payload: Mapping[str, object]) -> str:
