@@ -240,7 +240,7 @@ def run_from_row(
     if output_blob is not None:
         output = payload_of(blobs, output_blob, f"the output of run {id_!r}")
     return RunRow(
-        id_, workflow, version, fingerprint, RUN_STATUS[status], _bytes(input_) or b"",
+        id_, workflow, version, fingerprint, RUN_STATUS[status], _payload(input_),
         sinks_from_json(sinks), unfinished, failures, next_seq, _bytes(output), error,
         created_at, started_at, finished_at, deadline, parent_run, forked_from, next_idx,
     )  # fmt: skip
@@ -427,6 +427,11 @@ def _options_of(data: Mapping[str, Any] | None) -> StepOptions | None:
         target=data.get("target"),
         run_priority=data.get("run_priority", 0),
     )
+
+
+def _payload(value: Any) -> bytes:
+    # a run's input: never None (an Excerpt of no bytes is empty, and stays what it is)
+    return b"" if value is None else value if isinstance(value, bytes) else bytes(value)
 
 
 def _bytes(value: Any) -> bytes | None:
