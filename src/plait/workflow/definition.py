@@ -437,22 +437,29 @@ class Workflow:
             self._bind(step, binding)
         deps = {n: s.dependencies() for n, s in self._steps.items()}
         check_acyclic(self.name, deps)
+        # the steps of a generated graph share their dependencies' and inputs' tuples: one
+        # copy each, not one per step (memory a worker holds for as long as it serves)
+        shared: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        steps = tuple(
+            StepPlan(
+                name=s.name,
+                dependencies=shared.setdefault(edges := tuple(deps[s.name].items()), edges),
+                defaults=tuple(sorted(s.defaults)),
+                optional=s.optional,
+                priority=s.priority,
+                inputs=shared.setdefault(
+                    fields := tuple((f.name, f.required) for f in (*s.inputs, *s.when_inputs)),
+                    fields,
+                ),
+                options=s.options,
+            )
+            for s in self._steps.values()
+        )
         return WorkflowPlan(
             name=self.name,
             version=self.version,
             fingerprint=self._fingerprint(deps),
-            steps=tuple(
-                StepPlan(
-                    name=s.name,
-                    dependencies=tuple(deps[s.name].items()),
-                    defaults=tuple(sorted(s.defaults)),
-                    optional=s.optional,
-                    priority=s.priority,
-                    inputs=tuple((f.name, f.required) for f in (*s.inputs, *s.when_inputs)),
-                    options=s.options,
-                )
-                for s in self._steps.values()
-            ),
+            steps=steps,
         )
 
     def validate_input(self, value: Any) -> dict[str, Any]:
@@ -576,10 +583,10 @@ class Workflow:
                 raise DefinitionError(
                     f"{where}: defaults names {dep!r}, which is not a data or after dependency"
                 )
-        step.data_deps = tuple(data)
+        step.data_deps = binding.shared(tuple(data))
         step.inputs = bound.inputs
         step.ctx_param = bound.ctx_param
-        step.dep_params = dict(bound.dep_params)
+        step.dep_params = bound.dep_params  # shared by the steps of one handler: read only
         step.accepts_kwargs = bound.accepts_kwargs
 
     def _fingerprint(self, deps: Mapping[str, dict[str, EdgeKind]]) -> str:
@@ -660,6 +667,11 @@ class _Binding:
         self._hints: dict[Callable[..., Any], dict[str, Any]] = {}
         self._adapters: dict[Any, TypeAdapter[Any] | None] = {}
         self._params: dict[Callable[..., Any], _Params] = {}
+        self._tuples: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+    def shared(self, names: tuple[str, ...]) -> tuple[str, ...]:
+        """One tuple for the steps that have the same one (a fan-out's dependency lists)."""
+        return self._tuples.setdefault(names, names)
 
     def params(self, step: StepDef, steps: Mapping[str, StepDef]) -> _Params:
         try:
