@@ -435,15 +435,19 @@ class Workflow:
         binding = _Binding()
         for step in self._steps.values():
             self._bind(step, binding)
-        deps = {n: s.dependencies() for n, s in self._steps.items()}
-        check_acyclic(self.name, deps)
-        # the steps of a generated graph share their dependencies' and inputs' tuples: one
-        # copy each, not one per step (memory a worker holds for as long as it serves)
+        # each step's dependencies as the tuple its StepPlan keeps, made once; the steps of a
+        # generated graph share their dependencies' and inputs' tuples: one copy each, not one
+        # per step (memory a worker holds for as long as it serves)
         shared: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        edges = {
+            n: shared.setdefault(made := tuple(s.dependencies().items()), made)
+            for n, s in self._steps.items()
+        }
+        check_acyclic(self.name, {n: (d for d, _ in e) for n, e in edges.items()})
         steps = tuple(
             StepPlan(
                 name=s.name,
-                dependencies=shared.setdefault(edges := tuple(deps[s.name].items()), edges),
+                dependencies=edges[s.name],
                 defaults=tuple(sorted(s.defaults)),
                 optional=s.optional,
                 priority=s.priority,
@@ -458,7 +462,7 @@ class Workflow:
         return WorkflowPlan(
             name=self.name,
             version=self.version,
-            fingerprint=self._fingerprint(deps),
+            fingerprint=self._fingerprint(edges),
             steps=steps,
         )
 
@@ -589,34 +593,42 @@ class Workflow:
         step.dep_params = bound.dep_params  # shared by the steps of one handler: read only
         step.accepts_kwargs = bound.accepts_kwargs
 
-    def _fingerprint(self, deps: Mapping[str, dict[str, EdgeKind]]) -> str:
-        canonical = {
-            "name": self.name,
-            "version": self.version,
-            "retry": self.retry.as_dict(),
-            "timeout": self.timeout,
-            "steps": [
-                {
-                    "name": s.name,
-                    "deps": sorted(deps[s.name].items()),
-                    "defaults": {
-                        k: _codec.loads(_codec.dumps(v)) for k, v in sorted(s.defaults.items())
-                    },
-                    "optional": s.optional,
-                    "retry": s.retry.as_dict() if s.retry else None,
-                    "timeout": s.timeout,
-                    "priority": s.priority,
-                    "inputs": [(f.name, f.required) for f in (*s.inputs, *s.when_inputs)],
-                    "code": code_digest(s.fn),
-                    "when": code_digest(s.when) if s.when is not None else None,
-                    "options": None if s.options is None else _options_print(s.options),
-                    **({"key": code_digest(s.concurrency_key)} if s.concurrency_key else {}),
-                }
-                for s in self._steps.values()
-            ],
-        }
-        if self._tasks:  # only then, so that workflows without tasks keep their fingerprint
-            canonical["tasks"] = [
+    def _fingerprint(self, edges: Mapping[str, tuple[tuple[str, EdgeKind], ...]]) -> str:
+        """The SHA-256 of the canonical definition as JSON with sorted keys: the name, the
+        version, the workflow's retry and timeout, each step's, and the tasks' (only if there
+        are any, so that workflows without tasks keep their fingerprint). Hashed a step at a
+        time, never made whole: the JSON of 100,000 steps' dicts is large."""
+        sha = hashlib.sha256()
+
+        def put(*pieces: bytes) -> None:
+            for piece in pieces:
+                sha.update(piece)
+
+        def dump(value: Any) -> bytes:
+            return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+        put(b'{"name":', dump(self.name), b',"retry":', dump(self.retry.as_dict()), b',"steps":[')
+        for i, s in enumerate(self._steps.values()):
+            step = {
+                "name": s.name,
+                "deps": sorted(edges[s.name]),
+                "defaults": {
+                    k: _codec.loads(_codec.dumps(v)) for k, v in sorted(s.defaults.items())
+                },
+                "optional": s.optional,
+                "retry": s.retry.as_dict() if s.retry else None,
+                "timeout": s.timeout,
+                "priority": s.priority,
+                "inputs": [(f.name, f.required) for f in (*s.inputs, *s.when_inputs)],
+                "code": code_digest(s.fn),
+                "when": code_digest(s.when) if s.when is not None else None,
+                "options": None if s.options is None else _options_print(s.options),
+                **({"key": code_digest(s.concurrency_key)} if s.concurrency_key else {}),
+            }
+            put(b"," if i else b"", dump(step))
+        put(b"]")
+        if self._tasks:
+            tasks = [
                 {
                     "name": t.name,
                     "optional": t.optional,
@@ -628,8 +640,9 @@ class Workflow:
                 }
                 for t in sorted(self._tasks.values(), key=lambda t: t.name)
             ]
-        blob = orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)
-        return hashlib.sha256(blob).hexdigest()[:16]
+            put(b',"tasks":', dump(tasks))
+        put(b',"timeout":', dump(self.timeout), b',"version":', dump(self.version), b"}")
+        return sha.hexdigest()[:16]
 
 
 @contextlib.contextmanager
