@@ -436,7 +436,10 @@ class Runtime:
         """The run's row (its payloads cut to `excerpt` bytes, if given: `Store.get_run`);
         RunNotFound, with the one message every operation gives."""
         store = await self.ready()
-        row = await store.get_run(run_id, excerpt=excerpt)
+        if excerpt is None:  # the call every store (and wrapper) has always taken
+            row = await store.get_run(run_id)
+        else:
+            row = await store.get_run(run_id, excerpt=excerpt)
         if row is None:
             raise RunNotFound(f"no run with id {run_id!r} in {self.url}")
         return row

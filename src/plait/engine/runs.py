@@ -406,7 +406,10 @@ async def list_runs(
     conditions = store_filter(filter)
     before = _parse_cursor(cursor)
     store = await rt.ready()
-    rows = await store.list_runs(**conditions, limit=limit + 1, before=before, excerpt=excerpt)
+    if excerpt is None:  # the call every store (and wrapper) has always taken
+        rows = await store.list_runs(**conditions, limit=limit + 1, before=before)
+    else:
+        rows = await store.list_runs(**conditions, limit=limit + 1, before=before, excerpt=excerpt)
     more = len(rows) > limit
     rows = rows[:limit]
     next_cursor = f"{rows[-1].created_at!r}|{rows[-1].id}" if more and rows else None
@@ -522,7 +525,12 @@ async def failed_steps(
 async def steps(rt: Runtime, run_id: str, excerpt: int | None = None) -> list[Step]:
     check_excerpt(excerpt)
     await rt.run_row(run_id, excerpt=0)  # does it exist? (its payloads are not read)
-    return [Step.from_row(r) for r in await rt.store.get_steps(run_id, excerpt=excerpt)]
+    rows = await (
+        rt.store.get_steps(run_id)
+        if excerpt is None
+        else rt.store.get_steps(run_id, excerpt=excerpt)
+    )
+    return [Step.from_row(r) for r in rows]
 
 
 async def events(rt: Runtime, run_id: str, after_seq: int, limit: int | None) -> list[Event]:
@@ -535,7 +543,11 @@ async def events(rt: Runtime, run_id: str, after_seq: int, limit: int | None) ->
 async def inspect(rt: Runtime, run_id: str, excerpt: int | None = None) -> Inspection:
     check_excerpt(excerpt)
     row = await rt.run_row(run_id, excerpt)
-    rows = await rt.store.get_steps(run_id, excerpt=excerpt)
+    rows = await (
+        rt.store.get_steps(run_id)
+        if excerpt is None
+        else rt.store.get_steps(run_id, excerpt=excerpt)
+    )
     now = time.time()
     seen = inspect_run(row, rows, now)
     if any(r.status is StepStatus.READY for r in rows):  # held by flow control?
