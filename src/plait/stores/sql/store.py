@@ -32,7 +32,7 @@ from ...core.rows import (
 from ...core.txn import Action
 from ..protocol import NewRun
 from .artifact_rows import artifact_from_row
-from .ops import Program, execute
+from .ops import Program, execute, fetch
 from .programs import Programs, RunsTaken, SQLTxn, queue_from_row
 from .queries import Queries
 from .rows import event_from_row, plan_from_json, plan_to_json, record_from_row
@@ -111,15 +111,23 @@ class SQLStore:
     # -- definitions
 
     async def save_workflow(self, plan: WorkflowPlan) -> None:
-        params = {
-            "fingerprint": plan.fingerprint,
-            "name": plan.name,
-            "version": plan.version,
-            "created_at": plan.created_at,
-            "plan": plan_to_json(plan),
-        }
-        query = self._queries["save_workflow"]
-        await self._transact("save workflow", lambda: execute(query, params))
+        known, query = self._queries["workflow_known"], self._queries["save_workflow"]
+
+        def program() -> Program[None]:
+            # a version already saved (every worker's start, every later start) is not made
+            # into JSON again: 100,000 steps' worth
+            if (yield from fetch(known, {"fingerprint": plan.fingerprint})):
+                return
+            params = {
+                "fingerprint": plan.fingerprint,
+                "name": plan.name,
+                "version": plan.version,
+                "created_at": plan.created_at,
+                "plan": plan_to_json(plan),
+            }
+            yield from execute(query, params)
+
+        await self._transact("save workflow", program)
 
     async def get_workflow(self, name: str, fingerprint: str | None = None) -> WorkflowPlan | None:
         if fingerprint is None:
