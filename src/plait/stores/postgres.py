@@ -453,8 +453,11 @@ async def _drive(
         try:
             while True:
                 kind, query, params = program.send(result)
-                if kind in (FETCH, READ_BLOBS):
+                if kind == FETCH:
                     await cur.execute(query, params)
+                    result = await cur.fetchall()
+                elif kind == READ_BLOBS:  # bytea in binary: as stored, not as hex text twice
+                    await cur.execute(query, params, binary=True)  # as long, then decoded
                     result = await cur.fetchall()
                 elif kind in (EXECUTE, WRITE_BLOB):
                     await cur.execute(query, params)
