@@ -8,6 +8,31 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import overload
+
+
+class Excerpt(bytes):
+    """The first bytes of a payload read without the rest (the `excerpt=` of a store's reads,
+    for what shows a payload cut: `plait runs show`); `size` is the whole payload's length.
+    Not JSON: it is shown, never decoded."""
+
+    size: int
+
+    def __new__(cls, head: bytes, size: int) -> Excerpt:
+        made = super().__new__(cls, head)
+        made.size = size
+        return made
+
+
+@overload
+def excerpt_of(payload: bytes, limit: int | None) -> bytes: ...
+@overload
+def excerpt_of(payload: bytes | None, limit: int | None) -> bytes | None: ...
+def excerpt_of(payload: bytes | None, limit: int | None) -> bytes | None:
+    """`payload` whole if `limit` is None or it is no longer, else an Excerpt of `limit` bytes."""
+    if payload is None or limit is None or len(payload) <= limit:
+        return payload
+    return Excerpt(payload[:limit], len(payload))
 
 
 class StepStatus(StrEnum):

@@ -97,6 +97,9 @@ from .rows import (
 )
 
 T = TypeVar("T")
+# Steps loaded (and rows written) per statement: a big set (a fan-out's 100,000 dependents) is
+# read and written a chunk at a time, so that its rows are never all held beside its records.
+CHUNK = 2000
 
 
 def _first(row: tuple[Any, ...]) -> Any:
@@ -226,21 +229,12 @@ class Programs(DataPrograms):
         # columns they set
         new_run_rows: list[tuple[Any, ...]] = []
         run_rows: list[tuple[Any, ...]] = []
-        new_step_rows: list[tuple[Any, ...]] = []
-        step_rows: list[tuple[Any, ...]] = []
-        edges: dict[int, str] = {}
-        for run, steps, _ in fresh:
+        for run, _, _ in fresh:
             row = new_run_row(run, writes)
             if row is not None:
                 new_run_rows.append(row)
             else:
                 run_rows.append(run_insert_row(run, writes))
-            for step in steps:
-                row = new_step_row(step, edges)
-                if row is not None:
-                    new_step_rows.append(row)
-                else:
-                    step_rows.append(step_insert_row(step, writes))
         yield from writes.announce()
         inserted = 0
         insert = execute_all if counted or careful else _uncounted
@@ -253,9 +247,28 @@ class Programs(DataPrograms):
             inserted += yield from insert(self.insert_runs, run_rows)
         if inserted != len(fresh) and (counted or careful):
             raise RunsTaken  # nothing else written yet: the driver rolls back
+        # the steps' rows made and sent a chunk at a time (a run of 100,000 steps)
+        new_step_rows: list[tuple[Any, ...]] = []
+        step_rows: list[tuple[Any, ...]] = []
+        edges: dict[int, str] = {}
+        for _, steps, _ in fresh:
+            for step in steps:
+                row = new_step_row(step, edges)
+                if row is not None:
+                    new_step_rows.append(row)
+                    if len(new_step_rows) == CHUNK:
+                        yield from execute_many(self.insert_new_step, new_step_rows)
+                        new_step_rows = []
+                else:
+                    step_rows.append(step_insert_row(step, writes))
+                    if len(step_rows) == CHUNK:
+                        yield from writes.announce()
+                        yield from execute_many(self.insert_step, step_rows)
+                        step_rows = []
         if new_step_rows:
             yield from execute_many(self.insert_new_step, new_step_rows)
         if step_rows:
+            yield from writes.announce()
             yield from execute_many(self.insert_step, step_rows)
         yield from execute_many(
             self.insert_event, [event_row(e) for _, _, events in fresh for e in events]
@@ -559,11 +572,12 @@ class Programs(DataPrograms):
             _add_step(txn, step, blobs)
 
     def _load_keys(self, txn: SQLTxn, keys: Collection[tuple[str, str]]) -> Program[None]:
+        """Load these steps, a chunk of keys at a time (in key order, as rows are locked): the
+        100,000 dependents of a fan-out's root are never held as rows and records at once."""
         missing = sorted([r, n] for r, n in keys if (r, n) not in txn.steps)
-        if not missing:
-            return
-        params = {"key_list": self.dialect.list_param(missing)}
-        yield from self._add_steps(txn, (yield from fetch(self.lock_steps_by_key, params)))
+        for start in range(0, len(missing), CHUNK):
+            params = {"key_list": self.dialect.list_param(missing[start : start + CHUNK])}
+            yield from self._add_steps(txn, (yield from fetch(self.lock_steps_by_key, params)))
 
     def _preload_keys(self, txn: SQLTxn, keys: list[tuple[str, str]]) -> Program[None]:
         yield from self.load_runs(txn, {run_id for run_id, _ in keys})
@@ -711,14 +725,22 @@ class Programs(DataPrograms):
     ) -> Program[None]:
         # An output still the very object loaded from the database was not changed: skip it.
         # A changed one drops the blob it was kept in, if any, and may be kept in one.
+        # Rows are made and sent a chunk at a time (a fan-out readies 100,000 steps at once).
         plain: list[tuple[Any, ...]] = []
         with_output: list[tuple[Any, ...]] = []
         for key, record in changed.items():
             if key in loaded_outputs and loaded_outputs[key] is record.output:
                 plain.append(row(record))
+                if len(plain) == CHUNK:
+                    yield from execute_many(update, plain)
+                    plain = []
             else:
                 writes.drop(loaded_blobs.get(key))
                 with_output.append(row_with_output(record, *writes.keep(record.output)))
+                if len(with_output) == CHUNK:
+                    yield from writes.announce()
+                    yield from execute_many(update_with_output, with_output)
+                    with_output = []
         if plain:
             yield from execute_many(update, plain)
         if with_output:

@@ -240,7 +240,7 @@ def run_from_row(
     if output_blob is not None:
         output = payload_of(blobs, output_blob, f"the output of run {id_!r}")
     return RunRow(
-        id_, workflow, version, fingerprint, RUN_STATUS[status], bytes(input_),
+        id_, workflow, version, fingerprint, RUN_STATUS[status], _payload(input_),
         sinks_from_json(sinks), unfinished, failures, next_seq, _bytes(output), error,
         created_at, started_at, finished_at, deadline, parent_run, forked_from, next_idx,
     )  # fmt: skip
@@ -336,26 +336,34 @@ def event_from_row(row: Sequence[Any]) -> EventRow:
 
 
 def plan_to_json(plan: WorkflowPlan) -> str:
-    return orjson.dumps(
+    """The plan as JSON (`plan_from_json` reads it), made a step at a time into one buffer: a
+    plan of 100,000 steps is never a list of 100,000 dicts as well."""
+    head = orjson.dumps(
         {
             "name": plan.name,
             "version": plan.version,
             "fingerprint": plan.fingerprint,
             "created_at": plan.created_at,
-            "steps": [
-                {
-                    "name": s.name,
-                    "dependencies": [[dep, kind.value] for dep, kind in s.dependencies],
-                    "defaults": list(s.defaults),
-                    "optional": s.optional,
-                    "priority": s.priority,
-                    "inputs": [[name, required] for name, required in s.inputs],
-                    "options": None if s.options is None else _options_dict(s.options),
-                }
-                for s in plan.steps
-            ],
         }
-    ).decode()
+    )
+    out = bytearray(head[:-1])
+    out += b',"steps":['
+    for i, s in enumerate(plan.steps):
+        if i:
+            out += b","
+        out += orjson.dumps(
+            {
+                "name": s.name,
+                "dependencies": [[dep, kind.value] for dep, kind in s.dependencies],
+                "defaults": list(s.defaults),
+                "optional": s.optional,
+                "priority": s.priority,
+                "inputs": [[name, required] for name, required in s.inputs],
+                "options": None if s.options is None else _options_dict(s.options),
+            }
+        )
+    out += b"]}"
+    return out.decode()
 
 
 def plan_from_json(text: str | bytes) -> WorkflowPlan:
@@ -429,8 +437,14 @@ def _options_of(data: Mapping[str, Any] | None) -> StepOptions | None:
     )
 
 
+def _payload(value: Any) -> bytes:
+    # a run's input: never None (an Excerpt of no bytes is empty, and stays what it is)
+    return b"" if value is None else value if isinstance(value, bytes) else bytes(value)
+
+
 def _bytes(value: Any) -> bytes | None:
-    return None if value is None else bytes(value)
+    # bytes as they come (a blob's 50 MB is not copied; an Excerpt keeps its size)
+    return value if value is None or isinstance(value, bytes) else bytes(value)
 
 
 def _dumps_payload(payload: Mapping[str, object]) -> str:
