@@ -34,6 +34,7 @@ from .options import (
     seconds,
 )
 from .params import CONTEXT_NAME, adapter, is_context, type_hints
+from .session import SessionState
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger(__name__)
@@ -83,6 +84,7 @@ class StepDef:
     # filled in by Workflow._bind once every step is known
     when_params: tuple[str, ...] = ()  # the condition's parameters (steps' outputs, input fields)
     when_inputs: tuple[InputField, ...] = ()  # the run-input fields among them
+    when_state: str | None = None  # the condition's parameter annotated plait.SessionState, if any
     data_deps: tuple[str, ...] = ()
     inputs: tuple[InputField, ...] = ()
     ctx_param: str | None = None
@@ -113,11 +115,16 @@ class StepDef:
             edges[name] = EdgeKind.DATA
         return edges
 
-    def condition_holds(self, run_input: Mapping[str, Any], outputs: Mapping[str, Any]) -> bool:
-        """Evaluate `when=` with its parameters bound like the step's (True without one)."""
+    def condition_holds(
+        self, run_input: Mapping[str, Any], outputs: Mapping[str, Any], state: bytes | None = None
+    ) -> bool:
+        """Evaluate `when=` with its parameters bound like the step's (True without one); a
+        parameter annotated `plait.SessionState` gets the run's session state (`state`, read-only)."""
         if self.when is None:
             return True
         kwargs: dict[str, Any] = {}
+        if self.when_state is not None:
+            kwargs[self.when_state] = SessionState(state, step=self.name, writable=False)
         for spec in self.when_inputs:
             if spec.name in run_input:
                 kwargs[spec.name] = run_input[spec.name]
@@ -514,9 +521,15 @@ class Workflow:
             except (TypeError, ValueError):
                 raise DefinitionError(f"{where}: when= has no inspectable signature") from None
             params, when_inputs = [], []
+            when_hints = (
+                type_hints(step.when) if getattr(step.when, "__annotations__", None) else {}
+            )
             for p in when_sig.parameters.values():
                 if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
                     raise DefinitionError(f"{where}: when= takes named parameters only")
+                if when_hints.get(p.name) is SessionState:
+                    step.when_state = p.name
+                    continue
                 params.append(p.name)
                 if p.name in self._steps:
                     if p.name == step.name:
