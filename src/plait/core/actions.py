@@ -13,15 +13,20 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .cascade import CHILD_FAILED, fails_run, in_flight, reach, skipped_by_condition
+from .cascade import (
+    CHILD_FAILED,
+    end_unfinished,
+    fails_run,
+    in_flight,
+    reach,
+    skipped_by_condition,
+)
 from .rows import Edge, EdgeKind, RunRow, RunStatus, StepRow, StepStatus
 from .spawn import children_of, recount, reopen_parent
 from .txn import Transition, Txn, need_all, steps_of
 
 REJECTED = "rejected"  # the error code of a rejected approval (see `gates.reject`)
 CANCELLABLE = (RunStatus.PENDING, RunStatus.RUNNING, RunStatus.PAUSING, RunStatus.PAUSED)
-# steps that a cancel ends at once; running ones are interrupted and end when their worker reports
-_CANCELLED_AT_ONCE = (StepStatus.PENDING, StepStatus.READY, StepStatus.WAITING)
 
 
 def _allowed(statuses: tuple[RunStatus, ...]) -> str:
@@ -57,31 +62,6 @@ def cancel(txn: Txn, run_id: str, *, reason: str | None, by: str) -> Transition:
         return
     running = end_unfinished(txn, run, RunStatus.CANCELLED, reason or "cancelled", by=by)
     txn.emit(run, "run_cancelled", None, by=by, reason=reason, interrupting=running)
-
-
-def end_unfinished(txn: Txn, run: RunRow, status: RunStatus, error: str, *, by: str) -> list[str]:
-    """End a run that has not finished (cancelled, or failed past its deadline): its waiting
-    steps end `cancelled` now, its running ones are interrupted (the worker learns it from its
-    next heartbeat, or at once in this process). Returns the names of those still running."""
-    running = []
-    for step in steps_of(txn, run.id):
-        if step.status in _CANCELLED_AT_ONCE:
-            step.status = StepStatus.CANCELLED
-            step.finished_at = txn.now
-            step.available_at = None
-            run.unfinished -= 1
-            txn.touch(step)
-            txn.emit(run, "step_cancelled", step.name, by=by)
-        elif step.status is StepStatus.RUNNING:
-            running.append(step.name)
-    run.status = status
-    run.error = error
-    run.finished_at = txn.now
-    if run.started_at is None:
-        run.started_at = txn.now
-    txn.result.ended_runs.append(run.id)
-    txn.result.cancelled_runs.append(run.id)
-    return running
 
 
 PAUSABLE = (RunStatus.PENDING, RunStatus.RUNNING)

@@ -95,6 +95,9 @@ class StepOptions:
     # the run's priority (`start(priority=)`), already in the row's priority; the steps it
     # spawns add it to theirs (kept here, per row: a run row has no place for it)
     run_priority: int = 0
+    # a step of a fail-fast workflow (`Workflow(fail_fast=True)`): its failure, if it fails the
+    # run, ends the run at once (`cascade.settle`)
+    fail_fast: bool = False
 
 
 @dataclass(slots=True)

@@ -60,6 +60,7 @@ TOP_KEYS = (
     "inputs",
     "retry",
     "timeout",
+    "fail_fast",
     "steps",
 )
 STEP_KEYS = (
@@ -331,6 +332,7 @@ class _Loader:
             self.input(input_name, spec)
         retry = self.retry(("retry",), doc["retry"]) if "retry" in doc else None
         timeout = self.duration(("timeout",), doc["timeout"]) if "timeout" in doc else None
+        fail_fast = self.boolean(("fail_fast",), doc["fail_fast"]) if "fail_fast" in doc else False
         steps = doc.get("steps")
         if not isinstance(steps, dict) or not steps:
             raise self.error(
@@ -365,7 +367,7 @@ class _Loader:
                 except DeclarationError as exc:
                     errors.append(exc)
         _raise_all(errors)
-        return self.workflow(name, version, retry, timeout)
+        return self.workflow(name, version, retry, timeout, fail_fast)
 
     def input(self, name: Any, spec: Any) -> None:
         path: Path = ("inputs", name)
@@ -778,10 +780,10 @@ class _Loader:
     # -- building --------------------------------------------------------------------------------
 
     def workflow(
-        self, name: str, version: str, retry: Retry | None, timeout: float | None
+        self, name: str, version: str, retry: Retry | None, timeout: float | None, fail_fast: bool
     ) -> Workflow:
         try:
-            wf = Workflow(name, version, retry=retry, timeout=timeout)
+            wf = Workflow(name, version, retry=retry, timeout=timeout, fail_fast=fail_fast)
         except DefinitionError as exc:
             raise self.error(("name",), str(exc)) from None
         for step in self.steps.values():

@@ -184,8 +184,12 @@ class Workflow:
         retry: Retry | None = None,
         timeout: float | None = None,
         extra_input: str = "warn",
+        fail_fast: bool = False,
     ) -> None:
         self.name = check_name("workflow", name, WORKFLOW_NAME_RE)
+        # the first failure that fails a run ends it: its other steps cancelled (running ones
+        # interrupted), the run failed
+        self.fail_fast = flag(f"workflow {name!r}", "fail_fast", fail_fast)
         if not isinstance(extra_input, str) or extra_input not in EXTRA_INPUT:
             raise DefinitionError(
                 f"workflow {name!r}: extra_input must be 'ignore', 'warn' or 'forbid', "
@@ -413,12 +417,18 @@ class Workflow:
                         optional=s.optional,
                         priority=s.priority,
                         inputs=tuple((f.name, f.required) for f in (*s.inputs, *s.when_inputs)),
-                        options=s.options,
+                        options=self._row_options(s.options),
                     )
                     for s in self._steps.values()
                 ),
             )
         return self._plan
+
+    def _row_options(self, options: StepOptions | None) -> StepOptions | None:
+        """A step's options as its rows keep them: with `fail_fast` in a fail-fast workflow."""
+        if not self.fail_fast:
+            return options
+        return replace(options or StepOptions(), fail_fast=True)
 
     def validate_input(self, value: Any) -> dict[str, Any]:
         """Check a run input against every step's input fields; return it as the JSON object
@@ -574,6 +584,7 @@ class Workflow:
             "version": self.version,
             "retry": self.retry.as_dict(),
             "timeout": self.timeout,
+            **({"fail_fast": True} if self.fail_fast else {}),
             "steps": [
                 {
                     "name": s.name,
@@ -623,7 +634,7 @@ def _options_print(options: StepOptions) -> dict[str, Any]:
     """Step options as fingerprinted: flow options only when set, so that the fingerprints of
     workflows defined before them do not change."""
     data = asdict(options)
-    for name in ("queue", "key", "key_limit", "target", "key_from_outputs"):
+    for name in ("queue", "key", "key_limit", "target", "key_from_outputs", "fail_fast"):
         if data[name] in (None, False):
             del data[name]
     return data

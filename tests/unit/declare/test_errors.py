@@ -30,7 +30,8 @@ CASES = [
     (
         "stesp: {}\n",
         "flow.yaml:4:1: stesp: unknown key 'stesp' (did you mean 'steps'?); a workflow file "
-        "takes: plait, name, version, description, imports, inputs, retry, timeout, steps",
+        "takes: plait, name, version, description, imports, inputs, retry, timeout, fail_fast, "
+        "steps",
     ),
     (
         STEP + "    retyr: {attempts: 2}\n",
@@ -142,6 +143,10 @@ CASES = [
         "flow.yaml:7:23: steps.charge.with.amount: unknown name 'input' (did you mean 'inputs'?): "
         "an expression reads inputs, steps, state, run (and item, index in a for_each's with:; "
         "output in a post:)",
+    ),
+    (
+        "fail_fast: yes please\n" + STEP,
+        "flow.yaml:4:12: fail_fast: must be true or false, got 'yes please'",
     ),
     (
         STEP + "    post: {sett: {k: 1}}\n",

@@ -58,6 +58,7 @@ def test_the_examples_and_the_files_the_loader_accepts_are_valid() -> None:
             version: 2
             retry: {attempts: 3, delay: 2s, backoff: 1.5, max_delay: 1m, jitter: 0}
             timeout: 1h30m
+            fail_fast: true
             inputs:
               n: integer
               xs: {type: array, default: [], description: things}
@@ -116,6 +117,7 @@ STRUCTURAL = [
     "steps:\n  a: {action: test.echo, post: {append: {}}}\n",
     "steps:\n  a: {action: test.echo, post: {set: {'': 1}}}\n",
     "steps:\n  state: {action: test.echo}\n",
+    "fail_fast: 1\nsteps:\n  a: {action: test.echo}\n",
 ]
 
 

@@ -121,3 +121,25 @@ def test_state_reads_in_a_goto_see_the_post() -> None:
     )
     assert handle.result(timeout=10) == {"loop": 2}
     assert engine.get_run(handle.id).state == {"seen": [0, 1, 2]}
+
+
+def test_fail_fast_in_a_file_is_the_workflow_s_and_ends_the_run_at_its_first_failure() -> None:
+    wf = flow(
+        """
+        fail_fast: true
+        steps:
+          bad: {action: test.fail, with: {message: declined}}
+          later: {action: test.echo, depends_on: bad}
+          other: {action: test.echo, with: {value: 1}, delay: 30s}
+        """
+    )
+    assert wf.fail_fast is True
+    engine, handle = run(wf)
+    run_ = engine.get_run(handle.id)
+    assert run_.status is plait.RunStatus.FAILED and run_.error == "step 'bad' failed: declined"
+    steps = {s.name: s.status for s in engine.steps(handle.id)}
+    assert steps == {
+        "bad": plait.StepStatus.FAILED,
+        "later": plait.StepStatus.SKIPPED,  # for its dependency's failure, as always
+        "other": plait.StepStatus.CANCELLED,  # delayed 30 s: cancelled, not waited for
+    }

@@ -406,6 +406,7 @@ def _options_dict(o: StepOptions) -> dict[str, Any]:
         "key_from_outputs": o.key_from_outputs or None,
         "target": o.target,
         "run_priority": o.run_priority or None,
+        "fail_fast": o.fail_fast or None,
     }
     data: dict[str, Any] = {k: v for k, v in found.items() if v is not None}
     if o.on_expiry is not OnExpiry.REJECT:
@@ -428,6 +429,7 @@ def _options_of(data: Mapping[str, Any] | None) -> StepOptions | None:
         key_from_outputs=data.get("key_from_outputs", False),
         target=data.get("target"),
         run_priority=data.get("run_priority", 0),
+        fail_fast=data.get("fail_fast", False),
     )
 
 
