@@ -180,6 +180,15 @@ async def resume_run(request: Request, run_id: str) -> JSON:
     return JSON(await engine_of(request).resume_async(run_id, by=actor(request)))
 
 
+@router.post(
+    "/runs/{run_id}/resume-failed",
+    tags=["operator"],
+    summary="Run a failed or cancelled run again (its failed, cancelled and skipped steps)",
+)
+async def resume_failed_run(request: Request, run_id: str) -> JSON:
+    return JSON(await engine_of(request).resume_failed_async(run_id, by=actor(request)))
+
+
 @router.post("/runs/{run_id}/steps/{step}/retry", tags=["operator"], summary="Retry a failed step")
 async def retry_step(request: Request, run_id: str, step: str) -> JSON:
     engine = engine_of(request)
