@@ -4,13 +4,18 @@ told by one `state_changed` event per change, and copied by a fork as its reused
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
 import pytest
 
 import plait
+from plait.core.rows import Outcome, StateChange, StepData
+from plait.stores import Store
+from tests.contract.helpers import NOW, claim, fail, ok, plan_of, start
 
 
 @pytest.fixture
@@ -171,3 +176,39 @@ def test_a_fork_starts_from_the_state_its_reused_steps_made(engine: plait.Engine
     engine.run_worker(until=fork, timeout=60)
     assert fork.result() == {"b": ["a", "b"]}
     assert engine.get_run(fork.id).state == {"trail": ["a", "b"], "a": True}
+
+
+# -- the store -----------------------------------------------------------------------------------
+
+
+async def test_a_group_commit_applies_each_success_s_changes_in_order(store: Store) -> None:
+    plan = plan_of("group-state", ("a", [], {}), ("b", [], {}), ("c", [], {}))
+    await start(store, plan, "g1")
+    claims = {c.step: c for c in await claim(store, [plan])}
+
+    def with_changes(outcome: Outcome, *changes: tuple[str, str, Any]) -> Outcome:
+        state = tuple(StateChange(op, key, orjson.dumps(v)) for op, key, v in changes)
+        return dataclasses.replace(outcome, data=StepData(state=state))
+
+    stale = dataclasses.replace(ok(claims["c"]), token="stale")
+    result = await store.complete(
+        [
+            with_changes(ok(claims["b"]), ("append", "l", "b"), ("set", "k", "b")),
+            with_changes(fail(claims["a"]), ("append", "l", "never")),
+            with_changes(stale, ("set", "never", True)),
+        ],
+        NOW + 1,
+    )
+    assert result.accepted == [True, True, False]
+    await store.complete([with_changes(ok(claims["c"]), ("append", "l", "c"))], NOW + 2)
+
+    run = await store.get_run("g1")
+    assert run is not None and orjson.loads(run.state or b"{}") == {"l": ["b", "c"], "k": "b"}
+    inputs = await store.step_inputs({"g1": ()})
+    assert inputs["g1"].state == run.state  # what a claimed step reads
+    events = [e for e in await store.get_events("g1", 0, None) if e.type == "state_changed"]
+    assert [(e.step, e.payload) for e in events] == [
+        ("b", {"op": "append", "key": "l", "value": "b", "step": "b"}),
+        ("b", {"op": "set", "key": "k", "value": "b", "step": "b"}),
+        ("c", {"op": "append", "key": "l", "value": "c", "step": "c"}),
+    ]
