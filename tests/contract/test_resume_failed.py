@@ -127,3 +127,38 @@ def test_refusals_name_the_run_and_its_state(engine: plait.Engine) -> None:
     )
     with pytest.raises(plait.RunNotFound):
         engine.resume_failed("ghost")
+
+
+def test_a_parent_joins_its_spawned_steps_again_and_only_the_failed_one_runs(
+    engine: plait.Engine,
+) -> None:
+    wf = plait.Workflow("resumable-fan-out")
+    calls: list[int] = []
+    broken = {3: True}
+
+    @wf.task
+    def square(n: int) -> int:
+        calls.append(n)
+        if broken.get(n):
+            raise plait.Permanent(f"{n} is broken")
+        return n * n
+
+    @wf.step
+    def fan(ctx: plait.StepContext) -> Any:
+        return ctx.map(square, [1, 2, 3])
+
+    @wf.step
+    def total(fan: list[int]) -> int:
+        return sum(fan)
+
+    handle = engine.start(wf, {})
+    engine.run_worker(until=handle, timeout=60)
+    with pytest.raises(plait.RunFailed):
+        handle.result()
+    assert sorted(calls) == [1, 2, 3]
+
+    broken.clear()
+    engine.resume_failed(handle.id)
+    engine.run_worker(until=handle, timeout=60)
+    assert handle.result() == {"total": 14}
+    assert sorted(calls) == [1, 2, 3, 3]  # the parent did not spawn again
