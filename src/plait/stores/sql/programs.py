@@ -407,8 +407,9 @@ class Programs(DataPrograms):
         blobs = yield from self.blobs.fetch(hashes)
         inputs = {
             run_id: bytes(data) if sha is None else payload_of(blobs, sha, f"run {run_id!r}")
-            for run_id, data, sha in runs
+            for run_id, data, _, sha in runs
         }
+        states = {run_id: None if state is None else bytes(state) for run_id, _, state, _ in runs}
         ends: dict[str, dict[str, tuple[StepStatus, bytes | None]]] = {r: {} for r in inputs}
         for run_id, name, status, output, sha in rows:
             if run_id in ends:
@@ -418,7 +419,9 @@ class Programs(DataPrograms):
                     STEP_STATUS[status],
                     None if output is None else bytes(output),
                 )
-        return {run_id: StepInputs(inputs[run_id], ends[run_id]) for run_id in inputs}
+        return {
+            run_id: StepInputs(inputs[run_id], ends[run_id], states[run_id]) for run_id in inputs
+        }
 
     def complete(self, outcomes: Sequence[Outcome], now: float) -> Program[SQLTxn]:
         txn = SQLTxn(now)
@@ -631,6 +634,10 @@ class Programs(DataPrograms):
             yield from execute_many(self.touch_runs, moved)
         if txn.rekeyed:  # concurrency keys resolved from outputs, or pending again (rare)
             yield from self._write_keys(txn)
+        for run_id in sorted(txn.changed_states):  # session states steps changed (ctx.state)
+            run = txn.runs[run_id]
+            assert run is not None
+            yield from execute(self.q["set_run_state"], {"id": run_id, "state": run.state})
         if txn.events:
             yield from execute_many(self.insert_event, [event_row(e) for e in txn.events])
         if txn.data:
