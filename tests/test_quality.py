@@ -75,6 +75,7 @@ def test_public_names_are_pinned() -> None:
             "Schedule",
             "SchemaVersionError",
             "ServedWorkflow",
+            "SessionState",
             "State",
             "StateError",
             "StateNotFound",

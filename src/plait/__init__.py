@@ -66,6 +66,7 @@ if TYPE_CHECKING:
     from .workflow.context import StepCancelled, StepContext
     from .workflow.definition import Workflow
     from .workflow.options import Approval
+    from .workflow.session import SessionState
     from .workflow.tasks import Handle
 
 _LAZY: dict[str, str] = {
@@ -109,6 +110,7 @@ _LAZY: dict[str, str] = {
     "StepCancelled": ".workflow.context",
     "StepContext": ".workflow.context",
     "Workflow": ".workflow.definition",
+    "SessionState": ".workflow.session",
     "Approval": ".workflow.options",
     "Handle": ".workflow.tasks",
 }
@@ -158,6 +160,7 @@ __all__ = [
     "Schedule",
     "SchemaVersionError",
     "ServedWorkflow",
+    "SessionState",
     "State",
     "StateError",
     "StateNotFound",

@@ -248,7 +248,11 @@ def test_reject_retry_cancel_pause_resume_signal(client: TestClient, engine: pla
             "cancelled")  # fmt: skip
     refused(client.post("/api/v1/runs/o9/resume", headers=AUTH), 409, "RunStateError",
             "cancelled")  # fmt: skip
-    for action in ("cancel", "pause", "resume"):
+    assert ok(client.post("/api/v1/runs/o9/resume-failed", headers=AUTH))["status"] == "running"
+    refused(client.post("/api/v1/runs/o9/resume-failed", headers=AUTH), 409, "RunStateError",
+            "only a failed or cancelled run can be resumed")  # fmt: skip
+    client.post("/api/v1/runs/o9/cancel", headers=AUTH)
+    for action in ("cancel", "pause", "resume", "resume-failed"):
         refused(client.post(f"/api/v1/runs/ghost/{action}", headers=AUTH), 404, "RunNotFound",
                 "no run with id 'ghost'")  # fmt: skip
     refused(client.post("/api/v1/runs/o9/cancel", json={"reason": 5}, headers=AUTH), 422,

@@ -94,6 +94,7 @@ def run_doc(run: Run) -> dict[str, Any]:
         "deadline": _iso(run.deadline),
         "parent_run": run.parent_run,
         "forked_from": run.forked_from,
+        "state": run.state,
     }
 
 
@@ -148,6 +149,39 @@ def inspection_doc(inspection: Inspection) -> dict[str, Any]:
         "duration": inspection.duration,
         "notes": inspection.notes,
     }
+
+
+def state_history_doc(events: Sequence[Event]) -> list[dict[str, Any]]:
+    """The changes of a run's session state (its `state_changed` events), in commit order."""
+    return [
+        {"seq": e.seq, "step": e.step, "op": e.payload.get("op"), "key": e.payload.get("key"),
+         "value": e.payload.get("value"), "ts": _iso(e.ts)}
+        for e in events
+        if e.type == "state_changed"
+    ]  # fmt: skip
+
+
+def show_state(console: Console, state: dict[str, Any], events: Sequence[Event]) -> None:
+    """A run's session state, then its history: one line per change, with the step."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    console.print()
+    console.print(f"[bold]state[/]     {escape(_short(state, 400))}")
+    history = state_history_doc(events)
+    if not history:
+        return
+    table = Table(box=None, header_style="bold")
+    for column in ("SEQ", "STEP", "CHANGE", "VALUE"):
+        table.add_column(column, overflow="fold")
+    for change in history:
+        table.add_row(
+            str(change["seq"]),
+            escape(change["step"] or "-"),
+            escape(f"{change['op']} {change['key']}"),
+            escape(_short(json.dumps(change["value"], ensure_ascii=False))),
+        )
+    console.print(table)
 
 
 def print_json(value: Any) -> None:

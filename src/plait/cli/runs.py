@@ -104,10 +104,17 @@ def runs_show(run_id: str, step: str | None, as_json: bool, db: str, log_level: 
     with existing_engine(db) as engine:  # the lines show the payloads' start: read no more
         excerpt = None if as_json else render.excerpt_for(render.SHOW_WIDTH)
         inspection = engine.inspect(run_id, excerpt=excerpt)
+        # the session state's history: read only when the run has a state (changes made one)
+        events = engine.events(run_id) if inspection.run.state else []
     if as_json:
-        render.print_json(render.inspection_doc(inspection))
+        doc = render.inspection_doc(inspection)
+        doc["state_history"] = render.state_history_doc(events)
+        render.print_json(doc)
     else:
-        render.show_inspection(render.stdout_console(), inspection)
+        out = render.stdout_console()
+        render.show_inspection(out, inspection)
+        if inspection.run.state:
+            render.show_state(out, inspection.run.state, events)
 
 
 def _show_step(run_id: str, name: str, as_json: bool, db: str) -> None:

@@ -120,6 +120,9 @@ class StepOptions:
     # the run's priority (`start(priority=)`), already in the row's priority; the steps it
     # spawns add it to theirs (kept here, per row: a run row has no place for it)
     run_priority: int = 0
+    # a step of a fail-fast workflow (`Workflow(fail_fast=True)`): its failure, if it fails the
+    # run, ends the run at once (`cascade.settle`)
+    fail_fast: bool = False
 
 
 @dataclass(slots=True)
@@ -180,6 +183,7 @@ class RunRow:
     parent_run: str | None = None  # the run this one was forked from
     forked_from: str | None = None  # the step of the parent it was forked from
     next_idx: int = 0  # the `idx` of the next step added to the run (spawned steps)
+    state: bytes | None = None  # the session state (`ctx.state`): a JSON object, None if empty
 
 
 @dataclass(frozen=True, slots=True)
@@ -294,6 +298,18 @@ class StepData:
 
     records: tuple[RecordWrite, ...] = ()
     artifacts: tuple[ArtifactRow, ...] = ()
+    state: tuple[StateChange, ...] = ()  # ctx.state.set/append, applied in commit order
+
+
+@dataclass(frozen=True, slots=True)
+class StateChange:
+    """A change a step made to its run's session state (`ctx.state`), applied to the state the
+    run has when the step's success commits (`core.session`): `set` replaces the key's value,
+    `append` adds `value` at the end of the key's list."""
+
+    op: str  # "set" | "append"
+    key: str
+    value: bytes  # JSON
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,6 +403,7 @@ class StepInputs:
     run_input: bytes
     # dependency → (status, output JSON or None)
     dependencies: dict[str, tuple[StepStatus, bytes | None]]
+    state: bytes | None = None  # the run's session state when the step was claimed
 
 
 @dataclass(frozen=True, slots=True)

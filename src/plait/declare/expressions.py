@@ -1,13 +1,14 @@
 """plait's expression language: `${…}` in a workflow file. Small, safe and bounded.
 
-An expression reads JSON values only (the run input, step outputs, a for_each item) and
-computes a JSON value; there is no `eval`, no attribute of a Python object, no loop, no
-assignment, no call but a fixed list of functions. It is parsed when the file is loaded (a
+An expression reads JSON values only (the run input, step outputs, the session state, a
+for_each item) and computes a JSON value; there is no `eval`, no attribute of a Python object,
+no loop, no assignment, no call but a fixed list of functions. It is parsed when the file is loaded (a
 syntax error, an unknown name or function is an error at its line and column) and evaluated
 when a step runs, within limits of size and work:
 
     literals      42  1.5  "text"  'text'  true  false  null  [1, 2]
-    names         inputs  steps  run  item  index  (what each place allows is checked at load)
+    names         inputs  steps  state  run  item  index  output
+                  (what each place allows is checked at load)
     fields        inputs.order_id   steps.fetch.output.items[0]   x["a key"]
     operators     ! - * / % + -  < <= > >= == != in  && || (and, or, not)  c ? a : b
     functions     len str int float lower upper trim startswith endswith contains join

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path as FilePath
 from typing import Any
 
+from .. import _codec
 from .._errors import DeclarationError, DefinitionError, Permanent
 from ..core.loops import Goto
 from ..core.queues import check_queue
@@ -33,6 +34,7 @@ from ..core.retry import Retry
 from ..workflow.context import StepContext
 from ..workflow.definition import WORKFLOW_NAME_RE, Workflow
 from ..workflow.options import Approval
+from ..workflow.session import SessionState
 from .actions import Action, ActionNotFound, import_module, output_problem, resolve
 from .expressions import (
     EvaluationError,
@@ -58,6 +60,7 @@ TOP_KEYS = (
     "inputs",
     "retry",
     "timeout",
+    "fail_fast",
     "steps",
 )
 STEP_KEYS = (
@@ -77,7 +80,9 @@ STEP_KEYS = (
     "for_each",
     "max_parallel",
     "goto",
+    "post",
 )
+POST_KEYS = ("set", "append")
 APPROVAL_KEYS = ("expires_after", "on_expiry")
 RETRY_KEYS = ("attempts", "delay", "backoff", "max_delay", "jitter")
 INPUT_KEYS = ("type", "default", "description")
@@ -92,7 +97,7 @@ INPUT_TYPES: dict[str, Any] = {
     "any": Any,
 }
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-ROOTS = ("inputs", "steps", "item", "index", "run")
+ROOTS = ("inputs", "steps", "state", "item", "index", "run", "output")
 RUN_FIELDS = ("id", "attempt", "iteration")  # what `run` holds where a step runs
 EXPRESSION_ERROR = "expression_error"  # the code of a step whose expression cannot be computed
 NOT_A_LIST = "for_each_not_a_list"  # the code of a for_each step whose items are not a list
@@ -164,6 +169,8 @@ class _StepSpec:
     for_each: Template | None = None
     max_parallel: int | None = None
     gotos: list[_GotoSpec] = field(default_factory=list)
+    # post: session state changes made from the step's output, (op, key, compiled value)
+    posts: list[tuple[str, str, Any]] = field(default_factory=list)
     data: list[str] = field(default_factory=list)  # steps whose outputs the handler reads
     when_reads: list[str] = field(default_factory=list)  # steps whose outputs `when` reads
 
@@ -325,6 +332,7 @@ class _Loader:
             self.input(input_name, spec)
         retry = self.retry(("retry",), doc["retry"]) if "retry" in doc else None
         timeout = self.duration(("timeout",), doc["timeout"]) if "timeout" in doc else None
+        fail_fast = self.boolean(("fail_fast",), doc["fail_fast"]) if "fail_fast" in doc else False
         steps = doc.get("steps")
         if not isinstance(steps, dict) or not steps:
             raise self.error(
@@ -359,7 +367,7 @@ class _Loader:
                 except DeclarationError as exc:
                     errors.append(exc)
         _raise_all(errors)
-        return self.workflow(name, version, retry, timeout)
+        return self.workflow(name, version, retry, timeout, fail_fast)
 
     def input(self, name: Any, spec: Any) -> None:
         path: Path = ("inputs", name)
@@ -526,7 +534,35 @@ class _Loader:
                     path=gpath,
                 )
             )
+        if "post" in spec:
+            self.post(step, (*path, "post"), spec["post"])
         return step
+
+    def post(self, step: _StepSpec, path: Path, value: Any) -> None:
+        """`post: {set: {KEY: VALUE}, append: {KEY: VALUE}}`: session state changes made when
+        the step's action returned, its values expanded (`${output}` is what it returned)."""
+        if step.for_each is not None:
+            raise self.error(
+                path, "a for_each step cannot post: put the post on a step after it", key=True
+            )
+        spec = self.mapping(path, value, POST_KEYS, "a post")
+        if not spec:
+            raise self.error(path, "a post needs set: or append: (KEY: VALUE, ...)")
+        for op in (op for op in POST_KEYS if op in spec):
+            entries = spec[op]
+            if not isinstance(entries, dict) or not entries:
+                raise self.error(
+                    (*path, op),
+                    f"must be a mapping of session state keys to values, got {_kind(entries)}",
+                )
+            for key, entry in entries.items():
+                if not isinstance(key, str) or not 1 <= len(key) <= 256:
+                    raise self.error(
+                        (*path, op, key),
+                        f"a session state key is a string of 1 to 256 characters, got {key!r}",
+                        key=True,
+                    )
+                step.posts.append((op, key, self.expand((*path, op, key), entry)))
 
     def expand(self, path: Path, value: Any) -> Any:
         if isinstance(value, str):
@@ -555,6 +591,8 @@ class _Loader:
                 data.update(
                     dict.fromkeys(self.refs((*goto.path, "when"), goto.when, step, own=True))
                 )
+        for value_path, tmpl in _templates([value for _, _, value in step.posts]):
+            data.update(dict.fromkeys(self.refs(value_path, tmpl, step, ("output",), own=True)))
         data.pop(step.name, None)
         step.data = list(data)
         if step.when is not None:
@@ -629,8 +667,17 @@ class _Loader:
                         )
                     self.check_fields(path, self.steps[name], chain[2:])
                     found.append(name)
-                elif root in allowed:
-                    continue
+                elif root == "output" and root in allowed:
+                    self.check_fields(path, step, chain)  # what the step's action returns
+                elif root in allowed or root == "state":
+                    continue  # state: any key, since actions write it too (ctx.state)
+                elif root == "output":
+                    raise self.error(
+                        path,
+                        "'output' is what the step's action returned: only its post: may read it "
+                        "(elsewhere, steps.NAME.output)",
+                        offset=offset,
+                    )
                 elif root == "run":
                     if not run:
                         raise self.error(
@@ -658,7 +705,8 @@ class _Loader:
                         path,
                         f"unknown name {root!r}{did_you_mean(root, list(ROOTS))}: an "
                         "expression reads "
-                        "inputs, steps, run (and item, index in a for_each's with:)",
+                        "inputs, steps, state, run (and item, index in a for_each's with:; "
+                        "output in a post:)",
                         offset=offset,
                     )
         return found
@@ -732,10 +780,10 @@ class _Loader:
     # -- building --------------------------------------------------------------------------------
 
     def workflow(
-        self, name: str, version: str, retry: Retry | None, timeout: float | None
+        self, name: str, version: str, retry: Retry | None, timeout: float | None, fail_fast: bool
     ) -> Workflow:
         try:
-            wf = Workflow(name, version, retry=retry, timeout=timeout)
+            wf = Workflow(name, version, retry=retry, timeout=timeout, fail_fast=fail_fast)
         except DefinitionError as exc:
             raise self.error(("name",), str(exc)) from None
         for step in self.steps.values():
@@ -823,7 +871,25 @@ def _env(
     }
     if ctx is not None:
         env["run"] = {"id": ctx.run_id, "attempt": ctx.attempt, "iteration": ctx.iteration}
+        env["state"] = ctx.state.to_dict()
     return env
+
+
+def _post(src: Source, step: _StepSpec, env: dict[str, Any], ctx: Any, output: Any) -> None:
+    """Make the session state changes of the step's `post:`, from what its action returned
+    (committed with the step's success, as ctx.state's)."""
+    if not step.posts:
+        return
+    if isinstance(output, Goto):  # the action itself looped back: it returned no output
+        output = None
+    plain = _codec.loads(_codec.dumps(output))
+    env["output"] = plain
+    env["steps"][step.name] = {"output": plain}
+    env["state"] = ctx.state.to_dict()  # with what the action changed
+    for op, key, value in step.posts:
+        expanded = _expand(src, value, env)
+        getattr(ctx.state, op)(key, expanded)
+        env["state"] = ctx.state.to_dict()
 
 
 def _fail(src: Source, path: Path, exc: EvaluationError) -> Permanent:
@@ -873,7 +939,9 @@ def _handler(
         async def run_async(ctx: Any, **kwargs: Any) -> Any:
             env = _env(kwargs, inputs, step.data, ctx)
             args = action.arguments(_expand(src, step.args, env), ctx)
-            return _goto(src, step, env, await fn(**args))
+            output = await fn(**args)
+            _post(src, step, env, ctx, output)
+            return _goto(src, step, env, output)
 
         _signature(run_async, step.data, inputs, ctx=True, digest=digest)
         return run_async
@@ -881,7 +949,9 @@ def _handler(
     def run(ctx: Any, **kwargs: Any) -> Any:
         env = _env(kwargs, inputs, step.data, ctx)
         args = action.arguments(_expand(src, step.args, env), ctx)
-        return _goto(src, step, env, fn(**args))
+        output = fn(**args)
+        _post(src, step, env, ctx, output)
+        return _goto(src, step, env, output)
 
     _signature(run, step.data, inputs, ctx=True, digest=digest)
     return run
@@ -942,11 +1012,23 @@ def _condition(
     tmpl, reads = step.when, step.when_reads
     path = ("steps", step.name, "when")
 
+    taken = {*reads, *(s.name for s in inputs)}
+    state_param = next(n for n in ("state", "state_", "session_state__") if n not in taken)
+
     def holds(**kwargs: Any) -> bool:
-        return truthy(_value(src, path, tmpl, _env(kwargs, inputs, reads)))
+        state = kwargs.pop(state_param)
+        env = _env(kwargs, inputs, reads)
+        env["state"] = state.to_dict()
+        return truthy(_value(src, path, tmpl, env))
 
     _signature(holds, reads, inputs, ctx=False, digest=digest)
-    holds.__annotations__ = {}  # a condition's inputs are validated as the step's are
+    # the session state, read-only (workflow.definition binds a parameter annotated so)
+    kind = inspect.Parameter.KEYWORD_ONLY
+    signature = inspect.signature(holds)
+    holds.__signature__ = signature.replace(  # type: ignore[attr-defined]  # inspect reads it
+        parameters=[*signature.parameters.values(), inspect.Parameter(state_param, kind)]
+    )
+    holds.__annotations__ = {state_param: SessionState}  # inputs are validated as the step's
     return holds
 
 

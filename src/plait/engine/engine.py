@@ -496,6 +496,15 @@ class Engine:
 
     retry = blocking(retry_async)
 
+    async def resume_failed_async(self, run_id: str, *, by: str | None = None) -> Run:
+        """Run a failed or cancelled run again: its failed and cancelled steps, and the steps
+        skipped because of them, go back to pending with a fresh attempt budget (ready as their
+        dependencies allow); completed steps keep their outputs. RunStateError for a run that
+        has not ended, has completed, or still has running steps; RunNotFound."""
+        return await operator.resume_failed(self._rt, run_id, by)
+
+    resume_failed = blocking(resume_failed_async)
+
     async def approve_async(
         self, run_id: str, step: str, *, by: str | None = None, note: str | None = None
     ) -> Step:

@@ -49,6 +49,7 @@ class Run:
     parent_run: str | None = None  # the run this one was forked from
     forked_from: str | None = None  # the step of the parent it was forked from
     updated_at: datetime | None = None  # when its status last changed (`watch_runs` sets it)
+    state: dict[str, Any] = field(default_factory=dict)  # its session state (ctx.state), as now
 
     @property
     def duration(self) -> float | None:
@@ -72,6 +73,7 @@ class Run:
             deadline=_dt(row.deadline),
             parent_run=row.parent_run,
             forked_from=row.forked_from,
+            state=_codec.loads(row.state) if row.state else {},
         )
 
 

@@ -318,6 +318,17 @@ async def resume_run(request: Request, run_id: str) -> JSON:
 
 
 @router.post(
+    "/runs/{run_id}/resume-failed",
+    tags=["operator"],
+    summary="Run a failed or cancelled run again (its failed, cancelled and skipped steps)",
+    responses=acts(A.Run, 404, 409, 422),
+    dependencies=TOKEN,
+)
+async def resume_failed_run(request: Request, run_id: str) -> JSON:
+    return JSON(await engine_of(request).resume_failed_async(run_id, by=actor(request)))
+
+
+@router.post(
     "/runs/{run_id}/steps/{step}/retry",
     tags=["operator"],
     summary="Retry a failed step",

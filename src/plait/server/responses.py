@@ -71,6 +71,10 @@ class Run(Answer):
     updated_at: datetime | None = Field(
         description="when its status last changed (set in the run-list feed)"
     )
+    state: dict[str, Any] = Field(
+        default_factory=dict,
+        description="its session state (ctx.state, post:), as the successes so far left it",
+    )
 
 
 class RunPage(Answer):

@@ -414,7 +414,7 @@ class MemoryStore:
                 continue
             steps = self._steps[run_id]
             deps = {n: (steps[n].status, steps[n].output) for n in names if n in steps}
-            out[run_id] = StepInputs(run.input, deps)
+            out[run_id] = StepInputs(run.input, deps, run.state)
         return out
 
     async def complete(self, outcomes: Sequence[Outcome], now: float) -> CommitResult:

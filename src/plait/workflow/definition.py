@@ -35,6 +35,7 @@ from .options import (
     seconds,
 )
 from .params import CONTEXT_NAME, adapter, is_context, type_hints
+from .session import SessionState
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ class StepDef:
     # filled in by Workflow._bind once every step is known
     when_params: tuple[str, ...] = ()  # the condition's parameters (steps' outputs, input fields)
     when_inputs: tuple[InputField, ...] = ()  # the run-input fields among them
+    when_state: str | None = None  # the condition's parameter annotated plait.SessionState, if any
     data_deps: tuple[str, ...] = ()
     inputs: tuple[InputField, ...] = ()
     ctx_param: str | None = None
@@ -116,11 +118,16 @@ class StepDef:
             edges[name] = EdgeKind.DATA
         return edges
 
-    def condition_holds(self, run_input: Mapping[str, Any], outputs: Mapping[str, Any]) -> bool:
-        """Evaluate `when=` with its parameters bound like the step's (True without one)."""
+    def condition_holds(
+        self, run_input: Mapping[str, Any], outputs: Mapping[str, Any], state: bytes | None = None
+    ) -> bool:
+        """Evaluate `when=` with its parameters bound like the step's (True without one); a
+        parameter annotated `plait.SessionState` gets the run's session state (`state`, read-only)."""
         if self.when is None:
             return True
         kwargs: dict[str, Any] = {}
+        if self.when_state is not None:
+            kwargs[self.when_state] = SessionState(state, step=self.name, writable=False)
         for spec in self.when_inputs:
             if spec.name in run_input:
                 kwargs[spec.name] = run_input[spec.name]
@@ -180,8 +187,12 @@ class Workflow:
         retry: Retry | None = None,
         timeout: float | None = None,
         extra_input: str = "warn",
+        fail_fast: bool = False,
     ) -> None:
         self.name = check_name("workflow", name, WORKFLOW_NAME_RE)
+        # the first failure that fails a run ends it: its other steps cancelled (running ones
+        # interrupted), the run failed
+        self.fail_fast = flag(f"workflow {name!r}", "fail_fast", fail_fast)
         if not isinstance(extra_input, str) or extra_input not in EXTRA_INPUT:
             raise DefinitionError(
                 f"workflow {name!r}: extra_input must be 'ignore', 'warn' or 'forbid', "
@@ -463,7 +474,7 @@ class Workflow:
                     fields := tuple((f.name, f.required) for f in (*s.inputs, *s.when_inputs)),
                     fields,
                 ),
-                options=s.options,
+                options=self._row_options(s.options),
             )
             for s in self._steps.values()
         )
@@ -473,6 +484,12 @@ class Workflow:
             fingerprint=self._fingerprint(edges),
             steps=steps,
         )
+
+    def _row_options(self, options: StepOptions | None) -> StepOptions | None:
+        """A step's options as its rows keep them: with `fail_fast` in a fail-fast workflow."""
+        if not self.fail_fast:
+            return options
+        return replace(options or StepOptions(), fail_fast=True)
 
     def validate_input(self, value: Any) -> dict[str, Any]:
         """Check a run input against every step's input fields; return it as the JSON object
@@ -560,9 +577,15 @@ class Workflow:
             except (TypeError, ValueError):
                 raise DefinitionError(f"{where}: when= has no inspectable signature") from None
             params, when_inputs = [], []
+            when_hints = (
+                type_hints(step.when) if getattr(step.when, "__annotations__", None) else {}
+            )
             for p in when_sig.parameters.values():
                 if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
                     raise DefinitionError(f"{where}: when= takes named parameters only")
+                if when_hints.get(p.name) is SessionState:
+                    step.when_state = p.name
+                    continue
                 params.append(p.name)
                 if p.name in self._steps:
                     if p.name == step.name:
@@ -615,7 +638,9 @@ class Workflow:
         def dump(value: Any) -> bytes:
             return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
-        put(b'{"name":', dump(self.name), b',"retry":', dump(self.retry.as_dict()), b',"steps":[')
+        # keys in sorted order; fail_fast only when set, so other workflows keep their fingerprint
+        put(b'{"fail_fast":true,' if self.fail_fast else b"{")
+        put(b'"name":', dump(self.name), b',"retry":', dump(self.retry.as_dict()), b',"steps":[')
         for i, s in enumerate(self._steps.values()):
             step = {
                 "name": s.name,
@@ -758,7 +783,7 @@ def _options_print(options: StepOptions) -> dict[str, Any]:
     """Step options as fingerprinted: flow options only when set, so that the fingerprints of
     workflows defined before them do not change."""
     data = asdict(options)
-    for name in ("queue", "key", "key_limit", "target", "key_from_outputs"):
+    for name in ("queue", "key", "key_limit", "target", "key_from_outputs", "fail_fast"):
         if data[name] in (None, False):
             del data[name]
     return data

@@ -30,13 +30,14 @@ CASES = [
     (
         "stesp: {}\n",
         "flow.yaml:4:1: stesp: unknown key 'stesp' (did you mean 'steps'?); a workflow file "
-        "takes: plait, name, version, description, imports, inputs, retry, timeout, steps",
+        "takes: plait, name, version, description, imports, inputs, retry, timeout, fail_fast, "
+        "steps",
     ),
     (
         STEP + "    retyr: {attempts: 2}\n",
         "flow.yaml:8:5: steps.charge.retyr: unknown key 'retyr' (did you mean 'retry'?); a step "
         "takes: action, description, with, depends_on, when, retry, timeout, optional, defaults, "
-        "queue, priority, delay, approval, for_each, max_parallel, goto",
+        "queue, priority, delay, approval, for_each, max_parallel, goto, post",
     ),
     (
         STEP + "    retry: {attempts: three}\n",
@@ -140,7 +141,54 @@ CASES = [
     (
         "steps:\n  charge:\n    action: test.charge\n    with: {amount: '${input.x}'}\n",
         "flow.yaml:7:23: steps.charge.with.amount: unknown name 'input' (did you mean 'inputs'?): "
-        "an expression reads inputs, steps, run (and item, index in a for_each's with:)",
+        "an expression reads inputs, steps, state, run (and item, index in a for_each's with:; "
+        "output in a post:)",
+    ),
+    (
+        "fail_fast: yes please\n" + STEP,
+        "flow.yaml:4:12: fail_fast: must be true or false, got 'yes please'",
+    ),
+    (
+        STEP + "    post: {sett: {k: 1}}\n",
+        "flow.yaml:8:12: steps.charge.post.sett: unknown key 'sett' (did you mean 'set'?); a post "
+        "takes: set, append",
+    ),
+    (
+        STEP + "    post: {}\n",
+        "flow.yaml:8:11: steps.charge.post: a post needs set: or append: (KEY: VALUE, ...)",
+    ),
+    (
+        STEP + "    post: {append: [1]}\n",
+        "flow.yaml:8:20: steps.charge.post.append: must be a mapping of session state keys to "
+        "values, got a list",
+    ),
+    (
+        STEP + "    post: {set: {'': x}}\n",
+        "flow.yaml:8:18: steps.charge.post.set.: a session state key is a string of 1 to 256 "
+        "characters, got ''",
+    ),
+    (
+        STEP + "    post: {set: {total: '${output.charged + outpt}'}}\n",
+        "flow.yaml:8:45: steps.charge.post.set.total: unknown name 'outpt' (did you mean "
+        "'output'?): an expression reads inputs, steps, state, run (and item, index in a "
+        "for_each's with:; output in a post:)",
+    ),
+    (
+        "steps:\n  double:\n    action: test.async_double\n    with: {n: 1}\n"
+        "    post: {set: {total: '${output.value}'}}\n",
+        "flow.yaml:8:35: steps.double.post.set.total: steps.double.output is a number: it has no "
+        "field 'value'",
+    ),
+    (
+        "steps:\n  charge:\n    action: test.charge\n    with: {amount: '${output}'}\n",
+        "flow.yaml:7:23: steps.charge.with.amount: 'output' is what the step's action returned: "
+        "only its post: may read it (elsewhere, steps.NAME.output)",
+    ),
+    (
+        "steps:\n  each:\n    action: test.echo\n    for_each: ${[1]}\n"
+        "    with: {value: '${item}'}\n    post: {append: {seen: '${output}'}}\n",
+        "flow.yaml:9:5: steps.each.post: a for_each step cannot post: put the post on a step "
+        "after it",
     ),
     (
         "steps:\n  charge:\n    action: test.charge\n    with: {amount: '${item}'}\n",
@@ -218,7 +266,7 @@ CASES = [
         "steps:\n  my-step: {action: test.echo}\n",
         "flow.yaml:5:3: steps.my-step: invalid step name 'my-step': use 1-128 letters, digits or "
         "'_', starting with a letter or '_' (so that expressions can name it), and not a Python "
-        "keyword, 'ctx' or one of inputs, steps, item, index, run",
+        "keyword, 'ctx' or one of inputs, steps, state, item, index, run, output",
     ),
     (
         "inputs: {n: {type: int}}\n" + STEP,

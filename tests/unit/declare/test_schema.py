@@ -37,11 +37,12 @@ def test_the_schema_and_the_loader_know_the_same_keys() -> None:
     assert tuple(defs["step"]["properties"]) == loader.STEP_KEYS
     assert tuple(defs["retry"]["properties"]) == loader.RETRY_KEYS
     assert tuple(defs["goto"]["properties"]) == loader.GOTO_KEYS
+    assert tuple(defs["post"]["properties"]) == loader.POST_KEYS
     assert tuple(
         SCHEMA["properties"]["inputs"]["additionalProperties"]["oneOf"][1]["properties"]
     ) == (loader.INPUT_KEYS)
     assert tuple(defs["input_type"]["enum"]) == tuple(loader.INPUT_TYPES)
-    for level in (SCHEMA, defs["step"], defs["retry"], defs["goto"]):
+    for level in (SCHEMA, defs["step"], defs["retry"], defs["goto"], defs["post"]):
         assert level["additionalProperties"] is False  # unknown keys refused, as the loader does
 
 
@@ -57,6 +58,7 @@ def test_the_examples_and_the_files_the_loader_accepts_are_valid() -> None:
             version: 2
             retry: {attempts: 3, delay: 2s, backoff: 1.5, max_delay: 1m, jitter: 0}
             timeout: 1h30m
+            fail_fast: true
             inputs:
               n: integer
               xs: {type: array, default: [], description: things}
@@ -65,6 +67,7 @@ def test_the_examples_and_the_files_the_loader_accepts_are_valid() -> None:
                 action: test.count
                 with: {n: "${inputs.n}"}
                 goto: {when: "${steps.a.output < 3}", step: a, max_iterations: 4}
+                post: {set: {last: "${output}"}, append: {all: "${output}"}}
               b:
                 action: test.echo
                 for_each: ${inputs.xs}
@@ -109,6 +112,12 @@ STRUCTURAL = [
     "plait: 2\nsteps:\n  a: {action: test.echo}\n",
     "steps: []\n",
     "steps: {}\n",
+    "steps:\n  a: {action: test.echo, post: {}}\n",
+    "steps:\n  a: {action: test.echo, post: {sett: {k: 1}}}\n",
+    "steps:\n  a: {action: test.echo, post: {append: {}}}\n",
+    "steps:\n  a: {action: test.echo, post: {set: {'': 1}}}\n",
+    "steps:\n  state: {action: test.echo}\n",
+    "fail_fast: 1\nsteps:\n  a: {action: test.echo}\n",
 ]
 
 

@@ -432,11 +432,13 @@ class Programs(DataPrograms):
         rows = yield from fetch(self.q["get_inputs"], params)
         blobs = yield from self.blobs.fetch(row_blobs(rows, -1))  # each row ends with its blob
         inputs: dict[str, bytes] = {}
+        states: dict[str, bytes | None] = {}
         ends: dict[str, dict[str, tuple[StepStatus, bytes | None]]] = {}
-        for run_id, name, status, data, sha in rows:
-            if name is None:  # the run's input
+        for run_id, name, status, data, state, sha in rows:
+            if name is None:  # the run's input and session state
                 what = f"run {run_id!r}"
                 inputs[run_id] = bytes(data) if sha is None else payload_of(blobs, sha, what)
+                states[run_id] = None if state is None else bytes(state)
                 continue
             if sha is not None:
                 data = payload_of(blobs, sha, f"step {name!r} of run {run_id!r}")
@@ -444,7 +446,10 @@ class Programs(DataPrograms):
                 STEP_STATUS[status],
                 None if data is None else bytes(data),
             )
-        return {run_id: StepInputs(inputs[run_id], ends.get(run_id, {})) for run_id in inputs}
+        return {
+            run_id: StepInputs(inputs[run_id], ends.get(run_id, {}), states[run_id])
+            for run_id in inputs
+        }
 
     def complete(self, outcomes: Sequence[Outcome], now: float) -> Program[SQLTxn]:
         txn = SQLTxn(now)
@@ -672,6 +677,10 @@ class Programs(DataPrograms):
             yield from execute_many(self.touch_runs, moved)
         if txn.rekeyed:  # concurrency keys resolved from outputs, or pending again (rare)
             yield from self._write_keys(txn)
+        for run_id in sorted(txn.changed_states):  # session states steps changed (ctx.state)
+            run = txn.runs[run_id]
+            assert run is not None
+            yield from execute(self.q["set_run_state"], {"id": run_id, "state": run.state})
         if txn.events:
             yield from execute_many(self.insert_event, [event_row(e) for e in txn.events])
         if txn.data:

@@ -42,7 +42,8 @@ CREATE TABLE runs (
     next_idx    INTEGER NOT NULL DEFAULT 0,  -- idx of the next step added (spawned) to the run
     input_blob  TEXT,  -- the input is the blob of this hash (`input` is then empty)
     output_blob TEXT,  -- the output is the blob of this hash (`output` is then NULL)
-    updated_at  DOUBLE PRECISION NOT NULL DEFAULT 0  -- when its status last changed
+    updated_at  DOUBLE PRECISION NOT NULL DEFAULT 0,  -- when its status last changed
+    state       BLOB  -- the session state (ctx.state): a JSON object; NULL while it is empty
 );
 
 CREATE INDEX runs_created ON runs (created_at, id);
