@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .inline import RunStuck, run, run_async
     from .results import RunResult, assert_completed, describe
+    from .steps import Recorded, Saved, Spawned, StepCall, call_step, call_step_async
 
 _LAZY = {
     "RunResult": ".results",
@@ -30,12 +31,24 @@ _LAZY = {
     "describe": ".results",
     "run": ".inline",
     "run_async": ".inline",
+    "Recorded": ".steps",
+    "Saved": ".steps",
+    "Spawned": ".steps",
+    "StepCall": ".steps",
+    "call_step": ".steps",
+    "call_step_async": ".steps",
 }
 
 __all__ = [
+    "Recorded",
     "RunResult",
     "RunStuck",
+    "Saved",
+    "Spawned",
+    "StepCall",
     "assert_completed",
+    "call_step",
+    "call_step_async",
     "describe",
     "run",
     "run_async",
