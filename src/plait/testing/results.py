@@ -47,6 +47,9 @@ class RunResult:
     def __str__(self) -> str:
         return describe(self)
 
+    def __repr__(self) -> str:
+        return f"RunResult(id={self.id!r}, status={str(self.status)!r}, steps={len(self.steps)})"
+
 
 def describe(result: RunResult) -> str:
     """The run's status, input, output or error, then one line per step (and its error)."""
@@ -54,7 +57,7 @@ def describe(result: RunResult) -> str:
     lines = [f"run {run.id!r} of workflow {run.workflow!r} (version {run.version}): {run.status}"]
     lines.append(f"  input: {_short(run.input)}")
     if run.error:
-        lines.append(f"  error: {run.error}")
+        lines.append("  error: " + run.error.replace("\n", "\n         "))
     if run.status is RunStatus.COMPLETED:
         lines.append(f"  output: {_short(run.output)}")
     width = max((len(name) for name in result.steps), default=0)
@@ -73,6 +76,7 @@ def describe(result: RunResult) -> str:
 
 def assert_completed(result: RunResult) -> RunResult:
     """Fail the test unless the run completed, showing its steps and their errors; return it."""
+    __tracebackhide__ = True  # pytest shows the test's line, not this one
     if result.status is not RunStatus.COMPLETED:
         raise AssertionError(f"the run did not complete:\n{describe(result)}")
     return result
