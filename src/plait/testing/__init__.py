@@ -20,11 +20,16 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .histories import ReplayMismatch, assert_replays, export_run, load_history
     from .inline import RunStuck, run, run_async
     from .results import RunResult, assert_completed, describe
     from .steps import Recorded, Saved, Spawned, StepCall, call_step, call_step_async
 
 _LAZY = {
+    "ReplayMismatch": ".histories",
+    "assert_replays": ".histories",
+    "export_run": ".histories",
+    "load_history": ".histories",
     "RunResult": ".results",
     "RunStuck": ".inline",
     "assert_completed": ".results",
@@ -41,15 +46,19 @@ _LAZY = {
 
 __all__ = [
     "Recorded",
+    "ReplayMismatch",
     "RunResult",
     "RunStuck",
     "Saved",
     "Spawned",
     "StepCall",
     "assert_completed",
+    "assert_replays",
     "call_step",
     "call_step_async",
     "describe",
+    "export_run",
+    "load_history",
     "run",
     "run_async",
 ]
