@@ -131,6 +131,21 @@ def test_a_given_engine_runs_it_and_stays_open(tmp_path: Any) -> None:
         assert engine.get_run("r-1").status == "completed"
 
 
+def test_runs_of_one_engine_with_other_mocks_use_their_own() -> None:
+    wf = plait.Workflow("twice")
+    wf.add_step("a", lambda: 1)
+    wf.add_step("b", lambda a: a + 1, deps="a")
+    with plait.Engine("memory://") as engine:
+        runs = [
+            testing.run(wf, mocks={"a": 10}, engine=engine),
+            testing.run(wf, mocks={"a": 20}, engine=engine),
+            testing.run(wf, engine=engine),
+            testing.run(wf, mocks={"b": lambda a: a * 100}, engine=engine),
+        ]
+    assert [r.output for r in runs] == [{"b": 11}, {"b": 21}, {"b": 2}, {"b": 100}]
+    assert {r.run.fingerprint for r in runs} == {wf.fingerprint}  # the code under test
+
+
 async def test_run_async_runs_on_the_callers_loop() -> None:
     wf = plait.Workflow("tiny")
     wf.add_step("a", lambda: 1)

@@ -4,7 +4,10 @@ A mock is what the step returns (any JSON value), an exception it raises (an ins
 on every call), or a callable called instead of the handler. A callable receives the arguments
 the real handler would, by name, as far as it declares them (`lambda: ...`, `lambda order: ...`,
 `lambda **kw: ...` all work); what it returns is the step's output. The copy keeps the real
-handler's signature, so the step binds, validates and depends on other steps exactly as before.
+handler's signature, so the step binds, validates and depends on other steps exactly as before,
+and the real workflow's fingerprint: a mocked run records the version of the code it tests (and
+the same fingerprint whatever the mocks, in every process). So runs of one Engine with
+different mocks of one workflow must not be in flight at once (`testing.run` runs one at a time).
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ def with_mocks(wf: Workflow, mocks: Mapping[str, Any]) -> Workflow:
     clone._task_fns = {fn: clone._tasks[t.name] for fn, t in wf._task_fns.items()}
     clone._plan = None
     clone._fields = None
+    clone._plan = replace(clone.plan(), fingerprint=wf.fingerprint)
     return clone
 
 
