@@ -201,6 +201,19 @@ def test_a_run_waiting_for_what_nobody_gives_is_stuck() -> None:
     assert str(err.value).endswith("pass signals={'shipped': <payload>}")
 
 
+def test_a_run_past_its_timeout_is_told_step_by_step() -> None:
+    wf = plait.Workflow("slow")
+    wf.add_step("a", lambda: 1)
+    wf.add_step("b", lambda a: a, deps="a", delay=30)
+    with pytest.raises(TimeoutError) as err:
+        testing.run(wf, run_id="slow-1", timeout=0.5)
+    assert str(err.value).startswith(
+        "run 'slow-1' did not end within timeout=0.5s:\n"
+        "run 'slow-1' of workflow 'slow' (version 1): running\n"
+    )
+    assert "  a  done\n  b  ready" in str(err.value)
+
+
 def test_not_a_workflow_is_an_error() -> None:
     with pytest.raises(plait.InputError, match=r"takes a plait\.Workflow, got 'orders'"):
         testing.run("orders")  # type: ignore[arg-type]  # the error under test

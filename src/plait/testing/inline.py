@@ -25,7 +25,7 @@ from ..core.rows import Gate
 from ..engine.engine import Engine
 from ..workflow.definition import Workflow
 from .mocks import check_names, with_mocks
-from .results import RunResult
+from .results import RunResult, describe
 
 BY = "plait.testing"  # who approves, rejects and signals, in the run's events
 DEFAULT_TIMEOUT = 60.0
@@ -129,7 +129,14 @@ async def _drive(
                 f"given to plait.testing.run decides it: {_hint(wf, stuck)}",
                 result,
             )
-        await worker  # the run ended, or the worker's error (its timeout) is raised here
+        try:
+            await worker  # the run ended, or the worker's error is raised here
+        except TimeoutError:
+            engine.stop_workers()
+            result = await collect(engine, handle.id)
+            raise TimeoutError(
+                f"run {handle.id!r} did not end within timeout={timeout}s:\n{describe(result)}"
+            ) from None
     finally:
         for task in (decider, worker):
             if not task.done():
