@@ -9,6 +9,7 @@ from ._errors import (
     ArtifactNotFound,
     BlobNotFound,
     ConfigError,
+    DeclarationError,
     DefinitionError,
     InputError,
     Permanent,
@@ -43,6 +44,8 @@ if TYPE_CHECKING:
     from .data.artifacts import Artifact, ArtifactRef
     from .data.records import Record, RecordPage, Records
     from .data.states import State, StatePage, States
+    from .declare.actions import action
+    from .declare.loader import load, loads
     from .engine.engine import Engine, RunHandle
     from .engine.schedules import Schedule
     from .engine.views import (
@@ -63,6 +66,7 @@ if TYPE_CHECKING:
     from .workflow.context import StepCancelled, StepContext
     from .workflow.definition import Workflow
     from .workflow.options import Approval
+    from .workflow.session import SessionState
     from .workflow.tasks import Handle
 
 _LAZY: dict[str, str] = {
@@ -81,6 +85,9 @@ _LAZY: dict[str, str] = {
     "Record": ".data.records",
     "RecordPage": ".data.records",
     "Records": ".data.records",
+    "action": ".declare.actions",
+    "load": ".declare.loader",
+    "loads": ".declare.loader",
     "State": ".data.states",
     "StatePage": ".data.states",
     "States": ".data.states",
@@ -103,6 +110,7 @@ _LAZY: dict[str, str] = {
     "StepCancelled": ".workflow.context",
     "StepContext": ".workflow.context",
     "Workflow": ".workflow.definition",
+    "SessionState": ".workflow.session",
     "Approval": ".workflow.options",
     "Handle": ".workflow.tasks",
 }
@@ -119,6 +127,7 @@ __all__ = [
     "BulkItem",
     "BulkResult",
     "ConfigError",
+    "DeclarationError",
     "DefinitionError",
     "Engine",
     "Event",
@@ -151,6 +160,7 @@ __all__ = [
     "Schedule",
     "SchemaVersionError",
     "ServedWorkflow",
+    "SessionState",
     "State",
     "StateError",
     "StateNotFound",
@@ -170,6 +180,9 @@ __all__ = [
     "WorkflowInfo",
     "WorkflowNotFound",
     "__version__",
+    "action",
+    "load",
+    "loads",
 ]
 
 

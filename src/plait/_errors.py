@@ -2,6 +2,7 @@
 
 PlaitError
 ├── DefinitionError        a workflow definition is wrong (cycle, unknown step, duplicate…)
+│   └── DeclarationError   a YAML workflow file is wrong, at file:line:col and a path
 ├── InputError             a run's input is not what its steps need
 ├── ConfigError            a queue was configured with a bad value (also a ValueError)
 ├── WorkflowNotFound       start() named a workflow nobody registered
@@ -32,6 +33,21 @@ class PlaitError(Exception):
 
 class DefinitionError(PlaitError):
     """A workflow definition is invalid. The message names the step and the problem; fix the code."""
+
+
+class DeclarationError(DefinitionError):
+    """A declarative (YAML) workflow file is wrong: its syntax, a key, a type, a reference, an
+    expression. The message starts with `file:line:col: path:` and says what to change;
+    `file`, `line`, `column` (1-based) and `path` ("steps.charge.retry.attempts") say the same
+    to programs. Nothing was loaded. Where a file holds several mistakes found in the same
+    pass (several steps, say), `errors` lists them all, this one first, and the message ends
+    with how many more there are; `detail` is this mistake's own message."""
+
+    def __init__(self, message: str, *, file: str, line: int, column: int, path: str) -> None:
+        super().__init__(message)
+        self.detail = message
+        self.file, self.line, self.column, self.path = file, line, column, path
+        self.errors: list[DeclarationError] = [self]
 
 
 class InputError(PlaitError):

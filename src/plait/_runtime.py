@@ -444,10 +444,14 @@ class Runtime:
             self._opened = False
             await self.store.close()
 
-    async def run_row(self, run_id: str) -> RunRow:
-        """The run's row; RunNotFound, with the one message every operation gives."""
+    async def run_row(self, run_id: str, excerpt: int | None = None) -> RunRow:
+        """The run's row (its payloads cut to `excerpt` bytes, if given: `Store.get_run`);
+        RunNotFound, with the one message every operation gives."""
         store = await self.ready()
-        row = await store.get_run(run_id)
+        if excerpt is None:  # the call every store (and wrapper) has always taken
+            row = await store.get_run(run_id)
+        else:
+            row = await store.get_run(run_id, excerpt=excerpt)
         if row is None:
             raise RunNotFound(f"no run with id {run_id!r} in {self.url}")
         return row

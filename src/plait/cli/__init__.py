@@ -3,6 +3,7 @@
     plait run FILE.py:WORKFLOW --input JSON      run one workflow to completion, embedded worker
     plait start FILE.py:WORKFLOW --inputs F.jsonl start a run per line (a worker runs them)
     plait worker FILE.py                         serve every workflow the file defines
+    plait validate FLOW.yaml ...                 check workflow files (YAML or Python), run nothing
     plait runs list | show ID | events ID        read runs from the store
     plait workflows                              the workflow versions recorded in the store
     plait workers | topology WORKFLOW            live workers, and which can run which steps
@@ -37,6 +38,7 @@ from . import (  # noqa: F401
     serve,
     start,
     states,
+    validate,
     watch,
     workers,
 )

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Generator
 from dataclasses import replace
 
+from . import session
 from .cascade import CONDITION, paused_when_idle, settle
 from .claiming import dispatchable
 from .loops import loop_back
@@ -96,10 +97,19 @@ def _complete(txn: Txn, outcome: Outcome) -> Transition:
         return
     txn.result.accepted.append(True)
     txn.ended_attempts.append(step)
+    new_state = None
+    if outcome.data is not None and outcome.succeeded and outcome.data.state:
+        try:
+            new_state = session.changed(run, outcome.data.state, step.name)
+        except session.SessionConflict as exc:
+            retry_at = outcome.conflict_retry_at if exc.code == session.STATE_CONFLICT else None
+            outcome = _nothing_committed(outcome, exc.code, str(exc), retry_at)
     if outcome.data is not None and outcome.succeeded:
         outcome = yield from check_records(txn, outcome)
     if outcome.data is not None and outcome.succeeded:
         txn.data.append((run.id, step.name, outcome.data))
+        if new_state is not None:
+            session.commit(txn, run, step.name, outcome.data.state, new_state)
     step.lease_token = None
     step.lease_expires_at = None
     txn.touch(step)
@@ -185,13 +195,23 @@ def check_records(txn: Txn, outcome: Outcome) -> Generator[Need, None, Outcome]:
                 f"record {w.key!r} of collection {w.collection!r} {now}, but the step's "
                 f"ctx.record expected {wanted}; nothing of this attempt was committed"
             )
-            return replace(
-                outcome, output=None, error_code=REVISION_CONFLICT, error_message=message,
-                retry_at=outcome.conflict_retry_at, goto=None, spawned=(), gather=None, data=None,
-            )  # fmt: skip
+            return _nothing_committed(
+                outcome, REVISION_CONFLICT, message, outcome.conflict_retry_at
+            )
         txn.records_written[key] = txn.records_written.get(key, 0) + 1
         counted.append(key)
     return outcome
+
+
+def _nothing_committed(
+    outcome: Outcome, code: str, message: str, retry_at: float | None
+) -> Outcome:
+    """A success that fails at commit: the attempt failed with `code`, and nothing it wrote
+    (records, state, artifacts, spawns, a Goto, its output) is committed."""
+    return replace(
+        outcome, output=None, error_code=code, error_message=message, retry_at=retry_at,
+        goto=None, spawned=(), gather=None, data=None,
+    )  # fmt: skip
 
 
 def release(txn: Txn, run_id: str, name: str, token: str, max_recoveries: int | None) -> Transition:

@@ -73,7 +73,8 @@ async def attempt(
     def conflict_retry_at(data: StepData | None) -> float | None:
         """When to try again should a record written with an expected revision have another
         one at commit (`core.transitions.check_records`): a retryable failure."""
-        if data is None or all(w.expected is None for w in data.records):
+        appends = data is not None and any(c.op == "append" for c in data.state)
+        if data is None or (not appends and all(w.expected is None for w in data.records)):
             return None
         delay = wf.retry_for(step).next_try(claim.attempt, True)
         return None if delay is None else time.time() + delay
@@ -94,6 +95,7 @@ async def attempt(
     try:
         run_input = _codec.loads(inputs.run_input)
         ctx.input = run_input
+        ctx._load_state(inputs.state)
         outputs: dict[str, Any] = {}
         for dep, (status, output) in inputs.dependencies.items():
             outputs[dep] = (
@@ -106,7 +108,7 @@ async def attempt(
     except ValidationError as exc:
         return failure("invalid_input", f"step {claim.step!r}: {exc}", False)
     try:
-        if not step.condition_holds(run_input, outputs):
+        if not step.condition_holds(run_input, outputs, inputs.state):
             return Outcome(claim.run_id, claim.step, claim.token, skipped=True)
     except Exception as exc:
         return failure(

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from .definition import Workflow
     from .tasks import Handle, Spawner
 
+from .session import SessionState
+
 logger = logging.getLogger("plait.step")
 OMITTED: Any = type("Omitted", (), {"__repr__": lambda self: "<omitted>"})()  # no input= given
 
@@ -33,7 +35,7 @@ class StepContext:
 
     __slots__ = (
         "_artifact_names", "_artifact_storage", "_artifacts", "_cancel", "_definition", "_lock",
-        "_records", "_spawner", "attempt", "input", "iteration", "log", "run_id", "step",
+        "_records", "_spawner", "_state", "attempt", "input", "iteration", "log", "run_id", "step",
         "workflow",
     )  # fmt: skip
 
@@ -63,7 +65,19 @@ class StepContext:
         self._artifacts: list[ArtifactRow] = []  # ctx.save_artifact: idem
         self._artifact_storage = artifacts  # None: held in memory, never kept (replay)
         self._artifact_names: set[str] = set()
+        self._state = SessionState(step=step)  # the run's session state: the worker loads it
         self.log = _StepLogger(logger, {"run_id": run_id, "step": step, "attempt": attempt})
+
+    @property
+    def state(self) -> SessionState:
+        """The run's session state, one JSON object per run: `get(key, default)`, `set(key,
+        value)`, `append(key, value)`. It holds what the successes committed before this step
+        started, plus this attempt's own changes; the changes are committed with this attempt's
+        success only, in commit order (`set`: the last success wins; `append`: none is lost)."""
+        return self._state
+
+    def _load_state(self, data: bytes | None) -> None:
+        self._state = SessionState(data, step=self.step)
 
     @property
     def cancelled(self) -> bool:
@@ -191,11 +205,12 @@ class StepContext:
 
     def _data(self) -> StepData | None:
         """What this attempt wrote besides its output, to send with its success."""
-        if not self._records and not self._artifacts:
+        changes = self._state._take()
+        if not self._records and not self._artifacts and not changes:
             return None
         from ..core.rows import StepData
 
-        return StepData(tuple(self._records), tuple(self._artifacts))
+        return StepData(tuple(self._records), tuple(self._artifacts), changes)
 
     def _spawning(self) -> Spawner:
         if self._spawner is None:

@@ -95,6 +95,9 @@ from .rows import (
 )
 
 T = TypeVar("T")
+# Steps loaded (and rows written) per statement: a big set (a fan-out's 100,000 dependents) is
+# read and written a chunk at a time, so that its rows are never all held beside its records.
+CHUNK = 2000
 
 
 def _first(row: tuple[Any, ...]) -> Any:
@@ -213,21 +216,12 @@ class Programs(DataPrograms):
         # columns they set
         new_run_rows: list[tuple[Any, ...]] = []
         run_rows: list[tuple[Any, ...]] = []
-        new_step_rows: list[tuple[Any, ...]] = []
-        step_rows: list[tuple[Any, ...]] = []
-        edges: dict[int, str] = {}
-        for run, steps, _ in fresh:
+        for run, _, _ in fresh:
             row = new_run_row(run, writes)
             if row is not None:
                 new_run_rows.append(row)
             else:
                 run_rows.append(run_insert_row(run, writes))
-            for step in steps:
-                row = new_step_row(step, edges)
-                if row is not None:
-                    new_step_rows.append(row)
-                else:
-                    step_rows.append(step_insert_row(step, writes))
         yield from writes.announce()
         inserted = 0
         # in id order, as rows are locked: two batches sharing ids wait, never deadlock
@@ -239,9 +233,28 @@ class Programs(DataPrograms):
             inserted += yield from execute_all(self.insert_runs, run_rows)
         if inserted != len(fresh):
             raise RunsTaken  # nothing else written yet: the driver rolls back
+        # the steps' rows made and sent a chunk at a time (a run of 100,000 steps)
+        new_step_rows: list[tuple[Any, ...]] = []
+        step_rows: list[tuple[Any, ...]] = []
+        edges: dict[int, str] = {}
+        for _, steps, _ in fresh:
+            for step in steps:
+                row = new_step_row(step, edges)
+                if row is not None:
+                    new_step_rows.append(row)
+                    if len(new_step_rows) == CHUNK:
+                        yield from execute_many(self.insert_new_step, new_step_rows)
+                        new_step_rows = []
+                else:
+                    step_rows.append(step_insert_row(step, writes))
+                    if len(step_rows) == CHUNK:
+                        yield from writes.announce()
+                        yield from execute_many(self.insert_step, step_rows)
+                        step_rows = []
         if new_step_rows:
             yield from execute_many(self.insert_new_step, new_step_rows)
         if step_rows:
+            yield from writes.announce()
             yield from execute_many(self.insert_step, step_rows)
         yield from execute_many(
             self.insert_event, [event_row(e) for _, _, events in fresh for e in events]
@@ -394,8 +407,9 @@ class Programs(DataPrograms):
         blobs = yield from self.blobs.fetch(hashes)
         inputs = {
             run_id: bytes(data) if sha is None else payload_of(blobs, sha, f"run {run_id!r}")
-            for run_id, data, sha in runs
+            for run_id, data, _, sha in runs
         }
+        states = {run_id: None if state is None else bytes(state) for run_id, _, state, _ in runs}
         ends: dict[str, dict[str, tuple[StepStatus, bytes | None]]] = {r: {} for r in inputs}
         for run_id, name, status, output, sha in rows:
             if run_id in ends:
@@ -405,7 +419,9 @@ class Programs(DataPrograms):
                     STEP_STATUS[status],
                     None if output is None else bytes(output),
                 )
-        return {run_id: StepInputs(inputs[run_id], ends[run_id]) for run_id in inputs}
+        return {
+            run_id: StepInputs(inputs[run_id], ends[run_id], states[run_id]) for run_id in inputs
+        }
 
     def complete(self, outcomes: Sequence[Outcome], now: float) -> Program[SQLTxn]:
         txn = SQLTxn(now)
@@ -518,11 +534,12 @@ class Programs(DataPrograms):
             _add_step(txn, step, blobs)
 
     def _load_keys(self, txn: SQLTxn, keys: Collection[tuple[str, str]]) -> Program[None]:
+        """Load these steps, a chunk of keys at a time (in key order, as rows are locked): the
+        100,000 dependents of a fan-out's root are never held as rows and records at once."""
         missing = sorted([r, n] for r, n in keys if (r, n) not in txn.steps)
-        if not missing:
-            return
-        params = {"key_list": self.dialect.list_param(missing)}
-        yield from self._add_steps(txn, (yield from fetch(self.lock_steps_by_key, params)))
+        for start in range(0, len(missing), CHUNK):
+            params = {"key_list": self.dialect.list_param(missing[start : start + CHUNK])}
+            yield from self._add_steps(txn, (yield from fetch(self.lock_steps_by_key, params)))
 
     def _preload_keys(self, txn: SQLTxn, keys: list[tuple[str, str]]) -> Program[None]:
         yield from self.load_runs(txn, {run_id for run_id, _ in keys})
@@ -617,6 +634,10 @@ class Programs(DataPrograms):
             yield from execute_many(self.touch_runs, moved)
         if txn.rekeyed:  # concurrency keys resolved from outputs, or pending again (rare)
             yield from self._write_keys(txn)
+        for run_id in sorted(txn.changed_states):  # session states steps changed (ctx.state)
+            run = txn.runs[run_id]
+            assert run is not None
+            yield from execute(self.q["set_run_state"], {"id": run_id, "state": run.state})
         if txn.events:
             yield from execute_many(self.insert_event, [event_row(e) for e in txn.events])
         if txn.data:
@@ -670,14 +691,22 @@ class Programs(DataPrograms):
     ) -> Program[None]:
         # An output still the very object loaded from the database was not changed: skip it.
         # A changed one drops the blob it was kept in, if any, and may be kept in one.
+        # Rows are made and sent a chunk at a time (a fan-out readies 100,000 steps at once).
         plain: list[tuple[Any, ...]] = []
         with_output: list[tuple[Any, ...]] = []
         for key, record in changed.items():
             if key in loaded_outputs and loaded_outputs[key] is record.output:
                 plain.append(row(record))
+                if len(plain) == CHUNK:
+                    yield from execute_many(update, plain)
+                    plain = []
             else:
                 writes.drop(loaded_blobs.get(key))
                 with_output.append(row_with_output(record, *writes.keep(record.output)))
+                if len(with_output) == CHUNK:
+                    yield from writes.announce()
+                    yield from execute_many(update_with_output, with_output)
+                    with_output = []
         if plain:
             yield from execute_many(update, plain)
         if with_output:
