@@ -160,3 +160,30 @@ def test_an_output_that_is_not_json_is_an_error() -> None:
     wf.add_step("a", lambda: object())
     with pytest.raises(plait.InputError, match=r"^step 'a' returned a value that is not JSON"):
         testing.call_step(wf, "a")
+
+
+def test_the_session_state_is_given_and_what_the_step_left_in_it_is_returned() -> None:
+    wf = plait.Workflow("sessions")
+
+    @wf.step()
+    def count(ctx: plait.StepContext) -> int:
+        seen = ctx.state.get("seen", 0)
+        ctx.state.set("seen", seen + 1)
+        ctx.state.append("log", "count")
+        return seen
+
+    def is_ready(session: plait.SessionState) -> bool:
+        return bool(session.get("ready", False))
+
+    @wf.step(when=is_ready)
+    def gated() -> str:
+        return "ran"
+
+    call = testing.call_step(wf, "count", state={"seen": 2})
+    assert call.output == 2
+    assert call.state == {"seen": 3, "log": ["count"]}
+    assert testing.call_step(wf, "gated").skipped
+    assert testing.call_step(wf, "gated", state={"ready": True}).output == "ran"
+    with pytest.raises(plait.InputError) as err:
+        testing.call_step(wf, "count", state=[1])  # type: ignore[arg-type]  # the error under test
+    assert str(err.value) == "step 'count': state is a JSON object (the session state), got [1]"

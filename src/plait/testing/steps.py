@@ -58,7 +58,8 @@ class Spawned(NamedTuple):
 class StepCall:
     """What one call of a step did. `output`: what it returned, as the steps after it would
     read it (through plait's JSON); the handles it returned if it returned spawned steps'
-    handles. `skipped`: its `when=` condition was false, so its code was not called."""
+    handles. `skipped`: its `when=` condition was false, so its code was not called. `state`:
+    the run's session state as the step left it (`ctx.state`, with its `set` and `append`)."""
 
     step: str
     output: Any
@@ -66,6 +67,7 @@ class StepCall:
     artifacts: list[Saved] = field(default_factory=list)
     spawned: list[Spawned] = field(default_factory=list)
     skipped: bool = False
+    state: dict[str, Any] = field(default_factory=dict)  # ctx.state after it, its changes in
 
 
 def call_step(
@@ -75,18 +77,20 @@ def call_step(
     *,
     input: Mapping[str, Any] | Any = None,
     outputs: Mapping[str, Any] | None = None,
+    state: Mapping[str, Any] | None = None,
     attempt: int = 1,
     **upstream: Any,
 ) -> StepCall:
     """Call the code of step (or task) `step` of `wf` once. `input`: the run input (for a
     task: its own input). Each upstream output the step reads is given by the upstream step's
     name (`fetch={...}`), or in `outputs=` for a name that is also one of these parameters.
-    `attempt`: what `ctx.attempt` says. An upstream output not given takes the step's
-    default for it, if it has one.
+    `state`: the run's session state when the step starts (`ctx.state`, and a `when=`
+    condition's `plait.SessionState`). `attempt`: what `ctx.attempt` says. An upstream output
+    not given takes the step's default for it, if it has one.
 
     InputError for an unknown step or upstream name, an upstream output or run-input field the
     step reads and the test did not give, or a value its annotation refuses."""
-    prepared = _prepare(wf, step, input, {**(outputs or {}), **upstream}, attempt)
+    prepared = _prepare(wf, step, input, {**(outputs or {}), **upstream}, state, attempt)
     if isinstance(prepared, StepCall):
         return prepared
     definition, ctx, kwargs = prepared
@@ -108,11 +112,12 @@ async def call_step_async(
     *,
     input: Mapping[str, Any] | Any = None,
     outputs: Mapping[str, Any] | None = None,
+    state: Mapping[str, Any] | None = None,
     attempt: int = 1,
     **upstream: Any,
 ) -> StepCall:
     """`call_step`, awaiting an async step on the caller's loop (a sync one is called here)."""
-    prepared = _prepare(wf, step, input, {**(outputs or {}), **upstream}, attempt)
+    prepared = _prepare(wf, step, input, {**(outputs or {}), **upstream}, state, attempt)
     if isinstance(prepared, StepCall):
         return prepared
     definition, ctx, kwargs = prepared
@@ -138,7 +143,12 @@ def _find(wf: Workflow, name: str) -> StepDef:
 
 
 def _prepare(
-    wf: Workflow, name: str, input: Any, given: dict[str, Any], attempt: int
+    wf: Workflow,
+    name: str,
+    input: Any,
+    given: dict[str, Any],
+    state: Mapping[str, Any] | None,
+    attempt: int,
 ) -> tuple[StepDef, StepContext, dict[str, Any]] | StepCall:
     step = _find(wf, name)
     if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
@@ -149,10 +159,17 @@ def _prepare(
     except _codec.EncodeError as exc:
         raise InputError(f"{where}: input is not JSON: {exc}") from None
     run_input = value if isinstance(value, dict) and not step.is_task else {}
+    if state is not None and not isinstance(state, Mapping):
+        raise InputError(f"{where}: state is a JSON object (the session state), got {state!r}")
+    try:
+        state_json = None if state is None else _codec.dumps(dict(state))
+    except _codec.EncodeError as exc:
+        raise InputError(f"{where}: state is not JSON: {exc}") from None
     ctx = StepContext(
         run_id=RUN_ID, step=name, workflow=wf.name, attempt=attempt, run_input=run_input,
         definition=wf,
     )  # fmt: skip
+    ctx._load_state(state_json)
     try:
         if step.is_task:
             if given:
@@ -166,8 +183,8 @@ def _prepare(
         outputs = _outputs(wf, step, where, given)
         _check_inputs(step, where, run_input)
         kwargs = step.build_kwargs(ctx, run_input, outputs)  # validated first, as in attempt
-        if not step.condition_holds(run_input, outputs):
-            return StepCall(name, None, skipped=True)
+        if not step.condition_holds(run_input, outputs, state_json):
+            return StepCall(name, None, skipped=True, state=ctx.state.to_dict())
         return step, ctx, kwargs
     except ValidationError as exc:
         raise InputError(f"{where}: {exc}") from None
@@ -228,4 +245,5 @@ def _captured(name: str, ctx: StepContext, result: Any) -> StepCall:
             for a in ctx._artifacts
         ],
         spawned=[Spawned(s.name, s.task, _codec.loads(s.input), s.after) for s in spawned],
+        state=ctx.state.to_dict(),
     )
