@@ -544,7 +544,12 @@ async def get_record(request: Request, collection: str, key: str) -> JSON:
     return JSON({"key": key, "doc": doc, "revision": revision})
 
 
-@router.get("/states/{collection}", tags=["data"], summary="Workflow-state documents, by id")
+@router.get(
+    "/states/{collection}",
+    tags=["data"],
+    summary="Workflow-state documents, by id",
+    responses=reads(A.StatePage, 422),
+)
 async def list_states(
     request: Request,
     collection: str,
@@ -558,7 +563,12 @@ async def list_states(
     return JSON({"states": page.items, "next_after": page.next_after})
 
 
-@router.get("/states/{collection}/{state_id}", tags=["data"], summary="One workflow-state document")
+@router.get(
+    "/states/{collection}/{state_id}",
+    tags=["data"],
+    summary="One workflow-state document",
+    responses=reads(A.StateDoc, 404, 422),
+)
 async def get_state(request: Request, collection: str, state_id: str) -> JSON:
     found = await engine_of(request).states(collection).get_async(state_id)
     if found is None:

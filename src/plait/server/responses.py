@@ -344,6 +344,24 @@ class Document(Answer):
     revision: int
 
 
+class StateDoc(Answer):
+    id: str
+    phase: str
+    iteration: int
+    max_iterations: int | None = Field(description="null: no limit")
+    context: dict[str, Any]
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None = Field(description="set once it has ended (completed or failed)")
+    revision: int = Field(description="pass it as expected_revision to change it")
+
+
+class StatePage(Answer):
+    states: list[StateDoc]
+    next_after: str | None = Field(description="pass it back as `after`; null: no more")
+
+
 # -- workflows, workers, queues, schedules ---------------------------------------------------------
 
 
