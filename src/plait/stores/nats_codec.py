@@ -1,0 +1,129 @@
+"""How the NATS store writes plait's rows as KV entries: key names and values.
+
+Keys are dot-separated tokens (`run.<id>`, `step.<run>.<name>`, `ev.<run>.<seq>`, …); a user's
+name becomes a token by keeping letters, digits, `_`, `-` and `/`, and writing every other byte
+of its UTF-8 as `=XX` (so `.`, `*`, `>` and spaces can never reach a subject). Values are JSON
+of the row's fields, bytes as base64: plain data, readable with `nats kv get`, never pickle.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import enum
+import functools
+import re
+import types
+import typing
+from typing import Any, TypeVar, get_args, get_origin
+
+import orjson
+
+T = TypeVar("T")
+
+_PLAIN = re.compile(r"[A-Za-z0-9_/-]")
+_ESCAPE = re.compile(r"=([0-9A-F]{2})")
+
+
+def token(name: str) -> str:
+    """A name as one token of a KV key (see the module docstring); reversible by `name_of`."""
+    if not name:
+        return "="
+    if all(_PLAIN.match(c) for c in name):
+        return name
+    out = []
+    for c in name:
+        if _PLAIN.match(c):
+            out.append(c)
+        else:
+            out.extend(f"={b:02X}" for b in c.encode())
+    return "".join(out)
+
+
+def name_of(tok: str) -> str:
+    if tok == "=":
+        return ""
+    if "=" not in tok:
+        return tok
+    raw = bytearray()
+    i = 0
+    while i < len(tok):
+        if tok[i] == "=":
+            raw.append(int(tok[i + 1 : i + 3], 16))
+            i += 3
+        else:
+            raw.extend(tok[i].encode())
+            i += 1
+    return raw.decode()
+
+
+def key(*names: str) -> str:
+    """A KV key of a kind (the first name, never escaped) and names."""
+    return ".".join((names[0], *(token(n) for n in names[1:])))
+
+
+def split(k: str) -> list[str]:
+    """A key's kind and names, unescaped."""
+    kind, *rest = k.split(".")
+    return [kind, *(name_of(t) for t in rest)]
+
+
+def plain(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return {"b": base64.b64encode(value).decode()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (tuple, list)):
+        return [plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    return value
+
+
+def encode(value: Any) -> bytes:
+    """A row (a dataclass, or plain data holding some) as JSON bytes."""
+    return orjson.dumps(plain(value))
+
+
+def decode(cls: type[T], data: bytes) -> T:
+    """The row of type `cls` that `encode` wrote."""
+    return build(cls, orjson.loads(data))
+
+
+def build(cls: type[T], value: Any) -> T:
+    """The row of type `cls` from plain data (`plain`'s)."""
+    return typing.cast(T, _build(cls, value))
+
+
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _build(tp: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    origin = get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = [a for a in get_args(tp) if a is not type(None)]
+        return _build(options[0], value)
+    if tp is bytes:
+        return base64.b64decode(value["b"])
+    if origin is tuple:
+        args = get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_build(args[0], v) for v in value)
+        return tuple(_build(a, v) for a, v in zip(args, value, strict=True))
+    if origin is dict:
+        return dict(value)
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        hints = _hints(tp)
+        return tp(**{k: _build(hints[k], v) for k, v in value.items() if k in hints})
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return tp(value)
+    if tp is float and isinstance(value, int):
+        return float(value)
+    return value
+
