@@ -42,7 +42,7 @@ import logging
 import random
 import secrets
 import time
-from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Collection, Coroutine, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import nats
@@ -87,6 +87,13 @@ STORE_MARK = "plait-store"  # the stream metadata key that says a bucket is a pl
 STORE_FORMAT = "1"
 BATCH_LIMIT = 1000  # messages in one atomic batch (nats-server's default, 2.12 to 2.15)
 CONFLICT_RETRIES = 50
+# steps are kept in pages of this many (by `idx`): a transaction readying 10,000 steps writes
+# 625 keys, within one batch
+PAGE = 16
+# the longest payload kept in its row (longer ones are blobs): a page of steps, with an output
+# and an input each, must fit in one message of at most the server's max_payload
+MIN_PAYLOAD = 1024 * 1024
+MAX_INLINE = 16 * 1024
 REQUEST_TIMEOUT = 10.0  # seconds a commit or a read barrier waits for the server
 CATCH_UP_TIMEOUT = 10.0
 _KV_OP = "KV-Operation"
@@ -110,7 +117,7 @@ class _BlobInfo:
 
 # A write of a batch: (key, the row or plain value to store, or None to delete it; the blobs
 # that stand for its big payloads {field: sha256}).
-_Write = tuple[str, Any, dict[str, str]]
+_Write = tuple[str, Any, dict[str, Any]]
 
 
 class _Replica(MemoryStore):
@@ -142,15 +149,21 @@ class NatsStore:
         self._url: NatsURL = parse_url(url)
         self.read_only = read_only
         self.create = create and not read_only
-        self.blob_threshold = self._url.blob_threshold
+        # a row must fit in one message (1 MiB by default): longer payloads are always blobs
+        self.blob_threshold = min(self._url.blob_threshold, MAX_INLINE)
         self._thread = Portal(name="plait-nats")
         self._nc: Client | None = None
         self._replica = _Replica()
         self._revs: dict[str, int] = {}  # key → the stream sequence of its last message seen
-        self._held: dict[str, dict[str, str]] = {}  # key → {field: sha256} of its blobs
+        # a run's key, or a step's `_held_id` → {field: sha256} of its payloads kept as blobs
+        self._held: dict[str, dict[str, str]] = {}
+        self._pages: dict[str, dict[str, set[str]]] = {}  # run → its step pages' keys → names
         self._blobs: dict[str, _BlobInfo] = {}
+        # run → the keys of its events (one per transaction that appended) → their seqs
+        self._event_keys: dict[str, dict[str, list[int]]] = {}
         self._applied = 0  # the stream sequence the consumer has delivered up to
         self._progress: asyncio.Event | None = None
+        self._write_lock: asyncio.Lock | None = None
         self._sub: Any = None
         self._on_ready: Callable[[], None] = _nothing
         self._on_ended: Callable[[], None] = _nothing
@@ -266,6 +279,11 @@ class NatsStore:
         self.server_version = str(v).replace("<nats server v", "").rstrip(">")
         info = nc._server_info  # nats-py keeps the INFO it got only there
         check_server(self._url, (v.major, v.minor, v.patch), bool(info.get("jetstream")))
+        if nc.max_payload < MIN_PAYLOAD:
+            raise StoreError(
+                f"NATS store {self._url.shown}: the server's max_payload is {nc.max_payload} "
+                f"bytes; plait needs at least {MIN_PAYLOAD} (the default, 1 MiB)"
+            )
         js = nc.jetstream(timeout=REQUEST_TIMEOUT)
         where = f"NATS store {self._url.shown}"
         try:
@@ -382,6 +400,11 @@ class NatsStore:
     def _conn(self) -> Client:
         if self._nc is None:
             raise StoreError(f"NATS store {self._url.shown}: the store is not open")
+        if not self._nc.is_connected:
+            raise StoreError(
+                f"NATS store {self._url.shown}: the server went away (reconnecting); workers "
+                "retry until it is back"
+            )
         return self._nc
 
     # -- the replica ------------------------------------------------------------------------
@@ -463,13 +486,22 @@ class NatsStore:
         held = doc.get("blobs") or {}
         row = doc.get("row")
         cls = _ROW_TYPES.get(kind)
+        if kind == "ev":  # the events one transaction appended to a run
+            return [codec.build(EventRow, e) for e in row], held
+        if kind == "steps":  # a page of a run's steps
+            return [codec.build(StepRow, e) for e in row], held
         value = codec.build(cls, row) if cls is not None else row
         if kind == "run":
             return (value, doc.get("updated", 0.0)), held
         return value, held
 
-    async def _resolved(self, row: Any, held: dict[str, str]) -> Any:
-        """A row whose big payloads are in blobs, with the payloads put back."""
+    async def _resolved(self, row: Any, held: dict[str, Any]) -> Any:
+        """A row (or a page of steps) whose big payloads are in blobs, with them put back."""
+        if isinstance(row, list):
+            for step in row:
+                for name, sha in held.get(step.name, {}).items():
+                    setattr(step, name, await self._blob_data(sha))
+            return row
         target = row[0] if isinstance(row, tuple) else row
         for name, sha in held.items():
             setattr(target, name, await self._blob_data(sha))
@@ -488,12 +520,13 @@ class NatsStore:
         if self._revs.get(key, 0) >= seq:
             return
         self._revs[key] = seq
-        if held:
-            self._held[key] = held
-        else:
-            self._held.pop(key, None)
         parts = codec.split(key)
         kind = parts[0]
+        if kind == "run":
+            if held:
+                self._held[key] = held
+            else:
+                self._held.pop(key, None)
         r = self._replica
         with r._lock:
             if kind == "run":
@@ -519,34 +552,58 @@ class NatsStore:
                         self._on_cancelled()
                     if run.status is RunStatus.RUNNING:
                         self._on_ready()  # resumed or retried
-            elif kind == "step":
-                run_id, name = parts[1], parts[2]
+            elif kind == "steps":
+                run_id = parts[1]
                 steps = r._steps.setdefault(run_id, {})
-                old_step = steps.get(name)
-                if row is None:
+                pages = self._pages.setdefault(run_id, {})
+                before = pages.pop(key, set())
+                rows: list[StepRow] = row or []
+                names = {step.name for step in rows}
+                for name in before - names:
                     steps.pop(name, None)
+                    self._held.pop(_held_id(run_id, name), None)
                     for index in (r._ready, r._running, r._waiting):
                         index.pop((run_id, name), None)
+                if row is None:
+                    if not pages:
+                        self._pages.pop(run_id, None)
                     return
-                r._put_step(row)
-                if remote and (
-                    row.status is StepStatus.READY
-                    or (old_step is not None and old_step.status is StepStatus.RUNNING)
-                ):
+                pages[key] = names
+                woken = False
+                for step in rows:
+                    old_step = steps.get(step.name)
+                    hid = _held_id(run_id, step.name)
+                    if step.name in held:
+                        self._held[hid] = held[step.name]
+                    else:
+                        self._held.pop(hid, None)
+                    if old_step is step:
+                        continue
+                    r._put_step(step)
+                    if remote and (
+                        step.status is StepStatus.READY
+                        or (old_step is not None and old_step.status is StepStatus.RUNNING)
+                    ):
+                        woken = True
+                if woken:
                     self._on_ready()
             elif kind == "ev":
                 run_id = parts[1]
                 events = r._events.setdefault(run_id, [])
-                seq_no = int(parts[2])
-                at = bisect.bisect_left([e.seq for e in events], seq_no)
+                groups = self._event_keys.setdefault(run_id, {})
                 if row is None:
-                    if at < len(events) and events[at].seq == seq_no:
-                        del events[at]
+                    gone = set(groups.pop(key, ()))
+                    events[:] = [e for e in events if e.seq not in gone]
+                    if not groups:
+                        self._event_keys.pop(run_id, None)
                     return
-                if at < len(events) and events[at].seq == seq_no:
-                    events[at] = row
-                else:
-                    events.insert(at, row)
+                groups[key] = [e.seq for e in row]
+                for event in row:
+                    at = bisect.bisect_left([e.seq for e in events], event.seq)
+                    if at < len(events) and events[at].seq == event.seq:
+                        events[at] = event
+                    else:
+                        events.insert(at, event)
                 if remote:
                     self._on_events([run_id])
             elif kind == "wf":
@@ -604,14 +661,21 @@ class NatsStore:
                 f"the server's limit of {BATCH_LIMIT} messages in one atomic batch; nothing was "
                 "written"
             )
-        for sha, data in blobs.items():
-            if sha not in self._blobs:
-                await self._put_object(sha, data)
         nc = self._conn()
+        encoded = [b"" if value is None else _encode(key, value, held) for key, value, held in writes]
+        for (key, _, _), data in zip(writes, encoded, strict=True):
+            if len(data) > nc.max_payload - 1024:
+                raise StoreError(
+                    f"NATS store {self._url.shown}: the value of {key} is {len(data)} bytes, over "
+                    f"the server's max_payload of {nc.max_payload} bytes; nothing was written"
+                )
+        for sha, payload in blobs.items():
+            if sha not in self._blobs:
+                await self._put_object(sha, payload)
         batch = secrets.token_hex(8)
         prefix = f"$KV.{self._url.bucket}."
         last = len(writes) - 1
-        for i, (key, value, held) in enumerate(writes):
+        for i, ((key, value, _), data) in enumerate(zip(writes, encoded, strict=True)):
             headers = {
                 "Nats-Batch-Id": batch,
                 "Nats-Batch-Sequence": str(i + 1),
@@ -619,9 +683,6 @@ class NatsStore:
             }
             if value is None:
                 headers[_KV_OP] = "DEL"
-                data = b""
-            else:
-                data = _encode(key, value, held)
             if i < last:
                 await nc.publish(prefix + key, data, headers=headers)
                 continue
@@ -659,9 +720,10 @@ class NatsStore:
 
         async def run() -> T:
             for tries in range(CONFLICT_RETRIES):
-                writes, blobs, result = attempt()
                 try:
-                    await self._commit(writes, blobs)
+                    async with self._writing():
+                        writes, blobs, result = attempt()
+                        await self._commit(writes, blobs)
                     return result
                 except _Conflict as conflict:
                     await self._catch_up(conflict.seq)
@@ -672,6 +734,13 @@ class NatsStore:
             )
 
         return await self._hop(what, run())
+
+    def _writing(self) -> asyncio.Lock:
+        """This process's transactions commit one at a time: two of them decided on the same
+        replica would conflict with each other (the worker batches outcomes instead)."""
+        if self._write_lock is None:
+            self._write_lock = asyncio.Lock()
+        return self._write_lock
 
     def _txn_writes(
         self, txns: Sequence[Txn], queues: Mapping[str, QueueConfig], flow: bool
@@ -699,13 +768,8 @@ class NatsStore:
             fields = {"output": run.output, "input": run.input}
             held = self._keep(key, fields, old, blobs, refs)
             writes.append((key, (run, updated), held))
-        for (run_id, name), step in steps.items():
-            key = codec.key("step", run_id, name)
-            before = r._steps.get(run_id, {}).get(name)
-            held = self._keep(key, {"output": step.output, "input": step.input}, before, blobs, refs)
-            writes.append((key, step, held))
-        for event in events:
-            writes.append((codec.key("ev", event.run_id, str(event.seq)), event, {}))
+        writes.extend(self._page_writes(steps.values(), blobs, refs))
+        writes.extend(_event_writes(events))
         for txn in txns:
             for run_id, step_name, data in txn.data:
                 for record in data.records:
@@ -728,6 +792,36 @@ class NatsStore:
             writes.append(("flow", {"at": now}, {}))
         writes.extend(self._ref_writes(refs, blobs, now))
         return writes, blobs
+
+    def _page_writes(
+        self, changed: Iterable[StepRow], blobs: dict[str, bytes], refs: dict[str, int]
+    ) -> list[_Write]:
+        """The pages these changed (or new) steps are on, rewritten whole."""
+        r = self._replica
+        pages: dict[str, dict[str, StepRow]] = {}
+        for step in changed:
+            pages.setdefault(_page_key(step.run_id, step.idx), {})[step.name] = step
+        writes: list[_Write] = []
+        for key, news in pages.items():
+            run_id = next(iter(news.values())).run_id
+            stored = r._steps.get(run_id, {})
+            names = self._pages.get(run_id, {}).get(key, set()) | set(news)
+            rows: list[StepRow] = []
+            held: dict[str, dict[str, str]] = {}
+            for name in names:
+                hid = _held_id(run_id, name)
+                if name in news:
+                    step = news[name]
+                    fields = {"output": step.output, "input": step.input}
+                    h = self._keep(hid, fields, stored.get(name), blobs, refs)
+                else:
+                    step, h = stored[name], self._held.get(hid, {})
+                rows.append(step)
+                if h:
+                    held[name] = h
+            rows.sort(key=lambda step: step.idx)
+            writes.append((key, rows, held))
+        return writes
 
     def _keep(
         self,
@@ -867,7 +961,8 @@ class NatsStore:
         self, runs: Sequence[NewRun], chunk: list[int], results: dict[int, tuple[RunRow, bool]]
     ) -> None:
         r = self._replica
-        for _ in range(CONFLICT_RETRIES):
+
+        def attempt() -> tuple[list[_Write], dict[str, bytes], list[int]]:
             writes: list[_Write] = []
             blobs: dict[str, bytes] = {}
             refs: dict[str, int] = {}
@@ -884,23 +979,14 @@ class NatsStore:
                 key = codec.key("run", run.id)
                 held = self._keep(key, {"input": run.input, "output": run.output}, None, blobs, refs)
                 writes.append((key, (dataclasses.replace(run), run.created_at), held))
-                for step in steps:
-                    skey = codec.key("step", run.id, step.name)
-                    fields = {"output": step.output, "input": step.input}
-                    held = self._keep(skey, fields, None, blobs, refs)
-                    writes.append((skey, dataclasses.replace(step), held))
-                for event in events:
-                    writes.append((codec.key("ev", run.id, str(event.seq)), event, {}))
+                copies = [dataclasses.replace(step) for step in steps]
+                writes.extend(self._page_writes(copies, blobs, refs))
+                writes.extend(_event_writes(events))
             writes.extend(self._ref_writes(refs, blobs, runs[chunk[0]][0].created_at))
-            try:
-                await self._commit(writes, blobs)
-            except _Conflict as conflict:
-                await self._catch_up(conflict.seq)
-                continue
-            for i in fresh:
-                results[i] = (dataclasses.replace(runs[i][0]), True)
-            return
-        raise StoreError(f"NATS store {self._url.shown}: creating runs kept conflicting")
+            return writes, blobs, fresh
+
+        for i in await self._transact("creating runs", attempt):
+            results[i] = (dataclasses.replace(runs[i][0]), True)
 
     async def get_run(self, run_id: str) -> RunRow | None:
         return await self._read("reading a run", lambda: self._replica.get_run(run_id))
@@ -1030,7 +1116,7 @@ class NatsStore:
         def attempt() -> tuple[list[_Write], dict[str, bytes], list[Lease]]:
             r = self._replica
             lost: list[Lease] = []
-            writes: list[_Write] = []
+            renewed: list[StepRow] = []
             for h in leases:
                 step = r._steps.get(h.run_id, {}).get(h.step)
                 run = r._runs.get(h.run_id)
@@ -1043,10 +1129,8 @@ class NatsStore:
                 ):
                     lost.append(h)
                     continue
-                key = codec.key("step", h.run_id, h.step)
-                renewed = dataclasses.replace(step, lease_expires_at=now + lease)
-                writes.append((key, renewed, self._held.get(key, {})))
-            return writes, {}, lost
+                renewed.append(dataclasses.replace(step, lease_expires_at=now + lease))
+            return self._page_writes(renewed, {}, {}), {}, lost
 
         return await self._transact("heartbeating leases", attempt)
 
@@ -1171,10 +1255,13 @@ class NatsStore:
                 run_key = codec.key("run", run_id)
                 refs: dict[str, int] = {}
                 rest: list[_Write] = []
+                for key in self._pages.get(run_id, {}):
+                    rest.append((key, None, {}))
                 for name in r._steps.get(run_id, {}):
-                    rest.append((codec.key("step", run_id, name), None, {}))
-                for event in r._events.get(run_id, []):
-                    rest.append((codec.key("ev", run_id, str(event.seq)), None, {}))
+                    for sha in self._held.get(_held_id(run_id, name), {}).values():
+                        refs[sha] = refs.get(sha, 0) - 1
+                for key in self._event_keys.get(run_id, {}):
+                    rest.append((key, None, {}))
                 for artifact in r._artifacts.get(run_id, {}).values():
                     rest.append((codec.key("art", run_id, artifact.id), None, {}))
                     if artifact.path is None:
@@ -1184,13 +1271,15 @@ class NatsStore:
                         refs[sha] = refs.get(sha, 0) - 1
                 first = [(run_key, None, {}), *self._ref_writes(refs, {}, time.time())]
                 try:
-                    await self._commit(first, {})
+                    async with self._writing():
+                        await self._commit(first, {})
                 except _Conflict as conflict:
                     await self._catch_up(conflict.seq)
                     continue
                 for i in range(0, len(rest), BATCH_LIMIT):  # the run is gone: its rows next
                     try:
-                        await self._commit(rest[i : i + BATCH_LIMIT], {})
+                        async with self._writing():
+                            await self._commit(rest[i : i + BATCH_LIMIT], {})
                     except _Conflict:
                         log.warning("NATS store: rows of deleted run %s changed meanwhile", run_id)
                 return True
@@ -1234,6 +1323,16 @@ class NatsStore:
 
         return await self._hop("reading blob stats", run())
 
+    async def blob_refs(self, deltas: Mapping[str, int]) -> set[str]:
+        """Add `deltas[hash]` to the reference counts of the blobs the store has, in one commit;
+        the hashes found (what the other stores' transactions do, for the contract tests)."""
+
+        def attempt() -> tuple[list[_Write], dict[str, bytes], set[str]]:
+            found = {sha: d for sha, d in deltas.items() if sha in self._blobs}
+            return self._ref_writes(found, {}, time.time()), {}, set(found)
+
+        return await self._transact("counting blob references", attempt)
+
     async def gc_blobs(self, older_than: float) -> int:
         async def run() -> int:
             await self._barrier()
@@ -1242,7 +1341,8 @@ class NatsStore:
                 if info.refs > 0 or info.at >= older_than:
                     continue
                 try:
-                    await self._commit([(codec.key("blob", sha), None, {})], {})
+                    async with self._writing():
+                        await self._commit([(codec.key("blob", sha), None, {})], {})
                 except _Conflict:
                     continue  # referred to meanwhile
                 obs = await self._conn().jetstream().object_store(self._url.objects)
@@ -1256,10 +1356,25 @@ class NatsStore:
         return await self._hop("collecting blobs", run())
 
 
+def _page_key(run_id: str, idx: int) -> str:
+    """The key of the page holding a run's step of this `idx`."""
+    return codec.key("steps", run_id, str(idx // PAGE))
+
+
+def _held_id(run_id: str, name: str) -> str:
+    return f"{run_id}\x00{name}"
+
+
+def _event_writes(events: Sequence[EventRow]) -> list[_Write]:
+    """Events appended by one transaction: one key per run (`ev.<run>.<first seq>`)."""
+    by_run: dict[str, list[EventRow]] = {}
+    for event in events:
+        by_run.setdefault(event.run_id, []).append(event)
+    return [(codec.key("ev", run_id, str(evs[0].seq)), evs, {}) for run_id, evs in by_run.items()]
+
+
 _ROW_TYPES: dict[str, type] = {
     "run": RunRow,
-    "step": StepRow,
-    "ev": EventRow,
     "wf": WorkflowPlan,
     "queue": QueueConfig,
     "rec": RecordRow,
@@ -1267,7 +1382,7 @@ _ROW_TYPES: dict[str, type] = {
 }
 
 
-def _encode(key: str, value: Any, held: dict[str, str]) -> bytes:
+def _encode(key: str, value: Any, held: dict[str, Any]) -> bytes:
     """A KV value: {"row": the row's fields, "blobs": {field: sha256}} (payloads that are in
     blobs are left out of the row); a run also keeps when its status last changed."""
     doc: dict[str, Any] = {}
@@ -1275,8 +1390,14 @@ def _encode(key: str, value: Any, held: dict[str, str]) -> bytes:
         row, doc["updated"] = value
     else:
         row = value
-    if held:
-        row = dataclasses.replace(row, **{name: None for name in held})
+    if held and key.startswith("steps."):  # a page: {step name: {field: sha256}}
+        row = [
+            dataclasses.replace(step, **dict.fromkeys(held[step.name])) if step.name in held else step
+            for step in row
+        ]
+        doc["blobs"] = held
+    elif held:
+        row = dataclasses.replace(row, **dict.fromkeys(held))
         doc["blobs"] = held
     doc["row"] = codec.plain(row)
     return json.dumps(doc, separators=(",", ":")).encode()

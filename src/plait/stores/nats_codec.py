@@ -3,7 +3,8 @@
 Keys are dot-separated tokens (`run.<id>`, `step.<run>.<name>`, `ev.<run>.<seq>`, …); a user's
 name becomes a token by keeping letters, digits, `_`, `-` and `/`, and writing every other byte
 of its UTF-8 as `=XX` (so `.`, `*`, `>` and spaces can never reach a subject). Values are JSON
-of the row's fields, bytes as base64: plain data, readable with `nats kv get`, never pickle.
+of the row's fields, bytes as text ({"s": …}) or, when not UTF-8, base64 ({"b": …}): plain data,
+readable with `nats kv get`, never pickle.
 """
 
 from __future__ import annotations
@@ -70,7 +71,10 @@ def split(k: str) -> list[str]:
 
 def plain(value: Any) -> Any:
     if isinstance(value, bytes):
-        return {"b": base64.b64encode(value).decode()}
+        try:  # JSON payloads are UTF-8 text: kept as such, a third shorter than base64
+            return {"s": value.decode()}
+        except UnicodeDecodeError:
+            return {"b": base64.b64encode(value).decode()}
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, enum.Enum):
@@ -110,7 +114,7 @@ def _build(tp: Any, value: Any) -> Any:
         options = [a for a in get_args(tp) if a is not type(None)]
         return _build(options[0], value)
     if tp is bytes:
-        return base64.b64decode(value["b"])
+        return value["s"].encode() if "s" in value else base64.b64decode(value["b"])
     if origin is tuple:
         args = get_args(tp)
         if len(args) == 2 and args[1] is Ellipsis:
