@@ -66,7 +66,9 @@ class NatsServer:
     """One nats-server with JetStream, its data in `directory`, on a free port (kept across
     restarts, so a URL stays valid)."""
 
-    def __init__(self, directory: Path, port: int | None = None, extra: str = "") -> None:
+    def __init__(
+        self, directory: Path, port: int | None = None, extra: str = "", jetstream: bool = True
+    ) -> None:
         path = binary()
         if path is None:
             raise RuntimeError(unavailable_reason())
@@ -75,11 +77,8 @@ class NatsServer:
         self.port = port or free_port()
         self.config = directory / "nats.conf"
         self.log = directory / "nats.log"
-        self.config.write_text(
-            f"listen: 127.0.0.1:{self.port}\n"
-            f'jetstream {{ store_dir: "{directory / "js"}", sync_interval: always }}\n'
-            f"{extra}\n"
-        )
+        js = f'jetstream {{ store_dir: "{directory / "js"}", sync_interval: always }}\n'
+        self.config.write_text(f"listen: 127.0.0.1:{self.port}\n{js if jetstream else ''}{extra}\n")
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -148,3 +147,17 @@ def namespace_for(text: str) -> str:
     import hashlib
 
     return f"t{os.getpid()}_{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+
+
+def require_server_url() -> str:
+    """server_url(), or skip (fail under CI=true) with the reason."""
+    __tracebackhide__ = True
+    url = server_url()
+    if url is None:
+        import pytest
+
+        reason = unavailable_reason() or "no nats-server"
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"the NATS tests cannot run under CI: {reason}")
+        pytest.skip(reason)
+    return url

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import socket
 import ssl
 from dataclasses import dataclass, field
 from typing import Any
@@ -180,6 +179,7 @@ def describe(exc: BaseException) -> str:
     text = f"{name}: {text}" if text and text != name else name
     hints = (
         ("Connection refused", "is nats-server running and listening at that host and port?"),
+        ("Connect call failed", "is nats-server running and listening at that host and port?"),
         ("Authorization", "check the user, password, token or credentials in the URL"),
         ("Permissions Violation", "the user may not publish or subscribe there"),
         ("NoResponders", "nothing answered: is JetStream enabled on the server (-js)?"),
@@ -225,11 +225,3 @@ def check_server(url: NatsURL, version: tuple[int, int, int], jetstream: bool) -
             "(or a jetstream {} block in its config)"
         )
 
-
-def resolve(host: str) -> bool:
-    """Can the host name be resolved (a clearer error than nats-py's)?"""
-    try:
-        socket.getaddrinfo(host, None)
-    except OSError:
-        return False
-    return True
