@@ -118,7 +118,9 @@ def test_a_server_older_than_2_12_is_refused_naming_the_version_and_the_feature(
 async def test_the_debian_server_on_this_machine_is_refused_if_there_is_one() -> None:
     """Debian's nats-server 2.9 (4222 on the development machine): a real old server."""
     try:
-        nc = await nats.connect("nats://127.0.0.1:4222", connect_timeout=1, max_reconnect_attempts=0)
+        nc = await nats.connect(
+            "nats://127.0.0.1:4222", connect_timeout=1, max_reconnect_attempts=0
+        )
     except Exception:
         pytest.skip("no nats-server on 127.0.0.1:4222")
     version = nc.connected_server_version

@@ -42,8 +42,7 @@ def open_store(url: str, *, create: bool = True, read_only: bool = False) -> Sto
             from .nats import NatsStore
         except ImportError as exc:
             raise StoreError(
-                f"the NATS store needs nats-py ({exc}); install it with: pip install "
-                "'plait[nats]'"
+                f"the NATS store needs nats-py ({exc}); install it with: pip install 'plait[nats]'"
             ) from None
         return NatsStore(url, create=create, read_only=read_only)
     raise StoreError(f"unsupported store URL {url!r}: use one of {SCHEMES}")

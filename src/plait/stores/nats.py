@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import dataclasses
 import json
 import logging
@@ -387,15 +388,11 @@ class NatsStore:
         self._closing = True
         nc, self._nc = self._nc, None
         if self._sub is not None:
-            try:
+            with contextlib.suppress(Exception):  # closing anyway
                 await self._sub.unsubscribe()
-            except Exception:  # closing anyway
-                pass
         if nc is not None:
-            try:
+            with contextlib.suppress(Exception):
                 await nc.close()
-            except Exception:
-                pass
 
     def _conn(self) -> Client:
         if self._nc is None:
@@ -451,10 +448,8 @@ class NatsStore:
                     f"NATS store {self._url.shown}: the local copy did not catch up with the "
                     f"bucket (at {self._applied}, the stream at {seq}) in {CATCH_UP_TIMEOUT:g}s"
                 )
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._progress.wait(), left)
-            except TimeoutError:
-                pass
 
     async def _barrier(self) -> None:
         """Before a read: the replica holds every commit made before it (any process)."""
@@ -515,7 +510,7 @@ class NatsStore:
             raise missing(sha) from None
         return result.data or b""
 
-    def _apply(self, key: str, row: Any, held: dict[str, str], seq: int, remote: bool) -> None:
+    def _apply(self, key: str, row: Any, held: dict[str, Any], seq: int, remote: bool) -> None:
         """Make the replica hold `row` (None: deleted) under `key`, written at `seq`."""
         if self._revs.get(key, 0) >= seq:
             return
@@ -662,7 +657,9 @@ class NatsStore:
                 "written"
             )
         nc = self._conn()
-        encoded = [b"" if value is None else _encode(key, value, held) for key, value, held in writes]
+        encoded = [
+            b"" if value is None else _encode(key, value, held) for key, value, held in writes
+        ]
         for (key, _, _), data in zip(writes, encoded, strict=True):
             if len(data) > nc.max_payload - 1024:
                 raise StoreError(
@@ -847,7 +844,9 @@ class NatsStore:
                 refs[was[name]] = refs.get(was[name], 0) - 1
         return held
 
-    def _ref_writes(self, refs: Mapping[str, int], blobs: Mapping[str, bytes], now: float) -> list[_Write]:
+    def _ref_writes(
+        self, refs: Mapping[str, int], blobs: Mapping[str, bytes], now: float
+    ) -> list[_Write]:
         writes: list[_Write] = []
         for sha, delta in refs.items():
             if delta == 0:
@@ -857,12 +856,19 @@ class NatsStore:
                 size = len(blobs[sha]) if sha in blobs else 0
                 info = _BlobInfo(0, size, now)
             writes.append(
-                (codec.key("blob", sha), {"refs": info.refs + delta, "size": info.size, "at": info.at}, {})
+                (
+                    codec.key("blob", sha),
+                    {"refs": info.refs + delta, "size": info.size, "at": info.at},
+                    {},
+                )
             )
         return writes
 
     async def _captured(
-        self, what: str, op: Callable[[], Coroutine[Any, Any, T]], flow: Callable[[T], bool] | None = None
+        self,
+        what: str,
+        op: Callable[[], Coroutine[Any, Any, T]],
+        flow: Callable[[T], bool] | None = None,
     ) -> T:
         """Run one of the memory store's transitions on the replica, capturing what it would
         write, and commit that."""
@@ -907,7 +913,9 @@ class NatsStore:
         return await self._hop(what, run())
 
     async def get_workflow(self, name: str, fingerprint: str | None = None) -> WorkflowPlan | None:
-        return await self._read("reading a workflow", lambda: self._replica.get_workflow(name, fingerprint))
+        return await self._read(
+            "reading a workflow", lambda: self._replica.get_workflow(name, fingerprint)
+        )
 
     async def list_workflows(self) -> list[WorkflowPlan]:
         return await self._read("listing workflows", self._replica.list_workflows)
@@ -977,7 +985,9 @@ class NatsStore:
                     continue
                 fresh.append(i)
                 key = codec.key("run", run.id)
-                held = self._keep(key, {"input": run.input, "output": run.output}, None, blobs, refs)
+                held = self._keep(
+                    key, {"input": run.input, "output": run.output}, None, blobs, refs
+                )
                 writes.append((key, (dataclasses.replace(run), run.created_at), held))
                 copies = [dataclasses.replace(step) for step in steps]
                 writes.extend(self._page_writes(copies, blobs, refs))
@@ -1077,8 +1087,7 @@ class NatsStore:
             if any(q.limited for q in r._queues.values()):
                 return True
             return any(
-                (s := r._steps[c.run_id][c.step]).options is not None
-                and s.options.key is not None
+                (s := r._steps[c.run_id][c.step]).options is not None and s.options.key is not None
                 for c in claims
             )
 
@@ -1178,7 +1187,9 @@ class NatsStore:
     # -- records ----------------------------------------------------------------------------
 
     async def get_record(self, collection: str, key: str) -> RecordRow | None:
-        return await self._read("reading a record", lambda: self._replica.get_record(collection, key))
+        return await self._read(
+            "reading a record", lambda: self._replica.get_record(collection, key)
+        )
 
     async def put_record(self, row: RecordRow, expected_revision: int | None) -> tuple[bool, int]:
         key = codec.key("rec", row.collection, row.key)
@@ -1283,7 +1294,9 @@ class NatsStore:
                     except _Conflict:
                         log.warning("NATS store: rows of deleted run %s changed meanwhile", run_id)
                 return True
-            raise StoreError(f"NATS store {self._url.shown}: deleting run {run_id} kept conflicting")
+            raise StoreError(
+                f"NATS store {self._url.shown}: deleting run {run_id} kept conflicting"
+            )
 
         return await self._hop("deleting a run", run())
 
@@ -1346,10 +1359,8 @@ class NatsStore:
                 except _Conflict:
                     continue  # referred to meanwhile
                 obs = await self._conn().jetstream().object_store(self._url.objects)
-                try:
+                with contextlib.suppress(nats.js.errors.NotFoundError):
                     await obs.delete(sha)
-                except nats.js.errors.NotFoundError:
-                    pass
                 gone += 1
             return gone
 
@@ -1392,7 +1403,9 @@ def _encode(key: str, value: Any, held: dict[str, Any]) -> bytes:
         row = value
     if held and key.startswith("steps."):  # a page: {step name: {field: sha256}}
         row = [
-            dataclasses.replace(step, **dict.fromkeys(held[step.name])) if step.name in held else step
+            dataclasses.replace(step, **dict.fromkeys(held[step.name]))
+            if step.name in held
+            else step
             for step in row
         ]
         doc["blobs"] = held

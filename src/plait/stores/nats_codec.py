@@ -130,4 +130,3 @@ def _build(tp: Any, value: Any) -> Any:
     if tp is float and isinstance(value, int):
         return float(value)
     return value
-

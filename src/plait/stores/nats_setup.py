@@ -224,4 +224,3 @@ def check_server(url: NatsURL, version: tuple[int, int, int], jetstream: bool) -
             f"NATS store {url.shown}: JetStream is not enabled on the server; start it with -js "
             "(or a jetstream {} block in its config)"
         )
-
