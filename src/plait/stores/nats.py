@@ -98,6 +98,7 @@ MAX_INLINE = 16 * 1024
 REQUEST_TIMEOUT = 10.0  # seconds a commit or a read barrier waits for the server
 CATCH_UP_TIMEOUT = 10.0
 _KV_OP = "KV-Operation"
+_WRITER = "Plait-Writer"  # which store object wrote a message (its own are not wake-ups)
 _WRONG_SEQUENCE = 10071
 
 
@@ -172,6 +173,7 @@ class NatsStore:
         self._on_live: Callable[[bool], None] = lambda live: None
         self._on_events: Callable[[Collection[str] | None], None] = lambda run_ids: None
         self._closing = False
+        self._writer = secrets.token_hex(8)
         self.server_version = ""
         self.sync_always: bool | None = None  # the server's sync_interval is `always`
 
@@ -460,15 +462,17 @@ class NatsStore:
         key = msg.subject[len(self._url.bucket) + 5 :]
         try:
             op = msg.headers.get(_KV_OP) if msg.headers else None
+            # our own commit may be delivered before its acknowledgement: not news to us
+            remote = not msg.headers or msg.headers.get(_WRITER) != self._writer
             deleted = op is not None or not msg.data
             if self._revs.get(key, 0) < seq:
                 if deleted:
-                    self._apply(key, None, {}, seq, remote=True)
+                    self._apply(key, None, {}, seq, remote=remote)
                 else:
                     row, held = self._decode(key, msg.data)
                     if held:
                         row = await self._resolved(row, held)
-                    self._apply(key, row, held, seq, remote=True)
+                    self._apply(key, row, held, seq, remote=remote)
         except Exception:
             log.exception("NATS store %s: cannot apply key %s", self._url.shown, key)
         self._applied = max(self._applied, seq)
@@ -656,6 +660,8 @@ class NatsStore:
                 f"the server's limit of {BATCH_LIMIT} messages in one atomic batch; nothing was "
                 "written"
             )
+        if len({key for key, _, _ in writes}) != len(writes):
+            raise StoreError(f"NATS store {self._url.shown}: a batch wrote a key twice (a bug)")
         nc = self._conn()
         encoded = [
             b"" if value is None else _encode(key, value, held) for key, value, held in writes
@@ -674,6 +680,7 @@ class NatsStore:
         last = len(writes) - 1
         for i, ((key, value, _), data) in enumerate(zip(writes, encoded, strict=True)):
             headers = {
+                _WRITER: self._writer,
                 "Nats-Batch-Id": batch,
                 "Nats-Batch-Sequence": str(i + 1),
                 "Nats-Expected-Last-Subject-Sequence": str(self._revs.get(key, 0)),
@@ -767,22 +774,23 @@ class NatsStore:
             writes.append((key, (run, updated), held))
         writes.extend(self._page_writes(steps.values(), blobs, refs))
         writes.extend(_event_writes(events))
+        records: dict[str, RecordRow] = {}  # a key written twice: one write, counted twice
         for txn in txns:
             for run_id, step_name, data in txn.data:
                 for record in data.records:
                     key = codec.key("rec", record.collection, record.key)
-                    old_rec = r._records.get((record.collection, record.key))
-                    row = RecordRow(
+                    old_rec = records.get(key) or r._records.get((record.collection, record.key))
+                    records[key] = RecordRow(
                         record.collection, record.key, record.doc,
                         1 if old_rec is None else old_rec.revision + 1, now, run_id, step_name,
                     )  # fmt: skip
-                    writes.append((key, row, {}))
                 for artifact in data.artifacts:
                     if artifact.path is None and artifact.data is not None:
                         blobs[artifact.sha256] = artifact.data
                         refs[artifact.sha256] = refs.get(artifact.sha256, 0) + 1
                         artifact = dataclasses.replace(artifact, data=None)
                     writes.append((codec.key("art", run_id, artifact.id), artifact, {}))
+        writes.extend((key, row, {}) for key, row in records.items())
         for config in queues.values():
             writes.append((codec.key("queue", config.name), config, {}))
         if flow:
