@@ -38,6 +38,7 @@ import asyncio
 import bisect
 import contextlib
 import dataclasses
+import io
 import json
 import logging
 import random
@@ -51,7 +52,13 @@ import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.js.api import DiscardPolicy, StorageType, StreamConfig
+from nats.js.api import (
+    DiscardPolicy,
+    ObjectMeta,
+    ObjectMetaOptions,
+    StorageType,
+    StreamConfig,
+)
 
 from .._errors import RunConflict, StoreError
 from .._portal import Portal
@@ -91,12 +98,13 @@ CONFLICT_RETRIES = 50
 # steps are kept in pages of this many (by `idx`): a transaction readying 10,000 steps writes
 # 625 keys, within one batch
 PAGE = 16
+BLOB_CHUNK = 512 * 1024  # bytes per message of a blob in the Object Store (nats-py: 128 KiB)
 # the longest payload kept in its row (longer ones are blobs): a page of steps, with an output
 # and an input each, must fit in one message of at most the server's max_payload
 MIN_PAYLOAD = 1024 * 1024
 MAX_INLINE = 16 * 1024
 REQUEST_TIMEOUT = 10.0  # seconds a commit or a read barrier waits for the server
-CATCH_UP_TIMEOUT = 10.0
+CATCH_UP_TIMEOUT = 30.0
 _KV_OP = "KV-Operation"
 _WRITER = "Plait-Writer"  # which store object wrote a message (its own are not wake-ups)
 _WRONG_SEQUENCE = 10071
@@ -166,6 +174,7 @@ class NatsStore:
         self._applied = 0  # the stream sequence the consumer has delivered up to
         self._progress: asyncio.Event | None = None
         self._write_lock: asyncio.Lock | None = None
+        self._local_blobs: Mapping[str, bytes] = {}  # the blobs of the commit under way
         self._sub: Any = None
         self._on_ready: Callable[[], None] = _nothing
         self._on_ended: Callable[[], None] = _nothing
@@ -495,24 +504,41 @@ class NatsStore:
         return value, held
 
     async def _resolved(self, row: Any, held: dict[str, Any]) -> Any:
-        """A row (or a page of steps) whose big payloads are in blobs, with them put back."""
+        """A row (or a page of steps) whose big payloads are in blobs, with them put back (the
+        replica's own bytes when it holds the same blob there already)."""
+        r = self._replica
         if isinstance(row, list):
             for step in row:
+                hid = _held_id(step.run_id, step.name)
+                had = self._held.get(hid, {})
+                stored = r._steps.get(step.run_id, {}).get(step.name)
                 for name, sha in held.get(step.name, {}).items():
-                    setattr(step, name, await self._blob_data(sha))
+                    if stored is not None and had.get(name) == sha:
+                        setattr(step, name, getattr(stored, name))
+                    else:
+                        setattr(step, name, await self._blob_data(sha))
             return row
         target = row[0] if isinstance(row, tuple) else row
+        stored_run = r._runs.get(target.id)
+        had = self._held.get(codec.key("run", target.id), {})
         for name, sha in held.items():
-            setattr(target, name, await self._blob_data(sha))
+            if stored_run is not None and had.get(name) == sha:
+                setattr(target, name, getattr(stored_run, name))
+            else:
+                setattr(target, name, await self._blob_data(sha))
         return row
 
     async def _blob_data(self, sha: str) -> bytes:
+        local = self._local_blobs.get(sha)
+        if local is not None:
+            return local
         obs = await self._conn().jetstream(timeout=REQUEST_TIMEOUT).object_store(self._url.objects)
+        buffer = io.BytesIO()  # nats-py would join the chunks by `+=`: quadratic
         try:
-            result = await obs.get(sha)
+            await obs.get(sha, writeinto=buffer)
         except nats.js.errors.ObjectNotFoundError:
             raise missing(sha) from None
-        return result.data or b""
+        return buffer.getvalue()
 
     def _apply(self, key: str, row: Any, held: dict[str, Any], seq: int, remote: bool) -> None:
         """Make the replica hold `row` (None: deleted) under `key`, written at `seq`."""
@@ -675,6 +701,14 @@ class NatsStore:
         for sha, payload in blobs.items():
             if sha not in self._blobs:
                 await self._put_object(sha, payload)
+        self._local_blobs = blobs  # our messages may be delivered before the ack: no fetch
+        try:
+            await self._publish(writes, encoded)
+        finally:
+            self._local_blobs = {}
+
+    async def _publish(self, writes: Sequence[_Write], encoded: Sequence[bytes]) -> None:
+        nc = self._conn()
         batch = secrets.token_hex(8)
         prefix = f"$KV.{self._url.bucket}."
         last = len(writes) - 1
@@ -714,7 +748,8 @@ class NatsStore:
             return
         except nats.js.errors.ObjectNotFoundError:
             pass
-        await obs.put(sha, data)
+        meta = ObjectMeta(name=sha, options=ObjectMetaOptions(max_chunk_size=BLOB_CHUNK))
+        await obs.put(sha, data, meta=meta)
 
     async def _transact(
         self, what: str, attempt: Callable[[], tuple[list[_Write], dict[str, bytes], T]]
