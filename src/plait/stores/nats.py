@@ -105,6 +105,7 @@ MIN_PAYLOAD = 1024 * 1024
 MAX_INLINE = 16 * 1024
 REQUEST_TIMEOUT = 10.0  # seconds a commit or a read barrier waits for the server
 CATCH_UP_TIMEOUT = 30.0
+RECONNECT_WAIT = 3.0  # seconds a call waits for a connection that is being re-established
 _KV_OP = "KV-Operation"
 _WRITER = "Plait-Writer"  # which store object wrote a message (its own are not wake-ups)
 _WRONG_SEQUENCE = 10071
@@ -405,6 +406,15 @@ class NatsStore:
             with contextlib.suppress(Exception):
                 await nc.close()
 
+    async def _connected(self) -> Client:
+        """The connection, waiting a moment for one that is reconnecting (a server restart)."""
+        deadline = time.monotonic() + RECONNECT_WAIT
+        for _ in range(int(RECONNECT_WAIT / 0.05)):
+            if self._nc is None or self._nc.is_connected or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)  # nats-py offers no event for "reconnected" but a callback
+        return self._conn()
+
     def _conn(self) -> Client:
         if self._nc is None:
             raise StoreError(f"NATS store {self._url.shown}: the store is not open")
@@ -436,7 +446,7 @@ class NatsStore:
         self._on_live(True)
 
     async def _last_seq(self) -> int:
-        reply = await self._conn().request(
+        reply = await (await self._connected()).request(
             f"$JS.API.STREAM.INFO.{self._url.stream}", b"", timeout=REQUEST_TIMEOUT
         )
         info = json.loads(reply.data)
@@ -532,7 +542,11 @@ class NatsStore:
         local = self._local_blobs.get(sha)
         if local is not None:
             return local
-        obs = await self._conn().jetstream(timeout=REQUEST_TIMEOUT).object_store(self._url.objects)
+        obs = (
+            await (await self._connected())
+            .jetstream(timeout=REQUEST_TIMEOUT)
+            .object_store(self._url.objects)
+        )
         buffer = io.BytesIO()  # nats-py would join the chunks by `+=`: quadratic
         try:
             await obs.get(sha, writeinto=buffer)
@@ -688,7 +702,7 @@ class NatsStore:
             )
         if len({key for key, _, _ in writes}) != len(writes):
             raise StoreError(f"NATS store {self._url.shown}: a batch wrote a key twice (a bug)")
-        nc = self._conn()
+        nc = await self._connected()
         encoded = [
             b"" if value is None else _encode(key, value, held) for key, value, held in writes
         ]
@@ -742,7 +756,11 @@ class NatsStore:
                 self._apply(k, v, h, first + j, remote=False)
 
     async def _put_object(self, sha: str, data: bytes) -> None:
-        obs = await self._conn().jetstream(timeout=REQUEST_TIMEOUT).object_store(self._url.objects)
+        obs = (
+            await (await self._connected())
+            .jetstream(timeout=REQUEST_TIMEOUT)
+            .object_store(self._url.objects)
+        )
         try:
             await obs.get_info(sha)
             return
@@ -1401,7 +1419,7 @@ class NatsStore:
                         await self._commit([(codec.key("blob", sha), None, {})], {})
                 except _Conflict:
                     continue  # referred to meanwhile
-                obs = await self._conn().jetstream().object_store(self._url.objects)
+                obs = await (await self._connected()).jetstream().object_store(self._url.objects)
                 with contextlib.suppress(nats.js.errors.NotFoundError):
                     await obs.delete(sha)
                 gone += 1
