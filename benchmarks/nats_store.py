@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import secrets
@@ -227,34 +228,18 @@ def _run_workload(url: str, shape: str, n: int, runs: int, procs: int, conc: int
         children = Procs(*[["worker", url, shape, n, conc, f"#{runs}"] for _ in range(procs)])
         go = children.go()
         outs = children.finish()
-        rows = (
-            engine.get_runs(ids)
-            if hasattr(engine, "get_runs")
-            else [engine.get_run(i) for i in ids]
-        )
-        ended = [r.finished_at for r in rows if r.finished_at is not None]
+        rows = [engine.get_run(i) for i in ids]
+        ended = [r.finished_at.timestamp() for r in rows if r.finished_at is not None]
         assert len(ended) == runs and all(r.status.value == "completed" for r in rows), rows[:3]
-        execute = (
-            max(ended).timestamp() - go if hasattr(max(ended), "timestamp") else max(ended) - go
-        )
-        steps = sum(len(engine.steps(i)) for i in ids[:1]) * runs
+        execute = max(ended) - go
+        steps = len(engine.steps(ids[0])) * runs
         handoffs: list[float] = []
         if shape == "long":
             for i in ids:
-                by = sorted(engine.steps(i), key=lambda s: s.name and int(s.name[1:]))
-                for a, b in zip(by, by[1:], strict=False):
-                    if a.finished_at and b.started_at:
-                        fa = (
-                            a.finished_at.timestamp()
-                            if hasattr(a.finished_at, "timestamp")
-                            else a.finished_at
-                        )
-                        sb = (
-                            b.started_at.timestamp()
-                            if hasattr(b.started_at, "timestamp")
-                            else b.started_at
-                        )
-                        handoffs.append(sb - fa)
+                by = sorted(engine.steps(i), key=lambda s: int(s.name[1:]))
+                for a, b in itertools.pairwise(by):
+                    if a.finished_at is not None and b.started_at is not None:
+                        handoffs.append(b.started_at.timestamp() - a.finished_at.timestamp())
     out = {
         "shape": shape, "n": n, "runs": runs, "procs": procs, "concurrency": conc,
         "start_s": start_s, "execute_s": execute, "steps": steps,
