@@ -56,6 +56,7 @@ from nats.js.api import (
     DiscardPolicy,
     ObjectMeta,
     ObjectMetaOptions,
+    ObjectStoreConfig,
     StorageType,
     StreamConfig,
 )
@@ -102,6 +103,7 @@ BLOB_CHUNK = 512 * 1024  # bytes per message of a blob in the Object Store (nats
 # the longest payload kept in its row (longer ones are blobs): a page of steps, with an output
 # and an input each, must fit in one message of at most the server's max_payload
 MIN_PAYLOAD = 1024 * 1024
+MAX_VALUE = 768 * 1024  # a workflow plan longer than this is kept in the Object Store
 MAX_INLINE = 16 * 1024
 REQUEST_TIMEOUT = 10.0  # seconds a commit or a read barrier waits for the server
 CATCH_UP_TIMEOUT = 30.0
@@ -124,6 +126,14 @@ class _BlobInfo:
     refs: int
     size: int
     at: float
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _PlanRef:
+    """A workflow plan too long for a KV value, kept as the object `name` of the blob store."""
+
+    name: str
+    plan: Any
 
 
 # A write of a batch: (key, the row or plain value to store, or None to delete it; the blobs
@@ -342,7 +352,14 @@ class NatsStore:
             if self.read_only:
                 raise StoreError(f"{where}: no blob bucket {self._url.objects}") from None
             try:
-                await js.create_object_store(self._url.objects)
+                await js.create_object_store(
+                    self._url.objects,
+                    config=ObjectStoreConfig(
+                        bucket=self._url.objects,
+                        storage=StorageType.FILE,
+                        replicas=self._url.replicas,
+                    ),
+                )
             except nats.js.errors.APIError:
                 await js.object_store(self._url.objects)  # made by another process meanwhile
         self.sync_always = await self._sync_setting(nc)
@@ -354,7 +371,7 @@ class NatsStore:
             max_msgs_per_subject=1,
             discard=DiscardPolicy.NEW,
             storage=StorageType.FILE,
-            num_replicas=1,
+            num_replicas=self._url.replicas,
             allow_rollup_hdrs=True,
             deny_delete=True,
             allow_direct=True,
@@ -489,6 +506,9 @@ class NatsStore:
                     self._apply(key, None, {}, seq, remote=remote)
                 else:
                     row, held = self._decode(key, msg.data)
+                    if isinstance(row, _PlanRef):
+                        plan = codec.decode(WorkflowPlan, await self._blob_data(row.name))
+                        row = _PlanRef(row.name, plan)
                     if held:
                         row = await self._resolved(row, held)
                     self._apply(key, row, held, seq, remote=remote)
@@ -503,6 +523,8 @@ class NatsStore:
         doc = json.loads(data)
         held = doc.get("blobs") or {}
         row = doc.get("row")
+        if kind == "wf" and "object" in doc:
+            return _PlanRef(doc["object"], None), {}
         cls = _ROW_TYPES.get(kind)
         if kind == "ev":  # the events one transaction appended to a run
             return [codec.build(EventRow, e) for e in row], held
@@ -646,6 +668,8 @@ class NatsStore:
                 if remote:
                     self._on_events([run_id])
             elif kind == "wf":
+                if isinstance(row, _PlanRef):
+                    row = row.plan
                 if row is None:
                     r._workflows.pop(parts[1], None)
                 else:
@@ -958,11 +982,20 @@ class NatsStore:
 
     async def save_workflow(self, plan: WorkflowPlan) -> None:
         key = codec.key("wf", plan.fingerprint)
+        value: Any = plan
+        data = codec.encode(plan)
+        if len(data) > MAX_VALUE:  # a plan of very many steps: its JSON is an object of its own
+
+            async def put() -> None:
+                await self._put_object(f"plan-{plan.fingerprint}", data)
+
+            await self._hop("saving a workflow", put())
+            value = _PlanRef(f"plan-{plan.fingerprint}", plan)
 
         def attempt() -> tuple[list[_Write], dict[str, bytes], None]:
             if key in self._revs and self._replica._workflows.get(plan.fingerprint):
                 return [], {}, None
-            return [(key, plan, {})], {}, None
+            return [(key, value, {})], {}, None
 
         await self._transact("saving a workflow", attempt)
 
@@ -1458,6 +1491,8 @@ def _encode(key: str, value: Any, held: dict[str, Any]) -> bytes:
     """A KV value: {"row": the row's fields, "blobs": {field: sha256}} (payloads that are in
     blobs are left out of the row); a run also keeps when its status last changed."""
     doc: dict[str, Any] = {}
+    if isinstance(value, _PlanRef):
+        return json.dumps({"object": value.name}).encode()
     if isinstance(value, tuple):  # a run and its updated_at
         row, doc["updated"] = value
     else:

@@ -8,6 +8,8 @@ version 2.12 or newer, permissions), and nats-py's errors in plain words.
                       `plait_NAME`, so several stores share one server (as `?schema=` does on
                       PostgreSQL). Letters, digits, `_` and `-` (what bucket and subject names
                       can hold), at most 64.
+    replicas=N        replicas of the bucket the store creates (default 1; 3 in a cluster, for
+                      durability: docs/nats.md). An existing bucket keeps its own.
     blob_threshold=N  payloads longer than N bytes (default 65536) are stored once as blobs.
     artifacts=FOLDER  where artifact files go (the engine's option, `data.artifacts`).
     token=T, user=U, password=P, creds=FILE, nkeys_seed=FILE, tls=true, tls_ca=FILE,
@@ -33,6 +35,7 @@ _CONNECTION_OPTIONS = ("token", "user", "password", "creds", "nkeys_seed", "tls_
 _TLS_OPTIONS = ("tls", "tls_ca", "tls_cert", "tls_key")
 OWN_OPTIONS = (
     "namespace",
+    "replicas",
     THRESHOLD_OPTION,
     "artifacts",
     "connect_timeout",
@@ -48,6 +51,7 @@ class NatsURL:
     namespace: str
     blob_threshold: int = DEFAULT_THRESHOLD
     connect_timeout: float = 5.0
+    replicas: int = 1
     options: dict[str, Any] = field(default_factory=dict)  # what nats.connect gets besides
 
     @property
@@ -119,7 +123,7 @@ def parse_url(url: str) -> NatsURL:
             options["user"], options["password"] = unquote(user), unquote(password)
         else:
             options["token"] = unquote(user)
-    namespace, threshold, timeout = "default", DEFAULT_THRESHOLD, 5.0
+    namespace, threshold, timeout, replicas = "default", DEFAULT_THRESHOLD, 5.0, 1
     tls: dict[str, str] = {}
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
         if key == "namespace":
@@ -131,6 +135,13 @@ def parse_url(url: str) -> NatsURL:
             namespace = value
         elif key == THRESHOLD_OPTION:
             threshold = parse_threshold(value, shown)
+        elif key == "replicas":
+            if value not in ("1", "2", "3", "4", "5"):
+                raise StoreError(
+                    f"NATS store URL {shown!r}: replicas={value!r} is not a number of replicas "
+                    "from 1 to 5"
+                )
+            replicas = int(value)
         elif key == "connect_timeout":
             try:
                 timeout = float(value)
@@ -157,7 +168,7 @@ def parse_url(url: str) -> NatsURL:
         if "tls_hostname" in options:
             options["tls_hostname"] = options["tls_hostname"]
         servers = [s.replace("nats://", "tls://", 1) for s in servers]
-    return NatsURL(tuple(servers), shown, namespace, threshold, timeout, options)
+    return NatsURL(tuple(servers), shown, namespace, threshold, timeout, replicas, options)
 
 
 def _tls_context(tls: dict[str, str], shown: str) -> ssl.SSLContext:
