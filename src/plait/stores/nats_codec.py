@@ -4,7 +4,7 @@ Keys are dot-separated tokens (`run.<id>`, `step.<run>.<name>`, `ev.<run>.<seq>`
 name becomes a token by keeping letters, digits, `_`, `-` and `/`, and writing every other byte
 of its UTF-8 as `=XX` (so `.`, `*`, `>` and spaces can never reach a subject). Values are JSON
 of the row's fields, bytes as text ({"s": …}) or, when not UTF-8, base64 ({"b": …}): plain data,
-readable with `nats kv get`, never pickle.
+readable with `nats kv get`.
 """
 
 from __future__ import annotations
