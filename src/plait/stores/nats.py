@@ -363,6 +363,12 @@ class NatsStore:
             except nats.js.errors.APIError:
                 await js.object_store(self._url.objects)  # made by another process meanwhile
         self.sync_always = await self._sync_setting(nc)
+        if self.sync_always is False:
+            log.warning(
+                "NATS store %s: the server does not fsync every write (sync_interval is not "
+                "`always`): acknowledged commits may be lost on a power failure (docs/nats.md)",
+                self._url.shown,
+            )
 
     async def _create_bucket(self, js: Any, where: str) -> None:
         config = StreamConfig(
@@ -753,16 +759,18 @@ class NatsStore:
         for i, ((key, value, _), data) in enumerate(zip(writes, encoded, strict=True)):
             headers = {
                 _WRITER: self._writer,
-                "Nats-Batch-Id": batch,
-                "Nats-Batch-Sequence": str(i + 1),
                 "Nats-Expected-Last-Subject-Sequence": str(self._revs.get(key, 0)),
             }
+            if last:  # one write is a plain compare-and-set: atomic batches cost a sync each
+                headers["Nats-Batch-Id"] = batch
+                headers["Nats-Batch-Sequence"] = str(i + 1)
             if value is None:
                 headers[_KV_OP] = "DEL"
             if i < last:
                 await nc.publish(prefix + key, data, headers=headers)
                 continue
-            headers["Nats-Batch-Commit"] = "1"
+            if last:
+                headers["Nats-Batch-Commit"] = "1"
             reply = await nc.request(prefix + key, data, headers=headers, timeout=REQUEST_TIMEOUT)
             ack = json.loads(reply.data)
             error = ack.get("error")
