@@ -50,6 +50,7 @@ from typing import Any, TypeVar
 import nats
 import nats.errors
 import nats.js.errors
+import orjson
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import (
@@ -526,7 +527,7 @@ class NatsStore:
 
     def _decode(self, key: str, data: bytes) -> tuple[Any, dict[str, str]]:
         kind = key.split(".", 1)[0]
-        doc = json.loads(data)
+        doc = orjson.loads(data)
         held = doc.get("blobs") or {}
         row = doc.get("row")
         if kind == "wf" and "object" in doc:
@@ -1500,7 +1501,7 @@ def _encode(key: str, value: Any, held: dict[str, Any]) -> bytes:
     blobs are left out of the row); a run also keeps when its status last changed."""
     doc: dict[str, Any] = {}
     if isinstance(value, _PlanRef):
-        return json.dumps({"object": value.name}).encode()
+        return orjson.dumps({"object": value.name})
     if isinstance(value, tuple):  # a run and its updated_at
         row, doc["updated"] = value
     else:
@@ -1517,4 +1518,4 @@ def _encode(key: str, value: Any, held: dict[str, Any]) -> bytes:
         row = dataclasses.replace(row, **dict.fromkeys(held))
         doc["blobs"] = held
     doc["row"] = codec.plain(row)
-    return json.dumps(doc, separators=(",", ":")).encode()
+    return orjson.dumps(doc)

@@ -16,6 +16,7 @@ import functools
 import re
 import types
 import typing
+from collections.abc import Callable
 from typing import Any, TypeVar, get_args, get_origin
 
 import orjson
@@ -69,14 +70,25 @@ def split(k: str) -> list[str]:
     return [kind, *(name_of(t) for t in rest)]
 
 
+_SIMPLE = (str, int, float, bool)
+
+
 def plain(value: Any) -> Any:
+    """A row (a dataclass, or plain data holding some) as JSON-able data."""
+    if value is None or type(value) in _SIMPLE:
+        return value
     if isinstance(value, bytes):
         try:  # JSON payloads are UTF-8 text: kept as such, a third shorter than base64
             return {"s": value.decode()}
         except UnicodeDecodeError:
             return {"b": base64.b64encode(value).decode()}
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    names = _field_names(type(value))  # type: ignore[arg-type]  # classes are hashable
+    if names is not None:
+        out = {}
+        for name in names:
+            v = getattr(value, name)
+            out[name] = v if v is None or type(v) in _SIMPLE else plain(v)
+        return out
     if isinstance(value, enum.Enum):
         return value.value
     if isinstance(value, (tuple, list)):
@@ -84,6 +96,13 @@ def plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: plain(v) for k, v in value.items()}
     return value
+
+
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...] | None:
+    if not dataclasses.is_dataclass(cls):
+        return None
+    return tuple(f.name for f in dataclasses.fields(cls))
 
 
 def encode(value: Any) -> bytes:
@@ -98,35 +117,51 @@ def decode(cls: type[T], data: bytes) -> T:
 
 def build(cls: type[T], value: Any) -> T:
     """The row of type `cls` from plain data (`plain`'s)."""
-    return typing.cast(T, _build(cls, value))
+    decoder: Callable[[Any], Any] = _decoder(cls)  # type: ignore[arg-type]  # classes hash
+    return typing.cast(T, decoder(value))
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _bytes(value: Any) -> bytes:
+    return value["s"].encode() if "s" in value else base64.b64decode(value["b"])
 
 
 @functools.cache
-def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
-
-
-def _build(tp: Any, value: Any) -> Any:
-    if value is None:
-        return None
+def _decoder(tp: Any) -> Callable[[Any], Any]:
+    """A function from plain data to a value of type `tp` (built once per type)."""
     origin = get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         options = [a for a in get_args(tp) if a is not type(None)]
-        return _build(options[0], value)
+        inner = _decoder(options[0])
+        return lambda v: None if v is None else inner(v)
     if tp is bytes:
-        return value["s"].encode() if "s" in value else base64.b64decode(value["b"])
+        return _bytes
+    if tp is float:
+        return lambda v: None if v is None else float(v)
     if origin is tuple:
         args = get_args(tp)
         if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_build(args[0], v) for v in value)
-        return tuple(_build(a, v) for a, v in zip(args, value, strict=True))
+            item = _decoder(args[0])
+            return lambda v: tuple(item(x) for x in v)
+        items = [_decoder(a) for a in args]
+        return lambda v: tuple(f(x) for f, x in zip(items, v, strict=True))
     if origin is dict:
-        return dict(value)
+        return dict
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
-        hints = _hints(tp)
-        return tp(**{k: _build(hints[k], v) for k, v in value.items() if k in hints})
+        hints = typing.get_type_hints(tp)
+        fields = {name: _decoder(hint) for name, hint in hints.items()}
+        cls = tp
+
+        def build_row(v: Any) -> Any:
+            if v is None:
+                return None
+            return cls(**{k: fields[k](x) for k, x in v.items() if k in fields})
+
+        return build_row
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
-        return tp(value)
-    if tp is float and isinstance(value, int):
-        return float(value)
-    return value
+        enum_type = tp
+        return lambda v: None if v is None else enum_type(v)
+    return _same
