@@ -7,6 +7,7 @@ The shared behaviour is in tests/contract, run on NATS like on the others.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +18,7 @@ from nats.js.api import StreamConfig
 
 import plait
 from plait.core.rows import RecordRow
+from plait.stores import nats_codec as codec
 from plait.stores import open_store
 from plait.stores.nats import NatsStore
 from plait.stores.nats_setup import check_server, hide_secrets, parse_url
@@ -65,6 +67,7 @@ def own_server(tmp_path: Path) -> Iterator[nats_server.NatsServer]:
         ("nats://host:4222?namespace=", "namespace='' cannot name"),
         ("nats://host:4222?connect_timeout=soon", "connect_timeout='soon' is not a number"),
         ("nats://host:4222?blob_threshold=lots", "blob_threshold='lots'"),
+        ("nats://host:4222?replicas=7", "replicas='7' is not a number of replicas from 1 to 5"),
     ],
 )
 def test_a_bad_url_is_refused_naming_the_problem(bad: str, says: str) -> None:
@@ -83,6 +86,16 @@ def test_a_url_names_servers_namespace_and_credentials() -> None:
     assert "s3cret" not in parsed.shown
     assert hide_secrets("nats://h:1?token=abc") == "nats://h:1?token=***"
     assert parse_url("nats://h").namespace == "default"
+
+
+@pytest.mark.parametrize(
+    "name", ["r1", "a.b", "run 42", "x*y>z", "émoji-🙂", "", "=", "fan/later", "a=2E"]
+)
+def test_names_become_kv_tokens_and_back(name: str) -> None:
+    token = codec.token(name)
+    assert re.fullmatch(r"[A-Za-z0-9_/=-]+", token), token  # no `.`, `*`, `>` or space
+    assert codec.name_of(token) == name
+    assert codec.split(codec.key("steps", name, "0")) == ["steps", name, "0"]
 
 
 def test_an_unknown_scheme_lists_nats() -> None:
