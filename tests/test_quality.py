@@ -45,6 +45,7 @@ def test_public_names_are_pinned() -> None:
             "BlobNotFound",
             "BlobStats",
             "ConfigError",
+            "DeclarationError",
             "DefinitionError",
             "Engine",
             "Event",
@@ -74,6 +75,12 @@ def test_public_names_are_pinned() -> None:
             "Schedule",
             "SchemaVersionError",
             "ServedWorkflow",
+            "SessionState",
+            "State",
+            "StateError",
+            "StateNotFound",
+            "StatePage",
+            "States",
             "Step",
             "StepCancelled",
             "StepContext",
@@ -88,6 +95,9 @@ def test_public_names_are_pinned() -> None:
             "WorkflowInfo",
             "WorkflowNotFound",
             "__version__",
+            "action",
+            "load",
+            "loads",
         ]
     )
     for name in plait.__all__:

@@ -9,6 +9,7 @@ from ._errors import (
     ArtifactNotFound,
     BlobNotFound,
     ConfigError,
+    DeclarationError,
     DefinitionError,
     InputError,
     Permanent,
@@ -21,6 +22,8 @@ from ._errors import (
     RunNotFound,
     RunStateError,
     SchemaVersionError,
+    StateError,
+    StateNotFound,
     StepError,
     StoreError,
     WorkflowNotFound,
@@ -40,6 +43,9 @@ if TYPE_CHECKING:
     from .core.topology import ServedWorkflow, StepTopology, Topology, WorkerInfo
     from .data.artifacts import Artifact, ArtifactRef
     from .data.records import Record, RecordPage, Records
+    from .data.states import State, StatePage, States
+    from .declare.actions import action
+    from .declare.loader import load, loads
     from .engine.engine import Engine, RunHandle
     from .engine.schedules import Schedule
     from .engine.views import (
@@ -60,6 +66,7 @@ if TYPE_CHECKING:
     from .workflow.context import StepCancelled, StepContext
     from .workflow.definition import Workflow
     from .workflow.options import Approval
+    from .workflow.session import SessionState
     from .workflow.tasks import Handle
 
 _LAZY: dict[str, str] = {
@@ -78,6 +85,12 @@ _LAZY: dict[str, str] = {
     "Record": ".data.records",
     "RecordPage": ".data.records",
     "Records": ".data.records",
+    "action": ".declare.actions",
+    "load": ".declare.loader",
+    "loads": ".declare.loader",
+    "State": ".data.states",
+    "StatePage": ".data.states",
+    "States": ".data.states",
     "Engine": ".engine.engine",
     "RunHandle": ".engine.engine",
     "Schedule": ".engine.schedules",
@@ -97,6 +110,7 @@ _LAZY: dict[str, str] = {
     "StepCancelled": ".workflow.context",
     "StepContext": ".workflow.context",
     "Workflow": ".workflow.definition",
+    "SessionState": ".workflow.session",
     "Approval": ".workflow.options",
     "Handle": ".workflow.tasks",
 }
@@ -113,6 +127,7 @@ __all__ = [
     "BulkItem",
     "BulkResult",
     "ConfigError",
+    "DeclarationError",
     "DefinitionError",
     "Engine",
     "Event",
@@ -145,6 +160,12 @@ __all__ = [
     "Schedule",
     "SchemaVersionError",
     "ServedWorkflow",
+    "SessionState",
+    "State",
+    "StateError",
+    "StateNotFound",
+    "StatePage",
+    "States",
     "Step",
     "StepCancelled",
     "StepContext",
@@ -159,6 +180,9 @@ __all__ = [
     "WorkflowInfo",
     "WorkflowNotFound",
     "__version__",
+    "action",
+    "load",
+    "loads",
 ]
 
 

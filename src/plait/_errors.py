@@ -2,6 +2,7 @@
 
 PlaitError
 ├── DefinitionError        a workflow definition is wrong (cycle, unknown step, duplicate…)
+│   └── DeclarationError   a YAML workflow file is wrong, at file:line:col and a path
 ├── InputError             a run's input is not what its steps need
 ├── ConfigError            a queue was configured with a bad value (also a ValueError)
 ├── WorkflowNotFound       start() named a workflow nobody registered
@@ -10,7 +11,9 @@ PlaitError
 ├── RunFailed              result(): the run ended failed (`.failures`: step → StepError)
 ├── RunCancelled           result(): the run was cancelled
 ├── RunStateError          an operation the run's current state does not allow
-├── RevisionConflict       records: a put/delete expected another revision of the document
+├── RevisionConflict       records, states: a write expected another revision of the document
+├── StateNotFound          states: no workflow-state document has that id in the collection
+├── StateError             states: a change the document's state does not allow (ended, at max)
 ├── ArtifactNotFound       no artifact has that id (or its file is gone or damaged)
 ├── BlobNotFound           no blob has that hash (never stored, or removed by gc)
 ├── StoreError             the store cannot be opened or used
@@ -30,6 +33,21 @@ class PlaitError(Exception):
 
 class DefinitionError(PlaitError):
     """A workflow definition is invalid. The message names the step and the problem; fix the code."""
+
+
+class DeclarationError(DefinitionError):
+    """A declarative (YAML) workflow file is wrong: its syntax, a key, a type, a reference, an
+    expression. The message starts with `file:line:col: path:` and says what to change;
+    `file`, `line`, `column` (1-based) and `path` ("steps.charge.retry.attempts") say the same
+    to programs. Nothing was loaded. Where a file holds several mistakes found in the same
+    pass (several steps, say), `errors` lists them all, this one first, and the message ends
+    with how many more there are; `detail` is this mistake's own message."""
+
+    def __init__(self, message: str, *, file: str, line: int, column: int, path: str) -> None:
+        super().__init__(message)
+        self.detail = message
+        self.file, self.line, self.column, self.path = file, line, column, path
+        self.errors: list[DeclarationError] = [self]
 
 
 class InputError(PlaitError):
@@ -122,7 +140,9 @@ class RevisionConflict(PlaitError):
     writer came first), or `expected_revision=0` found it already exists. Nothing was written:
     read the document again (`get`) and retry with its current revision."""
 
-    def __init__(self, collection: str, key: str, expected: int, actual: int) -> None:
+    def __init__(
+        self, collection: str, key: str, expected: int, actual: int, *, what: str = "record"
+    ) -> None:
         self.collection = collection
         self.key = key
         self.expected = expected
@@ -130,9 +150,20 @@ class RevisionConflict(PlaitError):
         now = "does not exist" if actual == 0 else f"is at revision {actual}"
         wanted = "to create it (expected_revision=0)" if expected == 0 else f"revision {expected}"
         super().__init__(
-            f"record {key!r} of collection {collection!r} {now}, but the write expected "
+            f"{what} {key!r} of collection {collection!r} {now}, but the write expected "
             f"{wanted}; nothing was written. Read it again and retry."
         )
+
+
+class StateNotFound(PlaitError):
+    """No workflow-state document (`engine.states(collection)`) has that id: it was never
+    created, or was deleted. Create it first, or check the id and the collection."""
+
+
+class StateError(PlaitError):
+    """A workflow-state document refused a change its state does not allow: it has ended
+    (`complete` or `fail`), or `increment_iteration` would pass its `max_iterations`. Nothing
+    was written; the message says the document's phase, iteration and limit."""
 
 
 class ArtifactNotFound(PlaitError):

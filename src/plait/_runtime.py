@@ -43,6 +43,15 @@ class Observer(Protocol):
     def expired(self, worker: Any, count: int) -> None: ...
 
 
+class EndedRuns(Protocol):
+    """Told of the runs this process's commits ended (e.g. `engine.traces.TraceExport`), on the
+    loop that committed; must return at once. `drain` is awaited when the Runtime closes."""
+
+    def ended(self, run_ids: Collection[str]) -> None: ...
+
+    async def drain(self) -> None: ...
+
+
 class Stoppable(Protocol):
     """A worker running in this process, as the Runtime knows it: something to stop."""
 
@@ -384,6 +393,7 @@ class Runtime:
         self.workers_ended = Broadcast()  # one of them has stopped
         self.starts = StartCommits(self)  # starts share commits (group commit)
         self.observer: Observer | None = None  # told of claims, commits, expiries (metrics)
+        self.ended_runs: EndedRuns | None = None  # told of the runs this process ended (traces)
         self._push_live = False
         self._opened = False
         self._open_lock: asyncio.Lock | None = None
@@ -428,14 +438,20 @@ class Runtime:
             for worker in list(self.workers):
                 worker.stop_threadsafe()
             await self.workers_ended.wait(1.0, since=seen)
+        if self.ended_runs is not None:
+            await self.ended_runs.drain()
         if self._opened:
             self._opened = False
             await self.store.close()
 
-    async def run_row(self, run_id: str) -> RunRow:
-        """The run's row; RunNotFound, with the one message every operation gives."""
+    async def run_row(self, run_id: str, excerpt: int | None = None) -> RunRow:
+        """The run's row (its payloads cut to `excerpt` bytes, if given: `Store.get_run`);
+        RunNotFound, with the one message every operation gives."""
         store = await self.ready()
-        row = await store.get_run(run_id)
+        if excerpt is None:  # the call every store (and wrapper) has always taken
+            row = await store.get_run(run_id)
+        else:
+            row = await store.get_run(run_id, excerpt=excerpt)
         if row is None:
             raise RunNotFound(f"no run with id {run_id!r} in {self.url}")
         return row
@@ -458,6 +474,8 @@ class Runtime:
             self.work_ready.fire()
         if result.ended_runs:
             self.runs_ended.ended(result.ended_runs)
+            if self.ended_runs is not None:
+                self.ended_runs.ended(result.ended_runs)
         if result.cancelled_runs:
             self.runs_cancelled.fire()
         if result.timers_changed:

@@ -120,3 +120,27 @@ def test_pause_resume_and_retry_from_the_command_line(
     assert engine.get_run("flaky-1").output == {"second": 2}
     paused_done = cli("runs", "pause", "flaky-1")
     assert paused_done.code == 2 and "is completed: it cannot be paused" in paused_done.stderr
+
+
+def test_resume_failed_from_the_command_line(
+    cli: Cli, engine: plait.Engine, write_app, tmp_path: Path
+) -> None:
+    app: Path = write_app("flaky_again_app.py", FLAKY)
+    wf = import_file(app).wf
+
+    failed = cli("run", f"{app}:wf", "--run-id", "flaky-2")
+    assert failed.code == 1
+    missing = cli("runs", "resume-failed", "nothing")
+    assert missing.code == 2 and "plait: error: no run with id 'nothing'" in missing.stderr
+    (app.parent / "fixed").write_text("yes")
+    resumed = cli("runs", "resume-failed", "flaky-2", "--by", "bob")
+    assert resumed.code == 0, resumed.stderr
+    assert resumed.stdout == "run flaky-2 running\n"
+    again = cli("runs", "resume-failed", "flaky-2")
+    assert again.code == 2
+    assert again.stderr.strip() == (
+        "plait: error: run 'flaky-2' is running: only a failed or cancelled run can be resumed "
+        "this way (it has not ended)"
+    )
+    engine.run_worker(until="flaky-2", workflows=[wf], timeout=30)
+    assert engine.get_run("flaky-2").output == {"second": 2}

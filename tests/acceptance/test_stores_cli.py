@@ -49,6 +49,7 @@ WRITE_COMMANDS = [
     ["runs", "pause", "r1"],
     ["runs", "resume", "r1"],
     ["runs", "retry", "r1", "fetch"],
+    ["runs", "resume-failed", "r1"],
     ["runs", "approve", "r1", "fetch"],
     ["runs", "reject", "r1", "fetch"],
     ["runs", "signal", "r1", "fetch", "{}"],

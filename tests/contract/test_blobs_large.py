@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 import plait
-from plait.core.rows import Outcome
+from plait.core.rows import Excerpt, Outcome
 from plait.stores import Store
 from tests.contract.helpers import NOW, chain, claim, start
 
@@ -72,6 +72,25 @@ async def test_a_50_mb_payload_is_held_at_most_twice(store: Store, tracing: None
     stats = await store.blob_stats()
     assert (stats.blobs, stats.bytes, stats.references) == (2, 2 * SIZE + 7, 3)
 
+    # an excerpt reads the start of each payload, never the rest (`plait runs show`)
+    base = tracemalloc.get_traced_memory()[0]
+    tracemalloc.reset_peak()
+    cut = await store.get_run("big", excerpt=100)
+    [cut0, cut1] = await store.get_steps("big", excerpt=100)
+    [listed] = await store.list_runs(workflow=None, status=None, limit=5, before=None, excerpt=0)
+    assert peak_since(base) < 0.01
+    assert cut is not None and isinstance(cut.output, Excerpt)
+    assert (cut.output, cut.output.size) == (b'{"s1":' + payload[:94], SIZE + 7)
+    assert cut.input == b"{}" and type(cut.input) is bytes  # short enough: whole, as it is
+    for step in (cut0, cut1):
+        assert isinstance(step.output, Excerpt)
+        assert (step.output, step.output.size) == (payload[:100], SIZE)
+    assert isinstance(listed.output, Excerpt) and (listed.output, listed.output.size) == (
+        b"",
+        SIZE + 7,
+    )
+    assert isinstance(listed.input, Excerpt) and (listed.input, listed.input.size) == (b"", 2)
+
 
 def test_a_50_mb_output_works_end_to_end(store_url: str) -> None:
     wf = plait.Workflow("big_output")
@@ -91,6 +110,13 @@ def test_a_50_mb_output_works_end_to_end(store_url: str) -> None:
         assert handle.result() == {"measure": {"length": SIZE, "tail": "xxx"}}
         assert engine.blob_stats() == plait.BlobStats(1, SIZE + 2, 1)
         assert len(engine.steps(handle.id)[0].output) == SIZE
+        seen = engine.inspect(handle.id, excerpt=20)  # what `plait runs show` reads
+        whole = b'{"measure":{"length":%d,"tail":"xxx"}}' % SIZE
+        assert seen.run.input == {}  # short enough: whole, decoded
+        assert (seen.run.output, seen.run.output.size) == (whole[:20], len(whole))
+        cut = seen.steps[0].output
+        assert isinstance(cut, bytes) and (cut, cut.size) == (b'"' + b"x" * 19, SIZE + 2)
+        assert engine.steps(handle.id, excerpt=0)[0].output == b""
         engine.delete_run(handle.id)
         assert engine.gc(grace=0) == 1
     assert time.monotonic() - started < 20

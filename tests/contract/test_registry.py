@@ -364,8 +364,8 @@ async def test_reserved_collections_are_refused(engine: plait.Engine) -> None:
             engine.records(name)
         assert str(exc.value) == (
             f"collection name {name!r} is reserved: collections named 'plait.…' hold plait's "
-            "own state (schedules, the scheduler's lease, the worker registry); choose another "
-            "name"
+            "own state (schedules, the scheduler's lease, the worker registry, workflow-state "
+            "documents: engine.states); choose another name"
         )
     # plait's own documents are untouched, and users may still use names that merely start so
     await register(engine, info("w", mixed()))

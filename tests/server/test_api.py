@@ -12,7 +12,7 @@ from starlette.testclient import TestClient
 
 import plait
 
-from .conftest import AUTH, serve
+from .conftest import AUTH, CheckedClient, serve
 
 
 def ok(response: Any, status: int = 200) -> Any:
@@ -51,6 +51,7 @@ def test_start_read_and_list_runs(client: TestClient, engine: plait.Engine) -> N
     assert [r["id"] for r in page["runs"]] == ["flaky-1"] and page["next_cursor"]
     rest = ok(client.get("/api/v1/runs", params={"limit": 1, "cursor": page["next_cursor"]}))
     assert [r["id"] for r in rest["runs"]] == ["order-7"] and rest["next_cursor"] is None
+    assert isinstance(client, CheckedClient) and client.checked == 11  # each answer was checked
 
 
 def test_run_list_errors(client: TestClient) -> None:
@@ -213,7 +214,7 @@ def test_blob_by_hash(tmp_path: Any) -> None:
 
         engine.start(wf, {"n": 100}, run_id="big-1")
         serve(engine, "big-1")
-        with TestClient(create_app(engine, allowed_hosts=["testserver"])) as client:
+        with CheckedClient(create_app(engine, allowed_hosts=["testserver"])) as client:
             payload = b'"' + b"x" * 100 + b'"'
             digest = hashlib.sha256(b'{"make":' + payload + b"}").hexdigest()
             step_digest = hashlib.sha256(payload).hexdigest()
@@ -247,7 +248,11 @@ def test_reject_retry_cancel_pause_resume_signal(client: TestClient, engine: pla
             "cancelled")  # fmt: skip
     refused(client.post("/api/v1/runs/o9/resume", headers=AUTH), 409, "RunStateError",
             "cancelled")  # fmt: skip
-    for action in ("cancel", "pause", "resume"):
+    assert ok(client.post("/api/v1/runs/o9/resume-failed", headers=AUTH))["status"] == "running"
+    refused(client.post("/api/v1/runs/o9/resume-failed", headers=AUTH), 409, "RunStateError",
+            "only a failed or cancelled run can be resumed")  # fmt: skip
+    client.post("/api/v1/runs/o9/cancel", headers=AUTH)
+    for action in ("cancel", "pause", "resume", "resume-failed"):
         refused(client.post(f"/api/v1/runs/ghost/{action}", headers=AUTH), 404, "RunNotFound",
                 "no run with id 'ghost'")  # fmt: skip
     refused(client.post("/api/v1/runs/o9/cancel", json={"reason": 5}, headers=AUTH), 422,
@@ -389,6 +394,27 @@ def test_workers_workflows_topology_records(client: TestClient, engine: plait.En
     refused(client.get("/api/v1/records/plait.workers"), 422, "InputError", "")
 
 
+def test_states(client: TestClient, engine: plait.Engine) -> None:
+    states = engine.states("orders")
+    states.create("o-1", "paying", context={"total": 9}, max_iterations=3)
+    states.create("o-2", "shipped")
+    states.fail("o-2", "lost")
+    got = ok(client.get("/api/v1/states/orders/o-1"))
+    assert {k: got[k] for k in ("id", "phase", "iteration", "max_iterations", "context")} == {
+        "id": "o-1", "phase": "paying", "iteration": 0, "max_iterations": 3,
+        "context": {"total": 9},
+    }  # fmt: skip
+    assert (got["revision"], got["error"], got["completed_at"]) == (1, None, None)
+    listed = ok(client.get("/api/v1/states/orders", params={"phase": "failed"}))
+    assert [(s["id"], s["error"]) for s in listed["states"]] == [("o-2", "lost")]
+    assert listed["next_after"] is None
+    page = ok(client.get("/api/v1/states/orders", params={"limit": 1}))
+    assert [s["id"] for s in page["states"]] == ["o-1"] and page["next_after"] == "o-1"
+    refused(client.get("/api/v1/states/orders/o-3"), 404, "NotFound", "no state 'o-3'")
+    refused(client.get("/api/v1/states/orders", params={"phase": "9"}), 422, "InputError", "")
+    refused(client.get("/api/v1/states/plait.x"), 422, "InputError", "")
+
+
 # -- the token, hosts, headers ------------------------------------------------------------------------
 
 
@@ -421,7 +447,7 @@ def test_without_a_token_mutations_need_the_header_and_hosts_are_checked(
 
     engine.start("flaky", {"n": 1}, run_id="local")
     app = create_app(engine)  # loopback names only
-    with TestClient(app, base_url="http://127.0.0.1") as client:
+    with CheckedClient(app, base_url="http://127.0.0.1") as client:
         refused(client.post("/api/v1/runs/local/cancel"), 401, "Unauthorized", "")
         ok(client.post("/api/v1/runs/local/cancel", headers={"X-Plait-Token": "x"}))
     with TestClient(app, base_url="http://evil.example") as client:  # DNS rebinding
@@ -433,7 +459,8 @@ def test_the_token_is_never_logged(engine: plait.Engine, caplog: pytest.LogCaptu
     from plait.server.app import create_app
 
     caplog.set_level("DEBUG")
-    with TestClient(create_app(engine, token="t0ps3cr3t-value", allowed_hosts=["testserver"])) as c:
+    app = create_app(engine, token="t0ps3cr3t-value", allowed_hosts=["testserver"])
+    with CheckedClient(app) as c:
         c.post("/api/v1/runs/x/cancel", headers={"X-Plait-Token": "t0ps3cr3t-value"})
         c.post("/api/v1/runs/x/cancel", headers={"X-Plait-Token": "guess-value"})
     assert "t0ps3cr3t" not in caplog.text and "guess-value" not in caplog.text
@@ -441,7 +468,44 @@ def test_the_token_is_never_logged(engine: plait.Engine, caplog: pytest.LogCaptu
 
 def test_unknown_routes_and_methods_are_json(client: TestClient) -> None:
     refused(client.get("/api/v1/nothing-here"), 404, "NotFound", "Not Found")
-    refused(client.put("/api/v1/runs", json={}, headers=AUTH), 405, "MethodNotAllowed", "")
+    response = client.put("/api/v1/runs", json={}, headers=AUTH)
+    refused(response, 405, "MethodNotAllowed", "")
+    assert response.headers["Allow"] == "GET, POST"  # every route of the path, not the first's
+    assert client.options("/api/v1/schedules/nightly").headers["Allow"] == "DELETE, GET, PUT"
+
+
+def test_bodies_take_numbers_and_booleans_as_they_are(
+    client: TestClient, engine: plait.Engine
+) -> None:
+    engine.start("flaky", {"n": 1}, run_id="stays")
+    for dry_run in (0, "false", "no"):  # never guessed to mean "act"
+        refused(client.post("/api/v1/bulk", json={"action": "cancel", "run_ids": ["stays"],
+                                                  "dry_run": dry_run}, headers=AUTH),
+                422, "ValidationError", "body.dry_run: Input should be a valid boolean")  # fmt: skip
+    assert ok(client.get("/api/v1/runs/stays"))["status"] == "pending"
+    refused(client.post("/api/v1/runs", json={"workflow": "flaky", "input": {"n": 1},
+                                              "priority": "5"}, headers=AUTH),
+            422, "ValidationError", "body.priority: Input should be a valid integer")  # fmt: skip
+    refused(client.put("/api/v1/queues/q", json={"concurrency": 2.5}, headers=AUTH),
+            422, "ValidationError", "body.concurrency: Input should be a valid integer")  # fmt: skip
+    refused(client.put("/api/v1/queues/q", json={"rate": {"count": "5"}}, headers=AUTH),
+            422, "ValidationError", "body.rate.count: Input should be a valid number")  # fmt: skip
+    assert [r["id"] for r in ok(client.get("/api/v1/runs"))["runs"]] == ["stays"]
+
+
+def test_created_range_takes_a_date_time_or_epoch_seconds(
+    client: TestClient, engine: plait.Engine
+) -> None:
+    engine.start("flaky", {"n": 1}, run_id="now")
+    for after in ("2001-01-01T00:00:00", "978307200", 978307200.5):
+        found = ok(client.get("/api/v1/runs", params={"created_from": after}))["runs"]
+        assert [r["id"] for r in found] == ["now"], after
+        assert ok(client.get("/api/v1/runs", params={"created_to": after}))["runs"] == []
+    dry = ok(client.post("/api/v1/bulk", json={"action": "cancel",
+             "filter": {"created_from": 978307200}}, headers=AUTH))  # fmt: skip
+    assert dry["matched"] == 1
+    refused(client.get("/api/v1/runs", params={"created_from": "yesterday"}), 422,
+            "ValidationError", "query.created_from")  # fmt: skip
 
 
 def test_openapi_document_and_docs_page(client: TestClient) -> None:
@@ -455,6 +519,49 @@ def test_openapi_document_and_docs_page(client: TestClient) -> None:
     page = client.get("/api/docs")
     assert page.status_code == 200 and "openapi.json" in page.text
     assert "http" not in page.text.replace("http-equiv", "")  # nothing from the network
+
+
+def test_every_operation_documents_its_answers(client: TestClient) -> None:
+    from plait.server import responses
+
+    spec = ok(client.get("/openapi.json"))
+    schemas = spec["components"]["schemas"]
+    error = {"$ref": "#/components/schemas/Error"}
+    count = 0
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            count += 1
+            where = f"{method.upper()} {path}"
+            answers = operation["responses"]
+            (success,) = [status for status in answers if status.startswith("2")]
+            content = answers[success].get("content")
+            assert content, where
+            for media, entry in content.items():
+                assert entry.get("schema") not in (None, {}), (where, media)
+            if "application/json" in content:
+                schema = content["application/json"]["schema"]
+                assert "$ref" in schema or schema.get("description"), where
+            failures = {status for status in answers if not status.startswith("2")}
+            assert "503" in failures, where
+            if method != "get":  # the token, in either header
+                assert {"401", "403"} <= failures, where
+                assert operation["security"] == [{"token": []}, {"bearer": []}], where
+            else:
+                assert "security" not in operation, where
+            if path.count("{") or operation.get("parameters"):
+                assert "422" in failures, where
+            for status in failures:  # every error is the API's JSON error, not FastAPI's shape
+                assert answers[status]["content"]["application/json"]["schema"] == error, where
+    assert count == 44
+    assert "HTTPValidationError" not in schemas
+    token = spec["components"]["securitySchemes"]["token"]
+    assert token == {"type": "apiKey", "in": "header", "name": "X-Plait-Token",
+                     "description": token["description"]}  # fmt: skip
+    models = {m.__name__ for m in vars(responses).values()
+              if isinstance(m, type) and issubclass(m, responses.Answer)} - {"Answer"}  # fmt: skip
+    assert models <= set(schemas), models - set(schemas)
+    for name in models:  # a field the server adds and the model lacks fails the schema
+        assert schemas[name]["additionalProperties"] is False, name
 
 
 def test_graph_groups_alike_steps_and_expands_them(

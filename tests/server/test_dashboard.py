@@ -222,3 +222,16 @@ def test_pages_for_workers_queues_schedules_failed(
     page.wait_for_selector("text=No worker is registered")
     page.goto(f"{url}/#/run/ghost")
     page.wait_for_selector("#page-error >> text=no run with id 'ghost'")
+
+
+def test_the_api_docs_page_shows_what_each_call_answers(
+    site: tuple[plait.Engine, str], page: Any
+) -> None:
+    _, url = site
+    page.goto(f"{url}/api/docs")
+    page.wait_for_selector("text=answers: 200 RunPage")
+    text = page.text_content("#docs") or ""
+    assert "errors (Error): 400, 401, 403, 404, 409, 422, 503" in text  # POST /api/v1/runs
+    assert "answers: 200 application/octet-stream" in text  # an artifact's download
+    assert "answers: 200 text/event-stream" in text  # a live feed
+    assert "one of: pending, running, pausing, paused, completed, failed, cancelled" in text

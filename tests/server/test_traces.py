@@ -142,3 +142,66 @@ def test_trace_context_is_checked(engine: plait.Engine) -> None:
     assert engine.count_runs() == 0
     with pytest.raises(plait.RunNotFound):
         engine.export_trace("ghost", InMemorySpanExporter())
+
+
+def test_export_traces_exports_each_run_this_process_ends(tmp_path: Path) -> None:
+    wf = plait.Workflow("auto_traced")
+
+    @wf.step()
+    def only() -> int:
+        return 1
+
+    exporter = InMemorySpanExporter()
+    with plait.Engine(f"sqlite:///{tmp_path / 't.db'}") as engine:
+        engine.export_traces(exporter)
+        engine.start(wf, None, run_id="done")
+        engine.start(wf, None, run_id="stopped")
+        engine.cancel("stopped")  # an operator's commit ends it: exported too
+        engine.run_worker(until=["done"], timeout=30)
+    # closing waited for the exports under way
+    runs = {
+        s.attributes["plait.run.id"]: s for s in exporter.get_finished_spans() if s.parent is None
+    }
+    assert {r: s.attributes["plait.run.status"] for r, s in runs.items()} == {
+        "done": "completed", "stopped": "cancelled",
+    }  # fmt: skip
+    steps = [s for s in exporter.get_finished_spans() if s.parent is not None]
+    assert [(s.name, s.attributes["plait.run.id"]) for s in steps] == [("step only", "done")]
+
+
+def test_export_traces_a_failing_exporter_is_logged_not_raised(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    wf = plait.Workflow("auto_traced_broken")
+
+    @wf.step()
+    def only() -> int:
+        return 1
+
+    class Broken(InMemorySpanExporter):
+        def export(self, spans: object) -> object:
+            raise ConnectionError("collector unreachable")
+
+    with plait.Engine(f"sqlite:///{tmp_path / 't.db'}") as engine:
+        engine.export_traces(Broken())
+        handle = engine.start(wf, None, run_id="r")
+        engine.run_worker(until=handle, timeout=30)
+        assert handle.result() == {"only": 1}
+    assert "exporting the trace of run r failed" in caplog.text
+    assert "collector unreachable" in caplog.text
+
+
+def test_export_traces_none_stops_exporting(tmp_path: Path) -> None:
+    wf = plait.Workflow("auto_traced_off")
+
+    @wf.step()
+    def only() -> int:
+        return 1
+
+    exporter = InMemorySpanExporter()
+    with plait.Engine(f"sqlite:///{tmp_path / 't.db'}") as engine:
+        engine.export_traces(exporter)
+        engine.export_traces(None)
+        engine.start(wf, None, run_id="r")
+        engine.run_worker(until="r", timeout=30)
+    assert exporter.get_finished_spans() == ()

@@ -3,10 +3,13 @@
     plait run FILE.py:WORKFLOW --input JSON      run one workflow to completion, embedded worker
     plait start FILE.py:WORKFLOW --inputs F.jsonl start a run per line (a worker runs them)
     plait worker FILE.py                         serve every workflow the file defines
+    plait validate FLOW.yaml ...                 check workflow files (YAML or Python), run nothing
     plait runs list | show ID | events ID        read runs from the store
     plait workflows                              the workflow versions recorded in the store
     plait workers | topology WORKFLOW            live workers, and which can run which steps
     plait records list COLLECTION | get C KEY    the documents steps wrote (read-only)
+    plait states list|show|create|transition|increment|complete|fail|delete COLLECTION …
+                                                 workflow-state documents (engine.states)
     plait serve [--host H --port P --token T]    the dashboard, the HTTP API and /metrics
 
 Every command takes `--db URL` (env `PLAIT_DB`, default `sqlite:///plait.db`) and `--log-level`.
@@ -34,6 +37,8 @@ from . import (  # noqa: F401
     schedules,
     serve,
     start,
+    states,
+    validate,
     watch,
     workers,
 )

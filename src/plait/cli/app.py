@@ -23,9 +23,12 @@ from .._errors import (
     ConfigError,
     DefinitionError,
     InputError,
+    RevisionConflict,
     RunConflict,
     RunNotFound,
     RunStateError,
+    StateError,
+    StateNotFound,
     StoreError,
     WorkflowNotFound,
 )
@@ -56,6 +59,9 @@ _USER_ERRORS = (
     WorkflowNotFound,
     RunConflict,
     RunStateError,
+    RevisionConflict,
+    StateNotFound,
+    StateError,
     StoreError,
 )
 

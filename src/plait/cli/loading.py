@@ -44,12 +44,15 @@ def split_target(target: str) -> tuple[str, str | None]:
 
 
 def load_module(path: str) -> ModuleType:
-    """Import a Python file by path, its directory first on sys.path (so it imports its siblings)."""
+    """Import a Python file by path, its directory first on sys.path (so it imports its siblings).
+    A YAML workflow file (.yaml, .yml) is loaded instead, as a module holding its one workflow."""
     file = Path(path)
     if not file.exists():
         raise CliError(f"file not found: {path}")
     if not file.is_file():
         raise CliError(f"not a file: {path}")
+    if file.suffix in YAML_SUFFIXES:
+        return _yaml_module(path)
     file = file.resolve()
     directory = str(file.parent)
     if directory not in sys.path:
@@ -78,6 +81,31 @@ def load_module(path: str) -> ModuleType:
         raise CliError(
             f"cannot import {path}: {type(exc).__name__}: {exc}{_where(exc, file)}"
         ) from None
+    return module
+
+
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
+def _yaml_module(path: str) -> ModuleType:
+    """A stand-in module whose attribute `workflow` is the workflow the file declares, so that
+    FILE.yaml and FILE.yaml:NAME work wherever FILE.py does."""
+    try:
+        from ..declare.loader import load
+    except ImportError as exc:  # PyYAML missing
+        raise CliError(
+            f"{path}: loading YAML workflows needs PyYAML: pip install 'plait[yaml]' ({exc})"
+        ) from None
+    from .._errors import DeclarationError
+
+    try:
+        workflow = load(path)
+    except DeclarationError as exc:  # one line per mistake
+        raise CliError("\nplait: error: ".join(e.detail for e in exc.errors)) from None
+    except PlaitError as exc:
+        raise CliError(str(exc)) from None
+    module = ModuleType(f"plait_yaml_{Path(path).stem}")
+    module.workflow = workflow  # type: ignore[attr-defined]  # a stand-in module's one workflow
     return module
 
 

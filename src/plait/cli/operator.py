@@ -87,6 +87,21 @@ def runs_retry(
         _print_run(engine.retry(run_id, step, by=by), as_json)
 
 
+@runs.command("resume-failed")
+@click.argument("run_id", metavar="ID")
+@by_option
+@json_option
+@db_option
+@log_option("warning")
+@user_errors
+def runs_resume_failed(run_id: str, by: str | None, as_json: bool, db: str, log_level: str) -> None:
+    """Run a failed or cancelled run again: its failed and cancelled steps, and those skipped
+    because of them, go back to pending; completed steps keep their outputs."""
+    render.install_logging(log_level)
+    with existing_engine(db, writes=True) as engine:
+        _print_run(engine.resume_failed(run_id, by=by), as_json)
+
+
 @runs.command("approve")
 @click.argument("run_id", metavar="ID")
 @click.argument("step", metavar="STEP")

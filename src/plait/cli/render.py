@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ..core.cascade import CONDITION
-from ..core.rows import StepStatus
+from ..core.rows import Excerpt, StepStatus
 
 if TYPE_CHECKING:  # rich and the engine are imported by the functions that use them
     import asyncio
@@ -30,6 +30,8 @@ if TYPE_CHECKING:  # rich and the engine are imported by the functions that use 
     from ..engine.views import Event, Inspection, Run, Step, Waiting, WorkflowInfo
 
 PAYLOAD_WIDTH = 100  # characters of an event payload shown in a table
+SHOW_WIDTH = 200  # characters of a run's input and output `plait runs show` prints
+STEP_WIDTH = 2000  # characters of a step's output `plait runs show --step` prints
 SPAWNED_SHOWN = 20  # spawned steps listed per parent by `runs show`; the rest are counted
 NAMES_SHOWN = 10  # step names listed on one line (`runs fork`); more are counted
 SAME_SHOWN = 20  # unchanged steps listed as rows by `runs diff`; more are counted in a line
@@ -92,6 +94,7 @@ def run_doc(run: Run) -> dict[str, Any]:
         "deadline": _iso(run.deadline),
         "parent_run": run.parent_run,
         "forked_from": run.forked_from,
+        "state": run.state,
     }
 
 
@@ -148,9 +151,55 @@ def inspection_doc(inspection: Inspection) -> dict[str, Any]:
     }
 
 
+def state_history_doc(events: Sequence[Event]) -> list[dict[str, Any]]:
+    """The changes of a run's session state (its `state_changed` events), in commit order."""
+    return [
+        {"seq": e.seq, "step": e.step, "op": e.payload.get("op"), "key": e.payload.get("key"),
+         "value": e.payload.get("value"), "ts": _iso(e.ts)}
+        for e in events
+        if e.type == "state_changed"
+    ]  # fmt: skip
+
+
+def show_state(console: Console, state: dict[str, Any], events: Sequence[Event]) -> None:
+    """A run's session state, then its history: one line per change, with the step."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    console.print()
+    console.print(f"[bold]state[/]     {escape(_short(state, 400))}")
+    history = state_history_doc(events)
+    if not history:
+        return
+    table = Table(box=None, header_style="bold")
+    for column in ("SEQ", "STEP", "CHANGE", "VALUE"):
+        table.add_column(column, overflow="fold")
+    for change in history:
+        table.add_row(
+            str(change["seq"]),
+            escape(change["step"] or "-"),
+            escape(f"{change['op']} {change['key']}"),
+            escape(_short(json.dumps(change["value"], ensure_ascii=False))),
+        )
+    console.print(table)
+
+
 def print_json(value: Any) -> None:
-    """Indented JSON on stdout: readable, and what `jq` and `json.loads` expect."""
-    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+    """Indented JSON on stdout: readable, and what `jq` and `json.loads` expect. Written as
+    bytes made in one piece (a 50 MB output is held twice, as its value and its JSON, not
+    as text, text with a newline and its UTF-8 again)."""
+    import orjson
+
+    try:
+        data = orjson.dumps(value, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
+    except TypeError:  # what orjson does not take: an int past 64 bits, keys that are not str
+        data = (json.dumps(value, indent=2, ensure_ascii=False) + "\n").encode()
+    buffer = getattr(sys.stdout, "buffer", None)
+    if buffer is None:  # a text-only stream (a test's)
+        sys.stdout.write(data.decode())
+    else:
+        sys.stdout.flush()
+        buffer.write(data)
     sys.stdout.flush()
 
 
@@ -239,7 +288,16 @@ def waits_for(run_id: str, step: str, gate: str | None, expires_in: float | None
     return f"waits for approval{expiry}: plait runs approve {who}, or plait runs reject {who}"
 
 
+def excerpt_for(width: int) -> int:
+    """How many bytes of a payload's JSON `_short` needs to show `width` characters of it."""
+    return 4 * width + 64  # UTF-8 takes up to 4 bytes a character
+
+
 def _short(value: Any, width: int = PAYLOAD_WIDTH) -> str:
+    if isinstance(value, Excerpt):  # the start of a long payload's JSON (read with excerpt=)
+        text = " ".join(value.decode("utf-8", "ignore").split())
+        text = text[1:] if text.startswith('"') else text  # a string, shown as strings are
+        return f"{text[: width - 1]}… ({value.size:,} bytes)"
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1] + "…"
@@ -328,9 +386,9 @@ def show_inspection(console: Console, inspection: Inspection) -> None:
         console.print(f"forked    from run {escape(run.parent_run)} at step {at}")
     if run.deadline is not None:
         console.print(f"deadline  {_when(run.deadline)}")
-    console.print(f"input     {escape(_short(run.input, 200))}")
+    console.print(f"input     {escape(_short(run.input, SHOW_WIDTH))}")
     if run.output is not None:
-        console.print(f"output    {escape(_short(run.output, 200))}")
+        console.print(f"output    {escape(_short(run.output, SHOW_WIDTH))}")
     if run.error:
         console.print(f"error     [red]{escape(run.error)}[/]")
     counts = ", ".join(f"{n} {status}" for status, n in inspection.counts.items() if n)
@@ -428,7 +486,7 @@ def show_step(console: Console, step: Step, failures: Sequence[Event]) -> None:
     if step.error is not None:
         say(f"error     [{step.error.code}] {step.error.message}")
     if step.output is not None:
-        say(f"output    {_short(step.output, 2000)}")
+        say(f"output    {_short(step.output, STEP_WIDTH)}")
     if not failures:
         say(
             "no failed attempts"

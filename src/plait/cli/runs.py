@@ -38,7 +38,13 @@ def runs_list(
     render.install_logging(log_level)
     with existing_engine(db) as engine:
         try:
-            page = engine.list_runs(workflow=workflow, status=status, limit=limit, cursor=cursor)
+            page = engine.list_runs(
+                workflow=workflow,
+                status=status,
+                limit=limit,
+                cursor=cursor,
+                excerpt=None if as_json else 0,  # the table shows no payload
+            )
         except InputError:
             if cursor is None:
                 raise
@@ -95,17 +101,27 @@ def runs_show(run_id: str, step: str | None, as_json: bool, db: str, log_level: 
     if step is not None:
         _show_step(run_id, step, as_json, db)
         return
-    with existing_engine(db) as engine:
-        inspection = engine.inspect(run_id)
+    with existing_engine(db) as engine:  # the lines show the payloads' start: read no more
+        excerpt = None if as_json else render.excerpt_for(render.SHOW_WIDTH)
+        inspection = engine.inspect(run_id, excerpt=excerpt)
+        # the session state's history: read only when the run has a state (changes made one)
+        events = engine.events(run_id) if inspection.run.state else []
     if as_json:
-        render.print_json(render.inspection_doc(inspection))
+        doc = render.inspection_doc(inspection)
+        doc["state_history"] = render.state_history_doc(events)
+        render.print_json(doc)
     else:
-        render.show_inspection(render.stdout_console(), inspection)
+        out = render.stdout_console()
+        render.show_inspection(out, inspection)
+        if inspection.run.state:
+            render.show_state(out, inspection.run.state, events)
 
 
 def _show_step(run_id: str, name: str, as_json: bool, db: str) -> None:
     with existing_engine(db) as engine:
-        steps = engine.steps(run_id)
+        steps = engine.steps(
+            run_id, excerpt=None if as_json else render.excerpt_for(render.STEP_WIDTH)
+        )
         found = next((s for s in steps if s.name == name), None)
         if found is None:
             raise CliError(f"run {run_id!r} has no step {name!r}; see plait runs show {run_id}")

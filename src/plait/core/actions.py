@@ -13,15 +13,22 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from .cascade import CHILD_FAILED, fails_run, in_flight, reach, skipped_by_condition
+from .cascade import (
+    CHILD_FAILED,
+    end_unfinished,
+    fails_run,
+    in_flight,
+    reach,
+    reached,
+    settle,
+    skipped_by_condition,
+)
 from .rows import Edge, EdgeKind, RunRow, RunStatus, StepRow, StepStatus
 from .spawn import children_of, recount, reopen_parent
 from .txn import Transition, Txn, need_all, steps_of
 
 REJECTED = "rejected"  # the error code of a rejected approval (see `gates.reject`)
 CANCELLABLE = (RunStatus.PENDING, RunStatus.RUNNING, RunStatus.PAUSING, RunStatus.PAUSED)
-# steps that a cancel ends at once; running ones are interrupted and end when their worker reports
-_CANCELLED_AT_ONCE = (StepStatus.PENDING, StepStatus.READY, StepStatus.WAITING)
 
 
 def _allowed(statuses: tuple[RunStatus, ...]) -> str:
@@ -57,31 +64,6 @@ def cancel(txn: Txn, run_id: str, *, reason: str | None, by: str) -> Transition:
         return
     running = end_unfinished(txn, run, RunStatus.CANCELLED, reason or "cancelled", by=by)
     txn.emit(run, "run_cancelled", None, by=by, reason=reason, interrupting=running)
-
-
-def end_unfinished(txn: Txn, run: RunRow, status: RunStatus, error: str, *, by: str) -> list[str]:
-    """End a run that has not finished (cancelled, or failed past its deadline): its waiting
-    steps end `cancelled` now, its running ones are interrupted (the worker learns it from its
-    next heartbeat, or at once in this process). Returns the names of those still running."""
-    running = []
-    for step in steps_of(txn, run.id):
-        if step.status in _CANCELLED_AT_ONCE:
-            step.status = StepStatus.CANCELLED
-            step.finished_at = txn.now
-            step.available_at = None
-            run.unfinished -= 1
-            txn.touch(step)
-            txn.emit(run, "step_cancelled", step.name, by=by)
-        elif step.status is StepStatus.RUNNING:
-            running.append(step.name)
-    run.status = status
-    run.error = error
-    run.finished_at = txn.now
-    if run.started_at is None:
-        run.started_at = txn.now
-    txn.result.ended_runs.append(run.id)
-    txn.result.cancelled_runs.append(run.id)
-    return running
 
 
 PAUSABLE = (RunStatus.PENDING, RunStatus.RUNNING)
@@ -174,6 +156,92 @@ def retry(txn: Txn, run_id: str, step_name: str, *, by: str) -> Transition:
         first = failed_now[0]
         what = first.error_message or first.skip_reason or first.status.value
         run.error = f"step {first.name!r} {first.status.value}: {what}"
+    txn.changed_runs[run.id] = run
+
+
+ENDED_FOR_FAILURE = (RunStatus.FAILED, RunStatus.CANCELLED)
+
+
+def resume_failed(txn: Txn, run_id: str, *, by: str) -> Transition:
+    """A failed or cancelled run runs again (fluxor's ResumeFailedProcess): its failed and
+    cancelled steps, and the steps skipped because of them, go back to `pending` with a fresh
+    attempt budget, and are ready as soon as their dependencies allow; completed steps keep
+    their outputs (and steps skipped by a condition stay skipped). A parent that spawned steps
+    joins them again. Refused for a run that has not ended, has completed, or still has running
+    steps (interrupted when it ended, their outcomes not reported yet)."""
+    yield from need_all(txn, run_id)
+    run = _run_or_refuse(txn, run_id)
+    if run is None:
+        return
+    if run.status not in ENDED_FOR_FAILURE:
+        hint = {
+            RunStatus.COMPLETED: "it has nothing to run again",
+            RunStatus.PAUSED: "resume it instead",
+            RunStatus.PAUSING: "resume it instead",
+        }.get(run.status, "it has not ended")
+        txn.result.refusal = (
+            f"run {run_id!r} is {run.status.value}: only a failed or cancelled run can be "
+            f"resumed this way ({hint})"
+        )
+        return
+    steps = steps_of(txn, run_id)
+    running = [s.name for s in steps if s.status is StepStatus.RUNNING]
+    if running:
+        txn.result.refusal = (
+            f"run {run_id!r} still has running steps ({', '.join(running)}), interrupted when it "
+            "ended: resume it once their workers have reported them (or their leases expired)"
+        )
+        return
+    back = [
+        s
+        for s in steps
+        if s.status in (StepStatus.FAILED, StepStatus.CANCELLED)
+        or (s.status is StepStatus.SKIPPED and not skipped_by_condition(s))
+    ]
+    previous = run.status
+    run.status = RunStatus.RUNNING if run.started_at is not None else RunStatus.PENDING
+    run.finished_at = None
+    run.output = None
+    run.error = None
+    txn.emit(run, "run_reopened", None, by=by, previous=previous.value, steps=len(back))
+    for step in back:
+        was, code = step.status, step.error_code
+        _reopen(run, step)
+        step.status = StepStatus.PENDING
+        step.attempt = step.recoveries = 0
+        step.error_code = step.error_message = step.skip_reason = None
+        step.lease_token = step.lease_expires_at = step.worker_id = step.started_at = None
+        step.available_at = step.ready_at = None
+        txn.touch(step)
+        txn.emit(run, "step_reopened", step.name, by=by, previous=was.value, code=code)
+    upstream = upstream_of(steps)
+    ready: list[StepRow] = []
+    for step in back:  # counted once every step is back: each waits for all that came back
+        ups = upstream.get(step.name, ())
+        children = children_of(step, ups)
+        if children:  # a parent that spawned steps: it joins them again
+            step.status = StepStatus.WAITING
+            recount(step, children)
+            continue
+        step.unmet = sum(
+            1 for up, e in ups if e.kind is not EdgeKind.CHILD and not up.status.terminal
+        )
+        doomer = next((up for up, e in ups if dooms(up, e)), None)
+        if doomer is not None:  # a dependency that stays as it ended (say, cancelled before)
+            step.skip_reason = skip_reason_from(doomer)
+        if step.unmet <= 0:
+            ready.append(step)
+    for step in ready:
+        if step.skip_reason is not None:
+            step.status = StepStatus.SKIPPED
+            step.finished_at = txn.now
+            txn.emit(run, "step_skipped", step.name, reason=step.skip_reason)
+            yield from settle(txn, run, step)
+            continue
+        settled: list[StepRow] = []
+        reached(txn, run, step, settled)
+        for done in settled:  # a signal delivered while it was cancelled
+            yield from settle(txn, run, done)
     txn.changed_runs[run.id] = run
 
 

@@ -32,6 +32,10 @@ from .txn import Need, Transition, Txn, need, need_all, steps_of
 
 CONDITION = "condition"  # the skip reason of a false `when=`; a cascade from it starts with it too
 CHILD_FAILED = "child_failed"  # the error code of a parent whose non-optional child did not succeed
+FAIL_FAST = "fail_fast"  # the code of a run of a fail-fast workflow that its first failure ended
+# steps that ending a run unfinished ends at once; running ones are interrupted and end when
+# their worker reports
+_CANCELLED_AT_ONCE = (StepStatus.PENDING, StepStatus.READY, StepStatus.WAITING)
 
 
 # -- creating a run --------------------------------------------------------------------------
@@ -154,11 +158,13 @@ def settle(txn: Txn, run: RunRow, first: StepRow) -> Transition:
 
     Iterative, so a skip cascading down a 100,000-step chain needs no deep recursion."""
     worklist = [first]
+    fast = False  # a step of a fail-fast workflow failed the run: end it now
     while worklist:
         step = worklist.pop()
         run.unfinished -= 1
         if fails_run(step):
             run.failures += 1
+            fast = fast or (step.options is not None and step.options.fail_fast)
             if run.error is None:
                 what = step.error_message or step.skip_reason or step.status.value
                 run.error = f"step {step.name!r} {step.status.value}: {what}"
@@ -196,6 +202,44 @@ def settle(txn: Txn, run: RunRow, first: StepRow) -> Transition:
     txn.changed_runs[run.id] = run
     if run.unfinished <= 0 and not run.status.terminal:
         yield from _end_run(txn, run)
+    elif fast and not run.status.terminal:
+        yield from _fail_fast(txn, run)
+
+
+def _fail_fast(txn: Txn, run: RunRow) -> Transition:
+    """The first failure of a fail-fast workflow's run that fails it ends it now: failed, its
+    waiting steps cancelled, its running ones interrupted (as a cancel does)."""
+    yield from need_all(txn, run.id)
+    error = run.error or "a step failed"
+    running = end_unfinished(txn, run, RunStatus.FAILED, error, by=FAIL_FAST)
+    txn.emit(run, "run_failed", None, code=FAIL_FAST, error=error, failures=run.failures,
+             interrupting=running)  # fmt: skip
+
+
+def end_unfinished(txn: Txn, run: RunRow, status: RunStatus, error: str, *, by: str) -> list[str]:
+    """End a run that has not finished (cancelled, failed past its deadline, or by fail-fast):
+    its waiting steps end `cancelled` now, its running ones are interrupted (the worker learns
+    it from its next heartbeat, or at once in this process). Returns the names of those still
+    running. The run's steps must be loaded (`need_all`)."""
+    running = []
+    for step in steps_of(txn, run.id):
+        if step.status in _CANCELLED_AT_ONCE:
+            step.status = StepStatus.CANCELLED
+            step.finished_at = txn.now
+            step.available_at = None
+            run.unfinished -= 1
+            txn.touch(step)
+            txn.emit(run, "step_cancelled", step.name, by=by)
+        elif step.status is StepStatus.RUNNING:
+            running.append(step.name)
+    run.status = status
+    run.error = error
+    run.finished_at = txn.now
+    if run.started_at is None:
+        run.started_at = txn.now
+    txn.result.ended_runs.append(run.id)
+    txn.result.cancelled_runs.append(run.id)
+    return running
 
 
 # -- a spawned step ends: its parent joins it -------------------------------------------------

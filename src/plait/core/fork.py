@@ -21,12 +21,15 @@ random graphs).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from .. import _codec
 from .._errors import InputError
+from . import session
 from .cascade import new_run
-from .rows import EdgeKind, EventRow, RunRow, StepRow, StepStatus, WorkflowPlan
+from .rows import EdgeKind, EventRow, RunRow, StateChange, StepRow, StepStatus, WorkflowPlan
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,6 +192,7 @@ def fork_run(
     overrides: Mapping[str, bytes],
     by: str,
     now: float,
+    state: bytes | None = None,
 ) -> tuple[RunRow, list[StepRow], list[EventRow]]:
     """The rows of the fork, like `new_run`'s: reused steps `done`, the rest waiting only for the
     steps that run again. Events: run_started, run_forked (who, from what), one step_reused per
@@ -229,6 +233,7 @@ def fork_run(
     run.unfinished = len(steps) - len(reused)
     run.parent_run = parent.id
     run.forked_from = fork.from_step
+    run.state = state
 
     def emit(type_: str, step: str | None, **payload: object) -> None:
         if step is not None:
@@ -245,6 +250,7 @@ def fork_run(
         reused=len(reused),
         overridden=sorted(overrides),
         input_changed=input_json != parent.input,
+        **({} if state is None else {"state": session.decode(state)}),
     )
     for step in steps:
         if step.name in reused:
@@ -255,6 +261,28 @@ def fork_run(
                 overridden=step.name in overrides,
             )
     return run, steps, events
+
+
+def state_at_fork(events: Iterable[EventRow], fork: ForkPlan) -> bytes | None:
+    """The session state a fork starts from: the state the parent started from (its own
+    `run_forked` event's, if it is a fork itself) with the changes of the steps the fork reuses
+    applied in the order they were committed; the changes of the steps that run again are not."""
+    doc: dict[str, Any] = {}
+    changes: list[StateChange] = []
+    for event in sorted(events, key=lambda e: e.seq):
+        inherited = event.payload.get("state")
+        if event.type == "run_forked" and isinstance(inherited, dict):
+            doc = {str(k): v for k, v in inherited.items()}
+        elif event.type == session.CHANGED and event.step in fork.reused:
+            op, key = event.payload.get("op"), event.payload.get("key")
+            if op in ("set", "append") and isinstance(key, str):
+                changes.append(StateChange(op, key, _codec.dumps(event.payload.get("value"))))
+    for change in changes:  # committed changes apply as they did (a conflict failed its step)
+        try:
+            session.apply(doc, (change,), "")
+        except session.SessionConflict:  # only over an inherited state that since changed
+            continue
+    return _codec.dumps(doc) if doc else None
 
 
 def _quoted(names: Sequence[str]) -> str:

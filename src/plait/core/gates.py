@@ -11,8 +11,8 @@ refused one changes nothing and says why (`txn.result.refusal`).
 
 from __future__ import annotations
 
-from .actions import REJECTED, end_unfinished
-from .cascade import settle
+from .actions import REJECTED
+from .cascade import end_unfinished, settle
 from .rows import Gate, OnExpiry, RunRow, RunStatus, StepRow, StepStatus
 from .txn import Transition, Txn, need, need_all
 

@@ -8,6 +8,31 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import overload
+
+
+class Excerpt(bytes):
+    """The first bytes of a payload read without the rest (the `excerpt=` of a store's reads,
+    for what shows a payload cut: `plait runs show`); `size` is the whole payload's length.
+    Not JSON: it is shown, never decoded."""
+
+    size: int
+
+    def __new__(cls, head: bytes, size: int) -> Excerpt:
+        made = super().__new__(cls, head)
+        made.size = size
+        return made
+
+
+@overload
+def excerpt_of(payload: bytes, limit: int | None) -> bytes: ...
+@overload
+def excerpt_of(payload: bytes | None, limit: int | None) -> bytes | None: ...
+def excerpt_of(payload: bytes | None, limit: int | None) -> bytes | None:
+    """`payload` whole if `limit` is None or it is no longer, else an Excerpt of `limit` bytes."""
+    if payload is None or limit is None or len(payload) <= limit:
+        return payload
+    return Excerpt(payload[:limit], len(payload))
 
 
 class StepStatus(StrEnum):
@@ -95,6 +120,9 @@ class StepOptions:
     # the run's priority (`start(priority=)`), already in the row's priority; the steps it
     # spawns add it to theirs (kept here, per row: a run row has no place for it)
     run_priority: int = 0
+    # a step of a fail-fast workflow (`Workflow(fail_fast=True)`): its failure, if it fails the
+    # run, ends the run at once (`cascade.settle`)
+    fail_fast: bool = False
 
 
 @dataclass(slots=True)
@@ -155,6 +183,7 @@ class RunRow:
     parent_run: str | None = None  # the run this one was forked from
     forked_from: str | None = None  # the step of the parent it was forked from
     next_idx: int = 0  # the `idx` of the next step added to the run (spawned steps)
+    state: bytes | None = None  # the session state (`ctx.state`): a JSON object, None if empty
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,11 +257,15 @@ class Spawn:
 
 @dataclass(frozen=True, slots=True)
 class RecordWrite:
-    """A document a step wrote with `ctx.record`; committed with its success only."""
+    """A document a step wrote with `ctx.record`; committed with its success only. `expected`:
+    the revision the document must have when the success commits (0: it must not exist), checked
+    in that transaction (`core.transitions`: else the attempt fails, `revision_conflict`); None
+    writes whatever is there."""
 
     collection: str
     key: str
     doc: bytes  # JSON
+    expected: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +298,18 @@ class StepData:
 
     records: tuple[RecordWrite, ...] = ()
     artifacts: tuple[ArtifactRow, ...] = ()
+    state: tuple[StateChange, ...] = ()  # ctx.state.set/append, applied in commit order
+
+
+@dataclass(frozen=True, slots=True)
+class StateChange:
+    """A change a step made to its run's session state (`ctx.state`), applied to the state the
+    run has when the step's success commits (`core.session`): `set` replaces the key's value,
+    `append` adds `value` at the end of the key's list."""
+
+    op: str  # "set" | "append"
+    key: str
+    value: bytes  # JSON
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,6 +350,9 @@ class Outcome:
     spawned: tuple[Spawn, ...] = ()  # steps it added; it then waits for them before it is done
     gather: bytes | None = None  # it returned handles: their names (JSON), whose outputs it returns
     data: StepData | None = None  # records and artifacts, written only if it succeeded
+    # when to try again if a record it wrote with an expected revision has another one at
+    # commit (the attempt then fails, `revision_conflict`); None: no attempts left
+    conflict_retry_at: float | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -325,6 +373,9 @@ class CommitResult:
     # claim that its limits held back may now succeed (wake workers here; PostgreSQL: everywhere)
     slot_freed: bool = False
     expired: int = 0  # leases found expired (`recover_expired`), for the worker's metrics
+    # tokens of successes that failed at commit, `revision_conflict` (a record's revision
+    # moved: `transitions.check_records`), for the worker's metrics
+    conflicted: list[str] = field(default_factory=list)
 
 
 class Claims(list[Claim]):
@@ -349,6 +400,7 @@ class StepInputs:
     run_input: bytes
     # dependency → (status, output JSON or None)
     dependencies: dict[str, tuple[StepStatus, bytes | None]]
+    state: bytes | None = None  # the run's session state when the step was claimed
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,16 +10,21 @@ claim takes, in which order, is the claim policy (`core.claiming`).
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from dataclasses import replace
 
+from . import session
 from .cascade import CONDITION, paused_when_idle, settle
 from .claiming import dispatchable
 from .loops import loop_back
 from .rows import Claim, Outcome, RunRow, RunStatus, StepRow, StepStatus
 from .spawn import spawn
-from .txn import Transition, Txn, need
+from .txn import Need, Transition, Txn, need, need_records
 
 KEY_FULL = "step_key_full"  # the event of a step handed back because its key was full
+# the code of an attempt that wrote a record with `ctx.record(..., expected_revision=n)` while
+# the record had another revision when its success was to commit (retryable)
+REVISION_CONFLICT = "revision_conflict"
 
 
 def claim(
@@ -92,8 +97,19 @@ def _complete(txn: Txn, outcome: Outcome) -> Transition:
         return
     txn.result.accepted.append(True)
     txn.ended_attempts.append(step)
+    new_state = None
+    if outcome.data is not None and outcome.succeeded and outcome.data.state:
+        try:
+            new_state = session.changed(run, outcome.data.state, step.name)
+        except session.SessionConflict as exc:
+            retry_at = outcome.conflict_retry_at if exc.code == session.STATE_CONFLICT else None
+            outcome = _nothing_committed(outcome, exc.code, str(exc), retry_at)
+    if outcome.data is not None and outcome.succeeded:
+        outcome = yield from check_records(txn, outcome)
     if outcome.data is not None and outcome.succeeded:
         txn.data.append((run.id, step.name, outcome.data))
+        if new_state is not None:
+            session.commit(txn, run, step.name, outcome.data.state, new_state)
     step.lease_token = None
     step.lease_expires_at = None
     txn.touch(step)
@@ -149,6 +165,53 @@ def _complete(txn: Txn, outcome: Outcome) -> Transition:
     step.finished_at = txn.now
     txn.emit(run, "step_failed", step.name, **detail)
     yield from settle(txn, run, step)
+
+
+def check_records(txn: Txn, outcome: Outcome) -> Generator[Need, None, Outcome]:
+    """The outcome of a successful attempt whose records may be written: each one written with
+    an expected revision must find it, in this transaction (this transaction's earlier writes
+    of the key, and the attempt's own, count). Else the attempt failed: code
+    `revision_conflict`, retried as its outcome says (`conflict_retry_at`), and nothing it
+    wrote (records, artifacts, spawns, a Goto, its output) is committed."""
+    assert outcome.data is not None
+    writes = outcome.data.records
+    checked = [(w.collection, w.key) for w in writes if w.expected is not None]
+    if checked:
+        yield from need_records(txn, outcome.run_id, checked)
+    counted: list[tuple[str, str]] = []
+    for w in writes:
+        key = (w.collection, w.key)
+        if w.expected is not None and (actual := txn.record_revision(key)) != w.expected:
+            for done in counted:  # this attempt's earlier writes are not committed
+                txn.records_written[done] -= 1
+            txn.result.conflicted.append(outcome.token)
+            now = "does not exist" if actual == 0 else f"is at revision {actual}"
+            wanted = (
+                "to create it (expected_revision=0)"
+                if w.expected == 0
+                else f"revision {w.expected}"
+            )
+            message = (
+                f"record {w.key!r} of collection {w.collection!r} {now}, but the step's "
+                f"ctx.record expected {wanted}; nothing of this attempt was committed"
+            )
+            return _nothing_committed(
+                outcome, REVISION_CONFLICT, message, outcome.conflict_retry_at
+            )
+        txn.records_written[key] = txn.records_written.get(key, 0) + 1
+        counted.append(key)
+    return outcome
+
+
+def _nothing_committed(
+    outcome: Outcome, code: str, message: str, retry_at: float | None
+) -> Outcome:
+    """A success that fails at commit: the attempt failed with `code`, and nothing it wrote
+    (records, state, artifacts, spawns, a Goto, its output) is committed."""
+    return replace(
+        outcome, output=None, error_code=code, error_message=message, retry_at=retry_at,
+        goto=None, spawned=(), gather=None, data=None,
+    )  # fmt: skip
 
 
 def release(txn: Txn, run_id: str, name: str, token: str, max_recoveries: int | None) -> Transition:

@@ -22,16 +22,20 @@ from dataclasses import dataclass
 from .rows import Claim, CommitResult, EventRow, RunRow, StepData, StepRow
 
 StepKey = tuple[str, str]
+RecordKey = tuple[str, str]  # (collection, key)
 
 
 @dataclass(frozen=True, slots=True)
 class Need:
     """Rows a transition needs: the run, and the named steps of it (those not loaded yet), or
-    every step of it (`all_steps`: operator actions, never the hot path)."""
+    every step of it (`all_steps`: operator actions, never the hot path); and the revisions of
+    records (`records`: (collection, key) pairs, for `Txn.records`), which the store locks
+    until the transaction ends, so that the revision checked is the one written over."""
 
     run_id: str
     steps: tuple[str, ...] = ()
     all_steps: bool = False
+    records: tuple[RecordKey, ...] = ()
 
 
 class Txn:
@@ -52,6 +56,12 @@ class Txn:
         self.whole_runs: set[str] = set()  # runs whose every step is loaded
         self.data: list[tuple[str, str, StepData]] = []  # (run, step, what it wrote) to commit
         self.rekeyed: set[StepKey] = set()  # steps whose concurrency key changed (rare)
+        self.changed_states: set[str] = set()  # runs whose session state changed (`run.state`)
+        # records' (stored revision, whether a document is there: not deleted) as loaded for a
+        # Need's `records`; (0, False) for a key never written. `records_written`: writes of
+        # each key this transaction commits (steps' `ctx.record`), each one revision more
+        self.records: dict[RecordKey, tuple[int, bool]] = {}
+        self.records_written: dict[RecordKey, int] = {}
 
     def missing(self, run_id: str, names: Iterable[str]) -> Need | None:
         absent = tuple(n for n in names if (run_id, n) not in self.steps)
@@ -64,6 +74,16 @@ class Txn:
 
     def add_step(self, run_id: str, name: str, step: StepRow | None) -> None:
         self.steps.setdefault((run_id, name), step)
+
+    def add_record(self, key: RecordKey, revision: int, live: bool) -> None:
+        self.records.setdefault(key, (revision, live))
+
+    def record_revision(self, key: RecordKey) -> int:
+        """The revision a reader would see now, this transaction's writes included (0: there is
+        no document). The key must be loaded (`need_records`)."""
+        stored, live = self.records[key]
+        written = self.records_written.get(key, 0)
+        return stored + written if written else (stored if live else 0)
 
     def step(self, run_id: str, name: str) -> StepRow | None:
         return self.steps.get((run_id, name))
@@ -103,6 +123,15 @@ def need_all(txn: Txn, run_id: str) -> Transition:
         yield Need(run_id, all_steps=True)
         txn.whole_runs.add(run_id)
         txn.add_run(run_id, None)
+
+
+def need_records(txn: Txn, run_id: str, keys: Iterable[RecordKey]) -> Transition:
+    """Yield a Need for the revisions of the records the transaction has not loaded."""
+    missing = tuple(sorted({k for k in keys if k not in txn.records}))
+    if missing:
+        yield Need(run_id, records=missing)
+        for key in missing:  # keys the store had no row for were never written
+            txn.add_record(key, 0, False)
 
 
 def steps_of(txn: Txn, run_id: str) -> list[StepRow]:

@@ -2,6 +2,7 @@
 write), with a revision per document for optimistic concurrency.
 
     ctx.record("orders", "o-42", {"total": 99})       # in a step: committed with its success only
+    ctx.record("orders", "o-42", doc, expected_revision=3)  # ...and only over revision 3
     orders = engine.records("orders")
     doc, revision = orders.get("o-42")                  # None if there is no such document
     orders.put("o-42", {**doc, "paid": True}, expected_revision=revision)   # or RevisionConflict
@@ -17,8 +18,8 @@ one. `engine.gc()` purges tombstones older than `TOMBSTONE_AGE`; only a writer h
 read before that (and a key re-created since) could then match again.
 
 Names are checked before they reach a store: a collection is 1-100 letters, digits, `_`, `.`,
-`-` starting with a letter, and not `plait.…` (reserved for plait's own state); a key is a
-non-empty string of at most 1024 characters without NUL.
+`-` starting with a letter, and not `plait.…` (reserved for plait's own state, `engine.states`'
+documents among it); a key is a non-empty string of at most 1024 characters without NUL.
 """
 
 from __future__ import annotations
@@ -41,8 +42,9 @@ if TYPE_CHECKING:
 COLLECTION_RE = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]{0,99}")
 KEY_LIMIT = 1024
 TOMBSTONE_AGE = 30 * 24 * 3600.0  # seconds a deleted record's tombstone is kept (engine.gc)
-# plait keeps its own documents (schedules, the scheduler's lease, the worker registry) in
-# collections of this prefix; users' records may not touch them (plait's code uses the store)
+# plait keeps its own documents (schedules, the scheduler's lease, the worker registry, the
+# documents of engine.states: plait.states.<name>) in collections of this prefix; users' records
+# may not touch them (plait's code uses the store)
 RESERVED_PREFIX = "plait."
 
 
@@ -56,7 +58,8 @@ def check_collection(collection: object) -> str:
     if collection.lower().startswith(RESERVED_PREFIX):
         raise InputError(
             f"collection name {collection!r} is reserved: collections named '{RESERVED_PREFIX}…' "
-            "hold plait's own state (schedules, the scheduler's lease, the worker registry); "
+            "hold plait's own state (schedules, the scheduler's lease, the worker registry, "
+            "workflow-state documents: engine.states); "
             "choose another name"
         )
     return collection
@@ -94,10 +97,11 @@ def encode_doc(collection: str, key: str, doc: Any) -> bytes:
         ) from None
 
 
-def record_write(collection: Any, key: Any, doc: Any) -> RecordWrite:
+def record_write(collection: Any, key: Any, doc: Any, expected_revision: Any = None) -> RecordWrite:
     """What `ctx.record` buffers, checked at once (the handler sees the error where it wrote)."""
     collection, key = check_collection(collection), check_key(key)
-    return RecordWrite(collection, key, encode_doc(collection, key, doc))
+    expected = check_revision(expected_revision)
+    return RecordWrite(collection, key, encode_doc(collection, key, doc), expected)
 
 
 @dataclass(frozen=True, slots=True)

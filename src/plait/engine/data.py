@@ -1,4 +1,5 @@
-"""The data plane (DESIGN §3.5): records (documents steps write), artifacts (files steps save),
+"""The data plane (DESIGN §3.5): records (documents steps write), workflow-state documents (a
+typed layer over records), artifacts (files steps save),
 and the operator's tools over stored data: deleting runs, and the blobs payloads are kept in.
 """
 
@@ -16,6 +17,7 @@ from .._runtime import Runtime
 from ..core.blobs import BlobStats
 from ..data.artifacts import Artifact, to_artifact
 from ..data.records import TOMBSTONE_AGE, Records
+from ..data.states import States
 from . import operator
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -23,6 +25,10 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 def records(rt: Runtime, collection: str) -> Records:
     return Records(rt.store, rt.portal, rt.ready, collection)
+
+
+def states(rt: Runtime, collection: str) -> States:
+    return States(rt.store, rt.portal, rt.ready, collection)
 
 
 async def delete_run(rt: Runtime, run_id: str, force: bool) -> None:

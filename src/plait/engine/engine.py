@@ -32,6 +32,7 @@ from ..core.rows import RunStatus
 from ..core.topology import Topology, WorkerInfo
 from ..data.artifacts import Artifact, ArtifactStorage
 from ..data.records import Records
+from ..data.states import States
 from ..stores import DEFAULT_URL, Store
 from ..workflow.definition import Workflow
 from . import (
@@ -276,8 +277,12 @@ class Engine:
 
     start_many = blocking(start_many_async)
 
-    async def get_run_async(self, run_id: str) -> Run:
-        return await runs.get_run(self._rt, run_id)
+    async def get_run_async(self, run_id: str, *, excerpt: int | None = None) -> Run:
+        """The run. With `excerpt` (bytes), a payload whose JSON is longer is read only that far
+        and given as a `bytes` of its first `excerpt` bytes of JSON, with the whole length as
+        its `size`, instead of its value: what shows payloads cut (`plait runs show`) reads
+        no more of a 100 MB output than it prints. So do `list_runs`, `steps` and `inspect`."""
+        return await runs.get_run(self._rt, run_id, excerpt)
 
     get_run = blocking(get_run_async)
 
@@ -291,14 +296,15 @@ class Engine:
         created_from: datetime | float | None = None,
         created_to: datetime | float | None = None,
         text: str | None = None,
+        excerpt: int | None = None,
     ) -> RunPage:
         """Runs newest first, one page at a time (at most 10,000 runs a page; pass the page's
         `next_cursor` back for the next). Filters: `workflow`, `status`, a creation time range
         [`created_from`, `created_to`) (datetimes, naive meaning UTC, or epoch seconds), and
         `text`, found in the run id or its error (case-insensitive). InputError for a bad
-        status, limit, time or cursor."""
+        status, limit, time or cursor. `excerpt`: as for `get_run`."""
         where = RunFilter(workflow, status, created_from, created_to, text)
-        return await runs.list_runs(self._rt, where, limit=limit, cursor=cursor)
+        return await runs.list_runs(self._rt, where, limit=limit, cursor=cursor, excerpt=excerpt)
 
     list_runs = blocking(list_runs_async)
 
@@ -327,9 +333,9 @@ class Engine:
 
     failed_steps = blocking(failed_steps_async)
 
-    async def steps_async(self, run_id: str) -> list[Step]:
-        """The run's steps in definition order."""
-        return await runs.steps(self._rt, run_id)
+    async def steps_async(self, run_id: str, *, excerpt: int | None = None) -> list[Step]:
+        """The run's steps in definition order (`excerpt`: as for `get_run`)."""
+        return await runs.steps(self._rt, run_id, excerpt)
 
     steps = blocking(steps_async)
 
@@ -341,9 +347,10 @@ class Engine:
 
     events = blocking(events_async)
 
-    async def inspect_async(self, run_id: str) -> Inspection:
-        """Counts per status, per-step queue and run durations, and what each waiting step waits on."""
-        return await runs.inspect(self._rt, run_id)
+    async def inspect_async(self, run_id: str, *, excerpt: int | None = None) -> Inspection:
+        """Counts per status, per-step queue and run durations, and what each waiting step
+        waits on (`excerpt`: as for `get_run`)."""
+        return await runs.inspect(self._rt, run_id, excerpt)
 
     inspect = blocking(inspect_async)
 
@@ -485,6 +492,15 @@ class Engine:
         return await operator.retry(self._rt, run_id, step, by)
 
     retry = blocking(retry_async)
+
+    async def resume_failed_async(self, run_id: str, *, by: str | None = None) -> Run:
+        """Run a failed or cancelled run again: its failed and cancelled steps, and the steps
+        skipped because of them, go back to pending with a fresh attempt budget (ready as their
+        dependencies allow); completed steps keep their outputs. RunStateError for a run that
+        has not ended, has completed, or still has running steps; RunNotFound."""
+        return await operator.resume_failed(self._rt, run_id, by)
+
+    resume_failed = blocking(resume_failed_async)
 
     async def approve_async(
         self, run_id: str, step: str, *, by: str | None = None, note: str | None = None
@@ -631,6 +647,14 @@ class Engine:
 
     export_trace = blocking(export_trace_async)
 
+    def export_traces(self, exporter: Any | None) -> None:
+        """From now on, export the trace of each run that this Engine's commits end (its workers'
+        and its operator actions') to `exporter` (a `SpanExporter`), in the background: the
+        spans `export_trace` builds, the exporter called in a thread, a failure logged. Closing
+        the Engine waits for the exports under way. None stops exporting. InputError without
+        the otel extra."""
+        self._rt.ended_runs = None if exporter is None else traces.TraceExport(self._rt, exporter)
+
     # -- watching ---------------------------------------------------------------------------------
 
     def watch(self, run_id: str, after_seq: int = 0) -> Watch:
@@ -652,6 +676,13 @@ class Engine:
         """The documents of a collection (created by its first write): get, put with
         `expected_revision`, delete, list by key prefix. InputError for an invalid name."""
         return data.records(self._rt, collection)
+
+    def states(self, collection: str) -> States:
+        """The workflow-state documents of a collection: create, get, transition,
+        increment_iteration (up to max_iterations), complete, fail, delete, list by phase;
+        every change compare-and-set on the document's revision. InputError for an invalid
+        name."""
+        return data.states(self._rt, collection)
 
     async def delete_run_async(self, run_id: str, *, force: bool = False) -> None:
         """Delete a finished run: its steps, event log and artifacts (records its steps wrote

@@ -13,7 +13,7 @@ from .. import _codec
 from .._errors import InputError, RunConflict, RunStateError, WorkflowNotFound
 from .._runtime import Runtime
 from ..core.diff import diff_runs
-from ..core.fork import fork_run, plan_fork
+from ..core.fork import fork_run, plan_fork, state_at_fork
 from ..core.queues import flow_of_run
 from ..workflow.definition import Workflow
 from . import runs
@@ -79,6 +79,7 @@ async def fork(
         overrides=encoded,
         by=who,
         now=time.time(),
+        state=state_at_fork(await store.get_events(run_id, 0, None), plan_of_fork),
     )
     flow_of_run(rt.workflows.latest(plan.name), plan, steps, value, 0)  # concurrency keys
     stored, created = await store.create_run(run, steps, events)

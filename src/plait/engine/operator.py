@@ -66,6 +66,12 @@ async def retry(rt: Runtime, run_id: str, step: str, by: str | None) -> Run:
     return Run.from_row(await rt.run_row(run_id))
 
 
+async def resume_failed(rt: Runtime, run_id: str, by: str | None) -> Run:
+    await rt.run_row(run_id)
+    await rt.apply(actions.resume_failed, run_id, by=actor(by))
+    return Run.from_row(await rt.run_row(run_id))
+
+
 # -- approvals and signals ------------------------------------------------------------------------
 
 

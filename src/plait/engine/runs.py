@@ -378,19 +378,38 @@ def _run_ids_for(values: list[Any], run_ids: Iterable[str] | None) -> list[str]:
 # -- reading --------------------------------------------------------------------------------------
 
 
-async def get_run(rt: Runtime, run_id: str) -> Run:
-    return Run.from_row(await rt.run_row(run_id))
+async def get_run(rt: Runtime, run_id: str, excerpt: int | None = None) -> Run:
+    check_excerpt(excerpt)
+    return Run.from_row(await rt.run_row(run_id, excerpt))
 
 
 MAX_PAGE = 10_000  # runs or steps one page of a list may hold
 
 
-async def list_runs(rt: Runtime, filter: RunFilter, *, limit: int, cursor: str | None) -> RunPage:
+def check_excerpt(excerpt: int | None) -> None:
+    if excerpt is not None and (
+        isinstance(excerpt, bool) or not isinstance(excerpt, int) or excerpt < 0
+    ):
+        raise InputError(f"excerpt must be a number of bytes >= 0 or None, got {excerpt!r}")
+
+
+async def list_runs(
+    rt: Runtime,
+    filter: RunFilter,
+    *,
+    limit: int,
+    cursor: str | None,
+    excerpt: int | None = None,
+) -> RunPage:
     check_limit(limit)
+    check_excerpt(excerpt)
     conditions = store_filter(filter)
     before = _parse_cursor(cursor)
     store = await rt.ready()
-    rows = await store.list_runs(**conditions, limit=limit + 1, before=before)
+    if excerpt is None:  # the call every store (and wrapper) has always taken
+        rows = await store.list_runs(**conditions, limit=limit + 1, before=before)
+    else:
+        rows = await store.list_runs(**conditions, limit=limit + 1, before=before, excerpt=excerpt)
     more = len(rows) > limit
     rows = rows[:limit]
     next_cursor = f"{rows[-1].created_at!r}|{rows[-1].id}" if more and rows else None
@@ -503,21 +522,32 @@ async def failed_steps(
     return FailedStepPage(found, next_cursor)
 
 
-async def steps(rt: Runtime, run_id: str) -> list[Step]:
-    await rt.run_row(run_id)
-    return [Step.from_row(r) for r in await rt.store.get_steps(run_id)]
+async def steps(rt: Runtime, run_id: str, excerpt: int | None = None) -> list[Step]:
+    check_excerpt(excerpt)
+    await rt.run_row(run_id, excerpt=0)  # does it exist? (its payloads are not read)
+    rows = await (
+        rt.store.get_steps(run_id)
+        if excerpt is None
+        else rt.store.get_steps(run_id, excerpt=excerpt)
+    )
+    return [Step.from_row(r) for r in rows]
 
 
 async def events(rt: Runtime, run_id: str, after_seq: int, limit: int | None) -> list[Event]:
     if isinstance(after_seq, bool) or not isinstance(after_seq, int) or after_seq < 0:
         raise InputError(f"after_seq must be an integer >= 0, got {after_seq!r}")
-    await rt.run_row(run_id)
+    await rt.run_row(run_id, excerpt=0)  # does it exist? (its payloads are not read)
     return [Event.from_row(e) for e in await rt.store.get_events(run_id, after_seq, limit)]
 
 
-async def inspect(rt: Runtime, run_id: str) -> Inspection:
-    row = await rt.run_row(run_id)
-    rows = await rt.store.get_steps(run_id)
+async def inspect(rt: Runtime, run_id: str, excerpt: int | None = None) -> Inspection:
+    check_excerpt(excerpt)
+    row = await rt.run_row(run_id, excerpt)
+    rows = await (
+        rt.store.get_steps(run_id)
+        if excerpt is None
+        else rt.store.get_steps(run_id, excerpt=excerpt)
+    )
     now = time.time()
     seen = inspect_run(row, rows, now)
     if any(r.status is StepStatus.READY for r in rows):  # held by flow control?

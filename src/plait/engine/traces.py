@@ -12,11 +12,16 @@ own timestamps (the `otel` extra: opentelemetry-api and -sdk).
 - A trace context passed to `start(trace_context=...)` (W3C `traceparent`) is kept in the run's
   first event, and the run's span links to it.
 
-Export with `Engine.export_trace(run_id, exporter)`, at the end of a run or again any time.
+Export with `Engine.export_trace(run_id, exporter)`, at the end of a run or again any time; or
+let `Engine.export_traces(exporter)` export each run that this process's commits end (its
+workers' and operator actions'), in the background, off the workers' path.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Collection
 from typing import Any
 
 from .._errors import InputError
@@ -35,6 +40,8 @@ _ENDS = {
     "step_key_full": "unset",
 }
 PAGE = 5000
+log = logging.getLogger("plait.traces")
+NO_SDK = "traces need the otel extra: pip install 'plait[otel]' (opentelemetry-sdk)"
 
 
 def check_trace_context(carrier: Any) -> dict[str, str] | None:
@@ -80,9 +87,7 @@ async def spans(rt: Runtime, run_id: str) -> list[Any]:
         from opentelemetry.trace import Link, SpanKind, Status, StatusCode
         from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
     except ImportError:
-        raise InputError(
-            "traces need the otel extra: pip install 'plait[otel]' (opentelemetry-sdk)"
-        ) from None
+        raise InputError(NO_SDK) from None
     run = await rt.run_row(run_id)
     events = await _events(rt, run_id)
     trace_id = trace_id_of(run_id)
@@ -168,3 +173,40 @@ async def export(rt: Runtime, run_id: str, exporter: Any) -> list[Any]:
     built = await spans(rt, run_id)
     exporter.export(built)
     return built
+
+
+def _require_sdk() -> None:
+    try:
+        import opentelemetry.sdk.trace  # noqa: F401
+    except ImportError:
+        raise InputError(NO_SDK) from None
+
+
+class TraceExport:
+    """Exports the trace of each run this process ended (`Runtime.ended_runs`): each in a task of
+    its own, the exporter called in a thread (an OTLP exporter does network I/O); a failure is
+    logged, never raised into the commit that ended the run."""
+
+    def __init__(self, rt: Runtime, exporter: Any) -> None:
+        _require_sdk()  # when export is asked for, not at a run's end
+        self.rt = rt
+        self.exporter = exporter
+        self.pending: set[asyncio.Task[None]] = set()
+
+    def ended(self, run_ids: Collection[str]) -> None:
+        for run_id in run_ids:
+            task = asyncio.get_running_loop().create_task(self._export(run_id))
+            self.pending.add(task)
+            task.add_done_callback(self.pending.discard)
+
+    async def _export(self, run_id: str) -> None:
+        try:
+            built = await spans(self.rt, run_id)
+            await asyncio.to_thread(self.exporter.export, built)
+        except Exception:
+            log.warning("exporting the trace of run %s failed", run_id, exc_info=True)
+
+    async def drain(self) -> None:
+        """Wait for the exports under way (the Runtime closes after them)."""
+        while self.pending:
+            await asyncio.gather(*list(self.pending), return_exceptions=True)

@@ -14,6 +14,7 @@ from ..core.rate import Rate
 from ..core.rows import (
     EdgeKind,
     EventRow,
+    Excerpt,
     Gate,
     RunRow,
     RunStatus,
@@ -48,6 +49,7 @@ class Run:
     parent_run: str | None = None  # the run this one was forked from
     forked_from: str | None = None  # the step of the parent it was forked from
     updated_at: datetime | None = None  # when its status last changed (`watch_runs` sets it)
+    state: dict[str, Any] = field(default_factory=dict)  # its session state (ctx.state), as now
 
     @property
     def duration(self) -> float | None:
@@ -62,8 +64,8 @@ class Run:
             version=row.version,
             fingerprint=row.fingerprint,
             status=row.status,
-            input=_codec.loads(row.input),
-            output=_codec.loads(row.output),
+            input=_payload(row.input),
+            output=_payload(row.output),
             error=row.error,
             created_at=_dt(row.created_at) or datetime.fromtimestamp(0, UTC),
             started_at=_dt(row.started_at),
@@ -71,6 +73,7 @@ class Run:
             deadline=_dt(row.deadline),
             parent_run=row.parent_run,
             forked_from=row.forked_from,
+            state=_codec.loads(row.state) if row.state else {},
         )
 
 
@@ -105,7 +108,7 @@ class Step:
             name=row.name,
             status=row.status,
             attempts=row.attempt,
-            output=_codec.loads(row.output),
+            output=_payload(row.output),
             error=error,
             skip_reason=row.skip_reason if row.status is StepStatus.SKIPPED else None,
             worker=row.worker_id,
@@ -335,3 +338,8 @@ class BulkResult:
     skipped_by_status: dict[str, int]
     sample: list[str]
     items: list[BulkItem] = field(default_factory=list)
+
+
+def _payload(data: bytes | None) -> Any:
+    """A payload decoded; an Excerpt (a read with `excerpt=`) stays what it is: cut JSON."""
+    return data if isinstance(data, Excerpt) else _codec.loads(data)

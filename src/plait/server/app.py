@@ -19,25 +19,37 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from importlib import resources
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.responses import Response
+from starlette.routing import Match
 from starlette.staticfiles import StaticFiles
 
 from .. import __version__
 from .._errors import PlaitError
 from ..engine.engine import Engine
 from . import api, live
+from .api import TOKEN_HEADER
 from .dashboard import router as dashboard_router
 from .errors import error, status_of
 
 log = logging.getLogger(__name__)
 
-TOKEN_HEADER = "X-Plait-Token"  # noqa: S105  # a header name, not a secret
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def methods_of(routers: Sequence[APIRouter], request: Request) -> list[str]:
+    """The methods the routes of `routers` take at the request's path (a 405's Allow)."""
+    methods: set[str] = set()
+    for router in routers:
+        for route in router.routes:
+            match, _ = route.matches(request.scope)
+            if match is not Match.NONE:
+                methods |= getattr(route, "methods", None) or set()
+    return sorted(methods)
 
 
 def create_app(
@@ -104,17 +116,21 @@ def create_app(
         return error(422, "ValidationError", f"invalid request: {shown}", details=details)
 
     @app.exception_handler(HTTPException)
-    async def http_error(_request: Request, exc: HTTPException) -> Response:
+    async def http_error(request: Request, exc: HTTPException) -> Response:
         kinds = {404: "NotFound", 405: "MethodNotAllowed"}
-        return error(exc.status_code, kinds.get(exc.status_code, "HTTPError"), str(exc.detail))
+        answer = error(exc.status_code, kinds.get(exc.status_code, "HTTPError"), str(exc.detail))
+        answer.headers.update(exc.headers or {})
+        if exc.status_code == 405:  # every method the path takes, not only its first route's
+            answer.headers["Allow"] = ", ".join(methods_of(routers, request))
+        return answer
 
-    app.include_router(api.router)
-    app.include_router(live.router)
+    routers = [api.router, live.router, dashboard_router]
     if metrics:
         from .metrics import router as metrics_router
 
-        app.include_router(metrics_router)
-    app.include_router(dashboard_router)
+        routers.append(metrics_router)
+    for router in routers:
+        app.include_router(router)
     static = resources.files("plait.server") / "static"
     app.mount("/static", StaticFiles(directory=str(static)), name="static")
     return app

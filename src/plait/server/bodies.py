@@ -1,6 +1,7 @@
 """What the mutating routes accept: pydantic models, so that a wrong type is a 422 naming the
 field before the Engine is called, and the OpenAPI document describes every body. Unknown
-fields are refused (a typo is not silently ignored)."""
+fields are refused (a typo is not silently ignored), and numbers and booleans are taken as
+they are, never converted ("dry_run": 0 or "false" is a 422, not a guess)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..engine.bulk import MAX_BULK
 
 Text = Field(default=None, max_length=2000)
+When = Field(default=None, description="an ISO 8601 date-time (naive: UTC) or epoch seconds")
 
 
 class Body(BaseModel):
@@ -22,7 +24,7 @@ class StartBody(Body):
     workflow: str = Field(min_length=1, max_length=200)
     input: Any = None
     run_id: str | None = Field(default=None, max_length=200)
-    priority: int = Field(default=0, ge=-1_000_000, le=1_000_000)
+    priority: int = Field(default=0, ge=-1_000_000, le=1_000_000, strict=True)
 
 
 class CancelBody(Body):
@@ -51,8 +53,8 @@ class ForkBody(Body):
 class FilterBody(Body):
     workflow: str | None = Field(default=None, max_length=200)
     status: str | None = Field(default=None, max_length=20)
-    created_from: datetime | None = None
-    created_to: datetime | None = None
+    created_from: datetime | float | None = When
+    created_to: datetime | float | None = When
     text: str | None = Field(default=None, max_length=200)
 
 
@@ -60,19 +62,19 @@ class BulkBody(Body):
     action: Literal["cancel", "pause", "resume", "retry", "delete"]
     run_ids: list[str] | None = Field(default=None, max_length=MAX_BULK)
     filter: FilterBody | None = None
-    dry_run: bool = True  # a bulk call only counts unless told to act
-    limit: int = Field(default=MAX_BULK, ge=1, le=MAX_BULK)
+    dry_run: bool = Field(default=True, strict=True)  # a bulk call only counts unless told to
+    limit: int = Field(default=MAX_BULK, ge=1, le=MAX_BULK, strict=True)
     reason: str | None = Text
 
 
 class RateBody(Body):
-    count: float = Field(gt=0, le=1e9)
-    per: float = Field(default=1.0, gt=0, le=1e9)
-    burst: float | None = Field(default=None, gt=0, le=1e9)
+    count: float = Field(gt=0, le=1e9, strict=True)
+    per: float = Field(default=1.0, gt=0, le=1e9, strict=True)
+    burst: float | None = Field(default=None, gt=0, le=1e9, strict=True)
 
 
 class QueueBody(Body):
-    concurrency: int | None = Field(default=None, ge=1, le=1_000_000)
+    concurrency: int | None = Field(default=None, ge=1, le=1_000_000, strict=True)
     rate: RateBody | None = None
 
 

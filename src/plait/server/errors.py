@@ -16,6 +16,8 @@ from .._errors import (
     RunConflict,
     RunNotFound,
     RunStateError,
+    StateError,
+    StateNotFound,
     StoreError,
     WorkflowNotFound,
 )
@@ -37,6 +39,8 @@ STATUS: list[tuple[type[PlaitError], int]] = [
     (RunStateError, 409),
     (RunConflict, 409),
     (RevisionConflict, 409),
+    (StateNotFound, 404),
+    (StateError, 409),
     (InputError, 422),
     (CronError, 422),
     (ConfigError, 422),

@@ -19,7 +19,7 @@ from starlette.responses import StreamingResponse
 
 from .. import _codec
 from .._errors import InputError
-from .api import engine_of
+from .api import Responses, engine_of, reads
 from .encode import plain
 
 router = APIRouter(prefix="/api/v1")
@@ -27,6 +27,51 @@ router = APIRouter(prefix="/api/v1")
 HEARTBEAT = 15.0
 T = TypeVar("T")
 _HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+_RUN_END = {
+    "type": "object",
+    "required": ["run_id", "status"],
+    "properties": {"run_id": {"type": "string"}, "status": _ref("RunStatus")},
+    "additionalProperties": False,
+}
+
+
+def _stream(what: str, errors: tuple[int, ...], *frames: tuple[str, Any]) -> Responses:
+    """The OpenAPI responses of a feed: a text/event-stream whose frames are named `event:`
+    lines with a JSON `data:` line (each frame's schema in `itemSchema`), and errors before
+    the stream starts."""
+    items = [
+        {
+            "type": "object",
+            "required": ["event", "data"],
+            "properties": {
+                "id": {"type": "string"},
+                "event": {"const": kind},
+                "data": {
+                    "type": "string",
+                    "contentMediaType": "application/json",
+                    "contentSchema": schema,
+                },
+            },
+        }
+        for kind, schema in frames
+    ]
+    stream = {
+        "description": f"Server-sent events: {what}. Comments (`: keepalive`) every "
+        f"{HEARTBEAT:.0f} s while nothing happens; an `id:` to resume from (Last-Event-ID).",
+        "content": {
+            "text/event-stream": {
+                "schema": {"type": "string", "description": "event-stream frames"},
+                "itemSchema": {"oneOf": items},
+            }
+        },
+    }
+    return reads(None, *errors) | {200: stream}
 
 
 def _frame(kind: str, data: Any, event_id: str | None = None) -> bytes:
@@ -75,7 +120,16 @@ def _resume_point(query: int | None, header: str | None, name: str) -> int | Non
 
 
 @router.get(
-    "/runs/{run_id}/stream", tags=["live"], summary="A run's events as they are committed (SSE)"
+    "/runs/{run_id}/stream",
+    tags=["live"],
+    summary="A run's events as they are committed (SSE)",
+    response_class=StreamingResponse,
+    responses=_stream(
+        "each event of the run (`event`), then `end` with its status when it ends",
+        (404, 422),
+        ("event", _ref("Event")),
+        ("end", _RUN_END),
+    ),
 )
 async def run_stream(
     request: Request,
@@ -100,7 +154,13 @@ async def run_stream(
     return StreamingResponse(frames(), media_type="text/event-stream", headers=_HEADERS)
 
 
-@router.get("/stream/runs", tags=["live"], summary="Runs as their status changes (SSE)")
+@router.get(
+    "/stream/runs",
+    tags=["live"],
+    summary="Runs as their status changes (SSE)",
+    response_class=StreamingResponse,
+    responses=_stream("a run (`run`) each time its status changes", (422,), ("run", _ref("Run"))),
+)
 async def runs_stream(
     request: Request,
     since: Annotated[float | None, Query(ge=0, le=1e11)] = None,

@@ -44,6 +44,7 @@ from ..core.rows import (
     StepRow,
     StepStatus,
     WorkflowPlan,
+    excerpt_of,
 )
 from ..core.transitions import admit_key, claim, complete, recover, release
 from ..core.txn import Action, Need, Transition, Txn, drive
@@ -165,10 +166,10 @@ class MemoryStore:
             self._put_step(self.blobs.kept_step(dataclasses.replace(step), None, run.created_at))
         self._events[run.id] = list(events)
 
-    async def get_run(self, run_id: str) -> RunRow | None:
+    async def get_run(self, run_id: str, *, excerpt: int | None = None) -> RunRow | None:
         with self._lock:
             run = self._runs.get(run_id)
-            return dataclasses.replace(run) if run else None
+            return _run_excerpt(dataclasses.replace(run), excerpt) if run else None
 
     async def get_runs(self, run_ids: Collection[str]) -> list[RunRow]:
         with self._lock:
@@ -184,6 +185,7 @@ class MemoryStore:
         created_from: float | None = None,
         created_to: float | None = None,
         text: str | None = None,
+        excerpt: int | None = None,
     ) -> list[RunRow]:
         with self._lock:
             rows = [
@@ -193,7 +195,7 @@ class MemoryStore:
                 and (before is None or (r.created_at, r.id) < before)
             ]
         rows.sort(key=lambda r: (r.created_at, r.id), reverse=True)
-        return [dataclasses.replace(r) for r in rows[:limit]]
+        return [_run_excerpt(dataclasses.replace(r), excerpt) for r in rows[:limit]]
 
     async def count_runs(
         self,
@@ -248,10 +250,15 @@ class MemoryStore:
             found.sort(key=lambda s: (s.finished_at or 0.0, s.run_id, s.name), reverse=True)
             return [dataclasses.replace(s) for s in found[:limit]]
 
-    async def get_steps(self, run_id: str) -> list[StepRow]:
+    async def get_steps(self, run_id: str, *, excerpt: int | None = None) -> list[StepRow]:
         with self._lock:
             steps = self._steps.get(run_id, {})
-            return sorted((dataclasses.replace(s) for s in steps.values()), key=lambda s: s.idx)
+            found = sorted((dataclasses.replace(s) for s in steps.values()), key=lambda s: s.idx)
+        if excerpt is not None:
+            for step in found:
+                step.output = excerpt_of(step.output, excerpt)
+                step.input = excerpt_of(step.input, excerpt)
+        return found
 
     async def get_events(self, run_id: str, after_seq: int, limit: int | None) -> list[EventRow]:
         with self._lock:
@@ -361,7 +368,7 @@ class MemoryStore:
                     continue
                 steps = self._steps[run_id]
                 deps = {n: (steps[n].status, steps[n].output) for n in names if n in steps}
-                out[run_id] = StepInputs(run.input, deps)
+                out[run_id] = StepInputs(run.input, deps, run.state)
             return out
 
     async def complete(self, outcomes: Sequence[Outcome], now: float) -> CommitResult:
@@ -612,6 +619,10 @@ class MemoryStore:
         for name in need.steps:
             step = steps.get(name)
             txn.add_step(need.run_id, name, dataclasses.replace(step) if step else None)
+        for key in need.records:  # under the store's lock until the write: no one moves them
+            record = self._records.get(key)
+            if record is not None:
+                txn.add_record(key, record.revision, record.doc != TOMBSTONE)
 
     def _run(self, txn: Txn, transition: Transition) -> None:
         drive(transition, self._load, txn)
@@ -656,3 +667,11 @@ class MemoryStore:
             self._running[key] = None
         elif step.status is StepStatus.WAITING:
             self._waiting[key] = None
+
+
+def _run_excerpt(run: RunRow, excerpt: int | None) -> RunRow:
+    """`run` with its payloads cut to `excerpt` bytes (Store.get_run)."""
+    if excerpt is not None:
+        run.input = excerpt_of(run.input, excerpt)
+        run.output = excerpt_of(run.output, excerpt)
+    return run

@@ -876,6 +876,11 @@ class NatsStore:
                         refs[artifact.sha256] = refs.get(artifact.sha256, 0) + 1
                         artifact = dataclasses.replace(artifact, data=None)
                     writes.append((codec.key("art", run_id, artifact.id), artifact, {}))
+        for txn in txns:  # records whose revision a transition checked: rewritten as they are,
+            for collection, name in txn.records:  # so that the check holds when it commits
+                key = codec.key("rec", collection, name)
+                if key not in records:
+                    records[key] = r._records.get((collection, name))  # type: ignore[assignment]
         writes.extend((key, row, {}) for key, row in records.items())
         for config in queues.values():
             writes.append((codec.key("queue", config.name), config, {}))
@@ -1101,8 +1106,10 @@ class NatsStore:
         for i in await self._transact("creating runs", attempt):
             results[i] = (dataclasses.replace(runs[i][0]), True)
 
-    async def get_run(self, run_id: str) -> RunRow | None:
-        return await self._read("reading a run", lambda: self._replica.get_run(run_id))
+    async def get_run(self, run_id: str, *, excerpt: int | None = None) -> RunRow | None:
+        return await self._read(
+            "reading a run", lambda: self._replica.get_run(run_id, excerpt=excerpt)
+        )
 
     async def get_runs(self, run_ids: Collection[str]) -> list[RunRow]:
         return await self._read("reading runs", lambda: self._replica.get_runs(run_ids))
@@ -1117,10 +1124,12 @@ class NatsStore:
         created_from: float | None = None,
         created_to: float | None = None,
         text: str | None = None,
+        excerpt: int | None = None,
     ) -> list[RunRow]:
         return await self._read(
             "listing runs",
             lambda: self._replica.list_runs(
+                excerpt=excerpt,
                 workflow=workflow, status=status, limit=limit, before=before,
                 created_from=created_from, created_to=created_to, text=text,
             ),
@@ -1161,8 +1170,10 @@ class NatsStore:
             lambda: self._replica.list_failed_steps(workflow=workflow, limit=limit, before=before),
         )
 
-    async def get_steps(self, run_id: str) -> list[StepRow]:
-        return await self._read("reading steps", lambda: self._replica.get_steps(run_id))
+    async def get_steps(self, run_id: str, *, excerpt: int | None = None) -> list[StepRow]:
+        return await self._read(
+            "reading steps", lambda: self._replica.get_steps(run_id, excerpt=excerpt)
+        )
 
     async def get_events(self, run_id: str, after_seq: int, limit: int | None) -> list[EventRow]:
         return await self._read(

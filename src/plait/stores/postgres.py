@@ -71,7 +71,7 @@ from .postgres_setup import (
     schema_statements,
 )
 from .sql import programs
-from .sql.ops import EXECUTE, EXECUTE_ALL, FETCH, LARGE, Program, fetch
+from .sql.ops import EXECUTE, EXECUTE_ALL, FETCH, LARGE, READ_BLOBS, WRITE_BLOB, Program, fetch
 from .sql.queries import POSTGRES, Queries
 from .sql.rows import EVENT_COLUMNS
 from .sql.store import SQLStore, Wakes
@@ -456,7 +456,10 @@ async def _drive(
                 if kind == FETCH:
                     await cur.execute(query, params)
                     result = await cur.fetchall()
-                elif kind == EXECUTE:
+                elif kind == READ_BLOBS:  # bytea in binary: as stored, not as hex text twice
+                    await cur.execute(query, params, binary=True)  # as long, then decoded
+                    result = await cur.fetchall()
+                elif kind in (EXECUTE, WRITE_BLOB):
                     await cur.execute(query, params)
                     if pipeline is not None:
                         await pipeline.sync()

@@ -81,7 +81,10 @@ class Store(Protocol):
         run of another workflow than the new run's, nothing is written and RunConflict
         (`RunConflict.taken`) names the first such id."""
 
-    async def get_run(self, run_id: str) -> RunRow | None: ...
+    async def get_run(self, run_id: str, *, excerpt: int | None = None) -> RunRow | None:
+        """The run, or None. With `excerpt`, a payload (input, output) longer than `excerpt`
+        bytes is read only that far, as an `Excerpt` (what shows a payload cut reads no more:
+        `plait runs show` of a 100 MB output)."""
 
     async def get_runs(self, run_ids: Collection[str]) -> list[RunRow]:
         """The runs of these ids that exist, in any order (one round trip for many)."""
@@ -96,10 +99,11 @@ class Store(Protocol):
         created_from: float | None = None,
         created_to: float | None = None,
         text: str | None = None,
+        excerpt: int | None = None,
     ) -> list[RunRow]:
         """Newest first (created_at, id descending), strictly before the `before` position;
         created in [`created_from`, `created_to`) where given; with `text`, only runs whose id
-        or error contains it (case-insensitive)."""
+        or error contains it (case-insensitive). `excerpt` as for `get_run`."""
 
     async def count_runs(
         self,
@@ -129,8 +133,9 @@ class Store(Protocol):
         """Failed steps across runs (of `workflow`'s runs, if given), the latest ended first
         (finished_at, run_id, name descending), strictly before the `before` position."""
 
-    async def get_steps(self, run_id: str) -> list[StepRow]:
-        """Every step of the run in definition order."""
+    async def get_steps(self, run_id: str, *, excerpt: int | None = None) -> list[StepRow]:
+        """Every step of the run in definition order. `excerpt` as for `get_run` (a step's
+        output and input)."""
 
     async def get_events(
         self, run_id: str, after_seq: int, limit: int | None
@@ -173,7 +178,10 @@ class Store(Protocol):
     async def complete(self, outcomes: Sequence[Outcome], now: float) -> CommitResult:
         """Record outcomes in one transaction (group commit), each fenced by its lease token.
         `freed` says that a step of a queue with a concurrency limit, or with a concurrency key,
-        stopped running (a store that pushes wakes other processes' workers with it)."""
+        stopped running (a store that pushes wakes other processes' workers with it). A
+        success's records written with an expected revision are checked by the transition: the
+        store loads the revisions a `Need.records` names into `Txn.records`, unchanged by
+        anyone else until this transaction commits (a lock, or a conditional commit)."""
 
     async def heartbeat(self, leases: Sequence[Lease], lease: float, now: float) -> list[Lease]:
         """Extend these leases; return the ones that are no longer held (fenced off)."""

@@ -65,7 +65,16 @@ from urllib.request import pathname2url
 
 from .._errors import SchemaVersionError, StoreError
 from .sql import programs
-from .sql.ops import EXECUTE, EXECUTE_ALL, EXECUTE_MANY, FETCH, Program
+from .sql.ops import (
+    EXECUTE,
+    EXECUTE_ALL,
+    EXECUTE_MANY,
+    FETCH,
+    READ_BLOBS,
+    WRITE_BLOB,
+    Program,
+    Row,
+)
 from .sql.queries import SQLITE, Queries
 from .sql.store import SQLStore, Wakes
 from .sqlite_files import (
@@ -305,7 +314,7 @@ class SQLiteStore(SQLStore):
                     )
             db.execute(f"PRAGMA synchronous = {self.synchronous}")
             self._synchronous_now = self.synchronous
-            db.execute("PRAGMA cache_size = -65536")
+            db.execute(f"PRAGMA cache_size = {CACHE_SIZE}")
             db.execute("BEGIN IMMEDIATE")
             try:
                 install_schema(db, self.path, q)  # checked again, now under the write lock
@@ -335,6 +344,11 @@ class SQLiteStore(SQLStore):
             return run_sync(db, program)
 
 
+CACHE_SIZE = -65536  # PRAGMA cache_size: 64 MiB of pages
+PASS_THROUGH_BYTES = 4 << 20  # a blob from this size on passes through a smaller page cache
+PASSING_CACHE = -2048  # PRAGMA cache_size meanwhile: 2 MiB
+
+
 class _StoreThread:
     """The store's one thread: it runs calls in the order they come, and hands each result to
     its caller's loop. Like `loop.run_in_executor` on a one-thread pool, without its per-call
@@ -348,9 +362,11 @@ class _StoreThread:
 
     async def call(self, fn: Callable[..., T], *args: Any) -> T:
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
+        future: asyncio.Future[list[T]] = loop.create_future()
         self._calls.put((loop, future, fn, args))
-        return await future
+        # the result comes in a box emptied here: the loop's handle that wakes this task holds
+        # the future until the task's step ends, and must not hold a 50 MB payload meanwhile
+        return (await future).pop()
 
     def shutdown(self, wait: bool = True) -> None:
         """End the thread once the calls queued before have run."""
@@ -360,25 +376,32 @@ class _StoreThread:
 
     def _serve(self) -> None:
         while (call := self._calls.get()) is not None:
-            loop, future, fn, args = call
-            try:
-                result, error = fn(*args), None
-            except BaseException as exc:  # the caller's to handle, whatever it is
-                result, error = None, exc
-            with contextlib.suppress(RuntimeError):  # its loop is closed: nobody waits
-                loop.call_soon_threadsafe(_settle, future, result, error)
+            _answer(call)
+            del call  # hold nothing while waiting (a 50 MB payload the call read or wrote)
 
 
-_Call = tuple[asyncio.AbstractEventLoop, "asyncio.Future[Any]", Callable[..., Any], tuple[Any, ...]]
+_Call = tuple[
+    asyncio.AbstractEventLoop, "asyncio.Future[list[Any]]", Callable[..., Any], tuple[Any, ...]
+]
 
 
-def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+def _answer(call: _Call) -> None:
+    loop, future, fn, args = call
+    try:
+        result, error = fn(*args), None
+    except BaseException as exc:  # the caller's to handle, whatever it is
+        result, error = None, exc
+    with contextlib.suppress(RuntimeError):  # its loop is closed: nobody waits
+        loop.call_soon_threadsafe(_settle, future, result, error)
+
+
+def _settle(future: asyncio.Future[list[Any]], result: Any, error: BaseException | None) -> None:
     if future.done():  # its caller stopped waiting (cancelled)
         return
     if error is not None:
         future.set_exception(error)
     else:
-        future.set_result(result)
+        future.set_result([result])
 
 
 def run_sync(db: sqlite3.Connection, program: Program[T]) -> T:
@@ -396,8 +419,59 @@ def run_sync(db: sqlite3.Connection, program: Program[T]) -> T:
                 result = None
             elif kind == EXECUTE_ALL:
                 result = db.executemany(sql, params).rowcount
+            elif kind == WRITE_BLOB:
+                _write_blob(db, sql, params)
+                result = None
+            elif kind == READ_BLOBS:
+                result = _read_blobs(db, sql, params)
             else:  # LARGE: SQLite takes any size as it comes
                 result = None
     except StopIteration as stop:
         value: T = stop.value
         return value
+
+
+def _write_blob(db: sqlite3.Connection, sql: str, params: Mapping[str, Any]) -> None:
+    """Insert a blob's row with a zeroblob (`sql` returns its rowid) and write the data into
+    it, in place: sqlite3 would copy a bound parameter, and SQLite the row it builds."""
+    data: bytes = params["data"]
+    with _passing_through(db, len(data)):
+        for (rowid,) in db.execute(sql, params).fetchall():
+            if data:
+                with db.blobopen("blobs", "data", rowid) as blob:
+                    blob.write(data)
+
+
+def _read_blobs(db: sqlite3.Connection, sql: str, params: Mapping[str, Any]) -> list[Row]:
+    """(hash, data, size) of the blobs `sql` names as (hash, rowid, size): each one's data, or
+    its first `excerpt` bytes, read in place into the one bytes object returned (a selected
+    column is built in SQLite's memory, then copied by sqlite3; an excerpt, the whole blob)."""
+    excerpt: int | None = params.get("excerpt")
+    found: list[Row] = []
+    for sha256, rowid, size in db.execute(sql, params).fetchall():
+        data = b""
+        if size and excerpt != 0:
+            length = size if excerpt is None else min(size, excerpt)
+            with (
+                _passing_through(db, length),
+                db.blobopen("blobs", "data", rowid, readonly=True) as blob,
+            ):
+                data = blob.read(length)
+        found.append((sha256, data, size))
+    return found
+
+
+@contextmanager
+def _passing_through(db: sqlite3.Connection, size: int) -> Iterator[None]:
+    """While a large blob's pages pass through, the page cache keeps a few MB, not 64: they
+    would fill it with pages no transition reads (a 50 MB payload adding 64 MB to the
+    process), and push out the steps' pages."""
+    if size < PASS_THROUGH_BYTES:
+        yield
+        return
+    kept = db.execute("PRAGMA cache_size").fetchone()[0]
+    db.execute(f"PRAGMA cache_size = {PASSING_CACHE}")
+    try:
+        yield
+    finally:
+        db.execute(f"PRAGMA cache_size = {int(kept)}")

@@ -28,7 +28,7 @@ from .. import _codec
 from .._errors import InputError, StepFailure
 from ..core.loops import INVALID_GOTO, Goto
 from ..core.queues import resolve_key
-from ..core.rows import Claim, Outcome, StepInputs, StepStatus
+from ..core.rows import Claim, Outcome, StepData, StepInputs, StepStatus
 from ..workflow.context import StepCancelled, StepContext
 from ..workflow.definition import StepDef, Workflow
 from ..workflow.tasks import task_kwargs
@@ -70,6 +70,15 @@ async def attempt(
             retry_at=None if delay is None else time.time() + delay,
         )
 
+    def conflict_retry_at(data: StepData | None) -> float | None:
+        """When to try again should a record written with an expected revision have another
+        one at commit (`core.transitions.check_records`): a retryable failure."""
+        appends = data is not None and any(c.op == "append" for c in data.state)
+        if data is None or (not appends and all(w.expected is None for w in data.records)):
+            return None
+        delay = wf.retry_for(step).next_try(claim.attempt, True)
+        return None if delay is None else time.time() + delay
+
     def raised(exc: BaseException) -> Outcome:
         """A failed attempt for an exception out of the handler, its class name as the code. One
         that is not an `Exception` (KeyboardInterrupt, SystemExit, GeneratorExit, a CancelledError
@@ -86,6 +95,7 @@ async def attempt(
     try:
         run_input = _codec.loads(inputs.run_input)
         ctx.input = run_input
+        ctx._load_state(inputs.state)
         outputs: dict[str, Any] = {}
         for dep, (status, output) in inputs.dependencies.items():
             outputs[dep] = (
@@ -98,7 +108,7 @@ async def attempt(
     except ValidationError as exc:
         return failure("invalid_input", f"step {claim.step!r}: {exc}", False)
     try:
-        if not step.condition_holds(run_input, outputs):
+        if not step.condition_holds(run_input, outputs, inputs.state):
             return Outcome(claim.run_id, claim.step, claim.token, skipped=True)
     except Exception as exc:
         return failure(
@@ -155,13 +165,15 @@ async def attempt(
         if spawner is not None and spawner.spawned:
             message = f"step {claim.step!r} spawned steps and returned a Goto: do one or the other"
             return failure(INVALID_GOTO, message, False)
+        data = ctx._data()
         return Outcome(
             claim.run_id,
             claim.step,
             claim.token,
             goto=result.step,
             max_iterations=result.max_iterations,
-            data=ctx._data(),
+            data=data,
+            conflict_retry_at=conflict_retry_at(data),
         )
     try:
         gather = None if spawner is None else spawner.gather(result)
@@ -175,6 +187,7 @@ async def attempt(
             False,
         )
     spawned = () if spawner is None else tuple(spawner.spawned)
+    data = ctx._data()
     return Outcome(
         claim.run_id,
         claim.step,
@@ -182,5 +195,6 @@ async def attempt(
         output=output,
         spawned=spawned,
         gather=gather,
-        data=ctx._data(),
+        data=data,
+        conflict_retry_at=conflict_retry_at(data),
     )

@@ -23,7 +23,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .. import _codec
 from .._errors import StoreError
@@ -32,6 +32,7 @@ from .._runtime import Runtime
 from ..core.placement import worker_labels
 from ..core.queues import worker_queues
 from ..core.rows import Claim, Lease, Outcome, StepInputs
+from ..core.transitions import REVISION_CONFLICT
 from ..workflow.context import StepContext
 from ..workflow.definition import StepDef, Workflow
 from .attempt import TRACEBACK_LIMIT, attempt
@@ -375,7 +376,14 @@ class Worker:
                     outcome.run_id,
                 )
         if self.rt.observer is not None:
-            self.rt.observer.committed(self, batch, result.accepted, time.time())
+            seen = batch
+            if result.conflicted:  # successes the store failed: a record's revision moved
+                failed = set(result.conflicted)
+                seen = [
+                    replace(o, error_code=REVISION_CONFLICT) if o.token in failed else o
+                    for o in batch
+                ]
+            self.rt.observer.committed(self, seen, result.accepted, time.time())
         for outcome in batch:
             self._inflight.pop(outcome.token, None)
             self._interrupted.pop(outcome.token, None)

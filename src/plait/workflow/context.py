@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from .definition import Workflow
     from .tasks import Handle, Spawner
 
+from .session import SessionState
+
 logger = logging.getLogger("plait.step")
 OMITTED: Any = type("Omitted", (), {"__repr__": lambda self: "<omitted>"})()  # no input= given
 
@@ -33,7 +35,7 @@ class StepContext:
 
     __slots__ = (
         "_artifact_names", "_artifact_storage", "_artifacts", "_cancel", "_definition", "_lock",
-        "_records", "_spawner", "attempt", "input", "iteration", "log", "run_id", "step",
+        "_records", "_spawner", "_state", "attempt", "input", "iteration", "log", "run_id", "step",
         "workflow",
     )  # fmt: skip
 
@@ -63,7 +65,19 @@ class StepContext:
         self._artifacts: list[ArtifactRow] = []  # ctx.save_artifact: idem
         self._artifact_storage = artifacts  # None: held in memory, never kept (replay)
         self._artifact_names: set[str] = set()
+        self._state = SessionState(step=step)  # the run's session state: the worker loads it
         self.log = _StepLogger(logger, {"run_id": run_id, "step": step, "attempt": attempt})
+
+    @property
+    def state(self) -> SessionState:
+        """The run's session state, one JSON object per run: `get(key, default)`, `set(key,
+        value)`, `append(key, value)`. It holds what the successes committed before this step
+        started, plus this attempt's own changes; the changes are committed with this attempt's
+        success only, in commit order (`set`: the last success wins; `append`: none is lost)."""
+        return self._state
+
+    def _load_state(self, data: bytes | None) -> None:
+        self._state = SessionState(data, step=self.step)
 
     @property
     def cancelled(self) -> bool:
@@ -107,13 +121,20 @@ class StepContext:
         """Spawn task `fn` once per item (the item is its input); return the handles, in order."""
         return self._spawning().map(fn, items)
 
-    def record(self, collection: str, key: str, doc: Any) -> None:
+    def record(
+        self, collection: str, key: str, doc: Any, *, expected_revision: int | None = None
+    ) -> None:
         """Write JSON document `doc` under `key` in `collection` (see `engine.records`), in the
         transaction that records this step's success: never if this attempt fails, once if it
-        succeeds. A later write of the same key in the same step wins (revision +1 each)."""
+        succeeds. A later write of the same key in the same step wins (revision +1 each).
+
+        `expected_revision` is checked in that transaction: n writes only over revision n, 0
+        only if there is no document. If the document has another revision then, the attempt
+        fails with code `revision_conflict` (retryable: the step's Retry policy applies) and
+        nothing of it is committed: no record, artifact, spawn or output."""
         from ..data.records import record_write
 
-        self._records.append(record_write(collection, key, doc))
+        self._records.append(record_write(collection, key, doc, expected_revision))
 
     def save_artifact(
         self,
@@ -184,11 +205,12 @@ class StepContext:
 
     def _data(self) -> StepData | None:
         """What this attempt wrote besides its output, to send with its success."""
-        if not self._records and not self._artifacts:
+        changes = self._state._take()
+        if not self._records and not self._artifacts and not changes:
             return None
         from ..core.rows import StepData
 
-        return StepData(tuple(self._records), tuple(self._artifacts))
+        return StepData(tuple(self._records), tuple(self._artifacts), changes)
 
     def _spawning(self) -> Spawner:
         if self._spawner is None:

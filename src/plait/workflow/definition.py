@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import inspect
 import logging
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
-from functools import cached_property
 from typing import Any, TypeVar, overload
 
 import orjson
@@ -34,6 +35,7 @@ from .options import (
     seconds,
 )
 from .params import CONTEXT_NAME, adapter, is_context, type_hints
+from .session import SessionState
 
 F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger(__name__)
@@ -63,9 +65,10 @@ class InputField:
     adapter: TypeAdapter[Any] | None
 
 
-@dataclass
+@dataclass(slots=True)
 class StepDef:
-    """One step of a workflow: its handler, how its parameters bind, and its options."""
+    """One step of a workflow: its handler, how its parameters bind, and its options. (Slots:
+    a generated graph holds 100,000 of them for as long as its worker serves.)"""
 
     name: str
     fn: Callable[..., Any]
@@ -83,6 +86,7 @@ class StepDef:
     # filled in by Workflow._bind once every step is known
     when_params: tuple[str, ...] = ()  # the condition's parameters (steps' outputs, input fields)
     when_inputs: tuple[InputField, ...] = ()  # the run-input fields among them
+    when_state: str | None = None  # the condition's parameter annotated plait.SessionState, if any
     data_deps: tuple[str, ...] = ()
     inputs: tuple[InputField, ...] = ()
     ctx_param: str | None = None
@@ -99,9 +103,10 @@ class StepDef:
     def is_signal(self) -> bool:
         return self.options is SIGNAL
 
-    @cached_property
-    def is_async(self) -> bool:
-        return inspect.iscoroutinefunction(self.fn)
+    is_async: bool = field(init=False, default=False)
+
+    def __post_init__(self) -> None:
+        self.is_async = inspect.iscoroutinefunction(self.fn)
 
     def dependencies(self) -> dict[str, EdgeKind]:
         edges: dict[str, EdgeKind] = {}
@@ -113,11 +118,16 @@ class StepDef:
             edges[name] = EdgeKind.DATA
         return edges
 
-    def condition_holds(self, run_input: Mapping[str, Any], outputs: Mapping[str, Any]) -> bool:
-        """Evaluate `when=` with its parameters bound like the step's (True without one)."""
+    def condition_holds(
+        self, run_input: Mapping[str, Any], outputs: Mapping[str, Any], state: bytes | None = None
+    ) -> bool:
+        """Evaluate `when=` with its parameters bound like the step's (True without one); a
+        parameter annotated `plait.SessionState` gets the run's session state (`state`, read-only)."""
         if self.when is None:
             return True
         kwargs: dict[str, Any] = {}
+        if self.when_state is not None:
+            kwargs[self.when_state] = SessionState(state, step=self.name, writable=False)
         for spec in self.when_inputs:
             if spec.name in run_input:
                 kwargs[spec.name] = run_input[spec.name]
@@ -177,8 +187,12 @@ class Workflow:
         retry: Retry | None = None,
         timeout: float | None = None,
         extra_input: str = "warn",
+        fail_fast: bool = False,
     ) -> None:
         self.name = check_name("workflow", name, WORKFLOW_NAME_RE)
+        # the first failure that fails a run ends it: its other steps cancelled (running ones
+        # interrupted), the run failed
+        self.fail_fast = flag(f"workflow {name!r}", "fail_fast", fail_fast)
         if not isinstance(extra_input, str) or extra_input not in EXTRA_INPUT:
             raise DefinitionError(
                 f"workflow {name!r}: extra_input must be 'ignore', 'warn' or 'forbid', "
@@ -197,6 +211,8 @@ class Workflow:
         self._steps: dict[str, StepDef] = {}
         self._tasks: dict[str, StepDef] = {}
         self._task_fns: dict[Callable[..., Any], StepDef] = {}
+        # a generated graph gives thousands of steps one handler: its signature is read once
+        self._signatures: dict[Callable[..., Any], inspect.Signature] = {}
         self._plan: WorkflowPlan | None = None
         self._fields: frozenset[str] | None = None  # run-input fields read (_input_fields)
 
@@ -326,6 +342,12 @@ class Workflow:
         retry, priority = handler_options(where, fn, options, _OPTIONS)
         if name in self._steps:
             raise DefinitionError(f"{where}: duplicate step name (each step name must be unique)")
+        if not options:  # the common case of generated graphs: nothing more to check
+            step = StepDef(name=name, fn=fn, deps=tuple(_names(where, "deps", deps)))
+            self._inspect_signature(where, step)
+            self._steps[name] = step
+            self._plan = self._fields = None
+            return step
         when = options.get("when")
         if when is not None and not callable(when):
             raise DefinitionError(f"{where}: when must be a callable returning true or false")
@@ -358,10 +380,34 @@ class Workflow:
             when=when,
             concurrency_key=key,
         )
-        _inspect_signature(where, step)
+        self._inspect_signature(where, step)
         self._steps[name] = step
         self._plan = self._fields = None
         return step
+
+    def _inspect_signature(self, where: str, step: StepDef) -> None:
+        """Read and check the handler's signature (once per handler: a generated graph gives
+        thousands of steps the same function)."""
+        try:
+            step.signature = self._signatures[step.fn]
+            return
+        except (KeyError, TypeError):  # not seen yet, or an unhashable callable
+            pass
+        try:
+            sig = step.signature = inspect.signature(step.fn)
+        except (TypeError, ValueError) as exc:
+            raise DefinitionError(f"{where}: cannot read the handler's signature: {exc}") from None
+        for p in sig.parameters.values():
+            if p.kind is p.VAR_POSITIONAL:
+                raise DefinitionError(
+                    f"{where}: parameter *{p.name} is not supported; name each parameter"
+                )
+            if p.kind is p.POSITIONAL_ONLY:
+                raise DefinitionError(
+                    f"{where}: parameter {p.name!r} is positional-only; steps are called by keyword"
+                )
+        with contextlib.suppress(TypeError):
+            self._signatures[step.fn] = sig
 
     # -- reading --------------------------------------------------------------------------------
 
@@ -387,31 +433,63 @@ class Workflow:
         return step.timeout if step.timeout is not None else self.timeout
 
     def plan(self) -> WorkflowPlan:
-        """Bind parameters, check the graph, and compute the fingerprint (cached until changed)."""
+        """Bind parameters, check the graph, and compute the fingerprint (cached until changed).
+        Linear in the steps: what a handler's signature and type hints give is worked out
+        once per handler, and each step's dependencies once."""
         if self._plan is None:
             if not self._steps:
                 raise DefinitionError(f"workflow {self.name!r} has no steps")
-            for step in self._steps.values():
-                self._bind(step)
-            check_acyclic(self.name, {n: s.dependencies() for n, s in self._steps.items()})
-            self._plan = WorkflowPlan(
-                name=self.name,
-                version=self.version,
-                fingerprint=self._fingerprint(),
-                steps=tuple(
-                    StepPlan(
-                        name=s.name,
-                        dependencies=tuple(s.dependencies().items()),
-                        defaults=tuple(sorted(s.defaults)),
-                        optional=s.optional,
-                        priority=s.priority,
-                        inputs=tuple((f.name, f.required) for f in (*s.inputs, *s.when_inputs)),
-                        options=s.options,
-                    )
-                    for s in self._steps.values()
-                ),
-            )
+            with _no_collection():
+                self._plan = self._make_plan()
         return self._plan
+
+    def _make_plan(self) -> WorkflowPlan:
+        binding = _Binding()
+        for step in self._steps.values():
+            self._bind(step, binding)
+        # each step's dependencies as the tuple its StepPlan keeps, made once; the steps of a
+        # generated graph share their dependencies' and inputs' tuples: one copy each, not one
+        # per step (memory a worker holds for as long as it serves)
+        shared: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        edges = {
+            n: shared.setdefault(made := tuple(s.dependencies().items()), made)
+            for n, s in self._steps.items()
+        }
+        names: dict[tuple[Any, ...], tuple[str, ...]] = {}
+        check_acyclic(
+            self.name,
+            {
+                n: names.get(e) or names.setdefault(e, tuple(d for d, _ in e))
+                for n, e in edges.items()
+            },
+        )
+        steps = tuple(
+            StepPlan(
+                name=s.name,
+                dependencies=edges[s.name],
+                defaults=tuple(sorted(s.defaults)),
+                optional=s.optional,
+                priority=s.priority,
+                inputs=shared.setdefault(
+                    fields := tuple((f.name, f.required) for f in (*s.inputs, *s.when_inputs)),
+                    fields,
+                ),
+                options=self._row_options(s.options),
+            )
+            for s in self._steps.values()
+        )
+        return WorkflowPlan(
+            name=self.name,
+            version=self.version,
+            fingerprint=self._fingerprint(edges),
+            steps=steps,
+        )
+
+    def _row_options(self, options: StepOptions | None) -> StepOptions | None:
+        """A step's options as its rows keep them: with `fail_fast` in a fail-fast workflow."""
+        if not self.fail_fast:
+            return options
+        return replace(options or StepOptions(), fail_fast=True)
 
     def validate_input(self, value: Any) -> dict[str, Any]:
         """Check a run input against every step's input fields; return it as the JSON object
@@ -484,28 +562,13 @@ class Workflow:
 
     # -- internals ------------------------------------------------------------------------------
 
-    def _bind(self, step: StepDef) -> None:
+    def _bind(self, step: StepDef, binding: _Binding) -> None:
         where = f"workflow {self.name!r}, step {step.name!r}"
-        sig = step.signature or inspect.signature(step.fn)
-        hints = type_hints(step.fn) if getattr(step.fn, "__annotations__", None) else {}
+        bound = binding.params(step, self._steps)
+        if step.name in bound.dep_params:
+            raise DefinitionError(f"{where}: cycle: {step.name} -> {step.name}")
         data: dict[str, None] = dict.fromkeys(step.deps)
-        inputs: list[InputField] = []
-        dep_params: dict[str, TypeAdapter[Any] | None] = {}
-        ctx_param = None
-        for p in sig.parameters.values():
-            if p.kind is p.VAR_KEYWORD:
-                continue
-            hint = hints.get(p.name, _EMPTY)
-            if is_context(p.name, hint):
-                ctx_param = p.name
-            elif p.name in self._steps:
-                if p.name == step.name:
-                    raise DefinitionError(f"{where}: cycle: {step.name} -> {step.name}")
-                data[p.name] = None
-                dep_params[p.name] = adapter(hint)
-            else:
-                default = p.default
-                inputs.append(InputField(p.name, default is _EMPTY, default, adapter(hint)))
+        data.update(bound.data)
         if step.when is not None:
             # the condition's parameters bind like the step's: outputs of steps (which the step
             # then waits for) or run-input fields
@@ -514,9 +577,15 @@ class Workflow:
             except (TypeError, ValueError):
                 raise DefinitionError(f"{where}: when= has no inspectable signature") from None
             params, when_inputs = [], []
+            when_hints = (
+                type_hints(step.when) if getattr(step.when, "__annotations__", None) else {}
+            )
             for p in when_sig.parameters.values():
                 if p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
                     raise DefinitionError(f"{where}: when= takes named parameters only")
+                if when_hints.get(p.name) is SessionState:
+                    step.when_state = p.name
+                    continue
                 params.append(p.name)
                 if p.name in self._steps:
                     if p.name == step.name:
@@ -549,40 +618,50 @@ class Workflow:
                 raise DefinitionError(
                     f"{where}: defaults names {dep!r}, which is not a data or after dependency"
                 )
-        step.data_deps = tuple(data)
-        step.inputs = tuple(inputs)
-        step.ctx_param = ctx_param
-        step.dep_params = dep_params
-        step.accepts_kwargs = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+        step.data_deps = binding.shared(tuple(data))
+        step.inputs = bound.inputs
+        step.ctx_param = bound.ctx_param
+        step.dep_params = bound.dep_params  # shared by the steps of one handler: read only
+        step.accepts_kwargs = bound.accepts_kwargs
 
-    def _fingerprint(self) -> str:
-        canonical = {
-            "name": self.name,
-            "version": self.version,
-            "retry": self.retry.as_dict(),
-            "timeout": self.timeout,
-            "steps": [
-                {
-                    "name": s.name,
-                    "deps": sorted(s.dependencies().items()),
-                    "defaults": {
-                        k: _codec.loads(_codec.dumps(v)) for k, v in sorted(s.defaults.items())
-                    },
-                    "optional": s.optional,
-                    "retry": s.retry.as_dict() if s.retry else None,
-                    "timeout": s.timeout,
-                    "priority": s.priority,
-                    "inputs": [(f.name, f.required) for f in (*s.inputs, *s.when_inputs)],
-                    "code": code_digest(s.fn),
-                    "when": code_digest(s.when) if s.when is not None else None,
-                    "options": None if s.options is None else _options_print(s.options),
-                    **({"key": code_digest(s.concurrency_key)} if s.concurrency_key else {}),
-                }
-                for s in self._steps.values()
-            ],
-        }
-        if self._tasks:  # only then, so that workflows without tasks keep their fingerprint
-            canonical["tasks"] = [
+    def _fingerprint(self, edges: Mapping[str, tuple[tuple[str, EdgeKind], ...]]) -> str:
+        """The SHA-256 of the canonical definition as JSON with sorted keys: the name, the
+        version, the workflow's retry and timeout, each step's, and the tasks' (only if there
+        are any, so that workflows without tasks keep their fingerprint). Hashed a step at a
+        time, never made whole: the JSON of 100,000 steps' dicts is large."""
+        sha = hashlib.sha256()
+
+        def put(*pieces: bytes) -> None:
+            for piece in pieces:
+                sha.update(piece)
+
+        def dump(value: Any) -> bytes:
+            return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+        # keys in sorted order; fail_fast only when set, so other workflows keep their fingerprint
+        put(b'{"fail_fast":true,' if self.fail_fast else b"{")
+        put(b'"name":', dump(self.name), b',"retry":', dump(self.retry.as_dict()), b',"steps":[')
+        for i, s in enumerate(self._steps.values()):
+            step = {
+                "name": s.name,
+                "deps": sorted(edges[s.name]),
+                "defaults": {
+                    k: _codec.loads(_codec.dumps(v)) for k, v in sorted(s.defaults.items())
+                },
+                "optional": s.optional,
+                "retry": s.retry.as_dict() if s.retry else None,
+                "timeout": s.timeout,
+                "priority": s.priority,
+                "inputs": [(f.name, f.required) for f in (*s.inputs, *s.when_inputs)],
+                "code": code_digest(s.fn),
+                "when": code_digest(s.when) if s.when is not None else None,
+                "options": None if s.options is None else _options_print(s.options),
+                **({"key": code_digest(s.concurrency_key)} if s.concurrency_key else {}),
+            }
+            put(b"," if i else b"", dump(step))
+        put(b"]")
+        if self._tasks:
+            tasks = [
                 {
                     "name": t.name,
                     "optional": t.optional,
@@ -594,8 +673,102 @@ class Workflow:
                 }
                 for t in sorted(self._tasks.values(), key=lambda t: t.name)
             ]
-        blob = orjson.dumps(canonical, option=orjson.OPT_SORT_KEYS)
-        return hashlib.sha256(blob).hexdigest()[:16]
+            put(b',"tasks":', dump(tasks))
+        put(b',"timeout":', dump(self.timeout), b',"version":', dump(self.version), b"}")
+        return sha.hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def _no_collection() -> Iterator[None]:
+    """No cyclic garbage collection while a plan is made: it makes a few objects per step and
+    frees none, and each full collection walks all of them (half the time of a 100,000-step
+    plan went there)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+@dataclass(frozen=True, slots=True)
+class _Params:
+    """How a handler's parameters bind, in one plan (which names are steps is known)."""
+
+    data: dict[str, None]  # the parameters that name steps: data dependencies, in order
+    dep_params: dict[str, TypeAdapter[Any] | None]  # their validators
+    inputs: tuple[InputField, ...]  # the others: run-input fields
+    ctx_param: str | None
+    accepts_kwargs: bool
+
+
+class _Binding:
+    """What one `plan()` works out once per handler (how its parameters bind, its type hints)
+    and once per type (its validator), however many steps share them: a generated graph has
+    thousands of steps with one function, and a pydantic TypeAdapter costs far more than a
+    step."""
+
+    def __init__(self) -> None:
+        self._hints: dict[Callable[..., Any], dict[str, Any]] = {}
+        self._adapters: dict[Any, TypeAdapter[Any] | None] = {}
+        self._params: dict[Callable[..., Any], _Params] = {}
+        self._tuples: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+    def shared(self, names: tuple[str, ...]) -> tuple[str, ...]:
+        """One tuple for the steps that have the same one (a fan-out's dependency lists)."""
+        return self._tuples.setdefault(names, names)
+
+    def params(self, step: StepDef, steps: Mapping[str, StepDef]) -> _Params:
+        try:
+            return self._params[step.fn]
+        except KeyError:
+            found = self._params[step.fn] = self._bind_params(step, steps)
+            return found
+        except TypeError:  # an unhashable callable
+            return self._bind_params(step, steps)
+
+    def _bind_params(self, step: StepDef, steps: Mapping[str, StepDef]) -> _Params:
+        sig = step.signature or inspect.signature(step.fn)
+        hints = self.hints(step.fn)
+        data: dict[str, None] = {}
+        inputs: list[InputField] = []
+        dep_params: dict[str, TypeAdapter[Any] | None] = {}
+        ctx_param = None
+        for p in sig.parameters.values():
+            if p.kind is p.VAR_KEYWORD:
+                continue
+            hint = hints.get(p.name, _EMPTY)
+            if is_context(p.name, hint):
+                ctx_param = p.name
+            elif p.name in steps:
+                data[p.name] = None
+                dep_params[p.name] = self.adapter(hint)
+            else:
+                default = p.default
+                inputs.append(InputField(p.name, default is _EMPTY, default, self.adapter(hint)))
+        accepts_kwargs = any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values())
+        return _Params(data, dep_params, tuple(inputs), ctx_param, accepts_kwargs)
+
+    def hints(self, fn: Callable[..., Any]) -> dict[str, Any]:
+        if not getattr(fn, "__annotations__", None):
+            return {}
+        try:
+            return self._hints[fn]
+        except KeyError:
+            found = self._hints[fn] = type_hints(fn)
+            return found
+        except TypeError:  # an unhashable callable
+            return type_hints(fn)
+
+    def adapter(self, hint: Any) -> TypeAdapter[Any] | None:
+        try:
+            return self._adapters[hint]
+        except KeyError:
+            made = self._adapters[hint] = adapter(hint)
+            return made
+        except TypeError:  # an unhashable type hint (Annotated with a list, say)
+            return adapter(hint)
 
 
 _OPTIONS = frozenset(
@@ -610,7 +783,7 @@ def _options_print(options: StepOptions) -> dict[str, Any]:
     """Step options as fingerprinted: flow options only when set, so that the fingerprints of
     workflows defined before them do not change."""
     data = asdict(options)
-    for name in ("queue", "key", "key_limit", "target", "key_from_outputs"):
+    for name in ("queue", "key", "key_limit", "target", "key_from_outputs", "fail_fast"):
         if data[name] in (None, False):
             del data[name]
     return data
@@ -625,22 +798,6 @@ def _names(where: str, option: str, names: Iterable[str]) -> list[str]:
             raise DefinitionError(f"{where}: {option} must list step names (str), got {n!r}")
         out[n] = None
     return list(out)
-
-
-def _inspect_signature(where: str, step: StepDef) -> None:
-    try:
-        sig = step.signature = inspect.signature(step.fn)
-    except (TypeError, ValueError) as exc:
-        raise DefinitionError(f"{where}: cannot read the handler's signature: {exc}") from None
-    for p in sig.parameters.values():
-        if p.kind is p.VAR_POSITIONAL:
-            raise DefinitionError(
-                f"{where}: parameter *{p.name} is not supported; name each parameter"
-            )
-        if p.kind is p.POSITIONAL_ONLY:
-            raise DefinitionError(
-                f"{where}: parameter {p.name!r} is positional-only; steps are called by keyword"
-            )
 
 
 def _short(exc: ValidationError) -> str:

@@ -831,3 +831,20 @@ def test_bad_tasks_are_definition_errors(register: Any, message: str) -> None:
     with pytest.raises(plait.DefinitionError) as raised:
         register(wf)
     assert message in str(raised.value)
+
+
+def test_fail_fast_is_a_flag_marked_on_every_step_row_and_fingerprinted() -> None:
+    def build(**options: Any) -> Workflow:
+        wf = Workflow("ff", **options)
+        wf.add_step("a", lambda: 1)
+        wf.add_step("b", lambda: 2, approval=True)
+        return wf
+
+    plain, fast = build(), build(fail_fast=True)
+    assert all(s.options is None or not s.options.fail_fast for s in plain.plan().steps)
+    assert all(s.options is not None and s.options.fail_fast for s in fast.plan().steps)
+    assert fast.plan().steps[1].options.gate is not None  # type: ignore[union-attr]
+    assert plain.plan().fingerprint != fast.plan().fingerprint
+    with pytest.raises(DefinitionError) as err:
+        build(fail_fast="yes")
+    assert str(err.value) == "workflow 'ff': fail_fast must be True or False, got 'yes'"

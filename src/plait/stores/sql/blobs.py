@@ -14,8 +14,8 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from ...core.blobs import BlobStats, digest, missing, row_blobs
-from ...core.rows import RunRow, StepRow
-from .ops import LARGE_BYTES, Program, execute, fetch, large
+from ...core.rows import Excerpt, RunRow, StepRow, excerpt_of
+from .ops import LARGE_BYTES, Program, execute, fetch, large, read_blobs, write_blob
 from .queries import Queries
 from .rows import (
     RUN_INPUT_BLOB,
@@ -81,13 +81,20 @@ class BlobPrograms:
     def writes(self) -> BlobWrites:
         return BlobWrites(self.threshold)
 
-    def fetch(self, hashes: Collection[str]) -> Program[dict[str, bytes]]:
-        """The data of these blobs (those the store has), in one query; none if no hashes."""
+    def fetch(
+        self, hashes: Collection[str], excerpt: int | None = None
+    ) -> Program[dict[str, bytes]]:
+        """The data of these blobs (those the store has), in one query; none if no hashes.
+        With `excerpt`, only the first `excerpt` bytes of each longer one (an Excerpt)."""
         if not hashes:
             return {}
-        params = {"sha_list": self.q.dialect.list_param(hashes)}
-        rows = yield from fetch(self.q["get_blobs"], params)
-        return {sha256: bytes(data) for sha256, data in rows}
+        params = {"sha_list": self.q.dialect.list_param(hashes), "excerpt": excerpt}
+        query = self.q["get_blobs" if excerpt is None else "get_blob_excerpts"]
+        rows = yield from read_blobs(query, params)
+        return {
+            sha256: Excerpt(data, size) if len(data) < size else _bytes(data)
+            for sha256, data, size in rows
+        }
 
     def write(self, writes: BlobWrites, now: float) -> Program[None]:
         """Count what a transaction added and dropped, storing the blobs the store lacks."""
@@ -106,7 +113,7 @@ class BlobPrograms:
                 params.update(size=len(data), data=data, created_at=now)
                 if len(data) > LARGE_BYTES:
                     yield from large()
-                yield from execute(self.q["insert_blob"], params)
+                yield from write_blob(self.q["insert_blob"], params)
         if changes:
             yield from self.change_refs(changes)
 
@@ -120,27 +127,47 @@ class BlobPrograms:
         rows = yield from fetch(self.q["change_blob_refs"], params)
         return {row[0] for row in rows}
 
-    def steps(self, rows: Sequence[Sequence[Any]]) -> Program[list[StepRow]]:
-        """The steps of rows of a `steps` query, with the blobs they name (one more query)."""
-        blobs = yield from self.fetch(row_blobs(rows, STEP_OUTPUT_BLOB, STEP_INPUT_BLOB))
-        return [step_from_row(row, blobs) for row in rows]
+    def steps(
+        self, rows: Sequence[Sequence[Any]], excerpt: int | None = None
+    ) -> Program[list[StepRow]]:
+        """The steps of rows of a `steps` query, with the blobs they name (one more query);
+        with `excerpt`, their payloads cut to that many bytes (`Store.get_steps`)."""
+        hashes = row_blobs(rows, STEP_OUTPUT_BLOB, STEP_INPUT_BLOB)
+        blobs = yield from self.fetch(hashes, excerpt)
+        steps = [step_from_row(row, blobs) for row in rows]
+        if excerpt is not None:
+            for step in steps:
+                step.output = excerpt_of(step.output, excerpt)
+                step.input = excerpt_of(step.input, excerpt)
+        return steps
 
     def runs(
-        self, rows: Sequence[Sequence[Any]], *, with_input: bool = True
+        self, rows: Sequence[Sequence[Any]], *, with_input: bool = True, excerpt: int | None = None
     ) -> Program[list[RunRow]]:
         """The runs of rows of a `runs` query, with the blobs they name (one more query);
-        without `with_input`, an input kept as a blob is not read (`run_from_row`)."""
+        without `with_input`, an input kept as a blob is not read (`run_from_row`); with
+        `excerpt`, their payloads cut to that many bytes (`Store.get_run`)."""
         columns = [RUN_OUTPUT_BLOB] + ([RUN_INPUT_BLOB] if with_input else [])
-        blobs = yield from self.fetch(row_blobs(rows, *columns))
-        return [run_from_row(row, blobs, with_input=with_input) for row in rows]
+        blobs = yield from self.fetch(row_blobs(rows, *columns), excerpt)
+        runs = [run_from_row(row, blobs, with_input=with_input) for row in rows]
+        if excerpt is not None:
+            for run in runs:
+                run.input = excerpt_of(run.input, excerpt)
+                run.output = excerpt_of(run.output, excerpt)
+        return runs
 
-    def read_steps(self, query: str, params: Mapping[str, Any]) -> Program[list[StepRow]]:
+    def read_steps(
+        self, query: str, params: Mapping[str, Any], excerpt: int | None = None
+    ) -> Program[list[StepRow]]:
         """A plain read of steps, with their blobs, in one transaction."""
-        return (yield from self.steps((yield from fetch(self.q[query], params))))
+        return (yield from self.steps((yield from fetch(self.q[query], params)), excerpt))
 
-    def read_runs(self, query: str, params: Mapping[str, Any]) -> Program[list[RunRow]]:
+    def read_runs(
+        self, query: str, params: Mapping[str, Any], excerpt: int | None = None
+    ) -> Program[list[RunRow]]:
         """A plain read of runs, with their blobs, in one transaction."""
-        return (yield from self.runs((yield from fetch(self.q[query], params))))
+        rows = yield from fetch(self.q[query], params)
+        return (yield from self.runs(rows, excerpt=excerpt))
 
     def put(self, sha256: str, data: bytes, now: float) -> Program[None]:
         """Store a blob with no reference yet (or refresh the age of a known one): a row that
@@ -151,7 +178,7 @@ class BlobPrograms:
             params = {"sha256": sha256, "size": len(data), "data": data, "created_at": now}
             if len(data) > LARGE_BYTES:
                 yield from large()
-            yield from execute(self.q["put_blob"], params)
+            yield from write_blob(self.q["put_blob"], params)
 
     def get(self, sha256: str) -> Program[bytes]:
         blobs = yield from self.fetch((sha256,))
@@ -167,6 +194,11 @@ class BlobPrograms:
     def gc(self, older_than: float) -> Program[int]:
         rows = yield from fetch(self.q["gc_blobs"], {"older_than": older_than})
         return len(rows)
+
+
+def _bytes(data: Any) -> bytes:
+    # sqlite3 and psycopg give bytes (a copy of 50 MB saved); a memoryview would be copied
+    return data if isinstance(data, bytes) else bytes(data)
 
 
 def output_blobs(rows: Iterable[Sequence[Any]]) -> dict[tuple[str, str], str]:

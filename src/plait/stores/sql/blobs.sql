@@ -1,14 +1,25 @@
 -- Queries of the SQL stores: blobs, payloads kept once under their SHA-256 (`core.blobs`).
+-- On SQLite, data is written and read in place by the store's driver (stores.sql.ops: write_blob,
+-- read_blobs): the queries insert a zeroblob and return rowids.
 -- How a query file is written (blocks, [postgres] overrides, fragments, list parameters, lock
 -- markers): the docstring of `plait.stores.sql.queries`.
 
 -- name: get_blobs
--- The data of the blobs of a list of hashes.
-SELECT sha256, data FROM blobs WHERE sha256 IN (SELECT value FROM json_each(:sha_list));
+-- The blobs of a list of hashes: hash, rowid (the driver reads the data in place), size.
+SELECT sha256, rowid, size FROM blobs WHERE sha256 IN (SELECT value FROM json_each(:sha_list));
 
 -- name: get_blobs [postgres]
--- The data of the blobs of a list of hashes.
-SELECT sha256, data FROM blobs
+-- The blobs of a list of hashes: hash, data, size.
+SELECT sha256, data, size FROM blobs
+WHERE sha256 = ANY(ARRAY(SELECT jsonb_array_elements_text(CAST(:sha_list AS jsonb))));
+
+-- name: get_blob_excerpts
+-- The blobs of a list of hashes: hash, rowid (the driver reads the first bytes in place), size.
+SELECT sha256, rowid, size FROM blobs WHERE sha256 IN (SELECT value FROM json_each(:sha_list));
+
+-- name: get_blob_excerpts [postgres]
+-- The first bytes of the blobs of a list of hashes (a prefix of a TOASTed value is read alone).
+SELECT sha256, substring(data FROM 1 FOR :excerpt), size FROM blobs
 WHERE sha256 = ANY(ARRAY(SELECT jsonb_array_elements_text(CAST(:sha_list AS jsonb))));
 
 -- name: add_blob_refs
@@ -16,12 +27,26 @@ WHERE sha256 = ANY(ARRAY(SELECT jsonb_array_elements_text(CAST(:sha_list AS json
 UPDATE blobs SET refs = refs + :refs WHERE sha256 = :sha256;
 
 -- name: insert_blob
+-- Store a blob with its first references (or count them): zeroblob, the data written in place.
+INSERT INTO blobs (sha256, size, refs, data, created_at)
+VALUES (:sha256, :size, :refs, zeroblob(:size), :created_at)
+ON CONFLICT (sha256) DO UPDATE SET refs = blobs.refs + excluded.refs
+RETURNING rowid;
+
+-- name: insert_blob [postgres]
 -- Store a blob with its first references (or count them, if another writer stored it first).
 INSERT INTO blobs (sha256, size, refs, data, created_at)
 VALUES (:sha256, :size, :refs, :data, :created_at)
 ON CONFLICT (sha256) DO UPDATE SET refs = blobs.refs + excluded.refs;
 
 -- name: put_blob
+-- Store a blob without references, or refresh its age: zeroblob, the data written in place.
+INSERT INTO blobs (sha256, size, refs, data, created_at)
+VALUES (:sha256, :size, 0, zeroblob(:size), :created_at)
+ON CONFLICT (sha256) DO UPDATE SET created_at = excluded.created_at
+RETURNING rowid;
+
+-- name: put_blob [postgres]
 -- Store a blob without references (its row commits later), or refresh its age if it is known.
 INSERT INTO blobs (sha256, size, refs, data, created_at)
 VALUES (:sha256, :size, 0, :data, :created_at)

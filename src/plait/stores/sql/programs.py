@@ -50,6 +50,7 @@ from ...core.placement import worker_targets
 from ...core.queues import QueueConfig, queue_of, reconfigure
 from ...core.rate import Bucket, Rate
 from ...core.rows import (
+    TOMBSTONE,
     EventRow,
     Lease,
     Outcome,
@@ -60,7 +61,7 @@ from ...core.rows import (
     StepStatus,
 )
 from ...core.transitions import admit_key, claim, complete, recover, release
-from ...core.txn import Action, Need, StepKey, Transition, Txn
+from ...core.txn import Action, Need, RecordKey, StepKey, Transition, Txn
 from ..protocol import NewRun
 from .artifact_rows import artifact_params
 from .blobs import BlobPrograms, BlobWrites, output_blobs
@@ -94,6 +95,9 @@ from .rows import (
 )
 
 T = TypeVar("T")
+# Steps loaded (and rows written) per statement: a big set (a fan-out's 100,000 dependents) is
+# read and written a chunk at a time, so that its rows are never all held beside its records.
+CHUNK = 2000
 
 
 def _first(row: tuple[Any, ...]) -> Any:
@@ -151,6 +155,7 @@ class Programs(DataPrograms):
         self.claim_candidates = q.locked("claim_candidates", skip_locked=True)
         self.claim_oldest = q.locked("claim_oldest", skip_locked=True)
         self.write_step_records = q.positional("write_step_records", RECORD_WRITE)
+        self.lock_record = q.locked("lock_record")
         # settings a dialect wants for a claim's transaction (PostgreSQL: claim_session)
         self.claim_session = q.get("claim_session")
         self.flow_lock = q.get("flow_lock")  # PostgreSQL; SQLite's write lock serialises claims
@@ -211,21 +216,12 @@ class Programs(DataPrograms):
         # columns they set
         new_run_rows: list[tuple[Any, ...]] = []
         run_rows: list[tuple[Any, ...]] = []
-        new_step_rows: list[tuple[Any, ...]] = []
-        step_rows: list[tuple[Any, ...]] = []
-        edges: dict[int, str] = {}
-        for run, steps, _ in fresh:
+        for run, _, _ in fresh:
             row = new_run_row(run, writes)
             if row is not None:
                 new_run_rows.append(row)
             else:
                 run_rows.append(run_insert_row(run, writes))
-            for step in steps:
-                row = new_step_row(step, edges)
-                if row is not None:
-                    new_step_rows.append(row)
-                else:
-                    step_rows.append(step_insert_row(step, writes))
         yield from writes.announce()
         inserted = 0
         # in id order, as rows are locked: two batches sharing ids wait, never deadlock
@@ -237,9 +233,28 @@ class Programs(DataPrograms):
             inserted += yield from execute_all(self.insert_runs, run_rows)
         if inserted != len(fresh):
             raise RunsTaken  # nothing else written yet: the driver rolls back
+        # the steps' rows made and sent a chunk at a time (a run of 100,000 steps)
+        new_step_rows: list[tuple[Any, ...]] = []
+        step_rows: list[tuple[Any, ...]] = []
+        edges: dict[int, str] = {}
+        for _, steps, _ in fresh:
+            for step in steps:
+                row = new_step_row(step, edges)
+                if row is not None:
+                    new_step_rows.append(row)
+                    if len(new_step_rows) == CHUNK:
+                        yield from execute_many(self.insert_new_step, new_step_rows)
+                        new_step_rows = []
+                else:
+                    step_rows.append(step_insert_row(step, writes))
+                    if len(step_rows) == CHUNK:
+                        yield from writes.announce()
+                        yield from execute_many(self.insert_step, step_rows)
+                        step_rows = []
         if new_step_rows:
             yield from execute_many(self.insert_new_step, new_step_rows)
         if step_rows:
+            yield from writes.announce()
             yield from execute_many(self.insert_step, step_rows)
         yield from execute_many(
             self.insert_event, [event_row(e) for _, _, events in fresh for e in events]
@@ -392,8 +407,9 @@ class Programs(DataPrograms):
         blobs = yield from self.blobs.fetch(hashes)
         inputs = {
             run_id: bytes(data) if sha is None else payload_of(blobs, sha, f"run {run_id!r}")
-            for run_id, data, sha in runs
+            for run_id, data, _, sha in runs
         }
+        states = {run_id: None if state is None else bytes(state) for run_id, _, state, _ in runs}
         ends: dict[str, dict[str, tuple[StepStatus, bytes | None]]] = {r: {} for r in inputs}
         for run_id, name, status, output, sha in rows:
             if run_id in ends:
@@ -403,7 +419,9 @@ class Programs(DataPrograms):
                     STEP_STATUS[status],
                     None if output is None else bytes(output),
                 )
-        return {run_id: StepInputs(inputs[run_id], ends[run_id]) for run_id in inputs}
+        return {
+            run_id: StepInputs(inputs[run_id], ends[run_id], states[run_id]) for run_id in inputs
+        }
 
     def complete(self, outcomes: Sequence[Outcome], now: float) -> Program[SQLTxn]:
         txn = SQLTxn(now)
@@ -516,11 +534,12 @@ class Programs(DataPrograms):
             _add_step(txn, step, blobs)
 
     def _load_keys(self, txn: SQLTxn, keys: Collection[tuple[str, str]]) -> Program[None]:
+        """Load these steps, a chunk of keys at a time (in key order, as rows are locked): the
+        100,000 dependents of a fan-out's root are never held as rows and records at once."""
         missing = sorted([r, n] for r, n in keys if (r, n) not in txn.steps)
-        if not missing:
-            return
-        params = {"key_list": self.dialect.list_param(missing)}
-        yield from self._add_steps(txn, (yield from fetch(self.lock_steps_by_key, params)))
+        for start in range(0, len(missing), CHUNK):
+            params = {"key_list": self.dialect.list_param(missing[start : start + CHUNK])}
+            yield from self._add_steps(txn, (yield from fetch(self.lock_steps_by_key, params)))
 
     def _preload_keys(self, txn: SQLTxn, keys: list[tuple[str, str]]) -> Program[None]:
         yield from self.load_runs(txn, {run_id for run_id, _ in keys})
@@ -545,6 +564,29 @@ class Programs(DataPrograms):
                     dependents[(outcome.run_id, edge.target)] = None
         if dependents:
             yield from self._load_keys(txn, dependents)
+        checked = {
+            (w.collection, w.key)
+            for o in outcomes
+            if o.data is not None
+            and o.succeeded
+            and (step := txn.steps.get((o.run_id, o.step))) is not None
+            and step.lease_token == o.token
+            for w in o.data.records
+            if w.expected is not None
+        }
+        if checked:  # locked last, in one order, as every transaction locks records
+            yield from self._lock_records(txn, checked)
+
+    def _lock_records(self, txn: SQLTxn, keys: Iterable[RecordKey]) -> Program[None]:
+        """Load records' revisions for a transition's check, each row locked until the commit
+        (PostgreSQL): a key without a row gets one first (a tombstone at revision 0, read as no
+        document), since a lock needs a row and a concurrent create must wait for this one."""
+        for collection, key in sorted(k for k in set(keys) if k not in txn.records):
+            params: dict[str, Any] = {"collection": collection, "key": key}
+            reserve = {**params, "tombstone": TOMBSTONE, "updated_at": txn.now}
+            yield from execute(self.q["reserve_record"], reserve)
+            rows = yield from fetch(self.lock_record, params)
+            txn.add_record((collection, key), int(rows[0][0]), bool(rows[0][1]))
 
     def load(self, txn: SQLTxn, need: Need) -> Program[None]:
         """Load what a transition asked for: the run and the named steps (one query each)."""
@@ -552,6 +594,8 @@ class Programs(DataPrograms):
         if need.all_steps:
             rows = yield from fetch(self.lock_all_steps, {"run_id": need.run_id})
             yield from self._add_steps(txn, rows)
+        if need.records:
+            yield from self._lock_records(txn, need.records)
         if not need.steps:
             return
         if len(need.steps) == 1:
@@ -590,6 +634,10 @@ class Programs(DataPrograms):
             yield from execute_many(self.touch_runs, moved)
         if txn.rekeyed:  # concurrency keys resolved from outputs, or pending again (rare)
             yield from self._write_keys(txn)
+        for run_id in sorted(txn.changed_states):  # session states steps changed (ctx.state)
+            run = txn.runs[run_id]
+            assert run is not None
+            yield from execute(self.q["set_run_state"], {"id": run_id, "state": run.state})
         if txn.events:
             yield from execute_many(self.insert_event, [event_row(e) for e in txn.events])
         if txn.data:
@@ -643,14 +691,22 @@ class Programs(DataPrograms):
     ) -> Program[None]:
         # An output still the very object loaded from the database was not changed: skip it.
         # A changed one drops the blob it was kept in, if any, and may be kept in one.
+        # Rows are made and sent a chunk at a time (a fan-out readies 100,000 steps at once).
         plain: list[tuple[Any, ...]] = []
         with_output: list[tuple[Any, ...]] = []
         for key, record in changed.items():
             if key in loaded_outputs and loaded_outputs[key] is record.output:
                 plain.append(row(record))
+                if len(plain) == CHUNK:
+                    yield from execute_many(update, plain)
+                    plain = []
             else:
                 writes.drop(loaded_blobs.get(key))
                 with_output.append(row_with_output(record, *writes.keep(record.output)))
+                if len(with_output) == CHUNK:
+                    yield from writes.announce()
+                    yield from execute_many(update_with_output, with_output)
+                    with_output = []
         if plain:
             yield from execute_many(update, plain)
         if with_output:

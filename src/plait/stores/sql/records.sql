@@ -86,3 +86,14 @@ SELECT * FROM unnest(
 ON CONFLICT (collection, key) DO UPDATE
 SET doc = excluded.doc, revision = records.revision + excluded.revision,
     updated_at = excluded.updated_at, run_id = excluded.run_id, step = excluded.step;
+
+-- name: reserve_record
+-- Give a record a row to lock if it has none: a tombstone at revision 0 (read as no document).
+INSERT INTO records (collection, key, doc, revision, updated_at, run_id, step)
+VALUES (:collection, :key, :tombstone, 0, :updated_at, NULL, NULL)
+ON CONFLICT (collection, key) DO NOTHING;
+
+-- name: lock_record
+-- A record's revision and whether it holds a document, locked until the transaction ends.
+SELECT revision, length(doc) > 0 FROM records
+WHERE collection = :collection AND key = :key /*for update*/;

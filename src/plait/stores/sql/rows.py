@@ -234,15 +234,16 @@ def run_from_row(
     is it ever rewritten), an input kept as a blob is left empty, unread."""
     (id_, workflow, version, fingerprint, status, input_, sinks, unfinished, failures, next_seq,
      output, error, created_at, started_at, finished_at, deadline, parent_run,
-     forked_from, next_idx, input_blob, output_blob) = row  # fmt: skip
+     forked_from, next_idx, state, input_blob, output_blob) = row  # fmt: skip
     if input_blob is not None and with_input:
         input_ = payload_of(blobs, input_blob, f"the input of run {id_!r}")
     if output_blob is not None:
         output = payload_of(blobs, output_blob, f"the output of run {id_!r}")
     return RunRow(
-        id_, workflow, version, fingerprint, RUN_STATUS[status], bytes(input_),
+        id_, workflow, version, fingerprint, RUN_STATUS[status], _payload(input_),
         sinks_from_json(sinks), unfinished, failures, next_seq, _bytes(output), error,
         created_at, started_at, finished_at, deadline, parent_run, forked_from, next_idx,
+        _bytes(state),
     )  # fmt: skip
 
 
@@ -262,7 +263,7 @@ def new_run_row(run: RunRow, blobs: Blobbing) -> tuple[Any, ...] | None:
     if (
         run.output is not None or run.error is not None or run.started_at is not None
         or run.finished_at is not None or run.parent_run is not None
-        or run.forked_from is not None
+        or run.forked_from is not None or run.state is not None
     ):  # fmt: skip
         return None
     input_, input_blob = blobs.keep(run.input)
@@ -283,7 +284,7 @@ def run_insert_row(run: RunRow, blobs: Blobbing) -> tuple[Any, ...]:
         b"" if input_ is None else input_,  # NOT NULL: empty when it is a blob
         _sinks_to_json(run.sinks), run.unfinished, run.failures, run.next_seq, output, run.error,
         run.created_at, run.started_at, run.finished_at, run.deadline, run.parent_run,
-        run.forked_from, run.next_idx, input_blob, output_blob, run.created_at,
+        run.forked_from, run.next_idx, run.state, input_blob, output_blob, run.created_at,
     )  # fmt: skip
 
 
@@ -327,6 +328,7 @@ def run_insert_params(run: RunRow, blobs: Blobbing) -> Params:
         "next_idx": run.next_idx,
         "input_blob": input_blob,
         "output_blob": output_blob,
+        "state": run.state,
     }
 
 
@@ -336,26 +338,34 @@ def event_from_row(row: Sequence[Any]) -> EventRow:
 
 
 def plan_to_json(plan: WorkflowPlan) -> str:
-    return orjson.dumps(
+    """The plan as JSON (`plan_from_json` reads it), made a step at a time into one buffer: a
+    plan of 100,000 steps is never a list of 100,000 dicts as well."""
+    head = orjson.dumps(
         {
             "name": plan.name,
             "version": plan.version,
             "fingerprint": plan.fingerprint,
             "created_at": plan.created_at,
-            "steps": [
-                {
-                    "name": s.name,
-                    "dependencies": [[dep, kind.value] for dep, kind in s.dependencies],
-                    "defaults": list(s.defaults),
-                    "optional": s.optional,
-                    "priority": s.priority,
-                    "inputs": [[name, required] for name, required in s.inputs],
-                    "options": None if s.options is None else _options_dict(s.options),
-                }
-                for s in plan.steps
-            ],
         }
-    ).decode()
+    )
+    out = bytearray(head[:-1])
+    out += b',"steps":['
+    for i, s in enumerate(plan.steps):
+        if i:
+            out += b","
+        out += orjson.dumps(
+            {
+                "name": s.name,
+                "dependencies": [[dep, kind.value] for dep, kind in s.dependencies],
+                "defaults": list(s.defaults),
+                "optional": s.optional,
+                "priority": s.priority,
+                "inputs": [[name, required] for name, required in s.inputs],
+                "options": None if s.options is None else _options_dict(s.options),
+            }
+        )
+    out += b"]}"
+    return out.decode()
 
 
 def plan_from_json(text: str | bytes) -> WorkflowPlan:
@@ -404,6 +414,7 @@ def _options_dict(o: StepOptions) -> dict[str, Any]:
         "key_from_outputs": o.key_from_outputs or None,
         "target": o.target,
         "run_priority": o.run_priority or None,
+        "fail_fast": o.fail_fast or None,
     }
     data: dict[str, Any] = {k: v for k, v in found.items() if v is not None}
     if o.on_expiry is not OnExpiry.REJECT:
@@ -426,11 +437,18 @@ def _options_of(data: Mapping[str, Any] | None) -> StepOptions | None:
         key_from_outputs=data.get("key_from_outputs", False),
         target=data.get("target"),
         run_priority=data.get("run_priority", 0),
+        fail_fast=data.get("fail_fast", False),
     )
 
 
+def _payload(value: Any) -> bytes:
+    # a run's input: never None (an Excerpt of no bytes is empty, and stays what it is)
+    return b"" if value is None else value if isinstance(value, bytes) else bytes(value)
+
+
 def _bytes(value: Any) -> bytes | None:
-    return None if value is None else bytes(value)
+    # bytes as they come (a blob's 50 MB is not copied; an Excerpt keeps its size)
+    return value if value is None or isinstance(value, bytes) else bytes(value)
 
 
 def _dumps_payload(payload: Mapping[str, object]) -> str:

@@ -5,7 +5,7 @@
 -- fragment: run_columns
 -- The columns of a run: RunRow's fields, then the blob hashes (rows.RUN_ROW_COLUMNS).
 id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq, output,
-error, created_at, started_at, finished_at, deadline, parent_run, forked_from, next_idx,
+error, created_at, started_at, finished_at, deadline, parent_run, forked_from, next_idx, state,
 input_blob, output_blob
 
 -- name: insert_run
@@ -13,11 +13,11 @@ input_blob, output_blob
 INSERT INTO runs (
     id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq,
     output, error, created_at, started_at, finished_at, deadline, parent_run, forked_from,
-    next_idx, input_blob, output_blob, updated_at
+    next_idx, input_blob, output_blob, updated_at, state
 ) VALUES (
     :id, :workflow, :version, :fingerprint, :status, :input, :sinks, :unfinished, :failures,
     :next_seq, :output, :error, :created_at, :started_at, :finished_at, :deadline, :parent_run,
-    :forked_from, :next_idx, :input_blob, :output_blob, :created_at
+    :forked_from, :next_idx, :input_blob, :output_blob, :created_at, :state
 )
 ON CONFLICT (id) DO NOTHING;
 
@@ -26,11 +26,11 @@ ON CONFLICT (id) DO NOTHING;
 INSERT INTO runs (
     id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq,
     output, error, created_at, started_at, finished_at, deadline, parent_run, forked_from,
-    next_idx, input_blob, output_blob, updated_at
+    next_idx, state, input_blob, output_blob, updated_at
 ) VALUES (
     :id, :workflow, :version, :fingerprint, :status, :input, :sinks, :unfinished, :failures,
     :next_seq, :output, :error, :created_at, :started_at, :finished_at, :deadline, :parent_run,
-    :forked_from, :next_idx, :input_blob, :output_blob, :updated_at
+    :forked_from, :next_idx, :state, :input_blob, :output_blob, :updated_at
 )
 ON CONFLICT (id) DO NOTHING;
 
@@ -39,7 +39,7 @@ ON CONFLICT (id) DO NOTHING;
 INSERT INTO runs (
     id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq,
     output, error, created_at, started_at, finished_at, deadline, parent_run, forked_from,
-    next_idx, input_blob, output_blob, updated_at
+    next_idx, state, input_blob, output_blob, updated_at
 )
 SELECT * FROM unnest(
     CAST(:id AS text[]), CAST(:workflow AS text[]), CAST(:version AS text[]),
@@ -49,7 +49,7 @@ SELECT * FROM unnest(
     CAST(:created_at AS double precision[]), CAST(:started_at AS double precision[]),
     CAST(:finished_at AS double precision[]), CAST(:deadline AS double precision[]),
     CAST(:parent_run AS text[]), CAST(:forked_from AS text[]), CAST(:next_idx AS int[]),
-    CAST(:input_blob AS text[]), CAST(:output_blob AS text[]),
+    CAST(:state AS bytea[]), CAST(:input_blob AS text[]), CAST(:output_blob AS text[]),
     CAST(:updated_at AS double precision[])
 )
 ON CONFLICT (id) DO NOTHING;
@@ -252,13 +252,17 @@ FROM unnest(
         output_blob, id)
 WHERE r.id = v.id;
 
+-- name: set_run_state
+-- Write the session state of a run (ctx.state), changed by the steps whose success commits.
+UPDATE runs SET state = :state WHERE id = :id;
+
 -- name: get_run_inputs
--- The input of each run of a list of ids.
-SELECT id, input, input_blob FROM runs WHERE id IN (SELECT value FROM json_each(:id_list));
+-- The input and session state of each run of a list of ids.
+SELECT id, input, state, input_blob FROM runs WHERE id IN (SELECT value FROM json_each(:id_list));
 
 -- name: get_run_inputs [postgres]
--- The input of each run of a list of ids.
-SELECT id, input, input_blob FROM runs
+-- The input and session state of each run of a list of ids.
+SELECT id, input, state, input_blob FROM runs
 WHERE id = ANY(ARRAY(SELECT jsonb_array_elements_text(CAST(:id_list AS jsonb))));
 
 -- Deleting runs -----------------------------------------------------------------------------------

@@ -42,7 +42,8 @@ CREATE TABLE runs (
     next_idx    INTEGER NOT NULL DEFAULT 0,  -- idx of the next step added (spawned) to the run
     input_blob  TEXT,  -- the input is the blob of this hash (`input` is then empty)
     output_blob TEXT,  -- the output is the blob of this hash (`output` is then NULL)
-    updated_at  DOUBLE PRECISION NOT NULL DEFAULT 0  -- when its status last changed
+    updated_at  DOUBLE PRECISION NOT NULL DEFAULT 0,  -- when its status last changed
+    state       BLOB  -- the session state (ctx.state): a JSON object; NULL while it is empty
 );
 
 CREATE INDEX runs_created ON runs (created_at, id);
@@ -154,12 +155,14 @@ CREATE TABLE records (
 -- `refs` counts the columns that name it; gc removes a blob with none once it is older than a
 -- grace period (`created_at` is refreshed by every put, so a blob put for a row about to commit
 -- is never removed under it).
+-- `data` comes last: SQLite writes a zeroblob at the end of a record without making it, so a
+-- blob is inserted with zeroblob(size) and its data written in place (stores.sql.ops).
 CREATE TABLE blobs (
     sha256     TEXT PRIMARY KEY,
     size       BIGINT NOT NULL,
     refs       INTEGER NOT NULL,
-    data       BLOB NOT NULL,
-    created_at DOUBLE PRECISION NOT NULL
+    created_at DOUBLE PRECISION NOT NULL,
+    data       BLOB NOT NULL
 );
 
 -- gc: unreferenced blobs by age

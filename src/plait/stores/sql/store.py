@@ -32,7 +32,7 @@ from ...core.rows import (
 from ...core.txn import Action
 from ..protocol import NewRun
 from .artifact_rows import artifact_from_row
-from .ops import Program, execute
+from .ops import Program, execute, fetch
 from .programs import Programs, RunsTaken, SQLTxn, queue_from_row
 from .queries import Queries
 from .rows import event_from_row, plan_from_json, plan_to_json, record_from_row
@@ -111,15 +111,23 @@ class SQLStore:
     # -- definitions
 
     async def save_workflow(self, plan: WorkflowPlan) -> None:
-        params = {
-            "fingerprint": plan.fingerprint,
-            "name": plan.name,
-            "version": plan.version,
-            "created_at": plan.created_at,
-            "plan": plan_to_json(plan),
-        }
-        query = self._queries["save_workflow"]
-        await self._transact("save workflow", lambda: execute(query, params))
+        known, query = self._queries["workflow_known"], self._queries["save_workflow"]
+
+        def program() -> Program[None]:
+            # a version already saved (every worker's start, every later start) is not made
+            # into JSON again: 100,000 steps' worth
+            if (yield from fetch(known, {"fingerprint": plan.fingerprint})):
+                return
+            params = {
+                "fingerprint": plan.fingerprint,
+                "name": plan.name,
+                "version": plan.version,
+                "created_at": plan.created_at,
+                "plan": plan_to_json(plan),
+            }
+            yield from execute(query, params)
+
+        await self._transact("save workflow", program)
 
     async def get_workflow(self, name: str, fingerprint: str | None = None) -> WorkflowPlan | None:
         if fingerprint is None:
@@ -161,20 +169,24 @@ class SQLStore:
                 continue
         raise StoreError(f"{what}: other transactions kept creating runs of the same ids")
 
-    async def _read_runs(self, query: str, params: Mapping[str, Any]) -> list[RunRow]:
+    async def _read_runs(
+        self, query: str, params: Mapping[str, Any], excerpt: int | None = None
+    ) -> list[RunRow]:
         what = query.replace("_", " ")
         return await self._transact(
-            what, lambda: self._programs.blobs.read_runs(query, params), write=False
+            what, lambda: self._programs.blobs.read_runs(query, params, excerpt), write=False
         )
 
-    async def _read_steps(self, query: str, params: Mapping[str, Any]) -> list[StepRow]:
+    async def _read_steps(
+        self, query: str, params: Mapping[str, Any], excerpt: int | None = None
+    ) -> list[StepRow]:
         what = query.replace("_", " ")
         return await self._transact(
-            what, lambda: self._programs.blobs.read_steps(query, params), write=False
+            what, lambda: self._programs.blobs.read_steps(query, params, excerpt), write=False
         )
 
-    async def get_run(self, run_id: str) -> RunRow | None:
-        rows = await self._read_runs("get_run", {"id": run_id})
+    async def get_run(self, run_id: str, *, excerpt: int | None = None) -> RunRow | None:
+        rows = await self._read_runs("get_run", {"id": run_id}, excerpt)
         return rows[0] if rows else None
 
     async def get_runs(self, run_ids: Collection[str]) -> list[RunRow]:
@@ -193,6 +205,7 @@ class SQLStore:
         created_from: float | None = None,
         created_to: float | None = None,
         text: str | None = None,
+        excerpt: int | None = None,
     ) -> list[RunRow]:
         params: dict[str, Any] = {
             **_filter_params(workflow, status, created_from, created_to, text),
@@ -208,7 +221,7 @@ class SQLStore:
             query = "list_runs_of_workflow"
         else:
             query = "list_runs_of_workflow_status"
-        return await self._read_runs(query, params)
+        return await self._read_runs(query, params, excerpt)
 
     async def count_runs(
         self,
@@ -248,8 +261,8 @@ class SQLStore:
         }
         return await self._read_steps("list_failed_steps", params)
 
-    async def get_steps(self, run_id: str) -> list[StepRow]:
-        return await self._read_steps("get_steps", {"run_id": run_id})
+    async def get_steps(self, run_id: str, *, excerpt: int | None = None) -> list[StepRow]:
+        return await self._read_steps("get_steps", {"run_id": run_id}, excerpt)
 
     async def get_events(self, run_id: str, after_seq: int, limit: int | None) -> list[EventRow]:
         params = {

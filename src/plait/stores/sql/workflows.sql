@@ -2,6 +2,10 @@
 -- How a query file is written (blocks, [postgres] overrides, fragments, list parameters, lock
 -- markers): the docstring of `plait.stores.sql.queries`.
 
+-- name: workflow_known
+-- Whether a workflow version of this fingerprint is saved.
+SELECT 1 FROM workflows WHERE fingerprint = :fingerprint;
+
 -- name: save_workflow
 -- Remember a workflow version; a fingerprint already known is left as it is.
 INSERT INTO workflows (fingerprint, name, version, registered, created_at, plan)

@@ -1,0 +1,85 @@
+"""Fingerprints are pinned: a run records its workflow's fingerprint, and a worker serves only
+the fingerprints it has registered, so a change in how plait computes them would strand every
+run started before an upgrade. These values were computed before definitions were made faster
+for big graphs (issue 14, big runs); the faster code must give the very same."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import plait
+
+
+def noop() -> None:
+    return None
+
+
+def leaf(root: int) -> int:
+    return root
+
+
+def total(ctx: plait.StepContext, a: int, extra: int = 2, **rest: object) -> int:
+    return a + extra
+
+
+def positive(a: int) -> bool:
+    return a > 0
+
+
+def key(order_id: int) -> str:
+    return str(order_id)
+
+
+def chain() -> plait.Workflow:
+    wf = plait.Workflow("chain", version="1")
+    wf.add_step("a", noop)
+    wf.add_step("b", leaf, ("a",))
+    wf.add_step("c", noop, after=["b"])
+    return wf
+
+
+def options() -> plait.Workflow:
+    wf = plait.Workflow("options", version="7", retry=plait.Retry(attempts=3), timeout=30)
+    wf.add_step("a", noop)
+    wf.add_step(
+        "b",
+        total,
+        ("a",),
+        defaults={"a": 0},
+        retry=plait.Retry(attempts=5, backoff=2.0, max_delay=60),
+        timeout=5,
+        priority=3,
+        optional=True,
+        when=positive,
+    )
+    wf.add_step("c", noop, after_any=["b"], delay=timedelta(seconds=2), queue="slow")
+    wf.add_step("d", noop, after=["c"], approval=True)
+    wf.add_step("e", noop, after=["a"], concurrency_key=key, key_limit=2)
+    wf.signal("payment", after=["a"])
+
+    @wf.task
+    def child(item: int) -> int:
+        return item
+
+    return wf
+
+
+def fan(n: int) -> plait.Workflow:
+    wf = plait.Workflow("fan", version="1")
+    wf.add_step("root", lambda: 1)
+    for i in range(n):
+        wf.add_step(f"s{i}", leaf, ("root",))
+    wf.add_step("sink", noop, after=[f"s{i}" for i in range(n)])
+    return wf
+
+
+def test_fingerprints_are_what_they_were() -> None:
+    assert {
+        "chain": chain().fingerprint,
+        "options": options().fingerprint,
+        "fan": fan(1000).fingerprint,
+    } == {
+        "chain": "350e81332a212383",
+        "options": "d12346b5ab94d258",
+        "fan": "08a816f000fb668d",
+    }
