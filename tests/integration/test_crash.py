@@ -44,7 +44,7 @@ import orjson
 import pytest
 
 import plait
-from tests import postgres_server
+from tests import nats_server, postgres_server
 from tests.integration._support import load_app, wait_for
 
 APP = Path(__file__).with_name("crash_app.py")
@@ -231,11 +231,15 @@ class Harness:
         return "\n".join(parts)
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", "postgres", "nats"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh, empty store that outlives its processes; a PostgreSQL schema is dropped after."""
+    """A fresh, empty store that outlives its processes; a PostgreSQL schema is dropped after;
+    on NATS, a namespace of its own on the session's nats-server."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'crash.db'}"
+        return
+    if request.param == "nats":
+        yield f"{nats_server.require_server_url()}?namespace={nats_server.namespace_for(str(tmp_path))}"
         return
     base = postgres_server.require_server_url()
     url = postgres_server.fresh_schema_url(base, SCHEMA_PREFIX)

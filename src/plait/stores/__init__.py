@@ -8,7 +8,7 @@ from .protocol import Store
 DEFAULT_URL = "sqlite:///plait.db"  # the store an Engine and the command line open by default
 SCHEMES = (
     "memory://, sqlite:///relative.db, sqlite:////absolute/path.db, "
-    "postgresql://user@host:5432/dbname"
+    "postgresql://user@host:5432/dbname, nats://host:4222?namespace=NAME"
 )
 
 
@@ -37,6 +37,14 @@ def open_store(url: str, *, create: bool = True, read_only: bool = False) -> Sto
                 "with: pip install 'plait[postgres]'"
             ) from None
         return PostgresStore(url, create=create, read_only=read_only)
+    if url.startswith(("nats://", "tls://")):
+        try:
+            from .nats import NatsStore
+        except ImportError as exc:
+            raise StoreError(
+                f"the NATS store needs nats-py ({exc}); install it with: pip install 'plait[nats]'"
+            ) from None
+        return NatsStore(url, create=create, read_only=read_only)
     raise StoreError(f"unsupported store URL {url!r}: use one of {SCHEMES}")
 
 

@@ -366,7 +366,7 @@ class MemoryStore:
             )
         claimed = [queue_of(self._steps[c.run_id][c.step].options) for c in txn.claims]
         for name, bucket in charge(limited, buckets, claimed, now).items():
-            self._queues[name] = dataclasses.replace(self._queues[name], bucket=bucket)
+            self._set_queue(dataclasses.replace(self._queues[name], bucket=bucket))
         self._write(txn)
         if txn.claims:
             found = None
@@ -395,8 +395,12 @@ class MemoryStore:
     ) -> QueueConfig:
         with self._lock:
             config = reconfigure(self._queues.get(name), name, concurrency, rate, now)
-            self._queues[name] = config
+            self._set_queue(config)
             return config
+
+    def _set_queue(self, config: QueueConfig) -> None:
+        """Store a queue's limits and token bucket (the NATS store's replica commits them)."""
+        self._queues[config.name] = config
 
     async def list_queues(self) -> list[QueueConfig]:
         with self._lock:
