@@ -1229,16 +1229,23 @@ class NatsStore:
         labels: Collection[str] = (),
         inputs: InputsWanted | None = None,
     ) -> tuple[CommitResult, Claims]:
-        """The replica's completions and claim, committed as one atomic batch."""
-        return await self._captured(
-            "committing outcomes and claiming",
-            lambda: self._replica.complete_and_claim(
-                outcomes, now, worker_id=worker_id, fingerprints=fingerprints, limit=limit,
-                lease=lease, queues=queues, aged_before=aged_before, labels=labels,
-                inputs=inputs,
+        """The completions' batch, then the claim's: two commits, not one, as the replica
+        applies a batch only once the server has it (a claim in the same batch would not see
+        the steps the completions made ready). `readied` leaves out as many as it claimed."""
+        result = await self._captured(
+            "committing outcomes", lambda: self._replica.complete(outcomes, now)
+        )
+        later = time.time()
+        claims = await self._captured(
+            "claiming",
+            lambda: self._replica.claim(
+                worker_id=worker_id, fingerprints=fingerprints, limit=limit, lease=lease,
+                now=later, queues=queues, aged_before=aged_before, labels=labels, inputs=inputs,
             ),
-            flow=lambda result: self._claimed_under_limits(result[1]),
+            flow=self._claimed_under_limits,
         )  # fmt: skip
+        result.readied = max(0, result.readied - len(claims))
+        return result, claims
 
     async def configure_queue(
         self, name: str, concurrency: int | None, rate: Rate | None, now: float

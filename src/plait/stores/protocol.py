@@ -189,7 +189,9 @@ class Store(Protocol):
         hand-off): the claim sees the steps the completions made ready. The claim's durability
         is the completion's. The result's `readied` counts only the steps made ready that the
         claim did not take (what other workers should be woken for); a claim that passed over
-        runs others held (`busy`) keeps it at least 1, so that a claim loop looks again."""
+        runs others held (`busy`) keeps it at least 1, so that a claim loop looks again.
+        (NATS: two batches, the completions' then the claim's, since its replica applies a
+        batch only once the server has it.)"""
 
     async def configure_queue(
         self, name: str, concurrency: int | None, rate: Rate | None, now: float
