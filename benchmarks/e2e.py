@@ -185,6 +185,16 @@ def child_waiting(url: str, runs: int) -> dict[str, Any]:
             return result
 
         store.get_run, store.get_runs, store.complete = one, many, completing  # type: ignore[method-assign]
+        complete_and_claim = getattr(store, "complete_and_claim", None)
+        if complete_and_claim is not None:  # a worker's commits that also claim
+
+            async def completing_and_claiming(outcomes: Any, now: float, **claim: Any) -> Any:
+                result, claims = await complete_and_claim(outcomes, now, **claim)
+                counts["commits"] += 1
+                counts["commits_ending_runs"] += bool(result.ended_runs)
+                return result, claims
+
+            store.complete_and_claim = completing_and_claiming
         views: list[Any] = []
         waiter = threading.Thread(target=lambda: views.extend(engine.wait_all(handles)))
         t0 = time.perf_counter()

@@ -105,7 +105,8 @@ def child_worker(url: str, shape: str, n: int, conc: int, until: str) -> dict[st
         engine.stop_workers()
 
     threading.Thread(target=stopper, daemon=True).start()
-    engine.run_worker(concurrency=conc, until=ids if until else None)
+    tuned = {"concurrency": conc} if conc else {}  # 0: the defaults (benchmarks/pgcycle.py)
+    engine.run_worker(**tuned, until=ids if until else None)
     out = {
         "pid": os.getpid(),
         "cpu_s": sum(os.times()[:2]) - cpu0,

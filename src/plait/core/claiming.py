@@ -49,7 +49,8 @@ from dataclasses import dataclass
 
 from .queues import DEFAULT, QueueConfig, queue_of
 from .rate import Bucket, available_at, take_many
-from .rows import RunStatus, StepOptions, StepRow
+from .rows import Claim, RunStatus, StepOptions, StepRow, StepStatus
+from .txn import Txn
 
 # -- which steps may be claimed ------------------------------------------------------------------
 
@@ -227,3 +228,16 @@ def frees_room(stopped: Iterable[StepRow], slotted: Collection[str]) -> bool:
         if slotted and queue_of(options) in slotted:
             return True
     return False
+
+
+def unclaimed_ready(txn: Txn, claimed: Iterable[Claim]) -> int:
+    """Completions and a claim in one transaction (`Store.complete_and_claim`): how many of the
+    steps the completions made ready (`txn.result.readied`) the claim left for other workers.
+    Those the claim took need no wake-up; a step back in `ready` for a later retry counts."""
+    taken = {(c.run_id, c.step) for c in claimed}
+    left = sum(
+        1
+        for key, step in txn.changed_steps.items()
+        if step.status is StepStatus.READY and key not in taken
+    )
+    return min(txn.result.readied, left)

@@ -386,11 +386,14 @@ class Claims(list[Claim]):
 
     def __init__(
         self, claims: list[Claim] | None = None, *, limited: bool = False,
-        next_token_at: float | None = None,
+        next_token_at: float | None = None, inputs: dict[str, StepInputs] | None = None,
     ) -> None:  # fmt: skip
         super().__init__(claims or ())
         self.limited = limited
         self.next_token_at = next_token_at
+        # when the claim was asked for its steps' inputs (`Store.claim`'s `inputs`): per run of
+        # a claimed step, its input and the ends of the dependencies asked for; else None
+        self.inputs = inputs
 
 
 @dataclass(frozen=True, slots=True)

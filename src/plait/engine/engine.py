@@ -392,7 +392,7 @@ class Engine:
     async def run_worker_async(
         self,
         *,
-        concurrency: int = 8,
+        concurrency: int = 16,
         until: Until = None,
         timeout: float | None = None,
         workflows: Sequence[Workflow] | None = None,
@@ -403,6 +403,9 @@ class Engine:
         labels: Iterable[str] = (),
     ) -> None:
         """Serve registered workflows. With `until`, return once those runs have ended.
+        `concurrency`: handlers running at once; the worker also holds claimed steps waiting
+        for a handler (up to 64 in all) while its steps are short next to a commit, so that
+        commits take many outcomes (`plait.worker.worker`).
         `queues`: serve only steps of these queues (default: every queue). A ready step that
         has waited `starvation_after` seconds is claimed ahead of higher priorities. `labels`:
         this worker's, for steps with `target=`."""
@@ -422,7 +425,7 @@ class Engine:
     def run_worker(
         self,
         *,
-        concurrency: int = 8,
+        concurrency: int = 16,
         until: Until = None,
         timeout: float | None = None,
         workflows: Sequence[Workflow] | None = None,

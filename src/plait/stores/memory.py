@@ -24,6 +24,7 @@ from ..core.claiming import (
     frees_room,
     order,
     token_wait,
+    unclaimed_ready,
 )
 from ..core.gates import expire_approval, pass_deadline
 from ..core.placement import may_run
@@ -49,7 +50,7 @@ from ..core.rows import (
 from ..core.transitions import admit_key, claim, complete, recover, release
 from ..core.txn import Action, Need, Transition, Txn, drive
 from .memory_blobs import MemoryBlobs, threshold_of_url
-from .protocol import NewRun
+from .protocol import InputsWanted, NewRun
 
 
 def _matches(
@@ -278,62 +279,108 @@ class MemoryStore:
         queues: Collection[str] | None = None,
         aged_before: float | None = None,
         labels: Collection[str] = (),
+        inputs: InputsWanted | None = None,
     ) -> Claims:
         with self._lock:
-            limited = {n: q for n, q in self._queues.items() if q.limited}
-            queue_running: dict[str, int] = {}
-            key_running: dict[str, int] = {}
-            for r, n in self._running:
-                options = self._steps[r][n].options
-                queue_running[queue_of(options)] = queue_running.get(queue_of(options), 0) + 1
-                if options is not None and options.key is not None:
-                    key_running[options.key] = key_running.get(options.key, 0) + 1
-            held = set(blocked(limited, queue_running, now))
-            held_found: set[str] = set()  # blocked queues that hold back work for this claim
-            candidates = []
-            for key in self._ready:
-                step = self._steps[key[0]][key[1]]
-                run = self._runs[key[0]]
-                queue = queue_of(step.options)
-                if (
-                    run.fingerprint in fingerprints
-                    and dispatchable(run.status, step.attempt)
-                    and (step.available_at is None or step.available_at <= now)
-                    and (queues is None or queue in queues)
-                    and self._placeable(step, worker_id, labels)
-                ):
-                    if queue in held:
-                        held_found.add(queue)
-                    else:
-                        candidates.append(step)
-            candidates = order(candidates, aged_before)
-            chosen, buckets = admit_candidates(
-                [flow_candidate(s.options) for s in candidates],
-                limited,
-                queue_running,
-                key_running,
-                now,
-                limit,
+            return self._claim(
+                worker_id, fingerprints, limit, lease, now, queues, aged_before, labels, inputs
             )
-            txn = Txn(now)
-            for step in (candidates[i] for i in chosen):
-                token = secrets.token_hex(16)
-                self._run(
-                    txn,
-                    claim(
-                        txn, step.run_id, step.name, token=token, worker_id=worker_id, lease=lease
-                    ),
-                )
-            claimed = [queue_of(self._steps[c.run_id][c.step].options) for c in txn.claims]
-            for name, bucket in charge(limited, buckets, claimed, now).items():
-                self._set_queue(dataclasses.replace(self._queues[name], bucket=bucket))
-            self._write(txn)
-            if txn.claims:
-                return Claims(txn.claims)
-            return Claims(
-                limited=bool(held_found) or len(chosen) < min(limit, len(candidates)),
-                next_token_at=token_wait(limited, queue_running, held_found, now),
+
+    async def complete_and_claim(
+        self,
+        outcomes: Sequence[Outcome],
+        now: float,
+        *,
+        worker_id: str,
+        fingerprints: Collection[str],
+        limit: int,
+        lease: float,
+        queues: Collection[str] | None = None,
+        aged_before: float | None = None,
+        labels: Collection[str] = (),
+        inputs: InputsWanted | None = None,
+    ) -> tuple[CommitResult, Claims]:
+        with self._lock:
+            txn = self._complete(outcomes, now)
+            claims = self._claim(
+                worker_id, fingerprints, limit, lease, now, queues, aged_before, labels, inputs
             )
+            txn.result.readied = unclaimed_ready(txn, claims)
+            return txn.result, claims
+
+    def _claim(
+        self,
+        worker_id: str,
+        fingerprints: Collection[str],
+        limit: int,
+        lease: float,
+        now: float,
+        queues: Collection[str] | None,
+        aged_before: float | None,
+        labels: Collection[str],
+        inputs: InputsWanted | None,
+    ) -> Claims:
+        if limit <= 0:
+            return Claims(inputs=None if inputs is None else {})
+        limited = {n: q for n, q in self._queues.items() if q.limited}
+        queue_running: dict[str, int] = {}
+        key_running: dict[str, int] = {}
+        for r, n in self._running:
+            options = self._steps[r][n].options
+            queue_running[queue_of(options)] = queue_running.get(queue_of(options), 0) + 1
+            if options is not None and options.key is not None:
+                key_running[options.key] = key_running.get(options.key, 0) + 1
+        held = set(blocked(limited, queue_running, now))
+        held_found: set[str] = set()  # blocked queues that hold back work for this claim
+        candidates = []
+        for key in self._ready:
+            step = self._steps[key[0]][key[1]]
+            run = self._runs[key[0]]
+            queue = queue_of(step.options)
+            if (
+                run.fingerprint in fingerprints
+                and dispatchable(run.status, step.attempt)
+                and (step.available_at is None or step.available_at <= now)
+                and (queues is None or queue in queues)
+                and self._placeable(step, worker_id, labels)
+            ):
+                if queue in held:
+                    held_found.add(queue)
+                else:
+                    candidates.append(step)
+        candidates = order(candidates, aged_before)
+        chosen, buckets = admit_candidates(
+            [flow_candidate(s.options) for s in candidates],
+            limited,
+            queue_running,
+            key_running,
+            now,
+            limit,
+        )
+        txn = Txn(now)
+        for step in (candidates[i] for i in chosen):
+            token = secrets.token_hex(16)
+            self._run(
+                txn,
+                claim(txn, step.run_id, step.name, token=token, worker_id=worker_id, lease=lease),
+            )
+        claimed = [queue_of(self._steps[c.run_id][c.step].options) for c in txn.claims]
+        for name, bucket in charge(limited, buckets, claimed, now).items():
+            self._set_queue(dataclasses.replace(self._queues[name], bucket=bucket))
+        self._write(txn)
+        if txn.claims:
+            found = None
+            if inputs is not None:
+                wanted: dict[str, set[str]] = {}
+                for c in txn.claims:
+                    wanted.setdefault(c.run_id, set()).update(inputs(c))
+                found = self._step_inputs(wanted)
+            return Claims(txn.claims, inputs=found)
+        return Claims(
+            limited=bool(held_found) or len(chosen) < min(limit, len(candidates)),
+            next_token_at=token_wait(limited, queue_running, held_found, now),
+            inputs=None if inputs is None else {},
+        )
 
     def _placeable(self, step: StepRow, worker_id: str, labels: Collection[str]) -> bool:
         target = None if step.options is None else step.options.target
@@ -361,25 +408,31 @@ class MemoryStore:
 
     async def step_inputs(self, wanted: Mapping[str, Collection[str]]) -> dict[str, StepInputs]:
         with self._lock:
-            out: dict[str, StepInputs] = {}
-            for run_id, names in wanted.items():
-                run = self._runs.get(run_id)
-                if run is None:
-                    continue
-                steps = self._steps[run_id]
-                deps = {n: (steps[n].status, steps[n].output) for n in names if n in steps}
-                out[run_id] = StepInputs(run.input, deps, run.state)
-            return out
+            return self._step_inputs(wanted)
+
+    def _step_inputs(self, wanted: Mapping[str, Collection[str]]) -> dict[str, StepInputs]:
+        out: dict[str, StepInputs] = {}
+        for run_id, names in wanted.items():
+            run = self._runs.get(run_id)
+            if run is None:
+                continue
+            steps = self._steps[run_id]
+            deps = {n: (steps[n].status, steps[n].output) for n in names if n in steps}
+            out[run_id] = StepInputs(run.input, deps, run.state)
+        return out
 
     async def complete(self, outcomes: Sequence[Outcome], now: float) -> CommitResult:
         with self._lock:
-            txn = Txn(now)
-            for outcome in outcomes:
-                self._run(txn, complete(txn, outcome))
-            slotted = [n for n, q in self._queues.items() if q.concurrency is not None]
-            txn.result.slot_freed = frees_room(txn.ended_attempts, slotted)
-            self._write(txn)
-            return txn.result
+            return self._complete(outcomes, now).result
+
+    def _complete(self, outcomes: Sequence[Outcome], now: float) -> Txn:
+        txn = Txn(now)
+        for outcome in outcomes:
+            self._run(txn, complete(txn, outcome))
+        slotted = [n for n, q in self._queues.items() if q.concurrency is not None]
+        txn.result.slot_freed = frees_room(txn.ended_attempts, slotted)
+        self._write(txn)
+        return txn
 
     async def heartbeat(self, leases: Sequence[Lease], lease: float, now: float) -> list[Lease]:
         lost = []
@@ -398,7 +451,7 @@ class MemoryStore:
         return lost
 
     async def release(
-        self, leases: Sequence[Lease], now: float, max_recoveries: int
+        self, leases: Sequence[Lease], now: float, max_recoveries: int | None
     ) -> CommitResult:
         with self._lock:
             txn = Txn(now)

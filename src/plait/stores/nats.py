@@ -87,7 +87,7 @@ from ..core.txn import Action, Txn
 from . import nats_codec as codec
 from .memory import MemoryStore
 from .nats_setup import NatsURL, check_server, describe, parse_url, probe
-from .protocol import NewRun
+from .protocol import InputsWanted, NewRun
 
 log = logging.getLogger(__name__)
 
@@ -1193,26 +1193,59 @@ class NatsStore:
         queues: Collection[str] | None = None,
         aged_before: float | None = None,
         labels: Collection[str] = (),
+        inputs: InputsWanted | None = None,
     ) -> Claims:
-        def limited(claims: Claims) -> bool:
-            r = self._replica
-            if not claims:
-                return False
-            if any(q.limited for q in r._queues.values()):
-                return True
-            return any(
-                (s := r._steps[c.run_id][c.step]).options is not None and s.options.key is not None
-                for c in claims
-            )
-
         return await self._captured(
             "claiming",
             lambda: self._replica.claim(
                 worker_id=worker_id, fingerprints=fingerprints, limit=limit, lease=lease,
-                now=now, queues=queues, aged_before=aged_before, labels=labels,
+                now=now, queues=queues, aged_before=aged_before, labels=labels, inputs=inputs,
             ),
-            flow=limited,
+            flow=self._claimed_under_limits,
         )  # fmt: skip
+
+    def _claimed_under_limits(self, claims: Claims) -> bool:
+        r = self._replica
+        if not claims:
+            return False
+        if any(q.limited for q in r._queues.values()):
+            return True
+        return any(
+            (s := r._steps[c.run_id][c.step]).options is not None and s.options.key is not None
+            for c in claims
+        )
+
+    async def complete_and_claim(
+        self,
+        outcomes: Sequence[Outcome],
+        now: float,
+        *,
+        worker_id: str,
+        fingerprints: Collection[str],
+        limit: int,
+        lease: float,
+        queues: Collection[str] | None = None,
+        aged_before: float | None = None,
+        labels: Collection[str] = (),
+        inputs: InputsWanted | None = None,
+    ) -> tuple[CommitResult, Claims]:
+        """The completions' batch, then the claim's: two commits, not one, as the replica
+        applies a batch only once the server has it (a claim in the same batch would not see
+        the steps the completions made ready). `readied` leaves out as many as it claimed."""
+        result = await self._captured(
+            "committing outcomes", lambda: self._replica.complete(outcomes, now)
+        )
+        later = time.time()
+        claims = await self._captured(
+            "claiming",
+            lambda: self._replica.claim(
+                worker_id=worker_id, fingerprints=fingerprints, limit=limit, lease=lease,
+                now=later, queues=queues, aged_before=aged_before, labels=labels, inputs=inputs,
+            ),
+            flow=self._claimed_under_limits,
+        )  # fmt: skip
+        result.readied = max(0, result.readied - len(claims))
+        return result, claims
 
     async def configure_queue(
         self, name: str, concurrency: int | None, rate: Rate | None, now: float
@@ -1258,7 +1291,7 @@ class NatsStore:
         return await self._transact("heartbeating leases", attempt)
 
     async def release(
-        self, leases: Sequence[Lease], now: float, max_recoveries: int
+        self, leases: Sequence[Lease], now: float, max_recoveries: int | None
     ) -> CommitResult:
         return await self._captured(
             "releasing leases", lambda: self._replica.release(leases, now, max_recoveries)

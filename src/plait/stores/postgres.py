@@ -110,6 +110,7 @@ class _SendLarge(Exception):
 
 class PostgresStore(SQLStore):
     capabilities: frozenset[str] = frozenset({"push", "push_events"})
+    _count_new_runs = False  # a start travels in one round trip (`Programs.create_runs`)
 
     def __init__(self, url: str, *, create: bool = True, read_only: bool = False) -> None:
         """`create=False`: `open()` refuses a schema without plait's tables (or no schema).
@@ -304,6 +305,7 @@ class PostgresStore(SQLStore):
         write: bool = True,
         lease_only: bool = False,
         wakes: Wakes[T] | None = None,
+        unique_is_taken: bool = False,
     ) -> T:
         """Run a program in one transaction, sending its notifications with the commit.
 
@@ -315,7 +317,11 @@ class PostgresStore(SQLStore):
                 f"PostgreSQL store {self._url.shown} is open read-only: {what} would write to it"
             )
         if not self._thread.running_here():
-            return await self._hop(self._transact(what, program, write=write, wakes=wakes))
+            return await self._hop(
+                self._transact(
+                    what, program, write=write, wakes=wakes, unique_is_taken=unique_is_taken
+                )
+            )
         conflicts = lost = 0
         pipelined = True
         while True:
@@ -343,6 +349,10 @@ class PostgresStore(SQLStore):
                     return result
             except _SendLarge:
                 pipelined = False  # rolled back before it sent the payload: again, plainly
+            except pg_errors.UniqueViolation as exc:
+                if unique_is_taken:  # a hopeful create_runs met a run id taken: rolled back
+                    raise programs.RunsTaken from None
+                raise self._error(what, exc) from None
             except _RETRYABLE as exc:
                 conflicts += 1
                 if conflicts > CONFLICT_RETRIES:

@@ -15,6 +15,7 @@ from ..core.queues import QueueConfig
 from ..core.rate import Rate
 from ..core.rows import (
     ArtifactRow,
+    Claim,
     Claims,
     CommitResult,
     EventRow,
@@ -32,6 +33,8 @@ from ..core.txn import Action
 
 # A run to create: its row, its steps and its first events (what `core.cascade.new_run` makes).
 NewRun = tuple[RunRow, Sequence[StepRow], Sequence[EventRow]]
+# The dependencies whose ends a claimed step's handler needs (`Store.claim`'s `inputs`).
+InputsWanted = Callable[[Claim], Collection[str]]
 
 
 class Store(Protocol):
@@ -153,6 +156,7 @@ class Store(Protocol):
         queues: Collection[str] | None = None,
         aged_before: float | None = None,
         labels: Collection[str] = (),
+        inputs: InputsWanted | None = None,
     ) -> Claims:
         """Take up to `limit` ready steps (highest priority, then oldest) of runs of these
         fingerprints that may progress, each under a new lease. No step is given to two claims.
@@ -162,7 +166,32 @@ class Store(Protocol):
         (`core.placement`): only steps this worker (`worker_id`, `labels`) may run.
         A claim that takes nothing says whether limits held ready work back from it
         (`Claims.limited`) and when the earliest rate-limited queue among them has a token again
-        (`Claims.next_token_at`); it charges a rate limit only for the steps it takes."""
+        (`Claims.next_token_at`); it charges a rate limit only for the steps it takes.
+        With `inputs`, the same transaction reads what the claimed steps' handlers need
+        (`Claims.inputs`, as `step_inputs` of `inputs(claim)` for each claim would give), so
+        a worker makes no second round trip before it runs them."""
+
+    async def complete_and_claim(
+        self,
+        outcomes: Sequence[Outcome],
+        now: float,
+        *,
+        worker_id: str,
+        fingerprints: Collection[str],
+        limit: int,
+        lease: float,
+        queues: Collection[str] | None = None,
+        aged_before: float | None = None,
+        labels: Collection[str] = (),
+        inputs: InputsWanted | None = None,
+    ) -> tuple[CommitResult, Claims]:
+        """`complete(outcomes, now)` and then `claim(...)` in one transaction (one commit per
+        hand-off): the claim sees the steps the completions made ready. The claim's durability
+        is the completion's. The result's `readied` counts only the steps made ready that the
+        claim did not take (what other workers should be woken for); a claim that passed over
+        runs others held (`busy`) keeps it at least 1, so that a claim loop looks again.
+        (NATS: two batches, the completions' then the claim's, since its replica applies a
+        batch only once the server has it.)"""
 
     async def configure_queue(
         self, name: str, concurrency: int | None, rate: Rate | None, now: float
@@ -187,10 +216,12 @@ class Store(Protocol):
         """Extend these leases; return the ones that are no longer held (fenced off)."""
 
     async def release(
-        self, leases: Sequence[Lease], now: float, max_recoveries: int
+        self, leases: Sequence[Lease], now: float, max_recoveries: int | None
     ) -> CommitResult:
         """Give steps back (graceful stop): ready at once, attempt not counted; a hand-back counts
-        toward `max_recoveries` as a lease expiry does (past it: failed, `abandoned`)."""
+        toward `max_recoveries` as a lease expiry does (past it: failed, `abandoned`). None:
+        the steps were claimed but never started (a worker's prefetch), so the hand-back is
+        not counted at all."""
 
     async def admit_key(
         self, run_id: str, step: str, token: str, key: str, now: float

@@ -162,6 +162,7 @@ class SQLiteStore(SQLStore):
         write: bool = True,
         lease_only: bool = False,
         wakes: Wakes[T] | None = None,  # nobody to wake: other processes poll
+        unique_is_taken: bool = False,  # its create_runs counts inserted runs
     ) -> T:
         if write and self.read_only:
             raise StoreError(

@@ -1,9 +1,18 @@
 """The worker: claim ready steps under leases, run them, commit outcomes in groups.
 
-    claim loop ──► step tasks (async handlers on the loop, sync ones in a thread pool)
-                         │ outcomes
-                         ▼
-                  committer: one store transaction for every outcome waiting (group commit)
+    claim loop ──► step tasks ──► a handler slot (async handlers on the loop, sync ones in a
+        ▲                              │ outcomes            thread pool)
+        │ claims                       ▼
+        └─────────────── committer: one store transaction for every outcome waiting (group
+                         commit), which also claims the next steps (`complete_and_claim`)
+
+Two numbers bound a worker. `concurrency` handler slots: how many handlers run at once (sync
+ones each on a thread). And the steps it holds, claimed and not yet committed (waiting for a
+slot, running, or waiting for their commit): at least `concurrency`, and more while steps are
+short, up to `PREFETCH_MAX` (`_HeldLimit`), so that commits take many outcomes and a free slot
+finds a step waiting; steps long next to a commit are not hoarded from other workers. A claim
+returns the inputs of the steps it took (one transaction), and the committer's transaction
+claims for the room its commit makes, so a hand-off to a dependent costs one commit.
 
 Heartbeats renew the leases held; a sweeper makes steps of dead workers claimable again. A stop
 (SIGTERM, Ctrl-C, stop()) ends claiming, gives in-flight steps `grace` seconds, then interrupts the
@@ -22,16 +31,16 @@ import socket
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 
 from .. import _codec
 from .._errors import StoreError
-from .._portal import wait_any
+from .._portal import Broadcast, wait_any
 from .._runtime import Runtime
 from ..core.placement import worker_labels
 from ..core.queues import worker_queues
-from ..core.rows import Claim, Lease, Outcome, StepInputs
+from ..core.rows import Claim, Claims, Lease, Outcome, StepInputs
 from ..core.transitions import REVISION_CONFLICT
 from ..workflow.context import StepContext
 from ..workflow.definition import StepDef, Workflow
@@ -44,6 +53,7 @@ from .registry import Beat, keep_registered, registration
 log = logging.getLogger(__name__)
 
 COMMIT_BATCH = 512
+PREFETCH_MAX = 64  # steps a worker holds at most (or its concurrency, if that is more)
 COMMIT_LINGER = 0.002  # seconds a commit waits for more outcomes of steps still in flight
 CANCEL_WAIT = 1.0  # seconds a stopping worker waits for steps it cancelled after the grace
 
@@ -53,10 +63,46 @@ class _InFlight:
     claim: Claim
     ctx: StepContext
     task: asyncio.Task[None]
+    started: bool = False  # it has had a handler slot (a step that never had one is handed
+    # back at a stop without counting as a recovery)
 
     @property
     def lease(self) -> Lease:
         return Lease(self.claim.run_id, self.claim.step, self.claim.token)
+
+
+class _HeldLimit:
+    """How many steps a worker holds (claimed, not yet committed): its `concurrency` handler
+    slots, plus as many more as keep those slots busy while the worker commits and claims.
+    By Little's law that is concurrency × (commit time / handler time), both measured
+    (moving averages): for short steps the most (`PREFETCH_MAX`), so that one commit records
+    and claims many; for steps long next to a commit none, leaving ready steps to other
+    workers. Before anything is measured, the worker holds its concurrency."""
+
+    def __init__(self, concurrency: int) -> None:
+        self.concurrency = concurrency
+        self.most = max(PREFETCH_MAX, concurrency)
+        self.value = concurrency
+        self._handler: float | None = None  # seconds a handler takes
+        self._commit: float | None = None  # seconds a commit (and its claim) takes
+
+    def handled(self, seconds: float) -> None:
+        self._handler = _average(self._handler, seconds)
+        self._update()
+
+    def committed(self, seconds: float) -> None:
+        self._commit = _average(self._commit, seconds)
+        self._update()
+
+    def _update(self) -> None:
+        if self._handler is None or self._commit is None:
+            return
+        extra = self.concurrency * self._commit / max(self._handler, 1e-6)
+        self.value = min(self.most, self.concurrency + int(extra))
+
+
+def _average(old: float | None, new: float) -> float:
+    return new if old is None else old + (new - old) / 8
 
 
 class Worker:
@@ -87,7 +133,15 @@ class Worker:
         self._scheduler = scheduler
         self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.concurrency = concurrency
-        self._claim_threshold = max(1, concurrency // 2)
+        self._held = _HeldLimit(concurrency)
+        self._slots = asyncio.Semaphore(concurrency)  # handler slots
+        self._reserved = 0  # room the committer's claim (in flight) may fill
+        # the committer's last claim took all there was: (work_ready generation before it, its
+        # result), for the claim loop to wait on rather than claim again at once
+        # and the generation of `_commits` that commit fired
+        self._handed: tuple[int, Claims, int] | None = None
+        self._commits = Broadcast()  # fired after every commit of this worker
+        self._wants_cache: dict[tuple[str, str, str | None], tuple[str, ...]] = {}
         self.grace = grace
         self.workflows = {wf.fingerprint: wf for wf in workflows}
         self._inflight: dict[str, _InFlight] = {}  # token → step in flight
@@ -102,6 +156,7 @@ class Worker:
         self._done = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._next_refresh = 0.0
+        self._idle: IdleWait | None = None
         self._outage = Outage(self.id)
         self._interrupted: dict[str, str] = {}  # tokens of steps told to stop → why
 
@@ -181,37 +236,69 @@ class Worker:
 
     # -- claiming -------------------------------------------------------------------------------
 
+    def _room(self, committing: int = 0) -> int:
+        """How many more steps the worker may claim (once `committing` outcomes are in)."""
+        # handler threads stuck past their timeouts beyond those the pool replaces take
+        # slots too: a step claimed now would wait for a thread
+        overflow = self._pool.overflow
+        held = len(self._inflight) - committing + self._reserved + overflow
+        # with stuck threads, no step is held beyond the slots (it would wait for a thread)
+        return (self.concurrency if overflow else self._held.value) - held
+
+    def _batch(self) -> int:
+        """Claim in batches: wait for a quarter of the room the worker may hold."""
+        return max(1, self._held.value // 4)
+
+    def _wants(self, claim: Claim) -> Collection[str]:
+        """The dependencies whose ends a claimed step's handler reads (the claim loads them)."""
+        key = (claim.fingerprint, claim.step, claim.task)
+        found = self._wants_cache.get(key)
+        if found is None:
+            handler = self.workflows[claim.fingerprint].handler(claim.step, claim.task)
+            found = self._wants_cache[key] = tuple(handler.data_deps)
+        return found
+
     async def _claim_loop(self) -> None:
         fingerprints = list(self.workflows)
-        idle = IdleWait(self.rt)  # how to wait when nothing was claimed
+        idle = self._idle = IdleWait(self.rt)  # how to wait when nothing was claimed
         while not self._stopping.is_set() and not self._done.is_set():
-            # handler threads stuck past their timeouts beyond those the pool replaces take
-            # slots too: a step claimed now would wait for a thread
-            free = self.concurrency - len(self._inflight) - self._pool.overflow
-            # Claim in batches: wait for half the slots unless little is in flight.
-            if free <= 0 or (self._inflight and free < self._claim_threshold):
+            free = self._room()
+            if free <= 0 or (self._inflight and free < self._batch()):
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
                 continue
             seen = self.rt.work_ready.generation
             seen_ended = self.rt.runs_ended.generation
+            handed, self._handed = self._handed, None
+            if handed is not None and handed[0] == seen and self._inflight:
+                # The committer's claim took all there was, and nothing was made ready here
+                # since: the next commit (of the steps in flight) claims again. Wait for it, or
+                # for a wake-up, without a look at the store.
+                wakers = [(self.rt.work_ready, seen), (self._commits, handed[2])]
+                if self._until is not None:
+                    wakers.append((self.rt.runs_ended, seen_ended))
+                await wait_any(wakers, None)
+                continue
             try:
                 now = time.time()
-                claims = await self.store.claim(
-                    worker_id=self.id,
-                    fingerprints=fingerprints,
-                    limit=free,
-                    lease=self.rt.lease,
-                    now=now,
-                    queues=self.queues,
-                    aged_before=now - self.starvation_after,
-                    labels=self.labels,
-                )
+                if handed is not None and handed[0] == seen:
+                    # the committer's claim took all there was, and nothing was made ready
+                    # here since: claiming again now would find nothing
+                    claims = handed[1]
+                else:
+                    claims = await self.store.claim(
+                        worker_id=self.id,
+                        fingerprints=fingerprints,
+                        limit=free,
+                        lease=self.rt.lease,
+                        now=now,
+                        queues=self.queues,
+                        aged_before=now - self.starvation_after,
+                        labels=self.labels,
+                        inputs=self._wants,
+                    )
                 if claims:
-                    if self.rt.observer is not None:
-                        self.rt.observer.claimed(self, claims, now)
-                    idle.took_work()
-                    self.rt.events_written.fire()  # step_started: watchers here see it now
+                    self._took(claims, now)
                     await self._launch(claims)
                     continue
                 # the next delayed step, or the next token of a rate limit that held work back
@@ -237,15 +324,21 @@ class Worker:
                 except StoreError as exc:
                     await self._outage.failed("reading awaited runs", exc, self._stopping)
 
-    async def _launch(self, claims: list[Claim]) -> None:
-        wanted: dict[str, set[str]] = {}
-        for c in claims:
-            step = self.workflows[c.fingerprint].handler(c.step, c.task)
-            wanted.setdefault(c.run_id, set()).update(step.data_deps)
-        while True:
+    def _took(self, claims: Claims, now: float) -> None:
+        if self.rt.observer is not None:
+            self.rt.observer.claimed(self, claims, now)
+        if self._idle is not None:
+            self._idle.took_work()
+        self.rt.events_written.fire()  # step_started: watchers here see it now
+
+    async def _launch(self, claims: Claims) -> None:
+        inputs = claims.inputs
+        while inputs is None:  # a store that did not read them with the claim
+            wanted: dict[str, set[str]] = {}
+            for c in claims:
+                wanted.setdefault(c.run_id, set()).update(self._wants(c))
             try:
                 inputs = await self.store.step_inputs(wanted)
-                break
             except StoreError as exc:
                 # the claims are ours until their leases expire; if we stop first, they are
                 # recovered by another worker, their attempt not counted
@@ -274,9 +367,15 @@ class Worker:
         self, wf: Workflow, step: StepDef, claim: Claim, ctx: StepContext, inputs: StepInputs | None
     ) -> None:
         try:
-            outcome = await attempt(
-                wf, step, claim, ctx, inputs, threads=self._pool, admit_key=self._admit_key
-            )
+            async with self._slots:  # a handler slot
+                item = self._inflight.get(claim.token)
+                if item is not None:
+                    item.started = True
+                began = time.monotonic()
+                outcome = await attempt(
+                    wf, step, claim, ctx, inputs, threads=self._pool, admit_key=self._admit_key
+                )
+                self._held.handled(time.monotonic() - began)
         except asyncio.CancelledError:
             if claim.token not in self._interrupted:
                 return  # the worker is stopping: _drain releases the lease
@@ -359,10 +458,42 @@ class Worker:
             await self._commit(batch)
 
     async def _commit(self, batch: list[Outcome]) -> None:
+        claims: Claims | None = None
         while True:
+            began, now = time.monotonic(), time.time()
+            # the room this commit makes (and any left) is claimed in its transaction
+            room = self._room(committing=len(batch))
+            claiming = (
+                room >= self._batch() and not self._stopping.is_set() and not self._done.is_set()
+            )
             try:
-                result = await self.store.complete(batch, time.time())
+                if claiming:
+                    self._reserved += room
+                    seen = self.rt.work_ready.generation
+                    try:
+                        result, claims = await self.store.complete_and_claim(
+                            batch,
+                            now,
+                            worker_id=self.id,
+                            fingerprints=list(self.workflows),
+                            limit=room,
+                            lease=self.rt.lease,
+                            queues=self.queues,
+                            aged_before=now - self.starvation_after,
+                            labels=self.labels,
+                            inputs=self._wants,
+                        )
+                    finally:
+                        self._reserved -= room
+                    # it took all there was: no claim at once (but a retry later: the claim
+                    # loop reads when it is due)
+                    if len(claims) < room and all(o.retry_at is None for o in batch):
+                        limits = Claims(limited=claims.limited, next_token_at=claims.next_token_at)
+                        self._handed = (seen, limits, self._commits.generation + 1)
+                else:
+                    result = await self.store.complete(batch, now)
                 self._outage.recovered()
+                self._held.committed(time.monotonic() - began)
                 break
             except StoreError as exc:
                 # Unreachable, or the transaction failed: retrying is safe, as outcomes are
@@ -376,18 +507,24 @@ class Worker:
                     outcome.run_id,
                 )
         if self.rt.observer is not None:
-            seen = batch
+            reported = batch
             if result.conflicted:  # successes the store failed: a record's revision moved
                 failed = set(result.conflicted)
-                seen = [
+                reported = [
                     replace(o, error_code=REVISION_CONFLICT) if o.token in failed else o
                     for o in batch
                 ]
-            self.rt.observer.committed(self, seen, result.accepted, time.time())
+            self.rt.observer.committed(self, reported, result.accepted, time.time())
         for outcome in batch:
             self._inflight.pop(outcome.token, None)
             self._interrupted.pop(outcome.token, None)
+        if claims and self._stopping.is_set():  # claimed as the worker began to stop
+            await self._release([Lease(c.run_id, c.step, c.token) for c in claims], None)
+        elif claims:
+            self._took(claims, now)
+            await self._launch(claims)  # their inputs came with them
         self._slot_freed.set()
+        self._commits.fire()
         self.rt.committed(result)
         if self._until is not None and result.ended_runs:
             self._until.difference_update(result.ended_runs)
@@ -481,14 +618,23 @@ class Worker:
         self._interrupted[lost.token] = why
         item.ctx._request_cancel()
         if (
-            self.workflows[item.claim.fingerprint]
+            not item.started
+            or self.workflows[item.claim.fingerprint]
             .handler(item.claim.step, item.claim.task)
             .is_async
         ):
             item.task.cancel()  # a thread cannot be stopped: a sync handler polls ctx.cancelled
 
     async def _drain(self) -> None:
-        """Let in-flight steps finish within the grace period; release the rest."""
+        """Let in-flight steps finish within the grace period; release the rest (those that
+        never had a handler slot at once, without counting it as a recovery)."""
+        await asyncio.sleep(0)  # steps launched just now with a slot free take it: they start
+        unstarted = [f for f in self._inflight.values() if not f.started]
+        for f in unstarted:
+            f.task.cancel()
+        if unstarted:
+            await asyncio.wait([f.task for f in unstarted])
+            await self._release([f.lease for f in unstarted if not f.started], None)
         tasks = [f.task for f in self._inflight.values()]
         if tasks:
             await asyncio.wait(tasks, timeout=self.grace)
@@ -511,12 +657,17 @@ class Worker:
         self._outcomes.put_nowait(None)
         if self._committer is not None:
             await asyncio.gather(self._committer, return_exceptions=True)
-        unfinished = [f.lease for f in self._inflight.values()]
-        if unfinished:
-            try:
-                await self.store.release(unfinished, time.time(), self.rt.max_recoveries)
-                log.info("worker %s released %d unfinished step(s)", self.id, len(unfinished))
-            except Exception:
-                log.exception("worker %s could not release its leases; they will expire", self.id)
-            self._inflight.clear()
-            self.rt.work_ready.fire()
+        await self._release([f.lease for f in self._inflight.values()], self.rt.max_recoveries)
+
+    async def _release(self, leases: list[Lease], max_recoveries: int | None) -> None:
+        """Hand steps back to other workers (None: they never started, nothing is counted)."""
+        if not leases:
+            return
+        try:
+            await self.store.release(leases, time.time(), max_recoveries)
+            log.info("worker %s released %d unfinished step(s)", self.id, len(leases))
+        except Exception:
+            log.exception("worker %s could not release its leases; they will expire", self.id)
+        for lease in leases:
+            self._inflight.pop(lease.token, None)
+        self.rt.work_ready.fire()

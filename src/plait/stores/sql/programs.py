@@ -44,6 +44,8 @@ from ...core.claiming import (
     frees_room,
     starved_first,
     token_wait,
+    unclaimed_ready,
+    waited_since,
 )
 from ...core.gates import expire_approval, pass_deadline
 from ...core.placement import worker_targets
@@ -62,7 +64,7 @@ from ...core.rows import (
 )
 from ...core.transitions import admit_key, claim, complete, recover, release
 from ...core.txn import Action, Need, RecordKey, StepKey, Transition, Txn
-from ..protocol import NewRun
+from ..protocol import InputsWanted, NewRun
 from .artifact_rows import artifact_params
 from .blobs import BlobPrograms, BlobWrites, output_blobs
 from .data_programs import DataPrograms
@@ -104,6 +106,12 @@ def _first(row: tuple[Any, ...]) -> Any:
     return row[0]
 
 
+def _uncounted(sql: str, rows: Sequence[Sequence[Any]]) -> Program[int]:
+    """`execute_many`, typed as `execute_all` is: its count is not known (0)."""
+    yield from execute_many(sql, rows)
+    return 0
+
+
 class RunsTaken(Exception):
     """A hopeful `create_runs` met a taken id: its transaction is rolled back and run again,
     careful."""
@@ -124,6 +132,7 @@ class SQLTxn(Txn):
         # a claim that took nothing: did limits hold ready work back, and until when (Claims)
         self.limited = False
         self.next_token_at: float | None = None
+        self.inputs: dict[str, StepInputs] | None = None  # a claim asked for its inputs
 
 
 class Programs(DataPrograms):
@@ -185,12 +194,16 @@ class Programs(DataPrograms):
         return run, True
 
     def create_runs(
-        self, runs: Sequence[NewRun], careful: bool
+        self, runs: Sequence[NewRun], careful: bool, counted: bool = True
     ) -> Program[list[tuple[RunRow, bool]]]:
         """`Store.create_runs`. Hopeful first (`careful=False`): insert every run and, if one
         id was taken (by an existing run, an earlier run of the batch, or, on PostgreSQL, a
         transaction that committed it meanwhile), raise `RunsTaken` to be run again, careful:
-        the runs of these ids are read (and locked) first, and only the others inserted."""
+        the runs of these ids are read (and locked) first, and only the others inserted.
+        `counted=False` (PostgreSQL, hopeful): the runs' inserts are not counted, so that the
+        whole transaction travels in one round trip; a taken id then fails the transaction on
+        the events' key instead (every run has an event 1, `run_created`), which the driver
+        turns into `RunsTaken`."""
         found: dict[str, RunRow] = {}
         if careful:
             ids = self.dialect.list_param(sorted({run.id for run, _, _ in runs}))
@@ -224,14 +237,15 @@ class Programs(DataPrograms):
                 run_rows.append(run_insert_row(run, writes))
         yield from writes.announce()
         inserted = 0
+        insert = execute_all if counted or careful else _uncounted
         # in id order, as rows are locked: two batches sharing ids wait, never deadlock
         if new_run_rows:
             new_run_rows.sort(key=_first)
-            inserted += yield from execute_all(self.insert_new_run, new_run_rows)
+            inserted += yield from insert(self.insert_new_run, new_run_rows)
         if run_rows:
             run_rows.sort(key=_first)
-            inserted += yield from execute_all(self.insert_runs, run_rows)
-        if inserted != len(fresh):
+            inserted += yield from insert(self.insert_runs, run_rows)
+        if inserted != len(fresh) and (counted or careful):
             raise RunsTaken  # nothing else written yet: the driver rolls back
         # the steps' rows made and sent a chunk at a time (a run of 100,000 steps)
         new_step_rows: list[tuple[Any, ...]] = []
@@ -275,10 +289,16 @@ class Programs(DataPrograms):
         queues: Collection[str] | None = None,
         aged_before: float | None = None,
         labels: Collection[str] = (),
+        inputs: InputsWanted | None = None,
+        session: bool = True,
     ) -> Program[SQLTxn]:
+        """`Store.claim`. `session=False`: the transaction is another's (`complete_and_claim`),
+        whose settings stay as they are."""
         q, dialect = self.q, self.dialect
         txn = SQLTxn(now)
-        if self.claim_session is not None:  # a write nobody waits for: pipelined
+        if inputs is not None:
+            txn.inputs = {}
+        if self.claim_session is not None and session:  # a write nobody waits for: pipelined
             yield from execute_many(self.claim_session, [()])
         # flow control (`core.claiming`): the limits of the queues served, counted under the
         # flow lock (SQLite's write lock is one already) so that claims never overshoot together
@@ -306,13 +326,15 @@ class Programs(DataPrograms):
         rows = yield from fetch(self.claim_candidates, params)
         where = {k: v for k, v in params.items() if k not in ("limit", "now")}
         oldest: list[Row] = []
-        if aged_before is not None and rows:
+        if aged_before is not None and len(rows) >= limit:
             params_aged = {**where, "aged_before": aged_before}
             oldest = yield from fetch(self.claim_oldest, params_aged)
             rows = [*rows, *oldest]
         steps = yield from self.blobs.steps(rows)  # no query when nothing was found
         if oldest:  # it goes first, whatever its priority (no starvation)
             steps = starved_first(steps[:-1], steps[-1], aged_before)
+        elif steps:  # fewer than the limit: every claimable step is a candidate, the oldest too
+            steps = starved_first(steps, min(steps, key=waited_since), aged_before)
         flow = [flow_candidate(step.options) for step in steps]
         keyed = sorted({c.key for c in flow if c.key is not None})
         key_running: dict[str, int] = {}
@@ -356,6 +378,11 @@ class Programs(DataPrograms):
             yield from self.drive(transition, txn)
         yield from self._store_buckets(limited, buckets, txn)
         yield from self.write(txn)
+        if inputs is not None and txn.claims:
+            wanted: dict[str, set[str]] = {}
+            for c in txn.claims:
+                wanted.setdefault(c.run_id, set()).update(inputs(c))
+            txn.inputs = yield from self.step_inputs(wanted)
         return txn
 
     def _store_buckets(
@@ -395,32 +422,33 @@ class Programs(DataPrograms):
         return config
 
     def step_inputs(self, wanted: Mapping[str, Collection[str]]) -> Program[dict[str, StepInputs]]:
-        q = self.q
-        ids = self.dialect.list_param(wanted)
-        runs = yield from fetch(q["get_run_inputs"], {"id_list": ids})
+        """Each run's input and the ends of the named steps: one read (and one more for the
+        blobs its rows name, if any)."""
         keys = [[run_id, name] for run_id, names in wanted.items() for name in names]
-        rows = []
-        if keys:
-            params = {"key_list": self.dialect.list_param(keys)}
-            rows = yield from fetch(q["get_step_ends_by_key"], params)
-        hashes = row_blobs(runs, -1) + row_blobs(rows, -1)  # each row ends with its blob
-        blobs = yield from self.blobs.fetch(hashes)
-        inputs = {
-            run_id: bytes(data) if sha is None else payload_of(blobs, sha, f"run {run_id!r}")
-            for run_id, data, _, sha in runs
+        params = {
+            "id_list": self.dialect.list_param(wanted),
+            "key_list": self.dialect.list_param(keys),
         }
-        states = {run_id: None if state is None else bytes(state) for run_id, _, state, _ in runs}
-        ends: dict[str, dict[str, tuple[StepStatus, bytes | None]]] = {r: {} for r in inputs}
-        for run_id, name, status, output, sha in rows:
-            if run_id in ends:
-                if sha is not None:
-                    output = payload_of(blobs, sha, f"step {name!r} of run {run_id!r}")
-                ends[run_id][name] = (
-                    STEP_STATUS[status],
-                    None if output is None else bytes(output),
-                )
+        rows = yield from fetch(self.q["get_inputs"], params)
+        blobs = yield from self.blobs.fetch(row_blobs(rows, -1))  # each row ends with its blob
+        inputs: dict[str, bytes] = {}
+        states: dict[str, bytes | None] = {}
+        ends: dict[str, dict[str, tuple[StepStatus, bytes | None]]] = {}
+        for run_id, name, status, data, state, sha in rows:
+            if name is None:  # the run's input and session state
+                what = f"run {run_id!r}"
+                inputs[run_id] = bytes(data) if sha is None else payload_of(blobs, sha, what)
+                states[run_id] = None if state is None else bytes(state)
+                continue
+            if sha is not None:
+                data = payload_of(blobs, sha, f"step {name!r} of run {run_id!r}")
+            ends.setdefault(run_id, {})[name] = (
+                STEP_STATUS[status],
+                None if data is None else bytes(data),
+            )
         return {
-            run_id: StepInputs(inputs[run_id], ends[run_id], states[run_id]) for run_id in inputs
+            run_id: StepInputs(inputs[run_id], ends.get(run_id, {}), states[run_id])
+            for run_id in inputs
         }
 
     def complete(self, outcomes: Sequence[Outcome], now: float) -> Program[SQLTxn]:
@@ -431,6 +459,19 @@ class Programs(DataPrograms):
         txn.result.slot_freed = frees_room(txn.ended_attempts, self.slotted_queues)
         yield from self.write(txn)
         return txn
+
+    def complete_and_claim(
+        self, outcomes: Sequence[Outcome], now: float, claim: Callable[[], Program[SQLTxn]]
+    ) -> Program[tuple[SQLTxn, SQLTxn]]:
+        """`complete`, then a claim (`claim`, made by the caller with `session=False`) in the
+        same transaction, so that it sees the steps the completions made ready. Only the steps
+        made ready that the claim did not take still wake other workers."""
+        done = yield from self.complete(outcomes, now)
+        taken = yield from claim()
+        done.result.readied = unclaimed_ready(done, taken.claims)
+        if taken.busy and not taken.claims:
+            done.result.readied = max(done.result.readied, 1)  # the claim loop looks again
+        return done, taken
 
     def heartbeat(self, leases: Sequence[Lease], expires: float) -> Program[list[Lease]]:
         extend = self.q["extend_lease"]
@@ -446,7 +487,9 @@ class Programs(DataPrograms):
                 lost.append(h)
         return lost
 
-    def release(self, leases: Sequence[Lease], now: float, max_recoveries: int) -> Program[SQLTxn]:
+    def release(
+        self, leases: Sequence[Lease], now: float, max_recoveries: int | None
+    ) -> Program[SQLTxn]:
         txn = SQLTxn(now)
         yield from self._preload_keys(txn, [(h.run_id, h.step) for h in leases])
         for h in leases:

@@ -256,15 +256,6 @@ WHERE r.id = v.id;
 -- Write the session state of a run (ctx.state), changed by the steps whose success commits.
 UPDATE runs SET state = :state WHERE id = :id;
 
--- name: get_run_inputs
--- The input and session state of each run of a list of ids.
-SELECT id, input, state, input_blob FROM runs WHERE id IN (SELECT value FROM json_each(:id_list));
-
--- name: get_run_inputs [postgres]
--- The input and session state of each run of a list of ids.
-SELECT id, input, state, input_blob FROM runs
-WHERE id = ANY(ARRAY(SELECT jsonb_array_elements_text(CAST(:id_list AS jsonb))));
-
 -- Deleting runs -----------------------------------------------------------------------------------
 
 -- name: delete_finished_run

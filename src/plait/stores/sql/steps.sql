@@ -125,16 +125,22 @@ CROSS JOIN LATERAL (
 ) AS s
 ORDER BY k.n;
 
--- name: get_step_ends_by_key
--- Status and output of steps of several runs, given as a list of [run_id, name] pairs.
-SELECT s.run_id, s.name, s.status, s.output, s.output_blob
+-- name: get_inputs
+-- What claimed steps' handlers need, in one read: run inputs and states (name NULL), then the ends of the [run_id, name] pairs.
+SELECT id, NULL, NULL, input, state, input_blob FROM runs
+WHERE id IN (SELECT value FROM json_each(:id_list))
+UNION ALL
+SELECT s.run_id, s.name, s.status, s.output, NULL, s.output_blob
 FROM json_each(:key_list) AS k
 CROSS JOIN steps AS s
 WHERE s.run_id = json_extract(k.value, '$[0]') AND s.name = json_extract(k.value, '$[1]');
 
--- name: get_step_ends_by_key [postgres]
--- Status and output of steps of several runs, given as a list of [run_id, name] pairs.
-SELECT s.run_id, s.name, s.status, s.output, s.output_blob
+-- name: get_inputs [postgres]
+-- What claimed steps' handlers need, in one read: run inputs and states (name NULL), then the ends of the [run_id, name] pairs.
+SELECT id, NULL, NULL, input, state, input_blob FROM runs
+WHERE id = ANY(ARRAY(SELECT jsonb_array_elements_text(CAST(:id_list AS jsonb))))
+UNION ALL
+SELECT s.run_id, s.name, s.status, s.output, NULL, s.output_blob
 FROM jsonb_array_elements(CAST(:key_list AS jsonb)) AS k (key)
 CROSS JOIN LATERAL (
     SELECT run_id, name, status, output, output_blob FROM steps

@@ -30,7 +30,7 @@ from ...core.rows import (
     WorkflowPlan,
 )
 from ...core.txn import Action
-from ..protocol import NewRun
+from ..protocol import InputsWanted, NewRun
 from .artifact_rows import artifact_from_row
 from .ops import Program, execute, fetch
 from .programs import Programs, RunsTaken, SQLTxn, queue_from_row
@@ -56,6 +56,16 @@ def wakes_of(txn: SQLTxn) -> Iterable[str]:
         yield "ended"
     if txn.result.cancelled_runs:
         yield "cancelled"
+
+
+def _wakes_of_pair(pair: tuple[SQLTxn, SQLTxn]) -> Iterable[str]:
+    return wakes_of(pair[0])
+
+
+def _claims(txn: SQLTxn) -> Claims:
+    return Claims(
+        txn.claims, limited=txn.limited, next_token_at=txn.next_token_at, inputs=txn.inputs
+    )
 
 
 def _reconfigured(_config: QueueConfig) -> Iterable[str]:
@@ -89,6 +99,10 @@ def _filter_params(
 class SQLStore:
     _queries: Queries
     _programs: Programs
+    # A hopeful create_runs counts its inserted runs (a round trip on a pipelining driver);
+    # False: it does not, and a taken id fails its transaction on a unique key (`_transact`'s
+    # `unique_is_taken` turns that into RunsTaken)
+    _count_new_runs = True
 
     async def _fetch(self, query: str, params: Mapping[str, Any]) -> list[Any]:
         """The rows of one named query (a plain read)."""
@@ -102,10 +116,12 @@ class SQLStore:
         write: bool = True,
         lease_only: bool = False,
         wakes: Wakes[T] | None = None,
+        unique_is_taken: bool = False,
     ) -> T:
         """Run a program in one transaction. `program` makes a fresh one, so the store may run
         it again (a lost connection, a deadlock). `lease_only`: it writes only leases (claims,
-        heartbeats); `wakes`: what its result should wake in other processes."""
+        heartbeats); `wakes`: what its result should wake in other processes;
+        `unique_is_taken`: a unique key violated raises RunsTaken (a hopeful create_runs)."""
         raise NotImplementedError
 
     # -- definitions
@@ -154,9 +170,13 @@ class SQLStore:
         if not runs:
             return []
         what = f"create {len(runs)} runs"
+        counted = self._count_new_runs
         try:  # hopeful: the ids are new (as they nearly always are)
             return await self._transact(
-                what, lambda: self._programs.create_runs(runs, False), wakes=_created_many
+                what,
+                lambda: self._programs.create_runs(runs, False, counted),
+                wakes=_created_many,
+                unique_is_taken=not counted,
             )
         except RunsTaken:
             pass
@@ -285,9 +305,10 @@ class SQLStore:
         queues: Collection[str] | None = None,
         aged_before: float | None = None,
         labels: Collection[str] = (),
+        inputs: InputsWanted | None = None,
     ) -> Claims:
         if not fingerprints or limit <= 0:
-            return Claims()
+            return Claims(inputs=None if inputs is None else {})
         chosen = list(fingerprints)
         deadline = time.monotonic() + CLAIM_PATIENCE
         pause = 0.001
@@ -295,12 +316,12 @@ class SQLStore:
             txn = await self._transact(
                 "claim",
                 lambda: self._programs.claim(
-                    worker_id, chosen, limit, lease, now, queues, aged_before, labels
+                    worker_id, chosen, limit, lease, now, queues, aged_before, labels, inputs
                 ),
                 lease_only=True,
             )
             if txn.claims or not txn.busy or time.monotonic() >= deadline:
-                return Claims(txn.claims, limited=txn.limited, next_token_at=txn.next_token_at)
+                return _claims(txn)
             # every candidate's run was held by another transaction for a moment: try again
             # (returning nothing would idle the worker until its next wake-up)
             await asyncio.sleep(pause)
@@ -334,6 +355,40 @@ class SQLStore:
         )
         return txn.result
 
+    async def complete_and_claim(
+        self,
+        outcomes: Sequence[Outcome],
+        now: float,
+        *,
+        worker_id: str,
+        fingerprints: Collection[str],
+        limit: int,
+        lease: float,
+        queues: Collection[str] | None = None,
+        aged_before: float | None = None,
+        labels: Collection[str] = (),
+        inputs: InputsWanted | None = None,
+    ) -> tuple[CommitResult, Claims]:
+        if not fingerprints or limit <= 0:
+            empty = Claims(inputs=None if inputs is None else {})
+            return await self.complete(outcomes, now), empty
+        chosen = list(fingerprints)
+
+        def claim() -> Program[SQLTxn]:
+            # made once the completions are written: its clock (the steps' start, the rate
+            # limits' refill) reads the time of the claim, not of the commit's start
+            return self._programs.claim(
+                worker_id, chosen, limit, lease, time.time(), queues, aged_before, labels,
+                inputs, session=False,
+            )  # fmt: skip
+
+        done, taken = await self._transact(
+            "complete and claim",
+            lambda: self._programs.complete_and_claim(outcomes, now, claim),
+            wakes=_wakes_of_pair,
+        )
+        return done.result, _claims(taken)
+
     async def heartbeat(self, leases: Sequence[Lease], lease: float, now: float) -> list[Lease]:
         if not leases:
             return []
@@ -342,7 +397,7 @@ class SQLStore:
         )
 
     async def release(
-        self, leases: Sequence[Lease], now: float, max_recoveries: int
+        self, leases: Sequence[Lease], now: float, max_recoveries: int | None
     ) -> CommitResult:
         if not leases:
             return CommitResult()
