@@ -262,6 +262,9 @@ def test_bad_run_id_is_refused(engine: plait.Engine) -> None:
     wf.add_step("s", lambda: 1)
     with pytest.raises(plait.InputError, match=r"invalid run id '../etc'"):
         engine.start(wf, run_id="../etc")
+    # `$` alone would let a trailing newline through (into logs, CLI lines and headers)
+    with pytest.raises(plait.InputError, match=r"invalid run id 'r1\\n'"):
+        engine.start(wf, run_id="r1\n")
 
 
 # -- failures, retries, cascades ------------------------------------------------------------------

@@ -57,7 +57,7 @@ RUN_ID_RE = re.compile(r"^[A-Za-z0-9_.:@\-]{1,200}$")
 
 def check_run_id(run_id: Any) -> str:
     """A caller-chosen run id, checked."""
-    if not isinstance(run_id, str) or not RUN_ID_RE.match(run_id):
+    if not isinstance(run_id, str) or not RUN_ID_RE.fullmatch(run_id):
         raise InputError(
             f"invalid run id {run_id!r}: use 1-200 ASCII letters, digits or any of _ . : @ -"
         )
