@@ -28,6 +28,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 from typing import Protocol
 
+from .._errors import StoreError
 from ..core.rows import RecordRow
 from ..core.topology import WORKERS, ServedWorkflow, WorkerInfo
 from ..stores import Store
@@ -142,8 +143,11 @@ async def keep_registered(
             await presence.beat(time.time())
             if beat is not None:
                 wait = min(wait, await beat.beat(time.time()))
-        except Exception:  # a store outage: the worker reports it; try again later
-            log.warning("worker %s: registry pass failed", info.id, exc_info=True)
+        except Exception as exc:  # try again on the next pass
+            if isinstance(exc, StoreError):  # an outage: one line (the claim loop says more)
+                log.warning("worker %s: registry pass failed, will retry: %s", info.id, exc)
+            else:
+                log.warning("worker %s: registry pass failed", info.id, exc_info=True)
             if beat is not None:
                 beat.elected = False
         with contextlib.suppress(TimeoutError):
