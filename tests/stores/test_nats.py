@@ -162,6 +162,33 @@ async def test_a_server_without_jetstream_is_refused(tmp_path: Path) -> None:
         server.stop()
 
 
+async def test_a_user_without_permission_is_told_so_at_open(tmp_path: Path) -> None:
+    """The server answers a request the user may not publish with an error apart, and nats-py
+    drops the connection: the open says why at once, not after a timeout."""
+    nats_server.require_server_url()
+    (tmp_path / "locked").mkdir()
+    users = (
+        'authorization { users = [ {user: "plain", password: "pw", '
+        'permissions: {publish: {deny: ["$JS.API.>"]}}} ] }'
+    )
+    server = nats_server.NatsServer(tmp_path / "locked", extra=users)
+    server.start()
+    try:
+        store = open_store(f"nats://plain:pw@127.0.0.1:{server.port}?namespace=locked")
+        began = time.monotonic()
+        with pytest.raises(plait.StoreError) as caught:
+            await store.open()
+        assert time.monotonic() - began < 5  # not a request timeout, or several
+        assert str(caught.value).startswith(
+            f"NATS store nats://plain:***@127.0.0.1:{server.port}?namespace=locked: this user "
+            "may not use the store's subjects: Error: nats: permissions violation for publish "
+            'to "$js.api.info". It needs to publish on $JS.API.>, $KV.plait_locked.> and '
+            "$O.plait_locked_blobs.>, and subscribe on _INBOX.> (docs/nats.md)"
+        )
+    finally:
+        server.stop()
+
+
 async def test_a_missing_store_is_refused_without_create(url: str) -> None:
     store = open_store(url, create=False)
     with pytest.raises(plait.StoreError) as caught:

@@ -249,13 +249,24 @@ class NatsStore:
             return
         await probe(self._url)
         errors: list[BaseException] = []
+        # while opening: the server refused something or dropped us (nats-py closes the
+        # connection on a permissions violation; requests would only time out)
+        trouble = asyncio.Event()
 
         async def error_cb(exc: Exception) -> None:
             errors.append(exc)
+            if self._nc is None:
+                trouble.set()
 
         async def disconnected_cb() -> None:
             if self._closing:
                 return
+            if self._nc is None:
+                trouble.set()
+                return
+            cause = self._nc.last_error
+            if cause is not None and _denied(cause):
+                log.error("NATS store %s: %s", self._url.shown, describe(cause))
             log.warning("NATS store %s: disconnected; polling until it is back", self._url.shown)
             self._on_live(False)
 
@@ -285,7 +296,9 @@ class NatsStore:
                 f"cannot connect to NATS store {self._url.shown}: {describe(cause)}"
             ) from None
         try:
-            await self._prepare(nc)
+            await _unless(trouble, self._prepare(nc))
+            if trouble.is_set():
+                raise self._open_trouble(nc.last_error or (errors[-1] if errors else None))
         except BaseException:
             await nc.close()
             raise
@@ -296,6 +309,17 @@ class NatsStore:
             self._nc = None
             await nc.close()
             raise
+
+    def _open_trouble(self, cause: BaseException | None) -> StoreError:
+        where = f"NATS store {self._url.shown}"
+        if cause is not None and _denied(cause):
+            return StoreError(
+                f"{where}: this user may not use the store's subjects: {describe(cause)}. It "
+                f"needs to publish on $JS.API.>, $KV.{self._url.bucket}.> "
+                f"and $O.{self._url.objects}.>, and subscribe on _INBOX.> (docs/nats.md)"
+            )
+        why = describe(cause) if cause is not None else "no reason given"
+        return StoreError(f"{where}: the server dropped the connection while opening: {why}")
 
     async def _prepare(self, nc: Client) -> None:
         """Check the server, then find or create the bucket (refusing one that is not ours)."""
@@ -1563,3 +1587,22 @@ def _encode(key: str, value: Any, held: dict[str, Any]) -> bytes:
         doc["blobs"] = held
     doc["row"] = codec.plain(row)
     return orjson.dumps(doc)
+
+
+def _denied(exc: BaseException) -> bool:
+    return "permissions violation" in str(exc).lower()
+
+
+async def _unless(event: asyncio.Event, work: Coroutine[Any, Any, None]) -> None:
+    """Run `work`, or stop it as soon as `event` is set."""
+    task = asyncio.ensure_future(work)
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+    if event.is_set() and not task.done():
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return
+    await task

@@ -68,11 +68,6 @@ class NatsURL:
         """The Object Store bucket holding this store's blobs."""
         return f"plait_{self.namespace}_blobs"
 
-    @property
-    def wake_subject(self) -> str:
-        """The core NATS subject commits announce what they did on (push wake-ups)."""
-        return f"plait.{self.namespace}.wake"
-
 
 def hide_secrets(url: str) -> str:
     try:
