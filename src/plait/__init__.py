@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from .data.states import State, StatePage, States
     from .declare.actions import action
     from .declare.loader import load, loads
+    from .engine.doctor import DoctorCheck
     from .engine.engine import Engine, RunHandle
     from .engine.schedules import Schedule
     from .engine.views import (
@@ -72,6 +73,7 @@ if TYPE_CHECKING:
 _LAZY: dict[str, str] = {
     "BlobStats": ".core.blobs",
     "Goto": ".core.loops",
+    "DoctorCheck": ".engine.doctor",
     "Rate": ".core.rate",
     "Retry": ".core.retry",
     "RunStatus": ".core.rows",
@@ -129,6 +131,7 @@ __all__ = [
     "ConfigError",
     "DeclarationError",
     "DefinitionError",
+    "DoctorCheck",
     "Engine",
     "Event",
     "FailedStep",

@@ -38,6 +38,7 @@ from ..workflow.definition import Workflow
 from . import (
     bulk,
     data,
+    doctor,
     history,
     operator,
     queues,
@@ -48,6 +49,7 @@ from . import (
     watch,
     workers,
 )
+from .doctor import DoctorCheck
 from .replay import Replay
 from .schedules import Schedule
 from .views import (
@@ -829,6 +831,16 @@ class Engine:
         return await workers.workers(self._rt, include_dead)
 
     workers = blocking(workers_async)
+
+    async def doctor_async(self) -> list[DoctorCheck]:
+        """What to know about this store before trusting it with runs, one `DoctorCheck` per concern:
+        it opens (`store`), what its settings promise about an acknowledged commit
+        (`durability`: warn when a power failure may lose one), and whether unfinished runs
+        have a live worker (`workers`). Never raises for a store that is away: that is a
+        `fail` check."""
+        return await doctor.doctor(self._rt)
+
+    doctor = blocking(doctor_async)
 
     async def topology_async(
         self, workflow: Workflow | str, *, fingerprint: str | None = None

@@ -26,6 +26,7 @@ from ..core.claiming import (
     token_wait,
     unclaimed_ready,
 )
+from ..core.durability import Durability, in_memory
 from ..core.gates import expire_approval, pass_deadline
 from ..core.placement import may_run
 from ..core.queues import QueueConfig, queue_of, reconfigure
@@ -507,6 +508,9 @@ class MemoryStore:
                 self._run(txn, pass_deadline(txn, run_id))
             self._write(txn)
             return txn.result
+
+    async def durability(self) -> Durability:
+        return in_memory()
 
     async def next_timer_at(self) -> float | None:
         with self._lock:

@@ -64,7 +64,9 @@ from nats.js.api import (
 
 from .._errors import RunConflict, StoreError
 from .._portal import Portal
+from ..core import durability
 from ..core.blobs import BlobStats, check_hash, check_put, digest, missing
+from ..core.durability import Durability
 from ..core.queues import QueueConfig, reconfigure
 from ..core.rate import Rate
 from ..core.rows import (
@@ -427,15 +429,19 @@ class NatsStore:
         log.info("NATS store %s: created bucket %s", self._url.shown, self._url.bucket)
 
     async def _sync_setting(self, nc: Client) -> bool | None:
-        """Whether the server fsyncs every write (`sync_interval: always`), from its /varz on
-        the system account if we may read it; None when not known."""
+        """Whether the server fsyncs every write (`sync_interval: always`), from its VARZ if
+        this account may ask for it (the system account's, imported: docs/nats.md); None when
+        not known."""
         try:
             reply = await nc.request("$SYS.REQ.SERVER.PING.VARZ", b"{}", timeout=0.5)
             varz = json.loads(reply.data).get("data", {})
-            sync = varz.get("jetstream", {}).get("config", {}).get("sync_interval")
-            return None if sync is None else sync in ("always", -1)
         except Exception:  # not allowed or not answered: unknown
             return None
+        config = varz.get("jetstream", {}).get("config", {})
+        if config.get("sync_always") is True:
+            return True
+        # a periodic sync is `sync_interval` in nanoseconds, and no `sync_always` at all
+        return False if "sync_interval" in config else None
 
     async def close(self) -> None:
         if self._nc is None:
@@ -1341,6 +1347,15 @@ class NatsStore:
 
     async def fire_timers(self, now: float, limit: int) -> CommitResult:
         return await self._captured("firing timers", lambda: self._replica.fire_timers(now, limit))
+
+    async def durability(self) -> Durability:
+        async def read() -> Durability:
+            assert self._nc is not None
+            info = await self._nc.jetstream(timeout=REQUEST_TIMEOUT).stream_info(self._url.stream)
+            replicas = info.config.num_replicas or 1
+            return durability.nats(await self._sync_setting(self._nc), replicas)
+
+        return await self._hop("reading the server's settings", read())
 
     async def next_timer_at(self) -> float | None:
         return await self._read("reading timers", self._replica.next_timer_at)

@@ -11,6 +11,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
 from ..core.blobs import BlobStats
+from ..core.durability import Durability
 from ..core.queues import QueueConfig
 from ..core.rate import Rate
 from ..core.rows import (
@@ -335,3 +336,11 @@ class PushesEvents(Protocol):
     have been missed)."""
 
     def subscribe_events(self, events: Callable[[Collection[str] | None], None]) -> None: ...
+
+
+@runtime_checkable
+class ReportsDurability(Protocol):
+    """A store that can say what its settings promise about an acknowledged commit (every
+    store of plait's does; `plait doctor` says "unknown" for one that does not)."""
+
+    async def durability(self) -> Durability: ...
