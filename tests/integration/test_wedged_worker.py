@@ -5,6 +5,8 @@
   slot is freed: a `plait worker --concurrency 1` goes on to the next step.
 - A worker whose every slot is held by a handler that ignores its cancellation (async) or
   `ctx.cancelled` (sync) still stops on SIGTERM: grace, then release, then exit.
+- A SIGTERM that the kernel delivers to a handler's thread rather than the main one still stops
+  the worker (its main thread waits in slices, so Python runs the handler).
 - A step that wedges every worker that takes it is handed back by each stopping worker; those
   hand-backs count toward `max_recoveries`, so it ends `failed` (`abandoned`) instead of
   poisoning workers forever.
@@ -168,6 +170,21 @@ def test_sigterm_stops_a_worker_whose_every_slot_is_wedged(
     assert "plait worker: stopped" in worker.text()
     if workflow == "deaf_async":
         assert "step 'stuck' (run 'deaf_async-1') did not stop when cancelled" in worker.text()
+
+
+def test_sigterm_stops_a_worker_whichever_thread_the_kernel_gives_it_to(
+    url: str, engine: plait.Engine, tmp_path: Path, workers: list[Worker]
+) -> None:
+    # the step sends SIGTERM to its own thread: the worker's main thread must still act on it
+    run = engine.start(app.self_term, run_id="self-term")
+    cmd = [sys.executable, str(APP), url, "2"]
+    worker = Worker(tmp_path, cmd, "self_term")
+    workers.append(worker)
+    code = worker.popen.wait(timeout=DEADLINE)  # no signal from here: it stops by itself
+    assert code == 0, worker.text()
+    # the graceful stop: past the grace period the step is handed back to other workers
+    assert status(engine, run.id, "terminate") == "ready"
+    assert [e.type for e in engine.events(run.id) if e.step == "terminate"][-1] == "step_released"
 
 
 def test_a_step_that_wedges_every_worker_fails_after_max_recoveries(

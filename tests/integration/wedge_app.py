@@ -16,7 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -91,6 +93,21 @@ def stuck_sync() -> str:
     return "went"
 
 
+# -- a SIGTERM that the kernel gives to a handler's thread, not the main one -------------------
+
+# Python runs its signal handlers on the main thread when that thread wakes; a worker's main
+# thread that waited without waking never ran the worker's SIGTERM handler.
+self_term = plait.Workflow("self_term")
+
+
+@self_term.step
+def terminate(ctx: plait.StepContext) -> str:
+    signal.pthread_kill(threading.get_ident(), signal.SIGTERM)  # to this thread only
+    while not ctx.cancelled and not go():
+        time.sleep(0.05)
+    return "went"
+
+
 # -- a sync step that overstays its timeout, then one that must still get its own time ----------
 
 threads = plait.Workflow("threads")
@@ -112,7 +129,7 @@ def next_in_line() -> str:
 def main() -> None:
     url, max_recoveries = sys.argv[1], int(sys.argv[2])
     engine = plait.Engine(url, max_recoveries=max_recoveries)
-    for wf in (rude, deaf_async, deaf_sync, threads):
+    for wf in (rude, deaf_async, deaf_sync, threads, self_term):
         engine.register(wf)
     print("ready", flush=True)
     try:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -71,3 +73,26 @@ def test_many_threads_call_at_once(portal: Portal) -> None:
     for t in threads:
         t.join(timeout=30)
     assert results == {n: 2 * n for k in range(8) for n in range(k * 1000, k * 1000 + 200)}
+
+
+def test_a_signal_given_to_the_loop_thread_is_handled_while_the_main_thread_waits(
+    portal: Portal,
+) -> None:
+    """Python runs signal handlers on the main thread when it wakes: a signal the kernel gives
+    to another thread used to wait until a blocking call returned (SIGTERM ignored by a worker,
+    Ctrl-C doing nothing). The main thread waits in slices, so the handler runs meanwhile."""
+    assert threading.current_thread() is threading.main_thread()
+    handled = threading.Event()
+    previous = signal.signal(signal.SIGUSR1, lambda *_: handled.set())
+
+    async def signalled() -> bool:
+        signal.pthread_kill(threading.get_ident(), signal.SIGUSR1)  # to the loop's thread only
+        deadline = time.monotonic() + 10
+        while not handled.is_set() and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)  # waiting on a condition, with a deadline
+        return handled.is_set()
+
+    try:
+        assert portal.call(signalled()) is True
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
