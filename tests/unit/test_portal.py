@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -87,10 +86,7 @@ def test_a_signal_given_to_the_loop_thread_is_handled_while_the_main_thread_wait
 
     async def signalled() -> bool:
         signal.pthread_kill(threading.get_ident(), signal.SIGUSR1)  # to the loop's thread only
-        deadline = time.monotonic() + 10
-        while not handled.is_set() and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)  # waiting on a condition, with a deadline
-        return handled.is_set()
+        return await asyncio.to_thread(handled.wait, 10)
 
     try:
         assert portal.call(signalled()) is True
