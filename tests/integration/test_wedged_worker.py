@@ -56,7 +56,13 @@ class Worker:
     def __init__(self, tmp_path: Path, cmd: list[str], name: str) -> None:
         self.log = tmp_path / f"{name}.log"
         self.go = tmp_path / "go"
-        env = {**os.environ, app.GO_ENV: str(self.go), "PYTHONUNBUFFERED": "1"}
+        self.started = tmp_path / "started"
+        env = {
+            **os.environ,
+            app.GO_ENV: str(self.go),
+            app.STARTED_ENV: str(self.started),
+            "PYTHONUNBUFFERED": "1",
+        }
         with self.log.open("wb") as err:
             self.popen = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, env=env)
 
@@ -192,17 +198,21 @@ def test_a_step_that_wedges_every_worker_fails_after_max_recoveries(
 ) -> None:
     max_recoveries = 2
     run = engine.start(app.deaf_sync, run_id="poison")
+    started = tmp_path / "started"  # each stuck handler appends its pid
     for i in range(max_recoveries + 1):
         cmd = [sys.executable, str(APP), url, str(max_recoveries)]
         worker = Worker(tmp_path, cmd, f"script{i}")
         workers.append(worker)
+        # its handler has started (a claim not yet started is handed back uncounted)
+        pid = str(worker.popen.pid)
         wait_for(
-            lambda: status(engine, run.id, "stuck"),
-            lambda s: s == "running",
-            f"worker {i} to take the step",
+            lambda: started.read_text().split() if started.exists() else [],
+            lambda pids: pid in pids,  # noqa: B023 (read within the iteration)
+            f"worker {i} to start the step's handler",
             worker.text,
             DEADLINE,
         )
+        assert status(engine, run.id, "stuck") == "running"
         assert worker.stop(timeout=15) == 0, worker.text()
 
     step = steps(engine, run.id)["stuck"]

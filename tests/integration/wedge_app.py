@@ -25,10 +25,17 @@ from pathlib import Path
 import plait
 
 GO_ENV = "PLAIT_WEDGE_GO"
+STARTED_ENV = "PLAIT_WEDGE_STARTED"  # a file each `stuck` handler appends a line to as it starts
 
 
 def go() -> bool:
     return Path(os.environ[GO_ENV]).exists()
+
+
+def mark_started() -> None:
+    if STARTED_ENV in os.environ:
+        with open(os.environ[STARTED_ENV], "a") as f:
+            f.write(f"{os.getpid()}\n")
 
 
 class Odd(BaseException):
@@ -80,6 +87,7 @@ deaf_sync = plait.Workflow("deaf_sync")
 
 @deaf_async.step(name="stuck")
 async def stuck_async() -> str:
+    mark_started()
     while not go():
         with contextlib.suppress(asyncio.CancelledError):  # the worker cannot interrupt it
             await asyncio.sleep(0.05)
@@ -88,6 +96,7 @@ async def stuck_async() -> str:
 
 @deaf_sync.step(name="stuck")
 def stuck_sync() -> str:
+    mark_started()
     while not go():
         time.sleep(0.05)  # never looks at ctx.cancelled
     return "went"
