@@ -68,6 +68,13 @@ def own_server(tmp_path: Path) -> Iterator[nats_server.NatsServer]:
         ("nats://host:4222?connect_timeout=soon", "connect_timeout='soon' is not a number"),
         ("nats://host:4222?blob_threshold=lots", "blob_threshold='lots'"),
         ("nats://host:4222?replicas=7", "replicas='7' is not a number of replicas from 1 to 5"),
+        (
+            "nats://host:4222?batch_limit=1",
+            "batch_limit='1' is not a number of messages from 2 to 1,000,000 (the server's "
+            "limits.batch.max_msgs)",
+        ),
+        ("nats://host:4222?batch_limit=many", "batch_limit='many' is not a number of messages"),
+        ("nats://host:4222?batch_limit=1000001", "batch_limit='1000001' is not a number"),
     ],
 )
 def test_a_bad_url_is_refused_naming_the_problem(bad: str, says: str) -> None:
@@ -187,6 +194,71 @@ async def test_a_user_without_permission_is_told_so_at_open(tmp_path: Path) -> N
         )
     finally:
         server.stop()
+
+
+def wide(n: int) -> plait.Workflow:
+    """A root and n steps after it: starting a run writes 1 + n / 16 pages and more."""
+    wf = plait.Workflow(f"wide{n}")
+
+    @wf.step
+    def root() -> int:
+        return 1
+
+    for i in range(n):
+        wf.step(name=f"s{i}")(lambda root: root)
+    return wf
+
+
+async def test_a_transaction_over_the_batch_limit_is_refused_and_the_limit_can_be_raised(
+    tmp_path: Path,
+) -> None:
+    """A run of 1,000 steps is a transaction of about 70 keys: over batch_limit=50 the store
+    refuses it; over the server's max_msgs of 50 the server does, and the store says which
+    setting is lower; with both at 200 it starts. Nothing is written by a refused one."""
+    nats_server.require_server_url()
+    (tmp_path / "small").mkdir()
+    (tmp_path / "raised").mkdir()
+    server = nats_server.NatsServer(
+        tmp_path / "small", extra="jetstream { limits { batch { max_msgs: 50 } } }"
+    )
+    server.start()
+    wf = wide(1000)
+    try:
+        url = f"{server.url}?namespace=small&batch_limit=50"
+        async with plait.Engine(url) as engine:
+            with pytest.raises(plait.StoreError) as caught:
+                await engine.start_async(wf, run_id="w")
+            assert str(caught.value).startswith(f"NATS store {url}: this transaction writes ")
+            assert str(caught.value).endswith(
+                " keys, over the limit of 50 messages in one atomic batch; nothing was written "
+                "(raise the server's jetstream { limits { batch { max_msgs } } } and the URL's "
+                "batch_limit=N with it: docs/nats.md)"
+            )
+            assert (await engine.list_runs_async()).runs == []
+
+        url = f"{server.url}?namespace=small&batch_limit=200"
+        async with plait.Engine(url) as engine:
+            with pytest.raises(plait.StoreError) as caught:
+                await engine.start_async(wf, run_id="w")
+            assert (
+                " messages (atomic publish batch is too large: 50): its jetstream { limits { "
+                "batch { max_msgs } } } is lower than this URL's batch_limit=200; nothing was "
+                "written" in str(caught.value)
+            )
+            assert (await engine.list_runs_async()).runs == []
+    finally:
+        server.stop()
+
+    raised = nats_server.NatsServer(
+        tmp_path / "raised", extra="jetstream { limits { batch { max_msgs: 200 } } }"
+    )
+    raised.start()
+    try:
+        async with plait.Engine(f"{raised.url}?namespace=small&batch_limit=200") as engine:
+            await engine.start_async(wf, run_id="w")
+            assert len(await engine.steps_async("w")) == 1001
+    finally:
+        raised.stop()
 
 
 async def test_a_missing_store_is_refused_without_create(url: str) -> None:

@@ -97,7 +97,6 @@ T = TypeVar("T")
 
 STORE_MARK = "plait-store"  # the stream metadata key that says a bucket is a plait store's
 STORE_FORMAT = "1"
-BATCH_LIMIT = 1000  # messages in one atomic batch (nats-server's default, 2.12 to 2.15)
 CONFLICT_RETRIES = 50
 # steps are kept in pages of this many (by `idx`): a transaction readying 10,000 steps writes
 # 625 keys, within one batch
@@ -114,6 +113,7 @@ RECONNECT_WAIT = 3.0  # seconds a call waits for a connection that is being re-e
 _KV_OP = "KV-Operation"
 _WRITER = "Plait-Writer"  # which store object wrote a message (its own are not wake-ups)
 _WRONG_SEQUENCE = 10071
+_BATCH_TOO_LARGE = 10199  # more messages than the server's limits.batch.max_msgs
 
 
 class _Conflict(Exception):
@@ -755,11 +755,12 @@ class NatsStore:
             return
         if self.read_only:
             raise StoreError(f"NATS store {self._url.shown} is open read-only: a write was refused")
-        if len(writes) > BATCH_LIMIT:
+        if len(writes) > self._url.batch_limit:
             raise StoreError(
                 f"NATS store {self._url.shown}: this transaction writes {len(writes)} keys, over "
-                f"the server's limit of {BATCH_LIMIT} messages in one atomic batch; nothing was "
-                "written"
+                f"the limit of {self._url.batch_limit} messages in one atomic batch; nothing was "
+                "written (raise the server's jetstream { limits { batch { max_msgs } } } and the "
+                "URL's batch_limit=N with it: docs/nats.md)"
             )
         if len({key for key, _, _ in writes}) != len(writes):
             raise StoreError(f"NATS store {self._url.shown}: a batch wrote a key twice (a bug)")
@@ -810,6 +811,13 @@ class NatsStore:
                     text = str(error.get("description", ""))
                     number = text.rsplit(":", 1)[-1].strip()
                     raise _Conflict(int(number) if number.isdigit() else 0)
+                if error.get("err_code") == _BATCH_TOO_LARGE:
+                    raise StoreError(
+                        f"NATS store {self._url.shown}: the server refused a batch of "
+                        f"{len(writes)} messages ({error.get('description')}): its "
+                        "jetstream { limits { batch { max_msgs } } } is lower than this URL's "
+                        f"batch_limit={self._url.batch_limit}; nothing was written"
+                    )
                 raise StoreError(
                     f"NATS store {self._url.shown}: the server refused a commit: "
                     f"{error.get('description')} (err_code {error.get('err_code')})"
@@ -1085,7 +1093,7 @@ class NatsStore:
                 if run.id in seen:
                     continue
                 seen.add(run.id)
-                if chunk and size + n > BATCH_LIMIT:
+                if chunk and size + n > self._url.batch_limit:
                     await self._create_chunk(runs, chunk, results)
                     chunk, size = [], 0
                 chunk.append(i)
@@ -1412,7 +1420,7 @@ class NatsStore:
                 (c, k)
                 for (c, k), r in self._replica._records.items()
                 if r.doc == TOMBSTONE and r.updated_at < older_than
-            ][:BATCH_LIMIT]
+            ][: self._url.batch_limit]
             return [(codec.key("rec", c, k), None, {}) for c, k in old], {}, len(old)
 
         return await self._transact("purging record tombstones", attempt)
@@ -1473,10 +1481,12 @@ class NatsStore:
                 except _Conflict as conflict:
                     await self._catch_up(conflict.seq)
                     continue
-                for i in range(0, len(rest), BATCH_LIMIT):  # the run is gone: its rows next
+                for i in range(
+                    0, len(rest), self._url.batch_limit
+                ):  # the run is gone: its rows next
                     try:
                         async with self._writing():
-                            await self._commit(rest[i : i + BATCH_LIMIT], {})
+                            await self._commit(rest[i : i + self._url.batch_limit], {})
                     except _Conflict:
                         log.warning("NATS store: rows of deleted run %s changed meanwhile", run_id)
                 return True
