@@ -102,8 +102,7 @@ FROM runs WHERE id = ANY(ARRAY(SELECT jsonb_array_elements_text(CAST(:id_list AS
 ORDER BY id /*for update*/;
 
 -- fragment: run_filter
--- The filters of a run list beside workflow and status: created in [from, to), text in id, name
--- or error, and labels (a JSON object: runs having each, read from run_labels' index).
+-- The filters of a run list beside workflow and status: created, text, labels (run_labels).
 (:created_from IS NULL OR created_at >= :created_from)
 AND (:created_to IS NULL OR created_at < :created_to)
 AND (:text IS NULL OR instr(lower(id), :text) > 0 OR instr(lower(coalesce(name, '')), :text) > 0
