@@ -48,6 +48,8 @@ def test_public_names_are_pinned() -> None:
             "DeclarationError",
             "DefinitionError",
             "Engine",
+            "Store",
+            "register_store",
             "Event",
             "Goto",
             "Handle",

@@ -63,6 +63,8 @@ if TYPE_CHECKING:
         Waiting,
         WorkflowInfo,
     )
+    from .stores import register_store
+    from .stores.protocol import Store
     from .workflow.context import StepCancelled, StepContext
     from .workflow.definition import Workflow
     from .workflow.options import Approval
@@ -92,6 +94,8 @@ _LAZY: dict[str, str] = {
     "StatePage": ".data.states",
     "States": ".data.states",
     "Engine": ".engine.engine",
+    "Store": ".stores.protocol",
+    "register_store": ".stores",
     "RunHandle": ".engine.engine",
     "Schedule": ".engine.schedules",
     "BulkItem": ".engine.views",
@@ -172,6 +176,7 @@ __all__ = [
     "StepError",
     "StepStatus",
     "StepTopology",
+    "Store",
     "StoreError",
     "Topology",
     "Waiting",
@@ -183,6 +188,7 @@ __all__ = [
     "action",
     "load",
     "loads",
+    "register_store",
 ]
 
 

@@ -23,7 +23,7 @@ from collections.abc import (
 from datetime import datetime, timedelta
 from typing import Any, BinaryIO
 
-from .._errors import InputError
+from .._errors import InputError, StoreError
 from .._portal import blocking
 from .._runtime import Observer, Runtime
 from ..core.blobs import ARTIFACT_GRACE, DEFAULT_GRACE, BlobStats
@@ -137,12 +137,17 @@ class Engine:
     migration; any operation that writes raises StoreError. A SQLite file is opened with
     `mode=ro` (or `immutable=1`, a copy in a directory nobody may write), so a backup copy can
     be read.
+    `store`: a store object instead of a URL (a third party's, say: docs/stores.md), checked at
+    once (StoreError naming every operation of the protocol it lacks); the Engine opens and
+    closes it. A third party's store may also be installed under a URL scheme (entry points
+    `plait.stores`), which `url` then names.
     """
 
     def __init__(
         self,
-        url: str = DEFAULT_URL,
+        url: str | None = None,
         *,
+        store: Store | None = None,
         lease: float = 30.0,
         max_recoveries: int = 10,
         poll_interval: float = 0.25,
@@ -150,8 +155,11 @@ class Engine:
         create: bool = True,
         read_only: bool = False,
     ) -> None:
+        if store is not None and url is not None:
+            raise StoreError("give the Engine a store URL or a store object (store=), not both")
         self._rt = Runtime(
-            url,
+            DEFAULT_URL if url is None else url,
+            store=store,
             lease=lease,
             max_recoveries=max_recoveries,
             poll_interval=poll_interval,
