@@ -105,6 +105,18 @@ def test_a_deleted_run_leaves_no_labels(engine: plait.Engine) -> None:
     assert ids(engine.list_runs(labels={"customer": "42"})) == ["a"]
 
 
+def test_a_fork_keeps_its_parents_identity(engine: plait.Engine) -> None:
+    handle = engine.start(
+        orders(), {"order": 1}, run_id="a", name="n", labels={"customer": "42"}, metadata={"m": 1}
+    )
+    engine.run_worker(until=handle)
+    handle.result(timeout=10)
+    forked = engine.fork("a", "total", new_run_id="a2")
+    run = engine.get_run(forked.id)
+    assert (run.name, run.labels, run.metadata) == ("n", {"customer": "42"}, {"m": 1})
+    assert ids(engine.list_runs(labels={"customer": "42"})) == ["a", "a2"]
+
+
 # -- starting an id that exists -------------------------------------------------------------------
 
 
