@@ -134,6 +134,24 @@ def test_an_existing_id_with_the_same_input_is_that_run(engine: plait.Engine) ->
     assert engine.count_runs() == 1
 
 
+def test_a_big_input_kept_as_a_blob_is_compared_whole(store_url: str) -> None:
+    wf = plait.Workflow("big")
+
+    @wf.step
+    def size(text: str) -> int:
+        return len(text)
+
+    url = f"{store_url}{'&' if '?' in store_url else '?'}blob_threshold=100"
+    with plait.Engine(url) as engine:
+        first = engine.start(wf, {"text": "x" * 1000}, run_id="big")
+        again = engine.start(wf, {"text": "x" * 1000}, run_id="big")
+        assert (first.created, again.created) == (True, False)
+        with pytest.raises(plait.RunConflict, match="with a different input"):
+            engine.start(wf, {"text": "y" * 1000}, run_id="big")
+        [handle] = engine.start_many(wf, [{"text": "x" * 1000}], run_ids=["big"])
+        assert handle.created is False
+
+
 def test_an_existing_id_with_another_input_is_refused(engine: plait.Engine) -> None:
     wf = orders()
     engine.start(wf, {"order": 1}, run_id="o-1")
