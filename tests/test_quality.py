@@ -49,6 +49,8 @@ def test_public_names_are_pinned() -> None:
             "DefinitionError",
             "DoctorCheck",
             "Engine",
+            "Store",
+            "register_store",
             "Event",
             "Goto",
             "Handle",

@@ -64,6 +64,8 @@ if TYPE_CHECKING:
         Waiting,
         WorkflowInfo,
     )
+    from .stores import register_store
+    from .stores.protocol import Store
     from .workflow.context import StepCancelled, StepContext
     from .workflow.definition import Workflow
     from .workflow.options import Approval
@@ -94,6 +96,8 @@ _LAZY: dict[str, str] = {
     "StatePage": ".data.states",
     "States": ".data.states",
     "Engine": ".engine.engine",
+    "Store": ".stores.protocol",
+    "register_store": ".stores",
     "RunHandle": ".engine.engine",
     "Schedule": ".engine.schedules",
     "BulkItem": ".engine.views",
@@ -175,6 +179,7 @@ __all__ = [
     "StepError",
     "StepStatus",
     "StepTopology",
+    "Store",
     "StoreError",
     "Topology",
     "Waiting",
@@ -186,6 +191,7 @@ __all__ = [
     "action",
     "load",
     "loads",
+    "register_store",
 ]
 
 

@@ -7,7 +7,7 @@ PlaitError
 ├── ConfigError            a queue was configured with a bad value (also a ValueError)
 ├── WorkflowNotFound       start() named a workflow nobody registered
 ├── RunNotFound            an operation named a run id that does not exist
-├── RunConflict            a run id is already used by a different workflow
+├── RunConflict            a run id is already used by a different workflow, or input
 ├── RunFailed              result(): the run ended failed (`.failures`: step → StepError)
 ├── RunCancelled           result(): the run was cancelled
 ├── RunStateError          an operation the run's current state does not allow
@@ -75,8 +75,9 @@ class RunNotFound(PlaitError):
 
 
 class RunConflict(PlaitError):
-    """The run id is already used by a run of another workflow; choose another id. `run_id`
-    names it (None when the message is the only word on it); from `start_many`, `index` says
+    """The run id is already used by a run of another workflow, or by a run of the same
+    workflow with a different input (`start(..., if_exists="return")` takes that run as it
+    is); choose another id. `run_id` names it (None when the message is the only word on it); from `start_many`, `index` says
     which of its inputs it is (its message starts `inputs[i]: `)."""
 
     run_id: str | None = None
@@ -88,6 +89,16 @@ class RunConflict(PlaitError):
         exc = cls(
             f"run id {run_id!r} is already used by a run of workflow {used_by!r}, "
             f"not {wanted!r}; choose another run id"
+        )
+        exc.run_id = run_id
+        return exc
+
+    @classmethod
+    def input_differs(cls, run_id: str, workflow: str) -> RunConflict:
+        """Run id `run_id` is a run of `workflow` started with another input."""
+        exc = cls(
+            f"run id {run_id!r} is already a run of workflow {workflow!r} with a different "
+            "input; choose another run id, or pass if_exists='return' to get that run as it is"
         )
         exc.run_id = run_id
         return exc

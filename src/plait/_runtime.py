@@ -23,7 +23,7 @@ from ._portal import Broadcast, Portal
 from .core.rows import Claim, CommitResult, EventRow, Outcome, RunRow, StepRow, WorkflowPlan
 from .core.txn import Action
 from .data.artifacts import ArtifactStorage, split_url, storage_for
-from .stores import Store, open_store
+from .stores import Store, check_store, open_store
 from .stores.protocol import NewRun
 from .workflow.definition import Workflow
 
@@ -365,6 +365,7 @@ class Runtime:
         sweep_interval: float,
         create: bool = True,
         read_only: bool = False,
+        store: Store | None = None,
     ) -> None:
         self.lease = check_lease(lease)
         if (
@@ -376,12 +377,17 @@ class Runtime:
         self.max_recoveries = max_recoveries
         self.poll_interval = _positive("poll_interval", poll_interval)
         self.sweep_interval = _positive("sweep_interval", sweep_interval)
-        self.url = url
-        store_url, option = split_url(
-            url
-        )  # the artifacts= option is the Runtime's, not the store's
-        self.artifacts: ArtifactStorage = storage_for(store_url, option)
-        self.store: Store = open_store(store_url, create=create, read_only=read_only)
+        if store is not None:  # a store object (a third party's): its artifacts in its blobs
+            self.store: Store = check_store(store)
+            self.url = url = self.store.url
+            self.artifacts: ArtifactStorage = storage_for(None, None)
+        else:
+            self.url = url
+            store_url, option = split_url(
+                url
+            )  # the artifacts= option is the Runtime's, not the store's
+            self.artifacts = storage_for(store_url, option)
+            self.store = open_store(store_url, create=create, read_only=read_only)
         self.portal = Portal()
         self.workflows = Workflows()
         self.work_ready = Broadcast()  # steps became ready, or a limited slot freed: wake workers

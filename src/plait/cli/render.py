@@ -95,6 +95,9 @@ def run_doc(run: Run) -> dict[str, Any]:
         "parent_run": run.parent_run,
         "forked_from": run.forked_from,
         "state": run.state,
+        "name": run.name,
+        "labels": run.labels,
+        "metadata": run.metadata,
     }
 
 
@@ -308,18 +311,32 @@ def runs_table(runs: Sequence[Run]) -> Table:
     from rich.table import Table
 
     table = Table(box=None, header_style="bold")
-    for column in ("RUN", "WORKFLOW", "VERSION", "STATUS", "CREATED", "DURATION"):
-        table.add_column(column, no_wrap=column != "RUN")
+    named = any(run.name for run in runs)  # the columns of identity, when some run has one
+    labelled = any(run.labels for run in runs)
+    columns = ["RUN", *(["NAME"] if named else []), "WORKFLOW", "VERSION", "STATUS", "CREATED",
+               "DURATION", *(["LABELS"] if labelled else [])]  # fmt: skip
+    for column in columns:
+        table.add_column(column, no_wrap=column not in ("RUN", "NAME", "LABELS"))
     for run in runs:
-        table.add_row(
-            escape(run.id),
+        cells = [escape(run.id)]
+        if named:
+            cells.append(escape(run.name or "-"))
+        cells += [
             escape(run.workflow),
             escape(run.version),
             _status(run.status.value),
             _when(run.created_at),
             _secs(run.duration),
-        )
+        ]
+        if labelled:
+            cells.append(escape(labels_text(run.labels)))
+        table.add_row(*cells)
     return table
+
+
+def labels_text(labels: Mapping[str, str]) -> str:
+    """Labels as the command line writes them: key=value, comma-separated."""
+    return ", ".join(f"{k}={v}" for k, v in labels.items()) or "-"
 
 
 def workflows_table(infos: Sequence[WorkflowInfo]) -> Table:
@@ -377,6 +394,12 @@ def show_inspection(console: Console, inspection: Inspection) -> None:
     run = inspection.run
     console.print(f"[bold]run[/] {escape(run.id)}  {_status(run.status.value)}")
     console.print(f"workflow  {escape(run.workflow)} v{escape(run.version)} ({run.fingerprint})")
+    if run.name is not None:
+        console.print(f"name      {escape(run.name)}")
+    if run.labels:
+        console.print(f"labels    {escape(labels_text(run.labels))}")
+    if run.metadata:
+        console.print(f"metadata  {escape(_short(run.metadata, SHOW_WIDTH))}")
     console.print(
         f"created   {_when(run.created_at)}   finished {_when(run.finished_at)}"
         f"   duration {_secs(inspection.duration)}"

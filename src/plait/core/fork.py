@@ -234,6 +234,7 @@ def fork_run(
     run.parent_run = parent.id
     run.forked_from = fork.from_step
     run.state = state
+    run.name, run.labels, run.metadata = parent.name, parent.labels, parent.metadata  # its kin
 
     def emit(type_: str, step: str | None, **payload: object) -> None:
         if step is not None:

@@ -184,6 +184,9 @@ class RunRow:
     forked_from: str | None = None  # the step of the parent it was forked from
     next_idx: int = 0  # the `idx` of the next step added to the run (spawned steps)
     state: bytes | None = None  # the session state (`ctx.state`): a JSON object, None if empty
+    name: str | None = None  # a human name given at start (`core.identity`)
+    labels: dict[str, str] | None = None  # string labels given at start; lists filter by them
+    metadata: bytes | None = None  # a JSON object given at start, kept as it is
 
 
 @dataclass(frozen=True, slots=True)

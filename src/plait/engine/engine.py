@@ -23,7 +23,7 @@ from collections.abc import (
 from datetime import datetime, timedelta
 from typing import Any, BinaryIO
 
-from .._errors import InputError
+from .._errors import InputError, StoreError
 from .._portal import blocking
 from .._runtime import Observer, Runtime
 from ..core.blobs import ARTIFACT_GRACE, DEFAULT_GRACE, BlobStats
@@ -76,13 +76,15 @@ async def _flatten(batches: AsyncGenerator[list[Run], None]) -> AsyncIterator[Ru
 
 
 class RunHandle:
-    """A started run: its id, and a way to wait for its result."""
+    """A started run: its id, and a way to wait for its result. `created`: whether the call
+    that made this handle created the run (False: a run of that id existed, and is this one)."""
 
-    __slots__ = ("_engine", "id")
+    __slots__ = ("_engine", "created", "id")
 
-    def __init__(self, engine: Engine, run_id: str) -> None:
+    def __init__(self, engine: Engine, run_id: str, created: bool = True) -> None:
         self._engine = engine
         self.id = run_id
+        self.created = created
 
     async def result_async(self, timeout: float | None = None) -> dict[str, Any]:
         """The run's output {sink step: output}; raises RunFailed, RunCancelled or TimeoutError.
@@ -137,12 +139,17 @@ class Engine:
     migration; any operation that writes raises StoreError. A SQLite file is opened with
     `mode=ro` (or `immutable=1`, a copy in a directory nobody may write), so a backup copy can
     be read.
+    `store`: a store object instead of a URL (a third party's, say: docs/stores.md), checked at
+    once (StoreError naming every operation of the protocol it lacks); the Engine opens and
+    closes it. A third party's store may also be installed under a URL scheme (entry points
+    `plait.stores`), which `url` then names.
     """
 
     def __init__(
         self,
-        url: str = DEFAULT_URL,
+        url: str | None = None,
         *,
+        store: Store | None = None,
         lease: float = 30.0,
         max_recoveries: int = 10,
         poll_interval: float = 0.25,
@@ -150,8 +157,11 @@ class Engine:
         create: bool = True,
         read_only: bool = False,
     ) -> None:
+        if store is not None and url is not None:
+            raise StoreError("give the Engine a store URL or a store object (store=), not both")
         self._rt = Runtime(
-            url,
+            DEFAULT_URL if url is None else url,
+            store=store,
             lease=lease,
             max_recoveries=max_recoveries,
             poll_interval=poll_interval,
@@ -233,18 +243,29 @@ class Engine:
         deadline: float | timedelta | None = None,
         priority: int = 0,
         trace_context: Mapping[str, str] | None = None,
+        name: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        if_exists: str = "check",
     ) -> RunHandle:
-        """Start a run. An existing `run_id` of the same workflow returns that run (idempotent).
-        `deadline` (seconds or a timedelta from now): a run unfinished by then fails with
+        """Start a run. An existing `run_id` of the same workflow and the same input returns
+        that run (idempotent; its handle's `created` is False); with a different input,
+        RunConflict says so, unless `if_exists="return"`, which returns that run whatever its
+        input. `name`: a human name for the run; `labels`: string keys to string values
+        ({"customer": "42"}; at most 32, keys of 1-63 letters, digits or `_ . - /`, values of
+        at most 200 characters), which `list_runs(labels=…)` filters by; `metadata`: a JSON
+        object of at most 16 KiB kept with the run. InputError for any of them wrong, and
+        nothing is written. `deadline` (seconds or a timedelta from now): a run unfinished by then fails with
         `deadline_exceeded`, its unfinished steps cancelled. `priority` is added to each of its
         steps' own: within a queue, higher first. `trace_context`: the caller's W3C trace
         context ({"traceparent": …}, as `opentelemetry.propagate.inject` fills it), kept with
         the run; its trace's run span links to it (`export_trace`)."""
-        started, _ = await runs.start(
+        who = runs.Identity.of("start", name, labels, metadata, if_exists)
+        started, created = await runs.start(
             self._rt, workflow, input, run_id=run_id, deadline=deadline, priority=priority,
-            trace_context=trace_context,
+            trace_context=trace_context, who=who,
         )  # fmt: skip
-        return RunHandle(self, started)
+        return RunHandle(self, started, created)
 
     start = blocking(start_async)
 
@@ -257,15 +278,21 @@ class Engine:
         deadline: float | timedelta | None = None,
         priority: int = 0,
         progress: Callable[[int], None] | None = None,
+        name: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        if_exists: str = "check",
     ) -> list[RunHandle]:
         """Start a run for each input, many runs per transaction (one commit for up to a
         thousand runs); their handles, in order. Every input is validated before anything is
         written: InputError names the first bad one (`inputs[3]: …`). `run_ids`: one id per
-        input (default: new ids); an id that exists as a run of the same workflow is that run,
-        as for `start`; of another workflow, RunConflict names it, and the runs from its
-        transaction on are not started (the message says which were). `deadline` and
-        `priority` as for `start`, for every run. `progress(n)` is called after each
-        transaction with how many runs exist so far."""
+        input (default: new ids); an id that exists as a run of the same workflow and input is
+        that run, as for `start` (`if_exists` too); of another workflow or input, RunConflict
+        names it, and the runs from its transaction on are not started (the message says which
+        were). `deadline`, `priority`, `name`, `labels` and `metadata` as for `start`, for
+        every run. `progress(n)` is called after each transaction with how many runs exist
+        so far."""
+        who = runs.Identity.of("start_many", name, labels, metadata, if_exists)
         started = await runs.start_many(
             self._rt,
             workflow,
@@ -274,8 +301,9 @@ class Engine:
             deadline=deadline,
             priority=priority,
             progress=progress,
+            who=who,
         )
-        return [RunHandle(self, run_id) for run_id in started]
+        return [RunHandle(self, run_id, created) for run_id, created in started]
 
     start_many = blocking(start_many_async)
 
@@ -299,13 +327,15 @@ class Engine:
         created_to: datetime | float | None = None,
         text: str | None = None,
         excerpt: int | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> RunPage:
         """Runs newest first, one page at a time (at most 10,000 runs a page; pass the page's
         `next_cursor` back for the next). Filters: `workflow`, `status`, a creation time range
-        [`created_from`, `created_to`) (datetimes, naive meaning UTC, or epoch seconds), and
-        `text`, found in the run id or its error (case-insensitive). InputError for a bad
-        status, limit, time or cursor. `excerpt`: as for `get_run`."""
-        where = RunFilter(workflow, status, created_from, created_to, text)
+        [`created_from`, `created_to`) (datetimes, naive meaning UTC, or epoch seconds),
+        `text`, found in the run id, its name or its error (case-insensitive), and `labels`:
+        runs having every one of these labels. InputError for a bad status, limit, time,
+        label or cursor. `excerpt`: as for `get_run`."""
+        where = RunFilter(workflow, status, created_from, created_to, text, labels)
         return await runs.list_runs(self._rt, where, limit=limit, cursor=cursor, excerpt=excerpt)
 
     list_runs = blocking(list_runs_async)

@@ -25,6 +25,16 @@ class StartBody(Body):
     input: Any = None
     run_id: str | None = Field(default=None, max_length=200)
     priority: int = Field(default=0, ge=-1_000_000, le=1_000_000, strict=True)
+    name: str | None = Field(default=None, max_length=200, description="a human name")
+    labels: dict[str, str] | None = Field(
+        default=None, max_length=32, description="string labels, which run lists filter by"
+    )
+    metadata: dict[str, Any] | None = Field(default=None, description="kept with the run")
+    if_exists: Literal["check", "return"] = Field(
+        default="check",
+        description="a run_id that exists: check (that run if its input is the same, else "
+        "409) or return (that run, whatever its input)",
+    )
 
 
 class CancelBody(Body):

@@ -75,6 +75,13 @@ class Run(Answer):
         default_factory=dict,
         description="its session state (ctx.state, post:), as the successes so far left it",
     )
+    name: str | None = Field(default=None, description="the human name it was started with")
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="the labels it was started with"
+    )
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description="the metadata it was started with"
+    )
 
 
 class RunPage(Answer):

@@ -28,6 +28,7 @@ from ..core.claiming import (
 )
 from ..core.durability import Durability, in_memory
 from ..core.gates import expire_approval, pass_deadline
+from ..core.identity import matches
 from ..core.placement import may_run
 from ..core.queues import QueueConfig, queue_of, reconfigure
 from ..core.rate import Rate
@@ -61,13 +62,20 @@ def _matches(
     created_from: float | None,
     created_to: float | None,
     text: str | None,
+    labels: Mapping[str, str] | None = None,
 ) -> bool:
     return (
         (workflow is None or r.workflow == workflow)
         and (status is None or r.status == status)
         and (created_from is None or r.created_at >= created_from)
         and (created_to is None or r.created_at < created_to)
-        and (not text or text.lower() in r.id.lower() or text.lower() in (r.error or "").lower())
+        and (
+            not text
+            or text.lower() in r.id.lower()
+            or text.lower() in (r.name or "").lower()
+            or text.lower() in (r.error or "").lower()
+        )
+        and matches(r.labels, labels)
     )
 
 
@@ -188,12 +196,13 @@ class MemoryStore:
         created_to: float | None = None,
         text: str | None = None,
         excerpt: int | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> list[RunRow]:
         with self._lock:
             rows = [
                 r
                 for r in self._runs.values()
-                if _matches(r, workflow, status, created_from, created_to, text)
+                if _matches(r, workflow, status, created_from, created_to, text, labels)
                 and (before is None or (r.created_at, r.id) < before)
             ]
         rows.sort(key=lambda r: (r.created_at, r.id), reverse=True)
@@ -207,12 +216,13 @@ class MemoryStore:
         created_from: float | None = None,
         created_to: float | None = None,
         text: str | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> int:
         with self._lock:
             return sum(
                 1
                 for r in self._runs.values()
-                if _matches(r, workflow, status, created_from, created_to, text)
+                if _matches(r, workflow, status, created_from, created_to, text, labels)
             )
 
     async def list_run_changes(

@@ -1163,13 +1163,14 @@ class NatsStore:
         created_to: float | None = None,
         text: str | None = None,
         excerpt: int | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> list[RunRow]:
         return await self._read(
             "listing runs",
             lambda: self._replica.list_runs(
                 excerpt=excerpt,
                 workflow=workflow, status=status, limit=limit, before=before,
-                created_from=created_from, created_to=created_to, text=text,
+                created_from=created_from, created_to=created_to, text=text, labels=labels,
             ),
         )  # fmt: skip
 
@@ -1181,12 +1182,13 @@ class NatsStore:
         created_from: float | None = None,
         created_to: float | None = None,
         text: str | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> int:
         return await self._read(
             "counting runs",
             lambda: self._replica.count_runs(
                 workflow=workflow, status=status, created_from=created_from,
-                created_to=created_to, text=text,
+                created_to=created_to, text=text, labels=labels,
             ),
         )  # fmt: skip
 

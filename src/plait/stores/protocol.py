@@ -76,7 +76,9 @@ class Store(Protocol):
     async def create_run(
         self, run: RunRow, steps: Sequence[StepRow], events: Sequence[EventRow]
     ) -> tuple[RunRow, bool]:
-        """Insert a new run atomically; if the id exists, return the existing run and False."""
+        """Insert a new run atomically; if the id exists, return the existing run (its input
+        read whole, so that the engine can tell whether a start repeats it) and False. A run's
+        `name`, `labels` and `metadata` are kept as given and read back by every read."""
 
     async def create_runs(self, runs: Sequence[NewRun]) -> list[tuple[RunRow, bool]]:
         """Insert new runs in one transaction (one commit), each as `create_run` would: for
@@ -104,10 +106,13 @@ class Store(Protocol):
         created_to: float | None = None,
         text: str | None = None,
         excerpt: int | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> list[RunRow]:
         """Newest first (created_at, id descending), strictly before the `before` position;
-        created in [`created_from`, `created_to`) where given; with `text`, only runs whose id
-        or error contains it (case-insensitive). `excerpt` as for `get_run`."""
+        created in [`created_from`, `created_to`) where given; with `text`, only runs whose id,
+        name or error contains it (case-insensitive); with `labels`, only runs having every one
+        of them (`core.identity.matches`; the engine passes it only when some are asked for).
+        `excerpt` as for `get_run`."""
 
     async def count_runs(
         self,
@@ -117,6 +122,7 @@ class Store(Protocol):
         created_from: float | None = None,
         created_to: float | None = None,
         text: str | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> int:
         """How many runs `list_runs` with these filters would give, all pages together."""
 
