@@ -457,6 +457,7 @@ def failure_doc(event: Event) -> dict[str, Any]:
         "code": p.get("code"),
         "message": p.get("message"),
         "traceback": p.get("traceback"),
+        "details": p.get("details"),
         "retried": event.type == "step_retrying",
         "ts": _iso(event.ts),
     }
@@ -503,6 +504,8 @@ def show_step(console: Console, step: Step, failures: Sequence[Event]) -> None:
             f"attempt {doc['attempt']} failed at {_when(event.ts)}: [{doc['code']}] "
             f"{doc['message']}{then}"
         )
+        if doc["details"] is not None:
+            say(f"details   {json.dumps(doc['details'], ensure_ascii=False)}")
         say((doc["traceback"] or "(no traceback: the failure was not an exception)").rstrip())
 
 

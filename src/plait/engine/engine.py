@@ -135,6 +135,8 @@ class Engine:
     migration; any operation that writes raises StoreError. A SQLite file is opened with
     `mode=ro` (or `immutable=1`, a copy in a directory nobody may write), so a backup copy can
     be read.
+    `error_limit`: bytes of a failed step's error message kept (default 4 KiB; at least 256);
+    a longer one is cut, saying how many bytes were cut.
     """
 
     def __init__(
@@ -147,6 +149,7 @@ class Engine:
         sweep_interval: float = 5.0,
         create: bool = True,
         read_only: bool = False,
+        error_limit: int = 4096,
     ) -> None:
         self._rt = Runtime(
             url,
@@ -156,6 +159,7 @@ class Engine:
             sweep_interval=sweep_interval,
             create=create,
             read_only=read_only,
+            error_limit=error_limit,
         )
         self._portal = self._rt.portal
 
