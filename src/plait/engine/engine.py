@@ -38,6 +38,7 @@ from ..workflow.definition import Workflow
 from . import (
     bulk,
     data,
+    failures,
     history,
     operator,
     queues,
@@ -48,12 +49,15 @@ from . import (
     watch,
     workers,
 )
+from .failures import MAX_RETRY
 from .replay import Replay
 from .schedules import Schedule
 from .views import (
     BulkResult,
     Event,
     FailedStepPage,
+    FailureFilter,
+    FailureRetry,
     Inspection,
     Queue,
     Run,
@@ -328,14 +332,50 @@ class Engine:
         start = None if since is None else runs.epoch("since", since)
         return watch.watch_runs(self._rt, start)
 
+    async def failures_async(
+        self,
+        *,
+        workflow: str | None = None,
+        step: str | None = None,
+        code: str | None = None,
+        since: datetime | float | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> FailedStepPage:
+        """Failed steps across runs (a dead-letter view), the latest ended first, one page at a
+        time: pass `next_cursor` back, with the same filters, for the next. Filters: of
+        `workflow`'s runs, steps named `step`, failed with error `code`, ended at or after
+        `since` (a datetime, naive: UTC, or epoch seconds). A cursor that is garbled, made for
+        other filters or by another version of plait is an InputError saying which."""
+        where = FailureFilter(workflow, step, code, since)
+        return await failures.failures(self._rt, where, limit, cursor)
+
+    failures = blocking(failures_async)
+
     async def failed_steps_async(
         self, *, workflow: str | None = None, limit: int = 50, cursor: str | None = None
     ) -> FailedStepPage:
-        """Failed steps across runs (of `workflow`'s runs, if given), the latest ended first,
-        one page at a time (pass `next_cursor` back for the next)."""
-        return await runs.failed_steps(self._rt, workflow, limit, cursor)
+        """`failures(workflow=...)`, under its older name."""
+        return await failures.failures(self._rt, FailureFilter(workflow), limit, cursor)
 
     failed_steps = blocking(failed_steps_async)
+
+    async def retry_failures_async(
+        self,
+        filter: FailureFilter,
+        *,
+        dry_run: bool = False,
+        limit: int = MAX_RETRY,
+        by: str | None = None,
+    ) -> FailureRetry:
+        """Retry the failed steps a `filter` (plait.FailureFilter; `FailureFilter()`: every
+        one) matches, the newest `limit` of them (at most 1,000 per call: call again for the
+        rest), each as `retry(run_id, step)` would, in its own transaction. `dry_run=True` only
+        counts them (and their runs). A step the Engine refuses (its run was cancelled
+        meanwhile, say) gets the message in `FailureRetry.items`; the others go on."""
+        return await failures.retry_failures(self._rt, filter, dry_run, limit, by)
+
+    retry_failures = blocking(retry_failures_async)
 
     async def steps_async(self, run_id: str, *, excerpt: int | None = None) -> list[Step]:
         """The run's steps in definition order (`excerpt`: as for `get_run`)."""
