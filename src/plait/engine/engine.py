@@ -50,7 +50,8 @@ from . import (
     workers,
 )
 from .failures import MAX_RETRY
-from .replay import Replay
+from .history import OnBreak
+from .replay import Replay, RunReplay
 from .schedules import Schedule
 from .views import (
     BulkResult,
@@ -682,6 +683,29 @@ class Engine:
         return await history.replay(self._rt, run_id, step, workflow)
 
     replay = blocking(replay_async)
+
+    async def replay_run_async(
+        self,
+        run_id: str,
+        *,
+        workflow: Workflow | None = None,
+        from_step: str | None = None,
+        break_at: str | None = None,
+        on_break: OnBreak | None = None,
+    ) -> RunReplay:
+        """Replay a whole run: every step's current code (`workflow`, or the newest version
+        registered in this process) on the input the run recorded for it, in dependency order
+        (steps it spawned right after their parent), writing nothing. Each step comes back as
+        "ok", "diverged" (with the structural diff), "failed", "reused" (upstream of
+        `from_step`: not run, its recorded output stands) or "not_run" (with the reason: its
+        dependencies gave it no input in the run, or the run never ran it). Before the step
+        `break_at` runs, `on_break(step, {"run_input", "dependencies"})` is called (a debugger's
+        hook; `plait replay --break-at` prints the process id or enters pdb). InputError for an
+        unknown `from_step`/`break_at`, or a `break_at` the replay would not run;
+        WorkflowNotFound with no code for the run's workflow; RunNotFound."""
+        return await history.replay_run(self._rt, run_id, workflow, from_step, break_at, on_break)
+
+    replay_run = blocking(replay_run_async)
 
     async def export_trace_async(self, run_id: str, exporter: Any) -> list[Any]:
         """Build the run's OpenTelemetry spans from its durable events (the `otel` extra) and
