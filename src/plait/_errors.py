@@ -201,6 +201,11 @@ class StepFailure(Exception):
     ) -> None:
         super().__init__(message)
         self.code = code or type(self).__name__
+        if details is not None and not isinstance(details, Mapping):
+            raise TypeError(
+                f"{type(self).__name__}(details=...) must be a mapping (a JSON object), "
+                f"got {type(details).__name__}"
+            )
         # a JSON object kept with the error (`step_failed`/`step_retrying` events, runs show)
         self.details = None if details is None else dict(details)
 

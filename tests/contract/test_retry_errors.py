@@ -204,3 +204,11 @@ def test_a_deadline_ends_a_step_retried_without_limit(engine: plait.Engine) -> N
     with pytest.raises(plait.RunFailed) as info:
         run.result()
     assert info.value.code == "deadline_exceeded"
+
+
+def test_details_must_be_a_mapping() -> None:
+    with pytest.raises(
+        TypeError,
+        match=r"^Permanent\(details=\.\.\.\) must be a mapping \(a JSON object\), got list$",
+    ):
+        plait.Permanent("x", details=[1, 2])  # type: ignore[arg-type]  # on purpose
