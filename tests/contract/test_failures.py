@@ -110,6 +110,9 @@ def test_a_bad_cursor_is_refused_saying_why(engine: plait.Engine) -> None:
     forged = base64.urlsafe_b64encode(json.dumps([1, "x", "r", "s", "d"]).encode()).decode()
     with pytest.raises(plait.InputError, match="invalid cursor"):
         engine.failures(cursor=forged)
+    not_finite = base64.urlsafe_b64encode(b'[1, NaN, "r", "s", "d"]').decode()
+    with pytest.raises(plait.InputError, match="invalid cursor"):
+        engine.failures(cursor=not_finite)
     old = base64.urlsafe_b64encode(json.dumps([0, 1.0, "r", "s", "d"]).encode()).decode()
     with pytest.raises(plait.InputError, match="has expired: another version of plait made it"):
         engine.failures(cursor=old)

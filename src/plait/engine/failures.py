@@ -18,6 +18,7 @@ import base64
 import binascii
 import hashlib
 import json
+import math
 from datetime import UTC, datetime
 from typing import Any
 
@@ -78,7 +79,7 @@ def _position(cursor: object, conditions: dict[str, Any]) -> tuple[float, str, s
         )
     match doc:
         case [_, float() | int() as at, str() as run_id, str() as name, str() as digest]:
-            if isinstance(at, bool):
+            if isinstance(at, bool) or not math.isfinite(at):
                 raise garbled
         case _:
             raise garbled

@@ -255,7 +255,8 @@ async def replay_run(
 
     for name in topological(plan):
         visit(name)
-    order += [n for n in rows if n not in order and rows[n].task is None]  # gone from the code
+    placed = set(order)
+    order += [n for n in rows if n not in placed and rows[n].task is None]  # gone from the code
     rerun = set(order) if from_step is None else set()
     if from_step is not None:
         for name in downstream(plan, from_step):
