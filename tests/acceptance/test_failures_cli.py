@@ -63,6 +63,11 @@ def test_failures_list_bad_input_exits_2(cli: Cli, engine: plait.Engine, write_a
         "failures", "list", "--limit", "1", "--step", "charge", "--cursor", page["next_cursor"]
     )
     assert other.code == 2 and "belongs to a listing with other filters" in other.stderr
+    limit = cli("failures", "retry", "--limit", "0", "--yes")
+    assert limit.code == 2
+    assert (
+        limit.stderr.strip() == "plait: error: limit must be an integer between 1 and 1000, got 0"
+    )
     since = cli("failures", "list", "--since", "last tuesday")
     assert since.code == 2
     assert "invalid --since 'last tuesday': give an ISO 8601 date-time" in since.stderr

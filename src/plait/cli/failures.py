@@ -13,16 +13,17 @@ import re
 import shlex
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from .._errors import InputError
-from ..engine.failures import MAX_RETRY
-from ..engine.views import FailureFilter, FailureRetry
 from . import render
 from .app import by_option, cli, db_option, existing_engine, json_option, log_option, user_errors
 from .loading import CliError
+
+if TYPE_CHECKING:  # the engine is imported by the commands that run (`plait --help` stays light)
+    from ..engine.views import FailureRetry
 
 _AGO = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -132,10 +133,8 @@ def failures_list(
 @_filters
 @click.option(
     "--limit",
-    type=click.IntRange(1, MAX_RETRY),
-    default=MAX_RETRY,
-    show_default=True,
-    help="Retry at most this many (the newest); run again for the rest.",
+    type=int,
+    help="Retry at most this many, the newest (default and most: 1000); run again for the rest.",
 )
 @click.option("--yes", "-y", is_flag=True, help="Do not ask before retrying.")
 @click.option("--dry-run", is_flag=True, help="Only say how many would be retried.")
@@ -149,7 +148,7 @@ def failures_retry(
     step: str | None,
     code: str | None,
     since: str | None,
-    limit: int,
+    limit: int | None,
     yes: bool,
     dry_run: bool,
     by: str | None,
@@ -158,10 +157,16 @@ def failures_retry(
     log_level: str,
 ) -> None:
     """Retry the failed steps the filters match: says how many first, asks unless --yes."""
+    from ..engine.views import FailureFilter
+
     render.install_logging(log_level)
     where = FailureFilter(workflow, step, code, parse_since(since))
     with existing_engine(db, writes=not dry_run) as engine:
-        count = engine.retry_failures(where, dry_run=True, limit=limit)
+        count = (
+            engine.retry_failures(where, dry_run=True)
+            if limit is None
+            else engine.retry_failures(where, dry_run=True, limit=limit)
+        )
         more = " (and more: run again for the rest)" if count.more else ""
         what = f"{count.matched} failed step(s) in {count.runs} run(s) match{more}"
         if dry_run or count.matched == 0:
