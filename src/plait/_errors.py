@@ -24,7 +24,9 @@ PlaitError
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 
 class PlaitError(Exception):
@@ -201,18 +203,35 @@ class StepFailure(Exception):
 
     retryable: bool | None = None
 
-    def __init__(self, message: str = "", *, code: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        code: str | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code or type(self).__name__
+        if details is not None and not isinstance(details, Mapping):
+            raise TypeError(
+                f"{type(self).__name__}(details=...) must be a mapping (a JSON object), "
+                f"got {type(details).__name__}"
+            )
+        # a JSON object kept with the error (`step_failed`/`step_retrying` events, runs show)
+        self.details = None if details is None else dict(details)
 
 
 class Retryable(StepFailure):
-    """Raise in a step to fail this attempt and retry while the retry policy has attempts left."""
+    """Raise in a step to fail this attempt and retry while the retry policy has attempts left.
+    `code` is the error code recorded (default "Retryable"); `details` a JSON object recorded
+    with the error."""
 
     retryable = True
 
 
 class Permanent(StepFailure):
-    """Raise in a step to fail it now, without retrying, whatever attempts remain."""
+    """Raise in a step to fail it now, without retrying, whatever attempts remain. `code` is the
+    error code recorded (default "Permanent"); `details` a JSON object recorded with the error
+    (shown by `plait runs show RUN --step STEP` and in the step's events)."""
 
     retryable = False

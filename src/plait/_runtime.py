@@ -18,6 +18,7 @@ import weakref
 from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any, Protocol
 
+from ._codec import MESSAGE_LIMIT
 from ._errors import ConfigError, PlaitError, RunConflict, RunNotFound, RunStateError
 from ._portal import Broadcast, Portal
 from .core.rows import Claim, CommitResult, EventRow, Outcome, RunRow, StepRow, WorkflowPlan
@@ -346,6 +347,9 @@ def _positive(name: str, value: object) -> float:
     return float(value)
 
 
+MIN_ERROR_LIMIT = 256  # bytes: room for a sentence and the cut's marker
+
+
 class Runtime:
     """What one Engine shares with its workers and operations (see the module docstring).
 
@@ -353,7 +357,8 @@ class Runtime:
     `max_recoveries`: attempts of a step that may end without an outcome (lease expired, or
     released by a stopping worker) before it fails with `lease_expired` or `abandoned`.
     `poll_interval` / `sweep_interval`: how often waiters look at the store when nothing wakes
-    them, without and with a live push from the store."""
+    them, without and with a live push from the store. `error_limit`: bytes of a step's error
+    message kept (the rest is cut, saying how much)."""
 
     def __init__(
         self,
@@ -366,8 +371,18 @@ class Runtime:
         create: bool = True,
         read_only: bool = False,
         store: Store | None = None,
+        error_limit: int = MESSAGE_LIMIT,
     ) -> None:
         self.lease = check_lease(lease)
+        if (
+            isinstance(error_limit, bool)
+            or not isinstance(error_limit, int)
+            or error_limit < MIN_ERROR_LIMIT
+        ):
+            raise PlaitError(
+                f"error_limit must be an integer >= {MIN_ERROR_LIMIT} (bytes), got {error_limit!r}"
+            )
+        self.error_limit = error_limit  # bytes of a step's error message kept
         if (
             isinstance(max_recoveries, bool)
             or not isinstance(max_recoveries, int)

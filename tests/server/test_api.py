@@ -373,7 +373,24 @@ def test_waiting_and_failed_steps(client: TestClient, engine: plait.Engine) -> N
         ("fl-1", "boom", "unlucky")
     ]
     assert ok(client.get("/api/v1/failed-steps?workflow=shop"))["steps"] == []
+    assert len(ok(client.get("/api/v1/failed-steps?step=boom&code=unlucky&since=0"))["steps"]) == 1
+    assert ok(client.get("/api/v1/failed-steps?code=other"))["steps"] == []
     refused(client.get("/api/v1/failed-steps?cursor=zz"), 422, "InputError", "invalid cursor")
+    refused(client.get("/api/v1/failed-steps?since=soon"), 422, "ValidationError", "since")
+    count = ok(client.post("/api/v1/failed-steps/retry", json={"step": "boom"}, headers=AUTH))
+    assert (count["dry_run"], count["matched"], count["runs"], count["sample"]) == (
+        True, 1, 1, ["fl-1/boom"])  # fmt: skip
+    assert len(ok(client.get("/api/v1/failed-steps"))["steps"]) == 1  # a dry run by default
+    refused(client.post("/api/v1/failed-steps/retry", json={"limit": 0}, headers=AUTH), 422,
+            "ValidationError", "limit")  # fmt: skip
+    refused(client.post("/api/v1/failed-steps/retry", json={"dry_run": "no"}, headers=AUTH),
+            422, "ValidationError", "dry_run")  # fmt: skip
+    refused(client.post("/api/v1/failed-steps/retry", json={}), 401, "Unauthorized", "")
+    done = ok(client.post("/api/v1/failed-steps/retry", json={"code": "unlucky",
+              "dry_run": False}, headers=AUTH))  # fmt: skip
+    assert done["items"] == [{"run_id": "fl-1", "step": "boom", "outcome": "done",
+                              "message": None}]  # fmt: skip
+    assert ok(client.get("/api/v1/runs/fl-1"))["status"] == "running"
     refused(client.get("/api/v1/failed-steps?limit=100000"), 422, "ValidationError", "limit")
     waiting = ok(client.get("/api/v1/waiting"))["waiting"]
     assert [(w["run_id"], w["step"], w["gate"]) for w in waiting] == [("wt-1", "go", "signal")]
@@ -551,7 +568,7 @@ def test_openapi_document_and_docs_page(client: TestClient) -> None:
     spec = ok(client.get("/openapi.json"))
     paths = spec["paths"]
     for path in ("/api/v1/runs", "/api/v1/runs/{run_id}/fork", "/api/v1/bulk",
-                 "/api/v1/failed-steps", "/api/v1/queues/{name}", "/api/v1/schedules/{name}",
+                 "/api/v1/failed-steps", "/api/v1/failed-steps/retry", "/api/v1/queues/{name}", "/api/v1/schedules/{name}",
                  "/api/v1/blobs/{sha256}", "/api/v1/artifacts/{artifact_id}",
                  "/api/v1/stream/runs", "/api/v1/runs/{run_id}/stream"):  # fmt: skip
         assert path in paths, path
@@ -593,7 +610,7 @@ def test_every_operation_documents_its_answers(client: TestClient) -> None:
                 assert "422" in failures, where
             for status in failures:  # every error is the API's JSON error, not FastAPI's shape
                 assert answers[status]["content"]["application/json"]["schema"] == error, where
-    assert count == 44
+    assert count == 45
     assert "HTTPValidationError" not in schemas
     token = spec["components"]["securitySchemes"]["token"]
     assert token == {"type": "apiKey", "in": "header", "name": "X-Plait-Token",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import overload
+from typing import Any, overload
 
 
 class Excerpt(bytes):
@@ -346,6 +346,7 @@ class Outcome:
     error_code: str | None = None
     error_message: str | None = None
     traceback: str | None = None
+    error_details: dict[str, Any] | None = None  # a JSON object raised with the error
     retry_at: float | None = None
     skipped: bool = False  # its `when=` condition was false: skipped, reason "condition"
     goto: str | None = None  # it returned plait.Goto(goto, max_iterations): loop back there

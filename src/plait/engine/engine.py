@@ -39,6 +39,7 @@ from . import (
     bulk,
     data,
     doctor,
+    failures,
     history,
     operator,
     queues,
@@ -50,12 +51,16 @@ from . import (
     workers,
 )
 from .doctor import DoctorCheck
-from .replay import Replay
+from .failures import MAX_RETRY
+from .history import OnBreak
+from .replay import Replay, RunReplay
 from .schedules import Schedule
 from .views import (
     BulkResult,
     Event,
     FailedStepPage,
+    FailureFilter,
+    FailureRetry,
     Inspection,
     Queue,
     Run,
@@ -143,6 +148,8 @@ class Engine:
     once (StoreError naming every operation of the protocol it lacks); the Engine opens and
     closes it. A third party's store may also be installed under a URL scheme (entry points
     `plait.stores`), which `url` then names.
+    `error_limit`: bytes of a failed step's error message kept (default 4 KiB; at least 256);
+    a longer one is cut, saying how many bytes were cut.
     """
 
     def __init__(
@@ -156,6 +163,7 @@ class Engine:
         sweep_interval: float = 5.0,
         create: bool = True,
         read_only: bool = False,
+        error_limit: int = 4096,
     ) -> None:
         if store is not None and url is not None:
             raise StoreError("give the Engine a store URL or a store object (store=), not both")
@@ -168,6 +176,7 @@ class Engine:
             sweep_interval=sweep_interval,
             create=create,
             read_only=read_only,
+            error_limit=error_limit,
         )
         self._portal = self._rt.portal
 
@@ -356,14 +365,50 @@ class Engine:
         start = None if since is None else runs.epoch("since", since)
         return watch.watch_runs(self._rt, start)
 
+    async def failures_async(
+        self,
+        *,
+        workflow: str | None = None,
+        step: str | None = None,
+        code: str | None = None,
+        since: datetime | float | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> FailedStepPage:
+        """Failed steps across runs (a dead-letter view), the latest ended first, one page at a
+        time: pass `next_cursor` back, with the same filters, for the next. Filters: of
+        `workflow`'s runs, steps named `step`, failed with error `code`, ended at or after
+        `since` (a datetime, naive: UTC, or epoch seconds). A cursor that is garbled, made for
+        other filters or by another version of plait is an InputError saying which."""
+        where = FailureFilter(workflow, step, code, since)
+        return await failures.failures(self._rt, where, limit, cursor)
+
+    failures = blocking(failures_async)
+
     async def failed_steps_async(
         self, *, workflow: str | None = None, limit: int = 50, cursor: str | None = None
     ) -> FailedStepPage:
-        """Failed steps across runs (of `workflow`'s runs, if given), the latest ended first,
-        one page at a time (pass `next_cursor` back for the next)."""
-        return await runs.failed_steps(self._rt, workflow, limit, cursor)
+        """`failures(workflow=...)`, under its older name."""
+        return await failures.failures(self._rt, FailureFilter(workflow), limit, cursor)
 
     failed_steps = blocking(failed_steps_async)
+
+    async def retry_failures_async(
+        self,
+        filter: FailureFilter,
+        *,
+        dry_run: bool = False,
+        limit: int = MAX_RETRY,
+        by: str | None = None,
+    ) -> FailureRetry:
+        """Retry the failed steps a `filter` (plait.FailureFilter; `FailureFilter()`: every
+        one) matches, the newest `limit` of them (at most 1,000 per call: call again for the
+        rest), each as `retry(run_id, step)` would, in its own transaction. `dry_run=True` only
+        counts them (and their runs). A step the Engine refuses (its run was cancelled
+        meanwhile, say) gets the message in `FailureRetry.items`; the others go on."""
+        return await failures.retry_failures(self._rt, filter, dry_run, limit, by)
+
+    retry_failures = blocking(retry_failures_async)
 
     async def steps_async(self, run_id: str, *, excerpt: int | None = None) -> list[Step]:
         """The run's steps in definition order (`excerpt`: as for `get_run`)."""
@@ -670,6 +715,29 @@ class Engine:
         return await history.replay(self._rt, run_id, step, workflow)
 
     replay = blocking(replay_async)
+
+    async def replay_run_async(
+        self,
+        run_id: str,
+        *,
+        workflow: Workflow | None = None,
+        from_step: str | None = None,
+        break_at: str | None = None,
+        on_break: OnBreak | None = None,
+    ) -> RunReplay:
+        """Replay a whole run: every step's current code (`workflow`, or the newest version
+        registered in this process) on the input the run recorded for it, in dependency order
+        (steps it spawned right after their parent), writing nothing. Each step comes back as
+        "ok", "diverged" (with the structural diff), "failed", "reused" (upstream of
+        `from_step`: not run, its recorded output stands) or "not_run" (with the reason: its
+        dependencies gave it no input in the run, or the run never ran it). Before the step
+        `break_at` runs, `on_break(step, {"run_input", "dependencies"})` is called (a debugger's
+        hook; `plait replay --break-at` prints the process id or enters pdb). InputError for an
+        unknown `from_step`/`break_at`, or a `break_at` the replay would not run;
+        WorkflowNotFound with no code for the run's workflow; RunNotFound."""
+        return await history.replay_run(self._rt, run_id, workflow, from_step, break_at, on_break)
+
+    replay_run = blocking(replay_run_async)
 
     async def export_trace_async(self, run_id: str, exporter: Any) -> list[Any]:
         """Build the run's OpenTelemetry spans from its durable events (the `otel` extra) and

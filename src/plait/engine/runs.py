@@ -23,7 +23,6 @@ from .. import _codec
 from .._errors import (
     InputError,
     RunConflict,
-    StepError,
     WorkflowNotFound,
 )
 from .._runtime import Runtime
@@ -40,8 +39,6 @@ from ..workflow.options import seconds
 from .traces import check_trace_context
 from .views import (
     Event,
-    FailedStep,
-    FailedStepPage,
     Inspection,
     Run,
     RunFilter,
@@ -565,47 +562,6 @@ def _parse_cursor(cursor: str | None) -> tuple[float, str] | None:
         raise InputError(
             f"invalid cursor {cursor!r}: pass the next_cursor of a previous page"
         ) from None
-
-
-async def failed_steps(
-    rt: Runtime, workflow: str | None, limit: int, cursor: str | None
-) -> FailedStepPage:
-    check_limit(limit)
-    if workflow is not None and not isinstance(workflow, str):
-        raise InputError(f"workflow must be a string, got {type(workflow).__name__}")
-    before: tuple[float, str, str] | None = None
-    if cursor is not None:
-        try:
-            at, run_id, name = cursor.split("|", 2)
-            before = (float(at), run_id, name)
-            if not math.isfinite(before[0]):
-                raise ValueError(at)
-        except (ValueError, AttributeError):
-            raise InputError(
-                f"invalid cursor {cursor!r}: pass the next_cursor of a previous page"
-            ) from None
-    store = await rt.ready()
-    rows = await store.list_failed_steps(workflow=workflow, limit=limit + 1, before=before)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    workflows = {r.id: r.workflow for r in await store.get_runs({s.run_id for s in rows})}
-    found = [
-        FailedStep(
-            run_id=s.run_id,
-            workflow=workflows.get(s.run_id, "?"),
-            step=s.name,
-            error=StepError(s.error_code or "failed", s.error_message or ""),
-            attempts=s.attempt,
-            finished_at=datetime.fromtimestamp(s.finished_at, UTC) if s.finished_at else None,
-            task=s.task,
-        )
-        for s in rows
-    ]
-    last = rows[-1] if rows else None
-    next_cursor = (
-        f"{last.finished_at or 0.0!r}|{last.run_id}|{last.name}" if more and last else None
-    )
-    return FailedStepPage(found, next_cursor)
 
 
 async def steps(rt: Runtime, run_id: str, excerpt: int | None = None) -> list[Step]:

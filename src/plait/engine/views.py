@@ -313,10 +313,50 @@ class FailedStep:
 
 @dataclass(frozen=True, slots=True)
 class FailedStepPage:
-    """One page of `failed_steps`; pass `next_cursor` back to get the next (None: no more)."""
+    """One page of `failures`; pass `next_cursor` back to get the next (None: no more)."""
 
     steps: list[FailedStep]
     next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class FailureFilter:
+    """Which failed steps `failures` lists and `retry_failures` retries: every given condition
+    holds. `workflow`: of that workflow's runs; `step`: of that name; `code`: failed with that
+    error code; `since`: ended at or after (a datetime, naive: UTC, or epoch seconds)."""
+
+    workflow: str | None = None
+    step: str | None = None
+    code: str | None = None
+    since: datetime | float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FailureRetryItem:
+    """What `retry_failures` did to one failed step: "done", or "error" (the Engine refused:
+    its message, such as a run cancelled meanwhile)."""
+
+    run_id: str
+    step: str
+    outcome: str
+    message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FailureRetry:
+    """`retry_failures`'s count (a dry run) or what it did.
+
+    `matched`: failed steps the filter matches, counted up to the call's `limit`; `more`: True
+    when more match than that (call again after these are retried); `runs`: how many runs they
+    belong to; `sample`: some of them as "run_id/step". Executed, `items` says what happened to
+    each."""
+
+    dry_run: bool
+    matched: int
+    more: bool
+    runs: int
+    sample: list[str]
+    items: list[FailureRetryItem] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

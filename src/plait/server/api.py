@@ -20,13 +20,14 @@ from .._errors import ConfigError, InputError
 from ..core.identity import parse_label
 from ..core.rate import Rate
 from ..engine.engine import Engine
-from ..engine.views import RunFilter
+from ..engine.views import FailureFilter, RunFilter
 from . import responses as A
 from . import views
 from .bodies import (
     ApproveBody,
     BulkBody,
     CancelBody,
+    FailureRetryBody,
     ForkBody,
     QueueBody,
     RejectBody,
@@ -483,13 +484,31 @@ async def waiting(request: Request, limit: Limit = 100) -> JSON:
 async def failed_steps(
     request: Request,
     workflow: Annotated[str | None, Query(max_length=200)] = None,
+    step: Annotated[str | None, Query(max_length=200)] = None,
+    code: Annotated[str | None, Query(max_length=200)] = None,
+    since: When = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> JSON:
-    page = await engine_of(request).failed_steps_async(
-        workflow=workflow, limit=limit, cursor=cursor
+    page = await engine_of(request).failures_async(
+        workflow=workflow, step=step, code=code, since=since, limit=limit, cursor=cursor
     )
     return JSON({"steps": page.steps, "next_cursor": page.next_cursor})
+
+
+@router.post(
+    "/failed-steps/retry",
+    tags=["operator"],
+    summary="Retry the failed steps a filter matches (dry run by default)",
+    responses=acts(A.FailureRetry, 400, 422),
+    dependencies=TOKEN,
+)
+async def retry_failed_steps(request: Request, body: FailureRetryBody) -> JSON:
+    where = FailureFilter(body.workflow, body.step, body.code, body.since)
+    result = await engine_of(request).retry_failures_async(
+        where, dry_run=body.dry_run, limit=body.limit, by=actor(request)
+    )
+    return JSON(result)
 
 
 # -- data ----------------------------------------------------------------------------------------

@@ -328,6 +328,22 @@ class FailedStepPage(Answer):
     next_cursor: str | None
 
 
+class FailureRetryItem(Answer):
+    run_id: str
+    step: str
+    outcome: Literal["done", "error"]
+    message: str | None
+
+
+class FailureRetry(Answer):
+    dry_run: bool
+    matched: int = Field(description="failed steps the filter matches, up to the call's limit")
+    more: bool = Field(description="more match than the limit: call again for the rest")
+    runs: int = Field(description="runs the matched steps belong to")
+    sample: list[str] = Field(description='some matched steps, as "run_id/step"')
+    items: list[FailureRetryItem] = Field(description="what happened to each (executed only)")
+
+
 # -- data ------------------------------------------------------------------------------------------
 
 

@@ -248,7 +248,14 @@ class MemoryStore:
         return [(q, status, n, oldest) for (q, status), (n, oldest) in counts.items()]
 
     async def list_failed_steps(
-        self, *, workflow: str | None, limit: int, before: tuple[float, str, str] | None
+        self,
+        *,
+        workflow: str | None,
+        limit: int,
+        before: tuple[float, str, str] | None,
+        step: str | None = None,
+        code: str | None = None,
+        since: float | None = None,
     ) -> list[StepRow]:
         with self._lock:
             found = [
@@ -258,6 +265,9 @@ class MemoryStore:
                 for s in steps.values()
                 if s.status is StepStatus.FAILED
                 and (before is None or (s.finished_at or 0.0, s.run_id, s.name) < before)
+                and (step is None or s.name == step)
+                and (code is None or s.error_code == code)
+                and (since is None or (s.finished_at or 0.0) >= since)
             ]
             found.sort(key=lambda s: (s.finished_at or 0.0, s.run_id, s.name), reverse=True)
             return [dataclasses.replace(s) for s in found[:limit]]

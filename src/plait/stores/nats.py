@@ -1203,11 +1203,20 @@ class NatsStore:
         return await self._read("reading the backlog", lambda: self._replica.step_backlog(now))
 
     async def list_failed_steps(
-        self, *, workflow: str | None, limit: int, before: tuple[float, str, str] | None
+        self,
+        *,
+        workflow: str | None,
+        limit: int,
+        before: tuple[float, str, str] | None,
+        step: str | None = None,
+        code: str | None = None,
+        since: float | None = None,
     ) -> list[StepRow]:
         return await self._read(
             "listing failed steps",
-            lambda: self._replica.list_failed_steps(workflow=workflow, limit=limit, before=before),
+            lambda: self._replica.list_failed_steps(
+                workflow=workflow, limit=limit, before=before, step=step, code=code, since=since
+            ),
         )
 
     async def get_steps(self, run_id: str, *, excerpt: int | None = None) -> list[StepRow]:

@@ -138,10 +138,18 @@ class Store(Protocol):
         status, how many, since when the oldest of the ready ones claimable by `now` is)."""
 
     async def list_failed_steps(
-        self, *, workflow: str | None, limit: int, before: tuple[float, str, str] | None
+        self,
+        *,
+        workflow: str | None,
+        limit: int,
+        before: tuple[float, str, str] | None,
+        step: str | None = None,
+        code: str | None = None,
+        since: float | None = None,
     ) -> list[StepRow]:
-        """Failed steps across runs (of `workflow`'s runs, if given), the latest ended first
-        (finished_at, run_id, name descending), strictly before the `before` position."""
+        """Failed steps across runs, the latest ended first (finished_at, run_id, name
+        descending), strictly before the `before` position; only those of `workflow`'s runs,
+        named `step`, failed with error `code`, ended at or after `since`, where given."""
 
     async def get_steps(self, run_id: str, *, excerpt: int | None = None) -> list[StepRow]:
         """Every step of the run in definition order. `excerpt` as for `get_run` (a step's

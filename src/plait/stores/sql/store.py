@@ -277,10 +277,20 @@ class SQLStore:
         ]
 
     async def list_failed_steps(
-        self, *, workflow: str | None, limit: int, before: tuple[float, str, str] | None
+        self,
+        *,
+        workflow: str | None,
+        limit: int,
+        before: tuple[float, str, str] | None,
+        step: str | None = None,
+        code: str | None = None,
+        since: float | None = None,
     ) -> list[StepRow]:
         params = {
             "workflow": workflow,
+            "step": step,
+            "code": code,
+            "since": since,
             "limit": limit,
             "before_at": before[0] if before is not None else None,
             "before_run": before[1] if before is not None else None,
