@@ -337,6 +337,8 @@ def runs_table(runs: Sequence[Run]) -> Table:
 def labels_text(labels: Mapping[str, str]) -> str:
     """Labels as the command line writes them: key=value, comma-separated."""
     return ", ".join(f"{k}={v}" for k, v in labels.items()) or "-"
+
+
 def failures_table(steps: Sequence[FailedStep]) -> Table:
     """Failed steps across runs (`plait failures list`), the latest ended first."""
     from rich.markup import escape
