@@ -63,7 +63,7 @@ if TYPE_CHECKING:
         Waiting,
         WorkflowInfo,
     )
-    from .workflow.context import StepCancelled, StepContext
+    from .workflow.context import CaughtError, StepCancelled, StepContext
     from .workflow.definition import Workflow
     from .workflow.options import Approval
     from .workflow.session import SessionState
@@ -107,6 +107,7 @@ _LAZY: dict[str, str] = {
     "Step": ".engine.views",
     "Waiting": ".engine.views",
     "WorkflowInfo": ".engine.views",
+    "CaughtError": ".workflow.context",
     "StepCancelled": ".workflow.context",
     "StepContext": ".workflow.context",
     "Workflow": ".workflow.definition",
@@ -126,6 +127,7 @@ __all__ = [
     "BlobStats",
     "BulkItem",
     "BulkResult",
+    "CaughtError",
     "ConfigError",
     "DeclarationError",
     "DefinitionError",

@@ -18,6 +18,7 @@ from collections.abc import Generator
 import orjson
 
 from .rows import (
+    AtEnd,
     Edge,
     EdgeKind,
     EventRow,
@@ -46,9 +47,13 @@ def new_run(
 ) -> tuple[RunRow, list[StepRow], list[EventRow]]:
     """The rows of a new run: roots ready, everything else pending on its dependencies."""
     dependents: dict[str, list[Edge]] = {s.name: [] for s in plan.steps}
+    at_end = {s.name for s in plan.steps if s.options is not None and s.options.at_end}
+    sinks = {s.name: s.name not in at_end for s in plan.steps}
     for s in plan.steps:
         for dep, kind in s.dependencies:
             dependents[dep].append(Edge(s.name, kind, dep in s.defaults))
+            if s.name not in at_end:  # a step at the end makes no sink of what it waits for
+                sinks[dep] = False
     steps = []
     for idx, s in enumerate(plan.steps):
         step = StepRow(
@@ -72,7 +77,7 @@ def new_run(
         fingerprint=plan.fingerprint,
         status=RunStatus.PENDING,
         input=input_json,
-        sinks=tuple(s.name for s in plan.steps if not dependents[s.name]),
+        sinks=tuple(name for name, sink in sinks.items() if sink),
         unfinished=len(steps),
         created_at=now,
         next_idx=len(steps),
@@ -119,7 +124,15 @@ def reach(step: StepRow, now: float) -> None:
 
 def reached(txn: Txn, run: RunRow, step: StepRow, worklist: list[StepRow]) -> None:
     """`reach` inside a transaction: count a ready step, log a waiting one, and queue one done
-    by an early signal on `worklist` for settling."""
+    by an early signal on `worklist` for settling. A step for a failing run's end (`AtEnd.FAILED`)
+    of a run that is not failing is skipped instead, as a branch not taken."""
+    if step.options is not None and step.options.at_end is AtEnd.FAILED and not run.failures:
+        step.status = StepStatus.SKIPPED
+        step.skip_reason = f"{CONDITION}: the run did not fail"
+        step.finished_at = txn.now
+        txn.emit(run, "step_skipped", step.name, reason=step.skip_reason)
+        worklist.append(step)
+        return
     reach(step, txn.now)
     if step.status is StepStatus.READY:
         txn.result.readied += 1
@@ -143,13 +156,46 @@ def skipped_by_condition(step: StepRow) -> bool:
     return step.skip_reason is not None and step.skip_reason.startswith(CONDITION)
 
 
+def caught(step: StepRow) -> bool:
+    """A failed step that another step catches (a `CATCH` edge): its failure fails no run."""
+    return step.status is StepStatus.FAILED and any(
+        e.kind is EdgeKind.CATCH for e in step.dependents
+    )
+
+
+def jumped(target: str) -> str:
+    """The skip reason of a step a forward Goto to `target` jumped over (`loops.jump`)."""
+    return f"{CONDITION}: jumped over by a goto to {target!r}"
+
+
+def doom(up: StepRow, edge: Edge) -> str | None:
+    """Why the ended step `up` skips its dependent along `edge` (the reason), or None if it does
+    not: a data or `after` dependency that did not end `done`, unless a default absorbs it; a
+    step caught (`CATCH`) that did not fail. A skip from a branch not taken (a false
+    condition, a caught failure, a goto that jumped over the step) is one too."""
+    if edge.kind is EdgeKind.CATCH:
+        if up.status is StepStatus.FAILED:
+            return None
+        return f"{CONDITION}: step {up.name!r} did not fail (it ended {up.status.value})"
+    if (
+        up.status is StepStatus.DONE
+        or edge.kind is EdgeKind.AFTER_ANY
+        or edge.kind is EdgeKind.CHILD
+        or edge.absorbs
+        or up.skip_reason == jumped(edge.target)  # the goto's target runs
+    ):
+        return None
+    reason = f"dependency {up.name!r} {up.status.value}"
+    return f"{CONDITION}: {reason}" if skipped_by_condition(up) or caught(up) else reason
+
+
 def fails_run(step: StepRow) -> bool:
     """Does this terminal step make its run fail? A skip for a false condition, or cascading
-    from one, does not: it is a branch not taken."""
+    from one, does not: it is a branch not taken; nor does a failure another step catches."""
     if step.optional or step.task is not None:  # a spawned step fails its parent instead
         return False
     if step.status is StepStatus.FAILED:
-        return True
+        return not caught(step)
     return step.status is StepStatus.SKIPPED and not skipped_by_condition(step)
 
 
@@ -171,7 +217,6 @@ def settle(txn: Txn, run: RunRow, first: StepRow) -> Transition:
         if not step.dependents:
             continue
         yield from need(txn, run.id, (e.target for e in step.dependents))
-        failed = step.status is not StepStatus.DONE
         for edge in step.dependents:
             dep = txn.step(run.id, edge.target)
             if dep is not None and edge.kind is EdgeKind.CHILD:  # a spawned step's parent
@@ -181,15 +226,8 @@ def settle(txn: Txn, run: RunRow, first: StepRow) -> Transition:
             if dep is None or dep.status is not StepStatus.PENDING:
                 continue
             dep.unmet -= 1
-            if (
-                failed
-                and dep.skip_reason is None
-                and edge.kind is not EdgeKind.AFTER_ANY
-                and not edge.absorbs
-            ):
-                dep.skip_reason = f"dependency {step.name!r} {step.status.value}"
-                if skipped_by_condition(step):
-                    dep.skip_reason = f"{CONDITION}: {dep.skip_reason}"
+            if dep.skip_reason is None:
+                dep.skip_reason = doom(step, edge)
             if dep.unmet <= 0:
                 if dep.skip_reason is not None:
                     dep.status = StepStatus.SKIPPED

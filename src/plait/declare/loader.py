@@ -62,6 +62,8 @@ TOP_KEYS = (
     "timeout",
     "fail_fast",
     "steps",
+    "catch",
+    "finally",
 )
 STEP_KEYS = (
     "action",
@@ -81,7 +83,14 @@ STEP_KEYS = (
     "max_parallel",
     "goto",
     "post",
+    "catch",
 )
+# the sections of steps: `steps:`; `catch:`, steps run when the run fails; `finally:`, steps
+# run when every other step has ended, however (Python: at_end="failed" / "always")
+SECTIONS = {"steps": None, "catch": "failed", "finally": "always"}
+# what a step under catch: or finally: cannot have: it waits for every other step
+NOT_AT_END = ("depends_on", "goto", "catch", "optional")
+ERROR_FIELDS = ("step", "code", "message")  # what `error` holds in a catching step
 POST_KEYS = ("set", "append")
 APPROVAL_KEYS = ("expires_after", "on_expiry")
 RETRY_KEYS = ("attempts", "delay", "backoff", "max_delay", "jitter")
@@ -97,7 +106,7 @@ INPUT_TYPES: dict[str, Any] = {
     "any": Any,
 }
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-ROOTS = ("inputs", "steps", "state", "item", "index", "run", "output")
+ROOTS = ("inputs", "steps", "state", "item", "index", "run", "output", "error")
 RUN_FIELDS = ("id", "attempt", "iteration")  # what `run` holds where a step runs
 EXPRESSION_ERROR = "expression_error"  # the code of a step whose expression cannot be computed
 NOT_A_LIST = "for_each_not_a_list"  # the code of a for_each step whose items are not a list
@@ -154,6 +163,7 @@ class _GotoSpec:
 class _StepSpec:
     name: str
     action_ref: str
+    section: str = "steps"  # steps, catch or finally
     action: Action | None = None
     args: dict[str, Any] = field(default_factory=dict)  # compiled with:
     depends_on: list[str] = field(default_factory=list)
@@ -173,6 +183,21 @@ class _StepSpec:
     posts: list[tuple[str, str, Any]] = field(default_factory=list)
     data: list[str] = field(default_factory=list)  # steps whose outputs the handler reads
     when_reads: list[str] = field(default_factory=list)  # steps whose outputs `when` reads
+    catch: str | None = None  # `catch:`: the step that runs if this one fails
+    catches: str | None = None  # the step whose failure this one handles
+    catch_path: Path = ()
+
+    @property
+    def path(self) -> Path:
+        return (self.section, self.name)
+
+    @property
+    def at_end(self) -> str | None:
+        return SECTIONS[self.section]
+
+    @property
+    def reads_error(self) -> bool:
+        return self.catches is not None or self.section == "catch"
 
 
 @dataclass
@@ -339,17 +364,46 @@ class _Loader:
                 ("steps",) if "steps" in doc else (),
                 "a workflow file needs steps: a mapping of step names to steps",
             )
-        for step_name in steps:
-            self.identifier(("steps", step_name), step_name, "step")
-            if step_name in self.inputs:
-                raise self.error(
-                    ("steps", step_name), f"step {step_name!r} has the name of an input", key=True
-                )
+        sections: list[tuple[str, dict[str, Any]]] = [("steps", steps)]
+        for section in ("catch", "finally"):
+            if section in doc:
+                if not isinstance(doc[section], dict) or not doc[section]:
+                    raise self.error(
+                        (section,),
+                        f"{section}: is a mapping of step names to steps (as steps: is), "
+                        f"got {_kind(doc[section])}",
+                    )
+                sections.append((section, doc[section]))
+        seen: dict[str, str] = {}
+        for section, entries in sections:
+            for step_name in entries:
+                self.identifier((section, step_name), step_name, "step")
+                if step_name in self.inputs:
+                    raise self.error(
+                        (section, step_name),
+                        f"step {step_name!r} has the name of an input",
+                        key=True,
+                    )
+                if step_name in seen:
+                    raise self.error(
+                        (section, step_name),
+                        f"step {step_name!r} is declared under {seen[step_name]}: already; "
+                        "step names are unique across steps:, catch: and finally:",
+                        key=True,
+                    )
+                seen[step_name] = section
         # each step is checked on its own: the mistakes of one pass are reported together
         errors = []
-        for step_name, spec in steps.items():
+        for section, entries in sections:
+            for step_name, spec in entries.items():
+                try:
+                    self.steps[step_name] = self.step(step_name, spec, section)
+                except DeclarationError as exc:
+                    errors.append(exc)
+        _raise_all(errors)
+        for step in self.steps.values():
             try:
-                self.steps[step_name] = self.step(step_name, spec)
+                self.link_catch(step)
             except DeclarationError as exc:
                 errors.append(exc)
         _raise_all(errors)
@@ -425,14 +479,23 @@ class _Loader:
             on_expiry=on_expiry,
         )
 
-    def step(self, name: str, value: Any) -> _StepSpec:
-        path: Path = ("steps", name)
+    def step(self, name: str, value: Any, section: str = "steps") -> _StepSpec:
+        path: Path = (section, name)
         spec = self.mapping(path, value, STEP_KEYS, "a step")
         if "action" not in spec:
             raise self.error(
                 path, "a step needs an action: a registered action's name or module:function"
             )
-        step = _StepSpec(name, self.string((*path, "action"), spec["action"]))
+        if section != "steps":
+            for key in NOT_AT_END:
+                if key in spec:
+                    raise self.error(
+                        (*path, key),
+                        f"a step under {section}: cannot have {key}: it runs once every other "
+                        "step has ended",
+                        key=True,
+                    )
+        step = _StepSpec(name, self.string((*path, "action"), spec["action"]), section)
         try:
             step.action = resolve(step.action_ref)
         except ActionNotFound as exc:
@@ -536,7 +599,35 @@ class _Loader:
             )
         if "post" in spec:
             self.post(step, (*path, "post"), spec["post"])
+        if "catch" in spec:
+            step.catch = self.string((*path, "catch"), spec["catch"])
+            step.catch_path = (*path, "catch")
         return step
+
+    def link_catch(self, step: _StepSpec) -> None:
+        """`catch: NAME` on a step: NAME (a step under steps:) runs only if this one fails, and
+        reads its error (`${error}`); it cannot wait for this step otherwise."""
+        if step.catch is None:
+            return
+        path, name = step.catch_path, step.catch
+        handler = self.steps.get(name)
+        if handler is None:
+            raise self.error(path, f"unknown step {name!r}{did_you_mean(name, list(self.steps))}")
+        if name == step.name:
+            raise self.error(path, f"step {name!r} cannot catch its own failure")
+        if handler.section != "steps":
+            raise self.error(
+                path,
+                f"step {name!r} is under {handler.section}: and runs at the end anyway; "
+                "a catch: names a step under steps:",
+            )
+        if handler.catches is not None:
+            raise self.error(
+                path,
+                f"step {name!r} already catches the failure of step {handler.catches!r}; "
+                "a step catches one step's failure",
+            )
+        handler.catches = step.name
 
     def post(self, step: _StepSpec, path: Path, value: Any) -> None:
         """`post: {set: {KEY: VALUE}, append: {KEY: VALUE}}`: session state changes made when
@@ -577,9 +668,15 @@ class _Loader:
 
     def link(self, step: _StepSpec) -> None:
         """Check every name a step refers to, and find the steps whose outputs it reads."""
-        path: Path = ("steps", step.name)
+        path: Path = step.path
         for i, dep in enumerate(step.depends_on):
             self.known_step((*path, "depends_on", i), dep, step)
+            if dep == step.catches:
+                raise self.error(
+                    (*path, "depends_on", i),
+                    f"step {step.name!r} catches the failure of {dep!r}: it runs only if "
+                    f"{dep!r} failed, so it cannot depend on it",
+                )
         data: dict[str, None] = {}
         for value_path, tmpl in _templates(step.args):
             allowed = ("item", "index") if step.for_each is not None else ()
@@ -594,6 +691,14 @@ class _Loader:
         for value_path, tmpl in _templates([value for _, _, value in step.posts]):
             data.update(dict.fromkeys(self.refs(value_path, tmpl, step, ("output",), own=True)))
         data.pop(step.name, None)
+        if step.catches is not None and step.catches in data:
+            raise self.error(
+                path,
+                f"step {step.name!r} catches the failure of {step.catches!r}: it runs only if "
+                f"{step.catches!r} failed, so there is no output of it to read "
+                "(read ${error} instead)",
+                key=True,
+            )
         step.data = list(data)
         if step.when is not None:
             step.when_reads = list(
@@ -617,6 +722,17 @@ class _Loader:
             )
         if name == step.name:
             raise self.error(path, f"step {name!r} cannot depend on itself", offset=offset)
+        other = self.steps[name]
+        if other.section != "steps" and not (
+            step.section == "finally" and other.section == "catch"
+        ):
+            raise self.error(
+                path,
+                f"step {name!r} is under {other.section}: and runs after "
+                f"{'every other step' if other.section == 'finally' else 'the steps'}: "
+                f"step {step.name!r} cannot wait for it",
+                offset=offset,
+            )
 
     def refs(
         self,
@@ -667,6 +783,29 @@ class _Loader:
                         )
                     self.check_fields(path, self.steps[name], chain[2:])
                     found.append(name)
+                elif root == "error":
+                    if step.reads_error and not run:
+                        raise self.error(
+                            path,
+                            "'error' is known when the step runs: its with: and post: may read "
+                            "it, its when: may not",
+                            offset=offset,
+                        )
+                    if not step.reads_error:
+                        raise self.error(
+                            path,
+                            "'error' is the failure a catching step handles: only a step that "
+                            "another's catch: names, or a step under catch:, may read it",
+                            offset=offset,
+                        )
+                    if chain and chain[0][0] not in ERROR_FIELDS:
+                        name, at = chain[0]
+                        raise self.error(
+                            path,
+                            f"error has no field {name!r}{did_you_mean(name, list(ERROR_FIELDS))}"
+                            f" (it has: {', '.join(ERROR_FIELDS)})",
+                            offset=at,
+                        )
                 elif root == "output" and root in allowed:
                     self.check_fields(path, step, chain)  # what the step's action returns
                 elif root in allowed or root == "state":
@@ -706,7 +845,7 @@ class _Loader:
                         f"unknown name {root!r}{did_you_mean(root, list(ROOTS))}: an "
                         "expression reads "
                         "inputs, steps, state, run (and item, index in a for_each's with:; "
-                        "output in a post:)",
+                        "output in a post:; error in a catching step)",
                         offset=offset,
                     )
         return found
@@ -725,7 +864,10 @@ class _Loader:
             raise self.error(path, message, offset=offset)
 
     def check_cycles(self) -> None:
-        edges = {s.name: [*s.data, *s.when_reads, *s.depends_on] for s in self.steps.values()}
+        edges = {
+            s.name: [*s.data, *s.when_reads, *s.depends_on, *([s.catches] if s.catches else [])]
+            for s in self.steps.values()
+        }
         state: dict[str, int] = {}
         for root in edges:
             if root in state:
@@ -738,7 +880,7 @@ class _Loader:
                     if state.get(node) == 1:
                         cycle = [*trail[trail.index(node) :], node]
                         raise self.error(
-                            ("steps", cycle[0]),
+                            self.steps[cycle[0]].path,
                             f"cycle: {' -> '.join(cycle)} (each step waits for the next)",
                             key=True,
                         )
@@ -758,7 +900,12 @@ class _Loader:
         stack = [name]
         while stack:
             step = self.steps[stack.pop()]
-            for dep in (*step.data, *step.when_reads, *step.depends_on):
+            for dep in (
+                *step.data,
+                *step.when_reads,
+                *step.depends_on,
+                *([step.catches] if step.catches else []),
+            ):
                 if dep not in seen:
                     seen.add(dep)
                     stack.append(dep)
@@ -770,11 +917,23 @@ class _Loader:
             raise self.error(
                 path, f"unknown step {goto.step!r}{did_you_mean(goto.step, list(self.steps))}"
             )
-        if goto.step != step.name and goto.step not in self.upstream(step.name):
+        target = self.steps[goto.step]
+        if target.section != "steps":
+            raise self.error(
+                path,
+                f"goto {goto.step!r}: it is under {target.section}: and runs at the end; "
+                "a goto names a step under steps:",
+            )
+        if (
+            goto.step != step.name
+            and goto.step not in self.upstream(step.name)
+            and step.name not in self.upstream(goto.step)
+        ):
             raise self.error(
                 path,
                 f"goto {goto.step!r}: a goto runs again the step itself or a step upstream of it "
-                f"(one {step.name!r} waits for); {goto.step!r} is not",
+                f"(one {step.name!r} waits for), or jumps to a step downstream of it (one that "
+                f"waits for {step.name!r}); {goto.step!r} is neither",
             )
 
     # -- building --------------------------------------------------------------------------------
@@ -790,7 +949,7 @@ class _Loader:
             try:
                 self.add(wf, step)
             except DefinitionError as exc:
-                raise self.error(("steps", step.name), str(exc), key=True) from None
+                raise self.error(step.path, str(exc), key=True) from None
         try:
             wf.plan()
         except DefinitionError as exc:
@@ -809,6 +968,8 @@ class _Loader:
             "delay": step.delay,
             "approval": step.approval or False,
             "queue": step.queue,
+            "catches": step.catches,
+            "at_end": step.at_end,
         }
         inputs = list(self.inputs.values())
         digest = self.fingerprint(step, "step")
@@ -865,13 +1026,14 @@ def _signature(
 def _env(
     kwargs: Mapping[str, Any], inputs: list[_InputSpec], reads: list[str], ctx: Any = None
 ) -> dict[str, Any]:
-    env = {
+    env: dict[str, Any] = {
         "inputs": {s.name: copy.deepcopy(kwargs.get(s.name, s.default)) for s in inputs},
         "steps": {name: {"output": kwargs.get(name)} for name in reads},
     }
     if ctx is not None:
         env["run"] = {"id": ctx.run_id, "attempt": ctx.attempt, "iteration": ctx.iteration}
         env["state"] = ctx.state.to_dict()
+        env["error"] = None if ctx.error is None else ctx.error.to_dict()
     return env
 
 
@@ -965,7 +1127,7 @@ def _fan_out(
 
     def spawn(ctx: Any, **kwargs: Any) -> Any:
         env = _env(kwargs, inputs, step.data, ctx)
-        path = ("steps", step.name, "for_each")
+        path = (*step.path, "for_each")
         items = _value(src, path, each, env)
         if not isinstance(items, list):
             line, column = src.at(path)
@@ -1010,7 +1172,7 @@ def _condition(
 ) -> Callable[..., Any]:
     assert step.when is not None
     tmpl, reads = step.when, step.when_reads
-    path = ("steps", step.name, "when")
+    path = (*step.path, "when")
 
     taken = {*reads, *(s.name for s in inputs)}
     state_param = next(n for n in ("state", "state_", "session_state__") if n not in taken)

@@ -160,7 +160,7 @@ class GraphNode(Answer):
 class GraphEdge(Answer):
     from_: str = Field(alias="from")
     to: str
-    kind: Literal["data", "after", "after_any", "spawn"]
+    kind: Literal["data", "after", "after_any", "catch", "spawn"]
 
 
 class Graph(Answer):

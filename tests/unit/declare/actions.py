@@ -95,3 +95,11 @@ class Order:
 @plait.action("test.order")
 def order(order_id: int) -> Order:
     return Order(order_id, Quote(price=9.5, currency="EUR"))
+
+
+@plait.action("test.charge_limited")
+def charge_limited(amount: float) -> dict[str, Any]:
+    """Declines amounts over 100 (code `declined`)."""
+    if amount > 100:
+        raise plait.Permanent(f"over the limit: {amount}", code="declined")
+    return {"charged": amount, "currency": "EUR"}

@@ -42,6 +42,7 @@ def test_the_schema_and_the_loader_know_the_same_keys() -> None:
         SCHEMA["properties"]["inputs"]["additionalProperties"]["oneOf"][1]["properties"]
     ) == (loader.INPUT_KEYS)
     assert tuple(defs["input_type"]["enum"]) == tuple(loader.INPUT_TYPES)
+    assert defs["end_step"]["not"]["anyOf"] == [{"required": [k]} for k in loader.NOT_AT_END]
     for level in (SCHEMA, defs["step"], defs["retry"], defs["goto"], defs["post"]):
         assert level["additionalProperties"] is False  # unknown keys refused, as the loader does
 
@@ -85,6 +86,9 @@ def test_the_examples_and_the_files_the_loader_accepts_are_valid() -> None:
             """
         )
     )
+    from .test_catch import FILE as CATCHING
+
+    files.append(text(CATCHING))
     for source in files:
         assert list(VALIDATOR.iter_errors(document(source))) == []
         plait.loads(source)  # and the loader takes them
@@ -118,6 +122,12 @@ STRUCTURAL = [
     "steps:\n  a: {action: test.echo, post: {set: {'': 1}}}\n",
     "steps:\n  state: {action: test.echo}\n",
     "fail_fast: 1\nsteps:\n  a: {action: test.echo}\n",
+    "steps:\n  a: {action: test.echo, catch: 3}\n",
+    "steps:\n  a: {action: test.echo}\ncatch: []\n",
+    "steps:\n  a: {action: test.echo}\nfinally: {}\n",
+    "steps:\n  a: {action: test.echo}\nfinally:\n  f: {action: test.echo, depends_on: a}\n",
+    "steps:\n  a: {action: test.echo}\ncatch:\n  c: {action: test.echo, optional: true}\n",
+    "steps:\n  a: {action: test.echo}\nfinally:\n  f: {action: test.echo, retyr: {}}\n",
 ]
 
 
