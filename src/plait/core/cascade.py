@@ -13,7 +13,7 @@ are reached at once.
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Iterable
 
 import orjson
 
@@ -23,6 +23,7 @@ from .rows import (
     EdgeKind,
     EventRow,
     Gate,
+    JoinMode,
     RunRow,
     RunStatus,
     StepRow,
@@ -33,6 +34,7 @@ from .txn import Need, Transition, Txn, need, need_all, steps_of
 
 CONDITION = "condition"  # the skip reason of a false `when=`; a cascade from it starts with it too
 CHILD_FAILED = "child_failed"  # the error code of a parent whose non-optional child did not succeed
+JOIN_TIMEOUT = "timeout"  # the code of a parent whose children did not end within join_timeout
 FAIL_FAST = "fail_fast"  # the code of a run of a fail-fast workflow that its first failure ended
 # steps that ending a run unfinished ends at once; running ones are interrupted and end when
 # their worker reports
@@ -285,14 +287,29 @@ def end_unfinished(txn: Txn, run: RunRow, status: RunStatus, error: str, *, by: 
 
 def join(txn: Txn, run: RunRow, child: StepRow, parent: StepRow) -> Generator[Need, None, bool]:
     """`child` ended: count it on its joining parent. Returns (via StopIteration) whether the
-    parent has now ended, so that the caller settles it."""
+    parent has now ended, so that the caller settles it. A parent joining in a `JoinMode` may
+    end before its last child: the unfinished ones are then cancelled."""
     if not parent.joining:  # the parent ended already (cancelled, or reset by a loop)
         return False
     parent.unmet -= 1
     txn.touch(parent)
-    if child.status is not StepStatus.DONE and not child.optional and parent.error_code is None:
+    failed = child.status is not StepStatus.DONE and not child.optional
+    if failed and parent.error_code is None:
         parent.error_code = CHILD_FAILED
         parent.error_message = child_failure(child)
+    mode = parent.options.join if parent.options is not None else None
+    if mode is JoinMode.FIRST and child.status is StepStatus.DONE:
+        yield from _end_join_early(txn, run, parent, f"{child.name!r} succeeded first")
+        parent.error_code = parent.error_message = None
+        parent.gather = None
+        parent.output = child.output if child.output is not None else b"null"
+        parent.status = StepStatus.DONE
+        txn.emit(run, "step_completed", parent.name, attempt=parent.attempt, joined=True,
+                 first=child.name)  # fmt: skip
+        return True
+    if mode is JoinMode.ANY_ERROR and failed:
+        yield from _end_join_early(txn, run, parent, f"{child.name!r} failed")
+        parent.unmet = 0
     if parent.unmet > 0:
         return False
     parent.finished_at = txn.now
@@ -323,6 +340,65 @@ def join(txn: Txn, run: RunRow, child: StepRow, parent: StepRow) -> Generator[Ne
     parent.status = StepStatus.DONE
     txn.emit(run, "step_completed", parent.name, attempt=parent.attempt, joined=True)
     return True
+
+
+def _end_join_early(txn: Txn, run: RunRow, parent: StepRow, why: str) -> Transition:
+    """A parent ends before all its children have: cancel the unfinished ones (and what they
+    spawned), whose late outcomes change nothing (their leases are gone)."""
+    yield from need_all(txn, run.id)
+    parent.unmet = 0
+    parent.finished_at = txn.now
+    parent.available_at = None
+    for s in spawned_below(steps_of(txn, run.id), [parent.name]):
+        if not s.status.terminal:
+            abandon(txn, run, s, f"its parent {parent.name!r} ended: {why}")
+
+
+def join_expired(txn: Txn, run: RunRow, parent: StepRow) -> Transition:
+    """A parent still joining at its `join_timeout` fails with code `timeout`; its unfinished
+    children are cancelled."""
+    timeout = parent.options.join_timeout if parent.options is not None else None
+    message = (
+        f"step {parent.name!r}: the {parent.unmet} step(s) it spawned did not end within "
+        f"its join timeout of {timeout}s"
+    )
+    yield from _end_join_early(txn, run, parent, "its join timed out")
+    parent.status = StepStatus.FAILED
+    parent.error_code = JOIN_TIMEOUT
+    parent.error_message = message
+    parent.gather = None
+    txn.touch(parent)
+    txn.emit(run, "step_failed", parent.name, attempt=parent.attempt, code=JOIN_TIMEOUT,
+             message=message)  # fmt: skip
+    yield from settle(txn, run, parent)
+
+
+def abandon(txn: Txn, run: RunRow, s: StepRow, reason: str) -> None:
+    """End a spawned step that no longer matters (its parent ended or runs again) `cancelled`,
+    without a cascade: what depends on it is its parent and its later siblings, abandoned too.
+    A running one is interrupted: its worker learns it from a heartbeat made at once."""
+    if s.status is StepStatus.RUNNING and run.id not in txn.result.cancelled_runs:
+        txn.result.cancelled_runs.append(run.id)  # "some running steps of it must stop"
+    s.status = StepStatus.CANCELLED
+    s.lease_token = s.lease_expires_at = s.available_at = None
+    s.finished_at = txn.now
+    s.unmet = 0
+    run.unfinished -= 1
+    txn.touch(s)
+    txn.emit(run, "step_cancelled", s.name, reason=reason)
+
+
+def spawned_below(steps: Iterable[StepRow], roots: Iterable[str]) -> list[StepRow]:
+    """Every step spawned, directly or not, by one of `roots`, in the order they were added."""
+    below = set(roots)
+    found = []
+    for step in sorted(steps, key=lambda s: s.idx):  # a child is added after its parent
+        if step.task is not None and any(
+            e.kind is EdgeKind.CHILD and e.target in below for e in step.dependents
+        ):
+            below.add(step.name)
+            found.append(step)
+    return found
 
 
 def child_failure(child: StepRow) -> str:

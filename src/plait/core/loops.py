@@ -18,9 +18,8 @@ import orjson
 
 from .actions import doomed_by, upstream_of
 from .blobs import DEFAULT_THRESHOLD, digest
-from .cascade import fails_run, jumped, reached, settle
+from .cascade import abandon, fails_run, jumped, reached, settle, spawned_below
 from .rows import Edge, EdgeKind, RunRow, StepRow, StepStatus
-from .spawn import spawned_below
 from .txn import Transition, Txn, need_all, steps_of
 
 MAX_ITERATIONS = "max_iterations"
@@ -88,7 +87,7 @@ def loop_back(txn: Txn, run: RunRow, step: StepRow, target: str, limit: int) -> 
         _reset(txn, run, s)
     for s in spawned_below(list(steps.values()), body):
         if not s.status.terminal:  # spawned by a pass that is being run again: it is moot
-            _abandon(txn, run, s)
+            abandon(txn, run, s, "its parent runs again (Goto)")
     upstream = upstream_of(steps.values())
     for s in reset:  # counted once all are pending: each waits for what it depends on again
         ups = upstream.get(s.name, [])
@@ -135,15 +134,6 @@ def jump(
     yield from settle(txn, run, step)
     for s in sorted(between, key=lambda s: s.idx):
         yield from settle(txn, run, s)
-
-
-def _abandon(txn: Txn, run: RunRow, s: StepRow) -> None:
-    s.status = StepStatus.CANCELLED
-    s.lease_token = s.lease_expires_at = s.available_at = None
-    s.finished_at = txn.now
-    run.unfinished -= 1
-    txn.touch(s)
-    txn.emit(run, "step_cancelled", s.name, reason="its parent runs again (Goto)")
 
 
 def _reset(txn: Txn, run: RunRow, s: StepRow) -> None:

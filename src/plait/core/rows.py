@@ -106,6 +106,14 @@ class AtEnd(StrEnum):
     FAILED = "failed"  # only if the run is failing (a run's `catch`); else skipped
 
 
+class JoinMode(StrEnum):
+    """When a step that spawned steps ends (its join, `cascade.join`); by default (None) when
+    all of them have ended."""
+
+    FIRST = "first"  # at the first that succeeds, with its output; the others are cancelled
+    ANY_ERROR = "any_error"  # failed at the first that fails; the others are cancelled
+
+
 class OnExpiry(StrEnum):
     REJECT = "reject"
     APPROVE = "approve"
@@ -135,6 +143,10 @@ class StepOptions:
     # run, ends the run at once (`cascade.settle`)
     fail_fast: bool = False
     at_end: AtEnd | None = None  # runs when the rest of the run has ended (`AtEnd`)
+    join: JoinMode | None = None  # a step that spawns: when it ends (`JoinMode`; None: all)
+    # a step that spawns: it fails (code `timeout`) if its children have not all ended, as
+    # `join` wants, this long after it spawned them; the unfinished ones are cancelled
+    join_timeout: float | None = None
 
 
 @dataclass(slots=True)

@@ -81,6 +81,7 @@ STEP_KEYS = (
     "approval",
     "for_each",
     "max_parallel",
+    "await",
     "goto",
     "post",
     "catch",
@@ -96,6 +97,8 @@ APPROVAL_KEYS = ("expires_after", "on_expiry")
 RETRY_KEYS = ("attempts", "delay", "backoff", "max_delay", "jitter")
 INPUT_KEYS = ("type", "default", "description")
 GOTO_KEYS = ("when", "step", "max_iterations")
+AWAIT_KEYS = ("mode", "timeout")
+AWAIT_MODES = ("all", "first", "any_error")  # a for_each's join (Python: join=)
 INPUT_TYPES: dict[str, Any] = {
     "string": str,
     "integer": int,
@@ -178,6 +181,8 @@ class _StepSpec:
     approval: Approval | None = None
     for_each: Template | None = None
     max_parallel: int | None = None
+    join: str | None = None  # await: mode (None: all)
+    join_timeout: float | None = None  # await: timeout
     gotos: list[_GotoSpec] = field(default_factory=list)
     # post: session state changes made from the step's output, (op, key, compiled value)
     posts: list[tuple[str, str, Any]] = field(default_factory=list)
@@ -567,6 +572,8 @@ class _Loader:
             step.max_parallel = self.integer(
                 (*path, "max_parallel"), spec["max_parallel"], 1, 10_000
             )
+        if "await" in spec:
+            self.await_(step, (*path, "await"), spec["await"])
         gotos = spec.get("goto", [])
         if isinstance(gotos, dict):
             gotos = [gotos]
@@ -628,6 +635,25 @@ class _Loader:
                 "a step catches one step's failure",
             )
         handler.catches = step.name
+
+    def await_(self, step: _StepSpec, path: Path, value: Any) -> None:
+        """`await: MODE` or `{mode, timeout}`: how a for_each waits for its items."""
+        if step.for_each is None:
+            raise self.error(path, "await says how a for_each waits: add for_each", key=True)
+        spec = {"mode": value} if isinstance(value, str) else value
+        spec = self.mapping(path, spec, AWAIT_KEYS, "await (or a mode)")
+        mode = spec.get("mode", "all")
+        if mode not in AWAIT_MODES:
+            where = (*path, "mode") if isinstance(value, dict) else path
+            raise self.error(
+                where,
+                f"unknown await mode {_shown(mode)}{did_you_mean(str(mode), list(AWAIT_MODES))}; "
+                "modes: all (every item), first (the first item that succeeds), any_error "
+                "(fail at the first item that fails)",
+            )
+        step.join = None if mode == "all" else mode
+        if "timeout" in spec:
+            step.join_timeout = self.duration((*path, "timeout"), spec["timeout"])
 
     def post(self, step: _StepSpec, path: Path, value: Any) -> None:
         """`post: {set: {KEY: VALUE}, append: {KEY: VALUE}}`: session state changes made when
@@ -856,7 +882,7 @@ class _Loader:
         assert source.action is not None
         what = f"steps.{source.name}.output"
         hint = source.action.returns
-        if source.for_each is not None:
+        if source.for_each is not None and source.join != "first":
             hint = list[hint]  # type: ignore[valid-type]  # a list of the items' outputs
         problem = output_problem(hint, fields, what)
         if problem is not None:
@@ -970,6 +996,8 @@ class _Loader:
             "queue": step.queue,
             "catches": step.catches,
             "at_end": step.at_end,
+            "join": step.join,
+            "join_timeout": step.join_timeout,
         }
         inputs = list(self.inputs.values())
         digest = self.fingerprint(step, "step")

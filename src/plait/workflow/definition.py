@@ -21,7 +21,7 @@ from .._errors import DefinitionError, InputError
 from ..core.placement import PLACEMENT_OPTIONS, step_target
 from ..core.queues import FLOW_OPTIONS, check_key_params, flow_options, key_params
 from ..core.retry import NO_RETRY, Retry
-from ..core.rows import AtEnd, EdgeKind, StepOptions, StepPlan, WorkflowPlan
+from ..core.rows import AtEnd, EdgeKind, JoinMode, StepOptions, StepPlan, WorkflowPlan
 from .acyclic import check_acyclic
 from .context import StepContext
 from .digests import code_digest
@@ -261,6 +261,8 @@ class Workflow:
         colocate_with: str | None = None,
         catches: str | None = None,
         at_end: str | None = None,
+        join: str | None = None,
+        join_timeout: float | timedelta | None = None,
     ) -> Callable[[F], F]: ...
 
     def step(
@@ -383,6 +385,9 @@ class Workflow:
         if queue is not None or key_limit is not None or target is not None:
             gates = replace(gates or StepOptions(), queue=queue, key_limit=key_limit, target=target)
         catches, at_end = _ending_options(where, options)
+        join, join_timeout = _join_options(where, options)
+        if join is not None or join_timeout is not None:
+            gates = replace(gates or StepOptions(), join=join, join_timeout=join_timeout)
         if at_end is not None:
             if options.get("after") or options.get("after_any"):
                 raise DefinitionError(
@@ -851,7 +856,7 @@ class _Binding:
 
 _OPTIONS = frozenset(
     {"after", "after_any", "defaults", "optional", "retry", "timeout", "priority", "when"}
-    | {"delay", "approval", "catches", "at_end"}
+    | {"delay", "approval", "catches", "at_end", "join", "join_timeout"}
     | FLOW_OPTIONS
     | PLACEMENT_OPTIONS
 )
@@ -861,7 +866,10 @@ def _options_print(options: StepOptions) -> dict[str, Any]:
     """Step options as fingerprinted: flow options only when set, so that the fingerprints of
     workflows defined before them do not change."""
     data = asdict(options)
-    for name in ("queue", "key", "key_limit", "target", "key_from_outputs", "fail_fast", "at_end"):
+    for name in (
+        *("queue", "key", "key_limit", "target", "key_from_outputs", "fail_fast", "at_end"),
+        *("join", "join_timeout"),
+    ):
         if data[name] in (None, False):
             del data[name]
     return data
@@ -881,6 +889,21 @@ def _ending_options(where: str, options: Mapping[str, Any]) -> tuple[str | None,
         raise DefinitionError(
             f"{where}: at_end must be 'always' (a finally step) or 'failed' (a step that runs "
             f"when the run fails), got {at_end!r}"
+        ) from None
+
+
+def _join_options(where: str, options: Mapping[str, Any]) -> tuple[JoinMode | None, float | None]:
+    """`join=` ("all", "first" or "any_error") and `join_timeout=` (seconds), checked."""
+    join = options.get("join")
+    timeout = seconds(where, "join_timeout", options.get("join_timeout"))
+    if join is None or join == "all":
+        return None, timeout
+    try:
+        return JoinMode(join), timeout
+    except ValueError:
+        raise DefinitionError(
+            f"{where}: join must be 'all' (end when every spawned step has), 'first' (at the "
+            f"first that succeeds) or 'any_error' (at the first that fails), got {join!r}"
         ) from None
 
 

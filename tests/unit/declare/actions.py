@@ -103,3 +103,15 @@ def charge_limited(amount: float) -> dict[str, Any]:
     if amount > 100:
         raise plait.Permanent(f"over the limit: {amount}", code="declined")
     return {"charged": amount, "currency": "EUR"}
+
+
+@plait.action("test.item")
+def item(ctx: plait.StepContext, item: str) -> str:
+    """ "fail" fails; "slow" runs until cancelled (at most 20 s); anything else is done."""
+    if item == "fail":
+        raise plait.Permanent("item failed")
+    if item == "slow":
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not ctx.cancelled:
+            time.sleep(0.02)
+    return f"did {item}"

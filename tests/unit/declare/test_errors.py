@@ -37,7 +37,7 @@ CASES = [
         STEP + "    retyr: {attempts: 2}\n",
         "flow.yaml:8:5: steps.charge.retyr: unknown key 'retyr' (did you mean 'retry'?); a step "
         "takes: action, description, with, depends_on, when, retry, timeout, optional, defaults, "
-        "queue, priority, delay, approval, for_each, max_parallel, goto, post, catch",
+        "queue, priority, delay, approval, for_each, max_parallel, await, goto, post, catch",
     ),
     (
         STEP + "    retry: {attempts: three}\n",

@@ -42,6 +42,9 @@ def test_the_schema_and_the_loader_know_the_same_keys() -> None:
         SCHEMA["properties"]["inputs"]["additionalProperties"]["oneOf"][1]["properties"]
     ) == (loader.INPUT_KEYS)
     assert tuple(defs["input_type"]["enum"]) == tuple(loader.INPUT_TYPES)
+    awaiting = defs["step"]["properties"]["await"]["oneOf"]
+    assert tuple(awaiting[1]["properties"]) == loader.AWAIT_KEYS
+    assert tuple(defs["await_mode"]["enum"]) == loader.AWAIT_MODES
     assert defs["end_step"]["not"]["anyOf"] == [{"required": [k]} for k in loader.NOT_AT_END]
     for level in (SCHEMA, defs["step"], defs["retry"], defs["goto"], defs["post"]):
         assert level["additionalProperties"] is False  # unknown keys refused, as the loader does
@@ -89,6 +92,22 @@ def test_the_examples_and_the_files_the_loader_accepts_are_valid() -> None:
     from .test_catch import FILE as CATCHING
 
     files.append(text(CATCHING))
+    files.append(
+        text(
+            """
+            steps:
+              a:
+                action: test.echo
+                for_each: ${[1, 2]}
+                with: {value: "${item}"}
+                await: {mode: any_error, timeout: 30s}
+              b:
+                action: test.echo
+                for_each: ${[1, 2]}
+                await: first
+            """
+        )
+    )
     for source in files:
         assert list(VALIDATOR.iter_errors(document(source))) == []
         plait.loads(source)  # and the loader takes them
@@ -123,6 +142,8 @@ STRUCTURAL = [
     "steps:\n  state: {action: test.echo}\n",
     "fail_fast: 1\nsteps:\n  a: {action: test.echo}\n",
     "steps:\n  a: {action: test.echo, catch: 3}\n",
+    "steps:\n  a: {action: test.echo, for_each: '${[1]}', await: frist}\n",
+    "steps:\n  a: {action: test.echo, for_each: '${[1]}', await: {mode: first, wait: 1}}\n",
     "steps:\n  a: {action: test.echo}\ncatch: []\n",
     "steps:\n  a: {action: test.echo}\nfinally: {}\n",
     "steps:\n  a: {action: test.echo}\nfinally:\n  f: {action: test.echo, depends_on: a}\n",
