@@ -61,6 +61,7 @@ TOP_KEYS = (
     "retry",
     "timeout",
     "fail_fast",
+    "approval_policy",
     "steps",
     "catch",
     "finally",
@@ -98,6 +99,10 @@ RETRY_KEYS = ("attempts", "delay", "backoff", "max_delay", "jitter")
 INPUT_KEYS = ("type", "default", "description")
 GOTO_KEYS = ("when", "step", "max_iterations")
 AWAIT_KEYS = ("mode", "timeout")
+POLICY_KEYS = ("mode", "allow", "block", "expires_after", "on_expiry")
+POLICY_MODES = ("auto", "ask", "deny")  # run every action; ask for approval; refuse
+ACTION_BLOCKED = "action_blocked"  # the code of a step whose action the policy blocks
+ACTION_DENIED = "action_denied"  # the code of a step whose action a `deny` policy does not allow
 AWAIT_MODES = ("all", "first", "any_error")  # a for_each's join (Python: join=)
 INPUT_TYPES: dict[str, Any] = {
     "string": str,
@@ -188,6 +193,7 @@ class _StepSpec:
     posts: list[tuple[str, str, Any]] = field(default_factory=list)
     data: list[str] = field(default_factory=list)  # steps whose outputs the handler reads
     when_reads: list[str] = field(default_factory=list)  # steps whose outputs `when` reads
+    refusal: tuple[str, str] | None = None  # (code, message): the approval policy refuses it
     catch: str | None = None  # `catch:`: the step that runs if this one fails
     catches: str | None = None  # the step whose failure this one handles
     catch_path: Path = ()
@@ -206,6 +212,33 @@ class _StepSpec:
 
 
 @dataclass
+class _Policy:
+    """`approval_policy:`: which actions run, wait for an approval, or fail (by action name,
+    case-insensitive): the block list first, then the allow list, then the mode."""
+
+    mode: str
+    allow: frozenset[str]
+    block: frozenset[str]
+    approval: Approval
+
+    def refusal(self, action: str) -> tuple[str, str] | None:
+        """(code, message) if a step calling `action` must fail, else None."""
+        name = action.lower()
+        if name in self.block:
+            return ACTION_BLOCKED, f"action {action!r} is blocked by the workflow's approval_policy"
+        if self.mode == "deny" and name not in self.allow:
+            return (
+                ACTION_DENIED,
+                f"action {action!r} is not allowed by the workflow's approval_policy "
+                "(mode deny: only the actions under allow: run)",
+            )
+        return None
+
+    def asks(self, action: str) -> bool:
+        return self.mode == "ask" and action.lower() not in self.allow
+
+
+@dataclass
 class _InputSpec:
     name: str
     kind: str
@@ -218,6 +251,7 @@ class _Loader:
         self.src = source
         self.steps: dict[str, _StepSpec] = {}
         self.inputs: dict[str, _InputSpec] = {}
+        self.policy: _Policy | None = None
         self.digest = hashlib.sha256(source.text.encode()).hexdigest()[:16]
 
     # -- checking -------------------------------------------------------------------------------
@@ -363,6 +397,8 @@ class _Loader:
         retry = self.retry(("retry",), doc["retry"]) if "retry" in doc else None
         timeout = self.duration(("timeout",), doc["timeout"]) if "timeout" in doc else None
         fail_fast = self.boolean(("fail_fast",), doc["fail_fast"]) if "fail_fast" in doc else False
+        if "approval_policy" in doc:
+            self.policy = self.approval_policy(("approval_policy",), doc["approval_policy"])
         steps = doc.get("steps")
         if not isinstance(steps, dict) or not steps:
             raise self.error(
@@ -635,6 +671,37 @@ class _Loader:
                 "a step catches one step's failure",
             )
         handler.catches = step.name
+
+    def approval_policy(self, path: Path, value: Any) -> _Policy:
+        """`approval_policy: MODE` or `{mode, allow, block, expires_after, on_expiry}`."""
+        spec = {"mode": value} if isinstance(value, str) else value
+        spec = self.mapping(path, spec, POLICY_KEYS, "approval_policy (or a mode)")
+        mode = spec.get("mode", "ask")
+        if mode not in POLICY_MODES:
+            where = (*path, "mode") if isinstance(value, dict) else path
+            raise self.error(
+                where,
+                f"unknown approval_policy mode {_shown(mode)}"
+                f"{did_you_mean(str(mode), list(POLICY_MODES))}; modes: auto (every action "
+                "runs), ask (each step waits for an approval, but the allowed actions), deny "
+                "(only the allowed actions run)",
+            )
+        lists: dict[str, frozenset[str]] = {}
+        for key in ("allow", "block"):
+            names = spec.get(key, [])
+            if isinstance(names, str):
+                names = [names]
+            if not isinstance(names, list):
+                raise self.error(
+                    (*path, key), f"must be a list of action names, got {_kind(names)}"
+                )
+            for i, name in enumerate(names):
+                self.string((*path, key, i), name)
+            lists[key] = frozenset(n.lower() for n in names)
+        approval = (
+            self.approval(path, {k: spec[k] for k in APPROVAL_KEYS if k in spec}) or Approval()
+        )
+        return _Policy(mode, lists["allow"], lists["block"], approval)
 
     def await_(self, step: _StepSpec, path: Path, value: Any) -> None:
         """`await: MODE` or `{mode, timeout}`: how a for_each waits for its items."""
@@ -984,6 +1051,14 @@ class _Loader:
 
     def add(self, wf: Workflow, step: _StepSpec) -> None:
         assert step.action is not None
+        if self.policy is not None:
+            step.refusal = self.policy.refusal(step.action.name)
+            if (
+                step.refusal is None
+                and step.approval is None
+                and self.policy.asks(step.action.name)
+            ):
+                step.approval = self.policy.approval
         options: dict[str, Any] = {
             "after": [d for d in step.depends_on if d not in step.data],
             "defaults": step.defaults,
@@ -1017,6 +1092,8 @@ class _Loader:
             options["timeout"] = None  # the step itself only spawns; each item has the timeout
         else:
             handler = _handler(self.src, step, inputs, digest)
+        if step.approval is not None:  # what its approval asks about (engine.list_waiting)
+            handler.__plait_request__ = _request(self.src, step, inputs)  # type: ignore[attr-defined]  # read by engine.operator
         wf.add_step(step.name, handler, **options)
 
     def fingerprint(self, step: _StepSpec, part: str) -> str:
@@ -1117,6 +1194,37 @@ def _goto(src: Source, step: _StepSpec, env: dict[str, Any], output: Any) -> Any
     return output
 
 
+def _refuse(step: _StepSpec) -> None:
+    """Fail a step whose action the workflow's approval_policy blocks or denies."""
+    if step.refusal is not None:
+        code, message = step.refusal
+        raise Permanent(f"step {step.name!r}: {message}", code=code)
+
+
+def _request(src: Source, step: _StepSpec, inputs: list[_InputSpec]) -> Callable[..., Any]:
+    """What an approval of the step asks about: its action and its arguments, expanded from the
+    run as it is now (`engine.list_waiting`); a value not yet computable is said so."""
+    action = step.action
+    assert action is not None
+
+    def request(
+        run_input: Mapping[str, Any], outputs: Mapping[str, Any], state: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        kwargs = {**run_input, **{n: outputs.get(n) for n in step.data}}
+        env = _env(kwargs, inputs, step.data)
+        env["state"] = dict(state)
+        asked: dict[str, Any] = {"action": action.name}
+        if step.for_each is not None:
+            return asked
+        try:
+            asked["with"] = _expand(src, step.args, env)
+        except Permanent as exc:
+            asked["with"], asked["error"] = None, str(exc)
+        return asked
+
+    return request
+
+
 def _handler(
     src: Source, step: _StepSpec, inputs: list[_InputSpec], digest: str
 ) -> Callable[..., Any]:
@@ -1127,6 +1235,7 @@ def _handler(
     if action.is_async:
 
         async def run_async(ctx: Any, **kwargs: Any) -> Any:
+            _refuse(step)
             env = _env(kwargs, inputs, step.data, ctx)
             args = action.arguments(_expand(src, step.args, env), ctx)
             output = await fn(**args)
@@ -1137,6 +1246,7 @@ def _handler(
         return run_async
 
     def run(ctx: Any, **kwargs: Any) -> Any:
+        _refuse(step)
         env = _env(kwargs, inputs, step.data, ctx)
         args = action.arguments(_expand(src, step.args, env), ctx)
         output = fn(**args)
@@ -1154,6 +1264,7 @@ def _fan_out(
     each, cap = step.for_each, step.max_parallel
 
     def spawn(ctx: Any, **kwargs: Any) -> Any:
+        _refuse(step)
         env = _env(kwargs, inputs, step.data, ctx)
         path = (*step.path, "for_each")
         items = _value(src, path, each, env)

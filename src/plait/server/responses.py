@@ -300,6 +300,11 @@ class Waiting(Answer):
     gate: Gate
     since: datetime
     expires_at: datetime | None
+    request: dict[str, Any] | None = Field(
+        default=None,
+        description="what an approval asks about: a workflow file's step's action and its "
+        "arguments, expanded (null otherwise)",
+    )
 
 
 class WaitingList(Answer):

@@ -31,7 +31,7 @@ CASES = [
         "stesp: {}\n",
         "flow.yaml:4:1: stesp: unknown key 'stesp' (did you mean 'steps'?); a workflow file "
         "takes: plait, name, version, description, imports, inputs, retry, timeout, fail_fast, "
-        "steps, catch, finally",
+        "approval_policy, steps, catch, finally",
     ),
     (
         STEP + "    retyr: {attempts: 2}\n",

@@ -42,6 +42,9 @@ def test_the_schema_and_the_loader_know_the_same_keys() -> None:
         SCHEMA["properties"]["inputs"]["additionalProperties"]["oneOf"][1]["properties"]
     ) == (loader.INPUT_KEYS)
     assert tuple(defs["input_type"]["enum"]) == tuple(loader.INPUT_TYPES)
+    policy = SCHEMA["properties"]["approval_policy"]["oneOf"]
+    assert tuple(policy[1]["properties"]) == loader.POLICY_KEYS
+    assert tuple(defs["policy_mode"]["enum"]) == loader.POLICY_MODES
     awaiting = defs["step"]["properties"]["await"]["oneOf"]
     assert tuple(awaiting[1]["properties"]) == loader.AWAIT_KEYS
     assert tuple(defs["await_mode"]["enum"]) == loader.AWAIT_MODES
@@ -51,9 +54,10 @@ def test_the_schema_and_the_loader_know_the_same_keys() -> None:
 
 
 def test_the_examples_and_the_files_the_loader_accepts_are_valid() -> None:
-    example = ROOT / "examples" / "etl.yaml"
-    assert list(VALIDATOR.iter_errors(document(example.read_text()))) == []
-    plait.load(example)
+    for name in ("etl.yaml", "refund.yaml"):
+        example = ROOT / "examples" / name
+        assert list(VALIDATOR.iter_errors(document(example.read_text()))) == []
+        plait.load(example)
     files = [text(ORDERS)]
     files.append(
         text(
@@ -142,6 +146,8 @@ STRUCTURAL = [
     "steps:\n  state: {action: test.echo}\n",
     "fail_fast: 1\nsteps:\n  a: {action: test.echo}\n",
     "steps:\n  a: {action: test.echo, catch: 3}\n",
+    "approval_policy: aks\nsteps:\n  a: {action: test.echo}\n",
+    "approval_policy: {mode: ask, blok: []}\nsteps:\n  a: {action: test.echo}\n",
     "steps:\n  a: {action: test.echo, for_each: '${[1]}', await: frist}\n",
     "steps:\n  a: {action: test.echo, for_each: '${[1]}', await: {mode: first, wait: 1}}\n",
     "steps:\n  a: {action: test.echo}\ncatch: []\n",
