@@ -101,7 +101,11 @@ async def attempt(
                 ctx.error = CaughtError(name, *inputs.errors[name])
                 break
         outputs: dict[str, Any] = {}
+        # steps read for their errors only (a step at a failing run's end reads many)
+        errors_only = set(step.error_sources).difference(step.data_deps)
         for dep, (status, output) in inputs.dependencies.items():
+            if dep in errors_only:
+                continue
             outputs[dep] = (
                 _codec.loads(output) if status is StepStatus.DONE else step.defaults.get(dep)
             )
