@@ -47,6 +47,7 @@ def test_public_names_are_pinned() -> None:
             "ArtifactRef",
             "BlobNotFound",
             "BlobStats",
+            "CaughtError",
             "ConfigError",
             "DeclarationError",
             "DefinitionError",

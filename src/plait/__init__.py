@@ -69,7 +69,7 @@ if TYPE_CHECKING:
     )
     from .stores import register_store
     from .stores.protocol import Store
-    from .workflow.context import StepCancelled, StepContext
+    from .workflow.context import CaughtError, StepCancelled, StepContext
     from .workflow.definition import Workflow
     from .workflow.options import Approval
     from .workflow.session import SessionState
@@ -119,6 +119,7 @@ _LAZY: dict[str, str] = {
     "Step": ".engine.views",
     "Waiting": ".engine.views",
     "WorkflowInfo": ".engine.views",
+    "CaughtError": ".workflow.context",
     "StepCancelled": ".workflow.context",
     "StepContext": ".workflow.context",
     "Workflow": ".workflow.definition",
@@ -138,6 +139,7 @@ __all__ = [
     "BlobStats",
     "BulkItem",
     "BulkResult",
+    "CaughtError",
     "ConfigError",
     "DeclarationError",
     "DefinitionError",

@@ -317,6 +317,9 @@ class Workflows:
     def latest(self, name: str) -> Workflow | None:
         return self._latest.get(name)
 
+    def get(self, fingerprint: str) -> Workflow | None:
+        return self._by_fingerprint.get(fingerprint)
+
     def all(self) -> list[Workflow]:
         return list(self._by_fingerprint.values())
 

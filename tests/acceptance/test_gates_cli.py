@@ -59,6 +59,12 @@ def test_approve_signal_and_list_what_waits(cli: Cli, engine: plait.Engine, writ
     ]
     table = cli("runs", "waiting").stdout
     assert "approve_refund" in table and "signal" in table
+    one = cli("runs", "waiting", "--run", "refund-1", "--json").json()
+    assert sorted(w["step"] for w in one) == ["approve_refund", "bank_ack"]
+    assert all(w["request"] is None for w in one)  # Python steps say nothing of what they ask
+    unknown = cli("runs", "waiting", "--run", "refund-2")
+    assert unknown.code == 2
+    assert unknown.stderr.startswith("plait: error: no run with id 'refund-2' in sqlite:///")
     shown = cli("runs", "show", "refund-1").stdout
     assert "waits for approval (expires in 59min " in shown
     assert (

@@ -394,6 +394,11 @@ def test_waiting_and_failed_steps(client: TestClient, engine: plait.Engine) -> N
     refused(client.get("/api/v1/failed-steps?limit=100000"), 422, "ValidationError", "limit")
     waiting = ok(client.get("/api/v1/waiting"))["waiting"]
     assert [(w["run_id"], w["step"], w["gate"]) for w in waiting] == [("wt-1", "go", "signal")]
+    assert waiting[0]["request"] is None  # a Python step says nothing of what it asks
+    by_run = ok(client.get("/api/v1/waiting?run_id=wt-1"))["waiting"]
+    assert [w["step"] for w in by_run] == ["go"]
+    assert ok(client.get("/api/v1/waiting?run_id=fl-1"))["waiting"] == []
+    refused(client.get("/api/v1/waiting?run_id=ghost"), 404, "RunNotFound", "ghost")
 
 
 # -- queues, schedules, workers, workflows, records -------------------------------------------------

@@ -235,3 +235,35 @@ def test_the_api_docs_page_shows_what_each_call_answers(
     assert "answers: 200 application/octet-stream" in text  # an artifact's download
     assert "answers: 200 text/event-stream" in text  # a live feed
     assert "one of: pending, running, pausing, paused, completed, failed, cancelled" in text
+
+
+def test_a_runs_session_state_and_its_history_are_shown_as_text(
+    site: tuple[plait.Engine, str], page: Any
+) -> None:
+    engine, url = site
+    wf = plait.Workflow("stateful")
+
+    @wf.step()
+    def note(ctx: plait.StepContext) -> None:
+        ctx.state.set("note", HOSTILE)
+        ctx.state.append("log", "first")
+
+    @wf.step(after=["note"])
+    def more(ctx: plait.StepContext) -> None:
+        ctx.state.append("log", "second")
+
+    engine.start(wf, {}, run_id="stateful-1")
+    engine.run_worker(until="stateful-1", timeout=30)
+    page.goto(f"{url}/#/run/stateful-1?tab=state")
+    page.wait_for_selector("#state-history tr >> nth=2")
+    shown = page.text_content("#run-state")
+    assert '"log": [' in shown and '"second"' in shown
+    assert HOSTILE in shown  # as text, never markup
+    rows = page.locator("#state-history tr").all_text_contents()
+    assert len(rows) == 3
+    assert "note" in rows[0] and "set" in rows[0] and "more" in rows[2] and "append" in rows[2]
+    page.click("#tab-graph")
+    page.click("#tab-state")
+    page.wait_for_selector("#run-state")
+    assert page.evaluate("window.__xss") is None
+    assert page.locator("img[src=x]").count() == 0 and page.locator("main script").count() == 0

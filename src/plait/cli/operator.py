@@ -176,15 +176,16 @@ def runs_signal(
 
 @runs.command("waiting")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
+@click.option("--run", "run_id", default=None, help="Only this run's waiting steps.")
 @json_option
 @db_option
 @log_option("warning")
 @user_errors
-def runs_waiting(limit: int, as_json: bool, db: str, log_level: str) -> None:
+def runs_waiting(limit: int, run_id: str | None, as_json: bool, db: str, log_level: str) -> None:
     """Steps waiting for an approval or a signal, across runs, the longest waiting first."""
     render.install_logging(log_level)
     with existing_engine(db) as engine:
-        waiting = engine.list_waiting(limit=limit)
+        waiting = engine.list_waiting(limit=limit, run_id=run_id)
     if as_json:
         render.print_json([render.waiting_doc(w) for w in waiting])
     elif not waiting:

@@ -398,6 +398,7 @@ def waiting_doc(w: Waiting) -> dict[str, Any]:
         "gate": w.gate.value,
         "since": _iso(w.since),
         "expires_at": _iso(w.expires_at),
+        "request": w.request,
     }
 
 

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 
 from .cascade import (
     CHILD_FAILED,
+    doom,
     end_unfinished,
     fails_run,
     in_flight,
@@ -226,9 +227,9 @@ def resume_failed(txn: Txn, run_id: str, *, by: str) -> Transition:
         step.unmet = sum(
             1 for up, e in ups if e.kind is not EdgeKind.CHILD and not up.status.terminal
         )
-        doomer = next((up for up, e in ups if dooms(up, e)), None)
-        if doomer is not None:  # a dependency that stays as it ended (say, cancelled before)
-            step.skip_reason = skip_reason_from(doomer)
+        reason = doomed_by(ups)
+        if reason is not None:  # a dependency that stays as it ended (say, cancelled before)
+            step.skip_reason = reason
         if step.unmet <= 0:
             ready.append(step)
     for step in ready:
@@ -293,16 +294,16 @@ def _retry_one(
                 if reopen_parent(txn, run, dep):
                     reopened.append(dep)
                 continue
-            doomer = next((up for up, e in upstream.get(dep.name, ()) if dooms(up, e)), None)
+            reason = doomed_by(upstream.get(dep.name, ()))
             if dep.status is StepStatus.PENDING:
                 # still waiting on others, already doomed by this failure: not any more
-                dep.skip_reason = None if doomer is None else skip_reason_from(doomer)
+                dep.skip_reason = reason
                 txn.touch(dep)
                 back.append(dep)
                 continue
             if dep.status is not StepStatus.SKIPPED or skipped_by_condition(dep):
                 continue
-            if doomer is not None:
+            if reason is not None:
                 continue
             _reopen(run, dep)
             dep.status = StepStatus.PENDING
@@ -322,19 +323,13 @@ def upstream_of(steps: Iterable[StepRow]) -> dict[str, list[tuple[StepRow, Edge]
     return upstream
 
 
-def dooms(upstream: StepRow, edge: Edge) -> bool:
-    """Does this ended dependency skip its dependent (DESIGN §3.2)?"""
-    return (
-        upstream.status.terminal
-        and upstream.status is not StepStatus.DONE
-        and edge.kind is not EdgeKind.AFTER_ANY
-        and edge.kind is not EdgeKind.CHILD  # a spawned step fails its parent when it joins
-        and not edge.absorbs
-    )
-
-
-def skip_reason_from(upstream: StepRow) -> str:
-    return f"dependency {upstream.name!r} {upstream.status.value}"  # as cascade.settle
+def doomed_by(ups: Iterable[tuple[StepRow, Edge]]) -> str | None:
+    """Why one of these ended dependencies skips its dependent (DESIGN §3.2), or None: the
+    reason `cascade.settle` would have given."""
+    for up, edge in ups:
+        if up.status.terminal and (reason := doom(up, edge)) is not None:
+            return reason
+    return None
 
 
 def _reopen(run: RunRow, step: StepRow) -> None:

@@ -13,15 +13,17 @@ are reached at once.
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Iterable
 
 import orjson
 
 from .rows import (
+    AtEnd,
     Edge,
     EdgeKind,
     EventRow,
     Gate,
+    JoinMode,
     RunRow,
     RunStatus,
     StepRow,
@@ -32,6 +34,7 @@ from .txn import Need, Transition, Txn, need, need_all, steps_of
 
 CONDITION = "condition"  # the skip reason of a false `when=`; a cascade from it starts with it too
 CHILD_FAILED = "child_failed"  # the error code of a parent whose non-optional child did not succeed
+JOIN_TIMEOUT = "timeout"  # the code of a parent whose children did not end within join_timeout
 FAIL_FAST = "fail_fast"  # the code of a run of a fail-fast workflow that its first failure ended
 # steps that ending a run unfinished ends at once; running ones are interrupted and end when
 # their worker reports
@@ -46,9 +49,13 @@ def new_run(
 ) -> tuple[RunRow, list[StepRow], list[EventRow]]:
     """The rows of a new run: roots ready, everything else pending on its dependencies."""
     dependents: dict[str, list[Edge]] = {s.name: [] for s in plan.steps}
+    at_end = {s.name for s in plan.steps if s.options is not None and s.options.at_end}
+    sinks = {s.name: s.name not in at_end for s in plan.steps}
     for s in plan.steps:
         for dep, kind in s.dependencies:
             dependents[dep].append(Edge(s.name, kind, dep in s.defaults))
+            if s.name not in at_end:  # a step at the end makes no sink of what it waits for
+                sinks[dep] = False
     steps = []
     for idx, s in enumerate(plan.steps):
         step = StepRow(
@@ -72,7 +79,7 @@ def new_run(
         fingerprint=plan.fingerprint,
         status=RunStatus.PENDING,
         input=input_json,
-        sinks=tuple(s.name for s in plan.steps if not dependents[s.name]),
+        sinks=tuple(name for name, sink in sinks.items() if sink),
         unfinished=len(steps),
         created_at=now,
         next_idx=len(steps),
@@ -119,7 +126,15 @@ def reach(step: StepRow, now: float) -> None:
 
 def reached(txn: Txn, run: RunRow, step: StepRow, worklist: list[StepRow]) -> None:
     """`reach` inside a transaction: count a ready step, log a waiting one, and queue one done
-    by an early signal on `worklist` for settling."""
+    by an early signal on `worklist` for settling. A step for a failing run's end (`AtEnd.FAILED`)
+    of a run that is not failing is skipped instead, as a branch not taken."""
+    if step.options is not None and step.options.at_end is AtEnd.FAILED and not run.failures:
+        step.status = StepStatus.SKIPPED
+        step.skip_reason = f"{CONDITION}: the run did not fail"
+        step.finished_at = txn.now
+        txn.emit(run, "step_skipped", step.name, reason=step.skip_reason)
+        worklist.append(step)
+        return
     reach(step, txn.now)
     if step.status is StepStatus.READY:
         txn.result.readied += 1
@@ -143,13 +158,46 @@ def skipped_by_condition(step: StepRow) -> bool:
     return step.skip_reason is not None and step.skip_reason.startswith(CONDITION)
 
 
+def caught(step: StepRow) -> bool:
+    """A failed step that another step catches (a `CATCH` edge): its failure fails no run."""
+    return step.status is StepStatus.FAILED and any(
+        e.kind is EdgeKind.CATCH for e in step.dependents
+    )
+
+
+def jumped(target: str) -> str:
+    """The skip reason of a step a forward Goto to `target` jumped over (`loops.jump`)."""
+    return f"{CONDITION}: jumped over by a goto to {target!r}"
+
+
+def doom(up: StepRow, edge: Edge) -> str | None:
+    """Why the ended step `up` skips its dependent along `edge` (the reason), or None if it does
+    not: a data or `after` dependency that did not end `done`, unless a default absorbs it; a
+    step caught (`CATCH`) that did not fail. A skip from a branch not taken (a false
+    condition, a caught failure, a goto that jumped over the step) is one too."""
+    if edge.kind is EdgeKind.CATCH:
+        if up.status is StepStatus.FAILED:
+            return None
+        return f"{CONDITION}: step {up.name!r} did not fail (it ended {up.status.value})"
+    if (
+        up.status is StepStatus.DONE
+        or edge.kind is EdgeKind.AFTER_ANY
+        or edge.kind is EdgeKind.CHILD
+        or edge.absorbs
+        or up.skip_reason == jumped(edge.target)  # the goto's target runs
+    ):
+        return None
+    reason = f"dependency {up.name!r} {up.status.value}"
+    return f"{CONDITION}: {reason}" if skipped_by_condition(up) or caught(up) else reason
+
+
 def fails_run(step: StepRow) -> bool:
     """Does this terminal step make its run fail? A skip for a false condition, or cascading
-    from one, does not: it is a branch not taken."""
+    from one, does not: it is a branch not taken; nor does a failure another step catches."""
     if step.optional or step.task is not None:  # a spawned step fails its parent instead
         return False
     if step.status is StepStatus.FAILED:
-        return True
+        return not caught(step)
     return step.status is StepStatus.SKIPPED and not skipped_by_condition(step)
 
 
@@ -171,7 +219,6 @@ def settle(txn: Txn, run: RunRow, first: StepRow) -> Transition:
         if not step.dependents:
             continue
         yield from need(txn, run.id, (e.target for e in step.dependents))
-        failed = step.status is not StepStatus.DONE
         for edge in step.dependents:
             dep = txn.step(run.id, edge.target)
             if dep is not None and edge.kind is EdgeKind.CHILD:  # a spawned step's parent
@@ -181,15 +228,8 @@ def settle(txn: Txn, run: RunRow, first: StepRow) -> Transition:
             if dep is None or dep.status is not StepStatus.PENDING:
                 continue
             dep.unmet -= 1
-            if (
-                failed
-                and dep.skip_reason is None
-                and edge.kind is not EdgeKind.AFTER_ANY
-                and not edge.absorbs
-            ):
-                dep.skip_reason = f"dependency {step.name!r} {step.status.value}"
-                if skipped_by_condition(step):
-                    dep.skip_reason = f"{CONDITION}: {dep.skip_reason}"
+            if dep.skip_reason is None:
+                dep.skip_reason = doom(step, edge)
             if dep.unmet <= 0:
                 if dep.skip_reason is not None:
                     dep.status = StepStatus.SKIPPED
@@ -247,14 +287,29 @@ def end_unfinished(txn: Txn, run: RunRow, status: RunStatus, error: str, *, by: 
 
 def join(txn: Txn, run: RunRow, child: StepRow, parent: StepRow) -> Generator[Need, None, bool]:
     """`child` ended: count it on its joining parent. Returns (via StopIteration) whether the
-    parent has now ended, so that the caller settles it."""
+    parent has now ended, so that the caller settles it. A parent joining in a `JoinMode` may
+    end before its last child: the unfinished ones are then cancelled."""
     if not parent.joining:  # the parent ended already (cancelled, or reset by a loop)
         return False
     parent.unmet -= 1
     txn.touch(parent)
-    if child.status is not StepStatus.DONE and not child.optional and parent.error_code is None:
+    failed = child.status is not StepStatus.DONE and not child.optional
+    if failed and parent.error_code is None:
         parent.error_code = CHILD_FAILED
         parent.error_message = child_failure(child)
+    mode = parent.options.join if parent.options is not None else None
+    if mode is JoinMode.FIRST and child.status is StepStatus.DONE:
+        yield from _end_join_early(txn, run, parent, f"{child.name!r} succeeded first")
+        parent.error_code = parent.error_message = None
+        parent.gather = None
+        parent.output = child.output if child.output is not None else b"null"
+        parent.status = StepStatus.DONE
+        txn.emit(run, "step_completed", parent.name, attempt=parent.attempt, joined=True,
+                 first=child.name)  # fmt: skip
+        return True
+    if mode is JoinMode.ANY_ERROR and failed:
+        yield from _end_join_early(txn, run, parent, f"{child.name!r} failed")
+        parent.unmet = 0
     if parent.unmet > 0:
         return False
     parent.finished_at = txn.now
@@ -285,6 +340,65 @@ def join(txn: Txn, run: RunRow, child: StepRow, parent: StepRow) -> Generator[Ne
     parent.status = StepStatus.DONE
     txn.emit(run, "step_completed", parent.name, attempt=parent.attempt, joined=True)
     return True
+
+
+def _end_join_early(txn: Txn, run: RunRow, parent: StepRow, why: str) -> Transition:
+    """A parent ends before all its children have: cancel the unfinished ones (and what they
+    spawned), whose late outcomes change nothing (their leases are gone)."""
+    yield from need_all(txn, run.id)
+    parent.unmet = 0
+    parent.finished_at = txn.now
+    parent.available_at = None
+    for s in spawned_below(steps_of(txn, run.id), [parent.name]):
+        if not s.status.terminal:
+            abandon(txn, run, s, f"its parent {parent.name!r} ended: {why}")
+
+
+def join_expired(txn: Txn, run: RunRow, parent: StepRow) -> Transition:
+    """A parent still joining at its `join_timeout` fails with code `timeout`; its unfinished
+    children are cancelled."""
+    timeout = parent.options.join_timeout if parent.options is not None else None
+    message = (
+        f"step {parent.name!r}: the {parent.unmet} step(s) it spawned did not end within "
+        f"its join timeout of {timeout}s"
+    )
+    yield from _end_join_early(txn, run, parent, "its join timed out")
+    parent.status = StepStatus.FAILED
+    parent.error_code = JOIN_TIMEOUT
+    parent.error_message = message
+    parent.gather = None
+    txn.touch(parent)
+    txn.emit(run, "step_failed", parent.name, attempt=parent.attempt, code=JOIN_TIMEOUT,
+             message=message)  # fmt: skip
+    yield from settle(txn, run, parent)
+
+
+def abandon(txn: Txn, run: RunRow, s: StepRow, reason: str) -> None:
+    """End a spawned step that no longer matters (its parent ended or runs again) `cancelled`,
+    without a cascade: what depends on it is its parent and its later siblings, abandoned too.
+    A running one is interrupted: its worker learns it from a heartbeat made at once."""
+    if s.status is StepStatus.RUNNING and run.id not in txn.result.cancelled_runs:
+        txn.result.cancelled_runs.append(run.id)  # "some running steps of it must stop"
+    s.status = StepStatus.CANCELLED
+    s.lease_token = s.lease_expires_at = s.available_at = None
+    s.finished_at = txn.now
+    s.unmet = 0
+    run.unfinished -= 1
+    txn.touch(s)
+    txn.emit(run, "step_cancelled", s.name, reason=reason)
+
+
+def spawned_below(steps: Iterable[StepRow], roots: Iterable[str]) -> list[StepRow]:
+    """Every step spawned, directly or not, by one of `roots`, in the order they were added."""
+    below = set(roots)
+    found = []
+    for step in sorted(steps, key=lambda s: s.idx):  # a child is added after its parent
+        if step.task is not None and any(
+            e.kind is EdgeKind.CHILD and e.target in below for e in step.dependents
+        ):
+            below.add(step.name)
+            found.append(step)
+    return found
 
 
 def child_failure(child: StepRow) -> str:

@@ -12,7 +12,7 @@ refused one changes nothing and says why (`txn.result.refusal`).
 from __future__ import annotations
 
 from .actions import REJECTED
-from .cascade import end_unfinished, settle
+from .cascade import end_unfinished, join_expired, settle
 from .rows import Gate, OnExpiry, RunRow, RunStatus, StepRow, StepStatus
 from .txn import Transition, Txn, need, need_all
 
@@ -130,6 +130,9 @@ def expire_approval(txn: Txn, run_id: str, name: str) -> Transition:
         return
     options = step.options
     if options is None or step.available_at is None or step.available_at > txn.now:
+        return
+    if step.joining:  # a step waiting for what it spawned, past its join timeout
+        yield from join_expired(txn, run, step)
         return
     after = options.expires_after
     if options.on_expiry is OnExpiry.APPROVE:

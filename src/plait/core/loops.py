@@ -16,11 +16,10 @@ from dataclasses import dataclass, replace
 
 import orjson
 
-from .actions import dooms, skip_reason_from, upstream_of
+from .actions import doomed_by, upstream_of
 from .blobs import DEFAULT_THRESHOLD, digest
-from .cascade import fails_run, reached, settle
+from .cascade import abandon, fails_run, jumped, reached, settle, spawned_below
 from .rows import Edge, EdgeKind, RunRow, StepRow, StepStatus
-from .spawn import spawned_below
 from .txn import Transition, Txn, need_all, steps_of
 
 MAX_ITERATIONS = "max_iterations"
@@ -58,12 +57,19 @@ def body_of(target: str, dependents: dict[str, tuple[Edge, ...]]) -> list[str]:
 
 
 def loop_back(txn: Txn, run: RunRow, step: StepRow, target: str, limit: int) -> Transition:
-    """`step` (running, its outcome accepted) returned Goto(target, limit)."""
+    """`step` (running, its outcome accepted) returned Goto(target, limit): a loop back if
+    `target` is the step or upstream of it, a jump (`jump`) if it is downstream of it."""
     yield from need_all(txn, run.id)
     steps = {s.name: s for s in steps_of(txn, run.id)}
-    body = body_of(target, {s.name: s.dependents for s in steps.values()})
-    if target not in steps or step.name not in body:
-        where = "not a step of this workflow" if target not in steps else "not upstream of it"
+    dependents = {s.name: s.dependents for s in steps.values()}
+    body = body_of(target, dependents) if target in steps else []
+    if step.name not in body:
+        if target in steps and target in body_of(step.name, dependents):
+            yield from jump(txn, run, steps, step, target, dependents)
+            return
+        where = "not a step of this workflow" if target not in steps else "neither upstream "
+        if target in steps:
+            where += "nor downstream of it"
         message = f"step {step.name!r} returned Goto({target!r}): {target!r} is {where}"
         yield from _fail(txn, run, step, INVALID_GOTO, message)
         return
@@ -81,26 +87,53 @@ def loop_back(txn: Txn, run: RunRow, step: StepRow, target: str, limit: int) -> 
         _reset(txn, run, s)
     for s in spawned_below(list(steps.values()), body):
         if not s.status.terminal:  # spawned by a pass that is being run again: it is moot
-            _abandon(txn, run, s)
+            abandon(txn, run, s, "its parent runs again (Goto)")
     upstream = upstream_of(steps.values())
     for s in reset:  # counted once all are pending: each waits for what it depends on again
         ups = upstream.get(s.name, [])
         s.unmet = sum(1 for up, _ in ups if not up.status.terminal)
-        doomer = next((up for up, edge in ups if dooms(up, edge)), None)
-        s.skip_reason = None if doomer is None else skip_reason_from(doomer)
+        s.skip_reason = doomed_by(ups)
     for s in reset:
         if s.unmet == 0 and s.skip_reason is None:
             reached(txn, run, s, [])  # a reset signal has no payload: it cannot be done here
     txn.changed_runs[run.id] = run
 
 
-def _abandon(txn: Txn, run: RunRow, s: StepRow) -> None:
-    s.status = StepStatus.CANCELLED
-    s.lease_token = s.lease_expires_at = s.available_at = None
-    s.finished_at = txn.now
-    run.unfinished -= 1
-    txn.touch(s)
-    txn.emit(run, "step_cancelled", s.name, reason="its parent runs again (Goto)")
+def jump(
+    txn: Txn,
+    run: RunRow,
+    steps: dict[str, StepRow],
+    step: StepRow,
+    target: str,
+    dependents: dict[str, tuple[Edge, ...]],
+) -> Transition:
+    """A forward goto: `step` ends `done` (with no output, as a loop back records none), and the
+    steps on its paths to `target` are skipped as a branch not taken (`cascade.jumped`), so
+    `target` runs once its other dependencies have ended (a jumped-over dependency gives it
+    null, or its default). Steps after a jumped-over one that do not lead to `target` are
+    skipped with it; branches that do not pass through the jumped-over steps run as before."""
+    below = set(body_of(step.name, dependents))
+    between = [
+        s
+        for name in below - {step.name, target}
+        if target in body_of(name, dependents) and (s := steps[name]).status is StepStatus.PENDING
+    ]
+    txn.emit(run, "step_jumped", step.name, goto=target, over=sorted(s.name for s in between))
+    step.status = StepStatus.DONE
+    step.output = None
+    step.finished_at = txn.now
+    txn.touch(step)
+    txn.emit(run, "step_completed", step.name, attempt=step.attempt, goto=target)
+    reason = jumped(target)
+    for s in between:
+        s.status = StepStatus.SKIPPED
+        s.skip_reason = reason
+        s.finished_at = txn.now
+        txn.touch(s)
+        txn.emit(run, "step_skipped", s.name, reason=reason)
+    yield from settle(txn, run, step)
+    for s in sorted(between, key=lambda s: s.idx):
+        yield from settle(txn, run, s)
 
 
 def _reset(txn: Txn, run: RunRow, s: StepRow) -> None:

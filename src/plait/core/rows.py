@@ -77,6 +77,9 @@ class EdgeKind(StrEnum):
     AFTER = "after"  # ordering only; a failure still cascades
     AFTER_ANY = "after_any"  # waits for the end, whatever it is; never cascades
     CHILD = "child"  # from a spawned step to the step that spawned it, which waits for it
+    # from a step to the step that catches its failure: the catcher runs only if the step
+    # failed (else it is skipped as a branch not taken), and the failure then fails no run
+    CATCH = "catch"
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +96,22 @@ class Gate(StrEnum):
 
     APPROVAL = "approval"  # approve() or reject(), or its expiry
     SIGNAL = "signal"  # a payload from outside: signal()
+
+
+class AtEnd(StrEnum):
+    """A step that runs once every other step of its run has ended (`cascade.new_run` gives it
+    an `after_any` edge from each); it is no sink, so the run's output is not its."""
+
+    ALWAYS = "always"  # however the others ended (a `finally`)
+    FAILED = "failed"  # only if the run is failing (a run's `catch`); else skipped
+
+
+class JoinMode(StrEnum):
+    """When a step that spawned steps ends (its join, `cascade.join`); by default (None) when
+    all of them have ended."""
+
+    FIRST = "first"  # at the first that succeeds, with its output; the others are cancelled
+    ANY_ERROR = "any_error"  # failed at the first that fails; the others are cancelled
 
 
 class OnExpiry(StrEnum):
@@ -123,6 +142,11 @@ class StepOptions:
     # a step of a fail-fast workflow (`Workflow(fail_fast=True)`): its failure, if it fails the
     # run, ends the run at once (`cascade.settle`)
     fail_fast: bool = False
+    at_end: AtEnd | None = None  # runs when the rest of the run has ended (`AtEnd`)
+    join: JoinMode | None = None  # a step that spawns: when it ends (`JoinMode`; None: all)
+    # a step that spawns: it fails (code `timeout`) if its children have not all ended, as
+    # `join` wants, this long after it spawned them; the unfinished ones are cancelled
+    join_timeout: float | None = None
 
 
 @dataclass(slots=True)
@@ -408,6 +432,8 @@ class StepInputs:
     # dependency → (status, output JSON or None)
     dependencies: dict[str, tuple[StepStatus, bytes | None]]
     state: bytes | None = None  # the run's session state when the step was claimed
+    # dependency that failed → (error code, error message): what a catching step reads
+    errors: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,7 +46,9 @@ def spawn(txn: Txn, run: RunRow, parent: StepRow, outcome: Outcome) -> None:
     parent.unmet = len(spawned)
     parent.output = outcome.output
     parent.gather = outcome.gather
-    parent.available_at = None
+    timeout = parent.options.join_timeout if parent.options is not None else None
+    parent.available_at = None if timeout is None else txn.now + timeout  # `cascade.join_expired`
+    txn.result.timers_changed = txn.result.timers_changed or timeout is not None
     run.unfinished += len(spawned)
     names = [s.name for s in spawned]
     listed = names if len(names) <= LISTED_NAMES else names[:LISTED_NAMES]
@@ -125,16 +127,3 @@ def recount(parent: StepRow, children: list[StepRow]) -> None:
     )
     parent.error_code = None if failed is None else CHILD_FAILED
     parent.error_message = None if failed is None else child_failure(failed)
-
-
-def spawned_below(steps: list[StepRow], roots: Iterable[str]) -> list[StepRow]:
-    """Every step spawned, directly or not, by one of `roots`, in the order they were added."""
-    below = set(roots)
-    found = []
-    for step in sorted(steps, key=lambda s: s.idx):  # a child is added after its parent
-        if step.task is not None and any(
-            e.kind is EdgeKind.CHILD and e.target in below for e in step.dependents
-        ):
-            below.add(step.name)
-            found.append(step)
-    return found

@@ -61,7 +61,10 @@ TOP_KEYS = (
     "retry",
     "timeout",
     "fail_fast",
+    "approval_policy",
     "steps",
+    "catch",
+    "finally",
 )
 STEP_KEYS = (
     "action",
@@ -79,14 +82,28 @@ STEP_KEYS = (
     "approval",
     "for_each",
     "max_parallel",
+    "await",
     "goto",
     "post",
+    "catch",
 )
+# the sections of steps: `steps:`; `catch:`, steps run when the run fails; `finally:`, steps
+# run when every other step has ended, however (Python: at_end="failed" / "always")
+SECTIONS = {"steps": None, "catch": "failed", "finally": "always"}
+# what a step under catch: or finally: cannot have: it waits for every other step
+NOT_AT_END = ("depends_on", "goto", "catch", "optional")
+ERROR_FIELDS = ("step", "code", "message")  # what `error` holds in a catching step
 POST_KEYS = ("set", "append")
 APPROVAL_KEYS = ("expires_after", "on_expiry")
 RETRY_KEYS = ("attempts", "delay", "backoff", "max_delay", "jitter")
 INPUT_KEYS = ("type", "default", "description")
 GOTO_KEYS = ("when", "step", "max_iterations")
+AWAIT_KEYS = ("mode", "timeout")
+POLICY_KEYS = ("mode", "allow", "block", "expires_after", "on_expiry")
+POLICY_MODES = ("auto", "ask", "deny")  # run every action; ask for approval; refuse
+ACTION_BLOCKED = "action_blocked"  # the code of a step whose action the policy blocks
+ACTION_DENIED = "action_denied"  # the code of a step whose action a `deny` policy does not allow
+AWAIT_MODES = ("all", "first", "any_error")  # a for_each's join (Python: join=)
 INPUT_TYPES: dict[str, Any] = {
     "string": str,
     "integer": int,
@@ -97,7 +114,7 @@ INPUT_TYPES: dict[str, Any] = {
     "any": Any,
 }
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
-ROOTS = ("inputs", "steps", "state", "item", "index", "run", "output")
+ROOTS = ("inputs", "steps", "state", "item", "index", "run", "output", "error")
 RUN_FIELDS = ("id", "attempt", "iteration")  # what `run` holds where a step runs
 EXPRESSION_ERROR = "expression_error"  # the code of a step whose expression cannot be computed
 NOT_A_LIST = "for_each_not_a_list"  # the code of a for_each step whose items are not a list
@@ -154,6 +171,7 @@ class _GotoSpec:
 class _StepSpec:
     name: str
     action_ref: str
+    section: str = "steps"  # steps, catch or finally
     action: Action | None = None
     args: dict[str, Any] = field(default_factory=dict)  # compiled with:
     depends_on: list[str] = field(default_factory=list)
@@ -168,11 +186,56 @@ class _StepSpec:
     approval: Approval | None = None
     for_each: Template | None = None
     max_parallel: int | None = None
+    join: str | None = None  # await: mode (None: all)
+    join_timeout: float | None = None  # await: timeout
     gotos: list[_GotoSpec] = field(default_factory=list)
     # post: session state changes made from the step's output, (op, key, compiled value)
     posts: list[tuple[str, str, Any]] = field(default_factory=list)
     data: list[str] = field(default_factory=list)  # steps whose outputs the handler reads
     when_reads: list[str] = field(default_factory=list)  # steps whose outputs `when` reads
+    refusal: tuple[str, str] | None = None  # (code, message): the approval policy refuses it
+    catch: str | None = None  # `catch:`: the step that runs if this one fails
+    catches: str | None = None  # the step whose failure this one handles
+    catch_path: Path = ()
+
+    @property
+    def path(self) -> Path:
+        return (self.section, self.name)
+
+    @property
+    def at_end(self) -> str | None:
+        return SECTIONS[self.section]
+
+    @property
+    def reads_error(self) -> bool:
+        return self.catches is not None or self.section == "catch"
+
+
+@dataclass
+class _Policy:
+    """`approval_policy:`: which actions run, wait for an approval, or fail (by action name,
+    case-insensitive): the block list first, then the allow list, then the mode."""
+
+    mode: str
+    allow: frozenset[str]
+    block: frozenset[str]
+    approval: Approval
+
+    def refusal(self, action: str) -> tuple[str, str] | None:
+        """(code, message) if a step calling `action` must fail, else None."""
+        name = action.lower()
+        if name in self.block:
+            return ACTION_BLOCKED, f"action {action!r} is blocked by the workflow's approval_policy"
+        if self.mode == "deny" and name not in self.allow:
+            return (
+                ACTION_DENIED,
+                f"action {action!r} is not allowed by the workflow's approval_policy "
+                "(mode deny: only the actions under allow: run)",
+            )
+        return None
+
+    def asks(self, action: str) -> bool:
+        return self.mode == "ask" and action.lower() not in self.allow
 
 
 @dataclass
@@ -188,6 +251,7 @@ class _Loader:
         self.src = source
         self.steps: dict[str, _StepSpec] = {}
         self.inputs: dict[str, _InputSpec] = {}
+        self.policy: _Policy | None = None
         self.digest = hashlib.sha256(source.text.encode()).hexdigest()[:16]
 
     # -- checking -------------------------------------------------------------------------------
@@ -333,23 +397,54 @@ class _Loader:
         retry = self.retry(("retry",), doc["retry"]) if "retry" in doc else None
         timeout = self.duration(("timeout",), doc["timeout"]) if "timeout" in doc else None
         fail_fast = self.boolean(("fail_fast",), doc["fail_fast"]) if "fail_fast" in doc else False
+        if "approval_policy" in doc:
+            self.policy = self.approval_policy(("approval_policy",), doc["approval_policy"])
         steps = doc.get("steps")
         if not isinstance(steps, dict) or not steps:
             raise self.error(
                 ("steps",) if "steps" in doc else (),
                 "a workflow file needs steps: a mapping of step names to steps",
             )
-        for step_name in steps:
-            self.identifier(("steps", step_name), step_name, "step")
-            if step_name in self.inputs:
-                raise self.error(
-                    ("steps", step_name), f"step {step_name!r} has the name of an input", key=True
-                )
+        sections: list[tuple[str, dict[str, Any]]] = [("steps", steps)]
+        for section in ("catch", "finally"):
+            if section in doc:
+                if not isinstance(doc[section], dict) or not doc[section]:
+                    raise self.error(
+                        (section,),
+                        f"{section}: is a mapping of step names to steps (as steps: is), "
+                        f"got {_kind(doc[section])}",
+                    )
+                sections.append((section, doc[section]))
+        seen: dict[str, str] = {}
+        for section, entries in sections:
+            for step_name in entries:
+                self.identifier((section, step_name), step_name, "step")
+                if step_name in self.inputs:
+                    raise self.error(
+                        (section, step_name),
+                        f"step {step_name!r} has the name of an input",
+                        key=True,
+                    )
+                if step_name in seen:
+                    raise self.error(
+                        (section, step_name),
+                        f"step {step_name!r} is declared under {seen[step_name]}: already; "
+                        "step names are unique across steps:, catch: and finally:",
+                        key=True,
+                    )
+                seen[step_name] = section
         # each step is checked on its own: the mistakes of one pass are reported together
         errors = []
-        for step_name, spec in steps.items():
+        for section, entries in sections:
+            for step_name, spec in entries.items():
+                try:
+                    self.steps[step_name] = self.step(step_name, spec, section)
+                except DeclarationError as exc:
+                    errors.append(exc)
+        _raise_all(errors)
+        for step in self.steps.values():
             try:
-                self.steps[step_name] = self.step(step_name, spec)
+                self.link_catch(step)
             except DeclarationError as exc:
                 errors.append(exc)
         _raise_all(errors)
@@ -425,14 +520,23 @@ class _Loader:
             on_expiry=on_expiry,
         )
 
-    def step(self, name: str, value: Any) -> _StepSpec:
-        path: Path = ("steps", name)
+    def step(self, name: str, value: Any, section: str = "steps") -> _StepSpec:
+        path: Path = (section, name)
         spec = self.mapping(path, value, STEP_KEYS, "a step")
         if "action" not in spec:
             raise self.error(
                 path, "a step needs an action: a registered action's name or module:function"
             )
-        step = _StepSpec(name, self.string((*path, "action"), spec["action"]))
+        if section != "steps":
+            for key in NOT_AT_END:
+                if key in spec:
+                    raise self.error(
+                        (*path, key),
+                        f"a step under {section}: cannot have {key}: it runs once every other "
+                        "step has ended",
+                        key=True,
+                    )
+        step = _StepSpec(name, self.string((*path, "action"), spec["action"]), section)
         try:
             step.action = resolve(step.action_ref)
         except ActionNotFound as exc:
@@ -504,6 +608,8 @@ class _Loader:
             step.max_parallel = self.integer(
                 (*path, "max_parallel"), spec["max_parallel"], 1, 10_000
             )
+        if "await" in spec:
+            self.await_(step, (*path, "await"), spec["await"])
         gotos = spec.get("goto", [])
         if isinstance(gotos, dict):
             gotos = [gotos]
@@ -536,7 +642,85 @@ class _Loader:
             )
         if "post" in spec:
             self.post(step, (*path, "post"), spec["post"])
+        if "catch" in spec:
+            step.catch = self.string((*path, "catch"), spec["catch"])
+            step.catch_path = (*path, "catch")
         return step
+
+    def link_catch(self, step: _StepSpec) -> None:
+        """`catch: NAME` on a step: NAME (a step under steps:) runs only if this one fails, and
+        reads its error (`${error}`); it cannot wait for this step otherwise."""
+        if step.catch is None:
+            return
+        path, name = step.catch_path, step.catch
+        handler = self.steps.get(name)
+        if handler is None:
+            raise self.error(path, f"unknown step {name!r}{did_you_mean(name, list(self.steps))}")
+        if name == step.name:
+            raise self.error(path, f"step {name!r} cannot catch its own failure")
+        if handler.section != "steps":
+            raise self.error(
+                path,
+                f"step {name!r} is under {handler.section}: and runs at the end anyway; "
+                "a catch: names a step under steps:",
+            )
+        if handler.catches is not None:
+            raise self.error(
+                path,
+                f"step {name!r} already catches the failure of step {handler.catches!r}; "
+                "a step catches one step's failure",
+            )
+        handler.catches = step.name
+
+    def approval_policy(self, path: Path, value: Any) -> _Policy:
+        """`approval_policy: MODE` or `{mode, allow, block, expires_after, on_expiry}`."""
+        spec = {"mode": value} if isinstance(value, str) else value
+        spec = self.mapping(path, spec, POLICY_KEYS, "approval_policy (or a mode)")
+        mode = spec.get("mode", "ask")
+        if mode not in POLICY_MODES:
+            where = (*path, "mode") if isinstance(value, dict) else path
+            raise self.error(
+                where,
+                f"unknown approval_policy mode {_shown(mode)}"
+                f"{did_you_mean(str(mode), list(POLICY_MODES))}; modes: auto (every action "
+                "runs), ask (each step waits for an approval, but the allowed actions), deny "
+                "(only the allowed actions run)",
+            )
+        lists: dict[str, frozenset[str]] = {}
+        for key in ("allow", "block"):
+            names = spec.get(key, [])
+            if isinstance(names, str):
+                names = [names]
+            if not isinstance(names, list):
+                raise self.error(
+                    (*path, key), f"must be a list of action names, got {_kind(names)}"
+                )
+            for i, name in enumerate(names):
+                self.string((*path, key, i), name)
+            lists[key] = frozenset(n.lower() for n in names)
+        approval = (
+            self.approval(path, {k: spec[k] for k in APPROVAL_KEYS if k in spec}) or Approval()
+        )
+        return _Policy(mode, lists["allow"], lists["block"], approval)
+
+    def await_(self, step: _StepSpec, path: Path, value: Any) -> None:
+        """`await: MODE` or `{mode, timeout}`: how a for_each waits for its items."""
+        if step.for_each is None:
+            raise self.error(path, "await says how a for_each waits: add for_each", key=True)
+        spec = {"mode": value} if isinstance(value, str) else value
+        spec = self.mapping(path, spec, AWAIT_KEYS, "await (or a mode)")
+        mode = spec.get("mode", "all")
+        if mode not in AWAIT_MODES:
+            where = (*path, "mode") if isinstance(value, dict) else path
+            raise self.error(
+                where,
+                f"unknown await mode {_shown(mode)}{did_you_mean(str(mode), list(AWAIT_MODES))}; "
+                "modes: all (every item), first (the first item that succeeds), any_error "
+                "(fail at the first item that fails)",
+            )
+        step.join = None if mode == "all" else mode
+        if "timeout" in spec:
+            step.join_timeout = self.duration((*path, "timeout"), spec["timeout"])
 
     def post(self, step: _StepSpec, path: Path, value: Any) -> None:
         """`post: {set: {KEY: VALUE}, append: {KEY: VALUE}}`: session state changes made when
@@ -577,9 +761,15 @@ class _Loader:
 
     def link(self, step: _StepSpec) -> None:
         """Check every name a step refers to, and find the steps whose outputs it reads."""
-        path: Path = ("steps", step.name)
+        path: Path = step.path
         for i, dep in enumerate(step.depends_on):
             self.known_step((*path, "depends_on", i), dep, step)
+            if dep == step.catches:
+                raise self.error(
+                    (*path, "depends_on", i),
+                    f"step {step.name!r} catches the failure of {dep!r}: it runs only if "
+                    f"{dep!r} failed, so it cannot depend on it",
+                )
         data: dict[str, None] = {}
         for value_path, tmpl in _templates(step.args):
             allowed = ("item", "index") if step.for_each is not None else ()
@@ -594,6 +784,14 @@ class _Loader:
         for value_path, tmpl in _templates([value for _, _, value in step.posts]):
             data.update(dict.fromkeys(self.refs(value_path, tmpl, step, ("output",), own=True)))
         data.pop(step.name, None)
+        if step.catches is not None and step.catches in data:
+            raise self.error(
+                path,
+                f"step {step.name!r} catches the failure of {step.catches!r}: it runs only if "
+                f"{step.catches!r} failed, so there is no output of it to read "
+                "(read ${error} instead)",
+                key=True,
+            )
         step.data = list(data)
         if step.when is not None:
             step.when_reads = list(
@@ -617,6 +815,17 @@ class _Loader:
             )
         if name == step.name:
             raise self.error(path, f"step {name!r} cannot depend on itself", offset=offset)
+        other = self.steps[name]
+        if other.section != "steps" and not (
+            step.section == "finally" and other.section == "catch"
+        ):
+            raise self.error(
+                path,
+                f"step {name!r} is under {other.section}: and runs after "
+                f"{'every other step' if other.section == 'finally' else 'the steps'}: "
+                f"step {step.name!r} cannot wait for it",
+                offset=offset,
+            )
 
     def refs(
         self,
@@ -667,6 +876,29 @@ class _Loader:
                         )
                     self.check_fields(path, self.steps[name], chain[2:])
                     found.append(name)
+                elif root == "error":
+                    if step.reads_error and not run:
+                        raise self.error(
+                            path,
+                            "'error' is known when the step runs: its with: and post: may read "
+                            "it, its when: may not",
+                            offset=offset,
+                        )
+                    if not step.reads_error:
+                        raise self.error(
+                            path,
+                            "'error' is the failure a catching step handles: only a step that "
+                            "another's catch: names, or a step under catch:, may read it",
+                            offset=offset,
+                        )
+                    if chain and chain[0][0] not in ERROR_FIELDS:
+                        name, at = chain[0]
+                        raise self.error(
+                            path,
+                            f"error has no field {name!r}{did_you_mean(name, list(ERROR_FIELDS))}"
+                            f" (it has: {', '.join(ERROR_FIELDS)})",
+                            offset=at,
+                        )
                 elif root == "output" and root in allowed:
                     self.check_fields(path, step, chain)  # what the step's action returns
                 elif root in allowed or root == "state":
@@ -706,7 +938,7 @@ class _Loader:
                         f"unknown name {root!r}{did_you_mean(root, list(ROOTS))}: an "
                         "expression reads "
                         "inputs, steps, state, run (and item, index in a for_each's with:; "
-                        "output in a post:)",
+                        "output in a post:; error in a catching step)",
                         offset=offset,
                     )
         return found
@@ -717,7 +949,7 @@ class _Loader:
         assert source.action is not None
         what = f"steps.{source.name}.output"
         hint = source.action.returns
-        if source.for_each is not None:
+        if source.for_each is not None and source.join != "first":
             hint = list[hint]  # type: ignore[valid-type]  # a list of the items' outputs
         problem = output_problem(hint, fields, what)
         if problem is not None:
@@ -725,7 +957,10 @@ class _Loader:
             raise self.error(path, message, offset=offset)
 
     def check_cycles(self) -> None:
-        edges = {s.name: [*s.data, *s.when_reads, *s.depends_on] for s in self.steps.values()}
+        edges = {
+            s.name: [*s.data, *s.when_reads, *s.depends_on, *([s.catches] if s.catches else [])]
+            for s in self.steps.values()
+        }
         state: dict[str, int] = {}
         for root in edges:
             if root in state:
@@ -738,7 +973,7 @@ class _Loader:
                     if state.get(node) == 1:
                         cycle = [*trail[trail.index(node) :], node]
                         raise self.error(
-                            ("steps", cycle[0]),
+                            self.steps[cycle[0]].path,
                             f"cycle: {' -> '.join(cycle)} (each step waits for the next)",
                             key=True,
                         )
@@ -758,7 +993,12 @@ class _Loader:
         stack = [name]
         while stack:
             step = self.steps[stack.pop()]
-            for dep in (*step.data, *step.when_reads, *step.depends_on):
+            for dep in (
+                *step.data,
+                *step.when_reads,
+                *step.depends_on,
+                *([step.catches] if step.catches else []),
+            ):
                 if dep not in seen:
                     seen.add(dep)
                     stack.append(dep)
@@ -770,11 +1010,23 @@ class _Loader:
             raise self.error(
                 path, f"unknown step {goto.step!r}{did_you_mean(goto.step, list(self.steps))}"
             )
-        if goto.step != step.name and goto.step not in self.upstream(step.name):
+        target = self.steps[goto.step]
+        if target.section != "steps":
+            raise self.error(
+                path,
+                f"goto {goto.step!r}: it is under {target.section}: and runs at the end; "
+                "a goto names a step under steps:",
+            )
+        if (
+            goto.step != step.name
+            and goto.step not in self.upstream(step.name)
+            and step.name not in self.upstream(goto.step)
+        ):
             raise self.error(
                 path,
                 f"goto {goto.step!r}: a goto runs again the step itself or a step upstream of it "
-                f"(one {step.name!r} waits for); {goto.step!r} is not",
+                f"(one {step.name!r} waits for), or jumps to a step downstream of it (one that "
+                f"waits for {step.name!r}); {goto.step!r} is neither",
             )
 
     # -- building --------------------------------------------------------------------------------
@@ -790,7 +1042,7 @@ class _Loader:
             try:
                 self.add(wf, step)
             except DefinitionError as exc:
-                raise self.error(("steps", step.name), str(exc), key=True) from None
+                raise self.error(step.path, str(exc), key=True) from None
         try:
             wf.plan()
         except DefinitionError as exc:
@@ -799,6 +1051,14 @@ class _Loader:
 
     def add(self, wf: Workflow, step: _StepSpec) -> None:
         assert step.action is not None
+        if self.policy is not None:
+            step.refusal = self.policy.refusal(step.action.name)
+            if (
+                step.refusal is None
+                and step.approval is None
+                and self.policy.asks(step.action.name)
+            ):
+                step.approval = self.policy.approval
         options: dict[str, Any] = {
             "after": [d for d in step.depends_on if d not in step.data],
             "defaults": step.defaults,
@@ -809,6 +1069,10 @@ class _Loader:
             "delay": step.delay,
             "approval": step.approval or False,
             "queue": step.queue,
+            "catches": step.catches,
+            "at_end": step.at_end,
+            "join": step.join,
+            "join_timeout": step.join_timeout,
         }
         inputs = list(self.inputs.values())
         digest = self.fingerprint(step, "step")
@@ -828,6 +1092,8 @@ class _Loader:
             options["timeout"] = None  # the step itself only spawns; each item has the timeout
         else:
             handler = _handler(self.src, step, inputs, digest)
+        if step.approval is not None:  # what its approval asks about (engine.list_waiting)
+            handler.__plait_request__ = _request(self.src, step, inputs)  # type: ignore[attr-defined]  # read by engine.operator
         wf.add_step(step.name, handler, **options)
 
     def fingerprint(self, step: _StepSpec, part: str) -> str:
@@ -865,13 +1131,14 @@ def _signature(
 def _env(
     kwargs: Mapping[str, Any], inputs: list[_InputSpec], reads: list[str], ctx: Any = None
 ) -> dict[str, Any]:
-    env = {
+    env: dict[str, Any] = {
         "inputs": {s.name: copy.deepcopy(kwargs.get(s.name, s.default)) for s in inputs},
         "steps": {name: {"output": kwargs.get(name)} for name in reads},
     }
     if ctx is not None:
         env["run"] = {"id": ctx.run_id, "attempt": ctx.attempt, "iteration": ctx.iteration}
         env["state"] = ctx.state.to_dict()
+        env["error"] = None if ctx.error is None else ctx.error.to_dict()
     return env
 
 
@@ -927,6 +1194,37 @@ def _goto(src: Source, step: _StepSpec, env: dict[str, Any], output: Any) -> Any
     return output
 
 
+def _refuse(step: _StepSpec) -> None:
+    """Fail a step whose action the workflow's approval_policy blocks or denies."""
+    if step.refusal is not None:
+        code, message = step.refusal
+        raise Permanent(f"step {step.name!r}: {message}", code=code)
+
+
+def _request(src: Source, step: _StepSpec, inputs: list[_InputSpec]) -> Callable[..., Any]:
+    """What an approval of the step asks about: its action and its arguments, expanded from the
+    run as it is now (`engine.list_waiting`); a value not yet computable is said so."""
+    action = step.action
+    assert action is not None
+
+    def request(
+        run_input: Mapping[str, Any], outputs: Mapping[str, Any], state: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        kwargs = {**run_input, **{n: outputs.get(n) for n in step.data}}
+        env = _env(kwargs, inputs, step.data)
+        env["state"] = dict(state)
+        asked: dict[str, Any] = {"action": action.name}
+        if step.for_each is not None:
+            return asked
+        try:
+            asked["with"] = _expand(src, step.args, env)
+        except Permanent as exc:
+            asked["with"], asked["error"] = None, str(exc)
+        return asked
+
+    return request
+
+
 def _handler(
     src: Source, step: _StepSpec, inputs: list[_InputSpec], digest: str
 ) -> Callable[..., Any]:
@@ -937,6 +1235,7 @@ def _handler(
     if action.is_async:
 
         async def run_async(ctx: Any, **kwargs: Any) -> Any:
+            _refuse(step)
             env = _env(kwargs, inputs, step.data, ctx)
             args = action.arguments(_expand(src, step.args, env), ctx)
             output = await fn(**args)
@@ -947,6 +1246,7 @@ def _handler(
         return run_async
 
     def run(ctx: Any, **kwargs: Any) -> Any:
+        _refuse(step)
         env = _env(kwargs, inputs, step.data, ctx)
         args = action.arguments(_expand(src, step.args, env), ctx)
         output = fn(**args)
@@ -964,8 +1264,9 @@ def _fan_out(
     each, cap = step.for_each, step.max_parallel
 
     def spawn(ctx: Any, **kwargs: Any) -> Any:
+        _refuse(step)
         env = _env(kwargs, inputs, step.data, ctx)
-        path = ("steps", step.name, "for_each")
+        path = (*step.path, "for_each")
         items = _value(src, path, each, env)
         if not isinstance(items, list):
             line, column = src.at(path)
@@ -1010,7 +1311,7 @@ def _condition(
 ) -> Callable[..., Any]:
     assert step.when is not None
     tmpl, reads = step.when, step.when_reads
-    path = ("steps", step.name, "when")
+    path = (*step.path, "when")
 
     taken = {*reads, *(s.name for s in inputs)}
     state_param = next(n for n in ("state", "state_", "session_state__") if n not in taken)

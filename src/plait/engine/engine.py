@@ -644,9 +644,13 @@ class Engine:
 
     bulk = blocking(bulk_async)
 
-    async def list_waiting_async(self, *, limit: int = 100) -> list[Waiting]:
-        """Steps waiting for a decision or a signal, across runs, the longest waiting first."""
-        return await operator.list_waiting(self._rt, limit)
+    async def list_waiting_async(
+        self, *, limit: int = 100, run_id: str | None = None
+    ) -> list[Waiting]:
+        """Steps waiting for a decision or a signal, across runs (or of `run_id`), the longest
+        waiting first. An approval of a workflow file's step says what it asks about
+        (`Waiting.request`: the action and its arguments, expanded)."""
+        return await operator.list_waiting(self._rt, limit, run_id)
 
     list_waiting = blocking(list_waiting_async)
 

@@ -14,7 +14,7 @@ from .. import _codec
 from .._errors import InputError
 from .._runtime import Runtime
 from ..core import actions, gates
-from ..core.rows import CommitResult
+from ..core.rows import CommitResult, RunRow, StepRow, StepStatus
 from .views import Run, Step, Waiting
 
 
@@ -96,13 +96,49 @@ async def signal(rt: Runtime, run_id: str, name: str, payload: Any, by: str | No
     return bool(result.accepted and result.accepted[0])
 
 
-async def list_waiting(rt: Runtime, limit: int) -> list[Waiting]:
+async def list_waiting(rt: Runtime, limit: int, run_id: str | None = None) -> list[Waiting]:
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise InputError(f"limit must be a positive integer, got {limit!r}")
     store = await rt.ready()
-    rows = await store.list_waiting(limit)
+    if run_id is None:
+        rows = await store.list_waiting(limit)
+    else:  # one run's: its waiting steps (not the ones waiting for what they spawned)
+        await rt.run_row(run_id)  # RunNotFound, with the usual message
+        found = [s for s in await store.get_steps(run_id) if s.status is StepStatus.WAITING]
+        rows = sorted(
+            (s for s in found if not s.joining), key=lambda s: (s.ready_at or 0.0, s.name)
+        )
+        rows = rows[:limit]
     runs = {r.id: r for r in await store.get_runs({row.run_id for row in rows})}
-    return [Waiting.from_row(row, runs[row.run_id].workflow) for row in rows]
+    waiting = []
+    for row in rows:
+        run = runs[row.run_id]
+        request = await _approval_request(rt, run, row)
+        waiting.append(Waiting.from_row(row, run.workflow, request))
+    return waiting
+
+
+async def _approval_request(rt: Runtime, run: RunRow, row: StepRow) -> dict[str, Any] | None:
+    """What a waiting approval asks about, if its step says (`__plait_request__`, set by a
+    workflow file's steps): computed from the run's input, the step's inputs and the session
+    state as they are now. None for a workflow this process has not registered."""
+    wf = rt.workflows.get(run.fingerprint)
+    if wf is None or row.task is not None or row.name not in wf:
+        return None
+    step = wf[row.name]
+    request = getattr(step.fn, "__plait_request__", None)
+    if request is None:
+        return None
+    inputs = (await rt.store.step_inputs({run.id: step.data_deps})).get(run.id)
+    if inputs is None:
+        return None
+    outputs = {
+        dep: _codec.loads(output) if status is StepStatus.DONE else step.defaults.get(dep)
+        for dep, (status, output) in inputs.dependencies.items()
+    }
+    state = _codec.loads(inputs.state) if inputs.state else {}
+    asked: dict[str, Any] = request(_codec.loads(inputs.run_input), outputs, state)
+    return asked
 
 
 async def _decide(

@@ -144,9 +144,14 @@ class Waiting:
     gate: Gate
     since: datetime
     expires_at: datetime | None  # an approval's expiry, if it has one
+    # what an approval asks about, when its workflow says (a workflow file's step: its action
+    # and its arguments, expanded from the run as it is now); None otherwise
+    request: dict[str, Any] | None = None
 
     @classmethod
-    def from_row(cls, row: StepRow, workflow: str) -> Waiting:
+    def from_row(
+        cls, row: StepRow, workflow: str, request: dict[str, Any] | None = None
+    ) -> Waiting:
         return cls(
             run_id=row.run_id,
             workflow=workflow,
@@ -154,6 +159,7 @@ class Waiting:
             gate=row.options.gate if row.options and row.options.gate else Gate.APPROVAL,
             since=_dt(row.ready_at) or datetime.fromtimestamp(0, UTC),
             expires_at=_dt(row.available_at),
+            request=request,
         )
 
 

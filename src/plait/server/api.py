@@ -469,10 +469,17 @@ async def bulk(request: Request, body: BulkBody) -> JSON:
     "/waiting",
     tags=["operator"],
     summary="Steps waiting for an approval or a signal",
-    responses=reads(A.WaitingList, 422),
+    responses=reads(A.WaitingList, 404, 422),
 )
-async def waiting(request: Request, limit: Limit = 100) -> JSON:
-    return JSON({"waiting": await engine_of(request).list_waiting_async(limit=limit)})
+async def waiting(
+    request: Request,
+    limit: Limit = 100,
+    run_id: Annotated[
+        str | None, Query(max_length=500, description="only this run's waiting steps")
+    ] = None,
+) -> JSON:
+    engine = engine_of(request)
+    return JSON({"waiting": await engine.list_waiting_async(limit=limit, run_id=run_id)})
 
 
 @router.get(

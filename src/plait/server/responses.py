@@ -167,7 +167,7 @@ class GraphNode(Answer):
 class GraphEdge(Answer):
     from_: str = Field(alias="from")
     to: str
-    kind: Literal["data", "after", "after_any", "spawn"]
+    kind: Literal["data", "after", "after_any", "catch", "spawn"]
 
 
 class Graph(Answer):
@@ -307,6 +307,11 @@ class Waiting(Answer):
     gate: Gate
     since: datetime
     expires_at: datetime | None
+    request: dict[str, Any] | None = Field(
+        default=None,
+        description="what an approval asks about: a workflow file's step's action and its "
+        "arguments, expanded (null otherwise)",
+    )
 
 
 class WaitingList(Answer):

@@ -439,7 +439,12 @@ class MemoryStore:
                 continue
             steps = self._steps[run_id]
             deps = {n: (steps[n].status, steps[n].output) for n in names if n in steps}
-            out[run_id] = StepInputs(run.input, deps, run.state)
+            errors = {
+                n: (steps[n].error_code, steps[n].error_message)
+                for n in deps
+                if steps[n].status is StepStatus.FAILED
+            }
+            out[run_id] = StepInputs(run.input, deps, run.state, errors)
         return out
 
     async def complete(self, outcomes: Sequence[Outcome], now: float) -> CommitResult:

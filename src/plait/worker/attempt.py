@@ -29,7 +29,7 @@ from .._errors import InputError, StepFailure
 from ..core.loops import INVALID_GOTO, Goto
 from ..core.queues import resolve_key
 from ..core.rows import Claim, Outcome, StepData, StepInputs, StepStatus
-from ..workflow.context import StepCancelled, StepContext
+from ..workflow.context import CaughtError, StepCancelled, StepContext
 from ..workflow.definition import StepDef, Workflow
 from ..workflow.tasks import task_kwargs
 from .handler_threads import HandlerThreads, HandlerTimeout
@@ -114,8 +114,16 @@ async def attempt(
         run_input = _codec.loads(inputs.run_input)
         ctx.input = run_input
         ctx._load_state(inputs.state)
+        for name in step.error_sources:  # a catching step: the failure it handles
+            if name in inputs.errors:
+                ctx.error = CaughtError(name, *inputs.errors[name])
+                break
         outputs: dict[str, Any] = {}
+        # steps read for their errors only (a step at a failing run's end reads many)
+        errors_only = set(step.error_sources).difference(step.data_deps)
         for dep, (status, output) in inputs.dependencies.items():
+            if dep in errors_only:
+                continue
             outputs[dep] = (
                 _codec.loads(output) if status is StepStatus.DONE else step.defaults.get(dep)
             )

@@ -255,7 +255,7 @@ class Worker:
         found = self._wants_cache.get(key)
         if found is None:
             handler = self.workflows[claim.fingerprint].handler(claim.step, claim.task)
-            found = self._wants_cache[key] = tuple(handler.data_deps)
+            found = self._wants_cache[key] = handler.reads
         return found
 
     async def _claim_loop(self) -> None:

@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,19 @@ logger = logging.getLogger("plait.step")
 OMITTED: Any = type("Omitted", (), {"__repr__": lambda self: "<omitted>"})()  # no input= given
 
 
+@dataclass(frozen=True, slots=True)
+class CaughtError:
+    """The failure a catching step handles (`ctx.error`): the step that failed, and the code
+    and message of its error."""
+
+    step: str
+    code: str | None
+    message: str | None
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {"step": self.step, "code": self.code, "message": self.message}
+
+
 class StepCancelled(Exception):
     """Raised by `ctx.check_cancelled()` when the step's run was cancelled or its lease lost."""
 
@@ -35,8 +49,8 @@ class StepContext:
 
     __slots__ = (
         "_artifact_names", "_artifact_storage", "_artifacts", "_cancel", "_definition", "_lock",
-        "_records", "_spawner", "_state", "attempt", "input", "iteration", "log", "run_id", "step",
-        "workflow",
+        "_records", "_spawner", "_state", "attempt", "error", "input", "iteration", "log", "run_id",
+        "step", "workflow",
     )  # fmt: skip
 
     def __init__(
@@ -57,6 +71,8 @@ class StepContext:
         self.attempt = attempt  # 1 for the first attempt
         self.iteration = iteration  # 0 on the first pass; a plait.Goto back through it adds 1
         self.input = run_input
+        # a catching step (`catches=`, `at_end="failed"`): the failure it handles; else None
+        self.error: CaughtError | None = None
         self._cancel = threading.Event()
         self._lock = threading.Lock()
         self._definition = definition  # for the tasks it may spawn

@@ -21,7 +21,7 @@ from .._errors import DefinitionError, InputError
 from ..core.placement import PLACEMENT_OPTIONS, step_target
 from ..core.queues import FLOW_OPTIONS, check_key_params, flow_options, key_params
 from ..core.retry import NO_RETRY, Retry
-from ..core.rows import EdgeKind, StepOptions, StepPlan, WorkflowPlan
+from ..core.rows import AtEnd, EdgeKind, JoinMode, StepOptions, StepPlan, WorkflowPlan
 from .acyclic import check_acyclic
 from .context import StepContext
 from .digests import code_digest
@@ -83,7 +83,11 @@ class StepDef:
     when: Callable[..., Any] | None = None  # run the step only if this returns true
     options: StepOptions | None = None  # delay, approval gate, signal, queue, key limit
     concurrency_key: Callable[..., Any] | None = None  # of run-input fields and dependency outputs
+    catches: str | None = None  # runs only if this step fails, and handles its failure
     # filled in by Workflow._bind once every step is known
+    # steps whose errors the step reads (`ctx.error`): what it catches, or, at a failing run's
+    # end, every step it waits for
+    error_sources: tuple[str, ...] = ()
     when_params: tuple[str, ...] = ()  # the condition's parameters (steps' outputs, input fields)
     when_inputs: tuple[InputField, ...] = ()  # the run-input fields among them
     when_state: str | None = None  # the condition's parameter annotated plait.SessionState, if any
@@ -116,7 +120,21 @@ class StepDef:
             edges[name] = EdgeKind.AFTER
         for name in self.data_deps:
             edges[name] = EdgeKind.DATA
+        if self.catches is not None:
+            edges[self.catches] = EdgeKind.CATCH
         return edges
+
+    @property
+    def at_end(self) -> AtEnd | None:
+        return None if self.options is None else self.options.at_end
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        """The steps whose ends the handler reads: outputs of its data dependencies, errors of
+        the steps it catches."""
+        if not self.error_sources:
+            return self.data_deps
+        return (*self.data_deps, *(n for n in self.error_sources if n not in self.data_deps))
 
     def condition_holds(
         self, run_input: Mapping[str, Any], outputs: Mapping[str, Any], state: bytes | None = None
@@ -241,6 +259,10 @@ class Workflow:
         key_limit: int | None = None,
         target: str | None = None,
         colocate_with: str | None = None,
+        catches: str | None = None,
+        at_end: str | None = None,
+        join: str | None = None,
+        join_timeout: float | timedelta | None = None,
     ) -> Callable[[F], F]: ...
 
     def step(
@@ -362,6 +384,17 @@ class Workflow:
         gates = gate_options(where, options)
         if queue is not None or key_limit is not None or target is not None:
             gates = replace(gates or StepOptions(), queue=queue, key_limit=key_limit, target=target)
+        catches, at_end = _ending_options(where, options)
+        join, join_timeout = _join_options(where, options)
+        if join is not None or join_timeout is not None:
+            gates = replace(gates or StepOptions(), join=join, join_timeout=join_timeout)
+        if at_end is not None:
+            if options.get("after") or options.get("after_any"):
+                raise DefinitionError(
+                    f"{where}: a step at_end waits for every other step itself: "
+                    "drop after= and after_any="
+                )
+            gates = replace(gates or StepOptions(), at_end=at_end)
         after = _names(where, "after", options.get("after", ()))
         if colocated is not None and colocated not in after:
             after.append(colocated)  # it runs where that step ran: after it
@@ -379,6 +412,7 @@ class Workflow:
             priority=priority,
             when=when,
             concurrency_key=key,
+            catches=catches,
         )
         self._inspect_signature(where, step)
         self._steps[name] = step
@@ -613,6 +647,7 @@ class Workflow:
                 )
         if step.name in step.after or step.name in step.after_any:
             raise DefinitionError(f"{where}: cycle: {step.name} -> {step.name}")
+        self._bind_ending(where, step, data)
         for dep in step.defaults:
             if dep not in data and dep not in step.after:
                 raise DefinitionError(
@@ -623,6 +658,54 @@ class Workflow:
         step.ctx_param = bound.ctx_param
         step.dep_params = bound.dep_params  # shared by the steps of one handler: read only
         step.accepts_kwargs = bound.accepts_kwargs
+
+    def _bind_ending(self, where: str, step: StepDef, data: dict[str, None]) -> None:
+        """Check `catches=` and give a step `at_end` its dependencies: an `after_any` on every
+        step it comes after (with a default of None for each output it reads, so that it runs
+        however they ended)."""
+        if step.catches is not None:
+            caught = self._steps.get(step.catches)
+            if caught is None:
+                raise DefinitionError(f"{where}: catches names unknown step {step.catches!r}")
+            if step.catches == step.name:
+                raise DefinitionError(f"{where}: a step cannot catch its own failure")
+            if step.catches in data or step.catches in (*step.after, *step.after_any):
+                raise DefinitionError(
+                    f"{where}: catches {step.catches!r}, so it cannot also depend on it "
+                    "(it runs only if that step failed: there is no output to read)"
+                )
+            if caught.at_end is not None or step.at_end is not None:
+                raise DefinitionError(
+                    f"{where}: a step at_end cannot catch or be caught; it runs at the end anyway"
+                )
+            other = None  # a step defined before it that catches the same step
+            for s in self._steps.values():
+                if s is step:
+                    break
+                if s.catches == step.catches:
+                    other = s.name
+            if other is not None:
+                raise DefinitionError(
+                    f"{where}: step {step.catches!r} is already caught by step {other!r}; "
+                    "a step has at most one catching step"
+                )
+            step.error_sources = (step.catches,)
+        if step.at_end is None:
+            return
+        before = [
+            s.name
+            for s in self._steps.values()
+            if s.at_end is None or (step.at_end is AtEnd.ALWAYS and s.at_end is AtEnd.FAILED)
+        ]
+        for dep in data:
+            if self._steps[dep].at_end is not None and dep not in before:
+                raise DefinitionError(
+                    f"{where}: it reads the output of {dep!r}, which runs at the end too"
+                )
+            step.defaults.setdefault(dep, None)
+        step.after_any = tuple(n for n in before if n not in data)
+        if step.at_end is AtEnd.FAILED:
+            step.error_sources = tuple(before)
 
     def _fingerprint(self, edges: Mapping[str, tuple[tuple[str, EdgeKind], ...]]) -> str:
         """The SHA-256 of the canonical definition as JSON with sorted keys: the name, the
@@ -773,7 +856,7 @@ class _Binding:
 
 _OPTIONS = frozenset(
     {"after", "after_any", "defaults", "optional", "retry", "timeout", "priority", "when"}
-    | {"delay", "approval"}
+    | {"delay", "approval", "catches", "at_end", "join", "join_timeout"}
     | FLOW_OPTIONS
     | PLACEMENT_OPTIONS
 )
@@ -783,10 +866,45 @@ def _options_print(options: StepOptions) -> dict[str, Any]:
     """Step options as fingerprinted: flow options only when set, so that the fingerprints of
     workflows defined before them do not change."""
     data = asdict(options)
-    for name in ("queue", "key", "key_limit", "target", "key_from_outputs", "fail_fast"):
+    for name in (
+        *("queue", "key", "key_limit", "target", "key_from_outputs", "fail_fast", "at_end"),
+        *("join", "join_timeout"),
+    ):
         if data[name] in (None, False):
             del data[name]
     return data
+
+
+def _ending_options(where: str, options: Mapping[str, Any]) -> tuple[str | None, AtEnd | None]:
+    """`catches=` (a step name) and `at_end=` ("always" or "failed"), checked."""
+    catches = options.get("catches")
+    if catches is not None and (not isinstance(catches, str) or not catches):
+        raise DefinitionError(f"{where}: catches must name one step, got {catches!r}")
+    at_end = options.get("at_end")
+    if at_end is None:
+        return catches, None
+    try:
+        return catches, AtEnd(at_end)
+    except ValueError:
+        raise DefinitionError(
+            f"{where}: at_end must be 'always' (a finally step) or 'failed' (a step that runs "
+            f"when the run fails), got {at_end!r}"
+        ) from None
+
+
+def _join_options(where: str, options: Mapping[str, Any]) -> tuple[JoinMode | None, float | None]:
+    """`join=` ("all", "first" or "any_error") and `join_timeout=` (seconds), checked."""
+    join = options.get("join")
+    timeout = seconds(where, "join_timeout", options.get("join_timeout"))
+    if join is None or join == "all":
+        return None, timeout
+    try:
+        return JoinMode(join), timeout
+    except ValueError:
+        raise DefinitionError(
+            f"{where}: join must be 'all' (end when every spawned step has), 'first' (at the "
+            f"first that succeeds) or 'any_error' (at the first that fails), got {join!r}"
+        ) from None
 
 
 def _names(where: str, option: str, names: Iterable[str]) -> list[str]:

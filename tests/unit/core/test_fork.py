@@ -76,7 +76,9 @@ def fork_of(
     return run, {s.name: s for s in steps}, events
 
 
-STATIC_KINDS = [k for k in EdgeKind if k is not EdgeKind.CHILD]  # child edges are spawned only
+# child edges are spawned only; a catch edge skips its step unless the upstream failed (the
+# fork model has every step succeed: tests/unit/core/test_catch.py covers catches)
+STATIC_KINDS = [k for k in EdgeKind if k not in (EdgeKind.CHILD, EdgeKind.CATCH)]
 CHAIN = plan_of(("a", []), ("b", ["a"]), ("c", ["b"]), ("d", ["c"]))
 
 

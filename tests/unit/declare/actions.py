@@ -95,3 +95,23 @@ class Order:
 @plait.action("test.order")
 def order(order_id: int) -> Order:
     return Order(order_id, Quote(price=9.5, currency="EUR"))
+
+
+@plait.action("test.charge_limited")
+def charge_limited(amount: float) -> dict[str, Any]:
+    """Declines amounts over 100 (code `declined`)."""
+    if amount > 100:
+        raise plait.Permanent(f"over the limit: {amount}", code="declined")
+    return {"charged": amount, "currency": "EUR"}
+
+
+@plait.action("test.item")
+def item(ctx: plait.StepContext, item: str) -> str:
+    """ "fail" fails; "slow" runs until cancelled (at most 20 s); anything else is done."""
+    if item == "fail":
+        raise plait.Permanent("item failed")
+    if item == "slow":
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not ctx.cancelled:
+            time.sleep(0.02)
+    return f"did {item}"

@@ -31,13 +31,13 @@ CASES = [
         "stesp: {}\n",
         "flow.yaml:4:1: stesp: unknown key 'stesp' (did you mean 'steps'?); a workflow file "
         "takes: plait, name, version, description, imports, inputs, retry, timeout, fail_fast, "
-        "steps",
+        "approval_policy, steps, catch, finally",
     ),
     (
         STEP + "    retyr: {attempts: 2}\n",
         "flow.yaml:8:5: steps.charge.retyr: unknown key 'retyr' (did you mean 'retry'?); a step "
         "takes: action, description, with, depends_on, when, retry, timeout, optional, defaults, "
-        "queue, priority, delay, approval, for_each, max_parallel, goto, post",
+        "queue, priority, delay, approval, for_each, max_parallel, await, goto, post, catch",
     ),
     (
         STEP + "    retry: {attempts: three}\n",
@@ -142,7 +142,7 @@ CASES = [
         "steps:\n  charge:\n    action: test.charge\n    with: {amount: '${input.x}'}\n",
         "flow.yaml:7:23: steps.charge.with.amount: unknown name 'input' (did you mean 'inputs'?): "
         "an expression reads inputs, steps, state, run (and item, index in a for_each's with:; "
-        "output in a post:)",
+        "output in a post:; error in a catching step)",
     ),
     (
         "fail_fast: yes please\n" + STEP,
@@ -171,7 +171,7 @@ CASES = [
         STEP + "    post: {set: {total: '${output.charged + outpt}'}}\n",
         "flow.yaml:8:45: steps.charge.post.set.total: unknown name 'outpt' (did you mean "
         "'output'?): an expression reads inputs, steps, state, run (and item, index in a "
-        "for_each's with:; output in a post:)",
+        "for_each's with:; output in a post:; error in a catching step)",
     ),
     (
         "steps:\n  double:\n    action: test.async_double\n    with: {n: 1}\n"
@@ -255,7 +255,8 @@ CASES = [
         "steps:\n  a: {action: test.echo}\n  b:\n    action: test.echo\n    depends_on: [a]\n"
         "  c:\n    action: test.echo\n    goto: [{step: b}]\n",
         "flow.yaml:11:19: steps.c.goto[0].step: goto 'b': a goto runs again the step itself or a "
-        "step upstream of it (one 'c' waits for); 'b' is not",
+        "step upstream of it (one 'c' waits for), or jumps to a step downstream of it (one that "
+        "waits for 'c'); 'b' is neither",
     ),
     (
         "steps:\n  a: {action: test.echo}\n  b:\n    action: test.echo\n    defaults: {a: 0}\n",
@@ -266,7 +267,7 @@ CASES = [
         "steps:\n  my-step: {action: test.echo}\n",
         "flow.yaml:5:3: steps.my-step: invalid step name 'my-step': use 1-128 letters, digits or "
         "'_', starting with a letter or '_' (so that expressions can name it), and not a Python "
-        "keyword, 'ctx' or one of inputs, steps, state, item, index, run, output",
+        "keyword, 'ctx' or one of inputs, steps, state, item, index, run, output, error",
     ),
     (
         "inputs: {n: {type: int}}\n" + STEP,
@@ -311,6 +312,97 @@ CASES = [
     (
         "steps:\n  a:\n    action: test.echo\n    with: {value: .nan}\n",
         "flow.yaml:7:19: steps.a.with.value: .nan is not a JSON number",
+    ),
+]
+
+
+CATCHING = """
+steps:
+  charge:
+    action: test.charge
+    with: {amount: 1}
+    catch: refund
+  refund:
+    action: test.echo
+"""
+
+CASES += [  # catch: and finally:
+    (
+        CATCHING.replace("catch: refund", "catch: refnud"),
+        "flow.yaml:8:12: steps.charge.catch: unknown step 'refnud' (did you mean 'refund'?)",
+    ),
+    (
+        CATCHING.replace("catch: refund", "catch: charge"),
+        "flow.yaml:8:12: steps.charge.catch: step 'charge' cannot catch its own failure",
+    ),
+    (
+        CATCHING + "  ship:\n    action: test.fail\n    catch: refund\n",
+        "flow.yaml:13:12: steps.ship.catch: step 'refund' already catches the failure of step "
+        "'charge'; a step catches one step's failure",
+    ),
+    (
+        CATCHING + "    with: {value: '${steps.charge.output}'}\n",
+        "flow.yaml:9:3: steps.refund: step 'refund' catches the failure of 'charge': it runs "
+        "only if 'charge' failed, so there is no output of it to read (read ${error} instead)",
+    ),
+    (
+        CATCHING + "    depends_on: [charge]\n",
+        "flow.yaml:11:18: steps.refund.depends_on[0]: step 'refund' catches the failure of "
+        "'charge': it runs only if 'charge' failed, so it cannot depend on it",
+    ),
+    (
+        CATCHING + "    with: {value: '${error.cdoe}'}\n",
+        "flow.yaml:11:28: steps.refund.with.value: error has no field 'cdoe' (did you mean "
+        "'code'?) (it has: step, code, message)",
+    ),
+    (
+        CATCHING + "    when: ${error.code == 'x'}\n",
+        "flow.yaml:11:13: steps.refund.when: 'error' is known when the step runs: its with: and "
+        "post: may read it, its when: may not",
+    ),
+    (
+        "steps:\n  a:\n    action: test.echo\n    with: {value: '${error.code}'}\n",
+        "flow.yaml:7:22: steps.a.with.value: 'error' is the failure a catching step "
+        "handles: only a step that another's catch: names, or a step under catch:, may read it",
+    ),
+    (
+        STEP + "finally:\n  cleanup:\n    action: test.echo\n    depends_on: [charge]\n",
+        "flow.yaml:11:5: finally.cleanup.depends_on: a step under finally: cannot have "
+        "depends_on: it runs once every other step has ended",
+    ),
+    (
+        STEP + "catch: []\n",
+        "flow.yaml:8:8: catch: catch: is a mapping of step names to steps (as steps: is), got a "
+        "list",
+    ),
+    (
+        STEP + "finally:\n  charge: {action: test.echo}\n",
+        "flow.yaml:9:3: finally.charge: step 'charge' is declared under steps: already; step "
+        "names are unique across steps:, catch: and finally:",
+    ),
+    (
+        "steps:\n  a:\n    action: test.echo\n    with: {value: '${steps.cleanup.output}'}\n"
+        "finally:\n  cleanup: {action: test.echo}\n",
+        "flow.yaml:7:28: steps.a.with.value: step 'cleanup' is under finally: and runs "
+        "after every other step: step 'a' cannot wait for it",
+    ),
+    (
+        STEP
+        + "catch:\n  alert:\n    action: test.echo\n    with: {value: '${steps.late.output}'}\n"
+        "finally:\n  late: {action: test.echo}\n",
+        "flow.yaml:11:28: catch.alert.with.value: step 'late' is under finally: and runs after "
+        "every other step: step 'alert' cannot wait for it",
+    ),
+    (
+        STEP + "    goto: [{step: cleanup}]\nfinally:\n  cleanup: {action: test.echo}\n",
+        "flow.yaml:8:19: steps.charge.goto[0].step: goto 'cleanup': it is under finally: and runs "
+        "at the end; a goto names a step under steps:",
+    ),
+    (
+        CATCHING.replace("catch: refund", "catch: alert")
+        + "catch:\n  alert: {action: test.echo}\n",
+        "flow.yaml:8:12: steps.charge.catch: step 'alert' is under catch: and runs at the end "
+        "anyway; a catch: names a step under steps:",
     ),
 ]
 

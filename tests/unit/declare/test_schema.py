@@ -42,14 +42,22 @@ def test_the_schema_and_the_loader_know_the_same_keys() -> None:
         SCHEMA["properties"]["inputs"]["additionalProperties"]["oneOf"][1]["properties"]
     ) == (loader.INPUT_KEYS)
     assert tuple(defs["input_type"]["enum"]) == tuple(loader.INPUT_TYPES)
+    policy = SCHEMA["properties"]["approval_policy"]["oneOf"]
+    assert tuple(policy[1]["properties"]) == loader.POLICY_KEYS
+    assert tuple(defs["policy_mode"]["enum"]) == loader.POLICY_MODES
+    awaiting = defs["step"]["properties"]["await"]["oneOf"]
+    assert tuple(awaiting[1]["properties"]) == loader.AWAIT_KEYS
+    assert tuple(defs["await_mode"]["enum"]) == loader.AWAIT_MODES
+    assert defs["end_step"]["not"]["anyOf"] == [{"required": [k]} for k in loader.NOT_AT_END]
     for level in (SCHEMA, defs["step"], defs["retry"], defs["goto"], defs["post"]):
         assert level["additionalProperties"] is False  # unknown keys refused, as the loader does
 
 
 def test_the_examples_and_the_files_the_loader_accepts_are_valid() -> None:
-    example = ROOT / "examples" / "etl.yaml"
-    assert list(VALIDATOR.iter_errors(document(example.read_text()))) == []
-    plait.load(example)
+    for name in ("etl.yaml", "refund.yaml"):
+        example = ROOT / "examples" / name
+        assert list(VALIDATOR.iter_errors(document(example.read_text()))) == []
+        plait.load(example)
     files = [text(ORDERS)]
     files.append(
         text(
@@ -82,6 +90,25 @@ def test_the_examples_and_the_files_the_loader_accepts_are_valid() -> None:
                 delay: 250ms
                 timeout: 10
                 approval: {expires_after: 1d, on_expiry: approve}
+            """
+        )
+    )
+    from .test_catch import FILE as CATCHING
+
+    files.append(text(CATCHING))
+    files.append(
+        text(
+            """
+            steps:
+              a:
+                action: test.echo
+                for_each: ${[1, 2]}
+                with: {value: "${item}"}
+                await: {mode: any_error, timeout: 30s}
+              b:
+                action: test.echo
+                for_each: ${[1, 2]}
+                await: first
             """
         )
     )
@@ -118,6 +145,16 @@ STRUCTURAL = [
     "steps:\n  a: {action: test.echo, post: {set: {'': 1}}}\n",
     "steps:\n  state: {action: test.echo}\n",
     "fail_fast: 1\nsteps:\n  a: {action: test.echo}\n",
+    "steps:\n  a: {action: test.echo, catch: 3}\n",
+    "approval_policy: aks\nsteps:\n  a: {action: test.echo}\n",
+    "approval_policy: {mode: ask, blok: []}\nsteps:\n  a: {action: test.echo}\n",
+    "steps:\n  a: {action: test.echo, for_each: '${[1]}', await: frist}\n",
+    "steps:\n  a: {action: test.echo, for_each: '${[1]}', await: {mode: first, wait: 1}}\n",
+    "steps:\n  a: {action: test.echo}\ncatch: []\n",
+    "steps:\n  a: {action: test.echo}\nfinally: {}\n",
+    "steps:\n  a: {action: test.echo}\nfinally:\n  f: {action: test.echo, depends_on: a}\n",
+    "steps:\n  a: {action: test.echo}\ncatch:\n  c: {action: test.echo, optional: true}\n",
+    "steps:\n  a: {action: test.echo}\nfinally:\n  f: {action: test.echo, retyr: {}}\n",
 ]
 
 

@@ -327,6 +327,7 @@ async function runPage(runId, params) {
   const expanded = new Set();
   let lastSeq = 0;
   const eventsList = h("tbody", { id: "events-body" });
+  const stateHistory = h("tbody", { id: "state-history" });  // its state_changed events
 
   function renderHeader() {
     const buttons = [];
@@ -353,6 +354,7 @@ async function runPage(runId, params) {
   async function refreshRun() {
     run = await api("/runs/" + encodeURIComponent(runId));
     renderHeader();
+    if (tab === "state") drawState();
     loadBlockers();
   }
   async function simple(what) {
@@ -476,8 +478,19 @@ async function runPage(runId, params) {
   function drawEvents() {
     panel.replaceChildren(h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "#"), h("th", {}, "When"), h("th", {}, "Type"), h("th", {}, "Step"), h("th", {}, "Details"))), eventsList));
   }
+  function drawState() {
+    panel.replaceChildren(
+      h("h3", {}, "Session state"), h("div", { id: "run-state" }, json(run.state || {})),
+      h("h3", {}, "History"),
+      h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "#"), h("th", {}, "When"), h("th", {}, "Step"), h("th", {}, "Change"), h("th", {}, "Key"), h("th", {}, "Value"))), stateHistory));
+  }
   function addEvent(e) {
     lastSeq = Math.max(lastSeq, e.seq);
+    if (e.type === "state_changed") {
+      const p = e.payload;
+      stateHistory.append(h("tr", { "data-seq": e.seq }, h("td", {}, e.seq), h("td", {}, when(e.ts)), h("td", {}, e.step || ""),
+        h("td", {}, p.op), h("td", { class: "mono" }, p.key), h("td", { class: "mono" }, JSON.stringify(p.value))));
+    }
     const details = Object.assign({}, e.payload);
     delete details.step;
     const tb = details.traceback;
@@ -492,9 +505,10 @@ async function runPage(runId, params) {
     for (const b of tabsEl.children) b.classList.toggle("active", b.dataset.tab === name);
     if (name === "graph") (graphData ? drawGraph() : loadGraph());
     else if (name === "timeline") drawTimeline();
+    else if (name === "state") drawState();
     else drawEvents();
   }
-  tabsEl.replaceChildren(...["graph", "timeline", "events"].map((name) =>
+  tabsEl.replaceChildren(...["graph", "timeline", "events", "state"].map((name) =>
     h("button", { type: "button", "data-tab": name, id: "tab-" + name, onclick: () => showTab(name) }, name[0].toUpperCase() + name.slice(1))));
 
   async function openStep(step) {
@@ -535,7 +549,7 @@ async function runPage(runId, params) {
       addEvent(e);
       const status = STEP_STATUS_OF[e.type];
       const drawn = e.step && status && tab === "graph" && setNodeStatus(e.step, status);
-      if (e.type.startsWith("run_") || e.type === "step_waiting") later(() => { refreshRun(); loadDiff(); }, 150);
+      if (e.type.startsWith("run_") || e.type === "step_waiting" || e.type === "state_changed") later(() => { refreshRun(); loadDiff(); }, 150);
       if (!drawn || e.type === "steps_spawned") later(() => { loadGraph(); loadBlockers(); }, graphData && graphData.steps > 2000 ? 2000 : 300);
       if (selectedNode && e.step === selectedNode) later(() => openStep(selectedNode), 200);
     },

@@ -441,7 +441,8 @@ class Programs(DataPrograms):
         inputs: dict[str, bytes] = {}
         states: dict[str, bytes | None] = {}
         ends: dict[str, dict[str, tuple[StepStatus, bytes | None]]] = {}
-        for run_id, name, status, data, state, sha in rows:
+        errors: dict[str, dict[str, tuple[str | None, str | None]]] = {}
+        for run_id, name, status, data, state, code, message, sha in rows:
             if name is None:  # the run's input and session state
                 what = f"run {run_id!r}"
                 inputs[run_id] = bytes(data) if sha is None else payload_of(blobs, sha, what)
@@ -453,8 +454,12 @@ class Programs(DataPrograms):
                 STEP_STATUS[status],
                 None if data is None else bytes(data),
             )
+            if STEP_STATUS[status] is StepStatus.FAILED:
+                errors.setdefault(run_id, {})[name] = (code, message)
         return {
-            run_id: StepInputs(inputs[run_id], ends.get(run_id, {}), states[run_id])
+            run_id: StepInputs(
+                inputs[run_id], ends.get(run_id, {}), states[run_id], errors.get(run_id, {})
+            )
             for run_id in inputs
         }
 

@@ -11,10 +11,12 @@ import orjson
 
 from ...core.blobs import Blobbing, payload_of
 from ...core.rows import (
+    AtEnd,
     Edge,
     EdgeKind,
     EventRow,
     Gate,
+    JoinMode,
     OnExpiry,
     RecordRow,
     RunRow,
@@ -430,6 +432,9 @@ def _options_dict(o: StepOptions) -> dict[str, Any]:
         "target": o.target,
         "run_priority": o.run_priority or None,
         "fail_fast": o.fail_fast or None,
+        "at_end": o.at_end,
+        "join": o.join,
+        "join_timeout": o.join_timeout,
     }
     data: dict[str, Any] = {k: v for k, v in found.items() if v is not None}
     if o.on_expiry is not OnExpiry.REJECT:
@@ -453,6 +458,9 @@ def _options_of(data: Mapping[str, Any] | None) -> StepOptions | None:
         target=data.get("target"),
         run_priority=data.get("run_priority", 0),
         fail_fast=data.get("fail_fast", False),
+        at_end=None if data.get("at_end") is None else AtEnd(data["at_end"]),
+        join=None if data.get("join") is None else JoinMode(data["join"]),
+        join_timeout=data.get("join_timeout"),
     )
 
 

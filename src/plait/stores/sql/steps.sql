@@ -126,24 +126,24 @@ CROSS JOIN LATERAL (
 ORDER BY k.n;
 
 -- name: get_inputs
--- What claimed steps' handlers need, in one read: run inputs and states (name NULL), then the ends of the [run_id, name] pairs.
-SELECT id, NULL, NULL, input, state, input_blob FROM runs
+-- What claimed steps' handlers need, in one read: run inputs and states (name NULL), then the ends (and errors) of the [run_id, name] pairs.
+SELECT id, NULL, NULL, input, state, NULL, NULL, input_blob FROM runs
 WHERE id IN (SELECT value FROM json_each(:id_list))
 UNION ALL
-SELECT s.run_id, s.name, s.status, s.output, NULL, s.output_blob
+SELECT s.run_id, s.name, s.status, s.output, NULL, s.error_code, s.error_message, s.output_blob
 FROM json_each(:key_list) AS k
 CROSS JOIN steps AS s
 WHERE s.run_id = json_extract(k.value, '$[0]') AND s.name = json_extract(k.value, '$[1]');
 
 -- name: get_inputs [postgres]
--- What claimed steps' handlers need, in one read: run inputs and states (name NULL), then the ends of the [run_id, name] pairs.
-SELECT id, NULL, NULL, input, state, input_blob FROM runs
+-- What claimed steps' handlers need, in one read: run inputs and states (name NULL), then the ends (and errors) of the [run_id, name] pairs.
+SELECT id, NULL, NULL, input, state, NULL, NULL, input_blob FROM runs
 WHERE id = ANY(ARRAY(SELECT jsonb_array_elements_text(CAST(:id_list AS jsonb))))
 UNION ALL
-SELECT s.run_id, s.name, s.status, s.output, NULL, s.output_blob
+SELECT s.run_id, s.name, s.status, s.output, NULL, s.error_code, s.error_message, s.output_blob
 FROM jsonb_array_elements(CAST(:key_list AS jsonb)) AS k (key)
 CROSS JOIN LATERAL (
-    SELECT run_id, name, status, output, output_blob FROM steps
+    SELECT run_id, name, status, output, error_code, error_message, output_blob FROM steps
     WHERE run_id = k.key ->> 0 AND name = k.key ->> 1
     OFFSET 0
 ) AS s;
