@@ -16,6 +16,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Collection, Iterator, Sequence
+from dataclasses import replace
 from typing import Any, Protocol
 
 from ._errors import ConfigError, PlaitError, RunConflict, RunNotFound, RunStateError
@@ -490,9 +491,7 @@ class Runtime:
         plan = workflow.plan()  # raises DefinitionError
         if plan.fingerprint not in self.workflows:
             store = await self.ready()
-            stamped = WorkflowPlan(
-                plan.name, plan.version, plan.fingerprint, plan.steps, time.time()
-            )
+            stamped = replace(plan, created_at=time.time())
             await store.save_workflow(stamped)
             self.workflows.add(workflow)
         return plan

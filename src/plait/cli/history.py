@@ -161,6 +161,9 @@ def runs_diff(run_a: str, run_b: str, as_json: bool, db: str, log_level: str) ->
             table.add_column(column, overflow="fold")
         for name, entry in rows.items():
             lines = "\n".join(entry_line(e) for e in entry["diff"] or ())
+            if "code" in entry:
+                code = f"code: {entry['code']['a']} → {entry['code']['b']}"
+                lines = f"{lines}\n{code}" if lines else code
             status = {"only_a": f"only in {run_a}", "only_b": f"only in {run_b}"}.get(
                 entry["status"], entry["status"]
             )
@@ -241,8 +244,10 @@ def replay_doc(result: Replay) -> dict[str, Any]:
         "version": result.version,
         "fingerprint": result.fingerprint,
         "recorded_fingerprint": result.recorded_fingerprint,
+        "code": result.code,
         "recorded": {
             "status": result.recorded_status.value,
+            "code": result.recorded_code,
             "output": result.recorded,
             "error": _error_doc(result.recorded_error),
         },
@@ -266,7 +271,8 @@ def show_replay(result: Replay) -> None:
     out.print(
         f"replayed step {result.step} of run {result.run_id} with {result.workflow} "
         f"v{result.version} ({result.fingerprint}); the run was recorded with "
-        f"{result.recorded_fingerprint}",
+        f"{result.recorded_fingerprint}; code {result.code} (recorded: "
+        f"{result.recorded_code or 'unknown'})",
         markup=False,
     )
     recorded = (

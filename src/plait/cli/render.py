@@ -117,6 +117,7 @@ def step_doc(step: Step) -> dict[str, Any]:
         "reused_from": step.reused_from,
         "task": step.task,
         "parent": step.parent,
+        "code": step.code,
     }
 
 
@@ -395,7 +396,9 @@ def show_inspection(console: Console, inspection: Inspection) -> None:
     console.print(f"steps     {counts}")
     console.print()
     table = Table(box=None, header_style="bold")
-    for column in ("STEP", "STATUS", "ATTEMPTS", "QUEUED", "DURATION", "WORKER", "DETAIL"):
+    for column in (
+        "STEP", "STATUS", "ATTEMPTS", "QUEUED", "DURATION", "WORKER", "CODE", "DETAIL"
+    ):  # fmt: skip
         table.add_column(column, overflow="fold")
     now = datetime.now(UTC)
     shown: dict[str, int] = {}  # parent → spawned steps listed (a fan-out may have thousands)
@@ -433,6 +436,7 @@ def show_inspection(console: Console, inspection: Inspection) -> None:
             _secs(step.queued),
             _secs(step.duration),
             escape(step.worker or "-"),
+            escape(step.code or "-"),
             detail,
         )
     console.print(table)
@@ -474,7 +478,7 @@ def show_step(console: Console, step: Step, failures: Sequence[Event]) -> None:
     )
     say(
         f"attempts  {step.attempts}   queued {_secs(step.queued)}   duration "
-        f"{_secs(step.duration)}   worker {step.worker or '-'}"
+        f"{_secs(step.duration)}   worker {step.worker or '-'}   code {step.code or '-'}"
     )
     say(f"started   {_when(step.started_at)}   finished {_when(step.finished_at)}")
     if step.task is not None:

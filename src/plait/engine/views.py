@@ -99,6 +99,7 @@ class Step:
     task: str | None = None  # a spawned step: the task it runs
     parent: str | None = None  # a spawned step: the step that spawned it
     joining: int = 0  # a parent waiting for this many of the steps it spawned
+    code: str | None = None  # the digest of the code that ran its latest attempt
 
     @classmethod
     def from_row(cls, row: StepRow) -> Step:
@@ -124,6 +125,7 @@ class Step:
             task=row.task,
             parent=next((e.target for e in row.dependents if e.kind is EdgeKind.CHILD), None),
             joining=row.unmet if row.joining else 0,
+            code=row.code,
         )
 
 

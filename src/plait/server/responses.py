@@ -111,6 +111,7 @@ class Step(Answer):
     task: str | None = Field(description="a spawned step: its task")
     parent: str | None = Field(description="a spawned step: the step that spawned it")
     joining: int = Field(description="a parent: how many spawned steps it still waits for")
+    code: str | None = Field(description="the digest of the code that ran its latest attempt")
 
 
 class StepList(Answer):

@@ -53,6 +53,7 @@ from ...core.queues import QueueConfig, queue_of, reconfigure
 from ...core.rate import Bucket, Rate
 from ...core.rows import (
     TOMBSTONE,
+    CodeOf,
     EventRow,
     Lease,
     Outcome,
@@ -291,6 +292,7 @@ class Programs(DataPrograms):
         labels: Collection[str] = (),
         inputs: InputsWanted | None = None,
         session: bool = True,
+        code: CodeOf | None = None,
     ) -> Program[SQLTxn]:
         """`Store.claim`. `session=False`: the transaction is another's (`complete_and_claim`),
         whose settings stay as they are."""
@@ -374,7 +376,9 @@ class Programs(DataPrograms):
                 txn.busy = True
         for run_id, name in keys:
             token = secrets.token_hex(16)
-            transition = claim(txn, run_id, name, token=token, worker_id=worker_id, lease=lease)
+            transition = claim(
+                txn, run_id, name, token=token, worker_id=worker_id, lease=lease, code=code
+            )
             yield from self.drive(transition, txn)
         yield from self._store_buckets(limited, buckets, txn)
         yield from self.write(txn)
