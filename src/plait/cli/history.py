@@ -72,6 +72,12 @@ def parse_override(text: str) -> tuple[str, Any]:
     help="Replace the recorded output of a reused step (repeatable).",
 )
 @click.option("--run-id", "new_run_id", metavar="ID", help="The fork's run id (idempotent).")
+@click.option(
+    "--fingerprint",
+    metavar="FP",
+    help="The workflow version to run on (default: the run's own while a live worker serves "
+    "it, else the newest served).",
+)
 @by_option
 @json_option
 @db_option
@@ -83,13 +89,15 @@ def runs_fork(
     input_text: str | None,
     overrides: tuple[str, ...],
     new_run_id: str | None,
+    fingerprint: str | None,
     by: str | None,
     as_json: bool,
     db: str,
     log_level: str,
 ) -> None:
     """Start a new run from RUN that reuses every recorded output except STEP's and those
-    downstream of it, which run again (on the newest workflow version); a worker runs it."""
+    downstream of it, which run again (on the run's version while a live worker serves it,
+    else the newest served, or --fingerprint); a worker runs it."""
     render.install_logging(log_level)
     data = parse_input(input_text) if input_text is not None else None
     replaced: dict[str, Any] = {}
@@ -100,7 +108,10 @@ def runs_fork(
         replaced[name] = value
     with existing_engine(db, writes=True) as engine:
         try:
-            handle = engine.fork(run_id, step, data, replaced or None, new_run_id=new_run_id, by=by)
+            handle = engine.fork(
+                run_id, step, data, replaced or None, new_run_id=new_run_id, by=by,
+                fingerprint=fingerprint,
+            )  # fmt: skip
         except RunConflict:  # only a --run-id taken by another run
             raise CliError(
                 f"run id {new_run_id!r} is already used by another run; choose another --run-id"

@@ -226,6 +226,7 @@ class WorkflowPlan:
     steps: tuple[StepPlan, ...]
     created_at: float = 0.0
     code_changes: str = "pin"
+    graph: str | None = None  # the fingerprint without the code (None: saved before it was kept)
 
 
 # The code digest of the handler a worker runs for a step: (fingerprint, step, task) -> digest,

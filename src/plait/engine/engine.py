@@ -30,6 +30,7 @@ from ..core.blobs import ARTIFACT_GRACE, DEFAULT_GRACE, BlobStats
 from ..core.rate import Rate
 from ..core.rows import RunStatus
 from ..core.topology import Topology, WorkerInfo
+from ..core.versions import PlanDiff
 from ..data.artifacts import Artifact, ArtifactStorage
 from ..data.records import Records
 from ..data.states import States
@@ -44,6 +45,7 @@ from . import (
     runs,
     schedules,
     traces,
+    versions,
     waiting,
     watch,
     workers,
@@ -135,6 +137,9 @@ class Engine:
     migration; any operation that writes raises StoreError. A SQLite file is opened with
     `mode=ro` (or `immutable=1`, a copy in a directory nobody may write), so a backup copy can
     be read.
+    `version_conflicts`: what registering a workflow does when its name and version are
+    registered already with another graph (steps, edges, options): "refuse" (the default, a
+    DefinitionError saying what differs) or "warn" (a warning, and it is registered).
     """
 
     def __init__(
@@ -147,6 +152,7 @@ class Engine:
         sweep_interval: float = 5.0,
         create: bool = True,
         read_only: bool = False,
+        version_conflicts: str = "refuse",
     ) -> None:
         self._rt = Runtime(
             url,
@@ -156,6 +162,7 @@ class Engine:
             sweep_interval=sweep_interval,
             create=create,
             read_only=read_only,
+            version_conflicts=version_conflicts,
         )
         self._portal = self._rt.portal
 
@@ -211,10 +218,18 @@ class Engine:
     register = blocking(register_async)
 
     async def workflows_async(self) -> list[WorkflowInfo]:
-        """Every workflow version recorded in the store."""
-        return await runs.workflows(self._rt)
+        """Every workflow version recorded in the store, in registration order: when it was
+        registered, its code digests, its runs in flight and the live workers serving it."""
+        return await versions.workflows(self._rt)
 
     workflows = blocking(workflows_async)
+
+    async def diff_versions_async(self, workflow: str, a: str, b: str) -> PlanDiff:
+        """What changed from version `a` to version `b` of a workflow (each a version string
+        or a fingerprint): steps added and removed, edges, options, code."""
+        return await versions.diff(self._rt, workflow, a, b)
+
+    diff_versions = blocking(diff_versions_async)
 
     def registered(self) -> list[Workflow]:
         """Workflows registered with this Engine object (the ones its workers can run)."""
@@ -584,6 +599,7 @@ class Engine:
         *,
         new_run_id: str | None = None,
         by: str | None = None,
+        fingerprint: str | None = None,
     ) -> RunHandle:
         """Start a new run that reuses what run `run_id` recorded, re-running `from_step` and
         everything downstream of it.
@@ -591,8 +607,9 @@ class Engine:
         Every other step's recorded output is reused, not only those of the direct dependencies
         of `from_step`: such a step is `done` from the start, with `reused_from` naming the run
         that computed it. A step that did not end `done` in the parent cannot be reused and runs
-        again, and so does everything downstream of it. The fork runs on the newest version of
-        the workflow: the one last registered with this Engine, else the newest in the store.
+        again, and so does everything downstream of it. The fork runs on the version of
+        `fingerprint` if given; else on the run's own version while a live worker (or this
+        Engine) serves it; else on the newest version served; else on the newest registered.
 
         `input`: the new run input, validated like `start`'s (None keeps the parent's input).
         `overrides`: {step: output} replacing the recorded output of reused steps.
@@ -604,7 +621,14 @@ class Engine:
         names a step that is not reused or is not JSON, or the input does not fit; RunConflict
         when `new_run_id` is taken by another run."""
         fork_id = await history.fork(
-            self._rt, run_id, from_step, input, overrides, new_run_id=new_run_id, by=by
+            self._rt,
+            run_id,
+            from_step,
+            input,
+            overrides,
+            new_run_id=new_run_id,
+            by=by,
+            fingerprint=fingerprint,
         )
         return RunHandle(self, fork_id)
 

@@ -372,6 +372,10 @@ class WorkflowInfo(Answer):
     fingerprint: str
     steps: list[str]
     registered_at: datetime
+    code_changes: str = Field(description="'deploy' (the version is the graph) or 'pin'")
+    code: dict[str, str | None] = Field(description="each step's code digest, as registered")
+    runs_in_flight: int = Field(description="its runs not yet ended")
+    workers: list[str] = Field(description="the live workers that serve it")
 
 
 class WorkflowList(Answer):

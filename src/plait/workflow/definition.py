@@ -521,12 +521,16 @@ class Workflow:
             )
             for s in self._steps.values()
         )
+        graph = self._fingerprint(edges, with_code=False)
         return WorkflowPlan(
             name=self.name,
             version=self.version,
-            fingerprint=self._fingerprint(edges, with_code=self.code_changes == "pin"),
+            fingerprint=self._fingerprint(edges, with_code=True)
+            if self.code_changes == "pin"
+            else graph,
             steps=steps,
             code_changes=self.code_changes,
+            graph=graph,
         )
 
     def _row_options(self, options: StepOptions | None) -> StepOptions | None:

@@ -348,6 +348,7 @@ def plan_to_json(plan: WorkflowPlan) -> str:
             "fingerprint": plan.fingerprint,
             "created_at": plan.created_at,
             "code_changes": plan.code_changes,
+            "graph": plan.graph,
         }
     )
     out = bytearray(head[:-1])
@@ -378,7 +379,8 @@ def plan_from_json(text: str | bytes) -> WorkflowPlan:
         version=data["version"],
         fingerprint=data["fingerprint"],
         created_at=data["created_at"],
-        code_changes=data.get("code_changes", "pin"),  # plans saved before 0.x: pinned
+        code_changes=data.get("code_changes", "pin"),  # plans saved before 0012: pinned
+        graph=data.get("graph"),
         steps=tuple(
             StepPlan(
                 name=s["name"],
