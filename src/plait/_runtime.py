@@ -511,13 +511,13 @@ class Runtime:
         if plan.fingerprint not in self.workflows:
             store = await self.ready()
             if await store.get_workflow(plan.name, plan.fingerprint) is None:
-                await self._check_version(store, plan)
+                await self.check_version(store, plan)
             stamped = replace(plan, created_at=time.time())
             await store.save_workflow(stamped)
             self.workflows.add(workflow)
         return plan
 
-    async def _check_version(self, store: Store, plan: WorkflowPlan) -> None:
+    async def check_version(self, store: Store, plan: WorkflowPlan) -> None:
         """A second graph under a name and version already registered is refused (a
         DefinitionError saying what differs), or logged with version_conflicts="warn". The same
         graph with other code (a deploy, or code_changes="pin") is no conflict."""

@@ -103,3 +103,52 @@ def test_fork_on_the_version_of_a_fingerprint(
         "plait: error: workflow 'shop' has no version of fingerprint 'f00'; its versions: 1 ("
     )
     assert len(engine.list_runs().runs) == runs_before
+
+
+WAITING = """
+import plait
+
+wf = plait.Workflow("shop", version="{version}", retry=plait.Retry(attempts={attempts}))
+
+@wf.step
+def fetch(n: int) -> list:
+    return [2] * n
+
+@wf.step(approval=True)
+def total(fetch: list) -> dict:
+    return {{'total': sum(fetch)}}
+"""
+
+
+def test_runs_upgrade_moves_runs_in_flight(
+    cli: Cli, engine: plait.Engine, write_app: Callable[[str, str], Path]
+) -> None:
+    v1 = import_file(write_app("wait_v1.py", WAITING.format(version="1", attempts=1))).wf
+    v2_app = write_app("wait_v2.py", WAITING.format(version="2", attempts=3))
+    v2 = import_file(v2_app).wf
+    engine.start(v1, {"n": 1}, run_id="w1")
+    engine.start(v1, {"n": 2}, run_id="w2")
+
+    dry = cli("runs", "upgrade", "--workflow", "shop", "--to", str(v2_app), "--dry-run")
+    assert dry.code == 0, dry.stderr
+    assert dry.stdout.splitlines() == [
+        f"w1: would upgrade {v1.fingerprint} -> {v2.fingerprint}",
+        f"w2: would upgrade {v1.fingerprint} -> {v2.fingerprint}",
+    ]
+    assert engine.get_run("w1").fingerprint == v1.fingerprint
+    done = cli("runs", "upgrade", "w1", "--to", str(v2_app), "--json")
+    assert done.code == 0, done.stderr
+    assert [(u["run_id"], u["status"]) for u in done.json()] == [("w1", "upgraded")]
+    assert engine.get_run("w1").fingerprint == v2.fingerprint
+    engine.cancel("w2")
+    refused = cli("runs", "upgrade", "w2", "--to", str(v2_app))
+    assert refused.code == 1
+    assert refused.stdout.strip() == (
+        f"w2: refused {v1.fingerprint} -> {v2.fingerprint}: run 'w2' is cancelled: only runs "
+        "in flight move"
+    )
+    both = cli("runs", "upgrade", "w1", "--workflow", "shop", "--to", str(v2_app))
+    assert both.code == 2
+    assert both.stderr.strip() == (
+        "plait: error: runs upgrade takes a RUN or --workflow NAME (every run in flight), not both"
+    )

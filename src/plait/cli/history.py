@@ -306,3 +306,66 @@ def show_replay(result: Replay) -> None:
             out.print(f"  {entry_line(entry)}", markup=False)
     if result.traceback:
         click.echo(result.traceback.rstrip(), err=True)
+
+
+@runs.command("upgrade")
+@click.argument("run_id", metavar="[RUN]", required=False)
+@click.option("--workflow", metavar="NAME", help="Every run of this workflow in flight.")
+@click.option(
+    "--to",
+    "target",
+    required=True,
+    metavar="FILE.py[:WORKFLOW]",
+    help="The new version: the file defining it; :WORKFLOW, its variable or its name, when the "
+    "file defines several.",
+)
+@click.option("--dry-run", is_flag=True, help="Say what would happen to each run; change nothing.")
+@by_option
+@json_option
+@db_option
+@log_option("warning")
+@user_errors
+def runs_upgrade(
+    run_id: str | None,
+    workflow: str | None,
+    target: str,
+    dry_run: bool,
+    by: str | None,
+    as_json: bool,
+    db: str,
+    log_level: str,
+) -> None:
+    """Move RUN (or every run of --workflow in flight) to the version defined in --to, when it
+    fits: steps done keep their outputs, steps not yet run take the new version. A run that
+    does not fit is refused with the reason. Exit code 1 if any run was refused."""
+    render.install_logging(log_level)
+    if (run_id is None) == (workflow is None):
+        raise CliError(
+            "runs upgrade takes a RUN or --workflow NAME (every run in flight), not both"
+        )
+    path, attr = split_target(target)
+    module = load_module(path)
+    with existing_engine(db, writes=not dry_run) as engine:
+        name = workflow if workflow is not None else engine.get_run(run_id or "").workflow
+        to = pick_workflow(module, path, attr) if attr else _named(module, path, name)
+        done = engine.upgrade(run_id, workflow=workflow, to=to, dry_run=dry_run, by=by)
+    if as_json:
+        render.print_json([u.as_dict() for u in done])
+    else:
+        out = render.stdout_console()
+        if not done:
+            out.print(f"no run of {name} in flight", markup=False)
+        for u in done:
+            line = f"{u.run_id}: {u.status} {u.from_fingerprint} -> {u.to_fingerprint}"
+            changes = [
+                f"{what} {', '.join(names)}"
+                for what, names in (("adds", u.added), ("drops", u.dropped), ("changes", u.changed))
+                if names
+            ]
+            if changes:
+                line += f" ({'; '.join(changes)})"
+            if u.reason:
+                line += f": {u.reason}"
+            out.print(line, markup=False)
+    if any(u.status == "refused" for u in done):
+        sys.exit(EXIT_FAILED)

@@ -52,6 +52,7 @@ from . import (
 )
 from .replay import Replay
 from .schedules import Schedule
+from .versions import Upgrade
 from .views import (
     BulkResult,
     Event,
@@ -589,6 +590,28 @@ class Engine:
     list_waiting = blocking(list_waiting_async)
 
     # -- history: fork, diff, replay --------------------------------------------------------------
+
+    async def upgrade_async(
+        self,
+        run_id: str | None = None,
+        *,
+        workflow: str | None = None,
+        to: Workflow,
+        dry_run: bool = False,
+        by: str | None = None,
+    ) -> list[Upgrade]:
+        """Move a run in flight (or, with `workflow=NAME`, every run of it in flight) to the
+        version `to` of its workflow, when it fits (`plait.core.upgrade`): steps done keep
+        their outputs, and steps not yet run take the new version. A run that does not fit is
+        refused with the reason, per run; `dry_run` reports what would happen to each run and
+        changes nothing. Today a move changes the run's version only where its steps stay as
+        they are (other code, retries, timeouts, version string); a run that would gain, lose
+        or change steps is refused saying so. `to` is registered (a second graph under its
+        name and version is refused, as by `register`). InputError (nothing changed) for a
+        `to` of another workflow, both or neither of `run_id` and `workflow`."""
+        return await versions.upgrade(self._rt, run_id, workflow, to, dry_run, operator.actor(by))
+
+    upgrade = blocking(upgrade_async)
 
     async def fork_async(
         self,

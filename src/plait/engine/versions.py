@@ -7,10 +7,13 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
 
-from .._errors import InputError, WorkflowNotFound
+from .._errors import InputError, RunStateError, WorkflowNotFound
 from .._runtime import Runtime
 from ..core.rows import RunRow, RunStatus, WorkflowPlan
+from ..core.upgrade import Fit, fit, move, unsupported
 from ..core.versions import PlanDiff, diff_plans
 from ..stores import Store
 from ..worker.registry import read_workers
@@ -114,3 +117,100 @@ async def version_for_fork(
         raise WorkflowNotFound(f"no version of workflow {run.workflow!r} is registered")
     chosen = (newest_served or plans)[-1]
     return chosen, local.get(chosen.fingerprint)
+
+
+@dataclass(frozen=True, slots=True)
+class Upgrade:
+    """What `upgrade` did (or, with dry_run, would do) to one run: `status` is "upgraded",
+    "would upgrade", "unchanged" (already on that version) or "refused" (`reason` says why);
+    `added`, `dropped` and `changed` name the steps that moving it adds, drops, or changes
+    (dependencies or options of steps not yet started)."""
+
+    run_id: str
+    status: str
+    from_fingerprint: str
+    to_fingerprint: str
+    reason: str | None = None
+    added: tuple[str, ...] = ()
+    dropped: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "status": self.status,
+            "from_fingerprint": self.from_fingerprint,
+            "to_fingerprint": self.to_fingerprint,
+            "reason": self.reason,
+            "added": list(self.added),
+            "dropped": list(self.dropped),
+            "changed": list(self.changed),
+        }
+
+
+async def upgrade(
+    rt: Runtime,
+    run_id: str | None,
+    workflow: str | None,
+    to: Workflow,
+    dry_run: bool,
+    by: str,
+) -> list[Upgrade]:
+    if not isinstance(to, Workflow):
+        raise InputError(f"to must be a plait.Workflow, got {type(to).__name__}")
+    if not isinstance(dry_run, bool):
+        raise InputError(f"dry_run must be True or False, got {dry_run!r}")
+    if (run_id is None) == (workflow is None):
+        raise InputError("upgrade takes a run id or workflow=NAME (every run in flight), not both")
+    if workflow is not None and not isinstance(workflow, str):
+        raise InputError(f"workflow must be a workflow name, got {type(workflow).__name__}")
+    if workflow is not None and workflow != to.name:
+        raise InputError(
+            f"cannot upgrade runs of workflow {workflow!r} to the graph of workflow {to.name!r}"
+        )
+    store = await rt.ready()
+    if run_id is not None:
+        runs = [await rt.run_row(run_id)]
+        if runs[0].workflow != to.name:
+            raise InputError(
+                f"cannot upgrade run {run_id!r} of workflow {runs[0].workflow!r} to the graph "
+                f"of workflow {to.name!r}"
+            )
+    else:
+        assert workflow is not None
+        if await store.get_workflow(workflow) is None:
+            raise WorkflowNotFound(f"no workflow {workflow!r} is registered in this store")
+        runs = sorted(await in_flight(store, workflow), key=lambda r: (r.created_at, r.id))
+    new = to.plan() if dry_run else await rt.register(to)
+    if dry_run and to.fingerprint not in rt.workflows:
+        await rt.check_version(store, new)  # refused as a registration would be
+    done: list[Upgrade] = []
+    for run in runs:
+        done.append(await _upgrade_one(rt, store, run, new, dry_run, by))
+    return done
+
+
+async def _upgrade_one(
+    rt: Runtime, store: Store, run: RunRow, new: WorkflowPlan, dry_run: bool, by: str
+) -> Upgrade:
+    def report(status: str, found: Fit | None = None, reason: str | None = None) -> Upgrade:
+        return Upgrade(
+            run.id, status, run.fingerprint, new.fingerprint, reason,
+            *((tuple(found.added), tuple(found.dropped), tuple(found.changed)) if found else ()),
+        )  # fmt: skip
+
+    if run.fingerprint == new.fingerprint:
+        return report("unchanged")
+    old = await store.get_workflow(run.workflow, run.fingerprint)
+    found = fit(run, await store.get_steps(run.id), old, new)
+    if found.reason is not None:
+        return report("refused", found, found.reason)
+    if found.restructures and not dry_run:
+        return report("refused", found, unsupported(found))
+    if dry_run:
+        return report("would upgrade", found, unsupported(found) if found.restructures else None)
+    try:
+        await rt.apply(move, run.id, old=old, new=new, by=by)
+    except RunStateError as exc:  # a worker changed the run meanwhile: it no longer fits
+        return report("refused", found, str(exc))
+    return report("upgraded", found)

@@ -681,6 +681,11 @@ class Programs(DataPrograms):
             yield from execute_many(self.touch_runs, moved)
         if txn.rekeyed:  # concurrency keys resolved from outputs, or pending again (rare)
             yield from self._write_keys(txn)
+        for run_id in sorted(txn.moved_runs):  # runs moved to another version (rare)
+            row = txn.runs[run_id]
+            assert row is not None
+            params = {"id": run_id, "fingerprint": row.fingerprint, "version": row.version}
+            yield from execute(self.q["set_run_version"], params)
         for run_id in sorted(txn.changed_states):  # session states steps changed (ctx.state)
             run = txn.runs[run_id]
             assert run is not None

@@ -252,6 +252,10 @@ FROM unnest(
         output_blob, id)
 WHERE r.id = v.id;
 
+-- name: set_run_version
+-- Move a run to another version of its workflow (engine.upgrade).
+UPDATE runs SET fingerprint = :fingerprint, version = :version WHERE id = :id;
+
 -- name: set_run_state
 -- Write the session state of a run (ctx.state), changed by the steps whose success commits.
 UPDATE runs SET state = :state WHERE id = :id;
