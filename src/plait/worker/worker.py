@@ -142,6 +142,7 @@ class Worker:
         self._handed: tuple[int, Claims, int] | None = None
         self._commits = Broadcast()  # fired after every commit of this worker
         self._wants_cache: dict[tuple[str, str, str | None], tuple[str, ...]] = {}
+        self._code_cache: dict[tuple[str, str, str | None], str | None] = {}
         self.grace = grace
         # by every fingerprint each serves: a workflow's own, and for code_changes="deploy" the
         # pinned one its runs started before migration 12 carry (Workflow.fingerprints)
@@ -256,12 +257,18 @@ class Worker:
         return list({id(wf): wf for wf in self.workflows.values()}.values())
 
     def _code_of(self, fingerprint: str, step: str, task: str | None) -> str | None:
-        """The digest of the code this worker runs a claimed step with (`Workflow.code_of`)."""
+        """The digest of the code this worker runs a claimed step with (`Workflow.code_of`),
+        worked out once per step or task (not per spawned step: there may be millions)."""
+        key = (fingerprint, step if task is None else "", task)
+        if key in self._code_cache:
+            return self._code_cache[key]
         wf = self.workflows.get(fingerprint)
         try:
-            return None if wf is None else wf.code_of(step, task)
+            found = None if wf is None else wf.code_of(step, task)
         except KeyError:  # a step this code does not have: its claim fails it, as before
-            return None
+            found = None
+        self._code_cache[key] = found
+        return found
 
     def _wants(self, claim: Claim) -> Collection[str]:
         """The dependencies whose ends a claimed step's handler reads (the claim loads them)."""
