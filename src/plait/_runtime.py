@@ -12,17 +12,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 import time
 import weakref
 from collections.abc import Callable, Collection, Iterator, Sequence
+from dataclasses import replace
 from typing import Any, Protocol
 
 from ._codec import MESSAGE_LIMIT
-from ._errors import ConfigError, PlaitError, RunConflict, RunNotFound, RunStateError
+from ._errors import (
+    ConfigError,
+    DefinitionError,
+    PlaitError,
+    RunConflict,
+    RunNotFound,
+    RunStateError,
+)
 from ._portal import Broadcast, Portal
 from .core.rows import Claim, CommitResult, EventRow, Outcome, RunRow, StepRow, WorkflowPlan
 from .core.txn import Action
+from .core.versions import describe, diff_plans
 from .data.artifacts import ArtifactStorage, split_url, storage_for
 from .stores import Store, check_store, open_store
 from .stores.protocol import NewRun
@@ -299,6 +309,10 @@ def _settle(
         future.set_result(result)
 
 
+log = logging.getLogger(__name__)
+VERSION_CONFLICTS = ("refuse", "warn")  # a second graph under a registered name and version
+
+
 class Workflows:
     """The workflows registered in this process: by fingerprint (what workers can run) and the
     latest version of each name (what a start, a fork or a replay by name uses)."""
@@ -375,8 +389,14 @@ class Runtime:
         read_only: bool = False,
         store: Store | None = None,
         error_limit: int = MESSAGE_LIMIT,
+        version_conflicts: str = "refuse",
     ) -> None:
         self.lease = check_lease(lease)
+        if not isinstance(version_conflicts, str) or version_conflicts not in VERSION_CONFLICTS:
+            raise PlaitError(
+                f"version_conflicts must be 'refuse' or 'warn', got {version_conflicts!r}"
+            )
+        self.version_conflicts = version_conflicts
         if (
             isinstance(error_limit, bool)
             or not isinstance(error_limit, int)
@@ -514,9 +534,32 @@ class Runtime:
         plan = workflow.plan()  # raises DefinitionError
         if plan.fingerprint not in self.workflows:
             store = await self.ready()
-            stamped = WorkflowPlan(
-                plan.name, plan.version, plan.fingerprint, plan.steps, time.time()
-            )
+            if await store.get_workflow(plan.name, plan.fingerprint) is None:
+                await self.check_version(store, plan)
+            stamped = replace(plan, created_at=time.time())
             await store.save_workflow(stamped)
             self.workflows.add(workflow)
         return plan
+
+    async def check_version(self, store: Store, plan: WorkflowPlan) -> None:
+        """A second graph under a name and version already registered is refused (a
+        DefinitionError saying what differs), or logged with version_conflicts="warn". The same
+        graph with other code (a deploy, or code_changes="pin") is no conflict."""
+        for other in await store.list_workflows():
+            if other.name != plan.name or other.version != plan.version:
+                continue
+            diff = diff_plans(other, plan)
+            if not diff.graph:
+                continue
+            what = (
+                f"workflow {plan.name!r} version {plan.version!r} is already registered with "
+                f"another graph (fingerprint {other.fingerprint}; this one is "
+                f"{plan.fingerprint}): {describe(diff)}"
+            )
+            if self.version_conflicts == "refuse":
+                raise DefinitionError(
+                    f"{what}. Give the changed graph a new version string, or open the Engine "
+                    "with version_conflicts='warn' to register it anyway"
+                )
+            log.warning("%s; registered anyway (version_conflicts='warn')", what)
+            return

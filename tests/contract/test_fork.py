@@ -163,12 +163,17 @@ def test_overrides_replace_reused_outputs(engine: plait.Engine) -> None:
     assert forked[0].payload["overridden"] == ["price"]
 
 
-def test_a_fork_runs_on_the_newest_registered_version(engine: plait.Engine) -> None:
-    parent = completed(engine, Shop(), {"n": 2}, "p1")
+def test_a_fork_runs_on_its_run_s_version_while_served_or_the_one_chosen(
+    engine: plait.Engine,
+) -> None:
+    shop = Shop()
+    parent = completed(engine, shop, {"n": 2}, "p1")
     fixed = Shop(version="2", factor=3)
     engine.register(fixed.wf)
+    own = engine.fork(parent, "total")  # v1 is served here (this Engine registered it)
+    assert engine.get_run(own.id).fingerprint == shop.wf.fingerprint
 
-    handle = engine.fork(parent, "total")
+    handle = engine.fork(parent, "total", fingerprint=fixed.wf.fingerprint)
     finish(engine, handle)
 
     run = engine.get_run(handle.id)
@@ -199,7 +204,8 @@ def test_a_fork_of_a_failed_run_reruns_the_failed_step(engine: plait.Engine) -> 
     fixed = Shop(version="2")
     engine.register(fixed.wf)
 
-    fork = engine.fork("p1", "label")  # label was skipped: total, failed, runs again too
+    # label was skipped: total, failed, runs again too (on the fixed version)
+    fork = engine.fork("p1", "label", fingerprint=fixed.wf.fingerprint)
     steps = raw_steps(engine, fork.id)
     assert steps["total"].status is StepStatus.READY and steps["total"].reused_from is None
     assert steps["price"].status is StepStatus.DONE
@@ -395,6 +401,7 @@ def test_every_refusal_says_why_and_writes_nothing(engine: plait.Engine) -> None
         "that has them",
         parent,
         "total",
+        fingerprint=smaller.fingerprint,
     )
     # its input does not fit the newest version: say so, and how to give another
     needy = plait.Workflow("shop", version="3")
@@ -409,10 +416,20 @@ def test_every_refusal_says_why_and_writes_nothing(engine: plait.Engine) -> None
         "required by step 'fetch'; pass input=",
         parent,
         "total",
+        fingerprint=needy.fingerprint,
+    )
+    refused(
+        plait.WorkflowNotFound,
+        "workflow 'shop' has no version of fingerprint 'f00'; its versions: "
+        f"1 ({Shop().wf.fingerprint}), 2 ({smaller.fingerprint}), 3 ({needy.fingerprint})",
+        parent,
+        "total",
+        fingerprint="f00",
     )
 
     assert (len(engine.list_runs().runs), len(engine.events(parent))) == before
-    assert engine.fork(parent, "total", input={"n": 1, "region": "eu"}).id  # it can, given input
+    given = {"n": 1, "region": "eu"}
+    assert engine.fork(parent, "total", input=given, fingerprint=needy.fingerprint).id
 
 
 # -- the store keeps what a fork is made of --------------------------------------------------------

@@ -5,7 +5,7 @@
     plait worker FILE.py                         serve every workflow the file defines
     plait validate FLOW.yaml ...                 check workflow files (YAML or Python), run nothing
     plait runs list | show ID | events ID        read runs from the store
-    plait workflows                              the workflow versions recorded in the store
+    plait workflows [diff NAME V1 V2]            the workflow versions recorded in the store
     plait workers | topology WORKFLOW            live workers, and which can run which steps
     plait doctor                                 the store: opens, durable settings, workers
     plait failures list | retry                  failed steps across runs; retry many at once

@@ -76,6 +76,12 @@ def parse_override(text: str) -> tuple[str, Any]:
     help="Replace the recorded output of a reused step (repeatable).",
 )
 @click.option("--run-id", "new_run_id", metavar="ID", help="The fork's run id (idempotent).")
+@click.option(
+    "--fingerprint",
+    metavar="FP",
+    help="The workflow version to run on (default: the run's own while a live worker serves "
+    "it, else the newest served).",
+)
 @by_option
 @json_option
 @db_option
@@ -87,13 +93,15 @@ def runs_fork(
     input_text: str | None,
     overrides: tuple[str, ...],
     new_run_id: str | None,
+    fingerprint: str | None,
     by: str | None,
     as_json: bool,
     db: str,
     log_level: str,
 ) -> None:
     """Start a new run from RUN that reuses every recorded output except STEP's and those
-    downstream of it, which run again (on the newest workflow version); a worker runs it."""
+    downstream of it, which run again (on the run's version while a live worker serves it,
+    else the newest served, or --fingerprint); a worker runs it."""
     render.install_logging(log_level)
     data = parse_input(input_text) if input_text is not None else None
     replaced: dict[str, Any] = {}
@@ -104,7 +112,10 @@ def runs_fork(
         replaced[name] = value
     with existing_engine(db, writes=True) as engine:
         try:
-            handle = engine.fork(run_id, step, data, replaced or None, new_run_id=new_run_id, by=by)
+            handle = engine.fork(
+                run_id, step, data, replaced or None, new_run_id=new_run_id, by=by,
+                fingerprint=fingerprint,
+            )  # fmt: skip
         except RunConflict:  # only a --run-id taken by another run
             raise CliError(
                 f"run id {new_run_id!r} is already used by another run; choose another --run-id"
@@ -165,6 +176,9 @@ def runs_diff(run_a: str, run_b: str, as_json: bool, db: str, log_level: str) ->
             table.add_column(column, overflow="fold")
         for name, entry in rows.items():
             lines = "\n".join(entry_line(e) for e in entry["diff"] or ())
+            if "code" in entry:
+                code = f"code: {entry['code']['a']} → {entry['code']['b']}"
+                lines = f"{lines}\n{code}" if lines else code
             status = {"only_a": f"only in {run_a}", "only_b": f"only in {run_b}"}.get(
                 entry["status"], entry["status"]
             )
@@ -313,8 +327,10 @@ def replay_doc(result: Replay) -> dict[str, Any]:
         "version": result.version,
         "fingerprint": result.fingerprint,
         "recorded_fingerprint": result.recorded_fingerprint,
+        "code": result.code,
         "recorded": {
             "status": result.recorded_status.value,
+            "code": result.recorded_code,
             "output": result.recorded,
             "error": _error_doc(result.recorded_error),
         },
@@ -385,7 +401,8 @@ def show_replay(result: Replay) -> None:
     out.print(
         f"replayed step {result.step} of run {result.run_id} with {result.workflow} "
         f"v{result.version} ({result.fingerprint}); the run was recorded with "
-        f"{result.recorded_fingerprint}",
+        f"{result.recorded_fingerprint}; code {result.code} (recorded: "
+        f"{result.recorded_code or 'unknown'})",
         markup=False,
     )
     recorded = (
@@ -408,3 +425,66 @@ def show_replay(result: Replay) -> None:
             out.print(f"  {entry_line(entry)}", markup=False)
     if result.traceback:
         click.echo(result.traceback.rstrip(), err=True)
+
+
+@runs.command("upgrade")
+@click.argument("run_id", metavar="[RUN]", required=False)
+@click.option("--workflow", metavar="NAME", help="Every run of this workflow in flight.")
+@click.option(
+    "--to",
+    "target",
+    required=True,
+    metavar="FILE.py[:WORKFLOW]",
+    help="The new version: the file defining it; :WORKFLOW, its variable or its name, when the "
+    "file defines several.",
+)
+@click.option("--dry-run", is_flag=True, help="Say what would happen to each run; change nothing.")
+@by_option
+@json_option
+@db_option
+@log_option("warning")
+@user_errors
+def runs_upgrade(
+    run_id: str | None,
+    workflow: str | None,
+    target: str,
+    dry_run: bool,
+    by: str | None,
+    as_json: bool,
+    db: str,
+    log_level: str,
+) -> None:
+    """Move RUN (or every run of --workflow in flight) to the version defined in --to, when it
+    fits: steps done keep their outputs, steps not yet run take the new version. A run that
+    does not fit is refused with the reason. Exit code 1 if any run was refused."""
+    render.install_logging(log_level)
+    if (run_id is None) == (workflow is None):
+        raise CliError(
+            "runs upgrade takes a RUN or --workflow NAME (every run in flight), not both"
+        )
+    path, attr = split_target(target)
+    module = load_module(path)
+    with existing_engine(db, writes=not dry_run) as engine:
+        name = workflow if workflow is not None else engine.get_run(run_id or "").workflow
+        to = pick_workflow(module, path, attr) if attr else _named(module, path, name)
+        done = engine.upgrade(run_id, workflow=workflow, to=to, dry_run=dry_run, by=by)
+    if as_json:
+        render.print_json([u.as_dict() for u in done])
+    else:
+        out = render.stdout_console()
+        if not done:
+            out.print(f"no run of {name} in flight", markup=False)
+        for u in done:
+            line = f"{u.run_id}: {u.status} {u.from_fingerprint} -> {u.to_fingerprint}"
+            changes = [
+                f"{what} {', '.join(names)}"
+                for what, names in (("adds", u.added), ("drops", u.dropped), ("changes", u.changed))
+                if names
+            ]
+            if changes:
+                line += f" ({'; '.join(changes)})"
+            if u.reason:
+                line += f": {u.reason}"
+            out.print(line, markup=False)
+    if any(u.status == "refused" for u in done):
+        sys.exit(EXIT_FAILED)

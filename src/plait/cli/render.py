@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # rich and the engine are imported by the functions that use 
     from rich.progress import Progress
     from rich.table import Table
 
+    from ..core.versions import PlanDiff
     from ..engine.engine import Engine
     from ..engine.views import Event, FailedStep, Inspection, Run, Step, Waiting, WorkflowInfo
 
@@ -120,6 +121,7 @@ def step_doc(step: Step) -> dict[str, Any]:
         "reused_from": step.reused_from,
         "task": step.task,
         "parent": step.parent,
+        "code": step.code,
     }
 
 
@@ -140,7 +142,32 @@ def workflow_doc(info: WorkflowInfo) -> dict[str, Any]:
         "fingerprint": info.fingerprint,
         "steps": list(info.steps),
         "registered_at": _iso(info.registered_at),
+        "code_changes": info.code_changes,
+        "code": info.code,
+        "runs_in_flight": info.runs_in_flight,
+        "workers": list(info.workers),
     }
+
+
+def version_diff_lines(name: str, diff: PlanDiff) -> list[str]:
+    """`plait workflows diff` in words, a line per change."""
+    lines = [f"workflow {name}: {diff.a} -> {diff.b}"]
+    if diff.same:
+        return [*lines, "same graph, same code"]
+    lines.extend(f"step added    {n}" for n in diff.added)
+    lines.extend(f"step removed  {n}" for n in diff.removed)
+    for step, edges in diff.edges.items():
+        changes = [f"+{e}" for e in edges["added"]] + [f"-{e}" for e in edges["removed"]]
+        lines.append(f"edges         {step}: {', '.join(changes)}")
+    for step, fields in diff.options.items():
+        lines.append(f"options       {step}: {', '.join(fields)}")
+    for step, code in diff.code.items():
+        lines.append(f"code          {step}: {code['a']} -> {code['b']}")
+    if diff.graph and len(lines) == 1 + len(diff.code):
+        lines.append("graph         the workflow's own options (retry, timeout, fail_fast)")
+    if not diff.graph:
+        lines.append("same steps, edges and options")
+    return lines
 
 
 def inspection_doc(inspection: Inspection) -> dict[str, Any]:
@@ -377,15 +404,22 @@ def workflows_table(infos: Sequence[WorkflowInfo]) -> Table:
     from rich.table import Table
 
     table = Table(box=None, header_style="bold")
-    for column in ("WORKFLOW", "VERSION", "FINGERPRINT", "STEPS", "REGISTERED"):
+    for column in (
+        "WORKFLOW", "VERSION", "FINGERPRINT", "CODE", "STEPS", "REGISTERED", "IN FLIGHT",
+        "WORKERS",
+    ):  # fmt: skip
         table.add_column(column)
     for info in infos:
+        code = ", ".join(f"{step}={digest or '-'}" for step, digest in info.code.items())
         table.add_row(
             escape(info.name),
             escape(info.version),
             info.fingerprint,
-            escape(", ".join(info.steps)),
+            escape(f"{info.code_changes}: {_short(code, 60)}"),
+            escape(_short(", ".join(info.steps), 60)),
             _when(info.registered_at),
+            str(info.runs_in_flight),
+            escape(", ".join(info.workers) or "-"),
         )
     return table
 
@@ -452,7 +486,9 @@ def show_inspection(console: Console, inspection: Inspection) -> None:
     console.print(f"steps     {counts}")
     console.print()
     table = Table(box=None, header_style="bold")
-    for column in ("STEP", "STATUS", "ATTEMPTS", "QUEUED", "DURATION", "WORKER", "DETAIL"):
+    for column in (
+        "STEP", "STATUS", "ATTEMPTS", "QUEUED", "DURATION", "WORKER", "CODE", "DETAIL"
+    ):  # fmt: skip
         table.add_column(column, overflow="fold")
     now = datetime.now(UTC)
     shown: dict[str, int] = {}  # parent → spawned steps listed (a fan-out may have thousands)
@@ -490,6 +526,7 @@ def show_inspection(console: Console, inspection: Inspection) -> None:
             _secs(step.queued),
             _secs(step.duration),
             escape(step.worker or "-"),
+            escape(step.code or "-"),
             detail,
         )
     console.print(table)
@@ -532,7 +569,7 @@ def show_step(console: Console, step: Step, failures: Sequence[Event]) -> None:
     )
     say(
         f"attempts  {step.attempts}   queued {_secs(step.queued)}   duration "
-        f"{_secs(step.duration)}   worker {step.worker or '-'}"
+        f"{_secs(step.duration)}   worker {step.worker or '-'}   code {step.code or '-'}"
     )
     say(f"started   {_when(step.started_at)}   finished {_when(step.finished_at)}")
     if step.task is not None:

@@ -183,13 +183,18 @@ def runs_events(run_id: str, after: int, as_json: bool, db: str, log_level: str)
         render.stdout_console().print(f"no events after {after}", markup=False)
 
 
-@cli.command()
+@cli.group(invoke_without_command=True)
 @json_option
 @db_option
 @log_option("warning")
+@click.pass_context
 @user_errors
-def workflows(as_json: bool, db: str, log_level: str) -> None:
-    """The workflow versions recorded in the store."""
+def workflows(ctx: click.Context, as_json: bool, db: str, log_level: str) -> None:
+    """The workflow versions recorded in the store: when each was registered, its code
+    digests, its runs in flight and the live workers serving it. `plait workflows diff NAME
+    V1 V2` says what changed between two versions."""
+    if ctx.invoked_subcommand is not None:
+        return
     render.install_logging(log_level)
     with existing_engine(db) as engine:
         infos = engine.workflows()
@@ -199,3 +204,27 @@ def workflows(as_json: bool, db: str, log_level: str) -> None:
         render.stdout_console().print(render.workflows_table(infos))
     else:
         render.stdout_console().print("no workflows", markup=False)
+
+
+@workflows.command("diff")
+@click.argument("name")
+@click.argument("version_a", metavar="V1")
+@click.argument("version_b", metavar="V2")
+@json_option
+@db_option
+@log_option("warning")
+@user_errors
+def workflows_diff(
+    name: str, version_a: str, version_b: str, as_json: bool, db: str, log_level: str
+) -> None:
+    """What changed from version V1 to V2 of workflow NAME (each a version string or a
+    fingerprint): steps added and removed, edges, options, code."""
+    render.install_logging(log_level)
+    with existing_engine(db) as engine:
+        found = engine.diff_versions(name, version_a, version_b)
+    if as_json:
+        render.print_json(found.as_dict())
+        return
+    out = render.stdout_console()
+    for line in render.version_diff_lines(name, found):
+        out.print(line, markup=False)

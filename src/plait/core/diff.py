@@ -86,10 +86,21 @@ def step_document(step: StepRow) -> dict[str, Any]:
 def diff_runs(steps_a: Iterable[StepRow], steps_b: Iterable[StepRow]) -> dict[str, dict[str, Any]]:
     """{step: {"status": "same" | "changed" | "only_a" | "only_b", "diff": ...}}, in the order of
     run a's steps, then those only in run b. "diff" is [] for "same", the entries of the step
-    documents' differences for "changed", and None for a step in one run only."""
-    docs_a = {s.name: step_document(s) for s in sorted(steps_a, key=lambda s: s.idx)}
-    docs_b = {s.name: step_document(s) for s in sorted(steps_b, key=lambda s: s.idx)}
-    return diff_documents(docs_a, docs_b)
+    documents' differences for "changed", and None for a step in one run only. A step whose
+    latest attempts ran different code (both known) has "code": {"a": digest, "b": digest}."""
+    rows_a = sorted(steps_a, key=lambda s: s.idx)
+    rows_b = sorted(steps_b, key=lambda s: s.idx)
+    result = diff_documents(
+        {s.name: step_document(s) for s in rows_a}, {s.name: step_document(s) for s in rows_b}
+    )
+    # which code ran each side's latest attempt: said when it differs, never a difference of
+    # its own (a fork reuses outputs, recorded by code that is not its to name)
+    code_b = {s.name: s.code for s in rows_b}
+    for s in rows_a:
+        other = code_b.get(s.name)
+        if s.code is not None and other is not None and s.code != other:
+            result[s.name]["code"] = {"a": s.code, "b": other}
+    return result
 
 
 def diff_documents(

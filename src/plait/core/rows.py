@@ -6,6 +6,7 @@ decoded only at the API boundary, so the hot path never parses what it merely mo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, overload
@@ -178,6 +179,7 @@ class StepRow:
     task: str | None = None  # a spawned step: the workflow's task it runs (None: a static step)
     input: bytes | None = None  # a spawned step: the JSON value its task receives
     gather: bytes | None = None  # a parent that returned handles: JSON name or list of names
+    code: str | None = None  # the code digest of the handler that ran its latest attempt
 
     @property
     def joining(self) -> bool:
@@ -236,17 +238,27 @@ class StepPlan:
     priority: int = 0
     inputs: tuple[tuple[str, bool], ...] = ()  # (run-input field, required)
     options: StepOptions | None = None
+    code: str | None = None  # the digest of its handler's code when the version was registered
 
 
 @dataclass(frozen=True, slots=True)
 class WorkflowPlan:
-    """A workflow version as the store keeps it: enough to create runs without the code."""
+    """A workflow version as the store keeps it: enough to create runs without the code.
+    `code_changes`: "deploy" (the fingerprint covers the graph; steps not yet run take the
+    code deployed now) or "pin" (it covers the code too: only that code serves its runs)."""
 
     name: str
     version: str
     fingerprint: str
     steps: tuple[StepPlan, ...]
     created_at: float = 0.0
+    code_changes: str = "pin"
+    graph: str | None = None  # the fingerprint without the code (None: saved before it was kept)
+
+
+# The code digest of the handler a worker runs for a step: (fingerprint, step, task) -> digest,
+# None if the worker does not know it (recorded on the step and its `step_started` event)
+CodeOf = Callable[[str, str, str | None], str | None]
 
 
 @dataclass(frozen=True, slots=True)

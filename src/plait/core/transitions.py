@@ -17,7 +17,7 @@ from . import session
 from .cascade import CONDITION, paused_when_idle, settle
 from .claiming import dispatchable
 from .loops import loop_back
-from .rows import Claim, Outcome, RunRow, RunStatus, StepRow, StepStatus
+from .rows import Claim, CodeOf, Outcome, RunRow, RunStatus, StepRow, StepStatus
 from .spawn import spawn
 from .txn import Need, Transition, Txn, need, need_records
 
@@ -28,9 +28,17 @@ REVISION_CONFLICT = "revision_conflict"
 
 
 def claim(
-    txn: Txn, run_id: str, name: str, *, token: str, worker_id: str, lease: float
+    txn: Txn,
+    run_id: str,
+    name: str,
+    *,
+    token: str,
+    worker_id: str,
+    lease: float,
+    code: CodeOf | None = None,
 ) -> Transition:
-    """A ready step whose time has come goes to running under a fresh lease."""
+    """A ready step whose time has come goes to running under a fresh lease; the attempt
+    records the digest of the code that runs it (`code`, the claiming worker's), if known."""
     yield from need(txn, run_id, (name,))
     step, run = txn.step(run_id, name), txn.runs.get(run_id)
     if step is None or run is None or step.status is not StepStatus.READY:
@@ -49,15 +57,17 @@ def claim(
     step.lease_expires_at = txn.now + lease
     step.worker_id = worker_id
     step.started_at = txn.now
+    step.code = None if code is None else code(run.fingerprint, name, step.task)
     if run.status is RunStatus.PENDING:
         run.status = RunStatus.RUNNING
         run.started_at = txn.now
     txn.touch(step)
+    extra: dict[str, object] = {} if step.code is None else {"code": step.code}
     if step.iteration or step.recoveries:  # rare: they tell its attempts apart (traces)
         txn.emit(run, "step_started", name, attempt=step.attempt, worker=worker_id,
-                 iteration=step.iteration, recoveries=step.recoveries)  # fmt: skip
+                 iteration=step.iteration, recoveries=step.recoveries, **extra)  # fmt: skip
     else:
-        txn.emit(run, "step_started", name, attempt=step.attempt, worker=worker_id)
+        txn.emit(run, "step_started", name, attempt=step.attempt, worker=worker_id, **extra)
     txn.claims.append(
         Claim(
             run_id,

@@ -57,6 +57,7 @@ class Txn:
         self.data: list[tuple[str, str, StepData]] = []  # (run, step, what it wrote) to commit
         self.rekeyed: set[StepKey] = set()  # steps whose concurrency key changed (rare)
         self.changed_states: set[str] = set()  # runs whose session state changed (`run.state`)
+        self.moved_runs: set[str] = set()  # runs moved to another version (`upgrade.move`)
         # records' (stored revision, whether a document is there: not deleted) as loaded for a
         # Need's `records`; (0, False) for a key never written. `records_written`: writes of
         # each key this transaction commits (steps' `ctx.record`), each one revision more

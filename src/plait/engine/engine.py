@@ -30,6 +30,7 @@ from ..core.blobs import ARTIFACT_GRACE, DEFAULT_GRACE, BlobStats
 from ..core.rate import Rate
 from ..core.rows import RunStatus
 from ..core.topology import Topology, WorkerInfo
+from ..core.versions import PlanDiff
 from ..data.artifacts import Artifact, ArtifactStorage
 from ..data.records import Records
 from ..data.states import States
@@ -46,6 +47,7 @@ from . import (
     runs,
     schedules,
     traces,
+    versions,
     waiting,
     watch,
     workers,
@@ -55,6 +57,7 @@ from .failures import MAX_RETRY
 from .history import OnBreak
 from .replay import Replay, RunReplay
 from .schedules import Schedule
+from .versions import Upgrade
 from .views import (
     BulkResult,
     Event,
@@ -150,6 +153,9 @@ class Engine:
     `plait.stores`), which `url` then names.
     `error_limit`: bytes of a failed step's error message kept (default 4 KiB; at least 256);
     a longer one is cut, saying how many bytes were cut.
+    `version_conflicts`: what registering a workflow does when its name and version are
+    registered already with another graph (steps, edges, options): "refuse" (the default, a
+    DefinitionError saying what differs) or "warn" (a warning, and it is registered).
     """
 
     def __init__(
@@ -164,6 +170,7 @@ class Engine:
         create: bool = True,
         read_only: bool = False,
         error_limit: int = 4096,
+        version_conflicts: str = "refuse",
     ) -> None:
         if store is not None and url is not None:
             raise StoreError("give the Engine a store URL or a store object (store=), not both")
@@ -177,6 +184,7 @@ class Engine:
             create=create,
             read_only=read_only,
             error_limit=error_limit,
+            version_conflicts=version_conflicts,
         )
         self._portal = self._rt.portal
 
@@ -232,10 +240,18 @@ class Engine:
     register = blocking(register_async)
 
     async def workflows_async(self) -> list[WorkflowInfo]:
-        """Every workflow version recorded in the store."""
-        return await runs.workflows(self._rt)
+        """Every workflow version recorded in the store, in registration order: when it was
+        registered, its code digests, its runs in flight and the live workers serving it."""
+        return await versions.workflows(self._rt)
 
     workflows = blocking(workflows_async)
+
+    async def diff_versions_async(self, workflow: str, a: str, b: str) -> PlanDiff:
+        """What changed from version `a` to version `b` of a workflow (each a version string
+        or a fingerprint): steps added and removed, edges, options, code."""
+        return await versions.diff(self._rt, workflow, a, b)
+
+    diff_versions = blocking(diff_versions_async)
 
     def registered(self) -> list[Workflow]:
         """Workflows registered with this Engine object (the ones its workers can run)."""
@@ -656,6 +672,28 @@ class Engine:
 
     # -- history: fork, diff, replay --------------------------------------------------------------
 
+    async def upgrade_async(
+        self,
+        run_id: str | None = None,
+        *,
+        workflow: str | None = None,
+        to: Workflow,
+        dry_run: bool = False,
+        by: str | None = None,
+    ) -> list[Upgrade]:
+        """Move a run in flight (or, with `workflow=NAME`, every run of it in flight) to the
+        version `to` of its workflow, when it fits (`plait.core.upgrade`): steps done keep
+        their outputs, and steps not yet run take the new version. A run that does not fit is
+        refused with the reason, per run; `dry_run` reports what would happen to each run and
+        changes nothing. Today a move changes the run's version only where its steps stay as
+        they are (other code, retries, timeouts, version string); a run that would gain, lose
+        or change steps is refused saying so. `to` is registered (a second graph under its
+        name and version is refused, as by `register`). InputError (nothing changed) for a
+        `to` of another workflow, both or neither of `run_id` and `workflow`."""
+        return await versions.upgrade(self._rt, run_id, workflow, to, dry_run, operator.actor(by))
+
+    upgrade = blocking(upgrade_async)
+
     async def fork_async(
         self,
         run_id: str,
@@ -665,6 +703,7 @@ class Engine:
         *,
         new_run_id: str | None = None,
         by: str | None = None,
+        fingerprint: str | None = None,
     ) -> RunHandle:
         """Start a new run that reuses what run `run_id` recorded, re-running `from_step` and
         everything downstream of it.
@@ -672,8 +711,9 @@ class Engine:
         Every other step's recorded output is reused, not only those of the direct dependencies
         of `from_step`: such a step is `done` from the start, with `reused_from` naming the run
         that computed it. A step that did not end `done` in the parent cannot be reused and runs
-        again, and so does everything downstream of it. The fork runs on the newest version of
-        the workflow: the one last registered with this Engine, else the newest in the store.
+        again, and so does everything downstream of it. The fork runs on the version of
+        `fingerprint` if given; else on the run's own version while a live worker (or this
+        Engine) serves it; else on the newest version served; else on the newest registered.
 
         `input`: the new run input, validated like `start`'s (None keeps the parent's input).
         `overrides`: {step: output} replacing the recorded output of reused steps.
@@ -685,7 +725,14 @@ class Engine:
         names a step that is not reused or is not JSON, or the input does not fit; RunConflict
         when `new_run_id` is taken by another run."""
         fork_id = await history.fork(
-            self._rt, run_id, from_step, input, overrides, new_run_id=new_run_id, by=by
+            self._rt,
+            run_id,
+            from_step,
+            input,
+            overrides,
+            new_run_id=new_run_id,
+            by=by,
+            fingerprint=fingerprint,
         )
         return RunHandle(self, fork_id)
 

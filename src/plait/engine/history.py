@@ -5,6 +5,7 @@ DESIGN §3.3."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -19,10 +20,10 @@ from ..core.fork import downstream, fork_run, plan_fork, state_at_fork, topologi
 from ..core.queues import flow_of_run
 from ..core.rows import EdgeKind, RunRow, StepInputs, StepRow, StepStatus
 from ..workflow.definition import StepDef, Workflow
-from . import runs
+from . import runs, versions
 from .operator import actor
 from .replay import NOT_RUN, REUSED, Replay, RunReplay, StepReplay, gathered, judged, replay_step
-from .runs import check_run_id, encode_input, plan_and_input
+from .runs import check_run_id, check_stored_input, encode_input
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,7 @@ async def fork(
     *,
     new_run_id: str | None,
     by: str | None,
+    fingerprint: str | None = None,
 ) -> str:
     """Create the fork (see `Engine.fork`); its run id."""
     if not isinstance(from_step, str):
@@ -51,15 +53,19 @@ async def fork(
         check_run_id(new_run_id)
     who = actor(by)
     parent = await rt.run_row(run_id)
+    plan, local = await versions.version_for_fork(rt, parent, fingerprint)
+    validate = (
+        local.validate_input if local is not None else functools.partial(check_stored_input, plan)
+    )
     if input is None:
         try:
-            plan, value = await plan_and_input(rt, parent.workflow, _codec.loads(parent.input))
+            value = validate(_codec.loads(parent.input))
         except InputError as exc:
             raise InputError(
                 f"cannot fork run {run_id!r} with its own input: {exc}; pass input="
             ) from None
     else:
-        plan, value = await plan_and_input(rt, parent.workflow, input)
+        value = validate(input)
     input_json = encode_input(plan, value)
     store = rt.store
     parent_plan = await store.get_workflow(parent.workflow, parent.fingerprint)
@@ -84,7 +90,7 @@ async def fork(
         now=time.time(),
         state=state_at_fork(await store.get_events(run_id, 0, None), plan_of_fork),
     )
-    flow_of_run(rt.workflows.latest(plan.name), plan, steps, value, 0)  # concurrency keys
+    flow_of_run(local, plan, steps, value, 0)  # concurrency keys
     stored, created = await store.create_run(run, steps, events)
     if not created and (stored.parent_run, stored.forked_from) != (run_id, from_step):
         raise RunConflict(

@@ -51,6 +51,8 @@ class Replay:
     traceback: str | None
     diff: list[dict[str, Any]] = field(default_factory=list)
     spawned: list[str] = field(default_factory=list)  # the steps the call would have spawned
+    code: str | None = None  # the digest of the code replayed
+    recorded_code: str | None = None  # of the code that ran the recorded attempt (if recorded)
 
     @property
     def changed(self) -> bool:
@@ -127,6 +129,8 @@ async def replay_step(
         traceback=outcome.traceback,
         diff=diff_values(old_doc, new_doc),
         spawned=[s.name for s in outcome.spawned],
+        code=workflow.code_of(recorded.name, recorded.task),
+        recorded_code=recorded.code,
     )
 
 

@@ -74,11 +74,6 @@ async def register(rt: Runtime, workflow: Workflow) -> WorkflowInfo:
     return WorkflowInfo.from_plan(await rt.register(workflow))
 
 
-async def workflows(rt: Runtime) -> list[WorkflowInfo]:
-    store = await rt.ready()
-    return [WorkflowInfo.from_plan(p) for p in await store.list_workflows()]
-
-
 async def plan_and_input(
     rt: Runtime, workflow: Workflow | str, value: Any
 ) -> tuple[WorkflowPlan, Any]:
@@ -109,10 +104,10 @@ async def plan_and_validator(
             f"unknown workflow {workflow!r}: no such workflow is registered in {rt.url} "
             "(register it with engine.register(wf) or start it with the Workflow object)"
         )
-    return stored, functools.partial(_check_stored_input, stored)
+    return stored, functools.partial(check_stored_input, stored)
 
 
-def _check_stored_input(stored: WorkflowPlan, value: Any) -> Any:
+def check_stored_input(stored: WorkflowPlan, value: Any) -> Any:
     """A start by the name of a workflow known only to the store: the required fields."""
     if value is None:
         value = {}

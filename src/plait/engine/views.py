@@ -106,6 +106,7 @@ class Step:
     task: str | None = None  # a spawned step: the task it runs
     parent: str | None = None  # a spawned step: the step that spawned it
     joining: int = 0  # a parent waiting for this many of the steps it spawned
+    code: str | None = None  # the digest of the code that ran its latest attempt
 
     @classmethod
     def from_row(cls, row: StepRow) -> Step:
@@ -131,6 +132,7 @@ class Step:
             task=row.task,
             parent=next((e.target for e in row.dependents if e.kind is EdgeKind.CHILD), None),
             joining=row.unmet if row.joining else 0,
+            code=row.code,
         )
 
 
@@ -200,20 +202,34 @@ class RunPage:
 
 @dataclass(frozen=True, slots=True)
 class WorkflowInfo:
+    """A workflow version: when it was registered, its steps and their code digests (as first
+    registered; under code_changes="deploy" later code keeps the version, and each attempt
+    records its own), its runs in flight and the live workers that serve it (`workflows()`)."""
+
     name: str
     version: str
     fingerprint: str
     steps: tuple[str, ...]
     registered_at: datetime
+    code_changes: str = "pin"
+    code: dict[str, str | None] = field(default_factory=dict)
+    runs_in_flight: int = 0
+    workers: tuple[str, ...] = ()
 
     @classmethod
-    def from_plan(cls, plan: WorkflowPlan) -> WorkflowInfo:
+    def from_plan(
+        cls, plan: WorkflowPlan, *, runs_in_flight: int = 0, workers: tuple[str, ...] = ()
+    ) -> WorkflowInfo:
         return cls(
             plan.name,
             plan.version,
             plan.fingerprint,
             tuple(s.name for s in plan.steps),
             _dt(plan.created_at) or datetime.fromtimestamp(0, UTC),
+            plan.code_changes,
+            {s.name: s.code for s in plan.steps},
+            runs_in_flight,
+            workers,
         )
 
 

@@ -118,6 +118,7 @@ class Step(Answer):
     task: str | None = Field(description="a spawned step: its task")
     parent: str | None = Field(description="a spawned step: the step that spawned it")
     joining: int = Field(description="a parent: how many spawned steps it still waits for")
+    code: str | None = Field(description="the digest of the code that ran its latest attempt")
 
 
 class StepList(Answer):
@@ -399,6 +400,10 @@ class WorkflowInfo(Answer):
     fingerprint: str
     steps: list[str]
     registered_at: datetime
+    code_changes: str = Field(description="'deploy' (the version is the graph) or 'pin'")
+    code: dict[str, str | None] = Field(description="each step's code digest, as registered")
+    runs_in_flight: int = Field(description="its runs not yet ended")
+    workers: list[str] = Field(description="the live workers that serve it")
 
 
 class WorkflowList(Answer):

@@ -36,6 +36,7 @@ from ..core.rows import (
     TOMBSTONE,
     ArtifactRow,
     Claims,
+    CodeOf,
     CommitResult,
     EventRow,
     Lease,
@@ -301,10 +302,20 @@ class MemoryStore:
         aged_before: float | None = None,
         labels: Collection[str] = (),
         inputs: InputsWanted | None = None,
+        code: CodeOf | None = None,
     ) -> Claims:
         with self._lock:
             return self._claim(
-                worker_id, fingerprints, limit, lease, now, queues, aged_before, labels, inputs
+                worker_id,
+                fingerprints,
+                limit,
+                lease,
+                now,
+                queues,
+                aged_before,
+                labels,
+                inputs,
+                code,
             )
 
     async def complete_and_claim(
@@ -320,11 +331,21 @@ class MemoryStore:
         aged_before: float | None = None,
         labels: Collection[str] = (),
         inputs: InputsWanted | None = None,
+        code: CodeOf | None = None,
     ) -> tuple[CommitResult, Claims]:
         with self._lock:
             txn = self._complete(outcomes, now)
             claims = self._claim(
-                worker_id, fingerprints, limit, lease, now, queues, aged_before, labels, inputs
+                worker_id,
+                fingerprints,
+                limit,
+                lease,
+                now,
+                queues,
+                aged_before,
+                labels,
+                inputs,
+                code,
             )
             txn.result.readied = unclaimed_ready(txn, claims)
             return txn.result, claims
@@ -340,6 +361,7 @@ class MemoryStore:
         aged_before: float | None,
         labels: Collection[str],
         inputs: InputsWanted | None,
+        code: CodeOf | None = None,
     ) -> Claims:
         if limit <= 0:
             return Claims(inputs=None if inputs is None else {})
@@ -383,7 +405,15 @@ class MemoryStore:
             token = secrets.token_hex(16)
             self._run(
                 txn,
-                claim(txn, step.run_id, step.name, token=token, worker_id=worker_id, lease=lease),
+                claim(
+                    txn,
+                    step.run_id,
+                    step.name,
+                    token=token,
+                    worker_id=worker_id,
+                    lease=lease,
+                    code=code,
+                ),
             )
         claimed = [queue_of(self._steps[c.run_id][c.step].options) for c in txn.claims]
         for name, bucket in charge(limited, buckets, claimed, now).items():

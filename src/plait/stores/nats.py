@@ -73,6 +73,7 @@ from ..core.rows import (
     TOMBSTONE,
     ArtifactRow,
     Claims,
+    CodeOf,
     CommitResult,
     EventRow,
     Lease,
@@ -1243,12 +1244,14 @@ class NatsStore:
         aged_before: float | None = None,
         labels: Collection[str] = (),
         inputs: InputsWanted | None = None,
+        code: CodeOf | None = None,
     ) -> Claims:
         return await self._captured(
             "claiming",
             lambda: self._replica.claim(
                 worker_id=worker_id, fingerprints=fingerprints, limit=limit, lease=lease,
                 now=now, queues=queues, aged_before=aged_before, labels=labels, inputs=inputs,
+                code=code,
             ),
             flow=self._claimed_under_limits,
         )  # fmt: skip
@@ -1277,6 +1280,7 @@ class NatsStore:
         aged_before: float | None = None,
         labels: Collection[str] = (),
         inputs: InputsWanted | None = None,
+        code: CodeOf | None = None,
     ) -> tuple[CommitResult, Claims]:
         """The completions' batch, then the claim's: two commits, not one, as the replica
         applies a batch only once the server has it (a claim in the same batch would not see
@@ -1290,6 +1294,7 @@ class NatsStore:
             lambda: self._replica.claim(
                 worker_id=worker_id, fingerprints=fingerprints, limit=limit, lease=lease,
                 now=later, queues=queues, aged_before=aged_before, labels=labels, inputs=inputs,
+                code=code,
             ),
             flow=self._claimed_under_limits,
         )  # fmt: skip

@@ -18,6 +18,7 @@ from ..core.rows import (
     ArtifactRow,
     Claim,
     Claims,
+    CodeOf,
     CommitResult,
     EventRow,
     Lease,
@@ -172,6 +173,7 @@ class Store(Protocol):
         aged_before: float | None = None,
         labels: Collection[str] = (),
         inputs: InputsWanted | None = None,
+        code: CodeOf | None = None,
     ) -> Claims:
         """Take up to `limit` ready steps (highest priority, then oldest) of runs of these
         fingerprints that may progress, each under a new lease. No step is given to two claims.
@@ -184,7 +186,9 @@ class Store(Protocol):
         (`Claims.next_token_at`); it charges a rate limit only for the steps it takes.
         With `inputs`, the same transaction reads what the claimed steps' handlers need
         (`Claims.inputs`, as `step_inputs` of `inputs(claim)` for each claim would give), so
-        a worker makes no second round trip before it runs them."""
+        a worker makes no second round trip before it runs them. `code` gives the digest of
+        the code that runs each claimed step, recorded on the step (`StepRow.code`) and in its
+        `step_started` event."""
 
     async def complete_and_claim(
         self,
@@ -199,6 +203,7 @@ class Store(Protocol):
         aged_before: float | None = None,
         labels: Collection[str] = (),
         inputs: InputsWanted | None = None,
+        code: CodeOf | None = None,
     ) -> tuple[CommitResult, Claims]:
         """`complete(outcomes, now)` and then `claim(...)` in one transaction (one commit per
         hand-off): the claim sees the steps the completions made ready. The claim's durability

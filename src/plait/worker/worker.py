@@ -142,8 +142,11 @@ class Worker:
         self._handed: tuple[int, Claims, int] | None = None
         self._commits = Broadcast()  # fired after every commit of this worker
         self._wants_cache: dict[tuple[str, str, str | None], tuple[str, ...]] = {}
+        self._code_cache: dict[tuple[str, str, str | None], str | None] = {}
         self.grace = grace
-        self.workflows = {wf.fingerprint: wf for wf in workflows}
+        # by every fingerprint each serves: a workflow's own, and for code_changes="deploy" the
+        # pinned one its runs started before migration 12 carry (Workflow.fingerprints)
+        self.workflows = {fp: wf for wf in workflows for fp in wf.fingerprints}
         self._inflight: dict[str, _InFlight] = {}  # token → step in flight
         # outcomes to commit; None (from _drain) tells the committer to stop once it has
         # committed everything queued before it
@@ -192,7 +195,7 @@ class Worker:
         log.info(
             "worker %s serving %s (concurrency %d)",
             self.id,
-            ", ".join(f"{w.name}@{fp}" for fp, w in self.workflows.items()),
+            ", ".join(f"{w.name}@{w.fingerprint}" for w in self._served()),
             self.concurrency,
         )
         committer = asyncio.create_task(self._commit_loop(), name="plait-committer")
@@ -201,7 +204,7 @@ class Worker:
         # registration (`plait workers`) and the scheduler, on one timer (worker.registry)
         info = registration(
             self.id,
-            self.workflows.values(),
+            self._served(),
             labels=self.labels,
             queues=self.queues,
             concurrency=self.concurrency,
@@ -248,6 +251,24 @@ class Worker:
     def _batch(self) -> int:
         """Claim in batches: wait for a quarter of the room the worker may hold."""
         return max(1, self._held.value // 4)
+
+    def _served(self) -> list[Workflow]:
+        """The workflows served, each once."""
+        return list({id(wf): wf for wf in self.workflows.values()}.values())
+
+    def _code_of(self, fingerprint: str, step: str, task: str | None) -> str | None:
+        """The digest of the code this worker runs a claimed step with (`Workflow.code_of`),
+        worked out once per step or task (not per spawned step: there may be millions)."""
+        key = (fingerprint, step if task is None else "", task)
+        if key in self._code_cache:
+            return self._code_cache[key]
+        wf = self.workflows.get(fingerprint)
+        try:
+            found = None if wf is None else wf.code_of(step, task)
+        except KeyError:  # a step this code does not have: its claim fails it, as before
+            found = None
+        self._code_cache[key] = found
+        return found
 
     def _wants(self, claim: Claim) -> Collection[str]:
         """The dependencies whose ends a claimed step's handler reads (the claim loads them)."""
@@ -296,6 +317,7 @@ class Worker:
                         aged_before=now - self.starvation_after,
                         labels=self.labels,
                         inputs=self._wants,
+                        code=self._code_of,
                     )
                 if claims:
                     self._took(claims, now)
@@ -484,6 +506,7 @@ class Worker:
                             aged_before=now - self.starvation_after,
                             labels=self.labels,
                             inputs=self._wants,
+                            code=self._code_of,
                         )
                     finally:
                         self._reserved -= room

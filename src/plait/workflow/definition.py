@@ -41,6 +41,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 log = logging.getLogger(__name__)
 
 EXTRA_INPUT = ("ignore", "warn", "forbid")  # what start does with a field no step reads
+CODE_CHANGES = ("deploy", "pin")  # what a change of a step's code does to runs in flight
 
 NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,127}$")
 WORKFLOW_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}$")
@@ -195,6 +196,13 @@ class Workflow:
     `extra_input`: what starting a run does with an input field that no step reads (a typo of
     an optional field, say): "warn" (the default) logs a warning naming it, "forbid" refuses
     the input with an InputError, "ignore" says nothing. Not part of the fingerprint.
+
+    `code_changes`: what a change of a step's code (not of the graph) means. "deploy" (the
+    default): the fingerprint covers the name, the version, the steps, their edges and options,
+    not the code, so workers running fixed code serve the runs in flight, whose steps not yet
+    run take the code deployed now; each attempt records the digest of the code that ran it.
+    "pin": the fingerprint covers each step's code too, so only workers with the exact code
+    serve a run (a changed handler is a new version).
     """
 
     def __init__(
@@ -206,8 +214,14 @@ class Workflow:
         timeout: float | None = None,
         extra_input: str = "warn",
         fail_fast: bool = False,
+        code_changes: str = "deploy",
     ) -> None:
         self.name = check_name("workflow", name, WORKFLOW_NAME_RE)
+        if not isinstance(code_changes, str) or code_changes not in CODE_CHANGES:
+            raise DefinitionError(
+                f"workflow {name!r}: code_changes must be 'deploy' or 'pin', got {code_changes!r}"
+            )
+        self.code_changes = code_changes
         # the first failure that fails a run ends it: its other steps cancelled (running ones
         # interrupted), the run failed
         self.fail_fast = flag(f"workflow {name!r}", "fail_fast", fail_fast)
@@ -232,6 +246,7 @@ class Workflow:
         # a generated graph gives thousands of steps one handler: its signature is read once
         self._signatures: dict[Callable[..., Any], inspect.Signature] = {}
         self._plan: WorkflowPlan | None = None
+        self._pinned: str | None = None  # the fingerprint with the code (pinned_fingerprint)
         self._fields: frozenset[str] | None = None  # run-input fields read (_input_fields)
 
     # -- defining -----------------------------------------------------------------------------
@@ -460,6 +475,28 @@ class Workflow:
     def fingerprint(self) -> str:
         return self.plan().fingerprint
 
+    @property
+    def pinned_fingerprint(self) -> str:
+        """The fingerprint this workflow has with code_changes="pin" (the graph and the code):
+        its runs started before plait recorded code apart (migration 12) carry it, and a
+        worker of this code serves them still."""
+        plan = self.plan()
+        if self.code_changes == "pin":
+            return plan.fingerprint
+        if self._pinned is None:
+            self._pinned = self._fingerprint(dict(self._edges()), with_code=True)
+        return self._pinned
+
+    @property
+    def fingerprints(self) -> tuple[str, ...]:
+        """The fingerprints whose runs this code serves: its own, and the pinned one."""
+        return tuple(dict.fromkeys((self.fingerprint, self.pinned_fingerprint)))
+
+    def code_of(self, step: str, task: str | None = None) -> str:
+        """The digest of the code that runs a step (or a task): its handler's, with its
+        condition's and concurrency key's when it has them."""
+        return _step_code(self.handler(step, task))
+
     def retry_for(self, step: StepDef) -> Retry:
         return step.retry or self.retry
 
@@ -475,7 +512,12 @@ class Workflow:
                 raise DefinitionError(f"workflow {self.name!r} has no steps")
             with _no_collection():
                 self._plan = self._make_plan()
+            self._pinned = None
         return self._plan
+
+    def _edges(self) -> Iterator[tuple[str, tuple[tuple[str, EdgeKind], ...]]]:
+        for step in self.plan().steps:
+            yield step.name, step.dependencies
 
     def _make_plan(self) -> WorkflowPlan:
         binding = _Binding()
@@ -509,14 +551,20 @@ class Workflow:
                     fields,
                 ),
                 options=self._row_options(s.options),
+                code=_step_code(s),
             )
             for s in self._steps.values()
         )
+        graph = self._fingerprint(edges, with_code=False)
         return WorkflowPlan(
             name=self.name,
             version=self.version,
-            fingerprint=self._fingerprint(edges),
+            fingerprint=self._fingerprint(edges, with_code=True)
+            if self.code_changes == "pin"
+            else graph,
             steps=steps,
+            code_changes=self.code_changes,
+            graph=graph,
         )
 
     def _row_options(self, options: StepOptions | None) -> StepOptions | None:
@@ -707,11 +755,18 @@ class Workflow:
         if step.at_end is AtEnd.FAILED:
             step.error_sources = tuple(before)
 
-    def _fingerprint(self, edges: Mapping[str, tuple[tuple[str, EdgeKind], ...]]) -> str:
+    def _fingerprint(
+        self, edges: Mapping[str, tuple[tuple[str, EdgeKind], ...]], *, with_code: bool
+    ) -> str:
         """The SHA-256 of the canonical definition as JSON with sorted keys: the name, the
         version, the workflow's retry and timeout, each step's, and the tasks' (only if there
         are any, so that workflows without tasks keep their fingerprint). Hashed a step at a
-        time, never made whole: the JSON of 100,000 steps' dicts is large."""
+        time, never made whole: the JSON of 100,000 steps' dicts is large.
+
+        `with_code` (code_changes="pin"): each handler's, condition's and key's code digest
+        too, exactly as before code_changes existed (old runs keep their fingerprint).
+        Without it, whether a step has a condition or a key stands for their code, and
+        "code_changes":"deploy" keeps the two kinds of fingerprint apart."""
         sha = hashlib.sha256()
 
         def put(*pieces: bytes) -> None:
@@ -722,7 +777,8 @@ class Workflow:
             return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
         # keys in sorted order; fail_fast only when set, so other workflows keep their fingerprint
-        put(b'{"fail_fast":true,' if self.fail_fast else b"{")
+        put(b"{" if with_code else b'{"code_changes":"deploy",')
+        put(b'"fail_fast":true,' if self.fail_fast else b"")
         put(b'"name":', dump(self.name), b',"retry":', dump(self.retry.as_dict()), b',"steps":[')
         for i, s in enumerate(self._steps.values()):
             step = {
@@ -736,10 +792,10 @@ class Workflow:
                 "timeout": s.timeout,
                 "priority": s.priority,
                 "inputs": [(f.name, f.required) for f in (*s.inputs, *s.when_inputs)],
-                "code": code_digest(s.fn),
-                "when": code_digest(s.when) if s.when is not None else None,
+                **({"code": code_digest(s.fn)} if with_code else {}),
+                "when": _code(s.when, with_code) if s.when is not None else None,
                 "options": None if s.options is None else _options_print(s.options),
-                **({"key": code_digest(s.concurrency_key)} if s.concurrency_key else {}),
+                **({"key": _code(s.concurrency_key, with_code)} if s.concurrency_key else {}),
             }
             put(b"," if i else b"", dump(step))
         put(b"]")
@@ -751,7 +807,7 @@ class Workflow:
                     "retry": t.retry.as_dict() if t.retry else None,
                     "timeout": t.timeout,
                     "priority": t.priority,
-                    "code": code_digest(t.fn),
+                    **({"code": code_digest(t.fn)} if with_code else {}),
                     **({"options": _options_print(t.options)} if t.options else {}),
                 }
                 for t in sorted(self._tasks.values(), key=lambda t: t.name)
@@ -759,6 +815,21 @@ class Workflow:
             put(b',"tasks":', dump(tasks))
         put(b',"timeout":', dump(self.timeout), b',"version":', dump(self.version), b"}")
         return sha.hexdigest()[:16]
+
+
+def _code(fn: Callable[..., Any], with_code: bool) -> str | bool:
+    """A condition's or a key's part of a fingerprint: its code's digest, or only that it is."""
+    return code_digest(fn) if with_code else True
+
+
+def _step_code(step: StepDef) -> str:
+    """The digest of the code that runs a step: its handler's, alone when it has neither a
+    condition nor a concurrency key, else with theirs."""
+    code = code_digest(step.fn)
+    if step.when is None and step.concurrency_key is None:
+        return code
+    parts = [code, *(code_digest(f) for f in (step.when, step.concurrency_key) if f is not None)]
+    return hashlib.sha256(":".join(parts).encode()).hexdigest()[:16]
 
 
 @contextlib.contextmanager

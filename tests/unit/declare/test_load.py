@@ -101,17 +101,21 @@ def test_a_step_reading_another_s_output_depends_on_it() -> None:
     assert wf["label"].data_deps == ()
 
 
-def test_the_file_content_is_part_of_the_fingerprint() -> None:
+def test_the_file_content_is_part_of_the_code_digests() -> None:
     body = ORDERS.replace("steps:", "steps:  # the steps")
     assert flow(ORDERS).fingerprint == flow(ORDERS).fingerprint
-    assert flow(ORDERS).fingerprint != flow(body).fingerprint
+    # the graph is the same: the version too; the code is not, and pinned runs see it
+    assert flow(ORDERS).fingerprint == flow(body).fingerprint
+    assert flow(ORDERS).code_of("fetch") != flow(body).code_of("fetch")
+    assert flow(ORDERS).pinned_fingerprint != flow(body).pinned_fingerprint
 
 
-def test_the_action_s_code_is_part_of_the_fingerprint(monkeypatch: pytest.MonkeyPatch) -> None:
-    before = flow(ORDERS).fingerprint
+def test_the_action_s_code_is_part_of_the_code_digest(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = flow(ORDERS)
     registered = loader.resolve("test.charge")
     monkeypatch.setattr(registered, "fn", lambda amount, currency="EUR": None)
-    assert flow(ORDERS).fingerprint != before
+    assert flow(ORDERS).code_of("charge") != before.code_of("charge")
+    assert flow(ORDERS).pinned_fingerprint != before.pinned_fingerprint
 
 
 def test_arguments_are_validated_by_the_action_s_annotations_when_the_step_runs() -> None:

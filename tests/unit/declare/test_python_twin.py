@@ -40,7 +40,9 @@ def story(wf: plait.Workflow, run_input: dict[str, Any]) -> dict[str, Any]:
     events: dict[str | None, list[tuple[str, dict[str, Any]]]] = {}
     for event in engine.events(handle.id):
         payload = {
-            k: v for k, v in event.payload.items() if k not in ("duration", "fingerprint", "worker")
+            k: v
+            for k, v in event.payload.items()
+            if k not in ("duration", "fingerprint", "worker", "code")
         }
         events.setdefault(event.step, []).append((event.type, payload))
     return {

@@ -592,8 +592,9 @@ def make_workflow(
     timeout: float | None = None,
     optional: bool = False,
     second: Any = None,
+    code_changes: str = "deploy",
 ) -> Workflow:
-    wf = Workflow("fp", version=version)
+    wf = Workflow("fp", version=version, code_changes=code_changes)
 
     def first() -> int:
         return 1
@@ -628,12 +629,33 @@ def test_fingerprint_is_stable() -> None:
         {"retry": Retry(attempts=2)},
         {"timeout": 5.0},
         {"optional": True},
-        {"second": other_body},
+        {"second": other_body, "code_changes": "pin"},
+        {"code_changes": "pin"},
     ],
-    ids=lambda c: next(iter(c)),
+    ids=lambda c: "-".join(c),
 )
 def test_fingerprint_changes(change: dict[str, Any]) -> None:
     assert make_workflow(**change).fingerprint != make_workflow().fingerprint
+
+
+def test_a_change_of_code_alone_keeps_the_version_and_changes_the_step_s_digest() -> None:
+    before, after = make_workflow(), make_workflow(second=other_body)
+    assert after.fingerprint == before.fingerprint  # code_changes="deploy", the default
+    assert after.code_of("other") != before.code_of("other")
+    assert after.code_of("first") == before.code_of("first")
+    assert after.plan().steps[2].code == after.code_of("other")
+    # the pinned fingerprint (runs started before migration 12 carry it) follows the code
+    assert after.pinned_fingerprint != before.pinned_fingerprint
+    assert after.fingerprints == (after.fingerprint, after.pinned_fingerprint)
+    pinned = make_workflow(code_changes="pin")
+    assert pinned.fingerprints == (pinned.fingerprint,) == (before.pinned_fingerprint,)
+
+
+def test_code_changes_must_be_deploy_or_pin() -> None:
+    with pytest.raises(
+        DefinitionError, match="code_changes must be 'deploy' or 'pin', got 'pinned'"
+    ):
+        Workflow("fp", code_changes="pinned")
 
 
 def test_fingerprint_follows_changes_after_planning() -> None:
@@ -665,7 +687,10 @@ def test_when_conditions_bind_like_steps_and_are_checked() -> None:
     other = plait.Workflow("conditions")
     other.add_step("a", a)
     other.add_step("b", b, when=lambda a, mode="fast": a > 1)
-    assert other.fingerprint != wf.fingerprint  # the condition's code is part of the version
+    # the condition's code is part of the step's code, not of the graph
+    assert other.fingerprint == wf.fingerprint
+    assert other.code_of("b") != wf.code_of("b")
+    assert other.pinned_fingerprint != wf.pinned_fingerprint
 
     with pytest.raises(plait.DefinitionError, match="when must be a callable"):
         plait.Workflow("w").add_step("x", a, when=True)

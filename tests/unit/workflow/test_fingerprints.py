@@ -74,12 +74,27 @@ def fan(n: int) -> plait.Workflow:
 
 
 def test_fingerprints_are_what_they_were() -> None:
+    """With the code (pinned): as before code_changes existed, so that runs started before
+    migration 12 are served still."""
+    assert {
+        "chain": chain().pinned_fingerprint,
+        "options": options().pinned_fingerprint,
+        "fan": fan(1000).pinned_fingerprint,
+    } == {
+        "chain": "350e81332a212383",
+        "options": "d12346b5ab94d258",
+        "fan": "08a816f000fb668d",
+    }
+
+
+def test_graph_fingerprints_are_what_they_were() -> None:
+    """Without the code (code_changes="deploy", the default since migration 12): pinned too."""
     assert {
         "chain": chain().fingerprint,
         "options": options().fingerprint,
         "fan": fan(1000).fingerprint,
     } == {
-        "chain": "350e81332a212383",
-        "options": "d12346b5ab94d258",
-        "fan": "08a816f000fb668d",
+        "chain": "ee66c6acdbff57a8",
+        "options": "c242f4f43f9ff94f",
+        "fan": "23f03d8ca5eff835",
     }

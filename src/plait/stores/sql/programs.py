@@ -53,6 +53,7 @@ from ...core.queues import QueueConfig, queue_of, reconfigure
 from ...core.rate import Bucket, Rate
 from ...core.rows import (
     TOMBSTONE,
+    CodeOf,
     EventRow,
     Lease,
     Outcome,
@@ -298,6 +299,7 @@ class Programs(DataPrograms):
         labels: Collection[str] = (),
         inputs: InputsWanted | None = None,
         session: bool = True,
+        code: CodeOf | None = None,
     ) -> Program[SQLTxn]:
         """`Store.claim`. `session=False`: the transaction is another's (`complete_and_claim`),
         whose settings stay as they are."""
@@ -381,7 +383,9 @@ class Programs(DataPrograms):
                 txn.busy = True
         for run_id, name in keys:
             token = secrets.token_hex(16)
-            transition = claim(txn, run_id, name, token=token, worker_id=worker_id, lease=lease)
+            transition = claim(
+                txn, run_id, name, token=token, worker_id=worker_id, lease=lease, code=code
+            )
             yield from self.drive(transition, txn)
         yield from self._store_buckets(limited, buckets, txn)
         yield from self.write(txn)
@@ -689,6 +693,11 @@ class Programs(DataPrograms):
             yield from execute_many(self.touch_runs, moved)
         if txn.rekeyed:  # concurrency keys resolved from outputs, or pending again (rare)
             yield from self._write_keys(txn)
+        for run_id in sorted(txn.moved_runs):  # runs moved to another version (rare)
+            row = txn.runs[run_id]
+            assert row is not None
+            params = {"id": run_id, "fingerprint": row.fingerprint, "version": row.version}
+            yield from execute(self.q["set_run_version"], params)
         for run_id in sorted(txn.changed_states):  # session states steps changed (ctx.state)
             run = txn.runs[run_id]
             assert run is not None

@@ -94,7 +94,7 @@ def step_from_row(row: Sequence[Any], blobs: Mapping[str, bytes] = NO_BLOBS) -> 
     (run_id, name, idx, status, unmet, dependents, optional, priority, attempt, recoveries,
      skip_reason, output, error_code, error_message, available_at, lease_token, lease_expires_at,
      worker_id, ready_at, started_at, finished_at, options, reused_from, iteration, task, input_,
-     gather, output_blob, input_blob) = row  # fmt: skip
+     gather, code, output_blob, input_blob) = row  # fmt: skip
     if output_blob is not None:
         output = payload_of(blobs, output_blob, f"the output of step {name!r} of run {run_id!r}")
     if input_blob is not None:
@@ -104,7 +104,7 @@ def step_from_row(row: Sequence[Any], blobs: Mapping[str, bytes] = NO_BLOBS) -> 
         priority, attempt, recoveries, skip_reason, _bytes(output), error_code, error_message,
         available_at, lease_token, lease_expires_at, worker_id, ready_at, started_at, finished_at,
         None if options is None else options_from_json(options), reused_from, iteration, task,
-        _bytes(input_), _bytes(gather),
+        _bytes(input_), _bytes(gather), code,
     )  # fmt: skip
 
 
@@ -113,13 +113,13 @@ STEP_COLUMNS = (
     "run_id", "name", "idx", "status", "unmet", "dependents", "optional", "priority", "attempt",
     "recoveries", "skip_reason", "output", "error_code", "error_message", "available_at",
     "lease_token", "lease_expires_at", "worker_id", "ready_at", "started_at", "finished_at",
-    "options", "reused_from", "iteration", "task", "input", "gather", "queue", "concurrency_key",
-    "target", "output_blob", "input_blob",
+    "options", "reused_from", "iteration", "task", "input", "gather", "code", "queue",
+    "concurrency_key", "target", "output_blob", "input_blob",
 )  # fmt: skip
 STEP_MUTABLE = (
     "status", "unmet", "attempt", "recoveries", "skip_reason", "error_code", "error_message",
     "available_at", "lease_token", "lease_expires_at", "worker_id", "ready_at", "started_at",
-    "finished_at", "iteration", "gather",
+    "finished_at", "iteration", "gather", "code",
 )  # fmt: skip
 UPDATE_STEP = (*STEP_MUTABLE, "run_id", "name")
 UPDATE_STEP_OUTPUT = (*STEP_MUTABLE, "output", "output_blob", "run_id", "name")
@@ -144,7 +144,8 @@ def step_insert_row(s: StepRow, blobs: Blobbing) -> tuple[Any, ...]:
         s.priority, s.attempt, s.recoveries, s.skip_reason, output, s.error_code,
         s.error_message, s.available_at, s.lease_token, s.lease_expires_at, s.worker_id,
         s.ready_at, s.started_at, s.finished_at, options_to_json(s.options), s.reused_from,
-        s.iteration, s.task, input_, s.gather, *_flow_columns(s.options), output_blob, input_blob,
+        s.iteration, s.task, input_, s.gather, s.code, *_flow_columns(s.options), output_blob,
+        input_blob,
     )  # fmt: skip
 
 
@@ -166,7 +167,7 @@ def new_step_row(s: StepRow, edges: dict[int, str]) -> tuple[Any, ...] | None:
         or s.reused_from is not None or s.skip_reason is not None or s.error_code is not None
         or s.error_message is not None or s.lease_token is not None
         or s.lease_expires_at is not None or s.worker_id is not None
-        or s.started_at is not None or s.finished_at is not None
+        or s.started_at is not None or s.finished_at is not None or s.code is not None
     ):  # fmt: skip
         return None
     dependents = edges.get(id(s.dependents))
@@ -191,7 +192,7 @@ def step_update_row(s: StepRow) -> tuple[Any, ...]:
     return (
         s.status, s.unmet, s.attempt, s.recoveries, s.skip_reason, s.error_code, s.error_message,
         s.available_at, s.lease_token, s.lease_expires_at, s.worker_id, s.ready_at, s.started_at,
-        s.finished_at, s.iteration, s.gather, s.run_id, s.name,
+        s.finished_at, s.iteration, s.gather, s.code, s.run_id, s.name,
     )  # fmt: skip
 
 
@@ -201,7 +202,7 @@ def step_update_output_row(s: StepRow, output: bytes | None, blob: str | None) -
     return (
         s.status, s.unmet, s.attempt, s.recoveries, s.skip_reason, s.error_code, s.error_message,
         s.available_at, s.lease_token, s.lease_expires_at, s.worker_id, s.ready_at, s.started_at,
-        s.finished_at, s.iteration, s.gather, output, blob, s.run_id, s.name,
+        s.finished_at, s.iteration, s.gather, s.code, output, blob, s.run_id, s.name,
     )  # fmt: skip
 
 
@@ -363,6 +364,8 @@ def plan_to_json(plan: WorkflowPlan) -> str:
             "version": plan.version,
             "fingerprint": plan.fingerprint,
             "created_at": plan.created_at,
+            "code_changes": plan.code_changes,
+            "graph": plan.graph,
         }
     )
     out = bytearray(head[:-1])
@@ -379,6 +382,7 @@ def plan_to_json(plan: WorkflowPlan) -> str:
                 "priority": s.priority,
                 "inputs": [[name, required] for name, required in s.inputs],
                 "options": None if s.options is None else _options_dict(s.options),
+                "code": s.code,
             }
         )
     out += b"]}"
@@ -392,6 +396,8 @@ def plan_from_json(text: str | bytes) -> WorkflowPlan:
         version=data["version"],
         fingerprint=data["fingerprint"],
         created_at=data["created_at"],
+        code_changes=data.get("code_changes", "pin"),  # plans saved before 0012: pinned
+        graph=data.get("graph"),
         steps=tuple(
             StepPlan(
                 name=s["name"],
@@ -401,6 +407,7 @@ def plan_from_json(text: str | bytes) -> WorkflowPlan:
                 priority=s["priority"],
                 inputs=tuple((name, required) for name, required in s["inputs"]),
                 options=_options_of(s.get("options")),
+                code=s.get("code"),
             )
             for s in data["steps"]
         ),

@@ -106,6 +106,7 @@ CREATE TABLE steps (
     target           TEXT,  -- placement: a worker label, '@' + a worker id, '=' + a step's name
     output_blob      TEXT,  -- the output is the blob of this hash (`output` is then NULL)
     input_blob       TEXT,  -- the input is the blob of this hash (`input` is then NULL)
+    code             TEXT,  -- the code digest of the handler that ran its latest attempt
     PRIMARY KEY (run_id, name)
 );
 

@@ -7,7 +7,8 @@
 s.run_id, s.name, s.idx, s.status, s.unmet, s.dependents, s.optional, s.priority, s.attempt,
 s.recoveries, s.skip_reason, s.output, s.error_code, s.error_message, s.available_at,
 s.lease_token, s.lease_expires_at, s.worker_id, s.ready_at, s.started_at, s.finished_at,
-s.options, s.reused_from, s.iteration, s.task, s.input, s.gather, s.output_blob, s.input_blob
+s.options, s.reused_from, s.iteration, s.task, s.input, s.gather, s.code, s.output_blob,
+s.input_blob
 
 -- The writes of a transaction: the common text is run once per row (executemany); the
 -- [postgres] versions take one array per column and write every row in one statement (the
@@ -19,12 +20,12 @@ INSERT INTO steps (
     run_id, name, idx, status, unmet, dependents, optional, priority, attempt, recoveries,
     skip_reason, output, error_code, error_message, available_at, lease_token, lease_expires_at,
     worker_id, ready_at, started_at, finished_at, options, reused_from, iteration, task, input,
-    gather, queue, concurrency_key, target, output_blob, input_blob
+    gather, code, queue, concurrency_key, target, output_blob, input_blob
 ) VALUES (
     :run_id, :name, :idx, :status, :unmet, :dependents, :optional, :priority, :attempt,
     :recoveries, :skip_reason, :output, :error_code, :error_message, :available_at, :lease_token,
     :lease_expires_at, :worker_id, :ready_at, :started_at, :finished_at, :options, :reused_from,
-    :iteration, :task, :input, :gather, :queue, :concurrency_key, :target, :output_blob,
+    :iteration, :task, :input, :gather, :code, :queue, :concurrency_key, :target, :output_blob,
     :input_blob
 );
 
@@ -34,7 +35,7 @@ INSERT INTO steps (
     run_id, name, idx, status, unmet, dependents, optional, priority, attempt, recoveries,
     skip_reason, output, error_code, error_message, available_at, lease_token, lease_expires_at,
     worker_id, ready_at, started_at, finished_at, options, reused_from, iteration, task, input,
-    gather, queue, concurrency_key, target, output_blob, input_blob
+    gather, code, queue, concurrency_key, target, output_blob, input_blob
 )
 SELECT * FROM unnest(
     CAST(:run_id AS text[]), CAST(:name AS text[]), CAST(:idx AS int[]),
@@ -47,7 +48,8 @@ SELECT * FROM unnest(
     CAST(:ready_at AS double precision[]), CAST(:started_at AS double precision[]),
     CAST(:finished_at AS double precision[]), CAST(:options AS text[]),
     CAST(:reused_from AS text[]), CAST(:iteration AS int[]), CAST(:task AS text[]),
-    CAST(:input AS bytea[]), CAST(:gather AS bytea[]), CAST(:queue AS text[]),
+    CAST(:input AS bytea[]), CAST(:gather AS bytea[]), CAST(:code AS text[]),
+    CAST(:queue AS text[]),
     CAST(:concurrency_key AS text[]), CAST(:target AS text[]), CAST(:output_blob AS text[]),
     CAST(:input_blob AS text[])
 );
@@ -155,7 +157,7 @@ SET status = :status, unmet = :unmet, attempt = :attempt, recoveries = :recoveri
     skip_reason = :skip_reason, error_code = :error_code, error_message = :error_message,
     available_at = :available_at, lease_token = :lease_token, lease_expires_at = :lease_expires_at,
     worker_id = :worker_id, ready_at = :ready_at, started_at = :started_at,
-    finished_at = :finished_at, iteration = :iteration, gather = :gather
+    finished_at = :finished_at, iteration = :iteration, gather = :gather, code = :code
 WHERE run_id = :run_id AND name = :name;
 
 -- name: update_step [postgres]
@@ -166,7 +168,7 @@ SET status = v.status, unmet = v.unmet, attempt = v.attempt, recoveries = v.reco
     available_at = v.available_at, lease_token = v.lease_token,
     lease_expires_at = v.lease_expires_at, worker_id = v.worker_id, ready_at = v.ready_at,
     started_at = v.started_at, finished_at = v.finished_at, iteration = v.iteration,
-    gather = v.gather
+    gather = v.gather, code = v.code
 FROM unnest(
     CAST(:status AS text[]), CAST(:unmet AS int[]), CAST(:attempt AS int[]),
     CAST(:recoveries AS int[]), CAST(:skip_reason AS text[]), CAST(:error_code AS text[]),
@@ -174,11 +176,11 @@ FROM unnest(
     CAST(:lease_token AS text[]), CAST(:lease_expires_at AS double precision[]),
     CAST(:worker_id AS text[]), CAST(:ready_at AS double precision[]),
     CAST(:started_at AS double precision[]), CAST(:finished_at AS double precision[]),
-    CAST(:iteration AS int[]), CAST(:gather AS bytea[]), CAST(:run_id AS text[]),
-    CAST(:name AS text[])
+    CAST(:iteration AS int[]), CAST(:gather AS bytea[]), CAST(:code AS text[]),
+    CAST(:run_id AS text[]), CAST(:name AS text[])
 ) AS v (status, unmet, attempt, recoveries, skip_reason, error_code, error_message,
         available_at, lease_token, lease_expires_at, worker_id, ready_at, started_at,
-        finished_at, iteration, gather, run_id, name)
+        finished_at, iteration, gather, code, run_id, name)
 WHERE s.run_id = v.run_id AND s.name = v.name;
 
 -- name: update_step_output
@@ -188,8 +190,8 @@ SET status = :status, unmet = :unmet, attempt = :attempt, recoveries = :recoveri
     skip_reason = :skip_reason, error_code = :error_code, error_message = :error_message,
     available_at = :available_at, lease_token = :lease_token, lease_expires_at = :lease_expires_at,
     worker_id = :worker_id, ready_at = :ready_at, started_at = :started_at,
-    finished_at = :finished_at, iteration = :iteration, gather = :gather, output = :output,
-    output_blob = :output_blob
+    finished_at = :finished_at, iteration = :iteration, gather = :gather, code = :code,
+    output = :output, output_blob = :output_blob
 WHERE run_id = :run_id AND name = :name;
 
 -- name: update_step_output [postgres]
@@ -200,7 +202,7 @@ SET status = v.status, unmet = v.unmet, attempt = v.attempt, recoveries = v.reco
     available_at = v.available_at, lease_token = v.lease_token,
     lease_expires_at = v.lease_expires_at, worker_id = v.worker_id, ready_at = v.ready_at,
     started_at = v.started_at, finished_at = v.finished_at, iteration = v.iteration,
-    gather = v.gather, output = v.output, output_blob = v.output_blob
+    gather = v.gather, code = v.code, output = v.output, output_blob = v.output_blob
 FROM unnest(
     CAST(:status AS text[]), CAST(:unmet AS int[]), CAST(:attempt AS int[]),
     CAST(:recoveries AS int[]), CAST(:skip_reason AS text[]), CAST(:error_code AS text[]),
@@ -208,11 +210,12 @@ FROM unnest(
     CAST(:lease_token AS text[]), CAST(:lease_expires_at AS double precision[]),
     CAST(:worker_id AS text[]), CAST(:ready_at AS double precision[]),
     CAST(:started_at AS double precision[]), CAST(:finished_at AS double precision[]),
-    CAST(:iteration AS int[]), CAST(:gather AS bytea[]), CAST(:output AS bytea[]),
-    CAST(:output_blob AS text[]), CAST(:run_id AS text[]), CAST(:name AS text[])
+    CAST(:iteration AS int[]), CAST(:gather AS bytea[]), CAST(:code AS text[]),
+    CAST(:output AS bytea[]), CAST(:output_blob AS text[]), CAST(:run_id AS text[]),
+    CAST(:name AS text[])
 ) AS v (status, unmet, attempt, recoveries, skip_reason, error_code, error_message,
         available_at, lease_token, lease_expires_at, worker_id, ready_at, started_at,
-        finished_at, iteration, gather, output, output_blob, run_id, name)
+        finished_at, iteration, gather, code, output, output_blob, run_id, name)
 WHERE s.run_id = v.run_id AND s.name = v.name;
 
 -- name: set_step_key

@@ -19,6 +19,7 @@ from ...core.rate import Rate
 from ...core.rows import (
     ArtifactRow,
     Claims,
+    CodeOf,
     CommitResult,
     EventRow,
     Lease,
@@ -323,6 +324,7 @@ class SQLStore:
         aged_before: float | None = None,
         labels: Collection[str] = (),
         inputs: InputsWanted | None = None,
+        code: CodeOf | None = None,
     ) -> Claims:
         if not fingerprints or limit <= 0:
             return Claims(inputs=None if inputs is None else {})
@@ -333,7 +335,16 @@ class SQLStore:
             txn = await self._transact(
                 "claim",
                 lambda: self._programs.claim(
-                    worker_id, chosen, limit, lease, now, queues, aged_before, labels, inputs
+                    worker_id,
+                    chosen,
+                    limit,
+                    lease,
+                    now,
+                    queues,
+                    aged_before,
+                    labels,
+                    inputs,
+                    code=code,
                 ),
                 lease_only=True,
             )
@@ -385,6 +396,7 @@ class SQLStore:
         aged_before: float | None = None,
         labels: Collection[str] = (),
         inputs: InputsWanted | None = None,
+        code: CodeOf | None = None,
     ) -> tuple[CommitResult, Claims]:
         if not fingerprints or limit <= 0:
             empty = Claims(inputs=None if inputs is None else {})
@@ -396,7 +408,7 @@ class SQLStore:
             # limits' refill) reads the time of the claim, not of the commit's start
             return self._programs.claim(
                 worker_id, chosen, limit, lease, time.time(), queues, aged_before, labels,
-                inputs, session=False,
+                inputs, session=False, code=code,
             )  # fmt: skip
 
         done, taken = await self._transact(
