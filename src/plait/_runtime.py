@@ -13,11 +13,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-import time
 import weakref
 from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any, Protocol
 
+from ._clock import REAL, Clock
 from ._errors import ConfigError, PlaitError, RunConflict, RunNotFound, RunStateError
 from ._portal import Broadcast, Portal
 from .core.rows import Claim, CommitResult, EventRow, Outcome, RunRow, StepRow, WorkflowPlan
@@ -56,6 +56,11 @@ class Stoppable(Protocol):
     """A worker running in this process, as the Runtime knows it: something to stop."""
 
     def stop_threadsafe(self) -> None: ...
+
+    def busy(self) -> bool:
+        """Is it doing anything but waiting for the time (steps in flight, a claim under way)?
+        A virtual clock skips ahead only when no worker is."""
+        ...
 
 
 class EventsWritten(Broadcast):
@@ -353,7 +358,8 @@ class Runtime:
     `max_recoveries`: attempts of a step that may end without an outcome (lease expired, or
     released by a stopping worker) before it fails with `lease_expired` or `abandoned`.
     `poll_interval` / `sweep_interval`: how often waiters look at the store when nothing wakes
-    them, without and with a live push from the store."""
+    them, without and with a live push from the store. `clock`: what reads and waits on the
+    time (`_clock`); real time unless a test gives a `plait.testing.VirtualClock`."""
 
     def __init__(
         self,
@@ -365,6 +371,7 @@ class Runtime:
         sweep_interval: float,
         create: bool = True,
         read_only: bool = False,
+        clock: Clock = REAL,
     ) -> None:
         self.lease = check_lease(lease)
         if (
@@ -382,6 +389,8 @@ class Runtime:
         )  # the artifacts= option is the Runtime's, not the store's
         self.artifacts: ArtifactStorage = storage_for(store_url, option)
         self.store: Store = open_store(store_url, create=create, read_only=read_only)
+        self.clock = clock
+        self.store.clock = clock  # the times a store stamps itself
         self.portal = Portal()
         self.workflows = Workflows()
         self.work_ready = Broadcast()  # steps became ready, or a limited slot freed: wake workers
@@ -461,7 +470,7 @@ class Runtime:
         in one store transaction; its refusal is RunStateError. Wakes this process's waiters."""
         store = await self.ready()
         bound: Action = lambda txn: action(txn, run_id, **options)  # noqa: E731
-        result = await store.apply(bound, time.time())
+        result = await store.apply(bound, self.clock.time())
         if result.refusal is not None:
             raise RunStateError(result.refusal)
         self.committed(result)
@@ -491,7 +500,7 @@ class Runtime:
         if plan.fingerprint not in self.workflows:
             store = await self.ready()
             stamped = WorkflowPlan(
-                plan.name, plan.version, plan.fingerprint, plan.steps, time.time()
+                plan.name, plan.version, plan.fingerprint, plan.steps, self.clock.time()
             )
             await store.save_workflow(stamped)
             self.workflows.add(workflow)

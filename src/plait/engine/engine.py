@@ -23,6 +23,7 @@ from collections.abc import (
 from datetime import datetime, timedelta
 from typing import Any, BinaryIO
 
+from .._clock import REAL, Clock
 from .._errors import InputError
 from .._portal import blocking
 from .._runtime import Observer, Runtime
@@ -135,6 +136,8 @@ class Engine:
     migration; any operation that writes raises StoreError. A SQLite file is opened with
     `mode=ro` (or `immutable=1`, a copy in a directory nobody may write), so a backup copy can
     be read.
+    `clock`: what the engine and its workers read and wait on for the time: real time, unless
+    a test gives a `plait.testing.VirtualClock` (`plait.testing.TestEngine` does).
     """
 
     def __init__(
@@ -147,6 +150,7 @@ class Engine:
         sweep_interval: float = 5.0,
         create: bool = True,
         read_only: bool = False,
+        clock: Clock = REAL,
     ) -> None:
         self._rt = Runtime(
             url,
@@ -156,6 +160,7 @@ class Engine:
             sweep_interval=sweep_interval,
             create=create,
             read_only=read_only,
+            clock=clock,
         )
         self._portal = self._rt.portal
 

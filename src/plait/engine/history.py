@@ -5,7 +5,6 @@ DESIGN §3.3."""
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -78,7 +77,7 @@ async def fork(
         input_json=input_json,
         overrides=encoded,
         by=who,
-        now=time.time(),
+        now=rt.clock.time(),
         state=state_at_fork(await store.get_events(run_id, 0, None), plan_of_fork),
     )
     flow_of_run(rt.workflows.latest(plan.name), plan, steps, value, 0)  # concurrency keys

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Protocol, runtime_checkable
 
+from .._clock import Clock
 from ..core.blobs import BlobStats
 from ..core.queues import QueueConfig
 from ..core.rate import Rate
@@ -43,6 +44,9 @@ class Store(Protocol):
     # "push" (`subscribe` is called), "push_events" (`_engine_watch.PushesEvents`),
     # "change_counter" (`_idle_wait.CountsChanges`: a read that tells whether others committed).
     capabilities: frozenset[str]
+    # The clock of the times a store stamps itself (a claim made in one call with completions, a
+    # record's tombstone); the Runtime sets its own (`_clock`: a test's may be virtual).
+    clock: Clock
 
     async def open(self) -> None:
         """Connect, create or check the schema. Raises StoreError / SchemaVersionError."""
