@@ -8,9 +8,8 @@ loads the rows a transition asks for and commits what it changed, atomically.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from .._clock import Clock
 from ..core.blobs import BlobStats
 from ..core.queues import QueueConfig
 from ..core.rate import Rate
@@ -31,6 +30,9 @@ from ..core.rows import (
     WorkflowPlan,
 )
 from ..core.txn import Action
+
+if TYPE_CHECKING:
+    from .._clock import Clock
 
 # A run to create: its row, its steps and its first events (what `core.cascade.new_run` makes).
 NewRun = tuple[RunRow, Sequence[StepRow], Sequence[EventRow]]

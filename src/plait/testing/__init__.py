@@ -8,6 +8,9 @@
 - `TestEngine()`: an Engine on a memory store whose `clock` (a `VirtualClock`) the test moves,
   or which skips by itself to what is due: delays, retries, expiries, deadlines, rate limits,
   schedules and leases without waiting.
+- `explore_crashes(wf, input, mocks=, effects=)`: the run again and again, its worker crashing
+  before and after each durable write and each step delivered twice; `SideEffects` stands for
+  the outside world the steps call with idempotency keys; `CrashesFound` names what broke.
 - `export_run(engine, run_id, path)` and `assert_replays(path, wf)`: a recorded run kept with
   the tests, checked against today's code.
 - the pytest plugin (`plait.testing.plugin`, entry point `pytest11`): the `plait_engine`
@@ -24,12 +27,16 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .clock import TestEngine, VirtualClock
+    from .crashes import CrashesFound, SideEffects, explore_crashes
     from .histories import ReplayMismatch, assert_replays, export_run, load_history
     from .inline import RunStuck, run, run_async
     from .results import RunResult, assert_completed, describe
     from .steps import Recorded, Saved, Spawned, StepCall, call_step, call_step_async
 
 _LAZY = {
+    "CrashesFound": ".crashes",
+    "SideEffects": ".crashes",
+    "explore_crashes": ".crashes",
     "TestEngine": ".clock",
     "VirtualClock": ".clock",
     "ReplayMismatch": ".histories",
@@ -51,11 +58,13 @@ _LAZY = {
 }
 
 __all__ = [
+    "CrashesFound",
     "Recorded",
     "ReplayMismatch",
     "RunResult",
     "RunStuck",
     "Saved",
+    "SideEffects",
     "Spawned",
     "StepCall",
     "TestEngine",
@@ -65,6 +74,7 @@ __all__ = [
     "call_step",
     "call_step_async",
     "describe",
+    "explore_crashes",
     "export_run",
     "load_history",
     "run",
