@@ -20,9 +20,9 @@ and each admission of a concurrency key. A schedule names one write and a side o
 - `twice:STEP`: nothing dies, but STEP's code is called twice for its one attempt (a step is
   delivered at least once: a second delivery must do no harm).
 
-A worker that dies is frozen: every store call it makes from then on never returns, and its
-event loop is stopped, as a killed process's would be (a handler already running in one of its
-threads may still finish, its outcome lost). The test moves the virtual clock past the lease
+A worker that dies is frozen: every store call it makes from then on never returns, as a
+killed process's would not; its tasks are then cancelled and its event loop stopped (a handler
+already running in one of its threads may still finish, its outcome lost). The test moves the virtual clock past the lease
 and starts a fresh worker, which recovers the dead one's steps at once and finishes the run.
 
 Each schedule's run is then held against the run without crashes: it must end with the same
@@ -48,12 +48,12 @@ from typing import Any
 from .._errors import InputError
 from ..core.rows import Claims, Outcome
 from ..engine.engine import Engine
+from ..worker.worker import Worker
 from ..workflow.definition import Workflow
 from .clock import TestEngine, VirtualClock
 from .mocks import with_mocks
 
 RUN_ID = "explored"
-_DEAD: list[set[asyncio.Task[Any]]] = []  # the tasks of dead workers (a few per crash)
 DEFAULT_LEASE = 30.0
 
 
@@ -386,11 +386,24 @@ def _use_store(engine: Engine, store: _CrashingStore) -> None:
 
 
 def _abandon(engine: TestEngine, clock: VirtualClock) -> None:
-    """A dead worker's engine: its loop stopped with the worker's calls hanging in it."""
+    """End a dead worker's engine: its tasks, hanging in store calls, are cancelled until none
+    is left (each cancellation may meet another hanging call in a `finally`), then its loop
+    stops. Nothing it does reaches the store any more."""
     clock.detach(id(engine))
-    loop = engine._portal._loop
+    for worker in list(engine._rt.workers):
+        if isinstance(worker, Worker):
+            worker._pool.shutdown()  # its handler threads end once idle
     with contextlib.suppress(Exception):
-        engine._portal.close()
-    if loop is not None:
-        # its tasks hang for good: kept, so that nothing collects (and closes) them noisily
-        _DEAD.append(asyncio.all_tasks(loop))
+        engine._portal.call(_cancel_all())
+    engine._portal.close()
+
+
+async def _cancel_all(rounds: int = 100) -> None:
+    me = asyncio.current_task()
+    for _ in range(rounds):
+        tasks = [t for t in asyncio.all_tasks() if t is not me]
+        if not tasks:
+            return
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait(tasks, timeout=0.05)
