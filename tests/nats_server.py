@@ -3,7 +3,9 @@ package (2.12 or newer: the machine's Debian nats-server 2.9 cannot hold a plait
 
 `server_url()` starts one server for the whole session (lazily, stopped at exit); each test gets
 its own namespace, so tests never see each other's keys. `NatsServer` is for tests that kill and
-restart a server themselves. Every server fsyncs each write (`sync_interval: always`).
+restart a server themselves. Every server fsyncs each write (`sync_interval: always`) unless
+told otherwise; the shared one lets clients read its VARZ (`VARZ_ACCOUNTS`), so that the store
+knows that setting.
 """
 
 from __future__ import annotations
@@ -62,12 +64,33 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# The system account's VARZ service imported into the account clients without a user land in,
+# so that a store may read the server's settings (docs/nats.md: `plait doctor`).
+VARZ_ACCOUNTS = """accounts {
+  SYS: { users: [{user: sys, password: sys}], exports: [{service: "$SYS.REQ.SERVER.PING.VARZ"}] }
+  APP: {
+    jetstream: enabled
+    users: [{user: app, password: app}]
+    imports: [{service: {account: SYS, subject: "$SYS.REQ.SERVER.PING.VARZ"}}]
+  }
+}
+system_account: SYS
+no_auth_user: app
+"""
+
+
 class NatsServer:
     """One nats-server with JetStream, its data in `directory`, on a free port (kept across
     restarts, so a URL stays valid)."""
 
     def __init__(
-        self, directory: Path, port: int | None = None, extra: str = "", jetstream: bool = True
+        self,
+        directory: Path,
+        port: int | None = None,
+        extra: str = "",
+        jetstream: bool = True,
+        sync: str = "always",
+        varz: bool = False,
     ) -> None:
         path = binary()
         if path is None:
@@ -77,7 +100,9 @@ class NatsServer:
         self.port = port or free_port()
         self.config = directory / "nats.conf"
         self.log = directory / "nats.log"
-        js = f'jetstream {{ store_dir: "{directory / "js"}", sync_interval: always }}\n'
+        js = f'jetstream {{ store_dir: "{directory / "js"}", sync_interval: {sync} }}\n'
+        if varz:  # clients (no user) in an account that may ask the server for its VARZ
+            extra = VARZ_ACCOUNTS + extra
         self.config.write_text(f"listen: 127.0.0.1:{self.port}\n{js if jetstream else ''}{extra}\n")
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -130,7 +155,7 @@ def server_url() -> str | None:
         return None
     if _shared is None:
         directory = Path(tempfile.mkdtemp(prefix="plait-nats-"))
-        server = NatsServer(directory)
+        server = NatsServer(directory, varz=True)
         server.start()
         _shared = server
 

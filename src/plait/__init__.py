@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from .data.states import State, StatePage, States
     from .declare.actions import action
     from .declare.loader import load, loads
+    from .engine.doctor import DoctorCheck
     from .engine.engine import Engine, RunHandle
     from .engine.schedules import Schedule
     from .engine.views import (
@@ -54,6 +55,9 @@ if TYPE_CHECKING:
         Event,
         FailedStep,
         FailedStepPage,
+        FailureFilter,
+        FailureRetry,
+        FailureRetryItem,
         Inspection,
         Queue,
         Run,
@@ -63,6 +67,8 @@ if TYPE_CHECKING:
         Waiting,
         WorkflowInfo,
     )
+    from .stores import register_store
+    from .stores.protocol import Store
     from .workflow.context import StepCancelled, StepContext
     from .workflow.definition import Workflow
     from .workflow.options import Approval
@@ -72,6 +78,7 @@ if TYPE_CHECKING:
 _LAZY: dict[str, str] = {
     "BlobStats": ".core.blobs",
     "Goto": ".core.loops",
+    "DoctorCheck": ".engine.doctor",
     "Rate": ".core.rate",
     "Retry": ".core.retry",
     "RunStatus": ".core.rows",
@@ -92,6 +99,8 @@ _LAZY: dict[str, str] = {
     "StatePage": ".data.states",
     "States": ".data.states",
     "Engine": ".engine.engine",
+    "Store": ".stores.protocol",
+    "register_store": ".stores",
     "RunHandle": ".engine.engine",
     "Schedule": ".engine.schedules",
     "BulkItem": ".engine.views",
@@ -99,6 +108,9 @@ _LAZY: dict[str, str] = {
     "Event": ".engine.views",
     "FailedStep": ".engine.views",
     "FailedStepPage": ".engine.views",
+    "FailureFilter": ".engine.views",
+    "FailureRetry": ".engine.views",
+    "FailureRetryItem": ".engine.views",
     "Inspection": ".engine.views",
     "Queue": ".engine.views",
     "Run": ".engine.views",
@@ -129,10 +141,14 @@ __all__ = [
     "ConfigError",
     "DeclarationError",
     "DefinitionError",
+    "DoctorCheck",
     "Engine",
     "Event",
     "FailedStep",
     "FailedStepPage",
+    "FailureFilter",
+    "FailureRetry",
+    "FailureRetryItem",
     "Goto",
     "Handle",
     "InputError",
@@ -172,6 +188,7 @@ __all__ = [
     "StepError",
     "StepStatus",
     "StepTopology",
+    "Store",
     "StoreError",
     "Topology",
     "Waiting",
@@ -183,6 +200,7 @@ __all__ = [
     "action",
     "load",
     "loads",
+    "register_store",
 ]
 
 

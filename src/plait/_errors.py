@@ -7,7 +7,7 @@ PlaitError
 ├── ConfigError            a queue was configured with a bad value (also a ValueError)
 ├── WorkflowNotFound       start() named a workflow nobody registered
 ├── RunNotFound            an operation named a run id that does not exist
-├── RunConflict            a run id is already used by a different workflow
+├── RunConflict            a run id is already used by a different workflow, or input
 ├── RunFailed              result(): the run ended failed (`.failures`: step → StepError)
 ├── RunCancelled           result(): the run was cancelled
 ├── RunStateError          an operation the run's current state does not allow
@@ -24,7 +24,9 @@ PlaitError
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 
 class PlaitError(Exception):
@@ -75,8 +77,9 @@ class RunNotFound(PlaitError):
 
 
 class RunConflict(PlaitError):
-    """The run id is already used by a run of another workflow; choose another id. `run_id`
-    names it (None when the message is the only word on it); from `start_many`, `index` says
+    """The run id is already used by a run of another workflow, or by a run of the same
+    workflow with a different input (`start(..., if_exists="return")` takes that run as it
+    is); choose another id. `run_id` names it (None when the message is the only word on it); from `start_many`, `index` says
     which of its inputs it is (its message starts `inputs[i]: `)."""
 
     run_id: str | None = None
@@ -88,6 +91,16 @@ class RunConflict(PlaitError):
         exc = cls(
             f"run id {run_id!r} is already used by a run of workflow {used_by!r}, "
             f"not {wanted!r}; choose another run id"
+        )
+        exc.run_id = run_id
+        return exc
+
+    @classmethod
+    def input_differs(cls, run_id: str, workflow: str) -> RunConflict:
+        """Run id `run_id` is a run of `workflow` started with another input."""
+        exc = cls(
+            f"run id {run_id!r} is already a run of workflow {workflow!r} with a different "
+            "input; choose another run id, or pass if_exists='return' to get that run as it is"
         )
         exc.run_id = run_id
         return exc
@@ -190,18 +203,35 @@ class StepFailure(Exception):
 
     retryable: bool | None = None
 
-    def __init__(self, message: str = "", *, code: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str = "",
+        *,
+        code: str | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.code = code or type(self).__name__
+        if details is not None and not isinstance(details, Mapping):
+            raise TypeError(
+                f"{type(self).__name__}(details=...) must be a mapping (a JSON object), "
+                f"got {type(details).__name__}"
+            )
+        # a JSON object kept with the error (`step_failed`/`step_retrying` events, runs show)
+        self.details = None if details is None else dict(details)
 
 
 class Retryable(StepFailure):
-    """Raise in a step to fail this attempt and retry while the retry policy has attempts left."""
+    """Raise in a step to fail this attempt and retry while the retry policy has attempts left.
+    `code` is the error code recorded (default "Retryable"); `details` a JSON object recorded
+    with the error."""
 
     retryable = True
 
 
 class Permanent(StepFailure):
-    """Raise in a step to fail it now, without retrying, whatever attempts remain."""
+    """Raise in a step to fail it now, without retrying, whatever attempts remain. `code` is the
+    error code recorded (default "Permanent"); `details` a JSON object recorded with the error
+    (shown by `plait runs show RUN --step STEP` and in the step's events)."""
 
     retryable = False

@@ -14,10 +14,34 @@ import functools
 import threading
 from collections.abc import Callable, Coroutine, Sequence
 from concurrent.futures import Future
+from concurrent.futures import wait as wait_futures
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+# Python runs signal handlers in the main thread only, when it wakes. A signal the kernel gives
+# to another thread (the loop's, a handler's: any may take it) waits until the main thread's
+# wait ends, which may be never: a worker deaf to SIGTERM, a Ctrl-C that does nothing. The main
+# thread therefore waits in slices of this many seconds.
+SIGNAL_SLICE = 0.2
+
+
+def acquire(lock: Any) -> None:
+    """`lock.acquire()`, in slices on the main thread (see SIGNAL_SLICE)."""
+    if threading.current_thread() is not threading.main_thread():
+        lock.acquire()
+        return
+    while not lock.acquire(timeout=SIGNAL_SLICE):
+        pass
+
+
+def result(future: Future[R]) -> R:
+    """`future.result()`, waiting in slices on the main thread (see SIGNAL_SLICE)."""
+    if threading.current_thread() is threading.main_thread():
+        while not future.done():
+            wait_futures([future], timeout=SIGNAL_SLICE)
+    return future.result()
 
 
 class Portal:
@@ -96,7 +120,7 @@ class Portal:
         except BaseException:  # the loop is closed
             coro.close()
             raise
-        ended.acquire()
+        acquire(ended)
         return box[0].result()
 
     def call_soon(self, fn: Callable[[], Any]) -> None:

@@ -18,12 +18,13 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any, Protocol
 
 from ._clock import REAL, Clock
+from ._codec import MESSAGE_LIMIT
 from ._errors import ConfigError, PlaitError, RunConflict, RunNotFound, RunStateError
 from ._portal import Broadcast, Portal
 from .core.rows import Claim, CommitResult, EventRow, Outcome, RunRow, StepRow, WorkflowPlan
 from .core.txn import Action
 from .data.artifacts import ArtifactStorage, split_url, storage_for
-from .stores import Store, open_store
+from .stores import Store, check_store, open_store
 from .stores.protocol import NewRun
 from .workflow.definition import Workflow
 
@@ -351,6 +352,9 @@ def _positive(name: str, value: object) -> float:
     return float(value)
 
 
+MIN_ERROR_LIMIT = 256  # bytes: room for a sentence and the cut's marker
+
+
 class Runtime:
     """What one Engine shares with its workers and operations (see the module docstring).
 
@@ -358,8 +362,9 @@ class Runtime:
     `max_recoveries`: attempts of a step that may end without an outcome (lease expired, or
     released by a stopping worker) before it fails with `lease_expired` or `abandoned`.
     `poll_interval` / `sweep_interval`: how often waiters look at the store when nothing wakes
-    them, without and with a live push from the store. `clock`: what reads and waits on the
-    time (`_clock`); real time unless a test gives a `plait.testing.VirtualClock`."""
+    them, without and with a live push from the store. `error_limit`: bytes of a step's error
+    message kept (the rest is cut, saying how much). `clock`: what reads and waits on the time
+    (`_clock`); real time unless a test gives a `plait.testing.VirtualClock`."""
 
     def __init__(
         self,
@@ -371,9 +376,20 @@ class Runtime:
         sweep_interval: float,
         create: bool = True,
         read_only: bool = False,
+        store: Store | None = None,
+        error_limit: int = MESSAGE_LIMIT,
         clock: Clock = REAL,
     ) -> None:
         self.lease = check_lease(lease)
+        if (
+            isinstance(error_limit, bool)
+            or not isinstance(error_limit, int)
+            or error_limit < MIN_ERROR_LIMIT
+        ):
+            raise PlaitError(
+                f"error_limit must be an integer >= {MIN_ERROR_LIMIT} (bytes), got {error_limit!r}"
+            )
+        self.error_limit = error_limit  # bytes of a step's error message kept
         if (
             isinstance(max_recoveries, bool)
             or not isinstance(max_recoveries, int)
@@ -383,14 +399,20 @@ class Runtime:
         self.max_recoveries = max_recoveries
         self.poll_interval = _positive("poll_interval", poll_interval)
         self.sweep_interval = _positive("sweep_interval", sweep_interval)
-        self.url = url
-        store_url, option = split_url(
-            url
-        )  # the artifacts= option is the Runtime's, not the store's
-        self.artifacts: ArtifactStorage = storage_for(store_url, option)
-        self.store: Store = open_store(store_url, create=create, read_only=read_only)
+        if store is not None:  # a store object (a third party's): its artifacts in its blobs
+            self.store: Store = check_store(store)
+            self.url = url = self.store.url
+            self.artifacts: ArtifactStorage = storage_for(None, None)
+        else:
+            self.url = url
+            store_url, option = split_url(
+                url
+            )  # the artifacts= option is the Runtime's, not the store's
+            self.artifacts = storage_for(store_url, option)
+            self.store = open_store(store_url, create=create, read_only=read_only)
         self.clock = clock
-        self.store.clock = clock  # the times a store stamps itself
+        with contextlib.suppress(AttributeError):  # a store object that does not take it
+            self.store.clock = clock  # the times a store stamps itself
         self.portal = Portal()
         self.workflows = Workflows()
         self.work_ready = Broadcast()  # steps became ready, or a limited slot freed: wake workers

@@ -136,10 +136,18 @@ def test_a_run_id_of_another_workflow_names_the_line_and_the_flag(
 
 def test_one_run_with_input_and_run_id(cli: Cli, app: Path, engine: plait.Engine) -> None:
     first = cli("start", str(app), "--input", '{"n": 8}', "--run-id", "one")
-    again = cli("start", str(app), "--input", '{"n": 9}', "--run-id", "one")
+    again = cli("start", str(app), "--input", '{"n": 8}', "--run-id", "one")
+    other = cli("start", str(app), "--input", '{"n": 9}', "--run-id", "one")
+    returned = cli("start", str(app), "--input", '{"n": 9}', "--run-id", "one", "--if-exists",
+                   "return")  # fmt: skip
 
-    assert first.code == again.code == 0, first.stderr
-    assert first.stdout == again.stdout == "one\n"
+    assert first.code == again.code == returned.code == 0, first.stderr
+    assert first.stdout == again.stdout == returned.stdout == "one\n"
+    assert other.code == 2
+    assert other.stderr.strip() == (
+        "plait: error: run id 'one' is already a run of workflow 'sq' with a different input; "
+        "choose another --run-id, or pass --if-exists return to get that run as it is"
+    )
     assert results(engine, app, ["one"]) == [{"square": 64}]
 
 

@@ -3,6 +3,12 @@
 A store joins the suite by adding one `Backend` to BACKENDS. A backend whose server is missing is
 skipped on a developer's machine, but fails under CI=true: CI must never pass by not testing.
 
+A store from outside plait runs the suite too (docs/stores.md): point PLAIT_CONTRACT_STORE at
+its factory, `module:function`, called as `factory(url, create=…, read_only=…)` with a URL of
+the scheme `contract-outside` naming a fresh directory (`contract-outside:///tmp/…/`): the same
+URL again is the same store. PLAIT_CONTRACT_DURABLE=1 says the store keeps what it wrote across
+opening it again; PLAIT_CONTRACT_BACKENDS=outside (names, comma-separated) runs only it.
+
 Tests may be plain `async def` functions: tests/conftest.py runs each one in a fresh event loop,
 so the suite needs no asyncio plugin.
 """
@@ -60,6 +66,58 @@ BACKENDS = [
     Backend("postgres", _postgres_url, durable=True, missing=postgres_server.unavailable_reason),
     Backend("nats", _nats_url, durable=True, missing=nats_server.unavailable_reason),
 ]
+
+OUTSIDE_SCHEME = "contract-outside"
+
+
+def _outside() -> Backend | None:
+    """The backend of a store from outside plait (PLAIT_CONTRACT_STORE), if one is named."""
+    target = os.environ.get("PLAIT_CONTRACT_STORE")
+    if not target:
+        return None
+    import importlib
+
+    from plait.stores import register_store
+
+    module, _, name = target.partition(":")
+    if not name:
+        raise pytest.UsageError(
+            f"PLAIT_CONTRACT_STORE={target!r}: write module:factory (my_store.testing:make)"
+        )
+    factory = getattr(importlib.import_module(module), name)
+    register_store(OUTSIDE_SCHEME, factory)
+    _install_entry_point(target)
+    durable = os.environ.get("PLAIT_CONTRACT_DURABLE", "") == "1"
+    return Backend("outside", lambda tmp: f"{OUTSIDE_SCHEME}://{tmp}/", durable=durable)
+
+
+def _install_entry_point(target: str) -> None:
+    """Make the outside store's scheme known to the processes tests start (`plait worker
+    --db contract-outside://…`) as a package installs it: an entry point of the group
+    `plait.stores`, in a dist-info folder on their PYTHONPATH (with this checkout's root, so
+    that they import the factory's module as this process does)."""
+    import tempfile
+
+    site = Path(tempfile.mkdtemp(prefix="plait-contract-outside-"))
+    info = site / "plait_contract_outside-0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: plait-contract-outside\nVersion: 0\n", encoding="utf-8"
+    )
+    (info / "entry_points.txt").write_text(
+        f"[plait.stores]\n{OUTSIDE_SCHEME} = {target}\n", encoding="utf-8"
+    )
+    root = Path(__file__).resolve().parents[2]
+    paths = [str(site), str(root), *filter(None, [os.environ.get("PYTHONPATH")])]
+    os.environ["PYTHONPATH"] = os.pathsep.join(paths)
+
+
+_outside_backend = _outside()
+if _outside_backend is not None:
+    BACKENDS.append(_outside_backend)
+_only = os.environ.get("PLAIT_CONTRACT_BACKENDS")
+if _only:
+    BACKENDS = [b for b in BACKENDS if b.name in _only.split(",")]
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -152,9 +152,11 @@ def test_start_is_idempotent_by_run_id(engine: plait.Engine) -> None:
         return n
 
     first = engine.start(wf, {"n": 1}, run_id="same")
-    second = engine.start(wf, {"n": 2}, run_id="same")
+    second = engine.start(wf, {"n": 1}, run_id="same")
+    third = engine.start(wf, {"n": 2}, run_id="same", if_exists="return")
     serve(engine, first)
-    assert second.id == first.id and second.result() == {"only": 1}
+    assert second.id == third.id == first.id and second.result() == {"only": 1}
+    assert (first.created, second.created, third.created) == (True, False, False)
     assert calls == [1]
     assert len(engine.list_runs().runs) == 1
 

@@ -73,9 +73,12 @@ def test_start_many_with_run_ids_is_idempotent_per_id(engine: plait.Engine) -> N
     wf = squares()
     first = engine.start(wf, {"n": 2}, run_id="b")
 
-    handles = engine.start_many(wf, [{"n": 1}, {"n": 9}, {"n": 3}, {"n": 8}], run_ids=list("abca"))
+    handles = engine.start_many(
+        wf, [{"n": 1}, {"n": 9}, {"n": 3}, {"n": 8}], run_ids=list("abca"), if_exists="return"
+    )
 
     assert [h.id for h in handles] == ["a", "b", "c", "a"]
+    assert [h.created for h in handles] == [True, False, True, False]
     engine.run_worker(until=handles, timeout=30)
     # "b" is the run started before; the second "a" is the first
     assert [h.result() for h in handles] == [
@@ -86,7 +89,7 @@ def test_start_many_with_run_ids_is_idempotent_per_id(engine: plait.Engine) -> N
     ]
     assert first.result() == {"plus_one": 5}
     assert len(engine.list_runs().runs) == 3
-    again = engine.start_many(wf, [{"n": 5}] * 3, run_ids=["a", "b", "c"])  # all exist
+    again = engine.start_many(wf, [{"n": 5}] * 3, run_ids=["a", "b", "c"], if_exists="return")
     assert [h.id for h in again] == ["a", "b", "c"] and len(engine.list_runs().runs) == 3
 
 
@@ -113,7 +116,7 @@ def test_a_run_id_taken_meanwhile_stops_start_many_at_its_transaction(
     transaction that holds it writes nothing, and the message says which runs were started."""
     monkeypatch.setattr(runs, "CHUNK_RUNS", 2)
 
-    async def nothing_taken(store: Store, workflow: str, ids: list[str]) -> None:
+    async def nothing_taken(store: Store, workflow: str, ids: list[str], *_: object) -> None:
         await engine.start_async(other(), run_id="r3")  # as if between the check and the writes
 
     monkeypatch.setattr(runs, "_check_taken", nothing_taken)
@@ -339,10 +342,11 @@ def test_a_conflict_in_a_shared_commit_is_only_its_own_start_s(
         [
             lambda: engine.start(wf, {"n": 1}, run_id="b"),
             lambda: engine.start(wf, {"n": 2}, run_id="taken"),
-            lambda: engine.start(wf, {"n": 3}, run_id="b"),  # the same id twice: one run
+            lambda: engine.start(wf, {"n": 1}, run_id="b"),  # the same id twice: one run
+            lambda: engine.start(wf, {"n": 3}, run_id="b"),  # and with another input: refused
         ],
     )
-    wait_until(lambda: held.queued() == 3, "three starts to queue")
+    wait_until(lambda: held.queued() == 4, "four starts to queue")
     held.release.set()
     for t in threads + more:
         t.join(timeout=30)
@@ -353,7 +357,13 @@ def test_a_conflict_in_a_shared_commit_is_only_its_own_start_s(
         "choose another run id"
     )
     assert [first[0].id, rest[0].id, rest[2].id] == ["a", "b", "b"]
+    assert [first[0].created, rest[0].created, rest[2].created] == [True, True, False]
+    assert isinstance(rest[3], plait.RunConflict)
+    assert "run id 'b' is already a run of workflow 'squares' with a different input" in str(
+        rest[3]
+    )
     assert sorted(r.id for r in engine.list_runs().runs) == ["a", "b", "taken"]
+    assert engine.get_run("b").input == {"n": 1}
 
 
 def test_a_start_given_up_before_its_commit_is_not_written(

@@ -5,6 +5,8 @@
   slot is freed: a `plait worker --concurrency 1` goes on to the next step.
 - A worker whose every slot is held by a handler that ignores its cancellation (async) or
   `ctx.cancelled` (sync) still stops on SIGTERM: grace, then release, then exit.
+- A SIGTERM that the kernel delivers to a handler's thread rather than the main one still stops
+  the worker (its main thread waits in slices, so Python runs the handler).
 - A step that wedges every worker that takes it is handed back by each stopping worker; those
   hand-backs count toward `max_recoveries`, so it ends `failed` (`abandoned`) instead of
   poisoning workers forever.
@@ -54,7 +56,13 @@ class Worker:
     def __init__(self, tmp_path: Path, cmd: list[str], name: str) -> None:
         self.log = tmp_path / f"{name}.log"
         self.go = tmp_path / "go"
-        env = {**os.environ, app.GO_ENV: str(self.go), "PYTHONUNBUFFERED": "1"}
+        self.started = tmp_path / "started"
+        env = {
+            **os.environ,
+            app.GO_ENV: str(self.go),
+            app.STARTED_ENV: str(self.started),
+            "PYTHONUNBUFFERED": "1",
+        }
         with self.log.open("wb") as err:
             self.popen = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, env=env)
 
@@ -170,22 +178,41 @@ def test_sigterm_stops_a_worker_whose_every_slot_is_wedged(
         assert "step 'stuck' (run 'deaf_async-1') did not stop when cancelled" in worker.text()
 
 
+def test_sigterm_stops_a_worker_whichever_thread_the_kernel_gives_it_to(
+    url: str, engine: plait.Engine, tmp_path: Path, workers: list[Worker]
+) -> None:
+    # the step sends SIGTERM to its own thread: the worker's main thread must still act on it
+    run = engine.start(app.self_term, run_id="self-term")
+    cmd = [sys.executable, str(APP), url, "2"]
+    worker = Worker(tmp_path, cmd, "self_term")
+    workers.append(worker)
+    code = worker.popen.wait(timeout=DEADLINE)  # no signal from here: it stops by itself
+    assert code == 0, worker.text()
+    # the graceful stop: past the grace period the step is handed back to other workers
+    assert status(engine, run.id, "terminate") == "ready"
+    assert [e.type for e in engine.events(run.id) if e.step == "terminate"][-1] == "step_released"
+
+
 def test_a_step_that_wedges_every_worker_fails_after_max_recoveries(
     url: str, engine: plait.Engine, tmp_path: Path, workers: list[Worker]
 ) -> None:
     max_recoveries = 2
     run = engine.start(app.deaf_sync, run_id="poison")
+    started = tmp_path / "started"  # each stuck handler appends its pid
     for i in range(max_recoveries + 1):
         cmd = [sys.executable, str(APP), url, str(max_recoveries)]
         worker = Worker(tmp_path, cmd, f"script{i}")
         workers.append(worker)
+        # its handler has started (a claim not yet started is handed back uncounted)
+        pid = str(worker.popen.pid)
         wait_for(
-            lambda: status(engine, run.id, "stuck"),
-            lambda s: s == "running",
-            f"worker {i} to take the step",
+            lambda: started.read_text().split() if started.exists() else [],
+            lambda pids: pid in pids,  # noqa: B023 (read within the iteration)
+            f"worker {i} to start the step's handler",
             worker.text,
             DEADLINE,
         )
+        assert status(engine, run.id, "stuck") == "running"
         assert worker.stop(timeout=15) == 0, worker.text()
 
     step = steps(engine, run.id)["stuck"]

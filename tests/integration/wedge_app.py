@@ -16,17 +16,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
 import plait
 
 GO_ENV = "PLAIT_WEDGE_GO"
+STARTED_ENV = "PLAIT_WEDGE_STARTED"  # a file each `stuck` handler appends a line to as it starts
 
 
 def go() -> bool:
     return Path(os.environ[GO_ENV]).exists()
+
+
+def mark_started() -> None:
+    if STARTED_ENV in os.environ:
+        with open(os.environ[STARTED_ENV], "a") as f:
+            f.write(f"{os.getpid()}\n")
 
 
 class Odd(BaseException):
@@ -78,6 +87,7 @@ deaf_sync = plait.Workflow("deaf_sync")
 
 @deaf_async.step(name="stuck")
 async def stuck_async() -> str:
+    mark_started()
     while not go():
         with contextlib.suppress(asyncio.CancelledError):  # the worker cannot interrupt it
             await asyncio.sleep(0.05)
@@ -86,8 +96,24 @@ async def stuck_async() -> str:
 
 @deaf_sync.step(name="stuck")
 def stuck_sync() -> str:
+    mark_started()
     while not go():
         time.sleep(0.05)  # never looks at ctx.cancelled
+    return "went"
+
+
+# -- a SIGTERM that the kernel gives to a handler's thread, not the main one -------------------
+
+# Python runs its signal handlers on the main thread when that thread wakes; a worker's main
+# thread that waited without waking never ran the worker's SIGTERM handler.
+self_term = plait.Workflow("self_term")
+
+
+@self_term.step
+def terminate(ctx: plait.StepContext) -> str:
+    signal.pthread_kill(threading.get_ident(), signal.SIGTERM)  # to this thread only
+    while not ctx.cancelled and not go():
+        time.sleep(0.05)
     return "went"
 
 
@@ -112,7 +138,7 @@ def next_in_line() -> str:
 def main() -> None:
     url, max_recoveries = sys.argv[1], int(sys.argv[2])
     engine = plait.Engine(url, max_recoveries=max_recoveries)
-    for wf in (rude, deaf_async, deaf_sync, threads):
+    for wf in (rude, deaf_async, deaf_sync, threads, self_term):
         engine.register(wf)
     print("ready", flush=True)
     try:

@@ -87,6 +87,45 @@ def test_start_errors(client: TestClient, engine: plait.Engine) -> None:
     assert engine.count_runs() == 1  # nothing else was written
 
 
+def test_start_with_identity_and_list_by_labels(client: TestClient, engine: plait.Engine) -> None:
+    body = {"workflow": "shop", "input": {"order_id": 7}, "run_id": "o-7", "name": "seven",
+            "labels": {"customer": "42", "tier": "gold"}, "metadata": {"ticket": "T-1"}}  # fmt: skip
+    run = ok(client.post("/api/v1/runs", json=body, headers=AUTH), 201)
+    assert (run["name"], run["labels"], run["metadata"]) == (
+        "seven", {"customer": "42", "tier": "gold"}, {"ticket": "T-1"},
+    )  # fmt: skip
+    again = ok(client.post("/api/v1/runs", json=body, headers=AUTH), 200)  # it existed
+    assert again["id"] == "o-7"
+    ok(client.post("/api/v1/runs", json={"workflow": "shop", "input": {"order_id": 8},
+                                         "labels": {"customer": "42"}}, headers=AUTH), 201)  # fmt: skip
+    by_customer = ok(client.get("/api/v1/runs?label=customer=42&count=true"))
+    assert len(by_customer["runs"]) == 2 and by_customer["count"] == 2
+    both = ok(client.get("/api/v1/runs", params=[("label", "customer=42"), ("label", "tier=gold")]))
+    assert [r["id"] for r in both["runs"]] == ["o-7"]
+    assert ok(client.get("/api/v1/runs?q=SEVEN"))["runs"][0]["id"] == "o-7"
+    refused(client.post("/api/v1/runs", json={**body, "input": {"order_id": 9}}, headers=AUTH),
+            409, "RunConflict", "already a run of workflow 'shop' with a different input")  # fmt: skip
+    returned = {**body, "input": {"order_id": 9}, "if_exists": "return"}
+    assert ok(client.post("/api/v1/runs", json=returned, headers=AUTH), 200)["input"] == {
+        "order_id": 7
+    }
+
+
+def test_identity_errors(client: TestClient, engine: plait.Engine) -> None:
+    start = {"workflow": "shop", "input": {"order_id": 7}}
+    refused(client.post("/api/v1/runs", json={**start, "labels": {"customer": 42}}, headers=AUTH),
+            422, "ValidationError", "labels")  # fmt: skip
+    refused(client.post("/api/v1/runs", json={**start, "labels": {"a b": "1"}}, headers=AUTH),
+            422, "InputError", "start: invalid label key 'a b'")  # fmt: skip
+    refused(client.post("/api/v1/runs", json={**start, "if_exists": "no"}, headers=AUTH),
+            422, "ValidationError", "if_exists")  # fmt: skip
+    refused(client.get("/api/v1/runs?label=customer"), 422, "InputError",
+            "invalid label 'customer': write it as key=value")  # fmt: skip
+    refused(client.get("/api/v1/runs?label=k=1&label=k=2"), 422, "InputError",
+            "label 'k' is given twice")  # fmt: skip
+    assert engine.count_runs() == 0
+
+
 # -- a run's steps, events, graph, timeline, artifacts ----------------------------------------------
 
 
@@ -334,7 +373,24 @@ def test_waiting_and_failed_steps(client: TestClient, engine: plait.Engine) -> N
         ("fl-1", "boom", "unlucky")
     ]
     assert ok(client.get("/api/v1/failed-steps?workflow=shop"))["steps"] == []
+    assert len(ok(client.get("/api/v1/failed-steps?step=boom&code=unlucky&since=0"))["steps"]) == 1
+    assert ok(client.get("/api/v1/failed-steps?code=other"))["steps"] == []
     refused(client.get("/api/v1/failed-steps?cursor=zz"), 422, "InputError", "invalid cursor")
+    refused(client.get("/api/v1/failed-steps?since=soon"), 422, "ValidationError", "since")
+    count = ok(client.post("/api/v1/failed-steps/retry", json={"step": "boom"}, headers=AUTH))
+    assert (count["dry_run"], count["matched"], count["runs"], count["sample"]) == (
+        True, 1, 1, ["fl-1/boom"])  # fmt: skip
+    assert len(ok(client.get("/api/v1/failed-steps"))["steps"]) == 1  # a dry run by default
+    refused(client.post("/api/v1/failed-steps/retry", json={"limit": 0}, headers=AUTH), 422,
+            "ValidationError", "limit")  # fmt: skip
+    refused(client.post("/api/v1/failed-steps/retry", json={"dry_run": "no"}, headers=AUTH),
+            422, "ValidationError", "dry_run")  # fmt: skip
+    refused(client.post("/api/v1/failed-steps/retry", json={}), 401, "Unauthorized", "")
+    done = ok(client.post("/api/v1/failed-steps/retry", json={"code": "unlucky",
+              "dry_run": False}, headers=AUTH))  # fmt: skip
+    assert done["items"] == [{"run_id": "fl-1", "step": "boom", "outcome": "done",
+                              "message": None}]  # fmt: skip
+    assert ok(client.get("/api/v1/runs/fl-1"))["status"] == "running"
     refused(client.get("/api/v1/failed-steps?limit=100000"), 422, "ValidationError", "limit")
     waiting = ok(client.get("/api/v1/waiting"))["waiting"]
     assert [(w["run_id"], w["step"], w["gate"]) for w in waiting] == [("wt-1", "go", "signal")]
@@ -512,7 +568,7 @@ def test_openapi_document_and_docs_page(client: TestClient) -> None:
     spec = ok(client.get("/openapi.json"))
     paths = spec["paths"]
     for path in ("/api/v1/runs", "/api/v1/runs/{run_id}/fork", "/api/v1/bulk",
-                 "/api/v1/failed-steps", "/api/v1/queues/{name}", "/api/v1/schedules/{name}",
+                 "/api/v1/failed-steps", "/api/v1/failed-steps/retry", "/api/v1/queues/{name}", "/api/v1/schedules/{name}",
                  "/api/v1/blobs/{sha256}", "/api/v1/artifacts/{artifact_id}",
                  "/api/v1/stream/runs", "/api/v1/runs/{run_id}/stream"):  # fmt: skip
         assert path in paths, path
@@ -533,14 +589,16 @@ def test_every_operation_documents_its_answers(client: TestClient) -> None:
             count += 1
             where = f"{method.upper()} {path}"
             answers = operation["responses"]
-            (success,) = [status for status in answers if status.startswith("2")]
-            content = answers[success].get("content")
-            assert content, where
-            for media, entry in content.items():
-                assert entry.get("schema") not in (None, {}), (where, media)
-            if "application/json" in content:
-                schema = content["application/json"]["schema"]
-                assert "$ref" in schema or schema.get("description"), where
+            successes = [status for status in answers if status.startswith("2")]
+            assert successes, where  # one, or two (POST /runs: 201 created, 200 existed)
+            for success in successes:
+                content = answers[success].get("content")
+                assert content, where
+                for media, entry in content.items():
+                    assert entry.get("schema") not in (None, {}), (where, media)
+                if "application/json" in content:
+                    schema = content["application/json"]["schema"]
+                    assert "$ref" in schema or schema.get("description"), where
             failures = {status for status in answers if not status.startswith("2")}
             assert "503" in failures, where
             if method != "get":  # the token, in either header
@@ -552,7 +610,7 @@ def test_every_operation_documents_its_answers(client: TestClient) -> None:
                 assert "422" in failures, where
             for status in failures:  # every error is the API's JSON error, not FastAPI's shape
                 assert answers[status]["content"]["application/json"]["schema"] == error, where
-    assert count == 44
+    assert count == 45
     assert "HTTPValidationError" not in schemas
     token = spec["components"]["securitySchemes"]["token"]
     assert token == {"type": "apiKey", "in": "header", "name": "X-Plait-Token",

@@ -68,6 +68,13 @@ def own_server(tmp_path: Path) -> Iterator[nats_server.NatsServer]:
         ("nats://host:4222?connect_timeout=soon", "connect_timeout='soon' is not a number"),
         ("nats://host:4222?blob_threshold=lots", "blob_threshold='lots'"),
         ("nats://host:4222?replicas=7", "replicas='7' is not a number of replicas from 1 to 5"),
+        (
+            "nats://host:4222?batch_limit=1",
+            "batch_limit='1' is not a number of messages from 2 to 1,000,000 (the server's "
+            "limits.batch.max_msgs)",
+        ),
+        ("nats://host:4222?batch_limit=many", "batch_limit='many' is not a number of messages"),
+        ("nats://host:4222?batch_limit=1000001", "batch_limit='1000001' is not a number"),
     ],
 )
 def test_a_bad_url_is_refused_naming_the_problem(bad: str, says: str) -> None:
@@ -160,6 +167,98 @@ async def test_a_server_without_jetstream_is_refused(tmp_path: Path) -> None:
         assert "-js" in str(caught.value)
     finally:
         server.stop()
+
+
+async def test_a_user_without_permission_is_told_so_at_open(tmp_path: Path) -> None:
+    """The server answers a request the user may not publish with an error apart, and nats-py
+    drops the connection: the open says why at once, not after a timeout."""
+    nats_server.require_server_url()
+    (tmp_path / "locked").mkdir()
+    users = (
+        'authorization { users = [ {user: "plain", password: "pw", '
+        'permissions: {publish: {deny: ["$JS.API.>"]}}} ] }'
+    )
+    server = nats_server.NatsServer(tmp_path / "locked", extra=users)
+    server.start()
+    try:
+        store = open_store(f"nats://plain:pw@127.0.0.1:{server.port}?namespace=locked")
+        began = time.monotonic()
+        with pytest.raises(plait.StoreError) as caught:
+            await store.open()
+        assert time.monotonic() - began < 8  # not a request timeout (10 s)
+        assert str(caught.value).startswith(
+            f"NATS store nats://plain:***@127.0.0.1:{server.port}?namespace=locked: this user "
+            "may not use the store's subjects: Error: nats: permissions violation for publish "
+            'to "$js.api.info". It needs to publish on $JS.API.>, $KV.plait_locked.> and '
+            "$O.plait_locked_blobs.>, and subscribe on _INBOX.> (docs/nats.md)"
+        )
+    finally:
+        server.stop()
+
+
+def wide(n: int) -> plait.Workflow:
+    """A root and n steps after it: starting a run writes 1 + n / 16 pages and more."""
+    wf = plait.Workflow(f"wide{n}")
+
+    @wf.step
+    def root() -> int:
+        return 1
+
+    for i in range(n):
+        wf.step(name=f"s{i}")(lambda root: root)
+    return wf
+
+
+async def test_a_transaction_over_the_batch_limit_is_refused_and_the_limit_can_be_raised(
+    tmp_path: Path,
+) -> None:
+    """A run of 1,000 steps is a transaction of about 70 keys: over batch_limit=50 the store
+    refuses it; over the server's max_msgs of 50 the server does, and the store says which
+    setting is lower; with both at 200 it starts. Nothing is written by a refused one."""
+    nats_server.require_server_url()
+    (tmp_path / "small").mkdir()
+    (tmp_path / "raised").mkdir()
+    server = nats_server.NatsServer(
+        tmp_path / "small", extra="jetstream { limits { batch { max_msgs: 50 } } }"
+    )
+    server.start()
+    wf = wide(1000)
+    try:
+        url = f"{server.url}?namespace=small&batch_limit=50"
+        async with plait.Engine(url) as engine:
+            with pytest.raises(plait.StoreError) as caught:
+                await engine.start_async(wf, run_id="w")
+            assert str(caught.value).startswith(f"NATS store {url}: this transaction writes ")
+            assert str(caught.value).endswith(
+                " keys, over the limit of 50 messages in one atomic batch; nothing was written "
+                "(raise the server's jetstream { limits { batch { max_msgs } } } and the URL's "
+                "batch_limit=N with it: docs/nats.md)"
+            )
+            assert (await engine.list_runs_async()).runs == []
+
+        url = f"{server.url}?namespace=small&batch_limit=200"
+        async with plait.Engine(url) as engine:
+            with pytest.raises(plait.StoreError) as caught:
+                await engine.start_async(wf, run_id="w")
+            assert (
+                " messages (atomic publish batch is too large: 50): its jetstream { limits { "
+                "batch { max_msgs } } } is lower than this URL's batch_limit=200; nothing was "
+                "written" in str(caught.value)
+            )
+            assert (await engine.list_runs_async()).runs == []
+    finally:
+        server.stop()
+
+    raised = nats_server.NatsServer(
+        tmp_path / "raised", extra="jetstream { limits { batch { max_msgs: 200 } } }"
+    )
+    raised.start()
+    try:
+        async with plait.Engine(f"{raised.url}?namespace=small&batch_limit=200") as engine:
+            await engine.start_async(wf, run_id="w")
+            assert len(await engine.steps_async("w")) == 1001
+    finally:
+        raised.stop()
 
 
 async def test_a_missing_store_is_refused_without_create(url: str) -> None:
@@ -274,5 +373,52 @@ def test_the_store_reports_the_server_and_its_sync_setting(url: str) -> None:
     asyncio.run(store.open())
     try:
         assert store.server_version.startswith("2.")
+        assert store.sync_always is True  # the shared server: sync_interval always, VARZ readable
     finally:
         asyncio.run(store.close())
+
+
+@pytest.mark.parametrize(
+    ("sync", "varz", "safe", "says"),
+    [
+        ("always", True, True, "the server fsyncs every write before it acknowledges it"),
+        (
+            "2m",
+            True,
+            False,
+            "the server does not fsync every write: acknowledged commits may be lost on a power "
+            "failure; set `sync_interval: always` in its jetstream block",
+        ),
+        (
+            "always",
+            False,
+            None,
+            "the server's sync_interval is not known (this user may not read the server's "
+            "VARZ): set `sync_interval: always` in its jetstream block to be sure",
+        ),
+    ],
+)
+async def test_doctor_reads_the_servers_sync_setting(
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    sync: str,
+    varz: bool,
+    safe: bool | None,
+    says: str,
+) -> None:
+    nats_server.require_server_url()
+    server = nats_server.NatsServer(tmp_path, sync=sync, varz=varz)
+    server.start()
+    try:
+        async with plait.Engine(f"{server.url}?namespace=doc") as engine:
+            [durability] = [c for c in await engine.doctor_async() if c.name == "durability"]
+        assert durability.says == says
+        assert durability.status == ("ok" if safe else "warn")
+        assert durability.settings == {
+            "sync_interval": {True: "always", False: "periodic", None: "unknown"}[safe],
+            "replicas": "1",
+        }
+        warned = "the server does not fsync every write" in caplog.text  # at open
+        assert warned is (safe is False)
+    finally:
+        server.stop()

@@ -355,7 +355,7 @@ async def test_other_tables_in_the_schema_are_shared_with(base: str, schemas: li
             "SELECT count(*) FROM information_schema.tables WHERE table_schema = %s",
             (schemas[0],),
         ).fetchone()
-    assert count == (10,)  # customers + plait's nine
+    assert count == (11,)  # customers + plait's ten
 
 
 async def test_permission_denied_creating_the_schema_is_explained(

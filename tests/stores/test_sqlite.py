@@ -82,8 +82,8 @@ def test_fresh_schema_equals_migrations_replayed(tmp_path: Path) -> None:
     assert normalized_schema(fresh) == normalized_schema(replayed)
     tables = {n for t, n, _, _ in normalized_schema(fresh) if t == "table"}
     assert tables == {
-        "plait_meta", "workflows", "runs", "steps", "events", "queues", "records", "blobs",
-        "artifacts",
+        "plait_meta", "workflows", "runs", "run_labels", "steps", "events", "queues", "records",
+        "blobs", "artifacts",
     }  # fmt: skip
     check = sqlite3.connect(fresh)
     version = check.execute("SELECT value FROM plait_meta WHERE key = 'schema_version'").fetchone()

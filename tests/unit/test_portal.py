@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import threading
 from collections.abc import Iterator
 
@@ -71,3 +72,23 @@ def test_many_threads_call_at_once(portal: Portal) -> None:
     for t in threads:
         t.join(timeout=30)
     assert results == {n: 2 * n for k in range(8) for n in range(k * 1000, k * 1000 + 200)}
+
+
+def test_a_signal_given_to_the_loop_thread_is_handled_while_the_main_thread_waits(
+    portal: Portal,
+) -> None:
+    """Python runs signal handlers on the main thread when it wakes: a signal the kernel gives
+    to another thread used to wait until a blocking call returned (SIGTERM ignored by a worker,
+    Ctrl-C doing nothing). The main thread waits in slices, so the handler runs meanwhile."""
+    assert threading.current_thread() is threading.main_thread()
+    handled = threading.Event()
+    previous = signal.signal(signal.SIGUSR1, lambda *_: handled.set())
+
+    async def signalled() -> bool:
+        signal.pthread_kill(threading.get_ident(), signal.SIGUSR1)  # to the loop's thread only
+        return await asyncio.to_thread(handled.wait, 10)
+
+    try:
+        assert portal.call(signalled()) is True
+    finally:
+        signal.signal(signal.SIGUSR1, previous)

@@ -7,6 +7,8 @@
     plait runs list | show ID | events ID        read runs from the store
     plait workflows                              the workflow versions recorded in the store
     plait workers | topology WORKFLOW            live workers, and which can run which steps
+    plait doctor                                 the store: opens, durable settings, workers
+    plait failures list | retry                  failed steps across runs; retry many at once
     plait records list COLLECTION | get C KEY    the documents steps wrote (read-only)
     plait states list|show|create|transition|increment|complete|fail|delete COLLECTION …
                                                  workflow-state documents (engine.states)
@@ -28,6 +30,8 @@ import click
 from . import (  # noqa: F401
     artifacts,
     data,
+    doctor,
+    failures,
     history,
     operator,
     queues,

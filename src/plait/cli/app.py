@@ -36,6 +36,7 @@ from ..core.cron import CronError
 from ..stores import DEFAULT_URL
 from .loading import (
     CliError,
+    read_json,
 )
 
 if TYPE_CHECKING:
@@ -126,6 +127,66 @@ def log_option(default: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
 
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+
+
+def label_option(help: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    return click.option("--label", "label_texts", multiple=True, metavar="KEY=VALUE", help=help)
+
+
+def parse_labels(texts: tuple[str, ...]) -> dict[str, str] | None:
+    """--label KEY=VALUE options as labels (None: none); a bad one is a CliError naming it."""
+    from ..core.identity import parse_label  # here: plait --help imports no more
+
+    labels: dict[str, str] = {}
+    for text in texts:
+        try:
+            key, value = parse_label(text)
+        except InputError as exc:
+            raise CliError(f"--label: {exc}") from None
+        if key in labels:
+            raise CliError(f"--label: label {key!r} is given twice")
+        labels[key] = value
+    return labels or None
+
+
+def identity_options(fn: Callable[P, R]) -> Callable[P, R]:
+    """--name, --label and --metadata: a started run's identity beside its id."""
+    fn = click.option(
+        "--metadata",
+        "metadata_text",
+        metavar="JSON",
+        help="A JSON object kept with the run (at most 16 KiB), or @file.json.",
+    )(fn)
+    fn = label_option(
+        "A label of the run (repeat for more): plait runs list --label filters by them."
+    )(fn)
+    return click.option("--name", metavar="TEXT", help="A human name for the run.")(fn)
+
+
+if_exists_option = click.option(
+    "--if-exists",
+    type=click.Choice(["check", "return"]),
+    default="check",
+    show_default=True,
+    help="A run id that exists: check (that run if its input is the same, else an error) or "
+    "return (that run, whatever its input).",
+)
+
+
+def in_cli_words(message: str, id_option: str) -> str:
+    """A RunConflict's message, its advice in the command line's words."""
+    said = message.replace("choose another run id", f"choose another {id_option}")
+    return said.replace("pass if_exists='return'", "pass --if-exists return")
+
+
+def parse_metadata(text: str | None) -> dict[str, Any] | None:
+    """--metadata: a JSON object, or @file.json."""
+    if text is None:
+        return None
+    value = read_json(text, "--metadata")
+    if not isinstance(value, dict):
+        raise CliError('--metadata must be a JSON object such as \'{"ticket": "T-1"}\'')
+    return value
 
 
 def open_engine(db: str, **options: Any) -> Engine:

@@ -2,13 +2,17 @@
 
 Registered on the `plait` groups when it imports this module. Each exits 2 with one line for a
 mistake of the user's (unknown run or step, bad JSON…). `plait replay` exits 1 when the replayed
-handler fails, so a script can tell whether a fix works.
+handler fails (or, replaying a whole run, a step diverges), so a script can tell whether a fix
+works.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import sys
+from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -36,7 +40,7 @@ from .loading import (
 )
 
 if TYPE_CHECKING:
-    from ..engine.replay import Replay
+    from ..engine.replay import Replay, RunReplay
     from ..workflow.definition import Workflow
 
 
@@ -182,7 +186,7 @@ def entry_line(entry: dict[str, Any]) -> str:
 
 @cli.command()
 @click.argument("run_id", metavar="RUN")
-@click.argument("step", metavar="STEP")
+@click.argument("step", metavar="[STEP]", required=False)
 @click.option(
     "--app",
     "target",
@@ -192,14 +196,44 @@ def entry_line(entry: dict[str, Any]) -> str:
     help="The code to run: the file defining the run's workflow (env PLAIT_APP); :WORKFLOW, its "
     "variable or its name, when the file defines several of that name.",
 )
+@click.option(
+    "--from",
+    "from_step",
+    metavar="STEP",
+    help="Whole run: replay STEP and what depends on it; the steps upstream keep their "
+    "recorded outputs.",
+)
+@click.option(
+    "--break-at",
+    metavar="STEP",
+    help="Whole run: stop before STEP runs and print the process id (attach a debugger, then "
+    "press Enter), or enter pdb with --pdb.",
+)
+@click.option("--pdb", "use_pdb", is_flag=True, help="With --break-at: enter pdb there.")
 @json_option
 @db_option
 @log_option("warning")
 @user_errors
-def replay(run_id: str, step: str, target: str, as_json: bool, db: str, log_level: str) -> None:
-    """Run the current code of STEP with the inputs RUN recorded, write nothing, and show the
-    new result next to the recorded one. Exit code 1 if the handler fails."""
+def replay(
+    run_id: str,
+    step: str | None,
+    target: str,
+    from_step: str | None,
+    break_at: str | None,
+    use_pdb: bool,
+    as_json: bool,
+    db: str,
+    log_level: str,
+) -> None:
+    """Run the current code with the inputs RUN recorded, write nothing, and show the new
+    results next to the recorded ones: of STEP, or of every step in dependency order (OK,
+    DIVERGED with the differences, FAIL). Exit code 1 if a handler fails or, for a whole run,
+    a step diverges."""
     render.install_logging(log_level)
+    if step is not None and (from_step or break_at or use_pdb):
+        raise CliError("--from, --break-at and --pdb replay a whole run: give no STEP with them")
+    if use_pdb and break_at is None:
+        raise CliError("--pdb enters the debugger at --break-at STEP: give --break-at")
     path, attr = split_target(target)
     module = load_module(path)
     with existing_engine(db) as engine:
@@ -207,6 +241,21 @@ def replay(run_id: str, step: str, target: str, as_json: bool, db: str, log_leve
         workflow = (
             pick_workflow(module, path, attr) if attr else _named(module, path, workflow_name)
         )
+        if step is None:
+            whole = engine.replay_run(
+                run_id,
+                workflow=workflow,
+                from_step=from_step,
+                break_at=break_at,
+                on_break=_debugger if use_pdb else _pause,
+            )
+            if as_json:
+                render.print_json(run_replay_doc(whole))
+            else:
+                show_run_replay(whole)
+            if not whole.ok:
+                sys.exit(EXIT_FAILED)
+            return
         result = engine.replay(run_id, step, workflow=workflow)
     if as_json:
         render.print_json(replay_doc(result))
@@ -214,6 +263,29 @@ def replay(run_id: str, step: str, target: str, as_json: bool, db: str, log_leve
         show_replay(result)
     if result.status == "failed":
         sys.exit(EXIT_FAILED)
+
+
+def _pause(step: str, inputs: dict[str, Any]) -> None:
+    """--break-at without --pdb: say where this process is, and wait for Enter."""
+    pid = os.getpid()
+    click.echo(
+        f"stopped before step {step}: process id {pid} (attach a debugger, such as "
+        f"`py-spy dump --pid {pid}` or debugpy); press Enter to run it",
+        err=True,
+    )
+    click.get_text_stream("stdin").readline()
+
+
+def _debugger(step: str, inputs: dict[str, Any]) -> None:
+    """--break-at with --pdb: pdb here, with `step` and `inputs` (what the step will get)."""
+    import pdb
+
+    click.echo(
+        f"stopped before step {step} (process id {os.getpid()}): `inputs` holds its run input "
+        "and its dependencies' recorded outputs; `c` runs it",
+        err=True,
+    )
+    pdb.Pdb().set_trace()
 
 
 def _named(module: Any, path: str, name: str) -> Workflow:
@@ -259,6 +331,53 @@ def replay_doc(result: Replay) -> dict[str, Any]:
 
 def _error_doc(error: Any) -> dict[str, str] | None:
     return None if error is None else {"code": error.code, "message": error.message}
+
+
+def run_replay_doc(whole: RunReplay) -> dict[str, Any]:
+    return {
+        "run_id": whole.run_id,
+        "workflow": whole.workflow,
+        "version": whole.version,
+        "fingerprint": whole.fingerprint,
+        "recorded_fingerprint": whole.recorded_fingerprint,
+        "from_step": whole.from_step,
+        "ok": whole.ok,
+        "steps": [
+            {
+                "step": s.step,
+                "result": s.result,
+                "reason": s.reason,
+                "replay": None if s.replay is None else replay_doc(s.replay),
+            }
+            for s in whole.steps
+        ],
+    }
+
+
+_RESULT = {"ok": "OK", "diverged": "DIVERGED", "failed": "FAIL", "reused": "REUSED"}
+
+
+def show_run_replay(whole: RunReplay) -> None:
+    out = render.stdout_console()
+    say = functools.partial(out.print, markup=False, highlight=False, soft_wrap=True)
+    say(
+        f"replayed run {whole.run_id} with {whole.workflow} v{whole.version} "
+        f"({whole.fingerprint}); the run was recorded with {whole.recorded_fingerprint}"
+    )
+    width = max((len(s.step) for s in whole.steps), default=0)
+    for s in whole.steps:
+        label = _RESULT.get(s.result, "NOT RUN")
+        line = f"{label:<8}  {s.step:<{width}}"
+        if s.reason:
+            line += f"  {s.reason}"
+        elif s.replay is not None and s.replay.error is not None:
+            line += f"  [{s.replay.error.code}] {s.replay.error.message}"
+        say(line.rstrip())
+        if s.result == "diverged" and s.replay is not None:
+            for entry in s.replay.diff:
+                say(f"    {entry_line(entry)}")
+    counts = Counter(_RESULT.get(s.result, "NOT RUN") for s in whole.steps)
+    say(", ".join(f"{n} {label}" for label, n in counts.items()))
 
 
 def show_replay(result: Replay) -> None:

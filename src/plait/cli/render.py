@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # rich and the engine are imported by the functions that use 
     from rich.table import Table
 
     from ..engine.engine import Engine
-    from ..engine.views import Event, Inspection, Run, Step, Waiting, WorkflowInfo
+    from ..engine.views import Event, FailedStep, Inspection, Run, Step, Waiting, WorkflowInfo
 
 PAYLOAD_WIDTH = 100  # characters of an event payload shown in a table
 SHOW_WIDTH = 200  # characters of a run's input and output `plait runs show` prints
@@ -95,6 +95,9 @@ def run_doc(run: Run) -> dict[str, Any]:
         "parent_run": run.parent_run,
         "forked_from": run.forked_from,
         "state": run.state,
+        "name": run.name,
+        "labels": run.labels,
+        "metadata": run.metadata,
     }
 
 
@@ -308,18 +311,65 @@ def runs_table(runs: Sequence[Run]) -> Table:
     from rich.table import Table
 
     table = Table(box=None, header_style="bold")
-    for column in ("RUN", "WORKFLOW", "VERSION", "STATUS", "CREATED", "DURATION"):
-        table.add_column(column, no_wrap=column != "RUN")
+    named = any(run.name for run in runs)  # the columns of identity, when some run has one
+    labelled = any(run.labels for run in runs)
+    columns = ["RUN", *(["NAME"] if named else []), "WORKFLOW", "VERSION", "STATUS", "CREATED",
+               "DURATION", *(["LABELS"] if labelled else [])]  # fmt: skip
+    for column in columns:
+        table.add_column(column, no_wrap=column not in ("RUN", "NAME", "LABELS"))
     for run in runs:
-        table.add_row(
-            escape(run.id),
+        cells = [escape(run.id)]
+        if named:
+            cells.append(escape(run.name or "-"))
+        cells += [
             escape(run.workflow),
             escape(run.version),
             _status(run.status.value),
             _when(run.created_at),
             _secs(run.duration),
+        ]
+        if labelled:
+            cells.append(escape(labels_text(run.labels)))
+        table.add_row(*cells)
+    return table
+
+
+def labels_text(labels: Mapping[str, str]) -> str:
+    """Labels as the command line writes them: key=value, comma-separated."""
+    return ", ".join(f"{k}={v}" for k, v in labels.items()) or "-"
+
+
+def failures_table(steps: Sequence[FailedStep]) -> Table:
+    """Failed steps across runs (`plait failures list`), the latest ended first."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(box=None, header_style="bold")
+    for column in ("RUN", "WORKFLOW", "STEP", "CODE", "ATTEMPTS", "ENDED", "MESSAGE"):
+        table.add_column(column, no_wrap=column not in ("RUN", "MESSAGE"), overflow="fold")
+    for f in steps:
+        table.add_row(
+            escape(f.run_id),
+            escape(f.workflow),
+            escape(f.step),
+            escape(f.error.code),
+            str(f.attempts),
+            _when(f.finished_at),
+            escape(_short(f.error.message, 60)),
         )
     return table
+
+
+def failure_step_doc(f: FailedStep) -> dict[str, Any]:
+    return {
+        "run_id": f.run_id,
+        "workflow": f.workflow,
+        "step": f.step,
+        "error": {"code": f.error.code, "message": f.error.message},
+        "attempts": f.attempts,
+        "finished_at": None if f.finished_at is None else f.finished_at.isoformat(),
+        "task": f.task,
+    }
 
 
 def workflows_table(infos: Sequence[WorkflowInfo]) -> Table:
@@ -377,6 +427,12 @@ def show_inspection(console: Console, inspection: Inspection) -> None:
     run = inspection.run
     console.print(f"[bold]run[/] {escape(run.id)}  {_status(run.status.value)}")
     console.print(f"workflow  {escape(run.workflow)} v{escape(run.version)} ({run.fingerprint})")
+    if run.name is not None:
+        console.print(f"name      {escape(run.name)}")
+    if run.labels:
+        console.print(f"labels    {escape(labels_text(run.labels))}")
+    if run.metadata:
+        console.print(f"metadata  {escape(_short(run.metadata, SHOW_WIDTH))}")
     console.print(
         f"created   {_when(run.created_at)}   finished {_when(run.finished_at)}"
         f"   duration {_secs(inspection.duration)}"
@@ -457,6 +513,7 @@ def failure_doc(event: Event) -> dict[str, Any]:
         "code": p.get("code"),
         "message": p.get("message"),
         "traceback": p.get("traceback"),
+        "details": p.get("details"),
         "retried": event.type == "step_retrying",
         "ts": _iso(event.ts),
     }
@@ -503,6 +560,8 @@ def show_step(console: Console, step: Step, failures: Sequence[Event]) -> None:
             f"attempt {doc['attempt']} failed at {_when(event.ts)}: [{doc['code']}] "
             f"{doc['message']}{then}"
         )
+        if doc["details"] is not None:
+            say(f"details   {json.dumps(doc['details'], ensure_ascii=False)}")
         say((doc["traceback"] or "(no traceback: the failure was not an exception)").rstrip())
 
 

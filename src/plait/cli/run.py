@@ -25,8 +25,13 @@ from .app import (
     concurrency_option,
     db_option,
     grace_option,
+    identity_options,
+    if_exists_option,
+    in_cli_words,
     log_option,
     open_engine,
+    parse_labels,
+    parse_metadata,
     user_errors,
 )
 from .loading import (
@@ -53,7 +58,10 @@ if TYPE_CHECKING:
     metavar="JSON",
     help="The run input: a JSON object, @file.json, or - for stdin.",
 )
-@click.option("--run-id", help="Run id; starting an id that exists resumes that run (idempotent).")
+@click.option(
+    "--run-id",
+    help="Run id; starting an id that exists resumes that run, if its input is the same.",
+)
 @concurrency_option
 @click.option(
     "--timeout",
@@ -68,6 +76,8 @@ if TYPE_CHECKING:
     help="The run fails with deadline_exceeded if unfinished this long after it starts.",
 )
 @grace_option("On Ctrl-C, how long running steps may take to finish.")
+@identity_options
+@if_exists_option
 @db_option
 @log_option("warning")
 @user_errors
@@ -79,6 +89,10 @@ def run(
     timeout: float | None,
     deadline: float | None,
     grace: float,
+    name: str | None,
+    label_texts: tuple[str, ...],
+    metadata_text: str | None,
+    if_exists: str,
     db: str,
     log_level: str,
 ) -> None:
@@ -90,6 +104,12 @@ def run(
 
     render.install_logging(log_level)
     payload = parse_input(input_text)
+    who: dict[str, Any] = {
+        "name": name,
+        "labels": parse_labels(label_texts),
+        "metadata": parse_metadata(metadata_text),
+        "if_exists": if_exists,
+    }
     path, attr = split_target(target)
     workflow = pick_workflow(load_module(path), path, attr)
     engine = open_engine(db)
@@ -104,6 +124,7 @@ def run(
             deadline=deadline,
             grace=grace,
             path=path,
+            who=who,
         )
     )
     sys.exit(code)
@@ -120,20 +141,18 @@ async def _run(
     deadline: float | None,
     grace: float,
     path: str,
+    who: dict[str, Any],
 ) -> int:
     import asyncio
 
     err = render.stderr_console()
     async with engine:
         try:
-            handle = await engine.start_async(workflow, payload, run_id=run_id, deadline=deadline)
-        except RunConflict:  # only a --run-id used by a run of another workflow
-            assert run_id is not None
-            other = (await engine.get_run_async(run_id)).workflow
-            raise CliError(
-                f"run id {run_id!r} is already used by a run of workflow {other!r}, not "
-                f"{workflow.name!r}; choose another --run-id"
-            ) from None
+            handle = await engine.start_async(
+                workflow, payload, run_id=run_id, deadline=deadline, **who
+            )
+        except RunConflict as exc:  # a --run-id used by a run of another workflow or input
+            raise CliError(in_cli_words(str(exc), "--run-id")) from None
         steps = render.plural(len(workflow.steps), "step")
         err.print(
             f"run {handle.id} of {workflow.name} v{workflow.version} ({steps}) in {engine.url}",

@@ -10,7 +10,17 @@ from click.core import ParameterSource
 from .._errors import InputError
 from ..core.rows import RunStatus
 from . import render
-from .app import cli, db_option, existing_engine, json_option, log_option, runs, user_errors
+from .app import (
+    cli,
+    db_option,
+    existing_engine,
+    json_option,
+    label_option,
+    log_option,
+    parse_labels,
+    runs,
+    user_errors,
+)
 from .loading import CliError
 
 
@@ -21,6 +31,7 @@ from .loading import CliError
 )
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
 @click.option("--cursor", help="The next-page cursor printed by a previous page.")
+@label_option("Only runs with this label (repeat: runs with every one of them).")
 @json_option
 @db_option
 @log_option("warning")
@@ -30,17 +41,20 @@ def runs_list(
     status: str | None,
     limit: int,
     cursor: str | None,
+    label_texts: tuple[str, ...],
     as_json: bool,
     db: str,
     log_level: str,
 ) -> None:
     """Runs, newest first, one page at a time."""
     render.install_logging(log_level)
+    labels = parse_labels(label_texts)
     with existing_engine(db) as engine:
         try:
             page = engine.list_runs(
                 workflow=workflow,
                 status=status,
+                labels=labels,
                 limit=limit,
                 cursor=cursor,
                 excerpt=None if as_json else 0,  # the table shows no payload
@@ -63,11 +77,13 @@ def runs_list(
         return
     out.print(render.runs_table(page.runs))
     if page.next_cursor:
-        again = _same_list(workflow=workflow, status=status, limit=limit, db=db)
+        again = _same_list(workflow=workflow, status=status, labels=label_texts, limit=limit, db=db)
         out.print(f"more: {shlex.join([*again, '--cursor', page.next_cursor])}", markup=False)
 
 
-def _same_list(*, workflow: str | None, status: str | None, limit: int, db: str) -> list[str]:
+def _same_list(
+    *, workflow: str | None, status: str | None, labels: tuple[str, ...], limit: int, db: str
+) -> list[str]:
     """The command that lists the next page as this one was listed: the same filters, page size
     and --db (when given on the command line; PLAIT_DB applies to the next command as well)."""
     command = ["plait", "runs", "list"]
@@ -75,6 +91,8 @@ def _same_list(*, workflow: str | None, status: str | None, limit: int, db: str)
         command += ["--workflow", workflow]
     if status is not None:
         command += ["--status", status]
+    for label in labels:
+        command += ["--label", label]
     context = click.get_current_context()
     if context.get_parameter_source("limit") is not ParameterSource.DEFAULT:
         command += ["--limit", str(limit)]

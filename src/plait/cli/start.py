@@ -9,7 +9,18 @@ import click
 
 from .._errors import InputError, RunConflict
 from . import render
-from .app import cli, db_option, log_option, open_engine, user_errors
+from .app import (
+    cli,
+    db_option,
+    identity_options,
+    if_exists_option,
+    in_cli_words,
+    log_option,
+    open_engine,
+    parse_labels,
+    parse_metadata,
+    user_errors,
+)
 from .loading import (
     CliError,
     load_module,
@@ -21,7 +32,6 @@ from .loading import (
 
 _INPUT = re.compile(r"\binputs\[(\d+)\]")
 _RUN_ID = re.compile(r"\brun_ids\[(\d+)\]")
-_CHOOSE = "choose another run id"  # the Engine's words, for API users
 
 
 @cli.command()
@@ -39,7 +49,10 @@ _CHOOSE = "choose another run id"  # the Engine's words, for API users
     help="Start a run per line of this file (- for stdin), each a JSON object: many runs per "
     "transaction, every line checked before any run is started.",
 )
-@click.option("--run-id", help="With --input: the run id (an id that exists is that run).")
+@click.option(
+    "--run-id",
+    help="With --input: the run id (an id that exists is that run, if its input is the same).",
+)
 @click.option(
     "--id-prefix",
     metavar="PREFIX",
@@ -59,6 +72,8 @@ _CHOOSE = "choose another run id"  # the Engine's words, for API users
     show_default=True,
     help="Added to the priority of each run's steps: within a queue, higher first.",
 )
+@identity_options
+@if_exists_option
 @db_option
 @log_option("warning")
 @user_errors
@@ -70,6 +85,10 @@ def start(
     id_prefix: str | None,
     deadline: float | None,
     priority: int,
+    name: str | None,
+    label_texts: tuple[str, ...],
+    metadata_text: str | None,
+    if_exists: str,
     db: str,
     log_level: str,
 ) -> None:
@@ -94,6 +113,12 @@ def start(
                 f"--id-prefix {id_prefix!r} makes invalid run ids: use ASCII letters, digits "
                 "or any of _ . : @ - (at most 190)"
             ) from None
+    who: dict[str, Any] = {
+        "name": name,
+        "labels": parse_labels(label_texts),
+        "metadata": parse_metadata(metadata_text),
+        "if_exists": if_exists,
+    }
     payload = None if inputs_file is not None else parse_input(input_text or "{}")
     lines = parse_inputs(inputs_file) if inputs_file is not None else []
     path, attr = split_target(target)
@@ -103,14 +128,14 @@ def start(
         if inputs_file is None:
             try:
                 handle = engine.start(
-                    workflow, payload, run_id=run_id, deadline=deadline, priority=priority
+                    workflow, payload, run_id=run_id, deadline=deadline, priority=priority, **who
                 )
-            except RunConflict as exc:  # only a --run-id used by a run of another workflow
-                raise CliError(str(exc).replace(_CHOOSE, "choose another --run-id")) from None
+            except RunConflict as exc:  # a --run-id used by a run of another workflow or input
+                raise CliError(in_cli_words(str(exc), "--run-id")) from None
             click.echo(handle.id)
             return
         ids = [f"{id_prefix}-{number}" for number, _ in lines] if id_prefix else None
-        started = _start_lines(engine, workflow, lines, ids, deadline, priority, inputs_file)
+        started = _start_lines(engine, workflow, lines, ids, deadline, priority, inputs_file, who)
         click.echo("\n".join(started) if started else "", nl=bool(started))
     finally:
         engine.close()
@@ -124,6 +149,7 @@ def _start_lines(
     deadline: float | None,
     priority: int,
     source: str,
+    who: dict[str, Any],
 ) -> list[str]:
     """Start a run per line, with a progress bar on a terminal's stderr; their ids."""
     from rich.progress import (  # here: plait --help imports no rich
@@ -157,12 +183,13 @@ def _start_lines(
             deadline=deadline,
             priority=priority,
             progress=None if bar is None else lambda done: bar.update(task, completed=done),
+            **who,
         )
     except (InputError, RunConflict) as exc:
         if exc.index is None:
             raise
         # the engine names inputs by index (inputs[3], run_ids[3]); here they are lines
-        said = str(exc).replace(_CHOOSE, "choose another --id-prefix")
+        said = in_cli_words(str(exc), "--id-prefix")
         said = _INPUT.sub(lambda m: f"line {lines[int(m[1])][0]}", said)
         said = _RUN_ID.sub(lambda m: f"the run id of line {lines[int(m[1])][0]}", said)
         raise CliError(f"{where} {said}") from None

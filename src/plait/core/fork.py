@@ -57,7 +57,7 @@ def downstream(plan: WorkflowPlan, name: str) -> set[str]:
     return found
 
 
-def _topological(plan: WorkflowPlan) -> list[str]:
+def topological(plan: WorkflowPlan) -> list[str]:
     """The plan's steps, each after its dependencies (a plan has no cycle: it was checked)."""
     left = {s.name: len(s.dependencies) for s in plan.steps}
     dependents: dict[str, list[str]] = {s.name: [] for s in plan.steps}
@@ -133,7 +133,7 @@ def plan_fork(
     deps = {s.name: [d for d, _kind in s.dependencies] for s in plan.steps}
     reused: dict[str, StepRow] = {}
     rerun: dict[str, str] = {}
-    for name in _topological(plan):
+    for name in topological(plan):
         row = recorded.get(name)
         if name == from_step:
             rerun[name] = "the fork starts from it"
@@ -234,6 +234,7 @@ def fork_run(
     run.parent_run = parent.id
     run.forked_from = fork.from_step
     run.state = state
+    run.name, run.labels, run.metadata = parent.name, parent.labels, parent.metadata  # its kin
 
     def emit(type_: str, step: str | None, **payload: object) -> None:
         if step is not None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import overload
+from typing import Any, overload
 
 
 class Excerpt(bytes):
@@ -184,6 +184,9 @@ class RunRow:
     forked_from: str | None = None  # the step of the parent it was forked from
     next_idx: int = 0  # the `idx` of the next step added to the run (spawned steps)
     state: bytes | None = None  # the session state (`ctx.state`): a JSON object, None if empty
+    name: str | None = None  # a human name given at start (`core.identity`)
+    labels: dict[str, str] | None = None  # string labels given at start; lists filter by them
+    metadata: bytes | None = None  # a JSON object given at start, kept as it is
 
 
 @dataclass(frozen=True, slots=True)
@@ -343,6 +346,7 @@ class Outcome:
     error_code: str | None = None
     error_message: str | None = None
     traceback: str | None = None
+    error_details: dict[str, Any] | None = None  # a JSON object raised with the error
     retry_at: float | None = None
     skipped: bool = False  # its `when=` condition was false: skipped, reason "condition"
     goto: str | None = None  # it returned plait.Goto(goto, max_iterations): loop back there

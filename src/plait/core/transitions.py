@@ -148,13 +148,15 @@ def _complete(txn: Txn, outcome: Outcome) -> Transition:
         txn.emit(run, kind, step.name, attempt=step.attempt, code=outcome.error_code)
         yield from settle(txn, run, step)
         return
-    detail = {
+    detail: dict[str, object] = {
         "attempt": step.attempt,
         "code": outcome.error_code,
         "message": outcome.error_message,
         "traceback": outcome.traceback,
         "duration": duration,
     }
+    if outcome.error_details is not None:
+        detail["details"] = outcome.error_details
     if outcome.retry_at is not None:
         step.status = StepStatus.READY
         step.available_at = step.ready_at = outcome.retry_at

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any, BinaryIO
 
 from .._clock import REAL, Clock
-from .._errors import InputError
+from .._errors import InputError, StoreError
 from .._portal import blocking
 from .._runtime import Observer, Runtime
 from ..core.blobs import ARTIFACT_GRACE, DEFAULT_GRACE, BlobStats
@@ -39,6 +39,8 @@ from ..workflow.definition import Workflow
 from . import (
     bulk,
     data,
+    doctor,
+    failures,
     history,
     operator,
     queues,
@@ -49,12 +51,17 @@ from . import (
     watch,
     workers,
 )
-from .replay import Replay
+from .doctor import DoctorCheck
+from .failures import MAX_RETRY
+from .history import OnBreak
+from .replay import Replay, RunReplay
 from .schedules import Schedule
 from .views import (
     BulkResult,
     Event,
     FailedStepPage,
+    FailureFilter,
+    FailureRetry,
     Inspection,
     Queue,
     Run,
@@ -75,13 +82,15 @@ async def _flatten(batches: AsyncGenerator[list[Run], None]) -> AsyncIterator[Ru
 
 
 class RunHandle:
-    """A started run: its id, and a way to wait for its result."""
+    """A started run: its id, and a way to wait for its result. `created`: whether the call
+    that made this handle created the run (False: a run of that id existed, and is this one)."""
 
-    __slots__ = ("_engine", "id")
+    __slots__ = ("_engine", "created", "id")
 
-    def __init__(self, engine: Engine, run_id: str) -> None:
+    def __init__(self, engine: Engine, run_id: str, created: bool = True) -> None:
         self._engine = engine
         self.id = run_id
+        self.created = created
 
     async def result_async(self, timeout: float | None = None) -> dict[str, Any]:
         """The run's output {sink step: output}; raises RunFailed, RunCancelled or TimeoutError.
@@ -138,12 +147,19 @@ class Engine:
     be read.
     `clock`: what the engine and its workers read and wait on for the time: real time, unless
     a test gives a `plait.testing.VirtualClock` (`plait.testing.TestEngine` does).
+    `store`: a store object instead of a URL (a third party's, say: docs/stores.md), checked at
+    once (StoreError naming every operation of the protocol it lacks); the Engine opens and
+    closes it. A third party's store may also be installed under a URL scheme (entry points
+    `plait.stores`), which `url` then names.
+    `error_limit`: bytes of a failed step's error message kept (default 4 KiB; at least 256);
+    a longer one is cut, saying how many bytes were cut.
     """
 
     def __init__(
         self,
-        url: str = DEFAULT_URL,
+        url: str | None = None,
         *,
+        store: Store | None = None,
         lease: float = 30.0,
         max_recoveries: int = 10,
         poll_interval: float = 0.25,
@@ -151,9 +167,13 @@ class Engine:
         create: bool = True,
         read_only: bool = False,
         clock: Clock = REAL,
+        error_limit: int = 4096,
     ) -> None:
+        if store is not None and url is not None:
+            raise StoreError("give the Engine a store URL or a store object (store=), not both")
         self._rt = Runtime(
-            url,
+            DEFAULT_URL if url is None else url,
+            store=store,
             lease=lease,
             max_recoveries=max_recoveries,
             poll_interval=poll_interval,
@@ -161,6 +181,7 @@ class Engine:
             create=create,
             read_only=read_only,
             clock=clock,
+            error_limit=error_limit,
         )
         self._portal = self._rt.portal
 
@@ -236,18 +257,29 @@ class Engine:
         deadline: float | timedelta | None = None,
         priority: int = 0,
         trace_context: Mapping[str, str] | None = None,
+        name: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        if_exists: str = "check",
     ) -> RunHandle:
-        """Start a run. An existing `run_id` of the same workflow returns that run (idempotent).
-        `deadline` (seconds or a timedelta from now): a run unfinished by then fails with
+        """Start a run. An existing `run_id` of the same workflow and the same input returns
+        that run (idempotent; its handle's `created` is False); with a different input,
+        RunConflict says so, unless `if_exists="return"`, which returns that run whatever its
+        input. `name`: a human name for the run; `labels`: string keys to string values
+        ({"customer": "42"}; at most 32, keys of 1-63 letters, digits or `_ . - /`, values of
+        at most 200 characters), which `list_runs(labels=…)` filters by; `metadata`: a JSON
+        object of at most 16 KiB kept with the run. InputError for any of them wrong, and
+        nothing is written. `deadline` (seconds or a timedelta from now): a run unfinished by then fails with
         `deadline_exceeded`, its unfinished steps cancelled. `priority` is added to each of its
         steps' own: within a queue, higher first. `trace_context`: the caller's W3C trace
         context ({"traceparent": …}, as `opentelemetry.propagate.inject` fills it), kept with
         the run; its trace's run span links to it (`export_trace`)."""
-        started, _ = await runs.start(
+        who = runs.Identity.of("start", name, labels, metadata, if_exists)
+        started, created = await runs.start(
             self._rt, workflow, input, run_id=run_id, deadline=deadline, priority=priority,
-            trace_context=trace_context,
+            trace_context=trace_context, who=who,
         )  # fmt: skip
-        return RunHandle(self, started)
+        return RunHandle(self, started, created)
 
     start = blocking(start_async)
 
@@ -260,15 +292,21 @@ class Engine:
         deadline: float | timedelta | None = None,
         priority: int = 0,
         progress: Callable[[int], None] | None = None,
+        name: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        if_exists: str = "check",
     ) -> list[RunHandle]:
         """Start a run for each input, many runs per transaction (one commit for up to a
         thousand runs); their handles, in order. Every input is validated before anything is
         written: InputError names the first bad one (`inputs[3]: …`). `run_ids`: one id per
-        input (default: new ids); an id that exists as a run of the same workflow is that run,
-        as for `start`; of another workflow, RunConflict names it, and the runs from its
-        transaction on are not started (the message says which were). `deadline` and
-        `priority` as for `start`, for every run. `progress(n)` is called after each
-        transaction with how many runs exist so far."""
+        input (default: new ids); an id that exists as a run of the same workflow and input is
+        that run, as for `start` (`if_exists` too); of another workflow or input, RunConflict
+        names it, and the runs from its transaction on are not started (the message says which
+        were). `deadline`, `priority`, `name`, `labels` and `metadata` as for `start`, for
+        every run. `progress(n)` is called after each transaction with how many runs exist
+        so far."""
+        who = runs.Identity.of("start_many", name, labels, metadata, if_exists)
         started = await runs.start_many(
             self._rt,
             workflow,
@@ -277,8 +315,9 @@ class Engine:
             deadline=deadline,
             priority=priority,
             progress=progress,
+            who=who,
         )
-        return [RunHandle(self, run_id) for run_id in started]
+        return [RunHandle(self, run_id, created) for run_id, created in started]
 
     start_many = blocking(start_many_async)
 
@@ -302,13 +341,15 @@ class Engine:
         created_to: datetime | float | None = None,
         text: str | None = None,
         excerpt: int | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> RunPage:
         """Runs newest first, one page at a time (at most 10,000 runs a page; pass the page's
         `next_cursor` back for the next). Filters: `workflow`, `status`, a creation time range
-        [`created_from`, `created_to`) (datetimes, naive meaning UTC, or epoch seconds), and
-        `text`, found in the run id or its error (case-insensitive). InputError for a bad
-        status, limit, time or cursor. `excerpt`: as for `get_run`."""
-        where = RunFilter(workflow, status, created_from, created_to, text)
+        [`created_from`, `created_to`) (datetimes, naive meaning UTC, or epoch seconds),
+        `text`, found in the run id, its name or its error (case-insensitive), and `labels`:
+        runs having every one of these labels. InputError for a bad status, limit, time,
+        label or cursor. `excerpt`: as for `get_run`."""
+        where = RunFilter(workflow, status, created_from, created_to, text, labels)
         return await runs.list_runs(self._rt, where, limit=limit, cursor=cursor, excerpt=excerpt)
 
     list_runs = blocking(list_runs_async)
@@ -329,14 +370,50 @@ class Engine:
         start = None if since is None else runs.epoch("since", since)
         return watch.watch_runs(self._rt, start)
 
+    async def failures_async(
+        self,
+        *,
+        workflow: str | None = None,
+        step: str | None = None,
+        code: str | None = None,
+        since: datetime | float | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> FailedStepPage:
+        """Failed steps across runs (a dead-letter view), the latest ended first, one page at a
+        time: pass `next_cursor` back, with the same filters, for the next. Filters: of
+        `workflow`'s runs, steps named `step`, failed with error `code`, ended at or after
+        `since` (a datetime, naive: UTC, or epoch seconds). A cursor that is garbled, made for
+        other filters or by another version of plait is an InputError saying which."""
+        where = FailureFilter(workflow, step, code, since)
+        return await failures.failures(self._rt, where, limit, cursor)
+
+    failures = blocking(failures_async)
+
     async def failed_steps_async(
         self, *, workflow: str | None = None, limit: int = 50, cursor: str | None = None
     ) -> FailedStepPage:
-        """Failed steps across runs (of `workflow`'s runs, if given), the latest ended first,
-        one page at a time (pass `next_cursor` back for the next)."""
-        return await runs.failed_steps(self._rt, workflow, limit, cursor)
+        """`failures(workflow=...)`, under its older name."""
+        return await failures.failures(self._rt, FailureFilter(workflow), limit, cursor)
 
     failed_steps = blocking(failed_steps_async)
+
+    async def retry_failures_async(
+        self,
+        filter: FailureFilter,
+        *,
+        dry_run: bool = False,
+        limit: int = MAX_RETRY,
+        by: str | None = None,
+    ) -> FailureRetry:
+        """Retry the failed steps a `filter` (plait.FailureFilter; `FailureFilter()`: every
+        one) matches, the newest `limit` of them (at most 1,000 per call: call again for the
+        rest), each as `retry(run_id, step)` would, in its own transaction. `dry_run=True` only
+        counts them (and their runs). A step the Engine refuses (its run was cancelled
+        meanwhile, say) gets the message in `FailureRetry.items`; the others go on."""
+        return await failures.retry_failures(self._rt, filter, dry_run, limit, by)
+
+    retry_failures = blocking(retry_failures_async)
 
     async def steps_async(self, run_id: str, *, excerpt: int | None = None) -> list[Step]:
         """The run's steps in definition order (`excerpt`: as for `get_run`)."""
@@ -644,6 +721,29 @@ class Engine:
 
     replay = blocking(replay_async)
 
+    async def replay_run_async(
+        self,
+        run_id: str,
+        *,
+        workflow: Workflow | None = None,
+        from_step: str | None = None,
+        break_at: str | None = None,
+        on_break: OnBreak | None = None,
+    ) -> RunReplay:
+        """Replay a whole run: every step's current code (`workflow`, or the newest version
+        registered in this process) on the input the run recorded for it, in dependency order
+        (steps it spawned right after their parent), writing nothing. Each step comes back as
+        "ok", "diverged" (with the structural diff), "failed", "reused" (upstream of
+        `from_step`: not run, its recorded output stands) or "not_run" (with the reason: its
+        dependencies gave it no input in the run, or the run never ran it). Before the step
+        `break_at` runs, `on_break(step, {"run_input", "dependencies"})` is called (a debugger's
+        hook; `plait replay --break-at` prints the process id or enters pdb). InputError for an
+        unknown `from_step`/`break_at`, or a `break_at` the replay would not run;
+        WorkflowNotFound with no code for the run's workflow; RunNotFound."""
+        return await history.replay_run(self._rt, run_id, workflow, from_step, break_at, on_break)
+
+    replay_run = blocking(replay_run_async)
+
     async def export_trace_async(self, run_id: str, exporter: Any) -> list[Any]:
         """Build the run's OpenTelemetry spans from its durable events (the `otel` extra) and
         hand them to `exporter` (an `opentelemetry.sdk.trace.export.SpanExporter`); returns
@@ -834,6 +934,16 @@ class Engine:
         return await workers.workers(self._rt, include_dead)
 
     workers = blocking(workers_async)
+
+    async def doctor_async(self) -> list[DoctorCheck]:
+        """What to know about this store before trusting it with runs, one `DoctorCheck` per concern:
+        it opens (`store`), what its settings promise about an acknowledged commit
+        (`durability`: warn when a power failure may lose one), and whether unfinished runs
+        have a live worker (`workers`). Never raises for a store that is away: that is a
+        `fail` check."""
+        return await doctor.doctor(self._rt)
+
+    doctor = blocking(doctor_async)
 
     async def topology_async(
         self, workflow: Workflow | str, *, fingerprint: str | None = None

@@ -1,23 +1,26 @@
 """Looking back at recorded runs: fork (a new run reusing what one recorded), diff (two runs
-step by step) and replay (one step's current code on its recorded inputs; `replay.py`).
+step by step) and replay (one step's, or a whole run's, current code on its recorded inputs;
+`replay.py`).
 DESIGN §3.3."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .. import _codec
 from .._errors import InputError, RunConflict, RunStateError, WorkflowNotFound
 from .._runtime import Runtime
+from ..core.cascade import CONDITION
 from ..core.diff import diff_runs
-from ..core.fork import fork_run, plan_fork, state_at_fork
+from ..core.fork import downstream, fork_run, plan_fork, state_at_fork, topological
 from ..core.queues import flow_of_run
-from ..workflow.definition import Workflow
+from ..core.rows import EdgeKind, RunRow, StepInputs, StepRow, StepStatus
+from ..workflow.definition import StepDef, Workflow
 from . import runs
 from .operator import actor
-from .replay import Replay, replay_step
+from .replay import NOT_RUN, REUSED, Replay, RunReplay, StepReplay, gathered, judged, replay_step
 from .runs import check_run_id, encode_input, plan_and_input
 
 log = logging.getLogger(__name__)
@@ -109,10 +112,9 @@ async def diff(rt: Runtime, run_a: str, run_b: str) -> dict[str, dict[str, Any]]
 # -- replay ---------------------------------------------------------------------------------------
 
 
-async def replay(rt: Runtime, run_id: str, step: str, workflow: Workflow | None) -> Replay:
-    if not isinstance(step, str):
-        raise InputError(f"step must be a step name, got {type(step).__name__}")
-    row = await rt.run_row(run_id)
+def _workflow_for(rt: Runtime, run_id: str, row: RunRow, workflow: Workflow | None) -> Workflow:
+    """The code a replay of the run runs: `workflow` (checked: the run's workflow) or the
+    newest version registered in this process."""
     if workflow is not None:
         if not isinstance(workflow, Workflow):
             raise InputError(f"workflow must be a plait.Workflow, got {type(workflow).__name__}")
@@ -130,6 +132,21 @@ async def replay(rt: Runtime, run_id: str, step: str, workflow: Workflow | None)
             "registered in this process; replay runs the code you have now, so register it "
             "first (engine.register(wf)) or pass it (replay(..., workflow=wf))"
         )
+    return workflow
+
+
+async def replay_inputs(rt: Runtime, run_id: str, definition: StepDef) -> StepInputs:
+    """What a replayed step's handler gets: the run input and the outputs its dependencies
+    recorded (as a worker would have loaded them). The one place a replay reads a step's
+    input, so that it can read the input recorded with the step's attempt instead."""
+    return (await rt.store.step_inputs({run_id: definition.data_deps}))[run_id]
+
+
+async def replay(rt: Runtime, run_id: str, step: str, workflow: Workflow | None) -> Replay:
+    if not isinstance(step, str):
+        raise InputError(f"step must be a step name, got {type(step).__name__}")
+    row = await rt.run_row(run_id)
+    workflow = _workflow_for(rt, run_id, row, workflow)
     rows = {r.name: r for r in await rt.store.get_steps(run_id)}
     recorded = rows.get(step)
     if recorded is not None and recorded.task is not None:  # a spawned step: its task
@@ -164,6 +181,150 @@ async def replay(rt: Runtime, run_id: str, step: str, workflow: Workflow | None)
             f"cannot replay step {step!r} of run {run_id!r}: its dependencies have not "
             f"all ended: {states}"
         )
-    inputs = (await rt.store.step_inputs({run_id: deps}))[run_id]
+    inputs = await replay_inputs(rt, run_id, definition)
     log.debug("replaying step", extra={"run_id": run_id, "step": step})
     return await replay_step(workflow, definition, recorded, inputs, row.fingerprint)
+
+
+# -- replay of a whole run ------------------------------------------------------------------------
+
+# called before the `break_at` step runs: its name and what it will get (run input, outputs)
+OnBreak = Callable[[str, dict[str, Any]], None]
+
+
+def _parent_of(row: StepRow) -> str | None:
+    return next((e.target for e in row.dependents if e.kind is EdgeKind.CHILD), None)
+
+
+def _why_not(definition: StepDef, recorded: StepRow, rows: Mapping[str, StepRow]) -> str | None:
+    """Why a step cannot be replayed on what the run recorded (None: it can)."""
+    if definition.is_signal:
+        return "a signal: its output came from outside the run"
+    for dep, kind in definition.dependencies().items():
+        r = rows.get(dep)
+        if r is None:
+            return f"its dependency {dep!r} has no record in the run"
+        if not r.status.terminal:
+            return f"its dependency {dep!r} has not ended ({r.status.value})"
+        absorbed = kind is EdgeKind.AFTER_ANY or dep in definition.defaults
+        if r.status is not StepStatus.DONE and not absorbed:
+            return f"its dependency {dep!r} ended {r.status.value} in the run"
+    ran = recorded.status in (StepStatus.DONE, StepStatus.FAILED) or (
+        recorded.status is StepStatus.SKIPPED and recorded.skip_reason == CONDITION
+    )
+    if not ran:
+        how = recorded.status.value + (f" ({recorded.skip_reason})" if recorded.skip_reason else "")
+        return f"the run never ran it: it is {how}"
+    return None
+
+
+async def replay_run(
+    rt: Runtime,
+    run_id: str,
+    workflow: Workflow | None,
+    from_step: str | None,
+    break_at: str | None,
+    on_break: OnBreak | None,
+) -> RunReplay:
+    for name, value in (("from_step", from_step), ("break_at", break_at)):
+        if value is not None and not isinstance(value, str):
+            raise InputError(f"{name} must be a step name, got {type(value).__name__}")
+    row = await rt.run_row(run_id)
+    workflow = _workflow_for(rt, run_id, row, workflow)
+    plan = workflow.plan()
+    rows = {r.name: r for r in await rt.store.get_steps(run_id)}
+    where = f"workflow {workflow.name!r} v{workflow.version} ({workflow.fingerprint})"
+    if from_step is not None and (from_step not in workflow or from_step not in rows):
+        missing = "the run" if from_step in workflow else where
+        raise InputError(
+            f"cannot replay run {run_id!r} from step {from_step!r}: {missing} has no such "
+            f"step; its steps: {', '.join(s.name for s in workflow.steps)}"
+        )
+    children: dict[str, list[StepRow]] = {}
+    for r in sorted(rows.values(), key=lambda r: r.idx):
+        parent = _parent_of(r) if r.task is not None else None
+        if parent is not None:
+            children.setdefault(parent, []).append(r)
+    order: list[str] = []
+
+    def visit(name: str) -> None:
+        order.append(name)
+        for child in children.get(name, ()):
+            visit(child.name)
+
+    for name in topological(plan):
+        visit(name)
+    placed = set(order)
+    order += [n for n in rows if n not in placed and rows[n].task is None]  # gone from the code
+    rerun = set(order) if from_step is None else set()
+    if from_step is not None:
+        for name in downstream(plan, from_step):
+            rerun.add(name)
+        for name in order:
+            parent = _parent_of(rows[name]) if name in rows and rows[name].task else None
+            if parent is not None and parent in rerun:
+                rerun.add(name)
+    if break_at is not None:
+        if break_at not in order:
+            raise InputError(
+                f"cannot break at step {break_at!r}: run {run_id!r} and {where} have no such step"
+            )
+        if break_at not in rerun:
+            raise InputError(
+                f"cannot break at step {break_at!r}: it is upstream of {from_step!r}, so the "
+                "replay reuses its recorded output and never runs it"
+            )
+    results: dict[str, StepReplay] = {}
+    outputs: dict[str, Any] = {}  # replayed outputs, for the parents that gather them
+    for name in order:
+        recorded = rows.get(name)
+        if name not in rerun:
+            results[name] = StepReplay(name, REUSED)
+            continue
+        if recorded is None:
+            results[name] = StepReplay(name, NOT_RUN, reason="the run has no record of it")
+            continue
+        if recorded.task is not None:
+            definition = workflow.task_of(recorded.task)
+        else:
+            definition = workflow[name] if name in workflow else None  # noqa: SIM401  # no .get
+        if definition is None:
+            what = f"task {recorded.task!r}" if recorded.task is not None else "such step"
+            results[name] = StepReplay(name, NOT_RUN, reason=f"the current code has no {what}")
+            continue
+        why = _why_not(definition, recorded, rows)
+        if why is not None:
+            results[name] = StepReplay(name, NOT_RUN, reason=why)
+            continue
+        inputs = await replay_inputs(rt, run_id, definition)
+        if name == break_at and on_break is not None:
+            on_break(name, _break_view(inputs))
+        log.debug("replaying step", extra={"run_id": run_id, "step": name})
+        replayed = await replay_step(workflow, definition, recorded, inputs, row.fingerprint)
+        if replayed.status == "done":
+            outputs[name] = replayed.output
+        results[name] = StepReplay(name, judged(replayed), replayed)
+    for name, result in results.items():  # parents that gather: their children's new outputs
+        if result.replay is not None and name in children:
+            again = gathered(result.replay, rows[name], outputs)
+            results[name] = StepReplay(name, judged(again), again)
+    return RunReplay(
+        run_id=run_id,
+        workflow=workflow.name,
+        version=workflow.version,
+        fingerprint=workflow.fingerprint,
+        recorded_fingerprint=row.fingerprint,
+        from_step=from_step,
+        steps=[results[n] for n in order],
+    )
+
+
+def _break_view(inputs: StepInputs) -> dict[str, Any]:
+    """What a step stopped at by `break_at` will get, decoded for a person with a debugger."""
+    return {
+        "run_input": _codec.loads(inputs.run_input),
+        "dependencies": {
+            dep: {"status": status.value, "output": _codec.loads(output)}
+            for dep, (status, output) in inputs.dependencies.items()
+        },
+    }

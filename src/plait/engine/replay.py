@@ -13,6 +13,7 @@ step that returns handles replays to the names of the steps whose outputs it wou
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -127,3 +128,64 @@ async def replay_step(
         diff=diff_values(old_doc, new_doc),
         spawned=[s.name for s in outcome.spawned],
     )
+
+
+# -- a whole run -----------------------------------------------------------------------------------
+
+OK, DIVERGED, FAILED, REUSED, NOT_RUN = "ok", "diverged", "failed", "reused", "not_run"
+
+
+@dataclass(frozen=True, slots=True)
+class StepReplay:
+    """One step of a whole-run replay. `result`: "ok" (the current code reproduced the
+    record), "diverged" (it ended otherwise: `replay.diff`), "failed" (the current code
+    failed: `replay.error`), "reused" (upstream of `from_step`: its recorded output stands) or
+    "not_run" (`reason` says why: its dependencies did not give it an input in the record, or
+    the run never ran it)."""
+
+    step: str
+    result: str
+    replay: Replay | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunReplay:
+    """A whole run replayed with the current code, in dependency order, writing nothing."""
+
+    run_id: str
+    workflow: str
+    version: str
+    fingerprint: str  # of the code replayed
+    recorded_fingerprint: str
+    from_step: str | None
+    steps: list[StepReplay]
+
+    @property
+    def ok(self) -> bool:
+        """No step diverged or failed."""
+        return all(s.result not in (DIVERGED, FAILED) for s in self.steps)
+
+
+def judged(replay: Replay) -> str:
+    """A replayed step's result: failed, diverged or ok."""
+    if replay.status == "failed":
+        return FAILED
+    return DIVERGED if replay.changed else OK
+
+
+def gathered(parent: Replay, recorded: StepRow, outputs: dict[str, Any]) -> Replay:
+    """A parent that returned handles, its output the replayed outputs of the children it
+    gathers (`outputs`, by name), compared again with its record."""
+    names = parent.output
+    if parent.status != "done" or not parent.spawned:
+        return parent
+    if isinstance(names, str) and names in outputs:
+        output = outputs[names]
+    elif isinstance(names, list) and all(isinstance(n, str) and n in outputs for n in names):
+        output = [outputs[n] for n in names]
+    else:
+        return parent
+    new_doc = {"status": parent.status, "output": output, "error": None}
+    diff = diff_values(step_document(recorded), new_doc)
+    return dataclasses.replace(parent, output=output, diff=diff)

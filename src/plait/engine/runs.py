@@ -23,10 +23,10 @@ from .. import _codec
 from .._errors import (
     InputError,
     RunConflict,
-    StepError,
     WorkflowNotFound,
 )
 from .._runtime import Runtime
+from ..core import identity
 from ..core.cascade import new_run
 from ..core.queues import flow_of_run, queue_blockers
 from ..core.rows import EventRow, RunRow, RunStatus, StepRow, StepStatus, WorkflowPlan
@@ -39,8 +39,6 @@ from ..workflow.options import seconds
 from .traces import check_trace_context
 from .views import (
     Event,
-    FailedStep,
-    FailedStepPage,
     Inspection,
     Run,
     RunFilter,
@@ -149,6 +147,52 @@ def start_options(what: str, priority: int, deadline: float | timedelta | None) 
     return seconds(what, "deadline", deadline, error=InputError)
 
 
+IF_EXISTS = ("check", "return")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Identity:
+    """A start's name, labels and metadata (`core.identity`), checked, and what to do when its
+    run id exists: "check" (the default: that run, if its workflow and input are the same,
+    else RunConflict) or "return" (that run, whatever its input)."""
+
+    name: str | None = None
+    labels: dict[str, str] | None = None
+    metadata: bytes | None = None
+    if_exists: str = "check"
+
+    @classmethod
+    def of(
+        cls, what: str, name: Any, labels: Any, metadata: Any, if_exists: Any = "check"
+    ) -> Identity:
+        if if_exists not in IF_EXISTS:
+            raise InputError(
+                f"{what}: if_exists must be one of {', '.join(map(repr, IF_EXISTS))}, got "
+                f"{if_exists!r}"
+            )
+        return cls(
+            identity.check_name(what, name),
+            identity.check_labels(what, labels),
+            identity.check_metadata(what, metadata),
+            if_exists,
+        )
+
+    def apply(self, run: RunRow) -> None:
+        run.name, run.labels, run.metadata = self.name, self.labels, self.metadata
+
+    def existing(self, stored: RunRow, wanted: RunRow) -> None:
+        """A start found its run id taken by `stored`: RunConflict unless it is this run."""
+        if stored.workflow != wanted.workflow:
+            raise RunConflict.taken(wanted.id, stored.workflow, wanted.workflow)
+        if self.if_exists == "check" and not same_json(stored.input, wanted.input):
+            raise RunConflict.input_differs(wanted.id, stored.workflow)
+
+
+def same_json(a: bytes, b: bytes) -> bool:
+    """Whether two JSON payloads hold the same value (whatever their keys' order)."""
+    return a == b or _codec.loads(a or b"null") == _codec.loads(b or b"null")
+
+
 def run_rows(
     rt: Runtime,
     plan: WorkflowPlan,
@@ -158,12 +202,15 @@ def run_rows(
     now: float,
     within: float | None,
     priority: int,
+    who: Identity | None = None,
 ) -> NewRun:
     """The rows of a new run of `plan`, ready for the store."""
     run, steps, events = new_run(plan, run_id, input_json, now)
     flow_of_run(rt.workflows.latest(plan.name), plan, steps, value, priority)
     if within is not None:
         run.deadline = now + within
+    if who is not None:
+        who.apply(run)
     return run, steps, events
 
 
@@ -209,18 +256,21 @@ async def start(
     deadline: float | timedelta | None = None,
     priority: int = 0,
     trace_context: Mapping[str, str] | None = None,
+    who: Identity | None = None,
 ) -> tuple[str, bool]:
     """Start a run: its id, and whether this call created it (False: its id was started before,
-    by this process or another, such as a second scheduler of a tick). Starts made at once
-    share a commit (`Runtime.starts`); this returns once this run's is made."""
+    by this process or another, such as a second scheduler of a tick: `who.if_exists` says
+    whether that run must have the same input). Starts made at once share a commit
+    (`Runtime.starts`); this returns once this run's is made."""
     within = start_options("start", priority, deadline)
+    who = who or Identity()
     if run_id is not None:
         check_run_id(run_id)
     plan, value = await plan_and_input(rt, workflow, input)
     run_id = run_id or new_run_id()
     input_json = encode_input(plan, value)
     run, steps, events = run_rows(
-        rt, plan, run_id, value, input_json, rt.clock.time(), within, priority
+        rt, plan, run_id, value, input_json, rt.clock.time(), within, priority, who
     )
     if trace_context is not None:  # kept in the run's first event (`engine.traces`)
         carried = check_trace_context(dict(trace_context))
@@ -228,8 +278,8 @@ async def start(
         events = [replace(first, payload={**first.payload, "trace_context": carried}), *events[1:]]
     new = (run, steps, events)
     stored, created = await rt.starts.create_run(*new)
-    if not created and stored.workflow != plan.name:
-        raise RunConflict.taken(run_id, stored.workflow, plan.name)
+    if not created:
+        who.existing(stored, run)
     if created:
         log.debug("run started", extra={"run_id": run_id, "workflow": plan.name})
         _started(rt, [new])
@@ -251,13 +301,16 @@ async def start_many(
     deadline: float | timedelta | None = None,
     priority: int = 0,
     progress: Callable[[int], None] | None = None,
-) -> list[str]:
+    who: Identity | None = None,
+) -> list[tuple[str, bool]]:
     """Start a run of `workflow` for each input, in transactions of up to CHUNK_RUNS runs;
-    their ids in order. Every input is validated (and every run id checked) before anything is
-    written. An id that exists as a run of the same workflow is that run; of another workflow,
-    RunConflict, and its chunk is not written (the chunks before it are). `progress` is told
-    after each chunk how many of the runs exist so far."""
+    their ids in order, each with whether this call created it. Every input is validated
+    (and every run id checked) before anything is written. An id that exists as a run of the
+    same workflow (and, unless `who.if_exists` is "return", the same input) is that run; of
+    another workflow (or input), RunConflict, and its chunk is not written (the chunks before
+    it are). `progress` is told after each chunk how many of the runs exist so far."""
     within = start_options("start_many", priority, deadline)
+    who = who or Identity()
     if progress is not None and not callable(progress):
         raise InputError(f"start_many: progress must be a callable or None, got {progress!r}")
     if isinstance(inputs, str | bytes | Mapping) or not isinstance(inputs, Iterable):
@@ -277,7 +330,7 @@ async def start_many(
             raise _at(InputError(f"inputs[{i}]: {exc}"), i) from None
     store = await rt.ready()
     if run_ids is not None:  # ids taken by runs of another workflow: refused before any write
-        await _check_taken(store, plan.name, ids)
+        await _check_taken(store, plan.name, ids, encoded, who)
     latest = rt.workflows.latest(plan.name)
 
     def chunk_from(first: int) -> list[NewRun]:
@@ -293,12 +346,14 @@ async def start_many(
             flow_of_run(latest, plan, new[1], value, priority)
             if within is not None:
                 new[0].deadline = now + within
+            who.apply(new[0])
             chunk.append(new)
         return chunk
 
     # While a chunk is written (on the store's thread or server), the next one is made here;
     # it is sent only once the one before has committed.
     done = 0
+    created: list[bool] = []
     chunk = chunk_from(0) if values else []
     while chunk:
         writing = asyncio.ensure_future(store.create_runs(chunk))
@@ -308,26 +363,50 @@ async def start_many(
             results = await writing
         except RunConflict as exc:
             raise _conflict_in(exc, chunk, done) from None
-        _started(rt, [new for new, (_, created) in zip(chunk, results, strict=True) if created])
+        _started(rt, [new for new, (_, made) in zip(chunk, results, strict=True) if made])
+        for k, (new, (stored, made)) in enumerate(zip(chunk, results, strict=True)):
+            if not made:  # checked before writing; this one was started meanwhile
+                try:
+                    who.existing(stored, new[0])
+                except RunConflict as exc:
+                    message = (
+                        f"inputs[{done + k}]: {exc}; the runs of inputs[0] to "
+                        f"inputs[{following - 1}] were started (but this one), none after"
+                    )
+                    raise _at(RunConflict(message), done + k, new[0].id) from None
+        created.extend(made for _, made in results)
         done, chunk = following, upcoming
         if progress is not None:
             progress(done)
     log.debug("runs started", extra={"workflow": plan.name, "runs": len(values)})
-    return ids
+    return list(zip(ids, created, strict=True))
 
 
-async def _check_taken(store: Store, workflow: str, ids: list[str]) -> None:
-    """RunConflict for the first of `ids` that names a run of another workflow."""
+async def _check_taken(
+    store: Store, workflow: str, ids: list[str], encoded: list[tuple[Any, bytes]], who: Identity
+) -> None:
+    """RunConflict for the first of `ids` that names a run of another workflow (or, unless
+    `who.if_exists` is "return", of another input than the one it would get)."""
     first = {run_id: i for i, run_id in reversed(list(enumerate(ids)))}
-    taken: dict[int, RunRow] = {}
+    taken: dict[int, RunConflict] = {}
+    for i, run_id in enumerate(ids):  # an id twice: the second is the first's run
+        j = first[run_id]
+        if j != i and who.if_exists == "check" and not same_json(encoded[j][1], encoded[i][1]):
+            taken[i] = RunConflict(
+                f"run id {run_id!r} is also inputs[{j}]'s, with a different input; choose "
+                "another run id, or pass if_exists='return' to start the first only"
+            )
     for at in range(0, len(ids), READ_IDS):
         for row in await store.get_runs(ids[at : at + READ_IDS]):
-            if row.workflow != workflow:
-                taken[first[row.id]] = row
+            i = first[row.id]
+            wanted = dataclasses.replace(row, workflow=workflow, input=encoded[i][1])
+            try:
+                who.existing(row, wanted)
+            except RunConflict as exc:
+                taken[i] = exc
     if taken:
         i = min(taken)
-        conflict = RunConflict.taken(ids[i], taken[i].workflow, workflow)
-        raise _at(RunConflict(f"inputs[{i}]: {conflict}; no run was started"), i, ids[i])
+        raise _at(RunConflict(f"inputs[{i}]: {taken[i]}; no run was started"), i, ids[i])
 
 
 def _conflict_in(exc: RunConflict, chunk: list[NewRun], done: int) -> RunConflict:
@@ -445,13 +524,17 @@ def store_filter(f: RunFilter) -> dict[str, Any]:
         raise InputError(f"text must be a string of at most 200 characters, got {f.text!r}")
     created_from = epoch("created_from", f.created_from)
     created_to = epoch("created_to", f.created_to)
-    return {
+    conditions: dict[str, Any] = {
         "workflow": f.workflow,
         "status": status,
         "created_from": created_from,
         "created_to": created_to,
         "text": f.text or None,
     }
+    labels = identity.check_labels("list_runs", f.labels)
+    if labels:  # only then: a store written before labels never sees the argument
+        conditions["labels"] = labels
+    return conditions
 
 
 def epoch(name: str, value: object) -> float | None:
@@ -479,47 +562,6 @@ def _parse_cursor(cursor: str | None) -> tuple[float, str] | None:
         raise InputError(
             f"invalid cursor {cursor!r}: pass the next_cursor of a previous page"
         ) from None
-
-
-async def failed_steps(
-    rt: Runtime, workflow: str | None, limit: int, cursor: str | None
-) -> FailedStepPage:
-    check_limit(limit)
-    if workflow is not None and not isinstance(workflow, str):
-        raise InputError(f"workflow must be a string, got {type(workflow).__name__}")
-    before: tuple[float, str, str] | None = None
-    if cursor is not None:
-        try:
-            at, run_id, name = cursor.split("|", 2)
-            before = (float(at), run_id, name)
-            if not math.isfinite(before[0]):
-                raise ValueError(at)
-        except (ValueError, AttributeError):
-            raise InputError(
-                f"invalid cursor {cursor!r}: pass the next_cursor of a previous page"
-            ) from None
-    store = await rt.ready()
-    rows = await store.list_failed_steps(workflow=workflow, limit=limit + 1, before=before)
-    more = len(rows) > limit
-    rows = rows[:limit]
-    workflows = {r.id: r.workflow for r in await store.get_runs({s.run_id for s in rows})}
-    found = [
-        FailedStep(
-            run_id=s.run_id,
-            workflow=workflows.get(s.run_id, "?"),
-            step=s.name,
-            error=StepError(s.error_code or "failed", s.error_message or ""),
-            attempts=s.attempt,
-            finished_at=datetime.fromtimestamp(s.finished_at, UTC) if s.finished_at else None,
-            task=s.task,
-        )
-        for s in rows
-    ]
-    last = rows[-1] if rows else None
-    next_cursor = (
-        f"{last.finished_at or 0.0!r}|{last.run_id}|{last.name}" if more and last else None
-    )
-    return FailedStepPage(found, next_cursor)
 
 
 async def steps(rt: Runtime, run_id: str, excerpt: int | None = None) -> list[Step]:

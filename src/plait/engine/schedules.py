@@ -266,7 +266,9 @@ class Scheduler:
     async def _start(self, s: Schedule, tick: float) -> None:
         run_id = tick_id(s.name, tick)
         try:
-            _, created = await runs.start(self.rt, s.workflow, s.input, run_id=run_id)
+            _, created = await runs.start(  # a tick's run, whoever started it
+                self.rt, s.workflow, s.input, run_id=run_id, who=runs.Identity(if_exists="return")
+            )
         except (WorkflowNotFound, InputError, RunConflict) as exc:
             log.error("schedule %s: tick %s not started: %s", s.name, run_id, exc)
             return

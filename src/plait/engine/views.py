@@ -3,6 +3,7 @@ decoded."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -50,6 +51,9 @@ class Run:
     forked_from: str | None = None  # the step of the parent it was forked from
     updated_at: datetime | None = None  # when its status last changed (`watch_runs` sets it)
     state: dict[str, Any] = field(default_factory=dict)  # its session state (ctx.state), as now
+    name: str | None = None  # the human name it was started with
+    labels: dict[str, str] = field(default_factory=dict)  # the labels it was started with
+    metadata: dict[str, Any] = field(default_factory=dict)  # the metadata it was started with
 
     @property
     def duration(self) -> float | None:
@@ -74,6 +78,9 @@ class Run:
             parent_run=row.parent_run,
             forked_from=row.forked_from,
             state=_codec.loads(row.state) if row.state else {},
+            name=row.name,
+            labels=dict(row.labels or {}),
+            metadata=_codec.loads(row.metadata) if row.metadata else {},
         )
 
 
@@ -280,13 +287,15 @@ class Queue:
 class RunFilter:
     """Which runs a list, a count or a bulk action takes: every given condition holds.
     `created_from`/`created_to`: a creation time range [from, to), a datetime (naive: UTC) or
-    epoch seconds; `text`: found in the run id or its error, case-insensitive."""
+    epoch seconds; `text`: found in the run id, its name or its error, case-insensitive;
+    `labels`: runs having every one of these labels ({"customer": "42"})."""
 
     workflow: str | None = None
     status: RunStatus | str | None = None
     created_from: datetime | float | None = None
     created_to: datetime | float | None = None
     text: str | None = None
+    labels: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -304,10 +313,50 @@ class FailedStep:
 
 @dataclass(frozen=True, slots=True)
 class FailedStepPage:
-    """One page of `failed_steps`; pass `next_cursor` back to get the next (None: no more)."""
+    """One page of `failures`; pass `next_cursor` back to get the next (None: no more)."""
 
     steps: list[FailedStep]
     next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class FailureFilter:
+    """Which failed steps `failures` lists and `retry_failures` retries: every given condition
+    holds. `workflow`: of that workflow's runs; `step`: of that name; `code`: failed with that
+    error code; `since`: ended at or after (a datetime, naive: UTC, or epoch seconds)."""
+
+    workflow: str | None = None
+    step: str | None = None
+    code: str | None = None
+    since: datetime | float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FailureRetryItem:
+    """What `retry_failures` did to one failed step: "done", or "error" (the Engine refused:
+    its message, such as a run cancelled meanwhile)."""
+
+    run_id: str
+    step: str
+    outcome: str
+    message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FailureRetry:
+    """`retry_failures`'s count (a dry run) or what it did.
+
+    `matched`: failed steps the filter matches, counted up to the call's `limit`; `more`: True
+    when more match than that (call again after these are retried); `runs`: how many runs they
+    belong to; `sample`: some of them as "run_id/step". Executed, `items` says what happened to
+    each."""
+
+    dry_run: bool
+    matched: int
+    more: bool
+    runs: int
+    sample: list[str]
+    items: list[FailureRetryItem] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from .._errors import InputError, WorkflowNotFound
+from .._portal import result
 from .._runtime import Runtime
 from ..core.topology import Topology, WorkerInfo, topology
 from ..worker.registry import read_workers
@@ -56,15 +57,15 @@ def serve_blocking(
     wait_limit("run_worker", "timeout", timeout)
     portal = rt.portal
     worker = portal.call(worker_for(rt, workflows, **options))
-    future = portal.submit(worker.run(until=until, timeout=timeout, handle_signals=False))
     in_main = threading.current_thread() is threading.main_thread()
     previous = None
-    if in_main:
+    if in_main:  # before the worker claims anything: a SIGTERM from then on stops it
         previous = signal.signal(signal.SIGTERM, lambda *_: portal.call_soon(worker.stop))
+    future = portal.submit(worker.run(until=until, timeout=timeout, handle_signals=False))
     try:
         while True:
             try:
-                future.result()
+                result(future)  # in slices: the handler runs even if another thread got it
                 return
             except KeyboardInterrupt:
                 portal.call_soon(worker.stop)  # graceful; a second Ctrl-C waits again

@@ -17,15 +17,17 @@ from fastapi.security import APIKeyHeader, HTTPBearer
 from starlette.responses import StreamingResponse
 
 from .._errors import ConfigError, InputError
+from ..core.identity import parse_label
 from ..core.rate import Rate
 from ..engine.engine import Engine
-from ..engine.views import RunFilter
+from ..engine.views import FailureFilter, RunFilter
 from . import responses as A
 from . import views
 from .bodies import (
     ApproveBody,
     BulkBody,
     CancelBody,
+    FailureRetryBody,
     ForkBody,
     QueueBody,
     RejectBody,
@@ -136,6 +138,17 @@ def actor(request: Request) -> str:
 # -- runs ----------------------------------------------------------------------------------------
 
 
+def labels_of(texts: list[str]) -> dict[str, str] | None:
+    """`label=key=value` query parameters as labels (None: none); InputError for a bad one."""
+    labels: dict[str, str] = {}
+    for text in texts:
+        key, value = parse_label(text)
+        if key in labels:
+            raise InputError(f"label {key!r} is given twice")
+        labels[key] = value
+    return labels or None
+
+
 @router.get(
     "/runs", tags=["runs"], summary="List runs, newest first", responses=reads(A.RunPage, 422)
 )
@@ -145,24 +158,32 @@ async def list_runs(
     status: Annotated[str | None, Query(max_length=20)] = None,
     created_from: When = None,
     created_to: When = None,
-    q: Annotated[str | None, Query(max_length=200, description="text in run id or error")] = None,
+    q: Annotated[
+        str | None, Query(max_length=200, description="text in run id, name or error")
+    ] = None,
+    label: Annotated[
+        list[str] | None,
+        Query(max_length=32, description="key=value: runs with every label given"),
+    ] = None,
     limit: Limit = 50,
     cursor: Cursor = None,
     count: bool = False,
 ) -> JSON:
     engine = engine_of(request)
+    labels = labels_of(label or [])
     page = await engine.list_runs_async(
         workflow=workflow,
         status=status,
         created_from=created_from,
         created_to=created_to,
         text=q,
+        labels=labels,
         limit=limit,
         cursor=cursor,
     )
     body: dict[str, Any] = {"runs": page.runs, "next_cursor": page.next_cursor}
     if count:
-        where = RunFilter(workflow, status, created_from, created_to, q)
+        where = RunFilter(workflow, status, created_from, created_to, q, labels)
         body["count"] = await engine.count_runs_async(where)
     return JSON(body)
 
@@ -170,17 +191,21 @@ async def list_runs(
 @router.post(
     "/runs",
     tags=["runs"],
-    summary="Start a run of a workflow the store knows",
+    summary="Start a run of a workflow the store knows (200: its run_id existed, that run)",
     status_code=201,
-    responses=acts(A.Run, 400, 404, 409, 422, status=201),
+    responses={
+        **acts(A.Run, 400, 404, 409, 422, status=201),
+        200: {"model": A.Run, "description": "Success: the run of that run_id, which existed."},
+    },
     dependencies=TOKEN,
 )
 async def start_run(request: Request, body: StartBody) -> JSON:
     engine = engine_of(request)
     handle = await engine.start_async(
-        body.workflow, body.input, run_id=body.run_id, priority=body.priority
-    )
-    return JSON(await engine.get_run_async(handle.id), status_code=201)
+        body.workflow, body.input, run_id=body.run_id, priority=body.priority, name=body.name,
+        labels=body.labels, metadata=body.metadata, if_exists=body.if_exists,
+    )  # fmt: skip
+    return JSON(await engine.get_run_async(handle.id), status_code=201 if handle.created else 200)
 
 
 @router.get("/runs/{run_id}", tags=["runs"], summary="A run", responses=reads(A.Run, 404, 422))
@@ -459,13 +484,31 @@ async def waiting(request: Request, limit: Limit = 100) -> JSON:
 async def failed_steps(
     request: Request,
     workflow: Annotated[str | None, Query(max_length=200)] = None,
+    step: Annotated[str | None, Query(max_length=200)] = None,
+    code: Annotated[str | None, Query(max_length=200)] = None,
+    since: When = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> JSON:
-    page = await engine_of(request).failed_steps_async(
-        workflow=workflow, limit=limit, cursor=cursor
+    page = await engine_of(request).failures_async(
+        workflow=workflow, step=step, code=code, since=since, limit=limit, cursor=cursor
     )
     return JSON({"steps": page.steps, "next_cursor": page.next_cursor})
+
+
+@router.post(
+    "/failed-steps/retry",
+    tags=["operator"],
+    summary="Retry the failed steps a filter matches (dry run by default)",
+    responses=acts(A.FailureRetry, 400, 422),
+    dependencies=TOKEN,
+)
+async def retry_failed_steps(request: Request, body: FailureRetryBody) -> JSON:
+    where = FailureFilter(body.workflow, body.step, body.code, body.since)
+    result = await engine_of(request).retry_failures_async(
+        where, dry_run=body.dry_run, limit=body.limit, by=actor(request)
+    )
+    return JSON(result)
 
 
 # -- data ----------------------------------------------------------------------------------------

@@ -8,9 +8,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat
 
 from ..engine.bulk import MAX_BULK
+from ..engine.failures import MAX_RETRY
 
 Text = Field(default=None, max_length=2000)
 When = Field(default=None, description="an ISO 8601 date-time (naive: UTC) or epoch seconds")
@@ -25,6 +26,16 @@ class StartBody(Body):
     input: Any = None
     run_id: str | None = Field(default=None, max_length=200)
     priority: int = Field(default=0, ge=-1_000_000, le=1_000_000, strict=True)
+    name: str | None = Field(default=None, max_length=200, description="a human name")
+    labels: dict[str, str] | None = Field(
+        default=None, max_length=32, description="string labels, which run lists filter by"
+    )
+    metadata: dict[str, Any] | None = Field(default=None, description="kept with the run")
+    if_exists: Literal["check", "return"] = Field(
+        default="check",
+        description="a run_id that exists: check (that run if its input is the same, else "
+        "409) or return (that run, whatever its input)",
+    )
 
 
 class CancelBody(Body):
@@ -65,6 +76,15 @@ class BulkBody(Body):
     dry_run: bool = Field(default=True, strict=True)  # a bulk call only counts unless told to
     limit: int = Field(default=MAX_BULK, ge=1, le=MAX_BULK, strict=True)
     reason: str | None = Text
+
+
+class FailureRetryBody(Body):
+    workflow: str | None = Field(default=None, min_length=1, max_length=200)
+    step: str | None = Field(default=None, min_length=1, max_length=200)
+    code: str | None = Field(default=None, min_length=1, max_length=200)
+    since: datetime | StrictFloat | None = When  # strict: `false` is not epoch 0
+    dry_run: bool = Field(default=True, strict=True)  # it only counts unless told to
+    limit: int = Field(default=MAX_RETRY, ge=1, le=MAX_RETRY, strict=True)
 
 
 class RateBody(Body):

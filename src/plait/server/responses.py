@@ -75,6 +75,13 @@ class Run(Answer):
         default_factory=dict,
         description="its session state (ctx.state, post:), as the successes so far left it",
     )
+    name: str | None = Field(default=None, description="the human name it was started with")
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="the labels it was started with"
+    )
+    metadata: dict[str, Any] = Field(
+        default_factory=dict, description="the metadata it was started with"
+    )
 
 
 class RunPage(Answer):
@@ -319,6 +326,22 @@ class FailedStep(Answer):
 class FailedStepPage(Answer):
     steps: list[FailedStep]
     next_cursor: str | None
+
+
+class FailureRetryItem(Answer):
+    run_id: str
+    step: str
+    outcome: Literal["done", "error"]
+    message: str | None
+
+
+class FailureRetry(Answer):
+    dry_run: bool
+    matched: int = Field(description="failed steps the filter matches, up to the call's limit")
+    more: bool = Field(description="more match than the limit: call again for the rest")
+    runs: int = Field(description="runs the matched steps belong to")
+    sample: list[str] = Field(description='some matched steps, as "run_id/step"')
+    items: list[FailureRetryItem] = Field(description="what happened to each (executed only)")
 
 
 # -- data ------------------------------------------------------------------------------------------

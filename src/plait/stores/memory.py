@@ -26,7 +26,9 @@ from ..core.claiming import (
     token_wait,
     unclaimed_ready,
 )
+from ..core.durability import Durability, in_memory
 from ..core.gates import expire_approval, pass_deadline
+from ..core.identity import matches
 from ..core.placement import may_run
 from ..core.queues import QueueConfig, queue_of, reconfigure
 from ..core.rate import Rate
@@ -60,13 +62,20 @@ def _matches(
     created_from: float | None,
     created_to: float | None,
     text: str | None,
+    labels: Mapping[str, str] | None = None,
 ) -> bool:
     return (
         (workflow is None or r.workflow == workflow)
         and (status is None or r.status == status)
         and (created_from is None or r.created_at >= created_from)
         and (created_to is None or r.created_at < created_to)
-        and (not text or text.lower() in r.id.lower() or text.lower() in (r.error or "").lower())
+        and (
+            not text
+            or text.lower() in r.id.lower()
+            or text.lower() in (r.name or "").lower()
+            or text.lower() in (r.error or "").lower()
+        )
+        and matches(r.labels, labels)
     )
 
 
@@ -188,12 +197,13 @@ class MemoryStore:
         created_to: float | None = None,
         text: str | None = None,
         excerpt: int | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> list[RunRow]:
         with self._lock:
             rows = [
                 r
                 for r in self._runs.values()
-                if _matches(r, workflow, status, created_from, created_to, text)
+                if _matches(r, workflow, status, created_from, created_to, text, labels)
                 and (before is None or (r.created_at, r.id) < before)
             ]
         rows.sort(key=lambda r: (r.created_at, r.id), reverse=True)
@@ -207,12 +217,13 @@ class MemoryStore:
         created_from: float | None = None,
         created_to: float | None = None,
         text: str | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> int:
         with self._lock:
             return sum(
                 1
                 for r in self._runs.values()
-                if _matches(r, workflow, status, created_from, created_to, text)
+                if _matches(r, workflow, status, created_from, created_to, text, labels)
             )
 
     async def list_run_changes(
@@ -238,7 +249,14 @@ class MemoryStore:
         return [(q, status, n, oldest) for (q, status), (n, oldest) in counts.items()]
 
     async def list_failed_steps(
-        self, *, workflow: str | None, limit: int, before: tuple[float, str, str] | None
+        self,
+        *,
+        workflow: str | None,
+        limit: int,
+        before: tuple[float, str, str] | None,
+        step: str | None = None,
+        code: str | None = None,
+        since: float | None = None,
     ) -> list[StepRow]:
         with self._lock:
             found = [
@@ -248,6 +266,9 @@ class MemoryStore:
                 for s in steps.values()
                 if s.status is StepStatus.FAILED
                 and (before is None or (s.finished_at or 0.0, s.run_id, s.name) < before)
+                and (step is None or s.name == step)
+                and (code is None or s.error_code == code)
+                and (since is None or (s.finished_at or 0.0) >= since)
             ]
             found.sort(key=lambda s: (s.finished_at or 0.0, s.run_id, s.name), reverse=True)
             return [dataclasses.replace(s) for s in found[:limit]]
@@ -508,6 +529,9 @@ class MemoryStore:
                 self._run(txn, pass_deadline(txn, run_id))
             self._write(txn)
             return txn.result
+
+    async def durability(self) -> Durability:
+        return in_memory()
 
     async def next_timer_at(self) -> float | None:
         with self._lock:

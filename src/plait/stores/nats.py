@@ -65,7 +65,9 @@ from nats.js.api import (
 from .._clock import REAL, Clock
 from .._errors import RunConflict, StoreError
 from .._portal import Portal
+from ..core import durability
 from ..core.blobs import BlobStats, check_hash, check_put, digest, missing
+from ..core.durability import Durability
 from ..core.queues import QueueConfig, reconfigure
 from ..core.rate import Rate
 from ..core.rows import (
@@ -96,7 +98,6 @@ T = TypeVar("T")
 
 STORE_MARK = "plait-store"  # the stream metadata key that says a bucket is a plait store's
 STORE_FORMAT = "1"
-BATCH_LIMIT = 1000  # messages in one atomic batch (nats-server's default, 2.12 to 2.15)
 CONFLICT_RETRIES = 50
 # steps are kept in pages of this many (by `idx`): a transaction readying 10,000 steps writes
 # 625 keys, within one batch
@@ -113,6 +114,7 @@ RECONNECT_WAIT = 3.0  # seconds a call waits for a connection that is being re-e
 _KV_OP = "KV-Operation"
 _WRITER = "Plait-Writer"  # which store object wrote a message (its own are not wake-ups)
 _WRONG_SEQUENCE = 10071
+_BATCH_TOO_LARGE = 10199  # more messages than the server's limits.batch.max_msgs
 
 
 class _Conflict(Exception):
@@ -251,13 +253,24 @@ class NatsStore:
             return
         await probe(self._url)
         errors: list[BaseException] = []
+        # while opening: the server refused something or dropped us (nats-py closes the
+        # connection on a permissions violation; requests would only time out)
+        trouble = asyncio.Event()
 
         async def error_cb(exc: Exception) -> None:
             errors.append(exc)
+            if self._nc is None:
+                trouble.set()
 
         async def disconnected_cb() -> None:
             if self._closing:
                 return
+            if self._nc is None:
+                trouble.set()
+                return
+            cause = self._nc.last_error
+            if cause is not None and _denied(cause):
+                log.error("NATS store %s: %s", self._url.shown, describe(cause))
             log.warning("NATS store %s: disconnected; polling until it is back", self._url.shown)
             self._on_live(False)
 
@@ -287,7 +300,9 @@ class NatsStore:
                 f"cannot connect to NATS store {self._url.shown}: {describe(cause)}"
             ) from None
         try:
-            await self._prepare(nc)
+            await _unless(trouble, self._prepare(nc))
+            if trouble.is_set():
+                raise self._open_trouble(nc.last_error or (errors[-1] if errors else None))
         except BaseException:
             await nc.close()
             raise
@@ -298,6 +313,17 @@ class NatsStore:
             self._nc = None
             await nc.close()
             raise
+
+    def _open_trouble(self, cause: BaseException | None) -> StoreError:
+        where = f"NATS store {self._url.shown}"
+        if cause is not None and _denied(cause):
+            return StoreError(
+                f"{where}: this user may not use the store's subjects: {describe(cause)}. It "
+                f"needs to publish on $JS.API.>, $KV.{self._url.bucket}.> "
+                f"and $O.{self._url.objects}.>, and subscribe on _INBOX.> (docs/nats.md)"
+            )
+        why = describe(cause) if cause is not None else "no reason given"
+        return StoreError(f"{where}: the server dropped the connection while opening: {why}")
 
     async def _prepare(self, nc: Client) -> None:
         """Check the server, then find or create the bucket (refusing one that is not ours)."""
@@ -405,15 +431,19 @@ class NatsStore:
         log.info("NATS store %s: created bucket %s", self._url.shown, self._url.bucket)
 
     async def _sync_setting(self, nc: Client) -> bool | None:
-        """Whether the server fsyncs every write (`sync_interval: always`), from its /varz on
-        the system account if we may read it; None when not known."""
+        """Whether the server fsyncs every write (`sync_interval: always`), from its VARZ if
+        this account may ask for it (the system account's, imported: docs/nats.md); None when
+        not known."""
         try:
             reply = await nc.request("$SYS.REQ.SERVER.PING.VARZ", b"{}", timeout=0.5)
             varz = json.loads(reply.data).get("data", {})
-            sync = varz.get("jetstream", {}).get("config", {}).get("sync_interval")
-            return None if sync is None else sync in ("always", -1)
         except Exception:  # not allowed or not answered: unknown
             return None
+        config = varz.get("jetstream", {}).get("config", {})
+        if config.get("sync_always") is True:
+            return True
+        # a periodic sync is `sync_interval` in nanoseconds, and no `sync_always` at all
+        return False if "sync_interval" in config else None
 
     async def close(self) -> None:
         if self._nc is None:
@@ -727,11 +757,12 @@ class NatsStore:
             return
         if self.read_only:
             raise StoreError(f"NATS store {self._url.shown} is open read-only: a write was refused")
-        if len(writes) > BATCH_LIMIT:
+        if len(writes) > self._url.batch_limit:
             raise StoreError(
                 f"NATS store {self._url.shown}: this transaction writes {len(writes)} keys, over "
-                f"the server's limit of {BATCH_LIMIT} messages in one atomic batch; nothing was "
-                "written"
+                f"the limit of {self._url.batch_limit} messages in one atomic batch; nothing was "
+                "written (raise the server's jetstream { limits { batch { max_msgs } } } and the "
+                "URL's batch_limit=N with it: docs/nats.md)"
             )
         if len({key for key, _, _ in writes}) != len(writes):
             raise StoreError(f"NATS store {self._url.shown}: a batch wrote a key twice (a bug)")
@@ -782,6 +813,13 @@ class NatsStore:
                     text = str(error.get("description", ""))
                     number = text.rsplit(":", 1)[-1].strip()
                     raise _Conflict(int(number) if number.isdigit() else 0)
+                if error.get("err_code") == _BATCH_TOO_LARGE:
+                    raise StoreError(
+                        f"NATS store {self._url.shown}: the server refused a batch of "
+                        f"{len(writes)} messages ({error.get('description')}): its "
+                        "jetstream { limits { batch { max_msgs } } } is lower than this URL's "
+                        f"batch_limit={self._url.batch_limit}; nothing was written"
+                    )
                 raise StoreError(
                     f"NATS store {self._url.shown}: the server refused a commit: "
                     f"{error.get('description')} (err_code {error.get('err_code')})"
@@ -1057,7 +1095,7 @@ class NatsStore:
                 if run.id in seen:
                     continue
                 seen.add(run.id)
-                if chunk and size + n > BATCH_LIMIT:
+                if chunk and size + n > self._url.batch_limit:
                     await self._create_chunk(runs, chunk, results)
                     chunk, size = [], 0
                 chunk.append(i)
@@ -1127,13 +1165,14 @@ class NatsStore:
         created_to: float | None = None,
         text: str | None = None,
         excerpt: int | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> list[RunRow]:
         return await self._read(
             "listing runs",
             lambda: self._replica.list_runs(
                 excerpt=excerpt,
                 workflow=workflow, status=status, limit=limit, before=before,
-                created_from=created_from, created_to=created_to, text=text,
+                created_from=created_from, created_to=created_to, text=text, labels=labels,
             ),
         )  # fmt: skip
 
@@ -1145,12 +1184,13 @@ class NatsStore:
         created_from: float | None = None,
         created_to: float | None = None,
         text: str | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> int:
         return await self._read(
             "counting runs",
             lambda: self._replica.count_runs(
                 workflow=workflow, status=status, created_from=created_from,
-                created_to=created_to, text=text,
+                created_to=created_to, text=text, labels=labels,
             ),
         )  # fmt: skip
 
@@ -1165,11 +1205,20 @@ class NatsStore:
         return await self._read("reading the backlog", lambda: self._replica.step_backlog(now))
 
     async def list_failed_steps(
-        self, *, workflow: str | None, limit: int, before: tuple[float, str, str] | None
+        self,
+        *,
+        workflow: str | None,
+        limit: int,
+        before: tuple[float, str, str] | None,
+        step: str | None = None,
+        code: str | None = None,
+        since: float | None = None,
     ) -> list[StepRow]:
         return await self._read(
             "listing failed steps",
-            lambda: self._replica.list_failed_steps(workflow=workflow, limit=limit, before=before),
+            lambda: self._replica.list_failed_steps(
+                workflow=workflow, limit=limit, before=before, step=step, code=code, since=since
+            ),
         )
 
     async def get_steps(self, run_id: str, *, excerpt: int | None = None) -> list[StepRow]:
@@ -1320,6 +1369,15 @@ class NatsStore:
     async def fire_timers(self, now: float, limit: int) -> CommitResult:
         return await self._captured("firing timers", lambda: self._replica.fire_timers(now, limit))
 
+    async def durability(self) -> Durability:
+        async def read() -> Durability:
+            assert self._nc is not None
+            info = await self._nc.jetstream(timeout=REQUEST_TIMEOUT).stream_info(self._url.stream)
+            replicas = info.config.num_replicas or 1
+            return durability.nats(await self._sync_setting(self._nc), replicas)
+
+        return await self._hop("reading the server's settings", read())
+
     async def next_timer_at(self) -> float | None:
         return await self._read("reading timers", self._replica.next_timer_at)
 
@@ -1375,7 +1433,7 @@ class NatsStore:
                 (c, k)
                 for (c, k), r in self._replica._records.items()
                 if r.doc == TOMBSTONE and r.updated_at < older_than
-            ][:BATCH_LIMIT]
+            ][: self._url.batch_limit]
             return [(codec.key("rec", c, k), None, {}) for c, k in old], {}, len(old)
 
         return await self._transact("purging record tombstones", attempt)
@@ -1436,10 +1494,12 @@ class NatsStore:
                 except _Conflict as conflict:
                     await self._catch_up(conflict.seq)
                     continue
-                for i in range(0, len(rest), BATCH_LIMIT):  # the run is gone: its rows next
+                for i in range(
+                    0, len(rest), self._url.batch_limit
+                ):  # the run is gone: its rows next
                     try:
                         async with self._writing():
-                            await self._commit(rest[i : i + BATCH_LIMIT], {})
+                            await self._commit(rest[i : i + self._url.batch_limit], {})
                     except _Conflict:
                         log.warning("NATS store: rows of deleted run %s changed meanwhile", run_id)
                 return True
@@ -1565,3 +1625,22 @@ def _encode(key: str, value: Any, held: dict[str, Any]) -> bytes:
         doc["blobs"] = held
     doc["row"] = codec.plain(row)
     return orjson.dumps(doc)
+
+
+def _denied(exc: BaseException) -> bool:
+    return "permissions violation" in str(exc).lower()
+
+
+async def _unless(event: asyncio.Event, work: Coroutine[Any, Any, None]) -> None:
+    """Run `work`, or stop it as soon as `event` is set."""
+    task = asyncio.ensure_future(work)
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait([task, waiter], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+    if event.is_set() and not task.done():
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return
+    await task

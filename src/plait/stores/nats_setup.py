@@ -36,12 +36,19 @@ _TLS_OPTIONS = ("tls", "tls_ca", "tls_cert", "tls_key")
 OWN_OPTIONS = (
     "namespace",
     "replicas",
+    "batch_limit",
     THRESHOLD_OPTION,
     "artifacts",
     "connect_timeout",
     *_CONNECTION_OPTIONS,
     *_TLS_OPTIONS,
 )
+
+
+# Messages in one atomic batch: nats-server's default `jetstream { limits { batch { max_msgs } } }`
+# (2.12 to 2.15), and how far the URL's batch_limit may raise it.
+DEFAULT_BATCH_LIMIT = 1000
+MAX_BATCH_LIMIT = 1_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +59,8 @@ class NatsURL:
     blob_threshold: int = DEFAULT_THRESHOLD
     connect_timeout: float = 5.0
     replicas: int = 1
+    # messages in one atomic batch, at most: the server's `limits { batch { max_msgs } }`
+    batch_limit: int = DEFAULT_BATCH_LIMIT
     options: dict[str, Any] = field(default_factory=dict)  # what nats.connect gets besides
 
     @property
@@ -67,11 +76,6 @@ class NatsURL:
     def objects(self) -> str:
         """The Object Store bucket holding this store's blobs."""
         return f"plait_{self.namespace}_blobs"
-
-    @property
-    def wake_subject(self) -> str:
-        """The core NATS subject commits announce what they did on (push wake-ups)."""
-        return f"plait.{self.namespace}.wake"
 
 
 def hide_secrets(url: str) -> str:
@@ -124,6 +128,7 @@ def parse_url(url: str) -> NatsURL:
         else:
             options["token"] = unquote(user)
     namespace, threshold, timeout, replicas = "default", DEFAULT_THRESHOLD, 5.0, 1
+    batch_limit = DEFAULT_BATCH_LIMIT
     tls: dict[str, str] = {}
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
         if key == "namespace":
@@ -142,6 +147,13 @@ def parse_url(url: str) -> NatsURL:
                     "from 1 to 5"
                 )
             replicas = int(value)
+        elif key == "batch_limit":
+            if not value.isdigit() or not 2 <= int(value) <= MAX_BATCH_LIMIT:
+                raise StoreError(
+                    f"NATS store URL {shown!r}: batch_limit={value!r} is not a number of "
+                    f"messages from 2 to {MAX_BATCH_LIMIT:,} (the server's limits.batch.max_msgs)"
+                )
+            batch_limit = int(value)
         elif key == "connect_timeout":
             try:
                 timeout = float(value)
@@ -168,7 +180,9 @@ def parse_url(url: str) -> NatsURL:
         if "tls_hostname" in options:
             options["tls_hostname"] = options["tls_hostname"]
         servers = [s.replace("nats://", "tls://", 1) for s in servers]
-    return NatsURL(tuple(servers), shown, namespace, threshold, timeout, replicas, options)
+    return NatsURL(
+        tuple(servers), shown, namespace, threshold, timeout, replicas, batch_limit, options
+    )
 
 
 def _tls_context(tls: dict[str, str], shown: str) -> ssl.SSLContext:

@@ -61,6 +61,8 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from .._errors import StoreError
 from .._portal import Portal
+from ..core import durability
+from ..core.durability import Durability
 from .postgres_setup import (
     SCHEMA_VERSION,
     check_schema,
@@ -374,6 +376,10 @@ class PostgresStore(SQLStore):
         sql_text = self._queries[query]
         what = query.replace("_", " ")
         return await self._transact(what, lambda: fetch(sql_text, params), write=False)
+
+    async def durability(self) -> Durability:
+        rows = await self._fetch("durability_settings", {})
+        return durability.postgres({str(name): str(value) for name, value in rows})
 
     def _error(self, what: str, exc: BaseException) -> StoreError:
         return StoreError(f"PostgreSQL store {self._url.shown}: {what} failed: {describe(exc)}")

@@ -11,6 +11,7 @@ from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ..core.blobs import BlobStats
+from ..core.durability import Durability
 from ..core.queues import QueueConfig
 from ..core.rate import Rate
 from ..core.rows import (
@@ -81,7 +82,9 @@ class Store(Protocol):
     async def create_run(
         self, run: RunRow, steps: Sequence[StepRow], events: Sequence[EventRow]
     ) -> tuple[RunRow, bool]:
-        """Insert a new run atomically; if the id exists, return the existing run and False."""
+        """Insert a new run atomically; if the id exists, return the existing run (its input
+        read whole, so that the engine can tell whether a start repeats it) and False. A run's
+        `name`, `labels` and `metadata` are kept as given and read back by every read."""
 
     async def create_runs(self, runs: Sequence[NewRun]) -> list[tuple[RunRow, bool]]:
         """Insert new runs in one transaction (one commit), each as `create_run` would: for
@@ -109,10 +112,13 @@ class Store(Protocol):
         created_to: float | None = None,
         text: str | None = None,
         excerpt: int | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> list[RunRow]:
         """Newest first (created_at, id descending), strictly before the `before` position;
-        created in [`created_from`, `created_to`) where given; with `text`, only runs whose id
-        or error contains it (case-insensitive). `excerpt` as for `get_run`."""
+        created in [`created_from`, `created_to`) where given; with `text`, only runs whose id,
+        name or error contains it (case-insensitive); with `labels`, only runs having every one
+        of them (`core.identity.matches`; the engine passes it only when some are asked for).
+        `excerpt` as for `get_run`."""
 
     async def count_runs(
         self,
@@ -122,6 +128,7 @@ class Store(Protocol):
         created_from: float | None = None,
         created_to: float | None = None,
         text: str | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> int:
         """How many runs `list_runs` with these filters would give, all pages together."""
 
@@ -137,10 +144,18 @@ class Store(Protocol):
         status, how many, since when the oldest of the ready ones claimable by `now` is)."""
 
     async def list_failed_steps(
-        self, *, workflow: str | None, limit: int, before: tuple[float, str, str] | None
+        self,
+        *,
+        workflow: str | None,
+        limit: int,
+        before: tuple[float, str, str] | None,
+        step: str | None = None,
+        code: str | None = None,
+        since: float | None = None,
     ) -> list[StepRow]:
-        """Failed steps across runs (of `workflow`'s runs, if given), the latest ended first
-        (finished_at, run_id, name descending), strictly before the `before` position."""
+        """Failed steps across runs, the latest ended first (finished_at, run_id, name
+        descending), strictly before the `before` position; only those of `workflow`'s runs,
+        named `step`, failed with error `code`, ended at or after `since`, where given."""
 
     async def get_steps(self, run_id: str, *, excerpt: int | None = None) -> list[StepRow]:
         """Every step of the run in definition order. `excerpt` as for `get_run` (a step's
@@ -341,3 +356,11 @@ class PushesEvents(Protocol):
     have been missed)."""
 
     def subscribe_events(self, events: Callable[[Collection[str] | None], None]) -> None: ...
+
+
+@runtime_checkable
+class ReportsDurability(Protocol):
+    """A store that can say what its settings promise about an acknowledged commit (every
+    store of plait's does; `plait doctor` says "unknown" for one that does not)."""
+
+    async def durability(self) -> Durability: ...

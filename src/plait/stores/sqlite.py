@@ -64,6 +64,8 @@ from typing import Any, TypeVar
 from urllib.request import pathname2url
 
 from .._errors import SchemaVersionError, StoreError
+from ..core import durability
+from ..core.durability import Durability, in_memory
 from .sql import programs
 from .sql.ops import (
     EXECUTE,
@@ -142,6 +144,18 @@ class SQLiteStore(SQLStore):
         (the worker's idle wait). Meaningful only on one connection: there is one per store."""
         counter: int = await self._call(self._data_version)
         return counter
+
+    async def durability(self) -> Durability:
+        mode: str = await self._call(self._journal_mode)
+        if self.path == ":memory:":
+            return in_memory()
+        return durability.sqlite(self.synchronous, mode)
+
+    def _journal_mode(self) -> str:
+        try:
+            return str(self._db.execute("PRAGMA journal_mode").fetchone()[0])
+        except sqlite3.Error as exc:
+            raise self._error("reading the journal mode", exc) from exc
 
     async def close(self) -> None:
         if self._executor is None:

@@ -53,21 +53,39 @@ async def attempt(
     threads: HandlerThreads,
     admit_key: KeyAdmission | None = None,
     clock: Clock = REAL,
+    error_limit: int = _codec.MESSAGE_LIMIT,
 ) -> Outcome | None:
     """Run one attempt of a claimed step; its outcome, or None when there is nothing to commit
     (its pending key was not admitted). Every exception out of the handler becomes a failed
     outcome; only the worker's own cancellation of the task (it set `ctx.cancelled` first: a
     stop, a cancelled run, a lost lease) propagates as `asyncio.CancelledError`."""
 
-    def failure(code: str, message: str, retryable: bool | None, tb: str | None = None) -> Outcome:
-        delay = wf.retry_for(step).next_try(claim.attempt, retryable)
+    def failure(
+        code: str,
+        message: str,
+        retryable: bool | None,
+        tb: str | None = None,
+        exc: BaseException | None = None,
+    ) -> Outcome:
+        policy = wf.retry_for(step)
+        if retryable is None and not policy.retries(code, exc):
+            retryable = False  # the policy's non_retryable names it
+        delay = policy.next_try(claim.attempt, retryable)
+        details = getattr(exc, "details", None) if isinstance(exc, StepFailure) else None
+        if details is not None:
+            try:
+                details = _codec.loads(_codec.dumps(details))
+            except _codec.EncodeError as bad:
+                message += f" (its details were not recorded: not JSON: {bad})"
+                details = None
         return Outcome(
             claim.run_id,
             claim.step,
             claim.token,
             error_code=code,
-            error_message=_codec.cap_message(message),
+            error_message=_codec.cap_message(message, error_limit),
             traceback=tb[-TRACEBACK_LIMIT:] if tb else None,
+            error_details=details,
             retry_at=None if delay is None else clock.time() + delay,
         )
 
@@ -87,9 +105,9 @@ async def attempt(
         name = type(exc).__name__
         tb = "".join(traceback.format_exception(exc))
         if isinstance(exc, Exception):
-            return failure(name, str(exc) or repr(exc), None, tb)
+            return failure(name, str(exc) or repr(exc), None, tb, exc)
         message = f"handler raised {name}" + (f": {exc}" if str(exc) else "")
-        return failure(name, message, False, tb)
+        return failure(name, message, False, tb, exc)
 
     if inputs is None:
         return failure("run_missing", "the run's input could not be loaded", False)
@@ -129,7 +147,7 @@ async def attempt(
                 claim.step,
                 claim.token,
                 error_code=KEY_ERROR,
-                error_message=_codec.cap_message(str(exc)),
+                error_message=_codec.cap_message(str(exc), error_limit),
             )
         if not await admit_key(claim, key):
             return None
@@ -154,11 +172,13 @@ async def attempt(
         if not (isinstance(exc, HandlerTimeout) or (limit is not None and limit.expired())):
             return raised(exc)  # the handler's own TimeoutError (a socket's, say)
         ctx._request_cancel()  # a sync handler keeps its thread: it should poll ctx.cancelled
-        return failure("timeout", f"step {claim.step!r} exceeded its timeout of {timeout}s", None)
+        return failure(
+            "timeout", f"step {claim.step!r} exceeded its timeout of {timeout}s", None, exc=exc
+        )
     except StepCancelled as exc:
         return failure("cancelled", str(exc), False)
     except StepFailure as exc:
-        return failure(exc.code, str(exc) or exc.code, exc.retryable, traceback.format_exc())
+        return failure(exc.code, str(exc) or exc.code, exc.retryable, traceback.format_exc(), exc)
     except BaseException as exc:  # whatever a handler raises is its attempt's outcome
         return raised(exc)
     spawner = ctx._spawner

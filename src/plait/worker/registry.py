@@ -28,6 +28,7 @@ from dataclasses import replace
 from typing import Protocol
 
 from .._clock import REAL, Clock
+from .._errors import StoreError
 from ..core.rows import RecordRow
 from ..core.topology import WORKERS, ServedWorkflow, WorkerInfo
 from ..stores import Store
@@ -151,8 +152,11 @@ async def keep_registered(
                 wait = min(wait, await beat.beat(clock.time()))
                 if beat.elected and beat.next_tick is not None:
                     due = max(beat.next_tick - clock.time(), 0.01)
-        except Exception:  # a store outage: the worker reports it; try again later
-            log.warning("worker %s: registry pass failed", info.id, exc_info=True)
+        except Exception as exc:  # try again on the next pass
+            if isinstance(exc, StoreError):  # an outage: one line (the claim loop says more)
+                log.warning("worker %s: registry pass failed, will retry: %s", info.id, exc)
+            else:
+                log.warning("worker %s: registry pass failed", info.id, exc_info=True)
             if beat is not None:
                 beat.elected = False
         sleeping = asyncio.ensure_future(clock.wait_any([], due, upkeep=max(wait, 0.01)))

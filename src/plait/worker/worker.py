@@ -382,15 +382,10 @@ class Worker:
                     item.started = True
                 began = time.monotonic()
                 outcome = await attempt(
-                    wf,
-                    step,
-                    claim,
-                    ctx,
-                    inputs,
-                    threads=self._pool,
-                    admit_key=self._admit_key,
+                    wf, step, claim, ctx, inputs,
+                    threads=self._pool, admit_key=self._admit_key, error_limit=self.rt.error_limit,
                     clock=self.rt.clock,
-                )
+                )  # fmt: skip
                 self._held.handled(time.monotonic() - began)
         except asyncio.CancelledError:
             if claim.token not in self._interrupted:
@@ -415,7 +410,8 @@ class Worker:
                 claim.token,
                 error_code=type(exc).__name__,
                 error_message=_codec.cap_message(
-                    f"plait could not run step {claim.step!r}: {type(exc).__name__}: {exc}"
+                    f"plait could not run step {claim.step!r}: {type(exc).__name__}: {exc}",
+                    self.rt.error_limit,
                 ),
                 traceback="".join(traceback.format_exception(exc))[-TRACEBACK_LIMIT:],
             )

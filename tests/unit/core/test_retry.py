@@ -88,15 +88,24 @@ def test_next_try_honours_retryable_and_budget() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"attempts": 0}, "Retry(attempts=0): attempts must be an integer >= 1"),
-        ({"attempts": 1.5}, "Retry(attempts=1.5): attempts must be an integer >= 1"),
-        ({"attempts": True}, "Retry(attempts=True): attempts must be an integer >= 1"),
+        (
+            {"attempts": 0},
+            "Retry(attempts=0): attempts must be an integer >= 1, or None for no limit",
+        ),
+        (
+            {"attempts": 1.5},
+            "Retry(attempts=1.5): attempts must be an integer >= 1, or None for no limit",
+        ),
+        (
+            {"attempts": True},
+            "Retry(attempts=True): attempts must be an integer >= 1, or None for no limit",
+        ),
         ({"delay": -1}, "Retry(delay=-1): must be a finite number >= 0"),
         ({"delay": math.inf}, "Retry(delay=inf): must be a finite number >= 0"),
         ({"delay": "1"}, "Retry(delay='1'): must be a finite number >= 0"),
         ({"max_delay": math.nan}, "Retry(max_delay=nan): must be a finite number >= 0"),
-        ({"backoff": 0.5}, "Retry(backoff=0.5): must be a finite number >= 1"),
-        ({"backoff": math.inf}, "Retry(backoff=inf): must be a finite number >= 1"),
+        ({"backoff": 0.5}, 'Retry(backoff=0.5): must be a finite number >= 1, or "linear"'),
+        ({"backoff": math.inf}, 'Retry(backoff=inf): must be a finite number >= 1, or "linear"'),
         ({"jitter": 1.5}, "Retry(jitter=1.5): must be between 0 and 1"),
         ({"jitter": -0.1}, "Retry(jitter=-0.1): must be between 0 and 1"),
     ],
@@ -116,3 +125,49 @@ def test_defaults_and_as_dict() -> None:
         "max_delay": 60.0,
         "jitter": 0.1,
     }
+
+
+def test_linear_backoff_adds_delay_each_attempt() -> None:
+    policy = Retry(attempts=10, delay=2, backoff="linear", max_delay=9, jitter=0)
+    assert [policy.delay_after(n) for n in range(1, 7)] == [2, 4, 6, 8, 9, 9]
+
+
+def test_attempts_none_never_runs_out() -> None:
+    policy = Retry(attempts=None, delay=0, jitter=0)
+    assert policy.next_try(10**9, None) == 0
+    assert policy.next_try(10**9, False) is None  # Permanent still fails at once
+    assert policy.as_dict()["attempts"] is None
+
+
+def test_non_retryable_matches_codes_and_subclasses() -> None:
+    policy = Retry(attempts=3, non_retryable=[LookupError, "declined"])
+    assert not policy.retries("KeyError", KeyError("k"))
+    assert not policy.retries("declined")
+    assert policy.retries("ValueError", ValueError("v"))
+    assert policy.as_dict()["non_retryable"] == ["builtins.LookupError", "declined"]
+    assert "non_retryable" not in Retry(attempts=3).as_dict()  # older fingerprints unchanged
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"attempts": 0}, r"Retry\(attempts=0\): attempts must be an integer >= 1, or None"),
+        (
+            {"backoff": "quadratic"},
+            r"Retry\(backoff='quadratic'\): must be a finite number >= 1, or \"linear\"",
+        ),
+        (
+            {"non_retryable": "ValueError"},
+            r"Retry\(non_retryable='ValueError'\): must be a list of exception classes and error codes",
+        ),
+        (
+            {"non_retryable": [ValueError, 3]},
+            r"Retry\(non_retryable=\[\.\.\., 3, \.\.\.\]\): each entry must be an exception class or a non-empty error code string",
+        ),
+        ({"non_retryable": [""]}, r"each entry must be an exception class"),
+        ({"non_retryable": [int]}, r"each entry must be an exception class"),
+    ],
+)
+def test_bad_options_are_definition_errors(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(DefinitionError, match=message):
+        Retry(**options)

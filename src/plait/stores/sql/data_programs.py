@@ -27,6 +27,7 @@ class DataPrograms:
         held = [deleted[0][1:], *(yield from fetch(q["run_step_blobs"], params))]
         yield from execute(q["delete_run_steps"], params)
         yield from execute(q["delete_run_events"], params)
+        yield from execute(q["delete_run_labels"], params)
         artifacts = yield from fetch(q["delete_run_artifacts"], params)
         held.extend((sha256,) for path, sha256 in artifacts if path is None)  # in the database
         drops: dict[str, int] = {}

@@ -19,3 +19,8 @@ SELECT value FROM plait_meta WHERE key = 'schema_version';
 -- Record the schema version in plait_meta.
 INSERT INTO plait_meta (key, value) VALUES ('schema_version', :version)
 ON CONFLICT (key) DO UPDATE SET value = excluded.value;
+
+-- name: durability_settings [postgres]
+-- The server settings on which an acknowledged commit's survival depends (`plait doctor`).
+SELECT name, setting FROM pg_settings
+WHERE name IN ('fsync', 'synchronous_commit', 'full_page_writes');

@@ -84,6 +84,7 @@ from .rows import (
     UPDATE_STEP,
     UPDATE_STEP_OUTPUT,
     event_row,
+    label_rows,
     new_run_row,
     new_step_row,
     options_to_json,
@@ -153,6 +154,7 @@ class Programs(DataPrograms):
         self.update_run = q.positional("update_run", UPDATE_RUN)
         self.update_run_output = q.positional("update_run_output", UPDATE_RUN_OUTPUT)
         self.touch_runs = q.positional("touch_runs", ("updated_at", "id"))
+        self.insert_run_labels = q.positional("insert_run_labels", ("run_id", "key", "value"))
         self.lock_run = q.locked("get_run")
         self.lock_runs = q.locked("get_runs")
         self.lock_step = q.locked("get_step")
@@ -189,6 +191,8 @@ class Programs(DataPrograms):
         yield from writes.announce()
         yield from execute_many(self.insert_step, rows)
         yield from execute_many(self.insert_event, [event_row(e) for e in events])
+        if run.labels:
+            yield from execute_many(self.insert_run_labels, label_rows([run]))
         if writes:
             yield from self.blobs.write(writes, run.created_at)
         return run, True
@@ -273,6 +277,9 @@ class Programs(DataPrograms):
         yield from execute_many(
             self.insert_event, [event_row(e) for _, _, events in fresh for e in events]
         )
+        labelled = label_rows(run for run, _, _ in fresh)
+        if labelled:  # after the events: a taken id fails on theirs first (see above)
+            yield from execute_many(self.insert_run_labels, labelled)
         if writes:
             yield from self.blobs.write(writes, fresh[0][0].created_at)
         return results

@@ -3,7 +3,7 @@ queries, and the encoding of the JSON columns (edges, sinks, options, plans, eve
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import fields
 from typing import Any
 
@@ -234,7 +234,7 @@ def run_from_row(
     is it ever rewritten), an input kept as a blob is left empty, unread."""
     (id_, workflow, version, fingerprint, status, input_, sinks, unfinished, failures, next_seq,
      output, error, created_at, started_at, finished_at, deadline, parent_run,
-     forked_from, next_idx, state, input_blob, output_blob) = row  # fmt: skip
+     forked_from, next_idx, state, name, labels, metadata, input_blob, output_blob) = row  # fmt: skip
     if input_blob is not None and with_input:
         input_ = payload_of(blobs, input_blob, f"the input of run {id_!r}")
     if output_blob is not None:
@@ -243,7 +243,7 @@ def run_from_row(
         id_, workflow, version, fingerprint, RUN_STATUS[status], _payload(input_),
         sinks_from_json(sinks), unfinished, failures, next_seq, _bytes(output), error,
         created_at, started_at, finished_at, deadline, parent_run, forked_from, next_idx,
-        _bytes(state),
+        _bytes(state), name, None if labels is None else orjson.loads(labels), _bytes(metadata),
     )  # fmt: skip
 
 
@@ -263,7 +263,8 @@ def new_run_row(run: RunRow, blobs: Blobbing) -> tuple[Any, ...] | None:
     if (
         run.output is not None or run.error is not None or run.started_at is not None
         or run.finished_at is not None or run.parent_run is not None
-        or run.forked_from is not None or run.state is not None
+        or run.forked_from is not None or run.state is not None or run.name is not None
+        or run.labels is not None or run.metadata is not None
     ):  # fmt: skip
         return None
     input_, input_blob = blobs.keep(run.input)
@@ -284,8 +285,19 @@ def run_insert_row(run: RunRow, blobs: Blobbing) -> tuple[Any, ...]:
         b"" if input_ is None else input_,  # NOT NULL: empty when it is a blob
         _sinks_to_json(run.sinks), run.unfinished, run.failures, run.next_seq, output, run.error,
         run.created_at, run.started_at, run.finished_at, run.deadline, run.parent_run,
-        run.forked_from, run.next_idx, run.state, input_blob, output_blob, run.created_at,
+        run.forked_from, run.next_idx, run.state, run.name, labels_to_json(run.labels),
+        run.metadata, input_blob, output_blob, run.created_at,
     )  # fmt: skip
+
+
+def labels_to_json(labels: Mapping[str, str] | None) -> str | None:
+    """A run's `labels` column."""
+    return None if not labels else orjson.dumps(dict(labels)).decode()
+
+
+def label_rows(runs: Iterable[RunRow]) -> list[tuple[str, str, str]]:
+    """The `run_labels` rows of new runs (`insert_run_labels`)."""
+    return [(run.id, k, v) for run in runs if run.labels for k, v in run.labels.items()]
 
 
 _SINKS_JSON_CACHE: dict[tuple[str, ...], str] = {}
@@ -329,6 +341,9 @@ def run_insert_params(run: RunRow, blobs: Blobbing) -> Params:
         "input_blob": input_blob,
         "output_blob": output_blob,
         "state": run.state,
+        "name": run.name,
+        "labels": labels_to_json(run.labels),
+        "metadata": run.metadata,
     }
 
 

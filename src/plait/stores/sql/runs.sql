@@ -6,18 +6,19 @@
 -- The columns of a run: RunRow's fields, then the blob hashes (rows.RUN_ROW_COLUMNS).
 id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq, output,
 error, created_at, started_at, finished_at, deadline, parent_run, forked_from, next_idx, state,
-input_blob, output_blob
+name, labels, metadata, input_blob, output_blob
 
 -- name: insert_run
 -- Create a run; nothing happens if the id is taken.
 INSERT INTO runs (
     id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq,
     output, error, created_at, started_at, finished_at, deadline, parent_run, forked_from,
-    next_idx, input_blob, output_blob, updated_at, state
+    next_idx, input_blob, output_blob, updated_at, state, name, labels, metadata
 ) VALUES (
     :id, :workflow, :version, :fingerprint, :status, :input, :sinks, :unfinished, :failures,
     :next_seq, :output, :error, :created_at, :started_at, :finished_at, :deadline, :parent_run,
-    :forked_from, :next_idx, :input_blob, :output_blob, :created_at, :state
+    :forked_from, :next_idx, :input_blob, :output_blob, :created_at, :state, :name, :labels,
+    :metadata
 )
 ON CONFLICT (id) DO NOTHING;
 
@@ -26,11 +27,12 @@ ON CONFLICT (id) DO NOTHING;
 INSERT INTO runs (
     id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq,
     output, error, created_at, started_at, finished_at, deadline, parent_run, forked_from,
-    next_idx, state, input_blob, output_blob, updated_at
+    next_idx, state, name, labels, metadata, input_blob, output_blob, updated_at
 ) VALUES (
     :id, :workflow, :version, :fingerprint, :status, :input, :sinks, :unfinished, :failures,
     :next_seq, :output, :error, :created_at, :started_at, :finished_at, :deadline, :parent_run,
-    :forked_from, :next_idx, :state, :input_blob, :output_blob, :updated_at
+    :forked_from, :next_idx, :state, :name, :labels, :metadata, :input_blob, :output_blob,
+    :updated_at
 )
 ON CONFLICT (id) DO NOTHING;
 
@@ -39,7 +41,7 @@ ON CONFLICT (id) DO NOTHING;
 INSERT INTO runs (
     id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq,
     output, error, created_at, started_at, finished_at, deadline, parent_run, forked_from,
-    next_idx, state, input_blob, output_blob, updated_at
+    next_idx, state, name, labels, metadata, input_blob, output_blob, updated_at
 )
 SELECT * FROM unnest(
     CAST(:id AS text[]), CAST(:workflow AS text[]), CAST(:version AS text[]),
@@ -49,7 +51,8 @@ SELECT * FROM unnest(
     CAST(:created_at AS double precision[]), CAST(:started_at AS double precision[]),
     CAST(:finished_at AS double precision[]), CAST(:deadline AS double precision[]),
     CAST(:parent_run AS text[]), CAST(:forked_from AS text[]), CAST(:next_idx AS int[]),
-    CAST(:state AS bytea[]), CAST(:input_blob AS text[]), CAST(:output_blob AS text[]),
+    CAST(:state AS bytea[]), CAST(:name AS text[]), CAST(:labels AS text[]),
+    CAST(:metadata AS bytea[]), CAST(:input_blob AS text[]), CAST(:output_blob AS text[]),
     CAST(:updated_at AS double precision[])
 )
 ON CONFLICT (id) DO NOTHING;
@@ -99,10 +102,15 @@ FROM runs WHERE id = ANY(ARRAY(SELECT jsonb_array_elements_text(CAST(:id_list AS
 ORDER BY id /*for update*/;
 
 -- fragment: run_filter
--- The filters of a run list beside workflow and status: created in [from, to), text in id or error.
+-- The filters of a run list beside workflow and status: created, text, labels (run_labels).
 (:created_from IS NULL OR created_at >= :created_from)
 AND (:created_to IS NULL OR created_at < :created_to)
-AND (:text IS NULL OR instr(lower(id), :text) > 0 OR instr(lower(coalesce(error, '')), :text) > 0)
+AND (:text IS NULL OR instr(lower(id), :text) > 0 OR instr(lower(coalesce(name, '')), :text) > 0
+     OR instr(lower(coalesce(error, '')), :text) > 0)
+AND (:labels IS NULL OR id IN (
+    SELECT l.run_id FROM run_labels AS l JOIN json_each(:labels) AS w
+        ON l.key = w.key AND l.value = w.value
+    GROUP BY l.run_id HAVING count(*) = :label_count))
 
 -- fragment: run_filter [postgres]
 -- The filters of a run list beside workflow and status (see the common text).
@@ -111,7 +119,12 @@ AND (:text IS NULL OR instr(lower(id), :text) > 0 OR instr(lower(coalesce(error,
 AND (CAST(:created_to AS double precision) IS NULL
      OR created_at < CAST(:created_to AS double precision))
 AND (CAST(:text AS text) IS NULL OR strpos(lower(id), CAST(:text AS text)) > 0
+     OR strpos(lower(coalesce(name, '')), CAST(:text AS text)) > 0
      OR strpos(lower(coalesce(error, '')), CAST(:text AS text)) > 0)
+AND (CAST(:labels AS text) IS NULL OR id IN (
+    SELECT l.run_id FROM run_labels AS l
+        JOIN jsonb_each_text(CAST(:labels AS jsonb)) AS w ON l.key = w.key AND l.value = w.value
+    GROUP BY l.run_id HAVING count(*) = CAST(:label_count AS int)))
 
 -- name: list_runs
 -- A page of runs, newest first, strictly before a (created_at, id) position (an index range).
@@ -252,6 +265,15 @@ FROM unnest(
         output_blob, id)
 WHERE r.id = v.id;
 
+-- name: insert_run_labels
+-- The labels of new runs, a row each (the index list_runs filters by).
+INSERT INTO run_labels (run_id, key, value) VALUES (:run_id, :key, :value);
+
+-- name: insert_run_labels [postgres]
+-- The labels of new runs, a row each (the index list_runs filters by).
+INSERT INTO run_labels (run_id, key, value)
+SELECT * FROM unnest(CAST(:run_id AS text[]), CAST(:key AS text[]), CAST(:value AS text[]));
+
 -- name: set_run_state
 -- Write the session state of a run (ctx.state), changed by the steps whose success commits.
 UPDATE runs SET state = :state WHERE id = :id;
@@ -270,6 +292,10 @@ DELETE FROM steps WHERE run_id = :id;
 -- name: delete_run_events
 -- Delete the event log of a (deleted) run.
 DELETE FROM events WHERE run_id = :id;
+
+-- name: delete_run_labels
+-- Delete the labels of a (deleted) run.
+DELETE FROM run_labels WHERE run_id = :id;
 
 -- name: run_step_blobs
 -- The blob hashes the steps of a run refer to (outputs and spawned inputs).

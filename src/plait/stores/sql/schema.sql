@@ -43,7 +43,10 @@ CREATE TABLE runs (
     input_blob  TEXT,  -- the input is the blob of this hash (`input` is then empty)
     output_blob TEXT,  -- the output is the blob of this hash (`output` is then NULL)
     updated_at  DOUBLE PRECISION NOT NULL DEFAULT 0,  -- when its status last changed
-    state       BLOB  -- the session state (ctx.state): a JSON object; NULL while it is empty
+    state       BLOB,  -- the session state (ctx.state): a JSON object; NULL while it is empty
+    name        TEXT,  -- a human name given at start
+    labels      TEXT,  -- a JSON object of strings given at start (run_labels indexes them)
+    metadata    BLOB  -- a JSON object given at start
 );
 
 CREATE INDEX runs_created ON runs (created_at, id);
@@ -58,6 +61,17 @@ WHERE deadline IS NOT NULL AND status IN ('pending', 'running', 'pausing', 'paus
 
 -- the run-list change feed: runs by the time their status last changed
 CREATE INDEX runs_updated ON runs (updated_at, id);
+
+-- a run's labels, one row each, so that a list filtered by labels reads an index: the runs of
+-- a label are found by (key, value), and several labels are a join of such ranges
+CREATE TABLE run_labels (
+    run_id TEXT NOT NULL,
+    key    TEXT NOT NULL,
+    value  TEXT NOT NULL,
+    PRIMARY KEY (run_id, key)
+);
+
+CREATE INDEX run_labels_value ON run_labels (key, value, run_id);
 
 CREATE TABLE steps (
     run_id           TEXT NOT NULL,

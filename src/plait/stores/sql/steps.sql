@@ -221,23 +221,30 @@ UPDATE steps SET options = :options, concurrency_key = :concurrency_key
 WHERE run_id = :run_id AND name = :name;
 
 -- name: list_failed_steps
--- Failed steps across runs, the latest ended first, before a (finished_at, run_id, name) position.
+-- Failed steps across runs (filtered), the latest ended first, before a (finished_at, run_id, name).
 SELECT /*include step_columns*/
 FROM steps AS s
 WHERE status = 'failed'
   AND (:workflow IS NULL OR run_id IN (SELECT id FROM runs WHERE workflow = :workflow))
+  AND (:step IS NULL OR name = :step)
+  AND (:code IS NULL OR error_code = :code)
+  AND (:since IS NULL OR finished_at >= :since)
   AND (:before_at IS NULL
        OR (finished_at, run_id, name) < (:before_at, :before_run, :before_name))
 ORDER BY finished_at DESC, run_id DESC, name DESC
 LIMIT :limit;
 
 -- name: list_failed_steps [postgres]
--- Failed steps across runs, the latest ended first, before a (finished_at, run_id, name) position.
+-- Failed steps across runs (filtered), the latest ended first, before a (finished_at, run_id, name).
 SELECT /*include step_columns*/
 FROM steps AS s
 WHERE status = 'failed'
   AND (CAST(:workflow AS text) IS NULL
        OR run_id IN (SELECT id FROM runs WHERE workflow = CAST(:workflow AS text)))
+  AND (CAST(:step AS text) IS NULL OR name = CAST(:step AS text))
+  AND (CAST(:code AS text) IS NULL OR error_code = CAST(:code AS text))
+  AND (CAST(:since AS double precision) IS NULL
+       OR finished_at >= CAST(:since AS double precision))
   AND (CAST(:before_at AS double precision) IS NULL
        OR (finished_at, run_id, name)
           < (CAST(:before_at AS double precision), CAST(:before_run AS text),

@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
+import orjson
+
 from ..._clock import REAL, Clock
 from ..._errors import StoreError
 from ...core.blobs import BlobStats, check_hash, check_put
@@ -87,6 +89,7 @@ def _filter_params(
     created_from: float | None,
     created_to: float | None,
     text: str | None,
+    labels: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     return {
         "workflow": workflow,
@@ -94,6 +97,8 @@ def _filter_params(
         "created_from": created_from,
         "created_to": created_to,
         "text": text.lower() if text else None,
+        "labels": orjson.dumps(dict(labels)).decode() if labels else None,
+        "label_count": len(labels) if labels else 0,
     }
 
 
@@ -228,9 +233,10 @@ class SQLStore:
         created_to: float | None = None,
         text: str | None = None,
         excerpt: int | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> list[RunRow]:
         params: dict[str, Any] = {
-            **_filter_params(workflow, status, created_from, created_to, text),
+            **_filter_params(workflow, status, created_from, created_to, text, labels),
             "limit": limit,
             # always a keyset range (from +inf for the first page), so that a page deep in a
             # long list is an index range scan, as fast as the first
@@ -253,8 +259,9 @@ class SQLStore:
         created_from: float | None = None,
         created_to: float | None = None,
         text: str | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> int:
-        params = _filter_params(workflow, status, created_from, created_to, text)
+        params = _filter_params(workflow, status, created_from, created_to, text, labels)
         rows = await self._fetch("count_runs", params)
         return int(rows[0][0])
 
@@ -272,10 +279,20 @@ class SQLStore:
         ]
 
     async def list_failed_steps(
-        self, *, workflow: str | None, limit: int, before: tuple[float, str, str] | None
+        self,
+        *,
+        workflow: str | None,
+        limit: int,
+        before: tuple[float, str, str] | None,
+        step: str | None = None,
+        code: str | None = None,
+        since: float | None = None,
     ) -> list[StepRow]:
         params = {
             "workflow": workflow,
+            "step": step,
+            "code": code,
+            "since": since,
             "limit": limit,
             "before_at": before[0] if before is not None else None,
             "before_run": before[1] if before is not None else None,

@@ -1,0 +1,2 @@
+-- Migration 12: reserved for a change made in parallel on another branch (issue 17, items 1-3);
+-- it changes nothing here. When the branches meet, that migration takes this number.
