@@ -30,7 +30,7 @@ ORDER = [
     "core",
     "foundation",
 ]
-FOUNDATION = {"_errors", "_codec", "_portal"}
+FOUNDATION = {"_errors", "_codec", "_portal", "_clock"}
 TOP_LEVEL = {"__init__", "__main__", "_runtime", *FOUNDATION}
 CYCLE_ALLOWED_IN = "workflow"
 

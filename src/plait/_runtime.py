@@ -14,12 +14,12 @@ import asyncio
 import contextlib
 import logging
 import threading
-import time
 import weakref
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import replace
 from typing import Any, Protocol
 
+from ._clock import REAL, Clock
 from ._codec import MESSAGE_LIMIT
 from ._errors import (
     ConfigError,
@@ -67,6 +67,11 @@ class Stoppable(Protocol):
     """A worker running in this process, as the Runtime knows it: something to stop."""
 
     def stop_threadsafe(self) -> None: ...
+
+    def busy(self) -> bool:
+        """Is it doing anything but waiting for the time (steps in flight, a claim under way)?
+        A virtual clock skips ahead only when no worker is."""
+        ...
 
 
 class EventsWritten(Broadcast):
@@ -375,7 +380,8 @@ class Runtime:
     released by a stopping worker) before it fails with `lease_expired` or `abandoned`.
     `poll_interval` / `sweep_interval`: how often waiters look at the store when nothing wakes
     them, without and with a live push from the store. `error_limit`: bytes of a step's error
-    message kept (the rest is cut, saying how much)."""
+    message kept (the rest is cut, saying how much). `clock`: what reads and waits on the time
+    (`_clock`); real time unless a test gives a `plait.testing.VirtualClock`."""
 
     def __init__(
         self,
@@ -390,6 +396,7 @@ class Runtime:
         store: Store | None = None,
         error_limit: int = MESSAGE_LIMIT,
         version_conflicts: str = "refuse",
+        clock: Clock = REAL,
     ) -> None:
         self.lease = check_lease(lease)
         if not isinstance(version_conflicts, str) or version_conflicts not in VERSION_CONFLICTS:
@@ -426,6 +433,9 @@ class Runtime:
             )  # the artifacts= option is the Runtime's, not the store's
             self.artifacts = storage_for(store_url, option)
             self.store = open_store(store_url, create=create, read_only=read_only)
+        self.clock = clock
+        with contextlib.suppress(AttributeError):  # a store object that does not take it
+            self.store.clock = clock  # the times a store stamps itself
         self.portal = Portal()
         self.workflows = Workflows()
         self.work_ready = Broadcast()  # steps became ready, or a limited slot freed: wake workers
@@ -505,7 +515,7 @@ class Runtime:
         in one store transaction; its refusal is RunStateError. Wakes this process's waiters."""
         store = await self.ready()
         bound: Action = lambda txn: action(txn, run_id, **options)  # noqa: E731
-        result = await store.apply(bound, time.time())
+        result = await store.apply(bound, self.clock.time())
         if result.refusal is not None:
             raise RunStateError(result.refusal)
         self.committed(result)
@@ -536,7 +546,7 @@ class Runtime:
             store = await self.ready()
             if await store.get_workflow(plan.name, plan.fingerprint) is None:
                 await self.check_version(store, plan)
-            stamped = replace(plan, created_at=time.time())
+            stamped = replace(plan, created_at=self.clock.time())
             await store.save_workflow(stamped)
             self.workflows.add(workflow)
         return plan

@@ -65,6 +65,55 @@ def test_two(plait_engine):
     run(inner).assert_outcomes(passed=2)
 
 
+def test_plait_clock_puts_plait_engine_on_a_virtual_clock(inner: pytest.Pytester) -> None:
+    inner.makepyfile(
+        """
+import datetime
+import plait
+from plait.testing import TestEngine, VirtualClock
+
+wf = plait.Workflow("later")
+
+@wf.step(delay=datetime.timedelta(days=3))
+def wake() -> str:
+    return "up"
+
+def test_clocked(plait_engine, plait_clock):
+    assert isinstance(plait_clock, VirtualClock)
+    assert isinstance(plait_engine, TestEngine) and plait_engine.clock is plait_clock
+    run = plait_engine.start(wf)
+    plait_engine.run_worker(until=run, timeout=20)
+    assert run.result() == {"wake": "up"}
+    assert plait_clock.elapsed >= 3 * 86400
+
+def test_alone(plait_clock):
+    plait_clock.advance(hours=1)
+    assert plait_clock.elapsed == 3600
+
+def test_unclocked(plait_engine):
+    assert not isinstance(plait_engine, TestEngine)
+"""
+    )
+    run(inner).assert_outcomes(passed=3)
+
+
+def test_plait_clock_refuses_a_server_store(inner: pytest.Pytester) -> None:
+    inner.makepyfile(
+        """
+import pytest
+
+@pytest.mark.plait_store("postgresql://localhost/x")
+def test_clocked(plait_engine, plait_clock):
+    pass
+"""
+    )
+    result = run(inner)
+    result.stdout.fnmatch_lines(
+        ["*plait_clock needs the plait_engine store to be 'memory' or 'sqlite', got *postgresql*"]
+    )
+    assert result.ret != 0
+
+
 def test_the_option_or_a_marker_chooses_sqlite(inner: pytest.Pytester) -> None:
     inner.makepyfile(
         """

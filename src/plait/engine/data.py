@@ -9,7 +9,6 @@ import asyncio
 import dataclasses
 import math
 import re
-import time
 from typing import Any, BinaryIO
 
 from .._errors import ArtifactNotFound, BlobNotFound, ConfigError, InputError, RunStateError
@@ -77,9 +76,9 @@ async def gc(rt: Runtime, grace: float) -> int:
     if math.isinf(grace):
         return 0
     store = await rt.ready()
-    removed = await store.gc_blobs(time.time() - grace)
+    removed = await store.gc_blobs(rt.clock.time() - grace)
     await gc_artifacts(rt, grace)
-    await store.purge_record_tombstones(time.time() - TOMBSTONE_AGE)
+    await store.purge_record_tombstones(rt.clock.time() - TOMBSTONE_AGE)
     return removed
 
 

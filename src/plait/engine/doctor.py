@@ -4,7 +4,6 @@ about an acknowledged commit (`core.durability`), and whether unfinished runs ha
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -62,7 +61,7 @@ async def _durability(rt: Runtime) -> DoctorCheck:
 
 
 async def _workers(rt: Runtime) -> DoctorCheck:
-    live = await read_workers(rt.store, time.time())
+    live = await read_workers(rt.store, rt.clock.time())
     unfinished = await rt.store.count_runs(workflow=None, status=None)
     for status in IDLE:
         unfinished -= await rt.store.count_runs(workflow=None, status=status)

@@ -23,6 +23,7 @@ from collections.abc import (
 from datetime import datetime, timedelta
 from typing import Any, BinaryIO
 
+from .._clock import REAL, Clock
 from .._errors import InputError, StoreError
 from .._portal import blocking
 from .._runtime import Observer, Runtime
@@ -147,6 +148,8 @@ class Engine:
     migration; any operation that writes raises StoreError. A SQLite file is opened with
     `mode=ro` (or `immutable=1`, a copy in a directory nobody may write), so a backup copy can
     be read.
+    `clock`: what the engine and its workers read and wait on for the time: real time, unless
+    a test gives a `plait.testing.VirtualClock` (`plait.testing.TestEngine` does).
     `store`: a store object instead of a URL (a third party's, say: docs/stores.md), checked at
     once (StoreError naming every operation of the protocol it lacks); the Engine opens and
     closes it. A third party's store may also be installed under a URL scheme (entry points
@@ -169,6 +172,7 @@ class Engine:
         sweep_interval: float = 5.0,
         create: bool = True,
         read_only: bool = False,
+        clock: Clock = REAL,
         error_limit: int = 4096,
         version_conflicts: str = "refuse",
     ) -> None:
@@ -183,6 +187,7 @@ class Engine:
             sweep_interval=sweep_interval,
             create=create,
             read_only=read_only,
+            clock=clock,
             error_limit=error_limit,
             version_conflicts=version_conflicts,
         )

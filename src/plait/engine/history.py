@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -87,7 +86,7 @@ async def fork(
         input_json=input_json,
         overrides=encoded,
         by=who,
-        now=time.time(),
+        now=rt.clock.time(),
         state=state_at_fork(await store.get_events(run_id, 0, None), plan_of_fork),
     )
     flow_of_run(local, plan, steps, value, 0)  # concurrency keys

@@ -6,8 +6,6 @@ claim on.
 
 from __future__ import annotations
 
-import time
-
 from .._errors import ConfigError
 from .._runtime import Runtime
 from ..core.queues import check_limit, check_queue, check_rate
@@ -23,7 +21,7 @@ async def configure_queue(
     limit = check_limit(where, "concurrency", concurrency, error=ConfigError)
     checked = check_rate(where, rate)
     store = await rt.ready()
-    queue = Queue.of(await store.configure_queue(name, limit, checked, time.time()))
+    queue = Queue.of(await store.configure_queue(name, limit, checked, rt.clock.time()))
     rt.work_ready.fire()  # raised limits: workers held back here look again
     return queue
 

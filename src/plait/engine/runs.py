@@ -265,7 +265,7 @@ async def start(
     run_id = run_id or new_run_id()
     input_json = encode_input(plan, value)
     run, steps, events = run_rows(
-        rt, plan, run_id, value, input_json, time.time(), within, priority, who
+        rt, plan, run_id, value, input_json, rt.clock.time(), within, priority, who
     )
     if trace_context is not None:  # kept in the run's first event (`engine.traces`)
         carried = check_trace_context(dict(trace_context))
@@ -330,7 +330,7 @@ async def start_many(
 
     def chunk_from(first: int) -> list[NewRun]:
         """The rows of the runs of the next transaction, from inputs[first] on."""
-        now = time.time()
+        now = rt.clock.time()
         template = new_run(plan, "", b"", now)
         per_run = max(1, len(template[1]))
         size = min(CHUNK_RUNS, max(1, CHUNK_STEPS // per_run), len(values) - first)
@@ -585,7 +585,7 @@ async def inspect(rt: Runtime, run_id: str, excerpt: int | None = None) -> Inspe
         if excerpt is None
         else rt.store.get_steps(run_id, excerpt=excerpt)
     )
-    now = time.time()
+    now = rt.clock.time()
     seen = inspect_run(row, rows, now)
     if any(r.status is StepStatus.READY for r in rows):  # held by flow control?
         queues = {q.name: q for q in await rt.store.list_queues()}

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import logging
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -148,7 +147,7 @@ async def schedule(
         value = _codec.loads(_codec.dumps(value))  # stored as plait's JSON rule encodes it
     except _codec.EncodeError as exc:
         raise InputError(f"schedule {name!r}: input is not JSON: {exc}") from None
-    now = time.time()
+    now = rt.clock.time()
     s = Schedule(
         name, wf_name, parsed.expression, timezone, value, catch_up, False,
         parsed.next_after(now, zone),
@@ -184,7 +183,7 @@ async def set_paused(rt: Runtime, name: str, paused: bool) -> Schedule:
         s = await get_schedule(rt, name)
         if s.paused == paused:
             return s
-        now = time.time()
+        now = rt.clock.time()
         changed = replace(s, paused=paused)
         if not paused:  # the ticks of the pause are dropped: none is due, or missed
             zone = cron_timezone(s.timezone)
@@ -219,11 +218,12 @@ class Scheduler:
         rt: Runtime,
         holder: str,
         ttl: float = 15.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self.rt, self.holder, self.ttl = rt, holder, ttl
-        self._clock = clock  # measures a pass against the lease it holds
+        self._clock = clock or rt.clock.monotonic  # measures a pass against the lease it holds
         self.elected = False
+        self.next_tick: float | None = None  # the soonest tick of the last pass, while elected
         self._lease_revision = 0  # of the lease document while we hold it: renewed unread
 
     async def beat(self, now: float) -> float:
@@ -239,6 +239,7 @@ class Scheduler:
         if not elected:
             return self.ttl / 3
         soonest = now + self.ttl / 3
+        ticks_at: list[float] = []
         for row in rows:
             s = Schedule.of(row)
             if s.paused:
@@ -258,7 +259,9 @@ class Scheduler:
                 changed = replace(s, next_at=next_at)
                 await store.put_record(_row(changed, now), s.revision)  # lost: someone else did
             soonest = min(soonest, next_at)
-        return soonest - time.time()
+            ticks_at.append(next_at)
+        self.next_tick = min(ticks_at, default=None)
+        return soonest - self.rt.clock.time()
 
     async def _start(self, s: Schedule, tick: float) -> None:
         run_id = tick_id(s.name, tick)
@@ -302,6 +305,6 @@ class Scheduler:
         if row is not None and orjson.loads(row.doc)["holder"] == self.holder:
             expired = orjson.dumps({"holder": self.holder, "expires_at": 0.0})
             await store.put_record(
-                RecordRow(LEASES, SCHEDULER, expired, 0, time.time()), row.revision
+                RecordRow(LEASES, SCHEDULER, expired, 0, self.rt.clock.time()), row.revision
             )
         self.elected, self._lease_revision = False, 0

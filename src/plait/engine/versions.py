@@ -4,7 +4,6 @@ a fork of a run uses (its own while a live worker serves it, else the newest one
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -40,10 +39,10 @@ async def in_flight(store: Store, workflow: str | None) -> list[RunRow]:
     return found
 
 
-async def served_fingerprints(store: Store) -> dict[str, list[str]]:
-    """{fingerprint: ids of the live workers that serve it}."""
+async def served_fingerprints(store: Store, now: float) -> dict[str, list[str]]:
+    """{fingerprint: ids of the workers live at `now` that serve it}."""
     served: dict[str, list[str]] = {}
-    for worker in await read_workers(store, time.time(), include_dead=False):
+    for worker in await read_workers(store, now, include_dead=False):
         for wf in worker.workflows:
             served.setdefault(wf.fingerprint, []).append(worker.id)
     return served
@@ -52,7 +51,7 @@ async def served_fingerprints(store: Store) -> dict[str, list[str]]:
 async def workflows(rt: Runtime) -> list[WorkflowInfo]:
     store = await rt.ready()
     plans = await store.list_workflows()
-    served = await served_fingerprints(store)
+    served = await served_fingerprints(store, rt.clock.time())
     runs = Counter(r.fingerprint for r in await in_flight(store, None)) if plans else Counter()
     return [
         WorkflowInfo.from_plan(
@@ -106,7 +105,7 @@ async def version_for_fork(
                 f"its versions: {listed}"
             )
         return chosen, local.get(chosen.fingerprint)
-    served = set(await served_fingerprints(store)) | set(local)
+    served = set(await served_fingerprints(store, rt.clock.time())) | set(local)
     if run.fingerprint in served:
         own = await store.get_workflow(run.workflow, run.fingerprint)
         if own is not None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -163,7 +162,7 @@ async def watch_runs(rt: Runtime, since: float | None) -> AsyncGenerator[Run, No
     ):
         raise InputError(f"since must be epoch seconds, got {since!r}")
     store = await rt.ready()
-    start = time.time() if since is None else float(since)
+    start = rt.clock.time() if since is None else float(since)
     delivered: dict[str, float] = {}  # run id → the change of it delivered last
     horizon = start  # the latest change seen
     pause = FIRST_POLL

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import signal
 import threading
-import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -84,7 +83,7 @@ async def workers(rt: Runtime, include_dead: bool) -> list[WorkerInfo]:
     if not isinstance(include_dead, bool):
         raise InputError(f"include_dead must be True or False, got {include_dead!r}")
     store = await rt.ready()
-    return await read_workers(store, time.time(), include_dead=include_dead)
+    return await read_workers(store, rt.clock.time(), include_dead=include_dead)
 
 
 async def topology_of(rt: Runtime, workflow: Workflow | str, fingerprint: str | None) -> Topology:
@@ -102,7 +101,7 @@ async def topology_of(rt: Runtime, workflow: Workflow | str, fingerprint: str | 
         plan = found
     else:
         raise WorkflowNotFound(f"expected a plait.Workflow or a workflow name, got {workflow!r}")
-    return topology(plan, await read_workers(store, time.time()))
+    return topology(plan, await read_workers(store, rt.clock.time()))
 
 
 def run_ids(until: Iterable[Any] | Any) -> set[str] | None:

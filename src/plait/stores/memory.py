@@ -9,10 +9,10 @@ from __future__ import annotations
 import dataclasses
 import secrets
 import threading
-import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
+from .._clock import REAL, Clock
 from .._errors import RunConflict
 from ..core.blobs import BlobStats, check_hash, check_put, missing
 from ..core.claiming import (
@@ -82,6 +82,7 @@ def _matches(
 
 class MemoryStore:
     capabilities: frozenset[str] = frozenset()
+    clock: Clock = REAL
 
     def __init__(self, url: str = "memory://") -> None:
         self.url = url
@@ -628,7 +629,7 @@ class MemoryStore:
             if not revision or (expected_revision is not None and expected_revision != revision):
                 return False, revision
             self._records[(collection, key)] = RecordRow(
-                collection, key, TOMBSTONE, revision + 1, time.time()
+                collection, key, TOMBSTONE, revision + 1, self.clock.time()
             )
             return True, revision
 

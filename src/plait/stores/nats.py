@@ -62,6 +62,7 @@ from nats.js.api import (
     StreamConfig,
 )
 
+from .._clock import REAL, Clock
 from .._errors import RunConflict, StoreError
 from .._portal import Portal
 from ..core import durability
@@ -168,6 +169,7 @@ def _nothing() -> None:
 
 class NatsStore:
     capabilities: frozenset[str] = frozenset({"push", "push_events"})
+    clock: Clock = REAL
 
     def __init__(self, url: str, *, create: bool = True, read_only: bool = False) -> None:
         self.url = url
@@ -1288,7 +1290,7 @@ class NatsStore:
         result = await self._captured(
             "committing outcomes", lambda: self._replica.complete(outcomes, now)
         )
-        later = time.time()
+        later = self.clock.time()
         claims = await self._captured(
             "claiming",
             lambda: self._replica.claim(
@@ -1425,7 +1427,7 @@ class NatsStore:
             revision = 0 if old is None or old.doc == TOMBSTONE else old.revision
             if not revision or (expected_revision is not None and expected_revision != revision):
                 return [], {}, (False, revision)
-            tomb = RecordRow(collection, key, TOMBSTONE, revision + 1, time.time())
+            tomb = RecordRow(collection, key, TOMBSTONE, revision + 1, self.clock.time())
             return [(k, tomb, {})], {}, (True, revision)
 
         return await self._transact("deleting a record", attempt)
@@ -1490,7 +1492,7 @@ class NatsStore:
                 for key, _, _ in [(run_key, None, {}), *rest]:
                     for sha in self._held.get(key, {}).values():
                         refs[sha] = refs.get(sha, 0) - 1
-                first = [(run_key, None, {}), *self._ref_writes(refs, {}, time.time())]
+                first = [(run_key, None, {}), *self._ref_writes(refs, {}, self.clock.time())]
                 try:
                     async with self._writing():
                         await self._commit(first, {})
@@ -1554,7 +1556,7 @@ class NatsStore:
 
         def attempt() -> tuple[list[_Write], dict[str, bytes], set[str]]:
             found = {sha: d for sha, d in deltas.items() if sha in self._blobs}
-            return self._ref_writes(found, {}, time.time()), {}, set(found)
+            return self._ref_writes(found, {}, self.clock.time()), {}, set(found)
 
         return await self._transact("counting blob references", attempt)
 

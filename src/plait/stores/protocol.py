@@ -8,7 +8,7 @@ loads the rows a transition asks for and commits what it changed, atomically.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ..core.blobs import BlobStats
 from ..core.durability import Durability
@@ -33,6 +33,9 @@ from ..core.rows import (
 )
 from ..core.txn import Action
 
+if TYPE_CHECKING:
+    from .._clock import Clock
+
 # A run to create: its row, its steps and its first events (what `core.cascade.new_run` makes).
 NewRun = tuple[RunRow, Sequence[StepRow], Sequence[EventRow]]
 # The dependencies whose ends a claimed step's handler needs (`Store.claim`'s `inputs`).
@@ -45,6 +48,9 @@ class Store(Protocol):
     # "push" (`subscribe` is called), "push_events" (`_engine_watch.PushesEvents`),
     # "change_counter" (`_idle_wait.CountsChanges`: a read that tells whether others committed).
     capabilities: frozenset[str]
+    # The clock of the times a store stamps itself (a claim made in one call with completions, a
+    # record's tombstone); the Runtime sets its own (`_clock`: a test's may be virtual).
+    clock: Clock
 
     async def open(self) -> None:
         """Connect, create or check the schema. Raises StoreError / SchemaVersionError."""

@@ -8,8 +8,9 @@ One worker of concurrency 1 runs the steps, so they run one at a time in the ord
 claims them, the same order every time. Signals are delivered as the run starts (plait keeps a
 signal sent early until its step is reached); an approval gate is decided as soon as it waits.
 A gate or signal step that waits with nothing given for it would wait forever: the run stops
-there with `RunStuck`, which names it. Delays, retry backoff and approval expiries still take
-their real time (a virtual clock is not there yet); `timeout` bounds the whole run.
+there with `RunStuck`, which names it. On its own memory store, delays, retry backoff and
+approval expiries take their real time; on `engine=TestEngine()` (`testing.clock`) they take
+none. `timeout` bounds the whole run, in real seconds.
 """
 
 from __future__ import annotations

@@ -6,6 +6,9 @@ Fixtures:
   `--plait-store=postgresql://user@host/db` (a schema of its own per test, dropped after it),
   chooses another for the whole session, and `@pytest.mark.plait_store("sqlite")` for one test
   (the marker wins over the option).
+- `plait_clock`: a `plait.testing.VirtualClock` (skipping by itself to what is due). A test
+  that asks for it too gets a `plait_engine` on it (a `TestEngine`, so memory or SQLite):
+  delays, retries, expiries, deadlines, rate limits, schedules and leases follow that clock.
 
 Nothing else: no hooks, so the plugin changes no test that does not ask for its fixture. It
 imports nothing of plait's engine until a test does.
@@ -23,6 +26,7 @@ import pytest
 
 if TYPE_CHECKING:
     from ..engine.engine import Engine
+    from .clock import VirtualClock
 
 OPTION = "--plait-store"
 MARKER = "plait_store"
@@ -69,8 +73,14 @@ def store_of(request: pytest.FixtureRequest) -> str:
 def plait_engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
     """An Engine on a fresh, empty store (see the module docstring), closed after the test."""
     from ..engine.engine import Engine
+    from .clock import TestEngine
 
     store = store_of(request)
+    clocked = "plait_clock" in request.fixturenames
+    if clocked and store not in ("memory", "sqlite"):
+        raise pytest.UsageError(
+            f"plait_clock needs the plait_engine store to be 'memory' or 'sqlite', got {store!r}"
+        )
     if store == "memory":
         url = "memory://"
     elif store == "sqlite":
@@ -83,13 +93,27 @@ def plait_engine(request: pytest.FixtureRequest) -> Iterator[Engine]:
         )
         base = _without_schema(store)
         url = f"{base}{'&' if '?' in base else '?'}schema={schema}"
-    engine = Engine(url)
+    engine = (
+        TestEngine(url, clock=request.getfixturevalue("plait_clock")) if clocked else Engine(url)
+    )
     try:
         yield engine
     finally:
         engine.close()
         if store.startswith("postgres"):
             _drop_schema(store, url)
+
+
+@pytest.fixture
+def plait_clock() -> Iterator[VirtualClock]:
+    """A virtual clock (see the module docstring), its skipping stopped after the test."""
+    from .clock import VirtualClock
+
+    clock = VirtualClock()
+    try:
+        yield clock
+    finally:
+        clock.close()
 
 
 def _without_schema(url: str) -> str:

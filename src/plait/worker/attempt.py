@@ -17,7 +17,6 @@ A concurrency key that reads dependency outputs is resolved here, from the input
 from __future__ import annotations
 
 import asyncio
-import time
 import traceback
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from .. import _codec
+from .._clock import REAL, Clock
 from .._errors import InputError, StepFailure
 from ..core.loops import INVALID_GOTO, Goto
 from ..core.queues import resolve_key
@@ -52,6 +52,7 @@ async def attempt(
     *,
     threads: HandlerThreads,
     admit_key: KeyAdmission | None = None,
+    clock: Clock = REAL,
     error_limit: int = _codec.MESSAGE_LIMIT,
 ) -> Outcome | None:
     """Run one attempt of a claimed step; its outcome, or None when there is nothing to commit
@@ -85,7 +86,7 @@ async def attempt(
             error_message=_codec.cap_message(message, error_limit),
             traceback=tb[-TRACEBACK_LIMIT:] if tb else None,
             error_details=details,
-            retry_at=None if delay is None else time.time() + delay,
+            retry_at=None if delay is None else clock.time() + delay,
         )
 
     def conflict_retry_at(data: StepData | None) -> float | None:
@@ -95,7 +96,7 @@ async def attempt(
         if data is None or (not appends and all(w.expected is None for w in data.records)):
             return None
         delay = wf.retry_for(step).next_try(claim.attempt, True)
-        return None if delay is None else time.time() + delay
+        return None if delay is None else clock.time() + delay
 
     def raised(exc: BaseException) -> Outcome:
         """A failed attempt for an exception out of the handler, its class name as the code. One
@@ -159,12 +160,12 @@ async def attempt(
         if not await admit_key(claim, key):
             return None
     timeout = wf.timeout_for(step)
-    clock: asyncio.Timeout | None = None
+    limit: asyncio.Timeout | None = None
     span = attempt_span(claim.run_id, claim.step, claim.iteration, claim.attempt, claim.recoveries)
     try:
         with span as carried:  # the attempt's span is current while its handler runs
             if step.is_async:
-                async with asyncio.timeout(timeout) as clock:
+                async with asyncio.timeout(timeout) as limit:
                     result = await step.fn(**kwargs)
             else:  # its clock starts when a thread starts it (HandlerThreads)
                 fn = carried(step.fn)
@@ -176,7 +177,7 @@ async def attempt(
             raise
         return raised(exc)  # the handler's own (a cancelled future it awaited): a failure
     except TimeoutError as exc:
-        if not (isinstance(exc, HandlerTimeout) or (clock is not None and clock.expired())):
+        if not (isinstance(exc, HandlerTimeout) or (limit is not None and limit.expired())):
             return raised(exc)  # the handler's own TimeoutError (a socket's, say)
         ctx._request_cancel()  # a sync handler keeps its thread: it should poll ctx.cancelled
         return failure(

@@ -24,7 +24,7 @@ import time
 from collections.abc import Sequence
 
 from .._errors import StoreError
-from .._portal import Broadcast, wait_any
+from .._portal import Broadcast
 from .._runtime import Runtime
 from ..stores.protocol import CountsChanges
 
@@ -63,12 +63,13 @@ class IdleWait:
         while True:
             limit = rt.idle_interval
             wait = limit if rt.push_live or limited else min(self._backoff, limit)
+            until_due = None if next_at is None else max(next_at - rt.clock.time(), 0.0)
+            # the time something is due is the clock's (a test's may be virtual); a look at
+            # the store is a real-time safety net
+            woken = await rt.clock.wait_any(wakers, until_due, poll=wait)
             due = False
-            if next_at is not None:
-                until_due = max(next_at - time.time(), 0.0)
-                due = until_due <= wait
-                wait = min(wait, until_due)
-            woken = await wait_any(wakers, wait)
+            if not woken and next_at is not None and until_due is not None:
+                due = until_due <= wait or rt.clock.time() >= next_at
             self._backoff = FIRST_BACKOFF if woken else min(self._backoff * 2, limit)
             if woken or due or self._counter is None or rt.push_live:
                 break

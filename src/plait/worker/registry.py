@@ -23,11 +23,11 @@ import contextlib
 import logging
 import os
 import socket
-import time
 from collections.abc import Iterable
 from dataclasses import replace
 from typing import Protocol
 
+from .._clock import REAL, Clock
 from .._errors import StoreError
 from ..core.rows import RecordRow
 from ..core.topology import WORKERS, ServedWorkflow, WorkerInfo
@@ -122,6 +122,7 @@ class Beat(Protocol):
     """What rides on the registry's timer besides the heartbeat: the elected scheduler's pass."""
 
     elected: bool
+    next_tick: float | None  # when the soonest tick it starts is due (None: none known)
 
     async def beat(self, now: float) -> float:
         """One pass; seconds until the next one is wanted."""
@@ -131,18 +132,26 @@ class Beat(Protocol):
 
 
 async def keep_registered(
-    store: Store, info: WorkerInfo, ttl: float, stop: asyncio.Event, beat: Beat | None
+    store: Store,
+    info: WorkerInfo,
+    ttl: float,
+    stop: asyncio.Event,
+    beat: Beat | None,
+    clock: Clock = REAL,
 ) -> None:
-    """Run beside a worker until `stop`: every ttl / 3, heartbeat its registration and give
-    `beat` its pass (which may ask for an earlier one: a tick is due). At the end, deregister
-    and resign the election."""
+    """Run beside a worker until `stop`: every ttl / 3 of `clock`, heartbeat its registration
+    and give `beat` its pass (which may ask for an earlier one: a tick is due). At the end,
+    deregister and resign the election."""
     presence = Presence(store, info, ttl)
     while not stop.is_set():
         wait = ttl / 3
+        due: float | None = None  # seconds until a tick is due (a virtual clock skips there)
         try:
-            await presence.beat(time.time())
+            await presence.beat(clock.time())
             if beat is not None:
-                wait = min(wait, await beat.beat(time.time()))
+                wait = min(wait, await beat.beat(clock.time()))
+                if beat.elected and beat.next_tick is not None:
+                    due = max(beat.next_tick - clock.time(), 0.01)
         except Exception as exc:  # try again on the next pass
             if isinstance(exc, StoreError):  # an outage: one line (the claim loop says more)
                 log.warning("worker %s: registry pass failed, will retry: %s", info.id, exc)
@@ -150,8 +159,14 @@ async def keep_registered(
                 log.warning("worker %s: registry pass failed", info.id, exc_info=True)
             if beat is not None:
                 beat.elected = False
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), max(wait, 0.01))
+        sleeping = asyncio.ensure_future(clock.wait_any([], due, upkeep=max(wait, 0.01)))
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({sleeping, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (sleeping, stopping):
+                task.cancel()
+            await asyncio.gather(sleeping, stopping, return_exceptions=True)
     with contextlib.suppress(Exception):  # gone: its registration expires anyway
         await presence.leave()
     if beat is not None and beat.elected:

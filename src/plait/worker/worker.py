@@ -162,6 +162,7 @@ class Worker:
         self._idle: IdleWait | None = None
         self._outage = Outage(self.id)
         self._interrupted: dict[str, str] = {}  # tokens of steps told to stop → why
+        self._idling = False  # the claim loop waits for a wake-up or for the time
 
     # -- control --------------------------------------------------------------------------------
 
@@ -176,6 +177,10 @@ class Worker:
     def stop_threadsafe(self) -> None:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self.stop)
+
+    def busy(self) -> bool:
+        """Steps in flight, outcomes to commit, or a claim under way (`Runtime.Stoppable`)."""
+        return bool(self._inflight) or not self._outcomes.empty() or not self._idling
 
     async def run(
         self, *, until: set[str] | None, timeout: float | None, handle_signals: bool
@@ -209,11 +214,11 @@ class Worker:
             queues=self.queues,
             concurrency=self.concurrency,
             ttl=self.rt.lease,
-            now=time.time(),
+            now=self.rt.clock.time(),
         )
         beat = None if self._scheduler is None else self._scheduler(self.id)
         registry = asyncio.create_task(
-            keep_registered(self.store, info, self.rt.lease, self._stopping, beat),
+            keep_registered(self.store, info, self.rt.lease, self._stopping, beat, self.rt.clock),
             name="plait-registry",
         )
         try:
@@ -301,7 +306,7 @@ class Worker:
                 await wait_any(wakers, None)
                 continue
             try:
-                now = time.time()
+                now = self.rt.clock.time()
                 if handed is not None and handed[0] == seen:
                     # the committer's claim took all there was, and nothing was made ready
                     # here since: claiming again now would find nothing
@@ -336,7 +341,11 @@ class Worker:
             wakers = [(self.rt.work_ready, seen)]
             if self._until is not None:
                 wakers.append((self.rt.runs_ended, seen_ended))
-            woken = await idle.wait(wakers, limited=claims.limited, next_at=next_at)
+            self._idling = True
+            try:
+                woken = await idle.wait(wakers, limited=claims.limited, next_at=next_at)
+            finally:
+                self._idling = False
             ended_elsewhere = self.rt.runs_ended.generation != seen_ended
             if ended_elsewhere or (not woken and time.monotonic() >= self._next_refresh):
                 # awaited runs may have been finished by other processes: look now and then
@@ -397,6 +406,7 @@ class Worker:
                 outcome = await attempt(
                     wf, step, claim, ctx, inputs,
                     threads=self._pool, admit_key=self._admit_key, error_limit=self.rt.error_limit,
+                    clock=self.rt.clock,
                 )  # fmt: skip
                 self._held.handled(time.monotonic() - began)
         except asyncio.CancelledError:
@@ -436,7 +446,7 @@ class Worker:
         while True:
             try:
                 result = await self.store.admit_key(
-                    claim.run_id, claim.step, claim.token, key, time.time()
+                    claim.run_id, claim.step, claim.token, key, self.rt.clock.time()
                 )
                 break
             except StoreError as exc:
@@ -484,7 +494,7 @@ class Worker:
     async def _commit(self, batch: list[Outcome]) -> None:
         claims: Claims | None = None
         while True:
-            began, now = time.monotonic(), time.time()
+            began, now = time.monotonic(), self.rt.clock.time()
             # the room this commit makes (and any left) is claimed in its transaction
             room = self._room(committing=len(batch))
             claiming = (
@@ -539,7 +549,7 @@ class Worker:
                     replace(o, error_code=REVISION_CONFLICT) if o.token in failed else o
                     for o in batch
                 ]
-            self.rt.observer.committed(self, reported, result.accepted, time.time())
+            self.rt.observer.committed(self, reported, result.accepted, self.rt.clock.time())
         for outcome in batch:
             self._inflight.pop(outcome.token, None)
             self._interrupted.pop(outcome.token, None)
@@ -577,21 +587,27 @@ class Worker:
         """Heartbeat held leases every lease/3, recover expired ones, and act on the clock
         (approvals expiring, run deadlines) when the next of those is due."""
         beat = max(self.rt.lease / 3, 0.05)
-        next_beat = time.monotonic() + beat
-        next_timer: float | None = time.time()  # the store's next expiry or deadline: look now
+        clock = self.rt.clock
+        # the first beat is at once: steps whose leases expired while no worker ran (their
+        # worker died) are recovered as a worker starts, not a beat later
+        next_beat = clock.monotonic()
+        next_timer: float | None = clock.time()  # the store's next expiry or deadline: look now
         while True:
             rt = self.rt
             seen, seen_timers = rt.runs_cancelled.generation, rt.timers_set.generation
-            wait = max(next_beat - time.monotonic(), 0.0)
-            if next_timer is not None:
-                wait = min(wait, max(next_timer - time.time(), 0.0))
+            until_beat = max(next_beat - clock.monotonic(), 0.0)
+            until_timer = None if next_timer is None else max(next_timer - clock.time(), 0.0)
             # a cancelled run's running steps must stop at once; a new timer may come sooner
-            await wait_any([(rt.runs_cancelled, seen), (rt.timers_set, seen_timers)], wait)
+            await clock.wait_any(
+                [(rt.runs_cancelled, seen), (rt.timers_set, seen_timers)],
+                until_timer,
+                upkeep=until_beat,
+            )
             cancelled = rt.runs_cancelled.generation != seen
-            beat_due = time.monotonic() >= next_beat
+            beat_due = clock.monotonic() >= next_beat
             if beat_due:
-                next_beat = time.monotonic() + beat
-            now = time.time()
+                next_beat = clock.monotonic() + beat
+            now = clock.time()
             timers_due = (
                 beat_due
                 or rt.timers_set.generation != seen_timers
@@ -689,7 +705,7 @@ class Worker:
         if not leases:
             return
         try:
-            await self.store.release(leases, time.time(), max_recoveries)
+            await self.store.release(leases, self.rt.clock.time(), max_recoveries)
             log.info("worker %s released %d unfinished step(s)", self.id, len(leases))
         except Exception:
             log.exception("worker %s could not release its leases; they will expire", self.id)

@@ -10,6 +10,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
+from plait._clock import REAL, Clock
 from plait._errors import StoreError
 from plait._portal import Broadcast
 from plait._runtime import Runtime
@@ -48,6 +49,7 @@ class FakeRuntime:
     sweep_interval: float = 60.0
     push_live: bool = False
     work_ready: Broadcast = field(default_factory=Broadcast)
+    clock: Clock = REAL
 
 
 def policy(engine: FakeRuntime) -> IdleWait:

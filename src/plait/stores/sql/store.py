@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import orjson
 
+from ..._clock import REAL, Clock
 from ..._errors import StoreError
 from ...core.blobs import BlobStats, check_hash, check_put
 from ...core.queues import QueueConfig
@@ -103,6 +104,7 @@ def _filter_params(
 
 
 class SQLStore:
+    clock: Clock = REAL
     _queries: Queries
     _programs: Programs
     # A hopeful create_runs counts its inserted runs (a round trip on a pipelining driver);
@@ -407,7 +409,7 @@ class SQLStore:
             # made once the completions are written: its clock (the steps' start, the rate
             # limits' refill) reads the time of the claim, not of the commit's start
             return self._programs.claim(
-                worker_id, chosen, limit, lease, time.time(), queues, aged_before, labels,
+                worker_id, chosen, limit, lease, self.clock.time(), queues, aged_before, labels,
                 inputs, session=False, code=code,
             )  # fmt: skip
 
