@@ -91,7 +91,10 @@ class NatsServer:
         jetstream: bool = True,
         sync: str = "always",
         varz: bool = False,
+        jetstream_extra: str = "",
     ) -> None:
+        """`extra`: configuration appended; `jetstream_extra`: inside the jetstream block (a
+        second jetstream block would replace the first, store directory included)."""
         path = binary()
         if path is None:
             raise RuntimeError(unavailable_reason())
@@ -100,7 +103,10 @@ class NatsServer:
         self.port = port or free_port()
         self.config = directory / "nats.conf"
         self.log = directory / "nats.log"
-        js = f'jetstream {{ store_dir: "{directory / "js"}", sync_interval: {sync} }}\n'
+        js = (
+            f'jetstream {{ store_dir: "{directory / "js"}", sync_interval: {sync}, '
+            f"{jetstream_extra} }}\n"
+        )
         if varz:  # clients (no user) in an account that may ask the server for its VARZ
             extra = VARZ_ACCOUNTS + extra
         self.config.write_text(f"listen: 127.0.0.1:{self.port}\n{js if jetstream else ''}{extra}\n")

@@ -219,7 +219,7 @@ async def test_a_transaction_over_the_batch_limit_is_refused_and_the_limit_can_b
     (tmp_path / "small").mkdir()
     (tmp_path / "raised").mkdir()
     server = nats_server.NatsServer(
-        tmp_path / "small", extra="jetstream { limits { batch { max_msgs: 50 } } }"
+        tmp_path / "small", jetstream_extra="limits { batch { max_msgs: 50 } }"
     )
     server.start()
     wf = wide(1000)
@@ -250,7 +250,7 @@ async def test_a_transaction_over_the_batch_limit_is_refused_and_the_limit_can_b
         server.stop()
 
     raised = nats_server.NatsServer(
-        tmp_path / "raised", extra="jetstream { limits { batch { max_msgs: 200 } } }"
+        tmp_path / "raised", jetstream_extra="limits { batch { max_msgs: 200 } }"
     )
     raised.start()
     try:
