@@ -24,7 +24,10 @@ from ._errors import (
     SchemaVersionError,
     StateError,
     StateNotFound,
+    StepCancelled,
     StepError,
+    StepFailed,
+    StepSkipped,
     StoreError,
     WorkflowNotFound,
 )
@@ -63,7 +66,7 @@ if TYPE_CHECKING:
         Waiting,
         WorkflowInfo,
     )
-    from .workflow.context import StepCancelled, StepContext
+    from .workflow.context import StepContext
     from .workflow.definition import Workflow
     from .workflow.options import Approval
     from .workflow.session import SessionState
@@ -107,7 +110,6 @@ _LAZY: dict[str, str] = {
     "Step": ".engine.views",
     "Waiting": ".engine.views",
     "WorkflowInfo": ".engine.views",
-    "StepCancelled": ".workflow.context",
     "StepContext": ".workflow.context",
     "Workflow": ".workflow.definition",
     "SessionState": ".workflow.session",
@@ -170,6 +172,8 @@ __all__ = [
     "StepCancelled",
     "StepContext",
     "StepError",
+    "StepFailed",
+    "StepSkipped",
     "StepStatus",
     "StepTopology",
     "StoreError",

@@ -25,11 +25,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from .. import _codec
-from .._errors import InputError, StepFailure
+from .._errors import InputError, StepCancelled, StepFailure
 from ..core.loops import INVALID_GOTO, Goto
 from ..core.queues import resolve_key
 from ..core.rows import Claim, Outcome, StepData, StepInputs, StepStatus
-from ..workflow.context import StepCancelled, StepContext
+from ..workflow.context import StepContext
 from ..workflow.definition import StepDef, Workflow
 from ..workflow.tasks import task_kwargs
 from .handler_threads import HandlerThreads, HandlerTimeout

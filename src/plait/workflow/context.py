@@ -20,14 +20,11 @@ if TYPE_CHECKING:
     from .definition import Workflow
     from .tasks import Handle, Spawner
 
+from .._errors import StepCancelled
 from .session import SessionState
 
 logger = logging.getLogger("plait.step")
 OMITTED: Any = type("Omitted", (), {"__repr__": lambda self: "<omitted>"})()  # no input= given
-
-
-class StepCancelled(Exception):
-    """Raised by `ctx.check_cancelled()` when the step's run was cancelled or its lease lost."""
 
 
 class StepContext:
@@ -87,7 +84,11 @@ class StepContext:
     def check_cancelled(self) -> None:
         """Raise `StepCancelled` if the step should stop; call it between units of work."""
         if self._cancel.is_set():
-            raise StepCancelled(f"step {self.step!r} of run {self.run_id!r} was asked to stop")
+            raise StepCancelled(
+                f"step {self.step!r} of run {self.run_id!r} was asked to stop",
+                run_id=self.run_id,
+                step=self.step,
+            )
 
     def spawn(
         self,
