@@ -187,3 +187,13 @@ def test_the_session_state_is_given_and_what_the_step_left_in_it_is_returned() -
     with pytest.raises(plait.InputError) as err:
         testing.call_step(wf, "count", state=[1])  # type: ignore[arg-type]  # the error under test
     assert str(err.value) == "step 'count': state is a JSON object (the session state), got [1]"
+
+
+def test_outside_a_worker_the_context_has_no_worker_nor_lease() -> None:
+    wf = plait.Workflow("alone")
+
+    @wf.step()
+    def look(ctx: plait.StepContext) -> list[Any]:
+        return [ctx.worker_id, sorted(ctx.labels), ctx.attempt, ctx.lease_expires_at]
+
+    assert testing.call_step(wf, "look", attempt=3).output == [None, [], 3, None]

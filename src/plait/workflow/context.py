@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -31,9 +31,9 @@ class StepContext:
     """Handed to a step that declares a parameter annotated `plait.StepContext` (or named `ctx`)."""
 
     __slots__ = (
-        "_artifact_names", "_artifact_storage", "_artifacts", "_cancel", "_definition", "_lock",
-        "_records", "_spawner", "_state", "attempt", "input", "iteration", "log", "run_id", "step",
-        "workflow",
+        "_artifact_names", "_artifact_storage", "_artifacts", "_cancel", "_definition", "_lease",
+        "_lock", "_records", "_spawner", "_state", "attempt", "input", "iteration", "labels", "log",
+        "run_id", "step", "worker_id", "workflow",
     )  # fmt: skip
 
     def __init__(
@@ -47,6 +47,9 @@ class StepContext:
         iteration: int = 0,
         definition: Workflow | None = None,
         artifacts: ArtifactStorage | None = None,
+        worker_id: str | None = None,
+        labels: Iterable[str] = (),
+        lease_expires_at: float | None = None,
     ) -> None:
         self.run_id = run_id
         self.step = step
@@ -54,6 +57,9 @@ class StepContext:
         self.attempt = attempt  # 1 for the first attempt
         self.iteration = iteration  # 0 on the first pass; a plait.Goto back through it adds 1
         self.input = run_input
+        self.worker_id = worker_id  # the worker running it (None: a replay or a unit test)
+        self.labels = frozenset(labels)  # that worker's labels (`plait worker --labels`)
+        self._lease = lease_expires_at
         self._cancel = threading.Event()
         self._lock = threading.Lock()
         self._definition = definition  # for the tasks it may spawn
@@ -64,6 +70,17 @@ class StepContext:
         self._artifact_names: set[str] = set()
         self._state = SessionState(step=step)  # the run's session state: the worker loads it
         self.log = _StepLogger(logger, {"run_id": run_id, "step": step, "attempt": attempt})
+
+    @property
+    def lease_expires_at(self) -> datetime | None:
+        """When this attempt's lease expires unless the worker renews it (it does, every third
+        of the lease, while the step runs): past it, another worker may take the step over.
+        None outside a worker (a replay, a unit test)."""
+        lease = self._lease
+        return None if lease is None else datetime.fromtimestamp(lease, UTC)
+
+    def _renewed(self, lease_expires_at: float) -> None:
+        self._lease = lease_expires_at
 
     @property
     def state(self) -> SessionState:
