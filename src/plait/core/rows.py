@@ -293,12 +293,27 @@ PAGE_LIMIT = 1000
 
 @dataclass(frozen=True, slots=True)
 class StepData:
-    """What a handler wrote besides its output (`ctx.record`, `ctx.save_artifact`), sent with its
+    """What a handler wrote besides its output (`ctx.record`, `ctx.save_artifact`, `ctx.state`,
+    `ctx.emit`), sent with its
     successful outcome only, so that a failed attempt leaves nothing behind."""
 
     records: tuple[RecordWrite, ...] = ()
     artifacts: tuple[ArtifactRow, ...] = ()
     state: tuple[StateChange, ...] = ()  # ctx.state.set/append, applied in commit order
+    events: tuple[UserEvent, ...] = ()  # ctx.emit: appended to the run's log, in order
+
+
+# what a user's event type is stored after (`core.user_events`): plait's own types have no dot
+USER_EVENT_PREFIX = "user."
+
+
+@dataclass(frozen=True, slots=True)
+class UserEvent:
+    """An event a step emitted (`ctx.emit`; `core.user_events`): its type, without the `user.`
+    prefix it is stored with, and its payload, plain JSON values."""
+
+    type: str
+    payload: object
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from .loops import loop_back
 from .rows import Claim, Outcome, RunRow, RunStatus, StepRow, StepStatus
 from .spawn import spawn
 from .txn import Need, Transition, Txn, need, need_records
+from .user_events import PREFIX
 
 KEY_FULL = "step_key_full"  # the event of a step handed back because its key was full
 # the code of an attempt that wrote a record with `ctx.record(..., expected_revision=n)` while
@@ -108,6 +109,8 @@ def _complete(txn: Txn, outcome: Outcome) -> Transition:
         outcome = yield from check_records(txn, outcome)
     if outcome.data is not None and outcome.succeeded:
         txn.data.append((run.id, step.name, outcome.data))
+        for event in outcome.data.events:
+            txn.emit(run, PREFIX + event.type, step.name, attempt=step.attempt, data=event.payload)
         if new_state is not None:
             session.commit(txn, run, step.name, outcome.data.state, new_state)
     step.lease_token = None

@@ -572,6 +572,18 @@ class Engine:
 
     signal = blocking(signal_async)
 
+    async def annotate_async(
+        self, run_id: str, type: str, payload: Any = None, *, by: str | None = None
+    ) -> None:
+        """Append an event to a run's log from outside (a note, a review, a deploy), whatever
+        the run's status: `user.<type>` with `by` (default user@host) and `data` (the payload)
+        in its payload; shown by `events` and `watch` as a step's `ctx.emit` is. `type`: 1-64
+        letters, digits, '_', '-' or '.', from a letter; `payload`: any JSON value of at most
+        64 KiB. InputError for either, RunNotFound for an unknown run: nothing is written."""
+        await operator.annotate(self._rt, run_id, type, payload, by)
+
+    annotate = blocking(annotate_async)
+
     async def bulk_async(
         self,
         action: str,

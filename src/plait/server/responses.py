@@ -272,6 +272,11 @@ class Signalled(Answer):
     delivered: bool = Field(description="false: an earlier signal already counted")
 
 
+class Annotated(Answer):
+    run_id: str
+    type: str = Field(description="the event's type as stored: `user.<type>`")
+
+
 class Deleted(Answer):
     deleted: str
 

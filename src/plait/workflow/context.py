@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import os
 
-    from ..core.rows import ArtifactRow, RecordWrite, StepData
+    from ..core.rows import ArtifactRow, RecordWrite, StepData, UserEvent
     from ..data.artifacts import ArtifactRef, ArtifactStorage
 
     # a running step's context spawns tasks of its Workflow: the one import cycle of the
@@ -31,8 +31,8 @@ class StepContext:
     """Handed to a step that declares a parameter annotated `plait.StepContext` (or named `ctx`)."""
 
     __slots__ = (
-        "_artifact_names", "_artifact_storage", "_artifacts", "_cancel", "_definition", "_lease",
-        "_lock", "_records", "_spawner", "_state", "attempt", "input", "iteration", "labels", "log",
+        "_artifact_names", "_artifact_storage", "_artifacts", "_cancel", "_definition", "_events",
+        "_lease", "_lock", "_records", "_spawner", "_state", "attempt", "input", "iteration", "labels", "log",
         "run_id", "step", "worker_id", "workflow",
     )  # fmt: skip
 
@@ -66,6 +66,7 @@ class StepContext:
         self._spawner: Spawner | None = None
         self._records: list[RecordWrite] = []  # ctx.record: sent with the success only
         self._artifacts: list[ArtifactRow] = []  # ctx.save_artifact: idem
+        self._events: list[UserEvent] = []  # ctx.emit: idem
         self._artifact_storage = artifacts  # None: held in memory, never kept (replay)
         self._artifact_names: set[str] = set()
         self._state = SessionState(step=step)  # the run's session state: the worker loads it
@@ -154,6 +155,19 @@ class StepContext:
 
         self._records.append(record_write(collection, key, doc, expected_revision))
 
+    def emit(self, type: str, payload: Any = None) -> None:
+        """Append an event to the run's log (`engine.events`, `watch`, `plait runs events`),
+        committed with this attempt's success, in order, before its `step_completed`: an
+        attempt that fails leaves none, as it leaves no record. Stored as `user.<type>` (so it
+        never collides with plait's own types), with `step`, `attempt` and `data` (the
+        payload) in its payload. `type`: 1-64 letters, digits, '_', '-' or '.', from a letter;
+        `payload`: any JSON value of at most 64 KiB. InputError for either, raised here."""
+        from ..core.user_events import user_event
+
+        event = user_event(type, payload)
+        with self._lock:
+            self._events.append(event)
+
     def save_artifact(
         self,
         name: str,
@@ -224,11 +238,11 @@ class StepContext:
     def _data(self) -> StepData | None:
         """What this attempt wrote besides its output, to send with its success."""
         changes = self._state._take()
-        if not self._records and not self._artifacts and not changes:
+        if not self._records and not self._artifacts and not changes and not self._events:
             return None
         from ..core.rows import StepData
 
-        return StepData(tuple(self._records), tuple(self._artifacts), changes)
+        return StepData(tuple(self._records), tuple(self._artifacts), changes, tuple(self._events))
 
     def _spawning(self) -> Spawner:
         if self._spawner is None:
