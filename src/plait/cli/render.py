@@ -117,6 +117,7 @@ def step_doc(step: Step) -> dict[str, Any]:
         "reused_from": step.reused_from,
         "task": step.task,
         "parent": step.parent,
+        "input": step.input,
     }
 
 
@@ -485,6 +486,8 @@ def show_step(console: Console, step: Step, failures: Sequence[Event]) -> None:
         say(f"skipped   {step.skip_reason}")
     if step.error is not None:
         say(f"error     [{step.error.code}] {step.error.message}")
+    if step.input is not None:
+        say(f"input     {_short(step.input, STEP_WIDTH)}")
     if step.output is not None:
         say(f"output    {_short(step.output, STEP_WIDTH)}")
     if not failures:

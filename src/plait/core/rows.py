@@ -152,7 +152,9 @@ class StepRow:
     reused_from: str | None = None  # a fork reused this step's output, recorded by that run
     iteration: int = 0  # times a Goto sent the run back through this step
     task: str | None = None  # a spawned step: the workflow's task it runs (None: a static step)
-    input: bytes | None = None  # a spawned step: the JSON value its task receives
+    # what its handler received, JSON: a spawned step's task input (from its spawn); a static
+    # step's arguments by parameter, recorded by its last attempt that reported an outcome
+    input: bytes | None = None
     gather: bytes | None = None  # a parent that returned handles: JSON name or list of names
 
     @property
@@ -368,6 +370,9 @@ class Outcome:
     # when to try again if a record it wrote with an expected revision has another one at
     # commit (the attempt then fails, `revision_conflict`); None: no attempts left
     conflict_retry_at: float | None = None
+    # what its handler received (`StepRow.input`): a static step's arguments, a JSON object
+    # by parameter (a spawned step's input is recorded when it is spawned: None here)
+    input: bytes | None = None
 
     @property
     def succeeded(self) -> bool:

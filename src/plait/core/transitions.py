@@ -98,6 +98,8 @@ def _complete(txn: Txn, outcome: Outcome) -> Transition:
         return
     txn.result.accepted.append(True)
     txn.ended_attempts.append(step)
+    if outcome.input is not None and step.task is None and step.input != outcome.input:
+        step.input = outcome.input  # what this attempt's handler received
     new_state = None
     if outcome.data is not None and outcome.succeeded and outcome.data.state:
         try:

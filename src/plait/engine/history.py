@@ -18,7 +18,7 @@ from ..core.queues import flow_of_run
 from ..workflow.definition import Workflow
 from . import runs
 from .operator import actor
-from .replay import Replay, replay_step
+from .replay import Replay, replay_step, with_arguments
 from .runs import check_run_id, encode_input, plan_and_input
 
 log = logging.getLogger(__name__)
@@ -151,7 +151,11 @@ async def replay(rt: Runtime, run_id: str, step: str, workflow: Workflow | None)
         raise InputError(f"cannot replay step {step!r}: run {run_id!r} has no such step")
     else:
         definition = workflow[step]
-    deps = definition.data_deps
+    # what the step's handler received when it ran, if it is a static step that did: replayed
+    # as it was, whatever its dependencies (or the code's defaults) hold now
+    received = _codec.loads(recorded.input) if recorded.task is None and recorded.input else None
+    args: dict[str, Any] = received if isinstance(received, dict) else {}
+    deps = tuple(d for d in definition.data_deps if d not in args)
     absent = [d for d in deps if d not in rows]
     if absent:
         raise InputError(
@@ -166,5 +170,7 @@ async def replay(rt: Runtime, run_id: str, step: str, workflow: Workflow | None)
             f"all ended: {states}"
         )
     inputs = (await rt.store.step_inputs({run_id: deps}))[run_id]
+    if args:
+        inputs = with_arguments(inputs, definition.data_deps, args)
     log.debug("replaying step", extra={"run_id": run_id, "step": step})
     return await replay_step(workflow, definition, recorded, inputs, row.fingerprint)

@@ -99,6 +99,9 @@ class Step:
     task: str | None = None  # a spawned step: the task it runs
     parent: str | None = None  # a spawned step: the step that spawned it
     joining: int = 0  # a parent waiting for this many of the steps it spawned
+    # what its handler received (its last attempt that reported an outcome): a static step's
+    # arguments by parameter, a spawned step's input; None before it ran
+    input: Any = None
 
     @classmethod
     def from_row(cls, row: StepRow) -> Step:
@@ -124,6 +127,7 @@ class Step:
             task=row.task,
             parent=next((e.target for e in row.dependents if e.kind is EdgeKind.CHILD), None),
             joining=row.unmet if row.joining else 0,
+            input=_payload(row.input),
         )
 
 

@@ -111,6 +111,10 @@ class Step(Answer):
     task: str | None = Field(description="a spawned step: its task")
     parent: str | None = Field(description="a spawned step: the step that spawned it")
     joining: int = Field(description="a parent: how many spawned steps it still waits for")
+    input: Any = Field(
+        description="what its handler received, as JSON: a static step's arguments by "
+        "parameter (its last attempt), a spawned step's input; null before it ran"
+    )
 
 
 class StepList(Answer):

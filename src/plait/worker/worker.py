@@ -376,8 +376,9 @@ class Worker:
                     item.started = True
                 began = time.monotonic()
                 outcome = await attempt(
-                    wf, step, claim, ctx, inputs, threads=self._pool, admit_key=self._admit_key
-                )
+                    wf, step, claim, ctx, inputs, threads=self._pool, admit_key=self._admit_key,
+                    record_limit=self.store.blob_threshold,
+                )  # fmt: skip
                 self._held.handled(time.monotonic() - began)
         except asyncio.CancelledError:
             if claim.token not in self._interrupted:
