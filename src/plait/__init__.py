@@ -24,7 +24,10 @@ from ._errors import (
     SchemaVersionError,
     StateError,
     StateNotFound,
+    StepCancelled,
     StepError,
+    StepFailed,
+    StepSkipped,
     StoreError,
     WorkflowNotFound,
 )
@@ -69,7 +72,7 @@ if TYPE_CHECKING:
     )
     from .stores import register_store
     from .stores.protocol import Store
-    from .workflow.context import CaughtError, StepCancelled, StepContext
+    from .workflow.context import CaughtError, StepContext
     from .workflow.definition import Workflow
     from .workflow.options import Approval
     from .workflow.session import SessionState
@@ -120,7 +123,6 @@ _LAZY: dict[str, str] = {
     "Waiting": ".engine.views",
     "WorkflowInfo": ".engine.views",
     "CaughtError": ".workflow.context",
-    "StepCancelled": ".workflow.context",
     "StepContext": ".workflow.context",
     "Workflow": ".workflow.definition",
     "SessionState": ".workflow.session",
@@ -188,6 +190,8 @@ __all__ = [
     "StepCancelled",
     "StepContext",
     "StepError",
+    "StepFailed",
+    "StepSkipped",
     "StepStatus",
     "StepTopology",
     "Store",

@@ -10,6 +10,9 @@ PlaitError
 ├── RunConflict            a run id is already used by a different workflow, or input
 ├── RunFailed              result(): the run ended failed (`.failures`: step → StepError)
 ├── RunCancelled           result(): the run was cancelled
+├── StepFailed             wait_step(): the step ended failed (`.error`: its StepError)
+├── StepSkipped            wait_step(): the step was skipped (`.reason`)
+├── StepCancelled          wait_step(): the step was cancelled; also ctx.check_cancelled()
 ├── RunStateError          an operation the run's current state does not allow
 ├── RevisionConflict       records, states: a write expected another revision of the document
 ├── StateNotFound          states: no workflow-state document has that id in the collection
@@ -235,3 +238,41 @@ class Permanent(StepFailure):
     (shown by `plait runs show RUN --step STEP` and in the step's events)."""
 
     retryable = False
+
+
+class _StepEnded(PlaitError):
+    """A step waited for (`engine.wait_step`, `RunHandle.step(name).result()`) ended without
+    an output. `run_id` and `step` name it; `error` is how it failed (a StepError, or None);
+    `reason` says why it was skipped or cancelled, where that is known."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        run_id: str | None = None,
+        step: str | None = None,
+        error: StepError | None = None,
+        reason: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+        self.step = step
+        self.error = error
+        self.reason = reason
+
+
+class StepFailed(_StepEnded):
+    """The step waited for ended `failed`; `error` is its StepError (code and message)."""
+
+
+class StepSkipped(_StepEnded):
+    """The step waited for was `skipped` (a dependency failed, or its condition was false);
+    `reason` says why."""
+
+
+class StepCancelled(_StepEnded):
+    """The step waited for was `cancelled` (its run was cancelled or ended first); `reason`
+    says why, `error` is the error its interrupted attempt reported, if any.
+
+    Also raised inside a handler by `ctx.check_cancelled()`, when the step's run was cancelled
+    or its lease lost: the worker records the attempt as cancelled."""

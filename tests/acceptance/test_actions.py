@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import plait
@@ -144,3 +145,30 @@ def test_resume_failed_from_the_command_line(
     )
     engine.run_worker(until="flaky-2", workflows=[wf], timeout=30)
     assert engine.get_run("flaky-2").output == {"second": 2}
+
+
+def test_annotate_a_run_and_see_it_in_events_and_watch(cli: Cli, engine: plait.Engine) -> None:
+    wf = plait.Workflow("noted")
+    wf.add_step("a", lambda n: n)
+    run = engine.start(wf, {"n": 1}, run_id="noted-1")
+    engine.run_worker(until=run, timeout=30)
+
+    done = cli("runs", "annotate", "noted-1", "review", '{"ok": true}', "--by", "eve")
+    assert done.code == 0, done.stderr
+    assert done.stdout == "event user.review appended to run noted-1\n"
+    as_json = cli("runs", "annotate", "noted-1", "audit", "--json")
+    assert as_json.code == 0 and as_json.json() == {"run_id": "noted-1", "type": "user.audit"}
+    table = cli("runs", "events", "noted-1").stdout
+    assert "user.review" in table and "by=eve" in table and 'data={"ok": true}' in table
+    watched = cli("runs", "watch", "noted-1", "--json")
+    assert [json.loads(line)["type"] for line in watched.stdout.splitlines()][-2:] == [
+        "user.review",
+        "user.audit",
+    ]
+
+    before = len(engine.events("noted-1"))
+    bad = cli("runs", "annotate", "noted-1", "no good")
+    assert bad.code == 2 and "an event type is 1-64 letters" in bad.stderr
+    ghost = cli("runs", "annotate", "ghost", "x")
+    assert ghost.code == 2 and "no run with id 'ghost'" in ghost.stderr
+    assert len(engine.events("noted-1")) == before

@@ -169,6 +169,7 @@ def test_runs_show_step_prints_the_tracebacks(filled: Cli) -> None:
     lines = failed.stdout.splitlines()
     assert lines[0] == "step fetch of run order-0  failed"
     assert "error     [order_not_found] order 0 does not exist" in lines
+    assert 'input     {"order_id": 0}' in lines  # what the failed attempt received
     at = next(i for i, line in enumerate(lines) if line.startswith("attempt 1 failed at "))
     assert lines[at].endswith(": [order_not_found] order 0 does not exist")
     assert lines[at + 1] == "Traceback (most recent call last):"
@@ -177,6 +178,7 @@ def test_runs_show_step_prints_the_tracebacks(filled: Cli) -> None:
 
     retried = filled("runs", "show", "order-1", "--step", "charge", "--json").json()
     assert (retried["name"], retried["status"], retried["attempts"]) == ("charge", "done", 2)
+    assert isinstance(retried["input"], dict) and retried["input"]  # its arguments
     [first] = retried["failures"]
     assert (first["attempt"], first["code"], first["retried"]) == (1, "gateway_timeout", True)
     assert first["traceback"].startswith("Traceback (most recent call last):")

@@ -308,6 +308,27 @@ def test_reject_retry_cancel_pause_resume_signal(client: TestClient, engine: pla
     assert ok(client.get("/api/v1/runs/w1"))["output"] == {"done": {"v": 1}}
 
 
+def test_annotate_a_run(client: TestClient, engine: plait.Engine) -> None:
+    engine.start("waits", {}, run_id="a1")
+    assert ok(client.post("/api/v1/runs/a1/events", json={"type": "deploy", "payload": {"v": 2}},
+                          headers=AUTH)) == {"run_id": "a1", "type": "user.deploy"}  # fmt: skip
+    [event] = [e for e in engine.events("a1") if e.type == "user.deploy"]
+    assert event.payload["data"] == {"v": 2} and event.payload["by"]
+    listed = ok(client.get("/api/v1/runs/a1/events"))["events"]
+    assert [e["type"] for e in listed][-1] == "user.deploy"
+    before = len(engine.events("a1"))
+    refused(client.post("/api/v1/runs/ghost/events", json={"type": "x"}, headers=AUTH), 404,
+            "RunNotFound", "no run with id 'ghost'")  # fmt: skip
+    refused(client.post("/api/v1/runs/a1/events", json={"type": "no spaces"}, headers=AUTH),
+            422, "ValidationError", "type")  # fmt: skip
+    refused(client.post("/api/v1/runs/a1/events", json={"type": "big", "payload": "x" * 70_000},
+                        headers=AUTH), 422, "InputError", "more than the 65536")  # fmt: skip
+    refused(client.post("/api/v1/runs/a1/events", json={"payload": 1}, headers=AUTH), 422,
+            "ValidationError", "type")  # fmt: skip
+    assert client.post("/api/v1/runs/a1/events", json={"type": "x"}).status_code == 401
+    assert len(engine.events("a1")) == before
+
+
 def test_fork_diff_and_delete(client: TestClient, engine: plait.Engine) -> None:
     engine.start("flaky", {"n": 2}, run_id="f2")
     serve(engine, "f2")

@@ -187,3 +187,33 @@ def test_the_session_state_is_given_and_what_the_step_left_in_it_is_returned() -
     with pytest.raises(plait.InputError) as err:
         testing.call_step(wf, "count", state=[1])  # type: ignore[arg-type]  # the error under test
     assert str(err.value) == "step 'count': state is a JSON object (the session state), got [1]"
+
+
+def test_outside_a_worker_the_context_has_no_worker_nor_lease() -> None:
+    wf = plait.Workflow("alone")
+
+    @wf.step()
+    def look(ctx: plait.StepContext) -> list[Any]:
+        return [ctx.worker_id, sorted(ctx.labels), ctx.attempt, ctx.lease_expires_at]
+
+    assert testing.call_step(wf, "look", attempt=3).output == [None, [], 3, None]
+
+
+def test_the_events_a_step_emitted_are_kept_for_the_test() -> None:
+    wf = plait.Workflow("emitting")
+
+    @wf.step()
+    def work(ctx: plait.StepContext) -> int:
+        ctx.emit("progress", {"done": 1})
+        ctx.emit("finished")
+        return 1
+
+    assert testing.call_step(wf, "work").events == [("progress", {"done": 1}), ("finished", None)]
+    wf2 = plait.Workflow("emitting_badly")
+
+    @wf2.step()
+    def bad(ctx: plait.StepContext) -> None:
+        ctx.emit("no good")
+
+    with pytest.raises(plait.InputError, match=r"^an event type is 1-64 letters"):
+        testing.call_step(wf2, "bad")

@@ -174,6 +174,36 @@ def runs_signal(
         click.echo(f"signal {name} ignored: run {run_id} already had one")
 
 
+@runs.command("annotate")
+@click.argument("run_id", metavar="ID")
+@click.argument("event_type", metavar="TYPE")
+@click.argument("payload", metavar="JSON", required=False, default="null")
+@by_option
+@json_option
+@db_option
+@log_option("warning")
+@user_errors
+def runs_annotate(
+    run_id: str,
+    event_type: str,
+    payload: str,
+    by: str | None,
+    as_json: bool,
+    db: str,
+    log_level: str,
+) -> None:
+    """Append an event to a run's log, as user.TYPE (TYPE: letters, digits, '_', '-', '.').
+    Its payload: JSON text (default null), @file.json, or - for stdin."""
+    render.install_logging(log_level)
+    value = read_json(payload, "event payload")
+    with existing_engine(db, writes=True) as engine:
+        engine.annotate(run_id, event_type, value, by=by)
+    if as_json:
+        render.print_json({"run_id": run_id, "type": f"user.{event_type}"})
+    else:
+        click.echo(f"event user.{event_type} appended to run {run_id}")
+
+
 @runs.command("waiting")
 @click.option("--limit", type=click.IntRange(1, 10_000), default=100, show_default=True)
 @click.option("--run", "run_id", default=None, help="Only this run's waiting steps.")

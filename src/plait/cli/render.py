@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from ..core.cascade import CONDITION
-from ..core.rows import Excerpt, StepStatus
+from ..core.rows import USER_EVENT_PREFIX, Excerpt, StepStatus
 
 if TYPE_CHECKING:  # rich and the engine are imported by the functions that use them
     import asyncio
@@ -122,6 +122,7 @@ def step_doc(step: Step) -> dict[str, Any]:
         "task": step.task,
         "parent": step.parent,
         "code": step.code,
+        "input": step.input,
     }
 
 
@@ -580,6 +581,8 @@ def show_step(console: Console, step: Step, failures: Sequence[Event]) -> None:
         say(f"skipped   {step.skip_reason}")
     if step.error is not None:
         say(f"error     [{step.error.code}] {step.error.message}")
+    if step.input is not None:
+        say(f"input     {_short(step.input, STEP_WIDTH)}")
     if step.output is not None:
         say(f"output    {_short(step.output, STEP_WIDTH)}")
     if not failures:
@@ -726,6 +729,10 @@ def event_line(event: Event) -> str | None:
         )
         by = "(expired)" if expired else f"by {p.get('by')}"
         return f"{step} {done} {by}"
+    if event.type.startswith(USER_EVENT_PREFIX):  # ctx.emit (a step's) or engine.annotate (by)
+        who = step or f"by {p.get('by')}"
+        data = p.get("data")
+        return f"{who}: {event.type}" + ("" if data is None else f" {_short(data, 200)}")
     if event.type == "signal_kept":  # one that came in time says `done: its signal…`
         return f"{step} received its signal early (from {p.get('by')}): kept until it is reached"
     return None

@@ -226,6 +226,7 @@ def fork_run(
         step.status = StepStatus.DONE
         step.unmet = 0
         step.output = overrides.get(step.name, source.output)
+        step.input = source.input  # what its handler received, in the run that computed it
         step.reused_from = source.reused_from or parent.id
         step.available_at = step.ready_at = None
         step.finished_at = now

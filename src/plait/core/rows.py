@@ -177,7 +177,9 @@ class StepRow:
     reused_from: str | None = None  # a fork reused this step's output, recorded by that run
     iteration: int = 0  # times a Goto sent the run back through this step
     task: str | None = None  # a spawned step: the workflow's task it runs (None: a static step)
-    input: bytes | None = None  # a spawned step: the JSON value its task receives
+    # what its handler received, JSON: a spawned step's task input (from its spawn); a static
+    # step's arguments by parameter, recorded by its last attempt that reported an outcome
+    input: bytes | None = None
     gather: bytes | None = None  # a parent that returned handles: JSON name or list of names
     code: str | None = None  # the code digest of the handler that ran its latest attempt
 
@@ -332,12 +334,27 @@ PAGE_LIMIT = 1000
 
 @dataclass(frozen=True, slots=True)
 class StepData:
-    """What a handler wrote besides its output (`ctx.record`, `ctx.save_artifact`), sent with its
+    """What a handler wrote besides its output (`ctx.record`, `ctx.save_artifact`, `ctx.state`,
+    `ctx.emit`), sent with its
     successful outcome only, so that a failed attempt leaves nothing behind."""
 
     records: tuple[RecordWrite, ...] = ()
     artifacts: tuple[ArtifactRow, ...] = ()
     state: tuple[StateChange, ...] = ()  # ctx.state.set/append, applied in commit order
+    events: tuple[UserEvent, ...] = ()  # ctx.emit: appended to the run's log, in order
+
+
+# what a user's event type is stored after (`core.user_events`): plait's own types have no dot
+USER_EVENT_PREFIX = "user."
+
+
+@dataclass(frozen=True, slots=True)
+class UserEvent:
+    """An event a step emitted (`ctx.emit`; `core.user_events`): its type, without the `user.`
+    prefix it is stored with, and its payload, plain JSON values."""
+
+    type: str
+    payload: object
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,6 +410,9 @@ class Outcome:
     # when to try again if a record it wrote with an expected revision has another one at
     # commit (the attempt then fails, `revision_conflict`); None: no attempts left
     conflict_retry_at: float | None = None
+    # what its handler received (`StepRow.input`): a static step's arguments, a JSON object
+    # by parameter (a spawned step's input is recorded when it is spawned: None here)
+    input: bytes | None = None
 
     @property
     def succeeded(self) -> bool:

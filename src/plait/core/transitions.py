@@ -20,6 +20,7 @@ from .loops import loop_back
 from .rows import Claim, CodeOf, Outcome, RunRow, RunStatus, StepRow, StepStatus
 from .spawn import spawn
 from .txn import Need, Transition, Txn, need, need_records
+from .user_events import PREFIX
 
 KEY_FULL = "step_key_full"  # the event of a step handed back because its key was full
 # the code of an attempt that wrote a record with `ctx.record(..., expected_revision=n)` while
@@ -107,6 +108,8 @@ def _complete(txn: Txn, outcome: Outcome) -> Transition:
         return
     txn.result.accepted.append(True)
     txn.ended_attempts.append(step)
+    if outcome.input is not None and step.task is None and step.input != outcome.input:
+        step.input = outcome.input  # what this attempt's handler received
     new_state = None
     if outcome.data is not None and outcome.succeeded and outcome.data.state:
         try:
@@ -118,6 +121,8 @@ def _complete(txn: Txn, outcome: Outcome) -> Transition:
         outcome = yield from check_records(txn, outcome)
     if outcome.data is not None and outcome.succeeded:
         txn.data.append((run.id, step.name, outcome.data))
+        for event in outcome.data.events:
+            txn.emit(run, PREFIX + event.type, step.name, attempt=step.attempt, data=event.payload)
         if new_state is not None:
             session.commit(txn, run, step.name, outcome.data.state, new_state)
     step.lease_token = None

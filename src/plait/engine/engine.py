@@ -47,6 +47,7 @@ from . import (
     queues,
     runs,
     schedules,
+    step_wait,
     traces,
     versions,
     waiting,
@@ -109,8 +110,35 @@ class RunHandle:
     def get(self) -> Run:
         return self._engine._portal.call(self.get_async())
 
+    def step(self, name: str) -> StepHandle:
+        """One step of this run, to wait for: `run.step("charge").result(timeout=30)`."""
+        step_wait.check(self.id, name)
+        return StepHandle(self._engine, self.id, name)
+
     def __repr__(self) -> str:
         return f"RunHandle({self.id!r})"
+
+
+class StepHandle:
+    """One step of a started run (`RunHandle.step(name)`): a way to wait for its output."""
+
+    __slots__ = ("_engine", "name", "run_id")
+
+    def __init__(self, engine: Engine, run_id: str, name: str) -> None:
+        self._engine = engine
+        self.run_id = run_id
+        self.name = name
+
+    async def result_async(self, timeout: float | None = None) -> Any:
+        """The step's output; StepFailed, StepSkipped, StepCancelled or TimeoutError (see
+        `Engine.wait_step`)."""
+        return await self._engine.wait_step_async(self.run_id, self.name, timeout=timeout)
+
+    def result(self, timeout: float | None = None) -> Any:
+        return self._engine._portal.call(self.result_async(timeout))
+
+    def __repr__(self) -> str:
+        return f"StepHandle({self.run_id!r}, {self.name!r})"
 
 
 Until = RunHandle | str | Iterable[RunHandle | str] | None
@@ -456,6 +484,16 @@ class Engine:
         """Wait for a run to end; its output, or RunFailed / RunCancelled / TimeoutError."""
         return await waiting.wait(self._rt, run_id, timeout)
 
+    async def wait_step_async(self, run_id: str, step: str, *, timeout: float | None = None) -> Any:
+        """Wait for one step of a run to end, from any process: its output once it is done,
+        or StepFailed (with its StepError), StepSkipped (with the reason) or StepCancelled.
+        TimeoutError after `timeout` seconds (None: no limit; 0: look once); RunNotFound for
+        an unknown run; InputError for a step the run does not have (a spawned step once it
+        has been spawned). Woken like `result()`, not polled, where the store pushes."""
+        return await step_wait.wait_step(self._rt, run_id, step, timeout)
+
+    wait_step = blocking(wait_step_async)
+
     async def wait_all_async(
         self, runs: Iterable[RunHandle | str], *, timeout: float | None = None
     ) -> list[Run]:
@@ -631,6 +669,18 @@ class Engine:
         return await operator.signal(self._rt, run_id, name, payload, by)
 
     signal = blocking(signal_async)
+
+    async def annotate_async(
+        self, run_id: str, type: str, payload: Any = None, *, by: str | None = None
+    ) -> None:
+        """Append an event to a run's log from outside (a note, a review, a deploy), whatever
+        the run's status: `user.<type>` with `by` (default user@host) and `data` (the payload)
+        in its payload; shown by `events` and `watch` as a step's `ctx.emit` is. `type`: 1-64
+        letters, digits, '_', '-' or '.', from a letter; `payload`: any JSON value of at most
+        64 KiB. InputError for either, RunNotFound for an unknown run: nothing is written."""
+        await operator.annotate(self._rt, run_id, type, payload, by)
+
+    annotate = blocking(annotate_async)
 
     async def bulk_async(
         self,

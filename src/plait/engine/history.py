@@ -21,7 +21,17 @@ from ..core.rows import EdgeKind, RunRow, StepInputs, StepRow, StepStatus
 from ..workflow.definition import StepDef, Workflow
 from . import runs, versions
 from .operator import actor
-from .replay import NOT_RUN, REUSED, Replay, RunReplay, StepReplay, gathered, judged, replay_step
+from .replay import (
+    NOT_RUN,
+    REUSED,
+    Replay,
+    RunReplay,
+    StepReplay,
+    gathered,
+    judged,
+    replay_step,
+    with_arguments,
+)
 from .runs import check_run_id, check_stored_input, encode_input
 
 log = logging.getLogger(__name__)
@@ -141,11 +151,24 @@ def _workflow_for(rt: Runtime, run_id: str, row: RunRow, workflow: Workflow | No
     return workflow
 
 
-async def replay_inputs(rt: Runtime, run_id: str, definition: StepDef) -> StepInputs:
-    """What a replayed step's handler gets: the run input and the outputs its dependencies
-    recorded (as a worker would have loaded them). The one place a replay reads a step's
-    input, so that it can read the input recorded with the step's attempt instead."""
-    return (await rt.store.step_inputs({run_id: definition.data_deps}))[run_id]
+def recorded_arguments(recorded: StepRow) -> dict[str, Any]:
+    """What a static step's handler received when it last ran, by parameter (`Step.input`);
+    empty for a spawned step, or one whose input was not recorded (a large one)."""
+    received = _codec.loads(recorded.input) if recorded.task is None and recorded.input else None
+    return received if isinstance(received, dict) else {}
+
+
+async def replay_inputs(
+    rt: Runtime, run_id: str, definition: StepDef, recorded: StepRow
+) -> StepInputs:
+    """What a replayed step's handler gets: the arguments its attempt recorded, replayed as
+    they were whatever its dependencies hold now; for what was not recorded (a parameter the
+    code has gained since, a large input), the run input and the outputs its dependencies
+    recorded, as a worker would have loaded them."""
+    args = recorded_arguments(recorded)
+    deps = tuple(d for d in definition.data_deps if d not in args)
+    inputs = (await rt.store.step_inputs({run_id: deps}))[run_id]
+    return with_arguments(inputs, definition.data_deps, args) if args else inputs
 
 
 async def replay(rt: Runtime, run_id: str, step: str, workflow: Workflow | None) -> Replay:
@@ -173,7 +196,8 @@ async def replay(rt: Runtime, run_id: str, step: str, workflow: Workflow | None)
         raise InputError(f"cannot replay step {step!r}: run {run_id!r} has no such step")
     else:
         definition = workflow[step]
-    deps = definition.data_deps
+    args = recorded_arguments(recorded)  # replayed as received: its dependencies need not be
+    deps = tuple(d for d in definition.data_deps if d not in args)
     absent = [d for d in deps if d not in rows]
     if absent:
         raise InputError(
@@ -187,7 +211,7 @@ async def replay(rt: Runtime, run_id: str, step: str, workflow: Workflow | None)
             f"cannot replay step {step!r} of run {run_id!r}: its dependencies have not "
             f"all ended: {states}"
         )
-    inputs = await replay_inputs(rt, run_id, definition)
+    inputs = await replay_inputs(rt, run_id, definition, recorded)
     log.debug("replaying step", extra={"run_id": run_id, "step": step})
     return await replay_step(workflow, definition, recorded, inputs, row.fingerprint)
 
@@ -302,7 +326,7 @@ async def replay_run(
         if why is not None:
             results[name] = StepReplay(name, NOT_RUN, reason=why)
             continue
-        inputs = await replay_inputs(rt, run_id, definition)
+        inputs = await replay_inputs(rt, run_id, definition, recorded)
         if name == break_at and on_break is not None:
             on_break(name, _break_view(inputs))
         log.debug("replaying step", extra={"run_id": run_id, "step": name})

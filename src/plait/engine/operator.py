@@ -13,7 +13,7 @@ from typing import Any
 from .. import _codec
 from .._errors import InputError
 from .._runtime import Runtime
-from ..core import actions, gates
+from ..core import actions, gates, user_events
 from ..core.rows import CommitResult, RunRow, StepRow, StepStatus
 from .views import Run, Step, Waiting
 
@@ -70,6 +70,15 @@ async def resume_failed(rt: Runtime, run_id: str, by: str | None) -> Run:
     await rt.run_row(run_id)
     await rt.apply(actions.resume_failed, run_id, by=actor(by))
     return Run.from_row(await rt.run_row(run_id))
+
+
+async def annotate(rt: Runtime, run_id: str, type_: str, payload: Any, by: str | None) -> None:
+    if not isinstance(run_id, str):
+        raise InputError(f"run_id must be a string, got {type(run_id).__name__}")
+    event = user_events.user_event(type_, payload)  # InputError first: nothing is read
+    who = actor(by)
+    await rt.run_row(run_id)  # RunNotFound, with the usual message
+    await rt.apply(user_events.annotate, run_id, event=event, by=who)
 
 
 # -- approvals and signals ------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """Replay: run the current code of one step with the inputs a run recorded, writing nothing.
 
-For debugging a fix before forking: `engine.replay(run_id, step)` reads the run input and the
-outputs of the step's dependencies from the store, calls the handler of the newest version of
+For debugging a fix before forking: `engine.replay(run_id, step)` reads what the step's
+handler received when it ran (`StepRow.input`, recorded by each attempt) or, for a step that
+never ran or an argument the code has gained since, the run input and the outputs of the
+step's dependencies from the store, calls the handler of the newest version of
 the workflow registered in this process exactly as a worker would (same argument binding and
 validation, `when=` condition, timeout, error codes: `worker.attempt` does it), and
 compares what it returns with what the run recorded. Nothing is claimed, written or logged in
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -193,3 +196,20 @@ def gathered(parent: Replay, recorded: StepRow, outputs: dict[str, Any]) -> Repl
     new_doc = {"status": parent.status, "output": output, "error": None}
     diff = diff_values(step_document(recorded), new_doc)
     return dataclasses.replace(parent, output=output, diff=diff)
+
+
+def with_arguments(
+    inputs: StepInputs, data_deps: Sequence[str], args: dict[str, Any]
+) -> StepInputs:
+    """A step's inputs as its handler received them (`StepRow.input`, by parameter): each
+    recorded dependency's value as its output, every other recorded argument as a run-input
+    field; what was not recorded (a parameter the code has gained since) as `inputs` has it."""
+    run_input = _codec.loads(inputs.run_input)
+    fields = dict(run_input) if isinstance(run_input, dict) else {}
+    ends = dict(inputs.dependencies)
+    for name, value in args.items():
+        if name in data_deps:
+            ends[name] = (StepStatus.DONE, _codec.dumps(value))
+        else:
+            fields[name] = value
+    return StepInputs(_codec.dumps(fields), ends, inputs.state, inputs.errors)

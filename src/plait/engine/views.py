@@ -107,6 +107,9 @@ class Step:
     parent: str | None = None  # a spawned step: the step that spawned it
     joining: int = 0  # a parent waiting for this many of the steps it spawned
     code: str | None = None  # the digest of the code that ran its latest attempt
+    # what its handler received (its last attempt that reported an outcome): a static step's
+    # arguments by parameter, a spawned step's input; None before it ran
+    input: Any = None
 
     @classmethod
     def from_row(cls, row: StepRow) -> Step:
@@ -133,6 +136,7 @@ class Step:
             parent=next((e.target for e in row.dependents if e.kind is EdgeKind.CHILD), None),
             joining=row.unmet if row.joining else 0,
             code=row.code,
+            input=_payload(row.input),
         )
 
 

@@ -87,7 +87,7 @@ async def _close(
 async def watch(rt: Runtime, run_id: str, seq: int) -> AsyncGenerator[Event, None]:
     """The run's events after `seq` as they are committed (see the module docstring)."""
     store = await rt.ready()
-    pushes = _subscribe_pushes(rt, store, run_id)
+    pushes = event_pushes(rt, store, run_id)
     await rt.run_row(run_id)  # RunNotFound, with the usual message
     pause = FIRST_POLL
     look_at_run = True  # its status changes only with an event: read it after new ones
@@ -123,7 +123,7 @@ async def watch(rt: Runtime, run_id: str, seq: int) -> AsyncGenerator[Event, Non
         look_at_run = not woken and wait >= rt.idle_interval
 
 
-def _subscribe_pushes(rt: Runtime, store: Store, run_id: str) -> Broadcast | None:
+def event_pushes(rt: Runtime, store: Store, run_id: str) -> Broadcast | None:
     """The broadcast the store fires for this run's events written elsewhere, or None."""
     if "push_events" not in store.capabilities or not isinstance(store, PushesEvents):
         return None

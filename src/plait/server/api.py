@@ -24,6 +24,7 @@ from ..engine.views import FailureFilter, RunFilter
 from . import responses as A
 from . import views
 from .bodies import (
+    AnnotateBody,
     ApproveBody,
     BulkBody,
     CancelBody,
@@ -410,6 +411,19 @@ async def send_signal(request: Request, run_id: str, name: str, body: SignalBody
     await views.known_step(engine, run_id, name)
     counted = await engine.signal_async(run_id, name, body.payload, by=actor(request))
     return JSON({"delivered": counted})
+
+
+@router.post(
+    "/runs/{run_id}/events",
+    tags=["operator"],
+    summary="Append an event to a run's log (user.<type>)",
+    responses=acts(A.Annotated, 400, 404, 422),
+    dependencies=TOKEN,
+)
+async def annotate_run(request: Request, run_id: str, body: AnnotateBody) -> JSON:
+    engine = engine_of(request)
+    await engine.annotate_async(run_id, body.type, body.payload, by=actor(request))
+    return JSON({"run_id": run_id, "type": f"user.{body.type}"})
 
 
 @router.post(

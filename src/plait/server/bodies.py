@@ -54,6 +54,14 @@ class SignalBody(Body):
     payload: Any = None
 
 
+class AnnotateBody(Body):
+    type: str = Field(
+        pattern=r"^[A-Za-z][A-Za-z0-9_.\-]{0,63}$",
+        description="the event's type, stored as `user.<type>`",
+    )
+    payload: Any = None
+
+
 class ForkBody(Body):
     from_step: str = Field(min_length=1, max_length=200)
     input: Any = None

@@ -119,6 +119,10 @@ class Step(Answer):
     parent: str | None = Field(description="a spawned step: the step that spawned it")
     joining: int = Field(description="a parent: how many spawned steps it still waits for")
     code: str | None = Field(description="the digest of the code that ran its latest attempt")
+    input: Any = Field(
+        description="what its handler received, as JSON: a static step's arguments by "
+        "parameter (its last attempt), a spawned step's input; null before it ran"
+    )
 
 
 class StepList(Answer):
@@ -278,6 +282,11 @@ class Diff(Answer):
 
 class Signalled(Answer):
     delivered: bool = Field(description="false: an earlier signal already counted")
+
+
+class Annotated(Answer):
+    run_id: str
+    type: str = Field(description="the event's type as stored: `user.<type>`")
 
 
 class Deleted(Answer):

@@ -85,7 +85,7 @@ class MemoryBlobs:
         """A step about to be stored, its payloads counted on blobs if they changed."""
         if old is None or old.output is not step.output:
             step.output = self.keep((step.run_id, step.name, "output"), step.output, now)
-        if old is None:
+        if old is None or old.input is not step.input:
             step.input = self.keep((step.run_id, step.name, "input"), step.input, now)
         return step
 

@@ -59,7 +59,8 @@ class StepCall:
     """What one call of a step did. `output`: what it returned, as the steps after it would
     read it (through plait's JSON); the handles it returned if it returned spawned steps'
     handles. `skipped`: its `when=` condition was false, so its code was not called. `state`:
-    the run's session state as the step left it (`ctx.state`, with its `set` and `append`)."""
+    the run's session state as the step left it (`ctx.state`, with its `set` and `append`).
+    `events`: what it emitted (`ctx.emit`), (type without `user.`, payload), in order."""
 
     step: str
     output: Any
@@ -68,6 +69,7 @@ class StepCall:
     spawned: list[Spawned] = field(default_factory=list)
     skipped: bool = False
     state: dict[str, Any] = field(default_factory=dict)  # ctx.state after it, its changes in
+    events: list[tuple[str, Any]] = field(default_factory=list)  # ctx.emit: (type, payload)
 
 
 def call_step(
@@ -246,4 +248,5 @@ def _captured(name: str, ctx: StepContext, result: Any) -> StepCall:
         ],
         spawned=[Spawned(s.name, s.task, _codec.loads(s.input), s.after) for s in spawned],
         state=ctx.state.to_dict(),
+        events=[(e.type, e.payload) for e in ctx._events],
     )

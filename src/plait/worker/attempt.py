@@ -25,11 +25,11 @@ from pydantic import ValidationError
 
 from .. import _codec
 from .._clock import REAL, Clock
-from .._errors import InputError, StepFailure
+from .._errors import InputError, StepCancelled, StepFailure
 from ..core.loops import INVALID_GOTO, Goto
 from ..core.queues import resolve_key
 from ..core.rows import Claim, Outcome, StepData, StepInputs, StepStatus
-from ..workflow.context import CaughtError, StepCancelled, StepContext
+from ..workflow.context import CaughtError, StepContext
 from ..workflow.definition import StepDef, Workflow
 from ..workflow.tasks import task_kwargs
 from .handler_threads import HandlerThreads, HandlerTimeout
@@ -54,11 +54,14 @@ async def attempt(
     admit_key: KeyAdmission | None = None,
     clock: Clock = REAL,
     error_limit: int = _codec.MESSAGE_LIMIT,
+    record_limit: int | None = None,
 ) -> Outcome | None:
     """Run one attempt of a claimed step; its outcome, or None when there is nothing to commit
     (its pending key was not admitted). Every exception out of the handler becomes a failed
     outcome; only the worker's own cancellation of the task (it set `ctx.cancelled` first: a
     stop, a cancelled run, a lost lease) propagates as `asyncio.CancelledError`."""
+
+    received: bytes | None = None  # what the handler receives, once its arguments are bound
 
     def failure(
         code: str,
@@ -87,6 +90,7 @@ async def attempt(
             traceback=tb[-TRACEBACK_LIMIT:] if tb else None,
             error_details=details,
             retry_at=None if delay is None else clock.time() + delay,
+            input=received,
         )
 
     def conflict_retry_at(data: StepData | None) -> float | None:
@@ -132,11 +136,12 @@ async def attempt(
             kwargs = task_kwargs(step, ctx, claim.input)
         else:
             kwargs = step.build_kwargs(ctx, run_input, outputs)
+            received = recorded_input(step, kwargs, run_input, inputs, record_limit)
     except ValidationError as exc:
         return failure("invalid_input", f"step {claim.step!r}: {exc}", False)
     try:
         if not step.condition_holds(run_input, outputs, inputs.state):
-            return Outcome(claim.run_id, claim.step, claim.token, skipped=True)
+            return Outcome(claim.run_id, claim.step, claim.token, skipped=True, input=received)
     except Exception as exc:
         return failure(
             "condition_error",
@@ -203,6 +208,7 @@ async def attempt(
             max_iterations=result.max_iterations,
             data=data,
             conflict_retry_at=conflict_retry_at(data),
+            input=received,
         )
     try:
         gather = None if spawner is None else spawner.gather(result)
@@ -226,4 +232,39 @@ async def attempt(
         gather=gather,
         data=data,
         conflict_retry_at=conflict_retry_at(data),
+        input=received,
     )
+
+
+def recorded_input(
+    step: StepDef,
+    kwargs: dict[str, Any],
+    run_input: Any,
+    inputs: StepInputs,
+    limit: int | None = None,
+) -> bytes | None:
+    """What a static step's handler receives, to record (`StepRow.input`): a JSON object of
+    its arguments by parameter, its context left out. An upstream output is spliced in as the
+    bytes the store gave (never encoded again); a run-input field is its value in the run
+    input; a default its JSON, if it has one. None if it would be longer than `limit` bytes
+    (the store's blob threshold: a big input is not recorded, since it would be a second copy
+    of the upstream outputs it holds, not a blob shared with them)."""
+    parts = []
+    size = 2
+    for name, value in kwargs.items():
+        if name == step.ctx_param:
+            continue
+        ended = inputs.dependencies.get(name)
+        raw = ended[1] if ended is not None and ended[0] is StepStatus.DONE else None
+        if raw is None:
+            from_run = isinstance(run_input, dict) and name not in step.data_deps
+            given = run_input.get(name, value) if from_run else value
+            try:
+                raw = _codec.dumps(given)
+            except _codec.EncodeError:
+                continue  # a default that has no JSON form: not recorded
+        parts.append(_codec.dumps(name) + b":" + raw)
+        size += len(parts[-1]) + 1
+        if limit is not None and size > limit:
+            return None
+    return b"{" + b",".join(parts) + b"}"

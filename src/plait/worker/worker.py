@@ -387,6 +387,9 @@ class Worker:
                 iteration=c.iteration,
                 definition=wf,
                 artifacts=self.rt.artifacts,
+                worker_id=self.id,
+                labels=self.labels,
+                lease_expires_at=c.lease_expires_at,
             )
             step = wf.handler(c.step, c.task)
             task = asyncio.create_task(self._execute(wf, step, c, ctx, inputs.get(c.run_id)))
@@ -407,6 +410,7 @@ class Worker:
                     wf, step, claim, ctx, inputs,
                     threads=self._pool, admit_key=self._admit_key, error_limit=self.rt.error_limit,
                     clock=self.rt.clock,
+                    record_limit=self.store.blob_threshold,
                 )  # fmt: skip
                 self._held.handled(time.monotonic() - began)
         except asyncio.CancelledError:
@@ -627,6 +631,10 @@ class Worker:
                 leases = [f.lease for f in self._inflight.values()]
                 if leases and (beat_due or cancelled):
                     lost = await self.store.heartbeat(leases, rt.lease, now)
+                    held = {lease.token for lease in leases} - {lease.token for lease in lost}
+                    for token in held:
+                        if (item := self._inflight.get(token)) is not None:
+                            item.ctx._renewed(now + rt.lease)
                     if lost:  # rare: one read says why, for the step's record and the log
                         ended = {r.id for r in await self.store.get_runs({x.run_id for x in lost})
                                  if r.status.terminal}  # fmt: skip

@@ -7,13 +7,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import os
 
-    from ..core.rows import ArtifactRow, RecordWrite, StepData
+    from ..core.rows import ArtifactRow, RecordWrite, StepData, UserEvent
     from ..data.artifacts import ArtifactRef, ArtifactStorage
 
     # a running step's context spawns tasks of its Workflow: the one import cycle of the
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from .definition import Workflow
     from .tasks import Handle, Spawner
 
+from .._errors import StepCancelled
 from .session import SessionState
 
 logger = logging.getLogger("plait.step")
@@ -40,17 +41,13 @@ class CaughtError:
         return {"step": self.step, "code": self.code, "message": self.message}
 
 
-class StepCancelled(Exception):
-    """Raised by `ctx.check_cancelled()` when the step's run was cancelled or its lease lost."""
-
-
 class StepContext:
     """Handed to a step that declares a parameter annotated `plait.StepContext` (or named `ctx`)."""
 
     __slots__ = (
-        "_artifact_names", "_artifact_storage", "_artifacts", "_cancel", "_definition", "_lock",
-        "_records", "_spawner", "_state", "attempt", "error", "input", "iteration", "log", "run_id",
-        "step", "workflow",
+        "_artifact_names", "_artifact_storage", "_artifacts", "_cancel", "_definition", "_events",
+        "_lease", "_lock", "_records", "_spawner", "_state", "attempt", "error", "input",
+        "iteration", "labels", "log", "run_id", "step", "worker_id", "workflow",
     )  # fmt: skip
 
     def __init__(
@@ -64,6 +61,9 @@ class StepContext:
         iteration: int = 0,
         definition: Workflow | None = None,
         artifacts: ArtifactStorage | None = None,
+        worker_id: str | None = None,
+        labels: Iterable[str] = (),
+        lease_expires_at: float | None = None,
     ) -> None:
         self.run_id = run_id
         self.step = step
@@ -73,16 +73,31 @@ class StepContext:
         self.input = run_input
         # a catching step (`catches=`, `at_end="failed"`): the failure it handles; else None
         self.error: CaughtError | None = None
+        self.worker_id = worker_id  # the worker running it (None: a replay or a unit test)
+        self.labels = frozenset(labels)  # that worker's labels (`plait worker --labels`)
+        self._lease = lease_expires_at
         self._cancel = threading.Event()
         self._lock = threading.Lock()
         self._definition = definition  # for the tasks it may spawn
         self._spawner: Spawner | None = None
         self._records: list[RecordWrite] = []  # ctx.record: sent with the success only
         self._artifacts: list[ArtifactRow] = []  # ctx.save_artifact: idem
+        self._events: list[UserEvent] = []  # ctx.emit: idem
         self._artifact_storage = artifacts  # None: held in memory, never kept (replay)
         self._artifact_names: set[str] = set()
         self._state = SessionState(step=step)  # the run's session state: the worker loads it
         self.log = _StepLogger(logger, {"run_id": run_id, "step": step, "attempt": attempt})
+
+    @property
+    def lease_expires_at(self) -> datetime | None:
+        """When this attempt's lease expires unless the worker renews it (it does, every third
+        of the lease, while the step runs): past it, another worker may take the step over.
+        None outside a worker (a replay, a unit test)."""
+        lease = self._lease
+        return None if lease is None else datetime.fromtimestamp(lease, UTC)
+
+    def _renewed(self, lease_expires_at: float) -> None:
+        self._lease = lease_expires_at
 
     @property
     def state(self) -> SessionState:
@@ -103,7 +118,11 @@ class StepContext:
     def check_cancelled(self) -> None:
         """Raise `StepCancelled` if the step should stop; call it between units of work."""
         if self._cancel.is_set():
-            raise StepCancelled(f"step {self.step!r} of run {self.run_id!r} was asked to stop")
+            raise StepCancelled(
+                f"step {self.step!r} of run {self.run_id!r} was asked to stop",
+                run_id=self.run_id,
+                step=self.step,
+            )
 
     def spawn(
         self,
@@ -151,6 +170,19 @@ class StepContext:
         from ..data.records import record_write
 
         self._records.append(record_write(collection, key, doc, expected_revision))
+
+    def emit(self, type: str, payload: Any = None) -> None:
+        """Append an event to the run's log (`engine.events`, `watch`, `plait runs events`),
+        committed with this attempt's success, in order, before its `step_completed`: an
+        attempt that fails leaves none, as it leaves no record. Stored as `user.<type>` (so it
+        never collides with plait's own types), with `step`, `attempt` and `data` (the
+        payload) in its payload. `type`: 1-64 letters, digits, '_', '-' or '.', from a letter;
+        `payload`: any JSON value of at most 64 KiB. InputError for either, raised here."""
+        from ..core.user_events import user_event
+
+        event = user_event(type, payload)
+        with self._lock:
+            self._events.append(event)
 
     def save_artifact(
         self,
@@ -222,11 +254,11 @@ class StepContext:
     def _data(self) -> StepData | None:
         """What this attempt wrote besides its output, to send with its success."""
         changes = self._state._take()
-        if not self._records and not self._artifacts and not changes:
+        if not self._records and not self._artifacts and not changes and not self._events:
             return None
         from ..core.rows import StepData
 
-        return StepData(tuple(self._records), tuple(self._artifacts), changes)
+        return StepData(tuple(self._records), tuple(self._artifacts), changes, tuple(self._events))
 
     def _spawning(self) -> Spawner:
         if self._spawner is None:

@@ -64,3 +64,16 @@ def test_a_queue_line_has_no_309_digit_token_count() -> None:
     rate = plait.Rate(1e9, per=1.0, burst=1e9)
     text = queues._line(Queue("flood", None, rate, 1e308))
     assert text == ("flood  concurrency -  rate 1e+09 per 1s, burst 1e+09, 1e+308 token(s) left")
+
+
+def test_user_events_have_a_progress_line() -> None:
+    from datetime import UTC, datetime
+
+    def line(step: str | None, payload: dict[str, object]) -> str | None:
+        event = plait.Event("r", 5, "user.progress", step, payload, datetime.now(UTC))
+        return render.event_line(event)
+
+    assert line("work", {"step": "work", "attempt": 1, "data": {"done": 1}}) == (
+        'work: user.progress {"done": 1}'
+    )
+    assert line(None, {"by": "eve", "data": None}) == "by eve: user.progress"

@@ -207,6 +207,12 @@ def output_blobs(rows: Iterable[Sequence[Any]]) -> dict[tuple[str, str], str]:
     return {(row[0], row[1]): row[column] for row in rows if row[column] is not None}
 
 
+def input_blobs(rows: Iterable[Sequence[Any]]) -> dict[tuple[str, str], str]:
+    """(run, step) → the blob its input is kept in, for the rows of a `steps` query."""
+    column = STEP_INPUT_BLOB
+    return {(row[0], row[1]): row[column] for row in rows if row[column] is not None}
+
+
 def hashes_of(rows: Iterable[Any]) -> list[str]:
     """The non-null hashes among the values of these rows (of hash columns only)."""
     return [sha for row in rows for sha in row if sha is not None]

@@ -67,7 +67,7 @@ from ...core.transitions import admit_key, claim, complete, recover, release
 from ...core.txn import Action, Need, RecordKey, StepKey, Transition, Txn
 from ..protocol import InputsWanted, NewRun
 from .artifact_rows import artifact_params
-from .blobs import BlobPrograms, BlobWrites, output_blobs
+from .blobs import BlobPrograms, BlobWrites, input_blobs, output_blobs
 from .data_programs import DataPrograms
 from .ops import Program, Row, execute, execute_all, execute_many, fetch
 from .queries import Queries
@@ -128,6 +128,9 @@ class SQLTxn(Txn):
         self.run_outputs: dict[str, bytes | None] = {}
         # the blobs the loaded outputs were kept in: a rewritten output drops its reference
         self.step_output_blobs: dict[StepKey, str] = {}
+        # the recorded inputs loaded (a static step's attempt rewrites its own), and their blobs
+        self.step_inputs: dict[StepKey, bytes | None] = {}
+        self.step_input_blobs: dict[StepKey, str] = {}
         self.run_output_blobs: dict[str, str] = {}
         self.run_statuses: dict[str, RunStatus] = {}  # as loaded: a change moves `updated_at`
         self.busy = False  # a claim passed over runs that other transactions held
@@ -152,6 +155,9 @@ class Programs(DataPrograms):
         self.insert_event = q.positional("insert_event", EVENT_COLUMNS)
         self.update_step = q.positional("update_step", UPDATE_STEP)
         self.update_step_output = q.positional("update_step_output", UPDATE_STEP_OUTPUT)
+        self.update_step_input = q.positional(
+            "update_step_input", ("input", "input_blob", "run_id", "name")
+        )
         self.update_run = q.positional("update_run", UPDATE_RUN)
         self.update_run_output = q.positional("update_run_output", UPDATE_RUN_OUTPUT)
         self.touch_runs = q.positional("touch_runs", ("updated_at", "id"))
@@ -366,7 +372,7 @@ class Programs(DataPrograms):
                 txn.next_token_at = token_wait(limited, queue_running, [r[0] for r in found], now)
             return txn  # no token taken: the buckets need no write (refilling is idempotent)
         keys = []
-        blobs = output_blobs(rows)
+        blobs = output_blobs(rows), input_blobs(rows)
         for step in steps[:limit]:
             _add_step(txn, step, blobs)
             keys.append((step.run_id, step.name))
@@ -588,7 +594,7 @@ class Programs(DataPrograms):
                 txn.run_output_blobs[run.id] = row[RUN_OUTPUT_BLOB]
 
     def _add_steps(self, txn: SQLTxn, rows: Sequence[Sequence[Any]]) -> Program[None]:
-        blobs = output_blobs(rows)
+        blobs = output_blobs(rows), input_blobs(rows)
         for step in (yield from self.blobs.steps(rows)):
             _add_step(txn, step, blobs)
 
@@ -680,6 +686,7 @@ class Programs(DataPrograms):
             changed, txn.step_outputs, txn.step_output_blobs, writes, step_update_row,
             step_update_output_row, self.update_step, self.update_step_output,
         )  # fmt: skip
+        yield from self._write_inputs(txn, changed, writes)
         yield from self._write_changed(
             txn.changed_runs, txn.run_outputs, txn.run_output_blobs, writes, run_update_row,
             run_update_output_row, self.update_run, self.update_run_output,
@@ -708,6 +715,20 @@ class Programs(DataPrograms):
             yield from self._write_data(txn, writes)
         if writes:
             yield from self.blobs.write(writes, txn.now)
+
+    def _write_inputs(
+        self, txn: SQLTxn, changed: Mapping[StepKey, StepRow], writes: BlobWrites
+    ) -> Program[None]:
+        """The inputs attempts recorded (`Outcome.input`): a step whose input is no longer
+        the very object loaded drops the blob it was kept in, if any, and may be kept in one."""
+        rows = []
+        for key, step in changed.items():
+            if key in txn.step_inputs and txn.step_inputs[key] is not step.input:
+                writes.drop(txn.step_input_blobs.get(key))
+                rows.append((*writes.keep(step.input), step.run_id, step.name))
+        if rows:
+            yield from writes.announce()
+            yield from execute_many(self.update_step_input, rows)
 
     def _write_keys(self, txn: SQLTxn) -> Program[None]:
         for run_id, name in sorted(txn.rekeyed):
@@ -778,13 +799,19 @@ class Programs(DataPrograms):
             yield from execute_many(update_with_output, with_output)
 
 
-def _add_step(txn: SQLTxn, step: StepRow, output_blobs: Mapping[StepKey, str]) -> None:
+def _add_step(
+    txn: SQLTxn, step: StepRow, blobs: tuple[Mapping[StepKey, str], Mapping[StepKey, str]]
+) -> None:
     key = (step.run_id, step.name)
     if key not in txn.steps:
         txn.steps[key] = step
         txn.step_outputs[key] = step.output
-        if key in output_blobs:
-            txn.step_output_blobs[key] = output_blobs[key]
+        txn.step_inputs[key] = step.input
+        outputs, inputs = blobs
+        if key in outputs:
+            txn.step_output_blobs[key] = outputs[key]
+        if key in inputs:
+            txn.step_input_blobs[key] = inputs[key]
 
 
 def queue_from_row(row: Sequence[Any]) -> QueueConfig:

@@ -218,6 +218,21 @@ FROM unnest(
         finished_at, iteration, gather, code, output, output_blob, run_id, name)
 WHERE s.run_id = v.run_id AND s.name = v.name;
 
+-- name: update_step_input
+-- Record what a step's handler received (an attempt's input), kept inline or in a blob.
+UPDATE steps SET input = :input, input_blob = :input_blob
+WHERE run_id = :run_id AND name = :name;
+
+-- name: update_step_input [postgres]
+-- Record what steps' handlers received (attempts' inputs), kept inline or in blobs.
+UPDATE steps AS s
+SET input = v.input, input_blob = v.input_blob
+FROM unnest(
+    CAST(:input AS bytea[]), CAST(:input_blob AS text[]), CAST(:run_id AS text[]),
+    CAST(:name AS text[])
+) AS v (input, input_blob, run_id, name)
+WHERE s.run_id = v.run_id AND s.name = v.name;
+
 -- name: set_step_key
 -- Store the concurrency key a worker resolved from a step's dependency outputs (NULL: pending).
 UPDATE steps SET options = :options, concurrency_key = :concurrency_key
