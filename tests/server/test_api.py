@@ -636,7 +636,7 @@ def test_every_operation_documents_its_answers(client: TestClient) -> None:
                 assert "422" in failures, where
             for status in failures:  # every error is the API's JSON error, not FastAPI's shape
                 assert answers[status]["content"]["application/json"]["schema"] == error, where
-    assert count == 45
+    assert count == 46
     assert "HTTPValidationError" not in schemas
     token = spec["components"]["securitySchemes"]["token"]
     assert token == {"type": "apiKey", "in": "header", "name": "X-Plait-Token",
