@@ -154,7 +154,7 @@ async def keep_registered(
                     due = max(beat.next_tick - clock.time(), 0.01)
         except Exception as exc:  # try again on the next pass
             if isinstance(exc, StoreError):  # an outage: one line (the claim loop says more)
-                log.warning("worker %s: registry pass failed, will retry: %s", info.id, exc)
+                log.warning("worker %s: registry pass failed (next pass soon): %s", info.id, exc)
             else:
                 log.warning("worker %s: registry pass failed", info.id, exc_info=True)
             if beat is not None:

@@ -1,5 +1,6 @@
 """The worker's registry pass (worker/registry.keep_registered) during a store outage: one
-warning line per failed pass, no traceback (the claim loop already says the store is away), and
+warning line per failed pass, no traceback (the claim loop already says the store is away, with
+"failed, will retry" and then "store reachable again", which the fault tests wait for), and
 the pass is tried again until the store answers. Anything else that goes wrong keeps its
 traceback: that is a bug to report."""
 
@@ -55,7 +56,7 @@ async def test_an_outage_is_one_line_per_pass(caplog: pytest.LogCaptureFixture) 
         await registered_through(store)
     failed = [r for r in caplog.records if "registry pass failed" in r.getMessage()]
     assert [r.getMessage() for r in failed] == [
-        "worker w1: registry pass failed, will retry: store away (workers retry)"
+        "worker w1: registry pass failed (next pass soon): store away (workers retry)"
     ] * 2
     assert all(r.exc_info is None for r in failed)
     assert store.beats >= 1
