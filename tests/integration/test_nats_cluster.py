@@ -87,20 +87,6 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         made.stop()
 
 
-@pytest.fixture
-def fleet_factory(tmp_path: Path) -> Iterator[Callable[..., Fleet]]:
-    made: list[Fleet] = []
-
-    def make(url: str, **kwargs: Any) -> Fleet:
-        fleet = Fleet(tmp_path, url, **kwargs)
-        made.append(fleet)
-        return fleet
-
-    yield make
-    for fleet in made:
-        fleet.close()
-
-
 def test_a_replicated_store_rides_out_a_server_killed(
     cluster: Cluster, fleet_factory: Callable[..., Fleet]
 ) -> None:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -27,20 +26,6 @@ from tests import nats_server
 from tests.integration.test_postgres_workers import Fleet, app, wait_for
 
 LEASE = 1.0
-
-
-@pytest.fixture
-def fleet_factory(tmp_path: Path) -> Iterator[Callable[..., Fleet]]:
-    made: list[Fleet] = []
-
-    def make(url: str, **kwargs: Any) -> Fleet:
-        fleet = Fleet(tmp_path, url, **kwargs)
-        made.append(fleet)
-        return fleet
-
-    yield make
-    for fleet in made:
-        fleet.close()
 
 
 @pytest.fixture

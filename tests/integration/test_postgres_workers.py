@@ -227,20 +227,6 @@ class Fleet:
 
 
 @pytest.fixture
-def fleet_factory(tmp_path: Path) -> Iterator[Callable[..., Fleet]]:
-    made: list[Fleet] = []
-
-    def make(url: str, **kwargs: Any) -> Fleet:
-        fleet = Fleet(tmp_path, url, **kwargs)
-        made.append(fleet)
-        return fleet
-
-    yield make
-    for fleet in made:
-        fleet.close()
-
-
-@pytest.fixture
 def schema_url() -> Iterator[str]:
     """A fresh schema on the shared test server, dropped after (by its exact name)."""
     base = postgres_server.require_server_url()
