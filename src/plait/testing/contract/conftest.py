@@ -1,135 +1,92 @@
-"""The contract suite: one set of tests that every store must pass.
+"""The contract suite's fixtures: one set of tests that every store must pass.
 
-A store joins the suite by adding one `Backend` to BACKENDS. A backend whose server is missing is
-skipped on a developer's machine, but fails under CI=true: CI must never pass by not testing.
+The suite runs on the stores that `backends(config)` names:
+- a store from outside plait, when one is named (`--plait-contract-store=module:factory`, or
+  the environment variable PLAIT_CONTRACT_STORE; `python -m plait.testing.store_contract` sets
+  it): only that store. Its factory is called as `factory(url, create=…, read_only=…)` with a
+  URL of the scheme `contract-outside` naming a fresh directory (`contract-outside:///tmp/…/`):
+  the same URL again is the same store. `--plait-contract-durable` (PLAIT_CONTRACT_DURABLE=1)
+  says the store keeps what it wrote across opening it again;
+- else plait's own stores that need no server (memory, SQLite), and those a plugin adds with
+  `add_backends` (plait's checkout adds PostgreSQL and NATS, with the servers its tests start).
 
-A store from outside plait runs the suite too (docs/stores.md): point PLAIT_CONTRACT_STORE at
-its factory, `module:function`, called as `factory(url, create=…, read_only=…)` with a URL of
-the scheme `contract-outside` naming a fresh directory (`contract-outside:///tmp/…/`): the same
-URL again is the same store. PLAIT_CONTRACT_DURABLE=1 says the store keeps what it wrote across
-opening it again; PLAIT_CONTRACT_BACKENDS=outside (names, comma-separated) runs only it.
-
-Tests may be plain `async def` functions: tests/conftest.py runs each one in a fresh event loop,
-so the suite needs no asyncio plugin.
+PLAIT_CONTRACT_BACKENDS=name,… runs only the stores of those names. A store whose server is
+missing is skipped on a developer's machine, but fails under CI=true: CI must never pass by not
+testing. Tests may be plain `async def` functions: each runs in a fresh event loop, so the
+suite needs no asyncio plugin. A test module dropped into this directory joins the suite.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import inspect
 import os
-from collections.abc import Callable, Coroutine, Iterator
-from dataclasses import dataclass
+from collections.abc import Coroutine, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 
 from plait.stores import Store, open_store
-from tests import nats_server, postgres_server
+from plait.testing.contract.backends import (
+    Backend,
+    add_backends,
+    backends,
+    outside_store,
+)
+
+__all__ = ["Backend", "add_backends", "backends", "outside_store", "run"]
 
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class Backend:
-    name: str
-    url: Callable[[Path], str]  # a fresh, empty store in this temporary directory
-    durable: bool  # a store opened again on the same URL sees what the last one wrote
-    missing: Callable[[], str | None] = lambda: None  # why the backend cannot run here, or None
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("plait contract")
+    group.addoption(
+        "--plait-contract-store",
+        default=None,
+        metavar="MODULE:FACTORY",
+        help="run the store contract suite on this store factory only (docs/stores.md)",
+    )
+    group.addoption(
+        "--plait-contract-durable",
+        action="store_true",
+        default=False,
+        help="the store of --plait-contract-store keeps what it wrote across opening it again",
+    )
 
 
-def _postgres_url(tmp: Path) -> str:
-    """A schema of its own per test (the store creates it), named after the test's directory so
-    that opening the same URL again finds the same store."""
-    base = postgres_server.server_url()
-    assert base is not None
-    schema = POSTGRES_SCHEMA_PREFIX + hashlib.sha256(str(tmp).encode()).hexdigest()[:16]
-    return f"{base}{'&' if '?' in base else '?'}schema={schema}"
+def pytest_configure(config: pytest.Config) -> None:
+    outside_store(config)  # a bad factory stops the session before any test, saying why
 
 
-def _nats_url(tmp: Path) -> str:
-    """A namespace of its own per test on the session's nats-server, named after the test's
-    directory so that opening the same URL again finds the same store."""
-    base = nats_server.server_url()
-    assert base is not None
-    return f"{base}?namespace={nats_server.namespace_for(str(tmp))}"
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    chosen = backends(metafunc.config)
+    for name, only_durable in (("backend", False), ("durable_backend", True)):
+        if name in metafunc.fixturenames:
+            params = [b for b in chosen if b.durable or not only_durable]
+            metafunc.parametrize(name, params, ids=[b.name for b in params], indirect=True)
 
 
-POSTGRES_SCHEMAS = "plait_c_"
-# this session's schemas: sessions running side by side never drop each other's
-POSTGRES_SCHEMA_PREFIX = f"{POSTGRES_SCHEMAS}{os.getpid()}_"
-
-BACKENDS = [
-    Backend("memory", lambda _tmp: "memory://", durable=False),
-    Backend("sqlite", lambda tmp: f"sqlite:///{tmp / 'plait.db'}", durable=True),
-    Backend("postgres", _postgres_url, durable=True, missing=postgres_server.unavailable_reason),
-    Backend("nats", _nats_url, durable=True, missing=nats_server.unavailable_reason),
-]
-
-OUTSIDE_SCHEME = "contract-outside"
-
-
-def _outside() -> Backend | None:
-    """The backend of a store from outside plait (PLAIT_CONTRACT_STORE), if one is named."""
-    target = os.environ.get("PLAIT_CONTRACT_STORE")
-    if not target:
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """An `async def` test runs in a fresh event loop."""
+    if not inspect.iscoroutinefunction(pyfuncitem.obj):
         return None
-    import importlib
-
-    from plait.stores import register_store
-
-    module, _, name = target.partition(":")
-    if not name:
-        raise pytest.UsageError(
-            f"PLAIT_CONTRACT_STORE={target!r}: write module:factory (my_store.testing:make)"
-        )
-    factory = getattr(importlib.import_module(module), name)
-    register_store(OUTSIDE_SCHEME, factory)
-    _install_entry_point(target)
-    durable = os.environ.get("PLAIT_CONTRACT_DURABLE", "") == "1"
-    return Backend("outside", lambda tmp: f"{OUTSIDE_SCHEME}://{tmp}/", durable=durable)
-
-
-def _install_entry_point(target: str) -> None:
-    """Make the outside store's scheme known to the processes tests start (`plait worker
-    --db contract-outside://…`) as a package installs it: an entry point of the group
-    `plait.stores`, in a dist-info folder on their PYTHONPATH (with this checkout's root, so
-    that they import the factory's module as this process does)."""
-    import tempfile
-
-    site = Path(tempfile.mkdtemp(prefix="plait-contract-outside-"))
-    info = site / "plait_contract_outside-0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(
-        "Metadata-Version: 2.1\nName: plait-contract-outside\nVersion: 0\n", encoding="utf-8"
-    )
-    (info / "entry_points.txt").write_text(
-        f"[plait.stores]\n{OUTSIDE_SCHEME} = {target}\n", encoding="utf-8"
-    )
-    root = Path(__file__).resolve().parents[2]
-    paths = [str(site), str(root), *filter(None, [os.environ.get("PYTHONPATH")])]
-    os.environ["PYTHONPATH"] = os.pathsep.join(paths)
-
-
-_outside_backend = _outside()
-if _outside_backend is not None:
-    BACKENDS.append(_outside_backend)
-_only = os.environ.get("PLAIT_CONTRACT_BACKENDS")
-if _only:
-    BACKENDS = [b for b in BACKENDS if b.name in _only.split(",")]
+    names = pyfuncitem._fixtureinfo.argnames
+    asyncio.run(pyfuncitem.obj(**{name: pyfuncitem.funcargs[name] for name in names}))
+    return True
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _drop_postgres_schemas() -> Iterator[None]:
-    """Each PostgreSQL test has its own schema: drop this session's when it ends (and any left
-    by an interrupted session when it starts)."""
-    base = postgres_server.server_url()
-    if base is not None:
-        postgres_server.drop_stale_schemas(base, POSTGRES_SCHEMAS)
-    yield
-    if base is not None:
-        postgres_server.drop_schemas(base, POSTGRES_SCHEMA_PREFIX)
+def _backend_sessions(request: pytest.FixtureRequest) -> Iterator[None]:
+    """What each store sets up for the session and takes down after it (a server's leftovers)."""
+    with ExitStack() as stack:
+        for chosen in backends(request.config):
+            if chosen.session is not None and chosen.missing() is None:
+                stack.enter_context(chosen.session())
+        yield
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
@@ -145,14 +102,16 @@ def _require(backend: Backend) -> Backend:
     return backend
 
 
-@pytest.fixture(params=BACKENDS, ids=lambda b: b.name)
+@pytest.fixture
 def backend(request: pytest.FixtureRequest) -> Backend:
-    return _require(request.param)
+    chosen: Backend = request.param
+    return _require(chosen)
 
 
-@pytest.fixture(params=[b for b in BACKENDS if b.durable], ids=lambda b: b.name)
+@pytest.fixture
 def durable_backend(request: pytest.FixtureRequest) -> Backend:
-    return _require(request.param)
+    chosen: Backend = request.param
+    return _require(chosen)
 
 
 @pytest.fixture

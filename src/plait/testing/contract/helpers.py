@@ -1,10 +1,12 @@
 """Helpers for tests that drive a Store directly: plans, starting runs, claiming, outcomes, and
-reading back what a store holds. Used by the contract suite and the one-backend store tests."""
+reading back what a store holds, and waiting on a condition. Used by the contract suite and by
+plait's one-backend store tests."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine, Iterable, Sequence
+import time
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from typing import Any, TypeVar
 
 import orjson
@@ -113,3 +115,25 @@ async def drain(store: Store, plans: Sequence[WorkflowPlan], batch: int = 64) ->
         assert result.accepted == [True] * len(claims)
         commits += 1
     return commits
+
+
+def wait_for(
+    read: Callable[[], T],
+    ok: Callable[[T], bool],
+    what: str,
+    diagnose: Callable[[], str],
+    timeout: float,
+    max_pause: float = 0.05,
+) -> T:
+    """Poll `read()` until `ok(value)`; past `timeout`, fail saying what and how things stand."""
+    deadline = time.monotonic() + timeout
+    pause = 0.005
+    while True:
+        value = read()
+        if ok(value):
+            return value
+        assert time.monotonic() < deadline, (
+            f"{what}: not within {timeout}s: {value!r}\n{diagnose()}"
+        )
+        time.sleep(pause)  # polling interval of a condition wait with a deadline
+        pause = min(pause * 2, max_pause)

@@ -15,17 +15,17 @@ from plait.core.rows import Gate
 
 FILE = """
 name: asks
-imports: [tests.unit.declare.actions]
-approval_policy: {mode: ask, allow: [test.fetch]}
+imports: [plait.testing.contract.actions]
+approval_policy: {mode: ask, allow: [contract.fetch]}
 inputs:
   order_id: integer
 steps:
   fetch:
-    action: test.fetch
+    action: contract.fetch
     with: {order_id: "${inputs.order_id}"}
     post: {set: {currency: USD}}
   charge:
-    action: test.charge
+    action: contract.charge
     with: {amount: "${steps.fetch.output.total}", currency: "${state.currency}"}
 """
 
@@ -52,11 +52,11 @@ def test_an_approval_shows_its_expanded_arguments_and_waits_per_run(engine: plai
         [waiting] = engine.list_waiting(run_id=first.id)
         assert (waiting.run_id, waiting.step, waiting.gate) == (first.id, "charge", Gate.APPROVAL)
         assert waiting.request == {
-            "action": "test.charge",
+            "action": "contract.charge",
             "with": {"amount": 40, "currency": "USD"},
         }
         assert [w.request for w in engine.list_waiting(run_id=other.id)] == [
-            {"action": "test.charge", "with": {"amount": 50, "currency": "USD"}}
+            {"action": "contract.charge", "with": {"amount": 50, "currency": "USD"}}
         ]
     finally:
         engine.approve(first.id, "charge")

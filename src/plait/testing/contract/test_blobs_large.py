@@ -12,7 +12,7 @@ import pytest
 import plait
 from plait.core.rows import Excerpt, Outcome
 from plait.stores import Store
-from tests.contract.helpers import NOW, chain, claim, start
+from plait.testing.contract.helpers import NOW, chain, claim, start
 
 SIZE = 50_000_000  # bytes of the payload's JSON
 

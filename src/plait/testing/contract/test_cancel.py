@@ -15,7 +15,7 @@ import plait
 from plait.core import actions
 from plait.core.rows import Lease, RunStatus, StepStatus
 from plait.stores import Store
-from tests.contract.helpers import NOW, chain, claim, fail, ok, plan_of, start, statuses
+from plait.testing.contract.helpers import NOW, chain, claim, fail, ok, plan_of, start, statuses
 
 
 async def cancel(

@@ -13,7 +13,7 @@ import pytest
 
 import plait
 from plait.stores import Store
-from tests.contract.helpers import NOW, claim, start
+from plait.testing.contract.helpers import NOW, claim, start
 
 
 def fetch(n: int) -> int:

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import pytest
 
 import plait
-from tests.contract.conftest import Backend
-from tests.contract.test_registry import wait_until
+from plait.testing.contract.conftest import Backend
+from plait.testing.contract.test_registry import wait_until
 
 # What each store's test setup reads as: (status, the line, the settings)
 EXPECTED = {

@@ -15,8 +15,8 @@ import plait
 from plait.core.fork import fork_run, plan_fork
 from plait.core.rows import RunStatus, StepStatus
 from plait.stores import Store
-from tests.contract.conftest import Backend
-from tests.contract.helpers import NOW, claim, ok, plan_of, start
+from plait.testing.contract.conftest import Backend
+from plait.testing.contract.helpers import NOW, claim, ok, plan_of, start
 
 
 @pytest.fixture

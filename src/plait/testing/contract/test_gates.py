@@ -15,8 +15,16 @@ import plait
 from plait.core import actions, gates
 from plait.core.rows import CommitResult, Gate, RunStatus, StepStatus, WorkflowPlan
 from plait.stores import Store
-from tests.contract.helpers import NOW, claim, event_types, ok, start, statuses, step_row
-from tests.integration._support import wait_for
+from plait.testing.contract.helpers import (
+    NOW,
+    claim,
+    event_types,
+    ok,
+    start,
+    statuses,
+    step_row,
+    wait_for,
+)
 
 
 def _handler(**kwargs: Any) -> None:

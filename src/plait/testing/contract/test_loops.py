@@ -14,7 +14,7 @@ import plait
 from plait.core.cascade import new_run
 from plait.core.rows import Claim, Outcome, RunStatus, StepStatus, WorkflowPlan
 from plait.stores import Store
-from tests.contract.helpers import NOW, claim, ok, statuses, step_row
+from plait.testing.contract.helpers import NOW, claim, ok, statuses, step_row
 
 
 def _handler(**kwargs: Any) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import plait
-from tests.contract.conftest import Backend
+from plait.testing.contract.conftest import Backend
 
 
 @pytest.fixture

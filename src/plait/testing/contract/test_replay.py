@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import plait
-from tests.contract.conftest import Backend
+from plait.testing.contract.conftest import Backend
 
 
 @pytest.fixture

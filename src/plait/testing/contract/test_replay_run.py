@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 import plait
-from tests.contract.conftest import Backend
-from tests.contract.test_replay import finished, shop, snapshot
+from plait.testing.contract.conftest import Backend
+from plait.testing.contract.test_replay import finished, shop, snapshot
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import plait
 from plait.core import actions
 from plait.core.rows import RunStatus, StepStatus
 from plait.stores import Store
-from tests.contract.helpers import NOW, claim, fail, ok, plan_of, start, statuses
+from plait.testing.contract.helpers import NOW, claim, fail, ok, plan_of, start, statuses
 
 
 async def retry(store: Store, run_id: str, step: str, now: float = NOW + 5) -> Any:

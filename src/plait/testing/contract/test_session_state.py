@@ -15,7 +15,7 @@ import pytest
 import plait
 from plait.core.rows import Outcome, StateChange, StepData
 from plait.stores import Store
-from tests.contract.helpers import NOW, claim, fail, ok, plan_of, start
+from plait.testing.contract.helpers import NOW, claim, fail, ok, plan_of, start
 
 
 @pytest.fixture

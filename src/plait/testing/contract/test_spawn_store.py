@@ -12,7 +12,16 @@ from plait.core import actions
 from plait.core.cascade import CHILD_FAILED
 from plait.core.rows import Claim, Outcome, RunStatus, Spawn, StepStatus, WorkflowPlan
 from plait.stores import Store
-from tests.contract.helpers import NOW, claim, event_types, fail, ok, plan_of, start, statuses
+from plait.testing.contract.helpers import (
+    NOW,
+    claim,
+    event_types,
+    fail,
+    ok,
+    plan_of,
+    start,
+    statuses,
+)
 
 
 def spawning(c: Claim, *children: Spawn, value: object = None, gather: object = None) -> Outcome:

@@ -25,7 +25,7 @@ from plait.core.rows import (
     StepStatus,
 )
 from plait.stores import Store, open_store
-from tests.contract.helpers import (
+from plait.testing.contract.helpers import (
     LEASE,
     NOW,
     chain,

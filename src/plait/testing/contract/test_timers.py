@@ -15,8 +15,17 @@ import plait
 from plait.core.cascade import new_run
 from plait.core.rows import RunStatus, StepStatus, WorkflowPlan
 from plait.stores import Store, open_store
-from tests.contract.conftest import Backend
-from tests.contract.helpers import NOW, claim, event_types, fail, ok, start, statuses, step_row
+from plait.testing.contract.conftest import Backend
+from plait.testing.contract.helpers import (
+    NOW,
+    claim,
+    event_types,
+    fail,
+    ok,
+    start,
+    statuses,
+    step_row,
+)
 
 
 def _handler(**kwargs: Any) -> None:

@@ -14,7 +14,7 @@ import pytest
 
 import plait
 from plait.core.rows import StepStatus
-from tests.contract.conftest import Backend
+from plait.testing.contract.conftest import Backend
 
 
 def fetch(n: int) -> int:

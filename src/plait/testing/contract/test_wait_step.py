@@ -15,7 +15,7 @@ import pytest
 import plait
 from plait.engine import step_wait
 from plait.stores import open_store
-from tests.contract.conftest import Backend
+from plait.testing.contract.conftest import Backend
 
 DEADLINE = 20.0  # seconds any one wait may take before the test fails
 SLOW = 10 * DEADLINE  # a poll interval no test can wait for: what arrives in time was woken for

@@ -23,7 +23,7 @@ import pytest
 import plait
 from plait.engine import watch as engine_watch
 from plait.stores import open_store
-from tests.contract.conftest import Backend
+from plait.testing.contract.conftest import Backend
 
 DEADLINE = 20.0  # seconds any one wait may take before the test fails
 # A poll interval no test can wait for: an event that arrives within DEADLINE was woken for.
