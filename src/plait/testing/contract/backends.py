@@ -83,6 +83,14 @@ def outside_store(config: pytest.Config) -> Backend | None:
 
 
 def _outside(target: str, durable: bool) -> Backend:
+    check_factory(target)
+    _install_entry_point(target)
+    return Backend("outside", lambda tmp: f"{OUTSIDE_SCHEME}://{tmp}/", durable=durable)
+
+
+def check_factory(target: str) -> None:
+    """Register the factory `target` names (`module:name`) under OUTSIDE_SCHEME, once it has
+    made a store in a scratch directory; ValueError saying what is wrong otherwise."""
     from plait import StoreError
     from plait.stores import open_store, register_store
 
@@ -93,8 +101,6 @@ def _outside(target: str, durable: bool) -> Backend:
             open_store(f"{OUTSIDE_SCHEME}://{tmp}/")
         except StoreError as bad:
             raise ValueError(f"the store factory {target}: {bad}") from None
-    _install_entry_point(target)
-    return Backend("outside", lambda tmp: f"{OUTSIDE_SCHEME}://{tmp}/", durable=durable)
 
 
 def load_factory(target: str) -> Callable[..., Any]:

@@ -13,6 +13,8 @@ import pytest
 import plait
 from plait.core.rows import Gate
 
+pytest.importorskip("yaml", reason="workflow files need PyYAML: pip install 'plait[yaml]'")
+
 FILE = """
 name: asks
 imports: [plait.testing.contract.actions]

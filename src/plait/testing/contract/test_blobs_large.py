@@ -113,9 +113,10 @@ def test_a_50_mb_output_works_end_to_end(store_url: str) -> None:
         seen = engine.inspect(handle.id, excerpt=20)  # what `plait runs show` reads
         whole = b'{"measure":{"length":%d,"tail":"xxx"}}' % SIZE
         assert seen.run.input == {}  # short enough: whole, decoded
+        assert isinstance(seen.run.output, Excerpt)
         assert (seen.run.output, seen.run.output.size) == (whole[:20], len(whole))
         cut = seen.steps[0].output
-        assert isinstance(cut, bytes) and (cut, cut.size) == (b'"' + b"x" * 19, SIZE + 2)
+        assert isinstance(cut, Excerpt) and (cut, cut.size) == (b'"' + b"x" * 19, SIZE + 2)
         assert engine.steps(handle.id, excerpt=0)[0].output == b""
         engine.delete_run(handle.id)
         assert engine.gc(grace=0) == 1

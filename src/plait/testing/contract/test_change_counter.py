@@ -19,8 +19,8 @@ from typing import Any
 import plait
 from plait.core.rows import Outcome
 from plait.stores import Store, open_store
+from plait.stores.protocol import CountsChanges
 from plait.testing.contract.conftest import Backend
-from plait.worker.idle_wait import CountsChanges
 
 QUIET = 1.5  # seconds a waiting worker is watched while nothing changes
 POLL = 0.05  # the waiting worker's poll_interval: 30 looks in QUIET

@@ -230,10 +230,11 @@ def test_a_bad_wait_timeout_is_refused(engine: plait.Engine, timeout: object) ->
     with pytest.raises(plait.InputError) as info:
         run.result(timeout=timeout)  # type: ignore[arg-type]  # on purpose
     assert str(info.value) == message
-    for serving in (
+    servings: list[Callable[[], object]] = [
         lambda: engine.run_worker(until=run, timeout=timeout),  # type: ignore[arg-type]
         lambda: engine._portal.call(engine.run_worker_async(until=run, timeout=timeout)),  # type: ignore[arg-type]
-    ):
+    ]
+    for serving in servings:
         with pytest.raises(plait.InputError) as info:
             serving()
         assert str(info.value) == (

@@ -94,7 +94,7 @@ def test_bad_placement_is_refused() -> None:
     ]
     for options, message in cases:
         with pytest.raises(plait.DefinitionError, match=message):
-            wf.step(name="s", **options)(lambda: None)  # type: ignore[call-overload]  # on purpose
+            wf.step(name="s", **options)(lambda: None)  # type: ignore[arg-type]  # on purpose
     other = plait.Workflow("other")
     other.step(name="s", colocate_with="ghost")(lambda: None)
     with pytest.raises(plait.DefinitionError, match="ghost"):

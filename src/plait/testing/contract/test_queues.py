@@ -47,7 +47,12 @@ async def claim(
     engine: plait.Engine, wf: plait.Workflow, now: float, limit: int = 10, **flow: object
 ) -> list[str]:
     claims = await engine.store.claim(
-        worker_id="w", fingerprints=[wf.fingerprint], limit=limit, lease=30.0, now=now, **flow
+        worker_id="w",
+        fingerprints=[wf.fingerprint],
+        limit=limit,
+        lease=30.0,
+        now=now,
+        **flow,  # type: ignore[arg-type]  # each its own
     )
     return sorted(c.run_id for c in claims)
 
@@ -205,7 +210,7 @@ async def test_bad_configuration_is_refused_with_a_clear_message(engine: plait.E
         (2**31, "queue 'q': concurrency must be an integer >= 1 and <= 2147483647, got 2147483648"),
     ]:
         with pytest.raises(plait.ConfigError) as info:
-            await engine.configure_queue_async("q", concurrency=bad)
+            await engine.configure_queue_async("q", concurrency=bad)  # type: ignore[arg-type]  # on purpose
         assert str(info.value) == message
     with pytest.raises(plait.ConfigError) as info:
         await engine.configure_queue_async("my queue", concurrency=1)
@@ -247,7 +252,7 @@ def test_bad_step_options_are_definition_errors() -> None:
     ]
     for options, message in cases:
         with pytest.raises(plait.DefinitionError, match=message):
-            wf.step(name="s", **options)(lambda: None)  # type: ignore[call-overload]  # on purpose
+            wf.step(name="s", **options)(lambda: None)  # type: ignore[arg-type]  # on purpose
 
     # a key reads run-input fields and the outputs of the step's own data dependencies only
     reads_a_step = plait.Workflow("reads")

@@ -85,7 +85,9 @@ def test_put_creates_at_revision_one_and_cas_advances(engine: plait.Engine) -> N
     assert counters.get("c") is None
     assert counters.put("c", {"value": 0}, expected_revision=0) == 1
     for _ in range(5):
-        doc, revision = counters.get("c")
+        found = counters.get("c")
+        assert found is not None
+        doc, revision = found
         counters.put("c", {"value": doc["value"] + 1}, expected_revision=revision)
     assert counters.get("c") == ({"value": 5}, 6)
     # no expected revision: written whatever is there
@@ -120,7 +122,9 @@ def test_ten_concurrent_puts_expecting_the_same_revision_one_wins(engine: plait.
     wins = [o for o in outcomes if o == 2]
     conflicts = [o for o in outcomes if isinstance(o, plait.RevisionConflict)]
     assert len(wins) == 1 and len(conflicts) == 19
-    doc, revision = docs.get("k")
+    found = docs.get("k")
+    assert found is not None
+    doc, revision = found
     assert revision == 2 and doc["winner"] is not None
     assert all(c.expected == 1 and c.actual == 2 for c in conflicts)
 
@@ -175,7 +179,9 @@ def test_a_write_expecting_the_deleted_documents_revision_conflicts(
 ) -> None:
     docs = engine.records("docs")
     docs.put("k", {"v": "old"}, expected_revision=0)
-    _, seen = docs.get("k")  # a writer reads revision 1 of the old document
+    found = docs.get("k")  # a writer reads revision 1 of the old document
+    assert found is not None
+    _, seen = found
     docs.delete("k")
     for expected in (seen, seen + 1):  # the revision read, and the deletion's (not a document)
         with pytest.raises(plait.RevisionConflict) as deleted:

@@ -419,7 +419,7 @@ async def test_a_watcher_in_the_same_process_sees_a_step_start_at_once(store_url
             reads += 1
             return await get_events(*args)
 
-        engine.store.get_events = counted  # type: ignore[method-assign]  # counts the polls
+        engine.store.get_events = counted  # type: ignore[method-assign,assignment]  # counts the polls
 
         async def watch() -> list[str]:
             kinds = []
@@ -462,7 +462,7 @@ async def test_the_elected_scheduler_renews_its_lease_without_reading_it(
         reads.append(args)
         return await get_record(*args)
 
-    engine.store.get_record = counted  # type: ignore[method-assign]  # counts the lease reads
+    engine.store.get_record = counted  # type: ignore[method-assign,assignment]  # counts the lease reads
     now = s.next_at - 3600
     await a.beat(now)
     assert a.elected and len(reads) == 1  # taking the lease reads it

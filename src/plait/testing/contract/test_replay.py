@@ -147,7 +147,7 @@ def test_replay_refuses_what_it_cannot_replay(engine: plait.Engine) -> None:
     ):
         engine.replay(run_id, "extra")
     with pytest.raises(plait.InputError, match="step must be a step name, got int"):
-        engine.replay(run_id, 3)  # not a str: refused
+        engine.replay(run_id, 3)  # type: ignore[arg-type]  # not a str: refused
 
 
 def test_replay_needs_the_code_registered_in_this_process(
@@ -184,7 +184,7 @@ def test_replay_with_code_given_registers_nothing(engine: plait.Engine) -> None:
     ):
         engine.replay(run_id, "total", workflow=other)
     with pytest.raises(plait.InputError, match=r"workflow must be a plait\.Workflow, got str"):
-        engine.replay(run_id, "total", workflow="shop")  # not a Workflow: refused
+        engine.replay(run_id, "total", workflow="shop")  # type: ignore[arg-type]  # not a Workflow: refused
 
 
 def test_replay_evaluates_the_current_condition(engine: plait.Engine) -> None:
@@ -261,4 +261,4 @@ def test_diff_of_an_unknown_run(engine: plait.Engine) -> None:
     with pytest.raises(plait.RunNotFound, match="no run with id 'nope'"):
         engine.diff("nope", a)
     with pytest.raises(plait.InputError, match="run ids must be strings, got int"):
-        engine.diff(a, 1)  # not a str: refused
+        engine.diff(a, 1)  # type: ignore[arg-type]  # not a str: refused

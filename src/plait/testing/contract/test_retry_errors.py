@@ -57,7 +57,7 @@ def test_linear_backoff_spaces_retries_by_delay_times_attempt(engine: plait.Engi
     serve(engine, run)
     assert run.result() == {"flaky": "ok"}
     retries = [e for e in engine.events(run.id) if e.type == "step_retrying"]
-    waits = [float(e.payload["retry_at"]) - e.ts.timestamp() for e in retries]  # type: ignore[arg-type]  # a JSON number
+    waits = [float(e.payload["retry_at"]) - e.ts.timestamp() for e in retries]
     # 0.2, 0.4, 0.6 (exponential would be 0.2, 0.4, 0.8), less the moments to commit
     assert all(
         want - 0.15 < w <= want + 0.01 for w, want in zip(waits, [0.2, 0.4, 0.6], strict=True)

@@ -81,7 +81,7 @@ async def test_bad_schedules_are_refused_when_configured(engine: plait.Engine) -
     ]
     for options, error, message in cases:
         with pytest.raises(error, match=message):
-            await engine.schedule_async("s", wf, input={"region": "eu"}, **options)  # type: ignore[arg-type]  # on purpose
+            await engine.schedule_async("s", wf, input={"region": "eu"}, **options)
     with pytest.raises(plait.ConfigError) as info:
         await engine.schedule_async("every night", wf, cron="@daily", input={"region": "eu"})
     assert str(info.value) == (

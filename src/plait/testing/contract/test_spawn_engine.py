@@ -41,7 +41,8 @@ def test_map_fans_out_and_returning_the_handles_gathers_in_order(engine: plait.E
     @wf.task()
     async def cube(ctx: plait.StepContext, x: int) -> int:
         await asyncio.sleep(0)
-        return x * x * x + ctx.input["offset"]
+        offset: int = ctx.input["offset"]
+        return x * x * x + offset
 
     @wf.step
     def squares(ctx: plait.StepContext, n: int) -> list[plait.Handle]:
@@ -433,6 +434,6 @@ def test_replay_runs_a_spawned_step_with_its_recorded_input_and_lists_what_a_par
     assert len(engine.steps(handle.id)) == 2 + 2 + 4  # replay wrote nothing
 
     other = plait.Workflow("forkable")
-    other.step(lambda: 1, name="fan")
+    other.step(name="fan")(lambda: 1)
     with pytest.raises(plait.InputError, match="it runs task 'double', which workflow"):
         engine.replay(handle.id, "fan/pair-1/double-1", workflow=other)

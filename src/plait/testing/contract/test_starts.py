@@ -5,6 +5,7 @@ checked first, idempotent per id) and concurrent `start()` calls sharing commits
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -291,7 +292,7 @@ def test_concurrent_starts_share_one_commit_and_return_once_committed(
     first, threads = start_in_threads(engine, [lambda: engine.start(wf, {"n": 0}, run_id="r0")])
     wait_until(lambda: held.calls == [["r0"]], "the first commit to begin")
     rest, more = start_in_threads(
-        engine, [lambda i=i: engine.start(wf, {"n": i}, run_id=f"r{i}") for i in range(1, 6)]
+        engine, [functools.partial(engine.start, wf, {"n": i}, run_id=f"r{i}") for i in range(1, 6)]
     )
     wait_until(lambda: held.queued() == 5, "five starts to queue behind it")
     assert first == [None] and rest == [None] * 5  # none returned: nothing is committed
@@ -317,7 +318,7 @@ def test_a_shared_commit_takes_as_many_steps_as_one_transaction_should(
     first, threads = start_in_threads(engine, [lambda: engine.start(wf, {"n": 0}, run_id="r0")])
     wait_until(lambda: len(held.calls) == 1, "the first commit to begin")
     rest, more = start_in_threads(
-        engine, [lambda i=i: engine.start(wf, {"n": i}, run_id=f"r{i}") for i in range(1, 6)]
+        engine, [functools.partial(engine.start, wf, {"n": i}, run_id=f"r{i}") for i in range(1, 6)]
     )
     wait_until(lambda: held.queued() == 5, "five starts to queue behind it")
     held.release.set()
@@ -396,7 +397,7 @@ def test_many_threads_and_tasks_start_runs_at_once(engine: plait.Engine) -> None
     wf = squares()
     engine.register(wf)
     outcomes, threads = start_in_threads(
-        engine, [lambda i=i: engine.start(wf, {"n": i}, run_id=f"t{i}") for i in range(16)]
+        engine, [functools.partial(engine.start, wf, {"n": i}, run_id=f"t{i}") for i in range(16)]
     )
 
     async def tasks() -> list[plait.RunHandle]:

@@ -150,12 +150,13 @@ def test_complete_and_fail_end_a_document_which_then_refuses_changes(
     ended_a = (
         f"state 'a' of collection 'jobs' has ended (completed, at {done.completed_at.isoformat()})"
     )
-    for change, doing in [
+    changes: list[tuple[Callable[[], object], str]] = [
         (lambda: states.transition("a", "again"), "move to phase 'again'"),
         (lambda: states.increment_iteration("a"), "increment its iteration"),
         (lambda: states.complete("a"), "complete"),
         (lambda: states.fail("a", "late"), "fail"),
-    ]:
+    ]
+    for change, doing in changes:
         with pytest.raises(plait.StateError) as caught:
             change()
         assert str(caught.value) == f"{ended_a}: it cannot {doing}; delete it or create another"
@@ -170,7 +171,7 @@ def test_unknown_ids_are_refused_by_every_change(engine: plait.Engine) -> None:
         "no state 'nope' in collection 'jobs': create it first (engine.states('jobs').create), "
         "or check the id"
     )
-    for change in [
+    changes: list[Callable[[], object]] = [
         lambda: states.transition("nope", "x"),
         lambda: states.transition("nope", "x", expected_revision=1),
         lambda: states.increment_iteration("nope"),
@@ -178,7 +179,8 @@ def test_unknown_ids_are_refused_by_every_change(engine: plait.Engine) -> None:
         lambda: states.fail("nope", "why"),
         lambda: states.delete("nope"),
         lambda: states.delete("nope", expected_revision=2),
-    ]:
+    ]
+    for change in changes:
         with pytest.raises(plait.StateNotFound) as caught:
             change()
         assert str(caught.value) == message

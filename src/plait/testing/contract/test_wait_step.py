@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -142,7 +143,7 @@ def test_another_process_s_commits_reach_the_waiter(
     this one's wake-ups, so the waiter sees them by the store's push, or else by its poll."""
     url = durable_backend.url(tmp_path)
     pushed = "push_events" in open_store(url).capabilities
-    options: dict[str, float] = {}
+    options: dict[str, Any] = {}
     if pushed:
         monkeypatch.setattr(step_wait, "FIRST_POLL", SLOW)
         options = {"poll_interval": SLOW, "sweep_interval": SLOW}

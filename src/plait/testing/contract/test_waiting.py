@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -178,7 +179,7 @@ def wake_ups_name_runs(engine: plait.Engine, monkeypatch: pytest.MonkeyPatch) ->
         for run_id in run_ids:
             engine._portal.call(
                 engine.store.apply(
-                    lambda txn, r=run_id: cancel(txn, r, reason=None, by="test"), time.time()
+                    functools.partial(cancel, run_id=run_id, reason=None, by="test"), time.time()
                 )
             )
         rt.runs_ended.ended(run_ids)
@@ -195,7 +196,7 @@ def wake_ups_name_runs(engine: plait.Engine, monkeypatch: pytest.MonkeyPatch) ->
     for run_id in ids[4:10]:  # ended elsewhere, unnamed, then a push says that runs ended
         engine._portal.call(
             engine.store.apply(
-                lambda txn, r=run_id: cancel(txn, r, reason=None, by="test"), time.time()
+                functools.partial(cancel, run_id=run_id, reason=None, by="test"), time.time()
             )
         )
     rt.runs_ended.fire()
@@ -239,23 +240,23 @@ def test_waiting_for_many_times_out_naming_what_did_not_end(engine: plait.Engine
 def test_waiting_for_many_refuses_bad_arguments(engine: plait.Engine) -> None:
     wf = doubler()
     handle = engine.start(wf, {"n": 1}, run_id="known")
-    with pytest.raises(plait.RunNotFound) as caught:
+    with pytest.raises(plait.RunNotFound) as missing:
         engine.wait_all([handle, "unknown"])
-    assert str(caught.value) == f"no run with id 'unknown' in {engine.url}"
+    assert str(missing.value) == f"no run with id 'unknown' in {engine.url}"
     with pytest.raises(plait.RunNotFound):
         list(engine.as_completed(["unknown"]))
     for call in (engine.wait_all, engine.as_completed, engine.as_completed_async):
         name = call.__name__.removesuffix("_async")
         with pytest.raises(plait.InputError) as caught:
-            call("known")  # type: ignore[operator]
+            call("known")  # a str is no list of runs
         assert str(caught.value) == (
             f"{name}: runs must be an iterable of RunHandles or run ids, got str"
         )
         with pytest.raises(plait.InputError) as caught:
-            call([handle, 7])  # type: ignore[operator]
+            call([handle, 7])  # type: ignore[list-item]  # on purpose
         assert str(caught.value) == f"{name}: runs[1] is 7, not a RunHandle or a run id"
         with pytest.raises(plait.InputError) as caught:
-            call([handle], timeout=-1)  # type: ignore[operator]
+            call([handle], timeout=-1)
         assert str(caught.value) == (
             f"{name}: timeout must be None (no limit) or a finite number of seconds >= 0, got -1"
         )

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -311,7 +312,7 @@ def test_events_written_by_another_process_reach_the_watcher(
     app.write_text(textwrap.dedent(APP), encoding="utf-8")
     release = tmp_path / "release"
     pushed = "push_events" in open_store(url).capabilities
-    options: dict[str, float] = {}
+    options: dict[str, Any] = {}
     if pushed:
         # only a push can wake this watcher in time: it would look by itself after SLOW
         monkeypatch.setattr(engine_watch, "FIRST_POLL", SLOW)
