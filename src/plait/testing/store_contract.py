@@ -15,20 +15,25 @@ The suite is the package `plait.testing.contract` (docs/stores.md).
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 SUITE = Path(__file__).resolve().parent / "contract"
+NO_AUTOLOAD = "PYTEST_DISABLE_PLUGIN_AUTOLOAD"
 USAGE = "usage: python -m plait.testing.store_contract MODULE:FACTORY [--durable] [pytest options]"
 
 
 def pytest_args(target: str, durable: bool, rest: Sequence[str]) -> list[str]:
     """The pytest command line that runs the suite on `target`'s store only."""
+    # the options are the plugin's: named when pytest does not load installed plugins itself
+    plugin = ["-p", "plait.testing.plugin"] if os.environ.get(NO_AUTOLOAD) else []
     return [
         str(SUITE),
         "-p",
         "no:cacheprovider",  # nothing written into the installed package
+        *plugin,
         f"--plait-contract-store={target}",
         *(["--plait-contract-durable"] if durable else []),
         *rest,

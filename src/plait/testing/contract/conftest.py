@@ -1,9 +1,9 @@
 """The contract suite's fixtures: one set of tests that every store must pass.
 
 The suite runs on the stores that `backends(config)` names:
-- a store from outside plait, when one is named (`--plait-contract-store=module:factory`, or
-  the environment variable PLAIT_CONTRACT_STORE; `python -m plait.testing.store_contract` sets
-  it): only that store. Its factory is called as `factory(url, create=…, read_only=…)` with a
+- a store from outside plait, when one is named (`--plait-contract-store=module:factory`, an
+  option of plait's pytest plugin, or the environment variable PLAIT_CONTRACT_STORE; `python -m
+  plait.testing.store_contract` sets it): only that store. Its factory is called as `factory(url, create=…, read_only=…)` with a
   URL of the scheme `contract-outside` naming a fresh directory (`contract-outside:///tmp/…/`):
   the same URL again is the same store. `--plait-contract-durable` (PLAIT_CONTRACT_DURABLE=1)
   says the store keeps what it wrote across opening it again;
@@ -39,22 +39,6 @@ from plait.testing.contract.backends import (
 __all__ = ["Backend", "add_backends", "backends", "outside_store", "run"]
 
 T = TypeVar("T")
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("plait contract")
-    group.addoption(
-        "--plait-contract-store",
-        default=None,
-        metavar="MODULE:FACTORY",
-        help="run the store contract suite on this store factory only (docs/stores.md)",
-    )
-    group.addoption(
-        "--plait-contract-durable",
-        action="store_true",
-        default=False,
-        help="the store of --plait-contract-store keeps what it wrote across opening it again",
-    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
