@@ -1,7 +1,7 @@
 """The rules of DESIGN §3, checked through the public Engine API on every store.
 
 Each test starts real runs and serves them with a real worker in this process, on every store of
-conftest.BACKENDS (the `store_url` fixture); a new store joins by being added there.
+backends.py (the `store_url` fixture); a new store joins there, or by `add_backends`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Placement on every store: `target=` steps go only to workers with that label,
 `colocate_with=` steps only to the worker that ran the other step, `ctx.spawn(colocate=True)`
 children only to the spawning worker; a worker that may not run a step never claims it (so no
-attempt is spent), and `inspect` says when no live worker can take a ready step (tests/contract/test_registry.py)."""
+attempt is spent), and `inspect` says when no live worker can take a ready step (test_registry.py)."""
 
 from __future__ import annotations
 

@@ -381,7 +381,7 @@ async def test_an_old_step_among_the_candidates_still_goes_first(engine: plait.E
 
 
 async def live_worker(engine: plait.Engine, *workflows: plait.Workflow) -> None:
-    """Register a live worker serving these workflows (tests/contract/test_registry.py)."""
+    """Register a live worker serving these workflows (test_registry.py)."""
     from plait.core.topology import ServedWorkflow, WorkerInfo
     from plait.worker.registry import Presence
 

@@ -1,4 +1,4 @@
-"""The Store protocol, checked on every store (see conftest.BACKENDS).
+"""The Store protocol, checked on every store (see backends.py).
 
 Runs are built by the pure state machine (`new_run`) from real workflow plans; the tests speak only
 the protocol: create, claim, complete, heartbeat, release, recover, read.
