@@ -265,3 +265,16 @@ def test_pytest_refuses_a_bad_store_option_before_any_test(
     monkeypatch.setenv("PLAIT_CONTRACT_STORE", "shop_store")
     with pytest.raises(pytest.UsageError, match="must be given as module:factory"):
         backends.outside_store(Options())  # type: ignore[arg-type]  # a stand-in
+
+
+def test_plaits_own_run_collects_every_module_of_the_packaged_suite() -> None:
+    """The suite is one of plait's testpaths, collected by name (test_*.py): a module dropped
+    into it joins without being listed anywhere, and none is left out of plait's CI."""
+    import tomllib
+
+    options = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    pytest_options = options["tool"]["pytest"]["ini_options"]
+    assert "src/plait/testing/contract" in pytest_options["testpaths"]
+    assert "python_files" not in pytest_options  # pytest's default: test_*.py
+    assert store_contract.SUITE == ROOT / "src" / "plait" / "testing" / "contract"
+    assert len(list(store_contract.SUITE.glob("test_*.py"))) >= 50
