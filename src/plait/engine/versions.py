@@ -9,10 +9,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from .._errors import InputError, RunStateError, WorkflowNotFound
 from .._runtime import Runtime
+from ..core.queues import resolve_key
 from ..core.rows import RunRow, RunStatus, WorkflowPlan
-from ..core.upgrade import Fit, fit, move, unsupported
+from ..core.upgrade import MOVED_MEANWHILE, Fit, fit, move
 from ..core.versions import PlanDiff, diff_plans
 from ..stores import Store
 from ..worker.registry import read_workers
@@ -185,13 +188,17 @@ async def upgrade(
         await rt.check_version(store, new)  # refused as a registration would be
     done: list[Upgrade] = []
     for run in runs:
-        done.append(await _upgrade_one(rt, store, run, new, dry_run, by))
+        done.append(await _upgrade_one(rt, store, run, to, new, dry_run, by))
     return done
 
 
+MOVE_TRIES = 5  # a run a worker changes between the decision and the move: decided again
+
+
 async def _upgrade_one(
-    rt: Runtime, store: Store, run: RunRow, new: WorkflowPlan, dry_run: bool, by: str
-) -> Upgrade:
+    rt: Runtime, store: Store, run: RunRow, to: Workflow, new: WorkflowPlan, dry_run: bool,
+    by: str,
+) -> Upgrade:  # fmt: skip
     def report(status: str, found: Fit | None = None, reason: str | None = None) -> Upgrade:
         return Upgrade(
             run.id, status, run.fingerprint, new.fingerprint, reason,
@@ -201,15 +208,44 @@ async def _upgrade_one(
     if run.fingerprint == new.fingerprint:
         return report("unchanged")
     old = await store.get_workflow(run.workflow, run.fingerprint)
-    found = fit(run, await store.get_steps(run.id), old, new)
-    if found.reason is not None:
-        return report("refused", found, found.reason)
-    if found.restructures and not dry_run:
-        return report("refused", found, unsupported(found))
-    if dry_run:
-        return report("would upgrade", found, unsupported(found) if found.restructures else None)
-    try:
-        await rt.apply(move, run.id, old=old, new=new, by=by)
-    except RunStateError as exc:  # a worker changed the run meanwhile: it no longer fits
-        return report("refused", found, str(exc))
-    return report("upgraded", found)
+    for _ in range(MOVE_TRIES):
+        found = fit(run, await store.get_steps(run.id), old, new)
+        if found.reason is not None:
+            return report("refused", found, found.reason)
+        try:
+            keys = await _keys(rt, run, to, new, found)
+        except InputError as exc:  # its input gives no key to a step the move makes
+            return report("refused", found, str(exc))
+        if dry_run:
+            return report("would upgrade", found)
+        try:
+            await rt.apply(move, run.id, old=old, new=new, by=by, expected=found, keys=keys)
+        except RunStateError as exc:  # a worker changed the run meanwhile: decide again
+            if MOVED_MEANWHILE not in str(exc):
+                return report("refused", found, str(exc))
+            current = await store.get_run(run.id, excerpt=16)
+            if current is None or current.fingerprint != run.fingerprint:
+                return report("refused", found, str(exc))
+            run = current
+            continue
+        return report("upgraded", found)
+    return report("refused", None, f"run {run.id!r} {MOVED_MEANWHILE} {MOVE_TRIES} times")
+
+
+async def _keys(
+    rt: Runtime, run: RunRow, to: Workflow, new: WorkflowPlan, found: Fit
+) -> dict[str, str]:
+    """The concurrency keys, resolved from the run's input, of the steps a move (re)makes."""
+    planned = {s.name: s for s in new.steps}
+    keyed = [
+        name
+        for name in (*found.added, *found.changed)
+        if (o := planned[name].options) is not None and o.key_limit and not o.key_from_outputs
+    ]
+    if not keyed:
+        return {}
+    value = orjson.loads((await rt.run_row(run.id)).input)
+    return {
+        name: resolve_key(f"workflow {new.name!r}, step {name!r}", to[name].concurrency_key, value)
+        for name in keyed
+    }

@@ -187,6 +187,16 @@ def _flow_columns(o: StepOptions | None) -> tuple[str | None, str | None, str | 
     return (None, None, None) if o is None else (o.queue, o.key, o.target)
 
 
+def step_reshape_row(s: StepRow) -> dict[str, Any]:
+    """The columns an upgrade rewrites of a step that stays (`reshape_step`)."""
+    queue, key, target = _flow_columns(s.options)
+    return {
+        "run_id": s.run_id, "name": s.name, "dependents": edges_to_json(s.dependents),
+        "optional": s.optional, "priority": s.priority, "options": options_to_json(s.options),
+        "queue": queue, "concurrency_key": key, "target": target,
+    }  # fmt: skip
+
+
 def step_update_row(s: StepRow) -> tuple[Any, ...]:
     """The mutable fields of a step but its output, then its key (UPDATE_STEP)."""
     return (
