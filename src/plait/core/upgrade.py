@@ -233,6 +233,7 @@ def _restructure(
     txn: Txn, run: RunRow, new: WorkflowPlan, decided: Fit, keys: Mapping[str, str]
 ) -> Transition:
     rows = {s.name: s for s in steps_of(txn, run.id) if s.task is None}
+    static = set(rows)
     for name in decided.dropped:
         txn.drop(rows.pop(name))
         run.unfinished -= 1
@@ -261,7 +262,7 @@ def _restructure(
         remade.append(row)
     for name, row in rows.items():  # every static step's edges are the new version's
         edges = tuple(dependents[name])
-        edges += tuple(e for e in row.dependents if e.target not in planned)  # to spawned ones
+        edges += tuple(e for e in row.dependents if e.target not in static)  # to spawned ones
         if edges != row.dependents:
             row.dependents = edges
             txn.reshape(row)
