@@ -208,7 +208,14 @@ async def _upgrade_one(
     if run.fingerprint == new.fingerprint:
         return report("unchanged")
     old = await store.get_workflow(run.workflow, run.fingerprint)
+    first = run
     for _ in range(MOVE_TRIES):
+        current = await store.get_run(first.id, excerpt=16) or first  # as it is now
+        if current.fingerprint != first.fingerprint:  # another upgrade moved it meanwhile
+            if current.fingerprint == new.fingerprint:
+                return report("unchanged")
+            return report("refused", None, f"run {run.id!r} {MOVED_MEANWHILE} to another version")
+        run = current
         found = fit(run, await store.get_steps(run.id), old, new)
         if found.reason is not None:
             return report("refused", found, found.reason)
@@ -223,10 +230,6 @@ async def _upgrade_one(
         except RunStateError as exc:  # a worker changed the run meanwhile: decide again
             if MOVED_MEANWHILE not in str(exc):
                 return report("refused", found, str(exc))
-            current = await store.get_run(run.id, excerpt=16)
-            if current is None or current.fingerprint != run.fingerprint:
-                return report("refused", found, str(exc))
-            run = current
             continue
         return report("upgraded", found)
     return report("refused", None, f"run {run.id!r} {MOVED_MEANWHILE} {MOVE_TRIES} times")

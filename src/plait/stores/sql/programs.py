@@ -93,6 +93,7 @@ from .rows import (
     run_insert_row,
     run_update_output_row,
     run_update_row,
+    sinks_to_json,
     step_insert_row,
     step_reshape_row,
     step_update_output_row,
@@ -710,7 +711,10 @@ class Programs(DataPrograms):
         for run_id in sorted(txn.moved_runs):  # runs moved to another version (rare)
             row = txn.runs[run_id]
             assert row is not None
-            params = {"id": run_id, "fingerprint": row.fingerprint, "version": row.version}
+            params = {
+                "id": run_id, "fingerprint": row.fingerprint, "version": row.version,
+                "sinks": sinks_to_json(row.sinks),
+            }  # fmt: skip
             yield from execute(self.q["set_run_version"], params)
         for run_id in sorted(txn.changed_states):  # session states steps changed (ctx.state)
             run = txn.runs[run_id]
