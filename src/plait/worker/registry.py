@@ -51,8 +51,12 @@ def registration(
     ttl: float,
     now: float,
 ) -> WorkerInfo:
-    """What a worker registers when it starts (heartbeats renew the times)."""
-    served = sorted(ServedWorkflow(wf.name, wf.version, wf.fingerprint) for wf in workflows)
+    """What a worker registers when it starts (heartbeats renew the times): every fingerprint
+    whose runs it serves (`Workflow.fingerprints`: with code_changes="deploy", the pinned one
+    of its code too, which runs started before migration 12 carry)."""
+    served = sorted(
+        {ServedWorkflow(wf.name, wf.version, fp) for wf in workflows for fp in wf.fingerprints}
+    )
     return WorkerInfo(
         id=worker_id,
         host=socket.gethostname(),
