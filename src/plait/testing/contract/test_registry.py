@@ -119,13 +119,8 @@ async def test_two_workers_register_and_a_stopped_one_leaves(engine: plait.Engin
         [wa] = [w for w in both if w.queues is None]
         [wb] = [w for w in both if w.queues == ("emails",)]
         assert (wa.labels, wb.labels) == (("eu", "gpu"), ())
-        # every fingerprint each serves: its own, and its code's pinned one (Workflow.fingerprints)
-        assert wa.workflows == tuple(
-            sorted(ServedWorkflow("alpha", "2", f) for f in a.fingerprints)
-        )
-        assert wb.workflows == tuple(
-            sorted(ServedWorkflow("beta", b.version, f) for f in b.fingerprints)
-        )
+        assert wa.workflows == (ServedWorkflow("alpha", "2", a.fingerprint),)
+        assert wb.workflows == (ServedWorkflow("beta", b.version, b.fingerprint),)
         for w, concurrency in ((wa, 2), (wb, 3)):
             assert (w.host, w.pid, w.concurrency) == (
                 socket.gethostname(),
@@ -136,7 +131,7 @@ async def test_two_workers_register_and_a_stopped_one_leaves(engine: plait.Engin
             assert started - 1 <= w.started_at <= w.heartbeat_at <= time.time()
             assert w.expires_at == pytest.approx(w.heartbeat_at + 3.0)
             assert w.live
-        assert wa.id != wb.id and wb.fingerprints == set(b.fingerprints)
+        assert wa.id != wb.id and wb.fingerprints == {b.fingerprint}
         release.set()
         await asyncio.wait_for(worker_a, DEADLINE)  # its run ended: a graceful stop
         assert [w.id for w in await engine.workers_async()] == [wb.id]  # A left; B stays
