@@ -162,6 +162,27 @@ def test_dropping_the_last_unfinished_steps_completes_the_run(engine: plait.Engi
     assert engine.list_waiting() == []
 
 
+def test_labels_select_the_runs_of_a_workflow_to_move(engine: plait.Engine) -> None:
+    v1 = shop("1")
+    engine.start(v1, {"n": 1}, run_id="gold", labels={"tier": "gold"})
+    engine.start(v1, {"n": 2}, run_id="plain")
+    v2 = shop("2")
+    v2.add_step("label", label)
+
+    reports = engine.upgrade(workflow="graphs", to=v2, labels={"tier": "gold"})
+
+    assert [(r.run_id, r.status) for r in reports] == [("gold", "upgraded")]
+    assert engine.get_run("plain").fingerprint == v1.fingerprint
+    with pytest.raises(plait.InputError) as caught:
+        engine.upgrade("plain", to=v2, labels={"tier": "gold"})
+    assert str(caught.value) == (
+        "upgrade takes labels with workflow=NAME (to select runs), not a run id"
+    )
+    with pytest.raises(plait.InputError, match="upgrade: invalid label key 'a b'"):
+        engine.upgrade(workflow="graphs", to=v2, labels={"a b": "1"})
+    assert engine.get_run("plain").fingerprint == v1.fingerprint
+
+
 def test_a_running_step_removed_or_changed_is_refused_and_nothing_changes(
     engine: plait.Engine,
 ) -> None:

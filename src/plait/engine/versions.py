@@ -5,7 +5,7 @@ a fork of a run uses (its own while a live worker serves it, else the newest one
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +13,7 @@ import orjson
 
 from .._errors import InputError, RunStateError, WorkflowNotFound
 from .._runtime import Runtime
+from ..core import identity
 from ..core.queues import resolve_key
 from ..core.rows import RunRow, RunStatus, WorkflowPlan
 from ..core.upgrade import MOVED_MEANWHILE, Fit, fit, move
@@ -157,6 +158,7 @@ async def upgrade(
     to: Workflow,
     dry_run: bool,
     by: str,
+    labels: Mapping[str, str] | None = None,
 ) -> list[Upgrade]:
     if not isinstance(to, Workflow):
         raise InputError(f"to must be a plait.Workflow, got {type(to).__name__}")
@@ -166,6 +168,9 @@ async def upgrade(
         raise InputError("upgrade takes a run id or workflow=NAME (every run in flight), not both")
     if workflow is not None and not isinstance(workflow, str):
         raise InputError(f"workflow must be a workflow name, got {type(workflow).__name__}")
+    wanted = identity.check_labels("upgrade", labels)
+    if wanted and workflow is None:
+        raise InputError("upgrade takes labels with workflow=NAME (to select runs), not a run id")
     if workflow is not None and workflow != to.name:
         raise InputError(
             f"cannot upgrade runs of workflow {workflow!r} to the graph of workflow {to.name!r}"
@@ -182,7 +187,8 @@ async def upgrade(
         assert workflow is not None
         if await store.get_workflow(workflow) is None:
             raise WorkflowNotFound(f"no workflow {workflow!r} is registered in this store")
-        runs = sorted(await in_flight(store, workflow), key=lambda r: (r.created_at, r.id))
+        found = [r for r in await in_flight(store, workflow) if identity.matches(r.labels, wanted)]
+        runs = sorted(found, key=lambda r: (r.created_at, r.id))
     new = to.plan() if dry_run else await rt.register(to)
     if dry_run and to.fingerprint not in rt.workflows:
         await rt.check_version(store, new)  # refused as a registration would be
