@@ -223,3 +223,18 @@ def test_a_step_claimed_between_the_decision_and_the_move_makes_it_refuse() -> N
         again.reason == "step 'b' is running (attempt 1) and version 2 changes its options "
         "(priority)"
     )
+
+
+def test_a_run_of_another_workflow_or_of_a_version_the_store_does_not_know_is_refused() -> None:
+    old = plan([StepPlan("a", ())], "1")
+    live = Rows(*new_run(old, "r", b"{}", NOW)[:2])
+    other = WorkflowPlan("other", "2", "fp2", (StepPlan("a", ()),))
+    assert fit(live.run, list(live.steps.values()), old, other).reason == (
+        "run 'r' is of workflow 'wf', version 2 is of workflow 'other'"
+    )
+    assert fit(
+        live.run, list(live.steps.values()), None, plan([StepPlan("a", ())], "2")
+    ).reason == (
+        "run 'r' is on version 1 (fp1), which this store does not know: nothing to compare the "
+        "new version with"
+    )
