@@ -458,9 +458,12 @@ def runs_upgrade(
     db: str,
     log_level: str,
 ) -> None:
-    """Move RUN (or every run of --workflow in flight) to the version defined in --to, when it
-    fits: steps done keep their outputs, steps not yet run take the new version. A run that
-    does not fit is refused with the reason. Exit code 1 if any run was refused."""
+    """Move RUN (or every run of --workflow in flight, with every --label given) to the
+    version defined in --to, when it fits: steps done keep their outputs, steps added after
+    unfinished work are added, steps not yet run are dropped or take their new dependencies
+    and options. A run that does not fit (a running step removed or changed, a done step's
+    dependencies changed, a step added after work that has all ended) is refused with the
+    reason. Exit code 1 if any run was refused."""
     render.install_logging(log_level)
     if (run_id is None) == (workflow is None):
         raise CliError(
