@@ -97,6 +97,23 @@ def test_runs_stream_tells_of_new_and_ended_runs(client: TestClient, engine: pla
     assert {run_id for run_id, _ in statuses} == {"listed-1"}
 
 
+def test_a_run_started_between_the_list_and_the_stream_is_not_missed(
+    client: TestClient, engine: plait.Engine
+) -> None:
+    """The dashboard reads the list, then opens the stream from the list's `as_of`: a run
+    started in between (before the stream's own start) is still delivered."""
+    page = client.get("/api/v1/runs").json()
+    assert page["runs"] == [] and page["as_of"] <= time.time()
+    engine.start("flaky", {"n": 1}, run_id="between-1")
+    with client.stream("GET", f"/api/v1/stream/runs?since={page['as_of']}") as response:
+        assert response.status_code == 200
+        for _, kind, data in frames(response.iter_lines()):
+            assert kind == "run"
+            if data["id"] == "between-1":
+                assert data["status"] == "pending"
+                break
+
+
 @pytest.mark.parametrize("path", ["/api/v1/runs/live-2/stream", "/api/v1/stream/runs"])
 def test_streams_send_heartbeats(
     client: TestClient, engine: plait.Engine, monkeypatch: pytest.MonkeyPatch, path: str

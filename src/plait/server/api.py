@@ -9,6 +9,7 @@ is, not validated again."""
 from __future__ import annotations
 
 import re
+import time
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -172,6 +173,7 @@ async def list_runs(
 ) -> JSON:
     engine = engine_of(request)
     labels = labels_of(label or [])
+    as_of = time.time()  # before the read: a change after it is in the read or after as_of
     page = await engine.list_runs_async(
         workflow=workflow,
         status=status,
@@ -182,7 +184,7 @@ async def list_runs(
         limit=limit,
         cursor=cursor,
     )
-    body: dict[str, Any] = {"runs": page.runs, "next_cursor": page.next_cursor}
+    body: dict[str, Any] = {"runs": page.runs, "next_cursor": page.next_cursor, "as_of": as_of}
     if count:
         where = RunFilter(workflow, status, created_from, created_to, q, labels)
         body["count"] = await engine.count_runs_async(where)

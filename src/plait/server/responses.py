@@ -90,6 +90,10 @@ class RunPage(Answer):
     count: int = Field(
         default=0, description="runs matching the filters, only when asked with `count=true`"
     )
+    as_of: float = Field(
+        description="the server's time (epoch seconds) just before the read: pass it as `since` "
+        "to /stream/runs to miss no change made after the read"
+    )
 
 
 class StepError(Answer):

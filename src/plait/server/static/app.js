@@ -248,9 +248,11 @@ async function runsPage(params) {
     rows.set(run.id, tr);
   }
   let cursor = null;
+  let asOf = null;
   async function load() {
     if (cursor) query.set("cursor", cursor);
     const page = await api("/runs?" + query.toString());
+    if (asOf === null) asOf = page.as_of;  // the live stream starts there: no change is missed
     for (const run of page.runs) upsert(run, false);
     cursor = page.next_cursor;
     more.disabled = !cursor;
@@ -310,7 +312,7 @@ async function runsPage(params) {
     (!f.q || run.id.toLowerCase().includes(f.q.toLowerCase()) ||
       (run.name || "").toLowerCase().includes(f.q.toLowerCase()) ||
       (run.error || "").toLowerCase().includes(f.q.toLowerCase()));
-  stream("/stream/runs", {
+  stream("/stream/runs?since=" + encodeURIComponent(asOf), {
     run: (run) => {
       if (rows.has(run.id) || (matches(run) && !f.created_to)) upsert(run, !rows.has(run.id));
     },
