@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from ._errors import (
     ArtifactNotFound,
     BlobNotFound,
+    ChildFailed,
     ConfigError,
     DeclarationError,
     DefinitionError,
@@ -142,6 +143,7 @@ __all__ = [
     "BulkItem",
     "BulkResult",
     "CaughtError",
+    "ChildFailed",
     "ConfigError",
     "DeclarationError",
     "DefinitionError",

@@ -215,8 +215,17 @@ class Workflow:
         extra_input: str = "warn",
         fail_fast: bool = False,
         code_changes: str = "deploy",
+        calls: Iterable[Workflow] = (),
     ) -> None:
         self.name = check_name("workflow", name, WORKFLOW_NAME_RE)
+        # the workflows its steps call (`ctx.call`): a worker serving this one serves them too,
+        # so that a child run started before a restart finds a worker
+        self.calls: tuple[Workflow, ...] = tuple(calls)
+        for called in self.calls:
+            if not isinstance(called, Workflow):
+                raise DefinitionError(
+                    f"workflow {name!r}: calls must list plait.Workflow objects, got {called!r}"
+                )
         if not isinstance(code_changes, str) or code_changes not in CODE_CHANGES:
             raise DefinitionError(
                 f"workflow {name!r}: code_changes must be 'deploy' or 'pin', got {code_changes!r}"
