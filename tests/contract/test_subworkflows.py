@@ -140,7 +140,11 @@ def test_steps_call_workflows_and_get_their_output_on_one_worker_slot(
     engine.run_worker(until=handle, timeout=30, concurrency=1)
 
     assert handle.result(timeout=5) == {"twice": 12, "once": 8}
-    for child_id, caller in [("p.twice.0.1", "twice"), ("p.twice.0.2", "twice"), ("p.once.0.1", "once")]:
+    for child_id, caller in [
+        ("p.twice.0.1", "twice"),
+        ("p.twice.0.2", "twice"),
+        ("p.once.0.1", "once"),
+    ]:
         run = engine.get_run(child_id)
         assert run.status is plait.RunStatus.COMPLETED and run.workflow == "child"
         assert (run.parent_run, run.called_by, run.forked_from) == ("p", caller, None)
@@ -250,7 +254,12 @@ def test_a_retried_caller_finds_its_child_and_starts_no_second_one(engine: plait
     assert [r.id for r in engine.list_runs(workflow="child").runs] == ["p.go.0.1"]
 
 
-def test_cancelling_the_caller_cancels_the_running_child(engine: plait.Engine) -> None:
+def test_cancelling_the_caller_cancels_the_running_child(store_url: str) -> None:
+    with plait.Engine(store_url, lease=1.0) as engine:  # a heartbeat tells the child's worker
+        _cancel_the_caller(engine)
+
+
+def _cancel_the_caller(engine: plait.Engine) -> None:
     started = threading.Event()
     child = plait.Workflow("child")
 
@@ -268,7 +277,8 @@ def test_cancelling_the_caller_cancels_the_running_child(engine: plait.Engine) -
         return ctx.call(child)
 
     handle = engine.start(parent, {}, run_id="p")
-    worker = threading.Thread(target=lambda: engine.run_worker(until=handle, timeout=30))
+    until = [handle.id, "p.go.0.1"]
+    worker = threading.Thread(target=lambda: engine.run_worker(until=until, timeout=30))
     worker.start()
     try:
         assert started.wait(20)
@@ -314,4 +324,3 @@ def test_a_step_context_outside_a_worker_cannot_call() -> None:
     ctx = plait.StepContext(run_id="r", step="s", workflow="w", attempt=1, run_input={})
     with pytest.raises(RuntimeError, match="only a step run by a worker can"):
         ctx.call(_child())
-

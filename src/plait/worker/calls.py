@@ -70,7 +70,9 @@ class StepCalls:
             value = workflow.validate_input({} if input is None else input)
             input_json = _codec.dumps(value)
         except _codec.EncodeError as exc:
-            raise InputError(f"ctx.call: the input of {workflow.name!r} is not JSON: {exc}") from None
+            raise InputError(
+                f"ctx.call: the input of {workflow.name!r} is not JSON: {exc}"
+            ) from None
         run, steps, events = new_run(plan, child_id, input_json, self.rt.clock.time())
         flow_of_run(workflow, plan, steps, value, 0)
         run.parent_run, run.called_by = self.run_id, self.step

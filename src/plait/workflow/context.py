@@ -51,7 +51,7 @@ class Caller(Protocol):
     async def call(self, workflow: Workflow, child_id: str, input: Any) -> CallEnd: ...
 
 
-class CallWaits(BaseException):  # noqa: N818 (no error: how a step says it waits)
+class CallWaits(BaseException):
     """Raised by `ctx.call` when the child run has not ended: the attempt ends here and the
     step waits for it without a worker (`core.calls`). A BaseException, so that a handler's
     `except Exception` lets it through; a handler must not swallow it."""
