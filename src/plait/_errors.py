@@ -241,7 +241,7 @@ class Permanent(StepFailure):
     retryable = False
 
 
-class ChildFailed(StepFailure):
+class ChildFailed(StepFailure, PlaitError):
     """A sub-workflow called with `ctx.call` / `ctx.call_async` ended without an output: its run
     failed or was cancelled. Raised by the call in the calling step; uncaught, it fails that
     step with the child's error code (`code`: the code of the child's first failed step,
