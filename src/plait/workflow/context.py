@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
@@ -61,16 +62,17 @@ class CallWaits(BaseException):
         self.child_id = child_id
 
 
-# a child run's id is its caller's run id, step, iteration and call number; past the longest run
-# id (200), a digest of that instead
-_MAX_CHILD_ID = 200
+# a child run's id is its caller's run id, step, iteration and call number (a spawned step's
+# '/' made ':', which no step name has); past the longest run id (200), or with a character a
+# run id cannot have, a digest of that instead
+_RUN_ID = re.compile(r"^[A-Za-z0-9_.:@\-]{1,200}$")
 
 
 def child_run_id(run_id: str, step: str, iteration: int, n: int) -> str:
     """The id of the `n`-th (from 1) run a step's handler calls on its `iteration`-th pass:
     the same on every attempt, so that a re-run of the step finds its children."""
-    found = f"{run_id}.{step}.{iteration}.{n}"
-    if len(found) <= _MAX_CHILD_ID:
+    found = f"{run_id}.{step.replace('/', ':')}.{iteration}.{n}"
+    if _RUN_ID.fullmatch(found):
         return found
     digest = hashlib.sha256(found.encode()).hexdigest()[:32]
     return f"{run_id[:100]}.call-{digest}"
