@@ -33,8 +33,8 @@ from ..core.queues import check_queue
 from ..core.retry import LINEAR, Retry
 from ..workflow.context import StepContext
 from ..workflow.definition import WORKFLOW_NAME_RE, Workflow
-from ..workflow.params import adapter
 from ..workflow.options import Approval
+from ..workflow.params import adapter
 from ..workflow.session import SessionState
 from .actions import Action, ActionNotFound, Param, import_module, output_problem, resolve
 from .expressions import (
@@ -635,7 +635,7 @@ class _Loader:
                 if argument
                 else (*path, "with")
                 if "with" in spec
-                else (*path, "action")
+                else (*path, "workflow" if "workflow" in spec else "action")
             )
             raise self.error(where, problem, key=argument is not None)
         for argument, param in step.action.params.items():
@@ -741,7 +741,9 @@ class _Loader:
                 text = target.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
                 why = getattr(exc, "strerror", None) or str(exc)
-                raise self.error(path, f"cannot read workflow file {ref!r} ({target}): {why}")
+                raise self.error(
+                    path, f"cannot read workflow file {ref!r} ({target}): {why}"
+                ) from None
             loader = _Loader(read(str(target), text), (*self.chain, target), self.called)
             found = self.called[target] = _Called(loader.build(), loader.inputs)
         child = found.workflow
