@@ -34,6 +34,7 @@ def test_public_names_are_pinned() -> None:
     assert sorted(plait.__all__) == sorted(
         [
             "Approval",
+            "ApprovalPolicy",
             "RunFilter",
             "FailedStepPage",
             "FailedStep",

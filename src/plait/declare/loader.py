@@ -33,7 +33,7 @@ from ..core.queues import check_queue
 from ..core.retry import LINEAR, Retry
 from ..workflow.context import StepContext
 from ..workflow.definition import WORKFLOW_NAME_RE, Workflow
-from ..workflow.options import Approval
+from ..workflow.options import POLICY_MODES, Approval, ApprovalPolicy
 from ..workflow.params import adapter
 from ..workflow.session import SessionState
 from .actions import Action, ActionNotFound, Param, import_module, output_problem, resolve
@@ -102,9 +102,6 @@ INPUT_KEYS = ("type", "default", "description")
 GOTO_KEYS = ("when", "step", "max_iterations")
 AWAIT_KEYS = ("mode", "timeout")
 POLICY_KEYS = ("mode", "allow", "block", "expires_after", "on_expiry")
-POLICY_MODES = ("auto", "ask", "deny")  # run every action; ask for approval; refuse
-ACTION_BLOCKED = "action_blocked"  # the code of a step whose action the policy blocks
-ACTION_DENIED = "action_denied"  # the code of a step whose action a `deny` policy does not allow
 AWAIT_MODES = ("all", "first", "any_error")  # a for_each's join (Python: join=)
 INPUT_TYPES: dict[str, Any] = {
     "string": str,
@@ -238,33 +235,6 @@ class _StepSpec:
 
 
 @dataclass
-class _Policy:
-    """`approval_policy:`: which actions run, wait for an approval, or fail (by action name,
-    case-insensitive): the block list first, then the allow list, then the mode."""
-
-    mode: str
-    allow: frozenset[str]
-    block: frozenset[str]
-    approval: Approval
-
-    def refusal(self, action: str) -> tuple[str, str] | None:
-        """(code, message) if a step calling `action` must fail, else None."""
-        name = action.lower()
-        if name in self.block:
-            return ACTION_BLOCKED, f"action {action!r} is blocked by the workflow's approval_policy"
-        if self.mode == "deny" and name not in self.allow:
-            return (
-                ACTION_DENIED,
-                f"action {action!r} is not allowed by the workflow's approval_policy "
-                "(mode deny: only the actions under allow: run)",
-            )
-        return None
-
-    def asks(self, action: str) -> bool:
-        return self.mode == "ask" and action.lower() not in self.allow
-
-
-@dataclass
 class _InputSpec:
     name: str
     kind: str
@@ -282,7 +252,7 @@ class _Loader:
         self.callees: list[Workflow] = []
         self.steps: dict[str, _StepSpec] = {}
         self.inputs: dict[str, _InputSpec] = {}
-        self.policy: _Policy | None = None
+        self.policy: ApprovalPolicy | None = None
         self.digest = hashlib.sha256(source.text.encode()).hexdigest()[:16]
 
     # -- checking -------------------------------------------------------------------------------
@@ -786,7 +756,7 @@ class _Loader:
             )
         handler.catches = step.name
 
-    def approval_policy(self, path: Path, value: Any) -> _Policy:
+    def approval_policy(self, path: Path, value: Any) -> ApprovalPolicy:
         """`approval_policy: MODE` or `{mode, allow, block, expires_after, on_expiry}`."""
         spec = {"mode": value} if isinstance(value, str) else value
         spec = self.mapping(path, spec, POLICY_KEYS, "approval_policy (or a mode)")
@@ -815,7 +785,9 @@ class _Loader:
         approval = (
             self.approval(path, {k: spec[k] for k in APPROVAL_KEYS if k in spec}) or Approval()
         )
-        return _Policy(mode, lists["allow"], lists["block"], approval)
+        return ApprovalPolicy(
+            mode, lists["allow"], lists["block"], approval.expires_after, approval.on_expiry
+        )
 
     def await_(self, step: _StepSpec, path: Path, value: Any) -> None:
         """`await: MODE` or `{mode, timeout}`: how a for_each waits for its items."""

@@ -164,6 +164,9 @@ async def attempt(
             )
         if not await admit_key(claim, key):
             return None
+    if step.refusal is not None:  # the workflow's approval_policy blocks or denies it
+        code, message = step.refusal
+        return failure(code, f"step {claim.step!r}: {message}", False)
     timeout = wf.timeout_for(step)
     limit: asyncio.Timeout | None = None
     span = attempt_span(claim.run_id, claim.step, claim.iteration, claim.attempt, claim.recoveries)
