@@ -23,7 +23,7 @@ def _workflow(policy: Any, **extra: Any) -> plait.Workflow:
         return 7
 
     @wf.step()
-    def Refund(lookup: int) -> int:  # noqa: N802 (a name in another case than the policy's)
+    def Refund(lookup: int) -> int:
         return lookup * 10
 
     @wf.step(**extra)
