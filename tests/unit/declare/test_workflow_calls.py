@@ -218,3 +218,19 @@ def test_bad_retry_options_are_refused_at_their_line(spec: str, message: str) ->
 
 def test_the_retry_keys_are_the_schema_s() -> None:
     assert "non_retryable" in loader.RETRY_KEYS and "workflow" in loader.STEP_KEYS
+
+
+def test_the_nightly_etl_example_calls_the_etl_once_per_source() -> None:
+    examples = Path(__file__).resolve().parents[3] / "examples"
+    wf = plait.load(examples / "etl_nightly.yaml")
+    assert [c.name for c in wf.calls] == ["etl"]
+    engine, handle = run(wf, {"sources": ["shop", "web"], "limit": 2})
+    assert handle.result(timeout=5) == {
+        "summary": "2 source(s): loaded 2 rows into sales_shop (total 33.0); loaded 2 rows "
+        "into sales_web (total 33.0)"
+    }
+    children = engine.list_runs(workflow="etl").runs
+    assert sorted(r.called_by or "" for r in children) == [
+        "each_source/each_source.item-0",
+        "each_source/each_source.item-1",
+    ]
