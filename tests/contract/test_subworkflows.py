@@ -324,3 +324,26 @@ def test_a_step_context_outside_a_worker_cannot_call() -> None:
     ctx = plait.StepContext(run_id="r", step="s", workflow="w", attempt=1, run_input={})
     with pytest.raises(RuntimeError, match="only a step run by a worker can"):
         ctx.call(_child())
+
+
+def test_a_replayed_caller_reads_its_recorded_child_and_starts_none(engine: plait.Engine) -> None:
+    child = _child()
+    parent = plait.Workflow("parent")
+    inputs = [4]
+
+    @parent.step()
+    def go(ctx: plait.StepContext) -> int:
+        return sum(ctx.call(child, {"x": x})["double"] for x in inputs)
+
+    handle = engine.start(parent, {}, run_id="p")
+    engine.run_worker(until=handle, timeout=30)
+
+    replayed = engine.replay("p", "go")
+    assert (replayed.status, replayed.output, replayed.diff) == ("done", 8, [])
+    inputs.append(5)  # the code now makes a second call, which the run never made
+    replayed = engine.replay("p", "go")
+    assert replayed.status == "failed" and replayed.error is not None
+    assert replayed.error.message == (
+        "replay starts no run: step 'go' of run 'p' never called workflow 'child' as run 'p.go.0.2'"
+    )
+    assert [r.id for r in engine.list_runs(workflow="child").runs] == ["p.go.0.1"]

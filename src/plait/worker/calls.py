@@ -91,17 +91,43 @@ class StepCalls:
         return stored
 
     async def _end_of(self, row: RunRow) -> CallEnd:
-        if row.status is RunStatus.COMPLETED:
-            return CallEnd(row.status.value, _codec.loads(row.output or b"{}"))
-        if row.status is RunStatus.FAILED:
-            failed = [
-                s
-                for s in await self.rt.store.get_steps(row.id)
-                if s.status is StepStatus.FAILED and s.error_code is not None
-            ]
-            failed.sort(key=lambda s: (s.finished_at or 0.0, s.idx))
-            code = failed[0].error_code if failed else None
-            return CallEnd(row.status.value, code=code, message=row.error)
-        if row.status is RunStatus.CANCELLED:
-            return CallEnd(row.status.value, code="cancelled", message=row.error)
-        return CallEnd(row.status.value)
+        return await end_of(self.rt, row)
+
+
+class RecordedCalls:
+    """The `Caller` of a replayed step (`engine.replay`): its ctx.call reads the child runs its
+    run called (the same ids), and starts none: a replay writes nothing."""
+
+    def __init__(self, rt: Runtime, run_id: str, step: str, loop: asyncio.AbstractEventLoop):
+        self.rt = rt
+        self.run_id = run_id
+        self.step = step
+        self.loop = loop
+
+    async def call(self, workflow: Workflow, child_id: str, input: Any) -> CallEnd:
+        row = await (await self.rt.ready()).get_run(child_id)
+        if row is None:
+            raise RuntimeError(
+                f"replay starts no run: step {self.step!r} of run {self.run_id!r} never called "
+                f"workflow {getattr(workflow, 'name', workflow)!r} as run {child_id!r}"
+            )
+        return await end_of(self.rt, row)
+
+
+async def end_of(rt: Runtime, row: RunRow) -> CallEnd:
+    """Where a called run is: its output once completed; its error code (its first failed
+    step's) and error once failed; "cancelled" once cancelled."""
+    if row.status is RunStatus.COMPLETED:
+        return CallEnd(row.status.value, _codec.loads(row.output or b"{}"))
+    if row.status is RunStatus.FAILED:
+        failed = [
+            s
+            for s in await rt.store.get_steps(row.id)
+            if s.status is StepStatus.FAILED and s.error_code is not None
+        ]
+        failed.sort(key=lambda s: (s.finished_at or 0.0, s.idx))
+        code = failed[0].error_code if failed else None
+        return CallEnd(row.status.value, code=code, message=row.error)
+    if row.status is RunStatus.CANCELLED:
+        return CallEnd(row.status.value, code="cancelled", message=row.error)
+    return CallEnd(row.status.value)
