@@ -6,11 +6,17 @@ from __future__ import annotations
 import asyncio
 import compileall
 import inspect
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 DEFAULT_CRASH_TRIALS = 20
+ROOT = Path(__file__).resolve().parent.parent
+MYPY_TEST = "test_quality.py::test_tool_passes[mypy-strict]"
+_mypy = pytest.StashKey["subprocess.Popen[str]"]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -28,8 +34,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     PYTHONDONTWRITEBYTECODE is set (it is on the machines these tests run on), each of them would
     compile plait's ~100 modules again (0.3 s a process, minutes over the suite): compile them
     once, here (compileall writes the cache whatever that variable says)."""
-    root = Path(__file__).resolve().parent.parent
-    for folder in (root / "src", root / "tests", root / "examples"):
+    for folder in (ROOT / "src", ROOT / "tests", ROOT / "examples"):
         if folder.is_dir():
             compileall.compile_dir(folder, quiet=1)
 
@@ -41,3 +46,29 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     names = pyfuncitem._fixtureinfo.argnames
     asyncio.run(pyfuncitem.obj(**{name: pyfuncitem.funcargs[name] for name in names}))
     return True
+
+
+def _start_mypy() -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "mypy"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Strict mypy over the package takes ~20 s of one core: when its test is selected, start it
+    now, so that it runs beside the tests that wait on servers and processes, not after them."""
+    if any(item.nodeid.endswith(MYPY_TEST) for item in session.items):
+        session.config.stash[_mypy] = _start_mypy()
+
+
+@pytest.fixture
+def mypy_run(request: pytest.FixtureRequest) -> Iterator[subprocess.Popen[str]]:
+    """The mypy process started at collection (or one started now)."""
+    proc = request.config.stash.get(_mypy, None) or _start_mypy()
+    yield proc
+    if proc.poll() is None:
+        proc.kill()

@@ -22,8 +22,8 @@ from plait.stores import nats_codec as codec
 from plait.stores import open_store
 from plait.stores.nats import NatsStore
 from plait.stores.nats_setup import check_server, hide_secrets, parse_url
+from plait.testing.contract.helpers import chain, start
 from tests import nats_server
-from tests.contract.helpers import chain, start
 
 
 @pytest.fixture

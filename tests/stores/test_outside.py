@@ -1,6 +1,7 @@
 """Stores from outside plait: `Engine(store=obj)`, `register_store`, the entry point group
 `plait.stores`, the check that refuses an object lacking protocol operations, and the contract
-suite run on such a store (tests/contract/outside_store.py)."""
+suite run on such a store (tests/contract/outside_store.py) by `python -m
+plait.testing.store_contract`."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 import plait
 from plait import stores
 from plait.stores import check_store, open_store, register_store
+from plait.testing import store_contract
 from tests.contract.outside_store import WrappedStore, make
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -177,20 +179,102 @@ def test_an_installed_entry_point_opens_its_scheme(
     assert "ep-1" in listed.stdout
 
 
-def test_the_contract_suite_runs_on_an_outside_store() -> None:
-    env = {
-        **os.environ,
-        "PLAIT_CONTRACT_STORE": "tests.contract.outside_store:make",
-        "PLAIT_CONTRACT_DURABLE": "1",
-        "PLAIT_CONTRACT_BACKENDS": "outside",
-        "CI": "true",
-    }
+def test_the_contract_suite_runs_on_an_outside_store(tmp_path: Path) -> None:
+    """A store author's run: their module, their directory, the suite from the package."""
+    (tmp_path / "shop_store.py").write_text(
+        (ROOT / "tests" / "contract" / "outside_store.py").read_text(encoding="utf-8"),
+        encoding="utf-8",
+    )
+    env = {**os.environ, "CI": "true", "PYTHONPATH": str(ROOT / "src")}
+    for name in ("PLAIT_CONTRACT_STORE", "PLAIT_CONTRACT_DURABLE", "PLAIT_CONTRACT_BACKENDS"):
+        env.pop(name, None)
     ran = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-v", "--no-header",
-         "tests/contract/test_store.py", "tests/contract/test_identity.py"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=900, check=False,
+        [sys.executable, "-m", "plait.testing.store_contract", "shop_store:make", "--durable",
+         "-v", "--no-header", "-k", "test_store or test_identity"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900, check=False,
     )  # fmt: skip
     assert ran.returncode == 0, ran.stdout[-3000:] + ran.stderr[-3000:]
     results = [line for line in ran.stdout.splitlines() if " PASSED" in line]
     assert len(results) > 30
     assert all("[outside" in line for line in results)  # only the outside store, every test
+
+
+@pytest.mark.parametrize(
+    ("target", "message"),
+    [
+        ("shop_store", "the store factory must be given as module:factory (my_store.testing:make), got 'shop_store'"),
+        ("no_such_module:make", "the store factory no_such_module:make: cannot import module 'no_such_module': ModuleNotFoundError: No module named 'no_such_module'"),
+        ("tests.stores.test_outside:nothing", "the store factory tests.stores.test_outside:nothing: module 'tests.stores.test_outside' has no 'nothing'"),
+        ("tests.stores.test_outside:ROOT", "the store factory tests.stores.test_outside:ROOT must be callable as factory(url, create=, read_only=), got PosixPath"),
+        ("tests.stores.test_outside:partial", "the store factory tests.stores.test_outside:partial: Partial is not a plait store: it lacks 43 of the protocol's operations"),
+        ("tests.stores.test_outside:broken", "the store factory tests.stores.test_outside:broken: the store of scheme 'contract-outside' could not be made for this URL: OSError: no disk"),
+    ],
+)  # fmt: skip
+def test_a_bad_factory_is_refused_saying_why(
+    target: str, message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert store_contract.main([target]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message), err
+    assert err.endswith(f"{store_contract.USAGE}\n")
+
+
+def partial(url: str, **options: Any) -> Partial:
+    return Partial()
+
+
+def broken(url: str, **options: Any) -> Any:
+    raise OSError("no disk")
+
+
+def test_the_entry_point_hands_pytest_the_store_and_the_rest() -> None:
+    assert store_contract.main([]) == 2
+    args = store_contract.pytest_args("shop:make", True, ["-x", "-k", "claim"])
+    assert args == [
+        str(store_contract.SUITE), "-p", "no:cacheprovider", "--plait-contract-store=shop:make",
+        "--plait-contract-durable", "-x", "-k", "claim",
+    ]  # fmt: skip
+    assert (store_contract.SUITE / "conftest.py").is_file()
+
+
+class Options:
+    """What `outside_store` reads of a pytest config: the stash and the command line."""
+
+    def __init__(self, **given: Any) -> None:
+        self.stash = pytest.Stash()
+        self.given = given
+
+    def getoption(self, name: str, default: Any = None) -> Any:
+        return self.given.get(name, default)
+
+
+def test_pytest_refuses_a_bad_store_option_before_any_test(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from plait.testing.contract import backends
+
+    monkeypatch.delenv("PLAIT_CONTRACT_STORE", raising=False)
+    assert backends.outside_store(Options()) is None  # type: ignore[arg-type]  # a stand-in
+    bad = Options(**{"--plait-contract-store": "no_such_module:make"})
+    with pytest.raises(pytest.UsageError) as refused:
+        backends.outside_store(bad)  # type: ignore[arg-type]  # a stand-in
+    assert str(refused.value).startswith(
+        "the store factory no_such_module:make: cannot import module 'no_such_module'"
+    )
+    # the environment names a store as the option does (PLAIT_CONTRACT_STORE)
+    monkeypatch.setenv("PLAIT_CONTRACT_STORE", "shop_store")
+    with pytest.raises(pytest.UsageError, match="must be given as module:factory"):
+        backends.outside_store(Options())  # type: ignore[arg-type]  # a stand-in
+
+
+def test_plaits_own_run_collects_every_module_of_the_packaged_suite() -> None:
+    """The suite is one of plait's testpaths, collected by name (test_*.py): a module dropped
+    into it joins without being listed anywhere, and none is left out of plait's CI."""
+    import tomllib
+
+    options = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    pytest_options = options["tool"]["pytest"]["ini_options"]
+    assert "src/plait/testing/contract" in pytest_options["testpaths"]
+    assert "python_files" not in pytest_options  # pytest's default: test_*.py
+    assert store_contract.SUITE == ROOT / "src" / "plait" / "testing" / "contract"
+    assert len(list(store_contract.SUITE.glob("test_*.py"))) >= 50

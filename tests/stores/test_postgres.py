@@ -32,8 +32,8 @@ from plait.stores.postgres_setup import (
 )
 from plait.stores.sql.ops import execute
 from plait.stores.sql.queries import POSTGRES, Queries
+from plait.testing.contract.helpers import NOW, chain, claim, ok, plan_of, start
 from tests import postgres_server
-from tests.contract.helpers import NOW, chain, claim, ok, plan_of, start
 
 PREFIX = "plait_p_"
 

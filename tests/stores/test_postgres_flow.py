@@ -22,8 +22,8 @@ from plait.core.queues import QueueConfig
 from plait.core.rows import WorkflowPlan
 from plait.stores import open_store
 from plait.stores.postgres import PostgresStore
+from plait.testing.contract.helpers import plan_of, start
 from tests import postgres_server
-from tests.contract.helpers import plan_of, start
 
 PREFIX = "plait_pf_"
 BURST = 20

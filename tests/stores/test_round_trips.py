@@ -10,8 +10,7 @@ from plait.core.cascade import new_run
 from plait.stores.sql.ops import EXECUTE, EXECUTE_ALL, FETCH, Program
 from plait.stores.sql.programs import Programs
 from plait.stores.sql.queries import POSTGRES, Queries
-
-from ..contract.helpers import NOW, chain
+from plait.testing.contract.helpers import NOW, chain
 
 WAITED = (FETCH, EXECUTE, EXECUTE_ALL)  # kinds whose reply the program waits for
 

@@ -1,8 +1,8 @@
 """The Store protocol: what the engine asks of durable state, in engine operations, not queries.
 
 Every store (memory, SQLite, PostgreSQL) implements it and passes one contract suite
-(tests/contract). A store is thin: the decisions are made by the state machine (`core`), the store
-loads the rows a transition asks for and commits what it changed, atomically.
+(plait.testing.contract). A store is thin: the decisions are made by the state machine
+(`core`), the store loads the rows a transition asks for and commits what it changed, atomically.
 """
 
 from __future__ import annotations

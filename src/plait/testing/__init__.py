@@ -15,6 +15,8 @@
   the tests, checked against today's code.
 - the pytest plugin (`plait.testing.plugin`, entry point `pytest11`): the `plait_engine`
   and `plait_clock` fixtures.
+- for store authors, `python -m plait.testing.store_contract module:factory`: plait's store
+  contract suite (the test package `plait.testing.contract`) run on a store of their own.
 
 This package is public (its names below); its modules are not. Nothing here is imported by
 `import plait`, and each name is imported on first use.

@@ -10,6 +10,11 @@ Fixtures:
   that asks for it too gets a `plait_engine` on it (a `TestEngine`, so memory or SQLite):
   delays, retries, expiries, deadlines, rate limits, schedules and leases follow that clock.
 
+Options of the store contract suite (`plait.testing.contract`, docs/stores.md), declared here
+so that `pytest --pyargs plait.testing.contract` knows them: `--plait-contract-store=
+module:factory` runs the suite on that store only, `--plait-contract-durable` says it keeps
+what it wrote across opening it again. They change nothing else.
+
 Nothing else: no hooks, so the plugin changes no test that does not ask for its fixture. It
 imports nothing of plait's engine until a test does.
 """
@@ -42,9 +47,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="STORE",
         help=f"the store of the plait_engine fixture: {CHOICES} (default memory)",
     )
+    group.addoption(
+        "--plait-contract-store",
+        default=None,
+        metavar="MODULE:FACTORY",
+        help="run the store contract suite (plait.testing.contract) on this store only",
+    )
+    group.addoption(
+        "--plait-contract-durable",
+        action="store_true",
+        default=False,
+        help="the store of --plait-contract-store keeps what it wrote across opening it again",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    if config.getoption("--plait-contract-store", None):
+        from .contract.backends import outside_store
+
+        outside_store(config)  # a bad factory stops pytest before it collects, saying why
     config.addinivalue_line(
         "markers",
         f"{MARKER}(store): the store of this test's plait_engine fixture: {CHOICES}",

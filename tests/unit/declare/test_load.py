@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 import plait
+from plait import testing
 from plait.core.rows import Gate
 from plait.declare import loader
 
@@ -36,8 +37,7 @@ def test_a_file_is_a_workflow_the_engine_runs() -> None:
     assert isinstance(wf, plait.Workflow)
     assert (wf.name, wf.version) == ("orders", "1")
     assert [s.name for s in wf.steps] == ["fetch", "charge", "label"]
-    _, handle = run(wf, {"order_id": 4})
-    assert handle.result(timeout=10) == {
+    assert testing.run(wf, {"order_id": 4}).output == {
         "charge": {"charged": 60.0, "currency": "USD"},
         "label": "ORDER 4 IN USD",
     }
@@ -151,7 +151,7 @@ def test_async_actions_and_import_paths() -> None:
         """
     )
     assert wf["double"].is_async
-    assert run(wf)[1].result(timeout=10) == {"loud": "42!"}
+    assert testing.run(wf).output == {"loud": "42!"}
 
 
 def test_retry_in_a_file_retries() -> None:
@@ -164,7 +164,7 @@ def test_retry_in_a_file_retries() -> None:
             retry: {attempts: 2, delay: 0.01}
         """
     )
-    assert run(wf)[1].result(timeout=10) == {"flaky": "ok after 2"}
+    assert testing.run(wf).output == {"flaky": "ok after 2"}
 
 
 def test_a_failing_expression_fails_the_step_with_a_code_and_the_line() -> None:
@@ -216,7 +216,7 @@ def test_for_each_over_an_empty_list_gives_an_empty_list() -> None:
             with: {value: "${item}"}
         """
     )
-    assert run(wf)[1].result(timeout=10) == {"each": []}
+    assert testing.run(wf).output == {"each": []}
 
 
 def test_for_each_over_what_is_not_a_list_fails_the_step_with_a_clear_code() -> None:
@@ -309,7 +309,7 @@ def test_fields_of_an_annotated_output_are_read_as_declared() -> None:
             with: {value: "${[steps.e.output, steps.d.output.a, default(steps.d.output.b, 0)]}"}
         """
     )
-    assert run(wf)[1].result(timeout=10) == {"f": [28.5, 2, 0]}
+    assert testing.run(wf).output == {"f": [28.5, 2, 0]}
 
 
 def test_an_approval_gate_waits_for_an_operator() -> None:
@@ -325,12 +325,12 @@ def test_an_approval_gate_waits_for_an_operator() -> None:
             with: {value: "${steps.deploy.output}"}
         """
     )
-    engine = plait.Engine("memory://")
-    handle = engine.start(wf, {})
-    assert {s.name: s.status.value for s in engine.steps(handle.id)}["deploy"] == "waiting"
-    engine.approve(handle.id, "deploy", by="ops")
-    engine.run_worker(until=handle, timeout=30)
-    assert handle.result(timeout=10) == {"after": "shipped"}
+    result = testing.run(wf, approve={"deploy": True})  # approving a step that is no gate: an error
+    assert [e.type for e in result.events if e.step == "deploy"][:2] == [
+        "step_waiting",
+        "step_approved",
+    ]
+    assert result.output == {"after": "shipped"}
 
 
 def test_an_approval_may_expire() -> None:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 import plait
+from plait import testing
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 
@@ -33,12 +34,9 @@ def twins() -> Iterator[tuple[plait.Workflow, plait.Workflow]]:
 
 def story(wf: plait.Workflow, run_input: dict[str, Any]) -> dict[str, Any]:
     """What a run did, without what differs from run to run (ids, times, durations)."""
-    engine = plait.Engine("memory://")
-    handle = engine.start(wf, run_input)
-    engine.run_worker(until=handle, timeout=30)
-    run = engine.get_run(handle.id)
+    result = testing.run(wf, run_input)
     events: dict[str | None, list[tuple[str, dict[str, Any]]]] = {}
-    for event in engine.events(handle.id):
+    for event in result.events:
         payload = {
             k: v
             for k, v in event.payload.items()
@@ -46,11 +44,11 @@ def story(wf: plait.Workflow, run_input: dict[str, Any]) -> dict[str, Any]:
         }
         events.setdefault(event.step, []).append((event.type, payload))
     return {
-        "status": run.status.value,
-        "output": run.output,
+        "status": result.status.value,
+        "output": result.output,
         "steps": sorted(
             (s.name, s.status.value, s.attempts, s.output, s.task, s.parent)
-            for s in engine.steps(handle.id)
+            for s in result.steps.values()
         ),
         "events": events,
     }
