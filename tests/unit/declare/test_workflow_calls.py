@@ -234,3 +234,25 @@ def test_the_nightly_etl_example_calls_the_etl_once_per_source() -> None:
         "each_source/each_source.item-0",
         "each_source/each_source.item-1",
     ]
+
+
+def test_a_python_step_calling_a_workflow_file_gets_what_a_workflow_step_gets(
+    tmp_path: Path,
+) -> None:
+    """The same sub-workflow called both ways: `workflow:` in a file, ctx.call in Python."""
+    _files(tmp_path, child=CHILD, parent="steps:\n  go:\n    workflow: child.yaml\n"
+           "    with: {n: 5}\n")  # fmt: skip
+    from_file = plait.load(tmp_path / "parent.yaml")
+    child = from_file.calls[0]
+    in_python = plait.Workflow("twin", calls=[child])
+
+    @in_python.step()
+    def go(ctx: plait.StepContext) -> object:
+        return ctx.call(child, {"n": 5})
+
+    outputs = []
+    for wf in (from_file, in_python):
+        engine, handle = run(wf)
+        outputs.append(handle.result(timeout=5))
+        assert engine.get_run(f"{handle.id}.go.0.1").called_by == "go"
+    assert outputs[0] == outputs[1] == {"go": {"twice": 10}}
