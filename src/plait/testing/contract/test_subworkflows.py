@@ -347,3 +347,22 @@ def test_a_replayed_caller_reads_its_recorded_child_and_starts_none(engine: plai
         "replay starts no run: step 'go' of run 'p' never called workflow 'child' as run 'p.go.0.2'"
     )
     assert [r.id for r in engine.list_runs(workflow="child").runs] == ["p.go.0.1"]
+
+
+def test_a_child_id_taken_by_another_run_fails_the_call(engine: plait.Engine) -> None:
+    child = _child()
+    engine.start(child, {"x": 1}, run_id="p.go.0.1")  # not started by the step
+    parent = plait.Workflow("parent")
+
+    @parent.step()
+    def go(ctx: plait.StepContext) -> Any:
+        return ctx.call(child, {"x": 1})
+
+    handle = engine.start(parent, {}, run_id="p")
+    engine.run_worker(until=handle, timeout=30)
+
+    with pytest.raises(plait.RunFailed) as failed:
+        handle.result(timeout=5)
+    assert failed.value.failures["go"] == plait.StepError(
+        "RunConflict", "run id 'p.go.0.1' is taken by a run that step 'go' of run 'p' did not call"
+    )
