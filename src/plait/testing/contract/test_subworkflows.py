@@ -254,12 +254,7 @@ def test_a_retried_caller_finds_its_child_and_starts_no_second_one(engine: plait
     assert [r.id for r in engine.list_runs(workflow="child").runs] == ["p.go.0.1"]
 
 
-def test_cancelling_the_caller_cancels_the_running_child(store_url: str) -> None:
-    with plait.Engine(store_url, lease=1.0) as engine:  # a heartbeat tells the child's worker
-        _cancel_the_caller(engine)
-
-
-def _cancel_the_caller(engine: plait.Engine) -> None:
+def test_cancelling_the_caller_cancels_the_running_child(engine: plait.Engine) -> None:
     started = threading.Event()
     child = plait.Workflow("child")
 
@@ -276,20 +271,21 @@ def _cancel_the_caller(engine: plait.Engine) -> None:
     def go(ctx: plait.StepContext) -> Any:
         return ctx.call(child)
 
-    handle = engine.start(parent, {}, run_id="p")
-    until = [handle.id, "p.go.0.1"]
-    worker = threading.Thread(target=lambda: engine.run_worker(until=until, timeout=30))
+    engine.start(parent, {}, run_id="p")
+    worker = threading.Thread(target=lambda: engine.run_worker(timeout=30))
     worker.start()
     try:
         assert started.wait(20)
         _wait_for(lambda: engine.inspect("p").steps[0].calling == "p.go.0.1")
         engine.cancel("p", reason="enough")
+        _wait_for(lambda: _step(engine, "p.go.0.1", "slow").status.terminal)
     finally:
+        engine.stop_workers()
         worker.join(30)
     child_run = engine.get_run("p.go.0.1")
     assert child_run.status is plait.RunStatus.CANCELLED
     assert child_run.error == "the run that called it, 'p', ended: enough"
-    _wait_for(lambda: _step(engine, "p.go.0.1", "slow").status.terminal)
+    assert _step(engine, "p.go.0.1", "slow").status is plait.StepStatus.CANCELLED
     assert _step(engine, "p", "go").status is plait.StepStatus.CANCELLED
 
 
