@@ -288,6 +288,8 @@ def inspect_run(run_row: RunRow, rows: list[StepRow], now: float) -> Inspection:
         elif r.joining:
             left = [f"{d} ({status[d].value})" for d in waits_on[r.name]]
             blockers[r.name] = [f"waiting for {r.unmet} spawned step(s): {', '.join(left[:5])}"]
+        elif (child := waits_for(r)) is not None:
+            blockers[r.name] = [f"waiting for the sub-workflow run it called, {child}"]
         elif r.status is StepStatus.WAITING:
             gate = r.options.gate if r.options is not None else None
             waits = (

@@ -169,8 +169,10 @@ def test_a_waiting_caller_shows_its_child_and_is_no_approval(engine: plait.Engin
     worker.start()
     try:
         _wait_for(lambda: engine.inspect("p").steps[0].calling == "p.go.0.1")
-        step = engine.inspect("p").steps[0]
+        inspection = engine.inspect("p")
+        step = inspection.steps[0]
         assert step.status is plait.StepStatus.WAITING and step.gate is None
+        assert inspection.blockers["go"] == ["waiting for the sub-workflow run it called, p.go.0.1"]
         assert engine.list_waiting(run_id="p") == []
         with pytest.raises(plait.RunStateError) as refused:
             engine.approve("p", "go")
