@@ -714,6 +714,9 @@ class _Loader:
                 raise self.error(
                     path, f"cannot read workflow file {ref!r} ({target}): {why}"
                 ) from None
+            directory = str(target.parent)  # its imports: may name the modules beside it
+            if directory not in sys.path:
+                sys.path.insert(0, directory)
             loader = _Loader(read(str(target), text), (*self.chain, target), self.called)
             found = self.called[target] = _Called(loader.build(), loader.inputs)
         child = found.workflow

@@ -256,3 +256,20 @@ def test_a_python_step_calling_a_workflow_file_gets_what_a_workflow_step_gets(
         outputs.append(handle.result(timeout=5))
         assert engine.get_run(f"{handle.id}.go.0.1").called_by == "go"
     assert outputs[0] == outputs[1] == {"go": {"twice": 10}}
+
+
+def test_a_called_file_imports_the_modules_beside_it(tmp_path: Path) -> None:
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "beside_child.py").write_text(
+        "import plait\n\n@plait.action('beside.triple')\ndef triple(n: int) -> int:\n"
+        "    return 3 * n\n"
+    )
+    (tmp_path / "lib" / "child.yaml").write_text(
+        "name: child\nimports: [beside_child]\ninputs: {n: integer}\n"
+        "steps:\n  t:\n    action: beside.triple\n    with: {n: '${inputs.n}'}\n"
+    )
+    (tmp_path / "parent.yaml").write_text(
+        "name: parent\nsteps:\n  go:\n    workflow: lib/child.yaml\n    with: {n: 2}\n"
+    )
+    _, handle = run(plait.load(tmp_path / "parent.yaml"))
+    assert handle.result(timeout=5) == {"go": {"t": 6}}
