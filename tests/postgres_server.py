@@ -258,8 +258,17 @@ def fresh_schema_url(base_url: str, prefix: str = "plait_t_") -> str:
     return urlunsplit(parts._replace(query=f"{parts.query}&{extra}" if parts.query else extra))
 
 
+def _dropping(base_url: str) -> psycopg.Connection[TupleRow]:
+    """A connection for dropping leftovers. Its commits do not wait for the WAL to reach the disk
+    (a crash could only bring a dropped test schema back, to be dropped again): a session's
+    ~1,000 schemas go in a third of the time (about 50 s otherwise at the session's end)."""
+    conn = connect(base_url, autocommit=True)
+    conn.execute("set synchronous_commit = off")
+    return conn
+
+
 def _drop(base_url: str, names_query: LiteralString, drop: LiteralString, prefix: str) -> list[str]:
-    with connect(base_url, autocommit=True) as conn:
+    with _dropping(base_url) as conn:
         rows = conn.execute(names_query, (_check_prefix(prefix),)).fetchall()
         names = [str(row[0]) for row in rows]
         for name in names:
@@ -277,7 +286,7 @@ def drop_stale_schemas(base_url: str, prefix: str) -> list[str]:
     """Drop the schemas `<prefix><pid>_…` of test sessions whose process has ended (a session
     drops its own when it ends; an interrupted one leaves them behind)."""
     query = "select nspname from pg_namespace where starts_with(nspname, %s)"
-    with connect(base_url, autocommit=True) as conn:
+    with _dropping(base_url) as conn:
         names = [str(row[0]) for row in conn.execute(query, (_check_prefix(prefix),)).fetchall()]
         stale = [n for n in names if not _alive(n[len(prefix) :].split("_", 1)[0])]
         for name in stale:

@@ -118,3 +118,44 @@ def test_runs_list_refuses_a_bad_label(cli: Cli, engine: plait.Engine) -> None:
     assert listed.stderr.strip() == (
         "plait: error: --label: invalid label 'customer': write it as key=value"
     )
+
+
+def test_bulk_actions_select_runs_by_label(cli: Cli, engine: plait.Engine) -> None:
+    wf = plait.Workflow("sq")
+    wf.add_step("square", lambda n: n * n)
+    engine.start(wf, {"n": 1}, run_id="a", labels={"customer": "42"})
+    engine.start(wf, {"n": 2}, run_id="b", labels={"customer": "42", "tier": "gold"})
+    engine.start(wf, {"n": 3}, run_id="c")
+
+    dry = cli("runs", "cancel", "--label", "customer=42", "--dry-run")
+    assert dry.code == 0, dry.stderr
+    assert dry.stdout.strip() == "2 runs match; cancel applies to 2 of the 2 selected"
+    gold = cli("runs", "cancel", "--label", "customer=42", "--label", "tier=gold", "--yes",
+               "--reason", "churned")  # fmt: skip
+    assert gold.code == 0, gold.stderr
+    assert gold.stdout.splitlines() == ["run b: done", "cancel: 1 done"]
+    no = cli("runs", "cancel", "--workflow", "sq", "--label", "customer=42", stdin="n\n")
+    assert no.code == 1 and "cancel 1 runs?" in no.stdout  # asked, and answered no
+    assert [engine.get_run(r).status.value for r in "abc"] == ["pending", "cancelled", "pending"]
+    yes = cli("runs", "cancel", "--label", "customer=42", stdin="y\n")
+    assert yes.code == 0, yes.stderr
+    assert "run a: done" in yes.stdout and "run b: skipped: run 'b' is cancelled" in yes.stdout
+    deleted = cli("runs", "delete", "--label", "customer=42", "--yes", "--json").json()
+    assert sorted((i["run_id"], i["outcome"]) for i in deleted["items"]) == [
+        ("a", "done"), ("b", "done"),
+    ]  # fmt: skip
+    assert [r.id for r in engine.list_runs().runs] == ["c"]
+
+    for args, message in [
+        (("cancel", "c", "--label", "customer=42"),
+         "runs cancel takes a run ID or filters (--workflow, --status, --label), not both"),
+        (("pause",), "runs pause takes a run ID, or filters that select runs"),
+        (("resume", "--label", "customer"), "--label: invalid label 'customer': write it as "
+         "key=value"),
+        (("retry", "c"), "runs retry takes a run ID and the STEP to retry (or filters)"),
+        (("delete", "--label", "customer=42", "--force"), "runs delete --force takes one run ID"),
+        (("cancel", "--status", "sleepy"), "unknown run status 'sleepy'"),
+    ]:  # fmt: skip
+        refused = cli("runs", *args)
+        assert refused.code == 2 and message in refused.stderr, (args, refused.stderr)
+    assert engine.get_run("c").status.value == "pending"

@@ -152,3 +152,10 @@ def test_runs_upgrade_moves_runs_in_flight(
     assert both.stderr.strip() == (
         "plait: error: runs upgrade takes a RUN or --workflow NAME (every run in flight), not both"
     )
+    labelled = cli("runs", "upgrade", "w1", "--label", "wave=1", "--to", str(v2_app))
+    assert labelled.code == 2
+    assert labelled.stderr.strip() == (
+        "plait: error: runs upgrade takes --label with --workflow NAME (to select its runs)"
+    )
+    none = cli("runs", "upgrade", "--workflow", "shop", "--label", "wave=1", "--to", str(v2_app))
+    assert (none.code, none.stdout.strip()) == (0, "no run of shop in flight")

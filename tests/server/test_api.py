@@ -103,6 +103,10 @@ def test_start_with_identity_and_list_by_labels(client: TestClient, engine: plai
     both = ok(client.get("/api/v1/runs", params=[("label", "customer=42"), ("label", "tier=gold")]))
     assert [r["id"] for r in both["runs"]] == ["o-7"]
     assert ok(client.get("/api/v1/runs?q=SEVEN"))["runs"][0]["id"] == "o-7"
+    gold = {"action": "cancel", "filter": {"labels": {"tier": "gold"}}}  # bulk, by labels
+    assert ok(client.post("/api/v1/bulk", json=gold, headers=AUTH))["sample"] == ["o-7"]
+    refused(client.post("/api/v1/bulk", json={"action": "cancel", "filter": {"labels": {"a b": "1"}}},
+            headers=AUTH), 422, "InputError", "invalid label key 'a b'")  # fmt: skip
     refused(client.post("/api/v1/runs", json={**body, "input": {"order_id": 9}}, headers=AUTH),
             409, "RunConflict", "already a run of workflow 'shop' with a different input")  # fmt: skip
     returned = {**body, "input": {"order_id": 9}, "if_exists": "return"}

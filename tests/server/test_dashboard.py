@@ -178,14 +178,21 @@ def test_user_data_is_shown_as_text_never_run(site: tuple[plait.Engine, str], pa
         ctx.save_artifact(HOSTILE[:60].replace("/", "_"), b"x")
         raise plait.Permanent(HOSTILE, code="evil")
 
-    engine.start(wf, {"note": HOSTILE}, run_id="hostile-1")
+    labels = {"team": "red", "note": HOSTILE}  # a run's name and labels are shown as text too
+    engine.start(wf, {"note": HOSTILE}, run_id="hostile-1", name=HOSTILE, labels=labels)
     engine.run_worker(until="hostile-1", timeout=30)
     engine.start("waits", {}, run_id="hostile-2")
     engine.signal("hostile-2", "go", {"html": HOSTILE})
-    page.goto(f"{url}/#/runs")
+    page.goto(f"{url}/#/runs?label=team=red")  # the runs with that label
     page.wait_for_selector('tr[data-run="hostile-1"]')
-    assert HOSTILE in page.text_content('tr[data-run="hostile-1"]')
+    row = page.text_content('tr[data-run="hostile-1"]')
+    assert HOSTILE in row and "team=red" in row and f"note={HOSTILE}" in row
+    assert page.locator("#runs-body tr").count() == 1  # not hostile-2
+    assert page.input_value("#label-filter") == "team=red"
     page.goto(f"{url}/#/run/hostile-1")
+    page.wait_for_selector("#run-labels")
+    assert page.text_content("#run-name") == HOSTILE
+    assert "team=red" in page.text_content("#run-labels")
     page.click('[data-node="evil"]')
     page.wait_for_selector("#step-error")
     assert HOSTILE in page.text_content("#step-error")

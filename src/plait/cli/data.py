@@ -14,19 +14,44 @@ import click
 from .._errors import RunStateError
 from ..core.blobs import DEFAULT_GRACE, BlobStats
 from . import render
-from .app import cli, db_option, existing_engine, json_option, log_option, runs, user_errors
+from .app import (
+    by_option,
+    cli,
+    db_option,
+    existing_engine,
+    json_option,
+    log_option,
+    runs,
+    user_errors,
+)
 from .loading import CliError
+from .operator import bulk_options, run_bulk, selection
 
 
 @runs.command("delete")
-@click.argument("run_id", metavar="ID")
+@click.argument("run_id", metavar="[ID]", required=False)
 @click.option("--force", is_flag=True, help="Cancel the run first if it is unfinished.")
+@bulk_options
+@by_option
+@json_option
 @db_option
 @log_option("warning")
 @user_errors
-def runs_delete(run_id: str, force: bool, db: str, log_level: str) -> None:
-    """Delete a finished run: its steps and event log (records its steps wrote stay)."""
+def runs_delete(
+    run_id: str | None, force: bool, workflow: str | None, status: str | None,
+    label_texts: tuple[str, ...], limit: int, dry_run: bool, yes: bool, by: str | None,
+    as_json: bool, db: str, log_level: str,
+) -> None:  # fmt: skip
+    """Delete a finished run (or the finished runs the filters select): its steps and event
+    log (records its steps wrote stay)."""
     render.install_logging(log_level)
+    where = selection("delete", run_id, workflow, status, label_texts)
+    if where is not None:
+        if force:
+            raise CliError("runs delete --force takes one run ID: filters delete finished runs")
+        return run_bulk("delete", where, limit=limit, dry_run=dry_run, yes=yes, by=by,
+                        as_json=as_json, db=db)  # fmt: skip
+    assert run_id is not None
     with existing_engine(db, writes=True) as engine:
         try:
             engine.delete_run(run_id, force=force)
@@ -39,7 +64,10 @@ def runs_delete(run_id: str, force: bool, db: str, log_level: str) -> None:
                 f"only; cancel it first (plait runs cancel {shlex.quote(run_id)}), or pass "
                 "--force (which cancels it, then deletes)"
             ) from None
-    click.echo(f"run {run_id} deleted")
+    if as_json:
+        render.print_json({"deleted": run_id})
+    else:
+        click.echo(f"run {run_id} deleted")
 
 
 def _stats_line(stats: BlobStats) -> str:

@@ -26,7 +26,9 @@ from .app import (
     db_option,
     existing_engine,
     json_option,
+    label_option,
     log_option,
+    parse_labels,
     runs,
     user_errors,
 )
@@ -439,6 +441,7 @@ def show_replay(result: Replay) -> None:
     "file defines several.",
 )
 @click.option("--dry-run", is_flag=True, help="Say what would happen to each run; change nothing.")
+@label_option("With --workflow: only its runs with this label (repeat: with every one of them).")
 @by_option
 @json_option
 @db_option
@@ -449,25 +452,34 @@ def runs_upgrade(
     workflow: str | None,
     target: str,
     dry_run: bool,
+    label_texts: tuple[str, ...],
     by: str | None,
     as_json: bool,
     db: str,
     log_level: str,
 ) -> None:
-    """Move RUN (or every run of --workflow in flight) to the version defined in --to, when it
-    fits: steps done keep their outputs, steps not yet run take the new version. A run that
-    does not fit is refused with the reason. Exit code 1 if any run was refused."""
+    """Move RUN (or every run of --workflow in flight, with every --label given) to the
+    version defined in --to, when it fits: steps done keep their outputs, steps added after
+    unfinished work are added, steps not yet run are dropped or take their new dependencies
+    and options. A run that does not fit (a running step removed or changed, a done step's
+    dependencies changed, a step added after work that has all ended) is refused with the
+    reason. Exit code 1 if any run was refused."""
     render.install_logging(log_level)
     if (run_id is None) == (workflow is None):
         raise CliError(
             "runs upgrade takes a RUN or --workflow NAME (every run in flight), not both"
         )
+    labels = parse_labels(label_texts)
+    if labels is not None and workflow is None:
+        raise CliError("runs upgrade takes --label with --workflow NAME (to select its runs)")
     path, attr = split_target(target)
     module = load_module(path)
     with existing_engine(db, writes=not dry_run) as engine:
         name = workflow if workflow is not None else engine.get_run(run_id or "").workflow
         to = pick_workflow(module, path, attr) if attr else _named(module, path, name)
-        done = engine.upgrade(run_id, workflow=workflow, to=to, dry_run=dry_run, by=by)
+        done = engine.upgrade(
+            run_id, workflow=workflow, to=to, dry_run=dry_run, by=by, labels=labels
+        )
     if as_json:
         render.print_json([u.as_dict() for u in done])
     else:

@@ -461,6 +461,13 @@ def _end_run(txn: Txn, run: RunRow) -> Transition:
     yield from calls.returned(txn, run)
 
 
+def end_if_done(txn: Txn, run: RunRow) -> Transition:
+    """End a run in flight that has no unfinished step left (its last ones were dropped by an
+    upgrade, `core.upgrade`)."""
+    if run.unfinished <= 0 and not run.status.terminal:
+        yield from _end_run(txn, run)
+
+
 def _json_str(name: str) -> bytes:
     # step names are restricted to [A-Za-z0-9_.-], so no escaping is needed
     return b'"' + name.encode() + b'"'

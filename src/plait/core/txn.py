@@ -58,6 +58,10 @@ class Txn:
         self.rekeyed: set[StepKey] = set()  # steps whose concurrency key changed (rare)
         self.changed_states: set[str] = set()  # runs whose session state changed (`run.state`)
         self.moved_runs: set[str] = set()  # runs moved to another version (`upgrade.move`)
+        # steps an upgrade deleted (not started, not in the new version), and steps whose
+        # columns that are otherwise never rewritten changed (edges, options, priority)
+        self.dropped_steps: set[StepKey] = set()
+        self.reshaped: set[StepKey] = set()
         # records' (stored revision, whether a document is there: not deleted) as loaded for a
         # Need's `records`; (0, False) for a key never written. `records_written`: writes of
         # each key this transaction commits (steps' `ctx.record`), each one revision more
@@ -95,6 +99,22 @@ class Txn:
     def insert(self, step: StepRow) -> None:
         key = (step.run_id, step.name)
         self.steps[key] = self.new_steps[key] = step
+
+    def drop(self, step: StepRow) -> None:
+        """Delete a step from its run (an upgrade drops a step that has not started)."""
+        key = (step.run_id, step.name)
+        self.steps[key] = None
+        self.changed_steps.pop(key, None)
+        self.reshaped.discard(key)
+        if self.new_steps.pop(key, None) is None:
+            self.dropped_steps.add(key)
+
+    def reshape(self, step: StepRow) -> None:
+        """The step's edges, options, optional flag or priority changed (an upgrade)."""
+        key = (step.run_id, step.name)
+        if key not in self.new_steps:
+            self.reshaped.add(key)
+        self.touch(step)
 
     def emit(self, run: RunRow, type_: str, step: str | None, **payload: object) -> None:
         if step is not None:

@@ -735,17 +735,24 @@ class Engine:
         to: Workflow,
         dry_run: bool = False,
         by: str | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> list[Upgrade]:
         """Move a run in flight (or, with `workflow=NAME`, every run of it in flight) to the
         version `to` of its workflow, when it fits (`plait.core.upgrade`): steps done keep
-        their outputs, and steps not yet run take the new version. A run that does not fit is
-        refused with the reason, per run; `dry_run` reports what would happen to each run and
-        changes nothing. Today a move changes the run's version only where its steps stay as
-        they are (other code, retries, timeouts, version string); a run that would gain, lose
-        or change steps is refused saying so. `to` is registered (a second graph under its
+        their outputs, steps added downstream of unfinished work are added (pending or ready as
+        their dependencies say), steps removed before they ran are dropped, and steps not yet
+        run take the new version's dependencies and options. A run that does not fit (a done
+        step's dependencies changed, a running step removed or changed, a step added after
+        work that has all ended, a run whose own version the store does not know) is refused
+        with the reason, per run; `dry_run` reports what would happen to each run and changes
+        nothing. With `workflow=`, `labels` moves only its runs having every one of them. A
+        worker that claims or ends a step of a run while it moves makes the move
+        decide again (fenced: it never writes over the worker's change). `to` is registered (a second graph under its
         name and version is refused, as by `register`). InputError (nothing changed) for a
         `to` of another workflow, both or neither of `run_id` and `workflow`."""
-        return await versions.upgrade(self._rt, run_id, workflow, to, dry_run, operator.actor(by))
+        return await versions.upgrade(
+            self._rt, run_id, workflow, to, dry_run, operator.actor(by), labels
+        )
 
     upgrade = blocking(upgrade_async)
 

@@ -5,14 +5,18 @@ a fork of a run uses (its own while a live worker serves it, else the newest one
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
+
 from .._errors import InputError, RunStateError, WorkflowNotFound
 from .._runtime import Runtime
+from ..core import identity
+from ..core.queues import resolve_key
 from ..core.rows import RunRow, RunStatus, WorkflowPlan
-from ..core.upgrade import Fit, fit, move, unsupported
+from ..core.upgrade import MOVED_MEANWHILE, Fit, fit, move
 from ..core.versions import PlanDiff, diff_plans
 from ..stores import Store
 from ..worker.registry import read_workers
@@ -154,6 +158,7 @@ async def upgrade(
     to: Workflow,
     dry_run: bool,
     by: str,
+    labels: Mapping[str, str] | None = None,
 ) -> list[Upgrade]:
     if not isinstance(to, Workflow):
         raise InputError(f"to must be a plait.Workflow, got {type(to).__name__}")
@@ -163,6 +168,9 @@ async def upgrade(
         raise InputError("upgrade takes a run id or workflow=NAME (every run in flight), not both")
     if workflow is not None and not isinstance(workflow, str):
         raise InputError(f"workflow must be a workflow name, got {type(workflow).__name__}")
+    wanted = identity.check_labels("upgrade", labels)
+    if wanted and workflow is None:
+        raise InputError("upgrade takes labels with workflow=NAME (to select runs), not a run id")
     if workflow is not None and workflow != to.name:
         raise InputError(
             f"cannot upgrade runs of workflow {workflow!r} to the graph of workflow {to.name!r}"
@@ -179,19 +187,24 @@ async def upgrade(
         assert workflow is not None
         if await store.get_workflow(workflow) is None:
             raise WorkflowNotFound(f"no workflow {workflow!r} is registered in this store")
-        runs = sorted(await in_flight(store, workflow), key=lambda r: (r.created_at, r.id))
+        found = [r for r in await in_flight(store, workflow) if identity.matches(r.labels, wanted)]
+        runs = sorted(found, key=lambda r: (r.created_at, r.id))
     new = to.plan() if dry_run else await rt.register(to)
     if dry_run and to.fingerprint not in rt.workflows:
         await rt.check_version(store, new)  # refused as a registration would be
     done: list[Upgrade] = []
     for run in runs:
-        done.append(await _upgrade_one(rt, store, run, new, dry_run, by))
+        done.append(await _upgrade_one(rt, store, run, to, new, dry_run, by))
     return done
 
 
+MOVE_TRIES = 5  # a run a worker changes between the decision and the move: decided again
+
+
 async def _upgrade_one(
-    rt: Runtime, store: Store, run: RunRow, new: WorkflowPlan, dry_run: bool, by: str
-) -> Upgrade:
+    rt: Runtime, store: Store, run: RunRow, to: Workflow, new: WorkflowPlan, dry_run: bool,
+    by: str,
+) -> Upgrade:  # fmt: skip
     def report(status: str, found: Fit | None = None, reason: str | None = None) -> Upgrade:
         return Upgrade(
             run.id, status, run.fingerprint, new.fingerprint, reason,
@@ -201,15 +214,47 @@ async def _upgrade_one(
     if run.fingerprint == new.fingerprint:
         return report("unchanged")
     old = await store.get_workflow(run.workflow, run.fingerprint)
-    found = fit(run, await store.get_steps(run.id), old, new)
-    if found.reason is not None:
-        return report("refused", found, found.reason)
-    if found.restructures and not dry_run:
-        return report("refused", found, unsupported(found))
-    if dry_run:
-        return report("would upgrade", found, unsupported(found) if found.restructures else None)
-    try:
-        await rt.apply(move, run.id, old=old, new=new, by=by)
-    except RunStateError as exc:  # a worker changed the run meanwhile: it no longer fits
-        return report("refused", found, str(exc))
-    return report("upgraded", found)
+    first = run
+    for _ in range(MOVE_TRIES):
+        current = await store.get_run(first.id, excerpt=16) or first  # as it is now
+        if current.fingerprint != first.fingerprint:  # another upgrade moved it meanwhile
+            if current.fingerprint == new.fingerprint:
+                return report("unchanged")
+            return report("refused", None, f"run {run.id!r} {MOVED_MEANWHILE} to another version")
+        run = current
+        found = fit(run, await store.get_steps(run.id), old, new)
+        if found.reason is not None:
+            return report("refused", found, found.reason)
+        try:
+            keys = await _keys(rt, run, to, new, found)
+        except InputError as exc:  # its input gives no key to a step the move makes
+            return report("refused", found, str(exc))
+        if dry_run:
+            return report("would upgrade", found)
+        try:
+            await rt.apply(move, run.id, old=old, new=new, by=by, expected=found, keys=keys)
+        except RunStateError as exc:  # a worker changed the run meanwhile: decide again
+            if MOVED_MEANWHILE not in str(exc):
+                return report("refused", found, str(exc))
+            continue
+        return report("upgraded", found)
+    return report("refused", None, f"run {run.id!r} {MOVED_MEANWHILE} {MOVE_TRIES} times")
+
+
+async def _keys(
+    rt: Runtime, run: RunRow, to: Workflow, new: WorkflowPlan, found: Fit
+) -> dict[str, str]:
+    """The concurrency keys, resolved from the run's input, of the steps a move (re)makes."""
+    planned = {s.name: s for s in new.steps}
+    keyed = [
+        name
+        for name in (*found.added, *found.changed)
+        if (o := planned[name].options) is not None and o.key_limit and not o.key_from_outputs
+    ]
+    if not keyed:
+        return {}
+    value = orjson.loads((await rt.run_row(run.id)).input)
+    return {
+        name: resolve_key(f"workflow {new.name!r}, step {name!r}", to[name].concurrency_key, value)
+        for name in keyed
+    }

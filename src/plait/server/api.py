@@ -466,7 +466,7 @@ async def bulk(request: Request, body: BulkBody) -> JSON:
     where = None
     if body.filter is not None:
         f = body.filter
-        where = RunFilter(f.workflow, f.status, f.created_from, f.created_to, f.text)
+        where = RunFilter(f.workflow, f.status, f.created_from, f.created_to, f.text, f.labels)
     result = await engine_of(request).bulk_async(
         body.action,
         run_ids=body.run_ids,

@@ -75,6 +75,9 @@ class FilterBody(Body):
     created_from: datetime | float | None = When
     created_to: datetime | float | None = When
     text: str | None = Field(default=None, max_length=200)
+    labels: dict[str, str] | None = Field(
+        default=None, max_length=32, description="runs having every one of these labels"
+    )
 
 
 class BulkBody(Body):

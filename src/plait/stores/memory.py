@@ -741,6 +741,10 @@ class MemoryStore:
         drive(transition, self._load, txn)
 
     def _write(self, txn: Txn) -> None:
+        for run_id, name in txn.dropped_steps:  # an upgrade's: never started, no payload
+            self._steps[run_id].pop(name, None)
+            for index in (self._ready, self._running, self._waiting):
+                index.pop((run_id, name), None)
         for step in txn.new_steps.values():
             self._put_step(self.blobs.kept_step(step, None, txn.now))
         for step in txn.changed_steps.values():

@@ -885,11 +885,13 @@ class NatsStore:
         runs: dict[str, RunRow] = {}
         steps: dict[tuple[str, str], StepRow] = {}
         events: list[EventRow] = []
+        dropped: set[tuple[str, str]] = set()  # steps an upgrade deleted
         for txn in txns:
             runs.update(txn.changed_runs)
             steps.update(txn.new_steps)
             steps.update(txn.changed_steps)
             events.extend(txn.events)
+            dropped |= txn.dropped_steps
         for run in runs.values():
             key = codec.key("run", run.id)
             old = r._runs.get(run.id)
@@ -899,7 +901,7 @@ class NatsStore:
             fields = {"output": run.output, "input": run.input}
             held = self._keep(key, fields, old, blobs, refs)
             writes.append((key, (run, updated), held))
-        writes.extend(self._page_writes(steps.values(), blobs, refs))
+        writes.extend(self._page_writes(steps.values(), blobs, refs, dropped))
         writes.extend(_event_writes(events))
         records: dict[str, RecordRow] = {}  # a key written twice: one write, counted twice
         for txn in txns:
@@ -931,18 +933,33 @@ class NatsStore:
         return writes, blobs
 
     def _page_writes(
-        self, changed: Iterable[StepRow], blobs: dict[str, bytes], refs: dict[str, int]
+        self,
+        changed: Iterable[StepRow],
+        blobs: dict[str, bytes],
+        refs: dict[str, int],
+        dropped: Collection[tuple[str, str]] = (),
     ) -> list[_Write]:
-        """The pages these changed (or new) steps are on, rewritten whole."""
+        """The pages these changed (or new) steps are on, rewritten whole (without the
+        `dropped` steps: the pages they were on are rewritten too)."""
         r = self._replica
         pages: dict[str, dict[str, StepRow]] = {}
+        owners: dict[str, str] = {}
         for step in changed:
-            pages.setdefault(_page_key(step.run_id, step.idx), {})[step.name] = step
+            key = _page_key(step.run_id, step.idx)
+            pages.setdefault(key, {})[step.name] = step
+            owners[key] = step.run_id
+        for run_id, name in dropped:
+            gone = r._steps.get(run_id, {}).get(name)
+            if gone is not None:
+                key = _page_key(run_id, gone.idx)
+                pages.setdefault(key, {})
+                owners[key] = run_id
         writes: list[_Write] = []
         for key, news in pages.items():
-            run_id = next(iter(news.values())).run_id
+            run_id = owners[key]
             stored = r._steps.get(run_id, {})
             names = self._pages.get(run_id, {}).get(key, set()) | set(news)
+            names -= {n for r_id, n in dropped if r_id == run_id}
             rows: list[StepRow] = []
             held: dict[str, dict[str, str]] = {}
             for name in names:

@@ -261,7 +261,11 @@ class Store(Protocol):
 
     async def apply(self, action: Action, now: float) -> CommitResult:
         """Run an operator action (a transition of `core.actions`, bound to its arguments) in
-        one transaction, loading what it asks for; its refusal, if any, is in the result."""
+        one transaction, loading what it asks for; its refusal, if any, is in the result. An
+        upgrade (`core.upgrade.move`) also deletes the steps of `Txn.dropped_steps`, adds
+        `Txn.new_steps`, and rewrites the edges, options, optional flag and priority of the
+        steps of `Txn.reshaped` (columns no other transition changes), and the run's version
+        and sinks (`Txn.moved_runs`)."""
 
     async def fire_timers(self, now: float, limit: int) -> CommitResult:
         """Act on what the clock decides: approvals past their expiry (`gates.expire_approval`)

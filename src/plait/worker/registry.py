@@ -23,7 +23,7 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import replace
 from typing import Protocol
 
@@ -50,9 +50,20 @@ def registration(
     concurrency: int,
     ttl: float,
     now: float,
+    known: Collection[str] = (),
 ) -> WorkerInfo:
-    """What a worker registers when it starts (heartbeats renew the times)."""
-    served = sorted(ServedWorkflow(wf.name, wf.version, wf.fingerprint) for wf in workflows)
+    """What a worker registers when it starts (heartbeats renew the times): every fingerprint
+    whose runs it serves: each workflow's own, and the others of `Workflow.fingerprints` (with
+    code_changes="deploy", the pinned one of its code, which runs started before migration 12
+    carry) that are in `known` (the store has that version: it may have runs)."""
+    served = sorted(
+        {
+            ServedWorkflow(wf.name, wf.version, fp)
+            for wf in workflows
+            for fp in wf.fingerprints
+            if fp == wf.fingerprint or fp in known
+        }
+    )
     return WorkerInfo(
         id=worker_id,
         host=socket.gethostname(),

@@ -192,6 +192,7 @@ class Worker:
         if not self.workflows:
             raise ValueError("the worker has no workflows to serve: register at least one")
         self._until = set(until) if until is not None else None
+        known = await self._known_fingerprints()
         loop = self._loop = asyncio.get_running_loop()
         self._pool.loop = loop
         self._pool.on_freed = self._slot_freed.set  # a stuck thread returned: room again
@@ -219,6 +220,7 @@ class Worker:
             concurrency=self.concurrency,
             ttl=self.rt.lease,
             now=self.rt.clock.time(),
+            known=known,
         )
         beat = None if self._scheduler is None else self._scheduler(self.id)
         registry = asyncio.create_task(
@@ -269,6 +271,20 @@ class Worker:
             self.workflows[fp] = workflow
         for called in workflow.calls:
             self.serve(called)
+
+    async def _known_fingerprints(self) -> list[str]:
+        """The fingerprints it serves besides its workflows' own (`Workflow.fingerprints`) that
+        the store has versions of: it registers those too (`registry.registration`)."""
+        try:
+            return [
+                fp
+                for wf in self._served()
+                for fp in wf.fingerprints
+                if fp != wf.fingerprint and await self.store.get_workflow(wf.name, fp) is not None
+            ]
+        except StoreError as exc:  # registered without them; it serves them all the same
+            log.warning("worker %s: could not read the versions it serves: %s", self.id, exc)
+            return []
 
     def _served(self) -> list[Workflow]:
         """The workflows served, each once."""

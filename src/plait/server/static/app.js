@@ -171,7 +171,9 @@ async function runsPage(params) {
     q: params.get("q") || "",
     created_from: params.get("created_from") || "",
     created_to: params.get("created_to") || "",
+    labels: params.getAll("label").join(" "),  // key=value, space-separated: runs with them all
   };
+  const wanted = parseLabels(f.labels);
   const workflows = (await api("/workflows")).workflows;
   const names = [...new Set(workflows.map((w) => w.name))].sort();
   const input = (name, attrs) => {
@@ -188,27 +190,32 @@ async function runsPage(params) {
   const form = h("form", { class: "filters", id: "filters" },
     h("label", {}, "Workflow", select("workflow", names)),
     h("label", {}, "Status", select("status", RUN_STATUSES)),
-    h("label", {}, "Search id or error", input("q", { placeholder: "text", id: "search" })),
+    h("label", {}, "Search id, name or error", input("q", { placeholder: "text", id: "search" })),
+    h("label", {}, "Labels", input("labels", { placeholder: "key=value …", id: "label-filter" })),
     h("label", {}, "Created from", input("created_from", { type: "datetime-local" })),
     h("label", {}, "Created before", input("created_to", { type: "datetime-local" })),
     h("button", { type: "submit" }, "Filter"));
   form.addEventListener("submit", (e) => {
     e.preventDefault();
     const p = new URLSearchParams();
-    for (const [k, v] of new FormData(form)) if (v) p.set(k, v);
+    for (const [k, v] of new FormData(form)) {
+      if (k === "labels") for (const [lk, lv] of Object.entries(parseLabels(v))) p.append("label", lk + "=" + lv);
+      else if (v) p.set(k, v);
+    }
     location.hash = "#/runs?" + p.toString();
   });
   const query = new URLSearchParams({ limit: "50", count: "true" });
   for (const [k, v] of Object.entries(f)) {
-    if (!v) continue;
+    if (!v || k === "labels") continue;
     query.set(k, k.startsWith("created") ? new Date(v).toISOString() : v);
   }
+  for (const [k, v] of Object.entries(wanted)) query.append("label", k + "=" + v);
   const tbody = h("tbody", { id: "runs-body" });
   const rows = new Map();
   const selected = new Set();
   const countText = h("span", { class: "muted", id: "run-count" });
   const table = h("table", { id: "runs" },
-    h("thead", {}, h("tr", {}, h("th", {}, ""), h("th", {}, "Run"), h("th", {}, "Workflow"),
+    h("thead", {}, h("tr", {}, h("th", {}, ""), h("th", {}, "Run"), h("th", {}, "Labels"), h("th", {}, "Workflow"),
       h("th", {}, "Status"), h("th", {}, "Created"), h("th", {}, "Duration"), h("th", {}, "Error"))),
     tbody);
   const more = h("button", { class: "secondary", type: "button" }, "More");
@@ -222,7 +229,9 @@ async function runsPage(params) {
     });
     const tr = h("tr", { "data-run": run.id },
       h("td", {}, box),
-      h("td", {}, h("a", { href: "#/run/" + encodeURIComponent(run.id) }, run.id)),
+      h("td", {}, h("a", { href: "#/run/" + encodeURIComponent(run.id) }, run.id),
+        run.name ? h("div", { class: "muted run-name" }, run.name) : null),
+      h("td", { class: "labels" }, labelChips(run.labels)),
       h("td", {}, run.workflow + " v" + run.version),
       h("td", { class: "status" }, badge(run.status)),
       h("td", {}, when(run.created_at)),
@@ -258,6 +267,7 @@ async function runsPage(params) {
     if (f.workflow) body.workflow = f.workflow;
     if (f.status) body.status = f.status;
     if (f.q) body.text = f.q;
+    if (Object.keys(wanted).length) body.labels = wanted;
     if (f.created_from) body.created_from = new Date(f.created_from).toISOString();
     if (f.created_to) body.created_to = new Date(f.created_to).toISOString();
     return body;
@@ -296,13 +306,27 @@ async function runsPage(params) {
   // live: a changed run is updated in place; a new one that fits the filter comes first
   const matches = (run) => (!f.workflow || run.workflow === f.workflow) &&
     (!f.status || run.status === f.status) &&
+    Object.entries(wanted).every(([k, v]) => (run.labels || {})[k] === v) &&
     (!f.q || run.id.toLowerCase().includes(f.q.toLowerCase()) ||
+      (run.name || "").toLowerCase().includes(f.q.toLowerCase()) ||
       (run.error || "").toLowerCase().includes(f.q.toLowerCase()));
   stream("/stream/runs", {
     run: (run) => {
       if (rows.has(run.id) || (matches(run) && !f.created_to)) upsert(run, !rows.has(run.id));
     },
   });
+}
+
+// a run's labels: "key=value" chips (text, never HTML); and the filter's "k=v k2=v2" as an object
+const labelChips = (labels) => Object.entries(labels || {}).map(([k, v]) => h("span", { class: "chip" }, k + "=" + v));
+
+function parseLabels(text) {
+  const found = {};
+  for (const part of (text || "").split(/[\s,]+/)) {
+    const at = part.indexOf("=");
+    if (at > 0) found[part.slice(0, at)] = part.slice(at + 1);
+  }
+  return found;
 }
 
 // -- a run ------------------------------------------------------------------------------------------
@@ -340,6 +364,9 @@ async function runPage(runId, params) {
       h("h1", {}, h("span", { id: "run-id" }, run.id), h("span", { id: "run-status" }, badge(run.status))),
       h("div", { class: "card" },
         h("div", { class: "kv" },
+          run.name ? h("div", {}, "name") : null, run.name ? h("div", { id: "run-name" }, run.name) : null,
+          Object.keys(run.labels || {}).length ? h("div", {}, "labels") : null,
+          Object.keys(run.labels || {}).length ? h("div", { id: "run-labels" }, labelChips(run.labels)) : null,
           h("div", {}, "workflow"), h("div", {}, run.workflow + " v" + run.version),
           h("div", {}, "created"), h("div", {}, when(run.created_at)),
           h("div", {}, "finished"), h("div", {}, when(run.finished_at) || "—"),

@@ -93,7 +93,9 @@ from .rows import (
     run_insert_row,
     run_update_output_row,
     run_update_row,
+    sinks_to_json,
     step_insert_row,
+    step_reshape_row,
     step_update_output_row,
     step_update_row,
 )
@@ -677,6 +679,8 @@ class Programs(DataPrograms):
         and the steps it added (spawned), as they are now."""
         changed = txn.changed_steps
         writes = self.blobs.writes()
+        for run_id, name in sorted(txn.dropped_steps):  # an upgrade's (rare)
+            yield from execute(self.q["delete_step"], {"run_id": run_id, "name": name})
         if txn.new_steps:
             rows = [step_insert_row(s, writes) for s in txn.new_steps.values()]
             yield from writes.announce()
@@ -700,10 +704,17 @@ class Programs(DataPrograms):
             yield from execute_many(self.touch_runs, moved)
         if txn.rekeyed:  # concurrency keys resolved from outputs, or pending again (rare)
             yield from self._write_keys(txn)
+        for run_id, name in sorted(txn.reshaped):  # edges and options an upgrade changed
+            step = txn.steps[(run_id, name)]
+            assert step is not None
+            yield from execute(self.q["reshape_step"], step_reshape_row(step))
         for run_id in sorted(txn.moved_runs):  # runs moved to another version (rare)
             row = txn.runs[run_id]
             assert row is not None
-            params = {"id": run_id, "fingerprint": row.fingerprint, "version": row.version}
+            params = {
+                "id": run_id, "fingerprint": row.fingerprint, "version": row.version,
+                "sinks": sinks_to_json(row.sinks),
+            }  # fmt: skip
             yield from execute(self.q["set_run_version"], params)
         for run_id in sorted(txn.changed_states):  # session states steps changed (ctx.state)
             run = txn.runs[run_id]

@@ -187,6 +187,16 @@ def _flow_columns(o: StepOptions | None) -> tuple[str | None, str | None, str | 
     return (None, None, None) if o is None else (o.queue, o.key, o.target)
 
 
+def step_reshape_row(s: StepRow) -> dict[str, Any]:
+    """The columns an upgrade rewrites of a step that stays (`reshape_step`)."""
+    queue, key, target = _flow_columns(s.options)
+    return {
+        "run_id": s.run_id, "name": s.name, "dependents": edges_to_json(s.dependents),
+        "optional": s.optional, "priority": s.priority, "options": options_to_json(s.options),
+        "queue": queue, "concurrency_key": key, "target": target,
+    }  # fmt: skip
+
+
 def step_update_row(s: StepRow) -> tuple[Any, ...]:
     """The mutable fields of a step but its output, then its key (UPDATE_STEP)."""
     return (
@@ -276,7 +286,7 @@ def new_run_row(run: RunRow, blobs: Blobbing) -> tuple[Any, ...] | None:
     return (
         run.id, run.workflow, run.version, run.fingerprint, run.status,
         b"" if input_ is None else input_,  # NOT NULL: empty when it is a blob
-        _sinks_to_json(run.sinks), run.unfinished, run.failures, run.next_seq, run.created_at,
+        sinks_to_json(run.sinks), run.unfinished, run.failures, run.next_seq, run.created_at,
         run.deadline, run.next_idx, input_blob, run.created_at,
     )  # fmt: skip
 
@@ -288,7 +298,7 @@ def run_insert_row(run: RunRow, blobs: Blobbing) -> tuple[Any, ...]:
     return (
         run.id, run.workflow, run.version, run.fingerprint, run.status,
         b"" if input_ is None else input_,  # NOT NULL: empty when it is a blob
-        _sinks_to_json(run.sinks), run.unfinished, run.failures, run.next_seq, output, run.error,
+        sinks_to_json(run.sinks), run.unfinished, run.failures, run.next_seq, output, run.error,
         run.created_at, run.started_at, run.finished_at, run.deadline, run.parent_run,
         run.forked_from, run.next_idx, run.state, run.name, labels_to_json(run.labels),
         run.metadata, run.called_by, input_blob, output_blob, run.created_at,
@@ -308,7 +318,7 @@ def label_rows(runs: Iterable[RunRow]) -> list[tuple[str, str, str]]:
 _SINKS_JSON_CACHE: dict[tuple[str, ...], str] = {}
 
 
-def _sinks_to_json(sinks: tuple[str, ...]) -> str:
+def sinks_to_json(sinks: tuple[str, ...]) -> str:
     """A run's `sinks` column; the runs of one workflow share their sinks, so the text is too."""
     text = _SINKS_JSON_CACHE.get(sinks)
     if text is None:

@@ -276,8 +276,8 @@ INSERT INTO run_labels (run_id, key, value)
 SELECT * FROM unnest(CAST(:run_id AS text[]), CAST(:key AS text[]), CAST(:value AS text[]));
 
 -- name: set_run_version
--- Move a run to another version of its workflow (engine.upgrade).
-UPDATE runs SET fingerprint = :fingerprint, version = :version WHERE id = :id;
+-- Move a run to another version of its workflow (engine.upgrade), with the sinks of its graph.
+UPDATE runs SET fingerprint = :fingerprint, version = :version, sinks = :sinks WHERE id = :id;
 
 -- name: set_run_state
 -- Write the session state of a run (ctx.state), changed by the steps whose success commits.

@@ -238,6 +238,16 @@ WHERE s.run_id = v.run_id AND s.name = v.name;
 UPDATE steps SET options = :options, concurrency_key = :concurrency_key
 WHERE run_id = :run_id AND name = :name;
 
+-- name: reshape_step
+-- Rewrite what an upgrade changes of a step that stays: its edges, options and flow columns.
+UPDATE steps SET dependents = :dependents, optional = :optional, priority = :priority,
+    options = :options, queue = :queue, concurrency_key = :concurrency_key, target = :target
+WHERE run_id = :run_id AND name = :name;
+
+-- name: delete_step
+-- Delete a step an upgrade dropped from its run (it has not started: no payload, no blob).
+DELETE FROM steps WHERE run_id = :run_id AND name = :name;
+
 -- name: list_failed_steps
 -- Failed steps across runs (filtered), the latest ended first, before a (finished_at, run_id, name).
 SELECT /*include step_columns*/

@@ -159,3 +159,34 @@ def test_runs_started_before_code_was_recorded_apart_are_served_by_the_same_code
     engine.approve(handle.id, "total")
     engine.run_worker(workflows=[now], until=handle, timeout=30)
     assert handle.result(timeout=10) == {"total": 6}
+
+
+def test_a_worker_registers_every_fingerprint_it_serves_so_none_looks_unserved(
+    engine: plait.Engine,
+) -> None:
+    """A worker of code_changes="deploy" serves the pinned fingerprint of its code too (runs
+    started before migration 12): it registers both, so `workflows()`, `topology()` and
+    `inspect()` do not say that no live worker serves such a run."""
+    legacy = shop(total_v1, "pin")
+    now = shop(total_v1)
+    handle = engine.start(legacy, {"n": 2})
+    worker = threading.Thread(target=lambda: engine.run_worker(workflows=[now], timeout=60))
+    worker.start()
+    try:
+        wait_until(
+            lambda: (
+                bool(engine.workers()) and any(w.run_id == handle.id for w in engine.list_waiting())
+            ),
+            "the worker and the approval",
+        )
+        [info] = engine.workers()
+        assert {w.fingerprint for w in info.workflows} == {now.fingerprint, legacy.fingerprint}
+        served = {i.fingerprint: i.workers for i in engine.workflows()}
+        assert served[legacy.fingerprint] == (info.id,)
+        topology = engine.topology("deploys", fingerprint=legacy.fingerprint)
+        assert [w.id for w in topology.workers] == [info.id]
+        assert topology.steps["total"].blocker is None
+    finally:
+        engine.stop_workers()
+        worker.join(timeout=30)
+    assert not worker.is_alive()
