@@ -34,3 +34,10 @@ def report(summary: dict[str, Any] | None) -> str:
     if summary is None:
         return "nothing loaded"
     return f"loaded {summary['rows']} rows into {summary['table']} (total {summary['total']})"
+
+
+@plait.action("etl.summarise")
+def summarise(runs: list[dict[str, Any]]) -> str:
+    """One line for the outputs of several runs of examples/etl.yaml (examples/etl_nightly.yaml)."""
+    lines = [run.get("report") or "nothing loaded" for run in runs]
+    return f"{len(runs)} source(s): " + "; ".join(lines)

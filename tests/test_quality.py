@@ -39,6 +39,7 @@ def test_public_names_are_pinned() -> None:
     assert sorted(plait.__all__) == sorted(
         [
             "Approval",
+            "ApprovalPolicy",
             "RunFilter",
             "FailedStepPage",
             "FailedStep",
@@ -53,6 +54,7 @@ def test_public_names_are_pinned() -> None:
             "BlobNotFound",
             "BlobStats",
             "CaughtError",
+            "ChildFailed",
             "ConfigError",
             "DeclarationError",
             "DefinitionError",

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from ._errors import (
     ArtifactNotFound,
     BlobNotFound,
+    ChildFailed,
     ConfigError,
     DeclarationError,
     DefinitionError,
@@ -74,7 +75,7 @@ if TYPE_CHECKING:
     from .stores.protocol import Store
     from .workflow.context import CaughtError, StepContext
     from .workflow.definition import Workflow
-    from .workflow.options import Approval
+    from .workflow.options import Approval, ApprovalPolicy
     from .workflow.session import SessionState
     from .workflow.tasks import Handle
 
@@ -127,6 +128,7 @@ _LAZY: dict[str, str] = {
     "Workflow": ".workflow.definition",
     "SessionState": ".workflow.session",
     "Approval": ".workflow.options",
+    "ApprovalPolicy": ".workflow.options",
     "Handle": ".workflow.tasks",
 }
 
@@ -134,6 +136,7 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "Approval",
+    "ApprovalPolicy",
     "Artifact",
     "ArtifactNotFound",
     "ArtifactRef",
@@ -142,6 +145,7 @@ __all__ = [
     "BulkItem",
     "BulkResult",
     "CaughtError",
+    "ChildFailed",
     "ConfigError",
     "DeclarationError",
     "DefinitionError",

@@ -23,6 +23,7 @@ PlaitError
 │   └── SchemaVersionError the database belongs to a newer plait, or is not plait's
 └── StepError-raising helpers for handlers (not PlaitError subclasses of each other):
     Retryable / Permanent  raised inside a step to choose retry behaviour and an error code
+    ChildFailed            raised by ctx.call: the sub-workflow's run failed or was cancelled
 """
 
 from __future__ import annotations
@@ -238,6 +239,22 @@ class Permanent(StepFailure):
     (shown by `plait runs show RUN --step STEP` and in the step's events)."""
 
     retryable = False
+
+
+class ChildFailed(StepFailure, PlaitError):
+    """A sub-workflow called with `ctx.call` / `ctx.call_async` ended without an output: its run
+    failed or was cancelled. Raised by the call in the calling step; uncaught, it fails that
+    step with the child's error code (`code`: the code of the child's first failed step,
+    "cancelled" for a cancelled run) and a message naming the child run. Not retried (the
+    call would return the same ended run again); catch it to handle the child's failure.
+    `run_id` is the child run's id, `status` how it ended ("failed" or "cancelled")."""
+
+    retryable = False
+
+    def __init__(self, message: str, *, code: str, run_id: str, status: str) -> None:
+        super().__init__(message, code=code)
+        self.run_id = run_id
+        self.status = status
 
 
 class _StepEnded(PlaitError):

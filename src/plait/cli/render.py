@@ -95,6 +95,7 @@ def run_doc(run: Run) -> dict[str, Any]:
         "deadline": _iso(run.deadline),
         "parent_run": run.parent_run,
         "forked_from": run.forked_from,
+        "called_by": run.called_by,
         "state": run.state,
         "name": run.name,
         "labels": run.labels,
@@ -123,6 +124,7 @@ def step_doc(step: Step) -> dict[str, Any]:
         "parent": step.parent,
         "code": step.code,
         "input": step.input,
+        "calling": step.calling,
     }
 
 
@@ -473,7 +475,10 @@ def show_inspection(console: Console, inspection: Inspection) -> None:
         f"created   {_when(run.created_at)}   finished {_when(run.finished_at)}"
         f"   duration {_secs(inspection.duration)}"
     )
-    if run.parent_run is not None:
+    if run.parent_run is not None and run.called_by is not None:
+        at = escape(run.called_by)
+        console.print(f"called    by run {escape(run.parent_run)}, step {at} (a sub-workflow)")
+    elif run.parent_run is not None:
         at = escape(run.forked_from or "?")
         console.print(f"forked    from run {escape(run.parent_run)} at step {at}")
     if run.deadline is not None:
@@ -506,6 +511,8 @@ def show_inspection(console: Console, inspection: Inspection) -> None:
             detail = escape(step.skip_reason)
         elif (reused := step.reused_from) is not None:
             detail = f"[dim]reused from {escape(reused)}[/]"
+        elif step.calling is not None:
+            detail = f"[yellow]waiting for sub-workflow run {escape(step.calling)}[/]"
         elif step.status.value == "waiting" and step.gate is not None:
             expires_in = (
                 None if step.expires_at is None else (step.expires_at - now).total_seconds()

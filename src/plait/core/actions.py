@@ -63,7 +63,7 @@ def cancel(txn: Txn, run_id: str, *, reason: str | None, by: str) -> Transition:
     if run.status not in CANCELLABLE:
         _refuse(txn, run, "cancel", "cancelled", CANCELLABLE)
         return
-    running = end_unfinished(txn, run, RunStatus.CANCELLED, reason or "cancelled", by=by)
+    running = yield from end_unfinished(txn, run, RunStatus.CANCELLED, reason or "cancelled", by=by)
     txn.emit(run, "run_cancelled", None, by=by, reason=reason, interrupting=running)
 
 

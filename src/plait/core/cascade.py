@@ -17,6 +17,7 @@ from collections.abc import Generator, Iterable
 
 import orjson
 
+from . import calls
 from .rows import (
     AtEnd,
     Edge,
@@ -251,18 +252,25 @@ def _fail_fast(txn: Txn, run: RunRow) -> Transition:
     waiting steps cancelled, its running ones interrupted (as a cancel does)."""
     yield from need_all(txn, run.id)
     error = run.error or "a step failed"
-    running = end_unfinished(txn, run, RunStatus.FAILED, error, by=FAIL_FAST)
+    running = yield from end_unfinished(txn, run, RunStatus.FAILED, error, by=FAIL_FAST)
     txn.emit(run, "run_failed", None, code=FAIL_FAST, error=error, failures=run.failures,
              interrupting=running)  # fmt: skip
 
 
-def end_unfinished(txn: Txn, run: RunRow, status: RunStatus, error: str, *, by: str) -> list[str]:
+def end_unfinished(
+    txn: Txn, run: RunRow, status: RunStatus, error: str, *, by: str
+) -> Generator[Need, None, list[str]]:
     """End a run that has not finished (cancelled, failed past its deadline, or by fail-fast):
     its waiting steps end `cancelled` now, its running ones are interrupted (the worker learns
-    it from its next heartbeat, or at once in this process). Returns the names of those still
-    running. The run's steps must be loaded (`need_all`)."""
+    it from its next heartbeat, or at once in this process), the child runs its steps wait for
+    (`core.calls`) are cancelled, and a step that called this run is ready again. Returns the
+    names of the steps still running. The run's steps must be loaded (`need_all`)."""
     running = []
+    children = []
     for step in steps_of(txn, run.id):
+        child = calls.waits_for(step)
+        if child is not None:
+            children.append(child)
         if step.status in _CANCELLED_AT_ONCE:
             step.status = StepStatus.CANCELLED
             step.finished_at = txn.now
@@ -279,7 +287,21 @@ def end_unfinished(txn: Txn, run: RunRow, status: RunStatus, error: str, *, by: 
         run.started_at = txn.now
     txn.result.ended_runs.append(run.id)
     txn.result.cancelled_runs.append(run.id)
+    for child in children:
+        yield from cancel_call(txn, child, f"the run that called it, {run.id!r}, ended: {error}")
+    yield from calls.returned(txn, run)
     return running
+
+
+def cancel_call(txn: Txn, child_id: str, reason: str) -> Transition:
+    """Cancel the child run a step of an ending run waits for (and, through `end_unfinished`,
+    the children its own steps wait for)."""
+    yield from need_all(txn, child_id)
+    child = txn.runs.get(child_id)
+    if child is None or child.status.terminal:
+        return
+    running = yield from end_unfinished(txn, child, RunStatus.CANCELLED, reason, by="parent")
+    txn.emit(child, "run_cancelled", None, by="parent", reason=reason, interrupting=running)
 
 
 # -- a spawned step ends: its parent joins it -------------------------------------------------
@@ -436,6 +458,7 @@ def _end_run(txn: Txn, run: RunRow) -> Transition:
         run.status = RunStatus.COMPLETED
         txn.emit(run, "run_completed", None)
     txn.result.ended_runs.append(run.id)
+    yield from calls.returned(txn, run)
 
 
 def end_if_done(txn: Txn, run: RunRow) -> Transition:

@@ -12,6 +12,7 @@ refused one changes nothing and says why (`txn.result.refusal`).
 from __future__ import annotations
 
 from .actions import REJECTED
+from .calls import waits_for
 from .cascade import end_unfinished, join_expired, settle
 from .rows import Gate, OnExpiry, RunRow, RunStatus, StepRow, StepStatus
 from .txn import Transition, Txn, need, need_all
@@ -46,6 +47,8 @@ def _not_waiting(txn: Txn, run: RunRow, step: StepRow, done: str) -> None:
     state = step.status.value
     if step.joining:
         state = f"running the {step.unmet} step(s) it spawned"
+    elif (child := waits_for(step)) is not None:
+        state = f"waiting for the run it called, {child!r}"
     if run.status.terminal:
         state += f" (the run is {run.status.value})"
     txn.result.refusal = (
@@ -60,7 +63,7 @@ def _waiting_approval(
     run, step = _gated_step(txn, run_id, name, Gate.APPROVAL)
     if run is None or step is None:
         return None, None
-    if step.status is not StepStatus.WAITING or step.joining:
+    if step.status is not StepStatus.WAITING or step.joining or waits_for(step) is not None:
         _not_waiting(txn, run, step, done)
         return None, None
     return run, step
@@ -151,7 +154,7 @@ def pass_deadline(txn: Txn, run_id: str) -> Transition:
     if run is None or run.status.terminal or run.deadline is None or run.deadline > txn.now:
         return
     error = f"{DEADLINE_EXCEEDED}: the run did not finish by its deadline"
-    running = end_unfinished(txn, run, RunStatus.FAILED, error, by="deadline")
+    running = yield from end_unfinished(txn, run, RunStatus.FAILED, error, by="deadline")
     txn.emit(run, "run_failed", None, code=DEADLINE_EXCEEDED, error=error, interrupting=running)
 
 

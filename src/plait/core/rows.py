@@ -208,13 +208,16 @@ class RunRow:
     started_at: float | None = None
     finished_at: float | None = None
     deadline: float | None = None  # past it, the run fails with deadline_exceeded
-    parent_run: str | None = None  # the run this one was forked from
+    parent_run: str | None = None  # the run this one was forked from, or that called it
     forked_from: str | None = None  # the step of the parent it was forked from
     next_idx: int = 0  # the `idx` of the next step added to the run (spawned steps)
     state: bytes | None = None  # the session state (`ctx.state`): a JSON object, None if empty
     name: str | None = None  # a human name given at start (`core.identity`)
     labels: dict[str, str] | None = None  # string labels given at start; lists filter by them
     metadata: bytes | None = None  # a JSON object given at start, kept as it is
+    # the step of `parent_run` that called this run as a sub-workflow (`ctx.call`,
+    # `core.calls`): its end makes that step ready again. None for a fork or any other start
+    called_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -413,10 +416,14 @@ class Outcome:
     # what its handler received (`StepRow.input`): a static step's arguments, a JSON object
     # by parameter (a spawned step's input is recorded when it is spawned: None here)
     input: bytes | None = None
+    # it called a sub-workflow (`ctx.call`) whose run, of this id, has not ended: the step
+    # waits for it without a lease and runs again when it ends (`core.calls`); nothing else
+    # of the attempt is committed
+    call: str | None = None
 
     @property
     def succeeded(self) -> bool:
-        return self.error_code is None and not self.skipped
+        return self.error_code is None and not self.skipped and self.call is None
 
 
 @dataclass(slots=True)

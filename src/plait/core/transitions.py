@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Generator
 from dataclasses import replace
 
-from . import session
-from .cascade import CONDITION, paused_when_idle, settle
+from . import calls, session
+from .cascade import CONDITION, cancel_call, paused_when_idle, settle
 from .claiming import dispatchable
 from .loops import loop_back
 from .rows import Claim, CodeOf, Outcome, RunRow, RunStatus, StepRow, StepStatus
@@ -108,6 +108,9 @@ def _complete(txn: Txn, outcome: Outcome) -> Transition:
         return
     txn.result.accepted.append(True)
     txn.ended_attempts.append(step)
+    if outcome.call is not None:  # it called a sub-workflow: it waits for it (`core.calls`)
+        yield from _called(txn, run, step, outcome.call)
+        return
     if outcome.input is not None and step.task is None and step.input != outcome.input:
         step.input = outcome.input  # what this attempt's handler received
     new_state = None
@@ -182,6 +185,15 @@ def _complete(txn: Txn, outcome: Outcome) -> Transition:
     step.finished_at = txn.now
     txn.emit(run, "step_failed", step.name, **detail)
     yield from settle(txn, run, step)
+
+
+def _called(txn: Txn, run: RunRow, step: StepRow, child: str) -> Transition:
+    if run.status.terminal:  # cancelled while it ran: it ends here, and so does its child
+        _end_interrupted(txn, run, step, step.worker_id)
+        yield from cancel_call(txn, child, f"the run that called it, {run.id!r}, ended")
+        yield from settle(txn, run, step)
+        return
+    yield from calls.suspend(txn, run, step, child)
 
 
 def check_records(txn: Txn, outcome: Outcome) -> Generator[Need, None, Outcome]:

@@ -30,12 +30,13 @@ from .. import _codec
 from .._errors import DeclarationError, DefinitionError, Permanent
 from ..core.loops import Goto
 from ..core.queues import check_queue
-from ..core.retry import Retry
+from ..core.retry import LINEAR, Retry
 from ..workflow.context import StepContext
 from ..workflow.definition import WORKFLOW_NAME_RE, Workflow
-from ..workflow.options import Approval
+from ..workflow.options import POLICY_MODES, Approval, ApprovalPolicy
+from ..workflow.params import adapter
 from ..workflow.session import SessionState
-from .actions import Action, ActionNotFound, import_module, output_problem, resolve
+from .actions import Action, ActionNotFound, Param, import_module, output_problem, resolve
 from .expressions import (
     EvaluationError,
     ExpressionError,
@@ -68,6 +69,7 @@ TOP_KEYS = (
 )
 STEP_KEYS = (
     "action",
+    "workflow",
     "description",
     "with",
     "depends_on",
@@ -95,14 +97,11 @@ NOT_AT_END = ("depends_on", "goto", "catch", "optional")
 ERROR_FIELDS = ("step", "code", "message")  # what `error` holds in a catching step
 POST_KEYS = ("set", "append")
 APPROVAL_KEYS = ("expires_after", "on_expiry")
-RETRY_KEYS = ("attempts", "delay", "backoff", "max_delay", "jitter")
+RETRY_KEYS = ("attempts", "delay", "backoff", "max_delay", "jitter", "non_retryable")
 INPUT_KEYS = ("type", "default", "description")
 GOTO_KEYS = ("when", "step", "max_iterations")
 AWAIT_KEYS = ("mode", "timeout")
 POLICY_KEYS = ("mode", "allow", "block", "expires_after", "on_expiry")
-POLICY_MODES = ("auto", "ask", "deny")  # run every action; ask for approval; refuse
-ACTION_BLOCKED = "action_blocked"  # the code of a step whose action the policy blocks
-ACTION_DENIED = "action_denied"  # the code of a step whose action a `deny` policy does not allow
 AWAIT_MODES = ("all", "first", "any_error")  # a for_each's join (Python: join=)
 INPUT_TYPES: dict[str, Any] = {
     "string": str,
@@ -144,8 +143,32 @@ def load(path: str | FilePath) -> Workflow:
 
 
 def loads(text: str, *, file: str = "<string>") -> Workflow:
-    """The Workflow the YAML `text` declares (`file` names it in errors)."""
-    return _Loader(read(file, text)).build()
+    """The Workflow the YAML `text` declares (`file` names it in errors; the files its
+    `workflow:` steps name are relative to its directory, or to the current one)."""
+    chain = () if file.startswith("<") else (FilePath(file).resolve(),)
+    return _Loader(read(file, text), chain, {}).build()
+
+
+@dataclass
+class _Called:
+    """A workflow file a `workflow:` step calls, loaded: its Workflow and its inputs."""
+
+    workflow: Workflow
+    inputs: dict[str, _InputSpec]
+
+
+@dataclass
+class _WorkflowCall(Action):
+    """The action of a `workflow:` step: it calls the workflow (`ctx.call`) with its `with:`
+    as the input, and returns the child run's output ({sink: output}). Its parameters are the
+    called file's inputs, so that `with:` is checked at load as an action's arguments are."""
+
+    called: Workflow | None = None
+
+    @property
+    def digest(self) -> str:
+        assert self.called is not None
+        return self.called.pinned_fingerprint  # the called file's graph and code
 
 
 # -- what a file declares ------------------------------------------------------------------------
@@ -212,33 +235,6 @@ class _StepSpec:
 
 
 @dataclass
-class _Policy:
-    """`approval_policy:`: which actions run, wait for an approval, or fail (by action name,
-    case-insensitive): the block list first, then the allow list, then the mode."""
-
-    mode: str
-    allow: frozenset[str]
-    block: frozenset[str]
-    approval: Approval
-
-    def refusal(self, action: str) -> tuple[str, str] | None:
-        """(code, message) if a step calling `action` must fail, else None."""
-        name = action.lower()
-        if name in self.block:
-            return ACTION_BLOCKED, f"action {action!r} is blocked by the workflow's approval_policy"
-        if self.mode == "deny" and name not in self.allow:
-            return (
-                ACTION_DENIED,
-                f"action {action!r} is not allowed by the workflow's approval_policy "
-                "(mode deny: only the actions under allow: run)",
-            )
-        return None
-
-    def asks(self, action: str) -> bool:
-        return self.mode == "ask" and action.lower() not in self.allow
-
-
-@dataclass
 class _InputSpec:
     name: str
     kind: str
@@ -247,11 +243,16 @@ class _InputSpec:
 
 
 class _Loader:
-    def __init__(self, source: Source) -> None:
+    def __init__(
+        self, source: Source, chain: tuple[FilePath, ...], called: dict[FilePath, _Called]
+    ) -> None:
         self.src = source
+        self.chain = chain  # the files being loaded, the file that named this one last
+        self.called = called  # the files `workflow:` steps name, loaded once per load()
+        self.callees: list[Workflow] = []
         self.steps: dict[str, _StepSpec] = {}
         self.inputs: dict[str, _InputSpec] = {}
-        self.policy: _Policy | None = None
+        self.policy: ApprovalPolicy | None = None
         self.digest = hashlib.sha256(source.text.encode()).hexdigest()[:16]
 
     # -- checking -------------------------------------------------------------------------------
@@ -489,13 +490,49 @@ class _Loader:
     def retry(self, path: Path, value: Any) -> Retry:
         spec = self.mapping(path, value, RETRY_KEYS, "retry")
         options: dict[str, Any] = {}
-        if "attempts" in spec:
-            options["attempts"] = self.integer((*path, "attempts"), spec["attempts"], 1, 1000)
+        if "attempts" in spec:  # null: no limit (plait.Retry(attempts=None))
+            attempts = spec["attempts"]
+            if attempts is not None and (
+                isinstance(attempts, bool)
+                or not isinstance(attempts, int)
+                or not 1 <= attempts <= 1000
+            ):
+                raise self.error(
+                    (*path, "attempts"),
+                    "must be an integer from 1 to 1000, or null for no limit, "
+                    f"got {_shown(attempts)}",
+                )
+            options["attempts"] = attempts
         for option in ("delay", "max_delay"):
             if option in spec:
                 options[option] = self.duration((*path, option), spec[option])
         if "backoff" in spec:
-            options["backoff"] = self.number((*path, "backoff"), spec["backoff"], 1, 100)
+            backoff = spec["backoff"]
+            if isinstance(backoff, str):
+                if backoff != LINEAR:
+                    raise self.error(
+                        (*path, "backoff"),
+                        f"must be a number from 1 to 100 or 'linear', got {_shown(backoff)}"
+                        f"{did_you_mean(backoff, [LINEAR])}",
+                    )
+                options["backoff"] = LINEAR
+            else:
+                options["backoff"] = self.number((*path, "backoff"), backoff, 1, 100)
+        if "non_retryable" in spec:
+            codes = spec["non_retryable"]
+            if not isinstance(codes, list):
+                raise self.error(
+                    (*path, "non_retryable"),
+                    "must be a list of error codes (an exception's class name unless it gives "
+                    f"a code, timeout, ...), got {_kind(codes)}",
+                )
+            for i, code in enumerate(codes):
+                if not isinstance(code, str) or not code:
+                    raise self.error(
+                        (*path, "non_retryable", i),
+                        f"must be an error code (a non-empty string), got {_shown(code)}",
+                    )
+            options["non_retryable"] = codes
         if "jitter" in spec:
             options["jitter"] = self.number((*path, "jitter"), spec["jitter"], 0, 1)
         return Retry(**options)
@@ -523,9 +560,17 @@ class _Loader:
     def step(self, name: str, value: Any, section: str = "steps") -> _StepSpec:
         path: Path = (section, name)
         spec = self.mapping(path, value, STEP_KEYS, "a step")
-        if "action" not in spec:
+        if "action" in spec and "workflow" in spec:
             raise self.error(
-                path, "a step needs an action: a registered action's name or module:function"
+                (*path, "workflow"),
+                "a step calls an action or a workflow, not both: drop action: or workflow:",
+                key=True,
+            )
+        if "action" not in spec and "workflow" not in spec:
+            raise self.error(
+                path,
+                "a step needs an action: (a registered action's name or module:function) "
+                "or a workflow: (a workflow file to call)",
             )
         if section != "steps":
             for key in NOT_AT_END:
@@ -536,11 +581,16 @@ class _Loader:
                         "step has ended",
                         key=True,
                     )
-        step = _StepSpec(name, self.string((*path, "action"), spec["action"]), section)
-        try:
-            step.action = resolve(step.action_ref)
-        except ActionNotFound as exc:
-            raise self.error((*path, "action"), str(exc)) from None
+        if "workflow" in spec:
+            ref = self.string((*path, "workflow"), spec["workflow"])
+            step = _StepSpec(name, f"workflow:{ref}", section)
+            step.action = self.call((*path, "workflow"), ref)
+        else:
+            step = _StepSpec(name, self.string((*path, "action"), spec["action"]), section)
+            try:
+                step.action = resolve(step.action_ref)
+            except ActionNotFound as exc:
+                raise self.error((*path, "action"), str(exc)) from None
         if "description" in spec:
             self.string((*path, "description"), spec["description"])
         args = spec.get("with", {})
@@ -555,7 +605,7 @@ class _Loader:
                 if argument
                 else (*path, "with")
                 if "with" in spec
-                else (*path, "action")
+                else (*path, "workflow" if "workflow" in spec else "action")
             )
             raise self.error(where, problem, key=argument is not None)
         for argument, param in step.action.params.items():
@@ -647,6 +697,43 @@ class _Loader:
             step.catch_path = (*path, "catch")
         return step
 
+    def call(self, path: Path, ref: str) -> _WorkflowCall:
+        """The action of a step that calls the workflow file `ref` (relative to this file's
+        directory): loaded once per load, refused if it is missing or includes itself."""
+        base = self.chain[-1].parent if self.chain else FilePath.cwd()
+        target = (base / ref).resolve()
+        if target in self.chain:
+            loop = " -> ".join(f.name for f in (*self.chain[self.chain.index(target) :], target))
+            raise self.error(path, f"workflow file {ref!r} includes itself: {loop}")
+        found = self.called.get(target)
+        if found is None:
+            try:
+                text = target.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                why = getattr(exc, "strerror", None) or str(exc)
+                raise self.error(
+                    path, f"cannot read workflow file {ref!r} ({target}): {why}"
+                ) from None
+            directory = str(target.parent)  # its imports: may name the modules beside it
+            if directory not in sys.path:
+                sys.path.insert(0, directory)
+            loader = _Loader(read(str(target), text), (*self.chain, target), self.called)
+            found = self.called[target] = _Called(loader.build(), loader.inputs)
+        child = found.workflow
+        if all(c is not child for c in self.callees):
+            self.callees.append(child)
+
+        def call(ctx: StepContext, **values: Any) -> Any:
+            return ctx.call(child, values)
+
+        params = {
+            spec.name: Param(spec.name, spec.required, adapter(INPUT_TYPES[spec.kind]))
+            for spec in found.inputs.values()
+        }
+        return _WorkflowCall(
+            f"workflow:{ref}", call, params, ctx_param="ctx", returns=Any, called=child
+        )
+
     def link_catch(self, step: _StepSpec) -> None:
         """`catch: NAME` on a step: NAME (a step under steps:) runs only if this one fails, and
         reads its error (`${error}`); it cannot wait for this step otherwise."""
@@ -672,7 +759,7 @@ class _Loader:
             )
         handler.catches = step.name
 
-    def approval_policy(self, path: Path, value: Any) -> _Policy:
+    def approval_policy(self, path: Path, value: Any) -> ApprovalPolicy:
         """`approval_policy: MODE` or `{mode, allow, block, expires_after, on_expiry}`."""
         spec = {"mode": value} if isinstance(value, str) else value
         spec = self.mapping(path, spec, POLICY_KEYS, "approval_policy (or a mode)")
@@ -701,7 +788,9 @@ class _Loader:
         approval = (
             self.approval(path, {k: spec[k] for k in APPROVAL_KEYS if k in spec}) or Approval()
         )
-        return _Policy(mode, lists["allow"], lists["block"], approval)
+        return ApprovalPolicy(
+            mode, lists["allow"], lists["block"], approval.expires_after, approval.on_expiry
+        )
 
     def await_(self, step: _StepSpec, path: Path, value: Any) -> None:
         """`await: MODE` or `{mode, timeout}`: how a for_each waits for its items."""
@@ -1035,7 +1124,10 @@ class _Loader:
         self, name: str, version: str, retry: Retry | None, timeout: float | None, fail_fast: bool
     ) -> Workflow:
         try:
-            wf = Workflow(name, version, retry=retry, timeout=timeout, fail_fast=fail_fast)
+            wf = Workflow(
+                name, version, retry=retry, timeout=timeout, fail_fast=fail_fast,
+                calls=self.callees,
+            )  # fmt: skip
         except DefinitionError as exc:
             raise self.error(("name",), str(exc)) from None
         for step in self.steps.values():
@@ -1051,7 +1143,8 @@ class _Loader:
 
     def add(self, wf: Workflow, step: _StepSpec) -> None:
         assert step.action is not None
-        if self.policy is not None:
+        # the policy is about actions: a called workflow's own policy governs its actions
+        if self.policy is not None and not isinstance(step.action, _WorkflowCall):
             step.refusal = self.policy.refusal(step.action.name)
             if (
                 step.refusal is None

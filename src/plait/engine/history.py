@@ -18,6 +18,7 @@ from ..core.diff import diff_runs
 from ..core.fork import downstream, fork_run, plan_fork, state_at_fork, topological
 from ..core.queues import flow_of_run
 from ..core.rows import EdgeKind, RunRow, StepInputs, StepRow, StepStatus
+from ..worker.calls import RecordedCalls
 from ..workflow.definition import StepDef, Workflow
 from . import runs, versions
 from .operator import actor
@@ -213,7 +214,14 @@ async def replay(rt: Runtime, run_id: str, step: str, workflow: Workflow | None)
         )
     inputs = await replay_inputs(rt, run_id, definition, recorded)
     log.debug("replaying step", extra={"run_id": run_id, "step": step})
-    return await replay_step(workflow, definition, recorded, inputs, row.fingerprint)
+    return await replay_step(
+        workflow,
+        definition,
+        recorded,
+        inputs,
+        row.fingerprint,
+        functools.partial(RecordedCalls, rt),
+    )
 
 
 # -- replay of a whole run ------------------------------------------------------------------------
@@ -330,7 +338,10 @@ async def replay_run(
         if name == break_at and on_break is not None:
             on_break(name, _break_view(inputs))
         log.debug("replaying step", extra={"run_id": run_id, "step": name})
-        replayed = await replay_step(workflow, definition, recorded, inputs, row.fingerprint)
+        replayed = await replay_step(
+            workflow, definition, recorded, inputs, row.fingerprint,
+            functools.partial(RecordedCalls, rt),
+        )  # fmt: skip
         if replayed.status == "done":
             outputs[name] = replayed.output
         results[name] = StepReplay(name, judged(replayed), replayed)

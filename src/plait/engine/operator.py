@@ -14,6 +14,7 @@ from .. import _codec
 from .._errors import InputError
 from .._runtime import Runtime
 from ..core import actions, gates, user_events
+from ..core.calls import waits_for
 from ..core.rows import CommitResult, RunRow, StepRow, StepStatus
 from .views import Run, Step, Waiting
 
@@ -118,6 +119,7 @@ async def list_waiting(rt: Runtime, limit: int, run_id: str | None = None) -> li
             (s for s in found if not s.joining), key=lambda s: (s.ready_at or 0.0, s.name)
         )
         rows = rows[:limit]
+    rows = [row for row in rows if waits_for(row) is None]  # not a decision: a child run
     runs = {r.id: r for r in await store.get_runs({row.run_id for row in rows})}
     waiting = []
     for row in rows:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +26,7 @@ from ..core.diff import diff_values, step_document
 from ..core.rows import Claim, StepInputs, StepRow, StepStatus
 from ..worker.attempt import attempt
 from ..worker.handler_threads import HandlerThreads
-from ..workflow.context import StepContext
+from ..workflow.context import Caller, StepContext
 from ..workflow.definition import StepDef, Workflow
 
 
@@ -34,8 +34,9 @@ from ..workflow.definition import StepDef, Workflow
 class Replay:
     """What replaying a step gave, next to what its run recorded.
 
-    `status` is how the new call ended: "done", "failed" (see `error` and `traceback`) or
-    "skipped" (its `when=` condition is false now). `diff` lists the differences between the
+    `status` is how the new call ended: "done", "failed" (see `error` and `traceback`),
+    "skipped" (its `when=` condition is false now) or "waiting" (a ctx.call of it found the
+    child run the step called unfinished). `diff` lists the differences between the
     recorded step and the new call (`core.diff` entries over status, output and error:
     paths such as "/output/total"); it is empty when the call reproduced the record."""
 
@@ -68,8 +69,11 @@ async def replay_step(
     recorded: StepRow,
     inputs: StepInputs,
     recorded_fingerprint: str,
+    calls: Callable[[str, str, asyncio.AbstractEventLoop], Caller] | None = None,
 ) -> Replay:
-    """Call the step's handler once, in this process, as a worker would; compare the result."""
+    """Call the step's handler once, in this process, as a worker would; compare the result.
+    `calls` makes what its ctx.call reads (the recorded child runs); without it, a ctx.call
+    fails the step."""
     threads = HandlerThreads(1)
     threads.loop = asyncio.get_running_loop()
     claim = Claim(
@@ -92,6 +96,8 @@ async def replay_step(
         iteration=claim.iteration,
         definition=workflow,
     )
+    if calls is not None:
+        ctx._caller = calls(claim.run_id, recorded.name, threads.loop)
     try:
         outcome = await attempt(workflow, step, claim, ctx, inputs, threads=threads)
     finally:
@@ -99,6 +105,8 @@ async def replay_step(
     assert outcome is not None  # None only when a key was not admitted: replay admits none
     if outcome.skipped:
         status, output, error = "skipped", None, None
+    elif outcome.call is not None:  # its ctx.call found the recorded child unfinished
+        status, output, error = "waiting", None, None
     elif outcome.succeeded:
         gathered = None if outcome.gather is None else _codec.loads(outcome.gather)
         output = gathered if gathered is not None else _codec.loads(outcome.output)

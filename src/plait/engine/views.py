@@ -10,6 +10,7 @@ from typing import Any
 
 from .. import _codec
 from .._errors import StepError
+from ..core.calls import waits_for
 from ..core.queues import QueueConfig
 from ..core.rate import Rate
 from ..core.rows import (
@@ -47,13 +48,16 @@ class Run:
     started_at: datetime | None
     finished_at: datetime | None
     deadline: datetime | None = None  # past it, the run fails with deadline_exceeded
-    parent_run: str | None = None  # the run this one was forked from
+    parent_run: str | None = None  # the run this one was forked from, or that called it
     forked_from: str | None = None  # the step of the parent it was forked from
     updated_at: datetime | None = None  # when its status last changed (`watch_runs` sets it)
     state: dict[str, Any] = field(default_factory=dict)  # its session state (ctx.state), as now
     name: str | None = None  # the human name it was started with
     labels: dict[str, str] = field(default_factory=dict)  # the labels it was started with
     metadata: dict[str, Any] = field(default_factory=dict)  # the metadata it was started with
+    # a sub-workflow run: the step of `parent_run` that called it (`ctx.call`); its end makes
+    # that step run again
+    called_by: str | None = None
 
     @property
     def duration(self) -> float | None:
@@ -81,6 +85,7 @@ class Run:
             name=row.name,
             labels=dict(row.labels or {}),
             metadata=_codec.loads(row.metadata) if row.metadata else {},
+            called_by=row.called_by,
         )
 
 
@@ -110,6 +115,7 @@ class Step:
     # what its handler received (its last attempt that reported an outcome): a static step's
     # arguments by parameter, a spawned step's input; None before it ran
     input: Any = None
+    calling: str | None = None  # waiting for the sub-workflow run of this id (`ctx.call`)
 
     @classmethod
     def from_row(cls, row: StepRow) -> Step:
@@ -128,7 +134,11 @@ class Step:
             finished_at=_dt(row.finished_at),
             queued=_span(row.ready_at, row.started_at) if row.started_at else None,
             duration=_span(row.started_at, row.finished_at),
-            gate=row.options.gate if row.options is not None and not row.joining else None,
+            gate=(
+                row.options.gate
+                if row.options is not None and not row.joining and waits_for(row) is None
+                else None
+            ),
             expires_at=_dt(row.available_at) if row.status is StepStatus.WAITING else None,
             reused_from=row.reused_from,
             iteration=row.iteration,
@@ -137,6 +147,7 @@ class Step:
             joining=row.unmet if row.joining else 0,
             code=row.code,
             input=_payload(row.input),
+            calling=waits_for(row),
         )
 
 
@@ -277,6 +288,8 @@ def inspect_run(run_row: RunRow, rows: list[StepRow], now: float) -> Inspection:
         elif r.joining:
             left = [f"{d} ({status[d].value})" for d in waits_on[r.name]]
             blockers[r.name] = [f"waiting for {r.unmet} spawned step(s): {', '.join(left[:5])}"]
+        elif (child := waits_for(r)) is not None:
+            blockers[r.name] = [f"waiting for the sub-workflow run it called, {child}"]
         elif r.status is StepStatus.WAITING:
             gate = r.options.gate if r.options is not None else None
             waits = (

@@ -140,7 +140,9 @@ class WorkerMetrics:
             if known is None or not counted:
                 continue
             labels, started = known
-            if outcome.error_code is None:
+            if outcome.call is not None:  # it called a sub-workflow: it waits, unfinished
+                kind = "calling"
+            elif outcome.error_code is None:
                 self.completed.labels(*labels).inc()
                 kind = "skipped" if outcome.skipped else "succeeded"
             else:

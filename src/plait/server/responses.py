@@ -82,6 +82,10 @@ class Run(Answer):
     metadata: dict[str, Any] = Field(
         default_factory=dict, description="the metadata it was started with"
     )
+    called_by: str | None = Field(
+        default=None,
+        description="a sub-workflow run (ctx.call): the step of parent_run that called it",
+    )
 
 
 class RunPage(Answer):
@@ -126,6 +130,9 @@ class Step(Answer):
     input: Any = Field(
         description="what its handler received, as JSON: a static step's arguments by "
         "parameter (its last attempt), a spawned step's input; null before it ran"
+    )
+    calling: str | None = Field(
+        default=None, description="waiting for the sub-workflow run of this id (ctx.call)"
     )
 
 

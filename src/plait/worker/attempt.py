@@ -29,7 +29,7 @@ from .._errors import InputError, StepCancelled, StepFailure
 from ..core.loops import INVALID_GOTO, Goto
 from ..core.queues import resolve_key
 from ..core.rows import Claim, Outcome, StepData, StepInputs, StepStatus
-from ..workflow.context import CaughtError, StepContext
+from ..workflow.context import CallWaits, CaughtError, StepContext
 from ..workflow.definition import StepDef, Workflow
 from ..workflow.tasks import task_kwargs
 from .handler_threads import HandlerThreads, HandlerTimeout
@@ -164,6 +164,9 @@ async def attempt(
             )
         if not await admit_key(claim, key):
             return None
+    if step.refusal is not None:  # the workflow's approval_policy blocks or denies it
+        code, message = step.refusal
+        return failure(code, f"step {claim.step!r}: {message}", False)
     timeout = wf.timeout_for(step)
     limit: asyncio.Timeout | None = None
     span = attempt_span(claim.run_id, claim.step, claim.iteration, claim.attempt, claim.recoveries)
@@ -188,6 +191,8 @@ async def attempt(
         return failure(
             "timeout", f"step {claim.step!r} exceeded its timeout of {timeout}s", None, exc=exc
         )
+    except CallWaits as waits:  # it called a workflow whose run has not ended: it waits
+        return Outcome(claim.run_id, claim.step, claim.token, call=waits.child_id, input=received)
     except StepCancelled as exc:
         return failure("cancelled", str(exc), False)
     except StepFailure as exc:

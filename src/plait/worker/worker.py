@@ -45,6 +45,7 @@ from ..core.transitions import REVISION_CONFLICT
 from ..workflow.context import StepContext
 from ..workflow.definition import StepDef, Workflow
 from .attempt import TRACEBACK_LIMIT, attempt
+from .calls import StepCalls
 from .handler_threads import HandlerThreads
 from .idle_wait import IdleWait
 from .outage import Outage
@@ -146,7 +147,10 @@ class Worker:
         self.grace = grace
         # by every fingerprint each serves: a workflow's own, and for code_changes="deploy" the
         # pinned one its runs started before migration 12 carry (Workflow.fingerprints)
-        self.workflows = {fp: wf for wf in workflows for fp in wf.fingerprints}
+        # (and the workflows they call, `Workflow.calls`, or that their steps call: `serve`)
+        self.workflows: dict[str, Workflow] = {}
+        for wf in workflows:
+            self.serve(wf)
         self._inflight: dict[str, _InFlight] = {}  # token → step in flight
         # outcomes to commit; None (from _drain) tells the committer to stop once it has
         # committed everything queued before it
@@ -259,6 +263,15 @@ class Worker:
         """Claim in batches: wait for a quarter of the room the worker may hold."""
         return max(1, self._held.value // 4)
 
+    def serve(self, workflow: Workflow) -> None:
+        """Serve `workflow` too (a workflow a step calls, `ctx.call`), and those it calls."""
+        if workflow.fingerprint in self.workflows:
+            return
+        for fp in workflow.fingerprints:
+            self.workflows[fp] = workflow
+        for called in workflow.calls:
+            self.serve(called)
+
     async def _known_fingerprints(self) -> list[str]:
         """The fingerprints it serves besides its workflows' own (`Workflow.fingerprints`) that
         the store has versions of: it registers those too (`registry.registration`)."""
@@ -301,9 +314,9 @@ class Worker:
         return found
 
     async def _claim_loop(self) -> None:
-        fingerprints = list(self.workflows)
         idle = self._idle = IdleWait(self.rt)  # how to wait when nothing was claimed
         while not self._stopping.is_set() and not self._done.is_set():
+            fingerprints = list(self.workflows)  # a step's ctx.call may add one (`serve`)
             free = self._room()
             if free <= 0 or (self._inflight and free < self._batch()):
                 self._slot_freed.clear()
@@ -392,6 +405,7 @@ class Worker:
                 await self._outage.failed("reading step inputs", exc, self._stopping)
                 if self._stopping.is_set():
                     return
+        running = asyncio.get_running_loop()
         for c in claims:
             wf = self.workflows[c.fingerprint]
             ctx = StepContext(
@@ -407,6 +421,7 @@ class Worker:
                 labels=self.labels,
                 lease_expires_at=c.lease_expires_at,
             )
+            ctx._caller = StepCalls(self.rt, c.run_id, c.step, running, self.serve)
             step = wf.handler(c.step, c.task)
             task = asyncio.create_task(self._execute(wf, step, c, ctx, inputs.get(c.run_id)))
             self._inflight[c.token] = _InFlight(c, ctx, task)

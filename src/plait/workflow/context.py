@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     import os
@@ -21,11 +24,58 @@ if TYPE_CHECKING:
     from .definition import Workflow
     from .tasks import Handle, Spawner
 
-from .._errors import StepCancelled
+from .._errors import ChildFailed, StepCancelled
 from .session import SessionState
 
 logger = logging.getLogger("plait.step")
 OMITTED: Any = type("Omitted", (), {"__repr__": lambda self: "<omitted>"})()  # no input= given
+
+
+@dataclass(frozen=True, slots=True)
+class CallEnd:
+    """Where a sub-workflow run called by `ctx.call` is: `status` is its run status; `output`
+    its output (a completed run's); `code` and `message` its error (an ended run's)."""
+
+    status: str
+    output: Any = None
+    code: str | None = None
+    message: str | None = None
+
+
+class Caller(Protocol):
+    """What a worker gives a running step's context to call workflows with: `call` starts the
+    run `child_id` of `workflow` with `input`, linked to the step, unless it exists (then it is
+    that run), and says where it is. Async, on the worker's loop (`loop`)."""
+
+    loop: asyncio.AbstractEventLoop
+
+    async def call(self, workflow: Workflow, child_id: str, input: Any) -> CallEnd: ...
+
+
+class CallWaits(BaseException):
+    """Raised by `ctx.call` when the child run has not ended: the attempt ends here and the
+    step waits for it without a worker (`core.calls`). A BaseException, so that a handler's
+    `except Exception` lets it through; a handler must not swallow it."""
+
+    def __init__(self, child_id: str) -> None:
+        super().__init__(child_id)
+        self.child_id = child_id
+
+
+# a child run's id is its caller's run id, step, iteration and call number (a spawned step's
+# '/' made ':', which no step name has); past the longest run id (200), or with a character a
+# run id cannot have, a digest of that instead
+_RUN_ID = re.compile(r"^[A-Za-z0-9_.:@\-]{1,200}$")
+
+
+def child_run_id(run_id: str, step: str, iteration: int, n: int) -> str:
+    """The id of the `n`-th (from 1) run a step's handler calls on its `iteration`-th pass:
+    the same on every attempt, so that a re-run of the step finds its children."""
+    found = f"{run_id}.{step.replace('/', ':')}.{iteration}.{n}"
+    if _RUN_ID.fullmatch(found):
+        return found
+    digest = hashlib.sha256(found.encode()).hexdigest()[:32]
+    return f"{run_id[:100]}.call-{digest}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +95,9 @@ class StepContext:
     """Handed to a step that declares a parameter annotated `plait.StepContext` (or named `ctx`)."""
 
     __slots__ = (
-        "_artifact_names", "_artifact_storage", "_artifacts", "_cancel", "_definition", "_events",
-        "_lease", "_lock", "_records", "_spawner", "_state", "attempt", "error", "input",
+        "_artifact_names", "_artifact_storage", "_artifacts", "_caller", "_calls", "_cancel",
+        "_definition", "_events", "_lease", "_lock", "_records", "_spawner", "_state", "attempt",
+        "error", "input",
         "iteration", "labels", "log", "run_id", "step", "worker_id", "workflow",
     )  # fmt: skip
 
@@ -86,6 +137,8 @@ class StepContext:
         self._artifact_storage = artifacts  # None: held in memory, never kept (replay)
         self._artifact_names: set[str] = set()
         self._state = SessionState(step=step)  # the run's session state: the worker loads it
+        self._caller: Caller | None = None  # starts and reads sub-workflow runs: the worker's
+        self._calls = 0  # ctx.call made by this attempt so far (they number the child runs)
         self.log = _StepLogger(logger, {"run_id": run_id, "step": step, "attempt": attempt})
 
     @property
@@ -155,6 +208,62 @@ class StepContext:
     def map(self, fn: Callable[..., Any] | str, items: Iterable[Any]) -> list[Handle]:
         """Spawn task `fn` once per item (the item is its input); return the handles, in order."""
         return self._spawning().map(fn, items)
+
+    def call(self, workflow: Workflow, input: Any = None) -> Any:
+        """Run `workflow` as a sub-workflow with `input` and return its run's output ({sink:
+        output}). The first time, this starts a child run (linked to this run and step: its id
+        is `<run>.<step>.<iteration>.<n>`, n counting this handler's calls) and ends the attempt
+        here: the step waits for the child without holding a worker, and runs again, from the
+        top, when it ends; this call then returns at once (a handler is replayed up to its
+        next call, so what it does before a call must be safe to repeat, as for a retry).
+        A child that failed or was cancelled raises `plait.ChildFailed` (its code is the
+        child's error code). For sync handlers; in an async handler, `await ctx.call_async`."""
+        caller = self._calling()
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is caller.loop:
+            raise RuntimeError(
+                "ctx.call blocks: in an async handler, use `await ctx.call_async(...)`"
+            )
+        child_id = self._next_child()
+        future = asyncio.run_coroutine_threadsafe(
+            caller.call(workflow, child_id, input), caller.loop
+        )
+        return self._returned(child_id, future.result())
+
+    async def call_async(self, workflow: Workflow, input: Any = None) -> Any:
+        """`call` for async handlers."""
+        caller = self._calling()
+        child_id = self._next_child()
+        return self._returned(child_id, await caller.call(workflow, child_id, input))
+
+    def _calling(self) -> Caller:
+        if self._caller is None:
+            raise RuntimeError(
+                "this StepContext cannot call workflows: only a step run by a worker can"
+            )
+        return self._caller
+
+    def _next_child(self) -> str:
+        with self._lock:
+            self._calls += 1
+            n = self._calls
+        return child_run_id(self.run_id, self.step, self.iteration, n)
+
+    def _returned(self, child_id: str, end: CallEnd) -> Any:
+        if end.status == "completed":
+            return end.output
+        if end.status in ("failed", "cancelled"):
+            code = end.code or ("cancelled" if end.status == "cancelled" else "failed")
+            raise ChildFailed(
+                f"sub-workflow run {child_id!r} {end.status}: {end.message or code}",
+                code=code,
+                run_id=child_id,
+                status=end.status,
+            )
+        raise CallWaits(child_id)
 
     def record(
         self, collection: str, key: str, doc: Any, *, expected_revision: int | None = None

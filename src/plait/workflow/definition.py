@@ -28,12 +28,14 @@ from .digests import code_digest
 from .options import (
     SIGNAL,
     Approval,
+    ApprovalPolicy,
     awaits_signal,
     flag,
     gate_options,
     handler_options,
     seconds,
 )
+from .options import approval_policy as approval_policy_of
 from .params import CONTEXT_NAME, adapter, is_context, type_hints
 from .session import SessionState
 
@@ -85,6 +87,8 @@ class StepDef:
     options: StepOptions | None = None  # delay, approval gate, signal, queue, key limit
     concurrency_key: Callable[..., Any] | None = None  # of run-input fields and dependency outputs
     catches: str | None = None  # runs only if this step fails, and handles its failure
+    # (code, message): the workflow's approval_policy blocks or denies it: it fails, unrun
+    refusal: tuple[str, str] | None = None
     # filled in by Workflow._bind once every step is known
     # steps whose errors the step reads (`ctx.error`): what it catches, or, at a failing run's
     # end, every step it waits for
@@ -215,8 +219,20 @@ class Workflow:
         extra_input: str = "warn",
         fail_fast: bool = False,
         code_changes: str = "deploy",
+        calls: Iterable[Workflow] = (),
+        approval_policy: str | ApprovalPolicy | None = None,
     ) -> None:
         self.name = check_name("workflow", name, WORKFLOW_NAME_RE)
+        # which steps run, wait for an approval or fail, by step name (`ApprovalPolicy`)
+        self.approval_policy = approval_policy_of(f"workflow {name!r}", approval_policy)
+        # the workflows its steps call (`ctx.call`): a worker serving this one serves them too,
+        # so that a child run started before a restart finds a worker
+        self.calls: tuple[Workflow, ...] = tuple(calls)
+        for called in self.calls:
+            if not isinstance(called, Workflow):
+                raise DefinitionError(
+                    f"workflow {name!r}: calls must list plait.Workflow objects, got {called!r}"
+                )
         if not isinstance(code_changes, str) or code_changes not in CODE_CHANGES:
             raise DefinitionError(
                 f"workflow {name!r}: code_changes must be 'deploy' or 'pin', got {code_changes!r}"
@@ -312,6 +328,7 @@ class Workflow:
         delivery wins."""
         step = self._add(name, awaits_signal, (), {"after": after, "optional": optional})
         step.options = SIGNAL
+        step.refusal = None  # no action: the approval_policy is not about it
         return step
 
     @overload
@@ -379,10 +396,14 @@ class Workflow:
         retry, priority = handler_options(where, fn, options, _OPTIONS)
         if name in self._steps:
             raise DefinitionError(f"{where}: duplicate step name (each step name must be unique)")
+        policy = self.approval_policy
+        signal = fn is awaits_signal  # no action: the approval_policy is not about it
+        if policy is not None and not signal and not options.get("approval") and policy.asks(name):
+            options = {**options, "approval": policy.approval}  # a step's own is kept
         if not options:  # the common case of generated graphs: nothing more to check
             step = StepDef(name=name, fn=fn, deps=tuple(_names(where, "deps", deps)))
             self._inspect_signature(where, step)
-            self._steps[name] = step
+            self._steps[name] = self._policed(step)
             self._plan = self._fields = None
             return step
         when = options.get("when")
@@ -430,8 +451,14 @@ class Workflow:
             catches=catches,
         )
         self._inspect_signature(where, step)
-        self._steps[name] = step
+        self._steps[name] = self._policed(step)
         self._plan = self._fields = None
+        return step
+
+    def _policed(self, step: StepDef) -> StepDef:
+        """The step, refused if the workflow's approval_policy blocks or denies its name."""
+        if self.approval_policy is not None:
+            step.refusal = self.approval_policy.refusal(step.name, "step")
         return step
 
     def _inspect_signature(self, where: str, step: StepDef) -> None:
@@ -795,6 +822,7 @@ class Workflow:
                 **({"code": code_digest(s.fn)} if with_code else {}),
                 "when": _code(s.when, with_code) if s.when is not None else None,
                 "options": None if s.options is None else _options_print(s.options),
+                **({"refused": s.refusal[0]} if s.refusal is not None else {}),
                 **({"key": _code(s.concurrency_key, with_code)} if s.concurrency_key else {}),
             }
             put(b"," if i else b"", dump(step))

@@ -9,6 +9,7 @@ does not restart the clock.
 from __future__ import annotations
 
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -121,6 +122,81 @@ def gate_options(where: str, options: dict[str, Any]) -> StepOptions | None:
 
 
 SIGNAL = StepOptions(gate=Gate.SIGNAL)
+
+POLICY_MODES = ("auto", "ask", "deny")  # run every action; ask for approval; refuse
+ACTION_BLOCKED = "action_blocked"  # the code of a step whose action the policy blocks
+ACTION_DENIED = "action_denied"  # the code of a step whose action a `deny` policy does not allow
+
+
+@dataclass(frozen=True)
+class ApprovalPolicy:
+    """Which steps run, wait for a person's approval, or fail, by name (case-insensitive):
+    `plait.Workflow(..., approval_policy=plait.ApprovalPolicy("ask", allow=[...]))`, or a
+    workflow file's `approval_policy:` (where the names are the steps' actions; in Python,
+    the steps' names). A name under `block` fails its step (code `action_blocked`, without
+    retry); one under `allow` runs; any other follows `mode`: "auto" runs it, "ask" (the
+    default) makes its step wait for an approval (`expires_after`, `on_expiry` as
+    `plait.Approval`'s), "deny" fails its step (code `action_denied`). A step's own
+    `approval=` is kept as it is."""
+
+    mode: str = "ask"
+    allow: Collection[str] = ()
+    block: Collection[str] = ()
+    expires_after: Any = None
+    on_expiry: str = "reject"
+
+    def __post_init__(self) -> None:
+        where = "approval_policy"
+        if self.mode not in POLICY_MODES:
+            raise DefinitionError(
+                f"{where}: unknown mode {self.mode!r}; modes: auto (every action runs), ask "
+                "(each step waits for an approval, but the allowed actions), deny (only the "
+                "allowed actions run)"
+            )
+        for key in ("allow", "block"):
+            names = getattr(self, key)
+            if isinstance(names, str) or not all(isinstance(n, str) and n for n in names):
+                raise DefinitionError(f"{where}: {key} must be a list of names, got {names!r}")
+            object.__setattr__(self, key, frozenset(n.lower() for n in names))
+        gate_options(where, {"approval": self.approval})  # checks expires_after, on_expiry
+
+    @property
+    def approval(self) -> Approval:
+        """The approval gate of a step the policy asks about."""
+        return Approval(self.expires_after, self.on_expiry)
+
+    def refusal(self, name: str, what: str = "action") -> tuple[str, str] | None:
+        """(code, message) if a step whose action (or step) is `name` must fail, else None."""
+        lower = name.lower()
+        if lower in self.block:
+            return ACTION_BLOCKED, f"{what} {name!r} is blocked by the workflow's approval_policy"
+        if self.mode == "deny" and lower not in self.allow:
+            return (
+                ACTION_DENIED,
+                f"{what} {name!r} is not allowed by the workflow's approval_policy "
+                f"(mode deny: only the {what}s under allow{':' if what == 'action' else ''} "
+                "run)",
+            )
+        return None
+
+    def asks(self, name: str) -> bool:
+        """Whether a step whose action (or step) is `name` waits for an approval first."""
+        return self.mode == "ask" and name.lower() not in self.allow
+
+
+def approval_policy(where: str, value: Any) -> ApprovalPolicy | None:
+    """`approval_policy=`: None, a mode ("auto", "ask", "deny") or a plait.ApprovalPolicy."""
+    if value is None or isinstance(value, ApprovalPolicy):
+        return value
+    if isinstance(value, str):
+        try:
+            return ApprovalPolicy(value)
+        except DefinitionError as exc:
+            raise DefinitionError(f"{where}: {exc}") from None
+    raise DefinitionError(
+        f"{where}: approval_policy must be 'auto', 'ask', 'deny' or a plait.ApprovalPolicy, "
+        f"got {value!r}"
+    )
 
 
 def awaits_signal() -> None:

@@ -36,18 +36,19 @@ CASES = [
     (
         STEP + "    retyr: {attempts: 2}\n",
         "flow.yaml:8:5: steps.charge.retyr: unknown key 'retyr' (did you mean 'retry'?); a step "
-        "takes: action, description, with, depends_on, when, retry, timeout, optional, defaults, "
-        "queue, priority, delay, approval, for_each, max_parallel, await, goto, post, catch",
+        "takes: action, workflow, description, with, depends_on, when, retry, timeout, optional, "
+        "defaults, queue, priority, delay, approval, for_each, max_parallel, await, goto, post, "
+        "catch",
     ),
     (
         STEP + "    retry: {attempts: three}\n",
-        "flow.yaml:8:23: steps.charge.retry.attempts: must be an integer from 1 to 1000, "
-        "got 'three'",
+        "flow.yaml:8:23: steps.charge.retry.attempts: must be an integer from 1 to 1000, or null "
+        "for no limit, got 'three'",
     ),
     (
         STEP + "    retry: {attempts: 2, jiter: 0.5}\n",
         "flow.yaml:8:26: steps.charge.retry.jiter: unknown key 'jiter' (did you mean 'jitter'?); "
-        "retry takes: attempts, delay, backoff, max_delay, jitter",
+        "retry takes: attempts, delay, backoff, max_delay, jitter, non_retryable",
     ),
     (
         STEP + "    timeout: soon\n",
@@ -74,8 +75,8 @@ CASES = [
     ),
     (
         "steps:\n  charge:\n    with: {amount: 1}\n",
-        "flow.yaml:6:5: steps.charge: a step needs an action: a registered action's name or "
-        "module:function",
+        "flow.yaml:6:5: steps.charge: a step needs an action: (a registered action's name or "
+        "module:function) or a workflow: (a workflow file to call)",
     ),
     (
         "steps:\n  charge: {action: test.chrage}\n",

@@ -54,7 +54,7 @@ def test_the_schema_and_the_loader_know_the_same_keys() -> None:
 
 
 def test_the_examples_and_the_files_the_loader_accepts_are_valid() -> None:
-    for name in ("etl.yaml", "refund.yaml"):
+    for name in ("etl.yaml", "etl_nightly.yaml", "refund.yaml"):
         example = ROOT / "examples" / name
         assert list(VALIDATOR.iter_errors(document(example.read_text()))) == []
         plait.load(example)

@@ -247,7 +247,8 @@ def run_from_row(
     is it ever rewritten), an input kept as a blob is left empty, unread."""
     (id_, workflow, version, fingerprint, status, input_, sinks, unfinished, failures, next_seq,
      output, error, created_at, started_at, finished_at, deadline, parent_run,
-     forked_from, next_idx, state, name, labels, metadata, input_blob, output_blob) = row  # fmt: skip
+     forked_from, next_idx, state, name, labels, metadata, called_by, input_blob,
+     output_blob) = row  # fmt: skip
     if input_blob is not None and with_input:
         input_ = payload_of(blobs, input_blob, f"the input of run {id_!r}")
     if output_blob is not None:
@@ -257,6 +258,7 @@ def run_from_row(
         sinks_from_json(sinks), unfinished, failures, next_seq, _bytes(output), error,
         created_at, started_at, finished_at, deadline, parent_run, forked_from, next_idx,
         _bytes(state), name, None if labels is None else orjson.loads(labels), _bytes(metadata),
+        called_by,
     )  # fmt: skip
 
 
@@ -277,7 +279,7 @@ def new_run_row(run: RunRow, blobs: Blobbing) -> tuple[Any, ...] | None:
         run.output is not None or run.error is not None or run.started_at is not None
         or run.finished_at is not None or run.parent_run is not None
         or run.forked_from is not None or run.state is not None or run.name is not None
-        or run.labels is not None or run.metadata is not None
+        or run.labels is not None or run.metadata is not None or run.called_by is not None
     ):  # fmt: skip
         return None
     input_, input_blob = blobs.keep(run.input)
@@ -299,7 +301,7 @@ def run_insert_row(run: RunRow, blobs: Blobbing) -> tuple[Any, ...]:
         sinks_to_json(run.sinks), run.unfinished, run.failures, run.next_seq, output, run.error,
         run.created_at, run.started_at, run.finished_at, run.deadline, run.parent_run,
         run.forked_from, run.next_idx, run.state, run.name, labels_to_json(run.labels),
-        run.metadata, input_blob, output_blob, run.created_at,
+        run.metadata, run.called_by, input_blob, output_blob, run.created_at,
     )  # fmt: skip
 
 
@@ -357,6 +359,7 @@ def run_insert_params(run: RunRow, blobs: Blobbing) -> Params:
         "name": run.name,
         "labels": labels_to_json(run.labels),
         "metadata": run.metadata,
+        "called_by": run.called_by,
     }
 
 

@@ -6,19 +6,19 @@
 -- The columns of a run: RunRow's fields, then the blob hashes (rows.RUN_ROW_COLUMNS).
 id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq, output,
 error, created_at, started_at, finished_at, deadline, parent_run, forked_from, next_idx, state,
-name, labels, metadata, input_blob, output_blob
+name, labels, metadata, called_by, input_blob, output_blob
 
 -- name: insert_run
 -- Create a run; nothing happens if the id is taken.
 INSERT INTO runs (
     id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq,
     output, error, created_at, started_at, finished_at, deadline, parent_run, forked_from,
-    next_idx, input_blob, output_blob, updated_at, state, name, labels, metadata
+    next_idx, input_blob, output_blob, updated_at, state, name, labels, metadata, called_by
 ) VALUES (
     :id, :workflow, :version, :fingerprint, :status, :input, :sinks, :unfinished, :failures,
     :next_seq, :output, :error, :created_at, :started_at, :finished_at, :deadline, :parent_run,
     :forked_from, :next_idx, :input_blob, :output_blob, :created_at, :state, :name, :labels,
-    :metadata
+    :metadata, :called_by
 )
 ON CONFLICT (id) DO NOTHING;
 
@@ -27,12 +27,12 @@ ON CONFLICT (id) DO NOTHING;
 INSERT INTO runs (
     id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq,
     output, error, created_at, started_at, finished_at, deadline, parent_run, forked_from,
-    next_idx, state, name, labels, metadata, input_blob, output_blob, updated_at
+    next_idx, state, name, labels, metadata, called_by, input_blob, output_blob, updated_at
 ) VALUES (
     :id, :workflow, :version, :fingerprint, :status, :input, :sinks, :unfinished, :failures,
     :next_seq, :output, :error, :created_at, :started_at, :finished_at, :deadline, :parent_run,
-    :forked_from, :next_idx, :state, :name, :labels, :metadata, :input_blob, :output_blob,
-    :updated_at
+    :forked_from, :next_idx, :state, :name, :labels, :metadata, :called_by, :input_blob,
+    :output_blob, :updated_at
 )
 ON CONFLICT (id) DO NOTHING;
 
@@ -41,7 +41,7 @@ ON CONFLICT (id) DO NOTHING;
 INSERT INTO runs (
     id, workflow, version, fingerprint, status, input, sinks, unfinished, failures, next_seq,
     output, error, created_at, started_at, finished_at, deadline, parent_run, forked_from,
-    next_idx, state, name, labels, metadata, input_blob, output_blob, updated_at
+    next_idx, state, name, labels, metadata, called_by, input_blob, output_blob, updated_at
 )
 SELECT * FROM unnest(
     CAST(:id AS text[]), CAST(:workflow AS text[]), CAST(:version AS text[]),
@@ -52,7 +52,8 @@ SELECT * FROM unnest(
     CAST(:finished_at AS double precision[]), CAST(:deadline AS double precision[]),
     CAST(:parent_run AS text[]), CAST(:forked_from AS text[]), CAST(:next_idx AS int[]),
     CAST(:state AS bytea[]), CAST(:name AS text[]), CAST(:labels AS text[]),
-    CAST(:metadata AS bytea[]), CAST(:input_blob AS text[]), CAST(:output_blob AS text[]),
+    CAST(:metadata AS bytea[]), CAST(:called_by AS text[]), CAST(:input_blob AS text[]),
+    CAST(:output_blob AS text[]),
     CAST(:updated_at AS double precision[])
 )
 ON CONFLICT (id) DO NOTHING;

@@ -46,7 +46,8 @@ CREATE TABLE runs (
     state       BLOB,  -- the session state (ctx.state): a JSON object; NULL while it is empty
     name        TEXT,  -- a human name given at start
     labels      TEXT,  -- a JSON object of strings given at start (run_labels indexes them)
-    metadata    BLOB  -- a JSON object given at start
+    metadata    BLOB,  -- a JSON object given at start
+    called_by   TEXT  -- the step of parent_run that called it as a sub-workflow (ctx.call)
 );
 
 CREATE INDEX runs_created ON runs (created_at, id);
