@@ -74,7 +74,8 @@ def demo(engine: plait.Engine) -> plait.Workflow:
     engine.register(batch)
     engine.configure_queue("payments", concurrency=4, rate=plait.Rate(10, per=1))
     for n in range(8):
-        engine.start(shop, {"order_id": n}, run_id=f"order-{n}")
+        labels = {"customer": str(4200 + n), "region": "eu" if n % 3 else "us"}
+        engine.start(shop, {"order_id": n}, run_id=f"order-{n}", labels=labels)
     engine.start(batch, {"size": 400}, run_id="batch-2026-12-07")
     done = threading.Event()
 
