@@ -315,6 +315,9 @@ class Worker:
 
     async def _claim_loop(self) -> None:
         idle = self._idle = IdleWait(self.rt)  # how to wait when nothing was claimed
+        # runs ended by other commits since `until` was last looked at: an awaited run may have
+        # ended while the slots were full, before this pass began (a cancel, say)
+        ended_seen = self.rt.runs_ended.generation
         while not self._stopping.is_set() and not self._done.is_set():
             fingerprints = list(self.workflows)  # a step's ctx.call may add one (`serve`)
             free = self._room()
@@ -323,7 +326,6 @@ class Worker:
                 await self._slot_freed.wait()
                 continue
             seen = self.rt.work_ready.generation
-            seen_ended = self.rt.runs_ended.generation
             handed, self._handed = self._handed, None
             if handed is not None and handed[0] == seen and self._inflight:
                 # The committer's claim took all there was, and nothing was made ready here
@@ -331,7 +333,7 @@ class Worker:
                 # for a wake-up, without a look at the store.
                 wakers = [(self.rt.work_ready, seen), (self._commits, handed[2])]
                 if self._until is not None:
-                    wakers.append((self.rt.runs_ended, seen_ended))
+                    wakers.append((self.rt.runs_ended, ended_seen))
                 await wait_any(wakers, None)
                 continue
             try:
@@ -367,16 +369,19 @@ class Worker:
             self._outage.recovered()
             # Nothing to do: wait for a wake-up, the next delayed step or token, or a look at
             # the store; with `until`, runs ending elsewhere wake us too (the awaited may be)
-            wakers = [(self.rt.work_ready, seen)]
-            if self._until is not None:
-                wakers.append((self.rt.runs_ended, seen_ended))
-            self._idling = True
-            try:
-                woken = await idle.wait(wakers, limited=claims.limited, next_at=next_at)
-            finally:
-                self._idling = False
-            ended_elsewhere = self.rt.runs_ended.generation != seen_ended
+            woken = True
+            if self._until is None or self.rt.runs_ended.generation == ended_seen:
+                wakers = [(self.rt.work_ready, seen)]
+                if self._until is not None:
+                    wakers.append((self.rt.runs_ended, ended_seen))
+                self._idling = True
+                try:
+                    woken = await idle.wait(wakers, limited=claims.limited, next_at=next_at)
+                finally:
+                    self._idling = False
+            ended_elsewhere = self.rt.runs_ended.generation != ended_seen
             if ended_elsewhere or (not woken and time.monotonic() >= self._next_refresh):
+                ended_seen = self.rt.runs_ended.generation
                 # awaited runs may have been finished by other processes: look now and then
                 self._next_refresh = time.monotonic() + self.rt.idle_interval
                 try:
