@@ -480,11 +480,8 @@ class Workflow:
         """The fingerprint this workflow has with code_changes="pin" (the graph and the code):
         its runs started before plait recorded code apart (migration 12) carry it, and a
         worker of this code serves them still."""
-        plan = self.plan()
-        if self.code_changes == "pin":
-            return plan.fingerprint
-        if self._pinned is None:
-            self._pinned = self._fingerprint(dict(self._edges()), with_code=True)
+        self.plan()  # made with the plan
+        assert self._pinned is not None
         return self._pinned
 
     @property
@@ -512,7 +509,6 @@ class Workflow:
                 raise DefinitionError(f"workflow {self.name!r} has no steps")
             with _no_collection():
                 self._plan = self._make_plan()
-            self._pinned = None
         return self._plan
 
     def _edges(self) -> Iterator[tuple[str, tuple[tuple[str, EdgeKind], ...]]]:
@@ -555,13 +551,11 @@ class Workflow:
             )
             for s in self._steps.values()
         )
-        graph = self._fingerprint(edges, with_code=False)
+        graph, self._pinned = self._fingerprints(edges)
         return WorkflowPlan(
             name=self.name,
             version=self.version,
-            fingerprint=self._fingerprint(edges, with_code=True)
-            if self.code_changes == "pin"
-            else graph,
+            fingerprint=self._pinned if self.code_changes == "pin" else graph,
             steps=steps,
             code_changes=self.code_changes,
             graph=graph,
@@ -755,33 +749,36 @@ class Workflow:
         if step.at_end is AtEnd.FAILED:
             step.error_sources = tuple(before)
 
-    def _fingerprint(
-        self, edges: Mapping[str, tuple[tuple[str, EdgeKind], ...]], *, with_code: bool
-    ) -> str:
+    def _fingerprints(
+        self, edges: Mapping[str, tuple[tuple[str, EdgeKind], ...]]
+    ) -> tuple[str, str]:
         """The SHA-256 of the canonical definition as JSON with sorted keys: the name, the
         version, the workflow's retry and timeout, each step's, and the tasks' (only if there
         are any, so that workflows without tasks keep their fingerprint). Hashed a step at a
         time, never made whole: the JSON of 100,000 steps' dicts is large.
 
-        `with_code` (code_changes="pin"): each handler's, condition's and key's code digest
-        too, exactly as before code_changes existed (old runs keep their fingerprint).
-        Without it, whether a step has a condition or a key stands for their code, and
-        "code_changes":"deploy" keeps the two kinds of fingerprint apart."""
-        sha = hashlib.sha256()
+        Two at once, each step's dict made once for both: the graph's (code_changes="deploy"),
+        in which whether a step has a condition or a key stands for their code and
+        "code_changes":"deploy" keeps the two kinds apart; and the pinned one (`with_code`,
+        code_changes="pin"), with each handler's, condition's and key's code digest, exactly
+        as before code_changes existed (old runs keep their fingerprint). A worker serves both."""
+        graph, pinned = hashlib.sha256(), hashlib.sha256()
 
         def put(*pieces: bytes) -> None:
             for piece in pieces:
-                sha.update(piece)
+                graph.update(piece)
+                pinned.update(piece)
 
         def dump(value: Any) -> bytes:
             return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
         # keys in sorted order; fail_fast only when set, so other workflows keep their fingerprint
-        put(b"{" if with_code else b'{"code_changes":"deploy",')
+        graph.update(b'{"code_changes":"deploy",')
+        pinned.update(b"{")
         put(b'"fail_fast":true,' if self.fail_fast else b"")
         put(b'"name":', dump(self.name), b',"retry":', dump(self.retry.as_dict()), b',"steps":[')
         for i, s in enumerate(self._steps.values()):
-            step = {
+            step: dict[str, Any] = {
                 "name": s.name,
                 "deps": sorted(edges[s.name]),
                 "defaults": {
@@ -792,34 +789,39 @@ class Workflow:
                 "timeout": s.timeout,
                 "priority": s.priority,
                 "inputs": [(f.name, f.required) for f in (*s.inputs, *s.when_inputs)],
-                **({"code": code_digest(s.fn)} if with_code else {}),
-                "when": _code(s.when, with_code) if s.when is not None else None,
+                "when": True if s.when is not None else None,
                 "options": None if s.options is None else _options_print(s.options),
-                **({"key": _code(s.concurrency_key, with_code)} if s.concurrency_key else {}),
+                **({"key": True} if s.concurrency_key else {}),
             }
-            put(b"," if i else b"", dump(step))
+            comma = b"," if i else b""
+            graph.update(comma)
+            graph.update(dump(step))
+            step["code"] = code_digest(s.fn)
+            if s.when is not None:
+                step["when"] = code_digest(s.when)
+            if s.concurrency_key:
+                step["key"] = code_digest(s.concurrency_key)
+            pinned.update(comma)
+            pinned.update(dump(step))
         put(b"]")
         if self._tasks:
-            tasks = [
-                {
-                    "name": t.name,
-                    "optional": t.optional,
-                    "retry": t.retry.as_dict() if t.retry else None,
-                    "timeout": t.timeout,
-                    "priority": t.priority,
-                    **({"code": code_digest(t.fn)} if with_code else {}),
-                    **({"options": _options_print(t.options)} if t.options else {}),
-                }
-                for t in sorted(self._tasks.values(), key=lambda t: t.name)
-            ]
-            put(b',"tasks":', dump(tasks))
+            for sha, with_code in ((graph, False), (pinned, True)):
+                tasks = [
+                    {
+                        "name": t.name,
+                        "optional": t.optional,
+                        "retry": t.retry.as_dict() if t.retry else None,
+                        "timeout": t.timeout,
+                        "priority": t.priority,
+                        **({"code": code_digest(t.fn)} if with_code else {}),
+                        **({"options": _options_print(t.options)} if t.options else {}),
+                    }
+                    for t in sorted(self._tasks.values(), key=lambda t: t.name)
+                ]
+                sha.update(b',"tasks":')
+                sha.update(dump(tasks))
         put(b',"timeout":', dump(self.timeout), b',"version":', dump(self.version), b"}")
-        return sha.hexdigest()[:16]
-
-
-def _code(fn: Callable[..., Any], with_code: bool) -> str | bool:
-    """A condition's or a key's part of a fingerprint: its code's digest, or only that it is."""
-    return code_digest(fn) if with_code else True
+        return graph.hexdigest()[:16], pinned.hexdigest()[:16]
 
 
 def _step_code(step: StepDef) -> str:
