@@ -51,16 +51,22 @@ def _trace() -> Any:
     return _otel
 
 
-@contextlib.contextmanager
 def attempt_span(
     run_id: str, step: str, iteration: int, attempt: int, recoveries: int
-) -> Iterator[Callable[[Any], Any]]:
+) -> contextlib.AbstractContextManager[Callable[[Any], Any]]:
     """Make the attempt's span current for the block; yields a wrapper that carries it into a
-    handler thread (contextvars do not follow a function into another thread by themselves)."""
+    handler thread (contextvars do not follow a function into another thread by themselves).
+    Without a tracer provider, one shared context that does nothing (every attempt asks)."""
     trace = _trace()
     if not trace or isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
-        yield _same
-        return
+        return _NO_SPAN
+    return _span(trace, run_id, step, iteration, attempt, recoveries)
+
+
+@contextlib.contextmanager
+def _span(
+    trace: Any, run_id: str, step: str, iteration: int, attempt: int, recoveries: int
+) -> Iterator[Callable[[Any], Any]]:
     from opentelemetry import context as otel_context
 
     span_context = trace.SpanContext(
@@ -83,3 +89,6 @@ def _same(fn: Any) -> Any:
 def _carried(fn: Any) -> Any:
     context = contextvars.copy_context()
     return functools.wraps(fn)(lambda *args, **kwargs: context.run(fn, *args, **kwargs))
+
+
+_NO_SPAN = contextlib.nullcontext(_same)
