@@ -601,7 +601,8 @@ class Programs(DataPrograms):
     def _load_keys(self, txn: SQLTxn, keys: Collection[tuple[str, str]]) -> Program[None]:
         """Load these steps, a chunk of keys at a time (in key order, as rows are locked): the
         100,000 dependents of a fan-out's root are never held as rows and records at once."""
-        missing = sorted([r, n] for r, n in keys if (r, n) not in txn.steps)
+        steps = txn.steps
+        missing = sorted([k for k in keys if k not in steps])  # tuples: JSON arrays alike
         for start in range(0, len(missing), CHUNK):
             params = {"key_list": self.dialect.list_param(missing[start : start + CHUNK])}
             yield from self._add_steps(txn, (yield from fetch(self.lock_steps_by_key, params)))
