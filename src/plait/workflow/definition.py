@@ -528,6 +528,16 @@ class Workflow:
             for n, s in self._steps.items()
         }
         names: dict[tuple[Any, ...], tuple[str, ...]] = {}
+        # each handler's code digest once per plan (a generated graph's steps share a handler;
+        # code_digest's own cache is a weak dictionary, slow to ask 200,000 times)
+        digests: dict[int, str] = {}
+
+        def digest(fn: Callable[..., Any]) -> str:
+            found = digests.get(id(fn))  # the functions live as long as the plan is made
+            if found is None:
+                found = digests[id(fn)] = code_digest(fn)
+            return found
+
         check_acyclic(
             self.name,
             {
@@ -539,7 +549,7 @@ class Workflow:
             StepPlan(
                 name=s.name,
                 dependencies=edges[s.name],
-                defaults=tuple(sorted(s.defaults)),
+                defaults=tuple(sorted(s.defaults)) if s.defaults else (),
                 optional=s.optional,
                 priority=s.priority,
                 inputs=shared.setdefault(
@@ -547,11 +557,11 @@ class Workflow:
                     fields,
                 ),
                 options=self._row_options(s.options),
-                code=_step_code(s),
+                code=_step_code(s, digest),
             )
             for s in self._steps.values()
         )
-        graph, self._pinned = self._fingerprints(edges)
+        graph, self._pinned = self._fingerprints(edges, digest)
         return WorkflowPlan(
             name=self.name,
             version=self.version,
@@ -750,7 +760,9 @@ class Workflow:
             step.error_sources = tuple(before)
 
     def _fingerprints(
-        self, edges: Mapping[str, tuple[tuple[str, EdgeKind], ...]]
+        self,
+        edges: Mapping[str, tuple[tuple[str, EdgeKind], ...]],
+        digest: Callable[[Callable[..., Any]], str] = code_digest,
     ) -> tuple[str, str]:
         """The SHA-256 of the canonical definition as JSON with sorted keys: the name, the
         version, the workflow's retry and timeout, each step's, and the tasks' (only if there
@@ -796,11 +808,11 @@ class Workflow:
             comma = b"," if i else b""
             graph.update(comma)
             graph.update(dump(step))
-            step["code"] = code_digest(s.fn)
+            step["code"] = digest(s.fn)
             if s.when is not None:
-                step["when"] = code_digest(s.when)
+                step["when"] = digest(s.when)
             if s.concurrency_key:
-                step["key"] = code_digest(s.concurrency_key)
+                step["key"] = digest(s.concurrency_key)
             pinned.update(comma)
             pinned.update(dump(step))
         put(b"]")
@@ -824,13 +836,13 @@ class Workflow:
         return graph.hexdigest()[:16], pinned.hexdigest()[:16]
 
 
-def _step_code(step: StepDef) -> str:
+def _step_code(step: StepDef, digest: Callable[[Callable[..., Any]], str] = code_digest) -> str:
     """The digest of the code that runs a step: its handler's, alone when it has neither a
     condition nor a concurrency key, else with theirs."""
-    code = code_digest(step.fn)
+    code = digest(step.fn)
     if step.when is None and step.concurrency_key is None:
         return code
-    parts = [code, *(code_digest(f) for f in (step.when, step.concurrency_key) if f is not None)]
+    parts = [code, *(digest(f) for f in (step.when, step.concurrency_key) if f is not None)]
     return hashlib.sha256(":".join(parts).encode()).hexdigest()[:16]
 
 
