@@ -54,7 +54,7 @@ from .registry import Beat, keep_registered, registration
 log = logging.getLogger(__name__)
 
 COMMIT_BATCH = 512
-PREFETCH_MAX = 64  # steps a worker holds at most (or its concurrency, if that is more)
+PREFETCH_MAX = 256  # steps a worker holds at most (or its concurrency, if that is more)
 COMMIT_LINGER = 0.002  # seconds a commit waits for more outcomes of steps still in flight
 CANCEL_WAIT = 1.0  # seconds a stopping worker waits for steps it cancelled after the grace
 
