@@ -807,14 +807,22 @@ class Workflow:
                 **({"key": True} if s.concurrency_key else {}),
             }
             comma = b"," if i else b""
+            data = dump(step)
             graph.update(comma)
-            graph.update(dump(step))
+            graph.update(data)
+            pinned.update(comma)
+            if s.when is None and not s.concurrency_key:
+                # the same object with "code" first (keys are sorted): spliced, not dumped again
+                pinned.update(b'{"code":')
+                pinned.update(dump(digest(s.fn)))
+                pinned.update(b",")
+                pinned.update(memoryview(data)[1:])
+                continue
             step["code"] = digest(s.fn)
             if s.when is not None:
                 step["when"] = digest(s.when)
             if s.concurrency_key:
                 step["key"] = digest(s.concurrency_key)
-            pinned.update(comma)
             pinned.update(dump(step))
         put(b"]")
         if self._tasks:
