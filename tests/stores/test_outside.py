@@ -63,8 +63,8 @@ def test_a_store_lacking_operations_is_refused_naming_them() -> None:
         plait.Engine(store=Partial())  # type: ignore[arg-type]  # incomplete on purpose
     message = str(caught.value)
     assert message.startswith(
-        "Partial is not a plait store: it lacks 43 of the protocol's operations and "
-        "attributes: subscribe, save_workflow, get_workflow, list_workflows, create_run, "
+        "Partial is not a plait store: it lacks 44 of the protocol's operations and "
+        "attributes: subscribe, save_workflow, get_workflow, list_workflows, workflow_known, "
     )
     assert message.endswith("gc_blobs (docs/stores.md says what each must do)")
     assert "open," not in message and "close," not in message
@@ -126,7 +126,7 @@ def test_bad_registrations_are_refused(scheme: str, factory: Any, message: str) 
 def test_what_a_factory_makes_is_checked() -> None:
     register_store("partial", lambda url, **_: Partial())
     register_store("broken", lambda url, **_: 1 / 0)
-    with pytest.raises(plait.StoreError, match=r"^Partial is not a plait store: it lacks 43"):
+    with pytest.raises(plait.StoreError, match=r"^Partial is not a plait store: it lacks 44"):
         open_store("partial://x")
     with pytest.raises(plait.StoreError) as broken:
         open_store("broken://user:secret@host")

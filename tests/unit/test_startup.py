@@ -19,6 +19,8 @@ import plait
 
 SRC = Path(plait.__file__).resolve().parents[1]
 HEAVY = ("pydantic", "pydantic_core", "rich", "psycopg", "psycopg_pool", "asyncio", "sqlite3")
+# what only some commands or stores need: the other stores' drivers, the server, YAML, tracing
+OPTIONAL = ("nats", "starlette", "uvicorn", "yaml", "opentelemetry", "jinja2")
 
 
 def modules_after(code: str) -> tuple[set[str], str]:
@@ -52,7 +54,7 @@ def packages(modules: set[str]) -> set[str]:
 def test_import_plait_imports_the_exceptions_and_nothing_heavy() -> None:
     modules, _ = modules_after("import plait")
     assert {m for m in modules if m.startswith("plait")} == {"plait", "plait._errors"}
-    assert packages(modules) & {*HEAVY, "click", "orjson"} == set()
+    assert packages(modules) & {*HEAVY, *OPTIONAL, "click", "orjson"} == set()
 
 
 def test_a_public_name_is_imported_on_first_use_then_kept() -> None:
@@ -78,11 +80,31 @@ def test_plait_help_imports_neither_the_engine_nor_heavy_packages(args: list[str
     )
     assert "Usage: plait" in out
     assert "plait.cli.runs" in modules and "click" in modules  # the commands are all there
-    assert packages(modules) & set(HEAVY) == set()
+    assert packages(modules) & {*HEAVY, *OPTIONAL} == set()
     heavy_plait = ("plait.engine", "plait.worker", "plait.workflow", "plait.data", "plait._codec")
     assert sorted(m for m in modules if m.startswith(heavy_plait)) == []
     drivers = tuple(f"plait.stores.{name}" for name in ("sql", "sqlite", "postgres", "memory"))
     assert sorted(m for m in modules if m.startswith(drivers)) == []
+
+
+def test_an_embedded_sqlite_engine_imports_no_other_store_nor_the_server(tmp_path: Path) -> None:
+    """Defining, starting and serving a run on SQLite loads neither the PostgreSQL nor the NATS
+    driver, nor the HTTP server, YAML or tracing (each is imported by what needs it)."""
+    db = tmp_path / "plait.db"
+    modules, out = modules_after(
+        "import plait\n"
+        f"engine = plait.Engine('sqlite:///{db}')\n"
+        "wf = plait.Workflow('w')\n"
+        "wf.add_step('a', lambda: 1)\n"
+        "run = engine.start(wf, {})\n"
+        "engine.run_worker(until=run)\n"
+        "print(run.result(timeout=10))\n"
+        "engine.close()"
+    )
+    assert "{'a': 1}" in out
+    assert "sqlite3" in modules and "plait.stores.sqlite" in modules
+    assert packages(modules) & {"psycopg", "psycopg_pool", *OPTIONAL} == set()
+    assert sorted(m for m in modules if m.startswith(("plait.server", "plait.declare"))) == []
 
 
 def test_every_public_name_is_the_object_its_module_defines() -> None:

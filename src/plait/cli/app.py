@@ -99,7 +99,7 @@ concurrency_option = click.option(
     type=click.IntRange(min=1),
     default=16,
     show_default=True,
-    help="Steps run at once (handlers; a worker may hold more claimed, up to 64, while steps "
+    help="Steps run at once (handlers; a worker may hold more claimed, up to 256, while steps "
     "are short).",
 )
 

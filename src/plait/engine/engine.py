@@ -540,7 +540,7 @@ class Engine:
     ) -> None:
         """Serve registered workflows. With `until`, return once those runs have ended.
         `concurrency`: handlers running at once; the worker also holds claimed steps waiting
-        for a handler (up to 64 in all) while its steps are short next to a commit, so that
+        for a handler (up to 256 in all) while its steps are short next to a commit, so that
         commits take many outcomes (`plait.worker.worker`).
         `queues`: serve only steps of these queues (default: every queue). A ready step that
         has waited `starvation_after` seconds is claimed ahead of higher priorities. `labels`:

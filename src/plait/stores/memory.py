@@ -136,6 +136,10 @@ class MemoryStore:
         with self._lock:
             return list(self._workflows.values())
 
+    async def workflow_known(self, fingerprint: str) -> bool:
+        with self._lock:
+            return fingerprint in self._workflows
+
     # -- runs
 
     async def create_run(

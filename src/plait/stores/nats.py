@@ -1086,6 +1086,11 @@ class NatsStore:
     async def list_workflows(self) -> list[WorkflowPlan]:
         return await self._read("listing workflows", self._replica.list_workflows)
 
+    async def workflow_known(self, fingerprint: str) -> bool:
+        return await self._read(
+            "reading a workflow", lambda: self._replica.workflow_known(fingerprint)
+        )
+
     # -- runs -------------------------------------------------------------------------------
 
     async def create_run(

@@ -79,6 +79,10 @@ class Store(Protocol):
 
     async def list_workflows(self) -> list[WorkflowPlan]: ...
 
+    async def workflow_known(self, fingerprint: str) -> bool:
+        """Whether a workflow version of this fingerprint is saved: what registering asks
+        before it checks a new version, without reading (and decoding) the plan."""
+
     # -- runs
     async def create_run(
         self, run: RunRow, steps: Sequence[StepRow], events: Sequence[EventRow]

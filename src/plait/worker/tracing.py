@@ -7,7 +7,7 @@ attempt is one span whatever crashed meanwhile, and a week-long run is one trace
 non-recording span carrying those ids.
 
 OpenTelemetry is optional (the `otel` extra): without it, or without a tracer provider set by the
-application, nothing happens and nothing is imported beyond a first look for the package.
+application, nothing happens and nothing is imported (`_trace`).
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import contextlib
 import contextvars
 import functools
 import hashlib
+import os
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any
-
-_otel: Any = None  # the opentelemetry.trace module, once looked for (False: not installed)
 
 
 def trace_id_of(run_id: str) -> int:
@@ -40,27 +40,35 @@ def attempt_span_id(run_id: str, step: str, iteration: int, attempt: int, recove
 
 
 def _trace() -> Any:
-    global _otel
-    if _otel is None:
+    """The opentelemetry.trace module if the application uses it: imported already (setting a
+    tracer provider imports it), or named by OTEL_PYTHON_TRACER_PROVIDER (then imported here);
+    else None, and nothing is imported (a worker of an application that does not trace pays
+    nothing, even with the package installed)."""
+    trace = sys.modules.get("opentelemetry.trace")
+    if trace is None and "OTEL_PYTHON_TRACER_PROVIDER" in os.environ:
         try:
             from opentelemetry import trace
         except ImportError:
-            _otel = False
-        else:
-            _otel = trace
-    return _otel
+            return None
+    return trace
+
+
+def attempt_span(
+    run_id: str, step: str, iteration: int, attempt: int, recoveries: int
+) -> contextlib.AbstractContextManager[Callable[[Any], Any]]:
+    """Make the attempt's span current for the block; yields a wrapper that carries it into a
+    handler thread (contextvars do not follow a function into another thread by themselves).
+    Without a tracer provider, one shared context that does nothing (every attempt asks)."""
+    trace = _trace()
+    if not trace or isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        return _NO_SPAN
+    return _span(trace, run_id, step, iteration, attempt, recoveries)
 
 
 @contextlib.contextmanager
-def attempt_span(
-    run_id: str, step: str, iteration: int, attempt: int, recoveries: int
+def _span(
+    trace: Any, run_id: str, step: str, iteration: int, attempt: int, recoveries: int
 ) -> Iterator[Callable[[Any], Any]]:
-    """Make the attempt's span current for the block; yields a wrapper that carries it into a
-    handler thread (contextvars do not follow a function into another thread by themselves)."""
-    trace = _trace()
-    if not trace or isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
-        yield _same
-        return
     from opentelemetry import context as otel_context
 
     span_context = trace.SpanContext(
@@ -83,3 +91,6 @@ def _same(fn: Any) -> Any:
 def _carried(fn: Any) -> Any:
     context = contextvars.copy_context()
     return functools.wraps(fn)(lambda *args, **kwargs: context.run(fn, *args, **kwargs))
+
+
+_NO_SPAN = contextlib.nullcontext(_same)

@@ -95,10 +95,10 @@ class StepContext:
     """Handed to a step that declares a parameter annotated `plait.StepContext` (or named `ctx`)."""
 
     __slots__ = (
-        "_artifact_names", "_artifact_storage", "_artifacts", "_caller", "_calls", "_cancel",
-        "_definition", "_events", "_lease", "_lock", "_records", "_spawner", "_state", "attempt",
-        "error", "input",
-        "iteration", "labels", "log", "run_id", "step", "worker_id", "workflow",
+        "_artifact_names", "_artifact_storage", "_artifacts", "_caller", "_calls", "_cancelled",
+        "_definition", "_events", "_lease", "_lock", "_log", "_records", "_spawner", "_state",
+        "attempt", "error", "input", "iteration", "labels", "run_id", "step", "worker_id",
+        "workflow",
     )  # fmt: skip
 
     def __init__(
@@ -127,7 +127,9 @@ class StepContext:
         self.worker_id = worker_id  # the worker running it (None: a replay or a unit test)
         self.labels = frozenset(labels)  # that worker's labels (`plait worker --labels`)
         self._lease = lease_expires_at
-        self._cancel = threading.Event()
+        # set once by the worker (any thread), read by the handler (a flag: a threading.Event
+        # per step was a tenth of a no-op step's cost, and nothing waits on it)
+        self._cancelled = False
         self._lock = threading.Lock()
         self._definition = definition  # for the tasks it may spawn
         self._spawner: Spawner | None = None
@@ -139,7 +141,15 @@ class StepContext:
         self._state = SessionState(step=step)  # the run's session state: the worker loads it
         self._caller: Caller | None = None  # starts and reads sub-workflow runs: the worker's
         self._calls = 0  # ctx.call made by this attempt so far (they number the child runs)
-        self.log = _StepLogger(logger, {"run_id": run_id, "step": step, "attempt": attempt})
+        self._log: _StepLogger | None = None  # made when first used
+
+    @property
+    def log(self) -> _StepLogger:
+        """A logger whose records carry the run id, the step and the attempt."""
+        if self._log is None:
+            extra = {"run_id": self.run_id, "step": self.step, "attempt": self.attempt}
+            self._log = _StepLogger(logger, extra)
+        return self._log
 
     @property
     def lease_expires_at(self) -> datetime | None:
@@ -166,11 +176,11 @@ class StepContext:
     @property
     def cancelled(self) -> bool:
         """True once the worker asks this step to stop (timeout, lease lost, shutdown, cancel)."""
-        return self._cancel.is_set()
+        return self._cancelled
 
     def check_cancelled(self) -> None:
         """Raise `StepCancelled` if the step should stop; call it between units of work."""
-        if self._cancel.is_set():
+        if self._cancelled:
             raise StepCancelled(
                 f"step {self.step!r} of run {self.run_id!r} was asked to stop",
                 run_id=self.run_id,
@@ -379,7 +389,7 @@ class StepContext:
         return self._spawner
 
     def _request_cancel(self) -> None:
-        self._cancel.set()
+        self._cancelled = True
 
     def __repr__(self) -> str:
         return f"StepContext(run_id={self.run_id!r}, step={self.step!r}, attempt={self.attempt})"

@@ -11,6 +11,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
+from types import FunctionType
 from typing import Any, TypeVar, overload
 
 import orjson
@@ -115,7 +116,7 @@ class StepDef:
     is_async: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
-        self.is_async = inspect.iscoroutinefunction(self.fn)
+        self.is_async = _is_async(self.fn)
 
     def dependencies(self) -> dict[str, EdgeKind]:
         edges: dict[str, EdgeKind] = {}
@@ -507,11 +508,8 @@ class Workflow:
         """The fingerprint this workflow has with code_changes="pin" (the graph and the code):
         its runs started before plait recorded code apart (migration 12) carry it, and a
         worker of this code serves them still."""
-        plan = self.plan()
-        if self.code_changes == "pin":
-            return plan.fingerprint
-        if self._pinned is None:
-            self._pinned = self._fingerprint(dict(self._edges()), with_code=True)
+        self.plan()  # made with the plan
+        assert self._pinned is not None
         return self._pinned
 
     @property
@@ -539,7 +537,6 @@ class Workflow:
                 raise DefinitionError(f"workflow {self.name!r} has no steps")
             with _no_collection():
                 self._plan = self._make_plan()
-            self._pinned = None
         return self._plan
 
     def _edges(self) -> Iterator[tuple[str, tuple[tuple[str, EdgeKind], ...]]]:
@@ -559,6 +556,16 @@ class Workflow:
             for n, s in self._steps.items()
         }
         names: dict[tuple[Any, ...], tuple[str, ...]] = {}
+        # each handler's code digest once per plan (a generated graph's steps share a handler;
+        # code_digest's own cache is a weak dictionary, slow to ask 200,000 times)
+        digests: dict[int, str] = {}
+
+        def digest(fn: Callable[..., Any]) -> str:
+            found = digests.get(id(fn))  # the functions live as long as the plan is made
+            if found is None:
+                found = digests[id(fn)] = code_digest(fn)
+            return found
+
         check_acyclic(
             self.name,
             {
@@ -570,7 +577,7 @@ class Workflow:
             StepPlan(
                 name=s.name,
                 dependencies=edges[s.name],
-                defaults=tuple(sorted(s.defaults)),
+                defaults=tuple(sorted(s.defaults)) if s.defaults else (),
                 optional=s.optional,
                 priority=s.priority,
                 inputs=shared.setdefault(
@@ -578,17 +585,15 @@ class Workflow:
                     fields,
                 ),
                 options=self._row_options(s.options),
-                code=_step_code(s),
+                code=_step_code(s, digest),
             )
             for s in self._steps.values()
         )
-        graph = self._fingerprint(edges, with_code=False)
+        graph, self._pinned = self._fingerprints(edges, digest)
         return WorkflowPlan(
             name=self.name,
             version=self.version,
-            fingerprint=self._fingerprint(edges, with_code=True)
-            if self.code_changes == "pin"
-            else graph,
+            fingerprint=self._pinned if self.code_changes == "pin" else graph,
             steps=steps,
             code_changes=self.code_changes,
             graph=graph,
@@ -782,33 +787,38 @@ class Workflow:
         if step.at_end is AtEnd.FAILED:
             step.error_sources = tuple(before)
 
-    def _fingerprint(
-        self, edges: Mapping[str, tuple[tuple[str, EdgeKind], ...]], *, with_code: bool
-    ) -> str:
+    def _fingerprints(
+        self,
+        edges: Mapping[str, tuple[tuple[str, EdgeKind], ...]],
+        digest: Callable[[Callable[..., Any]], str] = code_digest,
+    ) -> tuple[str, str]:
         """The SHA-256 of the canonical definition as JSON with sorted keys: the name, the
         version, the workflow's retry and timeout, each step's, and the tasks' (only if there
         are any, so that workflows without tasks keep their fingerprint). Hashed a step at a
         time, never made whole: the JSON of 100,000 steps' dicts is large.
 
-        `with_code` (code_changes="pin"): each handler's, condition's and key's code digest
-        too, exactly as before code_changes existed (old runs keep their fingerprint).
-        Without it, whether a step has a condition or a key stands for their code, and
-        "code_changes":"deploy" keeps the two kinds of fingerprint apart."""
-        sha = hashlib.sha256()
+        Two at once, each step's dict made once for both: the graph's (code_changes="deploy"),
+        in which whether a step has a condition or a key stands for their code and
+        "code_changes":"deploy" keeps the two kinds apart; and the pinned one (`with_code`,
+        code_changes="pin"), with each handler's, condition's and key's code digest, exactly
+        as before code_changes existed (old runs keep their fingerprint). A worker serves both."""
+        graph, pinned = hashlib.sha256(), hashlib.sha256()
 
         def put(*pieces: bytes) -> None:
             for piece in pieces:
-                sha.update(piece)
+                graph.update(piece)
+                pinned.update(piece)
 
         def dump(value: Any) -> bytes:
             return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
 
         # keys in sorted order; fail_fast only when set, so other workflows keep their fingerprint
-        put(b"{" if with_code else b'{"code_changes":"deploy",')
+        graph.update(b'{"code_changes":"deploy",')
+        pinned.update(b"{")
         put(b'"fail_fast":true,' if self.fail_fast else b"")
         put(b'"name":', dump(self.name), b',"retry":', dump(self.retry.as_dict()), b',"steps":[')
         for i, s in enumerate(self._steps.values()):
-            step = {
+            step: dict[str, Any] = {
                 "name": s.name,
                 "deps": sorted(edges[s.name]),
                 "defaults": {
@@ -819,45 +829,67 @@ class Workflow:
                 "timeout": s.timeout,
                 "priority": s.priority,
                 "inputs": [(f.name, f.required) for f in (*s.inputs, *s.when_inputs)],
-                **({"code": code_digest(s.fn)} if with_code else {}),
-                "when": _code(s.when, with_code) if s.when is not None else None,
+                "when": True if s.when is not None else None,
                 "options": None if s.options is None else _options_print(s.options),
                 **({"refused": s.refusal[0]} if s.refusal is not None else {}),
-                **({"key": _code(s.concurrency_key, with_code)} if s.concurrency_key else {}),
+                **({"key": True} if s.concurrency_key else {}),
             }
-            put(b"," if i else b"", dump(step))
+            comma = b"," if i else b""
+            data = dump(step)
+            graph.update(comma)
+            graph.update(data)
+            pinned.update(comma)
+            if s.when is None and not s.concurrency_key:
+                # the same object with "code" first (keys are sorted): spliced, not dumped again
+                pinned.update(b'{"code":')
+                pinned.update(dump(digest(s.fn)))
+                pinned.update(b",")
+                pinned.update(memoryview(data)[1:])
+                continue
+            step["code"] = digest(s.fn)
+            if s.when is not None:
+                step["when"] = digest(s.when)
+            if s.concurrency_key:
+                step["key"] = digest(s.concurrency_key)
+            pinned.update(dump(step))
         put(b"]")
         if self._tasks:
-            tasks = [
-                {
-                    "name": t.name,
-                    "optional": t.optional,
-                    "retry": t.retry.as_dict() if t.retry else None,
-                    "timeout": t.timeout,
-                    "priority": t.priority,
-                    **({"code": code_digest(t.fn)} if with_code else {}),
-                    **({"options": _options_print(t.options)} if t.options else {}),
-                }
-                for t in sorted(self._tasks.values(), key=lambda t: t.name)
-            ]
-            put(b',"tasks":', dump(tasks))
+            for sha, with_code in ((graph, False), (pinned, True)):
+                tasks = [
+                    {
+                        "name": t.name,
+                        "optional": t.optional,
+                        "retry": t.retry.as_dict() if t.retry else None,
+                        "timeout": t.timeout,
+                        "priority": t.priority,
+                        **({"code": code_digest(t.fn)} if with_code else {}),
+                        **({"options": _options_print(t.options)} if t.options else {}),
+                    }
+                    for t in sorted(self._tasks.values(), key=lambda t: t.name)
+                ]
+                sha.update(b',"tasks":')
+                sha.update(dump(tasks))
         put(b',"timeout":', dump(self.timeout), b',"version":', dump(self.version), b"}")
-        return sha.hexdigest()[:16]
+        return graph.hexdigest()[:16], pinned.hexdigest()[:16]
 
 
-def _code(fn: Callable[..., Any], with_code: bool) -> str | bool:
-    """A condition's or a key's part of a fingerprint: its code's digest, or only that it is."""
-    return code_digest(fn) if with_code else True
-
-
-def _step_code(step: StepDef) -> str:
+def _step_code(step: StepDef, digest: Callable[[Callable[..., Any]], str] = code_digest) -> str:
     """The digest of the code that runs a step: its handler's, alone when it has neither a
     condition nor a concurrency key, else with theirs."""
-    code = code_digest(step.fn)
+    code = digest(step.fn)
     if step.when is None and step.concurrency_key is None:
         return code
-    parts = [code, *(code_digest(f) for f in (step.when, step.concurrency_key) if f is not None)]
+    parts = [code, *(digest(f) for f in (step.when, step.concurrency_key) if f is not None)]
     return hashlib.sha256(":".join(parts).encode()).hexdigest()[:16]
+
+
+def _is_async(fn: Callable[..., Any]) -> bool:
+    """`inspect.iscoroutinefunction`, asked directly of a plain function (a third of
+    `add_step`'s time went to inspect's unwrapping layers); anything else, or a function marked
+    by `inspect.markcoroutinefunction` (Python 3.12), is left to inspect."""
+    if type(fn) is FunctionType and not hasattr(fn, "_is_coroutine_marker"):
+        return bool(fn.__code__.co_flags & inspect.CO_COROUTINE)
+    return inspect.iscoroutinefunction(fn)
 
 
 @contextlib.contextmanager

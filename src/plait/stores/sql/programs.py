@@ -83,6 +83,7 @@ from .rows import (
     UPDATE_RUN,
     UPDATE_RUN_OUTPUT,
     UPDATE_STEP,
+    UPDATE_STEP_ATTEMPT,
     UPDATE_STEP_OUTPUT,
     event_row,
     label_rows,
@@ -96,6 +97,7 @@ from .rows import (
     sinks_to_json,
     step_insert_row,
     step_reshape_row,
+    step_update_attempt_row,
     step_update_output_row,
     step_update_row,
 )
@@ -157,9 +159,7 @@ class Programs(DataPrograms):
         self.insert_event = q.positional("insert_event", EVENT_COLUMNS)
         self.update_step = q.positional("update_step", UPDATE_STEP)
         self.update_step_output = q.positional("update_step_output", UPDATE_STEP_OUTPUT)
-        self.update_step_input = q.positional(
-            "update_step_input", ("input", "input_blob", "run_id", "name")
-        )
+        self.update_step_attempt = q.positional("update_step_attempt", UPDATE_STEP_ATTEMPT)
         self.update_run = q.positional("update_run", UPDATE_RUN)
         self.update_run_output = q.positional("update_run_output", UPDATE_RUN_OUTPUT)
         self.touch_runs = q.positional("touch_runs", ("updated_at", "id"))
@@ -603,7 +603,8 @@ class Programs(DataPrograms):
     def _load_keys(self, txn: SQLTxn, keys: Collection[tuple[str, str]]) -> Program[None]:
         """Load these steps, a chunk of keys at a time (in key order, as rows are locked): the
         100,000 dependents of a fan-out's root are never held as rows and records at once."""
-        missing = sorted([r, n] for r, n in keys if (r, n) not in txn.steps)
+        steps = txn.steps
+        missing = sorted([k for k in keys if k not in steps])  # tuples: JSON arrays alike
         for start in range(0, len(missing), CHUNK):
             params = {"key_list": self.dialect.list_param(missing[start : start + CHUNK])}
             yield from self._add_steps(txn, (yield from fetch(self.lock_steps_by_key, params)))
@@ -686,11 +687,11 @@ class Programs(DataPrograms):
             yield from writes.announce()
             yield from execute_many(self.insert_step, rows)
             changed = {k: s for k, s in changed.items() if k not in txn.new_steps}
+        changed = yield from self._write_attempts(txn, changed, writes)
         yield from self._write_changed(
             changed, txn.step_outputs, txn.step_output_blobs, writes, step_update_row,
             step_update_output_row, self.update_step, self.update_step_output,
         )  # fmt: skip
-        yield from self._write_inputs(txn, changed, writes)
         yield from self._write_changed(
             txn.changed_runs, txn.run_outputs, txn.run_output_blobs, writes, run_update_row,
             run_update_output_row, self.update_run, self.update_run_output,
@@ -727,19 +728,39 @@ class Programs(DataPrograms):
         if writes:
             yield from self.blobs.write(writes, txn.now)
 
-    def _write_inputs(
+    def _write_attempts(
         self, txn: SQLTxn, changed: Mapping[StepKey, StepRow], writes: BlobWrites
-    ) -> Program[None]:
-        """The inputs attempts recorded (`Outcome.input`): a step whose input is no longer
-        the very object loaded drops the blob it was kept in, if any, and may be kept in one."""
-        rows = []
+    ) -> Program[dict[StepKey, StepRow]]:
+        """Write the steps whose recorded input changed (an attempt reported an outcome:
+        `Outcome.input`), their output and input with the rest of the row in one statement;
+        the other changed steps are returned, for `_write_changed`. A changed payload drops
+        the blob it was kept in, if any, and may be kept in one; an output still the very
+        object loaded is written back as it is kept (its blob keeps its reference)."""
+        rest: dict[StepKey, StepRow] = {}
+        rows: list[tuple[Any, ...]] = []
+        loaded_inputs, loaded_outputs = txn.step_inputs, txn.step_outputs
         for key, step in changed.items():
-            if key in txn.step_inputs and txn.step_inputs[key] is not step.input:
-                writes.drop(txn.step_input_blobs.get(key))
-                rows.append((*writes.keep(step.input), step.run_id, step.name))
+            if key not in loaded_inputs or loaded_inputs[key] is step.input:
+                rest[key] = step
+                continue
+            writes.drop(txn.step_input_blobs.get(key))
+            given, given_blob = writes.keep(step.input)
+            output_blob: str | None
+            if key in loaded_outputs and loaded_outputs[key] is step.output:
+                output_blob = txn.step_output_blobs.get(key)
+                output = step.output if output_blob is None else None
+            else:
+                writes.drop(txn.step_output_blobs.get(key))
+                output, output_blob = writes.keep(step.output)
+            rows.append(step_update_attempt_row(step, output, output_blob, given, given_blob))
+            if len(rows) == CHUNK:
+                yield from writes.announce()
+                yield from execute_many(self.update_step_attempt, rows)
+                rows = []
         if rows:
             yield from writes.announce()
-            yield from execute_many(self.update_step_input, rows)
+            yield from execute_many(self.update_step_attempt, rows)
+        return rest
 
     def _write_keys(self, txn: SQLTxn) -> Program[None]:
         for run_id, name in sorted(txn.rekeyed):

@@ -123,6 +123,9 @@ STEP_MUTABLE = (
 )  # fmt: skip
 UPDATE_STEP = (*STEP_MUTABLE, "run_id", "name")
 UPDATE_STEP_OUTPUT = (*STEP_MUTABLE, "output", "output_blob", "run_id", "name")
+UPDATE_STEP_ATTEMPT = (
+    *STEP_MUTABLE, "output", "output_blob", "input", "input_blob", "run_id", "name",
+)  # fmt: skip
 RUN_MUTABLE = (
     "status", "unfinished", "failures", "next_seq", "error", "started_at", "finished_at",
     "next_idx",
@@ -213,6 +216,23 @@ def step_update_output_row(s: StepRow, output: bytes | None, blob: str | None) -
         s.status, s.unmet, s.attempt, s.recoveries, s.skip_reason, s.error_code, s.error_message,
         s.available_at, s.lease_token, s.lease_expires_at, s.worker_id, s.ready_at, s.started_at,
         s.finished_at, s.iteration, s.gather, s.code, output, blob, s.run_id, s.name,
+    )  # fmt: skip
+
+
+def step_update_attempt_row(
+    s: StepRow,
+    output: bytes | None,
+    output_blob: str | None,
+    input_: bytes | None,
+    input_blob: str | None,
+) -> tuple[Any, ...]:
+    """The mutable fields of a step, its output and its recorded input (each a column and a
+    blob hash), then its key (UPDATE_STEP_ATTEMPT)."""
+    return (
+        s.status, s.unmet, s.attempt, s.recoveries, s.skip_reason, s.error_code, s.error_message,
+        s.available_at, s.lease_token, s.lease_expires_at, s.worker_id, s.ready_at, s.started_at,
+        s.finished_at, s.iteration, s.gather, s.code, output, output_blob, input_, input_blob,
+        s.run_id, s.name,
     )  # fmt: skip
 
 

@@ -218,19 +218,42 @@ FROM unnest(
         finished_at, iteration, gather, code, output, output_blob, run_id, name)
 WHERE s.run_id = v.run_id AND s.name = v.name;
 
--- name: update_step_input
--- Record what a step's handler received (an attempt's input), kept inline or in a blob.
-UPDATE steps SET input = :input, input_blob = :input_blob
+-- name: update_step_attempt
+-- Write the mutable fields of a step that an attempt ended, its output and the input its handler
+-- received (recorded), each kept inline or in a blob: one statement per step, not two.
+UPDATE steps
+SET status = :status, unmet = :unmet, attempt = :attempt, recoveries = :recoveries,
+    skip_reason = :skip_reason, error_code = :error_code, error_message = :error_message,
+    available_at = :available_at, lease_token = :lease_token, lease_expires_at = :lease_expires_at,
+    worker_id = :worker_id, ready_at = :ready_at, started_at = :started_at,
+    finished_at = :finished_at, iteration = :iteration, gather = :gather, code = :code,
+    output = :output, output_blob = :output_blob, input = :input, input_blob = :input_blob
 WHERE run_id = :run_id AND name = :name;
 
--- name: update_step_input [postgres]
--- Record what steps' handlers received (attempts' inputs), kept inline or in blobs.
+-- name: update_step_attempt [postgres]
+-- Write the mutable fields of steps that attempts ended, their outputs and recorded inputs.
 UPDATE steps AS s
-SET input = v.input, input_blob = v.input_blob
+SET status = v.status, unmet = v.unmet, attempt = v.attempt, recoveries = v.recoveries,
+    skip_reason = v.skip_reason, error_code = v.error_code, error_message = v.error_message,
+    available_at = v.available_at, lease_token = v.lease_token,
+    lease_expires_at = v.lease_expires_at, worker_id = v.worker_id, ready_at = v.ready_at,
+    started_at = v.started_at, finished_at = v.finished_at, iteration = v.iteration,
+    gather = v.gather, code = v.code, output = v.output, output_blob = v.output_blob,
+    input = v.input, input_blob = v.input_blob
 FROM unnest(
-    CAST(:input AS bytea[]), CAST(:input_blob AS text[]), CAST(:run_id AS text[]),
-    CAST(:name AS text[])
-) AS v (input, input_blob, run_id, name)
+    CAST(:status AS text[]), CAST(:unmet AS int[]), CAST(:attempt AS int[]),
+    CAST(:recoveries AS int[]), CAST(:skip_reason AS text[]), CAST(:error_code AS text[]),
+    CAST(:error_message AS text[]), CAST(:available_at AS double precision[]),
+    CAST(:lease_token AS text[]), CAST(:lease_expires_at AS double precision[]),
+    CAST(:worker_id AS text[]), CAST(:ready_at AS double precision[]),
+    CAST(:started_at AS double precision[]), CAST(:finished_at AS double precision[]),
+    CAST(:iteration AS int[]), CAST(:gather AS bytea[]), CAST(:code AS text[]),
+    CAST(:output AS bytea[]), CAST(:output_blob AS text[]), CAST(:input AS bytea[]),
+    CAST(:input_blob AS text[]), CAST(:run_id AS text[]), CAST(:name AS text[])
+) AS v (status, unmet, attempt, recoveries, skip_reason, error_code, error_message,
+        available_at, lease_token, lease_expires_at, worker_id, ready_at, started_at,
+        finished_at, iteration, gather, code, output, output_blob, input, input_blob, run_id,
+        name)
 WHERE s.run_id = v.run_id AND s.name = v.name;
 
 -- name: set_step_key

@@ -163,6 +163,9 @@ class SQLStore:
     async def list_workflows(self) -> list[WorkflowPlan]:
         return [plan_from_json(row[0]) for row in await self._fetch("list_workflows", {})]
 
+    async def workflow_known(self, fingerprint: str) -> bool:
+        return bool(await self._fetch("workflow_known", {"fingerprint": fingerprint}))
+
     # -- runs
 
     async def create_run(

@@ -58,10 +58,14 @@ async def test_workflows_are_saved_once_and_read_back_equal(store: Store) -> Non
     wf2.step(fetch)
     v2 = wf2.plan()
 
+    assert not await store.workflow_known(v1.fingerprint)
     await store.save_workflow(v1)
     await store.save_workflow(v2)
     await store.save_workflow(v1)  # idempotent by fingerprint
 
+    assert await store.workflow_known(v1.fingerprint)
+    assert await store.workflow_known(v2.fingerprint)
+    assert not await store.workflow_known("no-such-fingerprint")
     assert await store.get_workflow("orders", v1.fingerprint) == v1
     assert await store.get_workflow("orders") == v2  # the latest registered
     assert await store.get_workflow("orders", "no-such-fingerprint") is None
