@@ -130,9 +130,10 @@ def available_at(rate: Rate, bucket: Bucket, now: float, n: float = 1) -> float:
         return _time(now)
     at = current.updated_at + (n - current.tokens) / rate.per_second
     # Rounding may leave the refill a hair short of n at `at`: step forward until it is not, so
-    # that a caller who wakes at `at` is not refused and made to spin.
+    # that a caller who wakes at `at` is not refused and made to spin, whether it takes from the
+    # bucket as stored or as refilled to `now` (the two round differently).
     for _ in range(64):
-        if refill(rate, current, at).tokens >= n:
+        if min(refill(rate, bucket, at).tokens, refill(rate, current, at).tokens) >= n:
             return at
         at = math.nextafter(at, math.inf)
     return at + 1e-6 * max(1.0, abs(at))  # not reached in practice; err on the late side

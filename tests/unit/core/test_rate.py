@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from plait.core.rate import Bucket, Rate, available_at, rebase, refill, take, take_many
@@ -321,6 +321,8 @@ def test_a_clock_jumping_back_and_forth_never_mints_tokens(
     since=st.floats(0, 3600),
     n=st.integers(1, 5),
 )
+# refilled from the bucket as stored, this one was a hair short at available_at (found in CI)
+@example(rate=Rate(0.01, per=0.2, burst=1), tokens=0.0, since=1.0, n=1)
 def test_take_succeeds_at_available_at_and_not_before(
     rate: Rate, tokens: float, since: float, n: int
 ) -> None:
