@@ -206,7 +206,7 @@ def test_the_contract_suite_runs_on_an_outside_store(tmp_path: Path) -> None:
         ("no_such_module:make", "the store factory no_such_module:make: cannot import module 'no_such_module': ModuleNotFoundError: No module named 'no_such_module'"),
         ("tests.stores.test_outside:nothing", "the store factory tests.stores.test_outside:nothing: module 'tests.stores.test_outside' has no 'nothing'"),
         ("tests.stores.test_outside:ROOT", "the store factory tests.stores.test_outside:ROOT must be callable as factory(url, create=, read_only=), got PosixPath"),
-        ("tests.stores.test_outside:partial", "the store factory tests.stores.test_outside:partial: Partial is not a plait store: it lacks 43 of the protocol's operations"),
+        ("tests.stores.test_outside:partial", "the store factory tests.stores.test_outside:partial: Partial is not a plait store: it lacks 44 of the protocol's operations"),
         ("tests.stores.test_outside:broken", "the store factory tests.stores.test_outside:broken: the store of scheme 'contract-outside' could not be made for this URL: OSError: no disk"),
     ],
 )  # fmt: skip
