@@ -219,8 +219,7 @@ FROM unnest(
 WHERE s.run_id = v.run_id AND s.name = v.name;
 
 -- name: update_step_attempt
--- Write the mutable fields of a step that an attempt ended, its output and the input its handler
--- received (recorded), each kept inline or in a blob: one statement per step, not two.
+-- Write an ended attempt's step fields, output and recorded input: one statement, not two.
 UPDATE steps
 SET status = :status, unmet = :unmet, attempt = :attempt, recoveries = :recoveries,
     skip_reason = :skip_reason, error_code = :error_code, error_message = :error_message,
