@@ -168,6 +168,9 @@ async def replay_inputs(
     recorded, as a worker would have loaded them."""
     args = recorded_arguments(recorded)
     deps = tuple(d for d in definition.data_deps if d not in args)
+    reads = recorded.options.reads if recorded.options is not None else None
+    if reads:  # a spawned step bound by parameter: the outputs it reads, as a worker loads them
+        deps += tuple(source for _, source in reads)
     inputs = (await rt.store.step_inputs({run_id: deps}))[run_id]
     return with_arguments(inputs, definition.data_deps, args) if args else inputs
 

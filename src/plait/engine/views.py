@@ -3,6 +3,7 @@ decoded."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -24,6 +25,16 @@ from ..core.rows import (
     StepStatus,
     WorkflowPlan,
 )
+
+
+def _spawner(row: StepRow) -> str | None:
+    """The step that spawned this one: its parent (a `child` edge) if it joins it; for a
+    detached one, read from its name (`<parent>/<label>`, `<parent>#<iteration>/<label>`)."""
+    joined = next((e.target for e in row.dependents if e.kind is EdgeKind.CHILD), None)
+    if joined is not None or row.task is None:
+        return joined
+    head = row.name.rsplit("/", 1)[0]
+    return re.sub(r"#\d+$", "", head)
 
 
 def _dt(ts: float | None) -> datetime | None:
@@ -143,7 +154,7 @@ class Step:
             reused_from=row.reused_from,
             iteration=row.iteration,
             task=row.task,
-            parent=next((e.target for e in row.dependents if e.kind is EdgeKind.CHILD), None),
+            parent=_spawner(row),
             joining=row.unmet if row.joining else 0,
             code=row.code,
             input=_payload(row.input),

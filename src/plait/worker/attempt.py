@@ -31,7 +31,7 @@ from ..core.queues import resolve_key
 from ..core.rows import Claim, Outcome, StepData, StepInputs, StepStatus
 from ..workflow.context import CallWaits, CaughtError, StepContext
 from ..workflow.definition import StepDef, Workflow
-from ..workflow.tasks import task_kwargs
+from ..workflow.tasks import bound_kwargs, task_kwargs
 from .handler_threads import HandlerThreads, HandlerTimeout
 from .tracing import attempt_span
 
@@ -119,6 +119,8 @@ async def attempt(
         run_input = _codec.loads(inputs.run_input)
         ctx.input = run_input
         ctx._load_state(inputs.state)
+        if inputs.labels:
+            ctx._load_labels(inputs.labels)
         for name in step.error_sources:  # a catching step: the failure it handles
             if name in inputs.errors:
                 ctx.error = CaughtError(name, *inputs.errors[name])
@@ -132,7 +134,13 @@ async def attempt(
             outputs[dep] = (
                 _codec.loads(output) if status is StepStatus.DONE else step.defaults.get(dep)
             )
-        if step.is_task:
+        if step.is_task and claim.reads is not None:  # bound by parameter: recorded
+            kwargs, received = bound_kwargs(
+                step, ctx, claim.input, claim.reads, inputs.dependencies
+            )
+            if record_limit is not None and len(received) > record_limit:
+                received = None
+        elif step.is_task:
             kwargs = task_kwargs(step, ctx, claim.input)
         else:
             kwargs = step.build_kwargs(ctx, run_input, outputs)

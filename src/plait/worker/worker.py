@@ -336,6 +336,8 @@ class Worker:
 
     def _wants(self, claim: Claim) -> Collection[str]:
         """The dependencies whose ends a claimed step's handler reads (the claim loads them)."""
+        if claim.reads:  # a spawned step bound by parameter: the outputs it reads
+            return [source for _, source in claim.reads]
         key = (claim.fingerprint, claim.step, claim.task)
         found = self._wants_cache.get(key)
         if found is None:

@@ -325,6 +325,11 @@ def run_insert_row(run: RunRow, blobs: Blobbing) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
+def labels_of(text: str | None) -> dict[str, str] | None:
+    """A run's labels from its `labels` column."""
+    return None if text is None else dict(orjson.loads(text))
+
+
 def labels_to_json(labels: Mapping[str, str] | None) -> str | None:
     """A run's `labels` column."""
     return None if not labels else orjson.dumps(dict(labels)).decode()
@@ -477,6 +482,8 @@ def _options_dict(o: StepOptions) -> dict[str, Any]:
         "join_timeout": o.join_timeout,
     }
     data: dict[str, Any] = {k: v for k, v in found.items() if v is not None}
+    if o.reads is not None:
+        data["reads"] = o.reads
     if o.on_expiry is not OnExpiry.REJECT:
         data["on_expiry"] = o.on_expiry.value
     return data
@@ -501,6 +508,7 @@ def _options_of(data: Mapping[str, Any] | None) -> StepOptions | None:
         at_end=None if data.get("at_end") is None else AtEnd(data["at_end"]),
         join=None if data.get("join") is None else JoinMode(data["join"]),
         join_timeout=data.get("join_timeout"),
+        reads=None if "reads" not in data else tuple((p, s) for p, s in data["reads"]),
     )
 
 
