@@ -82,7 +82,7 @@ def test_spawned_steps_read_handles_and_upstream_steps_and_detached_ones_run_on(
     assert run.result() == {"after": [12, 27]}
     got = steps(engine, run.id)
     assert got["fan/add-0"].input == {"n": 5, "a": 12, "b": {"v": 10}}  # what it received
-    assert got["fan/double-1"].input == {"x": 6}
+    assert got["fan/double-1"].input == 6  # given h1's output whole: recorded as it is
     audit = got["fan/audit"]
     assert (audit.status, audit.output, audit.parent) == (
         plait.StepStatus.DONE,
@@ -278,7 +278,7 @@ def _refused(engine: plait.Engine, spawning: Callable[..., Any]) -> str:
         "not-json",
         "bad-join",
         "gather-detached",
-    ],  # fmt: skip
+    ],
 )
 def test_a_bad_spawn_is_refused_saying_why_and_commits_nothing(
     engine: plait.Engine, spawning: Callable[..., Any], message: str
@@ -303,9 +303,9 @@ def test_a_workflow_step_that_is_not_upstream_is_refused(engine: plait.Engine) -
         return "no"
 
     run = finish(engine, engine.start(wf, {}))
-    fan = steps(engine, run.id)["fan"]
-    assert fan.error is not None and fan.error.code == "invalid_spawn"
-    assert fan.error.message.startswith(
+    refused = steps(engine, run.id)["fan"]
+    assert refused.error is not None and refused.error.code == "invalid_spawn"
+    assert refused.error.message.startswith(
         "ctx.spawn('use') in step 'fan': inputs= binds 'x' to step 'side', which is not "
         "upstream of step 'fan': a spawned step reads the outputs of workflow steps that the "
         "spawning step depends on (directly or not), which have ended"
@@ -332,3 +332,27 @@ def test_run_labels_are_read_only_and_empty_without_labels(engine: plait.Engine)
     }
     plain = finish(engine, engine.start(wf, {}))
     assert plain.result() == {"look": {"labels": {}, "writable": False}}
+
+
+def test_a_big_output_given_whole_to_a_spawned_step_shares_its_blob(store_url: str) -> None:
+    url = f"{store_url}{'&' if '?' in store_url else '?'}blob_threshold=500"
+    wf = plait.Workflow("shared")
+
+    @wf.task
+    def make(n: int) -> str:
+        return "b" * n
+
+    @wf.task
+    def measure(text: str) -> int:
+        return len(text)
+
+    @wf.step
+    def fan(ctx: plait.StepContext) -> plait.Handle:
+        return ctx.spawn(measure, input=ctx.spawn(make, input=1000))
+
+    with plait.Engine(url, lease=5.0) as engine:
+        run = finish(engine, engine.start(wf, {}))
+        assert run.result() == {"fan": 1000}
+        assert steps(engine, run.id)["fan/measure-0"].input == "b" * 1000
+        # make's output and measure's recorded input: one blob of 1,002 bytes, two references
+        assert engine.blob_stats() == plait.BlobStats(blobs=1, bytes=1002, references=2)

@@ -54,7 +54,6 @@ async def attempt(
     admit_key: KeyAdmission | None = None,
     clock: Clock = REAL,
     error_limit: int = _codec.MESSAGE_LIMIT,
-    record_limit: int | None = None,
 ) -> Outcome | None:
     """Run one attempt of a claimed step; its outcome, or None when there is nothing to commit
     (its pending key was not admitted). Every exception out of the handler becomes a failed
@@ -138,13 +137,11 @@ async def attempt(
             kwargs, received = bound_kwargs(
                 step, ctx, claim.input, claim.reads, inputs.dependencies
             )
-            if record_limit is not None and len(received) > record_limit:
-                received = None
         elif step.is_task:
             kwargs = task_kwargs(step, ctx, claim.input)
         else:
             kwargs = step.build_kwargs(ctx, run_input, outputs)
-            received = recorded_input(step, kwargs, run_input, inputs, record_limit)
+            received = recorded_input(step, kwargs, run_input, inputs)
     except ValidationError as exc:
         return failure("invalid_input", f"step {claim.step!r}: {exc}", False)
     try:
@@ -254,16 +251,14 @@ def recorded_input(
     kwargs: dict[str, Any],
     run_input: Any,
     inputs: StepInputs,
-    limit: int | None = None,
 ) -> bytes | None:
     """What a static step's handler receives, to record (`StepRow.input`): a JSON object of
     its arguments by parameter, its context left out. An upstream output is spliced in as the
     bytes the store gave (never encoded again); a run-input field is its value in the run
-    input; a default its JSON, if it has one. None if it would be longer than `limit` bytes
-    (the store's blob threshold: a big input is not recorded, since it would be a second copy
-    of the upstream outputs it holds, not a blob shared with them)."""
+    input; a default its JSON, if it has one. A big one is kept as a blob by the store (a
+    second copy of the outputs it holds: its bytes are an object by parameter, never an
+    output's; a spawned step given an output whole, `input=handle`, shares that output's blob)."""
     parts = []
-    size = 2
     for name, value in kwargs.items():
         if name == step.ctx_param:
             continue
@@ -277,7 +272,4 @@ def recorded_input(
             except _codec.EncodeError:
                 continue  # a default that has no JSON form: not recorded
         parts.append(_codec.dumps(name) + b":" + raw)
-        size += len(parts[-1]) + 1
-        if limit is not None and size > limit:
-            return None
     return b"{" + b",".join(parts) + b"}"

@@ -478,7 +478,6 @@ class Worker:
                     wf, step, claim, ctx, inputs,
                     threads=self._pool, admit_key=self._admit_key, error_limit=self.rt.error_limit,
                     clock=self.rt.clock,
-                    record_limit=self.store.blob_threshold,
                 )  # fmt: skip
                 self._held.handled(time.monotonic() - began)
         except asyncio.CancelledError:

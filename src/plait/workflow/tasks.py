@@ -43,6 +43,9 @@ from .params import adapter, context_param, type_hints
 if TYPE_CHECKING:
     from .definition import Workflow
 
+# the parameter of a spawned step's one read when `input=` a handle alone: the task's input is
+# that output, recorded as it is (the bytes of the output, so a big one shares its blob)
+WHOLE = ""
 MAX_SPAWNED = 100_000  # steps one attempt may spawn: a bound on a runaway loop
 TASK_OPTIONS = frozenset({"retry", "timeout", "optional", "priority", "queue", "target"})
 
@@ -136,6 +139,10 @@ def bound_kwargs(
     literal arguments (a JSON object) and the outputs it reads, validated; and what it
     receives as JSON, to record (the outputs spliced in as the store gave them). pydantic's
     ValidationError if a value does not fit."""
+    if len(reads) == 1 and reads[0][0] == WHOLE:  # `input=` a handle: the output, as it is
+        ended = ends.get(reads[0][1])
+        whole = b"null" if ended is None or ended[1] is None else ended[1]
+        return task_kwargs(task, ctx, whole), whole
     values: dict[str, Any] = {} if literal is None else _codec.loads(literal)
     raw: dict[str, bytes] = {}
     for param, source in reads:
@@ -302,9 +309,9 @@ class Spawner:
         input: Any,
         inputs: Mapping[str, Handle | str] | None,
         args: Mapping[str, Any] | None,
-    ) -> tuple[bytes, tuple[tuple[str, str], ...]]:
-        """A spawn bound by parameter: its literal arguments (a JSON object) and the
-        (parameter, step) pairs whose outputs it reads."""
+    ) -> tuple[bytes | None, tuple[tuple[str, str], ...]]:
+        """A spawn bound by parameter: its literal arguments (a JSON object; None for `input=`
+        a handle alone) and the (parameter, step) pairs whose outputs it reads."""
         params, kw, _ = _parameters(task.fn)
         given: dict[str, str] = {}  # parameter -> how it is given
         literal: dict[str, Any] = {}
@@ -332,19 +339,22 @@ class Spawner:
                 _refuse(f"{where}: the task takes no input (no parameter besides ctx), got one")
             bind(task.task_input, "input=")
             if isinstance(input, Handle):
-                reads[task.task_input] = self._handle(where, "input=", input)
+                source = self._handle(where, "input=", input)
+                if inputs is None and args is None:  # its input is that output, as it is
+                    return None, ((WHOLE, source),)
+                reads[task.task_input] = source
             else:
                 literal[task.task_input] = input
         if inputs is not None:
             if not isinstance(inputs, Mapping):
                 _refuse(f"{where}: inputs= must be a dict of parameter -> handle or step name, "
                         f"got {type(inputs).__name__}")  # fmt: skip
-            for param, source in inputs.items():
+            for param, given_source in inputs.items():
                 bind(param, "inputs=")
                 reads[param] = (
-                    self._handle(where, "inputs=", source)
-                    if isinstance(source, Handle)
-                    else self._static(where, param, source)
+                    self._handle(where, "inputs=", given_source)
+                    if isinstance(given_source, Handle)
+                    else self._static(where, param, given_source)
                 )
         if args is not None:
             if not isinstance(args, Mapping):

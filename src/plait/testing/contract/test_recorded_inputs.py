@@ -92,9 +92,10 @@ def test_a_fork_s_reused_steps_keep_their_inputs(engine: plait.Engine) -> None:
     assert inputs["fan"] == {"scale": 6}
 
 
-def test_an_input_over_the_blob_threshold_is_not_recorded(store_url: str) -> None:
-    """It would be a second copy of the upstream outputs it holds (not yet a blob shared with
-    them): a step given a big output records nothing, and replay reads the output instead."""
+def test_an_input_over_the_blob_threshold_is_recorded_as_a_blob(store_url: str) -> None:
+    """A static step's big input is kept as a blob of its own: an object by parameter, its
+    bytes are never those of the outputs it holds (a spawned step given an output whole
+    shares its blob: test_spawn_graphs)."""
     url = f"{store_url}{'&' if '?' in store_url else '?'}blob_threshold=500"
     wf = plait.Workflow("big_input")
     wf.add_step("make", lambda n: "b" * n)
@@ -102,8 +103,9 @@ def test_an_input_over_the_blob_threshold_is_not_recorded(store_url: str) -> Non
     with plait.Engine(url, lease=5.0) as engine:
         run_id = ran(engine, wf, {"n": 1000})
         steps = {s.name: s for s in engine.steps(run_id)}
-        assert steps["make"].input == {"n": 1000} and steps["size"].input is None
-        assert engine.blob_stats() == plait.BlobStats(blobs=1, bytes=1002, references=1)
+        assert steps["make"].input == {"n": 1000} and steps["size"].input == {"make": "b" * 1000}
+        # make's output (1,002 bytes) and size's input (1,011: {"make": ...})
+        assert engine.blob_stats() == plait.BlobStats(blobs=2, bytes=2013, references=2)
         assert engine.replay(run_id, "size").output == 1000
         small = ran(engine, wf, {"n": 400})  # its input is 411 bytes: recorded
         assert {s.name: s.input for s in engine.steps(small)}["size"] == {"make": "b" * 400}
