@@ -356,3 +356,14 @@ def test_a_big_output_given_whole_to_a_spawned_step_shares_its_blob(store_url: s
         assert steps(engine, run.id)["fan/measure-0"].input == "b" * 1000
         # make's output and measure's recorded input: one blob of 1,002 bytes, two references
         assert engine.blob_stats() == plait.BlobStats(blobs=1, bytes=1002, references=2)
+
+
+def test_a_fork_from_a_detached_step_names_the_step_that_spawned_it(engine: plait.Engine) -> None:
+    first = finish(engine, engine.start(graph(chain), {}))
+    with pytest.raises(plait.InputError) as raised:
+        engine.fork(first.id, "fan/audit")
+    assert str(raised.value) == (
+        f"cannot fork run {first.id!r} from step 'fan/audit': it was spawned while the run ran, "
+        "and a fork runs the workflow's own steps; fork from 'fan', the workflow step that "
+        "spawned it"
+    )

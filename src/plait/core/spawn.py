@@ -41,6 +41,18 @@ def child_prefix(parent: str, iteration: int) -> str:
     return f"{parent}/" if iteration == 0 else f"{parent}#{iteration}/"
 
 
+def spawner_of(step: StepRow) -> str | None:
+    """The step that spawned `step` (None for a workflow step): its parent, which it has a
+    `child` edge to, or, detached, the one its name says (`<parent>/<label>`,
+    `<parent>#<iteration>/<label>`)."""
+    joined = next((e.target for e in step.dependents if e.kind is EdgeKind.CHILD), None)
+    if joined is not None or step.task is None:
+        return joined
+    head = step.name.rsplit("/", 1)[0]
+    pass_mark = head.rfind("#")
+    return head if pass_mark < 0 or not head[pass_mark + 1 :].isdigit() else head[:pass_mark]
+
+
 def check_spawns(txn: Txn, run: RunRow, outcome: Outcome) -> Generator[Need, None, str | None]:
     """Why the spawns of a successful `outcome` cannot commit (a message), or None. The workflow steps they read must
     have ended `done`; the worker checked everything else (`workflow.tasks.Spawner`)."""

@@ -3,7 +3,6 @@ decoded."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -15,7 +14,6 @@ from ..core.calls import waits_for
 from ..core.queues import QueueConfig
 from ..core.rate import Rate
 from ..core.rows import (
-    EdgeKind,
     EventRow,
     Excerpt,
     Gate,
@@ -25,16 +23,7 @@ from ..core.rows import (
     StepStatus,
     WorkflowPlan,
 )
-
-
-def _spawner(row: StepRow) -> str | None:
-    """The step that spawned this one: its parent (a `child` edge) if it joins it; for a
-    detached one, read from its name (`<parent>/<label>`, `<parent>#<iteration>/<label>`)."""
-    joined = next((e.target for e in row.dependents if e.kind is EdgeKind.CHILD), None)
-    if joined is not None or row.task is None:
-        return joined
-    head = row.name.rsplit("/", 1)[0]
-    return re.sub(r"#\d+$", "", head)
+from ..core.spawn import spawner_of
 
 
 def _dt(ts: float | None) -> datetime | None:
@@ -154,7 +143,7 @@ class Step:
             reused_from=row.reused_from,
             iteration=row.iteration,
             task=row.task,
-            parent=_spawner(row),
+            parent=spawner_of(row),
             joining=row.unmet if row.joining else 0,
             code=row.code,
             input=_payload(row.input),

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 import plait
 from plait.core.cascade import new_run
 from plait.core.rows import EdgeKind, Outcome, RunStatus, Spawn, StepRow, StepStatus
+from plait.core.spawn import spawner_of
 from plait.core.transitions import claim, complete
 from plait.core.txn import Need, Txn, drive
 
@@ -224,3 +225,13 @@ def test_a_spawn_reading_a_step_that_has_not_ended_done_commits_nothing() -> Non
         "step's upstream); nothing of this attempt was committed"
     )
     assert "root/a-0" not in rows.steps and run.status is RunStatus.FAILED
+
+
+def test_the_spawner_of_a_detached_step_is_read_from_its_name() -> None:
+    def row(name: str, task: str | None = "t") -> StepRow:
+        return StepRow("r", name, 0, StepStatus.PENDING, 0, task=task)
+
+    assert spawner_of(row("fan/a-0")) == "fan"
+    assert spawner_of(row("fan#2/a-0")) == "fan"
+    assert spawner_of(row("fan/a-0#1/b-3")) == "fan/a-0"
+    assert spawner_of(row("fan", task=None)) is None
