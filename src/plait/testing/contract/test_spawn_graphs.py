@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -367,3 +368,78 @@ def test_a_fork_from_a_detached_step_names_the_step_that_spawned_it(engine: plai
         "and a fork runs the workflow's own steps; fork from 'fan', the workflow step that "
         "spawned it"
     )
+
+
+def test_replay_calls_a_bound_spawned_step_with_what_it_received(engine: plait.Engine) -> None:
+    wf = graph(chain)
+    run = finish(engine, engine.start(wf, {}))
+    replayed = engine.replay(run.id, "fan/add-0", workflow=wf)
+    assert (replayed.status, replayed.output, replayed.changed) == ("done", 27, False)
+    whole = engine.replay(run.id, "fan/double-1", workflow=wf)  # given h1's output whole
+    assert (whole.status, whole.output, whole.changed) == ("done", 12, False)
+
+
+def test_cancelling_a_run_cancels_its_detached_steps(engine: plait.Engine) -> None:
+    release = threading.Event()
+    wf = plait.Workflow("cancel_detached")
+
+    @wf.task
+    def hold(x: int) -> int:
+        assert release.wait(30)
+        return x
+
+    @wf.task
+    def later(x: int) -> int:
+        return x
+
+    @wf.step
+    def parent(ctx: plait.StepContext) -> str:
+        h = ctx.spawn(hold, input=1, join=False)
+        ctx.spawn(later, input=h, join=False)
+        return "mine"
+
+    run = engine.start(wf, {})
+
+    def cancel_once_held() -> None:
+        assert engine.wait_step(run.id, "parent", timeout=30) == "mine"
+        engine.cancel(run.id)
+        release.set()
+
+    canceller = threading.Thread(target=cancel_once_held)
+    canceller.start()
+    finish(engine, run)
+    canceller.join(30)
+    assert engine.get_run(run.id).status is plait.RunStatus.CANCELLED
+    got = steps(engine, run.id)
+    assert got["parent/later-0"].status is plait.StepStatus.CANCELLED  # it waited on hold
+    assert got["parent/hold-0"].status.terminal
+
+
+def test_a_parent_ending_at_its_first_success_cancels_a_detached_reader_of_the_rest(
+    engine: plait.Engine,
+) -> None:
+    wf = plait.Workflow("first_detached")
+
+    @wf.task
+    def quick() -> str:
+        return "quick"
+
+    @wf.task
+    def never(ctx: plait.StepContext) -> str:
+        raise plait.Permanent("never")
+
+    @wf.task
+    def reader(x: str) -> str:
+        return x
+
+    @wf.step(join="first")
+    def race(ctx: plait.StepContext) -> None:
+        slow = ctx.spawn(never, not_before=datetime.now(UTC) + timedelta(hours=1))
+        ctx.spawn(quick)
+        ctx.spawn(reader, input=slow, join=False)  # it would wait for a step the join cancels
+
+    run = finish(engine, engine.start(wf, {}))
+    assert run.result() == {"race": "quick"}
+    got = steps(engine, run.id)
+    assert got["race/never-0"].status is plait.StepStatus.CANCELLED
+    assert got["race/reader-0"].status is plait.StepStatus.CANCELLED
