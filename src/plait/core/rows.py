@@ -33,7 +33,7 @@ def excerpt_of(payload: bytes | None, limit: int | None) -> bytes | None:
     """`payload` whole if `limit` is None or it is no longer, else an Excerpt of `limit` bytes."""
     if payload is None or limit is None or len(payload) <= limit:
         return payload
-    return Excerpt(payload[:limit], len(payload))
+    return Excerpt(payload[:limit], getattr(payload, "size", len(payload)))  # an Excerpt's own
 
 
 class StepStatus(StrEnum):

@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from .. import _codec
 from .._clock import REAL, Clock
 from .._errors import InputError, StepCancelled, StepFailure
+from ..core.blobs import Spliced
 from ..core.loops import INVALID_GOTO, Goto
 from ..core.queues import resolve_key
 from ..core.rows import Claim, Outcome, StepData, StepInputs, StepStatus
@@ -255,15 +256,18 @@ def recorded_input(
     """What a static step's handler receives, to record (`StepRow.input`): a JSON object of
     its arguments by parameter, its context left out. An upstream output is spliced in as the
     bytes the store gave (never encoded again); a run-input field is its value in the run
-    input; a default its JSON, if it has one. A big one is kept as a blob by the store (a
-    second copy of the outputs it holds: its bytes are an object by parameter, never an
-    output's; a spawned step given an output whole, `input=handle`, shares that output's blob)."""
-    parts = []
+    input; a default its JSON, if it has one. The biggest upstream output in it is marked
+    (`core.blobs.Spliced`), so that a store keeps a big one as the output's own blob, shared,
+    with the rest of the input around it in the row (`core.blobs.framed`)."""
+    parts: list[bytes] = []
+    size = 1
+    start = end = 0
     for name, value in kwargs.items():
         if name == step.ctx_param:
             continue
         ended = inputs.dependencies.get(name)
         raw = ended[1] if ended is not None and ended[0] is StepStatus.DONE else None
+        spliced = raw is not None
         if raw is None:
             from_run = isinstance(run_input, dict) and name not in step.data_deps
             given = run_input.get(name, value) if from_run else value
@@ -271,5 +275,11 @@ def recorded_input(
                 raw = _codec.dumps(given)
             except _codec.EncodeError:
                 continue  # a default that has no JSON form: not recorded
-        parts.append(_codec.dumps(name) + b":" + raw)
-    return b"{" + b",".join(parts) + b"}"
+        key = _codec.dumps(name) + b":"
+        size += len(key) + (1 if parts else 0)
+        if spliced and len(raw) > end - start:
+            start, end = size, size + len(raw)
+        size += len(raw)
+        parts.append(key + raw)
+    received = b"{" + b",".join(parts) + b"}"
+    return Spliced(received, start, end) if end > start else received

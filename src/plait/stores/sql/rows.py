@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from ...core.blobs import Blobbing, payload_of
+from ...core.blobs import Blobbing, payload_of, unframed
 from ...core.rows import (
     AtEnd,
     Edge,
@@ -98,7 +98,8 @@ def step_from_row(row: Sequence[Any], blobs: Mapping[str, bytes] = NO_BLOBS) -> 
     if output_blob is not None:
         output = payload_of(blobs, output_blob, f"the output of step {name!r} of run {run_id!r}")
     if input_blob is not None:
-        input_ = payload_of(blobs, input_blob, f"the input of step {name!r} of run {run_id!r}")
+        part = payload_of(blobs, input_blob, f"the input of step {name!r} of run {run_id!r}")
+        input_ = part if input_ is None else unframed(input_, part)  # a frame around it
     return StepRow(
         run_id, name, idx, STEP_STATUS[status], unmet, edges_from_json(dependents), bool(optional),
         priority, attempt, recoveries, skip_reason, _bytes(output), error_code, error_message,
