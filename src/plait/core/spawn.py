@@ -54,8 +54,9 @@ def spawner_of(step: StepRow) -> str | None:
 
 
 def check_spawns(txn: Txn, run: RunRow, outcome: Outcome) -> Generator[Need, None, str | None]:
-    """Why the spawns of a successful `outcome` cannot commit (a message), or None. The workflow steps they read must
-    have ended `done`; the worker checked everything else (`workflow.tasks.Spawner`)."""
+    """Why the spawns of a successful `outcome` cannot commit (a message), or None. The
+    workflow steps they read must have ended `done`; the worker checked everything else
+    (`workflow.tasks.Spawner`)."""
     own = {s.name for s in outcome.spawned}
     static = sorted({src for s in outcome.spawned for _, src in s.reads or () if src not in own})
     if not static:

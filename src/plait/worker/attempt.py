@@ -55,6 +55,7 @@ async def attempt(
     admit_key: KeyAdmission | None = None,
     clock: Clock = REAL,
     error_limit: int = _codec.MESSAGE_LIMIT,
+    blob_threshold: int | None = None,
 ) -> Outcome | None:
     """Run one attempt of a claimed step; its outcome, or None when there is nothing to commit
     (its pending key was not admitted). Every exception out of the handler becomes a failed
@@ -142,7 +143,7 @@ async def attempt(
             kwargs = task_kwargs(step, ctx, claim.input)
         else:
             kwargs = step.build_kwargs(ctx, run_input, outputs)
-            received = recorded_input(step, kwargs, run_input, inputs)
+            received = recorded_input(step, kwargs, run_input, inputs, blob_threshold)
     except ValidationError as exc:
         return failure("invalid_input", f"step {claim.step!r}: {exc}", False)
     try:
@@ -252,13 +253,15 @@ def recorded_input(
     kwargs: dict[str, Any],
     run_input: Any,
     inputs: StepInputs,
+    blob_threshold: int | None = None,
 ) -> bytes | None:
     """What a static step's handler receives, to record (`StepRow.input`): a JSON object of
     its arguments by parameter, its context left out. An upstream output is spliced in as the
     bytes the store gave (never encoded again); a run-input field is its value in the run
-    input; a default its JSON, if it has one. The biggest upstream output in it is marked
-    (`core.blobs.Spliced`), so that a store keeps a big one as the output's own blob, shared,
-    with the rest of the input around it in the row (`core.blobs.framed`)."""
+    input; a default its JSON, if it has one. The biggest upstream output in it, if it is over
+    the store's `blob_threshold` (so a blob), is marked (`core.blobs.Spliced`), so that the
+    store keeps it as that output's own blob, shared, with the rest of the input around it in
+    the row (`core.blobs.framed`)."""
     parts: list[bytes] = []
     size = 1
     start = end = 0
@@ -282,4 +285,6 @@ def recorded_input(
         size += len(raw)
         parts.append(key + raw)
     received = b"{" + b",".join(parts) + b"}"
-    return Spliced(received, start, end) if end > start else received
+    if blob_threshold is not None and end - start > blob_threshold:
+        return Spliced(received, start, end)
+    return received

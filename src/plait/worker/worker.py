@@ -477,7 +477,7 @@ class Worker:
                 outcome = await attempt(
                     wf, step, claim, ctx, inputs,
                     threads=self._pool, admit_key=self._admit_key, error_limit=self.rt.error_limit,
-                    clock=self.rt.clock,
+                    clock=self.rt.clock, blob_threshold=self.store.blob_threshold,
                 )  # fmt: skip
                 self._held.handled(time.monotonic() - began)
         except asyncio.CancelledError:

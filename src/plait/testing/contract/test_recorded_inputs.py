@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 import plait
+from plait.core.rows import Excerpt
 
 DEADLINE = 30.0
 
@@ -128,8 +129,8 @@ def test_a_big_recorded_input_reads_back_whole_elsewhere_cut_and_forked(
         assert {s.name: s.input for s in engine.steps(run_id)}["size"] == whole
         seen = {s.name: s.input for s in engine.inspect(run_id, excerpt=8).steps}
         cut = seen["size"]
-        assert isinstance(cut, bytes) and bytes(cut) == b'{"make":'
-        assert cut.size == len(b'{"make":"' + b"b" * 1000 + b'","k":7}')  # type: ignore[attr-defined]  # an Excerpt
+        assert isinstance(cut, Excerpt) and bytes(cut) == b'{"make":'
+        assert cut.size == len(b'{"make":"' + b"b" * 1000 + b'","k":7}')
         engine.register(wf)
         fork = engine.fork(run_id, "size")
         engine.run_worker(until=fork, timeout=DEADLINE)
