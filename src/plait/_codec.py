@@ -87,6 +87,8 @@ def dumps(value: Any) -> bytes:
 def loads(data: bytes | str | None) -> Any:
     if data is None:
         return None
+    if isinstance(data, bytes) and type(data) is not bytes:  # a subclass (a recorded input
+        return orjson.loads(memoryview(data))  # marking a part, `core.blobs.Spliced`): a view
     return orjson.loads(data)
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .._errors import BlobNotFound, StoreError
+from .rows import Excerpt
 
 DEFAULT_THRESHOLD = 64 * 1024  # bytes: longer payloads go to the blob table
 DEFAULT_GRACE = 3600.0  # seconds an unreferenced blob is kept before gc may remove it
@@ -97,6 +98,46 @@ def row_blobs(rows: Iterable[Sequence[Any]], *columns: int) -> list[str]:
             if row[column] is not None:
                 found[row[column]] = None
     return list(found)
+
+
+class Spliced(bytes):
+    """A payload holding another payload verbatim at `[start:end]`: a step's recorded input
+    (an object by parameter) with an upstream output spliced in as the store gave it. Kept as a
+    blob, that part is the output's own blob (the same bytes, so the same hash) and the row keeps
+    only the rest around it, its *frame* (`framed`); read back, the two make it again
+    (`unframed`)."""
+
+    start: int
+    end: int
+
+    def __new__(cls, data: bytes, start: int, end: int) -> Spliced:
+        made = super().__new__(cls, data)
+        made.start, made.end = start, end
+        return made
+
+
+# where the part goes in a frame: a JSON text never holds a raw NUL byte (JSON escapes it)
+_MARK = b"\x00"
+
+
+def framed(payload: bytes, threshold: int) -> tuple[bytes, bytes] | None:
+    """(the part to keep as a blob, the frame the row keeps) for a Spliced payload whose part
+    is over the threshold and whose frame is not; else None (kept whole, as any payload)."""
+    if not isinstance(payload, Spliced) or payload.end - payload.start <= threshold:
+        return None
+    if len(payload) - (payload.end - payload.start) >= threshold:
+        return None
+    part = payload[payload.start : payload.end]
+    return part, payload[: payload.start] + _MARK + payload[payload.end :]
+
+
+def unframed(frame: bytes, part: bytes) -> bytes:
+    """The payload a frame and its part make (`framed`'s inverse); an excerpt of the part (a
+    read cut short, `rows.Excerpt`) makes one of the payload, of the payload's size."""
+    head, _, tail = bytes(frame).partition(_MARK)
+    if isinstance(part, Excerpt):
+        return Excerpt(head + part, len(head) + part.size + len(tail))
+    return Spliced(head + part + tail, len(head), len(head) + len(part))
 
 
 def parse_threshold(value: str, url: str) -> int:

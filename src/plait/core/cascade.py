@@ -195,11 +195,16 @@ def doom(up: StepRow, edge: Edge) -> str | None:
 def fails_run(step: StepRow) -> bool:
     """Does this terminal step make its run fail? A skip for a false condition, or cascading
     from one, does not: it is a branch not taken; nor does a failure another step catches."""
-    if step.optional or step.task is not None:  # a spawned step fails its parent instead
-        return False
+    if step.optional or (step.task is not None and joined(step)):
+        return False  # a spawned step its parent joins fails its parent instead
     if step.status is StepStatus.FAILED:
         return not caught(step)
     return step.status is StepStatus.SKIPPED and not skipped_by_condition(step)
+
+
+def joined(step: StepRow) -> bool:
+    """A spawned step its parent waits for (a `child` edge); a detached one only its run does."""
+    return any(e.kind is EdgeKind.CHILD for e in step.dependents)
 
 
 def settle(txn: Txn, run: RunRow, first: StepRow) -> Transition:
@@ -411,15 +416,19 @@ def abandon(txn: Txn, run: RunRow, s: StepRow, reason: str) -> None:
 
 
 def spawned_below(steps: Iterable[StepRow], roots: Iterable[str]) -> list[StepRow]:
-    """Every step spawned, directly or not, by one of `roots`, in the order they were added."""
+    """Every step spawned, directly or not, by one of `roots`, in the order they were added,
+    and the detached steps that read or wait for one of those (else they would wait forever)."""
     below = set(roots)
+    pulled: set[str] = set()  # spawned steps that wait for one found
     found = []
     for step in sorted(steps, key=lambda s: s.idx):  # a child is added after its parent
-        if step.task is not None and any(
-            e.kind is EdgeKind.CHILD and e.target in below for e in step.dependents
+        if step.task is not None and (
+            step.name in pulled
+            or any(e.kind is EdgeKind.CHILD and e.target in below for e in step.dependents)
         ):
             below.add(step.name)
             found.append(step)
+            pulled.update(e.target for e in step.dependents if e.kind is not EdgeKind.CHILD)
     return found
 
 

@@ -29,7 +29,8 @@ from .. import _codec
 from .._errors import InputError
 from . import session
 from .cascade import new_run
-from .rows import EdgeKind, EventRow, RunRow, StateChange, StepRow, StepStatus, WorkflowPlan
+from .rows import EventRow, RunRow, StateChange, StepRow, StepStatus, WorkflowPlan
+from .spawn import spawner_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +92,7 @@ def plan_fork(
     if from_step in spawned:
         root = from_step
         while root in spawned:  # up to the workflow step that spawned it, maybe through others
-            root = next(e.target for e in spawned[root].dependents if e.kind is EdgeKind.CHILD)
+            root = spawner_of(spawned[root]) or ""
         raise InputError(
             f"cannot fork run {parent_id!r} from step {from_step!r}: it was spawned while the "
             f"run ran, and a fork runs the workflow's own steps; fork from {root!r}, the "

@@ -33,7 +33,7 @@ def excerpt_of(payload: bytes | None, limit: int | None) -> bytes | None:
     """`payload` whole if `limit` is None or it is no longer, else an Excerpt of `limit` bytes."""
     if payload is None or limit is None or len(payload) <= limit:
         return payload
-    return Excerpt(payload[:limit], len(payload))
+    return Excerpt(payload[:limit], getattr(payload, "size", len(payload)))  # an Excerpt's own
 
 
 class StepStatus(StrEnum):
@@ -148,6 +148,11 @@ class StepOptions:
     # a step that spawns: it fails (code `timeout`) if its children have not all ended, as
     # `join` wants, this long after it spawned them; the unfinished ones are cancelled
     join_timeout: float | None = None
+    # a spawned step whose arguments are bound by parameter (`ctx.spawn(inputs=, args=)`, or
+    # `input=` a handle): (parameter, step) pairs, each parameter given that step's output
+    # when the step is claimed; its row's `input` then holds its literal arguments, a JSON
+    # object by parameter. None: a step whose `input` is its task's one input, as it is
+    reads: tuple[tuple[str, str], ...] | None = None
 
 
 @dataclass(slots=True)
@@ -282,6 +287,10 @@ class Claim:
     key_pending: bool = False  # its concurrency key is to be resolved and admitted first
     claimable_since: float | None = None  # when it became claimable (its wait ended with this)
     recoveries: int = 0  # its attempts that ended without an outcome so far (traces' span ids)
+    # a spawned step bound by parameter (`StepOptions.reads`): (parameter, step) pairs whose
+    # outputs its handler receives besides the literal arguments in `input`; None: `input` is
+    # the task's one input
+    reads: tuple[tuple[str, str], ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,6 +306,12 @@ class Spawn:
     not_before: float | None = None  # claimable from then on (epoch seconds)
     colocate: bool = False  # run on the worker that ran the step that spawned it
     options: StepOptions | None = None  # its task's queue and target
+    # bound by parameter: (parameter, step) pairs, a step being one spawned before it by the
+    # same handler (it waits for it) or a workflow step that has ended `done` (checked when
+    # the spawn commits); `input` is then a JSON object of its literal arguments by parameter.
+    # None: `input` is the task's one input
+    reads: tuple[tuple[str, str], ...] | None = None
+    join: bool = True  # its parent waits for it; False: detached, only the run waits for it
 
 
 @dataclass(frozen=True, slots=True)
@@ -473,6 +488,7 @@ class StepInputs:
     state: bytes | None = None  # the run's session state when the step was claimed
     # dependency that failed → (error code, error message): what a catching step reads
     errors: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+    labels: dict[str, str] | None = None  # the run's labels (`start(labels=)`; `ctx.run_labels`)
 
 
 @dataclass(frozen=True, slots=True)

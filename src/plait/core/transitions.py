@@ -18,7 +18,7 @@ from .cascade import CONDITION, cancel_call, paused_when_idle, settle
 from .claiming import dispatchable
 from .loops import loop_back
 from .rows import Claim, CodeOf, Outcome, RunRow, RunStatus, StepRow, StepStatus
-from .spawn import spawn
+from .spawn import INVALID_SPAWN, check_spawns, spawn
 from .txn import Need, Transition, Txn, need, need_records
 from .user_events import PREFIX
 
@@ -83,6 +83,7 @@ def claim(
             step.options is not None and step.options.key_from_outputs and not step.options.key,
             since,
             step.recoveries,
+            None if step.options is None else step.options.reads,
         )
     )
 
@@ -111,8 +112,12 @@ def _complete(txn: Txn, outcome: Outcome) -> Transition:
     if outcome.call is not None:  # it called a sub-workflow: it waits for it (`core.calls`)
         yield from _called(txn, run, step, outcome.call)
         return
-    if outcome.input is not None and step.task is None and step.input != outcome.input:
+    if outcome.input is not None and step.input != outcome.input and _records_input(step):
         step.input = outcome.input  # what this attempt's handler received
+    if outcome.spawned and outcome.succeeded and not run.status.terminal:
+        refused = yield from check_spawns(txn, run, outcome)
+        if refused is not None:
+            outcome = _nothing_committed(outcome, INVALID_SPAWN, refused, None)
     new_state = None
     if outcome.data is not None and outcome.succeeded and outcome.data.state:
         try:
@@ -144,8 +149,8 @@ def _complete(txn: Txn, outcome: Outcome) -> Transition:
         return
     if outcome.spawned and outcome.succeeded and not run.status.terminal:
         step.error_code = step.error_message = None
-        spawn(txn, run, step, outcome)
-        return
+        if spawn(txn, run, step, outcome):
+            return  # it joins what it spawned; else (all detached) it is done now
     if outcome.succeeded:
         step.status = StepStatus.DONE
         step.output = outcome.output
@@ -194,6 +199,12 @@ def _called(txn: Txn, run: RunRow, step: StepRow, child: str) -> Transition:
         yield from settle(txn, run, step)
         return
     yield from calls.suspend(txn, run, step, child)
+
+
+def _records_input(step: StepRow) -> bool:
+    """Does an attempt's outcome record what the step's handler received? A workflow step's
+    and a spawned step's bound by parameter do; a spawned step's one input is its spawn's."""
+    return step.task is None or (step.options is not None and step.options.reads is not None)
 
 
 def check_records(txn: Txn, outcome: Outcome) -> Generator[Need, None, Outcome]:

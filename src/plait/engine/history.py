@@ -154,7 +154,7 @@ def _workflow_for(rt: Runtime, run_id: str, row: RunRow, workflow: Workflow | No
 
 def recorded_arguments(recorded: StepRow) -> dict[str, Any]:
     """What a static step's handler received when it last ran, by parameter (`Step.input`);
-    empty for a spawned step, or one whose input was not recorded (a large one)."""
+    empty for a spawned step, or one whose input was not recorded (it never ran)."""
     received = _codec.loads(recorded.input) if recorded.task is None and recorded.input else None
     return received if isinstance(received, dict) else {}
 
@@ -164,10 +164,13 @@ async def replay_inputs(
 ) -> StepInputs:
     """What a replayed step's handler gets: the arguments its attempt recorded, replayed as
     they were whatever its dependencies hold now; for what was not recorded (a parameter the
-    code has gained since, a large input), the run input and the outputs its dependencies
+    code has gained since), the run input and the outputs its dependencies
     recorded, as a worker would have loaded them."""
     args = recorded_arguments(recorded)
     deps = tuple(d for d in definition.data_deps if d not in args)
+    reads = recorded.options.reads if recorded.options is not None else None
+    if reads:  # a spawned step bound by parameter: the outputs it reads, as a worker loads them
+        deps += tuple(source for _, source in reads)
     inputs = (await rt.store.step_inputs({run_id: deps}))[run_id]
     return with_arguments(inputs, definition.data_deps, args) if args else inputs
 

@@ -86,6 +86,7 @@ async def replay_step(
         iteration=recorded.iteration,
         task=recorded.task,
         input=recorded.input,
+        reads=None if recorded.options is None else recorded.options.reads,
     )
     ctx = StepContext(
         run_id=claim.run_id,

@@ -14,7 +14,6 @@ from ..core.calls import waits_for
 from ..core.queues import QueueConfig
 from ..core.rate import Rate
 from ..core.rows import (
-    EdgeKind,
     EventRow,
     Excerpt,
     Gate,
@@ -24,6 +23,7 @@ from ..core.rows import (
     StepStatus,
     WorkflowPlan,
 )
+from ..core.spawn import spawner_of
 
 
 def _dt(ts: float | None) -> datetime | None:
@@ -143,7 +143,7 @@ class Step:
             reused_from=row.reused_from,
             iteration=row.iteration,
             task=row.task,
-            parent=next((e.target for e in row.dependents if e.kind is EdgeKind.CHILD), None),
+            parent=spawner_of(row),
             joining=row.unmet if row.joining else 0,
             code=row.code,
             input=_payload(row.input),

@@ -479,7 +479,7 @@ class MemoryStore:
                 for n in deps
                 if steps[n].status is StepStatus.FAILED
             }
-            out[run_id] = StepInputs(run.input, deps, run.state, errors)
+            out[run_id] = StepInputs(run.input, deps, run.state, errors, run.labels)
         return out
 
     async def complete(self, outcomes: Sequence[Outcome], now: float) -> CommitResult:

@@ -9,7 +9,14 @@ from collections.abc import Mapping
 from urllib.parse import parse_qsl
 
 from .._errors import StoreError
-from ..core.blobs import DEFAULT_THRESHOLD, THRESHOLD_OPTION, BlobStats, digest, parse_threshold
+from ..core.blobs import (
+    DEFAULT_THRESHOLD,
+    THRESHOLD_OPTION,
+    BlobStats,
+    digest,
+    framed,
+    parse_threshold,
+)
 from ..core.rows import StepRow
 
 Column = tuple[str, str, str]  # (run, step or "", "input"/"output")
@@ -72,7 +79,12 @@ class MemoryBlobs:
         counted on its blob (stored if new), and what the column held before is let go. The
         payload returned is the blob's own bytes, so equal payloads share memory."""
         old = self._held.pop(where, None)
-        if payload is not None and len(payload) > self.threshold:
+        split = None if payload is None else framed(payload, self.threshold)
+        if split is not None:  # an input holding a big output: that output's blob, shared
+            sha256 = digest(split[0])
+            self.refer(sha256, split[0], now)
+            self._held[where] = sha256
+        elif payload is not None and len(payload) > self.threshold:
             sha256 = digest(payload)
             self.refer(sha256, payload, now)
             self._held[where] = sha256

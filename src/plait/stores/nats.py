@@ -66,7 +66,7 @@ from .._clock import REAL, Clock
 from .._errors import RunConflict, StoreError
 from .._portal import Portal
 from ..core import durability
-from ..core.blobs import BlobStats, check_hash, check_put, digest, missing
+from ..core.blobs import BlobStats, check_hash, check_put, digest, framed, missing, unframed
 from ..core.durability import Durability
 from ..core.queues import QueueConfig, reconfigure
 from ..core.rate import Rate
@@ -587,8 +587,10 @@ class NatsStore:
                 for name, sha in held.get(step.name, {}).items():
                     if stored is not None and had.get(name) == sha:
                         setattr(step, name, getattr(stored, name))
-                    else:
-                        setattr(step, name, await self._blob_data(sha))
+                        continue
+                    data = await self._blob_data(sha)
+                    frame = getattr(step, name)  # the rest of an input around an output
+                    setattr(step, name, data if frame is None else unframed(frame, data))
             return row
         target = row[0] if isinstance(row, tuple) else row
         stored_run = r._runs.get(target.id)
@@ -769,7 +771,8 @@ class NatsStore:
             raise StoreError(f"NATS store {self._url.shown}: a batch wrote a key twice (a bug)")
         nc = await self._connected()
         encoded = [
-            b"" if value is None else _encode(key, value, held) for key, value, held in writes
+            b"" if value is None else _encode(key, value, held, self.blob_threshold)
+            for key, value, held in writes
         ]
         for (key, _, _), data in zip(writes, encoded, strict=True):
             if len(data) > nc.max_payload - 1024:
@@ -992,7 +995,13 @@ class NatsStore:
             if old is not None and getattr(old, name) is payload and name in was:
                 held[name] = was[name]  # unchanged: the same blob
                 continue
-            if payload is not None and len(payload) > self.blob_threshold:
+            split = None if payload is None else framed(payload, self.blob_threshold)
+            if split is not None:  # an input holding a big output: that output's blob, shared
+                sha = digest(split[0])
+                held[name] = sha
+                blobs[sha] = split[0]
+                refs[sha] = refs.get(sha, 0) + 1
+            elif payload is not None and len(payload) > self.blob_threshold:
                 sha = digest(payload)
                 held[name] = sha
                 blobs[sha] = payload
@@ -1629,7 +1638,15 @@ _ROW_TYPES: dict[str, type] = {
 }
 
 
-def _encode(key: str, value: Any, held: dict[str, Any]) -> bytes:
+def _frame(step: StepRow, field: str, threshold: int) -> bytes | None:
+    """What a step's row keeps of a payload kept as a blob: nothing, or, for an input holding
+    a big output, the rest around it (`core.blobs.framed`)."""
+    payload = getattr(step, field)
+    split = None if payload is None else framed(payload, threshold)
+    return None if split is None else split[1]
+
+
+def _encode(key: str, value: Any, held: dict[str, Any], threshold: int) -> bytes:
     """A KV value: {"row": the row's fields, "blobs": {field: sha256}} (payloads that are in
     blobs are left out of the row); a run also keeps when its status last changed."""
     doc: dict[str, Any] = {}
@@ -1641,7 +1658,7 @@ def _encode(key: str, value: Any, held: dict[str, Any]) -> bytes:
         row = value
     if held and key.startswith("steps."):  # a page: {step name: {field: sha256}}
         row = [
-            dataclasses.replace(step, **dict.fromkeys(held[step.name]))
+            dataclasses.replace(step, **{f: _frame(step, f, threshold) for f in held[step.name]})
             if step.name in held
             else step
             for step in row

@@ -232,7 +232,8 @@ class Store(Protocol):
         """The configured queues, by name."""
 
     async def step_inputs(self, wanted: Mapping[str, Collection[str]]) -> dict[str, StepInputs]:
-        """For each run id: its input and the status/output of the named steps."""
+        """For each run id: its input, session state and labels (`ctx.run_labels`), and the
+        status/output (error, if failed) of the named steps."""
 
     async def complete(self, outcomes: Sequence[Outcome], now: float) -> CommitResult:
         """Record outcomes in one transaction (group commit), each fenced by its lease token.

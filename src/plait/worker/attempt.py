@@ -26,12 +26,13 @@ from pydantic import ValidationError
 from .. import _codec
 from .._clock import REAL, Clock
 from .._errors import InputError, StepCancelled, StepFailure
+from ..core.blobs import Spliced
 from ..core.loops import INVALID_GOTO, Goto
 from ..core.queues import resolve_key
 from ..core.rows import Claim, Outcome, StepData, StepInputs, StepStatus
 from ..workflow.context import CallWaits, CaughtError, StepContext
 from ..workflow.definition import StepDef, Workflow
-from ..workflow.tasks import task_kwargs
+from ..workflow.tasks import bound_kwargs, task_kwargs
 from .handler_threads import HandlerThreads, HandlerTimeout
 from .tracing import attempt_span
 
@@ -54,7 +55,7 @@ async def attempt(
     admit_key: KeyAdmission | None = None,
     clock: Clock = REAL,
     error_limit: int = _codec.MESSAGE_LIMIT,
-    record_limit: int | None = None,
+    blob_threshold: int | None = None,
 ) -> Outcome | None:
     """Run one attempt of a claimed step; its outcome, or None when there is nothing to commit
     (its pending key was not admitted). Every exception out of the handler becomes a failed
@@ -119,6 +120,8 @@ async def attempt(
         run_input = _codec.loads(inputs.run_input)
         ctx.input = run_input
         ctx._load_state(inputs.state)
+        if inputs.labels:
+            ctx._load_labels(inputs.labels)
         for name in step.error_sources:  # a catching step: the failure it handles
             if name in inputs.errors:
                 ctx.error = CaughtError(name, *inputs.errors[name])
@@ -132,11 +135,15 @@ async def attempt(
             outputs[dep] = (
                 _codec.loads(output) if status is StepStatus.DONE else step.defaults.get(dep)
             )
-        if step.is_task:
+        if step.is_task and claim.reads is not None:  # bound by parameter: recorded
+            kwargs, received = bound_kwargs(
+                step, ctx, claim.input, claim.reads, inputs.dependencies
+            )
+        elif step.is_task:
             kwargs = task_kwargs(step, ctx, claim.input)
         else:
             kwargs = step.build_kwargs(ctx, run_input, outputs)
-            received = recorded_input(step, kwargs, run_input, inputs, record_limit)
+            received = recorded_input(step, kwargs, run_input, inputs, blob_threshold)
     except ValidationError as exc:
         return failure("invalid_input", f"step {claim.step!r}: {exc}", False)
     try:
@@ -246,21 +253,24 @@ def recorded_input(
     kwargs: dict[str, Any],
     run_input: Any,
     inputs: StepInputs,
-    limit: int | None = None,
+    blob_threshold: int | None = None,
 ) -> bytes | None:
     """What a static step's handler receives, to record (`StepRow.input`): a JSON object of
     its arguments by parameter, its context left out. An upstream output is spliced in as the
     bytes the store gave (never encoded again); a run-input field is its value in the run
-    input; a default its JSON, if it has one. None if it would be longer than `limit` bytes
-    (the store's blob threshold: a big input is not recorded, since it would be a second copy
-    of the upstream outputs it holds, not a blob shared with them)."""
-    parts = []
-    size = 2
+    input; a default its JSON, if it has one. The biggest upstream output in it, if it is over
+    the store's `blob_threshold` (so a blob), is marked (`core.blobs.Spliced`), so that the
+    store keeps it as that output's own blob, shared, with the rest of the input around it in
+    the row (`core.blobs.framed`)."""
+    parts: list[bytes] = []
+    size = 1
+    start = end = 0
     for name, value in kwargs.items():
         if name == step.ctx_param:
             continue
         ended = inputs.dependencies.get(name)
         raw = ended[1] if ended is not None and ended[0] is StepStatus.DONE else None
+        spliced = raw is not None
         if raw is None:
             from_run = isinstance(run_input, dict) and name not in step.data_deps
             given = run_input.get(name, value) if from_run else value
@@ -268,8 +278,13 @@ def recorded_input(
                 raw = _codec.dumps(given)
             except _codec.EncodeError:
                 continue  # a default that has no JSON form: not recorded
-        parts.append(_codec.dumps(name) + b":" + raw)
-        size += len(parts[-1]) + 1
-        if limit is not None and size > limit:
-            return None
-    return b"{" + b",".join(parts) + b"}"
+        key = _codec.dumps(name) + b":"
+        size += len(key) + (1 if parts else 0)
+        if spliced and len(raw) > end - start:
+            start, end = size, size + len(raw)
+        size += len(raw)
+        parts.append(key + raw)
+    received = b"{" + b",".join(parts) + b"}"
+    if blob_threshold is not None and end - start > blob_threshold:
+        return Spliced(received, start, end)
+    return received

@@ -336,6 +336,8 @@ class Worker:
 
     def _wants(self, claim: Claim) -> Collection[str]:
         """The dependencies whose ends a claimed step's handler reads (the claim loads them)."""
+        if claim.reads:  # a spawned step bound by parameter: the outputs it reads
+            return [source for _, source in claim.reads]
         key = (claim.fingerprint, claim.step, claim.task)
         found = self._wants_cache.get(key)
         if found is None:
@@ -475,8 +477,7 @@ class Worker:
                 outcome = await attempt(
                     wf, step, claim, ctx, inputs,
                     threads=self._pool, admit_key=self._admit_key, error_limit=self.rt.error_limit,
-                    clock=self.rt.clock,
-                    record_limit=self.store.blob_threshold,
+                    clock=self.rt.clock, blob_threshold=self.store.blob_threshold,
                 )  # fmt: skip
                 self._held.handled(time.monotonic() - began)
         except asyncio.CancelledError:

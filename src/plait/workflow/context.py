@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ from .._errors import ChildFailed, StepCancelled
 from .session import SessionState
 
 logger = logging.getLogger("plait.step")
+NO_LABELS: Mapping[str, str] = MappingProxyType({})  # a run started without labels
 OMITTED: Any = type("Omitted", (), {"__repr__": lambda self: "<omitted>"})()  # no input= given
 
 
@@ -96,9 +98,9 @@ class StepContext:
 
     __slots__ = (
         "_artifact_names", "_artifact_storage", "_artifacts", "_caller", "_calls", "_cancelled",
-        "_definition", "_events", "_lease", "_lock", "_log", "_records", "_spawner", "_state",
-        "attempt", "error", "input", "iteration", "labels", "run_id", "step", "worker_id",
-        "workflow",
+        "_definition", "_events", "_lease", "_lock", "_log", "_records", "_run_labels", "_spawner",
+        "_state", "attempt", "error", "input", "iteration", "labels", "run_id", "step",
+        "worker_id", "workflow",
     )  # fmt: skip
 
     def __init__(
@@ -115,6 +117,7 @@ class StepContext:
         worker_id: str | None = None,
         labels: Iterable[str] = (),
         lease_expires_at: float | None = None,
+        run_labels: Mapping[str, str] | None = None,
     ) -> None:
         self.run_id = run_id
         self.step = step
@@ -130,6 +133,9 @@ class StepContext:
         # set once by the worker (any thread), read by the handler (a flag: a threading.Event
         # per step was a tenth of a no-op step's cost, and nothing waits on it)
         self._cancelled = False
+        self._run_labels: Mapping[str, str] = (
+            NO_LABELS if not run_labels else MappingProxyType(dict(run_labels))
+        )
         self._lock = threading.Lock()
         self._definition = definition  # for the tasks it may spawn
         self._spawner: Spawner | None = None
@@ -158,6 +164,15 @@ class StepContext:
         None outside a worker (a replay, a unit test)."""
         lease = self._lease
         return None if lease is None else datetime.fromtimestamp(lease, UTC)
+
+    @property
+    def run_labels(self) -> Mapping[str, str]:
+        """The labels the run was started with (`start(..., labels=)`), read-only; empty if
+        none. Loaded with the claim, in the read that loads the step's inputs."""
+        return self._run_labels
+
+    def _load_labels(self, labels: Mapping[str, str] | None) -> None:
+        self._run_labels = NO_LABELS if not labels else MappingProxyType(dict(labels))
 
     def _renewed(self, lease_expires_at: float) -> None:
         self._lease = lease_expires_at
@@ -193,21 +208,37 @@ class StepContext:
         *,
         name: str | None = None,
         input: Any = OMITTED,
+        inputs: Mapping[str, Handle | str] | None = None,
+        args: Mapping[str, Any] | None = None,
         after: Iterable[Handle] = (),
         not_before: datetime | None = None,
         optional: bool | None = None,
         priority: int | None = None,
         colocate: bool = False,
+        join: bool = True,
     ) -> Handle:
-        """Add a step running task `fn` (`@wf.task`) with `input` to this run, once this step
-        succeeds; this step then ends when the steps it spawned have. `name` (default
-        `<task>-<n>`) must be unique among this step's spawns; `after` orders it after other
-        handles of this step; `not_before` delays it; `colocate=True` runs it on this worker.
-        Return handles to gather their outputs."""
+        """Add a step running task `fn` (`@wf.task`) to this run, once this step succeeds.
+
+        What the task receives: `input` binds its first parameter (after ctx) to a JSON
+        value, or, given a handle, to that spawned step's output; `inputs` binds parameters
+        by name to outputs, each of a handle or of a workflow step named by a string (one
+        upstream of this step, so done); `args` binds parameters by name to JSON values. The
+        new step waits for the handles it reads (and is skipped if one does not end done).
+
+        `name` (default `<task>-<n>`) must be unique among this step's spawns; `after` orders
+        it after other handles of this step; `not_before` delays it; `colocate=True` runs it
+        on this worker. `join=True`: this step ends when the steps it spawned have (return
+        handles to gather their outputs); `join=False` detaches it: this step ends with its
+        own output, the spawned step runs on, and the run ends when it has (its failure
+        fails the run unless it is optional). A misuse fails this step with code
+        `invalid_spawn`, nothing of the attempt committed."""
         return self._spawning().spawn(
             fn,
             name=name,
             input=input,
+            inputs=inputs,
+            args=args,
+            join=join,
             after=after,
             not_before=not_before,
             optional=optional,

@@ -823,11 +823,6 @@ def test_tasks_are_part_of_the_fingerprint_only_when_there_are_some() -> None:
             "invalid task name '<lambda>': use 1-128 ASCII letters, digits, '_', '-' or '.'",
         ),
         (
-            lambda wf: wf.task(name="t")(lambda a, b: a),
-            "workflow 'bad', task 't': a task takes one input (its first parameter after ctx, "
-            "here 'a'); give parameter 'b' a default",
-        ),
-        (
             lambda wf: wf.task(name="t", when=lambda: True)(lambda a: a),
             "workflow 'bad', task 't': unknown option(s) ['when']; known: "
             "['optional', 'priority', 'queue', 'retry', 'target', 'timeout']",
@@ -849,7 +844,7 @@ def test_tasks_are_part_of_the_fingerprint_only_when_there_are_some() -> None:
             "workflow 'bad', task 't': duplicate task name",
         ),
     ],
-    ids=["lambda-name", "two-inputs", "unknown-option", "bad-retry", "varargs", "name", "dup"],
+    ids=["lambda-name", "unknown-option", "bad-retry", "varargs", "name", "dup"],
 )
 def test_bad_tasks_are_definition_errors(register: Any, message: str) -> None:
     wf = plait.Workflow("bad")

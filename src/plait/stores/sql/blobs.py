@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
-from ...core.blobs import BlobStats, digest, missing, row_blobs
+from ...core.blobs import BlobStats, digest, framed, missing, row_blobs
 from ...core.rows import Excerpt, RunRow, StepRow, excerpt_of
 from .ops import LARGE_BYTES, Program, execute, fetch, large, read_blobs, write_blob
 from .queries import Queries
@@ -40,12 +40,19 @@ class BlobWrites:
 
     def keep(self, payload: bytes | None) -> tuple[bytes | None, str | None]:
         """(what the payload's column holds, the blob hash column) for a payload written:
-        itself and no hash at or under the threshold, else nothing and its hash."""
+        itself and no hash at or under the threshold, else nothing and its hash; a recorded
+        input holding a big output (`core.blobs.framed`): its frame and the output's hash."""
         if payload is None:
             return None, None
         if len(payload) <= self.threshold:
             self.large = self.large or len(payload) > LARGE_BYTES
             return payload, None
+        split = framed(payload, self.threshold)
+        if split is not None:  # an input holding a big output: that output's blob, shared
+            part, frame = split
+            sha256 = digest(part)
+            self.refer(sha256, part)
+            return frame, sha256  # the row keeps the rest (`step_from_row` joins them)
         sha256 = digest(payload)
         self.refer(sha256, payload)
         return None, sha256

@@ -87,6 +87,7 @@ from .rows import (
     UPDATE_STEP_OUTPUT,
     event_row,
     label_rows,
+    labels_of,
     new_run_row,
     new_step_row,
     options_to_json,
@@ -452,6 +453,7 @@ class Programs(DataPrograms):
         blobs = yield from self.blobs.fetch(row_blobs(rows, -1))  # each row ends with its blob
         inputs: dict[str, bytes] = {}
         states: dict[str, bytes | None] = {}
+        labels: dict[str, dict[str, str] | None] = {}
         ends: dict[str, dict[str, tuple[StepStatus, bytes | None]]] = {}
         errors: dict[str, dict[str, tuple[str | None, str | None]]] = {}
         for run_id, name, status, data, state, code, message, sha in rows:
@@ -459,6 +461,7 @@ class Programs(DataPrograms):
                 what = f"run {run_id!r}"
                 inputs[run_id] = bytes(data) if sha is None else payload_of(blobs, sha, what)
                 states[run_id] = None if state is None else bytes(state)
+                labels[run_id] = labels_of(code)  # the run row's labels, in that column
                 continue
             if sha is not None:
                 data = payload_of(blobs, sha, f"step {name!r} of run {run_id!r}")
@@ -470,7 +473,11 @@ class Programs(DataPrograms):
                 errors.setdefault(run_id, {})[name] = (code, message)
         return {
             run_id: StepInputs(
-                inputs[run_id], ends.get(run_id, {}), states[run_id], errors.get(run_id, {})
+                inputs[run_id],
+                ends.get(run_id, {}),
+                states[run_id],
+                errors.get(run_id, {}),
+                labels[run_id],
             )
             for run_id in inputs
         }

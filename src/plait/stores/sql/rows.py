@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from ...core.blobs import Blobbing, payload_of
+from ...core.blobs import Blobbing, payload_of, unframed
 from ...core.rows import (
     AtEnd,
     Edge,
@@ -98,7 +98,8 @@ def step_from_row(row: Sequence[Any], blobs: Mapping[str, bytes] = NO_BLOBS) -> 
     if output_blob is not None:
         output = payload_of(blobs, output_blob, f"the output of step {name!r} of run {run_id!r}")
     if input_blob is not None:
-        input_ = payload_of(blobs, input_blob, f"the input of step {name!r} of run {run_id!r}")
+        part = payload_of(blobs, input_blob, f"the input of step {name!r} of run {run_id!r}")
+        input_ = part if input_ is None else unframed(input_, part)  # a frame around it
     return StepRow(
         run_id, name, idx, STEP_STATUS[status], unmet, edges_from_json(dependents), bool(optional),
         priority, attempt, recoveries, skip_reason, _bytes(output), error_code, error_message,
@@ -325,6 +326,11 @@ def run_insert_row(run: RunRow, blobs: Blobbing) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
+def labels_of(text: str | None) -> dict[str, str] | None:
+    """A run's labels from its `labels` column."""
+    return None if text is None else dict(orjson.loads(text))
+
+
 def labels_to_json(labels: Mapping[str, str] | None) -> str | None:
     """A run's `labels` column."""
     return None if not labels else orjson.dumps(dict(labels)).decode()
@@ -477,6 +483,8 @@ def _options_dict(o: StepOptions) -> dict[str, Any]:
         "join_timeout": o.join_timeout,
     }
     data: dict[str, Any] = {k: v for k, v in found.items() if v is not None}
+    if o.reads is not None:
+        data["reads"] = o.reads
     if o.on_expiry is not OnExpiry.REJECT:
         data["on_expiry"] = o.on_expiry.value
     return data
@@ -501,6 +509,7 @@ def _options_of(data: Mapping[str, Any] | None) -> StepOptions | None:
         at_end=None if data.get("at_end") is None else AtEnd(data["at_end"]),
         join=None if data.get("join") is None else JoinMode(data["join"]),
         join_timeout=data.get("join_timeout"),
+        reads=None if "reads" not in data else tuple((p, s) for p, s in data["reads"]),
     )
 
 

@@ -106,7 +106,8 @@ CREATE TABLE steps (
     concurrency_key  TEXT,  -- at most its key_limit (in options) steps of one key run at once
     target           TEXT,  -- placement: a worker label, '@' + a worker id, '=' + a step's name
     output_blob      TEXT,  -- the output is the blob of this hash (`output` is then NULL)
-    input_blob       TEXT,  -- the input is the blob of this hash (`input` is then NULL)
+    input_blob       TEXT,  -- the input's blob (`input` NULL), or its biggest output's
+                            -- (`input` is then the rest around it: core.blobs.framed)
     code             TEXT,  -- the code digest of the handler that ran its latest attempt
     PRIMARY KEY (run_id, name)
 );

@@ -128,8 +128,8 @@ CROSS JOIN LATERAL (
 ORDER BY k.n;
 
 -- name: get_inputs
--- What claimed steps' handlers need, in one read: run inputs and states (name NULL), then the ends (and errors) of the [run_id, name] pairs.
-SELECT id, NULL, NULL, input, state, NULL, NULL, input_blob FROM runs
+-- What claimed steps' handlers need, in one read: run inputs, states and labels (name NULL), then the ends (and errors) of the [run_id, name] pairs.
+SELECT id, NULL, NULL, input, state, labels, NULL, input_blob FROM runs
 WHERE id IN (SELECT value FROM json_each(:id_list))
 UNION ALL
 SELECT s.run_id, s.name, s.status, s.output, NULL, s.error_code, s.error_message, s.output_blob
@@ -138,8 +138,8 @@ CROSS JOIN steps AS s
 WHERE s.run_id = json_extract(k.value, '$[0]') AND s.name = json_extract(k.value, '$[1]');
 
 -- name: get_inputs [postgres]
--- What claimed steps' handlers need, in one read: run inputs and states (name NULL), then the ends (and errors) of the [run_id, name] pairs.
-SELECT id, NULL, NULL, input, state, NULL, NULL, input_blob FROM runs
+-- What claimed steps' handlers need, in one read: run inputs, states and labels (name NULL), then the ends (and errors) of the [run_id, name] pairs.
+SELECT id, NULL, NULL, input, state, labels, NULL, input_blob FROM runs
 WHERE id = ANY(ARRAY(SELECT jsonb_array_elements_text(CAST(:id_list AS jsonb))))
 UNION ALL
 SELECT s.run_id, s.name, s.status, s.output, NULL, s.error_code, s.error_message, s.output_blob

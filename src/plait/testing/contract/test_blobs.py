@@ -171,7 +171,9 @@ def test_a_big_output_is_stored_once_and_read_back_everywhere(engine: plait.Engi
         "make": BIG,
         "measure": {"length": 1000, "head": "bbb"},
     }
-    assert engine.blob_stats() == plait.BlobStats(blobs=1, bytes=1002, references=1)
+    # make's output, and measure's recorded input {"make": …}, which keeps make's blob (the
+    # rest of it in its row)
+    assert engine.blob_stats() == plait.BlobStats(blobs=1, bytes=1002, references=2)
     assert engine.diff(handle.id, handle.id)["make"] == {"status": "same", "diff": []}
     replayed = engine.replay(handle.id, "measure")
     assert replayed.status == "done" and replayed.diff == []
@@ -197,9 +199,10 @@ def test_a_big_run_input_and_output_are_blobs_too(engine: plait.Engine) -> None:
     assert engine.get_run(handle.id).input == {"text": BIG}
     assert handle.result() == {"echo": BIG}
     assert engine.get_run(handle.id).output == {"echo": BIG}
-    # the input {"text": …}, the step's output "…" and the run output {"echo": …} differ
+    # the input {"text": …}, the step's output "…" and the run output {"echo": …} differ; the
+    # step's recorded input {"text": …} is the run input's bytes: it shares that blob
     stats = engine.blob_stats()
-    assert (stats.blobs, stats.references) == (3, 3)
+    assert (stats.blobs, stats.references) == (3, 4)
 
 
 def test_identical_outputs_share_one_blob(engine: plait.Engine) -> None:
@@ -209,7 +212,8 @@ def test_identical_outputs_share_one_blob(engine: plait.Engine) -> None:
     finish(engine, first, second)
 
     assert first.result() == second.result() == {"measure": {"length": 1000, "head": "bbb"}}
-    assert engine.blob_stats() == plait.BlobStats(blobs=1, bytes=1002, references=2)
+    # make's outputs, and measure's recorded inputs
+    assert engine.blob_stats() == plait.BlobStats(blobs=1, bytes=1002, references=4)
 
 
 def test_forks_share_blobs_and_deleting_runs_lets_gc_remove_them(engine: plait.Engine) -> None:
@@ -219,10 +223,11 @@ def test_forks_share_blobs_and_deleting_runs_lets_gc_remove_them(engine: plait.E
     fork = engine.fork(parent.id, "measure")  # reuses make's output
     finish(engine, fork)
     assert fork.result() == {"measure": {"length": 1000, "head": "bbb"}}
-    assert engine.blob_stats() == plait.BlobStats(blobs=1, bytes=1002, references=2)
+    # make's output and measure's recorded input (the same blob), in both runs
+    assert engine.blob_stats() == plait.BlobStats(blobs=1, bytes=1002, references=4)
 
     engine.delete_run(parent.id)
-    assert engine.blob_stats() == plait.BlobStats(blobs=1, bytes=1002, references=1)
+    assert engine.blob_stats() == plait.BlobStats(blobs=1, bytes=1002, references=2)
     assert engine.gc(grace=0) == 0  # the fork still refers to it
     assert first_output(engine, fork.id) == BIG
 
@@ -262,9 +267,9 @@ def test_a_spawned_map_with_big_inputs_and_outputs_is_gathered(engine: plait.Eng
     outputs = {s.name: s.output for s in engine.steps(handle.id)}
     assert outputs["split"] == ["A" * 1000, "B" * 1000, "C" * 1000]
     assert outputs["split/shout-1"] == "B" * 1000
-    # three inputs, three outputs, and the parent's gathered list
+    # three inputs, three outputs, the parent's gathered list, also held by lengths' input
     stats = engine.blob_stats()
-    assert (stats.blobs, stats.references) == (7, 7)
+    assert (stats.blobs, stats.references) == (7, 8)
 
 
 def test_a_loop_rewriting_a_big_output_lets_the_old_blob_go(engine: plait.Engine) -> None:
@@ -289,10 +294,11 @@ def test_a_loop_rewriting_a_big_output_lets_the_old_blob_go(engine: plait.Engine
     resets = [e.payload for e in engine.events(handle.id) if e.type == "step_reset"]
     assert resets[0]["output_size"] == 70_002 and "output" not in resets[0]
     assert resets[0]["output_sha256"] == sha(b'"' + b"0" * 70_000 + b'"')
-    # each pass wrote another output: the two it replaced have no reference left
-    assert engine.blob_stats() == plait.BlobStats(blobs=3, bytes=3 * 70_002, references=1)
+    # each pass wrote another output (which check's recorded input holds too): the two it
+    # replaced have no reference left
+    assert engine.blob_stats() == plait.BlobStats(blobs=3, bytes=3 * 70_002, references=2)
     assert engine.gc(grace=0) == 2
-    assert engine.blob_stats() == plait.BlobStats(blobs=1, bytes=70_002, references=1)
+    assert engine.blob_stats() == plait.BlobStats(blobs=1, bytes=70_002, references=2)
     assert handle.result() == {"check": "2"}
 
 
@@ -305,7 +311,7 @@ def test_the_threshold_of_the_store_url_decides(store_url: str) -> None:
     with plait.Engine(with_threshold(store_url, 100), lease=5.0) as engine:
         handle = engine.start(chain(), {"text": "b", "copies": 1000})
         finish(engine, handle)
-        assert engine.blob_stats() == plait.BlobStats(1, 1002, 1)
+        assert engine.blob_stats() == plait.BlobStats(1, 1002, 2)  # and measure's input
         assert handle.result() == {"measure": {"length": 1000, "head": "bbb"}}
 
 
@@ -319,7 +325,7 @@ def test_runs_written_under_another_threshold_read_back(
     with plait.Engine(with_threshold(url, 5000), lease=5.0) as engine:
         plain = engine.start(chain(), {"text": "p", "copies": 1000})
         finish(engine, plain)
-        assert engine.blob_stats() == plait.BlobStats(1, 1002, 1)  # only the first run's
+        assert engine.blob_stats() == plait.BlobStats(1, 1002, 2)  # only the first run's
         assert first_output(engine, kept.id) == BIG
         assert first_output(engine, plain.id) == "p" * 1000
 
@@ -353,7 +359,7 @@ def test_a_big_signal_payload_kept_early_is_a_blob_read_by_its_dependent(
 
     assert handle.result() == {"size": 1000}
     assert engine.steps(handle.id)[0].output == {"text": BIG}
-    assert engine.blob_stats().references == 1
+    assert engine.blob_stats() == plait.BlobStats(1, 1011, 2)  # and size's recorded input
 
 
 def test_a_large_payload_under_a_high_threshold_stays_in_its_row(store_url: str) -> None:
@@ -374,6 +380,6 @@ def test_a_large_payload_under_a_high_threshold_stays_in_its_row(store_url: str)
         engine.run_worker(until=handle, timeout=60)
         assert handle.result() == {"measure": 25_000_000}
         if engine.store.blob_threshold < 25_000_000:  # NATS: a row is one message, at most 1 MiB
-            assert engine.blob_stats().blobs == 1
+            assert engine.blob_stats().blobs == 1  # make's output, measure's recorded input
         else:
             assert engine.blob_stats() == plait.BlobStats(0, 0, 0)

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 import plait
+from plait.core.rows import Excerpt
 
 DEADLINE = 30.0
 
@@ -92,9 +93,10 @@ def test_a_fork_s_reused_steps_keep_their_inputs(engine: plait.Engine) -> None:
     assert inputs["fan"] == {"scale": 6}
 
 
-def test_an_input_over_the_blob_threshold_is_not_recorded(store_url: str) -> None:
-    """It would be a second copy of the upstream outputs it holds (not yet a blob shared with
-    them): a step given a big output records nothing, and replay reads the output instead."""
+def test_an_input_over_the_blob_threshold_is_recorded_as_a_blob(store_url: str) -> None:
+    """A static step's big input is recorded: the biggest output it holds is kept as that
+    output's own blob, the rest of it in its row (a spawned step given an output whole shares
+    its blob too: test_spawn_graphs)."""
     url = f"{store_url}{'&' if '?' in store_url else '?'}blob_threshold=500"
     wf = plait.Workflow("big_input")
     wf.add_step("make", lambda n: "b" * n)
@@ -102,8 +104,36 @@ def test_an_input_over_the_blob_threshold_is_not_recorded(store_url: str) -> Non
     with plait.Engine(url, lease=5.0) as engine:
         run_id = ran(engine, wf, {"n": 1000})
         steps = {s.name: s for s in engine.steps(run_id)}
-        assert steps["make"].input == {"n": 1000} and steps["size"].input is None
-        assert engine.blob_stats() == plait.BlobStats(blobs=1, bytes=1002, references=1)
+        assert steps["make"].input == {"n": 1000} and steps["size"].input == {"make": "b" * 1000}
+        # make's output, which size's recorded input {"make": ...} shares (the rest in its row)
+        assert engine.blob_stats() == plait.BlobStats(blobs=1, bytes=1002, references=2)
         assert engine.replay(run_id, "size").output == 1000
         small = ran(engine, wf, {"n": 400})  # its input is 411 bytes: recorded
         assert {s.name: s.input for s in engine.steps(small)}["size"] == {"make": "b" * 400}
+
+
+def test_a_big_recorded_input_reads_back_whole_elsewhere_cut_and_forked(
+    durable_backend: Any, tmp_path: Any
+) -> None:
+    """Read by another engine (from storage, not this process's memory), cut (what `plait runs
+    show` reads), and carried by a fork: the input that shares an output's blob is whole."""
+    url = durable_backend.url(tmp_path)
+    url = f"{url}{'&' if '?' in url else '?'}blob_threshold=500"
+    wf = plait.Workflow("big_input_read")
+    wf.add_step("make", lambda n: "b" * n)
+    wf.add_step("size", lambda make, k=7: len(make) + k)
+    whole = {"make": "b" * 1000, "k": 7}
+    with plait.Engine(url, lease=5.0) as engine:
+        run_id = ran(engine, wf, {"n": 1000})
+    with plait.Engine(url, lease=5.0) as engine:
+        assert {s.name: s.input for s in engine.steps(run_id)}["size"] == whole
+        seen = {s.name: s.input for s in engine.inspect(run_id, excerpt=8).steps}
+        cut = seen["size"]
+        assert isinstance(cut, Excerpt) and bytes(cut) == b'{"make":'
+        assert cut.size == len(b'{"make":"' + b"b" * 1000 + b'","k":7}')
+        engine.register(wf)
+        fork = engine.fork(run_id, "size")
+        engine.run_worker(until=fork, timeout=DEADLINE)
+        assert fork.result() == {"size": 1007}
+        assert {s.name: s.input for s in engine.steps(fork.id)}["size"] == whole
+        assert engine.blob_stats() == plait.BlobStats(blobs=1, bytes=1002, references=4)
