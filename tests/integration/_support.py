@@ -8,15 +8,12 @@ import importlib.util
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import TypeVar
 
+from plait.testing.contract.helpers import wait_for as wait_for  # the suite's condition wait
 from tests import postgres_server
-
-T = TypeVar("T")
 
 
 def load_app(path: Path) -> ModuleType:
@@ -27,28 +24,6 @@ def load_app(path: Path) -> ModuleType:
     sys.modules.setdefault(path.stem, module)
     spec.loader.exec_module(module)
     return module
-
-
-def wait_for(
-    read: Callable[[], T],
-    ok: Callable[[T], bool],
-    what: str,
-    diagnose: Callable[[], str],
-    timeout: float,
-    max_pause: float = 0.05,
-) -> T:
-    """Poll `read()` until `ok(value)`; past `timeout`, fail saying what and how things stand."""
-    deadline = time.monotonic() + timeout
-    pause = 0.005
-    while True:
-        value = read()
-        if ok(value):
-            return value
-        assert time.monotonic() < deadline, (
-            f"{what}: not within {timeout}s: {value!r}\n{diagnose()}"
-        )
-        time.sleep(pause)  # polling interval of a condition wait with a deadline
-        pause = min(pause * 2, max_pause)
 
 
 @contextlib.contextmanager
