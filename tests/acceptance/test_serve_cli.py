@@ -50,7 +50,9 @@ def test_serve_answers_on_loopback_and_never_prints_the_token(tmp_path: Path) ->
         while True:
             try:
                 body = urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/runs", timeout=5)
-                assert json.loads(body.read()) == {"runs": [], "next_cursor": None}
+                page = json.loads(body.read())
+                assert page == {"runs": [], "next_cursor": None, "as_of": page["as_of"]}
+                assert isinstance(page["as_of"], float)
                 break
             except (urllib.error.URLError, ConnectionError):
                 assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""

@@ -265,17 +265,19 @@ class Worker:
                 f"worker stopped after {timeout}s: awaited runs still unfinished"
             ) from None
         finally:
-            self._stopping.set()
-            await self._drain()
-            committer.cancel()
-            keeper.cancel()
-            await asyncio.gather(committer, keeper, registry, return_exceptions=True)
-            self._pool.shutdown()
-            for sig in installed:
-                loop.remove_signal_handler(sig)
-            self.rt.workers.discard(self)
-            self.rt.workers_ended.fire()
-            _heap.thaw()
+            try:
+                self._stopping.set()
+                await self._drain()
+                committer.cancel()
+                keeper.cancel()
+                await asyncio.gather(committer, keeper, registry, return_exceptions=True)
+                self._pool.shutdown()
+                for sig in installed:
+                    loop.remove_signal_handler(sig)
+                self.rt.workers.discard(self)
+                self.rt.workers_ended.fire()
+            finally:
+                _heap.thaw()  # whatever stopped the worker (a cancel during the drain, too)
             log.info("worker %s stopped", self.id)
 
     # -- claiming -------------------------------------------------------------------------------

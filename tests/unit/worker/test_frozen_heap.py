@@ -21,3 +21,22 @@ def test_a_running_worker_freezes_the_heap_and_its_stop_thaws_it() -> None:
         engine.run_worker(until=run)
         assert run.result(timeout=10)["seen"] > 0  # the definition among the frozen objects
     assert gc.get_freeze_count() == 0
+
+
+def test_a_worker_cancelled_while_it_stops_thaws_the_heap_too() -> None:
+    """explore_crashes ends each dead worker by cancelling it inside its own stopping (its store
+    calls hang): the heap is thawed all the same."""
+    from plait.testing import explore_crashes
+
+    wf = plait.Workflow("crashed", version="1")
+
+    @wf.step()
+    def one() -> int:
+        return 1
+
+    @wf.step()
+    def two(one: int) -> int:
+        return one + 1
+
+    explore_crashes(wf, {})
+    assert gc.get_freeze_count() == 0
