@@ -137,3 +137,12 @@ def wait_for(
         )
         time.sleep(pause)  # polling interval of a condition wait with a deadline
         pause = min(pause * 2, max_pause)
+
+
+def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    """Poll `predicate()` until it holds; past `timeout`, fail naming `what`."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.002)  # polling interval of a condition wait with a deadline

@@ -6,14 +6,13 @@ code; runs started with the pinned fingerprint (before migration 12) are served 
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
 import plait
 from plait.stores import Store
-from plait.testing.contract.helpers import NOW, claim, start
+from plait.testing.contract.helpers import NOW, claim, start, wait_until
 
 
 def fetch(n: int) -> int:
@@ -40,14 +39,6 @@ def shop(total: object = total_v1, code_changes: str = "deploy") -> plait.Workfl
 def engine(store_url: str) -> Iterator[plait.Engine]:
     with plait.Engine(store_url, lease=5.0) as eng:
         yield eng
-
-
-def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
 
 
 def serve_until_waiting(engine: plait.Engine, wf: plait.Workflow, handle: plait.RunHandle) -> None:

@@ -16,20 +16,13 @@ import pytest
 import plait
 from plait.engine import runs
 from plait.stores import Store
+from plait.testing.contract.helpers import wait_until
 
 
 @pytest.fixture
 def engine(store_url: str) -> Iterator[plait.Engine]:
     with plait.Engine(store_url, lease=5.0) as eng:
         yield eng
-
-
-def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.002)
 
 
 def squares() -> plait.Workflow:

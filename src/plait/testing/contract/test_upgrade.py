@@ -5,7 +5,6 @@ once, and a move races safely against running workers."""
 from __future__ import annotations
 
 import threading
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 
@@ -13,6 +12,7 @@ import pytest
 
 import plait
 from plait.core.rows import RunStatus
+from plait.testing.contract.helpers import wait_until
 
 
 def fetch(n: int) -> int:
@@ -52,14 +52,6 @@ def shop(
 def engine(store_url: str) -> Iterator[plait.Engine]:
     with plait.Engine(store_url, lease=5.0) as eng:
         yield eng
-
-
-def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
 
 
 def waiting(engine: plait.Engine, wf: plait.Workflow, *run_ids: str) -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 import plait
 from plait.core.rows import StepStatus
 from plait.testing.contract.conftest import Backend
+from plait.testing.contract.helpers import wait_until
 
 
 def fetch(n: int) -> int:
@@ -52,14 +52,6 @@ def shop(
 def engine(store_url: str) -> Iterator[plait.Engine]:
     with plait.Engine(store_url, lease=5.0) as eng:
         yield eng
-
-
-def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.005)
 
 
 def test_workflows_list_each_version_with_its_code_runs_in_flight_and_workers(

@@ -7,7 +7,7 @@ import asyncio
 import functools
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,20 +15,13 @@ import pytest
 import plait
 from plait.core.actions import cancel
 from plait.engine import waiting
+from plait.testing.contract.helpers import wait_until
 
 
 @pytest.fixture
 def engine(store_url: str) -> Iterator[plait.Engine]:
     with plait.Engine(store_url, lease=5.0) as eng:
         yield eng
-
-
-def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.002)
 
 
 def doubler() -> plait.Workflow:
