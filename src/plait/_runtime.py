@@ -10,6 +10,7 @@ broadcasts for work done in other processes.
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import contextlib
 import logging
@@ -29,13 +30,13 @@ from ._errors import (
     RunNotFound,
     RunStateError,
 )
-from ._portal import Broadcast, Portal
+from ._portal import Broadcast, Portal, acquire
 from .core.rows import Claim, CommitResult, EventRow, Outcome, RunRow, StepRow, WorkflowPlan
 from .core.txn import Action
 from .core.versions import describe, diff_plans
 from .data.artifacts import ArtifactStorage, split_url, storage_for
 from .stores import Store, check_store, open_store
-from .stores.protocol import NewRun
+from .stores.protocol import CallsDirect, NewRun
 from .workflow.definition import Workflow
 
 
@@ -187,7 +188,10 @@ class StartCommits:
     once its own run is committed (or has an error of its own).
 
     The commits are made on the Runtime's portal loop, whatever loop a start comes from: a
-    user's loop may end between two commits, the portal's lives as long as the Engine."""
+    user's loop may end between two commits, the portal's lives as long as the Engine. A
+    blocking start on a store it may call directly (`create_run_direct`) commits on its own
+    thread when nobody is committing, with the starts that came meanwhile, and hands those that
+    come during its commit to the portal."""
 
     # a transaction takes this many steps' worth of runs at most (and always one run)
     MAX_STEPS = 10_000
@@ -204,7 +208,8 @@ class StartCommits:
     ) -> tuple[RunRow, bool]:
         """`Store.create_run`, sharing a commit with the starts made meanwhile."""
         loop = asyncio.get_running_loop()
-        start = _Start((run, steps, events), loop, loop.create_future())
+        future: asyncio.Future[tuple[RunRow, bool]] = loop.create_future()
+        start = _Start((run, steps, events), loop, future)
         with self._lock:
             self._queue.append(start)
             lead, self._committing = not self._committing, True
@@ -214,7 +219,33 @@ class StartCommits:
                 self._task = loop.create_task(self._commit_all())  # referenced while it runs
             else:
                 portal.submit(self._commit_all())
-        return await start.future
+        return await future
+
+    def create_run_direct(
+        self, store: CallsDirect, run: RunRow, steps: Sequence[StepRow], events: Sequence[EventRow]
+    ) -> tuple[RunRow, bool]:
+        """`create_run` for a thread free to block (no event loop): it commits itself when
+        nobody is committing, else waits for the commit that takes its run."""
+        start = _Start((run, steps, events), None, None)
+        with self._lock:
+            self._queue.append(start)
+            lead, self._committing = not self._committing, True
+        if lead:
+            with self._lock:
+                batch = self._take()
+            try:
+                store.direct(lambda: self._commit(batch))
+            except BaseException as exc:  # an interrupt: nobody in the batch must hang
+                for each in batch:
+                    each.settle(None, exc)
+                raise
+            finally:  # the starts that came meanwhile are the portal's to commit
+                with self._lock:
+                    if self._queue:
+                        self._rt.portal.submit(self._commit_all())
+                    else:
+                        self._committing = False
+        return start.wait()
 
     async def _commit_all(self) -> None:
         """Commit what is queued, batch after batch, until nothing is."""
@@ -271,24 +302,45 @@ class StartCommits:
 
 
 class _Start:
-    """A start waiting for its commit, on its caller's loop."""
+    """A start waiting for its commit, on its caller's loop, or blocking its caller's thread
+    (`loop` None: `wait`)."""
 
-    __slots__ = ("future", "loop", "new")
+    __slots__ = ("future", "loop", "new", "outcome", "settled")
 
     def __init__(
         self,
         new: NewRun,
-        loop: asyncio.AbstractEventLoop,
-        future: asyncio.Future[tuple[RunRow, bool]],
+        loop: asyncio.AbstractEventLoop | None,
+        future: asyncio.Future[tuple[RunRow, bool]] | None,
     ) -> None:
         self.new = new
         self.loop = loop
         self.future = future
+        self.outcome: tuple[tuple[RunRow, bool] | None, BaseException | None] | None = None
+        self.settled: Any = None
+        if future is None:
+            self.settled = _thread.allocate_lock()
+            self.settled.acquire()  # released by `settle`
 
     def abandoned(self) -> bool:
-        return self.future.done()  # cancelled: nothing else settles it
+        return self.future is not None and self.future.done()  # cancelled: nobody settles it
+
+    def wait(self) -> tuple[RunRow, bool]:
+        """The blocking caller's result, once its commit has settled it."""
+        acquire(self.settled)
+        assert self.outcome is not None
+        result, error = self.outcome
+        if error is not None:
+            raise error
+        assert result is not None
+        return result
 
     def settle(self, result: tuple[RunRow, bool] | None, error: BaseException | None) -> None:
+        if self.loop is None or self.future is None:
+            if self.outcome is None:
+                self.outcome = (result, error)
+                self.settled.release()
+            return
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
@@ -483,6 +535,14 @@ class Runtime:
                     await self.store.open()
                     self._opened = True
         return self.store
+
+    def direct_store(self) -> CallsDirect | None:
+        """The store, if it is open and a blocking caller's thread may call it itself
+        (`CallsDirect`); None: go through the portal's loop."""
+        store = self.store
+        if self._opened and "direct" in store.capabilities and isinstance(store, CallsDirect):
+            return store
+        return None
 
     async def close(self) -> None:
         """Stop this process's workers (gracefully: they finish or release their steps), then

@@ -102,6 +102,9 @@ class RunHandle:
         return await self._engine.wait_async(self.id, timeout=timeout)
 
     def result(self, timeout: float | None = None) -> dict[str, Any]:
+        ended = waiting.wait_direct(self._engine._rt, self.id, timeout)  # one read, if it has
+        if ended is not None:
+            return ended
         return self._engine._portal.call(self.result_async(timeout))
 
     async def get_async(self) -> Run:
@@ -325,7 +328,38 @@ class Engine:
         )  # fmt: skip
         return RunHandle(self, started, created)
 
-    start = blocking(start_async)
+    def start(
+        self,
+        workflow: Workflow | str,
+        input: Any = None,
+        *,
+        run_id: str | None = None,
+        deadline: float | timedelta | None = None,
+        priority: int = 0,
+        trace_context: Mapping[str, str] | None = None,
+        name: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        if_exists: str = "check",
+    ) -> RunHandle:
+        who = runs.Identity.of("start", name, labels, metadata, if_exists)
+        # on this thread where the store lets it (SQLite, a workflow registered here): a start
+        # is then its commit and little more, without crossing to the loop and back
+        done = runs.start_direct(
+            self._rt, workflow, input, run_id=run_id, deadline=deadline, priority=priority,
+            trace_context=trace_context, who=who,
+        )  # fmt: skip
+        if done is None:
+            return self._portal.call(
+                self.start_async(
+                    workflow, input, run_id=run_id, deadline=deadline, priority=priority,
+                    trace_context=trace_context, name=name, labels=labels, metadata=metadata,
+                    if_exists=if_exists,
+                )
+            )  # fmt: skip
+        return RunHandle(self, *done)
+
+    start.__doc__ = start_async.__doc__
 
     async def start_many_async(
         self,

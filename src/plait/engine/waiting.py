@@ -40,13 +40,32 @@ async def wait(rt: Runtime, run_id: str, timeout: float | None) -> dict[str, Any
     """Wait for a run to end; its output, or RunFailed / RunCancelled / TimeoutError. A run
     that has ended costs one read."""
     timeout = wait_limit(f"run {run_id!r}", "timeout", timeout)
-    row = await rt.run_row(run_id)  # RunNotFound, with the usual message
-    if row.status.terminal:  # as it mostly is when asked: nothing to wait for
-        return await result_of(rt, row)
+    answer = await if_ended(rt, run_id)
+    if answer is not None:  # as it mostly is when asked: nothing to wait for
+        return answer[0]
     async with contextlib.aclosing(ended(rt, [run_id], timeout, what=None)) as rows_ended:
         async for rows in rows_ended:
             return await result_of(rt, rows[0])
     raise AssertionError("unreachable: `ended` yields the run or raises")  # pragma: no cover
+
+
+def wait_direct(rt: Runtime, run_id: str, timeout: float | None) -> dict[str, Any] | None:
+    """`wait` for a run that has ended, on the caller's thread (`Runtime.direct_store`): one
+    read, no crossing to the loop. None when the store takes no direct call or the run has
+    not ended: then `wait` on the loop."""
+    store = rt.direct_store()
+    if store is None:
+        return None
+    wait_limit(f"run {run_id!r}", "timeout", timeout)
+    answer = store.direct(lambda: if_ended(rt, run_id))
+    return None if answer is None else answer[0]
+
+
+async def if_ended(rt: Runtime, run_id: str) -> tuple[dict[str, Any]] | None:
+    """The run's output, in a tuple, if it has ended; RunFailed or RunCancelled if it ended
+    so; RunNotFound, with the usual message; None while it runs."""
+    row = await rt.run_row(run_id)
+    return (await result_of(rt, row),) if row.status.terminal else None
 
 
 async def result_of(rt: Runtime, row: RunRow) -> dict[str, Any]:

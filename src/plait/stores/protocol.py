@@ -7,8 +7,8 @@ Every store (memory, SQLite, PostgreSQL) implements it and passes one contract s
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from ..core.blobs import BlobStats
 from ..core.durability import Durability
@@ -32,6 +32,8 @@ from ..core.rows import (
     WorkflowPlan,
 )
 from ..core.txn import Action
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from .._clock import Clock
@@ -361,6 +363,17 @@ class CountsChanges(Protocol):
     object on the same database) committed since; this store's own commits do not change it."""
 
     async def change_counter(self) -> int: ...
+
+
+@runtime_checkable
+class CallsDirect(Protocol):
+    """A store that a thread free to block may call without an event loop (capability
+    "direct"): `direct(call)` runs `call()`, a coroutine of this store's own methods, to its
+    end on the caller's thread and returns its result. For a store whose connection is in this
+    process (SQLite), where a call crossing to the event loop and back costs more than the
+    call's own work; the engine's sync `start()` and `result()` use it."""
+
+    def direct(self, call: Callable[[], Coroutine[Any, Any, T]]) -> T: ...
 
 
 @runtime_checkable

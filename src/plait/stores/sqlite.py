@@ -26,7 +26,11 @@ a worker waiting for work done elsewhere reads `PRAGMA data_version` (`change_co
 claims (a write) only when another connection has committed (the worker's idle wait).
 
 Inside a process, one sqlite3 connection is used from one dedicated thread; every async method runs
-a synchronous function there, so calls are serialised and never block the event loop. Transitions
+a synchronous function there, so calls are serialised and never block the event loop. A thread
+that may block (a sync `start()` or `result()`) runs its call on the connection itself instead
+(`direct`, capability "direct"), taking the same lock the store thread takes for each call: it
+saves that call four crossings between threads (caller, loop, store thread, loop, caller), which
+cost more than the work of a start. Transitions
 are decided by the state machine (`core`): a transaction loads the rows a transition names, and writes
 what it changed in one batch (executemany), so a completion costs in proportion to the step's
 dependents, never to the size of its run. `complete()` commits many outcomes in one transaction
@@ -57,7 +61,7 @@ import logging
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -96,7 +100,7 @@ T = TypeVar("T")
 
 
 class SQLiteStore(SQLStore):
-    capabilities: frozenset[str] = frozenset({"change_counter"})
+    capabilities: frozenset[str] = frozenset({"change_counter", "direct"})
 
     def __init__(self, url: str, *, create: bool = True, read_only: bool = False) -> None:
         """`create=False`: `open()` refuses a file that does not hold a plait database yet.
@@ -110,6 +114,8 @@ class SQLiteStore(SQLStore):
         self._conn: sqlite3.Connection | None = None
         self._executor: _StoreThread | None = None
         self._synchronous_now = self.synchronous
+        self._connection_lock = threading.Lock()  # held by whichever thread uses the connection
+        self._direct_thread: int | None = None  # the thread in `direct`, running calls itself
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.url!r})"
@@ -119,7 +125,7 @@ class SQLiteStore(SQLStore):
     async def open(self) -> None:
         if self._executor is not None:
             return
-        self._executor = _StoreThread("plait-sqlite")
+        self._executor = _StoreThread("plait-sqlite", self._connection_lock)
         try:
             await self._call(self._open)
         except BaseException:
@@ -192,7 +198,24 @@ class SQLiteStore(SQLStore):
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         if self._executor is None:
             raise StoreError(f"SQLite store {self.path}: the store is not open (call open() first)")
+        if self._direct_thread == threading.get_ident():
+            return fn(*args)  # in `direct`: this thread holds the connection; nothing to await
         return await self._executor.call(fn, *args)
+
+    def direct(self, call: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        """Run `call()`, a coroutine of this store's methods, on the caller's thread, blocking
+        until it is done: it never waits for the store thread, as each of its statements runs
+        here, under the connection's lock (`CallsDirect`)."""
+        if self._executor is None:
+            raise StoreError(f"SQLite store {self.path}: the store is not open (call open() first)")
+        if self._direct_thread == threading.get_ident():  # a direct call inside one
+            return run_to_end(call())
+        with self._connection_lock:
+            self._direct_thread = threading.get_ident()
+            try:
+                return run_to_end(call())
+            finally:
+                self._direct_thread = None
 
     @property
     def _db(self) -> sqlite3.Connection:
@@ -275,7 +298,7 @@ class SQLiteStore(SQLStore):
                 target,
                 timeout=self.busy_timeout,
                 isolation_level=None,
-                check_same_thread=True,
+                check_same_thread=False,  # one thread at a time: the connection's lock
                 uri=target.startswith("file:"),
             )
         except sqlite3.Error as exc:
@@ -370,8 +393,9 @@ class _StoreThread:
     machinery (a concurrent Future chained to an asyncio one): a start spent a tenth of its
     time crossing there and back."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, lock: threading.Lock) -> None:
         self._calls: queue.SimpleQueue[_Call | None] = queue.SimpleQueue()
+        self._lock = lock  # the connection's: `SQLiteStore.direct` callers take it too
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._thread.start()
 
@@ -391,7 +415,7 @@ class _StoreThread:
 
     def _serve(self) -> None:
         while (call := self._calls.get()) is not None:
-            _answer(call)
+            _answer(call, self._lock)
             del call  # hold nothing while waiting (a 50 MB payload the call read or wrote)
 
 
@@ -400,14 +424,26 @@ _Call = tuple[
 ]
 
 
-def _answer(call: _Call) -> None:
+def _answer(call: _Call, lock: threading.Lock) -> None:
     loop, future, fn, args = call
     try:
-        result, error = fn(*args), None
+        with lock:
+            result, error = fn(*args), None
     except BaseException as exc:  # the caller's to handle, whatever it is
         result, error = None, exc
     with contextlib.suppress(RuntimeError):  # its loop is closed: nobody waits
         loop.call_soon_threadsafe(_settle, future, result, error)
+
+
+def run_to_end(coroutine: Coroutine[Any, Any, T]) -> T:
+    """The result of a coroutine that never suspends (driven here, with no event loop)."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        result: T = done.value
+        return result
+    coroutine.close()
+    raise RuntimeError("a direct store call waited for something: it needs an event loop")
 
 
 def _settle(future: asyncio.Future[list[Any]], result: Any, error: BaseException | None) -> None:

@@ -240,7 +240,12 @@ class HeldCommits:
 
         async def held() -> None:
             if len(self.calls) == 1:
-                await asyncio.get_running_loop().run_in_executor(None, self.release.wait, 30)
+                try:
+                    loop = asyncio.get_running_loop()
+                except RuntimeError:  # a direct call, on a blocking start's own thread
+                    self.release.wait(30)
+                    return
+                await loop.run_in_executor(None, self.release.wait, 30)
 
         async def one(run: Any, steps: Any, events: Any) -> Any:
             self.calls.append([run.id])
