@@ -139,6 +139,18 @@ class Portal:
             loop.close()
 
 
+def run_to_end(coroutine: Coroutine[Any, Any, R]) -> R:
+    """The result of a coroutine that never suspends (driven on the caller's thread, with no
+    event loop: a store's `direct` calls)."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        result: R = done.value
+        return result
+    coroutine.close()
+    raise RuntimeError("a direct store call waited for something: it needs an event loop")
+
+
 class HasPortal(Protocol):
     _portal: Portal
 

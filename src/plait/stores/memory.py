@@ -9,11 +9,12 @@ from __future__ import annotations
 import dataclasses
 import secrets
 import threading
-from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
+from typing import Any, TypeVar
 
 from .._clock import REAL, Clock
 from .._errors import RunConflict
+from .._portal import run_to_end
 from ..core.blobs import BlobStats, check_hash, check_put, missing
 from ..core.claiming import (
     admit_candidates,
@@ -55,6 +56,8 @@ from ..core.txn import Action, Need, Transition, Txn, drive
 from .memory_blobs import MemoryBlobs, threshold_of_url
 from .protocol import InputsWanted, NewRun
 
+T = TypeVar("T")
+
 
 def _matches(
     r: RunRow,
@@ -81,7 +84,7 @@ def _matches(
 
 
 class MemoryStore:
-    capabilities: frozenset[str] = frozenset()
+    capabilities: frozenset[str] = frozenset({"direct"})
     clock: Clock = REAL
 
     def __init__(self, url: str = "memory://") -> None:
@@ -104,6 +107,11 @@ class MemoryStore:
 
     async def open(self) -> None:
         return None
+
+    def direct(self, call: Callable[[], Coroutine[Any, Any, T]]) -> T:
+        """Run `call()` on the caller's thread (`CallsDirect`): this store's methods are plain
+        functions under its lock, and await nothing."""
+        return run_to_end(call())
 
     def subscribe(
         self,

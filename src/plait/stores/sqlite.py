@@ -68,6 +68,7 @@ from typing import Any, TypeVar
 from urllib.request import pathname2url
 
 from .._errors import SchemaVersionError, StoreError
+from .._portal import run_to_end
 from ..core import durability
 from ..core.durability import Durability, in_memory
 from .sql import programs
@@ -433,17 +434,6 @@ def _answer(call: _Call, lock: threading.Lock) -> None:
         result, error = None, exc
     with contextlib.suppress(RuntimeError):  # its loop is closed: nobody waits
         loop.call_soon_threadsafe(_settle, future, result, error)
-
-
-def run_to_end(coroutine: Coroutine[Any, Any, T]) -> T:
-    """The result of a coroutine that never suspends (driven here, with no event loop)."""
-    try:
-        coroutine.send(None)
-    except StopIteration as done:
-        result: T = done.value
-        return result
-    coroutine.close()
-    raise RuntimeError("a direct store call waited for something: it needs an event loop")
 
 
 def _settle(future: asyncio.Future[list[Any]], result: Any, error: BaseException | None) -> None:

@@ -1,7 +1,9 @@
-"""Direct calls on SQLite (capability "direct"): a sync `start()` or `result()` runs its store
-call on the caller's own thread, under the connection's lock, instead of crossing to the
-engine's loop and the store thread and back. What it must keep: the same answers and errors as
-the loop's path, group commit of concurrent starts, and one user of the connection at a time."""
+"""Direct calls (capability "direct": SQLite and memory): a sync `start()` or `result()` runs
+its store call on the caller's own thread (on SQLite under the connection's lock) instead of
+crossing to the engine's loop (and SQLite's store thread) and back. What it must keep: the same answers and errors as
+the loop's path, group commit of concurrent starts (the contract suite's test_starts holds a
+blocking start's commit and sees the starts queued behind it share the next), and one user of
+the connection at a time."""
 
 from __future__ import annotations
 
@@ -14,8 +16,10 @@ from typing import Any
 import pytest
 
 import plait
+from plait._portal import run_to_end
+from plait.stores.memory import MemoryStore
 from plait.stores.protocol import CallsDirect
-from plait.stores.sqlite import SQLiteStore, run_to_end
+from plait.stores.sqlite import SQLiteStore
 
 
 def chain() -> plait.Workflow:
@@ -34,9 +38,14 @@ def chain() -> plait.Workflow:
     return wf
 
 
+@pytest.fixture(params=["memory", "sqlite"])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return "memory://" if request.param == "memory" else f"sqlite:///{tmp_path}/direct.db"
+
+
 @pytest.fixture
-def engine(tmp_path: Path) -> Iterator[plait.Engine]:
-    with plait.Engine(f"sqlite:///{tmp_path}/direct.db") as eng:
+def engine(url: str) -> Iterator[plait.Engine]:
+    with plait.Engine(url) as eng:
         yield eng
 
 
@@ -57,8 +66,8 @@ class NoLoop:
         monkeypatch.setattr(portal, "call", guarded)
 
 
-def test_sqlite_takes_direct_calls() -> None:
-    store = SQLiteStore("sqlite:///:memory:")
+@pytest.mark.parametrize("store", [SQLiteStore("sqlite:///:memory:"), MemoryStore()])
+def test_sqlite_and_memory_take_direct_calls(store: Any) -> None:
     assert "direct" in store.capabilities and isinstance(store, CallsDirect)
 
 
@@ -111,9 +120,9 @@ def test_direct_starts_and_results_give_the_loops_errors(
         failing.result(timeout=-1)
 
 
-def test_what_cannot_go_direct_goes_through_the_loop(tmp_path: Path) -> None:
+def test_what_cannot_go_direct_goes_through_the_loop(url: str) -> None:
     wf = chain()
-    with plait.Engine(f"sqlite:///{tmp_path}/d.db") as engine:
+    with plait.Engine(url) as engine:
         first = engine.start(wf, {"n": 1})  # not registered yet: the loop registers it
         with pytest.raises(plait.WorkflowNotFound, match="unknown workflow 'nope'"):
             engine.start("nope")
@@ -169,36 +178,6 @@ def test_direct_callers_and_the_store_thread_take_turns_on_the_connection(
     assert errors == []
     assert sum(len(s) for s in started) == 8 * per_thread
     assert len(engine.list_runs(limit=1000).runs) == 8 * per_thread
-
-
-def test_concurrent_direct_starts_share_commits(
-    engine: plait.Engine, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    wf = chain()
-    engine.register(wf)
-    store = engine.store
-    create_runs, commits = store.create_runs, []
-    gate = threading.Barrier(8)
-
-    async def counted(new: Any) -> Any:
-        commits.append(len(new))
-        return await create_runs(new)
-
-    monkeypatch.setattr(store, "create_runs", counted)
-
-    def starter(i: int) -> None:
-        gate.wait(10)
-        for n in range(20):
-            engine.start(wf, {"n": n}, run_id=f"s{i}-{n}")
-
-    threads = [threading.Thread(target=starter, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-
-    assert sum(commits) == 160
-    assert len(commits) < 160  # some commits took several starts
 
 
 def test_a_direct_call_that_would_wait_for_a_loop_is_refused() -> None:
