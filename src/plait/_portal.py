@@ -158,13 +158,24 @@ class HasPortal(Protocol):
 S = TypeVar("S", bound=HasPortal)
 
 
+# Runs a coroutine to its end on the caller's thread, blocking (a store's `direct`).
+Direct = Callable[[Callable[[], Coroutine[Any, Any, Any]]], Any]
+
+
 def blocking(
     method: Callable[Concatenate[S, P], Coroutine[Any, Any, R]],
+    *,
+    direct: Callable[[S], Direct | None] | None = None,
 ) -> Callable[Concatenate[S, P], R]:
-    """The blocking twin of an `..._async` method."""
+    """The blocking twin of an `..._async` method. `direct(self)`: where the coroutine may run
+    on the caller's own thread instead of the portal's loop, when it gives one (a store's
+    `direct` call, for a method whose awaits are all that store's calls)."""
 
     @functools.wraps(method)
     def twin(self: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        if direct is not None and (here := direct(self)) is not None:
+            result: R = here(lambda: method(self, *args, **kwargs))
+            return result
         return self._portal.call(method(self, *args, **kwargs))
 
     twin.__name__ = method.__name__.removesuffix("_async")

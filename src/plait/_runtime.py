@@ -207,7 +207,13 @@ class StartCommits:
         self, run: RunRow, steps: Sequence[StepRow], events: Sequence[EventRow]
     ) -> tuple[RunRow, bool]:
         """`Store.create_run`, sharing a commit with the starts made meanwhile."""
-        loop = asyncio.get_running_loop()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # driven on a blocking caller's thread by the store's `direct`
+            store = self._rt.direct_store()
+            if store is None:
+                raise
+            return self.create_run_direct(store, run, steps, events)
         future: asyncio.Future[tuple[RunRow, bool]] = loop.create_future()
         start = _Start((run, steps, events), loop, future)
         with self._lock:

@@ -89,6 +89,11 @@ def test_a_sync_start_and_result_of_a_registered_workflow_stay_on_the_callers_th
     assert by_name.result() == {"plus_one": 11} and by_name.created
     again = engine.start(wf, {"n": 5}, run_id="named")  # idempotent, as on the loop
     assert again.id == "named" and not again.created
+    unregistered = plait.Workflow("direct_other")
+    unregistered.add_step("one", lambda: 1)
+    engine.start(unregistered)  # registered on the way, by the same calls
+    no_loop.on = False
+    assert [w.name for w in engine.workflows()].count("direct_other") == 1
 
 
 def test_direct_starts_and_results_give_the_loops_errors(

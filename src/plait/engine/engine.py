@@ -25,7 +25,7 @@ from typing import Any, BinaryIO
 
 from .._clock import REAL, Clock
 from .._errors import InputError, StoreError
-from .._portal import blocking
+from .._portal import Direct, blocking
 from .._runtime import Observer, Runtime
 from ..core.blobs import ARTIFACT_GRACE, DEFAULT_GRACE, BlobStats
 from ..core.rate import Rate
@@ -145,6 +145,12 @@ class StepHandle:
 
 
 Until = RunHandle | str | Iterable[RunHandle | str] | None
+
+
+def _direct(engine: Engine) -> Direct | None:
+    """The store's direct call (`CallsDirect`), if it takes one now: see `blocking`."""
+    store = engine._rt.direct_store()
+    return None if store is None else store.direct
 
 
 def _run_ids(until: Until) -> set[str] | None:
@@ -328,38 +334,9 @@ class Engine:
         )  # fmt: skip
         return RunHandle(self, started, created)
 
-    def start(
-        self,
-        workflow: Workflow | str,
-        input: Any = None,
-        *,
-        run_id: str | None = None,
-        deadline: float | timedelta | None = None,
-        priority: int = 0,
-        trace_context: Mapping[str, str] | None = None,
-        name: str | None = None,
-        labels: Mapping[str, str] | None = None,
-        metadata: Mapping[str, Any] | None = None,
-        if_exists: str = "check",
-    ) -> RunHandle:
-        who = runs.Identity.of("start", name, labels, metadata, if_exists)
-        # on this thread where the store lets it (SQLite, a workflow registered here): a start
-        # is then its commit and little more, without crossing to the loop and back
-        done = runs.start_direct(
-            self._rt, workflow, input, run_id=run_id, deadline=deadline, priority=priority,
-            trace_context=trace_context, who=who,
-        )  # fmt: skip
-        if done is None:
-            return self._portal.call(
-                self.start_async(
-                    workflow, input, run_id=run_id, deadline=deadline, priority=priority,
-                    trace_context=trace_context, name=name, labels=labels, metadata=metadata,
-                    if_exists=if_exists,
-                )
-            )  # fmt: skip
-        return RunHandle(self, *done)
-
-    start.__doc__ = start_async.__doc__
+    # on the caller's thread where the store takes direct calls (SQLite, memory): a start is
+    # then its commit and little more, without crossing to the loop and the store thread
+    start = blocking(start_async, direct=_direct)
 
     async def start_many_async(
         self,

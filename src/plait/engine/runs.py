@@ -83,19 +83,6 @@ async def plan_and_input(
     return plan, validate(value)
 
 
-def local_plan(
-    rt: Runtime, workflow: Workflow | str
-) -> tuple[WorkflowPlan, Callable[[Any], Any]] | None:
-    """The plan and input validator of a workflow registered in this process (an object, or
-    the latest of a name), found without the store; None if it is not."""
-    if isinstance(workflow, Workflow):
-        plan = workflow.plan()  # cached; DefinitionError as `register` raises it
-        return (plan, workflow.validate_input) if plan.fingerprint in rt.workflows else None
-    if isinstance(workflow, str) and (local := rt.workflows.latest(workflow)) is not None:
-        return local.plan(), local.validate_input
-    return None
-
-
 async def plan_and_validator(
     rt: Runtime, workflow: Workflow | str
 ) -> tuple[WorkflowPlan, Callable[[Any], Any]]:
@@ -107,9 +94,9 @@ async def plan_and_validator(
         return plan, workflow.validate_input
     if not isinstance(workflow, str):
         raise WorkflowNotFound(f"expected a plait.Workflow or a workflow name, got {workflow!r}")
-    local = local_plan(rt, workflow)
+    local = rt.workflows.latest(workflow)
     if local is not None:
-        return local
+        return local.plan(), local.validate_input
     store = await rt.ready()
     stored = await store.get_workflow(workflow)
     if stored is None:
@@ -270,59 +257,11 @@ async def start(
     by this process or another, such as a second scheduler of a tick: `who.if_exists` says
     whether that run must have the same input). Starts made at once share a commit
     (`Runtime.starts`); this returns once this run's is made."""
-    within, who = _start_checks(run_id, priority, deadline, who)
-    plan, value = await plan_and_input(rt, workflow, input)
-    new = _run_to_start(rt, plan, value, run_id, within, priority, trace_context, who)
-    stored, created = await rt.starts.create_run(*new)
-    return _started_one(rt, new, stored, created, who)
-
-
-def start_direct(
-    rt: Runtime,
-    workflow: Workflow | str,
-    input: Any,
-    *,
-    run_id: str | None,
-    deadline: float | timedelta | None = None,
-    priority: int = 0,
-    trace_context: Mapping[str, str] | None = None,
-    who: Identity | None = None,
-) -> tuple[str, bool] | None:
-    """`start` on the caller's thread, blocking, when the store takes direct calls
-    (`Runtime.direct_store`) and the workflow is registered in this process; None when it
-    cannot (then `start` does it on the portal's loop, with the same checks)."""
-    store = rt.direct_store()
-    if store is None:
-        return None
-    within, who = _start_checks(run_id, priority, deadline, who)
-    local = local_plan(rt, workflow)
-    if local is None:
-        return None
-    plan, validate = local
-    new = _run_to_start(rt, plan, validate(input), run_id, within, priority, trace_context, who)
-    stored, created = rt.starts.create_run_direct(store, *new)
-    return _started_one(rt, new, stored, created, who)
-
-
-def _start_checks(
-    run_id: str | None, priority: int, deadline: float | timedelta | None, who: Identity | None
-) -> tuple[float | None, Identity]:
     within = start_options("start", priority, deadline)
+    who = who or Identity()
     if run_id is not None:
         check_run_id(run_id)
-    return within, who or Identity()
-
-
-def _run_to_start(
-    rt: Runtime,
-    plan: WorkflowPlan,
-    value: Any,
-    run_id: str | None,
-    within: float | None,
-    priority: int,
-    trace_context: Mapping[str, str] | None,
-    who: Identity,
-) -> NewRun:
+    plan, value = await plan_and_input(rt, workflow, input)
     run_id = run_id or new_run_id()
     input_json = encode_input(plan, value)
     run, steps, events = run_rows(
@@ -332,19 +271,14 @@ def _run_to_start(
         carried = check_trace_context(dict(trace_context))
         first = events[0]
         events = [replace(first, payload={**first.payload, "trace_context": carried}), *events[1:]]
-    return run, steps, events
-
-
-def _started_one(
-    rt: Runtime, new: NewRun, stored: RunRow, created: bool, who: Identity
-) -> tuple[str, bool]:
-    run = new[0]
+    new = (run, steps, events)
+    stored, created = await rt.starts.create_run(*new)
     if not created:
         who.existing(stored, run)
-    else:
-        log.debug("run started", extra={"run_id": run.id, "workflow": run.workflow})
+    if created:
+        log.debug("run started", extra={"run_id": run_id, "workflow": plan.name})
         _started(rt, [new])
-    return run.id, created
+    return run_id, created
 
 
 # A start_many transaction takes this many runs at most, and fewer when they have many steps.

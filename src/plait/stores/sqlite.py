@@ -27,14 +27,16 @@ claims (a write) only when another connection has committed (the worker's idle w
 
 Inside a process, one sqlite3 connection is used from one dedicated thread; every async method runs
 a synchronous function there, so calls are serialised and never block the event loop. A thread
-that may block (a sync `start()` or `result()`) runs its call on the connection itself instead
-(`direct`, capability "direct"), taking the same lock the store thread takes for each call: it
-saves that call four crossings between threads (caller, loop, store thread, loop, caller), which
-cost more than the work of a start. Transitions
-are decided by the state machine (`core`): a transaction loads the rows a transition names, and writes
-what it changed in one batch (executemany), so a completion costs in proportion to the step's
-dependents, never to the size of its run. `complete()` commits many outcomes in one transaction
-(group commit): with synchronous=full that is one fsync per batch, not one per step.
+that may block (a sync `start()` or `result()`) makes its calls on the connection itself instead
+(`direct`, capability "direct"), taking the lock the store thread takes for each call: that
+saves four crossings between threads (caller, loop, store thread, loop, caller), which cost
+more than the work of a start.
+
+Transitions are decided by the state machine (`core`): a transaction loads the rows a transition
+names, and writes what it changed in one batch (executemany), so a completion costs in
+proportion to the step's dependents, never to the size of its run. `complete()` commits many
+outcomes in one transaction (group commit): with synchronous=full that is one fsync per batch,
+not one per step.
 
 Opening checks the file before writing anything: a file that is not SQLite, or a SQLite database
 with tables but no `plait_meta`, or a plait database of a newer schema version, is refused with
@@ -116,7 +118,7 @@ class SQLiteStore(SQLStore):
         self._executor: _StoreThread | None = None
         self._synchronous_now = self.synchronous
         self._connection_lock = threading.Lock()  # held by whichever thread uses the connection
-        self._direct_thread: int | None = None  # the thread in `direct`, running calls itself
+        self._direct = threading.local()  # `here`: this thread is in `direct`, making its calls
 
     def __repr__(self) -> str:
         return f"SQLiteStore({self.url!r})"
@@ -199,24 +201,25 @@ class SQLiteStore(SQLStore):
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         if self._executor is None:
             raise StoreError(f"SQLite store {self.path}: the store is not open (call open() first)")
-        if self._direct_thread == threading.get_ident():
-            return fn(*args)  # in `direct`: this thread holds the connection; nothing to await
+        if getattr(self._direct, "here", False):  # in `direct`: the call is made right here
+            with self._connection_lock:
+                return fn(*args)
         return await self._executor.call(fn, *args)
 
     def direct(self, call: Callable[[], Coroutine[Any, Any, T]]) -> T:
         """Run `call()`, a coroutine of this store's methods, on the caller's thread, blocking
-        until it is done: it never waits for the store thread, as each of its statements runs
-        here, under the connection's lock (`CallsDirect`)."""
+        until it is done: it never waits for the store thread, as each of its calls runs here,
+        under the connection's lock (`CallsDirect`). The lock is the call's, not the
+        coroutine's: starts on other threads queue for a shared commit meanwhile."""
         if self._executor is None:
             raise StoreError(f"SQLite store {self.path}: the store is not open (call open() first)")
-        if self._direct_thread == threading.get_ident():  # a direct call inside one
+        if getattr(self._direct, "here", False):  # a direct call inside one
             return run_to_end(call())
-        with self._connection_lock:
-            self._direct_thread = threading.get_ident()
-            try:
-                return run_to_end(call())
-            finally:
-                self._direct_thread = None
+        self._direct.here = True
+        try:
+            return run_to_end(call())
+        finally:
+            self._direct.here = False
 
     @property
     def _db(self) -> sqlite3.Connection:
