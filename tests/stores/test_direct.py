@@ -1,4 +1,4 @@
-"""Direct calls (capability "direct": SQLite and memory): a sync `start()` or `result()` runs
+"""Direct calls (capability "direct": SQLite and memory): a sync `start()`, `result()` or `get_run()` runs
 its store call on the caller's own thread (on SQLite under the connection's lock) instead of
 crossing to the engine's loop (and SQLite's store thread) and back. What it must keep: the same answers and errors as
 the loop's path, group commit of concurrent starts (the contract suite's test_starts holds a
@@ -87,6 +87,7 @@ def test_a_sync_start_and_result_of_a_registered_workflow_stay_on_the_callers_th
 
     assert [h.result() for h in handles] == [{"plus_one": 2 * n + 1} for n in range(3)]
     assert by_name.result() == {"plus_one": 11} and by_name.created
+    assert by_name.get().status == "completed" == engine.get_run("named").status
     again = engine.start(wf, {"n": 5}, run_id="named")  # idempotent, as on the loop
     assert again.id == "named" and not again.created
     unregistered = plait.Workflow("direct_other")

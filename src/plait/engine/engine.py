@@ -111,7 +111,7 @@ class RunHandle:
         return await self._engine.get_run_async(self.id)
 
     def get(self) -> Run:
-        return self._engine._portal.call(self.get_async())
+        return self._engine.get_run(self.id)
 
     def step(self, name: str) -> StepHandle:
         """One step of this run, to wait for: `run.step("charge").result(timeout=30)`."""
@@ -383,7 +383,7 @@ class Engine:
         no more of a 100 MB output than it prints. So do `list_runs`, `steps` and `inspect`."""
         return await runs.get_run(self._rt, run_id, excerpt)
 
-    get_run = blocking(get_run_async)
+    get_run = blocking(get_run_async, direct=_direct)  # one read: on the caller's thread
 
     async def list_runs_async(
         self,
