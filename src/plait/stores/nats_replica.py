@@ -203,7 +203,10 @@ class Replica(MemoryStore):
                     return
                 groups[key] = [e.seq for e in row]
                 for event in row:
-                    at = bisect.bisect_left([e.seq for e in events], event.seq)
+                    if not events or events[-1].seq < event.seq:  # the usual case: appended
+                        events.append(event)
+                        continue
+                    at = bisect.bisect_left(events, event.seq, key=_seq)
                     if at < len(events) and events[at].seq == event.seq:
                         events[at] = event
                     else:
@@ -252,6 +255,10 @@ class Replica(MemoryStore):
         self.on_ended()
         self.on_cancelled()
         self.on_events(None)
+
+
+def _seq(event: EventRow) -> int:
+    return event.seq
 
 
 def decode(key: str, data: bytes) -> tuple[Any, dict[str, str]]:
