@@ -145,6 +145,8 @@ class NatsStore:
         self._progress: asyncio.Event | None = None
         self._write_lock: asyncio.Lock | None = None
         self._local_blobs: Mapping[str, bytes] = {}  # the blobs of the commit under way
+        # the writes of the commit under way: key → (its message's bytes, the value, its blobs)
+        self._in_flight: dict[str, tuple[bytes, Any, dict[str, Any]]] = {}
         self._sub: Any = None
         self._on_live: Callable[[bool], None] = lambda live: None
         self._closing = False
@@ -493,6 +495,10 @@ class NatsStore:
             if self._replica.revs.get(key, 0) < seq:
                 if deleted:
                     self._replica.apply_key(key, None, {}, seq, remote=remote)
+                elif not remote and (mine := self._in_flight.get(key)) and mine[0] == msg.data:
+                    # our own message, delivered before the commit's ack: the row it was made
+                    # of, as the ack would apply it (no decoding, no blob to put back)
+                    self._replica.apply_key(key, mine[1], mine[2], seq, remote=False)
                 else:
                     row, held = decode(key, msg.data)
                     if isinstance(row, PlanRef):
@@ -557,12 +563,17 @@ class NatsStore:
             if sha not in self._replica.blob_info:
                 await self._put_object(sha, payload)
         self._local_blobs = blobs  # our messages may be delivered before the ack: no fetch
+        self._in_flight = {
+            key: (data, value, held)
+            for (key, value, held), data in zip(writes, encoded, strict=True)
+        }
         try:
             first = await publish(nc, self._url, self._writer, self._replica.revs, writes, encoded)
             for i, (key, value, held) in enumerate(writes):
                 self._replica.apply_key(key, value, held, first + i, remote=False)
         finally:
             self._local_blobs = {}
+            self._in_flight = {}
 
     async def _put_object(self, sha: str, data: bytes) -> None:
         obs = (
