@@ -2,6 +2,11 @@
 
 URL: `nats://host:4222[,host2:4222]?namespace=NAME` (options: `stores.nats_setup`).
 
+This module holds the connection, the consumer that keeps the replica current, the conflict
+loop and the Store operations. The replica itself is `stores.nats_replica`; what a transaction
+writes, and the atomic batch that publishes it, `stores.nats_commit`; key names and values,
+`stores.nats_codec`.
+
 What the store does, and why:
 - Every key a transaction touches lives in one KV bucket per namespace (`plait_NAME`, stream
   `KV_plait_NAME`): `run.<id>`, `step.<run>.<name>`, `ev.<run>.<seq>`, `wf.<fingerprint>`,
@@ -35,7 +40,6 @@ What the store does, and why:
 from __future__ import annotations
 
 import asyncio
-import bisect
 import contextlib
 import dataclasses
 import io
@@ -44,13 +48,12 @@ import logging
 import random
 import secrets
 import time
-from collections.abc import Callable, Collection, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
 import nats
 import nats.errors
 import nats.js.errors
-import orjson
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js.api import (
@@ -66,7 +69,7 @@ from .._clock import REAL, Clock
 from .._errors import RunConflict, StoreError
 from .._portal import Portal
 from ..core import durability
-from ..core.blobs import BlobStats, check_hash, check_put, digest, framed, missing, unframed
+from ..core.blobs import BlobStats, check_hash, check_put, missing
 from ..core.durability import Durability
 from ..core.queues import QueueConfig, reconfigure
 from ..core.rate import Rate
@@ -87,9 +90,23 @@ from ..core.rows import (
     StepStatus,
     WorkflowPlan,
 )
-from ..core.txn import Action, Txn
+from ..core.txn import Action
 from . import nats_codec as codec
-from .memory import MemoryStore
+from .nats_commit import (
+    KV_OP,
+    REQUEST_TIMEOUT,
+    WRITER,
+    Conflict,
+    Write,
+    encode,
+    event_writes,
+    keep,
+    page_writes,
+    publish,
+    ref_writes,
+    txn_writes,
+)
+from .nats_replica import PlanRef, Replica, decode, held_id
 from .nats_setup import NatsURL, check_server, describe, parse_url, probe
 from .protocol import InputsWanted, NewRun
 
@@ -100,71 +117,14 @@ T = TypeVar("T")
 STORE_MARK = "plait-store"  # the stream metadata key that says a bucket is a plait store's
 STORE_FORMAT = "1"
 CONFLICT_RETRIES = 50
-# steps are kept in pages of this many (by `idx`): a transaction readying 10,000 steps writes
-# 625 keys, within one batch
-PAGE = 16
 BLOB_CHUNK = 512 * 1024  # bytes per message of a blob in the Object Store (nats-py: 128 KiB)
 # the longest payload kept in its row (longer ones are blobs): a page of steps, with an output
 # and an input each, must fit in one message of at most the server's max_payload
 MIN_PAYLOAD = 1024 * 1024
 MAX_VALUE = 768 * 1024  # a workflow plan longer than this is kept in the Object Store
 MAX_INLINE = 16 * 1024
-REQUEST_TIMEOUT = 10.0  # seconds a commit or a read barrier waits for the server
 CATCH_UP_TIMEOUT = 30.0
 RECONNECT_WAIT = 3.0  # seconds a call waits for a connection that is being re-established
-_KV_OP = "KV-Operation"
-_WRITER = "Plait-Writer"  # which store object wrote a message (its own are not wake-ups)
-_WRONG_SEQUENCE = 10071
-_BATCH_TOO_LARGE = 10199  # more messages than the server's limits.batch.max_msgs
-
-
-class _Conflict(Exception):
-    """A batch was refused: a key it expected at one revision was at another."""
-
-    def __init__(self, seq: int) -> None:
-        super().__init__(seq)
-        self.seq = seq
-
-
-@dataclasses.dataclass(slots=True)
-class _BlobInfo:
-    refs: int
-    size: int
-    at: float
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class _PlanRef:
-    """A workflow plan too long for a KV value, kept as the object `name` of the blob store."""
-
-    name: str
-    plan: Any
-
-
-# A write of a batch: (key, the row or plain value to store, or None to delete it; the blobs
-# that stand for its big payloads {field: sha256}).
-_Write = tuple[str, Any, dict[str, Any]]
-
-
-class _Replica(MemoryStore):
-    """The memory store as this process's copy of the bucket. Its write paths are the NATS
-    store's transitions: what they would write is captured, committed, and applied only once
-    the server has acknowledged it."""
-
-    def __init__(self) -> None:
-        super().__init__("memory://")
-        self.captured: list[Txn] = []
-        self.captured_queues: dict[str, QueueConfig] = {}
-
-    def _write(self, txn: Txn) -> None:
-        self.captured.append(txn)
-
-    def _set_queue(self, config: QueueConfig) -> None:
-        self.captured_queues[config.name] = config
-
-
-def _nothing() -> None:
-    return None
 
 
 class NatsStore:
@@ -180,24 +140,15 @@ class NatsStore:
         self.blob_threshold = min(self._url.blob_threshold, MAX_INLINE)
         self._thread = Portal(name="plait-nats")
         self._nc: Client | None = None
-        self._replica = _Replica()
-        self._revs: dict[str, int] = {}  # key → the stream sequence of its last message seen
-        # a run's key, or a step's `_held_id` → {field: sha256} of its payloads kept as blobs
-        self._held: dict[str, dict[str, str]] = {}
-        self._pages: dict[str, dict[str, set[str]]] = {}  # run → its step pages' keys → names
-        self._blobs: dict[str, _BlobInfo] = {}
-        # run → the keys of its events (one per transaction that appended) → their seqs
-        self._event_keys: dict[str, dict[str, list[int]]] = {}
+        self._replica = Replica()
         self._applied = 0  # the stream sequence the consumer has delivered up to
         self._progress: asyncio.Event | None = None
         self._write_lock: asyncio.Lock | None = None
         self._local_blobs: Mapping[str, bytes] = {}  # the blobs of the commit under way
+        # the writes of the commit under way: key → (its message's bytes, the value, its blobs)
+        self._in_flight: dict[str, tuple[bytes, Any, dict[str, Any]]] = {}
         self._sub: Any = None
-        self._on_ready: Callable[[], None] = _nothing
-        self._on_ended: Callable[[], None] = _nothing
-        self._on_cancelled: Callable[[], None] = _nothing
         self._on_live: Callable[[bool], None] = lambda live: None
-        self._on_events: Callable[[Collection[str] | None], None] = lambda run_ids: None
         self._closing = False
         self._writer = secrets.token_hex(8)
         self.server_version = ""
@@ -214,11 +165,11 @@ class NatsStore:
         cancelled: Callable[[], None],
         live: Callable[[bool], None],
     ) -> None:
-        self._on_ready, self._on_ended, self._on_live = ready, ended, live
-        self._on_cancelled = cancelled
+        r = self._replica
+        r.on_ready, r.on_ended, r.on_cancelled, self._on_live = ready, ended, cancelled, live
 
     def subscribe_events(self, events: Callable[[Collection[str] | None], None]) -> None:
-        self._on_events = events
+        self._replica.on_events = events
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -278,7 +229,7 @@ class NatsStore:
         async def reconnected_cb() -> None:
             log.info("NATS store %s: reconnected", self._url.shown)
             self._on_live(True)
-            self._wake_all()
+            self._replica.wake_all()
 
         try:
             nc = await asyncio.wait_for(
@@ -537,70 +488,30 @@ class NatsStore:
         seq = msg.metadata.sequence.stream
         key = msg.subject[len(self._url.bucket) + 5 :]
         try:
-            op = msg.headers.get(_KV_OP) if msg.headers else None
+            op = msg.headers.get(KV_OP) if msg.headers else None
             # our own commit may be delivered before its acknowledgement: not news to us
-            remote = not msg.headers or msg.headers.get(_WRITER) != self._writer
+            remote = not msg.headers or msg.headers.get(WRITER) != self._writer
             deleted = op is not None or not msg.data
-            if self._revs.get(key, 0) < seq:
+            if self._replica.revs.get(key, 0) < seq:
                 if deleted:
-                    self._apply(key, None, {}, seq, remote=remote)
+                    self._replica.apply_key(key, None, {}, seq, remote=remote)
+                elif not remote and (mine := self._in_flight.get(key)) and mine[0] == msg.data:
+                    # our own message, delivered before the commit's ack: the row it was made
+                    # of, as the ack would apply it (no decoding, no blob to put back)
+                    self._replica.apply_key(key, mine[1], mine[2], seq, remote=False)
                 else:
-                    row, held = self._decode(key, msg.data)
-                    if isinstance(row, _PlanRef):
+                    row, held = decode(key, msg.data)
+                    if isinstance(row, PlanRef):
                         plan = codec.decode(WorkflowPlan, await self._blob_data(row.name))
-                        row = _PlanRef(row.name, plan)
+                        row = PlanRef(row.name, plan)
                     if held:
-                        row = await self._resolved(row, held)
-                    self._apply(key, row, held, seq, remote=remote)
+                        row = await self._replica.resolved(row, held, self._blob_data)
+                    self._replica.apply_key(key, row, held, seq, remote=remote)
         except Exception:
             log.exception("NATS store %s: cannot apply key %s", self._url.shown, key)
         self._applied = max(self._applied, seq)
         if self._progress is not None:
             self._progress.set()
-
-    def _decode(self, key: str, data: bytes) -> tuple[Any, dict[str, str]]:
-        kind = key.split(".", 1)[0]
-        doc = orjson.loads(data)
-        held = doc.get("blobs") or {}
-        row = doc.get("row")
-        if kind == "wf" and "object" in doc:
-            return _PlanRef(doc["object"], None), {}
-        cls = _ROW_TYPES.get(kind)
-        if kind == "ev":  # the events one transaction appended to a run
-            return [codec.build(EventRow, e) for e in row], held
-        if kind == "steps":  # a page of a run's steps
-            return [codec.build(StepRow, e) for e in row], held
-        value = codec.build(cls, row) if cls is not None else row
-        if kind == "run":
-            return (value, doc.get("updated", 0.0)), held
-        return value, held
-
-    async def _resolved(self, row: Any, held: dict[str, Any]) -> Any:
-        """A row (or a page of steps) whose big payloads are in blobs, with them put back (the
-        replica's own bytes when it holds the same blob there already)."""
-        r = self._replica
-        if isinstance(row, list):
-            for step in row:
-                hid = _held_id(step.run_id, step.name)
-                had = self._held.get(hid, {})
-                stored = r._steps.get(step.run_id, {}).get(step.name)
-                for name, sha in held.get(step.name, {}).items():
-                    if stored is not None and had.get(name) == sha:
-                        setattr(step, name, getattr(stored, name))
-                        continue
-                    data = await self._blob_data(sha)
-                    frame = getattr(step, name)  # the rest of an input around an output
-                    setattr(step, name, data if frame is None else unframed(frame, data))
-            return row
-        target = row[0] if isinstance(row, tuple) else row
-        stored_run = r._runs.get(target.id)
-        had = self._held.get(codec.key("run", target.id), {})
-        for name, sha in held.items():
-            if stored_run is not None and had.get(name) == sha:
-                setattr(target, name, getattr(stored_run, name))
-            else:
-                setattr(target, name, await self._blob_data(sha))
-        return row
 
     async def _blob_data(self, sha: str) -> bytes:
         local = self._local_blobs.get(sha)
@@ -618,143 +529,11 @@ class NatsStore:
             raise missing(sha) from None
         return buffer.getvalue()
 
-    def _apply(self, key: str, row: Any, held: dict[str, Any], seq: int, remote: bool) -> None:
-        """Make the replica hold `row` (None: deleted) under `key`, written at `seq`."""
-        if self._revs.get(key, 0) >= seq:
-            return
-        self._revs[key] = seq
-        parts = codec.split(key)
-        kind = parts[0]
-        if kind == "run":
-            if held:
-                self._held[key] = held
-            else:
-                self._held.pop(key, None)
-        r = self._replica
-        with r._lock:
-            if kind == "run":
-                run_id = parts[1]
-                old = r._runs.get(run_id)
-                if row is None:
-                    r._runs.pop(run_id, None)
-                    r._run_updated.pop(run_id, None)
-                    if not r._steps.get(run_id):
-                        r._steps.pop(run_id, None)
-                    if not r._events.get(run_id):
-                        r._events.pop(run_id, None)
-                    return
-                run, updated = row
-                r._runs[run_id] = run
-                r._run_updated[run_id] = updated
-                r._steps.setdefault(run_id, {})
-                r._events.setdefault(run_id, [])
-                if remote and (old is None or old.status is not run.status):
-                    if run.status.terminal:
-                        self._on_ended()
-                    if run.status is RunStatus.CANCELLED:
-                        self._on_cancelled()
-                    if run.status is RunStatus.RUNNING:
-                        self._on_ready()  # resumed or retried
-            elif kind == "steps":
-                run_id = parts[1]
-                steps = r._steps.setdefault(run_id, {})
-                pages = self._pages.setdefault(run_id, {})
-                before = pages.pop(key, set())
-                rows: list[StepRow] = row or []
-                names = {step.name for step in rows}
-                for name in before - names:
-                    steps.pop(name, None)
-                    self._held.pop(_held_id(run_id, name), None)
-                    for index in (r._ready, r._running, r._waiting):
-                        index.pop((run_id, name), None)
-                if row is None:
-                    if not pages:
-                        self._pages.pop(run_id, None)
-                    return
-                pages[key] = names
-                woken = False
-                for step in rows:
-                    old_step = steps.get(step.name)
-                    hid = _held_id(run_id, step.name)
-                    if step.name in held:
-                        self._held[hid] = held[step.name]
-                    else:
-                        self._held.pop(hid, None)
-                    if old_step is step:
-                        continue
-                    r._put_step(step)
-                    if remote and (
-                        step.status is StepStatus.READY
-                        or (old_step is not None and old_step.status is StepStatus.RUNNING)
-                    ):
-                        woken = True
-                if woken:
-                    self._on_ready()
-            elif kind == "ev":
-                run_id = parts[1]
-                events = r._events.setdefault(run_id, [])
-                groups = self._event_keys.setdefault(run_id, {})
-                if row is None:
-                    gone = set(groups.pop(key, ()))
-                    events[:] = [e for e in events if e.seq not in gone]
-                    if not groups:
-                        self._event_keys.pop(run_id, None)
-                    return
-                groups[key] = [e.seq for e in row]
-                for event in row:
-                    at = bisect.bisect_left([e.seq for e in events], event.seq)
-                    if at < len(events) and events[at].seq == event.seq:
-                        events[at] = event
-                    else:
-                        events.insert(at, event)
-                if remote:
-                    self._on_events([run_id])
-            elif kind == "wf":
-                if isinstance(row, _PlanRef):
-                    row = row.plan
-                if row is None:
-                    r._workflows.pop(parts[1], None)
-                else:
-                    r._workflows.setdefault(parts[1], row)
-            elif kind == "queue":
-                if row is None:
-                    r._queues.pop(parts[1], None)
-                else:
-                    r._queues[parts[1]] = row
-                if remote:
-                    self._on_ready()
-            elif kind == "rec":
-                if row is None:
-                    r._records.pop((parts[1], parts[2]), None)
-                else:
-                    r._records[(parts[1], parts[2])] = row
-            elif kind == "art":
-                run_id, artifact_id = parts[1], parts[2]
-                if row is None:
-                    r._artifacts.get(run_id, {}).pop(artifact_id, None)
-                    if not r._artifacts.get(run_id):
-                        r._artifacts.pop(run_id, None)
-                    r._artifact_runs.pop(artifact_id, None)
-                else:
-                    r._artifacts.setdefault(run_id, {})[artifact_id] = row
-                    r._artifact_runs[artifact_id] = run_id
-            elif kind == "blob":
-                if row is None:
-                    self._blobs.pop(parts[1], None)
-                else:
-                    self._blobs[parts[1]] = _BlobInfo(int(row["refs"]), int(row["size"]), row["at"])
-
-    def _wake_all(self) -> None:
-        self._on_ready()
-        self._on_ended()
-        self._on_cancelled()
-        self._on_events(None)
-
     # -- committing -------------------------------------------------------------------------
 
-    async def _commit(self, writes: Sequence[_Write], blobs: Mapping[str, bytes]) -> None:
+    async def _commit(self, writes: Sequence[Write], blobs: Mapping[str, bytes]) -> None:
         """Publish `writes` as one atomic batch, each expecting the revision of its key the
-        replica has now, and apply them to the replica once acknowledged. _Conflict if one of
+        replica has now, and apply them to the replica once acknowledged. Conflict if one of
         the keys moved on; StoreError if the batch is over the server's limit."""
         if not writes:
             return
@@ -771,7 +550,7 @@ class NatsStore:
             raise StoreError(f"NATS store {self._url.shown}: a batch wrote a key twice (a bug)")
         nc = await self._connected()
         encoded = [
-            b"" if value is None else _encode(key, value, held, self.blob_threshold)
+            b"" if value is None else encode(key, value, held, self.blob_threshold)
             for key, value, held in writes
         ]
         for (key, _, _), data in zip(writes, encoded, strict=True):
@@ -781,56 +560,20 @@ class NatsStore:
                     f"the server's max_payload of {nc.max_payload} bytes; nothing was written"
                 )
         for sha, payload in blobs.items():
-            if sha not in self._blobs:
+            if sha not in self._replica.blob_info:
                 await self._put_object(sha, payload)
         self._local_blobs = blobs  # our messages may be delivered before the ack: no fetch
+        self._in_flight = {
+            key: (data, value, held)
+            for (key, value, held), data in zip(writes, encoded, strict=True)
+        }
         try:
-            await self._publish(writes, encoded)
+            first = await publish(nc, self._url, self._writer, self._replica.revs, writes, encoded)
+            for i, (key, value, held) in enumerate(writes):
+                self._replica.apply_key(key, value, held, first + i, remote=False)
         finally:
             self._local_blobs = {}
-
-    async def _publish(self, writes: Sequence[_Write], encoded: Sequence[bytes]) -> None:
-        nc = self._conn()
-        batch = secrets.token_hex(8)
-        prefix = f"$KV.{self._url.bucket}."
-        last = len(writes) - 1
-        for i, ((key, value, _), data) in enumerate(zip(writes, encoded, strict=True)):
-            headers = {
-                _WRITER: self._writer,
-                "Nats-Expected-Last-Subject-Sequence": str(self._revs.get(key, 0)),
-            }
-            if last:  # one write is a plain compare-and-set: atomic batches cost a sync each
-                headers["Nats-Batch-Id"] = batch
-                headers["Nats-Batch-Sequence"] = str(i + 1)
-            if value is None:
-                headers[_KV_OP] = "DEL"
-            if i < last:
-                await nc.publish(prefix + key, data, headers=headers)
-                continue
-            if last:
-                headers["Nats-Batch-Commit"] = "1"
-            reply = await nc.request(prefix + key, data, headers=headers, timeout=REQUEST_TIMEOUT)
-            ack = json.loads(reply.data)
-            error = ack.get("error")
-            if error is not None:
-                if error.get("err_code") == _WRONG_SEQUENCE:
-                    text = str(error.get("description", ""))
-                    number = text.rsplit(":", 1)[-1].strip()
-                    raise _Conflict(int(number) if number.isdigit() else 0)
-                if error.get("err_code") == _BATCH_TOO_LARGE:
-                    raise StoreError(
-                        f"NATS store {self._url.shown}: the server refused a batch of "
-                        f"{len(writes)} messages ({error.get('description')}): its "
-                        "jetstream { limits { batch { max_msgs } } } is lower than this URL's "
-                        f"batch_limit={self._url.batch_limit}; nothing was written"
-                    )
-                raise StoreError(
-                    f"NATS store {self._url.shown}: the server refused a commit: "
-                    f"{error.get('description')} (err_code {error.get('err_code')})"
-                )
-            first = int(ack["seq"]) - len(writes) + 1
-            for j, (k, v, h) in enumerate(writes):
-                self._apply(k, v, h, first + j, remote=False)
+            self._in_flight = {}
 
     async def _put_object(self, sha: str, data: bytes) -> None:
         obs = (
@@ -847,7 +590,7 @@ class NatsStore:
         await obs.put(sha, data, meta=meta)
 
     async def _transact(
-        self, what: str, attempt: Callable[[], tuple[list[_Write], dict[str, bytes], T]]
+        self, what: str, attempt: Callable[[], tuple[list[Write], dict[str, bytes], T]]
     ) -> T:
         """Build a transaction from the replica and commit it; on a conflict, catch up and
         build it again (the state it was decided on changed)."""
@@ -859,7 +602,7 @@ class NatsStore:
                         writes, blobs, result = attempt()
                         await self._commit(writes, blobs)
                     return result
-                except _Conflict as conflict:
+                except Conflict as conflict:
                     await self._catch_up(conflict.seq)
                     await asyncio.sleep(random.uniform(0, 0.002 * min(tries + 1, 10)))
             raise StoreError(
@@ -876,160 +619,6 @@ class NatsStore:
             self._write_lock = asyncio.Lock()
         return self._write_lock
 
-    def _txn_writes(
-        self, txns: Sequence[Txn], queues: Mapping[str, QueueConfig], flow: bool
-    ) -> tuple[list[_Write], dict[str, bytes]]:
-        """What the captured transactions wrote, as KV writes (and the blobs they need)."""
-        r = self._replica
-        writes: list[_Write] = []
-        blobs: dict[str, bytes] = {}
-        refs: dict[str, int] = {}
-        now = txns[0].now if txns else time.time()
-        runs: dict[str, RunRow] = {}
-        steps: dict[tuple[str, str], StepRow] = {}
-        events: list[EventRow] = []
-        dropped: set[tuple[str, str]] = set()  # steps an upgrade deleted
-        for txn in txns:
-            runs.update(txn.changed_runs)
-            steps.update(txn.new_steps)
-            steps.update(txn.changed_steps)
-            events.extend(txn.events)
-            dropped |= txn.dropped_steps
-        for run in runs.values():
-            key = codec.key("run", run.id)
-            old = r._runs.get(run.id)
-            updated = r._run_updated.get(run.id, now)
-            if old is None or old.status is not run.status:
-                updated = now
-            fields = {"output": run.output, "input": run.input}
-            held = self._keep(key, fields, old, blobs, refs)
-            writes.append((key, (run, updated), held))
-        writes.extend(self._page_writes(steps.values(), blobs, refs, dropped))
-        writes.extend(_event_writes(events))
-        records: dict[str, RecordRow] = {}  # a key written twice: one write, counted twice
-        for txn in txns:
-            for run_id, step_name, data in txn.data:
-                for record in data.records:
-                    key = codec.key("rec", record.collection, record.key)
-                    old_rec = records.get(key) or r._records.get((record.collection, record.key))
-                    records[key] = RecordRow(
-                        record.collection, record.key, record.doc,
-                        1 if old_rec is None else old_rec.revision + 1, now, run_id, step_name,
-                    )  # fmt: skip
-                for artifact in data.artifacts:
-                    if artifact.path is None and artifact.data is not None:
-                        blobs[artifact.sha256] = artifact.data
-                        refs[artifact.sha256] = refs.get(artifact.sha256, 0) + 1
-                        artifact = dataclasses.replace(artifact, data=None)
-                    writes.append((codec.key("art", run_id, artifact.id), artifact, {}))
-        for txn in txns:  # records whose revision a transition checked: rewritten as they are,
-            for collection, name in txn.records:  # so that the check holds when it commits
-                key = codec.key("rec", collection, name)
-                if key not in records:
-                    records[key] = r._records.get((collection, name))  # type: ignore[assignment]
-        writes.extend((key, row, {}) for key, row in records.items())
-        for config in queues.values():
-            writes.append((codec.key("queue", config.name), config, {}))
-        if flow:
-            writes.append(("flow", {"at": now}, {}))
-        writes.extend(self._ref_writes(refs, blobs, now))
-        return writes, blobs
-
-    def _page_writes(
-        self,
-        changed: Iterable[StepRow],
-        blobs: dict[str, bytes],
-        refs: dict[str, int],
-        dropped: Collection[tuple[str, str]] = (),
-    ) -> list[_Write]:
-        """The pages these changed (or new) steps are on, rewritten whole (without the
-        `dropped` steps: the pages they were on are rewritten too)."""
-        r = self._replica
-        pages: dict[str, dict[str, StepRow]] = {}
-        owners: dict[str, str] = {}
-        for step in changed:
-            key = _page_key(step.run_id, step.idx)
-            pages.setdefault(key, {})[step.name] = step
-            owners[key] = step.run_id
-        for run_id, name in dropped:
-            gone = r._steps.get(run_id, {}).get(name)
-            if gone is not None:
-                key = _page_key(run_id, gone.idx)
-                pages.setdefault(key, {})
-                owners[key] = run_id
-        writes: list[_Write] = []
-        for key, news in pages.items():
-            run_id = owners[key]
-            stored = r._steps.get(run_id, {})
-            names = self._pages.get(run_id, {}).get(key, set()) | set(news)
-            names -= {n for r_id, n in dropped if r_id == run_id}
-            rows: list[StepRow] = []
-            held: dict[str, dict[str, str]] = {}
-            for name in names:
-                hid = _held_id(run_id, name)
-                if name in news:
-                    step = news[name]
-                    fields = {"output": step.output, "input": step.input}
-                    h = self._keep(hid, fields, stored.get(name), blobs, refs)
-                else:
-                    step, h = stored[name], self._held.get(hid, {})
-                rows.append(step)
-                if h:
-                    held[name] = h
-            rows.sort(key=lambda step: step.idx)
-            writes.append((key, rows, held))
-        return writes
-
-    def _keep(
-        self,
-        key: str,
-        fields: dict[str, bytes | None],
-        old: Any,
-        blobs: dict[str, bytes],
-        refs: dict[str, int],
-    ) -> dict[str, str]:
-        """The blobs a row's big payloads go to (counting references that change)."""
-        was = self._held.get(key, {})
-        held: dict[str, str] = {}
-        for name, payload in fields.items():
-            if old is not None and getattr(old, name) is payload and name in was:
-                held[name] = was[name]  # unchanged: the same blob
-                continue
-            split = None if payload is None else framed(payload, self.blob_threshold)
-            if split is not None:  # an input holding a big output: that output's blob, shared
-                sha = digest(split[0])
-                held[name] = sha
-                blobs[sha] = split[0]
-                refs[sha] = refs.get(sha, 0) + 1
-            elif payload is not None and len(payload) > self.blob_threshold:
-                sha = digest(payload)
-                held[name] = sha
-                blobs[sha] = payload
-                refs[sha] = refs.get(sha, 0) + 1
-            if name in was:
-                refs[was[name]] = refs.get(was[name], 0) - 1
-        return held
-
-    def _ref_writes(
-        self, refs: Mapping[str, int], blobs: Mapping[str, bytes], now: float
-    ) -> list[_Write]:
-        writes: list[_Write] = []
-        for sha, delta in refs.items():
-            if delta == 0:
-                continue
-            info = self._blobs.get(sha)
-            if info is None:
-                size = len(blobs[sha]) if sha in blobs else 0
-                info = _BlobInfo(0, size, now)
-            writes.append(
-                (
-                    codec.key("blob", sha),
-                    {"refs": info.refs + delta, "size": info.size, "at": info.at},
-                    {},
-                )
-            )
-        return writes
-
     async def _captured(
         self,
         what: str,
@@ -1040,7 +629,7 @@ class NatsStore:
         write, and commit that."""
         loop_result: dict[str, T] = {}
 
-        def attempt() -> tuple[list[_Write], dict[str, bytes], T]:
+        def attempt() -> tuple[list[Write], dict[str, bytes], T]:
             r = self._replica
             r.captured, r.captured_queues = [], {}
             coro = op()
@@ -1053,7 +642,9 @@ class NatsStore:
                 raise RuntimeError("the memory store suspended inside a transition")
             txns, queues = r.captured, r.captured_queues
             r.captured, r.captured_queues = [], {}
-            writes, blobs = self._txn_writes(txns, queues, flow is not None and flow(result))
+            writes, blobs = txn_writes(
+                r, txns, queues, flow is not None and flow(result), self.blob_threshold
+            )
             loop_result["r"] = result
             return writes, blobs, result
 
@@ -1071,10 +662,10 @@ class NatsStore:
                 await self._put_object(f"plan-{plan.fingerprint}", data)
 
             await self._hop("saving a workflow", put())
-            value = _PlanRef(f"plan-{plan.fingerprint}", plan)
+            value = PlanRef(f"plan-{plan.fingerprint}", plan)
 
-        def attempt() -> tuple[list[_Write], dict[str, bytes], None]:
-            if key in self._revs and self._replica._workflows.get(plan.fingerprint):
+        def attempt() -> tuple[list[Write], dict[str, bytes], None]:
+            if key in self._replica.revs and self._replica._workflows.get(plan.fingerprint):
                 return [], {}, None
             return [(key, value, {})], {}, None
 
@@ -1150,8 +741,8 @@ class NatsStore:
     ) -> None:
         r = self._replica
 
-        def attempt() -> tuple[list[_Write], dict[str, bytes], list[int]]:
-            writes: list[_Write] = []
+        def attempt() -> tuple[list[Write], dict[str, bytes], list[int]]:
+            writes: list[Write] = []
             blobs: dict[str, bytes] = {}
             refs: dict[str, int] = {}
             fresh: list[int] = []
@@ -1165,14 +756,13 @@ class NatsStore:
                     continue
                 fresh.append(i)
                 key = codec.key("run", run.id)
-                held = self._keep(
-                    key, {"input": run.input, "output": run.output}, None, blobs, refs
-                )
+                fields = {"input": run.input, "output": run.output}
+                held = keep(r, key, fields, None, blobs, refs, self.blob_threshold)
                 writes.append((key, (dataclasses.replace(run), run.created_at), held))
                 copies = [dataclasses.replace(step) for step in steps]
-                writes.extend(self._page_writes(copies, blobs, refs))
-                writes.extend(_event_writes(events))
-            writes.extend(self._ref_writes(refs, blobs, runs[chunk[0]][0].created_at))
+                writes.extend(page_writes(self._replica, copies, blobs, refs, self.blob_threshold))
+                writes.extend(event_writes(events))
+            writes.extend(ref_writes(self._replica, refs, blobs, runs[chunk[0]][0].created_at))
             return writes, blobs, fresh
 
         for i in await self._transact("creating runs", attempt):
@@ -1337,7 +927,7 @@ class NatsStore:
     async def configure_queue(
         self, name: str, concurrency: int | None, rate: Rate | None, now: float
     ) -> QueueConfig:
-        def attempt() -> tuple[list[_Write], dict[str, bytes], QueueConfig]:
+        def attempt() -> tuple[list[Write], dict[str, bytes], QueueConfig]:
             old = self._replica._queues.get(name)
             config = reconfigure(old, name, concurrency, rate, now)
             return [(codec.key("queue", name), config, {})], {}, config
@@ -1356,7 +946,7 @@ class NatsStore:
         )
 
     async def heartbeat(self, leases: Sequence[Lease], lease: float, now: float) -> list[Lease]:
-        def attempt() -> tuple[list[_Write], dict[str, bytes], list[Lease]]:
+        def attempt() -> tuple[list[Write], dict[str, bytes], list[Lease]]:
             r = self._replica
             lost: list[Lease] = []
             renewed: list[StepRow] = []
@@ -1373,7 +963,7 @@ class NatsStore:
                     lost.append(h)
                     continue
                 renewed.append(dataclasses.replace(step, lease_expires_at=now + lease))
-            return self._page_writes(renewed, {}, {}), {}, lost
+            return page_writes(self._replica, renewed, {}, {}, self.blob_threshold), {}, lost
 
         return await self._transact("heartbeating leases", attempt)
 
@@ -1437,7 +1027,7 @@ class NatsStore:
     async def put_record(self, row: RecordRow, expected_revision: int | None) -> tuple[bool, int]:
         key = codec.key("rec", row.collection, row.key)
 
-        def attempt() -> tuple[list[_Write], dict[str, bytes], tuple[bool, int]]:
+        def attempt() -> tuple[list[Write], dict[str, bytes], tuple[bool, int]]:
             old = self._replica._records.get((row.collection, row.key))
             last = 0 if old is None else old.revision
             revision = 0 if old is None or old.doc == TOMBSTONE else last
@@ -1453,7 +1043,7 @@ class NatsStore:
     ) -> tuple[bool, int]:
         k = codec.key("rec", collection, key)
 
-        def attempt() -> tuple[list[_Write], dict[str, bytes], tuple[bool, int]]:
+        def attempt() -> tuple[list[Write], dict[str, bytes], tuple[bool, int]]:
             old = self._replica._records.get((collection, key))
             revision = 0 if old is None or old.doc == TOMBSTONE else old.revision
             if not revision or (expected_revision is not None and expected_revision != revision):
@@ -1464,7 +1054,7 @@ class NatsStore:
         return await self._transact("deleting a record", attempt)
 
     async def purge_record_tombstones(self, older_than: float) -> int:
-        def attempt() -> tuple[list[_Write], dict[str, bytes], int]:
+        def attempt() -> tuple[list[Write], dict[str, bytes], int]:
             old = [
                 (c, k)
                 for (c, k), r in self._replica._records.items()
@@ -1508,26 +1098,29 @@ class NatsStore:
                     return False
                 run_key = codec.key("run", run_id)
                 refs: dict[str, int] = {}
-                rest: list[_Write] = []
-                for key in self._pages.get(run_id, {}):
+                rest: list[Write] = []
+                for key in self._replica.pages.get(run_id, {}):
                     rest.append((key, None, {}))
                 for name in r._steps.get(run_id, {}):
-                    for sha in self._held.get(_held_id(run_id, name), {}).values():
+                    for sha in self._replica.held.get(held_id(run_id, name), {}).values():
                         refs[sha] = refs.get(sha, 0) - 1
-                for key in self._event_keys.get(run_id, {}):
+                for key in self._replica.event_keys.get(run_id, {}):
                     rest.append((key, None, {}))
                 for artifact in r._artifacts.get(run_id, {}).values():
                     rest.append((codec.key("art", run_id, artifact.id), None, {}))
                     if artifact.path is None:
                         refs[artifact.sha256] = refs.get(artifact.sha256, 0) - 1
                 for key, _, _ in [(run_key, None, {}), *rest]:
-                    for sha in self._held.get(key, {}).values():
+                    for sha in self._replica.held.get(key, {}).values():
                         refs[sha] = refs.get(sha, 0) - 1
-                first = [(run_key, None, {}), *self._ref_writes(refs, {}, self.clock.time())]
+                first = [
+                    (run_key, None, {}),
+                    *ref_writes(self._replica, refs, {}, self.clock.time()),
+                ]
                 try:
                     async with self._writing():
                         await self._commit(first, {})
-                except _Conflict as conflict:
+                except Conflict as conflict:
                     await self._catch_up(conflict.seq)
                     continue
                 for i in range(
@@ -1536,7 +1129,7 @@ class NatsStore:
                     try:
                         async with self._writing():
                             await self._commit(rest[i : i + self._url.batch_limit], {})
-                    except _Conflict:
+                    except Conflict:
                         log.warning("NATS store: rows of deleted run %s changed meanwhile", run_id)
                 return True
             raise StoreError(
@@ -1551,8 +1144,8 @@ class NatsStore:
         check_put(sha256, data)
         key = codec.key("blob", sha256)
 
-        def attempt() -> tuple[list[_Write], dict[str, bytes], None]:
-            info = self._blobs.get(sha256)
+        def attempt() -> tuple[list[Write], dict[str, bytes], None]:
+            info = self._replica.blob_info.get(sha256)
             refs = 0 if info is None else info.refs
             return [(key, {"refs": refs, "size": len(data), "at": now}, {})], {}, None
 
@@ -1567,7 +1160,7 @@ class NatsStore:
 
         async def run() -> bytes:
             await self._barrier()
-            if sha256 not in self._blobs:
+            if sha256 not in self._replica.blob_info:
                 raise missing(sha256)
             return await self._blob_data(sha256)
 
@@ -1576,7 +1169,7 @@ class NatsStore:
     async def blob_stats(self) -> BlobStats:
         async def run() -> BlobStats:
             await self._barrier()
-            blobs = list(self._blobs.values())
+            blobs = list(self._replica.blob_info.values())
             return BlobStats(len(blobs), sum(b.size for b in blobs), sum(b.refs for b in blobs))
 
         return await self._hop("reading blob stats", run())
@@ -1585,9 +1178,9 @@ class NatsStore:
         """Add `deltas[hash]` to the reference counts of the blobs the store has, in one commit;
         the hashes found (what the other stores' transactions do, for the contract tests)."""
 
-        def attempt() -> tuple[list[_Write], dict[str, bytes], set[str]]:
-            found = {sha: d for sha, d in deltas.items() if sha in self._blobs}
-            return self._ref_writes(found, {}, self.clock.time()), {}, set(found)
+        def attempt() -> tuple[list[Write], dict[str, bytes], set[str]]:
+            found = {sha: d for sha, d in deltas.items() if sha in self._replica.blob_info}
+            return ref_writes(self._replica, found, {}, self.clock.time()), {}, set(found)
 
         return await self._transact("counting blob references", attempt)
 
@@ -1595,13 +1188,13 @@ class NatsStore:
         async def run() -> int:
             await self._barrier()
             gone = 0
-            for sha, info in list(self._blobs.items()):
+            for sha, info in list(self._replica.blob_info.items()):
                 if info.refs > 0 or info.at >= older_than:
                     continue
                 try:
                     async with self._writing():
                         await self._commit([(codec.key("blob", sha), None, {})], {})
-                except _Conflict:
+                except Conflict:
                     continue  # referred to meanwhile
                 obs = await (await self._connected()).jetstream().object_store(self._url.objects)
                 with contextlib.suppress(nats.js.errors.NotFoundError):
@@ -1610,65 +1203,6 @@ class NatsStore:
             return gone
 
         return await self._hop("collecting blobs", run())
-
-
-def _page_key(run_id: str, idx: int) -> str:
-    """The key of the page holding a run's step of this `idx`."""
-    return codec.key("steps", run_id, str(idx // PAGE))
-
-
-def _held_id(run_id: str, name: str) -> str:
-    return f"{run_id}\x00{name}"
-
-
-def _event_writes(events: Sequence[EventRow]) -> list[_Write]:
-    """Events appended by one transaction: one key per run (`ev.<run>.<first seq>`)."""
-    by_run: dict[str, list[EventRow]] = {}
-    for event in events:
-        by_run.setdefault(event.run_id, []).append(event)
-    return [(codec.key("ev", run_id, str(evs[0].seq)), evs, {}) for run_id, evs in by_run.items()]
-
-
-_ROW_TYPES: dict[str, type] = {
-    "run": RunRow,
-    "wf": WorkflowPlan,
-    "queue": QueueConfig,
-    "rec": RecordRow,
-    "art": ArtifactRow,
-}
-
-
-def _frame(step: StepRow, field: str, threshold: int) -> bytes | None:
-    """What a step's row keeps of a payload kept as a blob: nothing, or, for an input holding
-    a big output, the rest around it (`core.blobs.framed`)."""
-    payload = getattr(step, field)
-    split = None if payload is None else framed(payload, threshold)
-    return None if split is None else split[1]
-
-
-def _encode(key: str, value: Any, held: dict[str, Any], threshold: int) -> bytes:
-    """A KV value: {"row": the row's fields, "blobs": {field: sha256}} (payloads that are in
-    blobs are left out of the row); a run also keeps when its status last changed."""
-    doc: dict[str, Any] = {}
-    if isinstance(value, _PlanRef):
-        return orjson.dumps({"object": value.name})
-    if isinstance(value, tuple):  # a run and its updated_at
-        row, doc["updated"] = value
-    else:
-        row = value
-    if held and key.startswith("steps."):  # a page: {step name: {field: sha256}}
-        row = [
-            dataclasses.replace(step, **{f: _frame(step, f, threshold) for f in held[step.name]})
-            if step.name in held
-            else step
-            for step in row
-        ]
-        doc["blobs"] = held
-    elif held:
-        row = dataclasses.replace(row, **dict.fromkeys(held))
-        doc["blobs"] = held
-    doc["row"] = codec.plain(row)
-    return orjson.dumps(doc)
 
 
 def _denied(exc: BaseException) -> bool:
