@@ -153,6 +153,9 @@ class StepOptions:
     # when the step is claimed; its row's `input` then holds its literal arguments, a JSON
     # object by parameter. None: a step whose `input` is its task's one input, as it is
     reads: tuple[tuple[str, str], ...] | None = None
+    # (code, message): an approval policy refuses the step (it blocks or denies its action,
+    # `core.policy`): the worker that claims it fails it unrun, without retry
+    refusal: tuple[str, str] | None = None
 
 
 @dataclass(slots=True)
@@ -291,6 +294,7 @@ class Claim:
     # outputs its handler receives besides the literal arguments in `input`; None: `input` is
     # the task's one input
     reads: tuple[tuple[str, str], ...] | None = None
+    refusal: tuple[str, str] | None = None  # its options' refusal: it fails, unrun
 
 
 @dataclass(frozen=True, slots=True)

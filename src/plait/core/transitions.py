@@ -84,6 +84,7 @@ def claim(
             since,
             step.recoveries,
             None if step.options is None else step.options.reads,
+            None if step.options is None else step.options.refusal,
         )
     )
 

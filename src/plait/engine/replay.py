@@ -87,6 +87,7 @@ async def replay_step(
         task=recorded.task,
         input=recorded.input,
         reads=None if recorded.options is None else recorded.options.reads,
+        refusal=None if recorded.options is None else recorded.options.refusal,
     )
     ctx = StepContext(
         run_id=claim.run_id,

@@ -171,8 +171,8 @@ async def attempt(
             )
         if not await admit_key(claim, key):
             return None
-    if step.refusal is not None:  # the workflow's approval_policy blocks or denies it
-        code, message = step.refusal
+    if claim.refusal is not None:  # an approval policy (the run's or the workflow's) refuses it
+        code, message = claim.refusal
         return failure(code, f"step {claim.step!r}: {message}", False)
     timeout = wf.timeout_for(step)
     limit: asyncio.Timeout | None = None
