@@ -118,8 +118,9 @@ class Subject:
 def police(plan: WorkflowPlan, policy: Policy, subjects: Mapping[str, Subject]) -> WorkflowPlan:
     """The plan of a run whose own `policy` replaces its workflow's: each step in `subjects`
     has the workflow policy's gate and refusal taken away, then this policy's verdict put in
-    its options (a refusal; or, for a step the policy asks about and that has no gate of its
-    own, an approval gate with the policy's expiry). Steps not in `subjects` are unchanged."""
+    its options: a refusal (and no approval gate, even its own: a refused step asks no one);
+    or, for a step the policy asks about and that has no gate of its own, an approval gate
+    with the policy's expiry. Steps not in `subjects` are unchanged."""
     return replace(plan, steps=tuple(_policed(s, policy, subjects.get(s.name)) for s in plan.steps))
 
 
@@ -132,8 +133,14 @@ def _policed(step: StepPlan, policy: Policy, subject: Subject | None) -> StepPla
     if options is not None and options.refusal is not None:
         options = replace(options, refusal=None)
     refusal = policy.refusal(subject.name, subject.what)
-    if refusal is not None:
-        options = replace(options or StepOptions(), refusal=refusal)
+    if refusal is not None:  # it fails as soon as it may run: no one is asked first
+        options = replace(
+            options or StepOptions(),
+            refusal=refusal,
+            gate=None,
+            expires_after=None,
+            on_expiry=OnExpiry.REJECT,
+        )
     elif policy.asks(subject.name) and (options is None or options.gate is None):
         options = replace(
             options or StepOptions(),
