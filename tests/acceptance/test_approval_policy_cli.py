@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -52,9 +53,17 @@ def test_start_with_ask_makes_the_steps_not_allowed_wait(
         "allow": ["refund"],
         "block": [],
     }
+    shown = cli("runs", "show", run_id)
+    assert shown.code == 0, shown.stderr
+    assert "policy    ask, allow: refund (the run's approval_policy)" in shown.stdout
+    as_json = json.loads(cli("runs", "show", run_id, "--json").stdout)
+    assert as_json["approval_policy"] == {"mode": "ask", "allow": ["refund"], "block": []}
     engine.approve(run_id, "lookup")
     engine.run_worker(workflows=[import_file(app).wf], until=run_id, timeout=30)
     assert engine.get_run(run_id).output == {"refund": 20}
+    plain = cli("start", f"{app}:wf", "--input", '{"n": 1}').stdout.strip()
+    assert "policy" not in cli("runs", "show", plain).stdout
+    assert json.loads(cli("runs", "show", plain, "--json").stdout)["approval_policy"] is None
 
 
 def test_start_many_with_a_block_fails_the_blocked_step(

@@ -147,3 +147,13 @@ def test_refusals_say_whose_policy_and_why() -> None:
     )
     assert run.refusal("FETCH") is None
     assert Policy.of("ask", allow=["a"]).asks("b") and not Policy.of("ask", ["A"]).asks("a")
+
+
+def test_every_store_codec_keeps_a_refusal() -> None:
+    from plait.stores import nats_codec
+    from plait.stores.sql.rows import options_from_json, options_to_json
+
+    options = StepOptions(delay=1.0, refusal=(BLOCKED, "step 'x' is blocked"))
+    assert options_from_json(options_to_json(options) or "") == options
+    assert nats_codec.decode(StepOptions, nats_codec.encode(options)) == options
+    assert "refusal" not in (options_to_json(StepOptions(delay=1.0)) or "")
