@@ -120,7 +120,8 @@ def police(plan: WorkflowPlan, policy: Policy, subjects: Mapping[str, Subject]) 
     has the workflow policy's gate and refusal taken away, then this policy's verdict put in
     its options: a refusal (and no approval gate, even its own: a refused step asks no one);
     or, for a step the policy asks about and that has no gate of its own, an approval gate
-    with the policy's expiry. Steps not in `subjects` are unchanged."""
+    with the policy's expiry; and `policed`, so that the worker applies no refusal of the
+    workflow's definition to it. Steps not in `subjects` are unchanged."""
     return replace(plan, steps=tuple(_policed(s, policy, subjects.get(s.name)) for s in plan.steps))
 
 
@@ -148,9 +149,9 @@ def _policed(step: StepPlan, policy: Policy, subject: Subject | None) -> StepPla
             expires_after=policy.expires_after,
             on_expiry=policy.on_expiry,
         )
-    if options == StepOptions():
-        options = None  # rows keep no options when there is nothing to keep
-    return step if options == step.options else replace(step, options=options)
+    # the run's verdict, not the workflow's: its worker applies no refusal of the definition
+    options = replace(options or StepOptions(), policed=True)
+    return replace(step, options=options)
 
 
 def started_with(events: list[EventRow], policy: Policy) -> list[EventRow]:

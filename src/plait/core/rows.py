@@ -156,6 +156,10 @@ class StepOptions:
     # (code, message): an approval policy refuses the step (it blocks or denies its action,
     # `core.policy`): the worker that claims it fails it unrun, without retry
     refusal: tuple[str, str] | None = None
+    # a run's own approval policy decided the step's verdict (`core.policy.police`): its
+    # workflow's refusal, if any, does not apply (rows made before refusals were kept in them
+    # have neither: the worker then applies its definition's)
+    policed: bool = False
 
 
 @dataclass(slots=True)
@@ -295,6 +299,7 @@ class Claim:
     # the task's one input
     reads: tuple[tuple[str, str], ...] | None = None
     refusal: tuple[str, str] | None = None  # its options' refusal: it fails, unrun
+    policed: bool = False  # its options' `policed`: a run's policy decided, not its workflow's
 
 
 @dataclass(frozen=True, slots=True)

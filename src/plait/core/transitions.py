@@ -85,6 +85,7 @@ def claim(
             step.recoveries,
             None if step.options is None else step.options.reads,
             None if step.options is None else step.options.refusal,
+            step.options is not None and step.options.policed,
         )
     )
 

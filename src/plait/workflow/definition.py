@@ -1029,7 +1029,7 @@ def _options_print(options: StepOptions) -> dict[str, Any]:
     data = asdict(options)
     for name in (
         *("queue", "key", "key_limit", "target", "key_from_outputs", "fail_fast", "at_end"),
-        *("join", "join_timeout", "reads", "refusal"),
+        *("join", "join_timeout", "reads", "refusal", "policed"),
     ):
         if data[name] in (None, False):
             del data[name]

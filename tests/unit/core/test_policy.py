@@ -104,13 +104,18 @@ def test_police_follows_the_reference_rules(
             )
         if kind == "delay":
             assert options.delay == 3.0
-        if after.options is not None:
-            assert after.options != StepOptions()  # rows keep no empty options
+        assert options.policed  # the run's verdict: no refusal of the definition applies
 
 
-def test_an_auto_policy_leaves_a_plan_without_policy_as_it_is() -> None:
+def test_an_auto_policy_only_marks_the_steps_it_judged() -> None:
     plan, subjects = _plan(["none", "delay", "own_approval", "signal"])
-    assert police(plan, Policy.of("auto"), subjects) == plan
+    policed = police(plan, Policy.of("auto"), subjects)
+    for before, after in zip(plan.steps, policed.steps, strict=True):
+        if before.name not in subjects:
+            assert after == before
+            continue
+        assert after.options is not None and after.options.policed
+        assert replace(after.options, policed=False) == (before.options or StepOptions())
 
 
 @given(
@@ -153,7 +158,8 @@ def test_every_store_codec_keeps_a_refusal() -> None:
     from plait.stores import nats_codec
     from plait.stores.sql.rows import options_from_json, options_to_json
 
-    options = StepOptions(delay=1.0, refusal=(BLOCKED, "step 'x' is blocked"))
+    options = StepOptions(delay=1.0, refusal=(BLOCKED, "step 'x' is blocked"), policed=True)
     assert options_from_json(options_to_json(options) or "") == options
     assert nats_codec.decode(StepOptions, nats_codec.encode(options)) == options
     assert "refusal" not in (options_to_json(StepOptions(delay=1.0)) or "")
+    assert "policed" not in (options_to_json(StepOptions(delay=1.0)) or "")

@@ -133,3 +133,35 @@ def test_a_run_policy_needs_the_definition_where_the_run_starts(tmp_path: Any) -
             "that defines it"
         )
         assert other.count_runs() == 1
+
+
+@pytest.mark.parametrize("kind", ["python", "file"])
+def test_a_row_made_before_refusals_were_kept_in_rows_is_still_refused(kind: str) -> None:
+    """A run started by an earlier plait has rows without the refusal: the worker applies its
+    definition's, as it did then (a Python workflow's and a workflow file's alike)."""
+    from dataclasses import replace
+
+    from plait.core.cascade import new_run
+
+    if kind == "python":
+        wf = plait.Workflow("earlier", approval_policy=plait.ApprovalPolicy("auto", block=["b"]))
+        wf.add_step("a", lambda: 1)
+        wf.add_step("b", lambda a: a, ["a"])
+    else:
+        wf = flow(
+            """
+            approval_policy: {mode: auto, block: [test.echo]}
+            steps:
+              a: {action: test.fetch, with: {order_id: 1}}
+              b: {action: test.echo, with: {value: 1}, depends_on: [a]}
+            """
+        )
+    engine = plait.Engine("memory://")
+    engine.register(wf)
+    plan = wf.plan()
+    bare = replace(plan, steps=tuple(replace(s, options=None) for s in plan.steps))
+    run, steps, events = new_run(bare, "old-run", b"{}", 0.0)
+    assert all(s.options is None for s in steps)  # as an earlier plait made them
+    engine._portal.call(engine.store.create_run(run, steps, events))
+    engine.run_worker(until=["old-run"], timeout=30)
+    assert _ends(engine, "old-run")["b"] == ("failed", "action_blocked")
