@@ -87,6 +87,27 @@ def test_start_errors(client: TestClient, engine: plait.Engine) -> None:
     assert engine.count_runs() == 1  # nothing else was written
 
 
+def test_start_with_a_run_approval_policy(client: TestClient, engine: plait.Engine) -> None:
+    body = {"workflow": "shop", "input": {"order_id": 7}, "run_id": "asks",
+            "approval_policy": {"mode": "ask", "allow": ["Review", "charge"]}}  # fmt: skip
+    ok(client.post("/api/v1/runs", json=body, headers=AUTH), 201)
+    assert [w.step for w in engine.list_waiting(run_id="asks")] == ["fetch"]
+    assert engine.events("asks")[0].payload["approval_policy"]["allow"] == ["charge", "review"]
+    body = {"workflow": "shop", "input": {"order_id": 8}, "run_id": "denies",
+            "approval_policy": {"mode": "deny", "block": ["charge"], "allow": ["fetch"]}}  # fmt: skip
+    ok(client.post("/api/v1/runs", json=body, headers=AUTH), 201)
+    assert engine.list_waiting(run_id="denies") == []  # review is refused: it asks no one
+    serve(engine, "denies")
+    assert {s.name: s.error.code for s in engine.steps("denies") if s.error} == {
+        "review": "action_denied",
+    }
+    for policy, field in (({"mode": "maybe"}, "mode"), ({"allow": [""]}, "allow"),
+                          ({"mode": "ask", "typo": 1}, "typo")):  # fmt: skip
+        bad = {"workflow": "shop", "input": {"order_id": 1}, "approval_policy": policy}
+        refused(client.post("/api/v1/runs", json=bad, headers=AUTH), 422, "ValidationError", field)
+    assert engine.count_runs() == 2
+
+
 def test_start_with_identity_and_list_by_labels(client: TestClient, engine: plait.Engine) -> None:
     body = {"workflow": "shop", "input": {"order_id": 7}, "run_id": "o-7", "name": "seven",
             "labels": {"customer": "42", "tier": "gold"}, "metadata": {"ticket": "T-1"}}  # fmt: skip

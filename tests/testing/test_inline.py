@@ -217,3 +217,26 @@ def test_a_run_past_its_timeout_is_told_step_by_step() -> None:
 def test_not_a_workflow_is_an_error() -> None:
     with pytest.raises(plait.InputError, match=r"takes a plait\.Workflow, got 'orders'"):
         testing.run("orders")  # type: ignore[arg-type]  # the error under test
+
+
+def test_a_run_approval_policy_makes_gates_the_approvals_decide() -> None:
+    policy = plait.ApprovalPolicy("ask", allow=["review", "charge", "notify"])
+    result = testing.run(
+        orders([]), {"order_id": 7}, mocks={"charge": {"charged": 5}},
+        approve={"fetch": True, "review": True}, signals={"shipped": {"by": "ups"}},
+        approval_policy=policy,
+    )  # fmt: skip
+    assert result.output == {"notify": "5 via ups"}
+    approved = [e.step for e in result.events if e.type == "step_approved"]
+    assert approved == ["fetch", "review"]  # fetch by the run's policy, review by its own
+    denied = testing.run(
+        orders([]), {"order_id": 7}, approval_policy=plait.ApprovalPolicy("deny", allow=["fetch"])
+    )
+    assert denied.status == "failed"
+    assert denied["review"].error is not None and denied["review"].error.code == "action_denied"
+    with pytest.raises(plait.InputError) as err:  # without the policy, fetch has no gate
+        testing.run(orders([]), {"order_id": 1}, approve={"fetch": True})
+    assert "approve= names 'fetch'" in str(err.value)
+    with pytest.raises(plait.InputError) as err:
+        testing.run(orders([]), {"order_id": 1}, approval_policy="sometimes")
+    assert str(err.value).startswith("plait.testing.run: approval_policy: unknown mode")

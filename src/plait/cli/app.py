@@ -163,6 +163,54 @@ def identity_options(fn: Callable[P, R]) -> Callable[P, R]:
     return click.option("--name", metavar="TEXT", help="A human name for the run.")(fn)
 
 
+def approval_policy_options(fn: Callable[P, R]) -> Callable[P, R]:
+    """--approval-policy MODE, --allow NAME..., --block NAME...: a run's own approval policy,
+    which replaces the workflow's for that run (`parse_approval_policy`)."""
+    fn = click.option(
+        "--block",
+        "block_names",
+        multiple=True,
+        metavar="NAME",
+        help="With --approval-policy: a step (a workflow file's: an action) that fails "
+        "(action_blocked); repeat for more.",
+    )(fn)
+    fn = click.option(
+        "--allow",
+        "allow_names",
+        multiple=True,
+        metavar="NAME",
+        help="With --approval-policy: a step (a workflow file's: an action) that runs without "
+        "approval; repeat for more.",
+    )(fn)
+    return click.option(
+        "--approval-policy",
+        "policy_mode",
+        type=click.Choice(["auto", "ask", "deny"]),
+        help="The run's own approval policy, replacing the workflow's: auto (steps run), ask "
+        "(each waits for plait runs approve), deny (each fails, action_denied), but those "
+        "under --allow run and those under --block fail.",
+    )(fn)
+
+
+def parse_approval_policy(mode: str | None, allow: tuple[str, ...], block: tuple[str, ...]) -> Any:
+    """The plait.ApprovalPolicy of --approval-policy, --allow and --block, or None."""
+    if mode is None:
+        if allow or block:
+            given = "--allow" if allow else "--block"
+            raise CliError(
+                f"{given} names what a run's approval policy lets run or fails: give "
+                "--approval-policy auto, ask or deny too"
+            )
+        return None
+    for option, names in (("--allow", allow), ("--block", block)):
+        for name in names:
+            if not name.strip():
+                raise CliError(f"{option} takes a step or action name, got {name!r}")
+    from ..workflow.options import ApprovalPolicy  # here: plait --help imports no workflow code
+
+    return ApprovalPolicy(mode, allow=allow, block=block)
+
+
 if_exists_option = click.option(
     "--if-exists",
     type=click.Choice(["check", "return"]),

@@ -364,6 +364,15 @@ def runs_table(runs: Sequence[Run]) -> Table:
     return table
 
 
+def policy_text(policy: Mapping[str, Any]) -> str:
+    """A run's approval policy on one line: `ask, allow: a, b, block: c`."""
+    parts = [str(policy.get("mode"))]
+    for key in ("allow", "block"):
+        if policy.get(key):
+            parts.append(f"{key}: {', '.join(map(str, policy[key]))}")
+    return ", ".join(parts)
+
+
 def labels_text(labels: Mapping[str, str]) -> str:
     """Labels as the command line writes them: key=value, comma-separated."""
     return ", ".join(f"{k}={v}" for k, v in labels.items()) or "-"
@@ -458,7 +467,9 @@ def waiting_table(waiting: Sequence[Waiting]) -> Table:
     return table
 
 
-def show_inspection(console: Console, inspection: Inspection) -> None:
+def show_inspection(
+    console: Console, inspection: Inspection, policy: Mapping[str, Any] | None = None
+) -> None:
     from rich.markup import escape
     from rich.table import Table
 
@@ -483,6 +494,8 @@ def show_inspection(console: Console, inspection: Inspection) -> None:
         console.print(f"forked    from run {escape(run.parent_run)} at step {at}")
     if run.deadline is not None:
         console.print(f"deadline  {_when(run.deadline)}")
+    if policy is not None:
+        console.print(f"policy    {escape(policy_text(policy))} (the run's approval_policy)")
     console.print(f"input     {escape(_short(run.input, SHOW_WIDTH))}")
     if run.output is not None:
         console.print(f"output    {escape(_short(run.output, SHOW_WIDTH))}")

@@ -21,6 +21,7 @@ from . import render
 from .app import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
+    approval_policy_options,
     cli,
     concurrency_option,
     db_option,
@@ -30,6 +31,7 @@ from .app import (
     in_cli_words,
     log_option,
     open_engine,
+    parse_approval_policy,
     parse_labels,
     parse_metadata,
     user_errors,
@@ -77,6 +79,7 @@ if TYPE_CHECKING:
 )
 @grace_option("On Ctrl-C, how long running steps may take to finish.")
 @identity_options
+@approval_policy_options
 @if_exists_option
 @db_option
 @log_option("warning")
@@ -92,6 +95,9 @@ def run(
     name: str | None,
     label_texts: tuple[str, ...],
     metadata_text: str | None,
+    policy_mode: str | None,
+    allow_names: tuple[str, ...],
+    block_names: tuple[str, ...],
     if_exists: str,
     db: str,
     log_level: str,
@@ -109,6 +115,7 @@ def run(
         "labels": parse_labels(label_texts),
         "metadata": parse_metadata(metadata_text),
         "if_exists": if_exists,
+        "approval_policy": parse_approval_policy(policy_mode, allow_names, block_names),
     }
     path, attr = split_target(target)
     workflow = pick_workflow(load_module(path), path, attr)

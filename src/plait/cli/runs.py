@@ -123,14 +123,17 @@ def runs_show(run_id: str, step: str | None, as_json: bool, db: str, log_level: 
         excerpt = None if as_json else render.excerpt_for(render.SHOW_WIDTH)
         inspection = engine.inspect(run_id, excerpt=excerpt)
         # the session state's history: read only when the run has a state (changes made one)
-        events = engine.events(run_id) if inspection.run.state else []
+        events = engine.events(run_id) if inspection.run.state else engine.events(run_id, 0, 1)
+    # the run's own approval policy, which its first event records (`core.policy`)
+    policy = events[0].payload.get("approval_policy") if events else None
     if as_json:
         doc = render.inspection_doc(inspection)
+        doc["approval_policy"] = policy
         doc["state_history"] = render.state_history_doc(events)
         render.print_json(doc)
     else:
         out = render.stdout_console()
-        render.show_inspection(out, inspection)
+        render.show_inspection(out, inspection, policy)
         if inspection.run.state:
             render.show_state(out, inspection.run.state, events)
 

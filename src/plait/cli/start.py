@@ -10,6 +10,7 @@ import click
 from .._errors import InputError, RunConflict
 from . import render
 from .app import (
+    approval_policy_options,
     cli,
     db_option,
     identity_options,
@@ -17,6 +18,7 @@ from .app import (
     in_cli_words,
     log_option,
     open_engine,
+    parse_approval_policy,
     parse_labels,
     parse_metadata,
     user_errors,
@@ -73,6 +75,7 @@ _RUN_ID = re.compile(r"\brun_ids\[(\d+)\]")
     help="Added to the priority of each run's steps: within a queue, higher first.",
 )
 @identity_options
+@approval_policy_options
 @if_exists_option
 @db_option
 @log_option("warning")
@@ -88,6 +91,9 @@ def start(
     name: str | None,
     label_texts: tuple[str, ...],
     metadata_text: str | None,
+    policy_mode: str | None,
+    allow_names: tuple[str, ...],
+    block_names: tuple[str, ...],
     if_exists: str,
     db: str,
     log_level: str,
@@ -118,6 +124,7 @@ def start(
         "labels": parse_labels(label_texts),
         "metadata": parse_metadata(metadata_text),
         "if_exists": if_exists,
+        "approval_policy": parse_approval_policy(policy_mode, allow_names, block_names),
     }
     payload = None if inputs_file is not None else parse_input(input_text or "{}")
     lines = parse_inputs(inputs_file) if inputs_file is not None else []

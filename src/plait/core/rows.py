@@ -153,6 +153,13 @@ class StepOptions:
     # when the step is claimed; its row's `input` then holds its literal arguments, a JSON
     # object by parameter. None: a step whose `input` is its task's one input, as it is
     reads: tuple[tuple[str, str], ...] | None = None
+    # (code, message): an approval policy refuses the step (it blocks or denies its action,
+    # `core.policy`): the worker that claims it fails it unrun, without retry
+    refusal: tuple[str, str] | None = None
+    # a run's own approval policy decided the step's verdict (`core.policy.police`): its
+    # workflow's refusal, if any, does not apply (rows made before refusals were kept in them
+    # have neither: the worker then applies its definition's)
+    policed: bool = False
 
 
 @dataclass(slots=True)
@@ -291,6 +298,8 @@ class Claim:
     # outputs its handler receives besides the literal arguments in `input`; None: `input` is
     # the task's one input
     reads: tuple[tuple[str, str], ...] | None = None
+    refusal: tuple[str, str] | None = None  # its options' refusal: it fails, unrun
+    policed: bool = False  # its options' `policed`: a run's policy decided, not its workflow's
 
 
 @dataclass(frozen=True, slots=True)

@@ -84,6 +84,8 @@ def claim(
             since,
             step.recoveries,
             None if step.options is None else step.options.reads,
+            None if step.options is None else step.options.refusal,
+            step.options is not None and step.options.policed,
         )
     )
 

@@ -22,7 +22,7 @@ import keyword
 import re
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path as FilePath
 from typing import Any
 
@@ -31,6 +31,7 @@ from .._errors import DeclarationError, DefinitionError, Permanent
 from ..core.loops import Goto
 from ..core.queues import check_queue
 from ..core.retry import LINEAR, Retry
+from ..core.rows import StepOptions
 from ..workflow.context import StepContext
 from ..workflow.definition import WORKFLOW_NAME_RE, Workflow
 from ..workflow.options import POLICY_MODES, Approval, ApprovalPolicy
@@ -1144,7 +1145,9 @@ class _Loader:
     def add(self, wf: Workflow, step: _StepSpec) -> None:
         assert step.action is not None
         # the policy is about actions: a called workflow's own policy governs its actions
-        if self.policy is not None and not isinstance(step.action, _WorkflowCall):
+        policed = not isinstance(step.action, _WorkflowCall)
+        asked = False
+        if self.policy is not None and policed:
             step.refusal = self.policy.refusal(step.action.name)
             if (
                 step.refusal is None
@@ -1152,6 +1155,7 @@ class _Loader:
                 and self.policy.asks(step.action.name)
             ):
                 step.approval = self.policy.approval
+                asked = True
         options: dict[str, Any] = {
             "after": [d for d in step.depends_on if d not in step.data],
             "defaults": step.defaults,
@@ -1185,9 +1189,18 @@ class _Loader:
             options["timeout"] = None  # the step itself only spawns; each item has the timeout
         else:
             handler = _handler(self.src, step, inputs, digest)
-        if step.approval is not None:  # what its approval asks about (engine.list_waiting)
+        if step.approval is not None or policed:  # what its approval asks about (a run's
+            # policy may ask too: engine.list_waiting)
             handler.__plait_request__ = _request(self.src, step, inputs)  # type: ignore[attr-defined]  # read by engine.operator
-        wf.add_step(step.name, handler, **options)
+        added = wf.add_step(step.name, handler, **options)
+        if policed:  # a run's approval policy judges it by its action (`core.policy`)
+            added.policy_name, added.policy_what, added.policy_gate = (
+                step.action.name,
+                "action",
+                asked,
+            )
+        if step.refusal is not None:  # the worker fails it, unrun (its rows' options say so)
+            added.options = replace(added.options or StepOptions(), refusal=step.refusal)
 
     def fingerprint(self, step: _StepSpec, part: str) -> str:
         """What stands for a generated function's code in the workflow's fingerprint: the file's
@@ -1287,13 +1300,6 @@ def _goto(src: Source, step: _StepSpec, env: dict[str, Any], output: Any) -> Any
     return output
 
 
-def _refuse(step: _StepSpec) -> None:
-    """Fail a step whose action the workflow's approval_policy blocks or denies."""
-    if step.refusal is not None:
-        code, message = step.refusal
-        raise Permanent(f"step {step.name!r}: {message}", code=code)
-
-
 def _request(src: Source, step: _StepSpec, inputs: list[_InputSpec]) -> Callable[..., Any]:
     """What an approval of the step asks about: its action and its arguments, expanded from the
     run as it is now (`engine.list_waiting`); a value not yet computable is said so."""
@@ -1328,7 +1334,6 @@ def _handler(
     if action.is_async:
 
         async def run_async(ctx: Any, **kwargs: Any) -> Any:
-            _refuse(step)
             env = _env(kwargs, inputs, step.data, ctx)
             args = action.arguments(_expand(src, step.args, env), ctx)
             output = await fn(**args)
@@ -1339,7 +1344,6 @@ def _handler(
         return run_async
 
     def run(ctx: Any, **kwargs: Any) -> Any:
-        _refuse(step)
         env = _env(kwargs, inputs, step.data, ctx)
         args = action.arguments(_expand(src, step.args, env), ctx)
         output = fn(**args)
@@ -1357,7 +1361,6 @@ def _fan_out(
     each, cap = step.for_each, step.max_parallel
 
     def spawn(ctx: Any, **kwargs: Any) -> Any:
-        _refuse(step)
         env = _env(kwargs, inputs, step.data, ctx)
         path = (*step.path, "for_each")
         items = _value(src, path, each, env)

@@ -37,6 +37,7 @@ from ..data.records import Records
 from ..data.states import States
 from ..stores import DEFAULT_URL, Store
 from ..workflow.definition import Workflow
+from ..workflow.options import ApprovalPolicy
 from . import (
     bulk,
     data,
@@ -314,6 +315,7 @@ class Engine:
         labels: Mapping[str, str] | None = None,
         metadata: Mapping[str, Any] | None = None,
         if_exists: str = "check",
+        approval_policy: str | ApprovalPolicy | None = None,
     ) -> RunHandle:
         """Start a run. An existing `run_id` of the same workflow and the same input returns
         that run (idempotent; its handle's `created` is False); with a different input,
@@ -326,11 +328,15 @@ class Engine:
         `deadline_exceeded`, its unfinished steps cancelled. `priority` is added to each of its
         steps' own: within a queue, higher first. `trace_context`: the caller's W3C trace
         context ({"traceparent": …}, as `opentelemetry.propagate.inject` fills it), kept with
-        the run; its trace's run span links to it (`export_trace`)."""
+        the run; its trace's run span links to it (`export_trace`). `approval_policy`: a mode
+        ("auto", "ask", "deny") or a plait.ApprovalPolicy that replaces the workflow's own
+        (if any) for this run: by step name (a workflow file's steps: by action) its steps
+        run, wait for an approval, or fail (`action_blocked`, `action_denied`); the runs its
+        steps call (`ctx.call`) and its forks keep it, and its `run_started` event records it."""
         who = runs.Identity.of("start", name, labels, metadata, if_exists)
         started, created = await runs.start(
             self._rt, workflow, input, run_id=run_id, deadline=deadline, priority=priority,
-            trace_context=trace_context, who=who,
+            trace_context=trace_context, who=who, approval_policy=approval_policy,
         )  # fmt: skip
         return RunHandle(self, started, created)
 
@@ -351,6 +357,7 @@ class Engine:
         labels: Mapping[str, str] | None = None,
         metadata: Mapping[str, Any] | None = None,
         if_exists: str = "check",
+        approval_policy: str | ApprovalPolicy | None = None,
     ) -> list[RunHandle]:
         """Start a run for each input, many runs per transaction (one commit for up to a
         thousand runs); their handles, in order. Every input is validated before anything is
@@ -358,8 +365,8 @@ class Engine:
         input (default: new ids); an id that exists as a run of the same workflow and input is
         that run, as for `start` (`if_exists` too); of another workflow or input, RunConflict
         names it, and the runs from its transaction on are not started (the message says which
-        were). `deadline`, `priority`, `name`, `labels` and `metadata` as for `start`, for
-        every run. `progress(n)` is called after each transaction with how many runs exist
+        were). `deadline`, `priority`, `name`, `labels`, `metadata` and `approval_policy` as
+        for `start`, for every run. `progress(n)` is called after each transaction with how many runs exist
         so far."""
         who = runs.Identity.of("start_many", name, labels, metadata, if_exists)
         started = await runs.start_many(
@@ -371,6 +378,7 @@ class Engine:
             priority=priority,
             progress=progress,
             who=who,
+            approval_policy=approval_policy,
         )
         return [RunHandle(self, run_id, created) for run_id, created in started]
 

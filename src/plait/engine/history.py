@@ -16,6 +16,7 @@ from .._runtime import Runtime
 from ..core.cascade import CONDITION
 from ..core.diff import diff_runs
 from ..core.fork import downstream, fork_run, plan_fork, state_at_fork, topological
+from ..core.policy import of_events, started_with
 from ..core.queues import flow_of_run
 from ..core.rows import EdgeKind, RunRow, StepInputs, StepRow, StepStatus
 from ..worker.calls import RecordedCalls
@@ -89,8 +90,10 @@ async def fork(
         except _codec.EncodeError as exc:
             raise InputError(f"override of step {name!r} is not JSON: {exc}") from None
     fork_id = new_run_id or runs.new_run_id()
+    parent_events = await store.get_events(run_id, 0, None)
+    policy = of_events(parent_events)  # a run's own approval policy: its fork keeps it
     run, steps, events = fork_run(
-        plan,
+        runs.policed(local, plan, policy),
         parent,
         plan_of_fork,
         run_id=fork_id,
@@ -98,8 +101,10 @@ async def fork(
         overrides=encoded,
         by=who,
         now=rt.clock.time(),
-        state=state_at_fork(await store.get_events(run_id, 0, None), plan_of_fork),
+        state=state_at_fork(parent_events, plan_of_fork),
     )
+    if policy is not None:
+        events = started_with(events, policy)
     flow_of_run(local, plan, steps, value, 0)  # concurrency keys
     stored, created = await store.create_run(run, steps, events)
     if not created and (stored.parent_run, stored.forked_from) != (run_id, from_step):

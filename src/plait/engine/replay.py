@@ -87,6 +87,8 @@ async def replay_step(
         task=recorded.task,
         input=recorded.input,
         reads=None if recorded.options is None else recorded.options.reads,
+        refusal=None if recorded.options is None else recorded.options.refusal,
+        policed=recorded.options is not None and recorded.options.policed,
     )
     ctx = StepContext(
         run_id=claim.run_id,

@@ -28,6 +28,7 @@ from .._errors import (
 from .._runtime import Runtime
 from ..core import identity
 from ..core.cascade import new_run
+from ..core.policy import Policy, police, started_with
 from ..core.queues import flow_of_run, queue_blockers
 from ..core.rows import EventRow, RunRow, RunStatus, StepRow, StepStatus, WorkflowPlan
 from ..core.topology import registry_blockers
@@ -35,6 +36,7 @@ from ..stores import Store
 from ..stores.protocol import NewRun
 from ..worker.registry import read_workers
 from ..workflow.definition import Workflow
+from ..workflow.options import approval_policy as approval_policy_of
 from ..workflow.options import seconds
 from .traces import check_trace_context
 from .views import (
@@ -188,6 +190,28 @@ def same_json(a: bytes, b: bytes) -> bool:
     return a == b or _codec.loads(a or b"null") == _codec.loads(b or b"null")
 
 
+def run_policy(what: str, value: Any) -> Policy | None:
+    """A start's `approval_policy=`, checked: None (the workflow's applies), a mode ("auto",
+    "ask", "deny") or a plait.ApprovalPolicy, which replaces the workflow's for the run."""
+    checked = approval_policy_of(what, value, error=InputError)
+    return None if checked is None else checked.rule("run")
+
+
+def policed(workflow: Workflow | None, plan: WorkflowPlan, policy: Policy | None) -> WorkflowPlan:
+    """The plan a run is made of: `plan`, with the run's approval policy (if any) resolved into
+    its steps' options (`core.policy.police`). That needs the definition (a workflow file's
+    policy matches actions, which the stored plan does not name)."""
+    if policy is None:
+        return plan
+    if workflow is None or workflow.fingerprint != plan.fingerprint:
+        raise InputError(
+            f"workflow {plan.name!r}: a run's approval_policy is resolved from the workflow's "
+            "definition: start it with the plait.Workflow (or a workflow file), in a process "
+            "that defines it"
+        )
+    return police(plan, policy, workflow.policy_subjects())
+
+
 def run_rows(
     rt: Runtime,
     plan: WorkflowPlan,
@@ -198,10 +222,14 @@ def run_rows(
     within: float | None,
     priority: int,
     who: Identity | None = None,
+    policy: Policy | None = None,
 ) -> NewRun:
     """The rows of a new run of `plan`, ready for the store."""
-    run, steps, events = new_run(plan, run_id, input_json, now)
-    flow_of_run(rt.workflows.latest(plan.name), plan, steps, value, priority)
+    local = rt.workflows.latest(plan.name)
+    run, steps, events = new_run(policed(local, plan, policy), run_id, input_json, now)
+    if policy is not None:  # its first event says so: `runs show`, forks, the runs it calls
+        events = started_with(events, policy)
+    flow_of_run(local, plan, steps, value, priority)
     if within is not None:
         run.deadline = now + within
     if who is not None:
@@ -252,6 +280,7 @@ async def start(
     priority: int = 0,
     trace_context: Mapping[str, str] | None = None,
     who: Identity | None = None,
+    approval_policy: Any = None,
 ) -> tuple[str, bool]:
     """Start a run: its id, and whether this call created it (False: its id was started before,
     by this process or another, such as a second scheduler of a tick: `who.if_exists` says
@@ -261,11 +290,12 @@ async def start(
     who = who or Identity()
     if run_id is not None:
         check_run_id(run_id)
+    policy = run_policy("start", approval_policy)
     plan, value = await plan_and_input(rt, workflow, input)
     run_id = run_id or new_run_id()
     input_json = encode_input(plan, value)
     run, steps, events = run_rows(
-        rt, plan, run_id, value, input_json, rt.clock.time(), within, priority, who
+        rt, plan, run_id, value, input_json, rt.clock.time(), within, priority, who, policy
     )
     if trace_context is not None:  # kept in the run's first event (`engine.traces`)
         carried = check_trace_context(dict(trace_context))
@@ -297,6 +327,7 @@ async def start_many(
     priority: int = 0,
     progress: Callable[[int], None] | None = None,
     who: Identity | None = None,
+    approval_policy: Any = None,
 ) -> list[tuple[str, bool]]:
     """Start a run of `workflow` for each input, in transactions of up to CHUNK_RUNS runs;
     their ids in order, each with whether this call created it. Every input is validated
@@ -305,6 +336,7 @@ async def start_many(
     another workflow (or input), RunConflict, and its chunk is not written (the chunks before
     it are). `progress` is told after each chunk how many of the runs exist so far."""
     within = start_options("start_many", priority, deadline)
+    policy = run_policy("start_many", approval_policy)
     who = who or Identity()
     if progress is not None and not callable(progress):
         raise InputError(f"start_many: progress must be a callable or None, got {progress!r}")
@@ -327,11 +359,14 @@ async def start_many(
     if run_ids is not None:  # ids taken by runs of another workflow: refused before any write
         await _check_taken(store, plan.name, ids, encoded, who)
     latest = rt.workflows.latest(plan.name)
+    made_of = policed(latest, plan, policy)
 
     def chunk_from(first: int) -> list[NewRun]:
         """The rows of the runs of the next transaction, from inputs[first] on."""
         now = rt.clock.time()
-        template = new_run(plan, "", b"", now)
+        template = new_run(made_of, "", b"", now)
+        if policy is not None:
+            template = (template[0], template[1], started_with(template[2], policy))
         per_run = max(1, len(template[1]))
         size = min(CHUNK_RUNS, max(1, CHUNK_STEPS // per_run), len(values) - first)
         chunk: list[NewRun] = []

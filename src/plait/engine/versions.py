@@ -14,6 +14,7 @@ import orjson
 from .._errors import InputError, RunStateError, WorkflowNotFound
 from .._runtime import Runtime
 from ..core import identity
+from ..core.policy import of_events, police
 from ..core.queues import resolve_key
 from ..core.rows import RunRow, RunStatus, WorkflowPlan
 from ..core.upgrade import MOVED_MEANWHILE, Fit, fit, move
@@ -214,6 +215,13 @@ async def _upgrade_one(
     if run.fingerprint == new.fingerprint:
         return report("unchanged")
     old = await store.get_workflow(run.workflow, run.fingerprint)
+    # a run with its own approval policy keeps it on the new version: both plans are read
+    # with it, as the run's rows were made (`core.policy`)
+    policy = of_events(await store.get_events(run.id, 0, 1))
+    if policy is not None:
+        subjects = to.policy_subjects()
+        new = police(new, policy, subjects)
+        old = None if old is None else police(old, policy, subjects)
     first = run
     for _ in range(MOVE_TRIES):
         current = await store.get_run(first.id, excerpt=16) or first  # as it is now

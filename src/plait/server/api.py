@@ -22,6 +22,7 @@ from ..core.identity import parse_label
 from ..core.rate import Rate
 from ..engine.engine import Engine
 from ..engine.views import FailureFilter, RunFilter
+from ..workflow.options import ApprovalPolicy
 from . import responses as A
 from . import views
 from .bodies import (
@@ -204,9 +205,14 @@ async def list_runs(
 )
 async def start_run(request: Request, body: StartBody) -> JSON:
     engine = engine_of(request)
+    policy = None
+    if body.approval_policy is not None:
+        p = body.approval_policy
+        policy = ApprovalPolicy(p.mode, allow=p.allow, block=p.block)
     handle = await engine.start_async(
         body.workflow, body.input, run_id=body.run_id, priority=body.priority, name=body.name,
         labels=body.labels, metadata=body.metadata, if_exists=body.if_exists,
+        approval_policy=policy,
     )  # fmt: skip
     return JSON(await engine.get_run_async(handle.id), status_code=201 if handle.created else 200)
 

@@ -6,7 +6,7 @@ they are, never converted ("dry_run": 0 or "false" is a 422, not a guess)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat
 
@@ -19,6 +19,24 @@ When = Field(default=None, description="an ISO 8601 date-time (naive: UTC) or ep
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+Name = Field(min_length=1, max_length=200)
+
+
+class PolicyBody(Body):
+    """A run's own approval policy (it replaces the workflow's for that run)."""
+
+    mode: Literal["auto", "ask", "deny"] = Field(
+        default="ask",
+        description="auto: steps run; ask: each waits for an approval; deny: each fails",
+    )
+    allow: list[Annotated[str, Name]] = Field(
+        default_factory=list, max_length=1000, description="steps (a file's: actions) that run"
+    )
+    block: list[Annotated[str, Name]] = Field(
+        default_factory=list, max_length=1000, description="steps (a file's: actions) that fail"
+    )
 
 
 class StartBody(Body):
@@ -35,6 +53,11 @@ class StartBody(Body):
         default="check",
         description="a run_id that exists: check (that run if its input is the same, else "
         "409) or return (that run, whatever its input)",
+    )
+    approval_policy: PolicyBody | None = Field(
+        default=None,
+        description="the run's own approval policy, by step name (a workflow file's: by "
+        "action), replacing the workflow's; the workflow must be defined in the server",
     )
 
 

@@ -22,9 +22,12 @@ from typing import Any
 
 from .._errors import InputError, PlaitError
 from .._portal import Portal
+from ..core.policy import police
 from ..core.rows import Gate
 from ..engine.engine import Engine
+from ..engine.runs import run_policy
 from ..workflow.definition import Workflow
+from ..workflow.options import ApprovalPolicy
 from .mocks import check_names, with_mocks
 from .results import RunResult, describe
 
@@ -52,10 +55,12 @@ def run(
     engine: Engine | None = None,
     run_id: str | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    approval_policy: str | ApprovalPolicy | None = None,
 ) -> RunResult:
     """Run `wf` with `input` to its end and return it (see the module's docstring). `mocks`:
     step or task name → a JSON value it returns, an exception it raises, or a callable called
-    instead of its code. `approve`: approval gate → True (approve) or False (reject).
+    instead of its code. `approve`: approval gate → True (approve) or False (reject); with
+    `approval_policy` (the run's own, as `engine.start`'s), the gates it makes too.
     `signals`: signal step → its payload. `engine`: run there (it is not closed) instead of on a
     new memory store. InputError for a name the workflow does not have in that role; RunStuck
     for a gate left undecided; TimeoutError past `timeout` seconds."""
@@ -64,7 +69,7 @@ def run(
         return portal.call(
             run_async(
                 wf, input, mocks=mocks, approve=approve, signals=signals, engine=engine,
-                run_id=run_id, timeout=timeout,
+                run_id=run_id, timeout=timeout, approval_policy=approval_policy,
             )
         )  # fmt: skip
     finally:
@@ -81,13 +86,18 @@ async def run_async(
     engine: Engine | None = None,
     run_id: str | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    approval_policy: str | ApprovalPolicy | None = None,
 ) -> RunResult:
     """`run`, on the caller's event loop."""
     if not isinstance(wf, Workflow):
         raise InputError(f"plait.testing.run takes a plait.Workflow, got {wf!r}")
     approve, signals = dict(approve or {}), dict(signals or {})
     mocked = with_mocks(wf, dict(mocks or {}))
-    gates = [s.name for s in wf.steps if s.options is not None and s.options.gate is Gate.APPROVAL]
+    policy = run_policy("plait.testing.run", approval_policy)
+    plan = wf.plan() if policy is None else police(wf.plan(), policy, wf.policy_subjects())
+    gates = [
+        s.name for s in plan.steps if s.options is not None and s.options.gate is Gate.APPROVAL
+    ]
     check_names(wf, "approve", approve, gates)
     check_names(wf, "signals", signals, [s.name for s in wf.steps if s.is_signal])
     for name, decision in approve.items():
@@ -96,10 +106,11 @@ async def run_async(
                 f"approve={{{name!r}: {decision!r}}}: a decision is True (approve) or False "
                 "(reject)"
             )
+    drive = (mocked, input, approve, signals, run_id, timeout, approval_policy)
     if engine is not None:
-        return await _drive(engine, mocked, input, approve, signals, run_id, timeout)
+        return await _drive(engine, *drive)
     async with Engine("memory://") as fresh:
-        return await _drive(fresh, mocked, input, approve, signals, run_id, timeout)
+        return await _drive(fresh, *drive)
 
 
 async def _drive(
@@ -110,9 +121,10 @@ async def _drive(
     signals: dict[str, Any],
     run_id: str | None,
     timeout: float,
+    approval_policy: str | ApprovalPolicy | None,
 ) -> RunResult:
     await engine.register_async(wf)
-    handle = await engine.start_async(wf, input, run_id=run_id)
+    handle = await engine.start_async(wf, input, run_id=run_id, approval_policy=approval_policy)
     for name, payload in signals.items():
         await engine.signal_async(handle.id, name, payload, by=BY)
     worker = asyncio.create_task(

@@ -171,8 +171,11 @@ async def attempt(
             )
         if not await admit_key(claim, key):
             return None
-    if step.refusal is not None:  # the workflow's approval_policy blocks or denies it
-        code, message = step.refusal
+    refusal = claim.refusal
+    if refusal is None and not claim.policed:  # a row made before its options kept refusals
+        refusal = step.refusal or (None if step.options is None else step.options.refusal)
+    if refusal is not None:  # an approval policy (the run's or the workflow's) refuses it
+        code, message = refusal
         return failure(code, f"step {claim.step!r}: {message}", False)
     timeout = wf.timeout_for(step)
     limit: asyncio.Timeout | None = None

@@ -19,6 +19,7 @@ from .. import _codec
 from .._errors import InputError, RunConflict
 from .._runtime import Runtime
 from ..core.cascade import new_run
+from ..core.policy import of_events, police, started_with
 from ..core.queues import flow_of_run
 from ..core.rows import RunRow, RunStatus, StepStatus
 from ..workflow.context import CallEnd
@@ -73,7 +74,13 @@ class StepCalls:
             raise InputError(
                 f"ctx.call: the input of {workflow.name!r} is not JSON: {exc}"
             ) from None
-        run, steps, events = new_run(plan, child_id, input_json, self.rt.clock.time())
+        # a run with its own approval policy gives it to the runs it calls (`core.policy`)
+        store = await self.rt.ready()
+        policy = of_events(await store.get_events(self.run_id, 0, 1))
+        made_of = plan if policy is None else police(plan, policy, workflow.policy_subjects())
+        run, steps, events = new_run(made_of, child_id, input_json, self.rt.clock.time())
+        if policy is not None:
+            events = started_with(events, policy)
         flow_of_run(workflow, plan, steps, value, 0)
         run.parent_run, run.called_by = self.run_id, self.step
         first = events[0]

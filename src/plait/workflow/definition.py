@@ -20,6 +20,7 @@ from pydantic import TypeAdapter, ValidationError
 from .. import _codec
 from .._errors import DefinitionError, InputError
 from ..core.placement import PLACEMENT_OPTIONS, step_target
+from ..core.policy import Policy, Subject
 from ..core.queues import FLOW_OPTIONS, check_key_params, flow_options, key_params
 from ..core.retry import NO_RETRY, Retry
 from ..core.rows import AtEnd, EdgeKind, JoinMode, StepOptions, StepPlan, WorkflowPlan
@@ -88,8 +89,16 @@ class StepDef:
     options: StepOptions | None = None  # delay, approval gate, signal, queue, key limit
     concurrency_key: Callable[..., Any] | None = None  # of run-input fields and dependency outputs
     catches: str | None = None  # runs only if this step fails, and handles its failure
-    # (code, message): the workflow's approval_policy blocks or denies it: it fails, unrun
+    # (code, message): the workflow's approval_policy blocks or denies it: it fails, unrun (its
+    # rows' options carry it, `_row_options`; here it is fingerprinted)
     refusal: tuple[str, str] | None = None
+    # what an approval policy judges the step by (`core.policy.Subject`): the name it matches
+    # (the step's; a workflow file's step: its action; None: no policy is about it, a signal or
+    # a sub-workflow call), the word its refusals use, and whether its approval gate is the
+    # workflow policy's doing (a run's policy replaces it) rather than its own
+    policy_name: str | None = None
+    policy_what: str = "step"
+    policy_gate: bool = False
     # filled in by Workflow._bind once every step is known
     # steps whose errors the step reads (`ctx.error`): what it catches, or, at a failing run's
     # end, every step it waits for
@@ -226,6 +235,7 @@ class Workflow:
         self.name = check_name("workflow", name, WORKFLOW_NAME_RE)
         # which steps run, wait for an approval or fail, by step name (`ApprovalPolicy`)
         self.approval_policy = approval_policy_of(f"workflow {name!r}", approval_policy)
+        self._policy_rule = self.approval_policy.rule() if self.approval_policy else Policy("auto")
         # the workflows its steps call (`ctx.call`): a worker serving this one serves them too,
         # so that a child run started before a restart finds a worker
         self.calls: tuple[Workflow, ...] = tuple(calls)
@@ -330,6 +340,7 @@ class Workflow:
         step = self._add(name, awaits_signal, (), {"after": after, "optional": optional})
         step.options = SIGNAL
         step.refusal = None  # no action: the approval_policy is not about it
+        step.policy_name = None
         return step
 
     @overload
@@ -399,10 +410,15 @@ class Workflow:
             raise DefinitionError(f"{where}: duplicate step name (each step name must be unique)")
         policy = self.approval_policy
         signal = fn is awaits_signal  # no action: the approval_policy is not about it
-        if policy is not None and not signal and not options.get("approval") and policy.asks(name):
-            options = {**options, "approval": policy.approval}  # a step's own is kept
+        asked = False
+        if policy is not None and not signal and not options.get("approval"):
+            asked = self._policy_rule.asks(name)
+            if asked:
+                options = {**options, "approval": policy.approval}  # a step's own is kept
+        subject = None if signal else name
         if not options:  # the common case of generated graphs: nothing more to check
             step = StepDef(name=name, fn=fn, deps=tuple(_names(where, "deps", deps)))
+            step.policy_name = subject
             self._inspect_signature(where, step)
             self._steps[name] = self._policed(step)
             self._plan = self._fields = None
@@ -450,6 +466,8 @@ class Workflow:
             when=when,
             concurrency_key=key,
             catches=catches,
+            policy_name=subject,
+            policy_gate=asked,
         )
         self._inspect_signature(where, step)
         self._steps[name] = self._policed(step)
@@ -459,7 +477,7 @@ class Workflow:
     def _policed(self, step: StepDef) -> StepDef:
         """The step, refused if the workflow's approval_policy blocks or denies its name."""
         if self.approval_policy is not None:
-            step.refusal = self.approval_policy.refusal(step.name, "step")
+            step.refusal = self._policy_rule.refusal(step.name, "step")
         return step
 
     def _inspect_signature(self, where: str, step: StepDef) -> None:
@@ -584,7 +602,7 @@ class Workflow:
                     fields := tuple((f.name, f.required) for f in (*s.inputs, *s.when_inputs)),
                     fields,
                 ),
-                options=self._row_options(s.options),
+                options=self._row_options(s),
                 code=_step_code(s, digest),
             )
             for s in self._steps.values()
@@ -599,11 +617,23 @@ class Workflow:
             graph=graph,
         )
 
-    def _row_options(self, options: StepOptions | None) -> StepOptions | None:
-        """A step's options as its rows keep them: with `fail_fast` in a fail-fast workflow."""
+    def _row_options(self, step: StepDef) -> StepOptions | None:
+        """A step's options as its rows keep them: with `fail_fast` in a fail-fast workflow,
+        and the workflow policy's refusal (`StepDef.refusal`) if it has one."""
+        options = step.options
+        if step.refusal is not None and (options is None or options.refusal != step.refusal):
+            options = replace(options or StepOptions(), refusal=step.refusal)
         if not self.fail_fast:
             return options
         return replace(options or StepOptions(), fail_fast=True)
+
+    def policy_subjects(self) -> dict[str, Subject]:
+        """What a run's approval policy judges each of the steps by (`core.policy.police`)."""
+        return {
+            name: Subject(s.policy_name, s.policy_what, s.policy_gate)
+            for name, s in self._steps.items()
+            if s.policy_name is not None
+        }
 
     def validate_input(self, value: Any) -> dict[str, Any]:
         """Check a run input against every step's input fields; return it as the JSON object
@@ -999,7 +1029,7 @@ def _options_print(options: StepOptions) -> dict[str, Any]:
     data = asdict(options)
     for name in (
         *("queue", "key", "key_limit", "target", "key_from_outputs", "fail_fast", "at_end"),
-        *("join", "join_timeout", "reads"),
+        *("join", "join_timeout", "reads", "refusal", "policed"),
     ):
         if data[name] in (None, False):
             del data[name]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._errors import DefinitionError, PlaitError
+from ..core.policy import BLOCKED, DENIED, MODES, Policy
 from ..core.retry import Retry
 from ..core.rows import Gate, OnExpiry, StepOptions
 
@@ -123,21 +124,22 @@ def gate_options(where: str, options: dict[str, Any]) -> StepOptions | None:
 
 SIGNAL = StepOptions(gate=Gate.SIGNAL)
 
-POLICY_MODES = ("auto", "ask", "deny")  # run every action; ask for approval; refuse
-ACTION_BLOCKED = "action_blocked"  # the code of a step whose action the policy blocks
-ACTION_DENIED = "action_denied"  # the code of a step whose action a `deny` policy does not allow
+POLICY_MODES = MODES  # run every action; ask for approval; refuse
+ACTION_BLOCKED = BLOCKED  # the code of a step whose action the policy blocks
+ACTION_DENIED = DENIED  # the code of a step whose action a `deny` policy does not allow
 
 
 @dataclass(frozen=True)
 class ApprovalPolicy:
     """Which steps run, wait for a person's approval, or fail, by name (case-insensitive):
-    `plait.Workflow(..., approval_policy=plait.ApprovalPolicy("ask", allow=[...]))`, or a
+    `plait.Workflow(..., approval_policy=plait.ApprovalPolicy("ask", allow=[...]))`, a
     workflow file's `approval_policy:` (where the names are the steps' actions; in Python,
-    the steps' names). A name under `block` fails its step (code `action_blocked`, without
-    retry); one under `allow` runs; any other follows `mode`: "auto" runs it, "ask" (the
-    default) makes its step wait for an approval (`expires_after`, `on_expiry` as
-    `plait.Approval`'s), "deny" fails its step (code `action_denied`). A step's own
-    `approval=` is kept as it is."""
+    the steps' names), or one run's `engine.start(..., approval_policy=...)` (which replaces
+    the workflow's for that run). A name under `block` fails its step (code
+    `action_blocked`, without retry); one under `allow` runs; any other follows `mode`:
+    "auto" runs it, "ask" (the default) makes its step wait for an approval
+    (`expires_after`, `on_expiry` as `plait.Approval`'s), "deny" fails its step (code
+    `action_denied`). A step's own `approval=` is kept as it is."""
 
     mode: str = "ask"
     allow: Collection[str] = ()
@@ -165,26 +167,26 @@ class ApprovalPolicy:
         """The approval gate of a step the policy asks about."""
         return Approval(self.expires_after, self.on_expiry)
 
+    def rule(self, whose: str = "workflow") -> Policy:
+        """The policy as the state machine applies it (`core.policy`)."""
+        gate = gate_options("approval_policy", {"approval": self.approval})
+        assert gate is not None
+        return Policy.of(
+            self.mode, self.allow, self.block, gate.expires_after, gate.on_expiry, whose
+        )
+
     def refusal(self, name: str, what: str = "action") -> tuple[str, str] | None:
         """(code, message) if a step whose action (or step) is `name` must fail, else None."""
-        lower = name.lower()
-        if lower in self.block:
-            return ACTION_BLOCKED, f"{what} {name!r} is blocked by the workflow's approval_policy"
-        if self.mode == "deny" and lower not in self.allow:
-            return (
-                ACTION_DENIED,
-                f"{what} {name!r} is not allowed by the workflow's approval_policy "
-                f"(mode deny: only the {what}s under allow{':' if what == 'action' else ''} "
-                "run)",
-            )
-        return None
+        return self.rule().refusal(name, what)
 
     def asks(self, name: str) -> bool:
         """Whether a step whose action (or step) is `name` waits for an approval first."""
-        return self.mode == "ask" and name.lower() not in self.allow
+        return self.rule().asks(name)
 
 
-def approval_policy(where: str, value: Any) -> ApprovalPolicy | None:
+def approval_policy(
+    where: str, value: Any, *, error: type[PlaitError] = DefinitionError
+) -> ApprovalPolicy | None:
     """`approval_policy=`: None, a mode ("auto", "ask", "deny") or a plait.ApprovalPolicy."""
     if value is None or isinstance(value, ApprovalPolicy):
         return value
@@ -192,8 +194,8 @@ def approval_policy(where: str, value: Any) -> ApprovalPolicy | None:
         try:
             return ApprovalPolicy(value)
         except DefinitionError as exc:
-            raise DefinitionError(f"{where}: {exc}") from None
-    raise DefinitionError(
+            raise error(f"{where}: {exc}") from None
+    raise error(
         f"{where}: approval_policy must be 'auto', 'ask', 'deny' or a plait.ApprovalPolicy, "
         f"got {value!r}"
     )

@@ -485,6 +485,10 @@ def _options_dict(o: StepOptions) -> dict[str, Any]:
     data: dict[str, Any] = {k: v for k, v in found.items() if v is not None}
     if o.reads is not None:
         data["reads"] = o.reads
+    if o.refusal is not None:
+        data["refusal"] = o.refusal
+    if o.policed:
+        data["policed"] = True
     if o.on_expiry is not OnExpiry.REJECT:
         data["on_expiry"] = o.on_expiry.value
     return data
@@ -510,6 +514,8 @@ def _options_of(data: Mapping[str, Any] | None) -> StepOptions | None:
         join=None if data.get("join") is None else JoinMode(data["join"]),
         join_timeout=data.get("join_timeout"),
         reads=None if "reads" not in data else tuple((p, s) for p, s in data["reads"]),
+        refusal=None if "refusal" not in data else (data["refusal"][0], data["refusal"][1]),
+        policed=data.get("policed", False),
     )
 
 
