@@ -14,13 +14,16 @@ from typing import Any, TypeVar
 import pytest
 
 import plait
-from plait.core.cascade import new_run
+from plait.core.cascade import FAN_OUT_CHUNK, new_run
 from plait.core.rows import RecordRow
 from plait.stores import sqlite_files
 from plait.stores.sql import queries as _sql
 from plait.stores.sql import rows
+from plait.stores.sql.ops import Program
+from plait.stores.sql.programs import Programs, SQLTxn
 from plait.stores.sqlite import SQLiteStore
 from plait.stores.sqlite_files import SCHEMA_VERSION
+from plait.testing.contract.helpers import NOW, claim_one, ok, plan_of, start, statuses
 from tests.unwritable import unwritable
 
 T = TypeVar("T")
@@ -722,3 +725,37 @@ def test_query_files_reject_bad_blocks() -> None:
         _sql.parse_queries("-- name: bare\nSELECT 1;\n")
     with pytest.raises(ValueError, match="defined twice"):
         _sql.parse_queries("-- name: a\n-- One.\nSELECT 1;\n-- name: a\n-- Two.\nSELECT 2;\n")
+
+
+def test_a_big_fan_out_is_readied_a_chunk_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A completion never holds a fan-out's dependents all at once: each chunk is written and
+    forgotten (`Need.release`); all of them are ready, in the one commit."""
+    width = 2 * FAN_OUT_CHUNK + 100
+    held: list[int] = []
+    write = Programs.write
+
+    def counting(self: Programs, txn: SQLTxn) -> Program[None]:
+        held.append(len(txn.steps))
+        return write(self, txn)
+
+    monkeypatch.setattr(Programs, "write", counting)
+    plan = plan_of("wide", ("root", [], {}), *((f"l{i}", ["root"], {}) for i in range(width)))
+
+    async def go() -> dict[str, Any]:
+        store = SQLiteStore(url_of(tmp_path / "f.db"))
+        await store.open()
+        try:
+            await start(store, plan, "r")
+            root = await claim_one(store, plan, "root")
+            held.clear()
+            result = await store.complete([ok(root)], NOW)
+            assert result.accepted == [True] and result.readied == width
+            return await statuses(store, "r")
+        finally:
+            await store.close()
+
+    found = run(go())
+    assert held and max(held) <= FAN_OUT_CHUNK + 1
+    assert found == {"root": "done", **{f"l{i}": "ready" for i in range(width)}}

@@ -40,6 +40,9 @@ FAIL_FAST = "fail_fast"  # the code of a run of a fail-fast workflow that its fi
 # steps that ending a run unfinished ends at once; running ones are interrupted and end when
 # their worker reports
 _CANCELLED_AT_ONCE = (StepStatus.PENDING, StepStatus.READY, StepStatus.WAITING)
+# a step with more dependents than this updates them a chunk at a time, releasing each chunk
+# (`Need.release`): a SQL store writes and forgets it, holding 2,000 rows, not 100,000
+FAN_OUT_CHUNK = 2_000
 
 
 # -- creating a run --------------------------------------------------------------------------
@@ -222,34 +225,54 @@ def settle(txn: Txn, run: RunRow, first: StepRow) -> Transition:
             if run.error is None:
                 what = step.error_message or step.skip_reason or step.status.value
                 run.error = f"step {step.name!r} {step.status.value}: {what}"
-        if not step.dependents:
+        edges = step.dependents
+        if not edges:
             continue
-        yield from need(txn, run.id, (e.target for e in step.dependents))
-        for edge in step.dependents:
-            dep = txn.step(run.id, edge.target)
-            if dep is not None and edge.kind is EdgeKind.CHILD:  # a spawned step's parent
-                if (yield from join(txn, run, step, dep)):
-                    worklist.append(dep)
-                continue
-            if dep is None or dep.status is not StepStatus.PENDING:
-                continue
-            dep.unmet -= 1
-            if dep.skip_reason is None:
-                dep.skip_reason = doom(step, edge)
-            if dep.unmet <= 0:
-                if dep.skip_reason is not None:
-                    dep.status = StepStatus.SKIPPED
-                    dep.finished_at = txn.now
-                    txn.emit(run, "step_skipped", dep.name, reason=dep.skip_reason)
-                    worklist.append(dep)
-                else:
-                    reached(txn, run, dep, worklist)
-            txn.touch(dep)
+        if len(edges) <= FAN_OUT_CHUNK:
+            yield from _update_dependents(txn, run, step, edges, worklist)
+            continue
+        # a big fan-out: its dependents a chunk at a time, each chunk released (`Need.release`)
+        for start in range(0, len(edges), FAN_OUT_CHUNK):
+            chunk = edges[start : start + FAN_OUT_CHUNK]
+            queued = len(worklist)
+            yield from _update_dependents(txn, run, step, chunk, worklist)
+            kept = {s.name for s in worklist[queued:]}  # settled later: still needed
+            done = tuple(e.target for e in chunk if e.target not in kept)
+            if done:
+                yield Need(run.id, release=done)
     txn.changed_runs[run.id] = run
     if run.unfinished <= 0 and not run.status.terminal:
         yield from _end_run(txn, run)
     elif fast and not run.status.terminal:
         yield from _fail_fast(txn, run)
+
+
+def _update_dependents(
+    txn: Txn, run: RunRow, step: StepRow, edges: tuple[Edge, ...], worklist: list[StepRow]
+) -> Transition:
+    """`step` ended: count it in these dependents' unmet dependencies, ready or skip those
+    with none left (queued on `worklist` when they end here), join a spawned step's parent."""
+    yield from need(txn, run.id, (e.target for e in edges))
+    for edge in edges:
+        dep = txn.step(run.id, edge.target)
+        if dep is not None and edge.kind is EdgeKind.CHILD:  # a spawned step's parent
+            if (yield from join(txn, run, step, dep)):
+                worklist.append(dep)
+            continue
+        if dep is None or dep.status is not StepStatus.PENDING:
+            continue
+        dep.unmet -= 1
+        if dep.skip_reason is None:
+            dep.skip_reason = doom(step, edge)
+        if dep.unmet <= 0:
+            if dep.skip_reason is not None:
+                dep.status = StepStatus.SKIPPED
+                dep.finished_at = txn.now
+                txn.emit(run, "step_skipped", dep.name, reason=dep.skip_reason)
+                worklist.append(dep)
+            else:
+                reached(txn, run, dep, worklist)
+        txn.touch(dep)
 
 
 def _fail_fast(txn: Txn, run: RunRow) -> Transition:

@@ -239,5 +239,5 @@ def unclaimed_ready(txn: Txn, claimed: Iterable[Claim]) -> int:
         1
         for key, step in txn.changed_steps.items()
         if step.status is StepStatus.READY and key not in taken
-    )
-    return min(txn.result.readied, left)
+    )  # and those written and forgotten (`Need.release`): a claim may have taken some
+    return min(txn.result.readied, left + txn.released_ready)

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from .rows import Claim, CommitResult, EventRow, RunRow, StepData, StepRow
+from .rows import Claim, CommitResult, EventRow, RunRow, StepData, StepRow, StepStatus
 
 StepKey = tuple[str, str]
 RecordKey = tuple[str, str]  # (collection, key)
@@ -36,6 +36,12 @@ class Need:
     steps: tuple[str, ...] = ()
     all_steps: bool = False
     records: tuple[RecordKey, ...] = ()
+    # steps of the run the transition is done with (a big fan-out's dependents, a chunk at a
+    # time): a store that loads rows (SQL) writes their changes now, in this transaction, and
+    # forgets them (`Txn.releasable`, `Txn.forget`), so that readying 100,000 dependents never
+    # holds them all at once; a later Need naming one loads it again, as written. A store that
+    # holds every row anyway (memory) may ignore it.
+    release: tuple[str, ...] = ()
 
 
 class Txn:
@@ -67,6 +73,7 @@ class Txn:
         # each key this transaction commits (steps' `ctx.record`), each one revision more
         self.records: dict[RecordKey, tuple[int, bool]] = {}
         self.records_written: dict[RecordKey, int] = {}
+        self.released_ready = 0  # steps forgotten (`forget`) ready: `claiming.unclaimed_ready`
 
     def missing(self, run_id: str, names: Iterable[str]) -> Need | None:
         absent = tuple(n for n in names if (run_id, n) not in self.steps)
@@ -89,6 +96,25 @@ class Txn:
         stored, live = self.records[key]
         written = self.records_written.get(key, 0)
         return stored + written if written else (stored if live else 0)
+
+    def releasable(self, run_id: str, names: Iterable[str]) -> list[StepKey]:
+        """Which of these loaded steps a store may write now and forget (`Need.release`): not
+        those another write of the transaction handles (added, dropped, reshaped, rekeyed), nor
+        any of a run loaded whole (`steps_of` must see them all)."""
+        if run_id in self.whole_runs:
+            return []
+        special = self.new_steps.keys() | self.dropped_steps | self.reshaped | self.rekeyed
+        keys = [(run_id, n) for n in names]
+        return [k for k in keys if self.steps.get(k) is not None and k not in special]
+
+    def forget(self, keys: Iterable[StepKey]) -> None:
+        """Drop these steps (`releasable`, written by the store already): a later `need`
+        loads them again."""
+        for key in keys:
+            step = self.steps.pop(key, None)
+            self.changed_steps.pop(key, None)
+            if step is not None and step.status is StepStatus.READY:
+                self.released_ready += 1
 
     def step(self, run_id: str, name: str) -> StepRow | None:
         return self.steps.get((run_id, name))

@@ -8,7 +8,8 @@ from collections.abc import Callable
 
 import orjson
 
-from plait.core.cascade import new_run
+from plait.core.cascade import FAN_OUT_CHUNK, new_run
+from plait.core.claiming import unclaimed_ready
 from plait.core.rows import (
     EdgeKind,
     EventRow,
@@ -180,3 +181,63 @@ def test_outcome_for_an_unknown_step_or_run_is_refused_quietly() -> None:
     )
     assert txn.result.accepted == [False, False]
     assert txn.events == []
+
+
+class Releasing(Rows):
+    """A store that loads rows, as the SQL stores do: a released step is written back and
+    forgotten (`Need.release`). It counts the steps a transaction held at most."""
+
+    def __init__(self, *steps: StepPlan) -> None:
+        super().__init__(*steps)
+        self.most_held = 0
+        self.released: list[str] = []
+        self.largest_need = 0
+
+    def load(self, txn: Txn, need: Need) -> None:
+        self.largest_need = max(self.largest_need, len(need.steps))
+        if need.release:
+            self.released.extend(need.release)
+            keys = txn.releasable(need.run_id, need.release)
+            self.steps.update({n: s for (_, n), s in txn.changed_steps.items() if (RUN, n) in keys})
+            txn.forget(keys)
+        super().load(txn, need)
+        self.most_held = max(self.most_held, len(txn.steps))
+
+
+def fan_out(width: int, **root: object) -> Releasing:
+    leaves = [step(f"l{i}", ("root", EdgeKind.DATA)) for i in range(width)]
+    sink = step("sink", *((f"l{i}", EdgeKind.AFTER) for i in range(width)))
+    return Releasing(StepPlan("root", (), **root), *leaves, sink)  # type: ignore[arg-type]
+
+
+def test_a_big_fan_out_readies_its_dependents_a_chunk_at_a_time() -> None:
+    width = 2 * FAN_OUT_CHUNK + 500
+    rows = fan_out(width)
+    token = rows.claim("root")
+
+    txn = rows.complete("root", token, output=b"1")
+
+    assert rows.largest_need <= FAN_OUT_CHUNK and rows.most_held <= FAN_OUT_CHUNK + 1
+    assert sorted(rows.released) == sorted(f"l{i}" for i in range(width))
+    assert all(rows.steps[f"l{i}"].status is StepStatus.READY for i in range(width))
+    assert txn.result.readied == width and unclaimed_ready(txn, []) == width
+    assert rows.steps["sink"].unmet == width and rows.run.unfinished == width + 1
+
+
+def test_a_small_fan_out_releases_nothing() -> None:
+    rows = fan_out(FAN_OUT_CHUNK)
+    rows.complete("root", rows.claim("root"), output=b"1")
+    assert rows.released == [] and rows.steps["l0"].status is StepStatus.READY
+
+
+def test_a_big_fan_out_skipped_by_a_failure_ends_the_run_through_released_chunks() -> None:
+    width = FAN_OUT_CHUNK + 10
+    rows = fan_out(width)
+    token = rows.claim("root")
+
+    rows.complete("root", token, error_code="Boom", error_message="no")
+
+    assert all(rows.steps[f"l{i}"].status is StepStatus.SKIPPED for i in range(width))
+    assert rows.steps["sink"].status is StepStatus.SKIPPED
+    assert rows.run.status is RunStatus.FAILED and rows.run.unfinished == 0
+    assert rows.types().count("step_skipped") == width + 1

@@ -36,6 +36,7 @@ from typing import Any, TypeVar
 
 from ..._errors import RunConflict
 from ...core.blobs import payload_of, row_blobs
+from ...core.cascade import FAN_OUT_CHUNK
 from ...core.claiming import (
     admit_candidates,
     blocked,
@@ -143,6 +144,15 @@ class SQLTxn(Txn):
         self.limited = False
         self.next_token_at: float | None = None
         self.inputs: dict[str, StepInputs] | None = None  # a claim asked for its inputs
+
+    def forget(self, keys: Iterable[StepKey]) -> None:
+        keys = list(keys)
+        super().forget(keys)
+        for key in keys:
+            self.step_outputs.pop(key, None)
+            self.step_output_blobs.pop(key, None)
+            self.step_inputs.pop(key, None)
+            self.step_input_blobs.pop(key, None)
 
 
 class Programs(DataPrograms):
@@ -631,6 +641,7 @@ class Programs(DataPrograms):
             if (
                 step is not None
                 and step.dependents
+                and len(step.dependents) <= FAN_OUT_CHUNK  # else loaded a chunk at a time
                 and step.status is StepStatus.RUNNING
                 and step.lease_token == outcome.token
                 and (outcome.succeeded or outcome.retry_at is None)
@@ -664,7 +675,10 @@ class Programs(DataPrograms):
             txn.add_record((collection, key), int(rows[0][0]), bool(rows[0][1]))
 
     def load(self, txn: SQLTxn, need: Need) -> Program[None]:
-        """Load what a transition asked for: the run and the named steps (one query each)."""
+        """Load what a transition asked for: the run and the named steps (one query each);
+        write and forget the steps it released."""
+        if need.release:
+            yield from self._release(txn, need)
         yield from self.load_runs(txn, (need.run_id,))
         if need.all_steps:
             rows = yield from fetch(self.lock_all_steps, {"run_id": need.run_id})
@@ -681,6 +695,22 @@ class Programs(DataPrograms):
             params = {"run_id": need.run_id, "name_list": names}
             rows = yield from fetch(self.lock_steps_named, params)
         yield from self._add_steps(txn, rows)
+
+    def _release(self, txn: SQLTxn, need: Need) -> Program[None]:
+        """Write the released steps' changes now, in this transaction, and forget them: a
+        fan-out's dependents are held a chunk at a time (`Need.release`)."""
+        keys = txn.releasable(need.run_id, need.release)
+        changed = {k: s for k in keys if (s := txn.changed_steps.get(k)) is not None}
+        if changed:
+            writes = self.blobs.writes()
+            changed = yield from self._write_attempts(txn, changed, writes)
+            yield from self._write_changed(
+                changed, txn.step_outputs, txn.step_output_blobs, writes, step_update_row,
+                step_update_output_row, self.update_step, self.update_step_output,
+            )  # fmt: skip
+            if writes:
+                yield from self.blobs.write(writes, txn.now)
+        txn.forget(keys)
 
     def write(self, txn: SQLTxn) -> Program[None]:
         """Write what the transaction changed: mutable columns only, payloads only if changed;
