@@ -634,3 +634,35 @@ def test_write_columns_travel_as_array_text_the_server_reads_back_exactly(base: 
     assert back[0] != back[0]  # NaN
     # a value of another type: the column goes as a list, adapted by psycopg as before
     assert postgres_module._array(["a", [1, 2]]) == ["a", [1, 2]]
+
+
+async def test_under_a_workers_settings_a_bulk_step_write_probes_by_key(
+    base: str, schemas: list[str]
+) -> None:
+    """The steps a commit changes are found by their key (an index probe per row), not by
+    hashing the whole table, which the planner prefers for a small or fresh table."""
+    store = open_store(schema_url(base, schemas))
+    await store.open()
+    try:
+        plan = chain("probe", 3)
+        for r in range(300):
+            await store.create_run(*new_run(plan, f"r{r}", b"{}", NOW))
+    finally:
+        await store.close()
+    queries = Queries.of(POSTGRES)
+    session = queries["claim_session"]
+    update = queries["update_step"]
+    keys = [f"r{r}" for r in range(0, 300, 3)]
+    params = {
+        name: postgres_module._array([None] * len(keys))
+        for name in re.findall(r"%\((\w+)\)s", update)
+    }
+    params["run_id"], params["name"] = (
+        postgres_module._array(keys),
+        postgres_module._array(["s1"] * len(keys)),
+    )
+    with psycopg.connect(base) as conn:
+        conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schemas[-1])))
+        conn.execute(session)
+        plan_text = "\n".join(r[0] for r in conn.execute("EXPLAIN " + update, params).fetchall())
+    assert "Hash Join" not in plan_text and "steps_pkey" in plan_text, plan_text
