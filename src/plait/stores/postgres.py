@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 from collections.abc import (
     AsyncIterator,
@@ -435,6 +436,33 @@ class PostgresStore(SQLStore):
 
 
 _RUN_ID = EVENT_COLUMNS.index("run_id")
+_FLOATS = {math.inf: "Infinity", -math.inf: "-Infinity"}
+
+
+def _array(column: Sequence[Any]) -> Any:
+    """One column of a write's rows as the text of a PostgreSQL array, which the statement
+    casts (`CAST(:status AS text[])`): built with a few string methods per value, where
+    psycopg's generic list adaptation looks up an adapter and escapes with a regular
+    expression per element (a third of a worker's CPU with 4 processes on W1, py-spy).
+    Elements are quoted and escaped as the array syntax says (backslash, double quote);
+    bytes go as bytea's hex form. A column with any other type goes as a list, as before."""
+    parts = []
+    for value in column:
+        if value is None:
+            parts.append("NULL")
+        elif isinstance(value, str):
+            parts.append('"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"')
+        elif isinstance(value, bool):
+            parts.append("t" if value else "f")
+        elif isinstance(value, int):
+            parts.append(str(value))
+        elif isinstance(value, float):
+            parts.append("NaN" if value != value else _FLOATS.get(value) or repr(value))
+        elif isinstance(value, (bytes, bytearray, memoryview)):
+            parts.append('"\\\\x' + bytes(value).hex() + '"')  # "\\x…": bytea's hex input
+        else:
+            return list(column)
+    return "{" + ",".join(parts) + "}"
 
 
 class _Appended:
@@ -489,7 +517,7 @@ async def _drive(
                         appended.saw(query, params)
                     result = 0 if kind == EXECUTE_ALL else None
                     if params:
-                        columns = [list(column) for column in zip(*params, strict=True)]
+                        columns = [_array(column) for column in zip(*params, strict=True)]
                         await cur.execute(query, columns)
                         if kind == EXECUTE_ALL:  # its count decides what comes next
                             if pipeline is not None:

@@ -45,12 +45,16 @@ COALESCE(s.queue, 'default') IN (SELECT value FROM json_each(:blocked_list))
 -- The step `s` is in one of the queues the claim found blocked (full, or out of tokens).
 COALESCE(s.queue, 'default') IN (SELECT jsonb_array_elements_text(CAST(:blocked_list AS jsonb)))
 
--- A claim's transaction walks the ready index rather than sorting every ready step, which is what
--- the planner picks while a fresh table has no statistics yet (10-23 ms per claim instead of
--- 0.2 ms with 10,000 ready steps).
+-- A worker's transaction (a claim, a commit, both) walks the ready index rather than sorting every
+-- ready step, which is what the planner picks while a fresh table has no statistics yet (10-23 ms
+-- per claim instead of 0.2 ms with 10,000 ready steps); and its bulk writes (`unnest` of a few
+-- hundred rows) probe the steps and runs they change by key instead of hashing the whole table,
+-- which the planner prefers on small tables (W1's 6,000 steps: 6-7 ms per write against 1-2 ms)
+-- and which makes a commit's cost grow with the table.
 -- name: claim_session [postgres]
--- Planner settings for a claim's transaction.
-SELECT set_config('enable_sort', 'off', true);
+-- Planner settings for a worker's transaction.
+SELECT set_config('enable_sort', 'off', true), set_config('enable_hashjoin', 'off', true),
+    set_config('enable_mergejoin', 'off', true);
 
 -- name: claim_candidates
 -- Claimable steps whose time has come, best first; locked on PostgreSQL, skipping others' claims.

@@ -187,7 +187,8 @@ class Programs(DataPrograms):
         self.claim_oldest = q.locked("claim_oldest", skip_locked=True)
         self.write_step_records = q.positional("write_step_records", RECORD_WRITE)
         self.lock_record = q.locked("lock_record")
-        # settings a dialect wants for a claim's transaction (PostgreSQL: claim_session)
+        # settings a dialect wants for a worker's transaction: a claim, a commit, or both
+        # (PostgreSQL: claim_session)
         self.claim_session = q.get("claim_session")
         self.flow_lock = q.get("flow_lock")  # PostgreSQL; SQLite's write lock serialises claims
         # the queues with a concurrency limit, as this process's last claim read them: the
@@ -492,8 +493,13 @@ class Programs(DataPrograms):
             for run_id in inputs
         }
 
-    def complete(self, outcomes: Sequence[Outcome], now: float) -> Program[SQLTxn]:
+    def complete(
+        self, outcomes: Sequence[Outcome], now: float, session: bool = True
+    ) -> Program[SQLTxn]:
+        """`Store.complete`. `session=False`: the caller has set the transaction's settings."""
         txn = SQLTxn(now)
+        if self.claim_session is not None and session:  # its writes probe by key
+            yield from execute_many(self.claim_session, [()])
         yield from self._preload(txn, outcomes)
         for outcome in outcomes:
             yield from self.drive(complete(txn, outcome), txn)
@@ -507,7 +513,9 @@ class Programs(DataPrograms):
         """`complete`, then a claim (`claim`, made by the caller with `session=False`) in the
         same transaction, so that it sees the steps the completions made ready. Only the steps
         made ready that the claim did not take still wake other workers."""
-        done = yield from self.complete(outcomes, now)
+        if self.claim_session is not None:  # for both halves (see claims.sql)
+            yield from execute_many(self.claim_session, [()])
+        done = yield from self.complete(outcomes, now, session=False)
         taken = yield from claim()
         done.result.readied = unclaimed_ready(done, taken.claims)
         if taken.busy and not taken.claims:
