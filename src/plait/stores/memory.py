@@ -20,6 +20,7 @@ from ..core.claiming import (
     admit_candidates,
     blocked,
     charge,
+    claim_time,
     dispatchable,
     flow_candidate,
     frees_room,
@@ -379,6 +380,7 @@ class MemoryStore:
         if limit <= 0:
             return Claims(inputs=None if inputs is None else {})
         limited = {n: q for n, q in self._queues.items() if q.limited}
+        now = claim_time(limited, now)  # never before a bucket's last charge
         queue_running: dict[str, int] = {}
         key_running: dict[str, int] = {}
         for r, n in self._running:
