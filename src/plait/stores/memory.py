@@ -271,12 +271,14 @@ class MemoryStore:
         step: str | None = None,
         code: str | None = None,
         since: float | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> list[StepRow]:
         with self._lock:
             found = [
                 s
                 for run_id, steps in self._steps.items()
-                if workflow is None or self._runs[run_id].workflow == workflow
+                if (workflow is None or self._runs[run_id].workflow == workflow)
+                and matches(self._runs[run_id].labels, labels)
                 for s in steps.values()
                 if s.status is StepStatus.FAILED
                 and (before is None or (s.finished_at or 0.0, s.run_id, s.name) < before)
