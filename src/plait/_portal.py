@@ -94,31 +94,39 @@ class Portal:
         The lightest crossing there is: one callback scheduled on the loop, and a plain lock
         that the task's end releases (a concurrent Future, with its condition variable and
         its chaining, costs a third more per call)."""
-        loop = self._ensure()
+        # Until the loop has taken it (`taken`), the coroutine is ours to close on any exception,
+        # a Ctrl-C's KeyboardInterrupt too. Such an interrupt may land inside
+        # call_soon_threadsafe after it queued `begin`: closing the coroutine then made the
+        # loop start a closed one ("RuntimeError: cannot reuse already awaited coroutine",
+        # logged on stderr as never retrieved). Whichever side takes it first owns it.
+        taken = _thread.allocate_lock()
         try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            coro.close()
-            raise RuntimeError(
-                "a blocking plait method was called from plait's own loop; await the *_async twin"
-            )
-        ended = _thread.allocate_lock()
-        ended.acquire()
-        box: list[asyncio.Task[R]] = []
+            loop = self._ensure()
+            try:
+                running = asyncio.get_running_loop()
+            except RuntimeError:
+                running = None
+            if running is loop:
+                raise RuntimeError(
+                    "a blocking plait method was called from plait's own loop; await the "
+                    "*_async twin"
+                )
+            ended = _thread.allocate_lock()
+            ended.acquire()
+            box: list[asyncio.Task[R]] = []
 
-        def done(task: asyncio.Task[R]) -> None:
-            box.append(task)
-            ended.release()
+            def done(task: asyncio.Task[R]) -> None:
+                box.append(task)
+                ended.release()
 
-        def begin() -> None:
-            loop.create_task(coro).add_done_callback(done)
+            def begin() -> None:
+                if taken.acquire(blocking=False):  # else the caller has left, and closed it
+                    loop.create_task(coro).add_done_callback(done)
 
-        try:
             loop.call_soon_threadsafe(begin)
-        except BaseException:  # the loop is closed
-            coro.close()
+        except BaseException:  # the loop is closed, called from the loop, interrupted
+            if taken.acquire(blocking=False):  # the loop never took it
+                coro.close()
             raise
         acquire(ended)
         return box[0].result()

@@ -91,3 +91,57 @@ def test_failures_retry_says_how_many_and_asks(cli: Cli, engine: plait.Engine, w
     ]
     none = cli("failures", "retry", "--yes")
     assert none.code == 0 and none.stdout == "no failed steps match: nothing to retry\n"
+
+
+def test_failures_retry_and_list_by_label(cli: Cli, engine: plait.Engine, write_app) -> None:
+    app: Path = write_app("payments_app.py", APP)
+    wf = import_file(app).wf
+    tiers = ["gold", "gold", "free"]
+    handles = [
+        engine.start(wf, {"n": n}, run_id=f"pay-{n}", labels={"tier": tier, "region": "eu"})
+        for n, tier in enumerate(tiers)
+    ]
+    engine.run_worker(until=handles, workflows=[wf], timeout=30)
+    listed = cli("failures", "list", "--label", "tier=gold", "--label", "region=eu", "--json")
+    assert listed.code == 0, listed.stderr
+    assert [s["run_id"] for s in listed.json()["steps"]] == ["pay-1", "pay-0"]
+    page = cli("failures", "list", "--label", "tier=gold", "--limit", "1")
+    assert page.stdout.splitlines()[-1].startswith(
+        "more: plait failures list --label tier=gold --limit 1 --cursor "
+    )
+    cursor = page.stdout.splitlines()[-1].rsplit(" ", 1)[1]
+    rest = cli("failures", "list", "--label", "tier=gold", "--cursor", cursor, "--json")
+    assert [s["run_id"] for s in rest.json()["steps"]] == ["pay-0"]
+    other = cli("failures", "list", "--cursor", cursor)  # made for the gold label only
+    assert other.code == 2 and "belongs to a listing with other filters" in other.stderr
+    dry = cli("failures", "retry", "--label", "tier=gold", "--dry-run")
+    assert dry.code == 0 and dry.stdout == "2 failed step(s) in 2 run(s) match\n"
+    nobody = cli("failures", "retry", "--label", "tier=gold", "--label", "region=us", "--yes")
+    assert nobody.stdout == "no failed steps match: nothing to retry\n"
+    (app.parent / "fixed").write_text("yes")
+    done = cli("failures", "retry", "--label", "tier=gold", "--yes")
+    assert done.code == 0 and done.stdout == "retried 2 failed step(s)\n"
+    engine.run_worker(until=["pay-0", "pay-1"], workflows=[wf], timeout=30)
+    assert [engine.get_run(f"pay-{n}").status for n in range(3)] == [
+        plait.RunStatus.COMPLETED, plait.RunStatus.COMPLETED, plait.RunStatus.FAILED,
+    ]  # fmt: skip
+
+
+def test_failures_bad_labels_exit_2_as_for_runs(cli: Cli, engine: plait.Engine) -> None:
+    cases = [
+        (["--label", "customer"], "--label: invalid label 'customer': write it as key=value"),
+        (
+            ["--label", "a b=1"],
+            "--label: invalid label key 'a b': use 1-63 ASCII letters, digits or any of _ . - /",
+        ),
+        (["--label", "k=1", "--label", "k=2"], "--label: label 'k' is given twice"),
+    ]
+    for args, message in cases:
+        for command in (["retry", "--yes"], ["retry", "--dry-run"], ["list"]):
+            result = cli("failures", *command, *args)
+            assert result.code == 2, (command, args, result.stderr)
+            assert result.stderr.strip().startswith(f"plait: error: {message}"), result.stderr
+    same = cli("runs", "retry", "--label", "customer")  # the same words as the bulk retry
+    assert same.stderr.strip() == (
+        "plait: error: --label: invalid label 'customer': write it as key=value"
+    )

@@ -105,13 +105,13 @@ def test_limits_hold_across_worker_processes(url: str, tmp_path: Path) -> None:
             if s.name == "rated" and s.started_at is not None
         )
         assert len(starts) == len(runs)
-        # A claim reads its clock before it waits for the queue's row: when another process
-        # charged the bucket meanwhile, its steps are charged at that later time but stamped
-        # with the earlier one, so stamps may crowd by the wait (ms): allow one token for it.
+        # (a claim stamps its steps when it charges the bucket, never before the bucket's last
+        # update by another process: `claiming.claim_time`)
         for i in range(len(starts)):
             for j in range(i, len(starts)):
                 allowed = RATE.capacity + RATE.per_second * (starts[j] - starts[i])
-                assert j - i + 1 <= allowed + 1, (i, j, starts[i], starts[j])
+                # (the views round times to microseconds: allow that much)
+                assert j - i + 1 <= allowed + 1e-4, (i, j, starts[i], starts[j])
         # the `--queues narrow` worker (pid in the log) started nothing of the other queues
         narrow_pid = workers[0].pid
         assert {line["queue"] for line in lines if line["pid"] == narrow_pid} <= {"narrow"}

@@ -217,3 +217,105 @@ def test_the_events_a_step_emitted_are_kept_for_the_test() -> None:
 
     with pytest.raises(plait.InputError, match=r"^an event type is 1-64 letters"):
         testing.call_step(wf2, "bad")
+
+
+def priced() -> plait.Workflow:
+    wf = plait.Workflow("priced")
+
+    @wf.step()
+    def fetch(order_id: int) -> dict[str, Any]:
+        return {"id": order_id, "amount": 10.0}
+
+    @wf.task()
+    def price(order: Order, rate: float, ctx: plait.StepContext, note: str = "") -> dict[str, Any]:
+        tier = ctx.run_labels.get("tier", "none")
+        return {"total": order.amount * (1 + rate), "tier": tier, "note": note}
+
+    @wf.step()
+    def quote(fetch: Order, ctx: plait.StepContext) -> Any:
+        return ctx.spawn(price, inputs={"order": "fetch"}, args={"rate": 0.5})
+
+    return wf
+
+
+def test_a_task_spawned_by_parameter_is_called_with_its_args_and_inputs() -> None:
+    wf = priced()
+    spawned = testing.call_step(wf, "quote", fetch={"id": 1, "amount": 10.0})
+    assert [s.task for s in spawned.spawned] == ["price"]
+    call = testing.call_step(
+        wf, "price", inputs={"order": {"id": 1, "amount": 10.0}}, args={"rate": 0.5}
+    )
+    assert call.output == {"total": 15.0, "tier": "none", "note": ""}
+    with_input = testing.call_step(
+        wf, "price", input={"id": 2, "amount": 2.0}, args={"rate": 1, "note": "x"}
+    )  # input= binds the task's first parameter beside the others, as in ctx.spawn
+    assert with_input.output == {"total": 4.0, "tier": "none", "note": "x"}
+
+
+def test_the_run_labels_are_given_to_the_context() -> None:
+    wf = priced()
+    call = testing.call_step(
+        wf, "price", inputs={"order": {"id": 1, "amount": 2.0}}, args={"rate": 0},
+        run_labels={"tier": "gold"},
+    )  # fmt: skip
+    assert call.output["tier"] == "gold"
+    wf2 = plait.Workflow("labelled")
+
+    @wf2.step()
+    def look(ctx: plait.StepContext) -> dict[str, str]:
+        return dict(ctx.run_labels)
+
+    assert testing.call_step(wf2, "look", run_labels={"a": "1"}).output == {"a": "1"}
+    assert testing.call_step(wf2, "look").output == {}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (
+            {"args": {"rate": 1, "colour": "red"}, "inputs": {"order": {"id": 1, "amount": 1}}},
+            "task 'price': args= names parameter 'colour', which the task does not have "
+            "(its parameters besides ctx: 'order', 'rate', 'note')",
+        ),
+        (
+            {"args": {"rate": 1, "order": {"id": 1, "amount": 1}}, "inputs": {"order": {}}},
+            "task 'price': parameter 'order' is given both by args= and by inputs=: give it once",
+        ),
+        (
+            {"input": {"id": 1, "amount": 1}, "inputs": {"order": {"id": 1, "amount": 1}}},
+            "task 'price': parameter 'order' is given both by input= and by inputs=: give it once",
+        ),
+        (
+            {"args": {"note": "n"}},
+            "task 'price': parameter(s) 'order', 'rate' of the task are not given: bind them "
+            "with input=, inputs= or args=",
+        ),
+        ({"args": ["rate"]}, "task 'price': args= must be a dict of parameter -> JSON value"),
+        (
+            {"inputs": {"order": {"id": 1, "amount": 1}, "rate": object()}},
+            "task 'price': inputs= 'rate' is not JSON",
+        ),
+        (
+            {"args": {"rate": "lots", "order": {"id": 1, "amount": 1}}},
+            "task 'price': 1 validation error",
+        ),
+        (
+            {"args": {"rate": 1}, "inputs": {"order": {"id": 1}}, "run_labels": {"a b": "1"}},
+            "task 'price': run_labels: invalid label key 'a b'",
+        ),
+    ],
+)
+def test_bad_task_arguments_are_errors_naming_them(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(plait.InputError) as err:
+        testing.call_step(priced(), "price", **kwargs)
+    assert str(err.value).startswith(message), str(err.value)
+
+
+def test_args_and_inputs_are_for_tasks_only() -> None:
+    with pytest.raises(plait.InputError) as err:
+        testing.call_step(priced(), "quote", args={"rate": 1}, fetch={"id": 1, "amount": 1})
+    assert str(err.value) == (
+        "step 'quote': args= and inputs= bind the parameters of a task (a spawned step); a "
+        "workflow step reads the run input (input=) and upstream outputs by step name (an "
+        "upstream step named 'args' or 'inputs': give it in outputs=)"
+    )

@@ -1,8 +1,9 @@
 """`plait failures list|retry`: failed steps across runs (a dead-letter view), registered on the
 `plait` group.
 
-`list` pages newest first, filtered by workflow, step, error code and end time, and prints the
-command for the next page. `retry` counts what its filter matches first and says so, then asks
+`list` pages newest first, filtered by workflow, step, error code, end time and run labels
+(`--label KEY=VALUE`, repeatable, as for `plait runs`), and prints the command for the next
+page. `retry` counts what its filter matches first and says so, then asks
 (unless `--yes`) and retries at most that many, each as `plait runs retry` would.
 """
 
@@ -19,7 +20,16 @@ import click
 
 from .._errors import InputError
 from . import render
-from .app import by_option, cli, db_option, existing_engine, json_option, log_option, user_errors
+from .app import (
+    by_option,
+    cli,
+    db_option,
+    existing_engine,
+    json_option,
+    log_option,
+    parse_labels,
+    user_errors,
+)
 from .loading import CliError
 
 if TYPE_CHECKING:  # the engine is imported by the commands that run (`plait --help` stays light)
@@ -62,6 +72,13 @@ def _filters(fn: click.decorators.FC) -> click.decorators.FC:
                 help="Only steps ended at or after WHEN: ISO 8601, epoch seconds, or an age "
                 "(30m, 2h, 7d).",
             ),
+            click.option(  # as `label_option` (typed for plain functions, not click's FC)
+                "--label",
+                "label_texts",
+                multiple=True,
+                metavar="KEY=VALUE",
+                help="Only steps of runs with this label (repeat: with every one of them).",
+            ),
         ]
     ):
         fn = option(fn)
@@ -86,6 +103,7 @@ def failures_list(
     step: str | None,
     code: str | None,
     since: str | None,
+    label_texts: tuple[str, ...],
     limit: int,
     cursor: str | None,
     as_json: bool,
@@ -95,6 +113,7 @@ def failures_list(
     """Failed steps across runs, the latest ended first, one page at a time."""
     render.install_logging(log_level)
     when = parse_since(since)
+    labels = parse_labels(label_texts)
     if cursor is not None and since is not None and _AGO.fullmatch(since.strip()):
         raise CliError(
             "--cursor with an age as --since (it moves as time passes): give --since as a "
@@ -103,8 +122,9 @@ def failures_list(
     with existing_engine(db) as engine:
         try:
             page = engine.failures(
-                workflow=workflow, step=step, code=code, since=when, limit=limit, cursor=cursor
-            )
+                workflow=workflow, step=step, code=code, since=when, labels=labels, limit=limit,
+                cursor=cursor,
+            )  # fmt: skip
         except InputError as exc:
             if cursor is None or "cursor" not in str(exc):
                 raise
@@ -125,6 +145,8 @@ def failures_list(
                 again += [name, value]
         if since is not None:
             again += ["--since", since]
+        for label in label_texts:
+            again += ["--label", label]
         again += ["--limit", str(limit), "--cursor", page.next_cursor]
         out.print(f"more: {shlex.join(again)}", markup=False)
 
@@ -148,6 +170,7 @@ def failures_retry(
     step: str | None,
     code: str | None,
     since: str | None,
+    label_texts: tuple[str, ...],
     limit: int | None,
     yes: bool,
     dry_run: bool,
@@ -160,7 +183,7 @@ def failures_retry(
     from ..engine.views import FailureFilter
 
     render.install_logging(log_level)
-    where = FailureFilter(workflow, step, code, parse_since(since))
+    where = FailureFilter(workflow, step, code, parse_since(since), parse_labels(label_texts))
     with existing_engine(db, writes=not dry_run) as engine:
         count = (
             engine.retry_failures(where, dry_run=True)

@@ -31,6 +31,8 @@ now (full, or out of tokens) is left out of the candidates at once (`blocked`); 
 admitted in order while their budgets last, `limit` at most (`admit_candidates`). A rate limit
 is charged (`charge`) only for the steps the claim then took: a step passed over because another
 transaction held its run (PostgreSQL) keeps its token.
+A claim stamps and charges at its `claim_time`: never before a bucket's last update, which another
+claim may have made while this one waited for the lock.
 
 **Waiting, not polling.** A claim that takes nothing tells its worker whether limits held ready
 work back, and when the next token of a rate limit holding it comes (`token_wait`); a completion
@@ -168,6 +170,22 @@ def admit_candidates(
         if c.key is not None:
             keys[c.key] = keys.get(c.key, 0) + 1
     return taken, buckets
+
+
+def claim_time(queues: Mapping[str, QueueConfig], now: float) -> float:
+    """The time a claim stamps its steps with and charges the rate limits at: `now`, or the
+    latest time one of these queues' buckets was counted, if that is later.
+
+    A claim reads its clock before it waits for the lock that serialises claims; another claim
+    (another process) may charge a bucket in that wait. Charging at `now` then takes from the
+    bucket as it stands at its later `updated_at` (a clock never refills backwards), and the
+    steps, stamped `now`, would seem to start earlier than their tokens were counted: a bucket
+    is never charged, nor its steps stamped, at a time before its last update."""
+    latest = now
+    for q in queues.values():
+        if q.rate is not None and q.bucket is not None and q.bucket.updated_at > latest:
+            latest = q.bucket.updated_at
+    return latest
 
 
 def charge(

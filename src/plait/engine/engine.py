@@ -440,15 +440,17 @@ class Engine:
         step: str | None = None,
         code: str | None = None,
         since: datetime | float | None = None,
+        labels: Mapping[str, str] | None = None,
         limit: int = 50,
         cursor: str | None = None,
     ) -> FailedStepPage:
         """Failed steps across runs (a dead-letter view), the latest ended first, one page at a
         time: pass `next_cursor` back, with the same filters, for the next. Filters: of
         `workflow`'s runs, steps named `step`, failed with error `code`, ended at or after
-        `since` (a datetime, naive: UTC, or epoch seconds). A cursor that is garbled, made for
-        other filters or by another version of plait is an InputError saying which."""
-        where = FailureFilter(workflow, step, code, since)
+        `since` (a datetime, naive: UTC, or epoch seconds), of runs with every one of `labels`.
+        A cursor that is garbled, made for other filters or by another version of plait is an
+        InputError saying which."""
+        where = FailureFilter(workflow, step, code, since, labels)
         return await failures.failures(self._rt, where, limit, cursor)
 
     failures = blocking(failures_async)

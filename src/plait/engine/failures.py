@@ -24,6 +24,7 @@ from typing import Any
 
 from .._errors import InputError, PlaitError, StepError
 from .._runtime import Runtime
+from ..core import identity
 from ..core.rows import StepRow
 from . import operator
 from .runs import check_limit, epoch
@@ -47,6 +48,9 @@ def check_filter(f: object) -> dict[str, Any]:
             )
         found[name] = value
     found["since"] = epoch("since", f.since)
+    labels = identity.check_labels("failures", f.labels)
+    if labels:  # only then: a store written before labels never sees the argument
+        found["labels"] = labels
     return found
 
 
@@ -86,7 +90,7 @@ def _position(cursor: object, conditions: dict[str, Any]) -> tuple[float, str, s
     if digest != _digest(conditions):
         raise InputError(
             f"cursor {cursor!r:.80} belongs to a listing with other filters: pass the same "
-            "workflow, step, code and since as for its first page, or list again without it"
+            "workflow, step, code, since and labels as for its first page, or list again without it"
         )
     return float(at), run_id, name
 

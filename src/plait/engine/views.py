@@ -362,12 +362,14 @@ class FailedStepPage:
 class FailureFilter:
     """Which failed steps `failures` lists and `retry_failures` retries: every given condition
     holds. `workflow`: of that workflow's runs; `step`: of that name; `code`: failed with that
-    error code; `since`: ended at or after (a datetime, naive: UTC, or epoch seconds)."""
+    error code; `since`: ended at or after (a datetime, naive: UTC, or epoch seconds);
+    `labels`: of runs with every one of these labels (as `RunFilter.labels`)."""
 
     workflow: str | None = None
     step: str | None = None
     code: str | None = None
     since: datetime | float | None = None
+    labels: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

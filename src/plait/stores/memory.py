@@ -20,6 +20,7 @@ from ..core.claiming import (
     admit_candidates,
     blocked,
     charge,
+    claim_time,
     dispatchable,
     flow_candidate,
     frees_room,
@@ -270,12 +271,14 @@ class MemoryStore:
         step: str | None = None,
         code: str | None = None,
         since: float | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> list[StepRow]:
         with self._lock:
             found = [
                 s
                 for run_id, steps in self._steps.items()
-                if workflow is None or self._runs[run_id].workflow == workflow
+                if (workflow is None or self._runs[run_id].workflow == workflow)
+                and matches(self._runs[run_id].labels, labels)
                 for s in steps.values()
                 if s.status is StepStatus.FAILED
                 and (before is None or (s.finished_at or 0.0, s.run_id, s.name) < before)
@@ -379,6 +382,7 @@ class MemoryStore:
         if limit <= 0:
             return Claims(inputs=None if inputs is None else {})
         limited = {n: q for n, q in self._queues.items() if q.limited}
+        now = claim_time(limited, now)  # never before a bucket's last charge
         queue_running: dict[str, int] = {}
         key_running: dict[str, int] = {}
         for r, n in self._running:

@@ -835,11 +835,18 @@ class NatsStore:
         step: str | None = None,
         code: str | None = None,
         since: float | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> list[StepRow]:
         return await self._read(
             "listing failed steps",
             lambda: self._replica.list_failed_steps(
-                workflow=workflow, limit=limit, before=before, step=step, code=code, since=since
+                workflow=workflow,
+                limit=limit,
+                before=before,
+                step=step,
+                code=code,
+                since=since,
+                labels=labels,
             ),
         )
 

@@ -159,10 +159,12 @@ class Store(Protocol):
         step: str | None = None,
         code: str | None = None,
         since: float | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> list[StepRow]:
         """Failed steps across runs, the latest ended first (finished_at, run_id, name
         descending), strictly before the `before` position; only those of `workflow`'s runs,
-        named `step`, failed with error `code`, ended at or after `since`, where given."""
+        named `step`, failed with error `code`, ended at or after `since`, of runs with every
+        one of `labels`, where given."""
 
     async def get_steps(self, run_id: str, *, excerpt: int | None = None) -> list[StepRow]:
         """Every step of the run in definition order. `excerpt` as for `get_run` (a step's

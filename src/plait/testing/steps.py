@@ -20,9 +20,11 @@ from pydantic import ValidationError
 from .. import _codec
 from .._errors import InputError
 from .._portal import Portal
+from ..core import identity
+from ..core.rows import StepStatus
 from ..workflow.context import StepContext
 from ..workflow.definition import StepDef, Workflow
-from ..workflow.tasks import task_kwargs
+from ..workflow.tasks import bound_kwargs, task_kwargs, task_parameters
 
 RUN_ID = "test-run"  # the run a called step's context says it belongs to
 
@@ -54,6 +56,14 @@ class Spawned(NamedTuple):
     after: tuple[str, ...] = ()
 
 
+class Bound(NamedTuple):
+    """A task's parameters given as a spawn binds them: `args=` JSON values, `inputs=` the
+    outputs they read (the values themselves: there is no run to read them from)."""
+
+    args: Mapping[str, Any] | None = None
+    inputs: Mapping[str, Any] | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class StepCall:
     """What one call of a step did. `output`: what it returned, as the steps after it would
@@ -81,6 +91,9 @@ def call_step(
     outputs: Mapping[str, Any] | None = None,
     state: Mapping[str, Any] | None = None,
     attempt: int = 1,
+    args: Mapping[str, Any] | None = None,
+    inputs: Mapping[str, Any] | None = None,
+    run_labels: Mapping[str, str] | None = None,
     **upstream: Any,
 ) -> StepCall:
     """Call the code of step (or task) `step` of `wf` once. `input`: the run input (for a
@@ -88,11 +101,20 @@ def call_step(
     name (`fetch={...}`), or in `outputs=` for a name that is also one of these parameters.
     `state`: the run's session state when the step starts (`ctx.state`, and a `when=`
     condition's `plait.SessionState`). `attempt`: what `ctx.attempt` says. An upstream output
-    not given takes the step's default for it, if it has one.
+    not given takes the step's default for it, if it has one. `run_labels`: what
+    `ctx.run_labels` says (the run's labels).
+
+    A task spawned by parameter (`ctx.spawn(task, args={...}, inputs={...})`) is called as the
+    worker calls it: `args=` its parameters' JSON values, `inputs=` the outputs its parameters
+    read (the values, where the spawn names handles or steps), `input=` beside them its input
+    parameter's value.
 
     InputError for an unknown step or upstream name, an upstream output or run-input field the
-    step reads and the test did not give, or a value its annotation refuses."""
-    prepared = _prepare(wf, step, input, {**(outputs or {}), **upstream}, state, attempt)
+    step reads and the test did not give, a task parameter unknown, given twice or not at all,
+    or a value its annotation refuses."""
+    given = {**(outputs or {}), **upstream}
+    bound = Bound(args, inputs)
+    prepared = _prepare(wf, step, input, given, state, attempt, bound, run_labels)
     if isinstance(prepared, StepCall):
         return prepared
     definition, ctx, kwargs = prepared
@@ -116,10 +138,15 @@ async def call_step_async(
     outputs: Mapping[str, Any] | None = None,
     state: Mapping[str, Any] | None = None,
     attempt: int = 1,
+    args: Mapping[str, Any] | None = None,
+    inputs: Mapping[str, Any] | None = None,
+    run_labels: Mapping[str, str] | None = None,
     **upstream: Any,
 ) -> StepCall:
     """`call_step`, awaiting an async step on the caller's loop (a sync one is called here)."""
-    prepared = _prepare(wf, step, input, {**(outputs or {}), **upstream}, state, attempt)
+    given = {**(outputs or {}), **upstream}
+    bound = Bound(args, inputs)
+    prepared = _prepare(wf, step, input, given, state, attempt, bound, run_labels)
     if isinstance(prepared, StepCall):
         return prepared
     definition, ctx, kwargs = prepared
@@ -151,6 +178,8 @@ def _prepare(
     given: dict[str, Any],
     state: Mapping[str, Any] | None,
     attempt: int,
+    bound: Bound,
+    run_labels: Mapping[str, str] | None,
 ) -> tuple[StepDef, StepContext, dict[str, Any]] | StepCall:
     step = _find(wf, name)
     if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
@@ -167,9 +196,10 @@ def _prepare(
         state_json = None if state is None else _codec.dumps(dict(state))
     except _codec.EncodeError as exc:
         raise InputError(f"{where}: state is not JSON: {exc}") from None
+    labels = identity.check_labels(f"{where}: run_labels", run_labels)
     ctx = StepContext(
         run_id=RUN_ID, step=name, workflow=wf.name, attempt=attempt, run_input=run_input,
-        definition=wf,
+        definition=wf, run_labels=labels,
     )  # fmt: skip
     ctx._load_state(state_json)
     try:
@@ -179,7 +209,15 @@ def _prepare(
                     f"{where} reads no upstream outputs, only its input: got "
                     f"{', '.join(repr(n) for n in given)}"
                 )
+            if bound.args is not None or bound.inputs is not None:
+                return step, ctx, _bound_task(step, ctx, where, input, value, bound)
             return step, ctx, task_kwargs(step, ctx, None if input is None else _codec.dumps(value))
+        if bound.args is not None or bound.inputs is not None:
+            raise InputError(
+                f"{where}: args= and inputs= bind the parameters of a task (a spawned step); a "
+                "workflow step reads the run input (input=) and upstream outputs by step name "
+                "(an upstream step named 'args' or 'inputs': give it in outputs=)"
+            )
         if input is not None and not isinstance(value, dict):
             raise InputError(f"{where}: a run input is a JSON object, got {input!r}")
         outputs = _outputs(wf, step, where, given)
@@ -190,6 +228,67 @@ def _prepare(
         return step, ctx, kwargs
     except ValidationError as exc:
         raise InputError(f"{where}: {exc}") from None
+
+
+def _bound_task(
+    task: StepDef, ctx: StepContext, where: str, input: Any, value: Any, bound: Bound
+) -> dict[str, Any]:
+    """A task's arguments bound by parameter, checked as `ctx.spawn` checks them, then bound
+    and validated as the worker binds them (`bound_kwargs`)."""
+    params, kw, _ = task_parameters(task.fn)
+    how: dict[str, str] = {}  # parameter -> how it is given
+    literal: dict[str, Any] = {}
+    ends: dict[str, tuple[StepStatus, bytes | None]] = {}  # parameter -> the output it reads
+
+    def bind(param: Any, by: str) -> None:
+        if not isinstance(param, str):
+            raise InputError(f"{where}: {by} takes parameter names (strings), got {param!r}")
+        if param not in params and not kw:
+            known = ", ".join(repr(p) for p in params) or "none"
+            raise InputError(
+                f"{where}: {by} names parameter {param!r}, which the task does not have "
+                f"(its parameters besides ctx: {known})"
+            )
+        if param in how:
+            raise InputError(
+                f"{where}: parameter {param!r} is given both by {how[param]} and by {by}: "
+                "give it once"
+            )
+        how[param] = by
+
+    if input is not None:
+        if task.task_input is None:
+            raise InputError(
+                f"{where}: the task takes no input (no parameter besides ctx), got one"
+            )
+        bind(task.task_input, "input=")
+        literal[task.task_input] = value
+    for by, given in (("args=", bound.args), ("inputs=", bound.inputs)):
+        if given is None:
+            continue
+        if not isinstance(given, Mapping):
+            what = "JSON value" if by == "args=" else "the output it reads"
+            raise InputError(
+                f"{where}: {by} must be a dict of parameter -> {what}, got {type(given).__name__}"
+            )
+        for param, item in given.items():
+            bind(param, by)
+            try:
+                encoded = _codec.dumps(item)
+            except _codec.EncodeError as exc:
+                raise InputError(f"{where}: {by} {param!r} is not JSON: {exc}") from None
+            if by == "args=":
+                literal[param] = _codec.loads(encoded)
+            else:
+                ends[param] = (StepStatus.DONE, encoded)
+    missing = [p for p, required in params.items() if required and p not in how]
+    if missing:
+        raise InputError(
+            f"{where}: parameter(s) {', '.join(map(repr, missing))} of the task are not given: "
+            "bind them with input=, inputs= or args="
+        )
+    reads = tuple((param, param) for param in ends)
+    return bound_kwargs(task, ctx, _codec.dumps(literal), reads, ends)[0]
 
 
 def _outputs(wf: Workflow, step: StepDef, where: str, given: dict[str, Any]) -> dict[str, Any]:

@@ -108,7 +108,7 @@ def make_task(wf: Workflow, name: str, fn: Callable[..., Any], options: dict[str
 
 
 @functools.lru_cache(maxsize=512)
-def _parameters(fn: Callable[..., Any]) -> tuple[dict[str, bool], bool, dict[str, Any]]:
+def task_parameters(fn: Callable[..., Any]) -> tuple[dict[str, bool], bool, dict[str, Any]]:
     """A task's parameters besides its context: {name: required}, whether it takes
     **kwargs, and the validator of each annotated one."""
     sig = inspect.signature(fn)
@@ -149,7 +149,7 @@ def bound_kwargs(
         ended = ends.get(source)
         raw[param] = b"null" if ended is None or ended[1] is None else ended[1]
         values[param] = _codec.loads(raw[param])
-    _, _, adapters = _parameters(task.fn)
+    _, _, adapters = task_parameters(task.fn)
     kwargs: dict[str, Any] = {}
     if task.ctx_param:
         kwargs[task.ctx_param] = ctx
@@ -312,7 +312,7 @@ class Spawner:
     ) -> tuple[bytes | None, tuple[tuple[str, str], ...]]:
         """A spawn bound by parameter: its literal arguments (a JSON object; None for `input=`
         a handle alone) and the (parameter, step) pairs whose outputs it reads."""
-        params, kw, _ = _parameters(task.fn)
+        params, kw, _ = task_parameters(task.fn)
         given: dict[str, str] = {}  # parameter -> how it is given
         literal: dict[str, Any] = {}
         reads: dict[str, str] = {}

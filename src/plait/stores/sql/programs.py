@@ -41,6 +41,7 @@ from ...core.claiming import (
     admit_candidates,
     blocked,
     charge,
+    claim_time,
     flow_candidate,
     frees_room,
     starved_first,
@@ -324,9 +325,6 @@ class Programs(DataPrograms):
         """`Store.claim`. `session=False`: the transaction is another's (`complete_and_claim`),
         whose settings stay as they are."""
         q, dialect = self.q, self.dialect
-        txn = SQLTxn(now)
-        if inputs is not None:
-            txn.inputs = {}
         if self.claim_session is not None and session:  # a write nobody waits for: pipelined
             yield from execute_many(self.claim_session, [()])
         # flow control (`core.claiming`): the limits of the queues served, counted under the
@@ -340,6 +338,10 @@ class Programs(DataPrograms):
             limited = self._limited((yield from fetch(q["get_queues"], {})), queues)
             params = {"queue_list": dialect.list_param(limited)}
             queue_running = dict((yield from fetch(q["count_queue_running"], params)))
+        now = claim_time(limited, now)  # never before a bucket's last charge (under the lock)
+        txn = SQLTxn(now)
+        if inputs is not None:
+            txn.inputs = {}
         held_queues = blocked(limited, queue_running, now)
         params = {
             "now": now,

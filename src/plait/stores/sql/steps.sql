@@ -276,6 +276,10 @@ SELECT /*include step_columns*/
 FROM steps AS s
 WHERE status = 'failed'
   AND (:workflow IS NULL OR run_id IN (SELECT id FROM runs WHERE workflow = :workflow))
+  AND (:labels IS NULL OR run_id IN (
+       SELECT l.run_id FROM run_labels AS l JOIN json_each(:labels) AS w
+           ON l.key = w.key AND l.value = w.value
+       GROUP BY l.run_id HAVING count(*) = :label_count))
   AND (:step IS NULL OR name = :step)
   AND (:code IS NULL OR error_code = :code)
   AND (:since IS NULL OR finished_at >= :since)
@@ -291,6 +295,10 @@ FROM steps AS s
 WHERE status = 'failed'
   AND (CAST(:workflow AS text) IS NULL
        OR run_id IN (SELECT id FROM runs WHERE workflow = CAST(:workflow AS text)))
+  AND (CAST(:labels AS text) IS NULL OR run_id IN (
+       SELECT l.run_id FROM run_labels AS l
+           JOIN jsonb_each_text(CAST(:labels AS jsonb)) AS w ON l.key = w.key AND l.value = w.value
+       GROUP BY l.run_id HAVING count(*) = CAST(:label_count AS int)))
   AND (CAST(:step AS text) IS NULL OR name = CAST(:step AS text))
   AND (CAST(:code AS text) IS NULL OR error_code = CAST(:code AS text))
   AND (CAST(:since AS double precision) IS NULL

@@ -291,12 +291,15 @@ class SQLStore:
         step: str | None = None,
         code: str | None = None,
         since: float | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> list[StepRow]:
         params = {
             "workflow": workflow,
             "step": step,
             "code": code,
             "since": since,
+            "labels": orjson.dumps(dict(labels)).decode() if labels else None,
+            "label_count": len(labels) if labels else 0,
             "limit": limit,
             "before_at": before[0] if before is not None else None,
             "before_run": before[1] if before is not None else None,

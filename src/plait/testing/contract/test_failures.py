@@ -1,5 +1,5 @@
 """Failed steps across runs, on every store (issue 18, item 6): `engine.failures` filtered by
-workflow, step, code and time, newest first, paged with an opaque cursor that refuses to be
+workflow, step, code, time and run labels, newest first, paged with an opaque cursor that refuses to be
 misused; `engine.retry_failures` counting first (dry run) and retrying many at once."""
 
 from __future__ import annotations
@@ -128,6 +128,9 @@ def test_a_bad_cursor_is_refused_saying_why(engine: plait.Engine) -> None:
         ({"code": ["x"]}, "code must be a non-empty string"),
         ({"since": "yesterday"}, "since must be a datetime or epoch seconds, got 'yesterday'"),
         ({"limit": 0}, "limit must be an integer between 1 and"),
+        ({"labels": {"a b": "1"}}, "failures: invalid label key 'a b': use 1-63 ASCII letters"),
+        ({"labels": {"k": 1}}, "failures: label 'k' must be a string, got int 1"),
+        ({"labels": ["k"]}, "failures: labels must be a dict of strings to strings, got list"),
     ],
 )
 def test_bad_filters_are_refused(
@@ -161,6 +164,28 @@ def test_retry_failures_counts_then_retries(
     assert [h.result() for h in handles] == [{"receipt": f"receipt {n}"} for n in range(3)]
     assert sorted(_ids(engine.failures())) == [("depot-0", "ship"), ("depot-1", "ship")]
     assert engine.retry_failures(plait.FailureFilter(workflow="dl_shop")).matched == 0
+
+
+def test_failures_filter_by_run_labels(engine: plait.Engine) -> None:
+    BROKEN.update(charge=True, ship=True)
+    shop, _ = _workflows()
+    tags = [{"tier": "gold", "region": "eu"}, {"tier": "gold"}, {"tier": "free", "region": "eu"}]
+    handles = [engine.start(shop, {"n": n}, run_id=f"shop-{n}", labels=tags[n]) for n in range(3)]
+    engine.run_worker(until=handles, timeout=30)
+    gold = engine.failures(labels={"tier": "gold"})
+    assert sorted(_ids(gold)) == [("shop-0", "charge"), ("shop-1", "charge")]
+    both = engine.failures(labels={"tier": "gold", "region": "eu"})  # every one of them
+    assert _ids(both) == [("shop-0", "charge")]
+    assert engine.failures(labels={"tier": "none"}).steps == []
+    first = engine.failures(labels={"tier": "gold"}, limit=1)
+    assert first.next_cursor is not None
+    rest = engine.failures(labels={"tier": "gold"}, limit=1, cursor=first.next_cursor)
+    assert sorted(_ids(first) + _ids(rest)) == sorted(_ids(gold))
+    with pytest.raises(plait.InputError, match="belongs to a listing with other filters"):
+        engine.failures(labels={"tier": "free"}, cursor=first.next_cursor)
+    where = plait.FailureFilter(workflow="dl_shop", labels={"region": "eu"})
+    count = engine.retry_failures(where, dry_run=True)
+    assert (count.matched, sorted(count.sample)) == (2, ["shop-0/charge", "shop-2/charge"])
 
 
 @pytest.mark.parametrize(

@@ -139,6 +139,32 @@ async def test_a_rate_limit_survives_a_restart(durable_backend: Backend, tmp_pat
         assert q.tokens == pytest.approx(0.1)
 
 
+async def test_a_claim_never_charges_a_bucket_before_its_last_update(
+    engine: plait.Engine,
+) -> None:
+    # A claim reads its clock before it waits for the lock that serialises claims, and another
+    # claim may charge the bucket meanwhile: the late claim must charge and stamp its steps at
+    # the bucket's time, not at its own earlier one (else the steps' start times crowd more
+    # than the rate allows).
+    wf = mailer()
+    t = time.time()  # (epoch seconds: approx needs an absolute tolerance, not a relative one)
+    await engine.configure_queue_async("emails", rate=plait.Rate(1, per=1.0, burst=5))
+    for i in range(4):
+        await engine.start_async(wf, {"to": f"u{i}"}, run_id=f"m{i}")
+    assert await claim(engine, wf, t + 10, limit=2) == ["m0", "m1"]
+    [counted] = await engine.store.list_queues()
+    assert counted.bucket is not None and counted.bucket.updated_at == pytest.approx(
+        t + 10, abs=1e-3
+    )
+    assert await claim(engine, wf, t + 5, limit=2) == ["m2", "m3"]  # its clock read earlier
+    [q] = await engine.store.list_queues()
+    assert q.bucket is not None and q.bucket.updated_at == pytest.approx(t + 10, abs=1e-3)
+    assert q.bucket.tokens == pytest.approx(1.0)  # 5 - 2 - 2, nothing refilled for the past
+    for run_id in ("m2", "m3"):
+        [step] = await engine.store.get_steps(run_id)
+        assert step.started_at == pytest.approx(t + 10, abs=1e-3), run_id  # not t + 5
+
+
 async def test_reconfiguring_a_rate_keeps_the_tokens(engine: plait.Engine) -> None:
     wf = mailer()
     t = time.time()
