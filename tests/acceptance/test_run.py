@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,9 +31,7 @@ FAILING_APP = """
 
 
 def test_example_runs_to_completion(cli: Cli) -> None:
-    started = time.monotonic()
     result = cli("run", f"{ORDERS}:wf", "--input", '{"order_id": 42}')
-    elapsed = time.monotonic() - started
 
     assert result.code == 0, result.stderr
     assert result.json() == {
@@ -46,7 +43,6 @@ def test_example_runs_to_completion(cli: Cli) -> None:
             "notified": True,
         }
     }
-    assert elapsed < 15, f"the example took {elapsed:.1f}s"
     # progress goes to stderr, one plain line per step (not a TTY here)
     assert "[5/5]" in result.stderr
     assert "charge attempt 1 failed: [gateway_timeout]" in result.stderr

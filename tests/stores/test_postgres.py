@@ -452,7 +452,7 @@ def test_an_idle_worker_is_woken_by_a_start_elsewhere(base: str, schemas: list[s
         elapsed = time.monotonic() - t0
         serving.stop_workers()
         worker.join(timeout=30)
-    assert elapsed < 3.0
+    assert elapsed < 10.0  # woken by the notification: the worker's next look was a minute away
 
 
 # -- lost connections ---------------------------------------------------------------------------

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Callable
 
 import orjson
@@ -79,9 +78,9 @@ def test_a_skip_cascades_down_a_long_chain_without_recursion() -> None:
     n = 50_000
     rows = Rows(step("s0"), *(step(f"s{i}", (f"s{i - 1}", EdgeKind.AFTER)) for i in range(1, n)))
     token = rows.claim("s0")
-    started = time.perf_counter()
+    rows.loaded = 0
     rows.complete("s0", token, error_code="Boom", error_message="boom")
-    assert time.perf_counter() - started < 10
+    assert rows.loaded == n  # each step loaded once: no step's rows read again down the chain
     assert rows.steps[f"s{n - 1}"].status is StepStatus.SKIPPED
     assert rows.steps[f"s{n - 1}"].skip_reason == f"dependency 's{n - 2}' skipped"
     assert rows.run.status is RunStatus.FAILED

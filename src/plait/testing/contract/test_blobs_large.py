@@ -3,7 +3,6 @@ more than twice."""
 
 from __future__ import annotations
 
-import time
 import tracemalloc
 from collections.abc import Iterator
 
@@ -103,7 +102,6 @@ def test_a_50_mb_output_works_end_to_end(store_url: str) -> None:
     def measure(make: str) -> dict[str, object]:
         return {"length": len(make), "tail": make[-3:]}
 
-    started = time.monotonic()
     with plait.Engine(store_url, lease=30.0) as engine:
         handle = engine.start(wf, {})
         engine.run_worker(until=handle, timeout=60)
@@ -121,4 +119,3 @@ def test_a_50_mb_output_works_end_to_end(store_url: str) -> None:
         assert engine.steps(handle.id, excerpt=0)[0].output == b""
         engine.delete_run(handle.id)
         assert engine.gc(grace=0) == 1
-    assert time.monotonic() - started < 20

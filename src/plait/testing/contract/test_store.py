@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections import Counter
 from typing import Any
 
@@ -690,18 +689,15 @@ async def test_a_10000_step_fan_out_completes_with_group_commits(store: Store) -
         wf.add_step(f"leaf{i}", noop, ["root"])
     wf.add_step("join", noop, [f"leaf{i}" for i in range(width)])
     plan = wf.plan()
-    started = time.perf_counter()
     await start(store, plan, "big")
 
     commits = await drain(store, [plan], batch=500)
 
-    elapsed = time.perf_counter() - started
     assert commits == 1 + width // 500 + 1
     run_row = await store.get_run("big")
     assert run_row is not None and run_row.status is RunStatus.COMPLETED
     assert orjson.loads(run_row.output or b"") == {"join": "join"}
     assert (await step_row(store, "big", "join")).unmet == 0
-    assert elapsed < 60, f"10,000-step fan-out took {elapsed:.1f}s"
 
 
 async def test_many_runs_complete_in_batches(store: Store) -> None:
