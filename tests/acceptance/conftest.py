@@ -15,7 +15,8 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -63,6 +64,12 @@ class Cli:
             timeout=timeout,
         )
         return Result(proc.returncode, proc.stdout, proc.stderr)
+
+    def many(self, commands: Sequence[Sequence[str]]) -> list[Result]:
+        """Run independent commands at once (a few at a time); their results in order. For
+        tests that give the same input to every command: each command is a process start."""
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            return list(pool.map(lambda command: self(*command), commands))
 
     def spawn(self, *args: str) -> Spawned:
         """Start a long-running command (a worker); its output is collected as it comes."""

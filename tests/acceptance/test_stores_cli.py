@@ -74,8 +74,9 @@ def test_a_malformed_url_gets_the_same_message_from_every_command(cli: Cli, tmp_
         "SQLite store URL 'sqlite://bad.db' has no path: use sqlite:///relative.db or "
         "sqlite:////absolute.db"
     )
-    for command in RUN_COMMANDS + READ_COMMANDS + WRITE_COMMANDS:
-        result = cli(*command, "--db", "sqlite://bad.db")
+    commands = RUN_COMMANDS + READ_COMMANDS + WRITE_COMMANDS
+    results = cli.many([[*command, "--db", "sqlite://bad.db"] for command in commands])
+    for command, result in zip(commands, results, strict=True):
         assert (name(command), result.code, result.stderr) == (
             name(command), 2, f"plait: error: {message}\n",
         )  # fmt: skip
@@ -154,10 +155,11 @@ def test_no_command_creates_a_postgres_schema_it_was_told_to_read(
         f"plait: error: no plait store in schema {schema} of {pg_url}; a worker or `plait run` "
         "creates it\n"
     )
-    for command in READ_COMMANDS + WRITE_COMMANDS:
-        result = cli(*command, "--db", pg_url)
+    commands = READ_COMMANDS + WRITE_COMMANDS
+    results = cli.many([[*command, "--db", pg_url] for command in commands])
+    for command, result in zip(commands, results, strict=True):
         assert (name(command), result.code, result.stderr) == (name(command), 2, message)
-        assert not schema_exists(pg_base, schema), name(command)
+    assert not schema_exists(pg_base, schema)  # none of them created it
 
 
 def test_a_postgres_schema_without_plait_tables_is_not_a_store(
@@ -182,8 +184,9 @@ def test_a_postgres_schema_without_plait_tables_is_not_a_store(
 
 
 def test_no_command_creates_a_sqlite_database_it_was_told_to_read(cli: Cli, tmp_path: Path) -> None:
-    for command in READ_COMMANDS + WRITE_COMMANDS:
-        result = cli(*command, "--db", "sqlite:///absent.db")
+    commands = READ_COMMANDS + WRITE_COMMANDS
+    results = cli.many([[*command, "--db", "sqlite:///absent.db"] for command in commands])
+    for command, result in zip(commands, results, strict=True):
         assert (name(command), result.code, result.stderr) == (
             name(command), 2,
             "plait: error: no plait database at absent.db; a worker or `plait run` creates it\n",
