@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 # kills a store in a CI run: 3 rounds, each run a fresh random schedule (more: --crash-trials)
-DEFAULT_CRASH_TRIALS = 8
+DEFAULT_CRASH_TRIALS = 4
 ROOT = Path(__file__).resolve().parent.parent
 MYPY_TEST = "test_quality.py::test_tool_passes[mypy-strict]"
 _mypy = pytest.StashKey["subprocess.Popen[str]"]()

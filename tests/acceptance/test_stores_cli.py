@@ -247,8 +247,8 @@ def test_every_reading_command_reads_a_backup_nobody_may_write(
     ]
     assert {name(c) for c, _ in commands} == {name(c) for c in READ_COMMANDS}
     with unwritable(copy.parent):
-        for command, shown in commands:
-            result = cli(*command, "--db", backup)
+        results = cli.many([[*command, "--db", backup] for command, _ in commands])
+        for (command, shown), result in zip(commands, results, strict=True):
             assert (name(command), result.code) == (name(command), 0), result.stderr
             assert "error" not in result.stderr and "Traceback" not in result.stderr
             assert shown in result.stdout, (name(command), result.stdout)

@@ -1,6 +1,6 @@
 """Integration tests: real worker processes, killed at random moments.
 
-pytest tests/integration                       # 8 crash trials a store (SIGKILLs)
+pytest tests/integration                       # 4 crash trials a store (SIGKILLs)
 pytest tests/integration --crash-trials 200    # the long version
 PLAIT_CRASH_SEED=1234 pytest tests/integration  # replay the random kill schedule of a failure
 """

@@ -21,7 +21,7 @@ returning:
   than its `step_completed` event, and the newest is from the worker and attempt that completed it;
 - each handler ran at most (attempts + lease recoveries) times, so at most (attempts + kills).
 
-`--crash-trials N` sets the number of kills (default 8, 2 rounds a store); PLAIT_CRASH_SEED replays a schedule.
+`--crash-trials N` sets the number of kills (default 4, one round a store); PLAIT_CRASH_SEED replays a schedule.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ app = load_app(APP)
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "crash_round" in metafunc.fixturenames:
-        trials = metafunc.config.getoption("crash_trials", default=8)
+        trials = metafunc.config.getoption("crash_trials", default=4)
         rounds = max(1, math.ceil(trials / KILLS_PER_ROUND))
         metafunc.parametrize("crash_round", range(rounds), ids=lambda i: f"round{i}")
 
