@@ -147,16 +147,30 @@ class Portal:
             loop.close()
 
 
+_driving = threading.local()
+
+
 def run_to_end(coroutine: Coroutine[Any, Any, R]) -> R:
     """The result of a coroutine that never suspends (driven on the caller's thread, with no
     event loop: a store's `direct` calls)."""
+    outer = getattr(_driving, "here", False)
+    _driving.here = True
     try:
         coroutine.send(None)
     except StopIteration as done:
         result: R = done.value
         return result
+    finally:
+        _driving.here = outer
     coroutine.close()
     raise RuntimeError("a direct store call waited for something: it needs an event loop")
+
+
+def driven_directly() -> bool:
+    """Whether the code asking runs inside `run_to_end`: it must not await anything but the
+    store's calls, even when its thread has an event loop running (Playwright's sync API and
+    Jupyter run one under blocking code)."""
+    return bool(getattr(_driving, "here", False))
 
 
 class HasPortal(Protocol):

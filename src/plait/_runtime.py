@@ -30,7 +30,7 @@ from ._errors import (
     RunNotFound,
     RunStateError,
 )
-from ._portal import Broadcast, Portal, acquire
+from ._portal import Broadcast, Portal, acquire, driven_directly
 from .core.rows import Claim, CommitResult, EventRow, Outcome, RunRow, StepRow, WorkflowPlan
 from .core.txn import Action
 from .core.versions import describe, diff_plans
@@ -207,13 +207,12 @@ class StartCommits:
         self, run: RunRow, steps: Sequence[StepRow], events: Sequence[EventRow]
     ) -> tuple[RunRow, bool]:
         """`Store.create_run`, sharing a commit with the starts made meanwhile."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # driven on a blocking caller's thread by the store's `direct`
+        if driven_directly():  # on a blocking caller's thread, by the store's `direct`
             store = self._rt.direct_store()
             if store is None:
-                raise
+                raise RuntimeError("a direct start on a store that takes no direct calls")
             return self.create_run_direct(store, run, steps, events)
+        loop = asyncio.get_running_loop()
         future: asyncio.Future[tuple[RunRow, bool]] = loop.create_future()
         start = _Start((run, steps, events), loop, future)
         with self._lock:

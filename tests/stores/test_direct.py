@@ -192,3 +192,25 @@ def test_a_direct_call_that_would_wait_for_a_loop_is_refused() -> None:
 
     with pytest.raises(RuntimeError, match="it needs an event loop"):
         run_to_end(waits())
+
+
+def test_a_blocking_start_from_a_thread_with_a_running_loop_is_still_direct(
+    engine: plait.Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A thread may have an event loop running while it makes a blocking call: Playwright's
+    sync API (greenlets) and Jupyter do. The blocking start must not take that loop for its
+    own: it was driven directly, and waiting on a future there would never end."""
+    wf = chain()
+    engine.register(wf)
+    no_loop = NoLoop(engine, monkeypatch)
+
+    async def blocking_calls_inside_a_loop() -> tuple[plait.RunHandle, plait.RunHandle]:
+        no_loop.on = True
+        try:
+            return engine.start(wf, {"n": 3}), engine.start(wf, {"n": 4}, run_id="in-loop")
+        finally:
+            no_loop.on = False
+
+    first, second = asyncio.run(blocking_calls_inside_a_loop())
+    engine.run_worker(until=[first, second], timeout=30)
+    assert (first.result(), second.result()) == ({"plus_one": 7}, {"plus_one": 9})
