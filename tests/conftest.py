@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import compileall
 import inspect
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -34,7 +35,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     """The commands and worker processes the tests start import plait afresh. Where
     PYTHONDONTWRITEBYTECODE is set (it is on the machines these tests run on), each of them would
     compile plait's ~100 modules again (0.3 s a process, minutes over the suite): compile them
-    once, here (compileall writes the cache whatever that variable says)."""
+    once, here (compileall writes the cache whatever that variable says): in the process that
+    runs the tests, or with pytest-xdist in the controller, before it starts the workers."""
+    if _is_xdist_worker(session.config):
+        return
     for folder in (ROOT / "src", ROOT / "tests", ROOT / "examples"):
         if folder.is_dir():
             compileall.compile_dir(folder, quiet=1)
@@ -59,9 +63,25 @@ def _start_mypy() -> subprocess.Popen[str]:
     )
 
 
+MAX_WORKERS = 4  # each opens PostgreSQL connections, NATS servers and worker processes
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto`: a worker per core, at most MAX_WORKERS."""
+    return max(1, min(os.cpu_count() or 1, MAX_WORKERS))
+
+
+def _is_xdist_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Strict mypy over the package takes ~20 s of one core: when its test is selected, start it
-    now, so that it runs beside the tests that wait on servers and processes, not after them."""
+    now, so that it runs beside the tests that wait on servers and processes, not after them.
+    Not in pytest-xdist's workers: each collects every test, and runs only some; the one that
+    runs the test starts mypy then, beside the other workers' tests."""
+    if _is_xdist_worker(session.config):
+        return
     if any(item.nodeid.endswith(MYPY_TEST) for item in session.items):
         session.config.stash[_mypy] = _start_mypy()
 

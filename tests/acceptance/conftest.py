@@ -47,7 +47,13 @@ class Cli:
     def __init__(self, cwd: Path, db: str) -> None:
         self.cwd = cwd
         self.db = db
-        self.env = {**os.environ, "PLAIT_DB": db, "PYTHONUNBUFFERED": "1"}
+        # faulthandler: a process that hangs is sent SIGABRT and prints where each thread was
+        self.env = {
+            **os.environ,
+            "PLAIT_DB": db,
+            "PYTHONUNBUFFERED": "1",
+            "PYTHONFAULTHANDLER": "1",
+        }
         self.env.pop("PLAIT_LOG_LEVEL", None)
 
     def command(self, *args: str) -> list[str]:
@@ -127,8 +133,14 @@ class Spawned:
         try:
             code = self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+            self.proc.send_signal(signal.SIGABRT)  # its threads' tracebacks, on stderr
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            for reader in self._readers:
+                reader.join(timeout=5)
             pytest.fail(f"process did not exit within {timeout}s; stderr:\n{self.stderr}")
         for reader in self._readers:
             reader.join(timeout=5)
