@@ -35,9 +35,34 @@ def _work(queue: str, key: str | None = None) -> None:
 limited = plait.Workflow("limited")
 
 
+PAIR_WAIT = 5.0  # seconds a `narrow` step waits for a second one to run beside it
+
+
+def _open_at_once(queue: str) -> int:
+    """The most steps of `queue` between their start and end lines so far (the log, read)."""
+    with open(os.environ[LOG_ENV], "rb") as f:
+        lines = [orjson.loads(line) for line in f.read().splitlines()]
+    marks = sorted(
+        (x["t"], 1 if x["kind"] == "start" else -1) for x in lines if x["queue"] == queue
+    )
+    now = peak = 0
+    for _, delta in marks:
+        now += delta
+        peak = max(peak, now)
+    return peak
+
+
 @limited.step(queue="narrow")
 def narrow(n: int) -> int:
-    _work("narrow")
+    """Until two `narrow` steps have run at once, each waits for a second to start beside it:
+    a loaded machine may never overlap two 30 ms steps, and the test checks that the limit
+    (2) is reached, not only that it holds. With a limit of 1 each would wait in vain."""
+    _log("start", "narrow", None)
+    deadline = time.monotonic() + PAIR_WAIT
+    while _open_at_once("narrow") < 2 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    time.sleep(WORK)
+    _log("end", "narrow", None)
     return n
 
 
