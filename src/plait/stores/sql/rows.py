@@ -131,8 +131,10 @@ RUN_MUTABLE = (
     "status", "unfinished", "failures", "next_seq", "error", "started_at", "finished_at",
     "next_idx",
 )  # fmt: skip
-UPDATE_RUN = (*RUN_MUTABLE, "id")
-UPDATE_RUN_OUTPUT = (*RUN_MUTABLE, "output", "output_blob", "id")
+# `updated_at` is set only when given (not None): when the run's status changed
+UPDATE_RUN = (*RUN_MUTABLE, "updated_at", "id")
+UPDATE_RUN_OUTPUT = (*RUN_MUTABLE, "updated_at", "output", "output_blob", "id")
+UPDATE_RUN_COUNTERS = ("unfinished", "failures", "next_seq", "next_idx", "id")
 EVENT_COLUMNS = ("run_id", "seq", "type", "step", "payload", "ts")
 RECORD_WRITE = ("collection", "key", "doc", "revision", "updated_at", "run_id", "step")
 
@@ -237,17 +239,28 @@ def step_update_attempt_row(
     )  # fmt: skip
 
 
-def run_update_row(r: RunRow) -> tuple[Any, ...]:
+def run_update_row(r: RunRow, moved: float | None) -> tuple[Any, ...]:
+    """The mutable fields of a run but its output, `moved` (the time its status changed, to
+    write as `updated_at`, or None: it did not), then its id (UPDATE_RUN)."""
     return (
         r.status, r.unfinished, r.failures, r.next_seq, r.error, r.started_at, r.finished_at,
-        r.next_idx, r.id,
+        r.next_idx, moved, r.id,
     )  # fmt: skip
 
 
-def run_update_output_row(r: RunRow, output: bytes | None, blob: str | None) -> tuple[Any, ...]:
+def run_counters_row(r: RunRow) -> tuple[Any, ...]:
+    """The counters of a run, then its id (UPDATE_RUN_COUNTERS): all a claim or the end of a
+    step that does not end its run changes."""
+    return (r.unfinished, r.failures, r.next_seq, r.next_idx, r.id)
+
+
+def run_update_output_row(
+    r: RunRow, moved: float | None, output: bytes | None, blob: str | None
+) -> tuple[Any, ...]:
+    """As `run_update_row`, its output (column and blob hash) too (UPDATE_RUN_OUTPUT)."""
     return (
         r.status, r.unfinished, r.failures, r.next_seq, r.error, r.started_at, r.finished_at,
-        r.next_idx, output, blob, r.id,
+        r.next_idx, moved, output, blob, r.id,
     )  # fmt: skip
 
 
