@@ -19,7 +19,6 @@ from plait.core.rows import RecordRow
 from plait.stores import sqlite_files
 from plait.stores.sql import queries as _sql
 from plait.stores.sql import rows
-from plait.stores.sql.blobs import BlobWrites
 from plait.stores.sql.ops import Program
 from plait.stores.sql.programs import Programs, SQLTxn
 from plait.stores.sqlite import SQLiteStore
@@ -737,9 +736,9 @@ def test_a_big_fan_out_is_readied_a_chunk_at_a_time(
     held: list[int] = []
     write = Programs.write
 
-    def counting(self: Programs, txn: SQLTxn, *args: Any, **kwargs: Any) -> Program[BlobWrites]:
+    def counting(self: Programs, txn: SQLTxn, *, runs: bool = True) -> Program[None]:
         held.append(len(txn.steps))
-        return write(self, txn, *args, **kwargs)
+        return write(self, txn, runs=runs)
 
     monkeypatch.setattr(Programs, "write", counting)
     plan = plan_of("wide", ("root", [], {}), *((f"l{i}", ["root"], {}) for i in range(width)))

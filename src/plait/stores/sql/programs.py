@@ -149,9 +149,6 @@ class SQLTxn(Txn):
         self.limited = False
         self.next_token_at: float | None = None
         self.inputs: dict[str, StepInputs] | None = None  # a claim asked for its inputs
-        # the blob references of the rows written, when the runs' rows are written later
-        # (`Programs.write(runs=False)`: a complete-and-claim writes them once, after both halves)
-        self.writes: BlobWrites | None = None
 
     def borrow(self, other: SQLTxn, run_ids: Iterable[str]) -> None:
         """Use the rows of these runs that `other`, an earlier part of the same store
@@ -450,10 +447,8 @@ class Programs(DataPrograms):
             )
             yield from self.drive(transition, txn)
         yield from self._store_buckets(limited, buckets, txn)
-        if shared is None:
-            yield from self.write(txn)
-        else:  # its runs and events are written with the completions'
-            yield from self.write(txn, shared.writes, runs=False)
+        # with `shared`, its runs and events are written with the completions'
+        yield from self.write(txn, runs=shared is None)
         if inputs is not None and txn.claims:
             wanted: dict[str, set[str]] = {}
             for c in txn.claims:
@@ -542,7 +537,7 @@ class Programs(DataPrograms):
         self, outcomes: Sequence[Outcome], now: float, session: bool = True, runs: bool = True
     ) -> Program[SQLTxn]:
         """`Store.complete`. `session=False`: the caller has set the transaction's settings;
-        `runs=False`: it writes the runs, the events and the blobs later (`write_runs`)."""
+        `runs=False`: it leaves the runs and the events to the caller (`write_runs`)."""
         txn = SQLTxn(now)
         if self.claim_session is not None and session:  # its writes probe by key
             yield from execute_many(self.claim_session, [()])
@@ -550,7 +545,7 @@ class Programs(DataPrograms):
         for outcome in outcomes:
             yield from self.drive(complete(txn, outcome), txn)
         txn.result.slot_freed = frees_room(txn.ended_attempts, self.slotted_queues)
-        txn.writes = yield from self.write(txn, runs=runs)
+        yield from self.write(txn, runs=runs)
         return txn
 
     def complete_and_claim(
@@ -569,8 +564,7 @@ class Programs(DataPrograms):
         done = yield from self.complete(outcomes, now, session=False, runs=False)
         taken = yield from claim(done)
         done.adopt(taken)
-        assert done.writes is not None
-        yield from self.write_runs(done, done.writes)
+        yield from self.write_runs(done)
         done.result.readied = unclaimed_ready(done, taken.claims)
         if taken.busy and not taken.claims:
             done.result.readied = max(done.result.readied, 1)  # the claim loop looks again
@@ -774,15 +768,12 @@ class Programs(DataPrograms):
                 yield from self.blobs.write(writes, txn.now)
         txn.forget(keys)
 
-    def write(
-        self, txn: SQLTxn, writes: BlobWrites | None = None, *, runs: bool = True
-    ) -> Program[BlobWrites]:
+    def write(self, txn: SQLTxn, *, runs: bool = True) -> Program[None]:
         """Write what the transaction changed: mutable columns only, payloads only if changed;
         and the steps it added (spawned), as they are now. `runs=False`: all but the runs'
-        rows, the events and the blob references (`writes`, returned), which `write_runs`
-        writes later in the transaction."""
+        rows and the events, which the caller writes later in the transaction (`write_runs`)."""
         changed = txn.changed_steps
-        writes = self.blobs.writes() if writes is None else writes
+        writes = self.blobs.writes()
         for run_id, name in sorted(txn.dropped_steps):  # an upgrade's (rare)
             yield from execute(self.q["delete_step"], {"run_id": run_id, "name": name})
         if txn.new_steps:
@@ -815,15 +806,19 @@ class Programs(DataPrograms):
             yield from execute(self.q["set_run_state"], {"id": run_id, "state": run.state})
         if txn.data:
             yield from self._write_data(txn, writes)
-        if runs:
-            yield from self.write_runs(txn, writes)
-        return writes
+        if not runs:  # the blobs now: the rest of the transaction may read them (inputs)
+            if writes:
+                yield from self.blobs.write(writes, txn.now)
+            return
+        yield from self.write_runs(txn, writes)
 
-    def write_runs(self, txn: SQLTxn, writes: BlobWrites) -> Program[None]:
+    def write_runs(self, txn: SQLTxn, writes: BlobWrites | None = None) -> Program[None]:
         """Write the runs the transaction changed, each in one statement: most changed only
         their counters (a step claimed or ended: no index to update), the others their every
         mutable column (with `updated_at` if the status changed: the change feed reads it);
-        then its events, and the blob references of everything it wrote (`writes`)."""
+        then its events, and the blob references of everything it wrote (`writes`, with the
+        steps' written before)."""
+        writes = self.blobs.writes() if writes is None else writes
         states, outputs, now = txn.run_states, txn.run_outputs, txn.now
         counted: list[tuple[Any, ...]] = []
         rest: dict[str, RunRow] = {}
@@ -838,11 +833,15 @@ class Programs(DataPrograms):
         if counted:
             yield from execute_many(self.update_run_counters, counted)
 
+        def moved(r: RunRow) -> float | None:
+            state = states.get(r.id)
+            return None if state is not None and state[0] is r.status else now
+
         def row(r: RunRow) -> tuple[Any, ...]:
-            return run_update_row(r, None if settled(r, states) else now)
+            return run_update_row(r, moved(r))
 
         def row_with_output(r: RunRow, output: bytes | None, blob: str | None) -> tuple[Any, ...]:
-            return run_update_output_row(r, None if settled(r, states) else now, output, blob)
+            return run_update_output_row(r, moved(r), output, blob)
 
         yield from self._write_changed(
             rest, outputs, txn.run_output_blobs, writes, row, row_with_output, self.update_run,
