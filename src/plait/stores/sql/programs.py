@@ -87,6 +87,7 @@ from .rows import (
     UPDATE_RUN_OUTPUT,
     UPDATE_STEP,
     UPDATE_STEP_ATTEMPT,
+    UPDATE_STEP_CLAIMED,
     UPDATE_STEP_OUTPUT,
     event_row,
     label_rows,
@@ -100,6 +101,7 @@ from .rows import (
     run_update_output_row,
     run_update_row,
     sinks_to_json,
+    step_claimed_row,
     step_insert_row,
     step_reshape_row,
     step_update_attempt_row,
@@ -202,6 +204,7 @@ class Programs(DataPrograms):
         self.update_step = q.positional("update_step", UPDATE_STEP)
         self.update_step_output = q.positional("update_step_output", UPDATE_STEP_OUTPUT)
         self.update_step_attempt = q.positional("update_step_attempt", UPDATE_STEP_ATTEMPT)
+        self.update_step_claimed = q.positional("update_step_claimed", UPDATE_STEP_CLAIMED)
         self.update_run = q.positional("update_run", UPDATE_RUN)
         self.update_run_output = q.positional("update_run_output", UPDATE_RUN_OUTPUT)
         self.update_run_counters = q.positional("update_run_counters", UPDATE_RUN_COUNTERS)
@@ -447,6 +450,10 @@ class Programs(DataPrograms):
             )
             yield from self.drive(transition, txn)
         yield from self._store_buckets(limited, buckets, txn)
+        # the claimed steps: only what a claim changes (no transition but the claims ran here)
+        claimed = [txn.changed_steps.pop((c.run_id, c.step)) for c in txn.claims]
+        if claimed:
+            yield from execute_many(self.update_step_claimed, list(map(step_claimed_row, claimed)))
         # with `shared`, its runs and events are written with the completions'
         yield from self.write(txn, runs=shared is None)
         if inputs is not None and txn.claims:

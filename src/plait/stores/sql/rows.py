@@ -123,6 +123,10 @@ STEP_MUTABLE = (
     "finished_at", "iteration", "gather", "code",
 )  # fmt: skip
 UPDATE_STEP = (*STEP_MUTABLE, "run_id", "name")
+UPDATE_STEP_CLAIMED = (
+    "status", "attempt", "lease_token", "lease_expires_at", "worker_id", "started_at", "code",
+    "run_id", "name",
+)  # fmt: skip
 UPDATE_STEP_OUTPUT = (*STEP_MUTABLE, "output", "output_blob", "run_id", "name")
 UPDATE_STEP_ATTEMPT = (
     *STEP_MUTABLE, "output", "output_blob", "input", "input_blob", "run_id", "name",
@@ -209,6 +213,14 @@ def step_update_row(s: StepRow) -> tuple[Any, ...]:
         s.status, s.unmet, s.attempt, s.recoveries, s.skip_reason, s.error_code, s.error_message,
         s.available_at, s.lease_token, s.lease_expires_at, s.worker_id, s.ready_at, s.started_at,
         s.finished_at, s.iteration, s.gather, s.code, s.run_id, s.name,
+    )  # fmt: skip
+
+
+def step_claimed_row(s: StepRow) -> tuple[Any, ...]:
+    """What a claim changes of a step (`transitions.claim`), then its key (UPDATE_STEP_CLAIMED)."""
+    return (
+        s.status, s.attempt, s.lease_token, s.lease_expires_at, s.worker_id, s.started_at, s.code,
+        s.run_id, s.name,
     )  # fmt: skip
 
 
