@@ -8,7 +8,7 @@ from typing import Any
 
 from plait.core.cascade import new_run
 from plait.stores.sql.ops import EXECUTE, EXECUTE_ALL, FETCH, Program
-from plait.stores.sql.programs import Programs
+from plait.stores.sql.programs import Programs, SQLTxn
 from plait.stores.sql.queries import POSTGRES, Queries
 from plait.testing.contract.helpers import NOW, chain
 
@@ -56,8 +56,8 @@ def test_a_workers_commit_on_postgresql_sets_its_planner_settings_first_without_
     session = programs.claim_session
     assert session is not None and "enable_hashjoin" in session
 
-    def claim() -> Program[Any]:
-        return programs.claim("w", ["fp"], 4, 30.0, NOW, session=False)
+    def claim(done: SQLTxn) -> Program[Any]:
+        return programs.claim("w", ["fp"], 4, 30.0, NOW, session=False, shared=done)
 
     alone = programs.complete([], NOW)
     paired = programs.complete_and_claim([], NOW, claim)

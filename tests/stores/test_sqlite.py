@@ -736,9 +736,9 @@ def test_a_big_fan_out_is_readied_a_chunk_at_a_time(
     held: list[int] = []
     write = Programs.write
 
-    def counting(self: Programs, txn: SQLTxn) -> Program[None]:
+    def counting(self: Programs, txn: SQLTxn, *, runs: bool = True) -> Program[None]:
         held.append(len(txn.steps))
-        return write(self, txn)
+        return write(self, txn, runs=runs)
 
     monkeypatch.setattr(Programs, "write", counting)
     plan = plan_of("wide", ("root", [], {}), *((f"l{i}", ["root"], {}) for i in range(width)))
@@ -759,3 +759,48 @@ def test_a_big_fan_out_is_readied_a_chunk_at_a_time(
     found = run(go())
     assert held and max(held) <= FAN_OUT_CHUNK + 1
     assert found == {"root": "done", **{f"l{i}": "ready" for i in range(width)}}
+
+
+def test_a_run_is_written_once_a_transaction_and_with_its_counters_alone_while_it_runs(
+    tmp_path: Path,
+) -> None:
+    """A complete-and-claim that ends a step and claims the next of the same run writes that
+    run once (the claim uses the row the completion loaded), with its counters alone: its
+    status did not change, so no index and no `updated_at`; the claim that starts the run and
+    the completion that ends it write the whole row, `updated_at` included (the change feed)."""
+    plan = plan_of("c", ("a", [], {}), ("b", ["a"], {}))
+    sent: list[str] = []
+
+    async def go() -> list[list[str]]:
+        store = SQLiteStore(url_of(tmp_path / "f.db"))
+        await store.open()
+        writes: list[list[str]] = []
+
+        def runs_written() -> list[str]:
+            found = [" ".join(s.split()[:4]) for s in sent if s.startswith("UPDATE runs")]
+            sent.clear()
+            return found
+
+        try:
+            await start(store, plan, "r")
+            store._db.set_trace_callback(sent.append)
+            a = await claim_one(store, plan, "a", now=NOW + 1)
+            writes.append(runs_written())
+            kwargs: dict[str, Any] = {"worker_id": "w", "fingerprints": [plan.fingerprint]}
+            _, claims = await store.complete_and_claim(
+                [ok(a)], NOW + 2, limit=4, lease=30.0, **kwargs
+            )
+            assert [c.step for c in claims] == ["b"]
+            writes.append(runs_written())
+            await store.complete([ok(claims[0])], NOW + 3)
+            writes.append(runs_written())
+            changes = await store.list_run_changes((0.0, ""), 10)
+            assert changes == [(NOW + 3, "r")]  # the end, the latest change of its status
+            return writes
+        finally:
+            await store.close()
+
+    started, handed_off, ended = run(go())
+    assert started == ["UPDATE runs SET status"]
+    assert handed_off == ["UPDATE runs SET unfinished"]
+    assert ended == ["UPDATE runs SET status"]

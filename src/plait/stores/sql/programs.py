@@ -83,9 +83,11 @@ from .rows import (
     STEP_COLUMNS,
     STEP_STATUS,
     UPDATE_RUN,
+    UPDATE_RUN_COUNTERS,
     UPDATE_RUN_OUTPUT,
     UPDATE_STEP,
     UPDATE_STEP_ATTEMPT,
+    UPDATE_STEP_CLAIMED,
     UPDATE_STEP_OUTPUT,
     event_row,
     label_rows,
@@ -93,11 +95,13 @@ from .rows import (
     new_run_row,
     new_step_row,
     options_to_json,
+    run_counters_row,
     run_insert_params,
     run_insert_row,
     run_update_output_row,
     run_update_row,
     sinks_to_json,
+    step_claimed_row,
     step_insert_row,
     step_reshape_row,
     step_update_attempt_row,
@@ -139,12 +143,40 @@ class SQLTxn(Txn):
         self.step_inputs: dict[StepKey, bytes | None] = {}
         self.step_input_blobs: dict[StepKey, str] = {}
         self.run_output_blobs: dict[str, str] = {}
-        self.run_statuses: dict[str, RunStatus] = {}  # as loaded: a change moves `updated_at`
+        # each run's status, error, start and end as loaded (`settled`): a run whose status
+        # changed moves `updated_at`; one that changed in its counters only writes those alone
+        self.run_states: dict[str, RunState] = {}
         self.busy = False  # a claim passed over runs that other transactions held
         # a claim that took nothing: did limits hold ready work back, and until when (Claims)
         self.limited = False
         self.next_token_at: float | None = None
         self.inputs: dict[str, StepInputs] | None = None  # a claim asked for its inputs
+
+    def borrow(self, other: SQLTxn, run_ids: Iterable[str]) -> None:
+        """Use the rows of these runs that `other`, an earlier part of the same store
+        transaction, loaded (and may have changed): they are not read again, and each is
+        written once, by the part that writes the runs (`adopt`, `Programs.write_runs`)."""
+        for run_id in run_ids:
+            run = other.runs.get(run_id)
+            if run is None or run_id not in other.run_states:
+                continue
+            self.runs[run_id] = run
+            self.run_states[run_id] = other.run_states[run_id]
+            self.run_outputs[run_id] = other.run_outputs.get(run_id)
+            if run_id in other.run_output_blobs:
+                self.run_output_blobs[run_id] = other.run_output_blobs[run_id]
+
+    def adopt(self, other: SQLTxn) -> None:
+        """Take over the runs `other` (a later part of the same store transaction) changed and
+        the events it made, to write them with this one's: a run changed by both is one row."""
+        self.changed_runs.update(other.changed_runs)
+        self.events.extend(other.events)
+        for run_id, state in other.run_states.items():
+            if run_id not in self.run_states:
+                self.run_states[run_id] = state
+                self.run_outputs[run_id] = other.run_outputs.get(run_id)
+                if run_id in other.run_output_blobs:
+                    self.run_output_blobs[run_id] = other.run_output_blobs[run_id]
 
     def forget(self, keys: Iterable[StepKey]) -> None:
         keys = list(keys)
@@ -172,9 +204,10 @@ class Programs(DataPrograms):
         self.update_step = q.positional("update_step", UPDATE_STEP)
         self.update_step_output = q.positional("update_step_output", UPDATE_STEP_OUTPUT)
         self.update_step_attempt = q.positional("update_step_attempt", UPDATE_STEP_ATTEMPT)
+        self.update_step_claimed = q.positional("update_step_claimed", UPDATE_STEP_CLAIMED)
         self.update_run = q.positional("update_run", UPDATE_RUN)
         self.update_run_output = q.positional("update_run_output", UPDATE_RUN_OUTPUT)
-        self.touch_runs = q.positional("touch_runs", ("updated_at", "id"))
+        self.update_run_counters = q.positional("update_run_counters", UPDATE_RUN_COUNTERS)
         self.insert_run_labels = q.positional("insert_run_labels", ("run_id", "key", "value"))
         self.lock_run = q.locked("get_run")
         self.lock_runs = q.locked("get_runs")
@@ -321,9 +354,12 @@ class Programs(DataPrograms):
         inputs: InputsWanted | None = None,
         session: bool = True,
         code: CodeOf | None = None,
+        shared: SQLTxn | None = None,
     ) -> Program[SQLTxn]:
         """`Store.claim`. `session=False`: the transaction is another's (`complete_and_claim`),
-        whose settings stay as they are."""
+        whose settings stay as they are. `shared`: that transaction's completions, whose runs
+        this claim uses as they loaded and changed them (`SQLTxn.borrow`) and which write the
+        runs this claim changes and its events (`complete_and_claim`)."""
         q, dialect = self.q, self.dialect
         if self.claim_session is not None and session:  # a write nobody waits for: pipelined
             yield from execute_many(self.claim_session, [()])
@@ -396,9 +432,13 @@ class Programs(DataPrograms):
         # never waits while it holds step locks, so it can be in no deadlock (its SKIP LOCKED
         # re-check may keep a lock on a candidate it passed over, which a completer may want).
         run_ids = sorted({run_id for run_id, _ in keys})
-        params = {"id_list": self.dialect.list_param(run_ids)}
-        rows = yield from fetch(self.try_lock_runs, params)
-        self._add_runs(txn, rows, (yield from self.blobs.runs(rows, with_input=False)))
+        if shared is not None:  # the completions' runs: loaded (locked) already
+            txn.borrow(shared, run_ids)
+        unread = [run_id for run_id in run_ids if run_id not in txn.runs]
+        if unread:
+            params = {"id_list": self.dialect.list_param(unread)}
+            rows = yield from fetch(self.try_lock_runs, params)
+            self._add_runs(txn, rows, (yield from self.blobs.runs(rows, with_input=False)))
         for run_id in run_ids:
             if run_id not in txn.runs:
                 txn.runs[run_id] = None  # held elsewhere: its steps wait for the next claim
@@ -410,7 +450,12 @@ class Programs(DataPrograms):
             )
             yield from self.drive(transition, txn)
         yield from self._store_buckets(limited, buckets, txn)
-        yield from self.write(txn)
+        # the claimed steps: only what a claim changes (no transition but the claims ran here)
+        claimed = [txn.changed_steps.pop((c.run_id, c.step)) for c in txn.claims]
+        if claimed:
+            yield from execute_many(self.update_step_claimed, list(map(step_claimed_row, claimed)))
+        # with `shared`, its runs and events are written with the completions'
+        yield from self.write(txn, runs=shared is None)
         if inputs is not None and txn.claims:
             wanted: dict[str, set[str]] = {}
             for c in txn.claims:
@@ -496,9 +541,10 @@ class Programs(DataPrograms):
         }
 
     def complete(
-        self, outcomes: Sequence[Outcome], now: float, session: bool = True
+        self, outcomes: Sequence[Outcome], now: float, session: bool = True, runs: bool = True
     ) -> Program[SQLTxn]:
-        """`Store.complete`. `session=False`: the caller has set the transaction's settings."""
+        """`Store.complete`. `session=False`: the caller has set the transaction's settings;
+        `runs=False`: it leaves the runs and the events to the caller (`write_runs`)."""
         txn = SQLTxn(now)
         if self.claim_session is not None and session:  # its writes probe by key
             yield from execute_many(self.claim_session, [()])
@@ -506,19 +552,26 @@ class Programs(DataPrograms):
         for outcome in outcomes:
             yield from self.drive(complete(txn, outcome), txn)
         txn.result.slot_freed = frees_room(txn.ended_attempts, self.slotted_queues)
-        yield from self.write(txn)
+        yield from self.write(txn, runs=runs)
         return txn
 
     def complete_and_claim(
-        self, outcomes: Sequence[Outcome], now: float, claim: Callable[[], Program[SQLTxn]]
+        self,
+        outcomes: Sequence[Outcome],
+        now: float,
+        claim: Callable[[SQLTxn], Program[SQLTxn]],
     ) -> Program[tuple[SQLTxn, SQLTxn]]:
-        """`complete`, then a claim (`claim`, made by the caller with `session=False`) in the
-        same transaction, so that it sees the steps the completions made ready. Only the steps
-        made ready that the claim did not take still wake other workers."""
+        """`complete`, then a claim (`claim(done)`, made by the caller with `session=False` and
+        `shared=done`) in the same transaction, so that it sees the steps the completions made
+        ready. The claim uses the runs the completions loaded, and each run both change is
+        written once, at the end, with both halves' events. Only the steps made ready that the
+        claim did not take still wake other workers."""
         if self.claim_session is not None:  # for both halves (see claims.sql)
             yield from execute_many(self.claim_session, [()])
-        done = yield from self.complete(outcomes, now, session=False)
-        taken = yield from claim()
+        done = yield from self.complete(outcomes, now, session=False, runs=False)
+        taken = yield from claim(done)
+        done.adopt(taken)
+        yield from self.write_runs(done)
         done.result.readied = unclaimed_ready(done, taken.claims)
         if taken.busy and not taken.claims:
             done.result.readied = max(done.result.readied, 1)  # the claim loop looks again
@@ -617,7 +670,7 @@ class Programs(DataPrograms):
     def _add_runs(self, txn: SQLTxn, rows: Sequence[Sequence[Any]], runs: list[RunRow]) -> None:
         for row, run in zip(rows, runs, strict=True):
             txn.runs[run.id] = run
-            txn.run_statuses[run.id] = run.status
+            txn.run_states[run.id] = run_state(run)
             txn.run_outputs[run.id] = run.output
             if row[RUN_OUTPUT_BLOB] is not None:
                 txn.run_output_blobs[run.id] = row[RUN_OUTPUT_BLOB]
@@ -722,9 +775,10 @@ class Programs(DataPrograms):
                 yield from self.blobs.write(writes, txn.now)
         txn.forget(keys)
 
-    def write(self, txn: SQLTxn) -> Program[None]:
+    def write(self, txn: SQLTxn, *, runs: bool = True) -> Program[None]:
         """Write what the transaction changed: mutable columns only, payloads only if changed;
-        and the steps it added (spawned), as they are now."""
+        and the steps it added (spawned), as they are now. `runs=False`: all but the runs'
+        rows and the events, which the caller writes later in the transaction (`write_runs`)."""
         changed = txn.changed_steps
         writes = self.blobs.writes()
         for run_id, name in sorted(txn.dropped_steps):  # an upgrade's (rare)
@@ -739,17 +793,6 @@ class Programs(DataPrograms):
             changed, txn.step_outputs, txn.step_output_blobs, writes, step_update_row,
             step_update_output_row, self.update_step, self.update_step_output,
         )  # fmt: skip
-        yield from self._write_changed(
-            txn.changed_runs, txn.run_outputs, txn.run_output_blobs, writes, run_update_row,
-            run_update_output_row, self.update_run, self.update_run_output,
-        )  # fmt: skip
-        moved = [
-            (txn.now, r.id)
-            for r in txn.changed_runs.values()
-            if txn.run_statuses.get(r.id) is not r.status
-        ]
-        if moved:  # a status changed (rare: a run starts, ends, pauses): the change feed's
-            yield from execute_many(self.touch_runs, moved)
         if txn.rekeyed:  # concurrency keys resolved from outputs, or pending again (rare)
             yield from self._write_keys(txn)
         for run_id, name in sorted(txn.reshaped):  # edges and options an upgrade changed
@@ -768,10 +811,51 @@ class Programs(DataPrograms):
             run = txn.runs[run_id]
             assert run is not None
             yield from execute(self.q["set_run_state"], {"id": run_id, "state": run.state})
-        if txn.events:
-            yield from execute_many(self.insert_event, [event_row(e) for e in txn.events])
         if txn.data:
             yield from self._write_data(txn, writes)
+        if not runs:  # the blobs now: the rest of the transaction may read them (inputs)
+            if writes:
+                yield from self.blobs.write(writes, txn.now)
+            return
+        yield from self.write_runs(txn, writes)
+
+    def write_runs(self, txn: SQLTxn, writes: BlobWrites | None = None) -> Program[None]:
+        """Write the runs the transaction changed, each in one statement: most changed only
+        their counters (a step claimed or ended: no index to update), the others their every
+        mutable column (with `updated_at` if the status changed: the change feed reads it);
+        then its events, and the blob references of everything it wrote (`writes`, with the
+        steps' written before)."""
+        writes = self.blobs.writes() if writes is None else writes
+        states, outputs, now = txn.run_states, txn.run_outputs, txn.now
+        counted: list[tuple[Any, ...]] = []
+        rest: dict[str, RunRow] = {}
+        for run_id, run in txn.changed_runs.items():
+            if run_id in outputs and outputs[run_id] is run.output and settled(run, states):
+                counted.append(run_counters_row(run))
+                if len(counted) == CHUNK:
+                    yield from execute_many(self.update_run_counters, counted)
+                    counted = []
+            else:
+                rest[run_id] = run
+        if counted:
+            yield from execute_many(self.update_run_counters, counted)
+
+        def moved(r: RunRow) -> float | None:
+            state = states.get(r.id)
+            return None if state is not None and state[0] is r.status else now
+
+        def row(r: RunRow) -> tuple[Any, ...]:
+            return run_update_row(r, moved(r))
+
+        def row_with_output(r: RunRow, output: bytes | None, blob: str | None) -> tuple[Any, ...]:
+            return run_update_output_row(r, moved(r), output, blob)
+
+        yield from self._write_changed(
+            rest, outputs, txn.run_output_blobs, writes, row, row_with_output, self.update_run,
+            self.update_run_output,
+        )  # fmt: skip
+        if txn.events:
+            yield from execute_many(self.insert_event, [event_row(e) for e in txn.events])
         if writes:
             yield from self.blobs.write(writes, txn.now)
 
@@ -876,6 +960,19 @@ class Programs(DataPrograms):
         if with_output:
             yield from writes.announce()
             yield from execute_many(update_with_output, with_output)
+
+
+RunState = tuple[RunStatus, str | None, float | None, float | None]
+
+
+def run_state(run: RunRow) -> RunState:
+    """What of a run changes with its status: the status, error, start and end."""
+    return (run.status, run.error, run.started_at, run.finished_at)
+
+
+def settled(run: RunRow, states: Mapping[str, RunState]) -> bool:
+    """The run's status, error, start and end are as loaded: its status did not move."""
+    return states.get(run.id) == run_state(run)
 
 
 def _add_step(

@@ -123,6 +123,10 @@ STEP_MUTABLE = (
     "finished_at", "iteration", "gather", "code",
 )  # fmt: skip
 UPDATE_STEP = (*STEP_MUTABLE, "run_id", "name")
+UPDATE_STEP_CLAIMED = (
+    "status", "attempt", "lease_token", "lease_expires_at", "worker_id", "started_at", "code",
+    "run_id", "name",
+)  # fmt: skip
 UPDATE_STEP_OUTPUT = (*STEP_MUTABLE, "output", "output_blob", "run_id", "name")
 UPDATE_STEP_ATTEMPT = (
     *STEP_MUTABLE, "output", "output_blob", "input", "input_blob", "run_id", "name",
@@ -131,8 +135,10 @@ RUN_MUTABLE = (
     "status", "unfinished", "failures", "next_seq", "error", "started_at", "finished_at",
     "next_idx",
 )  # fmt: skip
-UPDATE_RUN = (*RUN_MUTABLE, "id")
-UPDATE_RUN_OUTPUT = (*RUN_MUTABLE, "output", "output_blob", "id")
+# `updated_at` is set only when given (not None): when the run's status changed
+UPDATE_RUN = (*RUN_MUTABLE, "updated_at", "id")
+UPDATE_RUN_OUTPUT = (*RUN_MUTABLE, "updated_at", "output", "output_blob", "id")
+UPDATE_RUN_COUNTERS = ("unfinished", "failures", "next_seq", "next_idx", "id")
 EVENT_COLUMNS = ("run_id", "seq", "type", "step", "payload", "ts")
 RECORD_WRITE = ("collection", "key", "doc", "revision", "updated_at", "run_id", "step")
 
@@ -210,6 +216,14 @@ def step_update_row(s: StepRow) -> tuple[Any, ...]:
     )  # fmt: skip
 
 
+def step_claimed_row(s: StepRow) -> tuple[Any, ...]:
+    """What a claim changes of a step (`transitions.claim`), then its key (UPDATE_STEP_CLAIMED)."""
+    return (
+        s.status, s.attempt, s.lease_token, s.lease_expires_at, s.worker_id, s.started_at, s.code,
+        s.run_id, s.name,
+    )  # fmt: skip
+
+
 def step_update_output_row(s: StepRow, output: bytes | None, blob: str | None) -> tuple[Any, ...]:
     """The mutable fields of a step, its output (column and blob hash), then its key
     (UPDATE_STEP_OUTPUT)."""
@@ -237,17 +251,28 @@ def step_update_attempt_row(
     )  # fmt: skip
 
 
-def run_update_row(r: RunRow) -> tuple[Any, ...]:
+def run_update_row(r: RunRow, moved: float | None) -> tuple[Any, ...]:
+    """The mutable fields of a run but its output, `moved` (the time its status changed, to
+    write as `updated_at`, or None: it did not), then its id (UPDATE_RUN)."""
     return (
         r.status, r.unfinished, r.failures, r.next_seq, r.error, r.started_at, r.finished_at,
-        r.next_idx, r.id,
+        r.next_idx, moved, r.id,
     )  # fmt: skip
 
 
-def run_update_output_row(r: RunRow, output: bytes | None, blob: str | None) -> tuple[Any, ...]:
+def run_counters_row(r: RunRow) -> tuple[Any, ...]:
+    """The counters of a run, then its id (UPDATE_RUN_COUNTERS): all a claim or the end of a
+    step that does not end its run changes."""
+    return (r.unfinished, r.failures, r.next_seq, r.next_idx, r.id)
+
+
+def run_update_output_row(
+    r: RunRow, moved: float | None, output: bytes | None, blob: str | None
+) -> tuple[Any, ...]:
+    """As `run_update_row`, its output (column and blob hash) too (UPDATE_RUN_OUTPUT)."""
     return (
         r.status, r.unfinished, r.failures, r.next_seq, r.error, r.started_at, r.finished_at,
-        r.next_idx, output, blob, r.id,
+        r.next_idx, moved, output, blob, r.id,
     )  # fmt: skip
 
 

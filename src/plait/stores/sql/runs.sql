@@ -209,61 +209,73 @@ WHERE (updated_at, id) > (:after_at, :after_id)
 ORDER BY updated_at, id
 LIMIT :limit;
 
--- name: touch_runs
--- Remember when the status of a run changed (the change feed reads it).
-UPDATE runs SET updated_at = :updated_at WHERE id = :id;
-
--- name: touch_runs [postgres]
--- Remember when the status of runs changed (the change feed reads it).
-UPDATE runs AS r SET updated_at = v.updated_at
-FROM unnest(CAST(:updated_at AS double precision[]), CAST(:id AS text[])) AS v (updated_at, id)
-WHERE r.id = v.id;
-
 -- The writes of a transaction: the common text is run once per row (executemany); the
 -- [postgres] versions take one array per column and write every row in one statement (the
 -- store's driver turns the rows into columns), which costs the server a fraction per row.
 
 -- name: update_run
--- Write the mutable fields of a run, except its output.
-UPDATE runs
-SET status = :status, unfinished = :unfinished, failures = :failures, next_seq = :next_seq,
-    error = :error, started_at = :started_at, finished_at = :finished_at, next_idx = :next_idx
-WHERE id = :id;
-
--- name: update_run [postgres]
--- Write the mutable fields of runs, except their output.
-UPDATE runs AS r
-SET status = v.status, unfinished = v.unfinished, failures = v.failures, next_seq = v.next_seq,
-    error = v.error, started_at = v.started_at, finished_at = v.finished_at,
-    next_idx = v.next_idx
-FROM unnest(
-    CAST(:status AS text[]), CAST(:unfinished AS int[]), CAST(:failures AS int[]),
-    CAST(:next_seq AS int[]), CAST(:error AS text[]), CAST(:started_at AS double precision[]),
-    CAST(:finished_at AS double precision[]), CAST(:next_idx AS int[]), CAST(:id AS text[])
-) AS v (status, unfinished, failures, next_seq, error, started_at, finished_at, next_idx, id)
-WHERE r.id = v.id;
-
--- name: update_run_output
--- Write the mutable fields of a run, its output included.
+-- Write the mutable fields of a run, except its output; `updated_at` only if given (its status changed: the change feed reads it).
 UPDATE runs
 SET status = :status, unfinished = :unfinished, failures = :failures, next_seq = :next_seq,
     error = :error, started_at = :started_at, finished_at = :finished_at, next_idx = :next_idx,
-    output = :output, output_blob = :output_blob
+    updated_at = COALESCE(:updated_at, updated_at)
 WHERE id = :id;
 
--- name: update_run_output [postgres]
--- Write the mutable fields of runs, their outputs included.
+-- name: update_run [postgres]
+-- Write the mutable fields of runs, except their output; `updated_at` only where given.
 UPDATE runs AS r
 SET status = v.status, unfinished = v.unfinished, failures = v.failures, next_seq = v.next_seq,
     error = v.error, started_at = v.started_at, finished_at = v.finished_at,
-    next_idx = v.next_idx, output = v.output, output_blob = v.output_blob
+    next_idx = v.next_idx, updated_at = COALESCE(v.updated_at, r.updated_at)
 FROM unnest(
     CAST(:status AS text[]), CAST(:unfinished AS int[]), CAST(:failures AS int[]),
     CAST(:next_seq AS int[]), CAST(:error AS text[]), CAST(:started_at AS double precision[]),
-    CAST(:finished_at AS double precision[]), CAST(:next_idx AS int[]), CAST(:output AS bytea[]),
+    CAST(:finished_at AS double precision[]), CAST(:next_idx AS int[]),
+    CAST(:updated_at AS double precision[]), CAST(:id AS text[])
+) AS v (status, unfinished, failures, next_seq, error, started_at, finished_at, next_idx,
+        updated_at, id)
+WHERE r.id = v.id;
+
+-- name: update_run_counters
+-- Write the counters of a run, all that changed (its status did not): no index reads them.
+UPDATE runs
+SET unfinished = :unfinished, failures = :failures, next_seq = :next_seq, next_idx = :next_idx
+WHERE id = :id;
+
+-- name: update_run_counters [postgres]
+-- Write the counters of runs, all that changed (their status did not): no index reads them.
+UPDATE runs AS r
+SET unfinished = v.unfinished, failures = v.failures, next_seq = v.next_seq,
+    next_idx = v.next_idx
+FROM unnest(
+    CAST(:unfinished AS int[]), CAST(:failures AS int[]), CAST(:next_seq AS int[]),
+    CAST(:next_idx AS int[]), CAST(:id AS text[])
+) AS v (unfinished, failures, next_seq, next_idx, id)
+WHERE r.id = v.id;
+
+-- name: update_run_output
+-- Write the mutable fields of a run, its output included; `updated_at` only if given.
+UPDATE runs
+SET status = :status, unfinished = :unfinished, failures = :failures, next_seq = :next_seq,
+    error = :error, started_at = :started_at, finished_at = :finished_at, next_idx = :next_idx,
+    updated_at = COALESCE(:updated_at, updated_at), output = :output, output_blob = :output_blob
+WHERE id = :id;
+
+-- name: update_run_output [postgres]
+-- Write the mutable fields of runs, their outputs included; `updated_at` only where given.
+UPDATE runs AS r
+SET status = v.status, unfinished = v.unfinished, failures = v.failures, next_seq = v.next_seq,
+    error = v.error, started_at = v.started_at, finished_at = v.finished_at,
+    next_idx = v.next_idx, updated_at = COALESCE(v.updated_at, r.updated_at), output = v.output,
+    output_blob = v.output_blob
+FROM unnest(
+    CAST(:status AS text[]), CAST(:unfinished AS int[]), CAST(:failures AS int[]),
+    CAST(:next_seq AS int[]), CAST(:error AS text[]), CAST(:started_at AS double precision[]),
+    CAST(:finished_at AS double precision[]), CAST(:next_idx AS int[]),
+    CAST(:updated_at AS double precision[]), CAST(:output AS bytea[]),
     CAST(:output_blob AS text[]), CAST(:id AS text[])
-) AS v (status, unfinished, failures, next_seq, error, started_at, finished_at, next_idx, output,
-        output_blob, id)
+) AS v (status, unfinished, failures, next_seq, error, started_at, finished_at, next_idx,
+        updated_at, output, output_blob, id)
 WHERE r.id = v.id;
 
 -- name: insert_run_labels

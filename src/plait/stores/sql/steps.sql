@@ -183,6 +183,29 @@ FROM unnest(
         finished_at, iteration, gather, code, run_id, name)
 WHERE s.run_id = v.run_id AND s.name = v.name;
 
+-- name: update_step_claimed
+-- Write what a claim changes of a step: its status, attempt, lease, worker, start and code.
+UPDATE steps
+SET status = :status, attempt = :attempt, lease_token = :lease_token,
+    lease_expires_at = :lease_expires_at, worker_id = :worker_id, started_at = :started_at,
+    code = :code
+WHERE run_id = :run_id AND name = :name;
+
+-- name: update_step_claimed [postgres]
+-- Write what claims change of steps: their status, attempt, lease, worker, start and code.
+UPDATE steps AS s
+SET status = v.status, attempt = v.attempt, lease_token = v.lease_token,
+    lease_expires_at = v.lease_expires_at, worker_id = v.worker_id, started_at = v.started_at,
+    code = v.code
+FROM unnest(
+    CAST(:status AS text[]), CAST(:attempt AS int[]), CAST(:lease_token AS text[]),
+    CAST(:lease_expires_at AS double precision[]), CAST(:worker_id AS text[]),
+    CAST(:started_at AS double precision[]), CAST(:code AS text[]), CAST(:run_id AS text[]),
+    CAST(:name AS text[])
+) AS v (status, attempt, lease_token, lease_expires_at, worker_id, started_at, code, run_id,
+        name)
+WHERE s.run_id = v.run_id AND s.name = v.name;
+
 -- name: update_step_output
 -- Write the mutable fields of a step, its output included.
 UPDATE steps

@@ -411,12 +411,12 @@ class SQLStore:
             return await self.complete(outcomes, now), empty
         chosen = list(fingerprints)
 
-        def claim() -> Program[SQLTxn]:
+        def claim(done: SQLTxn) -> Program[SQLTxn]:
             # made once the completions are written: its clock (the steps' start, the rate
             # limits' refill) reads the time of the claim, not of the commit's start
             return self._programs.claim(
                 worker_id, chosen, limit, lease, self.clock.time(), queues, aged_before, labels,
-                inputs, session=False, code=code,
+                inputs, session=False, code=code, shared=done,
             )  # fmt: skip
 
         done, taken = await self._transact(
