@@ -538,6 +538,9 @@ class NatsStore:
         the keys moved on; StoreError if the batch is over the server's limit."""
         if not writes:
             return
+        # the revisions the transaction was decided on: taken now, before anything awaits (a
+        # key another process writes meanwhile reaches the replica, and must be a conflict)
+        expected = {key: self._replica.revs.get(key, 0) for key, _, _ in writes}
         if self.read_only:
             raise StoreError(f"NATS store {self._url.shown} is open read-only: a write was refused")
         if len(writes) > self._url.batch_limit:
@@ -569,7 +572,7 @@ class NatsStore:
             for (key, value, held), data in zip(writes, encoded, strict=True)
         }
         try:
-            first = await publish(nc, self._url, self._writer, self._replica.revs, writes, encoded)
+            first = await publish(nc, self._url, self._writer, expected, writes, encoded)
             for i, (key, value, held) in enumerate(writes):
                 self._replica.apply_key(key, value, held, first + i, remote=False)
         finally:
