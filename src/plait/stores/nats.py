@@ -951,8 +951,7 @@ class NatsStore:
                 )  # fmt: skip
             finally:
                 undo()
-            merged = {key: (key, value, held) for key, value, held in writes}
-            merged.update((key, (key, value, held)) for key, value, held in more)
+            merged = _merged(writes, more)
             if len(merged) > self._url.batch_limit:
                 return writes, blobs, (result, None)  # the claim in a batch of its own
             result.readied = unclaimed_ready(_one(txns), claims)
@@ -1245,6 +1244,21 @@ class NatsStore:
             return gone
 
         return await self._hop("collecting blobs", run())
+
+
+def _merged(first: Sequence[Write], then: Sequence[Write]) -> dict[str, Write]:
+    """Two transactions' writes as one batch's: a key both write, as the second left it; the
+    events both appended to a run, under the first's key (one message)."""
+    merged = {key: (key, value, held) for key, value, held in first}
+    events = {codec.split(key)[1]: key for key in merged if key.startswith("ev.")}
+    for key, value, held in then:
+        run_id = codec.split(key)[1] if key.startswith("ev.") else None
+        if run_id is not None and run_id in events:
+            at = events[run_id]
+            merged[at] = (at, [*merged[at][1], *value], {})
+        else:
+            merged[key] = (key, value, held)
+    return merged
 
 
 def _one(txns: Sequence[Txn]) -> Txn:
