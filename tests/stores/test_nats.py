@@ -24,7 +24,7 @@ from plait.stores import nats_codec as codec
 from plait.stores import open_store
 from plait.stores.nats import NatsStore
 from plait.stores.nats_setup import check_server, hide_secrets, parse_url
-from plait.testing.contract.helpers import NOW, chain, claim_one, ok, start
+from plait.testing.contract.helpers import NOW, chain, claim_one, ok, plan_of, start
 from tests import nats_server
 
 
@@ -485,3 +485,45 @@ async def test_a_hand_off_is_one_batch_and_a_conflicted_one_shows_nothing_and_ru
     finally:
         await mine.close()
         await other.close()
+
+
+async def test_a_hand_off_over_the_batch_limit_commits_the_completions_then_claims(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the completions and the claim together over `batch_limit` (3 keys of run r1, 3 of
+    run r2, the limit 5), the completions commit alone and the claim after them: two batches,
+    each within the limit, and the step made ready and not taken still wakes workers."""
+    small = url + "&batch_limit=5"
+    plan = plan_of("over", ("a", [], {}), ("b", ["a"], {}))
+    store = NatsStore(small)
+    await store.open()
+    try:
+        await store.save_workflow(plan)
+        await start(store, plan, "r1", now=NOW)
+        a1 = await claim_one(store, plan, "a", now=NOW + 1)
+        await start(store, plan, "r2", now=NOW + 2)
+        real = nats_store.publish
+        sent: list[list[str]] = []
+
+        async def publish(*args: Any) -> int:
+            sent.append(sorted(key for key, _, _ in args[4]))
+            return int(await real(*args))
+
+        monkeypatch.setattr(nats_store, "publish", publish)
+        result, claims = await store.complete_and_claim(
+            [ok(a1)], NOW + 3, worker_id="w1", fingerprints=[plan.fingerprint], limit=1,
+            lease=30.0,
+        )  # fmt: skip
+        assert [(c.run_id, c.step) for c in claims] == [("r2", "a")]  # the older ready step
+        assert result.accepted == [True] and result.readied == 1  # r1's b: still to wake for
+        assert [{key.split(".")[1] for key in keys} for keys in sent] == [{"r1"}, {"r2"}]
+        assert all(len(keys) <= 5 for keys in sent)
+        rows = {
+            (s.run_id, s.name): s.status for r in ("r1", "r2") for s in await store.get_steps(r)
+        }
+        assert rows == {
+            ("r1", "a"): StepStatus.DONE, ("r1", "b"): StepStatus.READY,
+            ("r2", "a"): StepStatus.RUNNING, ("r2", "b"): StepStatus.PENDING,
+        }  # fmt: skip
+    finally:
+        await store.close()

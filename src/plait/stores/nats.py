@@ -939,8 +939,9 @@ class NatsStore:
                 code=code,
             )  # fmt: skip
 
-        def attempt() -> tuple[list[Write], dict[str, bytes], tuple[CommitResult, Claims | None]]:
-            txns, queue_writes, result = self._capture(lambda: r.complete(outcomes, now))
+        def attempt() -> tuple[list[Write], dict[str, bytes], tuple[Txn, Claims | None]]:
+            txns, queue_writes, _ = self._capture(lambda: r.complete(outcomes, now))
+            done = _one(txns)
             writes, blobs = txn_writes(r, txns, queue_writes, False, self.blob_threshold)
             undo = r.supposing(writes)
             try:
@@ -953,17 +954,16 @@ class NatsStore:
                 undo()
             merged = _merged(writes, more)
             if len(merged) > self._url.batch_limit:
-                return writes, blobs, (result, None)  # the claim in a batch of its own
-            result.readied = unclaimed_ready(_one(txns), claims)
-            return list(merged.values()), blobs | more_blobs, (result, claims)
+                return writes, blobs, (done, None)  # the claim in a batch of its own
+            return list(merged.values()), blobs | more_blobs, (done, claims)
 
-        result, claims = await self._transact("committing outcomes", attempt)
+        done, claims = await self._transact("committing outcomes", attempt)
         if claims is None:
             claims = await self._captured(
                 "claiming", lambda: claim(self.clock.time()), flow=self._claimed_under_limits
             )
-            result.readied = max(0, result.readied - len(claims))
-        return result, claims
+        done.result.readied = unclaimed_ready(done, claims)
+        return done.result, claims
 
     async def configure_queue(
         self, name: str, concurrency: int | None, rate: Rate | None, now: float
