@@ -21,6 +21,7 @@ import plait
 from plait.core.rows import Lease, RecordRow, StepStatus
 from plait.stores import nats as nats_store
 from plait.stores import nats_codec as codec
+from plait.stores import nats_commit
 from plait.stores import open_store
 from plait.stores.nats import NatsStore
 from plait.stores.nats_setup import check_server, hide_secrets, parse_url
@@ -445,7 +446,7 @@ async def test_a_hand_off_is_one_batch_and_a_conflicted_one_shows_nothing_and_ru
         s0 = await claim_one(mine, plan, "s0")
         (seen_there,) = [s for s in await other.get_steps("r") if s.name == "s0"]  # caught up
         assert seen_there.lease_token == s0.token
-        real = nats_store.publish
+        real = nats_commit.publish
         sent: list[list[str]] = []
         seen: list[dict[str, StepStatus]] = []
 
@@ -502,7 +503,7 @@ async def test_a_hand_off_over_the_batch_limit_commits_the_completions_then_clai
         await start(store, plan, "r1", now=NOW)
         a1 = await claim_one(store, plan, "a", now=NOW + 1)
         await start(store, plan, "r2", now=NOW + 2)
-        real = nats_store.publish
+        real = nats_commit.publish
         sent: list[list[str]] = []
 
         async def publish(*args: Any) -> int:
