@@ -21,8 +21,7 @@ import plait
 from plait.core.rows import Lease, RecordRow, StepStatus
 from plait.stores import nats as nats_store
 from plait.stores import nats_codec as codec
-from plait.stores import nats_commit
-from plait.stores import open_store
+from plait.stores import nats_commit, open_store
 from plait.stores.nats import NatsStore
 from plait.stores.nats_setup import check_server, hide_secrets, parse_url
 from plait.testing.contract.helpers import NOW, chain, claim_one, ok, plan_of, start
