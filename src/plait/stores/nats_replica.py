@@ -10,7 +10,9 @@ process wakes this process's workers, waiters and watchers (`on_ready`, `on_ende
 
 The replica's write paths are the NATS store's transitions: what they would write is captured
 (`captured`), committed by the store (`stores.nats_commit`), and applied here only once the
-server has acknowledged it.
+server has acknowledged it. The one exception, `supposing`, lasts one synchronous stretch: a
+hand-off's claim is decided on the completions' writes, which are undone before anything can
+read them (the store commits both in one batch).
 """
 
 from __future__ import annotations
