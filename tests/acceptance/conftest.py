@@ -90,6 +90,20 @@ class Cli:
         return Spawned(proc)
 
 
+def _signal_masks(pid: int) -> str:
+    """Each thread's pending, blocked, ignored and caught signals (from /proc), for a process
+    that did not exit when told to."""
+    lines = []
+    for task in sorted(Path(f"/proc/{pid}/task").glob("*")):
+        try:
+            status = (task / "status").read_text().splitlines()
+        except OSError:
+            continue
+        keep = ("Name", "SigQ", "SigPnd", "ShdPnd", "SigBlk", "SigIgn", "SigCgt")
+        lines.append(" ".join(line.replace("\t", "") for line in status if line.startswith(keep)))
+    return "\n".join(lines)
+
+
 class Spawned:
     """A CLI subprocess whose stdout and stderr are read by threads, so pipes never fill."""
 
@@ -133,6 +147,7 @@ class Spawned:
         try:
             code = self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
+            signals = _signal_masks(self.proc.pid)
             self.proc.send_signal(signal.SIGABRT)  # its threads' tracebacks, on stderr
             try:
                 self.proc.wait(timeout=5)
@@ -141,7 +156,10 @@ class Spawned:
                 self.proc.wait()
             for reader in self._readers:
                 reader.join(timeout=5)
-            pytest.fail(f"process did not exit within {timeout}s; stderr:\n{self.stderr}")
+            pytest.fail(
+                f"process did not exit within {timeout}s; its threads' signals:\n{signals}\n"
+                f"stderr:\n{self.stderr}"
+            )
         for reader in self._readers:
             reader.join(timeout=5)
         return code
