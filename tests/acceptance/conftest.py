@@ -41,6 +41,19 @@ class Result:
         return json.loads(self.stdout)
 
 
+# A process forked while SIGINT and SIGQUIT are ignored in the test process inherits them
+# ignored, and Python leaves them so: a `plait runs watch` deaf to Ctrl-C (seen in the full
+# suite, never alone: /proc showed both ignored in the child; glibc's system(3) ignores exactly
+# these two while it runs, and something in the suite's process does so meanwhile). A spawned
+# command therefore sets them as an interactive shell would, then runs `python -m plait`.
+DEFAULT_SIGNALS = (
+    "import runpy, signal; "
+    "signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "signal.signal(signal.SIGQUIT, signal.SIG_DFL); "
+    "runpy.run_module('plait', run_name='__main__', alter_sys=True)"
+)
+
+
 class Cli:
     """Runs `python -m plait ...` in a working directory against one database."""
 
@@ -78,9 +91,10 @@ class Cli:
             return list(pool.map(lambda command: self(*command), commands))
 
     def spawn(self, *args: str) -> Spawned:
-        """Start a long-running command (a worker); its output is collected as it comes."""
+        """Start a long-running command (a worker); its output is collected as it comes. It
+        starts with SIGINT and SIGQUIT as a terminal gives them (see DEFAULT_SIGNALS)."""
         proc = subprocess.Popen(
-            self.command(*args),
+            [sys.executable, "-c", DEFAULT_SIGNALS, *args],
             cwd=self.cwd,
             env=self.env,
             stdout=subprocess.PIPE,
