@@ -11,20 +11,18 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import nats
 import pytest
 from nats.js.api import StreamConfig
 
 import plait
-from plait.core.rows import Lease, RecordRow, StepStatus
-from plait.stores import nats as nats_store
+from plait.core.rows import RecordRow
 from plait.stores import nats_codec as codec
-from plait.stores import nats_commit, open_store
+from plait.stores import open_store
 from plait.stores.nats import NatsStore
 from plait.stores.nats_setup import check_server, hide_secrets, parse_url
-from plait.testing.contract.helpers import NOW, chain, claim_one, ok, plan_of, start
+from plait.testing.contract.helpers import chain, start
 from tests import nats_server
 
 
@@ -424,106 +422,3 @@ async def test_doctor_reads_the_servers_sync_setting(
         assert warned is (safe is False)
     finally:
         server.stop()
-
-
-async def test_a_hand_off_is_one_batch_and_a_conflicted_one_shows_nothing_and_runs_again(
-    url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """complete_and_claim publishes the completion and the claim of the step it made ready in
-    one atomic batch. The claim is decided on the replica as the completion leaves it, but
-    nothing reads that state before the server has it: while the batch is out, the replica
-    holds what the server has; when another process wrote one of its keys first (even one the
-    replica has caught up with while the batch was going out), the batch conflicts and the
-    hand-off runs again on the caught-up replica."""
-    plan = chain("handoff", 3)
-    mine, other = NatsStore(url), NatsStore(url)
-    await mine.open()
-    await other.open()
-    try:
-        await mine.save_workflow(plan)
-        await start(mine, plan, "r")
-        s0 = await claim_one(mine, plan, "s0")
-        (seen_there,) = [s for s in await other.get_steps("r") if s.name == "s0"]  # caught up
-        assert seen_there.lease_token == s0.token
-        real = nats_commit.publish
-        sent: list[list[str]] = []
-        seen: list[dict[str, StepStatus]] = []
-
-        async def publish(*args: Any) -> int:
-            if args[2] != mine._writer:  # the other store's
-                return int(await real(*args))
-            writes = args[4]
-            sent.append(sorted(key for key, _, _ in writes))
-            seen.append({n: s.status for n, s in mine._replica._steps["r"].items()})
-            if len(sent) == 1:  # another process renews the lease first: a conflict
-                lost = await other.heartbeat([Lease("r", "s0", s0.token)], 60.0, NOW + 1)
-                assert lost == []
-                # and this replica has it before the batch goes: still a conflict (the batch
-                # expects the revisions it was decided on, not the replica's latest)
-                await mine._catch_up(await mine._last_seq())
-            return int(await real(*args))
-
-        monkeypatch.setattr(nats_store, "publish", publish)
-        result, claims = await mine.complete_and_claim(
-            [ok(s0, "A")], NOW + 2, worker_id="w1", fingerprints=[plan.fingerprint], limit=10,
-            lease=30.0,
-        )  # fmt: skip
-        assert result.accepted == [True] and result.readied == 0
-        assert [c.step for c in claims] == ["s1"]
-        assert len(sent) == 2 and sent[0] == sent[1]  # the same one batch, run again
-        assert {key.split(".")[0] for key in sent[1]} == {"run", "steps", "ev"}
-        pending = {"s0": StepStatus.RUNNING, "s1": StepStatus.PENDING, "s2": StepStatus.PENDING}
-        assert seen == [pending, pending]  # never the state before the server had it
-        for store in (mine, other):
-            rows = {s.name: s for s in await store.get_steps("r")}
-            assert rows["s0"].status is StepStatus.DONE
-            assert (
-                rows["s1"].status is StepStatus.RUNNING
-                and rows["s1"].lease_token == claims[0].token
-            )
-            assert rows["s2"].status is StepStatus.PENDING
-    finally:
-        await mine.close()
-        await other.close()
-
-
-async def test_a_hand_off_over_the_batch_limit_commits_the_completions_then_claims(
-    url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """With the completions and the claim together over `batch_limit` (3 keys of run r1, 3 of
-    run r2, the limit 5), the completions commit alone and the claim after them: two batches,
-    each within the limit, and the step made ready and not taken still wakes workers."""
-    small = url + "&batch_limit=5"
-    plan = plan_of("over", ("a", [], {}), ("b", ["a"], {}))
-    store = NatsStore(small)
-    await store.open()
-    try:
-        await store.save_workflow(plan)
-        await start(store, plan, "r1", now=NOW)
-        a1 = await claim_one(store, plan, "a", now=NOW + 1)
-        await start(store, plan, "r2", now=NOW + 2)
-        real = nats_commit.publish
-        sent: list[list[str]] = []
-
-        async def publish(*args: Any) -> int:
-            sent.append(sorted(key for key, _, _ in args[4]))
-            return int(await real(*args))
-
-        monkeypatch.setattr(nats_store, "publish", publish)
-        result, claims = await store.complete_and_claim(
-            [ok(a1)], NOW + 3, worker_id="w1", fingerprints=[plan.fingerprint], limit=1,
-            lease=30.0,
-        )  # fmt: skip
-        assert [(c.run_id, c.step) for c in claims] == [("r2", "a")]  # the older ready step
-        assert result.accepted == [True] and result.readied == 1  # r1's b: still to wake for
-        assert [{key.split(".")[1] for key in keys} for keys in sent] == [{"r1"}, {"r2"}]
-        assert all(len(keys) <= 5 for keys in sent)
-        rows = {
-            (s.run_id, s.name): s.status for r in ("r1", "r2") for s in await store.get_steps(r)
-        }
-        assert rows == {
-            ("r1", "a"): StepStatus.DONE, ("r1", "b"): StepStatus.READY,
-            ("r2", "a"): StepStatus.RUNNING, ("r2", "b"): StepStatus.PENDING,
-        }  # fmt: skip
-    finally:
-        await store.close()

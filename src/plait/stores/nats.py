@@ -70,7 +70,6 @@ from .._errors import RunConflict, StoreError
 from .._portal import Portal
 from ..core import durability
 from ..core.blobs import BlobStats, check_hash, check_put, missing
-from ..core.claiming import unclaimed_ready
 from ..core.durability import Durability
 from ..core.queues import QueueConfig, reconfigure
 from ..core.rate import Rate
@@ -91,7 +90,7 @@ from ..core.rows import (
     StepStatus,
     WorkflowPlan,
 )
-from ..core.txn import Action, Txn
+from ..core.txn import Action
 from . import nats_codec as codec
 from .nats_commit import (
     KV_OP,
@@ -538,9 +537,6 @@ class NatsStore:
         the keys moved on; StoreError if the batch is over the server's limit."""
         if not writes:
             return
-        # the revisions the transaction was decided on: taken now, before anything awaits (a
-        # key another process writes meanwhile reaches the replica, and must be a conflict)
-        expected = {key: self._replica.revs.get(key, 0) for key, _, _ in writes}
         if self.read_only:
             raise StoreError(f"NATS store {self._url.shown} is open read-only: a write was refused")
         if len(writes) > self._url.batch_limit:
@@ -572,7 +568,7 @@ class NatsStore:
             for (key, value, held), data in zip(writes, encoded, strict=True)
         }
         try:
-            first = await publish(nc, self._url, self._writer, expected, writes, encoded)
+            first = await publish(nc, self._url, self._writer, self._replica.revs, writes, encoded)
             for i, (key, value, held) in enumerate(writes):
                 self._replica.apply_key(key, value, held, first + i, remote=False)
         finally:
@@ -623,26 +619,6 @@ class NatsStore:
             self._write_lock = asyncio.Lock()
         return self._write_lock
 
-    def _capture(
-        self, op: Callable[[], Coroutine[Any, Any, T]]
-    ) -> tuple[list[Txn], dict[str, QueueConfig], T]:
-        """Run one of the memory store's transitions on the replica: what it would write (its
-        transactions, the queues it reconfigured) and what it returned."""
-        r = self._replica
-        r.captured, r.captured_queues = [], {}
-        coro = op()
-        try:
-            coro.send(None)
-        except StopIteration as stop:
-            result: T = stop.value
-        else:  # pragma: no cover - the memory store's methods never suspend
-            coro.close()
-            raise RuntimeError("the memory store suspended inside a transition")
-        finally:
-            txns, queues = r.captured, r.captured_queues
-            r.captured, r.captured_queues = [], {}
-        return txns, queues, result
-
     async def _captured(
         self,
         what: str,
@@ -651,12 +627,25 @@ class NatsStore:
     ) -> T:
         """Run one of the memory store's transitions on the replica, capturing what it would
         write, and commit that."""
+        loop_result: dict[str, T] = {}
 
         def attempt() -> tuple[list[Write], dict[str, bytes], T]:
-            txns, queues, result = self._capture(op)
+            r = self._replica
+            r.captured, r.captured_queues = [], {}
+            coro = op()
+            try:
+                coro.send(None)
+            except StopIteration as stop:
+                result: T = stop.value
+            else:  # pragma: no cover - the memory store's methods never suspend
+                coro.close()
+                raise RuntimeError("the memory store suspended inside a transition")
+            txns, queues = r.captured, r.captured_queues
+            r.captured, r.captured_queues = [], {}
             writes, blobs = txn_writes(
-                self._replica, txns, queues, flow is not None and flow(result), self.blob_threshold
+                r, txns, queues, flow is not None and flow(result), self.blob_threshold
             )
+            loop_result["r"] = result
             return writes, blobs, result
 
         return await self._transact(what, attempt)
@@ -923,47 +912,24 @@ class NatsStore:
         inputs: InputsWanted | None = None,
         code: CodeOf | None = None,
     ) -> tuple[CommitResult, Claims]:
-        """One atomic batch: the completions and the claim, as on SQL one transaction. The
-        claim is decided on the replica as the completions leave it (the steps they made
-        ready, their outputs as inputs): applied to it for that decision only and undone at
-        once, in one synchronous stretch, so nothing ever reads a state the server does not
-        have; the replica holds both once the server has acknowledged the batch. Every key
-        expects the revision the server has: a conflict runs both again. A batch over the
-        limit commits the completions alone, then claims (two commits)."""
-        r = self._replica
-
-        def claim(now: float) -> Coroutine[Any, Any, Claims]:
-            return r.claim(
+        """The completions' batch, then the claim's: two commits, not one, as the replica
+        applies a batch only once the server has it (a claim in the same batch would not see
+        the steps the completions made ready). `readied` leaves out as many as it claimed."""
+        result = await self._captured(
+            "committing outcomes", lambda: self._replica.complete(outcomes, now)
+        )
+        later = self.clock.time()
+        claims = await self._captured(
+            "claiming",
+            lambda: self._replica.claim(
                 worker_id=worker_id, fingerprints=fingerprints, limit=limit, lease=lease,
-                now=now, queues=queues, aged_before=aged_before, labels=labels, inputs=inputs,
+                now=later, queues=queues, aged_before=aged_before, labels=labels, inputs=inputs,
                 code=code,
-            )  # fmt: skip
-
-        def attempt() -> tuple[list[Write], dict[str, bytes], tuple[Txn, Claims | None]]:
-            txns, queue_writes, _ = self._capture(lambda: r.complete(outcomes, now))
-            done = _one(txns)
-            writes, blobs = txn_writes(r, txns, queue_writes, False, self.blob_threshold)
-            undo = r.supposing(writes)
-            try:
-                taken, taken_queues, claims = self._capture(lambda: claim(self.clock.time()))
-                more, more_blobs = txn_writes(
-                    r, taken, taken_queues, self._claimed_under_limits(claims),
-                    self.blob_threshold,
-                )  # fmt: skip
-            finally:
-                undo()
-            merged = _merged(writes, more)
-            if len(merged) > self._url.batch_limit:
-                return writes, blobs, (done, None)  # the claim in a batch of its own
-            return list(merged.values()), blobs | more_blobs, (done, claims)
-
-        done, claims = await self._transact("committing outcomes", attempt)
-        if claims is None:
-            claims = await self._captured(
-                "claiming", lambda: claim(self.clock.time()), flow=self._claimed_under_limits
-            )
-        done.result.readied = unclaimed_ready(done, claims)
-        return done.result, claims
+            ),
+            flow=self._claimed_under_limits,
+        )  # fmt: skip
+        result.readied = max(0, result.readied - len(claims))
+        return result, claims
 
     async def configure_queue(
         self, name: str, concurrency: int | None, rate: Rate | None, now: float
@@ -1244,28 +1210,6 @@ class NatsStore:
             return gone
 
         return await self._hop("collecting blobs", run())
-
-
-def _merged(first: Sequence[Write], then: Sequence[Write]) -> dict[str, Write]:
-    """Two transactions' writes as one batch's: a key both write, as the second left it; the
-    events both appended to a run, under the first's key (one message)."""
-    merged = {key: (key, value, held) for key, value, held in first}
-    events = {codec.split(key)[1]: key for key in merged if key.startswith("ev.")}
-    for key, value, held in then:
-        run_id = codec.split(key)[1] if key.startswith("ev.") else None
-        if run_id is not None and run_id in events:
-            at = events[run_id]
-            merged[at] = (at, [*merged[at][1], *value], {})
-        else:
-            merged[key] = (key, value, held)
-    return merged
-
-
-def _one(txns: Sequence[Txn]) -> Txn:
-    """The transaction a transition wrote (the memory store's write one each)."""
-    if len(txns) != 1:  # pragma: no cover - a bug
-        raise RuntimeError(f"a transition wrote {len(txns)} transactions, not one")
-    return txns[0]
 
 
 def _denied(exc: BaseException) -> bool:

@@ -10,16 +10,14 @@ process wakes this process's workers, waiters and watchers (`on_ready`, `on_ende
 
 The replica's write paths are the NATS store's transitions: what they would write is captured
 (`captured`), committed by the store (`stores.nats_commit`), and applied here only once the
-server has acknowledged it. The one exception, `supposing`, lasts one synchronous stretch: a
-hand-off's claim is decided on the completions' writes, which are undone before anything can
-read them (the store commits both in one batch).
+server has acknowledged it.
 """
 
 from __future__ import annotations
 
 import bisect
 import dataclasses
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection
 from typing import Any
 
 import orjson
@@ -121,69 +119,11 @@ class Replica(MemoryStore):
                 setattr(target, name, await fetch(sha))
         return row
 
-    def held_as(self, key: str) -> tuple[Any, dict[str, Any]]:
-        """What the replica holds under `key`, as `apply_key` takes it: (the row or None, the
-        blobs its payloads are in)."""
-        parts = codec.split(key)
-        kind = parts[0]
-        r = self
-        if kind == "run":
-            run = r._runs.get(parts[1])
-            if run is None:
-                return None, {}
-            return (run, r._run_updated.get(parts[1], 0.0)), dict(self.held.get(key, {}))
-        if kind == "steps":
-            names = self.pages.get(parts[1], {}).get(key)
-            if names is None:
-                return None, {}
-            stored = r._steps.get(parts[1], {})
-            rows = sorted((stored[n] for n in names if n in stored), key=lambda s: s.idx)
-            held = {n: dict(h) for n in names if (h := self.held.get(held_id(parts[1], n)))}
-            return rows, held
-        if kind == "ev":
-            seqs = self.event_keys.get(parts[1], {}).get(key)
-            if seqs is None:
-                return None, {}
-            wanted = set(seqs)
-            return [e for e in r._events.get(parts[1], ()) if e.seq in wanted], {}
-        if kind == "wf":
-            return r._workflows.get(parts[1]), {}
-        if kind == "queue":
-            return r._queues.get(parts[1]), {}
-        if kind == "rec":
-            return r._records.get((parts[1], parts[2])), {}
-        if kind == "art":
-            return r._artifacts.get(parts[1], {}).get(parts[2]), {}
-        if kind == "blob":
-            info = self.blob_info.get(parts[1])
-            if info is None:
-                return None, {}
-            return {"refs": info.refs, "size": info.size, "at": info.at}, {}
-        return None, {}  # `flow`: nothing kept
-
-    def supposing(self, writes: Sequence[tuple[str, Any, dict[str, Any]]]) -> Callable[[], None]:
-        """Make the replica hold `writes` as if the server had them, for a decision taken on
-        them in the same synchronous stretch (the claim of a hand-off, committed in the same
-        batch); the function that puts back what it held. The revisions stay the server's (a
-        commit expects them), and nothing is woken."""
-        before = [(key, self.held_as(key)) for key, _, _ in writes]
-        for key, row, held in writes:
-            self._apply(key, row, held, remote=False)
-
-        def undo() -> None:
-            for key, (row, held) in reversed(before):
-                self._apply(key, row, held, remote=False)
-
-        return undo
-
     def apply_key(self, key: str, row: Any, held: dict[str, Any], seq: int, remote: bool) -> None:
         """Make the replica hold `row` (None: deleted) under `key`, written at `seq`."""
         if self.revs.get(key, 0) >= seq:
             return
         self.revs[key] = seq
-        self._apply(key, row, held, remote)
-
-    def _apply(self, key: str, row: Any, held: dict[str, Any], remote: bool) -> None:
         parts = codec.split(key)
         kind = parts[0]
         if kind == "run":
@@ -256,13 +196,8 @@ class Replica(MemoryStore):
                 events = r._events.setdefault(run_id, [])
                 groups = self.event_keys.setdefault(run_id, {})
                 if row is None:
-                    gone = groups.pop(key, [])
-                    n = len(gone)
-                    if n and len(events) >= n and [e.seq for e in events[-n:]] == gone:
-                        del events[-n:]  # the last appended (a hand-off's undone): at the end
-                    elif gone:
-                        drop = set(gone)
-                        events[:] = [e for e in events if e.seq not in drop]
+                    gone = set(groups.pop(key, ()))
+                    events[:] = [e for e in events if e.seq not in gone]
                     if not groups:
                         self.event_keys.pop(run_id, None)
                     return
