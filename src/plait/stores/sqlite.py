@@ -386,7 +386,7 @@ class SQLiteStore(SQLStore):
             return run_sync(db, program)
 
 
-CACHE_SIZE = -65536  # PRAGMA cache_size: 64 MiB of pages
+CACHE_SIZE = -16384  # PRAGMA cache_size: 16 MiB of pages (and the OS caches the file)
 PASS_THROUGH_BYTES = 4 << 20  # a blob from this size on passes through a smaller page cache
 PASSING_CACHE = -2048  # PRAGMA cache_size meanwhile: 2 MiB
 
