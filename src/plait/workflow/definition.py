@@ -607,10 +607,10 @@ class Workflow:
         made: dict[tuple[Any, ...], tuple[tuple[str, EdgeKind], ...]] = {}
         edges: dict[str, tuple[tuple[str, EdgeKind], ...]] = {}
         for n, s in self._steps.items():
-            key = (s.after_any, s.after, s.data_deps, s.catches)
-            found = made.get(key)
+            deps_key: tuple[Any, ...] = (s.after_any, s.after, s.data_deps, s.catches)
+            found = made.get(deps_key)
             if found is None:
-                found = made[key] = tuple(s.dependencies().items())
+                found = made[deps_key] = tuple(s.dependencies().items())
             edges[n] = found
         names: dict[tuple[Any, ...], tuple[str, ...]] = {}
         # each handler's code digest once per plan (a generated graph's steps share a handler;
