@@ -1034,7 +1034,8 @@ def _is_async(fn: Callable[..., Any]) -> bool:
     """`inspect.iscoroutinefunction`, asked directly of a plain function (a third of
     `add_step`'s time went to inspect's unwrapping layers); anything else, or a function marked
     by `inspect.markcoroutinefunction` (Python 3.12), is left to inspect."""
-    if type(fn) is FunctionType and not hasattr(fn, "_is_coroutine_marker"):
+    # the marker is in the function's __dict__ (a failed hasattr costs an AttributeError)
+    if type(fn) is FunctionType and "_is_coroutine_marker" not in fn.__dict__:
         return bool(fn.__code__.co_flags & inspect.CO_COROUTINE)
     return inspect.iscoroutinefunction(fn)
 
