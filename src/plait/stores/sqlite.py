@@ -386,7 +386,7 @@ class SQLiteStore(SQLStore):
             return run_sync(db, program)
 
 
-CACHE_SIZE = -65536  # PRAGMA cache_size: 64 MiB of pages
+CACHE_SIZE = -16384  # PRAGMA cache_size: 16 MiB of pages (and the OS caches the file)
 PASS_THROUGH_BYTES = 4 << 20  # a blob from this size on passes through a smaller page cache
 PASSING_CACHE = -2048  # PRAGMA cache_size meanwhile: 2 MiB
 
@@ -507,9 +507,9 @@ def _read_blobs(db: sqlite3.Connection, sql: str, params: Mapping[str, Any]) -> 
 
 @contextmanager
 def _passing_through(db: sqlite3.Connection, size: int) -> Iterator[None]:
-    """While a large blob's pages pass through, the page cache keeps a few MB, not 64: they
-    would fill it with pages no transition reads (a 50 MB payload adding 64 MB to the
-    process), and push out the steps' pages."""
+    """While a large blob's pages pass through, the page cache keeps a few MB, not 16: they
+    would fill it with pages no transition reads (a 50 MB payload adding the whole cache to
+    the process), and push out the steps' pages."""
     if size < PASS_THROUGH_BYTES:
         yield
         return

@@ -170,8 +170,8 @@ class Worker:
         # and the generation of `_commits` that commit fired
         self._handed: tuple[int, Claims, int] | None = None
         self._commits = Broadcast()  # fired after every commit of this worker
-        self._wants_cache: dict[tuple[str, str, str | None], tuple[str, ...]] = {}
-        self._code_cache: dict[tuple[str, str, str | None], str | None] = {}
+        # code digests by handler (function, condition, key): `_code_of`
+        self._code_cache: dict[tuple[object, object, object], str] = {}
         self.grace = grace
         # by every fingerprint each serves: a workflow's own, and for code_changes="deploy" the
         # pinned one its runs started before migration 12 carry (Workflow.fingerprints)
@@ -324,28 +324,31 @@ class Worker:
 
     def _code_of(self, fingerprint: str, step: str, task: str | None) -> str | None:
         """The digest of the code this worker runs a claimed step with (`Workflow.code_of`),
-        worked out once per step or task (not per spawned step: there may be millions)."""
-        key = (fingerprint, step if task is None else "", task)
-        if key in self._code_cache:
-            return self._code_cache[key]
+        worked out once per handler (its function, condition and key): not per step, since a
+        generated graph has 100,000 steps with one handler, and a cache by step would hold
+        them all for as long as the worker serves."""
         wf = self.workflows.get(fingerprint)
+        if wf is None:
+            return None
         try:
-            found = None if wf is None else wf.code_of(step, task)
+            handler = wf.handler(step, task)
         except KeyError:  # a step this code does not have: its claim fails it, as before
-            found = None
-        self._code_cache[key] = found
-        return found
+            return None
+        key = (handler.fn, handler.when, handler.concurrency_key)
+        try:
+            return self._code_cache[key]
+        except KeyError:
+            found = self._code_cache[key] = wf.code_of(step, task)
+            return found
+        except TypeError:  # an unhashable callable
+            return wf.code_of(step, task)
 
     def _wants(self, claim: Claim) -> Collection[str]:
-        """The dependencies whose ends a claimed step's handler reads (the claim loads them)."""
+        """The dependencies whose ends a claimed step's handler reads (the claim loads them):
+        read off its definition each time (no cache by step: see `_code_of`)."""
         if claim.reads:  # a spawned step bound by parameter: the outputs it reads
             return [source for _, source in claim.reads]
-        key = (claim.fingerprint, claim.step, claim.task)
-        found = self._wants_cache.get(key)
-        if found is None:
-            handler = self.workflows[claim.fingerprint].handler(claim.step, claim.task)
-            found = self._wants_cache[key] = handler.reads
-        return found
+        return self.workflows[claim.fingerprint].handler(claim.step, claim.task).reads
 
     async def _claim_loop(self) -> None:
         idle = self._idle = IdleWait(self.rt)  # how to wait when nothing was claimed

@@ -62,6 +62,12 @@ def check_name(kind: str, name: object, pattern: re.Pattern[str] = NAME_RE) -> s
     return name
 
 
+# The `defaults` of every step without any and the `dep_params` of a step not yet bound: one
+# shared empty dict each (a generated graph has 100,000 steps), never written to.
+_NO_DEFAULTS: dict[str, Any] = {}
+_NO_PARAMS: dict[str, Any] = {}
+
+
 @dataclass(frozen=True, slots=True)
 class InputField:
     name: str
@@ -80,7 +86,9 @@ class StepDef:
     deps: tuple[str, ...] = ()  # explicit data dependencies (add_step)
     after: tuple[str, ...] = ()
     after_any: tuple[str, ...] = ()
-    defaults: dict[str, Any] = field(default_factory=dict)
+    # a step without defaults shares one empty dict (never written: `_add` gives a step with
+    # options its own)
+    defaults: dict[str, Any] = field(default_factory=lambda: _NO_DEFAULTS)
     optional: bool = False
     retry: Retry | None = None
     timeout: float | None = None
@@ -110,7 +118,8 @@ class StepDef:
     inputs: tuple[InputField, ...] = ()
     ctx_param: str | None = None
     signature: inspect.Signature | None = None
-    dep_params: dict[str, TypeAdapter[Any] | None] = field(default_factory=dict)
+    # set by _bind to the dict the steps of one handler share (read only)
+    dep_params: dict[str, TypeAdapter[Any] | None] = field(default_factory=lambda: _NO_PARAMS)
     accepts_kwargs: bool = False
     # a task (@wf.task), spawned by steps: the parameter its input binds to (see workflow.tasks)
     is_task: bool = False
@@ -272,6 +281,7 @@ class Workflow:
         self._task_fns: dict[Callable[..., Any], StepDef] = {}
         # a generated graph gives thousands of steps one handler: its signature is read once
         self._signatures: dict[Callable[..., Any], inspect.Signature] = {}
+        self._deps: dict[tuple[str, ...], tuple[str, ...]] = {}  # shared dependency tuples
         self._plan: WorkflowPlan | None = None
         self._pinned: str | None = None  # the fingerprint with the code (pinned_fingerprint)
         self._fields: frozenset[str] | None = None  # run-input fields read (_input_fields)
@@ -398,6 +408,29 @@ class Workflow:
     def _add(
         self, name: str, fn: Callable[..., Any], deps: tuple[str, ...], options: dict[str, Any]
     ) -> StepDef:
+        if (
+            not options
+            and self.approval_policy is None
+            and type(name) is str
+            and name != CONTEXT_NAME
+            and name not in self._steps
+            and NAME_RE.fullmatch(name)
+            and callable(fn)
+        ):  # the common case of generated graphs: a plain step, checked as below, in short
+            shared = self._deps.get(deps)  # dependencies seen before were checked then
+            if shared is None:
+                names = tuple(_names(f"workflow {self.name!r}, step {name!r}", "deps", deps))
+                shared = self._deps.setdefault(names, names)
+            step = StepDef(name=name, fn=fn, deps=shared)
+            if fn is not awaits_signal:
+                step.policy_name = name
+            try:
+                step.signature = self._signatures[fn]
+            except (KeyError, TypeError):
+                self._inspect_signature(f"workflow {self.name!r}, step {name!r}", step)
+            self._steps[name] = step
+            self._plan = self._fields = None
+            return step
         check_name("step", name)
         where = f"workflow {self.name!r}, step {name!r}"
         if name == CONTEXT_NAME:
@@ -417,7 +450,9 @@ class Workflow:
                 options = {**options, "approval": policy.approval}  # a step's own is kept
         subject = None if signal else name
         if not options:  # the common case of generated graphs: nothing more to check
-            step = StepDef(name=name, fn=fn, deps=tuple(_names(where, "deps", deps)))
+            names = tuple(_names(where, "deps", deps))
+            # steps with the same dependencies share one tuple (a fan-out's 100,000)
+            step = StepDef(name=name, fn=fn, deps=self._deps.setdefault(names, names))
             step.policy_name = subject
             self._inspect_signature(where, step)
             self._steps[name] = self._policed(step)
@@ -565,14 +600,18 @@ class Workflow:
         binding = _Binding()
         for step in self._steps.values():
             self._bind(step, binding)
-        # each step's dependencies as the tuple its StepPlan keeps, made once; the steps of a
-        # generated graph share their dependencies' and inputs' tuples: one copy each, not one
-        # per step (memory a worker holds for as long as it serves)
-        shared: dict[tuple[Any, ...], tuple[Any, ...]] = {}
-        edges = {
-            n: shared.setdefault(made := tuple(s.dependencies().items()), made)
-            for n, s in self._steps.items()
-        }
+        # each step's dependencies as the tuple its StepPlan keeps, made once per shape; the
+        # steps of a generated graph share their dependencies' and inputs' tuples, their
+        # options and code digests: one copy each, not one per step (memory a worker holds for
+        # as long as it serves)
+        made: dict[tuple[Any, ...], tuple[tuple[str, EdgeKind], ...]] = {}
+        edges: dict[str, tuple[tuple[str, EdgeKind], ...]] = {}
+        for n, s in self._steps.items():
+            deps_key: tuple[Any, ...] = (s.after_any, s.after, s.data_deps, s.catches)
+            found = made.get(deps_key)
+            if found is None:
+                found = made[deps_key] = tuple(s.dependencies().items())
+            edges[n] = found
         names: dict[tuple[Any, ...], tuple[str, ...]] = {}
         # each handler's code digest once per plan (a generated graph's steps share a handler;
         # code_digest's own cache is a weak dictionary, slow to ask 200,000 times)
@@ -591,28 +630,38 @@ class Workflow:
                 for n, e in edges.items()
             },
         )
-        steps = tuple(
-            StepPlan(
-                name=s.name,
-                dependencies=edges[s.name],
-                defaults=tuple(sorted(s.defaults)) if s.defaults else (),
-                optional=s.optional,
-                priority=s.priority,
-                inputs=shared.setdefault(
-                    fields := tuple((f.name, f.required) for f in (*s.inputs, *s.when_inputs)),
+        # what a StepPlan holds besides its name, by the objects it is made of (alive for
+        # the whole plan, so their ids are theirs)
+        shapes: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        inputs: dict[tuple[Any, ...], tuple[tuple[str, bool], ...]] = {}
+        steps = []
+        for s in self._steps.values():
+            key = (
+                id(edges[s.name]), id(s.defaults), s.optional, s.priority, id(s.inputs),
+                id(s.when_inputs), id(s.options), s.refusal, id(s.fn), id(s.when),
+                id(s.concurrency_key),
+            )  # fmt: skip
+            shape = shapes.get(key)
+            if shape is None:
+                fields = tuple((f.name, f.required) for f in (*s.inputs, *s.when_inputs))
+                fields = inputs.setdefault(fields, fields)
+                shape = shapes[key] = (
+                    edges[s.name],
+                    tuple(sorted(s.defaults)) if s.defaults else (),
+                    s.optional,
+                    s.priority,
                     fields,
-                ),
-                options=self._row_options(s),
-                code=_step_code(s, digest),
-            )
-            for s in self._steps.values()
-        )
+                    self._row_options(s),
+                    _step_code(s, digest),
+                )
+            steps.append(StepPlan(s.name, *shape))
+        del shapes
         graph, self._pinned = self._fingerprints(edges, digest)
         return WorkflowPlan(
             name=self.name,
             version=self.version,
             fingerprint=self._pinned if self.code_changes == "pin" else graph,
-            steps=steps,
+            steps=tuple(steps),
             code_changes=self.code_changes,
             graph=graph,
         )
@@ -707,8 +756,29 @@ class Workflow:
     # -- internals ------------------------------------------------------------------------------
 
     def _bind(self, step: StepDef, binding: _Binding) -> None:
-        where = f"workflow {self.name!r}, step {step.name!r}"
         bound = binding.params(step, self._steps)
+        plain = (
+            step.options is None  # no at_end, no key limit
+            and step.when is None
+            and step.concurrency_key is None
+            and not step.after
+            and not step.after_any
+            and step.catches is None
+            and not step.defaults
+        )
+        if plain:  # bound as the last step with this handler and these deps was, if any
+            try:
+                known = binding.plain.get((step.fn, step.deps))
+            except TypeError:  # an unhashable callable
+                known = None
+            if known is not None and known[0] is bound and step.name not in known[1]:
+                step.data_deps = known[1]
+                step.inputs = bound.inputs
+                step.ctx_param = bound.ctx_param
+                step.dep_params = bound.dep_params
+                step.accepts_kwargs = bound.accepts_kwargs
+                return
+        where = f"workflow {self.name!r}, step {step.name!r}"
         if step.name in bound.dep_params:
             raise DefinitionError(f"{where}: cycle: {step.name} -> {step.name}")
         data: dict[str, None] = dict.fromkeys(step.deps)
@@ -768,6 +838,9 @@ class Workflow:
         step.ctx_param = bound.ctx_param
         step.dep_params = bound.dep_params  # shared by the steps of one handler: read only
         step.accepts_kwargs = bound.accepts_kwargs
+        if plain:  # every check above passed for this handler and these deps
+            with contextlib.suppress(TypeError):  # an unhashable callable: not remembered
+                binding.plain[(step.fn, step.deps)] = (bound, step.data_deps)
 
     def _bind_ending(self, where: str, step: StepDef, data: dict[str, None]) -> None:
         """Check `catches=` and give a step `at_end` its dependencies: an `after_any` on every
@@ -847,41 +920,49 @@ class Workflow:
         pinned.update(b"{")
         put(b'"fail_fast":true,' if self.fail_fast else b"")
         put(b'"name":', dump(self.name), b',"retry":', dump(self.retry.as_dict()), b',"steps":[')
+        # the pieces to hash, joined and hashed a few thousand steps at a time
+        gparts: list[bytes] = []
+        pparts: list[bytes] = []
+        # a generated graph's steps differ only by name: each shape's JSON is dumped once, and
+        # a step's is its shape's with its name spliced in (`_shape_print`)
+        shapes: dict[tuple[Any, ...], tuple[bytes, bytes, bytes] | None] = {}
         for i, s in enumerate(self._steps.values()):
-            step: dict[str, Any] = {
-                "name": s.name,
-                "deps": sorted(edges[s.name]),
-                "defaults": {
-                    k: _codec.loads(_codec.dumps(v)) for k, v in sorted(s.defaults.items())
-                },
-                "optional": s.optional,
-                "retry": s.retry.as_dict() if s.retry else None,
-                "timeout": s.timeout,
-                "priority": s.priority,
-                "inputs": [(f.name, f.required) for f in (*s.inputs, *s.when_inputs)],
-                "when": True if s.when is not None else None,
-                "options": None if s.options is None else _options_print(s.options),
-                **({"refused": s.refusal[0]} if s.refusal is not None else {}),
-                **({"key": True} if s.concurrency_key else {}),
-            }
             comma = b"," if i else b""
+            if len(gparts) > 16384:
+                graph.update(b"".join(gparts))
+                pinned.update(b"".join(pparts))
+                gparts.clear()
+                pparts.clear()
+            if s.when is None and not s.concurrency_key and not s.defaults:
+                key = (
+                    id(edges[s.name]), s.optional, id(s.retry), s.timeout, s.priority,
+                    id(s.inputs), id(s.when_inputs), id(s.options), s.refusal, id(s.fn),
+                )  # fmt: skip
+                try:
+                    shape = shapes[key]
+                except KeyError:
+                    shape = shapes[key] = _shape_print(_step_print(s, edges), digest(s.fn))
+                if shape is not None:
+                    head, tail, pinned_head = shape
+                    name = s.name.encode()  # ASCII without quotes or escapes (NAME_RE)
+                    gparts += (comma, head, name, tail)
+                    pparts += (comma, pinned_head, name, tail)
+                    continue
+            step = _step_print(s, edges)
             data = dump(step)
-            graph.update(comma)
-            graph.update(data)
-            pinned.update(comma)
+            gparts += (comma, data)
             if s.when is None and not s.concurrency_key:
                 # the same object with "code" first (keys are sorted): spliced, not dumped again
-                pinned.update(b'{"code":')
-                pinned.update(dump(digest(s.fn)))
-                pinned.update(b",")
-                pinned.update(memoryview(data)[1:])
+                pparts += (comma, b'{"code":', dump(digest(s.fn)), b",", data[1:])
                 continue
             step["code"] = digest(s.fn)
             if s.when is not None:
                 step["when"] = digest(s.when)
             if s.concurrency_key:
                 step["key"] = digest(s.concurrency_key)
-            pinned.update(dump(step))
+            pparts += (comma, dump(step))
+        graph.update(b"".join(gparts))
+        pinned.update(b"".join(pparts))
         put(b"]")
         if self._tasks:
             for sha, with_code in ((graph, False), (pinned, True)):
@@ -903,6 +984,42 @@ class Workflow:
         return graph.hexdigest()[:16], pinned.hexdigest()[:16]
 
 
+def _step_print(
+    s: StepDef, edges: Mapping[str, tuple[tuple[str, EdgeKind], ...]]
+) -> dict[str, Any]:
+    """A step as its workflow's fingerprint hashes it (`Workflow._fingerprints`)."""
+    return {
+        "name": s.name,
+        "deps": sorted(edges[s.name]),
+        "defaults": {k: _codec.loads(_codec.dumps(v)) for k, v in sorted(s.defaults.items())},
+        "optional": s.optional,
+        "retry": s.retry.as_dict() if s.retry else None,
+        "timeout": s.timeout,
+        "priority": s.priority,
+        "inputs": [(f.name, f.required) for f in (*s.inputs, *s.when_inputs)],
+        "when": True if s.when is not None else None,
+        "options": None if s.options is None else _options_print(s.options),
+        **({"refused": s.refusal[0]} if s.refusal is not None else {}),
+        **({"key": True} if s.concurrency_key else {}),
+    }
+
+
+_NAME_MARK = b'"name":"\\u0000"'  # a name no step has (NAME_RE), as orjson writes it
+
+
+def _shape_print(step: dict[str, Any], code: str) -> tuple[bytes, bytes, bytes] | None:
+    """A step's printed JSON cut around its name, for the steps that differ from it only by
+    name: (what comes before the name's value, what comes after, the first with the code
+    first, as the pinned fingerprint has it); None if the cut is not clear."""
+    data = orjson.dumps({**step, "name": "\x00"}, option=orjson.OPT_SORT_KEYS)
+    if data.count(_NAME_MARK) != 1:
+        return None
+    at = data.index(_NAME_MARK) + len(b'"name":"')  # the quotes stay in head and tail
+    head, tail = data[:at], data[at + len(b"\\u0000") :]
+    code_json = orjson.dumps(code)
+    return head, tail, b'{"code":' + code_json + b"," + head[1:]
+
+
 def _step_code(step: StepDef, digest: Callable[[Callable[..., Any]], str] = code_digest) -> str:
     """The digest of the code that runs a step: its handler's, alone when it has neither a
     condition nor a concurrency key, else with theirs."""
@@ -917,7 +1034,8 @@ def _is_async(fn: Callable[..., Any]) -> bool:
     """`inspect.iscoroutinefunction`, asked directly of a plain function (a third of
     `add_step`'s time went to inspect's unwrapping layers); anything else, or a function marked
     by `inspect.markcoroutinefunction` (Python 3.12), is left to inspect."""
-    if type(fn) is FunctionType and not hasattr(fn, "_is_coroutine_marker"):
+    # the marker is in the function's __dict__ (a failed hasattr costs an AttributeError)
+    if type(fn) is FunctionType and "_is_coroutine_marker" not in fn.__dict__:
         return bool(fn.__code__.co_flags & inspect.CO_COROUTINE)
     return inspect.iscoroutinefunction(fn)
 
@@ -958,6 +1076,9 @@ class _Binding:
         self._adapters: dict[Any, TypeAdapter[Any] | None] = {}
         self._params: dict[Callable[..., Any], _Params] = {}
         self._tuples: dict[tuple[str, ...], tuple[str, ...]] = {}
+        # (handler, deps) of a step without options -> (how its parameters bound, its data
+        # dependencies): the checks `Workflow._bind` made hold for every such step
+        self.plain: dict[tuple[Any, ...], tuple[_Params, tuple[str, ...]]] = {}
 
     def shared(self, names: tuple[str, ...]) -> tuple[str, ...]:
         """One tuple for the steps that have the same one (a fan-out's dependency lists)."""

@@ -73,6 +73,22 @@ def fan(n: int) -> plait.Workflow:
     return wf
 
 
+def shapes() -> plait.Workflow:
+    """Steps alike but for their names, in several shapes (options, a refusal, fail-fast), each
+    shape printed once and the names spliced in: the same bytes as every step printed whole."""
+    policy = plait.ApprovalPolicy("auto", block=["t1*"])
+    wf = plait.Workflow("shapes", version="2", fail_fast=True, approval_policy=policy)
+    wf.add_step("a", noop)
+    for i in range(50):
+        retry = plait.Retry(attempts=2)
+        wf.add_step(f"q{i}", leaf, ("a",), queue="q", retry=retry, timeout=3, priority=i % 2)
+        wf.add_step(f"t{i}", total, ("a",))
+        wf.add_step(f"o{i}", noop, after=["a"], optional=True)
+    after, after_any = [f"q{i}" for i in range(50)], [f"o{i}" for i in range(50)]
+    wf.add_step("z", noop, after=after, after_any=after_any)
+    return wf
+
+
 def test_fingerprints_are_what_they_were() -> None:
     """With the code (pinned): as before code_changes existed, so that runs started before
     migration 12 are served still."""
@@ -80,10 +96,12 @@ def test_fingerprints_are_what_they_were() -> None:
         "chain": chain().pinned_fingerprint,
         "options": options().pinned_fingerprint,
         "fan": fan(1000).pinned_fingerprint,
+        "shapes": shapes().pinned_fingerprint,
     } == {
         "chain": "350e81332a212383",
         "options": "d12346b5ab94d258",
         "fan": "08a816f000fb668d",
+        "shapes": "25cc9746abe2f25d",
     }
 
 
@@ -93,8 +111,10 @@ def test_graph_fingerprints_are_what_they_were() -> None:
         "chain": chain().fingerprint,
         "options": options().fingerprint,
         "fan": fan(1000).fingerprint,
+        "shapes": shapes().fingerprint,
     } == {
         "chain": "ee66c6acdbff57a8",
         "options": "c242f4f43f9ff94f",
         "fan": "23f03d8ca5eff835",
+        "shapes": "a387cb05928db8b2",
     }
