@@ -11,18 +11,21 @@ import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import nats
 import pytest
 from nats.js.api import StreamConfig
 
 import plait
-from plait.core.rows import RecordRow
+from plait.core import actions
+from plait.core.rows import RecordRow, RunStatus
+from plait.stores import nats as nats_store
 from plait.stores import nats_codec as codec
 from plait.stores import open_store
 from plait.stores.nats import NatsStore
 from plait.stores.nats_setup import check_server, hide_secrets, parse_url
-from plait.testing.contract.helpers import chain, start
+from plait.testing.contract.helpers import NOW, chain, claim_one, ok, start
 from tests import nats_server
 
 
@@ -422,3 +425,43 @@ async def test_doctor_reads_the_servers_sync_setting(
         assert warned is (safe is False)
     finally:
         server.stop()
+
+
+async def test_a_key_written_elsewhere_while_a_commit_goes_out_is_a_conflict_not_lost(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A commit expects the revisions its transaction was decided on. Another process cancels
+    the run while this one's completion of a step is on its way out, and this replica catches
+    up with the cancel before the batch is published: the batch must conflict (and the
+    completion run again on what the replica now has), never write the run back as it was
+    before the cancel (a lost update: the cancel gone)."""
+    plan = chain("lost", 3)
+    mine, other = NatsStore(url), NatsStore(url)
+    await mine.open()
+    await other.open()
+    try:
+        await mine.save_workflow(plan)
+        await start(mine, plan, "r")
+        s0 = await claim_one(mine, plan, "s0")
+        real = nats_store.publish
+        published: list[int] = []
+
+        async def publish(*args: Any) -> int:
+            if args[2] == mine._writer:
+                published.append(1)
+                if len(published) == 1:  # the cancel lands, and this replica sees it, first
+                    await other.apply(
+                        lambda txn: actions.cancel(txn, "r", reason="stop", by="tester"), NOW + 1
+                    )
+                    await mine._catch_up(await mine._last_seq())
+            return int(await real(*args))
+
+        monkeypatch.setattr(nats_store, "publish", publish)
+        await mine.complete([ok(s0, "A")], NOW + 2)
+        assert len(published) == 2  # the first batch conflicted; the completion ran again
+        for store in (mine, other):
+            run = await store.get_run("r")
+            assert run is not None and run.status is RunStatus.CANCELLED
+    finally:
+        await mine.close()
+        await other.close()

@@ -533,10 +533,13 @@ class NatsStore:
 
     async def _commit(self, writes: Sequence[Write], blobs: Mapping[str, bytes]) -> None:
         """Publish `writes` as one atomic batch, each expecting the revision of its key the
-        replica has now, and apply them to the replica once acknowledged. Conflict if one of
+        replica had when the transaction was decided (when this is called), and apply them to the replica once acknowledged. Conflict if one of
         the keys moved on; StoreError if the batch is over the server's limit."""
         if not writes:
             return
+        # the revisions the transaction was decided on: taken now, before anything awaits (a
+        # key another process writes meanwhile reaches the replica, and must be a conflict)
+        expected = {key: self._replica.revs.get(key, 0) for key, _, _ in writes}
         if self.read_only:
             raise StoreError(f"NATS store {self._url.shown} is open read-only: a write was refused")
         if len(writes) > self._url.batch_limit:
@@ -568,7 +571,7 @@ class NatsStore:
             for (key, value, held), data in zip(writes, encoded, strict=True)
         }
         try:
-            first = await publish(nc, self._url, self._writer, self._replica.revs, writes, encoded)
+            first = await publish(nc, self._url, self._writer, expected, writes, encoded)
             for i, (key, value, held) in enumerate(writes):
                 self._replica.apply_key(key, value, held, first + i, remote=False)
         finally:
