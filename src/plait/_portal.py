@@ -69,17 +69,20 @@ class Portal:
             return self._loop
 
     def submit(self, coro: Coroutine[Any, Any, R]) -> Future[R]:
-        loop = self._ensure()
         try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
+            loop = self._ensure()
+            self._refuse_own_loop()
+        except BaseException:
             coro.close()
+            raise
+        return asyncio.run_coroutine_threadsafe(coro, loop)
+
+    def _refuse_own_loop(self) -> None:
+        """A blocking call made on the portal's own loop would wait for itself forever."""
+        if self.running_here():
             raise RuntimeError(
                 "a blocking plait method was called from plait's own loop; await the *_async twin"
             )
-        return asyncio.run_coroutine_threadsafe(coro, loop)
 
     def running_here(self) -> bool:
         """Is the caller running on this portal's loop?"""
@@ -102,15 +105,7 @@ class Portal:
         taken = _thread.allocate_lock()
         try:
             loop = self._ensure()
-            try:
-                running = asyncio.get_running_loop()
-            except RuntimeError:
-                running = None
-            if running is loop:
-                raise RuntimeError(
-                    "a blocking plait method was called from plait's own loop; await the "
-                    "*_async twin"
-                )
+            self._refuse_own_loop()
             ended = _thread.allocate_lock()
             ended.acquire()
             box: list[asyncio.Task[R]] = []

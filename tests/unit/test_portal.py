@@ -39,14 +39,15 @@ def test_call_raises_what_the_coroutine_raises(portal: Portal) -> None:
         portal.call(fails())
 
 
-def test_a_blocking_call_from_the_portal_s_own_loop_is_refused(portal: Portal) -> None:
+@pytest.mark.parametrize("how", ["call", "submit"])
+def test_a_blocking_call_from_the_portal_s_own_loop_is_refused(portal: Portal, how: str) -> None:
     async def nested() -> int:
         return 1
 
     async def outer() -> None:
         coro = nested()
         with pytest.raises(RuntimeError) as caught:
-            portal.call(coro)
+            getattr(portal, how)(coro)
         assert str(caught.value) == (
             "a blocking plait method was called from plait's own loop; await the *_async twin"
         )
